@@ -1,0 +1,1 @@
+"""Checkpoint to ONNX (plugin and portable graphs) to TensorRT engines: `bdinn-export`."""

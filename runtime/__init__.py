@@ -1,0 +1,1 @@
+"""Inference side of bdinn: image/video I/O, metrics and backends; importable without torch."""

@@ -1,0 +1,109 @@
+"""BDINN's structure: exact invertibility, sizes, and the paper's parameter / MAC counts."""
+
+import pytest
+import torch
+
+from bdinn.train.complexity import complexity_report
+from bdinn.train.network import (
+    CONFIGS,
+    BandedDeformConv2d,
+    BDINNConfig,
+    build_model,
+    count_parameters,
+    dense_coupling,
+    get_config,
+)
+
+PAPER_PARAMS = 5.885e6
+PAPER_MACS = 37.4e9
+
+
+def randomize(model: torch.nn.Module, scale: float = 0.01) -> torch.nn.Module:
+    """Move every weight off its near-identity initialisation, so inversion is really exercised."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * scale)
+        for m in model.modules():
+            if isinstance(m, BandedDeformConv2d):
+                m.head.weight.normal_(0, 0.2)
+    return model
+
+
+@pytest.mark.parametrize("name", ["lite", "paper"])
+def test_inverse_reconstructs_input(name):
+    model = randomize(build_model(name)).double().eval()
+    torch.manual_seed(1)
+    y1 = torch.rand(1, 3, 32, 48, dtype=torch.float64)
+    y2 = torch.rand(1, 3, 32, 48, dtype=torch.float64)
+    with torch.no_grad():
+        x, b = model.decompose(y1, y2)
+        # The map is far from the identity: inversion is not trivially satisfied.
+        assert (x - y1).abs().max() > 0.5
+        r1, r2 = model.reconstruct(x, b)
+        assert (r1 - y1).abs().max() < 1e-6 and (r2 - y2).abs().max() < 1e-6
+        model.float()
+        x, b = model.decompose(y1.float(), y2.float())
+        r1, r2 = model.reconstruct(x, b)
+    assert (r1 - y1.float()).abs().max() < 1e-3 and (r2 - y2.float()).abs().max() < 1e-3
+
+
+def test_paper_configuration_matches_paper_counts():
+    report = complexity_report(build_model("paper"), 256, 256)
+    assert abs(report["parameters"] / PAPER_PARAMS - 1) < 0.03
+    # The paper's "37.4 G FLOPs" were counted by a MAC-counting tool: they are MACs.
+    assert abs(report["macs"] / PAPER_MACS - 1) < 0.03
+    assert report["flops"] == 2 * report["macs"]
+
+
+def test_lite_is_much_smaller_than_paper():
+    lite = complexity_report(build_model("lite"), 256, 256)
+    paper = complexity_report(build_model("paper"), 256, 256)
+    assert lite["parameters"] < paper["parameters"] / 3
+    assert lite["macs"] < paper["macs"] / 5
+
+
+def test_mac_count_scales_with_pixels():
+    model = build_model("lite")
+    small = complexity_report(model, 64, 64)["macs"]
+    big = complexity_report(model, 128, 256)["macs"]
+    # Per-pixel work scales exactly; only the channel attention's pooled 1x1 convs do not.
+    assert abs(big / (8 * small) - 1) < 1e-3
+
+
+@pytest.mark.parametrize(("h", "w"), [(100, 150), (37, 53), (16, 16), (9, 12)])
+def test_any_size_is_padded_and_cropped_back(h, w):
+    model = build_model("lite").eval()
+    y = torch.rand(1, 3, h, w)
+    with torch.no_grad():
+        out = model(y)
+    assert out.shape == (1, 3, h, w)
+    assert torch.isfinite(out).all()
+
+
+def test_decompose_rejects_sizes_not_multiple_of_8():
+    model = build_model("lite")
+    y = torch.rand(1, 3, 20, 24)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        model.decompose(y, y)
+
+
+def test_log_scale_is_soft_clamped_for_float16():
+    coupling = dense_coupling(8, growth=4, depth=1, clamp=2.0)
+    s = coupling._log_scale(torch.tensor([-1e6, -3.0, 0.0, 3.0, 1e6]))
+    assert s.abs().max() <= 2.0
+    assert torch.exp(s).max() < 7.4  # exp(clamp): far below float16's 65504
+    assert torch.allclose(coupling._log_scale(torch.tensor([1e-3])), torch.tensor([1e-3]), rtol=1e-5)
+
+
+def test_config_round_trip_and_lookup():
+    for config in CONFIGS.values():
+        assert BDINNConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown configuration"):
+        get_config("huge")
+    with pytest.raises(ValueError, match="unknown BDINN config keys"):
+        BDINNConfig.from_dict({"channels": 3, "depth_of_field": 2})
+
+
+def test_parameter_count_is_deterministic():
+    assert count_parameters(build_model("lite")) == count_parameters(build_model("lite"))

@@ -1,0 +1,459 @@
+"""BDINN: the cross-scale invertible debanding network (paper §3), readable top to bottom.
+
+G maps (Y, Y) to (X, B), 2C channels in and out, and is a bijection: every block below has an
+exact `inverse`. Layout, coarse to fine:
+
+    (Y, Y) ─ EB1 ─┬─ skip path 1 (DCBs) ──────────────────────────────┐
+                  └─ EB2 ─┬─ skip path 2 ──────────────────────┐      │
+                          └─ EB3 ─┬─ skip path 3 ───────┐      │      │
+                                  └─ 2 BDACBs ─ concat ─ DB3 ─ concat ─ DB2 ─ concat ─ DB1 ─ (X, B)
+
+An encoder block (EB) is pixel-unshuffle x2 then m dense coupling blocks (DCBs); a decoder block
+(DB) is m DCBs then pixel-shuffle x2. Each EB output is split by channels into a skip part and an
+onward part, and each DB couples the features from below with its skip part (concatenated, so the
+DB's first DCB is a coupling between the two scales). Splits, concatenations and (un)shuffles are
+permutations, so the whole network stays invertible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .ops import banded_deform_conv_gridsample, banded_deform_conv_reference
+
+BANDED_CONV_IMPLS: dict[str, Callable[..., torch.Tensor]] = {
+    "reference": banded_deform_conv_reference,
+    "gridsample": banded_deform_conv_gridsample,
+}
+
+# Initial stretch of the long kernel axis is 1: 1.75 + 1.25 * tanh(STRETCH_SHIFT) == 1.
+STRETCH_SHIFT = math.atanh(-0.6)
+LOG2 = math.log(2.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Configurations: named, as data.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BDINNConfig:
+    """Architecture hyper-parameters. Level i (0..2) runs at 1/2**(i+1) resolution."""
+
+    channels: int = 3
+    growth: tuple[int, int, int] = (32, 32, 32)  # dense-block growth per level
+    dense_depth: int = 4  # conv layers per dense block before its output conv
+    encoder_blocks: tuple[int, int, int] = (2, 2, 2)  # m DCBs per EB
+    decoder_blocks: tuple[int, int, int] = (2, 2, 2)  # m DCBs per DB
+    skip_blocks: tuple[int, int, int] = (1, 1, 1)  # DCBs on each cross-scale short path
+    skip_fraction: float = 0.5  # share of each EB output sent down its short path
+    bottleneck_blocks: int = 2  # BDACBs
+    bottleneck_growth: int = 32
+    attention_reduction: int = 4  # channel-attention squeeze ratio
+    kernel: tuple[int, int] = (3, 5)  # banded deformable kernel (kh, kw)
+    clamp: float = 2.0  # soft clamp of every coupling's log-scale: |s| < clamp
+    banded_impl: str = "gridsample"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BDINNConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown BDINN config keys: {sorted(unknown)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+
+CONFIGS: dict[str, BDINNConfig] = {
+    # The paper's size: ~5.9 M parameters, ~37 G MACs at 3x256x256.
+    "paper": BDINNConfig(
+        growth=(32, 32, 16),
+        dense_depth=4,
+        encoder_blocks=(2, 2, 1),
+        decoder_blocks=(2, 2, 1),
+        skip_blocks=(1, 1, 1),
+        bottleneck_blocks=2,
+        bottleneck_growth=32,
+    ),
+    # Small enough to train and run on a 2-core CPU.
+    "lite": BDINNConfig(
+        growth=(16, 16, 16),
+        dense_depth=3,
+        encoder_blocks=(1, 1, 1),
+        decoder_blocks=(1, 1, 1),
+        skip_blocks=(1, 1, 1),
+        bottleneck_blocks=2,
+        bottleneck_growth=16,
+    ),
+}
+
+
+def get_config(name: str) -> BDINNConfig:
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ValueError(f"unknown configuration {name!r}; choose one of {sorted(CONFIGS)}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Banded deformable convolution layer.
+# --------------------------------------------------------------------------------------------
+
+
+def activate_geometry(raw: torch.Tensor) -> torch.Tensor:
+    """Head output [N,4,H,W] -> geometry (cos, sin, sx, sy), the operator's input.
+
+    Rotation: (1 + a, b) normalised to unit length. Stretch of the long axis: tanh-bounded to
+    (0.5, 3). Whole-grid scale: 1 + softplus(t) - log 2, so that a zero head gives scale 1
+    (DESIGN's 1 + softplus would start dilated by 1.69) and the grid never shrinks below 0.31.
+    A zero head therefore yields (1, 0, 1, 1): the plain, unrotated grid.
+    """
+    a, b, s, t = raw.unbind(dim=1)
+    c_raw = 1.0 + a
+    norm = torch.sqrt(c_raw * c_raw + b * b + 1e-12)
+    cos = c_raw / norm
+    sin = b / norm
+    stretch = 1.75 + 1.25 * torch.tanh(s + STRETCH_SHIFT)
+    scale = 1.0 + F.softplus(t) - LOG2
+    return torch.stack((cos, sin, scale * stretch, scale), dim=1)
+
+
+class BandedDeformConv2d(nn.Module):
+    """Convolution whose kernel grid is rotated and stretched per pixel (paper §3.3).
+
+    A zero-initialised 3x3 head predicts the grid geometry, so the layer starts as a plain
+    convolution with 'same' padding.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: tuple[int, int] = (3, 5),
+        dilation: tuple[int, int] = (1, 1),
+        bias: bool = True,
+        impl: str = "gridsample",
+    ) -> None:
+        super().__init__()
+        if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+            raise ValueError(f"kernel sizes must be odd, got {kernel}")
+        if impl not in BANDED_CONV_IMPLS:
+            raise ValueError(f"unknown banded conv implementation {impl!r}")
+        self.kernel = tuple(kernel)
+        self.dilation = tuple(dilation)
+        self.impl = impl
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *kernel))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.head = nn.Conv2d(in_channels, 4, 3, padding=1)
+        nn.init.xavier_uniform_(self.weight)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def geometry(self, x: torch.Tensor) -> torch.Tensor:
+        return activate_geometry(self.head(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        op = BANDED_CONV_IMPLS[self.impl]
+        return op(x, self.geometry(x), self.weight, self.bias, self.dilation)
+
+
+# --------------------------------------------------------------------------------------------
+# Sub-networks used inside the couplings.
+# --------------------------------------------------------------------------------------------
+
+
+class DenseBlock(nn.Module):
+    """Dense block (paper Fig. 2c): each 3x3 conv sees the block input and all earlier outputs."""
+
+    def __init__(self, in_channels: int, out_channels: int, growth: int, depth: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Conv2d(in_channels + i * growth, growth, 3, padding=1) for i in range(depth)
+        )
+        self.out = nn.Conv2d(in_channels + depth * growth, out_channels, 3, padding=1)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.layers:
+            features.append(self.act(layer(torch.cat(features, dim=1))))
+        return self.out(torch.cat(features, dim=1))
+
+
+class ResidualChannelAttention(nn.Module):
+    """Residual channel attention from banded deformable convolutions (paper Fig. 2e).
+
+    Two skip connections: one around the conv body, one around the attention-weighted result.
+    """
+
+    def __init__(self, channels: int, reduction: int, kernel: tuple[int, int], impl: str) -> None:
+        super().__init__()
+        self.conv1 = BandedDeformConv2d(channels, channels, kernel, impl=impl)
+        self.conv2 = BandedDeformConv2d(channels, channels, kernel, impl=impl)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+        hidden = max(channels // reduction, 4)
+        self.attention = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        body = x + self.conv2(self.act(self.conv1(x)))
+        return x + body * self.attention(body)
+
+
+# --------------------------------------------------------------------------------------------
+# Invertible blocks.
+# --------------------------------------------------------------------------------------------
+
+
+class AffineCoupling(nn.Module):
+    """Double-branch affine coupling (paper eq. 2), exactly invertible.
+
+    y2 = x2 * exp(s(phi1(x1))) + psi1(x1);  y1 = x1 * exp(s(phi2(y2))) + psi2(y2),
+    with the soft clamp s(v) = clamp * tanh(v / clamp) so exp() stays far from float16 overflow.
+    (The paper's eq. 2 writes phi2(x2); only phi2(y2) matches its inverse, eq. 3.)
+    """
+
+    def __init__(self, c1: int, c2: int, make_subnet: Callable[[int, int], nn.Module], clamp: float) -> None:
+        super().__init__()
+        self.c1, self.c2, self.clamp = c1, c2, clamp
+        self.phi1 = make_subnet(c1, c2)
+        self.psi1 = make_subnet(c1, c2)
+        self.phi2 = make_subnet(c2, c1)
+        self.psi2 = make_subnet(c2, c1)
+
+    def _log_scale(self, v: torch.Tensor) -> torch.Tensor:
+        return self.clamp * torch.tanh(v / self.clamp)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = torch.split(x, [self.c1, self.c2], dim=1)
+        y2 = x2 * torch.exp(self._log_scale(self.phi1(x1))) + self.psi1(x1)
+        y1 = x1 * torch.exp(self._log_scale(self.phi2(y2))) + self.psi2(y2)
+        return torch.cat((y1, y2), dim=1)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        y1, y2 = torch.split(y, [self.c1, self.c2], dim=1)
+        x1 = (y1 - self.psi2(y2)) * torch.exp(-self._log_scale(self.phi2(y2)))
+        x2 = (y2 - self.psi1(x1)) * torch.exp(-self._log_scale(self.phi1(x1)))
+        return torch.cat((x1, x2), dim=1)
+
+
+def dense_coupling(channels: int, growth: int, depth: int, clamp: float) -> AffineCoupling:
+    """DCB (paper Fig. 2b/c): coupling whose four sub-networks are dense blocks."""
+    half = channels // 2
+    return AffineCoupling(half, channels - half, lambda ci, co: DenseBlock(ci, co, growth, depth), clamp)
+
+
+def attentive_coupling(channels: int, config: BDINNConfig) -> AffineCoupling:
+    """BDACB (paper Fig. 2d): sub-networks are a dense block then banded-deformable attention."""
+    half = channels // 2
+
+    def make(ci: int, co: int) -> nn.Module:
+        return nn.Sequential(
+            DenseBlock(ci, co, config.bottleneck_growth, config.dense_depth),
+            ResidualChannelAttention(co, config.attention_reduction, config.kernel, config.banded_impl),
+        )
+
+    return AffineCoupling(half, channels - half, make, config.clamp)
+
+
+class InvertibleSequence(nn.ModuleList):
+    """Blocks applied in order; the inverse applies their inverses in reverse order."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self:
+            x = block(x)
+        return x
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        for block in reversed(self):
+            y = block.inverse(y)
+        return y
+
+
+class PixelUnshuffle(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle(x, 2)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(y, 2)
+
+
+class PixelShuffle(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(x, 2)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle(y, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# The network.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LevelWidths:
+    """Channel counts at one encoder level."""
+
+    encoder: int  # channels inside the EB (after unshuffle)
+    skip: int  # channels sent down the short path
+    onward: int  # channels passed to the next EB
+    decoder: int = field(default=0)  # channels inside the DB (from below + skip)
+
+
+def level_widths(config: BDINNConfig) -> list[LevelWidths]:
+    widths = []
+    incoming = 2 * config.channels
+    for _ in range(3):
+        enc = incoming * 4
+        skip = round(enc * config.skip_fraction)
+        if skip % 2 or skip <= 0 or skip >= enc:
+            raise ValueError(f"skip_fraction {config.skip_fraction} gives an unusable split of {enc}")
+        widths.append(LevelWidths(encoder=enc, skip=skip, onward=enc - skip))
+        incoming = enc - skip
+    below = widths[-1].onward
+    for lw in reversed(widths):
+        lw.decoder = below + lw.skip
+        if lw.decoder % 4:
+            raise ValueError(f"decoder width {lw.decoder} must be divisible by 4 for pixel shuffle")
+        below = lw.decoder // 4
+    if below != 2 * config.channels:
+        raise ValueError("channel bookkeeping does not return to 2C at full resolution")
+    return widths
+
+
+class BDINN(nn.Module):
+    """G: (Y, Y) -> (X, B) and its exact inverse; `forward` debands an image of any size."""
+
+    multiple = 8  # three 2x (un)shuffles
+
+    def __init__(self, config: BDINNConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.widths = level_widths(config)
+        c = config
+        self.encoders = nn.ModuleList()
+        self.skips = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for level, lw in enumerate(self.widths):
+            g = c.growth[level]
+            self.encoders.append(
+                InvertibleSequence(
+                    [PixelUnshuffle()]
+                    + [
+                        dense_coupling(lw.encoder, g, c.dense_depth, c.clamp)
+                        for _ in range(c.encoder_blocks[level])
+                    ]
+                )
+            )
+            self.skips.append(
+                InvertibleSequence(
+                    [dense_coupling(lw.skip, g, c.dense_depth, c.clamp) for _ in range(c.skip_blocks[level])]
+                )
+            )
+            self.decoders.append(
+                InvertibleSequence(
+                    [
+                        dense_coupling(lw.decoder, g, c.dense_depth, c.clamp)
+                        for _ in range(c.decoder_blocks[level])
+                    ]
+                    + [PixelShuffle()]
+                )
+            )
+        self.bottleneck = InvertibleSequence(
+            [attentive_coupling(self.widths[-1].onward, c) for _ in range(c.bottleneck_blocks)]
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier init (paper §4.1); the last conv of every sub-network is scaled by 0.1 so each
+        coupling starts close to the identity, and geometry heads stay zero (plain grids)."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for module in self.modules():
+            if isinstance(module, DenseBlock):
+                with torch.no_grad():
+                    module.out.weight.mul_(0.1)
+            elif isinstance(module, BandedDeformConv2d):
+                nn.init.zeros_(module.head.weight)
+                nn.init.zeros_(module.head.bias)
+
+    # The invertible map on 2C channels, spatial size a multiple of 8.
+    def decompose(self, y1: torch.Tensor, y2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """G(Y1, Y2) -> (X, B). Inputs must have H and W divisible by 8."""
+        self._check_multiple(y1)
+        z = torch.cat((y1, y2), dim=1)
+        skipped = []
+        for enc, skip, lw in zip(self.encoders, self.skips, self.widths, strict=True):
+            z = enc(z)
+            s, z = torch.split(z, [lw.skip, lw.onward], dim=1)
+            skipped.append(skip(s))
+        z = self.bottleneck(z)
+        for level in reversed(range(3)):
+            z = self.decoders[level](torch.cat((z, skipped[level]), dim=1))
+        c = self.config.channels
+        return z[:, :c], z[:, c:]
+
+    def reconstruct(self, x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """G^-1(X, B) -> (Y1, Y2), the exact inverse of `decompose`."""
+        self._check_multiple(x)
+        z = torch.cat((x, b), dim=1)
+        skipped: list[torch.Tensor] = [torch.empty(0)] * 3
+        for level in range(3):
+            z = self.decoders[level].inverse(z)
+            below = z.shape[1] - self.widths[level].skip
+            z, s = torch.split(z, [below, self.widths[level].skip], dim=1)
+            skipped[level] = s
+        z = self.bottleneck.inverse(z)
+        for level in reversed(range(3)):
+            s = self.skips[level].inverse(skipped[level])
+            z = self.encoders[level].inverse(torch.cat((s, z), dim=1))
+        c = self.config.channels
+        return z[:, :c], z[:, c:]
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """Deband y [N,C,H,W] (values in [0, 1]) of any size: pad to a multiple of 8, crop back."""
+        h, w = y.shape[-2:]
+        padded = pad_to_multiple(y, self.multiple)
+        x, _ = self.decompose(padded, padded)
+        return x[..., :h, :w]
+
+    def _check_multiple(self, t: torch.Tensor) -> None:
+        h, w = t.shape[-2:]
+        if h % self.multiple or w % self.multiple:
+            raise ValueError(f"decompose/reconstruct need H and W divisible by 8, got {h}x{w}")
+
+
+def pad_to_multiple(y: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad bottom/right to a multiple; reflect where the image is large enough, else replicate."""
+    h, w = y.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return y
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(y, (0, pw, 0, ph), mode=mode)
+
+
+def build_model(config: BDINNConfig | str) -> BDINN:
+    return BDINN(get_config(config) if isinstance(config, str) else config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
