@@ -1,0 +1,90 @@
+"""Checkpoints: safetensors + JSON round trip, and one-line errors for files that are not ours."""
+
+import json
+
+import pytest
+import torch
+
+from bdinn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sidecar_path
+from bdinn.train.network import BDINNConfig, build_model
+
+TINY = BDINNConfig(
+    growth=(4, 4, 4),
+    dense_depth=1,
+    encoder_blocks=(1, 1, 1),
+    decoder_blocks=(1, 1, 1),
+    skip_blocks=(1, 1, 1),
+    bottleneck_blocks=1,
+    bottleneck_growth=4,
+)
+
+
+def test_round_trip_float32_and_float16(tmp_path):
+    model = build_model(TINY)
+    x = torch.rand(1, 3, 16, 24)
+    path = save_checkpoint(
+        tmp_path / "m.safetensors", model, config_name=None, step=7, metrics={"val_psnr": 40.5}
+    )
+    loaded, meta = load_checkpoint(path)
+    assert (
+        meta["step"] == 7
+        and meta["metrics"]["val_psnr"] == 40.5
+        and BDINNConfig.from_dict(meta["config"]) == TINY
+    )
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    half = save_checkpoint(tmp_path / "h.safetensors", model, config_name=None, step=7, dtype=torch.float16)
+    assert half.stat().st_size < path.stat().st_size * 0.6
+    loaded_half, meta_half = load_checkpoint(half)
+    assert meta_half["dtype"] == "float16"
+    with torch.no_grad():
+        assert (loaded_half(x) - model(x)).abs().max() < 5e-3
+
+
+def test_missing_sidecar(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
+    sidecar_path(path).unlink()
+    with pytest.raises(CheckpointError, match=r"missing its config m\.json"):
+        load_checkpoint(path)
+
+
+def test_not_a_bdinn_checkpoint(tmp_path):
+    path = tmp_path / "other.safetensors"
+    path.write_bytes(b"\x00" * 64)
+    sidecar_path(path).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(CheckpointError, match="not a bdinn checkpoint"):
+        load_checkpoint(path)
+    sidecar_path(path).write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(path)
+
+
+def test_pickle_file_is_rejected_not_unpickled(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
+    # A torch.save pickle under a safetensors name must be refused, never loaded.
+    torch.save(build_model(TINY).state_dict(), path)
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint(path)
+
+
+def test_config_weight_mismatch(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
+    meta = json.loads(sidecar_path(path).read_text())
+    meta["config"]["growth"] = [8, 4, 4]
+    sidecar_path(path).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="has shape"):
+        load_checkpoint(path)
+    meta["config"]["encoder_blocks"] = [2, 1, 1]
+    meta["config"]["growth"] = [4, 4, 4]
+    sidecar_path(path).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="do not match the config"):
+        load_checkpoint(path)
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
+    model = build_model(TINY)
+    save_checkpoint(tmp_path / "m.safetensors", model, config_name=None, step=1)
+    save_checkpoint(tmp_path / "m.safetensors", model, config_name=None, step=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+    with pytest.raises(CheckpointError, match=r"must end in \.safetensors"):
+        save_checkpoint(tmp_path / "m.pt", model, config_name=None, step=0)

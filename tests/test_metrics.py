@@ -1,0 +1,50 @@
+"""PSNR and SSIM against scikit-image's implementations on random and structured images."""
+
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from bdinn.runtime.metrics import psnr, ssim
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_match_scikit_image(seed):
+    rng = np.random.default_rng(seed)
+    clean = rng.random((48, 61, 3))
+    noisy = np.clip(clean + rng.normal(0, 0.05 * (seed + 1), clean.shape), 0, 1)
+    assert psnr(clean, noisy) == pytest.approx(
+        peak_signal_noise_ratio(clean, noisy, data_range=1.0), abs=1e-9
+    )
+    expected = structural_similarity(
+        clean,
+        noisy,
+        data_range=1.0,
+        channel_axis=-1,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
+    assert ssim(clean, noisy) == pytest.approx(expected, abs=1e-9)
+
+
+def test_grayscale_gradient_and_quantised_copy():
+    ramp = np.tile(np.linspace(0, 1, 200), (40, 1))
+    banded = np.round(ramp * 15) / 15
+    expected = structural_similarity(
+        ramp, banded, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
+    assert ssim(ramp, banded) == pytest.approx(expected, abs=1e-9)
+    assert 25 < psnr(ramp, banded) < 40
+
+
+def test_identical_images():
+    img = np.random.default_rng(3).random((20, 20, 3))
+    assert psnr(img, img) == float("inf")
+    assert ssim(img, img) == pytest.approx(1.0)
+
+
+def test_rejects_mismatched_or_tiny_inputs():
+    with pytest.raises(ValueError, match="equal shapes"):
+        ssim(np.zeros((20, 20)), np.zeros((20, 21)))
+    with pytest.raises(ValueError, match="larger than"):
+        ssim(np.zeros((8, 8)), np.zeros((8, 8)))

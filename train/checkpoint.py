@@ -1,0 +1,137 @@
+"""Checkpoints: weights as safetensors plus a JSON sidecar; nothing is ever unpickled.
+
+A checkpoint `NAME.safetensors` always travels with `NAME.json`, which says what the weights
+are (format tag, architecture config, configuration name, training step, metrics). Writes are
+atomic: a crash leaves the previous checkpoint intact, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .network import BDINN, BDINNConfig
+
+FORMAT = "bdinn-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable bdinn checkpoint; the message is one line for the user."""
+
+
+def sidecar_path(weights: Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call write(tmp_path), then rename over `path`: readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+
+def write_tensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
+
+
+def save_checkpoint(
+    path: Path,
+    model: BDINN,
+    *,
+    config_name: str | None,
+    step: int,
+    metrics: Mapping[str, float] | None = None,
+    dtype: torch.dtype = torch.float32,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write NAME.safetensors and NAME.json; returns the weights path."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: checkpoint weights must end in .safetensors")
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    write_tensors(path, state, metadata={"format": FORMAT})
+    meta = {
+        "format": FORMAT,
+        "architecture": "BDINN",
+        "config": model.config.to_dict(),
+        "config_name": config_name,
+        "step": step,
+        "metrics": dict(metrics or {}),
+        "dtype": str(dtype).removeprefix("torch."),
+        **dict(extra or {}),
+    }
+    write_json(sidecar_path(path), meta)
+    return path
+
+
+def read_checkpoint_meta(path: Path) -> dict[str, Any]:
+    """The sidecar of a checkpoint, validated; raises CheckpointError with a one-line reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    meta_path = sidecar_path(path)
+    if not meta_path.is_file():
+        raise CheckpointError(f"{path}: missing its config {meta_path.name} (a bdinn checkpoint is a pair)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path}: not a bdinn checkpoint config (expected format {FORMAT!r})")
+    return meta
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[BDINN, dict[str, Any]]:
+    """Build the network the sidecar describes and load its weights (as float32)."""
+    path = Path(path)
+    meta = read_checkpoint_meta(path)
+    try:
+        config = BDINNConfig.from_dict(meta["config"])
+        model = BDINN(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{sidecar_path(path)}: invalid architecture config ({exc})") from None
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        detail = (
+            f"{len(missing)} missing (e.g. {missing[:1]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:1]})"
+        )
+        raise CheckpointError(
+            f"{path}: weights do not match the config in {sidecar_path(path).name}: {detail}"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"{path}: weight {name} has shape {list(tensor.shape)}, the config needs "
+                f"{list(expected[name].shape)}"
+            )
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.to(device), meta
