@@ -4,19 +4,10 @@ import json
 
 import pytest
 import torch
+from common import TINY
 
 from bdinn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sidecar_path
 from bdinn.train.network import BDINNConfig, build_model
-
-TINY = BDINNConfig(
-    growth=(4, 4, 4),
-    dense_depth=1,
-    encoder_blocks=(1, 1, 1),
-    decoder_blocks=(1, 1, 1),
-    skip_blocks=(1, 1, 1),
-    bottleneck_blocks=1,
-    bottleneck_growth=4,
-)
 
 
 def test_round_trip_float32_and_float16(tmp_path):

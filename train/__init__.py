@@ -1,1 +1,1 @@
-"""Training side of bdinn: the BDINN network, the reference banded deformable convolution, data and the trainer (needs torch)."""
+"""Training side of bdinn: network, reference operator, data and trainer (needs torch)."""

@@ -8,8 +8,6 @@ atomic: a crash leaves the previous checkpoint intact, never a half-written one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..runtime.files import atomic_write
 from .network import BDINN, BDINNConfig
 
 FORMAT = "bdinn-checkpoint/1"
@@ -29,20 +28,6 @@ class CheckpointError(ValueError):
 
 def sidecar_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call write(tmp_path), then rename over `path`: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

@@ -1,0 +1,124 @@
+"""`bdinn-train` end to end: synthetic pairs from the bundled pictures, errors, torchrun DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from common import TINY
+from safetensors.torch import load_file
+
+from bdinn.train.cli import main
+
+DATA = Path(__file__).parent / "data"
+FAST = ["--patch-size", "32", "--stride", "32", "--steps", "4", "--val-every", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "tiny.json"
+    path.write_text(json.dumps(TINY.to_dict()))
+    return path
+
+
+def test_trains_from_clean_pictures(tmp_path, tiny_config):
+    result = CliRunner().invoke(
+        main,
+        ["--clean", str(DATA), "--config", str(tiny_config), "--variants", "2", "-o", str(tmp_path), *FAST],
+    )
+    assert result.exit_code == 0, result.output
+    assert "data: 4 training / 2 validation images" in result.output
+    assert "stopped at step 4/4" in result.output
+    assert len(list((tmp_path / "pairs" / "banded").glob("*.png"))) == 6
+    meta = json.loads((tmp_path / "best.json").read_text())
+    assert meta["config"]["growth"] == [4, 4, 4] and meta["config_name"] is None
+
+
+def test_trains_from_paired_folders_and_resumes(tmp_path, tiny_config, paired_dirs):
+    args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(tmp_path), *FAST]
+    first = CliRunner().invoke(main, [*args, "--stop-at", "2"])
+    assert first.exit_code == 0, first.output
+    assert "stopped at step 2/4" in first.output
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "stopped at step 4/4" in resumed.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give training data"),
+        (["--clean", str(DATA), "--config", "huge"], "neither a configuration"),
+        (["--pairs", str(DATA), "/nonexistent"], "does not exist"),
+    ],
+)
+def test_usage_errors(tmp_path, args, message):
+    result = CliRunner().invoke(main, [*args, "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_bad_data_is_one_line_and_exit_1(tmp_path, tiny_config):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    result = CliRunner().invoke(
+        main,
+        [
+            "--pairs",
+            str(tmp_path / "b"),
+            str(tmp_path / "c"),
+            "--config",
+            str(tiny_config),
+            "-o",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert (
+        result.output.strip().startswith("bdinn-train: error:")
+        and "no image names in common" in result.output
+    )
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_match_one_process(tmp_path, tiny_config, paired_dirs):
+    """DDP with gloo: 2 ranks x 2 patches give the same weights as 1 process x 4 patches."""
+    common = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), *FAST, "--batch-size", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run(
+        [sys.executable, "-m", "bdinn.train.cli", *common, "-o", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            "-m",
+            "bdinn.train.cli",
+            *common,
+            "-o",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = load_file(tmp_path / "one" / "last.safetensors")
+    two = load_file(tmp_path / "two" / "last.safetensors")
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) <= 1e-5
+    assert json.loads((tmp_path / "two" / "last.json").read_text())["step"] == 4

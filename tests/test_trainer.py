@@ -1,0 +1,112 @@
+"""The training loop: it learns, resumes exactly, stops cleanly on a non-finite loss."""
+
+import json
+import math
+
+import pytest
+import torch
+from common import TINY
+from safetensors.torch import load_file
+
+from bdinn.train.data import FullImageDataset, PatchDataset, find_pairs
+from bdinn.train.trainer import Trainer, TrainingError, TrainSettings, cosine_lr
+
+
+def settings(**overrides) -> TrainSettings:
+    values = {
+        "config": TINY.to_dict(),
+        "steps": 6,
+        "batch_size": 4,
+        "lr": 2e-3,
+        "val_every": 3,
+        "device": "cpu",
+    }
+    return TrainSettings(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def datasets(paired_dirs):
+    pairs = find_pairs(*paired_dirs)
+    train = PatchDataset(pairs[:2], patch_size=32, stride=32, augment=True, seed=0)
+    return train, FullImageDataset(pairs[2:])
+
+
+def test_cosine_schedule():
+    assert cosine_lr(0, 100, 1e-3, 1e-6) == pytest.approx(1e-3)
+    assert cosine_lr(99, 100, 1e-3, 1e-6) == pytest.approx(1e-6)
+    assert cosine_lr(50, 101, 1.0, 0.0) == pytest.approx(0.5)
+
+
+def test_training_reduces_the_loss_and_writes_checkpoints(datasets, tmp_path):
+    train, val = datasets
+    trainer = Trainer(settings(steps=40, val_every=20, lr=3e-3), train, val, tmp_path)
+    first = trainer._train_step(*trainer._batch(0, {}))[0]
+    trainer.step = 1
+    metrics = trainer.run()
+    assert metrics["loss"] < 0.8 * first
+    for name in ("last", "best", "state"):
+        assert (tmp_path / f"{name}.safetensors").is_file() and (tmp_path / f"{name}.json").is_file()
+    meta = json.loads((tmp_path / "best.json").read_text())
+    assert meta["format"] == "bdinn-checkpoint/1" and meta["step"] in (20, 40)
+    assert math.isfinite(meta["metrics"]["val_psnr"]) and 0 < meta["metrics"]["val_ssim"] <= 1
+
+
+def test_resume_replays_the_uninterrupted_run(datasets, tmp_path):
+    train, val = datasets
+    Trainer(settings(), train, val, tmp_path / "straight").run()
+    Trainer(settings(), train, val, tmp_path / "split").run(stop_at=3)
+    interrupted = load_file(tmp_path / "split" / "last.safetensors")
+    resumed = Trainer(settings(), train, val, tmp_path / "split", resume=True)
+    assert resumed.step == 3
+    resumed.run()
+    straight = load_file(tmp_path / "straight" / "last.safetensors")
+    split = load_file(tmp_path / "split" / "last.safetensors")
+    assert max(float((straight[k] - split[k]).abs().max()) for k in straight) <= 1e-6
+    assert max(float((straight[k] - interrupted[k]).abs().max()) for k in straight) > 1e-4
+
+
+def test_resume_refuses_different_settings_or_missing_state(datasets, tmp_path):
+    train, val = datasets
+    Trainer(settings(steps=3), train, val, tmp_path).run()
+    with pytest.raises(TrainingError, match="cannot resume with different steps, lr"):
+        Trainer(settings(steps=4, lr=1e-3), train, val, tmp_path, resume=True)
+    with pytest.raises(TrainingError, match="no training state to resume"):
+        Trainer(settings(), train, val, tmp_path / "empty", resume=True)
+
+
+class PoisonedFromEpoch(torch.utils.data.Dataset):
+    """Real patches, but from the given epoch on the banded input holds NaN (corrupt data)."""
+
+    def __init__(self, base: PatchDataset, epoch: int) -> None:
+        self.base, self.poison_epoch, self.epoch = base, epoch, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        banded, clean = self.base[i]
+        return (banded * math.nan if self.epoch >= self.poison_epoch else banded), clean
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(datasets, tmp_path):
+    train, val = datasets
+    per_epoch = len(train) // 4
+    poisoned = PoisonedFromEpoch(train, epoch=1)
+    trainer = Trainer(settings(steps=per_epoch + 5, val_every=per_epoch), poisoned, val, tmp_path)
+    with pytest.raises(TrainingError, match=f"non-finite loss at step {per_epoch}:.*last good checkpoint"):
+        trainer.run()
+    meta = json.loads((tmp_path / "last.json").read_text())
+    assert meta["step"] == per_epoch
+    weights = load_file(tmp_path / "last.safetensors")
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_too_little_data_is_a_clear_error(datasets, tmp_path):
+    train, val = datasets
+    with pytest.raises(TrainingError, match="fewer than one batch"):
+        Trainer(settings(batch_size=len(train) + 1), train, val, tmp_path)

@@ -1,0 +1,176 @@
+"""`bdinn-train`: train BDINN from paired folders or from clean images made banded on the fly."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import torch.distributed as dist
+
+from ..runtime.imageio import ImageError
+from .checkpoint import CheckpointError
+from .data import FullImageDataset, PatchDataset, find_pairs, split_by_source
+from .degrade import prepare_synthetic_pairs
+from .network import CONFIGS, BDINNConfig
+from .trainer import Distributed, Trainer, TrainingError, TrainSettings, resolve_device
+
+
+def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
+    """A named configuration (lite, paper) or a JSON file holding a BDINNConfig."""
+    if value in CONFIGS:
+        return CONFIGS[value], value
+    path = Path(value)
+    if not path.is_file():
+        raise click.BadParameter(
+            f"{value!r} is neither a configuration ({', '.join(CONFIGS)}) nor a JSON file"
+        )
+    try:
+        return BDINNConfig.from_dict(json.loads(path.read_text())), None
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: not a BDINN config ({exc})") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Run folder: last/best checkpoints and the resumable training state.",
+)
+@click.option(
+    "--clean",
+    "clean_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of clean images; banded inputs are synthesised from them (repeatable).",
+)
+@click.option(
+    "--pairs",
+    nargs=2,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="BANDED_DIR CLEAN_DIR",
+    help="Paired folders matched by file name (Deep Image Debanding layout).",
+)
+@click.option(
+    "--config", "config_value", default="lite", help="lite, paper, or a JSON file of BDINNConfig fields."
+)
+@click.option("--steps", default=20000, type=click.IntRange(min=1))
+@click.option("--batch-size", default=4, type=click.IntRange(min=1))
+@click.option("--lr", default=2e-4, type=click.FloatRange(min=0, min_open=True))
+@click.option("--min-lr", default=1e-6, type=click.FloatRange(min=0))
+@click.option("--fft-weight", default=0.1, type=click.FloatRange(min=0), help="Weight of the FFT L1 term.")
+@click.option("--grad-clip", default=1.0, type=click.FloatRange(min=0), help="Max gradient norm; 0 disables.")
+@click.option("--patch-size", default=256, type=click.IntRange(min=16))
+@click.option("--stride", default=128, type=click.IntRange(min=1))
+@click.option("--augment/--no-augment", default=True, help="Random flips and quarter turns of patches.")
+@click.option(
+    "--val-fraction",
+    default=0.2,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Share of source pictures held out for validation (split by picture, never by patch).",
+)
+@click.option(
+    "--val-every", default=500, type=click.IntRange(min=1), help="Validate and checkpoint every N steps."
+)
+@click.option(
+    "--max-val-images", default=None, type=click.IntRange(min=1), help="Cap on full validation images."
+)
+@click.option(
+    "--variants", default=3, type=click.IntRange(min=1), help="Synthetic banded variants per clean image."
+)
+@click.option(
+    "--max-side", default=1920, type=click.IntRange(min=64), help="Downscale clean images to this long side."
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where synthetic pairs are cached [default: OUT/pairs].",
+)
+@click.option("--seed", default=0, type=int)
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--amp", is_flag=True, help="bfloat16 mixed precision (CUDA only).")
+@click.option("--resume", is_flag=True, help="Continue the run in OUT exactly where it stopped.")
+@click.option(
+    "--stop-at",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Stop after this step, saving a resumable state (e.g. to fit a time slot).",
+)
+def main(
+    out_dir: Path,
+    clean_dirs: tuple[Path, ...],
+    pairs: tuple[Path, Path] | None,
+    config_value: str,
+    patch_size: int,
+    stride: int,
+    augment: bool,
+    val_fraction: float,
+    variants: int,
+    max_side: int,
+    cache_dir: Path | None,
+    resume: bool,
+    stop_at: int | None,
+    **train_options: object,  # the TrainSettings fields, by the same names
+) -> None:
+    """Train BDINN; run under `torchrun --nproc_per_node N` for several GPUs (or CPU processes)."""
+    if not clean_dirs and not pairs:
+        raise click.UsageError(
+            "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR"
+        )
+    config, config_name = resolve_config(config_value)
+    settings = TrainSettings(config=config.to_dict(), config_name=config_name, **train_options)
+    seed, device = settings.seed, settings.device
+    try:
+        ranks = Distributed.from_env()
+        if ranks.world > 1:
+            backend = "nccl" if resolve_device(device, ranks.local_rank).type == "cuda" else "gloo"
+            dist.init_process_group(backend)
+        image_pairs = list(find_pairs(*pairs)) if pairs else []
+        if clean_dirs:
+            # One process prepares (and caches) the synthetic pairs; the others then read the cache.
+            def prepare() -> list:
+                return prepare_synthetic_pairs(
+                    list(clean_dirs), cache_dir or out_dir / "pairs", variants, seed, max_side
+                )
+
+            synthetic = prepare() if ranks.main else []
+            if ranks.world > 1:
+                dist.barrier()
+                if not ranks.main:
+                    synthetic = prepare()
+            image_pairs += synthetic
+        train_pairs, val_pairs = split_by_source(image_pairs, val_fraction, seed)
+        train_set = PatchDataset(
+            train_pairs, patch_size=patch_size, stride=stride, augment=augment, seed=seed
+        )
+        val_set = FullImageDataset(val_pairs)
+        if ranks.main:
+            click.echo(
+                f"data: {len(train_pairs)} training / {len(val_pairs)} validation images, "
+                f"{train_set.patches_kept} of {train_set.patches_total} patches show banding"
+                + (
+                    f", {train_set.skipped_images} unreadable images skipped"
+                    if train_set.skipped_images
+                    else ""
+                )
+            )
+        trainer = Trainer(settings, train_set, val_set, out_dir, resume=resume)
+        metrics = trainer.run(stop_at=stop_at)
+    except (TrainingError, CheckpointError, ImageError, ValueError, OSError) as exc:
+        click.echo(f"bdinn-train: error: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if ranks.main:
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        click.echo(f"stopped at step {trainer.step}/{settings.steps}: {summary}; checkpoints in {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""The training loop: Adam, cosine schedule, gradient clipping, validation, exact resume, DDP.
+
+Everything random about the data order is a pure function of (seed, epoch), and augmentation of
+(seed, patch index, epoch), so a run stopped after step k and resumed replays the same batches
+as an uninterrupted run. Under torchrun every rank takes an equal slice of each global batch;
+DDP's gradient averaging then gives the same update as one process with the whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..runtime.metrics import psnr, ssim
+from .checkpoint import save_checkpoint, write_json, write_tensors
+from .losses import debanding_loss
+from .network import BDINN, BDINNConfig
+
+STATE_FORMAT = "bdinn-train-state/1"
+# Settings that define the run: resuming with different values would not continue the same run.
+RUN_DEFINING = ("config", "steps", "batch_size", "lr", "min_lr", "fft_weight", "grad_clip", "seed")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message is one line for the user."""
+
+
+@dataclass
+class TrainSettings:
+    config: dict[str, Any]  # BDINNConfig as a dict
+    config_name: str | None = None
+    steps: int = 20000
+    batch_size: int = 4
+    lr: float = 2e-4
+    min_lr: float = 1e-6
+    fft_weight: float = 0.1
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    val_every: int = 500
+    max_val_images: int | None = None
+    seed: int = 0
+    amp: bool = False  # bfloat16 autocast on CUDA
+    device: str = "auto"
+
+
+def cosine_lr(step: int, total: int, base: float, floor: float) -> float:
+    """Cosine decay from base at step 0 to floor at the last step."""
+    progress = min(step / max(total - 1, 1), 1.0)
+    return floor + 0.5 * (base - floor) * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        """torchrun sets WORLD_SIZE / RANK / LOCAL_RANK; a plain run has none of them."""
+        return cls(
+            rank=int(os.environ.get("RANK", 0)),
+            world=int(os.environ.get("WORLD_SIZE", 1)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        )
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+        return torch.device("cuda", local_rank)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise TrainingError(f"--device {name}: expected auto, cpu or cuda")
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The patch order of one epoch, a pure function of (seed, epoch)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+class Trainer:
+    """One training run writing into out_dir: last/best checkpoints and a resumable state."""
+
+    def __init__(
+        self,
+        settings: TrainSettings,
+        train_set: torch.utils.data.Dataset,
+        val_set: Sequence | None,
+        out_dir: Path,
+        resume: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.train_set = train_set
+        self.val_set = val_set
+        self.out_dir = Path(out_dir)
+        self.dist = Distributed.from_env()
+        s = settings
+        if s.batch_size % self.dist.world:
+            raise TrainingError(
+                f"--batch-size {s.batch_size} must be a multiple of the process count ({self.dist.world})"
+            )
+        self.batches_per_epoch = len(train_set) // s.batch_size
+        if self.batches_per_epoch == 0:
+            raise TrainingError(
+                f"only {len(train_set)} training patches with banding, fewer than one batch of "
+                f"{s.batch_size}: add images or lower --batch-size / --patch-size"
+            )
+        self.device = resolve_device(s.device, self.dist.local_rank)
+        if self.dist.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        torch.manual_seed(s.seed)
+        self.model = BDINN(BDINNConfig.from_dict(s.config)).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
+        self.step = 0
+        self.best_psnr = -math.inf
+        if resume:
+            self._load_state()
+        self.net: torch.nn.Module = self.model
+        if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+
+    # ---------------------------------------------------------------- state on disk
+    @property
+    def state_path(self) -> Path:
+        return self.out_dir / "state.safetensors"
+
+    def _save_state(self) -> None:
+        opt = self.optimizer.state_dict()
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        for index, entry in opt["state"].items():
+            for key, value in entry.items():
+                tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value)
+        groups = [
+            {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in opt["param_groups"]
+        ]
+        write_tensors(self.state_path, tensors, metadata={"format": STATE_FORMAT})
+        write_json(
+            self.state_path.with_suffix(".json"),
+            {
+                "format": STATE_FORMAT,
+                "step": self.step,
+                "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
+                "settings": asdict(self.settings),
+                "param_groups": groups,
+            },
+        )
+
+    def _load_state(self) -> None:
+        meta_path = self.state_path.with_suffix(".json")
+        if not self.state_path.is_file() or not meta_path.is_file():
+            raise TrainingError(f"{self.out_dir}: no training state to resume (state.safetensors/.json)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != STATE_FORMAT:
+            raise TrainingError(f"{meta_path}: not a bdinn training state")
+        saved = meta["settings"]
+        current = json.loads(json.dumps(asdict(self.settings)))  # tuples -> lists, as saved
+        changed = [k for k in RUN_DEFINING if saved.get(k) != current[k]]
+        if changed:
+            was = ", ".join(f"{k}={saved.get(k)}" for k in changed if k != "config")
+            raise TrainingError(
+                f"{meta_path}: cannot resume with different {', '.join(changed)}"
+                + (f" (saved run used {was})" if was else " (the architecture differs)")
+            )
+        tensors = load_file(str(self.state_path), device="cpu")
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value.to(self.device)
+        groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        self.step = int(meta["step"])
+        self.best_psnr = meta["best_psnr"] if meta["best_psnr"] is not None else -math.inf
+
+    # ---------------------------------------------------------------- loop
+    def _batch(self, step: int, cache: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, position = divmod(step, self.batches_per_epoch)
+        if cache.get("epoch") != epoch:
+            cache["epoch"] = epoch
+            cache["order"] = epoch_order(len(self.train_set), self.settings.seed, epoch)
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch(epoch)
+        b = self.settings.batch_size
+        indices = cache["order"][position * b : (position + 1) * b][self.dist.rank :: self.dist.world]
+        pairs = [self.train_set[int(i)] for i in indices]
+        banded = torch.stack([p[0] for p in pairs]).to(self.device)
+        clean = torch.stack([p[1] for p in pairs]).to(self.device)
+        return banded, clean
+
+    def _train_step(self, banded: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
+        s = self.settings
+        self.net.train()
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=s.amp and self.device.type == "cuda"
+        ):
+            pred = self.net(banded)
+        loss = debanding_loss(pred, clean, s.fft_weight)
+        mse = ((pred.detach().float() - clean) ** 2).mean()
+        report = torch.stack((loss.detach(), mse))
+        if self.dist.world > 1:
+            dist.all_reduce(report)
+            report /= self.dist.world
+        loss_value, mse_value = (float(v) for v in report)
+        if not math.isfinite(loss_value):
+            raise TrainingError(
+                f"non-finite loss at step {self.step}: stopped; the last good checkpoint in {self.out_dir} "
+                "is intact (lower --lr or --grad-clip, or check the data)"
+            )
+        for group in self.optimizer.param_groups:
+            group["lr"] = cosine_lr(self.step, s.steps, s.lr, s.min_lr)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if s.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+        self.optimizer.step()
+        return loss_value, -10.0 * math.log10(max(mse_value, 1e-12))
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean PSNR/SSIM of full validation images (8-bit output, as a user would save it)."""
+        if not self.val_set:
+            return {}
+        self.model.eval()
+        count = len(self.val_set) if self.settings.max_val_images is None else self.settings.max_val_images
+        scores: list[tuple[float, float]] = []
+        for index in range(min(count, len(self.val_set))):
+            _, banded, clean = self.val_set[index]
+            out = self.model(banded.unsqueeze(0).to(self.device)).clamp(0, 1)
+            restored = np.round(out[0].permute(1, 2, 0).float().cpu().numpy() * 255) / 255
+            target = clean.permute(1, 2, 0).numpy()
+            scores.append((psnr(restored, target), ssim(restored, target)))
+        return {
+            "val_psnr": float(np.mean([p for p, _ in scores])),
+            "val_ssim": float(np.mean([q for _, q in scores])),
+        }
+
+    def _checkpoint(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Validate, then write last (and best) checkpoints and the training state: main rank only."""
+        if self.dist.main:
+            metrics = {**metrics, **self.validate()}
+            name = self.settings.config_name
+            save_checkpoint(
+                self.out_dir / "last.safetensors",
+                self.model,
+                config_name=name,
+                step=self.step,
+                metrics=metrics,
+            )
+            if metrics.get("val_psnr", -math.inf) > self.best_psnr:
+                self.best_psnr = metrics["val_psnr"]
+                save_checkpoint(
+                    self.out_dir / "best.safetensors",
+                    self.model,
+                    config_name=name,
+                    step=self.step,
+                    metrics=metrics,
+                )
+            self._save_state()
+        if self.dist.world > 1:
+            dist.barrier()
+        return metrics
+
+    def run(self, stop_at: int | None = None) -> dict[str, float]:
+        """Train up to settings.steps (or stop_at, saving state there); returns the last metrics."""
+        s = self.settings
+        end = s.steps if stop_at is None else min(stop_at, s.steps)
+        cache: dict[str, Any] = {}
+        metrics: dict[str, float] = {}
+        bar = tqdm(total=end, initial=self.step, disable=not self.dist.main, desc="train", unit="step")
+        started, images = time.perf_counter(), 0
+        while self.step < end:
+            banded, clean = self._batch(self.step, cache)
+            loss, batch_psnr = self._train_step(banded, clean)
+            self.step += 1
+            images += s.batch_size
+            rate = images / max(time.perf_counter() - started, 1e-9)
+            metrics = {"loss": loss, "train_psnr": batch_psnr}
+            bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{batch_psnr:.2f}", img_s=f"{rate:.1f}")
+            bar.update(1)
+            if self.step % s.val_every == 0 or self.step == end:
+                metrics = self._checkpoint(metrics)
+                if "val_psnr" in metrics:
+                    psnr_db, ssim_value = metrics["val_psnr"], metrics["val_ssim"]
+                    bar.write(f"step {self.step}: val PSNR {psnr_db:.2f} dB, SSIM {ssim_value:.4f}")
+        bar.close()
+        return metrics
