@@ -48,6 +48,15 @@ def test_inverse_reconstructs_input(name):
     assert (r1 - y1.float()).abs().max() < 1e-3 and (r2 - y2.float()).abs().max() < 1e-3
 
 
+@pytest.mark.parametrize("name", ["lite", "paper"])
+def test_untrained_network_is_the_identity(name):
+    """Zero-initialised sub-network outputs and mirrored split/concat orders: X = Y at start."""
+    y = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        x, b = build_model(name).decompose(y, y)
+    assert torch.allclose(x, y, atol=1e-6) and torch.allclose(b, y, atol=1e-6)
+
+
 def test_paper_configuration_matches_paper_counts():
     report = complexity_report(build_model("paper"), 256, 256)
     assert abs(report["parameters"] / PAPER_PARAMS - 1) < 0.03

@@ -62,6 +62,7 @@ def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
 @click.option("--batch-size", default=4, type=click.IntRange(min=1))
 @click.option("--lr", default=2e-4, type=click.FloatRange(min=0, min_open=True))
 @click.option("--min-lr", default=1e-6, type=click.FloatRange(min=0))
+@click.option("--warmup", default=500, type=click.IntRange(min=0), help="Linear learning-rate warm-up steps.")
 @click.option("--fft-weight", default=0.1, type=click.FloatRange(min=0), help="Weight of the FFT L1 term.")
 @click.option("--grad-clip", default=1.0, type=click.FloatRange(min=0), help="Max gradient norm; 0 disables.")
 @click.option("--patch-size", default=256, type=click.IntRange(min=16))

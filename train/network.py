@@ -380,8 +380,10 @@ class BDINN(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier init (paper §4.1); the last conv of every sub-network is scaled by 0.1 so each
-        coupling starts close to the identity, and geometry heads stay zero (plain grids)."""
+        """Xavier init (paper §4.1), except that the output conv of every sub-network starts at
+        zero (as in Glow): every coupling is then the identity, and with the decoder order above
+        the untrained network returns X = Y exactly, a residual-style start for debanding.
+        Geometry heads stay zero (plain grids)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.xavier_uniform_(module.weight)
@@ -389,8 +391,7 @@ class BDINN(nn.Module):
                     nn.init.zeros_(module.bias)
         for module in self.modules():
             if isinstance(module, DenseBlock):
-                with torch.no_grad():
-                    module.out.weight.mul_(0.1)
+                nn.init.zeros_(module.out.weight)
             elif isinstance(module, BandedDeformConv2d):
                 nn.init.zeros_(module.head.weight)
                 nn.init.zeros_(module.head.bias)
@@ -407,7 +408,9 @@ class BDINN(nn.Module):
             skipped.append(skip(s))
         z = self.bottleneck(z)
         for level in reversed(range(3)):
-            z = self.decoders[level](torch.cat((z, skipped[level]), dim=1))
+            # [skip, below] mirrors the encoder's [skip, onward] split, so with identity couplings
+            # the permutations cancel and G starts close to X = Y.
+            z = self.decoders[level](torch.cat((skipped[level], z), dim=1))
         c = self.config.channels
         return z[:, :c], z[:, c:]
 
@@ -419,8 +422,7 @@ class BDINN(nn.Module):
         for level in range(3):
             z = self.decoders[level].inverse(z)
             below = z.shape[1] - self.widths[level].skip
-            z, s = torch.split(z, [below, self.widths[level].skip], dim=1)
-            skipped[level] = s
+            skipped[level], z = torch.split(z, [self.widths[level].skip, below], dim=1)
         z = self.bottleneck.inverse(z)
         for level in reversed(range(3)):
             s = self.skips[level].inverse(skipped[level])

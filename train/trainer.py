@@ -31,7 +31,7 @@ from .network import BDINN, BDINNConfig
 
 STATE_FORMAT = "bdinn-train-state/1"
 # Settings that define the run: resuming with different values would not continue the same run.
-RUN_DEFINING = ("config", "steps", "batch_size", "lr", "min_lr", "fft_weight", "grad_clip", "seed")
+RUN_DEFINING = ("config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed")
 
 
 class TrainingError(RuntimeError):
@@ -46,6 +46,7 @@ class TrainSettings:
     batch_size: int = 4
     lr: float = 2e-4
     min_lr: float = 1e-6
+    warmup: int = 500  # linear LR warm-up steps
     fft_weight: float = 0.1
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
     val_every: int = 500
@@ -55,9 +56,15 @@ class TrainSettings:
     device: str = "auto"
 
 
-def cosine_lr(step: int, total: int, base: float, floor: float) -> float:
-    """Cosine decay from base at step 0 to floor at the last step."""
-    progress = min(step / max(total - 1, 1), 1.0)
+def cosine_lr(step: int, total: int, base: float, floor: float, warmup: int = 0) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay from base to floor at the last step.
+
+    The warm-up matters for an INN that starts as the identity: Adam's first updates move every
+    zero-initialised output conv by about lr at once, and the couplings compound that.
+    """
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min((step - warmup) / max(total - warmup - 1, 1), 1.0)
     return floor + 0.5 * (base - floor) * (1.0 + math.cos(math.pi * progress))
 
 
@@ -229,7 +236,7 @@ class Trainer:
                 "is intact (lower --lr or --grad-clip, or check the data)"
             )
         for group in self.optimizer.param_groups:
-            group["lr"] = cosine_lr(self.step, s.steps, s.lr, s.min_lr)
+            group["lr"] = cosine_lr(self.step, s.steps, s.lr, s.min_lr, s.warmup)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if s.grad_clip > 0:
