@@ -117,7 +117,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(datasets, tmp_
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_too_little_data_is_a_clear_error(datasets, tmp_path):
+def test_too_little_data_or_amp_on_cpu_is_a_clear_error(datasets, tmp_path):
     train, val = datasets
     with pytest.raises(TrainingError, match="fewer than one batch"):
         Trainer(settings(batch_size=len(train) + 1), train, val, tmp_path)
+    with pytest.raises(TrainingError, match=r"--amp .* needs a CUDA device"):
+        Trainer(settings(amp=True), train, val, tmp_path)

@@ -133,6 +133,8 @@ class Trainer:
                 f"{s.batch_size}: add images or lower --batch-size / --patch-size"
             )
         self.device = resolve_device(s.device, self.dist.local_rank)
+        if s.amp and self.device.type != "cuda":
+            raise TrainingError("--amp (bfloat16 autocast) needs a CUDA device; drop it on the CPU")
         if self.dist.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         torch.manual_seed(s.seed)
