@@ -27,9 +27,25 @@ import torch.nn.functional as F
 
 from .ops import banded_deform_conv_gridsample, banded_deform_conv_reference
 
+
+def banded_deform_conv_op(
+    x: torch.Tensor,
+    geometry: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    dilation: tuple[int, int] = (1, 1),
+) -> torch.Tensor:
+    """The registered operator torch.ops.bdinn.banded_deform_conv: CUDA kernels on GPU tensors,
+    and the node the plugin-graph exporter turns into one BandedDeformConv2d ONNX node."""
+    from ..plugins import torch_op  # registers the operator on first use
+
+    return torch_op.banded_deform_conv(x, geometry, weight, bias, *dilation)
+
+
 BANDED_CONV_IMPLS: dict[str, Callable[..., torch.Tensor]] = {
     "reference": banded_deform_conv_reference,
     "gridsample": banded_deform_conv_gridsample,
+    "op": banded_deform_conv_op,
 }
 
 # Initial stretch of the long kernel axis is 1: 1.75 + 1.25 * tanh(STRETCH_SHIFT) == 1.

@@ -1,0 +1,94 @@
+"""`torch.ops.bdinn.banded_deform_conv`: one PyTorch operator for every device and for export.
+
+CUDA tensors run the shared CUDA kernels through their C ABI on the current stream; CPU tensors
+run the reference implementation; a fake implementation gives shapes for tracing and export;
+gradients come from the reference, so training may use the op on any device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..train.ops import banded_deform_conv_reference
+from .trt_plugin import load_kernels
+
+_DTYPES = {torch.float32: 0, torch.float16: 1}
+
+
+@torch.library.custom_op("bdinn::banded_deform_conv", mutates_args=())
+def banded_deform_conv(
+    x: torch.Tensor,
+    geometry: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    dilation_h: int,
+    dilation_w: int,
+) -> torch.Tensor:
+    """Banded deformable convolution; see bdinn.train.ops for the maths."""
+    return banded_deform_conv_reference(x, geometry, weight, bias, (dilation_h, dilation_w))
+
+
+@banded_deform_conv.register_fake
+def _fake(
+    x: torch.Tensor,
+    geometry: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    dilation_h: int,
+    dilation_w: int,
+) -> torch.Tensor:
+    return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
+
+
+@banded_deform_conv.register_kernel("cuda")
+def _cuda(
+    x: torch.Tensor,
+    geometry: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    dilation_h: int,
+    dilation_w: int,
+) -> torch.Tensor:
+    if x.dtype not in _DTYPES or any(t.dtype != x.dtype for t in (geometry, weight)):
+        raise TypeError("the CUDA kernels take float32 or float16 x, geometry and weight of one dtype")
+    x, geometry, weight = x.contiguous(), geometry.contiguous(), weight.contiguous()
+    bias = None if bias is None else bias.to(x.dtype).contiguous()
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    out = x.new_empty((n, o, h, w))
+    stream = torch.cuda.current_stream(x.device).cuda_stream
+    lib = load_kernels()
+    status = lib.bdinn_banded_deform_conv_forward(
+        _DTYPES[x.dtype], x.data_ptr(), geometry.data_ptr(), weight.data_ptr(),
+        None if bias is None else bias.data_ptr(), out.data_ptr(),
+        n, c, h, w, o, kh, kw, dilation_h, dilation_w, stream,
+    )  # fmt: skip
+    if status:
+        raise RuntimeError(f"bdinn::banded_deform_conv: {lib.bdinn_error_string(status).decode()}")
+    return out
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    x, geometry, weight, bias, dilation_h, dilation_w = inputs
+    ctx.save_for_backward(x, geometry, weight, bias)
+    ctx.dilation = (dilation_h, dilation_w)
+
+
+def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    """Gradients of the reference implementation, recomputed: the kernels are forward-only."""
+    saved = ctx.saved_tensors
+    wanted = [t is not None and needs for t, needs in zip(saved, ctx.needs_input_grad[:4], strict=True)]
+    with torch.enable_grad():
+        inputs = [
+            t.detach().requires_grad_(w) if t is not None else None
+            for t, w in zip(saved, wanted, strict=True)
+        ]
+        out = banded_deform_conv_reference(*inputs, ctx.dilation)
+        targets = [t for t, w in zip(inputs, wanted, strict=True) if w]
+        grads = iter(torch.autograd.grad(out, targets, grad) if targets else [])
+    return (*(next(grads) if w else None for w in wanted), None, None)
+
+
+banded_deform_conv.register_autograd(_backward, setup_context=_setup_context)

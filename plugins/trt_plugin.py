@@ -1,0 +1,178 @@
+"""BandedDeformConv2d as a Python TensorRT plugin (IPluginV3), same identity as the C++ plugin.
+
+Name, version, namespace and serialised fields match plugins/tensorrt/, so a plan built with one
+runs with the other. enqueue() launches the shared CUDA kernels through their C ABI; building an
+engine (which TensorRT-RTX can do on a machine without a GPU) never calls it, so the kernel
+library is only looked for when an engine actually runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PLUGIN_NAME = "BandedDeformConv2d"
+PLUGIN_VERSION = "1"
+PLUGIN_NAMESPACE = "bdinn"
+FIELDS = ("kernel_h", "kernel_w", "dilation_h", "dilation_w")
+DEFAULT_FIELDS = {"kernel_h": 3, "kernel_w": 5, "dilation_h": 1, "dilation_w": 1}
+
+
+class KernelLibraryError(RuntimeError):
+    """The CUDA kernel library cannot be found or loaded; the message says how to get it."""
+
+
+def kernel_library_path() -> Path:
+    """$BDINN_KERNEL_LIBRARY, else the library built by `bdinn.plugins.build` in the user cache."""
+    if env := os.environ.get("BDINN_KERNEL_LIBRARY"):
+        return Path(env)
+    from .build import default_build_dir
+
+    return default_build_dir() / "libbdinn_bdconv.so"
+
+
+@cache
+def load_kernels() -> ctypes.CDLL:
+    path = kernel_library_path()
+    if not path.is_file():
+        raise KernelLibraryError(
+            f"{path}: CUDA kernel library not built; run `python -m bdinn.plugins.build` on a machine "
+            "with nvcc, or point BDINN_KERNEL_LIBRARY at libbdinn_bdconv.so"
+        )
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as exc:
+        raise KernelLibraryError(f"{path}: cannot be loaded ({exc})") from None
+    lib.bdinn_banded_deform_conv_forward.restype = ctypes.c_int
+    lib.bdinn_banded_deform_conv_forward.argtypes = (
+        [ctypes.c_int] + [ctypes.c_void_p] * 5 + [ctypes.c_int] * 9 + [ctypes.c_void_p]
+    )
+    lib.bdinn_error_string.restype = ctypes.c_char_p
+    lib.bdinn_error_string.argtypes = [ctypes.c_int]
+    return lib
+
+
+def plugin_fields(trt: Any, values: dict[str, int]) -> Any:
+    """The plugin's serialised form: four INT32 fields."""
+    return trt.PluginFieldCollection(
+        [
+            trt.PluginField(name, np.array([values[name]], np.int32), trt.PluginFieldType.INT32)
+            for name in FIELDS
+        ]
+    )
+
+
+@cache
+def plugin_classes(trt: Any) -> tuple[type, type]:
+    """(plugin, creator) classes for one TensorRT module (`tensorrt` or `tensorrt_rtx`)."""
+
+    class BandedDeformConv2dPlugin(
+        trt.IPluginV3, trt.IPluginV3OneCore, trt.IPluginV3OneBuild, trt.IPluginV3OneRuntime
+    ):
+        def __init__(self, values: dict[str, int]) -> None:
+            trt.IPluginV3.__init__(self)
+            trt.IPluginV3OneCore.__init__(self)
+            trt.IPluginV3OneBuild.__init__(self)
+            trt.IPluginV3OneRuntime.__init__(self)
+            # TensorRT reads these attributes; a missing num_outputs or plugin_name crashes it.
+            self.num_outputs = 1
+            self.plugin_name = PLUGIN_NAME
+            self.plugin_version = PLUGIN_VERSION
+            self.plugin_namespace = PLUGIN_NAMESPACE
+            self.values = dict(values)
+
+        def get_capability_interface(self, capability_type: Any) -> Any:
+            return self
+
+        def clone(self) -> BandedDeformConv2dPlugin:
+            return BandedDeformConv2dPlugin(self.values)
+
+        def get_fields_to_serialize(self) -> Any:
+            return plugin_fields(trt, self.values)
+
+        def get_output_data_types(self, input_types: list[Any]) -> list[Any]:
+            return [input_types[0]]
+
+        def get_output_shapes(self, inputs: list[Any], shape_inputs: list[Any], builder: Any) -> list[Any]:
+            x, weight = inputs[0], inputs[2]
+            out = trt.DimsExprs(4)
+            out[0], out[1], out[2], out[3] = x[0], weight[0], x[2], x[3]
+            return [out]
+
+        def supports_format_combination(self, pos: int, in_out: list[Any], num_inputs: int) -> bool:
+            desc = in_out[pos].desc
+            if desc.format != trt.TensorFormat.LINEAR:
+                return False
+            if pos == 0:
+                return desc.type in (trt.DataType.FLOAT, trt.DataType.HALF)
+            return desc.type == in_out[0].desc.type  # one dtype for every input and the output
+
+        def configure_plugin(self, inputs: list[Any], outputs: list[Any]) -> None:
+            weight = inputs[2].desc.dims
+            kernel = (self.values["kernel_h"], self.values["kernel_w"])
+            if len(weight) == 4 and weight[2] > 0 and (weight[2], weight[3]) != kernel:
+                raise ValueError(f"{PLUGIN_NAME}: weight is {weight[2]}x{weight[3]} but kernel is {kernel}")
+
+        def on_shape_change(self, inputs: list[Any], outputs: list[Any]) -> None:
+            self.shapes = [tuple(t.dims) for t in inputs]
+            self.dtype = inputs[0].type
+
+        def get_workspace_size(self, inputs: list[Any], outputs: list[Any]) -> int:
+            return 0
+
+        def attach_to_context(self, context: Any) -> BandedDeformConv2dPlugin:
+            return self.clone()
+
+        def enqueue(
+            self, input_desc: Any, output_desc: Any, inputs: Any, outputs: Any, workspace: int, stream: int
+        ) -> None:
+            n, c, h, w = input_desc[0].dims
+            o = input_desc[2].dims[0]
+            dtype = 1 if input_desc[0].type == trt.DataType.HALF else 0
+            bias = inputs[3] if len(inputs) > 3 else None
+            v = self.values
+            status = load_kernels().bdinn_banded_deform_conv_forward(
+                dtype, inputs[0], inputs[1], inputs[2], bias, outputs[0],
+                n, c, h, w, o, v["kernel_h"], v["kernel_w"], v["dilation_h"], v["dilation_w"], stream,
+            )  # fmt: skip
+            if status:
+                message = load_kernels().bdinn_error_string(status).decode()
+                raise RuntimeError(f"{PLUGIN_NAME} kernel failed: {message}")
+
+    class BandedDeformConv2dCreator(trt.IPluginCreatorV3One):
+        def __init__(self) -> None:
+            trt.IPluginCreatorV3One.__init__(self)
+            self.name = PLUGIN_NAME
+            self.plugin_namespace = PLUGIN_NAMESPACE
+            self.plugin_version = PLUGIN_VERSION
+            # The ONNX parser passes a node attribute on only if it is declared here.
+            self.field_names = plugin_fields(trt, DEFAULT_FIELDS)
+
+        def create_plugin(self, name: str, fields: Any, phase: Any) -> BandedDeformConv2dPlugin:
+            values = dict(DEFAULT_FIELDS)
+            for field in fields:
+                if field.name in values:
+                    values[field.name] = int(np.asarray(field.data).reshape(-1)[0])
+            return BandedDeformConv2dPlugin(values)
+
+    return BandedDeformConv2dPlugin, BandedDeformConv2dCreator
+
+
+_registered: dict[int, Any] = {}
+
+
+def register_python_plugin(trt: Any) -> Any:
+    """Register the creator with `trt`'s plugin registry once per process; returns it."""
+    key = id(trt)
+    if key not in _registered:
+        _, creator_class = plugin_classes(trt)
+        creator = creator_class()
+        if not trt.get_plugin_registry().register_creator(creator, PLUGIN_NAMESPACE):
+            raise RuntimeError(f"could not register the {PLUGIN_NAMESPACE}::{PLUGIN_NAME} plugin creator")
+        _registered[key] = creator  # the registry holds a borrowed reference: keep it alive
+    return _registered[key]

@@ -1,0 +1,74 @@
+"""The one place that knows there are two TensorRT Python modules.
+
+Data-centre TensorRT installs as `tensorrt`, TensorRT-RTX as `tensorrt_rtx`; their APIs agree on
+everything bdinn uses. Everything else imports `load_tensorrt()` and is written once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+FLAVOURS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
+
+
+class TensorRTUnavailable(RuntimeError):
+    """No usable TensorRT module; the message says what to install or fix."""
+
+
+@dataclass(frozen=True)
+class TensorRT:
+    module: ModuleType
+    flavour: str  # "tensorrt" or "tensorrt-rtx"
+    version: str
+
+    @property
+    def is_rtx(self) -> bool:
+        return self.flavour == "tensorrt-rtx"
+
+
+def _link_unversioned_rtx_core() -> None:
+    """TensorRT-RTX 1.7's ONNX parser dlopen()s "libtensorrt_rtx.so" when it meets a plugin node,
+    but the wheel ships only libtensorrt_rtx.so.1, and the failed dlopen aborts the process.
+    The parser's RPATH is its own folder, so a symlink there makes the lookup succeed."""
+    libs = importlib.import_module("tensorrt_rtx_libs")
+    folder = Path(next(iter(libs.__path__)))
+    versioned = folder / "libtensorrt_rtx.so.1"
+    link = folder / "libtensorrt_rtx.so"
+    if link.exists() or not versioned.exists():
+        return
+    try:
+        os.symlink(versioned.name, link)
+    except FileExistsError:
+        pass  # another process made it first
+    except OSError as exc:
+        raise TensorRTUnavailable(
+            f"{link}: cannot create it ({exc.strerror}); TensorRT-RTX's ONNX parser needs it to load "
+            f"plugins: run `ln -s libtensorrt_rtx.so.1 {link}` once as the owner of that folder"
+        ) from None
+
+
+@cache
+def load_tensorrt(flavour: str | None = None) -> TensorRT:
+    """The installed TensorRT: `flavour`, else $BDINN_TENSORRT, else tensorrt then tensorrt-rtx."""
+    wanted = flavour or os.environ.get("BDINN_TENSORRT")
+    if wanted is not None and wanted not in FLAVOURS:
+        raise TensorRTUnavailable(f"unknown TensorRT flavour {wanted!r}; choose tensorrt or tensorrt-rtx")
+    errors = []
+    for name in [wanted] if wanted else list(FLAVOURS):
+        try:
+            module = importlib.import_module(FLAVOURS[name])
+        except (ImportError, OSError) as exc:
+            errors.append(f"{FLAVOURS[name]}: {exc}")
+            continue
+        if name == "tensorrt-rtx":
+            _link_unversioned_rtx_core()
+        return TensorRT(module, name, module.__version__)
+    raise TensorRTUnavailable(
+        "TensorRT is not installed or does not load (" + "; ".join(errors) + "): "
+        "pip install 'bdinn[tensorrt]' on data-centre GPUs or 'bdinn[tensorrt-rtx]' on RTX GPUs"
+    )

@@ -1,0 +1,113 @@
+"""The Python plugin inside the real TensorRT-RTX ONNX parser and builder, on a CPU-only machine.
+
+TensorRT-RTX builds engines for a target compute capability without a GPU; running them needs
+one, so these tests stop at the serialised plan.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="needs the onnx extra: pip install 'bdinn[onnx]'")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from bdinn.plugins.trt_plugin import FIELDS, PLUGIN_NAME, PLUGIN_NAMESPACE, register_python_plugin  # noqa: E402
+from bdinn.runtime.tensorrt import TensorRTUnavailable, load_tensorrt  # noqa: E402
+
+try:
+    TRT = load_tensorrt("tensorrt-rtx")
+except TensorRTUnavailable as exc:
+    pytest.skip(f"TensorRT-RTX is not installed ({exc})", allow_module_level=True)
+
+
+def two_node_graph(dtype: np.dtype, dilation: tuple[int, int] = (2, 1), channels: int = 8) -> bytes:
+    """x -> BandedDeformConv2d -> BandedDeformConv2d, sharing one geometry input; dynamic H, W."""
+    elem = TensorProto.FLOAT16 if dtype == np.float16 else TensorProto.FLOAT
+    rng = np.random.default_rng(0)
+    nodes, weights = [], []
+    for i in range(2):
+        weights += [
+            numpy_helper.from_array(rng.standard_normal((channels, channels, 3, 5)).astype(dtype), f"w{i}"),
+            numpy_helper.from_array(rng.standard_normal(channels).astype(dtype), f"b{i}"),
+        ]
+        nodes.append(
+            helper.make_node(
+                PLUGIN_NAME, ["x" if i == 0 else "y0", "g", f"w{i}", f"b{i}"], [f"y{i}"], name=f"bdc{i}",
+                domain=PLUGIN_NAMESPACE, kernel_h=3, kernel_w=5, dilation_h=dilation[0],
+                dilation_w=dilation[1],
+            )
+        )  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "two_banded_convs",
+        [helper.make_tensor_value_info("x", elem, [1, channels, "h", "w"]),
+         helper.make_tensor_value_info("g", elem, [1, 4, "h", "w"])],
+        [helper.make_tensor_value_info("y1", elem, [1, channels, "h", "w"])],
+        weights,
+    )  # fmt: skip
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("bdinn", 1)]
+    )
+    return model.SerializeToString()
+
+
+def parse(model: bytes):
+    trt = TRT.module
+    register_python_plugin(trt)
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    ok = parser.parse(model)
+    assert ok, [parser.get_error(i).desc() for i in range(parser.num_errors)]
+    return builder, network
+
+
+def build_for_sm89(builder, network) -> bytes:
+    trt = TRT.module
+    config = builder.create_builder_config()
+    config.num_compute_capabilities = 1
+    config.set_compute_capability(trt.ComputeCapability.SM89, 0)
+    profile = builder.create_optimization_profile()
+    for name, channels in (("x", 8), ("g", 4)):
+        profile.set_shape(name, (1, channels, 16, 16), (1, channels, 64, 96), (1, channels, 256, 256))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    assert plan is not None
+    return bytes(plan)
+
+
+def test_parser_symlink_for_plugin_nodes_exists():
+    import tensorrt_rtx_libs
+
+    folder = Path(next(iter(tensorrt_rtx_libs.__path__)))
+    assert (folder / "libtensorrt_rtx.so").resolve() == (folder / "libtensorrt_rtx.so.1").resolve()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_plugin_graph_parses_and_builds_for_sm89(dtype):
+    builder, network = parse(two_node_graph(dtype))
+    trt = TRT.module
+    plugins = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type == trt.LayerType.PLUGIN_V3:
+            layer.__class__ = trt.IPluginV3Layer
+            plugins.append(layer.plugin)
+    assert len(plugins) == 2
+    # ONNX attributes reached create_plugin (non-default dilation).
+    assert [p.values for p in plugins] == [
+        {"kernel_h": 3, "kernel_w": 5, "dilation_h": 2, "dilation_w": 1}
+    ] * 2
+    assert network.get_output(0).dtype == (trt.DataType.HALF if dtype == np.float16 else trt.DataType.FLOAT)
+    plan = build_for_sm89(builder, network)
+    assert len(plan) > 8 * 8 * 15 * 2 * np.dtype(dtype).itemsize  # at least the weights
+    # The plan records both plugin layers with their name, namespace and serialised fields.
+    assert plan.count(PLUGIN_NAME.encode()) >= 2 and plan.count(PLUGIN_NAMESPACE.encode()) >= 2
+    assert all(plan.count(field.encode()) >= 2 for field in FIELDS)
+
+
+def test_output_shape_follows_weight_and_input():
+    _, network = parse(two_node_graph(np.float32, channels=8))
+    assert tuple(network.get_output(0).shape) == (1, 8, -1, -1)
