@@ -1,0 +1,138 @@
+"""Configure and build the plugin libraries with CMake; a second call with nothing changed is free.
+
+`build_libraries(Path("build/plugins"))` returns {"cpu": path, "cuda": path} for what was built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import click
+
+SOURCE_DIR = Path(__file__).resolve().parent
+MANIFEST = "bdinn_libraries.txt"
+STAMP = "bdinn_build_stamp.json"
+SOURCE_SUFFIXES = {".c", ".cc", ".cpp", ".cu", ".cuh", ".h", ".hpp", ".cmake"}
+
+
+class BuildError(RuntimeError):
+    """CMake is missing, or configuring or building failed (the message carries its output)."""
+
+
+def default_build_dir() -> Path:
+    """$BDINN_PLUGIN_BUILD_DIR, else a folder in the user's cache."""
+    if env := os.environ.get("BDINN_PLUGIN_BUILD_DIR"):
+        return Path(env)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "bdinn" / "plugins"
+
+
+def _cmake_options(cuda: bool | None) -> dict[str, str]:
+    return {
+        "CMAKE_BUILD_TYPE": "Release",
+        "BDINN_WITH_CUDA": "OFF" if cuda is False else "ON",
+        "BDINN_REQUIRE_CUDA": "ON" if cuda else "OFF",
+    }
+
+
+def _fingerprint(source_dir: Path, build_dir: Path, options: dict[str, str]) -> str:
+    """Everything the build output depends on: sources, options, the compilers CMake would pick."""
+    digest = hashlib.sha256()
+    for path in sorted(source_dir.rglob("*")):
+        if build_dir in path.parents:  # a build folder inside the sources holds generated sources
+            continue
+        if path.is_file() and (path.suffix in SOURCE_SUFFIXES or path.name == "CMakeLists.txt"):
+            digest.update(str(path.relative_to(source_dir)).encode())
+            digest.update(path.read_bytes())
+    tools = {name: os.environ.get(name) for name in ("CC", "CXX", "CUDACXX", "CUDAARCHS")}
+    tools["nvcc"] = shutil.which("nvcc")
+    digest.update(json.dumps([options, tools], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _read_manifest(build_dir: Path) -> dict[str, Path]:
+    libs = {}
+    for line in (build_dir / MANIFEST).read_text().splitlines():
+        if "=" in line:
+            name, path = line.split("=", 1)
+            libs[name] = Path(path)
+    return libs
+
+
+def _run(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).strip()
+        raise BuildError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{output}")
+
+
+def build_libraries(
+    build_dir: Path, cuda: bool | None = None, source_dir: Path | None = None
+) -> dict[str, Path]:
+    """Build the plugin libraries into build_dir and return {"cpu": path[, "cuda": path]}.
+
+    cuda: None builds the CUDA library when CMake finds a CUDA compiler, True requires it,
+    False skips it. Skips CMake entirely when the sources, options and compilers are unchanged
+    since the last successful build and its libraries still exist.
+    source_dir: the folder holding CMakeLists.txt (default: this package's folder).
+    """
+    source_dir = Path(source_dir or SOURCE_DIR).resolve()
+    if not (source_dir / "CMakeLists.txt").is_file():
+        raise BuildError(f"{source_dir}: no CMakeLists.txt (plugin sources not installed)")
+    build_dir = Path(build_dir).resolve()
+    options = _cmake_options(cuda)
+    fingerprint = _fingerprint(source_dir, build_dir, options)
+    stamp = build_dir / STAMP
+    if stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
+        libs = _read_manifest(build_dir)
+        if all(path.is_file() for path in libs.values()):
+            return libs
+
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise BuildError("cmake not found on PATH; install CMake >= 3.20 to build the plugin libraries")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    _run([cmake, "-S", str(source_dir), "-B", str(build_dir), *(f"-D{k}={v}" for k, v in options.items())])
+    _run([cmake, "--build", str(build_dir), "--parallel", str(os.cpu_count() or 1)])
+    libs = _read_manifest(build_dir)
+    missing = [name for name, path in libs.items() if not path.is_file()]
+    if missing or "cpu" not in libs:
+        raise BuildError(f"{build_dir}: the build did not produce {missing or ['cpu']}")
+    tmp = stamp.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps({"fingerprint": fingerprint, "libraries": {k: str(p) for k, p in libs.items()}})
+    )
+    tmp.replace(stamp)
+    return libs
+
+
+@click.command()
+@click.option(
+    "--build-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Build folder (default: $BDINN_PLUGIN_BUILD_DIR or ~/.cache/bdinn/plugins).",
+)
+@click.option(
+    "--cuda/--no-cuda",
+    default=None,
+    help="Require or skip the CUDA library (default: build it if nvcc is found).",
+)
+def main(build_dir: Path | None, cuda: bool | None) -> None:
+    """Build the BandedDeformConv2d libraries and print `name<TAB>path` for each."""
+    try:
+        libs = build_libraries(build_dir or default_build_dir(), cuda)
+    except BuildError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, path in libs.items():
+        click.echo(f"{name}\t{path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""The CPU build of the CUDA kernels' maths against the PyTorch reference, and the nvcc build.
+
+The stress cases here are reused by test_kernels_gpu.py.
+"""
+
+import ctypes
+import math
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bdinn.plugins.build import build_libraries
+from bdinn.plugins.cpu_reference import banded_deform_conv_cpu, load_cpu_library
+from bdinn.train.network import activate_geometry
+from bdinn.train.ops import banded_deform_conv_reference
+
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+FP32_TOLERANCE = 1e-5  # max abs error / max abs reference output
+CUDA_ARCHS = {75, 80, 86, 89, 90, 120}
+PTX_ARCHS = {120}
+C_ABI = ("bdinn_banded_deform_conv_forward", "bdinn_banded_deform_conv_forward_algo", "bdinn_error_string")
+
+
+# --------------------------------------------------------------------------------------------
+# Stress cases: (x, geometry, weight, bias, dilation), float32, N = 2.
+# --------------------------------------------------------------------------------------------
+
+
+def _tensors(gen, n, c, h, w, o, kernel, bias=True):
+    x = torch.randn(n, c, h, w, generator=gen)
+    weight = torch.randn(o, c, *kernel, generator=gen)
+    b = torch.randn(o, generator=gen) if bias else None
+    return x, weight, b
+
+
+def random_geometry(gen, n, h, w, spread=2.0):
+    return activate_geometry(spread * torch.randn(n, 4, h, w, generator=gen))
+
+
+def rotation_geometry(gen, n, h, w):
+    """Angles over the whole circle, the first row exactly +pi, the second exactly -pi."""
+    theta = (2 * torch.rand(n, h, w, generator=gen) - 1) * math.pi
+    theta[:, 0], theta[:, 1] = math.pi, -math.pi
+    sx = 0.5 + 2 * torch.rand(n, h, w, generator=gen)
+    sy = 0.5 + 2 * torch.rand(n, h, w, generator=gen)
+    return torch.stack((torch.cos(theta), torch.sin(theta), sx, sy), dim=1)
+
+
+def bound_geometry(gen, n, h, w):
+    """Stretches and scales at the activation's bounds, in every combination, any rotation."""
+    choices = torch.tensor([0.15, 0.31, 3.0, 9.0])
+    sx = choices[torch.randint(0, 4, (n, h, w), generator=gen)]
+    sy = choices[torch.randint(0, 4, (n, h, w), generator=gen)]
+    theta = (2 * torch.rand(n, h, w, generator=gen) - 1) * math.pi
+    return torch.stack((torch.cos(theta), torch.sin(theta), sx, sy), dim=1)
+
+
+def far_geometry(gen, n, h, w, scales=(1e3, 3e4, 6e4)):
+    """Every kernel point but the centre lands far outside the image (scales finite in FP16)."""
+    g = random_geometry(gen, n, h, w)
+    scale = torch.tensor(scales)[torch.randint(0, len(scales), (n, h, w), generator=gen)]
+    g[:, 2] = scale
+    g[:, 3] = scale
+    return g
+
+
+HUGE_SCALES = (1e4, 1e9, 1e30)  # beyond int32 pixel indices and float16 range
+
+
+def quantised_geometry(gen, n, h, w):
+    """Random geometry on a 1/64 grid: every sampling coordinate below 4096 is exact in float32
+    (and keeps 12 fractional bits), so float32 maths must match float64 to rounding of the sums."""
+    return torch.round(random_geometry(gen, n, h, w) * 64) / 64
+
+
+def make_case(name: str, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    if name == "random_3x5":
+        x, w, b = _tensors(gen, 2, 5, 17, 23, 7, (3, 5))
+        return x, random_geometry(gen, 2, 17, 23), w, b, (1, 1)
+    if name == "rotations_pi":
+        x, w, b = _tensors(gen, 2, 6, 15, 21, 5, (3, 5))
+        return x, rotation_geometry(gen, 2, 15, 21), w, b, (1, 1)
+    if name == "stretch_bounds":
+        x, w, b = _tensors(gen, 2, 6, 19, 25, 5, (3, 5))
+        return x, bound_geometry(gen, 2, 19, 25), w, b, (1, 1)
+    if name == "far_outside":
+        x, w, b = _tensors(gen, 2, 6, 11, 13, 5, (3, 5))
+        return x, far_geometry(gen, 2, 11, 13), w, b, (1, 1)
+    if name == "many_channels_no_bias":  # several 32-channel chunks and output tiles on the GPU
+        x, w, b = _tensors(gen, 2, 70, 9, 13, 67, (3, 5), bias=False)
+        return x, random_geometry(gen, 2, 9, 13), w, b, (1, 1)
+    if name == "wide_exact":
+        x, w, b = _tensors(gen, 2, 4, 5, 2304, 3, (3, 5))
+        return x, quantised_geometry(gen, 2, 5, 2304), w, b, (1, 1)
+    if name == "wide_random":
+        x, w, b = _tensors(gen, 2, 4, 5, 2304, 3, (3, 5))
+        return x, random_geometry(gen, 2, 5, 2304), w, b, (1, 1)
+    if name.startswith("shape_"):  # shape_HxW
+        h, w_ = map(int, name[len("shape_") :].split("x"))
+        x, w, b = _tensors(gen, 2, 3, h, w_, 4, (3, 5))
+        return x, random_geometry(gen, 2, h, w_), w, b, (1, 1)
+    if name.startswith("kernel_"):  # kernel_KHxKW_dDHxDW
+        k, d = name[len("kernel_") :].split("_d")
+        kernel = tuple(map(int, k.split("x")))
+        dilation = tuple(map(int, d.split("x")))
+        x, w, b = _tensors(gen, 2, 6, 13, 19, 5, kernel)
+        return x, random_geometry(gen, 2, 13, 19), w, b, dilation
+    raise KeyError(name)
+
+
+KERNEL_CASES = [f"kernel_{k}_d{d}" for k in ("3x5", "5x3", "3x3", "1x1") for d in ("1x1", "2x1", "1x3")]
+SHAPE_CASES = ["shape_1x1", "shape_1x9", "shape_7x1", "shape_5x9", "shape_33x65"]
+EXACT_CASES = [
+    "random_3x5",
+    "rotations_pi",
+    "stretch_bounds",
+    "far_outside",
+    "many_channels_no_bias",
+    "wide_exact",
+    *KERNEL_CASES,
+    *SHAPE_CASES,
+]
+
+
+def reference64(x, geometry, weight, bias, dilation) -> np.ndarray:
+    """The PyTorch reference in float64 on exactly the given values."""
+    b = None if bias is None else bias.double()
+    out = banded_deform_conv_reference(x.double(), geometry.double(), weight.double(), b, dilation)
+    return out.cpu().numpy()
+
+
+def relative_error(got, ref) -> float:
+    return float(np.abs(np.asarray(got, np.float64) - ref).max() / np.abs(ref).max())
+
+
+# --------------------------------------------------------------------------------------------
+# The CPU library.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cpu_library(tmp_path_factory) -> Path:
+    libs = build_libraries(tmp_path_factory.mktemp("plugins-cpu"), cuda=False, source_dir=PLUGINS)
+    assert set(libs) == {"cpu"}
+    return libs["cpu"]
+
+
+def run_cpu(library, x, geometry, weight, bias, dilation):
+    b = None if bias is None else bias.numpy()
+    return banded_deform_conv_cpu(x.numpy(), geometry.numpy(), weight.numpy(), b, dilation, library=library)
+
+
+@pytest.mark.parametrize("case", EXACT_CASES)
+def test_cpu_build_matches_reference(cpu_library, case):
+    x, g, w, b, dilation = make_case(case)
+    got = run_cpu(cpu_library, x, g, w, b, dilation)
+    ref = reference64(x, g, w, b, dilation)
+    assert got.shape == ref.shape == (x.shape[0], w.shape[0], *x.shape[2:])
+    err = relative_error(got, ref)
+    assert err <= FP32_TOLERANCE, f"{case}: max error {err:.2e} of the output scale"
+
+
+def huge_case():
+    """Offsets up to 1e30 pixels, which no integer type holds: only the centre tap stays inside."""
+    x, _, w, b, dilation = make_case("far_outside")
+    g = far_geometry(torch.Generator().manual_seed(5), *x.shape[:1], *x.shape[2:], scales=HUGE_SCALES)
+    centre = torch.einsum("oc,nchw->nohw", w[:, :, 1, 2].double(), x.double()) + b.double().view(1, -1, 1, 1)
+    return (x, g, w, b, dilation), centre.numpy()
+
+
+def test_huge_offsets_leave_the_centre_tap(cpu_library):
+    case, expected = huge_case()
+    assert relative_error(run_cpu(cpu_library, *case), expected) <= FP32_TOLERANCE
+
+
+def test_wide_map_no_worse_than_float32_reference(cpu_library):
+    """Coordinates above 2048 with arbitrary geometry: float32 coordinates are 2.4e-4 px apart there,
+    so neither implementation can meet 1e-5; the kernel must be at least as accurate as the
+    float32 PyTorch reference (it rounds the coordinates once, the reference twice)."""
+    x, g, w, b, dilation = make_case("wide_random")
+    ref = reference64(x, g, w, b, dilation)
+    got = run_cpu(cpu_library, x, g, w, b, dilation)
+    ref32 = banded_deform_conv_reference(x, g, w, b, dilation).double().numpy()
+    err, err32 = relative_error(got, ref), relative_error(ref32, ref)
+    assert err <= err32, f"kernel {err:.2e} vs float32 reference {err32:.2e}"
+    assert err < 1e-3
+
+
+def test_c_abi_rejects_bad_arguments(cpu_library):
+    lib = load_cpu_library(cpu_library)
+    buf = (ctypes.c_float * 64)()
+    p = ctypes.cast(buf, ctypes.POINTER(ctypes.c_float))
+    good = dict(n=1, c=1, h=2, w=2, o=1, kh=3, kw=3, dil_h=1, dil_w=1)
+
+    def call(pointers=(p, p, p, None, p), **changes):
+        args = {**good, **changes}
+        return lib.bdinn_banded_deform_conv_forward_cpu(*pointers, *args.values())
+
+    assert call() == 0
+    assert call(pointers=(p, None, p, None, p)) == 3
+    assert call(h=0) == 4
+    assert call(o=-1) == 4
+    assert call(kw=4) == 5
+    assert call(dil_h=0) == 6
+    assert call(n=70000, h=200, w=200) == 7
+    assert lib.bdinn_cpu_error_string(5) == b"kernel sizes must be odd"
+
+
+def test_wrapper_reports_errors(cpu_library):
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    g = np.zeros((1, 4, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="kernel sizes must be odd"):
+        banded_deform_conv_cpu(x, g, np.zeros((3, 2, 2, 3), np.float32), library=cpu_library)
+    with pytest.raises(ValueError, match="geometry must be"):
+        banded_deform_conv_cpu(x, g[:, :3], np.zeros((3, 2, 3, 3), np.float32), library=cpu_library)
+
+
+def test_build_is_cached(cpu_library):
+    before = cpu_library.stat().st_mtime_ns
+    libs = build_libraries(cpu_library.parent, cuda=False, source_dir=PLUGINS)
+    assert libs == {"cpu": cpu_library}
+    assert cpu_library.stat().st_mtime_ns == before
+
+
+# --------------------------------------------------------------------------------------------
+# The CUDA library: compiled here for every target architecture, never run.
+# --------------------------------------------------------------------------------------------
+
+
+def fatbin_targets(library: Path) -> set[tuple[str, int]]:
+    """(kind, sm) of every entry in the library's CUDA fat binaries: kind "elf" (SASS) or "ptx"."""
+    data = library.read_bytes()
+    targets = set()
+    start = data.find(struct.pack("<I", 0xBA55ED50))
+    while start >= 0:
+        _, _, header_size, fat_size = struct.unpack_from("<IHHQ", data, start)
+        entry, end = start + header_size, start + header_size + fat_size
+        while entry < end:
+            kind, _, entry_header, payload = struct.unpack_from("<HHII", data, entry)
+            (sm,) = struct.unpack_from("<I", data, entry + 28)
+            targets.add(({1: "ptx", 2: "elf"}[kind], sm))
+            entry += entry_header + payload
+        start = data.find(struct.pack("<I", 0xBA55ED50), end)
+    return targets
+
+
+@pytest.mark.slow
+def test_cuda_library_compiles(tmp_path):
+    if shutil.which("nvcc") is None and not os.environ.get("CUDACXX"):
+        pytest.skip("nvcc not found (neither on PATH nor in CUDACXX): cannot compile the CUDA kernels")
+    libs = build_libraries(tmp_path, cuda=True, source_dir=PLUGINS)
+    exported = subprocess.run(
+        ["nm", "-D", "--defined-only", str(libs["cuda"])], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for symbol in C_ABI:
+        assert symbol in exported
+    assert not [s for s in exported if s.startswith("_Z")], "C++ symbols leak from the library"
+    targets = fatbin_targets(libs["cuda"])
+    assert {sm for kind, sm in targets if kind == "elf"} == CUDA_ARCHS
+    assert {sm for kind, sm in targets if kind == "ptx"} == PTX_ARCHS
