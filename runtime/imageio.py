@@ -1,13 +1,17 @@
 """Image files in and out as numpy arrays, keeping 16-bit precision (no torch).
 
-OpenCV reads and writes 48-bit RGB PNG; Pillow silently drops it to 8 bits, which would
-destroy exactly the smooth gradients a debander produces. Arrays are RGB(A), H x W x C, in the
-file's own integer dtype (uint8 or uint16). Writes are atomic.
+OpenCV reads and writes 48-bit RGB PNG; Pillow silently drops it to 8 bits, which would destroy
+exactly the smooth gradients a debander produces. Arrays are RGB(A), H x W x C, in the file's own
+integer dtype (uint8 or uint16). A bad file raises ImageError with a one-line message; writes are
+atomic, so a crash never leaves a half-written image.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -15,98 +19,165 @@ import numpy as np
 
 from .files import atomic_write
 
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # ImageError says it in one line
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Leading bytes of the formats we name in error messages (WebP is RIFF....WEBP, checked apart).
+_SIGNATURES = (
+    (PNG_SIGNATURE, "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
 
 
 class ImageError(ValueError):
-    """An input or output image problem; the message is one line: file, problem, what to do."""
+    """A bad image file; the message is one line: the file, the problem and what to do."""
 
 
-def _decode(path: Path) -> np.ndarray:
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    # OpenCV logs decoder failures itself; ImageError already says it in one line.
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _sniff(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+
+
+def _png_complete(data: bytes) -> bool:
+    """Whether the PNG's chunks, walked by their length fields, reach IEND inside the data.
+
+    OpenCV does reject a cut PNG, but libpng first prints its own error to stderr; walking the
+    chunk headers (no decompression) catches truncation quietly. Bytes after IEND are allowed.
+    """
+    at = len(PNG_SIGNATURE)
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        at += 12 + length
+        if at > len(data):
+            return False
+        if kind == b"IEND":
+            return True
+    return False
+
+
+def _read(path: Path) -> tuple[bytes, str | None]:
+    """The file's bytes and format name, after the checks that need no decoding."""
     if not path.exists():
-        raise ImageError(f"{path}: no such file")
+        raise ImageError(f"{path}: no such file (check the path)")
     if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image")
-    data = path.read_bytes()
+        raise ImageError(f"{path}: is a folder, not an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read the file ({exc.strerror})") from None
     if not data:
-        raise ImageError(f"{path}: empty file (0 bytes)")
-    if data.startswith(PNG_SIGNATURE) and b"IEND" not in data[-32:]:
-        # Caught here rather than by libpng, which would print its own error to stderr.
-        raise ImageError(f"{path}: truncated PNG (no IEND chunk; re-export or replace it)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        raise ImageError(f"{path}: empty file, 0 bytes (re-export or copy it again)")
+    kind = _sniff(data)
+    if kind == "PNG" and not _png_complete(data):
+        raise ImageError(f"{path}: truncated PNG, the file ends early (re-export or copy it again)")
+    return data, kind
+
+
+def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray:
+    with _quiet_opencv():
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if img is None:
-        raise ImageError(f"{path}: not a readable image, or truncated/corrupt (re-export or replace it)")
+        if kind is None:
+            raise ImageError(f"{path}: not an image file OpenCV can read (use PNG, JPEG, WebP or TIFF)")
+        raise ImageError(f"{path}: truncated or corrupt {kind} data (re-export or copy it again)")
     if img.size == 0:
-        raise ImageError(f"{path}: image has zero size")
+        raise ImageError(f"{path}: image has zero width or height (re-export it)")
     if img.dtype not in (np.uint8, np.uint16):
-        raise ImageError(f"{path}: unsupported sample type {img.dtype} (use 8- or 16-bit images)")
+        raise ImageError(f"{path}: {img.dtype} samples are not supported (save it as 8- or 16-bit)")
     return img
 
 
 def read_image(path: str | os.PathLike, keep_alpha: bool = False) -> np.ndarray:
-    """H x W x 3 RGB (x 4 RGBA with keep_alpha) uint8/uint16; grayscale is expanded to RGB."""
+    """H x W x 3 RGB, or H x W x 4 RGBA with keep_alpha, as uint8 or uint16 like the file.
+
+    Grayscale is repeated into three channels, palettes are expanded, alpha is dropped (not
+    composited) unless keep_alpha, in which case images without alpha get an opaque one. The EXIF
+    orientation is applied as viewers do, except to files that keep an alpha channel under
+    keep_alpha (OpenCV applies it only when it may drop alpha).
+    """
     path = Path(path)
-    img = _decode(path)
+    data, kind = _read(path)
+    img = None
+    if keep_alpha and kind != "JPEG":
+        img = _decode(path, data, kind, cv2.IMREAD_UNCHANGED)
+        if img.ndim == 2 or img.shape[2] in (1, 3):
+            img = None  # no alpha in the file: decode again below, with the orientation applied
+    if img is None:
+        img = _decode(path, data, kind, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img.ndim == 2:
         img = img[:, :, None]
     channels = img.shape[2]
     if channels == 1:
-        rgb = np.repeat(img, 3, axis=2)
-        alpha = None
+        rgb, alpha = np.repeat(img, 3, axis=2), None
     elif channels == 2:  # gray + alpha
-        rgb = np.repeat(img[:, :, :1], 3, axis=2)
-        alpha = img[:, :, 1:]
+        rgb, alpha = np.repeat(img[:, :, :1], 3, axis=2), img[:, :, 1:]
     elif channels in (3, 4):
-        rgb = img[:, :, 2::-1]  # OpenCV stores BGR(A)
-        alpha = img[:, :, 3:] if channels == 4 else None
+        rgb, alpha = img[:, :, 2::-1], (img[:, :, 3:] if channels == 4 else None)  # OpenCV is BGR(A)
     else:
         raise ImageError(f"{path}: {channels}-channel images are not supported (use gray, RGB or RGBA)")
-    if keep_alpha:
-        if alpha is None:
-            alpha = np.full((*rgb.shape[:2], 1), np.iinfo(rgb.dtype).max, rgb.dtype)
-        return np.ascontiguousarray(np.concatenate((rgb, alpha), axis=2))
-    return np.ascontiguousarray(rgb)
+    if not keep_alpha:
+        return np.ascontiguousarray(rgb)
+    if alpha is None:
+        alpha = np.full((*rgb.shape[:2], 1), np.iinfo(rgb.dtype).max, rgb.dtype)
+    return np.ascontiguousarray(np.concatenate((rgb, alpha), axis=2))
 
 
 def to_float(img: np.ndarray) -> np.ndarray:
-    """uint8/uint16 -> float32 in [0, 1]."""
+    """uint8 / uint16 -> float32 in [0, 1] (divided by 255 or 65535)."""
     if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0
+        return img.astype(np.float32) / np.float32(255)
     if img.dtype == np.uint16:
-        return img.astype(np.float32) / 65535.0
-    raise TypeError(f"expected uint8 or uint16, got {img.dtype}")
+        return img.astype(np.float32) / np.float32(65535)
+    raise TypeError(f"expected a uint8 or uint16 image, got {img.dtype}")
 
 
 def from_float(arr: np.ndarray, bit_depth: int) -> np.ndarray:
-    """float in [0, 1] -> uint8 (bit_depth 8) or uint16 (16), rounded to nearest and clipped."""
+    """float in [0, 1] -> uint8 (bit_depth 8) or uint16 (16), rounded to nearest and clipped.
+
+    NaN becomes 0, so a diverged network gives black pixels rather than undefined integers.
+    """
     if bit_depth not in (8, 16):
         raise ValueError(f"bit depth must be 8 or 16, got {bit_depth}")
     top = 255.0 if bit_depth == 8 else 65535.0
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
-    return np.clip(np.rint(np.asarray(arr, np.float64) * top), 0, top).astype(dtype)
+    scaled = np.nan_to_num(np.asarray(arr, np.float64), nan=0.0) * top
+    return np.clip(np.rint(scaled), 0, top).astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
-    """Write a uint8/uint16 gray, RGB or RGBA array; the suffix picks the format (PNG for 16-bit).
+    """Write a uint8/uint16 gray, RGB or RGBA array; the suffix picks the format (16-bit: PNG/TIFF).
 
-    Written to a temporary file in the same folder and renamed, so a crash never leaves a
-    half-written image under the final name.
+    Encoded in memory, written to a temporary file in the same folder and renamed over `path`:
+    a failure or crash leaves either the old file or none, never a partial one.
     """
     path = Path(path)
     if img.dtype not in (np.uint8, np.uint16):
-        raise ImageError(f"{path}: cannot write {img.dtype} samples (convert to uint8 or uint16)")
+        raise ImageError(f"{path}: cannot write {img.dtype} samples (convert to uint8 or uint16 first)")
     if img.ndim == 3 and img.shape[2] in (3, 4):
-        img = img[:, :, [2, 1, 0, 3][: img.shape[2]]]
+        img = img[:, :, [2, 1, 0, 3][: img.shape[2]]]  # RGB(A) -> OpenCV's BGR(A)
     elif not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1)):
-        raise ImageError(f"{path}: cannot write an array of shape {img.shape}")
+        raise ImageError(f"{path}: cannot write an array of shape {img.shape} (want H x W x 1, 3 or 4)")
     suffix = path.suffix.lower()
     if img.dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
-        raise ImageError(f"{path}: 16-bit output needs .png or .tif")
-    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(img))
+        raise ImageError(f"{path}: 16-bit images can only be written as .png or .tif")
+    try:
+        ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(img))
+    except cv2.error:
+        ok = False
     if not ok:
-        raise ImageError(f"{path}: cannot encode an image with suffix {suffix!r}")
+        raise ImageError(f"{path}: cannot write images with suffix {suffix!r} (use .png)")
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(encoded.tobytes()))
     return path

@@ -1,4 +1,4 @@
-"""Pairs, the split by source picture, the banding filter and the patch dataset."""
+"""Pairs, the split by source picture, the banding filter and the patch datasets."""
 
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from bdinn.train.data import (
     FullImageDataset,
     ImagePair,
     PatchDataset,
+    banding_contours,
     find_pairs,
     has_banding,
     split_by_source,
@@ -21,7 +22,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def ramp(h: int = 128, w: int = 128) -> np.ndarray:
-    """A smooth diagonal colour gradient, 8-bit like real clean images."""
+    """A smooth diagonal colour gradient, stored in 8 bits like a real clean image."""
     y, x = np.mgrid[0:h, 0:w] / max(h, w)
     img = np.stack((0.2 + 0.3 * x, 0.3 + 0.2 * y, 0.5 + 0.2 * (x + y) / 2), axis=2)
     return to_float(from_float(img, 8))
@@ -33,32 +34,54 @@ def test_has_banding_on_known_cases():
     assert not has_banding(clean, clean)
     noise = to_float(from_float(np.random.default_rng(0).random((128, 128, 3)), 8))
     assert not has_banding(reduce_bit_depth(noise, 5), noise)
-    assert has_banding(reduce_bit_depth(clean, 4), clean)
-    assert not has_banding(reduce_bit_depth(clean, 8), clean)  # 8 bits: no step beyond one code
-    flat = np.full((128, 128, 3), 0.5, np.float32)
-    assert not has_banding(flat + 1 / 255, flat)  # a uniform shift is no contour
+    leaf = to_float(read_image(DATA / "leaf-texture.png"))[64:192, 176:304]  # the leaf and the litter
+    assert not has_banding(reduce_bit_depth(leaf, 5), leaf)
     sky = to_float(read_image(DATA / "sky-gradient.png"))[:128, :128]
     assert has_banding(to_float(codec_roundtrip(from_float(sky, 8), "x264", 40)), sky)
+    assert not has_banding(sky, sky)
 
 
-def write_pair(root: Path, name: str, banded: np.ndarray, clean: np.ndarray) -> ImagePair:
+def test_contours_follow_the_steps_of_a_quantised_ramp():
+    x = np.linspace(0.2, 0.8, 256, dtype=np.float32)
+    clean = to_float(from_float(np.broadcast_to(x[None, :, None], (64, 256, 3)), 8))
+    banded = reduce_bit_depth(clean, 5)
+    contours = banding_contours(banded, clean)
+    steps = np.flatnonzero(np.diff(banded[0, :, 0]))  # banded[:, s] != banded[:, s + 1]
+    assert len(steps) == 19  # levels 6 (0.2 * 31) to 25 (0.8 * 31)
+    assert np.array_equal(np.flatnonzero(contours.any(axis=0)), steps)  # one contour line per step
+    assert contours[1:-1, steps].all()  # each line runs top to bottom (the border rows aside)
+    assert not banding_contours(clean, clean).any()
+
+
+def write_pair(root: Path, name: str, banded: np.ndarray, clean: np.ndarray, source: str = "") -> ImagePair:
     b = write_image(root / "banded" / f"{name}.png", from_float(banded, 8))
     c = write_image(root / "clean" / f"{name}.png", from_float(clean, 8))
-    return ImagePair(name, b, c, name)
+    return ImagePair(name, b, c, source or name)
 
 
 def test_find_pairs_matches_names_and_reports_strays(tmp_path):
     write_pair(tmp_path, "a", ramp(), ramp())
-    write_pair(tmp_path, "b", ramp(), ramp())
+    write_pair(tmp_path, "c", ramp(), ramp())
+    write_image(tmp_path / "banded" / "b.jpg", from_float(ramp(), 8))  # any suffix pairs by name
+    write_image(tmp_path / "clean" / "b.png", from_float(ramp(), 8))
     write_image(tmp_path / "banded" / "only-banded.png", from_float(ramp(), 8))
-    with pytest.warns(UserWarning, match="1 images .* no partner"):
+    write_image(tmp_path / "clean" / "only-clean.png", from_float(ramp(), 8))
+    (tmp_path / "clean" / "notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning, match=r"2 images have no partner .*1 only in .*banded, 1 only in"):
         pairs = find_pairs(tmp_path / "banded", tmp_path / "clean")
-    assert [p.name for p in pairs] == ["a", "b"]
-    with pytest.raises(ValueError, match="no such folder"):
+    assert [(p.name, p.banded.name, p.clean.name, p.source) for p in pairs] == [
+        ("a", "a.png", "a.png", "a"),
+        ("b", "b.jpg", "b.png", "b"),
+        ("c", "c.png", "c.png", "c"),
+    ]
+    with pytest.raises(ValueError, match="missing: no such folder"):
         find_pairs(tmp_path / "missing", tmp_path / "clean")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no image names in common"):
         find_pairs(tmp_path / "banded", tmp_path / "empty")
+    write_image(tmp_path / "clean" / "a.jpg", from_float(ramp(), 8))
+    with pytest.raises(ValueError, match=r"a\.jpg and .*a\.png: two images with one name"):
+        find_pairs(tmp_path / "banded", tmp_path / "clean")
 
 
 def test_split_by_source_never_shares_a_source():
@@ -66,86 +89,108 @@ def test_split_by_source_never_shares_a_source():
     train, val = split_by_source(pairs, 0.2, seed=1)
     assert {p.source for p in train}.isdisjoint({p.source for p in val})
     assert len({p.source for p in val}) == 2 and len(train) + len(val) == 30
+    assert all(sum(p.source == q.source for q in val) == 3 for p in val)  # variants stay together
     assert split_by_source(pairs, 0.2, seed=1) == (train, val)
+    assert any(split_by_source(pairs, 0.2, seed=s)[1] != val for s in range(2, 6))
     two = pairs[:6]
-    assert len({p.source for p in split_by_source(two, 0.01, seed=0)[1]}) == 1
-    assert split_by_source(two, 0.0, seed=0)[1] == []
+    assert len({p.source for p in split_by_source(two, 0.01, seed=0)[1]}) == 1  # at least one
+    assert len({p.source for p in split_by_source(two, 0.9, seed=0)[0]}) == 1  # never all
+    assert split_by_source(two, 0.0, seed=0) == (two, [])
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_by_source(two, 1.0, seed=0)
 
 
 def test_patch_grid_counts_and_filter(tmp_path):
     clean = ramp(384, 512)
-    banded_pair = write_pair(tmp_path, "banded", reduce_bit_depth(clean, 4), clean)
+    banded_pair = write_pair(tmp_path, "banded", reduce_bit_depth(clean, 5), clean)
     identical_pair = write_pair(tmp_path, "same", clean, clean)
     everything = PatchDataset([banded_pair, identical_pair], 256, 128, filter_banding=False)
-    assert everything.patches_total == 12 and len(everything) == 12  # 3 x 2 per 512x384 image
+    assert everything.patches_total == 12 and everything.patches_kept == 12  # 3 x 2 per 512x384
     filtered = PatchDataset([banded_pair, identical_pair], 256, 128)
-    assert filtered.patches_total == 12
-    assert filtered.patches_kept == 6  # every banded patch, no identical one
-    b, c = filtered[0]
-    assert b.shape == c.shape == (3, 256, 256) and b.dtype == torch.float32
+    assert filtered.patches_total == 12 and filtered.patches_kept == 6  # all banded, no identical
+    assert len(filtered.images) == 1  # the identical pair is not held in memory
+    assert sorted(filtered.index) == [(0, y, x) for y in (0, 128) for x in (0, 128, 256)]
+    b, c = filtered[5]
+    assert b.shape == c.shape == (3, 256, 256) and b.dtype == c.dtype == torch.float32
+    assert torch.equal(c, torch.from_numpy(clean[128:384, 256:512].transpose(2, 0, 1).copy()))
     assert float(b.min()) >= 0 and float(b.max()) <= 1
+    odd = PatchDataset([banded_pair], 200, 150, filter_banding=False)
+    assert odd.patches_total == 2 * 3  # y in (0, 150), x in (0, 150, 300)
 
 
 def test_unreadable_images_are_skipped_and_counted(tmp_path):
     good = write_pair(tmp_path, "good", reduce_bit_depth(ramp(), 4), ramp())
     broken = tmp_path / "broken.png"
     broken.write_bytes(good.banded.read_bytes()[:100])
-    with pytest.warns(UserWarning, match="skipping pair bad.*truncated"):
-        data = PatchDataset([good, ImagePair("bad", broken, good.clean, "bad")], 64, 64)
-    assert data.skipped_images == 1 and data.patches_total == 4
+    bad = ImagePair("bad", broken, good.clean, "bad")
+    with pytest.warns(UserWarning, match=r"skipping pair bad: .*broken\.png: truncated PNG"):
+        data = PatchDataset([good, bad], 64, 64)
+    assert data.skipped_images == 1 and data.patches_total == 4 and data.patches_kept == 4
+    with pytest.warns(UserWarning, match="skipping pair bad"):
+        full = FullImageDataset([bad, good])
+    assert full.skipped_images == 1 and len(full) == 1 and full[0][0] == "good"
 
 
 def test_size_mismatch_names_both_files(tmp_path):
     pair = write_pair(tmp_path, "x", ramp(64, 64), ramp(64, 80))
-    with pytest.raises(ValueError, match=r"x\.png is 64x64 but .*x\.png is 80x64"):
+    with pytest.raises(ValueError, match=r"banded/x\.png is 64x64 but .*clean/x\.png is 80x64"):
         PatchDataset([pair], 32, 32)
-    with pytest.raises(ValueError, match="one size"):
-        FullImageDataset([pair])[0]
+    with pytest.raises(ValueError, match="must have the same size"):
+        FullImageDataset([pair])
 
 
 def test_gray_rgba_and_16_bit_inputs_are_converted(tmp_path):
     clean = ramp(64, 64)
     banded = reduce_bit_depth(clean, 4)
     b16 = write_image(tmp_path / "b16.png", from_float(banded, 16))
-    c_rgba = write_image(
-        tmp_path / "crgba.png", np.dstack((from_float(clean, 8), np.full((64, 64), 255, np.uint8)))
-    )
+    rgba = np.dstack((from_float(clean, 8), np.full((64, 64), 9, np.uint8)))  # alpha is dropped
+    c_rgba = write_image(tmp_path / "crgba.png", rgba)
     gray = write_image(tmp_path / "gray.png", from_float(clean[..., 0], 8))
-    data = PatchDataset(
-        [ImagePair("a", b16, c_rgba, "a"), ImagePair("g", gray, gray, "g")], 64, 64, filter_banding=False
-    )
+    pairs = [ImagePair("a", b16, c_rgba, "a"), ImagePair("g", gray, gray, "g")]
+    data = PatchDataset(pairs, 64, 64, filter_banding=False)
     b, c = data[0]
-    assert torch.allclose(b, torch.from_numpy(banded.transpose(2, 0, 1)), atol=1e-4)
+    assert torch.allclose(b, torch.from_numpy(banded.transpose(2, 0, 1)), atol=1e-6)
     assert torch.allclose(c, torch.from_numpy(clean.transpose(2, 0, 1)), atol=1e-6)
     g, _ = data[1]
     assert torch.equal(g[0], g[1]) and torch.equal(g[1], g[2])
+    name, full_b, full_c = FullImageDataset(pairs)[0]
+    assert name == "a" and torch.equal(full_b, b) and torch.equal(full_c, c)
+
+
+def symmetries(t: torch.Tensor) -> list[torch.Tensor]:
+    return [torch.rot90(t.flip(-1) if k >= 4 else t, k % 4, (-2, -1)) for k in range(8)]
 
 
 def test_augmentation_is_reproducible_per_seed_epoch_and_index(tmp_path):
     clean = to_float(read_image(DATA / "soft-shapes.png"))
     pair = write_pair(tmp_path, "s", reduce_bit_depth(clean, 4), clean)
     data = PatchDataset([pair], 64, 32, augment=True, seed=3)
-    plain = PatchDataset([pair], 64, 32, augment=False)
-    assert len(data) > 8
-    first = [data[i][0] for i in range(len(data))]
-    again = [data[i][0] for i in reversed(range(len(data)))][::-1]
-    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
-    # Augmentation is one of the 8 symmetries of the square, applied to both images alike.
-    for i in range(len(data)):
-        b, c = data[i]
+    plain = PatchDataset([pair], 64, 32)
+    assert len(data) == len(plain) > 20
+    forward = [data[i] for i in range(len(data))]
+    fresh = PatchDataset([pair], 64, 32, augment=True, seed=3)
+    backward = [fresh[i] for i in reversed(range(len(fresh)))][::-1]  # another object, another order
+    for (b1, c1), (b2, c2) in zip(forward, backward, strict=True):
+        assert torch.equal(b1, b2) and torch.equal(c1, c2)
+    used = set()
+    for i, (b, c) in enumerate(forward):  # one of the 8 symmetries, the same for both images
         pb, pc = plain[i]
-        matches = [
-            k
-            for k in range(8)
-            if torch.equal(torch.rot90(pb.flip(-1) if k >= 4 else pb, k % 4, (-2, -1)), b)
-            and torch.equal(torch.rot90(pc.flip(-1) if k >= 4 else pc, k % 4, (-2, -1)), c)
-        ]
-        assert matches
+        ks = [k for k, sb in enumerate(symmetries(pb)) if torch.equal(sb, b)]
+        assert ks and any(torch.equal(symmetries(pc)[k], c) for k in ks)
+        used.add(ks[0])
+    assert len(used) >= 5
     data.set_epoch(1)
-    assert any(not torch.equal(data[i][0], first[i]) for i in range(len(data)))
+    assert sum(not torch.equal(data[i][0], forward[i][0]) for i in range(len(data))) > len(data) // 2
+    data.set_epoch(0)
+    assert all(torch.equal(data[i][0], forward[i][0]) for i in range(len(data)))
+    other_seed = PatchDataset([pair], 64, 32, augment=True, seed=4)
+    assert any(not torch.equal(other_seed[i][0], forward[i][0]) for i in range(len(data)))
 
 
 def test_full_image_dataset(tmp_path):
-    pair = write_pair(tmp_path, "full", reduce_bit_depth(ramp(100, 150), 5), ramp(100, 150))
-    name, banded, clean = FullImageDataset([pair])[0]
-    assert name == "full" and banded.shape == clean.shape == (3, 100, 150)
+    pairs = [write_pair(tmp_path, n, reduce_bit_depth(ramp(100, 150), 5), ramp(100, 150)) for n in ("p", "q")]
+    data = FullImageDataset(pairs)
+    assert len(data) == 2
+    name, banded, clean = data[1]
+    assert name == "q" and banded.shape == clean.shape == (3, 100, 150) and banded.dtype == torch.float32
+    assert torch.allclose(clean, torch.from_numpy(ramp(100, 150).transpose(2, 0, 1)))

@@ -1,85 +1,157 @@
 """Image files: 16-bit survives, bad files give one-line errors, writes are atomic."""
 
+import os
+import stat
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from bdinn.runtime.files import atomic_write
 from bdinn.runtime.imageio import ImageError, from_float, read_image, to_float, write_image
 
 DATA = Path(__file__).parent / "data"
 
 
-def test_48_bit_rgb_png_round_trip_is_bit_exact(tmp_path):
+def test_48_and_64_bit_png_round_trips_are_bit_exact(tmp_path):
     rng = np.random.default_rng(0)
-    img = rng.integers(0, 65536, (37, 53, 3), dtype=np.uint16)
-    write_image(tmp_path / "deep.png", img)
+    rgb = rng.integers(0, 65536, (37, 53, 3), dtype=np.uint16)
+    write_image(tmp_path / "deep.png", rgb)
     back = read_image(tmp_path / "deep.png")
-    assert back.dtype == np.uint16
-    assert np.array_equal(back, img)
+    assert back.dtype == np.uint16 and np.array_equal(back, rgb)
+    rgba = rng.integers(0, 65536, (9, 11, 4), dtype=np.uint16)
+    write_image(tmp_path / "deep-alpha.png", rgba)
+    assert np.array_equal(read_image(tmp_path / "deep-alpha.png", keep_alpha=True), rgba)
+    assert np.array_equal(read_image(tmp_path / "deep-alpha.png"), rgba[..., :3])
 
 
-def test_rgba_gray_and_8_bit(tmp_path):
+def test_channel_order_is_rgb():
+    sky = read_image(DATA / "sky-gradient.png")
+    assert sky.shape == (192, 320, 3) and sky.dtype == np.uint8
+    top = sky[:20].reshape(-1, 3).mean(axis=0)
+    assert top[2] > top[0] + 20  # an evening sky: blue well above red at the top
+    assert np.array_equal(sky, cv2.imread(str(DATA / "sky-gradient.png"))[..., ::-1])
+
+
+def test_gray_rgba_and_palette_are_converted(tmp_path):
     rng = np.random.default_rng(1)
+    gray16 = rng.integers(0, 65536, (20, 30), dtype=np.uint16)
+    write_image(tmp_path / "g16.png", gray16)
+    back = read_image(tmp_path / "g16.png")
+    assert back.shape == (20, 30, 3) and back.dtype == np.uint16
+    assert all(np.array_equal(back[..., c], gray16) for c in range(3))
+    gray8 = rng.integers(0, 256, (20, 30, 1), dtype=np.uint8)
+    write_image(tmp_path / "g8.png", gray8)
+    assert np.array_equal(read_image(tmp_path / "g8.png", keep_alpha=True)[..., 3], np.full((20, 30), 255))
+
     rgba = rng.integers(0, 256, (20, 30, 4), dtype=np.uint8)
     write_image(tmp_path / "a.png", rgba)
-    assert np.array_equal(read_image(tmp_path / "a.png"), rgba[..., :3])
+    assert np.array_equal(read_image(tmp_path / "a.png"), rgba[..., :3])  # alpha dropped
     assert np.array_equal(read_image(tmp_path / "a.png", keep_alpha=True), rgba)
-    gray = rng.integers(0, 65536, (20, 30), dtype=np.uint16)
-    write_image(tmp_path / "g.png", gray)
-    back = read_image(tmp_path / "g.png")
-    assert back.shape == (20, 30, 3) and back.dtype == np.uint16
-    assert all(np.array_equal(back[..., c], gray) for c in range(3))
-    rgb = read_image(DATA / "sky-gradient.png")
-    assert rgb.shape == (192, 320, 3) and rgb.dtype == np.uint8
-    # Channel order: the sky is more blue than red at the top.
-    assert rgb[:20, :, 2].mean() > rgb[:20, :, 0].mean()
+
+    image = pytest.importorskip("PIL.Image")
+    colours = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8) // 64 * 64  # at most 64 colours
+    image.fromarray(colours).quantize(64).save(tmp_path / "palette.png")
+    assert np.array_equal(read_image(tmp_path / "palette.png"), colours)
 
 
-def test_float_conversions():
-    assert to_float(np.array([0, 255], np.uint8)).tolist() == [0.0, 1.0]
-    assert to_float(np.array([65535], np.uint16)).tolist() == [1.0]
-    assert from_float(np.array([-0.2, 0.5, 1.7]), 8).tolist() == [0, 128, 255]
-    assert from_float(np.array([0.5]), 16).tolist() == [32768]
-    with pytest.raises(ValueError, match="8 or 16"):
-        from_float(np.zeros(1), 10)
+def test_exif_orientation_is_applied(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    pixels = np.zeros((8, 16, 3), np.uint8)
+    pixels[:, :8] = 255  # left half white
+    exif = image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    image.fromarray(pixels).save(tmp_path / "turned.jpg", exif=exif.tobytes(), quality=100)
+    shown = read_image(tmp_path / "turned.jpg")
+    assert shown.shape == (16, 8, 3)
+    assert shown[:6].mean() > 200 and shown[10:].mean() < 50  # the white half is now on top
+
+
+def one_line(info: pytest.ExceptionInfo, path: Path) -> str:
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    return message
 
 
 def test_truncated_png_is_a_one_line_error(tmp_path):
     data = (DATA / "soft-shapes.png").read_bytes()
-    cut = tmp_path / "cut.png"
-    cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ImageError, match="truncated") as info:
-        read_image(cut)
-    assert str(cut) in str(info.value) and "\n" not in str(info.value)
+    for name, cut in (("half.png", data[: len(data) // 2]), ("no-end.png", data[: data.rindex(b"IEND") - 4])):
+        path = tmp_path / name
+        path.write_bytes(cut)
+        with pytest.raises(ImageError, match="truncated PNG") as info:
+            read_image(path)
+        one_line(info, path)
+    # Bytes after the end chunk are tolerated, as by every viewer.
+    (tmp_path / "tail.png").write_bytes(data + b"\0" * 100)
+    assert read_image(tmp_path / "tail.png").shape == (192, 320, 3)
+
+
+def test_truncated_and_corrupt_jpeg(tmp_path):
+    ok, encoded = cv2.imencode(".jpg", read_image(DATA / "leaf-texture.png"))
+    assert ok
+    data = encoded.tobytes()
+    for fraction in (0.5, 0.9, 0.99):
+        path = tmp_path / f"cut{fraction}.jpg"
+        path.write_bytes(data[: int(len(data) * fraction)])
+        with pytest.raises(ImageError, match="truncated or corrupt JPEG data") as info:
+            read_image(path)
+        one_line(info, path)
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "no such file"), (b"", "empty file"), (b"this is not an image", "not a readable image")],
+    [
+        (None, "no such file"),
+        (b"", "empty file"),
+        (b"this is not an image", "not an image file"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0\0\0\x0dIHDR" + b"\xff" * 17 + b"\0\0\0\0IEND\xaeB`\x82", "corrupt PNG"),
+    ],
 )
-def test_bad_inputs(tmp_path, content, message):
-    path = tmp_path / "x.png"
+def test_bad_inputs_say_what_is_wrong(tmp_path, content, message):
+    path = tmp_path / "photo.png"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(ImageError, match=message):
+    with pytest.raises(ImageError, match=message) as info:
         read_image(path)
+    one_line(info, path)
+    with pytest.raises(ImageError, match="is a folder"):
+        read_image(tmp_path)
 
 
-def test_truncated_jpeg(tmp_path):
-    import cv2
+def test_float_conversions():
+    assert to_float(np.array([0, 51, 255], np.uint8)).tolist() == pytest.approx([0.0, 0.2, 1.0])
+    assert to_float(np.array([0, 65535], np.uint16)).tolist() == [0.0, 1.0]
+    assert to_float(np.array([1], np.uint16)).dtype == np.float32
+    assert from_float(np.array([-0.2, 0.5, 1.7, np.nan]), 8).tolist() == [0, 128, 255, 0]
+    assert from_float(np.array([0.5, 1 / 65535 * 0.49]), 16).tolist() == [32768, 0]
+    levels = np.arange(65536, dtype=np.uint16)
+    assert np.array_equal(from_float(to_float(levels), 16), levels)  # every 16-bit level survives
+    with pytest.raises(ValueError, match="8 or 16"):
+        from_float(np.zeros(1), 10)
+    with pytest.raises(TypeError):
+        to_float(np.zeros(1, np.float32))
 
-    ok, data = cv2.imencode(".jpg", read_image(DATA / "leaf-texture.png"))
-    assert ok
-    cut = tmp_path / "cut.jpg"
-    cut.write_bytes(data.tobytes()[: len(data) // 2])
-    with pytest.raises(ImageError, match="truncated/corrupt"):
-        read_image(cut)
 
-
-def test_write_refuses_bad_arrays_and_leaves_nothing(tmp_path):
+def test_writes_are_atomic_and_readable_by_others(tmp_path):
     with pytest.raises(ImageError, match="float32"):
         write_image(tmp_path / "f.png", np.zeros((4, 4, 3), np.float32))
-    with pytest.raises(ImageError, match="16-bit output needs"):
+    with pytest.raises(ImageError, match=r"16-bit images can only be written as \.png or \.tif"):
         write_image(tmp_path / "f.jpg", np.zeros((4, 4, 3), np.uint16))
+    with pytest.raises(ImageError, match=r"suffix '\.xyz'"):
+        write_image(tmp_path / "f.xyz", np.zeros((4, 4, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+    target = write_image(tmp_path / "keep.png", np.full((4, 4, 3), 7, np.uint8))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask  # not tempfile's 0o600
+
+    def crash(tmp: str) -> None:
+        Path(tmp).write_bytes(b"half an image")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, crash)
+    assert np.array_equal(read_image(target), np.full((4, 4, 3), 7))  # the old file, intact
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]  # no temporary file left

@@ -1,9 +1,9 @@
-"""Training data: (banded, clean) image pairs, patches with banding, full-image validation.
+"""Training data: (banded, clean) image pairs, patches that show banding, full validation images.
 
 Pairs come from two folders matched by file name (the Deep Image Debanding dataset's layout) or
-from `degrade.prepare_synthetic_pairs`. Training uses 256x256 patches at stride 128 and drops
-patches that show no banding (paper §4.1); validation uses whole images. The split is by source
-picture, never by patch, so no picture is seen on both sides.
+from `degrade.prepare_synthetic_pairs`. Training uses 256x256 patches at stride 128 and drops the
+patches without banding (paper §4.1); validation uses whole images. The split is by source
+picture, never by patch, so that no picture is seen on both sides.
 """
 
 from __future__ import annotations
@@ -20,38 +20,60 @@ import torch
 
 from ..runtime.imageio import IMAGE_SUFFIXES, ImageError, read_image, to_float
 
-# has_banding thresholds, in 8-bit code values and patch fractions.
-MIN_STEP, MAX_STEP = 2, 24  # a contour step: 2 code values up to a 4-bit quantisation step (17)
-MAX_CLEAN_STEP = 1  # ... where the clean image moves by at most one code value
-MAX_ACTIVITY = 1.5  # ... inside a smooth clean region (mean |luma gradient| over 5x5)
-MIN_CONTOUR_FRACTION = 0.002  # ~130 contour pixels in a 256x256 patch
+# has_banding thresholds, in 8-bit luma code values (whatever the files' bit depth).
+MIN_STEP, MAX_STEP = 1.5, 24.0  # a false contour steps by more than one code, at most a 4-bit step
+FLAT = 1.25  # ... between two flat stretches: the neighbouring steps are at most this
+SMOOTHING = 1.5  # sigma (pixels) that hides grain and the clean image's own 8-bit steps
+MAX_ACTIVITY = 2.0  # smooth clean region: mean |gradient| of the smoothed clean luma over 7x7
+MIN_CONTOUR_FRACTION = 0.005  # 330 pixels of a 256x256 patch, about one contour across it
+MIN_MEAN_ERROR = 0.25  # banded and clean must differ at all (mean |difference|, code values)
+_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # BT.709
 
 
 @dataclass(frozen=True)
 class ImagePair:
+    """A banded image and its clean version; `source` is the picture both come from."""
+
     name: str
     banded: Path
     clean: Path
-    source: str  # the picture it shows; splits never separate pairs of one source
+    source: str  # split unit: every pair of one source lands on the same side
 
 
 def _images_by_stem(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such folder")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
+            if path.stem in found:
+                raise ValueError(f"{found[path.stem]} and {path}: two images with one name (keep one)")
+            found[path.stem] = path
+    return found
 
 
 def find_pairs(banded_dir: Path, clean_dir: Path) -> list[ImagePair]:
-    """Pairs of files with the same name (any image suffix) in a banded and a clean folder."""
+    """Pairs of images with the same file name (any image suffix) in a banded and a clean folder.
+
+    Images present on one side only are ignored and counted in one warning.
+    """
     banded = _images_by_stem(Path(banded_dir))
     clean = _images_by_stem(Path(clean_dir))
     names = sorted(banded.keys() & clean.keys())
     if not names:
-        raise ValueError(f"{banded_dir} and {clean_dir}: no image names in common, so no pairs")
-    lonely = len(banded) + len(clean) - 2 * len(names)
-    if lonely:
+        raise ValueError(
+            f"{banded_dir} ({len(banded)} images) and {clean_dir} ({len(clean)} images): "
+            "no image names in common, so no pairs (a banded image and its clean one share a name)"
+        )
+    only_banded = sorted(banded.keys() - clean.keys())
+    only_clean = sorted(clean.keys() - banded.keys())
+    if only_banded or only_clean:
+        example = (only_banded or only_clean)[0]
         warnings.warn(
-            f"{lonely} images in {banded_dir} or {clean_dir} have no partner and are ignored", stacklevel=2
+            f"{len(only_banded) + len(only_clean)} images have no partner and are ignored "
+            f"({len(only_banded)} only in {banded_dir}, {len(only_clean)} only in {clean_dir}; "
+            f"e.g. {example})",
+            stacklevel=2,
         )
     return [ImagePair(n, banded[n], clean[n], n) for n in names]
 
@@ -59,7 +81,13 @@ def find_pairs(banded_dir: Path, clean_dir: Path) -> list[ImagePair]:
 def split_by_source(
     pairs: Sequence[ImagePair], val_fraction: float, seed: int
 ) -> tuple[list[ImagePair], list[ImagePair]]:
-    """(train, val) with whole source pictures on one side; at least one val source if >= 2."""
+    """(train, val) with every source picture wholly on one side, the same for the same seed.
+
+    About val_fraction of the sources go to validation, at least one when there are two or more
+    sources and val_fraction > 0, never all of them.
+    """
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     sources = sorted({p.source for p in pairs})
     random.Random(seed).shuffle(sources)
     n_val = round(len(sources) * val_fraction)
@@ -69,39 +97,66 @@ def split_by_source(
     return [p for p in pairs if p.source not in val_sources], [p for p in pairs if p.source in val_sources]
 
 
-def has_banding(banded: np.ndarray, clean: np.ndarray) -> bool:
-    """Whether a float RGB patch shows contours that its clean version does not have.
+def _luma(img: np.ndarray) -> np.ndarray:
+    return (np.asarray(img, np.float32) @ _LUMA) * np.float32(255)
 
-    A contour pixel is where the banded image steps by 2 to 24 code values (in some channel)
-    between neighbours while the clean image moves by at most one there, inside a smooth clean
-    region (mean absolute luma gradient over 5x5 below 1.5 code values): a staircase on a smooth
-    ramp. Texture and noise have no smooth region; identical inputs have no such step.
-    """
-    b = np.rint(banded * 255)
-    c = np.rint(clean * 255)
-    luma = c.mean(axis=2).astype(np.float32)
-    contours = 0
-    for axis in (0, 1):
-        step = np.abs(np.diff(b, axis=axis)).max(axis=2)
-        clean_step = np.abs(np.diff(c, axis=axis)).max(axis=2)
-        activity = cv2.blur(np.abs(np.diff(luma, axis=axis)), (5, 5))
-        contour = (
+
+def banding_contours(banded: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """Boolean H x W map of false-contour pixels (see has_banding) for float RGB images."""
+    b, c = _luma(banded), _luma(clean)
+    c_smooth = cv2.GaussianBlur(c, (0, 0), SMOOTHING, borderType=cv2.BORDER_REFLECT)
+    grad = np.abs(np.diff(c_smooth, axis=1, append=c_smooth[:, -1:]))
+    grad += np.abs(np.diff(c_smooth, axis=0, append=c_smooth[-1:]))
+    smooth = cv2.blur(grad, (7, 7), borderType=cv2.BORDER_REFLECT) < MAX_ACTIVITY
+    contours = np.zeros(b.shape, np.uint8)
+    for axis in (0, 1):  # steps between vertical, then horizontal neighbours: work along rows
+        bt, ct, st = (b, c, c_smooth) if axis == 1 else (b.T, c.T, c_smooth.T)
+        step = np.abs(np.diff(bt, axis=1))
+        flat = step <= FLAT
+        isolated = np.zeros_like(flat)
+        isolated[:, 1:-1] = flat[:, :-2] & flat[:, 2:]
+        false_step = (
             (step >= MIN_STEP)
             & (step <= MAX_STEP)
-            & (clean_step <= MAX_CLEAN_STEP)
-            & (activity < MAX_ACTIVITY)
+            & isolated
+            & (step > np.abs(np.diff(ct, axis=1)))  # more than the clean image steps there
+            & (step > 2 * np.abs(np.diff(st, axis=1)))  # ... and than its smooth ramp moves
         )
-        contours += int(np.count_nonzero(contour))
-    return contours >= MIN_CONTOUR_FRACTION * luma.size
+        full = np.zeros(bt.shape, np.uint8)
+        full[:, :-1] = false_step
+        contours |= full if axis == 1 else full.T
+    # A contour is a line: keep pixels with at least two contour neighbours (noise is dots).
+    neighbours = cv2.boxFilter(contours, cv2.CV_16U, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return contours.astype(bool) & (neighbours >= 3) & smooth
+
+
+def has_banding(banded: np.ndarray, clean: np.ndarray) -> bool:
+    """Whether a float RGB patch in [0, 1] shows false contours that its clean version lacks.
+
+    Heuristic, in 8-bit luma code values: a false-contour pixel is where the banded image steps
+    by 1.5 to 24 codes between neighbours with flat stretches on both sides (a staircase, not
+    noise), the step is larger than the clean image's step at that place and more than twice the
+    slope of the clean image smoothed with sigma 1.5 (no real edge there), the smoothed clean image
+    is smooth around it (mean |gradient| over 7x7 below 2 codes, so no texture), and the pixel has
+    two contour neighbours (contours are lines). The patch has banding when at least 0.5 % of
+    its pixels are such contours and the images differ by at least 0.25 codes on average.
+    Identical images have no larger step; texture and noise fail the flat and smooth tests.
+    """
+    if banded.shape != clean.shape:
+        raise ValueError(f"banded {banded.shape} and clean {clean.shape} patches differ in shape")
+    if float(np.mean(np.abs(np.asarray(banded, np.float32) - clean))) * 255 < MIN_MEAN_ERROR:
+        return False
+    return float(banding_contours(banded, clean).mean()) >= MIN_CONTOUR_FRACTION
 
 
 def _load_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:
     banded = read_image(pair.banded)
     clean = read_image(pair.clean)
-    if banded.shape != clean.shape:
+    if banded.shape[:2] != clean.shape[:2]:
         (hb, wb), (hc, wc) = banded.shape[:2], clean.shape[:2]
         raise ValueError(
-            f"{pair.banded} is {wb}x{hb} but {pair.clean} is {wc}x{hc}: a pair must have one size"
+            f"{pair.banded} is {wb}x{hb} but {pair.clean} is {wc}x{hc} "
+            "(the two images of a pair must have the same size)"
         )
     return banded, clean
 
@@ -110,12 +165,29 @@ def _to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(to_float(img).transpose(2, 0, 1)))
 
 
-class PatchDataset(torch.utils.data.Dataset):
-    """Patches (banded, clean) as float32 [3,P,P] tensors in [0, 1], banding-free ones dropped.
+def _load_pairs(pairs: Sequence[ImagePair]) -> tuple[list[tuple[ImagePair, np.ndarray, np.ndarray]], int]:
+    """Decoded pairs, skipping (with a warning each) the unreadable ones; and how many those were."""
+    loaded, skipped = [], 0
+    for pair in pairs:
+        try:
+            banded, clean = _load_pair(pair)
+        except ImageError as exc:
+            warnings.warn(f"skipping pair {pair.name}: {exc}", stacklevel=3)
+            skipped += 1
+            continue
+        loaded.append((pair, banded, clean))
+    return loaded, skipped
 
-    Images are decoded once and kept as integer arrays. Augmentation (mirror, quarter turns,
-    the same for both images) is drawn from (seed, index, epoch): reproducible, and independent
-    of the order in which patches are asked for.
+
+class PatchDataset(torch.utils.data.Dataset):
+    """(banded, clean) patches as float32 [3,P,P] tensors in [0, 1]; banding-free ones dropped.
+
+    Each pair is decoded once and kept as integer arrays (uint8 or uint16); patches are
+    (image, y, x) on a grid of `stride`. Unreadable images are skipped with a warning and counted
+    in `skipped_images`; `patches_total` counts the grid, `patches_kept` what passed has_banding.
+    With augment, each patch gets one of the 8 symmetries of the square (mirror, quarter turns),
+    the same for both images, drawn from (seed, epoch, index): reproducible, and independent of
+    the order or the worker in which patches are read. Call set_epoch at each epoch.
     """
 
     def __init__(
@@ -127,36 +199,33 @@ class PatchDataset(torch.utils.data.Dataset):
         seed: int = 0,
         filter_banding: bool = True,
     ) -> None:
-        self.patch_size = patch_size
-        self.augment = augment
-        self.seed = seed
-        self.epoch = 0
+        if patch_size < 1 or stride < 1:
+            raise ValueError(f"patch_size and stride must be positive, got {patch_size} and {stride}")
+        self.patch_size, self.stride = patch_size, stride
+        self.augment, self.seed, self.epoch = augment, seed, 0
         self.images: list[tuple[np.ndarray, np.ndarray]] = []
         self.index: list[tuple[int, int, int]] = []
-        self.skipped_images = 0
         self.patches_total = 0
-        for pair in pairs:
-            try:
-                banded, clean = _load_pair(pair)
-            except ImageError as exc:
-                warnings.warn(f"skipping pair {pair.name}: {exc}", stacklevel=2)
-                self.skipped_images += 1
-                continue
+        loaded, self.skipped_images = _load_pairs(pairs)
+        p = patch_size
+        for _, banded, clean in loaded:
             h, w = banded.shape[:2]
-            image_id = len(self.images)
-            self.images.append((banded, clean))
-            for y in range(0, h - patch_size + 1, stride):
-                for x in range(0, w - patch_size + 1, stride):
-                    self.patches_total += 1
-                    window = np.s_[y : y + patch_size, x : x + patch_size]
-                    if not filter_banding or has_banding(to_float(banded[window]), to_float(clean[window])):
-                        self.index.append((image_id, y, x))
+            grid = [(y, x) for y in range(0, h - p + 1, stride) for x in range(0, w - p + 1, stride)]
+            self.patches_total += len(grid)
+            if filter_banding and grid:
+                b, c = to_float(banded), to_float(clean)
+                windows = [np.s_[y : y + p, x : x + p] for y, x in grid]
+                grid = [yx for yx, win in zip(grid, windows, strict=True) if has_banding(b[win], c[win])]
+            if grid:  # images without a kept patch are not held in memory
+                self.index += [(len(self.images), y, x) for y, x in grid]
+                self.images.append((banded, clean))
 
     @property
     def patches_kept(self) -> int:
         return len(self.index)
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation of this epoch (the same epoch gives the same patches)."""
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -169,8 +238,8 @@ class PatchDataset(torch.utils.data.Dataset):
         b = _to_tensor(banded[y : y + p, x : x + p])
         c = _to_tensor(clean[y : y + p, x : x + p])
         if self.augment:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
-            # One of the 8 symmetries of the square: an optional mirror, then 0-3 quarter turns.
+            state = np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(2, np.uint32)
+            g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
             k = int(torch.randint(0, 8, (1,), generator=g))
             if k >= 4:
                 b, c = b.flip(-1), c.flip(-1)
@@ -179,14 +248,21 @@ class PatchDataset(torch.utils.data.Dataset):
 
 
 class FullImageDataset(torch.utils.data.Dataset):
-    """Whole validation images: (name, banded [3,H,W], clean [3,H,W]), loaded when asked for."""
+    """Whole validation images: (name, banded [3,H,W], clean [3,H,W]) float32 tensors in [0, 1].
+
+    The pairs are decoded up front, so a bad file is reported (skipped and counted in
+    `skipped_images`, or a size mismatch raised) before training starts, not at the first
+    validation; they are kept as integer arrays.
+    """
 
     def __init__(self, pairs: Sequence[ImagePair]) -> None:
-        self.pairs = list(pairs)
+        loaded, self.skipped_images = _load_pairs(pairs)
+        self.names = [pair.name for pair, _, _ in loaded]
+        self.images = [(banded, clean) for _, banded, clean in loaded]
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[str, torch.Tensor, torch.Tensor]:
-        banded, clean = _load_pair(self.pairs[i])
-        return self.pairs[i].name, _to_tensor(banded), _to_tensor(clean)
+        banded, clean = self.images[i]
+        return self.names[i], _to_tensor(banded), _to_tensor(clean)

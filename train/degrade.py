@@ -1,10 +1,10 @@
 """Synthetic banding from clean pictures: bit-depth reduction and real codec encoding.
 
-Banded training inputs are made, not downloaded: quantisation to 4-6 bits per channel (after
-optional light smoothing, so steps fall on smooth ramps rather than on noise) and single-frame
-x264 / x265 / SVT-AV1 encodes at high CRF through the FFmpeg that PyAV bundles, in 8-bit 4:2:0
-as real video is. Everything is seeded; `prepare_synthetic_pairs` caches its output on disk so
-the encoding cost is paid once.
+No banded dataset can be downloaded here, so banded inputs are made from clean wallpapers:
+quantisation to 4-6 bits per channel (sometimes after light smoothing, so that the steps fall on
+smooth ramps instead of on noise) and single-frame x264 / x265 / SVT-AV1 encodes at high CRF
+through the FFmpeg that PyAV bundles, in 8-bit 4:2:0 BT.709 as real video is. Everything is
+seeded and deterministic; `prepare_synthetic_pairs` caches its PNGs so the cost is paid once.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import zlib
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,8 +28,8 @@ from ..runtime.files import atomic_write
 from ..runtime.imageio import IMAGE_SUFFIXES, ImageError, from_float, read_image, to_float, write_image
 from .data import ImagePair
 
-# Encoder, decoder and private options of each codec: one thread and fixed presets keep encodes
-# deterministic for a given input.
+# Encoder, decoder and private options per codec. One thread, fixed presets and quiet logs keep
+# an encode deterministic for a given input (the cache and the tests rely on it).
 CODECS: dict[str, tuple[str, str, dict[str, str]]] = {
     "x264": ("libx264", "h264", {"preset": "medium", "threads": "1"}),
     "x265": (
@@ -38,31 +39,48 @@ CODECS: dict[str, tuple[str, str, dict[str, str]]] = {
     ),
     "svtav1": ("libsvtav1", "libdav1d", {"preset": "8"}),
 }
-# CRF ranges that leave visible contours on smooth gradients (x264 and x265 share a CRF scale;
-# SVT-AV1's runs to 63).
-CRF_RANGES: dict[str, tuple[int, int]] = {"x264": (30, 42), "x265": (30, 40), "svtav1": (45, 60)}
-GENERATOR_VERSION = 1  # bump when the degradations change, to invalidate caches
+# CRF ranges drawn by sample_degradation. Checked by eye (contrast-stretched crops) and PSNR on
+# FHD wallpapers: at the low end steps on sky and soft gradients are just visible, at the high end
+# the blocks are obvious but detail is not yet smeared away. The ranges line up in quality:
+# x264 30/40 ~ x265 32/42 ~ SVT-AV1 48/60 (SVT-AV1's CRF scale runs to 63).
+CRF_RANGES: dict[str, tuple[int, int]] = {"x264": (30, 40), "x265": (32, 42), "svtav1": (48, 60)}
+MAX_CRF = {"x264": 51, "x265": 51, "svtav1": 63}
+BITS_RANGE = (4, 6)
+BLUR_PROBABILITY = 1 / 3
+BLUR_SIGMAS = (0.5, 1.5)
+MIN_CODEC_SIDE = 32  # x265 refuses frames of 8 pixels, SVT-AV1 below 4: smaller ones are padded
+GENERATOR_VERSION = 2  # part of every cache key: bump when a degradation's output changes
 
 
 @dataclass(frozen=True)
 class Degradation:
-    """One way of banding an image. kind: "bits" or a codec name from CODECS."""
+    """One way of banding an image: kind "bits" (with bits, blur) or a codec name (with crf)."""
 
     kind: str
     bits: int = 0
     blur: float = 0.0
     crf: int = 0
 
+    def __post_init__(self) -> None:
+        if self.kind == "bits":
+            if not 1 <= self.bits <= 16 or self.blur < 0 or self.crf:
+                raise ValueError(f"bad bit-depth degradation {self}: bits 1-16, blur >= 0, no crf")
+        elif self.kind in CODECS:
+            if not 0 <= self.crf <= MAX_CRF[self.kind] or self.bits or self.blur:
+                raise ValueError(f"bad {self.kind} degradation {self}: crf 0-{MAX_CRF[self.kind]} only")
+        else:
+            raise ValueError(f"unknown degradation kind {self.kind!r}; use 'bits' or one of {sorted(CODECS)}")
+
     @property
     def id(self) -> str:
-        """Short name: q5, b1.0q6, x264crf38."""
+        """Short name used in file names: q5, b1.0q6, x264crf38, svtav1crf55."""
         if self.kind == "bits":
             return (f"b{self.blur:.1f}" if self.blur else "") + f"q{self.bits}"
         return f"{self.kind}crf{self.crf}"
 
     @classmethod
     def parse(cls, text: str) -> Degradation:
-        """Inverse of `id`, so a degradation can be named on a command line."""
+        """Inverse of `id`, so that a degradation can be named on a command line."""
         match = re.fullmatch(r"(?:b(\d+(?:\.\d+)?))?q(\d+)", text)
         if match:
             return cls("bits", bits=int(match.group(2)), blur=float(match.group(1) or 0.0))
@@ -72,24 +90,31 @@ class Degradation:
         raise ValueError(f"unknown degradation {text!r} (examples: q5, b1.0q6, x264crf38, svtav1crf55)")
 
     def apply(self, clean: np.ndarray) -> np.ndarray:
-        """Band a float RGB image in [0, 1]; returns the 8-bit banded image."""
+        """Band an 8-bit RGB image; returns the banded 8-bit RGB image of the same size."""
+        if clean.dtype != np.uint8:
+            raise TypeError(f"degradations take uint8 RGB images, got {clean.dtype}")
         if self.kind == "bits":
-            return from_float(reduce_bit_depth(clean, self.bits, self.blur), 8)
-        return codec_roundtrip(from_float(clean, 8), self.kind, self.crf)
+            return from_float(reduce_bit_depth(to_float(clean), self.bits, self.blur), 8)
+        return codec_roundtrip(clean, self.kind, self.crf)
 
 
 def sample_degradation(rng: np.random.Generator) -> Degradation:
-    """Half bit-depth reduction (4-6 bits, light blur first in a third of cases), half codecs."""
+    """Half bit-depth reductions (4-6 bits, a third of them smoothed first), half codec encodes."""
     if rng.random() < 0.5:
-        blur = round(float(rng.uniform(0.5, 1.5)), 1) if rng.random() < 1 / 3 else 0.0
-        return Degradation("bits", bits=int(rng.integers(4, 7)), blur=blur)
-    kind = str(rng.choice(sorted(CODECS)))
+        bits = int(rng.integers(BITS_RANGE[0], BITS_RANGE[1] + 1))
+        blur = round(float(rng.uniform(*BLUR_SIGMAS)), 1) if rng.random() < BLUR_PROBABILITY else 0.0
+        return Degradation("bits", bits=bits, blur=blur)
+    kind = sorted(CODECS)[int(rng.integers(len(CODECS)))]
     low, high = CRF_RANGES[kind]
     return Degradation(kind, crf=int(rng.integers(low, high + 1)))
 
 
 def reduce_bit_depth(img: np.ndarray, bits: int, blur_sigma: float = 0.0) -> np.ndarray:
-    """Quantise float RGB in [0, 1] to 2**bits levels per channel (values on the level grid)."""
+    """Quantise float RGB in [0, 1] to 2**bits levels per channel; float32 on the level grid.
+
+    The optional Gaussian smoothing (sigma in pixels) first removes grain, so that the steps
+    appear as clean contours, as in a rendered or denoised picture, rather than as dithering.
+    """
     if not 1 <= bits <= 16:
         raise ValueError(f"bits must be in 1..16, got {bits}")
     img = np.asarray(img, np.float32)
@@ -100,56 +125,81 @@ def reduce_bit_depth(img: np.ndarray, bits: int, blur_sigma: float = 0.0) -> np.
 
 
 def codec_roundtrip(img: np.ndarray, codec: str, crf: int) -> np.ndarray:
-    """Encode one 8-bit RGB frame as 4:2:0 video with `codec` at `crf`, decode it back to RGB."""
-    import av  # only the codec degradations need PyAV
+    """Encode one 8-bit RGB frame with `codec` at `crf` as 8-bit 4:2:0 BT.709 video, decode to RGB.
 
-    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole config per frame otherwise
+    Odd and tiny sizes are padded (edge pixels repeated) to what 4:2:0 and the encoders accept,
+    and cropped back afterwards.
+    """
+    import av  # only the codec degradations need PyAV
+    from av.video.reformatter import Interpolation
 
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose one of {sorted(CODECS)}")
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"codec_roundtrip takes H x W x 3 uint8 RGB, got {img.dtype} {img.shape}")
     encoder_name, decoder_name, options = CODECS[codec]
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr itself; errors only
     h, w = img.shape[:2]
-    even = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # 4:2:0 needs even sizes
+    pad_h = max(h + h % 2, MIN_CODEC_SIDE) - h
+    pad_w = max(w + w % 2, MIN_CODEC_SIDE) - w
+    padded = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    # Limited-range BT.709 like HD video, converted bit-exactly on one thread so that a cached
+    # pair can be remade anywhere. Through 4:4:4: swscale's direct rgb24 <-> yuv420p path is
+    # biased (about -1 code value on photos), the two-step path is not.
+    exact: dict[str, Any] = {"interpolation": Interpolation.BICUBIC | Interpolation.BITEXACT, "threads": 1}
+    bt709 = {"colorspace": "ITU709", "color_range": "MPEG"}
+    to_yuv = {f"dst_{k}": v for k, v in bt709.items()}
+    from_yuv = {f"src_{k}": v for k, v in bt709.items()}
     encoder = av.CodecContext.create(encoder_name, "w")
-    encoder.width, encoder.height = even.shape[1], even.shape[0]
+    encoder.width, encoder.height = padded.shape[1], padded.shape[0]
     encoder.pix_fmt = "yuv420p"
     encoder.time_base = Fraction(1, 25)
     encoder.options = {"crf": str(crf), **options}
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(even), format="rgb24").reformat(format="yuv420p")
+    frame = (
+        av.VideoFrame.from_ndarray(np.ascontiguousarray(padded), format="rgb24")
+        .reformat(format="yuv444p", **to_yuv, **exact)
+        .reformat(format="yuv420p", **from_yuv, **to_yuv, **exact)
+    )
     packets = list(encoder.encode(frame)) + list(encoder.encode(None))
     decoder = av.CodecContext.create(decoder_name, "r")
     frames = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
     if not frames:
-        raise RuntimeError(f"{codec} at CRF {crf} produced no decodable frame")
-    return frames[0].to_ndarray(format="rgb24")[:h, :w]
+        raise RuntimeError(f"{codec} at CRF {crf} gave no decodable frame")
+    rgb = (
+        frames[0]
+        .reformat(format="yuv444p", **from_yuv, **to_yuv, **exact)
+        .reformat(format="rgb24", **from_yuv, **exact)
+        .to_ndarray()
+    )
+    return np.ascontiguousarray(rgb[:h, :w])
 
 
 # ---------------------------------------------------------------------------------------------
-# Clean pictures on disk -> cached (banded, clean) pairs.
+# Clean pictures on disk -> cached (banded, clean) PNG pairs.
 # ---------------------------------------------------------------------------------------------
 
 _SIZE_IN_NAME = re.compile(r"[_-]?(\d{3,5})x(\d{3,5})$")
 
 
 def source_key(path: Path) -> str | None:
-    """The picture a file shows, so several resolutions of one picture count as one source.
+    """The picture a file shows, so that several resolutions of it count as one source.
 
     Plasma wallpapers are <Name>/contents/images[_dark]/<W>x<H>.ext plus a preview
-    contents/screenshot.png (skipped: None); elsewhere a trailing _WxH in the file name is
-    dropped (Elephants_3840x2160.jpg and Elephants.jpg are one picture).
+    <Name>/contents/screenshot.* (skipped: None); elsewhere a trailing _<W>x<H> in the file name
+    is dropped (mate-backgrounds' Elephants_3840x2160.jpg and Elephants.jpg are one picture).
     """
-    if "contents" in path.parts[:-1]:
-        at = len(path.parts) - 1 - path.parts[::-1].index("contents")
-        if at + 1 == len(path.parts) - 1:  # a file directly in contents/: the preview
+    parts = path.parts
+    if "contents" in parts[:-1]:
+        at = len(parts) - 1 - parts[::-1].index("contents")
+        if at + 1 == len(parts) - 1:  # a file directly in contents/: the preview
             return None
-        dark = path.parts[at + 1] == "images_dark"
-        return path.parts[at - 1] + ("-dark" if dark else "")
+        return parts[at - 1] + ("-dark" if parts[at + 1] == "images_dark" else "")
     stem = _SIZE_IN_NAME.sub("", path.stem) or path.stem
     return f"{path.parent.name}-{stem}" if path.parent.name else stem
 
 
 def picture_of(key: str) -> str:
-    """Dark and light variants of one wallpaper are one picture for the train/val split."""
+    """The split unit: a wallpaper's dark and light versions are one picture."""
     return key.removesuffix("-dark")
 
 
@@ -158,35 +208,95 @@ def _pixels_in_name(path: Path) -> int:
     return int(match.group(1)) * int(match.group(2)) if match else 0
 
 
-def discover_sources(clean_dirs: list[Path]) -> dict[str, Path]:
-    """One file per source picture, the largest resolution (by the WxH in its name, else bytes)."""
+def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dict[str, Path]:
+    """One file per source picture: its largest version (by the WxH in its name, else bytes).
+
+    Searches the folders recursively for .png .jpg .jpeg .webp .tif(f) .bmp files, skipping
+    hidden files and anything under `exclude` (a cache kept inside a clean folder).
+    """
     groups: dict[str, list[Path]] = {}
-    for folder in clean_dirs:
-        for path in sorted(Path(folder).rglob("*")):
-            key = source_key(path)
-            if key is not None and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+    excluded = exclude.resolve() if exclude else None
+    for folder in map(Path, clean_dirs):
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: no such folder of clean images")
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith(".") or not path.is_file():
+                continue
+            if excluded and path.resolve().is_relative_to(excluded):
+                continue
+            key = source_key(path.absolute())
+            if key is not None:
                 groups.setdefault(key, []).append(path)
     return {
-        key: max(files, key=lambda p: (_pixels_in_name(p), p.stat().st_size))
+        key: max(files, key=lambda p: (_pixels_in_name(p), p.stat().st_size, str(p)))
         for key, files in sorted(groups.items())
     }
 
 
-def _entry_key(path: Path, seed: int, max_side: int | None, variant: int | str) -> str:
+def _hash(*parts: object) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:12]
+
+
+def _file_id(path: Path) -> str:
+    """Identity of a source file's content as far as the cache cares: path, size and mtime."""
     stat = path.stat()
-    text = (
-        f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{seed}|{max_side}|{variant}|{GENERATOR_VERSION}"
-    )
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    return _hash(path.resolve(), stat.st_size, stat.st_mtime_ns)
 
 
-def _load_clean(path: Path, max_side: int | None) -> np.ndarray:
-    img = to_float(read_image(path))
+def _safe(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", key)
+
+
+def _variants(key: str, seed: int, count: int) -> list[Degradation]:
+    """`count` different degradations for one source, drawn from (seed, source name)."""
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    chosen: list[Degradation] = []
+    for _ in range(100 * count):
+        if len(chosen) == count:
+            break
+        candidate = sample_degradation(rng)
+        if candidate not in chosen:
+            chosen.append(candidate)
+    return chosen
+
+
+def _background(key: str, h: int, w: int) -> np.ndarray:
+    """A vertical two-colour gradient, fixed per source, to put under transparent wallpapers."""
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    top, bottom = rng.uniform(0.1, 0.9, 3), rng.uniform(0.1, 0.9, 3)
+    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    return np.broadcast_to(top + (bottom - top) * t, (h, w, 3)).astype(np.float32)
+
+
+def load_clean(path: Path, key: str, max_side: int | None) -> np.ndarray:
+    """The clean 8-bit RGB picture: composited if transparent, long side shrunk to max_side.
+
+    Several mate-backgrounds (Silk, Waves, ...) are overlays whose RGB is one flat colour and
+    whose picture is in the alpha channel, so alpha is composited over a smooth gradient rather
+    than dropped.
+    """
+    rgba = to_float(read_image(path, keep_alpha=True))
+    img, alpha = rgba[:, :, :3], rgba[:, :, 3:]
+    if float(alpha.min()) < 1.0:
+        img = img * alpha + _background(key, *img.shape[:2]) * (1 - alpha)
     h, w = img.shape[:2]
     if max_side and max(h, w) > max_side:
         scale = max_side / max(h, w)
-        img = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    return img
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return from_float(img, 8)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    empty: dict[str, Any] = {"format": "bdinn-synthetic-pairs/1", "pairs": {}, "skipped": {}}
+    if not path.is_file():
+        return empty
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        warnings.warn(f"{path}: unreadable cache manifest, remaking the pairs", stacklevel=3)
+        return empty
+    return manifest if manifest.get("format") == empty["format"] else empty
 
 
 def prepare_synthetic_pairs(
@@ -196,62 +306,68 @@ def prepare_synthetic_pairs(
     seed: int = 0,
     max_side: int | None = 1920,
 ) -> list[ImagePair]:
-    """Banded/clean PNG pairs for every source picture, made once and cached in cache_dir.
+    """Banded/clean 8-bit PNG pairs for every source picture in clean_dirs, cached in cache_dir.
 
-    Each source gets `variants_per_image` random degradations drawn from (seed, source,
-    variant). A manifest keyed by source file (path, size, mtime) and settings makes a second
-    call with the same arguments read the cache and do no image work.
+    Each source (several resolutions of one picture count once, the largest is used) gets
+    `variants_per_image` different degradations drawn from (seed, source name). The files are
+    written once; manifest.json maps a hash of (source path, size, mtime, max_side, degradation)
+    to them, so a second call with the same arguments reads the cache and decodes nothing.
+    Unreadable sources are skipped, remembered in the manifest, and reported in one warning.
     """
+    if variants_per_image < 1:
+        raise ValueError(f"variants_per_image must be at least 1, got {variants_per_image}")
     cache_dir = Path(cache_dir)
-    manifest_path = cache_dir / "manifest.json"
-    manifest: dict[str, dict] = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    sources = discover_sources(clean_dirs)
+    sources = discover_sources(list(clean_dirs), exclude=cache_dir)
     if not sources:
         raise ValueError(f"no images found in {', '.join(map(str, clean_dirs))}")
+    manifest_path = cache_dir / "manifest.json"
+    manifest = _read_manifest(manifest_path)
     pairs: list[ImagePair] = []
     skipped: list[str] = []
-    changed = False
-    for key, path in tqdm(sources.items(), desc="banded pairs", unit="image", leave=False):
-        clean_img = None
-        clean_rel = f"clean/{key}_{_entry_key(path, 0, max_side, 'clean')}.png"
-        for variant in range(variants_per_image):
-            entry_key = _entry_key(path, seed, max_side, variant)
-            entry = manifest.get(entry_key)
-            if entry and (cache_dir / entry["banded"]).is_file() and (cache_dir / entry["clean"]).is_file():
-                pairs.append(
-                    ImagePair(
-                        entry["name"],
-                        cache_dir / entry["banded"],
-                        cache_dir / entry["clean"],
-                        picture_of(key),
-                    )
-                )
-                continue
-            try:
-                if clean_img is None:
-                    clean_img = _load_clean(path, max_side)
-            except ImageError as exc:
-                skipped.append(str(exc))
-                break
-            if not (cache_dir / clean_rel).is_file():
-                write_image(cache_dir / clean_rel, from_float(clean_img, 8))
-            degradation = sample_degradation(np.random.default_rng([seed, zlib.crc32(key.encode()), variant]))
-            banded_rel = f"banded/{key}_{entry_key}.png"
-            write_image(cache_dir / banded_rel, degradation.apply(clean_img))
-            name = f"{key}__v{variant}_{degradation.id}"
-            manifest[entry_key] = {
-                "name": name,
-                "banded": banded_rel,
-                "clean": clean_rel,
-                "source": key,
-                "degradation": asdict(degradation),
-            }
-            pairs.append(ImagePair(name, cache_dir / banded_rel, cache_dir / clean_rel, picture_of(key)))
-            changed = True
-    if changed:
-        atomic_write(
-            manifest_path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        )
+    for key, path in tqdm(sources.items(), desc="banded pairs", unit="picture", disable=None):
+        file_id = _file_id(path)
+        if file_id in manifest["skipped"]:
+            skipped.append(manifest["skipped"][file_id])
+            continue
+        clean_rel = f"clean/{_safe(key)}_{_hash(file_id, max_side, GENERATOR_VERSION)}.png"
+        clean: np.ndarray | None = None
+        made: list[ImagePair] = []
+        changed = False
+        for degradation in _variants(key, seed, variants_per_image):
+            entry_id = _hash(file_id, max_side, degradation.id, GENERATOR_VERSION)
+            entry = manifest["pairs"].get(entry_id)
+            if not (entry and (cache_dir / entry["banded"]).is_file() and (cache_dir / clean_rel).is_file()):
+                if clean is None:
+                    try:
+                        clean = load_clean(path, key, max_side)
+                    except ImageError as exc:
+                        manifest["skipped"][file_id] = str(exc)
+                        skipped.append(str(exc))
+                        made, changed = [], True
+                        break
+                if not (cache_dir / clean_rel).is_file():
+                    write_image(cache_dir / clean_rel, clean)
+                entry = {
+                    "name": f"{key}__{degradation.id}",
+                    "banded": f"banded/{_safe(key)}__{degradation.id}_{entry_id}.png",
+                    "clean": clean_rel,
+                    "source": picture_of(key),
+                    "file": str(path),
+                    "degradation": asdict(degradation),
+                }
+                write_image(cache_dir / entry["banded"], degradation.apply(clean))
+                manifest["pairs"][entry_id] = entry
+                changed = True
+            made.append(
+                ImagePair(entry["name"], cache_dir / entry["banded"], cache_dir / clean_rel, entry["source"])
+            )
+        pairs += made
+        if changed:  # saved per picture, so an interrupted run keeps what it made
+            text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+            atomic_write(manifest_path, lambda tmp, text=text: Path(tmp).write_text(text))
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable clean images, e.g. {skipped[0]}", stacklevel=2)
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable clean image(s) of {len(sources)}, e.g. {skipped[0]}",
+            stacklevel=2,
+        )
     return pairs
