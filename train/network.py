@@ -147,7 +147,8 @@ class BandedDeformConv2d(nn.Module):
     """Convolution whose kernel grid is rotated and stretched per pixel (paper §3.3).
 
     A zero-initialised 3x3 head predicts the grid geometry, so the layer starts as a plain
-    convolution with 'same' padding.
+    convolution with 'same' padding. `impl` names one of BANDED_CONV_IMPLS or is any function
+    with the operator's signature (the ONNX exporter swaps in the spelling each graph needs).
     """
 
     def __init__(
@@ -157,12 +158,12 @@ class BandedDeformConv2d(nn.Module):
         kernel: tuple[int, int] = (3, 5),
         dilation: tuple[int, int] = (1, 1),
         bias: bool = True,
-        impl: str = "gridsample",
+        impl: str | Callable[..., torch.Tensor] = "gridsample",
     ) -> None:
         super().__init__()
         if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
             raise ValueError(f"kernel sizes must be odd, got {kernel}")
-        if impl not in BANDED_CONV_IMPLS:
+        if not callable(impl) and impl not in BANDED_CONV_IMPLS:
             raise ValueError(f"unknown banded conv implementation {impl!r}")
         self.kernel = tuple(kernel)
         self.dilation = tuple(dilation)
@@ -178,7 +179,7 @@ class BandedDeformConv2d(nn.Module):
         return activate_geometry(self.head(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        op = BANDED_CONV_IMPLS[self.impl]
+        op = self.impl if callable(self.impl) else BANDED_CONV_IMPLS[self.impl]
         return op(x, self.geometry(x), self.weight, self.bias, self.dilation)
 
 
@@ -460,13 +461,14 @@ class BDINN(nn.Module):
 
 
 def pad_to_multiple(y: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad bottom/right to a multiple; reflect where the image is large enough, else replicate."""
+    """Pad bottom/right to a multiple; reflect where the image is large enough, else replicate.
+
+    Always pads, even by zero: a branch on the size would be frozen into an exported graph
+    (the ONNX exporter specialises `if pad == 0` to the traced size and drops the Pad).
+    """
     h, w = y.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return y
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(y, (0, pw, 0, ph), mode=mode)
+    mode = "reflect" if h > multiple and w > multiple else "replicate"
+    return F.pad(y, (0, (-w) % multiple, 0, (-h) % multiple), mode=mode)
 
 
 def build_model(config: BDINNConfig | str) -> BDINN:

@@ -1,0 +1,145 @@
+"""Checkpoint to ONNX: the plugin graph or a portable graph, float32 or float16, float or uint8 I/O.
+
+Every graph computes the forward (debanding) direction only: banded image in, clean layer X out;
+the banding layer B is dropped. Height and width are dynamic; padding to a multiple of 8 and
+cropping back happen inside the graph, so any size from 16x16 up goes in as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from ..runtime.files import atomic_write
+from ..train.network import BDINN, BandedDeformConv2d, banded_deform_conv_op
+from ..train.ops import banded_deform_conv_gridsample
+from .custom_ops import banded_as_deformconv, translation_table
+
+# How each graph spells the banded convolution.
+GRAPHS: dict[str, Callable[..., torch.Tensor]] = {
+    "plugin": banded_deform_conv_op,  # one bdinn::BandedDeformConv2d node (TensorRT plugin)
+    "gridsample": banded_deform_conv_gridsample,  # GridSample + MatMul
+    "deformconv": banded_as_deformconv,  # ONNX DeformConv with offsets from the geometry
+}
+IO_MODES = ("float", "uint8")
+OPSET = 19  # DeformConv needs 19; TensorRT 10 and ONNX Runtime read it
+MIN_SIDE = 16
+INPUT_NAME, OUTPUT_NAME = "image", "debanded"
+
+
+class DebandGraph(nn.Module):
+    """What an exported graph computes.
+
+    io="float": [N,3,H,W] in [0, 1] of the model's dtype in and out.
+    io="uint8": [H,W,3] uint8 RGB in and out, so a pipeline moves 6 MB per 1080p frame, not 24,
+    and does no conversion work on the CPU.
+    """
+
+    def __init__(self, model: BDINN, io: str) -> None:
+        super().__init__()
+        if io not in IO_MODES:
+            raise ValueError(f"io must be one of {IO_MODES}, got {io!r}")
+        self.model = model
+        self.io = io
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.io == "float":
+            return self.model(image)
+        dtype = next(self.model.parameters()).dtype
+        x = image.permute(2, 0, 1).unsqueeze(0).to(dtype) / 255
+        out = self.model(x).clamp(0, 1) * 255
+        return torch.round(out).to(torch.uint8).squeeze(0).permute(1, 2, 0)
+
+
+@dataclass
+class OnnxExport:
+    """What an export produced, for reports and the engine sidecar."""
+
+    path: Path
+    graph: str
+    fp16: bool
+    io: str
+    nodes_exported: int
+    nodes_final: int
+    seconds: float
+    op_counts: dict[str, int] = field(default_factory=dict)
+    input_name: str = INPUT_NAME
+    output_name: str = OUTPUT_NAME
+
+
+def export_model(model: BDINN, graph: str = "plugin", fp16: bool = False, io: str = "float") -> DebandGraph:
+    """A copy of the model wired for one graph and precision, ready for torch.onnx.export."""
+    if graph not in GRAPHS:
+        raise ValueError(f"graph must be one of {sorted(GRAPHS)}, got {graph!r}")
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():
+        if isinstance(module, BandedDeformConv2d):
+            module.impl = GRAPHS[graph]
+    if fp16:
+        model.half()  # sampling coordinates stay float32 inside the banded convolutions
+    return DebandGraph(model, io)
+
+
+def sample_input(io: str, fp16: bool, height: int = 64, width: int = 96) -> torch.Tensor:
+    if io == "uint8":
+        return torch.randint(0, 256, (height, width, 3), dtype=torch.uint8)
+    return torch.rand(1, 3, height, width, dtype=torch.float16 if fp16 else torch.float32)
+
+
+def export_onnx(
+    model: BDINN,
+    path: Path,
+    graph: str = "plugin",
+    fp16: bool = False,
+    io: str = "float",
+    simplify: bool = True,
+) -> OnnxExport:
+    """Export, simplify, check and save atomically; returns node counts and timing."""
+    started = time.perf_counter()
+    wrapper = export_model(model, graph, fp16, io)
+    sample = sample_input(io, fp16)
+    height = torch.export.Dim("height", min=MIN_SIDE, max=16384)
+    width = torch.export.Dim("width", min=MIN_SIDE, max=16384)
+    axes = {0: height, 1: width} if io == "uint8" else {2: height, 3: width}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's own deprecation chatter
+        program = torch.onnx.export(
+            wrapper,
+            (sample,),
+            dynamo=True,
+            dynamic_shapes={"image": axes},
+            custom_translation_table=translation_table(),
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            verbose=False,
+        )
+    proto = program.model_proto
+    exported = len(proto.graph.node)
+    if simplify:
+        import onnxslim
+
+        proto = onnxslim.slim(proto)
+    proto = onnx.shape_inference.infer_shapes(proto)
+    onnx.checker.check_model(proto)
+    atomic_write(path, lambda tmp: onnx.save(proto, tmp))
+    counts = Counter(f"{n.domain + '::' if n.domain else ''}{n.op_type}" for n in proto.graph.node)
+    return OnnxExport(
+        Path(path),
+        graph,
+        fp16,
+        io,
+        exported,
+        len(proto.graph.node),
+        time.perf_counter() - started,
+        dict(counts),
+    )

@@ -1,0 +1,130 @@
+"""ONNX export of every graph: structure, parity with PyTorch, FP16 and uint8 I/O.
+
+Portable graphs run in ONNX Runtime on the CPU; the plugin graph runs in onnx.reference with the
+numpy implementation of its custom node.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from common import TINY
+
+onnx = pytest.importorskip("onnx", reason="needs the onnx extra")
+ort = pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+from bdinn.export.onnx_export import export_onnx  # noqa: E402
+from bdinn.export.onnx_reference import BandedDeformConv2d as PluginNode  # noqa: E402
+from bdinn.runtime.imageio import read_image, to_float  # noqa: E402
+from bdinn.runtime.metrics import psnr  # noqa: E402
+from bdinn.train.network import BandedDeformConv2d, build_model  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+SIZES = [(64, 96), (37, 53)]
+OPS = {"plugin": "bdinn::BandedDeformConv2d", "gridsample": "GridSample", "deformconv": "DeformConv"}
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The tiny network moved well away from its identity start, with rotated/stretched grids."""
+    torch.manual_seed(0)
+    m = build_model(TINY).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+        for module in m.modules():
+            if isinstance(module, BandedDeformConv2d):
+                module.head.weight.normal_(0, 0.2)
+    return m
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx")
+    cache = {}
+
+    def get(graph: str, fp16: bool = False, io: str = "float"):
+        key = (graph, fp16, io)
+        if key not in cache:
+            cache[key] = export_onnx(model, folder / f"{graph}-{fp16}-{io}.onnx", graph, fp16, io)
+        return cache[key]
+
+    return get
+
+
+def run(result, image: np.ndarray) -> np.ndarray:
+    if result.graph == "plugin":
+        return ReferenceEvaluator(str(result.path), new_ops=[PluginNode]).run(None, {"image": image})[0]
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"image": image})[0]
+
+
+@pytest.mark.parametrize("graph", ["plugin", "gridsample", "deformconv"])
+def test_graph_structure(exported, graph):
+    result = exported(graph)
+    proto = onnx.load(result.path)
+    onnx.checker.check_model(proto, full_check=True)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[:2] == [1, 3] and all(isinstance(d, str) for d in dims[2:])  # dynamic H and W
+    # One node per banded convolution layer (TINY: 1 BDACB x 4 sub-networks x 2), none of the others.
+    assert result.op_counts.get(OPS[graph]) == 8
+    assert all(result.op_counts.get(op, 0) == 0 for g, op in OPS.items() if g != graph)
+    assert result.op_counts.get("Pad") == 1  # padding to a multiple of 8 lives inside the graph
+    assert 0 < result.nodes_final <= result.nodes_exported
+    if graph == "plugin":
+        node = next(n for n in proto.graph.node if n.op_type == "BandedDeformConv2d")
+        assert node.domain == "bdinn"
+        attrs = {a.name: a.i for a in node.attribute}
+        assert attrs == {"kernel_h": 3, "kernel_w": 5, "dilation_h": 1, "dilation_w": 1}
+
+
+@pytest.mark.parametrize("graph", ["plugin", "gridsample", "deformconv"])
+@pytest.mark.parametrize("size", SIZES)
+def test_float32_parity_with_pytorch(model, exported, graph, size):
+    y = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(y).numpy()
+    out = run(exported(graph), y.numpy())
+    assert out.shape == expected.shape
+    assert np.abs(out - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("graph", ["plugin", "gridsample"])
+def test_float16_graph_on_a_real_image(model, exported, graph):
+    result = exported(graph, fp16=True)
+    proto = onnx.load(result.path)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    # Every Conv runs in float16; only the banded convolutions' sampling (and, in the GridSample
+    # graph, their small GEMM) stays float32.
+    conv_inputs = {n.input[1] for n in proto.graph.node if n.op_type == "Conv"}
+    conv_weights = [i for i in proto.graph.initializer if i.name in conv_inputs]
+    assert len(conv_weights) == len(conv_inputs) > 20
+    assert all(i.data_type == onnx.TensorProto.FLOAT16 for i in conv_weights)
+    image = to_float(read_image(DATA / "sky-gradient.png"))[:96, :128].transpose(2, 0, 1)[None]
+    with torch.no_grad():
+        expected = model(torch.from_numpy(image)).numpy()
+    out = run(result, image.astype(np.float16)).astype(np.float32)
+    assert psnr(out, expected) > 45  # FP16 vs FP32 on a real gradient
+
+
+def test_uint8_io_graph(model, exported):
+    result = exported("gridsample", io="uint8")
+    proto = onnx.load(result.path)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    image = read_image(DATA / "soft-shapes.png")[:75, :101]
+    out = run(result, image)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    with torch.no_grad():
+        x = torch.from_numpy(to_float(image).transpose(2, 0, 1)[None])
+        expected = np.round(model(x).clamp(0, 1).numpy()[0].transpose(1, 2, 0) * 255)
+    assert np.abs(out.astype(np.int32) - expected).max() <= 1
+
+
+def test_rejects_unknown_graph(model, tmp_path):
+    with pytest.raises(ValueError, match="graph must be one of"):
+        export_onnx(model, tmp_path / "x.onnx", graph="tensorflow")
+    assert not (tmp_path / "x.onnx").exists()
