@@ -52,10 +52,13 @@ def _link_unversioned_rtx_core() -> None:
         ) from None
 
 
-@cache
 def load_tensorrt(flavour: str | None = None) -> TensorRT:
     """The installed TensorRT: `flavour`, else $BDINN_TENSORRT, else tensorrt then tensorrt-rtx."""
-    wanted = flavour or os.environ.get("BDINN_TENSORRT")
+    return _load(flavour or os.environ.get("BDINN_TENSORRT"))
+
+
+@cache
+def _load(wanted: str | None) -> TensorRT:
     if wanted is not None and wanted not in FLAVOURS:
         raise TensorRTUnavailable(f"unknown TensorRT flavour {wanted!r}; choose tensorrt or tensorrt-rtx")
     errors = []

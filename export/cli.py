@@ -1,0 +1,166 @@
+"""`bdinn-export CHECKPOINT --fp16 -o model.plan`: checkpoint to ONNX to a TensorRT engine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..runtime.tensorrt import TensorRTUnavailable
+from ..train.checkpoint import CheckpointError, load_checkpoint
+from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, preflight
+from .onnx_export import GRAPHS, IO_MODES, export_onnx
+
+
+def parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH, e.g. 1080x1920") from None
+    return height, width
+
+
+def parse_targets(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    targets = tuple(t.strip().lower() for t in value.split(",") if t.strip()) if value else ()
+    unknown = [t for t in targets if t not in RTX_TARGETS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown {', '.join(unknown)}; TensorRT-RTX targets: {', '.join(RTX_TARGETS)}"
+        )
+    return targets
+
+
+def default_cache_dir() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "bdinn" / "engines"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Plan (or .onnx with --onnx-only) [default: beside the checkpoint].",
+)
+@click.option("--fp16", is_flag=True, help="Float16 graph and engine (sampling coordinates stay float32).")
+@click.option(
+    "--graph",
+    type=click.Choice(sorted(GRAPHS)),
+    default="plugin",
+    help="plugin: our TensorRT plugin; gridsample/deformconv: standard ONNX ops only.",
+)
+@click.option(
+    "--io",
+    type=click.Choice(IO_MODES),
+    default="float",
+    help="float: NCHW [0,1]; uint8: HxWx3 uint8 RGB in and out, converted inside the graph.",
+)
+@click.option("--onnx-only", is_flag=True, help="Write the ONNX file and stop.")
+@click.option("--min", "min_size", default="64x64", callback=parse_size, help="Smallest HEIGHTxWIDTH.")
+@click.option("--opt", "opt_size", default="1080x1920", callback=parse_size, help="HEIGHTxWIDTH tuned for.")
+@click.option("--max", "max_size", default="2160x3840", callback=parse_size, help="Largest HEIGHTxWIDTH.")
+@click.option(
+    "--target",
+    "targets",
+    default=None,
+    callback=parse_targets,
+    help="TensorRT-RTX compute capabilities, e.g. sm89,sm120 (builds without a GPU).",
+)
+@click.option("--opt-level", default=3, type=click.IntRange(0, 5), help="Builder optimisation level.")
+@click.option(
+    "--workspace", "workspace_mb", default=None, type=click.IntRange(min=1), help="Workspace limit, MiB."
+)
+@click.option(
+    "--timing-cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Persistent timing cache file [default: in the engine cache folder].",
+)
+@click.option(
+    "--plugin-library",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="C++ plugin library (libbdinn_trt_plugin.so); the Python plugin otherwise.",
+)
+@click.option("--serialize-plugin", is_flag=True, help="Embed --plugin-library into the plan.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Engine cache [default: ~/.cache/bdinn/engines].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def main(
+    checkpoint: Path,
+    output: Path | None,
+    fp16: bool,
+    graph: str,
+    io: str,
+    onnx_only: bool,
+    min_size: tuple[int, int],
+    opt_size: tuple[int, int],
+    max_size: tuple[int, int],
+    targets: tuple[str, ...],
+    opt_level: int,
+    workspace_mb: int | None,
+    timing_cache: Path | None,
+    plugin_library: Path | None,
+    serialize_plugin: bool,
+    cache_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Export a bdinn checkpoint (NAME.safetensors + NAME.json) to ONNX and a TensorRT engine."""
+    precision = "fp16" if fp16 else "fp32"
+    say = click.echo if not as_json else (lambda text: click.echo(text, err=True))
+    stem = checkpoint.with_suffix("")
+    output = output or Path(f"{stem}-{graph}-{precision}{'.onnx' if onnx_only else '.plan'}")
+    onnx_path = output if onnx_only else output.with_suffix(".onnx")
+    cache_dir = cache_dir or default_cache_dir()
+    settings = EngineSettings(
+        profile=Profile(min_size, opt_size, max_size), targets=targets, optimization_level=opt_level,
+        workspace_mb=workspace_mb, timing_cache=timing_cache or cache_dir / "timing.cache",
+        plugin_library=plugin_library, serialize_plugin=serialize_plugin, cache_dir=cache_dir,
+    )  # fmt: skip
+    try:
+        if onnx_only:
+            settings.profile.check()
+        else:
+            preflight(settings, graph)
+        model, meta = load_checkpoint(checkpoint)
+        name = meta.get("config_name") or "custom"
+        say(f"checkpoint: {checkpoint} ({name} configuration, step {meta['step']})")
+        result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io)
+        nodes = f"{result.nodes_exported} nodes exported, {result.nodes_final} after simplification"
+        say(f"onnx: {graph} graph, {precision}, {io} I/O -> {onnx_path} in {result.seconds:.1f} s ({nodes})")
+        summary: dict = {"onnx": str(onnx_path), "onnx_seconds": result.seconds, "graph": graph,
+                         "precision": precision, "io": io, "nodes_exported": result.nodes_exported,
+                         "nodes_final": result.nodes_final, "op_counts": result.op_counts}  # fmt: skip
+        if not onnx_only:
+            engine_meta = {
+                "graph": graph, "precision": precision, "model_config": meta["config"],
+                "config_name": meta.get("config_name"),
+                "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+            }  # fmt: skip
+            built = build_engine(onnx_path, output, settings, io, engine_meta)
+            where = ", ".join(targets) if targets else "this GPU"
+            how = "from the engine cache" if built["from_cache"] else "built"
+            flavour = f"{built['tensorrt']['flavour']} {built['tensorrt']['version']}"
+            say(f"engine: {output} for {where} with {flavour}, {how} in {built['build_seconds']:.1f} s")
+            summary.update({"plan": str(output), "sidecar": str(output) + ".json",
+                            "build_seconds": built["build_seconds"], "from_cache": built["from_cache"],
+                            "tensorrt": built["tensorrt"], "targets": list(targets)})  # fmt: skip
+    except (CheckpointError, EngineError, TensorRTUnavailable, OSError, ValueError) as exc:
+        click.echo(f"bdinn-export: error: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""ONNX to a TensorRT plan (data-centre TensorRT or TensorRT-RTX), cached, with a JSON sidecar.
+
+The graph's own dtypes decide precision (strongly typed networks): an FP16 plan comes from an
+FP16 ONNX graph, never from a builder flag. TensorRT-RTX builds for a list of target compute
+capabilities, so engines for RTX GPUs build on machines without one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_python_plugin
+from ..runtime.files import atomic_write
+from ..runtime.tensorrt import TensorRT, load_tensorrt
+
+ENGINE_FORMAT = "bdinn-engine/1"
+RTX_TARGETS = ("sm75", "sm80", "sm86", "sm89", "sm120", "sm121")
+
+
+class EngineError(RuntimeError):
+    """The engine cannot be built as asked; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Optimisation profile over image sizes (height, width); batch is 1."""
+
+    min: tuple[int, int] = (64, 64)
+    opt: tuple[int, int] = (1080, 1920)
+    max: tuple[int, int] = (2160, 3840)
+
+    def check(self) -> None:
+        for axis, name in ((0, "height"), (1, "width")):
+            low, mid, high = self.min[axis], self.opt[axis], self.max[axis]
+            if not 16 <= low <= mid <= high:
+                raise EngineError(
+                    f"impossible profile {name}s min {low} <= opt {mid} <= max {high} (and min >= 16)"
+                )
+
+    def shapes(self, io: str) -> tuple[tuple[int, ...], ...]:
+        if io == "uint8":
+            return tuple((h, w, 3) for h, w in (self.min, self.opt, self.max))
+        return tuple((1, 3, h, w) for h, w in (self.min, self.opt, self.max))
+
+
+@dataclass
+class EngineSettings:
+    profile: Profile = field(default_factory=Profile)
+    targets: tuple[str, ...] = ()  # TensorRT-RTX compute capabilities, e.g. ("sm89", "sm120")
+    optimization_level: int = 3
+    workspace_mb: int | None = None
+    timing_cache: Path | None = None
+    plugin_library: Path | None = None  # the C++ plugin; the Python plugin otherwise
+    serialize_plugin: bool = False  # embed plugin_library into the plan
+    cache_dir: Path | None = None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _target_enum(trt: Any, target: str) -> Any:
+    if target not in RTX_TARGETS:
+        raise EngineError(f"unknown target {target!r}: TensorRT-RTX builds for {', '.join(RTX_TARGETS)}")
+    return getattr(trt.ComputeCapability, target.upper())
+
+
+def cache_key(onnx_path: Path, settings: EngineSettings, trt: TensorRT, io: str) -> str:
+    """Everything that makes a plan invalid: graph, shapes, I/O, TensorRT build, targets, plugin."""
+    plugin = _sha256(settings.plugin_library) if settings.plugin_library else f"python-{PLUGIN_VERSION}"
+    parts = {
+        "onnx": _sha256(onnx_path),
+        "profile": asdict(settings.profile),
+        "io": io,
+        "tensorrt": [trt.flavour, trt.version],
+        "targets": list(settings.targets) or "current-gpu",
+        "optimization_level": settings.optimization_level,
+        "workspace_mb": settings.workspace_mb,
+        "plugin": plugin,
+        "serialize_plugin": settings.serialize_plugin,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _register_plugin(trt: Any, settings: EngineSettings) -> str:
+    if settings.plugin_library is None:
+        register_python_plugin(trt)
+        return "python"
+    library = Path(settings.plugin_library)
+    if trt.get_plugin_registry().load_library(str(library)) is None:
+        raise EngineError(f"{library}: TensorRT could not load this plugin library (wrong TensorRT version?)")
+    return str(library)
+
+
+def _parse(trt: Any, builder: Any, onnx_path: Path, logger: Any) -> Any:
+    flags = 0
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly_typed is not None:  # TensorRT 10; TensorRT-RTX is always strongly typed
+        flags |= 1 << int(strongly_typed)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
+        raise EngineError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors}")
+    return network
+
+
+def preflight(settings: EngineSettings, graph: str) -> TensorRT:
+    """Every check that needs no ONNX file, so bad settings fail before a slow export."""
+    settings.profile.check()
+    library = settings.plugin_library
+    if library is not None and not Path(library).is_file():
+        raise EngineError(
+            f"{library}: plugin library not found; build it with cmake (see plugins/tensorrt/README.md) "
+            "or leave --plugin-library out to use the Python plugin"
+        )
+    if settings.serialize_plugin and library is None:
+        raise EngineError("--serialize-plugin needs --plugin-library: only a C++ plugin can live in a plan")
+    info = load_tensorrt()
+    if settings.targets and not info.is_rtx:
+        raise EngineError("--target is for TensorRT-RTX; data-centre TensorRT builds for the GPU it runs on")
+    if graph == "deformconv" and info.is_rtx:
+        raise EngineError(
+            f"TensorRT-RTX {info.version}'s ONNX parser has no DeformConv importer: build the deformconv "
+            "graph with data-centre TensorRT, or use --graph plugin or gridsample"
+        )
+    return info
+
+
+def build_engine(onnx_path: Path, plan_path: Path, settings: EngineSettings, io: str, meta: dict) -> dict:
+    """Build (or take from the cache) the plan for onnx_path; write plan and sidecar atomically.
+
+    `meta` (model config, checkpoint hash, graph, precision) goes into the sidecar. Returns the
+    sidecar's content, with build timing and whether the cache was used.
+    """
+    info = preflight(settings, meta.get("graph", "plugin"))
+    trt = info.module
+    key = cache_key(onnx_path, settings, info, io)
+    cache_dir = Path(settings.cache_dir) if settings.cache_dir else None
+    cached = cache_dir / f"{key}.plan" if cache_dir else None
+    started = time.perf_counter()
+    plugin = _register_plugin(trt, settings)
+    if cached is not None and cached.is_file():
+        atomic_write(plan_path, lambda tmp: shutil.copyfile(cached, tmp))
+        from_cache = True
+    else:
+        plan = _build(trt, onnx_path, settings, io)
+        atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(plan))
+        if cached is not None:
+            atomic_write(cached, lambda tmp: Path(tmp).write_bytes(plan))
+        from_cache = False
+    sidecar = {
+        "format": ENGINE_FORMAT,
+        **meta,
+        "onnx_sha256": _sha256(onnx_path),
+        "cache_key": key,
+        "io": _io_description(io, meta.get("precision", "fp32")),
+        "profile": asdict(settings.profile),
+        "tensorrt": {"flavour": info.flavour, "version": info.version},
+        "targets": list(settings.targets),
+        "plugin": {"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
+                   "implementation": plugin, "serialized_in_plan": settings.serialize_plugin},
+    }  # fmt: skip
+    atomic_write(
+        sidecar_path(plan_path), lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2) + "\n")
+    )
+    return {**sidecar, "build_seconds": time.perf_counter() - started, "from_cache": from_cache}
+
+
+def sidecar_path(plan_path: Path) -> Path:
+    return Path(plan_path).with_suffix(Path(plan_path).suffix + ".json")
+
+
+def _io_description(io: str, precision: str) -> dict:
+    if io == "uint8":
+        return {"input": {"name": "image", "dtype": "uint8", "layout": "HWC RGB"},
+                "output": {"name": "debanded", "dtype": "uint8", "layout": "HWC RGB"}}  # fmt: skip
+    dtype = "float16" if precision == "fp16" else "float32"
+    return {"input": {"name": "image", "dtype": dtype, "layout": "NCHW RGB [0,1]"},
+            "output": {"name": "debanded", "dtype": dtype, "layout": "NCHW RGB [0,1]"}}  # fmt: skip
+
+
+def _build(trt: Any, onnx_path: Path, settings: EngineSettings, io: str) -> bytes:
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = _parse(trt, builder, onnx_path, logger)
+    config = builder.create_builder_config()
+    config.builder_optimization_level = settings.optimization_level
+    if settings.workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
+    if settings.targets:
+        config.num_compute_capabilities = len(settings.targets)
+        for index, target in enumerate(settings.targets):
+            config.set_compute_capability(_target_enum(trt, target), index)
+    if settings.serialize_plugin and settings.plugin_library:
+        config.plugins_to_serialize = [str(settings.plugin_library)]
+    profile = builder.create_optimization_profile()
+    profile.set_shape(network.get_input(0).name, *settings.profile.shapes(io))
+    config.add_optimization_profile(profile)
+    cache = _load_timing_cache(config, settings.timing_cache)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
+    if settings.timing_cache is not None:
+        data = bytes(cache.serialize())
+        atomic_write(settings.timing_cache, lambda tmp: Path(tmp).write_bytes(data))
+    return bytes(plan)
+
+
+def _load_timing_cache(config: Any, path: Path | None) -> Any:
+    """A persistent timing cache makes rebuilds of the same layers skip tactic timing."""
+    data = Path(path).read_bytes() if path is not None and Path(path).is_file() else b""
+    cache = config.create_timing_cache(data)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache

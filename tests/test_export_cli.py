@@ -1,0 +1,125 @@
+"""`bdinn-export` end to end with the real TensorRT-RTX builder (engines for SM89, no GPU)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from common import TINY
+
+pytest.importorskip("onnx", reason="needs the onnx extra")
+
+from bdinn.export.cli import main
+from bdinn.runtime.tensorrt import TensorRTUnavailable, load_tensorrt
+from bdinn.train.checkpoint import save_checkpoint
+from bdinn.train.network import build_model
+
+try:
+    RTX = load_tensorrt("tensorrt-rtx")
+except TensorRTUnavailable:
+    RTX = None
+needs_rtx = pytest.mark.skipif(RTX is None, reason="TensorRT-RTX is not installed")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ckpt")
+    return save_checkpoint(folder / "tiny.safetensors", build_model(TINY), config_name=None, step=12)
+
+
+def export(*args: str, env: dict | None = None):
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+@needs_rtx
+@pytest.mark.parametrize(("graph", "fp16"), [("plugin", True), ("plugin", False), ("gridsample", True)])
+def test_builds_an_engine_for_sm89_with_sidecar(checkpoint, tmp_path, graph, fp16):
+    plan = tmp_path / "model.plan"
+    args = [
+        str(checkpoint),
+        "-o",
+        str(plan),
+        "--graph",
+        graph,
+        "--target",
+        "sm89",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    result = export(*args, *(["--fp16"] if fp16 else []), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["plan"] == str(plan) and plan.stat().st_size > 100_000
+    assert summary["from_cache"] is False
+    sidecar = json.loads((tmp_path / "model.plan.json").read_text())
+    assert sidecar["format"] == "bdinn-engine/1"
+    assert sidecar["graph"] == graph and sidecar["precision"] == ("fp16" if fp16 else "fp32")
+    assert sidecar["targets"] == ["sm89"] and sidecar["tensorrt"]["flavour"] == "tensorrt-rtx"
+    assert sidecar["io"]["input"]["dtype"] == ("float16" if fp16 else "float32")
+    assert sidecar["profile"] == {"min": [64, 64], "opt": [1080, 1920], "max": [2160, 3840]}
+    assert sidecar["plugin"]["name"] == "BandedDeformConv2d" and sidecar["plugin"]["namespace"] == "bdinn"
+    assert sidecar["model_config"]["growth"] == [4, 4, 4]
+    if graph == "plugin":
+        assert plan.read_bytes().count(b"BandedDeformConv2d") >= 8
+        # Same inputs again: the engine comes from the cache, byte for byte.
+        again = export(
+            *args[:2], str(tmp_path / "again.plan"), *args[3:], *(["--fp16"] if fp16 else []), "--json"
+        )
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.stdout)["from_cache"] is True
+        assert (tmp_path / "again.plan").read_bytes() == plan.read_bytes()
+
+
+@needs_rtx
+def test_deformconv_graph_is_refused_on_tensorrt_rtx(checkpoint, tmp_path):
+    plan = tmp_path / "d.plan"
+    result = export(str(checkpoint), "-o", str(plan), "--graph", "deformconv", "--target", "sm89")
+    assert result.exit_code == 1
+    assert "no DeformConv importer" in result.output and len(result.output.strip().splitlines()) <= 3
+    assert not plan.exists()
+
+
+def test_onnx_only(checkpoint, tmp_path):
+    out = tmp_path / "m.onnx"
+    result = export(str(checkpoint), "--onnx-only", "-o", str(out), "--graph", "gridsample", "--json")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 10_000 and json.loads(result.stdout)["op_counts"]["GridSample"] == 8
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (lambda p: p.write_bytes(b"junk"), [], "missing its config"),
+        (None, ["--min", "512x512", "--max", "256x256"], "impossible profile"),
+        (None, ["--plugin-library", "/nonexistent/libbdinn_trt_plugin.so", "--target", "sm89"],
+         "plugin library not found"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_leaves_no_plan(checkpoint, tmp_path, make, args, message):
+    source = checkpoint
+    if make is not None:
+        source = tmp_path / "not-a-checkpoint.safetensors"
+        make(source)
+    plan = tmp_path / "out.plan"
+    result = export(str(source), "-o", str(plan), *args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("bdinn-export: error:") and result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert not plan.exists()
+
+
+def test_tensorrt_missing_is_a_clear_error(checkpoint, tmp_path):
+    result = export(str(checkpoint), "-o", str(tmp_path / "x.plan"), env={"BDINN_TENSORRT": "tensorrt"})
+    try:
+        load_tensorrt("tensorrt")
+    except TensorRTUnavailable:
+        assert result.exit_code == 1
+        assert "pip install 'bdinn[tensorrt]'" in result.output
+    else:
+        pytest.skip("data-centre TensorRT is installed here")
+
+
+def test_bad_sizes_and_targets_are_usage_errors(checkpoint):
+    assert export(str(checkpoint), "--opt", "big").exit_code == 2
+    result = export(str(checkpoint), "--target", "sm90")
+    assert result.exit_code == 2 and "sm75, sm80" in result.output
