@@ -1,0 +1,790 @@
+"""Deband a video file frame by frame with any callable, keeping audio, timing and colour tags.
+
+    report = deband_video("in.mp4", "out.mkv", process)
+
+`process` is called on the calling thread, once per frame in presentation order, with an
+H x W x 3 RGB array as decoded:
+
+- uint8 (rgb24) for 8-bit sources,
+- uint16 (rgb48) for deeper sources (10-bit and up), on the full 16-bit scale: black 0,
+  white 65535, so a 10-bit source keeps all its precision.
+
+It returns an H x W x 3 uint8 or uint16 RGB array of the same size (either dtype, whatever the
+source; uint16 is on the same 0..65535 scale). Return uint16 when the output is 10-bit: rounding
+a debanded frame to 8 bits brings the bands back. The array may be a new one or the input
+modified in place.
+
+Pipeline: a decode thread (demux, decode, YUV -> RGB) and an encode thread (RGB -> YUV, encode,
+mux) are joined to the calling thread by bounded queues, so decoding and encoding overlap with
+inference. An exception anywhere (in `process`, the decoder or the encoder, or Ctrl-C) stops all
+three, the threads are joined, the partial output is deleted, and the exception is raised.
+
+Output: 10-bit 4:2:0 (yuv420p10le) by default, 8-bit (yuv420p) with bit_depth=8; the encoder
+follows from the destination's suffix (DEFAULT_CODECS) unless `codec` names one. Frame
+timestamps, frame rate, frame count, sample aspect ratio, display rotation and the colour tags
+(primaries, transfer, matrix, range) are kept. Audio streams are copied packet for packet where
+the destination container takes their codec, otherwise re-encoded (AAC; Opus for WebM); Y4M
+holds no audio, so audio is dropped there (with a warning). Subtitle and data streams are not
+carried over. The output is written to a hidden temporary file beside `dst` and renamed over
+it at the end, so a failure never leaves a partial video.
+
+Colour conversion is FFmpeg's swscale with accurate rounding and full chroma interpolation,
+using the source's own matrix and range in both directions: an identity `process` through a
+lossless codec moves luma by at most one code value except where colours clip, and chroma by a
+few where 4:2:0 is resampled (full-range chroma comes back half a code low, a swscale habit).
+swscale puts 16-bit RGB white at 65280 rather than 65535; this module measures that once per
+pixel format and rescales, so `process` sees, and may return, the true 0..65535 scale. HDR (PQ,
+HLG) frames are passed as their coded, non-linear values, and tagged as such again on output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .files import atomic_write
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m")
+
+# Destination suffix -> FFmpeg muxer.
+CONTAINERS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+    ".avi": "avi",
+    ".ts": "mpegts",
+    ".y4m": "yuv4mpegpipe",
+}
+
+# Muxer -> encoders to try, best first; the first one that is built in and writes the requested
+# bit depth wins. wrapped_avframe is Y4M's uncompressed video.
+DEFAULT_CODECS = {
+    "mp4": ("libx265", "libx264"),
+    "mov": ("libx265", "libx264"),
+    "matroska": ("libx265", "libx264", "libsvtav1"),
+    "mpegts": ("libx265", "libx264"),
+    "webm": ("libsvtav1", "libvpx-vp9"),
+    "avi": ("libx264",),
+    "yuv4mpegpipe": ("wrapped_avframe",),
+}
+
+# Encoder -> default CRF. Debanded pictures are all smooth gradients, so these sit on the
+# high-quality side of each encoder's default (x264 23, x265 28, SVT-AV1 35, VP9 32).
+DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 28, "libvpx": 10}
+
+# Muxer -> codec for audio that cannot be copied into it.
+AUDIO_FALLBACK = {"webm": "libopus"}
+AUDIO_FALLBACK_DEFAULT = "aac"
+
+_QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 MB a frame
+_POLL = 0.05  # seconds between checks for a stop request while a queue is full or empty
+
+
+class VideoError(ValueError):
+    """A bad video file or request; the message is one line: the file, the problem and what to do."""
+
+
+@dataclass(frozen=True)
+class VideoReport:
+    """What deband_video did.
+
+    frames: frames decoded, processed and encoded (the same number).
+    seconds: wall-clock time of the whole run; fps: frames / seconds, the processing speed.
+    frame_rate: the video's own average frame rate; duration: its length in seconds.
+    codec, pix_fmt, width, height: the output video stream.
+    audio_streams: audio streams copied without re-encoding; audio_transcoded: re-encoded ones
+    (their codec does not fit the container); audio_dropped: ones the container cannot hold.
+    """
+
+    src: Path
+    dst: Path
+    frames: int
+    seconds: float
+    fps: float
+    frame_rate: float
+    duration: float
+    codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    audio_streams: int
+    audio_transcoded: int = 0
+    audio_dropped: int = 0
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """Whether the file name has a video suffix (VIDEO_SUFFIXES); the file is not opened."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+# ---------------------------------------------------------------------------------------------
+# Colour conversion.
+# ---------------------------------------------------------------------------------------------
+
+# AVColorSpace (what frames and streams are tagged with) -> swscale matrix (SWS_CS_*).
+# 5 (BT.470BG) and 6 (SMPTE 170M) are the same BT.601 matrix.
+_SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9}
+_SPC_UNSPECIFIED, _SPC_BT709, _RANGE_MPEG, _RANGE_JPEG = 2, 1, 1, 2
+
+
+def _interpolation() -> Any:
+    from av.video.reformatter import Interpolation
+
+    # Without full chroma interpolation swscale's 4:2:0 <-> RGB path is off by several codes.
+    return (
+        Interpolation.BICUBIC
+        | Interpolation.ACCURATE_RND
+        | Interpolation.FULL_CHR_H_INT
+        | (Interpolation.FULL_CHR_H_INP)
+    )
+
+
+@dataclass(frozen=True)
+class _Colour:
+    """How the output is converted to YUV and tagged, taken from the source stream."""
+
+    matrix: int | None  # swscale matrix; None: swscale's default (BT.601), as for untagged input
+    colorspace: int
+    color_range: int
+    primaries: int
+    trc: int
+
+    @classmethod
+    def of(cls, ctx: Any) -> _Colour:
+        space, rng = int(ctx.colorspace or 0), int(ctx.color_range or 0)
+        if space == _SPC_UNSPECIFIED:
+            matrix = None  # decoded with swscale's default; encode the same way and keep it untagged
+        elif space in _SWS_MATRIX:
+            matrix = _SWS_MATRIX[space]
+        else:  # RGB-coded sources and matrices swscale lacks: write standard BT.709
+            matrix, space, rng = 1, _SPC_BT709, _RANGE_MPEG
+        return cls(matrix, space, rng, int(ctx.color_primaries or 0), int(ctx.color_trc or 0))
+
+    def reformat_args(self) -> dict[str, int]:
+        args = {}
+        if self.matrix is not None:
+            args["dst_colorspace"] = self.matrix
+        if self.color_range in (_RANGE_MPEG, _RANGE_JPEG):
+            args["dst_color_range"] = self.color_range
+        return args
+
+
+def _luma_row(frame: Any) -> np.ndarray:
+    """The first row of a frame's first (luma) plane, as float64."""
+    plane = frame.planes[0]
+    dtype = np.uint16 if frame.format.components[0].bits > 8 else np.uint8
+    row = np.frombuffer(plane, dtype)[: plane.line_size // np.dtype(dtype).itemsize]
+    return row[: plane.width].astype(np.float64)
+
+
+@functools.lru_cache(maxsize=32)
+def _rgb48_scales(pix_fmt: str, matrix: int | None, color_range: int) -> tuple[float, float]:
+    """Factors that put swscale's 16-bit RGB for `pix_fmt` on the true 0..65535 scale.
+
+    swscale treats 65280 (255 << 8) as 16-bit white, both ways and for most YUV formats (not
+    all: full-range 10-bit decodes nearly right). Measured here on a grey ramp against its 8-bit
+    rgb24 path, which is exact: (decode, encode), where decoded RGB48 is multiplied by decode
+    and RGB48 to be encoded by encode. Both are 1.0 once swscale gets it right.
+    """
+    import av
+
+    args = _Colour(matrix, _SPC_UNSPECIFIED, color_range, 0, 0).reformat_args()
+    flags = _interpolation()
+    ramp = np.arange(256, dtype=np.uint8)
+    grey = np.repeat(np.repeat(ramp[None, :, None], 3, axis=2), 2, axis=0)
+    exact = av.VideoFrame.from_ndarray(grey, format="rgb24").reformat(
+        format=pix_fmt, interpolation=flags, **args
+    )
+    inner = slice(16, 240)  # clear of clipping at both ends
+    decoded = exact.to_ndarray(format="rgb48le", interpolation=flags)[0, :, 1].astype(np.float64)
+    decode_slope = np.polyfit(ramp[inner] * 257.0, decoded[inner], 1)[0]
+    grey16 = grey.astype(np.uint16) * 257
+    coded = av.VideoFrame.from_ndarray(grey16, format="rgb48le").reformat(
+        format=pix_fmt, interpolation=flags, **args
+    )
+    luma, exact_luma = _luma_row(coded), _luma_row(exact)
+    encode_slope = np.polyfit(exact_luma[inner] - exact_luma[0], luma[inner] - exact_luma[0], 1)[0]
+
+    def snap(slope: float) -> float:  # within 1/4 of a 10-bit code value at white: leave alone
+        return 1.0 if abs(slope - 1) < 0.25 / 1023 or not 0.9 < slope < 1.1 else float(1 / slope)
+
+    return snap(decode_slope), snap(encode_slope)
+
+
+@functools.lru_cache(maxsize=32)
+def _gain_lut(factor: float) -> np.ndarray | None:
+    """uint16 -> uint16 table for x * factor, rounded and clipped; None for the identity."""
+    if factor == 1.0:
+        return None
+    scaled = np.rint(np.arange(65536, dtype=np.float64) * factor)
+    return np.clip(scaled, 0, 65535).astype(np.uint16)
+
+
+def _decode_rgb(frame: Any, deep: bool) -> np.ndarray:
+    """A decoded frame as H x W x 3 RGB: uint8 (rgb24), or uint16 on 0..65535 when deep."""
+    flags = _interpolation()
+    if not deep:
+        return frame.to_ndarray(format="rgb24", interpolation=flags)
+    rgb = frame.to_ndarray(format="rgb48le", interpolation=flags)
+    if frame.format.is_rgb:
+        return rgb
+    matrix = _SWS_MATRIX.get(frame.colorspace)
+    lut = _gain_lut(_rgb48_scales(frame.format.name, matrix, frame.color_range)[0])
+    return rgb if lut is None else lut[rgb]
+
+
+def _encode_frame(rgb: np.ndarray, pix_fmt: str, colour: _Colour) -> Any:
+    """H x W x 3 uint8/uint16 RGB -> a VideoFrame in pix_fmt, converted and tagged per `colour`."""
+    import av
+
+    args = colour.reformat_args()
+    if rgb.dtype == np.uint16:
+        lut = _gain_lut(_rgb48_scales(pix_fmt, colour.matrix, colour.color_range)[1])
+        frame = av.VideoFrame.from_ndarray(rgb if lut is None else lut[rgb], format="rgb48le")
+    else:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    out = frame.reformat(format=pix_fmt, interpolation=_interpolation(), **args)
+    out.colorspace, out.color_range = colour.colorspace, colour.color_range
+    out.color_primaries, out.color_trc = colour.primaries, colour.trc
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads.
+# ---------------------------------------------------------------------------------------------
+
+
+class _Cancelled(Exception):
+    """Raised in a thread waiting on a queue when another thread has failed."""
+
+
+class _Pipeline:
+    """Stop flag and first error shared by the decode, inference and encode threads."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = exc
+        self.stop.set()
+
+    def put(self, q: queue.Queue, item: object) -> None:
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                pass
+        raise _Cancelled
+
+    def get(self, q: queue.Queue) -> Any:
+        while not self.stop.is_set():
+            try:
+                return q.get(timeout=_POLL)
+            except queue.Empty:
+                pass
+        raise _Cancelled
+
+    def thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        def run() -> None:
+            try:
+                target()
+            except _Cancelled:
+                pass
+            except BaseException as exc:
+                self.fail(exc)
+
+        return threading.Thread(target=run, name=name, daemon=True)
+
+
+_END = object()
+
+
+@dataclass
+class _Video:
+    image: np.ndarray
+    pts: int
+    rotation: int = 0
+
+
+@dataclass
+class _Audio:
+    out: Any  # output stream
+    item: Any  # Packet to copy, or AudioFrame to encode
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks before anything is written.
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_paths(src: Path, dst: Path, force: bool) -> str:
+    """Validate the paths; the destination's muxer name."""
+    if not src.exists():
+        raise VideoError(f"{src}: no such file (check the path)")
+    if src.is_dir():
+        raise VideoError(f"{src}: is a folder, not a video file")
+    muxer = CONTAINERS.get(dst.suffix.lower())
+    if muxer is None:
+        choices = ", ".join(sorted(CONTAINERS))
+        raise VideoError(
+            f"{dst}: unsupported output container {dst.suffix or '(no suffix)'!r}; use {choices}"
+        )
+    if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src)):
+        raise VideoError(f"{dst}: the output is the input file; write to another path")
+    if dst.is_dir():
+        raise VideoError(f"{dst}: is a folder; give an output file name")
+    if dst.exists() and not force:
+        raise VideoError(f"{dst}: already exists; pass force=True (--force) to overwrite it")
+    return muxer
+
+
+def _available_encoders() -> list[str]:
+    import av
+
+    names = {name for names in DEFAULT_CODECS.values() for name in names} | set(DEFAULT_CRF) | {"ffv1"}
+    return sorted(name for name in names if name in av.codecs_available and _encoder(name) is not None)
+
+
+def _encoder(name: str) -> Any:
+    import av
+
+    try:
+        return av.codec.Codec(name, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        return None
+
+
+def _pick_codec(dst: Path, muxer: str, codec: str | None, pix_fmt: str, bit_depth: int) -> str:
+    """The encoder's name, checked against the container and the pixel format."""
+    import av
+
+    def writes(enc: Any) -> bool:
+        formats = enc.video_formats
+        return formats is None or pix_fmt in {f.name for f in formats}
+
+    def fits(name: str) -> bool:
+        probe = av.open(io.BytesIO(), "w", format=muxer)
+        try:
+            probe.add_stream(name)
+            return True
+        except ValueError:
+            return False
+        finally:
+            probe.close()
+
+    if codec is None:
+        for name in DEFAULT_CODECS[muxer]:
+            enc = _encoder(name)
+            if enc is not None and writes(enc) and fits(name):
+                return enc.name
+        raise VideoError(
+            f"{dst}: no built-in encoder writes {bit_depth}-bit video into {dst.suffix}; "
+            f"pass codec= one of {', '.join(_available_encoders())} or another container"
+        )
+    enc = _encoder(codec)
+    if enc is None or enc.type != "video":
+        raise VideoError(
+            f"{dst}: unknown video encoder {codec!r}; choose one of {', '.join(_available_encoders())}"
+        )
+    if not writes(enc):
+        hint = "pass bit_depth=8 (--bit-depth 8) or" if bit_depth > 8 else "use"
+        raise VideoError(f"{dst}: {enc.name} cannot write {pix_fmt} video; {hint} another codec (libx265)")
+    if not fits(enc.name):
+        raise VideoError(
+            f"{dst}: a {dst.suffix} file cannot hold {enc.name} video; use .mkv or another codec"
+        )
+    return enc.name
+
+
+def _open_source(src: Path) -> Any:
+    import av
+
+    try:
+        container = av.open(str(src), "r")
+    except av.FFmpegError:
+        raise VideoError(
+            f"{src}: not a video file FFmpeg can read (check the file or re-encode it)"
+        ) from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{src}: no video stream; pass a file with video")
+    return container
+
+
+# ---------------------------------------------------------------------------------------------
+# deband_video.
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_output(src: Path, index: int, image: Any, shape: tuple[int, ...]) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.shape != shape:
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise VideoError(
+            f"{src}: process returned {got} for frame {index}; return {shape[0]} x {shape[1]} x 3 "
+            "uint8 or uint16 RGB"
+        )
+    return image
+
+
+def deband_video(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    process: Callable[[np.ndarray], np.ndarray],
+    *,
+    codec: str | None = None,
+    bit_depth: int = 10,
+    crf: int | None = None,
+    force: bool = False,
+    progress: bool | Callable[[int, int | None], object] = True,
+) -> VideoReport:
+    """Run `process` on every frame of `src` and write the result to `dst` (see the module doc).
+
+    codec: an FFmpeg video encoder (libx265, libx264, libsvtav1, libvpx-vp9, ffv1, ...); by
+    default the first of DEFAULT_CODECS[container] that is built in. bit_depth: 10 (yuv420p10le)
+    or 8 (yuv420p). crf: the encoder's constant-rate factor (DEFAULT_CRF when left out; encoders
+    without one, like ffv1, take none). force: overwrite an existing dst. progress: True for a
+    tqdm bar in frames per second, False for none, or a callable progress(done, total) called
+    after each frame (total is None when the container does not say).
+
+    Raises VideoError for a bad file or request, before anything is written where it can be
+    known up front; any exception from `process` is raised as it is.
+    """
+    started = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    muxer = _check_paths(src, dst, force)
+    if bit_depth not in (8, 10):
+        raise VideoError(f"{dst}: bit depth must be 8 or 10, got {bit_depth}")
+    pix_fmt = "yuv420p" if bit_depth == 8 else "yuv420p10le"
+    codec_name = _pick_codec(dst, muxer, codec, pix_fmt, bit_depth)
+    if crf is None:
+        crf = DEFAULT_CRF.get(codec_name)
+    elif codec_name not in DEFAULT_CRF:
+        raise VideoError(f"{dst}: {codec_name} has no CRF setting; leave crf (--crf) out")
+    elif not 0 <= crf <= 63:
+        raise VideoError(f"{dst}: CRF {crf} is out of range; use 0 (best) to 51 (x264/x265) or 63")
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr itself; errors only
+
+    source = _open_source(src)
+    bar = None
+    try:
+        job = _Job(source, src, dst, muxer, codec_name, pix_fmt, crf, process)
+        if progress is True:
+            from tqdm import tqdm
+
+            bar = tqdm(total=job.total, unit="frame", desc=src.name, dynamic_ncols=True)
+            job.on_frame = lambda done: bar.update(1)
+        elif callable(progress):
+            job.on_frame = lambda done: progress(done, job.total)
+        atomic_write(dst, job.run)
+    finally:
+        if bar is not None:
+            bar.close()
+        source.close()
+
+    seconds = time.perf_counter() - started
+    return VideoReport(
+        src=src,
+        dst=dst,
+        frames=job.frames,
+        seconds=seconds,
+        fps=job.frames / seconds if seconds > 0 else 0.0,
+        frame_rate=float(job.rate),
+        duration=job.duration,
+        codec=codec_name,
+        pix_fmt=pix_fmt,
+        width=job.width,
+        height=job.height,
+        audio_streams=len(job.audio_out) - len(job.transcode),
+        audio_transcoded=len(job.transcode),
+        audio_dropped=job.audio_dropped,
+    )
+
+
+# Stream and file tags worth carrying over; the rest (encoder, statistics, brands) describe the
+# old file and would be wrong on the new one.
+_TAGS = {
+    "title",
+    "language",
+    "handler_name",
+    "comment",
+    "description",
+    "artist",
+    "album",
+    "genre",
+    "date",
+    "creation_time",
+    "copyright",
+    "location",
+}
+
+
+def _copy_tags(target: Any, source: Any) -> None:
+    target.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _TAGS})
+
+
+class _Job:
+    """One deband_video run: the source's streams, the output's setup and the three threads."""
+
+    def __init__(
+        self,
+        source: Any,
+        src: Path,
+        dst: Path,
+        muxer: str,
+        codec: str,
+        pix_fmt: str,
+        crf: int | None,
+        process: Callable[[np.ndarray], np.ndarray],
+    ) -> None:
+        self.source, self.src, self.dst, self.muxer = source, src, dst, muxer
+        self.codec, self.pix_fmt, self.crf, self.process = codec, pix_fmt, crf, process
+        self.on_frame: Callable[[int], object] | None = None
+        self.vin = source.streams.video[0]
+        self.ain = list(source.streams.audio)
+        ctx = self.vin.codec_context
+        self.width, self.height = ctx.width, ctx.height
+        if self.width <= 0 or self.height <= 0:
+            raise VideoError(f"{src}: the video stream has no picture size; re-encode or repair the file")
+        if self.width % 2 or self.height % 2:
+            raise VideoError(
+                f"{src}: {self.width}x{self.height} has an odd side; 4:2:0 output needs even sizes (crop it)"
+            )
+        self.colour = _Colour.of(ctx)
+        self.rate = Fraction(self.vin.average_rate or self.vin.guessed_rate or self.vin.base_rate or 25)
+        self.time_base = Fraction(self.vin.time_base or Fraction(1, 90000))
+        # AVI and Y4M count frames rather than time: their time base is one frame.
+        self.cfr = muxer in ("avi", "yuv4mpegpipe")
+        self.out_time_base = 1 / self.rate if self.cfr else self.time_base
+        self.total: int | None = self.vin.frames or None
+        if self.total is None and self.vin.duration:
+            self.total = max(1, round(self.vin.duration * self.time_base * self.rate))
+        elif self.total is None and source.duration:
+            self.total = max(1, round(source.duration / 1e6 * float(self.rate)))
+        self.frames, self.duration = 0, 0.0
+        self.audio_out: dict[int, Any] = {}
+        self.transcode: set[int] = set()
+        self.audio_dropped = 0
+
+    # -- output setup ---------------------------------------------------------------------------
+
+    def _open_output(self, tmp: str) -> Any:
+        import av
+
+        output = av.open(
+            tmp, "w", format=self.muxer, options={"strict": "-1"} if self.muxer == "yuv4mpegpipe" else {}
+        )
+        _copy_tags(output, self.source)
+        ctx = self.vin.codec_context
+        self.vout = vout = output.add_stream(self.codec, rate=self.rate)
+        vout.width, vout.height, vout.pix_fmt = self.width, self.height, self.pix_fmt
+        enc = vout.codec_context
+        enc.time_base = self.out_time_base
+        if ctx.sample_aspect_ratio:
+            enc.sample_aspect_ratio = ctx.sample_aspect_ratio
+        colour = self.colour
+        enc.colorspace, enc.color_range = colour.colorspace, colour.color_range
+        enc.color_primaries, enc.color_trc = colour.primaries, colour.trc
+        options: dict[str, str] = {}
+        if self.crf is not None:
+            options["crf"] = str(self.crf)
+        if self.codec == "libx265":
+            options["x265-params"] = "log-level=error"
+            if self.muxer in ("mp4", "mov"):
+                enc.codec_tag = "hvc1"  # the HEVC tag Apple's players want
+        if self.codec.startswith("libvpx"):
+            options["b"] = "0"  # CRF alone: constant quality
+        if self.muxer == "avi":
+            enc.max_b_frames = 0  # AVI keeps no presentation times, so no reordered frames
+        vout.options = options
+        _copy_tags(vout, self.vin)
+        self._add_audio(output)
+        return output
+
+    def _add_audio(self, output: Any) -> None:
+        if self.muxer == "yuv4mpegpipe":
+            self.audio_dropped = len(self.ain)
+            if self.ain:
+                warnings.warn(
+                    f"{self.dst}: Y4M holds no audio; {len(self.ain)} audio stream(s) dropped", stacklevel=4
+                )
+            return
+        for stream in self.ain:
+            try:
+                out = output.add_stream_from_template(stream)
+            except ValueError:  # the container does not take this codec: re-encode
+                target = AUDIO_FALLBACK.get(self.muxer, AUDIO_FALLBACK_DEFAULT)
+                ctx = stream.codec_context
+                name = ctx.name if ctx is not None else "undecodable"
+                try:
+                    out = output.add_stream(
+                        target, rate=48000 if "opus" in target else ctx.sample_rate or 48000
+                    )
+                    out.codec_context.layout = ctx.layout
+                except Exception:
+                    self.audio_dropped += 1
+                    warnings.warn(
+                        f"{self.dst}: cannot keep {name} audio stream {stream.index} in a "
+                        f"{self.dst.suffix} file; dropped (use .mkv to keep it)",
+                        stacklevel=4,
+                    )
+                    continue
+                self.transcode.add(stream.index)
+            _copy_tags(out, stream)
+            out.disposition = stream.disposition
+            self.audio_out[stream.index] = out
+
+    # -- the threads ----------------------------------------------------------------------------
+
+    def run(self, tmp: str) -> None:
+        """Decode, process and encode everything into `tmp` (atomic_write renames it)."""
+        import av
+
+        output = self._open_output(tmp)
+        try:
+            self._pipeline(output)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                output.close()
+            raise
+        try:
+            output.close()
+        except av.FFmpegError as exc:
+            raise VideoError(f"{self.dst}: cannot finish the file ({exc})") from exc
+
+    def _pipeline(self, output: Any) -> None:
+        pipe = _Pipeline()
+        decoded: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
+        processed: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
+        threads = [
+            pipe.thread(lambda: self._decode(pipe, decoded), "bdinn-decode"),
+            pipe.thread(lambda: self._encode(pipe, processed, output), "bdinn-encode"),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            done = 0
+            while True:
+                item = pipe.get(decoded)
+                if isinstance(item, _Video):
+                    shape = item.image.shape
+                    item.image = _check_output(self.src, done, self.process(item.image), shape)
+                    done += 1
+                    pipe.put(processed, item)
+                    if self.on_frame is not None:
+                        self.on_frame(done)
+                else:
+                    pipe.put(processed, item)
+                    if item is _END:
+                        break
+        except _Cancelled:
+            pass
+        except BaseException as exc:
+            pipe.fail(exc)
+        finally:
+            for thread in threads:
+                while thread.is_alive():
+                    try:
+                        thread.join()
+                    except BaseException as exc:  # Ctrl-C while joining: stop, and still join
+                        pipe.fail(exc)
+        if pipe.error is not None:
+            raise pipe.error
+
+    def _decode(self, pipe: _Pipeline, decoded: queue.Queue) -> None:
+        """Demux the source; video frames as RGB arrays, audio as packets (or frames to re-encode)."""
+        import av
+
+        self.vin.thread_type = "AUTO"
+        deep: bool | None = None
+        last: int | None = None
+        step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
+        try:
+            for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in self.audio_out)):
+                index = packet.stream.index
+                if packet.stream.type == "video":
+                    for frame in packet.decode():
+                        if deep is None:
+                            deep = frame.format.components[0].bits > 8
+                        pts = frame.pts if frame.pts is not None else (0 if last is None else last + step)
+                        last = pts
+                        rotation = int(frame.rotation or 0)
+                        pipe.put(decoded, _Video(_decode_rgb(frame, deep), pts, rotation))
+                elif index in self.transcode:
+                    for frame in packet.decode():
+                        pipe.put(decoded, _Audio(self.audio_out[index], frame))
+                elif packet.dts is not None:  # the empty packet at the end only flushes decoders
+                    pipe.put(decoded, _Audio(self.audio_out[index], packet))
+        except av.FFmpegError as exc:
+            raise VideoError(f"{self.src}: cannot decode the file ({exc}); re-encode or repair it") from exc
+        pipe.put(decoded, _END)
+
+    def _encode(self, pipe: _Pipeline, processed: queue.Queue, output: Any) -> None:
+        """RGB -> YUV, encode and mux; audio waits for the first video frame (it sets the header)."""
+        import av
+
+        waiting: list[_Audio] = []
+        first: int | None = None
+        last: int | None = None
+        try:
+            while (item := pipe.get(processed)) is not _END:
+                if isinstance(item, _Audio):
+                    if first is None:
+                        waiting.append(item)
+                    else:
+                        self._mux_audio(output, item)
+                    continue
+                pts = item.pts
+                if self.cfr:
+                    pts = round(pts * self.time_base / self.out_time_base)
+                if last is not None and pts <= last:
+                    pts = last + 1  # timestamps must rise; broken sources sometimes repeat one
+                if first is None:
+                    first = pts
+                    if item.rotation:
+                        self.vout.set_display_rotation(item.rotation)
+                last = pts
+                frame = _encode_frame(item.image, self.pix_fmt, self.colour)
+                frame.pts, frame.time_base = pts, self.out_time_base
+                output.mux(self.vout.encode(frame))
+                for held in waiting:
+                    self._mux_audio(output, held)
+                waiting.clear()
+                self.frames += 1
+            if first is None or last is None:
+                raise VideoError(f"{self.src}: no decodable video frames; re-encode or repair the file")
+            output.mux(self.vout.encode(None))
+            for index in self.transcode:
+                output.mux(self.audio_out[index].encode(None))
+        except av.FFmpegError as exc:
+            raise VideoError(f"{self.dst}: encoding with {self.codec} failed ({exc})") from exc
+        self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
+
+    @staticmethod
+    def _mux_audio(output: Any, item: _Audio) -> None:
+        import av
+
+        if isinstance(item.item, av.Packet):  # copied as it is
+            item.item.stream = item.out
+            output.mux(item.item)
+        else:
+            output.mux(item.out.encode(item.item))

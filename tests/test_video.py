@@ -1,0 +1,359 @@
+"""Video files: frames, timing, audio and colour survive; errors are one line and leave nothing."""
+
+import threading
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
+
+from bdinn.runtime.video import VideoError, VideoReport, deband_video, is_video  # noqa: E402
+
+W, H, N, FPS, RATE = 64, 48, 8, 24, 48000
+
+
+def _gradient(i: int) -> np.ndarray:
+    """A horizontal ramp that moves 4 levels a frame, over a vertical one, on a flat blue."""
+    x, y = np.arange(W)[None, :], np.arange(H)[:, None]
+    red = (x * 3 + i * 4) % 256 + 0 * y
+    green = 60 + y * 2 + 0 * x
+    return np.stack([red, green, np.full_like(red, 128)], axis=-1).astype(np.uint8)
+
+
+def make_video(
+    path: Path, *, video: bool = True, audio: bool = True, rotation: int = 0, codec: str = "libx264"
+) -> Path:
+    """N frames of a moving gradient at FPS (BT.709, limited range) plus a 440 Hz sine."""
+    with av.open(str(path), "w") as out:
+        if video:
+            vs = out.add_stream(codec, rate=FPS)
+            vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+            ctx = vs.codec_context
+            ctx.colorspace = ctx.color_range = ctx.color_primaries = ctx.color_trc = 1
+            if rotation:
+                vs.set_display_rotation(rotation)
+        if audio:
+            aus = out.add_stream("aac", rate=RATE)
+        start = 0
+        for i in range(N):
+            if video:
+                frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+                frame = frame.reformat(format="yuv420p", dst_colorspace=1, dst_color_range=1)
+                frame.pts = i
+                out.mux(vs.encode(frame))
+            if audio:
+                count = RATE // FPS
+                t = np.arange(start, start + count) / RATE
+                wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+                sound = av.AudioFrame.from_ndarray(wave, format="flt", layout="mono")
+                sound.sample_rate, sound.pts = RATE, start
+                out.mux(aus.encode(sound))
+                start += count
+        if video:
+            out.mux(vs.encode(None))
+        if audio:
+            out.mux(aus.encode(None))
+    return path
+
+
+def make_10bit(path: Path, color_range: int = 1) -> Path:
+    """A lossless (FFV1) 10-bit 4:2:0 video of smooth colour ramps."""
+    y, x = np.mgrid[0:H, 0:W]
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("ffv1", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p10le"
+        vs.codec_context.colorspace, vs.codec_context.color_range = 1, color_range
+        for i in range(3):
+            rgb = np.stack([x / (W - 1), y / (H - 1), 0.5 + 0.4 * np.sin(x / 9 + y / 13 + i)], axis=-1)
+            frame = av.VideoFrame.from_ndarray(np.rint(rgb * 65535).astype(np.uint16), format="rgb48le")
+            frame = frame.reformat(format="yuv420p10le", dst_colorspace=1, dst_color_range=color_range)
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    return path
+
+
+def _planes(path: Path) -> list[list[np.ndarray]]:
+    """Every frame's Y, U, V planes as int arrays."""
+    frames = []
+    with av.open(str(path)) as src:
+        for frame in src.decode(video=0):
+            dtype = np.uint16 if frame.format.components[0].bits > 8 else np.uint8
+            planes = []
+            for plane in frame.planes:
+                row = plane.line_size // np.dtype(dtype).itemsize
+                data = np.frombuffer(plane, dtype)[: row * plane.height].reshape(plane.height, row)
+                planes.append(data[:, : plane.width].astype(int))
+            frames.append(planes)
+    return frames
+
+
+def probe(path: Path) -> dict:
+    with av.open(str(path)) as src:
+        vs = src.streams.video[0]
+        frames = list(src.decode(vs))
+        info = {
+            "codec": vs.codec_context.name,
+            "codec_tag": vs.codec_tag,
+            "pix_fmt": frames[0].format.name,
+            "size": (frames[0].width, frames[0].height),
+            "times": [float(f.time) for f in frames],
+            "rate": vs.average_rate,
+            "rgb": [f.to_ndarray(format="rgb24") for f in frames],
+            "colour": (
+                frames[0].colorspace,
+                frames[0].color_range,
+                frames[0].color_primaries,
+                frames[0].color_trc,
+            ),
+            "rotation": frames[0].rotation,
+            "audio": [],
+        }
+    with av.open(str(path)) as src:
+        for stream in src.streams.audio:
+            samples = sum(f.samples for f in src.decode(stream))
+            info["audio"].append((stream.codec_context.name, samples / stream.codec_context.sample_rate))
+    return info
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("video") / "source.mp4")
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_identity_keeps_frames_timing_audio_and_colour(source, tmp_path):
+    seen = []
+    dst = tmp_path / "out.mkv"
+    report = deband_video(source, dst, lambda rgb: seen.append(rgb.dtype) or rgb, progress=False)
+    before, after = probe(source), probe(dst)
+
+    assert isinstance(report, VideoReport)
+    assert (report.frames, report.width, report.height) == (N, W, H)
+    assert (report.codec, report.pix_fmt, report.audio_streams) == ("libx265", "yuv420p10le", 1)
+    assert report.frame_rate == pytest.approx(FPS) and report.duration == pytest.approx(N / FPS, abs=1e-3)
+    assert report.fps > 0 and report.seconds > 0
+    assert seen == [np.uint8] * N  # an 8-bit source is handed over as rgb24
+
+    assert len(after["times"]) == len(before["times"]) == N
+    assert after["size"] == (W, H)
+    assert (after["codec"], after["pix_fmt"]) == ("hevc", "yuv420p10le")
+    assert after["rate"] == FPS
+    # Same timestamps within a frame (Matroska shifts everything by the AAC priming, 21 ms).
+    assert np.abs(np.array(after["times"]) - before["times"]).max() < 1 / FPS
+    assert after["colour"] == before["colour"] == (1, 1, 1, 1)  # BT.709 tags, limited range
+    [(codec, seconds)] = after["audio"]
+    assert codec == "aac" and seconds == pytest.approx(before["audio"][0][1], abs=0.03)
+    assert seconds == pytest.approx(N / FPS, abs=0.05)
+    # And the same pictures, up to x265 at CRF 20 on a tiny frame.
+    for a, b in zip(before["rgb"], after["rgb"], strict=True):
+        assert np.abs(a.astype(int) - b).mean() < 3
+
+
+def test_process_changes_pixels(source, tmp_path):
+    def brighter(rgb):
+        return np.minimum(rgb.astype(np.uint16) * 2, 255).astype(np.uint8)
+
+    deband_video(source, tmp_path / "bright.mkv", brighter, progress=False)
+    before, after = probe(source), probe(tmp_path / "bright.mkv")
+    for a, b in zip(before["rgb"], after["rgb"], strict=True):
+        expected = np.minimum(a.astype(int) * 2, 255)
+        assert b.mean() == pytest.approx(expected.mean(), abs=3)
+        assert b.mean() > a.mean() + 40
+
+
+def test_8_bit_mp4_with_hevc_tag(source, tmp_path):
+    report = deband_video(source, tmp_path / "out.mp4", lambda rgb: rgb, bit_depth=8, progress=False)
+    after = probe(tmp_path / "out.mp4")
+    assert report.pix_fmt == after["pix_fmt"] == "yuv420p"
+    assert after["codec_tag"] == "hvc1"  # Apple players refuse HEVC tagged hev1
+    assert len(after["times"]) == N and after["times"][0] == pytest.approx(0, abs=1e-6)
+    assert [c for c, _ in after["audio"]] == ["aac"]
+
+
+def test_10_bit_source_keeps_its_precision(tmp_path):
+    for color_range in (1, 2):  # limited and full range
+        src = make_10bit(tmp_path / f"deep{color_range}.mkv", color_range)
+        seen = []
+
+        def keep(rgb, seen=seen):
+            seen.append((rgb.dtype, int(rgb.max())))
+            return rgb
+
+        dst = tmp_path / f"deep{color_range}-out.mkv"
+        deband_video(src, dst, keep, codec="ffv1", progress=False)  # lossless: only colour conversion
+        assert all(dtype == np.uint16 for dtype, _ in seen)
+        assert max(top for _, top in seen) > 65000  # white near 65535, not 65280 (swscale's 16-bit white)
+        # In 10-bit code values. Off by more than one only where the ramps clip at a corner; chroma
+        # is resampled to 4:4:4 and back, and swscale puts full-range neutral chroma half a code low.
+        for a, b in zip(_planes(src), _planes(dst), strict=True):
+            luma = b[0] - a[0]
+            assert np.abs(luma).max() <= 6 and (np.abs(luma) > 1).mean() < 0.005 and abs(luma.mean()) < 0.05
+            for chroma in (b[1] - a[1], b[2] - a[2]):
+                assert np.abs(chroma).max() <= 6 and (np.abs(chroma) > 1).mean() < 0.1
+                assert abs(chroma.mean()) < (0.1 if color_range == 1 else 0.75)
+
+
+def test_uint16_output_from_an_8_bit_source_is_on_the_full_scale(source, tmp_path):
+    # A network returns 16 bits: white must still be Y 940 (not 943, as swscale alone gives).
+    white = np.full((H, W, 3), 65535, np.uint16)
+    deband_video(source, tmp_path / "white.mkv", lambda rgb: white, codec="ffv1", progress=False)
+    luma = _planes(tmp_path / "white.mkv")[0][0]
+    assert np.all(luma == 940)
+
+
+def test_rotation_is_kept(tmp_path):
+    src = make_video(tmp_path / "portrait.mp4", audio=False, rotation=90)
+    deband_video(src, tmp_path / "portrait.mkv", lambda rgb: rgb, bit_depth=8, progress=False)
+    assert probe(src)["rotation"] == probe(tmp_path / "portrait.mkv")["rotation"] == 90
+
+
+def test_audio_that_webm_cannot_hold_is_reencoded_to_opus(source, tmp_path):
+    dst = tmp_path / "out.webm"
+    report = deband_video(source, dst, lambda rgb: rgb, codec="libvpx-vp9", bit_depth=8, progress=False)
+    assert (report.audio_streams, report.audio_transcoded) == (0, 1)
+    after = probe(dst)
+    assert after["codec"] == "vp9" and len(after["times"]) == N
+    [(codec, seconds)] = after["audio"]
+    assert codec == "opus" and seconds == pytest.approx(N / FPS, abs=0.05)
+
+
+def test_y4m_is_raw_10_bit_and_drops_audio_with_a_warning(source, tmp_path):
+    with pytest.warns(UserWarning, match="Y4M holds no audio"):
+        report = deband_video(source, tmp_path / "out.y4m", lambda rgb: rgb, progress=False)
+    assert (report.codec, report.audio_dropped) == ("wrapped_avframe", 1)
+    after = probe(tmp_path / "out.y4m")
+    assert (after["pix_fmt"], after["rate"], len(after["times"]), after["audio"]) == (
+        "yuv420p10le",
+        FPS,
+        N,
+        [],
+    )
+
+
+def test_existing_output_needs_force(source, tmp_path):
+    dst = tmp_path / "out.mkv"
+    dst.write_bytes(b"keep me")
+    with pytest.raises(VideoError, match=r"out\.mkv: already exists; pass force=True"):
+        deband_video(source, dst, lambda rgb: rgb, progress=False)
+    assert dst.read_bytes() == b"keep me"
+    deband_video(source, dst, lambda rgb: rgb, force=True, progress=False)
+    assert len(probe(dst)["times"]) == N
+
+
+def test_output_over_input_is_refused(source):
+    with pytest.raises(VideoError, match="the output is the input file"):
+        deband_video(source, source, lambda rgb: rgb, force=True, progress=False)
+
+
+def test_bad_inputs_give_one_line_errors(source, tmp_path):
+    audio_only = make_video(tmp_path / "song.mp4", video=False)
+    cases = [
+        (tmp_path / "missing.mp4", tmp_path / "a.mkv", {}, r"missing\.mp4: no such file"),
+        (audio_only, tmp_path / "b.mkv", {}, r"song\.mp4: no video stream; pass a file with video"),
+        (source, tmp_path / "c.xyz", {}, r"unsupported output container '\.xyz'"),
+        (source, tmp_path / "d.mkv", {"codec": "nope"}, r"unknown video encoder 'nope'; choose one of"),
+        (source, tmp_path / "e.mkv", {"codec": "aac"}, r"unknown video encoder 'aac'"),
+        (source, tmp_path / "f.webm", {"codec": "libx265"}, r"a \.webm file cannot hold libx265"),
+        (
+            source,
+            tmp_path / "g.webm",
+            {"codec": "libvpx-vp9"},
+            r"cannot write yuv420p10le video; pass bit_depth=8",
+        ),
+        (source, tmp_path / "h.mkv", {"codec": "ffv1", "crf": 10}, r"ffv1 has no CRF setting"),
+        (source, tmp_path / "i.mkv", {"bit_depth": 12}, r"bit depth must be 8 or 10"),
+    ]
+    garbage = tmp_path / "noise.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    cases.append((garbage, tmp_path / "j.mkv", {}, r"noise\.mp4: not a video file FFmpeg can read"))
+    for src, dst, options, message in cases:
+        with pytest.raises(VideoError, match=message) as caught:
+            deband_video(src, dst, lambda rgb: rgb, progress=False, **options)
+        assert "\n" not in str(caught.value)
+        assert not dst.exists()
+    assert _listing(tmp_path) == ["noise.mp4", "song.mp4"]
+
+
+def test_is_video():
+    assert all(
+        is_video(f"clip{suffix}")
+        for suffix in (".mp4", ".MKV", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m")
+    )
+    assert not any(is_video(name) for name in ("frame.png", "clip", "notes.txt"))
+
+
+def test_error_in_process_stops_everything_and_leaves_nothing(source, tmp_path):
+    baseline = threading.active_count()
+    calls = []
+
+    def fails_on_frame_3(rgb):
+        if len(calls) == 3:
+            raise RuntimeError("inference blew up")
+        calls.append(1)
+        return rgb
+
+    done = []
+    with pytest.raises(RuntimeError, match="inference blew up"):
+        deband_video(
+            source, tmp_path / "out.mkv", fails_on_frame_3, progress=lambda n, total: done.append((n, total))
+        )
+    assert done == [(1, N), (2, N), (3, N)]
+    assert _listing(tmp_path) == []  # no output, no temporary file
+    assert threading.active_count() == baseline
+    assert not [t for t in threading.enumerate() if t.name.startswith("bdinn-")]
+
+
+@pytest.mark.parametrize("stage", ["_decode_rgb", "_encode_frame"])
+def test_error_in_the_decode_or_encode_thread_is_raised(source, tmp_path, monkeypatch, stage):
+    from bdinn.runtime import video
+
+    baseline = threading.active_count()
+    real, calls = getattr(video, stage), []
+
+    def fails_on_call_3(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(f"{stage} blew up")
+        return real(*args)
+
+    monkeypatch.setattr(video, stage, fails_on_call_3)
+    with pytest.raises(OSError, match=f"{stage} blew up"):
+        deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert _listing(tmp_path) == []
+    assert threading.active_count() == baseline
+
+
+def test_wrong_process_output_is_a_video_error(source, tmp_path):
+    with pytest.raises(
+        VideoError, match=r"process returned float32 \(48, 64, 3\) for frame 0; return 48 x 64 x 3"
+    ):
+        deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb.astype(np.float32), progress=False)
+    assert _listing(tmp_path) == []
+
+
+def test_frame_rate_and_time_base_of_a_25_fps_source(tmp_path):
+    # A Matroska source (1 ms time base) at 25 fps: timestamps come through unchanged.
+    src = tmp_path / "pal.mkv"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        vs.codec_context.time_base = Fraction(1, 25)
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(src, tmp_path / "out.mp4", lambda rgb: rgb, progress=False)
+    after = probe(tmp_path / "out.mp4")
+    assert report.frame_rate == 25 and after["rate"] == 25
+    assert after["times"] == pytest.approx([i / 25 for i in range(6)], abs=1e-3)
+    assert after["audio"] == [] and report.audio_streams == 0
