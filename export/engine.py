@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_python_plugin
+from ..runtime.engine_sidecar import ENGINE_FORMAT, sidecar_path
 from ..runtime.files import atomic_write
 from ..runtime.tensorrt import TensorRT, load_tensorrt
 
-ENGINE_FORMAT = "bdinn-engine/1"
 RTX_TARGETS = ("sm75", "sm80", "sm86", "sm89", "sm120", "sm121")
 
 
@@ -171,10 +171,6 @@ def build_engine(onnx_path: Path, plan_path: Path, settings: EngineSettings, io:
         sidecar_path(plan_path), lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2) + "\n")
     )
     return {**sidecar, "build_seconds": time.perf_counter() - started, "from_cache": from_cache}
-
-
-def sidecar_path(plan_path: Path) -> Path:
-    return Path(plan_path).with_suffix(Path(plan_path).suffix + ".json")
 
 
 def _io_description(io: str, precision: str) -> dict:

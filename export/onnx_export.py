@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..runtime.files import atomic_write
-from ..train.network import BDINN, BandedDeformConv2d, banded_deform_conv_op
+from ..train.network import BDINN, banded_deform_conv_op
 from ..train.ops import banded_deform_conv_gridsample
 from .custom_ops import banded_as_deformconv, translation_table
 
@@ -81,9 +81,7 @@ def export_model(model: BDINN, graph: str = "plugin", fp16: bool = False, io: st
     if graph not in GRAPHS:
         raise ValueError(f"graph must be one of {sorted(GRAPHS)}, got {graph!r}")
     model = copy.deepcopy(model).eval()
-    for module in model.modules():
-        if isinstance(module, BandedDeformConv2d):
-            module.impl = GRAPHS[graph]
+    model.set_banded_impl(GRAPHS[graph])
     if fp16:
         model.half()  # sampling coordinates stay float32 inside the banded convolutions
     return DebandGraph(model, io)

@@ -1,6 +1,8 @@
-"""Shared test constants."""
+"""Shared test constants and models."""
 
-from bdinn.train.network import BDINNConfig
+import torch
+
+from bdinn.train.network import BDINN, BandedDeformConv2d, BDINNConfig, build_model
 
 # Small enough for a 2-core CPU to train in well under a second per step on 32x32 patches.
 TINY = BDINNConfig(
@@ -12,3 +14,16 @@ TINY = BDINNConfig(
     bottleneck_blocks=1,
     bottleneck_growth=4,
 )
+
+
+def perturbed_tiny(seed: int = 0) -> BDINN:
+    """The tiny network moved well away from its identity start, with rotated/stretched grids."""
+    torch.manual_seed(seed)
+    model = build_model(TINY).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+        for module in model.modules():
+            if isinstance(module, BandedDeformConv2d):
+                module.head.weight.normal_(0, 0.2)
+    return model

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from common import TINY
+from common import perturbed_tiny
 
 onnx = pytest.importorskip("onnx", reason="needs the onnx extra")
 ort = pytest.importorskip("onnxruntime", reason="needs the onnx extra")
@@ -19,7 +19,6 @@ from bdinn.export.onnx_export import export_onnx  # noqa: E402
 from bdinn.export.onnx_reference import BandedDeformConv2d as PluginNode  # noqa: E402
 from bdinn.runtime.imageio import read_image, to_float  # noqa: E402
 from bdinn.runtime.metrics import psnr  # noqa: E402
-from bdinn.train.network import BandedDeformConv2d, build_model  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 SIZES = [(64, 96), (37, 53)]
@@ -28,16 +27,7 @@ OPS = {"plugin": "bdinn::BandedDeformConv2d", "gridsample": "GridSample", "defor
 
 @pytest.fixture(scope="module")
 def model():
-    """The tiny network moved well away from its identity start, with rotated/stretched grids."""
-    torch.manual_seed(0)
-    m = build_model(TINY).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.01)
-        for module in m.modules():
-            if isinstance(module, BandedDeformConv2d):
-                module.head.weight.normal_(0, 0.2)
-    return m
+    return perturbed_tiny()
 
 
 @pytest.fixture(scope="module")

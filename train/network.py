@@ -414,6 +414,12 @@ class BDINN(nn.Module):
                 nn.init.zeros_(module.head.bias)
 
     # The invertible map on 2C channels, spatial size a multiple of 8.
+    def set_banded_impl(self, impl: str | Callable[..., torch.Tensor]) -> None:
+        """Switch every banded convolution's implementation: same maths, another speed or graph."""
+        for module in self.modules():
+            if isinstance(module, BandedDeformConv2d):
+                module.impl = impl
+
     def decompose(self, y1: torch.Tensor, y2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """G(Y1, Y2) -> (X, B). Inputs must have H and W divisible by 8."""
         self._check_multiple(y1)

@@ -1,0 +1,58 @@
+"""One small class per backend with the same life cycle: open a model file, infer, describe.
+
+Every backend takes and returns float32 [N, 3, H, W] batches in [0, 1] on the host (`infer`);
+the GPU backends also serve device memory directly (see their own docs). Which backend a file
+needs is decided by its suffix in `open_backend`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Backend, BackendError
+
+SUFFIXES = {".plan": "tensorrt", ".engine": "tensorrt", ".onnx": "onnxruntime", ".safetensors": "torch"}
+BACKENDS = ("tensorrt", "onnxruntime", "torch")
+
+
+def backend_for(path: Path) -> str:
+    try:
+        return SUFFIXES[path.suffix.lower()]
+    except KeyError:
+        raise BackendError(
+            f"{path}: unknown model file type {path.suffix!r} (use .plan/.engine, .onnx or .safetensors)"
+        ) from None
+
+
+def open_backend(
+    path: Path,
+    backend: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    plugin_library: Path | None = None,
+) -> Backend:
+    """Open `path` with the backend its suffix asks for (or `backend`, which must agree)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BackendError(f"{path}: no such model file (check the path)")
+    wanted = backend_for(path)
+    if backend is not None and backend != wanted:
+        raise BackendError(f"{path}: a {path.suffix} file runs on the {wanted} backend, not {backend}")
+    if wanted == "torch":
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(path, device=device, precision=precision)
+    if precision is not None:
+        raise BackendError(
+            f"{path}: the precision of an {path.suffix} file is fixed at export (bdinn-export --fp16)"
+        )
+    if wanted == "onnxruntime":
+        from .onnx_backend import OnnxBackend
+
+        return OnnxBackend(path, device=device)
+    from .tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(path, device=device, plugin_library=plugin_library)
+
+
+__all__ = ["BACKENDS", "Backend", "BackendError", "backend_for", "open_backend"]

@@ -1,0 +1,77 @@
+"""ONNX Runtime backend: any exported graph (portable or uint8 I/O) on the CPU or CUDA."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Backend, BackendError
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
+
+
+class OnnxBackend(Backend):
+    """Runs a bdinn ONNX graph with the CUDA provider when onnxruntime-gpu has it, else on the CPU.
+
+    Float graphs take [1, 3, H, W]; uint8 graphs take H x W x 3 and are fed frame by frame
+    (their input is quantised to 8 bits, as the graph was exported to expect). The plugin graph
+    needs TensorRT: ONNX Runtime has no BandedDeformConv2d kernel, which is said up front.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, device: str | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendError(f"{path}: ONNX models need ONNX Runtime: pip install onnxruntime") from None
+        available = ort.get_available_providers()
+        want_cuda = device is None or device.startswith("cuda")
+        if device is not None and device.startswith("cuda") and "CUDAExecutionProvider" not in available:
+            raise BackendError(f"{path}: --device {device} needs onnxruntime-gpu (installed: CPU only)")
+        providers = ["CPUExecutionProvider"]
+        if want_cuda and "CUDAExecutionProvider" in available:
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        threads = os.environ.get("BDINN_ORT_THREADS")
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types, all one line worth
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "BandedDeformConv2d" in str(exc):
+                message = "the plugin graph runs on TensorRT only; export --graph gridsample for ONNX Runtime"
+            raise BackendError(f"{path}: ONNX Runtime cannot load this model ({message})") from None
+        (inp,), (out,) = self.session.get_inputs(), self.session.get_outputs()
+        if inp.type not in _ORT_TYPES or len(inp.shape) not in (3, 4):
+            raise BackendError(f"{path}: not a bdinn graph (input {inp.name} is {inp.type} {inp.shape})")
+        self.input_name, self.output_name = inp.name, out.name
+        self.input_dtype = _ORT_TYPES[inp.type]
+        self.uint8_io = self.input_dtype == np.uint8
+        self.precision = "fp16" if self.input_dtype == np.float16 else "fp32"
+        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+
+    def _run_one(self, chw: np.ndarray) -> np.ndarray:
+        if self.uint8_io:
+            hwc = np.clip(np.rint(chw.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
+            (out,) = self.session.run([self.output_name], {self.input_name: hwc})
+            return out.transpose(2, 0, 1).astype(np.float32) / np.float32(np.iinfo(out.dtype).max)
+        feed = np.ascontiguousarray(chw[None], self.input_dtype)
+        (out,) = self.session.run([self.output_name], {self.input_name: feed})
+        return out[0].astype(np.float32)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        # Exported graphs have batch 1 (the TensorRT profile's shape); run frames one by one.
+        return np.stack([self._run_one(chw) for chw in batch])
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        io = "uint8" if self.uint8_io else str(np.dtype(self.input_dtype))
+        return {**super().describe(), "onnxruntime": ort.__version__, "io": io,
+                "providers": self.session.get_providers()}  # fmt: skip

@@ -1,0 +1,326 @@
+"""TensorRT backend: a .plan from bdinn-export on TensorRT or TensorRT-RTX, driven by cuda-python.
+
+Host frames go through pinned buffers with asynchronous copies on the thread's own stream; each
+thread gets its own execution context and stream, so a decode thread and an encode thread can
+share one engine. `infer_device` serves device pointers on the caller's stream with no copy at
+all, and fixed shapes can be replayed as CUDA graphs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine_sidecar import SidecarError, read_sidecar
+from ..tensorrt import TensorRTUnavailable, load_tensorrt
+from .base import Backend, BackendError
+
+_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
+
+
+def _cudart() -> Any:
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python 12.x spelling
+        except ImportError:
+            raise BackendError("TensorRT engines need cuda-python: pip install cuda-python") from None
+    return cudart
+
+
+def _check(result: Any, what: str) -> Any:
+    """cuda-python returns (error, *values); raise BackendError on an error, return the values."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise BackendError(f"CUDA {what} failed: {err!r}")
+    return values[0] if len(values) == 1 else values
+
+
+class _PinnedArray:
+    """A page-locked host buffer seen as a numpy array (what async copies need)."""
+
+    def __init__(self, cudart: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.cudart = cudart
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        self.ptr = int(_check(cudart.cudaMallocHost(nbytes), "cudaMallocHost"))
+        raw = (ctypes.c_byte * nbytes).from_address(self.ptr)
+        self.array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+        self.nbytes = nbytes
+
+    def free(self) -> None:
+        self.cudart.cudaFreeHost(self.ptr)
+
+
+class _ThreadState:
+    """One execution context and stream per thread, with buffers for the last shape seen."""
+
+    def __init__(self, backend: TensorRTBackend) -> None:
+        cudart = backend.cudart
+        self.context = backend.engine.create_execution_context()
+        if self.context is None:
+            raise BackendError(
+                f"{backend.path}: TensorRT could not create an execution context (GPU memory?)"
+            )
+        self.stream = int(_check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "stream"))
+        self.shape: tuple[int, ...] | None = None
+        self.buffers: list[Any] = []
+        self.graphs: dict[tuple[int, ...], Any] = {}
+
+
+class TensorRTBackend(Backend):
+    """Deserialises a plan after checking its sidecar against the installed TensorRT and GPU."""
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        path: Path,
+        device: str | None = None,
+        plugin_library: Path | None = None,
+        cuda_graph: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        try:
+            self.sidecar = sidecar = read_sidecar(self.path)
+        except SidecarError as exc:
+            raise BackendError(str(exc)) from None
+        built_with = sidecar["tensorrt"]
+        try:
+            info = load_tensorrt(built_with["flavour"])
+        except TensorRTUnavailable as exc:
+            raise BackendError(
+                f"{path}: built with {built_with['flavour']} {built_with['version']}; {exc}"
+            ) from None
+        if info.version != built_with["version"]:
+            raise BackendError(
+                f"{path}: built with {info.flavour} {built_with['version']} but {info.version} is installed; "
+                "rebuild the engine with bdinn-export"
+            )
+        self.trt, self.info = info.module, info
+        self.cudart = _cudart()
+        self.device_index = int(device.split(":")[1]) if device and ":" in device else 0
+        self.device = f"cuda:{self.device_index}"
+        self.gpu, self.compute = self._check_gpu(sidecar.get("targets") or [])
+        self._load_plugin(plugin_library)
+        logger = self.trt.Logger(self.trt.Logger.ERROR)
+        self._runtime = self.trt.Runtime(logger)
+        self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise BackendError(
+                f"{path}: TensorRT could not deserialise this plan on {self.gpu} ({self.compute}); it was "
+                f"built for {', '.join(sidecar.get('targets') or ['another GPU'])}: rebuild with bdinn-export"
+            )
+        self.input_name = sidecar["io"]["input"]["name"]
+        self.output_name = sidecar["io"]["output"]["name"]
+        self.input_dtype = _NP_DTYPES[sidecar["io"]["input"]["dtype"]]
+        self.output_dtype = _NP_DTYPES[sidecar["io"]["output"]["dtype"]]
+        self.uint8_io = self.input_dtype == np.uint8
+        self.precision = sidecar.get("precision", "fp32")
+        profile = sidecar["profile"]
+        self.min_size, self.max_size = tuple(profile["min"]), tuple(profile["max"])
+        self.cuda_graph = cuda_graph
+        self._local = threading.local()
+        self._states: list[_ThreadState] = []
+        self._lock = threading.Lock()
+
+    def _check_gpu(self, targets: list[str]) -> tuple[str, str]:
+        count = self.cudart.cudaGetDeviceCount()
+        if int(count[0]) != 0 or count[1] <= self.device_index:
+            raise BackendError(
+                f"{self.path}: TensorRT engines need an NVIDIA GPU and driver, and none is usable here "
+                "(use an .onnx or .safetensors model on the CPU)"
+            )
+        _check(self.cudart.cudaSetDevice(self.device_index), "cudaSetDevice")
+        props = _check(self.cudart.cudaGetDeviceProperties(self.device_index), "cudaGetDeviceProperties")
+        name = (
+            props.name.decode(errors="replace").rstrip("\x00")
+            if isinstance(props.name, bytes)
+            else props.name
+        )
+        compute = f"sm{props.major}{props.minor}"
+        if targets and compute not in targets:
+            raise BackendError(
+                f"{self.path}: built for {', '.join(targets)} but this GPU ({name}) is {compute}; "
+                f"rebuild with bdinn-export --target {compute}"
+            )
+        return name, compute
+
+    def _load_plugin(self, plugin_library: Path | None) -> None:
+        plugin = self.sidecar["plugin"]
+        if plugin.get("serialized_in_plan") and plugin_library is None:
+            return
+        library = plugin_library or (
+            None if plugin.get("implementation") == "python" else plugin["implementation"]
+        )
+        if library is None:
+            from ...plugins.trt_plugin import KernelLibraryError, load_kernels, register_python_plugin
+
+            try:
+                load_kernels()
+            except KernelLibraryError as exc:
+                raise BackendError(f"{self.path}: the engine's plugin cannot run: {exc}") from None
+            register_python_plugin(self.trt)
+            return
+        if not Path(library).is_file():
+            raise BackendError(f"{library}: plugin library not found (pass --plugin-library with its path)")
+        if self.trt.get_plugin_registry().load_library(str(library)) is None:
+            raise BackendError(
+                f"{library}: TensorRT could not load this plugin library (built for another version?)"
+            )
+
+    def _state(self) -> _ThreadState:
+        state = getattr(self._local, "state", None)
+        if state is None:
+            _check(self.cudart.cudaSetDevice(self.device_index), "cudaSetDevice")
+            state = self._local.state = _ThreadState(self)
+            with self._lock:
+                self._states.append(state)
+        return state
+
+    def _io_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """Input and output share one shape: [1,3,H,W], or H x W x 3 for uint8 I/O."""
+        return (height, width, 3) if self.uint8_io else (1, 3, height, width)
+
+    def _bind(self, state: _ThreadState, height: int, width: int) -> None:
+        """Allocate device and pinned buffers for a new shape and bind them to the context."""
+        shape_in = shape_out = self._io_shape(height, width)
+        if state.shape == shape_in:
+            return
+        self._free_buffers(state)
+        cudart = self.cudart
+        host_in = _PinnedArray(cudart, shape_in, self.input_dtype)
+        host_out = _PinnedArray(cudart, shape_out, self.output_dtype)
+        dev_in = int(_check(cudart.cudaMalloc(host_in.nbytes), "cudaMalloc"))
+        dev_out = int(_check(cudart.cudaMalloc(host_out.nbytes), "cudaMalloc"))
+        state.buffers = [host_in, host_out, dev_in, dev_out]
+        if not state.context.set_input_shape(self.input_name, shape_in):
+            raise BackendError(
+                f"{self.path}: {height}x{width} is outside the engine's profile "
+                f"{self.min_size}..{self.max_size}"
+            )
+        state.context.set_tensor_address(self.input_name, dev_in)
+        state.context.set_tensor_address(self.output_name, dev_out)
+        state.shape = shape_in
+
+    def _free_buffers(self, state: _ThreadState) -> None:
+        for graph in state.graphs.values():
+            self.cudart.cudaGraphExecDestroy(graph)
+        state.graphs.clear()
+        if state.buffers:
+            host_in, host_out, dev_in, dev_out = state.buffers
+            host_in.free()
+            host_out.free()
+            self.cudart.cudaFree(dev_in)
+            self.cudart.cudaFree(dev_out)
+        state.buffers, state.shape = [], None
+
+    def _enqueue(self, state: _ThreadState) -> None:
+        """Run the engine on the thread's stream, through a captured CUDA graph when asked."""
+        if not self.cuda_graph:
+            if not state.context.execute_async_v3(state.stream):
+                raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine")
+            return
+        graph = state.graphs.get(state.shape)
+        if graph is None:
+            cudart = self.cudart
+            state.context.execute_async_v3(state.stream)  # first run outside capture: lazy setup
+            mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+            _check(cudart.cudaStreamBeginCapture(state.stream, mode), "stream capture")
+            state.context.execute_async_v3(state.stream)
+            captured = _check(cudart.cudaStreamEndCapture(state.stream), "stream capture")
+            graph = _check(cudart.cudaGraphInstantiate(captured, 0), "graph instantiate")
+            cudart.cudaGraphDestroy(captured)
+            state.graphs[state.shape] = graph
+        _check(self.cudart.cudaGraphLaunch(graph, state.stream), "graph launch")
+
+    def _run_one(self, chw: np.ndarray) -> np.ndarray:
+        state = self._state()
+        h, w = chw.shape[-2:]
+        self._bind(state, h, w)
+        host_in, host_out, dev_in, dev_out = state.buffers
+        if self.uint8_io:
+            np.copyto(host_in.array, np.clip(np.rint(chw.transpose(1, 2, 0) * 255), 0, 255), casting="unsafe")
+        else:
+            np.copyto(host_in.array[0], chw, casting="same_kind")
+        cudart, kind = self.cudart, self.cudart.cudaMemcpyKind
+        upload = cudart.cudaMemcpyAsync(
+            dev_in, host_in.ptr, host_in.nbytes, kind.cudaMemcpyHostToDevice, state.stream
+        )
+        _check(upload, "copy to GPU")
+        self._enqueue(state)
+        download = cudart.cudaMemcpyAsync(
+            host_out.ptr, dev_out, host_out.nbytes, kind.cudaMemcpyDeviceToHost, state.stream
+        )
+        _check(download, "copy from GPU")
+        _check(self.cudart.cudaStreamSynchronize(state.stream), "stream synchronize")
+        if self.uint8_io:
+            top = np.float32(np.iinfo(self.output_dtype).max)  # uint8 or uint16 output
+            return host_out.array.transpose(2, 0, 1).astype(np.float32) / top
+        return host_out.array[0].astype(np.float32)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.stack([self._run_one(chw) for chw in batch])
+
+    def infer_device(self, input_ptr: int, output_ptr: int, height: int, width: int, stream: int) -> None:
+        """Enqueue one frame already in GPU memory on the caller's stream; returns without waiting.
+
+        The buffers hold the engine's I/O as the sidecar describes it ([1,3,H,W] float16/32, or
+        H x W x 3 uint8); the caller owns them and synchronises `stream` before reading.
+        """
+        state = self._state()
+        shape_in = self._io_shape(height, width)
+        if not state.context.set_input_shape(self.input_name, shape_in):
+            raise BackendError(f"{self.path}: {height}x{width} is outside the engine's profile")
+        state.context.set_tensor_address(self.input_name, int(input_ptr))
+        state.context.set_tensor_address(self.output_name, int(output_ptr))
+        state.shape = None  # the host path must rebind its own buffers next time
+        if not state.context.execute_async_v3(int(stream)):
+            raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine")
+
+    def infer_tensor(self, batch: Any) -> Any:
+        """A torch CUDA tensor [N, 3, H, W] in [0, 1] -> debanded on the GPU, on torch's current stream."""
+        import torch
+
+        if not batch.is_cuda or self.uint8_io:  # uint8 engines take H x W x 3 frames: the host path
+            host = self.infer(batch.detach().float().cpu().numpy())
+            return torch.from_numpy(host).to(batch.device, batch.dtype)
+        dtype = torch.float16 if self.input_dtype == np.float16 else torch.float32
+        stream = torch.cuda.current_stream(batch.device).cuda_stream
+        outputs = []
+        for frame in batch:
+            x = frame[None].to(dtype).contiguous()
+            y = torch.empty_like(x)
+            self.infer_device(x.data_ptr(), y.data_ptr(), x.shape[-2], x.shape[-1], stream)
+            outputs.append(y)  # x may be freed now: torch reuses its memory only after this stream's work
+        return torch.cat(outputs).to(batch.dtype)
+
+    def describe(self) -> dict[str, Any]:
+        free, total = _check(self.cudart.cudaMemGetInfo(), "cudaMemGetInfo")
+        driver = _check(self.cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
+        return {
+            **super().describe(),
+            "gpu": self.gpu,
+            "compute_capability": self.compute,
+            "driver_cuda_version": f"{driver // 1000}.{driver % 1000 // 10}",
+            "tensorrt": f"{self.info.flavour} {self.info.version}",
+            "io": self.sidecar["io"]["input"]["dtype"],
+            "gpu_memory_used_mib": round((total - free) / 2**20),
+            "cuda_graph": self.cuda_graph,
+        }
+
+    def synchronize(self) -> None:
+        state = getattr(self._local, "state", None)
+        if state is not None:
+            _check(self.cudart.cudaStreamSynchronize(state.stream), "stream synchronize")
+
+    def close(self) -> None:
+        for state in self._states:
+            self._free_buffers(state)
+            self.cudart.cudaStreamDestroy(state.stream)
+        self._states.clear()
+        self._local = threading.local()

@@ -1,0 +1,224 @@
+"""`Debander`: the one entry point that serves any bdinn model file to numpy frames or GPU tensors.
+
+    deband = Debander.open("model.plan")        # or .onnx, .safetensors, or None: the bundled model
+    clean = deband(frame)                        # H x W x 3 uint8/uint16 -> same layout
+    clean16 = deband(frame, bit_depth=16)        # keep the debanded gradients' extra precision
+    frames = deband([f1, f2, f3])                # a batch
+
+The backend follows the file's suffix; everything around it (channels, alpha, padding, tiling,
+output depth, dithering) happens here, identically for every backend, so results agree across
+backends within the precision of the model file. An instance may be shared by a decode and an
+encode thread: nothing in it changes after `open`, and every backend is thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from .backends import BACKENDS, Backend, BackendError, open_backend
+from .processing import MIN_SIDE, join_frame, pad_to, run_tiled, split_frame
+
+DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles; see tests/test_runtime.py
+
+
+def default_model_path(backend: str | None = None) -> Path:
+    """The bundled model file for `backend`, or for the best backend installed here.
+
+    ONNX Runtime serves the portable graph on any machine; PyTorch serves the checkpoint and is
+    preferred when it sees a CUDA GPU (FP16 with our kernels). TensorRT needs an engine built for
+    the GPU at hand, which no package can ship: build one with bdinn-export.
+    """
+    models = resources.files("bdinn.runtime") / "models"
+    if backend is None:
+        backend = _best_default_backend()
+    if backend == "tensorrt":
+        raise BackendError(
+            "no TensorRT engine is bundled (engines are GPU-specific): build one with "
+            "`bdinn-export --fp16 -o model.plan` and pass its path"
+        )
+    name = "default.onnx" if backend == "onnxruntime" else "default.safetensors"
+    path = Path(str(models / name))
+    if not path.is_file():
+        raise BackendError(f"{path}: the bundled default model is missing (reinstall bdinn)")
+    return path
+
+
+def _best_default_backend() -> str:
+    has_ort, has_torch = find_spec("onnxruntime") is not None, find_spec("torch") is not None
+    if has_torch:
+        import torch
+
+        if torch.cuda.is_available():
+            return "torch"
+    if has_ort:
+        return "onnxruntime"
+    if has_torch:
+        return "torch"
+    raise BackendError(
+        "no inference backend is installed: pip install 'bdinn[onnx]' (ONNX Runtime) or 'bdinn[train]'"
+    )
+
+
+class Debander:
+    """A loaded model plus the frame handling every backend shares."""
+
+    def __init__(self, backend: Backend, tile: int | None = None, overlap: int = DEFAULT_OVERLAP) -> None:
+        if tile is not None and (tile < 2 * MIN_SIDE or tile % 8):
+            raise ValueError(f"tile must be a multiple of 8 and at least {2 * MIN_SIDE}, got {tile}")
+        if overlap < 0 or (tile is not None and overlap * 2 > tile):
+            raise ValueError(f"overlap must be between 0 and half the tile, got {overlap}")
+        self.backend = backend
+        self.tile = tile
+        self.overlap = overlap
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        *,
+        backend: str | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        plugin_library: str | Path | None = None,
+    ) -> Debander:
+        """Open a .plan/.engine (TensorRT), .onnx (ONNX Runtime) or .safetensors (PyTorch) file.
+
+        Without `path`, the bundled default model on the best backend installed here.
+        """
+        if backend is not None and backend not in BACKENDS:
+            raise BackendError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+        model = Path(path) if path is not None else default_model_path(backend)
+        if precision is None and path is None and model.suffix == ".safetensors" and device != "cpu":
+            precision = _default_torch_precision(device)
+        opened = open_backend(
+            model, backend=backend, device=device, precision=precision,
+            plugin_library=Path(plugin_library) if plugin_library else None,
+        )  # fmt: skip
+        return cls(opened, tile=tile, overlap=overlap)
+
+    # numpy frames ---------------------------------------------------------------------------
+
+    @overload
+    def __call__(
+        self, image: np.ndarray, *, bit_depth: int | None = ..., dither: bool = ..., seed: int | None = ...
+    ) -> np.ndarray: ...
+    @overload
+    def __call__(
+        self, image: Sequence[np.ndarray], *, bit_depth: int | None = ..., dither: bool = ...,
+        seed: int | None = ...,
+    ) -> list[np.ndarray]: ...  # fmt: skip
+
+    def __call__(
+        self,
+        image: np.ndarray | Sequence[np.ndarray],
+        *,
+        bit_depth: int | None = None,
+        dither: bool = False,
+        seed: int | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Deband one frame or a list of frames.
+
+        Frames are H x W (gray), H x W x 3 (RGB) or H x W x 4 (RGBA; alpha passes through),
+        uint8 or uint16, at least 16x16. The output keeps the layout; its depth is the input's
+        unless `bit_depth` (8 or 16) says otherwise, and `dither` adds TPDF dither before
+        rounding so an 8-bit result does not band again.
+        """
+        if isinstance(image, np.ndarray):
+            return self._frames([image], bit_depth, dither, seed)[0]
+        return self._frames(list(image), bit_depth, dither, seed)
+
+    def _frames(
+        self, images: list[np.ndarray], bit_depth: int | None, dither: bool, seed: int | None
+    ) -> list[np.ndarray]:
+        frames = [split_frame(image) for image in images]
+        results: list[np.ndarray | None] = [None] * len(frames)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for index, frame in enumerate(frames):
+            by_size.setdefault(frame.rgb.shape[:2], []).append(index)
+        rng = np.random.default_rng(seed)
+        for indices in by_size.values():  # one backend call per frame size
+            batch = np.stack([frames[i].rgb.transpose(2, 0, 1) for i in indices])
+            out = self.infer(batch)
+            for i, chw in zip(indices, out, strict=True):
+                depth = bit_depth or (8 if images[i].dtype == np.uint8 else 16)
+                results[i] = join_frame(frames[i], chw.transpose(1, 2, 0), depth, dither, rng)
+        return [r for r in results if r is not None]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """float32 [N, 3, H, W] in [0, 1] -> debanded, same shape; tiles and pads as the backend needs."""
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError(f"expected a float [N, 3, H, W] batch, got shape {batch.shape}")
+        tile = self._tile_for(batch.shape[-2:])
+        if tile is None:
+            return self._infer_padded(batch)
+        return run_tiled(self._infer_padded, batch, tile, min(self.overlap, tile // 2))
+
+    def _tile_for(self, size: tuple[int, int]) -> int | None:
+        """The tile side for a frame: the user's, else the largest the backend's profile allows."""
+        limit = self.backend.max_size
+        if self.tile is not None:
+            return self.tile if max(size) > self.tile else None
+        if limit is None or (size[0] <= limit[0] and size[1] <= limit[1]):
+            return None
+        return min(limit) // 8 * 8
+
+    def _infer_padded(self, batch: np.ndarray) -> np.ndarray:
+        """Mirror-pad frames smaller than the backend's minimum (an engine profile) and crop back."""
+        h, w = batch.shape[-2:]
+        low_h, low_w = self.backend.min_size
+        if h >= low_h and w >= low_w:
+            return self.backend.infer(np.ascontiguousarray(batch, np.float32))
+        out = self.backend.infer(pad_to(batch, max(h, low_h), max(w, low_w)))
+        return out[:, :, :h, :w]
+
+    # GPU tensors ----------------------------------------------------------------------------
+
+    def tensor(self, batch: Any) -> Any:
+        """A torch tensor [N, 3, H, W] (or [3, H, W]) in [0, 1] -> debanded, same device and dtype.
+
+        On the PyTorch and TensorRT backends a CUDA tensor stays on the GPU (work is queued on
+        the current torch stream); other combinations go through the host.
+        """
+        import torch
+
+        single = batch.dim() == 3
+        if single:
+            batch = batch[None]
+        serve = getattr(self.backend, "infer_tensor", None)
+        if serve is not None and self.tile is None:
+            out = serve(batch)
+        else:
+            host = self.infer(batch.detach().float().cpu().numpy())
+            out = torch.from_numpy(host).to(batch.device, batch.dtype)
+        return out[0] if single else out
+
+    # life cycle -----------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """Backend, device, precision and versions, for logs and benchmarks."""
+        return {**self.backend.describe(), "tile": self.tile}
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Debander:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _default_torch_precision(device: str | None) -> str:
+    """The bundled weights are FP16: serve them in FP16 on a GPU, FP32 on the CPU."""
+    import torch
+
+    on_gpu = device.startswith("cuda") if device else torch.cuda.is_available()
+    return "fp16" if on_gpu else "fp32"

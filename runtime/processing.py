@@ -1,0 +1,130 @@
+"""Frames to network input and back: channels, padding, tiling, and output quantisation (no torch).
+
+Backends see only float32 [N, 3, H, W] batches in [0, 1]; everything a user hands in (gray, RGB,
+RGBA, 8 or 16 bits, odd sizes) is brought to that here and restored on the way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_SIDE = 16
+OUTPUT_DEPTHS = (8, 16)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An input frame split into what the network sees and what it must not touch."""
+
+    rgb: np.ndarray  # float32 H x W x 3 in [0, 1]
+    alpha: np.ndarray | None  # the original alpha plane, returned untouched
+    gray: bool  # the input had one channel: return one
+
+
+def split_frame(image: np.ndarray) -> Frame:
+    """uint8/uint16 H x W, H x W x 1, x 3 or x 4 -> float RGB plus untouched alpha."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected a numpy array, got {type(image).__name__}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"expected uint8 or uint16 samples, got {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected H x W, H x W x 1, 3 or 4, got shape {image.shape}")
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f"image is {h}x{w}; bdinn needs at least {MIN_SIDE}x{MIN_SIDE}")
+    scale = np.float32(255 if image.dtype == np.uint8 else 65535)
+    channels = image.shape[2]
+    rgb = image[:, :, :3] if channels >= 3 else np.repeat(image, 3, axis=2)
+    alpha = image[:, :, 3:] if channels == 4 else None
+    return Frame(rgb.astype(np.float32) / scale, alpha, channels == 1)
+
+
+def quantise(
+    rgb: np.ndarray, bit_depth: int, dither: bool = False, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Float [0, 1] -> uint8/uint16, rounded; optional triangular (TPDF) dither of +-1 LSB.
+
+    A debanded gradient quantised back to 8 bits can band again; TPDF dither decorrelates the
+    rounding error from the signal, so the steps become fine noise instead of contours.
+    """
+    if bit_depth not in OUTPUT_DEPTHS:
+        raise ValueError(f"bit depth must be 8 or 16, got {bit_depth}")
+    top = np.float32(255 if bit_depth == 8 else 65535)
+    scaled = np.nan_to_num(rgb, nan=0.0).astype(np.float32) * top
+    if dither:
+        rng = rng or np.random.default_rng()
+        scaled += rng.random(scaled.shape, np.float32) - rng.random(scaled.shape, np.float32)
+    return np.clip(np.rint(scaled), 0, top).astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def join_frame(
+    frame: Frame, rgb: np.ndarray, bit_depth: int, dither: bool, rng: np.random.Generator
+) -> np.ndarray:
+    """The output in the input's layout: gray back to one channel, alpha re-attached (rescaled
+    only if the output depth differs from the input's)."""
+    out = quantise(rgb.mean(axis=2, keepdims=True) if frame.gray else rgb, bit_depth, dither, rng)
+    if frame.gray:
+        return out[:, :, 0]
+    if frame.alpha is None:
+        return out
+    alpha = frame.alpha
+    if alpha.dtype != out.dtype:
+        alpha = quantise(alpha.astype(np.float32) / np.float32(np.iinfo(alpha.dtype).max), bit_depth)
+    return np.concatenate((out, alpha), axis=2)
+
+
+def pad_to(chw: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pad [N, C, h, w] at the bottom/right to height x width by mirroring (repeatedly if needed)."""
+    h, w = chw.shape[-2:]
+    return np.pad(chw, ((0, 0), (0, 0), (0, height - h), (0, width - w)), mode="symmetric")
+
+
+def _ramp(length: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """Blend weights along one axis of a tile: linear ramps over the overlaps, 1 elsewhere."""
+    weights = np.ones(length, np.float32)
+    ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+    if not first:
+        weights[:overlap] = ramp
+    if not last:
+        weights[length - overlap :] = ramp[::-1]
+    return weights
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    step = tile - overlap
+    return sorted({*range(0, size - tile, step), size - tile})
+
+
+def run_tiled(
+    infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, tile: int, overlap: int
+) -> np.ndarray:
+    """Run `infer` over overlapping tile x tile windows of [N, 3, H, W] and blend them seamlessly.
+
+    Neighbouring tiles share `overlap` pixels, where their outputs are cross-faded with linear
+    weights that sum to one; the network's receptive field makes tile borders differ, and the
+    fade hides that. Windows are shifted inwards at the right/bottom edge, never padded.
+    """
+    if overlap * 2 > tile:
+        raise ValueError(f"tile overlap {overlap} must be at most half the tile size {tile}")
+    h, w = batch.shape[-2:]
+    out = np.zeros_like(batch)
+    total = np.zeros((h, w), np.float32)
+    rows, cols = _starts(h, tile, overlap), _starts(w, tile, overlap)
+    for i, top in enumerate(rows):
+        th = min(tile, h)
+        wy = _ramp(th, overlap, i == 0, i == len(rows) - 1) if len(rows) > 1 else np.ones(th, np.float32)
+        for j, left in enumerate(cols):
+            tw = min(tile, w)
+            wx = _ramp(tw, overlap, j == 0, j == len(cols) - 1) if len(cols) > 1 else np.ones(tw, np.float32)
+            window = np.ascontiguousarray(batch[:, :, top : top + th, left : left + tw])
+            weight = wy[:, None] * wx[None, :]
+            out[:, :, top : top + th, left : left + tw] += infer(window) * weight
+            total[top : top + th, left : left + tw] += weight
+    return out / total

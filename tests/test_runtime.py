@@ -1,0 +1,194 @@
+"""`Debander` on real backends: PyTorch and ONNX Runtime agree, and frame handling is exact."""
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from common import perturbed_tiny
+
+from bdinn.runtime import BackendError, Debander
+from bdinn.runtime.imageio import read_image, write_image
+from bdinn.runtime.processing import quantise
+from bdinn.train.checkpoint import save_checkpoint
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """The same perturbed tiny network as a checkpoint and as portable ONNX graphs."""
+    folder = tmp_path_factory.mktemp("models")
+    model = perturbed_tiny()
+    files = {"torch": save_checkpoint(folder / "tiny.safetensors", model, config_name=None, step=1)}
+    if _has("onnx") and _has("onnxruntime"):
+        from bdinn.export.onnx_export import export_onnx
+
+        files["onnx"] = export_onnx(model, folder / "tiny.onnx", "gridsample").path
+        files["onnx-uint8"] = export_onnx(model, folder / "tiny-u8.onnx", "gridsample", io="uint8").path
+    return files
+
+
+def _has(module: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(module) is not None
+
+
+def needs(models, key):
+    if key not in models:
+        pytest.skip(f"{key} model needs the onnx extra")
+    return models[key]
+
+
+@pytest.fixture(scope="module")
+def sky() -> np.ndarray:
+    return read_image(DATA / "sky-gradient.png")[:96, :128]
+
+
+def test_torch_and_onnxruntime_agree(models, sky):
+    reference = Debander.open(models["torch"], tile=None)
+    onnx = Debander.open(needs(models, "onnx"))
+    batch = sky.astype(np.float32).transpose(2, 0, 1)[None] / 255
+    a, b = reference.infer(batch), onnx.infer(batch)
+    assert a.shape == b.shape == batch.shape
+    assert np.abs(a - b).max() <= 1e-4
+    assert np.abs(a - batch).max() > 1e-3  # the perturbed network really changes the picture
+    assert reference.describe()["backend"] == "torch" and onnx.describe()["backend"] == "onnxruntime"
+
+
+def test_uint8_io_graph_matches_float_graph_to_one_level(models, sky):
+    float_graph = Debander.open(needs(models, "onnx"))(sky)
+    uint8_graph = Debander.open(needs(models, "onnx-uint8"))(sky)
+    assert uint8_graph.dtype == np.uint8 and uint8_graph.shape == sky.shape
+    assert np.abs(float_graph.astype(int) - uint8_graph.astype(int)).max() <= 1
+
+
+def test_matches_the_network_directly(models, sky):
+    model = perturbed_tiny()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(sky.astype(np.float32).transpose(2, 0, 1)[None] / 255))[0]
+    expected = quantise(expected.numpy().transpose(1, 2, 0), 16)
+    out = Debander.open(models["torch"])(sky, bit_depth=16)
+    assert out.dtype == np.uint16
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 8  # 8/65535: float rounding only
+
+
+def test_tiled_agrees_with_untiled_away_from_the_border(models):
+    image = read_image(DATA / "soft-shapes.png")[:200, :232]
+    whole = Debander.open(models["torch"]).infer(image.astype(np.float32).transpose(2, 0, 1)[None] / 255)
+    tiled = Debander.open(models["torch"], tile=128, overlap=64)
+    parts = tiled.infer(image.astype(np.float32).transpose(2, 0, 1)[None] / 255)
+    # Tiles see less context than the whole frame; the cross-fade keeps the difference below
+    # 1.5/255 (a random-weight network: a trained, near-identity one differs far less).
+    inner = np.abs(whole - parts)[:, :, 16:-16, 16:-16]
+    assert inner.max() <= 6e-3
+    assert inner.mean() <= 5e-4
+    assert np.abs(whole - parts).max() > 0  # the frame really was tiled
+
+
+def test_batches_and_mixed_sizes(models, sky):
+    deband = Debander.open(models["torch"])
+    small = sky[:40, :56]
+    outs = deband([sky, small, sky])
+    assert [o.shape for o in outs] == [sky.shape, small.shape, sky.shape]
+    np.testing.assert_array_equal(outs[0], outs[2])
+    np.testing.assert_array_equal(outs[0], deband(sky))
+
+
+def test_gray_rgba_and_smallest_frames(models, sky):
+    deband = Debander.open(models["torch"])
+    gray = sky[:, :, 1]
+    assert deband(gray).shape == gray.shape
+    alpha = np.arange(sky.shape[0] * sky.shape[1], dtype=np.uint32).reshape(sky.shape[:2]) % 256
+    rgba = np.dstack([sky, alpha.astype(np.uint8)])
+    out = deband(rgba)
+    assert out.shape == rgba.shape
+    np.testing.assert_array_equal(out[:, :, 3], rgba[:, :, 3])
+    out16 = deband(rgba, bit_depth=16)
+    np.testing.assert_array_equal(out16[:, :, 3], rgba[:, :, 3].astype(np.uint16) * 257)
+    assert deband(sky[:16, :16]).shape == (16, 16, 3)
+    with pytest.raises(ValueError, match="at least 16x16"):
+        deband(sky[:15, :40])
+    with pytest.raises(TypeError, match="uint8 or uint16"):
+        deband(sky.astype(np.float32))
+
+
+def test_sixteen_bit_png_round_trip_is_bit_exact(models, sky, tmp_path):
+    out = Debander.open(models["torch"])(sky, bit_depth=16)
+    assert len(np.unique(out)) > len(np.unique(sky))  # finer than 8 bits
+    write_image(tmp_path / "out.png", out)
+    back = read_image(tmp_path / "out.png")
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, out)
+
+
+def test_dither_breaks_up_steps_but_keeps_the_mean():
+    ramp = np.tile(np.linspace(0.2, 0.21, 256, dtype=np.float32), (64, 1))[:, :, None].repeat(3, 2)
+    plain = quantise(ramp, 8)
+    dithered = quantise(ramp, 8, dither=True, rng=np.random.default_rng(0))
+    assert np.abs(dithered.astype(int) - plain.astype(int)).max() == 1
+    # Plain rounding makes a few wide flat bands; dither makes the column means follow the ramp.
+    error_plain = np.abs(plain.mean(axis=(0, 2)) / 255 - ramp[0, :, 0]).mean()
+    error_dither = np.abs(dithered.mean(axis=(0, 2)) / 255 - ramp[0, :, 0]).mean()
+    assert error_dither < error_plain / 2
+
+
+def test_dither_option_is_seeded(models, sky):
+    deband = Debander.open(models["torch"])
+    a, b = deband(sky, dither=True, seed=3), deband(sky, dither=True, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert 0 < np.count_nonzero(a != deband(sky)) < a.size
+
+
+def test_one_instance_serves_several_threads(models, sky):
+    deband = Debander.open(models["torch"])
+    expected = deband(sky)
+    results: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(3):
+                results.append(deband(sky))
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 9
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+def test_torch_tensor_path(models, sky):
+    deband = Debander.open(models["torch"])
+    tensor = torch.from_numpy(sky.astype(np.float32).transpose(2, 0, 1) / 255)
+    out = deband.tensor(tensor)
+    assert out.shape == tensor.shape and out.dtype == torch.float32
+    expected = deband.infer(tensor[None].numpy())[0]
+    assert np.abs(out.numpy() - expected).max() <= 1e-6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"path": "missing.safetensors"}, "no such model file"),
+        ({"path": __file__}, "unknown model file type"),
+        ({"backend": "tensorflow"}, "unknown backend"),
+        ({"backend": "tensorrt"}, "no TensorRT engine is bundled"),
+    ],
+)
+def test_open_errors_are_one_line(kwargs, message):
+    with pytest.raises(BackendError, match=message) as info:
+        Debander.open(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_fp16_on_cpu_is_refused(models):
+    with pytest.raises(BackendError, match="fp16 runs on CUDA only"):
+        Debander.open(models["torch"], device="cpu", precision="fp16")
