@@ -1,0 +1,188 @@
+"""bdinn-eval: the report's numbers, its JSON and markdown, and the CLI's errors."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bdinn.runtime.imageio import read_image, to_float
+from bdinn.runtime.metrics import psnr
+from bdinn.train.degrade import Degradation
+from bdinn.train.evaluate import (
+    EvalError,
+    EvalPair,
+    evaluate,
+    fit_size,
+    main,
+    pairs_from_clean,
+    pairs_from_folders,
+    parse_degradations,
+    smooth_mask,
+    to_json,
+    to_markdown,
+)
+
+DATA = Path(__file__).parent / "data"
+ROWS = ["input", "deband", "deband-strong", "gradfun", "gradfun-strong", "model", "clean"]
+
+
+def blur(image: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(image, (0, 0), 1.0)
+
+
+@pytest.fixture(scope="module")
+def clean_dir(tmp_path_factory) -> Path:
+    """Two of the bundled pictures."""
+    folder = tmp_path_factory.mktemp("clean")
+    for name in ("sky-gradient.png", "soft-shapes.png"):
+        shutil.copy(DATA / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report(clean_dir) -> dict:
+    pytest.importorskip("av", reason="codec banding and FFmpeg's filters need PyAV")
+    total, pairs = pairs_from_clean(clean_dir, parse_degradations("q5,x264"))
+    assert total == 4
+    return evaluate(blur, pairs, total=total)
+
+
+def test_numbers_are_finite(report):
+    assert list(report["results"]) == ["q5", "x264"]
+    for result in report["results"].values():
+        assert result["images"] == 2
+        assert list(result["rows"]) == ROWS
+        for method, row in result["rows"].items():
+            keys = ["cambi"] if method == "clean" else ["psnr", "ssim", "smooth_psnr", "cambi"]
+            for key in keys:
+                assert isinstance(row[key], float) and math.isfinite(row[key]), (method, key)
+            assert row["cambi"] >= 0
+        assert result["rows"]["clean"]["psnr"] is None
+        assert 0 < result["smooth_fraction"] < 1
+
+
+def test_input_row_is_the_banded_images_psnr(report):
+    for name, degradation in (("q5", "q5"), ("x264", "x264crf38")):
+        expected = []
+        for picture in ("sky-gradient", "soft-shapes"):
+            clean = read_image(DATA / f"{picture}.png")
+            banded = Degradation.parse(degradation).apply(clean)
+            expected.append(psnr(to_float(banded), to_float(clean)))
+        assert report["results"][name]["rows"]["input"]["psnr"] == pytest.approx(np.mean(expected), abs=1e-9)
+        assert report["results"][name]["id"] == degradation
+
+
+def test_debanders_lower_the_banding(report):
+    rows = report["results"]["q5"]["rows"]
+    assert rows["deband"]["cambi"] < rows["input"]["cambi"]
+    assert rows["input"]["cambi"] > rows["clean"]["cambi"]
+
+
+def test_json_and_markdown(report):
+    data = json.loads(to_json(report))
+    assert {"format", "settings", "images", "results"} <= data.keys()
+    assert len(data["images"]["q5"]) == 2
+    row = data["results"]["x264"]["rows"]["model"]
+    assert set(row) == {"psnr", "ssim", "smooth_psnr", "cambi", "seconds"}
+    table = to_markdown(report).splitlines()
+    assert len([line for line in table if line.startswith("|")]) == 2 + 2 * len(ROWS)
+    assert table[0].startswith("| degradation | method | PSNR")
+    assert any(line.startswith("| x264 (x264crf38) | clean (reference) | – | – | – |") for line in table)
+
+
+def test_pairs_without_baselines_and_16_bit_output(paired_dirs):
+    total, pairs = pairs_from_folders(*paired_dirs, max_images=2, seed=1)
+    assert total == 2
+
+    def wide(image):
+        return blur(image).astype(np.uint16) * np.uint16(257)
+
+    result = evaluate(wide, pairs, baselines=False, bit_depth=16)["results"]["pairs"]
+    assert result["id"] == "pairs" and result["images"] == 2
+    assert list(result["rows"]) == ["input", "model", "clean"]
+
+
+def test_baselines_only_and_bad_models(clean_dir):
+    pytest.importorskip("av", reason="FFmpeg's filters need PyAV")
+    _, pairs = pairs_from_clean(clean_dir, parse_degradations("q6"), max_images=1)
+    rows = evaluate(None, pairs)["results"]["q6"]["rows"]
+    assert "model" not in rows and "gradfun" in rows
+    _, pairs = pairs_from_clean(clean_dir, parse_degradations("q6"), max_images=1)
+    with pytest.raises(EvalError, match="the model returned float32"):
+        evaluate(lambda image: image.astype(np.float32), pairs, baselines=False)
+    with pytest.raises(EvalError, match="no image pairs"):
+        evaluate(blur, iter([]))
+    bad = EvalPair("q5", "x", np.zeros((32, 32, 3), np.uint8), np.zeros((32, 48, 3), np.uint8))
+    with pytest.raises(EvalError, match="differ"):
+        evaluate(blur, [bad])
+
+
+def test_degradation_names():
+    named = dict(parse_degradations("q5, blur6,x264,x265,svtav1,q5,x264crf30"))
+    assert {k: v.id for k, v in named.items()} == {
+        "q5": "q5",
+        "blur6": "b1.0q6",
+        "x264": "x264crf38",
+        "x265": "x265crf40",
+        "svtav1": "svtav1crf57",
+        "x264crf30": "x264crf30",
+    }
+    with pytest.raises(EvalError, match="unknown degradation 'jpeg'"):
+        parse_degradations("q5,jpeg")
+
+
+def test_size_and_smooth_mask():
+    img = read_image(DATA / "soft-shapes.png")
+    assert fit_size(img, (64, 64)).shape == (64, 64, 3)
+    assert fit_size(img, (640, 200)).shape == (200, 640, 3)
+    flat = np.full((32, 32, 3), 90, np.uint8)
+    assert smooth_mask(flat).all()
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert not smooth_mask(noise).any()
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_cli_usage_errors(clean_dir, tmp_path):
+    result = _invoke("--clean", str(clean_dir), "--degrade", "q5,jpeg")
+    assert result.exit_code == 2
+    assert "unknown degradation 'jpeg'" in result.output
+    assert _invoke("--clean", str(tmp_path / "missing")).exit_code == 2
+    assert _invoke().exit_code == 2  # neither --pairs nor --clean
+    assert _invoke("--clean", str(clean_dir), "--pairs", str(clean_dir), str(clean_dir)).exit_code == 2
+    assert _invoke("--clean", str(clean_dir), "--size", "big").exit_code == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _invoke("--clean", str(empty))
+    assert result.exit_code == 1
+    assert "no images found" in result.output and "Traceback" not in result.output
+
+
+def test_cli_end_to_end(clean_dir, tmp_path):
+    try:
+        from bdinn.runtime import Debander  # noqa: F401  (written alongside; the CLI loads models with it)
+    except ImportError as exc:
+        pytest.skip(f"bdinn.runtime.Debander is not available yet ({exc})")
+    from common import TINY
+
+    from bdinn.train.checkpoint import save_checkpoint
+    from bdinn.train.network import BDINN
+
+    model = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
+    out_json, out_md = tmp_path / "report.json", tmp_path / "report.md"
+    args = ["--clean", str(clean_dir), "--degrade", "q5", "--max-images", "1", "--size", "96x64"]
+    result = _invoke(str(model), *args, "--no-baselines", "--json", str(out_json), "--markdown", str(out_md))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out_json.read_text())
+    rows = data["results"]["q5"]["rows"]
+    # An untrained BDINN is the identity: the model row repeats the input row.
+    assert rows["model"]["psnr"] == pytest.approx(rows["input"]["psnr"], abs=0.05)
+    assert data["settings"]["size"] == "96x64" and data["settings"]["model"] == str(model)
+    assert out_md.read_text() in result.output

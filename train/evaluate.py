@@ -1,0 +1,489 @@
+"""`bdinn-eval`: a debander against FFmpeg's deband and gradfun, on paired or synthetic banding.
+
+    bdinn-eval MODEL --pairs BANDED_DIR CLEAN_DIR
+    bdinn-eval MODEL --clean DIR --degrade q5,blur6,x264,x265,svtav1 --size 1920x1080
+
+For every degradation, each banded image is debanded by FFmpeg's `deband` and `gradfun` (FFmpeg's
+defaults and a stronger preset, see bdinn.runtime.ffmpeg_filters) and by the model, and every
+output is scored against the clean image:
+
+- PSNR (dB) and SSIM over the whole RGB image, in [0, 1] units; a PSNR of identical images is
+  counted as 100 dB so that means stay finite.
+- Smooth-region PSNR: PSNR over the pixels where banding shows, those whose clean BT.709 luma has
+  a standard deviation below 1/255 over the 9x9 window around them (reflected borders). Images
+  with fewer than 64 such pixels are left out of this mean.
+- CAMBI (bdinn.runtime.cambi, no-reference: 0 = no banding; topk 0.2, contrasts up to 8 codes).
+  The "clean" row gives the clean images' own CAMBI: 8-bit pictures with wide smooth gradients
+  have some. CAMBI only looks at flat areas (pixels equal to their neighbours), so any output
+  with grain or dither in it, deband's included, scores low whether or not its steps are gone:
+  read CAMBI next to the smooth-region PSNR.
+
+The degradations (train/degrade.py) are deterministic, single-frame 8-bit 4:2:0 BT.709 encodes
+for the codecs; the named ones are fixed here:
+
+| name | degradation | what |
+| --- | --- | --- |
+| q5 | q5 | 5 bits per channel |
+| blur6 | b1.0q6 | Gaussian blur, sigma 1 pixel, then 6 bits |
+| x264 | x264crf38 | x264, CRF 38, preset medium |
+| x265 | x265crf40 | x265, CRF 40, preset medium |
+| svtav1 | svtav1crf57 | SVT-AV1, CRF 57, preset 8 |
+
+The CRFs sit three quarters up the training ranges (x264 30-40, x265 32-42, SVT-AV1 48-60),
+where the three codecs band about equally. Any degradation id also works: q4, b0.5q5, x264crf30.
+
+The model sees the banded image as H x W x 3 uint8 (16-bit banded files are rounded to 8 bits)
+and may return uint8 or uint16 (--bit-depth 16); with --bit-depth 16, `deband` also runs at 16
+bits (gradfun is 8-bit only). Clean folders are searched recursively with one file per picture,
+transparent pictures composited, as for training; --max-images takes a seeded random subset.
+Scoring costs about 20 s of CPU per 1080p pair with the baselines (SSIM and CAMBI, ~1.5 s each
+per output), most of it outside the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..runtime.cambi import cambi
+from ..runtime.ffmpeg_filters import PRESETS, apply_preset
+from ..runtime.files import atomic_write
+from ..runtime.imageio import ImageError, from_float, read_image, to_float
+from ..runtime.metrics import psnr, ssim
+from .data import find_pairs
+from .degrade import Degradation, discover_sources, load_clean
+
+NAMED_DEGRADATIONS = {
+    "q5": "q5",
+    "blur6": "b1.0q6",
+    "x264": "x264crf38",
+    "x265": "x265crf40",
+    "svtav1": "svtav1crf57",
+}
+DEFAULT_DEGRADATIONS = "q5,blur6,x264,x265,svtav1"
+BASELINES = ("deband", "deband-strong", "gradfun", "gradfun-strong")
+ROW_LABELS = {
+    "input": "input (banded)",
+    "deband": "deband (default)",
+    "deband-strong": "deband (strong)",
+    "gradfun": "gradfun (default)",
+    "gradfun-strong": "gradfun (strong)",
+    "model": "model",
+    "clean": "clean (reference)",
+}
+SMOOTH_WINDOW = 9
+SMOOTH_STD = 1 / 255
+MIN_SMOOTH_PIXELS = 64
+PSNR_CAP = 100.0
+MIN_SIDE = 16  # SSIM's 11x11 window and the codecs want a little room
+_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+Model = Callable[[np.ndarray], np.ndarray]
+
+
+class EvalError(ValueError):
+    """Bad evaluation input; the message is one line."""
+
+
+@dataclass(frozen=True)
+class EvalPair:
+    """One banded image and its clean original, under the degradation that made it."""
+
+    degradation: str
+    name: str
+    banded: np.ndarray  # H x W x 3 uint8: what the debanders get
+    clean: np.ndarray  # H x W x 3 uint8 or uint16
+
+
+def parse_degradations(text: str) -> list[tuple[str, Degradation]]:
+    """ "q5,blur6,x264" -> [(name, Degradation)]: the names above or any degradation id."""
+    out: list[tuple[str, Degradation]] = []
+    for name in (part.strip() for part in text.split(",")):
+        if not name:
+            continue
+        try:
+            degradation = Degradation.parse(NAMED_DEGRADATIONS.get(name, name))
+        except ValueError:
+            raise EvalError(
+                f"unknown degradation {name!r}; use {', '.join(NAMED_DEGRADATIONS)} "
+                "or an id such as q4, b0.5q5, x264crf30, x265crf36, svtav1crf50"
+            ) from None
+        if name not in (n for n, _ in out):
+            out.append((name, degradation))
+    if not out:
+        raise EvalError("no degradation given (e.g. --degrade q5,x264)")
+    return out
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """ "1920x1080" -> (1920, 1080)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise EvalError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1920x1080") from None
+    if min(width, height) < MIN_SIDE:
+        raise EvalError(f"size {text!r}: both sides must be at least {MIN_SIDE}")
+    return width, height
+
+
+def fit_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale to cover width x height (area when shrinking, bicubic when enlarging), centre-crop."""
+    width, height = size
+    h, w = image.shape[:2]
+    scale = max(width / w, height / h)
+    if scale != 1:
+        shape = (max(width, round(w * scale)), max(height, round(h * scale)))
+        image = cv2.resize(image, shape, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    h, w = image.shape[:2]
+    top, left = (h - height) // 2, (w - width) // 2
+    return np.ascontiguousarray(image[top : top + height, left : left + width])
+
+
+def _pick(items: list, max_images: int | None, seed: int) -> list:
+    """All items, or a seeded random max_images of them in their original order."""
+    if max_images is None or len(items) <= max_images:
+        return items
+    chosen = np.random.default_rng(seed).choice(len(items), max_images, replace=False)
+    return [items[i] for i in sorted(chosen)]
+
+
+def _to8(image: np.ndarray) -> np.ndarray:
+    return image if image.dtype == np.uint8 else from_float(to_float(image), 8)
+
+
+def _check_side(name: str, image: np.ndarray) -> None:
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise EvalError(
+            f"{name}: {image.shape[1]}x{image.shape[0]} is too small (at least {MIN_SIDE}x{MIN_SIDE})"
+        )
+
+
+def pairs_from_folders(
+    banded_dir: Path, clean_dir: Path, max_images: int | None = None, seed: int = 0
+) -> tuple[int, Iterator[EvalPair]]:
+    """Pairs matched by file name (any image suffix); (count, lazily loaded pairs)."""
+    found = _pick(find_pairs(Path(banded_dir), Path(clean_dir)), max_images, seed)
+
+    def load() -> Iterator[EvalPair]:
+        for pair in found:
+            banded, clean = read_image(pair.banded), read_image(pair.clean)
+            if banded.shape != clean.shape:
+                raise EvalError(
+                    f"{pair.banded} is {banded.shape[1]}x{banded.shape[0]} but {pair.clean} is "
+                    f"{clean.shape[1]}x{clean.shape[0]}: a pair must have one size"
+                )
+            _check_side(str(pair.banded), banded)
+            yield EvalPair("pairs", pair.name, _to8(banded), clean)
+
+    return len(found), load()
+
+
+def pairs_from_clean(
+    clean_dir: Path,
+    degradations: list[tuple[str, Degradation]],
+    max_images: int | None = None,
+    size: tuple[int, int] | None = None,
+    seed: int = 0,
+) -> tuple[int, Iterator[EvalPair]]:
+    """Banded pairs made from the clean pictures in clean_dir (searched recursively, one file per
+    picture as for training), each degraded every way; (count, lazily made pairs)."""
+    try:
+        sources = list(discover_sources([Path(clean_dir)]).items())
+    except ValueError as exc:
+        raise EvalError(str(exc)) from None
+    if not sources:
+        raise EvalError(f"{clean_dir}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)")
+    sources = _pick(sources, max_images, seed)
+
+    def load() -> Iterator[EvalPair]:
+        for key, path in sources:
+            clean = load_clean(path, key, None)
+            if size:
+                clean = fit_size(clean, size)
+            _check_side(str(path), clean)
+            for name, degradation in degradations:
+                yield EvalPair(name, key, degradation.apply(clean), clean)
+
+    return len(sources) * len(degradations), load()
+
+
+def smooth_mask(clean: np.ndarray) -> np.ndarray:
+    """Pixels whose clean luma varies by less than SMOOTH_STD (std over a 9x9 window)."""
+    luma = to_float(clean) @ _LUMA
+    k = (SMOOTH_WINDOW, SMOOTH_WINDOW)
+    mean = cv2.boxFilter(luma, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT_101)
+    mean_sq = cv2.boxFilter(luma * luma, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT_101)
+    std = np.sqrt(np.maximum(mean_sq.astype(np.float64) - mean.astype(np.float64) ** 2, 0))
+    return std < SMOOTH_STD
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return min(psnr(a, b), PSNR_CAP)
+
+
+def _scores(out: np.ndarray, clean_f: np.ndarray, smooth: np.ndarray) -> dict[str, float | None]:
+    out_f = to_float(out)
+    return {
+        "psnr": _psnr(out_f, clean_f),
+        "ssim": ssim(out_f, clean_f),
+        "smooth_psnr": _psnr(out_f[smooth], clean_f[smooth]) if smooth.sum() >= MIN_SMOOTH_PIXELS else None,
+        "cambi": cambi(out),
+    }
+
+
+def _run_model(model: Model, banded: np.ndarray, name: str) -> np.ndarray:
+    out = np.asarray(model(banded.copy()))
+    if out.shape != banded.shape or out.dtype not in (np.uint8, np.uint16):
+        raise EvalError(
+            f"{name}: the model returned {out.dtype} {out.shape} for {banded.dtype} {banded.shape} "
+            "(want the same H x W x 3 as uint8 or uint16)"
+        )
+    return out
+
+
+def _degradation_id(label: str) -> str:
+    try:
+        return Degradation.parse(NAMED_DEGRADATIONS.get(label, label)).id
+    except ValueError:
+        return label  # "pairs", or a caller's own label
+
+
+def _mean(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def evaluate(
+    model: Model | None,
+    pairs: Iterable[EvalPair],
+    baselines: bool = True,
+    bit_depth: int = 8,
+    total: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score the model (any H x W x 3 uint8 -> uint8/uint16 callable; None: baselines only) and
+    FFmpeg's debanders on banded/clean pairs; returns the report (see `to_markdown`, `to_json`).
+
+    Rows per degradation, means over its images: input, deband, deband-strong, gradfun,
+    gradfun-strong (unless baselines=False), model (unless None), clean (CAMBI only). The
+    baselines get the banded image at `bit_depth` (8, or 16 scaled by 257).
+    """
+    if bit_depth not in (8, 16):
+        raise EvalError(f"bit depth must be 8 or 16, got {bit_depth}")
+    methods = ["input", *(BASELINES if baselines else ()), *(["model"] if model is not None else [])]
+    per: dict[str, dict[str, dict[str, list]]] = {}
+    names: dict[str, list[str]] = {}
+    for pair in tqdm(pairs, total=total, desc="evaluating", unit="pair", disable=not progress or None):
+        if pair.banded.dtype != np.uint8 or pair.banded.ndim != 3 or pair.banded.shape[2] != 3:
+            raise EvalError(f"{pair.name}: banded images must be H x W x 3 uint8, got {pair.banded.dtype}")
+        if pair.banded.shape != pair.clean.shape:
+            raise EvalError(f"{pair.name}: banded {pair.banded.shape} and clean {pair.clean.shape} differ")
+        rows = per.setdefault(pair.degradation, {m: {} for m in [*methods, "clean"]})
+        names.setdefault(pair.degradation, []).append(pair.name)
+        clean_f = to_float(pair.clean)
+        smooth = smooth_mask(pair.clean)
+        wide = pair.banded.astype(np.uint16) * np.uint16(257) if bit_depth == 16 else pair.banded
+        for method in methods:
+            start = time.perf_counter()
+            if method == "input":
+                out = pair.banded
+            elif method == "model":
+                assert model is not None
+                out = _run_model(model, pair.banded, pair.name)
+            else:
+                out = apply_preset(wide, method)
+            seconds = time.perf_counter() - start
+            scores = {**_scores(out, clean_f, smooth), "seconds": seconds if method != "input" else None}
+            for key, value in scores.items():
+                rows[method].setdefault(key, []).append(value)
+        rows["clean"].setdefault("cambi", []).append(cambi(pair.clean))
+        rows["clean"].setdefault("smooth_fraction", []).append(float(smooth.mean()))
+    if not per:
+        raise EvalError("no image pairs to evaluate")
+    results: dict[str, Any] = {}
+    for degradation, rows in per.items():
+        smooth_fraction = _mean(rows["clean"].pop("smooth_fraction"))
+        results[degradation] = {
+            "id": _degradation_id(degradation),
+            "images": len(names[degradation]),
+            "smooth_fraction": smooth_fraction,
+            "rows": {
+                method: {
+                    key: _mean(rows[method].get(key, [None]))
+                    for key in ("psnr", "ssim", "smooth_psnr", "cambi", "seconds")
+                }
+                for method in rows
+            },
+        }
+    return {
+        "format": "bdinn-eval/1",
+        "settings": {
+            "bit_depth": bit_depth,
+            "baselines": {name: PRESETS[name][1] or "(FFmpeg defaults)" for name in BASELINES}
+            if baselines
+            else {},
+            "smooth_region": f"clean luma std < {SMOOTH_STD:.6f} over {SMOOTH_WINDOW}x{SMOOTH_WINDOW}",
+            "psnr_cap_db": PSNR_CAP,
+            "cambi": "bdinn.runtime.cambi, topk 0.2, max_log_contrast 5",
+        },
+        "images": {degradation: list(found) for degradation, found in names.items()},
+        "results": results,
+    }
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """One table: a row per degradation and method, then the clean images' CAMBI."""
+    lines = [
+        "| degradation | method | PSNR (dB) | SSIM | smooth PSNR (dB) | CAMBI | s/image |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for degradation, result in report["results"].items():
+        label = degradation if degradation == result["id"] else f"{degradation} ({result['id']})"
+        for method, row in result["rows"].items():
+            lines.append(
+                f"| {label} | {ROW_LABELS.get(method, method)} | {_cell(row['psnr'], 2)} | "
+                f"{_cell(row['ssim'], 4)} | {_cell(row['smooth_psnr'], 2)} | {_cell(row['cambi'], 2)} | "
+                f"{_cell(row['seconds'], 3)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=1, allow_nan=False) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _open_model(model_path: Path | None, bit_depth: int) -> Model:
+    try:
+        from ..runtime import Debander
+    except ImportError as exc:
+        raise click.ClickException(
+            f"cannot load models here: bdinn.runtime.Debander is missing ({exc})"
+        ) from None
+    deb = Debander.open(model_path)
+    return lambda image: deb(image, bit_depth=bit_depth)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--pairs",
+    nargs=2,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="BANDED_DIR CLEAN_DIR",
+    help="Banded and clean folders, images matched by file name.",
+)
+@click.option(
+    "--clean",
+    "clean_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of clean pictures (searched recursively), banded here by --degrade.",
+)
+@click.option(
+    "--degrade",
+    "degrade_text",
+    default=DEFAULT_DEGRADATIONS,
+    help="With --clean: comma-separated q5, blur6, x264, x265, svtav1, or ids like q4, x264crf30.",
+)
+@click.option(
+    "--max-images", type=click.IntRange(min=1), default=None, help="Evaluate a seeded random subset."
+)
+@click.option(
+    "--size", "size_text", default=None, help="With --clean: scale and centre-crop clean pictures to WxH."
+)
+@click.option(
+    "--bit-depth",
+    type=click.Choice(["8", "16"]),
+    default="8",
+    help="Depth of the model's (and deband's) output; 8 is what viewers get.",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here."
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the table here.",
+)
+@click.option("--no-baselines", is_flag=True, help="Skip FFmpeg's deband and gradfun.")
+@click.option("--seed", default=0, type=int, help="Seed of the --max-images subset.")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    model: Path | None,
+    pairs: tuple[Path, Path] | None,
+    clean_dir: Path | None,
+    degrade_text: str,
+    max_images: int | None,
+    size_text: str | None,
+    bit_depth: str,
+    json_path: Path | None,
+    markdown_path: Path | None,
+    no_baselines: bool,
+    seed: int,
+) -> None:
+    """Score MODEL (a .plan, .onnx or .safetensors file; omitted: the bundled model) against
+    FFmpeg's deband and gradfun: PSNR, SSIM, smooth-region PSNR and CAMBI per degradation."""
+    if bool(pairs) == bool(clean_dir):
+        raise click.UsageError("give exactly one of --pairs BANDED_DIR CLEAN_DIR and --clean DIR")
+    explicit = ctx.get_parameter_source("degrade_text") == click.core.ParameterSource.COMMANDLINE
+    if pairs and (explicit or size_text):
+        raise click.UsageError(
+            "--degrade and --size go with --clean (prepare --pairs folders at the size you want)"
+        )
+    try:
+        degradations = parse_degradations(degrade_text)
+        size = parse_size(size_text) if size_text else None
+    except EvalError as exc:
+        raise click.UsageError(str(exc)) from None
+    depth = int(bit_depth)
+    try:
+        if pairs:
+            total, found = pairs_from_folders(pairs[0], pairs[1], max_images, seed)
+        else:
+            assert clean_dir is not None
+            total, found = pairs_from_clean(clean_dir, degradations, max_images, size, seed)
+        debander = _open_model(model, depth)
+        report = evaluate(
+            debander, found, baselines=not no_baselines, bit_depth=depth, total=total, progress=True
+        )
+    except (ImageError, ValueError, OSError, RuntimeError) as exc:  # EvalError, FilterError, BackendError
+        # One line for the user: a bad image, model file or filter setting.
+        raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    report["settings"].update(
+        model=str(model) if model else "(bundled model)",
+        source={"pairs": [str(p) for p in pairs]} if pairs else {"clean": str(clean_dir)},
+        degradations={name: d.id for name, d in degradations} if clean_dir else None,
+        size=size_text,
+        max_images=max_images,
+        seed=seed,
+    )
+    table = to_markdown(report)
+    click.echo(table, nl=False)
+    if markdown_path:
+        _write(markdown_path, table)
+    if json_path:
+        _write(json_path, to_json(report))
+
+
+if __name__ == "__main__":
+    main()
