@@ -102,11 +102,15 @@ class TensorRTBackend(Backend):
                 "rebuild the engine with bdinn-export"
             )
         self.trt, self.info = info.module, info
+        library = self._plugin_library(plugin_library)
+        if library is not None:  # before the GPU check: a bad library path is the first thing to fix
+            self._load_plugin_library(library)
         self.cudart = _cudart()
         self.device_index = int(device.split(":")[1]) if device and ":" in device else 0
         self.device = f"cuda:{self.device_index}"
         self.gpu, self.compute = self._check_gpu(sidecar.get("targets") or [])
-        self._load_plugin(plugin_library)
+        if library is None and not self.sidecar["plugin"].get("serialized_in_plan"):
+            self._register_python_plugin()
         logger = self.trt.Logger(self.trt.Logger.ERROR)
         self._runtime = self.trt.Runtime(logger)
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
@@ -150,28 +154,31 @@ class TensorRTBackend(Backend):
             )
         return name, compute
 
-    def _load_plugin(self, plugin_library: Path | None) -> None:
-        plugin = self.sidecar["plugin"]
-        if plugin.get("serialized_in_plan") and plugin_library is None:
-            return
-        library = plugin_library or (
-            None if plugin.get("implementation") == "python" else plugin["implementation"]
-        )
-        if library is None:
-            from ...plugins.trt_plugin import KernelLibraryError, load_kernels, register_python_plugin
+    def _plugin_library(self, given: Path | None) -> Path | None:
+        """The C++ plugin library to load: the one given, else the one the engine was built with."""
+        implementation = self.sidecar["plugin"].get("implementation")
+        if given is not None:
+            return Path(given)
+        if implementation in (None, "python") or self.sidecar["plugin"].get("serialized_in_plan"):
+            return None
+        return Path(implementation)
 
-            try:
-                load_kernels()
-            except KernelLibraryError as exc:
-                raise BackendError(f"{self.path}: the engine's plugin cannot run: {exc}") from None
-            register_python_plugin(self.trt)
-            return
-        if not Path(library).is_file():
+    def _load_plugin_library(self, library: Path) -> None:
+        if not library.is_file():
             raise BackendError(f"{library}: plugin library not found (pass --plugin-library with its path)")
         if self.trt.get_plugin_registry().load_library(str(library)) is None:
             raise BackendError(
                 f"{library}: TensorRT could not load this plugin library (built for another version?)"
             )
+
+    def _register_python_plugin(self) -> None:
+        from ...plugins.trt_plugin import KernelLibraryError, load_kernels, register_python_plugin
+
+        try:
+            load_kernels()
+        except KernelLibraryError as exc:
+            raise BackendError(f"{self.path}: the engine's plugin cannot run: {exc}") from None
+        register_python_plugin(self.trt)
 
     def _state(self) -> _ThreadState:
         state = getattr(self._local, "state", None)

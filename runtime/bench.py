@@ -1,0 +1,174 @@
+"""`bdinn-bench [MODEL]`: latency of any model file on any backend, with and without copies.
+
+"end_to_end" times what `Debander.infer` costs a caller holding frames in host memory: upload,
+inference, download. "on_device" times inference on frames already in GPU memory (what a GPU
+decode/encode pipeline sees); on the CPU the two are the same thing and only one is reported.
+Each timing waits for the device, so a number is a real frame latency, not a queueing time.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from .backends import BACKENDS, BackendError
+from .debander import Debander
+
+
+def summarise(seconds: list[float], batch: int) -> dict[str, float]:
+    """min / p50 / p90 / p99 / mean in milliseconds, and frames per second at the mean."""
+    ms = np.asarray(seconds) * 1000
+    stats = {f"p{q}_ms": float(np.percentile(ms, q)) for q in (50, 90, 99)}
+    mean = float(ms.mean())
+    return {"min_ms": float(ms.min()), **stats, "mean_ms": mean, "fps": 1000 * batch / mean}
+
+
+def time_calls(
+    run: Callable[[], object], wait: Callable[[], None], warmup: int, iterations: int
+) -> list[float]:
+    """Wall time of `iterations` calls of run() + wait(), after `warmup` untimed ones."""
+    for _ in range(warmup):
+        run()
+        wait()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        run()
+        wait()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def device_runner(deband: Debander, shape: tuple[int, int, int, int]) -> tuple[Any, Any, Any]:
+    """(run, wait, peak_memory_mib) for frames already in GPU memory; Nones where there is no GPU path."""
+    backend = deband.backend
+    n, c, h, w = shape
+    if backend.name == "torch" and backend.device.startswith("cuda"):
+        import torch
+
+        frames = torch.rand(shape, device=backend.device)
+        torch.cuda.reset_peak_memory_stats(backend.device)
+        return (
+            lambda: backend.infer_tensor(frames),
+            backend.synchronize,
+            lambda: torch.cuda.max_memory_allocated(backend.device) / 2**20,
+        )
+    if backend.name == "tensorrt":
+        cudart = backend.cudart
+        itemsize = np.dtype(backend.input_dtype).itemsize
+        out_itemsize = np.dtype(backend.output_dtype).itemsize
+        dev_in = int(cudart.cudaMalloc(c * h * w * itemsize)[1])
+        dev_out = int(cudart.cudaMalloc(c * h * w * out_itemsize)[1])
+        stream = int(cudart.cudaStreamCreate()[1])
+
+        def run() -> None:
+            for _ in range(n):
+                backend.infer_device(dev_in, dev_out, h, w, stream)
+
+        def wait() -> None:
+            cudart.cudaStreamSynchronize(stream)
+
+        return run, wait, lambda: backend.describe()["gpu_memory_used_mib"]
+    return None, None, None
+
+
+def benchmark(
+    deband: Debander, size: tuple[int, int], batch: int = 1, iterations: int = 20, warmup: int = 3
+) -> dict[str, Any]:
+    """Every timing this backend supports at N x 3 x H x W, plus what ran where."""
+    shape = (batch, 3, *size)
+    frames = np.random.default_rng(0).random(shape, dtype=np.float32)
+    result: dict[str, Any] = {
+        "shape": list(shape),
+        **deband.describe(),
+        "host": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
+    }
+    result["end_to_end"] = summarise(
+        time_calls(lambda: deband.infer(frames), deband.backend.synchronize, warmup, iterations), batch
+    )
+    run, wait, peak = device_runner(deband, shape)
+    if run is not None:
+        result["on_device"] = summarise(time_calls(run, wait, warmup, iterations), batch)
+        result["peak_gpu_memory_mib"] = round(peak())
+    result["peak_host_memory_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """A few human lines: what ran, then one line per timing."""
+    keys = ("backend", "precision", "device", "gpu", "tensorrt")
+    head = ", ".join(f"{k}={result[k]}" for k in keys if k in result)
+    lines = [f"{head}; shape {'x'.join(map(str, result['shape']))}"]
+    for mode in ("end_to_end", "on_device"):
+        if mode in result:
+            s = result[mode]
+            lines.append(
+                f"  {mode:<10} min {s['min_ms']:.2f}  p50 {s['p50_ms']:.2f}  p90 {s['p90_ms']:.2f}  "
+                f"p99 {s['p99_ms']:.2f}  mean {s['mean_ms']:.2f} ms  ({s['fps']:.2f} fps)"
+            )
+    memory = f"  peak host memory {result['peak_host_memory_mib']} MiB"
+    if "peak_gpu_memory_mib" in result:
+        memory += f", GPU memory {result['peak_gpu_memory_mib']} MiB"
+    lines.append(memory)
+    return "\n".join(lines)
+
+
+def parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH, e.g. 1080x1920") from None
+    if min(height, width) < 16:
+        raise click.BadParameter(f"{value}: both sides must be at least 16")
+    return height, width
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--size", default="1080x1920", callback=parse_size, help="Frame HEIGHTxWIDTH.")
+@click.option("--batch", type=click.IntRange(1), default=1, help="Frames per call.")
+@click.option("-n", "--iterations", type=click.IntRange(1), default=20, help="Timed calls.")
+@click.option("--warmup", type=click.IntRange(0), default=3, help="Untimed calls first.")
+@click.option("--backend", type=click.Choice(BACKENDS), default=None, help="[default: from the model file]")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Checkpoints only.")
+@click.option("--tile", type=click.IntRange(32), default=None, help="Tile side, as bdinn-run --tile.")
+@click.option("--plugin-library", type=click.Path(path_type=Path), default=None, help="C++ TensorRT plugin.")
+@click.option("--cuda-graph", is_flag=True, help="TensorRT: replay a captured CUDA graph per frame.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the result as JSON to this file ('-' for stdout only).")  # fmt: skip
+def main(
+    model: Path | None, size: tuple[int, int], batch: int, iterations: int, warmup: int,
+    backend: str | None, device: str | None, precision: str | None, tile: int | None,
+    plugin_library: Path | None, cuda_graph: bool, json_out: Path | None,
+) -> None:  # fmt: skip
+    """Latency of MODEL (default: the bundled model) at a frame size, in milliseconds per call."""
+    try:
+        deband = Debander.open(
+            model, backend=backend, device=device, precision=precision, tile=tile,
+            plugin_library=plugin_library,
+        )  # fmt: skip
+        if cuda_graph:
+            if deband.backend.name != "tensorrt":
+                raise click.BadParameter("CUDA graphs are for TensorRT engines", param_hint="--cuda-graph")
+            deband.backend.cuda_graph = True
+        result = benchmark(deband, size, batch, iterations, warmup)
+    except (BackendError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    result["model"] = str(model) if model else "bundled default"
+    if json_out is not None and str(json_out) == "-":
+        json.dump(result, sys.stdout, indent=2)
+        click.echo()
+        return
+    click.echo(format_result(result))
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2) + "\n")

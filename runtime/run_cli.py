@@ -1,0 +1,198 @@
+"""`bdinn-run [MODEL] INPUT... [-o OUT]`: deband pictures and videos with any bdinn model file.
+
+The model is the first argument when it ends in .plan/.engine/.onnx/.safetensors (or --model);
+without one the bundled default model runs. Every output path is decided and checked before
+any work starts, so a bad argument costs nothing and never leaves half the outputs behind.
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+from tqdm import tqdm
+
+from .backends import BACKENDS, SUFFIXES, BackendError
+from .debander import DEFAULT_OVERLAP, Debander
+from .imageio import ImageError, read_image, write_image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m"}
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+    @property
+    def is_video(self) -> bool:
+        return self.source.suffix.lower() in VIDEO_SUFFIXES
+
+
+def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
+    """Files, folders (their pictures and videos, sorted) and globs, in the order given."""
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            members = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            if not members:
+                raise click.ClickException(f"{path}: folder holds no pictures or videos")
+            found.extend(members)
+        elif any(ch in pattern for ch in "*?[") and not path.exists():
+            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
+            if not matches:
+                raise click.ClickException(f"{pattern}: no file matches this pattern")
+            found.extend(matches)
+        else:
+            if not path.exists():
+                raise click.ClickException(f"{path}: no such file (check the path)")
+            found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def plan_jobs(sources: list[Path], output: Path | None, force: bool) -> list[Job]:
+    """Where each input goes; refuses to touch an input or (without --force) an existing file.
+
+    One input and an -o with a suffix: that file. Otherwise -o is a folder (made if needed),
+    pictures become NAME.png there (lossless: JPEG would band again) and videos NAME.mkv.
+    Without -o, outputs go beside the inputs as NAME.debanded.png / .mkv.
+    """
+    single_file = output is not None and len(sources) == 1 and output.suffix and not output.is_dir()
+    jobs = []
+    for source in sources:
+        suffix = ".mkv" if source.suffix.lower() in VIDEO_SUFFIXES else ".png"
+        if single_file:
+            target = output
+        elif output is None:
+            target = source.with_name(f"{source.stem}.debanded{suffix}")
+        else:
+            if output.exists() and not output.is_dir():
+                raise click.ClickException(f"{output}: is a file; with several inputs -o must be a folder")
+            target = output / f"{source.stem}{suffix}"
+        jobs.append(Job(source, target))
+    inputs = {s.resolve() for s in sources}
+    seen: set[Path] = set()
+    for job in jobs:
+        resolved = job.target.resolve()
+        if resolved in inputs:
+            raise click.ClickException(f"{job.target}: is an input; bdinn-run never overwrites its inputs")
+        if resolved in seen:
+            raise click.ClickException(f"{job.target}: two inputs would be written here (rename one)")
+        seen.add(resolved)
+        if job.target.exists() and not force:
+            raise click.ClickException(f"{job.target}: already exists (pass --force to overwrite it)")
+    return jobs
+
+
+def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """`bdinn-run model.plan a.png` and `bdinn-run a.png` both work: sniff the first argument."""
+    if model is None and paths and Path(paths[0]).suffix.lower() in SUFFIXES:
+        return paths[0], paths[1:]
+    return model, paths
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-m", "--model", default=None, help="Model file [default: the first argument if it is "
+              "a .plan/.engine/.onnx/.safetensors, else the bundled default model].")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output file (one input) or folder [default: NAME.debanded.png alongside].")  # fmt: skip
+@click.option("--bit-depth", type=click.Choice(["8", "10", "16"]), default=None,
+              help="Pictures: 8 or 16 [default: the input's]. Videos: 8 or 10 [default: 10].")  # fmt: skip
+@click.option("--dither", is_flag=True, help="TPDF dither when rounding to 8 bits (no new bands).")
+@click.option("--tile", type=click.IntRange(32), default=None,
+              help="Work in TILE x TILE pieces (multiple of 8) to bound memory.")  # fmt: skip
+@click.option("--overlap", type=click.IntRange(0), default=DEFAULT_OVERLAP, help="Tile overlap in pixels.")
+@click.option("--backend", type=click.Choice(BACKENDS), default=None, help="[default: from the model file]")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N [default: a GPU when there is one].")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
+              help="Checkpoints only; exported models keep their precision.")  # fmt: skip
+@click.option("--plugin-library", type=click.Path(path_type=Path), default=None,
+              help="C++ TensorRT plugin library [default: the Python plugin].")  # fmt: skip
+@click.option("--codec", default=None, help="Video encoder [default: from the output container].")
+@click.option("--crf", type=click.IntRange(0, 63), default=None, help="Video quality [default: the codec's].")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs (never inputs).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def main(
+    paths: tuple[str, ...],
+    model: str | None,
+    output: Path | None,
+    bit_depth: str | None,
+    dither: bool,
+    tile: int | None,
+    overlap: int,
+    backend: str | None,
+    device: str | None,
+    precision: str | None,
+    plugin_library: Path | None,
+    codec: str | None,
+    crf: int | None,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Deband pictures and videos: bdinn-run [MODEL] INPUT... [-o OUT]."""
+    model, patterns = split_model_argument(model, paths)
+    if not patterns:
+        raise click.UsageError("no input given: bdinn-run [MODEL] INPUT... [-o OUT]")
+    if tile is not None and tile % 8:
+        raise click.BadParameter(f"{tile} is not a multiple of 8", param_hint="--tile")
+    jobs = plan_jobs(expand_inputs(patterns), output, force)
+    depth = int(bit_depth) if bit_depth else None
+    if depth == 10 and not all(job.is_video for job in jobs):
+        raise click.BadParameter("pictures are written with 8 or 16 bits", param_hint="--bit-depth")
+    if depth == 16 and any(job.is_video for job in jobs):
+        raise click.BadParameter("videos are written with 8 or 10 bits", param_hint="--bit-depth")
+    try:
+        deband = Debander.open(
+            model, backend=backend, device=device, precision=precision, tile=tile,
+            overlap=min(overlap, (tile or overlap * 2) // 2), plugin_library=plugin_library,
+        )  # fmt: skip
+    except (BackendError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    failures = 0
+    bar = tqdm(jobs, unit="file", disable=quiet or len(jobs) < 2)
+    for job in bar:
+        try:
+            if job.is_video:
+                run_video(deband, job, depth, dither, codec, crf, force, quiet)
+            else:
+                image = read_image(job.source, keep_alpha=True)
+                write_image(job.target, deband(_drop_opaque_alpha(image), bit_depth=depth, dither=dither))
+        except (ImageError, BackendError, ValueError) as exc:
+            if len(jobs) == 1:
+                raise click.ClickException(str(exc)) from None
+            failures += 1
+            bar.write(f"Error: {exc}", file=sys.stderr)
+    if failures:
+        raise click.ClickException(f"{failures} of {len(jobs)} inputs failed (see above)")
+    if not quiet and len(jobs) == 1:
+        click.echo(f"{jobs[0].source} -> {jobs[0].target}", err=True)
+
+
+def _drop_opaque_alpha(image: np.ndarray) -> np.ndarray:
+    """read_image(keep_alpha=True) gives RGB files an opaque alpha; write those back as RGB."""
+    if image.shape[2] == 4 and (image[:, :, 3] == np.iinfo(image.dtype).max).all():
+        return image[:, :, :3]
+    return image
+
+
+def run_video(
+    deband: Debander, job: Job, depth: int | None, dither: bool, codec: str | None, crf: int | None,
+    force: bool, quiet: bool,
+) -> None:  # fmt: skip
+    """Deband a video: PyAV decodes and encodes on their own threads around the model."""
+    from .video import deband_video
+
+    report = deband_video(
+        job.source, job.target, lambda frame: deband(frame, bit_depth=16 if (depth or 10) > 8 else 8,
+                                                     dither=dither and depth == 8),
+        codec=codec, bit_depth=depth or 10, crf=crf, force=force, progress=not quiet,
+    )  # fmt: skip
+    if not quiet:
+        click.echo(f"{job.source} -> {job.target}: {report.frames} frames at {report.fps:.2f} fps", err=True)

@@ -1,0 +1,54 @@
+"""`bdinn-bench` on the CPU: the numbers it reports are there, ordered and consistent."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from common import perturbed_tiny
+
+from bdinn.runtime.bench import main, summarise
+from bdinn.train.checkpoint import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    return save_checkpoint(folder / "tiny.safetensors", perturbed_tiny(), config_name=None, step=1)
+
+
+def test_summary_statistics():
+    stats = summarise([0.010, 0.020, 0.030, 0.040], batch=2)
+    assert stats["min_ms"] == pytest.approx(10)
+    assert stats["p50_ms"] == pytest.approx(25)
+    assert stats["mean_ms"] == pytest.approx(25)
+    assert stats["fps"] == pytest.approx(80)
+    assert stats["min_ms"] <= stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
+
+
+def test_json_result_on_the_cpu(model, tmp_path):
+    out = tmp_path / "bench.json"
+    args = [str(model), "--size", "48x64", "--batch", "2", "-n", "4", "--warmup", "1", "--json", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "end_to_end" in result.output and "fps" in result.output
+    data = json.loads(out.read_text())
+    assert data["shape"] == [2, 3, 48, 64]
+    assert data["backend"] == "torch" and data["device"] == "cpu" and data["precision"] == "fp32"
+    timing = data["end_to_end"]
+    assert 0 < timing["min_ms"] <= timing["p50_ms"] <= timing["p99_ms"]
+    assert timing["fps"] == pytest.approx(2000 / timing["mean_ms"])
+    assert "on_device" not in data  # no GPU: no device-resident timing
+    assert data["peak_host_memory_mib"] > 0
+
+
+def test_stdout_json_and_errors(model, tmp_path):
+    result = CliRunner().invoke(
+        main, [str(model), "--size", "32x32", "-n", "1", "--warmup", "0", "--json", "-"]
+    )
+    assert result.exit_code == 0
+    assert json.loads(result.output)["shape"] == [1, 3, 32, 32]
+    bad = CliRunner().invoke(main, [str(tmp_path / "none.onnx")])
+    assert bad.exit_code == 1 and "no such model file" in bad.output
+    assert CliRunner().invoke(main, [str(model), "--size", "8x8"]).exit_code == 2
+    graph = CliRunner().invoke(main, [str(model), "--size", "32x32", "--cuda-graph"])
+    assert graph.exit_code == 2 and "CUDA graphs are for TensorRT engines" in graph.output

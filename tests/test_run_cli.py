@@ -1,0 +1,235 @@
+"""`bdinn-run` end to end: pictures, folders, globs, video, and one clear line for each bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from common import perturbed_tiny
+
+from bdinn.runtime.imageio import read_image, write_image
+from bdinn.runtime.run_cli import main
+from bdinn.train.checkpoint import save_checkpoint
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    return save_checkpoint(folder / "tiny.safetensors", perturbed_tiny(), config_name=None, step=1)
+
+
+@pytest.fixture()
+def pictures(tmp_path) -> Path:
+    """Two small real pictures (one with a transparent alpha ramp) in a folder of their own."""
+    folder = tmp_path / "in"
+    sky = read_image(DATA / "sky-gradient.png")[:64, :96]
+    write_image(folder / "sky.png", sky)
+    alpha = np.tile(np.linspace(0, 255, 96).astype(np.uint8), (64, 1))
+    write_image(folder / "shapes.png", np.dstack([read_image(DATA / "soft-shapes.png")[:64, :96], alpha]))
+    return folder
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(result, exit_code: int = 1) -> str:
+    assert result.exit_code == exit_code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_one_picture_with_model_first(model, pictures, tmp_path):
+    out = tmp_path / "out.png"
+    result = run(model, pictures / "sky.png", "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    image = read_image(out)
+    assert image.shape == (64, 96, 3) and image.dtype == np.uint8
+
+
+def test_sixteen_bit_output_and_alpha(model, pictures, tmp_path):
+    result = run(model, pictures / "shapes.png", "-o", tmp_path / "o.png", "--bit-depth", "16", "-q")
+    assert result.exit_code == 0, result.output
+    out = read_image(tmp_path / "o.png", keep_alpha=True)
+    source = read_image(pictures / "shapes.png", keep_alpha=True)
+    assert out.dtype == np.uint16 and out.shape == (64, 96, 4)
+    np.testing.assert_array_equal(out[:, :, 3], source[:, :, 3].astype(np.uint16) * 257)
+
+
+def test_folder_and_glob_to_an_output_folder(model, pictures, tmp_path):
+    result = run("--model", model, pictures, "-o", tmp_path / "a", "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["shapes.png", "sky.png"]
+    result = run(model, str(pictures / "s*.png"), "-o", tmp_path / "b", "--dither", "--tile", "32", "-q")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "b").iterdir())) == 2
+
+
+def test_default_output_is_beside_the_input(model, pictures):
+    result = run(model, pictures / "sky.png", "-q")
+    assert result.exit_code == 0, result.output
+    assert (pictures / "sky.debanded.png").is_file()
+
+
+def test_existing_output_needs_force_and_inputs_are_never_overwritten(model, pictures, tmp_path):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"keep me")
+    line = one_line_error(run(model, pictures / "sky.png", "-o", out))
+    assert "already exists (pass --force" in line and out.read_bytes() == b"keep me"
+    assert run(model, pictures / "sky.png", "-o", out, "--force", "-q").exit_code == 0
+    assert read_image(out).shape == (64, 96, 3)
+    before = (pictures / "sky.png").read_bytes()
+    line = one_line_error(run(model, pictures / "sky.png", "-o", pictures / "sky.png", "--force"))
+    assert "is an input; bdinn-run never overwrites its inputs" in line
+    assert (pictures / "sky.png").read_bytes() == before
+
+
+def _truncated_png(folder: Path) -> Path:
+    data = (DATA / "sky-gradient.png").read_bytes()
+    path = folder / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.png", "missing.png: no such file (check the path)"),
+        (lambda d: (d / "notes.png").write_text("hello") and d / "notes.png", "notes.png: not an image file"),
+        (_truncated_png, "cut.png: truncated PNG, the file ends early"),
+        (lambda d: (d / "empty.png").write_bytes(b"") or d / "empty.png", "empty.png: empty file, 0 bytes"),
+    ],
+)
+def test_bad_pictures_are_one_line_and_write_nothing(model, tmp_path, make, message):
+    source = make(tmp_path)
+    out = tmp_path / "out"
+    line = one_line_error(run(model, source, "-o", out / "x.png"))
+    assert line.startswith("Error: ") and message in line
+    assert not out.exists() or (leftovers(out) == [] and not (out / "x.png").exists())
+
+
+def test_one_bad_file_among_several(model, pictures, tmp_path):
+    (pictures / "zz-broken.png").write_bytes(b"not a png")
+    result = run(model, pictures, "-o", tmp_path / "o", "-q")
+    assert result.exit_code == 1
+    assert "zz-broken.png: not an image file" in result.output
+    assert "1 of 3 inputs failed" in result.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["shapes.png", "sky.png"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "code"),
+    [
+        (["--bit-depth", "10"], "pictures are written with 8 or 16 bits", 2),
+        (["--tile", "100"], "100 is not a multiple of 8", 2),
+        (["--backend", "onnxruntime"], "a .safetensors file runs on the torch backend, not onnxruntime", 1),
+        (["--device", "cuda"], "PyTorch sees no CUDA GPU", 1),
+    ],
+)
+def test_bad_options(model, pictures, tmp_path, args, message, code):
+    result = run(model, pictures / "sky.png", "-o", tmp_path / "o.png", *args)
+    assert result.exit_code == code
+    assert message in result.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_unknown_model_file(pictures, tmp_path):
+    weights = tmp_path / "random.safetensors"
+    weights.write_bytes(b"\x00" * 64)
+    line = one_line_error(run(weights, pictures / "sky.png", "-o", tmp_path / "o.png"))
+    assert "random" in line
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> Path | None:
+    """A real plan for SM89 built on this machine by TensorRT-RTX (no GPU needed to build)."""
+    pytest.importorskip("onnx", reason="needs the onnx extra")
+    from bdinn.runtime.tensorrt import TensorRTUnavailable, load_tensorrt
+
+    try:
+        load_tensorrt("tensorrt-rtx")
+    except TensorRTUnavailable:
+        pytest.skip("TensorRT-RTX is not installed")
+    from bdinn.export.cli import main as export
+
+    folder = tmp_path_factory.mktemp("engine")
+    ckpt = save_checkpoint(folder / "tiny.safetensors", perturbed_tiny(), config_name=None, step=1)
+    plan = folder / "tiny.plan"
+    result = CliRunner().invoke(export, [str(ckpt), "--fp16", "--target", "sm89", "-o", str(plan),
+                                         "--cache-dir", str(folder / "cache"), "--opt", "64x64",
+                                         "--max", "256x256"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return plan
+
+
+def test_engine_without_a_gpu_is_one_clear_line(engine, pictures, tmp_path):
+    line = one_line_error(run(engine, pictures / "sky.png", "-o", tmp_path / "o.png"))
+    assert "TensorRT engines need an NVIDIA GPU and driver, and none is usable here" in line
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_engine_for_another_tensorrt_version(engine, pictures, tmp_path):
+    plan = tmp_path / "old.plan"
+    plan.write_bytes(engine.read_bytes())
+    sidecar = json.loads(engine.with_suffix(".plan.json").read_text())
+    sidecar["tensorrt"]["version"] = "1.0.0.1"
+    plan.with_suffix(".plan.json").write_text(json.dumps(sidecar))
+    line = one_line_error(run(plan, pictures / "sky.png", "-o", tmp_path / "o.png"))
+    assert "built with tensorrt-rtx 1.0.0.1 but" in line and "rebuild the engine with bdinn-export" in line
+
+
+def test_plugin_library_that_cannot_load(engine, pictures, tmp_path):
+    broken = tmp_path / "libbroken.so"
+    broken.write_bytes(b"not an ELF file")
+    args = (engine, pictures / "sky.png", "-o", tmp_path / "o.png", "--plugin-library")
+    line = one_line_error(run(*args, broken))
+    assert "libbroken.so: TensorRT could not load this plugin library" in line
+    line = one_line_error(run(*args, tmp_path / "none.so"))
+    assert "none.so: plugin library not found" in line
+
+
+def test_engine_without_sidecar(engine, pictures, tmp_path):
+    plan = tmp_path / "lonely.plan"
+    plan.write_bytes(engine.read_bytes())
+    line = one_line_error(run(plan, pictures / "sky.png", "-o", tmp_path / "o.png"))
+    assert "lonely.plan" in line
+
+
+class TestVideo:
+    av = pytest.importorskip("av", reason="needs the video extra")
+
+    def test_video_round_trip(self, model, tmp_path):
+        from test_video import N, make_video
+
+        source = make_video(tmp_path / "clip.mp4")
+        result = run(model, source, "-o", tmp_path / "clip.mkv", "-q")
+        assert result.exit_code == 0, result.output
+        with self.av.open(str(tmp_path / "clip.mkv")) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.pix_fmt == "yuv420p10le"
+            assert sum(1 for _ in container.decode(stream)) == N
+            assert len(container.streams.audio) == 1
+
+    def test_video_without_video_stream(self, model, tmp_path):
+        from test_video import make_video
+
+        source = make_video(tmp_path / "song.mp4", video=False)
+        line = one_line_error(run(model, source, "-o", tmp_path / "out.mkv"))
+        assert "song.mp4: no video stream; pass a file with video" in line
+        assert not (tmp_path / "out.mkv").exists() and leftovers(tmp_path) == []
+
+    def test_sixteen_bit_video_is_refused(self, model, tmp_path):
+        from test_video import make_video
+
+        source = make_video(tmp_path / "clip.mp4")
+        result = run(model, source, "-o", tmp_path / "out.mkv", "--bit-depth", "16")
+        assert result.exit_code == 2 and "videos are written with 8 or 10 bits" in result.output
