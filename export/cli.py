@@ -80,7 +80,7 @@ def default_cache_dir() -> Path:
     "--timing-cache",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Persistent timing cache file [default: in the engine cache folder].",
+    help="Persistent timing cache (TensorRT; TensorRT-RTX has none) [default: in the cache folder].",
 )
 @click.option(
     "--plugin-library",

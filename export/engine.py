@@ -199,11 +199,14 @@ def _build(trt: Any, onnx_path: Path, settings: EngineSettings, io: str) -> byte
     profile = builder.create_optimization_profile()
     profile.set_shape(network.get_input(0).name, *settings.profile.shapes(io))
     config.add_optimization_profile(profile)
-    cache = _load_timing_cache(config, settings.timing_cache)
+    # TensorRT-RTX times no tactics at build time (it specialises on the GPU at run time), and
+    # its timing-cache calls are deprecated no-ops: use the cache with data-centre TensorRT only.
+    use_cache = settings.timing_cache is not None and not trt.__name__.startswith("tensorrt_rtx")
+    cache = _load_timing_cache(config, settings.timing_cache) if use_cache else None
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
-    if settings.timing_cache is not None:
+    if cache is not None:
         data = bytes(cache.serialize())
         atomic_write(settings.timing_cache, lambda tmp: Path(tmp).write_bytes(data))
     return bytes(plan)
