@@ -8,6 +8,7 @@ atomic: a crash leaves the previous checkpoint intact, never a half-written one.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,13 @@ def write_tensors(
     path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
+
+    def write(tmp: str) -> None:
+        mode = os.stat(tmp).st_mode
+        save_file(contiguous, tmp, metadata=metadata)
+        os.chmod(tmp, mode)  # safetensors recreates the file as 0600; keep the usual permissions
+
+    atomic_write(path, write)
 
 
 def save_checkpoint(

@@ -1,0 +1,144 @@
+"""Whole-network latency of one checkpoint on every backend this machine has, side by side.
+
+Runs in one process on one machine: PyTorch FP32 eager (CPU or GPU), PyTorch FP16 (GPU only),
+ONNX Runtime on the portable GridSample and DeformConv graphs (FP32, and the FP16 GridSample
+graph), and TensorRT FP16 engines (plugin and GridSample graphs) when a GPU and TensorRT are
+present. Each row is `bdinn.runtime.bench.benchmark` on the same frame size. Writes a markdown
+table (and --json); rows that cannot run here say why instead of a number.
+
+    python benchmarks/compare_backends.py [CHECKPOINT] [--size 1080x1920] [-n 5] [--markdown out.md]
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bdinn.runtime import Debander, default_model_path
+from bdinn.runtime.bench import benchmark, parse_size
+
+
+def machine_name() -> str:
+    """CPU model and core count, plus the GPU when PyTorch sees one."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]  # fmt: skip
+        cpu = f"{names[0]} ({len(names)} cores)" if names else cpu
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} + {cpu}"
+    return cpu
+
+
+def candidates(checkpoint: Path, folder: Path) -> list[tuple[str, dict[str, Any] | str]]:
+    """(row name, Debander.open kwargs) for every configuration, or (row name, why it cannot run)."""
+    import torch
+
+    from bdinn.export.onnx_export import export_onnx
+    from bdinn.train.checkpoint import load_checkpoint
+
+    cuda = torch.cuda.is_available()
+    rows: list[tuple[str, dict[str, Any] | str]] = [
+        ("PyTorch FP32 eager (CPU)", {"path": checkpoint, "device": "cpu", "precision": "fp32"}),
+    ]
+    if cuda:
+        rows.append(("PyTorch FP32 eager (GPU)", {"path": checkpoint, "device": "cuda", "precision": "fp32"}))
+        rows.append(("PyTorch FP16 eager (GPU)", {"path": checkpoint, "device": "cuda", "precision": "fp16"}))
+    else:
+        rows.append(("PyTorch FP16 eager", "needs a CUDA GPU"))
+    model, _ = load_checkpoint(checkpoint)
+    for graph, fp16 in (("gridsample", False), ("deformconv", False), ("gridsample", True)):
+        path = export_onnx(model, folder / f"{graph}-{'fp16' if fp16 else 'fp32'}.onnx", graph, fp16).path
+        name = f"ONNX Runtime, {graph} graph {'FP16' if fp16 else 'FP32'}"
+        rows.append((f"{name} ({'GPU' if cuda else 'CPU'})", {"path": path}))
+    rows.extend(tensorrt_rows(checkpoint, folder, cuda))
+    return rows
+
+
+def tensorrt_rows(checkpoint: Path, folder: Path, cuda: bool) -> list[tuple[str, dict[str, Any] | str]]:
+    from bdinn.runtime.tensorrt import TensorRTUnavailable, load_tensorrt
+
+    try:
+        load_tensorrt()
+    except TensorRTUnavailable as exc:
+        return [("TensorRT FP16", f"not installed ({exc})")]
+    if not cuda:
+        return [("TensorRT FP16", "needs an NVIDIA GPU")]
+    from click.testing import CliRunner
+
+    from bdinn.export.cli import main as export
+
+    rows: list[tuple[str, dict[str, Any] | str]] = []
+    for graph in ("plugin", "gridsample"):
+        plan = folder / f"{graph}.plan"
+        result = CliRunner().invoke(export, [str(checkpoint), "--fp16", "--graph", graph, "-o", str(plan)])
+        name = f"TensorRT FP16, {graph} graph"
+        failed = f"build failed: {result.output.strip()}"
+        rows.append((name, {"path": plan} if result.exit_code == 0 else failed))
+    return rows
+
+
+def markdown(results: list[dict[str, Any]], size: tuple[int, int], machine: str) -> str:
+    lines = [
+        f"Machine: {machine}. Frame 1x3x{size[0]}x{size[1]}, latency in ms per frame.",
+        "",
+        "| backend | end to end p50 | p90 | mean | fps | on device p50 | peak GPU memory |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in results:
+        if "error" in row:
+            lines.append(f"| {row['name']} | n/a: {row['error']} | | | | | |")
+            continue
+        e2e, device = row["end_to_end"], row.get("on_device")
+        # Host peak RSS only grows within one process, so per-row memory is reported for GPUs only.
+        memory = f"{row['peak_gpu_memory_mib']} MiB" if "peak_gpu_memory_mib" in row else "–"
+        on_device = f"{device['p50_ms']:.1f}" if device else "–"
+        lines.append(
+            f"| {row['name']} | {e2e['p50_ms']:.1f} | {e2e['p90_ms']:.1f} | {e2e['mean_ms']:.1f} | "
+            f"{e2e['fps']:.2f} | {on_device} | {memory} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.argument("checkpoint", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--size", default="1080x1920", callback=parse_size)
+@click.option("-n", "--iterations", type=click.IntRange(1), default=5)
+@click.option("--warmup", type=click.IntRange(0), default=1)
+@click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def main(
+    checkpoint: Path | None, size: tuple[int, int], iterations: int, warmup: int,
+    markdown_out: Path | None, json_out: Path | None,
+) -> None:  # fmt: skip
+    """Compare backends on CHECKPOINT (default: the bundled model)."""
+    checkpoint = checkpoint or default_model_path("torch")
+    machine = machine_name()
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, spec in candidates(checkpoint, Path(folder)):
+            if isinstance(spec, str):
+                results.append({"name": name, "error": spec})
+                continue
+            click.echo(f"{name} ...", err=True)
+            with Debander.open(**spec) as deband:
+                results.append({"name": name, **benchmark(deband, size, 1, iterations, warmup)})
+    table = markdown(results, size, machine)
+    click.echo(table)
+    if markdown_out:
+        markdown_out.write_text(table)
+    if json_out:
+        report = {"machine": machine, "size": list(size), "results": results}
+        json_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

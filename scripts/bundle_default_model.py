@@ -1,0 +1,42 @@
+"""Turn a training checkpoint into the model bundled with bdinn (runtime/models/).
+
+    python scripts/bundle_default_model.py runs/default/best.safetensors
+
+Writes default.safetensors + default.json (float16 weights, a few MB) for the PyTorch backend
+and default.onnx (the portable GridSample graph, float32, exported from those same float16
+weights) for ONNX Runtime, so both backends serve exactly the same network.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from bdinn.export.onnx_export import export_onnx
+from bdinn.train.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+
+MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=MODELS)
+def main(checkpoint: Path, out: Path) -> None:
+    """Bundle CHECKPOINT as the default model."""
+    model, meta = load_checkpoint(checkpoint)
+    model = model.half().float().eval()  # the float16 weights, which both files then hold
+    extra = {k: meta[k] for k in ("training",) if k in meta}
+    weights = save_checkpoint(
+        out / "default.safetensors", model, config_name=meta.get("config_name"), step=meta.get("step", 0),
+        metrics=meta.get("metrics"), dtype=torch.float16, extra={**extra, "source": checkpoint.name},
+    )  # fmt: skip
+    export = export_onnx(model, out / "default.onnx", graph="gridsample")
+    summary = {"weights": str(weights), "onnx": str(export.path), "meta": read_checkpoint_meta(weights)}
+    click.echo(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

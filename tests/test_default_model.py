@@ -1,0 +1,58 @@
+"""The bundled default model: present, served by every CPU backend alike, and really debanding."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bdinn.runtime import Debander, default_model_path
+from bdinn.runtime.cambi import cambi
+from bdinn.runtime.imageio import from_float, read_image, to_float
+from bdinn.runtime.metrics import psnr
+from bdinn.runtime.run_cli import main as run
+from bdinn.train.degrade import reduce_bit_depth
+
+DATA = Path(__file__).parent / "data"
+MODELS = Path(__file__).parents[1] / "runtime" / "models"
+
+
+@pytest.fixture(scope="module")
+def sky() -> tuple[np.ndarray, np.ndarray]:
+    """(clean, 5-bit banded) sky gradient."""
+    clean = read_image(DATA / "sky-gradient.png")
+    return clean, from_float(reduce_bit_depth(to_float(clean), 5), 8)
+
+
+def test_bundled_files_describe_a_float16_lite_model():
+    meta = json.loads((MODELS / "default.json").read_text())
+    assert meta["format"] == "bdinn-checkpoint/1" and meta["dtype"] == "float16"
+    assert meta["config_name"] == "lite" and meta["step"] > 0
+    assert (MODELS / "default.safetensors").stat().st_size < 8 << 20
+    installed = default_model_path("torch")  # the copy the package serves, wherever it is installed
+    assert installed.read_bytes() == (MODELS / "default.safetensors").read_bytes()
+
+
+def test_default_backend_and_backend_parity(sky):
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    _, banded = sky
+    default = Debander.open()
+    assert default.backend.name == "onnxruntime"  # no GPU here: ONNX Runtime is the fastest CPU path
+    torch_out = Debander.open(backend="torch")(banded, bit_depth=16).astype(np.int64)
+    ort_out = default(banded, bit_depth=16).astype(np.int64)
+    assert np.abs(torch_out - ort_out).max() <= 64  # 1/1024 of full scale: float rounding only
+
+
+def test_it_debands(sky):
+    clean, banded = sky
+    out = Debander.open()(banded)
+    assert psnr(to_float(out), to_float(clean)) > psnr(to_float(banded), to_float(clean)) + 0.5
+    assert cambi(out) < cambi(banded) / 4
+
+
+def test_bdinn_run_without_a_model(sky, tmp_path):
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(run, [str(DATA / "sky-gradient.png"), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert read_image(out).shape == sky[0].shape
