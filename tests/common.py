@@ -16,10 +16,11 @@ TINY = BDINNConfig(
 )
 
 
-def perturbed_tiny(seed: int = 0) -> BDINN:
-    """The tiny network moved well away from its identity start, with rotated/stretched grids."""
+def perturbed_tiny(seed: int = 0, config: BDINNConfig | str = TINY) -> BDINN:
+    """A network (TINY unless told) moved well away from its identity start, with rotated and
+    stretched sampling grids, so that tests compare real computations, not copies of the input."""
     torch.manual_seed(seed)
-    model = build_model(TINY).eval()
+    model = build_model(config).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.01)

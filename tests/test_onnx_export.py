@@ -118,3 +118,16 @@ def test_rejects_unknown_graph(model, tmp_path):
     with pytest.raises(ValueError, match="graph must be one of"):
         export_onnx(model, tmp_path / "x.onnx", graph="tensorflow")
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("graph", ["plugin", "gridsample", "deformconv"])
+def test_paper_configuration_exports_every_graph_with_parity(tmp_path, graph):
+    """The paper-sized network (5.8 M parameters) through every graph, on a small odd input."""
+    model = perturbed_tiny(config="paper")
+    result = export_onnx(model, tmp_path / f"paper-{graph}.onnx", graph)
+    assert onnx.load(result.path).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    y = torch.rand(1, 3, 24, 40, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model(y).numpy()
+    assert np.abs(run(result, y.numpy()) - expected).max() <= 1e-4
