@@ -4,6 +4,7 @@ import importlib.metadata
 import subprocess
 import sys
 import sysconfig
+from pathlib import Path
 
 import pytest
 
@@ -26,10 +27,22 @@ def test_only_the_bdinn_namespace_is_installed():
         for e in importlib.metadata.entry_points(group="console_scripts")
         if e.value.startswith("bdinn.")
     }
-    assert "bdinn-train" in scripts
+    assert {"bdinn-train", "bdinn-export", "bdinn-run", "bdinn-bench", "bdinn-eval"} <= scripts
+    # Every module of the source tree, and the bundled model, made it into the wheel.
+    installed = {"/".join(f.parts) for f in files}
+    root = Path(__file__).parents[1]
+    for folder in ("train", "export", "plugins", "runtime"):
+        for module in (root / folder).rglob("*.py"):
+            assert f"bdinn/{module.relative_to(root)}" in installed, module
+    for name in ("default.safetensors", "default.json", "default.onnx"):
+        assert f"bdinn/runtime/models/{name}" in installed
 
 
 def test_runtime_imports_without_torch():
-    code = "import sys; sys.modules['torch'] = None; import bdinn.runtime.imageio, bdinn.runtime.metrics"
+    code = (
+        "import sys; sys.modules['torch'] = None; import bdinn.runtime, bdinn.runtime.run_cli, "
+        "bdinn.runtime.bench, bdinn.runtime.video, bdinn.runtime.cambi, bdinn.runtime.backends.onnx_backend, "
+        "bdinn.runtime.backends.tensorrt_backend"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
