@@ -171,7 +171,7 @@ def main(
             bar.write(f"Error: {exc}", file=sys.stderr)
     if failures:
         raise click.ClickException(f"{failures} of {len(jobs)} inputs failed (see above)")
-    if not quiet and len(jobs) == 1:
+    if not quiet and len(jobs) == 1 and not jobs[0].is_video:  # videos report their own line
         click.echo(f"{jobs[0].source} -> {jobs[0].target}", err=True)
 
 
