@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from bdinn.runtime import Debander, default_model_path
-from bdinn.runtime.bench import benchmark, parse_size
+from bdinn.runtime.bench import benchmark, parse_frame_size
 
 
 def machine_name() -> str:
@@ -110,7 +110,7 @@ def markdown(results: list[dict[str, Any]], size: tuple[int, int], machine: str)
 
 @click.command()
 @click.argument("checkpoint", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--size", default="1080x1920", callback=parse_size)
+@click.option("--size", default="1080x1920", callback=parse_frame_size)
 @click.option("-n", "--iterations", type=click.IntRange(1), default=5)
 @click.option("--warmup", type=click.IntRange(0), default=1)
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path), default=None)

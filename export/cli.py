@@ -10,18 +10,11 @@ from pathlib import Path
 
 import click
 
+from ..runtime.cli_options import parse_size
 from ..runtime.tensorrt import TensorRTUnavailable
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, preflight
 from .onnx_export import GRAPHS, IO_MODES, export_onnx
-
-
-def parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH, e.g. 1080x1920") from None
-    return height, width
 
 
 def parse_targets(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ import click
 import numpy as np
 
 from .backends import BACKENDS, BackendError
+from .cli_options import parse_size
 from .debander import Debander
 
 
@@ -122,11 +123,9 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH, e.g. 1080x1920") from None
+def parse_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    """HEIGHTxWIDTH of a frame the network accepts (both sides at least 16)."""
+    height, width = parse_size(ctx, param, value)
     if min(height, width) < 16:
         raise click.BadParameter(f"{value}: both sides must be at least 16")
     return height, width
@@ -134,7 +133,7 @@ def parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--size", default="1080x1920", callback=parse_size, help="Frame HEIGHTxWIDTH.")
+@click.option("--size", default="1080x1920", callback=parse_frame_size, help="Frame HEIGHTxWIDTH.")
 @click.option("--batch", type=click.IntRange(1), default=1, help="Frames per call.")
 @click.option("-n", "--iterations", type=click.IntRange(1), default=20, help="Timed calls.")
 @click.option("--warmup", type=click.IntRange(0), default=3, help="Untimed calls first.")
