@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .imageio import to_float
+
 MIN_SIDE = 16
 OUTPUT_DEPTHS = (8, 16)
 
@@ -37,11 +39,10 @@ def split_frame(image: np.ndarray) -> Frame:
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"image is {h}x{w}; bdinn needs at least {MIN_SIDE}x{MIN_SIDE}")
-    scale = np.float32(255 if image.dtype == np.uint8 else 65535)
     channels = image.shape[2]
     rgb = image[:, :, :3] if channels >= 3 else np.repeat(image, 3, axis=2)
     alpha = image[:, :, 3:] if channels == 4 else None
-    return Frame(rgb.astype(np.float32) / scale, alpha, channels == 1)
+    return Frame(to_float(rgb), alpha, channels == 1)
 
 
 def quantise(
