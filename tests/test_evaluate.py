@@ -139,7 +139,7 @@ def test_degradation_names():
 def test_size_and_smooth_mask():
     img = read_image(DATA / "soft-shapes.png")
     assert fit_size(img, (64, 64)).shape == (64, 64, 3)
-    assert fit_size(img, (640, 200)).shape == (200, 640, 3)
+    assert fit_size(img, (200, 640)).shape == (200, 640, 3)
     flat = np.full((32, 32, 3), 90, np.uint8)
     assert smooth_mask(flat).all()
     noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
@@ -177,12 +177,12 @@ def test_cli_end_to_end(clean_dir, tmp_path):
 
     model = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
     out_json, out_md = tmp_path / "report.json", tmp_path / "report.md"
-    args = ["--clean", str(clean_dir), "--degrade", "q5", "--max-images", "1", "--size", "96x64"]
+    args = ["--clean", str(clean_dir), "--degrade", "q5", "--max-images", "1", "--size", "64x96"]
     result = _invoke(str(model), *args, "--no-baselines", "--json", str(out_json), "--markdown", str(out_md))
     assert result.exit_code == 0, result.output
     data = json.loads(out_json.read_text())
     rows = data["results"]["q5"]["rows"]
     # An untrained BDINN is the identity: the model row repeats the input row.
     assert rows["model"]["psnr"] == pytest.approx(rows["input"]["psnr"], abs=0.05)
-    assert data["settings"]["size"] == "96x64" and data["settings"]["model"] == str(model)
+    assert data["settings"]["size"] == "64x96" and data["settings"]["model"] == str(model)
     assert out_md.read_text() in result.output

@@ -1,7 +1,7 @@
 """`bdinn-eval`: a debander against FFmpeg's deband and gradfun, on paired or synthetic banding.
 
     bdinn-eval MODEL --pairs BANDED_DIR CLEAN_DIR
-    bdinn-eval MODEL --clean DIR --degrade q5,blur6,x264,x265,svtav1 --size 1920x1080
+    bdinn-eval MODEL --clean DIR --degrade q5,blur6,x264,x265,svtav1 --size 1080x1920
 
 For every degradation, each banded image is debanded by FFmpeg's `deband` and `gradfun` (FFmpeg's
 defaults and a stronger preset, see bdinn.runtime.ffmpeg_filters) and by the model, and every
@@ -56,6 +56,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..runtime.cambi import cambi
+from ..runtime.cli_options import parse_optional_size
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import atomic_write
 from ..runtime.imageio import ImageError, from_float, read_image, to_float
@@ -125,20 +126,16 @@ def parse_degradations(text: str) -> list[tuple[str, Degradation]]:
     return out
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """ "1920x1080" -> (1920, 1080)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise EvalError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1920x1080") from None
-    if min(width, height) < MIN_SIDE:
-        raise EvalError(f"size {text!r}: both sides must be at least {MIN_SIDE}")
-    return width, height
+def check_size(size: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) from --size, refused when a side is too small to evaluate."""
+    if min(size) < MIN_SIDE:
+        raise EvalError(f"size {size[0]}x{size[1]}: both sides must be at least {MIN_SIDE}")
+    return size
 
 
 def fit_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Scale to cover width x height (area when shrinking, bicubic when enlarging), centre-crop."""
-    width, height = size
+    """Scale to cover (height, width) (area when shrinking, bicubic when enlarging), centre-crop."""
+    height, width = size
     h, w = image.shape[:2]
     scale = max(width / w, height / h)
     if scale != 1:
@@ -407,7 +404,11 @@ def _open_model(model_path: Path | None, bit_depth: int) -> Model:
     "--max-images", type=click.IntRange(min=1), default=None, help="Evaluate a seeded random subset."
 )
 @click.option(
-    "--size", "size_text", default=None, help="With --clean: scale and centre-crop clean pictures to WxH."
+    "--size",
+    "size",
+    default=None,
+    callback=parse_optional_size,
+    help="With --clean: scale and centre-crop clean pictures to HEIGHTxWIDTH, e.g. 1080x1920.",
 )
 @click.option(
     "--bit-depth",
@@ -434,7 +435,7 @@ def main(
     clean_dir: Path | None,
     degrade_text: str,
     max_images: int | None,
-    size_text: str | None,
+    size: tuple[int, int] | None,
     bit_depth: str,
     json_path: Path | None,
     markdown_path: Path | None,
@@ -446,13 +447,13 @@ def main(
     if bool(pairs) == bool(clean_dir):
         raise click.UsageError("give exactly one of --pairs BANDED_DIR CLEAN_DIR and --clean DIR")
     explicit = ctx.get_parameter_source("degrade_text") == click.core.ParameterSource.COMMANDLINE
-    if pairs and (explicit or size_text):
+    if pairs and (explicit or size):
         raise click.UsageError(
             "--degrade and --size go with --clean (prepare --pairs folders at the size you want)"
         )
     try:
         degradations = parse_degradations(degrade_text)
-        size = parse_size(size_text) if size_text else None
+        size = check_size(size) if size else None
     except EvalError as exc:
         raise click.UsageError(str(exc)) from None
     depth = int(bit_depth)
@@ -473,7 +474,7 @@ def main(
         model=str(model) if model else "(bundled model)",
         source={"pairs": [str(p) for p in pairs]} if pairs else {"clean": str(clean_dir)},
         degradations={name: d.id for name, d in degradations} if clean_dir else None,
-        size=size_text,
+        size=f"{size[0]}x{size[1]}" if size else None,
         max_images=max_images,
         seed=seed,
     )
