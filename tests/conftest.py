@@ -1,5 +1,6 @@
 """Shared fixtures: real banded/clean pairs made from the bundled pictures."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,26 @@ import pytest
 from bdinn.runtime.imageio import from_float, read_image, to_float, write_image
 
 DATA = Path(__file__).parent / "data"
+TASKS = Path("/proc/self/task")
+
+
+@pytest.fixture(autouse=True)
+def normal_scheduling() -> None:
+    """Put every thread of the test process back on the normal time-sharing scheduler.
+
+    On the sandboxed machines this project is developed and tested on, the pytest process's main
+    thread was seen switched to SCHED_FIFO priority 99 from outside mid-run (so were the threads
+    it started later). Equal-priority FIFO threads are never time-sliced: spinning OpenMP threads
+    then starve the threads they wait for, which slowed the suite twofold and once hung it.
+    """
+    if not TASKS.is_dir() or not hasattr(os, "sched_setscheduler"):
+        return
+    for task in TASKS.iterdir():
+        try:
+            if os.sched_getscheduler(int(task.name)) != os.SCHED_OTHER:
+                os.sched_setscheduler(int(task.name), os.SCHED_OTHER, os.sched_param(0))
+        except OSError:
+            pass  # the thread ended meanwhile, or the policy is not ours to change
 
 
 @pytest.fixture(scope="session")

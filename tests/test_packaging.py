@@ -36,6 +36,9 @@ def test_only_the_bdinn_namespace_is_installed():
             assert f"bdinn/{module.relative_to(root)}" in installed, module
     for name in ("default.safetensors", "default.json", "default.onnx"):
         assert f"bdinn/runtime/models/{name}" in installed
+    # The kernel and plugin sources, so that users build them where they run.
+    for source in [root / "plugins/CMakeLists.txt", *(root / "plugins").glob("*/*.*")]:
+        assert f"bdinn/{source.relative_to(root)}" in installed, source
 
 
 def test_runtime_imports_without_torch():

@@ -159,7 +159,8 @@ def test_one_instance_serves_several_threads(models, sky):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "caller threads still running after 5 minutes"
     assert not errors and len(results) == 9
     for r in results:
         np.testing.assert_array_equal(r, expected)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,13 @@ class TorchBackend(Backend):
     is built, else the grid_sample formulation; on the CPU the grid_sample formulation, which is
     about 12x faster there than gathering. `infer_tensor` serves torch tensors already on the
     device without a host round trip.
+
+    On the CPU every call runs on one inference thread owned by the backend, whatever thread it
+    comes from. PyTorch's OpenMP runtime gives each calling thread its own team of worker threads
+    (torn down when that thread exits), so callers on a decode and an encode thread would each
+    bring a team onto cores that one team already fills. We also saw three caller threads hang
+    for good when the process ran under SCHED_FIFO: two threads spinning on both cores while the
+    two they waited for were runnable and never ran. One thread keeps one team and queues callers.
     """
 
     name = "torch"
@@ -62,10 +69,17 @@ class TorchBackend(Backend):
         self.device = device
         self.precision = precision
         self.impl = impl
-        self._lock = threading.Lock() if device == "cpu" else None
+        self._cpu_thread = None
+        if device == "cpu":
+            self._cpu_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bdinn-torch-cpu")
 
     def infer_tensor(self, batch: Any) -> Any:
         """A [N, 3, H, W] tensor in [0, 1] on any device -> the debanded tensor, same device/dtype."""
+        if self._cpu_thread is None:
+            return self._forward(batch)
+        return self._cpu_thread.submit(self._forward, batch).result()
+
+    def _forward(self, batch: Any) -> Any:
         torch = self._torch
         dtype = next(self.model.parameters()).dtype
         with torch.inference_mode():
@@ -74,10 +88,7 @@ class TorchBackend(Backend):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         tensor = self._torch.from_numpy(np.ascontiguousarray(batch, np.float32))
-        if self._lock is None:
-            return self.infer_tensor(tensor).numpy()
-        with self._lock:  # CPU: intra-op threads already use every core; queue callers instead
-            return self.infer_tensor(tensor).numpy()
+        return self.infer_tensor(tensor).numpy()
 
     def describe(self) -> dict[str, Any]:
         info = {**super().describe(), "banded_conv": self.impl, "config": self.meta.get("config_name")}
@@ -90,4 +101,6 @@ class TorchBackend(Backend):
             self._torch.cuda.synchronize(self.device)
 
     def close(self) -> None:
+        if self._cpu_thread is not None:
+            self._cpu_thread.shutdown()
         del self.model
