@@ -13,7 +13,8 @@ import platform
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,10 @@ def time_calls(
     return times
 
 
-def device_runner(deband: Debander, shape: tuple[int, int, int, int]) -> tuple[Any, Any, Any]:
-    """(run, wait, peak_memory_mib) for frames already in GPU memory; Nones where there is no GPU path."""
+@contextmanager
+def device_runner(deband: Debander, shape: tuple[int, int, int, int]) -> Iterator[tuple[Any, Any, Any]]:
+    """(run, wait, peak_memory_mib) for frames already in GPU memory, freed on exit; Nones where
+    there is no GPU path."""
     backend = deband.backend
     n, c, h, w = shape
     if backend.name == "torch" and backend.device.startswith("cuda"):
@@ -58,28 +61,36 @@ def device_runner(deband: Debander, shape: tuple[int, int, int, int]) -> tuple[A
 
         frames = torch.rand(shape, device=backend.device)
         torch.cuda.reset_peak_memory_stats(backend.device)
-        return (
+        yield (
             lambda: backend.infer_tensor(frames),
             backend.synchronize,
             lambda: torch.cuda.max_memory_allocated(backend.device) / 2**20,
         )
-    if backend.name == "tensorrt":
-        cudart = backend.cudart
-        itemsize = np.dtype(backend.input_dtype).itemsize
-        out_itemsize = np.dtype(backend.output_dtype).itemsize
-        dev_in = int(cudart.cudaMalloc(c * h * w * itemsize)[1])
-        dev_out = int(cudart.cudaMalloc(c * h * w * out_itemsize)[1])
-        stream = int(cudart.cudaStreamCreate()[1])
+        return
+    if backend.name != "tensorrt":
+        yield None, None, None
+        return
+    cudart = backend.cudart
+    itemsize = np.dtype(backend.input_dtype).itemsize
+    out_itemsize = np.dtype(backend.output_dtype).itemsize
+    dev_in = int(cudart.cudaMalloc(c * h * w * itemsize)[1])
+    dev_out = int(cudart.cudaMalloc(c * h * w * out_itemsize)[1])
+    stream = int(cudart.cudaStreamCreate()[1])
 
-        def run() -> None:
-            for _ in range(n):
-                backend.infer_device(dev_in, dev_out, h, w, stream)
+    def run() -> None:
+        for _ in range(n):
+            backend.infer_device(dev_in, dev_out, h, w, stream)
 
-        def wait() -> None:
-            cudart.cudaStreamSynchronize(stream)
+    def wait() -> None:
+        cudart.cudaStreamSynchronize(stream)
 
-        return run, wait, lambda: backend.describe()["gpu_memory_used_mib"]
-    return None, None, None
+    try:
+        yield run, wait, lambda: backend.describe()["gpu_memory_used_mib"]
+    finally:
+        cudart.cudaStreamSynchronize(stream)
+        cudart.cudaStreamDestroy(stream)
+        cudart.cudaFree(dev_in)
+        cudart.cudaFree(dev_out)
 
 
 def benchmark(
@@ -96,10 +107,10 @@ def benchmark(
     result["end_to_end"] = summarise(
         time_calls(lambda: deband.infer(frames), deband.backend.synchronize, warmup, iterations), batch
     )
-    run, wait, peak = device_runner(deband, shape)
-    if run is not None:
-        result["on_device"] = summarise(time_calls(run, wait, warmup, iterations), batch)
-        result["peak_gpu_memory_mib"] = round(peak())
+    with device_runner(deband, shape) as (run, wait, peak):
+        if run is not None:
+            result["on_device"] = summarise(time_calls(run, wait, warmup, iterations), batch)
+            result["peak_gpu_memory_mib"] = round(peak())
     result["peak_host_memory_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 
