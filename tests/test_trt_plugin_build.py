@@ -70,8 +70,7 @@ def test_cpp_plugin_export_list():
 
 
 def test_cpp_plugin_files_ship_with_the_package():
-    pyproject = (PLUGINS.parent / "pyproject.toml").read_text()
-    assert '"tensorrt/*"' in pyproject  # package data of bdinn.plugins: CMake needs every file here
+    # test_packaging checks that every one of them lands in the installed package.
     assert {p.name for p in TRT_DIR.iterdir() if p.is_file()} >= {
         "CMakeLists.txt", "README.md", "exports.map", PLUGIN_CPP.name, PLUGIN_H.name, "plugin_library.cpp"
     }  # fmt: skip
