@@ -158,6 +158,8 @@ def test_cli_usage_errors(clean_dir, tmp_path):
     assert _invoke().exit_code == 2  # neither --pairs nor --clean
     assert _invoke("--clean", str(clean_dir), "--pairs", str(clean_dir), str(clean_dir)).exit_code == 2
     assert _invoke("--clean", str(clean_dir), "--size", "big").exit_code == 2
+    result = _invoke("--clean", str(clean_dir), "--size", "8x1920")
+    assert result.exit_code == 2 and "both sides must be at least" in result.output
     empty = tmp_path / "empty"
     empty.mkdir()
     result = _invoke("--clean", str(empty))
