@@ -47,12 +47,29 @@ def test_trains_from_paired_folders_and_resumes(tmp_path, tiny_config, paired_di
     assert "stopped at step 4/4" in resumed.output
 
 
+def test_init_default_fine_tunes_the_bundled_model(tmp_path, paired_dirs):
+    """`--init default` takes the bundled weights and their architecture; one tiny step stays close."""
+    data = ["--pairs", *map(str, paired_dirs), "--patch-size", "32", "--stride", "32", "--device", "cpu"]
+    schedule = ["--steps", "1", "--lr", "1e-7", "--warmup", "0"]
+    result = CliRunner().invoke(main, [*data, *schedule, "--init", "default", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "last.json").read_text())
+    assert meta["config_name"] == "lite" and meta["step"] == 1
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["settings"]["init"].endswith("default.safetensors")
+    bundled = load_file(Path(state["settings"]["init"]))
+    tuned = load_file(tmp_path / "last.safetensors")
+    assert max(float((tuned[k] - bundled[k].float()).abs().max()) for k in bundled) < 1e-5
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         ([], "give training data"),
         (["--clean", str(DATA), "--config", "huge"], "neither a configuration"),
         (["--pairs", str(DATA), "/nonexistent"], "does not exist"),
+        (["--clean", str(DATA), "--init", "/nonexistent.safetensors"], "no such checkpoint file"),
+        (["--clean", str(DATA), "--init", "default", "--config", "paper"], "different architecture"),
     ],
 )
 def test_usage_errors(tmp_path, args, message):

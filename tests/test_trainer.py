@@ -85,6 +85,21 @@ def test_resume_refuses_different_settings_or_missing_state(datasets, tmp_path):
         Trainer(settings(), train, val, tmp_path / "empty", resume=True)
 
 
+def test_init_fine_tunes_from_a_checkpoint_with_a_fresh_schedule(datasets, tmp_path):
+    train, val = datasets
+    Trainer(settings(steps=3), train, val, tmp_path / "first").run()
+    source = tmp_path / "first" / "last.safetensors"
+    tuned = Trainer(settings(init=str(source)), train, val, tmp_path / "tuned")
+    assert tuned.step == 0 and not tuned.optimizer.state
+    saved = load_file(source)
+    assert all(torch.equal(saved[k], v) for k, v in tuned.model.state_dict().items())
+    resumed_elsewhere = Trainer(settings(), train, val, tmp_path / "fresh")
+    assert any(not torch.equal(saved[k], v) for k, v in resumed_elsewhere.model.state_dict().items())
+    wider = {**TINY.to_dict(), "growth": [8, 8, 8]}
+    with pytest.raises(TrainingError, match="architecture differs"):
+        Trainer(settings(config=wider, init=str(source)), train, val, tmp_path / "wider")
+
+
 class PoisonedFromEpoch(torch.utils.data.Dataset):
     """Real patches, but from the given epoch on the banded input holds NaN (corrupt data)."""
 

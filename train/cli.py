@@ -9,8 +9,10 @@ from pathlib import Path
 import click
 import torch.distributed as dist
 
+from ..runtime.backends import BackendError
+from ..runtime.debander import default_model_path
 from ..runtime.imageio import ImageError
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, read_checkpoint_meta
 from .data import FullImageDataset, PatchDataset, find_pairs, split_by_source
 from .degrade import prepare_synthetic_pairs
 from .network import CONFIGS, BDINNConfig
@@ -30,6 +32,31 @@ def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
         return BDINNConfig.from_dict(json.loads(path.read_text())), None
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise click.BadParameter(f"{path}: not a BDINN config ({exc})") from None
+
+
+def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[str, BDINNConfig, str | None]:
+    """The checkpoint to fine-tune from, and the architecture it fixes for the run."""
+    path = default_model_path("torch") if value == "default" else Path(value)
+    try:
+        meta = read_checkpoint_meta(path)
+        own = BDINNConfig.from_dict(meta["config"])
+    except (CheckpointError, BackendError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--init") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise click.BadParameter(
+            f"{path}: invalid architecture config ({exc})", param_hint="--init"
+        ) from None
+    if explicit and own != config:
+        raise click.BadParameter(
+            f"{path} holds a different architecture; drop --config to fine-tune it", param_hint="--init"
+        )
+    return str(path), own, meta.get("config_name")
+
+
+def _given(name: str) -> bool:
+    """Whether the user set this option, rather than click filling in its default."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, click.core.ParameterSource.DEFAULT)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -95,6 +122,14 @@ def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
 @click.option("--seed", default=0, type=int)
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--amp", is_flag=True, help="bfloat16 mixed precision (CUDA only).")
+@click.option(
+    "--init",
+    "init_from",
+    default=None,
+    metavar="CHECKPOINT",
+    help="Fine-tune: start from these weights ('default': the bundled model) with a fresh optimiser "
+    "and schedule; the architecture is the checkpoint's.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in OUT exactly where it stopped.")
 @click.option(
     "--stop-at",
@@ -114,6 +149,7 @@ def main(
     variants: int,
     max_side: int,
     cache_dir: Path | None,
+    init_from: str | None,
     resume: bool,
     stop_at: int | None,
     **train_options: object,  # the TrainSettings fields, by the same names
@@ -124,7 +160,12 @@ def main(
             "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR"
         )
     config, config_name = resolve_config(config_value)
-    settings = TrainSettings(config=config.to_dict(), config_name=config_name, **train_options)
+    init_path = None
+    if init_from is not None:
+        init_path, config, config_name = resolve_init(init_from, config, explicit=_given("config_value"))
+    settings = TrainSettings(
+        config=config.to_dict(), config_name=config_name, init=init_path, **train_options
+    )
     seed, device = settings.seed, settings.device
     try:
         ranks = Distributed.from_env()

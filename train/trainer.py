@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..runtime.metrics import psnr, ssim
-from .checkpoint import save_checkpoint, write_json, write_tensors
+from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_tensors
 from .losses import debanding_loss
 from .network import BDINN, BDINNConfig
 
@@ -54,6 +54,7 @@ class TrainSettings:
     seed: int = 0
     amp: bool = False  # bfloat16 autocast on CUDA
     device: str = "auto"
+    init: str | None = None  # checkpoint whose weights a new run starts from (fine-tuning)
 
 
 def cosine_lr(step: int, total: int, base: float, floor: float, warmup: int = 0) -> float:
@@ -144,6 +145,8 @@ class Trainer:
         self.best_psnr = -math.inf
         if resume:
             self._load_state()
+        elif s.init is not None:
+            self._load_init_weights(Path(s.init))
         self.net: torch.nn.Module = self.model
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -202,6 +205,15 @@ class Trainer:
         self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         self.step = int(meta["step"])
         self.best_psnr = meta["best_psnr"] if meta["best_psnr"] is not None else -math.inf
+
+    def _load_init_weights(self, path: Path) -> None:
+        """Fine-tuning: the weights of a finished run, with a fresh optimiser and schedule."""
+        source, _ = load_checkpoint(path)
+        if source.config != self.model.config:
+            raise TrainingError(
+                f"{path}: its architecture differs from this run's config (drop --config to use its own)"
+            )
+        self.model.load_state_dict(source.state_dict())
 
     # ---------------------------------------------------------------- loop
     def _batch(self, step: int, cache: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
