@@ -145,15 +145,22 @@ def to_float(img: np.ndarray) -> np.ndarray:
     raise TypeError(f"expected a uint8 or uint16 image, got {img.dtype}")
 
 
-def from_float(arr: np.ndarray, bit_depth: int) -> np.ndarray:
+def from_float(arr: np.ndarray, bit_depth: int, dither: np.random.Generator | None = None) -> np.ndarray:
     """float in [0, 1] -> uint8 (bit_depth 8) or uint16 (16), rounded to nearest and clipped.
 
     NaN becomes 0, so a diverged network gives black pixels rather than undefined integers.
+    With a generator, triangular (TPDF) dither of +-1 LSB is added first: a debanded gradient
+    rounded back to 8 bits can band again, and dither turns those steps into fine noise.
+    float32 frames are computed in float32 (half float64's memory at 1080p); others in float64.
     """
     if bit_depth not in (8, 16):
         raise ValueError(f"bit depth must be 8 or 16, got {bit_depth}")
-    top = 255.0 if bit_depth == 8 else 65535.0
-    scaled = np.nan_to_num(np.asarray(arr, np.float64), nan=0.0) * top
+    arr = np.asarray(arr)
+    kind = np.float32 if arr.dtype == np.float32 else np.float64
+    top = kind(255 if bit_depth == 8 else 65535)
+    scaled = np.nan_to_num(arr.astype(kind, copy=False), nan=0.0) * top
+    if dither is not None:
+        scaled += dither.random(scaled.shape, kind) - dither.random(scaled.shape, kind)
     return np.clip(np.rint(scaled), 0, top).astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 

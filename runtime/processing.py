@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .imageio import to_float
+from .imageio import from_float, to_float
 
 MIN_SIDE = 16
-OUTPUT_DEPTHS = (8, 16)
 
 
 @dataclass(frozen=True)
@@ -45,37 +44,20 @@ def split_frame(image: np.ndarray) -> Frame:
     return Frame(to_float(rgb), alpha, channels == 1)
 
 
-def quantise(
-    rgb: np.ndarray, bit_depth: int, dither: bool = False, rng: np.random.Generator | None = None
-) -> np.ndarray:
-    """Float [0, 1] -> uint8/uint16, rounded; optional triangular (TPDF) dither of +-1 LSB.
-
-    A debanded gradient quantised back to 8 bits can band again; TPDF dither decorrelates the
-    rounding error from the signal, so the steps become fine noise instead of contours.
-    """
-    if bit_depth not in OUTPUT_DEPTHS:
-        raise ValueError(f"bit depth must be 8 or 16, got {bit_depth}")
-    top = np.float32(255 if bit_depth == 8 else 65535)
-    scaled = np.nan_to_num(rgb, nan=0.0).astype(np.float32) * top
-    if dither:
-        rng = rng or np.random.default_rng()
-        scaled += rng.random(scaled.shape, np.float32) - rng.random(scaled.shape, np.float32)
-    return np.clip(np.rint(scaled), 0, top).astype(np.uint8 if bit_depth == 8 else np.uint16)
-
-
 def join_frame(
     frame: Frame, rgb: np.ndarray, bit_depth: int, dither: bool, rng: np.random.Generator
 ) -> np.ndarray:
     """The output in the input's layout: gray back to one channel, alpha re-attached (rescaled
     only if the output depth differs from the input's)."""
-    out = quantise(rgb.mean(axis=2, keepdims=True) if frame.gray else rgb, bit_depth, dither, rng)
+    colour = rgb.mean(axis=2, keepdims=True) if frame.gray else rgb
+    out = from_float(colour, bit_depth, rng if dither else None)
     if frame.gray:
         return out[:, :, 0]
     if frame.alpha is None:
         return out
     alpha = frame.alpha
     if alpha.dtype != out.dtype:
-        alpha = quantise(alpha.astype(np.float32) / np.float32(np.iinfo(alpha.dtype).max), bit_depth)
+        alpha = from_float(alpha.astype(np.float32) / np.float32(np.iinfo(alpha.dtype).max), bit_depth)
     return np.concatenate((out, alpha), axis=2)
 
 

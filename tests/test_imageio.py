@@ -127,6 +127,7 @@ def test_float_conversions():
     assert from_float(np.array([0.5, 1 / 65535 * 0.49]), 16).tolist() == [32768, 0]
     levels = np.arange(65536, dtype=np.uint16)
     assert np.array_equal(from_float(to_float(levels), 16), levels)  # every 16-bit level survives
+    assert np.array_equal(from_float(to_float(levels).astype(np.float64), 16), levels)
     with pytest.raises(ValueError, match="8 or 16"):
         from_float(np.zeros(1), 10)
     with pytest.raises(TypeError):

@@ -9,8 +9,7 @@ import torch
 from common import perturbed_tiny
 
 from bdinn.runtime import BackendError, Debander
-from bdinn.runtime.imageio import read_image, write_image
-from bdinn.runtime.processing import quantise
+from bdinn.runtime.imageio import from_float, read_image, write_image
 from bdinn.train.checkpoint import save_checkpoint
 
 DATA = Path(__file__).parent / "data"
@@ -69,7 +68,7 @@ def test_matches_the_network_directly(models, sky):
     model = perturbed_tiny()
     with torch.no_grad():
         expected = model(torch.from_numpy(sky.astype(np.float32).transpose(2, 0, 1)[None] / 255))[0]
-    expected = quantise(expected.numpy().transpose(1, 2, 0), 16)
+    expected = from_float(expected.numpy().transpose(1, 2, 0), 16)
     out = Debander.open(models["torch"])(sky, bit_depth=16)
     assert out.dtype == np.uint16
     assert np.abs(out.astype(int) - expected.astype(int)).max() <= 8  # 8/65535: float rounding only
@@ -126,8 +125,8 @@ def test_sixteen_bit_png_round_trip_is_bit_exact(models, sky, tmp_path):
 
 def test_dither_breaks_up_steps_but_keeps_the_mean():
     ramp = np.tile(np.linspace(0.2, 0.21, 256, dtype=np.float32), (64, 1))[:, :, None].repeat(3, 2)
-    plain = quantise(ramp, 8)
-    dithered = quantise(ramp, 8, dither=True, rng=np.random.default_rng(0))
+    plain = from_float(ramp, 8)
+    dithered = from_float(ramp, 8, dither=np.random.default_rng(0))
     assert np.abs(dithered.astype(int) - plain.astype(int)).max() == 1
     # Plain rounding makes a few wide flat bands; dither makes the column means follow the ramp.
     error_plain = np.abs(plain.mean(axis=(0, 2)) / 255 - ramp[0, :, 0]).mean()
