@@ -93,8 +93,8 @@ def test_init_fine_tunes_from_a_checkpoint_with_a_fresh_schedule(datasets, tmp_p
     assert tuned.step == 0 and not tuned.optimizer.state
     saved = load_file(source)
     assert all(torch.equal(saved[k], v) for k, v in tuned.model.state_dict().items())
-    resumed_elsewhere = Trainer(settings(), train, val, tmp_path / "fresh")
-    assert any(not torch.equal(saved[k], v) for k, v in resumed_elsewhere.model.state_dict().items())
+    fresh = Trainer(settings(), train, val, tmp_path / "fresh")
+    assert any(not torch.equal(saved[k], v) for k, v in fresh.model.state_dict().items())
     wider = {**TINY.to_dict(), "growth": [8, 8, 8]}
     with pytest.raises(TrainingError, match="architecture differs"):
         Trainer(settings(config=wider, init=str(source)), train, val, tmp_path / "wider")

@@ -95,14 +95,22 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def read_checkpoint_config(path: Path) -> tuple[BDINNConfig, dict[str, Any]]:
+    """The architecture a checkpoint's sidecar describes, and the sidecar; weights are not read."""
+    meta = read_checkpoint_meta(path)
+    try:
+        return BDINNConfig.from_dict(meta["config"]), meta
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{sidecar_path(path)}: invalid architecture config ({exc})") from None
+
+
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[BDINN, dict[str, Any]]:
     """Build the network the sidecar describes and load its weights (as float32)."""
     path = Path(path)
-    meta = read_checkpoint_meta(path)
+    config, meta = read_checkpoint_config(path)
     try:
-        config = BDINNConfig.from_dict(meta["config"])
         model = BDINN(config)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{sidecar_path(path)}: invalid architecture config ({exc})") from None
     try:
         state = load_file(str(path), device="cpu")

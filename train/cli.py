@@ -12,7 +12,7 @@ import torch.distributed as dist
 from ..runtime.backends import BackendError
 from ..runtime.debander import default_model_path
 from ..runtime.imageio import ImageError
-from .checkpoint import CheckpointError, read_checkpoint_meta
+from .checkpoint import CheckpointError, read_checkpoint_config
 from .data import FullImageDataset, PatchDataset, find_pairs, split_by_source
 from .degrade import prepare_synthetic_pairs
 from .network import CONFIGS, BDINNConfig
@@ -36,27 +36,16 @@ def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
 
 def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[str, BDINNConfig, str | None]:
     """The checkpoint to fine-tune from, and the architecture it fixes for the run."""
-    path = default_model_path("torch") if value == "default" else Path(value)
     try:
-        meta = read_checkpoint_meta(path)
-        own = BDINNConfig.from_dict(meta["config"])
+        path = default_model_path("torch") if value == "default" else Path(value)
+        own, meta = read_checkpoint_config(path)
     except (CheckpointError, BackendError) as exc:
         raise click.BadParameter(str(exc), param_hint="--init") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise click.BadParameter(
-            f"{path}: invalid architecture config ({exc})", param_hint="--init"
-        ) from None
     if explicit and own != config:
         raise click.BadParameter(
             f"{path} holds a different architecture; drop --config to fine-tune it", param_hint="--init"
         )
     return str(path), own, meta.get("config_name")
-
-
-def _given(name: str) -> bool:
-    """Whether the user set this option, rather than click filling in its default."""
-    source = click.get_current_context().get_parameter_source(name)
-    return source not in (None, click.core.ParameterSource.DEFAULT)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -162,7 +151,9 @@ def main(
     config, config_name = resolve_config(config_value)
     init_path = None
     if init_from is not None:
-        init_path, config, config_name = resolve_init(init_from, config, explicit=_given("config_value"))
+        source = click.get_current_context().get_parameter_source("config_value")
+        explicit = source == click.core.ParameterSource.COMMANDLINE
+        init_path, config, config_name = resolve_init(init_from, config, explicit=explicit)
     settings = TrainSettings(
         config=config.to_dict(), config_name=config_name, init=init_path, **train_options
     )
