@@ -1,7 +1,10 @@
 """How the banded deformable convolution is spelled in ONNX, for each graph the exporter makes.
 
 - plugin graph: one `bdinn::BandedDeformConv2d` node per layer (the TensorRT plugin's op). The
-  exporter needs an ONNX schema for domain `bdinn` before onnxscript will emit the node.
+  exporter needs an ONNX schema for domain `bdinn` before onnxscript will emit the node. The node
+  also carries `plugin_namespace="bdinn"`: older TensorRT ONNX parsers find a plugin's namespace
+  only in that attribute (the convention TensorRT's plugin samples document); TensorRT-RTX's
+  parser uses the node's domain, and passes on no attribute the creator does not declare.
 - deformconv graph: ONNX `DeformConv` (opset 19) fed with per-tap offsets that ordinary ops
   compute from the geometry; TensorRT maps it to its built-in DCN plugin, ONNX Runtime runs it.
 - gridsample graph: needs nothing here; `grid_sample` exports as ONNX GridSample.
@@ -15,6 +18,7 @@ from typing import Any
 import onnxscript
 import torch
 from onnx.defs import OpSchema, register_schema
+from onnx.helper import make_attribute
 from onnxscript import opset19 as op
 
 from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
@@ -40,7 +44,9 @@ def register_onnx_schema() -> None:
         outputs=[param("Y", "T")],
         type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "float32 or float16, one for all")],
         attributes=[OpSchema.Attribute(name, OpSchema.AttrType.INT, "") for name in
-                    ("kernel_h", "kernel_w", "dilation_h", "dilation_w")],
+                    ("kernel_h", "kernel_w", "dilation_h", "dilation_w")]
+        + [OpSchema.Attribute("plugin_namespace", make_attribute("plugin_namespace", PLUGIN_NAMESPACE),
+                              "TensorRT plugin namespace, for ONNX parsers that read it from here")],
     )  # fmt: skip
     register_schema(schema)
 
@@ -51,6 +57,7 @@ def plugin_node(x: Any, geometry: Any, weight: Any, bias: Any, dilation_h: int, 
     return BDINN_OPSET.BandedDeformConv2d(
         x, geometry, weight, bias,
         kernel_h=kernel_h, kernel_w=kernel_w, dilation_h=dilation_h, dilation_w=dilation_w,
+        plugin_namespace=PLUGIN_NAMESPACE,
     )  # fmt: skip
 
 

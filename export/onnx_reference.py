@@ -62,6 +62,7 @@ class BandedDeformConv2d(OpRun):
         kernel_w: int | None = None,
         dilation_h: int = 1,
         dilation_w: int = 1,
+        plugin_namespace: str | None = None,
     ) -> tuple[np.ndarray]:
         if (kernel_h, kernel_w) != weight.shape[2:]:
             raise ValueError(f"kernel attributes {kernel_h}x{kernel_w} disagree with weight {weight.shape}")

@@ -67,8 +67,9 @@ def test_graph_structure(exported, graph):
     if graph == "plugin":
         node = next(n for n in proto.graph.node if n.op_type == "BandedDeformConv2d")
         assert node.domain == "bdinn"
-        attrs = {a.name: a.i for a in node.attribute}
-        assert attrs == {"kernel_h": 3, "kernel_w": 5, "dilation_h": 1, "dilation_w": 1}
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        kernel = {"kernel_h": 3, "kernel_w": 5, "dilation_h": 1, "dilation_w": 1}
+        assert attrs == {**kernel, "plugin_namespace": b"bdinn"}  # older TensorRT parsers read it
 
 
 @pytest.mark.parametrize("graph", ["plugin", "gridsample", "deformconv"])
