@@ -101,12 +101,13 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
     return img
 
 
-def read_image(path: str | os.PathLike, keep_alpha: bool = False) -> np.ndarray:
+def read_image(path: str | os.PathLike, keep_alpha: bool = False, keep_gray: bool = False) -> np.ndarray:
     """H x W x 3 RGB, or H x W x 4 RGBA with keep_alpha, as uint8 or uint16 like the file.
 
-    Grayscale is repeated into three channels, palettes are expanded, alpha is dropped (not
-    composited) unless keep_alpha, in which case images without alpha get an opaque one. The EXIF
-    orientation is applied as viewers do, except to files that keep an alpha channel under
+    Grayscale is repeated into three channels, unless keep_gray, which returns a gray file without
+    alpha as H x W so that it can be written back as gray. Palettes are expanded, alpha is dropped
+    (not composited) unless keep_alpha, in which case images without alpha get an opaque one. The
+    EXIF orientation is applied as viewers do, except to files that keep an alpha channel under
     keep_alpha (OpenCV applies it only when it may drop alpha).
     """
     path = Path(path)
@@ -121,6 +122,8 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False) -> np.ndarray:
     if img.ndim == 2:
         img = img[:, :, None]
     channels = img.shape[2]
+    if channels == 1 and keep_gray:
+        return np.ascontiguousarray(img[:, :, 0])
     if channels == 1:
         rgb, alpha = np.repeat(img, 3, axis=2), None
     elif channels == 2:  # gray + alpha

@@ -162,7 +162,7 @@ def main(
             if job.is_video:
                 run_video(deband, job, depth, dither, codec, crf, force, quiet)
             else:
-                image = read_image(job.source, keep_alpha=True)
+                image = read_image(job.source, keep_alpha=True, keep_gray=True)
                 write_image(job.target, deband(_drop_opaque_alpha(image), bit_depth=depth, dither=dither))
         except (ImageError, BackendError, ValueError) as exc:
             if len(jobs) == 1:
@@ -177,7 +177,7 @@ def main(
 
 def _drop_opaque_alpha(image: np.ndarray) -> np.ndarray:
     """read_image(keep_alpha=True) gives RGB files an opaque alpha; write those back as RGB."""
-    if image.shape[2] == 4 and (image[:, :, 3] == np.iinfo(image.dtype).max).all():
+    if image.ndim == 3 and image.shape[2] == 4 and (image[:, :, 3] == np.iinfo(image.dtype).max).all():
         return image[:, :, :3]
     return image
 

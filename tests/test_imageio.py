@@ -41,6 +41,7 @@ def test_gray_rgba_and_palette_are_converted(tmp_path):
     back = read_image(tmp_path / "g16.png")
     assert back.shape == (20, 30, 3) and back.dtype == np.uint16
     assert all(np.array_equal(back[..., c], gray16) for c in range(3))
+    assert np.array_equal(read_image(tmp_path / "g16.png", keep_alpha=True, keep_gray=True), gray16)
     gray8 = rng.integers(0, 256, (20, 30, 1), dtype=np.uint8)
     write_image(tmp_path / "g8.png", gray8)
     assert np.array_equal(read_image(tmp_path / "g8.png", keep_alpha=True)[..., 3], np.full((20, 30), 255))

@@ -3,11 +3,13 @@
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from common import perturbed_tiny
 
+from bdinn.runtime.debander import Debander
 from bdinn.runtime.imageio import read_image, write_image
 from bdinn.runtime.run_cli import main
 from bdinn.train.checkpoint import save_checkpoint
@@ -63,6 +65,20 @@ def test_sixteen_bit_output_and_alpha(model, pictures, tmp_path):
     source = read_image(pictures / "shapes.png", keep_alpha=True)
     assert out.dtype == np.uint16 and out.shape == (64, 96, 4)
     np.testing.assert_array_equal(out[:, :, 3], source[:, :, 3].astype(np.uint16) * 257)
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_gray_picture_stays_gray(model, pictures, tmp_path, depth):
+    """A one-channel file comes back as one channel, as the Python API returns it."""
+    gray = read_image(pictures / "sky.png").mean(axis=2).astype(np.uint8)
+    if depth == 16:
+        gray = gray.astype(np.uint16) * 257
+    write_image(tmp_path / "gray.png", gray)
+    result = run(model, tmp_path / "gray.png", "-o", tmp_path / "o.png", "-q")
+    assert result.exit_code == 0, result.output
+    out = cv2.imread(str(tmp_path / "o.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == gray.shape and out.dtype == gray.dtype
+    np.testing.assert_array_equal(out, Debander.open(model)(gray))
 
 
 def test_folder_and_glob_to_an_output_folder(model, pictures, tmp_path):
