@@ -1,4 +1,4 @@
-"""`bdinn-export CHECKPOINT --fp16 -o model.plan`: checkpoint to ONNX to a TensorRT engine."""
+"""`bdinn-export [CHECKPOINT] --fp16 -o model.plan`: checkpoint to ONNX to a TensorRT engine."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
+from ..runtime.backends.base import BackendError
 from ..runtime.cli_options import parse_size
+from ..runtime.debander import default_model_path
 from ..runtime.tensorrt import TensorRTUnavailable
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, preflight
@@ -33,13 +35,14 @@ def default_cache_dir() -> Path:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Plan (or .onnx with --onnx-only) [default: beside the checkpoint].",
+    help="Plan (or .onnx with --onnx-only) [default: beside the checkpoint; for the bundled model, "
+    "bdinn-default-GRAPH-PRECISION.plan here].",
 )
 @click.option("--fp16", is_flag=True, help="Float16 graph and engine (sampling coordinates stay float32).")
 @click.option(
@@ -90,7 +93,7 @@ def default_cache_dir() -> Path:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def main(
-    checkpoint: Path,
+    checkpoint: Path | None,
     output: Path | None,
     fp16: bool,
     graph: str,
@@ -108,10 +111,19 @@ def main(
     cache_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Export a bdinn checkpoint (NAME.safetensors + NAME.json) to ONNX and a TensorRT engine."""
+    """Export a bdinn checkpoint (NAME.safetensors + NAME.json), or without one the bundled
+    default model, to ONNX and a TensorRT engine."""
     precision = "fp16" if fp16 else "fp32"
     say = click.echo if not as_json else (lambda text: click.echo(text, err=True))
-    stem = checkpoint.with_suffix("")
+    if checkpoint is None:  # the bundled model lives in site-packages: write beside the user instead
+        try:
+            checkpoint = default_model_path("torch")
+        except BackendError as exc:
+            click.echo(f"bdinn-export: error: {exc}", err=True)
+            sys.exit(1)
+        stem = Path(f"bdinn-{checkpoint.stem}")
+    else:
+        stem = checkpoint.with_suffix("")
     output = output or Path(f"{stem}-{graph}-{precision}{'.onnx' if onnx_only else '.plan'}")
     onnx_path = output if onnx_only else output.with_suffix(".onnx")
     cache_dir = cache_dir or default_cache_dir()

@@ -8,9 +8,12 @@ from click.testing import CliRunner
 
 pytest.importorskip("onnx", reason="needs the onnx extra")
 
+import onnx
+
 from bdinn.export.cli import main
+from bdinn.runtime.debander import default_model_path
 from bdinn.runtime.tensorrt import TensorRTUnavailable, load_tensorrt
-from bdinn.train.checkpoint import save_checkpoint
+from bdinn.train.checkpoint import load_checkpoint, save_checkpoint
 from bdinn.train.network import BandedDeformConv2d, build_model
 
 try:
@@ -90,6 +93,22 @@ def test_onnx_only(checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 10_000
     assert json.loads(result.stdout)["op_counts"]["GridSample"] == BANDED_CONVS
+
+
+def test_without_a_checkpoint_exports_the_bundled_model_here(tmp_path, monkeypatch):
+    """`bdinn-export --fp16` (what the runtime tells users to run) exports the bundled model
+    into the working folder, never into the installed package."""
+    bundled = default_model_path("torch")
+    before = sorted(p.name for p in bundled.parent.iterdir())
+    monkeypatch.chdir(tmp_path)
+    result = export("--fp16", "--onnx-only")
+    assert result.exit_code == 0, result.output
+    step = load_checkpoint(bundled)[1]["step"]
+    assert f"checkpoint: {bundled} (lite configuration, step {step})" in result.output
+    proto = onnx.load(tmp_path / "bdinn-default-plugin-fp16.onnx")
+    assert sum(n.op_type == "BandedDeformConv2d" for n in proto.graph.node) == BANDED_CONVS
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert sorted(p.name for p in bundled.parent.iterdir()) == before
 
 
 @pytest.mark.parametrize(
