@@ -115,24 +115,20 @@ def main(
     default model, to ONNX and a TensorRT engine."""
     precision = "fp16" if fp16 else "fp32"
     say = click.echo if not as_json else (lambda text: click.echo(text, err=True))
-    if checkpoint is None:  # the bundled model lives in site-packages: write beside the user instead
-        try:
-            checkpoint = default_model_path("torch")
-        except BackendError as exc:
-            click.echo(f"bdinn-export: error: {exc}", err=True)
-            sys.exit(1)
-        stem = Path(f"bdinn-{checkpoint.stem}")
-    else:
-        stem = checkpoint.with_suffix("")
-    output = output or Path(f"{stem}-{graph}-{precision}{'.onnx' if onnx_only else '.plan'}")
-    onnx_path = output if onnx_only else output.with_suffix(".onnx")
-    cache_dir = cache_dir or default_cache_dir()
-    settings = EngineSettings(
-        profile=Profile(min_size, opt_size, max_size), targets=targets, optimization_level=opt_level,
-        workspace_mb=workspace_mb, timing_cache=timing_cache or cache_dir / "timing.cache",
-        plugin_library=plugin_library, serialize_plugin=serialize_plugin, cache_dir=cache_dir,
-    )  # fmt: skip
     try:
+        if checkpoint is None:  # the bundled model lives in site-packages: write beside the user
+            checkpoint = default_model_path("torch")
+            stem = Path(f"bdinn-{checkpoint.stem}")
+        else:
+            stem = checkpoint.with_suffix("")
+        output = output or Path(f"{stem}-{graph}-{precision}{'.onnx' if onnx_only else '.plan'}")
+        onnx_path = output if onnx_only else output.with_suffix(".onnx")
+        cache_dir = cache_dir or default_cache_dir()
+        settings = EngineSettings(
+            profile=Profile(min_size, opt_size, max_size), targets=targets, optimization_level=opt_level,
+            workspace_mb=workspace_mb, timing_cache=timing_cache or cache_dir / "timing.cache",
+            plugin_library=plugin_library, serialize_plugin=serialize_plugin, cache_dir=cache_dir,
+        )  # fmt: skip
         if onnx_only:
             settings.profile.check()
         else:
@@ -160,7 +156,7 @@ def main(
             summary.update({"plan": str(output), "sidecar": str(output) + ".json",
                             "build_seconds": built["build_seconds"], "from_cache": built["from_cache"],
                             "tensorrt": built["tensorrt"], "targets": list(targets)})  # fmt: skip
-    except (CheckpointError, EngineError, TensorRTUnavailable, OSError, ValueError) as exc:
+    except (BackendError, CheckpointError, EngineError, TensorRTUnavailable, OSError, ValueError) as exc:
         click.echo(f"bdinn-export: error: {exc}", err=True)
         sys.exit(1)
     if as_json:
