@@ -84,4 +84,6 @@ def test_cuda_op_inside_full_network_at_1080p():
             m.impl = "reference"
     y = torch.rand(1, 3, 1080, 1920, device="cuda")
     with torch.no_grad():
-        assert (fast(y) - reference(y)).abs().max() < 1e-3
+        err = (fast(y) - reference(y)).abs().max().item()
+    print(f"paper network at 1080p, CUDA kernels vs reference: max abs difference {err:.2e}")
+    assert err < 1e-3
