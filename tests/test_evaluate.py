@@ -180,11 +180,29 @@ def test_cli_end_to_end(clean_dir, tmp_path):
     model = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
     out_json, out_md = tmp_path / "report.json", tmp_path / "report.md"
     args = ["--clean", str(clean_dir), "--degrade", "q5", "--max-images", "1", "--size", "64x96"]
-    result = _invoke(str(model), *args, "--no-baselines", "--json", str(out_json), "--markdown", str(out_md))
+    result = _invoke(
+        str(model), *args, "--no-baselines", "--device", "cpu", "--precision", "fp32",
+        "--json", str(out_json), "--markdown", str(out_md),
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     data = json.loads(out_json.read_text())
+    runs_on = data["settings"]["runs_on"]
+    assert (runs_on["backend"], runs_on["device"], runs_on["precision"]) == ("torch", "cpu", "fp32")
     rows = data["results"]["q5"]["rows"]
     # An untrained BDINN is the identity: the model row repeats the input row.
     assert rows["model"]["psnr"] == pytest.approx(rows["input"]["psnr"], abs=0.05)
     assert data["settings"]["size"] == "64x96" and data["settings"]["model"] == str(model)
     assert out_md.read_text() in result.output
+
+
+def test_cli_fp16_on_the_cpu_is_one_clear_error(clean_dir, tmp_path):
+    from common import TINY
+
+    from bdinn.train.checkpoint import save_checkpoint
+    from bdinn.train.network import BDINN
+
+    model = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
+    args = ["--clean", str(clean_dir), "--degrade", "q5", "--max-images", "1", "--size", "64x96"]
+    result = _invoke(str(model), *args, "--no-baselines", "--device", "cpu", "--precision", "fp16")
+    assert result.exit_code == 1
+    assert "fp16 runs on CUDA only" in result.output and "Traceback" not in result.output

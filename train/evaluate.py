@@ -368,15 +368,18 @@ def _write(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def _open_model(model_path: Path | None, bit_depth: int) -> Model:
+def _open_model(
+    model_path: Path | None, bit_depth: int, device: str | None, precision: str | None
+) -> tuple[Model, dict[str, Any]]:
+    """The model as a frame callable, and what runs it (backend, device, precision) for the report."""
     try:
         from ..runtime import Debander
     except ImportError as exc:
         raise click.ClickException(
             f"cannot load models here: bdinn.runtime.Debander is missing ({exc})"
         ) from None
-    deb = Debander.open(model_path)
-    return lambda image: deb(image, bit_depth=bit_depth)
+    deb = Debander.open(model_path, device=device, precision=precision)
+    return (lambda image: deb(image, bit_depth=bit_depth)), deb.describe()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -427,6 +430,13 @@ def _open_model(model_path: Path | None, bit_depth: int) -> Model:
 )
 @click.option("--no-baselines", is_flag=True, help="Skip FFmpeg's deband and gradfun.")
 @click.option("--seed", default=0, type=int, help="Seed of the --max-images subset.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N [default: a GPU when there is one].")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16"]),
+    default=None,
+    help="Checkpoints only, e.g. to measure what FP16 costs [default: as bdinn-run].",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -441,6 +451,8 @@ def main(
     markdown_path: Path | None,
     no_baselines: bool,
     seed: int,
+    device: str | None,
+    precision: str | None,
 ) -> None:
     """Score MODEL (a .plan, .onnx or .safetensors file; omitted: the bundled model) against
     FFmpeg's deband and gradfun: PSNR, SSIM, smooth-region PSNR and CAMBI per degradation."""
@@ -463,7 +475,7 @@ def main(
         else:
             assert clean_dir is not None
             total, found = pairs_from_clean(clean_dir, degradations, max_images, size, seed)
-        debander = _open_model(model, depth)
+        debander, runs_on = _open_model(model, depth, device, precision)
         report = evaluate(
             debander, found, baselines=not no_baselines, bit_depth=depth, total=total, progress=True
         )
@@ -477,6 +489,7 @@ def main(
         size=f"{size[0]}x{size[1]}" if size else None,
         max_images=max_images,
         seed=seed,
+        runs_on=runs_on,
     )
     table = to_markdown(report)
     click.echo(table, nl=False)
