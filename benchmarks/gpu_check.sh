@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Everything bdinn needs a GPU for, in one run on a GPU machine, most important first:
+#   1. build the CUDA kernels for this GPU and run the GPU tests (kernels against the reference,
+#      the torch op inside the paper network at 1080p, the runtime on the GPU), printing the
+#      measured errors;
+#   2. the banded-convolution kernel benchmark (FP16 and FP32);
+#   3. bdinn-bench at 1x3x1080x1920: bundled `lite` and an untrained `paper` network, FP32 and
+#      FP16, our CUDA kernels against the grid_sample formulation;
+#   4. FP16 against FP32 with bdinn-eval on held-out pictures (when CLEAN_DIR is given);
+#   5. benchmarks/compare_backends.py (PyTorch, ONNX Runtime, TensorRT when installed).
+# Steps past BUDGET_S seconds are skipped, so a time-limited lease still returns the first ones.
+# Logs, JSON and a summary land in $OUT (default /tmp/bdinn-gpu-check).
+#
+#   bash benchmarks/gpu_check.sh [CLEAN_DIR]
+set -u
+clean_dir=${1:-}
+OUT=${OUT:-/tmp/bdinn-gpu-check}
+BUDGET_S=${BUDGET_S:-420}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+# Build for the GPU at hand only (e.g. 90-real): a minute less than every architecture.
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d .)
+[[ -n $cc ]] && export CUDAARCHS=${CUDAARCHS:-$cc-real}
+export BDINN_PLUGIN_BUILD_DIR=${BDINN_PLUGIN_BUILD_DIR:-/tmp/bdinn-plugins}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo" || exit 1
+
+if ! python3 -c "import bdinn.runtime" 2>/dev/null; then
+  # Not installed: serve the working tree's folders as the bdinn package.
+  mkdir -p /tmp/bdinn-src/bdinn
+  for part in train export plugins runtime; do ln -sfn "$repo/$part" "/tmp/bdinn-src/bdinn/$part"; done
+  export PYTHONPATH=/tmp/bdinn-src${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+cli() {  # cli MODULE ARGS...: a bdinn command without its installed console script
+  python3 -c 'import sys, importlib; importlib.import_module(sys.argv.pop(1)).main()' "$@"
+}
+
+step() {  # step NAME TIMEOUT_S COMMAND...: run, log to $OUT/NAME.log, record the outcome
+  local name=$1 limit=$2
+  shift 2
+  if ((SECONDS > BUDGET_S)); then
+    echo "| $name | skipped: past the ${BUDGET_S} s budget |" >>"$OUT/summary.md"
+    return
+  fi
+  local start=$SECONDS
+  echo "== $name"
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  tail -n 40 "$OUT/$name.log"
+  echo "| $name | exit $rc, $((SECONDS - start)) s |" >>"$OUT/summary.md"
+}
+
+echo "| step | outcome |" >"$OUT/summary.md"
+echo "| --- | --- |" >>"$OUT/summary.md"
+step machine 60 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv;
+  nvcc --version | tail -n 1; python3 -c "import torch; print(torch.__version__, torch.version.cuda)"'
+step build 300 python3 -m bdinn.plugins.build --cuda
+step gpu_tests 300 python3 -m pytest -s -q -p no:cacheprovider -m gpu \
+  tests/test_kernels_gpu.py tests/test_torch_op.py tests/test_runtime_gpu.py
+step bench_kernels_fp16 120 python3 benchmarks/bench_banded_conv.py --dtype float16 --json "$OUT/kernels_fp16.json"
+step bench_kernels_fp32 120 python3 benchmarks/bench_banded_conv.py --dtype float32 --json "$OUT/kernels_fp32.json"
+
+# An untrained `paper` network: the latency of the configuration the product targets.
+python3 -c "from bdinn.train.checkpoint import save_checkpoint; from bdinn.train.network import build_model
+save_checkpoint('/tmp/paper.safetensors', build_model('paper'), config_name='paper', step=0)"
+default_model=$(python3 -c "from bdinn.runtime import default_model_path; print(default_model_path('torch'))")
+for config in lite paper; do
+  model=$default_model
+  [[ $config == paper ]] && model=/tmp/paper.safetensors
+  for precision in fp16 fp32; do
+    step "bench_${config}_${precision}_kernels" 90 cli bdinn.runtime.bench "$model" --device cuda \
+      --precision "$precision" --json "$OUT/bench_${config}_${precision}_kernels.json"
+    BDINN_KERNEL_LIBRARY=/nonexistent step "bench_${config}_${precision}_gridsample" 90 cli bdinn.runtime.bench \
+      "$model" --device cuda --precision "$precision" --json "$OUT/bench_${config}_${precision}_gridsample.json"
+  done
+done
+
+if [[ -n $clean_dir ]]; then
+  for precision in fp32 fp16; do  # one process each, side by side: the metrics run on the CPU
+    step "eval_$precision" 240 cli bdinn.train.evaluate --clean "$clean_dir" --size 1080x1920 \
+      --degrade q5,blur6 --no-baselines --device cuda --precision "$precision" \
+      --json "$OUT/eval_$precision.json" &
+  done
+  wait
+fi
+step compare_backends 240 python3 benchmarks/compare_backends.py -n 5 --warmup 2 \
+  --markdown "$OUT/compare_backends.md" --json "$OUT/compare_backends.json"
+
+echo "== summary"
+cat "$OUT/summary.md"
