@@ -9,7 +9,8 @@
 #   4. FP16 against FP32 with bdinn-eval on held-out pictures (when CLEAN_DIR is given);
 #   5. benchmarks/compare_backends.py (PyTorch, ONNX Runtime, TensorRT when installed).
 # Steps past BUDGET_S seconds are skipped, so a time-limited lease still returns the first ones.
-# Logs, JSON and a summary land in $OUT (default /tmp/bdinn-gpu-check).
+# Logs, JSON and a summary land in $OUT (default /tmp/bdinn-gpu-check); with PACK=FILE.tgz they
+# are also packed into that one archive after every step (for leases that return few files).
 #
 #   bash benchmarks/gpu_check.sh [CLEAN_DIR]
 set -u
@@ -49,6 +50,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log to $OUT/NAME.log, record th
   local rc=$?
   tail -n 40 "$OUT/$name.log"
   echo "| $name | exit $rc, $((SECONDS - start)) s |" >>"$OUT/summary.md"
+  [[ -n ${PACK:-} ]] && tar czf "$PACK" -C "$OUT" .
 }
 
 echo "| step | outcome |" >"$OUT/summary.md"
