@@ -91,3 +91,4 @@ step compare_backends 240 python3 benchmarks/compare_backends.py -n 5 --warmup 2
 
 echo "== summary"
 cat "$OUT/summary.md"
+[[ -n ${PACK:-} ]] && tar czf "$PACK" -C "$OUT" .
