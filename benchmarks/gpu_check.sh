@@ -33,9 +33,8 @@ if ! python3 -c "import bdinn.runtime" 2>/dev/null; then
   export PYTHONPATH=/tmp/bdinn-src${PYTHONPATH:+:$PYTHONPATH}
 fi
 
-cli() {  # cli MODULE ARGS...: a bdinn command without its installed console script
-  python3 -c 'import sys, importlib; importlib.import_module(sys.argv.pop(1)).main()' "$@"
-}
+# `$cli MODULE ARGS...`: a bdinn command without its installed console script (timeout runs it).
+cli=(python3 -c 'import sys, importlib; importlib.import_module(sys.argv.pop(1)).main()')
 
 step() {  # step NAME TIMEOUT_S COMMAND...: run, log to $OUT/NAME.log, record the outcome
   local name=$1 limit=$2
@@ -71,16 +70,16 @@ for config in lite paper; do
   model=$default_model
   [[ $config == paper ]] && model=/tmp/paper.safetensors
   for precision in fp16 fp32; do
-    step "bench_${config}_${precision}_kernels" 90 cli bdinn.runtime.bench "$model" --device cuda \
+    step "bench_${config}_${precision}_kernels" 90 "${cli[@]}" bdinn.runtime.bench "$model" --device cuda \
       --precision "$precision" --json "$OUT/bench_${config}_${precision}_kernels.json"
-    BDINN_KERNEL_LIBRARY=/nonexistent step "bench_${config}_${precision}_gridsample" 90 cli bdinn.runtime.bench \
+    BDINN_KERNEL_LIBRARY=/nonexistent step "bench_${config}_${precision}_gridsample" 90 "${cli[@]}" bdinn.runtime.bench \
       "$model" --device cuda --precision "$precision" --json "$OUT/bench_${config}_${precision}_gridsample.json"
   done
 done
 
 if [[ -n $clean_dir ]]; then
   for precision in fp32 fp16; do  # one process each, side by side: the metrics run on the CPU
-    step "eval_$precision" 240 cli bdinn.train.evaluate --clean "$clean_dir" --size 1080x1920 \
+    step "eval_$precision" 240 "${cli[@]}" bdinn.train.evaluate --clean "$clean_dir" --size 1080x1920 \
       --degrade q5,blur6 --no-baselines --device cuda --precision "$precision" \
       --json "$OUT/eval_$precision.json" &
   done
