@@ -47,18 +47,17 @@ def candidates(checkpoint: Path, folder: Path) -> list[tuple[str, dict[str, Any]
 
     cuda = torch.cuda.is_available()
     rows: list[tuple[str, dict[str, Any] | str]] = [
-        ("PyTorch FP32 eager (CPU)", {"path": checkpoint, "device": "cpu", "precision": "fp32"}),
+        ("PyTorch FP32 eager", {"path": checkpoint, "device": "cpu", "precision": "fp32"}),
     ]
     if cuda:
-        rows.append(("PyTorch FP32 eager (GPU)", {"path": checkpoint, "device": "cuda", "precision": "fp32"}))
-        rows.append(("PyTorch FP16 eager (GPU)", {"path": checkpoint, "device": "cuda", "precision": "fp16"}))
+        rows.append(("PyTorch FP32 eager", {"path": checkpoint, "device": "cuda", "precision": "fp32"}))
+        rows.append(("PyTorch FP16 eager", {"path": checkpoint, "device": "cuda", "precision": "fp16"}))
     else:
         rows.append(("PyTorch FP16 eager", "needs a CUDA GPU"))
     model, _ = load_checkpoint(checkpoint)
     for graph, fp16 in (("gridsample", False), ("deformconv", False), ("gridsample", True)):
         path = export_onnx(model, folder / f"{graph}-{'fp16' if fp16 else 'fp32'}.onnx", graph, fp16).path
-        name = f"ONNX Runtime, {graph} graph {'FP16' if fp16 else 'FP32'}"
-        rows.append((f"{name} ({'GPU' if cuda else 'CPU'})", {"path": path}))
+        rows.append((f"ONNX Runtime, {graph} graph {'FP16' if fp16 else 'FP32'}", {"path": path}))
     rows.extend(tensorrt_rows(checkpoint, folder, cuda))
     return rows
 
@@ -130,6 +129,10 @@ def main(
                 continue
             click.echo(f"{name} ...", err=True)
             with Debander.open(**spec) as deband:
+                # Where it ran, from the backend itself: onnxruntime without its GPU build runs on
+                # the CPU of a GPU machine.
+                where = "GPU" if deband.describe()["device"].startswith("cuda") else "CPU"
+                name = f"{name} ({where})"
                 results.append({"name": name, **benchmark(deband, size, 1, iterations, warmup)})
     table = markdown(results, size, machine)
     click.echo(table)
