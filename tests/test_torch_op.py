@@ -1,12 +1,11 @@
 """torch.ops.bdinn.banded_deform_conv on the CPU: schema, fake tensors, autograd, parity."""
 
-import copy
-
 import pytest
 import torch
+from common import perturbed_tiny
 
 from bdinn.plugins.torch_op import banded_deform_conv
-from bdinn.train.network import BandedDeformConv2d, activate_geometry, build_model
+from bdinn.train.network import activate_geometry
 from bdinn.train.ops import banded_deform_conv_reference
 
 
@@ -46,20 +45,32 @@ def test_fake_tensor_shapes_for_tracing():
     assert out.shape == (1, 10, 37, 53)
 
 
+def _without_banded_convs(*x, **kwargs) -> torch.Tensor:
+    """A stand-in banded convolution that returns zeros: what a network ignoring them would see."""
+    inputs, weight = x[0], x[2]
+    return inputs.new_zeros(inputs.shape[0], weight.shape[0], *inputs.shape[2:])
+
+
+def _compare_impls(model: torch.nn.Module, y: torch.Tensor, impl: str, reference: str) -> tuple[float, float]:
+    """(max |impl - reference|, max |reference - without banded convs|) over the network output.
+
+    The second number shows the comparison means something: an untrained BDINN is the identity
+    and ignores its banded convolutions, so tests use perturbed weights and check they matter."""
+    outputs = {}
+    with torch.no_grad():
+        for name in (impl, reference, _without_banded_convs):
+            model.set_banded_impl(name)
+            outputs[name] = model(y)
+    diff = (outputs[impl] - outputs[reference]).abs().max().item()
+    weight = (outputs[reference] - outputs[_without_banded_convs]).abs().max().item()
+    return diff, weight
+
+
 def test_network_with_the_op_equals_gridsample():
-    torch.manual_seed(1)
-    gridsample = build_model("lite").eval()
-    with torch.no_grad():
-        for m in gridsample.modules():
-            if isinstance(m, BandedDeformConv2d):
-                m.head.weight.normal_(0, 0.1)  # rotate and stretch the grids
-    with_op = copy.deepcopy(gridsample)
-    for m in with_op.modules():
-        if isinstance(m, BandedDeformConv2d):
-            m.impl = "op"
-    y = torch.rand(1, 3, 40, 48)
-    with torch.no_grad():
-        assert torch.allclose(gridsample(y), with_op(y), atol=1e-5)
+    model = perturbed_tiny(1, "lite")
+    diff, weight = _compare_impls(model, torch.rand(1, 3, 40, 48), "op", "gridsample")
+    assert weight > 1e-2, "the banded convolutions do not affect the output: the comparison is void"
+    assert diff < 1e-5
 
 
 @pytest.mark.gpu
@@ -69,21 +80,9 @@ def test_cuda_op_inside_full_network_at_1080p():
     from bdinn.plugins.build import build_libraries, default_build_dir
 
     build_libraries(default_build_dir(), cuda=True)
-    torch.manual_seed(0)
-    reference = build_model("paper").cuda().eval()
-    for m in reference.modules():
-        if isinstance(m, BandedDeformConv2d):
-            torch.nn.init.normal_(m.head.weight, 0, 0.05)
-    fast = build_model("paper").cuda().eval()
-    fast.load_state_dict(reference.state_dict())
-    for m in fast.modules():
-        if isinstance(m, BandedDeformConv2d):
-            m.impl = "op"
-    for m in reference.modules():
-        if isinstance(m, BandedDeformConv2d):
-            m.impl = "reference"
+    model = perturbed_tiny(0, "paper").cuda()
     y = torch.rand(1, 3, 1080, 1920, device="cuda")
-    with torch.no_grad():
-        err = (fast(y) - reference(y)).abs().max().item()
-    print(f"paper network at 1080p, CUDA kernels vs reference: max abs difference {err:.2e}")
-    assert err < 1e-3
+    diff, weight = _compare_impls(model, y, "op", "reference")
+    print(f"paper network at 1080p: CUDA kernels vs reference {diff:.2e} (banded convs move it {weight:.2e})")
+    assert weight > 1e-2, "the banded convolutions do not affect the output: the comparison is void"
+    assert diff < 1e-3
