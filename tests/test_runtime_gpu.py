@@ -41,12 +41,12 @@ def kernels_built() -> None:
     build_libraries(default_build_dir(), cuda=True)
 
 
-@pytest.mark.parametrize("precision, min_psnr", [("fp32", 60.0), ("fp16", 55.0)])
+@pytest.mark.parametrize("precision, min_psnr", [("fp32", 90.0), ("fp16", 62.0)])
 def test_gpu_matches_cpu(kernels_built, pictures, cpu_outputs, precision, min_psnr):
     """16-bit outputs: the CUDA kernels (FP32, FP16) against grid_sample on the CPU in FP32.
 
-    The model changes a picture by about 40 dB, so a wrong layer shows far below these bars; FP32
-    on the GPU is not exact because cuDNN convolutions run in TF32 (PyTorch's default)."""
+    The model changes a picture by about 40 dB, so a wrong layer shows far below these bars. On an
+    H200: 98-103 dB in FP32 (cuDNN's TF32 convolutions, PyTorch's default), 68-73 dB in FP16."""
     with Debander.open(backend="torch", device="cuda", precision=precision) as deband:
         assert deband.describe()["banded_conv"] == "op"
         for picture, expected in zip(pictures, cpu_outputs, strict=True):
