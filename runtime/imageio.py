@@ -101,19 +101,19 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
     return img
 
 
-def read_image(path: str | os.PathLike, keep_alpha: bool = False, keep_gray: bool = False) -> np.ndarray:
+def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool = False) -> np.ndarray:
     """H x W x 3 RGB, or H x W x 4 RGBA with keep_alpha, as uint8 or uint16 like the file.
 
-    Grayscale is repeated into three channels, unless keep_gray, which returns a gray file without
-    alpha as H x W so that it can be written back as gray. Palettes are expanded, alpha is dropped
-    (not composited) unless keep_alpha, in which case images without alpha get an opaque one. The
-    EXIF orientation is applied as viewers do, except to files that keep an alpha channel under
-    keep_alpha (OpenCV applies it only when it may drop alpha).
+    Grayscale is repeated into three channels and palettes are expanded; alpha is dropped (not
+    composited) unless keep_alpha, in which case images without alpha get an opaque one. as_file
+    keeps the file's own layout instead, so that a result can be written back like its source:
+    gray as H x W, RGB as 3 channels, any alpha as RGBA. The EXIF orientation is applied as viewers
+    do, except to files that keep an alpha channel (OpenCV applies it only when it may drop alpha).
     """
     path = Path(path)
     data, kind = _read(path)
     img = None
-    if keep_alpha and kind != "JPEG":
+    if (keep_alpha or as_file) and kind != "JPEG":
         img = _decode(path, data, kind, cv2.IMREAD_UNCHANGED)
         if img.ndim == 2 or img.shape[2] in (1, 3):
             img = None  # no alpha in the file: decode again below, with the orientation applied
@@ -122,7 +122,7 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False, keep_gray: boo
     if img.ndim == 2:
         img = img[:, :, None]
     channels = img.shape[2]
-    if channels == 1 and keep_gray:
+    if channels == 1 and as_file:
         return np.ascontiguousarray(img[:, :, 0])
     if channels == 1:
         rgb, alpha = np.repeat(img, 3, axis=2), None
@@ -132,7 +132,7 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False, keep_gray: boo
         rgb, alpha = img[:, :, 2::-1], (img[:, :, 3:] if channels == 4 else None)  # OpenCV is BGR(A)
     else:
         raise ImageError(f"{path}: {channels}-channel images are not supported (use gray, RGB or RGBA)")
-    if not keep_alpha:
+    if not (keep_alpha or as_file) or (alpha is None and as_file):
         return np.ascontiguousarray(rgb)
     if alpha is None:
         alpha = np.full((*rgb.shape[:2], 1), np.iinfo(rgb.dtype).max, rgb.dtype)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import numpy as np
 from tqdm import tqdm
 
 from .backends import BACKENDS, SUFFIXES, BackendError
@@ -162,8 +161,8 @@ def main(
             if job.is_video:
                 run_video(deband, job, depth, dither, codec, crf, force, quiet)
             else:
-                image = read_image(job.source, keep_alpha=True, keep_gray=True)
-                write_image(job.target, deband(_drop_opaque_alpha(image), bit_depth=depth, dither=dither))
+                image = read_image(job.source, as_file=True)
+                write_image(job.target, deband(image, bit_depth=depth, dither=dither))
         except (ImageError, BackendError, ValueError) as exc:
             if len(jobs) == 1:
                 raise click.ClickException(str(exc)) from None
@@ -173,13 +172,6 @@ def main(
         raise click.ClickException(f"{failures} of {len(jobs)} inputs failed (see above)")
     if not quiet and len(jobs) == 1 and not jobs[0].is_video:  # videos report their own line
         click.echo(f"{jobs[0].source} -> {jobs[0].target}", err=True)
-
-
-def _drop_opaque_alpha(image: np.ndarray) -> np.ndarray:
-    """read_image(keep_alpha=True) gives RGB files an opaque alpha; write those back as RGB."""
-    if image.ndim == 3 and image.shape[2] == 4 and (image[:, :, 3] == np.iinfo(image.dtype).max).all():
-        return image[:, :, :3]
-    return image
 
 
 def run_video(

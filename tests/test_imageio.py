@@ -41,7 +41,7 @@ def test_gray_rgba_and_palette_are_converted(tmp_path):
     back = read_image(tmp_path / "g16.png")
     assert back.shape == (20, 30, 3) and back.dtype == np.uint16
     assert all(np.array_equal(back[..., c], gray16) for c in range(3))
-    assert np.array_equal(read_image(tmp_path / "g16.png", keep_alpha=True, keep_gray=True), gray16)
+    assert np.array_equal(read_image(tmp_path / "g16.png", as_file=True), gray16)
     gray8 = rng.integers(0, 256, (20, 30, 1), dtype=np.uint8)
     write_image(tmp_path / "g8.png", gray8)
     assert np.array_equal(read_image(tmp_path / "g8.png", keep_alpha=True)[..., 3], np.full((20, 30), 255))
@@ -50,6 +50,13 @@ def test_gray_rgba_and_palette_are_converted(tmp_path):
     write_image(tmp_path / "a.png", rgba)
     assert np.array_equal(read_image(tmp_path / "a.png"), rgba[..., :3])  # alpha dropped
     assert np.array_equal(read_image(tmp_path / "a.png", keep_alpha=True), rgba)
+    assert np.array_equal(read_image(tmp_path / "a.png", as_file=True), rgba)
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    write_image(tmp_path / "opaque.png", opaque)  # RGBA whose alpha says nothing: still RGBA
+    assert np.array_equal(read_image(tmp_path / "opaque.png", as_file=True), opaque)
+    write_image(tmp_path / "rgb.png", rgba[..., :3])
+    assert np.array_equal(read_image(tmp_path / "rgb.png", as_file=True), rgba[..., :3])
 
     image = pytest.importorskip("PIL.Image")
     colours = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8) // 64 * 64  # at most 64 colours

@@ -67,6 +67,17 @@ def test_sixteen_bit_output_and_alpha(model, pictures, tmp_path):
     np.testing.assert_array_equal(out[:, :, 3], source[:, :, 3].astype(np.uint16) * 257)
 
 
+def test_opaque_alpha_stays(model, pictures, tmp_path):
+    """An RGBA file whose alpha is all opaque is still written back as RGBA."""
+    rgba = read_image(pictures / "sky.png", keep_alpha=True)
+    assert rgba.shape[2] == 4 and (rgba[:, :, 3] == 255).all()
+    write_image(tmp_path / "opaque.png", rgba)
+    result = run(model, tmp_path / "opaque.png", "-o", tmp_path / "o.png", "-q")
+    assert result.exit_code == 0, result.output
+    out = cv2.imread(str(tmp_path / "o.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == rgba.shape and (out[:, :, 3] == 255).all()
+
+
 @pytest.mark.parametrize("depth", [8, 16])
 def test_gray_picture_stays_gray(model, pictures, tmp_path, depth):
     """A one-channel file comes back as one channel, as the Python API returns it."""
