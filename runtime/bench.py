@@ -117,7 +117,7 @@ def benchmark(
 
 def format_result(result: dict[str, Any]) -> str:
     """A few human lines: what ran, then one line per timing."""
-    keys = ("backend", "precision", "device", "gpu", "tensorrt")
+    keys = ("backend", "precision", "device", "gpu", "banded_conv", "tensorrt")
     head = ", ".join(f"{k}={result[k]}" for k in keys if k in result)
     lines = [f"{head}; shape {'x'.join(map(str, result['shape']))}"]
     for mode in ("end_to_end", "on_device"):
