@@ -94,3 +94,15 @@ def test_threads_share_one_gpu_debander(kernels_built, pictures, cpu_outputs):
     for outputs in results.values():
         for got, want in zip(outputs, expected * 3, strict=True):
             assert np.abs(got.astype(int) - want).max() <= 1  # cuDNN may pick another algorithm
+
+
+def test_without_the_kernels_it_says_so_and_uses_grid_sample(kernels_built, monkeypatch, tmp_path):
+    from bdinn.plugins.trt_plugin import load_kernels
+
+    monkeypatch.setenv("BDINN_KERNEL_LIBRARY", str(tmp_path / "missing.so"))
+    load_kernels.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="grid_sample"), Debander.open(device="cuda") as deband:
+            assert deband.describe()["banded_conv"] == "gridsample"
+    finally:
+        load_kernels.cache_clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,8 @@ class TorchBackend(Backend):
             try:
                 load_kernels()
                 impl = "op"
-            except KernelLibraryError:
-                pass  # no kernel library built: grid_sample is correct, only slower
+            except KernelLibraryError as exc:  # grid_sample is correct, only slower: say so once
+                warnings.warn(f"bdinn: banded convolutions run as grid_sample (slower): {exc}", stacklevel=2)
         model.set_banded_impl(impl)
         self.model = model.to(device=device, dtype=getattr(torch, PRECISIONS[precision])).eval()
         self.meta = meta
