@@ -45,9 +45,9 @@ def test_fake_tensor_shapes_for_tracing():
     assert out.shape == (1, 10, 37, 53)
 
 
-def _without_banded_convs(*x, **kwargs) -> torch.Tensor:
+def _without_banded_convs(*args, **kwargs) -> torch.Tensor:
     """A stand-in banded convolution that returns zeros: what a network ignoring them would see."""
-    inputs, weight = x[0], x[2]
+    inputs, weight = args[0], args[2]  # (x, geometry, weight, bias, dilation)
     return inputs.new_zeros(inputs.shape[0], weight.shape[0], *inputs.shape[2:])
 
 
