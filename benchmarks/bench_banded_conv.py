@@ -12,6 +12,7 @@ run. Prints a markdown table; --json for machines.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import platform
 import time
@@ -56,6 +57,34 @@ def torchvision_equivalent() -> Callable[..., torch.Tensor] | None:
     return run
 
 
+def kernels_on_cuda_cores() -> Callable[..., torch.Tensor]:
+    """The kernels with FP32 products on CUDA cores, through the C ABI (FP16's default, and what
+    the torch op runs, is the tensor-core path): which of the two an FP16 engine should use."""
+    from bdinn.plugins.trt_plugin import load_kernels
+
+    lib = load_kernels()
+    forward = lib.bdinn_banded_deform_conv_forward_algo
+    forward.restype = ctypes.c_int
+    forward.argtypes = [ctypes.c_int] * 2 + [ctypes.c_void_p] * 5 + [ctypes.c_int] * 9 + [ctypes.c_void_p]
+
+    def run(
+        x: torch.Tensor, geometry: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dilation=(1, 1)
+    ) -> torch.Tensor:
+        n, c, h, w = x.shape
+        o, _, kh, kw = weight.shape
+        out = x.new_empty((n, o, h, w))
+        status = forward(
+            1 if x.dtype == torch.float16 else 0, 1,  # dtype, BDINN_ALGO_CUDA_CORES
+            x.data_ptr(), geometry.data_ptr(), weight.data_ptr(), bias.data_ptr(), out.data_ptr(),
+            n, c, h, w, o, kh, kw, dilation[0], dilation[1], torch.cuda.current_stream().cuda_stream,
+        )  # fmt: skip
+        if status:
+            raise RuntimeError(lib.bdinn_error_string(status).decode())
+        return out
+
+    return run
+
+
 def time_ms(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> float:
     """Median wall time of one call, after warm-up; CUDA events on the GPU."""
     for _ in range(3):
@@ -84,8 +113,12 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if device.type == "cuda" else torch.float32
+    on_gpu = device.type == "cuda"
     impls: dict[str, Callable[..., torch.Tensor] | None] = {
-        "bdinn CUDA kernels": banded_deform_conv_op if device.type == "cuda" else None,
+        "bdinn CUDA kernels": banded_deform_conv_op if on_gpu else None,
+        "bdinn CUDA kernels, CUDA cores": (
+            kernels_on_cuda_cores() if on_gpu and dtype == torch.float16 else None
+        ),
         "reference (gather)": banded_deform_conv_reference,
         "grid_sample": banded_deform_conv_gridsample,
         "torchvision deform_conv2d": torchvision_equivalent(),
@@ -104,16 +137,21 @@ def main() -> None:
         for impl, fn in impls.items():
             if fn is None:
                 continue
-            with torch.no_grad():
-                tensors = (x, geometry, weight, bias)
-                ms = time_ms(lambda fn=fn, tensors=tensors: fn(*tensors), device, args.repeats)
-            gflops = 2 * gmacs / ms * 1000
-            rows.append({"shape": name, "nchw_o": [n, c, h, w, o], "impl": impl, "ms": ms,
-                         "gflops": gflops, "device": machine, "dtype": str(dtype)})  # fmt: skip
+            row = {"shape": name, "nchw_o": [n, c, h, w, o], "impl": impl,
+                   "device": machine, "dtype": str(dtype)}  # fmt: skip
+            try:  # one failing formulation (out of memory, say) must not cost the others' rows
+                with torch.no_grad():
+                    tensors = (x, geometry, weight, bias)
+                    row["ms"] = time_ms(lambda fn=fn, tensors=tensors: fn(*tensors), device, args.repeats)
+                row["gflops"] = 2 * gmacs / row["ms"] * 1000
+            except RuntimeError as exc:
+                row["error"] = str(exc).splitlines()[0]
+            rows.append(row)
     print(f"| shape | implementation | ms | GFLOP/s |  ({machine}, {dtype})")
     print("| --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['shape']} | {r['impl']} | {r['ms']:.3f} | {r['gflops']:.1f} |")
+        timing = f"{r['ms']:.3f} | {r['gflops']:.1f}" if "ms" in r else f"failed: {r['error']} |"
+        print(f"| {r['shape']} | {r['impl']} | {timing} |")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)
