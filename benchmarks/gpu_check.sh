@@ -6,8 +6,9 @@
 #   2. the banded-convolution kernel benchmark (FP16 and FP32);
 #   3. bdinn-bench at 1x3x1080x1920: bundled `lite` and an untrained `paper` network, FP32 and
 #      FP16, our CUDA kernels against the grid_sample formulation;
-#   4. FP16 against FP32 with bdinn-eval on held-out pictures (when CLEAN_DIR is given);
-#   5. benchmarks/compare_backends.py (PyTorch, ONNX Runtime, TensorRT when installed).
+#   4. eager PyTorch against CUDA-graph replay (how much of a frame is launch overhead);
+#   5. FP16 against FP32 with bdinn-eval on held-out pictures (when CLEAN_DIR is given);
+#   6. benchmarks/compare_backends.py (PyTorch, ONNX Runtime, TensorRT when installed).
 # Steps past BUDGET_S seconds are skipped, so a time-limited lease still returns the first ones.
 # Logs, JSON and a summary land in $OUT (default /tmp/bdinn-gpu-check); with PACK=FILE.tgz they
 # are also packed into that one archive after every step (for leases that return few files).
@@ -76,6 +77,8 @@ for config in lite paper; do
       "$model" --device cuda --precision "$precision" --json "$OUT/bench_${config}_${precision}_gridsample.json"
   done
 done
+
+step cuda_graph 240 python3 benchmarks/bench_cuda_graph.py --json "$OUT/cuda_graph.json"
 
 if [[ -n $clean_dir ]]; then
   for precision in fp32 fp16; do  # one process each, side by side: the metrics run on the CPU
