@@ -106,3 +106,27 @@ def test_without_the_kernels_it_says_so_and_uses_grid_sample(kernels_built, monk
             assert deband.describe()["banded_conv"] == "gridsample"
     finally:
         load_kernels.cache_clear()
+
+
+def test_cli_on_the_gpu(kernels_built, pictures, tmp_path):
+    """bdinn-run and bdinn-bench with the bundled model on the GPU, as a user runs them."""
+    import json
+
+    from click.testing import CliRunner
+
+    from bdinn.runtime.bench import main as bench
+    from bdinn.runtime.imageio import write_image
+    from bdinn.runtime.run_cli import main as run
+
+    write_image(tmp_path / "in.png", pictures[0])
+    result = CliRunner().invoke(run, [str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "-q"])
+    assert result.exit_code == 0, result.output
+    with Debander.open() as deband:
+        expected = deband(pictures[0])
+    assert np.abs(read_image(tmp_path / "out.png").astype(int) - expected).max() <= 1
+
+    result = CliRunner().invoke(bench, ["--size", "256x384", "-n", "3", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert (report["device"], report["precision"], report["banded_conv"]) == ("cuda", "fp16", "op")
+    assert report["on_device"]["p50_ms"] > 0 and report["peak_gpu_memory_mib"] > 0
