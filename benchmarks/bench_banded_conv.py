@@ -85,7 +85,7 @@ def kernels_on_cuda_cores() -> Callable[..., torch.Tensor]:
     return run
 
 
-def time_ms(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> float:
+def time_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
     """Median wall time of one call, after warm-up; CUDA events on the GPU."""
     for _ in range(3):
         fn()

@@ -12,35 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from collections.abc import Callable
 
 import torch
+from bench_banded_conv import time_ms
 
 from bdinn.runtime import default_model_path
 from bdinn.train.checkpoint import load_checkpoint
 from bdinn.train.network import BDINN, build_model
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Median of CUDA-event timings of fn() after three untimed calls."""
-    for _ in range(3):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        samples.append(start.elapsed_time(end))
-    return statistics.median(samples)
-
-
 def eager_and_graph(model: BDINN, frame: torch.Tensor, repeats: int) -> dict[str, float]:
     """Eager and replayed milliseconds per frame, and the largest difference between their outputs."""
     with torch.no_grad():
-        eager = median_ms(lambda: model(frame), repeats)
+        eager = time_ms(lambda: model(frame), frame.device, repeats)
         side = torch.cuda.Stream()  # warm up on a side stream before capture, as PyTorch advises
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -50,7 +35,7 @@ def eager_and_graph(model: BDINN, frame: torch.Tensor, repeats: int) -> dict[str
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             captured = model(frame)
-        replay = median_ms(graph.replay, repeats)
+        replay = time_ms(graph.replay, frame.device, repeats)
         difference = (captured.float() - model(frame).float()).abs().max().item()
     return {"eager_ms": eager, "graph_ms": replay, "max_abs_difference": difference}
 

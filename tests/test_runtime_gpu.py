@@ -5,6 +5,7 @@ user's GPU results are the CPU's within FP16's precision, and check that GPU ten
 """
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +25,6 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def pictures() -> list[np.ndarray]:
     """The bundled pictures, quantised to 5 bits so the model has banding to remove."""
-    from pathlib import Path
-
     data = Path(__file__).parent / "data"
     return [(read_image(p) >> 3 << 3).astype(np.uint8) for p in sorted(data.glob("*.png"))]
 
