@@ -64,7 +64,8 @@ step bench_kernels_fp16 120 python3 benchmarks/bench_banded_conv.py --dtype floa
 step bench_kernels_fp32 120 python3 benchmarks/bench_banded_conv.py --dtype float32 --json "$OUT/kernels_fp32.json"
 
 # An untrained `paper` network: the latency of the configuration the product targets.
-python3 -c "from bdinn.train.checkpoint import save_checkpoint; from bdinn.train.network import build_model
+step paper_checkpoint 60 python3 -c "from bdinn.train.checkpoint import save_checkpoint
+from bdinn.train.network import build_model
 save_checkpoint('/tmp/paper.safetensors', build_model('paper'), config_name='paper', step=0)"
 default_model=$(python3 -c "from bdinn.runtime import default_model_path; print(default_model_path('torch'))")
 for config in lite paper; do
