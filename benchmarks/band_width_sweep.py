@@ -1,0 +1,105 @@
+"""How a model's debanding gain depends on how wide the bands are.
+
+A debander can only rebuild the ramp inside a band if it sees the band's edges, so its gain
+falls once bands grow wider than its receptive field. This script makes that visible: linear
+8-bit ramps (horizontal and at 30 degrees) quantised to `--bits` bits, one level every W pixels
+for W = 8 .. 256, debanded by the model (any file `Debander.open` takes; default: the bundled
+model), scored against the 8-bit ramp away from the picture's borders. On the held-out
+wallpapers the smooth regions' luma slope puts 5-bit bands at 60-270 px (median per picture).
+
+    python benchmarks/band_width_sweep.py [MODEL ...] [--bits 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from bdinn.runtime import Debander
+from bdinn.runtime.metrics import psnr
+
+BAND_WIDTHS = (8, 16, 32, 64, 128, 256)
+ANGLES_DEG = (0.0, 30.0)
+LEVELS_SPANNED = 16  # quantisation levels each ramp crosses
+MARGIN = 64  # border pixels left out of the score (the network pads there)
+
+
+def ramp_pair(band_px: int, bits: int, angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """(clean 8-bit ramp, the same ramp quantised to `bits`), RGB uint8, one level per band_px."""
+    step = 1.0 / (2**bits - 1)
+    width = LEVELS_SPANNED * band_px + 2 * MARGIN
+    height = max(2 * MARGIN + 64, width // 4)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    theta = np.deg2rad(angle_deg)
+    along = (xx - MARGIN) * np.cos(theta) + (yy - height / 2) * np.sin(theta)
+    value = np.clip(0.25 + along / band_px * step, 0, 1)
+    clean = np.rint(value * 255).astype(np.uint8)
+    banded = np.rint(np.rint(clean / 255 / step) * step * 255).astype(np.uint8)
+    return np.repeat(clean[..., None], 3, -1), np.repeat(banded[..., None], 3, -1)
+
+
+def sweep(model: Path | None, bits: int) -> list[dict[str, float]]:
+    """One row per band width: input and model PSNR for each angle."""
+    debander = Debander.open(model) if model else Debander.open()
+    inner = (slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
+
+    def score(a: np.ndarray, clean: np.ndarray) -> float:
+        return psnr(a[inner].astype(np.float32) / 255, clean[inner].astype(np.float32) / 255)
+
+    rows = []
+    for band in BAND_WIDTHS:
+        row: dict[str, float] = {"band_px": band}
+        for angle in ANGLES_DEG:
+            clean, banded = ramp_pair(band, bits, angle)
+            row[f"input_{angle:g}"] = score(banded, clean)
+            row[f"model_{angle:g}"] = score(np.asarray(debander(banded, bit_depth=8)), clean)
+        rows.append(row)
+    return rows
+
+
+def to_markdown(name: str, rows: list[dict[str, float]]) -> str:
+    head = " | ".join(f"input / model at {a:g}° (dB)" for a in ANGLES_DEG)
+    lines = [
+        f"### {name}",
+        "",
+        f"| band width (px) | {head} | mean gain (dB) |",
+        "| ---: |" + " --- |" * (len(ANGLES_DEG) + 1),
+    ]
+    for row in rows:
+        cells = " | ".join(f"{row[f'input_{a:g}']:.2f} / {row[f'model_{a:g}']:.2f}" for a in ANGLES_DEG)
+        gain = np.mean([row[f"model_{a:g}"] - row[f"input_{a:g}"] for a in ANGLES_DEG])
+        lines.append(f"| {row['band_px']} | {cells} | {gain:+.2f} |")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("models", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--bits",
+    type=click.IntRange(2, 7),
+    default=5,
+    show_default=True,
+    help="Quantise the ramps to this many bits.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the rows as JSON.",
+)
+def main(models: tuple[Path, ...], bits: int, json_path: Path | None) -> None:
+    """Debanding gain against band width for MODELS (default: the bundled model)."""
+    results = {}
+    for model in models or (None,):
+        name = str(model) if model else "bundled model"
+        results[name] = sweep(model, bits)
+        click.echo(to_markdown(name, results[name]) + "\n")
+    if json_path:
+        json_path.write_text(json.dumps({"bits": bits, "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
