@@ -5,7 +5,7 @@ falls once bands grow wider than its receptive field. This script makes that vis
 8-bit ramps (horizontal and at 30 degrees) quantised to `--bits` bits, one level every W pixels
 for W = 8 .. 256, debanded by the model (any file `Debander.open` takes; default: the bundled
 model), scored against the 8-bit ramp away from the picture's borders. On the held-out
-wallpapers the smooth regions' luma slope puts 5-bit bands at 60-270 px (median per picture).
+wallpapers the median luma slope of the smooth regions puts 5-bit bands at 60-280 px wide.
 
     python benchmarks/band_width_sweep.py [MODEL ...] [--bits 5] [--json out.json]
 """
