@@ -12,7 +12,6 @@ run. Prints a markdown table; --json for machines.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import platform
 import time
@@ -64,8 +63,6 @@ def kernels_on_cuda_cores() -> Callable[..., torch.Tensor]:
 
     lib = load_kernels()
     forward = lib.bdinn_banded_deform_conv_forward_algo
-    forward.restype = ctypes.c_int
-    forward.argtypes = [ctypes.c_int] * 2 + [ctypes.c_void_p] * 5 + [ctypes.c_int] * 9 + [ctypes.c_void_p]
 
     def run(
         x: torch.Tensor, geometry: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dilation=(1, 1)

@@ -45,13 +45,19 @@ def load_kernels() -> ctypes.CDLL:
             "with nvcc, or point BDINN_KERNEL_LIBRARY at libbdinn_bdconv.so"
         )
     try:
-        lib = ctypes.CDLL(str(path))
+        return declare_c_abi(ctypes.CDLL(str(path)))
     except OSError as exc:
         raise KernelLibraryError(f"{path}: cannot be loaded ({exc})") from None
+
+
+def declare_c_abi(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Give the kernel library's C entry points their signatures (ctypes would guess int args)."""
+    tensors_and_sizes = [ctypes.c_void_p] * 5 + [ctypes.c_int] * 9 + [ctypes.c_void_p]  # ..., stream
     lib.bdinn_banded_deform_conv_forward.restype = ctypes.c_int
-    lib.bdinn_banded_deform_conv_forward.argtypes = (
-        [ctypes.c_int] + [ctypes.c_void_p] * 5 + [ctypes.c_int] * 9 + [ctypes.c_void_p]
-    )
+    lib.bdinn_banded_deform_conv_forward.argtypes = [ctypes.c_int, *tensors_and_sizes]  # dtype
+    algo = lib.bdinn_banded_deform_conv_forward_algo
+    algo.restype = ctypes.c_int
+    algo.argtypes = [ctypes.c_int, ctypes.c_int, *tensors_and_sizes]  # dtype, algorithm
     lib.bdinn_error_string.restype = ctypes.c_char_p
     lib.bdinn_error_string.argtypes = [ctypes.c_int]
     return lib

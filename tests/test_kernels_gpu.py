@@ -8,6 +8,7 @@ import torch
 from test_kernels_cpu import EXACT_CASES, PLUGINS, huge_case, make_case, reference64, relative_error
 
 from bdinn.plugins.build import build_libraries, default_build_dir
+from bdinn.plugins.trt_plugin import declare_c_abi
 from bdinn.train.network import activate_geometry
 from bdinn.train.ops import banded_deform_conv_reference
 
@@ -26,14 +27,7 @@ AUTO, CUDA_CORES, TENSOR_CORES = 0, 1, 2
 def kernels() -> ctypes.CDLL:
     """The library the torch op loads too (one build per machine; $CUDAARCHS=90-real builds one GPU's)."""
     libs = build_libraries(default_build_dir(), cuda=True, source_dir=PLUGINS)
-    lib = ctypes.CDLL(str(libs["cuda"]))
-    lib.bdinn_banded_deform_conv_forward_algo.restype = ctypes.c_int
-    lib.bdinn_banded_deform_conv_forward_algo.argtypes = (
-        [ctypes.c_int] * 2 + [ctypes.c_void_p] * 5 + [ctypes.c_int] * 9 + [ctypes.c_void_p]
-    )
-    lib.bdinn_error_string.restype = ctypes.c_char_p
-    lib.bdinn_error_string.argtypes = [ctypes.c_int]
-    return lib
+    return declare_c_abi(ctypes.CDLL(str(libs["cuda"])))
 
 
 def run_cuda(lib, x, geometry, weight, bias, dilation, dtype=torch.float32, algo=AUTO) -> np.ndarray:
