@@ -10,14 +10,16 @@ graph removes it; this measures that, and checks the replay computes what eager 
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
+from pathlib import Path
 
+import click
 import torch
 from bench_banded_conv import time_ms
 
 from bdinn.runtime import default_model_path
+from bdinn.runtime.bench import parse_frame_size
 from bdinn.train.checkpoint import load_checkpoint
 from bdinn.train.network import BDINN, build_model
 
@@ -40,15 +42,21 @@ def eager_and_graph(model: BDINN, frame: torch.Tensor, repeats: int) -> dict[str
     return {"eager_ms": eager, "graph_ms": replay, "max_abs_difference": difference}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="1080x1920", help="HEIGHTxWIDTH (multiples of 8)")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--json", help="also write the results to this file")
-    args = parser.parse_args()
+@click.command()
+@click.option(
+    "--size",
+    default="1080x1920",
+    callback=parse_frame_size,
+    show_default=True,
+    help="HEIGHTxWIDTH (multiples of 8).",
+)
+@click.option("--repeats", type=click.IntRange(1), default=20, show_default=True, help="Timed calls.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+def main(size: tuple[int, int], repeats: int, json_path: Path | None) -> None:
+    """Eager PyTorch against CUDA-graph replay of the same forward pass, per 1-frame call."""
     if not torch.cuda.is_available():
-        raise SystemExit("bench_cuda_graph: needs a CUDA GPU visible to torch")
-    height, width = (int(v) for v in args.size.lower().split("x"))
+        raise click.ClickException("needs a CUDA GPU visible to torch")
+    height, width = size
     models: dict[str, Callable[[], BDINN]] = {
         "lite (bundled)": lambda: load_checkpoint(default_model_path("torch"))[0],
         "paper (untrained)": lambda: build_model("paper"),
@@ -62,7 +70,7 @@ def main() -> None:
             frame = torch.rand(1, 3, height, width, device="cuda", dtype=dtype)
             row = {"model": name, "dtype": str(dtype).removeprefix("torch."), "size": [height, width]}
             try:
-                row.update(eager_and_graph(model, frame, args.repeats))
+                row.update(eager_and_graph(model, frame, repeats))
             except RuntimeError as exc:  # e.g. an operation that synchronises cannot be captured
                 row["error"] = str(exc).splitlines()[0]
             rows.append(row)
@@ -74,9 +82,8 @@ def main() -> None:
         else:
             print(f"| {r['model']} | {r['dtype']} | {r['eager_ms']:.2f} | {r['graph_ms']:.2f} | "
                   f"{r['max_abs_difference']:.1e} |")  # fmt: skip
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
