@@ -105,9 +105,9 @@ def test_patch_grid_counts_and_filter(tmp_path):
     banded_pair = write_pair(tmp_path, "banded", reduce_bit_depth(clean, 5), clean)
     identical_pair = write_pair(tmp_path, "same", clean, clean)
     everything = PatchDataset([banded_pair, identical_pair], 256, 128, filter_banding=False)
-    assert everything.patches_total == 12 and everything.patches_kept == 12  # 3 x 2 per 512x384
+    assert everything.patches_total == 12 and everything.patches_banded == 12  # 3 x 2 per 512x384
     filtered = PatchDataset([banded_pair, identical_pair], 256, 128)
-    assert filtered.patches_total == 12 and filtered.patches_kept == 6  # all banded, no identical
+    assert filtered.patches_total == 12 and filtered.patches_banded == 6  # all banded, no identical
     assert len(filtered.images) == 1  # the identical pair is not held in memory
     assert sorted(filtered.index) == [(0, y, x) for y in (0, 128) for x in (0, 128, 256)]
     b, c = filtered[5]
@@ -118,6 +118,27 @@ def test_patch_grid_counts_and_filter(tmp_path):
     assert odd.patches_total == 2 * 3  # y in (0, 150), x in (0, 150, 300)
 
 
+def test_unbanded_share_adds_seeded_banding_free_patches(tmp_path):
+    clean = ramp(384, 512)
+    banded_pair = write_pair(tmp_path, "banded", reduce_bit_depth(clean, 5), clean)
+    identical_pair = write_pair(tmp_path, "same", clean, clean)
+    pairs = [banded_pair, identical_pair]
+    quarter = PatchDataset(pairs, 256, 128, unbanded_share=0.25)
+    assert quarter.patches_banded == 6 and quarter.patches_unbanded == 2  # 2 of 8 patches
+    assert len(quarter) == 8 and len(quarter.images) == 2
+    for i in (6, 7):  # the added patches come from the identical pair: input equals target
+        b, c = quarter[i]
+        assert torch.equal(b, c)
+    assert PatchDataset(pairs, 256, 128, unbanded_share=0.25).index == quarter.index
+    assert any(
+        PatchDataset(pairs, 256, 128, unbanded_share=0.25, seed=s).index != quarter.index for s in range(1, 6)
+    )
+    assert PatchDataset(pairs, 256, 128, unbanded_share=0.9).patches_unbanded == 6  # all there are
+    assert PatchDataset(pairs, 256, 128).patches_unbanded == 0
+    with pytest.raises(ValueError, match="unbanded_share"):
+        PatchDataset(pairs, 256, 128, unbanded_share=1.0)
+
+
 def test_unreadable_images_are_skipped_and_counted(tmp_path):
     good = write_pair(tmp_path, "good", reduce_bit_depth(ramp(), 4), ramp())
     broken = tmp_path / "broken.png"
@@ -125,7 +146,7 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path):
     bad = ImagePair("bad", broken, good.clean, "bad")
     with pytest.warns(UserWarning, match=r"skipping pair bad: .*broken\.png: truncated PNG"):
         data = PatchDataset([good, bad], 64, 64)
-    assert data.skipped_images == 1 and data.patches_total == 4 and data.patches_kept == 4
+    assert data.skipped_images == 1 and data.patches_total == 4 and data.patches_banded == 4
     with pytest.warns(UserWarning, match="skipping pair bad"):
         full = FullImageDataset([bad, good])
     assert full.skipped_images == 1 and len(full) == 1 and full[0][0] == "good"

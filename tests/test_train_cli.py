@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +28,17 @@ def tiny_config(tmp_path_factory) -> Path:
 def test_trains_from_clean_pictures(tmp_path, tiny_config):
     result = CliRunner().invoke(
         main,
-        ["--clean", str(DATA), "--config", str(tiny_config), "--variants", "2", "-o", str(tmp_path), *FAST],
+        [
+            *("--clean", str(DATA), "--config", str(tiny_config), "--variants", "2", "-o", str(tmp_path)),
+            *("--unbanded-share", "0.5", *FAST),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "data: 4 training / 2 validation images" in result.output
+    banded, total, added = map(
+        int, re.search(r"(\d+) of (\d+) patches show banding, (\d+) without added", result.output).groups()
+    )
+    assert 0 < added <= banded < total and banded + added <= total
     assert "stopped at step 4/4" in result.output
     assert len(list((tmp_path / "pairs" / "banded").glob("*.png"))) == 6
     meta = json.loads((tmp_path / "best.json").read_text())

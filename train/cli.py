@@ -85,6 +85,13 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
 @click.option("--stride", default=128, type=click.IntRange(min=1))
 @click.option("--augment/--no-augment", default=True, help="Random flips and quarter turns of patches.")
 @click.option(
+    "--unbanded-share",
+    default=0.0,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Share of training patches drawn from those without banding, so that the model learns "
+    "to leave clean detail alone (the paper uses none).",
+)
+@click.option(
     "--val-fraction",
     default=0.2,
     type=click.FloatRange(0, 1, max_open=True),
@@ -134,6 +141,7 @@ def main(
     patch_size: int,
     stride: int,
     augment: bool,
+    unbanded_share: float,
     val_fraction: float,
     variants: int,
     max_side: int,
@@ -179,13 +187,19 @@ def main(
             image_pairs += synthetic
         train_pairs, val_pairs = split_by_source(image_pairs, val_fraction, seed)
         train_set = PatchDataset(
-            train_pairs, patch_size=patch_size, stride=stride, augment=augment, seed=seed
+            train_pairs,
+            patch_size=patch_size,
+            stride=stride,
+            augment=augment,
+            seed=seed,
+            unbanded_share=unbanded_share,
         )
         val_set = FullImageDataset(val_pairs)
         if ranks.main:
             click.echo(
                 f"data: {len(train_pairs)} training / {len(val_pairs)} validation images, "
-                f"{train_set.patches_kept} of {train_set.patches_total} patches show banding"
+                f"{train_set.patches_banded} of {train_set.patches_total} patches show banding"
+                + (f", {train_set.patches_unbanded} without added" if train_set.patches_unbanded else "")
                 + (
                     f", {train_set.skipped_images} unreadable images skipped"
                     if train_set.skipped_images
