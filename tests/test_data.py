@@ -139,6 +139,24 @@ def test_unbanded_share_adds_seeded_banding_free_patches(tmp_path):
         PatchDataset(pairs, 256, 128, unbanded_share=1.0)
 
 
+def test_identity_share_adds_clean_patches_once_per_clean_image(tmp_path):
+    clean = ramp(384, 512)
+    five = write_pair(tmp_path, "five", reduce_bit_depth(clean, 5), clean)
+    four = write_pair(tmp_path, "four", reduce_bit_depth(clean, 4), clean)
+    four = ImagePair("four", four.banded, five.clean, "five")  # a second variant of the same picture
+    half = PatchDataset([five, four], 256, 128, identity_share=0.5)
+    assert half.patches_banded == 12 and half.patches_identity == 6  # 6 clean patches to draw from
+    assert half.patches_unbanded == 0 and len(half) == 18
+    third = PatchDataset([five, four], 256, 128, identity_share=0.25, unbanded_share=0.1)
+    assert third.patches_identity == 5 and len(third) == 17  # round(12 / 0.65 * 0.25)
+    for i in range(12, 17):
+        b, c = third[i]
+        image_banded, image_clean = third.images[third.index[i][0]]
+        assert torch.equal(b, c) and image_banded is image_clean
+    with pytest.raises(ValueError, match="sum below 1"):
+        PatchDataset([five], 256, 128, identity_share=0.5, unbanded_share=0.5)
+
+
 def test_unreadable_images_are_skipped_and_counted(tmp_path):
     good = write_pair(tmp_path, "good", reduce_bit_depth(ramp(), 4), ramp())
     broken = tmp_path / "broken.png"

@@ -30,15 +30,16 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
         main,
         [
             *("--clean", str(DATA), "--config", str(tiny_config), "--variants", "2", "-o", str(tmp_path)),
-            *("--unbanded-share", "0.5", *FAST),
+            *("--unbanded-share", "0.3", "--identity-share", "0.2", *FAST),
         ],
     )
     assert result.exit_code == 0, result.output
     assert "data: 4 training / 2 validation images" in result.output
-    banded, total, added = map(
-        int, re.search(r"(\d+) of (\d+) patches show banding, (\d+) without added", result.output).groups()
+    found = re.search(
+        r"(\d+) of (\d+) patches show banding, (\d+) without added, (\d+) clean as", result.output
     )
-    assert 0 < added <= banded < total and banded + added <= total
+    banded, total, unbanded, identity = map(int, found.groups())
+    assert 0 < unbanded <= banded < total and banded + unbanded <= total and identity > 0
     assert "stopped at step 4/4" in result.output
     assert len(list((tmp_path / "pairs" / "banded").glob("*.png"))) == 6
     meta = json.loads((tmp_path / "best.json").read_text())

@@ -88,8 +88,14 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
     "--unbanded-share",
     default=0.0,
     type=click.FloatRange(0, 1, max_open=True),
-    help="Share of training patches drawn from those without banding, so that the model learns "
-    "to leave clean detail alone (the paper uses none).",
+    help="Share of training patches drawn from those without banding (the paper uses none).",
+)
+@click.option(
+    "--identity-share",
+    default=0.0,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Share of training patches that are clean patches as their own input, so that the model "
+    "learns to keep the grain and detail it is given.",
 )
 @click.option(
     "--val-fraction",
@@ -142,6 +148,7 @@ def main(
     stride: int,
     augment: bool,
     unbanded_share: float,
+    identity_share: float,
     val_fraction: float,
     variants: int,
     max_side: int,
@@ -193,6 +200,7 @@ def main(
             augment=augment,
             seed=seed,
             unbanded_share=unbanded_share,
+            identity_share=identity_share,
         )
         val_set = FullImageDataset(val_pairs)
         if ranks.main:
@@ -200,6 +208,11 @@ def main(
                 f"data: {len(train_pairs)} training / {len(val_pairs)} validation images, "
                 f"{train_set.patches_banded} of {train_set.patches_total} patches show banding"
                 + (f", {train_set.patches_unbanded} without added" if train_set.patches_unbanded else "")
+                + (
+                    f", {train_set.patches_identity} clean as their own input"
+                    if train_set.patches_identity
+                    else ""
+                )
                 + (
                     f", {train_set.skipped_images} unreadable images skipped"
                     if train_set.skipped_images

@@ -185,13 +185,13 @@ class PatchDataset(torch.utils.data.Dataset):
     Each pair is decoded once and kept as integer arrays (uint8 or uint16); patches are
     (image, y, x) on a grid of `stride`. Unreadable images are skipped with a warning and counted
     in `skipped_images`; `patches_total` counts the grid, `patches_banded` what passed has_banding.
-    `unbanded_share` > 0 adds a seeded random choice of the banding-free patches (textured or
-    lightly degraded ones) until they make up that share of the set, as far as there are any:
-    the paper drops them all, and a model that never sees one learns to smooth every patch
-    (measured: the bundled model turned clean pictures into 47 dB copies of themselves).
-    With augment, each patch gets one of the 8 symmetries of the square (mirror, quarter turns),
-    the same for both images, drawn from (seed, epoch, index): reproducible, and independent of
-    the order or the worker in which patches are read. Call set_epoch at each epoch.
+
+    The paper drops every patch without banding, and a model trained so never sees detail it
+    should keep: the bundled one smoothed the grain out of clean pictures (47 dB copies of
+    themselves). Two seeded additions, each up to its share of the final set (as far as there
+    are patches to draw): `unbanded_share` of the banding-free patches of the banded images
+    (`patches_unbanded`), and `identity_share` of clean patches as their own input
+    (`patches_identity`, drawn from every clean image once however many variants it has).
     """
 
     def __init__(
@@ -203,11 +203,15 @@ class PatchDataset(torch.utils.data.Dataset):
         seed: int = 0,
         filter_banding: bool = True,
         unbanded_share: float = 0.0,
+        identity_share: float = 0.0,
     ) -> None:
         if patch_size < 1 or stride < 1:
             raise ValueError(f"patch_size and stride must be positive, got {patch_size} and {stride}")
-        if not 0 <= unbanded_share < 1:
-            raise ValueError(f"unbanded_share must be in [0, 1), got {unbanded_share}")
+        if min(unbanded_share, identity_share) < 0 or unbanded_share + identity_share >= 1:
+            raise ValueError(
+                f"unbanded_share and identity_share must be >= 0 with a sum below 1, "
+                f"got {unbanded_share} and {identity_share}"
+            )
         self.patch_size, self.stride = patch_size, stride
         self.augment, self.seed, self.epoch = augment, seed, 0
         self.images: list[tuple[np.ndarray, np.ndarray]] = []
@@ -216,10 +220,14 @@ class PatchDataset(torch.utils.data.Dataset):
         loaded, self.skipped_images = _load_pairs(pairs)
         p = patch_size
         unbanded: list[tuple[int, int, int]] = []
-        for _, banded, clean in loaded:
+        identity: dict[Path, list[tuple[int, int, int]]] = {}
+        for pair, banded, clean in loaded:
             h, w = banded.shape[:2]
             grid = [(y, x) for y in range(0, h - p + 1, stride) for x in range(0, w - p + 1, stride)]
             self.patches_total += len(grid)
+            if identity_share and grid and pair.clean not in identity:
+                identity[pair.clean] = [(len(self.images), y, x) for y, x in grid]
+                self.images.append((clean, clean))
             plain: list[tuple[int, int]] = []
             if filter_banding and grid:
                 b, c = to_float(banded), to_float(clean)
@@ -231,13 +239,17 @@ class PatchDataset(torch.utils.data.Dataset):
                 unbanded += [(len(self.images), y, x) for y, x in plain]
                 self.images.append((banded, clean))
         self.patches_banded = len(self.index)
-        wanted = min(len(unbanded), round(self.patches_banded * unbanded_share / (1 - unbanded_share)))
-        chosen = np.random.default_rng([seed, 1]).choice(len(unbanded), wanted, replace=False)
-        self.index += [unbanded[i] for i in sorted(chosen)]
+        per_share = self.patches_banded / (1 - unbanded_share - identity_share)
+        rng = np.random.default_rng([seed, 1])
+        self.patches_unbanded = self._add_some(unbanded, round(per_share * unbanded_share), rng)
+        identity_patches = [patch for patches in identity.values() for patch in patches]
+        self.patches_identity = self._add_some(identity_patches, round(per_share * identity_share), rng)
 
-    @property
-    def patches_unbanded(self) -> int:
-        return len(self.index) - self.patches_banded
+    def _add_some(self, candidates: list[tuple[int, int, int]], wanted: int, rng: np.random.Generator) -> int:
+        """Add a random `wanted` of the candidate patches (all, if fewer); how many were added."""
+        chosen = rng.choice(len(candidates), min(wanted, len(candidates)), replace=False)
+        self.index += [candidates[i] for i in sorted(chosen)]
+        return len(chosen)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation of this epoch (the same epoch gives the same patches)."""
