@@ -18,6 +18,8 @@ from .degrade import prepare_synthetic_pairs
 from .network import CONFIGS, BDINNConfig
 from .trainer import Distributed, Trainer, TrainingError, TrainSettings, resolve_device
 
+SHARE = click.FloatRange(0, 1, max_open=True)  # a fraction of a set, never all of it
+
 
 def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
     """A named configuration (lite, paper) or a JSON file holding a BDINNConfig."""
@@ -86,21 +88,21 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
 @click.option("--augment/--no-augment", default=True, help="Random flips and quarter turns of patches.")
 @click.option(
     "--unbanded-share",
+    type=SHARE,
     default=0.0,
-    type=click.FloatRange(0, 1, max_open=True),
     help="Share of training patches drawn from those without banding (the paper uses none).",
 )
 @click.option(
     "--identity-share",
+    type=SHARE,
     default=0.0,
-    type=click.FloatRange(0, 1, max_open=True),
     help="Share of training patches that are clean patches as their own input, so that the model "
     "learns to keep the grain and detail it is given.",
 )
 @click.option(
     "--val-fraction",
+    type=SHARE,
     default=0.2,
-    type=click.FloatRange(0, 1, max_open=True),
     help="Share of source pictures held out for validation (split by picture, never by patch).",
 )
 @click.option(
