@@ -185,6 +185,9 @@ class PatchDataset(torch.utils.data.Dataset):
     Each pair is decoded once and kept as integer arrays (uint8 or uint16); patches are
     (image, y, x) on a grid of `stride`. Unreadable images are skipped with a warning and counted
     in `skipped_images`; `patches_total` counts the grid, `patches_banded` what passed has_banding.
+    With augment, each patch gets one of the 8 symmetries of the square (mirror, quarter turns),
+    the same for both images, drawn from (seed, epoch, index): reproducible, and independent of
+    the order or the worker in which patches are read. Call set_epoch at each epoch.
 
     The paper drops every patch without banding, and a model trained so never sees detail it
     should keep: the bundled one smoothed the grain out of clean pictures (47 dB copies of
