@@ -206,20 +206,15 @@ def main(
         )
         val_set = FullImageDataset(val_pairs)
         if ranks.main:
+            extras = (
+                (train_set.patches_unbanded, "without added"),
+                (train_set.patches_identity, "clean as their own input"),
+                (train_set.skipped_images, "unreadable images skipped"),
+            )
             click.echo(
                 f"data: {len(train_pairs)} training / {len(val_pairs)} validation images, "
                 f"{train_set.patches_banded} of {train_set.patches_total} patches show banding"
-                + (f", {train_set.patches_unbanded} without added" if train_set.patches_unbanded else "")
-                + (
-                    f", {train_set.patches_identity} clean as their own input"
-                    if train_set.patches_identity
-                    else ""
-                )
-                + (
-                    f", {train_set.skipped_images} unreadable images skipped"
-                    if train_set.skipped_images
-                    else ""
-                )
+                + "".join(f", {count} {what}" for count, what in extras if count)
             )
         trainer = Trainer(settings, train_set, val_set, out_dir, resume=resume)
         metrics = trainer.run(stop_at=stop_at)
