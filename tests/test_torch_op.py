@@ -76,13 +76,22 @@ def test_network_with_the_op_equals_gridsample():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_op_inside_full_network_at_1080p():
-    """The CUDA kernels against the reference inside the whole paper network at 1x3x1080x1920."""
+    """The CUDA kernels against the reference inside the whole paper network at 1x3x1080x1920.
+
+    In full FP32: with cuDNN's default TF32 convolutions, a 1e-6 difference entering a layer can
+    round to a different TF32 value, and the network's output then differs by about 2e-3 between
+    any two implementations (the H200 gave 1.9e-3 for the kernels, 1.4e-3 for grid_sample)."""
     from bdinn.plugins.build import build_libraries, default_build_dir
 
     build_libraries(default_build_dir(), cuda=True)
     model = perturbed_tiny(0, "paper").cuda()
     y = torch.rand(1, 3, 1080, 1920, device="cuda")
-    diff, weight = _compare_impls(model, y, "op", "reference")
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        diff, weight = _compare_impls(model, y, "op", "reference")
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
     print(f"paper network at 1080p: CUDA kernels vs reference {diff:.2e} (banded convs move it {weight:.2e})")
     assert weight > 1e-2, "the banded convolutions do not affect the output: the comparison is void"
-    assert diff < 1e-3
+    assert diff < 1e-4
