@@ -3,11 +3,13 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from common import TINY
 from safetensors.torch import load_file
 
+from bdinn.runtime.cambi import cambi
 from bdinn.train.data import FullImageDataset, PatchDataset, find_pairs
 from bdinn.train.trainer import Trainer, TrainingError, TrainSettings, cosine_lr
 
@@ -60,6 +62,27 @@ def test_training_fits_a_batch_and_writes_checkpoints(paired_dirs, datasets, tmp
     meta = json.loads((tmp_path / "best.json").read_text())
     assert meta["format"] == "bdinn-checkpoint/1" and meta["step"] in (20, 40)
     assert math.isfinite(meta["metrics"]["val_psnr"]) and 0 < meta["metrics"]["val_ssim"] <= 1
+    assert meta["metrics"]["val_cambi"] >= 0 and meta["metrics"]["val_cambi_clean"] >= 0
+
+
+def test_validation_scores_the_8bit_outputs_and_their_targets_with_cambi(datasets, tmp_path):
+    """val_cambi is CAMBI of the 8-bit output a user saves, val_cambi_clean that of the targets.
+
+    An untrained BDINN returns its 4-bit banded input, so the two scores differ widely."""
+    _, val = datasets
+    trainer = Trainer(settings(), datasets[0], val, tmp_path)
+    outputs, targets = [], []
+    with torch.no_grad():
+        for _, banded, clean in val:
+            out = trainer.model(banded.unsqueeze(0))[0].clamp(0, 1).permute(1, 2, 0).numpy()
+            outputs.append(np.round(out * 255).astype(np.uint8))
+            targets.append(np.round(clean.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    metrics = trainer.validate()
+    expected = float(np.mean([cambi(o) for o in outputs]))
+    expected_clean = float(np.mean([cambi(t) for t in targets]))
+    assert metrics["val_cambi"] == pytest.approx(expected, rel=1e-6)
+    assert metrics["val_cambi_clean"] == pytest.approx(expected_clean, rel=1e-6)
+    assert expected > expected_clean + 10 > 11  # the banded output, then the clean target
 
 
 def test_resume_replays_the_uninterrupted_run(datasets, tmp_path):
