@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -16,6 +18,7 @@ from bdinn.train.degrade import (
     Degradation,
     codec_roundtrip,
     discover_sources,
+    pairs_from_cache,
     prepare_synthetic_pairs,
     reduce_bit_depth,
     sample_degradation,
@@ -169,3 +172,48 @@ def test_prepare_pairs_errors(tmp_path):
         prepare_synthetic_pairs([tmp_path], tmp_path / "cache")
     with pytest.raises(ValueError, match="no such folder"):
         prepare_synthetic_pairs([tmp_path / "missing"], tmp_path / "cache")
+
+
+def test_pairs_from_a_moved_recompressed_cache_without_banded_pictures(tmp_path):
+    """The sources gone, clean pictures as lossless WebP, banded ones deleted: the same pairs,
+    with every banded picture (bit-depth and codec) remade bit for bit."""
+    clean = make_clean_tree(tmp_path / "clean")
+    with pytest.warns(UserWarning, match="skipped 1"):
+        made = prepare_synthetic_pairs([clean], tmp_path / "a", variants_per_image=3, seed=7, max_side=256)
+    kinds = {Degradation.parse(p.name.split("__")[1]).kind for p in made}
+    assert "bits" in kinds and kinds - {"bits"}  # both kinds of banded picture are remade
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "a", moved)
+    shutil.rmtree(clean)
+    for png in (moved / "clean").glob("*.png"):
+        write_image(png.with_suffix(".webp"), read_image(png))
+        png.unlink()
+    for banded in (moved / "banded").iterdir():
+        banded.unlink()
+    pairs = pairs_from_cache(moved)
+    assert sorted(p.name for p in pairs) == sorted(p.name for p in made)
+    originals = {p.name: p for p in made}
+    for pair in pairs:
+        original = originals[pair.name]
+        assert pair.source == original.source and pair.clean.suffix == ".webp"
+        assert np.array_equal(read_image(pair.clean), read_image(original.clean))
+        assert np.array_equal(read_image(pair.banded), read_image(original.banded))
+    assert pairs_from_cache(moved) == pairs  # a second call finds what the first remade
+
+
+def test_pairs_from_cache_errors(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"manifest\.json: no readable pairs cache here"):
+        pairs_from_cache(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "something else", "pairs": {}}))
+    with pytest.raises(ValueError, match="not a bdinn pairs cache"):
+        pairs_from_cache(tmp_path)
+    made = prepare_synthetic_pairs([DATA], tmp_path / "cache", variants_per_image=2)
+    codec = next(p.banded for p in made if Degradation.parse(p.name.split("__")[1]).kind != "bits")
+    codec.unlink()
+    monkeypatch.setitem(sys.modules, "av", None)  # a machine without PyAV
+    with pytest.raises(ValueError, match=r"remaking a codec encode needs PyAV .*copy the banded picture"):
+        pairs_from_cache(tmp_path / "cache")
+    monkeypatch.undo()
+    next((tmp_path / "cache" / "clean").iterdir()).unlink()
+    with pytest.raises(ValueError, match=r"clean/.*\.png: missing from the pairs cache \(copy the clean"):
+        pairs_from_cache(tmp_path / "cache")

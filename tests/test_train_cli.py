@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from common import TINY
 from safetensors.torch import load_file
 
 from bdinn.train.cli import main
+from bdinn.train.degrade import prepare_synthetic_pairs
 
 DATA = Path(__file__).parent / "data"
 FAST = ["--patch-size", "32", "--stride", "32", "--steps", "4", "--val-every", "2", "--device", "cpu"]
@@ -44,6 +46,27 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
     assert len(list((tmp_path / "pairs" / "banded").glob("*.png"))) == 6
     meta = json.loads((tmp_path / "best.json").read_text())
     assert meta["config"]["growth"] == [4, 4, 4] and meta["config_name"] is None
+
+
+def test_trains_from_a_copied_cache_alone(tmp_path, tiny_config):
+    """A pairs cache moved to another machine, without its banded pictures, trains as --clean did."""
+    made = prepare_synthetic_pairs([DATA], tmp_path / "made", variants_per_image=2)
+    shutil.copytree(tmp_path / "made", tmp_path / "moved")
+    for banded in (tmp_path / "moved" / "banded").iterdir():
+        banded.unlink()
+    args = ["--cache-dir", str(tmp_path / "moved"), "--config", str(tiny_config), *FAST]
+    result = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "data: 4 training / 2 validation images" in result.output
+    assert "stopped at step 4/4" in result.output
+    assert len(list((tmp_path / "moved" / "banded").glob("*.png"))) == len(made) == 6
+
+    (tmp_path / "moved" / "manifest.json").unlink()
+    broken = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "again")])
+    assert broken.exit_code == 1
+    assert re.fullmatch(
+        r"bdinn-train: error: .*manifest\.json: no readable pairs cache here .*", broken.output.strip()
+    )
 
 
 def test_trains_from_paired_folders_and_resumes(tmp_path, tiny_config, paired_dirs):

@@ -14,7 +14,7 @@ from ..runtime.debander import default_model_path
 from ..runtime.imageio import ImageError
 from .checkpoint import CheckpointError, read_checkpoint_config
 from .data import FullImageDataset, PatchDataset, find_pairs, split_by_source
-from .degrade import prepare_synthetic_pairs
+from .degrade import pairs_from_cache, prepare_synthetic_pairs
 from .network import CONFIGS, BDINNConfig
 from .trainer import Distributed, Trainer, TrainingError, TrainSettings, resolve_device
 
@@ -121,7 +121,8 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where synthetic pairs are cached [default: OUT/pairs].",
+    help="Where synthetic pairs are cached [default: OUT/pairs]. Without --clean: train on the pairs "
+    "a cache copied from another machine holds (banded pictures left behind are remade).",
 )
 @click.option("--seed", default=0, type=int)
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
@@ -161,9 +162,10 @@ def main(
     **train_options: object,  # the TrainSettings fields, by the same names
 ) -> None:
     """Train BDINN; run under `torchrun --nproc_per_node N` for several GPUs (or CPU processes)."""
-    if not clean_dirs and not pairs:
+    if not clean_dirs and not pairs and cache_dir is None:
         raise click.UsageError(
-            "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR"
+            "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR, "
+            "or --cache-dir DIR of synthetic pairs made earlier"
         )
     config, config_name = resolve_config(config_value)
     init_path = None
@@ -181,9 +183,11 @@ def main(
             backend = "nccl" if resolve_device(device, ranks.local_rank).type == "cuda" else "gloo"
             dist.init_process_group(backend)
         image_pairs = list(find_pairs(*pairs)) if pairs else []
-        if clean_dirs:
+        if clean_dirs or cache_dir is not None:
             # One process prepares (and caches) the synthetic pairs; the others then read the cache.
             def prepare() -> list:
+                if not clean_dirs:
+                    return pairs_from_cache(cache_dir)
                 return prepare_synthetic_pairs(
                     list(clean_dirs), cache_dir or out_dir / "pairs", variants, seed, max_side
                 )

@@ -299,6 +299,53 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest if manifest.get("format") == empty["format"] else empty
 
 
+def _find_image(path: Path) -> Path | None:
+    """`path`, or the same name with another image suffix (a cache recompressed for transfer)."""
+    for candidate in (path, *(path.with_suffix(suffix) for suffix in IMAGE_SUFFIXES)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def pairs_from_cache(cache_dir: Path) -> list[ImagePair]:
+    """Every pair a synthetic-pairs cache lists, without the clean sources it was made from.
+
+    For training on another machine, such as a GPU server without the wallpapers or FFmpeg's
+    encoders: copy the cache folder. Its pictures may be recompressed to another lossless format
+    (found by name), and banded ones may be left behind: they are remade here from their clean
+    picture exactly as the generator made them (codec ones need PyAV). A cache that several runs
+    shared lists the pairs of all of them.
+    """
+    cache_dir = Path(cache_dir)
+    manifest_path = cache_dir / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{manifest_path}: no readable pairs cache here ({exc})") from exc
+    if manifest.get("format") != "bdinn-synthetic-pairs/1" or not manifest.get("pairs"):
+        raise ValueError(f"{manifest_path}: not a bdinn pairs cache, or it lists no pairs")
+    pairs = []
+    for entry in sorted(manifest["pairs"].values(), key=lambda e: e["name"]):
+        clean = _find_image(cache_dir / entry["clean"])
+        if clean is None:
+            raise ValueError(
+                f"{cache_dir / entry['clean']}: missing from the pairs cache "
+                "(copy the clean pictures with the manifest; only banded ones can be remade)"
+            )
+        banded = _find_image(cache_dir / entry["banded"])
+        if banded is None:
+            banded = cache_dir / entry["banded"]
+            try:
+                write_image(banded, Degradation(**entry["degradation"]).apply(read_image(clean)))
+            except ImportError as exc:
+                raise ValueError(
+                    f"{banded}: missing, and remaking a codec encode needs PyAV ({exc}); "
+                    "copy the banded picture too"
+                ) from exc
+        pairs.append(ImagePair(entry["name"], banded, clean, entry["source"]))
+    return pairs
+
+
 def prepare_synthetic_pairs(
     clean_dirs: list[Path],
     cache_dir: Path,
