@@ -6,7 +6,8 @@
 #   2. the banded-convolution kernel benchmark (FP16 and FP32);
 #   3. bdinn-bench at 1x3x1080x1920: bundled `lite` and an untrained `paper` network, FP32 and
 #      FP16, our CUDA kernels against the grid_sample formulation;
-#   4. eager PyTorch against CUDA-graph replay (how much of a frame is launch overhead);
+#   4. eager PyTorch against CUDA-graph replay (how much of a frame is launch overhead), and a
+#      training step of 16 x 256² patches (milliseconds, kernels launched, CPU against GPU time);
 #   5. FP16 against FP32 with bdinn-eval on held-out pictures (when CLEAN_DIR is given);
 #   6. benchmarks/compare_backends.py (PyTorch, ONNX Runtime, TensorRT when installed).
 # Steps past BUDGET_S seconds are skipped, so a time-limited lease still returns the first ones.
@@ -80,6 +81,10 @@ for config in lite paper; do
 done
 
 step cuda_graph 240 python3 benchmarks/bench_cuda_graph.py --json "$OUT/cuda_graph.json"
+for config in lite paper; do
+  step "train_step_$config" 120 python3 benchmarks/bench_train_step.py --config "$config" \
+    --json "$OUT/train_step_$config.json"
+done
 
 if [[ -n $clean_dir ]]; then
   for precision in fp32 fp16; do  # one process each, side by side: the metrics run on the CPU
