@@ -50,6 +50,7 @@ BLUR_PROBABILITY = 1 / 3
 BLUR_SIGMAS = (0.5, 1.5)
 MIN_CODEC_SIDE = 32  # x265 refuses frames of 8 pixels, SVT-AV1 below 4: smaller ones are padded
 GENERATOR_VERSION = 2  # part of every cache key: bump when a degradation's output changes
+MANIFEST_FORMAT = "bdinn-synthetic-pairs/1"
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,7 @@ def load_clean(path: Path, key: str, max_side: int | None) -> np.ndarray:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    empty: dict[str, Any] = {"format": "bdinn-synthetic-pairs/1", "pairs": {}, "skipped": {}}
+    empty: dict[str, Any] = {"format": MANIFEST_FORMAT, "pairs": {}, "skipped": {}}
     if not path.is_file():
         return empty
     try:
@@ -296,7 +297,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         warnings.warn(f"{path}: unreadable cache manifest, remaking the pairs", stacklevel=3)
         return empty
-    return manifest if manifest.get("format") == empty["format"] else empty
+    return manifest if manifest.get("format") == MANIFEST_FORMAT else empty
 
 
 def _find_image(path: Path) -> Path | None:
@@ -322,7 +323,7 @@ def pairs_from_cache(cache_dir: Path) -> list[ImagePair]:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"{manifest_path}: no readable pairs cache here ({exc})") from exc
-    if manifest.get("format") != "bdinn-synthetic-pairs/1" or not manifest.get("pairs"):
+    if manifest.get("format") != MANIFEST_FORMAT or not manifest.get("pairs"):
         raise ValueError(f"{manifest_path}: not a bdinn pairs cache, or it lists no pairs")
     pairs = []
     for entry in sorted(manifest["pairs"].values(), key=lambda e: e["name"]):
