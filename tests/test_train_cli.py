@@ -55,10 +55,14 @@ def test_trains_from_a_copied_cache_alone(tmp_path, tiny_config):
     for banded in (tmp_path / "moved" / "banded").iterdir():
         banded.unlink()
     args = ["--cache-dir", str(tmp_path / "moved"), "--config", str(tiny_config), *FAST]
-    result = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "run")])
+    result = CliRunner().invoke(main, [*args, "--keep-checkpoints", "-o", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "data: 4 training / 2 validation images" in result.output
     assert "stopped at step 4/4" in result.output
+    assert sorted(p.name for p in (tmp_path / "run").glob("step-*.safetensors")) == [
+        "step-0000002.safetensors",
+        "step-0000004.safetensors",
+    ]
     assert len(list((tmp_path / "moved" / "banded").glob("*.png"))) == len(made) == 6
 
     (tmp_path / "moved" / "manifest.json").unlink()

@@ -59,6 +59,7 @@ def test_training_fits_a_batch_and_writes_checkpoints(paired_dirs, datasets, tmp
     assert after < 0.95 * before
     for name in ("last", "best", "state"):
         assert (tmp_path / f"{name}.safetensors").is_file() and (tmp_path / f"{name}.json").is_file()
+    assert not list(tmp_path.glob("step-*"))  # kept only when asked
     meta = json.loads((tmp_path / "best.json").read_text())
     assert meta["format"] == "bdinn-checkpoint/1" and meta["step"] in (20, 40)
     assert math.isfinite(meta["metrics"]["val_psnr"]) and 0 < meta["metrics"]["val_ssim"] <= 1
@@ -83,6 +84,20 @@ def test_validation_scores_the_8bit_outputs_and_their_targets_with_cambi(dataset
     assert metrics["val_cambi"] == pytest.approx(expected, rel=1e-6)
     assert metrics["val_cambi_clean"] == pytest.approx(expected_clean, rel=1e-6)
     assert expected > expected_clean + 10 > 11  # the banded output, then the clean target
+
+
+def test_keep_checkpoints_leaves_every_validated_step(datasets, tmp_path):
+    train, val = datasets
+    Trainer(settings(keep_checkpoints=True), train, val, tmp_path).run()
+    kept = sorted(p.name for p in tmp_path.glob("step-*"))
+    assert kept == [f"step-000000{n}.{ext}" for n in (3, 6) for ext in ("json", "safetensors")]
+    metas = [json.loads((tmp_path / f"step-000000{n}.json").read_text()) for n in (3, 6)]
+    assert [m["step"] for m in metas] == [3, 6] and all("val_cambi" in m["metrics"] for m in metas)
+    last = load_file(tmp_path / "last.safetensors")
+    six = load_file(tmp_path / "step-0000006.safetensors")
+    three = load_file(tmp_path / "step-0000003.safetensors")
+    assert all(torch.equal(last[k], six[k]) for k in last)
+    assert any(not torch.equal(three[k], six[k]) for k in six)
 
 
 def test_resume_replays_the_uninterrupted_run(datasets, tmp_path):

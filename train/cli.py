@@ -137,6 +137,11 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
 )
 @click.option("--resume", is_flag=True, help="Continue the run in OUT exactly where it stopped.")
 @click.option(
+    "--keep-checkpoints",
+    is_flag=True,
+    help="Keep OUT/step-NNNNNNN.safetensors at every validation, to choose by CAMBI as well as PSNR.",
+)
+@click.option(
     "--stop-at",
     default=None,
     type=click.IntRange(min=1),

@@ -56,6 +56,7 @@ class TrainSettings:
     amp: bool = False  # bfloat16 autocast on CUDA
     device: str = "auto"
     init: str | None = None  # checkpoint whose weights a new run starts from (fine-tuning)
+    keep_checkpoints: bool = False  # also keep step-NNNNNNN.safetensors at every validation
 
 
 def cosine_lr(step: int, total: int, base: float, floor: float, warmup: int = 0) -> float:
@@ -294,23 +295,24 @@ class Trainer:
         }
 
     def _checkpoint(self, metrics: dict[str, float]) -> dict[str, float]:
-        """Validate, then write last (and best) checkpoints and the training state: main rank only."""
+        """Validate, then write last (best, kept) checkpoints and the training state: main rank only.
+
+        Best is by validation PSNR; with keep_checkpoints every validated step stays on disk too,
+        for choosing by the banding score as well (it moved by 3 across one fine-tune's steps).
+        """
         if self.dist.main:
             metrics = {**metrics, **self.validate()}
-            name = self.settings.config_name
-            save_checkpoint(
-                self.out_dir / "last.safetensors",
-                self.model,
-                config_name=name,
-                step=self.step,
-                metrics=metrics,
-            )
+            names = ["last"]
             if metrics.get("val_psnr", -math.inf) > self.best_psnr:
                 self.best_psnr = metrics["val_psnr"]
+                names.append("best")
+            if self.settings.keep_checkpoints:
+                names.append(f"step-{self.step:07d}")
+            for name in names:
                 save_checkpoint(
-                    self.out_dir / "best.safetensors",
+                    self.out_dir / f"{name}.safetensors",
                     self.model,
-                    config_name=name,
+                    config_name=self.settings.config_name,
                     step=self.step,
                     metrics=metrics,
                 )
