@@ -275,17 +275,18 @@ class Trainer:
         self.model.eval()
         count = len(self.val_set) if self.settings.max_val_images is None else self.settings.max_val_images
         scores: list[tuple[float, float, float]] = []
-        targets: list[np.ndarray] = []
+        clean_cambis: list[float] = []  # scored once, as 8-bit pictures like the outputs
         for index in range(min(count, len(self.val_set))):
             _, banded, clean = self.val_set[index]
             out = self.model(banded.unsqueeze(0).to(self.device)).clamp(0, 1)
             restored8 = np.round(out[0].permute(1, 2, 0).float().cpu().numpy() * 255).astype(np.uint8)
             restored = restored8.astype(np.float32) / 255
             target = clean.permute(1, 2, 0).numpy()
-            targets.append(target)
             scores.append((psnr(restored, target), ssim(restored, target), cambi(restored8)))
-        if self.clean_cambi is None:  # scored as 8-bit pictures, like the outputs and bdinn-eval
-            self.clean_cambi = float(np.mean([cambi(np.round(t * 255).astype(np.uint8)) for t in targets]))
+            if self.clean_cambi is None:
+                clean_cambis.append(cambi(np.round(target * 255).astype(np.uint8)))
+        if self.clean_cambi is None:
+            self.clean_cambi = float(np.mean(clean_cambis))
         psnrs, ssims, cambis = zip(*scores, strict=True)
         return {
             "val_psnr": float(np.mean(psnrs)),
