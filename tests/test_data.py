@@ -1,5 +1,6 @@
 """Pairs, the split by source picture, the banding filter and the patch datasets."""
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from bdinn.train.data import (
     find_pairs,
     has_banding,
     split_by_source,
+    stratified_order,
 )
 from bdinn.train.degrade import codec_roundtrip, reduce_bit_depth
 
@@ -98,6 +100,21 @@ def test_split_by_source_never_shares_a_source():
     assert split_by_source(two, 0.0, seed=0) == (two, [])
     with pytest.raises(ValueError, match="val_fraction"):
         split_by_source(two, 1.0, seed=0)
+
+
+def test_stratified_order_keeps_every_family_in_proportion_in_every_prefix():
+    families = ["x265"] * 10 + ["bits"] * 10 + ["svtav1"] * 5 + ["blur-bits"] * 5
+    pairs = [ImagePair(f"p{i}__{f}", Path("b"), Path("c"), f"s{i % 7}", f) for i, f in enumerate(families)]
+    ordered = stratified_order(pairs)
+    assert sorted(ordered, key=pairs.index) == pairs  # a reordering: nothing lost or repeated
+    for n in (2, 4, 6, 12, 30):
+        counts = Counter(p.family for p in ordered[:n])
+        for family, total in Counter(families).items():
+            assert abs(counts[family] - n * total / 30) <= 1, (n, family, counts)
+    assert {p.family for p in ordered[:4]} == {"x265", "bits", "svtav1", "blur-bits"}
+    assert stratified_order(list(reversed(pairs))) == ordered  # by name, not by input order
+    user_pairs = [ImagePair(f"u{i}", Path("b"), Path("c"), f"u{i}") for i in range(5)]
+    assert sorted(stratified_order(user_pairs), key=user_pairs.index) == user_pairs
 
 
 def test_patch_grid_counts_and_filter(tmp_path):

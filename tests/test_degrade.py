@@ -66,6 +66,7 @@ def test_degradation_ids_parse_and_sampling_is_seeded():
     for d in (Degradation("bits", bits=5), Degradation("bits", bits=6, blur=1.2), Degradation("x265", crf=9)):
         assert Degradation.parse(d.id) == d
     assert [Degradation.parse(t).id for t in ("q5", "b1.0q6", "x264crf40")] == ["q5", "b1.0q6", "x264crf40"]
+    assert [Degradation.parse(t).family for t in ("q5", "b1q6", "x265crf9")] == ["bits", "blur-bits", "x265"]
     with pytest.raises(ValueError, match="unknown degradation"):
         Degradation.parse("jpeg90")
     with pytest.raises(ValueError, match="crf 0-63"):
@@ -192,6 +193,8 @@ def test_pairs_from_a_moved_recompressed_cache_without_banded_pictures(tmp_path)
         banded.unlink()
     pairs = pairs_from_cache(moved)
     assert sorted(p.name for p in pairs) == sorted(p.name for p in made)
+    for pair in [*made, *pairs]:  # the degradation family travels with every pair
+        assert pair.family == Degradation.parse(pair.name.split("__")[1]).family != ""
     originals = {p.name: p for p in made}
     for pair in pairs:
         original = originals[pair.name]

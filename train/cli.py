@@ -13,7 +13,7 @@ from ..runtime.backends import BackendError
 from ..runtime.debander import default_model_path
 from ..runtime.imageio import ImageError
 from .checkpoint import CheckpointError, read_checkpoint_config
-from .data import FullImageDataset, PatchDataset, find_pairs, split_by_source
+from .data import FullImageDataset, PatchDataset, find_pairs, split_by_source, stratified_order
 from .degrade import pairs_from_cache, prepare_synthetic_pairs
 from .network import CONFIGS, BDINNConfig
 from .trainer import Distributed, Trainer, TrainingError, TrainSettings, resolve_device
@@ -213,7 +213,7 @@ def main(
             unbanded_share=unbanded_share,
             identity_share=identity_share,
         )
-        val_set = FullImageDataset(val_pairs)
+        val_set = FullImageDataset(stratified_order(val_pairs)[: settings.max_val_images])
         if ranks.main:
             extras = (
                 (train_set.patches_unbanded, "without added"),

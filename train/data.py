@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ class ImagePair:
     banded: Path
     clean: Path
     source: str  # split unit: every pair of one source lands on the same side
+    family: str = ""  # degradation stratum (bits, blur-bits, a codec); "" when unknown
 
 
 def _images_by_stem(folder: Path) -> dict[str, Path]:
@@ -96,6 +98,20 @@ def split_by_source(
         n_val = min(max(n_val, 1), len(sources) - 1)
     val_sources = set(sources[:n_val])
     return [p for p in pairs if p.source not in val_sources], [p for p in pairs if p.source in val_sources]
+
+
+def stratified_order(pairs: Sequence[ImagePair]) -> list[ImagePair]:
+    """The pairs reordered so that every prefix holds each degradation family in proportion.
+
+    Validation scores the first --max-val-images pairs; in the order pairs are made, the first
+    few can all be codec encodes of one picture, leaving bit-depth banding (half the data)
+    unmeasured. Within a family the order is a fixed shuffle by name, so that sources mix.
+    """
+    by_family: dict[str, list[ImagePair]] = {}
+    for pair in sorted(pairs, key=lambda p: zlib.crc32(p.name.encode())):  # sources mixed, repeatably
+        by_family.setdefault(pair.family, []).append(pair)
+    ranked = [((i + 0.5) / len(grp), family, i) for family, grp in by_family.items() for i in range(len(grp))]
+    return [by_family[family][i] for _, family, i in sorted(ranked)]
 
 
 def _luma(img: np.ndarray) -> np.ndarray:

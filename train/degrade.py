@@ -79,6 +79,11 @@ class Degradation:
             return (f"b{self.blur:.1f}" if self.blur else "") + f"q{self.bits}"
         return f"{self.kind}crf{self.crf}"
 
+    @property
+    def family(self) -> str:
+        """The stratum validation samples by: bits, blur-bits or the codec's name."""
+        return "blur-bits" if self.blur else self.kind
+
     @classmethod
     def parse(cls, text: str) -> Degradation:
         """Inverse of `id`, so that a degradation can be named on a command line."""
@@ -327,6 +332,10 @@ def pairs_from_cache(cache_dir: Path) -> list[ImagePair]:
         raise ValueError(f"{manifest_path}: not a bdinn pairs cache, or it lists no pairs")
     pairs = []
     for entry in sorted(manifest["pairs"].values(), key=lambda e: e["name"]):
+        try:
+            degradation = Degradation(**entry["degradation"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{manifest_path}: pair {entry.get('name')!r}: bad degradation ({exc})") from exc
         clean = _find_image(cache_dir / entry["clean"])
         if clean is None:
             raise ValueError(
@@ -337,13 +346,13 @@ def pairs_from_cache(cache_dir: Path) -> list[ImagePair]:
         if banded is None:
             banded = cache_dir / entry["banded"]
             try:
-                write_image(banded, Degradation(**entry["degradation"]).apply(read_image(clean)))
+                write_image(banded, degradation.apply(read_image(clean)))
             except ImportError as exc:
                 raise ValueError(
                     f"{banded}: missing, and remaking a codec encode needs PyAV ({exc}); "
                     "copy the banded picture too"
                 ) from exc
-        pairs.append(ImagePair(entry["name"], banded, clean, entry["source"]))
+        pairs.append(ImagePair(entry["name"], banded, clean, entry["source"], degradation.family))
     return pairs
 
 
@@ -407,7 +416,13 @@ def prepare_synthetic_pairs(
                 manifest["pairs"][entry_id] = entry
                 changed = True
             made.append(
-                ImagePair(entry["name"], cache_dir / entry["banded"], cache_dir / clean_rel, entry["source"])
+                ImagePair(
+                    entry["name"],
+                    cache_dir / entry["banded"],
+                    cache_dir / clean_rel,
+                    entry["source"],
+                    degradation.family,
+                )
             )
         pairs += made
         if changed:  # saved per picture, so an interrupted run keeps what it made
