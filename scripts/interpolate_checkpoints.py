@@ -1,0 +1,57 @@
+"""Blend two fine-tunes of one model: weights (1 - t) * A + t * B, written as a new checkpoint.
+
+    python scripts/interpolate_checkpoints.py A.safetensors B.safetensors --t 0.2 -o soup.safetensors
+
+Two fine-tunes that start from the same weights stay in one basin, so the straight line between
+them is a family of working models (Wortsman et al., "Model soups", ICML 2022). Here it trades
+what one fine-tune keeps (grain, detail: higher PSNR) against what the other removes (steps:
+lower CAMBI) without another training run; choose t with bdinn-eval.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import torch
+
+from bdinn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+WEIGHTS = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def interpolate(a: torch.nn.Module, b: torch.nn.Module, t: float) -> dict[str, torch.Tensor]:
+    """The state dict (1 - t) * a + t * b; integer buffers (none in BDINN today) are a's."""
+    theirs = b.state_dict()
+    return {
+        name: torch.lerp(mine, theirs[name], t) if mine.is_floating_point() else mine
+        for name, mine in a.state_dict().items()
+    }
+
+
+@click.command()
+@click.argument("first", type=WEIGHTS)
+@click.argument("second", type=WEIGHTS)
+@click.option("--t", "t", type=click.FloatRange(0, 1), required=True, help="0 gives FIRST, 1 gives SECOND.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def main(first: Path, second: Path, t: float, out: Path) -> None:
+    """Write OUT = (1 - t) * FIRST + t * SECOND, two checkpoints of one architecture."""
+    if out.resolve() in (first.resolve(), second.resolve()):
+        raise click.UsageError(f"{out}: would overwrite an input; choose another --out")
+    try:
+        a, meta = load_checkpoint(first)
+        b, _ = load_checkpoint(second)
+        if a.config != b.config:
+            raise CheckpointError(f"{first} and {second}: different architectures, nothing to blend")
+        a.load_state_dict(interpolate(a, b, t))
+        blend = {"first": first.name, "second": second.name, "t": t}
+        save_checkpoint(out, a, config_name=meta.get("config_name"), step=0, extra={"interpolated": blend})
+    except CheckpointError as exc:
+        click.echo(f"interpolate_checkpoints: error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {out}: (1 - {t}) x {first.name} + {t} x {second.name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""scripts/interpolate_checkpoints.py: blends of two checkpoints, run as users run it."""
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from common import TINY
+
+from bdinn.train.checkpoint import load_checkpoint, save_checkpoint
+from bdinn.train.network import BDINN
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "interpolate_checkpoints.py"
+
+
+def random_checkpoint(path: Path, seed: int, config=TINY) -> Path:
+    torch.manual_seed(seed)
+    model = BDINN(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+    return save_checkpoint(path, model, config_name=None, step=7)
+
+
+def blend(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+
+
+def test_blends_weights_linearly_and_records_how(tmp_path):
+    a = random_checkpoint(tmp_path / "a.safetensors", 1)
+    b = random_checkpoint(tmp_path / "b.safetensors", 2)
+    wa, wb = (load_checkpoint(p)[0].state_dict() for p in (a, b))
+    for t in ("0", "0.25", "1"):
+        out = tmp_path / f"t{t}.safetensors"
+        result = blend(str(a), str(b), "--t", t, "-o", str(out))
+        assert result.returncode == 0, result.stderr
+        model, meta = load_checkpoint(out)
+        assert meta["interpolated"] == {"first": "a.safetensors", "second": "b.safetensors", "t": float(t)}
+        for name, value in model.state_dict().items():
+            expected = (1 - float(t)) * wa[name] + float(t) * wb[name]
+            torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)
+    for t, ends in (("0", wa), ("1", wb)):  # the ends are the inputs themselves, bit for bit
+        blended = load_checkpoint(tmp_path / f"t{t}.safetensors")[0].state_dict()
+        assert all(torch.equal(blended[name], ends[name]) for name in ends)
+
+
+def test_refuses_other_architectures_overwrites_and_bad_t(tmp_path):
+    a = random_checkpoint(tmp_path / "a.safetensors", 1)
+    other = random_checkpoint(tmp_path / "o.safetensors", 2, replace(TINY, growth=(8, 8, 8)))
+    result = blend(str(a), str(other), "--t", "0.5", "-o", str(tmp_path / "x.safetensors"))
+    assert result.returncode == 1 and "different architectures" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.safetensors").exists()
+    before = a.read_bytes()
+    result = blend(str(a), str(a), "--t", "0.5", "-o", str(a))
+    assert result.returncode == 2 and "would overwrite an input" in result.stderr and a.read_bytes() == before
+    assert blend(str(a), str(a), "--t", "1.5", "-o", str(tmp_path / "y.safetensors")).returncode == 2
