@@ -15,6 +15,7 @@ from bdinn.runtime.imageio import read_image, to_float, write_image
 from bdinn.runtime.metrics import psnr
 from bdinn.train.degrade import (
     CRF_RANGES,
+    MANIFEST_FORMAT,
     Degradation,
     codec_roundtrip,
     discover_sources,
@@ -209,6 +210,10 @@ def test_pairs_from_cache_errors(tmp_path, monkeypatch):
         pairs_from_cache(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "something else", "pairs": {}}))
     with pytest.raises(ValueError, match="not a bdinn pairs cache"):
+        pairs_from_cache(tmp_path)
+    bad = {"name": "Sky__jpeg90", "degradation": {"kind": "jpeg", "crf": 90}, "clean": "c", "banded": "b"}
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": MANIFEST_FORMAT, "pairs": {"k": bad}}))
+    with pytest.raises(ValueError, match=r"manifest\.json: pair 'Sky__jpeg90': bad degradation \(unknown"):
         pairs_from_cache(tmp_path)
     made = prepare_synthetic_pairs([DATA], tmp_path / "cache", variants_per_image=2)
     codec = next(p.banded for p in made if Degradation.parse(p.name.split("__")[1]).kind != "bits")
