@@ -6,21 +6,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import TINY
+from common import TINY, perturbed_tiny
 
 from bdinn.train.checkpoint import load_checkpoint, save_checkpoint
-from bdinn.train.network import BDINN
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "interpolate_checkpoints.py"
 
 
 def random_checkpoint(path: Path, seed: int, config=TINY) -> Path:
-    torch.manual_seed(seed)
-    model = BDINN(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_()
-    return save_checkpoint(path, model, config_name=None, step=7)
+    return save_checkpoint(path, perturbed_tiny(seed, config), config_name=None, step=7)
 
 
 def blend(*args: str) -> subprocess.CompletedProcess:
