@@ -16,7 +16,7 @@ import click
 import torch
 
 from bdinn.export.onnx_export import export_onnx
-from bdinn.train.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from bdinn.train.checkpoint import extra_records, load_checkpoint, read_checkpoint_meta, save_checkpoint
 
 MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
 
@@ -28,7 +28,7 @@ def main(checkpoint: Path, out: Path) -> None:
     """Bundle CHECKPOINT as the default model."""
     model, meta = load_checkpoint(checkpoint)
     model = model.half().float().eval()  # the float16 weights, which both files then hold
-    extra = {k: meta[k] for k in ("training",) if k in meta}
+    extra = extra_records(meta)  # e.g. a blend's `interpolated` recipe
     weights = save_checkpoint(
         out / "default.safetensors", model, config_name=meta.get("config_name"), step=meta.get("step", 0),
         metrics=meta.get("metrics"), dtype=torch.float16, extra={**extra, "source": checkpoint.name},

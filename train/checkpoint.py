@@ -21,6 +21,8 @@ from ..runtime.files import atomic_write
 from .network import BDINN, BDINNConfig
 
 FORMAT = "bdinn-checkpoint/1"
+# What save_checkpoint writes itself; anything else in a sidecar came in as `extra`.
+OWN_FIELDS = frozenset({"format", "architecture", "config", "config_name", "step", "metrics", "dtype"})
 
 
 class CheckpointError(ValueError):
@@ -76,6 +78,11 @@ def save_checkpoint(
     }
     write_json(sidecar_path(path), meta)
     return path
+
+
+def extra_records(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The records a sidecar carries beyond save_checkpoint's own (a blend's recipe, a source)."""
+    return {k: v for k, v in meta.items() if k not in OWN_FIELDS}
 
 
 def read_checkpoint_meta(path: Path) -> dict[str, Any]:
