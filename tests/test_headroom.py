@@ -1,0 +1,82 @@
+"""benchmarks/headroom.py: each picture's error split into its smooth region and the rest."""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bdinn.runtime import Debander
+from bdinn.train.evaluate import BASELINES, evaluate, pairs_from_clean, parse_degradations
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "headroom.py"
+DATA = Path(__file__).parent / "data"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("headroom", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_split_error_puts_each_pixels_error_on_its_side_of_the_mask():
+    clean = np.full((8, 16, 3), 100, np.uint8)
+    out = clean.copy()
+    out[:, :8] += 10  # the smooth half is off by 10 levels, the rest by 20
+    out[:, 8:] += 20
+    smooth = np.zeros((8, 16), bool)
+    smooth[:, :8] = True
+    scores = load_script().split_error(out, clean, smooth)
+    smooth_mse, rest_mse = 0.5 * (10 / 255) ** 2, 0.5 * (20 / 255) ** 2
+    # abs 1e-5 dB: the pixels are float32.
+    assert scores["psnr"] == pytest.approx(-10 * math.log10(smooth_mse + rest_mse), abs=1e-5)
+    assert scores["smooth_share"] == pytest.approx(0.2, abs=1e-6)  # 100 / (100 + 400)
+    assert scores["smooth_restored"] == pytest.approx(-10 * math.log10(rest_mse), abs=1e-5)
+    assert scores["rest_restored"] == pytest.approx(-10 * math.log10(smooth_mse), abs=1e-5)
+    exact = load_script().split_error(clean, clean, smooth)
+    assert exact["psnr"] == exact["smooth_restored"] == 100.0  # capped, as bdinn-eval caps
+
+
+def test_script_agrees_with_bdinn_eval_and_its_parts_add_up(tmp_path):
+    out = tmp_path / "headroom.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--clean", str(DATA), "--degrade", "q5", "--max-images", "2",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())["q5"]
+    assert len(report["images"]) == 2
+    assert set(report["methods"]) == {"input", *BASELINES, "model"}
+    for row in report["methods"].values():
+        for image in row["per_image"]:
+            # The two restored PSNRs leave complementary parts of one error: their MSEs add up to the whole.
+            parts = 10 ** (-image["smooth_restored"] / 10) + 10 ** (-image["rest_restored"] / 10)
+            assert parts == pytest.approx(10 ** (-image["psnr"] / 10), rel=1e-9)
+            share = 10 ** ((image["psnr"] - image["rest_restored"]) / 10)
+            assert image["smooth_share"] == pytest.approx(share)
+            assert image["smooth_restored"] >= image["psnr"] and image["rest_restored"] >= image["psnr"]
+    assert 0 < report["methods"]["input"]["mean"]["smooth_share"] < 1
+    assert "| q5 | model |" in done.stdout
+
+    _, pairs = pairs_from_clean(DATA, parse_degradations("q5"), max_images=2)
+    debander = Debander.open()
+    eval_rows = evaluate(lambda image: debander(image, bit_depth=8), pairs)["results"]["q5"]["rows"]
+    for method in ("input", "gradfun", "model"):
+        assert report["methods"][method]["mean"]["psnr"] == pytest.approx(eval_rows[method]["psnr"], abs=1e-6)
+
+
+def test_a_folder_without_pictures_is_one_line_and_exit_1(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--clean", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        == f"Error: {tmp_path}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)"
+    )
