@@ -35,6 +35,7 @@ FIELDS = ("psnr", "smooth_share", "smooth_restored", "rest_restored")
 
 
 def _db(mse: float) -> float:
+    """PSNR of a mean squared error, capped as bdinn-eval caps it (a perfect part has no finite dB)."""
     return PSNR_CAP if mse <= 0 else min(-10 * math.log10(mse), PSNR_CAP)
 
 
@@ -76,6 +77,7 @@ def headroom(
 
 
 def to_markdown(report: dict[str, dict]) -> str:
+    """The means as one table, a row per degradation and method."""
     lines = [
         "| degradation | method | PSNR (dB) | smooth share of error | smooth restored (dB) "
         "| rest restored (dB) |",
