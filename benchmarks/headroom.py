@@ -13,7 +13,7 @@ mask: clean luma std < 1/255 over 9x9) and the rest, and reports, as means over 
 - `rest_restored`: PSNR with everything else replaced by the clean picture.
 
     python benchmarks/headroom.py [MODEL] --clean runs/val-clean --size 1080x1920 \\
-        --degrade q5,blur6 --max-images 6 [--json out.json]
+        --degrade q5,blur6 --max-images 6 [--max-change off] [--json out.json]
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import click
 import numpy as np
 
 from bdinn.runtime import Debander
-from bdinn.runtime.cli_options import parse_optional_size
+from bdinn.runtime.cli_options import MAX_CHANGE_HELP, parse_max_change, parse_optional_size
+from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
 from bdinn.train.evaluate import BASELINES, PSNR_CAP, pairs_from_clean, parse_degradations, smooth_mask
@@ -54,10 +55,15 @@ def split_error(out: np.ndarray, clean: np.ndarray, smooth: np.ndarray) -> dict[
 
 
 def headroom(
-    model: Path | None, clean_dir: Path, degrade: str, max_images: int | None, size: tuple[int, int] | None
+    model: Path | None,
+    clean_dir: Path,
+    degrade: str,
+    max_images: int | None,
+    size: tuple[int, int] | None,
+    max_change: float | None = DEFAULT_MAX_CHANGE,
 ) -> dict[str, dict]:
     """Per degradation: the pictures' names and, per method, the FIELDS per picture and their means."""
-    debander = Debander.open(model)
+    debander = Debander.open(model, max_change=max_change)
     _, pairs = pairs_from_clean(clean_dir, parse_degradations(degrade), max_images, size)
     report: dict[str, dict] = {}
     for pair in pairs:
@@ -101,14 +107,21 @@ def to_markdown(report: dict[str, dict]) -> str:
 @click.option("--degrade", default="q5,blur6", help="As bdinn-eval: q5, blur6, x264, x265, svtav1 or ids.")
 @click.option("--max-images", type=click.IntRange(min=1), default=None, help="bdinn-eval's seeded subset.")
 @click.option("--size", default=None, callback=parse_optional_size, help="HEIGHTxWIDTH, e.g. 1080x1920.")
+@click.option(
+    "--max-change",
+    default=f"{DEFAULT_MAX_CHANGE:g}",
+    callback=parse_max_change,
+    metavar="LEVELS|off",
+    help=MAX_CHANGE_HELP,
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 def main(
     model: Path | None, clean_dir: Path, degrade: str, max_images: int | None, size: tuple[int, int] | None,
-    json_path: Path | None,
+    max_change: float | None, json_path: Path | None,
 ) -> None:  # fmt: skip
     """Split each method's error into smooth regions and the rest (default MODEL: the bundled one)."""
     try:
-        report = headroom(model, clean_dir, degrade, max_images, size)
+        report = headroom(model, clean_dir, degrade, max_images, size, max_change)
     except (ValueError, OSError, RuntimeError) as exc:  # EvalError, ImageError, a model that will not open
         raise click.ClickException(str(exc)) from None
     click.echo(to_markdown(report))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 
@@ -19,3 +21,22 @@ def parse_optional_size(
 ) -> tuple[int, int] | None:
     """click callback for a size option without a default: None stays None."""
     return None if value is None else parse_size(ctx, param, value)
+
+
+MAX_CHANGE_HELP = (
+    "The most the model may move any value, in 8-bit levels; 'off' for the model's raw output "
+    "(heavy posterisation such as 4-bit pictures wants more)."
+)
+
+
+def parse_max_change(ctx: click.Context | None, param: click.Parameter | None, value: str) -> float | None:
+    """click callback: "off" -> None, else a positive number of 8-bit levels."""
+    if value.strip().lower() == "off":
+        return None
+    try:
+        levels = float(value)
+    except ValueError:
+        levels = math.nan
+    if not 0 < levels < math.inf:
+        raise click.BadParameter(f"{value!r} is neither a positive number of 8-bit levels nor 'off'")
+    return levels

@@ -206,3 +206,36 @@ def test_cli_fp16_on_the_cpu_is_one_clear_error(clean_dir, tmp_path):
     result = _invoke(str(model), *args, "--no-baselines", "--device", "cpu", "--precision", "fp16")
     assert result.exit_code == 1
     assert "fp16 runs on CUDA only" in result.output and "Traceback" not in result.output
+
+
+def test_cli_max_change_reaches_the_model_and_the_report(clean_dir, tmp_path):
+    from common import perturbed_tiny
+
+    from bdinn.train.checkpoint import save_checkpoint
+
+    model = save_checkpoint(tmp_path / "tiny.safetensors", perturbed_tiny(), config_name=None, step=1)
+    args = [
+        "--clean",
+        str(clean_dir),
+        "--degrade",
+        "q5",
+        "--max-images",
+        "1",
+        "--size",
+        "64x96",
+        "--no-baselines",
+    ]
+    reports = {}
+    for value in ("off", "1"):
+        out = tmp_path / f"{value}.json"
+        result = _invoke(str(model), *args, "--max-change", value, "--json", str(out))
+        assert result.exit_code == 0, result.output
+        reports[value] = json.loads(out.read_text())
+    assert reports["off"]["settings"]["runs_on"]["max_change"] is None
+    assert reports["1"]["settings"]["runs_on"]["max_change"] == 1.0
+    raw, limited = (reports[v]["results"]["q5"]["rows"]["model"]["psnr"] for v in ("off", "1"))
+    banded = reports["1"]["results"]["q5"]["rows"]["input"]["psnr"]
+    # The perturbed network wrecks the picture; held within one level of its input it cannot.
+    assert raw < banded - 5 and limited > raw + 5
+    result = _invoke(str(model), *args, "--max-change", "none")
+    assert result.exit_code == 2 and "neither a positive number of 8-bit levels nor 'off'" in result.output

@@ -92,6 +92,30 @@ def test_gray_picture_stays_gray(model, pictures, tmp_path, depth):
     np.testing.assert_array_equal(out, Debander.open(model)(gray))
 
 
+def test_max_change_limits_the_output_and_off_gives_the_raw_model(model, pictures, tmp_path):
+    sky = read_image(pictures / "sky.png")
+    outputs = {}
+    for value in ("5", "off", None):
+        out = tmp_path / f"{value}.png"
+        option = ("--max-change", value) if value else ()
+        result = run(model, pictures / "sky.png", "-o", out, "-q", *option)
+        assert result.exit_code == 0, result.output
+        outputs[value] = read_image(out).astype(int)
+    assert np.abs(outputs["5"] - sky).max() == 5  # the perturbed network moves values further
+    np.testing.assert_array_equal(outputs["off"], Debander.open(model, max_change=None)(sky))
+    assert np.abs(outputs["off"] - sky).max() > 5
+    np.testing.assert_array_equal(outputs[None], Debander.open(model)(sky))  # the default, 2 levels
+    assert np.abs(outputs[None] - sky).max() == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "lots"])
+def test_a_bad_max_change_is_refused(model, pictures, tmp_path, value):
+    result = run(model, pictures / "sky.png", "-o", tmp_path / "o.png", "--max-change", value)
+    assert result.exit_code == 2
+    assert f"{value!r} is neither a positive number of 8-bit levels nor 'off'" in result.output
+    assert not (tmp_path / "o.png").exists()
+
+
 def test_folder_and_glob_to_an_output_folder(model, pictures, tmp_path):
     result = run("--model", model, pictures, "-o", tmp_path / "a", "-q")
     assert result.exit_code == 0, result.output

@@ -9,6 +9,7 @@ import torch
 from common import perturbed_tiny
 
 from bdinn.runtime import BackendError, Debander
+from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.imageio import from_float, read_image, write_image
 from bdinn.train.checkpoint import save_checkpoint
 
@@ -47,8 +48,9 @@ def sky() -> np.ndarray:
 
 
 def test_torch_and_onnxruntime_agree(models, sky):
-    reference = Debander.open(models["torch"], tile=None)
-    onnx = Debander.open(needs(models, "onnx"))
+    # max_change=None: the backends' raw outputs, which the change limit would partly hide.
+    reference = Debander.open(models["torch"], tile=None, max_change=None)
+    onnx = Debander.open(needs(models, "onnx"), max_change=None)
     batch = sky.astype(np.float32).transpose(2, 0, 1)[None] / 255
     a, b = reference.infer(batch), onnx.infer(batch)
     assert a.shape == b.shape == batch.shape
@@ -58,8 +60,8 @@ def test_torch_and_onnxruntime_agree(models, sky):
 
 
 def test_uint8_io_graph_matches_float_graph_to_one_level(models, sky):
-    float_graph = Debander.open(needs(models, "onnx"))(sky)
-    uint8_graph = Debander.open(needs(models, "onnx-uint8"))(sky)
+    float_graph = Debander.open(needs(models, "onnx"), max_change=None)(sky)
+    uint8_graph = Debander.open(needs(models, "onnx-uint8"), max_change=None)(sky)
     assert uint8_graph.dtype == np.uint8 and uint8_graph.shape == sky.shape
     assert np.abs(float_graph.astype(int) - uint8_graph.astype(int)).max() <= 1
 
@@ -69,16 +71,17 @@ def test_matches_the_network_directly(models, sky):
     with torch.no_grad():
         expected = model(torch.from_numpy(sky.astype(np.float32).transpose(2, 0, 1)[None] / 255))[0]
     expected = from_float(expected.numpy().transpose(1, 2, 0), 16)
-    out = Debander.open(models["torch"])(sky, bit_depth=16)
+    out = Debander.open(models["torch"], max_change=None)(sky, bit_depth=16)
     assert out.dtype == np.uint16
     assert np.abs(out.astype(int) - expected.astype(int)).max() <= 8  # 8/65535: float rounding only
 
 
 def test_tiled_agrees_with_untiled_away_from_the_border(models):
     image = read_image(DATA / "soft-shapes.png")[:200, :232]
-    whole = Debander.open(models["torch"]).infer(image.astype(np.float32).transpose(2, 0, 1)[None] / 255)
-    tiled = Debander.open(models["torch"], tile=128, overlap=64)
-    parts = tiled.infer(image.astype(np.float32).transpose(2, 0, 1)[None] / 255)
+    batch = image.astype(np.float32).transpose(2, 0, 1)[None] / 255
+    whole = Debander.open(models["torch"], max_change=None).infer(batch)
+    tiled = Debander.open(models["torch"], tile=128, overlap=64, max_change=None)
+    parts = tiled.infer(batch)
     # Tiles see less context than the whole frame; the cross-fade keeps the difference below
     # 1.5/255 (a random-weight network: a trained, near-identity one differs far less).
     inner = np.abs(whole - parts)[:, :, 16:-16, 16:-16]
@@ -172,6 +175,31 @@ def test_torch_tensor_path(models, sky):
     assert out.shape == tensor.shape and out.dtype == torch.float32
     expected = deband.infer(tensor[None].numpy())[0]
     assert np.abs(out.numpy() - expected).max() <= 1e-6
+
+
+def test_the_output_stays_within_max_change_of_the_input(models, sky):
+    """The limit clips what the network moves too far, tiled or not, and leaves the rest as it was."""
+    batch = sky.astype(np.float32).transpose(2, 0, 1)[None] / 255
+    for tile in (None, 64):
+        raw = Debander.open(models["torch"], tile=tile, overlap=16, max_change=None).infer(batch)
+        moved = np.abs(raw - batch)
+        assert (moved > 3 / 255).mean() > 0.05  # the perturbed network moves many values further
+        limited = Debander.open(models["torch"], tile=tile, overlap=16, max_change=3).infer(batch)
+        assert limited.dtype == np.float32
+        assert np.abs(limited - batch).max() <= 3 / 255 + 1e-6
+        inside = moved <= 3 / 255
+        assert np.abs(limited - raw)[inside].max() <= 1e-6  # float rounding of (out - in) + in
+        assert np.abs(limited - raw).max() > 0.01
+    default = Debander.open(models["torch"])
+    assert default.describe()["max_change"] == DEFAULT_MAX_CHANGE == 2
+    raw = Debander.open(models["torch"], max_change=None).infer(batch)
+    assert np.abs(default.infer(batch) - np.clip(raw, batch - 2 / 255, batch + 2 / 255)).max() <= 1e-6
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf")])
+def test_max_change_must_be_a_positive_number(models, value):
+    with pytest.raises(ValueError, match="max_change must be a positive number of 8-bit levels"):
+        Debander.open(models["torch"], max_change=value)
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..runtime.cambi import cambi
-from ..runtime.cli_options import parse_optional_size
+from ..runtime.cli_options import MAX_CHANGE_HELP, parse_max_change, parse_optional_size
+from ..runtime.debander import DEFAULT_MAX_CHANGE
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import atomic_write
 from ..runtime.imageio import ImageError, from_float, read_image, to_float
@@ -369,7 +370,11 @@ def _write(path: Path, text: str) -> None:
 
 
 def _open_model(
-    model_path: Path | None, bit_depth: int, device: str | None, precision: str | None
+    model_path: Path | None,
+    bit_depth: int,
+    device: str | None,
+    precision: str | None,
+    max_change: float | None,
 ) -> tuple[Model, dict[str, Any]]:
     """The model as a frame callable, and what runs it (backend, device, precision) for the report."""
     try:
@@ -378,7 +383,7 @@ def _open_model(
         raise click.ClickException(
             f"cannot load models here: bdinn.runtime.Debander is missing ({exc})"
         ) from None
-    deb = Debander.open(model_path, device=device, precision=precision)
+    deb = Debander.open(model_path, device=device, precision=precision, max_change=max_change)
     return (lambda image: deb(image, bit_depth=bit_depth)), deb.describe()
 
 
@@ -437,6 +442,13 @@ def _open_model(
     default=None,
     help="Checkpoints only, e.g. to measure what FP16 costs [default: as bdinn-run].",
 )
+@click.option(
+    "--max-change",
+    default=f"{DEFAULT_MAX_CHANGE:g}",
+    callback=parse_max_change,
+    metavar="LEVELS|off",
+    help=MAX_CHANGE_HELP,
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -453,6 +465,7 @@ def main(
     seed: int,
     device: str | None,
     precision: str | None,
+    max_change: float | None,
 ) -> None:
     """Score MODEL (a .plan, .onnx or .safetensors file; omitted: the bundled model) against
     FFmpeg's deband and gradfun: PSNR, SSIM, smooth-region PSNR and CAMBI per degradation."""
@@ -475,7 +488,7 @@ def main(
         else:
             assert clean_dir is not None
             total, found = pairs_from_clean(clean_dir, degradations, max_images, size, seed)
-        debander, runs_on = _open_model(model, depth, device, precision)
+        debander, runs_on = _open_model(model, depth, device, precision, max_change)
         report = evaluate(
             debander, found, baselines=not no_baselines, bit_depth=depth, total=total, progress=True
         )
