@@ -26,7 +26,7 @@ import click
 import numpy as np
 
 from bdinn.runtime import Debander
-from bdinn.runtime.cli_options import MAX_CHANGE_HELP, parse_max_change, parse_optional_size
+from bdinn.runtime.cli_options import max_change_option, parse_optional_size
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
@@ -107,13 +107,7 @@ def to_markdown(report: dict[str, dict]) -> str:
 @click.option("--degrade", default="q5,blur6", help="As bdinn-eval: q5, blur6, x264, x265, svtav1 or ids.")
 @click.option("--max-images", type=click.IntRange(min=1), default=None, help="bdinn-eval's seeded subset.")
 @click.option("--size", default=None, callback=parse_optional_size, help="HEIGHTxWIDTH, e.g. 1080x1920.")
-@click.option(
-    "--max-change",
-    default=f"{DEFAULT_MAX_CHANGE:g}",
-    callback=parse_max_change,
-    metavar="LEVELS|off",
-    help=MAX_CHANGE_HELP,
-)
+@max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 def main(
     model: Path | None, clean_dir: Path, degrade: str, max_images: int | None, size: tuple[int, int] | None,

@@ -6,6 +6,8 @@ import math
 
 import click
 
+from .debander import DEFAULT_MAX_CHANGE
+
 
 def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str) -> tuple[int, int]:
     """click callback: "HEIGHTxWIDTH" -> (height, width)."""
@@ -23,12 +25,6 @@ def parse_optional_size(
     return None if value is None else parse_size(ctx, param, value)
 
 
-MAX_CHANGE_HELP = (
-    "The most the model may move any value, in 8-bit levels; 'off' for the model's raw output "
-    "(heavy posterisation such as 4-bit pictures wants more)."
-)
-
-
 def parse_max_change(ctx: click.Context | None, param: click.Parameter | None, value: str) -> float | None:
     """click callback: "off" -> None, else a positive number of 8-bit levels."""
     if value.strip().lower() == "off":
@@ -40,3 +36,15 @@ def parse_max_change(ctx: click.Context | None, param: click.Parameter | None, v
     if not 0 < levels < math.inf:
         raise click.BadParameter(f"{value!r} is neither a positive number of 8-bit levels nor 'off'")
     return levels
+
+
+# The same --max-change for every command that runs a model (bdinn-run, bdinn-eval, benchmarks).
+max_change_option = click.option(
+    "--max-change",
+    default=f"{DEFAULT_MAX_CHANGE:g}",
+    callback=parse_max_change,
+    metavar="LEVELS|off",
+    show_default=True,
+    help="The most the model may move any value, in 8-bit levels; 'off' for the model's raw output "
+    "(heavy posterisation such as 4-bit pictures wants more).",
+)

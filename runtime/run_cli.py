@@ -16,8 +16,8 @@ import click
 from tqdm import tqdm
 
 from .backends import BACKENDS, SUFFIXES, BackendError
-from .cli_options import MAX_CHANGE_HELP, parse_max_change
-from .debander import DEFAULT_MAX_CHANGE, DEFAULT_OVERLAP, Debander
+from .cli_options import max_change_option
+from .debander import DEFAULT_OVERLAP, Debander
 from .imageio import ImageError, read_image, write_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
@@ -106,8 +106,7 @@ def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str
 @click.option("--bit-depth", type=click.Choice(["8", "10", "16"]), default=None,
               help="Pictures: 8 or 16 [default: the input's]. Videos: 8 or 10 [default: 10].")  # fmt: skip
 @click.option("--dither", is_flag=True, help="TPDF dither when rounding to 8 bits (no new bands).")
-@click.option("--max-change", default=f"{DEFAULT_MAX_CHANGE:g}", callback=parse_max_change,
-              metavar="LEVELS|off", help=MAX_CHANGE_HELP)  # fmt: skip
+@max_change_option
 @click.option("--tile", type=click.IntRange(32), default=None,
               help="Work in TILE x TILE pieces (multiple of 8) to bound memory.")  # fmt: skip
 @click.option("--overlap", type=click.IntRange(0), default=DEFAULT_OVERLAP, help="Tile overlap in pixels.")

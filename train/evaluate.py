@@ -56,8 +56,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..runtime.cambi import cambi
-from ..runtime.cli_options import MAX_CHANGE_HELP, parse_max_change, parse_optional_size
-from ..runtime.debander import DEFAULT_MAX_CHANGE
+from ..runtime.cli_options import max_change_option, parse_optional_size
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import atomic_write
 from ..runtime.imageio import ImageError, from_float, read_image, to_float
@@ -442,13 +441,7 @@ def _open_model(
     default=None,
     help="Checkpoints only, e.g. to measure what FP16 costs [default: as bdinn-run].",
 )
-@click.option(
-    "--max-change",
-    default=f"{DEFAULT_MAX_CHANGE:g}",
-    callback=parse_max_change,
-    metavar="LEVELS|off",
-    help=MAX_CHANGE_HELP,
-)
+@max_change_option
 @click.pass_context
 def main(
     ctx: click.Context,
