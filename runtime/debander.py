@@ -228,9 +228,9 @@ class Debander:
         serve = getattr(self.backend, "infer_tensor", None)
         if serve is not None and self.tile is None:
             out = serve(batch)
-            if self.max_change is not None:
+            if self.max_change is not None:  # not in place: `out` may be an inference-mode tensor
                 limit = self.max_change / 255
-                out = torch.minimum(torch.maximum(out, batch - limit), batch + limit)
+                out = torch.clamp(out, batch - limit, batch + limit)
         else:  # infer applies the limit
             host = self.infer(batch.detach().float().cpu().numpy())
             out = torch.from_numpy(host).to(batch.device, batch.dtype)
