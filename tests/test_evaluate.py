@@ -214,17 +214,8 @@ def test_cli_max_change_reaches_the_model_and_the_report(clean_dir, tmp_path):
     from bdinn.train.checkpoint import save_checkpoint
 
     model = save_checkpoint(tmp_path / "tiny.safetensors", perturbed_tiny(), config_name=None, step=1)
-    args = [
-        "--clean",
-        str(clean_dir),
-        "--degrade",
-        "q5",
-        "--max-images",
-        "1",
-        "--size",
-        "64x96",
-        "--no-baselines",
-    ]
+    args = ["--clean", str(clean_dir), "--degrade", "q5", "--max-images", "1", "--size", "64x96",
+            "--no-baselines"]  # fmt: skip
     reports = {}
     for value in ("off", "1"):
         out = tmp_path / f"{value}.json"
