@@ -34,6 +34,19 @@ DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles; see tests/test_runt
 DEFAULT_MAX_CHANGE = 2.0
 
 
+def limit_change_tensor(batch: Any, out: Any, max_change: float | None) -> Any:
+    """`out` kept within max_change 8-bit levels of `batch` (torch tensors in [0, 1]).
+
+    Not in place: the torch backend returns inference-mode tensors, which refuse in-place updates.
+    Shared by `Debander.tensor` and training validation, which scores what users are served."""
+    if max_change is None:
+        return out
+    import torch
+
+    limit = max_change / 255
+    return torch.clamp(out, batch - limit, batch + limit)
+
+
 def default_model_path(backend: str | None = None) -> Path:
     """The bundled model file for `backend`, or for the best backend installed here.
 
@@ -227,10 +240,7 @@ class Debander:
             batch = batch[None]
         serve = getattr(self.backend, "infer_tensor", None)
         if serve is not None and self.tile is None:
-            out = serve(batch)
-            if self.max_change is not None:  # not in place: `out` may be an inference-mode tensor
-                limit = self.max_change / 255
-                out = torch.clamp(out, batch - limit, batch + limit)
+            out = limit_change_tensor(batch, serve(batch), self.max_change)
         else:  # infer applies the limit
             host = self.infer(batch.detach().float().cpu().numpy())
             out = torch.from_numpy(host).to(batch.device, batch.dtype)

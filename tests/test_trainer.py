@@ -10,6 +10,8 @@ from common import TINY
 from safetensors.torch import load_file
 
 from bdinn.runtime.cambi import cambi
+from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
+from bdinn.runtime.metrics import psnr
 from bdinn.train.data import FullImageDataset, PatchDataset, find_pairs
 from bdinn.train.trainer import Trainer, TrainingError, TrainSettings, cosine_lr
 
@@ -84,6 +86,31 @@ def test_validation_scores_the_8bit_outputs_and_their_targets_with_cambi(dataset
     assert metrics["val_cambi"] == pytest.approx(expected, rel=1e-6)
     assert metrics["val_cambi_clean"] == pytest.approx(expected_clean, rel=1e-6)
     assert expected > expected_clean + 10 > 11  # the banded output, then the clean target
+
+
+class _Brighten(torch.nn.Module):
+    """Adds 10 levels to every value: far past the runtime's change limit."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 10 / 255
+
+
+def test_validation_scores_the_served_output_and_the_raw_network_beside_it(datasets, tmp_path):
+    """val_psnr is what bdinn-run serves (every value within DEFAULT_MAX_CHANGE levels of the
+    input), val_psnr_raw the network's own output; a model that moves values by 10 levels shows both."""
+    _, val = datasets
+    trainer = Trainer(settings(), datasets[0], val, tmp_path)
+    trainer.model = _Brighten()
+    served, raw = [], []
+    for _, banded, clean in val:
+        b8 = np.round(banded.permute(1, 2, 0).numpy() * 255)
+        target = clean.permute(1, 2, 0).numpy()
+        served.append(psnr(np.minimum(b8 + DEFAULT_MAX_CHANGE, 255) / 255, target))
+        raw.append(psnr(np.minimum(b8 + 10, 255) / 255, target))
+    metrics = trainer.validate()
+    assert metrics["val_psnr"] == pytest.approx(float(np.mean(served)), abs=1e-4)
+    assert metrics["val_psnr_raw"] == pytest.approx(float(np.mean(raw)), abs=1e-4)
+    assert metrics["val_psnr"] > metrics["val_psnr_raw"] + 3
 
 
 def test_keep_checkpoints_leaves_every_validated_step(datasets, tmp_path):

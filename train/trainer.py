@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..runtime.cambi import cambi
+from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from ..runtime.metrics import psnr, ssim
 from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_tensors
 from .losses import debanding_loss
@@ -106,6 +107,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The patch order of one epoch, a pure function of (seed, epoch)."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def _as_uint8(image: torch.Tensor) -> np.ndarray:
+    """[1, 3, H, W] in [0, 1] -> the H x W x 3 8-bit picture a user would save."""
+    return np.round(image[0].permute(1, 2, 0).float().cpu().numpy() * 255).astype(np.uint8)
 
 
 class Trainer:
@@ -264,8 +270,10 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean PSNR, SSIM and CAMBI of full validation images (8-bit output, as a user would save it).
+        """Mean PSNR, SSIM and CAMBI of full validation images, served as `bdinn-run` serves them.
 
+        That is the runtime's default change limit and 8-bit output, so the best checkpoint is
+        the best one users get; `val_psnr_raw` scores the network's unlimited output beside it.
         PSNR alone picks checkpoints that leave 1-code steps in smooth gradients, and fine-tunes
         move CAMBI by 2 while PSNR moves by 0.05 dB; so the banding score of the outputs is
         reported beside that of the clean targets (`val_cambi_clean`), the bar a model must meet.
@@ -274,25 +282,28 @@ class Trainer:
             return {}
         self.model.eval()
         count = len(self.val_set) if self.settings.max_val_images is None else self.settings.max_val_images
-        scores: list[tuple[float, float, float]] = []
+        scores: list[tuple[float, float, float, float]] = []
         clean_cambis: list[float] = []  # scored once, as 8-bit pictures like the outputs
         for index in range(min(count, len(self.val_set))):
             _, banded, clean = self.val_set[index]
-            out = self.model(banded.unsqueeze(0).to(self.device)).clamp(0, 1)
-            restored8 = np.round(out[0].permute(1, 2, 0).float().cpu().numpy() * 255).astype(np.uint8)
-            restored = restored8.astype(np.float32) / 255
+            banded = banded.unsqueeze(0).to(self.device)
+            raw = self.model(banded).clamp(0, 1)
+            served8 = _as_uint8(limit_change_tensor(banded, raw, DEFAULT_MAX_CHANGE))
+            served = served8.astype(np.float32) / 255
             target = clean.permute(1, 2, 0).numpy()
-            scores.append((psnr(restored, target), ssim(restored, target), cambi(restored8)))
+            raw_psnr = psnr(_as_uint8(raw).astype(np.float32) / 255, target)
+            scores.append((psnr(served, target), ssim(served, target), cambi(served8), raw_psnr))
             if self.clean_cambi is None:
                 clean_cambis.append(cambi(np.round(target * 255).astype(np.uint8)))
         if self.clean_cambi is None:
             self.clean_cambi = float(np.mean(clean_cambis))
-        psnrs, ssims, cambis = zip(*scores, strict=True)
+        psnrs, ssims, cambis, raw_psnrs = zip(*scores, strict=True)
         return {
             "val_psnr": float(np.mean(psnrs)),
             "val_ssim": float(np.mean(ssims)),
             "val_cambi": float(np.mean(cambis)),
             "val_cambi_clean": self.clean_cambi,
+            "val_psnr_raw": float(np.mean(raw_psnrs)),
         }
 
     def _checkpoint(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -345,7 +356,8 @@ class Trainer:
                     m = metrics
                     bar.write(
                         f"step {self.step}: val PSNR {m['val_psnr']:.2f} dB, SSIM {m['val_ssim']:.4f}, "
-                        f"CAMBI {m['val_cambi']:.2f} (clean {m['val_cambi_clean']:.2f})"
+                        f"CAMBI {m['val_cambi']:.2f} (clean {m['val_cambi_clean']:.2f}), "
+                        f"raw network {m['val_psnr_raw']:.2f} dB"
                     )
         bar.close()
         return metrics
