@@ -2,31 +2,56 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+# Failures of the output location itself, as opposed to errors of what is being written.
+_LOCATION_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT}
+
+
+class OutputError(ValueError):
+    """The output path cannot be written: a one-line message naming it, for every CLI."""
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call write(tmp_path) on a temporary file beside `path`, then rename it over `path`.
 
     The temporary file is created with the usual 0o666 & ~umask permissions (tempfile.mkstemp
-    would make it 0o600, and the rename would carry that over to the final file).
+    would make it 0o600, and the rename would carry that over to the final file). A folder that
+    cannot be made or written, or a full disk, is an OutputError naming `path`, not the
+    temporary file; nothing is left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                break
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise _output_error(path, exc) from None
     try:
         write(str(tmp))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _LOCATION_ERRNOS:
+            raise _output_error(path, exc) from None
         raise
     return path
+
+
+def _output_error(path: Path, exc: OSError) -> OutputError:
+    folder = next((p for p in path.parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        reason = f"{folder} is a file, not a folder"
+    else:
+        reason = exc.strerror or str(exc)
+    return OutputError(f"{path}: cannot write there ({reason}); choose another output or check that "
+                       "its folder is writable and has space")  # fmt: skip

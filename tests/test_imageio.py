@@ -1,5 +1,6 @@
 """Image files: 16-bit survives, bad files give one-line errors, writes are atomic."""
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -8,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bdinn.runtime.files import atomic_write
+from bdinn.runtime.files import OutputError, atomic_write
 from bdinn.runtime.imageio import ImageError, from_float, read_image, to_float, write_image
 
 DATA = Path(__file__).parent / "data"
@@ -164,3 +165,24 @@ def test_writes_are_atomic_and_readable_by_others(tmp_path):
         atomic_write(target, crash)
     assert np.array_equal(read_image(target), np.full((4, 4, 3), 7))  # the old file, intact
     assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])
+def test_a_full_or_forbidden_output_is_an_output_error_naming_the_target(tmp_path, code):
+    def fail(tmp: str) -> None:
+        Path(tmp).write_bytes(b"part")
+        raise OSError(code, os.strerror(code))
+
+    with pytest.raises(OutputError) as caught:
+        atomic_write(tmp_path / "x.png", fail)
+    assert str(caught.value).startswith(f"{tmp_path / 'x.png'}: cannot write there ({os.strerror(code)})")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_errors_while_writing_pass_through_unchanged(tmp_path):
+    def fail(tmp: str) -> None:
+        raise OSError(errno.EINVAL, "bad argument from an encoder")
+
+    with pytest.raises(OSError, match="bad argument from an encoder") as caught:
+        atomic_write(tmp_path / "x.png", fail)
+    assert not isinstance(caught.value, OutputError) and list(tmp_path.iterdir()) == []

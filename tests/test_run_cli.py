@@ -144,6 +144,15 @@ def test_existing_output_needs_force_and_inputs_are_never_overwritten(model, pic
     assert (pictures / "sky.png").read_bytes() == before
 
 
+def test_unwritable_output_is_one_line_naming_it(model, pictures, tmp_path):
+    """An output under a file (no folder can be made there) fails before anything is written."""
+    blocker = tmp_path / "taken"
+    blocker.write_bytes(b"a file")
+    line = one_line_error(run(model, pictures / "sky.png", "-o", blocker / "sky.png"))
+    assert f"{blocker / 'sky.png'}: cannot write there ({blocker} is a file, not a folder)" in line
+    assert blocker.read_bytes() == b"a file" and leftovers(tmp_path) == []
+
+
 def _truncated_png(folder: Path) -> Path:
     data = (DATA / "sky-gradient.png").read_bytes()
     path = folder / "cut.png"
@@ -277,6 +286,15 @@ class TestVideo:
         line = one_line_error(run(model, source, "-o", tmp_path / "out.mkv"))
         assert "song.mp4: no video stream; pass a file with video" in line
         assert not (tmp_path / "out.mkv").exists() and leftovers(tmp_path) == []
+
+    def test_unwritable_video_output(self, model, tmp_path):
+        from test_video import make_video
+
+        source = make_video(tmp_path / "clip.mp4")
+        (tmp_path / "taken").write_bytes(b"a file")
+        line = one_line_error(run(model, source, "-o", tmp_path / "taken" / "out.mkv", "-q"))
+        assert "out.mkv: cannot write there (" in line and "is a file, not a folder" in line
+        assert leftovers(tmp_path) == []
 
     def test_sixteen_bit_video_is_refused(self, model, tmp_path):
         from test_video import make_video
