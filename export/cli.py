@@ -13,6 +13,7 @@ import click
 from ..runtime.backends.base import BackendError
 from ..runtime.cli_options import parse_size
 from ..runtime.debander import default_model_path
+from ..runtime.files import check_writable
 from ..runtime.tensorrt import TensorRTUnavailable
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, preflight
@@ -123,6 +124,8 @@ def main(
             stem = checkpoint.with_suffix("")
         output = output or Path(f"{stem}-{graph}-{precision}{'.onnx' if onnx_only else '.plan'}")
         onnx_path = output if onnx_only else output.with_suffix(".onnx")
+        for path in dict.fromkeys((output, onnx_path)):  # now, not after the export
+            check_writable(path)
         cache_dir = cache_dir or default_cache_dir()
         settings = EngineSettings(
             profile=Profile(min_size, opt_size, max_size), targets=targets, optimization_level=opt_level,

@@ -24,6 +24,7 @@ import numpy as np
 from .backends import BACKENDS, BackendError
 from .cli_options import parse_size
 from .debander import Debander
+from .files import atomic_write, check_writable
 
 
 def summarise(seconds: list[float], batch: int) -> dict[str, float]:
@@ -162,7 +163,10 @@ def main(
     plugin_library: Path | None, cuda_graph: bool, json_out: Path | None,
 ) -> None:  # fmt: skip
     """Latency of MODEL (default: the bundled model) at a frame size, in milliseconds per call."""
+    to_file = json_out is not None and str(json_out) != "-"
     try:
+        if to_file:
+            check_writable(json_out)
         deband = Debander.open(
             model, backend=backend, device=device, precision=precision, tile=tile,
             plugin_library=plugin_library,
@@ -175,10 +179,11 @@ def main(
     except (BackendError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     result["model"] = str(model) if model else "bundled default"
-    if json_out is not None and str(json_out) == "-":
+    if json_out is not None and not to_file:
         json.dump(result, sys.stdout, indent=2)
         click.echo()
         return
     click.echo(format_result(result))
-    if json_out is not None:
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    if to_file:
+        text = json.dumps(result, indent=2) + "\n"
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))

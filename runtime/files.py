@@ -25,17 +25,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     temporary file; nothing is left behind.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-            try:
-                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-                break
-            except FileExistsError:
-                continue
-    except OSError as exc:
-        raise _output_error(path, exc) from None
+    tmp = _reserve_temporary(path)
     try:
         write(str(tmp))
         os.replace(tmp, path)
@@ -45,6 +35,27 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
             raise _output_error(path, exc) from None
         raise
     return path
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now with an OutputError, not after minutes of work, if `path` cannot be written:
+    its folder is made and a temporary file is created there and removed."""
+    _reserve_temporary(Path(path)).unlink()
+
+
+def _reserve_temporary(path: Path) -> Path:
+    """An empty, new temporary file beside `path` (its folder made first)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                return tmp
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise _output_error(path, exc) from None
 
 
 def _output_error(path: Path, exc: OSError) -> OutputError:

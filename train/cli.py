@@ -11,6 +11,7 @@ import torch.distributed as dist
 
 from ..runtime.backends import BackendError
 from ..runtime.debander import default_model_path
+from ..runtime.files import check_writable
 from ..runtime.imageio import ImageError
 from .checkpoint import CheckpointError, read_checkpoint_config
 from .data import FullImageDataset, PatchDataset, find_pairs, split_by_source, stratified_order
@@ -183,6 +184,7 @@ def main(
     )
     seed, device = settings.seed, settings.device
     try:
+        check_writable(out_dir / "last.safetensors")  # now, not at the first checkpoint
         ranks = Distributed.from_env()
         if ranks.world > 1:
             backend = "nccl" if resolve_device(device, ranks.local_rank).type == "cuda" else "gloo"

@@ -58,7 +58,7 @@ from tqdm import tqdm
 from ..runtime.cambi import cambi
 from ..runtime.cli_options import max_change_option, parse_optional_size
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
-from ..runtime.files import atomic_write
+from ..runtime.files import atomic_write, check_writable
 from ..runtime.imageio import ImageError, from_float, read_image, to_float
 from ..runtime.metrics import psnr, ssim
 from .data import find_pairs
@@ -476,6 +476,9 @@ def main(
         raise click.UsageError(str(exc)) from None
     depth = int(bit_depth)
     try:
+        for path in (json_path, markdown_path):
+            if path is not None:  # now, not after the evaluation
+                check_writable(path)
         if pairs:
             total, found = pairs_from_folders(pairs[0], pairs[1], max_images, seed)
         else:
