@@ -24,7 +24,7 @@ import numpy as np
 from .backends import BACKENDS, BackendError
 from .cli_options import parse_size
 from .debander import Debander
-from .files import atomic_write, check_writable
+from .files import OutputError, atomic_write, check_writable
 
 
 def summarise(seconds: list[float], batch: int) -> dict[str, float]:
@@ -184,6 +184,9 @@ def main(
         click.echo()
         return
     click.echo(format_result(result))
-    if to_file:
+    if to_file:  # checked before the work; a disk that filled up since is still one line
         text = json.dumps(result, indent=2) + "\n"
-        atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
+        try:
+            atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
+        except OutputError as exc:
+            raise click.ClickException(str(exc)) from None

@@ -58,7 +58,7 @@ from tqdm import tqdm
 from ..runtime.cambi import cambi
 from ..runtime.cli_options import max_change_option, parse_optional_size
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
-from ..runtime.files import atomic_write, check_writable
+from ..runtime.files import OutputError, atomic_write, check_writable
 from ..runtime.imageio import ImageError, from_float, read_image, to_float
 from ..runtime.metrics import psnr, ssim
 from .data import find_pairs
@@ -502,10 +502,13 @@ def main(
     )
     table = to_markdown(report)
     click.echo(table, nl=False)
-    if markdown_path:
-        _write(markdown_path, table)
-    if json_path:
-        _write(json_path, to_json(report))
+    try:  # checked before the work; a disk that filled up since is still one line
+        if markdown_path:
+            _write(markdown_path, table)
+        if json_path:
+            _write(json_path, to_json(report))
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 if __name__ == "__main__":
