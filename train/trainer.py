@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..runtime.cambi import cambi
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
+from ..runtime.imageio import from_float
 from ..runtime.metrics import psnr, ssim
 from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_tensors
 from .losses import debanding_loss
@@ -110,8 +111,8 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def _as_uint8(image: torch.Tensor) -> np.ndarray:
-    """[1, 3, H, W] in [0, 1] -> the H x W x 3 8-bit picture a user would save."""
-    return np.round(image[0].permute(1, 2, 0).float().cpu().numpy() * 255).astype(np.uint8)
+    """[1, 3, H, W] in [0, 1] -> the H x W x 3 8-bit picture a user would save (as bdinn-run rounds)."""
+    return from_float(image[0].permute(1, 2, 0).float().cpu().numpy(), 8)
 
 
 class Trainer:
