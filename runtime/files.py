@@ -31,7 +31,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in _LOCATION_ERRNOS:
+        if isinstance(exc, OSError) and exc.errno in _LOCATION_ERRNOS and _about(exc, tmp):
             raise _output_error(path, exc) from None
         raise
     return path
@@ -56,6 +56,12 @@ def _reserve_temporary(path: Path) -> Path:
                 continue
     except OSError as exc:
         raise _output_error(path, exc) from None
+
+
+def _about(exc: OSError, tmp: Path) -> bool:
+    """Whether the error concerns the file being written, not another file the writer read
+    (a missing engine cache, say, is not a problem of the output's folder)."""
+    return exc.filename is None or os.fsdecode(exc.filename) == str(tmp)
 
 
 def _output_error(path: Path, exc: OSError) -> OutputError:

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -185,4 +186,9 @@ def test_other_errors_while_writing_pass_through_unchanged(tmp_path):
 
     with pytest.raises(OSError, match="bad argument from an encoder") as caught:
         atomic_write(tmp_path / "x.png", fail)
+    assert not isinstance(caught.value, OutputError) and list(tmp_path.iterdir()) == []
+
+    missing = tmp_path / "cache" / "engine.plan"  # a file the writer reads, not the output
+    with pytest.raises(FileNotFoundError) as caught:
+        atomic_write(tmp_path / "x.plan", lambda tmp: shutil.copyfile(missing, tmp))
     assert not isinstance(caught.value, OutputError) and list(tmp_path.iterdir()) == []
