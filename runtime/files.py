@@ -48,7 +48,7 @@ def _reserve_temporary(path: Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+            tmp = path.with_name(f".{_shortened(path.name)}.{secrets.token_hex(4)}.tmp")
             try:
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
                 return tmp
@@ -56,6 +56,13 @@ def _reserve_temporary(path: Path) -> Path:
                 continue
     except OSError as exc:
         raise _output_error(path, exc) from None
+
+
+def _shortened(name: str, limit: int = 255 - len(".12345678.tmp") - 1) -> str:
+    """`name`, cut to leave room for the temporary suffix within a file name's 255 bytes."""
+    while len(os.fsencode(name)) > limit:
+        name = name[:-1]
+    return name
 
 
 def _about(exc: OSError, tmp: Path) -> bool:

@@ -1,21 +1,26 @@
 """Image files in and out as numpy arrays, keeping 16-bit precision (no torch).
 
 OpenCV reads and writes 48-bit RGB PNG; Pillow silently drops it to 8 bits, which would destroy
-exactly the smooth gradients a debander produces. Arrays are RGB(A), H x W x C, in the file's own
+exactly the smooth gradients a debander produces. Pillow only looks at the header (frame count,
+colour mode, EXIF) and decodes the one case OpenCV gets wrong: 8-bit TIFF with alpha, whose
+colours OpenCV returns multiplied by alpha. Arrays are RGB(A), H x W x C, in the file's own
 integer dtype (uint8 or uint16). A bad file raises ImageError with a one-line message; writes are
 atomic, so a crash never leaves a half-written image.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from .files import atomic_write
 
@@ -87,9 +92,43 @@ def _read(path: Path) -> tuple[bytes, str | None]:
     return data, kind
 
 
+def _header(path: Path, data: bytes) -> Image.Image | None:
+    """Pillow's lazy view of the file (nothing decoded yet), or None where Pillow cannot tell.
+
+    A file of several frames (animated PNG/WebP/GIF, multi-page TIFF) is refused: OpenCV would
+    silently return the first, and the rest would be lost without a word.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            header = Image.open(io.BytesIO(data))
+            frames = getattr(header, "n_frames", 1)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError):
+        return None  # OpenCV decides: it reads a few formats Pillow does not, and reports the rest
+    if frames > 1:
+        raise ImageError(f"{path}: holds {frames} frames; bdinn debands single pictures (save one frame, "
+                         "or convert an animation to a video)")  # fmt: skip
+    return header
+
+
+def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an array as the EXIF orientation tag (1-8) says a viewer shows it."""
+    if orientation in (5, 6, 7, 8):
+        img = img.swapaxes(0, 1)  # transposed: 5 as is, the others flipped below
+    flip_rows = orientation in (3, 4, 7, 8)
+    flip_cols = orientation in (2, 3, 6, 7)
+    return img[:: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
+
+
 def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray:
-    with _quiet_opencv():
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    try:
+        with _quiet_opencv():
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise ImageError(f"{path}: too large for OpenCV to decode (over 2^30 pixels); split it into "
+                             "smaller pictures") from None  # fmt: skip
+        raise ImageError(f"{path}: cannot decode this {kind or 'file'} (re-export it as PNG)") from None
     if img is None:
         if kind is None:
             raise ImageError(f"{path}: not an image file OpenCV can read (use PNG, JPEG, WebP or TIFF)")
@@ -101,29 +140,45 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
     return img
 
 
+def _decode_with_alpha(
+    path: Path, data: bytes, kind: str | None, header: Image.Image | None
+) -> np.ndarray | None:
+    """The file as OpenCV's BGRA (or gray + alpha), oriented, or None if it has no alpha."""
+    img = _decode(path, data, kind, cv2.IMREAD_UNCHANGED)
+    if img.ndim == 2 or img.shape[2] in (1, 3):
+        return None  # decode again without alpha, where OpenCV applies the orientation itself
+    if header is None:
+        return img
+    if kind == "TIFF" and img.dtype == np.uint8:  # OpenCV multiplies 8-bit TIFF colours by alpha
+        img = np.asarray(header.convert("RGBA"))[:, :, [2, 1, 0, 3]]
+    if header.mode in ("LA", "La"):
+        img = img[:, :, [0, 3]]  # OpenCV spreads gray + alpha over four channels
+    return _orient(img, header.getexif().get(0x0112, 1))  # OpenCV ignores it when it keeps alpha
+
+
 def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool = False) -> np.ndarray:
     """H x W x 3 RGB, or H x W x 4 RGBA with keep_alpha, as uint8 or uint16 like the file.
 
     Grayscale is repeated into three channels and palettes are expanded; alpha is dropped (not
     composited) unless keep_alpha, in which case images without alpha get an opaque one. as_file
     keeps the file's own layout instead, so that a result can be written back like its source:
-    gray as H x W, RGB as 3 channels, any alpha as RGBA. The EXIF orientation is applied as viewers
-    do, except to files that keep an alpha channel (OpenCV applies it only when it may drop alpha).
+    gray as H x W, gray with alpha as H x W x 2, RGB as 3 channels, RGB with alpha as RGBA. The
+    EXIF orientation is applied as viewers do.
     """
     path = Path(path)
     data, kind = _read(path)
+    header = _header(path, data)
     img = None
-    if (keep_alpha or as_file) and kind != "JPEG":
-        img = _decode(path, data, kind, cv2.IMREAD_UNCHANGED)
-        if img.ndim == 2 or img.shape[2] in (1, 3):
-            img = None  # no alpha in the file: decode again below, with the orientation applied
+    tiff_alpha = kind == "TIFF" and header is not None and header.mode in ("RGBA", "RGBa", "LA", "La")
+    if kind != "JPEG" and (keep_alpha or as_file or tiff_alpha):
+        img = _decode_with_alpha(path, data, kind, header)
     if img is None:
         img = _decode(path, data, kind, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img.ndim == 2:
         img = img[:, :, None]
     channels = img.shape[2]
-    if channels == 1 and as_file:
-        return np.ascontiguousarray(img[:, :, 0])
+    if channels in (1, 2) and as_file:
+        return np.ascontiguousarray(img[:, :, 0] if channels == 1 else img)
     if channels == 1:
         rgb, alpha = np.repeat(img, 3, axis=2), None
     elif channels == 2:  # gray + alpha
@@ -168,7 +223,8 @@ def from_float(arr: np.ndarray, bit_depth: int, dither: np.random.Generator | No
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
-    """Write a uint8/uint16 gray, RGB or RGBA array; the suffix picks the format (16-bit: PNG/TIFF).
+    """Write a uint8/uint16 gray, gray + alpha, RGB or RGBA array; the suffix picks the format
+    (16-bit: PNG/TIFF).
 
     Encoded in memory, written to a temporary file in the same folder and renamed over `path`:
     a failure or crash leaves either the old file or none, never a partial one.
@@ -178,13 +234,18 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
         raise ImageError(f"{path}: cannot write {img.dtype} samples (convert to uint8 or uint16 first)")
     if img.ndim == 3 and img.shape[2] in (3, 4):
         img = img[:, :, [2, 1, 0, 3][: img.shape[2]]]  # RGB(A) -> OpenCV's BGR(A)
+    elif img.ndim == 3 and img.shape[2] == 2:
+        img = img[:, :, [0, 0, 0, 1]]  # gray + alpha: OpenCV writes no such PNG, so equal-channel RGBA
     elif not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1)):
-        raise ImageError(f"{path}: cannot write an array of shape {img.shape} (want H x W x 1, 3 or 4)")
+        raise ImageError(f"{path}: cannot write an array of shape {img.shape} (want H x W x 1, 2, 3 or 4)")
     suffix = path.suffix.lower()
     if img.dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
         raise ImageError(f"{path}: 16-bit images can only be written as .png or .tif")
+    if img.ndim == 3 and img.shape[2] == 4 and suffix in (".jpg", ".jpeg"):
+        raise ImageError(f"{path}: JPEG has no alpha channel; write .png to keep it")
+    params = [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else []  # above 100: lossless
     try:
-        ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(img))
+        ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(img), params)
     except cv2.error:
         ok = False
     if not ok:

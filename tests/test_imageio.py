@@ -4,6 +4,7 @@ import errno
 import os
 import shutil
 import stat
+import struct
 from pathlib import Path
 
 import cv2
@@ -192,3 +193,82 @@ def test_other_errors_while_writing_pass_through_unchanged(tmp_path):
     with pytest.raises(FileNotFoundError) as caught:
         atomic_write(tmp_path / "x.plan", lambda tmp: shutil.copyfile(missing, tmp))
     assert not isinstance(caught.value, OutputError) and list(tmp_path.iterdir()) == []
+
+
+def test_tiff_alpha_colours_are_not_multiplied_by_alpha(tmp_path):
+    """OpenCV returns 8-bit RGBA TIFF colours premultiplied; an alpha-0 row must keep its colour."""
+    image = pytest.importorskip("PIL.Image")
+    rgb = np.random.default_rng(2).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    alpha = np.tile(np.linspace(0, 255, 16).astype(np.uint8)[:, None], (1, 24))
+    image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "a.tif")
+    assert np.array_equal(read_image(tmp_path / "a.tif", as_file=True), np.dstack([rgb, alpha]))
+    assert np.array_equal(read_image(tmp_path / "a.tif"), rgb)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_is_applied_with_or_without_alpha(tmp_path, orientation):
+    image = pytest.importorskip("PIL.Image")
+    ops = pytest.importorskip("PIL.ImageOps")
+    rgba = np.random.default_rng(3).integers(0, 256, (6, 10, 4), dtype=np.uint8)
+    exif = image.Exif()
+    exif[0x0112] = orientation
+    for name, pixels in (("rgb.png", rgba[..., :3]), ("rgba.png", rgba)):
+        image.fromarray(pixels).save(tmp_path / name, exif=exif.tobytes())
+        shown = np.asarray(ops.exif_transpose(image.open(tmp_path / name)))  # as Pillow's viewers show it
+        assert np.array_equal(read_image(tmp_path / name, as_file=True), shown)
+
+
+def test_gray_with_alpha_keeps_its_layout(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    la = np.random.default_rng(4).integers(0, 256, (12, 20, 2), dtype=np.uint8)
+    image.fromarray(la, "LA").save(tmp_path / "la.png")
+    assert np.array_equal(read_image(tmp_path / "la.png", as_file=True), la)
+    assert np.array_equal(read_image(tmp_path / "la.png", keep_alpha=True), la[..., [0, 0, 0, 1]])
+    write_image(tmp_path / "out.png", la)  # no gray + alpha PNG from OpenCV: RGBA with equal channels
+    assert np.array_equal(read_image(tmp_path / "out.png", as_file=True), la[..., [0, 0, 0, 1]])
+
+
+def test_pictures_of_several_frames_are_refused(tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    frames = [image.fromarray(np.full((16, 16, 3), v, np.uint8)) for v in (0, 128)]
+    for name in ("anim.png", "anim.webp", "pages.tif"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
+        with pytest.raises(ImageError, match="holds 2 frames; bdinn debands single pictures") as info:
+            read_image(tmp_path / name)
+        one_line(info, tmp_path / name)
+
+
+def test_a_picture_too_large_to_decode_is_one_line(tmp_path):
+    """A 119-byte PNG that claims 40000 x 40000 pixels: OpenCV refuses it, in one line of ours."""
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0, 0, 0)
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0"))
+        + chunk(b"IEND", b"")
+    )
+    (tmp_path / "huge.png").write_bytes(data)
+    with pytest.raises(ImageError, match="too large for OpenCV to decode") as info:
+        read_image(tmp_path / "huge.png")
+    one_line(info, tmp_path / "huge.png")
+
+
+def test_webp_is_written_losslessly_and_jpeg_refuses_alpha(tmp_path):
+    rgba = np.random.default_rng(5).integers(1, 256, (16, 24, 4), dtype=np.uint8)  # WebP may change
+    write_image(tmp_path / "x.webp", rgba)  # the invisible colours of alpha-0 pixels, so none here
+    assert np.array_equal(read_image(tmp_path / "x.webp", as_file=True), rgba)
+    with pytest.raises(ImageError, match=r"JPEG has no alpha channel; write \.png to keep it"):
+        write_image(tmp_path / "x.jpg", rgba)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.webp"]
+
+
+def test_a_long_output_name_leaves_room_for_the_temporary_file(tmp_path):
+    path = tmp_path / ("x" * 250 + ".png")  # 254 bytes: legal, but no room for a ".NAME.xxxx.tmp"
+    write_image(path, np.zeros((4, 4, 3), np.uint8))
+    assert read_image(path).shape == (4, 4, 3)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
