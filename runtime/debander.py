@@ -157,11 +157,13 @@ class Debander:
     ) -> np.ndarray | list[np.ndarray]:
         """Deband one frame or a list of frames.
 
-        Frames are H x W (gray), H x W x 3 (RGB) or H x W x 4 (RGBA; alpha passes through),
-        uint8 or uint16, at least 16x16. The output keeps the layout; its depth is the input's
-        unless `bit_depth` (8 or 16) says otherwise, and `dither` adds TPDF dither before
-        rounding so an 8-bit result does not band again.
+        Frames are H x W or H x W x 1 (gray), H x W x 2 (gray + alpha), H x W x 3 (RGB) or
+        H x W x 4 (RGBA), uint8 or uint16, at least 16x16; alpha passes through. The output keeps
+        the layout; its depth is the input's unless `bit_depth` (8 or 16) says otherwise, and
+        `dither` adds TPDF dither before rounding so an 8-bit result does not band again.
         """
+        if bit_depth is not None and bit_depth not in (8, 16):
+            raise ValueError(f"bit_depth must be 8 or 16 (None: the input's), got {bit_depth!r}")
         if isinstance(image, np.ndarray):
             return self._frames([image], bit_depth, dither, seed)[0]
         return self._frames(list(image), bit_depth, dither, seed)
@@ -179,7 +181,7 @@ class Debander:
             batch = np.stack([frames[i].rgb.transpose(2, 0, 1) for i in indices])
             out = self.infer(batch)
             for i, chw in zip(indices, out, strict=True):
-                depth = bit_depth or (8 if images[i].dtype == np.uint8 else 16)
+                depth = bit_depth if bit_depth is not None else (8 if images[i].dtype == np.uint8 else 16)
                 results[i] = join_frame(frames[i], chw.transpose(1, 2, 0), depth, dither, rng)
         return [r for r in results if r is not None]
 
@@ -201,7 +203,7 @@ class Debander:
             return out
         if out.dtype != np.float32 or not out.flags.writeable:
             out = out.astype(np.float32)
-        limit = np.float32(self.max_change / 255)
+        limit = np.float32(min(self.max_change, 255) / 255)  # values are in [0, 1]: 255 is no limit
         out -= batch
         np.clip(out, -limit, limit, out=out)
         out += batch

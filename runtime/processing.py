@@ -1,7 +1,7 @@
 """Frames to network input and back: channels, padding, tiling, and output quantisation (no torch).
 
-Backends see only float32 [N, 3, H, W] batches in [0, 1]; everything a user hands in (gray, RGB,
-RGBA, 8 or 16 bits, odd sizes) is brought to that here and restored on the way out.
+Backends see only float32 [N, 3, H, W] batches in [0, 1]; everything a user hands in (gray, gray
++ alpha, RGB, RGBA, 8 or 16 bits, odd sizes) is brought to that here and restored on the way out.
 """
 
 from __future__ import annotations
@@ -22,26 +22,29 @@ class Frame:
 
     rgb: np.ndarray  # float32 H x W x 3 in [0, 1]
     alpha: np.ndarray | None  # the original alpha plane, returned untouched
-    gray: bool  # the input had one channel: return one
+    gray: bool  # the input had one colour channel: return one
+    flat: bool  # the input was H x W: return H x W
 
 
 def split_frame(image: np.ndarray) -> Frame:
-    """uint8/uint16 H x W, H x W x 1, x 3 or x 4 -> float RGB plus untouched alpha."""
+    """uint8/uint16 H x W, or H x W x 1 (gray), 2 (gray + alpha), 3 or 4 -> float RGB plus untouched
+    alpha."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected a numpy array, got {type(image).__name__}")
     if image.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"expected uint8 or uint16 samples, got {image.dtype}")
-    if image.ndim == 2:
+    flat = image.ndim == 2
+    if flat:
         image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected H x W, H x W x 1, 3 or 4, got shape {image.shape}")
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"expected H x W, or H x W x 1, 2, 3 or 4, got shape {image.shape}")
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE:
-        raise ValueError(f"image is {h}x{w}; bdinn needs at least {MIN_SIDE}x{MIN_SIDE}")
-    channels = image.shape[2]
-    rgb = image[:, :, :3] if channels >= 3 else np.repeat(image, 3, axis=2)
-    alpha = image[:, :, 3:] if channels == 4 else None
-    return Frame(to_float(rgb), alpha, channels == 1)
+        raise ValueError(f"image is {h}x{w}; bdinn needs at least {MIN_SIDE}x{MIN_SIDE} (pad or enlarge it)")
+    colours = 1 if image.shape[2] <= 2 else 3
+    rgb = image[:, :, :3] if colours == 3 else np.repeat(image[:, :, :1], 3, axis=2)
+    alpha = image[:, :, colours:] if image.shape[2] in (2, 4) else None
+    return Frame(to_float(rgb), alpha, colours == 1, flat)
 
 
 def join_frame(
@@ -51,10 +54,8 @@ def join_frame(
     only if the output depth differs from the input's)."""
     colour = rgb.mean(axis=2, keepdims=True) if frame.gray else rgb
     out = from_float(colour, bit_depth, rng if dither else None)
-    if frame.gray:
-        return out[:, :, 0]
     if frame.alpha is None:
-        return out
+        return out[:, :, 0] if frame.flat else out
     alpha = frame.alpha
     if alpha.dtype != out.dtype:
         alpha = from_float(alpha.astype(np.float32) / np.float32(np.iinfo(alpha.dtype).max), bit_depth)

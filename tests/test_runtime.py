@@ -117,6 +117,24 @@ def test_gray_rgba_and_smallest_frames(models, sky):
         deband(sky.astype(np.float32))
 
 
+def test_every_layout_comes_back_as_given(models, sky):
+    deband = Debander.open(models["torch"])
+    gray = sky[:, :, 1]
+    out = deband(gray[:, :, None])
+    assert out.shape == (*gray.shape, 1)
+    np.testing.assert_array_equal(out[:, :, 0], deband(gray))
+    alpha = (np.arange(gray.size) % 256).astype(np.uint8).reshape(gray.shape)
+    with_alpha = deband(np.dstack([gray, alpha]))  # gray + alpha
+    assert with_alpha.shape == (*gray.shape, 2)
+    np.testing.assert_array_equal(with_alpha[:, :, 0], out[:, :, 0])
+    np.testing.assert_array_equal(with_alpha[:, :, 1], alpha)
+    for depth in (0, 12, "16"):
+        with pytest.raises(
+            ValueError, match=f"bit_depth must be 8 or 16 \\(None: the input's\\), got {depth!r}"
+        ):
+            deband(sky, bit_depth=depth)
+
+
 def test_sixteen_bit_png_round_trip_is_bit_exact(models, sky, tmp_path):
     out = Debander.open(models["torch"])(sky, bit_depth=16)
     assert len(np.unique(out)) > len(np.unique(sky))  # finer than 8 bits
