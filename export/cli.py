@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..runtime.backends.base import BackendError
-from ..runtime.cli_options import parse_size
+from ..runtime.cli_options import parse_size, stops_cleanly_on_sigterm
 from ..runtime.debander import default_model_path
 from ..runtime.files import check_writable
 from ..runtime.tensorrt import TensorRTUnavailable
@@ -93,6 +93,7 @@ def default_cache_dir() -> Path:
     help="Engine cache [default: ~/.cache/bdinn/engines].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@stops_cleanly_on_sigterm
 def main(
     checkpoint: Path | None,
     output: Path | None,

@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import ParamSpec, TypeVar
 
 import click
 
 from .debander import DEFAULT_MAX_CHANGE
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def stops_cleanly_on_sigterm(command: Callable[P, R]) -> Callable[P, R]:
+    """Run a command with SIGTERM (timeout, docker stop, a batch scheduler) raising SystemExit,
+    so that it cleans up as for Ctrl-C: temporary outputs removed, worker threads joined."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return wrapper
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # the shell's convention for "killed by signal N"
 
 
 def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str) -> tuple[int, int]:

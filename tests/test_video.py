@@ -310,6 +310,34 @@ def test_error_in_process_stops_everything_and_leaves_nothing(source, tmp_path):
     assert not [t for t in threading.enumerate() if t.name.startswith("bdinn-")]
 
 
+def test_sigterm_under_a_command_stops_cleanly(source, tmp_path):
+    """`timeout`, docker stop or a batch scheduler send SIGTERM: the commands clean up as for Ctrl-C."""
+    import os
+    import signal
+    import time
+
+    from bdinn.runtime.cli_options import stops_cleanly_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    baseline = threading.active_count()
+
+    def terminated(rgb):
+        os.kill(os.getpid(), signal.SIGTERM)  # while decoding and encoding threads run
+        time.sleep(5)  # the handler interrupts this at once
+        return rgb
+
+    command = stops_cleanly_on_sigterm(
+        lambda: deband_video(source, tmp_path / "out.mkv", terminated, progress=False)
+    )
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as info:
+        command()
+    assert info.value.code == 128 + signal.SIGTERM and time.monotonic() - started < 4
+    assert _listing(tmp_path) == []  # no output, no temporary file
+    assert threading.active_count() == baseline
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 @pytest.mark.parametrize("stage", ["_decode_rgb", "_encode_frame"])
 def test_error_in_the_decode_or_encode_thread_is_raised(source, tmp_path, monkeypatch, stage):
     from bdinn.runtime import video

@@ -10,6 +10,7 @@ import click
 import torch.distributed as dist
 
 from ..runtime.backends import BackendError
+from ..runtime.cli_options import stops_cleanly_on_sigterm
 from ..runtime.debander import default_model_path
 from ..runtime.files import check_writable
 from ..runtime.imageio import ImageError
@@ -148,6 +149,7 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
     type=click.IntRange(min=1),
     help="Stop after this step, saving a resumable state (e.g. to fit a time slot).",
 )
+@stops_cleanly_on_sigterm
 def main(
     out_dir: Path,
     clean_dirs: tuple[Path, ...],
