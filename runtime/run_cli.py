@@ -8,6 +8,7 @@ any work starts, so a bad argument costs nothing and never leaves half the outpu
 from __future__ import annotations
 
 import glob
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,15 @@ import click
 from tqdm import tqdm
 
 from .backends import BACKENDS, SUFFIXES, BackendError
-from .cli_options import max_change_option
+from .cli_options import max_change_option, stops_cleanly_on_sigterm
 from .debander import DEFAULT_OVERLAP, Debander
+from .files import OutputError, check_writable
 from .imageio import ImageError, read_image, write_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m"}
+LOSSY_IMAGE_SUFFIXES = {".jpg", ".jpeg"}
+OUR_OUTPUT_MARK = ".debanded"  # NAME.debanded.png: skipped when a folder is expanded again
 
 
 @dataclass(frozen=True)
@@ -35,12 +39,19 @@ class Job:
 
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
-    """Files, folders (their pictures and videos, sorted) and globs, in the order given."""
+    """Files, folders (their pictures and videos, sorted, without our own NAME.debanded outputs)
+    and globs, in the order given; a file named twice (by any spelling) is done once."""
     found: list[Path] = []
     for pattern in patterns:
         path = Path(pattern)
+        if not pattern:
+            raise click.ClickException("an input path is empty (check the command's quoting)")
         if path.is_dir():
-            members = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            members = sorted(
+                p for p in path.iterdir()
+                if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and p.is_file()
+                and not p.stem.endswith(OUR_OUTPUT_MARK)
+            )  # fmt: skip
             if not members:
                 raise click.ClickException(f"{path}: folder holds no pictures or videos")
             found.extend(members)
@@ -53,28 +64,33 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
             if not path.exists():
                 raise click.ClickException(f"{path}: no such file (check the path)")
             found.append(path)
-    return list(dict.fromkeys(found))
+    return list({path.resolve(): path for path in reversed(found)}.values())[::-1]
 
 
-def plan_jobs(sources: list[Path], output: Path | None, force: bool) -> list[Job]:
-    """Where each input goes; refuses to touch an input or (without --force) an existing file.
+def plan_jobs(sources: list[Path], output: str | None, force: bool) -> list[Job]:
+    """Where each input goes; refuses to touch an input or (without --force) an existing file,
+    and checks every output's format and folder, so that nothing fails after the work.
 
-    One input and an -o with a suffix: that file. Otherwise -o is a folder (made if needed),
-    pictures become NAME.png there (lossless: JPEG would band again) and videos NAME.mkv.
-    Without -o, outputs go beside the inputs as NAME.debanded.png / .mkv.
+    One input and an -o with a suffix (and no trailing slash): that file. Otherwise -o is a
+    folder (made if needed), pictures become NAME.png there (lossless: JPEG would band again)
+    and videos NAME.mkv. Without -o, outputs go beside the inputs as NAME.debanded.png / .mkv.
     """
-    single_file = output is not None and len(sources) == 1 and output.suffix and not output.is_dir()
+    place = Path(output) if output is not None else None
+    single_file = (
+        place is not None and len(sources) == 1 and place.suffix
+        and not output.endswith(("/", os.sep)) and not place.is_dir()
+    )  # fmt: skip
     jobs = []
     for source in sources:
         suffix = ".mkv" if source.suffix.lower() in VIDEO_SUFFIXES else ".png"
         if single_file:
-            target = output
-        elif output is None:
-            target = source.with_name(f"{source.stem}.debanded{suffix}")
+            target = place
+        elif place is None:
+            target = source.with_name(f"{source.stem}{OUR_OUTPUT_MARK}{suffix}")
         else:
-            if output.exists() and not output.is_dir():
-                raise click.ClickException(f"{output}: is a file; with several inputs -o must be a folder")
-            target = output / f"{source.stem}{suffix}"
+            if place.exists() and not place.is_dir():
+                raise click.ClickException(f"{place}: is a file; with several inputs -o must be a folder")
+            target = place / f"{source.stem}{suffix}"
         jobs.append(Job(source, target))
     inputs = {s.resolve() for s in sources}
     seen: set[Path] = set()
@@ -85,9 +101,30 @@ def plan_jobs(sources: list[Path], output: Path | None, force: bool) -> list[Job
         if resolved in seen:
             raise click.ClickException(f"{job.target}: two inputs would be written here (rename one)")
         seen.add(resolved)
+        if job.target.is_dir():
+            raise click.ClickException(f"{job.target}: is a folder; name another output file")
         if job.target.exists() and not force:
             raise click.ClickException(f"{job.target}: already exists (pass --force to overwrite it)")
+        check_format(job)
+        try:
+            check_writable(job.target)
+        except OutputError as exc:
+            raise click.ClickException(str(exc)) from None
     return jobs
+
+
+def check_format(job: Job) -> None:
+    """The output suffix must be one we write, and of the input's kind (picture or video)."""
+    suffix = job.target.suffix.lower()
+    kind, known = ("video", VIDEO_SUFFIXES) if job.is_video else ("picture", IMAGE_SUFFIXES)
+    if suffix not in known:
+        usual = ".mkv" if job.is_video else ".png"
+        raise click.ClickException(
+            f"{job.target}: cannot write a {kind} as {suffix or 'no suffix'!r} (use {usual})"
+        )
+    if suffix in LOSSY_IMAGE_SUFFIXES:
+        click.echo(f"Warning: {job.target}: JPEG's lossy compression brings some banding back; .png keeps "
+                   "the result exact", err=True)  # fmt: skip
 
 
 def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
@@ -101,7 +138,7 @@ def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-m", "--model", default=None, help="Model file [default: the first argument if it is "
               "a .plan/.engine/.onnx/.safetensors, else the bundled default model].")  # fmt: skip
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.option("-o", "--output", type=click.Path(), default=None,
               help="Output file (one input) or folder [default: NAME.debanded.png alongside].")  # fmt: skip
 @click.option("--bit-depth", type=click.Choice(["8", "10", "16"]), default=None,
               help="Pictures: 8 or 16 [default: the input's]. Videos: 8 or 10 [default: 10].")  # fmt: skip
@@ -120,10 +157,11 @@ def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str
 @click.option("--crf", type=click.IntRange(0, 63), default=None, help="Video quality [default: the codec's].")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs (never inputs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@stops_cleanly_on_sigterm
 def main(
     paths: tuple[str, ...],
     model: str | None,
-    output: Path | None,
+    output: str | None,
     bit_depth: str | None,
     dither: bool,
     max_change: float | None,
@@ -165,8 +203,7 @@ def main(
             if job.is_video:
                 run_video(deband, job, depth, dither, codec, crf, force, quiet)
             else:
-                image = read_image(job.source, as_file=True)
-                write_image(job.target, deband(image, bit_depth=depth, dither=dither))
+                run_picture(deband, job, depth, dither)
         except (ImageError, BackendError, ValueError) as exc:
             if len(jobs) == 1:
                 raise click.ClickException(str(exc)) from None
@@ -176,6 +213,16 @@ def main(
         raise click.ClickException(f"{failures} of {len(jobs)} inputs failed (see above)")
     if not quiet and len(jobs) == 1 and not jobs[0].is_video:  # videos report their own line
         click.echo(f"{jobs[0].source} -> {jobs[0].target}", err=True)
+
+
+def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool) -> None:
+    """Read, deband and write one picture; an error names the file it is about."""
+    image = read_image(job.source, as_file=True)
+    try:
+        result = deband(image, bit_depth=depth, dither=dither)
+    except ValueError as exc:  # e.g. too small: the message names the problem, not the file
+        raise ValueError(f"{job.source}: {exc}") from None
+    write_image(job.target, result)
 
 
 def run_video(

@@ -186,6 +186,61 @@ def test_one_bad_file_among_several(model, pictures, tmp_path):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["shapes.png", "sky.png"]
 
 
+def test_outputs_are_checked_before_the_model_loads(pictures, tmp_path):
+    """A model file that does not exist shows the order: every output problem is found first."""
+    absent = tmp_path / "absent.onnx"
+    line = one_line_error(run(absent, pictures / "sky.png", "-o", tmp_path / "sky.mkv"))
+    assert "sky.mkv: cannot write a picture as '.mkv' (use .png)" in line
+    (tmp_path / "taken").write_bytes(b"a file")
+    line = one_line_error(run(absent, pictures, "-o", tmp_path / "taken" / "sub"))
+    assert "cannot write there (" in line and "taken is a file, not a folder" in line
+    (tmp_path / "sky.debanded.png").mkdir()
+    line = one_line_error(
+        run(absent, pictures / "sky.png", "-o", tmp_path / "sky.debanded.png/x.png", "--force")
+    )
+    assert "absent.onnx" in line  # that one was fine: its folder exists
+    (pictures / "sky.debanded.png").mkdir()
+    line = one_line_error(run(absent, pictures / "sky.png", "--force"))
+    assert "sky.debanded.png: is a folder; name another output file" in line
+
+
+def test_a_trailing_slash_makes_the_output_a_folder(model, pictures, tmp_path):
+    result = run(model, pictures / "sky.png", "-o", f"{tmp_path / 'results.v2'}/", "-q")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "results.v2").iterdir()] == ["sky.png"]
+
+
+def test_a_folder_done_twice_skips_its_own_outputs(model, pictures):
+    assert run(model, pictures, "-q").exit_code == 0
+    result = run(model, pictures, "-q", "--force")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in pictures.iterdir()) == [
+        "shapes.debanded.png", "shapes.png", "sky.debanded.png", "sky.png"
+    ]  # fmt: skip
+
+
+def test_a_file_named_twice_is_done_once(model, pictures, tmp_path, monkeypatch):
+    monkeypatch.chdir(pictures)
+    result = run(model, "sky.png", pictures / "sky.png", "./sky.png", "-o", tmp_path / "o", "-q")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["sky.png"]
+
+
+def test_a_picture_too_small_is_named_in_its_error(model, pictures, tmp_path):
+    write_image(pictures / "tiny.png", np.zeros((8, 8, 3), np.uint8))
+    result = run(model, pictures, "-o", tmp_path / "o", "-q")
+    assert result.exit_code == 1
+    assert "tiny.png: image is 8x8; bdinn needs at least 16x16 (pad or enlarge it)" in result.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["shapes.png", "sky.png"]
+
+
+def test_jpeg_output_is_written_with_a_warning(model, pictures, tmp_path):
+    result = run(model, pictures / "sky.png", "-o", tmp_path / "sky.jpg", "-q")
+    assert result.exit_code == 0, result.output
+    assert "JPEG's lossy compression brings some banding back" in result.output
+    assert read_image(tmp_path / "sky.jpg").shape == (64, 96, 3)
+
+
 @pytest.mark.parametrize(
     ("args", "message", "code"),
     [
