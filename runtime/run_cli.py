@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,6 +226,10 @@ def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool) -> 
     write_image(job.target, result)
 
 
+def _one_line_warning(message: Warning | str, *args: object) -> None:
+    tqdm.write(f"Warning: {message}", file=sys.stderr)
+
+
 def run_video(
     deband: Debander, job: Job, depth: int | None, dither: bool, codec: str | None, crf: int | None,
     force: bool, quiet: bool,
@@ -232,10 +237,12 @@ def run_video(
     """Deband a video: PyAV decodes and encodes on their own threads around the model."""
     from .video import deband_video
 
-    report = deband_video(
-        job.source, job.target, lambda frame: deband(frame, bit_depth=16 if (depth or 10) > 8 else 8,
-                                                     dither=dither and depth == 8),
-        codec=codec, bit_depth=depth or 10, crf=crf, force=force, progress=not quiet,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # the library's warnings (audio dropped, ...) as one line each
+        warnings.showwarning = _one_line_warning
+        report = deband_video(
+            job.source, job.target, lambda frame: deband(frame, bit_depth=16 if (depth or 10) > 8 else 8,
+                                                         dither=dither and depth == 8),
+            codec=codec, bit_depth=depth or 10, crf=crf, force=force, progress=not quiet,
+        )  # fmt: skip
     if not quiet:
         click.echo(f"{job.source} -> {job.target}: {report.frames} frames at {report.fps:.2f} fps", err=True)

@@ -21,11 +21,12 @@ three, the threads are joined, the partial output is deleted, and the exception 
 
 Output: 10-bit 4:2:0 (yuv420p10le) by default, 8-bit (yuv420p) with bit_depth=8; the encoder
 follows from the destination's suffix (DEFAULT_CODECS) unless `codec` names one. Frame
-timestamps, frame rate, frame count, sample aspect ratio, display rotation and the colour tags
-(primaries, transfer, matrix, range) are kept. Audio streams are copied packet for packet where
-the destination container takes their codec, otherwise re-encoded (AAC; Opus for WebM); Y4M
-holds no audio, so audio is dropped there (with a warning). Subtitle and data streams are not
-carried over. The output is written to a hidden temporary file beside `dst` and renamed over
+timestamps, frame rate, frame count, display rotation and the colour tags (primaries, transfer,
+matrix, range) are kept; so is the sample aspect ratio with x264/x265 (other encoders warn that
+they drop it). Audio streams are copied packet for packet where the destination container takes
+their codec (AUDIO_COPY), otherwise re-encoded (AAC; Opus for WebM); Y4M holds no audio, so
+audio is dropped there (with a warning). Subtitle and data streams are not carried over
+(subtitles with a warning), nor is HDR10 mastering metadata (the PQ/HLG tags are). The output is written to a hidden temporary file beside `dst` and renamed over
 it at the end, so a failure never leaves a partial video.
 
 Colour conversion is FFmpeg's swscale with accurate rounding and full chroma interpolation,
@@ -87,9 +88,23 @@ DEFAULT_CODECS = {
 # high-quality side of each encoder's default (x264 23, x265 28, SVT-AV1 35, VP9 32).
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 28, "libvpx": 10}
 
+# Muxer -> the audio codecs copied into it packet for packet (None: any); others are re-encoded.
+# FFmpeg's own check is not enough: it accepts stereo PCM in MP4 and then fails at the trailer,
+# after all the work, and it writes PCM into MPEG-TS as an unplayable data stream.
+AUDIO_COPY: dict[str, set[str] | None] = {
+    "matroska": None,
+    "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "flac", "opus"},
+    "mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_f32le"},
+    "mpegts": {"aac", "mp3", "mp2", "ac3", "eac3", "opus"},
+    "webm": {"opus", "vorbis"},
+    "avi": {"mp3", "mp2", "ac3", "pcm_s16le", "aac"},
+}
 # Muxer -> codec for audio that cannot be copied into it.
 AUDIO_FALLBACK = {"webm": "libopus"}
 AUDIO_FALLBACK_DEFAULT = "aac"
+
+# Channel count -> FFmpeg's usual layout, for audio whose channels come in no stated order.
+_USUAL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 _QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 MB a frame
 _POLL = 0.05  # seconds between checks for a stop request while a queue is full or empty
@@ -601,6 +616,18 @@ class _Job:
         enc.time_base = self.out_time_base
         if ctx.sample_aspect_ratio:
             enc.sample_aspect_ratio = ctx.sample_aspect_ratio
+            if ctx.sample_aspect_ratio != 1 and self.codec not in ("libx264", "libx265"):
+                warnings.warn(  # PyAV cannot set the container's own field, which the others need
+                    f"{self.dst}: {self.codec} does not keep the source's sample aspect ratio "
+                    f"{ctx.sample_aspect_ratio}; use libx265 or libx264 (.mkv, .mp4) to keep it",
+                    stacklevel=5,
+                )
+        if self.source.streams.subtitles:
+            warnings.warn(
+                f"{self.dst}: {len(self.source.streams.subtitles)} subtitle stream(s) not carried over "
+                "(mux them back with ffmpeg or mkvmerge)",
+                stacklevel=5,
+            )
         colour = self.colour
         enc.colorspace, enc.color_range = colour.colorspace, colour.color_range
         enc.color_primaries, enc.color_trc = colour.primaries, colour.trc
@@ -625,33 +652,45 @@ class _Job:
             self.audio_dropped = len(self.ain)
             if self.ain:
                 warnings.warn(
-                    f"{self.dst}: Y4M holds no audio; {len(self.ain)} audio stream(s) dropped", stacklevel=4
+                    f"{self.dst}: Y4M holds no audio; {len(self.ain)} audio stream(s) dropped", stacklevel=6
                 )
             return
+        takes = AUDIO_COPY.get(self.muxer)
         for stream in self.ain:
-            try:
-                out = output.add_stream_from_template(stream)
-            except ValueError:  # the container does not take this codec: re-encode
-                target = AUDIO_FALLBACK.get(self.muxer, AUDIO_FALLBACK_DEFAULT)
-                ctx = stream.codec_context
-                name = ctx.name if ctx is not None else "undecodable"
-                try:
-                    out = output.add_stream(
-                        target, rate=48000 if "opus" in target else ctx.sample_rate or 48000
-                    )
-                    out.codec_context.layout = ctx.layout
-                except Exception:
-                    self.audio_dropped += 1
-                    warnings.warn(
-                        f"{self.dst}: cannot keep {name} audio stream {stream.index} in a "
-                        f"{self.dst.suffix} file; dropped (use .mkv to keep it)",
-                        stacklevel=4,
-                    )
+            ctx = stream.codec_context
+            name = ctx.name if ctx is not None else "undecodable"
+            out = None
+            if takes is None or name in takes:
+                with contextlib.suppress(ValueError):  # PyAV's own check can still refuse it
+                    out = output.add_stream_from_template(stream)
+            if out is None:  # the container does not take this codec: re-encode
+                out = self._reencoded_audio(output, stream, name)
+                if out is None:
                     continue
                 self.transcode.add(stream.index)
             _copy_tags(out, stream)
             out.disposition = stream.disposition
             self.audio_out[stream.index] = out
+
+    def _reencoded_audio(self, output: Any, stream: Any, name: str) -> Any:
+        """An output stream re-encoding `stream` for this container, or None (warned) if it cannot."""
+        target = AUDIO_FALLBACK.get(self.muxer, AUDIO_FALLBACK_DEFAULT)
+        ctx = stream.codec_context
+        try:
+            out = output.add_stream(target, rate=48000 if "opus" in target else ctx.sample_rate or 48000)
+            layout = ctx.layout  # channels in no stated order (PCM in Matroska) get the usual one
+            out.codec_context.layout = (
+                _USUAL_LAYOUTS.get(layout.nb_channels, layout) if layout.name.endswith("channels") else layout
+            )
+        except Exception:
+            self.audio_dropped += 1
+            warnings.warn(
+                f"{self.dst}: cannot keep {name} audio stream {stream.index} in a {self.dst.suffix} file; "
+                "dropped (use .mkv to keep it)",
+                stacklevel=7,
+            )
+            return None
+        return out
 
     # -- the threads ----------------------------------------------------------------------------
 

@@ -351,6 +351,16 @@ class TestVideo:
         assert "out.mkv: cannot write there (" in line and "is a file, not a folder" in line
         assert leftovers(tmp_path) == []
 
+    def test_library_warnings_are_one_line_each(self, model, tmp_path):
+        from test_video import make_video
+
+        source = make_video(tmp_path / "clip.mp4")
+        result = run(model, source, "-o", tmp_path / "clip.y4m", "-q")
+        assert result.exit_code == 0, result.output
+        assert result.output.strip().splitlines() == [
+            f"Warning: {tmp_path / 'clip.y4m'}: Y4M holds no audio; 1 audio stream(s) dropped"
+        ]
+
     def test_sixteen_bit_video_is_refused(self, model, tmp_path):
         from test_video import make_video
 

@@ -24,7 +24,15 @@ def _gradient(i: int) -> np.ndarray:
 
 
 def make_video(
-    path: Path, *, video: bool = True, audio: bool = True, rotation: int = 0, codec: str = "libx264"
+    path: Path,
+    *,
+    video: bool = True,
+    audio: bool = True,
+    rotation: int = 0,
+    codec: str = "libx264",
+    audio_codec: str = "aac",
+    channels: int = 1,
+    sar: Fraction | None = None,
 ) -> Path:
     """N frames of a moving gradient at FPS (BT.709, limited range) plus a 440 Hz sine."""
     with av.open(str(path), "w") as out:
@@ -35,8 +43,11 @@ def make_video(
             ctx.colorspace = ctx.color_range = ctx.color_primaries = ctx.color_trc = 1
             if rotation:
                 vs.set_display_rotation(rotation)
+            if sar:
+                ctx.sample_aspect_ratio = sar
         if audio:
-            aus = out.add_stream("aac", rate=RATE)
+            aus = out.add_stream(audio_codec, rate=RATE)
+            aus.codec_context.layout = "stereo" if channels == 2 else "mono"
         start = 0
         for i in range(N):
             if video:
@@ -47,8 +58,8 @@ def make_video(
             if audio:
                 count = RATE // FPS
                 t = np.arange(start, start + count) / RATE
-                wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-                sound = av.AudioFrame.from_ndarray(wave, format="flt", layout="mono")
+                wave = np.repeat((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None], channels, 0)
+                sound = av.AudioFrame.from_ndarray(wave, format="fltp", layout=aus.codec_context.layout.name)
                 sound.sample_rate, sound.pts = RATE, start
                 out.mux(aus.encode(sound))
                 start += count
@@ -224,9 +235,44 @@ def test_audio_that_webm_cannot_hold_is_reencoded_to_opus(source, tmp_path):
     assert codec == "opus" and seconds == pytest.approx(N / FPS, abs=0.05)
 
 
+@pytest.mark.parametrize(
+    ("audio_codec", "suffix", "expected"),
+    [
+        ("pcm_s16le", ".mp4", "aac"),  # FFmpeg takes stereo PCM into MP4, then fails at the end
+        ("pcm_s16le", ".ts", "aac"),  # ... and into MPEG-TS as an unplayable data stream
+        ("pcm_s16le", ".mov", "pcm_s16le"),
+        ("libopus", ".mov", "aac"),  # MOV holds no Opus
+        ("libopus", ".mp4", "opus"),
+    ],
+)
+def test_stereo_audio_is_copied_where_the_container_takes_it_else_reencoded(
+    tmp_path, audio_codec, suffix, expected
+):
+    source = make_video(tmp_path / "source.mkv", audio_codec=audio_codec, channels=2)
+    report = deband_video(source, tmp_path / f"out{suffix}", lambda rgb: rgb, progress=False)
+    assert report.audio_transcoded == (expected != probe(source)["audio"][0][0])
+    [(codec, seconds)] = probe(tmp_path / f"out{suffix}")["audio"]
+    assert codec == expected and seconds == pytest.approx(N / FPS, abs=0.05)
+
+
+def test_sample_aspect_ratio_is_kept_by_x265_and_warned_about_elsewhere(tmp_path):
+    source = make_video(tmp_path / "anamorphic.mp4", audio=False, sar=Fraction(4, 3))
+    deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        assert out.streams.video[0].sample_aspect_ratio == Fraction(4, 3)
+    with pytest.warns(
+        UserWarning, match="libvpx-vp9 does not keep the source's sample aspect ratio 4/3"
+    ) as caught:
+        deband_video(
+            source, tmp_path / "out.webm", lambda rgb: rgb, codec="libvpx-vp9", bit_depth=8, progress=False
+        )
+    assert caught[0].filename == __file__
+
+
 def test_y4m_is_raw_10_bit_and_drops_audio_with_a_warning(source, tmp_path):
-    with pytest.warns(UserWarning, match="Y4M holds no audio"):
+    with pytest.warns(UserWarning, match="Y4M holds no audio") as caught:
         report = deband_video(source, tmp_path / "out.y4m", lambda rgb: rgb, progress=False)
+    assert caught[0].filename == __file__  # points at the caller of deband_video
     assert (report.codec, report.audio_dropped) == ("wrapped_avframe", 1)
     after = probe(tmp_path / "out.y4m")
     assert (after["pix_fmt"], after["rate"], len(after["times"]), after["audio"]) == (
