@@ -26,8 +26,9 @@ matrix, range) are kept; so is the sample aspect ratio with x264/x265 (other enc
 they drop it). Audio streams are copied packet for packet where the destination container takes
 their codec (AUDIO_COPY), otherwise re-encoded (AAC; Opus for WebM); Y4M holds no audio, so
 audio is dropped there (with a warning). Subtitle and data streams are not carried over
-(subtitles with a warning), nor is HDR10 mastering metadata (the PQ/HLG tags are). The output is written to a hidden temporary file beside `dst` and renamed over
-it at the end, so a failure never leaves a partial video.
+(subtitles with a warning), nor is HDR10 mastering metadata (the PQ/HLG tags are). The output
+is written to a hidden temporary file beside `dst` and renamed over it at the end, so a failure
+never leaves a partial video.
 
 Colour conversion is FFmpeg's swscale with accurate rounding and full chroma interpolation,
 using the source's own matrix and range in both directions: an identity `process` through a
