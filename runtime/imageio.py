@@ -36,6 +36,10 @@ _SIGNATURES = (
 )
 
 
+# Pillow's modes of pictures with alpha (lower-case a: colours premultiplied by it).
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La")
+
+
 class ImageError(ValueError):
     """A bad image file; the message is one line: the file, the problem and what to do."""
 
@@ -140,20 +144,28 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
     return img
 
 
-def _decode_with_alpha(
-    path: Path, data: bytes, kind: str | None, header: Image.Image | None
-) -> np.ndarray | None:
-    """The file as OpenCV's BGRA (or gray + alpha), oriented, or None if it has no alpha."""
+def _decode_as_stored(path: Path, data: bytes, kind: str | None, header: Image.Image | None) -> np.ndarray:
+    """The file's own channels as OpenCV's BGR(A) (gray + alpha as two), turned upright.
+
+    Keeping alpha, OpenCV applies the EXIF orientation only to TIFF (always), so it is applied
+    here to the rest, and to 8-bit TIFF with alpha, which Pillow decodes: OpenCV would return its
+    colours multiplied by alpha.
+    """
     img = _decode(path, data, kind, cv2.IMREAD_UNCHANGED)
-    if img.ndim == 2 or img.shape[2] in (1, 3):
-        return None  # decode again without alpha, where OpenCV applies the orientation itself
-    if header is None:
-        return img
-    if kind == "TIFF" and img.dtype == np.uint8:  # OpenCV multiplies 8-bit TIFF colours by alpha
-        img = np.asarray(header.convert("RGBA"))[:, :, [2, 1, 0, 3]]
-    if header.mode in ("LA", "La"):
+    if kind != "TIFF":
+        img = _orient(img, _orientation(header))
+    elif header is not None and header.mode in _ALPHA_MODES and img.dtype == np.uint8:
+        img = _orient(np.asarray(header.convert("RGBA"))[:, :, [2, 1, 0, 3]], _orientation(header))
+    if header is not None and header.mode in ("LA", "La") and img.ndim == 3 and img.shape[2] == 4:
         img = img[:, :, [0, 3]]  # OpenCV spreads gray + alpha over four channels
-    return _orient(img, header.getexif().get(0x0112, 1))  # OpenCV ignores it when it keeps alpha
+    return img
+
+
+def _orientation(header: Image.Image | None) -> int:
+    """The EXIF orientation tag (1 when there is none), without decoding a PNG to find it."""
+    if header is None or (header.format == "PNG" and "exif" not in header.info):
+        return 1  # Pillow would decode the whole PNG looking for EXIF after the pixels
+    return header.getexif().get(0x0112, 1)
 
 
 def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool = False) -> np.ndarray:
@@ -168,11 +180,10 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool 
     path = Path(path)
     data, kind = _read(path)
     header = _header(path, data)
-    img = None
-    tiff_alpha = kind == "TIFF" and header is not None and header.mode in ("RGBA", "RGBa", "LA", "La")
+    tiff_alpha = kind == "TIFF" and header is not None and header.mode in _ALPHA_MODES
     if kind != "JPEG" and (keep_alpha or as_file or tiff_alpha):
-        img = _decode_with_alpha(path, data, kind, header)
-    if img is None:
+        img = _decode_as_stored(path, data, kind, header)
+    else:  # OpenCV drops alpha, expands gray and palettes, and turns the picture upright
         img = _decode(path, data, kind, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img.ndim == 2:
         img = img[:, :, None]

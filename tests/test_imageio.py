@@ -212,10 +212,13 @@ def test_orientation_is_applied_with_or_without_alpha(tmp_path, orientation):
     rgba = np.random.default_rng(3).integers(0, 256, (6, 10, 4), dtype=np.uint8)
     exif = image.Exif()
     exif[0x0112] = orientation
-    for name, pixels in (("rgb.png", rgba[..., :3]), ("rgba.png", rgba)):
-        image.fromarray(pixels).save(tmp_path / name, exif=exif.tobytes())
-        shown = np.asarray(ops.exif_transpose(image.open(tmp_path / name)))  # as Pillow's viewers show it
-        assert np.array_equal(read_image(tmp_path / name, as_file=True), shown)
+    for pixels in (rgba[..., :3], rgba):
+        image.fromarray(pixels).save(tmp_path / "x.png", exif=exif.tobytes())
+        upright = np.asarray(ops.exif_transpose(image.open(tmp_path / "x.png")))  # as viewers show it
+        image.fromarray(pixels).save(tmp_path / "x.webp", exif=exif.tobytes(), lossless=True, exact=True)
+        image.fromarray(pixels).save(tmp_path / "x.tif", tiffinfo={0x0112: orientation})
+        for suffix in ("png", "webp", "tif"):
+            assert np.array_equal(read_image(tmp_path / f"x.{suffix}", as_file=True), upright), suffix
 
 
 def test_gray_with_alpha_keeps_its_layout(tmp_path):
