@@ -78,9 +78,17 @@ def test_trains_from_paired_folders_and_resumes(tmp_path, tiny_config, paired_di
     first = CliRunner().invoke(main, [*args, "--stop-at", "2"])
     assert first.exit_code == 0, first.output
     assert "stopped at step 2/4" in first.output
+    before = (tmp_path / "last.safetensors").read_bytes()
+    again = CliRunner().invoke(main, args)  # neither --resume nor --force: the run is left alone
+    assert again.exit_code == 1
+    assert f"{tmp_path}: holds a run already (last.safetensors); pass --resume to continue it" in again.output
+    assert (tmp_path / "last.safetensors").read_bytes() == before
     resumed = CliRunner().invoke(main, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "stopped at step 4/4" in resumed.output
+    restarted = CliRunner().invoke(main, [*args, "--force", "--stop-at", "1"])
+    assert restarted.exit_code == 0, restarted.output
+    assert "stopped at step 1/4" in restarted.output
 
 
 def test_init_default_fine_tunes_the_bundled_model(tmp_path, paired_dirs):
@@ -175,3 +183,28 @@ def test_torchrun_two_cpu_processes_match_one_process(tmp_path, tiny_config, pai
     two = load_file(tmp_path / "two" / "last.safetensors")
     assert max(float((one[k] - two[k]).abs().max()) for k in one) <= 1e-5
     assert json.loads((tmp_path / "two" / "last.json").read_text())["step"] == 4
+
+
+def test_a_skipped_picture_is_one_warning_line(tmp_path, tiny_config, paired_dirs):
+    banded, clean = (tmp_path / "banded", tmp_path / "clean")
+    for source, target in ((paired_dirs[0], banded), (paired_dirs[1], clean)):
+        target.mkdir()
+        for picture in source.iterdir():
+            (target / picture.name).write_bytes(picture.read_bytes())
+    cut = sorted(clean.iterdir())[-1]
+    cut.write_bytes(cut.read_bytes()[:200])  # a truncated clean picture: its pair is skipped
+    args = [
+        "--pairs",
+        str(banded),
+        str(clean),
+        "--config",
+        str(tiny_config),
+        "-o",
+        str(tmp_path / "o"),
+        *FAST,
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    [warning] = [line for line in result.output.splitlines() if "skipping pair" in line]
+    assert warning.startswith(f"Warning: skipping pair {cut.stem}") and "truncated PNG" in warning
+    assert "UserWarning" not in result.output

@@ -10,7 +10,7 @@ import click
 import torch.distributed as dist
 
 from ..runtime.backends import BackendError
-from ..runtime.cli_options import stops_cleanly_on_sigterm
+from ..runtime.cli_options import one_line_warnings, stops_cleanly_on_sigterm
 from ..runtime.debander import default_model_path
 from ..runtime.files import check_writable
 from ..runtime.imageio import ImageError
@@ -139,6 +139,12 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
 )
 @click.option("--resume", is_flag=True, help="Continue the run in OUT exactly where it stopped.")
 @click.option(
+    "-f",
+    "--force",
+    is_flag=True,
+    help="Start a new run in an OUT that holds one (its checkpoints are replaced).",
+)
+@click.option(
     "--keep-checkpoints",
     is_flag=True,
     help="Keep OUT/step-NNNNNNN.safetensors at every validation, to choose by CAMBI as well as PSNR.",
@@ -150,6 +156,7 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
     help="Stop after this step, saving a resumable state (e.g. to fit a time slot).",
 )
 @stops_cleanly_on_sigterm
+@one_line_warnings()
 def main(
     out_dir: Path,
     clean_dirs: tuple[Path, ...],
@@ -166,6 +173,7 @@ def main(
     cache_dir: Path | None,
     init_from: str | None,
     resume: bool,
+    force: bool,
     stop_at: int | None,
     **train_options: object,  # the TrainSettings fields, by the same names
 ) -> None:
@@ -174,6 +182,14 @@ def main(
         raise click.UsageError(
             "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR, "
             "or --cache-dir DIR of synthetic pairs made earlier"
+        )
+    earlier = [
+        out_dir / name for name in ("last.safetensors", "state.safetensors") if (out_dir / name).exists()
+    ]
+    if earlier and not (resume or force):
+        raise click.ClickException(
+            f"{out_dir}: holds a run already ({earlier[0].name}); pass --resume to continue it, --force to "
+            "start over, or choose another -o"
         )
     config, config_name = resolve_config(config_value)
     init_path = None
