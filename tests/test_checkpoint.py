@@ -58,6 +58,30 @@ def test_pickle_file_is_rejected_not_unpickled(tmp_path):
         load_checkpoint(path)
 
 
+def test_a_pickled_checkpoint_is_refused_by_its_name(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(build_model(TINY).state_dict(), path)
+    with pytest.raises(CheckpointError, match="bdinn never loads pickled weights"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"growth": [-1, 4, 4]}, "invalid BDINN config: growth\\[0\\]=-1"),
+        ({"skip_fraction": 1.5}, "skip_fraction=1.5"),
+        ("lite", "expected a JSON object of architecture settings, got str"),
+    ],
+)
+def test_an_impossible_config_is_one_line(tmp_path, config, message):
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
+    meta = json.loads(sidecar_path(path).read_text())
+    meta["config"] = {**meta["config"], **config} if isinstance(config, dict) else config
+    sidecar_path(path).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=f"m.json: invalid architecture config .*{message}"):
+        load_checkpoint(path)
+
+
 def test_config_weight_mismatch(tmp_path):
     path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
     meta = json.loads(sidecar_path(path).read_text())

@@ -150,6 +150,34 @@ def test_resume_refuses_different_settings_or_missing_state(datasets, tmp_path):
         Trainer(settings(), train, val, tmp_path / "empty", resume=True)
 
 
+def test_a_damaged_state_is_one_line(datasets, tmp_path):
+    """Each way a state can be broken (half-saved, overwritten, edited) says so, naming the file."""
+    train, val = datasets
+    Trainer(settings(steps=3), train, val, tmp_path).run(stop_at=2)
+    state, meta = tmp_path / "state.safetensors", tmp_path / "state.json"
+    good_state, good_meta = state.read_bytes(), meta.read_text()
+    cases = [
+        (
+            lambda: meta.write_text(good_meta.replace('"step": 2', '"step": 1')),
+            "holds step 2 but state.json step 1",
+        ),
+        (lambda: meta.write_text("{oops"), "state.json: not valid JSON"),
+        (
+            lambda: meta.write_text('{"format": "bdinn-train-state/1"}'),
+            "state.json: not a bdinn training state",
+        ),
+        (lambda: state.write_bytes(b""), "state.safetensors: unreadable"),
+        (lambda: state.write_bytes(good_state[: len(good_state) // 2]), "state.safetensors: unreadable"),
+    ]
+    for damage, message in cases:
+        state.write_bytes(good_state)
+        meta.write_text(good_meta)
+        damage()
+        with pytest.raises(TrainingError, match=message) as info:
+            Trainer(settings(steps=3), train, val, tmp_path, resume=True)
+        assert "\n" not in str(info.value) and "start over with --force" in str(info.value)
+
+
 def test_init_fine_tunes_from_a_checkpoint_with_a_fresh_schedule(datasets, tmp_path):
     train, val = datasets
     Trainer(settings(steps=3), train, val, tmp_path / "first").run()

@@ -88,6 +88,11 @@ def extra_records(meta: Mapping[str, Any]) -> dict[str, Any]:
 def read_checkpoint_meta(path: Path) -> dict[str, Any]:
     """The sidecar of a checkpoint, validated; raises CheckpointError with a one-line reason."""
     path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise CheckpointError(
+            f"{path}: not a .safetensors checkpoint; bdinn never loads pickled weights (.pt, .pth, .ckpt), "
+            "which can run code: save them with safetensors"
+        )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     meta_path = sidecar_path(path)

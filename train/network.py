@@ -76,11 +76,32 @@ class BDINNConfig:
     clamp: float = 2.0  # soft clamp of every coupling's log-scale: |s| < clamp
     banded_impl: str = "gridsample"
 
+    def __post_init__(self) -> None:
+        """Refuse sizes no network has, with the field's name, before torch fails on them."""
+        counts = {"channels": self.channels, "dense_depth": self.dense_depth, "bottleneck_growth":
+                  self.bottleneck_growth, "attention_reduction": self.attention_reduction}  # fmt: skip
+        for name in ("growth", "kernel"):
+            counts.update({f"{name}[{i}]": v for i, v in enumerate(getattr(self, name))})
+        repeats = {"bottleneck_blocks": self.bottleneck_blocks}
+        for name in ("encoder_blocks", "decoder_blocks", "skip_blocks"):
+            repeats.update({f"{name}[{i}]": v for i, v in enumerate(getattr(self, name))})
+        bad = [f"{k}={v!r}" for k, v in counts.items() if not (isinstance(v, int) and v >= 1)]
+        bad += [f"{k}={v!r}" for k, v in repeats.items() if not (isinstance(v, int) and v >= 0)]
+        if not 0 < self.skip_fraction < 1:
+            bad.append(f"skip_fraction={self.skip_fraction!r}")
+        if not self.clamp > 0:
+            bad.append(f"clamp={self.clamp!r}")
+        if bad:
+            raise ValueError(f"invalid BDINN config: {', '.join(bad)} (sizes are positive whole numbers, "
+                             "block counts whole numbers, 0 < skip_fraction < 1, clamp > 0)")  # fmt: skip
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> BDINNConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object of architecture settings, got {type(data).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -176,7 +177,7 @@ class Trainer:
         groups = [
             {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in opt["param_groups"]
         ]
-        write_tensors(self.state_path, tensors, metadata={"format": STATE_FORMAT})
+        write_tensors(self.state_path, tensors, metadata={"format": STATE_FORMAT, "step": str(self.step)})
         write_json(
             self.state_path.with_suffix(".json"),
             {
@@ -192,9 +193,12 @@ class Trainer:
         meta_path = self.state_path.with_suffix(".json")
         if not self.state_path.is_file() or not meta_path.is_file():
             raise TrainingError(f"{self.out_dir}: no training state to resume (state.safetensors/.json)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != STATE_FORMAT:
-            raise TrainingError(f"{meta_path}: not a bdinn training state")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise TrainingError(f"{meta_path}: not valid JSON ({exc}); start over with --force") from None
+        if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or "settings" not in meta:
+            raise TrainingError(f"{meta_path}: not a bdinn training state; start over with --force")
         saved = meta["settings"]
         current = json.loads(json.dumps(asdict(self.settings)))  # tuples -> lists, as saved
         changed = [k for k in RUN_DEFINING if saved.get(k) != current[k]]
@@ -204,8 +208,23 @@ class Trainer:
                 f"{meta_path}: cannot resume with different {', '.join(changed)}"
                 + (f" (saved run used {was})" if was else " (the architecture differs)")
             )
-        tensors = load_file(str(self.state_path), device="cpu")
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        try:
+            with safe_open(str(self.state_path), "pt") as handle:
+                saved_step = (handle.metadata() or {}).get("step")
+            tensors = load_file(str(self.state_path), device="cpu")
+        except (SafetensorError, OSError) as exc:
+            raise TrainingError(f"{self.state_path}: unreadable ({exc}); start over with --force") from None
+        if saved_step is not None and saved_step != str(meta.get("step")):
+            raise TrainingError(
+                f"{self.state_path}: holds step {saved_step} but {meta_path.name} step {meta.get('step')} "
+                "(the run stopped while saving); start over with --force, or --init last.safetensors"
+            )
+        try:
+            self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        except RuntimeError:
+            raise TrainingError(
+                f"{self.state_path}: its weights do not fit this run's network; start over with --force"
+            ) from None
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):
