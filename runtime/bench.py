@@ -22,9 +22,9 @@ import click
 import numpy as np
 
 from .backends import BACKENDS, BackendError
-from .cli_options import parse_size, stops_cleanly_on_sigterm
+from .cli_options import parse_size, stops_cleanly_on_sigterm, tile_option
 from .debander import Debander
-from .files import OutputError, atomic_write, check_writable
+from .files import OutputError, atomic_write, check_writable, files_of_model
 
 
 def summarise(seconds: list[float], batch: int) -> dict[str, float]:
@@ -152,7 +152,7 @@ def parse_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help="[default: from the model file]")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Checkpoints only.")
-@click.option("--tile", type=click.IntRange(32), default=None, help="Tile side, as bdinn-run --tile.")
+@tile_option
 @click.option("--plugin-library", type=click.Path(path_type=Path), default=None, help="C++ TensorRT plugin.")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: replay a captured CUDA graph per frame.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
@@ -167,7 +167,7 @@ def main(
     to_file = json_out is not None and str(json_out) != "-"
     try:
         if to_file:
-            check_writable(json_out)
+            check_writable(json_out, inputs=files_of_model(model))
         deband = Debander.open(
             model, backend=backend, device=device, precision=precision, tile=tile,
             plugin_library=plugin_library,

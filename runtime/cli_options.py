@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import signal
-from collections.abc import Callable
+import sys
+import warnings
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import ParamSpec, TypeVar
 
 import click
+from tqdm import tqdm
 
 from .debander import DEFAULT_MAX_CHANGE
 
@@ -30,6 +34,20 @@ def stops_cleanly_on_sigterm(command: Callable[P, R]) -> Callable[P, R]:
             signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show library warnings (a pair skipped, audio dropped) as one 'Warning: ...' line each on
+    stderr, above any progress bar, instead of Python's file:line and source text. Use it as a
+    decorator, `@one_line_warnings()`, or a with-block."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        yield
+
+
+def _show_warning(message: Warning | str, *args: object) -> None:
+    tqdm.write(f"Warning: {message}", file=sys.stderr)
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -74,4 +92,21 @@ max_change_option = click.option(
     show_default=True,
     help="The most the model may move any value, in 8-bit levels; 'off' for the model's raw output "
     "(heavy posterisation such as 4-bit pictures wants more).",
+)
+
+
+def parse_tile(ctx: click.Context | None, param: click.Parameter | None, value: int | None) -> int | None:
+    """click callback: a tile side is a multiple of 8 (the network's padding unit), at least 32."""
+    if value is not None and (value < 32 or value % 8):
+        raise click.BadParameter(f"{value} is not a multiple of 8 of at least 32")
+    return value
+
+
+# The same --tile for bdinn-run and bdinn-bench.
+tile_option = click.option(
+    "--tile",
+    type=int,
+    default=None,
+    callback=parse_tile,
+    help="Work in TILE x TILE pieces (a multiple of 8, at least 32) to bound memory.",
 )

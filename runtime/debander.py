@@ -92,11 +92,13 @@ class Debander:
         self,
         backend: Backend,
         tile: int | None = None,
-        overlap: int = DEFAULT_OVERLAP,
+        overlap: int | None = None,
         max_change: float | None = DEFAULT_MAX_CHANGE,
     ) -> None:
         if tile is not None and (tile < 2 * MIN_SIDE or tile % 8):
             raise ValueError(f"tile must be a multiple of 8 and at least {2 * MIN_SIDE}, got {tile}")
+        if overlap is None:  # DEFAULT_OVERLAP, or half of a smaller tile
+            overlap = DEFAULT_OVERLAP if tile is None else min(DEFAULT_OVERLAP, tile // 2)
         if overlap < 0 or (tile is not None and overlap * 2 > tile):
             raise ValueError(f"overlap must be between 0 and half the tile, got {overlap}")
         if max_change is not None and not 0 < max_change < math.inf:
@@ -115,7 +117,7 @@ class Debander:
         device: str | None = None,
         precision: str | None = None,
         tile: int | None = None,
-        overlap: int = DEFAULT_OVERLAP,
+        overlap: int | None = None,
         plugin_library: str | Path | None = None,
         max_change: float | None = DEFAULT_MAX_CHANGE,
     ) -> Debander:

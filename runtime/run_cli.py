@@ -10,15 +10,14 @@ from __future__ import annotations
 import glob
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
-from .backends import BACKENDS, SUFFIXES, BackendError
-from .cli_options import max_change_option, stops_cleanly_on_sigterm
+from .backends import BACKENDS, PICKLED_SUFFIXES, SUFFIXES, BackendError
+from .cli_options import max_change_option, one_line_warnings, stops_cleanly_on_sigterm, tile_option
 from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable
 from .imageio import ImageError, read_image, write_image
@@ -91,6 +90,8 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool) -> list[Job]
         else:
             if place.exists() and not place.is_dir():
                 raise click.ClickException(f"{place}: is a file; with several inputs -o must be a folder")
+            if len(sources) > 1 and place.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+                raise click.ClickException(f"{place}: names a file, but {len(sources)} inputs need a folder")
             target = place / f"{source.stem}{suffix}"
         jobs.append(Job(source, target))
     inputs = {s.resolve() for s in sources}
@@ -130,7 +131,7 @@ def check_format(job: Job) -> None:
 
 def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
     """`bdinn-run model.plan a.png` and `bdinn-run a.png` both work: sniff the first argument."""
-    if model is None and paths and Path(paths[0]).suffix.lower() in SUFFIXES:
+    if model is None and paths and Path(paths[0]).suffix.lower() in SUFFIXES.keys() | PICKLED_SUFFIXES:
         return paths[0], paths[1:]
     return model, paths
 
@@ -145,9 +146,9 @@ def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str
               help="Pictures: 8 or 16 [default: the input's]. Videos: 8 or 10 [default: 10].")  # fmt: skip
 @click.option("--dither", is_flag=True, help="TPDF dither when rounding to 8 bits (no new bands).")
 @max_change_option
-@click.option("--tile", type=click.IntRange(32), default=None,
-              help="Work in TILE x TILE pieces (multiple of 8) to bound memory.")  # fmt: skip
-@click.option("--overlap", type=click.IntRange(0), default=DEFAULT_OVERLAP, help="Tile overlap in pixels.")
+@tile_option
+@click.option("--overlap", type=click.IntRange(0), default=None,
+              help=f"Tile overlap in pixels [default: {DEFAULT_OVERLAP}, at most half a tile].")  # fmt: skip
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help="[default: from the model file]")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N [default: a GPU when there is one].")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
@@ -167,7 +168,7 @@ def main(
     dither: bool,
     max_change: float | None,
     tile: int | None,
-    overlap: int,
+    overlap: int | None,
     backend: str | None,
     device: str | None,
     precision: str | None,
@@ -181,8 +182,6 @@ def main(
     model, patterns = split_model_argument(model, paths)
     if not patterns:
         raise click.UsageError("no input given: bdinn-run [MODEL] INPUT... [-o OUT]")
-    if tile is not None and tile % 8:
-        raise click.BadParameter(f"{tile} is not a multiple of 8", param_hint="--tile")
     jobs = plan_jobs(expand_inputs(patterns), output, force)
     depth = int(bit_depth) if bit_depth else None
     if depth == 10 and not all(job.is_video for job in jobs):
@@ -192,7 +191,7 @@ def main(
     try:
         deband = Debander.open(
             model, backend=backend, device=device, precision=precision, tile=tile,
-            overlap=min(overlap, (tile or overlap * 2) // 2), plugin_library=plugin_library,
+            overlap=overlap, plugin_library=plugin_library,
             max_change=max_change,
         )  # fmt: skip
     except (BackendError, ValueError) as exc:
@@ -226,10 +225,6 @@ def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool) -> 
     write_image(job.target, result)
 
 
-def _one_line_warning(message: Warning | str, *args: object) -> None:
-    tqdm.write(f"Warning: {message}", file=sys.stderr)
-
-
 def run_video(
     deband: Debander, job: Job, depth: int | None, dither: bool, codec: str | None, crf: int | None,
     force: bool, quiet: bool,
@@ -237,8 +232,7 @@ def run_video(
     """Deband a video: PyAV decodes and encodes on their own threads around the model."""
     from .video import deband_video
 
-    with warnings.catch_warnings():  # the library's warnings (audio dropped, ...) as one line each
-        warnings.showwarning = _one_line_warning
+    with one_line_warnings():  # the library's warnings (audio dropped, ...)
         report = deband_video(
             job.source, job.target, lambda frame: deband(frame, bit_depth=16 if (depth or 10) > 8 else 8,
                                                          dither=dither and depth == 8),

@@ -53,3 +53,13 @@ def test_stdout_json_and_errors(model, tmp_path):
     assert CliRunner().invoke(main, [str(model), "--size", "8x8"]).exit_code == 2
     graph = CliRunner().invoke(main, [str(model), "--size", "32x32", "--cuda-graph"])
     assert graph.exit_code == 2 and "CUDA graphs are for TensorRT engines" in graph.output
+
+
+def test_small_tiles_take_a_fitting_overlap(model):
+    """--tile 40 once failed: the default 64-px overlap did not fit, and bench has no --overlap."""
+    result = CliRunner().invoke(
+        main, [str(model), "--size", "64x96", "-n", "1", "--warmup", "0", "--tile", "40"]
+    )
+    assert result.exit_code == 0, result.output
+    bad = CliRunner().invoke(main, [str(model), "--size", "64x64", "--tile", "100"])
+    assert bad.exit_code == 2 and "100 is not a multiple of 8 of at least 32" in bad.output

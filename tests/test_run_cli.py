@@ -204,6 +204,32 @@ def test_outputs_are_checked_before_the_model_loads(pictures, tmp_path):
     assert "sky.debanded.png: is a folder; name another output file" in line
 
 
+class _Booby:
+    """Unpickling this creates a file: proof that a pickled model was loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_pickled_model_is_refused_unread(pictures, tmp_path):
+    import pickle
+
+    marker = tmp_path / "unpickled"
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(_Booby(marker)))
+    line = one_line_error(run(tmp_path / "evil.pt", pictures / "sky.png", "-o", tmp_path / "out.png"))
+    assert "evil.pt: a pickled PyTorch file, which bdinn never loads" in line
+    assert not marker.exists() and not (tmp_path / "out.png").exists()
+
+
+def test_a_file_name_for_several_inputs_is_refused(model, pictures, tmp_path):
+    line = one_line_error(run(model, pictures, "-o", tmp_path / "out.png"))
+    assert "out.png: names a file, but 2 inputs need a folder" in line
+    assert not (tmp_path / "out.png").exists()
+
+
 def test_a_trailing_slash_makes_the_output_a_folder(model, pictures, tmp_path):
     result = run(model, pictures / "sky.png", "-o", f"{tmp_path / 'results.v2'}/", "-q")
     assert result.exit_code == 0, result.output

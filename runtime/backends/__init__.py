@@ -12,10 +12,16 @@ from pathlib import Path
 from .base import Backend, BackendError
 
 SUFFIXES = {".plan": "tensorrt", ".engine": "tensorrt", ".onnx": "onnxruntime", ".safetensors": "torch"}
+PICKLED_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle"}  # refused: unpickling runs code
 BACKENDS = ("tensorrt", "onnxruntime", "torch")
 
 
 def backend_for(path: Path) -> str:
+    if path.suffix.lower() in PICKLED_SUFFIXES:
+        raise BackendError(
+            f"{path}: a pickled PyTorch file, which bdinn never loads (unpickling can run code); use a "
+            "bdinn .safetensors checkpoint, an .onnx model or a .plan engine"
+        )
     try:
         return SUFFIXES[path.suffix.lower()]
     except KeyError:
@@ -55,4 +61,12 @@ def open_backend(
     return TensorRTBackend(path, device=device, plugin_library=plugin_library)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "backend_for", "open_backend"]
+__all__ = [
+    "BACKENDS",
+    "PICKLED_SUFFIXES",
+    "SUFFIXES",
+    "Backend",
+    "BackendError",
+    "backend_for",
+    "open_backend",
+]
