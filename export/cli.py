@@ -13,7 +13,8 @@ import click
 from ..runtime.backends.base import BackendError
 from ..runtime.cli_options import parse_size, stops_cleanly_on_sigterm
 from ..runtime.debander import default_model_path
-from ..runtime.files import check_writable
+from ..runtime.engine_sidecar import sidecar_path
+from ..runtime.files import check_writable, files_of_model
 from ..runtime.tensorrt import TensorRTUnavailable
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, preflight
@@ -21,7 +22,11 @@ from .onnx_export import GRAPHS, IO_MODES, export_onnx
 
 
 def parse_targets(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
-    targets = tuple(t.strip().lower() for t in value.split(",") if t.strip()) if value else ()
+    if value is None:
+        return ()
+    targets = tuple(dict.fromkeys(t.strip().lower() for t in value.split(",") if t.strip()))
+    if not targets:
+        raise click.BadParameter(f"{value!r} names no target; e.g. sm89 or sm86,sm89,sm120")
     unknown = [t for t in targets if t not in RTX_TARGETS]
     if unknown:
         raise click.BadParameter(
@@ -33,6 +38,16 @@ def parse_targets(ctx: click.Context, param: click.Parameter, value: str | None)
 def default_cache_dir() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "bdinn" / "engines"
+
+
+def check_output_suffix(output: Path, onnx_only: bool) -> None:
+    """An engine must be NAME.plan or NAME.engine and an ONNX model NAME.onnx: that is how
+    bdinn-run and bdinn-bench pick the backend that can read the file."""
+    wanted = (".onnx",) if onnx_only else (".plan", ".engine")
+    if output.suffix.lower() not in wanted:
+        hint = "drop --onnx-only for an engine" if onnx_only else "add --onnx-only for an ONNX model"
+        raise click.BadParameter(f"{output}: name it {' or '.join('NAME' + w for w in wanted)} ({hint})",
+                                 param_hint="-o")  # fmt: skip
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -124,9 +139,10 @@ def main(
         else:
             stem = checkpoint.with_suffix("")
         output = output or Path(f"{stem}-{graph}-{precision}{'.onnx' if onnx_only else '.plan'}")
+        check_output_suffix(output, onnx_only)
         onnx_path = output if onnx_only else output.with_suffix(".onnx")
-        for path in dict.fromkeys((output, onnx_path)):  # now, not after the export
-            check_writable(path)
+        for path in dict.fromkeys((output, onnx_path, *([] if onnx_only else [sidecar_path(output)]))):
+            check_writable(path, inputs=files_of_model(checkpoint))  # now, not after the export
         cache_dir = cache_dir or default_cache_dir()
         settings = EngineSettings(
             profile=Profile(min_size, opt_size, max_size), targets=targets, optimization_level=opt_level,
@@ -139,7 +155,7 @@ def main(
             preflight(settings, graph)
         model, meta = load_checkpoint(checkpoint)
         name = meta.get("config_name") or "custom"
-        say(f"checkpoint: {checkpoint} ({name} configuration, step {meta['step']})")
+        say(f"checkpoint: {checkpoint} ({name} configuration, step {meta.get('step', '?')})")
         result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io)
         nodes = f"{result.nodes_exported} nodes exported, {result.nodes_final} after simplification"
         say(f"onnx: {graph} graph, {precision}, {io} I/O -> {onnx_path} in {result.seconds:.1f} s ({nodes})")
@@ -153,7 +169,8 @@ def main(
                 "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
             }  # fmt: skip
             built = build_engine(onnx_path, output, settings, io, engine_meta)
-            where = ", ".join(targets) if targets else "this GPU"
+            rtx = built["tensorrt"]["flavour"] == "tensorrt-rtx"  # its default: any RTX GPU from Ampere on
+            where = ", ".join(targets) if targets else "TensorRT-RTX's default targets" if rtx else "this GPU"
             how = "from the engine cache" if built["from_cache"] else "built"
             flavour = f"{built['tensorrt']['flavour']} {built['tensorrt']['version']}"
             say(f"engine: {output} for {where} with {flavour}, {how} in {built['build_seconds']:.1f} s")

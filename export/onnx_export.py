@@ -54,10 +54,11 @@ class DebandGraph(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if self.io == "float":
             return self.model(image)
+        # Transposes on float tensors only: TensorRT's parser refuses a uint8 transpose.
         dtype = next(self.model.parameters()).dtype
-        x = image.permute(2, 0, 1).unsqueeze(0).to(dtype) / 255
+        x = image.to(dtype).permute(2, 0, 1).unsqueeze(0) / 255
         out = self.model(x).clamp(0, 1) * 255
-        return torch.round(out).to(torch.uint8).squeeze(0).permute(1, 2, 0)
+        return torch.round(out.squeeze(0).permute(1, 2, 0)).to(torch.uint8)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 # Failures of the output location itself, as opposed to errors of what is being written.
@@ -37,10 +37,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     return path
 
 
-def check_writable(path: str | os.PathLike) -> None:
+def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
     """Fail now with an OutputError, not after minutes of work, if `path` cannot be written:
-    its folder is made and a temporary file is created there and removed."""
-    _reserve_temporary(Path(path)).unlink()
+    its folder is made and a temporary file is created there and removed. An output that is one
+    of the command's `inputs` (by any spelling) is refused: writing it would destroy it."""
+    path = Path(path)
+    if path.resolve() in {Path(p).resolve() for p in inputs}:
+        raise OutputError(f"{path}: is one of this command's inputs; choose another output")
+    _reserve_temporary(path).unlink()
+
+
+def files_of_model(model: str | os.PathLike | None) -> list[Path]:
+    """A model file and the JSON sidecars that may sit beside it (NAME.json, NAME.plan.json)."""
+    if model is None:
+        return []
+    model = Path(model)
+    return [model, model.with_suffix(".json"), model.with_name(f"{model.name}.json")]
 
 
 def _reserve_temporary(path: Path) -> Path:

@@ -87,6 +87,17 @@ def test_deformconv_graph_is_refused_on_tensorrt_rtx(checkpoint, tmp_path):
     assert not plan.exists()
 
 
+@needs_rtx
+def test_builds_a_uint8_io_engine_for_sm89(checkpoint, tmp_path):
+    """H x W x 3 uint8 in and out: the parser refuses uint8 transposes, so the graph casts first."""
+    plan = tmp_path / "u8.plan"
+    args = [str(checkpoint), "-o", str(plan), "--io", "uint8", "--fp16", "--target", "sm89"]
+    result = export(*args, "--cache-dir", str(tmp_path / "c"), "--json")
+    assert result.exit_code == 0, result.output
+    io = json.loads((tmp_path / "u8.plan.json").read_text())["io"]
+    assert io["input"]["dtype"] == io["output"]["dtype"] == "uint8"
+
+
 def test_onnx_only(checkpoint, tmp_path):
     out = tmp_path / "m.onnx"
     result = export(str(checkpoint), "--onnx-only", "-o", str(out), "--graph", "gridsample", "--json")
@@ -148,3 +159,8 @@ def test_bad_sizes_and_targets_are_usage_errors(checkpoint):
     assert export(str(checkpoint), "--opt", "big").exit_code == 2
     result = export(str(checkpoint), "--target", "sm90")
     assert result.exit_code == 2 and "sm75, sm80" in result.output
+    result = export(str(checkpoint), "--target", ",")
+    assert result.exit_code == 2 and "',' names no target" in result.output
+    from bdinn.export.cli import parse_targets
+
+    assert parse_targets(None, None, "SM89, sm89,sm120") == ("sm89", "sm120")  # one cache key per set

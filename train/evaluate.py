@@ -58,7 +58,7 @@ from tqdm import tqdm
 from ..runtime.cambi import cambi
 from ..runtime.cli_options import max_change_option, parse_optional_size, stops_cleanly_on_sigterm
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
-from ..runtime.files import OutputError, atomic_write, check_writable
+from ..runtime.files import OutputError, atomic_write, check_writable, files_of_model
 from ..runtime.imageio import ImageError, from_float, read_image, to_float
 from ..runtime.metrics import psnr, ssim
 from .data import find_pairs
@@ -477,9 +477,20 @@ def main(
         raise click.UsageError(str(exc)) from None
     depth = int(bit_depth)
     try:
+        folders = [*pairs] if pairs else [clean_dir]
+        inputs = [
+            *files_of_model(model),
+            *(f for folder in folders if folder.is_dir() for f in folder.iterdir()),
+        ]
+        if (
+            json_path is not None
+            and markdown_path is not None
+            and json_path.resolve() == markdown_path.resolve()
+        ):
+            raise OutputError(f"{json_path}: --json and --markdown name the same file; give each its own")
         for path in (json_path, markdown_path):
             if path is not None:  # now, not after the evaluation
-                check_writable(path)
+                check_writable(path, inputs)
         if pairs:
             total, found = pairs_from_folders(pairs[0], pairs[1], max_images, seed)
         else:
