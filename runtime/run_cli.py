@@ -64,7 +64,10 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
             if not path.exists():
                 raise click.ClickException(f"{path}: no such file (check the path)")
             found.append(path)
-    return list({path.resolve(): path for path in reversed(found)}.values())[::-1]
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)  # the first spelling, in the first place
+    return list(unique.values())
 
 
 def plan_jobs(sources: list[Path], output: str | None, force: bool) -> list[Job]:

@@ -246,7 +246,11 @@ def test_a_folder_done_twice_skips_its_own_outputs(model, pictures):
 
 
 def test_a_file_named_twice_is_done_once(model, pictures, tmp_path, monkeypatch):
+    from bdinn.runtime.run_cli import expand_inputs
+
     monkeypatch.chdir(pictures)
+    named = expand_inputs(("sky.png", "shapes.png", str(pictures / "sky.png"), "./shapes.png"))
+    assert named == [Path("sky.png"), Path("shapes.png")]  # first spelling, first place
     result = run(model, "sky.png", pictures / "sky.png", "./sky.png", "-o", tmp_path / "o", "-q")
     assert result.exit_code == 0, result.output
     assert [p.name for p in (tmp_path / "o").iterdir()] == ["sky.png"]
