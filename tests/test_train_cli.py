@@ -83,6 +83,8 @@ def test_trains_from_paired_folders_and_resumes(tmp_path, tiny_config, paired_di
     assert again.exit_code == 1
     assert f"{tmp_path}: holds a run already (last.safetensors); pass --resume to continue it" in again.output
     assert (tmp_path / "last.safetensors").read_bytes() == before
+    other_patches = CliRunner().invoke(main, [*args, "--resume", "--stride", "16"])  # other batches
+    assert other_patches.exit_code == 1 and "cannot resume with different data" in other_patches.output
     resumed = CliRunner().invoke(main, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "stopped at step 4/4" in resumed.output

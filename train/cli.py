@@ -10,7 +10,7 @@ import click
 import torch.distributed as dist
 
 from ..runtime.backends import BackendError
-from ..runtime.cli_options import one_line_warnings, stops_cleanly_on_sigterm
+from ..runtime.cli_options import one_line_warnings, stops_cleanly
 from ..runtime.debander import default_model_path
 from ..runtime.files import check_writable
 from ..runtime.imageio import ImageError
@@ -155,7 +155,7 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
     type=click.IntRange(min=1),
     help="Stop after this step, saving a resumable state (e.g. to fit a time slot).",
 )
-@stops_cleanly_on_sigterm
+@stops_cleanly
 @one_line_warnings()
 def main(
     out_dir: Path,
@@ -197,8 +197,11 @@ def main(
         source = click.get_current_context().get_parameter_source("config_value")
         explicit = source == click.core.ParameterSource.COMMANDLINE
         init_path, config, config_name = resolve_init(init_from, config, explicit=explicit)
+    data = {"patch_size": patch_size, "stride": stride, "augment": augment, "unbanded_share": unbanded_share,
+            "identity_share": identity_share, "val_fraction": val_fraction, "variants": variants,
+            "max_side": max_side}  # fmt: skip
     settings = TrainSettings(
-        config=config.to_dict(), config_name=config_name, init=init_path, **train_options
+        config=config.to_dict(), config_name=config_name, init=init_path, data=data, **train_options
     )
     seed, device = settings.seed, settings.device
     try:

@@ -13,7 +13,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ from .network import BDINN, BDINNConfig
 
 STATE_FORMAT = "bdinn-train-state/1"
 # Settings that define the run: resuming with different values would not continue the same run.
-RUN_DEFINING = ("config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed")
+RUN_DEFINING = (
+    "config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed", "data"
+)  # fmt: skip
 
 
 class TrainingError(RuntimeError):
@@ -60,6 +62,7 @@ class TrainSettings:
     device: str = "auto"
     init: str | None = None  # checkpoint whose weights a new run starts from (fine-tuning)
     keep_checkpoints: bool = False  # also keep step-NNNNNNN.safetensors at every validation
+    data: dict[str, Any] = field(default_factory=dict)  # how patches are cut (size, stride, shares)
 
 
 def cosine_lr(step: int, total: int, base: float, floor: float, warmup: int = 0) -> float:
@@ -201,7 +204,7 @@ class Trainer:
             raise TrainingError(f"{meta_path}: not a bdinn training state; start over with --force")
         saved = meta["settings"]
         current = json.loads(json.dumps(asdict(self.settings)))  # tuples -> lists, as saved
-        changed = [k for k in RUN_DEFINING if saved.get(k) != current[k]]
+        changed = [k for k in RUN_DEFINING if saved.get(k, current[k]) != current[k]]  # absent: older
         if changed:
             was = ", ".join(f"{k}={saved.get(k)}" for k in changed if k != "config")
             raise TrainingError(
