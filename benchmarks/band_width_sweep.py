@@ -19,6 +19,7 @@ import click
 import numpy as np
 
 from bdinn.runtime import Debander
+from bdinn.runtime.backends import BackendError
 from bdinn.runtime.metrics import psnr
 
 BAND_WIDTHS = (8, 16, 32, 64, 128, 256)
@@ -95,7 +96,10 @@ def main(models: tuple[Path, ...], bits: int, json_path: Path | None) -> None:
     results = {}
     for model in models or (None,):
         name = str(model) if model else "bundled model"
-        results[name] = sweep(model, bits)
+        try:
+            results[name] = sweep(model, bits)
+        except (BackendError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(to_markdown(name, results[name]) + "\n")
     if json_path:
         json_path.write_text(json.dumps({"bits": bits, "results": results}, indent=2) + "\n")

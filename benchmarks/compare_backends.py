@@ -43,7 +43,7 @@ def candidates(checkpoint: Path, folder: Path) -> list[tuple[str, dict[str, Any]
     import torch
 
     from bdinn.export.onnx_export import export_onnx
-    from bdinn.train.checkpoint import load_checkpoint
+    from bdinn.train.checkpoint import CheckpointError, load_checkpoint
 
     cuda = torch.cuda.is_available()
     rows: list[tuple[str, dict[str, Any] | str]] = [
@@ -54,7 +54,10 @@ def candidates(checkpoint: Path, folder: Path) -> list[tuple[str, dict[str, Any]
         rows.append(("PyTorch FP16 eager", {"path": checkpoint, "device": "cuda", "precision": "fp16"}))
     else:
         rows.append(("PyTorch FP16 eager", "needs a CUDA GPU"))
-    model, _ = load_checkpoint(checkpoint)
+    try:
+        model, _ = load_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        raise click.ClickException(str(exc)) from None
     for graph, fp16 in (("gridsample", False), ("deformconv", False), ("gridsample", True)):
         path = export_onnx(model, folder / f"{graph}-{'fp16' if fp16 else 'fp32'}.onnx", graph, fp16).path
         rows.append((f"ONNX Runtime, {graph} graph {'FP16' if fp16 else 'FP32'}", {"path": path}))

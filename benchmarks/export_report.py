@@ -24,8 +24,8 @@ from bdinn.export.onnx_reference import BandedDeformConv2d as PluginNode
 from bdinn.runtime import default_model_path
 from bdinn.runtime.imageio import read_image, to_float
 from bdinn.runtime.metrics import psnr
-from bdinn.train.checkpoint import load_checkpoint
-from bdinn.train.network import build_model
+from bdinn.train.checkpoint import CheckpointError, load_checkpoint
+from bdinn.train.network import CONFIGS, build_model
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
@@ -40,7 +40,8 @@ def run_graph(path: Path, graph: str, image: np.ndarray, fp16: bool) -> np.ndarr
 
 @click.command()
 @click.argument("checkpoint", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--config", "config_name", default=None, help="Untrained named config instead of a checkpoint.")
+@click.option("--config", "config_name", type=click.Choice(sorted(CONFIGS)), default=None,
+              help="Untrained named config instead of a checkpoint.")  # fmt: skip
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(checkpoint: Path | None, config_name: str | None, markdown_out: Path | None) -> None:
     """Export report for CHECKPOINT (default: the bundled model)."""
@@ -49,7 +50,10 @@ def main(checkpoint: Path | None, config_name: str | None, markdown_out: Path | 
         model, label = build_model(config_name).eval(), f"{config_name} (random init)"
     else:
         checkpoint = checkpoint or default_model_path("torch")
-        model, meta = load_checkpoint(checkpoint)
+        try:
+            model, meta = load_checkpoint(checkpoint)
+        except CheckpointError as exc:
+            raise click.ClickException(str(exc)) from None
         label = f"{checkpoint.name} ({meta.get('config_name')}, step {meta.get('step')})"
     pictures = [to_float(read_image(p)).transpose(2, 0, 1)[None] for p in sorted(DATA.glob("*.png"))]
     with torch.no_grad():

@@ -16,7 +16,13 @@ import click
 import torch
 
 from bdinn.export.onnx_export import export_onnx
-from bdinn.train.checkpoint import extra_records, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from bdinn.train.checkpoint import (
+    CheckpointError,
+    extra_records,
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
 
 MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
 
@@ -26,7 +32,10 @@ MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=MODELS)
 def main(checkpoint: Path, out: Path) -> None:
     """Bundle CHECKPOINT as the default model."""
-    model, meta = load_checkpoint(checkpoint)
+    try:
+        model, meta = load_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        raise click.ClickException(str(exc)) from None
     model = model.half().float().eval()  # the float16 weights, which both files then hold
     extra = extra_records(meta)  # e.g. a blend's `interpolated` recipe
     weights = save_checkpoint(

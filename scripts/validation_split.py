@@ -23,7 +23,8 @@ from bdinn.train.degrade import prepare_synthetic_pairs
 )
 @click.option("--cache-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--val-fraction", default=0.2, show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True)  # fmt: skip
 @click.option("--variants", default=3, show_default=True)
 @click.option("--max-side", default=1920, show_default=True)
 @click.option("--seed", default=0, show_default=True)
