@@ -342,6 +342,16 @@ def test_plugin_library_that_cannot_load(engine, pictures, tmp_path):
     assert "none.so: plugin library not found" in line
 
 
+@pytest.mark.parametrize(("key", "value"), [("tensorrt", "x"), ("io", {"input": "image"}), ("profile", [])])
+def test_engine_with_a_damaged_sidecar(engine, pictures, tmp_path, key, value):
+    plan = tmp_path / "edited.plan"
+    plan.write_bytes(engine.read_bytes())
+    sidecar = json.loads(engine.with_suffix(".plan.json").read_text())
+    plan.with_suffix(".plan.json").write_text(json.dumps({**sidecar, key: value}))
+    line = one_line_error(run(plan, pictures / "sky.png", "-o", tmp_path / "o.png"))
+    assert f"edited.plan.json: engine sidecar's {key!r} is damaged; rebuild with bdinn-export" in line
+
+
 def test_engine_without_sidecar(engine, pictures, tmp_path):
     plan = tmp_path / "lonely.plan"
     plan.write_bytes(engine.read_bytes())
