@@ -22,7 +22,7 @@ import click
 import numpy as np
 
 from .backends import BACKENDS, BackendError
-from .cli_options import parse_size, stops_cleanly_on_sigterm, tile_option
+from .cli_options import parse_size, stops_cleanly, tile_option
 from .debander import Debander
 from .files import OutputError, atomic_write, check_writable, files_of_model
 
@@ -157,7 +157,7 @@ def parse_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: replay a captured CUDA graph per frame.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the result as JSON to this file ('-' for stdout only).")  # fmt: skip
-@stops_cleanly_on_sigterm
+@stops_cleanly
 def main(
     model: Path | None, size: tuple[int, int], batch: int, iterations: int, warmup: int,
     backend: str | None, device: str | None, precision: str | None, tile: int | None,

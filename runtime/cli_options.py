@@ -21,15 +21,19 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def stops_cleanly_on_sigterm(command: Callable[P, R]) -> Callable[P, R]:
+def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
     """Run a command with SIGTERM (timeout, docker stop, a batch scheduler) raising SystemExit,
-    so that it cleans up as for Ctrl-C: temporary outputs removed, worker threads joined."""
+    so that it cleans up as for Ctrl-C: temporary outputs removed, worker threads joined. Both
+    exit with the shell's status for the signal (130 for Ctrl-C, 143 for SIGTERM)."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("Aborted!", err=True)
+            raise SystemExit(128 + signal.SIGINT) from None
         finally:
             signal.signal(signal.SIGTERM, previous)
 

@@ -17,7 +17,7 @@ import click
 from tqdm import tqdm
 
 from .backends import BACKENDS, PICKLED_SUFFIXES, SUFFIXES, BackendError
-from .cli_options import max_change_option, one_line_warnings, stops_cleanly_on_sigterm, tile_option
+from .cli_options import max_change_option, one_line_warnings, stops_cleanly, tile_option
 from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable
 from .imageio import ImageError, read_image, write_image
@@ -162,7 +162,7 @@ def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str
 @click.option("--crf", type=click.IntRange(0, 63), default=None, help="Video quality [default: the codec's].")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs (never inputs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-@stops_cleanly_on_sigterm
+@stops_cleanly
 def main(
     paths: tuple[str, ...],
     model: str | None,

@@ -88,6 +88,7 @@ DEFAULT_CODECS = {
 # Encoder -> default CRF. Debanded pictures are all smooth gradients, so these sit on the
 # high-quality side of each encoder's default (x264 23, x265 28, SVT-AV1 35, VP9 32).
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 28, "libvpx": 10}
+MAX_CRF = {"libx264": 51, "libx265": 51}  # the others go to 63
 
 # Muxer -> the audio codecs copied into it packet for packet (None: any); others are re-encoded.
 # FFmpeg's own check is not enough: it accepts stereo PCM in MP4 and then fails at the trailer,
@@ -496,8 +497,9 @@ def deband_video(
         crf = DEFAULT_CRF.get(codec_name)
     elif codec_name not in DEFAULT_CRF:
         raise VideoError(f"{dst}: {codec_name} has no CRF setting; leave crf (--crf) out")
-    elif not 0 <= crf <= 63:
-        raise VideoError(f"{dst}: CRF {crf} is out of range; use 0 (best) to 51 (x264/x265) or 63")
+    elif not 0 <= crf <= MAX_CRF.get(codec_name, 63):
+        raise VideoError(f"{dst}: CRF {crf} is out of range for {codec_name}; use 0 (best) to "
+                         f"{MAX_CRF.get(codec_name, 63)}")  # fmt: skip
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr itself; errors only
 
     source = _open_source(src)
@@ -517,6 +519,12 @@ def deband_video(
             bar.close()
         source.close()
 
+    if job.vin.frames and job.frames < job.vin.frames:  # an exact count from the header (MP4, MOV)
+        warnings.warn(
+            f"{src}: decoded {job.frames} of the {job.vin.frames} frames its header lists; the file may "
+            "be cut short (the output holds what was there)",
+            stacklevel=2,
+        )
     seconds = time.perf_counter() - started
     return VideoReport(
         src=src,

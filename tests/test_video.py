@@ -315,6 +315,12 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
         ),
         (source, tmp_path / "h.mkv", {"codec": "ffv1", "crf": 10}, r"ffv1 has no CRF setting"),
         (source, tmp_path / "i.mkv", {"bit_depth": 12}, r"bit depth must be 8 or 10"),
+        (
+            source,
+            tmp_path / "k.mp4",
+            {"codec": "libx264", "crf": 60},
+            r"CRF 60 is out of range for libx264; use 0 \(best\) to 51",
+        ),
     ]
     garbage = tmp_path / "noise.mp4"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
@@ -325,6 +331,28 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
         assert "\n" not in str(caught.value)
         assert not dst.exists()
     assert _listing(tmp_path) == ["noise.mp4", "song.mp4"]
+
+
+def test_a_file_cut_short_is_written_with_a_warning(tmp_path):
+    """An MP4 with its index in front (faststart) and its last third missing still decodes."""
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with av.open(str(whole)) as source:  # cut after the 20th packet, as a copy stopped there
+        end = [packet.pos + packet.size for packet in source.demux(video=0) if packet.size][19]
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:end])
+    with pytest.warns(
+        UserWarning, match=r"cut\.mp4: decoded \d+ of the 30 frames its header lists"
+    ) as caught:
+        report = deband_video(cut, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert report.frames == 20 and caught[0].filename == __file__
 
 
 def test_is_video():
@@ -362,7 +390,7 @@ def test_sigterm_under_a_command_stops_cleanly(source, tmp_path):
     import signal
     import time
 
-    from bdinn.runtime.cli_options import stops_cleanly_on_sigterm
+    from bdinn.runtime.cli_options import stops_cleanly
 
     before = signal.getsignal(signal.SIGTERM)
     baseline = threading.active_count()
@@ -372,9 +400,7 @@ def test_sigterm_under_a_command_stops_cleanly(source, tmp_path):
         time.sleep(5)  # the handler interrupts this at once
         return rgb
 
-    command = stops_cleanly_on_sigterm(
-        lambda: deband_video(source, tmp_path / "out.mkv", terminated, progress=False)
-    )
+    command = stops_cleanly(lambda: deband_video(source, tmp_path / "out.mkv", terminated, progress=False))
     started = time.monotonic()
     with pytest.raises(SystemExit) as info:
         command()
@@ -382,6 +408,14 @@ def test_sigterm_under_a_command_stops_cleanly(source, tmp_path):
     assert _listing(tmp_path) == []  # no output, no temporary file
     assert threading.active_count() == baseline
     assert signal.getsignal(signal.SIGTERM) is before
+
+    def interrupted(rgb):
+        raise KeyboardInterrupt  # Ctrl-C: the same clean-up, and the shell's status 130
+
+    command = stops_cleanly(lambda: deband_video(source, tmp_path / "out.mkv", interrupted, progress=False))
+    with pytest.raises(SystemExit) as info:
+        command()
+    assert info.value.code == 128 + signal.SIGINT and _listing(tmp_path) == []
 
 
 @pytest.mark.parametrize("stage", ["_decode_rgb", "_encode_frame"])

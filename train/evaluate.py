@@ -56,7 +56,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..runtime.cambi import cambi
-from ..runtime.cli_options import max_change_option, parse_optional_size, stops_cleanly_on_sigterm
+from ..runtime.cli_options import max_change_option, parse_optional_size, stops_cleanly
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write, check_writable, files_of_model
 from ..runtime.imageio import ImageError, from_float, read_image, to_float
@@ -443,7 +443,7 @@ def _open_model(
 )
 @max_change_option
 @click.pass_context
-@stops_cleanly_on_sigterm
+@stops_cleanly
 def main(
     ctx: click.Context,
     model: Path | None,
