@@ -35,10 +35,13 @@ def interpolate(a: torch.nn.Module, b: torch.nn.Module, t: float) -> dict[str, t
 @click.argument("second", type=WEIGHTS)
 @click.option("--t", "t", type=click.FloatRange(0, 1), required=True, help="0 gives FIRST, 1 gives SECOND.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def main(first: Path, second: Path, t: float, out: Path) -> None:
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing OUT (never an input).")
+def main(first: Path, second: Path, t: float, out: Path, force: bool) -> None:
     """Write OUT = (1 - t) * FIRST + t * SECOND, two checkpoints of one architecture."""
     if out.resolve() in (first.resolve(), second.resolve()):
         raise click.UsageError(f"{out}: would overwrite an input; choose another --out")
+    if out.exists() and not force:
+        raise click.UsageError(f"{out}: already exists (pass --force to overwrite it)")
     try:
         a, meta = load_checkpoint(first)
         b, _ = load_checkpoint(second)

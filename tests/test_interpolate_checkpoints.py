@@ -49,3 +49,11 @@ def test_refuses_other_architectures_overwrites_and_bad_t(tmp_path):
     result = blend(str(a), str(a), "--t", "0.5", "-o", str(a))
     assert result.returncode == 2 and "would overwrite an input" in result.stderr and a.read_bytes() == before
     assert blend(str(a), str(a), "--t", "1.5", "-o", str(tmp_path / "y.safetensors")).returncode == 2
+    kept = other.read_bytes()  # an existing checkpoint that is not an input: only with --force
+    result = blend(str(a), str(a), "--t", "0.5", "-o", str(other))
+    assert (
+        result.returncode == 2
+        and "already exists (pass --force" in result.stderr
+        and other.read_bytes() == kept
+    )
+    assert blend(str(a), str(a), "--t", "0.5", "-o", str(other), "--force").returncode == 0
