@@ -108,11 +108,18 @@ def test_init_default_fine_tunes_the_bundled_model(tmp_path, paired_dirs):
     assert max(float((tuned[k] - bundled[k].float()).abs().max()) for k in bundled) < 1e-5
 
 
+DEFAULT_SIDECAR = Path(__file__).parents[1] / "runtime" / "models" / "default.json"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         ([], "give training data"),
-        (["--clean", str(DATA), "--config", "huge"], "neither a configuration"),
+        (["--clean", str(DATA), "--config", "huge"], "Invalid value for --config: 'huge' is neither"),
+        (
+            ["--clean", str(DATA), "--config", str(DEFAULT_SIDECAR)],
+            "a checkpoint's sidecar; to train from that checkpoint use --init",
+        ),
         (["--pairs", str(DATA), "/nonexistent"], "does not exist"),
         (["--clean", str(DATA), "--init", "/nonexistent.safetensors"], "no such checkpoint file"),
         (["--clean", str(DATA), "--init", "default", "--config", "paper"], "different architecture"),

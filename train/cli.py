@@ -30,12 +30,16 @@ def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
     path = Path(value)
     if not path.is_file():
         raise click.BadParameter(
-            f"{value!r} is neither a configuration ({', '.join(CONFIGS)}) nor a JSON file"
+            f"{value!r} is neither a configuration ({', '.join(CONFIGS)}) nor a JSON file",
+            param_hint="--config",
         )
     try:
-        return BDINNConfig.from_dict(json.loads(path.read_text())), None
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and "config" in data and "format" in data:  # a checkpoint's sidecar
+            raise ValueError("this is a checkpoint's sidecar; to train from that checkpoint use --init")
+        return BDINNConfig.from_dict(data), None
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise click.BadParameter(f"{path}: not a BDINN config ({exc})") from None
+        raise click.BadParameter(f"{path}: not a BDINN config ({exc})", param_hint="--config") from None
 
 
 def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[str, BDINNConfig, str | None]:
