@@ -1,8 +1,8 @@
 """Image files in and out as numpy arrays, keeping 16-bit precision (no torch).
 
 OpenCV reads and writes 48-bit RGB PNG; Pillow silently drops it to 8 bits, which would destroy
-exactly the smooth gradients a debander produces. Pillow only looks at the header (frame count,
-colour mode, EXIF) and decodes the one case OpenCV gets wrong: 8-bit TIFF with alpha, whose
+exactly the smooth gradients a debander produces. Pillow only reads headers (frame count, colour
+mode, EXIF, ICC profile) and decodes the one case OpenCV gets wrong: 8-bit TIFF with alpha, whose
 colours OpenCV returns multiplied by alpha. Arrays are RGB(A), H x W x C, in the file's own
 integer dtype (uint8 or uint16). A bad file raises ImageError with a one-line message; writes are
 atomic, so a crash never leaves a half-written image.
@@ -14,6 +14,7 @@ import io
 import os
 import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -205,6 +206,24 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool 
     return np.ascontiguousarray(np.concatenate((rgb, alpha), axis=2))
 
 
+def read_icc_profile(path: str | os.PathLike) -> bytes | None:
+    """The picture's embedded ICC colour profile, if any: a wide-gamut picture written back
+    without it changes colour in every colour-managed viewer."""
+    try:
+        with Image.open(path) as header:
+            return header.info.get("icc_profile") or None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError):
+        return None
+
+
+def _with_icc_profile(png: bytes, profile: bytes) -> bytes:
+    """The PNG with an iCCP chunk right after IHDR, where the format wants it (before the pixels)."""
+    body = b"ICC Profile\0\0" + zlib.compress(profile)  # name, NUL, compression method 0 (deflate)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    after_ihdr = len(PNG_SIGNATURE) + 8 + 13 + 4  # the IHDR chunk: length, type, 13 bytes, CRC
+    return png[:after_ihdr] + chunk + png[after_ihdr:]
+
+
 def to_float(img: np.ndarray) -> np.ndarray:
     """uint8 / uint16 -> float32 in [0, 1] (divided by 255 or 65535)."""
     if img.dtype == np.uint8:
@@ -233,9 +252,9 @@ def from_float(arr: np.ndarray, bit_depth: int, dither: np.random.Generator | No
     return np.clip(np.rint(scaled), 0, top).astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
+def write_image(path: str | os.PathLike, img: np.ndarray, icc_profile: bytes | None = None) -> Path:
     """Write a uint8/uint16 gray, gray + alpha, RGB or RGBA array; the suffix picks the format
-    (16-bit: PNG/TIFF).
+    (16-bit: PNG/TIFF). An ICC profile is embedded in PNG files (OpenCV's other writers take none).
 
     Encoded in memory, written to a temporary file in the same folder and renamed over `path`:
     a failure or crash leaves either the old file or none, never a partial one.
@@ -261,5 +280,8 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
         ok = False
     if not ok:
         raise ImageError(f"{path}: cannot write images with suffix {suffix!r} (use .png)")
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(encoded.tobytes()))
+    data = encoded.tobytes()
+    if icc_profile and suffix == ".png":
+        data = _with_icc_profile(data, icc_profile)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return path

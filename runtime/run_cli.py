@@ -20,7 +20,7 @@ from .backends import BACKENDS, PICKLED_SUFFIXES, SUFFIXES, BackendError
 from .cli_options import max_change_option, one_line_warnings, stops_cleanly, tile_option
 from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable
-from .imageio import ImageError, read_image, write_image
+from .imageio import ImageError, read_icc_profile, read_image, write_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m"}
@@ -225,7 +225,7 @@ def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool) -> 
         result = deband(image, bit_depth=depth, dither=dither)
     except ValueError as exc:  # e.g. too small: the message names the problem, not the file
         raise ValueError(f"{job.source}: {exc}") from None
-    write_image(job.target, result)
+    write_image(job.target, result, icc_profile=read_icc_profile(job.source))
 
 
 def run_video(

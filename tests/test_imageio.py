@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bdinn.runtime.files import OutputError, atomic_write
-from bdinn.runtime.imageio import ImageError, from_float, read_image, to_float, write_image
+from bdinn.runtime.imageio import ImageError, from_float, read_icc_profile, read_image, to_float, write_image
 
 DATA = Path(__file__).parent / "data"
 
@@ -275,3 +275,16 @@ def test_a_long_output_name_leaves_room_for_the_temporary_file(tmp_path):
     write_image(path, np.zeros((4, 4, 3), np.uint8))
     assert read_image(path).shape == (4, 4, 3)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_an_icc_profile_travels_into_png(tmp_path):
+    """A wide-gamut picture without its profile changes colour in every colour-managed viewer."""
+    cms = pytest.importorskip("PIL.ImageCms")
+    profile = cms.ImageCmsProfile(cms.createProfile("sRGB")).tobytes()
+    for dtype in (np.uint8, np.uint16):
+        pixels = np.random.default_rng(6).integers(0, 256, (12, 20, 3)).astype(dtype)
+        write_image(tmp_path / "x.png", pixels, icc_profile=profile)
+        assert read_icc_profile(tmp_path / "x.png") == profile
+        assert np.array_equal(read_image(tmp_path / "x.png"), pixels)
+    write_image(tmp_path / "plain.png", pixels)
+    assert read_icc_profile(tmp_path / "plain.png") is None

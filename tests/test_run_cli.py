@@ -264,6 +264,16 @@ def test_a_picture_too_small_is_named_in_its_error(model, pictures, tmp_path):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["shapes.png", "sky.png"]
 
 
+def test_the_colour_profile_is_kept(model, pictures, tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    cms = pytest.importorskip("PIL.ImageCms")
+    profile = cms.ImageCmsProfile(cms.createProfile("sRGB")).tobytes()
+    image.open(pictures / "sky.png").save(pictures / "tagged.png", icc_profile=profile)
+    result = run(model, pictures / "tagged.png", "-o", tmp_path / "out.png", "-q")
+    assert result.exit_code == 0, result.output
+    assert image.open(tmp_path / "out.png").info.get("icc_profile") == profile
+
+
 def test_jpeg_output_is_written_with_a_warning(model, pictures, tmp_path):
     result = run(model, pictures / "sky.png", "-o", tmp_path / "sky.jpg", "-q")
     assert result.exit_code == 0, result.output
