@@ -25,10 +25,12 @@ timestamps, frame rate, frame count, display rotation and the colour tags (prima
 matrix, range) are kept; so is the sample aspect ratio with x264/x265 (other encoders warn that
 they drop it). Audio streams are copied packet for packet where the destination container takes
 their codec (AUDIO_COPY), otherwise re-encoded (AAC; Opus for WebM); Y4M holds no audio, so
-audio is dropped there (with a warning). Subtitle and data streams are not carried over
-(subtitles with a warning), nor is HDR10 mastering metadata (the PQ/HLG tags are). The output
-is written to a hidden temporary file beside `dst` and renamed over it at the end, so a failure
-never leaves a partial video.
+audio is dropped there (with a warning). Subtitle streams are copied where the container takes
+their codec (SUBTITLE_COPY: Matroska takes them all), chapters into MKV, WebM, MP4 and MOV, and
+attachments (an MKV's fonts) into MKV; what a container cannot hold is dropped with a warning.
+Data streams are not carried over, nor is HDR10 mastering metadata (the PQ/HLG tags are). The
+output is written to a hidden temporary file beside `dst` and renamed over it at the end, so a
+failure never leaves a partial video.
 
 Colour conversion is FFmpeg's swscale with accurate rounding and full chroma interpolation,
 using the source's own matrix and range in both directions: an identity `process` through a
@@ -101,6 +103,16 @@ AUDIO_COPY: dict[str, set[str] | None] = {
     "webm": {"opus", "vorbis"},
     "avi": {"mp3", "mp2", "ac3", "pcm_s16le", "aac"},
 }
+# Muxer -> the subtitle codecs copied into it (None: any FFmpeg accepts). Subtitles are never
+# re-encoded; MPEG-TS takes text subtitles from FFmpeg but writes them as an unreadable stream.
+SUBTITLE_COPY: dict[str, set[str] | None] = {
+    "matroska": None,
+    "mp4": {"mov_text"},
+    "mov": {"mov_text"},
+    "webm": {"webvtt"},
+    "mpegts": {"dvb_subtitle", "dvb_teletext"},
+}
+CHAPTER_MUXERS = {"matroska", "webm", "mp4", "mov"}  # containers with a chapter list
 # Muxer -> codec for audio that cannot be copied into it.
 AUDIO_FALLBACK = {"webm": "libopus"}
 AUDIO_FALLBACK_DEFAULT = "aac"
@@ -126,6 +138,7 @@ class VideoReport:
     codec, pix_fmt, width, height: the output video stream.
     audio_streams: audio streams copied without re-encoding; audio_transcoded: re-encoded ones
     (their codec does not fit the container); audio_dropped: ones the container cannot hold.
+    subtitle_streams: subtitle streams copied; subtitles_dropped: ones the container cannot hold.
     """
 
     src: Path
@@ -142,6 +155,8 @@ class VideoReport:
     audio_streams: int
     audio_transcoded: int = 0
     audio_dropped: int = 0
+    subtitle_streams: int = 0
+    subtitles_dropped: int = 0
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -344,7 +359,9 @@ class _Video:
 
 
 @dataclass
-class _Audio:
+class _Carried:
+    """Audio or subtitles riding along with the video."""
+
     out: Any  # output stream
     item: Any  # Packet to copy, or AudioFrame to encode
 
@@ -541,6 +558,8 @@ def deband_video(
         audio_streams=len(job.audio_out) - len(job.transcode),
         audio_transcoded=len(job.transcode),
         audio_dropped=job.audio_dropped,
+        subtitle_streams=len(job.subtitle_out),
+        subtitles_dropped=job.subtitles_dropped,
     )
 
 
@@ -608,6 +627,8 @@ class _Job:
         self.audio_out: dict[int, Any] = {}
         self.transcode: set[int] = set()
         self.audio_dropped = 0
+        self.subtitle_out: dict[int, Any] = {}
+        self.subtitles_dropped = 0
 
     # -- output setup ---------------------------------------------------------------------------
 
@@ -631,12 +652,6 @@ class _Job:
                     f"{ctx.sample_aspect_ratio}; use libx265 or libx264 (.mkv, .mp4) to keep it",
                     stacklevel=5,
                 )
-        if self.source.streams.subtitles:
-            warnings.warn(
-                f"{self.dst}: {len(self.source.streams.subtitles)} subtitle stream(s) not carried over "
-                "(mux them back with ffmpeg or mkvmerge)",
-                stacklevel=5,
-            )
         colour = self.colour
         enc.colorspace, enc.color_range = colour.colorspace, colour.color_range
         enc.color_primaries, enc.color_trc = colour.primaries, colour.trc
@@ -654,6 +669,8 @@ class _Job:
         vout.options = options
         _copy_tags(vout, self.vin)
         self._add_audio(output)
+        self._add_subtitles(output)
+        self._add_chapters_and_attachments(output)
         return output
 
     def _add_audio(self, output: Any) -> None:
@@ -680,6 +697,50 @@ class _Job:
             _copy_tags(out, stream)
             out.disposition = stream.disposition
             self.audio_out[stream.index] = out
+
+    def _add_subtitles(self, output: Any) -> None:
+        """Copy the subtitle streams the container takes; warn about the others (no re-encoding)."""
+        takes = SUBTITLE_COPY.get(self.muxer, set())
+        dropped: list[str] = []
+        for stream in self.source.streams.subtitles:
+            name = stream.codec_context.name if stream.codec_context is not None else "unknown"
+            out = None
+            if takes is None or name in takes:
+                with contextlib.suppress(ValueError):  # PyAV's own check (FFmpeg's codec list)
+                    out = output.add_stream_from_template(stream)
+            if out is None:
+                dropped.append(f"{name} stream {stream.index}")
+                continue
+            _copy_tags(out, stream)
+            out.disposition = stream.disposition
+            self.subtitle_out[stream.index] = out
+        self.subtitles_dropped = len(dropped)
+        if dropped:
+            warnings.warn(
+                f"{self.dst}: a {self.dst.suffix} file cannot hold subtitle {', '.join(dropped)}; dropped "
+                "(write .mkv to keep them)",
+                stacklevel=6,
+            )
+
+    def _add_chapters_and_attachments(self, output: Any) -> None:
+        """Chapters go to containers with a chapter list, attachments (fonts) to Matroska."""
+        chapters = self.source.chapters()
+        if chapters and self.muxer in CHAPTER_MUXERS:
+            output.set_chapters(chapters)
+        attachments = [s for s in self.source.streams.attachments if s.data]
+        if attachments and self.muxer == "matroska":
+            for stream in attachments:
+                output.add_attachment(stream.name, stream.mimetype, bytes(stream.data))
+        lost = [
+            f"{len(chapters)} chapter(s)" if chapters and self.muxer not in CHAPTER_MUXERS else "",
+            f"{len(attachments)} attachment(s)" if attachments and self.muxer != "matroska" else "",
+        ]
+        if any(lost):
+            warnings.warn(
+                f"{self.dst}: a {self.dst.suffix} file cannot hold the source's "
+                f"{' and '.join(x for x in lost if x)}; dropped (write .mkv to keep them)",
+                stacklevel=6,
+            )
 
     def _reencoded_audio(self, output: Any, stream: Any, name: str) -> Any:
         """An output stream re-encoding `stream` for this container, or None (warned) if it cannot."""
@@ -767,7 +828,8 @@ class _Job:
         last: int | None = None
         step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
         try:
-            for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in self.audio_out)):
+            carried = {**self.audio_out, **self.subtitle_out}
+            for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
                 index = packet.stream.index
                 if packet.stream.type == "video":
                     for frame in packet.decode():
@@ -779,9 +841,9 @@ class _Job:
                         pipe.put(decoded, _Video(_decode_rgb(frame, deep), pts, rotation))
                 elif index in self.transcode:
                     for frame in packet.decode():
-                        pipe.put(decoded, _Audio(self.audio_out[index], frame))
+                        pipe.put(decoded, _Carried(self.audio_out[index], frame))
                 elif packet.dts is not None:  # the empty packet at the end only flushes decoders
-                    pipe.put(decoded, _Audio(self.audio_out[index], packet))
+                    pipe.put(decoded, _Carried(carried[index], packet))
         except av.FFmpegError as exc:
             raise VideoError(f"{self.src}: cannot decode the file ({exc}); re-encode or repair it") from exc
         pipe.put(decoded, _END)
@@ -790,16 +852,16 @@ class _Job:
         """RGB -> YUV, encode and mux; audio waits for the first video frame (it sets the header)."""
         import av
 
-        waiting: list[_Audio] = []
+        waiting: list[_Carried] = []
         first: int | None = None
         last: int | None = None
         try:
             while (item := pipe.get(processed)) is not _END:
-                if isinstance(item, _Audio):
+                if isinstance(item, _Carried):
                     if first is None:
                         waiting.append(item)
                     else:
-                        self._mux_audio(output, item)
+                        self._mux_carried(output, item)
                     continue
                 pts = item.pts
                 if self.cfr:
@@ -815,7 +877,7 @@ class _Job:
                 frame.pts, frame.time_base = pts, self.out_time_base
                 output.mux(self.vout.encode(frame))
                 for held in waiting:
-                    self._mux_audio(output, held)
+                    self._mux_carried(output, held)
                 waiting.clear()
                 self.frames += 1
             if first is None or last is None:
@@ -828,7 +890,7 @@ class _Job:
         self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
 
     @staticmethod
-    def _mux_audio(output: Any, item: _Audio) -> None:
+    def _mux_carried(output: Any, item: _Carried) -> None:
         import av
 
         if isinstance(item.item, av.Packet):  # copied as it is

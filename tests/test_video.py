@@ -269,6 +269,97 @@ def test_sample_aspect_ratio_is_kept_by_x265_and_warned_about_elsewhere(tmp_path
     assert caught[0].filename == __file__
 
 
+SUBTITLES = "1\n00:00:00,040 --> 00:00:00,120\nHello\n\n2\n00:00:00,200 --> 00:00:00,300\nWorld\n\n"
+CHAPTERS = [("Opening", 0, 4), ("Rest", 4, N)]  # titles, first and end frame
+FONT = ("font.ttf", "font/ttf", b"\x00\x01\x00\x00 a font")
+
+
+def make_film(path: Path) -> Path:
+    """An MKV as films come: video, a French SubRip track, two chapters and an attached font."""
+    srt_path = path.with_suffix(".srt")
+    srt_path.write_text(SUBTITLES)
+    with av.open(str(srt_path)) as srt, av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        subtitles = out.add_stream_from_template(srt.streams.subtitles[0])
+        subtitles.metadata["language"] = "fre"
+        out.add_attachment(*FONT)
+        out.set_chapters(
+            [
+                {"id": i + 1, "start": a, "end": b, "time_base": Fraction(1, FPS), "metadata": {"title": t}}
+                for i, (t, a, b) in enumerate(CHAPTERS)
+            ]
+        )
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        for packet in srt.demux(srt.streams.subtitles[0]):
+            if packet.dts is not None:
+                packet.stream = subtitles
+                out.mux(packet)
+        out.mux(vs.encode(None))
+    return path
+
+
+def _extras(path: Path) -> dict:
+    """The subtitle cues (text, start, end in seconds), chapters and attachments of a file."""
+    with av.open(str(path)) as src:
+        cues = [
+            (bytes(p).decode(), float(p.pts * p.time_base), float((p.pts + p.duration) * p.time_base))
+            for stream in src.streams.subtitles
+            for p in src.demux(stream)
+            if p.size
+        ]
+        return {
+            "subtitles": [(s.codec_context.name, s.metadata.get("language")) for s in src.streams.subtitles],
+            "cues": cues,
+            "chapters": [
+                (c["metadata"].get("title"), round(float(c["start"] * c["time_base"]), 3))
+                for c in src.chapters()
+            ],
+            "attachments": [(a.name, a.mimetype, bytes(a.data)) for a in src.streams.attachments],
+        }
+
+
+def test_subtitles_chapters_and_fonts_are_kept_in_mkv(tmp_path):
+    film = make_film(tmp_path / "film.mkv")
+    before = _extras(film)
+    assert before["cues"] == [("Hello", 0.04, 0.12), ("World", 0.2, 0.3)]  # the source is as meant
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(film, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    after = _extras(tmp_path / "out.mkv")
+    assert after == before
+    assert after["subtitles"] == [("srt", "fre")] and len(after["chapters"]) == 2
+    assert (report.subtitle_streams, report.subtitles_dropped, report.frames) == (1, 0, N)
+
+
+def test_what_a_container_cannot_hold_is_dropped_with_one_warning(tmp_path):
+    film = make_film(tmp_path / "film.mkv")
+    with pytest.warns(UserWarning) as caught:
+        report = deband_video(film, tmp_path / "out.mp4", lambda rgb: rgb, progress=False)
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 'out.mp4'}: a .mp4 file cannot hold subtitle srt stream 1; dropped "
+        "(write .mkv to keep them)",
+        f"{tmp_path / 'out.mp4'}: a .mp4 file cannot hold the source's 1 attachment(s); dropped "
+        "(write .mkv to keep them)",
+    ]
+    assert all(w.filename == __file__ for w in caught)
+    after = _extras(tmp_path / "out.mp4")
+    assert (after["subtitles"], after["attachments"]) == ([], [])
+    assert after["chapters"] == _extras(film)["chapters"]  # MP4 has a chapter list
+    assert (report.subtitle_streams, report.subtitles_dropped) == (0, 1)
+    with pytest.warns(UserWarning) as caught:
+        deband_video(film, tmp_path / "out.ts", lambda rgb: rgb, progress=False)
+    assert [str(w.message).split(": ", 1)[1] for w in caught] == [
+        "a .ts file cannot hold subtitle srt stream 1; dropped (write .mkv to keep them)",
+        "a .ts file cannot hold the source's 2 chapter(s) and 1 attachment(s); dropped "
+        "(write .mkv to keep them)",
+    ]
+    assert _extras(tmp_path / "out.ts")["chapters"] == []
+
+
 def test_y4m_is_raw_10_bit_and_drops_audio_with_a_warning(source, tmp_path):
     with pytest.warns(UserWarning, match="Y4M holds no audio") as caught:
         report = deband_video(source, tmp_path / "out.y4m", lambda rgb: rgb, progress=False)
