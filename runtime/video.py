@@ -28,9 +28,10 @@ their codec (AUDIO_COPY), otherwise re-encoded (AAC; Opus for WebM); Y4M holds n
 audio is dropped there (with a warning). Subtitle streams are copied where the container takes
 their codec (SUBTITLE_COPY: Matroska takes them all), chapters into MKV, WebM, MP4 and MOV, and
 attachments (an MKV's fonts) into MKV; what a container cannot hold is dropped with a warning.
-Data streams are not carried over, nor is HDR10 mastering metadata (the PQ/HLG tags are). The
-output is written to a hidden temporary file beside `dst` and renamed over it at the end, so a
-failure never leaves a partial video.
+HDR10 static metadata (mastering display, MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1;
+other encoders drop it with a warning. Data streams are not carried over. The output is written
+to a hidden temporary file beside `dst` and renamed over it at the end, so a failure never
+leaves a partial video.
 
 Colour conversion is FFmpeg's swscale with accurate rounding and full chroma interpolation,
 using the source's own matrix and range in both directions: an identity `process` through a
@@ -60,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from .files import atomic_write
+from .hdr10 import ENCODER_OPTION, Hdr10
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m")
 
@@ -139,6 +141,7 @@ class VideoReport:
     audio_streams: audio streams copied without re-encoding; audio_transcoded: re-encoded ones
     (their codec does not fit the container); audio_dropped: ones the container cannot hold.
     subtitle_streams: subtitle streams copied; subtitles_dropped: ones the container cannot hold.
+    hdr10: whether the source's HDR10 static metadata was written into the output.
     """
 
     src: Path
@@ -157,6 +160,7 @@ class VideoReport:
     audio_dropped: int = 0
     subtitle_streams: int = 0
     subtitles_dropped: int = 0
+    hdr10: bool = False
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -542,6 +546,12 @@ def deband_video(
             "be cut short (the output holds what was there)",
             stacklevel=2,
         )
+    if job.hdr10 and not job.hdr10_kept:
+        warnings.warn(
+            f"{dst}: {codec_name} cannot write the source's HDR10 mastering-display and light-level "
+            "metadata; dropped (use libx265, libx264 or libsvtav1 to keep it)",
+            stacklevel=2,
+        )
     seconds = time.perf_counter() - started
     return VideoReport(
         src=src,
@@ -560,6 +570,7 @@ def deband_video(
         audio_dropped=job.audio_dropped,
         subtitle_streams=len(job.subtitle_out),
         subtitles_dropped=job.subtitles_dropped,
+        hdr10=job.hdr10_kept,
     )
 
 
@@ -629,6 +640,9 @@ class _Job:
         self.audio_dropped = 0
         self.subtitle_out: dict[int, Any] = {}
         self.subtitles_dropped = 0
+        self.options: dict[str, str] = {}
+        self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
+        self.hdr10_kept = False
 
     # -- output setup ---------------------------------------------------------------------------
 
@@ -666,7 +680,7 @@ class _Job:
             options["b"] = "0"  # CRF alone: constant quality
         if self.muxer == "avi":
             enc.max_b_frames = 0  # AVI keeps no presentation times, so no reordered frames
-        vout.options = options
+        vout.options = self.options = options
         _copy_tags(vout, self.vin)
         self._add_audio(output)
         self._add_subtitles(output)
@@ -835,6 +849,7 @@ class _Job:
                     for frame in packet.decode():
                         if deep is None:
                             deep = frame.format.components[0].bits > 8
+                            self.hdr10 = Hdr10.of(frame)
                         pts = frame.pts if frame.pts is not None else (0 if last is None else last + step)
                         last = pts
                         rotation = int(frame.rotation or 0)
@@ -872,6 +887,7 @@ class _Job:
                     first = pts
                     if item.rotation:
                         self.vout.set_display_rotation(item.rotation)
+                    self._set_hdr10()
                 last = pts
                 frame = _encode_frame(item.image, self.pix_fmt, self.colour)
                 frame.pts, frame.time_base = pts, self.out_time_base
@@ -888,6 +904,17 @@ class _Job:
         except av.FFmpegError as exc:
             raise VideoError(f"{self.dst}: encoding with {self.codec} failed ({exc})") from exc
         self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
+
+    def _set_hdr10(self) -> None:
+        """Before the encoder opens: pass on the source's HDR10 metadata where the encoder takes it."""
+        params = self.hdr10.encoder_params(self.codec) if self.hdr10 else None
+        if params:
+            option = ENCODER_OPTION[self.codec]
+            self.vout.options = {
+                **self.options,
+                option: ":".join(p for p in (self.options.get(option), params) if p),
+            }
+            self.hdr10_kept = True
 
     @staticmethod
     def _mux_carried(output: Any, item: _Carried) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
 
+from bdinn.runtime.hdr10 import Hdr10  # noqa: E402
 from bdinn.runtime.video import VideoError, VideoReport, deband_video, is_video  # noqa: E402
 
 W, H, N, FPS, RATE = 64, 48, 8, 24, 48000
@@ -358,6 +359,71 @@ def test_what_a_container_cannot_hold_is_dropped_with_one_warning(tmp_path):
         "(write .mkv to keep them)",
     ]
     assert _extras(tmp_path / "out.ts")["chapters"] == []
+
+
+# A P3-D65 mastering display of 1000 cd/m^2, MaxCLL 1000, MaxFALL 400, in x265's units.
+MASTERING = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50)"
+HDR10 = Hdr10(
+    primaries=((0.68, 0.32), (0.265, 0.69), (0.15, 0.06), (0.3127, 0.329)),
+    luminance=(0.005, 1000.0),
+    light=(1000, 400),
+)
+
+
+def make_hdr10(path: Path) -> Path:
+    """A 10-bit PQ HEVC clip carrying HDR10 mastering-display and light-level SEI."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx265", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p10le"
+        ctx = vs.codec_context
+        ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range = 9, 16, 9, 1
+        vs.options = {"x265-params": f"log-level=error:master-display={MASTERING}:max-cll=1000,400"}
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(_gradient(i).astype(np.uint16) * 257, format="rgb48le")
+            frame = frame.reformat(format="yuv420p10le", dst_colorspace=9, dst_color_range=1)
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    return path
+
+
+def _hdr10_of(path: Path) -> Hdr10 | None:
+    with av.open(str(path)) as src:
+        return Hdr10.of(next(src.decode(video=0)))
+
+
+def test_hdr10_encoder_parameters():
+    assert HDR10.encoder_params("libx265") == f"master-display={MASTERING}:max-cll=1000,400"
+    assert HDR10.encoder_params("libx264") == f"mastering-display={MASTERING}:cll=1000,400"
+    assert HDR10.encoder_params("libsvtav1") == (
+        "mastering-display=G(0.26500,0.69000)B(0.15000,0.06000)R(0.68000,0.32000)"
+        "WP(0.31270,0.32900)L(1000.0000,0.0050):content-light=1000,400"
+    )
+    assert Hdr10(light=(500, 100)).encoder_params("libx265") == "max-cll=500,100"
+    assert HDR10.encoder_params("libvpx-vp9") is None
+
+
+@pytest.mark.parametrize("codec", ["libx265", "libx264", "libsvtav1"])
+def test_hdr10_metadata_is_kept(tmp_path, codec):
+    source = make_hdr10(tmp_path / "hdr.mkv")
+    assert _hdr10_of(source) == HDR10  # the source is as meant
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, codec=codec, progress=False)
+    after = _hdr10_of(tmp_path / "out.mkv")
+    assert report.hdr10 and after is not None and after.light == HDR10.light
+    # AV1 stores chromaticity in 1/65536 and luminance in fixed point: equal to 1e-4
+    assert np.allclose(after.primaries, HDR10.primaries, atol=1e-4)
+    assert np.allclose(after.luminance, HDR10.luminance, rtol=1e-4, atol=1e-4)
+    assert probe(tmp_path / "out.mkv")["colour"] == (9, 1, 9, 16)
+
+
+def test_hdr10_metadata_an_encoder_cannot_write_is_warned_about(tmp_path):
+    source = make_hdr10(tmp_path / "hdr.mkv")
+    with pytest.warns(UserWarning, match="ffv1 cannot write the source's HDR10") as caught:
+        report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", progress=False)
+    assert not report.hdr10 and caught[0].filename == __file__
+    assert _hdr10_of(make_video(tmp_path / "sdr.mp4", audio=False)) is None
 
 
 def test_y4m_is_raw_10_bit_and_drops_audio_with_a_warning(source, tmp_path):
