@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -39,12 +40,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
 
 def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
     """Fail now with an OutputError, not after minutes of work, if `path` cannot be written:
-    its folder is made and a temporary file is created there and removed. An output that is one
-    of the command's `inputs` (by any spelling) is refused: writing it would destroy it."""
+    its folder is made and a temporary file is created there and removed, and so are the
+    folders made for it (the write makes them again), so a command that fails leaves no empty
+    folders. An output that is one of the command's `inputs` (by any spelling) is refused:
+    writing it would destroy it."""
     path = Path(path)
     if path.resolve() in {Path(p).resolve() for p in inputs}:
         raise OutputError(f"{path}: is one of this command's inputs; choose another output")
-    _reserve_temporary(path).unlink()
+    made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    try:
+        _reserve_temporary(path).unlink()
+    finally:
+        for folder in made:  # deepest first; one that something else filled meanwhile stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def files_of_model(model: str | os.PathLike | None) -> list[Path]:
