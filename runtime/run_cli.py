@@ -26,6 +26,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m"}
 LOSSY_IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 OUR_OUTPUT_MARK = ".debanded"  # NAME.debanded.png: skipped when a folder is expanded again
+STDIO = Path("-")  # input: a video stream on standard input; -o: Y4M on standard output
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Job:
 
     @property
     def is_video(self) -> bool:
-        return self.source.suffix.lower() in VIDEO_SUFFIXES
+        return self.source == STDIO or self.source.suffix.lower() in VIDEO_SUFFIXES
 
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
@@ -46,6 +47,10 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
         path = Path(pattern)
         if not pattern:
             raise click.ClickException("an input path is empty (check the command's quoting)")
+        if pattern == "-":
+            if len(patterns) > 1:
+                raise click.ClickException("-: standard input must be the only input")
+            return [STDIO]
         if path.is_dir():
             members = sorted(
                 p for p in path.iterdir()
@@ -79,6 +84,8 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool) -> list[Job]
     and videos NAME.mkv. Without -o, outputs go beside the inputs as NAME.debanded.png / .mkv.
     """
     place = Path(output) if output is not None else None
+    if STDIO in sources or place == STDIO:
+        return [plan_stream(sources, place)]
     single_file = (
         place is not None and len(sources) == 1 and place.suffix
         and not output.endswith(("/", os.sep)) and not place.is_dir()
@@ -118,6 +125,26 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool) -> list[Job]
     return jobs
 
 
+def plan_stream(sources: list[Path], place: Path | None) -> Job:
+    """A job with standard input or output: one video, Y4M when it goes to standard output."""
+    if place is None:
+        raise click.ClickException("-: standard input needs -o (a video file, or - for Y4M on stdout)")
+    if len(sources) > 1:
+        raise click.ClickException(f"-o -: standard output takes one video, not {len(sources)} inputs")
+    job = Job(sources[0], place)
+    if not job.is_video:
+        raise click.ClickException(f"-o -: writes a Y4M video stream; give {job.source} an output file")
+    if place != STDIO:
+        if place.is_dir() or not place.suffix:
+            raise click.ClickException(f"{place}: name an output file for the video on standard input")
+        check_format(job)
+        try:
+            check_writable(place)
+        except OutputError as exc:
+            raise click.ClickException(str(exc)) from None
+    return job
+
+
 def check_format(job: Job) -> None:
     """The output suffix must be one we write, and of the input's kind (picture or video)."""
     suffix = job.target.suffix.lower()
@@ -144,7 +171,8 @@ def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str
 @click.option("-m", "--model", default=None, help="Model file [default: the first argument if it is "
               "a .plan/.engine/.onnx/.safetensors, else the bundled default model].")  # fmt: skip
 @click.option("-o", "--output", type=click.Path(), default=None,
-              help="Output file (one input) or folder [default: NAME.debanded.png alongside].")  # fmt: skip
+              help="Output file (one input) or folder, or - for a video as Y4M on standard output "
+                   "[default: NAME.debanded.png alongside].")  # fmt: skip
 @click.option("--bit-depth", type=click.Choice(["8", "10", "16"]), default=None,
               help="Pictures: 8 or 16 [default: the input's]. Videos: 8 or 10 [default: 10].")  # fmt: skip
 @click.option("--dither", is_flag=True, help="TPDF dither when rounding to 8 bits (no new bands).")
@@ -181,7 +209,10 @@ def main(
     force: bool,
     quiet: bool,
 ) -> None:
-    """Deband pictures and videos: bdinn-run [MODEL] INPUT... [-o OUT]."""
+    """Deband pictures and videos: bdinn-run [MODEL] INPUT... [-o OUT].
+
+    INPUT - reads a video stream (Y4M, MKV, MPEG-TS) from standard input.
+    """
     model, patterns = split_model_argument(model, paths)
     if not patterns:
         raise click.UsageError("no input given: bdinn-run [MODEL] INPUT... [-o OUT]")
@@ -242,4 +273,4 @@ def run_video(
             codec=codec, bit_depth=depth or 10, crf=crf, force=force, progress=not quiet,
         )  # fmt: skip
     if not quiet:
-        click.echo(f"{job.source} -> {job.target}: {report.frames} frames at {report.fps:.2f} fps", err=True)
+        click.echo(f"{report.src} -> {report.dst}: {report.frames} frames at {report.fps:.2f} fps", err=True)

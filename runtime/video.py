@@ -65,6 +65,11 @@ from .hdr10 import ENCODER_OPTION, Hdr10
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m")
 
+# "-" as the source reads a stream from standard input (Y4M, MKV, MPEG-TS: what FFmpeg can read
+# from a pipe); as the destination it writes Y4M to standard output, for an encoder to read.
+STDIO = "-"
+STDIN, STDOUT = Path("<stdin>"), Path("<stdout>")
+
 # Destination suffix -> FFmpeg muxer.
 CONTAINERS = {
     ".mp4": "mp4",
@@ -377,7 +382,11 @@ class _Carried:
 
 def _check_paths(src: Path, dst: Path, force: bool) -> str:
     """Validate the paths; the destination's muxer name."""
-    if not src.exists():
+    if dst == STDOUT:
+        return "yuv4mpegpipe"
+    if src == STDIN:
+        pass
+    elif not src.exists():
         raise VideoError(f"{src}: no such file (check the path)")
     if src.is_dir():
         raise VideoError(f"{src}: is a folder, not a video file")
@@ -387,7 +396,7 @@ def _check_paths(src: Path, dst: Path, force: bool) -> str:
         raise VideoError(
             f"{dst}: unsupported output container {dst.suffix or '(no suffix)'!r}; use {choices}"
         )
-    if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src)):
+    if src != STDIN and (dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src))):
         raise VideoError(f"{dst}: the output is the input file; write to another path")
     if dst.is_dir():
         raise VideoError(f"{dst}: is a folder; give an output file name")
@@ -458,8 +467,13 @@ def _open_source(src: Path) -> Any:
     import av
 
     try:
-        container = av.open(str(src), "r")
+        container = av.open("pipe:0" if src == STDIN else str(src), "r")
     except av.FFmpegError:
+        if src == STDIN:
+            raise VideoError(
+                f"{src}: not a video stream FFmpeg can read from a pipe (pipe Y4M, MKV or MPEG-TS; "
+                "MP4 only with its index first, -movflags faststart)"
+            ) from None
         raise VideoError(
             f"{src}: not a video file FFmpeg can read (check the file or re-encode it)"
         ) from None
@@ -508,7 +522,8 @@ def deband_video(
     known up front; any exception from `process` is raised as it is.
     """
     started = time.perf_counter()
-    src, dst = Path(src), Path(dst)
+    src = STDIN if os.fspath(src) in (STDIO, str(STDIN)) else Path(src)
+    dst = STDOUT if os.fspath(dst) in (STDIO, str(STDOUT)) else Path(dst)
     muxer = _check_paths(src, dst, force)
     if bit_depth not in (8, 10):
         raise VideoError(f"{dst}: bit depth must be 8 or 10, got {bit_depth}")
@@ -534,7 +549,10 @@ def deband_video(
             job.on_frame = lambda done: bar.update(1)
         elif callable(progress):
             job.on_frame = lambda done: progress(done, job.total)
-        atomic_write(dst, job.run)
+        if dst == STDOUT:
+            job.run("pipe:1")  # a stream: what was sent before an error cannot be taken back
+        else:
+            atomic_write(dst, job.run)
     finally:
         if bar is not None:
             bar.close()
@@ -731,10 +749,14 @@ class _Job:
         self.subtitles_dropped = len(dropped)
         if dropped:
             warnings.warn(
-                f"{self.dst}: a {self.dst.suffix} file cannot hold subtitle {', '.join(dropped)}; dropped "
+                f"{self.dst}: {self._container()} cannot hold subtitle {', '.join(dropped)}; dropped "
                 "(write .mkv to keep them)",
                 stacklevel=6,
             )
+
+    def _container(self) -> str:
+        """The destination's kind, for messages."""
+        return "a Y4M stream" if self.dst == STDOUT else f"a {self.dst.suffix} file"
 
     def _add_chapters_and_attachments(self, output: Any) -> None:
         """Chapters go to containers with a chapter list, attachments (fonts) to Matroska."""
@@ -751,7 +773,7 @@ class _Job:
         ]
         if any(lost):
             warnings.warn(
-                f"{self.dst}: a {self.dst.suffix} file cannot hold the source's "
+                f"{self.dst}: {self._container()} cannot hold the source's "
                 f"{' and '.join(x for x in lost if x)}; dropped (write .mkv to keep them)",
                 stacklevel=6,
             )

@@ -1,6 +1,8 @@
 """`bdinn-run` end to end: pictures, folders, globs, video, and one clear line for each bad input."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -36,6 +38,13 @@ def pictures(tmp_path) -> Path:
 
 def run(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _bdinn_run(*args, stdin) -> subprocess.CompletedProcess:
+    """bdinn-run in its own process, with real standard input and output (pipes)."""
+    command = [sys.executable, "-c", "from bdinn.runtime.run_cli import main; main()", *map(str, args)]
+    feed = {"input": stdin} if isinstance(stdin, bytes) else {"stdin": stdin}
+    return subprocess.run(command, capture_output=True, timeout=300, check=False, **feed)
 
 
 def one_line_error(result, exit_code: int = 1) -> str:
@@ -410,6 +419,44 @@ class TestVideo:
         assert result.output.strip().splitlines() == [
             f"Warning: {tmp_path / 'clip.y4m'}: Y4M holds no audio; 1 audio stream(s) dropped"
         ]
+
+    def test_a_pipe_in_and_out(self, model, tmp_path):
+        """`producer | bdinn-run - -o - | encoder`: the same Y4M bytes as writing a .y4m file."""
+        from test_video import N, make_video
+
+        source = make_video(tmp_path / "clip.mkv")
+        assert run(model, source, "-o", tmp_path / "file.y4m", "-q").exit_code == 0
+        with source.open("rb") as stdin:
+            piped = _bdinn_run(model, "-", "-o", "-", "-q", stdin=stdin)
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout == (tmp_path / "file.y4m").read_bytes()
+        assert piped.stdout.startswith(b"YUV4MPEG2 W64 H48 F24:1") and b" C420p10 " in piped.stdout[:64]
+        assert piped.stdout.count(b"FRAME\n") == N
+        assert piped.stderr.decode().splitlines() == [
+            "Warning: <stdout>: Y4M holds no audio; 1 audio stream(s) dropped"
+        ]
+        with (tmp_path / "file.y4m").open("rb") as stdin:  # and back in: Y4M from a pipe to a file
+            again = _bdinn_run(model, "-", "-o", tmp_path / "again.mkv", "-q", stdin=stdin)
+        assert again.returncode == 0, again.stderr
+        with self.av.open(str(tmp_path / "again.mkv")) as container:
+            assert sum(1 for _ in container.decode(video=0)) == N
+
+    def test_pipe_errors_are_one_line(self, model, pictures, tmp_path):
+        garbage = _bdinn_run(model, "-", "-o", "-", stdin=b"not a video")
+        assert garbage.returncode == 1 and garbage.stdout == b""
+        assert garbage.stderr.decode().splitlines() == [
+            "Error: <stdin>: not a video stream FFmpeg can read from a pipe (pipe Y4M, MKV or MPEG-TS; "
+            "MP4 only with its index first, -movflags faststart)"
+        ]
+        for args, message in [
+            (("-",), "-: standard input needs -o (a video file, or - for Y4M on stdout)"),
+            (("-", pictures / "sky.png", "-o", tmp_path / "o"), "-: standard input must be the only input"),
+            ((pictures / "sky.png", "-o", "-"), "writes a Y4M video stream; give "),
+            ((pictures, "-o", "-"), "-o -: standard output takes one video, not 2 inputs"),
+            (("-", "-o", tmp_path / "folder"), "folder: name an output file for the video on standard input"),
+            (("-", "-o", tmp_path / "out.png"), "out.png: cannot write a video as '.png' (use .mkv)"),
+        ]:
+            assert message in one_line_error(run(model, *args))
 
     def test_sixteen_bit_video_is_refused(self, model, tmp_path):
         from test_video import make_video
