@@ -9,6 +9,7 @@ Each timing waits for the device, so a number is a real frame latency, not a que
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import sys
@@ -94,6 +95,17 @@ def device_runner(deband: Debander, shape: tuple[int, int, int, int]) -> Iterato
         cudart.cudaFree(dev_out)
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux says it in /proc/cpuinfo; platform.processor() is empty)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def benchmark(
     deband: Debander, size: tuple[int, int], batch: int = 1, iterations: int = 20, warmup: int = 3
 ) -> dict[str, Any]:
@@ -103,7 +115,7 @@ def benchmark(
     result: dict[str, Any] = {
         "shape": list(shape),
         **deband.describe(),
-        "host": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "host": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
     }
     result["end_to_end"] = summarise(
         time_calls(lambda: deband.infer(frames), deband.backend.synchronize, warmup, iterations), batch

@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from importlib import resources
 from importlib.util import find_spec
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, overload
 
@@ -95,18 +96,24 @@ class Debander:
         overlap: int | None = None,
         max_change: float | None = DEFAULT_MAX_CHANGE,
     ) -> None:
-        if tile is not None and (tile < 2 * MIN_SIDE or tile % 8):
-            raise ValueError(f"tile must be a multiple of 8 and at least {2 * MIN_SIDE}, got {tile}")
+        if tile is not None and (not _is_int(tile) or tile < 2 * MIN_SIDE or tile % 8):
+            raise ValueError(f"tile must be a multiple of 8 and at least {2 * MIN_SIDE}, got {tile!r}")
         if overlap is None:  # DEFAULT_OVERLAP, or half of a smaller tile
             overlap = DEFAULT_OVERLAP if tile is None else min(DEFAULT_OVERLAP, tile // 2)
-        if overlap < 0 or (tile is not None and overlap * 2 > tile):
-            raise ValueError(f"overlap must be between 0 and half the tile, got {overlap}")
-        if max_change is not None and not 0 < max_change < math.inf:
-            raise ValueError(f"max_change must be a positive number of 8-bit levels, got {max_change}")
+        if not _is_int(overlap) or overlap < 0 or (tile is not None and overlap * 2 > tile):
+            raise ValueError(f"overlap must be a whole number between 0 and half the tile, got {overlap!r}")
+        if max_change is not None and (
+            isinstance(max_change, bool) or not isinstance(max_change, Real) or not 0 < max_change < math.inf
+        ):
+            raise ValueError(
+                f"max_change must be a positive number of 8-bit levels, or None for no limit; got "
+                f"{max_change!r}"
+            )
         self.backend = backend
-        self.tile = tile
-        self.overlap = overlap
-        self.max_change = max_change
+        self.tile = None if tile is None else int(tile)
+        self.overlap = int(overlap)
+        self.max_change = None if max_change is None else float(max_change)
+        self.closed = False
 
     @classmethod
     def open(
@@ -160,9 +167,12 @@ class Debander:
         """Deband one frame or a list of frames.
 
         Frames are H x W or H x W x 1 (gray), H x W x 2 (gray + alpha), H x W x 3 (RGB) or
-        H x W x 4 (RGBA), uint8 or uint16, at least 16x16; alpha passes through. The output keeps
-        the layout; its depth is the input's unless `bit_depth` (8 or 16) says otherwise, and
-        `dither` adds TPDF dither before rounding so an 8-bit result does not band again.
+        H x W x 4 (RGBA), uint8 or uint16, at least 16x16; alpha passes through. uint16 samples
+        are on the full 0..65535 scale (as PyAV's rgb48 and 16-bit PNGs hold them): shift 10- or
+        12-bit values held in uint16 up first (`frame << 6` for 10 bits). The output keeps the
+        layout, C-contiguous; its depth is the input's unless `bit_depth` (8 or 16) says
+        otherwise, and `dither` adds TPDF dither before rounding so an 8-bit result does not band
+        again.
         """
         if bit_depth is not None and bit_depth not in (8, 16):
             raise ValueError(f"bit_depth must be 8 or 16 (None: the input's), got {bit_depth!r}")
@@ -189,6 +199,7 @@ class Debander:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """float32 [N, 3, H, W] in [0, 1] -> debanded, same shape; tiles and pads as the backend needs."""
+        self._check_open()
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected a float [N, 3, H, W] batch, got shape {batch.shape}")
         tile = self._tile_for(batch.shape[-2:])
@@ -239,6 +250,7 @@ class Debander:
         """
         import torch
 
+        self._check_open()
         single = batch.dim() == 3
         if single:
             batch = batch[None]
@@ -257,13 +269,24 @@ class Debander:
         return {**self.backend.describe(), "tile": self.tile, "max_change": self.max_change}
 
     def close(self) -> None:
-        self.backend.close()
+        """Free the backend's memory (GPU buffers, threads); later calls raise BackendError."""
+        if not self.closed:
+            self.closed = True
+            self.backend.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise BackendError("this Debander is closed; open the model again")
 
     def __enter__(self) -> Debander:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def _default_torch_precision(device: str | None) -> str:

@@ -31,6 +31,8 @@ def split_frame(image: np.ndarray) -> Frame:
     alpha."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected a numpy array, got {type(image).__name__}")
+    if image.dtype == np.dtype(">u2") and not image.dtype.isnative:  # big-endian TIFF or PNG samples
+        image = image.astype(np.uint16)
     if image.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"expected uint8 or uint16 samples, got {image.dtype}")
     flat = image.ndim == 2
@@ -51,15 +53,15 @@ def join_frame(
     frame: Frame, rgb: np.ndarray, bit_depth: int, dither: bool, rng: np.random.Generator
 ) -> np.ndarray:
     """The output in the input's layout: gray back to one channel, alpha re-attached (rescaled
-    only if the output depth differs from the input's)."""
+    only if the output depth differs from the input's). C-contiguous, as pipes and OpenCV want."""
     colour = rgb.mean(axis=2, keepdims=True) if frame.gray else rgb
     out = from_float(colour, bit_depth, rng if dither else None)
     if frame.alpha is None:
-        return out[:, :, 0] if frame.flat else out
+        return np.ascontiguousarray(out[:, :, 0] if frame.flat else out)
     alpha = frame.alpha
     if alpha.dtype != out.dtype:
         alpha = from_float(alpha.astype(np.float32) / np.float32(np.iinfo(alpha.dtype).max), bit_depth)
-    return np.concatenate((out, alpha), axis=2)
+    return np.ascontiguousarray(np.concatenate((out, alpha), axis=2))
 
 
 def pad_to(chw: np.ndarray, height: int, width: int) -> np.ndarray:

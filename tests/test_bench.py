@@ -40,6 +40,7 @@ def test_json_result_on_the_cpu(model, tmp_path):
     assert timing["fps"] == pytest.approx(2000 / timing["mean_ms"])
     assert "on_device" not in data  # no GPU: no device-resident timing
     assert data["peak_host_memory_mib"] > 0
+    assert data["host"]["cpu"] not in ("", "x86_64", "aarch64") and data["host"]["cores"] >= 1  # a model name
 
 
 def test_stdout_json_and_errors(model, tmp_path):

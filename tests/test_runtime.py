@@ -214,7 +214,7 @@ def test_the_output_stays_within_max_change_of_the_input(models, sky):
     assert np.abs(default.infer(batch) - np.clip(raw, batch - 2 / 255, batch + 2 / 255)).max() <= 1e-6
 
 
-@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), "off", "2", True])
 def test_max_change_must_be_a_positive_number(models, value):
     with pytest.raises(ValueError, match="max_change must be a positive number of 8-bit levels"):
         Debander.open(models["torch"], max_change=value)
@@ -227,6 +227,8 @@ def test_max_change_must_be_a_positive_number(models, value):
         ({"path": __file__}, "unknown model file type"),
         ({"backend": "tensorflow"}, "unknown backend"),
         ({"backend": "tensorrt"}, "no TensorRT engine is bundled"),
+        ({"device": "gpu"}, "device must be cpu, cuda or cuda:N, got 'gpu'"),
+        ({"device": "cuda:first"}, "device must be cpu, cuda or cuda:N"),
     ],
 )
 def test_open_errors_are_one_line(kwargs, message):
@@ -235,6 +237,69 @@ def test_open_errors_are_one_line(kwargs, message):
     assert "\n" not in str(info.value)
 
 
+def test_an_engine_on_the_cpu_is_refused(tmp_path):
+    (tmp_path / "model.plan").write_bytes(b"an engine")
+    with pytest.raises(BackendError, match=r"model\.plan: TensorRT engines run on a GPU, not on the CPU"):
+        Debander.open(tmp_path / "model.plan", device="cpu")
+
+
 def test_fp16_on_cpu_is_refused(models):
     with pytest.raises(BackendError, match="fp16 runs on CUDA only"):
         Debander.open(models["torch"], device="cpu", precision="fp16")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"tile": 64.0}, "tile must be a multiple of 8 and at least 32, got 64.0"),
+    ({"tile": True}, "tile must be"),
+    ({"tile": 64, "overlap": 3.5}, "overlap must be a whole number between 0 and half the tile, got 3.5"),
+])  # fmt: skip
+def test_tile_and_overlap_must_be_whole_numbers(models, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Debander.open(models["torch"], **kwargs)
+    numpy_ints = Debander.open(
+        models["torch"], tile=np.int64(64), overlap=np.int32(8), max_change=np.float32(2)
+    )
+    assert (numpy_ints.tile, numpy_ints.overlap, numpy_ints.max_change) == (64, 8, 2.0)
+
+
+def test_outputs_are_c_contiguous_in_every_layout(models, sky):
+    """Pipes (stdin.write), OpenCV drawing and memoryview casts need C order, whatever the layout."""
+    deband = Debander.open(models["torch"])
+    alpha = np.full(sky.shape[:2], 200, np.uint8)
+    layouts = (sky, sky[:, :, 1], sky[:, :, 1:2], np.dstack([sky, alpha]), np.dstack([sky[:, :, 0], alpha]))
+    for frame in layouts:
+        for depth in (8, 16):
+            out = deband(frame, bit_depth=depth)
+            assert out.flags.c_contiguous, (frame.shape, depth)
+            assert len(memoryview(out).cast("B")) == out.nbytes
+
+
+def test_big_endian_samples_are_read_as_their_values(models, sky):
+    deband = Debander.open(models["torch"])
+    native = sky.astype(np.uint16) * 257
+    np.testing.assert_array_equal(deband(native.astype(">u2")), deband(native))
+
+
+def test_precision_that_matches_an_onnx_file_is_accepted(models, sky):
+    needs(models, "onnx")
+    assert Debander.open(models["onnx"], precision="fp32").describe()["precision"] == "fp32"
+    with pytest.raises(BackendError, match=r"tiny\.onnx: this \.onnx file is fp32, fixed at export"):
+        Debander.open(models["onnx"], precision="fp16")
+
+
+def test_bad_thread_count_names_the_variable(models, monkeypatch):
+    needs(models, "onnx")
+    monkeypatch.setenv("BDINN_ORT_THREADS", "two")
+    with pytest.raises(BackendError, match=r"BDINN_ORT_THREADS must be a number of threads .* got 'two'"):
+        Debander.open(models["onnx"])
+
+
+@pytest.mark.parametrize("key", ["torch", "onnx"])
+def test_a_closed_debander_says_so(models, sky, key):
+    needs(models, key)
+    deband = Debander.open(models[key])
+    deband.close()
+    deband.close()  # a second close is harmless
+    for call in (lambda: deband(sky), lambda: deband.tensor(torch.zeros(1, 3, 32, 32))):
+        with pytest.raises(BackendError, match="this Debander is closed; open the model again"):
+            call()

@@ -7,6 +7,7 @@ needs is decided by its suffix in `open_backend`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .base import Backend, BackendError
@@ -39,6 +40,8 @@ def open_backend(
 ) -> Backend:
     """Open `path` with the backend its suffix asks for (or `backend`, which must agree)."""
     path = Path(path)
+    if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise BackendError(f"device must be cpu, cuda or cuda:N, got {device!r}")
     if not path.is_file():
         raise BackendError(f"{path}: no such model file (check the path)")
     wanted = backend_for(path)
@@ -48,17 +51,23 @@ def open_backend(
         from .torch_backend import TorchBackend
 
         return TorchBackend(path, device=device, precision=precision)
-    if precision is not None:
-        raise BackendError(
-            f"{path}: the precision of an {path.suffix} file is fixed at export (bdinn-export --fp16)"
-        )
+    if wanted == "tensorrt" and device == "cpu":
+        raise BackendError(f"{path}: TensorRT engines run on a GPU, not on the CPU (serve an .onnx there)")
     if wanted == "onnxruntime":
         from .onnx_backend import OnnxBackend
 
-        return OnnxBackend(path, device=device)
-    from .tensorrt_backend import TensorRTBackend
+        opened: Backend = OnnxBackend(path, device=device)
+    else:
+        from .tensorrt_backend import TensorRTBackend
 
-    return TensorRTBackend(path, device=device, plugin_library=plugin_library)
+        opened = TensorRTBackend(path, device=device, plugin_library=plugin_library)
+    if precision is not None and precision != opened.precision:
+        opened.close()
+        raise BackendError(
+            f"{path}: this {path.suffix} file is {opened.precision}, fixed at export (bdinn-export --fp16 "
+            "makes an fp16 one)"
+        )
+    return opened
 
 
 __all__ = [

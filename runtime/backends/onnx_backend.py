@@ -32,13 +32,18 @@ class OnnxBackend(Backend):
         want_cuda = device is None or device.startswith("cuda")
         if device is not None and device.startswith("cuda") and "CUDAExecutionProvider" not in available:
             raise BackendError(f"{path}: --device {device} needs onnxruntime-gpu (installed: CPU only)")
-        providers = ["CPUExecutionProvider"]
+        providers: list = ["CPUExecutionProvider"]
+        gpu = int(device.partition(":")[2] or 0) if device else 0
         if want_cuda and "CUDAExecutionProvider" in available:
-            providers.insert(0, "CUDAExecutionProvider")
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": gpu}))
         options = ort.SessionOptions()
         options.log_severity_level = 3
         threads = os.environ.get("BDINN_ORT_THREADS")
         if threads:
+            if not threads.isdigit():
+                raise BackendError(
+                    f"BDINN_ORT_THREADS must be a number of threads (0: all cores), got {threads!r}"
+                )
             options.intra_op_num_threads = int(threads)
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
@@ -54,7 +59,7 @@ class OnnxBackend(Backend):
         self.input_dtype = _ORT_TYPES[inp.type]
         self.uint8_io = self.input_dtype == np.uint8
         self.precision = "fp16" if self.input_dtype == np.float16 else "fp32"
-        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self.device = f"cuda:{gpu}" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 
     def _run_one(self, chw: np.ndarray) -> np.ndarray:
         if self.uint8_io:
