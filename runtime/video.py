@@ -26,8 +26,9 @@ matrix, range) are kept; so is the sample aspect ratio with x264/x265 (other enc
 they drop it). Audio streams are copied packet for packet where the destination container takes
 their codec (AUDIO_COPY), otherwise re-encoded (AAC; Opus for WebM); Y4M holds no audio, so
 audio is dropped there (with a warning). Subtitle streams are copied where the container takes
-their codec (SUBTITLE_COPY: Matroska takes them all), chapters into MKV, WebM, MP4 and MOV, and
-attachments (an MKV's fonts) into MKV; what a container cannot hold is dropped with a warning.
+their codec (SUBTITLE_COPY: Matroska takes all but MP4's mov_text, which becomes SubRip text),
+chapters into MKV, WebM, MP4 and MOV, and attachments (an MKV's fonts) into MKV; what a
+container cannot hold is dropped with a warning.
 HDR10 static metadata (mastering display, MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1;
 other encoders drop it with a warning. Data streams are not carried over. The output is written
 to a hidden temporary file beside `dst` and renamed over it at the end, so a failure never
@@ -614,6 +615,36 @@ def _copy_tags(target: Any, source: Any) -> None:
     target.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _TAGS})
 
 
+# FFmpeg opens its SubRip encoder only with an ASS header; nothing is encoded with it (packets are
+# written as they are), so the smallest valid one will do.
+_ASS_HEADER = (
+    "[Script Info]\nScriptType: v4.00+\n\n[V4+ Styles]\nFormat: Name, Fontname, Fontsize\n"
+    "Style: Default,Arial,16\n\n[Events]\nFormat: Layer, Start, End, Style, Text\n"
+)
+
+
+def _subrip_stream(output: Any, source: Any) -> Any:
+    """A SubRip output stream in `source`'s time base (Matroska has no mov_text)."""
+    out = output.add_stream("subrip")
+    out.time_base = out.codec_context.time_base = source.time_base
+    out.codec_context.subtitle_header = _ASS_HEADER.encode()
+    return out
+
+
+def _mov_text_as_subrip(packet: Any) -> Any:
+    """A mov_text sample (16-bit length, UTF-8 text, style boxes) as a SubRip packet, which is the
+    text alone; None for the empty samples MP4 uses to fill gaps between cues."""
+    import av
+
+    raw = bytes(packet)
+    text = raw[2 : 2 + int.from_bytes(raw[:2], "big")] if len(raw) >= 2 else b""
+    if not text:
+        return None
+    out = av.Packet(text)
+    out.pts, out.dts, out.duration, out.time_base = packet.pts, packet.dts, packet.duration, packet.time_base
+    return out
+
+
 class _Job:
     """One deband_video run: the source's streams, the output's setup and the three threads."""
 
@@ -657,6 +688,7 @@ class _Job:
         self.transcode: set[int] = set()
         self.audio_dropped = 0
         self.subtitle_out: dict[int, Any] = {}
+        self.to_subrip: set[int] = set()  # mov_text subtitle streams rewritten as SubRip
         self.subtitles_dropped = 0
         self.options: dict[str, str] = {}
         self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
@@ -740,6 +772,9 @@ class _Job:
             if takes is None or name in takes:
                 with contextlib.suppress(ValueError):  # PyAV's own check (FFmpeg's codec list)
                     out = output.add_stream_from_template(stream)
+            if out is None and name == "mov_text" and self.muxer == "matroska":
+                out = _subrip_stream(output, stream)  # MP4's text subtitles, as plain SubRip
+                self.to_subrip.add(stream.index)
             if out is None:
                 dropped.append(f"{name} stream {stream.index}")
                 continue
@@ -880,6 +915,8 @@ class _Job:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(self.audio_out[index], frame))
                 elif packet.dts is not None:  # the empty packet at the end only flushes decoders
+                    if index in self.to_subrip and (packet := _mov_text_as_subrip(packet)) is None:
+                        continue
                     pipe.put(decoded, _Carried(carried[index], packet))
         except av.FFmpegError as exc:
             raise VideoError(f"{self.src}: cannot decode the file ({exc}); re-encode or repair it") from exc

@@ -336,6 +336,34 @@ def test_subtitles_chapters_and_fonts_are_kept_in_mkv(tmp_path):
     assert (report.subtitle_streams, report.subtitles_dropped, report.frames) == (1, 0, N)
 
 
+def test_mp4_text_subtitles_become_subrip_in_mkv(tmp_path):
+    """Matroska has no mov_text: MP4's cues arrive as SubRip, text and times exact, gaps left out."""
+    source = tmp_path / "phone.mp4"
+    with av.open(str(source), "w") as out:
+        vs = out.add_stream("libx264", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        text = out.add_stream("mov_text")
+        text.time_base = text.codec_context.time_base = Fraction(1, 1000)
+        text.codec_context.subtitle_header = b"[Script Info]\nScriptType: v4.00+\n\n[Events]\n"
+        text.metadata["language"] = "fra"
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        for start, length, cue in [(40, 80, "Bonjour"), (200, 100, "Monde\né")]:
+            packet = av.Packet(len(cue.encode()).to_bytes(2, "big") + cue.encode())
+            packet.pts = packet.dts = start
+            packet.duration, packet.time_base, packet.stream = length, Fraction(1, 1000), text
+            out.mux(packet)
+        out.mux(vs.encode(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    after = _extras(tmp_path / "out.mkv")
+    assert after["subtitles"] == [("srt", "fra")] and report.subtitle_streams == 1
+    assert after["cues"] == [("Bonjour", 0.04, 0.12), ("Monde\né", 0.2, 0.3)]
+
+
 def test_what_a_container_cannot_hold_is_dropped_with_one_warning(tmp_path):
     film = make_film(tmp_path / "film.mkv")
     with pytest.warns(UserWarning) as caught:
