@@ -61,6 +61,14 @@ class Hdr10:
             return None
         return cls(primaries, luminance, light)
 
+    def parts(self) -> str:
+        """What this metadata holds, for messages."""
+        held = [
+            "mastering display" if self.primaries or self.luminance else "",
+            "light levels" if self.light else "",
+        ]
+        return " and ".join(x for x in held if x)
+
     def encoder_params(self, codec: str) -> str | None:
         """The metadata in `codec`'s parameter syntax (for ENCODER_OPTION[codec]); None if it has none."""
         if codec not in ENCODER_OPTION:

@@ -46,6 +46,7 @@ HLG) frames are passed as their coded, non-linear values, and tagged as such aga
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import io
 import os
@@ -94,6 +95,20 @@ DEFAULT_CODECS = {
     "avi": ("libx264",),
     "yuv4mpegpipe": ("wrapped_avframe",),
 }
+
+# Muxer -> the encoders among ours (_KNOWN_ENCODERS) whose video it really holds. FFmpeg's own
+# check accepts more (AV1 or FFV1 in MPEG-TS, x264 in Y4M) and then writes an unplayable data
+# stream or fails at the end, after all the work. Measured by encoding into each with PyAV.
+VIDEO_CODECS = {
+    "mp4": {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1"},
+    "mov": {"libx264", "libx265"},
+    "matroska": {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "libvpx", "ffv1"},
+    "webm": {"libsvtav1", "libvpx-vp9", "libvpx"},
+    "avi": {"libx264", "libvpx", "ffv1"},
+    "mpegts": {"libx264", "libx265"},
+    "yuv4mpegpipe": {"wrapped_avframe"},
+}
+_KNOWN_ENCODERS = set().union(*VIDEO_CODECS.values())
 
 # Encoder -> default CRF. Debanded pictures are all smooth gradients, so these sit on the
 # high-quality side of each encoder's default (x264 23, x265 28, SVT-AV1 35, VP9 32).
@@ -431,6 +446,8 @@ def _pick_codec(dst: Path, muxer: str, codec: str | None, pix_fmt: str, bit_dept
         return formats is None or pix_fmt in {f.name for f in formats}
 
     def fits(name: str) -> bool:
+        if name in _KNOWN_ENCODERS:
+            return name in VIDEO_CODECS[muxer]
         probe = av.open(io.BytesIO(), "w", format=muxer)
         try:
             probe.add_stream(name)
@@ -449,6 +466,8 @@ def _pick_codec(dst: Path, muxer: str, codec: str | None, pix_fmt: str, bit_dept
             f"{dst}: no built-in encoder writes {bit_depth}-bit video into {dst.suffix}; "
             f"pass codec= one of {', '.join(_available_encoders())} or another container"
         )
+    if muxer == "yuv4mpegpipe" and codec != "wrapped_avframe":
+        raise VideoError(f"{dst}: Y4M holds raw video only; leave codec (--codec) out")
     enc = _encoder(codec)
     if enc is None or enc.type != "video":
         raise VideoError(
@@ -533,7 +552,7 @@ def deband_video(
     if crf is None:
         crf = DEFAULT_CRF.get(codec_name)
     elif codec_name not in DEFAULT_CRF:
-        raise VideoError(f"{dst}: {codec_name} has no CRF setting; leave crf (--crf) out")
+        raise VideoError(f"{dst}: {_label(codec_name)} has no CRF setting; leave crf (--crf) out")
     elif not 0 <= crf <= MAX_CRF.get(codec_name, 63):
         raise VideoError(f"{dst}: CRF {crf} is out of range for {codec_name}; use 0 (best) to "
                          f"{MAX_CRF.get(codec_name, 63)}")  # fmt: skip
@@ -567,8 +586,8 @@ def deband_video(
         )
     if job.hdr10 and not job.hdr10_kept:
         warnings.warn(
-            f"{dst}: {codec_name} cannot write the source's HDR10 mastering-display and light-level "
-            "metadata; dropped (use libx265, libx264 or libsvtav1 to keep it)",
+            f"{dst}: {_label(codec_name)} cannot carry the source's HDR10 metadata ({job.hdr10.parts()}); "
+            "dropped (use libx265, libx264 or libsvtav1 to keep it)",
             stacklevel=2,
         )
     seconds = time.perf_counter() - started
@@ -609,6 +628,11 @@ _TAGS = {
     "copyright",
     "location",
 }
+
+
+def _label(codec: str) -> str:
+    """An encoder's name for messages: Y4M's raw video has an FFmpeg-internal one."""
+    return "raw Y4M video" if codec == "wrapped_avframe" else codec
 
 
 def _copy_tags(target: Any, source: Any) -> None:
@@ -691,6 +715,7 @@ class _Job:
         self.to_subrip: set[int] = set()  # mov_text subtitle streams rewritten as SubRip
         self.subtitles_dropped = 0
         self.options: dict[str, str] = {}
+        self.tmp = ""  # the temporary file being written, named in FFmpeg's errors
         self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
         self.hdr10_kept = False
 
@@ -712,7 +737,7 @@ class _Job:
             enc.sample_aspect_ratio = ctx.sample_aspect_ratio
             if ctx.sample_aspect_ratio != 1 and self.codec not in ("libx264", "libx265"):
                 warnings.warn(  # PyAV cannot set the container's own field, which the others need
-                    f"{self.dst}: {self.codec} does not keep the source's sample aspect ratio "
+                    f"{self.dst}: {_label(self.codec)} does not keep the source's sample aspect ratio "
                     f"{ctx.sample_aspect_ratio}; use libx265 or libx264 (.mkv, .mp4) to keep it",
                     stacklevel=5,
                 )
@@ -839,6 +864,7 @@ class _Job:
         """Decode, process and encode everything into `tmp` (atomic_write renames it)."""
         import av
 
+        self.tmp = tmp if self.dst != STDOUT else ""
         output = self._open_output(tmp)
         try:
             self._pipeline(output)
@@ -961,7 +987,13 @@ class _Job:
             for index in self.transcode:
                 output.mux(self.audio_out[index].encode(None))
         except av.FFmpegError as exc:
-            raise VideoError(f"{self.dst}: encoding with {self.codec} failed ({exc})") from exc
+            if self.dst == STDOUT and exc.errno in (errno.EPIPE, errno.EBADF):
+                raise VideoError(
+                    f"{self.dst}: the program reading standard output closed it after {self.frames} "
+                    "frame(s); stopping"
+                ) from exc
+            reason = str(exc).replace(self.tmp, self.dst.name) if self.tmp else str(exc)
+            raise VideoError(f"{self.dst}: encoding with {_label(self.codec)} failed ({reason})") from exc
         self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
 
     def _set_hdr10(self) -> None:

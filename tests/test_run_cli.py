@@ -1,6 +1,7 @@
 """`bdinn-run` end to end: pictures, folders, globs, video, and one clear line for each bad input."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -440,6 +441,25 @@ class TestVideo:
         assert again.returncode == 0, again.stderr
         with self.av.open(str(tmp_path / "again.mkv")) as container:
             assert sum(1 for _ in container.decode(video=0)) == N
+
+    def test_a_reader_that_stops_early(self, model, tmp_path):
+        """`bdinn-run - -o - | head -c 100`: one line saying so, not an FFmpeg errno."""
+        from test_video import make_video
+
+        source = make_video(tmp_path / "clip.mkv", audio=False)  # 8 Y4M frames: more than a pipe buffers
+        command = [sys.executable, "-c", "from bdinn.runtime.run_cli import main; main()", str(model)]
+        with source.open("rb") as stdin:
+            process = subprocess.Popen(
+                [*command, "-", "-o", "-", "-q"], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            assert process.stdout.read(100).startswith(b"YUV4MPEG2")
+            process.stdout.close()
+            stderr = process.stderr.read().decode()
+            assert process.wait(timeout=300) == 1
+        assert re.fullmatch(
+            r"Error: <stdout>: the program reading standard output closed it after \d frame\(s\); stopping\n",
+            stderr,
+        ), stderr
 
     def test_pipe_errors_are_one_line(self, model, pictures, tmp_path):
         garbage = _bdinn_run(model, "-", "-o", "-", stdin=b"not a video")

@@ -448,9 +448,11 @@ def test_hdr10_metadata_is_kept(tmp_path, codec):
 
 def test_hdr10_metadata_an_encoder_cannot_write_is_warned_about(tmp_path):
     source = make_hdr10(tmp_path / "hdr.mkv")
-    with pytest.warns(UserWarning, match="ffv1 cannot write the source's HDR10") as caught:
+    message = r"ffv1 cannot carry the source's HDR10 metadata \(mastering display and light levels\)"
+    with pytest.warns(UserWarning, match=message) as caught:
         report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", progress=False)
     assert not report.hdr10 and caught[0].filename == __file__
+    assert Hdr10(light=(500, 100)).parts() == "light levels"
     assert _hdr10_of(make_video(tmp_path / "sdr.mp4", audio=False)) is None
 
 
@@ -506,6 +508,12 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
             {"codec": "libx264", "crf": 60},
             r"CRF 60 is out of range for libx264; use 0 \(best\) to 51",
         ),
+        # FFmpeg's own check lets these through, then fails at the end or writes a data stream
+        (source, tmp_path / "l.ts", {"codec": "libsvtav1"}, r"a \.ts file cannot hold libsvtav1 video"),
+        (source, tmp_path / "m.ts", {"codec": "ffv1"}, r"a \.ts file cannot hold ffv1 video"),
+        (source, tmp_path / "n.mov", {"codec": "libsvtav1"}, r"a \.mov file cannot hold libsvtav1 video"),
+        (source, tmp_path / "o.y4m", {"codec": "libx264"}, r"Y4M holds raw video only; leave codec"),
+        (source, tmp_path / "p.y4m", {"crf": 20}, r"raw Y4M video has no CRF setting"),
     ]
     garbage = tmp_path / "noise.mp4"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
