@@ -193,6 +193,16 @@ def is_video(path: str | os.PathLike) -> bool:
 # Colour conversion.
 # ---------------------------------------------------------------------------------------------
 
+# FFmpeg's names of the colour tags (libavutil/pixdesc.c), for the options that set them.
+_PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020",
+              11: "smpte431", 12: "smpte432"}  # fmt: skip
+_TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
+              13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084",
+              18: "arib-std-b67"}  # fmt: skip
+_MATRICES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc", 10: "bt2020c"}
+_ASSUMED = {0, 1, 2}  # reserved, BT.709, unspecified: what a reader assumes of untagged HD video
+_HDR_TRANSFERS = {16, 18}  # PQ and HLG
+
 # AVColorSpace (what frames and streams are tagged with) -> swscale matrix (SWS_CS_*).
 # 5 (BT.470BG) and 6 (SMPTE 170M) are the same BT.601 matrix.
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9}
@@ -231,6 +241,19 @@ class _Colour:
         else:  # RGB-coded sources and matrices swscale lacks: write standard BT.709
             matrix, space, rng = 1, _SPC_BT709, _RANGE_MPEG
         return cls(matrix, space, rng, int(ctx.color_primaries or 0), int(ctx.color_trc or 0))
+
+    def ffmpeg_tags(self) -> str:
+        """The colour tags as ffmpeg options, for formats that cannot hold them (Y4M); '' if none."""
+        tags = [
+            f"-{option} {names[value]}"
+            for option, names, value in (
+                ("color_primaries", _PRIMARIES, self.primaries),
+                ("color_trc", _TRANSFERS, self.trc),
+                ("colorspace", _MATRICES, self.colorspace),
+            )
+            if value in names
+        ]
+        return " ".join(tags)
 
     def reformat_args(self) -> dict[str, int]:
         args = {}
@@ -562,6 +585,11 @@ def deband_video(
     bar = None
     try:
         job = _Job(source, src, dst, muxer, codec_name, pix_fmt, crf, process)
+        if bit_depth == 8 and job.colour.trc in _HDR_TRANSFERS:
+            warnings.warn(
+                f"{dst}: 8-bit output of an HDR (PQ or HLG) source bands visibly; leave the bit depth at 10",
+                stacklevel=2,
+            )
         if progress is True:
             from tqdm import tqdm
 
@@ -584,6 +612,8 @@ def deband_video(
             "be cut short (the output holds what was there)",
             stacklevel=2,
         )
+    if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.rotation)):
+        warnings.warn(f"{dst}: {note}", stacklevel=2)
     if job.hdr10 and not job.hdr10_kept:
         warnings.warn(
             f"{dst}: {_label(codec_name)} cannot carry the source's HDR10 metadata ({job.hdr10.parts()}); "
@@ -628,6 +658,16 @@ _TAGS = {
     "copyright",
     "location",
 }
+
+
+def _y4m_losses(colour: _Colour, rotation: int) -> str | None:
+    """What a Y4M output cannot say about this video, and how to tell its reader; None if nothing."""
+    tags = colour.ffmpeg_tags() if {colour.primaries, colour.trc, colour.colorspace} - _ASSUMED else ""
+    lost = [what for what, held in (("colour tags", tags), (f"{rotation}° rotation", rotation)) if held]
+    if not lost:
+        return None
+    options = " ".join(x for x in (tags, f"-display_rotation {rotation}" if rotation else "") if x)
+    return f"Y4M carries no {' or '.join(lost)}; tell the program reading it (ffmpeg: {options})"
 
 
 def _label(codec: str) -> str:
@@ -716,6 +756,7 @@ class _Job:
         self.subtitles_dropped = 0
         self.options: dict[str, str] = {}
         self.tmp = ""  # the temporary file being written, named in FFmpeg's errors
+        self.rotation = 0  # the first frame's display rotation
         self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
         self.hdr10_kept = False
 
@@ -972,6 +1013,7 @@ class _Job:
                     first = pts
                     if item.rotation:
                         self.vout.set_display_rotation(item.rotation)
+                        self.rotation = item.rotation
                     self._set_hdr10()
                 last = pts
                 frame = _encode_frame(item.image, self.pix_fmt, self.colour)

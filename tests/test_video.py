@@ -456,6 +456,35 @@ def test_hdr10_metadata_an_encoder_cannot_write_is_warned_about(tmp_path):
     assert _hdr10_of(make_video(tmp_path / "sdr.mp4", audio=False)) is None
 
 
+def test_y4m_says_what_its_reader_must_be_told(tmp_path):
+    """Y4M has no colour tags or rotation: an HDR or rotated source warns with the ffmpeg options."""
+    with pytest.warns(UserWarning) as caught:
+        deband_video(make_hdr10(tmp_path / "hdr.mkv"), tmp_path / "hdr.y4m", lambda rgb: rgb, progress=False)
+    told = "(ffmpeg: -color_primaries bt2020 -color_trc smpte2084 -colorspace bt2020nc)"
+    assert f"{tmp_path / 'hdr.y4m'}: Y4M carries no colour tags; tell the program reading it {told}" in [
+        str(w.message) for w in caught
+    ]
+    rotated = make_video(tmp_path / "phone.mp4", audio=False, rotation=90)
+    with pytest.warns(UserWarning, match=r"Y4M carries no 90° rotation; .* \(ffmpeg: -display_rotation 90\)"):
+        deband_video(rotated, tmp_path / "phone.y4m", lambda rgb: rgb, progress=False)
+    with warnings.catch_warnings():  # BT.709 is what readers assume of untagged HD video: no warning
+        warnings.simplefilter("error")
+        deband_video(
+            make_video(tmp_path / "hd.mp4", audio=False), tmp_path / "hd.y4m", lambda rgb: rgb, progress=False
+        )
+
+
+def test_8_bit_output_of_hdr_is_warned_about(tmp_path):
+    with pytest.warns(UserWarning, match="8-bit output of an HDR .PQ or HLG. source bands visibly"):
+        deband_video(
+            make_hdr10(tmp_path / "hdr.mkv"),
+            tmp_path / "out.mkv",
+            lambda rgb: rgb,
+            bit_depth=8,
+            progress=False,
+        )
+
+
 def test_y4m_is_raw_10_bit_and_drops_audio_with_a_warning(source, tmp_path):
     with pytest.warns(UserWarning, match="Y4M holds no audio") as caught:
         report = deband_video(source, tmp_path / "out.y4m", lambda rgb: rgb, progress=False)
