@@ -49,6 +49,7 @@ import contextlib
 import errno
 import functools
 import io
+import mimetypes
 import os
 import queue
 import threading
@@ -520,7 +521,7 @@ def _open_source(src: Path) -> Any:
         raise VideoError(
             f"{src}: not a video file FFmpeg can read (check the file or re-encode it)"
         ) from None
-    if not container.streams.video:
+    if not _moving_pictures(container):
         container.close()
         raise VideoError(f"{src}: no video stream; pass a file with video")
     return container
@@ -670,6 +671,22 @@ def _y4m_losses(colour: _Colour, rotation: int) -> str | None:
     return f"Y4M carries no {' or '.join(lost)}; tell the program reading it (ffmpeg: {options})"
 
 
+_ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: a still picture (cover art) shown as a video stream
+
+
+_PICTURE_TYPES = {"mjpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "webp": "image/webp"}
+
+
+def _moving_pictures(container: Any) -> list[Any]:
+    """The video streams that are video, not cover art (MKV image attachments, MP4 covr)."""
+    return [s for s in container.streams.video if not s.disposition & _ATTACHED_PIC]
+
+
+def _pictures_of(container: Any) -> list[Any]:
+    """The cover-art streams: still pictures FFmpeg shows as one-packet video streams."""
+    return [s for s in container.streams.video if s.disposition & _ATTACHED_PIC]
+
+
 def _label(codec: str) -> str:
     """An encoder's name for messages: Y4M's raw video has an FFmpeg-internal one."""
     return "raw Y4M video" if codec == "wrapped_avframe" else codec
@@ -726,7 +743,8 @@ class _Job:
         self.source, self.src, self.dst, self.muxer = source, src, dst, muxer
         self.codec, self.pix_fmt, self.crf, self.process = codec, pix_fmt, crf, process
         self.on_frame: Callable[[int], object] | None = None
-        self.vin = source.streams.video[0]
+        self.vin = _moving_pictures(source)[0]
+        self.pictures = _pictures_of(source)
         self.ain = list(source.streams.audio)
         ctx = self.vin.codec_context
         self.width, self.height = ctx.width, ctx.height
@@ -865,12 +883,17 @@ class _Job:
         if chapters and self.muxer in CHAPTER_MUXERS:
             output.set_chapters(chapters)
         attachments = [s for s in self.source.streams.attachments if s.data]
-        if attachments and self.muxer == "matroska":
+        pictures = self._cover_art() if self.muxer == "matroska" else []
+        if self.muxer == "matroska":
             for stream in attachments:
                 output.add_attachment(stream.name, stream.mimetype, bytes(stream.data))
+            for name, mimetype, data in pictures:
+                output.add_attachment(name, mimetype, data)
+        missing = len(self.pictures) - len(pictures)
         lost = [
             f"{len(chapters)} chapter(s)" if chapters and self.muxer not in CHAPTER_MUXERS else "",
             f"{len(attachments)} attachment(s)" if attachments and self.muxer != "matroska" else "",
+            f"{missing} cover picture(s)" if missing else "",
         ]
         if any(lost):
             warnings.warn(
@@ -878,6 +901,25 @@ class _Job:
                 f"{' and '.join(x for x in lost if x)}; dropped (write .mkv to keep them)",
                 stacklevel=6,
             )
+
+    def _cover_art(self) -> list[tuple[str, str, bytes]]:
+        """The source's cover pictures as (file name, MIME type, bytes), read in a second pass over
+        the file (the main pass reads only the streams it copies); none from standard input."""
+        import av
+
+        if not self.pictures or self.src == STDIN:
+            return []
+        found = []
+        with av.open(str(self.src)) as again:
+            for stream in _pictures_of(again):
+                packet = next((p for p in again.demux(stream) if p.size), None)
+                if packet is None:
+                    continue
+                mimetype = stream.metadata.get("mimetype") or _PICTURE_TYPES.get(stream.codec_context.name)
+                name = stream.metadata.get("filename") or f"cover{mimetypes.guess_extension(mimetype or '')}"
+                if mimetype:
+                    found.append((name, mimetype, bytes(packet)))
+        return found
 
     def _reencoded_audio(self, output: Any, stream: Any, name: str) -> Any:
         """An output stream re-encoding `stream` for this container, or None (warned) if it cannot."""

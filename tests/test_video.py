@@ -336,6 +336,40 @@ def test_subtitles_chapters_and_fonts_are_kept_in_mkv(tmp_path):
     assert (report.subtitle_streams, report.subtitles_dropped, report.frames) == (1, 0, N)
 
 
+def test_cover_art_is_kept_in_mkv_and_warned_about_elsewhere(tmp_path):
+    """FFmpeg shows an MKV's image attachment as a one-frame video stream beside the movie."""
+    import cv2
+
+    cover = cv2.imencode(".jpg", np.full((32, 32, 3), 90, np.uint8))[1].tobytes()
+    source = tmp_path / "album.mkv"
+    with av.open(str(source), "w") as out:
+        out.add_attachment("cover.jpg", "image/jpeg", cover)
+        vs = out.add_stream("libx264", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    with av.open(str(source)) as src:
+        assert sorted(s.codec_context.name for s in src.streams.video) == [
+            "h264",
+            "mjpeg",
+        ]  # as FFmpeg shows it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert (report.frames, report.width, report.height) == (N, W, H)
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        pictures = [s for s in out.streams.video if s.disposition & 1024]
+        assert [(s.metadata["filename"], s.metadata["mimetype"]) for s in pictures] == [
+            ("cover.jpg", "image/jpeg")
+        ]
+        assert bytes(next(p for p in out.demux(pictures[0]) if p.size)) == cover
+    with pytest.warns(UserWarning, match=r"a \.mp4 file cannot hold the source's 1 cover picture\(s\)"):
+        deband_video(source, tmp_path / "out.mp4", lambda rgb: rgb, progress=False)
+
+
 def test_mp4_text_subtitles_become_subrip_in_mkv(tmp_path):
     """Matroska has no mov_text: MP4's cues arrive as SubRip, text and times exact, gaps left out."""
     source = tmp_path / "phone.mp4"
