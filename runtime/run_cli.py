@@ -132,6 +132,10 @@ def plan_stream(sources: list[Path], place: Path | None) -> Job:
     if len(sources) > 1:
         raise click.ClickException(f"-o -: standard output takes one video, not {len(sources)} inputs")
     job = Job(sources[0], place)
+    if place == STDIO and sys.stdout.isatty():
+        raise click.ClickException(
+            "-o -: standard output is a terminal; pipe it into a program (| ffmpeg -i - ...)"
+        )
     if not job.is_video:
         raise click.ClickException(f"-o -: writes a Y4M video stream; give {job.source} an output file")
     if place != STDIO:

@@ -52,6 +52,7 @@ import io
 import mimetypes
 import os
 import queue
+import signal
 import threading
 import time
 import warnings
@@ -511,7 +512,7 @@ def _open_source(src: Path) -> Any:
     import av
 
     try:
-        container = av.open("pipe:0" if src == STDIN else str(src), "r")
+        container = _open_watching_signals("pipe:0") if src == STDIN else av.open(str(src), "r")
     except av.FFmpegError:
         if src == STDIN:
             raise VideoError(
@@ -525,6 +526,36 @@ def _open_source(src: Path) -> Any:
         container.close()
         raise VideoError(f"{src}: no video stream; pass a file with video")
     return container
+
+
+def _open_watching_signals(url: str) -> Any:
+    """av.open of a pipe, with Ctrl-C and SIGTERM kept. While av.open blocks on an empty pipe, a
+    signal's Python handler runs inside PyAV's interrupt callback: FFmpeg stops, the exception the
+    handler raised is dropped, and the open fails as 'invalid data'. Note the signal; raise again."""
+    import av
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread
+        return av.open(url, "r")
+    watched = {
+        sig: handler for sig in (signal.SIGINT, signal.SIGTERM) if callable(handler := signal.getsignal(sig))
+    }
+    caught: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        watched[signum](signum, frame)
+
+    for sig in watched:
+        signal.signal(sig, note)
+    try:
+        return av.open(url, "r")
+    except av.FFmpegError:
+        for signum in caught:  # PyAV dropped what the handler raised: raise it again
+            watched[signum](signum, None)
+        raise
+    finally:
+        for sig, handler in watched.items():
+            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1028,6 +1059,11 @@ class _Job:
                         continue
                     pipe.put(decoded, _Carried(carried[index], packet))
         except av.FFmpegError as exc:
+            if self.src == STDIN:  # an MP4 whose index comes last cannot be read from a pipe
+                raise VideoError(
+                    f"{self.src}: cannot decode the stream ({exc}); a pipe cannot seek, so pipe Y4M, MKV or "
+                    "MPEG-TS, or an MP4 with its index first (-movflags faststart)"
+                ) from exc
             raise VideoError(f"{self.src}: cannot decode the file ({exc}); re-encode or repair it") from exc
         pipe.put(decoded, _END)
 

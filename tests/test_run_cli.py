@@ -461,6 +461,33 @@ class TestVideo:
             stderr,
         ), stderr
 
+    def test_video_is_not_written_to_a_terminal(self, model, tmp_path):
+        import os
+        import pty
+
+        from test_video import make_video
+
+        source = make_video(tmp_path / "clip.mkv", audio=False)
+        controller, terminal = pty.openpty()
+        try:
+            with source.open("rb") as stdin:
+                command = [sys.executable, "-c", "from bdinn.runtime.run_cli import main; main()", str(model)]
+                done = subprocess.run(
+                    [*command, "-", "-o", "-"],
+                    stdin=stdin,
+                    stdout=terminal,
+                    stderr=subprocess.PIPE,
+                    timeout=300,
+                )
+        finally:
+            os.close(terminal)
+            os.close(controller)
+        assert done.returncode == 1
+        assert (
+            done.stderr.decode()
+            == "Error: -o -: standard output is a terminal; pipe it into a program (| ffmpeg -i - ...)\n"
+        )
+
     def test_pipe_errors_are_one_line(self, model, pictures, tmp_path):
         garbage = _bdinn_run(model, "-", "-o", "-", stdin=b"not a video")
         assert garbage.returncode == 1 and garbage.stdout == b""
@@ -468,6 +495,23 @@ class TestVideo:
             "Error: <stdin>: not a video stream FFmpeg can read from a pipe (pipe Y4M, MKV or MPEG-TS; "
             "MP4 only with its index first, -movflags faststart)"
         ]
+        noise = tmp_path / "noise.mp4"  # an MP4 with its index at the end, too big to probe whole
+        rng = np.random.default_rng(0)
+        with self.av.open(str(noise), "w") as out:
+            stream = out.add_stream("libx264", rate=24)
+            stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+            stream.options = {"crf": "0", "preset": "ultrafast"}
+            for i in range(12):
+                frame = self.av.VideoFrame.from_ndarray(
+                    rng.integers(0, 256, (240, 320, 3), np.uint8), format="rgb24"
+                )
+                frame.pts = i
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        unseekable = _bdinn_run(model, "-", "-o", "-", "-q", stdin=noise.read_bytes())
+        assert unseekable.returncode == 1 and "an MP4 with its index first (-movflags faststart)" in (
+            unseekable.stderr.decode()
+        )
         for args, message in [
             (("-",), "-: standard input needs -o (a video file, or - for Y4M on stdout)"),
             (("-", pictures / "sky.png", "-o", tmp_path / "o"), "-: standard input must be the only input"),

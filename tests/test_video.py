@@ -1,6 +1,10 @@
 """Video files: frames, timing, audio and colour survive; errors are one line and leave nothing."""
 
+import signal
+import subprocess
+import sys
 import threading
+import time
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -672,6 +676,30 @@ def test_sigterm_under_a_command_stops_cleanly(source, tmp_path):
     with pytest.raises(SystemExit) as info:
         command()
     assert info.value.code == 128 + signal.SIGINT and _listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_waiting_for_standard_input_is_not_lost(tmp_path, sig, status):
+    """Ctrl-C or SIGTERM while nothing has arrived on the pipe yet stops as a signal, not as bad input."""
+    child = (
+        "import signal, sys\n"
+        "from bdinn.runtime.video import deband_video\n"
+        "signal.signal(signal.SIGTERM, lambda n, f: sys.exit(128 + n))\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        f"    deband_video('-', {str(tmp_path / 'out.mkv')!r}, lambda rgb: rgb, progress=False)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout.readline() == b"ready\n"
+    time.sleep(1)  # deband_video is blocked reading the empty pipe by now
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == status, stderr.decode()
+    assert _listing(tmp_path) == []
 
 
 @pytest.mark.parametrize("stage", ["_decode_rgb", "_encode_frame"])
