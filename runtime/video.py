@@ -563,14 +563,30 @@ def _open_watching_signals(url: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_output(src: Path, index: int, image: Any, shape: tuple[int, ...]) -> np.ndarray:
+def _check_output(src: Path, which: str, image: Any, shape: tuple[int, ...]) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.shape != shape:
         got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise VideoError(
-            f"{src}: process returned {got} for frame {index}; return {shape[0]} x {shape[1]} x 3 "
+            f"{src}: process returned {got} for {which}; return {shape[0]} x {shape[1]} x 3 "
             "uint8 or uint16 RGB"
         )
     return image
+
+
+def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any:
+    """One PyAV VideoFrame through `process` (a Debander, say), returned as a new VideoFrame in the
+    same pixel format, colour tags, pts and time base: for code with its own decode/encode loop.
+
+    It converts as deband_video does (the frame's own matrix and range; uint16 RGB on the true
+    0..65535 scale for frames deeper than 8 bits). Do not hand `frame.to_ndarray()` of a YUV frame
+    to a Debander: that is the stacked Y, U and V planes, which it would take for a gray picture.
+    """
+    rgb = _decode_rgb(frame, frame.format.components[0].bits > 8)
+    which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
+    result = _check_output(Path("deband_frame"), which, process(rgb), rgb.shape)
+    out = _encode_frame(result, frame.format.name, _Colour.of(frame))
+    out.pts, out.time_base = frame.pts, frame.time_base
+    return out
 
 
 def deband_video(
@@ -1007,7 +1023,7 @@ class _Job:
                 item = pipe.get(decoded)
                 if isinstance(item, _Video):
                     shape = item.image.shape
-                    item.image = _check_output(self.src, done, self.process(item.image), shape)
+                    item.image = _check_output(self.src, f"frame {done}", self.process(item.image), shape)
                     done += 1
                     pipe.put(processed, item)
                     if self.on_frame is not None:

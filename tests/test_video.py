@@ -15,7 +15,7 @@ import pytest
 av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
 
 from bdinn.runtime.hdr10 import Hdr10  # noqa: E402
-from bdinn.runtime.video import VideoError, VideoReport, deband_video, is_video  # noqa: E402
+from bdinn.runtime.video import VideoError, VideoReport, deband_frame, deband_video, is_video  # noqa: E402
 
 W, H, N, FPS, RATE = 64, 48, 8, 24, 48000
 
@@ -492,6 +492,35 @@ def test_hdr10_metadata_an_encoder_cannot_write_is_warned_about(tmp_path):
     assert not report.hdr10 and caught[0].filename == __file__
     assert Hdr10(light=(500, 100)).parts() == "light levels"
     assert _hdr10_of(make_video(tmp_path / "sdr.mp4", audio=False)) is None
+
+
+@pytest.mark.parametrize(("name", "depth"), [("sdr.mp4", np.uint8), ("hdr.mkv", np.uint16)])
+def test_deband_frame_returns_the_frame_as_it_came(tmp_path, name, depth):
+    """For code with its own decode loop: same pixel format, tags and timing; luma within a code value."""
+    path = make_hdr10(tmp_path / name) if name == "hdr.mkv" else make_video(tmp_path / name, audio=False)
+    seen = set()
+
+    def identity(rgb):
+        seen.add(rgb.dtype)
+        return rgb
+
+    with av.open(str(path)) as source:
+        for frame in source.decode(video=0):
+            out = deband_frame(frame, identity)
+            assert (out.format.name, out.pts, out.time_base) == (
+                frame.format.name,
+                frame.pts,
+                frame.time_base,
+            )
+            tags = ("colorspace", "color_range", "color_primaries", "color_trc")
+            assert [getattr(out, t) for t in tags] == [getattr(frame, t) for t in tags]
+            luma = [f.to_ndarray()[:H].astype(int) for f in (frame, out)]  # YUV: the stacked planes, Y first
+            assert np.abs(luma[0] - luma[1]).max() <= 1
+    assert seen == {np.dtype(depth)}
+    with pytest.raises(
+        VideoError, match=r"deband_frame: process returned float32 \(48, 64, 3\) for the frame at 0\.292 s"
+    ):
+        deband_frame(frame, lambda rgb: rgb.astype(np.float32))
 
 
 def test_y4m_says_what_its_reader_must_be_told(tmp_path):
