@@ -251,6 +251,10 @@ class Debander:
         import torch
 
         self._check_open()
+        if not batch.is_floating_point() or batch.dim() not in (3, 4) or batch.shape[-3] != 3:
+            shape = f"{batch.dtype} {list(batch.shape)}"
+            raise ValueError(f"expected a float [N, 3, H, W] or [3, H, W] tensor in [0, 1], got {shape}")
+        batch = batch.detach()  # inference only: no graph to keep
         single = batch.dim() == 3
         if single:
             batch = batch[None]

@@ -303,3 +303,21 @@ def test_a_closed_debander_says_so(models, sky, key):
     for call in (lambda: deband(sky), lambda: deband.tensor(torch.zeros(1, 3, 32, 32))):
         with pytest.raises(BackendError, match="this Debander is closed; open the model again"):
             call()
+
+
+def test_tensor_input_is_checked_the_same_on_every_backend(models):
+    for key in ("torch", "onnx"):
+        needs(models, key)
+        deband = Debander.open(models[key])
+        for bad in (
+            torch.full((1, 3, 32, 32), 128, dtype=torch.uint8),
+            torch.rand(32, 32, 3),
+            torch.rand(2, 32, 32),
+        ):
+            with pytest.raises(
+                ValueError, match=r"expected a float \[N, 3, H, W\] or \[3, H, W\] tensor in \[0, 1\]"
+            ):
+                deband.tensor(bad)
+        wanted = torch.rand(1, 3, 32, 32, requires_grad=True)  # a training loop's tensor: served, not traced
+        out = deband.tensor(wanted)
+        assert out.shape == wanted.shape and out.dtype == torch.float32 and not out.requires_grad
