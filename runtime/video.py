@@ -34,20 +34,14 @@ other encoders drop it with a warning. Data streams are not carried over. The ou
 to a hidden temporary file beside `dst` and renamed over it at the end, so a failure never
 leaves a partial video.
 
-Colour conversion is FFmpeg's swscale with accurate rounding and full chroma interpolation,
-using the source's own matrix and range in both directions: an identity `process` through a
-lossless codec moves luma by at most one code value except where colours clip, and chroma by a
-few where 4:2:0 is resampled (full-range chroma comes back half a code low, a swscale habit).
-swscale puts 16-bit RGB white at 65280 rather than 65535; this module measures that once per
-pixel format and rescales, so `process` sees, and may return, the true 0..65535 scale. HDR (PQ,
-HLG) frames are passed as their coded, non-linear values, and tagged as such again on output.
+Colour conversion (video_colour.py) uses the source's own matrix and range in both directions
+and passes `process` 16-bit RGB on the true 0..65535 scale.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import io
 import mimetypes
 import os
@@ -66,6 +60,7 @@ import numpy as np
 
 from .files import atomic_write
 from .hdr10 import ENCODER_OPTION, Hdr10
+from .video_colour import ASSUMED_TAGS, HDR_TRANSFERS, Colour, decode_rgb, encode_frame
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m")
 
@@ -189,161 +184,6 @@ class VideoReport:
 def is_video(path: str | os.PathLike) -> bool:
     """Whether the file name has a video suffix (VIDEO_SUFFIXES); the file is not opened."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
-
-
-# ---------------------------------------------------------------------------------------------
-# Colour conversion.
-# ---------------------------------------------------------------------------------------------
-
-# FFmpeg's names of the colour tags (libavutil/pixdesc.c), for the options that set them.
-_PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020",
-              11: "smpte431", 12: "smpte432"}  # fmt: skip
-_TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
-              13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084",
-              18: "arib-std-b67"}  # fmt: skip
-_MATRICES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc", 10: "bt2020c"}
-_ASSUMED = {0, 1, 2}  # reserved, BT.709, unspecified: what a reader assumes of untagged HD video
-_HDR_TRANSFERS = {16, 18}  # PQ and HLG
-
-# AVColorSpace (what frames and streams are tagged with) -> swscale matrix (SWS_CS_*).
-# 5 (BT.470BG) and 6 (SMPTE 170M) are the same BT.601 matrix.
-_SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9}
-_SPC_UNSPECIFIED, _SPC_BT709, _RANGE_MPEG, _RANGE_JPEG = 2, 1, 1, 2
-
-
-def _interpolation() -> Any:
-    from av.video.reformatter import Interpolation
-
-    # Without full chroma interpolation swscale's 4:2:0 <-> RGB path is off by several codes.
-    return (
-        Interpolation.BICUBIC
-        | Interpolation.ACCURATE_RND
-        | Interpolation.FULL_CHR_H_INT
-        | (Interpolation.FULL_CHR_H_INP)
-    )
-
-
-@dataclass(frozen=True)
-class _Colour:
-    """How the output is converted to YUV and tagged, taken from the source stream."""
-
-    matrix: int | None  # swscale matrix; None: swscale's default (BT.601), as for untagged input
-    colorspace: int
-    color_range: int
-    primaries: int
-    trc: int
-
-    @classmethod
-    def of(cls, ctx: Any) -> _Colour:
-        space, rng = int(ctx.colorspace or 0), int(ctx.color_range or 0)
-        if space == _SPC_UNSPECIFIED:
-            matrix = None  # decoded with swscale's default; encode the same way and keep it untagged
-        elif space in _SWS_MATRIX:
-            matrix = _SWS_MATRIX[space]
-        else:  # RGB-coded sources and matrices swscale lacks: write standard BT.709
-            matrix, space, rng = 1, _SPC_BT709, _RANGE_MPEG
-        return cls(matrix, space, rng, int(ctx.color_primaries or 0), int(ctx.color_trc or 0))
-
-    def ffmpeg_tags(self) -> str:
-        """The colour tags as ffmpeg options, for formats that cannot hold them (Y4M); '' if none."""
-        tags = [
-            f"-{option} {names[value]}"
-            for option, names, value in (
-                ("color_primaries", _PRIMARIES, self.primaries),
-                ("color_trc", _TRANSFERS, self.trc),
-                ("colorspace", _MATRICES, self.colorspace),
-            )
-            if value in names
-        ]
-        return " ".join(tags)
-
-    def reformat_args(self) -> dict[str, int]:
-        args = {}
-        if self.matrix is not None:
-            args["dst_colorspace"] = self.matrix
-        if self.color_range in (_RANGE_MPEG, _RANGE_JPEG):
-            args["dst_color_range"] = self.color_range
-        return args
-
-
-def _luma_row(frame: Any) -> np.ndarray:
-    """The first row of a frame's first (luma) plane, as float64."""
-    plane = frame.planes[0]
-    dtype = np.uint16 if frame.format.components[0].bits > 8 else np.uint8
-    row = np.frombuffer(plane, dtype)[: plane.line_size // np.dtype(dtype).itemsize]
-    return row[: plane.width].astype(np.float64)
-
-
-@functools.lru_cache(maxsize=32)
-def _rgb48_scales(pix_fmt: str, matrix: int | None, color_range: int) -> tuple[float, float]:
-    """Factors that put swscale's 16-bit RGB for `pix_fmt` on the true 0..65535 scale.
-
-    swscale treats 65280 (255 << 8) as 16-bit white, both ways and for most YUV formats (not
-    all: full-range 10-bit decodes nearly right). Measured here on a grey ramp against its 8-bit
-    rgb24 path, which is exact: (decode, encode), where decoded RGB48 is multiplied by decode
-    and RGB48 to be encoded by encode. Both are 1.0 once swscale gets it right.
-    """
-    import av
-
-    args = _Colour(matrix, _SPC_UNSPECIFIED, color_range, 0, 0).reformat_args()
-    flags = _interpolation()
-    ramp = np.arange(256, dtype=np.uint8)
-    grey = np.repeat(np.repeat(ramp[None, :, None], 3, axis=2), 2, axis=0)
-    exact = av.VideoFrame.from_ndarray(grey, format="rgb24").reformat(
-        format=pix_fmt, interpolation=flags, **args
-    )
-    inner = slice(16, 240)  # clear of clipping at both ends
-    decoded = exact.to_ndarray(format="rgb48le", interpolation=flags)[0, :, 1].astype(np.float64)
-    decode_slope = np.polyfit(ramp[inner] * 257.0, decoded[inner], 1)[0]
-    grey16 = grey.astype(np.uint16) * 257
-    coded = av.VideoFrame.from_ndarray(grey16, format="rgb48le").reformat(
-        format=pix_fmt, interpolation=flags, **args
-    )
-    luma, exact_luma = _luma_row(coded), _luma_row(exact)
-    encode_slope = np.polyfit(exact_luma[inner] - exact_luma[0], luma[inner] - exact_luma[0], 1)[0]
-
-    def snap(slope: float) -> float:  # within 1/4 of a 10-bit code value at white: leave alone
-        return 1.0 if abs(slope - 1) < 0.25 / 1023 or not 0.9 < slope < 1.1 else float(1 / slope)
-
-    return snap(decode_slope), snap(encode_slope)
-
-
-@functools.lru_cache(maxsize=32)
-def _gain_lut(factor: float) -> np.ndarray | None:
-    """uint16 -> uint16 table for x * factor, rounded and clipped; None for the identity."""
-    if factor == 1.0:
-        return None
-    scaled = np.rint(np.arange(65536, dtype=np.float64) * factor)
-    return np.clip(scaled, 0, 65535).astype(np.uint16)
-
-
-def _decode_rgb(frame: Any, deep: bool) -> np.ndarray:
-    """A decoded frame as H x W x 3 RGB: uint8 (rgb24), or uint16 on 0..65535 when deep."""
-    flags = _interpolation()
-    if not deep:
-        return frame.to_ndarray(format="rgb24", interpolation=flags)
-    rgb = frame.to_ndarray(format="rgb48le", interpolation=flags)
-    if frame.format.is_rgb:
-        return rgb
-    matrix = _SWS_MATRIX.get(frame.colorspace)
-    lut = _gain_lut(_rgb48_scales(frame.format.name, matrix, frame.color_range)[0])
-    return rgb if lut is None else lut[rgb]
-
-
-def _encode_frame(rgb: np.ndarray, pix_fmt: str, colour: _Colour) -> Any:
-    """H x W x 3 uint8/uint16 RGB -> a VideoFrame in pix_fmt, converted and tagged per `colour`."""
-    import av
-
-    args = colour.reformat_args()
-    if rgb.dtype == np.uint16:
-        lut = _gain_lut(_rgb48_scales(pix_fmt, colour.matrix, colour.color_range)[1])
-        frame = av.VideoFrame.from_ndarray(rgb if lut is None else lut[rgb], format="rgb48le")
-    else:
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    out = frame.reformat(format=pix_fmt, interpolation=_interpolation(), **args)
-    out.colorspace, out.color_range = colour.colorspace, colour.color_range
-    out.color_primaries, out.color_trc = colour.primaries, colour.trc
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,10 +421,10 @@ def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any
     0..65535 scale for frames deeper than 8 bits). Do not hand `frame.to_ndarray()` of a YUV frame
     to a Debander: that is the stacked Y, U and V planes, which it would take for a gray picture.
     """
-    rgb = _decode_rgb(frame, frame.format.components[0].bits > 8)
+    rgb = decode_rgb(frame, frame.format.components[0].bits > 8)
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
     result = _check_output(Path("deband_frame"), which, process(rgb), rgb.shape)
-    out = _encode_frame(result, frame.format.name, _Colour.of(frame))
+    out = encode_frame(result, frame.format.name, Colour.of(frame))
     out.pts, out.time_base = frame.pts, frame.time_base
     return out
 
@@ -633,7 +473,7 @@ def deband_video(
     bar = None
     try:
         job = _Job(source, src, dst, muxer, codec_name, pix_fmt, crf, process)
-        if bit_depth == 8 and job.colour.trc in _HDR_TRANSFERS:
+        if bit_depth == 8 and job.colour.trc in HDR_TRANSFERS:
             warnings.warn(
                 f"{dst}: 8-bit output of an HDR (PQ or HLG) source bands visibly; leave the bit depth at 10",
                 stacklevel=2,
@@ -708,9 +548,9 @@ _TAGS = {
 }
 
 
-def _y4m_losses(colour: _Colour, rotation: int) -> str | None:
+def _y4m_losses(colour: Colour, rotation: int) -> str | None:
     """What a Y4M output cannot say about this video, and how to tell its reader; None if nothing."""
-    tags = colour.ffmpeg_tags() if {colour.primaries, colour.trc, colour.colorspace} - _ASSUMED else ""
+    tags = colour.ffmpeg_tags() if {colour.primaries, colour.trc, colour.colorspace} - ASSUMED_TAGS else ""
     lost = [what for what, held in (("colour tags", tags), (f"{rotation}° rotation", rotation)) if held]
     if not lost:
         return None
@@ -801,7 +641,7 @@ class _Job:
             raise VideoError(
                 f"{src}: {self.width}x{self.height} has an odd side; 4:2:0 output needs even sizes (crop it)"
             )
-        self.colour = _Colour.of(ctx)
+        self.colour = Colour.of(ctx)
         self.rate = Fraction(self.vin.average_rate or self.vin.guessed_rate or self.vin.base_rate or 25)
         self.time_base = Fraction(self.vin.time_base or Fraction(1, 90000))
         # AVI and Y4M count frames rather than time: their time base is one frame.
@@ -1066,7 +906,7 @@ class _Job:
                         pts = frame.pts if frame.pts is not None else (0 if last is None else last + step)
                         last = pts
                         rotation = int(frame.rotation or 0)
-                        pipe.put(decoded, _Video(_decode_rgb(frame, deep), pts, rotation))
+                        pipe.put(decoded, _Video(decode_rgb(frame, deep), pts, rotation))
                 elif index in self.transcode:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(self.audio_out[index], frame))
@@ -1110,7 +950,7 @@ class _Job:
                         self.rotation = item.rotation
                     self._set_hdr10()
                 last = pts
-                frame = _encode_frame(item.image, self.pix_fmt, self.colour)
+                frame = encode_frame(item.image, self.pix_fmt, self.colour)
                 frame.pts, frame.time_base = pts, self.out_time_base
                 output.mux(self.vout.encode(frame))
                 for held in waiting:

@@ -731,7 +731,7 @@ def test_a_signal_while_waiting_for_standard_input_is_not_lost(tmp_path, sig, st
     assert _listing(tmp_path) == []
 
 
-@pytest.mark.parametrize("stage", ["_decode_rgb", "_encode_frame"])
+@pytest.mark.parametrize("stage", ["decode_rgb", "encode_frame"])
 def test_error_in_the_decode_or_encode_thread_is_raised(source, tmp_path, monkeypatch, stage):
     from bdinn.runtime import video
 
