@@ -418,8 +418,13 @@ def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any
     same pixel format, colour tags, pts and time base: for code with its own decode/encode loop.
 
     It converts as deband_video does (the frame's own matrix and range; uint16 RGB on the true
-    0..65535 scale for frames deeper than 8 bits). Do not hand `frame.to_ndarray()` of a YUV frame
-    to a Debander: that is the stacked Y, U and V planes, which it would take for a gray picture.
+    0..65535 scale for frames deeper than 8 bits). Side data (display rotation, HDR10 metadata)
+    is not on the new frame: PyAV cannot attach it. Set the rotation on your output stream
+    (`stream.set_display_rotation`) and the HDR10 metadata in your encoder's options
+    (`Hdr10.of(frame).encoder_params(codec)` from bdinn.runtime.hdr10).
+
+    Do not hand `frame.to_ndarray()` of a YUV frame to a Debander: that is the stacked Y, U and V
+    planes, which it would take for a gray picture.
     """
     rgb = decode_rgb(frame, frame.format.components[0].bits > 8)
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
@@ -503,9 +508,14 @@ def deband_video(
     if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.rotation)):
         warnings.warn(f"{dst}: {note}", stacklevel=2)
     if job.hdr10 and not job.hdr10_kept:
+        advice = (
+            f"give it to the encoder reading the stream: x265-params {job.hdr10.encoder_params('libx265')}"
+            if muxer == "yuv4mpegpipe"
+            else "use libx265, libx264 or libsvtav1 to keep it"
+        )
         warnings.warn(
             f"{dst}: {_label(codec_name)} cannot carry the source's HDR10 metadata ({job.hdr10.parts()}); "
-            "dropped (use libx265, libx264 or libsvtav1 to keep it)",
+            f"dropped ({advice})",
             stacklevel=2,
         )
     seconds = time.perf_counter() - started
@@ -551,7 +561,8 @@ _TAGS = {
 def _y4m_losses(colour: Colour, rotation: int) -> str | None:
     """What a Y4M output cannot say about this video, and how to tell its reader; None if nothing."""
     tags = colour.ffmpeg_tags() if {colour.primaries, colour.trc, colour.colorspace} - ASSUMED_TAGS else ""
-    lost = [what for what, held in (("colour tags", tags), (f"{rotation}° rotation", rotation)) if held]
+    held = (("colour tags but the range", tags), (f"{rotation}° rotation", rotation))
+    lost = [what for what, kept in held if kept]
     if not lost:
         return None
     options = " ".join(x for x in (tags, f"-display_rotation {rotation}" if rotation else "") if x)
@@ -915,12 +926,13 @@ class _Job:
                         continue
                     pipe.put(decoded, _Carried(carried[index], packet))
         except av.FFmpegError as exc:
-            if self.src == STDIN:  # an MP4 whose index comes last cannot be read from a pipe
+            if self.src == STDIN and "mp4" in self.source.format.name:  # its index may come last
                 raise VideoError(
                     f"{self.src}: cannot decode the stream ({exc}); a pipe cannot seek, so pipe Y4M, MKV or "
                     "MPEG-TS, or an MP4 with its index first (-movflags faststart)"
                 ) from exc
-            raise VideoError(f"{self.src}: cannot decode the file ({exc}); re-encode or repair it") from exc
+            what = "stream" if self.src == STDIN else "file"
+            raise VideoError(f"{self.src}: cannot decode the {what} ({exc}); re-encode or repair it") from exc
         pipe.put(decoded, _END)
 
     def _encode(self, pipe: _Pipeline, processed: queue.Queue, output: Any) -> None:
