@@ -23,16 +23,15 @@ Output: 10-bit 4:2:0 (yuv420p10le) by default, 8-bit (yuv420p) with bit_depth=8;
 follows from the destination's suffix (DEFAULT_CODECS) unless `codec` names one. Frame
 timestamps, frame rate, frame count, display rotation and the colour tags (primaries, transfer,
 matrix, range) are kept; so is the sample aspect ratio with x264/x265 (other encoders warn that
-they drop it). Audio streams are copied packet for packet where the destination container takes
-their codec (AUDIO_COPY), otherwise re-encoded (AAC; Opus for WebM); Y4M holds no audio, so
-audio is dropped there (with a warning). Subtitle streams are copied where the container takes
-their codec (SUBTITLE_COPY: Matroska takes all but MP4's mov_text, which becomes SubRip text),
-chapters into MKV, WebM, MP4 and MOV, and attachments (an MKV's fonts) into MKV; what a
-container cannot hold is dropped with a warning.
-HDR10 static metadata (mastering display, MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1;
-other encoders drop it with a warning. Data streams are not carried over. The output is written
-to a hidden temporary file beside `dst` and renamed over it at the end, so a failure never
-leaves a partial video.
+they drop it). What else the source carries goes along (video_streams.py): audio is copied
+packet for packet where the destination container takes its codec, otherwise re-encoded (AAC;
+Opus for WebM); subtitles are copied where the container takes their codec (Matroska takes all
+but MP4's mov_text, which becomes SubRip text); chapters go into MKV, WebM, MP4 and MOV, and
+attachments (fonts, cover art) into MKV. What a container cannot hold (Y4M holds no audio) is
+dropped with a warning. HDR10 static metadata (mastering display, MaxCLL/MaxFALL) is passed to
+x265, x264 and SVT-AV1; other encoders drop it with a warning. Data streams are not carried
+over. The output is written to a hidden temporary file beside `dst` and renamed over it at the
+end, so a failure never leaves a partial video.
 
 Colour conversion (video_colour.py) uses the source's own matrix and range in both directions
 and passes `process` 16-bit RGB on the true 0..65535 scale.
@@ -43,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import mimetypes
 import os
 import queue
 import signal
@@ -61,6 +59,7 @@ import numpy as np
 from .files import atomic_write
 from .hdr10 import ENCODER_OPTION, Hdr10
 from .video_colour import ASSUMED_TAGS, HDR_TRANSFERS, Colour, decode_rgb, encode_frame
+from .video_streams import CarriedStreams, copy_tags, moving_pictures
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m")
 
@@ -111,34 +110,6 @@ _KNOWN_ENCODERS = set().union(*VIDEO_CODECS.values())
 # high-quality side of each encoder's default (x264 23, x265 28, SVT-AV1 35, VP9 32).
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 28, "libvpx": 10}
 MAX_CRF = {"libx264": 51, "libx265": 51}  # the others go to 63
-
-# Muxer -> the audio codecs copied into it packet for packet (None: any); others are re-encoded.
-# FFmpeg's own check is not enough: it accepts stereo PCM in MP4 and then fails at the trailer,
-# after all the work, and it writes PCM into MPEG-TS as an unplayable data stream.
-AUDIO_COPY: dict[str, set[str] | None] = {
-    "matroska": None,
-    "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "flac", "opus"},
-    "mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_f32le"},
-    "mpegts": {"aac", "mp3", "mp2", "ac3", "eac3", "opus"},
-    "webm": {"opus", "vorbis"},
-    "avi": {"mp3", "mp2", "ac3", "pcm_s16le", "aac"},
-}
-# Muxer -> the subtitle codecs copied into it (None: any FFmpeg accepts). Subtitles are never
-# re-encoded; MPEG-TS takes text subtitles from FFmpeg but writes them as an unreadable stream.
-SUBTITLE_COPY: dict[str, set[str] | None] = {
-    "matroska": None,
-    "mp4": {"mov_text"},
-    "mov": {"mov_text"},
-    "webm": {"webvtt"},
-    "mpegts": {"dvb_subtitle", "dvb_teletext"},
-}
-CHAPTER_MUXERS = {"matroska", "webm", "mp4", "mov"}  # containers with a chapter list
-# Muxer -> codec for audio that cannot be copied into it.
-AUDIO_FALLBACK = {"webm": "libopus"}
-AUDIO_FALLBACK_DEFAULT = "aac"
-
-# Channel count -> FFmpeg's usual layout, for audio whose channels come in no stated order.
-_USUAL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 _QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 MB a frame
 _POLL = 0.05  # seconds between checks for a stop request while a queue is full or empty
@@ -362,7 +333,7 @@ def _open_source(src: Path) -> Any:
         raise VideoError(
             f"{src}: not a video file FFmpeg can read (check the file or re-encode it)"
         ) from None
-    if not _moving_pictures(container):
+    if not moving_pictures(container):
         container.close()
         raise VideoError(f"{src}: no video stream; pass a file with video")
     return container
@@ -491,7 +462,7 @@ def deband_video(
         elif callable(progress):
             job.on_frame = lambda done: progress(done, job.total)
         if dst == STDOUT:
-            job.run("pipe:1")  # a stream: what was sent before an error cannot be taken back
+            _write_stdout(job.run)
         else:
             atomic_write(dst, job.run)
     finally:
@@ -531,31 +502,13 @@ def deband_video(
         pix_fmt=pix_fmt,
         width=job.width,
         height=job.height,
-        audio_streams=len(job.audio_out) - len(job.transcode),
-        audio_transcoded=len(job.transcode),
-        audio_dropped=job.audio_dropped,
-        subtitle_streams=len(job.subtitle_out),
-        subtitles_dropped=job.subtitles_dropped,
+        audio_streams=len(job.carried.audio_out) - len(job.carried.transcode),
+        audio_transcoded=len(job.carried.transcode),
+        audio_dropped=job.carried.audio_dropped,
+        subtitle_streams=len(job.carried.subtitle_out),
+        subtitles_dropped=job.carried.subtitles_dropped,
         hdr10=job.hdr10_kept,
     )
-
-
-# Stream and file tags worth carrying over; the rest (encoder, statistics, brands) describe the
-# old file and would be wrong on the new one.
-_TAGS = {
-    "title",
-    "language",
-    "handler_name",
-    "comment",
-    "description",
-    "artist",
-    "album",
-    "genre",
-    "date",
-    "creation_time",
-    "copyright",
-    "location",
-}
 
 
 def _y4m_losses(colour: Colour, rotation: int) -> str | None:
@@ -569,59 +522,15 @@ def _y4m_losses(colour: Colour, rotation: int) -> str | None:
     return f"Y4M carries no {' or '.join(lost)}; tell the program reading it (ffmpeg: {options})"
 
 
-_ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: a still picture (cover art) shown as a video stream
-
-
-_PICTURE_TYPES = {"mjpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "webp": "image/webp"}
-
-
-def _moving_pictures(container: Any) -> list[Any]:
-    """The video streams that are video, not cover art (MKV image attachments, MP4 covr)."""
-    return [s for s in container.streams.video if not s.disposition & _ATTACHED_PIC]
-
-
-def _pictures_of(container: Any) -> list[Any]:
-    """The cover-art streams: still pictures FFmpeg shows as one-packet video streams."""
-    return [s for s in container.streams.video if s.disposition & _ATTACHED_PIC]
+def _write_stdout(write: Callable[[str], object]) -> None:
+    """write("pipe:1"): a stream, so what was sent before an error cannot be taken back. As deep
+    in the call stack as atomic_write, so that warnings point at the caller in both cases."""
+    write("pipe:1")
 
 
 def _label(codec: str) -> str:
     """An encoder's name for messages: Y4M's raw video has an FFmpeg-internal one."""
     return "raw Y4M video" if codec == "wrapped_avframe" else codec
-
-
-def _copy_tags(target: Any, source: Any) -> None:
-    target.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _TAGS})
-
-
-# FFmpeg opens its SubRip encoder only with an ASS header; nothing is encoded with it (packets are
-# written as they are), so the smallest valid one will do.
-_ASS_HEADER = (
-    "[Script Info]\nScriptType: v4.00+\n\n[V4+ Styles]\nFormat: Name, Fontname, Fontsize\n"
-    "Style: Default,Arial,16\n\n[Events]\nFormat: Layer, Start, End, Style, Text\n"
-)
-
-
-def _subrip_stream(output: Any, source: Any) -> Any:
-    """A SubRip output stream in `source`'s time base (Matroska has no mov_text)."""
-    out = output.add_stream("subrip")
-    out.time_base = out.codec_context.time_base = source.time_base
-    out.codec_context.subtitle_header = _ASS_HEADER.encode()
-    return out
-
-
-def _mov_text_as_subrip(packet: Any) -> Any:
-    """A mov_text sample (16-bit length, UTF-8 text, style boxes) as a SubRip packet, which is the
-    text alone; None for the empty samples MP4 uses to fill gaps between cues."""
-    import av
-
-    raw = bytes(packet)
-    text = raw[2 : 2 + int.from_bytes(raw[:2], "big")] if len(raw) >= 2 else b""
-    if not text:
-        return None
-    out = av.Packet(text)
-    out.pts, out.dts, out.duration, out.time_base = packet.pts, packet.dts, packet.duration, packet.time_base
-    return out
 
 
 class _Job:
@@ -641,9 +550,7 @@ class _Job:
         self.source, self.src, self.dst, self.muxer = source, src, dst, muxer
         self.codec, self.pix_fmt, self.crf, self.process = codec, pix_fmt, crf, process
         self.on_frame: Callable[[int], object] | None = None
-        self.vin = _moving_pictures(source)[0]
-        self.pictures = _pictures_of(source)
-        self.ain = list(source.streams.audio)
+        self.vin = moving_pictures(source)[0]
         ctx = self.vin.codec_context
         self.width, self.height = ctx.width, ctx.height
         if self.width <= 0 or self.height <= 0:
@@ -664,12 +571,8 @@ class _Job:
         elif self.total is None and source.duration:
             self.total = max(1, round(source.duration / 1e6 * float(self.rate)))
         self.frames, self.duration = 0, 0.0
-        self.audio_out: dict[int, Any] = {}
-        self.transcode: set[int] = set()
-        self.audio_dropped = 0
-        self.subtitle_out: dict[int, Any] = {}
-        self.to_subrip: set[int] = set()  # mov_text subtitle streams rewritten as SubRip
-        self.subtitles_dropped = 0
+        container = "a Y4M stream" if dst == STDOUT else f"a {dst.suffix} file"
+        self.carried = CarriedStreams(source, None if src == STDIN else src, dst, container, muxer)
         self.options: dict[str, str] = {}
         self.tmp = ""  # the temporary file being written, named in FFmpeg's errors
         self.rotation = 0  # the first frame's display rotation
@@ -684,7 +587,7 @@ class _Job:
         output = av.open(
             tmp, "w", format=self.muxer, options={"strict": "-1"} if self.muxer == "yuv4mpegpipe" else {}
         )
-        _copy_tags(output, self.source)
+        copy_tags(output, self.source)
         ctx = self.vin.codec_context
         self.vout = vout = output.add_stream(self.codec, rate=self.rate)
         vout.width, vout.height, vout.pix_fmt = self.width, self.height, self.pix_fmt
@@ -713,131 +616,9 @@ class _Job:
         if self.muxer == "avi":
             enc.max_b_frames = 0  # AVI keeps no presentation times, so no reordered frames
         vout.options = self.options = options
-        _copy_tags(vout, self.vin)
-        self._add_audio(output)
-        self._add_subtitles(output)
-        self._add_chapters_and_attachments(output)
+        copy_tags(vout, self.vin)
+        self.carried.add_to(output)
         return output
-
-    def _add_audio(self, output: Any) -> None:
-        if self.muxer == "yuv4mpegpipe":
-            self.audio_dropped = len(self.ain)
-            if self.ain:
-                warnings.warn(
-                    f"{self.dst}: Y4M holds no audio; {len(self.ain)} audio stream(s) dropped", stacklevel=6
-                )
-            return
-        takes = AUDIO_COPY.get(self.muxer)
-        for stream in self.ain:
-            ctx = stream.codec_context
-            name = ctx.name if ctx is not None else "undecodable"
-            out = None
-            if takes is None or name in takes:
-                with contextlib.suppress(ValueError):  # PyAV's own check can still refuse it
-                    out = output.add_stream_from_template(stream)
-            if out is None:  # the container does not take this codec: re-encode
-                out = self._reencoded_audio(output, stream, name)
-                if out is None:
-                    continue
-                self.transcode.add(stream.index)
-            _copy_tags(out, stream)
-            out.disposition = stream.disposition
-            self.audio_out[stream.index] = out
-
-    def _add_subtitles(self, output: Any) -> None:
-        """Copy the subtitle streams the container takes; warn about the others (no re-encoding)."""
-        takes = SUBTITLE_COPY.get(self.muxer, set())
-        dropped: list[str] = []
-        for stream in self.source.streams.subtitles:
-            name = stream.codec_context.name if stream.codec_context is not None else "unknown"
-            out = None
-            if takes is None or name in takes:
-                with contextlib.suppress(ValueError):  # PyAV's own check (FFmpeg's codec list)
-                    out = output.add_stream_from_template(stream)
-            if out is None and name == "mov_text" and self.muxer == "matroska":
-                out = _subrip_stream(output, stream)  # MP4's text subtitles, as plain SubRip
-                self.to_subrip.add(stream.index)
-            if out is None:
-                dropped.append(f"{name} stream {stream.index}")
-                continue
-            _copy_tags(out, stream)
-            out.disposition = stream.disposition
-            self.subtitle_out[stream.index] = out
-        self.subtitles_dropped = len(dropped)
-        if dropped:
-            warnings.warn(
-                f"{self.dst}: {self._container()} cannot hold subtitle {', '.join(dropped)}; dropped "
-                "(write .mkv to keep them)",
-                stacklevel=6,
-            )
-
-    def _container(self) -> str:
-        """The destination's kind, for messages."""
-        return "a Y4M stream" if self.dst == STDOUT else f"a {self.dst.suffix} file"
-
-    def _add_chapters_and_attachments(self, output: Any) -> None:
-        """Chapters go to containers with a chapter list, attachments (fonts) to Matroska."""
-        chapters = self.source.chapters()
-        if chapters and self.muxer in CHAPTER_MUXERS:
-            output.set_chapters(chapters)
-        attachments = [s for s in self.source.streams.attachments if s.data]
-        pictures = self._cover_art() if self.muxer == "matroska" else []
-        if self.muxer == "matroska":
-            for stream in attachments:
-                output.add_attachment(stream.name, stream.mimetype, bytes(stream.data))
-            for name, mimetype, data in pictures:
-                output.add_attachment(name, mimetype, data)
-        missing = len(self.pictures) - len(pictures)
-        lost = [
-            f"{len(chapters)} chapter(s)" if chapters and self.muxer not in CHAPTER_MUXERS else "",
-            f"{len(attachments)} attachment(s)" if attachments and self.muxer != "matroska" else "",
-            f"{missing} cover picture(s)" if missing else "",
-        ]
-        if any(lost):
-            warnings.warn(
-                f"{self.dst}: {self._container()} cannot hold the source's "
-                f"{' and '.join(x for x in lost if x)}; dropped (write .mkv to keep them)",
-                stacklevel=6,
-            )
-
-    def _cover_art(self) -> list[tuple[str, str, bytes]]:
-        """The source's cover pictures as (file name, MIME type, bytes), read in a second pass over
-        the file (the main pass reads only the streams it copies); none from standard input."""
-        import av
-
-        if not self.pictures or self.src == STDIN:
-            return []
-        found = []
-        with av.open(str(self.src)) as again:
-            for stream in _pictures_of(again):
-                packet = next((p for p in again.demux(stream) if p.size), None)
-                if packet is None:
-                    continue
-                mimetype = stream.metadata.get("mimetype") or _PICTURE_TYPES.get(stream.codec_context.name)
-                name = stream.metadata.get("filename") or f"cover{mimetypes.guess_extension(mimetype or '')}"
-                if mimetype:
-                    found.append((name, mimetype, bytes(packet)))
-        return found
-
-    def _reencoded_audio(self, output: Any, stream: Any, name: str) -> Any:
-        """An output stream re-encoding `stream` for this container, or None (warned) if it cannot."""
-        target = AUDIO_FALLBACK.get(self.muxer, AUDIO_FALLBACK_DEFAULT)
-        ctx = stream.codec_context
-        try:
-            out = output.add_stream(target, rate=48000 if "opus" in target else ctx.sample_rate or 48000)
-            layout = ctx.layout  # channels in no stated order (PCM in Matroska) get the usual one
-            out.codec_context.layout = (
-                _USUAL_LAYOUTS.get(layout.nb_channels, layout) if layout.name.endswith("channels") else layout
-            )
-        except Exception:
-            self.audio_dropped += 1
-            warnings.warn(
-                f"{self.dst}: cannot keep {name} audio stream {stream.index} in a {self.dst.suffix} file; "
-                "dropped (use .mkv to keep it)",
-                stacklevel=7,
-            )
-            return None
-        return out
 
     # -- the threads ----------------------------------------------------------------------------
 
@@ -906,7 +687,7 @@ class _Job:
         last: int | None = None
         step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
         try:
-            carried = {**self.audio_out, **self.subtitle_out}
+            carried = self.carried.streams
             for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
                 index = packet.stream.index
                 if packet.stream.type == "video":
@@ -918,12 +699,11 @@ class _Job:
                         last = pts
                         rotation = int(frame.rotation or 0)
                         pipe.put(decoded, _Video(decode_rgb(frame, deep), pts, rotation))
-                elif index in self.transcode:
+                elif index in self.carried.transcode:
                     for frame in packet.decode():
-                        pipe.put(decoded, _Carried(self.audio_out[index], frame))
-                elif packet.dts is not None:  # the empty packet at the end only flushes decoders
-                    if index in self.to_subrip and (packet := _mov_text_as_subrip(packet)) is None:
-                        continue
+                        pipe.put(decoded, _Carried(carried[index], frame))
+                # the empty packet at the end only flushes decoders; packet_for may drop one
+                elif packet.dts is not None and (packet := self.carried.packet_for(packet)) is not None:
                     pipe.put(decoded, _Carried(carried[index], packet))
         except av.FFmpegError as exc:
             if self.src == STDIN and "mp4" in self.source.format.name:  # its index may come last
@@ -972,8 +752,8 @@ class _Job:
             if first is None or last is None:
                 raise VideoError(f"{self.src}: no decodable video frames; re-encode or repair the file")
             output.mux(self.vout.encode(None))
-            for index in self.transcode:
-                output.mux(self.audio_out[index].encode(None))
+            for index in self.carried.transcode:
+                output.mux(self.carried.audio_out[index].encode(None))
         except av.FFmpegError as exc:
             if self.dst == STDOUT and exc.errno in (errno.EPIPE, errno.EBADF):
                 raise VideoError(

@@ -1,0 +1,257 @@
+"""What a video carries besides its pictures, set up on a new file: audio (copied, or re-encoded
+where the container does not take its codec), subtitles, chapters, attachments such as fonts,
+cover art, and tags. What a container cannot hold is dropped with one warning that names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mimetypes
+import warnings
+from pathlib import Path
+from typing import Any
+
+# Muxer -> the audio codecs copied into it packet for packet (None: any); others are re-encoded.
+# FFmpeg's own check is not enough: it accepts stereo PCM in MP4 and then fails at the trailer,
+# after all the work, and it writes PCM into MPEG-TS as an unplayable data stream.
+AUDIO_COPY: dict[str, set[str] | None] = {
+    "matroska": None,
+    "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "flac", "opus"},
+    "mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_f32le"},
+    "mpegts": {"aac", "mp3", "mp2", "ac3", "eac3", "opus"},
+    "webm": {"opus", "vorbis"},
+    "avi": {"mp3", "mp2", "ac3", "pcm_s16le", "aac"},
+}
+# Muxer -> the subtitle codecs copied into it (None: any FFmpeg accepts). Subtitles are never
+# re-encoded; MPEG-TS takes text subtitles from FFmpeg but writes them as an unreadable stream.
+SUBTITLE_COPY: dict[str, set[str] | None] = {
+    "matroska": None,
+    "mp4": {"mov_text"},
+    "mov": {"mov_text"},
+    "webm": {"webvtt"},
+    "mpegts": {"dvb_subtitle", "dvb_teletext"},
+}
+CHAPTER_MUXERS = {"matroska", "webm", "mp4", "mov"}  # containers with a chapter list
+# Muxer -> codec for audio that cannot be copied into it.
+AUDIO_FALLBACK = {"webm": "libopus"}
+AUDIO_FALLBACK_DEFAULT = "aac"
+
+# Channel count -> FFmpeg's usual layout, for audio whose channels come in no stated order.
+_USUAL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+# Stream and file tags worth carrying over; the rest (encoder, statistics, brands) describe the
+# old file and would be wrong on the new one.
+_TAGS = {
+    "title",
+    "language",
+    "handler_name",
+    "comment",
+    "description",
+    "artist",
+    "album",
+    "genre",
+    "date",
+    "creation_time",
+    "copyright",
+    "location",
+}
+
+
+_ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: a still picture (cover art) shown as a video stream
+
+
+_PICTURE_TYPES = {"mjpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "webp": "image/webp"}
+
+
+def moving_pictures(container: Any) -> list[Any]:
+    """The video streams that are video, not cover art (MKV image attachments, MP4 covr)."""
+    return [s for s in container.streams.video if not s.disposition & _ATTACHED_PIC]
+
+
+def pictures_of(container: Any) -> list[Any]:
+    """The cover-art streams: still pictures FFmpeg shows as one-packet video streams."""
+    return [s for s in container.streams.video if s.disposition & _ATTACHED_PIC]
+
+
+def copy_tags(target: Any, source: Any) -> None:
+    target.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _TAGS})
+
+
+# FFmpeg opens its SubRip encoder only with an ASS header; nothing is encoded with it (packets are
+# written as they are), so the smallest valid one will do.
+_ASS_HEADER = (
+    "[Script Info]\nScriptType: v4.00+\n\n[V4+ Styles]\nFormat: Name, Fontname, Fontsize\n"
+    "Style: Default,Arial,16\n\n[Events]\nFormat: Layer, Start, End, Style, Text\n"
+)
+
+
+def subrip_stream(output: Any, source: Any) -> Any:
+    """A SubRip output stream in `source`'s time base (Matroska has no mov_text)."""
+    out = output.add_stream("subrip")
+    out.time_base = out.codec_context.time_base = source.time_base
+    out.codec_context.subtitle_header = _ASS_HEADER.encode()
+    return out
+
+
+def mov_text_as_subrip(packet: Any) -> Any:
+    """A mov_text sample (16-bit length, UTF-8 text, style boxes) as a SubRip packet, which is the
+    text alone; None for the empty samples MP4 uses to fill gaps between cues."""
+    import av
+
+    raw = bytes(packet)
+    text = raw[2 : 2 + int.from_bytes(raw[:2], "big")] if len(raw) >= 2 else b""
+    if not text:
+        return None
+    out = av.Packet(text)
+    out.pts, out.dts, out.duration, out.time_base = packet.pts, packet.dts, packet.duration, packet.time_base
+    return out
+
+
+class CarriedStreams:
+    """The source's audio and subtitle streams as set up on one output, and the rest it carries.
+
+    src: the source file, None for standard input (no second pass for cover art); container:
+    the destination's kind for messages ("a .mp4 file", "a Y4M stream").
+    """
+
+    def __init__(self, source: Any, src: Path | None, dst: Path, container: str, muxer: str) -> None:
+        self.source, self.src, self.dst, self.container, self.muxer = source, src, dst, container, muxer
+        self.pictures = pictures_of(source)
+        self.ain = list(source.streams.audio)
+        self.audio_out: dict[int, Any] = {}
+        self.transcode: set[int] = set()  # audio streams re-encoded rather than copied
+        self.audio_dropped = 0
+        self.subtitle_out: dict[int, Any] = {}
+        self.to_subrip: set[int] = set()  # mov_text subtitle streams rewritten as SubRip
+        self.subtitles_dropped = 0
+
+    def add_to(self, output: Any) -> None:
+        """Set up every carried stream, the chapters and the attachments on `output`."""
+        self._add_audio(output)
+        self._add_subtitles(output)
+        self._add_chapters_and_attachments(output)
+
+    @property
+    def streams(self) -> dict[int, Any]:
+        """Source stream index -> output stream, for every audio and subtitle stream carried."""
+        return {**self.audio_out, **self.subtitle_out}
+
+    def packet_for(self, packet: Any) -> Any:
+        """What to mux for a source packet: itself, a SubRip rewrite of mov_text, or None."""
+        return mov_text_as_subrip(packet) if packet.stream.index in self.to_subrip else packet
+
+    def _add_audio(self, output: Any) -> None:
+        if self.muxer == "yuv4mpegpipe":
+            self.audio_dropped = len(self.ain)
+            if self.ain:
+                warnings.warn(
+                    f"{self.dst}: Y4M holds no audio; {len(self.ain)} audio stream(s) dropped", stacklevel=7
+                )
+            return
+        takes = AUDIO_COPY.get(self.muxer)
+        for stream in self.ain:
+            ctx = stream.codec_context
+            name = ctx.name if ctx is not None else "undecodable"
+            out = None
+            if takes is None or name in takes:
+                with contextlib.suppress(ValueError):  # PyAV's own check can still refuse it
+                    out = output.add_stream_from_template(stream)
+            if out is None:  # the container does not take this codec: re-encode
+                out = self._reencoded_audio(output, stream, name)
+                if out is None:
+                    continue
+                self.transcode.add(stream.index)
+            copy_tags(out, stream)
+            out.disposition = stream.disposition
+            self.audio_out[stream.index] = out
+
+    def _add_subtitles(self, output: Any) -> None:
+        """Copy the subtitle streams the container takes; warn about the others (no re-encoding)."""
+        takes = SUBTITLE_COPY.get(self.muxer, set())
+        dropped: list[str] = []
+        for stream in self.source.streams.subtitles:
+            name = stream.codec_context.name if stream.codec_context is not None else "unknown"
+            out = None
+            if takes is None or name in takes:
+                with contextlib.suppress(ValueError):  # PyAV's own check (FFmpeg's codec list)
+                    out = output.add_stream_from_template(stream)
+            if out is None and name == "mov_text" and self.muxer == "matroska":
+                out = subrip_stream(output, stream)  # MP4's text subtitles, as plain SubRip
+                self.to_subrip.add(stream.index)
+            if out is None:
+                dropped.append(f"{name} stream {stream.index}")
+                continue
+            copy_tags(out, stream)
+            out.disposition = stream.disposition
+            self.subtitle_out[stream.index] = out
+        self.subtitles_dropped = len(dropped)
+        if dropped:
+            warnings.warn(
+                f"{self.dst}: {self.container} cannot hold subtitle {', '.join(dropped)}; dropped "
+                "(write .mkv to keep them)",
+                stacklevel=7,
+            )
+
+    def _add_chapters_and_attachments(self, output: Any) -> None:
+        """Chapters go to containers with a chapter list, attachments (fonts) to Matroska."""
+        chapters = self.source.chapters()
+        if chapters and self.muxer in CHAPTER_MUXERS:
+            output.set_chapters(chapters)
+        attachments = [s for s in self.source.streams.attachments if s.data]
+        pictures = self._cover_art() if self.muxer == "matroska" else []
+        if self.muxer == "matroska":
+            for stream in attachments:
+                output.add_attachment(stream.name, stream.mimetype, bytes(stream.data))
+            for name, mimetype, data in pictures:
+                output.add_attachment(name, mimetype, data)
+        missing = len(self.pictures) - len(pictures)
+        lost = [
+            f"{len(chapters)} chapter(s)" if chapters and self.muxer not in CHAPTER_MUXERS else "",
+            f"{len(attachments)} attachment(s)" if attachments and self.muxer != "matroska" else "",
+            f"{missing} cover picture(s)" if missing else "",
+        ]
+        if any(lost):
+            warnings.warn(
+                f"{self.dst}: {self.container} cannot hold the source's "
+                f"{' and '.join(x for x in lost if x)}; dropped (write .mkv to keep them)",
+                stacklevel=7,
+            )
+
+    def _cover_art(self) -> list[tuple[str, str, bytes]]:
+        """The source's cover pictures as (file name, MIME type, bytes), read in a second pass over
+        the file (the main pass reads only the streams it copies); none from standard input."""
+        import av
+
+        if not self.pictures or self.src is None:
+            return []
+        found = []
+        with av.open(str(self.src)) as again:
+            for stream in pictures_of(again):
+                packet = next((p for p in again.demux(stream) if p.size), None)
+                if packet is None:
+                    continue
+                mimetype = stream.metadata.get("mimetype") or _PICTURE_TYPES.get(stream.codec_context.name)
+                name = stream.metadata.get("filename") or f"cover{mimetypes.guess_extension(mimetype or '')}"
+                if mimetype:
+                    found.append((name, mimetype, bytes(packet)))
+        return found
+
+    def _reencoded_audio(self, output: Any, stream: Any, name: str) -> Any:
+        """An output stream re-encoding `stream` for this container, or None (warned) if it cannot."""
+        target = AUDIO_FALLBACK.get(self.muxer, AUDIO_FALLBACK_DEFAULT)
+        ctx = stream.codec_context
+        try:
+            out = output.add_stream(target, rate=48000 if "opus" in target else ctx.sample_rate or 48000)
+            layout = ctx.layout  # channels in no stated order (PCM in Matroska) get the usual one
+            out.codec_context.layout = (
+                _USUAL_LAYOUTS.get(layout.nb_channels, layout) if layout.name.endswith("channels") else layout
+            )
+        except Exception:
+            self.audio_dropped += 1
+            warnings.warn(
+                f"{self.dst}: cannot keep {name} audio stream {stream.index} in a {self.dst.suffix} file; "
+                "dropped (use .mkv to keep it)",
+                stacklevel=8,
+            )
+            return None
+        return out
