@@ -715,6 +715,7 @@ def test_a_signal_while_waiting_for_standard_input_is_not_lost(tmp_path, sig, st
     """Ctrl-C or SIGTERM while nothing has arrived on the pipe yet stops as a signal, not as bad input."""
     child = (
         "import signal, sys\n"
+        "import av  # imported before 'ready', so that the wait below is spent in av.open\n"
         "from bdinn.runtime.video import deband_video\n"
         "signal.signal(signal.SIGTERM, lambda n, f: sys.exit(128 + n))\n"
         "print('ready', flush=True)\n"
