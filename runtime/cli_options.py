@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import signal
 import sys
 import warnings
@@ -24,10 +25,13 @@ R = TypeVar("R")
 def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
     """Run a command with SIGTERM (timeout, docker stop, a batch scheduler) raising SystemExit,
     so that it cleans up as for Ctrl-C: temporary outputs removed, worker threads joined. Both
-    exit with the shell's status for the signal (130 for Ctrl-C, 143 for SIGTERM)."""
+    exit with the shell's status for the signal (130 for Ctrl-C, 143 for SIGTERM). A command
+    started with stderr closed writes its messages to /dev/null rather than failing."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if sys.stderr is None:  # started with 2>&-: progress bars would fail, tqdm.write would use stdout
+            sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the process's life)
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             return command(*args, **kwargs)

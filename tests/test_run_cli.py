@@ -461,6 +461,22 @@ class TestVideo:
             stderr,
         ), stderr
 
+    def test_a_pipe_with_stderr_closed(self, model, tmp_path):
+        """`bdinn-run - -o - 2>&-`: progress and warnings go nowhere, the stream stays clean."""
+        import os
+
+        from test_video import N, make_video
+
+        source = make_video(tmp_path / "clip.mkv")  # with audio: its warning must not reach stdout
+        command = [sys.executable, "-c", "from bdinn.runtime.run_cli import main; main()", str(model)]
+        with source.open("rb") as stdin:
+            done = subprocess.run(
+                [*command, "-", "-o", "-"], stdin=stdin, stdout=subprocess.PIPE,
+                preexec_fn=lambda: os.close(2), timeout=300, check=False,
+            )  # fmt: skip
+        assert done.returncode == 0
+        assert done.stdout.startswith(b"YUV4MPEG2") and done.stdout.count(b"FRAME\n") == N
+
     def test_video_is_not_written_to_a_terminal(self, model, tmp_path):
         import os
         import pty
