@@ -187,14 +187,18 @@ class Debander:
         results: list[np.ndarray | None] = [None] * len(frames)
         by_size: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(frames):
-            by_size.setdefault(frame.rgb.shape[:2], []).append(index)
+            by_size.setdefault(frame.chw.shape[1:], []).append(index)
         rng = np.random.default_rng(seed)
         for indices in by_size.values():  # one backend call per frame size
-            batch = np.stack([frames[i].rgb.transpose(2, 0, 1) for i in indices])
+            batch = (
+                frames[indices[0]].chw[None]
+                if len(indices) == 1
+                else np.stack([frames[i].chw for i in indices])
+            )
             out = self.infer(batch)
             for i, chw in zip(indices, out, strict=True):
                 depth = bit_depth if bit_depth is not None else (8 if images[i].dtype == np.uint8 else 16)
-                results[i] = join_frame(frames[i], chw.transpose(1, 2, 0), depth, dither, rng)
+                results[i] = join_frame(frames[i], chw, depth, dither, rng)
         return [r for r in results if r is not None]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -233,23 +233,33 @@ def to_float(img: np.ndarray) -> np.ndarray:
     raise TypeError(f"expected a uint8 or uint16 image, got {img.dtype}")
 
 
-def from_float(arr: np.ndarray, bit_depth: int, dither: np.random.Generator | None = None) -> np.ndarray:
+def from_float(
+    arr: np.ndarray, bit_depth: int, dither: np.random.Generator | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """float in [0, 1] -> uint8 (bit_depth 8) or uint16 (16), rounded to nearest and clipped.
 
     NaN becomes 0, so a diverged network gives black pixels rather than undefined integers.
     With a generator, triangular (TPDF) dither of +-1 LSB is added first: a debanded gradient
     rounded back to 8 bits can band again, and dither turns those steps into fine noise.
-    float32 frames are computed in float32 (half float64's memory at 1080p); others in float64.
+    float32 frames are computed in float32 (half float64's memory at 1080p); others in float64,
+    in place on one scaled copy. `out` (an integer array of arr's shape in any layout, such as a
+    transposed view of an H x W x C frame) receives the result in the same pass that casts it.
     """
     if bit_depth not in (8, 16):
         raise ValueError(f"bit depth must be 8 or 16, got {bit_depth}")
     arr = np.asarray(arr)
     kind = np.float32 if arr.dtype == np.float32 else np.float64
     top = kind(255 if bit_depth == 8 else 65535)
-    scaled = np.nan_to_num(arr.astype(kind, copy=False), nan=0.0) * top
+    scaled = np.multiply(arr, top, dtype=kind)
     if dither is not None:
         scaled += dither.random(scaled.shape, kind) - dither.random(scaled.shape, kind)
-    return np.clip(np.rint(scaled), 0, top).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    np.rint(scaled, out=scaled)
+    np.fmax(scaled, 0, out=scaled)  # fmax/fmin drop NaN for the other operand: NaN -> 0
+    np.fmin(scaled, top, out=scaled)
+    if out is None:
+        return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
+    np.copyto(out, scaled, casting="unsafe")
+    return out
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray, icc_profile: bytes | None = None) -> Path:

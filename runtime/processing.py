@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .imageio import from_float, to_float
+from .imageio import from_float
 
 MIN_SIDE = 16
 
@@ -20,7 +20,7 @@ MIN_SIDE = 16
 class Frame:
     """An input frame split into what the network sees and what it must not touch."""
 
-    rgb: np.ndarray  # float32 H x W x 3 in [0, 1]
+    chw: np.ndarray  # float32 3 x H x W in [0, 1], C-contiguous: the network's layout
     alpha: np.ndarray | None  # the original alpha plane, returned untouched
     gray: bool  # the input had one colour channel: return one
     flat: bool  # the input was H x W: return H x W
@@ -28,7 +28,7 @@ class Frame:
 
 def split_frame(image: np.ndarray) -> Frame:
     """uint8/uint16 H x W, or H x W x 1 (gray), 2 (gray + alpha), 3 or 4 -> float RGB plus untouched
-    alpha."""
+    alpha. The colour planes are cast straight into the network's 3 x H x W layout: one pass."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected a numpy array, got {type(image).__name__}")
     if image.dtype == np.dtype(">u2") and not image.dtype.isnative:  # big-endian TIFF or PNG samples
@@ -44,24 +44,31 @@ def split_frame(image: np.ndarray) -> Frame:
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"image is {h}x{w}; bdinn needs at least {MIN_SIDE}x{MIN_SIDE} (pad or enlarge it)")
     colours = 1 if image.shape[2] <= 2 else 3
-    rgb = image[:, :, :3] if colours == 3 else np.repeat(image[:, :, :1], 3, axis=2)
+    chw = np.empty((3, h, w), np.float32)
+    chw[...] = image[:, :, :colours].transpose(2, 0, 1)  # gray: its one plane into all three
+    chw /= np.float32(np.iinfo(image.dtype).max)  # as imageio.to_float divides
     alpha = image[:, :, colours:] if image.shape[2] in (2, 4) else None
-    return Frame(to_float(rgb), alpha, colours == 1, flat)
+    return Frame(chw, alpha, colours == 1, flat)
 
 
 def join_frame(
-    frame: Frame, rgb: np.ndarray, bit_depth: int, dither: bool, rng: np.random.Generator
+    frame: Frame, chw: np.ndarray, bit_depth: int, dither: bool, rng: np.random.Generator
 ) -> np.ndarray:
-    """The output in the input's layout: gray back to one channel, alpha re-attached (rescaled
-    only if the output depth differs from the input's). C-contiguous, as pipes and OpenCV want."""
-    colour = rgb.mean(axis=2, keepdims=True) if frame.gray else rgb
-    out = from_float(colour, bit_depth, rng if dither else None)
-    if frame.alpha is None:
-        return np.ascontiguousarray(out[:, :, 0] if frame.flat else out)
-    alpha = frame.alpha
-    if alpha.dtype != out.dtype:
-        alpha = from_float(alpha.astype(np.float32) / np.float32(np.iinfo(alpha.dtype).max), bit_depth)
-    return np.ascontiguousarray(np.concatenate((out, alpha), axis=2))
+    """The output (float 3 x H x W) in the input's layout: gray back to one channel, alpha
+    re-attached (rescaled only if the output depth differs from the input's). C-contiguous, as
+    pipes and OpenCV want, written by the same pass that rounds the values."""
+    colour = chw.mean(axis=0, keepdims=True, dtype=np.float32) if frame.gray else chw
+    channels = colour.shape[0] + (0 if frame.alpha is None else frame.alpha.shape[2])
+    out = np.empty((*chw.shape[1:], channels), np.uint8 if bit_depth == 8 else np.uint16)
+    from_float(
+        colour, bit_depth, rng if dither else None, out=out[:, :, : colour.shape[0]].transpose(2, 0, 1)
+    )
+    if frame.alpha is not None:
+        alpha = frame.alpha
+        if alpha.dtype != out.dtype:
+            alpha = from_float(alpha.astype(np.float32) / np.float32(np.iinfo(alpha.dtype).max), bit_depth)
+        out[:, :, colour.shape[0] :] = alpha
+    return out[:, :, 0] if frame.flat else out
 
 
 def pad_to(chw: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -39,6 +39,7 @@ def test_json_result_on_the_cpu(model, tmp_path):
     assert 0 < timing["min_ms"] <= timing["p50_ms"] <= timing["p99_ms"]
     assert timing["fps"] == pytest.approx(2000 / timing["mean_ms"])
     assert "on_device" not in data  # no GPU: no device-resident timing
+    assert data["uint8_frames"]["p50_ms"] > 0 and "uint8_frames" in result.output  # as deband(frame) serves
     assert data["peak_host_memory_mib"] > 0
     assert data["host"]["cpu"] not in ("", "x86_64", "aarch64") and data["host"]["cores"] >= 1  # a model name
 
