@@ -132,6 +132,10 @@ def plan_stream(sources: list[Path], place: Path | None) -> Job:
     if len(sources) > 1:
         raise click.ClickException(f"-o -: standard output takes one video, not {len(sources)} inputs")
     job = Job(sources[0], place)
+    if job.source == STDIO and sys.stdin.isatty():
+        raise click.ClickException(
+            "-: standard input is a terminal; pipe a video into it (ffmpeg ... | bdinn-run -)"
+        )
     if place == STDIO and sys.stdout.isatty():
         raise click.ClickException(
             "-o -: standard output is a terminal; pipe it into a program (| ffmpeg -i - ...)"

@@ -477,7 +477,7 @@ class TestVideo:
         assert done.returncode == 0
         assert done.stdout.startswith(b"YUV4MPEG2") and done.stdout.count(b"FRAME\n") == N
 
-    def test_video_is_not_written_to_a_terminal(self, model, tmp_path):
+    def test_video_is_not_written_to_or_read_from_a_terminal(self, model, tmp_path):
         import os
         import pty
 
@@ -503,6 +503,17 @@ class TestVideo:
             done.stderr.decode()
             == "Error: -o -: standard output is a terminal; pipe it into a program (| ffmpeg -i - ...)\n"
         )
+        controller, terminal = pty.openpty()  # nor read from one: it would wait for keystrokes
+        try:
+            command = [sys.executable, "-c", "from bdinn.runtime.run_cli import main; main()", str(model)]
+            done = subprocess.run(
+                [*command, "-", "-o", tmp_path / "out.mkv"], stdin=terminal, capture_output=True, timeout=300
+            )
+        finally:
+            os.close(terminal)
+            os.close(controller)
+        assert done.returncode == 1
+        assert done.stderr.decode().startswith("Error: -: standard input is a terminal; pipe a video into it")
 
     def test_pipe_errors_are_one_line(self, model, pictures, tmp_path):
         garbage = _bdinn_run(model, "-", "-o", "-", stdin=b"not a video")
