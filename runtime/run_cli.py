@@ -16,17 +16,18 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from . import video
 from .backends import BACKENDS, PICKLED_SUFFIXES, SUFFIXES, BackendError
 from .cli_options import max_change_option, one_line_warnings, stops_cleanly, tile_option
 from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable
-from .imageio import ImageError, read_icc_profile, read_image, write_image
+from .imageio import IMAGE_SUFFIXES, ImageError, read_icc_profile, read_image, write_image
+from .video import VIDEO_SUFFIXES
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m"}
+MEDIA_SUFFIXES = {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES}
 LOSSY_IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 OUR_OUTPUT_MARK = ".debanded"  # NAME.debanded.png: skipped when a folder is expanded again
-STDIO = Path("-")  # input: a video stream on standard input; -o: Y4M on standard output
+STDIO = Path(video.STDIO)  # input: a video stream on standard input; -o: Y4M on standard output
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
         if path.is_dir():
             members = sorted(
                 p for p in path.iterdir()
-                if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and p.is_file()
+                if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file()
                 and not p.stem.endswith(OUR_OUTPUT_MARK)
             )  # fmt: skip
             if not members:
@@ -100,7 +101,7 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool) -> list[Job]
         else:
             if place.exists() and not place.is_dir():
                 raise click.ClickException(f"{place}: is a file; with several inputs -o must be a folder")
-            if len(sources) > 1 and place.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+            if len(sources) > 1 and place.suffix.lower() in MEDIA_SUFFIXES:
                 raise click.ClickException(f"{place}: names a file, but {len(sources)} inputs need a folder")
             target = place / f"{source.stem}{suffix}"
         jobs.append(Job(source, target))
@@ -272,10 +273,8 @@ def run_video(
     force: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Deband a video: PyAV decodes and encodes on their own threads around the model."""
-    from .video import deband_video
-
     with one_line_warnings():  # the library's warnings (audio dropped, ...)
-        report = deband_video(
+        report = video.deband_video(
             job.source, job.target, lambda frame: deband(frame, bit_depth=16 if (depth or 10) > 8 else 8,
                                                          dither=dither and depth == 8),
             codec=codec, bit_depth=depth or 10, crf=crf, force=force, progress=not quiet,
