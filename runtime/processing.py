@@ -63,11 +63,11 @@ def join_frame(
     from_float(
         colour, bit_depth, rng if dither else None, out=out[:, :, : colour.shape[0]].transpose(2, 0, 1)
     )
-    if frame.alpha is not None:
-        alpha = frame.alpha
-        if alpha.dtype != out.dtype:
-            alpha = from_float(alpha.astype(np.float32) / np.float32(np.iinfo(alpha.dtype).max), bit_depth)
-        out[:, :, colour.shape[0] :] = alpha
+    if frame.alpha is not None and frame.alpha.dtype == out.dtype:
+        out[:, :, colour.shape[0] :] = frame.alpha
+    elif frame.alpha is not None:  # rescaled to the output's depth, written in place
+        alpha = frame.alpha.astype(np.float32) / np.float32(np.iinfo(frame.alpha.dtype).max)
+        from_float(alpha, bit_depth, out=out[:, :, colour.shape[0] :])
     return out[:, :, 0] if frame.flat else out
 
 

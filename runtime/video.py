@@ -374,7 +374,7 @@ def _open_watching_signals(url: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_output(src: Path, which: str, image: Any, shape: tuple[int, ...]) -> np.ndarray:
+def _check_output(src: Path | str, which: str, image: Any, shape: tuple[int, ...]) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.shape != shape:
         got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise VideoError(
@@ -399,7 +399,7 @@ def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any
     """
     rgb = decode_rgb(frame, frame.format.components[0].bits > 8)
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
-    result = _check_output(Path("deband_frame"), which, process(rgb), rgb.shape)
+    result = _check_output("deband_frame", which, process(rgb), rgb.shape)
     out = encode_frame(result, frame.format.name, Colour.of(frame))
     out.pts, out.time_base = frame.pts, frame.time_base
     return out
@@ -429,8 +429,8 @@ def deband_video(
     known up front; any exception from `process` is raised as it is.
     """
     started = time.perf_counter()
-    src = STDIN if os.fspath(src) in (STDIO, str(STDIN)) else Path(src)
-    dst = STDOUT if os.fspath(dst) in (STDIO, str(STDOUT)) else Path(dst)
+    src = STDIN if os.fspath(src) == STDIO else Path(src)
+    dst = STDOUT if os.fspath(dst) == STDIO else Path(dst)
     muxer = _check_paths(src, dst, force)
     if bit_depth not in (8, 10):
         raise VideoError(f"{dst}: bit depth must be 8 or 10, got {bit_depth}")
