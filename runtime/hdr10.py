@@ -43,7 +43,9 @@ class Hdr10:
     def of(cls, frame: Any) -> Hdr10 | None:
         """The frame's HDR10 side data, or None when it has none."""
         primaries = luminance = light = None
-        for data in frame.side_data:
+        side_data = frame.side_data
+        for entry in side_data:
+            data = entry if hasattr(entry, "type") else side_data[entry]  # PyAV 19 iterates types
             raw = bytes(data)
             if data.type.name == _MASTERING_DISPLAY and len(raw) >= _MASTERING_LAYOUT.size:
                 *values, has_primaries, has_luminance = _MASTERING_LAYOUT.unpack_from(raw)

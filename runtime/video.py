@@ -58,6 +58,7 @@ import numpy as np
 
 from .files import atomic_write
 from .hdr10 import ENCODER_OPTION, Hdr10
+from .pyav import require_pyav
 from .video_colour import ASSUMED_TAGS, HDR_TRANSFERS, Colour, decode_rgb, encode_frame
 from .video_streams import CarriedStreams, copy_tags, moving_pictures
 
@@ -397,6 +398,7 @@ def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any
     Do not hand `frame.to_ndarray()` of a YUV frame to a Debander: that is the stacked Y, U and V
     planes, which it would take for a gray picture.
     """
+    require_pyav("deband_frame")
     rgb = decode_rgb(frame, frame.format.components[0].bits > 8)
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
     result = _check_output("deband_frame", which, process(rgb), rgb.shape)
@@ -431,6 +433,10 @@ def deband_video(
     started = time.perf_counter()
     src = STDIN if os.fspath(src) == STDIO else Path(src)
     dst = STDOUT if os.fspath(dst) == STDIO else Path(dst)
+    try:
+        require_pyav()
+    except ImportError as exc:
+        raise VideoError(f"{dst}: {exc}") from None
     muxer = _check_paths(src, dst, force)
     if bit_depth not in (8, 10):
         raise VideoError(f"{dst}: bit depth must be 8 or 10, got {bit_depth}")
@@ -470,9 +476,9 @@ def deband_video(
             bar.close()
         source.close()
 
-    if job.vin.frames and job.frames < job.vin.frames:  # an exact count from the header (MP4, MOV)
+    if job.listed_frames and job.frames < job.listed_frames:  # an exact count from the header (MP4, MOV)
         warnings.warn(
-            f"{src}: decoded {job.frames} of the {job.vin.frames} frames its header lists; the file may "
+            f"{src}: decoded {job.frames} of the {job.listed_frames} frames its header lists; the file may "
             "be cut short (the output holds what was there)",
             stacklevel=2,
         )
@@ -565,7 +571,8 @@ class _Job:
         # AVI and Y4M count frames rather than time: their time base is one frame.
         self.cfr = muxer in ("avi", "yuv4mpegpipe")
         self.out_time_base = 1 / self.rate if self.cfr else self.time_base
-        self.total: int | None = self.vin.frames or None
+        self.listed_frames: int | None = self.vin.frames or None  # read now: PyAV 19 closes streams
+        self.total = self.listed_frames
         if self.total is None and self.vin.duration:
             self.total = max(1, round(self.vin.duration * self.time_base * self.rate))
         elif self.total is None and source.duration:

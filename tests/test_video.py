@@ -184,6 +184,25 @@ def test_process_changes_pixels(source, tmp_path):
         assert b.mean() > a.mean() + 40
 
 
+def test_bdinn_run_debands_a_video_with_the_bundled_model(source, tmp_path):
+    """The command users run, without torch: the bundled ONNX model through ONNX Runtime, 10-bit
+    lossless out, every value within the change limit (2 levels) of the source's."""
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    from click.testing import CliRunner
+
+    from bdinn.runtime.run_cli import main
+
+    out = tmp_path / "out.mkv"
+    result = CliRunner().invoke(main, [str(source), "-o", str(out), "--codec", "ffv1", "-q"])
+    assert result.exit_code == 0, result.output
+    after = probe(out)
+    assert after["codec"] == "ffv1" and len(after["times"]) == N and after["audio"][0][0] == "aac"
+    # Luma, a weighted mean of R, G and B, moves no more than they do (8-bit levels; 10-bit / 4).
+    change = [np.abs(b[0] / 4 - a[0]) for a, b in zip(_planes(source), _planes(out), strict=True)]
+    assert max(c.max() for c in change) <= 2.5  # the limit, plus rounding
+    assert np.mean([c.mean() for c in change]) > 0.25  # the model's doing: 0.15 for an identity
+
+
 def test_8_bit_mp4_with_hevc_tag(source, tmp_path):
     report = deband_video(source, tmp_path / "out.mp4", lambda rgb: rgb, bit_depth=8, progress=False)
     after = probe(tmp_path / "out.mp4")

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..runtime.files import atomic_write
 from ..runtime.imageio import IMAGE_SUFFIXES, ImageError, from_float, read_image, to_float, write_image
+from ..runtime.pyav import require_pyav
 from .data import ImagePair
 
 # Encoder, decoder and private options per codec. One thread, fixed presets and quiet logs keep
@@ -136,7 +137,7 @@ def codec_roundtrip(img: np.ndarray, codec: str, crf: int) -> np.ndarray:
     Odd and tiny sizes are padded (edge pixels repeated) to what 4:2:0 and the encoders accept,
     and cropped back afterwards.
     """
-    import av  # only the codec degradations need PyAV
+    av = require_pyav("codec degradations")
     from av.video.reformatter import Interpolation
 
     if codec not in CODECS:

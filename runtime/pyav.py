@@ -1,0 +1,26 @@
+"""PyAV, new enough for bdinn's video work, or one line saying how to get it.
+
+The colour conversions pass swscale flags (accurate rounding, full chroma interpolation, bit-exact
+output) that PyAV exposes from version 18 on; PyAV 17 converts 4:2:0 video several code values
+off. PyAV 18 needs Python 3.11 or newer, so Python 3.10 serves pictures but not video.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+MIN_VERSION = (18, 0)
+
+
+def require_pyav(what: str = "video") -> ModuleType:
+    """The av module; ImportError naming `what` needs it and the install command otherwise."""
+    try:
+        import av
+    except ImportError:
+        raise ImportError(f"{what} needs PyAV {MIN_VERSION[0]} or newer: pip install 'bdinn[video]' "
+                          "(Python 3.11 or newer)") from None  # fmt: skip
+    version = tuple(int(part) for part in av.__version__.split(".")[:2] if part.isdigit())
+    if version < MIN_VERSION:
+        raise ImportError(f"{what} needs PyAV {MIN_VERSION[0]} or newer, and {av.__version__} is installed: "
+                          "pip install -U av (Python 3.11 or newer)")  # fmt: skip
+    return av
