@@ -12,6 +12,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from tqdm import tqdm
@@ -175,6 +176,17 @@ def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str
     return model, paths
 
 
+def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]) -> dict[str, str]:
+    """KEY=VALUE pairs -> a dict, in order; a later KEY replaces an earlier one, as in FFmpeg."""
+    options = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE (e.g. tune=grain)", ctx, param)
+        options[key.strip()] = value
+    return options
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-m", "--model", default=None, help="Model file [default: the first argument if it is "
@@ -197,6 +209,12 @@ def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str
               help="C++ TensorRT plugin library [default: the Python plugin].")  # fmt: skip
 @click.option("--codec", default=None, help="Video encoder [default: from the output container].")
 @click.option("--crf", type=click.IntRange(0, 63), default=None, help="Video quality [default: the codec's].")
+@click.option("--preset", default=None, help="Video encoder speed: x264/x265 ultrafast..placebo, SVT-AV1 "
+              "0 (slowest)..13, VP9 0..8 [default: the codec's].")  # fmt: skip
+@click.option("--codec-option", "codec_options", metavar="KEY=VALUE", multiple=True,
+              callback=parse_codec_options,
+              help="More FFmpeg options for the video encoder (tune=grain, g=48, x265-params=...); "
+                   "repeatable.")  # fmt: skip
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs (never inputs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @stops_cleanly
@@ -215,6 +233,8 @@ def main(
     plugin_library: Path | None,
     codec: str | None,
     crf: int | None,
+    preset: str | None,
+    codec_options: dict[str, str],
     force: bool,
     quiet: bool,
 ) -> None:
@@ -231,6 +251,13 @@ def main(
         raise click.BadParameter("pictures are written with 8 or 16 bits", param_hint="--bit-depth")
     if depth == 16 and any(job.is_video for job in jobs):
         raise click.BadParameter("videos are written with 8 or 10 bits", param_hint="--bit-depth")
+    encoder = {"codec": codec, "crf": crf, "preset": preset, "codec_options": codec_options}
+    for job in jobs:  # encoder settings are checked before the model loads
+        if job.is_video:
+            try:
+                video.check_encoder(job.target, bit_depth=depth or 10, **encoder)
+            except video.VideoError as exc:
+                raise click.ClickException(str(exc)) from None
     try:
         deband = Debander.open(
             model, backend=backend, device=device, precision=precision, tile=tile,
@@ -244,7 +271,7 @@ def main(
     for job in bar:
         try:
             if job.is_video:
-                run_video(deband, job, depth, dither, codec, crf, force, quiet)
+                run_video(deband, job, depth, dither, encoder, force, quiet)
             else:
                 run_picture(deband, job, depth, dither)
         except (ImageError, BackendError, ValueError) as exc:
@@ -269,15 +296,15 @@ def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool) -> 
 
 
 def run_video(
-    deband: Debander, job: Job, depth: int | None, dither: bool, codec: str | None, crf: int | None,
-    force: bool, quiet: bool,
+    deband: Debander, job: Job, depth: int | None, dither: bool, encoder: dict[str, Any], force: bool,
+    quiet: bool,
 ) -> None:  # fmt: skip
     """Deband a video: PyAV decodes and encodes on their own threads around the model."""
     with one_line_warnings():  # the library's warnings (audio dropped, ...)
         report = video.deband_video(
             job.source, job.target, lambda frame: deband(frame, bit_depth=16 if (depth or 10) > 8 else 8,
                                                          dither=dither and depth == 8),
-            codec=codec, bit_depth=depth or 10, crf=crf, force=force, progress=not quiet,
+            bit_depth=depth or 10, force=force, progress=not quiet, **encoder,
         )  # fmt: skip
     if not quiet:
         click.echo(f"{report.src} -> {report.dst}: {report.frames} frames at {report.fps:.2f} fps", err=True)

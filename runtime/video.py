@@ -48,7 +48,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -60,6 +60,7 @@ from .files import atomic_write
 from .hdr10 import ENCODER_OPTION, Hdr10
 from .pyav import require_pyav
 from .video_colour import ASSUMED_TAGS, HDR_TRANSFERS, Colour, decode_rgb, encode_frame
+from .video_encoder import DEFAULT_CRF, encoder_label, encoder_options
 from .video_streams import CarriedStreams, copy_tags, moving_pictures
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m")
@@ -106,11 +107,6 @@ VIDEO_CODECS = {
     "yuv4mpegpipe": {"wrapped_avframe"},
 }
 _KNOWN_ENCODERS = set().union(*VIDEO_CODECS.values())
-
-# Encoder -> default CRF. Debanded pictures are all smooth gradients, so these sit on the
-# high-quality side of each encoder's default (x264 23, x265 28, SVT-AV1 35, VP9 32).
-DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 28, "libvpx": 10}
-MAX_CRF = {"libx264": 51, "libx265": 51}  # the others go to 63
 
 _QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 MB a frame
 _POLL = 0.05  # seconds between checks for a stop request while a queue is full or empty
@@ -233,6 +229,18 @@ class _Carried:
 # ---------------------------------------------------------------------------------------------
 
 
+def _muxer_for(dst: Path) -> str:
+    if dst == STDOUT:
+        return "yuv4mpegpipe"
+    muxer = CONTAINERS.get(dst.suffix.lower())
+    if muxer is None:
+        choices = ", ".join(sorted(CONTAINERS))
+        raise VideoError(
+            f"{dst}: unsupported output container {dst.suffix or '(no suffix)'!r}; use {choices}"
+        )
+    return muxer
+
+
 def _check_paths(src: Path, dst: Path, force: bool) -> str:
     """Validate the paths; the destination's muxer name."""
     if dst == STDOUT:
@@ -243,12 +251,7 @@ def _check_paths(src: Path, dst: Path, force: bool) -> str:
         raise VideoError(f"{src}: no such file (check the path)")
     if src.is_dir():
         raise VideoError(f"{src}: is a folder, not a video file")
-    muxer = CONTAINERS.get(dst.suffix.lower())
-    if muxer is None:
-        choices = ", ".join(sorted(CONTAINERS))
-        raise VideoError(
-            f"{dst}: unsupported output container {dst.suffix or '(no suffix)'!r}; use {choices}"
-        )
+    muxer = _muxer_for(dst)
     if src != STDIN and (dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src))):
         raise VideoError(f"{dst}: the output is the input file; write to another path")
     if dst.is_dir():
@@ -407,6 +410,32 @@ def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any
     return out
 
 
+def check_encoder(
+    dst: str | os.PathLike,
+    codec: str | None = None,
+    bit_depth: int = 10,
+    crf: int | None = None,
+    preset: str | int | None = None,
+    codec_options: Mapping[str, object] | None = None,
+) -> tuple[str, str, dict[str, str]]:
+    """(encoder, pixel format, FFmpeg options) for a video written to `dst` with deband_video's
+    settings, checked: VideoError before any work, so a batch can be checked before a model loads."""
+    dst = STDOUT if os.fspath(dst) == STDIO else Path(dst)
+    try:
+        require_pyav()
+    except ImportError as exc:
+        raise VideoError(f"{dst}: {exc}") from None
+    muxer = _muxer_for(dst)
+    if bit_depth not in (8, 10):
+        raise VideoError(f"{dst}: bit depth must be 8 or 10, got {bit_depth}")
+    pix_fmt = "yuv420p" if bit_depth == 8 else "yuv420p10le"
+    codec_name = _pick_codec(dst, muxer, codec, pix_fmt, bit_depth)
+    try:
+        return codec_name, pix_fmt, encoder_options(codec_name, pix_fmt, crf, preset, codec_options)
+    except ValueError as exc:
+        raise VideoError(f"{dst}: {exc}") from None
+
+
 def deband_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -415,6 +444,8 @@ def deband_video(
     codec: str | None = None,
     bit_depth: int = 10,
     crf: int | None = None,
+    preset: str | int | None = None,
+    codec_options: Mapping[str, object] | None = None,
     force: bool = False,
     progress: bool | Callable[[int, int | None], object] = True,
 ) -> VideoReport:
@@ -423,9 +454,12 @@ def deband_video(
     codec: an FFmpeg video encoder (libx265, libx264, libsvtav1, libvpx-vp9, ffv1, ...); by
     default the first of DEFAULT_CODECS[container] that is built in. bit_depth: 10 (yuv420p10le)
     or 8 (yuv420p). crf: the encoder's constant-rate factor (DEFAULT_CRF when left out; encoders
-    without one, like ffv1, take none). force: overwrite an existing dst. progress: True for a
-    tqdm bar in frames per second, False for none, or a callable progress(done, total) called
-    after each frame (total is None when the container does not say).
+    without one, like ffv1, take none). preset: the encoder's speed (PRESETS: x264/x265 ultrafast
+    to placebo, SVT-AV1 0 to 13, VP9 cpu-used 0 to 8; the encoder's default when left out).
+    codec_options: more FFmpeg options for the encoder ({"tune": "grain", "g": 48}; x264-params,
+    x265-params and svtav1-params are added to bdinn's own). force: overwrite an existing dst.
+    progress: True for a tqdm bar in frames per second, False for none, or a callable
+    progress(done, total) called after each frame (total is None when the container does not say).
 
     Raises VideoError for a bad file or request, before anything is written where it can be
     known up front; any exception from `process` is raised as it is.
@@ -433,28 +467,14 @@ def deband_video(
     started = time.perf_counter()
     src = STDIN if os.fspath(src) == STDIO else Path(src)
     dst = STDOUT if os.fspath(dst) == STDIO else Path(dst)
-    try:
-        require_pyav()
-    except ImportError as exc:
-        raise VideoError(f"{dst}: {exc}") from None
+    codec_name, pix_fmt, options = check_encoder(dst, codec, bit_depth, crf, preset, codec_options)
     muxer = _check_paths(src, dst, force)
-    if bit_depth not in (8, 10):
-        raise VideoError(f"{dst}: bit depth must be 8 or 10, got {bit_depth}")
-    pix_fmt = "yuv420p" if bit_depth == 8 else "yuv420p10le"
-    codec_name = _pick_codec(dst, muxer, codec, pix_fmt, bit_depth)
-    if crf is None:
-        crf = DEFAULT_CRF.get(codec_name)
-    elif codec_name not in DEFAULT_CRF:
-        raise VideoError(f"{dst}: {_label(codec_name)} has no CRF setting; leave crf (--crf) out")
-    elif not 0 <= crf <= MAX_CRF.get(codec_name, 63):
-        raise VideoError(f"{dst}: CRF {crf} is out of range for {codec_name}; use 0 (best) to "
-                         f"{MAX_CRF.get(codec_name, 63)}")  # fmt: skip
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr itself; errors only
 
     source = _open_source(src)
     bar = None
     try:
-        job = _Job(source, src, dst, muxer, codec_name, pix_fmt, crf, process)
+        job = _Job(source, src, dst, muxer, codec_name, pix_fmt, options, process)
         if bit_depth == 8 and job.colour.trc in HDR_TRANSFERS:
             warnings.warn(
                 f"{dst}: 8-bit output of an HDR (PQ or HLG) source bands visibly; leave the bit depth at 10",
@@ -491,8 +511,8 @@ def deband_video(
             else "use libx265, libx264 or libsvtav1 to keep it"
         )
         warnings.warn(
-            f"{dst}: {_label(codec_name)} cannot carry the source's HDR10 metadata ({job.hdr10.parts()}); "
-            f"dropped ({advice})",
+            f"{dst}: {encoder_label(codec_name)} cannot carry the source's HDR10 metadata "
+            f"({job.hdr10.parts()}); dropped ({advice})",
             stacklevel=2,
         )
     seconds = time.perf_counter() - started
@@ -534,11 +554,6 @@ def _write_stdout(write: Callable[[str], object]) -> None:
     write("pipe:1")
 
 
-def _label(codec: str) -> str:
-    """An encoder's name for messages: Y4M's raw video has an FFmpeg-internal one."""
-    return "raw Y4M video" if codec == "wrapped_avframe" else codec
-
-
 class _Job:
     """One deband_video run: the source's streams, the output's setup and the three threads."""
 
@@ -550,11 +565,11 @@ class _Job:
         muxer: str,
         codec: str,
         pix_fmt: str,
-        crf: int | None,
+        options: dict[str, str],
         process: Callable[[np.ndarray], np.ndarray],
     ) -> None:
         self.source, self.src, self.dst, self.muxer = source, src, dst, muxer
-        self.codec, self.pix_fmt, self.crf, self.process = codec, pix_fmt, crf, process
+        self.codec, self.pix_fmt, self.options, self.process = codec, pix_fmt, options, process
         self.on_frame: Callable[[int], object] | None = None
         self.vin = moving_pictures(source)[0]
         ctx = self.vin.codec_context
@@ -580,7 +595,6 @@ class _Job:
         self.frames, self.duration = 0, 0.0
         container = "a Y4M stream" if dst == STDOUT else f"a {dst.suffix} file"
         self.carried = CarriedStreams(source, None if src == STDIN else src, dst, container, muxer)
-        self.options: dict[str, str] = {}
         self.tmp = ""  # the temporary file being written, named in FFmpeg's errors
         self.rotation = 0  # the first frame's display rotation
         self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
@@ -604,25 +618,18 @@ class _Job:
             enc.sample_aspect_ratio = ctx.sample_aspect_ratio
             if ctx.sample_aspect_ratio != 1 and self.codec not in ("libx264", "libx265"):
                 warnings.warn(  # PyAV cannot set the container's own field, which the others need
-                    f"{self.dst}: {_label(self.codec)} does not keep the source's sample aspect ratio "
+                    f"{self.dst}: {encoder_label(self.codec)} does not keep the source's sample aspect ratio "
                     f"{ctx.sample_aspect_ratio}; use libx265 or libx264 (.mkv, .mp4) to keep it",
                     stacklevel=5,
                 )
         colour = self.colour
         enc.colorspace, enc.color_range = colour.colorspace, colour.color_range
         enc.color_primaries, enc.color_trc = colour.primaries, colour.trc
-        options: dict[str, str] = {}
-        if self.crf is not None:
-            options["crf"] = str(self.crf)
-        if self.codec == "libx265":
-            options["x265-params"] = "log-level=error"
-            if self.muxer in ("mp4", "mov"):
-                enc.codec_tag = "hvc1"  # the HEVC tag Apple's players want
-        if self.codec.startswith("libvpx"):
-            options["b"] = "0"  # CRF alone: constant quality
+        if self.codec == "libx265" and self.muxer in ("mp4", "mov"):
+            enc.codec_tag = "hvc1"  # the HEVC tag Apple's players want
         if self.muxer == "avi":
             enc.max_b_frames = 0  # AVI keeps no presentation times, so no reordered frames
-        vout.options = self.options = options
+        vout.options = self.options
         copy_tags(vout, self.vin)
         self.carried.add_to(output)
         return output
@@ -768,7 +775,8 @@ class _Job:
                     "frame(s); stopping"
                 ) from exc
             reason = str(exc).replace(self.tmp, self.dst.name) if self.tmp else str(exc)
-            raise VideoError(f"{self.dst}: encoding with {_label(self.codec)} failed ({reason})") from exc
+            label = encoder_label(self.codec)
+            raise VideoError(f"{self.dst}: encoding with {label} failed ({reason})") from exc
         self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
 
     def _set_hdr10(self) -> None:
@@ -778,7 +786,7 @@ class _Job:
             option = ENCODER_OPTION[self.codec]
             self.vout.options = {
                 **self.options,
-                option: ":".join(p for p in (self.options.get(option), params) if p),
+                option: ":".join(p for p in (params, self.options.get(option)) if p),  # the caller's win
             }
             self.hdr10_kept = True
 

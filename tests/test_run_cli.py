@@ -549,6 +549,30 @@ class TestVideo:
         ]:
             assert message in one_line_error(run(model, *args))
 
+    def test_encoder_settings_reach_the_encoder_and_are_checked_before_the_model_loads(self, model, tmp_path):
+        from test_video import N, _x26x_settings, make_video
+
+        source = make_video(tmp_path / "clip.mp4")
+        fast = tmp_path / "fast.mp4"
+        result = run(model, source, "-o", fast, "--codec", "libx264", "--preset", "ultrafast",
+                     "--codec-option", "g=4", "--codec-option", "tune=grain", "-q")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        settings = _x26x_settings(tmp_path / "fast.mp4")
+        assert (settings["subme"], settings["keyint"], settings["deadzone"]) == ("0", "4", "6,6")
+        with self.av.open(str(tmp_path / "fast.mp4")) as container:
+            assert container.streams.video[0].frames == N
+        missing = tmp_path / "missing.onnx"  # the model would fail to load: the settings fail first
+        line = one_line_error(run(missing, source, "-o", tmp_path / "a.mkv", "--preset", "fastest"))
+        assert "a.mkv: libx265 has no preset 'fastest'; use one of ultrafast" in line
+        line = one_line_error(run(missing, source, "-o", tmp_path / "b.mkv", "--codec-option", "bogus=1"))
+        assert "b.mkv: libx265 has no option 'bogus'" in line
+        result = run(missing, source, "-o", tmp_path / "c.mkv", "--codec-option", "tune")
+        assert result.exit_code == 2 and "'tune' is not KEY=VALUE" in result.output
+        assert leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+            "clip.mp4",
+            "fast.mp4",
+        ]
+
     def test_sixteen_bit_video_is_refused(self, model, tmp_path):
         from test_video import make_video
 

@@ -632,6 +632,34 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
         (source, tmp_path / "n.mov", {"codec": "libsvtav1"}, r"a \.mov file cannot hold libsvtav1 video"),
         (source, tmp_path / "o.y4m", {"codec": "libx264"}, r"Y4M holds raw video only; leave codec"),
         (source, tmp_path / "p.y4m", {"crf": 20}, r"raw Y4M video has no CRF setting"),
+        # FFmpeg ignores unknown encoder options and refuses bad values only on the first frame
+        (
+            source,
+            tmp_path / "q.mkv",
+            {"preset": "fastest"},
+            r"libx265 has no preset 'fastest'; use one of ultra",
+        ),
+        (source, tmp_path / "r.mkv", {"codec": "libsvtav1", "preset": 14}, r"use one of 0 \(slowest\) to 13"),
+        (source, tmp_path / "s.mkv", {"codec": "ffv1", "preset": "fast"}, r"ffv1 has no speed preset"),
+        (
+            source,
+            tmp_path / "t.mkv",
+            {"codec_options": {"bogus": 1}},
+            r"libx265 has no option 'bogus' \(ffmpeg -h",
+        ),
+        (source, tmp_path / "u.mkv", {"codec_options": {"g": "abc"}}, r"libx265 refuses the option g=abc"),
+        (
+            source,
+            tmp_path / "v.mkv",
+            {"codec_options": {"crf": 3}},
+            r"crf has its own setting, crf= \(--crf\)",
+        ),
+        (
+            source,
+            tmp_path / "w.mkv",
+            {"codec_options": {"pixel_format": "yuv444p"}},
+            r"follows from the source",
+        ),
     ]
     garbage = tmp_path / "noise.mp4"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
@@ -642,6 +670,37 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
         assert "\n" not in str(caught.value)
         assert not dst.exists()
     assert _listing(tmp_path) == ["noise.mp4", "song.mp4"]
+
+
+def _x26x_settings(path: Path) -> dict[str, str]:
+    """The settings x264 and x265 write into their stream's first SEI, as key=value pairs."""
+    data = path.read_bytes()
+    start = max(data.find(b"x264 - core"), data.find(b"x265 (build"))
+    text = data[start : data.index(b"\0", start)].decode("ascii", "replace")
+    return dict(part.split("=", 1) for part in text.split() if "=" in part)
+
+
+def test_preset_and_codec_options_reach_the_encoder(source, tmp_path):
+    default = deband_video(source, tmp_path / "default.mp4", lambda rgb: rgb, codec="libx264", progress=False)
+    fast = deband_video(
+        source, tmp_path / "fast.mp4", lambda rgb: rgb, codec="libx264", preset="ultrafast",
+        codec_options={"g": 6, "tune": "grain"}, progress=False,
+    )  # fmt: skip
+    assert default.frames == fast.frames == N
+    before, after = _x26x_settings(default.dst), _x26x_settings(fast.dst)
+    assert (before["subme"], after["subme"]) == ("7", "0")  # medium, ultrafast
+    assert (before["keyint"], after["keyint"]) == ("250", "6")
+    assert (before["deadzone"], after["deadzone"]) == ("21,11", "6,6")  # tune=grain
+    assert before["crf"].startswith("18.0") and after["crf"].startswith("18.0")  # ours stays
+    # x265-params are added to bdinn's own (log-level=error keeps x265 quiet), the caller's last
+    hevc = deband_video(
+        source, tmp_path / "hevc.mkv", lambda rgb: rgb, preset="superfast",
+        codec_options={"x265-params": "keyint=5:min-keyint=5"}, progress=False,
+    )  # fmt: skip
+    settings = _x26x_settings(hevc.dst)
+    assert (settings["keyint"], settings["min-keyint"], settings["log-level"]) == ("5", "5", "0")
+    assert settings["rd"] == "2"  # superfast; medium is 3
+    assert probe(hevc.dst)["codec"] == "hevc" and len(probe(hevc.dst)["times"]) == N
 
 
 def test_a_file_cut_short_is_written_with_a_warning(tmp_path):

@@ -1,0 +1,114 @@
+"""The video encoder's settings: quality (CRF), speed (preset) and the caller's own FFmpeg options.
+
+Checked before any frame is decoded: FFmpeg ignores option names an encoder does not have, and
+refuses a bad value only when the encoder opens on the first frame, after the model has loaded
+and a frame has gone through it. Each setting is tried on a small throwaway encoder instead, so a
+mistake is one line naming the option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+# Encoder -> default CRF. Debanded pictures are all smooth gradients, so these sit on the
+# high-quality side of each encoder's default (x264 23, x265 28, SVT-AV1 35, VP9 32).
+DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 28, "libvpx": 10}
+MAX_CRF = {"libx264": 51, "libx265": 51}  # the others go to 63
+
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                 "veryslow", "placebo")  # fmt: skip
+# Encoder -> (its FFmpeg option, the values it takes, fastest last where numbers) for `preset`.
+PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "libx264": ("preset", _X26X_PRESETS),
+    "libx265": ("preset", _X26X_PRESETS),
+    "libsvtav1": ("preset", tuple(str(n) for n in range(14))),  # 0 slowest .. 13 fastest
+    "libvpx-vp9": ("cpu-used", tuple(str(n) for n in range(9))),
+    "libvpx": ("cpu-used", tuple(str(n) for n in range(17))),
+}
+
+# Options that are set from elsewhere: their own arguments, or the source and the bit depth.
+_OWN_ARGUMENT = {"crf": "crf= (--crf)", "preset": "preset= (--preset)", "cpu-used": "preset= (--preset)"}
+_FROM_SOURCE = {"pixel_format", "pix_fmt", "video_size", "s", "time_base", "r", "colorspace",
+                "color_range", "color_primaries", "color_trc", "codec_tag"}  # fmt: skip
+# key=value:key=value lists: ours and the caller's are joined (the caller's last, so they win).
+PARAM_LISTS = {"x264-params", "x265-params", "svtav1-params"}
+
+
+def encoder_label(codec: str) -> str:
+    """An encoder's name for messages: Y4M's raw video has an FFmpeg-internal one."""
+    return "raw Y4M video" if codec == "wrapped_avframe" else codec
+
+
+def encoder_options(
+    codec: str,
+    pix_fmt: str,
+    crf: int | None = None,
+    preset: str | int | None = None,
+    extra: Mapping[str, object] | None = None,
+) -> dict[str, str]:
+    """FFmpeg options for `codec` (crf=None: DEFAULT_CRF), checked; ValueError names a bad one."""
+    options: dict[str, str] = {}
+    if crf is None:
+        crf = DEFAULT_CRF.get(codec)
+    elif codec not in DEFAULT_CRF:
+        raise ValueError(f"{encoder_label(codec)} has no CRF setting; leave crf (--crf) out")
+    elif not 0 <= crf <= MAX_CRF.get(codec, 63):
+        raise ValueError(f"CRF {crf} is out of range for {codec}; use 0 (best) to {MAX_CRF.get(codec, 63)}")
+    if crf is not None:
+        options["crf"] = str(crf)
+    if codec == "libx265":
+        options["x265-params"] = "log-level=error"  # x265 prints a banner and statistics otherwise
+    if codec.startswith("libvpx"):
+        options["b"] = "0"  # CRF alone: constant quality
+    if preset is not None:
+        options.update(_preset_option(codec, preset))
+    for key, value in (extra or {}).items():
+        _check_name(codec, key)
+        text = str(value)
+        if key in PARAM_LISTS and options.get(key):
+            text = f"{options[key]}:{text}"
+        _check_open(codec, pix_fmt, {**options, key: text}, f"{key}={value}")
+        options[key] = text
+    return options
+
+
+def _preset_option(codec: str, preset: str | int) -> dict[str, str]:
+    if codec not in PRESETS:
+        raise ValueError(f"{encoder_label(codec)} has no speed preset; leave preset (--preset) out")
+    option, values = PRESETS[codec]
+    value = str(preset).strip().lower()
+    if value not in values:
+        choices = ", ".join(values) if not values[0].isdigit() else f"{values[0]} (slowest) to {values[-1]}"
+        raise ValueError(f"{codec} has no preset {preset!r}; use one of {choices}")
+    return {option: value}
+
+
+def _check_name(codec: str, key: str) -> None:
+    if key in _OWN_ARGUMENT:
+        raise ValueError(f"{key} has its own setting, {_OWN_ARGUMENT[key]}; not an encoder option")
+    if key in _FROM_SOURCE:
+        raise ValueError(f"{key} follows from the source and the bit depth; not an encoder option")
+    supported = _encoder_context(codec).supported_options
+    if key not in {o.name for o in (*supported.private, *supported.generic)}:
+        raise ValueError(f"{codec} has no option {key!r} (ffmpeg -h encoder={codec} lists them)")
+
+
+def _check_open(codec: str, pix_fmt: str, options: dict[str, str], setting: str) -> None:
+    """Open a 64 x 64 encoder with `options` (milliseconds): FFmpeg's own check of `setting`."""
+    import av
+
+    ctx = _encoder_context(codec)
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 64, 64, pix_fmt, Fraction(1, 25)
+    ctx.options = dict(options)
+    try:
+        ctx.open()
+    except av.FFmpegError as exc:  # the context is freed with it
+        raise ValueError(f"{codec} refuses the option {setting} ({exc.strerror or exc})") from None
+
+
+def _encoder_context(codec: str) -> Any:
+    import av
+
+    return av.CodecContext.create(codec, "w")
