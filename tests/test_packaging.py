@@ -49,3 +49,19 @@ def test_runtime_imports_without_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "export", "evaluate"])
+def test_commands_that_need_torch_say_so_without_it(command):
+    code = f"import sys; sys.modules['torch'] = None; import bdinn.runtime.torch_commands as c; c.{command}()"
+    result = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert "needs PyTorch: pip install 'bdinn[train,onnx]'" in line
+    assert "bdinn-run and bdinn-bench work without it" in line
+
+
+def test_commands_that_need_torch_run_with_it():
+    code = "import sys; sys.argv[0] = 'bdinn-export'; import bdinn.runtime.torch_commands as c; c.export()"
+    result = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--fp16" in result.stdout, result.stderr

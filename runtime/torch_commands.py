@@ -1,0 +1,40 @@
+"""Console entry points of the commands that need PyTorch: bdinn-train, bdinn-export, bdinn-eval.
+
+The runtime installs without torch (pictures and video through ONNX Runtime or TensorRT), and
+these commands import it as they start, so without it they ended in a ModuleNotFoundError
+traceback. Each entry point looks for torch first and says in one line what to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+_MODULES = {
+    "bdinn-train": "bdinn.train.cli",
+    "bdinn-export": "bdinn.export.cli",
+    "bdinn-eval": "bdinn.train.evaluate",
+}
+
+
+def _launch(command: str) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print(f"Error: {command} needs PyTorch: pip install 'bdinn[train,onnx]' (on a CPU-only machine "
+              "install the CPU build of torch first); bdinn-run and bdinn-bench work without it",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(1) from None
+    importlib.import_module(_MODULES[command]).main()
+
+
+def train() -> None:
+    _launch("bdinn-train")
+
+
+def export() -> None:
+    _launch("bdinn-export")
+
+
+def evaluate() -> None:
+    _launch("bdinn-eval")
