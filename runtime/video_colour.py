@@ -12,6 +12,8 @@ HLG) frames are passed as their coded, non-linear values, and tagged as such aga
 from __future__ import annotations
 
 import functools
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,13 +141,26 @@ def _gain_lut(factor: float) -> np.ndarray | None:
     return np.clip(scaled, 0, 65535).astype(np.uint16)
 
 
+_THREADS = min(4, os.cpu_count() or 1)  # swscale slices: bit-identical, 1.3x faster on 2 cores
+_local = threading.local()
+
+
+def _reformatter(direction: str) -> Any:
+    """This thread's VideoReformatter for `direction`. A frame's own reformat() builds a new
+    swscale context for every frame: 11 ms of a 1080p RGB48 -> YUV frame's 21 ms."""
+    from av.video.reformatter import VideoReformatter
+
+    if not hasattr(_local, direction):
+        setattr(_local, direction, VideoReformatter())
+    return getattr(_local, direction)
+
+
 def decode_rgb(frame: Any, deep: bool) -> np.ndarray:
     """A decoded frame as H x W x 3 RGB: uint8 (rgb24), or uint16 on 0..65535 when deep."""
-    flags = _interpolation()
-    if not deep:
-        return frame.to_ndarray(format="rgb24", interpolation=flags)
-    rgb = frame.to_ndarray(format="rgb48le", interpolation=flags)
-    if frame.format.is_rgb:
+    to, flags = ("rgb48le" if deep else "rgb24"), _interpolation()
+    converted = _reformatter("decode").reformat(frame, format=to, interpolation=flags, threads=_THREADS)
+    rgb = converted.to_ndarray()
+    if not deep or frame.format.is_rgb:
         return rgb
     matrix = _SWS_MATRIX.get(frame.colorspace)
     lut = _gain_lut(_rgb48_scales(frame.format.name, matrix, frame.color_range)[0])
@@ -162,7 +177,9 @@ def encode_frame(rgb: np.ndarray, pix_fmt: str, colour: Colour) -> Any:
         frame = av.VideoFrame.from_ndarray(rgb if lut is None else lut[rgb], format="rgb48le")
     else:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    out = frame.reformat(format=pix_fmt, interpolation=_interpolation(), **args)
+    out = _reformatter("encode").reformat(
+        frame, format=pix_fmt, interpolation=_interpolation(), threads=_THREADS, **args
+    )
     out.colorspace, out.color_range = colour.colorspace, colour.color_range
     out.color_primaries, out.color_trc = colour.primaries, colour.trc
     return out
