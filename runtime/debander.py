@@ -25,7 +25,7 @@ from typing import Any, overload
 import numpy as np
 
 from .backends import BACKENDS, Backend, BackendError, open_backend
-from .processing import MIN_SIDE, join_frame, pad_to, run_tiled, split_frame
+from .processing import MIN_SIDE, by_rows, join_frame, pad_to, run_tiled, split_frame
 
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles; see tests/test_runtime.py
 # The most the model may move any value, in 8-bit levels. A band step in 8-bit video is one or
@@ -221,9 +221,14 @@ class Debander:
         if out.dtype != np.float32 or not out.flags.writeable:
             out = out.astype(np.float32)
         limit = np.float32(min(self.max_change, 255) / 255)  # values are in [0, 1]: 255 is no limit
-        out -= batch
-        np.clip(out, -limit, limit, out=out)
-        out += batch
+
+        def clamp(rows: slice) -> None:
+            part = out[..., rows, :]
+            part -= batch[..., rows, :]
+            np.clip(part, -limit, limit, out=part)
+            part += batch[..., rows, :]
+
+        by_rows(clamp, out.shape[-2])
         return out
 
     def _tile_for(self, size: tuple[int, int]) -> int | None:

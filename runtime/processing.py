@@ -6,7 +6,10 @@ Backends see only float32 [N, 3, H, W] batches in [0, 1]; everything a user hand
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +17,32 @@ import numpy as np
 from .imageio import from_float
 
 MIN_SIDE = 16
+_BAND_ROWS = 64  # fewer rows per band cost more in thread hand-offs than they save
+_THREADS = min(os.cpu_count() or 1, 8)
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def by_rows(work: Callable[[slice], object], height: int) -> None:
+    """work(rows) over bands of rows on up to 8 threads. The per-frame casts, rounding and change
+    limit are elementwise numpy passes that release the GIL, so bands give bit-identical results in
+    a fraction of one core's time; with a GPU this host work took longer than the network."""
+    bands = min(_THREADS, height // _BAND_ROWS)
+    if bands < 2:
+        work(slice(0, height))
+        return
+    edges = np.linspace(0, height, bands + 1).astype(int)
+    futures = [_row_pool().submit(work, slice(int(a), int(b))) for a, b in itertools.pairwise(edges)]
+    wait(futures)  # every band has stopped before anything is raised
+    for future in futures:
+        future.result()
+
+
+def _row_pool() -> ThreadPoolExecutor:
+    """One pool per process: a forked child (a data loader worker) has none of its parent's threads."""
+    pid = os.getpid()
+    if pid not in _pools:
+        _pools[pid] = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="bdinn-rows")
+    return _pools[pid]
 
 
 @dataclass(frozen=True)
@@ -45,8 +74,13 @@ def split_frame(image: np.ndarray) -> Frame:
         raise ValueError(f"image is {h}x{w}; bdinn needs at least {MIN_SIDE}x{MIN_SIDE} (pad or enlarge it)")
     colours = 1 if image.shape[2] <= 2 else 3
     chw = np.empty((3, h, w), np.float32)
-    chw[...] = image[:, :, :colours].transpose(2, 0, 1)  # gray: its one plane into all three
-    chw /= np.float32(np.iinfo(image.dtype).max)  # as imageio.to_float divides
+    top = np.float32(np.iinfo(image.dtype).max)
+
+    def cast(rows: slice) -> None:
+        chw[:, rows] = image[rows, :, :colours].transpose(2, 0, 1)  # gray: its one plane into all three
+        chw[:, rows] /= top  # as imageio.to_float divides
+
+    by_rows(cast, h)
     alpha = image[:, :, colours:] if image.shape[2] in (2, 4) else None
     return Frame(chw, alpha, colours == 1, flat)
 
@@ -60,9 +94,11 @@ def join_frame(
     colour = chw.mean(axis=0, keepdims=True, dtype=np.float32) if frame.gray else chw
     channels = colour.shape[0] + (0 if frame.alpha is None else frame.alpha.shape[2])
     out = np.empty((*chw.shape[1:], channels), np.uint8 if bit_depth == 8 else np.uint16)
-    from_float(
-        colour, bit_depth, rng if dither else None, out=out[:, :, : colour.shape[0]].transpose(2, 0, 1)
-    )
+    planes = out[:, :, : colour.shape[0]].transpose(2, 0, 1)
+    if dither:  # one generator, drawn in order: bands would make the noise depend on timing
+        from_float(colour, bit_depth, rng, out=planes)
+    else:
+        by_rows(lambda rows: from_float(colour[:, rows], bit_depth, out=planes[:, rows]), chw.shape[1])
     if frame.alpha is not None and frame.alpha.dtype == out.dtype:
         out[:, :, colour.shape[0] :] = frame.alpha
     elif frame.alpha is not None:  # rescaled to the output's depth, written in place

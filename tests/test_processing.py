@@ -1,0 +1,49 @@
+"""Frame conversions in bands of rows on several threads give what one pass gives."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from bdinn.runtime import processing
+from bdinn.runtime.imageio import from_float
+from bdinn.runtime.processing import by_rows, join_frame, split_frame
+
+
+@pytest.mark.parametrize("threads", [1, 3, 8])
+def test_bands_give_what_one_pass_gives(monkeypatch, threads):
+    monkeypatch.setattr(processing, "_THREADS", threads)
+    rng = np.random.default_rng(0)
+    for dtype in (np.uint8, np.uint16):
+        image = rng.integers(0, np.iinfo(dtype).max, (517, 300, 4), dtype=dtype)  # bands of uneven height
+        frame = split_frame(image)
+        expected = np.ascontiguousarray(image[:, :, :3].transpose(2, 0, 1), np.float32) / np.iinfo(dtype).max
+        np.testing.assert_array_equal(frame.chw, expected)
+        noisy = np.clip(frame.chw + rng.normal(0, 0.01, frame.chw.shape).astype(np.float32), 0, 1)
+        noisy[0, 0, 0] = np.nan  # NaN -> 0 in every band
+        out = join_frame(frame, noisy, 16, False, rng)
+        np.testing.assert_array_equal(out[:, :, :3], from_float(noisy, 16).transpose(1, 2, 0))
+        assert out.flags["C_CONTIGUOUS"] and out[0, 0, 0] == 0
+
+
+def test_every_band_runs_on_its_own_rows_and_errors_come_back(monkeypatch):
+    monkeypatch.setattr(processing, "_THREADS", 4)
+    seen, names = [], set()
+
+    def work(rows: slice) -> None:
+        seen.append((rows.start, rows.stop))
+        names.add(threading.current_thread().name)
+
+    by_rows(work, 1080)
+    assert sorted(seen) == [(0, 270), (270, 540), (540, 810), (810, 1080)]
+    assert all(name.startswith("bdinn-rows") for name in names)
+    seen.clear()
+    by_rows(work, 100)  # too few rows to split: the caller's thread, one pass
+    assert seen == [(0, 100)]
+
+    def fails(rows: slice) -> None:
+        if rows.start:
+            raise ValueError(f"band at row {rows.start}")
+
+    with pytest.raises(ValueError, match="band at row"):
+        by_rows(fails, 1080)
