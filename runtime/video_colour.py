@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .processing import by_rows
+
 # FFmpeg's names of the colour tags (libavutil/pixdesc.c), for the options that set them.
 _PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020",
               11: "smpte431", 12: "smpte432"}  # fmt: skip
@@ -155,6 +157,17 @@ def _reformatter(direction: str) -> Any:
     return getattr(_local, direction)
 
 
+def _look_up(lut: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """lut[rgb] in bands of rows on several threads: 14 ms of a 1080p frame on one core."""
+    out = np.empty(rgb.shape, lut.dtype)
+
+    def band(rows: slice) -> None:
+        out[rows] = lut[rgb[rows]]
+
+    by_rows(band, rgb.shape[0])
+    return out
+
+
 def decode_rgb(frame: Any, deep: bool) -> np.ndarray:
     """A decoded frame as H x W x 3 RGB: uint8 (rgb24), or uint16 on 0..65535 when deep."""
     to, flags = ("rgb48le" if deep else "rgb24"), _interpolation()
@@ -164,7 +177,7 @@ def decode_rgb(frame: Any, deep: bool) -> np.ndarray:
         return rgb
     matrix = _SWS_MATRIX.get(frame.colorspace)
     lut = _gain_lut(_rgb48_scales(frame.format.name, matrix, frame.color_range)[0])
-    return rgb if lut is None else lut[rgb]
+    return rgb if lut is None else _look_up(lut, rgb)
 
 
 def encode_frame(rgb: np.ndarray, pix_fmt: str, colour: Colour) -> Any:
@@ -174,7 +187,7 @@ def encode_frame(rgb: np.ndarray, pix_fmt: str, colour: Colour) -> Any:
     args = colour.reformat_args()
     if rgb.dtype == np.uint16:
         lut = _gain_lut(_rgb48_scales(pix_fmt, colour.matrix, colour.color_range)[1])
-        frame = av.VideoFrame.from_ndarray(rgb if lut is None else lut[rgb], format="rgb48le")
+        frame = av.VideoFrame.from_ndarray(rgb if lut is None else _look_up(lut, rgb), format="rgb48le")
     else:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
     out = _reformatter("encode").reformat(
