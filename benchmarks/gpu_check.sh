@@ -6,7 +6,8 @@
 #   2. the banded-convolution kernel benchmark (FP16 and FP32);
 #   3. bdinn-bench at 1x3x1080x1920: bundled `lite` and an untrained `paper` network, FP32 and
 #      FP16, our CUDA kernels against the grid_sample formulation;
-#   4. eager PyTorch against CUDA-graph replay (how much of a frame is launch overhead), and a
+#   4. bdinn-run's video pipeline per encoder and preset, without and with the model;
+#      eager PyTorch against CUDA-graph replay (how much of a frame is launch overhead), and a
 #      training step of 16 x 256² patches (milliseconds, kernels launched, CPU against GPU time);
 #   5. FP16 against FP32 with bdinn-eval on held-out pictures (when CLEAN_DIR is given);
 #   6. benchmarks/compare_backends.py (PyTorch, ONNX Runtime, TensorRT when installed).
@@ -79,6 +80,10 @@ for config in lite paper; do
       "$model" --device cuda --precision "$precision" --json "$OUT/bench_${config}_${precision}_gridsample.json"
   done
 done
+
+# bdinn-run's video pipeline on this host, without and with the bundled model on the GPU (FP16).
+step video_throughput 300 python3 benchmarks/video_throughput.py --frames 48 --model "$default_model" \
+  --precision fp16 --json "$OUT/video_throughput.json"
 
 step cuda_graph 240 python3 benchmarks/bench_cuda_graph.py --json "$OUT/cuda_graph.json"
 for config in lite paper; do

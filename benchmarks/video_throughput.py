@@ -8,7 +8,8 @@ a synthetic 10-bit 1080p clip (moving gradients with grain, so encoders have wor
 reports frames per second: the most any model can reach on this machine with that setting.
 `--model` also runs a real model in the pipeline (slow on a CPU: use few frames).
 
-    python benchmarks/video_throughput.py [--frames 48] [--size 1080x1920] [--model M] [--json out.json]
+    python benchmarks/video_throughput.py [--frames 48] [--size 1080x1920] [--model M [--precision fp16]]
+                                          [--json out.json]
 """
 
 from __future__ import annotations
@@ -90,8 +91,11 @@ def run_settings(
 @click.option("--frames", type=click.IntRange(1), default=48, help="Frames in the synthetic clip.")
 @click.option("--size", default="1080x1920", callback=parse_size, help="Frame HEIGHTxWIDTH.")
 @click.option("--model", default=None, help="Also run this model (any file Debander.open takes).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Checkpoints only.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-def main(frames: int, size: tuple[int, int], model: str | None, json_path: Path | None) -> None:
+def main(
+    frames: int, size: tuple[int, int], model: str | None, precision: str | None, json_path: Path | None
+) -> None:
     height, width = size
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -102,8 +106,8 @@ def main(frames: int, size: tuple[int, int], model: str | None, json_path: Path 
             "without_model": run_settings(source, folder, lambda rgb: rgb, frames),
         }
         if model:
-            deband = Debander.open(model)
-            result["model"] = str(model)
+            deband = Debander.open(model, precision=precision)
+            result["model"] = {"file": str(model), **deband.describe()}
             result["with_model"] = run_settings(source, folder, lambda rgb: deband(rgb, bit_depth=16), frames)
     click.echo(f"\n{result['machine']}; {result['frame']}; frames per second\n")
     click.echo("| setting | without model |" + (" with model |" if model else ""))

@@ -19,14 +19,21 @@ def load_script():
     return module
 
 
-def test_every_setting_is_timed_on_the_whole_clip(tmp_path):
+def test_every_setting_is_timed_on_the_whole_clip_with_and_without_the_model(tmp_path):
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    from bdinn.runtime import default_model_path
+
     script = load_script()
     report = tmp_path / "throughput.json"
-    result = CliRunner().invoke(script.main, ["--frames", "3", "--size", "64x96", "--json", str(report)])
+    model = default_model_path("onnxruntime")
+    args = ["--frames", "3", "--size", "64x96", "--model", str(model), "--json", str(report)]
+    result = CliRunner().invoke(script.main, args)
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
-    rows = data["without_model"]
-    assert [row["setting"] for row in rows] == [label for label, _, _ in script.SETTINGS]
-    assert all(row["frames"] == 3 and row["seconds"] > 0 and row["fps"] > 0 for row in rows)
+    labels = [label for label, _, _ in script.SETTINGS]
+    for rows in (data["without_model"], data["with_model"]):
+        assert [row["setting"] for row in rows] == labels
+        assert all(row["frames"] == 3 and row["seconds"] > 0 and row["fps"] > 0 for row in rows)
     assert data["frame"] == "64x96, 10-bit 4:2:0 in and out"
-    assert result.output.count("\n| ") == len(rows) + 2  # header, rule, one line per setting
+    assert data["model"]["file"] == str(model) and data["model"]["backend"] == "onnxruntime"
+    assert result.output.count("\n| ") == len(labels) + 2  # header, rule, one line per setting
