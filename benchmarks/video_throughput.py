@@ -39,7 +39,7 @@ SETTINGS = [
     ("x265 ultrafast", ".mkv", {"codec": "libx265", "preset": "ultrafast"}),
     ("x265 veryfast", ".mkv", {"codec": "libx265", "preset": "veryfast"}),
     ("x265 medium (bdinn-run's default)", ".mkv", {"codec": "libx265"}),
-    ("SVT-AV1 preset 12", ".mkv", {"codec": "libsvtav1", "preset": 12}),
+    ("SVT-AV1 preset 11", ".mkv", {"codec": "libsvtav1", "preset": 11}),  # SVT 4 runs 12, 13 as 11
     ("SVT-AV1 preset 8", ".mkv", {"codec": "libsvtav1", "preset": 8}),
 ]
 

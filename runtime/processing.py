@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ MIN_SIDE = 16
 _BAND_ROWS = 64  # fewer rows per band cost more in thread hand-offs than they save
 _THREADS = min(os.cpu_count() or 1, 8)
 _pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
 
 
 def by_rows(work: Callable[[slice], object], height: int) -> None:
@@ -40,9 +42,10 @@ def by_rows(work: Callable[[slice], object], height: int) -> None:
 def _row_pool() -> ThreadPoolExecutor:
     """One pool per process: a forked child (a data loader worker) has none of its parent's threads."""
     pid = os.getpid()
-    if pid not in _pools:
-        _pools[pid] = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="bdinn-rows")
-    return _pools[pid]
+    with _pools_lock:
+        if pid not in _pools:
+            _pools[pid] = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="bdinn-rows")
+        return _pools[pid]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable
 from .imageio import IMAGE_SUFFIXES, ImageError, read_icc_profile, read_image, write_image
 from .video import VIDEO_SUFFIXES
+from .video_encoder import PARAM_LISTS
 
 MEDIA_SUFFIXES = {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES}
 LOSSY_IMAGE_SUFFIXES = {".jpg", ".jpeg"}
@@ -177,13 +178,15 @@ def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str
 
 
 def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]) -> dict[str, str]:
-    """KEY=VALUE pairs -> a dict, in order; a later KEY replaces an earlier one, as in FFmpeg."""
-    options = {}
+    """KEY=VALUE pairs -> a dict, in order. A later KEY replaces an earlier one, as in FFmpeg,
+    except that repeated x264/x265/svtav1-params add up (key=value:key=value lists)."""
+    options: dict[str, str] = {}
     for pair in pairs:
         key, equals, value = pair.partition("=")
-        if not equals or not key.strip():
+        key = key.strip()
+        if not equals or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE (e.g. tune=grain)", ctx, param)
-        options[key.strip()] = value
+        options[key] = f"{options[key]}:{value}" if key in PARAM_LISTS and key in options else value
     return options
 
 

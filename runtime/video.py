@@ -469,7 +469,6 @@ def deband_video(
     dst = STDOUT if os.fspath(dst) == STDIO else Path(dst)
     codec_name, pix_fmt, options = check_encoder(dst, codec, bit_depth, crf, preset, codec_options)
     muxer = _check_paths(src, dst, force)
-    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr itself; errors only
 
     source = _open_source(src)
     bar = None

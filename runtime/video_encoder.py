@@ -8,7 +8,12 @@ mistake is one line naming the option.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import numbers
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -49,6 +54,12 @@ def encoder_options(
     extra: Mapping[str, object] | None = None,
 ) -> dict[str, str]:
     """FFmpeg options for `codec` (crf=None: DEFAULT_CRF), checked; ValueError names a bad one."""
+    if codec == "libsvtav1":  # before the first SVT-AV1 encoder opens: else it prints its banner
+        os.environ.setdefault("SVT_LOG", "1")  # errors only (a user's own SVT_LOG wins)
+    if crf is not None and (isinstance(crf, bool) or not isinstance(crf, numbers.Integral)):
+        raise ValueError(f"crf must be a whole number, got {crf!r}")
+    if extra is not None and not isinstance(extra, Mapping):
+        raise ValueError(f"codec options must map option names to values, got a {type(extra).__name__}")
     options: dict[str, str] = {}
     if crf is None:
         crf = DEFAULT_CRF.get(codec)
@@ -96,16 +107,52 @@ def _check_name(codec: str, key: str) -> None:
 
 
 def _check_open(codec: str, pix_fmt: str, options: dict[str, str], setting: str) -> None:
-    """Open a 64 x 64 encoder with `options` (milliseconds): FFmpeg's own check of `setting`."""
+    """Open a 64 x 64 encoder with `options` (milliseconds): FFmpeg's own check of `setting`.
+
+    A bad entry in x264/x265/svtav1-params is only a warning in FFmpeg's log (the encoder opens
+    and runs with its default), and x264 writes some refusals straight to stderr: both are
+    caught here and become the reason in the one-line error.
+    """
     import av
+    import av.logging
 
     ctx = _encoder_context(codec)
     ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 64, 64, pix_fmt, Fraction(1, 25)
     ctx.options = dict(options)
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.WARNING)
     try:
-        ctx.open()
+        with av.logging.Capture() as logs, _stderr_captured() as printed:
+            ctx.open()
     except av.FFmpegError as exc:  # the context is freed with it
-        raise ValueError(f"{codec} refuses the option {setting} ({exc.strerror or exc})") from None
+        said = printed + [m.strip() for _, _, m in logs]
+        reason = "; ".join(said) or exc.strerror or str(exc)
+        raise ValueError(f"{codec} refuses the option {setting} ({reason})") from None
+    finally:
+        av.logging.set_level(level)
+    warned = [message.strip() for lvl, _, message in logs if lvl <= av.logging.WARNING]
+    if warned:
+        raise ValueError(f"{codec} does not take the option {setting} ({'; '.join(warned)})")
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[list[str]]:
+    """The lines C code writes to file descriptor 2 meanwhile, in the yielded list on exit.
+    Process-wide, so kept to the milliseconds of an encoder's trial open."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    lines: list[str] = []
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines += [
+                line.strip() for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip()
+            ]
 
 
 def _encoder_context(codec: str) -> Any:

@@ -1,6 +1,7 @@
 """`bdinn-run` end to end: pictures, folders, globs, video, and one clear line for each bad input."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -568,10 +569,28 @@ class TestVideo:
         assert "b.mkv: libx265 has no option 'bogus'" in line
         result = run(missing, source, "-o", tmp_path / "c.mkv", "--codec-option", "tune")
         assert result.exit_code == 2 and "'tune' is not KEY=VALUE" in result.output
-        assert leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
-            "clip.mp4",
-            "fast.mp4",
-        ]
+        # x264 writes this refusal to stderr itself: it becomes the reason in bdinn's one line
+        done = _bdinn_run(missing, source, "-o", tmp_path / "d.mkv", "--codec", "libx264",
+                          "--codec-option", "tune=nonsense", stdin=b"")  # fmt: skip
+        [line] = done.stderr.decode().splitlines()
+        assert done.returncode == 1 and "refuses the option tune=nonsense (x264 [error]: invalid tune" in line
+        # SVT-AV1 prints a 20-line banner per encoder unless told otherwise, the trial one included
+        env = {k: v for k, v in os.environ.items() if k != "SVT_LOG"}
+        done = subprocess.run(
+            [sys.executable, "-c", "from bdinn.runtime.run_cli import main; main()", str(model), str(source),
+             "-o", str(tmp_path / "e.mkv"), "--codec", "libsvtav1", "--codec-option", "g=12", "-q"],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        assert leftovers(tmp_path) == []
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "e.mkv", "fast.mp4"]
+
+    def test_repeated_encoder_parameter_lists_add_up(self):
+        from bdinn.runtime.run_cli import parse_codec_options
+
+        pairs = ("x265-params=keyint=5", " g =1", "x265-params=bframes=0", "g=2", "tune=")
+        expected = {"x265-params": "keyint=5:bframes=0", "g": "2", "tune": ""}
+        assert parse_codec_options(None, None, pairs) == expected
 
     def test_sixteen_bit_video_is_refused(self, model, tmp_path):
         from test_video import make_video

@@ -660,6 +660,16 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
             {"codec_options": {"pixel_format": "yuv444p"}},
             r"follows from the source",
         ),
+        # FFmpeg only warns about these and runs the encoder with its defaults
+        (source, tmp_path / "x.mkv", {"codec_options": {"x265-params": "bad=1"}}, r"\(Unknown option: bad"),
+        (
+            source,
+            tmp_path / "y.mkv",
+            {"codec": "libx264", "codec_options": {"x264-params": "keyint=abc"}},
+            r"libx264 does not take the option x264-params=keyint=abc \(Error parsing option 'keyint = abc'",
+        ),
+        (source, tmp_path / "z.mkv", {"crf": True}, r"crf must be a whole number, got True"),
+        (source, tmp_path / "za.mkv", {"codec_options": ["g=5"]}, r"must map option names to values"),
     ]
     garbage = tmp_path / "noise.mp4"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
