@@ -13,7 +13,6 @@ import random
 import warnings
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from ..runtime.imageio import IMAGE_SUFFIXES, ImageError, read_image, to_float
+from .image_pair import ImagePair
 
 # has_banding thresholds, in 8-bit luma code values (whatever the files' bit depth).
 MIN_STEP, MAX_STEP = 1.5, 24.0  # a false contour steps by more than one code, at most a 4-bit step
@@ -30,17 +30,6 @@ MAX_ACTIVITY = 2.0  # smooth clean region: mean |gradient| of the smoothed clean
 MIN_CONTOUR_FRACTION = 0.005  # 330 pixels of a 256x256 patch, about one contour across it
 MIN_MEAN_ERROR = 0.25  # banded and clean must differ at all (mean |difference|, code values)
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # BT.709
-
-
-@dataclass(frozen=True)
-class ImagePair:
-    """A banded image and its clean version; `source` is the picture both come from."""
-
-    name: str
-    banded: Path
-    clean: Path
-    source: str  # split unit: every pair of one source lands on the same side
-    family: str = ""  # degradation stratum (bits, blur-bits, a codec); "" when unknown
 
 
 def _images_by_stem(folder: Path) -> dict[str, Path]:

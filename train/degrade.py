@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..runtime.files import atomic_write
 from ..runtime.imageio import IMAGE_SUFFIXES, ImageError, from_float, read_image, to_float, write_image
 from ..runtime.pyav import require_pyav
-from .data import ImagePair
+from .image_pair import ImagePair
 
 # Encoder, decoder and private options per codec. One thread, fixed presets and quiet logs keep
 # an encode deterministic for a given input (the cache and the tests rely on it).
