@@ -139,9 +139,14 @@ def _check_open(codec: str, pix_fmt: str, options: dict[str, str], setting: str)
 def _stderr_captured() -> Iterator[list[str]]:
     """The lines C code writes to file descriptor 2 meanwhile, in the yielded list on exit.
     Process-wide, so kept to the milliseconds of an encoder's trial open."""
-    sys.stderr.flush()
-    saved = os.dup(2)
     lines: list[str] = []
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # started with stderr closed: nothing to keep quiet
+        yield lines
+        return
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:

@@ -1,5 +1,6 @@
 """Video files: frames, timing, audio and colour survive; errors are one line and leave nothing."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -711,6 +712,27 @@ def test_preset_and_codec_options_reach_the_encoder(source, tmp_path):
     assert (settings["keyint"], settings["min-keyint"], settings["log-level"]) == ("5", "5", "0")
     assert settings["rd"] == "2"  # superfast; medium is 3
     assert probe(hevc.dst)["codec"] == "hevc" and len(probe(hevc.dst)["times"]) == N
+
+
+def test_encoder_checks_work_with_standard_error_closed():
+    """The trial open captures file descriptor 2; a program started with it closed (2>&-) still
+    gets its answers."""
+    code = (
+        "from bdinn.runtime.video import VideoError, check_encoder\n"
+        "print(check_encoder('out.mkv', codec_options={'g': 5})[2]['g'])\n"
+        "try:\n    check_encoder('out.mkv', codec='libx264', codec_options={'tune': 'nonsense'})\n"
+        "except VideoError as exc:\n    print('refused:', exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(2),
+    )
+    assert done.returncode == 0
+    assert done.stdout.splitlines()[0] == "5"
+    assert "refused: out.mkv: libx264 refuses the option tune=nonsense" in done.stdout
 
 
 def test_a_file_cut_short_is_written_with_a_warning(tmp_path):
