@@ -19,7 +19,17 @@ from .imageio import from_float
 
 MIN_SIDE = 16
 _BAND_ROWS = 64  # fewer rows per band cost more in thread hand-offs than they save
-_THREADS = min(os.cpu_count() or 1, 8)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: a cpuset (taskset, a batch scheduler's allocation) can hold
+    far fewer than os.cpu_count() says the machine has."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+_THREADS = min(usable_cpus(), 8)
 _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
