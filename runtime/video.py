@@ -59,7 +59,7 @@ import numpy as np
 from .files import atomic_write
 from .hdr10 import ENCODER_OPTION, Hdr10
 from .pyav import require_pyav
-from .video_colour import ASSUMED_TAGS, HDR_TRANSFERS, Colour, decode_rgb, encode_frame
+from .video_colour import ASSUMED_TAGS, HDR_TRANSFERS, Colour, copy_alpha, decode_rgb, encode_frame
 from .video_encoder import DEFAULT_CRF, encoder_label, encoder_options
 from .video_streams import CarriedStreams, copy_tags, moving_pictures
 
@@ -390,7 +390,8 @@ def _check_output(src: Path | str, which: str, image: Any, shape: tuple[int, ...
 
 def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any:
     """One PyAV VideoFrame through `process` (a Debander, say), returned as a new VideoFrame in the
-    same pixel format, colour tags, pts and time base: for code with its own decode/encode loop.
+    same pixel format, colour tags, pts and time base, with its alpha (if any) as it was: for code
+    with its own decode/encode loop.
 
     It converts as deband_video does (the frame's own matrix and range; uint16 RGB on the true
     0..65535 scale for frames deeper than 8 bits). Side data (display rotation, HDR10 metadata)
@@ -402,11 +403,20 @@ def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any
     planes, which it would take for a gray picture.
     """
     require_pyav("deband_frame")
+    import av
+
+    if not isinstance(frame, av.VideoFrame):
+        raise TypeError(f"deband_frame takes a PyAV VideoFrame, got {type(frame).__name__}")
     rgb = decode_rgb(frame, frame.format.components[0].bits > 8)
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
     result = _check_output("deband_frame", which, process(rgb), rgb.shape)
     out = encode_frame(result, frame.format.name, Colour.of(frame))
-    out.pts, out.time_base = frame.pts, frame.time_base
+    copy_alpha(frame, out)
+    out.colorspace, out.color_range = frame.colorspace, frame.color_range  # as they were, even if odd
+    out.color_primaries, out.color_trc = frame.color_primaries, frame.color_trc
+    out.pts = frame.pts
+    if frame.time_base is not None:  # None on a frame made from an array
+        out.time_base = frame.time_base
     return out
 
 

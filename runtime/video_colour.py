@@ -60,13 +60,16 @@ class Colour:
 
     @classmethod
     def of(cls, ctx: Any) -> Colour:
+        """The colour of a stream's codec context or of a frame, for YUV made from its RGB."""
         space, rng = int(ctx.colorspace or 0), int(ctx.color_range or 0)
         if space == _SPC_UNSPECIFIED:
             matrix = None  # decoded with swscale's default; encode the same way and keep it untagged
         elif space in _SWS_MATRIX:
             matrix = _SWS_MATRIX[space]
-        else:  # RGB-coded sources and matrices swscale lacks: write standard BT.709
+        elif ctx.format is not None and ctx.format.is_rgb:  # RGB-coded: YUV made from it is standard HD
             matrix, space, rng = 1, _SPC_BT709, _RANGE_MPEG
+        else:  # a matrix swscale lacks (or a YUV frame tagged RGB): BT.709 both ways, in its own range
+            matrix, space = 1, _SPC_BT709
         return cls(matrix, space, rng, int(ctx.color_primaries or 0), int(ctx.color_trc or 0))
 
     def ffmpeg_tags(self) -> str:
@@ -110,6 +113,8 @@ def _rgb48_scales(pix_fmt: str, matrix: int | None, color_range: int) -> tuple[f
     """
     import av
 
+    if av.VideoFormat(pix_fmt).is_rgb:  # RGB to RGB: no matrix, and swscale scales 16 bits right
+        return 1.0, 1.0
     args = Colour(matrix, _SPC_UNSPECIFIED, color_range, 0, 0).reformat_args()
     flags = _interpolation()
     ramp = np.arange(256, dtype=np.uint8)
@@ -170,13 +175,17 @@ def _look_up(lut: np.ndarray, rgb: np.ndarray, out: np.ndarray | None = None) ->
 
 
 def decode_rgb(frame: Any, deep: bool) -> np.ndarray:
-    """A decoded frame as H x W x 3 RGB: uint8 (rgb24), or uint16 on 0..65535 when deep."""
+    """A decoded frame as H x W x 3 RGB: uint8 (rgb24), or uint16 on 0..65535 when deep. The matrix
+    is Colour.of(frame)'s, the one encode_frame uses: swscale refuses the ones it lacks."""
     to, flags = ("rgb48le" if deep else "rgb24"), _interpolation()
-    converted = _reformatter("decode").reformat(frame, format=to, interpolation=flags, threads=_THREADS)
+    matrix = None if frame.format.is_rgb else Colour.of(frame).matrix
+    converted = _reformatter("decode").reformat(
+        frame, format=to, interpolation=flags, threads=_THREADS,
+        **({} if matrix is None else {"src_colorspace": matrix}),
+    )  # fmt: skip
     rgb = converted.to_ndarray()
-    if not deep or frame.format.is_rgb:
+    if not deep:
         return rgb
-    matrix = _SWS_MATRIX.get(frame.colorspace)
     lut = _gain_lut(_rgb48_scales(frame.format.name, matrix, frame.color_range)[0])
     return rgb if lut is None else _look_up(lut, rgb, out=rgb)  # a fresh buffer: rescaled in place
 
@@ -197,3 +206,42 @@ def encode_frame(rgb: np.ndarray, pix_fmt: str, colour: Colour) -> Any:
     out.colorspace, out.color_range = colour.colorspace, colour.color_range
     out.color_primaries, out.color_trc = colour.primaries, colour.trc
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _alpha_layout(pix_fmt: str) -> tuple[int, tuple[int, ...], int] | None:
+    """Where a pixel format keeps alpha: (plane, byte offsets within a pixel, bytes per pixel);
+    None without alpha. Packed formats are probed: the bytes that change when only alpha does."""
+    import av
+
+    fmt = av.VideoFormat(pix_fmt)
+    alpha = next((c for c in fmt.components if c.is_alpha), None)
+    if alpha is None:
+        return None
+    if fmt.is_planar:
+        size = (alpha.bits + 7) // 8
+        return alpha.plane, tuple(range(size)), size
+    probes = []
+    for value in (0, 0x5555):  # 0x5555: every byte of it nonzero in each depth, float included
+        rgba = np.zeros((2, 2, 4), np.uint16)
+        rgba[..., 3] = value
+        probes.append(
+            bytes(av.VideoFrame.from_ndarray(rgba, format="rgba64le").reformat(format=pix_fmt).planes[0])
+        )
+    step = fmt.padded_bits_per_pixel // 8
+    return 0, tuple(i for i in range(step) if probes[0][i] != probes[1][i]), step
+
+
+def copy_alpha(src: Any, dst: Any) -> None:
+    """Copy src's alpha samples into dst (the same format and size) bit for bit; the RGB path
+    drops alpha, and swscale's own alpha conversions are off by one here and there."""
+    layout = _alpha_layout(src.format.name)
+    if layout is None:
+        return
+    index, offsets, step = layout
+    source, target = src.planes[index], dst.planes[index]
+    rows, end = source.height, source.width * step
+    read = np.frombuffer(source, np.uint8).reshape(rows, source.line_size)
+    write = np.frombuffer(target, np.uint8).reshape(rows, target.line_size)
+    for offset in offsets:
+        write[:, offset:end:step] = read[:, offset:end:step]
