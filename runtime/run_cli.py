@@ -23,7 +23,7 @@ from .cli_options import max_change_option, one_line_warnings, stops_cleanly, ti
 from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable
 from .imageio import IMAGE_SUFFIXES, ImageError, read_icc_profile, read_image, write_image
-from .video import VIDEO_SUFFIXES
+from .video import CONTAINERS, VIDEO_SUFFIXES
 from .video_encoder import PARAM_LISTS
 
 MEDIA_SUFFIXES = {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES}
@@ -159,7 +159,7 @@ def plan_stream(sources: list[Path], place: Path | None) -> Job:
 def check_format(job: Job) -> None:
     """The output suffix must be one we write, and of the input's kind (picture or video)."""
     suffix = job.target.suffix.lower()
-    kind, known = ("video", VIDEO_SUFFIXES) if job.is_video else ("picture", IMAGE_SUFFIXES)
+    kind, known = ("video", CONTAINERS) if job.is_video else ("picture", IMAGE_SUFFIXES)
     if suffix not in known:
         usual = ".mkv" if job.is_video else ".png"
         raise click.ClickException(
@@ -218,6 +218,9 @@ def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple
               callback=parse_codec_options,
               help="More FFmpeg options for the video encoder (tune=grain, g=48, x265-params=...); "
                    "repeatable.")  # fmt: skip
+@click.option("--chroma", type=click.Choice(["source", *video.CHROMA]), default="source",
+              help="Video chroma resolution: 420, 422 or 444 [default: the source's, where the "
+                   "encoder writes it].")  # fmt: skip
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs (never inputs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @stops_cleanly
@@ -238,6 +241,7 @@ def main(
     crf: int | None,
     preset: str | None,
     codec_options: dict[str, str],
+    chroma: str,
     force: bool,
     quiet: bool,
 ) -> None:
@@ -254,7 +258,10 @@ def main(
         raise click.BadParameter("pictures are written with 8 or 16 bits", param_hint="--bit-depth")
     if depth == 16 and any(job.is_video for job in jobs):
         raise click.BadParameter("videos are written with 8 or 10 bits", param_hint="--bit-depth")
-    encoder = {"codec": codec, "crf": crf, "preset": preset, "codec_options": codec_options}
+    encoder = {
+        "codec": codec, "crf": crf, "preset": preset, "codec_options": codec_options,
+        "chroma": None if chroma == "source" else chroma,
+    }  # fmt: skip
     for job in jobs:  # encoder settings are checked before the model loads
         if job.is_video:
             try:
@@ -310,4 +317,5 @@ def run_video(
             bit_depth=depth or 10, force=force, progress=not quiet, **encoder,
         )  # fmt: skip
     if not quiet:
-        click.echo(f"{report.src} -> {report.dst}: {report.frames} frames at {report.fps:.2f} fps", err=True)
+        frames = f"{report.frames} frame{'' if report.frames == 1 else 's'}"
+        click.echo(f"{report.src} -> {report.dst}: {frames} at {report.fps:.2f} fps", err=True)

@@ -19,8 +19,11 @@ mux) are joined to the calling thread by bounded queues, so decoding and encodin
 inference. An exception anywhere (in `process`, the decoder or the encoder, or Ctrl-C) stops all
 three, the threads are joined, the partial output is deleted, and the exception is raised.
 
-Output: 10-bit 4:2:0 (yuv420p10le) by default, 8-bit (yuv420p) with bit_depth=8; the encoder
-follows from the destination's suffix (DEFAULT_CODECS) unless `codec` names one. Frame
+Output: 10-bit by default, 8-bit with bit_depth=8, with the source's chroma resolution (4:2:0,
+4:2:2, or 4:4:4 for 4:4:4 and RGB sources) where the encoder writes it, else 4:2:0 with a
+warning; `chroma` asks for one. The encoder follows from the destination's suffix
+(DEFAULT_CODECS) unless `codec` names one. Alpha is dropped, and interlaced sources are
+debanded as progressive frames, each with a warning. Frame
 timestamps, frame rate, frame count, display rotation and the colour tags (primaries, transfer,
 matrix, range) are kept; so is the sample aspect ratio with x264/x265 (other encoders warn that
 they drop it). What else the source carries goes along (video_streams.py): audio is copied
@@ -63,8 +66,6 @@ from .video_colour import ASSUMED_TAGS, HDR_TRANSFERS, Colour, copy_alpha, decod
 from .video_encoder import DEFAULT_CRF, encoder_label, encoder_options
 from .video_streams import CarriedStreams, copy_tags, moving_pictures
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m")
-
 # "-" as the source reads a stream from standard input (Y4M, MKV, MPEG-TS: what FFmpeg can read
 # from a pipe); as the destination it writes Y4M to standard output, for an encoder to read.
 STDIO = "-"
@@ -81,6 +82,10 @@ CONTAINERS = {
     ".ts": "mpegts",
     ".y4m": "yuv4mpegpipe",
 }
+
+# Suffixes read as video: those written, and broadcast and older formats that are only read.
+VIDEO_SUFFIXES = (*CONTAINERS, ".mpg", ".mpeg", ".m2v", ".m2ts", ".mts", ".mxf", ".vob", ".dv", ".flv",
+                  ".wmv", ".3gp", ".ogv")  # fmt: skip
 
 # Muxer -> encoders to try, best first; the first one that is built in and writes the requested
 # bit depth wins. wrapped_avframe is Y4M's uncompressed video.
@@ -107,6 +112,9 @@ VIDEO_CODECS = {
     "yuv4mpegpipe": {"wrapped_avframe"},
 }
 _KNOWN_ENCODERS = set().union(*VIDEO_CODECS.values())
+
+CHROMA = ("420", "422", "444")  # output chroma resolutions (4:2:0, 4:2:2, 4:4:4)
+_INTERLACED = {2: "top field first", 3: "bottom field first", 4: "top field first", 5: "bottom field first"}
 
 _QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 MB a frame
 _POLL = 0.05  # seconds between checks for a stop request while a queue is full or empty
@@ -277,13 +285,15 @@ def _encoder(name: str) -> Any:
         return None
 
 
-def _pick_codec(dst: Path, muxer: str, codec: str | None, pix_fmt: str, bit_depth: int) -> str:
-    """The encoder's name, checked against the container and the pixel format."""
+def _pick_codec(
+    dst: Path, muxer: str, codec: str | None, pix_fmts: list[str], bit_depth: int
+) -> tuple[str, str]:
+    """The encoder's name and the first of `pix_fmts` it writes, checked against the container."""
     import av
 
-    def writes(enc: Any) -> bool:
+    def written(enc: Any) -> list[str]:
         formats = enc.video_formats
-        return formats is None or pix_fmt in {f.name for f in formats}
+        return pix_fmts if formats is None else [p for p in pix_fmts if p in {f.name for f in formats}]
 
     def fits(name: str) -> bool:
         if name in _KNOWN_ENCODERS:
@@ -297,14 +307,15 @@ def _pick_codec(dst: Path, muxer: str, codec: str | None, pix_fmt: str, bit_dept
         finally:
             probe.close()
 
+    wanted = pix_fmts[0] if len(pix_fmts) == 1 else f"{bit_depth}-bit"
     if codec is None:
         for name in DEFAULT_CODECS[muxer]:
             enc = _encoder(name)
-            if enc is not None and writes(enc) and fits(name):
-                return enc.name
+            if enc is not None and written(enc) and fits(name):
+                return enc.name, written(enc)[0]
         raise VideoError(
-            f"{dst}: no built-in encoder writes {bit_depth}-bit video into {dst.suffix}; "
-            f"pass codec= one of {', '.join(_available_encoders())} or another container"
+            f"{dst}: no built-in encoder writes {wanted} video into {dst.suffix}; pass codec= one of "
+            f"{', '.join(_available_encoders())} or another container"
         )
     if muxer == "yuv4mpegpipe" and codec != "wrapped_avframe":
         raise VideoError(f"{dst}: Y4M holds raw video only; leave codec (--codec) out")
@@ -313,14 +324,21 @@ def _pick_codec(dst: Path, muxer: str, codec: str | None, pix_fmt: str, bit_dept
         raise VideoError(
             f"{dst}: unknown video encoder {codec!r}; choose one of {', '.join(_available_encoders())}"
         )
-    if not writes(enc):
-        hint = "pass bit_depth=8 (--bit-depth 8) or" if bit_depth > 8 else "use"
-        raise VideoError(f"{dst}: {enc.name} cannot write {pix_fmt} video; {hint} another codec (libx265)")
+    if not written(enc):
+        names = {f.name for f in enc.video_formats}
+        other = [c for c in CHROMA if _pix_fmt(c, bit_depth) in names]
+        if bit_depth > 8 and any(_pix_fmt(p[3:6], 8) in names for p in pix_fmts):
+            hint = "pass bit_depth=8 (--bit-depth 8) or use another codec (libx265)"
+        elif other:
+            hint = f"ask for chroma {other[0]} (--chroma {other[0]}) or use another codec (libx265)"
+        else:
+            hint = "use another codec (libx265)"
+        raise VideoError(f"{dst}: {enc.name} cannot write {wanted} video; {hint}")
     if not fits(enc.name):
         raise VideoError(
             f"{dst}: a {dst.suffix} file cannot hold {enc.name} video; use .mkv or another codec"
         )
-    return enc.name
+    return enc.name, written(enc)[0]
 
 
 def _open_source(src: Path) -> Any:
@@ -427,9 +445,11 @@ def check_encoder(
     crf: int | None = None,
     preset: str | int | None = None,
     codec_options: Mapping[str, object] | None = None,
+    chroma: str | None = None,
 ) -> tuple[str, str, dict[str, str]]:
     """(encoder, pixel format, FFmpeg options) for a video written to `dst` with deband_video's
-    settings, checked: VideoError before any work, so a batch can be checked before a model loads."""
+    settings, checked: VideoError before any work, so a batch can be checked before a model loads.
+    The pixel format has `chroma`, else the least the encoder writes; deband_video follows the source's."""
     dst = STDOUT if os.fspath(dst) == STDIO else Path(dst)
     try:
         require_pyav()
@@ -438,12 +458,62 @@ def check_encoder(
     muxer = _muxer_for(dst)
     if bit_depth not in (8, 10):
         raise VideoError(f"{dst}: bit depth must be 8 or 10, got {bit_depth}")
-    pix_fmt = "yuv420p" if bit_depth == 8 else "yuv420p10le"
-    codec_name = _pick_codec(dst, muxer, codec, pix_fmt, bit_depth)
+    if chroma is not None and chroma not in CHROMA:
+        raise VideoError(
+            f"{dst}: chroma must be one of {', '.join(CHROMA)} (None: the source's), got {chroma!r}"
+        )
+    pix_fmts = [_pix_fmt(c, bit_depth) for c in ([chroma] if chroma else CHROMA)]
+    codec_name, pix_fmt = _pick_codec(dst, muxer, codec, pix_fmts, bit_depth)
     try:
         return codec_name, pix_fmt, encoder_options(codec_name, pix_fmt, crf, preset, codec_options)
     except ValueError as exc:
         raise VideoError(f"{dst}: {exc}") from None
+
+
+def _pix_fmt(chroma: str, bit_depth: int) -> str:
+    return f"yuv{chroma}p" + ("10le" if bit_depth == 10 else "")
+
+
+def _chroma_of(fmt: Any) -> str:
+    """The least output chroma that keeps all of a source format's: RGB is 4:4:4, gray 4:2:0."""
+    if fmt is None or sum(not c.is_alpha for c in fmt.components) < 3:
+        return "420"
+    if fmt.is_rgb or fmt.chroma_width(4) == 4:  # full horizontal chroma (4:4:4, 4:4:0)
+        return "444"
+    return "422" if fmt.chroma_height(4) == 4 else "420"  # full vertical (4:2:2, 4:1:1), or half
+
+
+def _follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) -> str:
+    """The output pixel format: the least chroma the encoder writes that keeps the source's, else
+    its most, with a warning."""
+    kept = _chroma_of(vin.codec_context.format)
+    formats = _encoder(codec).video_formats
+    names = None if formats is None else {f.name for f in formats}
+    writable = [c for c in CHROMA if names is None or _pix_fmt(c, bit_depth) in names]
+    enough = [c for c in writable if c >= kept]  # "420" < "422" < "444"
+    chosen = enough[0] if enough else writable[-1]
+    if chosen < kept:
+        warnings.warn(
+            f"{dst}: {encoder_label(codec)} writes 4:{chosen[1]}:{chosen[2]} at most, so {src.name}'s "
+            f"4:{kept[1]}:{kept[2]} chroma is reduced; use libx265 (.mkv) to keep it, or chroma {chosen} "
+            f"(--chroma {chosen}) to ask for 4:{chosen[1]}:{chosen[2]}",
+            stacklevel=3,
+        )
+    return _pix_fmt(chosen, bit_depth)
+
+
+def _warn_about_losses(vin: Any, src: Path, dst: Path) -> None:
+    """What the source has that a debanded video cannot keep: alpha, and separate fields."""
+    ctx = vin.codec_context
+    if ctx.format is not None and any(c.is_alpha for c in ctx.format.components):
+        warnings.warn(f"{src}: its alpha channel is dropped; {dst.name} holds colour only", stacklevel=3)
+    if ctx.field_order in _INTERLACED:
+        warnings.warn(
+            f"{src}: interlaced ({_INTERLACED[ctx.field_order]}); its frames are debanded and written "
+            "as progressive pictures, which blends colour between fields: deinterlace it first "
+            "(ffmpeg -vf bwdif)",
+            stacklevel=3,
+        )
 
 
 def deband_video(
@@ -456,6 +526,7 @@ def deband_video(
     crf: int | None = None,
     preset: str | int | None = None,
     codec_options: Mapping[str, object] | None = None,
+    chroma: str | None = None,
     force: bool = False,
     progress: bool | Callable[[int, int | None], object] = True,
 ) -> VideoReport:
@@ -467,7 +538,9 @@ def deband_video(
     without one, like ffv1, take none). preset: the encoder's speed (PRESETS: x264/x265 ultrafast
     to placebo, SVT-AV1 0 to 13, VP9 cpu-used 0 to 8; the encoder's default when left out).
     codec_options: more FFmpeg options for the encoder ({"tune": "grain", "g": 48}; x264-params,
-    x265-params and svtav1-params are added to bdinn's own). force: overwrite an existing dst.
+    x265-params and svtav1-params are added to bdinn's own). chroma: "420", "422" or "444"; None
+    keeps the source's chroma resolution (RGB counts as 4:4:4) where the encoder can write it, and
+    warns where it cannot (SVT-AV1 writes 4:2:0 only). force: overwrite an existing dst.
     progress: True for a tqdm bar in frames per second, False for none, or a callable
     progress(done, total) called after each frame (total is None when the container does not say).
 
@@ -477,12 +550,16 @@ def deband_video(
     started = time.perf_counter()
     src = STDIN if os.fspath(src) == STDIO else Path(src)
     dst = STDOUT if os.fspath(dst) == STDIO else Path(dst)
-    codec_name, pix_fmt, options = check_encoder(dst, codec, bit_depth, crf, preset, codec_options)
+    codec_name, pix_fmt, options = check_encoder(dst, codec, bit_depth, crf, preset, codec_options, chroma)
     muxer = _check_paths(src, dst, force)
 
     source = _open_source(src)
     bar = None
     try:
+        vin = moving_pictures(source)[0]
+        if chroma is None:
+            pix_fmt = _follow_source(vin, src, dst, codec_name, bit_depth)
+        _warn_about_losses(vin, src, dst)
         job = _Job(source, src, dst, muxer, codec_name, pix_fmt, options, process)
         if bit_depth == 8 and job.colour.trc in HDR_TRANSFERS:
             warnings.warn(
@@ -585,9 +662,11 @@ class _Job:
         self.width, self.height = ctx.width, ctx.height
         if self.width <= 0 or self.height <= 0:
             raise VideoError(f"{src}: the video stream has no picture size; re-encode or repair the file")
-        if self.width % 2 or self.height % 2:
+        chroma = pix_fmt[3:6]
+        if (chroma != "444" and self.width % 2) or (chroma == "420" and self.height % 2):
             raise VideoError(
-                f"{src}: {self.width}x{self.height} has an odd side; 4:2:0 output needs even sizes (crop it)"
+                f"{src}: {self.width}x{self.height} has an odd side; 4:{chroma[1]}:{chroma[2]} output needs "
+                "even sizes (crop it)"
             )
         self.colour = Colour.of(ctx)
         self.rate = Fraction(self.vin.average_rate or self.vin.guessed_rate or self.vin.base_rate or 25)

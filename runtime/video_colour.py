@@ -62,12 +62,12 @@ class Colour:
     def of(cls, ctx: Any) -> Colour:
         """The colour of a stream's codec context or of a frame, for YUV made from its RGB."""
         space, rng = int(ctx.colorspace or 0), int(ctx.color_range or 0)
-        if space == _SPC_UNSPECIFIED:
+        if ctx.format is not None and ctx.format.is_rgb:  # RGB-coded, tagged or not: make standard HD
+            matrix, space, rng = 1, _SPC_BT709, _RANGE_MPEG
+        elif space == _SPC_UNSPECIFIED:
             matrix = None  # decoded with swscale's default; encode the same way and keep it untagged
         elif space in _SWS_MATRIX:
             matrix = _SWS_MATRIX[space]
-        elif ctx.format is not None and ctx.format.is_rgb:  # RGB-coded: YUV made from it is standard HD
-            matrix, space, rng = 1, _SPC_BT709, _RANGE_MPEG
         else:  # a matrix swscale lacks (or a YUV frame tagged RGB): BT.709 both ways, in its own range
             matrix, space = 1, _SPC_BT709
         return cls(matrix, space, rng, int(ctx.color_primaries or 0), int(ctx.color_trc or 0))

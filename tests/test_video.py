@@ -204,6 +204,23 @@ def test_bdinn_run_debands_a_video_with_the_bundled_model(source, tmp_path):
     assert np.mean([c.mean() for c in change]) > 0.25  # the model's doing: 0.15 for an identity
 
 
+def test_bdinn_run_reads_broadcast_files_and_takes_a_chroma(tmp_path):
+    """MPEG program streams (.mpg), like .mxf or .m2ts, are read as video: once they were taken for
+    pictures ("cannot write a picture as '.mkv'")."""
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    from click.testing import CliRunner
+
+    from bdinn.runtime.run_cli import main
+
+    source = make_clip(tmp_path / "in.mpg", "yuv420p", "mpeg2video", qscale=2)
+    result = CliRunner().invoke(main, [str(source), "-o", str(tmp_path / "out.mkv"), "--chroma", "444"])
+    assert result.exit_code == 0, result.output
+    assert "in.mpg -> " in result.output and ": 3 frames at" in result.output
+    assert probe(tmp_path / "out.mkv")["pix_fmt"] == "yuv444p10le"
+    result = CliRunner().invoke(main, [str(source), "-o", str(tmp_path / "out.mpg")])
+    assert result.exit_code == 1 and "cannot write a video as '.mpg' (use .mkv)" in result.output
+
+
 def test_8_bit_mp4_with_hevc_tag(source, tmp_path):
     report = deband_video(source, tmp_path / "out.mp4", lambda rgb: rgb, bit_depth=8, progress=False)
     after = probe(tmp_path / "out.mp4")
@@ -614,6 +631,111 @@ def test_deband_frame_takes_a_frame_made_from_an_array():
         deband_frame(frame.to_ndarray(), lambda rgb: rgb)
 
 
+def make_clip(
+    path: Path, pix_fmt: str, codec: str = "ffv1", size: tuple[int, int] = (W, H), **options
+) -> Path:
+    """Three frames of the moving gradient in `pix_fmt`, losslessly unless `codec` says otherwise."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream(codec, rate=FPS)
+        (vs.width, vs.height), vs.pix_fmt = size, pix_fmt
+        vs.options = {k: str(v) for k, v in options.items()}
+        for i in range(3):
+            rgb = np.resize(_gradient(i), (*size[::-1], 3))
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
+                format=pix_fmt
+            )
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "dst", "chroma", "written"),
+    [
+        ("yuv422p10le", "out.mkv", None, "yuv422p10le"),  # ProRes/DNxHR-style mezzanine, through x265
+        ("yuv444p", "out.mkv", None, "yuv444p10le"),
+        ("bgr0", "out.mp4", None, "yuv444p10le"),  # RGB keeps full chroma
+        ("yuv440p", "out.mkv", None, "yuv444p10le"),
+        ("yuv411p", "out.mkv", None, "yuv422p10le"),
+        ("gray", "out.mkv", None, "yuv420p10le"),
+        ("yuv422p10le", "out.y4m", None, "yuv422p10le"),
+        ("yuv420p", "out.mkv", "444", "yuv444p10le"),
+        ("yuv444p", "out.mkv", "420", "yuv420p10le"),
+    ],
+)
+def test_chroma_resolution_follows_the_source(tmp_path, pix_fmt, dst, chroma, written):
+    source = make_clip(tmp_path / "in.mkv", pix_fmt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(source, tmp_path / dst, lambda rgb: rgb, chroma=chroma, progress=False)
+    assert report.pix_fmt == written and probe(tmp_path / dst)["pix_fmt"] == written
+    if pix_fmt == "bgr0":  # untagged RGB: converted with BT.709 and tagged so, as HD players assume
+        assert probe(tmp_path / dst)["colour"][:2] == (1, 1)
+    before, after = (probe(path)["rgb"][1].astype(int) for path in (source, tmp_path / dst))
+    assert np.abs(before - after).mean() < 2.5  # the same picture through x265 at CRF 20
+
+
+def test_chroma_an_encoder_cannot_keep_is_warned_about(tmp_path):
+    source = make_clip(tmp_path / "in.mkv", "yuv422p10le")
+    message = r"out\.webm: libsvtav1 writes 4:2:0 at most, so in\.mkv's 4:2:2 chroma is reduced; use libx265"
+    with pytest.warns(UserWarning, match=message) as caught:
+        report = deband_video(source, tmp_path / "out.webm", lambda rgb: rgb, progress=False)
+    assert report.pix_fmt == "yuv420p10le" and caught[0].filename == __file__
+    with pytest.raises(VideoError, match=r"out\.webm: no built-in encoder writes yuv444p10le video"):
+        deband_video(source, tmp_path / "out.webm", lambda rgb: rgb, chroma="444", progress=False)
+    with pytest.raises(
+        VideoError, match=r"out\.webm: libsvtav1 cannot write yuv444p10le video; ask for chroma 420"
+    ):
+        deband_video(
+            source, tmp_path / "out.webm", lambda rgb: rgb, codec="libsvtav1", chroma="444", progress=False
+        )
+    with pytest.raises(
+        VideoError, match=r"chroma must be one of 420, 422, 444 \(None: the source's\), got '411'"
+    ):
+        deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, chroma="411", progress=False)
+
+
+def test_prores_follows_the_source_or_says_which_chroma_it_writes(tmp_path):
+    """ProRes writes 4:2:2 and 4:4:4 only: a 4:2:0 source gets 4:2:2, and asking for 4:2:0 says so."""
+    source = make_clip(tmp_path / "in.mkv", "yuv420p")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(
+            source, tmp_path / "out.mov", lambda rgb: rgb, codec="prores_ks", progress=False
+        )
+    assert probe(tmp_path / "out.mov")["pix_fmt"] == report.pix_fmt == "yuv422p10le"
+    message = r"o\.mov: prores_ks cannot write yuv420p10le video; ask for chroma 422 \(--chroma 422\)"
+    with pytest.raises(VideoError, match=message):
+        deband_video(
+            source, tmp_path / "o.mov", lambda rgb: rgb, codec="prores_ks", chroma="420", progress=False
+        )
+
+
+def test_odd_sizes_need_only_what_the_output_chroma_needs(tmp_path):
+    """4:4:4 has no subsampled plane, so 65x49 is fine; 4:2:0 output of it is refused in one line."""
+    source = make_clip(tmp_path / "in.mkv", "yuv444p", size=(65, 49))
+    report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert (report.width, report.height, report.pix_fmt) == (65, 49, "yuv444p10le")
+    with pytest.raises(VideoError, match=r"in\.mkv: 65x49 has an odd side; 4:2:0 output needs even sizes"):
+        deband_video(source, tmp_path / "o.mkv", lambda rgb: rgb, chroma="420", progress=False)
+
+
+def test_alpha_and_interlacing_are_warned_about(tmp_path):
+    with pytest.warns(
+        UserWarning, match=r"in\.mkv: its alpha channel is dropped; out\.mkv holds colour only"
+    ):
+        deband_video(
+            make_clip(tmp_path / "in.mkv", "yuva420p"), tmp_path / "out.mkv", lambda rgb: rgb, progress=False
+        )
+    interlaced = make_clip(
+        tmp_path / "tff.mkv", "yuv420p", "libx264", flags="+ilme+ildct", **{"x264-params": "tff=1"}
+    )
+    message = r"tff\.mkv: interlaced \(top field first\); its frames are debanded and written as progressive"
+    with pytest.warns(UserWarning, match=message):
+        deband_video(interlaced, tmp_path / "i.mkv", lambda rgb: rgb, progress=False)
+
+
 def test_y4m_says_what_its_reader_must_be_told(tmp_path):
     """Y4M has no colour tags or rotation: an HDR or rotated source warns with the ffmpeg options."""
     with pytest.warns(UserWarning) as caught:
@@ -688,7 +810,7 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
             source,
             tmp_path / "g.webm",
             {"codec": "libvpx-vp9"},
-            r"cannot write yuv420p10le video; pass bit_depth=8",
+            r"cannot write 10-bit video; pass bit_depth=8",
         ),
         (source, tmp_path / "h.mkv", {"codec": "ffv1", "crf": 10}, r"ffv1 has no CRF setting"),
         (source, tmp_path / "i.mkv", {"bit_depth": 12}, r"bit depth must be 8 or 10"),
