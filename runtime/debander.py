@@ -15,7 +15,7 @@ is thread-safe.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from importlib.util import find_spec
 from numbers import Integral, Real
@@ -55,6 +55,8 @@ def default_model_path(backend: str | None = None) -> Path:
     preferred when it sees a CUDA GPU (FP16 with our kernels). TensorRT needs an engine built for
     the GPU at hand, which no package can ship: build one with bdinn-export.
     """
+    if backend is not None and backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     models = resources.files("bdinn.runtime") / "models"
     if backend is None:
         backend = _best_default_backend()
@@ -178,6 +180,8 @@ class Debander:
             raise ValueError(f"bit_depth must be 8 or 16 (None: the input's), got {bit_depth!r}")
         if isinstance(image, np.ndarray):
             return self._frames([image], bit_depth, dither, seed)[0]
+        if not isinstance(image, Iterable) or isinstance(image, (str, bytes)):
+            raise TypeError(f"expected a numpy frame or a list of them, got {type(image).__name__}")
         return self._frames(list(image), bit_depth, dither, seed)
 
     def _frames(
@@ -204,6 +208,9 @@ class Debander:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """float32 [N, 3, H, W] in [0, 1] -> debanded, same shape; tiles and pads as the backend needs."""
         self._check_open()
+        if not isinstance(batch, np.ndarray) or batch.dtype.kind != "f":
+            got = batch.dtype if isinstance(batch, np.ndarray) else type(batch).__name__
+            raise TypeError(f"expected a float [N, 3, H, W] numpy batch in [0, 1], got {got}")
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected a float [N, 3, H, W] batch, got shape {batch.shape}")
         tile = self._tile_for(batch.shape[-2:])
@@ -252,7 +259,8 @@ class Debander:
     # GPU tensors ----------------------------------------------------------------------------
 
     def tensor(self, batch: Any) -> Any:
-        """A torch tensor [N, 3, H, W] (or [3, H, W]) in [0, 1] -> debanded, same device and dtype.
+        """A torch tensor [N, 3, H, W] (or [3, H, W]) in [0, 1] -> debanded, in [0, 1], same device
+        and dtype.
 
         On the PyTorch and TensorRT backends a CUDA tensor stays on the GPU (work is queued on
         the current torch stream); other combinations go through the host.
@@ -260,6 +268,10 @@ class Debander:
         import torch
 
         self._check_open()
+        if not isinstance(batch, torch.Tensor):
+            raise TypeError(
+                f"expected a torch tensor (numpy frames: call the Debander), got {type(batch).__name__}"
+            )
         if not batch.is_floating_point() or batch.dim() not in (3, 4) or batch.shape[-3] != 3:
             shape = f"{batch.dtype} {list(batch.shape)}"
             raise ValueError(f"expected a float [N, 3, H, W] or [3, H, W] tensor in [0, 1], got {shape}")
@@ -273,6 +285,7 @@ class Debander:
         else:  # infer applies the limit
             host = self.infer(batch.detach().float().cpu().numpy())
             out = torch.from_numpy(host).to(batch.device, batch.dtype)
+        out = out.clamp(0, 1)  # the limit can reach past 0 and 1, as a network can; an 8-bit cast wraps
         return out[0] if single else out
 
     # life cycle -----------------------------------------------------------------------------

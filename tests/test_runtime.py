@@ -303,6 +303,8 @@ def test_a_closed_debander_says_so(models, sky, key):
     for call in (lambda: deband(sky), lambda: deband.tensor(torch.zeros(1, 3, 32, 32))):
         with pytest.raises(BackendError, match="this Debander is closed; open the model again"):
             call()
+    with pytest.raises(BackendError, match="closed"):  # the backend itself let go of its model
+        deband.backend.infer(np.zeros((1, 3, 32, 32), np.float32))
 
 
 def test_tensor_input_is_checked_the_same_on_every_backend(models):
@@ -321,3 +323,28 @@ def test_tensor_input_is_checked_the_same_on_every_backend(models):
         wanted = torch.rand(1, 3, 32, 32, requires_grad=True)  # a training loop's tensor: served, not traced
         out = deband.tensor(wanted)
         assert out.shape == wanted.shape and out.dtype == torch.float32 and not out.requires_grad
+        with pytest.raises(TypeError, match=r"expected a torch tensor \(numpy frames: call the Debander\)"):
+            deband.tensor(np.zeros((3, 32, 32), np.float32))
+        with pytest.raises(
+            TypeError, match=r"expected a float \[N, 3, H, W\] numpy batch in \[0, 1\], got uint8"
+        ):
+            deband.infer(np.zeros((1, 3, 32, 32), np.uint8))  # was run as 0..255 floats
+        with pytest.raises(TypeError, match="expected a numpy frame or a list of them, got NoneType"):
+            deband(None)
+
+
+def test_tensor_output_stays_in_range(models):
+    """White and black inputs: the limit lets the network reach past 1 and 0, which an 8-bit cast wraps."""
+    deband = Debander.open(models["torch"], max_change=8)
+    for value in (0.0, 1.0):
+        raw = deband.infer(np.full((1, 3, 32, 32), value, np.float32))
+        out = deband.tensor(torch.full((1, 3, 32, 32), value))
+        assert (raw < 0).any() or (raw > 1).any()  # the network alone leaves [0, 1] here
+        assert out.min() >= 0 and out.max() <= 1
+
+
+def test_default_model_path_refuses_an_unknown_backend():
+    from bdinn.runtime.debander import default_model_path
+
+    with pytest.raises(BackendError, match=r"unknown backend 'bogus' \(choose from"):
+        default_model_path("bogus")

@@ -62,6 +62,8 @@ class OnnxBackend(Backend):
         self.device = f"cuda:{gpu}" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 
     def _run_one(self, chw: np.ndarray) -> np.ndarray:
+        if self.session is None:
+            raise BackendError("this ONNX Runtime model is closed; open it again")
         if self.uint8_io:
             hwc = np.clip(np.rint(chw.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
             (out,) = self.session.run([self.output_name], {self.input_name: hwc})
@@ -74,9 +76,12 @@ class OnnxBackend(Backend):
         # Exported graphs have batch 1 (the TensorRT profile's shape); run frames one by one.
         return np.stack([self._run_one(chw) for chw in batch])
 
+    def close(self) -> None:
+        self.session = None  # the session holds the weights and ONNX Runtime's memory arena
+
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
         io = "uint8" if self.uint8_io else str(np.dtype(self.input_dtype))
         return {**super().describe(), "onnxruntime": ort.__version__, "io": io,
-                "providers": self.session.get_providers()}  # fmt: skip
+                "providers": self.session.get_providers() if self.session else []}  # fmt: skip

@@ -76,6 +76,8 @@ class TorchBackend(Backend):
 
     def infer_tensor(self, batch: Any) -> Any:
         """A [N, 3, H, W] tensor in [0, 1] on any device -> the debanded tensor, same device/dtype."""
+        if self.model is None:
+            raise BackendError("this PyTorch model is closed; open it again")
         if self._cpu_thread is None:
             return self._forward(batch)
         return self._cpu_thread.submit(self._forward, batch).result()
@@ -104,4 +106,4 @@ class TorchBackend(Backend):
     def close(self) -> None:
         if self._cpu_thread is not None:
             self._cpu_thread.shutdown()
-        del self.model
+        self.model = None  # frees the weights (GPU memory included) once no call holds them
