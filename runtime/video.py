@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import itertools
 import os
 import queue
 import signal
@@ -116,6 +117,7 @@ _KNOWN_ENCODERS = set().union(*VIDEO_CODECS.values())
 CHROMA = ("420", "422", "444")  # output chroma resolutions (4:2:0, 4:2:2, 4:4:4)
 _INTERLACED = {2: "top field first", 3: "bottom field first", 4: "top field first", 5: "bottom field first"}
 
+_HELD = 16  # video packets held back at the start until their timestamps are checked
 _QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 MB a frame
 _POLL = 0.05  # seconds between checks for a stop request while a queue is full or empty
 
@@ -822,6 +824,7 @@ class _Job:
         import av
 
         waiting: list[_Carried] = []
+        opening: list[Any] | None = []  # the first video packets, until their timestamps are checked
         first: int | None = None
         last: int | None = None
         try:
@@ -846,14 +849,14 @@ class _Job:
                 last = pts
                 frame = encode_frame(item.image, self.pix_fmt, self.colour)
                 frame.pts, frame.time_base = pts, self.out_time_base
-                output.mux(self.vout.encode(frame))
+                opening = self._mux_video(output, opening, self.vout.encode(frame))
                 for held in waiting:
                     self._mux_carried(output, held)
                 waiting.clear()
                 self.frames += 1
             if first is None or last is None:
                 raise VideoError(f"{self.src}: no decodable video frames; re-encode or repair the file")
-            output.mux(self.vout.encode(None))
+            self._mux_video(output, opening, self.vout.encode(None), final=True)
             for index in self.carried.transcode:
                 output.mux(self.carried.audio_out[index].encode(None))
         except av.FFmpegError as exc:
@@ -866,6 +869,34 @@ class _Job:
             label = encoder_label(self.codec)
             raise VideoError(f"{self.dst}: encoding with {label} failed ({reason})") from exc
         self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
+
+    def _mux_video(
+        self, output: Any, held: list[Any] | None, packets: list[Any], final: bool = False
+    ) -> list[Any] | None:
+        """Mux the encoder's packets; the first _HELD are held back and their decode times mended if
+        they need it: libx265 gives a stream of one or two frames decode times that are garbage
+        (1e17 off, uninitialised), which MP4 and MOV refuse at the end of all the work."""
+        if held is None:
+            output.mux(packets)
+            return None
+        held.extend(packets)
+        if len(held) < _HELD and not final:
+            return held
+        pts = [p.pts for p in held]
+        step = max(1, round(1 / (self.rate * self.out_time_base)))  # one frame
+        dts = [p.dts for p in held]
+        if held and (
+            None in dts
+            or any(b <= a for a, b in itertools.pairwise(dts))
+            or any(d > p for d, p in zip(dts, pts, strict=True))
+            or dts[0] < min(pts) - _HELD * step
+        ):
+            ordered = sorted(pts)
+            delay = max(0, *(o - p for o, p in zip(ordered, pts, strict=True)))
+            for packet, time_ in zip(held, ordered, strict=True):
+                packet.dts = time_ - delay
+        output.mux(held)
+        return None
 
     def _set_hdr10(self) -> None:
         """Before the encoder opens: pass on the source's HDR10 metadata where the encoder takes it."""

@@ -632,14 +632,14 @@ def test_deband_frame_takes_a_frame_made_from_an_array():
 
 
 def make_clip(
-    path: Path, pix_fmt: str, codec: str = "ffv1", size: tuple[int, int] = (W, H), **options
+    path: Path, pix_fmt: str, codec: str = "ffv1", size: tuple[int, int] = (W, H), frames: int = 3, **options
 ) -> Path:
-    """Three frames of the moving gradient in `pix_fmt`, losslessly unless `codec` says otherwise."""
+    """Frames of the moving gradient in `pix_fmt`, losslessly unless `codec` says otherwise."""
     with av.open(str(path), "w") as out:
         vs = out.add_stream(codec, rate=FPS)
         (vs.width, vs.height), vs.pix_fmt = size, pix_fmt
         vs.options = {k: str(v) for k, v in options.items()}
-        for i in range(3):
+        for i in range(frames):
             rgb = np.resize(_gradient(i), (*size[::-1], 3))
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
                 format=pix_fmt
@@ -710,6 +710,16 @@ def test_prores_follows_the_source_or_says_which_chroma_it_writes(tmp_path):
         deband_video(
             source, tmp_path / "o.mov", lambda rgb: rgb, codec="prores_ks", chroma="420", progress=False
         )
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_a_clip_of_one_or_two_frames_goes_into_mov_and_mp4(tmp_path, frames):
+    """libx265 gives such a clip's packets garbage decode times, which MP4 and MOV refused at the end."""
+    source = make_clip(tmp_path / "in.mp4", "yuv420p", "libx264", size=(160, 90), frames=frames)
+    for name in ("out.mov", "out.mp4"):
+        report = deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
+        assert report.frames == frames and report.codec == "libx265"
+        assert probe(tmp_path / name)["times"] == pytest.approx([i / FPS for i in range(frames)])
 
 
 def test_odd_sizes_need_only_what_the_output_chroma_needs(tmp_path):
