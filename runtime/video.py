@@ -584,7 +584,11 @@ def deband_video(
             bar.close()
         source.close()
 
-    if job.listed_frames and job.frames < job.listed_frames:  # an exact count from the header (MP4, MOV)
+    # An exact count from the header (MP4, MOV); an edit list may hide some of them, but then the
+    # header's duration is what was decoded.
+    listed_time = job.listed_duration
+    short_in_time = listed_time is None or job.duration < listed_time - 0.5 / float(job.rate)
+    if job.listed_frames and job.frames < job.listed_frames and short_in_time:
         warnings.warn(
             f"{src}: decoded {job.frames} of the {job.listed_frames} frames its header lists; the file may "
             "be cut short (the output holds what was there)",
@@ -677,6 +681,7 @@ class _Job:
         self.cfr = muxer in ("avi", "yuv4mpegpipe")
         self.out_time_base = 1 / self.rate if self.cfr else self.time_base
         self.listed_frames: int | None = self.vin.frames or None  # read now: PyAV 19 closes streams
+        self.listed_duration = float(self.vin.duration * self.time_base) if self.vin.duration else None
         self.total = self.listed_frames
         if self.total is None and self.vin.duration:
             self.total = max(1, round(self.vin.duration * self.time_base * self.rate))

@@ -960,10 +960,40 @@ def test_a_file_cut_short_is_written_with_a_warning(tmp_path):
     assert report.frames == 20 and caught[0].filename == __file__
 
 
+def test_frames_an_edit_list_hides_are_not_taken_for_a_cut(tmp_path):
+    """An MP4 whose edit list hides its first two frames lists six but shows four: no warning."""
+    source = tmp_path / "edit-list.mp4"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+            frame.pts, frame.time_base = (i - 2) * 40, Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert report.frames == 4
+
+
 def test_is_video():
     assert all(
         is_video(f"clip{suffix}")
-        for suffix in (".mp4", ".MKV", ".mov", ".webm", ".avi", ".m4v", ".ts", ".y4m")
+        for suffix in (
+            ".mp4",
+            ".MKV",
+            ".mov",
+            ".webm",
+            ".avi",
+            ".m4v",
+            ".ts",
+            ".y4m",
+            ".mpg",
+            ".MXF",
+            ".m2ts",
+        )
     )
     assert not any(is_video(name) for name in ("frame.png", "clip", "notes.txt"))
 
