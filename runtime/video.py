@@ -594,7 +594,15 @@ def deband_video(
             "be cut short (the output holds what was there)",
             stacklevel=2,
         )
-    if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.rotation)):
+    if job.retimed:
+        counter = "Y4M" if muxer == "yuv4mpegpipe" else "AVI"
+        warnings.warn(
+            f"{dst}: the source's frame times are irregular (variable frame rate), and "
+            f"{counter} holds one frame every {1 / float(job.rate):.4g} s, "
+            "so frames were retimed (audio muxed back will drift); write .mkv or .mp4 to keep their times",
+            stacklevel=2,
+        )
+    if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.rotation, job.sar)):
         warnings.warn(f"{dst}: {note}", stacklevel=2)
     if job.hdr10 and not job.hdr10_kept:
         advice = (
@@ -629,15 +637,21 @@ def deband_video(
     )
 
 
-def _y4m_losses(colour: Colour, rotation: int) -> str | None:
-    """What a Y4M output cannot say about this video, and how to tell its reader; None if nothing."""
+def _y4m_losses(colour: Colour, rotation: int, sar: Fraction | None) -> str | None:
+    """What a Y4M output cannot say about this video, and how to tell its reader; None if nothing.
+    (Y4M has a sample aspect field, but FFmpeg's muxer fills it from a setting PyAV cannot reach.)"""
     tags = colour.ffmpeg_tags() if {colour.primaries, colour.trc, colour.colorspace} - ASSUMED_TAGS else ""
-    held = (("colour tags but the range", tags), (f"{rotation}° rotation", rotation))
-    lost = [what for what, kept in held if kept]
+    sar = sar if sar and sar != 1 else None
+    held = (
+        ("colour tags but the range", tags, tags),
+        (f"{rotation}° rotation", rotation, f"-display_rotation {rotation}"),
+        (f"sample aspect ratio {sar}", sar, f"-vf setsar={sar}"),
+    )
+    lost = [(what, option) for what, kept, option in held if kept]
     if not lost:
         return None
-    options = " ".join(x for x in (tags, f"-display_rotation {rotation}" if rotation else "") if x)
-    return f"Y4M carries no {' or '.join(lost)}; tell the program reading it (ffmpeg: {options})"
+    missing, options = " or ".join(what for what, _ in lost), " ".join(option for _, option in lost)
+    return f"Y4M carries no {missing}; tell the program reading it (ffmpeg: {options})"
 
 
 def _write_stdout(write: Callable[[str], object]) -> None:
@@ -694,6 +708,8 @@ class _Job:
         self.rotation = 0  # the first frame's display rotation
         self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
         self.hdr10_kept = False
+        self.retimed = False  # a frame moved to fit a container that counts frames (Y4M, AVI)
+        self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
 
     # -- output setup ---------------------------------------------------------------------------
 
@@ -711,7 +727,7 @@ class _Job:
         enc.time_base = self.out_time_base
         if ctx.sample_aspect_ratio:
             enc.sample_aspect_ratio = ctx.sample_aspect_ratio
-            if ctx.sample_aspect_ratio != 1 and self.codec not in ("libx264", "libx265"):
+            if ctx.sample_aspect_ratio != 1 and self.codec not in ("libx264", "libx265", "wrapped_avframe"):
                 warnings.warn(  # PyAV cannot set the container's own field, which the others need
                     f"{self.dst}: {encoder_label(self.codec)} does not keep the source's sample aspect ratio "
                     f"{ctx.sample_aspect_ratio}; use libx265 or libx264 (.mkv, .mp4) to keep it",
@@ -841,10 +857,14 @@ class _Job:
                         self._mux_carried(output, item)
                     continue
                 pts = item.pts
-                if self.cfr:
-                    pts = round(pts * self.time_base / self.out_time_base)
+                if self.cfr:  # counted in frames: an irregular source is retimed
+                    exact = pts * self.time_base / self.out_time_base
+                    pts = round(exact)
+                    skipped = self.muxer == "yuv4mpegpipe" and last is not None and pts != last + 1
+                    self.retimed |= abs(exact - pts) > Fraction(1, 4) or skipped
                 if last is not None and pts <= last:
                     pts = last + 1  # timestamps must rise; broken sources sometimes repeat one
+                    self.retimed |= self.cfr
                 if first is None:
                     first = pts
                     if item.rotation:

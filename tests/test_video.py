@@ -309,6 +309,11 @@ def test_sample_aspect_ratio_is_kept_by_x265_and_warned_about_elsewhere(tmp_path
             source, tmp_path / "out.webm", lambda rgb: rgb, codec="libvpx-vp9", bit_depth=8, progress=False
         )
     assert caught[0].filename == __file__
+    with pytest.warns(UserWarning) as caught:  # Y4M: no codec to choose, so the reader is told
+        deband_video(source, tmp_path / "out.y4m", lambda rgb: rgb, progress=False)
+    assert [str(w.message).split(": ", 1)[1] for w in caught] == [
+        "Y4M carries no sample aspect ratio 4/3; tell the program reading it (ffmpeg: -vf setsar=4/3)"
+    ]
 
 
 SUBTITLES = "1\n00:00:00,040 --> 00:00:00,120\nHello\n\n2\n00:00:00,200 --> 00:00:00,300\nWorld\n\n"
@@ -976,6 +981,35 @@ def test_frames_an_edit_list_hides_are_not_taken_for_a_cut(tmp_path):
         warnings.simplefilter("error")
         report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
     assert report.frames == 4
+
+
+def test_variable_frame_rate_into_y4m_or_avi_is_warned_about(tmp_path):
+    """Y4M and AVI count frames: irregular times are lost there, and kept in MKV."""
+    source = tmp_path / "vfr.mkv"
+    times = [0, 40, 50, 130, 140, 400]  # milliseconds
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("ffv1", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, ms in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    for name, what in (("out.y4m", "Y4M"), ("out.avi", "AVI")):
+        with pytest.warns(
+            UserWarning, match=rf"out\.{name[4:]}: the source's frame times are irregular .* {what}"
+        ):
+            deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert probe(tmp_path / "out.mkv")["times"] == pytest.approx([t / 1000 for t in times])
+    regular = make_clip(tmp_path / "regular.mkv", "yuv420p")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("r.y4m", "r.avi"):
+            deband_video(regular, tmp_path / name, lambda rgb: rgb, progress=False)
 
 
 def test_is_video():
