@@ -197,8 +197,9 @@ def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="Output file (one input) or folder, or - for a video as Y4M on standard output "
                    "[default: NAME.debanded.png alongside].")  # fmt: skip
-@click.option("--bit-depth", type=click.Choice(["8", "10", "16"]), default=None,
-              help="Pictures: 8 or 16 [default: the input's]. Videos: 8 or 10 [default: 10].")  # fmt: skip
+@click.option("--bit-depth", type=click.Choice(["8", "10", "12", "16"]), default=None,
+              help="Pictures: 8 or 16 [default: the input's]. Videos: 8, 10 or 12 (x265, FFV1) "
+                   "[default: 10].")  # fmt: skip
 @click.option("--dither", is_flag=True, help="TPDF dither when rounding to 8 bits (no new bands).")
 @max_change_option
 @tile_option
@@ -254,10 +255,10 @@ def main(
         raise click.UsageError("no input given: bdinn-run [MODEL] INPUT... [-o OUT]")
     jobs = plan_jobs(expand_inputs(patterns), output, force)
     depth = int(bit_depth) if bit_depth else None
-    if depth == 10 and not all(job.is_video for job in jobs):
+    if depth in (10, 12) and not all(job.is_video for job in jobs):
         raise click.BadParameter("pictures are written with 8 or 16 bits", param_hint="--bit-depth")
     if depth == 16 and any(job.is_video for job in jobs):
-        raise click.BadParameter("videos are written with 8 or 10 bits", param_hint="--bit-depth")
+        raise click.BadParameter("videos are written with 8, 10 or 12 bits", param_hint="--bit-depth")
     encoder = {
         "codec": codec, "crf": crf, "preset": preset, "codec_options": codec_options,
         "chroma": None if chroma == "source" else chroma,

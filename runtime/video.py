@@ -19,7 +19,7 @@ mux) are joined to the calling thread by bounded queues, so decoding and encodin
 inference. An exception anywhere (in `process`, the decoder or the encoder, or Ctrl-C) stops all
 three, the threads are joined, the partial output is deleted, and the exception is raised.
 
-Output: 10-bit by default, 8-bit with bit_depth=8, with the source's chroma resolution (4:2:0,
+Output: 10-bit by default, 8- or 12-bit with bit_depth, with the source's chroma resolution (4:2:0,
 4:2:2, or 4:4:4 for 4:4:4 and RGB sources) where the encoder writes it, else 4:2:0 with a
 warning; `chroma` asks for one. The encoder follows from the destination's suffix
 (DEFAULT_CODECS) unless `codec` names one. Alpha is dropped, and interlaced sources are
@@ -329,8 +329,13 @@ def _pick_codec(
     if not written(enc):
         names = {f.name for f in enc.video_formats}
         other = [c for c in CHROMA if _pix_fmt(c, bit_depth) in names]
-        if bit_depth > 8 and any(_pix_fmt(p[3:6], 8) in names for p in pix_fmts):
-            hint = "pass bit_depth=8 (--bit-depth 8) or use another codec (libx265)"
+        shallower = [
+            d for d in (10, 8) if d < bit_depth and any(_pix_fmt(p[3:6], d) in names for p in pix_fmts)
+        ]
+        if shallower:
+            hint = (
+                f"pass bit_depth={shallower[0]} (--bit-depth {shallower[0]}) or use another codec (libx265)"
+            )
         elif other:
             hint = f"ask for chroma {other[0]} (--chroma {other[0]}) or use another codec (libx265)"
         else:
@@ -458,8 +463,8 @@ def check_encoder(
     except ImportError as exc:
         raise VideoError(f"{dst}: {exc}") from None
     muxer = _muxer_for(dst)
-    if bit_depth not in (8, 10):
-        raise VideoError(f"{dst}: bit depth must be 8 or 10, got {bit_depth}")
+    if bit_depth not in (8, 10, 12):
+        raise VideoError(f"{dst}: bit depth must be 8, 10 or 12, got {bit_depth}")
     if chroma is not None and chroma not in CHROMA:
         raise VideoError(
             f"{dst}: chroma must be one of {', '.join(CHROMA)} (None: the source's), got {chroma!r}"
@@ -473,7 +478,7 @@ def check_encoder(
 
 
 def _pix_fmt(chroma: str, bit_depth: int) -> str:
-    return f"yuv{chroma}p" + ("10le" if bit_depth == 10 else "")
+    return f"yuv{chroma}p" + ("" if bit_depth == 8 else f"{bit_depth}le")
 
 
 def _chroma_of(fmt: Any) -> str:
@@ -535,16 +540,17 @@ def deband_video(
     """Run `process` on every frame of `src` and write the result to `dst` (see the module doc).
 
     codec: an FFmpeg video encoder (libx265, libx264, libsvtav1, libvpx-vp9, ffv1, ...); by
-    default the first of DEFAULT_CODECS[container] that is built in. bit_depth: 10 (yuv420p10le)
-    or 8 (yuv420p). crf: the encoder's constant-rate factor (DEFAULT_CRF when left out; encoders
-    without one, like ffv1, take none). preset: the encoder's speed (PRESETS: x264/x265 ultrafast
-    to placebo, SVT-AV1 0 to 13, VP9 cpu-used 0 to 8; the encoder's default when left out).
-    codec_options: more FFmpeg options for the encoder ({"tune": "grain", "g": 48}; x264-params,
-    x265-params and svtav1-params are added to bdinn's own). chroma: "420", "422" or "444"; None
-    keeps the source's chroma resolution (RGB counts as 4:4:4) where the encoder can write it, and
-    warns where it cannot (SVT-AV1 writes 4:2:0 only). force: overwrite an existing dst.
-    progress: True for a tqdm bar in frames per second, False for none, or a callable
-    progress(done, total) called after each frame (total is None when the container does not say).
+    default the first of DEFAULT_CODECS[container] that is built in. bit_depth: 10, 8, or 12 (x265
+    and FFV1 write it; for 12-bit ProRes 4444 or DNxHR 444 masters). crf: the encoder's
+    constant-rate factor (DEFAULT_CRF when left out; encoders without one, like ffv1, take none).
+    preset: the encoder's speed (PRESETS: x264/x265 ultrafast to placebo, SVT-AV1 0 to 13, VP9
+    cpu-used 0 to 8; the encoder's default when left out). codec_options: more FFmpeg options for
+    the encoder ({"tune": "grain", "g": 48}; x264-params, x265-params and svtav1-params are added
+    to bdinn's own). chroma: "420", "422" or "444"; None keeps the source's chroma resolution (RGB
+    counts as 4:4:4) where the encoder can write it, and warns where it cannot (SVT-AV1 writes
+    4:2:0 only). force: overwrite an existing dst. progress: True for a tqdm bar in frames per
+    second, False for none, or a callable progress(done, total) called after each frame (total is
+    None when the container does not say).
 
     Raises VideoError for a bad file or request, before anything is written where it can be
     known up front; any exception from `process` is raised as it is.

@@ -597,4 +597,4 @@ class TestVideo:
 
         source = make_video(tmp_path / "clip.mp4")
         result = run(model, source, "-o", tmp_path / "out.mkv", "--bit-depth", "16")
-        assert result.exit_code == 2 and "videos are written with 8 or 10 bits" in result.output
+        assert result.exit_code == 2 and "videos are written with 8, 10 or 12 bits" in result.output

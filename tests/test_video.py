@@ -681,6 +681,37 @@ def test_chroma_resolution_follows_the_source(tmp_path, pix_fmt, dst, chroma, wr
     assert np.abs(before - after).mean() < 2.5  # the same picture through x265 at CRF 20
 
 
+def test_12_bit_output_keeps_a_12_bit_master(tmp_path):
+    """ProRes 4444 and DNxHR 444 decode as 12-bit: x265 and FFV1 write it on request."""
+    y, x = np.mgrid[0:H, 0:W]
+    ramp = np.rint(np.stack([0.1 + 0.8 * x / (W - 1)] * 3, axis=-1) * 65535).astype(np.uint16) + 0 * y[
+        ..., None
+    ].astype(np.uint16)
+    source = tmp_path / "master.mkv"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("ffv1", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv444p12le"
+        frame = av.VideoFrame.from_ndarray(ramp, format="rgb48le").reformat(format="yuv444p12le")
+        frame.pts = 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    seen = []
+    report = deband_video(source, tmp_path / "out.mkv", lambda rgb: seen.append(rgb) or rgb, bit_depth=12,
+                          codec="ffv1", progress=False)  # fmt: skip
+    assert report.pix_fmt == probe(tmp_path / "out.mkv")["pix_fmt"] == "yuv444p12le"
+    assert seen[0].dtype == np.uint16 and len(np.unique(seen[0][0, :, 0])) == W  # no level lost on the way in
+    luma = [
+        np.frombuffer(planes[0].tobytes(), np.int64)
+        for planes in (_planes(source)[0], _planes(tmp_path / "out.mkv")[0])
+    ]
+    assert np.abs(luma[0] - luma[1]).max() <= 1  # 12-bit codes, through the RGB round trip
+    message = r"libx264 cannot write 12-bit video; pass bit_depth=10 \(--bit-depth 10\)"
+    with pytest.raises(VideoError, match=message):
+        deband_video(
+            source, tmp_path / "o.mkv", lambda rgb: rgb, bit_depth=12, codec="libx264", progress=False
+        )
+
+
 def test_chroma_an_encoder_cannot_keep_is_warned_about(tmp_path):
     source = make_clip(tmp_path / "in.mkv", "yuv422p10le")
     message = r"out\.webm: libsvtav1 writes 4:2:0 at most, so in\.mkv's 4:2:2 chroma is reduced; use libx265"
@@ -828,7 +859,7 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
             r"cannot write 10-bit video; pass bit_depth=8",
         ),
         (source, tmp_path / "h.mkv", {"codec": "ffv1", "crf": 10}, r"ffv1 has no CRF setting"),
-        (source, tmp_path / "i.mkv", {"bit_depth": 12}, r"bit depth must be 8 or 10"),
+        (source, tmp_path / "i.mkv", {"bit_depth": 16}, r"bit depth must be 8, 10 or 12"),
         (
             source,
             tmp_path / "k.mp4",
