@@ -22,8 +22,9 @@ three, the threads are joined, the partial output is deleted, and the exception 
 Output: 10-bit by default, 8- or 12-bit with bit_depth, with the source's chroma resolution (4:2:0,
 4:2:2, or 4:4:4 for 4:4:4 and RGB sources) where the encoder writes it, else 4:2:0 with a
 warning; `chroma` asks for one. The encoder follows from the destination's suffix
-(DEFAULT_CODECS) unless `codec` names one. Alpha is dropped, and interlaced sources are
-debanded as progressive frames, each with a warning. Frame
+(DEFAULT_CODECS) unless `codec` names one. Alpha is kept by FFV1 and ProRes (prores_ks) and
+dropped with a warning elsewhere; interlaced sources are debanded as progressive frames, with a
+warning. Frame
 timestamps, frame rate, frame count, display rotation and the colour tags (primaries, transfer,
 matrix, range) are kept; so is the sample aspect ratio with x264/x265 (other encoders warn that
 they drop it). What else the source carries goes along (video_streams.py): audio is copied
@@ -63,7 +64,16 @@ import numpy as np
 from .files import atomic_write
 from .hdr10 import ENCODER_OPTION, Hdr10
 from .pyav import require_pyav
-from .video_colour import ASSUMED_TAGS, HDR_TRANSFERS, Colour, copy_alpha, decode_rgb, encode_frame
+from .video_colour import (
+    ASSUMED_TAGS,
+    HDR_TRANSFERS,
+    Colour,
+    alpha_of,
+    copy_alpha,
+    decode_rgb,
+    encode_frame,
+    put_alpha,
+)
 from .video_encoder import DEFAULT_CRF, encoder_label, encoder_options
 from .video_streams import CarriedStreams, copy_tags, moving_pictures
 
@@ -115,6 +125,9 @@ VIDEO_CODECS = {
 _KNOWN_ENCODERS = set().union(*VIDEO_CODECS.values())
 
 CHROMA = ("420", "422", "444")  # output chroma resolutions (4:2:0, 4:2:2, 4:4:4)
+# Encoders that keep alpha (yuva formats), measured by decoding it back: x265 and VP9 list yuva
+# formats too, but PyAV's x265 refuses to open with them and its VP9 decoder returns no alpha.
+_ALPHA_ENCODERS = {"ffv1", "prores_ks"}
 _INTERLACED = {2: "top field first", 3: "bottom field first", 4: "top field first", 5: "bottom field first"}
 
 _HELD = 16  # video packets held back at the start until their timestamps are checked
@@ -224,6 +237,7 @@ class _Video:
     image: np.ndarray
     pts: int
     rotation: int = 0
+    alpha: np.ndarray | None = None  # H x W uint16 on 0..65535, where the output keeps alpha
 
 
 @dataclass
@@ -509,11 +523,25 @@ def _follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) -
     return _pix_fmt(chosen, bit_depth)
 
 
-def _warn_about_losses(vin: Any, src: Path, dst: Path) -> None:
-    """What the source has that a debanded video cannot keep: alpha, and separate fields."""
+def _with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str) -> str:
+    """The output pixel format with alpha where the source has it and the encoder keeps it."""
+    fmt = vin.codec_context.format
+    if fmt is None or not any(c.is_alpha for c in fmt.components):
+        return pix_fmt
+    with_alpha = "yuva" + pix_fmt.removeprefix("yuv")
+    if codec in _ALPHA_ENCODERS and with_alpha in {f.name for f in _encoder(codec).video_formats}:
+        return with_alpha
+    warnings.warn(
+        f"{src}: its alpha channel is dropped: {encoder_label(codec)} does not keep it in {pix_fmt}; "
+        "ffv1 (.mkv) or prores_ks (.mov) do",
+        stacklevel=3,
+    )
+    return pix_fmt
+
+
+def _warn_about_fields(vin: Any, src: Path) -> None:
+    """Interlaced sources are debanded as whole frames: said, with what to do instead."""
     ctx = vin.codec_context
-    if ctx.format is not None and any(c.is_alpha for c in ctx.format.components):
-        warnings.warn(f"{src}: its alpha channel is dropped; {dst.name} holds colour only", stacklevel=3)
     if ctx.field_order in _INTERLACED:
         warnings.warn(
             f"{src}: interlaced ({_INTERLACED[ctx.field_order]}); its frames are debanded and written "
@@ -567,7 +595,8 @@ def deband_video(
         vin = moving_pictures(source)[0]
         if chroma is None:
             pix_fmt = _follow_source(vin, src, dst, codec_name, bit_depth)
-        _warn_about_losses(vin, src, dst)
+        pix_fmt = _with_alpha(vin, src, codec_name, pix_fmt)
+        _warn_about_fields(vin, src)
         job = _Job(source, src, dst, muxer, codec_name, pix_fmt, options, process)
         if bit_depth == 8 and job.colour.trc in HDR_TRANSFERS:
             warnings.warn(
@@ -688,7 +717,8 @@ class _Job:
         self.width, self.height = ctx.width, ctx.height
         if self.width <= 0 or self.height <= 0:
             raise VideoError(f"{src}: the video stream has no picture size; re-encode or repair the file")
-        chroma = pix_fmt[3:6]
+        chroma = pix_fmt.removeprefix("yuva").removeprefix("yuv")[:3]
+        self.keeps_alpha = pix_fmt.startswith("yuva")
         if (chroma != "444" and self.width % 2) or (chroma == "420" and self.height % 2):
             raise VideoError(
                 f"{src}: {self.width}x{self.height} has an odd side; 4:{chroma[1]}:{chroma[2]} output needs "
@@ -829,7 +859,8 @@ class _Job:
                         pts = frame.pts if frame.pts is not None else (0 if last is None else last + step)
                         last = pts
                         rotation = int(frame.rotation or 0)
-                        pipe.put(decoded, _Video(decode_rgb(frame, deep), pts, rotation))
+                        alpha = alpha_of(frame) if self.keeps_alpha else None
+                        pipe.put(decoded, _Video(decode_rgb(frame, deep), pts, rotation, alpha))
                 elif index in self.carried.transcode:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(carried[index], frame))
@@ -879,6 +910,8 @@ class _Job:
                     self._set_hdr10()
                 last = pts
                 frame = encode_frame(item.image, self.pix_fmt, self.colour)
+                if item.alpha is not None:
+                    put_alpha(frame, item.alpha)
                 frame.pts, frame.time_base = pts, self.out_time_base
                 opening = self._mux_video(output, opening, self.vout.encode(frame))
                 for held in waiting:

@@ -245,3 +245,38 @@ def copy_alpha(src: Any, dst: Any) -> None:
     write = np.frombuffer(target, np.uint8).reshape(rows, target.line_size)
     for offset in offsets:
         write[:, offset:end:step] = read[:, offset:end:step]
+
+
+def _alpha_component(fmt: Any) -> Any:
+    return next((c for c in fmt.components if c.is_alpha), None)
+
+
+def alpha_of(frame: Any) -> np.ndarray | None:
+    """A frame's alpha as H x W uint16 on 0..65535 (None without alpha), to carry it past the
+    RGB-only network into an output of another depth."""
+    fmt = frame.format
+    alpha = _alpha_component(fmt)
+    if alpha is None:
+        return None
+    if not fmt.is_planar or alpha.bits > 16:  # packed or float: let swscale unpack it
+        return frame.to_ndarray(format="rgba64le")[..., 3].copy()
+    top = (1 << alpha.bits) - 1
+    samples = _plane_samples(frame, alpha.plane, alpha.bits).astype(np.uint32)
+    return ((samples * 65535 + top // 2) // top).astype(np.uint16)
+
+
+def put_alpha(frame: Any, alpha: np.ndarray) -> None:
+    """Write H x W uint16 alpha on 0..65535 into a planar frame's alpha plane, at its depth."""
+    component = _alpha_component(frame.format)
+    top = (1 << component.bits) - 1
+    samples = _plane_samples(frame, component.plane, component.bits)
+    samples[:] = (alpha.astype(np.uint32) * top + 32767) // 65535
+
+
+def _plane_samples(frame: Any, index: int, bits: int) -> np.ndarray:
+    """A writable H x W view of one plane's samples."""
+    plane = frame.planes[index]
+    dtype = (
+        np.dtype(np.uint8) if bits <= 8 else np.dtype(">u2" if frame.format.name.endswith("be") else "<u2")
+    )
+    return np.frombuffer(plane, dtype).reshape(plane.height, -1)[:, : plane.width]

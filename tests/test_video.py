@@ -767,13 +767,64 @@ def test_odd_sizes_need_only_what_the_output_chroma_needs(tmp_path):
         deband_video(source, tmp_path / "o.mkv", lambda rgb: rgb, chroma="420", progress=False)
 
 
+def _alpha_clip(path: Path, codec: str, pix_fmt: str) -> Path:
+    """Three frames of a grey picture whose alpha ramps from 0 to full across it."""
+    rgba = np.zeros((H, W, 4), np.uint16)
+    rgba[..., :3] = 30000
+    rgba[..., 3] = np.linspace(0, 65535, W).astype(np.uint16)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, pix_fmt
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(rgba, format="rgba64le").reformat(format=pix_fmt)
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _alpha(path: Path) -> np.ndarray:
+    """Every frame's alpha plane on 0..1, read from the plane itself (swscale scales 8-bit alpha
+    to 65280, 10-bit to 65472)."""
+    frames = []
+    with av.open(str(path)) as source:
+        for frame in source.decode(video=0):
+            bits = frame.format.components[3].bits
+            plane = frame.planes[3]
+            samples = np.frombuffer(plane, np.uint8 if bits == 8 else np.uint16).reshape(plane.height, -1)
+            frames.append(samples[:, : plane.width] / ((1 << bits) - 1))
+    return np.stack(frames)
+
+
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt", "name", "written"),
+    [
+        ("ffv1", "yuva420p", "out.mkv", "yuva420p10le"),
+        ("prores_ks", "yuva444p10le", "out.mov", "yuva444p10le"),  # ProRes 4444 (decodes as 12-bit)
+    ],
+)
+def test_alpha_is_kept_by_ffv1_and_prores(tmp_path, codec, pix_fmt, name, written):
+    """Motion graphics with gradients and alpha: the alpha passes the RGB-only network untouched."""
+    source = _alpha_clip(tmp_path / f"in{Path(name).suffix}", codec, pix_fmt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(source, tmp_path / name, lambda rgb: rgb, codec=codec, progress=False)
+    assert report.pix_fmt == written and report.frames == 3
+    before, after = _alpha(source), _alpha(tmp_path / name)
+    assert before.min() == 0 and before.max() == 1
+    assert np.abs(before - after).max() <= 0.5 / 1023  # rounded to the nearest 10-bit code
+
+
 def test_alpha_and_interlacing_are_warned_about(tmp_path):
-    with pytest.warns(
-        UserWarning, match=r"in\.mkv: its alpha channel is dropped; out\.mkv holds colour only"
-    ):
-        deband_video(
-            make_clip(tmp_path / "in.mkv", "yuva420p"), tmp_path / "out.mkv", lambda rgb: rgb, progress=False
+    message = r"in\.mkv: its alpha channel is dropped: libx265 does not keep it in yuv420p10le; ffv1"
+    with pytest.warns(UserWarning, match=message):
+        report = deband_video(
+            _alpha_clip(tmp_path / "in.mkv", "ffv1", "yuva420p"),
+            tmp_path / "out.mkv",
+            lambda rgb: rgb,
+            progress=False,
         )
+    assert report.pix_fmt == "yuv420p10le"
     interlaced = make_clip(
         tmp_path / "tff.mkv", "yuv420p", "libx264", flags="+ilme+ildct", **{"x264-params": "tff=1"}
     )
