@@ -114,5 +114,20 @@ def test_config_round_trip_and_lookup():
         BDINNConfig.from_dict({"channels": 3, "depth_of_field": 2})
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"growth": [4, 4]}, "growth has 2 entries"),  # was an IndexError deep in the network
+        ({"kernel": [3]}, "kernel has 1 entries"),
+        ({"channels": 1}, r"channels=1; bdinn debands RGB pictures \(3\)"),  # was a failed split at step 1
+        ({"kernel": [3, 4]}, r"kernel=\[3, 4\]; its sizes must be odd"),
+        ({"banded_impl": "nope"}, "banded_impl='nope'; choose from reference, gridsample, op"),
+    ],
+)
+def test_a_config_no_network_can_have_is_refused_up_front(fields, message):
+    with pytest.raises(ValueError, match=f"invalid BDINN config: {message}"):
+        BDINNConfig.from_dict(fields)
+
+
 def test_parameter_count_is_deterministic():
     assert count_parameters(build_model("lite")) == count_parameters(build_model("lite"))

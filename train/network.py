@@ -94,6 +94,23 @@ class BDINNConfig:
         if bad:
             raise ValueError(f"invalid BDINN config: {', '.join(bad)} (sizes are positive whole numbers, "
                              "block counts whole numbers, 0 < skip_fraction < 1, clamp > 0)")  # fmt: skip
+        lengths = {"growth": 3, "encoder_blocks": 3, "decoder_blocks": 3, "skip_blocks": 3, "kernel": 2}
+        wrong = [f"{k} has {len(getattr(self, k))}" for k, n in lengths.items() if len(getattr(self, k)) != n]
+        if wrong:
+            raise ValueError(
+                f"invalid BDINN config: {', '.join(wrong)} entries (one per level: 3; kernel: 2)"
+            )
+        if self.channels != 3:
+            raise ValueError(
+                f"invalid BDINN config: channels={self.channels!r}; bdinn debands RGB pictures (3)"
+            )
+        if self.kernel[0] % 2 == 0 or self.kernel[1] % 2 == 0:
+            raise ValueError(
+                f"invalid BDINN config: kernel={list(self.kernel)}; its sizes must be odd (3, 5)"
+            )
+        if self.banded_impl not in BANDED_CONV_IMPLS:
+            choices = ", ".join(BANDED_CONV_IMPLS)
+            raise ValueError(f"invalid BDINN config: banded_impl={self.banded_impl!r}; choose from {choices}")
 
     def to_dict(self) -> dict:
         return asdict(self)
