@@ -93,6 +93,43 @@ def test_trains_from_paired_folders_and_resumes(tmp_path, tiny_config, paired_di
     assert "stopped at step 1/4" in restarted.output
 
 
+def test_force_resume_and_data_checks(tmp_path, tiny_config, paired_dirs):
+    """--force leaves nothing of the old run to choose from; --resume wants the same pictures, and
+    what needs no data is refused before the data is prepared."""
+    args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(tmp_path), *FAST]
+    first = CliRunner().invoke(main, [*args, "--keep-checkpoints"])
+    assert first.exit_code == 0, first.output
+    assert {"best.json", "step-0000002.safetensors", "step-0000004.json"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+    done = CliRunner().invoke(main, [*args, "--resume"])
+    assert (
+        done.exit_code == 0 and f"the run in {tmp_path} is at step 4/4 already; nothing to do" in done.output
+    )
+    both = CliRunner().invoke(main, [*args, "--resume", "--force"])
+    assert (
+        both.exit_code == 2 and "--resume continues the run in OUT and --force starts it over" in both.output
+    )
+    fewer = tmp_path.parent / "fewer"
+    for side in paired_dirs:  # the same layout, one picture less
+        shutil.copytree(side, fewer / side.name, ignore=lambda _, names: sorted(names)[:1])
+    other = CliRunner().invoke(
+        main, [*args[:1], str(fewer / "banded"), str(fewer / "clean"), *args[3:], "--resume"]
+    )
+    assert other.exit_code == 1 and "cannot resume with different pictures" in other.output
+    no_gpu = CliRunner().invoke(main, [*args, "--resume", "--device", "cuda"])
+    assert no_gpu.exit_code == 1 and "data:" not in no_gpu.output  # refused before the data
+    again = CliRunner().invoke(main, [*args, "--force", "--steps", "1", "--val-fraction", "0"])
+    assert again.exit_code == 0, again.output
+    assert "no validation pictures (--val-fraction 0): best.safetensors is not written" in again.output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "last.json",
+        "last.safetensors",
+        "state.json",
+        "state.safetensors",
+    ]
+
+
 def test_init_default_fine_tunes_the_bundled_model(tmp_path, paired_dirs):
     """`--init default` takes the bundled weights and their architecture; one tiny step stays close."""
     data = ["--pairs", *map(str, paired_dirs), "--patch-size", "32", "--stride", "32", "--device", "cpu"]

@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -141,6 +143,57 @@ def test_resume_replays_the_uninterrupted_run(datasets, tmp_path):
     assert max(float((straight[k] - interrupted[k]).abs().max()) for k in straight) > 1e-5
 
 
+def _weights(path) -> dict[str, torch.Tensor]:
+    return load_file(path)
+
+
+def test_stopping_between_validations_changes_nothing_a_whole_run_writes(datasets, tmp_path):
+    """--stop-at off a validation step saves the state only: best and last are the straight run's."""
+    train, val = datasets
+    Trainer(settings(), train, val, tmp_path / "straight").run()
+    split = tmp_path / "split"
+    Trainer(settings(), train, val, split).run(stop_at=2)
+    assert sorted(p.name for p in split.iterdir()) == ["state.json", "state.safetensors"]
+    Trainer(settings(), train, val, split, resume=True).run()
+    for name in ("last", "best"):
+        a, b = (
+            _weights(tmp_path / "straight" / f"{name}.safetensors"),
+            _weights(split / f"{name}.safetensors"),
+        )
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+        steps = [
+            json.loads((folder / f"{name}.json").read_text())["step"]
+            for folder in (tmp_path / "straight", split)
+        ]
+        assert steps[0] == steps[1]
+
+
+def test_ctrl_c_lets_the_step_finish_and_saves_the_state(datasets, tmp_path):
+    """A signal during a step acts after it; the state saved then resumes to the straight run."""
+    train, val = datasets
+    Trainer(settings(), train, val, tmp_path / "straight").run()
+    trainer = Trainer(settings(), train, val, tmp_path / "cut")
+    real_step = trainer.train_step
+
+    def step_then_ctrl_c(banded, clean):
+        if trainer.step == 3:  # inside the fourth step
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(banded, clean)
+
+    trainer.train_step = step_then_ctrl_c
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert json.loads((tmp_path / "cut" / "state.json").read_text())["step"] == 4
+    resumed = Trainer(settings(), train, val, tmp_path / "cut", resume=True)
+    assert resumed.step == 4
+    resumed.run()
+    a, b = (
+        _weights(tmp_path / "straight" / "last.safetensors"),
+        _weights(tmp_path / "cut" / "last.safetensors"),
+    )
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+
+
 def test_resume_refuses_different_settings_or_missing_state(datasets, tmp_path):
     train, val = datasets
     Trainer(settings(steps=3), train, val, tmp_path).run()
@@ -148,6 +201,8 @@ def test_resume_refuses_different_settings_or_missing_state(datasets, tmp_path):
         Trainer(settings(steps=4, lr=1e-3), train, val, tmp_path, resume=True)
     with pytest.raises(TrainingError, match="no training state to resume"):
         Trainer(settings(), train, val, tmp_path / "empty", resume=True)
+    with pytest.raises(TrainingError, match=r"cannot resume with different pictures$"):
+        Trainer(settings(steps=3, sources="0123456789abcdef"), train, val, tmp_path, resume=True)
 
 
 def test_a_damaged_state_is_one_line(datasets, tmp_path):

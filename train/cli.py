@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -18,7 +19,15 @@ from .checkpoint import CheckpointError, read_checkpoint_config
 from .data import FullImageDataset, PatchDataset, find_pairs, split_by_source, stratified_order
 from .degrade import pairs_from_cache, prepare_synthetic_pairs
 from .network import CONFIGS, BDINNConfig
-from .trainer import Distributed, Trainer, TrainingError, TrainSettings, resolve_device
+from .trainer import (
+    Distributed,
+    Trainer,
+    TrainingError,
+    TrainSettings,
+    check_before_data,
+    pairs_fingerprint,
+    resolve_device,
+)
 
 SHARE = click.FloatRange(0, 1, max_open=True)  # a fraction of a set, never all of it
 
@@ -146,7 +155,7 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
     "-f",
     "--force",
     is_flag=True,
-    help="Start a new run in an OUT that holds one (its checkpoints are replaced).",
+    help="Start a new run in an OUT that holds one (its checkpoints and state are deleted first).",
 )
 @click.option(
     "--keep-checkpoints",
@@ -182,6 +191,8 @@ def main(
     **train_options: object,  # the TrainSettings fields, by the same names
 ) -> None:
     """Train BDINN; run under `torchrun --nproc_per_node N` for several GPUs (or CPU processes)."""
+    if resume and force:
+        raise click.UsageError("--resume continues the run in OUT and --force starts it over: pass one")
     if not clean_dirs and not pairs and cache_dir is None:
         raise click.UsageError(
             "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR, "
@@ -210,6 +221,7 @@ def main(
     seed, device = settings.seed, settings.device
     try:
         check_writable(out_dir / "last.safetensors")  # now, not at the first checkpoint
+        check_before_data(settings, out_dir, resume)
         ranks = Distributed.from_env()
         if ranks.world > 1:
             backend = "nccl" if resolve_device(device, ranks.local_rank).type == "cuda" else "gloo"
@@ -230,7 +242,16 @@ def main(
                 if not ranks.main:
                     synthetic = prepare()
             image_pairs += synthetic
+        # By name: a cache copied to another machine lists its pairs in another order than the
+        # run that made them, and the patch order must not depend on that.
+        image_pairs.sort(key=lambda pair: (pair.name, str(pair.banded)))
         train_pairs, val_pairs = split_by_source(image_pairs, val_fraction, seed)
+        settings.sources = pairs_fingerprint(train_pairs, val_pairs)
+        if not val_pairs and ranks.main:
+            reason = "--val-fraction 0" if val_fraction == 0 else "all pairs come from one picture"
+            warnings.warn(
+                f"no validation pictures ({reason}): best.safetensors is not written, only last", stacklevel=1
+            )
         train_set = PatchDataset(
             train_pairs,
             patch_size=patch_size,
@@ -252,6 +273,8 @@ def main(
                 f"{train_set.patches_banded} of {train_set.patches_total} patches show banding"
                 + "".join(f", {count} {what}" for count, what in extras if count)
             )
+        if force and ranks.main:
+            clear_run(out_dir)
         trainer = Trainer(settings, train_set, val_set, out_dir, resume=resume)
         metrics = trainer.run(stop_at=stop_at)
     except (TrainingError, CheckpointError, ImageError, ValueError, OSError) as exc:
@@ -260,9 +283,19 @@ def main(
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if ranks.main:
+    if ranks.main and not metrics:
+        click.echo(f"the run in {out_dir} is at step {trainer.step}/{settings.steps} already; nothing to do")
+    elif ranks.main:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         click.echo(f"stopped at step {trainer.step}/{settings.steps}: {summary}; checkpoints in {out_dir}")
+
+
+def clear_run(out_dir: Path) -> None:
+    """--force: a new run must not leave the old one's checkpoints (best, step-N) to be chosen from."""
+    for pattern in ("last.*", "best.*", "state.*", "step-*.safetensors", "step-*.json"):
+        for path in out_dir.glob(pattern):
+            if path.suffix in (".safetensors", ".json"):
+                path.unlink()
 
 
 if __name__ == "__main__":

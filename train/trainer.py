@@ -8,11 +8,15 @@ DDP's gradient averaging then gives the same update as one process with the whol
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,8 @@ from .network import BDINN, BDINNConfig
 STATE_FORMAT = "bdinn-train-state/1"
 # Settings that define the run: resuming with different values would not continue the same run.
 RUN_DEFINING = (
-    "config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed", "data"
+    "config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed", "data",
+    "sources",
 )  # fmt: skip
 
 
@@ -63,6 +68,71 @@ class TrainSettings:
     init: str | None = None  # checkpoint whose weights a new run starts from (fine-tuning)
     keep_checkpoints: bool = False  # also keep step-NNNNNNN.safetensors at every validation
     data: dict[str, Any] = field(default_factory=dict)  # how patches are cut (size, stride, shares)
+    sources: str | None = None  # fingerprint of the training and validation pictures (pairs_fingerprint)
+
+
+def pairs_fingerprint(train: Sequence[Any], val: Sequence[Any]) -> str:
+    """Which pictures a run trains and validates on, by name: resuming on other data is another run."""
+    names = sorted(f"train:{p.name}" for p in train) + sorted(f"val:{p.name}" for p in val)
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the block acts when the block ends: a half-applied optimiser step,
+    or weights written without their sidecar, could not be resumed. The main thread only (where
+    Python runs signal handlers); elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)  # Python's KeyboardInterrupt, or stops_cleanly's SystemExit
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])
+
+
+def check_before_data(settings: TrainSettings, out_dir: Path, resume: bool) -> None:
+    """What can be refused before the data is prepared (minutes of encoding on real wallpapers):
+    the device, bfloat16 off CUDA, and a resume of a run with other settings or no state."""
+    device = resolve_device(settings.device, Distributed.from_env().local_rank)
+    if settings.amp and device.type != "cuda":
+        raise TrainingError("--amp (bfloat16 autocast) needs a CUDA device; drop it on the CPU")
+    if resume:
+        _resumable_meta(Path(out_dir) / "state.json", settings)
+
+
+def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
+    """A saved state's JSON, checked against this run's settings (those not yet known are skipped)."""
+    if not meta_path.is_file() or not meta_path.with_suffix(".safetensors").is_file():
+        raise TrainingError(f"{meta_path.parent}: no training state to resume (state.safetensors/.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"{meta_path}: not valid JSON ({exc}); start over with --force") from None
+    if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or "settings" not in meta:
+        raise TrainingError(f"{meta_path}: not a bdinn training state; start over with --force")
+    saved = meta["settings"]
+    current = json.loads(json.dumps(asdict(settings)))  # tuples -> lists, as saved
+    changed = [k for k in RUN_DEFINING if current[k] is not None and saved.get(k, current[k]) != current[k]]
+    if changed:  # a key absent from the saved state predates it; a None one is not known yet
+        was = ", ".join(f"{k}={saved.get(k)}" for k in changed if k not in ("config", "sources"))
+        what = ", ".join("pictures" if k == "sources" else k for k in changed)
+        raise TrainingError(
+            f"{meta_path}: cannot resume with different {what}"
+            + (f" (saved run used {was})" if was else "")
+            + (" (the architecture differs)" if "config" in changed else "")
+        )
+    return meta
 
 
 def cosine_lr(step: int, total: int, base: float, floor: float, warmup: int = 0) -> float:
@@ -155,6 +225,7 @@ class Trainer:
         self.model = BDINN(BDINNConfig.from_dict(s.config)).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
         self.step = 0
+        self._saved_step = -1  # the step of the training state on disk
         self.best_psnr = -math.inf
         self.clean_cambi: float | None = None  # of the validation targets, scored at the first validation
         if resume:
@@ -180,6 +251,7 @@ class Trainer:
         groups = [
             {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in opt["param_groups"]
         ]
+        self._saved_step = self.step
         write_tensors(self.state_path, tensors, metadata={"format": STATE_FORMAT, "step": str(self.step)})
         write_json(
             self.state_path.with_suffix(".json"),
@@ -194,23 +266,7 @@ class Trainer:
 
     def _load_state(self) -> None:
         meta_path = self.state_path.with_suffix(".json")
-        if not self.state_path.is_file() or not meta_path.is_file():
-            raise TrainingError(f"{self.out_dir}: no training state to resume (state.safetensors/.json)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise TrainingError(f"{meta_path}: not valid JSON ({exc}); start over with --force") from None
-        if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or "settings" not in meta:
-            raise TrainingError(f"{meta_path}: not a bdinn training state; start over with --force")
-        saved = meta["settings"]
-        current = json.loads(json.dumps(asdict(self.settings)))  # tuples -> lists, as saved
-        changed = [k for k in RUN_DEFINING if saved.get(k, current[k]) != current[k]]  # absent: older
-        if changed:
-            was = ", ".join(f"{k}={saved.get(k)}" for k in changed if k != "config")
-            raise TrainingError(
-                f"{meta_path}: cannot resume with different {', '.join(changed)}"
-                + (f" (saved run used {was})" if was else " (the architecture differs)")
-            )
+        meta = _resumable_meta(meta_path, self.settings)
         try:
             with safe_open(str(self.state_path), "pt") as handle:
                 saved_step = (handle.metadata() or {}).get("step")
@@ -235,7 +291,7 @@ class Trainer:
                 state.setdefault(int(index), {})[name] = value.to(self.device)
         groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
         self.optimizer.load_state_dict({"state": state, "param_groups": groups})
-        self.step = int(meta["step"])
+        self.step = self._saved_step = int(meta["step"])
         self.best_psnr = meta["best_psnr"] if meta["best_psnr"] is not None else -math.inf
 
     def _load_init_weights(self, path: Path) -> None:
@@ -343,44 +399,63 @@ class Trainer:
                 names.append("best")
             if self.settings.keep_checkpoints:
                 names.append(f"step-{self.step:07d}")
-            for name in names:
-                save_checkpoint(
-                    self.out_dir / f"{name}.safetensors",
-                    self.model,
-                    config_name=self.settings.config_name,
-                    step=self.step,
-                    metrics=metrics,
-                )
-            self._save_state()
+            with signals_deferred():  # weights and sidecars, then the state: all or none of a step's
+                for name in names:
+                    save_checkpoint(
+                        self.out_dir / f"{name}.safetensors",
+                        self.model,
+                        config_name=self.settings.config_name,
+                        step=self.step,
+                        metrics=metrics,
+                    )
+                self._save_state()
         if self.dist.world > 1:
             dist.barrier()
         return metrics
 
     def run(self, stop_at: int | None = None) -> dict[str, float]:
-        """Train up to settings.steps (or stop_at, saving state there); returns the last metrics."""
+        """Train up to settings.steps (or stop_at); returns the last metrics.
+
+        Stopping early, at stop_at or by Ctrl-C/SIGTERM, saves the training state at the last
+        whole step (a signal waits for the step to finish) and nothing else, so that a resumed run
+        validates, checkpoints and picks its best exactly as an uninterrupted one."""
         s = self.settings
         end = s.steps if stop_at is None else min(stop_at, s.steps)
         cache: dict[str, Any] = {}
         metrics: dict[str, float] = {}
         bar = tqdm(total=end, initial=self.step, disable=not self.dist.main, desc="train", unit="step")
         started, images = time.perf_counter(), 0
-        while self.step < end:
-            banded, clean = self._batch(self.step, cache)
-            loss, batch_psnr = self.train_step(banded, clean)
-            self.step += 1
-            images += s.batch_size
-            rate = images / max(time.perf_counter() - started, 1e-9)
-            metrics = {"loss": loss, "train_psnr": batch_psnr}
-            bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{batch_psnr:.2f}", img_s=f"{rate:.1f}")
-            bar.update(1)
-            if self.step % s.val_every == 0 or self.step == end:
-                metrics = self._checkpoint(metrics)
-                if "val_psnr" in metrics:
-                    m = metrics
-                    bar.write(
-                        f"step {self.step}: val PSNR {m['val_psnr']:.2f} dB, SSIM {m['val_ssim']:.4f}, "
-                        f"CAMBI {m['val_cambi']:.2f} (clean {m['val_cambi_clean']:.2f}), "
-                        f"raw network {m['val_psnr_raw']:.2f} dB"
-                    )
-        bar.close()
+        try:
+            while self.step < end:
+                with signals_deferred():
+                    banded, clean = self._batch(self.step, cache)
+                    loss, batch_psnr = self.train_step(banded, clean)
+                    self.step += 1
+                images += s.batch_size
+                rate = images / max(time.perf_counter() - started, 1e-9)
+                metrics = {"loss": loss, "train_psnr": batch_psnr}
+                bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{batch_psnr:.2f}", img_s=f"{rate:.1f}")
+                bar.update(1)
+                if self.step % s.val_every == 0 or self.step == s.steps:
+                    metrics = self._checkpoint(metrics)
+                    if "val_psnr" in metrics:
+                        m = metrics
+                        bar.write(
+                            f"step {self.step}: val PSNR {m['val_psnr']:.2f} dB, SSIM {m['val_ssim']:.4f}, "
+                            f"CAMBI {m['val_cambi']:.2f} (clean {m['val_cambi_clean']:.2f}), "
+                            f"raw network {m['val_psnr_raw']:.2f} dB"
+                        )
+        except (KeyboardInterrupt, SystemExit):
+            self._save_early(bar, "interrupted")
+            raise
+        finally:
+            bar.close()
+        self._save_early(bar, "stopped")
         return metrics
+
+    def _save_early(self, bar: tqdm, how: str) -> None:
+        """The training state at a step that has none on disk yet (main rank), to resume from."""
+        if self.dist.main and self.step != self._saved_step and self.step > 0:
+            with signals_deferred():
+                self._save_state()
+            bar.write(f"{how} at step {self.step}: training state saved; --resume continues from there")
