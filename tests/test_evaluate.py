@@ -230,3 +230,23 @@ def test_cli_max_change_reaches_the_model_and_the_report(clean_dir, tmp_path):
     assert raw < banded - 5 and limited > raw + 5
     result = _invoke(str(model), *args, "--max-change", "none")
     assert result.exit_code == 2 and "neither a positive number of 8-bit levels nor 'off'" in result.output
+
+
+def test_cli_skips_an_unreadable_picture_with_one_warning_line(paired_dirs, tmp_path):
+    """As bdinn-train does: one bad file costs its own row, not the evaluation so far."""
+    banded, clean = (tmp_path / side.name for side in paired_dirs)
+    for side, copy in zip(paired_dirs, (banded, clean), strict=True):
+        shutil.copytree(side, copy)
+    (banded / "broken.png").write_bytes(b"not a picture")
+    shutil.copy(next(clean.glob("*.png")), clean / "broken.png")
+    out = tmp_path / "report.json"
+    result = _invoke("--pairs", str(banded), str(clean), "--no-baselines", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.output.splitlines() if "broken.png" in line]
+    assert (
+        len(warning) == 1
+        and warning[0].startswith("Warning: ")
+        and warning[0].endswith("pair broken skipped")
+    )
+    pictures = len(list(paired_dirs[0].glob("*.png")))
+    assert json.loads(out.read_text())["results"]["pairs"]["images"] == pictures

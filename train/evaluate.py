@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..runtime.cambi import cambi
-from ..runtime.cli_options import max_change_option, parse_optional_size, stops_cleanly
+from ..runtime.cli_options import max_change_option, one_line_warnings, parse_optional_size, stops_cleanly
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write, check_writable, files_of_model
 from ..runtime.imageio import ImageError, from_float, read_image, to_float
@@ -173,7 +174,11 @@ def pairs_from_folders(
 
     def load() -> Iterator[EvalPair]:
         for pair in found:
-            banded, clean = read_image(pair.banded), read_image(pair.clean)
+            try:
+                banded, clean = read_image(pair.banded), read_image(pair.clean)
+            except ImageError as exc:
+                warnings.warn(f"{exc}; pair {pair.name} skipped", stacklevel=1)
+                continue
             if banded.shape != clean.shape:
                 raise EvalError(
                     f"{pair.banded} is {banded.shape[1]}x{banded.shape[0]} but {pair.clean} is "
@@ -204,7 +209,11 @@ def pairs_from_clean(
 
     def load() -> Iterator[EvalPair]:
         for key, path in sources:
-            clean = load_clean(path, key, None)
+            try:
+                clean = load_clean(path, key, None)
+            except ImageError as exc:
+                warnings.warn(f"{exc}; skipped", stacklevel=1)
+                continue
             if size:
                 clean = fit_size(clean, size)
             _check_side(str(path), clean)
@@ -444,6 +453,7 @@ def _open_model(
 @max_change_option
 @click.pass_context
 @stops_cleanly
+@one_line_warnings()
 def main(
     ctx: click.Context,
     model: Path | None,
