@@ -176,6 +176,10 @@ def register_python_plugin(trt: Any) -> Any:
     """Register the creator with `trt`'s plugin registry once per process; returns it."""
     key = id(trt)
     if key not in _registered:
+        if trt.__name__ == "tensorrt_rtx":  # its parser aborts the process on our node without it
+            from ..runtime.tensorrt import link_unversioned_rtx_core
+
+            link_unversioned_rtx_core()
         _, creator_class = plugin_classes(trt)
         creator = creator_class()
         if not trt.get_plugin_registry().register_creator(creator, PLUGIN_NAMESPACE):

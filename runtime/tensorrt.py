@@ -31,10 +31,11 @@ class TensorRT:
         return self.flavour == "tensorrt-rtx"
 
 
-def _link_unversioned_rtx_core() -> None:
+def link_unversioned_rtx_core() -> None:
     """TensorRT-RTX 1.7's ONNX parser dlopen()s "libtensorrt_rtx.so" when it meets a plugin node,
     but the wheel ships only libtensorrt_rtx.so.1, and the failed dlopen aborts the process.
-    The parser's RPATH is its own folder, so a symlink there makes the lookup succeed."""
+    The parser's RPATH is its own folder, so a symlink there makes the lookup succeed. Called by
+    load_tensorrt and by the Python plugin's registration, the two ways to a plugin graph."""
     libs = importlib.import_module("tensorrt_rtx_libs")
     folder = Path(next(iter(libs.__path__)))
     versioned = folder / "libtensorrt_rtx.so.1"
@@ -69,7 +70,7 @@ def _load(wanted: str | None) -> TensorRT:
             errors.append(f"{FLAVOURS[name]}: {exc}")
             continue
         if name == "tensorrt-rtx":
-            _link_unversioned_rtx_core()
+            link_unversioned_rtx_core()
         return TensorRT(module, name, module.__version__)
     raise TensorRTUnavailable(
         "TensorRT is not installed or does not load (" + "; ".join(errors) + "): "

@@ -85,6 +85,40 @@ def test_parser_symlink_for_plugin_nodes_exists():
     assert (folder / "libtensorrt_rtx.so").resolve() == (folder / "libtensorrt_rtx.so.1").resolve()
 
 
+def test_registering_the_plugin_on_a_fresh_install_makes_the_parser_link(tmp_path):
+    """A fresh TensorRT-RTX install has no libtensorrt_rtx.so, and the parser aborted the process on
+    a plugin node when the plugin was registered directly (the documented Python API) rather than
+    through load_tensorrt. The fresh install is a copy of the libs package without the link."""
+    import subprocess
+    import sys
+
+    import tensorrt_rtx_libs
+
+    installed = Path(next(iter(tensorrt_rtx_libs.__path__)))
+    fresh = tmp_path / "tensorrt_rtx_libs"
+    fresh.mkdir()
+    (fresh / "__init__.py").write_text((installed / "__init__.py").read_text())  # loads from its own folder
+    for library in installed.glob("*.so.1"):
+        (fresh / library.name).symlink_to(library)
+    graph = tmp_path / "graph.onnx"
+    graph.write_bytes(two_node_graph(np.float32))
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import tensorrt_rtx as trt\n"
+        "from bdinn.plugins.trt_plugin import register_python_plugin\n"
+        "register_python_plugin(trt)\n"
+        "logger = trt.Logger(trt.Logger.ERROR)\n"
+        "builder = trt.Builder(logger)\n"
+        "network = builder.create_network(0)\n"
+        "parser = trt.OnnxParser(network, logger)\n"
+        f"print('parsed', parser.parse_from_file({str(graph)!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "parsed True"
+    assert (fresh / "libtensorrt_rtx.so").resolve() == (installed / "libtensorrt_rtx.so.1").resolve()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_plugin_graph_parses_and_builds_for_sm89(dtype):
     builder, network = parse(two_node_graph(dtype))
