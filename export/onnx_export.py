@@ -129,6 +129,8 @@ def export_onnx(
 
         proto = onnxslim.slim(proto)
     proto = onnx.shape_inference.infer_shapes(proto)
+    # What the runtime cannot tell from the inputs: a uint8-I/O graph computes in fp32 or fp16.
+    onnx.helper.set_model_props(proto, {"bdinn.precision": "fp16" if fp16 else "fp32", "bdinn.graph": graph})
     onnx.checker.check_model(proto)
     atomic_write(path, lambda tmp: onnx.save(proto, tmp))
     counts = Counter(f"{n.domain + '::' if n.domain else ''}{n.op_type}" for n in proto.graph.node)

@@ -115,6 +115,22 @@ def test_uint8_io_graph(model, exported):
     assert np.abs(out.astype(np.int32) - expected).max() <= 1
 
 
+def test_the_precision_of_a_uint8_graph_is_recorded_for_the_runtime(exported):
+    """uint8 I/O hides the graph's precision from its inputs; bdinn-run and bdinn-bench called an
+    --fp16 export fp32 and refused --precision fp16 for it."""
+    from bdinn.runtime import Debander
+    from bdinn.runtime.backends import BackendError
+
+    result = exported("gridsample", fp16=True, io="uint8")
+    props = {p.key: p.value for p in onnx.load(result.path).metadata_props}
+    assert props == {"bdinn.precision": "fp16", "bdinn.graph": "gridsample"}
+    assert Debander.open(result.path, precision="fp16").backend.precision == "fp16"
+    with pytest.raises(
+        BackendError, match=r"is fp16, fixed at export; export it again without --fp16 for fp32"
+    ):
+        Debander.open(result.path, precision="fp32")
+
+
 def test_rejects_unknown_graph(model, tmp_path):
     with pytest.raises(ValueError, match="graph must be one of"):
         export_onnx(model, tmp_path / "x.onnx", graph="tensorflow")

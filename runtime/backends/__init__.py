@@ -63,9 +63,10 @@ def open_backend(
         opened = TensorRTBackend(path, device=device, plugin_library=plugin_library)
     if precision is not None and precision != opened.precision:
         opened.close()
+        how = "with" if precision == "fp16" else "without"
         raise BackendError(
-            f"{path}: this {path.suffix} file is {opened.precision}, fixed at export (bdinn-export --fp16 "
-            "makes an fp16 one)"
+            f"{path}: this {path.suffix} file is {opened.precision}, fixed at export; export it again {how} "
+            f"--fp16 for {precision}"
         )
     return opened
 
