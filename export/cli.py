@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..runtime.backends.base import BackendError
-from ..runtime.cli_options import parse_size, stops_cleanly
+from ..runtime.cli_options import one_line_warnings, parse_size, stops_cleanly
 from ..runtime.debander import default_model_path
 from ..runtime.engine_sidecar import sidecar_path
 from ..runtime.files import check_writable, files_of_model
@@ -109,6 +109,7 @@ def check_output_suffix(output: Path, onnx_only: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @stops_cleanly
+@one_line_warnings()
 def main(
     checkpoint: Path | None,
     output: Path | None,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,15 +146,11 @@ def build_engine(onnx_path: Path, plan_path: Path, settings: EngineSettings, io:
     cached = cache_dir / f"{key}.plan" if cache_dir else None
     started = time.perf_counter()
     plugin = _register_plugin(trt, settings)
-    if cached is not None and cached.is_file():
-        atomic_write(plan_path, lambda tmp: shutil.copyfile(cached, tmp))
-        from_cache = True
-    else:
+    plan = _from_cache(cached) if cached is not None else None
+    from_cache = plan is not None
+    if plan is None:
         plan = _build(trt, onnx_path, settings, io)
-        atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(plan))
-        if cached is not None:
-            atomic_write(cached, lambda tmp: Path(tmp).write_bytes(plan))
-        from_cache = False
+    atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(plan))
     sidecar = {
         "format": ENGINE_FORMAT,
         **meta,
@@ -170,7 +166,33 @@ def build_engine(onnx_path: Path, plan_path: Path, settings: EngineSettings, io:
     atomic_write(
         sidecar_path(plan_path), lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2) + "\n")
     )
+    if cached is not None and not from_cache:  # after the plan and its sidecar: the cache is a bonus
+        _store(cached, plan)
     return {**sidecar, "build_seconds": time.perf_counter() - started, "from_cache": from_cache}
+
+
+def _from_cache(cached: Path) -> bytes | None:
+    """The cached plan if it is whole: its SHA-256 was recorded beside it (a plan cut short or
+    damaged on disk was copied out as it was, and only a GPU would have refused it)."""
+    try:
+        plan, recorded = cached.read_bytes(), cached.with_suffix(".sha256").read_text().strip()
+    except OSError:
+        return None
+    if hashlib.sha256(plan).hexdigest() == recorded:
+        return plan
+    warnings.warn(f"{cached}: damaged (its SHA-256 is not the one recorded); building again", stacklevel=3)
+    return None
+
+
+def _store(cached: Path, plan: bytes) -> None:
+    """Keep the plan for the next export of the same graph and settings; a cache that cannot be
+    written (a read-only home, a full disk) costs the next export a build, nothing more."""
+    try:
+        atomic_write(cached, lambda tmp: Path(tmp).write_bytes(plan))
+        digest = hashlib.sha256(plan).hexdigest()
+        atomic_write(cached.with_suffix(".sha256"), lambda tmp: Path(tmp).write_text(digest + "\n"))
+    except (OSError, ValueError) as exc:  # ValueError: atomic_write's OutputError
+        warnings.warn(f"the engine is built, but not cached: {exc}", stacklevel=3)
 
 
 def _io_description(io: str, precision: str) -> dict:
