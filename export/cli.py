@@ -131,6 +131,8 @@ def main(
 ) -> None:
     """Export a bdinn checkpoint (NAME.safetensors + NAME.json), or without one the bundled
     default model, to ONNX and a TensorRT engine."""
+    if onnx_only:
+        check_no_engine_options(click.get_current_context())
     precision = "fp16" if fp16 else "fp32"
     say = click.echo if not as_json else (lambda text: click.echo(text, err=True))
     try:
@@ -183,6 +185,28 @@ def main(
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+
+
+ENGINE_OPTIONS = {
+    "min_size": "--min", "opt_size": "--opt", "max_size": "--max", "targets": "--target",
+    "opt_level": "--opt-level", "workspace_mb": "--workspace", "timing_cache": "--timing-cache",
+    "plugin_library": "--plugin-library", "serialize_plugin": "--serialize-plugin",
+    "cache_dir": "--cache-dir",
+}  # fmt: skip
+
+
+def check_no_engine_options(ctx: click.Context) -> None:
+    """--onnx-only with an engine's options is a mistake to say, not to ignore: --target sm89
+    --onnx-only exited 0 without an engine."""
+    given = [
+        flag
+        for name, flag in ENGINE_OPTIONS.items()
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)}: engine options; --onnx-only builds no engine (drop them)"
+        )
 
 
 if __name__ == "__main__":

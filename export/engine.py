@@ -88,13 +88,24 @@ def cache_key(onnx_path: Path, settings: EngineSettings, trt: TensorRT, io: str)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
+_loaded_libraries: set[tuple[int, str]] = set()  # (TensorRT module, library): loaded once a process
+
+
 def _register_plugin(trt: Any, settings: EngineSettings) -> str:
+    """The plugin the parser will meet: the Python one, or --plugin-library loaded into the registry."""
     if settings.plugin_library is None:
         register_python_plugin(trt)
         return "python"
     library = Path(settings.plugin_library)
-    if trt.get_plugin_registry().load_library(str(library)) is None:
-        raise EngineError(f"{library}: TensorRT could not load this plugin library (wrong TensorRT version?)")
+    key = (id(trt), str(library.resolve()))
+    if key not in _loaded_libraries:
+        if trt.get_plugin_registry().load_library(str(library)) is None:
+            raise EngineError(
+                f"{library}: TensorRT could not load this plugin library (built for another TensorRT "
+                "version, or not a TensorRT plugin: bdinn's is libbdinn_trt_plugin.so, not the kernels' "
+                "libbdinn_bdconv.so)"
+            )
+        _loaded_libraries.add(key)
     return str(library)
 
 
@@ -123,6 +134,8 @@ def preflight(settings: EngineSettings, graph: str) -> TensorRT:
     if settings.serialize_plugin and library is None:
         raise EngineError("--serialize-plugin needs --plugin-library: only a C++ plugin can live in a plan")
     info = load_tensorrt()
+    if library is not None:  # that it loads, too: the export before the build takes minutes
+        _register_plugin(info.module, settings)
     if settings.targets and not info.is_rtx:
         raise EngineError("--target is for TensorRT-RTX; data-centre TensorRT builds for the GPU it runs on")
     if graph == "deformconv" and info.is_rtx:

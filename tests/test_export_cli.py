@@ -135,6 +135,15 @@ def test_onnx_only(checkpoint, tmp_path):
     assert json.loads(result.stdout)["op_counts"]["GridSample"] == BANDED_CONVS
 
 
+def test_onnx_only_refuses_engine_options(checkpoint, tmp_path):
+    result = export(
+        str(checkpoint), "--onnx-only", "-o", str(tmp_path / "m.onnx"), "--target", "sm89", "--max", "100x100"
+    )
+    assert result.exit_code == 2
+    assert "--max, --target: engine options; --onnx-only builds no engine (drop them)" in result.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_without_a_checkpoint_exports_the_bundled_model_here(tmp_path, monkeypatch):
     """`bdinn-export --fp16` (what the runtime tells users to run) exports the bundled model
     into the working folder, never into the installed package."""
@@ -158,9 +167,14 @@ def test_without_a_checkpoint_exports_the_bundled_model_here(tmp_path, monkeypat
         (None, ["--min", "512x512", "--max", "256x256"], "impossible profile"),
         (None, ["--plugin-library", "/nonexistent/libbdinn_trt_plugin.so", "--target", "sm89"],
          "plugin library not found"),
+        (None, ["--plugin-library", str(Path(__file__)), "--target", "sm89"],  # a file, not a library
+         "TensorRT could not load this plugin library"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_leaves_no_plan(checkpoint, tmp_path, make, args, message):
+    """Refused before the export: no ONNX file beside the plan either (it took minutes)."""
+    if "TensorRT could not load" in message and RTX is None:
+        pytest.skip("TensorRT-RTX is not installed")
     source = checkpoint
     if make is not None:
         source = tmp_path / "not-a-checkpoint.safetensors"
@@ -170,7 +184,7 @@ def test_bad_input_is_one_line_and_leaves_no_plan(checkpoint, tmp_path, make, ar
     assert result.exit_code == 1
     assert result.stderr.startswith("bdinn-export: error:") and result.stderr.count("\n") == 1
     assert message in result.stderr
-    assert not plan.exists()
+    assert not plan.exists() and not plan.with_suffix(".onnx").exists()
 
 
 def test_tensorrt_missing_is_a_clear_error(checkpoint, tmp_path):
