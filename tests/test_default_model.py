@@ -44,6 +44,22 @@ def test_default_backend_and_backend_parity(sky):
     assert np.abs(torch_out - ort_out).max() <= 64  # 1/1024 of full scale: float rounding only
 
 
+def test_the_bundled_model_on_a_cpu_machine_does_not_import_torch():
+    """Asking torch whether there is a GPU cost 1.4 s of every bdinn-run with the bundled model."""
+    import subprocess
+    import sys
+
+    from bdinn.runtime.debander import _may_have_cuda
+
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    if _may_have_cuda():
+        pytest.skip("an NVIDIA driver is loaded here: torch is asked about the GPU")
+    code = "import sys; from bdinn.runtime import Debander; Debander.open(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def test_it_debands(sky):
     clean, banded = sky
     out = Debander.open()(banded)
