@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..runtime.backends import PICKLED_SUFFIXES
 from ..runtime.files import atomic_write
 from .network import BDINN, BDINNConfig
 
@@ -88,10 +89,15 @@ def extra_records(meta: Mapping[str, Any]) -> dict[str, Any]:
 def read_checkpoint_meta(path: Path) -> dict[str, Any]:
     """The sidecar of a checkpoint, validated; raises CheckpointError with a one-line reason."""
     path = Path(path)
-    if path.suffix.lower() != ".safetensors":
+    if path.suffix.lower() in PICKLED_SUFFIXES:
         raise CheckpointError(
             f"{path}: not a .safetensors checkpoint; bdinn never loads pickled weights (.pt, .pth, .ckpt), "
             "which can run code: save them with safetensors"
+        )
+    if path.suffix.lower() != ".safetensors":
+        raise CheckpointError(
+            f"{path}: not a checkpoint; give NAME.safetensors (with NAME.json beside it), "
+            "as bdinn-train writes"
         )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
