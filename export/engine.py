@@ -231,6 +231,8 @@ def _build(trt: Any, onnx_path: Path, settings: EngineSettings, io: str) -> byte
             config.set_compute_capability(_target_enum(trt, target), index)
     if settings.serialize_plugin and settings.plugin_library:
         config.plugins_to_serialize = [str(settings.plugin_library)]
+        if not trt.__name__.startswith("tensorrt_rtx"):  # data-centre TensorRT embeds libraries only so
+            config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     profile = builder.create_optimization_profile()
     profile.set_shape(network.get_input(0).name, *settings.profile.shapes(io))
     config.add_optimization_profile(profile)

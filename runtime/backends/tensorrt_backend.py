@@ -113,6 +113,10 @@ class TensorRTBackend(Backend):
             self._register_python_plugin()
         logger = self.trt.Logger(self.trt.Logger.ERROR)
         self._runtime = self.trt.Runtime(logger)
+        if self.sidecar["plugin"].get("serialized_in_plan") and hasattr(
+            self._runtime, "engine_host_code_allowed"
+        ):
+            self._runtime.engine_host_code_allowed = True  # the embedded plugin library is host code
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise BackendError(
