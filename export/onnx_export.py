@@ -7,11 +7,13 @@ cropping back happen inside the graph, so any size from 16x16 up goes in as it i
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +96,22 @@ def sample_input(io: str, fp16: bool, height: int = 64, width: int = 96) -> torc
     return torch.rand(1, 3, height, width, dtype=torch.float16 if fp16 else torch.float32)
 
 
+# Logs four lines on every export that torchvision (which bdinn does not use) is not installed.
+_TORCHVISION_CHATTER = "torch.onnx._internal.exporter._registration"
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Errors only from one logger for the block."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def export_onnx(
     model: BDINN,
     path: Path,
@@ -109,7 +127,7 @@ def export_onnx(
     height = torch.export.Dim("height", min=MIN_SIDE, max=16384)
     width = torch.export.Dim("width", min=MIN_SIDE, max=16384)
     axes = {0: height, 1: width} if io == "uint8" else {2: height, 3: width}
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _quiet(_TORCHVISION_CHATTER):
         warnings.simplefilter("ignore")  # the exporter's own deprecation chatter
         program = torch.onnx.export(
             wrapper,
