@@ -1,14 +1,17 @@
 """Link the clean pictures `bdinn-train` held out for validation into a folder, for bdinn-eval.
 
     python scripts/validation_split.py --clean /usr/share/wallpapers --clean /usr/share/backgrounds/mate \
-        --cache-dir runs/pairs -o runs/val-clean
+        --run runs/lite -o runs/val-clean
 
-Uses the trainer's own pair preparation (read from its cache) and split, with the same
---val-fraction and --seed, so the folder holds exactly the pictures training never saw.
+Uses the trainer's own pair preparation and split with the run's own settings (--run: its
+state.json gives --val-fraction, --variants, --max-side and --seed, and its pairs cache), so the
+folder holds exactly the pictures training never saw. Without --run, give --cache-dir and the
+settings the run used: other settings would add pairs made with them to that cache.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -17,31 +20,54 @@ from bdinn.train.data import split_by_source
 from bdinn.train.degrade import prepare_synthetic_pairs
 
 
+def run_settings(run: Path) -> dict:
+    """The data settings a bdinn-train run recorded in its state.json."""
+    state = run / "state.json"
+    try:
+        settings = json.loads(state.read_text())["settings"]
+        data = settings["data"]
+        return {"val_fraction": data["val_fraction"], "variants": data["variants"],
+                "max_side": data["max_side"], "seed": settings["seed"]}  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise click.BadParameter(f"{state}: not a bdinn-train state ({exc})", param_hint="--run") from None
+
+
 @click.command()
 @click.option(
     "--clean", "clean_dirs", multiple=True, required=True, type=click.Path(exists=True, path_type=Path)
 )
-@click.option("--cache-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="The bdinn-train run folder: its settings and pairs cache (OUT/pairs).")  # fmt: skip
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The run's pairs cache [default: RUN/pairs].")  # fmt: skip
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
-              show_default=True)  # fmt: skip
-@click.option("--variants", default=3, show_default=True)
-@click.option("--max-side", default=1920, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="[default: the run's, else 0.2]")  # fmt: skip
+@click.option("--variants", type=int, default=None, help="[default: the run's, else 3]")
+@click.option("--max-side", type=int, default=None, help="[default: the run's, else 1920]")
+@click.option("--seed", type=int, default=None, help="[default: the run's, else 0]")
 def main(
-    clean_dirs: tuple[Path, ...], cache_dir: Path, out: Path, val_fraction: float, variants: int,
-    max_side: int, seed: int,
+    clean_dirs: tuple[Path, ...], run: Path | None, cache_dir: Path | None, out: Path,
+    val_fraction: float | None, variants: int | None, max_side: int | None, seed: int | None,
 ) -> None:  # fmt: skip
     """Symlink the validation split's clean pictures into OUT."""
-    pairs = prepare_synthetic_pairs(list(clean_dirs), cache_dir, variants, seed, max_side)
-    _, val = split_by_source(pairs, val_fraction, seed)
+    if run is None and cache_dir is None:
+        raise click.UsageError("give --run (a bdinn-train run folder) or --cache-dir and the run's settings")
+    recorded = run_settings(run) if run else {"val_fraction": 0.2, "variants": 3, "max_side": 1920, "seed": 0}
+    given = {"val_fraction": val_fraction, "variants": variants, "max_side": max_side, "seed": seed}
+    s = {**recorded, **{k: v for k, v in given.items() if v is not None}}
+    cache = cache_dir or run / "pairs"
+    pairs = prepare_synthetic_pairs(list(clean_dirs), cache, s["variants"], s["seed"], s["max_side"])
+    _, val = split_by_source(pairs, s["val_fraction"], s["seed"])
     out.mkdir(parents=True, exist_ok=True)
     cleans = sorted({pair.clean.resolve() for pair in val})
     for clean in cleans:
         link = out / clean.name
+        if link.is_symlink() and link.resolve() != clean:  # from another split: replaced
+            link.unlink()
         if not link.exists():
             link.symlink_to(clean)
-    click.echo(f"{len(cleans)} validation pictures linked into {out}")
+    click.echo(f"{len(cleans)} validation picture{'' if len(cleans) == 1 else 's'} linked into {out}")
 
 
 if __name__ == "__main__":

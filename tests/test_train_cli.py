@@ -46,6 +46,21 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
     assert len(list((tmp_path / "pairs" / "banded").glob("*.png"))) == 6
     meta = json.loads((tmp_path / "best.json").read_text())
     assert meta["config"]["growth"] == [4, 4, 4] and meta["config_name"] is None
+    # scripts/validation_split.py links the pictures this run held out, by its recorded settings,
+    # and adds nothing to its cache.
+    cached = sorted(p.name for p in (tmp_path / "pairs").rglob("*"))
+    script = Path(__file__).parents[1] / "scripts" / "validation_split.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--clean", str(DATA), "--run", str(tmp_path),
+         "-o", str(tmp_path / "val")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"1 validation picture linked into {tmp_path / 'val'}"  # 2 pairs of one
+    assert sorted(p.name for p in (tmp_path / "pairs").rglob("*")) == cached
+    held_out = {p.resolve() for p in (tmp_path / "val").iterdir()}
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert len(held_out) == 1 and state["settings"]["data"]["variants"] == 2
 
 
 def test_trains_from_a_copied_cache_alone(tmp_path, tiny_config):
