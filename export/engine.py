@@ -18,6 +18,7 @@ from typing import Any
 from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_python_plugin
 from ..runtime.engine_sidecar import ENGINE_FORMAT, sidecar_path
 from ..runtime.files import atomic_write
+from ..runtime.processing import MAX_SIDE
 from ..runtime.tensorrt import TensorRT, load_tensorrt
 
 RTX_TARGETS = ("sm75", "sm80", "sm86", "sm89", "sm120", "sm121")
@@ -38,9 +39,10 @@ class Profile:
     def check(self) -> None:
         for axis, name in ((0, "height"), (1, "width")):
             low, mid, high = self.min[axis], self.opt[axis], self.max[axis]
-            if not 16 <= low <= mid <= high:
+            if not 16 <= low <= mid <= high <= MAX_SIDE:
                 raise EngineError(
-                    f"impossible profile {name}s min {low} <= opt {mid} <= max {high} (and min >= 16)"
+                    f"impossible profile {name}s min {low} <= opt {mid} <= max {high} (and 16 <= min, "
+                    f"max <= {MAX_SIDE}, the graph's own bound)"
                 )
 
     def shapes(self, io: str) -> tuple[tuple[int, ...], ...]:

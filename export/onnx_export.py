@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..runtime.files import atomic_write
+from ..runtime.processing import MAX_SIDE, MIN_SIDE
 from ..train.network import BDINN, banded_deform_conv_op
 from ..train.ops import banded_deform_conv_gridsample
 from .custom_ops import banded_as_deformconv, translation_table
@@ -34,7 +35,6 @@ GRAPHS: dict[str, Callable[..., torch.Tensor]] = {
 }
 IO_MODES = ("float", "uint8")
 OPSET = 19  # DeformConv needs 19; TensorRT 10 and ONNX Runtime read it
-MIN_SIDE = 16
 INPUT_NAME, OUTPUT_NAME = "image", "debanded"
 
 
@@ -124,8 +124,8 @@ def export_onnx(
     started = time.perf_counter()
     wrapper = export_model(model, graph, fp16, io)
     sample = sample_input(io, fp16)
-    height = torch.export.Dim("height", min=MIN_SIDE, max=16384)
-    width = torch.export.Dim("width", min=MIN_SIDE, max=16384)
+    height = torch.export.Dim("height", min=MIN_SIDE, max=MAX_SIDE)
+    width = torch.export.Dim("width", min=MIN_SIDE, max=MAX_SIDE)
     axes = {0: height, 1: width} if io == "uint8" else {2: height, 3: width}
     with torch.no_grad(), warnings.catch_warnings(), _quiet(_TORCHVISION_CHATTER):
         warnings.simplefilter("ignore")  # the exporter's own deprecation chatter

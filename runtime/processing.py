@@ -18,6 +18,7 @@ import numpy as np
 from .imageio import from_float
 
 MIN_SIDE = 16
+MAX_SIDE = 16384  # the exported graphs' declared bound on height and width (engine profiles too)
 _BAND_ROWS = 64  # fewer rows per band cost more in thread hand-offs than they save
 
 

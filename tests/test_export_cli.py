@@ -165,6 +165,7 @@ def test_without_a_checkpoint_exports_the_bundled_model_here(tmp_path, monkeypat
     [
         (lambda p: p.write_bytes(b"junk"), [], "missing its config"),
         (None, ["--min", "512x512", "--max", "256x256"], "impossible profile"),
+        (None, ["--max", "20000x20000"], "max <= 16384, the graph's own bound"),
         (None, ["--plugin-library", "/nonexistent/libbdinn_trt_plugin.so", "--target", "sm89"],
          "plugin library not found"),
         (None, ["--plugin-library", str(Path(__file__)), "--target", "sm89"],  # a file, not a library
