@@ -48,7 +48,7 @@ def main(first: Path, second: Path, t: float, out: Path, force: bool) -> None:
         if a.config != b.config:
             raise CheckpointError(f"{first} and {second}: different architectures, nothing to blend")
         a.load_state_dict(interpolate(a, b, t))
-        blend = {"first": first.name, "second": second.name, "t": t}
+        blend = {"first": str(first.resolve()), "second": str(second.resolve()), "t": t}
         save_checkpoint(out, a, config_name=meta.get("config_name"), step=0, extra={"interpolated": blend})
     except CheckpointError as exc:
         click.echo(f"interpolate_checkpoints: error: {exc}", err=True)

@@ -136,6 +136,13 @@ def test_degradation_names():
         parse_degradations("q5,jpeg")
 
 
+def test_a_degradation_id_out_of_range_says_its_range():
+    with pytest.raises(EvalError, match=r"degradation 'x264crf99': crf 0-51 only"):
+        parse_degradations("q5,x264crf99")
+    with pytest.raises(EvalError, match=r"degradation 'q17': bits 1-16, blur >= 0, no crf"):
+        parse_degradations("q17")
+
+
 def test_size_and_smooth_mask():
     img = read_image(DATA / "soft-shapes.png")
     assert fit_size(img, (64, 64)).shape == (64, 64, 3)

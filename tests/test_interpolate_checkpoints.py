@@ -30,7 +30,8 @@ def test_blends_weights_linearly_and_records_how(tmp_path):
         result = blend(str(a), str(b), "--t", t, "-o", str(out))
         assert result.returncode == 0, result.stderr
         model, meta = load_checkpoint(out)
-        assert meta["interpolated"] == {"first": "a.safetensors", "second": "b.safetensors", "t": float(t)}
+        # Whole paths: two runs' last.safetensors blended are told apart
+        assert meta["interpolated"] == {"first": str(a.resolve()), "second": str(b.resolve()), "t": float(t)}
         for name, value in model.state_dict().items():
             expected = (1 - float(t)) * wa[name] + float(t) * wb[name]
             torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)

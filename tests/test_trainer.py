@@ -194,6 +194,12 @@ def test_ctrl_c_lets_the_step_finish_and_saves_the_state(datasets, tmp_path):
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
 
 
+def test_pictures_smaller_than_a_patch_are_said_to_be(paired_dirs, tmp_path):
+    small = PatchDataset(find_pairs(*paired_dirs), patch_size=4096, stride=4096)
+    with pytest.raises(TrainingError, match=r"no training picture is as large as a patch \(4096 px\)"):
+        Trainer(settings(), small, None, tmp_path / "run")
+
+
 def test_resume_refuses_different_settings_or_missing_state(datasets, tmp_path):
     train, val = datasets
     Trainer(settings(steps=3), train, val, tmp_path).run()

@@ -115,7 +115,9 @@ def parse_degradations(text: str) -> list[tuple[str, Degradation]]:
             continue
         try:
             degradation = Degradation.parse(NAMED_DEGRADATIONS.get(name, name))
-        except ValueError:
+        except ValueError as exc:
+            if not str(exc).startswith("unknown degradation"):  # a well-formed id out of range
+                raise EvalError(f"degradation {name!r}: {str(exc).rpartition(': ')[2]}") from None
             raise EvalError(
                 f"unknown degradation {name!r}; use {', '.join(NAMED_DEGRADATIONS)} "
                 "or an id such as q4, b0.5q5, x264crf30, x265crf36, svtav1crf50"

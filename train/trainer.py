@@ -211,6 +211,11 @@ class Trainer:
                 f"--batch-size {s.batch_size} must be a multiple of the process count ({self.dist.world})"
             )
         self.batches_per_epoch = len(train_set) // s.batch_size
+        if self.batches_per_epoch == 0 and getattr(train_set, "patches_total", None) == 0:
+            raise TrainingError(
+                f"no training picture is as large as a patch ({train_set.patch_size} px): lower --patch-size "
+                "or add larger pictures"
+            )
         if self.batches_per_epoch == 0:
             raise TrainingError(
                 f"only {len(train_set)} training patches with banding, fewer than one batch of "
