@@ -19,23 +19,22 @@ mux) are joined to the calling thread by bounded queues, so decoding and encodin
 inference. An exception anywhere (in `process`, the decoder or the encoder, or Ctrl-C) stops all
 three, the threads are joined, the partial output is deleted, and the exception is raised.
 
-Output: 10-bit by default, 8- or 12-bit with bit_depth, with the source's chroma resolution (4:2:0,
-4:2:2, or 4:4:4 for 4:4:4 and RGB sources) where the encoder writes it, else 4:2:0 with a
-warning; `chroma` asks for one. The encoder follows from the destination's suffix
+Output: 10-bit by default, 8- or 12-bit with bit_depth, with the source's chroma resolution
+(4:2:0, 4:2:2, or 4:4:4 for 4:4:4 and RGB sources) where the encoder writes it, else the most it
+writes, with a warning; `chroma` asks for one. The encoder follows from the destination's suffix
 (DEFAULT_CODECS) unless `codec` names one. Alpha is kept by FFV1 and ProRes (prores_ks) and
 dropped with a warning elsewhere; interlaced sources are debanded as progressive frames, with a
-warning. Frame
-timestamps, frame rate, frame count, display rotation and the colour tags (primaries, transfer,
-matrix, range) are kept; so is the sample aspect ratio with x264/x265 (other encoders warn that
-they drop it). What else the source carries goes along (video_streams.py): audio is copied
-packet for packet where the destination container takes its codec, otherwise re-encoded (AAC;
-Opus for WebM); subtitles are copied where the container takes their codec (Matroska takes all
-but MP4's mov_text, which becomes SubRip text); chapters go into MKV, WebM, MP4 and MOV, and
-attachments (fonts, cover art) into MKV. What a container cannot hold (Y4M holds no audio) is
-dropped with a warning. HDR10 static metadata (mastering display, MaxCLL/MaxFALL) is passed to
-x265, x264 and SVT-AV1; other encoders drop it with a warning. Data streams are not carried
-over. The output is written to a hidden temporary file beside `dst` and renamed over it at the
-end, so a failure never leaves a partial video.
+warning. Frame timestamps, frame rate, frame count, display rotation and the colour tags
+(primaries, transfer, matrix, range) are kept; so is the sample aspect ratio with x264/x265
+(other encoders warn that they drop it). What else the source carries goes along
+(video_streams.py): audio is copied packet for packet where the destination container takes its
+codec, otherwise re-encoded (AAC; Opus for WebM); subtitles are copied where the container takes
+their codec (Matroska takes all but MP4's mov_text, which becomes SubRip text); chapters go into
+MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV. What a container cannot
+hold (Y4M holds no audio) is dropped with a warning. HDR10 static metadata (mastering display,
+MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1; other encoders drop it with a warning. Data
+streams are not carried over. The output is written to a hidden temporary file beside `dst` and
+renamed over it at the end, so a failure never leaves a partial video.
 
 Colour conversion (video_colour.py) uses the source's own matrix and range in both directions
 and passes `process` 16-bit RGB on the true 0..65535 scale.
