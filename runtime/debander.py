@@ -179,6 +179,10 @@ class Debander:
         """
         if bit_depth is not None and bit_depth not in (8, 16):
             raise ValueError(f"bit_depth must be 8 or 16 (None: the input's), got {bit_depth!r}")
+        if not isinstance(dither, bool):
+            raise TypeError(f"dither must be True or False, got {dither!r}")
+        if seed is not None and not (_is_int(seed) and seed >= 0):
+            raise TypeError(f"seed must be a whole number >= 0 or None, got {seed!r}")
         if isinstance(image, np.ndarray):
             return self._frames([image], bit_depth, dither, seed)[0]
         if not isinstance(image, Iterable) or isinstance(image, (str, bytes)):

@@ -331,6 +331,12 @@ def test_tensor_input_is_checked_the_same_on_every_backend(models):
             deband.infer(np.zeros((1, 3, 32, 32), np.uint8))  # was run as 0..255 floats
         with pytest.raises(TypeError, match="expected a numpy frame or a list of them, got NoneType"):
             deband(None)
+        frame = np.zeros((32, 32, 3), np.uint8)
+        with pytest.raises(TypeError, match="dither must be True or False, got 'yes'"):
+            deband(frame, dither="yes")  # was taken as True
+        for seed in ("x", -1, 1.5):
+            with pytest.raises(TypeError, match="seed must be a whole number >= 0 or None"):
+                deband(frame, dither=True, seed=seed)
 
 
 def test_tensor_output_stays_in_range(models):
