@@ -39,6 +39,7 @@ _SIGNATURES = (
 
 # Pillow's modes of pictures with alpha (lower-case a: colours premultiplied by it).
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La")
+_BITS_PER_SAMPLE, _SAMPLES_PER_PIXEL, _EXTRA_SAMPLES = 258, 277, 338  # TIFF tags; extra 1: premultiplied
 
 
 class ImageError(ValueError):
@@ -157,8 +158,49 @@ def _decode_as_stored(path: Path, data: bytes, kind: str | None, header: Image.I
         img = _orient(img, _orientation(header))
     elif header is not None and header.mode in _ALPHA_MODES and img.dtype == np.uint8:
         img = _orient(np.asarray(header.convert("RGBA"))[:, :, [2, 1, 0, 3]], _orientation(header))
-    if header is not None and header.mode in ("LA", "La") and img.ndim == 3 and img.shape[2] == 4:
+    else:
+        img = _checked_tiff(path, data, img, header)
+    gray_alpha = (header is not None and header.mode in ("LA", "La")) or (kind == "PNG" and data[25] == 4)
+    if gray_alpha and img.ndim == 3 and img.shape[2] == 4:  # Pillow calls 16-bit LA "RGBA"
         img = img[:, :, [0, 3]]  # OpenCV spreads gray + alpha over four channels
+    return img
+
+
+def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...]]:
+    """Some short-integer tags of a TIFF's first image (classic TIFF; {} for anything else): what
+    the file says it holds, where OpenCV decodes it otherwise without a word."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or len(data) < 8 or struct.unpack(order + "H", data[2:4])[0] != 42:
+        return {}
+    found: dict[int, tuple[int, ...]] = {}
+    try:
+        ifd = struct.unpack(order + "I", data[4:8])[0]
+        (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+        for at in range(ifd + 2, ifd + 2 + 12 * count, 12):
+            tag, kind, n = struct.unpack(order + "HHI", data[at : at + 8])
+            if tag in wanted and kind == 3:  # SHORT values: inline up to two, else at an offset
+                where = at + 8 if n <= 2 else struct.unpack(order + "I", data[at + 8 : at + 12])[0]
+                found[tag] = struct.unpack(order + "H" * n, data[where : where + 2 * n])
+    except struct.error:
+        return {}
+    return found
+
+
+def _checked_tiff(path: Path, data: bytes, img: np.ndarray, header: Image.Image | None) -> np.ndarray:
+    """A TIFF as OpenCV decoded it, checked against its own tags: OpenCV reads 16-bit gray + alpha
+    as 8-bit gray, returns 16-bit premultiplied colours as they are, and gives CMYK an alpha."""
+    tags = _tiff_tags(data, (_BITS_PER_SAMPLE, _SAMPLES_PER_PIXEL, _EXTRA_SAMPLES))
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    samples = tags.get(_SAMPLES_PER_PIXEL, (channels,))[0]
+    bits = max(tags.get(_BITS_PER_SAMPLE, (8 * img.itemsize,)))
+    if samples == 2 and (channels != 2 or bits != 8 * img.itemsize):
+        raise ImageError(f"{path}: a {bits}-bit gray + alpha TIFF, which OpenCV misreads; save it as PNG")
+    if header is not None and header.mode == "CMYK" and channels == 4:
+        return img[:, :, :3]  # converted to BGR, with an opaque alpha of its own
+    if tags.get(_EXTRA_SAMPLES, (0,))[0] == 1 and channels == 4 and img.dtype == np.uint16:
+        colour, alpha = img[:, :, :3].astype(np.float64), img[:, :, 3:].astype(np.float64)
+        straight = np.divide(colour * 65535, alpha, out=np.zeros_like(colour), where=alpha > 0)
+        img = np.concatenate((np.clip(np.rint(straight), 0, 65535).astype(np.uint16), img[:, :, 3:]), axis=2)
     return img
 
 
@@ -181,8 +223,7 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool 
     path = Path(path)
     data, kind = _read(path)
     header = _header(path, data)
-    tiff_alpha = kind == "TIFF" and header is not None and header.mode in _ALPHA_MODES
-    if kind != "JPEG" and (keep_alpha or as_file or tiff_alpha):
+    if kind != "JPEG" and (keep_alpha or as_file or kind == "TIFF"):  # TIFF: checked against its tags
         img = _decode_as_stored(path, data, kind, header)
     else:  # OpenCV drops alpha, expands gray and palettes, and turns the picture upright
         img = _decode(path, data, kind, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)

@@ -288,3 +288,50 @@ def test_an_icc_profile_travels_into_png(tmp_path):
         assert np.array_equal(read_image(tmp_path / "x.png"), pixels)
     write_image(tmp_path / "plain.png", pixels)
     assert read_icc_profile(tmp_path / "plain.png") is None
+
+
+def _png(rows: np.ndarray, colour_type: int) -> bytes:
+    """A PNG written byte by byte (OpenCV and Pillow write no 16-bit gray + alpha)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    h, w = rows.shape[:2]
+    header = struct.pack(">IIBBBBB", w, h, 8 * rows.itemsize, colour_type, 0, 0, 0)
+    raw = b"".join(b"\0" + row.astype(">u2" if rows.itemsize == 2 else "u1").tobytes() for row in rows)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_sixteen_bit_gray_with_alpha_png_stays_gray(tmp_path):
+    """Pillow calls a 16-bit LA PNG 'RGBA': its gray came back as RGB with unequal channels."""
+    la = np.random.default_rng(5).integers(0, 65536, (12, 20, 2)).astype(np.uint16)
+    (tmp_path / "la16.png").write_bytes(_png(la, 4))
+    assert np.array_equal(read_image(tmp_path / "la16.png", as_file=True), la)
+
+
+def test_tiffs_opencv_misreads_are_mended_or_refused(tmp_path):
+    """16-bit premultiplied colours come back straight, CMYK without an alpha of its own, and
+    16-bit gray + alpha (which OpenCV reads as 8-bit gray) is refused in one line."""
+    tifffile = pytest.importorskip("tifffile", reason="scikit-image's tifffile writes these TIFFs")
+    image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(6)
+    straight = rng.integers(0, 65536, (10, 14, 3)).astype(np.float64)
+    alpha = np.tile(np.linspace(1 / 8, 1, 14), (10, 1))[..., None]
+    stored = np.concatenate((np.rint(straight * alpha), np.rint(alpha * 65535)), axis=2).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "pm.tif", stored, photometric="rgb", extrasamples=[1])  # associated
+    read = read_image(tmp_path / "pm.tif", as_file=True).astype(np.float64)
+    assert np.abs(read[..., :3] - straight).max() <= 9  # the stored product's rounding, over alpha >= 1/8
+    assert np.array_equal(read[..., 3], stored[..., 3])
+    cmyk = rng.integers(0, 256, (10, 14, 4), dtype=np.uint8)
+    image.fromarray(cmyk, "CMYK").save(tmp_path / "cmyk.tif")
+    assert read_image(tmp_path / "cmyk.tif", as_file=True).shape == (10, 14, 3)
+    tifffile.imwrite(tmp_path / "la16.tif", stored[..., [0, 3]], photometric="minisblack", extrasamples=[2])
+    with pytest.raises(ImageError, match=r"la16\.tif: a 16-bit gray \+ alpha TIFF, which OpenCV misreads"):
+        read_image(tmp_path / "la16.tif", as_file=True)
