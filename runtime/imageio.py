@@ -333,6 +333,12 @@ def write_image(path: str | os.PathLike, img: np.ndarray, icc_profile: bytes | N
         raise ImageError(f"{path}: cannot write images with suffix {suffix!r} (use .png)")
     data = encoded.tobytes()
     if icc_profile and suffix == ".png":
-        data = _with_icc_profile(data, icc_profile)
+        wanted = b"GRAY" if img.ndim == 2 or img.shape[2] == 1 else b"RGB "
+        if icc_profile[16:20] == wanted:  # the profile's colour space: a CMYK one is invalid in a PNG
+            data = _with_icc_profile(data, icc_profile)
+        else:
+            space = icc_profile[16:20].decode("latin-1").strip() or "unknown"
+            message = f"{path}: the source's {space} colour profile does not fit this picture; not carried"
+            warnings.warn(message, stacklevel=2)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return path

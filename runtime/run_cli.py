@@ -67,6 +67,12 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
             matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
             if not matches:
                 raise click.ClickException(f"{pattern}: no file matches this pattern")
+            if OUR_OUTPUT_MARK not in pattern:  # as for folders: a second run must not take them in
+                matches = [m for m in matches if not m.stem.endswith(OUR_OUTPUT_MARK)]
+                if not matches:
+                    raise click.ClickException(
+                        f"{pattern}: matches only bdinn-run's own NAME.debanded outputs"
+                    )
             found.extend(matches)
         else:
             if not path.exists():
@@ -200,7 +206,8 @@ def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple
 @click.option("--bit-depth", type=click.Choice(["8", "10", "12", "16"]), default=None,
               help="Pictures: 8 or 16 [default: the input's]. Videos: 8, 10 or 12 (x265, FFV1) "
                    "[default: 10].")  # fmt: skip
-@click.option("--dither", is_flag=True, help="TPDF dither when rounding to 8 bits (no new bands).")
+@click.option("--dither", is_flag=True,
+              help="TPDF dither when rounding to 8 bits (no new bands), seeded.")  # fmt: skip
 @max_change_option
 @tile_option
 @click.option("--overlap", type=click.IntRange(0), default=None,
@@ -225,6 +232,7 @@ def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs (never inputs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @stops_cleanly
+@one_line_warnings()
 def main(
     paths: tuple[str, ...],
     model: str | None,
@@ -250,6 +258,8 @@ def main(
 
     INPUT - reads a video stream (Y4M, MKV, MPEG-TS) from standard input.
     """
+    if output == "":
+        raise click.BadParameter("an empty path (an unset variable?); name a file or folder", param_hint="-o")
     model, patterns = split_model_argument(model, paths)
     if not patterns:
         raise click.UsageError("no input given: bdinn-run [MODEL] INPUT... [-o OUT]")
@@ -299,8 +309,8 @@ def main(
 def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool) -> None:
     """Read, deband and write one picture; an error names the file it is about."""
     image = read_image(job.source, as_file=True)
-    try:
-        result = deband(image, bit_depth=depth, dither=dither)
+    try:  # seeded: the same picture gets the same dither every run
+        result = deband(image, bit_depth=depth, dither=dither, seed=0 if dither else None)
     except ValueError as exc:  # e.g. too small: the message names the problem, not the file
         raise ValueError(f"{job.source}: {exc}") from None
     write_image(job.target, result, icc_profile=read_icc_profile(job.source))

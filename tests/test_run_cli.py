@@ -256,6 +256,33 @@ def test_a_folder_done_twice_skips_its_own_outputs(model, pictures):
     ]  # fmt: skip
 
 
+def test_a_glob_done_twice_skips_its_own_outputs(model, pictures, monkeypatch):
+    """A second run of "*.png" took the first run's outputs in, and then refused to write over them."""
+    monkeypatch.chdir(pictures)
+    assert run(model, "*.png", "-q").exit_code == 0
+    result = run(model, "*.png", "-q", "--force")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in pictures.iterdir()) == [
+        "shapes.debanded.png", "shapes.png", "sky.debanded.png", "sky.png"
+    ]  # fmt: skip
+    result = run(model, "s*.debanded.png", "-q")  # asked for by name: taken
+    assert result.exit_code == 0, result.output
+    assert (pictures / "sky.debanded.debanded.png").is_file()
+
+
+def test_an_empty_output_path_is_refused(model, pictures, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(model, pictures / "sky.png", "-o", "")  # -o "$OUT" with OUT unset wrote into .
+    assert result.exit_code == 2 and "an empty path (an unset variable?)" in result.output
+    assert not (tmp_path / "sky.png").exists()
+
+
+def test_dither_is_the_same_every_run(model, pictures, tmp_path):
+    for name in ("a.png", "b.png"):
+        assert run(model, pictures / "sky.png", "-o", tmp_path / name, "--dither", "-q").exit_code == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
 def test_a_file_named_twice_is_done_once(model, pictures, tmp_path, monkeypatch):
     from bdinn.runtime.run_cli import expand_inputs
 
@@ -283,6 +310,13 @@ def test_the_colour_profile_is_kept(model, pictures, tmp_path):
     result = run(model, pictures / "tagged.png", "-o", tmp_path / "out.png", "-q")
     assert result.exit_code == 0, result.output
     assert image.open(tmp_path / "out.png").info.get("icc_profile") == profile
+    gray = bytearray(profile)
+    gray[16:20] = b"GRAY"  # a gray profile does not describe an RGB picture: PNG readers reject it
+    image.open(pictures / "sky.png").save(pictures / "gray-tagged.png", icc_profile=bytes(gray))
+    result = run(model, pictures / "gray-tagged.png", "-o", tmp_path / "g.png", "-q")
+    assert result.exit_code == 0, result.output
+    assert "Warning: " in result.output and "GRAY colour profile does not fit this picture" in result.output
+    assert "icc_profile" not in image.open(tmp_path / "g.png").info
 
 
 def test_jpeg_output_is_written_with_a_warning(model, pictures, tmp_path):
