@@ -39,7 +39,7 @@ _SIGNATURES = (
 
 # Pillow's modes of pictures with alpha (lower-case a: colours premultiplied by it).
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La")
-_BITS_PER_SAMPLE, _SAMPLES_PER_PIXEL, _EXTRA_SAMPLES = 258, 277, 338  # TIFF tags; extra 1: premultiplied
+_BITS_PER_SAMPLE, _PHOTOMETRIC, _SAMPLES_PER_PIXEL, _EXTRA_SAMPLES = 258, 262, 277, 338  # TIFF tags
 
 
 class ImageError(ValueError):
@@ -245,6 +245,26 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool 
     if alpha is None:
         alpha = np.full((*rgb.shape[:2], 1), np.iinfo(rgb.dtype).max, rgb.dtype)
     return np.ascontiguousarray(np.concatenate((rgb, alpha), axis=2))
+
+
+def stored_layout(path: str | os.PathLike) -> tuple[int, bool] | None:
+    """(bits per sample, has alpha) from the file's header, without decoding it; None where that
+    cannot be told. Lets a command refuse an output format before the work, not after it."""
+    try:
+        data, kind = _read(Path(path))
+        header = _header(Path(path), data)
+    except ImageError:
+        return None  # reading it will say what is wrong
+    if kind == "PNG":
+        return (16 if data[24] == 16 else 8), data[25] in (4, 6)
+    if kind == "TIFF":
+        tags = _tiff_tags(data, (_BITS_PER_SAMPLE, _SAMPLES_PER_PIXEL, _PHOTOMETRIC))
+        samples = tags.get(_SAMPLES_PER_PIXEL, (1,))[0]
+        cmyk = tags.get(_PHOTOMETRIC, (0,))[0] == 5
+        return max(tags.get(_BITS_PER_SAMPLE, (8,))), samples == 2 or (samples >= 4 and not cmyk)
+    if header is None:
+        return None
+    return 8, header.mode in _ALPHA_MODES or (header.mode == "P" and "transparency" in header.info)
 
 
 def read_icc_profile(path: str | os.PathLike) -> bytes | None:

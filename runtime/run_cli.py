@@ -22,7 +22,7 @@ from .backends import BACKENDS, PICKLED_SUFFIXES, SUFFIXES, BackendError
 from .cli_options import max_change_option, one_line_warnings, stops_cleanly, tile_option
 from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable
-from .imageio import IMAGE_SUFFIXES, ImageError, read_icc_profile, read_image, write_image
+from .imageio import IMAGE_SUFFIXES, ImageError, read_icc_profile, read_image, stored_layout, write_image
 from .video import CONTAINERS, VIDEO_SUFFIXES
 from .video_encoder import PARAM_LISTS
 
@@ -84,7 +84,7 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
     return list(unique.values())
 
 
-def plan_jobs(sources: list[Path], output: str | None, force: bool) -> list[Job]:
+def plan_jobs(sources: list[Path], output: str | None, force: bool, depth: int | None = None) -> list[Job]:
     """Where each input goes; refuses to touch an input or (without --force) an existing file,
     and checks every output's format and folder, so that nothing fails after the work.
 
@@ -126,7 +126,7 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool) -> list[Job]
             raise click.ClickException(f"{job.target}: is a folder; name another output file")
         if job.target.exists() and not force:
             raise click.ClickException(f"{job.target}: already exists (pass --force to overwrite it)")
-        check_format(job)
+        check_format(job, depth)
         try:
             check_writable(job.target)
         except OutputError as exc:
@@ -162,8 +162,9 @@ def plan_stream(sources: list[Path], place: Path | None) -> Job:
     return job
 
 
-def check_format(job: Job) -> None:
-    """The output suffix must be one we write, and of the input's kind (picture or video)."""
+def check_format(job: Job, depth: int | None = None) -> None:
+    """The output suffix must be one we write, of the input's kind (picture or video), and able to
+    hold the picture's depth (`depth`: --bit-depth, else the input's) and alpha."""
     suffix = job.target.suffix.lower()
     kind, known = ("video", CONTAINERS) if job.is_video else ("picture", IMAGE_SUFFIXES)
     if suffix not in known:
@@ -171,6 +172,15 @@ def check_format(job: Job) -> None:
         raise click.ClickException(
             f"{job.target}: cannot write a {kind} as {suffix or 'no suffix'!r} (use {usual})"
         )
+    layout = None if job.is_video or suffix in (".png", ".tif", ".tiff") else stored_layout(job.source)
+    written = depth if depth in (8, 16) else layout[0] if layout is not None else 8  # 10, 12: refused later
+    if layout is not None and written > 8:
+        raise click.ClickException(
+            f"{job.target}: a 16-bit picture is written as .png or .tif only; pass --bit-depth 8 or "
+            "write .png"
+        )
+    if layout is not None and layout[1] and suffix in LOSSY_IMAGE_SUFFIXES:
+        raise click.ClickException(f"{job.target}: JPEG holds no alpha, and {job.source} has it; write .png")
     if suffix in LOSSY_IMAGE_SUFFIXES:
         click.echo(f"Warning: {job.target}: JPEG's lossy compression brings some banding back; .png keeps "
                    "the result exact", err=True)  # fmt: skip
@@ -263,8 +273,8 @@ def main(
     model, patterns = split_model_argument(model, paths)
     if not patterns:
         raise click.UsageError("no input given: bdinn-run [MODEL] INPUT... [-o OUT]")
-    jobs = plan_jobs(expand_inputs(patterns), output, force)
     depth = int(bit_depth) if bit_depth else None
+    jobs = plan_jobs(expand_inputs(patterns), output, force, depth)
     if depth in (10, 12) and not all(job.is_video for job in jobs):
         raise click.BadParameter("pictures are written with 8 or 16 bits", param_hint="--bit-depth")
     if depth == 16 and any(job.is_video for job in jobs):

@@ -319,6 +319,21 @@ def test_the_colour_profile_is_kept(model, pictures, tmp_path):
     assert "icc_profile" not in image.open(tmp_path / "g.png").info
 
 
+def test_an_output_format_that_cannot_hold_the_picture_is_refused_before_the_work(model, pictures, tmp_path):
+    """16 bits into WebP and alpha into JPEG failed after the model had run (25 s on a 2000 x
+    1500 picture); the header tells before."""
+    write_image(pictures / "deep.png", np.full((24, 24, 3), 40000, np.uint16))
+    write_image(pictures / "clear.png", np.full((24, 24, 4), 200, np.uint8))
+    for source, target, message in (
+        ("deep.png", "deep.webp", "a 16-bit picture is written as .png or .tif only; pass --bit-depth 8"),
+        ("clear.png", "clear.jpg", "JPEG holds no alpha"),
+    ):
+        result = run(tmp_path / "absent.onnx", pictures / source, "-o", tmp_path / target)
+        assert result.exit_code == 1 and message in result.output, result.output  # before the model
+    result = run(model, pictures / "deep.png", "-o", tmp_path / "deep.webp", "--bit-depth", "8", "-q")
+    assert result.exit_code == 0, result.output
+
+
 def test_jpeg_output_is_written_with_a_warning(model, pictures, tmp_path):
     result = run(model, pictures / "sky.png", "-o", tmp_path / "sky.jpg", "-q")
     assert result.exit_code == 0, result.output
