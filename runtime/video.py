@@ -328,10 +328,9 @@ def _pick_codec(
             enc = _encoder(name)
             if enc is not None and written(enc) and fits(name):
                 return enc.name, written(enc)[0]
-        raise VideoError(
-            f"{dst}: no built-in encoder writes {wanted} video into {dst.suffix}; pass codec= one of "
-            f"{', '.join(_available_encoders())} or another container"
-        )
+        able = [n for n in _available_encoders() if n in _KNOWN_ENCODERS and fits(n) and written(_encoder(n))]
+        way = f"pass codec= one of {', '.join(able)}" if able else "write .mkv (libx265)"
+        raise VideoError(f"{dst}: no built-in encoder writes {wanted} video into {dst.suffix}; {way}")
     if muxer == "yuv4mpegpipe" and codec != "wrapped_avframe":
         raise VideoError(f"{dst}: Y4M holds raw video only; leave codec (--codec) out")
     enc = _encoder(codec)
