@@ -38,6 +38,10 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             click.echo("Aborted!", err=True)
             raise SystemExit(128 + signal.SIGINT) from None
+        except SystemExit as exc:
+            if exc.code == 128 + signal.SIGTERM:  # said, as Ctrl-C is: a log shows why the run ended
+                click.echo("Terminated.", err=True)
+            raise
         finally:
             signal.signal(signal.SIGTERM, previous)
 

@@ -1143,7 +1143,7 @@ def test_error_in_process_stops_everything_and_leaves_nothing(source, tmp_path):
     assert not [name for name in _threads() if name.startswith("bdinn-")]
 
 
-def test_sigterm_under_a_command_stops_cleanly(source, tmp_path):
+def test_sigterm_under_a_command_stops_cleanly(source, tmp_path, capsys):
     """`timeout`, docker stop or a batch scheduler send SIGTERM: the commands clean up as for Ctrl-C."""
     import os
     import signal
@@ -1164,6 +1164,7 @@ def test_sigterm_under_a_command_stops_cleanly(source, tmp_path):
     with pytest.raises(SystemExit) as info:
         command()
     assert info.value.code == 128 + signal.SIGTERM and time.monotonic() - started < 4
+    assert capsys.readouterr().err.endswith("Terminated.\n")  # a log says why the run ended
     assert _listing(tmp_path) == []  # no output, no temporary file
     assert _threads() == baseline
     assert signal.getsignal(signal.SIGTERM) is before
