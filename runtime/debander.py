@@ -99,23 +99,8 @@ class Debander:
         overlap: int | None = None,
         max_change: float | None = DEFAULT_MAX_CHANGE,
     ) -> None:
-        if tile is not None and (not _is_int(tile) or tile < 2 * MIN_SIDE or tile % 8):
-            raise ValueError(f"tile must be a multiple of 8 and at least {2 * MIN_SIDE}, got {tile!r}")
-        if overlap is None:  # DEFAULT_OVERLAP, or half of a smaller tile
-            overlap = DEFAULT_OVERLAP if tile is None else min(DEFAULT_OVERLAP, tile // 2)
-        if not _is_int(overlap) or overlap < 0 or (tile is not None and overlap * 2 > tile):
-            raise ValueError(f"overlap must be a whole number between 0 and half the tile, got {overlap!r}")
-        if max_change is not None and (
-            isinstance(max_change, bool) or not isinstance(max_change, Real) or not 0 < max_change < math.inf
-        ):
-            raise ValueError(
-                f"max_change must be a positive number of 8-bit levels, or None for no limit; got "
-                f"{max_change!r}"
-            )
         self.backend = backend
-        self.tile = None if tile is None else int(tile)
-        self.overlap = int(overlap)
-        self.max_change = None if max_change is None else float(max_change)
+        self.tile, self.overlap, self.max_change = _checked_options(tile, overlap, max_change)
         self.closed = False
 
     @classmethod
@@ -138,6 +123,7 @@ class Debander:
         """
         if backend is not None and backend not in BACKENDS:
             raise BackendError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+        _checked_options(tile, overlap, max_change)  # before a model takes seconds to load
         model = Path(path) if path is not None else default_model_path(backend)
         if precision is None and path is None and model.suffix == ".safetensors" and device != "cpu":
             precision = _default_torch_precision(device)
@@ -314,6 +300,29 @@ class Debander:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _checked_options(
+    tile: int | None, overlap: int | None, max_change: float | None
+) -> tuple[int | None, int, float | None]:
+    """(tile, overlap, max_change) as Debander keeps them; ValueError naming a bad one."""
+    if tile is not None and (not _is_int(tile) or tile < 2 * MIN_SIDE or tile % 8):
+        raise ValueError(f"tile must be a multiple of 8 and at least {2 * MIN_SIDE}, got {tile!r}")
+    if overlap is None:  # DEFAULT_OVERLAP, or half of a smaller tile
+        overlap = DEFAULT_OVERLAP if tile is None else min(DEFAULT_OVERLAP, tile // 2)
+    if not _is_int(overlap) or overlap < 0 or (tile is not None and overlap * 2 > tile):
+        raise ValueError(f"overlap must be a whole number between 0 and half the tile, got {overlap!r}")
+    if max_change is not None and (
+        isinstance(max_change, bool) or not isinstance(max_change, Real) or not 0 < max_change < math.inf
+    ):
+        raise ValueError(
+            f"max_change must be a positive number of 8-bit levels, or None for no limit; got {max_change!r}"
+        )
+    return (
+        None if tile is None else int(tile),
+        int(overlap),
+        None if max_change is None else float(max_change),
+    )
 
 
 def _is_int(value: object) -> bool:

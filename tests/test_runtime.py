@@ -349,6 +349,13 @@ def test_tensor_output_stays_in_range(models):
         assert out.min() >= 0 and out.max() <= 1
 
 
+def test_bad_options_are_refused_before_the_model_loads(tmp_path):
+    with pytest.raises(
+        ValueError, match="overlap must be a whole number between 0 and half the tile, got 33"
+    ):
+        Debander.open(tmp_path / "absent.onnx", tile=64, overlap=33)  # not "no such model file"
+
+
 def test_default_model_path_refuses_an_unknown_backend():
     from bdinn.runtime.debander import default_model_path
 
