@@ -8,6 +8,7 @@ any work starts, so a bad argument costs nothing and never leaves half the outpu
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import sys
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 from tqdm import tqdm
 
 from . import video
@@ -331,12 +333,18 @@ def run_video(
     quiet: bool,
 ) -> None:  # fmt: skip
     """Deband a video: PyAV decodes and encodes on their own threads around the model."""
+    frames = itertools.count()  # frames come in presentation order: frame N's dither is seeded N
+
+    def process(frame: np.ndarray) -> np.ndarray:
+        dithered = dither and depth == 8
+        index = next(frames)
+        return deband(frame, bit_depth=16 if (depth or 10) > 8 else 8, dither=dithered,
+                      seed=index if dithered else None)  # fmt: skip
+
     with one_line_warnings():  # the library's warnings (audio dropped, ...)
         report = video.deband_video(
-            job.source, job.target, lambda frame: deband(frame, bit_depth=16 if (depth or 10) > 8 else 8,
-                                                         dither=dither and depth == 8),
-            bit_depth=depth or 10, force=force, progress=not quiet, **encoder,
-        )  # fmt: skip
+            job.source, job.target, process, bit_depth=depth or 10, force=force, progress=not quiet, **encoder
+        )
     if not quiet:
         frames = f"{report.frames} frame{'' if report.frames == 1 else 's'}"
         click.echo(f"{report.src} -> {report.dst}: {frames} at {report.fps:.2f} fps", err=True)

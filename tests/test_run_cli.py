@@ -444,6 +444,20 @@ class TestVideo:
             assert sum(1 for _ in container.decode(stream)) == N
             assert len(container.streams.audio) == 1
 
+    def test_dithered_8_bit_video_is_the_same_every_run(self, model, tmp_path):
+        """Each frame's dither is seeded by its index: reruns give the same video, frame to frame
+        the noise still changes."""
+        from test_video import _planes, make_video
+
+        source = make_video(tmp_path / "clip.mp4", audio=False)
+        for name in ("a.mkv", "b.mkv"):
+            args = (source, "-o", tmp_path / name, "--bit-depth", "8", "--dither", "--codec", "ffv1", "-q")
+            assert run(model, *args).exit_code == 0
+        a, b = _planes(tmp_path / "a.mkv"), _planes(tmp_path / "b.mkv")
+        assert all(
+            np.array_equal(x, y) for fa, fb in zip(a, b, strict=True) for x, y in zip(fa, fb, strict=True)
+        )
+
     def test_video_without_video_stream(self, model, tmp_path):
         from test_video import make_video
 
