@@ -147,6 +147,14 @@ def export_onnx(
 
         proto = onnxslim.slim(proto)
     proto = onnx.shape_inference.infer_shapes(proto)
+    # The output has the input's size; the exporter writes it as the padding's arithmetic
+    # ("Min(height, 2*(((height + ...") where readers and tools expect "height".
+    for out_dim, in_dim in zip(
+        proto.graph.output[0].type.tensor_type.shape.dim,
+        proto.graph.input[0].type.tensor_type.shape.dim,
+        strict=True,
+    ):
+        out_dim.CopyFrom(in_dim)
     # What the runtime cannot tell from the inputs: a uint8-I/O graph computes in fp32 or fp16.
     onnx.helper.set_model_props(proto, {"bdinn.precision": "fp16" if fp16 else "fp32", "bdinn.graph": graph})
     onnx.checker.check_model(proto)

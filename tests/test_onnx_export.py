@@ -59,6 +59,8 @@ def test_graph_structure(exported, graph):
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
     dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims[:2] == [1, 3] and all(isinstance(d, str) for d in dims[2:])  # dynamic H and W
+    out_dims = [d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    assert out_dims == dims  # named as the input's, not the padding's arithmetic
     # One node per banded convolution layer (TINY: 1 BDACB x 4 sub-networks x 2), none of the others.
     assert result.op_counts.get(OPS[graph]) == 8
     assert all(result.op_counts.get(op, 0) == 0 for g, op in OPS.items() if g != graph)
