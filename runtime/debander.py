@@ -56,8 +56,7 @@ def default_model_path(backend: str | None = None) -> Path:
     preferred when it sees a CUDA GPU (FP16 with our kernels). TensorRT needs an engine built for
     the GPU at hand, which no package can ship: build one with bdinn-export.
     """
-    if backend is not None and backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    _check_backend(backend)
     models = resources.files("bdinn.runtime") / "models"
     if backend is None:
         backend = _best_default_backend()
@@ -71,6 +70,11 @@ def default_model_path(backend: str | None = None) -> Path:
     if not path.is_file():
         raise BackendError(f"{path}: the bundled default model is missing (reinstall bdinn)")
     return path
+
+
+def _check_backend(backend: str | None) -> None:
+    if backend is not None and backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
 
 
 def _best_default_backend() -> str:
@@ -121,8 +125,7 @@ class Debander:
         Without `path`, the bundled default model on the best backend installed here. The output
         stays within `max_change` 8-bit levels of the input (None: the model's output as it is).
         """
-        if backend is not None and backend not in BACKENDS:
-            raise BackendError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+        _check_backend(backend)
         _checked_options(tile, overlap, max_change)  # before a model takes seconds to load
         model = Path(path) if path is not None else default_model_path(backend)
         if precision is None and path is None and model.suffix == ".safetensors" and device != "cpu":

@@ -334,12 +334,11 @@ def run_video(
 ) -> None:  # fmt: skip
     """Deband a video: PyAV decodes and encodes on their own threads around the model."""
     frames = itertools.count()  # frames come in presentation order: frame N's dither is seeded N
+    dithered, precision = dither and depth == 8, 16 if (depth or 10) > 8 else 8
 
     def process(frame: np.ndarray) -> np.ndarray:
-        dithered = dither and depth == 8
         index = next(frames)
-        return deband(frame, bit_depth=16 if (depth or 10) > 8 else 8, dither=dithered,
-                      seed=index if dithered else None)  # fmt: skip
+        return deband(frame, bit_depth=precision, dither=dithered, seed=index if dithered else None)
 
     with one_line_warnings():  # the library's warnings (audio dropped, ...)
         report = video.deband_video(

@@ -300,6 +300,12 @@ def _encoder(name: str) -> Any:
         return None
 
 
+def _writes(enc: Any) -> set[str] | None:
+    """The pixel formats an encoder writes; None where it takes any (Y4M's wrapped_avframe)."""
+    formats = enc.video_formats
+    return None if formats is None else {f.name for f in formats}
+
+
 def _pick_codec(
     dst: Path, muxer: str, codec: str | None, pix_fmts: list[str], bit_depth: int
 ) -> tuple[str, str]:
@@ -307,8 +313,8 @@ def _pick_codec(
     import av
 
     def written(enc: Any) -> list[str]:
-        formats = enc.video_formats
-        return pix_fmts if formats is None else [p for p in pix_fmts if p in {f.name for f in formats}]
+        names = _writes(enc)
+        return pix_fmts if names is None else [p for p in pix_fmts if p in names]
 
     def fits(name: str) -> bool:
         if name in _KNOWN_ENCODERS:
@@ -339,7 +345,7 @@ def _pick_codec(
             f"{dst}: unknown video encoder {codec!r}; choose one of {', '.join(_available_encoders())}"
         )
     if not written(enc):
-        names = {f.name for f in enc.video_formats}
+        names = _writes(enc) or set()
         other = [c for c in CHROMA if _pix_fmt(c, bit_depth) in names]
         shallower = [
             d for d in (10, 8) if d < bit_depth and any(_pix_fmt(p[3:6], d) in names for p in pix_fmts)
@@ -506,8 +512,7 @@ def _follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) -
     """The output pixel format: the least chroma the encoder writes that keeps the source's, else
     its most, with a warning."""
     kept = _chroma_of(vin.codec_context.format)
-    formats = _encoder(codec).video_formats
-    names = None if formats is None else {f.name for f in formats}
+    names = _writes(_encoder(codec))
     writable = [c for c in CHROMA if names is None or _pix_fmt(c, bit_depth) in names]
     enough = [c for c in writable if c >= kept]  # "420" < "422" < "444"
     chosen = enough[0] if enough else writable[-1]
@@ -527,7 +532,7 @@ def _with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str) -> str:
     if fmt is None or not any(c.is_alpha for c in fmt.components):
         return pix_fmt
     with_alpha = "yuva" + pix_fmt.removeprefix("yuv")
-    if codec in _ALPHA_ENCODERS and with_alpha in {f.name for f in _encoder(codec).video_formats}:
+    if codec in _ALPHA_ENCODERS and with_alpha in (_writes(_encoder(codec)) or ()):
         return with_alpha
     warnings.warn(
         f"{src}: its alpha channel is dropped: {encoder_label(codec)} does not keep it in {pix_fmt}; "

@@ -215,7 +215,7 @@ def _alpha_layout(pix_fmt: str) -> tuple[int, tuple[int, ...], int] | None:
     import av
 
     fmt = av.VideoFormat(pix_fmt)
-    alpha = next((c for c in fmt.components if c.is_alpha), None)
+    alpha = _alpha_component(fmt)
     if alpha is None:
         return None
     if fmt.is_planar:
