@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import click
 
 from ..runtime.backends.base import BackendError
-from ..runtime.cli_options import one_line_warnings, parse_size, stops_cleanly
+from ..runtime.cli_options import BdinnCommand, one_line_warnings, parse_size, stops_cleanly
 from ..runtime.debander import default_model_path
 from ..runtime.engine_sidecar import sidecar_path
 from ..runtime.files import check_writable, files_of_model
@@ -50,7 +49,7 @@ def check_output_suffix(output: Path, onnx_only: bool) -> None:
                                  param_hint="-o")  # fmt: skip
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command("bdinn-export", cls=BdinnCommand)
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
 @click.option(
     "-o",
@@ -181,8 +180,7 @@ def main(
                             "build_seconds": built["build_seconds"], "from_cache": built["from_cache"],
                             "tensorrt": built["tensorrt"], "targets": list(targets)})  # fmt: skip
     except (BackendError, CheckpointError, EngineError, TensorRTUnavailable, OSError, ValueError) as exc:
-        click.echo(f"bdinn-export: error: {exc}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(summary, indent=2))
 

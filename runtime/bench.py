@@ -23,7 +23,7 @@ import click
 import numpy as np
 
 from .backends import BACKENDS, BackendError
-from .cli_options import parse_size, stops_cleanly, tile_option
+from .cli_options import BdinnCommand, parse_size, stops_cleanly, tile_option
 from .debander import Debander
 from .files import OutputError, atomic_write, check_writable, files_of_model
 
@@ -160,7 +160,7 @@ def parse_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
     return height, width
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command("bdinn-bench", cls=BdinnCommand)
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--size", default="1080x1920", callback=parse_frame_size, help="Frame HEIGHTxWIDTH.")
 @click.option("--batch", type=click.IntRange(1), default=1, help="Frames per call.")

@@ -11,7 +11,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 from tqdm import tqdm
@@ -20,6 +20,51 @@ from .debander import DEFAULT_MAX_CHANGE
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class BdinnCommand(click.Command):
+    """A bdinn command: -h and --help, defaults shown in the help, and every error one line on
+    stderr, "bdinn-run: error: ...", with click's exit code (2 for usage mistakes).
+
+    click prints usage mistakes (a bad --tile, an unknown option) as three lines, the usage
+    string, a help hint and the error, and its other errors as "Error: ...", which does not
+    say which program of a pipeline failed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", {"help_option_names": ["-h", "--help"], "show_default": True})
+        super().__init__(*args, **kwargs)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:  # fmt: skip
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            raise self._one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            raise self._one_line(exc) from None
+
+    def _one_line(self, exc: click.ClickException) -> click.ClickException:
+        if isinstance(exc, _CommandError):
+            return exc
+        message = exc.format_message()
+        if isinstance(exc, click.UsageError) and "Did you mean" not in message:  # else click named the fix
+            message = f"{message.rstrip('.')} (see {self.name} --help)"
+        return _CommandError(f"{self.name}: error: {message}", exc.exit_code)
+
+
+class _CommandError(click.ClickException):
+    """An error already worded in full: shown as it is, with its exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: object = None) -> None:
+        click.echo(self.message, err=True)
 
 
 def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:

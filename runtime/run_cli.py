@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import video
 from .backends import BACKENDS, PICKLED_SUFFIXES, SUFFIXES, BackendError
-from .cli_options import max_change_option, one_line_warnings, stops_cleanly, tile_option
+from .cli_options import BdinnCommand, max_change_option, one_line_warnings, stops_cleanly, tile_option
 from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable
 from .imageio import IMAGE_SUFFIXES, ImageError, read_icc_profile, read_image, stored_layout, write_image
@@ -208,7 +208,7 @@ def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple
     return options
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command("bdinn-run", cls=BdinnCommand)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-m", "--model", default=None, help="Model file [default: the first argument if it is "
               "a .plan/.engine/.onnx/.safetensors, else the bundled default model].")  # fmt: skip
@@ -311,7 +311,7 @@ def main(
             if len(jobs) == 1:
                 raise click.ClickException(str(exc)) from None
             failures += 1
-            bar.write(f"Error: {exc}", file=sys.stderr)
+            bar.write(f"bdinn-run: error: {exc}", file=sys.stderr)
     if failures:
         raise click.ClickException(f"{failures} of {len(jobs)} inputs failed (see above)")
     if not quiet and len(jobs) == 1 and not jobs[0].is_video:  # videos report their own line

@@ -21,7 +21,7 @@ def _launch(command: str) -> None:
     try:
         import torch  # noqa: F401
     except ImportError:
-        print(f"Error: {command} needs PyTorch: pip install 'bdinn[train,onnx]' (on a CPU-only machine "
+        print(f"{command}: error: needs PyTorch: pip install 'bdinn[train,onnx]' (on a CPU-only machine "
               "install the CPU build of torch first); bdinn-run and bdinn-bench work without it",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(1) from None

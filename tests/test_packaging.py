@@ -65,3 +65,26 @@ def test_commands_that_need_torch_run_with_it():
     code = "import sys; sys.argv[0] = 'bdinn-export'; import bdinn.runtime.torch_commands as c; c.export()"
     result = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--fp16" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command, entry",
+    [
+        ("bdinn-run", "bdinn.runtime.run_cli:main"),
+        ("bdinn-bench", "bdinn.runtime.bench:main"),
+        ("bdinn-train", "bdinn.runtime.torch_commands:train"),
+        ("bdinn-export", "bdinn.runtime.torch_commands:export"),
+        ("bdinn-eval", "bdinn.runtime.torch_commands:evaluate"),
+    ],
+)
+def test_every_command_says_a_usage_mistake_in_one_line(command, entry):
+    module, function = entry.split(":")
+    code = f"import sys; sys.argv[0] = '{command}'; import {module} as m; m.{function}()"
+    result = subprocess.run([sys.executable, "-c", code, "--qqq"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"{command}: error: No such option '--qqq' (see {command} --help)\n"
+    near = subprocess.run([sys.executable, "-c", code, "--hlep"], capture_output=True, text=True)
+    assert near.returncode == 2
+    [line] = near.stderr.splitlines()  # click's suggestion, without a second hint
+    assert line.startswith(f"{command}: error: No such option '--hlep'.")
+    assert "Did you mean" in line and "'--help'" in line and "see" not in line

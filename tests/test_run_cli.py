@@ -184,7 +184,7 @@ def test_bad_pictures_are_one_line_and_write_nothing(model, tmp_path, make, mess
     source = make(tmp_path)
     out = tmp_path / "out"
     line = one_line_error(run(model, source, "-o", out / "new" / "x.png"))
-    assert line.startswith("Error: ") and message in line
+    assert line.startswith("bdinn-run: error: ") and message in line
     assert not out.exists()  # not even the folders made to check that the output can be written
 
 
@@ -521,7 +521,8 @@ class TestVideo:
             stderr = process.stderr.read().decode()
             assert process.wait(timeout=300) == 1
         assert re.fullmatch(
-            r"Error: <stdout>: the program reading standard output closed it after \d frame\(s\); stopping\n",
+            r"bdinn-run: error: <stdout>: the program reading standard output closed it after \d frame\(s\); "
+            r"stopping\n",
             stderr,
         ), stderr
 
@@ -565,7 +566,8 @@ class TestVideo:
         assert done.returncode == 1
         assert (
             done.stderr.decode()
-            == "Error: -o -: standard output is a terminal; pipe it into a program (| ffmpeg -i - ...)\n"
+            == "bdinn-run: error: -o -: standard output is a terminal; pipe it into a program "
+            "(| ffmpeg -i - ...)\n"
         )
         controller, terminal = pty.openpty()  # nor read from one: it would wait for keystrokes
         try:
@@ -577,13 +579,16 @@ class TestVideo:
             os.close(terminal)
             os.close(controller)
         assert done.returncode == 1
-        assert done.stderr.decode().startswith("Error: -: standard input is a terminal; pipe a video into it")
+        assert done.stderr.decode().startswith(
+            "bdinn-run: error: -: standard input is a terminal; pipe a video into it"
+        )
 
     def test_pipe_errors_are_one_line(self, model, pictures, tmp_path):
         garbage = _bdinn_run(model, "-", "-o", "-", stdin=b"not a video")
         assert garbage.returncode == 1 and garbage.stdout == b""
         assert garbage.stderr.decode().splitlines() == [
-            "Error: <stdin>: not a video stream FFmpeg can read from a pipe (pipe Y4M, MKV or MPEG-TS; "
+            "bdinn-run: error: <stdin>: not a video stream FFmpeg can read from a pipe "
+            "(pipe Y4M, MKV or MPEG-TS; "
             "MP4 only with its index first, -movflags faststart)"
         ]
         noise = tmp_path / "noise.mp4"  # an MP4 with its index at the end, too big to probe whole
@@ -661,3 +666,10 @@ class TestVideo:
         source = make_video(tmp_path / "clip.mp4")
         result = run(model, source, "-o", tmp_path / "out.mkv", "--bit-depth", "16")
         assert result.exit_code == 2 and "videos are written with 8, 10 or 12 bits" in result.output
+
+
+def test_a_bad_option_value_is_one_line_with_click_usage_exit_code(tmp_path):
+    line = one_line_error(CliRunner().invoke(main, ["--tile", "abc", str(tmp_path / "x.png")]), exit_code=2)
+    assert line == (
+        "bdinn-run: error: Invalid value for '--tile': 'abc' is not a valid integer (see bdinn-run --help)"
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import click
 import torch.distributed as dist
 
 from ..runtime.backends import BackendError
-from ..runtime.cli_options import one_line_warnings, stops_cleanly
+from ..runtime.cli_options import BdinnCommand, one_line_warnings, stops_cleanly
 from ..runtime.debander import default_model_path
 from ..runtime.files import check_writable
 from ..runtime.imageio import ImageError
@@ -65,7 +64,7 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
     return str(path), own, meta.get("config_name")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command("bdinn-train", cls=BdinnCommand)
 @click.option(
     "-o",
     "--out",
@@ -278,8 +277,7 @@ def main(
         trainer = Trainer(settings, train_set, val_set, out_dir, resume=resume)
         metrics = trainer.run(stop_at=stop_at)
     except (TrainingError, CheckpointError, ImageError, ValueError, OSError) as exc:
-        click.echo(f"bdinn-train: error: {exc}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(exc)) from None
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

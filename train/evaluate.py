@@ -57,7 +57,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ..runtime.cambi import cambi
-from ..runtime.cli_options import max_change_option, one_line_warnings, parse_optional_size, stops_cleanly
+from ..runtime.cli_options import (
+    BdinnCommand,
+    max_change_option,
+    one_line_warnings,
+    parse_optional_size,
+    stops_cleanly,
+)
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write, check_writable, files_of_model
 from ..runtime.imageio import ImageError, from_float, read_image, to_float
@@ -397,7 +403,7 @@ def _open_model(
     return (lambda image: deb(image, bit_depth=bit_depth)), deb.describe()
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command("bdinn-eval", cls=BdinnCommand)
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--pairs",
