@@ -163,7 +163,26 @@ def _decode_as_stored(path: Path, data: bytes, kind: str | None, header: Image.I
     gray_alpha = (header is not None and header.mode in ("LA", "La")) or (kind == "PNG" and data[25] == 4)
     if gray_alpha and img.ndim == 3 and img.shape[2] == 4:  # Pillow calls 16-bit LA "RGBA"
         img = img[:, :, [0, 3]]  # OpenCV spreads gray + alpha over four channels
+    if kind == "PNG" and data[25] == 0 and img.ndim == 2 and _png_transparency(header) is not None:
+        img = _keyed_gray_alpha(img, _png_transparency(header), bits=data[24])
     return img
+
+
+def _png_transparency(header: Image.Image | None) -> object:
+    """A PNG's tRNS entry as Pillow read it (a colour key, or a palette's alphas), else None."""
+    return None if header is None or header.format != "PNG" else header.info.get("transparency")
+
+
+def _keyed_gray_alpha(gray: np.ndarray, key: object, bits: int) -> np.ndarray:
+    """Gray + alpha from a gray PNG's transparent colour key, which OpenCV ignores (the picture
+    came back opaque). The key is in the file's bit depth: 1, 2 and 4 bits are decoded scaled up
+    to 8."""
+    if not isinstance(key, int):
+        return gray
+    if bits < 8:
+        key = key * 255 // (2**bits - 1)
+    opaque = np.iinfo(gray.dtype).max
+    return np.stack((gray, np.where(gray == key, 0, opaque).astype(gray.dtype)), axis=2)
 
 
 def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...]]:
@@ -256,7 +275,7 @@ def stored_layout(path: str | os.PathLike) -> tuple[int, bool] | None:
     except ImageError:
         return None  # reading it will say what is wrong
     if kind == "PNG":
-        return (16 if data[24] == 16 else 8), data[25] in (4, 6)
+        return (16 if data[24] == 16 else 8), data[25] in (4, 6) or _png_transparency(header) is not None
     if kind == "TIFF":
         tags = _tiff_tags(data, (_BITS_PER_SAMPLE, _SAMPLES_PER_PIXEL, _PHOTOMETRIC))
         samples = tags.get(_SAMPLES_PER_PIXEL, (1,))[0]

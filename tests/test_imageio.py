@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 
 from bdinn.runtime.files import OutputError, atomic_write
-from bdinn.runtime.imageio import ImageError, from_float, read_icc_profile, read_image, to_float, write_image
+from bdinn.runtime.imageio import (
+    ImageError,
+    from_float,
+    read_icc_profile,
+    read_image,
+    stored_layout,
+    to_float,
+    write_image,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -290,20 +298,24 @@ def test_an_icc_profile_travels_into_png(tmp_path):
     assert read_icc_profile(tmp_path / "plain.png") is None
 
 
-def _png(rows: np.ndarray, colour_type: int) -> bytes:
-    """A PNG written byte by byte (OpenCV and Pillow write no 16-bit gray + alpha)."""
-    import struct
+def _png(rows: np.ndarray, colour_type: int, bits: int | None = None, trns: bytes | None = None) -> bytes:
+    """A PNG written byte by byte (OpenCV and Pillow write no 16-bit gray + alpha, nor 4-bit
+    gray): `bits` 4 packs two samples a byte, `trns` is a tRNS chunk's body."""
     import zlib
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     h, w = rows.shape[:2]
-    header = struct.pack(">IIBBBBB", w, h, 8 * rows.itemsize, colour_type, 0, 0, 0)
+    bits = bits or 8 * rows.itemsize
+    header = struct.pack(">IIBBBBB", w, h, bits, colour_type, 0, 0, 0)
+    if bits == 4:
+        rows = (rows[:, 0::2] << 4) | rows[:, 1::2]
     raw = b"".join(b"\0" + row.astype(">u2" if rows.itemsize == 2 else "u1").tobytes() for row in rows)
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
+        + (chunk(b"tRNS", trns) if trns is not None else b"")
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
     )
@@ -314,6 +326,33 @@ def test_sixteen_bit_gray_with_alpha_png_stays_gray(tmp_path):
     la = np.random.default_rng(5).integers(0, 65536, (12, 20, 2)).astype(np.uint16)
     (tmp_path / "la16.png").write_bytes(_png(la, 4))
     assert np.array_equal(read_image(tmp_path / "la16.png", as_file=True), la)
+
+
+@pytest.mark.parametrize("bits", [4, 8, 16])
+def test_a_gray_pngs_transparent_colour_becomes_its_alpha(tmp_path, bits):
+    """OpenCV ignores a gray PNG's tRNS colour key: the transparent parts came back opaque."""
+    top, dtype = 2**bits - 1, np.uint16 if bits == 16 else np.uint8
+    gray = np.random.default_rng(6).integers(0, top + 1, (12, 20)).astype(dtype)
+    key = int(gray[3, 5])
+    (tmp_path / "keyed.png").write_bytes(_png(gray, 0, bits, trns=struct.pack(">H", key)))
+    scale = 255 // top if bits < 8 else 1  # 1-4-bit gray is decoded scaled up to 8 bits
+    want = np.stack((gray * scale, np.where(gray == key, 0, np.iinfo(dtype).max)), axis=2).astype(dtype)
+    assert np.array_equal(read_image(tmp_path / "keyed.png", as_file=True), want)
+    assert stored_layout(tmp_path / "keyed.png") == (16 if bits == 16 else 8, True)
+    (tmp_path / "plain.png").write_bytes(_png(gray, 0, bits))
+    assert read_image(tmp_path / "plain.png", as_file=True).ndim == 2
+    assert stored_layout(tmp_path / "plain.png") == (16 if bits == 16 else 8, False)
+
+
+def test_rgb_and_palette_pngs_with_transparency_say_they_have_alpha(tmp_path):
+    """OpenCV gives them an alpha, so a JPEG output must be refused before the work, not after."""
+    image = pytest.importorskip("PIL.Image")
+    rgb = np.random.default_rng(7).integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=tuple(int(v) for v in rgb[0, 0]))
+    image.fromarray(rgb).convert("P").save(tmp_path / "palette.png", transparency=0)
+    for name in ("rgb.png", "palette.png"):
+        assert read_image(tmp_path / name, as_file=True).shape == (12, 20, 4)
+        assert stored_layout(tmp_path / name) == (8, True)
 
 
 def test_tiffs_opencv_misreads_are_mended_or_refused(tmp_path):
