@@ -38,6 +38,9 @@ class OnnxBackend(Backend):
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": gpu}))
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # The memory pattern keeps the first run's buffers and adds one block for the plan: every
+        # later frame then peaked at twice the memory (1080p: 3.1 GB instead of 1.6), no faster.
+        options.enable_mem_pattern = False
         threads = os.environ.get("BDINN_ORT_THREADS")
         if threads:
             if not threads.isdigit():
