@@ -117,6 +117,8 @@ def benchmark(
         **deband.describe(),
         "host": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
     }
+    tile = deband.tile_for(size)  # what ran, not only what was asked: large CPU frames are tiled
+    result["tile"] = None if tile is None else [tile, tile] if isinstance(tile, int) else list(tile)
     result["end_to_end"] = summarise(
         time_calls(lambda: deband.infer(frames), deband.backend.synchronize, warmup, iterations), batch
     )
@@ -137,7 +139,8 @@ def format_result(result: dict[str, Any]) -> str:
     """A few human lines: what ran, then one line per timing."""
     keys = ("backend", "precision", "device", "gpu", "banded_conv", "tensorrt")
     head = ", ".join(f"{k}={result[k]}" for k in keys if k in result)
-    lines = [f"{head}; shape {'x'.join(map(str, result['shape']))}"]
+    tiles = f" in {'x'.join(map(str, result['tile']))} tiles" if result.get("tile") else ""
+    lines = [f"{head}; shape {'x'.join(map(str, result['shape']))}{tiles}"]
     for mode in ("end_to_end", "uint8_frames", "on_device"):
         if mode in result:
             s = result[mode]

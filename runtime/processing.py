@@ -7,6 +7,7 @@ Backends see only float32 [N, 3, H, W] batches in [0, 1]; everything a user hand
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -145,26 +146,51 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
     return sorted({*range(0, size - tile, step), size - tile})
 
 
+def even_tile(size: tuple[int, int], max_pixels: int, overlap: int) -> tuple[int, int]:
+    """The (height, width) of the fewest tiles of at most max_pixels that cover a frame, cut
+    evenly: square tiles of that area would make the last row and column mostly repeat their
+    neighbours (a 2160-row frame in 2048-row tiles computes 1936 rows twice)."""
+    h, w = size
+
+    def side(length: int, parts: int) -> int:  # `parts` tiles sharing `overlap`, rounded up to 8
+        exact = math.ceil((length + (parts - 1) * overlap) / parts)
+        return min(length, math.ceil(exact / 8) * 8)
+
+    best: tuple[int, int, tuple[int, int]] | None = None
+    for rows in range(1, 129):
+        for cols in range(1, 129):
+            th, tw = side(h, rows), side(w, cols)
+            if th * tw <= max_pixels:
+                candidate = (rows * cols, rows * cols * th * tw, (th, tw))
+                best = candidate if best is None else min(best, candidate)
+                break  # more columns only add tiles
+    if best is None:
+        raise ValueError(f"no grid of tiles of at most {max_pixels} pixels covers {h} x {w}")
+    return best[2]
+
+
 def run_tiled(
-    infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, tile: int, overlap: int
+    infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, tile: int | tuple[int, int], overlap: int
 ) -> np.ndarray:
-    """Run `infer` over overlapping tile x tile windows of [N, 3, H, W] and blend them seamlessly.
+    """Run `infer` over overlapping windows of [N, 3, H, W] (tile: a side, or (height, width)) and
+    blend them seamlessly.
 
     Neighbouring tiles share `overlap` pixels, where their outputs are cross-faded with linear
     weights that sum to one; the network's receptive field makes tile borders differ, and the
     fade hides that. Windows are shifted inwards at the right/bottom edge, never padded.
     """
-    if overlap * 2 > tile:
-        raise ValueError(f"tile overlap {overlap} must be at most half the tile size {tile}")
+    tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
+    if overlap * 2 > min(tile_h, tile_w):
+        raise ValueError(f"tile overlap {overlap} must be at most half the tile size {min(tile_h, tile_w)}")
     h, w = batch.shape[-2:]
     out = np.zeros_like(batch)
     total = np.zeros((h, w), np.float32)
-    rows, cols = _starts(h, tile, overlap), _starts(w, tile, overlap)
+    rows, cols = _starts(h, tile_h, overlap), _starts(w, tile_w, overlap)
     for i, top in enumerate(rows):
-        th = min(tile, h)
+        th = min(tile_h, h)
         wy = _ramp(th, overlap, i == 0, i == len(rows) - 1) if len(rows) > 1 else np.ones(th, np.float32)
         for j, left in enumerate(cols):
-            tw = min(tile, w)
+            tw = min(tile_w, w)
             wx = _ramp(tw, overlap, j == 0, j == len(cols) - 1) if len(cols) > 1 else np.ones(tw, np.float32)
             window = np.ascontiguousarray(batch[:, :, top : top + th, left : left + tw])
             weight = wy[:, None] * wx[None, :]

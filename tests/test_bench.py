@@ -63,5 +63,9 @@ def test_small_tiles_take_a_fitting_overlap(model):
         main, [str(model), "--size", "64x96", "-n", "1", "--warmup", "0", "--tile", "40"]
     )
     assert result.exit_code == 0, result.output
+    assert "shape 1x3x64x96 in 40x40 tiles" in result.output  # what ran, not only what was asked
+    args = [str(model), "--size", "64x96", "-n", "1", "--warmup", "0", "--json", "-"]
+    whole = CliRunner().invoke(main, args)
+    assert json.loads(whole.output)["tile"] is None
     bad = CliRunner().invoke(main, [str(model), "--size", "64x64", "--tile", "100"])
     assert bad.exit_code == 2 and "100 is not a multiple of 8 of at least 32" in bad.output

@@ -90,6 +90,48 @@ def test_tiled_agrees_with_untiled_away_from_the_border(models):
     assert np.abs(whole - parts).max() > 0  # the frame really was tiled
 
 
+@pytest.mark.parametrize("key", ["torch", "onnx"])
+def test_large_frames_on_the_cpu_run_in_even_tiles(models, monkeypatch, key):
+    """A frame of more than HOST_TILE_PIXELS runs in even tiles on the CPU (an 8K frame whole
+    needs about 24 GB); one of at most that runs whole. The limit is lowered to keep frames small."""
+    from bdinn.runtime import debander
+    from bdinn.runtime.processing import run_tiled
+
+    image = read_image(DATA / "soft-shapes.png")[:200, :232]
+    assert image.shape == (192, 232, 3)
+    batch = image.astype(np.float32).transpose(2, 0, 1)[None] / 255
+    whole = Debander.open(needs(models, key), max_change=None)
+    expected = whole.infer(batch)
+    monkeypatch.setattr(debander, "HOST_TILE_PIXELS", 192 * 232)
+    np.testing.assert_array_equal(Debander.open(models[key], max_change=None).infer(batch), expected)
+    monkeypatch.setattr(debander, "HOST_TILE_PIXELS", 128 * 128)
+    auto = Debander.open(models[key], max_change=None)
+    tiled = run_tiled(whole.backend.infer, batch, (128, 120), 60)  # 2 x 3 tiles of at most 128², overlap 60
+    np.testing.assert_allclose(auto.infer(batch), tiled, atol=1e-5)  # float noise of two model loads
+    assert np.abs(tiled - expected).max() > 1e-3
+    if key == "torch":  # torch tensors on the CPU as well: they used to skip the tiling
+        served = auto.tensor(torch.from_numpy(batch)).numpy()
+        np.testing.assert_allclose(served, np.clip(tiled, 0, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "size, tile",
+    [
+        ((1080, 1920), (1080, 1920)),  # fits: one tile, the frame
+        ((2160, 3840), (1112, 1952)),  # 4K UHD: 2 x 2, 4 % more pixels than the frame
+        ((4320, 7680), (1128, 1968)),  # 8K: 4 x 4
+        ((1440, 2560), (1440, 1312)),  # 1440p: two columns
+        ((200, 16000), (200, 8032)),  # a strip: cut along its length only
+    ],
+)
+def test_even_tiles_are_the_fewest_that_fit_cut_evenly(size, tile):
+    from bdinn.runtime.debander import HOST_TILE_PIXELS
+    from bdinn.runtime.processing import even_tile
+
+    assert even_tile(size, HOST_TILE_PIXELS, 64) == tile
+    assert tile[0] * tile[1] <= HOST_TILE_PIXELS
+
+
 def test_batches_and_mixed_sizes(models, sky):
     deband = Debander.open(models["torch"])
     small = sky[:40, :56]

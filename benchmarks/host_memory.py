@@ -1,0 +1,100 @@
+"""Peak memory and seconds per frame on the CPU, by frame size: what a machine needs to run bdinn.
+
+Each case runs in a fresh process (peak resident memory is per process): it opens the model,
+debands `--frames` frames of one size and reports its peak memory and each frame's seconds,
+once as `Debander` serves it (frames over 2048 x 1152 pixels in even tiles) and once whole
+(`tile=` past the frame's size), so that what tiling saves shows beside what it costs.
+
+    python benchmarks/host_memory.py [MODEL] [--size 1080x1920 --size 2160x3840] [--frames 2]
+                                     [--backend onnxruntime] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import platform
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from bdinn.runtime.bench import cpu_model
+from bdinn.runtime.cli_options import parse_size
+
+
+def measure(
+    model: str | None, backend: str, size: tuple[int, int], frames: int, whole: bool
+) -> dict[str, Any]:
+    """One case, in its own process: peak memory (GB) and seconds of each frame."""
+    from bdinn.runtime import Debander
+
+    h, w = size
+    whole_tile = -(-max(h, w, 32) // 8) * 8  # a user tile at least the frame's size: never tiled
+    deband = Debander.open(model, backend=backend, device="cpu", tile=whole_tile if whole else None)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    frame = np.stack([xx / w * 60 + 40, yy / h * 60 + 60, (xx + yy) / (w + h) * 40 + 90], -1).astype(np.uint8)
+    opened = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        deband(frame)
+        seconds.append(time.perf_counter() - start)
+    tile = deband.tile_for(size)
+    return {
+        "size": f"{h}x{w}",
+        "mode": "whole" if whole else "served",
+        "tile": None if tile is None else list(tile) if isinstance(tile, tuple) else [tile, tile],
+        "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,  # Linux: KiB
+        "opened_gb": opened * 1024 / 1e9,
+        "seconds": seconds,
+    }
+
+
+def run_case(
+    model: str | None, backend: str, size: tuple[int, int], frames: int, whole: bool
+) -> dict[str, Any]:
+    """measure() in a fresh process, so that no other case's peak is counted."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        return pool.submit(measure, model, backend, size, frames, whole).result()
+
+
+@click.command()
+@click.argument("model", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--size", "sizes", multiple=True, default=["1080x1920", "2160x3840"], callback=lambda c, p, v: [
+    parse_size(c, p, s) for s in v], help="Frame HEIGHTxWIDTH; repeat for several.")  # fmt: skip
+@click.option("--frames", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Frames per case: the first one also sets up the backend.")  # fmt: skip
+@click.option("--mode", "modes", default="both", show_default=True,
+              type=click.Choice(["served", "whole", "both"]),
+              help="Whole frames of 8K need about 24 GB: more than many machines have.")  # fmt: skip
+@click.option(
+    "--backend", default="onnxruntime", show_default=True, type=click.Choice(["onnxruntime", "torch"])
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+def main(
+    model: str | None, sizes: list[tuple[int, int]], frames: int, modes: str, backend: str,
+    json_path: Path | None,
+) -> None:  # fmt: skip
+    """Print a Markdown table of peak memory and seconds per frame, served and whole."""
+    wholes = {"served": (False,), "whole": (True,), "both": (False, True)}[modes]
+    rows = [run_case(model, backend, size, frames, whole) for size in sizes for whole in wholes]
+    click.echo(f"{backend} on {cpu_model()} ({platform.machine()}), {frames} frame(s) per case\n")
+    click.echo("| frame | mode | tile | peak memory (GB) | first frame (s) | later frames (s) |")
+    click.echo("| --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        tile = "-" if row["tile"] is None else "x".join(map(str, row["tile"]))
+        later = f"{np.mean(row['seconds'][1:]):.2f}" if len(row["seconds"]) > 1 else "-"
+        click.echo(f"| {row['size']} | {row['mode']} | {tile} | {row['peak_gb']:.2f} | "
+                   f"{row['seconds'][0]:.2f} | {later} |")  # fmt: skip
+    if json_path is not None:
+        json_path.write_text(json.dumps({"backend": backend, "cpu": cpu_model(), "cases": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
