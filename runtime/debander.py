@@ -26,7 +26,7 @@ from typing import Any, overload
 import numpy as np
 
 from .backends import BACKENDS, Backend, BackendError, open_backend
-from .processing import MIN_SIDE, by_rows, even_tile, join_frame, pad_to, run_tiled, split_frame
+from .processing import MIN_SIDE, Progress, by_rows, even_tile, join_frame, pad_to, run_tiled, split_frame
 
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles; see tests/test_runtime.py
 # On the CPU, frames of more pixels than this (2K: 2048 x 1152) run in even tiles of at most as
@@ -145,12 +145,13 @@ class Debander:
 
     @overload
     def __call__(
-        self, image: np.ndarray, *, bit_depth: int | None = ..., dither: bool = ..., seed: int | None = ...
-    ) -> np.ndarray: ...
+        self, image: np.ndarray, *, bit_depth: int | None = ..., dither: bool = ..., seed: int | None = ...,
+        progress: Progress | None = ...,
+    ) -> np.ndarray: ...  # fmt: skip
     @overload
     def __call__(
         self, image: Sequence[np.ndarray], *, bit_depth: int | None = ..., dither: bool = ...,
-        seed: int | None = ...,
+        seed: int | None = ..., progress: Progress | None = ...,
     ) -> list[np.ndarray]: ...  # fmt: skip
 
     def __call__(
@@ -160,6 +161,7 @@ class Debander:
         bit_depth: int | None = None,
         dither: bool = False,
         seed: int | None = None,
+        progress: Progress | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Deband one frame or a list of frames.
 
@@ -169,7 +171,8 @@ class Debander:
         12-bit values held in uint16 up first (`frame << 6` for 10 bits). The output keeps the
         layout, C-contiguous; its depth is the input's unless `bit_depth` (8 or 16) says
         otherwise, and `dither` adds TPDF dither before rounding so an 8-bit result does not band
-        again.
+        again. `progress(done, total)` is called after each tile of a frame that runs in tiles
+        (`tile_for`): a large picture on the CPU takes a minute.
         """
         if bit_depth is not None and bit_depth not in (8, 16):
             raise ValueError(f"bit_depth must be 8 or 16 (None: the input's), got {bit_depth!r}")
@@ -178,14 +181,15 @@ class Debander:
         if seed is not None and not (_is_int(seed) and seed >= 0):
             raise TypeError(f"seed must be a whole number >= 0 or None, got {seed!r}")
         if isinstance(image, np.ndarray):
-            return self._frames([image], bit_depth, dither, seed)[0]
+            return self._frames([image], bit_depth, dither, seed, progress)[0]
         if not isinstance(image, Iterable) or isinstance(image, (str, bytes)):
             raise TypeError(f"expected a numpy frame or a list of them, got {type(image).__name__}")
-        return self._frames(list(image), bit_depth, dither, seed)
+        return self._frames(list(image), bit_depth, dither, seed, progress)
 
     def _frames(
-        self, images: list[np.ndarray], bit_depth: int | None, dither: bool, seed: int | None
-    ) -> list[np.ndarray]:
+        self, images: list[np.ndarray], bit_depth: int | None, dither: bool, seed: int | None,
+        progress: Progress | None,
+    ) -> list[np.ndarray]:  # fmt: skip
         frames = [split_frame(image) for image in images]
         results: list[np.ndarray | None] = [None] * len(frames)
         by_size: dict[tuple[int, int], list[int]] = {}
@@ -198,14 +202,15 @@ class Debander:
                 if len(indices) == 1
                 else np.stack([frames[i].chw for i in indices])
             )
-            out = self.infer(batch)
+            out = self.infer(batch, progress=progress)
             for i, chw in zip(indices, out, strict=True):
                 depth = bit_depth if bit_depth is not None else (8 if images[i].dtype == np.uint8 else 16)
                 results[i] = join_frame(frames[i], chw, depth, dither, rng)
         return [r for r in results if r is not None]
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """float32 [N, 3, H, W] in [0, 1] -> debanded, same shape; tiles and pads as the backend needs."""
+    def infer(self, batch: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+        """float32 [N, 3, H, W] in [0, 1] -> debanded, same shape; tiles and pads as the backend
+        needs, calling progress(done, total) after each tile."""
         self._check_open()
         if not isinstance(batch, np.ndarray) or batch.dtype.kind != "f":
             got = batch.dtype if isinstance(batch, np.ndarray) else type(batch).__name__
@@ -217,7 +222,7 @@ class Debander:
             out = self._infer_padded(batch)
         else:
             shortest = tile if isinstance(tile, int) else min(tile)
-            out = run_tiled(self._infer_padded, batch, tile, min(self.overlap, shortest // 2))
+            out = run_tiled(self._infer_padded, batch, tile, min(self.overlap, shortest // 2), progress)
         return self._limit_change(batch, out)
 
     def _limit_change(self, batch: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 from .imageio import from_float
 
 MIN_SIDE = 16
+Progress = Callable[[int, int], object]  # (done, total): called as the tiles of a frame complete
 MAX_SIDE = 16384  # the exported graphs' declared bound on height and width (engine profiles too)
 _BAND_ROWS = 64  # fewer rows per band cost more in thread hand-offs than they save
 
@@ -170,10 +171,11 @@ def even_tile(size: tuple[int, int], max_pixels: int, overlap: int) -> tuple[int
 
 
 def run_tiled(
-    infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, tile: int | tuple[int, int], overlap: int
-) -> np.ndarray:
+    infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, tile: int | tuple[int, int], overlap: int,
+    progress: Progress | None = None,
+) -> np.ndarray:  # fmt: skip
     """Run `infer` over overlapping windows of [N, 3, H, W] (tile: a side, or (height, width)) and
-    blend them seamlessly.
+    blend them seamlessly, calling progress(done, total) after each.
 
     Neighbouring tiles share `overlap` pixels, where their outputs are cross-faded with linear
     weights that sum to one; the network's receptive field makes tile borders differ, and the
@@ -196,4 +198,6 @@ def run_tiled(
             weight = wy[:, None] * wx[None, :]
             out[:, :, top : top + th, left : left + tw] += infer(window) * weight
             total[top : top + th, left : left + tw] += weight
+            if progress is not None:
+                progress(i * len(cols) + j + 1, len(rows) * len(cols))
     return out / total

@@ -306,7 +306,7 @@ def main(
             if job.is_video:
                 run_video(deband, job, depth, dither, encoder, force, quiet)
             else:
-                run_picture(deband, job, depth, dither)
+                run_picture(deband, job, depth, dither, quiet)
         except (ImageError, BackendError, ValueError) as exc:
             if len(jobs) == 1:
                 raise click.ClickException(str(exc)) from None
@@ -318,13 +318,24 @@ def main(
         click.echo(f"{jobs[0].source} -> {jobs[0].target}", err=True)
 
 
-def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool) -> None:
-    """Read, deband and write one picture; an error names the file it is about."""
+def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool, quiet: bool) -> None:
+    """Read, deband and write one picture; an error names the file it is about. A picture that
+    runs in tiles (large ones on the CPU: an 8K one takes a minute) shows a bar of its tiles."""
     image = read_image(job.source, as_file=True)
-    try:  # seeded: the same picture gets the same dither every run
-        result = deband(image, bit_depth=depth, dither=dither, seed=0 if dither else None)
-    except ValueError as exc:  # e.g. too small: the message names the problem, not the file
-        raise ValueError(f"{job.source}: {exc}") from None
+    tiled = deband.tile_for(image.shape[:2]) is not None
+    bar = {"unit": "tile", "leave": False, "mininterval": 0}  # tiles take seconds: show each
+    with tqdm(desc=job.source.name, disable=quiet or not tiled, **bar) as tiles:
+
+        def progress(done: int, total: int) -> None:
+            tiles.total = total
+            tiles.update(done - tiles.n)
+
+        try:  # seeded: the same picture gets the same dither every run
+            result = deband(
+                image, bit_depth=depth, dither=dither, seed=0 if dither else None, progress=progress
+            )
+        except ValueError as exc:  # e.g. too small: the message names the problem, not the file
+            raise ValueError(f"{job.source}: {exc}") from None
     write_image(job.target, result, icc_profile=read_icc_profile(job.source))
 
 

@@ -673,3 +673,24 @@ def test_a_bad_option_value_is_one_line_with_click_usage_exit_code(tmp_path):
     assert line == (
         "bdinn-run: error: Invalid value for '--tile': 'abc' is not a valid integer (see bdinn-run --help)"
     )
+
+
+def test_a_picture_in_tiles_shows_its_tiles_and_quiet_shows_nothing(model, pictures, tmp_path):
+    """A large picture on the CPU runs in tiles for a minute: a bar of its tiles says it is alive."""
+    shown = run(model, pictures / "sky.png", "-o", tmp_path / "a.png", "--tile", "32")
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"sky\.png: 100%\S* 15/15 ", shown.output.replace("\r", "\n"))  # 3 x 5 tiles of 64x96
+    quiet = run(model, pictures / "sky.png", "-o", tmp_path / "b.png", "--tile", "32", "-q")
+    assert quiet.exit_code == 0 and quiet.output == ""
+    whole = run(model, pictures / "sky.png", "-o", tmp_path / "c.png")
+    assert "\r" not in whole.output  # no bar: the frame ran whole
+
+
+def test_progress_counts_the_tiles_of_a_frame():
+    from bdinn.runtime.processing import run_tiled
+
+    calls: list[tuple[int, int]] = []
+    batch = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
+    out = run_tiled(lambda x: x, batch, (32, 48), 8, lambda done, total: calls.append((done, total)))
+    np.testing.assert_allclose(out, batch, atol=1e-6)  # the identity, blended, is the identity
+    assert calls == [(n, 9) for n in range(1, 10)]  # 3 x 3 tiles
