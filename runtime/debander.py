@@ -30,7 +30,7 @@ from .processing import MIN_SIDE, Progress, by_rows, even_tile, join_frame, pad_
 
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles; see tests/test_runtime.py
 # On the CPU, frames of more pixels than this (2K: 2048 x 1152) run in even tiles of at most as
-# many. ONNX Runtime's memory grows with the frame, 1.6 GB for 1080p, 6.2 GB for 4K UHD and about
+# many. ONNX Runtime's memory grows with the frame, 1.7 GB for 1080p, 6-7 GB for 4K UHD and about
 # 24 GB for 8K, and large frames run slower per pixel (4K whole: 3.1 s per megapixel on 2 cores,
 # 1080p: 1.8 s); in tiles every size peaks near 1080p's memory and speed. 1080p stays whole.
 HOST_TILE_PIXELS = 2048 * 1152
@@ -244,16 +244,18 @@ class Debander:
         return out
 
     def tile_for(self, size: tuple[int, int]) -> int | tuple[int, int] | None:
-        """The tile a frame of this (height, width) runs in: the user's side, else the largest the
-        backend's profile allows, else even (height, width) tiles for a large frame on the CPU;
-        None: the frame runs whole. Memory and time follow the tile, not the frame."""
+        """The tile a frame of this (height, width) runs in: the user's side, else even (height,
+        width) tiles within the backend's profile for a frame beyond it, or of at most
+        HOST_TILE_PIXELS for a large frame on the CPU; None: the frame runs whole. Memory and time
+        follow the tile, not the frame."""
         limit = self.backend.max_size
         if self.tile is not None:
             return self.tile if max(size) > self.tile else None
         if limit is not None and (size[0] > limit[0] or size[1] > limit[1]):
-            return min(limit) // 8 * 8
+            top = (limit[0] // 8 * 8, limit[1] // 8 * 8)
+            return even_tile(size, self.overlap, max_shape=top, min_shape=self.backend.min_size)
         if self.backend.device == "cpu" and size[0] * size[1] > HOST_TILE_PIXELS:
-            return even_tile(size, HOST_TILE_PIXELS, self.overlap)
+            return even_tile(size, self.overlap, max_pixels=HOST_TILE_PIXELS)
         return None
 
     def _infer_padded(self, batch: np.ndarray) -> np.ndarray:

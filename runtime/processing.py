@@ -19,9 +19,9 @@ import numpy as np
 from .imageio import from_float
 
 MIN_SIDE = 16
-Progress = Callable[[int, int], object]  # (done, total): called as the tiles of a frame complete
 MAX_SIDE = 16384  # the exported graphs' declared bound on height and width (engine profiles too)
 _BAND_ROWS = 64  # fewer rows per band cost more in thread hand-offs than they save
+Progress = Callable[[int, int], object]  # (done, total): called as the tiles of a frame complete
 
 
 def usable_cpus() -> int:
@@ -147,26 +147,33 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
     return sorted({*range(0, size - tile, step), size - tile})
 
 
-def even_tile(size: tuple[int, int], max_pixels: int, overlap: int) -> tuple[int, int]:
-    """The (height, width) of the fewest tiles of at most max_pixels that cover a frame, cut
-    evenly: square tiles of that area would make the last row and column mostly repeat their
-    neighbours (a 2160-row frame in 2048-row tiles computes 1936 rows twice)."""
+def even_tile(
+    size: tuple[int, int], overlap: int, max_pixels: int | None = None,
+    max_shape: tuple[int, int] | None = None, min_shape: tuple[int, int] = (MIN_SIDE, MIN_SIDE),
+) -> tuple[int, int]:  # fmt: skip
+    """The (height, width) of the fewest tiles that cover a frame, each of at most max_pixels and
+    between min_shape and max_shape (an engine profile's bounds), cut evenly: tiles of the largest
+    size allowed make the last row and column mostly repeat their neighbours (a 2160-row frame in
+    2048-row tiles computes 1936 rows twice; an 8K frame in a 4K profile's 2160-px squares, 69 %
+    more pixels than the frame, where even tiles add 5 %)."""
     h, w = size
+    high, wide = max_shape or size
 
-    def side(length: int, parts: int) -> int:  # `parts` tiles sharing `overlap`, rounded up to 8
+    def side(length: int, parts: int, least: int) -> int:  # `parts` tiles sharing `overlap`
         exact = math.ceil((length + (parts - 1) * overlap) / parts)
-        return min(length, math.ceil(exact / 8) * 8)
+        return min(length, max(least, math.ceil(exact / 8) * 8))
 
     best: tuple[int, int, tuple[int, int]] | None = None
     for rows in range(1, 129):
         for cols in range(1, 129):
-            th, tw = side(h, rows), side(w, cols)
-            if th * tw <= max_pixels:
-                candidate = (rows * cols, rows * cols * th * tw, (th, tw))
+            th, tw = side(h, rows, min_shape[0]), side(w, cols, min_shape[1])
+            if th <= high and tw <= wide and (max_pixels is None or th * tw <= max_pixels):
+                count = len(_starts(h, th, overlap)) * len(_starts(w, tw, overlap))
+                candidate = (count, count * th * tw, (th, tw))
                 best = candidate if best is None else min(best, candidate)
                 break  # more columns only add tiles
     if best is None:
-        raise ValueError(f"no grid of tiles of at most {max_pixels} pixels covers {h} x {w}")
+        raise ValueError(f"no tiles of at most {max_pixels} pixels within {max_shape} cover {h} x {w}")
     return best[2]
 
 

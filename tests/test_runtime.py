@@ -128,8 +128,20 @@ def test_even_tiles_are_the_fewest_that_fit_cut_evenly(size, tile):
     from bdinn.runtime.debander import HOST_TILE_PIXELS
     from bdinn.runtime.processing import even_tile
 
-    assert even_tile(size, HOST_TILE_PIXELS, 64) == tile
+    assert even_tile(size, 64, max_pixels=HOST_TILE_PIXELS) == tile
     assert tile[0] * tile[1] <= HOST_TILE_PIXELS
+
+
+def test_frames_beyond_an_engine_profile_run_in_even_tiles_within_it():
+    """An 8K frame with the default --max 2160x3840 profile: 3 x 3 tiles of 1488 x 2608, 5 % more
+    pixels than the frame, where 2160-px squares (the old rule) made 12 tiles and 69 % more."""
+    from bdinn.runtime.processing import even_tile
+
+    assert even_tile((4320, 7680), 64, max_shape=(2160, 3840)) == (1488, 2608)
+    assert even_tile((2160, 3840), 64, max_shape=(1080, 1920)) == (768, 1328)
+    assert even_tile((1000, 5000), 64, max_shape=(2160, 3840)) == (1000, 2536)  # wide only
+    # A fixed 1080p profile: smaller tiles would only be padded up to it.
+    assert even_tile((2160, 3840), 64, max_shape=(1080, 1920), min_shape=(1080, 1920)) == (1080, 1920)
 
 
 def test_batches_and_mixed_sizes(models, sky):
