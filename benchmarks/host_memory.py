@@ -48,7 +48,7 @@ def measure(
     return {
         "size": f"{h}x{w}",
         "mode": "whole" if whole else "served",
-        "tile": None if tile is None else list(tile) if isinstance(tile, tuple) else [tile, tile],
+        "tile": None if tile is None else list(tile),
         "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,  # Linux: KiB
         "opened_gb": opened * 1024 / 1e9,
         "seconds": seconds,

@@ -118,7 +118,7 @@ def benchmark(
         "host": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
     }
     tile = deband.tile_for(size)  # what ran, not only what was asked: large CPU frames are tiled
-    result["tile"] = None if tile is None else [tile, tile] if isinstance(tile, int) else list(tile)
+    result["tile"] = None if tile is None else list(tile)
     result["end_to_end"] = summarise(
         time_calls(lambda: deband.infer(frames), deband.backend.synchronize, warmup, iterations), batch
     )

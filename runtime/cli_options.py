@@ -165,6 +165,6 @@ tile_option = click.option(
     type=int,
     default=None,
     callback=parse_tile,
-    help="Work in TILE x TILE pieces (a multiple of 8, at least 32) to bound memory [default: "
-    "whole frames; on the CPU, frames over 2048x1152 pixels in even tiles of at most that many].",
+    help="Work in even pieces of at most TILE x TILE (a multiple of 8, at least 32) to bound memory "
+    "[default: whole frames; on the CPU, frames over 2048x1152 pixels in even tiles of at most that many].",
 )

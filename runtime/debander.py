@@ -221,8 +221,7 @@ class Debander:
         if tile is None:
             out = self._infer_padded(batch)
         else:
-            shortest = tile if isinstance(tile, int) else min(tile)
-            out = run_tiled(self._infer_padded, batch, tile, min(self.overlap, shortest // 2), progress)
+            out = run_tiled(self._infer_padded, batch, tile, min(self.overlap, min(tile) // 2), progress)
         return self._limit_change(batch, out)
 
     def _limit_change(self, batch: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -243,19 +242,22 @@ class Debander:
         by_rows(clamp, out.shape[-2])
         return out
 
-    def tile_for(self, size: tuple[int, int]) -> int | tuple[int, int] | None:
-        """The tile a frame of this (height, width) runs in: the user's side, else even (height,
-        width) tiles within the backend's profile for a frame beyond it, or of at most
-        HOST_TILE_PIXELS for a large frame on the CPU; None: the frame runs whole. Memory and time
-        follow the tile, not the frame."""
-        limit = self.backend.max_size
-        if self.tile is not None:
-            return self.tile if max(size) > self.tile else None
+    def tile_for(self, size: tuple[int, int]) -> tuple[int, int] | None:
+        """The (height, width) tiles a frame of this size runs in, cut evenly: of at most the
+        user's tile x tile, else within the backend's profile for a frame beyond it, else of at
+        most HOST_TILE_PIXELS for a large frame on the CPU; None: the frame runs whole. Memory
+        and time follow the tile, not the frame."""
+        limit, least = self.backend.max_size, 2 * self.overlap  # room for both fades of a tile
+        if self.tile is not None:  # at most tile x tile, cut evenly like the others
+            if max(size) <= self.tile:
+                return None
+            return even_tile(size, self.overlap, max_shape=(self.tile, self.tile), min_shape=(least, least))
         if limit is not None and (size[0] > limit[0] or size[1] > limit[1]):
             top = (limit[0] // 8 * 8, limit[1] // 8 * 8)
-            return even_tile(size, self.overlap, max_shape=top, min_shape=self.backend.min_size)
+            low = [min(max(least, m), t) for m, t in zip(self.backend.min_size, top, strict=True)]
+            return even_tile(size, self.overlap, max_shape=top, min_shape=(low[0], low[1]))
         if self.backend.device == "cpu" and size[0] * size[1] > HOST_TILE_PIXELS:
-            return even_tile(size, self.overlap, max_pixels=HOST_TILE_PIXELS)
+            return even_tile(size, self.overlap, max_pixels=HOST_TILE_PIXELS, min_shape=(least, least))
         return None
 
     def _infer_padded(self, batch: np.ndarray) -> np.ndarray:

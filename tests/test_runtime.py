@@ -1,5 +1,6 @@
 """`Debander` on real backends: PyTorch and ONNX Runtime agree, and frame handling is exact."""
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -106,7 +107,8 @@ def test_large_frames_on_the_cpu_run_in_even_tiles(models, monkeypatch, key):
     np.testing.assert_array_equal(Debander.open(models[key], max_change=None).infer(batch), expected)
     monkeypatch.setattr(debander, "HOST_TILE_PIXELS", 128 * 128)
     auto = Debander.open(models[key], max_change=None)
-    tiled = run_tiled(whole.backend.infer, batch, (128, 120), 60)  # 2 x 3 tiles of at most 128², overlap 60
+    assert auto.tile_for((192, 232)) == (128, 128)  # 2 x 3 tiles: none narrower than its two fades
+    tiled = run_tiled(whole.backend.infer, batch, (128, 128), 64)
     np.testing.assert_allclose(auto.infer(batch), tiled, atol=1e-5)  # float noise of two model loads
     assert np.abs(tiled - expected).max() > 1e-3
     if key == "torch":  # torch tensors on the CPU as well: they used to skip the tiling
@@ -130,6 +132,20 @@ def test_even_tiles_are_the_fewest_that_fit_cut_evenly(size, tile):
 
     assert even_tile(size, 64, max_pixels=HOST_TILE_PIXELS) == tile
     assert tile[0] * tile[1] <= HOST_TILE_PIXELS
+
+
+@pytest.mark.parametrize(
+    "size, tile, overlap", [(232, 120, 60), (2160, 1112, 64), (1083, 200, 20), (100, 64, 32)]
+)
+def test_tiles_start_on_the_frames_8_px_grid_and_cover_it(size, tile, overlap):
+    """The network halves the resolution three times: a tile off the 8-px grid computes another
+    picture (a random network's tiles 60 px apart differed from the whole frame by 0.13)."""
+    from bdinn.runtime.processing import _starts
+
+    starts = _starts(size, tile, overlap)
+    assert all(start % 8 == 0 for start in starts) and starts[0] == 0
+    assert 0 <= starts[-1] + tile - size <= 7  # the last tile reaches the edge, at most 7 px narrower
+    assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))  # overlaps kept
 
 
 def test_frames_beyond_an_engine_profile_run_in_even_tiles_within_it():
