@@ -7,7 +7,9 @@
 
 The backend follows the file's suffix; everything around it (channels, alpha, padding, tiling,
 the change limit, output depth, dithering) happens here, identically for every backend, so
-results agree across backends within the precision of the model file. An instance may be
+results agree across backends within the precision of the model file (except that the CPU runs
+frames over 2048 x 1152 pixels in tiles, which moves about one sample in 1000 by one 8-bit
+level against a GPU's whole frame). An instance may be
 shared by a decode and an encode thread: nothing in it changes after `open`, and every backend
 is thread-safe.
 """
@@ -30,9 +32,9 @@ from .processing import MIN_SIDE, Progress, by_rows, even_tile, join_frame, pad_
 
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles; see tests/test_runtime.py
 # On the CPU, frames of more pixels than this (2K: 2048 x 1152) run in even tiles of at most as
-# many. ONNX Runtime's memory grows with the frame, 1.7 GB for 1080p, 6-7 GB for 4K UHD and about
-# 24 GB for 8K, and large frames run slower per pixel (4K whole: 3.1 s per megapixel on 2 cores,
-# 1080p: 1.8 s); in tiles every size peaks near 1080p's memory and speed. 1080p stays whole.
+# many. ONNX Runtime's memory grows with the frame, 1.7 GB for 1080p, 7 GB for 4K UHD and about
+# 24 GB for 8K; in tiles only the frame's own buffers grow (4K 2.2 GB, 8K 3.5 GB), and 4K runs a
+# little faster (16.4 s a frame against 18.4 whole on 2 cores). 1080p stays whole.
 HOST_TILE_PIXELS = 2048 * 1152
 # The most the model may move any value, in 8-bit levels. A band step in 8-bit video is one or
 # two levels; the bundled model also smooths thin lines and grain by far more, which no
@@ -172,7 +174,8 @@ class Debander:
         layout, C-contiguous; its depth is the input's unless `bit_depth` (8 or 16) says
         otherwise, and `dither` adds TPDF dither before rounding so an 8-bit result does not band
         again. `progress(done, total)` is called after each tile of a frame that runs in tiles
-        (`tile_for`): a large picture on the CPU takes a minute.
+        (`tile_for`; a list counts again for each frame size): a large picture on the CPU takes a
+        minute.
         """
         if bit_depth is not None and bit_depth not in (8, 16):
             raise ValueError(f"bit_depth must be 8 or 16 (None: the input's), got {bit_depth!r}")
@@ -257,7 +260,8 @@ class Debander:
             low = [min(max(least, m), t) for m, t in zip(self.backend.min_size, top, strict=True)]
             return even_tile(size, self.overlap, max_shape=top, min_shape=(low[0], low[1]))
         if self.backend.device == "cpu" and size[0] * size[1] > HOST_TILE_PIXELS:
-            return even_tile(size, self.overlap, max_pixels=HOST_TILE_PIXELS, min_shape=(least, least))
+            least = min(least, 1024)  # an --overlap given for engine tiles must not refuse CPU frames
+            return even_tile(size, least // 2, max_pixels=HOST_TILE_PIXELS, min_shape=(least, least))
         return None
 
     def _infer_padded(self, batch: np.ndarray) -> np.ndarray:

@@ -148,9 +148,17 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
     the frame's edge and may be up to 7 px narrower."""
     if size <= tile:
         return [0]
-    step = max(8, (tile - overlap) // 8 * 8)
-    last = -(-(size - tile) // 8) * 8
+    step, last = _step(tile, overlap), -(-(size - tile) // 8) * 8
     return sorted({*range(0, last, step), last})
+
+
+def _step(tile: int, overlap: int) -> int:
+    return max(8, (tile - overlap) // 8 * 8)
+
+
+def _count(size: int, tile: int, overlap: int) -> int:
+    """len(_starts(...)) without listing them: even_tile weighs thousands of layouts."""
+    return 1 if size <= tile else -(-(-(-(size - tile) // 8) * 8) // _step(tile, overlap)) + 1
 
 
 def even_tile(
@@ -169,17 +177,33 @@ def even_tile(
         exact = math.ceil((length + (parts - 1) * overlap) / parts)
         return min(length, max(least, math.ceil(exact / 8) * 8))
 
+    def fewest(length: int, bound: int, least: int) -> int | None:  # parts whose side fits bound
+        if side(length, 1, least) <= bound:
+            return 1
+        usable = bound // 8 * 8 - overlap
+        if usable < 8 or least > bound:
+            return None
+        parts = max(2, math.ceil((length - overlap) / usable))  # side(parts) <= bound from here on
+        while side(length, parts, least) > bound:
+            parts += 1
+        return parts
+
     best: tuple[int, int, tuple[int, int]] | None = None
-    for rows in range(1, 129):
-        for cols in range(1, 129):
-            th, tw = side(h, rows, min_shape[0]), side(w, cols, min_shape[1])
-            if th <= high and tw <= wide and (max_pixels is None or th * tw <= max_pixels):
-                count = len(_starts(h, th, overlap)) * len(_starts(w, tw, overlap))
-                candidate = (count, count * th * tw, (th, tw))
-                best = candidate if best is None else min(best, candidate)
-                break  # more columns only add tiles
+    for rows in range(1, h // 8 + 2):
+        th = side(h, rows, min_shape[0])
+        cols = fewest(w, min(wide, max_pixels // th if max_pixels else wide), min_shape[1])
+        if th > high or cols is None:
+            continue
+        tw = side(w, cols, min_shape[1])
+        count = _count(h, th, overlap) * _count(w, tw, overlap)
+        candidate = (count, count * th * tw, (th, tw))
+        best = candidate if best is None else min(best, candidate)
     if best is None:
-        raise ValueError(f"no tiles of at most {max_pixels} pixels within {max_shape} cover {h} x {w}")
+        limits = [f"{max_pixels} pixels"] if max_pixels else []
+        limits += [f"{high} x {wide}"] if max_shape else []
+        raise ValueError(
+            f"no tiles of at most {' and '.join(limits)} cover {h} x {w} with {overlap}-px overlaps"
+        )
     return best[2]
 
 

@@ -25,4 +25,4 @@ def test_each_case_reports_its_tile_memory_and_frame_times(tmp_path):
     for case in cases:
         assert case["tile"] is None  # small frames run whole either way
         assert len(case["seconds"]) == 2 and all(0 < s < 60 for s in case["seconds"])
-        assert 0.02 < case["opened_gb"] <= case["peak_gb"] < 8  # a process of its own: a model's worth
+        assert case["opened_gb"] > 0.02 and case["peak_gb"] < 2  # a process of its own: one small model

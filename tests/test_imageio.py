@@ -299,8 +299,8 @@ def test_an_icc_profile_travels_into_png(tmp_path):
 
 
 def _png(rows: np.ndarray, colour_type: int, bits: int | None = None, trns: bytes | None = None) -> bytes:
-    """A PNG written byte by byte (OpenCV and Pillow write no 16-bit gray + alpha, nor 4-bit
-    gray): `bits` 4 packs two samples a byte, `trns` is a tRNS chunk's body."""
+    """A PNG written byte by byte (OpenCV and Pillow write no 16-bit gray + alpha, nor 1-4-bit
+    gray): `bits` below 8 packs several samples a byte, `trns` is a tRNS chunk's body."""
     import zlib
 
     def chunk(kind: bytes, body: bytes) -> bytes:
@@ -309,8 +309,10 @@ def _png(rows: np.ndarray, colour_type: int, bits: int | None = None, trns: byte
     h, w = rows.shape[:2]
     bits = bits or 8 * rows.itemsize
     header = struct.pack(">IIBBBBB", w, h, bits, colour_type, 0, 0, 0)
-    if bits == 4:
-        rows = (rows[:, 0::2] << 4) | rows[:, 1::2]
+    if bits < 8:  # samples packed from the high bits down, rows padded to whole bytes
+        per = 8 // bits
+        padded = np.pad(rows, ((0, 0), (0, -w % per))).reshape(h, -1, per).astype(np.uint8)
+        rows = sum(padded[:, :, k] << (8 - bits * (k + 1)) for k in range(per)).astype(np.uint8)
     raw = b"".join(b"\0" + row.astype(">u2" if rows.itemsize == 2 else "u1").tobytes() for row in rows)
     return (
         b"\x89PNG\r\n\x1a\n"
@@ -328,17 +330,18 @@ def test_sixteen_bit_gray_with_alpha_png_stays_gray(tmp_path):
     assert np.array_equal(read_image(tmp_path / "la16.png", as_file=True), la)
 
 
-@pytest.mark.parametrize("bits", [4, 8, 16])
+@pytest.mark.parametrize("bits", [1, 2, 4, 8, 16])
 def test_a_gray_pngs_transparent_colour_becomes_its_alpha(tmp_path, bits):
     """OpenCV ignores a gray PNG's tRNS colour key: the transparent parts came back opaque."""
     top, dtype = 2**bits - 1, np.uint16 if bits == 16 else np.uint8
     gray = np.random.default_rng(6).integers(0, top + 1, (12, 20)).astype(dtype)
-    key = int(gray[3, 5])
-    (tmp_path / "keyed.png").write_bytes(_png(gray, 0, bits, trns=struct.pack(">H", key)))
     scale = 255 // top if bits < 8 else 1  # 1-4-bit gray is decoded scaled up to 8 bits
-    want = np.stack((gray * scale, np.where(gray == key, 0, np.iinfo(dtype).max)), axis=2).astype(dtype)
-    assert np.array_equal(read_image(tmp_path / "keyed.png", as_file=True), want)
-    assert stored_layout(tmp_path / "keyed.png") == (16 if bits == 16 else 8, True)
+    for key in (int(gray[3, 5]), top):  # white too: Pillow hands a 1-bit key over already scaled
+        (tmp_path / "keyed.png").write_bytes(_png(gray, 0, bits, trns=struct.pack(">H", key)))
+        alpha = np.where(gray == key, 0, np.iinfo(dtype).max)
+        want = np.stack((gray * scale, alpha), axis=2).astype(dtype)
+        assert np.array_equal(read_image(tmp_path / "keyed.png", as_file=True), want), key
+        assert stored_layout(tmp_path / "keyed.png") == (16 if bits == 16 else 8, True)
     (tmp_path / "plain.png").write_bytes(_png(gray, 0, bits))
     assert read_image(tmp_path / "plain.png", as_file=True).ndim == 2
     assert stored_layout(tmp_path / "plain.png") == (16 if bits == 16 else 8, False)

@@ -120,7 +120,7 @@ def test_large_frames_on_the_cpu_run_in_even_tiles(models, monkeypatch, key):
     "size, tile",
     [
         ((1080, 1920), (1080, 1920)),  # fits: one tile, the frame
-        ((2160, 3840), (1112, 1952)),  # 4K UHD: 2 x 2, 4 % more pixels than the frame
+        ((2160, 3840), (1112, 1952)),  # 4K UHD: 2 x 2, 5 % more pixels than the frame
         ((4320, 7680), (1128, 1968)),  # 8K: 4 x 4
         ((1440, 2560), (1440, 1312)),  # 1440p: two columns
         ((200, 16000), (200, 8032)),  # a strip: cut along its length only
@@ -146,6 +146,18 @@ def test_tiles_start_on_the_frames_8_px_grid_and_cover_it(size, tile, overlap):
     assert all(start % 8 == 0 for start in starts) and starts[0] == 0
     assert 0 <= starts[-1] + tile - size <= 7  # the last tile reaches the edge, at most 7 px narrower
     assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))  # overlaps kept
+
+
+def test_small_tiles_on_large_frames_and_large_overlaps_still_find_a_layout(models):
+    """Thousands of tiles (--tile 32 on 16384 px), and an --overlap meant for engine tiles on
+    the CPU, where it may not refuse a frame."""
+    from bdinn.runtime.debander import HOST_TILE_PIXELS
+    from bdinn.runtime.processing import even_tile
+
+    assert even_tile((2160, 3840), 24, max_shape=(48, 48), min_shape=(48, 48)) == (48, 48)
+    assert even_tile((16384, 16384), 16, max_shape=(32, 32), min_shape=(32, 32)) == (32, 32)
+    wide = Debander.open(models["torch"], overlap=1500).tile_for((2160, 3840))
+    assert wide is not None and wide[0] * wide[1] <= HOST_TILE_PIXELS
 
 
 def test_frames_beyond_an_engine_profile_run_in_even_tiles_within_it():
