@@ -33,8 +33,8 @@ from .processing import MIN_SIDE, Progress, by_rows, even_tile, join_frame, pad_
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles; see tests/test_runtime.py
 # On the CPU, frames of more pixels than this (2K: 2048 x 1152) run in even tiles of at most as
 # many. ONNX Runtime's memory grows with the frame, 1.7 GB for 1080p, 7 GB for 4K UHD and about
-# 24 GB for 8K; in tiles only the frame's own buffers grow (4K 2.2 GB, 8K 3.5 GB), and 4K runs a
-# little faster (16.4 s a frame against 18.4 whole on 2 cores). 1080p stays whole.
+# 24 GB for 8K; in tiles only the frame's own buffers grow (4K 2.1 GB, 8K 3.3 GB), and 4K runs a
+# little faster (16.2 s a frame against 18.0 whole on 2 cores). 1080p stays whole.
 HOST_TILE_PIXELS = 2048 * 1152
 # The most the model may move any value, in 8-bit levels. A band step in 8-bit video is one or
 # two levels; the bundled model also smooths thin lines and grain by far more, which no
