@@ -163,9 +163,8 @@ def _decode_as_stored(path: Path, data: bytes, kind: str | None, header: Image.I
     gray_alpha = (header is not None and header.mode in ("LA", "La")) or (kind == "PNG" and data[25] == 4)
     if gray_alpha and img.ndim == 3 and img.shape[2] == 4:  # Pillow calls 16-bit LA "RGBA"
         img = img[:, :, [0, 3]]  # OpenCV spreads gray + alpha over four channels
-    if kind == "PNG" and data[25] == 0 and img.ndim == 2 and _png_transparency(header) is not None:
-        img = _keyed_gray_alpha(img, _png_transparency(header), bits=data[24])
-    return img
+    key = _png_transparency(header) if kind == "PNG" and data[25] == 0 and img.ndim == 2 else None
+    return img if key is None else _keyed_gray_alpha(img, key, bits=data[24])
 
 
 def _png_transparency(header: Image.Image | None) -> object:

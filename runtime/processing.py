@@ -148,17 +148,21 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
     the frame's edge and may be up to 7 px narrower."""
     if size <= tile:
         return [0]
-    step, last = _step(tile, overlap), -(-(size - tile) // 8) * 8
-    return sorted({*range(0, last, step), last})
+    return [*_inner_starts(size, tile, overlap), _last_start(size, tile)]
 
 
-def _step(tile: int, overlap: int) -> int:
-    return max(8, (tile - overlap) // 8 * 8)
+def _inner_starts(size: int, tile: int, overlap: int) -> range:
+    """Every start but the last: full tiles, a multiple of 8 apart."""
+    return range(0, _last_start(size, tile), max(8, (tile - overlap) // 8 * 8))
+
+
+def _last_start(size: int, tile: int) -> int:
+    return -(-(size - tile) // 8) * 8  # rounded up to the grid: this tile ends at the edge
 
 
 def _count(size: int, tile: int, overlap: int) -> int:
     """len(_starts(...)) without listing them: even_tile weighs thousands of layouts."""
-    return 1 if size <= tile else -(-(-(-(size - tile) // 8) * 8) // _step(tile, overlap)) + 1
+    return 1 if size <= tile else len(_inner_starts(size, tile, overlap)) + 1
 
 
 def even_tile(
