@@ -357,4 +357,5 @@ def run_video(
         )
     if not quiet:
         frames = f"{report.frames} frame{'' if report.frames == 1 else 's'}"
-        click.echo(f"{report.src} -> {report.dst}: {frames} at {report.fps:.2f} fps", err=True)
+        fields = f", interlaced ({report.fields}), field by field" if report.fields else ""
+        click.echo(f"{report.src} -> {report.dst}: {frames} at {report.fps:.2f} fps{fields}", err=True)

@@ -23,18 +23,21 @@ Output: 10-bit by default, 8- or 12-bit with bit_depth, with the source's chroma
 (4:2:0, 4:2:2, or 4:4:4 for 4:4:4 and RGB sources) where the encoder writes it, else the most it
 writes, with a warning; `chroma` asks for one. The encoder follows from the destination's suffix
 (DEFAULT_CODECS) unless `codec` names one. Alpha is kept by FFV1 and ProRes (prores_ks) and
-dropped with a warning elsewhere; interlaced sources are debanded as progressive frames, with a
-warning. Frame timestamps, frame rate, frame count, display rotation and the colour tags
-(primaries, transfer, matrix, range) are kept; so is the sample aspect ratio with x264/x265
-(other encoders warn that they drop it). What else the source carries goes along
-(video_streams.py): audio is copied packet for packet where the destination container takes its
-codec, otherwise re-encoded (AAC; Opus for WebM); subtitles are copied where the container takes
-their codec (Matroska takes all but MP4's mov_text, which becomes SubRip text); chapters go into
-MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV. What a container cannot
-hold (Y4M holds no audio) is dropped with a warning. HDR10 static metadata (mastering display,
-MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1; other encoders drop it with a warning. Data
-streams are not carried over. The output is written to a hidden temporary file beside `dst` and
-renamed over it at the end, so a failure never leaves a partial video.
+dropped with a warning elsewhere. Interlaced sources are converted and debanded field by field
+(`process` is called on each field, a picture of half the frame's height) and written interlaced
+in the source's field order by x264, ProRes, FFV1 and Y4M; other encoders code the woven fields
+as progressive pictures, with a warning. Frame timestamps, frame rate, frame count, display
+rotation and the colour tags (primaries, transfer, matrix, range) are kept; so is the sample
+aspect ratio with x264/x265 (other encoders warn that they drop it). What else the source
+carries goes along (video_streams.py): audio is copied packet for packet where the destination
+container takes its codec, otherwise re-encoded (AAC; Opus for WebM); subtitles are copied where
+the container takes their codec (Matroska takes all but MP4's mov_text, which becomes SubRip
+text); chapters go into MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV.
+What a container cannot hold (Y4M holds no audio) is dropped with a warning. HDR10 static
+metadata (mastering display, MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1; other encoders
+drop it with a warning. Data streams are not carried over. The output is written to a hidden
+temporary file beside `dst` and renamed over it at the end, so a failure never leaves a partial
+video.
 
 Colour conversion (video_colour.py) uses the source's own matrix and range in both directions
 and passes `process` 16-bit RGB on the true 0..65535 scale.
@@ -74,6 +77,15 @@ from .video_colour import (
     put_alpha,
 )
 from .video_encoder import DEFAULT_CRF, encoder_label, encoder_options
+from .video_fields import (
+    FIELD_ORDERS,
+    INTERLACED_ENCODERS,
+    FieldFlags,
+    order_of,
+    split_fields,
+    top_first,
+    weave,
+)
 from .video_streams import CarriedStreams, copy_tags, moving_pictures
 
 # "-" as the source reads a stream from standard input (Y4M, MKV, MPEG-TS: what FFmpeg can read
@@ -127,7 +139,6 @@ CHROMA = ("420", "422", "444")  # output chroma resolutions (4:2:0, 4:2:2, 4:4:4
 # Encoders that keep alpha (yuva formats), measured by decoding it back: x265 and VP9 list yuva
 # formats too, but PyAV's x265 refuses to open with them and its VP9 decoder returns no alpha.
 _ALPHA_ENCODERS = {"ffv1", "prores_ks"}
-_INTERLACED = {2: "top field first", 3: "bottom field first", 4: "top field first", 5: "bottom field first"}
 
 _HELD = 16  # video packets held back at the start until their timestamps are checked
 _QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 MB a frame
@@ -150,6 +161,8 @@ class VideoReport:
     (their codec does not fit the container); audio_dropped: ones the container cannot hold.
     subtitle_streams: subtitle streams copied; subtitles_dropped: ones the container cannot hold.
     hdr10: whether the source's HDR10 static metadata was written into the output.
+    fields: an interlaced source's field order ("top field first"), debanded field by field;
+    None for progressive video.
     """
 
     src: Path
@@ -169,6 +182,7 @@ class VideoReport:
     subtitle_streams: int = 0
     subtitles_dropped: int = 0
     hdr10: bool = False
+    fields: str | None = None
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -233,10 +247,11 @@ _END = object()
 
 @dataclass
 class _Video:
-    image: np.ndarray
+    pictures: tuple[np.ndarray, ...]  # the frame, or its top and bottom fields
     pts: int
     rotation: int = 0
     alpha: np.ndarray | None = None  # H x W uint16 on 0..65535, where the output keeps alpha
+    top_first: bool | None = None  # an interlaced frame's field dominance; None: progressive
 
 
 @dataclass
@@ -431,10 +446,25 @@ def _check_output(src: Path | str, which: str, image: Any, shape: tuple[int, ...
     return image
 
 
+_THREAD_STATE = threading.local()
+
+
+def _thread_field_flags() -> FieldFlags:
+    """This thread's FieldFlags (its filter graphs are not shared between threads)."""
+    if not hasattr(_THREAD_STATE, "field_flags"):
+        _THREAD_STATE.field_flags = FieldFlags()
+    return _THREAD_STATE.field_flags
+
+
 def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any:
     """One PyAV VideoFrame through `process` (a Debander, say), returned as a new VideoFrame in the
     same pixel format, colour tags, pts and time base, with its alpha (if any) as it was: for code
     with its own decode/encode loop.
+
+    An interlaced frame (`frame.interlaced_frame`) has its two fields converted and debanded one
+    by one (`process` is called twice, on pictures of half its height) and comes back interlaced
+    with its own field dominance, for an encoder that codes fields (libx264 with
+    flags=+ildct+ilme and the stream's field_order set).
 
     It converts as deband_video does (the frame's own matrix and range; uint16 RGB on the true
     0..65535 scale for frames deeper than 8 bits). Side data (display rotation, HDR10 metadata)
@@ -450,10 +480,19 @@ def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any
 
     if not isinstance(frame, av.VideoFrame):
         raise TypeError(f"deband_frame takes a PyAV VideoFrame, got {type(frame).__name__}")
-    rgb = decode_rgb(frame, frame.format.components[0].bits > 8)
+    fields = frame.interlaced_frame
+    deep = frame.format.components[0].bits > 8
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
-    result = _check_output("deband_frame", which, process(rgb), rgb.shape)
-    out = encode_frame(result, frame.format.name, Colour.of(frame))
+    parts = []
+    for part in split_fields(frame) if fields else (frame,):
+        rgb = decode_rgb(part, deep)
+        result = _check_output("deband_frame", which, process(rgb), rgb.shape)
+        parts.append(encode_frame(result, frame.format.name, Colour.of(frame)))
+    if fields:
+        flags = _thread_field_flags()
+        out = flags.flagged(weave(*parts, frame.height), flags.top_first(frame))
+    else:
+        out = parts[0]
     copy_alpha(frame, out)
     out.colorspace, out.color_range = frame.colorspace, frame.color_range  # as they were, even if odd
     out.color_primaries, out.color_trc = frame.color_primaries, frame.color_trc
@@ -542,15 +581,16 @@ def _with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str) -> str:
     return pix_fmt
 
 
-def _warn_about_fields(vin: Any, src: Path) -> None:
-    """Interlaced sources are debanded as whole frames: said, with what to do instead."""
-    ctx = vin.codec_context
-    if ctx.field_order in _INTERLACED:
+def _warn_about_fields(src: Path, field_order: int | None, codec: str, stacklevel: int) -> None:
+    """An interlaced source through an encoder that codes whole pictures only: said, with what to
+    do instead."""
+    if field_order in FIELD_ORDERS and codec not in INTERLACED_ENCODERS:
         warnings.warn(
-            f"{src}: interlaced ({_INTERLACED[ctx.field_order]}); its frames are debanded and written "
-            "as progressive pictures, which blends colour between fields: deinterlace it first "
-            "(ffmpeg -vf bwdif)",
-            stacklevel=3,
+            f"{src}: interlaced ({FIELD_ORDERS[field_order]}); its fields are debanded one by one, but "
+            f"{encoder_label(codec)} codes them as progressive frames, which players do not deinterlace: "
+            "use libx264 (--codec libx264) or prores_ks (.mov) to keep it interlaced, or deinterlace it "
+            "first (ffmpeg -vf bwdif)",
+            stacklevel=stacklevel + 1,
         )
 
 
@@ -599,7 +639,7 @@ def deband_video(
         if chroma is None:
             pix_fmt = _follow_source(vin, src, dst, codec_name, bit_depth)
         pix_fmt = _with_alpha(vin, src, codec_name, pix_fmt)
-        _warn_about_fields(vin, src)
+        _warn_about_fields(src, vin.codec_context.field_order, codec_name, stacklevel=2)
         job = _Job(source, src, dst, muxer, codec_name, pix_fmt, options, process)
         if bit_depth == 8 and job.colour.trc in HDR_TRANSFERS:
             warnings.warn(
@@ -640,6 +680,8 @@ def deband_video(
             "so frames were retimed (audio muxed back will drift); write .mkv or .mp4 to keep their times",
             stacklevel=2,
         )
+    if job.field_order and not job.stream_order:  # the frames said it, not the stream
+        _warn_about_fields(src, job.field_order, codec_name, stacklevel=2)
     if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.rotation, job.sar)):
         warnings.warn(f"{dst}: {note}", stacklevel=2)
     if job.hdr10 and not job.hdr10_kept:
@@ -672,6 +714,7 @@ def deband_video(
         subtitle_streams=len(job.carried.subtitle_out),
         subtitles_dropped=job.carried.subtitles_dropped,
         hdr10=job.hdr10_kept,
+        fields=FIELD_ORDERS[job.field_order] if job.field_order else None,
     )
 
 
@@ -749,6 +792,8 @@ class _Job:
         self.hdr10_kept = False
         self.retimed = False  # a frame moved to fit a container that counts frames (Y4M, AVI)
         self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
+        self.stream_order = ctx.field_order if ctx.field_order in FIELD_ORDERS else None
+        self.field_order: int | None = None  # the output's; from the stream or its first frame
 
     # -- output setup ---------------------------------------------------------------------------
 
@@ -818,8 +863,11 @@ class _Job:
             while True:
                 item = pipe.get(decoded)
                 if isinstance(item, _Video):
-                    shape = item.image.shape
-                    item.image = _check_output(self.src, f"frame {done}", self.process(item.image), shape)
+                    which = f"frame {done}" if len(item.pictures) == 1 else f"a field of frame {done}"
+                    item.pictures = tuple(
+                        _check_output(self.src, which, self.process(picture), picture.shape)
+                        for picture in item.pictures
+                    )
                     done += 1
                     pipe.put(processed, item)
                     if self.on_frame is not None:
@@ -850,6 +898,7 @@ class _Job:
         deep: bool | None = None
         last: int | None = None
         step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
+        field_flags = FieldFlags()
         try:
             carried = self.carried.streams
             for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
@@ -863,7 +912,10 @@ class _Job:
                         last = pts
                         rotation = int(frame.rotation or 0)
                         alpha = alpha_of(frame) if self.keeps_alpha else None
-                        pipe.put(decoded, _Video(decode_rgb(frame, deep), pts, rotation, alpha))
+                        dominance = self._dominance(frame, field_flags)
+                        parts = split_fields(frame) if dominance is not None else (frame,)
+                        pictures = tuple(decode_rgb(part, deep) for part in parts)
+                        pipe.put(decoded, _Video(pictures, pts, rotation, alpha, dominance))
                 elif index in self.carried.transcode:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(carried[index], frame))
@@ -880,10 +932,28 @@ class _Job:
             raise VideoError(f"{self.src}: cannot decode the {what} ({exc}); re-encode or repair it") from exc
         pipe.put(decoded, _END)
 
+    def _dominance(self, frame: Any, field_flags: FieldFlags) -> bool | None:
+        """Whether the frame's top field comes first, or None for a progressive frame: the decoder's
+        word where it has one (a stream's tag can be a guess: H.264 in MP4 says top first for all),
+        else the stream's."""
+        if frame.interlaced_frame:
+            return field_flags.top_first(frame)
+        return top_first(self.stream_order) if self.stream_order else None
+
+    def _set_fields(self, top_first: bool | None) -> None:
+        """Before the encoder opens: an interlaced source's field order tag (the first frame's
+        dominance), and the options that make the encoder code fields where it can."""
+        order = order_of(top_first) if top_first is not None else self.stream_order
+        if order:
+            self.field_order = self.vout.codec_context.field_order = order
+            self.options = {**INTERLACED_ENCODERS.get(self.codec, {}), **self.options}  # the caller's win
+            self.vout.options = self.options
+
     def _encode(self, pipe: _Pipeline, processed: queue.Queue, output: Any) -> None:
         """RGB -> YUV, encode and mux; audio waits for the first video frame (it sets the header)."""
         import av
 
+        field_flags = FieldFlags()
         waiting: list[_Carried] = []
         opening: list[Any] | None = []  # the first video packets, until their timestamps are checked
         first: int | None = None
@@ -910,9 +980,14 @@ class _Job:
                     if item.rotation:
                         self.vout.set_display_rotation(item.rotation)
                         self.rotation = item.rotation
+                    self._set_fields(item.top_first)
                     self._set_hdr10()
                 last = pts
-                frame = encode_frame(item.image, self.pix_fmt, self.colour)
+                parts = [encode_frame(picture, self.pix_fmt, self.colour) for picture in item.pictures]
+                if item.top_first is None:
+                    frame = parts[0]
+                else:
+                    frame = field_flags.flagged(weave(*parts, self.height), item.top_first)
                 if item.alpha is not None:
                     put_alpha(frame, item.alpha)
                 frame.pts, frame.time_base = pts, self.out_time_base

@@ -1,0 +1,169 @@
+"""Interlaced video: fields are converted and debanded one by one and written back interlaced."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
+
+from bdinn.runtime.video import deband_frame, deband_video  # noqa: E402
+from bdinn.runtime.video_fields import FieldFlags, split_fields, weave  # noqa: E402
+
+W, H, N = 64, 48, 3
+# Two flat colours as BT.709 limited-range Y, Cb, Cr: the top field shows one, the bottom field
+# the other, as a frame of fast motion does.
+TOP, BOTTOM = (63, 102, 240), (32, 240, 118)  # red, blue
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+
+
+def interlaced_clip(path: Path, codec: str = "ffv1", field_order: int = 2, **options: str) -> Path:
+    """N 4:2:0 frames whose even rows (luma and chroma) hold TOP and odd rows BOTTOM."""
+    planes = np.empty((H * 3 // 2, W), np.uint8)
+    luma, cb, cr = (
+        planes[:H],
+        planes[H : H + H // 4].reshape(H // 2, W // 2),
+        planes[H + H // 4 :].reshape(H // 2, W // 2),
+    )
+    for plane, index in ((luma, 0), (cb, 1), (cr, 2)):
+        plane[0::2], plane[1::2] = TOP[index], BOTTOM[index]
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream(codec, rate=25)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        ctx = vs.codec_context
+        ctx.colorspace = ctx.color_range = ctx.color_primaries = ctx.color_trc = 1
+        ctx.field_order = field_order
+        vs.options = options
+        flags = FieldFlags()
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.colorspace, frame.color_range = 1, 1
+            frame = flags.flagged(frame, top_field_first=field_order in (2, 4))
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    return path
+
+
+def decoded(path: Path) -> tuple[int, list]:
+    with av.open(str(path)) as src:
+        stream = src.streams.video[0]
+        return stream.codec_context.field_order, list(src.decode(stream))
+
+
+def field_colours(frame) -> list[np.ndarray]:
+    """Each field's mean RGB, each field converted on its own (as BT.709: Y4M has no matrix tag)."""
+    rgb = [f.reformat(format="rgb24", src_colorspace=1, src_color_range=1) for f in split_fields(frame)]
+    return [f.to_ndarray().reshape(-1, 3).mean(0) for f in rgb]
+
+
+def column_mean(rgb: np.ndarray) -> np.ndarray:
+    """A process that mixes every row of what it is given: it shows which rows went in together."""
+    return np.broadcast_to(rgb.mean(0, keepdims=True).round().astype(rgb.dtype), rgb.shape).copy()
+
+
+def test_split_and_weave_give_the_frame_back():
+    for pix_fmt, height in (("yuv420p", 48), ("yuv422p10le", 486), ("nv12", 20), ("yuyv422", 30)):
+        rgb = np.random.default_rng(0).integers(0, 256, (height, W, 3), dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+        top, bottom = split_fields(frame)
+        assert (top.height, bottom.height) == ((height + 1) // 2, height // 2)
+        woven = weave(top, bottom, height)
+        flagged = FieldFlags().flagged(woven, top_field_first=False)
+        assert flagged.interlaced_frame and not FieldFlags().top_first(flagged)
+        assert FieldFlags().top_first(FieldFlags().flagged(woven, top_field_first=True))
+        for before, after in zip(frame.planes, woven.planes, strict=True):
+            assert bytes(before) == bytes(after)
+
+
+def test_fields_are_debanded_apart_and_written_interlaced(tmp_path):
+    """Lossless FFV1 out: each field keeps its own colour through a process that mixes all rows it
+    sees; debanded as one picture, red and blue would have come out as one purple."""
+    shapes = []
+
+    def process(rgb: np.ndarray) -> np.ndarray:
+        shapes.append(rgb.shape)
+        return column_mean(rgb)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        source = interlaced_clip(tmp_path / "in.mkv")
+        report = deband_video(
+            source, tmp_path / "out.mkv", process, codec="ffv1", bit_depth=8, progress=False
+        )
+    assert shapes == [(H // 2, W, 3)] * (2 * N)
+    assert report.frames == N and report.fields == "top field first"
+    order, frames = decoded(tmp_path / "out.mkv")
+    assert order == 2 and len(frames) == N
+    for frame in frames:
+        assert frame.interlaced_frame
+        top, bottom = field_colours(frame)
+        assert np.abs(top - RED).max() <= 2 and np.abs(bottom - BLUE).max() <= 2
+
+
+@pytest.mark.parametrize(
+    ("codec", "name", "field_order", "bit_depth"),
+    [
+        ("libx264", "out.mkv", 2, 8),
+        ("libx264", "out.mp4", 3, 10),
+        ("prores_ks", "out.mov", 3, 10),
+        ("wrapped_avframe", "out.y4m", 3, 8),
+    ],
+)
+def test_encoders_that_code_fields_keep_the_field_order(tmp_path, codec, name, field_order, bit_depth):
+    source = interlaced_clip(tmp_path / "in.mkv", field_order=field_order)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(source, tmp_path / name, lambda rgb: rgb, codec=codec, crf=None, progress=False,
+                              bit_depth=bit_depth)  # fmt: skip
+    assert report.fields == ("top field first" if field_order == 2 else "bottom field first")
+    order, frames = decoded(tmp_path / name)
+    flags = FieldFlags()
+    assert all(f.interlaced_frame and flags.top_first(f) == (field_order == 2) for f in frames)
+    if name != "out.mp4":  # MP4 has no field order tag: FFmpeg's H.264 parser guesses top first
+        assert order == field_order
+    top, bottom = field_colours(frames[-1])
+    assert np.abs(top - RED).max() <= 6 and np.abs(bottom - BLUE).max() <= 6
+
+
+def test_the_frames_field_order_wins_over_the_streams_guess(tmp_path):
+    """Bottom-field-first H.264 in MP4: the stream says top first, its frames say bottom first."""
+    source = interlaced_clip(tmp_path / "in.mp4", "libx264", field_order=3, flags="+ildct+ilme")
+    assert decoded(source)[0] == 2
+    report = deband_video(source, tmp_path / "out.mkv", column_mean, codec="ffv1", progress=False)
+    assert report.fields == "bottom field first"
+    order, frames = decoded(tmp_path / "out.mkv")
+    assert order == 3 and not any(FieldFlags().top_first(f) for f in frames)
+    top, bottom = field_colours(frames[-1])
+    assert np.abs(top - RED).max() <= 8 and np.abs(bottom - BLUE).max() <= 8
+
+
+def test_x265_warns_that_it_codes_progressive_frames(tmp_path):
+    source = interlaced_clip(tmp_path / "in.mkv", field_order=2)
+    message = (
+        r"in\.mkv: interlaced \(top field first\); its fields are debanded one by one, but libx265 codes "
+        r"them as progressive frames, which players do not deinterlace: use libx264"
+    )
+    with pytest.warns(UserWarning, match=message):
+        deband_video(source, tmp_path / "out.mkv", column_mean, progress=False)
+    order, frames = decoded(tmp_path / "out.mkv")
+    assert order == 2 and not frames[0].interlaced_frame  # the container says it; the stream cannot
+    top, bottom = field_colours(frames[-1])
+    assert np.abs(top - RED).max() <= 8 and np.abs(bottom - BLUE).max() <= 8  # the fields stayed apart
+
+
+def test_deband_frame_debands_an_interlaced_frames_fields_apart(tmp_path):
+    frame = decoded(interlaced_clip(tmp_path / "in.mkv", field_order=3))[1][0]
+    shapes = []
+
+    def process(rgb: np.ndarray) -> np.ndarray:
+        shapes.append(rgb.shape)
+        return column_mean(rgb)
+
+    out = deband_frame(frame, process)
+    assert shapes == [(H // 2, W, 3)] * 2
+    assert out.interlaced_frame and not FieldFlags().top_first(out)
+    assert out.format.name == "yuv420p" and out.pts == frame.pts and out.time_base == frame.time_base
+    top, bottom = field_colours(out)
+    assert np.abs(top - RED).max() <= 2 and np.abs(bottom - BLUE).max() <= 2
