@@ -23,21 +23,21 @@ Output: 10-bit by default, 8- or 12-bit with bit_depth, with the source's chroma
 (4:2:0, 4:2:2, or 4:4:4 for 4:4:4 and RGB sources) where the encoder writes it, else the most it
 writes, with a warning; `chroma` asks for one. The encoder follows from the destination's suffix
 (DEFAULT_CODECS) unless `codec` names one. Alpha is kept by FFV1 and ProRes (prores_ks) and
-dropped with a warning elsewhere. Interlaced sources are converted and debanded field by field
-(`process` is called on each field, a picture of half the frame's height) and written interlaced
-in the source's field order by x264, ProRes, FFV1 and Y4M; other encoders code the woven fields
-as progressive pictures, with a warning. Frame timestamps, frame rate, frame count, display
-rotation and the colour tags (primaries, transfer, matrix, range) are kept; so is the sample
-aspect ratio with x264/x265 (other encoders warn that they drop it). What else the source
-carries goes along (video_streams.py): audio is copied packet for packet where the destination
-container takes its codec, otherwise re-encoded (AAC; Opus for WebM); subtitles are copied where
-the container takes their codec (Matroska takes all but MP4's mov_text, which becomes SubRip
-text); chapters go into MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV.
-What a container cannot hold (Y4M holds no audio) is dropped with a warning. HDR10 static
-metadata (mastering display, MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1; other encoders
-drop it with a warning. Data streams are not carried over. The output is written to a hidden
-temporary file beside `dst` and renamed over it at the end, so a failure never leaves a partial
-video.
+dropped with a warning elsewhere. Frames their decoder flags interlaced are converted and
+debanded field by field (`process` is called on each field, a picture of half the frame's
+height) and written interlaced in their own field order by x264, ProRes, FFV1 and Y4M
+(video_fields.py says where not); other encoders code the woven fields as progressive pictures,
+with a warning. Frame timestamps, frame rate, frame count, display rotation and the colour tags
+(primaries, transfer, matrix, range) are kept; so is the sample aspect ratio with x264/x265
+(other encoders warn that they drop it). What else the source carries goes along
+(video_streams.py): audio is copied packet for packet where the destination container takes its
+codec, otherwise re-encoded (AAC; Opus for WebM); subtitles are copied where the container takes
+their codec (Matroska takes all but MP4's mov_text, which becomes SubRip text); chapters go into
+MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV. What a container cannot
+hold (Y4M holds no audio) is dropped with a warning. HDR10 static metadata (mastering display,
+MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1; other encoders drop it with a warning. Data
+streams are not carried over. The output is written to a hidden temporary file beside `dst` and
+renamed over it at the end, so a failure never leaves a partial video.
 
 Colour conversion (video_colour.py) uses the source's own matrix and range in both directions
 and passes `process` 16-bit RGB on the true 0..65535 scale.
@@ -78,13 +78,17 @@ from .video_colour import (
 )
 from .video_encoder import DEFAULT_CRF, encoder_label, encoder_options
 from .video_fields import (
-    FIELD_ORDERS,
-    INTERLACED_ENCODERS,
-    FieldFlags,
+    FIELD_FLAGS,
+    NOT_WOVEN,
+    TOP_FIELD_FIRST,
+    copy_colour_tags,
+    field_flags,
+    order_name,
     order_of,
     split_fields,
-    top_first,
     weave,
+    why_not_fields,
+    with_field_flags,
 )
 from .video_streams import CarriedStreams, copy_tags, moving_pictures
 
@@ -251,7 +255,7 @@ class _Video:
     pts: int
     rotation: int = 0
     alpha: np.ndarray | None = None  # H x W uint16 on 0..65535, where the output keeps alpha
-    top_first: bool | None = None  # an interlaced frame's field dominance; None: progressive
+    top_field_first: bool | None = None  # an interlaced frame's field dominance; None: progressive
 
 
 @dataclass
@@ -446,25 +450,18 @@ def _check_output(src: Path | str, which: str, image: Any, shape: tuple[int, ...
     return image
 
 
-_THREAD_STATE = threading.local()
-
-
-def _thread_field_flags() -> FieldFlags:
-    """This thread's FieldFlags (its filter graphs are not shared between threads)."""
-    if not hasattr(_THREAD_STATE, "field_flags"):
-        _THREAD_STATE.field_flags = FieldFlags()
-    return _THREAD_STATE.field_flags
-
-
-def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any:
+def deband_frame(
+    frame: Any, process: Callable[[np.ndarray], np.ndarray], *, fields: bool | None = None
+) -> Any:
     """One PyAV VideoFrame through `process` (a Debander, say), returned as a new VideoFrame in the
     same pixel format, colour tags, pts and time base, with its alpha (if any) as it was: for code
     with its own decode/encode loop.
 
-    An interlaced frame (`frame.interlaced_frame`) has its two fields converted and debanded one
-    by one (`process` is called twice, on pictures of half its height) and comes back interlaced
-    with its own field dominance, for an encoder that codes fields (libx264 with
-    flags=+ildct+ilme and the stream's field_order set).
+    An interlaced frame (`frame.interlaced_frame`, or `fields=True`) has its two fields converted
+    and debanded one by one (`process` is called twice, on pictures of half its height) and comes
+    back interlaced with its own field dominance, for an encoder that codes fields (libx264 with
+    flags=+ildct+ilme and the stream's field_order set). Pass fields=False for frames that are
+    flagged interlaced but hold one picture: HEVC's field pictures, Adam7 PNGs (NOT_WOVEN).
 
     It converts as deband_video does (the frame's own matrix and range; uint16 RGB on the true
     0..65535 scale for frames deeper than 8 bits). Side data (display rotation, HDR10 metadata)
@@ -480,7 +477,7 @@ def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any
 
     if not isinstance(frame, av.VideoFrame):
         raise TypeError(f"deband_frame takes a PyAV VideoFrame, got {type(frame).__name__}")
-    fields = frame.interlaced_frame
+    fields = frame.interlaced_frame if fields is None else fields
     deep = frame.format.components[0].bits > 8
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
     parts = []
@@ -489,13 +486,12 @@ def deband_frame(frame: Any, process: Callable[[np.ndarray], np.ndarray]) -> Any
         result = _check_output("deband_frame", which, process(rgb), rgb.shape)
         parts.append(encode_frame(result, frame.format.name, Colour.of(frame)))
     if fields:
-        flags = _thread_field_flags()
-        out = flags.flagged(weave(*parts, frame.height), flags.top_first(frame))
+        flags = field_flags()
+        out = flags.flagged(weave(*parts, frame.height), flags.is_top_first(frame))
     else:
         out = parts[0]
     copy_alpha(frame, out)
-    out.colorspace, out.color_range = frame.colorspace, frame.color_range  # as they were, even if odd
-    out.color_primaries, out.color_trc = frame.color_primaries, frame.color_trc
+    copy_colour_tags(frame, out)  # as they were, even if odd
     out.pts = frame.pts
     if frame.time_base is not None:  # None on a frame made from an array
         out.time_base = frame.time_base
@@ -581,17 +577,20 @@ def _with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str) -> str:
     return pix_fmt
 
 
-def _warn_about_fields(src: Path, field_order: int | None, codec: str, stacklevel: int) -> None:
-    """An interlaced source through an encoder that codes whole pictures only: said, with what to
-    do instead."""
-    if field_order in FIELD_ORDERS and codec not in INTERLACED_ENCODERS:
-        warnings.warn(
-            f"{src}: interlaced ({FIELD_ORDERS[field_order]}); its fields are debanded one by one, but "
-            f"{encoder_label(codec)} codes them as progressive frames, which players do not deinterlace: "
-            "use libx264 (--codec libx264) or prores_ks (.mov) to keep it interlaced, or deinterlace it "
-            "first (ffmpeg -vf bwdif)",
-            stacklevel=stacklevel + 1,
-        )
+def _fields_lost(src: Path, codec: str, pix_fmt: str, height: int) -> str:
+    """The warning for fields debanded one by one and then coded as progressive frames."""
+    reason = why_not_fields(codec, pix_fmt, height)
+    if reason is None:  # the encoder could have kept them, but the first frame set it up
+        reason, advice = f"the video began with progressive frames, so {codec} was set up for those", ""
+    elif codec in FIELD_FLAGS:
+        advice = "crop it to such a height or write 4:2:2 (--chroma 422) to keep it interlaced, "
+    else:
+        advice = "use libx264 (--codec libx264) or prores_ks (.mov) to keep it interlaced, "
+    return (
+        f"{src}: interlaced; its fields are debanded one by one, but {reason}, so they are coded as "
+        f"progressive frames, which players do not deinterlace: {advice}or deinterlace it first "
+        "(ffmpeg -vf bwdif)"
+    )
 
 
 def deband_video(
@@ -639,8 +638,13 @@ def deband_video(
         if chroma is None:
             pix_fmt = _follow_source(vin, src, dst, codec_name, bit_depth)
         pix_fmt = _with_alpha(vin, src, codec_name, pix_fmt)
-        _warn_about_fields(src, vin.codec_context.field_order, codec_name, stacklevel=2)
         job = _Job(source, src, dst, muxer, codec_name, pix_fmt, options, process)
+        # The stream's tag says it before the work; the frames themselves after it (below).
+        told = (
+            job.stream_top_first is not None and why_not_fields(codec_name, pix_fmt, job.height) is not None
+        )
+        if told:
+            warnings.warn(_fields_lost(src, codec_name, pix_fmt, job.height), stacklevel=2)
         if bit_depth == 8 and job.colour.trc in HDR_TRANSFERS:
             warnings.warn(
                 f"{dst}: 8-bit output of an HDR (PQ or HLG) source bands visibly; leave the bit depth at 10",
@@ -680,8 +684,15 @@ def deband_video(
             "so frames were retimed (audio muxed back will drift); write .mkv or .mp4 to keep their times",
             stacklevel=2,
         )
-    if job.field_order and not job.stream_order:  # the frames said it, not the stream
-        _warn_about_fields(src, job.field_order, codec_name, stacklevel=2)
+    if job.interlaced_frames and not job.codes_fields and not told:
+        warnings.warn(_fields_lost(src, codec_name, pix_fmt, job.height), stacklevel=2)
+    if len(job.dominances) > 1 and codec_name in ("libx264", "wrapped_avframe"):
+        warnings.warn(
+            f"{dst}: the source's field order changes between frames, and {encoder_label(codec_name)} "
+            "keeps one order for the whole stream, so the others play back jerkily; ffv1 or prores_ks keep "
+            "each frame's",
+            stacklevel=2,
+        )
     if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.rotation, job.sar)):
         warnings.warn(f"{dst}: {note}", stacklevel=2)
     if job.hdr10 and not job.hdr10_kept:
@@ -714,7 +725,7 @@ def deband_video(
         subtitle_streams=len(job.carried.subtitle_out),
         subtitles_dropped=job.carried.subtitles_dropped,
         hdr10=job.hdr10_kept,
-        fields=FIELD_ORDERS[job.field_order] if job.field_order else None,
+        fields=order_name(TOP_FIELD_FIRST[job.field_order]) if job.field_order else None,
     )
 
 
@@ -792,8 +803,14 @@ class _Job:
         self.hdr10_kept = False
         self.retimed = False  # a frame moved to fit a container that counts frames (Y4M, AVI)
         self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
-        self.stream_order = ctx.field_order if ctx.field_order in FIELD_ORDERS else None
-        self.field_order: int | None = None  # the output's; from the stream or its first frame
+        # Fields are woven in a frame unless the decoder hands each over alone; the frames' own
+        # flags say which are interlaced, the stream's tag only what to expect.
+        self.woven_fields = ctx.name not in NOT_WOVEN
+        self.stream_top_first = TOP_FIELD_FIRST.get(ctx.field_order) if self.woven_fields else None
+        self.field_order: int | None = None  # the output's tag: the first frame's order, else the stream's
+        self.codes_fields = False  # the encoder was set up to keep fields
+        self.interlaced_frames = 0
+        self.dominances: set[bool] = set()  # the field orders met
 
     # -- output setup ---------------------------------------------------------------------------
 
@@ -898,7 +915,6 @@ class _Job:
         deep: bool | None = None
         last: int | None = None
         step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
-        field_flags = FieldFlags()
         try:
             carried = self.carried.streams
             for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
@@ -912,7 +928,7 @@ class _Job:
                         last = pts
                         rotation = int(frame.rotation or 0)
                         alpha = alpha_of(frame) if self.keeps_alpha else None
-                        dominance = self._dominance(frame, field_flags)
+                        dominance = self._dominance(frame)
                         parts = split_fields(frame) if dominance is not None else (frame,)
                         pictures = tuple(decode_rgb(part, deep) for part in parts)
                         pipe.put(decoded, _Video(pictures, pts, rotation, alpha, dominance))
@@ -932,28 +948,29 @@ class _Job:
             raise VideoError(f"{self.src}: cannot decode the {what} ({exc}); re-encode or repair it") from exc
         pipe.put(decoded, _END)
 
-    def _dominance(self, frame: Any, field_flags: FieldFlags) -> bool | None:
-        """Whether the frame's top field comes first, or None for a progressive frame: the decoder's
-        word where it has one (a stream's tag can be a guess: H.264 in MP4 says top first for all),
-        else the stream's."""
-        if frame.interlaced_frame:
-            return field_flags.top_first(frame)
-        return top_first(self.stream_order) if self.stream_order else None
+    def _dominance(self, frame: Any) -> bool | None:
+        """Whether the frame's top field comes first, or None for a progressive frame, as its
+        decoder says (a stream's tag can be a guess: H.264 in MP4 says top first for all)."""
+        if frame.interlaced_frame and self.woven_fields:
+            return field_flags().is_top_first(frame)
+        return None
 
-    def _set_fields(self, top_first: bool | None) -> None:
-        """Before the encoder opens: an interlaced source's field order tag (the first frame's
-        dominance), and the options that make the encoder code fields where it can."""
-        order = order_of(top_first) if top_first is not None else self.stream_order
-        if order:
-            self.field_order = self.vout.codec_context.field_order = order
-            self.options = {**INTERLACED_ENCODERS.get(self.codec, {}), **self.options}  # the caller's win
+    def _set_fields(self, top_field_first: bool | None) -> None:
+        """Before the encoder opens: the field order tag (the first frame's, else the stream's),
+        and the options that make the encoder keep fields where it can."""
+        top = self.stream_top_first if top_field_first is None else top_field_first
+        if top is None:
+            return
+        self.field_order = self.vout.codec_context.field_order = order_of(top)
+        if why_not_fields(self.codec, self.pix_fmt, self.height) is None:
+            self.options = with_field_flags(self.codec, self.options)
             self.vout.options = self.options
+            self.codes_fields = True
 
     def _encode(self, pipe: _Pipeline, processed: queue.Queue, output: Any) -> None:
         """RGB -> YUV, encode and mux; audio waits for the first video frame (it sets the header)."""
         import av
 
-        field_flags = FieldFlags()
         waiting: list[_Carried] = []
         opening: list[Any] | None = []  # the first video packets, until their timestamps are checked
         first: int | None = None
@@ -980,14 +997,16 @@ class _Job:
                     if item.rotation:
                         self.vout.set_display_rotation(item.rotation)
                         self.rotation = item.rotation
-                    self._set_fields(item.top_first)
+                    self._set_fields(item.top_field_first)
                     self._set_hdr10()
                 last = pts
                 parts = [encode_frame(picture, self.pix_fmt, self.colour) for picture in item.pictures]
-                if item.top_first is None:
+                if item.top_field_first is None:
                     frame = parts[0]
                 else:
-                    frame = field_flags.flagged(weave(*parts, self.height), item.top_first)
+                    frame = field_flags().flagged(weave(*parts, self.height), item.top_field_first)
+                    self.interlaced_frames += 1
+                    self.dominances.add(item.top_field_first)
                 if item.alpha is not None:
                     put_alpha(frame, item.alpha)
                 frame.pts, frame.time_base = pts, self.out_time_base

@@ -106,6 +106,11 @@ def _check_name(codec: str, key: str) -> None:
         raise ValueError(f"{codec} has no option {key!r} (ffmpeg -h encoder={codec} lists them)")
 
 
+# What encoders say on opening that is no refusal: x264 coding fields (flags=+ildct) turns its
+# weighted P-frame prediction off.
+_HARMLESS_WARNINGS = {"interlace + weightp is not implemented"}
+
+
 def _check_open(codec: str, pix_fmt: str, options: dict[str, str], setting: str) -> None:
     """Open a 64 x 64 encoder with `options` (milliseconds): FFmpeg's own check of `setting`.
 
@@ -130,7 +135,11 @@ def _check_open(codec: str, pix_fmt: str, options: dict[str, str], setting: str)
         raise ValueError(f"{codec} refuses the option {setting} ({reason})") from None
     finally:
         av.logging.set_level(level)
-    warned = [message.strip() for lvl, _, message in logs if lvl <= av.logging.WARNING]
+    warned = [
+        message.strip()
+        for lvl, _, message in logs
+        if lvl <= av.logging.WARNING and message.strip() not in _HARMLESS_WARNINGS
+    ]
     if warned:
         raise ValueError(f"{codec} does not take the option {setting} ({'; '.join(warned)})")
 

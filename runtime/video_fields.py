@@ -9,32 +9,56 @@ converts and debands on its own, and the debanded fields are woven back the same
 
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
-# AVFieldOrder values of interlaced streams and the field shown first, as FFmpeg's own encoder
-# setup reads them (it writes TB for top-field-first frames of most codecs).
-FIELD_ORDERS = {2: "top field first", 3: "bottom field first", 4: "top field first", 5: "bottom field first"}
+# AVFieldOrder -> whether the top field is shown first. FFmpeg's enum calls TB (4) "top coded
+# first, bottom displayed first", but the ffmpeg program tags top-field-first frames of most
+# codecs TB, and players read it so: TT and TB are top first, BB and BT bottom first.
+TOP_FIELD_FIRST = {2: True, 3: False, 4: True, 5: False}
 
-# Encoders that code interlaced pictures, and the options that ask them to (measured by decoding
-# their output back: its frames say interlaced). x265, SVT-AV1 and VP9 code progressive frames only.
-INTERLACED_ENCODERS: dict[str, dict[str, str]] = {
-    "libx264": {"flags": "+ildct+ilme"},
-    "prores_ks": {"flags": "+ildct"},
-    "ffv1": {},
-    "wrapped_avframe": {},  # Y4M
-}
+# Decoders whose frames flagged interlaced are not two woven fields: HEVC hands each field over
+# as a picture of its own, and PNG flags Adam7, an order of storing rows.
+NOT_WOVEN = {"hevc", "png", "apng"}
+
+# Encoders that keep fields, and the flags that ask them to (measured by decoding their output
+# back: its frames say interlaced, in the order given). x265, SVT-AV1 and VP9 code progressive
+# frames only.
+FIELD_FLAGS = {"libx264": "+ildct+ilme", "prores_ks": "+ildct", "ffv1": "", "wrapped_avframe": ""}
 
 
-def top_first(field_order: int) -> bool:
-    return FIELD_ORDERS[field_order] == "top field first"
+def order_name(top_field_first: bool) -> str:
+    return "top field first" if top_field_first else "bottom field first"
 
 
 def order_of(top_field_first: bool) -> int:
     """The AVFieldOrder a container tag says for frames with this field dominance (TT or BB)."""
     return 2 if top_field_first else 3
+
+
+def why_not_fields(codec: str, pix_fmt: str, height: int) -> str | None:
+    """Why `codec` cannot keep the fields of a `height`-line `pix_fmt` video; None if it can."""
+    if codec not in FIELD_FLAGS:
+        return f"{codec} codes whole pictures only"
+    vertical = 4 if pix_fmt.removeprefix("yuva").removeprefix("yuv").startswith("420") else 2
+    if codec == "libx264" and height % vertical:
+        return f"x264 codes fields of {pix_fmt} only at heights divisible by {vertical}, not {height}"
+    return None
+
+
+def with_field_flags(codec: str, options: dict[str, str]) -> dict[str, str]:
+    """`options` plus the flags that make `codec` code fields, ahead of the caller's own flags
+    (FFmpeg applies +/- flags left to right, so the caller's still win)."""
+    flags = FIELD_FLAGS.get(codec, "") + options.get("flags", "")
+    return {**options, "flags": flags} if flags else options
+
+
+def copy_colour_tags(src: Any, dst: Any) -> None:
+    dst.colorspace, dst.color_range = src.colorspace, src.color_range
+    dst.color_primaries, dst.color_trc = src.color_primaries, src.color_trc
 
 
 def _rows(frame: Any, index: int) -> np.ndarray:
@@ -57,13 +81,14 @@ def split_fields(frame: Any) -> tuple[Any, Any]:
     with its colour tags, for converting and debanding each on its own."""
     import av
 
+    if frame.height < 4:
+        raise ValueError(f"a {frame.width}x{frame.height} frame is too small to split into fields")
     fields = []
     for parity, height in ((0, (frame.height + 1) // 2), (1, frame.height // 2)):
         field = av.VideoFrame(frame.width, height, frame.format.name)
         for index in range(len(frame.planes)):
             _fill(_rows(field, index), _rows(frame, index)[parity::2])
-        field.colorspace, field.color_range = frame.colorspace, frame.color_range
-        field.color_primaries, field.color_trc = frame.color_primaries, frame.color_trc
+        copy_colour_tags(frame, field)
         fields.append(field)
     return fields[0], fields[1]
 
@@ -78,28 +103,29 @@ def weave(top: Any, bottom: Any, height: int) -> Any:
         rows = _rows(frame, index)
         _fill(rows[0::2], _rows(top, index))
         _fill(rows[1::2], _rows(bottom, index))
-    frame.colorspace, frame.color_range = top.colorspace, top.color_range
-    frame.color_primaries, frame.color_trc = top.color_primaries, top.color_trc
+    copy_colour_tags(top, frame)
     return frame
 
 
 class FieldFlags:
     """Reads and sets a frame's field dominance, which PyAV exposes neither way: FFmpeg's select
-    filter tells top-field-first frames apart and its setfield filter flags them. Encoders that
-    code fields (x264, ProRes) and Y4M take the order from each frame. One per thread: filter
-    graphs are not shared."""
+    filter tells top-field-first frames apart and its setfield filter flags them. FFV1 and
+    ProRes keep each frame's order; x264 and Y4M keep the first one's. Graphs are not shared
+    between threads: take this thread's from `field_flags()`."""
 
     def __init__(self) -> None:
-        self._graphs: dict[tuple[str, int, int, str], Any] = {}
+        self._graphs: dict[tuple[Any, ...], Any] = {}
 
     def _graph(self, frame: Any, name: str, args: str) -> Any:
         import av.filter
 
-        key = (frame.format.name, frame.width, frame.height, args)
+        key = (frame.format.name, frame.width, frame.height, frame.colorspace, frame.color_range, args)
         if key not in self._graphs:
             graph = av.filter.Graph()
-            source = graph.add_buffer(
-                width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, 1)
+            source = graph.add(  # the frame's colour tags too, or FFmpeg logs a change on every graph
+                "buffer",
+                f"video_size={frame.width}x{frame.height}:pix_fmt={frame.format.name}:time_base=1/1:"
+                f"colorspace={int(frame.colorspace)}:range={int(frame.color_range)}",
             )
             step, sink = graph.add(name, args), graph.add("buffersink")
             source.link_to(step)
@@ -108,7 +134,7 @@ class FieldFlags:
             self._graphs[key] = graph
         return self._graphs[key]
 
-    def top_first(self, frame: Any) -> bool:
+    def is_top_first(self, frame: Any) -> bool:
         """Whether an interlaced frame shows its top field first (the decoder's word)."""
         import av
 
@@ -128,3 +154,13 @@ class FieldFlags:
         out = graph.pull()
         out.pts, out.time_base = None, Fraction(0, 1)  # the graph's own 1/1 would rescale pts
         return out
+
+
+_local = threading.local()
+
+
+def field_flags() -> FieldFlags:
+    """This thread's FieldFlags."""
+    if not hasattr(_local, "flags"):
+        _local.flags = FieldFlags()
+    return _local.flags

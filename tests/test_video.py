@@ -831,7 +831,7 @@ def test_alpha_and_interlacing_are_warned_about(tmp_path):
     interlaced = make_clip(
         tmp_path / "tff.mkv", "yuv420p", "libx264", flags="+ilme+ildct", **{"x264-params": "tff=1"}
     )
-    message = r"tff\.mkv: interlaced \(top field first\); its fields are debanded one by one, but libx265"
+    message = r"tff\.mkv: interlaced; its fields are debanded one by one, but libx265 codes whole pictures"
     with pytest.warns(UserWarning, match=message):
         deband_video(interlaced, tmp_path / "i.mkv", lambda rgb: rgb, progress=False)
 

@@ -18,28 +18,36 @@ TOP, BOTTOM = (63, 102, 240), (32, 240, 118)  # red, blue
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
 
-def interlaced_clip(path: Path, codec: str = "ffv1", field_order: int = 2, **options: str) -> Path:
-    """N 4:2:0 frames whose even rows (luma and chroma) hold TOP and odd rows BOTTOM."""
-    planes = np.empty((H * 3 // 2, W), np.uint8)
-    luma, cb, cr = (
-        planes[:H],
-        planes[H : H + H // 4].reshape(H // 2, W // 2),
-        planes[H + H // 4 :].reshape(H // 2, W // 2),
-    )
+def interlaced_clip(
+    path: Path,
+    codec: str = "ffv1",
+    field_order: int = 2,
+    height: int = H,
+    orders: list[bool | None] | None = None,
+    **options: str,
+) -> Path:
+    """N 4:2:0 frames whose even rows (luma and chroma) hold TOP and odd rows BOTTOM, flagged with
+    the field order (`orders`: each frame's, top first or not; None for a frame not flagged)."""
+    planes = np.empty((height * 3 // 2, W), np.uint8)
+    quarter, chroma = height // 4, (height // 2, W // 2)
+    luma = planes[:height]
+    cb = planes[height : height + quarter].reshape(chroma)
+    cr = planes[height + quarter :].reshape(chroma)
     for plane, index in ((luma, 0), (cb, 1), (cr, 2)):
         plane[0::2], plane[1::2] = TOP[index], BOTTOM[index]
     with av.open(str(path), "w") as out:
         vs = out.add_stream(codec, rate=25)
-        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        vs.width, vs.height, vs.pix_fmt = W, height, "yuv420p"
         ctx = vs.codec_context
         ctx.colorspace = ctx.color_range = ctx.color_primaries = ctx.color_trc = 1
         ctx.field_order = field_order
         vs.options = options
         flags = FieldFlags()
-        for i in range(N):
+        for i, top_first in enumerate(orders or [field_order in (2, 4)] * N):
             frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
             frame.colorspace, frame.color_range = 1, 1
-            frame = flags.flagged(frame, top_field_first=field_order in (2, 4))
+            if top_first is not None:
+                frame = flags.flagged(frame, top_field_first=top_first)
             frame.pts = i
             out.mux(vs.encode(frame))
         out.mux(vs.encode(None))
@@ -71,8 +79,8 @@ def test_split_and_weave_give_the_frame_back():
         assert (top.height, bottom.height) == ((height + 1) // 2, height // 2)
         woven = weave(top, bottom, height)
         flagged = FieldFlags().flagged(woven, top_field_first=False)
-        assert flagged.interlaced_frame and not FieldFlags().top_first(flagged)
-        assert FieldFlags().top_first(FieldFlags().flagged(woven, top_field_first=True))
+        assert flagged.interlaced_frame and not FieldFlags().is_top_first(flagged)
+        assert FieldFlags().is_top_first(FieldFlags().flagged(woven, top_field_first=True))
         for before, after in zip(frame.planes, woven.planes, strict=True):
             assert bytes(before) == bytes(after)
 
@@ -120,7 +128,7 @@ def test_encoders_that_code_fields_keep_the_field_order(tmp_path, codec, name, f
     assert report.fields == ("top field first" if field_order == 2 else "bottom field first")
     order, frames = decoded(tmp_path / name)
     flags = FieldFlags()
-    assert all(f.interlaced_frame and flags.top_first(f) == (field_order == 2) for f in frames)
+    assert all(f.interlaced_frame and flags.is_top_first(f) == (field_order == 2) for f in frames)
     if name != "out.mp4":  # MP4 has no field order tag: FFmpeg's H.264 parser guesses top first
         assert order == field_order
     top, bottom = field_colours(frames[-1])
@@ -134,7 +142,7 @@ def test_the_frames_field_order_wins_over_the_streams_guess(tmp_path):
     report = deband_video(source, tmp_path / "out.mkv", column_mean, codec="ffv1", progress=False)
     assert report.fields == "bottom field first"
     order, frames = decoded(tmp_path / "out.mkv")
-    assert order == 3 and not any(FieldFlags().top_first(f) for f in frames)
+    assert order == 3 and not any(FieldFlags().is_top_first(f) for f in frames)
     top, bottom = field_colours(frames[-1])
     assert np.abs(top - RED).max() <= 8 and np.abs(bottom - BLUE).max() <= 8
 
@@ -142,8 +150,8 @@ def test_the_frames_field_order_wins_over_the_streams_guess(tmp_path):
 def test_x265_warns_that_it_codes_progressive_frames(tmp_path):
     source = interlaced_clip(tmp_path / "in.mkv", field_order=2)
     message = (
-        r"in\.mkv: interlaced \(top field first\); its fields are debanded one by one, but libx265 codes "
-        r"them as progressive frames, which players do not deinterlace: use libx264"
+        r"in\.mkv: interlaced; its fields are debanded one by one, but libx265 codes whole pictures only, so "
+        r"they are coded as progressive frames, which players do not deinterlace: use libx264"
     )
     with pytest.warns(UserWarning, match=message):
         deband_video(source, tmp_path / "out.mkv", column_mean, progress=False)
@@ -163,7 +171,94 @@ def test_deband_frame_debands_an_interlaced_frames_fields_apart(tmp_path):
 
     out = deband_frame(frame, process)
     assert shapes == [(H // 2, W, 3)] * 2
-    assert out.interlaced_frame and not FieldFlags().top_first(out)
+    assert out.interlaced_frame and not FieldFlags().is_top_first(out)
     assert out.format.name == "yuv420p" and out.pts == frame.pts and out.time_base == frame.time_base
     top, bottom = field_colours(out)
     assert np.abs(top - RED).max() <= 2 and np.abs(bottom - BLUE).max() <= 2
+
+
+def test_x264_keeps_fields_only_at_heights_it_can_code(tmp_path):
+    """x264 codes 4:2:0 fields at heights divisible by 4: a 482-line 4:2:2 master written as 4:2:0
+    is coded progressive, said up front, its fields still debanded apart."""
+    rgb = np.empty((482, W, 3), np.uint8)
+    rgb[0::2], rgb[1::2] = RED, BLUE
+    with av.open(str(tmp_path / "in.mkv"), "w") as out:
+        vs = out.add_stream("ffv1", rate=25)
+        vs.width, vs.height, vs.pix_fmt = W, 482, "yuv422p"
+        vs.codec_context.field_order = 2
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv422p")
+            frame = FieldFlags().flagged(frame, top_field_first=True)
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    message = (
+        r"but x264 codes fields of yuv420p only at heights divisible by 4, not 482, so they are coded as"
+    )
+    with pytest.warns(UserWarning, match=message):
+        deband_video(tmp_path / "in.mkv", tmp_path / "out.mkv", column_mean, codec="libx264", chroma="420",
+                     bit_depth=8, progress=False)  # fmt: skip
+    frames = decoded(tmp_path / "out.mkv")[1]
+    assert len(frames) == N and not frames[0].interlaced_frame
+    top, bottom = [f.to_ndarray(format="rgb24").reshape(-1, 3).mean(0) for f in split_fields(frames[-1])]
+    assert np.abs(top - RED).max() <= 8 and np.abs(bottom - BLUE).max() <= 8
+
+
+def test_the_frames_flags_decide_not_the_streams_tag(tmp_path):
+    """A stream tagged top first whose frames say progressive is debanded whole; one tagged
+    progressive whose frames turn interlaced after the first is debanded field by field, with a
+    warning that the encoder, set up by the first frame, coded them progressive."""
+    shapes = []
+
+    def process(rgb: np.ndarray) -> np.ndarray:
+        shapes.append(rgb.shape[0])
+        return rgb
+
+    tagged = interlaced_clip(tmp_path / "tagged.mkv", field_order=2, orders=[None] * N)
+    report = deband_video(tagged, tmp_path / "a.mkv", process, codec="ffv1", progress=False)
+    assert shapes == [H] * N and not any(f.interlaced_frame for f in decoded(tmp_path / "a.mkv")[1])
+    assert report.fields == "top field first"  # the container's tag is kept as it was
+
+    shapes.clear()
+    late = interlaced_clip(tmp_path / "late.mkv", field_order=1, orders=[None, False, False])
+    with pytest.warns(
+        UserWarning, match="the video began with progressive frames, so libx264 was set up for those"
+    ):
+        report = deband_video(late, tmp_path / "b.mkv", process, codec="libx264", progress=False)
+    assert shapes == [H, H // 2, H // 2, H // 2, H // 2] and report.fields is None
+
+
+def test_a_callers_flags_add_to_the_field_flags(tmp_path):
+    source = interlaced_clip(tmp_path / "in.mkv", field_order=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name, flags in (("cgop.mp4", "+cgop"), ("own.mp4", "+ildct+ilme")):
+            deband_video(source, tmp_path / name, lambda rgb: rgb, codec="libx264", progress=False,
+                         codec_options={"flags": flags})  # fmt: skip
+            frames = decoded(tmp_path / name)[1]
+            assert all(f.interlaced_frame and not FieldFlags().is_top_first(f) for f in frames)
+
+
+def test_a_field_order_that_changes_is_warned_about_where_it_is_lost(tmp_path):
+    source = interlaced_clip(tmp_path / "in.mkv", orders=[True, True, False])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", progress=False)
+    flags = FieldFlags()
+    assert [flags.is_top_first(f) for f in decoded(tmp_path / "out.mkv")[1]] == [True, True, False]
+    with pytest.warns(UserWarning, match="field order changes between frames, and libx264 keeps one order"):
+        deband_video(source, tmp_path / "out.mp4", lambda rgb: rgb, codec="libx264", progress=False)
+
+
+def test_hevc_field_pictures_are_not_split_again(tmp_path):
+    """x265 codes interlaced video as field pictures: FFmpeg decodes each field as a picture of its
+    own, flagged interlaced; it is one picture, not two fields."""
+    source = interlaced_clip(
+        tmp_path / "in.mkv", "libx265", **{"x265-params": "interlace=tff:log-level=error"}
+    )
+    pictures = decoded(source)[1]
+    assert pictures[0].interlaced_frame
+    shapes = []
+    deband_video(source, tmp_path / "out.mkv", lambda rgb: shapes.append(rgb.shape[0]) or rgb, codec="ffv1",
+                 progress=False)  # fmt: skip
+    assert shapes == [p.height for p in pictures]
