@@ -1,13 +1,17 @@
 """Shared fixtures: real banded/clean pairs made from the bundled pictures."""
 
+import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from bdinn.runtime.imageio import from_float, read_image, to_float, write_image
 
 DATA = Path(__file__).parent / "data"
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 TASKS = Path("/proc/self/task")
 
 
@@ -41,3 +45,16 @@ def paired_dirs(tmp_path_factory) -> tuple[Path, Path]:
         write_image(root / "clean" / path.name, clean)
         write_image(root / "banded" / path.name, from_float(reduce_bit_depth(to_float(clean), 4), 8))
     return root / "banded", root / "clean"
+
+
+@pytest.fixture(scope="session")
+def benchmark_script() -> Callable[[str], ModuleType]:
+    """Loads benchmarks/NAME.py as a module: the benchmarks are scripts, not a package."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

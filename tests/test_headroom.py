@@ -1,6 +1,5 @@
 """benchmarks/headroom.py: each picture's error split into its smooth region and the rest."""
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -17,28 +16,21 @@ SCRIPT = Path(__file__).parents[1] / "benchmarks" / "headroom.py"
 DATA = Path(__file__).parent / "data"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("headroom", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_split_error_puts_each_pixels_error_on_its_side_of_the_mask():
+def test_split_error_puts_each_pixels_error_on_its_side_of_the_mask(benchmark_script):
     clean = np.full((8, 16, 3), 100, np.uint8)
     out = clean.copy()
     out[:, :8] += 10  # the smooth half is off by 10 levels, the rest by 20
     out[:, 8:] += 20
     smooth = np.zeros((8, 16), bool)
     smooth[:, :8] = True
-    scores = load_script().split_error(out, clean, smooth)
+    scores = benchmark_script("headroom").split_error(out, clean, smooth)
     smooth_mse, rest_mse = 0.5 * (10 / 255) ** 2, 0.5 * (20 / 255) ** 2
     # abs 1e-5 dB: the pixels are float32.
     assert scores["psnr"] == pytest.approx(-10 * math.log10(smooth_mse + rest_mse), abs=1e-5)
     assert scores["smooth_share"] == pytest.approx(0.2, abs=1e-6)  # 100 / (100 + 400)
     assert scores["smooth_restored"] == pytest.approx(-10 * math.log10(rest_mse), abs=1e-5)
     assert scores["rest_restored"] == pytest.approx(-10 * math.log10(smooth_mse), abs=1e-5)
-    exact = load_script().split_error(clean, clean, smooth)
+    exact = benchmark_script("headroom").split_error(clean, clean, smooth)
     assert exact["psnr"] == exact["smooth_restored"] == 100.0  # capped, as bdinn-eval caps
 
 

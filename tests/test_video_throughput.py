@@ -1,29 +1,18 @@
 """benchmarks/video_throughput.py runs every setting through the real pipeline and reports it."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 pytest.importorskip("av", reason="needs the video extra")
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "video_throughput.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("video_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_every_setting_is_timed_on_the_whole_clip_with_and_without_the_model(tmp_path):
+def test_every_setting_is_timed_on_the_whole_clip_with_and_without_the_model(tmp_path, benchmark_script):
     pytest.importorskip("onnxruntime", reason="needs the onnx extra")
     from bdinn.runtime import default_model_path
 
-    script = load_script()
+    script = benchmark_script("video_throughput")
     report = tmp_path / "throughput.json"
     model = default_model_path("onnxruntime")
     args = ["--frames", "3", "--size", "64x96", "--model", str(model), "--json", str(report)]
