@@ -18,6 +18,7 @@ from bdinn.train.degrade import (
     MANIFEST_FORMAT,
     Degradation,
     codec_roundtrip,
+    codec_roundtrip_clip,
     discover_sources,
     pairs_from_cache,
     prepare_synthetic_pairs,
@@ -225,3 +226,15 @@ def test_pairs_from_cache_errors(tmp_path, monkeypatch):
     next((tmp_path / "cache" / "clean").iterdir()).unlink()
     with pytest.raises(ValueError, match=r"clean/.*\.png: missing from the pairs cache \(copy the clean"):
         pairs_from_cache(tmp_path / "cache")
+
+
+def test_a_clip_is_encoded_as_one_video_and_comes_back_in_order():
+    img = read_image(DATA / "soft-shapes.png")[:96, :160]
+    clip = [np.roll(img, 6 * i, axis=1) for i in range(6)]  # a pan: every frame differs
+    out = codec_roundtrip_clip(clip, "x264", 30, {"g": "3"})
+    assert len(out) == 6 and all(o.shape == img.shape and o.dtype == np.uint8 for o in out)
+    for i, frame in enumerate(out):  # each decoded frame is nearest its own source frame
+        errors = [np.abs(frame.astype(int) - c).mean() for c in clip]
+        assert int(np.argmin(errors)) == i
+    with pytest.raises(ValueError, match="frames of one size"):
+        codec_roundtrip_clip([img, img[:50]], "x264", 30)

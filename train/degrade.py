@@ -137,19 +137,30 @@ def codec_roundtrip(img: np.ndarray, codec: str, crf: int) -> np.ndarray:
     Odd and tiny sizes are padded (edge pixels repeated) to what 4:2:0 and the encoders accept,
     and cropped back afterwards.
     """
+    return codec_roundtrip_clip([img], codec, crf)[0]
+
+
+def codec_roundtrip_clip(
+    frames: list[np.ndarray], codec: str, crf: int, options: dict[str, str] | None = None
+) -> list[np.ndarray]:
+    """codec_roundtrip for a clip: the frames encoded as one video (so that its GOP, motion search
+    and rate control act across frames as in real video), decoded back in order. `options` are
+    more encoder options (`{"g": "4"}` for an I-frame every 4 frames)."""
     av = require_pyav("codec degradations")
     from av.video.reformatter import Interpolation
 
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose one of {sorted(CODECS)}")
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"codec_roundtrip takes H x W x 3 uint8 RGB, got {img.dtype} {img.shape}")
-    encoder_name, decoder_name, options = CODECS[codec]
+    shapes = {img.shape for img in frames}
+    img = frames[0] if frames else np.zeros(0)
+    if len(shapes) != 1 or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        got = ", ".join(sorted({f"{f.dtype} {f.shape}" for f in frames})) or "no frames"
+        raise ValueError(f"codec_roundtrip takes H x W x 3 uint8 RGB frames of one size, got {got}")
+    encoder_name, decoder_name, codec_options = CODECS[codec]
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr itself; errors only
     h, w = img.shape[:2]
     pad_h = max(h + h % 2, MIN_CODEC_SIDE) - h
     pad_w = max(w + w % 2, MIN_CODEC_SIDE) - w
-    padded = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     # Limited-range BT.709 like HD video, converted bit-exactly on one thread so that a cached
     # pair can be remade anywhere. Through 4:4:4: swscale's direct rgb24 <-> yuv420p path is
     # biased (about -1 code value on photos), the two-step path is not.
@@ -158,27 +169,33 @@ def codec_roundtrip(img: np.ndarray, codec: str, crf: int) -> np.ndarray:
     to_yuv = {f"dst_{k}": v for k, v in bt709.items()}
     from_yuv = {f"src_{k}": v for k, v in bt709.items()}
     encoder = av.CodecContext.create(encoder_name, "w")
-    encoder.width, encoder.height = padded.shape[1], padded.shape[0]
+    encoder.width, encoder.height = w + pad_w, h + pad_h
     encoder.pix_fmt = "yuv420p"
     encoder.time_base = Fraction(1, 25)
-    encoder.options = {"crf": str(crf), **options}
-    frame = (
-        av.VideoFrame.from_ndarray(np.ascontiguousarray(padded), format="rgb24")
-        .reformat(format="yuv444p", **to_yuv, **exact)
-        .reformat(format="yuv420p", **from_yuv, **to_yuv, **exact)
-    )
-    packets = list(encoder.encode(frame)) + list(encoder.encode(None))
+    encoder.options = {"crf": str(crf), **codec_options, **(options or {})}
+    packets = []
+    for index, rgb in enumerate(frames):
+        padded = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        frame = (
+            av.VideoFrame.from_ndarray(np.ascontiguousarray(padded), format="rgb24")
+            .reformat(format="yuv444p", **to_yuv, **exact)
+            .reformat(format="yuv420p", **from_yuv, **to_yuv, **exact)
+        )
+        frame.pts = index
+        packets += encoder.encode(frame)
+    packets += encoder.encode(None)
     decoder = av.CodecContext.create(decoder_name, "r")
-    frames = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
-    if not frames:
-        raise RuntimeError(f"{codec} at CRF {crf} gave no decodable frame")
-    rgb = (
-        frames[0]
-        .reformat(format="yuv444p", **from_yuv, **to_yuv, **exact)
-        .reformat(format="rgb24", **from_yuv, **exact)
-        .to_ndarray()
-    )
-    return np.ascontiguousarray(rgb[:h, :w])
+    decoded = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
+    if len(decoded) != len(frames):
+        raise RuntimeError(f"{codec} at CRF {crf} gave {len(decoded)} decodable frames of {len(frames)}")
+    return [
+        np.ascontiguousarray(
+            f.reformat(format="yuv444p", **from_yuv, **to_yuv, **exact)
+            .reformat(format="rgb24", **from_yuv, **exact)
+            .to_ndarray()[:h, :w]
+        )
+        for f in decoded
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

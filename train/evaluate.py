@@ -198,15 +198,11 @@ def pairs_from_folders(
     return len(found), load()
 
 
-def pairs_from_clean(
-    clean_dir: Path,
-    degradations: list[tuple[str, Degradation]],
-    max_images: int | None = None,
-    size: tuple[int, int] | None = None,
-    seed: int = 0,
-) -> tuple[int, Iterator[EvalPair]]:
-    """Banded pairs made from the clean pictures in clean_dir (searched recursively, one file per
-    picture as for training), each degraded every way; (count, lazily made pairs)."""
+def clean_pictures(
+    clean_dir: Path, max_images: int | None = None, size: tuple[int, int] | None = None, seed: int = 0
+) -> tuple[int, Iterator[tuple[str, np.ndarray]]]:
+    """The clean pictures in clean_dir (searched recursively, one file per picture as for
+    training), fitted to `size` if given; (count, lazily loaded (name, picture) pairs)."""
     try:
         sources = list(discover_sources([Path(clean_dir)]).items())
     except ValueError as exc:
@@ -215,7 +211,7 @@ def pairs_from_clean(
         raise EvalError(f"{clean_dir}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)")
     sources = _pick(sources, max_images, seed)
 
-    def load() -> Iterator[EvalPair]:
+    def load() -> Iterator[tuple[str, np.ndarray]]:
         for key, path in sources:
             try:
                 clean = load_clean(path, key, None)
@@ -225,10 +221,28 @@ def pairs_from_clean(
             if size:
                 clean = fit_size(clean, size)
             _check_side(str(path), clean)
+            yield key, clean
+
+    return len(sources), load()
+
+
+def pairs_from_clean(
+    clean_dir: Path,
+    degradations: list[tuple[str, Degradation]],
+    max_images: int | None = None,
+    size: tuple[int, int] | None = None,
+    seed: int = 0,
+) -> tuple[int, Iterator[EvalPair]]:
+    """Banded pairs made from the clean pictures in clean_dir (clean_pictures), each degraded
+    every way; (count, lazily made pairs)."""
+    count, pictures = clean_pictures(clean_dir, max_images, size, seed)
+
+    def load() -> Iterator[EvalPair]:
+        for key, clean in pictures:
             for name, degradation in degradations:
                 yield EvalPair(name, key, degradation.apply(clean), clean)
 
-    return len(sources) * len(degradations), load()
+    return count * len(degradations), load()
 
 
 def smooth_mask(clean: np.ndarray) -> np.ndarray:

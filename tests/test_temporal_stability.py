@@ -1,0 +1,59 @@
+"""benchmarks/temporal_stability.py: flicker of debanded clips, with the pan undone."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bdinn.train.evaluate import BASELINES
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "temporal_stability.py"
+DATA = Path(__file__).parent / "data"
+
+
+def test_a_steady_clip_scores_zero_and_a_blinking_one_its_amplitude(benchmark_script):
+    script = benchmark_script("temporal_stability")
+    picture = np.random.default_rng(0).integers(0, 256, (8, 40, 3), dtype=np.uint8)
+    clip = script.clip_of(picture, 24, 5, 3)
+    assert [f.shape for f in clip] == [(8, 24, 3)] * 5 and not np.array_equal(clip[0], clip[1])
+    steady = script.aligned(clip, 3)
+    assert steady.shape == (5, 8, 12, 3) and np.allclose(steady, steady[0], atol=1e-3)  # the pan undone
+    smooth = np.ones((8, 12), bool)
+    assert script.stability(steady, smooth) == pytest.approx({"flicker": 0, "step": 0}, abs=1e-4)
+    blinking = np.stack([np.full((8, 12, 3), 100.0 + (-1) ** i) for i in range(6)])  # 101, 99, 101, ...
+    assert script.stability(blinking, smooth) == pytest.approx({"flicker": 1.0, "step": 2.0})
+
+
+def test_script_reports_every_method_and_motion(tmp_path):
+    pytest.importorskip("av", reason="needs the video extra (x264)")
+    out, clean = tmp_path / "stability.json", tmp_path / "clean"
+    clean.mkdir()
+    shutil.copy(DATA / "soft-shapes.png", clean)  # smooth regions of 7,000 pixels at this size
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--clean", str(clean), "--size", "128x192", "--frames", "4",
+         "--gop", "2", "--max-images", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert set(report) == {"still", "pan"}
+    for rows in report.values():
+        assert set(rows) == {"input (banded)", *BASELINES, "model", "clean (reference)"}
+        assert rows["clean (reference)"]["flicker"] == pytest.approx(0, abs=1e-4)
+        assert rows["input (banded)"]["flicker"] > 0  # x264 re-quantises each frame a little differently
+        assert all(np.isfinite(list(row.values())).all() for row in rows.values())
+    assert "| pan | model |" in done.stdout
+
+
+def test_a_folder_without_pictures_is_one_line_and_exit_1(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--clean", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"Error: {tmp_path}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)"
+    )
