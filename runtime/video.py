@@ -32,7 +32,8 @@ with a warning. Frame timestamps, frame rate, frame count, display rotation and 
 (other encoders warn that they drop it). What else the source carries goes along
 (video_streams.py): audio is copied packet for packet where the destination container takes its
 codec, otherwise re-encoded (AAC; Opus for WebM); subtitles are copied where the container takes
-their codec (Matroska takes all but MP4's mov_text, which becomes SubRip text); chapters go into
+their codec, and text ones rewritten into its own text codec where it does not (subtitle_text.py:
+SubRip or ASS into MP4's mov_text, mov_text into Matroska's SubRip); chapters go into
 MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV. What a container cannot
 hold (Y4M holds no audio) is dropped with a warning. HDR10 static metadata (mastering display,
 MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1; other encoders drop it with a warning. Data

@@ -11,6 +11,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .subtitle_text import TARGET, TEXT_CODECS, cue_packet, cue_text, text_stream
+
 # Muxer -> the audio codecs copied into it packet for packet (None: any); others are re-encoded.
 # FFmpeg's own check is not enough: it accepts stereo PCM in MP4 and then fails at the trailer,
 # after all the work, and it writes PCM into MPEG-TS as an unplayable data stream.
@@ -22,8 +24,9 @@ AUDIO_COPY: dict[str, set[str] | None] = {
     "webm": {"opus", "vorbis"},
     "avi": {"mp3", "mp2", "ac3", "pcm_s16le", "aac"},
 }
-# Muxer -> the subtitle codecs copied into it (None: any FFmpeg accepts). Subtitles are never
-# re-encoded; MPEG-TS takes text subtitles from FFmpeg but writes them as an unreadable stream.
+# Muxer -> the subtitle codecs copied into it (None: any FFmpeg accepts). Other text subtitles
+# are rewritten into the container's own text codec (subtitle_text.py); bitmap ones are dropped,
+# and so is text for MPEG-TS, which takes it from FFmpeg but writes an unreadable stream.
 SUBTITLE_COPY: dict[str, set[str] | None] = {
     "matroska": None,
     "mp4": {"mov_text"},
@@ -77,36 +80,6 @@ def copy_tags(target: Any, source: Any) -> None:
     target.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _TAGS})
 
 
-# FFmpeg opens its SubRip encoder only with an ASS header; nothing is encoded with it (packets are
-# written as they are), so the smallest valid one will do.
-_ASS_HEADER = (
-    "[Script Info]\nScriptType: v4.00+\n\n[V4+ Styles]\nFormat: Name, Fontname, Fontsize\n"
-    "Style: Default,Arial,16\n\n[Events]\nFormat: Layer, Start, End, Style, Text\n"
-)
-
-
-def subrip_stream(output: Any, source: Any) -> Any:
-    """A SubRip output stream in `source`'s time base (Matroska has no mov_text)."""
-    out = output.add_stream("subrip")
-    out.time_base = out.codec_context.time_base = source.time_base
-    out.codec_context.subtitle_header = _ASS_HEADER.encode()
-    return out
-
-
-def mov_text_as_subrip(packet: Any) -> Any:
-    """A mov_text sample (16-bit length, UTF-8 text, style boxes) as a SubRip packet, which is the
-    text alone; None for the empty samples MP4 uses to fill gaps between cues."""
-    import av
-
-    raw = bytes(packet)
-    text = raw[2 : 2 + int.from_bytes(raw[:2], "big")] if len(raw) >= 2 else b""
-    if not text:
-        return None
-    out = av.Packet(text)
-    out.pts, out.dts, out.duration, out.time_base = packet.pts, packet.dts, packet.duration, packet.time_base
-    return out
-
-
 class CarriedStreams:
     """The source's audio and subtitle streams as set up on one output, and the rest it carries.
 
@@ -122,7 +95,7 @@ class CarriedStreams:
         self.transcode: set[int] = set()  # audio streams re-encoded rather than copied
         self.audio_dropped = 0
         self.subtitle_out: dict[int, Any] = {}
-        self.to_subrip: set[int] = set()  # mov_text subtitle streams rewritten as SubRip
+        self.retexted: dict[int, tuple[str, str]] = {}  # stream index -> (its text codec, the output's)
         self.subtitles_dropped = 0
 
     def add_to(self, output: Any) -> None:
@@ -137,8 +110,11 @@ class CarriedStreams:
         return {**self.audio_out, **self.subtitle_out}
 
     def packet_for(self, packet: Any) -> Any:
-        """What to mux for a source packet: itself, a SubRip rewrite of mov_text, or None."""
-        return mov_text_as_subrip(packet) if packet.stream.index in self.to_subrip else packet
+        """What to mux for a source packet: itself, its cue in the output's text codec, or None."""
+        if packet.stream.index not in self.retexted:
+            return packet
+        codec, target = self.retexted[packet.stream.index]
+        return cue_packet(target, cue_text(codec, bytes(packet)), packet)
 
     def _add_audio(self, output: Any) -> None:
         if self.muxer == "yuv4mpegpipe":
@@ -166,7 +142,8 @@ class CarriedStreams:
             self.audio_out[stream.index] = out
 
     def _add_subtitles(self, output: Any) -> None:
-        """Copy the subtitle streams the container takes; warn about the others (no re-encoding)."""
+        """Copy the subtitle streams the container takes, rewrite text ones it does not take into
+        its own text codec, and warn about the rest."""
         takes = SUBTITLE_COPY.get(self.muxer, set())
         dropped: list[str] = []
         for stream in self.source.streams.subtitles:
@@ -175,9 +152,9 @@ class CarriedStreams:
             if takes is None or name in takes:
                 with contextlib.suppress(ValueError):  # PyAV's own check (FFmpeg's codec list)
                     out = output.add_stream_from_template(stream)
-            if out is None and name == "mov_text" and self.muxer == "matroska":
-                out = subrip_stream(output, stream)  # MP4's text subtitles, as plain SubRip
-                self.to_subrip.add(stream.index)
+            if out is None and name in TEXT_CODECS and self.muxer in TARGET:
+                out = text_stream(output, stream, TARGET[self.muxer])
+                self.retexted[stream.index] = (name, TARGET[self.muxer])
             if out is None:
                 dropped.append(f"{name} stream {stream.index}")
                 continue

@@ -325,39 +325,63 @@ def make_film(path: Path) -> Path:
     """An MKV as films come: video, a French SubRip track, two chapters and an attached font."""
     srt_path = path.with_suffix(".srt")
     srt_path.write_text(SUBTITLES)
-    with av.open(str(srt_path)) as srt, av.open(str(path), "w") as out:
+    return film_with(path, srt_path, language="fre", extras=True)
+
+
+def film_with(path: Path, subtitle_file: Path, language: str | None = None, extras: bool = False) -> Path:
+    """A short clip with the subtitle track of `subtitle_file` (any format FFmpeg reads) and,
+    with `extras`, CHAPTERS and the FONT attached."""
+    with av.open(str(subtitle_file)) as subs, av.open(str(path), "w") as out:
         vs = out.add_stream("libx264", rate=FPS)
         vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
-        subtitles = out.add_stream_from_template(srt.streams.subtitles[0])
-        subtitles.metadata["language"] = "fre"
-        out.add_attachment(*FONT)
-        out.set_chapters(
-            [
-                {"id": i + 1, "start": a, "end": b, "time_base": Fraction(1, FPS), "metadata": {"title": t}}
-                for i, (t, a, b) in enumerate(CHAPTERS)
-            ]
-        )
+        track = out.add_stream_from_template(subs.streams.subtitles[0])
+        if language:
+            track.metadata["language"] = language
+        if extras:
+            out.add_attachment(*FONT)
+            out.set_chapters(
+                [
+                    {
+                        "id": i + 1,
+                        "start": a,
+                        "end": b,
+                        "time_base": Fraction(1, FPS),
+                        "metadata": {"title": t},
+                    }
+                    for i, (t, a, b) in enumerate(CHAPTERS)
+                ]
+            )
         for i in range(N):
             frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
             frame.pts = i
             out.mux(vs.encode(frame))
-        for packet in srt.demux(srt.streams.subtitles[0]):
+        for packet in subs.demux(subs.streams.subtitles[0]):
             if packet.dts is not None:
-                packet.stream = subtitles
+                packet.stream = track
                 out.mux(packet)
         out.mux(vs.encode(None))
     return path
+
+
+def _cue(codec: str, payload: bytes) -> str:
+    """A cue's text as stored: a mov_text sample starts with its 16-bit length."""
+    return (
+        payload[2 : 2 + int.from_bytes(payload[:2], "big")].decode()
+        if codec == "mov_text"
+        else payload.decode()
+    )
 
 
 def _extras(path: Path) -> dict:
     """The subtitle cues (text, start, end in seconds), chapters and attachments of a file."""
     with av.open(str(path)) as src:
         cues = [
-            (bytes(p).decode(), float(p.pts * p.time_base), float((p.pts + p.duration) * p.time_base))
+            (_cue(stream.codec_context.name, bytes(p)), float(p.pts * p.time_base),
+             float((p.pts + p.duration) * p.time_base))
             for stream in src.streams.subtitles
             for p in src.demux(stream)
-            if p.size
-        ]
+            if p.size > (2 if stream.codec_context.name == "mov_text" else 0)  # MP4 fills gaps: empty cues
+        ]  # fmt: skip
         return {
             "subtitles": [(s.codec_context.name, s.metadata.get("language")) for s in src.streams.subtitles],
             "cues": cues,
@@ -449,16 +473,14 @@ def test_what_a_container_cannot_hold_is_dropped_with_one_warning(tmp_path):
     with pytest.warns(UserWarning) as caught:
         report = deband_video(film, tmp_path / "out.mp4", lambda rgb: rgb, progress=False)
     assert [str(w.message) for w in caught] == [
-        f"{tmp_path / 'out.mp4'}: a .mp4 file cannot hold subtitle srt stream 1; dropped "
-        "(write .mkv to keep them)",
         f"{tmp_path / 'out.mp4'}: a .mp4 file cannot hold the source's 1 attachment(s); dropped "
         "(write .mkv to keep them)",
     ]
     assert all(w.filename == __file__ for w in caught)
     after = _extras(tmp_path / "out.mp4")
-    assert (after["subtitles"], after["attachments"]) == ([], [])
+    assert (after["subtitles"], after["attachments"]) == ([("mov_text", "fre")], [])  # rewritten, below
     assert after["chapters"] == _extras(film)["chapters"]  # MP4 has a chapter list
-    assert (report.subtitle_streams, report.subtitles_dropped) == (0, 1)
+    assert (report.subtitle_streams, report.subtitles_dropped) == (1, 0)
     with pytest.warns(UserWarning) as caught:
         deband_video(film, tmp_path / "out.ts", lambda rgb: rgb, progress=False)
     assert [str(w.message).split(": ", 1)[1] for w in caught] == [
@@ -1250,3 +1272,49 @@ def test_frame_rate_and_time_base_of_a_25_fps_source(tmp_path):
     assert report.frame_rate == 25 and after["rate"] == 25
     assert after["times"] == pytest.approx([i / 25 for i in range(6)], abs=1e-3)
     assert after["audio"] == [] and report.audio_streams == 0
+
+
+ASS_FILE = """[Script Info]
+ScriptType: v4.00+
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, Bold, Italic, Alignment, MarginL, MarginR, MarginV
+Style: Default,Arial,16,&Hffffff,0,0,2,10,10,10
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:00.04,0:00:00.12,Default,,0,0,0,,{\\i1}Hello{\\i0}, you\\Nthere
+Dialogue: 0,0:00:00.12,0:00:00.20,Default,,0,0,0,,{\\p1}m 0 0 l 100 0 100 100{\\p0}
+Dialogue: 0,0:00:00.20,0:00:00.30,Default,,0,0,0,,World
+"""
+
+
+@pytest.mark.parametrize(
+    ("subtitles", "dst", "written", "cues"),
+    [
+        ("srt", "out.mp4", "mov_text", [("Hello", 0.04, 0.12), ("World", 0.2, 0.3)]),
+        ("srt", "out.mov", "mov_text", [("Hello", 0.04, 0.12), ("World", 0.2, 0.3)]),
+        ("srt", "out.webm", "webvtt", [("Hello", 0.04, 0.12), ("World", 0.2, 0.3)]),
+        ("ass", "out.mp4", "mov_text", [("Hello, you\nthere", 0.04, 0.12), ("World", 0.2, 0.3)]),
+        ("vtt", "out.mp4", "mov_text", [("Hello & you", 0.04, 0.12), ("World", 0.2, 0.3)]),
+    ],
+)
+def test_text_subtitles_are_rewritten_into_the_containers_own_text_codec(
+    tmp_path, subtitles, dst, written, cues
+):
+    """MP4/MOV hold mov_text only and WebM WebVTT only: a film's SubRip, ASS or WebVTT cues are
+    rewritten as plain text (styling and ASS drawings left out), times exact."""
+    texts = {"srt": SUBTITLES.replace("Hello", "<i>Hello</i>"), "ass": ASS_FILE,
+             "vtt": "WEBVTT\n\n00:00:00.040 --> 00:00:00.120\n<v Bob><b>Hello</b> &amp; you\n\n"
+                    "00:00:00.200 --> 00:00:00.300 align:start\nWorld\n\n"}  # fmt: skip
+    subtitle_file = tmp_path / f"cues.{subtitles}"
+    subtitle_file.write_text(texts[subtitles])
+    source = film_with(tmp_path / "film.mkv", subtitle_file)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(source, tmp_path / dst, lambda rgb: rgb, progress=False)
+    after = _extras(tmp_path / dst)
+    assert [name for name, _ in after["subtitles"]] == [written] and report.subtitle_streams == 1
+    if written == "webvtt":
+        cues = [(text.replace("&", "&amp;"), start, end) for text, start, end in cues]  # WebVTT escapes
+    assert after["cues"] == cues
