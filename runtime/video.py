@@ -694,6 +694,11 @@ def deband_video(
             "each frame's",
             stacklevel=2,
         )
+    for index in job.carried.not_utf8:
+        warnings.warn(
+            f"{src}: subtitle stream {index} is not UTF-8; its text was read as Windows-1252 (cp1252)",
+            stacklevel=2,
+        )
     if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.rotation, job.sar)):
         warnings.warn(f"{dst}: {note}", stacklevel=2)
     if job.hdr10 and not job.hdr10_kept:
@@ -936,9 +941,11 @@ class _Job:
                 elif index in self.carried.transcode:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(carried[index], frame))
-                # the empty packet at the end only flushes decoders; packet_for may drop one
-                elif packet.dts is not None and (packet := self.carried.packet_for(packet)) is not None:
-                    pipe.put(decoded, _Carried(carried[index], packet))
+                elif packet.dts is not None:  # the empty packet at the end only flushes decoders
+                    for item in self.carried.packets_for(packet):
+                        pipe.put(decoded, _Carried(carried[index], item))
+            for index, item in self.carried.flush():
+                pipe.put(decoded, _Carried(carried[index], item))
         except av.FFmpegError as exc:
             if self.src == STDIN and "mp4" in self.source.format.name:  # its index may come last
                 raise VideoError(

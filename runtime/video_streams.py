@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .subtitle_text import TARGET, TEXT_CODECS, cue_packet, cue_text, text_stream
+from .subtitle_text import TEXT_CODEC_OF_MUXER, TEXT_CODECS, Timeline, cue_packet, cue_text, text_stream
 
 # Muxer -> the audio codecs copied into it packet for packet (None: any); others are re-encoded.
 # FFmpeg's own check is not enough: it accepts stereo PCM in MP4 and then fails at the trailer,
@@ -80,6 +80,32 @@ def copy_tags(target: Any, source: Any) -> None:
     target.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _TAGS})
 
 
+class _Rewrite:
+    """One text subtitle stream on its way into another text codec."""
+
+    def __init__(self, codec: str, target: str, time_base: Any) -> None:
+        self.codec, self.target, self.time_base = codec, target, time_base
+        self.encoding = "utf-8"  # Windows-1252 once a cue is not UTF-8, as old SubRip files are
+        self.timeline = Timeline() if target == "mov_text" else None  # its samples may not overlap
+
+    def packets_for(self, packet: Any) -> list[Any]:
+        try:
+            text = cue_text(self.codec, bytes(packet), self.encoding)
+        except UnicodeDecodeError:
+            self.encoding = "cp1252"
+            text = cue_text(self.codec, bytes(packet), self.encoding)
+        start, duration = packet.pts if packet.pts is not None else packet.dts, packet.duration or 0
+        if self.timeline is None:
+            return [cue_packet(self.target, text, start, duration, self.time_base)] if text else []
+        return self._packets(self.timeline.add(start, start + duration, text))
+
+    def flush(self) -> list[Any]:
+        return self._packets(self.timeline.flush()) if self.timeline is not None else []
+
+    def _packets(self, samples: list[tuple[int, int, str]]) -> list[Any]:
+        return [cue_packet(self.target, text, a, b - a, self.time_base) for a, b, text in samples]
+
+
 class CarriedStreams:
     """The source's audio and subtitle streams as set up on one output, and the rest it carries.
 
@@ -95,7 +121,7 @@ class CarriedStreams:
         self.transcode: set[int] = set()  # audio streams re-encoded rather than copied
         self.audio_dropped = 0
         self.subtitle_out: dict[int, Any] = {}
-        self.retexted: dict[int, tuple[str, str]] = {}  # stream index -> (its text codec, the output's)
+        self.rewritten: dict[int, _Rewrite] = {}  # text subtitle streams put into another text codec
         self.subtitles_dropped = 0
 
     def add_to(self, output: Any) -> None:
@@ -109,12 +135,20 @@ class CarriedStreams:
         """Source stream index -> output stream, for every audio and subtitle stream carried."""
         return {**self.audio_out, **self.subtitle_out}
 
-    def packet_for(self, packet: Any) -> Any:
-        """What to mux for a source packet: itself, its cue in the output's text codec, or None."""
-        if packet.stream.index not in self.retexted:
-            return packet
-        codec, target = self.retexted[packet.stream.index]
-        return cue_packet(target, cue_text(codec, bytes(packet)), packet)
+    def packets_for(self, packet: Any) -> list[Any]:
+        """What to mux for a source packet: itself, or what its cue becomes in the output's text
+        codec (none, or samples of earlier cues that are now complete)."""
+        rewrite = self.rewritten.get(packet.stream.index)
+        return [packet] if rewrite is None else rewrite.packets_for(packet)
+
+    def flush(self) -> list[tuple[int, Any]]:
+        """(source stream index, packet) for the cues still held at the end of the source."""
+        return [(index, packet) for index, rewrite in self.rewritten.items() for packet in rewrite.flush()]
+
+    @property
+    def not_utf8(self) -> list[int]:
+        """The rewritten subtitle streams whose text was not UTF-8 (read as Windows-1252)."""
+        return [index for index, rewrite in self.rewritten.items() if rewrite.encoding != "utf-8"]
 
     def _add_audio(self, output: Any) -> None:
         if self.muxer == "yuv4mpegpipe":
@@ -152,9 +186,10 @@ class CarriedStreams:
             if takes is None or name in takes:
                 with contextlib.suppress(ValueError):  # PyAV's own check (FFmpeg's codec list)
                     out = output.add_stream_from_template(stream)
-            if out is None and name in TEXT_CODECS and self.muxer in TARGET:
-                out = text_stream(output, stream, TARGET[self.muxer])
-                self.retexted[stream.index] = (name, TARGET[self.muxer])
+            if out is None and name in TEXT_CODECS and self.muxer in TEXT_CODEC_OF_MUXER:
+                target = TEXT_CODEC_OF_MUXER[self.muxer]
+                out = text_stream(output, stream, target)
+                self.rewritten[stream.index] = _Rewrite(name, target, stream.time_base)
             if out is None:
                 dropped.append(f"{name} stream {stream.index}")
                 continue

@@ -1318,3 +1318,33 @@ def test_text_subtitles_are_rewritten_into_the_containers_own_text_codec(
     if written == "webvtt":
         cues = [(text.replace("&", "&amp;"), start, end) for text, start, end in cues]  # WebVTT escapes
     assert after["cues"] == cues
+
+
+def test_overlapping_cues_keep_their_times_in_mp4_and_show_white(tmp_path):
+    """MP4's text samples cannot overlap (its muxer would shift every later cue): a sign on screen
+    while a line comes and goes is written as three back-to-back samples. The track's default
+    style is white text."""
+    srt = tmp_path / "cues.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nSIGN\n\n2\n00:00:00,100 --> 00:00:00,200\nLine\n\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deband_video(
+            film_with(tmp_path / "film.mkv", srt), tmp_path / "out.mp4", lambda rgb: rgb, progress=False
+        )
+    assert _extras(tmp_path / "out.mp4")["cues"] == [
+        ("SIGN", 0.0, 0.1),
+        ("SIGN\nLine", 0.1, 0.2),
+        ("SIGN", 0.2, 0.3),
+    ]
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        sample_entry = out.streams.subtitles[0].codec_context.extradata
+    assert sample_entry[26:30] == b"\xff\xff\xff\xff"  # tx3g default style: text colour RGBA
+
+
+def test_subtitles_that_are_not_utf8_are_read_as_windows_1252_with_a_warning(tmp_path):
+    srt = tmp_path / "old.srt"
+    srt.write_bytes("1\n00:00:00,040 --> 00:00:00,120\nÇa va, café crème\n\n".encode("cp1252"))
+    film = film_with(tmp_path / "film.mkv", srt)
+    with pytest.warns(UserWarning, match=r"film\.mkv: subtitle stream 1 is not UTF-8; its text was read as"):
+        deband_video(film, tmp_path / "out.mp4", lambda rgb: rgb, progress=False)
+    assert _extras(tmp_path / "out.mp4")["cues"] == [("Ça va, café crème", 0.04, 0.12)]
