@@ -31,13 +31,12 @@ from bdinn.runtime import Debander
 from bdinn.runtime.cli_options import max_change_option, parse_size
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
-from bdinn.runtime.metrics import psnr
 from bdinn.train.degrade import codec_roundtrip_clip
 from bdinn.train.evaluate import (
     BASELINES,
     MIN_SMOOTH_PIXELS,
-    PSNR_CAP,
     EvalError,
+    capped_psnr,
     clean_pictures,
     smooth_mask,
 )
@@ -51,11 +50,11 @@ def clip_of(picture: np.ndarray, width: int, frames: int, speed: int) -> list[np
     return [np.ascontiguousarray(picture[:, i * speed : i * speed + width]) for i in range(frames)]
 
 
-def aligned(frames: list[np.ndarray], speed: int) -> np.ndarray:
-    """The frames as float levels (0..255), cut to the part of the picture all of them show and
-    shifted so that one pixel of the picture sits at one place in every frame."""
+def aligned(frames: list[np.ndarray], speed: int, first: int) -> np.ndarray:
+    """The frames as float levels (0..255), shifted so that one pixel of the picture sits at one
+    place in every frame, from picture column `first` to the frames' width: a part that every
+    frame shows when first >= (frames - 1) * speed, so the still and panning clips can be cut alike."""
     width = frames[0].shape[1]
-    first = (len(frames) - 1) * speed
     windows = [to_float(f)[:, first - i * speed : width - i * speed] for i, f in enumerate(frames)]
     return np.stack(windows) * 255
 
@@ -71,14 +70,9 @@ def stability(out: np.ndarray, smooth: np.ndarray) -> dict[str, float]:
 def scores(out: np.ndarray, clean: np.ndarray, smooth: np.ndarray) -> dict[str, float]:
     """All FIELDS of an aligned clip against the aligned clean clip."""
 
-    def mean_psnr(pixels: np.ndarray | slice) -> float:  # capped as bdinn-eval caps it
+    def mean_psnr(pixels: np.ndarray | slice) -> float:
         return float(
-            np.mean(
-                [
-                    min(psnr(o[pixels] / 255, c[pixels] / 255), PSNR_CAP)
-                    for o, c in zip(out, clean, strict=True)
-                ]
-            )
+            np.mean([capped_psnr(o[pixels] / 255, c[pixels] / 255) for o, c in zip(out, clean, strict=True)])
         )
 
     return {"psnr": mean_psnr(slice(None)), "smooth_psnr": mean_psnr(smooth), **stability(out, smooth)}
@@ -95,15 +89,20 @@ def measure(
     max_change: float | None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """motion -> method -> FIELDS, means over the pictures."""
-    deband = Debander.open(model, max_change=max_change)
     height, width = size
-    _, pictures = clean_pictures(clean_dir, max_images, (height, width + frames * max(MOTIONS.values())))
+    first = (frames - 1) * max(MOTIONS.values())  # the columns every clip shows, still or panning
+    if first >= width:
+        raise EvalError(
+            f"{frames} frames pan {first} px, more than the clips' width {width}; use fewer frames"
+        )
+    deband = Debander.open(model, max_change=max_change)
+    _, pictures = clean_pictures(clean_dir, max_images, (height, width + first))
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     for key, picture in pictures:
         for motion, speed in MOTIONS.items():
             clean = clip_of(picture, width, frames, speed)
             banded = codec_roundtrip_clip(clean, "x264", crf, {"g": str(gop)})
-            clean_aligned = aligned(clean, speed)
+            clean_aligned = aligned(clean, speed, first)
             smooth = smooth_mask(clean_aligned[0].round().astype(np.uint8))
             if smooth.sum() < MIN_SMOOTH_PIXELS:
                 click.echo(f"{key} ({motion}): skipped, it has no smooth region at this size", err=True)
@@ -115,7 +114,7 @@ def measure(
                 "clean (reference)": clean,
             }
             for method, out in outputs.items():
-                row = scores(aligned(out, speed), clean_aligned, smooth)
+                row = scores(aligned(out, speed, first), clean_aligned, smooth)
                 results.setdefault(motion, {}).setdefault(method, []).append(row)
             click.echo(f"{key} ({motion}): done", err=True)
 

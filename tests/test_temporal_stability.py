@@ -20,7 +20,7 @@ def test_a_steady_clip_scores_zero_and_a_blinking_one_its_amplitude(benchmark_sc
     picture = np.random.default_rng(0).integers(0, 256, (8, 40, 3), dtype=np.uint8)
     clip = script.clip_of(picture, 24, 5, 3)
     assert [f.shape for f in clip] == [(8, 24, 3)] * 5 and not np.array_equal(clip[0], clip[1])
-    steady = script.aligned(clip, 3)
+    steady = script.aligned(clip, 3, first=12)
     assert steady.shape == (5, 8, 12, 3) and np.allclose(steady, steady[0], atol=1e-3)  # the pan undone
     smooth = np.ones((8, 12), bool)
     assert script.stability(steady, smooth) == pytest.approx({"flicker": 0, "step": 0}, abs=1e-4)
@@ -56,4 +56,15 @@ def test_a_folder_without_pictures_is_one_line_and_exit_1(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip() == (
         f"Error: {tmp_path}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)"
+    )
+
+
+def test_a_pan_wider_than_the_clip_is_one_line_and_exit_1():
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--clean", str(DATA), "--size", "64x96", "--frames", "97"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip() == "Error: 97 frames pan 96 px, more than the clips' width 96; use fewer frames"
     )

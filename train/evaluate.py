@@ -255,16 +255,19 @@ def smooth_mask(clean: np.ndarray) -> np.ndarray:
     return std < SMOOTH_STD
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+def capped_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR, at most PSNR_CAP: a perfect result has no finite dB, and means must stay finite."""
     return min(psnr(a, b), PSNR_CAP)
 
 
 def _scores(out: np.ndarray, clean_f: np.ndarray, smooth: np.ndarray) -> dict[str, float | None]:
     out_f = to_float(out)
     return {
-        "psnr": _psnr(out_f, clean_f),
+        "psnr": capped_psnr(out_f, clean_f),
         "ssim": ssim(out_f, clean_f),
-        "smooth_psnr": _psnr(out_f[smooth], clean_f[smooth]) if smooth.sum() >= MIN_SMOOTH_PIXELS else None,
+        "smooth_psnr": (
+            capped_psnr(out_f[smooth], clean_f[smooth]) if smooth.sum() >= MIN_SMOOTH_PIXELS else None
+        ),
         "cambi": cambi(out),
     }
 
