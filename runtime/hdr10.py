@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from .pyav import side_data_of
+
 _MASTERING_DISPLAY = "MASTERING_DISPLAY_METADATA"
 _CONTENT_LIGHT = "CONTENT_LIGHT_LEVEL"
 # AVMasteringDisplayMetadata: primaries R, G, B then the white point as (x, y) AVRationals, min and
@@ -43,9 +45,7 @@ class Hdr10:
     def of(cls, frame: Any) -> Hdr10 | None:
         """The frame's HDR10 side data, or None when it has none."""
         primaries = luminance = light = None
-        side_data = frame.side_data
-        for entry in side_data:
-            data = entry if hasattr(entry, "type") else side_data[entry]  # PyAV 19 iterates types
+        for data in side_data_of(frame):
             raw = bytes(data)
             if data.type.name == _MASTERING_DISPLAY and len(raw) >= _MASTERING_LAYOUT.size:
                 *values, has_primaries, has_luminance = _MASTERING_LAYOUT.unpack_from(raw)

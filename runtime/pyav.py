@@ -1,4 +1,5 @@
-"""PyAV, new enough for bdinn's video work, or one line saying how to get it.
+"""PyAV, new enough for bdinn's video work, or one line saying how to get it; and the two
+places where its frames are read the same way across its versions (side data, plane rows).
 
 The colour conversions pass swscale flags (accurate rounding, full chroma interpolation, bit-exact
 output) that PyAV exposes from version 18 on; PyAV 17 converts 4:2:0 video several code values
@@ -8,6 +9,9 @@ off. PyAV 18 needs Python 3.11 or newer, so Python 3.10 serves pictures but not 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
+
+import numpy as np
 
 MIN_VERSION = (18, 0)
 
@@ -24,3 +28,16 @@ def require_pyav(what: str = "video") -> ModuleType:
         raise ImportError(f"{what} needs PyAV {MIN_VERSION[0]} or newer, and {av.__version__} is installed: "
                           "pip install -U av (Python 3.11 or newer)")  # fmt: skip
     return av
+
+
+def side_data_of(frame: Any) -> list[Any]:
+    """The frame's side data entries (each with .type and bytes()): PyAV 18 iterates the entries,
+    PyAV 19 their types."""
+    container = frame.side_data
+    return [entry if hasattr(entry, "type") else container[entry] for entry in container]
+
+
+def plane_rows(frame: Any, index: int) -> np.ndarray:
+    """Plane `index` as rows of bytes (line padding included), writable where the frame is."""
+    plane = frame.planes[index]
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)

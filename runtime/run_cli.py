@@ -357,5 +357,7 @@ def run_video(
         )
     if not quiet:
         frames = f"{report.frames} frame{'' if report.frames == 1 else 's'}"
-        fields = f", interlaced ({report.fields}), field by field" if report.fields else ""
-        click.echo(f"{report.src} -> {report.dst}: {frames} at {report.fps:.2f} fps{fields}", err=True)
+        notes = [f"interlaced ({report.fields}), field by field"] if report.fields else []
+        notes += ["closed captions kept"] if report.captions else []
+        said = "".join(f", {note}" for note in notes)
+        click.echo(f"{report.src} -> {report.dst}: {frames} at {report.fps:.2f} fps{said}", err=True)

@@ -32,13 +32,14 @@ with a warning. Frame timestamps, frame rate, frame count, display rotation and 
 (other encoders warn that they drop it). What else the source carries goes along
 (video_streams.py): audio is copied packet for packet where the destination container takes its
 codec, otherwise re-encoded (AAC; Opus for WebM); subtitles are copied where the container takes
-their codec, and text ones rewritten into its own text codec where it does not (subtitle_text.py:
-SubRip or ASS into MP4's mov_text, mov_text into Matroska's SubRip); chapters go into
-MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV. What a container cannot
-hold (Y4M holds no audio) is dropped with a warning. HDR10 static metadata (mastering display,
-MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1; other encoders drop it with a warning. Data
-streams are not carried over. The output is written to a hidden temporary file beside `dst` and
-renamed over it at the end, so a failure never leaves a partial video.
+their codec, and text ones rewritten into its own text codec where it does not
+(subtitle_text.py: SubRip or ASS into MP4's mov_text, mov_text into Matroska's SubRip); chapters
+go into MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV. What a container
+cannot hold (Y4M holds no audio) is dropped with a warning. HDR10 static metadata (mastering
+display, MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1; other encoders drop it with a
+warning; so are closed captions (A/53) to x264 and x265, frame by frame (video_side_data.py).
+Data streams are not carried over. The output is written to a hidden temporary file beside `dst`
+and renamed over it at the end, so a failure never leaves a partial video.
 
 Colour conversion (video_colour.py) uses the source's own matrix and range in both directions
 and passes `process` 16-bit RGB on the true 0..65535 scale.
@@ -91,6 +92,7 @@ from .video_fields import (
     why_not_fields,
     with_field_flags,
 )
+from .video_side_data import CAPTION_OPTIONS, has_captions, side_data_carrier, with_side_data_of
 from .video_streams import CarriedStreams, copy_tags, moving_pictures
 
 # "-" as the source reads a stream from standard input (Y4M, MKV, MPEG-TS: what FFmpeg can read
@@ -168,6 +170,7 @@ class VideoReport:
     hdr10: whether the source's HDR10 static metadata was written into the output.
     fields: an interlaced source's field order ("top field first"), debanded field by field;
     None for progressive video.
+    captions: whether the source's closed captions (A/53) were written into the output.
     """
 
     src: Path
@@ -188,6 +191,7 @@ class VideoReport:
     subtitles_dropped: int = 0
     hdr10: bool = False
     fields: str | None = None
+    captions: bool = False
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -257,6 +261,7 @@ class _Video:
     rotation: int = 0
     alpha: np.ndarray | None = None  # H x W uint16 on 0..65535, where the output keeps alpha
     top_field_first: bool | None = None  # an interlaced frame's field dominance; None: progressive
+    carrier: Any = None  # where the decoded frame's side data (captions) must go along: a copy
 
 
 @dataclass
@@ -465,8 +470,9 @@ def deband_frame(
     flagged interlaced but hold one picture: HEVC's field pictures, Adam7 PNGs (NOT_WOVEN).
 
     It converts as deband_video does (the frame's own matrix and range; uint16 RGB on the true
-    0..65535 scale for frames deeper than 8 bits). Side data (display rotation, HDR10 metadata)
-    is not on the new frame: PyAV cannot attach it. Set the rotation on your output stream
+    0..65535 scale for frames deeper than 8 bits). A frame with closed captions (A/53) keeps all
+    its side data, for an encoder that writes them (libx264; libx265 with a53cc=1); other frames
+    have none: PyAV cannot attach it. Set the rotation on your output stream
     (`stream.set_display_rotation`) and the HDR10 metadata in your encoder's options
     (`Hdr10.of(frame).encoder_params(codec)` from bdinn.runtime.hdr10).
 
@@ -492,6 +498,8 @@ def deband_frame(
     else:
         out = parts[0]
     copy_alpha(frame, out)
+    if has_captions(frame):
+        out = with_side_data_of(side_data_carrier(frame), out)
     copy_colour_tags(frame, out)  # as they were, even if odd
     out.pts = frame.pts
     if frame.time_base is not None:  # None on a frame made from an array
@@ -694,6 +702,12 @@ def deband_video(
             "each frame's",
             stacklevel=2,
         )
+    if job.captions and codec_name not in CAPTION_OPTIONS:
+        warnings.warn(
+            f"{src}: its closed captions (A/53: CEA-608/708) are dropped: {encoder_label(codec_name)} cannot "
+            "carry them; use libx264 or libx265 (.mkv, .mp4, .ts)",
+            stacklevel=2,
+        )
     for index in job.carried.not_utf8:
         warnings.warn(
             f"{src}: subtitle stream {index} is not UTF-8; its text was read as Windows-1252 (cp1252)",
@@ -732,6 +746,7 @@ def deband_video(
         subtitles_dropped=job.carried.subtitles_dropped,
         hdr10=job.hdr10_kept,
         fields=order_name(TOP_FIELD_FIRST[job.field_order]) if job.field_order else None,
+        captions=job.captions and codec_name in CAPTION_OPTIONS,
     )
 
 
@@ -816,6 +831,7 @@ class _Job:
         self.field_order: int | None = None  # the output's tag: the first frame's order, else the stream's
         self.codes_fields = False  # the encoder was set up to keep fields
         self.interlaced_frames = 0
+        self.captions = False  # some frame carried closed captions
         self.dominances: set[bool] = set()  # the field orders met
 
     # -- output setup ---------------------------------------------------------------------------
@@ -847,6 +863,7 @@ class _Job:
             enc.codec_tag = "hvc1"  # the HEVC tag Apple's players want
         if self.muxer == "avi":
             enc.max_b_frames = 0  # AVI keeps no presentation times, so no reordered frames
+        self.options = {**CAPTION_OPTIONS.get(self.codec, {}), **self.options}  # the caller's win
         vout.options = self.options
         copy_tags(vout, self.vin)
         self.carried.add_to(output)
@@ -937,7 +954,9 @@ class _Job:
                         dominance = self._dominance(frame)
                         parts = split_fields(frame) if dominance is not None else (frame,)
                         pictures = tuple(decode_rgb(part, deep) for part in parts)
-                        pipe.put(decoded, _Video(pictures, pts, rotation, alpha, dominance))
+                        carrier = side_data_carrier(frame) if has_captions(frame) else None
+                        self.captions |= carrier is not None
+                        pipe.put(decoded, _Video(pictures, pts, rotation, alpha, dominance, carrier))
                 elif index in self.carried.transcode:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(carried[index], frame))
@@ -1017,6 +1036,8 @@ class _Job:
                     self.dominances.add(item.top_field_first)
                 if item.alpha is not None:
                     put_alpha(frame, item.alpha)
+                if item.carrier is not None and self.codec in CAPTION_OPTIONS:
+                    frame = with_side_data_of(item.carrier, frame)
                 frame.pts, frame.time_base = pts, self.out_time_base
                 opening = self._mux_video(output, opening, self.vout.encode(frame))
                 for held in waiting:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .pyav import plane_rows
+
 # AVFieldOrder -> whether the top field is shown first. FFmpeg's enum calls TB (4) "top coded
 # first, bottom displayed first", but the ffmpeg program tags top-field-first frames of most
 # codecs TB, and players read it so: TT and TB are top first, BB and BT bottom first.
@@ -61,12 +63,6 @@ def copy_colour_tags(src: Any, dst: Any) -> None:
     dst.color_primaries, dst.color_trc = src.color_primaries, src.color_trc
 
 
-def _rows(frame: Any, index: int) -> np.ndarray:
-    """Plane `index` as rows of bytes (padding included), writable where the frame is."""
-    plane = frame.planes[index]
-    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-
-
 def _fill(rows: np.ndarray, picked: np.ndarray) -> None:
     """Copy `picked` into `rows`; a field one chroma row short (4:2:0 fields of odd height) repeats
     its last row, and one a row long drops it."""
@@ -87,7 +83,7 @@ def split_fields(frame: Any) -> tuple[Any, Any]:
     for parity, height in ((0, (frame.height + 1) // 2), (1, frame.height // 2)):
         field = av.VideoFrame(frame.width, height, frame.format.name)
         for index in range(len(frame.planes)):
-            _fill(_rows(field, index), _rows(frame, index)[parity::2])
+            _fill(plane_rows(field, index), plane_rows(frame, index)[parity::2])
         copy_colour_tags(frame, field)
         fields.append(field)
     return fields[0], fields[1]
@@ -100,9 +96,9 @@ def weave(top: Any, bottom: Any, height: int) -> Any:
 
     frame = av.VideoFrame(top.width, height, top.format.name)
     for index in range(len(frame.planes)):
-        rows = _rows(frame, index)
-        _fill(rows[0::2], _rows(top, index))
-        _fill(rows[1::2], _rows(bottom, index))
+        rows = plane_rows(frame, index)
+        _fill(rows[0::2], plane_rows(top, index))
+        _fill(rows[1::2], plane_rows(bottom, index))
     copy_colour_tags(top, frame)
     return frame
 
