@@ -27,9 +27,9 @@ dropped with a warning elsewhere. Frames their decoder flags interlaced are conv
 debanded field by field (`process` is called on each field, a picture of half the frame's
 height) and written interlaced in their own field order by x264, ProRes, FFV1 and Y4M
 (video_fields.py says where not); other encoders code the woven fields as progressive pictures,
-with a warning. Frame timestamps, frame rate, frame count, display rotation and the colour tags
-(primaries, transfer, matrix, range) are kept; so is the sample aspect ratio with x264/x265
-(other encoders warn that they drop it). What else the source carries goes along
+with a warning. Frame timestamps, frame rate, frame count, display rotation, the start timecode
+and the colour tags (primaries, transfer, matrix, range) are kept; so is the sample aspect ratio
+with x264/x265 (other encoders warn that they drop it). What else the source carries goes along
 (video_streams.py): audio is copied packet for packet where the destination container takes its
 codec, otherwise re-encoded (AAC; Opus for WebM); subtitles are copied where the container takes
 their codec, and text ones rewritten into its own text codec where it does not
@@ -93,7 +93,7 @@ from .video_fields import (
     with_field_flags,
 )
 from .video_side_data import CAPTION_OPTIONS, has_captions, side_data_carrier, with_side_data_of
-from .video_streams import CarriedStreams, copy_tags, moving_pictures
+from .video_streams import TIMECODE_MUXERS, CarriedStreams, copy_tags, moving_pictures
 
 # "-" as the source reads a stream from standard input (Y4M, MKV, MPEG-TS: what FFmpeg can read
 # from a pipe); as the destination it writes Y4M to standard output, for an encoder to read.
@@ -866,6 +866,8 @@ class _Job:
         self.options = {**CAPTION_OPTIONS.get(self.codec, {}), **self.options}  # the caller's win
         vout.options = self.options
         copy_tags(vout, self.vin)
+        if self.carried.timecode and self.muxer in TIMECODE_MUXERS:
+            vout.metadata["timecode"] = self.carried.timecode  # MOV and MP4 write a tmcd track for it
         self.carried.add_to(output)
         return output
 

@@ -35,6 +35,8 @@ SUBTITLE_COPY: dict[str, set[str] | None] = {
     "mpegts": {"dvb_subtitle", "dvb_teletext"},
 }
 CHAPTER_MUXERS = {"matroska", "webm", "mp4", "mov"}  # containers with a chapter list
+# Containers that keep a start timecode: MOV and MP4 in a tmcd track, Matroska as a tag.
+TIMECODE_MUXERS = {"matroska", "webm", "mp4", "mov"}
 # Muxer -> codec for audio that cannot be copied into it.
 AUDIO_FALLBACK = {"webm": "libopus"}
 AUDIO_FALLBACK_DEFAULT = "aac"
@@ -74,6 +76,18 @@ def moving_pictures(container: Any) -> list[Any]:
 def pictures_of(container: Any) -> list[Any]:
     """The cover-art streams: still pictures FFmpeg shows as one-packet video streams."""
     return [s for s in container.streams.video if s.disposition & _ATTACHED_PIC]
+
+
+def timecode_of(source: Any) -> str | None:
+    """The source's start timecode ("01:00:00:00"; ";" before the frames when drop-frame), where
+    FFmpeg reports one: on the video stream (MOV, MP4, Matroska), a tmcd data stream, or the file
+    (MXF)."""
+    places = [s.metadata for s in moving_pictures(source)[:1]] + [s.metadata for s in source.streams.data]
+    for metadata in (*places, source.metadata):
+        for key, value in metadata.items():
+            if key.lower() == "timecode" and value:
+                return value
+    return None
 
 
 def copy_tags(target: Any, source: Any) -> None:
@@ -123,6 +137,7 @@ class CarriedStreams:
         self.subtitle_out: dict[int, Any] = {}
         self.rewritten: dict[int, _Rewrite] = {}  # text subtitle streams put into another text codec
         self.subtitles_dropped = 0
+        self.timecode = timecode_of(source)  # for the video stream's tags, where the container keeps it
 
     def add_to(self, output: Any) -> None:
         """Set up every carried stream, the chapters and the attachments on `output`."""
@@ -221,6 +236,7 @@ class CarriedStreams:
             f"{len(chapters)} chapter(s)" if chapters and self.muxer not in CHAPTER_MUXERS else "",
             f"{len(attachments)} attachment(s)" if attachments and self.muxer != "matroska" else "",
             f"{missing} cover picture(s)" if missing else "",
+            f"timecode {self.timecode}" if self.timecode and self.muxer not in TIMECODE_MUXERS else "",
         ]
         if any(lost):
             warnings.warn(

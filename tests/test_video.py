@@ -1348,3 +1348,41 @@ def test_subtitles_that_are_not_utf8_are_read_as_windows_1252_with_a_warning(tmp
     with pytest.warns(UserWarning, match=r"film\.mkv: subtitle stream 1 is not UTF-8; its text was read as"):
         deband_video(film, tmp_path / "out.mp4", lambda rgb: rgb, progress=False)
     assert _extras(tmp_path / "out.mp4")["cues"] == [("Ça va, café crème", 0.04, 0.12)]
+
+
+def _timecoded(path: Path, timecode: str, rate: Fraction = Fraction(FPS)) -> Path:
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=rate)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        vs.metadata["timecode"] = timecode  # MOV and MP4 write it as a tmcd track
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    return path
+
+
+def _timecodes(path: Path) -> list[str | None]:
+    with av.open(str(path)) as src:
+        return [
+            next((v for k, v in s.metadata.items() if k.lower() == "timecode"), None) for s in src.streams
+        ]
+
+
+@pytest.mark.parametrize("source", ["in.mov", "in.mkv"])
+def test_the_start_timecode_is_kept_where_the_container_holds_one(tmp_path, source):
+    """Masters carry the timecode of their first frame (a MOV tmcd track, a Matroska tag)."""
+    film = _timecoded(tmp_path / source, "01:02:03:04")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("out.mov", "out.mp4", "out.mkv"):
+            deband_video(film, tmp_path / name, lambda rgb: rgb, progress=False)
+            assert "01:02:03:04" in _timecodes(tmp_path / name)
+    with pytest.warns(
+        UserWarning, match=r"out\.ts: a \.ts file cannot hold the source's timecode 01:02:03:04"
+    ):
+        deband_video(film, tmp_path / "out.ts", lambda rgb: rgb, progress=False)
+    drop_frame = _timecoded(tmp_path / "ntsc.mov", "00:59:59;28", Fraction(30000, 1001))
+    deband_video(drop_frame, tmp_path / "ntsc-out.mov", lambda rgb: rgb, progress=False)
+    assert _timecodes(tmp_path / "ntsc-out.mov")[0] == "00:59:59;28"
