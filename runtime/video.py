@@ -74,6 +74,7 @@ from .video_colour import (
     Colour,
     alpha_of,
     copy_alpha,
+    copy_colour_tags,
     decode_rgb,
     encode_frame,
     put_alpha,
@@ -83,7 +84,6 @@ from .video_fields import (
     FIELD_FLAGS,
     NOT_WOVEN,
     TOP_FIELD_FIRST,
-    copy_colour_tags,
     field_flags,
     order_name,
     order_of,
@@ -92,7 +92,13 @@ from .video_fields import (
     why_not_fields,
     with_field_flags,
 )
-from .video_side_data import CAPTION_OPTIONS, has_captions, side_data_carrier, with_side_data_of
+from .video_side_data import (
+    CAPTION_OPTIONS,
+    has_captions,
+    side_data_carrier,
+    with_side_data_of,
+    writes_captions,
+)
 from .video_streams import TIMECODE_MUXERS, CarriedStreams, copy_tags, moving_pictures
 
 # "-" as the source reads a stream from standard input (Y4M, MKV, MPEG-TS: what FFmpeg can read
@@ -456,6 +462,17 @@ def _check_output(src: Path | str, which: str, image: Any, shape: tuple[int, ...
     return image
 
 
+def _finished(made: Any, top_field_first: bool | None, carrier: Any) -> Any:
+    """The frame to encode: `made` (the debanded picture, or its woven fields) given the source
+    frame's captions where `carrier` holds them, then flagged with its field order (progressive
+    for None, where the carrier brought an interlaced flag along)."""
+    if carrier is not None:
+        made = with_side_data_of(carrier, made)
+    if top_field_first is not None or made.interlaced_frame:
+        made = field_flags().flagged(made, top_field_first)
+    return made
+
+
 def deband_frame(
     frame: Any, process: Callable[[np.ndarray], np.ndarray], *, fields: bool | None = None
 ) -> Any:
@@ -485,6 +502,8 @@ def deband_frame(
     if not isinstance(frame, av.VideoFrame):
         raise TypeError(f"deband_frame takes a PyAV VideoFrame, got {type(frame).__name__}")
     fields = frame.interlaced_frame if fields is None else fields
+    # An unflagged frame debanded as fields is taken as top field first, as HD video mostly is.
+    dominance = (field_flags().is_top_first(frame) if frame.interlaced_frame else True) if fields else None
     deep = frame.format.components[0].bits > 8
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
     parts = []
@@ -492,14 +511,9 @@ def deband_frame(
         rgb = decode_rgb(part, deep)
         result = _check_output("deband_frame", which, process(rgb), rgb.shape)
         parts.append(encode_frame(result, frame.format.name, Colour.of(frame)))
-    if fields:
-        flags = field_flags()
-        out = flags.flagged(weave(*parts, frame.height), flags.is_top_first(frame))
-    else:
-        out = parts[0]
-    copy_alpha(frame, out)
-    if has_captions(frame):
-        out = with_side_data_of(side_data_carrier(frame), out)
+    made = parts[0] if dominance is None else weave(*parts, frame.height)
+    copy_alpha(frame, made)
+    out = _finished(made, dominance, side_data_carrier(frame) if has_captions(frame) else None)
     copy_colour_tags(frame, out)  # as they were, even if odd
     out.pts = frame.pts
     if frame.time_base is not None:  # None on a frame made from an array
@@ -702,10 +716,15 @@ def deband_video(
             "each frame's",
             stacklevel=2,
         )
-    if job.captions and codec_name not in CAPTION_OPTIONS:
+    if job.captions and not job.writes_captions:
+        why = (
+            "a53cc=0 turns them off"
+            if codec_name in CAPTION_OPTIONS
+            else f"{encoder_label(codec_name)} cannot carry them"
+        )
         warnings.warn(
-            f"{src}: its closed captions (A/53: CEA-608/708) are dropped: {encoder_label(codec_name)} cannot "
-            "carry them; use libx264 or libx265 (.mkv, .mp4, .ts)",
+            f"{src}: its closed captions (A/53: CEA-608/708) are dropped: {why}; use libx264 or libx265 "
+            "(.mkv, .mp4, .mov, .ts, .avi)",
             stacklevel=2,
         )
     for index in job.carried.not_utf8:
@@ -746,7 +765,7 @@ def deband_video(
         subtitles_dropped=job.carried.subtitles_dropped,
         hdr10=job.hdr10_kept,
         fields=order_name(TOP_FIELD_FIRST[job.field_order]) if job.field_order else None,
-        captions=job.captions and codec_name in CAPTION_OPTIONS,
+        captions=job.captions and job.writes_captions,
     )
 
 
@@ -832,6 +851,7 @@ class _Job:
         self.codes_fields = False  # the encoder was set up to keep fields
         self.interlaced_frames = 0
         self.captions = False  # some frame carried closed captions
+        self.writes_captions = writes_captions(codec, options)  # and the encoder writes them back
         self.dominances: set[bool] = set()  # the field orders met
 
     # -- output setup ---------------------------------------------------------------------------
@@ -956,8 +976,9 @@ class _Job:
                         dominance = self._dominance(frame)
                         parts = split_fields(frame) if dominance is not None else (frame,)
                         pictures = tuple(decode_rgb(part, deep) for part in parts)
-                        carrier = side_data_carrier(frame) if has_captions(frame) else None
-                        self.captions |= carrier is not None
+                        captioned = has_captions(frame)
+                        self.captions |= captioned
+                        carrier = side_data_carrier(frame) if captioned and self.writes_captions else None
                         pipe.put(decoded, _Video(pictures, pts, rotation, alpha, dominance, carrier))
                 elif index in self.carried.transcode:
                     for frame in packet.decode():
@@ -1030,16 +1051,13 @@ class _Job:
                     self._set_hdr10()
                 last = pts
                 parts = [encode_frame(picture, self.pix_fmt, self.colour) for picture in item.pictures]
-                if item.top_field_first is None:
-                    frame = parts[0]
-                else:
-                    frame = field_flags().flagged(weave(*parts, self.height), item.top_field_first)
+                frame = parts[0] if item.top_field_first is None else weave(*parts, self.height)
+                if item.top_field_first is not None:
                     self.interlaced_frames += 1
                     self.dominances.add(item.top_field_first)
                 if item.alpha is not None:
                     put_alpha(frame, item.alpha)
-                if item.carrier is not None and self.codec in CAPTION_OPTIONS:
-                    frame = with_side_data_of(item.carrier, frame)
+                frame = _finished(frame, item.top_field_first, item.carrier)
                 frame.pts, frame.time_base = pts, self.out_time_base
                 opening = self._mux_video(output, opening, self.vout.encode(frame))
                 for held in waiting:

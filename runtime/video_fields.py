@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .pyav import plane_rows
+from .video_colour import copy_colour_tags
 
 # AVFieldOrder -> whether the top field is shown first. FFmpeg's enum calls TB (4) "top coded
 # first, bottom displayed first", but the ffmpeg program tags top-field-first frames of most
@@ -56,11 +57,6 @@ def with_field_flags(codec: str, options: dict[str, str]) -> dict[str, str]:
     (FFmpeg applies +/- flags left to right, so the caller's still win)."""
     flags = FIELD_FLAGS.get(codec, "") + options.get("flags", "")
     return {**options, "flags": flags} if flags else options
-
-
-def copy_colour_tags(src: Any, dst: Any) -> None:
-    dst.colorspace, dst.color_range = src.colorspace, src.color_range
-    dst.color_primaries, dst.color_trc = src.color_primaries, src.color_trc
 
 
 def _fill(rows: np.ndarray, picked: np.ndarray) -> None:
@@ -142,9 +138,11 @@ class FieldFlags:
             return False
         return True
 
-    def flagged(self, frame: Any, top_field_first: bool) -> Any:
-        """`frame` flagged interlaced with that dominance; pts and time base unset, as on a new frame."""
-        graph = self._graph(frame, "setfield", "tff" if top_field_first else "bff")
+    def flagged(self, frame: Any, top_field_first: bool | None) -> Any:
+        """`frame` flagged interlaced with that dominance, or progressive for None; pts and time
+        base unset, as on a new frame."""
+        mode = "prog" if top_field_first is None else "tff" if top_field_first else "bff"
+        graph = self._graph(frame, "setfield", mode)
         frame.pts = 0
         graph.push(frame)
         out = graph.pull()

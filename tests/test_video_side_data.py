@@ -30,10 +30,12 @@ def _caption_sei(pairs: list[tuple[int, int]]) -> bytes:
     return b"\x00\x00\x00\x01\x06" + bytes(escaped)
 
 
-def captioned_clip(path: Path) -> tuple[Path, list[bytes]]:
-    """N frames of H.264 in MPEG-TS, each with two caption byte pairs; and each frame's cc_data."""
+def captioned_clip(path: Path, matrix: int = 1) -> tuple[Path, list[bytes]]:
+    """N frames of H.264 in MPEG-TS, each with two caption byte pairs, tagged with the colour
+    `matrix`; and each frame's cc_data."""
     encoder = av.CodecContext.create("libx264", "w")
     encoder.width, encoder.height, encoder.pix_fmt, encoder.time_base = W, H, "yuv420p", Fraction(1, 25)
+    encoder.colorspace = matrix
     packets = []
     for i in range(N):
         rgb = np.full((H, W, 3), 60 + 4 * i, np.uint8)
@@ -96,3 +98,49 @@ def test_deband_frame_keeps_a_frames_captions_and_leaves_it_alone(tmp_path):
         assert [bytes(plane) for plane in frame.planes] == before
     assert [bytes(e) for e in side_data_of(out) if e.type.name == "A53_CC"] == captions[:1]
     assert abs(float(out.to_ndarray(format="rgb24").mean()) - (255 - 60)) < 3 and out.pts == frame.pts
+
+
+def test_captions_of_a_source_with_a_matrix_swscale_lacks_are_kept(tmp_path):
+    """YCgCo (matrix 8) is converted as BT.709 for the model; carrying captions converts nothing."""
+    source, captions = captioned_clip(tmp_path / "ycgco.ts", matrix=8)
+    report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert report.captions and captions_of(tmp_path / "out.mkv") == captions
+
+
+def test_a53cc_off_drops_the_captions_and_says_so(tmp_path):
+    source, _ = captioned_clip(tmp_path / "news.ts")
+    with pytest.warns(
+        UserWarning, match=r"closed captions \(A/53: CEA-608/708\) are dropped: a53cc=0 turns them"
+    ):
+        report = deband_video(source, tmp_path / "out.mp4", lambda rgb: rgb, codec="libx264", progress=False,
+                              codec_options={"a53cc": "0"})  # fmt: skip
+    assert not report.captions and captions_of(tmp_path / "out.mp4") == [b""] * N
+
+
+def test_deband_frame_flags_fields_alike_with_and_without_captions(tmp_path):
+    """The output's field flags follow `fields`, whatever the frame's captions bring along."""
+    from bdinn.runtime.video_fields import FieldFlags
+
+    source, _ = captioned_clip(tmp_path / "news.ts")
+    with av.open(str(source)) as src:
+        captioned = next(src.decode(video=0))
+    plain = av.VideoFrame.from_ndarray(captioned.to_ndarray(format="rgb24"), format="rgb24").reformat(
+        format="yuv420p"
+    )
+    flags = FieldFlags()
+    for frame in (captioned, plain):
+        as_fields = deband_frame(frame, lambda rgb: rgb, fields=True)  # unflagged: top field first
+        assert as_fields.interlaced_frame and flags.is_top_first(as_fields)
+        interlaced = flags.flagged(frame, top_field_first=False)
+        whole = deband_frame(interlaced, lambda rgb: rgb, fields=False)
+        assert not whole.interlaced_frame
+
+
+def test_a_tiny_captioned_frame_is_left_alone(tmp_path):
+    source, captions = captioned_clip(tmp_path / "news.ts")
+    with av.open(str(source)) as src:
+        frame = next(src.decode(video=0)).reformat(width=16, height=16)  # reformat keeps side data
+    before = [bytes(plane) for plane in frame.planes]
+    out = deband_frame(frame, lambda rgb: 255 - rgb)
+    assert out is not frame and [bytes(plane) for plane in frame.planes] == before
+    assert [bytes(e) for e in side_data_of(out) if e.type.name == "A53_CC"] == captions[:1]
