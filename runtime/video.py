@@ -657,7 +657,13 @@ def deband_video(
     source = _open_source(src)
     bar = None
     try:
-        vin = moving_pictures(source)[0]
+        vin, *others = moving_pictures(source)
+        if others:
+            warnings.warn(
+                f"{src}: {len(others) + 1} video streams; the first is debanded and the other {len(others)} "
+                "dropped (deband one on its own: ffmpeg -i SRC -map 0:v:1 -c copy ONE.mkv)",
+                stacklevel=2,
+            )
         if chroma is None:
             pix_fmt = _follow_source(vin, src, dst, codec_name, bit_depth)
         pix_fmt = _with_alpha(vin, src, codec_name, pix_fmt)

@@ -1386,3 +1386,26 @@ def test_the_start_timecode_is_kept_where_the_container_holds_one(tmp_path, sour
     drop_frame = _timecoded(tmp_path / "ntsc.mov", "00:59:59;28", Fraction(30000, 1001))
     deband_video(drop_frame, tmp_path / "ntsc-out.mov", lambda rgb: rgb, progress=False)
     assert _timecodes(tmp_path / "ntsc-out.mov")[0] == "00:59:59;28"
+
+
+def test_a_second_video_stream_is_dropped_with_a_warning(tmp_path):
+    """A multi-angle or picture-in-picture file: only the first video stream is debanded."""
+    source = tmp_path / "angles.mkv"
+    with av.open(str(source), "w") as out:
+        streams = [out.add_stream("libx264", rate=FPS) for _ in range(2)]
+        for stream in streams:
+            stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(N):
+            for stream in streams:
+                frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+                frame.pts = i
+                out.mux(stream.encode(frame))
+        for stream in streams:
+            out.mux(stream.encode(None))
+    with pytest.warns(
+        UserWarning, match=r"angles\.mkv: 2 video streams; the first is debanded and the other 1 "
+    ):
+        report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert report.frames == N and probe(tmp_path / "out.mkv")["size"] == (W, H)
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        assert len(out.streams.video) == 1
