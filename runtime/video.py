@@ -705,6 +705,12 @@ def deband_video(
             "be cut short (the output holds what was there)",
             stacklevel=2,
         )
+    if job.damaged:
+        warnings.warn(
+            f"{src}: {job.damaged} damaged video packet(s) or frame(s), as in a broken recording or "
+            "transfer; FFmpeg concealed the errors, so the output may show them or lack frames",
+            stacklevel=2,
+        )
     if job.retimed:
         counter = "Y4M" if muxer == "yuv4mpegpipe" else "AVI"
         warnings.warn(
@@ -848,6 +854,7 @@ class _Job:
         self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
         self.hdr10_kept = False
         self.retimed = False  # a frame moved to fit a container that counts frames (Y4M, AVI)
+        self.damaged = 0  # video packets and frames the demuxer or decoder found broken
         self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
         # Fields are woven in a frame unless the decoder hands each over alone; the frames' own
         # flags say which are interlaced, the stream's tag only what to expect.
@@ -971,7 +978,9 @@ class _Job:
             for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
                 index = packet.stream.index
                 if packet.stream.type == "video":
+                    self.damaged += bool(packet.is_corrupt)
                     for frame in packet.decode():
+                        self.damaged += bool(frame.is_corrupt and not packet.is_corrupt)
                         if deep is None:
                             deep = frame.format.components[0].bits > 8
                             self.hdr10 = Hdr10.of(frame)

@@ -1409,3 +1409,17 @@ def test_a_second_video_stream_is_dropped_with_a_warning(tmp_path):
     assert report.frames == N and probe(tmp_path / "out.mkv")["size"] == (W, H)
     with av.open(str(tmp_path / "out.mkv")) as out:
         assert len(out.streams.video) == 1
+
+
+def test_a_damaged_recording_is_debanded_as_far_as_it_decodes_with_a_warning(tmp_path):
+    """Broadcast captures lose packets: FFmpeg conceals the errors, and the user is told."""
+    clip = make_clip(tmp_path / "capture.ts", "yuv420p", "libx264", size=(160, 120), frames=60)
+    data = bytearray(clip.read_bytes())
+    for offset in range(len(data) // 3, len(data) // 3 + 3000, 97):  # a burst of flipped bytes
+        data[offset] ^= 0x5A
+    clip.write_bytes(bytes(data))
+    with pytest.warns(
+        UserWarning, match=r"capture\.ts: \d+ damaged video packet\(s\) or frame\(s\), as in a"
+    ):
+        report = deband_video(clip, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert 40 <= report.frames <= 60 and probe(tmp_path / "out.mkv")["size"] == (160, 120)
