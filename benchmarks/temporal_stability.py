@@ -41,7 +41,7 @@ from bdinn.train.evaluate import (
     smooth_mask,
 )
 
-FIELDS = ("psnr", "smooth_psnr", "flicker", "step")
+SCORES = ("psnr", "smooth_psnr", "flicker", "step")
 MOTIONS = {"still": 0, "pan": 1}  # pixels the picture moves per frame
 
 
@@ -68,7 +68,7 @@ def stability(out: np.ndarray, smooth: np.ndarray) -> dict[str, float]:
 
 
 def scores(out: np.ndarray, clean: np.ndarray, smooth: np.ndarray) -> dict[str, float]:
-    """All FIELDS of an aligned clip against the aligned clean clip."""
+    """All SCORES of an aligned clip against the aligned clean clip."""
 
     def mean_psnr(pixels: np.ndarray | slice) -> float:
         return float(
@@ -88,7 +88,7 @@ def measure(
     max_images: int | None,
     max_change: float | None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """motion -> method -> FIELDS, means over the pictures."""
+    """motion -> method -> SCORES, means over the pictures."""
     height, width = size
     first = (frames - 1) * max(MOTIONS.values())  # the columns every clip shows, still or panning
     if first >= width:
@@ -122,7 +122,7 @@ def measure(
         raise EvalError(f"{clean_dir}: no picture has a smooth region at {width}x{height}")
 
     def means(rows: list[dict[str, float]]) -> dict[str, float]:
-        return {f: float(np.mean([r[f] for r in rows])) for f in FIELDS}
+        return {f: float(np.mean([r[f] for r in rows])) for f in SCORES}
 
     return {motion: {method: means(rows) for method, rows in by.items()} for motion, by in results.items()}
 
@@ -150,7 +150,7 @@ def main(model: Path | None, clean_dir: Path, size: tuple[int, int], frames: int
     click.echo("| --- | --- | ---: | ---: | ---: | ---: |")
     for motion, by in report.items():
         for method, row in by.items():
-            cells = " | ".join(f"{row[f]:.2f}" if f.endswith("psnr") else f"{row[f]:.3f}" for f in FIELDS)
+            cells = " | ".join(f"{row[f]:.2f}" if f.endswith("psnr") else f"{row[f]:.3f}" for f in SCORES)
             click.echo(f"| {motion} | {method} | {cells} |")
     if json_path:
         json_path.write_text(json.dumps(report, indent=2) + "\n")

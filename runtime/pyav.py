@@ -1,5 +1,5 @@
-"""PyAV, new enough for bdinn's video work, or one line saying how to get it; and the two
-places where its frames are read the same way across its versions (side data, plane rows).
+"""PyAV, new enough for bdinn's video work, or one line saying how to get it; and two readers of
+its frames: side data (listed differently by PyAV 18 and 19) and a plane's rows as numpy.
 
 The colour conversions pass swscale flags (accurate rounding, full chroma interpolation, bit-exact
 output) that PyAV exposes from version 18 on; PyAV 17 converts 4:2:0 video several code values

@@ -119,6 +119,34 @@ class Timeline:
         return samples
 
 
+class CueRewriter:
+    """One text subtitle stream on its way into another text codec: packets in, packets out."""
+
+    def __init__(self, codec: str, target: str, time_base: Any) -> None:
+        self.codec, self.target, self.time_base = codec, target, time_base
+        self.encoding = "utf-8"  # Windows-1252 once a cue is not UTF-8, as old SubRip files are
+        self.timeline = Timeline() if target == "mov_text" else None  # its samples may not overlap
+
+    def packets_for(self, packet: Any) -> list[Any]:
+        """The packets a source packet's cue becomes now (none, or samples now complete)."""
+        try:
+            text = cue_text(self.codec, bytes(packet), self.encoding)
+        except UnicodeDecodeError:
+            self.encoding = "cp1252"
+            text = cue_text(self.codec, bytes(packet), self.encoding)
+        start, duration = packet.pts if packet.pts is not None else packet.dts, packet.duration or 0
+        if self.timeline is None:
+            return [cue_packet(self.target, text, start, duration, self.time_base)] if text else []
+        return self._packets(self.timeline.add(start, start + duration, text))
+
+    def flush(self) -> list[Any]:
+        """The packets for the cues still held at the end of the stream."""
+        return self._packets(self.timeline.flush()) if self.timeline is not None else []
+
+    def _packets(self, samples: list[tuple[int, int, str]]) -> list[Any]:
+        return [cue_packet(self.target, text, a, b - a, self.time_base) for a, b, text in samples]
+
+
 def text_stream(output: Any, source: Any, target: str) -> Any:
     """A `target` subtitle stream on `output` in `source`'s time base, for cue_packet's packets."""
     out = output.add_stream(target)

@@ -2,8 +2,8 @@
 
     report = deband_video("in.mp4", "out.mkv", process)
 
-`process` is called on the calling thread, once per frame in presentation order, with an
-H x W x 3 RGB array as decoded:
+`process` is called on the calling thread, once per frame in presentation order (twice for an
+interlaced frame: once per field, below), with an H x W x 3 RGB array as decoded:
 
 - uint8 (rgb24) for 8-bit sources,
 - uint16 (rgb48) for deeper sources (10-bit and up), on the full 16-bit scale: black 0,
@@ -25,21 +25,23 @@ writes, with a warning; `chroma` asks for one. The encoder follows from the dest
 (DEFAULT_CODECS) unless `codec` names one. Alpha is kept by FFV1 and ProRes (prores_ks) and
 dropped with a warning elsewhere. Frames their decoder flags interlaced are converted and
 debanded field by field (`process` is called on each field, a picture of half the frame's
-height) and written interlaced in their own field order by x264, ProRes, FFV1 and Y4M
-(video_fields.py says where not); other encoders code the woven fields as progressive pictures,
-with a warning. Frame timestamps, frame rate, frame count, display rotation, the start timecode
-and the colour tags (primaries, transfer, matrix, range) are kept; so is the sample aspect ratio
-with x264/x265 (other encoders warn that they drop it). What else the source carries goes along
-(video_streams.py): audio is copied packet for packet where the destination container takes its
-codec, otherwise re-encoded (AAC; Opus for WebM); subtitles are copied where the container takes
-their codec, and text ones rewritten into its own text codec where it does not
-(subtitle_text.py: SubRip or ASS into MP4's mov_text, mov_text into Matroska's SubRip); chapters
-go into MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV. What a container
-cannot hold (Y4M holds no audio) is dropped with a warning. HDR10 static metadata (mastering
-display, MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1; other encoders drop it with a
-warning; so are closed captions (A/53) to x264 and x265, frame by frame (video_side_data.py).
-Data streams are not carried over. The output is written to a hidden temporary file beside `dst`
-and renamed over it at the end, so a failure never leaves a partial video.
+height) and written interlaced by x264 (in the first frame's field order), ProRes and FFV1 (in
+each frame's) and Y4M (the first frame's; video_fields.py says where x264 cannot); other
+encoders code the woven fields as progressive pictures, with a warning. Frame timestamps, frame
+rate, frame count, display rotation, the start timecode and the colour tags (primaries,
+transfer, matrix, range) are kept; so is the sample aspect ratio with x264/x265 (other encoders
+warn that they drop it). What else the source carries goes along (video_streams.py): audio is
+copied packet for packet where the destination container takes its codec, otherwise re-encoded
+(AAC; Opus for WebM); subtitles are copied where the container takes their codec, and text ones
+rewritten into its own text codec where it does not (subtitle_text.py: SubRip, ASS or WebVTT
+into MP4's and MOV's mov_text, any of them into WebM's WebVTT, mov_text into Matroska's SubRip);
+chapters go into MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV. What a
+container cannot hold (Y4M holds no audio) is dropped with a warning. HDR10 static metadata
+(mastering display, MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1; other encoders drop it
+with a warning. Closed captions (A/53) go back into each frame for x264 and x265
+(video_side_data.py); other encoders drop them with a warning. Data streams are not carried
+over. The output is written to a hidden temporary file beside `dst` and renamed over it at the
+end, so a failure never leaves a partial video.
 
 Colour conversion (video_colour.py) uses the source's own matrix and range in both directions
 and passes `process` 16-bit RGB on the true 0..65535 scale.
@@ -83,6 +85,7 @@ from .video_encoder import DEFAULT_CRF, encoder_label, encoder_options
 from .video_fields import (
     FIELD_FLAGS,
     NOT_WOVEN,
+    ONE_FIELD_ORDER,
     TOP_FIELD_FIRST,
     field_flags,
     order_name,
@@ -172,7 +175,8 @@ class VideoReport:
     codec, pix_fmt, width, height: the output video stream.
     audio_streams: audio streams copied without re-encoding; audio_transcoded: re-encoded ones
     (their codec does not fit the container); audio_dropped: ones the container cannot hold.
-    subtitle_streams: subtitle streams copied; subtitles_dropped: ones the container cannot hold.
+    subtitle_streams: subtitle streams copied or rewritten; subtitles_dropped: ones the container
+    cannot hold.
     hdr10: whether the source's HDR10 static metadata was written into the output.
     fields: an interlaced source's field order ("top field first"), debanded field by field;
     None for progressive video.
@@ -462,7 +466,7 @@ def _check_output(src: Path | str, which: str, image: Any, shape: tuple[int, ...
     return image
 
 
-def _finished(made: Any, top_field_first: bool | None, carrier: Any) -> Any:
+def _outgoing_frame(made: Any, top_field_first: bool | None, carrier: Any) -> Any:
     """The frame to encode: `made` (the debanded picture, or its woven fields) given the source
     frame's captions where `carrier` holds them, then flagged with its field order (progressive
     for None, where the carrier brought an interlaced flag along)."""
@@ -502,8 +506,12 @@ def deband_frame(
     if not isinstance(frame, av.VideoFrame):
         raise TypeError(f"deband_frame takes a PyAV VideoFrame, got {type(frame).__name__}")
     fields = frame.interlaced_frame if fields is None else fields
-    # An unflagged frame debanded as fields is taken as top field first, as HD video mostly is.
-    dominance = (field_flags().is_top_first(frame) if frame.interlaced_frame else True) if fields else None
+    if not fields:
+        dominance = None
+    elif frame.interlaced_frame:
+        dominance = field_flags().is_top_first(frame)
+    else:  # asked for fields without a flag to say their order: top first, as HD video mostly is
+        dominance = True
     deep = frame.format.components[0].bits > 8
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
     parts = []
@@ -513,7 +521,7 @@ def deband_frame(
         parts.append(encode_frame(result, frame.format.name, Colour.of(frame)))
     made = parts[0] if dominance is None else weave(*parts, frame.height)
     copy_alpha(frame, made)
-    out = _finished(made, dominance, side_data_carrier(frame) if has_captions(frame) else None)
+    out = _outgoing_frame(made, dominance, side_data_carrier(frame) if has_captions(frame) else None)
     copy_colour_tags(frame, out)  # as they were, even if odd
     out.pts = frame.pts
     if frame.time_base is not None:  # None on a frame made from an array
@@ -600,8 +608,9 @@ def _with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str) -> str:
     return pix_fmt
 
 
-def _fields_lost(src: Path, codec: str, pix_fmt: str, height: int) -> str:
-    """The warning for fields debanded one by one and then coded as progressive frames."""
+def _fields_lost(src: Path, codec: str, pix_fmt: str, height: int, tagged: bool = False) -> str:
+    """The warning for fields debanded one by one and then coded as progressive frames; `tagged`:
+    said before the work, from the stream's tag (the frames may still turn out progressive)."""
     reason = why_not_fields(codec, pix_fmt, height)
     if reason is None:  # the encoder could have kept them, but the first frame set it up
         reason, advice = f"the video began with progressive frames, so {codec} was set up for those", ""
@@ -609,10 +618,10 @@ def _fields_lost(src: Path, codec: str, pix_fmt: str, height: int) -> str:
         advice = "crop it to such a height or write 4:2:2 (--chroma 422) to keep it interlaced, "
     else:
         advice = "use libx264 (--codec libx264) or prores_ks (.mov) to keep it interlaced, "
+    lead = "tagged interlaced; its interlaced frames are" if tagged else "interlaced; its frames' fields are"
     return (
-        f"{src}: interlaced; its fields are debanded one by one, but {reason}, so they are coded as "
-        f"progressive frames, which players do not deinterlace: {advice}or deinterlace it first "
-        "(ffmpeg -vf bwdif)"
+        f"{src}: {lead} debanded field by field, but {reason}, so they are coded as progressive frames, "
+        f"which players do not deinterlace: {advice}or deinterlace it first (ffmpeg -vf bwdif)"
     )
 
 
@@ -659,9 +668,10 @@ def deband_video(
     try:
         vin, *others = moving_pictures(source)
         if others:
+            dropped = "the other is" if len(others) == 1 else f"the other {len(others)} are"
             warnings.warn(
-                f"{src}: {len(others) + 1} video streams; the first is debanded and the other {len(others)} "
-                "dropped (deband one on its own: ffmpeg -i SRC -map 0:v:1 -c copy ONE.mkv)",
+                f"{src}: {len(others) + 1} video streams; the first is debanded and {dropped} dropped (to "
+                f"deband another on its own: ffmpeg -i {src} -map 0:v:N -c copy ONE.mkv, N from 1)",
                 stacklevel=2,
             )
         if chroma is None:
@@ -669,11 +679,11 @@ def deband_video(
         pix_fmt = _with_alpha(vin, src, codec_name, pix_fmt)
         job = _Job(source, src, dst, muxer, codec_name, pix_fmt, options, process)
         # The stream's tag says it before the work; the frames themselves after it (below).
-        told = (
+        warned_fields_lost = (
             job.stream_top_first is not None and why_not_fields(codec_name, pix_fmt, job.height) is not None
         )
-        if told:
-            warnings.warn(_fields_lost(src, codec_name, pix_fmt, job.height), stacklevel=2)
+        if warned_fields_lost:
+            warnings.warn(_fields_lost(src, codec_name, pix_fmt, job.height, tagged=True), stacklevel=2)
         if bit_depth == 8 and job.colour.trc in HDR_TRANSFERS:
             warnings.warn(
                 f"{dst}: 8-bit output of an HDR (PQ or HLG) source bands visibly; leave the bit depth at 10",
@@ -705,10 +715,11 @@ def deband_video(
             "be cut short (the output holds what was there)",
             stacklevel=2,
         )
-    if job.damaged:
+    if job.damaged_packets or job.damaged_frames:
         warnings.warn(
-            f"{src}: {job.damaged} damaged video packet(s) or frame(s), as in a broken recording or "
-            "transfer; FFmpeg concealed the errors, so the output may show them or lack frames",
+            f"{src}: damaged ({job.damaged_packets} broken video packet(s), {job.damaged_frames} frame(s) "
+            "decoded with errors), as a broken recording or transfer is; FFmpeg concealed what it could, so "
+            "the output may show them or lack frames: check it, or get the source again",
             stacklevel=2,
         )
     if job.retimed:
@@ -719,9 +730,9 @@ def deband_video(
             "so frames were retimed (audio muxed back will drift); write .mkv or .mp4 to keep their times",
             stacklevel=2,
         )
-    if job.interlaced_frames and not job.codes_fields and not told:
+    if job.interlaced_frames and not job.codes_fields and not warned_fields_lost:
         warnings.warn(_fields_lost(src, codec_name, pix_fmt, job.height), stacklevel=2)
-    if len(job.dominances) > 1 and codec_name in ("libx264", "wrapped_avframe"):
+    if len(job.dominances) > 1 and job.codes_fields and codec_name in ONE_FIELD_ORDER:
         warnings.warn(
             f"{dst}: the source's field order changes between frames, and {encoder_label(codec_name)} "
             "keeps one order for the whole stream, so the others play back jerkily; ffv1 or prores_ks keep "
@@ -730,18 +741,15 @@ def deband_video(
         )
     if job.captions and not job.writes_captions:
         why = (
-            "a53cc=0 turns them off"
+            "a53cc=0 turns them off; leave it out to keep them"
             if codec_name in CAPTION_OPTIONS
-            else f"{encoder_label(codec_name)} cannot carry them"
+            else f"{encoder_label(codec_name)} cannot carry them; use libx264 or libx265 (.mkv .mp4 .mov .ts)"
         )
-        warnings.warn(
-            f"{src}: its closed captions (A/53: CEA-608/708) are dropped: {why}; use libx264 or libx265 "
-            "(.mkv, .mp4, .mov, .ts, .avi)",
-            stacklevel=2,
-        )
+        warnings.warn(f"{src}: its closed captions (A/53: CEA-608/708) are dropped: {why}", stacklevel=2)
     for index in job.carried.not_utf8:
         warnings.warn(
-            f"{src}: subtitle stream {index} is not UTF-8; its text was read as Windows-1252 (cp1252)",
+            f"{src}: subtitle stream {index} is not UTF-8; its text was read as Windows-1252 (cp1252): if it "
+            "reads wrong, convert the subtitles to UTF-8 first (iconv)",
             stacklevel=2,
         )
     if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.rotation, job.sar)):
@@ -776,7 +784,7 @@ def deband_video(
         subtitle_streams=len(job.carried.subtitle_out),
         subtitles_dropped=job.carried.subtitles_dropped,
         hdr10=job.hdr10_kept,
-        fields=order_name(TOP_FIELD_FIRST[job.field_order]) if job.field_order else None,
+        fields=order_name(job.first_interlaced) if job.first_interlaced is not None else None,
         captions=job.captions and job.writes_captions,
     )
 
@@ -854,13 +862,13 @@ class _Job:
         self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
         self.hdr10_kept = False
         self.retimed = False  # a frame moved to fit a container that counts frames (Y4M, AVI)
-        self.damaged = 0  # video packets and frames the demuxer or decoder found broken
+        self.damaged_packets = self.damaged_frames = 0  # found broken by the demuxer, the decoder
         self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
         # Fields are woven in a frame unless the decoder hands each over alone; the frames' own
         # flags say which are interlaced, the stream's tag only what to expect.
         self.woven_fields = ctx.name not in NOT_WOVEN
         self.stream_top_first = TOP_FIELD_FIRST.get(ctx.field_order) if self.woven_fields else None
-        self.field_order: int | None = None  # the output's tag: the first frame's order, else the stream's
+        self.first_interlaced: bool | None = None  # the first interlaced frame's order: top first?
         self.codes_fields = False  # the encoder was set up to keep fields
         self.interlaced_frames = 0
         self.captions = False  # some frame carried closed captions
@@ -978,9 +986,9 @@ class _Job:
             for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
                 index = packet.stream.index
                 if packet.stream.type == "video":
-                    self.damaged += bool(packet.is_corrupt)
+                    self.damaged_packets += bool(packet.is_corrupt)
                     for frame in packet.decode():
-                        self.damaged += bool(frame.is_corrupt and not packet.is_corrupt)
+                        self.damaged_frames += bool(frame.is_corrupt)
                         if deep is None:
                             deep = frame.format.components[0].bits > 8
                             self.hdr10 = Hdr10.of(frame)
@@ -1021,13 +1029,13 @@ class _Job:
         return None
 
     def _set_fields(self, top_field_first: bool | None) -> None:
-        """Before the encoder opens: the field order tag (the first frame's, else the stream's),
-        and the options that make the encoder keep fields where it can."""
+        """Before the encoder opens: the field order tag (the first frame's, else the stream's as
+        it was), and, where the first frame is interlaced, the options that make the encoder keep
+        fields (a progressive frame coded as fields would be deinterlaced by players)."""
         top = self.stream_top_first if top_field_first is None else top_field_first
-        if top is None:
-            return
-        self.field_order = self.vout.codec_context.field_order = order_of(top)
-        if why_not_fields(self.codec, self.pix_fmt, self.height) is None:
+        if top is not None:
+            self.vout.codec_context.field_order = order_of(top)
+        if top_field_first is not None and why_not_fields(self.codec, self.pix_fmt, self.height) is None:
             self.options = with_field_flags(self.codec, self.options)
             self.vout.options = self.options
             self.codes_fields = True
@@ -1070,9 +1078,11 @@ class _Job:
                 if item.top_field_first is not None:
                     self.interlaced_frames += 1
                     self.dominances.add(item.top_field_first)
+                    if self.first_interlaced is None:
+                        self.first_interlaced = item.top_field_first
                 if item.alpha is not None:
                     put_alpha(frame, item.alpha)
-                frame = _finished(frame, item.top_field_first, item.carrier)
+                frame = _outgoing_frame(frame, item.top_field_first, item.carrier)
                 frame.pts, frame.time_base = pts, self.out_time_base
                 opening = self._mux_video(output, opening, self.vout.encode(frame))
                 for held in waiting:

@@ -31,6 +31,9 @@ NOT_WOVEN = {"hevc", "png", "apng"}
 # back: its frames say interlaced, in the order given). x265, SVT-AV1 and VP9 code progressive
 # frames only.
 FIELD_FLAGS = {"libx264": "+ildct+ilme", "prores_ks": "+ildct", "ffv1": "", "wrapped_avframe": ""}
+# Of those, the ones that keep one field order for the whole stream (x264's is set when it opens,
+# Y4M's in its header); FFV1 and ProRes keep each frame's.
+ONE_FIELD_ORDER = {"libx264", "wrapped_avframe"}
 
 
 def order_name(top_field_first: bool) -> str:
@@ -101,9 +104,8 @@ def weave(top: Any, bottom: Any, height: int) -> Any:
 
 class FieldFlags:
     """Reads and sets a frame's field dominance, which PyAV exposes neither way: FFmpeg's select
-    filter tells top-field-first frames apart and its setfield filter flags them. FFV1 and
-    ProRes keep each frame's order; x264 and Y4M keep the first one's. Graphs are not shared
-    between threads: take this thread's from `field_flags()`."""
+    filter tells top-field-first frames apart and its setfield filter flags them. Graphs are not
+    shared between threads: take this thread's from `field_flags()`."""
 
     def __init__(self) -> None:
         self._graphs: dict[tuple[Any, ...], Any] = {}

@@ -37,6 +37,7 @@ def writes_captions(codec: str, options: dict[str, str]) -> bool:
 def side_data_carrier(frame: Any) -> Any:
     """A tiny copy of `frame` that keeps its side data and flags, so that the decoded frame
     itself need not be kept (or written into) until the debanded picture is encoded."""
+    # A reformat to the frame's own size hands back the frame itself, which would be written into.
     side = _CARRIER_SIDE if (frame.width, frame.height) != (_CARRIER_SIDE,) * 2 else _CARRIER_SIDE // 2
     return reformatter("carrier").reformat(
         frame, width=side, height=side, interpolation="POINT", threads=1, **_ANY_MATRIX

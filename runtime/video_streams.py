@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .subtitle_text import TEXT_CODEC_OF_MUXER, TEXT_CODECS, Timeline, cue_packet, cue_text, text_stream
+from .subtitle_text import TEXT_CODEC_OF_MUXER, TEXT_CODECS, CueRewriter, text_stream
 
 # Muxer -> the audio codecs copied into it packet for packet (None: any); others are re-encoded.
 # FFmpeg's own check is not enough: it accepts stereo PCM in MP4 and then fails at the trailer,
@@ -94,32 +94,6 @@ def copy_tags(target: Any, source: Any) -> None:
     target.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _TAGS})
 
 
-class _Rewrite:
-    """One text subtitle stream on its way into another text codec."""
-
-    def __init__(self, codec: str, target: str, time_base: Any) -> None:
-        self.codec, self.target, self.time_base = codec, target, time_base
-        self.encoding = "utf-8"  # Windows-1252 once a cue is not UTF-8, as old SubRip files are
-        self.timeline = Timeline() if target == "mov_text" else None  # its samples may not overlap
-
-    def packets_for(self, packet: Any) -> list[Any]:
-        try:
-            text = cue_text(self.codec, bytes(packet), self.encoding)
-        except UnicodeDecodeError:
-            self.encoding = "cp1252"
-            text = cue_text(self.codec, bytes(packet), self.encoding)
-        start, duration = packet.pts if packet.pts is not None else packet.dts, packet.duration or 0
-        if self.timeline is None:
-            return [cue_packet(self.target, text, start, duration, self.time_base)] if text else []
-        return self._packets(self.timeline.add(start, start + duration, text))
-
-    def flush(self) -> list[Any]:
-        return self._packets(self.timeline.flush()) if self.timeline is not None else []
-
-    def _packets(self, samples: list[tuple[int, int, str]]) -> list[Any]:
-        return [cue_packet(self.target, text, a, b - a, self.time_base) for a, b, text in samples]
-
-
 class CarriedStreams:
     """The source's audio and subtitle streams as set up on one output, and the rest it carries.
 
@@ -135,7 +109,7 @@ class CarriedStreams:
         self.transcode: set[int] = set()  # audio streams re-encoded rather than copied
         self.audio_dropped = 0
         self.subtitle_out: dict[int, Any] = {}
-        self.rewritten: dict[int, _Rewrite] = {}  # text subtitle streams put into another text codec
+        self.rewritten: dict[int, CueRewriter] = {}  # text subtitle streams put into another text codec
         self.subtitles_dropped = 0
         self.timecode = timecode_of(source)  # for the video stream's tags, where the container keeps it
 
@@ -204,7 +178,7 @@ class CarriedStreams:
             if out is None and name in TEXT_CODECS and self.muxer in TEXT_CODEC_OF_MUXER:
                 target = TEXT_CODEC_OF_MUXER[self.muxer]
                 out = text_stream(output, stream, target)
-                self.rewritten[stream.index] = _Rewrite(name, target, stream.time_base)
+                self.rewritten[stream.index] = CueRewriter(name, target, stream.time_base)
             if out is None:
                 dropped.append(f"{name} stream {stream.index}")
                 continue

@@ -2,6 +2,8 @@
 
 import importlib.util
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -58,3 +60,14 @@ def benchmark_script() -> Callable[[str], ModuleType]:
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def run_benchmark() -> Callable[..., subprocess.CompletedProcess]:
+    """Runs `python benchmarks/NAME.py ARGS...` as a user would: text output, 5 minutes at most."""
+
+    def run(name: str, *args: object) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(BENCHMARKS / f"{name}.py"), *map(str, args)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    return run

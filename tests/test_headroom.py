@@ -2,8 +2,6 @@
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,6 @@ import pytest
 from bdinn.runtime import Debander
 from bdinn.train.evaluate import BASELINES, evaluate, pairs_from_clean, parse_degradations
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "headroom.py"
 DATA = Path(__file__).parent / "data"
 
 
@@ -34,13 +31,9 @@ def test_split_error_puts_each_pixels_error_on_its_side_of_the_mask(benchmark_sc
     assert exact["psnr"] == exact["smooth_restored"] == 100.0  # capped, as bdinn-eval caps
 
 
-def test_script_agrees_with_bdinn_eval_and_its_parts_add_up(tmp_path):
+def test_script_agrees_with_bdinn_eval_and_its_parts_add_up(tmp_path, run_benchmark):
     out = tmp_path / "headroom.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--clean", str(DATA), "--degrade", "q5", "--max-images", "2",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = run_benchmark("headroom", "--clean", DATA, "--degrade", "q5", "--max-images", 2, "--json", out)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())["q5"]
     assert len(report["images"]) == 2
@@ -63,10 +56,8 @@ def test_script_agrees_with_bdinn_eval_and_its_parts_add_up(tmp_path):
         assert report["methods"][method]["mean"]["psnr"] == pytest.approx(eval_rows[method]["psnr"], abs=1e-6)
 
 
-def test_a_folder_without_pictures_is_one_line_and_exit_1(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--clean", str(tmp_path)], capture_output=True, text=True, timeout=120
-    )
+def test_a_folder_without_pictures_is_one_line_and_exit_1(tmp_path, run_benchmark):
+    done = run_benchmark("headroom", "--clean", tmp_path)
     assert done.returncode == 1
     assert (
         done.stderr.strip()

@@ -16,6 +16,7 @@ import pytest
 av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
 
 from bdinn.runtime.hdr10 import Hdr10  # noqa: E402
+from bdinn.runtime.subtitle_text import cue_text  # noqa: E402
 from bdinn.runtime.video import VideoError, VideoReport, deband_frame, deband_video, is_video  # noqa: E402
 
 W, H, N, FPS, RATE = 64, 48, 8, 24, 48000
@@ -363,20 +364,11 @@ def film_with(path: Path, subtitle_file: Path, language: str | None = None, extr
     return path
 
 
-def _cue(codec: str, payload: bytes) -> str:
-    """A cue's text as stored: a mov_text sample starts with its 16-bit length."""
-    return (
-        payload[2 : 2 + int.from_bytes(payload[:2], "big")].decode()
-        if codec == "mov_text"
-        else payload.decode()
-    )
-
-
 def _extras(path: Path) -> dict:
     """The subtitle cues (text, start, end in seconds), chapters and attachments of a file."""
     with av.open(str(path)) as src:
         cues = [
-            (_cue(stream.codec_context.name, bytes(p)), float(p.pts * p.time_base),
+            (cue_text(stream.codec_context.name, bytes(p)), float(p.pts * p.time_base),
              float((p.pts + p.duration) * p.time_base))
             for stream in src.streams.subtitles
             for p in src.demux(stream)
@@ -853,7 +845,7 @@ def test_alpha_and_interlacing_are_warned_about(tmp_path):
     interlaced = make_clip(
         tmp_path / "tff.mkv", "yuv420p", "libx264", flags="+ilme+ildct", **{"x264-params": "tff=1"}
     )
-    message = r"tff\.mkv: interlaced; its fields are debanded one by one, but libx265 codes whole pictures"
+    message = r"tff\.mkv: tagged interlaced; its interlaced frames are debanded field by field, but libx265"
     with pytest.warns(UserWarning, match=message):
         deband_video(interlaced, tmp_path / "i.mkv", lambda rgb: rgb, progress=False)
 
@@ -1376,7 +1368,7 @@ def test_the_start_timecode_is_kept_where_the_container_holds_one(tmp_path, sour
     film = _timecoded(tmp_path / source, "01:02:03:04")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for name in ("out.mov", "out.mp4", "out.mkv"):
+        for name in ("out.mov", "out.mp4", "out.mkv", "out.webm"):
             deband_video(film, tmp_path / name, lambda rgb: rgb, progress=False)
             assert "01:02:03:04" in _timecodes(tmp_path / name)
     with pytest.warns(
@@ -1403,7 +1395,7 @@ def test_a_second_video_stream_is_dropped_with_a_warning(tmp_path):
         for stream in streams:
             out.mux(stream.encode(None))
     with pytest.warns(
-        UserWarning, match=r"angles\.mkv: 2 video streams; the first is debanded and the other 1 "
+        UserWarning, match=r"angles\.mkv: 2 video streams; the first is debanded and the other is dropped "
     ):
         report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
     assert report.frames == N and probe(tmp_path / "out.mkv")["size"] == (W, H)
@@ -1419,7 +1411,9 @@ def test_a_damaged_recording_is_debanded_as_far_as_it_decodes_with_a_warning(tmp
         data[offset] ^= 0x5A
     clip.write_bytes(bytes(data))
     with pytest.warns(
-        UserWarning, match=r"capture\.ts: \d+ damaged video packet\(s\) or frame\(s\), as in a"
+        UserWarning,
+        match=r"capture\.ts: damaged \(1 broken video packet\(s\), [1-9] frame\(s\) decoded with errors\)",
     ):
         report = deband_video(clip, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
-    assert 40 <= report.frames <= 60 and probe(tmp_path / "out.mkv")["size"] == (160, 120)
+    # How many frames are lost, the threaded decoder's concealment decides (58 or 59 of 60 seen).
+    assert 50 <= report.frames < 60 and probe(tmp_path / "out.mkv")["size"] == (160, 120)

@@ -150,8 +150,9 @@ def test_the_frames_field_order_wins_over_the_streams_guess(tmp_path):
 def test_x265_warns_that_it_codes_progressive_frames(tmp_path):
     source = interlaced_clip(tmp_path / "in.mkv", field_order=2)
     message = (
-        r"in\.mkv: interlaced; its fields are debanded one by one, but libx265 codes whole pictures only, so "
-        r"they are coded as progressive frames, which players do not deinterlace: use libx264"
+        r"in\.mkv: tagged interlaced; its interlaced frames are debanded field by field, but libx265 codes "
+        r"whole pictures only, so they are coded as progressive frames, which players do not deinterlace: "
+        r"use libx264"
     )
     with pytest.warns(UserWarning, match=message):
         deband_video(source, tmp_path / "out.mkv", column_mean, progress=False)
@@ -215,9 +216,11 @@ def test_the_frames_flags_decide_not_the_streams_tag(tmp_path):
         return rgb
 
     tagged = interlaced_clip(tmp_path / "tagged.mkv", field_order=2, orders=[None] * N)
-    report = deband_video(tagged, tmp_path / "a.mkv", process, codec="ffv1", progress=False)
-    assert shapes == [H] * N and not any(f.interlaced_frame for f in decoded(tmp_path / "a.mkv")[1])
-    assert report.fields == "top field first"  # the container's tag is kept as it was
+    for name, codec in (("a.mkv", "ffv1"), ("a.mp4", "libx264")):
+        report = deband_video(tagged, tmp_path / name, process, codec=codec, progress=False)
+        assert report.fields is None and not any(f.interlaced_frame for f in decoded(tmp_path / name)[1])
+    assert shapes == [H] * 2 * N
+    assert decoded(tmp_path / "a.mkv")[0] == 2  # the container's tag is kept as it was
 
     shapes.clear()
     late = interlaced_clip(tmp_path / "late.mkv", field_order=1, orders=[None, False, False])
@@ -225,7 +228,7 @@ def test_the_frames_flags_decide_not_the_streams_tag(tmp_path):
         UserWarning, match="the video began with progressive frames, so libx264 was set up for those"
     ):
         report = deband_video(late, tmp_path / "b.mkv", process, codec="libx264", progress=False)
-    assert shapes == [H, H // 2, H // 2, H // 2, H // 2] and report.fields is None
+    assert shapes == [H, H // 2, H // 2, H // 2, H // 2] and report.fields == "bottom field first"
 
 
 def test_a_callers_flags_add_to_the_field_flags(tmp_path):

@@ -151,14 +151,14 @@ def codec_roundtrip_clip(
 
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose one of {sorted(CODECS)}")
-    shapes = {img.shape for img in frames}
-    img = frames[0] if frames else np.zeros(0)
-    if len(shapes) != 1 or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+    shapes = {frame.shape for frame in frames}
+    first = frames[0] if frames else np.zeros(0)
+    if len(shapes) != 1 or first.dtype != np.uint8 or first.ndim != 3 or first.shape[2] != 3:
         got = ", ".join(sorted({f"{f.dtype} {f.shape}" for f in frames})) or "no frames"
         raise ValueError(f"codec_roundtrip takes H x W x 3 uint8 RGB frames of one size, got {got}")
     encoder_name, decoder_name, codec_options = CODECS[codec]
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr itself; errors only
-    h, w = img.shape[:2]
+    h, w = first.shape[:2]
     pad_h = max(h + h % 2, MIN_CODEC_SIDE) - h
     pad_w = max(w + w % 2, MIN_CODEC_SIDE) - w
     # Limited-range BT.709 like HD video, converted bit-exactly on one thread so that a cached
