@@ -1219,10 +1219,10 @@ def test_a_signal_while_waiting_for_standard_input_is_not_lost(tmp_path, sig, st
 
 @pytest.mark.parametrize("stage", ["decode_rgb", "encode_frame"])
 def test_error_in_the_decode_or_encode_thread_is_raised(source, tmp_path, monkeypatch, stage):
-    from bdinn.runtime import video
+    from bdinn.runtime import video_job
 
     baseline = _threads()
-    real, calls = getattr(video, stage), []
+    real, calls = getattr(video_job, stage), []
 
     def fails_on_call_3(*args):
         calls.append(1)
@@ -1230,7 +1230,7 @@ def test_error_in_the_decode_or_encode_thread_is_raised(source, tmp_path, monkey
             raise OSError(f"{stage} blew up")
         return real(*args)
 
-    monkeypatch.setattr(video, stage, fails_on_call_3)
+    monkeypatch.setattr(video_job, stage, fails_on_call_3)
     with pytest.raises(OSError, match=f"{stage} blew up"):
         deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
     assert _listing(tmp_path) == []

@@ -1,0 +1,281 @@
+"""What a debanded video is written as, checked before any work: the container from the file
+name, an encoder that fits it and writes the bit depth, and the pixel format (chroma and alpha
+from the source where the encoder keeps them); and the paths it goes between.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .pyav import require_pyav
+from .video_encoder import DEFAULT_CRF, encoder_label, encoder_options
+
+# "-" as the source reads a stream from standard input (Y4M, MKV, MPEG-TS: what FFmpeg can read
+# from a pipe); as the destination it writes Y4M to standard output, for an encoder to read.
+STDIO = "-"
+
+
+STDIN, STDOUT = Path("<stdin>"), Path("<stdout>")
+
+
+# Destination suffix -> FFmpeg muxer.
+CONTAINERS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+    ".avi": "avi",
+    ".ts": "mpegts",
+    ".y4m": "yuv4mpegpipe",
+}
+
+
+# Suffixes read as video: those written, and broadcast and older formats that are only read.
+VIDEO_SUFFIXES = (*CONTAINERS, ".mpg", ".mpeg", ".m2v", ".m2ts", ".mts", ".mxf", ".vob", ".dv", ".flv",
+                  ".wmv", ".3gp", ".ogv")  # fmt: skip
+
+
+# Muxer -> encoders to try, best first; the first one that is built in and writes the requested
+# bit depth wins. wrapped_avframe is Y4M's uncompressed video.
+DEFAULT_CODECS = {
+    "mp4": ("libx265", "libx264"),
+    "mov": ("libx265", "libx264"),
+    "matroska": ("libx265", "libx264", "libsvtav1"),
+    "mpegts": ("libx265", "libx264"),
+    "webm": ("libsvtav1", "libvpx-vp9"),
+    "avi": ("libx264",),
+    "yuv4mpegpipe": ("wrapped_avframe",),
+}
+
+
+# Muxer -> the encoders among ours (_KNOWN_ENCODERS) whose video it really holds. FFmpeg's own
+# check accepts more (AV1 or FFV1 in MPEG-TS, x264 in Y4M) and then writes an unplayable data
+# stream or fails at the end, after all the work. Measured by encoding into each with PyAV.
+VIDEO_CODECS = {
+    "mp4": {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1"},
+    "mov": {"libx264", "libx265"},
+    "matroska": {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "libvpx", "ffv1"},
+    "webm": {"libsvtav1", "libvpx-vp9", "libvpx"},
+    "avi": {"libx264", "libvpx", "ffv1"},
+    "mpegts": {"libx264", "libx265"},
+    "yuv4mpegpipe": {"wrapped_avframe"},
+}
+
+
+_KNOWN_ENCODERS = set().union(*VIDEO_CODECS.values())
+
+
+CHROMA = ("420", "422", "444")  # output chroma resolutions (4:2:0, 4:2:2, 4:4:4)
+
+
+# Encoders that keep alpha (yuva formats), measured by decoding it back: x265 and VP9 list yuva
+# formats too, but PyAV's x265 refuses to open with them and its VP9 decoder returns no alpha.
+_ALPHA_ENCODERS = {"ffv1", "prores_ks"}
+
+
+class VideoError(ValueError):
+    """A bad video file or request; the message is one line: the file, the problem and what to do."""
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """Whether the file name has a video suffix (VIDEO_SUFFIXES); the file is not opened."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _muxer_for(dst: Path) -> str:
+    if dst == STDOUT:
+        return "yuv4mpegpipe"
+    muxer = CONTAINERS.get(dst.suffix.lower())
+    if muxer is None:
+        choices = ", ".join(sorted(CONTAINERS))
+        raise VideoError(
+            f"{dst}: unsupported output container {dst.suffix or '(no suffix)'!r}; use {choices}"
+        )
+    return muxer
+
+
+def check_paths(src: Path, dst: Path, force: bool) -> str:
+    """Validate the paths; the destination's muxer name."""
+    if dst == STDOUT:
+        return "yuv4mpegpipe"
+    if src == STDIN:
+        pass
+    elif not src.exists():
+        raise VideoError(f"{src}: no such file (check the path)")
+    if src.is_dir():
+        raise VideoError(f"{src}: is a folder, not a video file")
+    muxer = _muxer_for(dst)
+    if src != STDIN and (dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src))):
+        raise VideoError(f"{dst}: the output is the input file; write to another path")
+    if dst.is_dir():
+        raise VideoError(f"{dst}: is a folder; give an output file name")
+    if dst.exists() and not force:
+        raise VideoError(f"{dst}: already exists; pass force=True (--force) to overwrite it")
+    return muxer
+
+
+def _available_encoders() -> list[str]:
+    import av
+
+    names = {name for names in DEFAULT_CODECS.values() for name in names} | set(DEFAULT_CRF) | {"ffv1"}
+    return sorted(name for name in names if name in av.codecs_available and _encoder(name) is not None)
+
+
+def _encoder(name: str) -> Any:
+    import av
+
+    try:
+        return av.codec.Codec(name, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        return None
+
+
+def _writes(enc: Any) -> set[str] | None:
+    """The pixel formats an encoder writes; None where it takes any (Y4M's wrapped_avframe)."""
+    formats = enc.video_formats
+    return None if formats is None else {f.name for f in formats}
+
+
+def _pick_codec(
+    dst: Path, muxer: str, codec: str | None, pix_fmts: list[str], bit_depth: int
+) -> tuple[str, str]:
+    """The encoder's name and the first of `pix_fmts` it writes, checked against the container."""
+    import av
+
+    def written(enc: Any) -> list[str]:
+        names = _writes(enc)
+        return pix_fmts if names is None else [p for p in pix_fmts if p in names]
+
+    def fits(name: str) -> bool:
+        if name in _KNOWN_ENCODERS:
+            return name in VIDEO_CODECS[muxer]
+        probe = av.open(io.BytesIO(), "w", format=muxer)
+        try:
+            probe.add_stream(name)
+            return True
+        except ValueError:
+            return False
+        finally:
+            probe.close()
+
+    wanted = pix_fmts[0] if len(pix_fmts) == 1 else f"{bit_depth}-bit"
+    if codec is None:
+        for name in DEFAULT_CODECS[muxer]:
+            enc = _encoder(name)
+            if enc is not None and written(enc) and fits(name):
+                return enc.name, written(enc)[0]
+        able = [n for n in _available_encoders() if n in _KNOWN_ENCODERS and fits(n) and written(_encoder(n))]
+        way = f"pass codec= one of {', '.join(able)}" if able else "write .mkv (libx265)"
+        raise VideoError(f"{dst}: no built-in encoder writes {wanted} video into {dst.suffix}; {way}")
+    if muxer == "yuv4mpegpipe" and codec != "wrapped_avframe":
+        raise VideoError(f"{dst}: Y4M holds raw video only; leave codec (--codec) out")
+    enc = _encoder(codec)
+    if enc is None or enc.type != "video":
+        raise VideoError(
+            f"{dst}: unknown video encoder {codec!r}; choose one of {', '.join(_available_encoders())}"
+        )
+    if not written(enc):
+        names = _writes(enc) or set()
+        other = [c for c in CHROMA if _pix_fmt(c, bit_depth) in names]
+        shallower = [
+            d for d in (10, 8) if d < bit_depth and any(_pix_fmt(p[3:6], d) in names for p in pix_fmts)
+        ]
+        if shallower:
+            hint = (
+                f"pass bit_depth={shallower[0]} (--bit-depth {shallower[0]}) or use another codec (libx265)"
+            )
+        elif other:
+            hint = f"ask for chroma {other[0]} (--chroma {other[0]}) or use another codec (libx265)"
+        else:
+            hint = "use another codec (libx265)"
+        raise VideoError(f"{dst}: {enc.name} cannot write {wanted} video; {hint}")
+    if not fits(enc.name):
+        raise VideoError(
+            f"{dst}: a {dst.suffix} file cannot hold {enc.name} video; use .mkv or another codec"
+        )
+    return enc.name, written(enc)[0]
+
+
+def check_encoder(
+    dst: str | os.PathLike,
+    codec: str | None = None,
+    bit_depth: int = 10,
+    crf: int | None = None,
+    preset: str | int | None = None,
+    codec_options: Mapping[str, object] | None = None,
+    chroma: str | None = None,
+) -> tuple[str, str, dict[str, str]]:
+    """(encoder, pixel format, FFmpeg options) for a video written to `dst` with deband_video's
+    settings, checked: VideoError before any work, so a batch can be checked before a model loads.
+    The pixel format has `chroma`, else the least the encoder writes; deband_video follows the source's."""
+    dst = STDOUT if os.fspath(dst) == STDIO else Path(dst)
+    try:
+        require_pyav()
+    except ImportError as exc:
+        raise VideoError(f"{dst}: {exc}") from None
+    muxer = _muxer_for(dst)
+    if bit_depth not in (8, 10, 12):
+        raise VideoError(f"{dst}: bit depth must be 8, 10 or 12, got {bit_depth}")
+    if chroma is not None and chroma not in CHROMA:
+        raise VideoError(
+            f"{dst}: chroma must be one of {', '.join(CHROMA)} (None: the source's), got {chroma!r}"
+        )
+    pix_fmts = [_pix_fmt(c, bit_depth) for c in ([chroma] if chroma else CHROMA)]
+    codec_name, pix_fmt = _pick_codec(dst, muxer, codec, pix_fmts, bit_depth)
+    try:
+        return codec_name, pix_fmt, encoder_options(codec_name, pix_fmt, crf, preset, codec_options)
+    except ValueError as exc:
+        raise VideoError(f"{dst}: {exc}") from None
+
+
+def _pix_fmt(chroma: str, bit_depth: int) -> str:
+    return f"yuv{chroma}p" + ("" if bit_depth == 8 else f"{bit_depth}le")
+
+
+def _chroma_of(fmt: Any) -> str:
+    """The least output chroma that keeps all of a source format's: RGB is 4:4:4, gray 4:2:0."""
+    if fmt is None or sum(not c.is_alpha for c in fmt.components) < 3:
+        return "420"
+    if fmt.is_rgb or fmt.chroma_width(4) == 4:  # full horizontal chroma (4:4:4, 4:4:0)
+        return "444"
+    return "422" if fmt.chroma_height(4) == 4 else "420"  # full vertical (4:2:2, 4:1:1), or half
+
+
+def follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) -> str:
+    """The output pixel format: the least chroma the encoder writes that keeps the source's, else
+    its most, with a warning."""
+    kept = _chroma_of(vin.codec_context.format)
+    names = _writes(_encoder(codec))
+    writable = [c for c in CHROMA if names is None or _pix_fmt(c, bit_depth) in names]
+    enough = [c for c in writable if c >= kept]  # "420" < "422" < "444"
+    chosen = enough[0] if enough else writable[-1]
+    if chosen < kept:
+        warnings.warn(
+            f"{dst}: {encoder_label(codec)} writes 4:{chosen[1]}:{chosen[2]} at most, so {src.name}'s "
+            f"4:{kept[1]}:{kept[2]} chroma is reduced; use libx265 (.mkv) to keep it, or chroma {chosen} "
+            f"(--chroma {chosen}) to ask for 4:{chosen[1]}:{chosen[2]}",
+            stacklevel=3,
+        )
+    return _pix_fmt(chosen, bit_depth)
+
+
+def with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str) -> str:
+    """The output pixel format with alpha where the source has it and the encoder keeps it."""
+    fmt = vin.codec_context.format
+    if fmt is None or not any(c.is_alpha for c in fmt.components):
+        return pix_fmt
+    with_alpha = "yuva" + pix_fmt.removeprefix("yuv")
+    if codec in _ALPHA_ENCODERS and with_alpha in (_writes(_encoder(codec)) or ()):
+        return with_alpha
+    warnings.warn(
+        f"{src}: its alpha channel is dropped: {encoder_label(codec)} does not keep it in {pix_fmt}; "
+        "ffv1 (.mkv) or prores_ks (.mov) do",
+        stacklevel=3,
+    )
+    return pix_fmt

@@ -1,0 +1,534 @@
+"""One deband_video run: the source opened, a decode thread (demux, decode, YUV -> RGB) and an
+encode thread (RGB -> YUV, encode, mux) joined to the calling thread's `process` by bounded
+queues, and the output file set up with what the source carries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import queue
+import signal
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .hdr10 import ENCODER_OPTION, Hdr10
+from .video_colour import Colour, alpha_of, decode_rgb, encode_frame, put_alpha
+from .video_encoder import encoder_label
+from .video_fields import (
+    NOT_WOVEN,
+    TOP_FIELD_FIRST,
+    field_flags,
+    order_of,
+    split_fields,
+    weave,
+    why_not_fields,
+    with_field_flags,
+)
+from .video_formats import STDIN, STDOUT, VideoError
+from .video_side_data import (
+    CAPTION_OPTIONS,
+    has_captions,
+    side_data_carrier,
+    with_side_data_of,
+    writes_captions,
+)
+from .video_streams import TIMECODE_MUXERS, CarriedStreams, copy_tags, moving_pictures
+
+_HELD = 16  # video packets held back at the start until their timestamps are checked
+
+
+_QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 MB a frame
+
+
+_POLL = 0.05  # seconds between checks for a stop request while a queue is full or empty
+
+
+class _Cancelled(Exception):
+    """Raised in a thread waiting on a queue when another thread has failed."""
+
+
+class _Pipeline:
+    """Stop flag and first error shared by the decode, inference and encode threads."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = exc
+        self.stop.set()
+
+    def put(self, q: queue.Queue, item: object) -> None:
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                pass
+        raise _Cancelled
+
+    def get(self, q: queue.Queue) -> Any:
+        while not self.stop.is_set():
+            try:
+                return q.get(timeout=_POLL)
+            except queue.Empty:
+                pass
+        raise _Cancelled
+
+    def thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        def run() -> None:
+            try:
+                target()
+            except _Cancelled:
+                pass
+            except BaseException as exc:
+                self.fail(exc)
+
+        return threading.Thread(target=run, name=name, daemon=True)
+
+
+_END = object()
+
+
+@dataclass
+class _Video:
+    pictures: tuple[np.ndarray, ...]  # the frame, or its top and bottom fields
+    pts: int
+    rotation: int = 0
+    alpha: np.ndarray | None = None  # H x W uint16 on 0..65535, where the output keeps alpha
+    top_field_first: bool | None = None  # an interlaced frame's field dominance; None: progressive
+    carrier: Any = None  # where the decoded frame's side data (captions) must go along: a copy
+
+
+@dataclass
+class _Carried:
+    """Audio or subtitles riding along with the video."""
+
+    out: Any  # output stream
+    item: Any  # Packet to copy, or AudioFrame to encode
+
+
+def open_source(src: Path) -> Any:
+    import av
+
+    try:
+        container = _open_watching_signals("pipe:0") if src == STDIN else av.open(str(src), "r")
+    except av.FFmpegError:
+        if src == STDIN:
+            raise VideoError(
+                f"{src}: not a video stream FFmpeg can read from a pipe (pipe Y4M, MKV or MPEG-TS; "
+                "MP4 only with its index first, -movflags faststart)"
+            ) from None
+        raise VideoError(
+            f"{src}: not a video file FFmpeg can read (check the file or re-encode it)"
+        ) from None
+    if not moving_pictures(container):
+        container.close()
+        raise VideoError(f"{src}: no video stream; pass a file with video")
+    return container
+
+
+def _open_watching_signals(url: str) -> Any:
+    """av.open of a pipe, with Ctrl-C and SIGTERM kept. While av.open blocks on an empty pipe, a
+    signal's Python handler runs inside PyAV's interrupt callback: FFmpeg stops, the exception the
+    handler raised is dropped, and the open fails as 'invalid data'. Note the signal; raise again."""
+    import av
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread
+        return av.open(url, "r")
+    watched = {
+        sig: handler for sig in (signal.SIGINT, signal.SIGTERM) if callable(handler := signal.getsignal(sig))
+    }
+    caught: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        watched[signum](signum, frame)
+
+    for sig in watched:
+        signal.signal(sig, note)
+    try:
+        return av.open(url, "r")
+    except av.FFmpegError:
+        for signum in caught:  # PyAV dropped what the handler raised: raise it again
+            watched[signum](signum, None)
+        raise
+    finally:
+        for sig, handler in watched.items():
+            signal.signal(sig, handler)
+
+
+def checked_picture(src: Path | str, which: str, image: Any, shape: tuple[int, ...]) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.shape != shape:
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise VideoError(
+            f"{src}: process returned {got} for {which}; return {shape[0]} x {shape[1]} x 3 "
+            "uint8 or uint16 RGB"
+        )
+    return image
+
+
+def outgoing_frame(made: Any, top_field_first: bool | None, carrier: Any) -> Any:
+    """The frame to encode: `made` (the debanded picture, or its woven fields) given the source
+    frame's captions where `carrier` holds them, then flagged with its field order (progressive
+    for None, where the carrier brought an interlaced flag along)."""
+    if carrier is not None:
+        made = with_side_data_of(carrier, made)
+    if top_field_first is not None or made.interlaced_frame:
+        made = field_flags().flagged(made, top_field_first)
+    return made
+
+
+class VideoJob:
+    """One deband_video run: the source's streams, the output's setup and the three threads."""
+
+    def __init__(
+        self,
+        source: Any,
+        src: Path,
+        dst: Path,
+        muxer: str,
+        codec: str,
+        pix_fmt: str,
+        options: dict[str, str],
+        process: Callable[[np.ndarray], np.ndarray],
+    ) -> None:
+        self.source, self.src, self.dst, self.muxer = source, src, dst, muxer
+        self.codec, self.pix_fmt, self.options, self.process = codec, pix_fmt, options, process
+        self.on_frame: Callable[[int], object] | None = None
+        self.vin = moving_pictures(source)[0]
+        ctx = self.vin.codec_context
+        self.width, self.height = ctx.width, ctx.height
+        if self.width <= 0 or self.height <= 0:
+            raise VideoError(f"{src}: the video stream has no picture size; re-encode or repair the file")
+        chroma = pix_fmt.removeprefix("yuva").removeprefix("yuv")[:3]
+        self.keeps_alpha = pix_fmt.startswith("yuva")
+        if (chroma != "444" and self.width % 2) or (chroma == "420" and self.height % 2):
+            raise VideoError(
+                f"{src}: {self.width}x{self.height} has an odd side; 4:{chroma[1]}:{chroma[2]} output needs "
+                "even sizes (crop it)"
+            )
+        self.colour = Colour.of(ctx)
+        self.rate = Fraction(self.vin.average_rate or self.vin.guessed_rate or self.vin.base_rate or 25)
+        self.time_base = Fraction(self.vin.time_base or Fraction(1, 90000))
+        # AVI and Y4M count frames rather than time: their time base is one frame.
+        self.cfr = muxer in ("avi", "yuv4mpegpipe")
+        self.out_time_base = 1 / self.rate if self.cfr else self.time_base
+        self.listed_frames: int | None = self.vin.frames or None  # read now: PyAV 19 closes streams
+        self.listed_duration = float(self.vin.duration * self.time_base) if self.vin.duration else None
+        self.total = self.listed_frames
+        if self.total is None and self.vin.duration:
+            self.total = max(1, round(self.vin.duration * self.time_base * self.rate))
+        elif self.total is None and source.duration:
+            self.total = max(1, round(source.duration / 1e6 * float(self.rate)))
+        self.frames, self.duration = 0, 0.0
+        container = "a Y4M stream" if dst == STDOUT else f"a {dst.suffix} file"
+        self.carried = CarriedStreams(source, None if src == STDIN else src, dst, container, muxer)
+        self.tmp = ""  # the temporary file being written, named in FFmpeg's errors
+        self.rotation = 0  # the first frame's display rotation
+        self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
+        self.hdr10_kept = False
+        self.retimed = False  # a frame moved to fit a container that counts frames (Y4M, AVI)
+        self.damaged_packets = self.damaged_frames = 0  # found broken by the demuxer, the decoder
+        self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
+        # Fields are woven in a frame unless the decoder hands each over alone; the frames' own
+        # flags say which are interlaced, the stream's tag only what to expect.
+        self.woven_fields = ctx.name not in NOT_WOVEN
+        self.stream_top_first = TOP_FIELD_FIRST.get(ctx.field_order) if self.woven_fields else None
+        self.first_interlaced: bool | None = None  # the first interlaced frame's order: top first?
+        self.codes_fields = False  # the encoder was set up to keep fields
+        self.interlaced_frames = 0
+        self.captions = False  # some frame carried closed captions
+        self.writes_captions = writes_captions(codec, options)  # and the encoder writes them back
+        self.dominances: set[bool] = set()  # the field orders met
+
+    # -- output setup ---------------------------------------------------------------------------
+
+    def _open_output(self, tmp: str) -> Any:
+        import av
+
+        output = av.open(
+            tmp, "w", format=self.muxer, options={"strict": "-1"} if self.muxer == "yuv4mpegpipe" else {}
+        )
+        copy_tags(output, self.source)
+        ctx = self.vin.codec_context
+        self.vout = vout = output.add_stream(self.codec, rate=self.rate)
+        vout.width, vout.height, vout.pix_fmt = self.width, self.height, self.pix_fmt
+        enc = vout.codec_context
+        enc.time_base = self.out_time_base
+        if ctx.sample_aspect_ratio:
+            enc.sample_aspect_ratio = ctx.sample_aspect_ratio
+            if ctx.sample_aspect_ratio != 1 and self.codec not in ("libx264", "libx265", "wrapped_avframe"):
+                warnings.warn(  # PyAV cannot set the container's own field, which the others need
+                    f"{self.dst}: {encoder_label(self.codec)} does not keep the source's sample aspect ratio "
+                    f"{ctx.sample_aspect_ratio}; use libx265 or libx264 (.mkv, .mp4) to keep it",
+                    stacklevel=5,
+                )
+        colour = self.colour
+        enc.colorspace, enc.color_range = colour.colorspace, colour.color_range
+        enc.color_primaries, enc.color_trc = colour.primaries, colour.trc
+        if self.codec == "libx265" and self.muxer in ("mp4", "mov"):
+            enc.codec_tag = "hvc1"  # the HEVC tag Apple's players want
+        if self.muxer == "avi":
+            enc.max_b_frames = 0  # AVI keeps no presentation times, so no reordered frames
+        self.options = {**CAPTION_OPTIONS.get(self.codec, {}), **self.options}  # the caller's win
+        vout.options = self.options
+        copy_tags(vout, self.vin)
+        if self.carried.timecode and self.muxer in TIMECODE_MUXERS:
+            vout.metadata["timecode"] = self.carried.timecode  # MOV and MP4 write a tmcd track for it
+        self.carried.add_to(output)
+        return output
+
+    # -- the threads ----------------------------------------------------------------------------
+
+    def run(self, tmp: str) -> None:
+        """Decode, process and encode everything into `tmp` (atomic_write renames it)."""
+        import av
+
+        self.tmp = tmp if self.dst != STDOUT else ""
+        output = self._open_output(tmp)
+        try:
+            self._pipeline(output)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                output.close()
+            raise
+        try:
+            output.close()
+        except av.FFmpegError as exc:
+            raise VideoError(f"{self.dst}: cannot finish the file ({exc})") from exc
+
+    def _pipeline(self, output: Any) -> None:
+        pipe = _Pipeline()
+        decoded: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
+        processed: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
+        threads = [
+            pipe.thread(lambda: self._decode(pipe, decoded), "bdinn-decode"),
+            pipe.thread(lambda: self._encode(pipe, processed, output), "bdinn-encode"),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            done = 0
+            while True:
+                item = pipe.get(decoded)
+                if isinstance(item, _Video):
+                    which = f"frame {done}" if len(item.pictures) == 1 else f"a field of frame {done}"
+                    item.pictures = tuple(
+                        checked_picture(self.src, which, self.process(picture), picture.shape)
+                        for picture in item.pictures
+                    )
+                    done += 1
+                    pipe.put(processed, item)
+                    if self.on_frame is not None:
+                        self.on_frame(done)
+                else:
+                    pipe.put(processed, item)
+                    if item is _END:
+                        break
+        except _Cancelled:
+            pass
+        except BaseException as exc:
+            pipe.fail(exc)
+        finally:
+            for thread in threads:
+                while thread.is_alive():
+                    try:
+                        thread.join()
+                    except BaseException as exc:  # Ctrl-C while joining: stop, and still join
+                        pipe.fail(exc)
+        if pipe.error is not None:
+            raise pipe.error
+
+    def _decode(self, pipe: _Pipeline, decoded: queue.Queue) -> None:
+        """Demux the source; video frames as RGB arrays, audio as packets (or frames to re-encode)."""
+        import av
+
+        self.vin.thread_type = "AUTO"
+        deep: bool | None = None
+        last: int | None = None
+        step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
+        try:
+            carried = self.carried.streams
+            for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
+                index = packet.stream.index
+                if packet.stream.type == "video":
+                    self.damaged_packets += bool(packet.is_corrupt)
+                    for frame in packet.decode():
+                        self.damaged_frames += bool(frame.is_corrupt)
+                        if deep is None:
+                            deep = frame.format.components[0].bits > 8
+                            self.hdr10 = Hdr10.of(frame)
+                        pts = frame.pts if frame.pts is not None else (0 if last is None else last + step)
+                        last = pts
+                        rotation = int(frame.rotation or 0)
+                        alpha = alpha_of(frame) if self.keeps_alpha else None
+                        dominance = self._dominance(frame)
+                        parts = split_fields(frame) if dominance is not None else (frame,)
+                        pictures = tuple(decode_rgb(part, deep) for part in parts)
+                        captioned = has_captions(frame)
+                        self.captions |= captioned
+                        carrier = side_data_carrier(frame) if captioned and self.writes_captions else None
+                        pipe.put(decoded, _Video(pictures, pts, rotation, alpha, dominance, carrier))
+                elif index in self.carried.transcode:
+                    for frame in packet.decode():
+                        pipe.put(decoded, _Carried(carried[index], frame))
+                elif packet.dts is not None:  # the empty packet at the end only flushes decoders
+                    for item in self.carried.packets_for(packet):
+                        pipe.put(decoded, _Carried(carried[index], item))
+            for index, item in self.carried.flush():
+                pipe.put(decoded, _Carried(carried[index], item))
+        except av.FFmpegError as exc:
+            if self.src == STDIN and "mp4" in self.source.format.name:  # its index may come last
+                raise VideoError(
+                    f"{self.src}: cannot decode the stream ({exc}); a pipe cannot seek, so pipe Y4M, MKV or "
+                    "MPEG-TS, or an MP4 with its index first (-movflags faststart)"
+                ) from exc
+            what = "stream" if self.src == STDIN else "file"
+            raise VideoError(f"{self.src}: cannot decode the {what} ({exc}); re-encode or repair it") from exc
+        pipe.put(decoded, _END)
+
+    def _dominance(self, frame: Any) -> bool | None:
+        """Whether the frame's top field comes first, or None for a progressive frame, as its
+        decoder says (a stream's tag can be a guess: H.264 in MP4 says top first for all)."""
+        if frame.interlaced_frame and self.woven_fields:
+            return field_flags().is_top_first(frame)
+        return None
+
+    def _set_fields(self, top_field_first: bool | None) -> None:
+        """Before the encoder opens: the field order tag (the first frame's, else the stream's as
+        it was), and, where the first frame is interlaced, the options that make the encoder keep
+        fields (a progressive frame coded as fields would be deinterlaced by players)."""
+        top = self.stream_top_first if top_field_first is None else top_field_first
+        if top is not None:
+            self.vout.codec_context.field_order = order_of(top)
+        if top_field_first is not None and why_not_fields(self.codec, self.pix_fmt, self.height) is None:
+            self.options = with_field_flags(self.codec, self.options)
+            self.vout.options = self.options
+            self.codes_fields = True
+
+    def _encode(self, pipe: _Pipeline, processed: queue.Queue, output: Any) -> None:
+        """RGB -> YUV, encode and mux; audio waits for the first video frame (it sets the header)."""
+        import av
+
+        waiting: list[_Carried] = []
+        opening: list[Any] | None = []  # the first video packets, until their timestamps are checked
+        first: int | None = None
+        last: int | None = None
+        try:
+            while (item := pipe.get(processed)) is not _END:
+                if isinstance(item, _Carried):
+                    if first is None:
+                        waiting.append(item)
+                    else:
+                        self._mux_carried(output, item)
+                    continue
+                pts = item.pts
+                if self.cfr:  # counted in frames: an irregular source is retimed
+                    exact = pts * self.time_base / self.out_time_base
+                    pts = round(exact)
+                    skipped = self.muxer == "yuv4mpegpipe" and last is not None and pts != last + 1
+                    self.retimed |= abs(exact - pts) > Fraction(1, 4) or skipped
+                if last is not None and pts <= last:
+                    pts = last + 1  # timestamps must rise; broken sources sometimes repeat one
+                    self.retimed |= self.cfr
+                if first is None:
+                    first = pts
+                    if item.rotation:
+                        self.vout.set_display_rotation(item.rotation)
+                        self.rotation = item.rotation
+                    self._set_fields(item.top_field_first)
+                    self._set_hdr10()
+                last = pts
+                parts = [encode_frame(picture, self.pix_fmt, self.colour) for picture in item.pictures]
+                frame = parts[0] if item.top_field_first is None else weave(*parts, self.height)
+                if item.top_field_first is not None:
+                    self.interlaced_frames += 1
+                    self.dominances.add(item.top_field_first)
+                    if self.first_interlaced is None:
+                        self.first_interlaced = item.top_field_first
+                if item.alpha is not None:
+                    put_alpha(frame, item.alpha)
+                frame = outgoing_frame(frame, item.top_field_first, item.carrier)
+                frame.pts, frame.time_base = pts, self.out_time_base
+                opening = self._mux_video(output, opening, self.vout.encode(frame))
+                for held in waiting:
+                    self._mux_carried(output, held)
+                waiting.clear()
+                self.frames += 1
+            if first is None or last is None:
+                raise VideoError(f"{self.src}: no decodable video frames; re-encode or repair the file")
+            self._mux_video(output, opening, self.vout.encode(None), final=True)
+            for index in self.carried.transcode:
+                output.mux(self.carried.audio_out[index].encode(None))
+        except av.FFmpegError as exc:
+            if self.dst == STDOUT and exc.errno in (errno.EPIPE, errno.EBADF):
+                raise VideoError(
+                    f"{self.dst}: the program reading standard output closed it after {self.frames} "
+                    "frame(s); stopping"
+                ) from exc
+            reason = str(exc).replace(self.tmp, self.dst.name) if self.tmp else str(exc)
+            label = encoder_label(self.codec)
+            raise VideoError(f"{self.dst}: encoding with {label} failed ({reason})") from exc
+        self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
+
+    def _mux_video(
+        self, output: Any, held: list[Any] | None, packets: list[Any], final: bool = False
+    ) -> list[Any] | None:
+        """Mux the encoder's packets; the first _HELD are held back and their decode times mended if
+        they need it: libx265 gives a stream of one or two frames decode times that are garbage
+        (1e17 off, uninitialised), which MP4 and MOV refuse at the end of all the work."""
+        if held is None:
+            output.mux(packets)
+            return None
+        held.extend(packets)
+        if len(held) < _HELD and not final:
+            return held
+        pts = [p.pts for p in held]
+        step = max(1, round(1 / (self.rate * self.out_time_base)))  # one frame
+        dts = [p.dts for p in held]
+        if held and (
+            None in dts
+            or any(b <= a for a, b in itertools.pairwise(dts))
+            or any(d > p for d, p in zip(dts, pts, strict=True))
+            or dts[0] < min(pts) - _HELD * step
+        ):
+            ordered = sorted(pts)
+            delay = max(0, *(o - p for o, p in zip(ordered, pts, strict=True)))
+            for packet, time_ in zip(held, ordered, strict=True):
+                packet.dts = time_ - delay
+        output.mux(held)
+        return None
+
+    def _set_hdr10(self) -> None:
+        """Before the encoder opens: pass on the source's HDR10 metadata where the encoder takes it."""
+        params = self.hdr10.encoder_params(self.codec) if self.hdr10 else None
+        if params:
+            option = ENCODER_OPTION[self.codec]
+            self.vout.options = {
+                **self.options,
+                option: ":".join(p for p in (params, self.options.get(option)) if p),  # the caller's win
+            }
+            self.hdr10_kept = True
+
+    @staticmethod
+    def _mux_carried(output: Any, item: _Carried) -> None:
+        import av
+
+        if isinstance(item.item, av.Packet):  # copied as it is
+            item.item.stream = item.out
+            output.mux(item.item)
+        else:
+            output.mux(item.out.encode(item.item))
