@@ -1,6 +1,7 @@
 """What a debanded video is written as, checked before any work: the container from the file
 name, an encoder that fits it and writes the bit depth, and the pixel format (chroma and alpha
-from the source where the encoder keeps them); and the paths it goes between.
+from the source where the encoder keeps them); the paths it goes between ("-": standard input
+and output), the suffixes read as video, and VideoError, which every video module raises.
 """
 
 from __future__ import annotations

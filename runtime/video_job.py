@@ -1,6 +1,7 @@
 """One deband_video run: the source opened, a decode thread (demux, decode, YUV -> RGB) and an
 encode thread (RGB -> YUV, encode, mux) joined to the calling thread's `process` by bounded
-queues, and the output file set up with what the source carries.
+queues, and the output file set up with what the source carries; and the two steps deband_frame
+shares with it (checking what `process` returns, finishing the frame to encode).
 """
 
 from __future__ import annotations
