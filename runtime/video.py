@@ -69,8 +69,6 @@ from .video_colour import (
     Colour,
     copy_alpha,
     copy_colour_tags,
-    decode_rgb,
-    encode_frame,
 )
 from .video_encoder import encoder_label
 from .video_fields import (
@@ -78,8 +76,6 @@ from .video_fields import (
     ONE_FIELD_ORDER,
     field_flags,
     order_name,
-    split_fields,
-    weave,
     why_not_fields,
 )
 from .video_formats import (
@@ -98,7 +94,7 @@ from .video_formats import (
     is_video,
     with_alpha,
 )
-from .video_job import VideoJob, checked_picture, open_source, outgoing_frame
+from .video_job import VideoJob, checked_picture, coded_frame, open_source, outgoing_frame, rgb_pictures
 from .video_side_data import CAPTION_OPTIONS, has_captions, side_data_carrier
 from .video_streams import moving_pictures
 
@@ -194,12 +190,9 @@ def deband_frame(
         dominance = True
     deep = frame.format.components[0].bits > 8
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
-    parts = []
-    for part in split_fields(frame) if fields else (frame,):
-        rgb = decode_rgb(part, deep)
-        result = checked_picture("deband_frame", which, process(rgb), rgb.shape)
-        parts.append(encode_frame(result, frame.format.name, Colour.of(frame)))
-    made = parts[0] if dominance is None else weave(*parts, frame.height)
+    rgb = rgb_pictures(frame, dominance, deep)
+    pictures = tuple(checked_picture("deband_frame", which, process(p), p.shape) for p in rgb)
+    made = coded_frame(pictures, frame.format.name, Colour.of(frame), dominance, frame.height)
     copy_alpha(frame, made)
     out = outgoing_frame(made, dominance, side_data_carrier(frame) if has_captions(frame) else None)
     copy_colour_tags(frame, out)  # as they were, even if odd

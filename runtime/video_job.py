@@ -181,6 +181,21 @@ def checked_picture(src: Path | str, which: str, image: Any, shape: tuple[int, .
     return image
 
 
+def rgb_pictures(frame: Any, top_field_first: bool | None, deep: bool) -> tuple[np.ndarray, ...]:
+    """The frame as RGB for `process`: whole, or its top and bottom fields where it has a field
+    order."""
+    parts = split_fields(frame) if top_field_first is not None else (frame,)
+    return tuple(decode_rgb(part, deep) for part in parts)
+
+
+def coded_frame(
+    pictures: tuple[np.ndarray, ...], pix_fmt: str, colour: Colour, top_field_first: bool | None, height: int
+) -> Any:
+    """rgb_pictures' reverse: the debanded picture, or its fields woven, as one `pix_fmt` frame."""
+    parts = [encode_frame(picture, pix_fmt, colour) for picture in pictures]
+    return parts[0] if top_field_first is None else weave(*parts, height)
+
+
 def outgoing_frame(made: Any, top_field_first: bool | None, carrier: Any) -> Any:
     """The frame to encode: `made` (the debanded picture, or its woven fields) given the source
     frame's captions where `carrier` holds them, then flagged with its field order (progressive
@@ -377,8 +392,7 @@ class VideoJob:
                         rotation = int(frame.rotation or 0)
                         alpha = alpha_of(frame) if self.keeps_alpha else None
                         dominance = self._dominance(frame)
-                        parts = split_fields(frame) if dominance is not None else (frame,)
-                        pictures = tuple(decode_rgb(part, deep) for part in parts)
+                        pictures = rgb_pictures(frame, dominance, deep)
                         captioned = has_captions(frame)
                         self.captions |= captioned
                         carrier = side_data_carrier(frame) if captioned and self.writes_captions else None
@@ -453,8 +467,8 @@ class VideoJob:
                     self._set_fields(item.top_field_first)
                     self._set_hdr10()
                 last = pts
-                parts = [encode_frame(picture, self.pix_fmt, self.colour) for picture in item.pictures]
-                frame = parts[0] if item.top_field_first is None else weave(*parts, self.height)
+                dominance = item.top_field_first
+                frame = coded_frame(item.pictures, self.pix_fmt, self.colour, dominance, self.height)
                 if item.top_field_first is not None:
                     self.interlaced_frames += 1
                     self.dominances.add(item.top_field_first)
