@@ -106,6 +106,7 @@ def check_output_suffix(output: Path, onnx_only: bool) -> None:
     default=None,
     help="Engine cache [default: ~/.cache/bdinn/engines].",
 )
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing plan, its sidecar and ONNX file.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @stops_cleanly
 @one_line_warnings()
@@ -126,6 +127,7 @@ def main(
     plugin_library: Path | None,
     serialize_plugin: bool,
     cache_dir: Path | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Export a bdinn checkpoint (NAME.safetensors + NAME.json), or without one the bundled
@@ -143,7 +145,10 @@ def main(
         output = output or Path(f"{stem}-{graph}-{precision}{'.onnx' if onnx_only else '.plan'}")
         check_output_suffix(output, onnx_only)
         onnx_path = output if onnx_only else output.with_suffix(".onnx")
-        for path in dict.fromkeys((output, onnx_path, *([] if onnx_only else [sidecar_path(output)]))):
+        written = list(dict.fromkeys((output, onnx_path, *([] if onnx_only else [sidecar_path(output)]))))
+        if not force:
+            check_not_there(written)
+        for path in written:
             check_writable(path, inputs=files_of_model(checkpoint))  # now, not after the export
         cache_dir = cache_dir or default_cache_dir()
         settings = EngineSettings(
@@ -183,6 +188,16 @@ def main(
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+
+
+def check_not_there(paths: list[Path]) -> None:
+    """An engine took minutes to build for one GPU, and the ONNX file beside a plan may be another
+    graph the user keeps for ONNX Runtime: like bdinn-run, never replace one unasked."""
+    existing = [str(path) for path in paths if path.exists() or path.is_symlink()]
+    if existing:
+        verb, them = ("exist", "them") if len(existing) > 1 else ("exists", "it")
+        names = ", ".join(existing)
+        raise click.ClickException(f"{names}: already {verb} (pass --force to overwrite {them})")
 
 
 ENGINE_OPTIONS = {

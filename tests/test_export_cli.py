@@ -215,3 +215,31 @@ def test_bad_sizes_and_targets_are_usage_errors(checkpoint):
     from bdinn.export.cli import parse_targets
 
     assert parse_targets(None, None, "SM89, sm89,sm120") == ("sm89", "sm120")  # one cache key per set
+
+
+def test_existing_files_are_kept_unless_forced(tmp_path):
+    """An engine is minutes of a GPU's build, and the ONNX file beside a plan may be the user's
+    other graph (for ONNX Runtime): neither is replaced without --force, as in bdinn-run."""
+    from common import TINY
+
+    from bdinn.train.network import BDINN
+
+    tiny = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
+    theirs = tmp_path / "m.onnx"
+    theirs.write_bytes(b"the user's own graph")
+    plan = tmp_path / "m.plan"
+    (tmp_path / "m.plan.json").write_text("{}")
+    result = export(str(tiny), "-o", str(plan), "--target", "sm89")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"bdinn-export: error: {theirs}, {plan}.json: already exist (pass --force to overwrite them)\n"
+    )
+    assert theirs.read_bytes() == b"the user's own graph" and not plan.exists()
+
+    again = [str(tiny), "--onnx-only", "--graph", "gridsample", "-o", str(theirs)]
+    result = export(*again)
+    assert result.exit_code == 1
+    assert f"{theirs}: already exists (pass --force to overwrite it)" in result.stderr
+    result = export(*again, "--force")
+    assert result.exit_code == 0, result.output
+    assert sum(n.op_type == "GridSample" for n in onnx.load(theirs).graph.node) > 0
