@@ -6,6 +6,7 @@ shares with it (checking what `process` returns, finishing the frame to encode).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import itertools
@@ -13,7 +14,8 @@ import queue
 import signal
 import threading
 import warnings
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -181,6 +183,45 @@ def checked_picture(src: Path | str, which: str, image: Any, shape: tuple[int, .
     return image
 
 
+class _HandedBack:
+    """Memory `process` handed back, remembered weakly. Frames wait in a queue for the encode
+    thread, so a `process` that writes every frame into one buffer of its own overwrites frames
+    before they are encoded (silently: frames repeated, others lost). Such reuse is caught when the
+    buffer comes back the second time, whatever the encoder's pace, because the caller still holds
+    it; memory the caller let go (a new array each frame) is forgotten as it is freed."""
+
+    def __init__(self) -> None:
+        self._held: collections.deque[tuple[weakref.ref, int, int, str]] = collections.deque(
+            maxlen=4 * _QUEUE_SIZE
+        )
+
+    def check(self, src: Path | str, which: str, image: np.ndarray) -> None:
+        low, high = _byte_bounds(image)
+        for owner, start, end, earlier in self._held:
+            if owner() is not None and low < end and start < high:
+                raise VideoError(
+                    f"{src}: process returned, for {which}, memory it returned for {earlier}: frames wait to "
+                    "be encoded on another thread, so return a new array for each frame (or a copy)"
+                )
+        if (owner := _owner(image)) is not None:
+            self._held.append((owner, low, high, which))
+
+
+_byte_bounds = getattr(np.lib, "array_utils", np).byte_bounds  # moved there by NumPy 2
+
+
+def _owner(image: np.ndarray) -> weakref.ref | None:
+    """A weak reference to the deepest object in the chain of bases that owns `image`'s memory and
+    can be referenced weakly (a numpy array, a torch tensor; not PyAV's planes)."""
+    chain: list[Any] = [image]
+    while isinstance(chain[-1], np.ndarray) and chain[-1].base is not None:
+        chain.append(chain[-1].base)
+    for holder in reversed(chain):
+        with contextlib.suppress(TypeError):
+            return weakref.ref(holder)
+    return None
+
+
 def rgb_pictures(frame: Any, top_field_first: bool | None, deep: bool) -> tuple[np.ndarray, ...]:
     """The frame as RGB for `process`: whole, or its top and bottom fields where it has a field
     order."""
@@ -336,16 +377,13 @@ class VideoJob:
         ]
         for thread in threads:
             thread.start()
+        handed_back = _HandedBack()
         try:
             done = 0
             while True:
                 item = pipe.get(decoded)
                 if isinstance(item, _Video):
-                    which = f"frame {done}" if len(item.pictures) == 1 else f"a field of frame {done}"
-                    item.pictures = tuple(
-                        checked_picture(self.src, which, self.process(picture), picture.shape)
-                        for picture in item.pictures
-                    )
+                    item.pictures = tuple(self._processed(item.pictures, done, handed_back))
                     done += 1
                     pipe.put(processed, item)
                     if self.on_frame is not None:
@@ -367,6 +405,16 @@ class VideoJob:
                         pipe.fail(exc)
         if pipe.error is not None:
             raise pipe.error
+
+    def _processed(
+        self, pictures: tuple[np.ndarray, ...], done: int, handed_back: _HandedBack
+    ) -> Iterator[np.ndarray]:
+        """`process` run on each picture of frame `done` (the frame, or its fields), checked."""
+        for field, picture in enumerate(pictures):
+            which = f"frame {done}" if len(pictures) == 1 else f"field {field} of frame {done}"
+            image = checked_picture(self.src, which, self.process(picture), picture.shape)
+            handed_back.check(self.src, which, image)
+            yield image
 
     def _decode(self, pipe: _Pipeline, decoded: queue.Queue) -> None:
         """Demux the source; video frames as RGB arrays, audio as packets (or frames to re-encode)."""

@@ -1,5 +1,6 @@
 """Video files: frames, timing, audio and colour survive; errors are one line and leave nothing."""
 
+import itertools
 import os
 import signal
 import subprocess
@@ -1418,3 +1419,45 @@ def test_a_damaged_recording_is_debanded_as_far_as_it_decodes_with_a_warning(tmp
     # How much is found broken and how many frames are lost, the demuxer's resync and the threaded
     # decoder's concealment decide: 0 or 1 packets, 1 to 6 frames, 55 to 59 of 60 frames kept, seen.
     assert 50 <= report.frames <= 60 and probe(tmp_path / "out.mkv")["size"] == (160, 120)
+
+
+def _torch_buffer():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.empty((H, W, 3), dtype=torch.uint8)
+
+
+def test_one_buffer_handed_back_for_every_frame_is_refused(source, tmp_path):
+    """Frames wait in a queue to be encoded: a process that wrote each frame into one buffer of its
+    own came out as repeated frames and lost ones, without a word. A ring of buffers, views of
+    one and a torch tensor's memory are caught as well; a new array or the input itself is fine."""
+    buffers = [np.empty((H, W, 3), np.uint8) for _ in range(3)]
+    pool = np.empty((N, H, W, 3), np.uint8)
+
+    def into(target):
+        def process(rgb):
+            out = target()
+            np.copyto(out, rgb)
+            return out
+
+        return process
+
+    count = itertools.count()
+    for process, earlier in [
+        (into(lambda: buffers[0]), "frame 0"),
+        (into(lambda: buffers[next(count) % 3]), "frame 0"),
+        (into(lambda: buffers[0][:, :]), "frame 0"),
+        *([(into(tensor.numpy), "frame 0")] if (tensor := _torch_buffer()) is not None else []),
+    ]:
+        said = rf"source\.mp4: process returned, for frame \d, memory it returned for {earlier}: "
+        with pytest.raises(VideoError, match=said + r".* return a new array for each frame \(or a copy\)"):
+            deband_video(source, tmp_path / "out.mkv", process, progress=False)
+        assert _listing(tmp_path) == []
+
+    slots = itertools.count()  # a slot of its own for every frame shares no memory
+    report = deband_video(source, tmp_path / "pool.mkv", into(lambda: pool[next(slots)]), progress=False)
+    assert report.frames == N
+    report = deband_video(source, tmp_path / "same.mkv", lambda rgb: np.add(rgb, 0, out=rgb), progress=False)
+    assert report.frames == N
