@@ -193,7 +193,7 @@ def deband_frame(
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
     rgb = rgb_pictures(frame, dominance, deep)
     pictures = tuple(checked_picture("deband_frame", which, process(p), p.shape) for p in rgb)
-    made = coded_frame(pictures, frame.format.name, Colour.of(frame), dominance, frame.height)
+    made = coded_frame(pictures, frame.format.name, Colour.of(frame), dominance)
     copy_alpha(frame, made)
     out = outgoing_frame(made, dominance, side_data_carrier(frame) if has_captions(frame) else None)
     copy_colour_tags(frame, out)  # as they were, even if odd
@@ -315,6 +315,14 @@ def deband_video(
             f"{src}: damaged ({job.damaged_packets} broken video packet(s), {job.damaged_frames} frame(s) "
             "decoded with errors), as a broken recording or transfer is; FFmpeg concealed what it could, so "
             "the output may show them or lack frames: check it, or get the source again",
+            stacklevel=2,
+        )
+    if (resized := job.resized) is not None:
+        size = f"{job.width}x{job.height}"
+        warnings.warn(
+            f"{src}: the picture size changes from {size} to {resized.size[0]}x{resized.size[1]} at frame "
+            f"{resized.first}; a video keeps one size, so {resized.frames} frame(s) were scaled to {size} "
+            "(stretched where the shape differs): to keep each size, cut the source at the change first",
             stacklevel=2,
         )
     if job.retimed:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .hdr10 import ENCODER_OPTION, Hdr10
-from .video_colour import Colour, alpha_of, decode_rgb, encode_frame, put_alpha
+from .video_colour import Colour, alpha_of, copy_colour_tags, decode_rgb, encode_frame, put_alpha
 from .video_encoder import encoder_label
 from .video_fields import (
     NOT_WOVEN,
@@ -113,6 +113,15 @@ class _Video:
     alpha: np.ndarray | None = None  # H x W uint16 on 0..65535, where the output keeps alpha
     top_field_first: bool | None = None  # an interlaced frame's field dominance; None: progressive
     carrier: Any = None  # where the decoded frame's side data (captions) must go along: a copy
+
+
+@dataclass
+class Resized:
+    """Where a source first changed its picture size, and how many frames were scaled back."""
+
+    first: int  # the first such frame's index
+    size: tuple[int, int]  # its width and height
+    frames: int = 0
 
 
 @dataclass
@@ -230,11 +239,11 @@ def rgb_pictures(frame: Any, top_field_first: bool | None, deep: bool) -> tuple[
 
 
 def coded_frame(
-    pictures: tuple[np.ndarray, ...], pix_fmt: str, colour: Colour, top_field_first: bool | None, height: int
+    pictures: tuple[np.ndarray, ...], pix_fmt: str, colour: Colour, top_field_first: bool | None
 ) -> Any:
     """rgb_pictures' reverse: the debanded picture, or its fields woven, as one `pix_fmt` frame."""
     parts = [encode_frame(picture, pix_fmt, colour) for picture in pictures]
-    return parts[0] if top_field_first is None else weave(*parts, height)
+    return parts[0] if top_field_first is None else weave(*parts, sum(p.shape[0] for p in pictures))
 
 
 def outgoing_frame(made: Any, top_field_first: bool | None, carrier: Any) -> Any:
@@ -310,6 +319,7 @@ class VideoJob:
         self.captions = False  # some frame carried closed captions
         self.writes_captions = writes_captions(codec, options)  # and the encoder writes them back
         self.dominances: set[bool] = set()  # the field orders met
+        self.resized: Resized | None = None  # frames of another size than the first's, scaled to it
 
     # -- output setup ---------------------------------------------------------------------------
 
@@ -516,7 +526,7 @@ class VideoJob:
                     self._set_hdr10()
                 last = pts
                 dominance = item.top_field_first
-                frame = coded_frame(item.pictures, self.pix_fmt, self.colour, dominance, self.height)
+                frame = coded_frame(item.pictures, self.pix_fmt, self.colour, dominance)
                 if item.top_field_first is not None:
                     self.interlaced_frames += 1
                     self.dominances.add(item.top_field_first)
@@ -524,6 +534,8 @@ class VideoJob:
                         self.first_interlaced = item.top_field_first
                 if item.alpha is not None:
                     put_alpha(frame, item.alpha)
+                if (frame.width, frame.height) != (self.width, self.height):
+                    frame = self._resized(frame)
                 frame = outgoing_frame(frame, item.top_field_first, item.carrier)
                 frame.pts, frame.time_base = pts, self.out_time_base
                 opening = self._mux_video(output, opening, self.vout.encode(frame))
@@ -546,6 +558,16 @@ class VideoJob:
             label = encoder_label(self.codec)
             raise VideoError(f"{self.dst}: encoding with {label} failed ({reason})") from exc
         self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
+
+    def _resized(self, frame: Any) -> Any:
+        """A frame of another size than the first's (a broadcast capture switching format) scaled to
+        the stream's one size, as FFmpeg scales such frames; noted for a warning."""
+        if self.resized is None:
+            self.resized = Resized(self.frames, (frame.width, frame.height))
+        self.resized.frames += 1
+        scaled = frame.reformat(width=self.width, height=self.height, interpolation="LANCZOS")
+        copy_colour_tags(frame, scaled)
+        return scaled
 
     def _mux_video(
         self, output: Any, held: list[Any] | None, packets: list[Any], final: bool = False

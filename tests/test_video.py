@@ -258,7 +258,7 @@ def test_10_bit_source_keeps_its_precision(tmp_path):
 def test_uint16_output_from_an_8_bit_source_is_on_the_full_scale(source, tmp_path):
     # A network returns 16 bits: white must still be Y 940 (not 943, as swscale alone gives).
     white = np.full((H, W, 3), 65535, np.uint16)
-    deband_video(source, tmp_path / "white.mkv", lambda rgb: white, codec="ffv1", progress=False)
+    deband_video(source, tmp_path / "white.mkv", lambda rgb: white.copy(), codec="ffv1", progress=False)
     luma = _planes(tmp_path / "white.mkv")[0][0]
     assert np.all(luma == 940)
 
@@ -1461,3 +1461,33 @@ def test_one_buffer_handed_back_for_every_frame_is_refused(source, tmp_path):
     assert report.frames == N
     report = deband_video(source, tmp_path / "same.mkv", lambda rgb: np.add(rgb, 0, out=rgb), progress=False)
     assert report.frames == N
+
+
+def _flat_ts(path: Path, size: tuple[int, int], start: int, frames: int = 4) -> bytes:
+    """MPEG-TS of flat grey frames 30 levels apart, numbered from `start`."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        for i in range(start, start + frames):
+            grey = np.full((size[1], size[0], 3), 30 * i, np.uint8)
+            frame = av.VideoFrame.from_ndarray(grey, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+def test_a_change_of_picture_size_is_scaled_to_the_first_with_a_warning(tmp_path):
+    """A capture that switches format mid-stream (two TS segments joined): its later frames were
+    scaled to the first size by PyAV's encoder without a word; now scaled by us, and said."""
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(_flat_ts(tmp_path / "a.ts", (W, H), 0) + _flat_ts(tmp_path / "b.ts", (48, 32), 4))
+    with pytest.warns(
+        UserWarning,
+        match=rf"joined\.ts: the picture size changes from {W}x{H} to 48x32 at frame 4; a video keeps one "
+        rf"size, so 4 frame\(s\) were scaled to {W}x{H} .*cut the source at the change first",
+    ):
+        report = deband_video(joined, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    after = probe(tmp_path / "out.mkv")
+    assert report.frames == 8 and after["size"] == (W, H)
+    assert [round(float(rgb.mean()) / 30) for rgb in after["rgb"]] == list(range(8))
