@@ -103,3 +103,29 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
     with pytest.raises(CheckpointError, match=r"must end in \.safetensors"):
         save_checkpoint(tmp_path / "m.pt", model, config_name=None, step=0)
+
+
+def test_a_full_disk_is_a_one_line_output_error(tmp_path):
+    """safetensors reports a failed write as its own error, not an OSError: a full disk ended
+    bdinn-train in a 40-line traceback. A file-size limit makes the same write fail for real."""
+    import subprocess
+    import sys
+
+    script = f"""
+import resource, signal, torch
+from bdinn.runtime.files import OutputError
+from bdinn.train.checkpoint import write_tensors
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    write_tensors({str(tmp_path / "w.safetensors")!r}, {{"w": torch.zeros(100_000)}})
+except OutputError as exc:
+    print(exc)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"{tmp_path / 'w.safetensors'}: cannot write there (File too large); choose another output or check "
+        "that its folder is writable and has space\n"
+    )
+    assert list(tmp_path.iterdir()) == []

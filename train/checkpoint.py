@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,14 @@ def write_tensors(
 
     def write(tmp: str) -> None:
         mode = os.stat(tmp).st_mode
-        save_file(contiguous, tmp, metadata=metadata)
+        try:
+            save_file(contiguous, tmp, metadata=metadata)
+        except SafetensorError as exc:  # not an OSError: a full disk would be a traceback
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None:
+                raise
+            number = int(code.group(1))
+            raise OSError(number, os.strerror(number), tmp) from exc
         os.chmod(tmp, mode)  # safetensors recreates the file as 0600; keep the usual permissions
 
     atomic_write(path, write)
