@@ -194,6 +194,53 @@ def test_ctrl_c_lets_the_step_finish_and_saves_the_state(datasets, tmp_path):
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
 
 
+@pytest.mark.parametrize("step", [3, 6])  # a validation in the middle, and the last one
+def test_ctrl_c_during_validation_leaves_the_checkpoint_to_the_resume(datasets, tmp_path, step):
+    """A signal during a validation stopped the run with the state at that step and no checkpoint
+    of it: the resumed run went on from there (at the last step: had nothing to do), so that step's
+    checkpoint, and the final weights, were lost. The resume now writes it first, as it would have been."""
+    train, val = datasets
+    straight = tmp_path / "straight"
+    Trainer(settings(keep_checkpoints=True), train, val, straight).run()
+    trainer = Trainer(settings(keep_checkpoints=True), train, val, tmp_path / "cut")
+    real_validate = trainer.validate
+
+    def validate_then_ctrl_c():
+        if trainer.step == step:
+            os.kill(os.getpid(), signal.SIGINT)  # Python raises it inside the validation
+        return real_validate()
+
+    trainer.validate = validate_then_ctrl_c
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    cut = tmp_path / "cut"
+    assert json.loads((cut / "state.json").read_text())["step"] == step
+    assert sorted(p.name for p in cut.glob("step-*.json")) == [
+        f"step-{s:07d}.json" for s in range(3, step, 3)
+    ]
+    Trainer(settings(keep_checkpoints=True), train, val, cut, resume=True).run()
+    for name in ("last", "best", "step-0000003", "step-0000006"):
+        a, b = (json.loads((folder / f"{name}.json").read_text()) for folder in (straight, cut))
+        assert a == b  # the same step and metrics, the training loss included
+        wa, wb = _weights(straight / f"{name}.safetensors"), _weights(cut / f"{name}.safetensors")
+        assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) <= 1e-6
+
+
+def test_a_failed_validation_keeps_the_training_for_a_resume(datasets, tmp_path):
+    """An error while validating (a picture it cannot score, a full disk) lost every step since
+    the last checkpoint: the state is now saved first, and --resume validates that step again."""
+    train, val = datasets
+    trainer = Trainer(settings(), train, val, tmp_path / "run")
+    trainer.validate = lambda: 1 / 0
+    with pytest.raises(ZeroDivisionError):
+        trainer.run()
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 3
+    assert not (tmp_path / "run" / "last.json").exists()
+    resumed = Trainer(settings(), train, val, tmp_path / "run", resume=True)
+    resumed.run(stop_at=3)
+    assert json.loads((tmp_path / "run" / "last.json").read_text())["step"] == 3
+
+
 def test_pictures_smaller_than_a_patch_are_said_to_be(paired_dirs, tmp_path):
     small = PatchDataset(find_pairs(*paired_dirs), patch_size=4096, stride=4096)
     with pytest.raises(TrainingError, match=r"no training picture is as large as a patch \(4096 px\)"):

@@ -33,7 +33,7 @@ from ..runtime.cambi import cambi
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from ..runtime.imageio import from_float
 from ..runtime.metrics import psnr, ssim
-from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_tensors
+from .checkpoint import load_checkpoint, save_checkpoint, sidecar_path, write_json, write_tensors
 from .losses import debanding_loss
 from .network import BDINN, BDINNConfig
 
@@ -41,7 +41,7 @@ STATE_FORMAT = "bdinn-train-state/1"
 # Settings that define the run: resuming with different values would not continue the same run.
 RUN_DEFINING = (
     "config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed", "data",
-    "sources",
+    "sources", "max_val_images",  # the validation set too: best is chosen by comparing its scores
 )  # fmt: skip
 
 
@@ -123,9 +123,14 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
         raise TrainingError(f"{meta_path}: not a bdinn training state; start over with --force")
     saved = meta["settings"]
     current = json.loads(json.dumps(asdict(settings)))  # tuples -> lists, as saved
-    changed = [k for k in RUN_DEFINING if current[k] is not None and saved.get(k, current[k]) != current[k]]
-    if changed:  # a key absent from the saved state predates it; a None one is not known yet
-        was = ", ".join(f"{k}={saved.get(k)}" for k in changed if k not in ("config", "sources"))
+    unknown = set() if current["sources"] else {"sources"}  # the pictures are known after the data
+    changed = [k for k in RUN_DEFINING if k not in unknown and saved.get(k, current[k]) != current[k]]
+    if changed:  # a key absent from the saved state predates it
+        was = ", ".join(
+            f"{k}={saved.get(k)}" if k != "data" else _changed_data(saved["data"], current["data"])
+            for k in changed
+            if k not in ("config", "sources")
+        )
         what = ", ".join("pictures" if k == "sources" else k for k in changed)
         raise TrainingError(
             f"{meta_path}: cannot resume with different {what}"
@@ -133,6 +138,12 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
             + (" (the architecture differs)" if "config" in changed else "")
         )
     return meta
+
+
+def _changed_data(saved: dict[str, Any], current: dict[str, Any]) -> str:
+    """The saved run's patch settings that differ, as their options: --patch-size 128, not a dict."""
+    differ = [key for key in sorted(current) if saved.get(key) != current[key]]
+    return ", ".join(f"--{key.replace('_', '-')} {saved.get(key)}" for key in differ)
 
 
 def cosine_lr(step: int, total: int, base: float, floor: float, warmup: int = 0) -> float:
@@ -230,6 +241,7 @@ class Trainer:
         self.model = BDINN(BDINNConfig.from_dict(s.config)).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
         self.step = 0
+        self.step_metrics: dict[str, float] = {}  # the last step's loss and batch PSNR
         self._saved_step = -1  # the step of the training state on disk
         self.best_psnr = -math.inf
         self.clean_cambi: float | None = None  # of the validation targets, scored at the first validation
@@ -264,6 +276,7 @@ class Trainer:
                 "format": STATE_FORMAT,
                 "step": self.step,
                 "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
+                "step_metrics": self.step_metrics,
                 "settings": asdict(self.settings),
                 "param_groups": groups,
             },
@@ -298,6 +311,7 @@ class Trainer:
         self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         self.step = self._saved_step = int(meta["step"])
         self.best_psnr = meta["best_psnr"] if meta["best_psnr"] is not None else -math.inf
+        self.step_metrics = meta.get("step_metrics") or {}
 
     def _load_init_weights(self, path: Path) -> None:
         """Fine-tuning: the weights of a finished run, with a fresh optimiser and schedule."""
@@ -431,25 +445,21 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, disable=not self.dist.main, desc="train", unit="step")
         started, images = time.perf_counter(), 0
         try:
+            if self._on_every_rank(self._checkpoint_missing()):  # a resumed run stopped before it
+                metrics = self._validated(bar)
             while self.step < end:
                 with signals_deferred():
                     banded, clean = self._batch(self.step, cache)
                     loss, batch_psnr = self.train_step(banded, clean)
                     self.step += 1
+                    self.step_metrics = {"loss": loss, "train_psnr": batch_psnr}
                 images += s.batch_size
                 rate = images / max(time.perf_counter() - started, 1e-9)
-                metrics = {"loss": loss, "train_psnr": batch_psnr}
+                metrics = self.step_metrics
                 bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{batch_psnr:.2f}", img_s=f"{rate:.1f}")
                 bar.update(1)
-                if self.step % s.val_every == 0 or self.step == s.steps:
-                    metrics = self._checkpoint(metrics)
-                    if "val_psnr" in metrics:
-                        m = metrics
-                        bar.write(
-                            f"step {self.step}: val PSNR {m['val_psnr']:.2f} dB, SSIM {m['val_ssim']:.4f}, "
-                            f"CAMBI {m['val_cambi']:.2f} (clean {m['val_cambi_clean']:.2f}), "
-                            f"raw network {m['val_psnr_raw']:.2f} dB"
-                        )
+                if self._checkpoint_due():
+                    metrics = self._validated(bar)
         except (KeyboardInterrupt, SystemExit):
             self._save_early(bar, "interrupted")
             raise
@@ -458,9 +468,55 @@ class Trainer:
         self._save_early(bar, "stopped")
         return metrics
 
+    def _checkpoint_due(self) -> bool:
+        s = self.settings
+        return self.step > 0 and (self.step % s.val_every == 0 or self.step == s.steps)
+
+    def _checkpoint_missing(self) -> bool:
+        """Whether this step is due a validation and checkpoint that is not on disk: a run stopped
+        (Ctrl-C, a failed validation) between the step and its checkpoint, which `last` tells."""
+        if not self._checkpoint_due():
+            return False
+        try:
+            last = json.loads(sidecar_path(self.out_dir / "last.safetensors").read_text())
+            return last.get("step") != self.step
+        except (OSError, ValueError, AttributeError):
+            return True
+
+    def _on_every_rank(self, flag: bool) -> bool:
+        """The main rank's `flag`, which every rank must follow (they meet in _checkpoint)."""
+        if self.dist.world == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.broadcast(value, 0)
+        return bool(value.item())
+
+    def _validated(self, bar: tqdm) -> dict[str, float]:
+        """This step's validation and checkpoints. Should they fail (a picture validation cannot
+        score, a full disk), the training state is kept first, so --resume can try them again."""
+        try:
+            metrics = self._checkpoint(self.step_metrics)
+        except Exception:
+            with contextlib.suppress(Exception):
+                self._save_early(bar, "failed")
+            raise
+        if "val_psnr" in metrics:
+            m = metrics
+            bar.write(
+                f"step {self.step}: val PSNR {m['val_psnr']:.2f} dB, SSIM {m['val_ssim']:.4f}, "
+                f"CAMBI {m['val_cambi']:.2f} (clean {m['val_cambi_clean']:.2f}), "
+                f"raw network {m['val_psnr_raw']:.2f} dB"
+            )
+        return metrics
+
     def _save_early(self, bar: tqdm, how: str) -> None:
         """The training state at a step that has none on disk yet (main rank), to resume from."""
-        if self.dist.main and self.step != self._saved_step and self.step > 0:
+        if not self.dist.main or self.step == 0:
+            return
+        if self.step != self._saved_step:
             with signals_deferred():
                 self._save_state()
-            bar.write(f"{how} at step {self.step}: training state saved; --resume continues from there")
+            then = " (validating and checkpointing this step first)" if self._checkpoint_missing() else ""
+            bar.write(f"{how} at step {self.step}: training state saved; --resume continues from there{then}")
+        elif how == "interrupted":
+            bar.write(f"interrupted at step {self.step}: its checkpoints and training state are saved")
