@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from common import TINY
+from PIL import Image
 from safetensors.torch import load_file
 
 from bdinn.train.cli import main
@@ -132,6 +134,16 @@ def test_force_resume_and_data_checks(tmp_path, tiny_config, paired_dirs):
         main, [*args[:1], str(fewer / "banded"), str(fewer / "clean"), *args[3:], "--resume"]
     )
     assert other.exit_code == 1 and "cannot resume with different pictures" in other.output
+    fewer_val = CliRunner().invoke(main, [*args, "--resume", "--max-val-images", "1"])
+    assert fewer_val.exit_code == 1 and "cannot resume with different max_val_images" in fewer_val.output
+    other_patches = CliRunner().invoke(main, [*args, "--resume", "--patch-size", "48", "--stride", "16"])
+    assert "cannot resume with different data (saved run used --patch-size 32, --stride 32)" in (
+        other_patches.output
+    )
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    refused = CliRunner().invoke(main, [*args, "--force", "--batch-size", "500"])  # more than there is
+    assert refused.exit_code == 1 and "fewer than one batch of 500" in refused.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == kept  # --force deletes once the new run starts
     no_gpu = CliRunner().invoke(main, [*args, "--resume", "--device", "cuda"])
     assert no_gpu.exit_code == 1 and "data:" not in no_gpu.output  # refused before the data
     again = CliRunner().invoke(main, [*args, "--force", "--steps", "1", "--val-fraction", "0"])
@@ -244,6 +256,26 @@ def test_torchrun_two_cpu_processes_match_one_process(tmp_path, tiny_config, pai
     two = load_file(tmp_path / "two" / "last.safetensors")
     assert max(float((one[k] - two[k]).abs().max()) for k in one) <= 1e-5
     assert json.loads((tmp_path / "two" / "last.json").read_text())["step"] == 4
+
+
+def test_a_picture_too_small_to_validate_on_is_skipped_up_front(tmp_path, tiny_config, paired_dirs):
+    """A 7x5 picture that landed in the validation split ended the run at its first validation
+    (SSIM's window is 11 px), after that many steps and before any state was saved."""
+    banded, clean = (tmp_path / "banded", tmp_path / "clean")
+    for source, target in ((paired_dirs[0], banded), (paired_dirs[1], clean)):
+        shutil.copytree(source, target)
+    tiny = np.full((5, 7, 3), 100, np.uint8)
+    for side, value in ((banded, 96), (clean, 100)):
+        Image.fromarray(np.full_like(tiny, value)).save(side / "tiny.png")
+    args = ["--pairs", str(banded), str(clean), "--config", str(tiny_config), "-o", str(tmp_path / "o")]
+    result = CliRunner().invoke(main, [*args, *FAST, "--val-fraction", "0.25", "--seed", "1"])  # tiny: val
+    assert result.exit_code == 0, result.output
+    assert "no validation pictures (every one was skipped, as said above)" in result.output
+    assert (
+        f"Warning: skipping pair tiny: {clean / 'tiny.png'}: 7x5 is smaller than the 16x16 bdinn works on"
+        in (result.output)
+    )
+    assert "stopped at step 4/4" in result.output
 
 
 def test_a_skipped_picture_is_one_warning_line(tmp_path, tiny_config, paired_dirs):

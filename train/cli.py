@@ -261,6 +261,12 @@ def main(
             identity_share=identity_share,
         )
         val_set = FullImageDataset(stratified_order(val_pairs)[: settings.max_val_images])
+        if val_pairs and not len(val_set) and ranks.main:
+            warnings.warn(
+                "no validation pictures (every one was skipped, as said above): best.safetensors is not "
+                "written, only last",
+                stacklevel=1,
+            )
         if ranks.main:
             extras = (
                 (train_set.patches_unbanded, "without added"),
@@ -272,9 +278,9 @@ def main(
                 f"{train_set.patches_banded} of {train_set.patches_total} patches show banding"
                 + "".join(f", {count} {what}" for count, what in extras if count)
             )
-        if force and ranks.main:
-            clear_run(out_dir)
         trainer = Trainer(settings, train_set, val_set, out_dir, resume=resume)
+        if force and ranks.main:  # once the new run has passed its checks: a refused one deletes nothing
+            clear_run(out_dir)
         metrics = trainer.run(stop_at=stop_at)
     except (TrainingError, CheckpointError, ImageError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None

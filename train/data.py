@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..runtime.imageio import IMAGE_SUFFIXES, ImageError, read_image, to_float
+from ..runtime.processing import MIN_SIDE
 from .image_pair import ImagePair
 
 # has_banding thresholds, in 8-bit luma code values (whatever the files' bit depth).
@@ -158,6 +159,9 @@ def has_banding(banded: np.ndarray, clean: np.ndarray) -> bool:
 def _load_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:
     banded = read_image(pair.banded)
     clean = read_image(pair.clean)
+    if min(clean.shape[:2]) < MIN_SIDE:  # the network's smallest input; SSIM's window is 11 px
+        h, w = clean.shape[:2]
+        raise ImageError(f"{pair.clean}: {w}x{h} is smaller than the {MIN_SIDE}x{MIN_SIDE} bdinn works on")
     if banded.shape[:2] != clean.shape[:2]:
         (hb, wb), (hc, wc) = banded.shape[:2], clean.shape[:2]
         raise ValueError(
