@@ -197,13 +197,22 @@ def main(
             "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR, "
             "or --cache-dir DIR of synthetic pairs made earlier"
         )
-    earlier = [
-        out_dir / name for name in ("last.safetensors", "state.safetensors") if (out_dir / name).exists()
+    earlier = [  # any checkpoint: a new run would overwrite some and leave the others beside its own
+        path
+        for pattern in ("last.safetensors", "state.safetensors", "best.safetensors", "step-*.safetensors")
+        for path in sorted(out_dir.glob(pattern))
     ]
     if earlier and not (resume or force):
         raise click.ClickException(
             f"{out_dir}: holds a run already ({earlier[0].name}); pass --resume to continue it, --force to "
             "start over, or choose another -o"
+        )
+    warmup, steps = train_options["warmup"], train_options["steps"]
+    if warmup >= steps:  # type: ignore[operator]
+        warnings.warn(
+            f"--warmup {warmup} is not shorter than --steps {steps}: the learning rate never reaches its "
+            "peak and never decays (a short fine-tune wants a short --warmup)",
+            stacklevel=1,
         )
     config, config_name = resolve_config(config_value)
     init_path = None
@@ -291,7 +300,9 @@ def main(
         click.echo(f"the run in {out_dir} is at step {trainer.step}/{settings.steps} already; nothing to do")
     elif ranks.main:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        click.echo(f"stopped at step {trainer.step}/{settings.steps}: {summary}; checkpoints in {out_dir}")
+        written = (out_dir / "last.safetensors").exists()
+        kept = "checkpoints" if written else "training state (no checkpoint yet)"
+        click.echo(f"stopped at step {trainer.step}/{settings.steps}: {summary}; {kept} in {out_dir}")
 
 
 def clear_run(out_dir: Path) -> None:

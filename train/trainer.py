@@ -353,9 +353,14 @@ class Trainer:
             report /= self.dist.world
         loss_value, mse_value = (float(v) for v in report)
         if not math.isfinite(loss_value):
+            kept = (
+                f"the last good checkpoint in {self.out_dir} is intact"
+                if (self.out_dir / "last.safetensors").exists()
+                else "no checkpoint was written yet"
+            )
             raise TrainingError(
-                f"non-finite loss at step {self.step}: stopped; the last good checkpoint in {self.out_dir} "
-                "is intact (lower --lr or --grad-clip, or check the data)"
+                f"non-finite loss at step {self.step}: stopped; {kept} "
+                "(lower --lr or --grad-clip, or check the data)"
             )
         for group in self.optimizer.param_groups:
             group["lr"] = cosine_lr(self.step, s.steps, s.lr, s.min_lr, s.warmup)
