@@ -285,6 +285,20 @@ def stored_layout(path: str | os.PathLike) -> tuple[int, bool] | None:
     return 8, header.mode in _ALPHA_MODES or (header.mode == "P" and "transparency" in header.info)
 
 
+def stored_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(height, width) of the picture read_image returns (EXIF orientation applied), from the
+    header alone; None where Pillow cannot tell. Lets a command check many files before the work."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as header:
+                height, width = header.height, header.width
+                turned = _orientation(header) in (5, 6, 7, 8)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError):
+        return None  # reading it will say what is wrong
+    return (width, height) if turned else (height, width)
+
+
 def read_icc_profile(path: str | os.PathLike) -> bytes | None:
     """The picture's embedded ICC colour profile, if any: a wide-gamut picture written back
     without it changes colour in every colour-managed viewer."""

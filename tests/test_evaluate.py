@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bdinn.runtime.imageio import read_image, to_float
+from bdinn.runtime.imageio import from_float, read_image, to_float
 from bdinn.runtime.metrics import psnr
 from bdinn.train.degrade import Degradation
 from bdinn.train.evaluate import (
@@ -257,3 +257,33 @@ def test_cli_skips_an_unreadable_picture_with_one_warning_line(paired_dirs, tmp_
     )
     pictures = len(list(paired_dirs[0].glob("*.png")))
     assert json.loads(out.read_text())["results"]["pairs"]["images"] == pictures
+
+
+def test_cli_refuses_a_mismatched_or_tiny_picture_before_scoring(paired_dirs, tmp_path):
+    """A pair of two sizes, or a picture too small, sorted last ended the run after every other
+    pair had been scored, with no table; the headers are now checked first."""
+    banded, clean = (tmp_path / side.name for side in paired_dirs)
+    for side, copy in zip(paired_dirs, (banded, clean), strict=True):
+        shutil.copytree(side, copy)
+    picture = read_image(next(clean.glob("*.png")))
+    cv2.imwrite(str(banded / "zz.png"), picture[:40, :, ::-1])
+    cv2.imwrite(str(clean / "zz.png"), picture[:, :, ::-1])
+    with pytest.raises(EvalError, match=rf"zz\.png is {picture.shape[1]}x40 but .*: a pair must have one"):
+        pairs_from_folders(banded, clean)
+    cv2.imwrite(str(banded / "zz.png"), picture[:12, :12, ::-1])
+    cv2.imwrite(str(clean / "zz.png"), picture[:12, :12, ::-1])
+    result = _invoke("--pairs", str(banded), str(clean), "--no-baselines")
+    assert result.exit_code == 1 and "zz.png: 12x12 is too small (at least 16x16)" in result.output
+    assert "evaluating" not in result.output  # refused before the first pair was scored
+
+
+def test_clean_cambi_is_scored_at_the_outputs_depth():
+    """A 16-bit clean picture scored 16-bit made the clean row's CAMBI a bar no 8-bit output could
+    be held to; it is scored as the outputs are: 8-bit, or 16-bit with --bit-depth 16."""
+    ramp = np.linspace(0, 1, 512, dtype=np.float32)[None, :, None].repeat(64, 0).repeat(3, 2) * 0.2 + 0.4
+    deep = np.round(ramp * 65535).astype(np.uint16)
+    pair = EvalPair("pairs", "ramp", from_float(ramp, 8), deep)
+    rows = {depth: evaluate(None, [pair], baselines=False, bit_depth=depth)["results"]["pairs"]["rows"]
+            for depth in (8, 16)}  # fmt: skip
+    assert rows[8]["clean"]["cambi"] == pytest.approx(rows[8]["input"]["cambi"])  # the same 8-bit picture
+    assert rows[16]["clean"]["cambi"] < rows[8]["clean"]["cambi"] - 1

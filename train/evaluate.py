@@ -66,7 +66,7 @@ from ..runtime.cli_options import (
 )
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write, check_writable, files_of_model
-from ..runtime.imageio import ImageError, from_float, read_image, to_float
+from ..runtime.imageio import ImageError, from_float, read_image, stored_size, to_float
 from ..runtime.metrics import psnr, ssim
 from .data import find_pairs
 from .degrade import Degradation, discover_sources, load_clean
@@ -167,11 +167,10 @@ def _to8(image: np.ndarray) -> np.ndarray:
     return image if image.dtype == np.uint8 else from_float(to_float(image), 8)
 
 
-def _check_side(name: str, image: np.ndarray) -> None:
-    if min(image.shape[:2]) < MIN_SIDE:
-        raise EvalError(
-            f"{name}: {image.shape[1]}x{image.shape[0]} is too small (at least {MIN_SIDE}x{MIN_SIDE})"
-        )
+def _check_side(name: str, shape: tuple[int, ...]) -> None:
+    """Refuse a picture of `shape` (height, width, ...) too small to evaluate."""
+    if min(shape[:2]) < MIN_SIDE:
+        raise EvalError(f"{name}: {shape[1]}x{shape[0]} is too small (at least {MIN_SIDE}x{MIN_SIDE})")
 
 
 def pairs_from_folders(
@@ -179,6 +178,15 @@ def pairs_from_folders(
 ) -> tuple[int, Iterator[EvalPair]]:
     """Pairs matched by file name (any image suffix); (count, lazily loaded pairs)."""
     found = _pick(find_pairs(Path(banded_dir), Path(clean_dir)), max_images, seed)
+    for pair in found:  # from the headers, now: not after scoring every pair before it
+        banded, clean = stored_size(pair.banded), stored_size(pair.clean)
+        if banded and clean and banded != clean:
+            raise EvalError(
+                f"{pair.banded} is {banded[1]}x{banded[0]} but {pair.clean} is {clean[1]}x{clean[0]}: a pair "
+                "must have one size"
+            )
+        if banded:
+            _check_side(str(pair.banded), banded)
 
     def load() -> Iterator[EvalPair]:
         for pair in found:
@@ -192,7 +200,7 @@ def pairs_from_folders(
                     f"{pair.banded} is {banded.shape[1]}x{banded.shape[0]} but {pair.clean} is "
                     f"{clean.shape[1]}x{clean.shape[0]}: a pair must have one size"
                 )
-            _check_side(str(pair.banded), banded)
+            _check_side(str(pair.banded), banded.shape)
             yield EvalPair("pairs", pair.name, _to8(banded), clean)
 
     return len(found), load()
@@ -210,6 +218,10 @@ def clean_pictures(
     if not sources:
         raise EvalError(f"{clean_dir}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)")
     sources = _pick(sources, max_images, seed)
+    if size is None:  # a picture too small is refused now, from its header, not after the others
+        for _, path in sources:
+            if (shape := stored_size(path)) is not None:
+                _check_side(str(path), shape)
 
     def load() -> Iterator[tuple[str, np.ndarray]]:
         for key, path in sources:
@@ -220,7 +232,7 @@ def clean_pictures(
                 continue
             if size:
                 clean = fit_size(clean, size)
-            _check_side(str(path), clean)
+            _check_side(str(path), clean.shape)
             yield key, clean
 
     return len(sources), load()
@@ -337,7 +349,9 @@ def evaluate(
             scores = {**_scores(out, clean_f, smooth), "seconds": seconds if method != "input" else None}
             for key, value in scores.items():
                 rows[method].setdefault(key, []).append(value)
-        rows["clean"].setdefault("cambi", []).append(cambi(pair.clean))
+        # at the outputs' depth: a 16-bit clean file lacks the 8-bit steps an 8-bit output must have
+        target = pair.clean if bit_depth == 16 else _to8(pair.clean)
+        rows["clean"].setdefault("cambi", []).append(cambi(target))
         rows["clean"].setdefault("smooth_fraction", []).append(float(smooth.mean()))
     if not per:
         raise EvalError("no image pairs to evaluate")
