@@ -28,7 +28,17 @@ from typing import Any, overload
 import numpy as np
 
 from .backends import BACKENDS, Backend, BackendError, open_backend
-from .processing import MIN_SIDE, Progress, by_rows, even_tile, join_frame, pad_to, run_tiled, split_frame
+from .processing import (
+    MIN_SIDE,
+    Frame,
+    Progress,
+    by_rows,
+    even_tile,
+    join_frame,
+    pad_to,
+    run_tiled,
+    split_frame,
+)
 
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles; see tests/test_runtime.py
 # On the CPU, frames of more pixels than this (2K: 2048 x 1152) run in even tiles of at most as
@@ -54,6 +64,22 @@ def limit_change_tensor(batch: Any, out: Any, max_change: float | None) -> Any:
 
     limit = max_change / 255
     return torch.clamp(out, batch - limit, batch + limit)
+
+
+def _split(image: np.ndarray, index: int | None) -> Frame:
+    """split_frame, its error naming the frame of a list that caused it."""
+    try:
+        return split_frame(image)
+    except (TypeError, ValueError) as exc:
+        if index is None:
+            raise
+        raise type(exc)(f"frame {index} of the list: {exc}") from None
+
+
+def _check_progress(progress: object) -> None:
+    """Now, not when a frame first runs in tiles: progress=5 failed only on large pictures."""
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable progress(done, total) or None, got {progress!r}")
 
 
 def default_model_path(backend: str | None = None) -> Path:
@@ -183,8 +209,14 @@ class Debander:
             raise TypeError(f"dither must be True or False, got {dither!r}")
         if seed is not None and not (_is_int(seed) and seed >= 0):
             raise TypeError(f"seed must be a whole number >= 0 or None, got {seed!r}")
+        _check_progress(progress)
         if isinstance(image, np.ndarray):
             return self._frames([image], bit_depth, dither, seed, progress)[0]
+        if hasattr(image, "__array__") or isinstance(image, memoryview):  # iterating would cut it in rows
+            hint = (
+                " (or Debander.tensor for [N, 3, H, W] tensors)" if type(image).__module__ == "torch" else ""
+            )
+            raise TypeError(f"expected a numpy frame, got {type(image).__name__}: pass np.asarray(it){hint}")
         if not isinstance(image, Iterable) or isinstance(image, (str, bytes)):
             raise TypeError(f"expected a numpy frame or a list of them, got {type(image).__name__}")
         return self._frames(list(image), bit_depth, dither, seed, progress)
@@ -193,7 +225,7 @@ class Debander:
         self, images: list[np.ndarray], bit_depth: int | None, dither: bool, seed: int | None,
         progress: Progress | None,
     ) -> list[np.ndarray]:  # fmt: skip
-        frames = [split_frame(image) for image in images]
+        frames = [_split(image, index if len(images) > 1 else None) for index, image in enumerate(images)]
         results: list[np.ndarray | None] = [None] * len(frames)
         by_size: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(frames):
@@ -212,35 +244,40 @@ class Debander:
         return [r for r in results if r is not None]
 
     def infer(self, batch: np.ndarray, progress: Progress | None = None) -> np.ndarray:
-        """float32 [N, 3, H, W] in [0, 1] -> debanded, same shape; tiles and pads as the backend
-        needs, calling progress(done, total) after each tile."""
+        """float32 [N, 3, H, W] in [0, 1] -> debanded, same shape, in [0, 1]; tiles and pads as the
+        backend needs, calling progress(done, total) after each tile."""
         self._check_open()
         if not isinstance(batch, np.ndarray) or batch.dtype.kind != "f":
             got = batch.dtype if isinstance(batch, np.ndarray) else type(batch).__name__
             raise TypeError(f"expected a float [N, 3, H, W] numpy batch in [0, 1], got {got}")
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise ValueError(f"expected a float [N, 3, H, W] batch, got shape {batch.shape}")
+        if batch.ndim != 4 or batch.shape[1] != 3 or not batch.shape[0]:
+            raise ValueError(
+                f"expected a float [N, 3, H, W] batch of one frame or more, got shape {batch.shape}"
+            )
+        _check_progress(progress)
         tile = self.tile_for(batch.shape[-2:])
         if tile is None:
             out = self._infer_padded(batch)
         else:
             out = run_tiled(self._infer_padded, batch, tile, min(self.overlap, min(tile) // 2), progress)
-        return self._limit_change(batch, out)
+        return self._served(batch, out)
 
-    def _limit_change(self, batch: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Keep every value within max_change 8-bit levels of the input. In place on the fresh
-        output: 5 ms for a 1080p frame on one core, where np.clip with array bounds takes 15."""
-        if self.max_change is None:
-            return out
+    def _served(self, batch: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Every value within max_change 8-bit levels of the input, then within [0, 1] (a network
+        and the limit can reach past them; a caller's 8-bit cast of 1.008 wraps to black). In place
+        on the fresh output: 5 ms for a 1080p frame on one core, where np.clip with array bounds
+        takes 15."""
         if out.dtype != np.float32 or not out.flags.writeable:
             out = out.astype(np.float32)
-        limit = np.float32(min(self.max_change, 255) / 255)  # values are in [0, 1]: 255 is no limit
+        limit = None if self.max_change is None else np.float32(min(self.max_change, 255) / 255)
 
         def clamp(rows: slice) -> None:
             part = out[..., rows, :]
-            part -= batch[..., rows, :]
-            np.clip(part, -limit, limit, out=part)
-            part += batch[..., rows, :]
+            if limit is not None:
+                part -= batch[..., rows, :]
+                np.clip(part, -limit, limit, out=part)
+                part += batch[..., rows, :]
+            np.clip(part, 0, 1, out=part)
 
         by_rows(clamp, out.shape[-2])
         return out
@@ -289,7 +326,12 @@ class Debander:
             raise TypeError(
                 f"expected a torch tensor (numpy frames: call the Debander), got {type(batch).__name__}"
             )
-        if not batch.is_floating_point() or batch.dim() not in (3, 4) or batch.shape[-3] != 3:
+        if (
+            not batch.is_floating_point()
+            or batch.dim() not in (3, 4)
+            or batch.shape[-3] != 3
+            or not batch.numel()
+        ):
             shape = f"{batch.dtype} {list(batch.shape)}"
             raise ValueError(f"expected a float [N, 3, H, W] or [3, H, W] tensor in [0, 1], got {shape}")
         batch = batch.detach()  # inference only: no graph to keep

@@ -182,6 +182,9 @@ def deband_frame(
 
     if not isinstance(frame, av.VideoFrame):
         raise TypeError(f"deband_frame takes a PyAV VideoFrame, got {type(frame).__name__}")
+    _check_process(process)
+    if fields is not None and not isinstance(fields, bool):
+        raise TypeError(f"fields must be True, False or None (the frame's own flag), got {fields!r}")
     fields = frame.interlaced_frame if fields is None else fields
     if not fields:
         dominance = None
@@ -253,6 +256,10 @@ def deband_video(
     known up front; any exception from `process` is raised as it is.
     """
     started = time.perf_counter()
+    _check_process(process)
+    if not (isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be True, False or a callable progress(done, total), got {progress!r}")
+    src, dst = (_path(name, what) for name, what in ((src, "src"), (dst, "dst")))
     src = STDIN if os.fspath(src) == STDIO else Path(src)
     dst = STDOUT if os.fspath(dst) == STDIO else Path(dst)
     codec_name, pix_fmt, options = check_encoder(dst, codec, bit_depth, crf, preset, codec_options, chroma)
@@ -390,6 +397,18 @@ def deband_video(
         fields=order_name(job.first_interlaced) if job.first_interlaced is not None else None,
         captions=job.captions and job.writes_captions,
     )
+
+
+def _check_process(process: object) -> None:
+    if not callable(process):
+        raise TypeError(f"process must be a callable, frame -> frame (H x W x 3 RGB arrays), got {process!r}")
+
+
+def _path(name: object, what: str) -> str | os.PathLike:
+    """A file name, as PyAV opens them: an open file or BytesIO is not one (FFmpeg reads by name)."""
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a file path (str or os.PathLike) or '-', got {type(name).__name__}")
+    return name
 
 
 def _y4m_losses(colour: Colour, rotation: int, sar: Fraction | None) -> str | None:

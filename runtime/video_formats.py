@@ -7,6 +7,7 @@ and output), the suffixes read as video, and VideoError, which every video modul
 from __future__ import annotations
 
 import io
+import numbers
 import os
 import warnings
 from collections.abc import Mapping
@@ -221,7 +222,11 @@ def check_encoder(
     except ImportError as exc:
         raise VideoError(f"{dst}: {exc}") from None
     muxer = _muxer_for(dst)
-    if bit_depth not in (8, 10, 12):
+    if (
+        isinstance(bit_depth, bool)
+        or not isinstance(bit_depth, numbers.Integral)
+        or bit_depth not in (8, 10, 12)
+    ):
         raise VideoError(f"{dst}: bit depth must be 8, 10 or 12, got {bit_depth}")
     if chroma is not None and chroma not in CHROMA:
         raise VideoError(

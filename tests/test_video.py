@@ -991,6 +991,29 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
     assert _listing(tmp_path) == ["noise.mp4", "song.mp4"]
 
 
+def test_wrong_argument_types_are_refused_up_front(source, tmp_path):
+    """Each of these failed later with someone else's words, or (progress=1) not at all."""
+    import io
+
+    dst = tmp_path / "out.mkv"
+    for args, options, message in [
+        ((source, dst, 42), {}, r"process must be a callable, frame -> frame .*, got 42"),
+        ((io.BytesIO(source.read_bytes()), dst, None), {}, r"src must be a file path .* got BytesIO"),
+        ((source, dst, None), {"progress": 1}, r"progress must be True, False or a callable"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            deband_video(*args[:2], args[2] or (lambda rgb: rgb), **options)
+    with pytest.raises(VideoError, match=r"bit depth must be 8, 10 or 12, got 10\.0"):
+        deband_video(source, dst, lambda rgb: rgb, bit_depth=10.0, progress=False)
+    report = deband_video(source, dst, lambda rgb: rgb, bit_depth=np.int64(8), progress=False)
+    assert report.pix_fmt == "yuv420p"
+    frame = av.VideoFrame.from_ndarray(_gradient(0), format="rgb24")
+    with pytest.raises(TypeError, match="process must be a callable"):
+        deband_frame(frame, None)
+    with pytest.raises(TypeError, match=r"fields must be True, False or None .*, got 'yes'"):
+        deband_frame(frame, lambda rgb: rgb, fields="yes")
+
+
 def _x26x_settings(path: Path) -> dict[str, str]:
     """The settings x264 and x265 write into their stream's first SEI, as key=value pairs."""
     data = path.read_bytes()

@@ -42,6 +42,8 @@ def open_backend(
     path = Path(path)
     if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise BackendError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+    if precision not in (None, "fp32", "fp16"):
+        raise BackendError(f"precision must be fp32 or fp16 (None: the model file's), got {precision!r}")
     if not path.is_file():
         raise BackendError(f"{path}: no such model file (check the path)")
     wanted = backend_for(path)
