@@ -294,6 +294,10 @@ class VideoJob:
         self.out_time_base = 1 / self.rate if self.cfr else self.time_base
         self.listed_frames: int | None = self.vin.frames or None  # read now: PyAV 19 closes streams
         self.listed_duration = float(self.vin.duration * self.time_base) if self.vin.duration else None
+        # Matroska's header says how long the file is (its muxer writes it at the end); other
+        # containers' durations without a frame count are estimates (MPEG-TS: from the bit rate).
+        matroska = "matroska" in source.format.name and src != STDIN
+        self.file_duration = source.duration / 1e6 if matroska and source.duration else None
         self.total = self.listed_frames
         if self.total is None and self.vin.duration:
             self.total = max(1, round(self.vin.duration * self.time_base * self.rate))

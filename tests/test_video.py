@@ -1514,3 +1514,29 @@ def test_a_change_of_picture_size_is_scaled_to_the_first_with_a_warning(tmp_path
     after = probe(tmp_path / "out.mkv")
     assert report.frames == 8 and after["size"] == (W, H)
     assert [round(float(rgb.mean()) / 30) for rgb in after["rgb"]] == list(range(8))
+
+
+def test_a_matroska_file_cut_short_is_written_with_a_warning(tmp_path):
+    """Matroska lists no frame count, so a file cut in half (a copy stopped there) was written
+    short without a word; its header's duration says what should have been there."""
+    whole = tmp_path / "whole.mkv"
+    with av.open(str(whole), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        noise = np.random.default_rng(0)
+        for i in range(50):
+            frame = av.VideoFrame.from_ndarray(
+                noise.integers(0, 256, (H, W, 3), dtype=np.uint8), format="rgb24"
+            )
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert deband_video(whole, tmp_path / "a.mkv", lambda rgb: rgb, progress=False).frames == 50
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    said = r"cut\.mkv: decoded 0\.\d\d s of video, but its header says the file lasts 2\.00 s; .* cut short"
+    with pytest.warns(UserWarning, match=said):
+        report = deband_video(cut, tmp_path / "b.mkv", lambda rgb: rgb, progress=False)
+    assert 10 < report.frames < 40
