@@ -46,6 +46,8 @@ from .video_side_data import (
 )
 from .video_streams import TIMECODE_MUXERS, CarriedStreams, copy_tags, moving_pictures
 
+ODD_SIZED = {"ffv1", "wrapped_avframe"}  # encoders that code subsampled chroma at odd sizes (Y4M: raw)
+
 _HELD = 16  # video packets held back at the start until their timestamps are checked
 
 
@@ -281,10 +283,12 @@ class VideoJob:
             raise VideoError(f"{src}: the video stream has no picture size; re-encode or repair the file")
         chroma = pix_fmt.removeprefix("yuva").removeprefix("yuv")[:3]
         self.keeps_alpha = pix_fmt.startswith("yuva")
-        if (chroma != "444" and self.width % 2) or (chroma == "420" and self.height % 2):
+        odd = (chroma != "444" and self.width % 2) or (chroma == "420" and self.height % 2)
+        if odd and codec not in ODD_SIZED:
+            size, chroma_name = f"{self.width}x{self.height}", f"4:{chroma[1]}:{chroma[2]}"
             raise VideoError(
-                f"{src}: {self.width}x{self.height} has an odd side; 4:{chroma[1]}:{chroma[2]} output needs "
-                "even sizes (crop it)"
+                f"{src}: {size} has an odd side, which {encoder_label(codec)} cannot code in {chroma_name}: "
+                "write 4:4:4 (chroma='444', --chroma 444), use ffv1, or crop it"
             )
         self.colour = Colour.of(ctx)
         self.rate = Fraction(self.vin.average_rate or self.vin.guessed_rate or self.vin.base_rate or 25)

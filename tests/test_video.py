@@ -781,8 +781,16 @@ def test_odd_sizes_need_only_what_the_output_chroma_needs(tmp_path):
     source = make_clip(tmp_path / "in.mkv", "yuv444p", size=(65, 49))
     report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
     assert (report.width, report.height, report.pix_fmt) == (65, 49, "yuv444p10le")
-    with pytest.raises(VideoError, match=r"in\.mkv: 65x49 has an odd side; 4:2:0 output needs even sizes"):
+    said = r"in\.mkv: 65x49 has an odd side, which libx265 cannot code in 4:2:0: write 4:4:4 \(chroma='444'"
+    with pytest.raises(VideoError, match=said + r", --chroma 444\), use ffv1, or crop it"):
         deband_video(source, tmp_path / "o.mkv", lambda rgb: rgb, chroma="420", progress=False)
+    for name, codec in (("odd.mkv", "ffv1"), ("odd.y4m", None)):  # these code odd 4:2:0 as it comes
+        report = deband_video(
+            source, tmp_path / name, lambda rgb: rgb, codec=codec, chroma="420", progress=False
+        )
+        assert (report.width, report.height, report.pix_fmt) == (65, 49, "yuv420p10le")
+        before, after = (probe(path)["rgb"][1].astype(int) for path in (source, tmp_path / name))
+        assert np.abs(before - after).mean() < 4  # the same picture, its chroma halved both ways
 
 
 def _alpha_clip(path: Path, codec: str, pix_fmt: str) -> Path:
