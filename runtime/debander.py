@@ -199,7 +199,10 @@ class Debander:
         12-bit values held in uint16 up first (`frame << 6` for 10 bits). The output keeps the
         layout, C-contiguous; its depth is the input's unless `bit_depth` (8 or 16) says
         otherwise, and `dither` adds TPDF dither before rounding so an 8-bit result does not band
-        again. `progress(done, total)` is called after each tile of a frame that runs in tiles
+        again; `seed` makes the noise repeatable (None: fresh each call). One generator serves a
+        list in order, so a frame's noise depends on its place in the list: seed each call of one
+        frame (bdinn-run seeds frame N with N) to make a frame's output depend on itself alone.
+        `progress(done, total)` is called after each tile of a frame that runs in tiles
         (`tile_for`; a list counts again for each frame size): a large picture on the CPU takes a
         minute.
         """

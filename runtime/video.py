@@ -19,6 +19,9 @@ Pipeline: a decode thread (demux, decode, YUV -> RGB) and an encode thread (RGB 
 mux) are joined to the calling thread by bounded queues, so decoding and encoding overlap with
 inference. An exception anywhere (in `process`, the decoder or the encoder, or Ctrl-C) stops all
 three, the threads are joined, the partial output is deleted, and the exception is raised.
+SIGTERM is not an exception unless the program makes it one (bdinn-run does: a handler that
+raises SystemExit); Python's default ends the process where it stands, leaving the hidden
+temporary file (.NAME.XXXXXXXX.tmp) beside the output.
 
 Output: 10-bit by default, 8- or 12-bit with bit_depth, with the source's chroma resolution
 (4:2:0, 4:2:2, or 4:4:4 for 4:4:4 and RGB sources) where the encoder writes it, else the most it
