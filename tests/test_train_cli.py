@@ -328,3 +328,19 @@ def test_a_skipped_picture_is_one_warning_line(tmp_path, tiny_config, paired_dir
     [warning] = [line for line in result.output.splitlines() if "skipping pair" in line]
     assert warning.startswith(f"Warning: skipping pair {cut.stem}") and "truncated PNG" in warning
     assert "UserWarning" not in result.output
+
+
+def test_a_fine_tune_resumes_without_its_init_again(tmp_path, tiny_config, paired_dirs):
+    """A run started with --init took that checkpoint's architecture; resumed without --init it
+    was refused as another architecture (the default lite), and recorded init None after."""
+    data = ["--pairs", *map(str, paired_dirs), *FAST]
+    first = CliRunner().invoke(main, [*data, "--config", str(tiny_config), "-o", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    start = str(tmp_path / "a" / "last.safetensors")
+    tune = ["--init", start, "-o", str(tmp_path / "b")]
+    cut = CliRunner().invoke(main, [*data, *tune, "--stop-at", "3"])
+    assert cut.exit_code == 0, cut.output
+    resumed = CliRunner().invoke(main, [*data, "--resume", "-o", str(tmp_path / "b")])
+    assert resumed.exit_code == 0, resumed.output
+    assert "stopped at step 4/4" in resumed.output
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["settings"]["init"] == start

@@ -216,10 +216,12 @@ def main(
         )
     config, config_name = resolve_config(config_value)
     init_path = None
+    source = click.get_current_context().get_parameter_source("config_value")
+    explicit = source == click.core.ParameterSource.COMMANDLINE
     if init_from is not None:
-        source = click.get_current_context().get_parameter_source("config_value")
-        explicit = source == click.core.ParameterSource.COMMANDLINE
         init_path, config, config_name = resolve_init(init_from, config, explicit=explicit)
+    elif resume and not explicit and (saved := saved_architecture(out_dir)) is not None:
+        config, config_name, init_path = saved  # a fine-tune resumes without its --init again
     data = {"patch_size": patch_size, "stride": stride, "augment": augment, "unbanded_share": unbanded_share,
             "identity_share": identity_share, "val_fraction": val_fraction, "variants": variants,
             "max_side": max_side}  # fmt: skip
@@ -303,6 +305,16 @@ def main(
         written = (out_dir / "last.safetensors").exists()
         kept = "checkpoints" if written else "training state (no checkpoint yet)"
         click.echo(f"stopped at step {trainer.step}/{settings.steps}: {summary}; {kept} in {out_dir}")
+
+
+def saved_architecture(out_dir: Path) -> tuple[BDINNConfig, str | None, str | None] | None:
+    """The architecture (config, its name) and --init of the run saved in out_dir, if readable;
+    the resume checks the rest."""
+    try:
+        saved = json.loads((out_dir / "state.json").read_text())["settings"]
+        return BDINNConfig.from_dict(saved["config"]), saved.get("config_name"), saved.get("init")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def clear_run(out_dir: Path) -> None:
