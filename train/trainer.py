@@ -524,4 +524,4 @@ class Trainer:
             then = " (validating and checkpointing this step first)" if self._checkpoint_missing() else ""
             bar.write(f"{how} at step {self.step}: training state saved; --resume continues from there{then}")
         elif how == "interrupted":
-            bar.write(f"interrupted at step {self.step}: its checkpoints and training state are saved")
+            bar.write(f"interrupted at step {self.step}: all of it is saved; --resume continues from there")
