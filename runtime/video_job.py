@@ -296,6 +296,7 @@ class VideoJob:
         # AVI and Y4M count frames rather than time: their time base is one frame.
         self.cfr = muxer in ("avi", "yuv4mpegpipe")
         self.out_time_base = 1 / self.rate if self.cfr else self.time_base
+        self.start = source.start_time or 0  # microseconds; where every output stream's clock starts
         self.listed_frames: int | None = self.vin.frames or None  # read now: PyAV 19 closes streams
         self.listed_duration = float(self.vin.duration * self.time_base) if self.vin.duration else None
         # Matroska's header says how long the file is (its muxer writes it at the end); other
@@ -462,7 +463,8 @@ class VideoJob:
                         captioned = has_captions(frame)
                         self.captions |= captioned
                         carrier = side_data_carrier(frame) if captioned and self.writes_captions else None
-                        pipe.put(decoded, _Video(pictures, pts, rotation, alpha, dominance, carrier))
+                        shifted = pts - self._start_in(self.time_base)
+                        pipe.put(decoded, _Video(pictures, shifted, rotation, alpha, dominance, carrier))
                 elif index in self.carried.transcode:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(carried[index], frame))
@@ -616,12 +618,25 @@ class VideoJob:
             }
             self.hdr10_kept = True
 
-    @staticmethod
-    def _mux_carried(output: Any, item: _Carried) -> None:
+    def _start_in(self, time_base: Any) -> int:
+        """The source's start time in `time_base`: subtracted from every stream's timestamps, as
+        FFmpeg does, so that a capture that starts hours into a broadcast (MPEG-TS), or just
+        before its clock wrapped, starts at 0 and keeps its streams' offsets to one another."""
+        return round(Fraction(self.start, 1_000_000) / Fraction(time_base)) if self.start else 0
+
+    def _mux_carried(self, output: Any, item: _Carried) -> None:
         import av
 
-        if isinstance(item.item, av.Packet):  # copied as it is
-            item.item.stream = item.out
-            output.mux(item.item)
+        thing = item.item
+        shift = self._start_in(thing.time_base) if thing.time_base else 0
+        if isinstance(thing, av.Packet):  # copied as it is
+            if thing.pts is not None:
+                thing.pts -= shift
+            if thing.dts is not None:
+                thing.dts -= shift
+            thing.stream = item.out
+            output.mux(thing)
         else:
-            output.mux(item.out.encode(item.item))
+            if thing.pts is not None:
+                thing.pts -= shift
+            output.mux(item.out.encode(thing))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import mimetypes
 import warnings
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,14 @@ def timecode_of(source: Any) -> str | None:
             if key.lower() == "timecode" and value:
                 return value
     return None
+
+
+def _from_start(chapter: dict[str, Any], start: int | None) -> dict[str, Any]:
+    """A chapter timed from the file's start (microseconds), as the streams' clocks now are."""
+    if not start:
+        return chapter
+    shift = round(Fraction(start, 1_000_000) / Fraction(chapter["time_base"]))
+    return {**chapter, "start": max(0, chapter["start"] - shift), "end": max(0, chapter["end"] - shift)}
 
 
 def copy_tags(target: Any, source: Any) -> None:
@@ -197,7 +206,7 @@ class CarriedStreams:
         """Chapters go to containers with a chapter list, attachments (fonts) to Matroska."""
         chapters = self.source.chapters()
         if chapters and self.muxer in CHAPTER_MUXERS:
-            output.set_chapters(chapters)
+            output.set_chapters([_from_start(chapter, self.source.start_time) for chapter in chapters])
         attachments = [s for s in self.source.streams.attachments if s.data]
         pictures = self._cover_art() if self.muxer == "matroska" else []
         if self.muxer == "matroska":

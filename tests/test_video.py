@@ -1548,3 +1548,67 @@ def test_a_matroska_file_cut_short_is_written_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=said):
         report = deband_video(cut, tmp_path / "b.mkv", lambda rgb: rgb, progress=False)
     assert 10 < report.frames < 40
+
+
+def test_a_capture_from_mid_broadcast_starts_at_zero_with_its_streams_in_step(tmp_path):
+    """A TS cut from a broadcast starts hours into its clock, or just before it wraps at 2^33:
+    kept as they were, an MP4 began with 10 hours of nothing, AVI failed, and the frames before
+    the wrap (negative after FFmpeg unwraps) were hidden by MP4's edit list. Every stream's clock
+    now starts where the file starts, as FFmpeg's do, the audio still as far behind the video
+    (within AAC's priming, 21 ms, where MP4 re-encodes it)."""
+    for start in (10 * 3600 * 90000, 2**33 - 45000):
+        source = tmp_path / f"capture-{start}.ts"
+        with av.open(str(source), "w") as out:
+            video = out.add_stream("libx264", rate=FPS)
+            video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+            audio = out.add_stream("mp2", rate=RATE)
+            audio.codec_context.layout = "mono"
+            for i in range(N):
+                frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+                frame.pts, frame.time_base = start + i * 90000 // FPS, Fraction(1, 90000)
+                out.mux(video.encode(frame))
+            out.mux(video.encode(None))
+            for k in range(0, RATE // 2, 1152):
+                sound = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.int16), format="s16", layout="mono")
+                sound.sample_rate, sound.time_base = RATE, Fraction(1, RATE)
+                sound.pts = round((start / 90000 + 0.2) * RATE) + k
+                out.mux(audio.encode(sound))
+            out.mux(audio.encode(None))
+        with av.open(str(source)) as probe_:
+            late = float((probe_.streams.audio[0].start_time - probe_.streams.video[0].start_time) / 90000)
+        assert abs(late - 0.2) < 0.03
+        for name in ("out.mp4", "out.mkv", "out.avi"):
+            dst = tmp_path / name
+            report = deband_video(source, dst, lambda rgb: rgb, progress=False, force=True)
+            with av.open(str(dst)) as result:
+                firsts = {
+                    s.type: float(s.start_time * s.time_base)
+                    for s in result.streams
+                    if s.start_time is not None
+                }
+                frames = sum(1 for _ in result.decode(video=0))
+            assert report.frames == frames == N
+            assert firsts["video"] < 1 / FPS, firsts
+            if name != "out.avi":  # AVI's audio has no start time of its own
+                assert abs(firsts["audio"] - firsts["video"] - late) < 0.03, firsts
+
+
+def test_chapters_move_with_the_streams_clock(tmp_path):
+    """A file whose clock starts at 10 s has its chapters there too; they start with the output."""
+    source = tmp_path / "late.mkv"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("ffv1", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        out.set_chapters([{"id": 1, "start": 10 * FPS, "end": 10 * FPS + 4, "time_base": Fraction(1, FPS),
+                           "metadata": {"title": "second"}}])  # fmt: skip
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24").reformat(format="yuv420p")
+            frame.pts = 10 * FPS + i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    with av.open(str(tmp_path / "out.mkv")) as result:
+        [chapter] = result.chapters()
+        assert float(result.streams.video[0].start_time * result.streams.video[0].time_base) < 1 / FPS
+    seconds = [float(chapter[key] * chapter["time_base"]) for key in ("start", "end")]
+    assert seconds == pytest.approx([0, 4 / FPS], abs=1e-3) and chapter["metadata"]["title"] == "second"
