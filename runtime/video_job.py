@@ -134,6 +134,15 @@ class _Carried:
     item: Any  # Packet to copy, or AudioFrame to encode
 
 
+def _seconds(clock: str | None) -> float | None:
+    """HH:MM:SS.fraction (Matroska's DURATION tag) in seconds; None if absent or unreadable."""
+    try:
+        hours, minutes, seconds = (clock or "").split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+
+
 def open_source(src: Path) -> Any:
     import av
 
@@ -299,9 +308,11 @@ class VideoJob:
         self.start = source.start_time or 0  # microseconds; where every output stream's clock starts
         self.listed_frames: int | None = self.vin.frames or None  # read now: PyAV 19 closes streams
         self.listed_duration = float(self.vin.duration * self.time_base) if self.vin.duration else None
-        # Matroska's header says how long the file is (its muxer writes it at the end); other
-        # containers' durations without a frame count are estimates (MPEG-TS: from the bit rate).
+        # Matroska's header says how long the video track lasts (a DURATION tag, from FFmpeg and
+        # mkvmerge), else how long the file does; other containers' durations without a frame
+        # count are estimates (MPEG-TS: from the bit rate).
         matroska = "matroska" in source.format.name and src != STDIN
+        self.track_duration = _seconds(self.vin.metadata.get("DURATION")) if matroska else None
         self.file_duration = source.duration / 1e6 if matroska and source.duration else None
         self.total = self.listed_frames
         if self.total is None and self.vin.duration:

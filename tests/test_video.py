@@ -1526,25 +1526,32 @@ def test_a_change_of_picture_size_is_scaled_to_the_first_with_a_warning(tmp_path
 
 def test_a_matroska_file_cut_short_is_written_with_a_warning(tmp_path):
     """Matroska lists no frame count, so a file cut in half (a copy stopped there) was written
-    short without a word; its header's duration says what should have been there."""
+    short without a word; its header's duration of the video track says what should have been
+    there (the file's own would take audio that runs on after the pictures for a cut)."""
     whole = tmp_path / "whole.mkv"
     with av.open(str(whole), "w") as out:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        audio = out.add_stream("flac", rate=RATE)
+        audio.codec_context.layout = "mono"
         noise = np.random.default_rng(0)
         for i in range(50):
-            frame = av.VideoFrame.from_ndarray(
-                noise.integers(0, 256, (H, W, 3), dtype=np.uint8), format="rgb24"
-            )
+            picture = noise.integers(0, 256, (H, W, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
+        for k in range(0, 4 * RATE, 4800):  # 4 s of sound under 2 s of pictures
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 4800), np.int16), format="s16", layout="mono")
+            sound.sample_rate, sound.pts = RATE, k
+            out.mux(audio.encode(sound))
+        out.mux(audio.encode(None))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert deband_video(whole, tmp_path / "a.mkv", lambda rgb: rgb, progress=False).frames == 50
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    said = r"cut\.mkv: decoded 0\.\d\d s of video, but its header says the file lasts 2\.00 s; .* cut short"
+    said = r"cut\.mkv: decoded 0\.\d\d s of video, but its header says its video lasts 2\.00 s; .* cut short"
     with pytest.warns(UserWarning, match=said):
         report = deband_video(cut, tmp_path / "b.mkv", lambda rgb: rgb, progress=False)
     assert 10 < report.frames < 40
