@@ -99,6 +99,13 @@ def _from_start(chapter: dict[str, Any], start: int | None) -> dict[str, Any]:
     return {**chapter, "start": max(0, chapter["start"] - shift), "end": max(0, chapter["end"] - shift)}
 
 
+def _silent(stream: Any) -> bool:
+    """An audio stream the demuxer found no sound in: listed (as broadcasts list a second
+    language that is not on air) but without channels or a sample rate."""
+    ctx = stream.codec_context
+    return ctx is not None and (not ctx.sample_rate or not ctx.layout.nb_channels)
+
+
 def copy_tags(target: Any, source: Any) -> None:
     target.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _TAGS})
 
@@ -157,7 +164,18 @@ class CarriedStreams:
                 )
             return
         takes = AUDIO_COPY.get(self.muxer)
+        empty = [stream for stream in self.ain if _silent(stream)]
+        if empty:  # muxers refuse a stream of 0 channels only when the first packet is written
+            self.audio_dropped += len(empty)
+            which = ", ".join(str(stream.index) for stream in empty)
+            warnings.warn(
+                f"{self.src or 'the input'}: audio stream {which} carries no sound (no channels or sample "
+                "rate: a broadcast lists such streams); dropped",
+                stacklevel=7,
+            )
         for stream in self.ain:
+            if stream in empty:
+                continue
             ctx = stream.codec_context
             name = ctx.name if ctx is not None else "undecodable"
             out = None

@@ -1619,3 +1619,32 @@ def test_chapters_move_with_the_streams_clock(tmp_path):
         assert float(result.streams.video[0].start_time * result.streams.video[0].time_base) < 1 / FPS
     seconds = [float(chapter[key] * chapter["time_base"]) for key in ("start", "end")]
     assert seconds == pytest.approx([0, 4 / FPS], abs=1e-3) and chapter["metadata"]["title"] == "second"
+
+
+def test_an_audio_stream_without_sound_is_dropped_with_a_warning(tmp_path):
+    """DVB/ATSC captures list audio streams that are not on air (0 channels, 0 Hz): every output
+    failed after the first frames, the error naming the video encoder."""
+    source = tmp_path / "capture.ts"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        spoken = out.add_stream("mp2", rate=RATE)
+        out.add_stream("ac3", rate=RATE)  # listed, never a packet
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        for k in range(0, RATE // 2, 1152):
+            sound = av.AudioFrame.from_ndarray(
+                np.zeros((1, 2 * 1152), np.int16), format="s16", layout="stereo"
+            )
+            sound.sample_rate, sound.pts = RATE, k
+            out.mux(spoken.encode(sound))
+        out.mux(spoken.encode(None))
+    for name in ("out.mkv", "out.mp4", "out.webm"):
+        with pytest.warns(UserWarning, match=r"capture\.ts: audio stream 2 carries no sound .*; dropped"):
+            report = deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
+        assert (report.frames, report.audio_dropped) == (N, 1)
+        with av.open(str(tmp_path / name)) as result:
+            assert [s.type for s in result.streams] == ["video", "audio"]
