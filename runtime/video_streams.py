@@ -44,6 +44,9 @@ AUDIO_FALLBACK_DEFAULT = "aac"
 
 # Channel count -> FFmpeg's usual layout, for audio whose channels come in no stated order.
 _USUAL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+# libopus takes only Vorbis's layout for each channel count: AC-3's and DTS's 5.1(side) is
+# remapped to 5.1 (back), as FFmpeg's resampler does on the way into the encoder.
+_OPUS_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 # Stream and file tags worth carrying over; the rest (encoder, statistics, brands) describe the
 # old file and would be wrong on the new one.
@@ -272,9 +275,12 @@ class CarriedStreams:
         try:
             out = output.add_stream(target, rate=48000 if "opus" in target else ctx.sample_rate or 48000)
             layout = ctx.layout  # channels in no stated order (PCM in Matroska) get the usual one
-            out.codec_context.layout = (
-                _USUAL_LAYOUTS.get(layout.nb_channels, layout) if layout.name.endswith("channels") else layout
-            )
+            if "opus" in target:
+                out.codec_context.layout = _OPUS_LAYOUTS[layout.nb_channels]  # KeyError beyond 8: dropped
+            elif layout.name.endswith("channels"):
+                out.codec_context.layout = _USUAL_LAYOUTS.get(layout.nb_channels, layout)
+            else:
+                out.codec_context.layout = layout
         except Exception:
             self.audio_dropped += 1
             warnings.warn(

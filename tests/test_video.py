@@ -1648,3 +1648,32 @@ def test_an_audio_stream_without_sound_is_dropped_with_a_warning(tmp_path):
         assert (report.frames, report.audio_dropped) == (N, 1)
         with av.open(str(tmp_path / name)) as result:
             assert [s.type for s in result.streams] == ["video", "audio"]
+
+
+def test_surround_audio_in_ac3_order_goes_into_webm(tmp_path):
+    """AC-3, E-AC-3 and DTS carry 5.1 with side channels, a layout libopus refuses: a film's
+    soundtrack into .webm failed after the first frame."""
+    source = tmp_path / "film.mkv"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("ffv1", rate=FPS)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        audio = out.add_stream("ac3", rate=RATE)
+        audio.codec_context.layout = "5.1(side)"
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        for k in range(0, RATE // 3, 1536):
+            sound = av.AudioFrame(format="fltp", layout="5.1(side)", samples=1536)
+            for plane in sound.planes:
+                plane.update(bytes(plane.buffer_size))
+            sound.sample_rate, sound.pts = RATE, k
+            out.mux(audio.encode(sound))
+        out.mux(audio.encode(None))
+    report = deband_video(source, tmp_path / "out.webm", lambda rgb: rgb, progress=False)
+    assert (report.frames, report.audio_transcoded) == (N, 1)
+    with av.open(str(tmp_path / "out.webm")) as result:
+        [sound] = result.streams.audio
+        assert (sound.codec_context.name, sound.codec_context.layout.nb_channels) == ("opus", 6)
+        assert sum(frame.samples for frame in result.decode(audio=0)) >= RATE // 3 - 1536
