@@ -454,6 +454,10 @@ class VideoJob:
         deep: bool | None = None
         last: int | None = None
         step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
+        # AVI stores no presentation times: FFmpeg numbers frames in decode order, so with
+        # B-frames the pts come out shuffled; the decode time carried through reordering counts
+        # the pictures in display order (dropped frames too), from the first.
+        counted, first_dts = self.source.format.name == "avi", None
         try:
             carried = self.carried.streams
             for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
@@ -465,7 +469,11 @@ class VideoJob:
                         if deep is None:
                             deep = frame.format.components[0].bits > 8
                             self.hdr10 = Hdr10.of(frame)
-                        pts = frame.pts if frame.pts is not None else (0 if last is None else last + step)
+                        pts = frame.pts
+                        if counted:  # the last frames out of the decoder have none: the next slots
+                            first_dts = frame.dts if first_dts is None else first_dts
+                            pts = None if frame.dts is None or first_dts is None else frame.dts - first_dts
+                        pts = pts if pts is not None else (0 if last is None else last + step)
                         last = pts
                         rotation = int(frame.rotation or 0)
                         alpha = alpha_of(frame) if self.keeps_alpha else None

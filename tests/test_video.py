@@ -1677,3 +1677,26 @@ def test_surround_audio_in_ac3_order_goes_into_webm(tmp_path):
         [sound] = result.streams.audio
         assert (sound.codec_context.name, sound.codec_context.layout.nb_channels) == ("opus", 6)
         assert sum(frame.samples for frame in result.decode(audio=0)) >= RATE // 3 - 1536
+
+
+def test_an_avi_with_b_frames_keeps_its_frames_evenly_timed(tmp_path):
+    """AVI stores no presentation times, and FFmpeg numbers its frames in decode order: with
+    B-frames they came out shuffled, and the clip was retimed, the first frame held 120 ms and
+    the rest 80 ms late. Frames are now timed by their place in display order."""
+    source = tmp_path / "old.avi"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.max_b_frames = 3
+        for i in range(25):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 10 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with av.open(str(source)) as check:
+        assert [f.pts for f in check.decode(video=0)][:5] != [0, 1, 2, 3, 4]  # shuffled as read
+    deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    with av.open(str(tmp_path / "out.mkv")) as result:
+        frames = [(float(f.time), f.to_ndarray(format="gray").mean()) for f in result.decode(video=0)]
+    assert [t for t, _ in frames] == pytest.approx([i / 25 for i in range(25)], abs=1e-3)
+    assert [round(level / 10) for _, level in frames] == list(range(25))  # in display order
