@@ -61,8 +61,9 @@ def encoder_options(
     if extra is not None and not isinstance(extra, Mapping):
         raise ValueError(f"codec options must map option names to values, got a {type(extra).__name__}")
     options: dict[str, str] = {}
-    if crf is None:
-        crf = DEFAULT_CRF.get(codec)
+    bitrate = "b" in (extra or {}) and not codec.startswith("libvpx")  # VP9: CRF capped by b
+    if crf is None:  # a target bitrate replaces the default CRF (which would override it)
+        crf = None if bitrate else DEFAULT_CRF.get(codec)
     elif codec not in DEFAULT_CRF:
         raise ValueError(f"{encoder_label(codec)} has no CRF setting; leave crf (--crf) out")
     elif not 0 <= crf <= MAX_CRF.get(codec, 63):
@@ -75,14 +76,36 @@ def encoder_options(
         options["b"] = "0"  # CRF alone: constant quality
     if preset is not None:
         options.update(_preset_option(codec, preset))
+    given: dict[str, tuple[str, str]] = {}  # option -> (value to set, as the caller wrote it)
     for key, value in (extra or {}).items():
         _check_name(codec, key)
         text = str(value)
         if key in PARAM_LISTS and options.get(key):
             text = f"{options[key]}:{text}"
-        _check_open(codec, pix_fmt, {**options, key: text}, f"{key}={value}")
-        options[key] = text
+        given[key] = (text, f"{key}={value}")
+    if given:
+        _check_together(codec, pix_fmt, options, given)
+        options.update({key: text for key, (text, _) in given.items()})
     return options
+
+
+def _check_together(
+    codec: str, pix_fmt: str, options: dict[str, str], given: dict[str, tuple[str, str]]
+) -> None:
+    """The caller's options tried in one encoder, as they will run: some only make sense in
+    pairs (x264's maxrate without bufsize is refused). If it fails, the option without which it
+    opens is named; if there is none, all of them."""
+    every = {**options, **{key: text for key, (text, _) in given.items()}}
+    try:
+        _check_open(codec, pix_fmt, every, ", ".join(said for _, said in given.values()))
+    except ValueError:
+        for key, (_, said) in given.items():
+            try:
+                _check_open(codec, pix_fmt, {k: v for k, v in every.items() if k != key}, said)
+            except ValueError:
+                continue
+            _check_open(codec, pix_fmt, every, said)  # raises, naming this one
+        raise
 
 
 def _preset_option(codec: str, preset: str | int) -> dict[str, str]:
@@ -124,8 +147,9 @@ def _check_open(codec: str, pix_fmt: str, options: dict[str, str], setting: str)
     ctx = _encoder_context(codec)
     ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 64, 64, pix_fmt, Fraction(1, 25)
     ctx.options = dict(options)
-    level = av.logging.get_level()
+    level, skipping = av.logging.get_level(), av.logging.get_skip_repeated()
     av.logging.set_level(av.logging.WARNING)
+    av.logging.set_skip_repeated(False)  # PyAV drops a message repeated from the last trial's
     try:
         with av.logging.Capture() as logs, _stderr_captured() as printed:
             ctx.open()
@@ -135,6 +159,7 @@ def _check_open(codec: str, pix_fmt: str, options: dict[str, str], setting: str)
         raise ValueError(f"{codec} refuses the option {setting} ({reason})") from None
     finally:
         av.logging.set_level(level)
+        av.logging.set_skip_repeated(skipping)
     warned = [
         message.strip()
         for lvl, _, message in logs

@@ -1030,6 +1030,30 @@ def _x26x_settings(path: Path) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.split() if "=" in part)
 
 
+def test_a_bitrate_and_a_capped_crf_reach_the_encoder(source, tmp_path):
+    """A streaming ladder's settings: b= was silently overridden by the default CRF, and x264's
+    maxrate and bufsize, tried one at a time, were each refused for lacking the other."""
+    target = deband_video(source, tmp_path / "abr.mp4", lambda rgb: rgb, codec="libx264",
+                          codec_options={"b": "100k"}, progress=False)  # fmt: skip
+    settings = _x26x_settings(target.dst)
+    assert (settings["rc"], settings["bitrate"]) == ("abr", "100") and "crf" not in settings
+    capped = deband_video(source, tmp_path / "capped.mp4", lambda rgb: rgb, codec="libx264",
+                          codec_options={"maxrate": "300k", "bufsize": "600k"}, progress=False)  # fmt: skip
+    settings = _x26x_settings(capped.dst)
+    assert (settings["rc"], settings["vbv_maxrate"], settings["vbv_bufsize"]) == ("crf", "300", "600")
+    for options, named in [
+        (
+            {"maxrate": "300k"},
+            r"does not take the option maxrate=300k \(VBV maxrate specified, but no bufsize",
+        ),
+        ({"maxrate": "300k", "bufsize": "600k", "g": "abc"}, r"refuses the option g=abc"),  # the culprit
+        ({"x264-params": "keyint=abc"}, r"does not take the option x264-params=keyint=abc"),
+        ({"x264-params": "keyint=abc"}, r"does not take the option x264-params=keyint=abc"),  # again
+    ]:
+        with pytest.raises(VideoError, match=named):
+            deband_video(source, tmp_path / "no.mp4", lambda rgb: rgb, codec="libx264", codec_options=options)
+
+
 def test_preset_and_codec_options_reach_the_encoder(source, tmp_path):
     default = deband_video(source, tmp_path / "default.mp4", lambda rgb: rgb, codec="libx264", progress=False)
     fast = deband_video(
