@@ -46,6 +46,16 @@ from .video_side_data import (
 )
 from .video_streams import TIMECODE_MUXERS, CarriedStreams, copy_tags, moving_pictures
 
+RAW_STREAMS = {
+    "mpegvideo",
+    "h264",
+    "hevc",
+    "m4v",
+    "vc1",
+    "cavsvideo",
+    "h261",
+    "h263",
+}  # FFmpeg's raw demuxers
 ODD_SIZED = {"ffv1", "wrapped_avframe"}  # encoders that code subsampled chroma at odd sizes (Y4M: raw)
 
 _HELD = 16  # video packets held back at the start until their timestamps are checked
@@ -300,7 +310,12 @@ class VideoJob:
                 "write 4:4:4 (chroma='444', --chroma 444), use ffv1, or crop it"
             )
         self.colour = Colour.of(ctx)
-        self.rate = Fraction(self.vin.average_rate or self.vin.guessed_rate or self.vin.base_rate or 25)
+        # An elementary stream (.m2v, .h264) has no container timing: FFmpeg's raw demuxers
+        # assume 25 frames a second, where the codec's own header says the rate (29.97).
+        elementary = source.format.name in RAW_STREAMS and self.vin.guessed_rate
+        rates = (self.vin.guessed_rate,) if elementary else ()
+        rates += (self.vin.average_rate, self.vin.guessed_rate, self.vin.base_rate)
+        self.rate = Fraction(next((rate for rate in rates if rate), 25))
         self.time_base = Fraction(self.vin.time_base or Fraction(1, 90000))
         # AVI and Y4M count frames rather than time: their time base is one frame.
         self.cfr = muxer in ("avi", "yuv4mpegpipe")

@@ -1724,3 +1724,23 @@ def test_an_avi_with_b_frames_keeps_its_frames_evenly_timed(tmp_path):
         frames = [(float(f.time), f.to_ndarray(format="gray").mean()) for f in result.decode(video=0)]
     assert [t for t, _ in frames] == pytest.approx([i / 25 for i in range(25)], abs=1e-3)
     assert [round(level / 10) for _, level in frames] == list(range(25))  # in display order
+
+
+def test_an_elementary_stream_keeps_its_own_frame_rate(tmp_path):
+    """A .m2v holds no container timing; FFmpeg's raw demuxer says 25 frames a second where the
+    stream's header says 29.97, and a Y4M of it played 20 % slow with a false VFR warning."""
+    rate = Fraction(30000, 1001)
+    source = tmp_path / "clip.m2v"
+    with av.open(str(source), "w", format="mpeg2video") as out:
+        stream = out.add_stream("mpeg2video", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+            frame.pts, frame.time_base = i, 1 / rate
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    for name in ("out.y4m", "out.mkv"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            report = deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
+        assert report.frame_rate == pytest.approx(float(rate)) and report.duration == pytest.approx(12 / rate)
