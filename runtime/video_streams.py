@@ -110,7 +110,10 @@ def _silent(stream: Any) -> bool:
 
 
 def copy_tags(target: Any, source: Any) -> None:
-    target.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _TAGS})
+    tags = {k: v for k, v in source.metadata.items() if k.lower() in _TAGS}
+    if "name" in source.metadata and "title" not in {k.lower() for k in tags}:
+        tags["title"] = source.metadata["name"]  # an MP4 track's title reads back as its udta name
+    target.metadata.update(tags)
 
 
 class CarriedStreams:

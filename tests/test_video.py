@@ -1744,3 +1744,28 @@ def test_an_elementary_stream_keeps_its_own_frame_rate(tmp_path):
             warnings.simplefilter("error")
             report = deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
         assert report.frame_rate == pytest.approx(float(rate)) and report.duration == pytest.approx(12 / rate)
+
+
+def test_an_mp4_tracks_title_survives_another_pass(tmp_path):
+    """A title written into MP4 reads back as its `name`, which was not carried: an MP4 made by
+    bdinn lost its "Director commentary" label on the next pass."""
+    source = tmp_path / "titled.mp4"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        audio = out.add_stream("aac", rate=RATE)
+        audio.metadata["title"] = "Director commentary"
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        for k in range(0, RATE // 4, 1024):
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            sound.sample_rate, sound.pts = RATE, k
+            out.mux(audio.encode(sound))
+        out.mux(audio.encode(None))
+    for name, key in (("out.mkv", "title"), ("out.mp4", "name")):
+        deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
+        with av.open(str(tmp_path / name)) as result:
+            assert result.streams.audio[0].metadata[key] == "Director commentary"
