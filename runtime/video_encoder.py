@@ -39,6 +39,9 @@ _FROM_SOURCE = {"pixel_format", "pix_fmt", "video_size", "s", "time_base", "r", 
                 "color_range", "color_primaries", "color_trc", "codec_tag"}  # fmt: skip
 # key=value:key=value lists: ours and the caller's are joined (the caller's last, so they win).
 PARAM_LISTS = {"x264-params", "x265-params", "svtav1-params"}
+# Their entries that set the colour tags, which follow the source (as color_range does).
+_COLOUR_PARAMS = {"range", "colorprim", "transfer", "colormatrix", "fullrange", "color-range",
+                  "color-primaries", "transfer-characteristics", "matrix-coefficients"}  # fmt: skip
 
 
 def encoder_label(codec: str) -> str:
@@ -80,6 +83,11 @@ def encoder_options(
     for key, value in (extra or {}).items():
         _check_name(codec, key)
         text = str(value)
+        colour = [entry for entry in text.split(":") if entry.split("=")[0].strip() in _COLOUR_PARAMS]
+        if key in PARAM_LISTS and colour:
+            raise ValueError(
+                f"{key} {colour[0]}: the colour tags follow from the source; not an encoder option"
+            )
         if key in PARAM_LISTS and options.get(key):
             text = f"{options[key]}:{text}"
         given[key] = (text, f"{key}={value}")

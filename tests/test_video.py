@@ -987,6 +987,12 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
         ),
         (source, tmp_path / "z.mkv", {"crf": True}, r"crf must be a whole number, got True"),
         (source, tmp_path / "za.mkv", {"codec_options": ["g=5"]}, r"must map option names to values"),
+        (
+            source,
+            tmp_path / "zb.mkv",
+            {"codec_options": {"x265-params": "aq-mode=3:colorprim=bt2020"}},
+            r"x265-params colorprim=bt2020: the colour tags follow from the source",
+        ),
     ]
     garbage = tmp_path / "noise.mp4"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
