@@ -359,5 +359,7 @@ def run_video(
         frames = f"{report.frames} frame{'' if report.frames == 1 else 's'}"
         notes = [f"interlaced ({report.fields}), field by field"] if report.fields else []
         notes += ["closed captions kept"] if report.captions else []
+        if count := report.audio_transcoded:  # lossy: PCM, FLAC or AC-3 the container cannot hold
+            notes.append(f"{count} audio stream{'' if count == 1 else 's'} re-encoded")
         said = "".join(f", {note}" for note in notes)
         click.echo(f"{report.src} -> {report.dst}: {frames} at {report.fps:.2f} fps{said}", err=True)

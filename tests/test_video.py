@@ -1775,3 +1775,17 @@ def test_an_mp4_tracks_title_survives_another_pass(tmp_path):
         deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
         with av.open(str(tmp_path / name)) as result:
             assert result.streams.audio[0].metadata[key] == "Director commentary"
+
+
+def test_bdinn_run_says_when_audio_was_re_encoded(tmp_path):
+    """Re-encoding PCM, FLAC or AC-3 for a container that cannot hold it is lossy: the summary
+    line says so, where it said nothing."""
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    from click.testing import CliRunner
+
+    from bdinn.runtime.run_cli import main
+
+    source = make_video(tmp_path / "in.mov", audio_codec="pcm_s16le", channels=2)
+    result = CliRunner().invoke(main, [str(source), "-o", str(tmp_path / "out.mp4")])
+    assert result.exit_code == 0, result.output
+    assert f": {N} frames at " in result.output and ", 1 audio stream re-encoded" in result.output
