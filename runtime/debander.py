@@ -291,14 +291,20 @@ class Debander:
         most HOST_TILE_PIXELS for a large frame on the CPU; None: the frame runs whole. Memory
         and time follow the tile, not the frame."""
         limit, least = self.backend.max_size, 2 * self.overlap  # room for both fades of a tile
-        if self.tile is not None:  # at most tile x tile, cut evenly like the others
-            if max(size) <= self.tile:
-                return None
-            return even_tile(size, self.overlap, max_shape=(self.tile, self.tile), min_shape=(least, least))
-        if limit is not None and (size[0] > limit[0] or size[1] > limit[1]):
-            top = (limit[0] // 8 * 8, limit[1] // 8 * 8)
-            low = [min(max(least, m), t) for m, t in zip(self.backend.min_size, top, strict=True)]
+        bound = limit  # the largest frame that runs whole: the profile's, and the user's tile
+        if self.tile is not None:
+            bound = (
+                (self.tile, self.tile)
+                if limit is None
+                else (min(self.tile, limit[0]), min(self.tile, limit[1]))
+            )
+        if bound is not None and (size[0] > bound[0] or size[1] > bound[1]):
+            top = (bound[0] // 8 * 8, bound[1] // 8 * 8)
+            smallest = self.backend.min_size if limit is not None else (0, 0)
+            low = [min(max(least, m), t) for m, t in zip(smallest, top, strict=True)]
             return even_tile(size, self.overlap, max_shape=top, min_shape=(low[0], low[1]))
+        if self.tile is not None:
+            return None
         if self.backend.device == "cpu" and size[0] * size[1] > HOST_TILE_PIXELS:
             least = min(least, 1024)  # an --overlap given for engine tiles must not refuse CPU frames
             return even_tile(size, least // 2, max_pixels=HOST_TILE_PIXELS, min_shape=(least, least))

@@ -463,3 +463,32 @@ def test_default_model_path_refuses_an_unknown_backend():
 
     with pytest.raises(BackendError, match=r"unknown backend 'bogus' \(choose from"):
         default_model_path("bogus")
+
+
+class _Profiled:
+    """A backend with an engine's fixed profile that refuses frames outside it, as TensorRT does;
+    it returns its input (the tiling is under test, not a network)."""
+
+    name, precision, device = "profiled", "fp32", "cuda"
+    min_size, max_size = (64, 64), (360, 640)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        h, w = batch.shape[-2:]
+        assert 64 <= h <= 360 and 64 <= w <= 640, f"{h}x{w} is outside the profile"
+        return batch.copy()
+
+
+@pytest.mark.parametrize(("tile", "size", "tiles"), [
+    (1024, (1080, 1920), (296, 504)),  # the tile asked for is larger than the profile: as without one
+    (1024, (600, 600), (320, 600)),  # a frame within the tile but not the profile is still cut
+    (256, (1080, 1920), (248, 248)),  # a tile within the profile is kept
+    (None, (1080, 1920), (296, 504)),
+    (None, (300, 600), None),
+])  # fmt: skip
+def test_a_tile_larger_than_the_engine_profile_is_cut_to_it(tile, size, tiles):
+    """--tile 1024 with a plan built for at most 360x640 ran whole 600x600 frames and 576x992
+    tiles, each refused by the engine; the tile is now the smaller of the two."""
+    deband = Debander(_Profiled(), tile=tile, overlap=32)
+    assert deband.tile_for(size) == tiles
+    frame = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
+    np.testing.assert_allclose(deband.infer(frame), frame, atol=1e-6)
