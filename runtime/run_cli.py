@@ -189,9 +189,16 @@ def check_format(job: Job, depth: int | None = None) -> None:
 
 
 def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
-    """`bdinn-run model.plan a.png` and `bdinn-run a.png` both work: sniff the first argument."""
-    if model is None and paths and Path(paths[0]).suffix.lower() in SUFFIXES.keys() | PICKLED_SUFFIXES:
-        return paths[0], paths[1:]
+    """`bdinn-run model.plan a.png` and `bdinn-run a.png` both work: sniff the first argument. A
+    model anywhere else is refused: `bdinn-run a.png model.onnx` debanded a.png with the bundled
+    model, then failed on model.onnx as a picture."""
+    models = SUFFIXES.keys() | PICKLED_SUFFIXES
+    if model is None and paths and Path(paths[0]).suffix.lower() in models:
+        model, paths = paths[0], paths[1:]
+    if misplaced := [path for path in paths if Path(path).suffix.lower() in models]:
+        raise click.UsageError(
+            f"{misplaced[0]}: a model among the inputs; give it first (bdinn-run MODEL INPUT...) or with -m"
+        )
     return model, paths
 
 

@@ -69,6 +69,17 @@ def test_one_picture_with_model_first(model, pictures, tmp_path):
     assert image.shape == (64, 96, 3) and image.dtype == np.uint8
 
 
+def test_a_model_after_the_pictures_is_refused_before_any_work(model, pictures, tmp_path):
+    """`bdinn-run a.png model.onnx` debanded a.png with the bundled model, then failed on the
+    model as a picture, and the rerun in the right order met the output it had left."""
+    result = run(pictures / "sky.png", model, "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 2
+    assert f"{model}: a model among the inputs; give it first (bdinn-run MODEL INPUT...) or with -m" in (
+        result.output
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_sixteen_bit_output_and_alpha(model, pictures, tmp_path):
     result = run(model, pictures / "shapes.png", "-o", tmp_path / "o.png", "--bit-depth", "16", "-q")
     assert result.exit_code == 0, result.output
