@@ -355,6 +355,11 @@ def from_float(
     return out
 
 
+def _is_srgb(profile: bytes) -> bool:
+    """Whether an ICC profile names itself sRGB (in its description, ASCII or UTF-16)."""
+    return b"sRGB" in profile or "sRGB".encode("utf-16-be") in profile
+
+
 def write_image(path: str | os.PathLike, img: np.ndarray, icc_profile: bytes | None = None) -> Path:
     """Write a uint8/uint16 gray, gray + alpha, RGB or RGBA array; the suffix picks the format
     (16-bit: PNG/TIFF). An ICC profile is embedded in PNG files (OpenCV's other writers take none).
@@ -392,5 +397,8 @@ def write_image(path: str | os.PathLike, img: np.ndarray, icc_profile: bytes | N
             space = icc_profile[16:20].decode("latin-1").strip() or "unknown"
             message = f"{path}: the source's {space} colour profile does not fit this picture; not carried"
             warnings.warn(message, stacklevel=2)
+    elif icc_profile and not _is_srgb(icc_profile):  # OpenCV writes none; sRGB is what viewers assume
+        message = f"{path}: the source's ICC colour profile is not written into {suffix}; write .png for it"
+        warnings.warn(message, stacklevel=2)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return path

@@ -11,6 +11,7 @@ import glob
 import itertools
 import os
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -337,10 +338,11 @@ def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool, qui
             tiles.total = total
             tiles.update(done - tiles.n)
 
-        try:  # seeded: the same picture gets the same dither every run
-            result = deband(
-                image, bit_depth=depth, dither=dither, seed=0 if dither else None, progress=progress
-            )
+        # Seeded by name: the same picture gets the same dither every run, and the frames of a
+        # picture sequence each their own (one seed for all laid one fixed pattern over them).
+        seed = zlib.crc32(job.source.name.encode()) if dither else None
+        try:
+            result = deband(image, bit_depth=depth, dither=dither, seed=seed, progress=progress)
         except ValueError as exc:  # e.g. too small: the message names the problem, not the file
             raise ValueError(f"{job.source}: {exc}") from None
     write_image(job.target, result, icc_profile=read_icc_profile(job.source))

@@ -288,10 +288,23 @@ def test_an_empty_output_path_is_refused(model, pictures, tmp_path, monkeypatch)
     assert not (tmp_path / "sky.png").exists()
 
 
-def test_dither_is_the_same_every_run(model, pictures, tmp_path):
+def test_dither_is_the_same_every_run_and_differs_between_pictures(model, pictures, tmp_path):
+    """Seeded by the picture's name: reruns agree, and the frames of a sequence get noise of their
+    own (one seed for all laid the same pattern over every frame, correlated 0.67 frame to frame)."""
     for name in ("a.png", "b.png"):
         assert run(model, pictures / "sky.png", "-o", tmp_path / name, "--dither", "-q").exit_code == 0
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    deep = (read_image(pictures / "sky.png").astype(np.uint16) * 257 + 128).astype(
+        np.uint16
+    )  # between levels
+    for name in ("0001.png", "0002.png"):
+        write_image(frames / name, deep)
+    result = run(model, frames, "-o", tmp_path / "out/", "--bit-depth", "8", "--dither", "-q")
+    assert result.exit_code == 0, result.output
+    one, two = (read_image(tmp_path / "out" / name).astype(int) for name in ("0001.png", "0002.png"))
+    assert np.abs(one - two).max() >= 1 and np.mean(one != two) > 0.1
 
 
 def test_a_file_named_twice_is_done_once(model, pictures, tmp_path, monkeypatch):
@@ -328,6 +341,14 @@ def test_the_colour_profile_is_kept(model, pictures, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Warning: " in result.output and "GRAY colour profile does not fit this picture" in result.output
     assert "icc_profile" not in image.open(tmp_path / "g.png").info
+    # OpenCV writes no profile into TIFF, WebP or JPEG: said, unless it is sRGB (what viewers assume)
+    wide = profile.replace("sRGB".encode("utf-16-be"), "P3D6".encode("utf-16-be"))  # another, by name
+    image.open(pictures / "sky.png").save(pictures / "wide.png", icc_profile=wide)
+    for source, said in (("tagged.png", False), ("wide.png", True)):
+        result = run(model, pictures / source, "-o", tmp_path / f"{source}.tif", "-q")
+        assert result.exit_code == 0, result.output
+        warned = "ICC colour profile is not written into .tif; write .png for it" in result.output
+        assert warned == said, result.output
 
 
 def test_an_output_format_that_cannot_hold_the_picture_is_refused_before_the_work(model, pictures, tmp_path):
