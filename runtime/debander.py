@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from importlib.util import find_spec
@@ -139,6 +140,7 @@ class Debander:
         self.backend = backend
         self.tile, self.overlap, self.max_change = _checked_options(tile, overlap, max_change)
         self.closed = False
+        self._said_8_bit = False  # warned that a uint8 model rounds 16-bit work
 
     @classmethod
     def open(
@@ -229,6 +231,14 @@ class Debander:
         progress: Progress | None,
     ) -> list[np.ndarray]:  # fmt: skip
         frames = [_split(image, index if len(images) > 1 else None) for index, image in enumerate(images)]
+        deep = bit_depth == 16 or any(image.dtype == np.uint16 for image in images)
+        if deep and self.backend.uint8_io and not self._said_8_bit:
+            self._said_8_bit = True
+            warnings.warn(
+                "this model takes and returns 8-bit pictures (exported with --io uint8), so 16-bit pictures "
+                "and output are rounded to 8-bit levels; export it with --io float to keep them",
+                stacklevel=4,
+            )
         results: list[np.ndarray | None] = [None] * len(frames)
         by_size: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(frames):

@@ -2,6 +2,7 @@
 
 import itertools
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,22 @@ def test_uint8_io_graph_matches_float_graph_to_one_level(models, sky):
     uint8_graph = Debander.open(needs(models, "onnx-uint8"), max_change=None)(sky)
     assert uint8_graph.dtype == np.uint8 and uint8_graph.shape == sky.shape
     assert np.abs(float_graph.astype(int) - uint8_graph.astype(int)).max() <= 1
+
+
+def test_a_uint8_io_graph_says_it_rounds_16_bit_work_once(models, sky):
+    """Its 16-bit output came back in multiples of 257, without a word."""
+    deband = Debander.open(needs(models, "onnx-uint8"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deband(sky)  # 8 bits in and out: nothing to say
+    with pytest.warns(
+        UserWarning, match=r"8-bit pictures \(exported with --io uint8\), so 16-bit .* --io float"
+    ):
+        out = deband(sky, bit_depth=16)
+    assert np.all(out % 257 == 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deband(sky.astype(np.uint16) * 257)  # said once per Debander
 
 
 def test_matches_the_network_directly(models, sky):

@@ -25,6 +25,7 @@ class Backend(ABC):
     device: str = "cpu"
     min_size: tuple[int, int] = (16, 16)
     max_size: tuple[int, int] | None = None
+    uint8_io: bool = False  # a graph exported with --io uint8: 8-bit pictures in and out
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
