@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_python_plugin
-from ..runtime.engine_sidecar import ENGINE_FORMAT, sidecar_path
+from ..runtime.engine_sidecar import ENGINE_FORMAT, plan_digest, sidecar_path
 from ..runtime.files import atomic_write
 from ..runtime.processing import MAX_SIDE
 from ..runtime.tensorrt import TensorRT, load_tensorrt
@@ -170,6 +170,7 @@ def build_engine(onnx_path: Path, plan_path: Path, settings: EngineSettings, io:
         "format": ENGINE_FORMAT,
         **meta,
         "onnx_sha256": _sha256(onnx_path),
+        "plan_sha256": plan_digest(plan),
         "cache_key": key,
         "io": _io_description(io, meta.get("precision", "fp32")),
         "profile": asdict(settings.profile),

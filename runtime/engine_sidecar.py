@@ -6,6 +6,7 @@ sidecar says which, so a mismatch is one clear line instead of TensorRT's own lo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,15 @@ def sidecar_path(plan_path: Path) -> Path:
     return Path(plan_path).with_suffix(Path(plan_path).suffix + ".json")
 
 
+IO_DTYPES = ("float32", "float16", "uint8")
+
+
+def plan_digest(plan: bytes) -> str:
+    """What the sidecar records of its plan: a sidecar copied beside another plan (FP16 beside
+    FP32, uint8 I/O beside float) would size every buffer wrong."""
+    return hashlib.sha256(plan).hexdigest()
+
+
 def read_sidecar(plan_path: Path) -> dict[str, Any]:
     path = sidecar_path(plan_path)
     if not path.is_file():
@@ -43,14 +53,33 @@ def read_sidecar(plan_path: Path) -> dict[str, Any]:
         raise SidecarError(f"{path}: unreadable engine sidecar ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != ENGINE_FORMAT:
         raise SidecarError(f"{path}: not a bdinn engine sidecar (expected format {ENGINE_FORMAT!r})")
-    for key, fields in _FIELDS.items():
+    for key in _FIELDS:
         if key not in data:
             raise SidecarError(f"{path}: engine sidecar lacks {key!r}; rebuild with bdinn-export")
-        part = data[key]
-        damaged = not isinstance(part, dict) or any(f not in part for f in fields)
-        if key == "io" and not damaged:  # each side names its tensor and its dtype
-            damaged = any(not isinstance(part[side], dict) or not {"name", "dtype"} <= part[side].keys()
-                          for side in fields)  # fmt: skip
-        if damaged:
+        if _damaged(key, data[key]):
             raise SidecarError(f"{path}: engine sidecar's {key!r} is damaged; rebuild with bdinn-export")
+    recorded = data.get("plan_sha256")  # sidecars from before it was recorded have none
+    if recorded is not None and recorded != plan_digest(Path(plan_path).read_bytes()):
+        raise SidecarError(
+            f"{path}: describes another plan than {Path(plan_path).name} (its SHA-256 differs); keep "
+            "each plan with its own sidecar, or rebuild both with bdinn-export"
+        )
     return data
+
+
+def _damaged(key: str, part: Any) -> bool:
+    """Whether a part of the sidecar lacks a field or holds one the runtime cannot use."""
+    if not isinstance(part, dict) or any(f not in part for f in _FIELDS[key]):
+        return True
+    if key == "io":  # each side names its tensor and a dtype the runtime sizes buffers for
+        sides = [part[side] for side in _FIELDS[key]]
+        return any(not isinstance(side, dict) or side.get("dtype") not in IO_DTYPES or "name" not in side
+                   for side in sides)  # fmt: skip
+    if key == "profile":  # (height, width) pairs of whole numbers
+        return not all(_is_size(part[f]) for f in _FIELDS[key])
+    return False
+
+
+def _is_size(pair: Any) -> bool:
+    """[height, width] as JSON holds a profile bound: two positive whole numbers."""
+    return isinstance(pair, list) and len(pair) == 2 and all(type(n) is int and n > 0 for n in pair)

@@ -1,5 +1,6 @@
 """`bdinn-export` end to end with the real TensorRT-RTX builder (engines for SM89, no GPU)."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def test_builds_an_engine_for_sm89_with_sidecar(checkpoint, tmp_path, graph, fp1
     assert sidecar["profile"] == {"min": [64, 64], "opt": [1080, 1920], "max": [2160, 3840]}
     assert sidecar["plugin"]["name"] == "BandedDeformConv2d" and sidecar["plugin"]["namespace"] == "bdinn"
     assert sidecar["model_config"] == json.loads(json.dumps(LITE.config.to_dict()))
+    assert sidecar["plan_sha256"] == hashlib.sha256(plan.read_bytes()).hexdigest()
     if graph == "plugin":
         assert plan.read_bytes().count(b"BandedDeformConv2d") >= BANDED_CONVS
         # Same inputs again: the engine comes from the cache, byte for byte.

@@ -444,7 +444,13 @@ def test_plugin_library_that_cannot_load(engine, pictures, tmp_path):
     assert "none.so: plugin library not found" in line
 
 
-@pytest.mark.parametrize(("key", "value"), [("tensorrt", "x"), ("io", {"input": "image"}), ("profile", [])])
+@pytest.mark.parametrize(("key", "value"), [
+    ("tensorrt", "x"),
+    ("io", {"input": "image"}),
+    ("profile", []),
+    ("io", {"input": {"name": "x", "dtype": "float64"}, "output": {"name": "y", "dtype": "float32"}}),
+    ("profile", {"min": [64, 64], "opt": [64, 64], "max": "big"}),  # read as ('b', 'i', 'g')
+])  # fmt: skip
 def test_engine_with_a_damaged_sidecar(engine, pictures, tmp_path, key, value):
     plan = tmp_path / "edited.plan"
     plan.write_bytes(engine.read_bytes())
@@ -452,6 +458,16 @@ def test_engine_with_a_damaged_sidecar(engine, pictures, tmp_path, key, value):
     plan.with_suffix(".plan.json").write_text(json.dumps({**sidecar, key: value}))
     line = one_line_error(run(plan, pictures / "sky.png", "-o", tmp_path / "o.png"))
     assert f"edited.plan.json: engine sidecar's {key!r} is damaged; rebuild with bdinn-export" in line
+
+
+def test_engine_with_another_plans_sidecar(engine, pictures, tmp_path):
+    """A sidecar says a plan's I/O dtypes and profile: one copied beside another plan (FP16 beside
+    FP32) would size every buffer wrong. It records its plan's SHA-256."""
+    plan = tmp_path / "other.plan"
+    plan.write_bytes(engine.read_bytes() + b"\0")  # any other plan
+    plan.with_suffix(".plan.json").write_text(engine.with_suffix(".plan.json").read_text())
+    line = one_line_error(run(plan, pictures / "sky.png", "-o", tmp_path / "o.png"))
+    assert "other.plan.json: describes another plan than other.plan (its SHA-256 differs)" in line
 
 
 def test_engine_without_sidecar(engine, pictures, tmp_path):
