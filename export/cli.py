@@ -175,7 +175,11 @@ def main(
                 "config_name": meta.get("config_name"),
                 "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
             }  # fmt: skip
-            built = build_engine(onnx_path, output, settings, io, engine_meta)
+            try:
+                built = build_engine(onnx_path, output, settings, io, engine_meta)
+            except BaseException:  # the graph was a step towards the plan: no half of an export stays
+                onnx_path.unlink(missing_ok=True)
+                raise
             rtx = built["tensorrt"]["flavour"] == "tensorrt-rtx"  # its default: any RTX GPU from Ampere on
             where = ", ".join(targets) if targets else "TensorRT-RTX's default targets" if rtx else "this GPU"
             how = "from the engine cache" if built["from_cache"] else "built"

@@ -26,6 +26,7 @@ from .backends import BACKENDS, BackendError
 from .cli_options import BdinnCommand, parse_size, stops_cleanly, tile_option
 from .debander import Debander
 from .files import OutputError, atomic_write, check_writable, files_of_model
+from .processing import MAX_SIDE, MIN_SIDE
 
 
 def summarise(seconds: list[float], batch: int) -> dict[str, float]:
@@ -158,8 +159,10 @@ def format_result(result: dict[str, Any]) -> str:
 def parse_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
     """HEIGHTxWIDTH of a frame the network accepts (both sides at least 16)."""
     height, width = parse_size(ctx, param, value)
-    if min(height, width) < 16:
-        raise click.BadParameter(f"{value}: both sides must be at least 16")
+    if min(height, width) < MIN_SIDE or max(height, width) > MAX_SIDE:
+        raise click.BadParameter(
+            f"{value}: both sides must be from {MIN_SIDE} to {MAX_SIDE}, the graphs' bounds"
+        )
     return height, width
 
 
@@ -199,6 +202,10 @@ def main(
         result = benchmark(deband, size, batch, iterations, warmup)
     except (BackendError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except MemoryError:
+        raise click.ClickException(
+            f"not enough memory for {batch} frame(s) of {size[0]}x{size[1]}; try a smaller --size or --tile"
+        ) from None
     result["model"] = str(model) if model else "bundled default"
     if json_out is not None and not to_file:
         json.dump(result, sys.stdout, indent=2)

@@ -48,6 +48,8 @@ def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] 
     path = Path(path)
     if path.resolve() in {Path(p).resolve() for p in inputs}:
         raise OutputError(f"{path}: is one of this command's inputs; choose another output")
+    if path.is_dir():  # the rename at the end would fail, after all the work
+        raise OutputError(f"{path}: is a folder; name a file to write")
     made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     try:
         _reserve_temporary(path).unlink()

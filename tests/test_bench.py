@@ -53,6 +53,12 @@ def test_stdout_json_and_errors(model, tmp_path):
     bad = CliRunner().invoke(main, [str(tmp_path / "none.onnx")])
     assert bad.exit_code == 1 and "no such model file" in bad.output
     assert CliRunner().invoke(main, [str(model), "--size", "8x8"]).exit_code == 2
+    huge = CliRunner().invoke(main, [str(model), "--size", "9999999999x16"])  # 1.75 TiB: a traceback
+    assert huge.exit_code == 2 and "both sides must be from 16 to 16384, the graphs' bounds" in huge.output
+    (tmp_path / "folder").mkdir()  # found after the whole benchmark, as a traceback
+    folder = CliRunner().invoke(main, [str(model), "--size", "32x32", "--json", str(tmp_path / "folder")])
+    assert folder.exit_code == 1 and "folder: is a folder; name a file to write" in folder.output
+    assert "Traceback" not in folder.output and "ms" not in folder.output
     graph = CliRunner().invoke(main, [str(model), "--size", "32x32", "--cuda-graph"])
     assert graph.exit_code == 2 and "CUDA graphs are for TensorRT engines" in graph.output
 

@@ -245,3 +245,29 @@ def test_existing_files_are_kept_unless_forced(tmp_path):
     result = export(*again, "--force")
     assert result.exit_code == 0, result.output
     assert sum(n.op_type == "GridSample" for n in onnx.load(theirs).graph.node) > 0
+
+
+def test_an_export_stopped_during_the_build_leaves_nothing(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while TensorRT built left the ONNX file beside no plan, and the retry was
+    refused for it (already exists); and a folder in the way of the sidecar failed after the build."""
+    from common import TINY
+
+    from bdinn.export import cli
+    from bdinn.train.network import BDINN
+
+    tiny = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
+    args = [str(tiny), "--graph", "gridsample", "--target", "sm89", "-o", str(tmp_path / "m.plan")]
+    (tmp_path / "m.plan.json").mkdir()
+    result = export(*args, "--force")
+    assert result.exit_code == 1 and "m.plan.json: is a folder; name a file to write" in result.stderr
+    assert not (tmp_path / "m.onnx").exists()
+    (tmp_path / "m.plan.json").rmdir()
+
+    def stopped(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_engine", stopped)
+    monkeypatch.setattr(cli, "preflight", lambda *_args: None)  # no TensorRT needed to stop a build
+    result = export(*args)
+    assert result.exit_code == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json", "tiny.safetensors"]
