@@ -206,7 +206,8 @@ def even_tile(
         limits = [f"{max_pixels} pixels"] if max_pixels else []
         limits += [f"{high} x {wide}"] if max_shape else []
         raise ValueError(
-            f"no tiles of at most {' and '.join(limits)} cover {h} x {w} with {overlap}-px overlaps"
+            f"no tiles of at most {' and '.join(limits)} cover {h} x {w} with {overlap}-px overlaps "
+            "(lower --overlap)"
         )
     return best[2]
 

@@ -117,14 +117,16 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool, depth: int |
             target = place / f"{source.stem}{suffix}"
         jobs.append(Job(source, target))
     inputs = {s.resolve() for s in sources}
-    seen: set[Path] = set()
+    seen: dict[Path, Path] = {}  # output -> the input written there
     for job in jobs:
         resolved = job.target.resolve()
         if resolved in inputs:
             raise click.ClickException(f"{job.target}: is an input; bdinn-run never overwrites its inputs")
         if resolved in seen:
-            raise click.ClickException(f"{job.target}: two inputs would be written here (rename one)")
-        seen.add(resolved)
+            raise click.ClickException(
+                f"{job.target}: {seen[resolved]} and {job.source} would both be written here (rename one)"
+            )
+        seen[resolved] = job.source
         if job.target.is_dir():
             raise click.ClickException(f"{job.target}: is a folder; name another output file")
         if job.target.exists() and not force:
@@ -187,6 +189,12 @@ def check_format(job: Job, depth: int | None = None) -> None:
     if suffix in LOSSY_IMAGE_SUFFIXES:
         click.echo(f"Warning: {job.target}: JPEG's lossy compression brings some banding back; .png keeps "
                    "the result exact", err=True)  # fmt: skip
+
+
+def draws_bars(quiet: bool) -> bool:
+    """Progress bars on a terminal only: in a log (CI, a pipeline) each redraw is a line of its
+    own, and error lines ran into the bar's text."""
+    return not quiet and sys.stderr.isatty()
 
 
 def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
@@ -308,7 +316,7 @@ def main(
     except (BackendError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     failures = 0
-    bar = tqdm(jobs, unit="file", disable=quiet or len(jobs) < 2)
+    bar = tqdm(jobs, unit="file", disable=not draws_bars(quiet) or len(jobs) < 2)
     for job in bar:
         try:
             if job.is_video:
@@ -332,7 +340,7 @@ def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool, qui
     image = read_image(job.source, as_file=True)
     tiled = deband.tile_for(image.shape[:2]) is not None
     bar = {"unit": "tile", "leave": False, "mininterval": 0}  # tiles take seconds: show each
-    with tqdm(desc=job.source.name, disable=quiet or not tiled, **bar) as tiles:
+    with tqdm(desc=job.source.name, disable=not draws_bars(quiet) or not tiled, **bar) as tiles:
 
         def progress(done: int, total: int) -> None:
             tiles.total = total
@@ -362,7 +370,13 @@ def run_video(
 
     with one_line_warnings():  # the library's warnings (audio dropped, ...)
         report = video.deband_video(
-            job.source, job.target, process, bit_depth=depth or 10, force=force, progress=not quiet, **encoder
+            job.source,
+            job.target,
+            process,
+            bit_depth=depth or 10,
+            force=force,
+            progress=draws_bars(quiet),
+            **encoder,
         )
     if not quiet:
         frames = f"{report.frames} frame{'' if report.frames == 1 else 's'}"

@@ -139,12 +139,23 @@ def test_a_bad_max_change_is_refused(model, pictures, tmp_path, value):
 
 
 def test_folder_and_glob_to_an_output_folder(model, pictures, tmp_path):
-    result = run("--model", model, pictures, "-o", tmp_path / "a", "-q")
+    result = run("--model", model, pictures, "-o", tmp_path / "a")  # not -q: no bar, stderr is no terminal
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["shapes.png", "sky.png"]
+    assert "file/s" not in result.output and "%|" not in result.output  # a log had a line per redraw
     result = run(model, str(pictures / "s*.png"), "-o", tmp_path / "b", "--dither", "--tile", "32", "-q")
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "b").iterdir())) == 2
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    for name in ("a.png", "a.tif"):  # both would be a.png in the output folder
+        write_image(twins / name, read_image(pictures / "sky.png"))
+    result = run(model, twins, "-o", tmp_path / "c/", "-q")
+    assert result.exit_code == 1
+    assert (
+        f"{tmp_path / 'c' / 'a.png'}: {twins / 'a.png'} and {twins / 'a.tif'} would both be written here"
+        in (result.output)
+    )
 
 
 def test_default_output_is_beside_the_input(model, pictures):
@@ -723,8 +734,14 @@ def test_a_bad_option_value_is_one_line_with_click_usage_exit_code(tmp_path):
     )
 
 
-def test_a_picture_in_tiles_shows_its_tiles_and_quiet_shows_nothing(model, pictures, tmp_path):
-    """A large picture on the CPU runs in tiles for a minute: a bar of its tiles says it is alive."""
+def test_a_picture_in_tiles_shows_its_tiles_and_quiet_shows_nothing(model, pictures, tmp_path, monkeypatch):
+    """A large picture on the CPU runs in tiles for a minute: a bar of its tiles says it is alive,
+    on a terminal (in a log each redraw was a line: 858 for one picture)."""
+    from bdinn.runtime import run_cli
+
+    logged = run(model, pictures / "sky.png", "-o", tmp_path / "log.png", "--tile", "32")
+    assert logged.exit_code == 0 and "\r" not in logged.output and "%|" not in logged.output  # no terminal
+    monkeypatch.setattr(run_cli, "draws_bars", lambda quiet: not quiet)  # as on a terminal
     shown = run(model, pictures / "sky.png", "-o", tmp_path / "a.png", "--tile", "32")
     assert shown.exit_code == 0, shown.output
     assert re.search(r"sky\.png: 100%\S* 15/15 ", shown.output.replace("\r", "\n"))  # 3 x 5 tiles of 64x96
