@@ -327,7 +327,9 @@ class VideoJob:
         # mkvmerge), else how long the file does; other containers' durations without a frame
         # count are estimates (MPEG-TS: from the bit rate).
         matroska = "matroska" in source.format.name and src != STDIN
-        self.track_duration = _seconds(self.vin.metadata.get("DURATION")) if matroska else None
+        ends = _seconds(self.vin.metadata.get("DURATION")) if matroska else None  # where the track ends
+        begins = float(self.vin.start_time * self.time_base) if self.vin.start_time else 0.0
+        self.track_duration = ends - begins if ends is not None else None
         self.file_duration = source.duration / 1e6 if matroska and source.duration else None
         self.total = self.listed_frames
         if self.total is None and self.vin.duration:
