@@ -348,7 +348,7 @@ def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool, qui
 
         # Seeded by name: the same picture gets the same dither every run, and the frames of a
         # picture sequence each their own (one seed for all laid one fixed pattern over them).
-        seed = zlib.crc32(job.source.name.encode()) if dither else None
+        seed = zlib.crc32(os.fsencode(job.source.name)) if dither else None
         try:
             result = deband(image, bit_depth=depth, dither=dither, seed=seed, progress=progress)
         except ValueError as exc:  # e.g. too small: the message names the problem, not the file

@@ -144,6 +144,26 @@ class _Carried:
     item: Any  # Packet to copy, or AudioFrame to encode
 
 
+class _AviClock:
+    """Frame times for an AVI, which stores none: FFmpeg numbers its frames in decode order, so
+    with B-frames their pts come out shuffled (without, they are right). A frame's decode time,
+    carried through reordering, is that of the packet that made the decoder return it, so it
+    rises by one slot a frame in display order (dropped frames counted): times run from the
+    first frame's pts by decode-time steps. Frames flushed at the end have no decode time."""
+
+    def __init__(self) -> None:
+        self.anchor: tuple[int, int] | None = None  # the first reordered frame's (pts, dts)
+
+    def time(self, pts: int | None, dts: int | None, reordered: bool) -> int | None:
+        if not reordered:
+            return pts
+        if self.anchor is None and pts is not None and dts is not None:
+            self.anchor = (pts, dts)
+        if self.anchor is None or dts is None:
+            return None
+        return self.anchor[0] + dts - self.anchor[1]
+
+
 def _seconds(clock: str | None) -> float | None:
     """HH:MM:SS.fraction (Matroska's DURATION tag) in seconds; None if absent or unreadable."""
     try:
@@ -471,10 +491,7 @@ class VideoJob:
         deep: bool | None = None
         last: int | None = None
         step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
-        # AVI stores no presentation times: FFmpeg numbers frames in decode order, so with
-        # B-frames the pts come out shuffled; the decode time carried through reordering counts
-        # the pictures in display order (dropped frames too), from the first.
-        counted, first_dts = self.source.format.name == "avi", None
+        clock = _AviClock() if self.source.format.name == "avi" else None
         try:
             carried = self.carried.streams
             for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
@@ -487,9 +504,8 @@ class VideoJob:
                             deep = frame.format.components[0].bits > 8
                             self.hdr10 = Hdr10.of(frame)
                         pts = frame.pts
-                        if counted:  # the last frames out of the decoder have none: the next slots
-                            first_dts = frame.dts if first_dts is None else first_dts
-                            pts = None if frame.dts is None or first_dts is None else frame.dts - first_dts
+                        if clock is not None:
+                            pts = clock.time(pts, frame.dts, bool(self.vin.codec_context.has_b_frames))
                         pts = pts if pts is not None else (0 if last is None else last + step)
                         last = pts
                         rotation = int(frame.rotation or 0)

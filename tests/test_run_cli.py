@@ -312,6 +312,9 @@ def test_dither_is_the_same_every_run_and_differs_between_pictures(model, pictur
     )  # between levels
     for name in ("0001.png", "0002.png"):
         write_image(frames / name, deep)
+    odd = os.fsdecode(b"caf\xe9.png")  # a Latin-1 name on a UTF-8 system: no str encodes it
+    write_image(frames.parent / odd, deep)
+    assert run(model, frames.parent / odd, "-o", tmp_path / "odd.png", "--dither", "-q").exit_code == 0
     result = run(model, frames, "-o", tmp_path / "out/", "--bit-depth", "8", "--dither", "-q")
     assert result.exit_code == 0, result.output
     one, two = (read_image(tmp_path / "out" / name).astype(int) for name in ("0001.png", "0002.png"))
