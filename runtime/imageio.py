@@ -287,11 +287,14 @@ def stored_layout(path: str | os.PathLike) -> tuple[int, bool] | None:
 
 def stored_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(height, width) of the picture read_image returns (EXIF orientation applied), from the
-    header alone; None where Pillow cannot tell. Lets a command check many files before the work."""
+    header alone; None where that cannot be told (TIFF). Lets a command check many files before
+    the work."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as header:
+                if header.format == "TIFF":  # OpenCV turns TIFFs itself, by rules of its own
+                    return None
                 height, width = header.height, header.width
                 turned = _orientation(header) in (5, 6, 7, 8)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError):

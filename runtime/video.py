@@ -12,8 +12,9 @@ interlaced frame: once per field, below), with an H x W x 3 RGB array as decoded
 It returns an H x W x 3 uint8 or uint16 RGB array of the same size (either dtype, whatever the
 source; uint16 is on the same 0..65535 scale). Return uint16 when the output is 10-bit: rounding
 a debanded frame to 8 bits brings the bands back. The array may be a new one or the input
-modified in place, but not a buffer of the caller's filled again for each frame: frames wait in
-a queue to be encoded, so that would overwrite them (refused with a VideoError).
+modified in place, but not a writeable buffer of the caller's returned again for another frame:
+frames wait in a queue to be encoded, so refilling it would overwrite them (refused with a
+VideoError; a read-only array, such as a constant picture, may come back every frame).
 
 Pipeline: a decode thread (demux, decode, YUV -> RGB) and an encode thread (RGB -> YUV, encode,
 mux) are joined to the calling thread by bounded queues, so decoding and encoding overlap with

@@ -234,8 +234,8 @@ def checked_picture(src: Path | str, which: str, image: Any, shape: tuple[int, .
 
 
 class _HandedBack:
-    """Memory `process` handed back, remembered weakly. Frames wait in a queue for the encode
-    thread, so a `process` that writes every frame into one buffer of its own overwrites frames
+    """Writeable memory `process` handed back, remembered weakly. Frames wait in a queue for the
+    encode thread, so a `process` that writes every frame into one buffer of its own overwrites frames
     before they are encoded (silently: frames repeated, others lost). Such reuse is caught when the
     buffer comes back the second time, whatever the encoder's pace, because the caller still holds
     it; memory the caller let go (a new array each frame) is forgotten as it is freed."""
@@ -246,6 +246,8 @@ class _HandedBack:
         )
 
     def check(self, src: Path | str, which: str, image: np.ndarray) -> None:
+        if not image.flags.writeable:  # a constant picture handed back for every frame is safe
+            return
         low, high = _byte_bounds(image)
         for owner, start, end, earlier in self._held:
             if owner() is not None and low < end and start < high:

@@ -287,3 +287,28 @@ def test_clean_cambi_is_scored_at_the_outputs_depth():
             for depth in (8, 16)}  # fmt: skip
     assert rows[8]["clean"]["cambi"] == pytest.approx(rows[8]["input"]["cambi"])  # the same 8-bit picture
     assert rows[16]["clean"]["cambi"] < rows[8]["clean"]["cambi"] - 1
+
+
+def test_header_sizes_agree_with_the_pictures_read(tmp_path):
+    """The up-front size check turned a rotated TIFF twice (OpenCV turns TIFFs itself) and
+    refused a good pair; it now judges from headers only what it can tell, as read_image reads."""
+    from PIL import Image
+
+    from bdinn.runtime.imageio import stored_size
+
+    picture = np.random.default_rng(0).integers(0, 256, (64, 32, 3), dtype=np.uint8)
+    for side in ("b", "c"):
+        (tmp_path / side).mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter
+    Image.fromarray(picture).save(tmp_path / "b" / "x.tif", exif=exif)
+    Image.fromarray(picture).save(tmp_path / "b" / "y.jpg", exif=exif, quality=95)
+    for name in ("x", "y"):
+        shape = read_image(next((tmp_path / "b").glob(f"{name}.*"))).shape
+        Image.fromarray(np.zeros(shape, np.uint8)).save(tmp_path / "c" / f"{name}.png")
+    assert stored_size(tmp_path / "b" / "y.jpg") == read_image(tmp_path / "b" / "y.jpg").shape[:2] == (32, 64)
+    count, pairs = pairs_from_folders(tmp_path / "b", tmp_path / "c")
+    assert count == 2 and [pair.banded.shape for pair in pairs] == [
+        read_image(tmp_path / "b" / "x.tif").shape,
+        (32, 64, 3),
+    ]

@@ -258,7 +258,8 @@ def test_10_bit_source_keeps_its_precision(tmp_path):
 def test_uint16_output_from_an_8_bit_source_is_on_the_full_scale(source, tmp_path):
     # A network returns 16 bits: white must still be Y 940 (not 943, as swscale alone gives).
     white = np.full((H, W, 3), 65535, np.uint16)
-    deband_video(source, tmp_path / "white.mkv", lambda rgb: white.copy(), codec="ffv1", progress=False)
+    white.flags.writeable = False  # one constant picture for every frame: nothing can overwrite it
+    deband_video(source, tmp_path / "white.mkv", lambda rgb: white, codec="ffv1", progress=False)
     luma = _planes(tmp_path / "white.mkv")[0][0]
     assert np.all(luma == 940)
 
