@@ -241,6 +241,36 @@ def test_a_failed_validation_keeps_the_training_for_a_resume(datasets, tmp_path)
     assert json.loads((tmp_path / "run" / "last.json").read_text())["step"] == 3
 
 
+def test_a_failed_checkpoint_write_leaves_best_to_the_resume(datasets, tmp_path, monkeypatch):
+    """The best score was raised before the files were written: a disk that filled up under the
+    first checkpoint left a state whose resume never wrote `best` (its score was no longer
+    higher). The score moves once all files of the step are on disk, `last` the last of them."""
+    from bdinn.train import trainer as trainer_module
+
+    train, val = datasets
+    Trainer(settings(), train, val, tmp_path / "straight").run(stop_at=3)
+    real_save = trainer_module.save_checkpoint
+    calls = []
+
+    def full_disk_once(path, *args, **kwargs):
+        calls.append(path.name)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device", str(path))
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", full_disk_once)
+    with pytest.raises(OSError, match="No space left"):
+        Trainer(settings(), train, val, tmp_path / "full").run(stop_at=3)
+    assert calls == ["best.safetensors"] and not (tmp_path / "full" / "last.json").exists()
+    Trainer(settings(), train, val, tmp_path / "full", resume=True).run(stop_at=3)
+    for name in ("best", "last"):
+        a, b = (
+            json.loads((folder / f"{name}.json").read_text())
+            for folder in (tmp_path / "straight", tmp_path / "full")
+        )
+        assert a == b
+
+
 def test_pictures_smaller_than_a_patch_are_said_to_be(paired_dirs, tmp_path):
     small = PatchDataset(find_pairs(*paired_dirs), patch_size=4096, stride=4096)
     with pytest.raises(TrainingError, match=r"no training picture is as large as a patch \(4096 px\)"):

@@ -210,8 +210,8 @@ def main(
     warmup, steps = train_options["warmup"], train_options["steps"]
     if warmup >= steps:  # type: ignore[operator]
         warnings.warn(
-            f"--warmup {warmup} is not shorter than --steps {steps}: the learning rate never reaches its "
-            "peak and never decays (a short fine-tune wants a short --warmup)",
+            f"--warmup {warmup} is not shorter than --steps {steps}: the learning rate only rises and "
+            "never decays (a short fine-tune wants a short --warmup)",
             stacklevel=1,
         )
     config, config_name = resolve_config(config_value)
@@ -282,7 +282,7 @@ def main(
             extras = (
                 (train_set.patches_unbanded, "without added"),
                 (train_set.patches_identity, "clean as their own input"),
-                (train_set.skipped_images, "unreadable images skipped"),
+                (train_set.skipped_images, "images skipped (unreadable or too small)"),
             )
             click.echo(
                 f"data: {len(train_pairs)} training / {len(val_pairs)} validation images, "

@@ -143,7 +143,15 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
 def _changed_data(saved: dict[str, Any], current: dict[str, Any]) -> str:
     """The saved run's patch settings that differ, as their options: --patch-size 128, not a dict."""
     differ = [key for key in sorted(current) if saved.get(key) != current[key]]
-    return ", ".join(f"--{key.replace('_', '-')} {saved.get(key)}" for key in differ)
+    return ", ".join(_as_option(key, saved.get(key)) for key in differ)
+
+
+def _as_option(key: str, value: Any) -> str:
+    """A data setting as its command-line option: --patch-size 128, --no-augment."""
+    name = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no-{name}"
+    return f"--{name} {value}"
 
 
 def cosine_lr(step: int, total: int, base: float, floor: float, warmup: int = 0) -> float:
@@ -417,14 +425,14 @@ class Trainer:
         """
         if self.dist.main:
             metrics = {**metrics, **self.validate()}
-            names = ["last"]
-            if metrics.get("val_psnr", -math.inf) > self.best_psnr:
-                self.best_psnr = metrics["val_psnr"]
-                names.append("best")
+            better = metrics.get("val_psnr", -math.inf) > self.best_psnr
+            names = ["best"] if better else []
             if self.settings.keep_checkpoints:
                 names.append(f"step-{self.step:07d}")
-            with signals_deferred():  # weights and sidecars, then the state: all or none of a step's
-                for name in names:
+            # weights and sidecars, `last` last (a resume redoes the step unless it is there), the
+            # best score only once they are all written, then the state: all or none of a step's
+            with signals_deferred():
+                for name in [*names, "last"]:
                     save_checkpoint(
                         self.out_dir / f"{name}.safetensors",
                         self.model,
@@ -432,6 +440,8 @@ class Trainer:
                         step=self.step,
                         metrics=metrics,
                     )
+                if better:
+                    self.best_psnr = metrics["val_psnr"]
                 self._save_state()
         if self.dist.world > 1:
             dist.barrier()
@@ -450,8 +460,8 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, disable=not self.dist.main, desc="train", unit="step")
         started, images = time.perf_counter(), 0
         try:
-            if self._on_every_rank(self._checkpoint_missing()):  # a resumed run stopped before it
-                metrics = self._validated(bar)
+            if self._from_main_rank(self._checkpoint_missing()):  # a resumed run stopped before it
+                metrics = self._validate_and_checkpoint(bar)
             while self.step < end:
                 with signals_deferred():
                     banded, clean = self._batch(self.step, cache)
@@ -464,7 +474,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{batch_psnr:.2f}", img_s=f"{rate:.1f}")
                 bar.update(1)
                 if self._checkpoint_due():
-                    metrics = self._validated(bar)
+                    metrics = self._validate_and_checkpoint(bar)
         except (KeyboardInterrupt, SystemExit):
             self._save_early(bar, "interrupted")
             raise
@@ -488,15 +498,15 @@ class Trainer:
         except (OSError, ValueError, AttributeError):
             return True
 
-    def _on_every_rank(self, flag: bool) -> bool:
-        """The main rank's `flag`, which every rank must follow (they meet in _checkpoint)."""
+    def _from_main_rank(self, flag: bool) -> bool:
+        """The main rank's `flag`, for every rank to follow (they meet in _checkpoint)."""
         if self.dist.world == 1:
             return flag
         value = torch.tensor([float(flag)], device=self.device)
         dist.broadcast(value, 0)
         return bool(value.item())
 
-    def _validated(self, bar: tqdm) -> dict[str, float]:
+    def _validate_and_checkpoint(self, bar: tqdm) -> dict[str, float]:
         """This step's validation and checkpoints. Should they fail (a picture validation cannot
         score, a full disk), the training state is kept first, so --resume can try them again."""
         try:
@@ -521,7 +531,10 @@ class Trainer:
         if self.step != self._saved_step:
             with signals_deferred():
                 self._save_state()
-            then = " (validating and checkpointing this step first)" if self._checkpoint_missing() else ""
-            bar.write(f"{how} at step {self.step}: training state saved; --resume continues from there{then}")
+            said = "training state saved"
         elif how == "interrupted":
-            bar.write(f"interrupted at step {self.step}: all of it is saved; --resume continues from there")
+            said = "its training state was saved before"
+        else:
+            return
+        then = " (validating and checkpointing this step first)" if self._checkpoint_missing() else ""
+        bar.write(f"{how} at step {self.step}: {said}; --resume continues from there{then}")
