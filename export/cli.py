@@ -148,6 +148,7 @@ def main(
         written = list(dict.fromkeys((output, onnx_path, *([] if onnx_only else [sidecar_path(output)]))))
         if not force:
             check_not_there(written)
+        fresh = [path for path in written if not path.exists()]  # what a failed export takes back
         for path in written:
             check_writable(path, inputs=files_of_model(checkpoint))  # now, not after the export
         cache_dir = cache_dir or default_cache_dir()
@@ -178,7 +179,8 @@ def main(
             try:
                 built = build_engine(onnx_path, output, settings, io, engine_meta)
             except BaseException:  # the graph was a step towards the plan: no half of an export stays
-                onnx_path.unlink(missing_ok=True)
+                for path in fresh:
+                    path.unlink(missing_ok=True)
                 raise
             rtx = built["tensorrt"]["flavour"] == "tensorrt-rtx"  # its default: any RTX GPU from Ampere on
             where = ", ".join(targets) if targets else "TensorRT-RTX's default targets" if rtx else "this GPU"

@@ -321,11 +321,11 @@ def deband_video(
             "be cut short (the output holds what was there)",
             stacklevel=2,
         )
-    whole, what = (job.track_duration, "its video") if job.track_duration else (job.file_duration, "the file")
+    whole = job.track_duration
     if not job.listed_frames and whole and whole - job.duration > max(1.0, 0.1 * whole):
         warnings.warn(
-            f"{src}: decoded {job.duration:.2f} s of video, but its header says {what} lasts {whole:.2f} s; "
-            "the file may be cut short (the output holds what was there)",
+            f"{src}: decoded {job.duration:.2f} s of video, but its header says its video lasts "
+            f"{whole:.2f} s; the file may be cut short (the output holds what was there)",
             stacklevel=2,
         )
     if job.damaged_packets or job.damaged_frames:

@@ -67,6 +67,8 @@ def encoder_options(
     bitrate = "b" in (extra or {}) and not codec.startswith("libvpx")  # VP9: CRF capped by b
     if crf is None:  # a target bitrate replaces the default CRF (which would override it)
         crf = None if bitrate else DEFAULT_CRF.get(codec)
+    elif bitrate:
+        raise ValueError(f"{codec} takes a CRF or a bitrate (b=), not both: it would ignore b=; give one")
     elif codec not in DEFAULT_CRF:
         raise ValueError(f"{encoder_label(codec)} has no CRF setting; leave crf (--crf) out")
     elif not 0 <= crf <= MAX_CRF.get(codec, 63):
@@ -84,7 +86,7 @@ def encoder_options(
         _check_name(codec, key)
         text = str(value)
         colour = [entry for entry in text.split(":") if entry.split("=")[0].strip() in _COLOUR_PARAMS]
-        if key in PARAM_LISTS and colour:
+        if key in (*PARAM_LISTS, "x264opts") and colour:
             raise ValueError(
                 f"{key} {colour[0]}: the colour tags follow from the source; not an encoder option"
             )

@@ -329,7 +329,8 @@ class VideoJob:
             size, chroma_name = f"{self.width}x{self.height}", f"4:{chroma[1]}:{chroma[2]}"
             raise VideoError(
                 f"{src}: {size} has an odd side, which {encoder_label(codec)} cannot code in {chroma_name}: "
-                "write 4:4:4 (chroma='444', --chroma 444), use ffv1, or crop it"
+                + ("" if codec == "libsvtav1" else "write 4:4:4 (chroma='444', --chroma 444), ")
+                + "use ffv1, or crop it"
             )
         self.colour = Colour.of(ctx)
         # An elementary stream (.m2v, .h264) has no container timing: FFmpeg's raw demuxers
@@ -345,14 +346,13 @@ class VideoJob:
         self.start = source.start_time or 0  # microseconds; where every output stream's clock starts
         self.listed_frames: int | None = self.vin.frames or None  # read now: PyAV 19 closes streams
         self.listed_duration = float(self.vin.duration * self.time_base) if self.vin.duration else None
-        # Matroska's header says how long the video track lasts (a DURATION tag, from FFmpeg and
-        # mkvmerge), else how long the file does; other containers' durations without a frame
-        # count are estimates (MPEG-TS: from the bit rate).
+        # Matroska's header says where the video track ends (a DURATION tag, from FFmpeg and
+        # mkvmerge); the file's duration would count sound that runs on after the pictures, and
+        # other containers' durations without a frame count are estimates (MPEG-TS: bit rate).
         matroska = "matroska" in source.format.name and src != STDIN
         ends = _seconds(self.vin.metadata.get("DURATION")) if matroska else None  # where the track ends
         begins = float(self.vin.start_time * self.time_base) if self.vin.start_time else 0.0
         self.track_duration = ends - begins if ends is not None else None
-        self.file_duration = source.duration / 1e6 if matroska and source.duration else None
         self.total = self.listed_frames
         if self.total is None and self.vin.duration:
             self.total = max(1, round(self.vin.duration * self.time_base * self.rate))

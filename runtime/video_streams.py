@@ -175,8 +175,8 @@ class CarriedStreams:
             self.audio_dropped += len(empty)
             which = ", ".join(str(stream.index) for stream in empty)
             warnings.warn(
-                f"{self.src or 'the input'}: audio stream {which} carries no sound (no channels or sample "
-                "rate: a broadcast lists such streams); dropped",
+                f"{self.src or 'the input'}: audio stream {which} shows no sound (FFmpeg found no channels "
+                "or sample rate in it: a broadcast lists such streams); dropped",
                 stacklevel=7,
             )
         for stream in self.ain:

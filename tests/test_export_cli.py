@@ -263,7 +263,8 @@ def test_an_export_stopped_during_the_build_leaves_nothing(tmp_path, monkeypatch
     assert not (tmp_path / "m.onnx").exists()
     (tmp_path / "m.plan.json").rmdir()
 
-    def stopped(*_args, **_kwargs):
+    def stopped(onnx_path, plan_path, *_args, **_kwargs):  # between the plan and its sidecar
+        plan_path.write_bytes(b"a plan")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "build_engine", stopped)

@@ -1056,9 +1056,16 @@ def test_a_bitrate_and_a_capped_crf_reach_the_encoder(source, tmp_path):
         ({"maxrate": "300k", "bufsize": "600k", "g": "abc"}, r"refuses the option g=abc"),  # the culprit
         ({"x264-params": "keyint=abc"}, r"does not take the option x264-params=keyint=abc"),
         ({"x264-params": "keyint=abc"}, r"does not take the option x264-params=keyint=abc"),  # again
+        ({"x264opts": "keyint=48:fullrange=on"}, r"x264opts fullrange=on: the colour tags follow from"),
     ]:
         with pytest.raises(VideoError, match=named):
             deband_video(source, tmp_path / "no.mp4", lambda rgb: rgb, codec="libx264", codec_options=options)
+
+
+def test_a_crf_and_a_bitrate_together_are_refused(source, tmp_path):
+    """x264 and x265 take a CRF over b=, silently: asking for both is a mistake to say."""
+    with pytest.raises(VideoError, match=r"libx265 takes a CRF or a bitrate \(b=\), not both"):
+        deband_video(source, tmp_path / "o.mkv", lambda rgb: rgb, crf=20, codec_options={"b": "1M"})
 
 
 def test_preset_and_codec_options_reach_the_encoder(source, tmp_path):
@@ -1677,7 +1684,7 @@ def test_an_audio_stream_without_sound_is_dropped_with_a_warning(tmp_path):
             out.mux(spoken.encode(sound))
         out.mux(spoken.encode(None))
     for name in ("out.mkv", "out.mp4", "out.webm"):
-        with pytest.warns(UserWarning, match=r"capture\.ts: audio stream 2 carries no sound .*; dropped"):
+        with pytest.warns(UserWarning, match=r"capture\.ts: audio stream 2 shows no sound .*; dropped"):
             report = deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
         assert (report.frames, report.audio_dropped) == (N, 1)
         with av.open(str(tmp_path / name)) as result:
