@@ -41,7 +41,7 @@ INPUT_NAME, OUTPUT_NAME = "image", "debanded"
 class DebandGraph(nn.Module):
     """What an exported graph computes.
 
-    io="float": [N,3,H,W] in [0, 1] of the model's dtype in and out.
+    io="float": [1,3,H,W] in [0, 1] of the model's dtype in and out (one frame a call; H and W dynamic).
     io="uint8": [H,W,3] uint8 RGB in and out, so a pipeline moves 6 MB per 1080p frame, not 24,
     and does no conversion work on the CPU.
     """

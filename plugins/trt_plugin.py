@@ -164,9 +164,21 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
             for field in fields:
                 if field.name in values:
                     values[field.name] = int(np.asarray(field.data).reshape(-1)[0])
+            check_fields(values)
             return BandedDeformConv2dPlugin(values)
 
     return BandedDeformConv2dPlugin, BandedDeformConv2dCreator
+
+
+def check_fields(values: dict[str, int]) -> None:
+    """The C++ creator's checks, at build time: else a bad dilation surfaced only in the kernel,
+    when an engine first ran on a GPU."""
+    for name in FIELDS:
+        if values[name] < 1:
+            raise ValueError(f"{PLUGIN_NAME}: {name} must be at least 1, got {values[name]}")
+    kernel = values["kernel_h"], values["kernel_w"]
+    if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+        raise ValueError(f"{PLUGIN_NAME}: kernel_h and kernel_w must be odd, got {kernel[0]} and {kernel[1]}")
 
 
 _registered: dict[int, Any] = {}

@@ -145,3 +145,17 @@ def test_plugin_graph_parses_and_builds_for_sm89(dtype):
 def test_output_shape_follows_weight_and_input():
     _, network = parse(two_node_graph(np.float32, channels=8))
     assert tuple(network.get_output(0).shape) == (1, 8, -1, -1)
+
+
+@pytest.mark.parametrize("dilation", [(0, 1), (1, -2)])
+def test_a_bad_dilation_is_refused_when_parsed(dilation):
+    """The C++ creator refuses dilations under 1; the Python one built a plan that failed only when
+    it first ran on a GPU. Now the parser fails, on this CPU-only machine."""
+    trt = TRT.module
+    register_python_plugin(trt)
+    logger = trt.Logger(trt.Logger.INTERNAL_ERROR)
+    network = trt.Builder(logger).create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    assert not parser.parse(two_node_graph(np.float32, dilation=dilation))
+    errors = " ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
+    assert "Could not create the plugin" in errors

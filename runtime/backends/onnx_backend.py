@@ -54,6 +54,8 @@ class OnnxBackend(Backend):
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if "BandedDeformConv2d" in str(exc):
                 message = "the plugin graph runs on TensorRT only; export --graph gridsample for ONNX Runtime"
+            elif "DeformConv" in str(exc):  # its kernel came with ONNX Runtime 1.25
+                message = f"ONNX Runtime {ort.__version__} lacks DeformConv: use 1.25+, or --graph gridsample"
             raise BackendError(f"{path}: ONNX Runtime cannot load this model ({message})") from None
         (inp,), (out,) = self.session.get_inputs(), self.session.get_outputs()
         if inp.type not in _ORT_TYPES or len(inp.shape) not in (3, 4):
