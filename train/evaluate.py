@@ -70,6 +70,7 @@ from ..runtime.imageio import ImageError, from_float, read_image, stored_size, t
 from ..runtime.metrics import psnr, ssim
 from .data import find_pairs
 from .degrade import Degradation, discover_sources, load_clean
+from .image_pair import ImagePair
 
 NAMED_DEGRADATIONS = {
     "q5": "q5",
@@ -173,6 +174,15 @@ def _check_side(name: str, shape: tuple[int, ...]) -> None:
         raise EvalError(f"{name}: {shape[1]}x{shape[0]} is too small (at least {MIN_SIDE}x{MIN_SIDE})")
 
 
+def _check_pair(pair: ImagePair, banded: tuple[int, ...], clean: tuple[int, ...]) -> None:
+    """Refuse a pair whose pictures, of these shapes (height, width, ...), differ in size."""
+    if banded[:2] != clean[:2]:
+        raise EvalError(
+            f"{pair.banded} is {banded[1]}x{banded[0]} but {pair.clean} is {clean[1]}x{clean[0]}: a pair "
+            "must have one size"
+        )
+
+
 def pairs_from_folders(
     banded_dir: Path, clean_dir: Path, max_images: int | None = None, seed: int = 0
 ) -> tuple[int, Iterator[EvalPair]]:
@@ -180,11 +190,8 @@ def pairs_from_folders(
     found = _pick(find_pairs(Path(banded_dir), Path(clean_dir)), max_images, seed)
     for pair in found:  # from the headers, now: not after scoring every pair before it
         banded, clean = stored_size(pair.banded), stored_size(pair.clean)
-        if banded and clean and banded != clean:
-            raise EvalError(
-                f"{pair.banded} is {banded[1]}x{banded[0]} but {pair.clean} is {clean[1]}x{clean[0]}: a pair "
-                "must have one size"
-            )
+        if banded and clean:
+            _check_pair(pair, banded, clean)
         if banded:
             _check_side(str(pair.banded), banded)
 
@@ -195,11 +202,7 @@ def pairs_from_folders(
             except ImageError as exc:
                 warnings.warn(f"{exc}; pair {pair.name} skipped", stacklevel=1)
                 continue
-            if banded.shape != clean.shape:
-                raise EvalError(
-                    f"{pair.banded} is {banded.shape[1]}x{banded.shape[0]} but {pair.clean} is "
-                    f"{clean.shape[1]}x{clean.shape[0]}: a pair must have one size"
-                )
+            _check_pair(pair, banded.shape, clean.shape)
             _check_side(str(pair.banded), banded.shape)
             yield EvalPair("pairs", pair.name, _to8(banded), clean)
 
