@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ..engine_sidecar import SidecarError, read_sidecar
+from ..engine_sidecar import IO_DTYPES, SidecarError, read_sidecar
 from ..tensorrt import TensorRTUnavailable, load_tensorrt
 from .base import Backend, BackendError
 
-_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
+_NP_DTYPES = {name: np.dtype(name).type for name in IO_DTYPES}  # the sidecar's names, checked there
 
 
 def _cudart() -> Any:
