@@ -264,13 +264,16 @@ _byte_bounds = getattr(np.lib, "array_utils", np).byte_bounds  # moved there by 
 
 def _owner(image: np.ndarray) -> weakref.ref | None:
     """A weak reference to the deepest object in the chain of bases that owns `image`'s memory and
-    can be referenced weakly (a numpy array, a torch tensor; not PyAV's planes)."""
+    can be referenced weakly (a numpy array, a torch tensor's storage; not PyAV's planes). A torch
+    tensor's .numpy() is based on a new alias of the tensor each call, which dies with the frame:
+    its storage lives as long as the tensor."""
     chain: list[Any] = [image]
     while isinstance(chain[-1], np.ndarray) and chain[-1].base is not None:
         chain.append(chain[-1].base)
     for holder in reversed(chain):
+        storage = getattr(holder, "untyped_storage", None)
         with contextlib.suppress(TypeError):
-            return weakref.ref(holder)
+            return weakref.ref(storage() if callable(storage) else holder)
     return None
 
 
