@@ -78,6 +78,25 @@ def make_video(
     return path
 
 
+def _mux_silence(
+    out: av.container.OutputContainer, stream: av.AudioStream, seconds: float, start: int = 0
+) -> None:
+    """`seconds` of silence into an audio `stream` (its own format and layout), from sample `start`;
+    the encoder re-frames it to its own frame size."""
+    ctx = stream.codec_context
+    for k in range(0, round(seconds * ctx.sample_rate), 1024):
+        sound = av.AudioFrame(format=ctx.format.name, layout=ctx.layout.name, samples=1024)
+        for plane in sound.planes:
+            plane.update(bytes(plane.buffer_size))
+        sound.sample_rate, sound.time_base, sound.pts = (
+            ctx.sample_rate,
+            Fraction(1, ctx.sample_rate),
+            start + k,
+        )
+        out.mux(stream.encode(sound))
+    out.mux(stream.encode(None))
+
+
 def make_10bit(path: Path, color_range: int = 1) -> Path:
     """A lossless (FFV1) 10-bit 4:2:0 video of smooth colour ramps."""
     y, x = np.mgrid[0:H, 0:W]
@@ -1580,11 +1599,7 @@ def test_a_matroska_file_cut_short_is_written_with_a_warning(tmp_path):
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-        for k in range(0, 4 * RATE, 4800):  # 4 s of sound under 2 s of pictures
-            sound = av.AudioFrame.from_ndarray(np.zeros((1, 4800), np.int16), format="s16", layout="mono")
-            sound.sample_rate, sound.pts = RATE, k
-            out.mux(audio.encode(sound))
-        out.mux(audio.encode(None))
+        _mux_silence(out, audio, 4.0)  # 4 s of sound under 2 s of pictures
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert deband_video(whole, tmp_path / "a.mkv", lambda rgb: rgb, progress=False).frames == 50
@@ -1614,12 +1629,7 @@ def test_a_capture_from_mid_broadcast_starts_at_zero_with_its_streams_in_step(tm
                 frame.pts, frame.time_base = start + i * 90000 // FPS, Fraction(1, 90000)
                 out.mux(video.encode(frame))
             out.mux(video.encode(None))
-            for k in range(0, RATE // 2, 1152):
-                sound = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.int16), format="s16", layout="mono")
-                sound.sample_rate, sound.time_base = RATE, Fraction(1, RATE)
-                sound.pts = round((start / 90000 + 0.2) * RATE) + k
-                out.mux(audio.encode(sound))
-            out.mux(audio.encode(None))
+            _mux_silence(out, audio, 0.5, start=round((start / 90000 + 0.2) * RATE))
         with av.open(str(source)) as probe_:
             late = float((probe_.streams.audio[0].start_time - probe_.streams.video[0].start_time) / 90000)
         assert abs(late - 0.2) < 0.03
@@ -1676,13 +1686,7 @@ def test_an_audio_stream_without_sound_is_dropped_with_a_warning(tmp_path):
             frame.pts = i
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
-        for k in range(0, RATE // 2, 1152):
-            sound = av.AudioFrame.from_ndarray(
-                np.zeros((1, 2 * 1152), np.int16), format="s16", layout="stereo"
-            )
-            sound.sample_rate, sound.pts = RATE, k
-            out.mux(spoken.encode(sound))
-        out.mux(spoken.encode(None))
+        _mux_silence(out, spoken, 0.5)
     for name in ("out.mkv", "out.mp4", "out.webm"):
         with pytest.warns(UserWarning, match=r"capture\.ts: audio stream 2 shows no sound .*; dropped"):
             report = deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
@@ -1705,13 +1709,7 @@ def test_surround_audio_in_ac3_order_goes_into_webm(tmp_path):
             frame.pts = i
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
-        for k in range(0, RATE // 3, 1536):
-            sound = av.AudioFrame(format="fltp", layout="5.1(side)", samples=1536)
-            for plane in sound.planes:
-                plane.update(bytes(plane.buffer_size))
-            sound.sample_rate, sound.pts = RATE, k
-            out.mux(audio.encode(sound))
-        out.mux(audio.encode(None))
+        _mux_silence(out, audio, 1 / 3)
     report = deband_video(source, tmp_path / "out.webm", lambda rgb: rgb, progress=False)
     assert (report.frames, report.audio_transcoded) == (N, 1)
     with av.open(str(tmp_path / "out.webm")) as result:
@@ -1734,16 +1732,12 @@ def test_an_avi_keeps_its_frames_evenly_timed_and_late_video_late(tmp_path, b_fr
         stream.codec_context.max_b_frames = b_frames
         sound = out.add_stream("pcm_s16le", rate=RATE)
         sound.codec_context.layout = "mono"
-        for k in range(0, 2 * RATE, 1920):
-            chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1920), np.int16), format="s16", layout="mono")
-            chunk.sample_rate, chunk.pts = RATE, k
-            out.mux(sound.encode(chunk))
+        _mux_silence(out, sound, 2.0)
         for i in range(25):
             frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 10 * i, np.uint8), format="rgb24")
             frame.pts = 10 + i  # 0.4 s after the sound starts
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-        out.mux(sound.encode(None))
     with av.open(str(source)) as check:
         read = [f.pts for f in check.decode(video=0)][:5]
     assert (read == sorted(read)) == (b_frames == 0)  # shuffled as read where there are B-frames
@@ -1792,11 +1786,7 @@ def test_an_mp4_tracks_title_survives_another_pass(tmp_path):
             frame.pts = i
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
-        for k in range(0, RATE // 4, 1024):
-            sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            sound.sample_rate, sound.pts = RATE, k
-            out.mux(audio.encode(sound))
-        out.mux(audio.encode(None))
+        _mux_silence(out, audio, 0.25)
     for name, key in (("out.mkv", "title"), ("out.mp4", "name")):
         deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
         with av.open(str(tmp_path / name)) as result:
