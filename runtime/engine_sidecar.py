@@ -40,7 +40,9 @@ def plan_digest(plan: bytes) -> str:
     return hashlib.sha256(plan).hexdigest()
 
 
-def read_sidecar(plan_path: Path) -> dict[str, Any]:
+def read_sidecar(plan_path: Path, plan: bytes) -> dict[str, Any]:
+    """The checked sidecar of `plan` (the plan file's bytes, read once by the caller that deserialises
+    them: a plan is tens of MB)."""
     path = sidecar_path(plan_path)
     if not path.is_file():
         raise SidecarError(
@@ -59,7 +61,7 @@ def read_sidecar(plan_path: Path) -> dict[str, Any]:
         if _damaged(key, data[key]):
             raise SidecarError(f"{path}: engine sidecar's {key!r} is damaged; rebuild with bdinn-export")
     recorded = data.get("plan_sha256")  # sidecars from before it was recorded have none
-    if recorded is not None and recorded != plan_digest(Path(plan_path).read_bytes()):
+    if recorded is not None and recorded != plan_digest(plan):
         raise SidecarError(
             f"{path}: describes another plan than {Path(plan_path).name} (its SHA-256 differs); keep "
             "each plan with its own sidecar, or rebuild both with bdinn-export"

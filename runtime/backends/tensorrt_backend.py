@@ -85,8 +85,9 @@ class TensorRTBackend(Backend):
         cuda_graph: bool = False,
     ) -> None:
         self.path = Path(path)
+        plan = self.path.read_bytes()
         try:
-            self.sidecar = sidecar = read_sidecar(self.path)
+            self.sidecar = sidecar = read_sidecar(self.path, plan)
         except SidecarError as exc:
             raise BackendError(str(exc)) from None
         built_with = sidecar["tensorrt"]
@@ -117,7 +118,7 @@ class TensorRTBackend(Backend):
             self._runtime, "engine_host_code_allowed"
         ):
             self._runtime.engine_host_code_allowed = True  # the embedded plugin library is host code
-        self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        self.engine = self._runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise BackendError(
                 f"{path}: TensorRT could not deserialise this plan on {self.gpu} ({self.compute}); it was "
