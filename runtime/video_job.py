@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import functools
 import itertools
 import queue
 import signal
@@ -115,6 +116,12 @@ class _Pipeline:
 
 
 _END = object()
+
+
+@functools.cache
+def _ticks(microseconds: int, time_base: Fraction) -> int:
+    """`microseconds` in `time_base`, remembered: asked again for every audio packet carried."""
+    return round(Fraction(microseconds, 1_000_000) / time_base)
 
 
 @dataclass
@@ -497,6 +504,7 @@ class VideoJob:
         last: int | None = None
         step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
         clock = _AviClock() if self.source.format.name == "avi" else None
+        start = self._start_in(self.time_base)
         try:
             carried = self.carried.streams
             for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
@@ -520,8 +528,7 @@ class VideoJob:
                         captioned = has_captions(frame)
                         self.captions |= captioned
                         carrier = side_data_carrier(frame) if captioned and self.writes_captions else None
-                        shifted = pts - self._start_in(self.time_base)
-                        pipe.put(decoded, _Video(pictures, shifted, rotation, alpha, dominance, carrier))
+                        pipe.put(decoded, _Video(pictures, pts - start, rotation, alpha, dominance, carrier))
                 elif index in self.carried.transcode:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(carried[index], frame))
@@ -679,7 +686,7 @@ class VideoJob:
         """The source's start time in `time_base`: subtracted from every stream's timestamps, as
         FFmpeg does, so that a capture that starts hours into a broadcast (MPEG-TS), or just
         before its clock wrapped, starts at 0 and keeps its streams' offsets to one another."""
-        return round(Fraction(self.start, 1_000_000) / Fraction(time_base)) if self.start else 0
+        return _ticks(self.start, Fraction(time_base)) if self.start else 0
 
     def _mux_carried(self, output: Any, item: _Carried) -> None:
         import av
