@@ -102,6 +102,13 @@ def _from_start(chapter: dict[str, Any], start: int | None) -> dict[str, Any]:
     return {**chapter, "start": max(0, chapter["start"] - shift), "end": max(0, chapter["end"] - shift)}
 
 
+def codec_name(stream: Any) -> str | None:
+    """The codec's own name (`mp3`, `dvb_subtitle`), which the tables above list, not its
+    decoder's (`mp3float`, `dvbsub`); None where FFmpeg has no decoder for it."""
+    ctx = stream.codec_context
+    return ctx.codec.canonical_name if ctx is not None else None
+
+
 def _silent(stream: Any) -> bool:
     """An audio stream the demuxer found no sound in: listed (as broadcasts list a second
     language that is not on air) but without channels or a sample rate."""
@@ -182,8 +189,7 @@ class CarriedStreams:
         for stream in self.ain:
             if stream in empty:
                 continue
-            ctx = stream.codec_context
-            name = ctx.name if ctx is not None else "undecodable"
+            name = codec_name(stream) or "undecodable"
             out = None
             if takes is None or name in takes:
                 with contextlib.suppress(ValueError):  # PyAV's own check can still refuse it
@@ -203,7 +209,7 @@ class CarriedStreams:
         takes = SUBTITLE_COPY.get(self.muxer, set())
         dropped: list[str] = []
         for stream in self.source.streams.subtitles:
-            name = stream.codec_context.name if stream.codec_context is not None else "unknown"
+            name = codec_name(stream) or "unknown"
             out = None
             if takes is None or name in takes:
                 with contextlib.suppress(ValueError):  # PyAV's own check (FFmpeg's codec list)
@@ -265,7 +271,7 @@ class CarriedStreams:
                 packet = next((p for p in again.demux(stream) if p.size), None)
                 if packet is None:
                     continue
-                mimetype = stream.metadata.get("mimetype") or _PICTURE_TYPES.get(stream.codec_context.name)
+                mimetype = stream.metadata.get("mimetype") or _PICTURE_TYPES.get(codec_name(stream))
                 name = stream.metadata.get("filename") or f"cover{mimetypes.guess_extension(mimetype or '')}"
                 if mimetype:
                     found.append((name, mimetype, bytes(packet)))

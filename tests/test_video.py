@@ -134,7 +134,7 @@ def probe(path: Path) -> dict:
         vs = src.streams.video[0]
         frames = list(src.decode(vs))
         info = {
-            "codec": vs.codec_context.name,
+            "codec": vs.codec_context.codec.canonical_name,
             "codec_tag": vs.codec_tag,
             "pix_fmt": frames[0].format.name,
             "size": (frames[0].width, frames[0].height),
@@ -152,8 +152,9 @@ def probe(path: Path) -> dict:
         }
     with av.open(str(path)) as src:
         for stream in src.streams.audio:
+            ctx = stream.codec_context
             samples = sum(f.samples for f in src.decode(stream))
-            info["audio"].append((stream.codec_context.name, samples / stream.codec_context.sample_rate))
+            info["audio"].append((ctx.codec.canonical_name, samples / ctx.sample_rate))
     return info
 
 
@@ -307,6 +308,8 @@ def test_audio_that_webm_cannot_hold_is_reencoded_to_opus(source, tmp_path):
         ("pcm_s16le", ".mov", "pcm_s16le"),
         ("libopus", ".mov", "aac"),  # MOV holds no Opus
         ("libopus", ".mp4", "opus"),
+        ("libmp3lame", ".mp4", "mp3"),  # its decoder is "mp3float": MP3 was re-encoded everywhere
+        ("libmp3lame", ".ts", "mp3"),
     ],
 )
 def test_stereo_audio_is_copied_where_the_container_takes_it_else_reencoded(
@@ -497,11 +500,39 @@ def test_what_a_container_cannot_hold_is_dropped_with_one_warning(tmp_path):
     with pytest.warns(UserWarning) as caught:
         deband_video(film, tmp_path / "out.ts", lambda rgb: rgb, progress=False)
     assert [str(w.message).split(": ", 1)[1] for w in caught] == [
-        "a .ts file cannot hold subtitle srt stream 1; dropped (write .mkv to keep them)",
+        "a .ts file cannot hold subtitle subrip stream 1; dropped (write .mkv to keep them)",
         "a .ts file cannot hold the source's 2 chapter(s) and 1 attachment(s); dropped "
         "(write .mkv to keep them)",
     ]
     assert _extras(tmp_path / "out.ts")["chapters"] == []
+
+
+def test_a_broadcasts_dvb_subtitles_stay_in_its_transport_stream(tmp_path):
+    """DVB bitmap subtitles go from MPEG-TS into MPEG-TS as they are. Their decoder is `dvbsub`,
+    not the codec's name `dvb_subtitle`, and they were dropped as a codec the container refuses."""
+    source = tmp_path / "capture.ts"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        subtitles = out.add_stream("dvbsub")
+        subtitles.metadata["language"] = "deu"
+        # An empty display set (page composition, end of display set), as FFmpeg's encoder writes it.
+        display_set = bytes([0x0F, 0x10, 0, 1, 0, 2, 5, 0x05, 0x0F, 0x80, 0, 1, 0, 0])
+        for i in range(N):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.full((H, W, 3), 9 * i, np.uint8))))
+            cue = av.Packet(display_set)
+            cue.stream, cue.time_base, cue.pts = subtitles, Fraction(1, 90000), i * 90000 // FPS
+            cue.dts = cue.pts
+            out.mux(cue)
+        out.mux(video.encode(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(source, tmp_path / "out.ts", lambda rgb: rgb, progress=False)
+    assert (report.subtitle_streams, report.subtitles_dropped) == (1, 0)
+    with av.open(str(tmp_path / "out.ts")) as out:
+        [kept] = out.streams.subtitles
+        assert (kept.codec_context.codec.canonical_name, kept.metadata["language"]) == ("dvb_subtitle", "deu")
+        assert [bytes(packet) for packet in out.demux(kept) if packet.size] == [display_set] * N
 
 
 # A P3-D65 mastering display of 1000 cd/m^2, MaxCLL 1000, MaxFALL 400, in x265's units.
