@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..train.ops import banded_deform_conv_reference
+from ..train.ops import banded_deform_conv_reference, check_operands
 from .trt_plugin import load_kernels
 
 _DTYPES = {torch.float32: 0, torch.float16: 1}
@@ -53,18 +53,28 @@ def _cuda(
 ) -> torch.Tensor:
     if x.dtype not in _DTYPES or any(t.dtype != x.dtype for t in (geometry, weight)):
         raise TypeError("the CUDA kernels take float32 or float16 x, geometry and weight of one dtype")
-    x, geometry, weight = x.contiguous(), geometry.contiguous(), weight.contiguous()
-    bias = None if bias is None else bias.to(x.dtype).contiguous()
+    # The kernels trust every extent and pointer: a wrong shape reads past a buffer, and a tensor on
+    # another device hands them a pointer they cannot read (a fault that ends the CUDA context).
+    check_operands(x, geometry, weight, bias)
+    elsewhere = [name for name, t in (("geometry", geometry), ("weight", weight), ("bias", bias))
+                 if t is not None and t.device != x.device]  # fmt: skip
+    if elsewhere:
+        raise ValueError(f"bdinn::banded_deform_conv: {', '.join(elsewhere)} not on x's device {x.device}")
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    out = x.new_empty((n, o, h, w))
-    stream = torch.cuda.current_stream(x.device).cuda_stream
-    lib = load_kernels()
-    status = lib.bdinn_banded_deform_conv_forward(
-        _DTYPES[x.dtype], x.data_ptr(), geometry.data_ptr(), weight.data_ptr(),
-        None if bias is None else bias.data_ptr(), out.data_ptr(),
-        n, c, h, w, o, kh, kw, dilation_h, dilation_w, stream,
-    )  # fmt: skip
+    if n * h * w == 0 or c == 0:  # nothing to sample: the kernels refuse empty extents
+        return banded_deform_conv_reference(x, geometry, weight, bias, (dilation_h, dilation_w))
+    x, geometry, weight = x.contiguous(), geometry.contiguous(), weight.contiguous()
+    bias = None if bias is None else bias.to(x.dtype).contiguous()
+    with torch.cuda.device(x.device):  # the launch goes to the current device's context
+        out = x.new_empty((n, o, h, w))
+        stream = torch.cuda.current_stream(x.device).cuda_stream
+        lib = load_kernels()
+        status = lib.bdinn_banded_deform_conv_forward(
+            _DTYPES[x.dtype], x.data_ptr(), geometry.data_ptr(), weight.data_ptr(),
+            None if bias is None else bias.data_ptr(), out.data_ptr(),
+            n, c, h, w, o, kh, kw, dilation_h, dilation_w, stream,
+        )  # fmt: skip
     if status:
         raise RuntimeError(f"bdinn::banded_deform_conv: {lib.bdinn_error_string(status).decode()}")
     return out

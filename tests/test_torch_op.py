@@ -45,6 +45,27 @@ def test_fake_tensor_shapes_for_tracing():
     assert out.shape == (1, 10, 37, 53)
 
 
+def test_the_cuda_kernel_refuses_operands_it_would_read_past_or_cannot_reach():
+    """Checks the CUDA path makes before it hands pointers to the kernels (they run on CPU tensors:
+    each refusal comes before any CUDA call). The CPU path has always had the shape checks."""
+    from bdinn.plugins.torch_op import _cuda
+
+    x, g, w, b = inputs(torch.float32)
+    for args, error in [
+        ((x, g, w[:, :2], b), "weight has 2 input channels, x has 3"),
+        ((x, g[:, :, :5], w, b), r"geometry must be \[2,4,7,9\], got \[2, 4, 5, 9\]"),
+        ((x, g, w, b[:3]), r"bias must be \[4\], one per output channel, got \[3\]"),
+        ((x, g, w.to("meta"), b.to("meta")), "weight, bias not on x's device cpu"),
+    ]:
+        with pytest.raises(ValueError, match=error):
+            _cuda(*args, 1, 1)
+    for empty in (x[:0], x[:, :0]):  # no pictures, no channels: the reference's answer, no launch
+        geometry, weight = g[: len(empty)], w[:, : empty.shape[1]]
+        expected = banded_deform_conv_reference(empty, geometry, weight, b, (1, 1))
+        assert torch.equal(_cuda(empty, geometry, weight, b, 1, 1), expected)
+    assert _cuda(x[:0], g[:0], w, b, 1, 1).shape == (0, 4, 7, 9)
+
+
 def _without_banded_convs(*args, **kwargs) -> torch.Tensor:
     """A stand-in banded convolution that returns zeros: what a network ignoring them would see."""
     inputs, weight = args[0], args[2]  # (x, geometry, weight, bias, dilation)

@@ -73,8 +73,8 @@ def _bilinear_gather(x: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> tor
             xi = x0 + dx
             yi = y0 + dy
             inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-            index = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).reshape(n, 1, -1).expand(n, c, -1)
-            weight = (wx * wy * inside).reshape(n, 1, -1)
+            index = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).reshape(n, 1, k * h * w).expand(n, c, -1)
+            weight = (wx * wy * inside).reshape(n, 1, k * h * w)
             cols = cols + torch.gather(flat, 2, index) * weight
     return cols.reshape(n, c, k, h * w)
 
@@ -91,7 +91,10 @@ def _apply_weight(
     return out.reshape(n, o, h, w)
 
 
-def _check_shapes(x: torch.Tensor, geometry: torch.Tensor, weight: torch.Tensor) -> None:
+def check_operands(
+    x: torch.Tensor, geometry: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> None:
+    """Shapes that fit together: the CUDA kernels trust them, and read past a buffer otherwise."""
     if x.dim() != 4 or geometry.dim() != 4 or weight.dim() != 4:
         raise ValueError("x, geometry and weight must be 4-D")
     n, c, h, w = x.shape
@@ -99,6 +102,8 @@ def _check_shapes(x: torch.Tensor, geometry: torch.Tensor, weight: torch.Tensor)
         raise ValueError(f"geometry must be [{n},4,{h},{w}], got {list(geometry.shape)}")
     if weight.shape[1] != c:
         raise ValueError(f"weight has {weight.shape[1]} input channels, x has {c}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must be [{weight.shape[0]}], one per output channel, got {list(bias.shape)}")
 
 
 def banded_deform_conv_reference(
@@ -112,7 +117,7 @@ def banded_deform_conv_reference(
 
     Differentiable in x, geometry, weight and bias; runs on any device. Output dtype is x's dtype.
     """
-    _check_shapes(x, geometry, weight)
+    check_operands(x, geometry, weight, bias)
     kernel = (weight.shape[2], weight.shape[3])
     px, py = sampling_positions(geometry, kernel, dilation)
     cols = _bilinear_gather(x, px, py)
@@ -131,7 +136,7 @@ def banded_deform_conv_gridsample(
     Pixel coordinates are normalised with align_corners=False, which maps pixel centre i exactly to
     (2i + 1) / size - 1 and stays defined for maps one pixel wide.
     """
-    _check_shapes(x, geometry, weight)
+    check_operands(x, geometry, weight, bias)
     n, c, h, w = x.shape
     kernel = (weight.shape[2], weight.shape[3])
     k = kernel[0] * kernel[1]
