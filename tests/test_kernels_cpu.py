@@ -22,7 +22,8 @@ from bdinn.train.ops import banded_deform_conv_reference
 
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 FP32_TOLERANCE = 1e-5  # max abs error / max abs reference output
-CUDA_ARCHS = {75, 80, 86, 89, 90, 120}
+CUDA_ARCHS = {75, 80, 86, 89, 90, 100, 120}
+CUDA_13_ARCHS = {103, 110}  # B300, Jetson Thor: built by CUDA 13 and newer
 PTX_ARCHS = {120}
 C_ABI = ("bdinn_banded_deform_conv_forward", "bdinn_banded_deform_conv_forward_algo", "bdinn_error_string")
 
@@ -263,5 +264,7 @@ def test_cuda_library_compiles(tmp_path):
         assert symbol in exported
     assert not [s for s in exported if s.startswith("_Z")], "C++ symbols leak from the library"
     targets = fatbin_targets(libs["cuda"])
-    assert {sm for kind, sm in targets if kind == "elf"} == CUDA_ARCHS
+    nvcc = subprocess.run([os.environ.get("CUDACXX") or "nvcc", "--version"], capture_output=True, text=True)
+    cuda_13 = int(nvcc.stdout.split("release ")[1].split(".")[0]) >= 13
+    assert {sm for kind, sm in targets if kind == "elf"} == CUDA_ARCHS | (CUDA_13_ARCHS if cuda_13 else set())
     assert {sm for kind, sm in targets if kind == "ptx"} == PTX_ARCHS
