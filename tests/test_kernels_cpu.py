@@ -9,6 +9,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +212,27 @@ def test_c_abi_rejects_bad_arguments(cpu_library):
     assert call(kw=4) == 5
     assert call(dil_h=0) == 6
     assert call(n=70000, h=200, w=200) == 7
+    assert call(n=126, h=341, w=49981) == 7  # 2^31 - 2 pixels: no tile of 128 to spare
+    assert call(dil_w=2**24 - 2) == 0 and call(dil_w=2**24 - 1) == 7  # the kernel reaching 2^24 pixels
     assert lib.bdinn_cpu_error_string(5) == b"kernel sizes must be odd"
+
+
+def test_c_abi_reports_host_memory_it_cannot_get(cpu_library, tmp_path):
+    """A column buffer that cannot be allocated is a status, not an uncaught C++ exception that
+    ends the process calling through ctypes (here it is capped at 1 GiB of address space)."""
+    script = f"""
+import ctypes, resource
+from bdinn.plugins.cpu_reference import load_cpu_library
+from pathlib import Path
+lib = load_cpu_library(Path({str(cpu_library)!r}))
+buf = (ctypes.c_float * 16)()
+p = ctypes.cast(buf, ctypes.POINTER(ctypes.c_float))
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+status = lib.bdinn_banded_deform_conv_forward_cpu(p, p, p, None, p, 1, 80_000_000, 1, 1, 1, 3, 5, 1, 1)
+print(status, lib.bdinn_cpu_error_string(status).decode())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "8 out of host memory\n"), done.stderr
 
 
 def test_wrapper_reports_errors(cpu_library):

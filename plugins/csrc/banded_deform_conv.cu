@@ -279,10 +279,8 @@ extern "C" int bdinn_banded_deform_conv_forward_algo(int dtype, int algo, const 
     }
     const int status = validate(x, geometry, weight, out, n, c, h, w, o, kh, kw, dil_h, dil_w);
     if (status != BDINN_SUCCESS) return status;
-    // Tile indices stay below INT32_MAX; grid.y is at most 65535.
-    if (int64_t(n) * h * w + TileNarrow::P > INT32_MAX || (o + TileNarrow::OT - 1) / TileNarrow::OT > 65535) {
-        return BDINN_ERROR_TOO_LARGE;
-    }
+    static_assert(TileNarrow::P <= 128 && TileWide::P <= 128, "bdinn_extents_fit() spares 128 pixels");
+    if ((int64_t(o) + TileNarrow::OT - 1) / TileNarrow::OT > 65535) return BDINN_ERROR_TOO_LARGE;  // grid.y
 
     const Shape s{n, c, h, w, o, kh, kw, dil_h, dil_w};
     if (dtype == BDINN_DTYPE_FLOAT32) {

@@ -122,13 +122,7 @@ inline int validate(const void* x, const void* geometry, const void* weight, con
     if (n < 1 || c < 1 || h < 1 || w < 1 || o < 1 || kh < 1 || kw < 1) return BDINN_ERROR_INVALID_SIZE;
     if (kh % 2 == 0 || kw % 2 == 0) return BDINN_ERROR_EVEN_KERNEL;
     if (dil_h < 1 || dil_w < 1) return BDINN_ERROR_INVALID_DILATION;
-    // Pixel indices are int; sizes + 1 must stay exact in float for the clamp in bilinear().
-    const int64_t pixels = int64_t(n) * h * w;
-    const int64_t reach = (int64_t(kh) / 2) * dil_h + (int64_t(kw) / 2) * dil_w;
-    if (pixels > INT32_MAX || int64_t(c) * kh * kw > INT32_MAX || h >= (1 << 24) || w >= (1 << 24) ||
-        reach >= (1 << 24)) {
-        return BDINN_ERROR_TOO_LARGE;
-    }
+    if (!bdinn_extents_fit(n, c, h, w, kh, kw, dil_h, dil_w)) return BDINN_ERROR_TOO_LARGE;
     return BDINN_SUCCESS;
 }
 
@@ -142,6 +136,7 @@ inline const char* status_message(int status) {
         case BDINN_ERROR_EVEN_KERNEL: return "kernel sizes must be odd";
         case BDINN_ERROR_INVALID_DILATION: return "dilations must be at least 1";
         case BDINN_ERROR_TOO_LARGE: return "tensor too large for 32-bit pixel indices or the launch grid";
+        case BDINN_ERROR_OUT_OF_MEMORY: return "out of host memory";
         default: return "unknown status";
     }
 }

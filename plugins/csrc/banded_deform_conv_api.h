@@ -14,6 +14,8 @@
 #ifndef BDINN_BANDED_DEFORM_CONV_API_H
 #define BDINN_BANDED_DEFORM_CONV_API_H
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -44,8 +46,21 @@ enum bdinn_status {
     BDINN_ERROR_EVEN_KERNEL = 5,
     BDINN_ERROR_INVALID_DILATION = 6, /* below 1 */
     BDINN_ERROR_TOO_LARGE = 7,        /* beyond 32-bit pixel indices or the launch grid */
+    BDINN_ERROR_OUT_OF_MEMORY = 8,    /* host memory, CPU build only (the CUDA path allocates nothing) */
     BDINN_ERROR_CUDA = 1000           /* BDINN_ERROR_CUDA + cudaError_t */
 };
+
+/* The sizes behind BDINN_ERROR_TOO_LARGE, for callers that check shapes ahead of a launch (a
+ * TensorRT plugin while an engine is built): pixel indices are 32-bit (with a tile of 128 pixels
+ * to spare), and H, W and the kernel's reach (kh/2 * dil_h + kw/2 * dil_w) stay below 2^24, exact
+ * in float for the bilinear clamp. */
+#define BDINN_MAX_EXTENT 16777216
+static inline int bdinn_extents_fit(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                                    int64_t dil_h, int64_t dil_w) {
+    const int64_t reach = (kh / 2) * dil_h + (kw / 2) * dil_w;
+    return n * h * w <= INT32_MAX - 128 && c * kh * kw <= INT32_MAX && h < BDINN_MAX_EXTENT &&
+           w < BDINN_MAX_EXTENT && reach < BDINN_MAX_EXTENT;
+}
 
 /* Enqueues the forward pass on `stream`; allocates nothing, does not synchronise. */
 BDINN_API int bdinn_banded_deform_conv_forward(int dtype, const void* x, const void* geometry,

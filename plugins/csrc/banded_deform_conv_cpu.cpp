@@ -1,6 +1,7 @@
 // CPU build of the BandedDeformConv2d forward, for CI: every coordinate, corner and weight comes from
 // the __host__ __device__ functions the CUDA kernels use, in the kernels' summation order
 // (kernel point outer, channel inner, bias last), so testing this tests their maths.
+#include <new>
 #include <vector>
 
 #include "banded_deform_conv.cuh"
@@ -15,7 +16,12 @@ extern "C" int bdinn_banded_deform_conv_forward_cpu(const float* x, const float*
 
     const int hw = h * w;
     const int kk = kh * kw;
-    std::vector<float> column(size_t(kk) * c);  // [k][c]: one pixel's samples
+    std::vector<float> column;  // [k][c]: one pixel's samples
+    try {
+        column.resize(size_t(kk) * c);
+    } catch (std::bad_alloc const&) {  // escaping a C function, it would end the calling process
+        return BDINN_ERROR_OUT_OF_MEMORY;
+    }
     for (int b = 0; b < n; ++b) {
         const float* image = x + size_t(b) * c * hw;
         for (int r = 0; r < hw; ++r) {

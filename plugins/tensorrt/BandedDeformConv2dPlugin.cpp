@@ -35,8 +35,11 @@ std::string describe(std::string const& layer) {
     return std::string(kPluginNamespace) + "::" + kPluginName + (layer.empty() ? "" : " '" + layer + "'");
 }
 
-void logError(std::string const& layer, std::string const& message) {
-    log(Severity::kERROR, describe(layer) + ": " + message);
+void logError(std::string const& layer, std::string const& message) noexcept {
+    try {
+        log(Severity::kERROR, describe(layer) + ": " + message);
+    } catch (...) {  // out of memory for the message: the callback's error code still says it
+    }
 }
 
 void logException(std::string const& layer, char const* where, std::exception const& e) {
@@ -142,6 +145,15 @@ int32_t BandedDeformConv2dPlugin::configurePlugin(DynamicPluginTensorDesc const*
     Dims dims[4];
     for (int32_t i = 0; i < nbInputs; ++i) dims[i] = in[i].desc.dims;  // -1 where only bounds are known
     if (!checkShapes(dims, nbInputs, "configurePlugin")) return kError;
+    Dims const& largest = in[kX].max;  // the profile's maximum x while an engine is built
+    if (largest.nbDims == 4 &&
+        !bdinn_extents_fit(largest.d[0], largest.d[1], largest.d[2], largest.d[3], mAttributes[kKernelH],
+                           mAttributes[kKernelW], mAttributes[kDilationH], mAttributes[kDilationW])) {
+        logError(mLayerName, "configurePlugin: x up to " + shapeString(largest) +
+                                 " is beyond the kernels' 32-bit indices (N*H*W <= 2^31 - 129, H and W < "
+                                 "2^24); build with a smaller maximum shape");
+        return kError;
+    }
     mNbInputs = nbInputs;
     return 0;
 }
@@ -335,6 +347,12 @@ IPluginV3* BandedDeformConv2dCreator::createPlugin(char const* name, PluginField
         if (attributes[kKernelH] % 2 == 0 || attributes[kKernelW] % 2 == 0) {
             logError(layer, "kernel_h and kernel_w must be odd, got " + std::to_string(attributes[kKernelH]) +
                                 "x" + std::to_string(attributes[kKernelW]));
+            return nullptr;
+        }
+        if (!bdinn_extents_fit(1, 1, 1, 1, attributes[kKernelH], attributes[kKernelW], attributes[kDilationH],
+                               attributes[kDilationW])) {  // else every enqueue of the engine fails
+            logError(layer, "the kernel reaches beyond 2^24 pixels (kernel_h/2 * dilation_h + kernel_w/2 * "
+                            "dilation_w), more than the kernels address");
             return nullptr;
         }
         return std::make_unique<BandedDeformConv2dPlugin>(layer, attributes).release();
