@@ -21,6 +21,7 @@ PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "bdinn"
 FIELDS = ("kernel_h", "kernel_w", "dilation_h", "dilation_w")
 DEFAULT_FIELDS = {"kernel_h": 3, "kernel_w": 5, "dilation_h": 1, "dilation_w": 1}
+MAX_EXTENT = 1 << 24  # BDINN_MAX_EXTENT of csrc/banded_deform_conv_api.h, as bdinn_extents_fit() uses it
 
 
 class KernelLibraryError(RuntimeError):
@@ -106,6 +107,11 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
 
         def get_output_shapes(self, inputs: list[Any], shape_inputs: list[Any], builder: Any) -> list[Any]:
             x, weight = inputs[0], inputs[2]
+            kernel = (self.values["kernel_h"], self.values["kernel_w"])
+            if weight[2].is_constant() and weight[3].is_constant():  # an error here fails the parse cleanly
+                size = (weight[2].get_constant_value(), weight[3].get_constant_value())
+                if size != kernel:
+                    raise ValueError(f"{PLUGIN_NAME}: weight is {size[0]}x{size[1]} but kernel is {kernel}")
             out = trt.DimsExprs(4)
             out[0], out[1], out[2], out[3] = x[0], weight[0], x[2], x[3]
             return [out]
@@ -119,10 +125,8 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
             return desc.type == in_out[0].desc.type  # one dtype for every input and the output
 
         def configure_plugin(self, inputs: list[Any], outputs: list[Any]) -> None:
-            weight = inputs[2].desc.dims
-            kernel = (self.values["kernel_h"], self.values["kernel_w"])
-            if len(weight) == 4 and weight[2] > 0 and (weight[2], weight[3]) != kernel:
-                raise ValueError(f"{PLUGIN_NAME}: weight is {weight[2]}x{weight[3]} but kernel is {kernel}")
+            """Nothing to check here: TensorRT-RTX 1.7 corrupts its heap and aborts when this raises
+            (get_output_shapes checks the weight; the exporter bounds the profile)."""
 
         def on_shape_change(self, inputs: list[Any], outputs: list[Any]) -> None:
             self.shapes = [tuple(t.dims) for t in inputs]
@@ -179,6 +183,21 @@ def check_fields(values: dict[str, int]) -> None:
     kernel = values["kernel_h"], values["kernel_w"]
     if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
         raise ValueError(f"{PLUGIN_NAME}: kernel_h and kernel_w must be odd, got {kernel[0]} and {kernel[1]}")
+    if not extents_fit(1, 1, 1, 1, values):
+        raise ValueError(
+            f"{PLUGIN_NAME}: the kernel reaches beyond 2^24 pixels (kernel_h/2 * dilation_h + kernel_w/2 * "
+            "dilation_w), more than the kernels address"
+        )
+
+
+def extents_fit(n: int, c: int, h: int, w: int, values: dict[str, int]) -> bool:
+    """bdinn_extents_fit() of the kernels' C header: the sizes the kernels launch for."""
+    reach = values["kernel_h"] // 2 * values["dilation_h"] + values["kernel_w"] // 2 * values["dilation_w"]
+    return (
+        n * h * w <= 2**31 - 1 - 128
+        and c * values["kernel_h"] * values["kernel_w"] <= 2**31 - 1
+        and max(h, w, reach) < MAX_EXTENT
+    )
 
 
 _registered: dict[int, Any] = {}

@@ -64,18 +64,18 @@ def parse(model: bytes):
     return builder, network
 
 
-def build_for_sm89(builder, network) -> bytes:
+def build_for_sm89(builder, network, largest: tuple[int, int] = (256, 256)) -> bytes | None:
+    """The plan for SM89 of a profile from 16x16 to `largest` pictures; None where it failed."""
     trt = TRT.module
     config = builder.create_builder_config()
     config.num_compute_capabilities = 1
     config.set_compute_capability(trt.ComputeCapability.SM89, 0)
     profile = builder.create_optimization_profile()
     for name, channels in (("x", 8), ("g", 4)):
-        profile.set_shape(name, (1, channels, 16, 16), (1, channels, 64, 96), (1, channels, 256, 256))
+        profile.set_shape(name, (1, channels, 16, 16), (1, channels, 64, 96), (1, channels, *largest))
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
-    assert plan is not None
-    return bytes(plan)
+    return None if plan is None else bytes(plan)
 
 
 def test_parser_symlink_for_plugin_nodes_exists():
@@ -136,7 +136,7 @@ def test_plugin_graph_parses_and_builds_for_sm89(dtype):
     ] * 2
     assert network.get_output(0).dtype == (trt.DataType.HALF if dtype == np.float16 else trt.DataType.FLOAT)
     plan = build_for_sm89(builder, network)
-    assert len(plan) > 8 * 8 * 15 * 2 * np.dtype(dtype).itemsize  # at least the weights
+    assert plan is not None and len(plan) > 8 * 8 * 15 * 2 * np.dtype(dtype).itemsize  # at least the weights
     # The plan records both plugin layers with their name, namespace and serialised fields.
     assert plan.count(PLUGIN_NAME.encode()) >= 2 and plan.count(PLUGIN_NAMESPACE.encode()) >= 2
     assert all(plan.count(field.encode()) >= 2 for field in FIELDS)
@@ -147,10 +147,11 @@ def test_output_shape_follows_weight_and_input():
     assert tuple(network.get_output(0).shape) == (1, 8, -1, -1)
 
 
-@pytest.mark.parametrize("dilation", [(0, 1), (1, -2)])
+@pytest.mark.parametrize("dilation", [(0, 1), (1, -2), (1, 2**25)])
 def test_a_bad_dilation_is_refused_when_parsed(dilation):
-    """The C++ creator refuses dilations under 1; the Python one built a plan that failed only when
-    it first ran on a GPU. Now the parser fails, on this CPU-only machine."""
+    """The C++ creator refuses dilations under 1, and kernels reaching 2^24 pixels or more (beyond
+    what the kernels address); the Python one built plans that failed only when they first ran on a
+    GPU. Now the parser fails, on this CPU-only machine."""
     trt = TRT.module
     register_python_plugin(trt)
     logger = trt.Logger(trt.Logger.INTERNAL_ERROR)
@@ -159,3 +160,19 @@ def test_a_bad_dilation_is_refused_when_parsed(dilation):
     assert not parser.parse(two_node_graph(np.float32, dilation=dilation))
     errors = " ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
     assert "Could not create the plugin" in errors
+
+
+def test_a_weight_that_does_not_fit_the_kernel_fails_the_parse(capfd):
+    """Checked when the parser asks for output shapes; the check used to raise while the engine was
+    built, and TensorRT-RTX 1.7 corrupts its heap and aborts the process when configure_plugin raises."""
+    model = onnx.load_from_string(two_node_graph(np.float32))
+    for node in model.graph.node:
+        next(a for a in node.attribute if a.name == "kernel_w").i = 3  # the weights are 3x5
+    trt = TRT.module
+    register_python_plugin(trt)
+    logger = trt.Logger(trt.Logger.INTERNAL_ERROR)
+    network = trt.Builder(logger).create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    assert not parser.parse(model.SerializeToString())
+    assert "Invalid Node - bdc0" in " ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
+    assert "BandedDeformConv2d: weight is 3x5 but kernel is (3, 3)" in capfd.readouterr().err
