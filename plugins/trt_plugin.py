@@ -21,7 +21,7 @@ PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "bdinn"
 FIELDS = ("kernel_h", "kernel_w", "dilation_h", "dilation_w")
 DEFAULT_FIELDS = {"kernel_h": 3, "kernel_w": 5, "dilation_h": 1, "dilation_w": 1}
-MAX_EXTENT = 1 << 24  # BDINN_MAX_EXTENT of csrc/banded_deform_conv_api.h, as bdinn_extents_fit() uses it
+MAX_EXTENT = 1 << 24  # BDINN_MAX_EXTENT of csrc/banded_deform_conv_api.h: the kernel's reach stays below
 
 
 class KernelLibraryError(RuntimeError):
@@ -183,21 +183,12 @@ def check_fields(values: dict[str, int]) -> None:
     kernel = values["kernel_h"], values["kernel_w"]
     if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
         raise ValueError(f"{PLUGIN_NAME}: kernel_h and kernel_w must be odd, got {kernel[0]} and {kernel[1]}")
-    if not extents_fit(1, 1, 1, 1, values):
+    reach = values["kernel_h"] // 2 * values["dilation_h"] + values["kernel_w"] // 2 * values["dilation_w"]
+    if reach >= MAX_EXTENT:
         raise ValueError(
             f"{PLUGIN_NAME}: the kernel reaches beyond 2^24 pixels (kernel_h/2 * dilation_h + kernel_w/2 * "
             "dilation_w), more than the kernels address"
         )
-
-
-def extents_fit(n: int, c: int, h: int, w: int, values: dict[str, int]) -> bool:
-    """bdinn_extents_fit() of the kernels' C header: the sizes the kernels launch for."""
-    reach = values["kernel_h"] // 2 * values["dilation_h"] + values["kernel_w"] // 2 * values["dilation_w"]
-    return (
-        n * h * w <= 2**31 - 1 - 128
-        and c * values["kernel_h"] * values["kernel_w"] <= 2**31 - 1
-        and max(h, w, reach) < MAX_EXTENT
-    )
 
 
 _registered: dict[int, Any] = {}
