@@ -48,13 +48,19 @@ class ImageError(ValueError):
 
 @contextmanager
 def _quiet_opencv() -> Iterator[None]:
-    # OpenCV logs decoder failures itself; ImageError already says it in one line.
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    """OpenCV logs decoder failures itself; ImageError already says it in one line. Its log level
+    is `cv2.utils.logging` from 4.13 (5.1 has only that), `cv2.setLogLevel` before (numpy 1 users
+    stay there); 0 is silent in both."""
+    logging = getattr(cv2.utils, "logging", cv2)
+    if not hasattr(logging, "setLogLevel"):
+        yield
+        return
+    level = logging.getLogLevel()
+    logging.setLogLevel(0)
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        logging.setLogLevel(level)
 
 
 def _sniff(data: bytes) -> str | None:

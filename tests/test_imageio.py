@@ -118,6 +118,17 @@ def test_truncated_and_corrupt_jpeg(tmp_path):
         one_line(info, path)
 
 
+def test_opencv_before_4_13_is_quietened_by_its_older_log_call(tmp_path, monkeypatch):
+    """OpenCV 4.8-4.12 (the only ones numpy 1 installs) have `cv2.setLogLevel` and no
+    `cv2.utils.logging`: every picture failed with an AttributeError there."""
+    levels = [3]
+    monkeypatch.delattr(cv2.utils, "logging")
+    monkeypatch.setattr(cv2, "getLogLevel", lambda: levels[-1], raising=False)
+    monkeypatch.setattr(cv2, "setLogLevel", levels.append, raising=False)
+    assert read_image(DATA / "soft-shapes.png").shape == (192, 320, 3)
+    assert levels == [3, 0, 3]  # silent while OpenCV decodes, then as it was
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
