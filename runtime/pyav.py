@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-MIN_VERSION = (18, 0)
+MIN_VERSION = (18, 1)  # 18.0 lacks VideoCodecContext.field_order
+_MIN = ".".join(map(str, MIN_VERSION))
 
 
 def require_pyav(what: str = "video") -> ModuleType:
@@ -21,11 +22,11 @@ def require_pyav(what: str = "video") -> ModuleType:
     try:
         import av
     except ImportError:
-        raise ImportError(f"{what} needs PyAV {MIN_VERSION[0]} or newer: pip install 'bdinn[video]' "
+        raise ImportError(f"{what} needs PyAV {_MIN} or newer: pip install 'bdinn[video]' "
                           "(Python 3.11 or newer)") from None  # fmt: skip
     version = tuple(int(part) for part in av.__version__.split(".")[:2] if part.isdigit())
     if version < MIN_VERSION:
-        raise ImportError(f"{what} needs PyAV {MIN_VERSION[0]} or newer, and {av.__version__} is installed: "
+        raise ImportError(f"{what} needs PyAV {_MIN} or newer, and {av.__version__} is installed: "
                           "pip install -U av (Python 3.11 or newer)")  # fmt: skip
     return av
 
