@@ -30,6 +30,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from .pyav import require_pyav
+
 FILTERS = ("deband", "gradfun")
 PRESETS: dict[str, tuple[str, str]] = {
     "deband": ("deband", ""),
@@ -45,7 +47,7 @@ class FilterError(ValueError):
 
 
 def _check_available(name: str) -> None:
-    import av
+    av = require_pyav("FFmpeg's deband and gradfun filters")
 
     if name not in FILTERS:
         raise FilterError(f"unknown filter {name!r}; choose one of {', '.join(FILTERS)}")
@@ -56,8 +58,7 @@ def _check_available(name: str) -> None:
 def apply_filter(image: np.ndarray, name: str, options: str = "") -> np.ndarray:
     """Run FFmpeg filter `name` ("deband" or "gradfun") with `options` ("key=value:...") on an
     H x W x 3 uint8 or uint16 RGB image; returns the filtered image, same shape and dtype."""
-    import av
-
+    av = require_pyav("FFmpeg's deband and gradfun filters")
     _check_available(name)
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype not in (np.uint8, np.uint16):

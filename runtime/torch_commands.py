@@ -15,6 +15,9 @@ _MODULES = {
     "bdinn-export": "bdinn.export.cli",
     "bdinn-eval": "bdinn.train.evaluate",
 }
+# What else a command imports as it starts: the `onnx` extra for export (torch's exporter needs
+# onnxscript; the slimming pass imports ONNX Runtime). Without them, --help was a traceback.
+_EXTRAS = {"bdinn-export": ("onnx", "onnxscript", "onnxslim", "onnxruntime")}
 
 
 def _launch(command: str) -> None:
@@ -25,6 +28,13 @@ def _launch(command: str) -> None:
               "install the CPU build of torch first); bdinn-run and bdinn-bench work without it",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(1) from None
+    for module in _EXTRAS.get(command, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:  # missing, or built against another numpy
+            print(f"{command}: error: needs the onnx extra ({exc}): pip install 'bdinn[onnx]'",
+                  file=sys.stderr)  # fmt: skip
+            raise SystemExit(1) from None
     importlib.import_module(_MODULES[command]).main()
 
 

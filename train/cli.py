@@ -293,8 +293,8 @@ def main(
         if force and ranks.main:  # once the new run has passed its checks: a refused one deletes nothing
             clear_run(out_dir)
         metrics = trainer.run(stop_at=stop_at)
-    except (TrainingError, CheckpointError, ImageError, ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (TrainingError, CheckpointError, ImageError, ValueError, OSError, ImportError) as exc:
+        raise click.ClickException(str(exc)) from None  # ImportError: codec degradations without PyAV
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

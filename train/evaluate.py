@@ -68,6 +68,7 @@ from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write, check_writable, files_of_model
 from ..runtime.imageio import ImageError, from_float, read_image, stored_size, to_float
 from ..runtime.metrics import psnr, ssim
+from ..runtime.pyav import require_pyav
 from .data import find_pairs
 from .degrade import Degradation, discover_sources, load_clean
 from .image_pair import ImagePair
@@ -390,7 +391,8 @@ def evaluate(
 
 
 def _cell(value: float | None, digits: int) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    # ASCII: the table goes to a console that may not be UTF-8 (an en dash ended the run there).
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -416,7 +418,7 @@ def to_json(report: dict[str, Any]) -> str:
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _open_model(
@@ -529,6 +531,11 @@ def main(
         raise click.UsageError(str(exc)) from None
     depth = int(bit_depth)
     try:
+        # Now, not after the model has run on every picture (PyAV installs on Python >= 3.11 only).
+        if not no_baselines:
+            require_pyav("the FFmpeg baselines (deband, gradfun; or pass --no-baselines)")
+        if clean_dir and any(degradation.kind != "bits" for _, degradation in degradations):
+            require_pyav("codec degradations")
         folders = [*pairs] if pairs else [clean_dir]
         inputs = [
             *files_of_model(model),
@@ -552,7 +559,7 @@ def main(
         report = evaluate(
             debander, found, baselines=not no_baselines, bit_depth=depth, total=total, progress=True
         )
-    except (ImageError, ValueError, OSError, RuntimeError) as exc:  # EvalError, FilterError, BackendError
+    except (ImageError, ValueError, OSError, RuntimeError, ImportError) as exc:  # EvalError, FilterError, ...
         # One line for the user: a bad image, model file or filter setting.
         raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     report["settings"].update(

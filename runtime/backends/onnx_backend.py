@@ -26,8 +26,11 @@ class OnnxBackend(Backend):
     def __init__(self, path: Path, device: str | None = None) -> None:
         try:
             import onnxruntime as ort
-        except ImportError:
-            raise BackendError(f"{path}: ONNX models need ONNX Runtime: pip install onnxruntime") from None
+        except ImportError as exc:  # missing, or present but built for another numpy: say which
+            raise BackendError(
+                f"{path}: ONNX models need ONNX Runtime, and it does not import ({exc}): "
+                "pip install -U onnxruntime"
+            ) from None
         available = ort.get_available_providers()
         want_cuda = device is None or device.startswith("cuda")
         if device is not None and device.startswith("cuda") and "CUDAExecutionProvider" not in available:
