@@ -218,3 +218,7 @@ def main(
             atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
         except OutputError as exc:
             raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":
+    main()

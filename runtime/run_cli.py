@@ -386,3 +386,7 @@ def run_video(
             notes.append(f"{count} audio stream{'' if count == 1 else 's'} re-encoded")
         said = "".join(f", {note}" for note in notes)
         click.echo(f"{report.src} -> {report.dst}: {frames} at {report.fps:.2f} fps{said}", err=True)
+
+
+if __name__ == "__main__":
+    main()
