@@ -19,7 +19,7 @@ from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, 
 from ..runtime.engine_sidecar import ENGINE_FORMAT, plan_digest, sidecar_path
 from ..runtime.files import atomic_write
 from ..runtime.processing import MAX_SIDE
-from ..runtime.tensorrt import TensorRT, load_tensorrt
+from ..runtime.tensorrt import TensorRT, link_unversioned_rtx_core, load_tensorrt
 
 RTX_TARGETS = ("sm75", "sm80", "sm86", "sm89", "sm120", "sm121")
 
@@ -140,6 +140,8 @@ def preflight(settings: EngineSettings, graph: str) -> TensorRT:
         _register_plugin(info.module, settings)
     if settings.targets and not info.is_rtx:
         raise EngineError("--target is for TensorRT-RTX; data-centre TensorRT builds for the GPU it runs on")
+    if graph == "plugin" and info.is_rtx:
+        link_unversioned_rtx_core(required=True)  # else the parser aborts the process at a plugin node
     if graph == "deformconv" and info.is_rtx:
         raise EngineError(
             f"TensorRT-RTX {info.version}'s ONNX parser has no DeformConv importer: build the deformconv "

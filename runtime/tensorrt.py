@@ -31,11 +31,13 @@ class TensorRT:
         return self.flavour == "tensorrt-rtx"
 
 
-def link_unversioned_rtx_core() -> None:
+def link_unversioned_rtx_core(required: bool = False) -> None:
     """TensorRT-RTX 1.7's ONNX parser dlopen()s "libtensorrt_rtx.so" when it meets a plugin node,
     but the wheel ships only libtensorrt_rtx.so.1, and the failed dlopen aborts the process.
-    The parser's RPATH is its own folder, so a symlink there makes the lookup succeed. Called by
-    load_tensorrt and by the Python plugin's registration, the two ways to a plugin graph."""
+    The parser's RPATH is its own folder, so a symlink there makes the lookup succeed. Tried by
+    load_tensorrt and by the Python plugin's registration, the two ways to a plugin graph; only
+    the parser needs it, so where the folder is read-only it is `required` (TensorRTUnavailable)
+    by those about to parse a plugin graph, and running plans goes on without it."""
     libs = importlib.import_module("tensorrt_rtx_libs")
     folder = Path(next(iter(libs.__path__)))
     versioned = folder / "libtensorrt_rtx.so.1"
@@ -47,6 +49,8 @@ def link_unversioned_rtx_core() -> None:
     except FileExistsError:
         pass  # another process made it first
     except OSError as exc:
+        if not required:
+            return
         raise TensorRTUnavailable(
             f"{link}: cannot create it ({exc.strerror}); TensorRT-RTX's ONNX parser needs it to load "
             f"plugins: run `ln -s libtensorrt_rtx.so.1 {link}` once as the owner of that folder"

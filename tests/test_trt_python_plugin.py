@@ -119,6 +119,48 @@ def test_registering_the_plugin_on_a_fresh_install_makes_the_parser_link(tmp_pat
     assert (fresh / "libtensorrt_rtx.so").resolve() == (installed / "libtensorrt_rtx.so.1").resolve()
 
 
+def test_a_read_only_install_runs_plans_and_refuses_only_plugin_graph_builds(tmp_path):
+    """Where TensorRT-RTX's folder cannot take the parser's link (a read-only site-packages in a
+    container), loading TensorRT and registering the plugin, all a plan needs to run, go on, and
+    so do builds of graphs without plugin nodes; building a plugin graph is refused in one line
+    before the export (without the link the parser aborts the process)."""
+    import subprocess
+    import sys
+
+    import tensorrt_rtx_libs
+
+    installed = Path(next(iter(tensorrt_rtx_libs.__path__)))
+    fresh = tmp_path / "tensorrt_rtx_libs"
+    fresh.mkdir()
+    (fresh / "__init__.py").write_text((installed / "__init__.py").read_text())
+    for library in installed.glob("*.so.1"):
+        (fresh / library.name).symlink_to(library)
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import errno, os\n"
+        "def refused(*args): raise PermissionError(errno.EROFS, 'Read-only file system')\n"
+        "os.symlink = refused  # what a read-only mount answers (root would pass chmod)\n"
+        "from bdinn.export.engine import EngineSettings, preflight\n"
+        "from bdinn.plugins.trt_plugin import register_python_plugin\n"
+        "from bdinn.runtime.tensorrt import TensorRTUnavailable, load_tensorrt\n"
+        "register_python_plugin(load_tensorrt('tensorrt-rtx').module)\n"
+        "os.environ['BDINN_TENSORRT'] = 'tensorrt-rtx'\n"
+        "print('gridsample', preflight(EngineSettings(targets=('sm89',)), 'gridsample').flavour)\n"
+        "try:\n    preflight(EngineSettings(targets=('sm89',)), 'plugin')\n"
+        "except TensorRTUnavailable as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    gridsample, refused = done.stdout.splitlines()
+    assert gridsample == "gridsample tensorrt-rtx"
+    assert refused == (
+        f"{fresh / 'libtensorrt_rtx.so'}: cannot create it (Read-only file system); TensorRT-RTX's ONNX "
+        "parser needs it to load plugins: run `ln -s libtensorrt_rtx.so.1 "
+        f"{fresh / 'libtensorrt_rtx.so'}` once as the owner of that folder"
+    )
+    assert not (fresh / "libtensorrt_rtx.so").exists()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_plugin_graph_parses_and_builds_for_sm89(dtype):
     builder, network = parse(two_node_graph(dtype))
