@@ -92,7 +92,7 @@ def test_json_and_markdown(report):
     table = to_markdown(report).splitlines()
     assert len([line for line in table if line.startswith("|")]) == 2 + 2 * len(ROWS)
     assert table[0].startswith("| degradation | method | PSNR")
-    assert any(line.startswith("| x264 (x264crf38) | clean (reference) | – | – | – |") for line in table)
+    assert any(line.startswith("| x264 (x264crf38) | clean (reference) | - | - | - |") for line in table)
 
 
 def test_pairs_without_baselines_and_16_bit_output(paired_dirs):
@@ -257,6 +257,26 @@ def test_cli_skips_an_unreadable_picture_with_one_warning_line(paired_dirs, tmp_
     )
     pictures = len(list(paired_dirs[0].glob("*.png")))
     assert json.loads(out.read_text())["results"]["pairs"]["images"] == pictures
+
+
+def test_the_report_goes_to_a_console_that_is_not_utf8(paired_dirs, tmp_path):
+    """An en dash in the table's empty cells ended the run, after all the scoring, where the
+    console's encoding is Latin-1 (an ISO-8859 locale)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; sys.argv[0] = 'bdinn-eval'; from bdinn.train.evaluate import main; main()"
+    arguments = ["--pairs", *map(str, paired_dirs), "--no-baselines", "--markdown", str(tmp_path / "r.md")]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *arguments],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "latin-1", "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    table = done.stdout.decode("latin-1")
+    assert "| pairs | clean (reference) | - | - | - |" in table
+    assert (tmp_path / "r.md").read_text(encoding="utf-8") == table
 
 
 def test_cli_refuses_a_mismatched_or_tiny_picture_before_scoring(paired_dirs, tmp_path):
