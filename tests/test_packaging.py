@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+DATA = Path(__file__).parent / "data"
+
 
 def test_only_the_bdinn_namespace_is_installed():
     # Look in site-packages itself: an in-tree build leaves a bdinn.egg-info in the checkout.
@@ -59,6 +61,84 @@ def test_commands_that_need_torch_say_so_without_it(command):
     [line] = result.stderr.splitlines()
     assert "needs PyTorch: pip install 'bdinn[train,onnx]'" in line
     assert "bdinn-run and bdinn-bench work without it" in line
+
+
+def _without(module: str, command: str, *arguments: object) -> subprocess.CompletedProcess:
+    """A command of torch_commands run where `module` cannot be imported."""
+    hidden = f"import sys; sys.modules[{module!r}] = None"
+    code = f"{hidden}; import bdinn.runtime.torch_commands as t; t.{command}()"
+    return subprocess.run([sys.executable, "-c", code, *map(str, arguments)], capture_output=True, text=True)
+
+
+def test_export_without_the_onnx_extra_says_so():
+    """A `[train]`-only install (the README's training set-up) has torch but no onnx: --help was
+    a ModuleNotFoundError traceback."""
+    result = _without("onnx", "export", "--help")
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("bdinn-export: error: needs the onnx extra (")
+    assert line.endswith("pip install 'bdinn[onnx]'")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needs"),
+    [
+        (["--pairs", DATA, DATA], "the FFmpeg baselines (deband, gradfun; or pass --no-baselines) needs"),
+        (["--clean", DATA, "--degrade", "q5,x264", "--no-baselines"], "codec degradations needs"),
+    ],
+)
+def test_eval_without_pyav_says_so_before_any_work(arguments, needs):
+    """Python 3.10 installs no PyAV: bdinn-eval ran the model on every picture, then ended in a
+    traceback at the first baseline or codec."""
+    result = _without("av", "evaluate", *arguments)
+    assert result.returncode == 1 and result.stdout == ""
+    install = "pip install 'bdinn[video]' (Python 3.11 or newer)"
+    assert result.stderr.splitlines() == [f"bdinn-eval: error: {needs} PyAV 18.1 or newer: {install}"]
+
+
+def test_training_on_codec_pairs_without_pyav_says_so(tmp_path):
+    result = _without("av", "train", "--clean", DATA, "--steps", "2", "--warmup", "1", "-o", tmp_path / "run")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "bdinn-train: error: codec degradations needs PyAV 18.1 or newer: pip install 'bdinn[video]' "
+        "(Python 3.11 or newer)"
+    ]
+
+
+def test_an_onnx_runtime_that_does_not_import_is_named_as_such():
+    """ONNX Runtime 1.18 beside numpy 2 is installed but fails to import: the message said to
+    install it, and hid why."""
+    code = (
+        "import sys; sys.modules['onnxruntime'] = None\n"
+        "from bdinn.runtime.backends.onnx_backend import OnnxBackend\n"
+        "try:\n    OnnxBackend('model.onnx')\nexcept Exception as exc:\n    print(exc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout == (
+        "model.onnx: ONNX models need ONNX Runtime, and it does not import (import of onnxruntime halted; "
+        "None in sys.modules): pip install -U onnxruntime\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "module", ["runtime.run_cli", "runtime.bench", "train.cli", "export.cli", "train.evaluate"]
+)
+def test_every_command_runs_as_a_module(module):
+    """`python -m bdinn.runtime.run_cli ...` did nothing and exited 0."""
+    command = [sys.executable, "-m", f"bdinn.{module}", "--help"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: python -m bdinn.{module} ")
+
+
+def test_pyav_18_0_is_refused_in_one_line(monkeypatch):
+    import av
+
+    from bdinn.runtime.pyav import require_pyav
+
+    monkeypatch.setattr(av, "__version__", "18.0.0")  # it lacks VideoCodecContext.field_order
+    with pytest.raises(ImportError, match=r"^video needs PyAV 18\.1 or newer, and 18\.0\.0 is installed"):
+        require_pyav()
 
 
 def test_commands_that_need_torch_run_with_it():
