@@ -269,8 +269,8 @@ def deband_video(
     codec_name, pix_fmt, options = check_encoder(dst, codec, bit_depth, crf, preset, codec_options, chroma)
     muxer = check_paths(src, dst, force)
 
-    source = open_source(src)
-    bar = None
+    source, stdin = open_source(src)
+    bar = job = None
     try:
         vin, *others = moving_pictures(source)
         if others:
@@ -284,6 +284,7 @@ def deband_video(
             pix_fmt = follow_source(vin, src, dst, codec_name, bit_depth)
         pix_fmt = with_alpha(vin, src, codec_name, pix_fmt)
         job = VideoJob(source, src, dst, muxer, codec_name, pix_fmt, options, process)
+        job.stdin = stdin
         # The stream's tag says it before the work; the frames themselves after it (below).
         warned_fields_lost = (
             job.stream_top_first is not None and why_not_fields(codec_name, pix_fmt, job.height) is not None
@@ -309,7 +310,8 @@ def deband_video(
     finally:
         if bar is not None:
             bar.close()
-        source.close()
+        if job is None or not job.stuck:  # else the decode thread may be reading it still
+            source.close()
 
     # An exact count from the header (MP4, MOV); an edit list may hide some of them, but then the
     # header's duration is what was decoded.

@@ -11,9 +11,11 @@ import contextlib
 import errno
 import functools
 import itertools
+import os
 import queue
-import signal
+import select
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -66,6 +68,10 @@ _QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 M
 
 
 _POLL = 0.05  # seconds between checks for a stop request while a queue is full or empty
+# Seconds the threads get to stop after Ctrl-C or SIGTERM. One blocked inside FFmpeg on a stalled
+# pipe (a reader that stopped reading, a writer that stopped writing) never does: it is left behind
+# (a daemon thread) with the containers it uses, which are then not closed under it.
+_SIGNAL_GRACE = 1.0
 
 
 class _Cancelled(Exception):
@@ -75,8 +81,8 @@ class _Cancelled(Exception):
 class _Pipeline:
     """Stop flag and first error shared by the decode, inference and encode threads."""
 
-    def __init__(self) -> None:
-        self.stop = threading.Event()
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self.stop = stop or threading.Event()  # the standard-input reader's own, when it is the source
         self.error: BaseException | None = None
         self._lock = threading.Lock()
 
@@ -180,54 +186,55 @@ def _seconds(clock: str | None) -> float | None:
         return None
 
 
-def open_source(src: Path) -> Any:
+class StandardInput:
+    """Standard input as the Python file PyAV reads a piped source from. FFmpeg's own pipe reader
+    retries a read that a signal interrupts and never returns to Python, so Ctrl-C and SIGTERM
+    waited for the writer to send more. This one waits in select() a moment at a time: the signal's
+    handler runs (in the main thread: PyAV drops what it raises inside a read, so it is kept in
+    `caught`), and `stop` (the job's stop flag: the decode thread reads) ends the stream."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.caught: BaseException | None = None
+
+    def read(self, size: int) -> bytes:
+        while not self.stop.is_set():
+            try:
+                if os.name == "nt" or select.select([0], [], [], _POLL)[0]:  # no select() on pipes there
+                    return os.read(0, size)
+            except (KeyboardInterrupt, SystemExit, OSError) as exc:  # OSError: standard input closed
+                self.caught = exc
+                self.stop.set()
+        return b""
+
+
+def open_source(src: Path) -> tuple[Any, StandardInput | None]:
+    """The source container, and the reader of standard input when that is the source."""
     import av
 
+    stdin = StandardInput() if src == STDIN else None
     try:
-        container = _open_watching_signals("pipe:0") if src == STDIN else av.open(str(src), "r")
+        container = av.open(stdin or str(src), "r")
     except av.FFmpegError:
-        if src == STDIN:
+        if stdin is None:
             raise VideoError(
-                f"{src}: not a video stream FFmpeg can read from a pipe (pipe Y4M, MKV or MPEG-TS; "
-                "MP4 only with its index first, -movflags faststart)"
+                f"{src}: not a video file FFmpeg can read (check the file or re-encode it)"
             ) from None
+        if isinstance(stdin.caught, OSError):
+            raise VideoError(f"{src}: cannot read standard input ({stdin.caught.strerror})") from None
+        if stdin.caught is not None:
+            raise stdin.caught from None
         raise VideoError(
-            f"{src}: not a video file FFmpeg can read (check the file or re-encode it)"
+            f"{src}: not a video stream FFmpeg can read from a pipe (pipe Y4M, MKV or MPEG-TS; "
+            "MP4 only with its index first, -movflags faststart)"
         ) from None
+    if stdin is not None and stdin.caught is not None:  # a signal once FFmpeg had seen enough
+        container.close()
+        raise stdin.caught
     if not moving_pictures(container):
         container.close()
         raise VideoError(f"{src}: no video stream; pass a file with video")
-    return container
-
-
-def _open_watching_signals(url: str) -> Any:
-    """av.open of a pipe, with Ctrl-C and SIGTERM kept. While av.open blocks on an empty pipe, a
-    signal's Python handler runs inside PyAV's interrupt callback: FFmpeg stops, the exception the
-    handler raised is dropped, and the open fails as 'invalid data'. Note the signal; raise again."""
-    import av
-
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread
-        return av.open(url, "r")
-    watched = {
-        sig: handler for sig in (signal.SIGINT, signal.SIGTERM) if callable(handler := signal.getsignal(sig))
-    }
-    caught: list[int] = []
-
-    def note(signum: int, frame: Any) -> None:
-        caught.append(signum)
-        watched[signum](signum, frame)
-
-    for sig in watched:
-        signal.signal(sig, note)
-    try:
-        return av.open(url, "r")
-    except av.FFmpegError:
-        for signum in caught:  # PyAV dropped what the handler raised: raise it again
-            watched[signum](signum, None)
-        raise
-    finally:
-        for sig, handler in watched.items():
-            signal.signal(sig, handler)
+    return container, stdin
 
 
 def checked_picture(src: Path | str, which: str, image: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -327,6 +334,7 @@ class VideoJob:
         self.source, self.src, self.dst, self.muxer = source, src, dst, muxer
         self.codec, self.pix_fmt, self.options, self.process = codec, pix_fmt, options, process
         self.on_frame: Callable[[int], object] | None = None
+        self.stdin: StandardInput | None = None  # the reader, when the source is standard input
         self.vin = moving_pictures(source)[0]
         ctx = self.vin.codec_context
         self.width, self.height = ctx.width, ctx.height
@@ -376,6 +384,7 @@ class VideoJob:
         self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
         self.hdr10_kept = False
         self.retimed = False  # a frame moved to fit a container that counts frames (Y4M, AVI)
+        self.stuck = False  # stopped by a signal with a thread blocked on a stalled pipe
         self.damaged_packets = self.damaged_frames = 0  # found broken by the demuxer, the decoder
         self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
         # Fields are woven in a frame unless the decoder hands each over alone; the frames' own
@@ -438,8 +447,9 @@ class VideoJob:
         try:
             self._pipeline(output)
         except BaseException:
-            with contextlib.suppress(Exception):  # the first error is the one to report
-                output.close()
+            if not self.stuck:  # else a thread is still inside FFmpeg with it
+                with contextlib.suppress(Exception):  # the first error is the one to report
+                    output.close()
             raise
         try:
             output.close()
@@ -447,7 +457,7 @@ class VideoJob:
             raise VideoError(f"{self.dst}: cannot finish the file ({exc})") from exc
 
     def _pipeline(self, output: Any) -> None:
-        pipe = _Pipeline()
+        pipe = _Pipeline(self.stdin.stop if self.stdin else None)
         decoded: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
         processed: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
         threads = [
@@ -476,10 +486,14 @@ class VideoJob:
         except BaseException as exc:
             pipe.fail(exc)
         finally:
+            given_up = None  # when to stop waiting, once a signal stopped the job
             for thread in threads:
-                while thread.is_alive():
+                while thread.is_alive() and not self.stuck:
+                    if isinstance(pipe.error, (KeyboardInterrupt, SystemExit)):
+                        given_up = given_up or time.monotonic() + _SIGNAL_GRACE
+                        self.stuck = time.monotonic() > given_up
                     try:
-                        thread.join()
+                        thread.join(timeout=_POLL)
                     except BaseException as exc:  # Ctrl-C while joining: stop, and still join
                         pipe.fail(exc)
         if pipe.error is not None:

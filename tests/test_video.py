@@ -1312,29 +1312,72 @@ def test_sigterm_under_a_command_stops_cleanly(source, tmp_path, capsys):
     assert info.value.code == 128 + signal.SIGINT and _listing(tmp_path) == []
 
 
-@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_while_waiting_for_standard_input_is_not_lost(tmp_path, sig, status):
-    """Ctrl-C or SIGTERM while nothing has arrived on the pipe yet stops as a signal, not as bad input."""
-    child = (
-        "import signal, sys\n"
-        "import av  # imported before 'ready', so that the wait below is spent in av.open\n"
-        "from bdinn.runtime.video import deband_video\n"
-        "signal.signal(signal.SIGTERM, lambda n, f: sys.exit(128 + n))\n"
-        "print('ready', flush=True)\n"
-        "try:\n"
-        f"    deband_video('-', {str(tmp_path / 'out.mkv')!r}, lambda rgb: rgb, progress=False)\n"
-        "except KeyboardInterrupt:\n"
-        "    sys.exit(130)\n"
-    )
+def _stopped_by(sig: int, child: str, feed: bytes = b"", reads_stdout: bool = True) -> tuple[int, bytes]:
+    """(exit status, stderr) of a Python `child` sent `sig` once it printed 'ready' to stderr, with
+    its standard input given `feed` and left open (the writer stalls), and its standard output
+    read or not (the reader stalls). A child still running 10 s after the signal fails the test."""
     process = subprocess.Popen(
         [sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert process.stdout.readline() == b"ready\n"
-    time.sleep(1)  # deband_video is blocked reading the empty pipe by now
+    process.stdin.write(feed)
+    process.stdin.flush()
+    assert process.stderr.readline() == b"ready\n"
+    if reads_stdout:
+        threading.Thread(target=process.stdout.read, daemon=True).start()
+    time.sleep(1.5)  # blocked on the pipe by now
     process.send_signal(sig)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == status, stderr.decode()
-    assert _listing(tmp_path) == []
+    try:
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+    return process.returncode, process.stderr.read()
+
+
+_CHILD = (
+    "import signal, sys\n"
+    "import av  # imported before 'ready', so that the wait is spent on the pipe\n"
+    "from bdinn.runtime.video import deband_video\n"
+    "signal.signal(signal.SIGTERM, lambda n, f: sys.exit(128 + n))\n"
+    "print('ready', file=sys.stderr, flush=True)\n"
+    "try:\n"
+    "    deband_video({src!r}, {dst!r}, lambda rgb: rgb, progress=False)\n"
+    "except KeyboardInterrupt:\n"
+    "    sys.exit(130)\n"
+)
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sent", ["nothing", "a few frames"])
+def test_a_signal_while_standard_input_stalls_stops_the_job(source, tmp_path, sig, status, sent):
+    """Ctrl-C or SIGTERM while the writer of standard input sends nothing (yet, or more) stops as a
+    signal, at once. FFmpeg's own pipe reader retried the interrupted read until the writer closed
+    the pipe (an earlier version of this test closed it, and so missed that)."""
+    feed = b""
+    if sent != "nothing":
+        silent = make_video(tmp_path / "silent.mkv", audio=False)
+        deband_video(silent, tmp_path / "in.y4m", lambda rgb: rgb, progress=False)
+        feed = (tmp_path / "in.y4m").read_bytes()[:20000]  # the header and a few frames
+    dst = tmp_path / "out" / "out.mkv"
+    dst.parent.mkdir()
+    returncode, stderr = _stopped_by(sig, _CHILD.format(src="-", dst=str(dst)), feed)
+    assert returncode == status, stderr.decode()
+    assert _listing(dst.parent) == []
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_reader_of_standard_output_stalls_stops_the_job(source, tmp_path, sig, status):
+    """The encode thread is blocked inside FFmpeg writing to a pipe nobody reads: the job waited for
+    it forever and swallowed every further Ctrl-C. It is now left behind after a moment."""
+    long = tmp_path / "long.mkv"
+    with av.open(str(long), "w") as out:  # far more Y4M than a pipe holds
+        stream = out.add_stream("ffv1", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        noise = np.random.default_rng(0).integers(0, 256, (H, W, 3), np.uint8)
+        for i in range(200):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.roll(noise, i, axis=1))))
+        out.mux(stream.encode(None))
+    returncode, stderr = _stopped_by(sig, _CHILD.format(src=str(long), dst="-"), reads_stdout=False)
+    assert returncode == status, stderr.decode()
 
 
 @pytest.mark.parametrize("stage", ["decode_rgb", "encode_frame"])
