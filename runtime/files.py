@@ -50,6 +50,8 @@ def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] 
         raise OutputError(f"{path}: is one of this command's inputs; choose another output")
     if path.is_dir():  # the rename at the end would fail, after all the work
         raise OutputError(f"{path}: is a folder; name a file to write")
+    if path.exists() and not path.is_file():  # the rename would put a file in its place
+        raise OutputError(f"{path}: is a named pipe or device, not a file; name a file to write")
     made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     try:
         _reserve_temporary(path).unlink()

@@ -111,6 +111,11 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool, depth: int |
             target = source.with_name(f"{source.stem}{OUR_OUTPUT_MARK}{suffix}")
         else:
             if place.exists() and not place.is_dir():
+                if len(sources) == 1:  # no suffix: /dev/null, a named pipe, a file named without one
+                    raise click.ClickException(
+                        f"{place}: -o needs a file name with a suffix that says its format (.mkv, .png); "
+                        f"to stream a video into a pipe or device, use -o - > {place}"
+                    )
                 raise click.ClickException(f"{place}: is a file; with several inputs -o must be a folder")
             if len(sources) > 1 and place.suffix.lower() in MEDIA_SUFFIXES:
                 raise click.ClickException(f"{place}: names a file, but {len(sources)} inputs need a folder")
@@ -129,6 +134,11 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool, depth: int |
         seen[resolved] = job.source
         if job.target.is_dir():
             raise click.ClickException(f"{job.target}: is a folder; name another output file")
+        if job.target.exists() and not job.target.is_file():  # replaced by a file, had we gone on
+            raise click.ClickException(
+                f"{job.target}: is a named pipe or device, not a file; to stream a video into it, "
+                f"use -o - > {job.target}"
+            )
         if job.target.exists() and not force:
             raise click.ClickException(f"{job.target}: already exists (pass --force to overwrite it)")
         check_format(job, depth)
@@ -146,13 +156,15 @@ def plan_stream(sources: list[Path], place: Path | None) -> Job:
     if len(sources) > 1:
         raise click.ClickException(f"-o -: standard output takes one video, not {len(sources)} inputs")
     job = Job(sources[0], place)
-    if job.source == STDIO and sys.stdin.isatty():
+    if job.source == STDIO and (sys.stdin is None or sys.stdin.isatty()):
+        state = "closed" if sys.stdin is None else "a terminal"
         raise click.ClickException(
-            "-: standard input is a terminal; pipe a video into it (ffmpeg ... | bdinn-run -)"
+            f"-: standard input is {state}; pipe a video into it (ffmpeg ... | bdinn-run -)"
         )
-    if place == STDIO and sys.stdout.isatty():
+    if place == STDIO and (sys.stdout is None or sys.stdout.isatty()):
+        state = "closed" if sys.stdout is None else "a terminal"
         raise click.ClickException(
-            "-o -: standard output is a terminal; pipe it into a program (| ffmpeg -i - ...)"
+            f"-o -: standard output is {state}; pipe it into a program (| ffmpeg -i - ...)"
         )
     if not job.is_video:
         raise click.ClickException(f"-o -: writes a Y4M video stream; give {job.source} an output file")

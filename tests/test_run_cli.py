@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -643,6 +644,47 @@ class TestVideo:
         assert done.returncode == 1
         assert done.stderr.decode().startswith(
             "bdinn-run: error: -: standard input is a terminal; pipe a video into it"
+        )
+
+    def test_closed_standard_streams_and_special_outputs_are_one_line(self, model, pictures, tmp_path):
+        """A closed standard input or output (<&-, >&-) was an AttributeError traceback; a named pipe
+        or device as the output was replaced by a regular file (--force), or refused as if several
+        inputs needed a folder (no suffix)."""
+        from test_video import make_video
+
+        clip = make_video(tmp_path / "clip.mkv", audio=False)
+        command = [sys.executable, "-c", "from bdinn.runtime.run_cli import main; main()", str(model)]
+
+        def closing(fd: int, *args: object) -> subprocess.CompletedProcess:
+            """bdinn-run ARGS started with file descriptor `fd` closed."""
+            started = [*command, *map(str, args)]
+            return subprocess.run(
+                started, stderr=subprocess.PIPE, timeout=300, preexec_fn=partial(os.close, fd)
+            )
+
+        closed_out = closing(1, clip, "-o", "-")
+        assert closed_out.returncode == 1
+        assert closed_out.stderr.decode().splitlines() == [
+            "bdinn-run: error: -o -: standard output is closed; pipe it into a program (| ffmpeg -i - ...)"
+        ]
+        closed_in = closing(0, "-", "-o", tmp_path / "out.mkv")
+        assert closed_in.returncode == 1
+        assert closed_in.stderr.decode().splitlines() == [
+            "bdinn-run: error: -: standard input is closed; pipe a video into it (ffmpeg ... | bdinn-run -)"
+        ]
+        fifo = tmp_path / "to-player.y4m"
+        os.mkfifo(fifo)
+        for args in ([clip, "-o", fifo], [clip, "-o", fifo, "--force"]):
+            line = one_line_error(run(model, *args))
+            assert line == (
+                f"bdinn-run: error: {fifo}: is a named pipe or device, not a file; to stream a video into "
+                f"it, use -o - > {fifo}"
+            )
+        assert fifo.is_fifo()
+        line = one_line_error(run(model, pictures / "sky.png", "-o", "/dev/null", "--force"))
+        assert line == (
+            "bdinn-run: error: /dev/null: -o needs a file name with a suffix that says its format "
+            "(.mkv, .png); to stream a video into a pipe or device, use -o - > /dev/null"
         )
 
     def test_pipe_errors_are_one_line(self, model, pictures, tmp_path):

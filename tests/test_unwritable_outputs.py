@@ -86,3 +86,17 @@ def test_export_outputs_are_named_for_what_they_hold_and_spare_the_checkpoint(tm
     assert result.exit_code in (1, 2) and message in " ".join(result.output.split()), result.output
     assert sidecar.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.safetensors"]
+
+
+def test_a_report_into_a_named_pipe_is_refused_before_the_work(tmp_path):
+    """The write goes to a temporary file renamed over the output: a named pipe (a player reading
+    the report, `--json /dev/stdout`) would have been replaced by a file."""
+    import os
+
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    result = CliRunner().invoke(bench_main, ["--size", "64x64", "--json", str(fifo)])
+    assert result.exit_code == 1 and fifo.is_fifo()
+    assert result.output.splitlines() == [
+        f"bdinn-bench: error: {fifo}: is a named pipe or device, not a file; name a file to write"
+    ]
