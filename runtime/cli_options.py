@@ -67,30 +67,48 @@ class _CommandError(click.ClickException):
         click.echo(self.message, err=True)
 
 
+# Signals that end a command as Ctrl-C does, and what the command says as it stops: SIGTERM
+# (timeout, docker stop, a batch scheduler) and SIGHUP (the terminal or SSH session went away).
+_STOPPING = {signal.SIGTERM: "Terminated."}
+if hasattr(signal, "SIGHUP"):  # not on Windows
+    _STOPPING[signal.SIGHUP] = "Hangup."
+
+
 def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
-    """Run a command with SIGTERM (timeout, docker stop, a batch scheduler) raising SystemExit,
-    so that it cleans up as for Ctrl-C: temporary outputs removed, worker threads joined. Both
-    exit with the shell's status for the signal (130 for Ctrl-C, 143 for SIGTERM). A command
-    started with stderr closed writes its messages to /dev/null rather than failing."""
+    """Run a command with SIGTERM and SIGHUP raising SystemExit, so that it cleans up as for
+    Ctrl-C: temporary outputs removed, worker threads joined. Each exits with the shell's status
+    for the signal (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP). A SIGHUP that nohup ignores
+    stays ignored. A command started with stderr closed writes its messages to /dev/null rather
+    than failing."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if sys.stderr is None:  # started with 2>&-: progress bars would fail, tqdm.write would use stdout
             sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the process's life)
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        previous = {
+            sig: signal.signal(sig, _exit_on_signal)
+            for sig in _STOPPING
+            if signal.getsignal(sig) is not signal.SIG_IGN
+        }
         try:
             return command(*args, **kwargs)
         except KeyboardInterrupt:
-            click.echo("Aborted!", err=True)
+            _say("Aborted!")
             raise SystemExit(128 + signal.SIGINT) from None
         except SystemExit as exc:
-            if exc.code == 128 + signal.SIGTERM:  # said, as Ctrl-C is: a log shows why the run ended
-                click.echo("Terminated.", err=True)
+            if isinstance(exc.code, int) and exc.code - 128 in _STOPPING:  # a log shows why the run ended
+                _say(_STOPPING[signal.Signals(exc.code - 128)])
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
+
+
+def _say(message: str) -> None:
+    with contextlib.suppress(OSError):  # a terminal that hung up takes no more writes
+        click.echo(message, err=True)
 
 
 @contextlib.contextmanager
@@ -107,7 +125,7 @@ def _show_warning(message: Warning | str, *args: object) -> None:
     tqdm.write(f"Warning: {message}", file=sys.stderr)
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # the shell's convention for "killed by signal N"
 
 

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -168,8 +169,10 @@ def test_stopping_between_validations_changes_nothing_a_whole_run_writes(dataset
         assert steps[0] == steps[1]
 
 
-def test_ctrl_c_lets_the_step_finish_and_saves_the_state(datasets, tmp_path):
-    """A signal during a step acts after it; the state saved then resumes to the straight run."""
+@pytest.mark.parametrize(("sig", "raised"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGHUP, SystemExit)])
+def test_ctrl_c_lets_the_step_finish_and_saves_the_state(datasets, tmp_path, sig, raised):
+    """A signal during a step acts after it; the state saved then resumes to the straight run.
+    SIGHUP (a dropped SSH session) raises SystemExit under the commands, as SIGTERM does."""
     train, val = datasets
     Trainer(settings(), train, val, tmp_path / "straight").run()
     trainer = Trainer(settings(), train, val, tmp_path / "cut")
@@ -177,12 +180,16 @@ def test_ctrl_c_lets_the_step_finish_and_saves_the_state(datasets, tmp_path):
 
     def step_then_ctrl_c(banded, clean):
         if trainer.step == 3:  # inside the fourth step
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
         return real_step(banded, clean)
 
     trainer.train_step = step_then_ctrl_c
-    with pytest.raises(KeyboardInterrupt):
-        trainer.run()
+    before = signal.signal(signal.SIGHUP, lambda n, f: sys.exit(128 + n))  # as stops_cleanly has it
+    try:
+        with pytest.raises(raised):
+            trainer.run()
+    finally:
+        signal.signal(signal.SIGHUP, before)
     assert json.loads((tmp_path / "cut" / "state.json").read_text())["step"] == 4
     resumed = Trainer(settings(), train, val, tmp_path / "cut", resume=True)
     assert resumed.step == 4

@@ -1277,19 +1277,20 @@ def test_error_in_process_stops_everything_and_leaves_nothing(source, tmp_path):
     assert not [name for name in _threads() if name.startswith("bdinn-")]
 
 
-def test_sigterm_under_a_command_stops_cleanly(source, tmp_path, capsys):
-    """`timeout`, docker stop or a batch scheduler send SIGTERM: the commands clean up as for Ctrl-C."""
+@pytest.mark.parametrize(("sig", "said"), [(signal.SIGTERM, "Terminated."), (signal.SIGHUP, "Hangup.")])
+def test_a_stopping_signal_under_a_command_stops_cleanly(source, tmp_path, capsys, sig, said):
+    """`timeout`, docker stop or a batch scheduler send SIGTERM, a dropped SSH session SIGHUP: the
+    commands clean up as for Ctrl-C (SIGHUP left the temporary output behind)."""
     import os
-    import signal
     import time
 
     from bdinn.runtime.cli_options import stops_cleanly
 
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(sig)
     baseline = _threads()
 
     def terminated(rgb):
-        os.kill(os.getpid(), signal.SIGTERM)  # while decoding and encoding threads run
+        os.kill(os.getpid(), sig)  # while decoding and encoding threads run
         time.sleep(5)  # the handler interrupts this at once
         return rgb
 
@@ -1297,11 +1298,11 @@ def test_sigterm_under_a_command_stops_cleanly(source, tmp_path, capsys):
     started = time.monotonic()
     with pytest.raises(SystemExit) as info:
         command()
-    assert info.value.code == 128 + signal.SIGTERM and time.monotonic() - started < 4
-    assert capsys.readouterr().err.endswith("Terminated.\n")  # a log says why the run ended
+    assert info.value.code == 128 + sig and time.monotonic() - started < 4
+    assert capsys.readouterr().err.endswith(f"{said}\n")  # a log says why the run ended
     assert _listing(tmp_path) == []  # no output, no temporary file
     assert _threads() == baseline
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert signal.getsignal(sig) is before
 
     def interrupted(rgb):
         raise KeyboardInterrupt  # Ctrl-C: the same clean-up, and the shell's status 130
@@ -1310,6 +1311,16 @@ def test_sigterm_under_a_command_stops_cleanly(source, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         command()
     assert info.value.code == 128 + signal.SIGINT and _listing(tmp_path) == []
+
+
+def test_a_hangup_that_nohup_ignores_stays_ignored():
+    from bdinn.runtime.cli_options import stops_cleanly
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert stops_cleanly(lambda: signal.getsignal(signal.SIGHUP))() is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def _stopped_by(sig: int, child: str, feed: bytes = b"", reads_stdout: bool = True) -> tuple[int, bytes]:

@@ -79,14 +79,14 @@ def pairs_fingerprint(train: Sequence[Any], val: Sequence[Any]) -> str:
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Ctrl-C or SIGTERM during the block acts when the block ends: a half-applied optimiser step,
+    """Ctrl-C, SIGTERM or SIGHUP during the block acts when the block ends: a half-applied optimiser step,
     or weights written without their sidecar, could not be resumed. The main thread only (where
     Python runs signal handlers); elsewhere the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    wanted = (signal.SIGINT, signal.SIGTERM)
+    wanted = [signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in wanted}
     try:
         yield
