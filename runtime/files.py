@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 # Failures of the output location itself, as opposed to errors of what is being written.
-_LOCATION_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+LOCATION_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
                     errno.ENOENT}  # fmt: skip
 
 
@@ -33,7 +33,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in _LOCATION_ERRNOS and _about(exc, tmp):
+        if isinstance(exc, OSError) and exc.errno in LOCATION_ERRNOS and _about(exc, tmp):
             raise _output_error(path, exc) from None
         raise
     return path

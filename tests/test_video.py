@@ -1323,6 +1323,42 @@ def test_a_hangup_that_nohup_ignores_stays_ignored():
         signal.signal(signal.SIGHUP, before)
 
 
+def _noise_video(path: Path, frames: int) -> Path:
+    """A lossless (FFV1) video of noise: it compresses to nothing less than itself."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        noise = np.random.default_rng(0).integers(0, 256, (H, W, 3), np.uint8)
+        for i in range(frames):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.roll(noise, i, axis=1))))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_a_full_disk_is_the_outputs_problem_not_the_encoders(tmp_path):
+    """ENOSPC or EFBIG while encoding said "encoding with FFV1 failed"; it is the output location's
+    one-line error, as for pictures, and nothing is left behind. A real file-size limit here."""
+    source = _noise_video(tmp_path / "noise.mkv", 60)
+    out = tmp_path / "out"
+    out.mkdir()
+    child = (
+        "import resource\n"
+        "from bdinn.runtime.video import deband_video\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        f"    deband_video({str(source)!r}, {str(out / 'big.mkv')!r}, lambda rgb: rgb, codec='ffv1',\n"
+        "                 progress=False)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
+    assert done.stdout == (
+        f"OutputError {out / 'big.mkv'}: cannot write there (File too large); choose another output or check "
+        "that its folder is writable and has space\n"
+    ), done.stderr
+    assert _listing(out) == []
+
+
 def _stopped_by(sig: int, child: str, feed: bytes = b"", reads_stdout: bool = True) -> tuple[int, bytes]:
     """(exit status, stderr) of a Python `child` sent `sig` once it printed 'ready' to stderr, with
     its standard input given `feed` and left open (the writer stalls), and its standard output
@@ -1379,14 +1415,7 @@ def test_a_signal_while_standard_input_stalls_stops_the_job(source, tmp_path, si
 def test_a_signal_while_the_reader_of_standard_output_stalls_stops_the_job(source, tmp_path, sig, status):
     """The encode thread is blocked inside FFmpeg writing to a pipe nobody reads: the job waited for
     it forever and swallowed every further Ctrl-C. It is now left behind after a moment."""
-    long = tmp_path / "long.mkv"
-    with av.open(str(long), "w") as out:  # far more Y4M than a pipe holds
-        stream = out.add_stream("ffv1", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        noise = np.random.default_rng(0).integers(0, 256, (H, W, 3), np.uint8)
-        for i in range(200):
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.roll(noise, i, axis=1))))
-        out.mux(stream.encode(None))
+    long = _noise_video(tmp_path / "long.mkv", 200)  # far more Y4M than a pipe holds
     returncode, stderr = _stopped_by(sig, _CHILD.format(src=str(long), dst="-"), reads_stdout=False)
     assert returncode == status, stderr.decode()
 
