@@ -78,6 +78,11 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
                     )
             found.extend(matches)
         else:
+            if not path.exists() and "://" in pattern:  # Path() would fold it into a path: http:/host
+                raise click.ClickException(
+                    f"{pattern}: bdinn-run reads files, not URLs; download it, or pipe it in: "
+                    f"ffmpeg -i {pattern} -c copy -f matroska - | bdinn-run - -o OUT.mkv"
+                )
             if not path.exists():
                 raise click.ClickException(f"{path}: no such file (check the path)")
             found.append(path)

@@ -211,6 +211,15 @@ def test_bad_pictures_are_one_line_and_write_nothing(model, tmp_path, make, mess
     assert not out.exists()  # not even the folders made to check that the output can be written
 
 
+def test_a_url_is_said_to_be_one(model, tmp_path):
+    """Path() folded it into a local path: "http:/host/clip.mkv: no such file"."""
+    line = one_line_error(run(model, "https://example.com/clip.mkv", "-o", tmp_path / "out.mkv"))
+    assert line == (
+        "bdinn-run: error: https://example.com/clip.mkv: bdinn-run reads files, not URLs; download it, or "
+        "pipe it in: ffmpeg -i https://example.com/clip.mkv -c copy -f matroska - | bdinn-run - -o OUT.mkv"
+    )
+
+
 def test_one_bad_file_among_several(model, pictures, tmp_path):
     (pictures / "zz-broken.png").write_bytes(b"not a png")
     result = run(model, pictures, "-o", tmp_path / "o", "-q")
