@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from bdinn.plugins.build import build_libraries
+from bdinn.plugins.build import STAMP, build_libraries
 from bdinn.plugins.cpu_reference import banded_deform_conv_cpu, load_cpu_library
 from bdinn.train.network import activate_geometry
 from bdinn.train.ops import banded_deform_conv_reference
@@ -284,8 +284,12 @@ def test_cuda_library_compiles(tmp_path):
     for symbol in C_ABI:
         assert symbol in exported
     assert not [s for s in exported if s.startswith("_Z")], "C++ symbols leak from the library"
-    targets = fatbin_targets(libs["cuda"])
     nvcc = subprocess.run([os.environ.get("CUDACXX") or "nvcc", "--version"], capture_output=True, text=True)
     cuda_13 = int(nvcc.stdout.split("release ")[1].split(".")[0]) >= 13
-    assert {sm for kind, sm in targets if kind == "elf"} == CUDA_ARCHS | (CUDA_13_ARCHS if cuda_13 else set())
-    assert {sm for kind, sm in targets if kind == "ptx"} == PTX_ARCHS
+    expected = {("elf", sm) for sm in CUDA_ARCHS | (CUDA_13_ARCHS if cuda_13 else set())}
+    assert fatbin_targets(libs["cuda"]) == expected | {("ptx", sm) for sm in PTX_ARCHS}
+    # CMake run again in the same folder (sources changed) keeps every target: it once took the
+    # compiler's default, cached by the first run, for the user's choice and built sm_75 alone.
+    (tmp_path / STAMP).unlink()
+    again = build_libraries(tmp_path, cuda=True, source_dir=PLUGINS)
+    assert fatbin_targets(again["cuda"]) == expected | {("ptx", sm) for sm in PTX_ARCHS}
