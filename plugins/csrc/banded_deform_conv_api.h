@@ -57,9 +57,16 @@ enum bdinn_status {
 #define BDINN_MAX_EXTENT 16777216
 static inline int bdinn_extents_fit(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
                                     int64_t dil_h, int64_t dil_w) {
+    /* Bounds first, then divisions: no product below can overflow (profile sizes are int64). */
+    if (n < 0 || c < 0 || h < 0 || w < 0 || kh < 0 || kw < 0 || dil_h < 0 || dil_w < 0) return 0;
+    if (h >= BDINN_MAX_EXTENT || w >= BDINN_MAX_EXTENT || kh >= BDINN_MAX_EXTENT || kw >= BDINN_MAX_EXTENT ||
+        dil_h > INT32_MAX || dil_w > INT32_MAX) {
+        return 0;
+    }
     const int64_t reach = (kh / 2) * dil_h + (kw / 2) * dil_w;
-    return n * h * w <= INT32_MAX - 128 && c * kh * kw <= INT32_MAX && h < BDINN_MAX_EXTENT &&
-           w < BDINN_MAX_EXTENT && reach < BDINN_MAX_EXTENT;
+    const int64_t pixels_per_image = h * w, samples = kh * kw;
+    return reach < BDINN_MAX_EXTENT && (pixels_per_image == 0 || n <= (INT32_MAX - 128) / pixels_per_image) &&
+           (samples == 0 || c <= INT32_MAX / samples);
 }
 
 /* Enqueues the forward pass on `stream`; allocates nothing, does not synchronise. */

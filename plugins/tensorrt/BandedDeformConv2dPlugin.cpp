@@ -2,6 +2,7 @@
 // CUDA kernels behind ../csrc/banded_deform_conv_api.h; nothing here touches a pixel.
 #include "BandedDeformConv2dPlugin.h"
 
+#include <algorithm>
 #include <exception>
 #include <limits>
 #include <memory>
@@ -145,8 +146,9 @@ int32_t BandedDeformConv2dPlugin::configurePlugin(DynamicPluginTensorDesc const*
     Dims dims[4];
     for (int32_t i = 0; i < nbInputs; ++i) dims[i] = in[i].desc.dims;  // -1 where only bounds are known
     if (!checkShapes(dims, nbInputs, "configurePlugin")) return kError;
-    Dims const& largest = in[kX].max;  // the profile's maximum x while an engine is built
-    if (largest.nbDims == 4 &&
+    Dims const& largest = in[kX].max;  // the profile's maximum x while an engine is built (-1: unknown)
+    bool const known = largest.nbDims == 4 && *std::min_element(largest.d, largest.d + 4) >= 0;
+    if (known &&
         !bdinn_extents_fit(largest.d[0], largest.d[1], largest.d[2], largest.d[3], mAttributes[kKernelH],
                            mAttributes[kKernelW], mAttributes[kDilationH], mAttributes[kDilationW])) {
         logError(mLayerName, "configurePlugin: x up to " + shapeString(largest) +
