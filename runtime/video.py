@@ -19,7 +19,9 @@ VideoError; a read-only array, such as a constant picture, may come back every f
 Pipeline: a decode thread (demux, decode, YUV -> RGB) and an encode thread (RGB -> YUV, encode,
 mux) are joined to the calling thread by bounded queues, so decoding and encoding overlap with
 inference. An exception anywhere (in `process`, the decoder or the encoder, or Ctrl-C) stops all
-three, the threads are joined, the partial output is deleted, and the exception is raised.
+three, the threads are joined, the partial output is deleted, and the exception is raised. After a
+signal, a thread blocked on a stalled pipe (a reader of standard output that stopped reading) is
+waited for a second, then left behind with its containers, which are not closed under it.
 SIGTERM is not an exception unless the program makes it one (bdinn-run does: a handler that
 raises SystemExit); Python's default ends the process where it stands, leaving the hidden
 temporary file (.NAME.XXXXXXXX.tmp) beside the output.
@@ -310,7 +312,7 @@ def deband_video(
     finally:
         if bar is not None:
             bar.close()
-        if job is None or not job.stuck:  # else the decode thread may be reading it still
+        if job is None or not job.stuck:  # else a thread left behind on a stalled pipe may still use it
             source.close()
 
     # An exact count from the header (MP4, MOV); an edit list may hide some of them, but then the

@@ -14,6 +14,7 @@ import itertools
 import os
 import queue
 import select
+import signal
 import threading
 import time
 import warnings
@@ -69,9 +70,9 @@ _QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 M
 
 
 _POLL = 0.05  # seconds between checks for a stop request while a queue is full or empty
-# Seconds the threads get to stop after Ctrl-C or SIGTERM. One blocked inside FFmpeg on a stalled
-# pipe (a reader that stopped reading, a writer that stopped writing) never does: it is left behind
-# (a daemon thread) with the containers it uses, which are then not closed under it.
+# Seconds the threads get to stop after Ctrl-C or SIGTERM when they write to standard output. One
+# blocked inside FFmpeg on a stalled pipe (a reader that stopped reading) never does: it is left
+# behind (a daemon thread) with the containers it uses, which are then not closed under it.
 _SIGNAL_GRACE = 1.0
 
 
@@ -187,25 +188,32 @@ def _seconds(clock: str | None) -> float | None:
         return None
 
 
+# Signals that stop a job (Python raises KeyboardInterrupt for the first, bdinn's commands
+# SystemExit for the others).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+
+
 class StandardInput:
     """Standard input as the Python file PyAV reads a piped source from. FFmpeg's own pipe reader
     retries a read that a signal interrupts and never returns to Python, so Ctrl-C and SIGTERM
-    waited for the writer to send more. This one waits in select() a moment at a time: the signal's
-    handler runs (in the main thread: PyAV drops what it raises inside a read, so it is kept in
-    `caught`), and `stop` (the job's stop flag: the decode thread reads) ends the stream."""
+    waited for the writer to send more. This one waits in select() a moment at a time and ends
+    the stream (b"") once `stop` is set: by a signal while the source is opened, or by the job's
+    stop flag, which it is, while the decode thread reads. A read that fails (standard input
+    closed or broken) also ends the stream, and is kept in `failed` to be reported."""
+
+    name = "pipe:0"  # what PyAV's messages call it
 
     def __init__(self) -> None:
         self.stop = threading.Event()
-        self.caught: BaseException | None = None
+        self.failed: OSError | None = None
 
     def read(self, size: int) -> bytes:
-        while not self.stop.is_set():
+        while not self.stop.is_set() and self.failed is None:
             try:
                 if os.name == "nt" or select.select([0], [], [], _POLL)[0]:  # no select() on pipes there
                     return os.read(0, size)
-            except (KeyboardInterrupt, SystemExit, OSError) as exc:  # OSError: standard input closed
-                self.caught = exc
-                self.stop.set()
+            except OSError as exc:
+                self.failed = exc
         return b""
 
 
@@ -215,27 +223,57 @@ def open_source(src: Path) -> tuple[Any, StandardInput | None]:
 
     stdin = StandardInput() if src == STDIN else None
     try:
-        container = av.open(stdin or str(src), "r")
+        container = av.open(str(src), "r") if stdin is None else _open_watching_signals(stdin)
     except av.FFmpegError:
         if stdin is None:
             raise VideoError(
                 f"{src}: not a video file FFmpeg can read (check the file or re-encode it)"
             ) from None
-        if isinstance(stdin.caught, OSError):
-            raise VideoError(f"{src}: cannot read standard input ({stdin.caught.strerror})") from None
-        if stdin.caught is not None:
-            raise stdin.caught from None
+        if stdin.failed is not None:
+            raise VideoError(f"{src}: cannot read standard input ({stdin.failed.strerror})") from None
         raise VideoError(
             f"{src}: not a video stream FFmpeg can read from a pipe (pipe Y4M, MKV or MPEG-TS; "
             "MP4 only with its index first, -movflags faststart)"
         ) from None
-    if stdin is not None and stdin.caught is not None:  # a signal once FFmpeg had seen enough
-        container.close()
-        raise stdin.caught
     if not moving_pictures(container):
         container.close()
         raise VideoError(f"{src}: no video stream; pass a file with video")
     return container, stdin
+
+
+def _open_watching_signals(stdin: StandardInput) -> Any:
+    """av.open of standard input, with Ctrl-C, SIGTERM and SIGHUP kept. PyAV drops an exception
+    raised inside its read callback, where a signal's handler may well run (FFmpeg probes the
+    stream without the interpreter lock), so while it opens, a signal is only noted and ends the
+    stream; its own handler runs once PyAV has returned."""
+    import av
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread
+        return av.open(stdin, "r")
+    watched = {sig: handler for sig in _STOP_SIGNALS if callable(handler := signal.getsignal(sig))}
+    caught: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        stdin.stop.set()
+
+    for sig in watched:
+        signal.signal(sig, note)
+    container = failure = None
+    try:
+        container = av.open(stdin, "r")
+    except av.FFmpegError as exc:
+        failure = exc
+    finally:
+        for sig, handler in watched.items():
+            signal.signal(sig, handler)
+    if caught:
+        if container is not None:
+            container.close()
+        watched[caught[0]](caught[0], None)  # KeyboardInterrupt, or the command's SystemExit
+    if failure is not None:
+        raise failure
+    return container
 
 
 def checked_picture(src: Path | str, which: str, image: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -385,7 +423,7 @@ class VideoJob:
         self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
         self.hdr10_kept = False
         self.retimed = False  # a frame moved to fit a container that counts frames (Y4M, AVI)
-        self.stuck = False  # stopped by a signal with a thread blocked on a stalled pipe
+        self.stuck = False  # stopped by a signal with a thread blocked on a stalled pipe, left behind
         self.damaged_packets = self.damaged_frames = 0  # found broken by the demuxer, the decoder
         self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
         # Fields are woven in a frame unless the decoder hands each over alone; the frames' own
@@ -489,15 +527,20 @@ class VideoJob:
         except BaseException as exc:
             pipe.fail(exc)
         finally:
-            given_up = None  # when to stop waiting, once a signal stopped the job
+            # Only a pipe can block a thread for good: standard output (a reader that stopped
+            # reading), or standard input where the reader cannot wait in select() (Windows).
+            may_stall = self.dst == STDOUT or (self.stdin is not None and os.name == "nt")
+            signalled = isinstance(pipe.error, (KeyboardInterrupt, SystemExit))
+            given_up = None  # when to stop waiting, once a signal asked to stop
             for thread in threads:
                 while thread.is_alive() and not self.stuck:
-                    if isinstance(pipe.error, (KeyboardInterrupt, SystemExit)):
+                    if signalled and may_stall:
                         given_up = given_up or time.monotonic() + _SIGNAL_GRACE
                         self.stuck = time.monotonic() > given_up
                     try:
                         thread.join(timeout=_POLL)
                     except BaseException as exc:  # Ctrl-C while joining: stop, and still join
+                        signalled |= isinstance(exc, (KeyboardInterrupt, SystemExit))
                         pipe.fail(exc)
         if pipe.error is not None:
             raise pipe.error
@@ -562,6 +605,10 @@ class VideoJob:
                 ) from exc
             what = "stream" if self.src == STDIN else "file"
             raise VideoError(f"{self.src}: cannot decode the {what} ({exc}); re-encode or repair it") from exc
+        if self.stdin is not None and self.stdin.failed is not None:  # not the end of the stream
+            raise VideoError(
+                f"{self.src}: cannot read standard input ({self.stdin.failed.strerror}); stopping"
+            )
         pipe.put(decoded, _END)
 
     def _dominance(self, frame: Any) -> bool | None:

@@ -1399,15 +1399,76 @@ def test_a_signal_while_standard_input_stalls_stops_the_job(source, tmp_path, si
     """Ctrl-C or SIGTERM while the writer of standard input sends nothing (yet, or more) stops as a
     signal, at once. FFmpeg's own pipe reader retried the interrupted read until the writer closed
     the pipe (an earlier version of this test closed it, and so missed that)."""
-    feed = b""
-    if sent != "nothing":
-        silent = make_video(tmp_path / "silent.mkv", audio=False)
-        deband_video(silent, tmp_path / "in.y4m", lambda rgb: rgb, progress=False)
-        feed = (tmp_path / "in.y4m").read_bytes()[:20000]  # the header and a few frames
+    feed = b"" if sent == "nothing" else _y4m_of(tmp_path)[:20000]  # the header and a few frames
     dst = tmp_path / "out" / "out.mkv"
     dst.parent.mkdir()
     returncode, stderr = _stopped_by(sig, _CHILD.format(src="-", dst=str(dst)), feed)
     assert returncode == status, stderr.decode()
+    assert _listing(dst.parent) == []
+
+
+def _y4m_of(tmp_path: Path) -> bytes:
+    """A short Y4M stream, as a pipe would carry it."""
+    deband_video(make_video(tmp_path / "silent.mkv", audio=False), tmp_path / "in.y4m", lambda rgb: rgb,
+                 progress=False)  # fmt: skip
+    return (tmp_path / "in.y4m").read_bytes()
+
+
+def test_a_signal_whose_handler_runs_inside_a_read_of_standard_input_is_not_lost(tmp_path):
+    """FFmpeg probes a pipe without the interpreter lock, so a signal's handler often runs at the
+    next line of Python, inside PyAV's read callback, which drops what it raises: the job then ran
+    to its end. Here the handler is made to run there every time."""
+    dst = tmp_path / "out" / "out.mkv"
+    dst.parent.mkdir()
+    child = (
+        "import os, signal, sys\n"
+        "from bdinn.runtime import video_job\n"
+        "from bdinn.runtime.video import deband_video\n"
+        "real = video_job.StandardInput.read\n"
+        "def read(self, size):\n"
+        "    if not hasattr(self, 'signalled'):\n"
+        "        self.signalled = os.kill(os.getpid(), signal.SIGINT)  # handled before the next line\n"
+        "    return real(self, size)\n"
+        "video_job.StandardInput.read = read\n"
+        "try:\n"
+        f"    deband_video('-', {str(dst)!r}, lambda rgb: rgb, progress=False)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child], input=_y4m_of(tmp_path), capture_output=True, timeout=300
+    )
+    assert done.returncode == 130, done.stderr.decode()
+    assert _listing(dst.parent) == []
+
+
+def test_standard_input_that_breaks_mid_stream_is_an_error_not_the_end(tmp_path):
+    """A read of standard input that fails (EIO, a reset connection) ended the stream quietly: the
+    job reported success and left a cut-short (here empty) output."""
+    dst = tmp_path / "out" / "out.mkv"
+    dst.parent.mkdir()
+    child = (
+        "import errno, os\n"
+        "from bdinn.runtime.video import deband_video\n"
+        "real, calls = os.read, []\n"
+        "def read(fd, size):\n"
+        "    calls.append(fd)\n"
+        "    if len(calls) > 2:  # the header and a frame or two, then the pipe breaks\n"
+        "        raise OSError(errno.EIO, os.strerror(errno.EIO))\n"
+        "    return real(fd, min(size, 8192))\n"
+        "os.read = read\n"
+        "try:\n"
+        f"    deband_video('-', {str(dst)!r}, lambda rgb: rgb, progress=False)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child], input=_y4m_of(tmp_path), capture_output=True, timeout=300
+    )
+    assert (
+        done.stdout.decode()
+        == "VideoError <stdin>: cannot read standard input (Input/output error); stopping\n"
+    )
     assert _listing(dst.parent) == []
 
 
