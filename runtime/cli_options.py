@@ -77,9 +77,9 @@ if hasattr(signal, "SIGHUP"):  # not on Windows
 def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
     """Run a command with SIGTERM and SIGHUP raising SystemExit, so that it cleans up as for
     Ctrl-C: temporary outputs removed, worker threads joined. Each exits with the shell's status
-    for the signal (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP). A SIGHUP that nohup ignores
-    stays ignored. A command started with stderr closed writes its messages to /dev/null rather
-    than failing."""
+    for the signal (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP). A signal ignored when the
+    command starts (SIGHUP under nohup) stays ignored. A command started with stderr closed writes
+    its messages to /dev/null rather than failing."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

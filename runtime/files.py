@@ -9,9 +9,10 @@ import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-# Failures of the output location itself, as opposed to errors of what is being written.
-LOCATION_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
-                    errno.ENOENT}  # fmt: skip
+# Failures of the output location itself, as opposed to errors of what is being written: the disk
+# or a quota full (also what an encoder's errors can be taken for), and the folder itself.
+SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_LOCATION_ERRNOS = SPACE_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT}
 
 
 class OutputError(ValueError):
@@ -33,7 +34,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in LOCATION_ERRNOS and _about(exc, tmp):
+        if isinstance(exc, OSError) and exc.errno in _LOCATION_ERRNOS and _about(exc, tmp):
             raise _output_error(path, exc) from None
         raise
     return path

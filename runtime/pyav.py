@@ -17,16 +17,20 @@ MIN_VERSION = (18, 1)  # 18.0 lacks VideoCodecContext.field_order
 _MIN = ".".join(map(str, MIN_VERSION))
 
 
+class MissingPackage(ImportError):
+    """PyAV is missing or too old; the message names what needs it and how to install it."""
+
+
 def require_pyav(what: str = "video") -> ModuleType:
-    """The av module; ImportError naming `what` needs it and the install command otherwise."""
+    """The av module; MissingPackage naming `what` needs it and the install command otherwise."""
     try:
         import av
     except ImportError:
-        raise ImportError(f"{what} needs PyAV {_MIN} or newer: pip install 'bdinn[video]' "
+        raise MissingPackage(f"{what} needs PyAV {_MIN} or newer: pip install 'bdinn[video]' "
                           "(Python 3.11 or newer)") from None  # fmt: skip
     version = tuple(int(part) for part in av.__version__.split(".")[:2] if part.isdigit())
     if version < MIN_VERSION:
-        raise ImportError(f"{what} needs PyAV {_MIN} or newer, and {av.__version__} is installed: "
+        raise MissingPackage(f"{what} needs PyAV {_MIN} or newer, and {av.__version__} is installed: "
                           "pip install -U av (Python 3.11 or newer)")  # fmt: skip
     return av
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-TEXT_CODECS = {"mov_text", "srt", "subrip", "ass", "ssa", "webvtt", "text"}
+TEXT_CODECS = {"mov_text", "subrip", "ass", "webvtt", "text"}  # codec names: srt is subrip, ssa ass
 TEXT_CODEC_OF_MUXER = {"matroska": "subrip", "mp4": "mov_text", "mov": "mov_text", "webm": "webvtt"}
 
 _MARKUP = re.compile(r"</?[A-Za-z][^<>]*>")  # <i>, </font>, <v Bob>, <c.yellow>

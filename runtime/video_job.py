@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import LOCATION_ERRNOS
+from .files import SPACE_ERRNOS
 from .hdr10 import ENCODER_OPTION, Hdr10
 from .video_colour import Colour, alpha_of, copy_colour_tags, decode_rgb, encode_frame, put_alpha
 from .video_encoder import encoder_label
@@ -493,7 +493,7 @@ class VideoJob:
         try:
             output.close()
         except av.FFmpegError as exc:
-            if self.tmp and exc.errno in LOCATION_ERRNOS:
+            if self.tmp and exc.errno in SPACE_ERRNOS:
                 raise OSError(exc.errno, exc.strerror, self.tmp) from exc
             raise VideoError(f"{self.dst}: cannot finish the file ({exc})") from exc
 
@@ -692,7 +692,7 @@ class VideoJob:
                     f"{self.dst}: the program reading standard output closed it after {self.frames} "
                     "frame(s); stopping"
                 ) from exc
-            if self.tmp and exc.errno in LOCATION_ERRNOS:  # the disk filled, the folder went: not the encoder
+            if self.tmp and exc.errno in SPACE_ERRNOS:  # the disk or a quota filled: not the encoder
                 raise OSError(exc.errno, exc.strerror, self.tmp) from exc  # atomic_write says so
             reason = str(exc).replace(self.tmp, self.dst.name) if self.tmp else str(exc)
             label = encoder_label(self.codec)

@@ -14,6 +14,7 @@ from ..runtime.cli_options import BdinnCommand, one_line_warnings, stops_cleanly
 from ..runtime.debander import default_model_path
 from ..runtime.files import check_writable
 from ..runtime.imageio import ImageError
+from ..runtime.pyav import MissingPackage
 from .checkpoint import CheckpointError, read_checkpoint_config
 from .data import FullImageDataset, PatchDataset, find_pairs, split_by_source, stratified_order
 from .degrade import pairs_from_cache, prepare_synthetic_pairs
@@ -293,8 +294,8 @@ def main(
         if force and ranks.main:  # once the new run has passed its checks: a refused one deletes nothing
             clear_run(out_dir)
         metrics = trainer.run(stop_at=stop_at)
-    except (TrainingError, CheckpointError, ImageError, ValueError, OSError, ImportError) as exc:
-        raise click.ClickException(str(exc)) from None  # ImportError: codec degradations without PyAV
+    except (TrainingError, CheckpointError, ImageError, ValueError, OSError, MissingPackage) as exc:
+        raise click.ClickException(str(exc)) from None  # MissingPackage: codec degradations without PyAV
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -68,7 +68,7 @@ from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write, check_writable, files_of_model
 from ..runtime.imageio import ImageError, from_float, read_image, stored_size, to_float
 from ..runtime.metrics import psnr, ssim
-from ..runtime.pyav import require_pyav
+from ..runtime.pyav import MissingPackage, require_pyav
 from .data import find_pairs
 from .degrade import Degradation, discover_sources, load_clean
 from .image_pair import ImagePair
@@ -559,8 +559,9 @@ def main(
         report = evaluate(
             debander, found, baselines=not no_baselines, bit_depth=depth, total=total, progress=True
         )
-    except (ImageError, ValueError, OSError, RuntimeError, ImportError) as exc:  # EvalError, FilterError, ...
-        # One line for the user: a bad image, model file or filter setting.
+    except (ImageError, ValueError, OSError, RuntimeError, MissingPackage) as exc:
+        # One line for the user: a bad image, model file or filter setting (EvalError, FilterError,
+        # BackendError), or PyAV missing.
         raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     report["settings"].update(
         model=str(model) if model else "(bundled model)",

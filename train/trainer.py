@@ -79,9 +79,9 @@ def pairs_fingerprint(train: Sequence[Any], val: Sequence[Any]) -> str:
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Ctrl-C, SIGTERM or SIGHUP during the block acts when the block ends: a half-applied optimiser step,
-    or weights written without their sidecar, could not be resumed. The main thread only (where
-    Python runs signal handlers); elsewhere the block runs as it is."""
+    """Ctrl-C, SIGTERM or SIGHUP during the block acts when the block ends: a half-applied
+    optimiser step, or weights written without their sidecar, could not be resumed. The main
+    thread only (where Python runs signal handlers); elsewhere the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -450,7 +450,7 @@ class Trainer:
     def run(self, stop_at: int | None = None) -> dict[str, float]:
         """Train up to settings.steps (or stop_at); returns the last metrics.
 
-        Stopping early, at stop_at or by Ctrl-C/SIGTERM, saves the training state at the last
+        Stopping early, at stop_at or by Ctrl-C/SIGTERM/SIGHUP, saves the training state at the last
         whole step (a signal waits for the step to finish) and nothing else, so that a resumed run
         validates, checkpoints and picks its best exactly as an uninterrupted one."""
         s = self.settings
