@@ -25,9 +25,15 @@ def require_pyav(what: str = "video") -> ModuleType:
     """The av module; MissingPackage naming `what` needs it and the install command otherwise."""
     try:
         import av
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "av":  # PyAV is there, without something it imports
+            raise MissingPackage(f"{what} needs PyAV, and it does not import ({exc})") from None
         raise MissingPackage(f"{what} needs PyAV {_MIN} or newer: pip install 'bdinn[video]' "
                           "(Python 3.11 or newer)") from None  # fmt: skip
+    except ImportError as exc:  # a broken install: a library it links is missing or mismatched
+        raise MissingPackage(
+            f"{what} needs PyAV, and it does not import ({exc}): pip install -U av"
+        ) from None
     version = tuple(int(part) for part in av.__version__.split(".")[:2] if part.isdigit())
     if version < MIN_VERSION:
         raise MissingPackage(f"{what} needs PyAV {_MIN} or newer, and {av.__version__} is installed: "

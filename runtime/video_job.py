@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -70,8 +70,8 @@ _QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 M
 
 
 _POLL = 0.05  # seconds between checks for a stop request while a queue is full or empty
-# Seconds the threads get to stop after Ctrl-C or SIGTERM when they write to standard output. One
-# blocked inside FFmpeg on a stalled pipe (a reader that stopped reading) never does: it is left
+# Seconds the threads get to stop after Ctrl-C or SIGTERM where a pipe can stall (standard output,
+# a source that is not a file). One blocked inside FFmpeg on a stalled pipe never does: it is left
 # behind (a daemon thread) with the containers it uses, which are then not closed under it.
 _SIGNAL_GRACE = 1.0
 
@@ -111,7 +111,12 @@ class _Pipeline:
                 pass
         raise _Cancelled
 
-    def thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+    def thread(self, target: Callable[[], None], name: str) -> tuple[threading.Thread, threading.Event]:
+        """A daemon thread running `target`, and an event set once it has ended. Waited for by the
+        event: a Ctrl-C inside Thread.join() leaves is_alive() False while the thread still runs
+        (CPython's handling of an interrupted join)."""
+        ended = threading.Event()
+
         def run() -> None:
             try:
                 target()
@@ -119,8 +124,10 @@ class _Pipeline:
                 pass
             except BaseException as exc:
                 self.fail(exc)
+            finally:
+                ended.set()
 
-        return threading.Thread(target=run, name=name, daemon=True)
+        return threading.Thread(target=run, name=name, daemon=True), ended
 
 
 _END = object()
@@ -235,6 +242,9 @@ def open_source(src: Path) -> tuple[Any, StandardInput | None]:
             f"{src}: not a video stream FFmpeg can read from a pipe (pipe Y4M, MKV or MPEG-TS; "
             "MP4 only with its index first, -movflags faststart)"
         ) from None
+    if stdin is not None and stdin.failed is not None:  # FFmpeg made do with what it had read
+        container.close()
+        raise VideoError(f"{src}: cannot read standard input ({stdin.failed.strerror})")
     if not moving_pictures(container):
         container.close()
         raise VideoError(f"{src}: no video stream; pass a file with video")
@@ -244,36 +254,56 @@ def open_source(src: Path) -> tuple[Any, StandardInput | None]:
 def _open_watching_signals(stdin: StandardInput) -> Any:
     """av.open of standard input, with Ctrl-C, SIGTERM and SIGHUP kept. PyAV drops an exception
     raised inside its read callback, where a signal's handler may well run (FFmpeg probes the
-    stream without the interpreter lock), so while it opens, a signal is only noted and ends the
-    stream; its own handler runs once PyAV has returned."""
+    stream without the interpreter lock), so while it opens, each handler runs inside a wrapper
+    that keeps what it raises, ends the stream, and raises it again once PyAV has returned. A
+    handler that returns (a flag a program checks) changes nothing."""
     import av
 
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread
         return av.open(stdin, "r")
     watched = {sig: handler for sig in _STOP_SIGNALS if callable(handler := signal.getsignal(sig))}
-    caught: list[int] = []
+    raised: list[BaseException] = []
 
-    def note(signum: int, frame: Any) -> None:
-        caught.append(signum)
-        stdin.stop.set()
+    def kept(signum: int, frame: Any) -> None:
+        try:
+            watched[signum](signum, frame)
+        except BaseException as exc:  # KeyboardInterrupt, or the command's SystemExit
+            raised.append(exc)
+            stdin.stop.set()
 
-    for sig in watched:
-        signal.signal(sig, note)
     container = failure = None
     try:
+        with _signals_held(watched):  # a signal between two swaps would meet a mix of handlers
+            for sig in watched:
+                signal.signal(sig, kept)
         container = av.open(stdin, "r")
     except av.FFmpegError as exc:
         failure = exc
     finally:
-        for sig, handler in watched.items():
-            signal.signal(sig, handler)
-    if caught:
+        with _signals_held(watched):
+            for sig, handler in watched.items():
+                signal.signal(sig, handler)
+    if raised:
         if container is not None:
             container.close()
-        watched[caught[0]](caught[0], None)  # KeyboardInterrupt, or the command's SystemExit
+        raise raised[0]
     if failure is not None:
         raise failure
     return container
+
+
+@contextlib.contextmanager
+def _signals_held(signals: Iterable[int]) -> Iterator[None]:
+    """Signals delivered only once the block ends (POSIX; elsewhere the block runs as it is)."""
+    held = set(signals)
+    if not held or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def checked_picture(src: Path | str, which: str, image: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -374,6 +404,9 @@ class VideoJob:
         self.codec, self.pix_fmt, self.options, self.process = codec, pix_fmt, options, process
         self.on_frame: Callable[[int], object] | None = None
         self.stdin: StandardInput | None = None  # the reader, when the source is standard input
+        # A source read by FFmpeg that is not a regular file (a named pipe, /dev/fd/N) can block
+        # the decode thread for good; so can standard input on Windows (no select() on pipes).
+        self.source_may_stall = os.name == "nt" if src == STDIN else not Path(src).is_file()
         self.vin = moving_pictures(source)[0]
         ctx = self.vin.codec_context
         self.width, self.height = ctx.width, ctx.height
@@ -505,7 +538,7 @@ class VideoJob:
             pipe.thread(lambda: self._decode(pipe, decoded), "bdinn-decode"),
             pipe.thread(lambda: self._encode(pipe, processed, output), "bdinn-encode"),
         ]
-        for thread in threads:
+        for thread, _ in threads:
             thread.start()
         handed_back = _HandedBack()
         try:
@@ -528,18 +561,19 @@ class VideoJob:
             pipe.fail(exc)
         finally:
             # Only a pipe can block a thread for good: standard output (a reader that stopped
-            # reading), or standard input where the reader cannot wait in select() (Windows).
-            may_stall = self.dst == STDOUT or (self.stdin is not None and os.name == "nt")
+            # reading), or a source FFmpeg reads itself that is not a file (a named pipe given by
+            # its path, /dev/fd/N) or standard input where it cannot wait in select() (Windows).
+            may_stall = self.dst == STDOUT or self.source_may_stall
             signalled = isinstance(pipe.error, (KeyboardInterrupt, SystemExit))
             given_up = None  # when to stop waiting, once a signal asked to stop
-            for thread in threads:
-                while thread.is_alive() and not self.stuck:
+            for _, ended in threads:
+                while not ended.is_set() and not self.stuck:
                     if signalled and may_stall:
                         given_up = given_up or time.monotonic() + _SIGNAL_GRACE
                         self.stuck = time.monotonic() > given_up
                     try:
-                        thread.join(timeout=_POLL)
-                    except BaseException as exc:  # Ctrl-C while joining: stop, and still join
+                        ended.wait(_POLL)
+                    except BaseException as exc:  # Ctrl-C while waiting: stop, and still wait
                         signalled |= isinstance(exc, (KeyboardInterrupt, SystemExit))
                         pipe.fail(exc)
         if pipe.error is not None:
@@ -598,6 +632,7 @@ class VideoJob:
             for index, item in self.carried.flush():
                 pipe.put(decoded, _Carried(carried[index], item))
         except av.FFmpegError as exc:
+            self._check_stdin()  # a read that failed: the reason for what FFmpeg makes of it
             if self.src == STDIN and "mp4" in self.source.format.name:  # its index may come last
                 raise VideoError(
                     f"{self.src}: cannot decode the stream ({exc}); a pipe cannot seek, so pipe Y4M, MKV or "
@@ -605,11 +640,12 @@ class VideoJob:
                 ) from exc
             what = "stream" if self.src == STDIN else "file"
             raise VideoError(f"{self.src}: cannot decode the {what} ({exc}); re-encode or repair it") from exc
-        if self.stdin is not None and self.stdin.failed is not None:  # not the end of the stream
-            raise VideoError(
-                f"{self.src}: cannot read standard input ({self.stdin.failed.strerror}); stopping"
-            )
+        self._check_stdin()  # a read that failed ended the stream early: not its end
         pipe.put(decoded, _END)
+
+    def _check_stdin(self) -> None:
+        if self.stdin is not None and self.stdin.failed is not None:
+            raise VideoError(f"{self.src}: cannot read standard input ({self.stdin.failed.strerror})")
 
     def _dominance(self, frame: Any) -> bool | None:
         """Whether the frame's top field comes first, or None for a progressive frame, as its

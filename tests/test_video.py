@@ -1359,10 +1359,13 @@ def test_a_full_disk_is_the_outputs_problem_not_the_encoders(tmp_path):
     assert _listing(out) == []
 
 
-def _stopped_by(sig: int, child: str, feed: bytes = b"", reads_stdout: bool = True) -> tuple[int, bytes]:
-    """(exit status, stderr) of a Python `child` sent `sig` once it printed 'ready' to stderr, with
-    its standard input given `feed` and left open (the writer stalls), and its standard output
-    read or not (the reader stalls). A child still running 10 s after the signal fails the test."""
+def _stopped_by(
+    sig: int, child: str, feed: bytes = b"", reads_stdout: bool = True, again: float | None = None
+) -> tuple[int, bytes]:
+    """(exit status, stderr) of a Python `child` sent `sig` once it printed 'ready' to stderr (and
+    once more `again` seconds later), with its standard input given `feed` and left open (the
+    writer stalls), and its standard output read or not (the reader stalls). A child still running
+    10 s after the signal fails the test."""
     process = subprocess.Popen(
         [sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -1373,6 +1376,9 @@ def _stopped_by(sig: int, child: str, feed: bytes = b"", reads_stdout: bool = Tr
         threading.Thread(target=process.stdout.read, daemon=True).start()
     time.sleep(1.5)  # blocked on the pipe by now
     process.send_signal(sig)
+    if again is not None:  # an impatient user
+        time.sleep(again)
+        process.send_signal(sig)
     try:
         process.wait(timeout=10)
     finally:
@@ -1442,9 +1448,16 @@ def test_a_signal_whose_handler_runs_inside_a_read_of_standard_input_is_not_lost
     assert _listing(dst.parent) == []
 
 
-def test_standard_input_that_breaks_mid_stream_is_an_error_not_the_end(tmp_path):
+@pytest.mark.parametrize(
+    ("suffix", "size", "reads"),
+    [(".y4m", 8192, 2), (".ts", 400, 2), (".ts", 400, 3)],  # while decoding; while FFmpeg probes
+)
+def test_standard_input_that_breaks_is_an_error_not_the_end(tmp_path, suffix, size, reads):
     """A read of standard input that fails (EIO, a reset connection) ended the stream quietly: the
-    job reported success and left a cut-short (here empty) output."""
+    job reported success and left a cut-short (here empty) output, or, where FFmpeg's probe made do
+    with what it had, said the stream had no picture size."""
+    silent = make_video(tmp_path / "silent.mkv", audio=False)
+    deband_video(silent, tmp_path / f"in{suffix}", lambda rgb: rgb, progress=False)
     dst = tmp_path / "out" / "out.mkv"
     dst.parent.mkdir()
     child = (
@@ -1453,32 +1466,81 @@ def test_standard_input_that_breaks_mid_stream_is_an_error_not_the_end(tmp_path)
         "real, calls = os.read, []\n"
         "def read(fd, size):\n"
         "    calls.append(fd)\n"
-        "    if len(calls) > 2:  # the header and a frame or two, then the pipe breaks\n"
+        f"    if len(calls) > {reads}:  # then the pipe breaks\n"
         "        raise OSError(errno.EIO, os.strerror(errno.EIO))\n"
-        "    return real(fd, min(size, 8192))\n"
+        f"    return real(fd, min(size, {size}))\n"
         "os.read = read\n"
         "try:\n"
         f"    deband_video('-', {str(dst)!r}, lambda rgb: rgb, progress=False)\n"
         "except Exception as exc:\n"
         "    print(type(exc).__name__, exc)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", child], input=_y4m_of(tmp_path), capture_output=True, timeout=300
-    )
-    assert (
-        done.stdout.decode()
-        == "VideoError <stdin>: cannot read standard input (Input/output error); stopping\n"
-    )
+    feed = (tmp_path / f"in{suffix}").read_bytes()
+    done = subprocess.run([sys.executable, "-c", child], input=feed, capture_output=True, timeout=300)
+    assert done.stdout.decode() == "VideoError <stdin>: cannot read standard input (Input/output error)\n"
     assert _listing(dst.parent) == []
 
 
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_while_the_reader_of_standard_output_stalls_stops_the_job(source, tmp_path, sig, status):
+@pytest.mark.parametrize("again", [None, 0.3])
+def test_a_signal_while_the_reader_of_standard_output_stalls_stops_the_job(tmp_path, sig, status, again):
     """The encode thread is blocked inside FFmpeg writing to a pipe nobody reads: the job waited for
-    it forever and swallowed every further Ctrl-C. It is now left behind after a moment."""
+    it forever and swallowed every further Ctrl-C. It is now left behind after a moment, also when
+    a second signal comes while it is waited for (Python's Thread.join, interrupted, then called
+    the thread ended, and the output was closed under it: that hung)."""
     long = _noise_video(tmp_path / "long.mkv", 200)  # far more Y4M than a pipe holds
-    returncode, stderr = _stopped_by(sig, _CHILD.format(src=str(long), dst="-"), reads_stdout=False)
+    child = _CHILD.format(src=str(long), dst="-")
+    returncode, stderr = _stopped_by(sig, child, reads_stdout=False, again=again)
     assert returncode == status, stderr.decode()
+
+
+def test_a_signal_while_a_named_pipe_source_stalls_stops_the_job(tmp_path):
+    """A named pipe given by its path is read by FFmpeg's own reader, which a signal does not
+    interrupt: the decode thread is left behind as a stalled standard output's encode thread is."""
+    fifo = tmp_path / "feed.y4m"
+    os.mkfifo(fifo)
+    feed = _y4m_of(tmp_path)[:20000]
+    writer_done = threading.Event()
+
+    def write_and_stall() -> None:
+        with open(fifo, "wb") as pipe:
+            pipe.write(feed)
+            pipe.flush()
+            writer_done.wait(30)
+
+    threading.Thread(target=write_and_stall, daemon=True).start()
+    dst = tmp_path / "out" / "out.mkv"
+    dst.parent.mkdir()
+    try:
+        returncode, stderr = _stopped_by(signal.SIGINT, _CHILD.format(src=str(fifo), dst=str(dst)))
+    finally:
+        writer_done.set()
+    assert returncode == 130, stderr.decode()
+    assert _listing(dst.parent) == []
+
+
+def test_a_signal_handler_that_returns_does_not_disturb_opening_standard_input(tmp_path):
+    """A program whose SIGINT handler only sets a flag (a notebook's "cancel") got a probe cut
+    short ("not a video stream") when the signal came while standard input was opened."""
+    child = (
+        "import os, signal\n"
+        "from bdinn.runtime import video_job\n"
+        "from bdinn.runtime.video import deband_video\n"
+        "flags = []\n"
+        "signal.signal(signal.SIGINT, lambda n, f: flags.append(n))\n"
+        "real = video_job.StandardInput.read\n"
+        "def read(self, size):\n"
+        "    if not flags:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(self, size)\n"
+        "video_job.StandardInput.read = read\n"
+        f"report = deband_video('-', {str(tmp_path / 'out.mkv')!r}, lambda rgb: rgb, progress=False)\n"
+        "print(report.frames, flags)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child], input=_y4m_of(tmp_path), capture_output=True, timeout=300
+    )
+    assert done.stdout.decode() == f"{N} [{int(signal.SIGINT)}]\n", done.stderr.decode()
 
 
 @pytest.mark.parametrize("stage", ["decode_rgb", "encode_frame"])

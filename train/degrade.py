@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ..runtime.files import atomic_write
 from ..runtime.imageio import IMAGE_SUFFIXES, ImageError, from_float, read_image, to_float, write_image
-from ..runtime.pyav import require_pyav
+from ..runtime.pyav import MissingPackage, require_pyav
 from .image_pair import ImagePair
 
 # Encoder, decoder and private options per codec. One thread, fixed presets and quiet logs keep
@@ -365,7 +365,7 @@ def pairs_from_cache(cache_dir: Path) -> list[ImagePair]:
             banded = cache_dir / entry["banded"]
             try:
                 write_image(banded, degradation.apply(read_image(clean)))
-            except ImportError as exc:
+            except MissingPackage as exc:
                 raise ValueError(
                     f"{banded}: missing, and remaking a codec encode needs PyAV ({exc}); "
                     "copy the banded picture too"
