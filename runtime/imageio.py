@@ -33,13 +33,21 @@ _SIGNATURES = (
     (b"\xff\xd8\xff", "JPEG"),
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),  # BigTIFF
+    (b"MM\x00+", "TIFF"),
     (b"BM", "BMP"),
 )
 
 
 # Pillow's modes of pictures with alpha (lower-case a: colours premultiplied by it).
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La")
-_BITS_PER_SAMPLE, _PHOTOMETRIC, _SAMPLES_PER_PIXEL, _EXTRA_SAMPLES = 258, 262, 277, 338  # TIFF tags
+_BITS_PER_SAMPLE, _PHOTOMETRIC, _SAMPLES_PER_PIXEL, _PLANAR, _EXTRA_SAMPLES = (
+    258,
+    262,
+    277,
+    284,
+    338,
+)  # TIFF tags
 
 
 class ImageError(ValueError):
@@ -191,19 +199,32 @@ def _keyed_gray_alpha(gray: np.ndarray, key: object, bits: int) -> np.ndarray:
 
 
 def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...]]:
-    """Some short-integer tags of a TIFF's first image (classic TIFF; {} for anything else): what
-    the file says it holds, where OpenCV decodes it otherwise without a word."""
+    """Some short-integer tags of a TIFF's first image (classic TIFF or BigTIFF; {} for anything
+    else): what the file says it holds, where OpenCV decodes it otherwise without a word."""
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
-    if order is None or len(data) < 8 or struct.unpack(order + "H", data[2:4])[0] != 42:
+    if order is None or len(data) < 16:
         return {}
+    version = struct.unpack(order + "H", data[2:4])[0]
+    if version not in (42, 43):
+        return {}
+    # Classic: 4-byte offsets and counts, 12-byte entries; BigTIFF: 8-byte ones, 20-byte entries.
+    offset, count_of, entry = ("I", "H", 12) if version == 42 else ("Q", "Q", 20)
+    inline = entry - 4 - struct.calcsize(offset)  # value bytes held in the entry itself
     found: dict[int, tuple[int, ...]] = {}
     try:
-        ifd = struct.unpack(order + "I", data[4:8])[0]
-        (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
-        for at in range(ifd + 2, ifd + 2 + 12 * count, 12):
-            tag, kind, n = struct.unpack(order + "HHI", data[at : at + 8])
-            if tag in wanted and kind == 3:  # SHORT values: inline up to two, else at an offset
-                where = at + 8 if n <= 2 else struct.unpack(order + "I", data[at + 8 : at + 12])[0]
+        ifd = struct.unpack(order + offset, data[4:8] if version == 42 else data[8:16])[0]
+        (count,) = struct.unpack(order + count_of, data[ifd : ifd + struct.calcsize(count_of)])
+        first = ifd + struct.calcsize(count_of)
+        for at in range(first, first + entry * count, entry):
+            tag, kind = struct.unpack(order + "HH", data[at : at + 4])
+            (n,) = struct.unpack(order + offset, data[at + 4 : at + 4 + struct.calcsize(offset)])
+            value = at + 4 + struct.calcsize(offset)
+            if tag in wanted and kind == 3:  # SHORT values: inline when they fit, else at an offset
+                where = (
+                    value
+                    if 2 * n <= inline
+                    else struct.unpack(order + offset, data[value : value + inline])[0]
+                )
                 found[tag] = struct.unpack(order + "H" * n, data[where : where + 2 * n])
     except struct.error:
         return {}
@@ -213,12 +234,19 @@ def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...
 def _checked_tiff(path: Path, data: bytes, img: np.ndarray, header: Image.Image | None) -> np.ndarray:
     """A TIFF as OpenCV decoded it, checked against its own tags: OpenCV reads 16-bit gray + alpha
     as 8-bit gray, returns 16-bit premultiplied colours as they are, and gives CMYK an alpha."""
-    tags = _tiff_tags(data, (_BITS_PER_SAMPLE, _SAMPLES_PER_PIXEL, _EXTRA_SAMPLES))
+    tags = _tiff_tags(data, (_BITS_PER_SAMPLE, _PHOTOMETRIC, _SAMPLES_PER_PIXEL, _PLANAR, _EXTRA_SAMPLES))
     channels = 1 if img.ndim == 2 else img.shape[2]
     samples = tags.get(_SAMPLES_PER_PIXEL, (channels,))[0]
     bits = max(tags.get(_BITS_PER_SAMPLE, (8 * img.itemsize,)))
     if samples == 2 and (channels != 2 or bits != 8 * img.itemsize):
         raise ImageError(f"{path}: a {bits}-bit gray + alpha TIFF, which OpenCV misreads; save it as PNG")
+    if tags.get(_PLANAR, (1,))[0] == 2 and samples > 1 and img.dtype == np.uint16:
+        raise ImageError(  # 8-bit planes it reads right
+            f"{path}: a 16-bit TIFF with separate colour planes, which OpenCV misreads; save it with "
+            "interleaved (contiguous) samples, or as PNG"
+        )
+    if tags.get(_PHOTOMETRIC) == (0,) and img.dtype == np.uint16:  # MinIsWhite: OpenCV inverts 8-bit only
+        img = np.iinfo(np.uint16).max - img
     if header is not None and header.mode == "CMYK" and channels == 4:
         return img[:, :, :3]  # converted to BGR, with an opaque alpha of its own
     if tags.get(_EXTRA_SAMPLES, (0,))[0] == 1 and channels == 4 and img.dtype == np.uint16:

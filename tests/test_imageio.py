@@ -388,3 +388,35 @@ def test_tiffs_opencv_misreads_are_mended_or_refused(tmp_path):
     tifffile.imwrite(tmp_path / "la16.tif", stored[..., [0, 3]], photometric="minisblack", extrasamples=[2])
     with pytest.raises(ImageError, match=r"la16\.tif: a 16-bit gray \+ alpha TIFF, which OpenCV misreads"):
         read_image(tmp_path / "la16.tif", as_file=True)
+
+
+@pytest.mark.parametrize("bigtiff", [False, True])
+def test_more_tiffs_opencv_misreads_are_mended_or_refused(tmp_path, bigtiff):
+    """16-bit colour stored in separate planes (Photoshop's "per channel" order) came out as
+    garbage and 16-bit MinIsWhite gray as its negative, both silently; BigTIFF was not taken for a
+    TIFF at all, so its orientation was applied twice and none of these checks ran."""
+    tifffile = pytest.importorskip("tifffile", reason="scikit-image's tifffile writes these TIFFs")
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 65536, (12, 20, 3), dtype=np.uint16)
+    name = "big" if bigtiff else "classic"
+    tifffile.imwrite(tmp_path / f"{name}.tif", rgb, photometric="rgb", bigtiff=bigtiff)
+    assert np.array_equal(read_image(tmp_path / f"{name}.tif"), rgb)
+    assert stored_layout(tmp_path / f"{name}.tif") == (16, False)
+    turned = tmp_path / f"{name}-turned.tif"  # EXIF orientation 6: shown turned a quarter clockwise
+    tifffile.imwrite(turned, rgb, photometric="rgb", bigtiff=bigtiff, extratags=[(274, "H", 1, 6, True)])
+    assert np.array_equal(read_image(turned), np.rot90(rgb, k=-1))
+    planes = rgb.transpose(2, 0, 1)
+    tifffile.imwrite(
+        tmp_path / "planes.tif", planes, photometric="rgb", planarconfig="separate", bigtiff=bigtiff
+    )
+    with pytest.raises(ImageError, match=r"planes\.tif: a 16-bit TIFF with separate colour planes"):
+        read_image(tmp_path / "planes.tif")
+    gray = rng.integers(0, 65536, (12, 20), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "white.tif", 65535 - gray, photometric="miniswhite", bigtiff=bigtiff)
+    assert np.array_equal(read_image(tmp_path / "white.tif", as_file=True), gray)
+    gray_alpha = np.stack((gray, gray), axis=2)
+    tifffile.imwrite(
+        tmp_path / "la16.tif", gray_alpha, photometric="minisblack", extrasamples=[2], bigtiff=bigtiff
+    )
+    with pytest.raises(ImageError, match=r"la16\.tif: a 16-bit gray \+ alpha TIFF, which OpenCV misreads"):
+        read_image(tmp_path / "la16.tif", as_file=True)
