@@ -168,6 +168,8 @@ def _decode_as_stored(path: Path, data: bytes, kind: str | None, header: Image.I
     colours multiplied by alpha.
     """
     img = _decode(path, data, kind, cv2.IMREAD_UNCHANGED)
+    if kind == "BMP" and header is not None and header.mode not in _ALPHA_MODES and img.ndim == 3:
+        img = img[:, :, :3]  # OpenCV takes the pad byte of 32-bit BMPs with colour masks for alpha (0)
     if kind != "TIFF":
         img = _orient(img, _orientation(header))
     elif header is not None and header.mode in _ALPHA_MODES and img.dtype == np.uint8:

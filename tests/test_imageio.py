@@ -420,3 +420,18 @@ def test_more_tiffs_opencv_misreads_are_mended_or_refused(tmp_path, bigtiff):
     )
     with pytest.raises(ImageError, match=r"la16\.tif: a 16-bit gray \+ alpha TIFF, which OpenCV misreads"):
         read_image(tmp_path / "la16.tif", as_file=True)
+
+
+def test_a_32_bit_bmp_without_alpha_stays_opaque(tmp_path):
+    """A 32-bit BMP with colour masks (the Windows clipboard's) pads each pixel with a zero byte,
+    which OpenCV took for alpha: the picture came out fully transparent."""
+    rgb = np.random.default_rng(8).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    pixels = np.dstack([rgb[..., ::-1], np.zeros((6, 10), np.uint8)])[::-1].tobytes()  # BGRX, bottom-up
+    header = struct.pack("<IiiHHIIiiII", 40, 10, 6, 1, 32, 3, len(pixels), 2835, 2835, 0, 0)  # BI_BITFIELDS
+    masks = struct.pack("<III", 0xFF0000, 0xFF00, 0xFF)
+    (tmp_path / "clip.bmp").write_bytes(
+        b"BM" + struct.pack("<IHHI", 66 + len(pixels), 0, 0, 66) + header + masks + pixels
+    )
+    assert stored_layout(tmp_path / "clip.bmp") == (8, False)
+    assert np.array_equal(read_image(tmp_path / "clip.bmp", as_file=True), rgb)
+    assert np.array_equal(read_image(tmp_path / "clip.bmp", keep_alpha=True)[..., 3], np.full((6, 10), 255))
