@@ -21,7 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from .files import atomic_write
 
@@ -394,9 +394,24 @@ def from_float(
     return out
 
 
+# Colours to compare a profile with sRGB on: every mix of six levels per channel.
+_LEVELS = np.linspace(0, 255, 6).round().astype(np.uint8)
+_PROBE = np.stack(np.meshgrid(_LEVELS, _LEVELS, _LEVELS, indexing="ij"), axis=-1).reshape(1, -1, 3)
+
+
 def _is_srgb(profile: bytes) -> bool:
-    """Whether an ICC profile names itself sRGB (in its description, ASCII or UTF-16)."""
-    return b"sRGB" in profile or "sRGB".encode("utf-16-be") in profile
+    """Whether an ICC profile gives colours sRGB's own, within 3 levels of 255: only such a profile
+    may be left out of a file, since viewers assume sRGB. Compared through Little CMS (a profile
+    named "Linear sRGB" is not sRGB); one it cannot read counts as not sRGB."""
+    try:
+        transform = ImageCms.buildTransform(
+            ImageCms.ImageCmsProfile(io.BytesIO(profile)), ImageCms.createProfile("sRGB"), "RGB", "RGB",
+            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        )  # fmt: skip
+        mapped = np.asarray(ImageCms.applyTransform(Image.fromarray(_PROBE), transform))
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return False
+    return int(np.abs(mapped.astype(np.int16) - _PROBE).max()) <= 3
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray, icc_profile: bytes | None = None) -> Path:

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 from functools import partial
@@ -350,6 +351,17 @@ def test_a_picture_too_small_is_named_in_its_error(model, pictures, tmp_path):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["shapes.png", "sky.png"]
 
 
+def _with_red_primary(profile: bytes, xyz: tuple[float, float, float]) -> bytes:
+    """An ICC profile with its red colorant (rXYZ tag) moved: another colour space, same name."""
+    (count,) = struct.unpack(">I", profile[128:132])
+    for entry in range(132, 132 + 12 * count, 12):
+        signature, offset, _ = struct.unpack(">4sII", profile[entry : entry + 12])
+        if signature == b"rXYZ":  # 'XYZ ', 4 reserved bytes, then X, Y, Z as s15Fixed16
+            values = struct.pack(">3i", *(round(v * 65536) for v in xyz))
+            return profile[: offset + 8] + values + profile[offset + 20 :]
+    raise AssertionError("no rXYZ tag")
+
+
 def test_the_colour_profile_is_kept(model, pictures, tmp_path):
     image = pytest.importorskip("PIL.Image")
     cms = pytest.importorskip("PIL.ImageCms")
@@ -365,10 +377,13 @@ def test_the_colour_profile_is_kept(model, pictures, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Warning: " in result.output and "GRAY colour profile does not fit this picture" in result.output
     assert "icc_profile" not in image.open(tmp_path / "g.png").info
-    # OpenCV writes no profile into TIFF, WebP or JPEG: said, unless it is sRGB (what viewers assume)
-    wide = profile.replace("sRGB".encode("utf-16-be"), "P3D6".encode("utf-16-be"))  # another, by name
+    # OpenCV writes no profile into TIFF, WebP or JPEG: said, unless it is sRGB (what viewers assume),
+    # by its colours, not its name: a wider red under the name sRGB was dropped without a word
+    wide = _with_red_primary(profile, (0.55, 0.26, 0.0))
     image.open(pictures / "sky.png").save(pictures / "wide.png", icc_profile=wide)
-    for source, said in (("tagged.png", False), ("wide.png", True)):
+    renamed = profile.replace("sRGB".encode("utf-16-be"), "Mine".encode("utf-16-be"))  # sRGB by another name
+    image.open(pictures / "sky.png").save(pictures / "renamed.png", icc_profile=renamed)
+    for source, said in (("tagged.png", False), ("renamed.png", False), ("wide.png", True)):
         result = run(model, pictures / source, "-o", tmp_path / f"{source}.tif", "-q")
         assert result.exit_code == 0, result.output
         warned = "ICC colour profile is not written into .tif; write .png for it" in result.output
