@@ -348,12 +348,54 @@ def read_icc_profile(path: str | os.PathLike) -> bytes | None:
         return None
 
 
+# PNG chunks that say how to show the colours (gamma, primaries, sRGB intent, HDR's coding-
+# independent code points and mastering display): carried from a PNG source into a PNG output.
+_PNG_COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB", b"cICP", b"mDCV", b"cLLI")
+_SRGB_GAMMA = 45455  # gAMA of sRGB (1 / 2.2, times 100000): what viewers assume anyway
+
+
+def read_png_colour(path: str | os.PathLike) -> bytes:
+    """A PNG's colour chunks (each whole: length, type, data, CRC) before its pixels; b"" for
+    other files. Without them a viewer takes linear or HDR (PQ) values for sRGB."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(1 << 16)  # the chunks come before the pixels
+    except OSError:
+        return b""
+    if not data.startswith(PNG_SIGNATURE):
+        return b""
+    found, at = [], len(PNG_SIGNATURE)
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        if kind in (b"IDAT", b"IEND"):
+            break
+        if kind in _PNG_COLOUR_CHUNKS:
+            found.append(data[at : at + 12 + length])
+        at += 12 + length
+    return b"".join(found)
+
+
+def _png_chunks(chunks: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, the whole chunk) of each chunk in a run of them."""
+    found, at = [], 0
+    while at + 8 <= len(chunks):
+        length, kind = struct.unpack(">I4s", chunks[at : at + 8])
+        found.append((kind, chunks[at : at + 12 + length]))
+        at += 12 + length
+    return found
+
+
+def _after_ihdr(png: bytes, chunks: bytes) -> bytes:
+    """The PNG with `chunks` right after IHDR, where colour chunks belong (before the pixels)."""
+    at = len(PNG_SIGNATURE) + 8 + 13 + 4  # the IHDR chunk: length, type, 13 bytes, CRC
+    return png[:at] + chunks + png[at:]
+
+
 def _with_icc_profile(png: bytes, profile: bytes) -> bytes:
     """The PNG with an iCCP chunk right after IHDR, where the format wants it (before the pixels)."""
     body = b"ICC Profile\0\0" + zlib.compress(profile)  # name, NUL, compression method 0 (deflate)
     chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
-    after_ihdr = len(PNG_SIGNATURE) + 8 + 13 + 4  # the IHDR chunk: length, type, 13 bytes, CRC
-    return png[:after_ihdr] + chunk + png[after_ihdr:]
+    return _after_ihdr(png, chunk)
 
 
 def to_float(img: np.ndarray) -> np.ndarray:
@@ -414,9 +456,19 @@ def _is_srgb(profile: bytes) -> bool:
     return int(np.abs(mapped.astype(np.int16) - _PROBE).max()) <= 3
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray, icc_profile: bytes | None = None) -> Path:
+def _srgb_like(kind: bytes, chunk: bytes) -> bool:
+    """Whether a PNG colour chunk says no more than sRGB, which a file without it is taken for."""
+    return kind == b"sRGB" or (
+        kind == b"gAMA" and abs(struct.unpack(">I", chunk[8:12])[0] - _SRGB_GAMMA) <= 500
+    )
+
+
+def write_image(
+    path: str | os.PathLike, img: np.ndarray, icc_profile: bytes | None = None, png_colour: bytes = b""
+) -> Path:
     """Write a uint8/uint16 gray, gray + alpha, RGB or RGBA array; the suffix picks the format
-    (16-bit: PNG/TIFF). An ICC profile is embedded in PNG files (OpenCV's other writers take none).
+    (16-bit: PNG/TIFF). An ICC profile, and a PNG source's colour chunks (`read_png_colour`), are
+    embedded in PNG files (OpenCV's other writers take none: said, unless they are sRGB's).
 
     Encoded in memory, written to a temporary file in the same folder and renamed over `path`:
     a failure or crash leaves either the old file or none, never a partial one.
@@ -443,9 +495,11 @@ def write_image(path: str | os.PathLike, img: np.ndarray, icc_profile: bytes | N
     if not ok:
         raise ImageError(f"{path}: cannot write images with suffix {suffix!r} (use .png)")
     data = encoded.tobytes()
+    carried = False  # an ICC profile went into the file
     if icc_profile and suffix == ".png":
         wanted = b"GRAY" if img.ndim == 2 or img.shape[2] == 1 else b"RGB "
-        if icc_profile[16:20] == wanted:  # the profile's colour space: a CMYK one is invalid in a PNG
+        carried = icc_profile[16:20] == wanted  # the profile's colour space: a CMYK one is invalid in a PNG
+        if carried:
             data = _with_icc_profile(data, icc_profile)
         else:
             space = icc_profile[16:20].decode("latin-1").strip() or "unknown"
@@ -453,6 +507,17 @@ def write_image(path: str | os.PathLike, img: np.ndarray, icc_profile: bytes | N
             warnings.warn(message, stacklevel=2)
     elif icc_profile and not _is_srgb(icc_profile):  # OpenCV writes none; sRGB is what viewers assume
         message = f"{path}: the source's ICC colour profile is not written into {suffix}; write .png for it"
+        warnings.warn(message, stacklevel=2)
+    chunks = _png_chunks(png_colour)
+    if suffix == ".png":  # an sRGB chunk must not stand beside an ICC profile
+        data = _after_ihdr(
+            data, b"".join(chunk for kind, chunk in chunks if not (kind == b"sRGB" and carried))
+        )
+    elif lost := [kind.decode() for kind, chunk in chunks if not _srgb_like(kind, chunk)]:
+        message = (
+            f"{path}: the source's PNG colour chunks ({', '.join(lost)}) are not written into {suffix}; "
+            "write .png for them"
+        )
         warnings.warn(message, stacklevel=2)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return path

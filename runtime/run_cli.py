@@ -25,7 +25,15 @@ from .backends import BACKENDS, PICKLED_SUFFIXES, SUFFIXES, BackendError
 from .cli_options import BdinnCommand, max_change_option, one_line_warnings, stops_cleanly, tile_option
 from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable
-from .imageio import IMAGE_SUFFIXES, ImageError, read_icc_profile, read_image, stored_layout, write_image
+from .imageio import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    read_icc_profile,
+    read_image,
+    read_png_colour,
+    stored_layout,
+    write_image,
+)
 from .video import CONTAINERS, VIDEO_SUFFIXES
 from .video_encoder import PARAM_LISTS
 
@@ -370,7 +378,9 @@ def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool, qui
             result = deband(image, bit_depth=depth, dither=dither, seed=seed, progress=progress)
         except ValueError as exc:  # e.g. too small: the message names the problem, not the file
             raise ValueError(f"{job.source}: {exc}") from None
-    write_image(job.target, result, icc_profile=read_icc_profile(job.source))
+    write_image(
+        job.target, result, icc_profile=read_icc_profile(job.source), png_colour=read_png_colour(job.source)
+    )
 
 
 def run_video(

@@ -6,6 +6,7 @@ import re
 import struct
 import subprocess
 import sys
+import zlib
 from functools import partial
 from pathlib import Path
 
@@ -388,6 +389,56 @@ def test_the_colour_profile_is_kept(model, pictures, tmp_path):
         assert result.exit_code == 0, result.output
         warned = "ICC colour profile is not written into .tif; write .png for it" in result.output
         assert warned == said, result.output
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _chunk_types(png: Path) -> list[bytes]:
+    data, found, at = png.read_bytes(), [], 8
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        found.append(kind)
+        at += 12 + length
+    return found
+
+
+def test_a_pngs_colour_chunks_are_kept(model, pictures, tmp_path):
+    """gAMA, cHRM and cICP (an HDR PNG's PQ coding) were dropped without a word: viewers then took
+    linear or PQ values for sRGB. They go into a PNG output, and are said to be lost elsewhere."""
+    colour = (
+        _chunk(b"gAMA", struct.pack(">I", 100000))  # linear light
+        + _chunk(b"cHRM", struct.pack(">8I", 31270, 32900, 70800, 29200, 17000, 79700, 13100, 4600))
+        + _chunk(b"cICP", bytes([9, 16, 0, 1]))  # BT.2020 primaries, PQ, full range
+    )
+    data = (pictures / "sky.png").read_bytes()
+    (pictures / "hdr.png").write_bytes(data[:33] + colour + data[33:])  # after IHDR
+    result = run(model, pictures / "hdr.png", "-o", tmp_path / "out.png", "-q")
+    assert result.exit_code == 0, result.output
+    out = (tmp_path / "out.png").read_bytes()
+    assert colour in out and out.index(colour) < out.index(b"IDAT")
+    result = run(model, pictures / "hdr.png", "-o", tmp_path / "out.tif", "-q")
+    assert (
+        result.exit_code == 0
+        and "PNG colour chunks (gAMA, cHRM, cICP) are not written into .tif" in result.output
+    )
+    # sRGB's own chunks: kept in a PNG, and nothing to say for a .tif (what it is taken for anyway)
+    srgb = _chunk(b"sRGB", bytes([0])) + _chunk(b"gAMA", struct.pack(">I", 45455))
+    (pictures / "srgb.png").write_bytes(data[:33] + srgb + data[33:])
+    result = run(model, pictures / "srgb.png", "-o", tmp_path / "s.png", "-q")
+    assert result.exit_code == 0 and {b"sRGB", b"gAMA"} <= set(_chunk_types(tmp_path / "s.png"))
+    result = run(model, pictures / "srgb.png", "-o", tmp_path / "s.tif", "-q")
+    assert result.exit_code == 0 and "Warning" not in result.output
+    # An sRGB chunk beside an ICC profile, which goes in too, would break the PNG rules: left out
+    cms = pytest.importorskip("PIL.ImageCms")
+    profile = cms.ImageCmsProfile(cms.createProfile("sRGB")).tobytes()
+    icc = _chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(profile))
+    (pictures / "both.png").write_bytes(data[:33] + icc + srgb + data[33:])
+    result = run(model, pictures / "both.png", "-o", tmp_path / "b.png", "-q")
+    assert result.exit_code == 0, result.output
+    kinds = _chunk_types(tmp_path / "b.png")
+    assert b"iCCP" in kinds and b"gAMA" in kinds and b"sRGB" not in kinds
 
 
 def test_an_output_format_that_cannot_hold_the_picture_is_refused_before_the_work(model, pictures, tmp_path):
