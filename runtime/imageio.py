@@ -36,6 +36,8 @@ _SIGNATURES = (
     (b"II+\x00", "TIFF"),  # BigTIFF
     (b"MM\x00+", "TIFF"),
     (b"BM", "BMP"),
+    (b"P5", "PGM"),
+    (b"P6", "PPM"),
 )
 
 
@@ -157,7 +159,21 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
         raise ImageError(f"{path}: image has zero width or height (re-export it)")
     if img.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path}: {img.dtype} samples are not supported (save it as 8- or 16-bit)")
+    top = _pnm_maxval(data) if kind in ("PGM", "PPM") else None
+    if top is not None and top != np.iinfo(img.dtype).max:  # OpenCV keeps a 10-bit PGM's 0..1023
+        img = np.rint(img * (np.iinfo(img.dtype).max / top)).astype(img.dtype)
     return img
+
+
+def _pnm_maxval(data: bytes) -> int | None:
+    """A binary PGM/PPM's maximum sample value (its header: magic, width, height, maxval, with
+    # comments between); None if unreadable (OpenCV will have refused it)."""
+    fields: list[bytes] = []
+    for line in data[:1024].split(b"\n"):
+        fields += line.split(b"#", 1)[0].split()
+        if len(fields) >= 4:
+            return int(fields[3]) if fields[3].isdigit() and int(fields[3]) > 0 else None
+    return None
 
 
 def _decode_as_stored(path: Path, data: bytes, kind: str | None, header: Image.Image | None) -> np.ndarray:

@@ -435,3 +435,18 @@ def test_a_32_bit_bmp_without_alpha_stays_opaque(tmp_path):
     assert stored_layout(tmp_path / "clip.bmp") == (8, False)
     assert np.array_equal(read_image(tmp_path / "clip.bmp", as_file=True), rgb)
     assert np.array_equal(read_image(tmp_path / "clip.bmp", keep_alpha=True)[..., 3], np.full((6, 10), 255))
+
+
+def test_a_pgm_or_ppm_below_full_scale_is_scaled_to_it(tmp_path):
+    """A 10-bit PGM (maximum value 1023) came out as a near-black 16-bit picture: OpenCV keeps the
+    file's values, and bdinn takes 16-bit samples as 0..65535."""
+    rng = np.random.default_rng(9)
+    ten_bit = rng.integers(0, 1024, (6, 10), dtype=np.uint16)
+    (tmp_path / "ten.pgm").write_bytes(b"P5\n# ten bits\n10 6\n1023\n" + ten_bit.astype(">u2").tobytes())
+    assert np.array_equal(read_image(tmp_path / "ten.pgm", as_file=True), np.rint(ten_bit * (65535 / 1023)))
+    seven_bit = rng.integers(0, 128, (6, 10, 3), dtype=np.uint8)
+    (tmp_path / "seven.ppm").write_bytes(b"P6 10 6 127\n" + seven_bit.tobytes())
+    assert np.array_equal(read_image(tmp_path / "seven.ppm"), np.rint(seven_bit * (255 / 127)))
+    full = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    (tmp_path / "full.ppm").write_bytes(b"P6\n10 6\n255\n" + full.tobytes())
+    assert np.array_equal(read_image(tmp_path / "full.ppm"), full)
