@@ -154,6 +154,11 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
     if img is None:
         if kind is None:
             raise ImageError(f"{path}: not an image file OpenCV can read (use PNG, JPEG, WebP or TIFF)")
+        if kind == "TIFF":  # OpenCV refuses some valid ones just as it refuses broken ones
+            raise ImageError(
+                f"{path}: truncated or corrupt TIFF data, or a kind OpenCV does not read (16-bit CMYK, more "
+                "than 4 samples, 16-bit floats, small tiles); re-export it as PNG or 8/16-bit RGB TIFF"
+            )
         raise ImageError(f"{path}: truncated or corrupt {kind} data (re-export or copy it again)")
     if img.size == 0:
         raise ImageError(f"{path}: image has zero width or height (re-export it)")

@@ -450,3 +450,14 @@ def test_a_pgm_or_ppm_below_full_scale_is_scaled_to_it(tmp_path):
     full = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
     (tmp_path / "full.ppm").write_bytes(b"P6\n10 6\n255\n" + full.tobytes())
     assert np.array_equal(read_image(tmp_path / "full.ppm"), full)
+
+
+def test_a_valid_tiff_opencv_cannot_read_is_not_only_called_corrupt(tmp_path):
+    """16-bit CMYK (and 5-sample or float16 TIFFs) got "truncated or corrupt": the user went looking
+    for a broken copy of a good file."""
+    tifffile = pytest.importorskip("tifffile", reason="scikit-image's tifffile writes these TIFFs")
+    tifffile.imwrite(tmp_path / "cmyk16.tif", np.full((8, 20, 4), 1000, np.uint16), photometric="separated")
+    with pytest.raises(
+        ImageError, match=r"cmyk16\.tif: truncated or corrupt TIFF data, or a kind OpenCV does not read"
+    ):
+        read_image(tmp_path / "cmyk16.tif")
