@@ -21,7 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .files import atomic_write
 
@@ -467,9 +467,13 @@ def _is_srgb(profile: bytes) -> bool:
     may be left out of a file, since viewers assume sRGB. Compared through Little CMS (a profile
     named "Linear sRGB" is not sRGB); one it cannot read counts as not sRGB."""
     try:
+        from PIL import ImageCms  # Little CMS; a Pillow built without it says the profile is not sRGB
+    except ImportError:
+        return False
+    try:
         transform = ImageCms.buildTransform(
             ImageCms.ImageCmsProfile(io.BytesIO(profile)), ImageCms.createProfile("sRGB"), "RGB", "RGB",
-            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            renderingIntent=1,  # relative colorimetric (an enum only in newer Pillow)
         )  # fmt: skip
         mapped = np.asarray(ImageCms.applyTransform(Image.fromarray(_PROBE), transform))
     except (ImageCms.PyCMSError, OSError, ValueError):
