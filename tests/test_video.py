@@ -78,6 +78,15 @@ def make_video(
     return path
 
 
+def _mux_gradient(out: av.container.OutputContainer, stream: av.VideoStream) -> None:
+    """N frames of the moving gradient into a video `stream`, one per tick, then its last packets."""
+    for i in range(N):
+        frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+        frame.pts = i
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
+
+
 def _mux_silence(
     out: av.container.OutputContainer, stream: av.AudioStream, seconds: float, start: int = 0
 ) -> None:
@@ -1918,11 +1927,7 @@ def test_an_audio_stream_without_sound_is_dropped_with_a_warning(tmp_path):
         video.width, video.height, video.pix_fmt = W, H, "yuv420p"
         spoken = out.add_stream("mp2", rate=RATE)
         out.add_stream("ac3", rate=RATE)  # listed, never a packet
-        for i in range(N):
-            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
-            frame.pts = i
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
+        _mux_gradient(out, video)
         _mux_silence(out, spoken, 0.5)
     for name in ("out.mkv", "out.mp4", "out.webm"):
         with pytest.warns(UserWarning, match=r"capture\.ts: audio stream 2 shows no sound .*; dropped"):
@@ -2018,11 +2023,7 @@ def test_an_mp4_tracks_title_survives_another_pass(tmp_path):
         video.width, video.height, video.pix_fmt = W, H, "yuv420p"
         audio = out.add_stream("aac", rate=RATE)
         audio.metadata["title"] = "Director commentary"
-        for i in range(N):
-            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
-            frame.pts = i
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
+        _mux_gradient(out, video)
         _mux_silence(out, audio, 0.25)
     for name, key in (("out.mkv", "title"), ("out.mp4", "name")):
         deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
