@@ -385,14 +385,12 @@ def read_png_colour(path: str | os.PathLike) -> bytes:
         return b""
     if not data.startswith(PNG_SIGNATURE):
         return b""
-    found, at = [], len(PNG_SIGNATURE)
-    while at + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[at : at + 8])
-        if kind in (b"IDAT", b"IEND"):
+    found = []
+    for kind, chunk in _png_chunks(data[len(PNG_SIGNATURE) :]):
+        if kind in (b"IDAT", b"IEND"):  # the colour chunks come before the pixels
             break
         if kind in _PNG_COLOUR_CHUNKS:
-            found.append(data[at : at + 12 + length])
-        at += 12 + length
+            found.append(chunk)
     return b"".join(found)
 
 

@@ -223,6 +223,14 @@ class StandardInput:
                 self.failed = exc
         return b""
 
+    def error(self, src: Path) -> VideoError | None:
+        """A failed read's error: the stream's true end, and why FFmpeg made what it did of it."""
+        return (
+            None
+            if self.failed is None
+            else VideoError(f"{src}: cannot read standard input ({self.failed.strerror})")
+        )
+
 
 def open_source(src: Path) -> tuple[Any, StandardInput | None]:
     """The source container, and the reader of standard input when that is the source."""
@@ -236,18 +244,14 @@ def open_source(src: Path) -> tuple[Any, StandardInput | None]:
             raise VideoError(
                 f"{src}: not a video file FFmpeg can read (check the file or re-encode it)"
             ) from None
-        if stdin.failed is not None:
-            raise VideoError(f"{src}: cannot read standard input ({stdin.failed.strerror})") from None
-        raise VideoError(
+        raise stdin.error(src) or VideoError(
             f"{src}: not a video stream FFmpeg can read from a pipe (pipe Y4M, MKV or MPEG-TS; "
             "MP4 only with its index first, -movflags faststart)"
         ) from None
-    if stdin is not None and stdin.failed is not None:  # FFmpeg made do with what it had read
+    failed = stdin.error(src) if stdin is not None else None  # FFmpeg made do with what it had read
+    if failed is not None or not moving_pictures(container):
         container.close()
-        raise VideoError(f"{src}: cannot read standard input ({stdin.failed.strerror})")
-    if not moving_pictures(container):
-        container.close()
-        raise VideoError(f"{src}: no video stream; pass a file with video")
+        raise failed or VideoError(f"{src}: no video stream; pass a file with video")
     return container, stdin
 
 
@@ -526,9 +530,14 @@ class VideoJob:
         try:
             output.close()
         except av.FFmpegError as exc:
-            if self.tmp and exc.errno in SPACE_ERRNOS:
-                raise OSError(exc.errno, exc.strerror, self.tmp) from exc
+            self._check_space(exc)
             raise VideoError(f"{self.dst}: cannot finish the file ({exc})") from exc
+
+    def _check_space(self, exc: Any) -> None:
+        """A full disk or quota while writing is the output location's error, not the encoder's:
+        raised as the OSError about the temporary file that atomic_write reports as such."""
+        if self.tmp and exc.errno in SPACE_ERRNOS:
+            raise OSError(exc.errno, exc.strerror, self.tmp) from exc
 
     def _pipeline(self, output: Any) -> None:
         pipe = _Pipeline(self.stdin.stop if self.stdin else None)
@@ -644,8 +653,9 @@ class VideoJob:
         pipe.put(decoded, _END)
 
     def _check_stdin(self) -> None:
-        if self.stdin is not None and self.stdin.failed is not None:
-            raise VideoError(f"{self.src}: cannot read standard input ({self.stdin.failed.strerror})")
+        failed = self.stdin.error(self.src) if self.stdin is not None else None
+        if failed is not None:
+            raise failed
 
     def _dominance(self, frame: Any) -> bool | None:
         """Whether the frame's top field comes first, or None for a progressive frame, as its
@@ -728,8 +738,7 @@ class VideoJob:
                     f"{self.dst}: the program reading standard output closed it after {self.frames} "
                     "frame(s); stopping"
                 ) from exc
-            if self.tmp and exc.errno in SPACE_ERRNOS:  # the disk or a quota filled: not the encoder
-                raise OSError(exc.errno, exc.strerror, self.tmp) from exc  # atomic_write says so
+            self._check_space(exc)
             reason = str(exc).replace(self.tmp, self.dst.name) if self.tmp else str(exc)
             label = encoder_label(self.codec)
             raise VideoError(f"{self.dst}: encoding with {label} failed ({reason})") from exc
