@@ -20,8 +20,9 @@ Pipeline: a decode thread (demux, decode, YUV -> RGB) and an encode thread (RGB 
 mux) are joined to the calling thread by bounded queues, so decoding and encoding overlap with
 inference. An exception anywhere (in `process`, the decoder or the encoder, or Ctrl-C) stops all
 three, the threads are joined, the partial output is deleted, and the exception is raised. After a
-signal, a thread blocked on a stalled pipe (a reader of standard output that stopped reading) is
-waited for a second, then left behind with its containers, which are not closed under it.
+signal, a thread blocked on a stalled pipe (a reader of standard output that stopped reading, a
+named pipe given as the source) is waited for a second, then left behind with its containers,
+which are not closed under it.
 SIGTERM is not an exception unless the program makes it one (bdinn-run does: a handler that
 raises SystemExit); Python's default ends the process where it stands, leaving the hidden
 temporary file (.NAME.XXXXXXXX.tmp) beside the output.

@@ -49,7 +49,7 @@ from .video_side_data import (
     with_side_data_of,
     writes_captions,
 )
-from .video_streams import TIMECODE_MUXERS, CarriedStreams, copy_tags, moving_pictures
+from .video_streams import TIMECODE_MUXERS, CarriedStreams, codec_name, copy_tags, moving_pictures
 
 RAW_STREAMS = {
     "mpegvideo",
@@ -465,7 +465,7 @@ class VideoJob:
         self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
         # Fields are woven in a frame unless the decoder hands each over alone; the frames' own
         # flags say which are interlaced, the stream's tag only what to expect.
-        self.woven_fields = ctx.codec.canonical_name not in NOT_WOVEN
+        self.woven_fields = codec_name(self.vin) not in NOT_WOVEN
         self.stream_top_first = TOP_FIELD_FIRST.get(ctx.field_order) if self.woven_fields else None
         self.first_interlaced: bool | None = None  # the first interlaced frame's order: top first?
         self.codes_fields = False  # the encoder was set up to keep fields
