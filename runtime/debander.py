@@ -358,9 +358,11 @@ class Debander:
         if single:
             batch = batch[None]
         serve = getattr(self.backend, "infer_tensor", None)
-        if serve is not None and self.tile_for(batch.shape[-2:]) is None:
+        h, w = batch.shape[-2:]
+        low_h, low_w = self.backend.min_size
+        if serve is not None and h >= low_h and w >= low_w and self.tile_for((h, w)) is None:
             out = limit_change_tensor(batch, serve(batch), self.max_change)
-        else:  # infer applies the limit
+        else:  # infer tiles, pads a frame below an engine's profile, and applies the limit
             host = self.infer(batch.detach().float().cpu().numpy())
             out = torch.from_numpy(host).to(batch.device, batch.dtype)
         out = out.clamp(0, 1)  # the limit can reach past 0 and 1, as a network can; an 8-bit cast wraps

@@ -509,3 +509,19 @@ def test_a_tile_larger_than_the_engine_profile_is_cut_to_it(tile, size, tiles):
     assert deband.tile_for(size) == tiles
     frame = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
     np.testing.assert_allclose(deband.infer(frame), frame, atol=1e-6)
+
+
+def test_tensor_pads_a_frame_below_the_backends_minimum(models):
+    """An engine's profile has a minimum (bdinn-export --min, 64x64 by default): a smaller frame
+    given as a tensor is padded as a numpy frame is, instead of reaching the engine unpadded."""
+    deband = Debander.open(models["torch"])
+    deband.backend.min_size = (48, 64)  # as a TensorRT engine's profile would say
+    sizes = []
+    for name in ("infer", "infer_tensor"):
+        served = getattr(deband.backend, name)
+        recorded = lambda batch, served=served: sizes.append(tuple(batch.shape[-2:])) or served(batch)  # noqa: E731
+        setattr(deband.backend, name, recorded)
+    frame = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    out = deband.tensor(frame)
+    assert sizes and set(sizes) == {(48, 64)} and out.shape == frame.shape  # was 40x56, unpadded
+    assert torch.equal(out, torch.from_numpy(deband.infer(frame.numpy())))
