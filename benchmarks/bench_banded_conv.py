@@ -59,7 +59,7 @@ def torchvision_equivalent() -> Callable[..., torch.Tensor] | None:
 def kernels_on_cuda_cores() -> Callable[..., torch.Tensor]:
     """The kernels with FP32 products on CUDA cores, through the C ABI (FP16's default, and what
     the torch op runs, is the tensor-core path): which of the two an FP16 engine should use."""
-    from bdinn.plugins.trt_plugin import load_kernels
+    from bdinn.plugins.kernels import load_kernels
 
     lib = load_kernels()
     forward = lib.bdinn_banded_deform_conv_forward_algo

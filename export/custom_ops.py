@@ -22,7 +22,7 @@ from onnx.helper import make_attribute
 from onnxscript import opset19 as op
 
 from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
-from ..train.ops import _apply_weight, _bilinear_gather, sampling_positions
+from ..train.ops import apply_weight, bilinear_gather, kernel_offsets, sampling_positions
 
 BDINN_OPSET = onnxscript.values.Opset(PLUGIN_NAMESPACE, int(PLUGIN_VERSION))
 
@@ -83,8 +83,8 @@ def deform_conv(
     cols = torch.arange(w, device=x.device, dtype=offset.dtype).view(1, 1, 1, w)
     taps_y, taps_x = _tap_offsets(kh, kw, dilation_h, dilation_w, x.device, offset.dtype)
     dy, dx = offset.view(n, kh * kw, 2, h, w).unbind(2)
-    cols_ = _bilinear_gather(x, cols + taps_x + dx, rows + taps_y + dy)
-    return _apply_weight(cols_, weight, bias, h, w).to(x.dtype)
+    cols_ = bilinear_gather(x, cols + taps_x + dx, rows + taps_y + dy)
+    return apply_weight(cols_, weight, bias, h, w).to(x.dtype)
 
 
 @deform_conv.register_fake
@@ -102,8 +102,8 @@ def _deform_conv_fake(
 def _tap_offsets(
     kh: int, kw: int, dh: int, dw: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    ty = (torch.arange(kh, device=device, dtype=dtype) - kh // 2).repeat_interleave(kw) * dh
-    tx = (torch.arange(kw, device=device, dtype=dtype) - kw // 2).repeat(kh) * dw
+    """The undeformed kernel points (dy, dx), shaped to broadcast over [N, kh*kw, H, W]."""
+    tx, ty = kernel_offsets((kh, kw), (dh, dw), device, dtype)
     return ty.view(1, -1, 1, 1), tx.view(1, -1, 1, 1)
 
 

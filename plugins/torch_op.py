@@ -12,9 +12,9 @@ from typing import Any
 import torch
 
 from ..train.ops import banded_deform_conv_reference, check_operands
-from .trt_plugin import load_kernels
+from .kernels import FP16, FP32, forward
 
-_DTYPES = {torch.float32: 0, torch.float16: 1}
+_DTYPES = {torch.float32: FP32, torch.float16: FP16}
 
 
 @torch.library.custom_op("bdinn::banded_deform_conv", mutates_args=())
@@ -69,14 +69,12 @@ def _cuda(
     with torch.cuda.device(x.device):  # the launch goes to the current device's context
         out = x.new_empty((n, o, h, w))
         stream = torch.cuda.current_stream(x.device).cuda_stream
-        lib = load_kernels()
-        status = lib.bdinn_banded_deform_conv_forward(
-            _DTYPES[x.dtype], x.data_ptr(), geometry.data_ptr(), weight.data_ptr(),
-            None if bias is None else bias.data_ptr(), out.data_ptr(),
-            n, c, h, w, o, kh, kw, dilation_h, dilation_w, stream,
+        forward(
+            "bdinn::banded_deform_conv", _DTYPES[x.dtype],
+            x.data_ptr(), geometry.data_ptr(), weight.data_ptr(), None if bias is None else bias.data_ptr(),
+            out.data_ptr(),
+            n, c, h, w, o, (kh, kw), (dilation_h, dilation_w), stream,
         )  # fmt: skip
-    if status:
-        raise RuntimeError(f"bdinn::banded_deform_conv: {lib.bdinn_error_string(status).decode()}")
     return out
 
 

@@ -1,20 +1,19 @@
 """BandedDeformConv2d as a Python TensorRT plugin (IPluginV3), same identity as the C++ plugin.
 
 Name, version, namespace and serialised fields match plugins/tensorrt/, so a plan built with one
-runs with the other. enqueue() launches the shared CUDA kernels through their C ABI; building an
+runs with the other. enqueue() launches the shared CUDA kernels through their C ABI (kernels.py); building an
 engine (which TensorRT-RTX can do on a machine without a GPU) never calls it, so the kernel
 library is only looked for when an engine actually runs.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .kernels import FP16, FP32, forward
 
 PLUGIN_NAME = "BandedDeformConv2d"
 PLUGIN_VERSION = "1"
@@ -22,46 +21,6 @@ PLUGIN_NAMESPACE = "bdinn"
 FIELDS = ("kernel_h", "kernel_w", "dilation_h", "dilation_w")
 DEFAULT_FIELDS = {"kernel_h": 3, "kernel_w": 5, "dilation_h": 1, "dilation_w": 1}
 MAX_EXTENT = 1 << 24  # BDINN_MAX_EXTENT of csrc/banded_deform_conv_api.h: the kernel's reach stays below
-
-
-class KernelLibraryError(RuntimeError):
-    """The CUDA kernel library cannot be found or loaded; the message says how to get it."""
-
-
-def kernel_library_path() -> Path:
-    """$BDINN_KERNEL_LIBRARY, else the library built by `bdinn.plugins.build` in the user cache."""
-    if env := os.environ.get("BDINN_KERNEL_LIBRARY"):
-        return Path(env)
-    from .build import default_build_dir
-
-    return default_build_dir() / "libbdinn_bdconv.so"
-
-
-@cache
-def load_kernels() -> ctypes.CDLL:
-    path = kernel_library_path()
-    if not path.is_file():
-        raise KernelLibraryError(
-            f"{path}: CUDA kernel library not built; run `python -m bdinn.plugins.build` on a machine "
-            "with nvcc, or point BDINN_KERNEL_LIBRARY at libbdinn_bdconv.so"
-        )
-    try:
-        return declare_c_abi(ctypes.CDLL(str(path)))
-    except OSError as exc:
-        raise KernelLibraryError(f"{path}: cannot be loaded ({exc})") from None
-
-
-def declare_c_abi(lib: ctypes.CDLL) -> ctypes.CDLL:
-    """Give the kernel library's C entry points their signatures (ctypes would guess int args)."""
-    tensors_and_sizes = [ctypes.c_void_p] * 5 + [ctypes.c_int] * 9 + [ctypes.c_void_p]  # ..., stream
-    lib.bdinn_banded_deform_conv_forward.restype = ctypes.c_int
-    lib.bdinn_banded_deform_conv_forward.argtypes = [ctypes.c_int, *tensors_and_sizes]  # dtype
-    algo = lib.bdinn_banded_deform_conv_forward_algo
-    algo.restype = ctypes.c_int
-    algo.argtypes = [ctypes.c_int, ctypes.c_int, *tensors_and_sizes]  # dtype, algorithm
-    lib.bdinn_error_string.restype = ctypes.c_char_p
-    lib.bdinn_error_string.argtypes = [ctypes.c_int]
-    return lib
 
 
 def plugin_fields(trt: Any, values: dict[str, int]) -> Any:
@@ -143,16 +102,13 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
         ) -> None:
             n, c, h, w = input_desc[0].dims
             o = input_desc[2].dims[0]
-            dtype = 1 if input_desc[0].type == trt.DataType.HALF else 0
+            dtype = FP16 if input_desc[0].type == trt.DataType.HALF else FP32
             bias = inputs[3] if len(inputs) > 3 else None
             v = self.values
-            status = load_kernels().bdinn_banded_deform_conv_forward(
-                dtype, inputs[0], inputs[1], inputs[2], bias, outputs[0],
-                n, c, h, w, o, v["kernel_h"], v["kernel_w"], v["dilation_h"], v["dilation_w"], stream,
+            forward(
+                f"{PLUGIN_NAME} kernel failed", dtype, inputs[0], inputs[1], inputs[2], bias, outputs[0],
+                n, c, h, w, o, (v["kernel_h"], v["kernel_w"]), (v["dilation_h"], v["dilation_w"]), stream,
             )  # fmt: skip
-            if status:
-                message = load_kernels().bdinn_error_string(status).decode()
-                raise RuntimeError(f"{PLUGIN_NAME} kernel failed: {message}")
 
     class BandedDeformConv2dCreator(trt.IPluginCreatorV3One):
         def __init__(self) -> None:

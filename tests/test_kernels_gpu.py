@@ -8,7 +8,7 @@ import torch
 from test_kernels_cpu import EXACT_CASES, PLUGINS, huge_case, make_case, reference64, relative_error
 
 from bdinn.plugins.build import build_libraries, default_build_dir
-from bdinn.plugins.trt_plugin import declare_c_abi
+from bdinn.plugins.kernels import declare_c_abi
 from bdinn.train.network import activate_geometry
 from bdinn.train.ops import banded_deform_conv_reference
 

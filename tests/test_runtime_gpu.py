@@ -96,7 +96,7 @@ def test_threads_share_one_gpu_debander(kernels_built, pictures, cpu_outputs):
 
 
 def test_without_the_kernels_it_says_so_and_uses_grid_sample(kernels_built, monkeypatch, tmp_path):
-    from bdinn.plugins.trt_plugin import load_kernels
+    from bdinn.plugins.kernels import load_kernels
 
     monkeypatch.setenv("BDINN_KERNEL_LIBRARY", str(tmp_path / "missing.so"))
     load_kernels.cache_clear()

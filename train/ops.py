@@ -53,7 +53,7 @@ def sampling_positions(
     return x, y
 
 
-def _bilinear_gather(x: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+def bilinear_gather(x: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
     """Sample x [N,C,H,W] at positions [N,K,H,W]; corners outside the image read as zero.
 
     Returns columns [N, C, K, H*W] in x's dtype (weights and accumulation in the positions' dtype).
@@ -79,7 +79,7 @@ def _bilinear_gather(x: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> tor
     return cols.reshape(n, c, k, h * w)
 
 
-def _apply_weight(
+def apply_weight(
     cols: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, h: int, w: int
 ) -> torch.Tensor:
     """The small GEMM after sampling: [O, C*K] @ [N, C*K, H*W] -> [N, O, H, W]."""
@@ -120,8 +120,8 @@ def banded_deform_conv_reference(
     check_operands(x, geometry, weight, bias)
     kernel = (weight.shape[2], weight.shape[3])
     px, py = sampling_positions(geometry, kernel, dilation)
-    cols = _bilinear_gather(x, px, py)
-    return _apply_weight(cols, weight, bias, x.shape[2], x.shape[3]).to(x.dtype)
+    cols = bilinear_gather(x, px, py)
+    return apply_weight(cols, weight, bias, x.shape[2], x.shape[3]).to(x.dtype)
 
 
 def banded_deform_conv_gridsample(
@@ -148,4 +148,4 @@ def banded_deform_conv_gridsample(
         x.to(grid.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
     cols = sampled.reshape(n, c, k, h * w)
-    return _apply_weight(cols, weight, bias, h, w).to(x.dtype)
+    return apply_weight(cols, weight, bias, h, w).to(x.dtype)

@@ -177,7 +177,8 @@ class TensorRTBackend(Backend):
             )
 
     def _register_python_plugin(self) -> None:
-        from ...plugins.trt_plugin import KernelLibraryError, load_kernels, register_python_plugin
+        from ...plugins.kernels import KernelLibraryError, load_kernels
+        from ...plugins.trt_plugin import register_python_plugin
 
         try:
             load_kernels()

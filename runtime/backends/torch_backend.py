@@ -57,7 +57,7 @@ class TorchBackend(Backend):
             raise BackendError(str(exc)) from None
         impl = "gridsample"
         if device.startswith("cuda"):
-            from ...plugins.trt_plugin import KernelLibraryError, load_kernels
+            from ...plugins.kernels import KernelLibraryError, load_kernels
 
             try:
                 load_kernels()
