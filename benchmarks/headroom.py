@@ -19,7 +19,6 @@ mask: clean luma std < 1/255 over 9x9) and the rest, and reports, as means over 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
@@ -30,6 +29,7 @@ from bdinn.runtime.cli_options import max_change_option, parse_optional_size
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
+from bdinn.runtime.metrics import psnr_of_mse
 from bdinn.train.evaluate import BASELINES, PSNR_CAP, pairs_from_clean, parse_degradations, smooth_mask
 
 FIELDS = ("psnr", "smooth_share", "smooth_restored", "rest_restored")
@@ -37,7 +37,7 @@ FIELDS = ("psnr", "smooth_share", "smooth_restored", "rest_restored")
 
 def _db(mse: float) -> float:
     """PSNR of a mean squared error, capped as bdinn-eval caps it (a perfect part has no finite dB)."""
-    return PSNR_CAP if mse <= 0 else min(-10 * math.log10(mse), PSNR_CAP)
+    return min(psnr_of_mse(mse), PSNR_CAP)
 
 
 def split_error(out: np.ndarray, clean: np.ndarray, smooth: np.ndarray) -> dict[str, float]:

@@ -47,6 +47,8 @@ import functools
 import cv2
 import numpy as np
 
+from .metrics import BT709_LUMA
+
 NUM_SCALES = 5
 SCALE_WEIGHTS = (16, 8, 4, 2, 1)
 # Suprathreshold contrast response (libvmaf g_contrast_weights): the weight of a step of d codes.
@@ -59,7 +61,6 @@ MASK_FILTER_SIZE = 7
 TVI_THRESHOLD = 0.019
 DEFAULT_TOPK = 0.2
 DEFAULT_MAX_LOG_CONTRAST = 5
-_BT709 = (0.2126, 0.7152, 0.0722)
 _FOOT, _HEAD = 64, 940  # 10-bit limited range
 _TILE = 128  # core tile side for the windowed histograms
 
@@ -77,16 +78,16 @@ def _luminance(sample: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def tvi_thresholds(num_diffs: int, threshold: float = TVI_THRESHOLD) -> np.ndarray:
+def tvi_thresholds(num_diffs: int) -> np.ndarray:
     """Per contrast d = 1..num_diffs, the brightest 10-bit luma at which a step of d is visible.
 
-    Visible: L(v + d) - L(v) > threshold * L(v) on a BT.1886 display (libvmaf's bisection,
+    Visible: L(v + d) - L(v) > TVI_THRESHOLD * L(v) on a BT.1886 display (libvmaf's bisection,
     done here by scanning all codes): 0 if not even at black, 1023 if everywhere.
     """
     out = np.empty(num_diffs, np.int32)
     for d in range(1, num_diffs + 1):
         s = np.arange(_FOOT, _HEAD - d + 1)
-        visible = _luminance(s + d) - _luminance(s) > threshold * _luminance(s)
+        visible = _luminance(s + d) - _luminance(s) > TVI_THRESHOLD * _luminance(s)
         if not visible[0]:
             out[d - 1] = 0
         elif visible.all():
@@ -110,11 +111,15 @@ def _mask_index(height: int, width: int) -> int:
     return (MASK_FILTER_SIZE**2 + 3 * (ceil_log2 - 11) - 1) >> 1
 
 
+def _luma(x: np.ndarray) -> np.ndarray:
+    """BT.709 luma of H x W x 3 float32 RGB, summed channel by channel as libvmaf's tools do."""
+    return x[:, :, 0] * BT709_LUMA[0] + x[:, :, 1] * BT709_LUMA[1] + x[:, :, 2] * BT709_LUMA[2]
+
+
 def luma8(image: np.ndarray) -> np.ndarray:
     """H x W x 3 uint8 RGB -> H x W uint8 BT.709 limited-range luma (16..235)."""
     x = image[:, :, :3].astype(np.float32) / np.float32(255)
-    luma = x[:, :, 0] * _BT709[0] + x[:, :, 1] * _BT709[1] + x[:, :, 2] * _BT709[2]
-    return np.rint(16 + 219 * luma).astype(np.uint8)
+    return np.rint(16 + 219 * _luma(x)).astype(np.uint8)
 
 
 def to_luma10(image: np.ndarray) -> np.ndarray:
@@ -135,8 +140,7 @@ def to_luma10(image: np.ndarray) -> np.ndarray:
         x = np.nan_to_num(np.clip(img[:, :, :3].astype(np.float32), 0, 1), nan=0.0)
     else:
         raise TypeError(f"cambi takes uint8, uint16 or float images, got {img.dtype}")
-    luma = x[:, :, 0] * _BT709[0] + x[:, :, 1] * _BT709[1] + x[:, :, 2] * _BT709[2]
-    return np.rint(_FOOT + (_HEAD - _FOOT) * luma).astype(np.uint16)
+    return np.rint(_FOOT + (_HEAD - _FOOT) * _luma(x)).astype(np.uint16)
 
 
 def _anti_dither(y: np.ndarray) -> np.ndarray:
@@ -257,17 +261,15 @@ def cambi(
     image: np.ndarray,
     topk: float = DEFAULT_TOPK,
     max_log_contrast: int = DEFAULT_MAX_LOG_CONTRAST,
-    window: int | None = None,
 ) -> float:
     """CAMBI banding score of an H x W x 3 RGB image (uint8, uint16 or float in [0, 1]); 0 = none."""
-    return cambi_luma10(to_luma10(image), topk, max_log_contrast, window)
+    return cambi_luma10(to_luma10(image), topk, max_log_contrast)
 
 
 def cambi_luma10(
     luma: np.ndarray,
     topk: float = DEFAULT_TOPK,
     max_log_contrast: int = DEFAULT_MAX_LOG_CONTRAST,
-    window: int | None = None,
 ) -> float:
     """CAMBI of an H x W plane of 10-bit luma codes (after to_luma10's conversion)."""
     if not 0 < topk <= 1:
@@ -280,9 +282,7 @@ def cambi_luma10(
             f"cambi_luma10 takes an H x W uint16 plane of 10-bit codes, got {luma.dtype} {luma.shape}"
         )
     h, w = luma.shape
-    window = window_size(h, w) if window is None else int(window)
-    if window < 3 or window % 2 == 0:
-        raise ValueError(f"window must be odd and at least 3, got {window}")
+    window = window_size(h, w)
     mask = spatial_mask(luma)
     score = 0.0
     for scale in range(NUM_SCALES):

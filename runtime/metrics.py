@@ -7,8 +7,11 @@ and use_sample_covariance=False, which the tests compare against.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+BT709_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # R, G, B weights of luma
 _SIGMA = 1.5
 _TRUNCATE = 3.5
 _RADIUS = int(_TRUNCATE * _SIGMA + 0.5)  # 5: an 11-tap window
@@ -17,9 +20,12 @@ _RADIUS = int(_TRUNCATE * _SIGMA + 0.5)  # 5: an 11-tap window
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB; inf for identical inputs."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    if mse == 0.0:
-        return float("inf")
-    return 10.0 * np.log10(data_range**2 / mse)
+    return psnr_of_mse(mse, data_range)
+
+
+def psnr_of_mse(mse: float, data_range: float = 1.0) -> float:
+    """PSNR in dB of a mean squared error (for errors summed part by part); inf for 0."""
+    return float("inf") if mse == 0.0 else 10.0 * math.log10(data_range**2 / mse)
 
 
 def _gaussian_taps() -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Console entry points of the commands that need PyTorch: bdinn-train, bdinn-export, bdinn-eval.
+"""Console entry points of the commands that need PyTorch: bdinn-train and bdinn-export.
 
 The runtime installs without torch (pictures and video through ONNX Runtime or TensorRT), and
 these commands import it as they start, so without it they ended in a ModuleNotFoundError
@@ -13,7 +13,6 @@ import sys
 _MODULES = {
     "bdinn-train": "bdinn.train.cli",
     "bdinn-export": "bdinn.export.cli",
-    "bdinn-eval": "bdinn.train.evaluate",
 }
 # What else a command imports as it starts: the `onnx` extra for export (torch's exporter needs
 # onnxscript; the slimming pass imports ONNX Runtime). Without them, --help was a traceback.
@@ -44,7 +43,3 @@ def train() -> None:
 
 def export() -> None:
     _launch("bdinn-export")
-
-
-def evaluate() -> None:
-    _launch("bdinn-eval")

@@ -13,12 +13,12 @@ from bdinn.train.data import (
     ImagePair,
     PatchDataset,
     banding_contours,
-    find_pairs,
     has_banding,
     split_by_source,
     stratified_order,
 )
 from bdinn.train.degrade import codec_roundtrip, reduce_bit_depth
+from bdinn.train.image_pair import find_pairs
 
 DATA = Path(__file__).parent / "data"
 

@@ -332,3 +332,41 @@ def test_header_sizes_agree_with_the_pictures_read(tmp_path):
         read_image(tmp_path / "b" / "x.tif").shape,
         (32, 64, 3),
     ]
+
+
+def test_cli_runs_without_torch(clean_dir, tmp_path):
+    """bdinn-eval scores ONNX models and the bundled one on the torch-free install (it needed torch
+    only to find pairs); a checkpoint there is one line that says what to install."""
+    pytest.importorskip("av", reason="codec banding and FFmpeg's filters need PyAV")
+    pytest.importorskip("onnxruntime", reason="the bundled model runs in ONNX Runtime without torch")
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.argv[0] = 'bdinn-eval'; "
+        "from bdinn.train.evaluate import main; main()"
+    )
+    args = ["--clean", str(clean_dir), "--degrade", "q5", "--max-images", "1", "--size", "64x96"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args, "--json", report], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(report.read_text())
+    assert data["settings"]["runs_on"]["backend"] == "onnxruntime"
+    rows = data["results"]["q5"]["rows"]
+    assert set(rows) == set(ROWS) and all(
+        math.isfinite(rows[name]["psnr"]) for name in ROWS if name != "clean"
+    )
+    checkpoint = DATA.parent.parent / "runtime" / "models" / "default.safetensors"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(checkpoint), *args], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert (
+        line.startswith("bdinn-eval: error: ")
+        and "checkpoints need PyTorch: pip install 'bdinn[train]'" in line
+    )

@@ -47,13 +47,13 @@ def test_runtime_imports_without_torch():
     code = (
         "import sys; sys.modules['torch'] = None; import bdinn.runtime, bdinn.runtime.run_cli, "
         "bdinn.runtime.bench, bdinn.runtime.video, bdinn.runtime.cambi, bdinn.runtime.backends.onnx_backend, "
-        "bdinn.runtime.backends.tensorrt_backend"
+        "bdinn.runtime.backends.tensorrt_backend, bdinn.train.evaluate"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "export", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "export"])
 def test_commands_that_need_torch_say_so_without_it(command):
     code = f"import sys; sys.modules['torch'] = None; import bdinn.runtime.torch_commands as c; c.{command}()"
     result = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True)
@@ -154,7 +154,7 @@ def test_commands_that_need_torch_run_with_it():
         ("bdinn-bench", "bdinn.runtime.bench:main"),
         ("bdinn-train", "bdinn.runtime.torch_commands:train"),
         ("bdinn-export", "bdinn.runtime.torch_commands:export"),
-        ("bdinn-eval", "bdinn.runtime.torch_commands:evaluate"),
+        ("bdinn-eval", "bdinn.train.evaluate:main"),
     ],
 )
 def test_every_command_says_a_usage_mistake_in_one_line(command, entry):

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from bdinn.runtime.cambi import cambi
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.metrics import psnr
-from bdinn.train.data import FullImageDataset, PatchDataset, find_pairs
+from bdinn.train.data import FullImageDataset, PatchDataset
+from bdinn.train.image_pair import find_pairs
 from bdinn.train.trainer import Trainer, TrainingError, TrainSettings, cosine_lr
 
 

@@ -16,8 +16,9 @@ from ..runtime.files import check_writable
 from ..runtime.imageio import ImageError
 from ..runtime.pyav import MissingPackage
 from .checkpoint import CheckpointError, read_checkpoint_config
-from .data import FullImageDataset, PatchDataset, find_pairs, split_by_source, stratified_order
+from .data import FullImageDataset, PatchDataset, split_by_source, stratified_order
 from .degrade import pairs_from_cache, prepare_synthetic_pairs
+from .image_pair import find_pairs
 from .network import CONFIGS, BDINNConfig
 from .trainer import (
     Distributed,

@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..runtime.imageio import IMAGE_SUFFIXES, ImageError, read_image, to_float
+from ..runtime.imageio import ImageError, read_image, to_float
+from ..runtime.metrics import BT709_LUMA
 from ..runtime.processing import MIN_SIDE
 from .image_pair import ImagePair
 
@@ -30,45 +31,6 @@ SMOOTHING = 1.5  # sigma (pixels) that hides grain and the clean image's own 8-b
 MAX_ACTIVITY = 2.0  # smooth clean region: mean |gradient| of the smoothed clean luma over 7x7
 MIN_CONTOUR_FRACTION = 0.005  # 330 pixels of a 256x256 patch, about one contour across it
 MIN_MEAN_ERROR = 0.25  # banded and clean must differ at all (mean |difference|, code values)
-_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # BT.709
-
-
-def _images_by_stem(folder: Path) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: no such folder")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
-            if path.stem in found:
-                raise ValueError(f"{found[path.stem]} and {path}: two images with one name (keep one)")
-            found[path.stem] = path
-    return found
-
-
-def find_pairs(banded_dir: Path, clean_dir: Path) -> list[ImagePair]:
-    """Pairs of images with the same file name (any image suffix) in a banded and a clean folder.
-
-    Images present on one side only are ignored and counted in one warning.
-    """
-    banded = _images_by_stem(Path(banded_dir))
-    clean = _images_by_stem(Path(clean_dir))
-    names = sorted(banded.keys() & clean.keys())
-    if not names:
-        raise ValueError(
-            f"{banded_dir} ({len(banded)} images) and {clean_dir} ({len(clean)} images): "
-            "no image names in common, so no pairs (a banded image and its clean one share a name)"
-        )
-    only_banded = sorted(banded.keys() - clean.keys())
-    only_clean = sorted(clean.keys() - banded.keys())
-    if only_banded or only_clean:
-        example = (only_banded or only_clean)[0]
-        warnings.warn(
-            f"{len(only_banded) + len(only_clean)} images have no partner and are ignored "
-            f"({len(only_banded)} only in {banded_dir}, {len(only_clean)} only in {clean_dir}; "
-            f"e.g. {example})",
-            stacklevel=2,
-        )
-    return [ImagePair(n, banded[n], clean[n], n) for n in names]
 
 
 def split_by_source(
@@ -105,7 +67,7 @@ def stratified_order(pairs: Sequence[ImagePair]) -> list[ImagePair]:
 
 
 def _luma(img: np.ndarray) -> np.ndarray:
-    return (np.asarray(img, np.float32) @ _LUMA) * np.float32(255)
+    return (np.asarray(img, np.float32) @ BT709_LUMA) * np.float32(255)
 
 
 def banding_contours(banded: np.ndarray, clean: np.ndarray) -> np.ndarray:

@@ -64,14 +64,14 @@ from ..runtime.cli_options import (
     parse_optional_size,
     stops_cleanly,
 )
+from ..runtime.debander import Debander
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write, check_writable, files_of_model
 from ..runtime.imageio import ImageError, from_float, read_image, stored_size, to_float
-from ..runtime.metrics import psnr, ssim
+from ..runtime.metrics import BT709_LUMA, psnr, ssim
 from ..runtime.pyav import MissingPackage, require_pyav
-from .data import find_pairs
 from .degrade import Degradation, discover_sources, load_clean
-from .image_pair import ImagePair
+from .image_pair import ImagePair, find_pairs
 
 NAMED_DEGRADATIONS = {
     "q5": "q5",
@@ -96,7 +96,6 @@ SMOOTH_STD = 1 / 255
 MIN_SMOOTH_PIXELS = 64
 PSNR_CAP = 100.0
 MIN_SIDE = 16  # SSIM's 11x11 window and the codecs want a little room
-_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 Model = Callable[[np.ndarray], np.ndarray]
 
@@ -263,7 +262,7 @@ def pairs_from_clean(
 
 def smooth_mask(clean: np.ndarray) -> np.ndarray:
     """Pixels whose clean luma varies by less than SMOOTH_STD (std over a 9x9 window)."""
-    luma = to_float(clean) @ _LUMA
+    luma = to_float(clean) @ BT709_LUMA
     k = (SMOOTH_WINDOW, SMOOTH_WINDOW)
     mean = cv2.boxFilter(luma, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT_101)
     mean_sq = cv2.boxFilter(luma * luma, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT_101)
@@ -417,7 +416,6 @@ def to_json(report: dict[str, Any]) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
@@ -429,12 +427,6 @@ def _open_model(
     max_change: float | None,
 ) -> tuple[Model, dict[str, Any]]:
     """The model as a frame callable, and what runs it (backend, device, precision) for the report."""
-    try:
-        from ..runtime import Debander
-    except ImportError as exc:
-        raise click.ClickException(
-            f"cannot load models here: bdinn.runtime.Debander is missing ({exc})"
-        ) from None
     deb = Debander.open(model_path, device=device, precision=precision, max_change=max_change)
     return (lambda image: deb(image, bit_depth=bit_depth)), deb.describe()
 

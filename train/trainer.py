@@ -32,7 +32,7 @@ from tqdm import tqdm
 from ..runtime.cambi import cambi
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from ..runtime.imageio import from_float
-from ..runtime.metrics import psnr, ssim
+from ..runtime.metrics import psnr, psnr_of_mse, ssim
 from .checkpoint import load_checkpoint, save_checkpoint, sidecar_path, write_json, write_tensors
 from .losses import debanding_loss
 from .network import BDINN, BDINNConfig
@@ -377,7 +377,7 @@ class Trainer:
         if s.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
         self.optimizer.step()
-        return loss_value, -10.0 * math.log10(max(mse_value, 1e-12))
+        return loss_value, psnr_of_mse(max(mse_value, 1e-12))
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
