@@ -1,4 +1,5 @@
-"""Option parsing shared by the command-line tools."""
+"""What the command-line tools share: their command class and option parsing, how they stop on
+a signal (`stops_cleanly`, `STOP_SIGNALS`) and how warnings are shown (one line each)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ class _CommandError(click.ClickException):
 _STOPPING = {signal.SIGTERM: "Terminated."}
 if hasattr(signal, "SIGHUP"):  # not on Windows
     _STOPPING[signal.SIGHUP] = "Hangup."
+STOP_SIGNALS = (signal.SIGINT, *_STOPPING)  # Python raises KeyboardInterrupt for the first
 
 
 def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:

@@ -53,7 +53,8 @@ end, so a failure never leaves a partial video.
 
 Colour conversion (video_colour.py) uses the source's own matrix and range in both directions
 and passes `process` 16-bit RGB on the true 0..65535 scale. The threads and the output's set-up
-are in video_job.py; the container, encoder and pixel format checks in video_formats.py.
+are in video_job.py, opening the source (standard input included) in video_source.py; the
+container, encoder and pixel format checks in video_formats.py.
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ from .video_formats import (
     is_video,
     with_alpha,
 )
-from .video_job import VideoJob, checked_picture, coded_frame, open_source, outgoing_frame, rgb_pictures
+from .video_job import VideoJob, checked_picture, coded_frame, outgoing_frame, rgb_pictures
 from .video_side_data import CAPTION_OPTIONS, has_captions, side_data_carrier
+from .video_source import open_source
 from .video_streams import moving_pictures
 
 __all__ = [  # the names users import from here; the format checks live in video_formats.py

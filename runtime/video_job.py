@@ -1,7 +1,8 @@
 """One deband_video run: the source opened, a decode thread (demux, decode, YUV -> RGB) and an
 encode thread (RGB -> YUV, encode, mux) joined to the calling thread's `process` by bounded
-queues, and the output file set up with what the source carries; and the two steps deband_frame
-shares with it (checking what `process` returns, finishing the frame to encode).
+queues, and the output file set up with what the source carries; and the frame steps
+deband_frame shares with it (the RGB pictures of a decoded frame, checking what `process`
+returns, the frame to encode and the coded frame it becomes).
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import functools
 import itertools
 import os
 import queue
-import select
-import signal
 import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -49,6 +48,7 @@ from .video_side_data import (
     with_side_data_of,
     writes_captions,
 )
+from .video_source import StandardInput
 from .video_streams import TIMECODE_MUXERS, CarriedStreams, codec_name, copy_tags, moving_pictures
 
 RAW_STREAMS = {
@@ -193,121 +193,6 @@ def _seconds(clock: str | None) -> float | None:
         return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     except ValueError:
         return None
-
-
-# Signals that stop a job (Python raises KeyboardInterrupt for the first, bdinn's commands
-# SystemExit for the others).
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
-
-
-class StandardInput:
-    """Standard input as the Python file PyAV reads a piped source from. FFmpeg's own pipe reader
-    retries a read that a signal interrupts and never returns to Python, so Ctrl-C and SIGTERM
-    waited for the writer to send more. This one waits in select() a moment at a time and ends
-    the stream (b"") once `stop` is set: by a signal while the source is opened, or by the job's
-    stop flag, which it is, while the decode thread reads. A read that fails (standard input
-    closed or broken) also ends the stream, and is kept in `failed` to be reported."""
-
-    name = "pipe:0"  # what PyAV's messages call it
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.failed: OSError | None = None
-
-    def read(self, size: int) -> bytes:
-        while not self.stop.is_set() and self.failed is None:
-            try:
-                if os.name == "nt" or select.select([0], [], [], _POLL)[0]:  # no select() on pipes there
-                    return os.read(0, size)
-            except OSError as exc:
-                self.failed = exc
-        return b""
-
-    def error(self, src: Path) -> VideoError | None:
-        """A failed read's error: the stream's true end, and why FFmpeg made what it did of it."""
-        return (
-            None
-            if self.failed is None
-            else VideoError(f"{src}: cannot read standard input ({self.failed.strerror})")
-        )
-
-
-def open_source(src: Path) -> tuple[Any, StandardInput | None]:
-    """The source container, and the reader of standard input when that is the source."""
-    import av
-
-    stdin = StandardInput() if src == STDIN else None
-    try:
-        container = av.open(str(src), "r") if stdin is None else _open_watching_signals(stdin)
-    except av.FFmpegError:
-        if stdin is None:
-            raise VideoError(
-                f"{src}: not a video file FFmpeg can read (check the file or re-encode it)"
-            ) from None
-        raise stdin.error(src) or VideoError(
-            f"{src}: not a video stream FFmpeg can read from a pipe (pipe Y4M, MKV or MPEG-TS; "
-            "MP4 only with its index first, -movflags faststart)"
-        ) from None
-    failed = stdin.error(src) if stdin is not None else None  # FFmpeg made do with what it had read
-    if failed is not None or not moving_pictures(container):
-        container.close()
-        raise failed or VideoError(f"{src}: no video stream; pass a file with video")
-    return container, stdin
-
-
-def _open_watching_signals(stdin: StandardInput) -> Any:
-    """av.open of standard input, with Ctrl-C, SIGTERM and SIGHUP kept. PyAV drops an exception
-    raised inside its read callback, where a signal's handler may well run (FFmpeg probes the
-    stream without the interpreter lock), so while it opens, each handler runs inside a wrapper
-    that keeps what it raises, ends the stream, and raises it again once PyAV has returned. A
-    handler that returns (a flag a program checks) changes nothing."""
-    import av
-
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread
-        return av.open(stdin, "r")
-    watched = {sig: handler for sig in _STOP_SIGNALS if callable(handler := signal.getsignal(sig))}
-    raised: list[BaseException] = []
-
-    def kept(signum: int, frame: Any) -> None:
-        try:
-            watched[signum](signum, frame)
-        except BaseException as exc:  # KeyboardInterrupt, or the command's SystemExit
-            raised.append(exc)
-            stdin.stop.set()
-
-    container = failure = None
-    try:
-        with _signals_held(watched):  # a signal between two swaps would meet a mix of handlers
-            for sig in watched:
-                signal.signal(sig, kept)
-        container = av.open(stdin, "r")
-    except av.FFmpegError as exc:
-        failure = exc
-    finally:
-        with _signals_held(watched):
-            for sig, handler in watched.items():
-                signal.signal(sig, handler)
-    if raised:
-        if container is not None:
-            container.close()
-        raise raised[0]
-    if failure is not None:
-        raise failure
-    return container
-
-
-@contextlib.contextmanager
-def _signals_held(signals: Iterable[int]) -> Iterator[None]:
-    """Signals delivered only once the block ends (POSIX; elsewhere the block runs as it is)."""
-    held = set(signals)
-    if not held or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def checked_picture(src: Path | str, which: str, image: Any, shape: tuple[int, ...]) -> np.ndarray:

@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..runtime.cambi import cambi
+from ..runtime.cli_options import STOP_SIGNALS
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from ..runtime.imageio import from_float
 from ..runtime.metrics import psnr, psnr_of_mse, ssim
@@ -86,8 +87,7 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    wanted = [signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
-    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in wanted}
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
