@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import click
@@ -12,11 +10,11 @@ import click
 from ..runtime.backends.base import BackendError
 from ..runtime.cli_options import BdinnCommand, one_line_warnings, parse_size, stops_cleanly
 from ..runtime.debander import default_model_path
-from ..runtime.engine_sidecar import sidecar_path
-from ..runtime.files import check_writable, files_of_model
+from ..runtime.engine_sidecar import plan_sidecar
+from ..runtime.files import check_writable, files_of_model, user_cache
 from ..runtime.tensorrt import TensorRTUnavailable
 from ..train.checkpoint import CheckpointError, load_checkpoint
-from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, preflight
+from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, file_digest, preflight
 from .onnx_export import GRAPHS, IO_MODES, export_onnx
 
 
@@ -32,11 +30,6 @@ def parse_targets(ctx: click.Context, param: click.Parameter, value: str | None)
             f"unknown {', '.join(unknown)}; TensorRT-RTX targets: {', '.join(RTX_TARGETS)}"
         )
     return targets
-
-
-def default_cache_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "bdinn" / "engines"
 
 
 def check_output_suffix(output: Path, onnx_only: bool) -> None:
@@ -145,13 +138,13 @@ def main(
         output = output or Path(f"{stem}-{graph}-{precision}{'.onnx' if onnx_only else '.plan'}")
         check_output_suffix(output, onnx_only)
         onnx_path = output if onnx_only else output.with_suffix(".onnx")
-        written = list(dict.fromkeys((output, onnx_path, *([] if onnx_only else [sidecar_path(output)]))))
+        written = list(dict.fromkeys((output, onnx_path, *([] if onnx_only else [plan_sidecar(output)]))))
         if not force:
             check_not_there(written)
         fresh = [path for path in written if not path.exists()]  # what a failed export takes back
         for path in written:
             check_writable(path, inputs=files_of_model(checkpoint))  # now, not after the export
-        cache_dir = cache_dir or default_cache_dir()
+        cache_dir = cache_dir or user_cache("engines")
         settings = EngineSettings(
             profile=Profile(min_size, opt_size, max_size), targets=targets, optimization_level=opt_level,
             workspace_mb=workspace_mb, timing_cache=timing_cache or cache_dir / "timing.cache",
@@ -174,7 +167,7 @@ def main(
             engine_meta = {
                 "graph": graph, "precision": precision, "model_config": meta["config"],
                 "config_name": meta.get("config_name"),
-                "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+                "checkpoint_sha256": file_digest(checkpoint),
             }  # fmt: skip
             try:
                 built = build_engine(onnx_path, output, settings, io, engine_meta)
@@ -187,7 +180,7 @@ def main(
             how = "from the engine cache" if built["from_cache"] else "built"
             flavour = f"{built['tensorrt']['flavour']} {built['tensorrt']['version']}"
             say(f"engine: {output} for {where} with {flavour}, {how} in {built['build_seconds']:.1f} s")
-            summary.update({"plan": str(output), "sidecar": str(output) + ".json",
+            summary.update({"plan": str(output), "sidecar": str(plan_sidecar(output)),
                             "build_seconds": built["build_seconds"], "from_cache": built["from_cache"],
                             "tensorrt": built["tensorrt"], "targets": list(targets)})  # fmt: skip
     except (BackendError, CheckpointError, EngineError, TensorRTUnavailable, OSError, ValueError) as exc:

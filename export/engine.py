@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_python_plugin
-from ..runtime.engine_sidecar import ENGINE_FORMAT, plan_digest, sidecar_path
+from ..runtime.engine_sidecar import ENGINE_FORMAT, INPUT_NAME, OUTPUT_NAME, plan_digest, plan_sidecar
 from ..runtime.files import atomic_write
 from ..runtime.processing import MAX_SIDE
 from ..runtime.tensorrt import TensorRT, link_unversioned_rtx_core, load_tensorrt
@@ -63,8 +63,9 @@ class EngineSettings:
     cache_dir: Path | None = None
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file: what an engine records of the checkpoint, graph and plugin it came from."""
+    return plan_digest(Path(path).read_bytes())
 
 
 def _target_enum(trt: Any, target: str) -> Any:
@@ -75,9 +76,9 @@ def _target_enum(trt: Any, target: str) -> Any:
 
 def cache_key(onnx_path: Path, settings: EngineSettings, trt: TensorRT, io: str) -> str:
     """Everything that makes a plan invalid: graph, shapes, I/O, TensorRT build, targets, plugin."""
-    plugin = _sha256(settings.plugin_library) if settings.plugin_library else f"python-{PLUGIN_VERSION}"
+    plugin = file_digest(settings.plugin_library) if settings.plugin_library else f"python-{PLUGIN_VERSION}"
     parts = {
-        "onnx": _sha256(onnx_path),
+        "onnx": file_digest(onnx_path),
         "profile": asdict(settings.profile),
         "io": io,
         "tensorrt": [trt.flavour, trt.version],
@@ -171,7 +172,7 @@ def build_engine(onnx_path: Path, plan_path: Path, settings: EngineSettings, io:
     sidecar = {
         "format": ENGINE_FORMAT,
         **meta,
-        "onnx_sha256": _sha256(onnx_path),
+        "onnx_sha256": file_digest(onnx_path),
         "plan_sha256": plan_digest(plan),
         "cache_key": key,
         "io": _io_description(io, meta.get("precision", "fp32")),
@@ -182,7 +183,7 @@ def build_engine(onnx_path: Path, plan_path: Path, settings: EngineSettings, io:
                    "implementation": plugin, "serialized_in_plan": settings.serialize_plugin},
     }  # fmt: skip
     atomic_write(
-        sidecar_path(plan_path), lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2) + "\n")
+        plan_sidecar(plan_path), lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2) + "\n")
     )
     if cached is not None and not from_cache:  # after the plan and its sidecar: the cache is a bonus
         _store(cached, plan)
@@ -196,7 +197,7 @@ def _from_cache(cached: Path) -> bytes | None:
         plan, recorded = cached.read_bytes(), cached.with_suffix(".sha256").read_text().strip()
     except OSError:
         return None
-    if hashlib.sha256(plan).hexdigest() == recorded:
+    if plan_digest(plan) == recorded:
         return plan
     warnings.warn(f"{cached}: damaged (its SHA-256 is not the one recorded); building again", stacklevel=3)
     return None
@@ -207,7 +208,7 @@ def _store(cached: Path, plan: bytes) -> None:
     written (a read-only home, a full disk) costs the next export a build, nothing more."""
     try:
         atomic_write(cached, lambda tmp: Path(tmp).write_bytes(plan))
-        digest = hashlib.sha256(plan).hexdigest()
+        digest = plan_digest(plan)
         atomic_write(cached.with_suffix(".sha256"), lambda tmp: Path(tmp).write_text(digest + "\n"))
     except (OSError, ValueError) as exc:  # ValueError: atomic_write's OutputError
         warnings.warn(f"the engine is built, but not cached: {exc}", stacklevel=3)
@@ -215,11 +216,11 @@ def _store(cached: Path, plan: bytes) -> None:
 
 def _io_description(io: str, precision: str) -> dict:
     if io == "uint8":
-        return {"input": {"name": "image", "dtype": "uint8", "layout": "HWC RGB"},
-                "output": {"name": "debanded", "dtype": "uint8", "layout": "HWC RGB"}}  # fmt: skip
+        return {"input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "HWC RGB"},
+                "output": {"name": OUTPUT_NAME, "dtype": "uint8", "layout": "HWC RGB"}}  # fmt: skip
     dtype = "float16" if precision == "fp16" else "float32"
-    return {"input": {"name": "image", "dtype": dtype, "layout": "NCHW RGB [0,1]"},
-            "output": {"name": "debanded", "dtype": dtype, "layout": "NCHW RGB [0,1]"}}  # fmt: skip
+    return {"input": {"name": INPUT_NAME, "dtype": dtype, "layout": "NCHW RGB [0,1]"},
+            "output": {"name": OUTPUT_NAME, "dtype": dtype, "layout": "NCHW RGB [0,1]"}}  # fmt: skip
 
 
 def _build(trt: Any, onnx_path: Path, settings: EngineSettings, io: str) -> bytes:

@@ -21,6 +21,7 @@ import onnx
 import torch
 from torch import nn
 
+from ..runtime.engine_sidecar import INPUT_NAME, OUTPUT_NAME
 from ..runtime.files import atomic_write
 from ..runtime.processing import MAX_SIDE, MIN_SIDE
 from ..train.network import BDINN, banded_deform_conv_op
@@ -35,7 +36,6 @@ GRAPHS: dict[str, Callable[..., torch.Tensor]] = {
 }
 IO_MODES = ("float", "uint8")
 OPSET = 19  # DeformConv needs 19; TensorRT 10 and ONNX Runtime read it
-INPUT_NAME, OUTPUT_NAME = "image", "debanded"
 
 
 class DebandGraph(nn.Module):
@@ -65,7 +65,7 @@ class DebandGraph(nn.Module):
 
 @dataclass
 class OnnxExport:
-    """What an export produced, for reports and the engine sidecar."""
+    """What an export produced, for bdinn-export's report (--json)."""
 
     path: Path
     graph: str
@@ -75,8 +75,6 @@ class OnnxExport:
     nodes_final: int
     seconds: float
     op_counts: dict[str, int] = field(default_factory=dict)
-    input_name: str = INPUT_NAME
-    output_name: str = OUTPUT_NAME
 
 
 def export_model(model: BDINN, graph: str = "plugin", fp16: bool = False, io: str = "float") -> DebandGraph:
@@ -90,10 +88,11 @@ def export_model(model: BDINN, graph: str = "plugin", fp16: bool = False, io: st
     return DebandGraph(model, io)
 
 
-def sample_input(io: str, fp16: bool, height: int = 64, width: int = 96) -> torch.Tensor:
+def sample_input(io: str, fp16: bool) -> torch.Tensor:
+    """A frame to trace with; its 64x96 size is not baked in (both sides are dynamic)."""
     if io == "uint8":
-        return torch.randint(0, 256, (height, width, 3), dtype=torch.uint8)
-    return torch.rand(1, 3, height, width, dtype=torch.float16 if fp16 else torch.float32)
+        return torch.randint(0, 256, (64, 96, 3), dtype=torch.uint8)
+    return torch.rand(1, 3, 64, 96, dtype=torch.float16 if fp16 else torch.float32)
 
 
 # Logs four lines on every export that torchvision (which bdinn does not use) is not installed.
@@ -118,7 +117,6 @@ def export_onnx(
     graph: str = "plugin",
     fp16: bool = False,
     io: str = "float",
-    simplify: bool = True,
 ) -> OnnxExport:
     """Export, simplify, check and save atomically; returns node counts and timing."""
     started = time.perf_counter()
@@ -142,10 +140,9 @@ def export_onnx(
         )
     proto = program.model_proto
     exported = len(proto.graph.node)
-    if simplify:
-        import onnxslim
+    import onnxslim
 
-        proto = onnxslim.slim(proto)
+    proto = onnxslim.slim(proto)
     proto = onnx.shape_inference.infer_shapes(proto)
     # The output has the input's size; the exporter writes it as the padding's arithmetic
     # ("Min(height, 2*(((height + ...") where readers and tools expect "height".

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from ..runtime.files import user_cache
+
 SOURCE_DIR = Path(__file__).resolve().parent
 MANIFEST = "bdinn_libraries.txt"
 STAMP = "bdinn_build_stamp.json"
@@ -28,8 +30,7 @@ def default_build_dir() -> Path:
     """$BDINN_PLUGIN_BUILD_DIR, else a folder in the user's cache."""
     if env := os.environ.get("BDINN_PLUGIN_BUILD_DIR"):
         return Path(env)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "bdinn" / "plugins"
+    return user_cache("plugins")
 
 
 def _cmake_options(cuda: bool | None) -> dict[str, str]:

@@ -10,8 +10,8 @@ the change limit, output depth, dithering) happens here, identically for every b
 results agree across backends within the precision of the model file (except that the CPU runs
 frames over 2048 x 1152 pixels in tiles, which moves about one sample in 1000 by one 8-bit
 level against a GPU's whole frame). An instance may be
-shared by a decode and an encode thread: nothing in it changes after `open`, and every backend
-is thread-safe.
+shared by a decode and an encode thread: how it serves frames does not change after `open`
+(only `close` and a one-time warning touch its state), and every backend is thread-safe.
 """
 
 from __future__ import annotations
@@ -363,7 +363,7 @@ class Debander:
         if serve is not None and h >= low_h and w >= low_w and self.tile_for((h, w)) is None:
             out = limit_change_tensor(batch, serve(batch), self.max_change)
         else:  # infer tiles, pads a frame below an engine's profile, and applies the limit
-            host = self.infer(batch.detach().float().cpu().numpy())
+            host = self.infer(batch.float().cpu().numpy())
             out = torch.from_numpy(host).to(batch.device, batch.dtype)
         out = out.clamp(0, 1)  # the limit can reach past 0 and 1, as a network can; an 8-bit cast wraps
         return out[0] if single else out

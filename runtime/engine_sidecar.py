@@ -27,11 +27,12 @@ _FIELDS = {
 }
 
 
-def sidecar_path(plan_path: Path) -> Path:
+def plan_sidecar(plan_path: Path) -> Path:
     return Path(plan_path).with_suffix(Path(plan_path).suffix + ".json")
 
 
 IO_DTYPES = ("float32", "float16", "uint8")
+INPUT_NAME, OUTPUT_NAME = "image", "debanded"  # the exported graphs' (and so the plans') I/O tensors
 
 
 def plan_digest(plan: bytes) -> str:
@@ -43,7 +44,7 @@ def plan_digest(plan: bytes) -> str:
 def read_sidecar(plan_path: Path, plan: bytes) -> dict[str, Any]:
     """The checked sidecar of `plan` (the plan file's bytes, read once by the caller that deserialises
     them: a plan is tens of MB)."""
-    path = sidecar_path(plan_path)
+    path = plan_sidecar(plan_path)
     if not path.is_file():
         raise SidecarError(
             f"{plan_path}: its sidecar {path.name} is missing; keep it beside the plan, or rebuild both "

@@ -46,20 +46,14 @@ class FilterError(ValueError):
     """An unknown filter or preset, bad options, or an image the filter cannot take."""
 
 
-def _check_available(name: str) -> None:
-    av = require_pyav("FFmpeg's deband and gradfun filters")
-
-    if name not in FILTERS:
-        raise FilterError(f"unknown filter {name!r}; choose one of {', '.join(FILTERS)}")
-    if name not in av.filter.filters_available:
-        raise FilterError(f"this FFmpeg (PyAV {av.__version__}) has no {name!r} filter")
-
-
 def apply_filter(image: np.ndarray, name: str, options: str = "") -> np.ndarray:
     """Run FFmpeg filter `name` ("deband" or "gradfun") with `options` ("key=value:...") on an
     H x W x 3 uint8 or uint16 RGB image; returns the filtered image, same shape and dtype."""
     av = require_pyav("FFmpeg's deband and gradfun filters")
-    _check_available(name)
+    if name not in FILTERS:
+        raise FilterError(f"unknown filter {name!r}; choose one of {', '.join(FILTERS)}")
+    if name not in av.filter.filters_available:
+        raise FilterError(f"this FFmpeg (PyAV {av.__version__}) has no {name!r} filter")
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype not in (np.uint8, np.uint16):
         raise FilterError(f"{name} takes H x W x 3 uint8 or uint16 RGB, got {img.dtype} {img.shape}")

@@ -9,6 +9,8 @@ import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from .engine_sidecar import plan_sidecar
+
 # Failures of the output location itself, as opposed to errors of what is being written: the disk
 # or a quota full (also what an encoder's errors can be taken for), and the folder itself.
 SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -62,12 +64,17 @@ def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] 
                 folder.rmdir()
 
 
+def user_cache(kind: str) -> Path:
+    """bdinn's folder `kind` in the user's cache ($XDG_CACHE_HOME, else ~/.cache): engines, kernels."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bdinn" / kind
+
+
 def files_of_model(model: str | os.PathLike | None) -> list[Path]:
     """A model file and the JSON sidecars that may sit beside it (NAME.json, NAME.plan.json)."""
     if model is None:
         return []
     model = Path(model)
-    return [model, model.with_suffix(".json"), model.with_name(f"{model.name}.json")]
+    return [model, model.with_suffix(".json"), plan_sidecar(model)]  # a checkpoint's config, a plan's
 
 
 def _reserve_temporary(path: Path) -> Path:

@@ -34,7 +34,7 @@ from .imageio import (
     stored_layout,
     write_image,
 )
-from .video import CONTAINERS, VIDEO_SUFFIXES
+from .video import CONTAINERS, VIDEO_SUFFIXES, is_video
 from .video_encoder import PARAM_LISTS
 
 MEDIA_SUFFIXES = {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES}
@@ -50,7 +50,7 @@ class Job:
 
     @property
     def is_video(self) -> bool:
-        return self.source == STDIO or self.source.suffix.lower() in VIDEO_SUFFIXES
+        return self.source == STDIO or is_video(self.source)
 
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
@@ -117,7 +117,7 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool, depth: int |
     )  # fmt: skip
     jobs = []
     for source in sources:
-        suffix = ".mkv" if source.suffix.lower() in VIDEO_SUFFIXES else ".png"
+        suffix = ".mkv" if is_video(source) else ".png"
         if single_file:
             target = place
         elif place is None:
@@ -145,20 +145,18 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool, depth: int |
                 f"{job.target}: {seen[resolved]} and {job.source} would both be written here (rename one)"
             )
         seen[resolved] = job.source
-        if job.target.is_dir():
-            raise click.ClickException(f"{job.target}: is a folder; name another output file")
-        if job.target.exists() and not job.target.is_file():  # replaced by a file, had we gone on
-            raise click.ClickException(
+        if job.target.exists() and not job.target.is_file() and not job.target.is_dir():
+            raise click.ClickException(  # check_writable refuses it too, without the way to do it
                 f"{job.target}: is a named pipe or device, not a file; to stream a video into it, "
                 f"use -o - > {job.target}"
             )
+        try:
+            check_writable(job.target)  # not a folder; the folder can be written
+        except OutputError as exc:
+            raise click.ClickException(str(exc)) from None
         if job.target.exists() and not force:
             raise click.ClickException(f"{job.target}: already exists (pass --force to overwrite it)")
         check_format(job, depth)
-        try:
-            check_writable(job.target)
-        except OutputError as exc:
-            raise click.ClickException(str(exc)) from None
     return jobs
 
 
@@ -395,24 +393,23 @@ def run_video(
         index = next(frames)
         return deband(frame, bit_depth=precision, dither=dithered, seed=index if dithered else None)
 
-    with one_line_warnings():  # the library's warnings (audio dropped, ...)
-        report = video.deband_video(
-            job.source,
-            job.target,
-            process,
-            bit_depth=depth or 10,
-            force=force,
-            progress=draws_bars(quiet),
-            **encoder,
-        )
+    report = video.deband_video(
+        job.source,
+        job.target,
+        process,
+        bit_depth=depth or 10,
+        force=force,
+        progress=draws_bars(quiet),
+        **encoder,
+    )
     if not quiet:
-        frames = f"{report.frames} frame{'' if report.frames == 1 else 's'}"
+        total = f"{report.frames} frame{'' if report.frames == 1 else 's'}"
         notes = [f"interlaced ({report.fields}), field by field"] if report.fields else []
         notes += ["closed captions kept"] if report.captions else []
         if count := report.audio_transcoded:  # lossy: PCM, FLAC or AC-3 the container cannot hold
             notes.append(f"{count} audio stream{'' if count == 1 else 's'} re-encoded")
         said = "".join(f", {note}" for note in notes)
-        click.echo(f"{report.src} -> {report.dst}: {frames} at {report.fps:.2f} fps{said}", err=True)
+        click.echo(f"{report.src} -> {report.dst}: {total} at {report.fps:.2f} fps{said}", err=True)
 
 
 if __name__ == "__main__":

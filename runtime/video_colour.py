@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .processing import by_rows, usable_cpus
+from .pyav import plane_rows
 
 # FFmpeg's names of the colour tags (libavutil/pixdesc.c), for the options that set them.
 _PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020",
@@ -245,10 +246,8 @@ def copy_alpha(src: Any, dst: Any) -> None:
     if layout is None:
         return
     index, offsets, step = layout
-    source, target = src.planes[index], dst.planes[index]
-    rows, end = source.height, source.width * step
-    read = np.frombuffer(source, np.uint8).reshape(rows, source.line_size)
-    write = np.frombuffer(target, np.uint8).reshape(rows, target.line_size)
+    end = src.planes[index].width * step
+    read, write = plane_rows(src, index), plane_rows(dst, index)
     for offset in offsets:
         write[:, offset:end:step] = read[:, offset:end:step]
 

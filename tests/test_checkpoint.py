@@ -6,7 +6,7 @@ import pytest
 import torch
 from common import TINY
 
-from bdinn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sidecar_path
+from bdinn.train.checkpoint import CheckpointError, checkpoint_sidecar, load_checkpoint, save_checkpoint
 from bdinn.train.network import BDINNConfig, build_model
 
 
@@ -34,7 +34,7 @@ def test_round_trip_float32_and_float16(tmp_path):
 
 def test_missing_sidecar(tmp_path):
     path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
-    sidecar_path(path).unlink()
+    checkpoint_sidecar(path).unlink()
     with pytest.raises(CheckpointError, match=r"missing its config m\.json"):
         load_checkpoint(path)
 
@@ -42,10 +42,10 @@ def test_missing_sidecar(tmp_path):
 def test_not_a_bdinn_checkpoint(tmp_path):
     path = tmp_path / "other.safetensors"
     path.write_bytes(b"\x00" * 64)
-    sidecar_path(path).write_text(json.dumps({"format": "something-else"}))
+    checkpoint_sidecar(path).write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(CheckpointError, match="not a bdinn checkpoint"):
         load_checkpoint(path)
-    sidecar_path(path).write_text("{not json")
+    checkpoint_sidecar(path).write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_checkpoint(path)
 
@@ -75,23 +75,23 @@ def test_a_pickled_checkpoint_is_refused_by_its_name(tmp_path):
 )
 def test_an_impossible_config_is_one_line(tmp_path, config, message):
     path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
-    meta = json.loads(sidecar_path(path).read_text())
+    meta = json.loads(checkpoint_sidecar(path).read_text())
     meta["config"] = {**meta["config"], **config} if isinstance(config, dict) else config
-    sidecar_path(path).write_text(json.dumps(meta))
+    checkpoint_sidecar(path).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=f"m.json: invalid architecture config .*{message}"):
         load_checkpoint(path)
 
 
 def test_config_weight_mismatch(tmp_path):
     path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
-    meta = json.loads(sidecar_path(path).read_text())
+    meta = json.loads(checkpoint_sidecar(path).read_text())
     meta["config"]["growth"] = [8, 4, 4]
-    sidecar_path(path).write_text(json.dumps(meta))
+    checkpoint_sidecar(path).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="has shape"):
         load_checkpoint(path)
     meta["config"]["encoder_blocks"] = [2, 1, 1]
     meta["config"]["growth"] = [4, 4, 4]
-    sidecar_path(path).write_text(json.dumps(meta))
+    checkpoint_sidecar(path).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="do not match the config"):
         load_checkpoint(path)
 

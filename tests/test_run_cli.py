@@ -246,7 +246,7 @@ def test_outputs_are_checked_before_the_model_loads(pictures, tmp_path):
     assert "absent.onnx" in line  # that one was fine: its folder exists
     (pictures / "sky.debanded.png").mkdir()
     line = one_line_error(run(absent, pictures / "sky.png", "--force"))
-    assert "sky.debanded.png: is a folder; name another output file" in line
+    assert "sky.debanded.png: is a folder; name a file to write" in line
 
 
 class _Booby:

@@ -31,7 +31,7 @@ class CheckpointError(ValueError):
     """A file that is not a usable bdinn checkpoint; the message is one line for the user."""
 
 
-def sidecar_path(weights: Path) -> Path:
+def checkpoint_sidecar(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
@@ -85,7 +85,7 @@ def save_checkpoint(
         "dtype": str(dtype).removeprefix("torch."),
         **dict(extra or {}),
     }
-    write_json(sidecar_path(path), meta)
+    write_json(checkpoint_sidecar(path), meta)
     return path
 
 
@@ -109,7 +109,7 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
         )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    meta_path = sidecar_path(path)
+    meta_path = checkpoint_sidecar(path)
     if not meta_path.is_file():
         raise CheckpointError(f"{path}: missing its config {meta_path.name} (a bdinn checkpoint is a pair)")
     try:
@@ -127,17 +127,17 @@ def read_checkpoint_config(path: Path) -> tuple[BDINNConfig, dict[str, Any]]:
     try:
         return BDINNConfig.from_dict(meta["config"]), meta
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{sidecar_path(path)}: invalid architecture config ({exc})") from None
+        raise CheckpointError(f"{checkpoint_sidecar(path)}: invalid architecture config ({exc})") from None
 
 
-def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[BDINN, dict[str, Any]]:
+def load_checkpoint(path: Path) -> tuple[BDINN, dict[str, Any]]:
     """Build the network the sidecar describes and load its weights (as float32)."""
     path = Path(path)
     config, meta = read_checkpoint_config(path)
     try:
         model = BDINN(config)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{sidecar_path(path)}: invalid architecture config ({exc})") from None
+        raise CheckpointError(f"{checkpoint_sidecar(path)}: invalid architecture config ({exc})") from None
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as exc:
@@ -151,7 +151,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[BDI
             f"{len(unexpected)} unexpected (e.g. {unexpected[:1]})"
         )
         raise CheckpointError(
-            f"{path}: weights do not match the config in {sidecar_path(path).name}: {detail}"
+            f"{path}: weights do not match the config in {checkpoint_sidecar(path).name}: {detail}"
         )
     for name, tensor in state.items():
         if tensor.shape != expected[name].shape:
@@ -160,4 +160,4 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[BDI
                 f"{list(expected[name].shape)}"
             )
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.to(device), meta
+    return model, meta

@@ -34,7 +34,8 @@ from ..runtime.cli_options import STOP_SIGNALS
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from ..runtime.imageio import from_float
 from ..runtime.metrics import psnr, psnr_of_mse, ssim
-from .checkpoint import load_checkpoint, save_checkpoint, sidecar_path, write_json, write_tensors
+from .checkpoint import checkpoint_sidecar, load_checkpoint, save_checkpoint, write_json, write_tensors
+from .data import FullImageDataset, PatchDataset
 from .losses import debanding_loss
 from .network import BDINN, BDINNConfig
 
@@ -214,8 +215,8 @@ class Trainer:
     def __init__(
         self,
         settings: TrainSettings,
-        train_set: torch.utils.data.Dataset,
-        val_set: Sequence | None,
+        train_set: PatchDataset,
+        val_set: FullImageDataset | None,
         out_dir: Path,
         resume: bool = False,
     ) -> None:
@@ -493,7 +494,7 @@ class Trainer:
         if not self._checkpoint_due():
             return False
         try:
-            last = json.loads(sidecar_path(self.out_dir / "last.safetensors").read_text())
+            last = json.loads(checkpoint_sidecar(self.out_dir / "last.safetensors").read_text())
             return last.get("step") != self.step
         except (OSError, ValueError, AttributeError):
             return True

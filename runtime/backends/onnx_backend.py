@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..imageio import from_float, to_float
 from .base import Backend, BackendError
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
@@ -74,9 +75,9 @@ class OnnxBackend(Backend):
         if self.session is None:
             raise BackendError("this ONNX Runtime model is closed; open it again")
         if self.uint8_io:
-            hwc = np.clip(np.rint(chw.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
+            hwc = from_float(chw.transpose(1, 2, 0), 8)
             (out,) = self.session.run([self.output_name], {self.input_name: hwc})
-            return out.transpose(2, 0, 1).astype(np.float32) / np.float32(np.iinfo(out.dtype).max)
+            return to_float(out).transpose(2, 0, 1)
         feed = np.ascontiguousarray(chw[None], self.input_dtype)
         (out,) = self.session.run([self.output_name], {self.input_name: feed})
         return out[0].astype(np.float32)
