@@ -23,7 +23,14 @@ import click
 import numpy as np
 
 from .backends import BACKENDS, BackendError
-from .cli_options import BdinnCommand, parse_size, stops_cleanly, tile_option
+from .cli_options import (
+    BdinnCommand,
+    allow_embedded_plugin_option,
+    parse_size,
+    plugin_library_option,
+    stops_cleanly,
+    tile_option,
+)
 from .debander import Debander
 from .files import OutputError, atomic_write, check_writable, files_of_model
 from .processing import MAX_SIDE, MIN_SIDE
@@ -176,7 +183,8 @@ def parse_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("--device", default=None, help="cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Checkpoints only.")
 @tile_option
-@click.option("--plugin-library", type=click.Path(path_type=Path), default=None, help="C++ TensorRT plugin.")
+@plugin_library_option
+@allow_embedded_plugin_option
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: replay a captured CUDA graph per frame.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the result as JSON to this file ('-' for stdout only).")  # fmt: skip
@@ -184,7 +192,7 @@ def parse_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 def main(
     model: Path | None, size: tuple[int, int], batch: int, iterations: int, warmup: int,
     backend: str | None, device: str | None, precision: str | None, tile: int | None,
-    plugin_library: Path | None, cuda_graph: bool, json_out: Path | None,
+    plugin_library: Path | None, allow_embedded_plugin: bool, cuda_graph: bool, json_out: Path | None,
 ) -> None:  # fmt: skip
     """Latency of MODEL (default: the bundled model) at a frame size, in milliseconds per call."""
     to_file = json_out is not None and str(json_out) != "-"
@@ -193,7 +201,7 @@ def main(
             check_writable(json_out, inputs=files_of_model(model))
         deband = Debander.open(
             model, backend=backend, device=device, precision=precision, tile=tile,
-            plugin_library=plugin_library,
+            plugin_library=plugin_library, allow_embedded_plugin=allow_embedded_plugin,
         )  # fmt: skip
         if cuda_graph:
             if deband.backend.name != "tensorrt":

@@ -11,6 +11,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any, ParamSpec, TypeVar
 
@@ -187,4 +188,20 @@ tile_option = click.option(
     callback=parse_tile,
     help="Work in even pieces of at most TILE x TILE (a multiple of 8, at least 32) to bound memory "
     "[default: whole frames; on the CPU, frames over 2048x1152 pixels in even tiles of at most that many].",
+)
+
+
+# How bdinn-run and bdinn-bench serve a plan's plugin.
+plugin_library_option = click.option(
+    "--plugin-library",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="C++ TensorRT plugin library (libbdinn_trt_plugin.so) to run a plan with [default: the Python "
+    "plugin, which runs every bdinn plan].",
+)
+allow_embedded_plugin_option = click.option(
+    "--allow-embedded-plugin",
+    is_flag=True,
+    help="Run a plan that carries its plugin library (bdinn-export --serialize-plugin): native code "
+    "that runs as the plan loads, so only for plans you trust.",
 )

@@ -153,12 +153,16 @@ class Debander:
         tile: int | None = None,
         overlap: int | None = None,
         plugin_library: str | Path | None = None,
+        allow_embedded_plugin: bool = False,
         max_change: float | None = DEFAULT_MAX_CHANGE,
     ) -> Debander:
         """Open a .plan/.engine (TensorRT), .onnx (ONNX Runtime) or .safetensors (PyTorch) file.
 
         Without `path`, the bundled default model on the best backend installed here. The output
         stays within `max_change` 8-bit levels of the input (None: the model's output as it is).
+        A plan's plugin runs as the Python plugin unless `plugin_library` names the C++ one; a
+        plan that carries its plugin library (bdinn-export --serialize-plugin: native code) opens
+        only with `allow_embedded_plugin=True`.
         """
         _check_backend(backend)
         _checked_options(tile, overlap, max_change)  # before a model takes seconds to load
@@ -168,6 +172,7 @@ class Debander:
         opened = open_backend(
             model, backend=backend, device=device, precision=precision,
             plugin_library=Path(plugin_library) if plugin_library else None,
+            allow_embedded_plugin=allow_embedded_plugin,
         )  # fmt: skip
         return cls(opened, tile=tile, overlap=overlap, max_change=max_change)
 

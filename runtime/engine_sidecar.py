@@ -52,8 +52,8 @@ def read_sidecar(plan_path: Path, plan: bytes) -> dict[str, Any]:
         )
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise SidecarError(f"{path}: unreadable engine sidecar ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
+        raise SidecarError(f"{path}: unreadable engine sidecar ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or data.get("format") != ENGINE_FORMAT:
         raise SidecarError(f"{path}: not a bdinn engine sidecar (expected format {ENGINE_FORMAT!r})")
     for key in _FIELDS:

@@ -22,7 +22,15 @@ from tqdm import tqdm
 
 from . import video
 from .backends import BACKENDS, PICKLED_SUFFIXES, SUFFIXES, BackendError
-from .cli_options import BdinnCommand, max_change_option, one_line_warnings, stops_cleanly, tile_option
+from .cli_options import (
+    BdinnCommand,
+    allow_embedded_plugin_option,
+    max_change_option,
+    one_line_warnings,
+    plugin_library_option,
+    stops_cleanly,
+    tile_option,
+)
 from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable
 from .imageio import (
@@ -267,8 +275,8 @@ def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple
 @click.option("--device", default=None, help="cpu, cuda or cuda:N [default: a GPU when there is one].")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
               help="Checkpoints only; exported models keep their precision.")  # fmt: skip
-@click.option("--plugin-library", type=click.Path(path_type=Path), default=None,
-              help="C++ TensorRT plugin library [default: the Python plugin].")  # fmt: skip
+@plugin_library_option
+@allow_embedded_plugin_option
 @click.option("--codec", default=None, help="Video encoder [default: from the output container].")
 @click.option("--crf", type=click.IntRange(0, 63), default=None, help="Video quality [default: the codec's].")
 @click.option("--preset", default=None, help="Video encoder speed: x264/x265 ultrafast..placebo, SVT-AV1 "
@@ -297,6 +305,7 @@ def main(
     device: str | None,
     precision: str | None,
     plugin_library: Path | None,
+    allow_embedded_plugin: bool,
     codec: str | None,
     crf: int | None,
     preset: str | None,
@@ -333,7 +342,7 @@ def main(
     try:
         deband = Debander.open(
             model, backend=backend, device=device, precision=precision, tile=tile,
-            overlap=overlap, plugin_library=plugin_library,
+            overlap=overlap, plugin_library=plugin_library, allow_embedded_plugin=allow_embedded_plugin,
             max_change=max_change,
         )  # fmt: skip
     except (BackendError, ValueError) as exc:

@@ -37,6 +37,7 @@ def open_backend(
     device: str | None = None,
     precision: str | None = None,
     plugin_library: Path | None = None,
+    allow_embedded_plugin: bool = False,
 ) -> Backend:
     """Open `path` with the backend its suffix asks for (or `backend`, which must agree)."""
     path = Path(path)
@@ -62,7 +63,9 @@ def open_backend(
     else:
         from .tensorrt_backend import TensorRTBackend
 
-        opened = TensorRTBackend(path, device=device, plugin_library=plugin_library)
+        opened = TensorRTBackend(
+            path, device=device, plugin_library=plugin_library, allow_embedded_plugin=allow_embedded_plugin
+        )
     if precision is not None and precision != opened.precision:
         opened.close()
         how = "with" if precision == "fp16" else "without"

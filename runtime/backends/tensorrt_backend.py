@@ -83,6 +83,7 @@ class TensorRTBackend(Backend):
         path: Path,
         device: str | None = None,
         plugin_library: Path | None = None,
+        allow_embedded_plugin: bool = False,
     ) -> None:
         self.path = Path(path)
         plan = self.path.read_bytes()
@@ -103,20 +104,27 @@ class TensorRTBackend(Backend):
                 "rebuild the engine with bdinn-export"
             )
         self.trt, self.info = info.module, info
-        library = self._plugin_library(plugin_library)
+        # Native code runs only where the user asked for it: a library the sidecar names (a JSON
+        # file anyone can edit) is never loaded, and a plan's embedded one only when allowed.
+        embedded = bool(sidecar["plugin"].get("serialized_in_plan"))
+        if embedded and not allow_embedded_plugin:
+            raise BackendError(
+                f"{path}: carries its TensorRT plugin library, native code that runs as the plan loads; "
+                "if you trust where the plan came from, pass --allow-embedded-plugin "
+                "(allow_embedded_plugin=True)"
+            )
+        library = Path(plugin_library) if plugin_library is not None else None
         if library is not None:  # before the GPU check: a bad library path is the first thing to fix
             self._load_plugin_library(library)
         self.cudart = _cudart()
         self.device_index = int(device.split(":")[1]) if device and ":" in device else 0
         self.device = f"cuda:{self.device_index}"
         self.gpu, self.compute = self._check_gpu(sidecar.get("targets") or [])
-        if library is None and not self.sidecar["plugin"].get("serialized_in_plan"):
-            self._register_python_plugin()
+        if library is None and not embedded and sidecar.get("graph", "plugin") == "plugin":
+            self._register_python_plugin()  # a portable graph (gridsample, deformconv) needs no plugin
         logger = self.trt.Logger(self.trt.Logger.ERROR)
         self._runtime = self.trt.Runtime(logger)
-        if self.sidecar["plugin"].get("serialized_in_plan") and hasattr(
-            self._runtime, "engine_host_code_allowed"
-        ):
+        if embedded and hasattr(self._runtime, "engine_host_code_allowed"):
             self._runtime.engine_host_code_allowed = True  # the embedded plugin library is host code
         self.engine = self._runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
@@ -159,15 +167,6 @@ class TensorRTBackend(Backend):
             )
         return name, compute
 
-    def _plugin_library(self, given: Path | None) -> Path | None:
-        """The C++ plugin library to load: the one given, else the one the engine was built with."""
-        implementation = self.sidecar["plugin"].get("implementation")
-        if given is not None:
-            return Path(given)
-        if implementation in (None, "python") or self.sidecar["plugin"].get("serialized_in_plan"):
-            return None
-        return Path(implementation)
-
     def _load_plugin_library(self, library: Path) -> None:
         if not library.is_file():
             raise BackendError(f"{library}: plugin library not found (pass --plugin-library with its path)")
@@ -183,7 +182,13 @@ class TensorRTBackend(Backend):
         try:
             load_kernels()
         except KernelLibraryError as exc:
-            raise BackendError(f"{self.path}: the engine's plugin cannot run: {exc}") from None
+            built_with = self.sidecar["plugin"].get("implementation")
+            also = (
+                f"; or pass --plugin-library with the C++ plugin it was built with ({built_with})"
+                if isinstance(built_with, str) and built_with != "python"
+                else ""
+            )
+            raise BackendError(f"{self.path}: the engine's plugin cannot run: {exc}{also}") from None
         register_python_plugin(self.trt)
 
     def _state(self) -> _ThreadState:
