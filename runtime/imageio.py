@@ -26,6 +26,11 @@ from PIL import Image, UnidentifiedImageError
 from .files import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+# The largest picture or video frame bdinn decodes: Pillow's decompression-bomb limit (179
+# megapixels, 13,377 px square; beyond any camera), where a few bytes of a crafted header would
+# otherwise make it allocate tens of GB (a frame's float copies take 12 bytes a pixel).
+MAX_PIXELS = 2 * 89_478_485
+MAX_FILE_BYTES = 4 << 30  # a 179-megapixel 16-bit RGBA TIFF stored uncompressed is 1.4 GB
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Leading bytes of the formats we name in error messages (WebP is RIFF....WEBP, checked apart).
 _SIGNATURES = (
@@ -102,7 +107,11 @@ def _read(path: Path) -> tuple[bytes, str | None]:
         raise ImageError(f"{path}: no such file (check the path)")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image file")
+    if not path.is_file():  # /dev/zero, a named pipe: read to the end, it never ends
+        raise ImageError(f"{path}: is a device or pipe, not an image file")
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{path}: over {MAX_FILE_BYTES >> 30} GB, too large for a picture bdinn reads")
         data = path.read_bytes()
     except OSError as exc:
         raise ImageError(f"{path}: cannot read the file ({exc.strerror})") from None
@@ -124,13 +133,26 @@ def _header(path: Path, data: bytes) -> Image.Image | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             header = Image.open(io.BytesIO(data))
-            frames = getattr(header, "n_frames", 1)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError):
+            several = getattr(header, "is_animated", False)  # seeks to a second frame, not to the last
+            # Counting a TIFF's pages walks them all, and anew for each: 40,000 took 15 s.
+            frames = "several" if several and header.format == "TIFF" else getattr(header, "n_frames", 1)
+    except Image.DecompressionBombError:
+        raise _too_large(path) from None
+    except (UnidentifiedImageError, OSError, EOFError, ValueError, TypeError, SyntaxError):
         return None  # OpenCV decides: it reads a few formats Pillow does not, and reports the rest
-    if frames > 1:
+    if several:
         raise ImageError(f"{path}: holds {frames} frames; bdinn debands single pictures (save one frame, "
                          "or convert an animation to a video)")  # fmt: skip
+    if header.width * header.height > MAX_PIXELS:
+        raise _too_large(path)
     return header
+
+
+def _too_large(path: Path) -> ImageError:
+    return ImageError(
+        f"{path}: over {MAX_PIXELS / 1e6:.0f} megapixels, more than bdinn decodes (a damaged or crafted "
+        "header, or a picture to split into smaller ones)"
+    )
 
 
 def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -242,7 +264,7 @@ def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...
             tag, kind = struct.unpack(order + "HH", data[at : at + 4])
             (n,) = struct.unpack(order + offset, data[at + 4 : at + 4 + struct.calcsize(offset)])
             value = at + 4 + struct.calcsize(offset)
-            if tag in wanted and kind == 3:  # SHORT values: inline when they fit, else at an offset
+            if tag in wanted and kind == 3 and n <= 16:  # SHORTs, a few a pixel: inline or at an offset
                 where = (
                     value
                     if 2 * n <= inline

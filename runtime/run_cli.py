@@ -355,7 +355,9 @@ def main(
                 run_video(deband, job, depth, dither, encoder, force, quiet)
             else:
                 run_picture(deband, job, depth, dither, quiet)
-        except (ImageError, BackendError, ValueError) as exc:
+        except (ImageError, BackendError, ValueError, MemoryError) as exc:
+            if isinstance(exc, MemoryError):  # the next, smaller input may well fit
+                exc = MemoryError(f"{job.source}: not enough memory for it (try --tile 1024)")
             if len(jobs) == 1:
                 raise click.ClickException(str(exc)) from None
             failures += 1

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_options import STOP_SIGNALS
+from .imageio import MAX_PIXELS
 from .video_formats import STDIN, VideoError
 from .video_streams import moving_pictures
 
@@ -69,9 +70,17 @@ def open_source(src: Path) -> tuple[Any, StandardInput | None]:
             "MP4 only with its index first, -movflags faststart)"
         ) from None
     failed = stdin.error(src) if stdin is not None else None  # FFmpeg made do with what it had read
-    if failed is not None or not moving_pictures(container):
+    videos = moving_pictures(container) if failed is None else []
+    if not videos:
         container.close()
         raise failed or VideoError(f"{src}: no video stream; pass a file with video")
+    width, height = videos[0].codec_context.width, videos[0].codec_context.height
+    if width * height > MAX_PIXELS:  # later frames of another size are scaled to this one
+        container.close()
+        raise VideoError(
+            f"{src}: {width}x{height} frames are over {MAX_PIXELS / 1e6:.0f} megapixels, more than bdinn "
+            "decodes (a damaged or crafted header?)"
+        )
     return container, stdin
 
 

@@ -5,6 +5,7 @@ import os
 import shutil
 import stat
 import struct
+import warnings
 from pathlib import Path
 
 import cv2
@@ -253,21 +254,23 @@ def test_gray_with_alpha_keeps_its_layout(tmp_path):
 def test_pictures_of_several_frames_are_refused(tmp_path):
     image = pytest.importorskip("PIL.Image")
     frames = [image.fromarray(np.full((16, 16, 3), v, np.uint8)) for v in (0, 128)]
-    for name in ("anim.png", "anim.webp", "pages.tif"):
+    for name, count in (("anim.png", "2"), ("anim.webp", "2"), ("pages.tif", "several")):
         frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
-        with pytest.raises(ImageError, match="holds 2 frames; bdinn debands single pictures") as info:
+        with pytest.raises(ImageError, match=f"holds {count} frames; bdinn debands single pictures") as info:
             read_image(tmp_path / name)
         one_line(info, tmp_path / name)
 
 
-def test_a_picture_too_large_to_decode_is_one_line(tmp_path):
-    """A 119-byte PNG that claims 40000 x 40000 pixels: OpenCV refuses it, in one line of ours."""
+@pytest.mark.parametrize("side", [40000, 13500])
+def test_a_picture_too_large_to_decode_is_one_line(tmp_path, side):
+    """A 119-byte PNG that claims side x side pixels: at 40000 OpenCV refused it, at 13500 (182
+    megapixels, under OpenCV's limit) it allocated gigabytes; both are refused from the header."""
     import zlib
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    header = struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     data = (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
@@ -275,9 +278,39 @@ def test_a_picture_too_large_to_decode_is_one_line(tmp_path):
         + chunk(b"IEND", b"")
     )
     (tmp_path / "huge.png").write_bytes(data)
-    with pytest.raises(ImageError, match="too large for OpenCV to decode") as info:
+    with pytest.raises(ImageError, match="over 179 megapixels, more than bdinn decodes") as info:
         read_image(tmp_path / "huge.png")
     one_line(info, tmp_path / "huge.png")
+
+
+def test_a_jpeg_header_claiming_a_huge_picture_is_refused_before_decoding(tmp_path):
+    """632 bytes whose frame header says 15000 x 15000: libjpeg decodes the rest as gray (with a
+    warning nobody sees) into 675 MB, and the model then ran for minutes."""
+    image = pytest.importorskip("PIL.Image")
+    image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "small.jpg")
+    data = bytearray((tmp_path / "small.jpg").read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 15000, 15000)
+    (tmp_path / "claim.jpg").write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=r"claim\.jpg: over 179 megapixels") as info:
+        read_image(tmp_path / "claim.jpg")
+    one_line(info, tmp_path / "claim.jpg")
+
+
+def test_a_device_is_not_read_as_a_picture(tmp_path):
+    """/dev/zero read to its end never ends (6.9 GB, then MemoryError)."""
+    with pytest.raises(ImageError, match="/dev/zero: is a device or pipe, not an image file"):
+        read_image("/dev/zero")
+
+
+def test_a_tiff_tag_count_cannot_make_the_reader_allocate_gigabytes(tmp_path):
+    """BitsPerSample with a count of 2^32 - 1: the tag reader built a 4 GB struct format for it."""
+    entries = [(256, 3, 1, 16), (257, 3, 1, 16), (258, 3, 0xFFFFFFFF, 8), (262, 3, 1, 2), (277, 3, 1, 3)]
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries) + b"\0" * 4
+    (tmp_path / "tags.tif").write_bytes(b"II*\x00" + struct.pack("<I", 8) + ifd + b"\0" * 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's own: "Tag data larger than file"
+        assert stored_layout(tmp_path / "tags.tif") == (8, False)  # the damaged tag is ignored
 
 
 def test_webp_is_written_losslessly_and_jpeg_refuses_alpha(tmp_path):

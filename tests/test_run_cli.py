@@ -879,3 +879,26 @@ def test_progress_counts_the_tiles_of_a_frame():
     out = run_tiled(lambda x: x, batch, (32, 48), 8, lambda done, total: calls.append((done, total)))
     np.testing.assert_allclose(out, batch, atol=1e-6)  # the identity, blended, is the identity
     assert calls == [(n, 9) for n in range(1, 10)]  # 3 x 3 tiles
+
+
+def test_running_out_of_memory_on_one_input_is_its_line_and_the_others_go_on(
+    model, pictures, tmp_path, monkeypatch
+):
+    """A picture too large for the memory left was a MemoryError traceback that also lost every
+    input after it."""
+    from bdinn.runtime import run_cli
+
+    real = run_cli.read_image
+
+    def read(path, **kwargs):
+        if Path(path).name == "shapes.png":
+            raise MemoryError
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(run_cli, "read_image", read)
+    result = run(model, pictures / "shapes.png", pictures / "sky.png", "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert f"bdinn-run: error: {pictures / 'shapes.png'}: not enough memory for it (try --tile 1024)" in lines
+    assert lines[-1] == "bdinn-run: error: 1 of 2 inputs failed (see above)"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sky.png"]

@@ -2043,3 +2043,13 @@ def test_bdinn_run_says_when_audio_was_re_encoded(tmp_path):
     result = CliRunner().invoke(main, [str(source), "-o", str(tmp_path / "out.mp4")])
     assert result.exit_code == 0, result.output
     assert f": {N} frames at " in result.output and ", 1 audio stream re-encoded" in result.output
+
+
+def test_frames_too_large_to_decode_are_refused_at_open(tmp_path):
+    """A Y4M header of a few bytes claiming 16000 x 16000 frames: the decoder and the frame queues
+    reached 12 GB before the first frame was debanded."""
+    src = tmp_path / "huge.y4m"
+    src.write_bytes(b"YUV4MPEG2 W16000 H16000 F25:1 Ip A1:1 C420jpeg\n")
+    with pytest.raises(VideoError, match=r"huge\.y4m: 16000x16000 frames are over 179 megapixels"):
+        deband_video(src, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.y4m"]
