@@ -71,6 +71,11 @@ def test_a_pickled_checkpoint_is_refused_by_its_name(tmp_path):
         ({"growth": [-1, 4, 4]}, "invalid BDINN config: growth\\[0\\]=-1"),
         ({"skip_fraction": 1.5}, "skip_fraction=1.5"),
         ("lite", "expected a JSON object of architecture settings, got str"),
+        # Sizes that took gigabytes (or a traceback from torch's allocator) to build before any check
+        ({"dense_depth": 100000}, "dense_depth=100000 \\(sizes are whole numbers 1..1024"),
+        ({"kernel": [99999, 99999]}, "kernel\\[0\\]=99999"),
+        ({"bottleneck_blocks": 1000}, "bottleneck_blocks=1000 .*block counts 0..32"),
+        ({"growth": [True, 4, 4]}, "growth\\[0\\]=True"),
     ],
 )
 def test_an_impossible_config_is_one_line(tmp_path, config, message):
@@ -80,6 +85,29 @@ def test_an_impossible_config_is_one_line(tmp_path, config, message):
     checkpoint_sidecar(path).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=f"m.json: invalid architecture config .*{message}"):
         load_checkpoint(path)
+
+
+def test_a_config_asking_for_a_huge_network_is_checked_against_the_weights_before_building_it(
+    tmp_path, monkeypatch
+):
+    """bottleneck_growth 1000 beside weights of 4: 5.6 GB and 20 s to build, then the mismatch."""
+    from bdinn.train import checkpoint
+
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
+    meta = json.loads(checkpoint_sidecar(path).read_text())
+    meta["config"]["bottleneck_growth"] = 1000
+    checkpoint_sidecar(path).write_text(json.dumps(meta))
+    built_on = []
+    real = checkpoint.BDINN
+
+    def recording(config):
+        built_on.append(torch.empty(0).device.type)  # the device factory functions use now
+        return real(config)
+
+    monkeypatch.setattr(checkpoint, "BDINN", recording)
+    with pytest.raises(CheckpointError, match=r"has shape \[4\], the config needs \[1000\]"):
+        load_checkpoint(path)
+    assert built_on == ["meta"]
 
 
 def test_config_weight_mismatch(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..runtime.backends import PICKLED_SUFFIXES
@@ -131,20 +131,26 @@ def read_checkpoint_config(path: Path) -> tuple[BDINNConfig, dict[str, Any]]:
 
 
 def load_checkpoint(path: Path) -> tuple[BDINN, dict[str, Any]]:
-    """Build the network the sidecar describes and load its weights (as float32)."""
+    """Build the network the sidecar describes and load its weights (as float32).
+
+    The weights' names and shapes are checked, from the safetensors header, against the network
+    built on the meta device (no memory) before the real one is: a sidecar edited to ask for a
+    huge network took gigabytes and seconds before it was found not to match its weights.
+    """
     path = Path(path)
     config, meta = read_checkpoint_config(path)
     try:
-        model = BDINN(config)
+        with torch.device("meta"):
+            expected = {name: list(t.shape) for name, t in BDINN(config).state_dict().items()}
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{checkpoint_sidecar(path)}: invalid architecture config ({exc})") from None
     try:
-        state = load_file(str(path), device="cpu")
+        with safe_open(str(path), "pt") as weights:
+            stored = {name: list(weights.get_slice(name).get_shape()) for name in weights.keys()}  # noqa: SIM118 (not iterable)
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:
         detail = (
             f"{len(missing)} missing (e.g. {missing[:1]}), "
@@ -153,11 +159,15 @@ def load_checkpoint(path: Path) -> tuple[BDINN, dict[str, Any]]:
         raise CheckpointError(
             f"{path}: weights do not match the config in {checkpoint_sidecar(path).name}: {detail}"
         )
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
+    for name, shape in stored.items():
+        if shape != expected[name]:
             raise CheckpointError(
-                f"{path}: weight {name} has shape {list(tensor.shape)}, the config needs "
-                f"{list(expected[name].shape)}"
+                f"{path}: weight {name} has shape {shape}, the config needs {expected[name]}"
             )
+    model = BDINN(config)
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model, meta

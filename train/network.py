@@ -57,6 +57,15 @@ LOG2 = math.log(2.0)
 # Configurations: named, as data.
 # --------------------------------------------------------------------------------------------
 
+# Far beyond any trainable BDINN (the paper's: growth 32, depth 4, 2 blocks), and short of what
+# makes building one from a checkpoint's JSON alone take minutes and gigabytes.
+_MAX_SIZE = 1024  # channels, growth, depth, squeeze ratio, kernel sides
+_MAX_REPEATS = 32  # blocks per stage
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
 
 @dataclass(frozen=True)
 class BDINNConfig:
@@ -85,15 +94,17 @@ class BDINNConfig:
         repeats = {"bottleneck_blocks": self.bottleneck_blocks}
         for name in ("encoder_blocks", "decoder_blocks", "skip_blocks"):
             repeats.update({f"{name}[{i}]": v for i, v in enumerate(getattr(self, name))})
-        bad = [f"{k}={v!r}" for k, v in counts.items() if not (isinstance(v, int) and v >= 1)]
-        bad += [f"{k}={v!r}" for k, v in repeats.items() if not (isinstance(v, int) and v >= 0)]
+        bad = [f"{k}={v!r}" for k, v in counts.items() if not _whole(v, 1, _MAX_SIZE)]
+        bad += [f"{k}={v!r}" for k, v in repeats.items() if not _whole(v, 0, _MAX_REPEATS)]
         if not 0 < self.skip_fraction < 1:
             bad.append(f"skip_fraction={self.skip_fraction!r}")
         if not self.clamp > 0:
             bad.append(f"clamp={self.clamp!r}")
         if bad:
-            raise ValueError(f"invalid BDINN config: {', '.join(bad)} (sizes are positive whole numbers, "
-                             "block counts whole numbers, 0 < skip_fraction < 1, clamp > 0)")  # fmt: skip
+            raise ValueError(
+                f"invalid BDINN config: {', '.join(bad)} (sizes are whole numbers 1..{_MAX_SIZE}, block "
+                f"counts 0..{_MAX_REPEATS}, 0 < skip_fraction < 1, clamp > 0)"
+            )
         lengths = {"growth": 3, "encoder_blocks": 3, "decoder_blocks": 3, "skip_blocks": 3, "kernel": 2}
         wrong = [f"{k} has {len(getattr(self, k))}" for k, n in lengths.items() if len(getattr(self, k)) != n]
         if wrong:
