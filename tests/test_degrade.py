@@ -212,7 +212,8 @@ def test_pairs_from_cache_errors(tmp_path, monkeypatch):
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "something else", "pairs": {}}))
     with pytest.raises(ValueError, match="not a bdinn pairs cache"):
         pairs_from_cache(tmp_path)
-    bad = {"name": "Sky__jpeg90", "degradation": {"kind": "jpeg", "crf": 90}, "clean": "c", "banded": "b"}
+    bad = {"name": "Sky__jpeg90", "degradation": {"kind": "jpeg", "crf": 90}, "clean": "c", "banded": "b",
+           "source": "Sky"}  # fmt: skip
     (tmp_path / "manifest.json").write_text(json.dumps({"format": MANIFEST_FORMAT, "pairs": {"k": bad}}))
     with pytest.raises(ValueError, match=r"manifest\.json: pair 'Sky__jpeg90': bad degradation \(unknown"):
         pairs_from_cache(tmp_path)
@@ -226,6 +227,25 @@ def test_pairs_from_cache_errors(tmp_path, monkeypatch):
     next((tmp_path / "cache" / "clean").iterdir()).unlink()
     with pytest.raises(ValueError, match=r"clean/.*\.png: missing from the pairs cache \(copy the clean"):
         pairs_from_cache(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("banded", ["/tmp/elsewhere/planted.png", "../outside/planted.png", ""])
+def test_a_manifest_cannot_send_pictures_outside_its_cache(tmp_path, banded):
+    """A cache is a folder people copy between machines: a crafted manifest made bdinn-train write
+    its banded pictures wherever their paths pointed, and read clean ones from anywhere."""
+    cache = tmp_path / "cache"
+    made = prepare_synthetic_pairs([DATA], cache, variants_per_image=1)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    entry = next(iter(manifest["pairs"].values()))
+    entry["banded"] = banded.replace("/tmp/elsewhere", str(tmp_path / "elsewhere"))
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"manifest\.json: damaged pairs cache manifest .*inside the cache"):
+        pairs_from_cache(cache)
+    with pytest.warns(UserWarning, match=r"manifest\.json: unreadable cache manifest, remaking the pairs"):
+        again = prepare_synthetic_pairs([DATA], cache, variants_per_image=1)
+    assert sorted(p.name for p in again) == sorted(p.name for p in made)
+    assert all(p.banded.is_relative_to(cache) for p in again)
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "outside").exists()
 
 
 def test_a_clip_is_encoded_as_one_video_and_comes_back_in_order():

@@ -317,10 +317,33 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         return empty
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        manifest = None
+    if not _well_formed(manifest):
         warnings.warn(f"{path}: unreadable cache manifest, remaking the pairs", stacklevel=3)
         return empty
     return manifest if manifest.get("format") == MANIFEST_FORMAT else empty
+
+
+_ENTRY_FIELDS = ("name", "banded", "clean", "source")
+
+
+def _well_formed(manifest: Any) -> bool:
+    """Whether a manifest has the shape bdinn writes, every path in it inside the cache folder: a
+    cache is a folder people copy between machines, and a crafted manifest wrote pictures
+    wherever its paths pointed (absolute, or climbing out with "..")."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("pairs", {}), dict):
+        return False
+    if not isinstance(manifest.get("skipped", {}), dict):
+        return False
+    for entry in manifest.get("pairs", {}).values():
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(f), str) for f in _ENTRY_FIELDS):
+            return False
+        for field in ("banded", "clean"):
+            inside = Path(entry[field])
+            if inside.is_absolute() or ".." in inside.parts or not inside.parts:
+                return False
+    return True
 
 
 def _find_image(path: Path) -> Path | None:
@@ -344,8 +367,15 @@ def pairs_from_cache(cache_dir: Path) -> list[ImagePair]:
     manifest_path = cache_dir / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{manifest_path}: no readable pairs cache here ({exc})") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(
+            f"{manifest_path}: no readable pairs cache here ({type(exc).__name__}: {exc})"
+        ) from None
+    if not _well_formed(manifest):
+        raise ValueError(
+            f"{manifest_path}: damaged pairs cache manifest (each pair needs a name, a source and banded "
+            "and clean paths inside the cache folder); make the cache again"
+        )
     if manifest.get("format") != MANIFEST_FORMAT or not manifest.get("pairs"):
         raise ValueError(f"{manifest_path}: not a bdinn pairs cache, or it lists no pairs")
     pairs = []
