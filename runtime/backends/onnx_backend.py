@@ -25,6 +25,7 @@ class OnnxBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: Path, device: str | None = None) -> None:
+        self.path = Path(path)
         try:
             import onnxruntime as ort
         except ImportError as exc:  # missing, or present but built for another numpy: say which
@@ -61,7 +62,13 @@ class OnnxBackend(Backend):
             elif "DeformConv" in str(exc):  # its kernel came with ONNX Runtime 1.25
                 message = f"ONNX Runtime {ort.__version__} lacks DeformConv: use 1.25+, or --graph gridsample"
             raise BackendError(f"{path}: ONNX Runtime cannot load this model ({message})") from None
-        (inp,), (out,) = self.session.get_inputs(), self.session.get_outputs()
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise BackendError(
+                f"{path}: not a bdinn graph ({len(inputs)} inputs and {len(outputs)} outputs; bdinn-export "
+                "writes one of each)"
+            )
+        (inp,), (out,) = inputs, outputs
         if inp.type not in _ORT_TYPES or len(inp.shape) not in (3, 4):
             raise BackendError(f"{path}: not a bdinn graph (input {inp.name} is {inp.type} {inp.shape})")
         self.input_name, self.output_name = inp.name, out.name
@@ -74,13 +81,23 @@ class OnnxBackend(Backend):
     def _run_one(self, chw: np.ndarray) -> np.ndarray:
         if self.session is None:
             raise BackendError("this ONNX Runtime model is closed; open it again")
-        if self.uint8_io:
-            hwc = from_float(chw.transpose(1, 2, 0), 8)
-            (out,) = self.session.run([self.output_name], {self.input_name: hwc})
-            return to_float(out).transpose(2, 0, 1)
-        feed = np.ascontiguousarray(chw[None], self.input_dtype)
-        (out,) = self.session.run([self.output_name], {self.input_name: feed})
-        return out[0].astype(np.float32)
+        feed = (
+            from_float(chw.transpose(1, 2, 0), 8)
+            if self.uint8_io
+            else np.ascontiguousarray(chw[None], self.input_dtype)
+        )
+        try:
+            (out,) = self.session.run([self.output_name], {self.input_name: feed})
+        except Exception as exc:  # ORT's own types; out of memory is one of them
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise BackendError(f"{self.path}: ONNX Runtime failed to run the model ({message})") from None
+        wanted = feed.shape
+        if out.shape != wanted or (self.uint8_io and out.dtype not in (np.uint8, np.uint16)):
+            raise BackendError(
+                f"{self.path}: not a bdinn graph (it made {out.dtype} {list(out.shape)} of "
+                f"{feed.dtype} {list(wanted)}; a debanded frame has its input's shape)"
+            )
+        return to_float(out).transpose(2, 0, 1) if self.uint8_io else out[0].astype(np.float32)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         # Exported graphs have batch 1 (the TensorRT profile's shape); run frames one by one.

@@ -1,0 +1,53 @@
+"""ONNX files that are not bdinn graphs, given to the runtime: each is one line naming the file,
+never a traceback and never a picture of the wrong size written as if all were well."""
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper  # noqa: E402
+
+from bdinn.runtime import BackendError, Debander  # noqa: E402
+
+FRAME = np.zeros((64, 64, 3), np.uint8)
+
+
+def save(path, nodes, outputs=("debanded",), initializers=()):
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "h", "w"])
+    results = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs]
+    graph = helper.make_graph(nodes, "g", [image], results, initializer=list(initializers))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), path)
+    return path
+
+
+def test_a_graph_that_changes_the_frame_size_is_refused(tmp_path):
+    """A Slice down to 8 rows: a 64 x 64 picture came out 64 x 8, exit status 0."""
+    ints = lambda *v: helper.make_tensor(f"c{v}", TensorProto.INT64, [len(v)], v)  # noqa: E731
+    starts, ends, axes = ints(0), ints(8), ints(2)
+    node = helper.make_node("Slice", ["image", starts.name, ends.name, axes.name], ["debanded"])
+    deband = Debander.open(save(tmp_path / "half.onnx", [node], initializers=[starts, ends, axes]))
+    with pytest.raises(BackendError) as info:
+        deband(FRAME)
+    assert str(info.value) == (
+        f"{tmp_path / 'half.onnx'}: not a bdinn graph (it made float32 [1, 3, 8, 64] of float32 "
+        "[1, 3, 64, 64]; a debanded frame has its input's shape)"
+    )
+
+
+def test_a_graph_with_two_outputs_is_refused_when_opened(tmp_path):
+    nodes = [helper.make_node("Identity", ["image"], [name]) for name in ("debanded", "extra")]
+    with pytest.raises(BackendError, match=r"two\.onnx: not a bdinn graph \(1 inputs and 2 outputs"):
+        Debander.open(save(tmp_path / "two.onnx", nodes, outputs=("debanded", "extra")))
+
+
+def test_a_graph_that_fails_as_it_runs_is_one_line(tmp_path):
+    """A fixed Reshape that only some sizes fit: ONNX Runtime's error was a traceback."""
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 3, 32, 32])
+    node = helper.make_node("Reshape", ["image", "shape"], ["debanded"])
+    deband = Debander.open(save(tmp_path / "fixed.onnx", [node], initializers=[shape]))
+    with pytest.raises(BackendError) as info:
+        deband(FRAME)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'fixed.onnx'}: ONNX Runtime failed to run the model (")
+    assert "\n" not in message
