@@ -22,6 +22,13 @@ from .debander import DEFAULT_MAX_CHANGE
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_CONTROL = {code: repr(chr(code))[1:-1] for code in (*range(32), 127)}  # "\n" -> "\\n", ESC -> "\\x1b"
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters written as escapes: a file name holding a newline (or a
+    terminal escape sequence) would otherwise forge lines of output that a pipeline parses."""
+    return text.translate(_CONTROL)
 
 
 class BdinnCommand(click.Command):
@@ -55,7 +62,7 @@ class BdinnCommand(click.Command):
         message = exc.format_message()
         if isinstance(exc, click.UsageError) and "Did you mean" not in message:  # else click named the fix
             message = f"{message.rstrip('.')} (see {self.name} --help)"
-        return _CommandError(f"{self.name}: error: {message}", exc.exit_code)
+        return _CommandError(one_line(f"{self.name}: error: {message}"), exc.exit_code)
 
 
 class _CommandError(click.ClickException):
@@ -125,7 +132,7 @@ def one_line_warnings() -> Iterator[None]:
 
 
 def _show_warning(message: Warning | str, *args: object) -> None:
-    tqdm.write(f"Warning: {message}", file=sys.stderr)
+    tqdm.write(one_line(f"Warning: {message}"), file=sys.stderr)
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:

@@ -26,6 +26,7 @@ from .cli_options import (
     BdinnCommand,
     allow_embedded_plugin_option,
     max_change_option,
+    one_line,
     one_line_warnings,
     plugin_library_option,
     stops_cleanly,
@@ -218,8 +219,8 @@ def check_format(job: Job, depth: int | None = None) -> None:
     if layout is not None and layout[1] and suffix in LOSSY_IMAGE_SUFFIXES:
         raise click.ClickException(f"{job.target}: JPEG holds no alpha, and {job.source} has it; write .png")
     if suffix in LOSSY_IMAGE_SUFFIXES:
-        click.echo(f"Warning: {job.target}: JPEG's lossy compression brings some banding back; .png keeps "
-                   "the result exact", err=True)  # fmt: skip
+        click.echo(one_line(f"Warning: {job.target}: JPEG's lossy compression brings some banding back; "
+                            ".png keeps the result exact"), err=True)  # fmt: skip
 
 
 def draws_bars(quiet: bool) -> bool:
@@ -361,11 +362,11 @@ def main(
             if len(jobs) == 1:
                 raise click.ClickException(str(exc)) from None
             failures += 1
-            bar.write(f"bdinn-run: error: {exc}", file=sys.stderr)
+            bar.write(one_line(f"bdinn-run: error: {exc}"), file=sys.stderr)
     if failures:
         raise click.ClickException(f"{failures} of {len(jobs)} inputs failed (see above)")
     if not quiet and len(jobs) == 1 and not jobs[0].is_video:  # videos report their own line
-        click.echo(f"{jobs[0].source} -> {jobs[0].target}", err=True)
+        click.echo(one_line(f"{jobs[0].source} -> {jobs[0].target}"), err=True)
 
 
 def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool, quiet: bool) -> None:
@@ -420,7 +421,7 @@ def run_video(
         if count := report.audio_transcoded:  # lossy: PCM, FLAC or AC-3 the container cannot hold
             notes.append(f"{count} audio stream{'' if count == 1 else 's'} re-encoded")
         said = "".join(f", {note}" for note in notes)
-        click.echo(f"{report.src} -> {report.dst}: {total} at {report.fps:.2f} fps{said}", err=True)
+        click.echo(one_line(f"{report.src} -> {report.dst}: {total} at {report.fps:.2f} fps{said}"), err=True)
 
 
 if __name__ == "__main__":

@@ -902,3 +902,18 @@ def test_running_out_of_memory_on_one_input_is_its_line_and_the_others_go_on(
     assert f"bdinn-run: error: {pictures / 'shapes.png'}: not enough memory for it (try --tile 1024)" in lines
     assert lines[-1] == "bdinn-run: error: 1 of 2 inputs failed (see above)"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sky.png"]
+
+
+def test_a_file_name_cannot_forge_lines_of_output(model, pictures, tmp_path):
+    """A name holding a newline printed as two lines, the second one whatever the name said."""
+    forged = pictures / "x\nbdinn-run: all done.png"
+    forged.write_bytes(b"not a picture")
+    result = run(model, forged, pictures / "sky.png", "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith(f"bdinn-run: error: {pictures}/x\\nbdinn-run: all done.png: ")
+    assert lines[1:] == ["bdinn-run: error: 1 of 2 inputs failed (see above)"]
+    one = run(model, pictures / "sky.png", "-o", tmp_path / "a\nb.png")
+    assert one.exit_code == 0 and one.output.strip().splitlines() == [
+        f"{pictures / 'sky.png'} -> {tmp_path}/a\\nb.png"
+    ]
