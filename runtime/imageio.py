@@ -352,7 +352,7 @@ def stored_layout(path: str | os.PathLike) -> tuple[int, bool] | None:
         header = _header(Path(path), data)
     except ImageError:
         return None  # reading it will say what is wrong
-    if kind == "PNG":
+    if kind == "PNG" and len(data) > 25:  # IHDR's bit depth and colour type
         return (16 if data[24] == 16 else 8), data[25] in (4, 6) or _png_transparency(header) is not None
     if kind == "TIFF":
         tags = _tiff_tags(data, (_BITS_PER_SAMPLE, _SAMPLES_PER_PIXEL, _PHOTOMETRIC))

@@ -157,3 +157,10 @@ except OutputError as exc:
         "that its folder is writable and has space\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_config_nested_thousands_deep_is_one_line(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
+    checkpoint_sidecar(path).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match=r"m\.json: not valid JSON \(RecursionError"):
+        load_checkpoint(path)

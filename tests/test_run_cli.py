@@ -917,3 +917,14 @@ def test_a_file_name_cannot_forge_lines_of_output(model, pictures, tmp_path):
     assert one.exit_code == 0 and one.output.strip().splitlines() == [
         f"{pictures / 'sky.png'} -> {tmp_path}/a\\nb.png"
     ]
+
+
+def test_a_png_cut_inside_its_header_is_one_line_for_any_output(model, tmp_path):
+    """A PNG signature and its end chunk, 20 bytes, with -o x.bmp: the output check read the
+    header's bit depth past the file's end (IndexError)."""
+    short = tmp_path / "short.png"
+    short.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    )
+    line = one_line_error(run(model, short, "-o", tmp_path / "x.bmp"))
+    assert line.startswith(f"bdinn-run: error: {short}: ")

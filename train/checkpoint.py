@@ -114,8 +114,8 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: missing its config {meta_path.name} (a bdinn checkpoint is a pair)")
     try:
         meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSON or UTF-8 errors; nesting thousands deep
+        raise CheckpointError(f"{meta_path}: not valid JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: not a bdinn checkpoint config (expected format {FORMAT!r})")
     return meta
