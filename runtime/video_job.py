@@ -569,6 +569,7 @@ class VideoJob:
         opening: list[Any] | None = []  # the first video packets, until their timestamps are checked
         first: int | None = None
         last: int | None = None
+        origin: int | None = None  # the first frame's time, in the source's time base
         try:
             while (item := pipe.get(processed)) is not _END:
                 if isinstance(item, _Carried):
@@ -579,7 +580,11 @@ class VideoJob:
                     continue
                 pts = item.pts
                 if self.cfr:  # counted in frames: an irregular source is retimed
-                    exact = pts * self.time_base / self.out_time_base
+                    # Measured from the first frame: video that starts between two frame times
+                    # (21 ms after its audio, at 25 fps) is late as a whole, not irregular.
+                    origin = pts if origin is None else origin
+                    base = round(origin * self.time_base / self.out_time_base)
+                    exact = base + (pts - origin) * self.time_base / self.out_time_base
                     pts = round(exact)
                     skipped = self.muxer == "yuv4mpegpipe" and last is not None and pts != last + 1
                     self.retimed |= abs(exact - pts) > Fraction(1, 4) or skipped

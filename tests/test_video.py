@@ -2053,3 +2053,27 @@ def test_frames_too_large_to_decode_are_refused_at_open(tmp_path):
     with pytest.raises(VideoError, match=r"huge\.y4m: 16000x16000 frames are over 179 megapixels"):
         deband_video(src, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.y4m"]
+
+
+def test_video_starting_between_two_frame_times_is_not_called_irregular(tmp_path):
+    """Regular 25 fps video 21 ms after its audio (as bdinn-run's own MKV of an MP4 with AAC is):
+    Y4M and AVI outputs warned that its frame times were irregular and had been retimed."""
+    source = tmp_path / "late.mkv"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("ffv1", rate=25)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        video.codec_context.time_base = Fraction(1, 1000)
+        audio = out.add_stream("aac", rate=RATE)
+        audio.codec_context.layout = "mono"
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = 21 + 40 * i, Fraction(1, 1000)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        _mux_silence(out, audio, N / 25)
+    for name in ("out.y4m", "out.avi"):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            report = deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
+        assert report.frames == N
+        assert not [w for w in said if "irregular" in str(w.message)], name  # Y4M: "audio dropped"
