@@ -160,16 +160,22 @@ def _check_open(codec: str, pix_fmt: str, options: dict[str, str], setting: str)
     level, skipping = av.logging.get_level(), av.logging.get_skip_repeated()
     av.logging.set_level(av.logging.WARNING)
     av.logging.set_skip_repeated(False)  # PyAV drops a message repeated from the last trial's
+    failure: av.FFmpegError | None = None
     try:
         with av.logging.Capture() as logs, _stderr_captured() as printed:
-            ctx.open()
-    except av.FFmpegError as exc:  # the context is freed with it
-        said = printed + [m.strip() for _, _, m in logs]
-        reason = "; ".join(said) or exc.strerror or str(exc)
-        raise ValueError(f"{codec} refuses the option {setting} ({reason})") from None
+            try:
+                ctx.open()
+            except av.FFmpegError as exc:
+                failure = exc
+            del ctx  # freed here: x265 prints "encoded 0 frames" as it closes, a stray line otherwise
     finally:
         av.logging.set_level(level)
         av.logging.set_skip_repeated(skipping)
+    if failure is not None:
+        said = [line for line in printed if not line.startswith("encoded ")]
+        said += [m.strip() for _, _, m in logs]
+        reason = "; ".join(said) or failure.strerror or str(failure)
+        raise ValueError(f"{codec} refuses the option {setting} ({reason})") from None
     warned = [
         message.strip()
         for lvl, _, message in logs

@@ -821,6 +821,11 @@ class TestVideo:
                           "--codec-option", "tune=nonsense", stdin=b"")  # fmt: skip
         [line] = done.stderr.decode().splitlines()
         assert done.returncode == 1 and "refuses the option tune=nonsense (x264 [error]: invalid tune" in line
+        # x265 printed "encoded 0 frames" as the trial encoder of a refused x265-params closed
+        done = _bdinn_run(missing, source, "-o", tmp_path / "f.mkv", "--codec-option", "x265-params=bogus=1",
+                          stdin=b"")  # fmt: skip
+        [line] = done.stderr.decode().splitlines()
+        assert done.returncode == 1 and "does not take the option x265-params=bogus=1 (Unknown option" in line
         # SVT-AV1 prints a 20-line banner per encoder unless told otherwise, the trial one included
         env = {k: v for k, v in os.environ.items() if k != "SVT_LOG"}
         done = subprocess.run(
