@@ -7,7 +7,7 @@ for W = 8 .. 256, debanded by the model (any file `Debander.open` takes; default
 model), scored against the 8-bit ramp away from the picture's borders. On the held-out
 wallpapers the median luma slope of the smooth regions puts 5-bit bands at 60-280 px wide.
 
-    python benchmarks/band_width_sweep.py [MODEL ...] [--bits 5] [--json out.json]
+    python benchmarks/band_width_sweep.py [MODEL ...] [--bits 5] [--max-change off] [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import numpy as np
 
 from bdinn.runtime import Debander
 from bdinn.runtime.backends import BackendError
+from bdinn.runtime.cli_options import max_change_option
+from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.metrics import psnr
 
 BAND_WIDTHS = (8, 16, 32, 64, 128, 256)
@@ -42,9 +44,11 @@ def ramp_pair(band_px: int, bits: int, angle_deg: float) -> tuple[np.ndarray, np
     return np.repeat(clean[..., None], 3, -1), np.repeat(banded[..., None], 3, -1)
 
 
-def sweep(model: Path | None, bits: int) -> list[dict[str, float]]:
+def sweep(
+    model: Path | None, bits: int, max_change: float | None = DEFAULT_MAX_CHANGE
+) -> list[dict[str, float]]:
     """One row per band width: input and model PSNR for each angle."""
-    debander = Debander.open(model) if model else Debander.open()
+    debander = Debander.open(model, max_change=max_change)
     inner = (slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
 
     def score(a: np.ndarray, clean: np.ndarray) -> float:
@@ -91,18 +95,21 @@ def to_markdown(name: str, rows: list[dict[str, float]]) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the rows as JSON.",
 )
-def main(models: tuple[Path, ...], bits: int, json_path: Path | None) -> None:
-    """Debanding gain against band width for MODELS (default: the bundled model)."""
+@max_change_option
+def main(models: tuple[Path, ...], bits: int, json_path: Path | None, max_change: float | None) -> None:
+    """Debanding gain against band width for MODELS (default: the bundled model), served as
+    bdinn-run serves them (--max-change off: the network's raw output, as the model card has it)."""
     results = {}
     for model in models or (None,):
         name = str(model) if model else "bundled model"
         try:
-            results[name] = sweep(model, bits)
+            results[name] = sweep(model, bits, max_change)
         except (BackendError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(to_markdown(name, results[name]) + "\n")
     if json_path:
-        json_path.write_text(json.dumps({"bits": bits, "results": results}, indent=2) + "\n")
+        record = {"bits": bits, "max_change": max_change, "results": results}
+        json_path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..runtime.backends.base import BackendError
-from ..runtime.cli_options import BdinnCommand, one_line_warnings, parse_size, stops_cleanly
+from ..runtime.cli_options import BdinnCommand, counting_seconds, one_line_warnings, parse_size, stops_cleanly
 from ..runtime.debander import default_model_path
 from ..runtime.engine_sidecar import plan_sidecar
 from ..runtime.files import check_writable, files_of_model, user_cache
@@ -78,7 +78,11 @@ def check_output_suffix(output: Path, onnx_only: bool) -> None:
 )
 @click.option("--opt-level", default=3, type=click.IntRange(0, 5), help="Builder optimisation level.")
 @click.option(
-    "--workspace", "workspace_mb", default=None, type=click.IntRange(min=1), help="Workspace limit, MiB."
+    "--workspace",
+    "workspace_mb",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Workspace limit, MiB [default: TensorRT's, the GPU's memory].",
 )
 @click.option(
     "--timing-cache",
@@ -157,7 +161,8 @@ def main(
         model, meta = load_checkpoint(checkpoint)
         name = meta.get("config_name") or "custom"
         say(f"checkpoint: {checkpoint} ({name} configuration, step {meta.get('step', '?')})")
-        result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io)
+        with counting_seconds(f"onnx: exporting the {graph} graph"):
+            result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io)
         nodes = f"{result.nodes_exported} nodes exported, {result.nodes_final} after simplification"
         say(f"onnx: {graph} graph, {precision}, {io} I/O -> {onnx_path} in {result.seconds:.1f} s ({nodes})")
         summary: dict = {"onnx": str(onnx_path), "onnx_seconds": result.seconds, "graph": graph,
@@ -170,7 +175,8 @@ def main(
                 "checkpoint_sha256": file_digest(checkpoint),
             }  # fmt: skip
             try:
-                built = build_engine(onnx_path, output, settings, io, engine_meta)
+                with counting_seconds("engine: building"):
+                    built = build_engine(onnx_path, output, settings, io, engine_meta)
             except BaseException:  # the graph was a step towards the plan: no half of an export stays
                 for path in fresh:
                     path.unlink(missing_ok=True)

@@ -180,7 +180,7 @@ def parse_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("-n", "--iterations", type=click.IntRange(1), default=20, help="Timed calls.")
 @click.option("--warmup", type=click.IntRange(0), default=3, help="Untimed calls first.")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help="[default: from the model file]")
-@click.option("--device", default=None, help="cpu, cuda or cuda:N.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N [default: a GPU when there is one].")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Checkpoints only.")
 @tile_option
 @plugin_library_option

@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -129,6 +130,30 @@ def one_line_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         yield
+
+
+@contextlib.contextmanager
+def counting_seconds(what: str) -> Iterator[None]:
+    """On a terminal, a line that counts the seconds of a long step whose progress cannot be
+    measured (an ONNX export, an engine build: a minute or more of silence otherwise); in a log,
+    nothing."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    done = threading.Event()
+    with tqdm(desc=what, bar_format="{desc}: {elapsed}", leave=False, file=sys.stderr) as line:
+        ticker = threading.Thread(target=_tick, args=(line, done), daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
+
+
+def _tick(line: tqdm, done: threading.Event) -> None:
+    while not done.wait(0.5):
+        line.refresh()
 
 
 def _show_warning(message: Warning | str, *args: object) -> None:

@@ -175,7 +175,7 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
         raise ImageError(f"{path}: cannot decode this {kind or 'file'} (re-export it as PNG)") from None
     if img is None:
         if kind is None:
-            raise ImageError(f"{path}: not an image file OpenCV can read (use PNG, JPEG, WebP or TIFF)")
+            raise ImageError(f"{path}: not an image file OpenCV can read (use PNG, JPEG, WebP, TIFF or BMP)")
         if kind == "TIFF":  # OpenCV refuses some valid ones just as it refuses broken ones
             raise ImageError(
                 f"{path}: truncated or corrupt TIFF data, or a kind OpenCV does not read (16-bit CMYK, more "

@@ -44,7 +44,7 @@ from .imageio import (
     write_image,
 )
 from .video import CONTAINERS, VIDEO_SUFFIXES, is_video
-from .video_encoder import PARAM_LISTS
+from .video_encoder import DEFAULT_CRF, PARAM_LISTS
 
 MEDIA_SUFFIXES = {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES}
 LOSSY_IMAGE_SUFFIXES = {".jpg", ".jpeg"}
@@ -262,7 +262,7 @@ def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple
               "a .plan/.engine/.onnx/.safetensors, else the bundled default model].")  # fmt: skip
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="Output file (one input) or folder, or - for a video as Y4M on standard output "
-                   "[default: NAME.debanded.png alongside].")  # fmt: skip
+                   "[default: NAME.debanded.png, or .mkv for a video, alongside].")  # fmt: skip
 @click.option("--bit-depth", type=click.Choice(["8", "10", "12", "16"]), default=None,
               help="Pictures: 8 or 16 [default: the input's]. Videos: 8, 10 or 12 (x265, FFV1) "
                    "[default: 10].")  # fmt: skip
@@ -279,7 +279,10 @@ def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple
 @plugin_library_option
 @allow_embedded_plugin_option
 @click.option("--codec", default=None, help="Video encoder [default: from the output container].")
-@click.option("--crf", type=click.IntRange(0, 63), default=None, help="Video quality [default: the codec's].")
+@click.option("--crf", type=click.IntRange(0, 63), default=None,
+              help="Video quality, lower is better: x264/x265 0..51, SVT-AV1 and VP9 0..63 "
+                   f"[default: x265 {DEFAULT_CRF['libx265']}, x264 {DEFAULT_CRF['libx264']}, SVT-AV1 "
+                   f"{DEFAULT_CRF['libsvtav1']}, VP9 {DEFAULT_CRF['libvpx-vp9']}].")  # fmt: skip
 @click.option("--preset", default=None, help="Video encoder speed: x264/x265 ultrafast..placebo, SVT-AV1 "
               "0 (slowest)..13, VP9 0..8 [default: the codec's].")  # fmt: skip
 @click.option("--codec-option", "codec_options", metavar="KEY=VALUE", multiple=True,
@@ -287,10 +290,11 @@ def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple
               help="More FFmpeg options for the video encoder (tune=grain, g=48, x265-params=...); "
                    "repeatable.")  # fmt: skip
 @click.option("--chroma", type=click.Choice(["source", *video.CHROMA]), default="source",
+              show_default=False,
               help="Video chroma resolution: 420, 422 or 444 [default: the source's, where the "
                    "encoder writes it].")  # fmt: skip
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs (never inputs).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars, and no 'INPUT -> OUTPUT' line.")
 @stops_cleanly
 @one_line_warnings()
 def main(

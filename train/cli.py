@@ -92,15 +92,27 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
 @click.option(
     "--config", "config_value", default="lite", help="lite, paper, or a JSON file of BDINNConfig fields."
 )
-@click.option("--steps", default=20000, type=click.IntRange(min=1))
-@click.option("--batch-size", default=4, type=click.IntRange(min=1))
-@click.option("--lr", default=2e-4, type=click.FloatRange(min=0, min_open=True))
-@click.option("--min-lr", default=1e-6, type=click.FloatRange(min=0))
+@click.option("--steps", default=20000, type=click.IntRange(min=1), help="Optimiser steps in all.")
+@click.option(
+    "--batch-size",
+    default=4,
+    type=click.IntRange(min=1),
+    help="Patches per step, across all processes under torchrun (a multiple of their count).",
+)
+@click.option(
+    "--lr",
+    default=2e-4,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Peak learning rate (Adam), reached after the warm-up.",
+)
+@click.option(
+    "--min-lr", default=1e-6, type=click.FloatRange(min=0), help="Learning rate the cosine decay ends at."
+)
 @click.option("--warmup", default=500, type=click.IntRange(min=0), help="Linear learning-rate warm-up steps.")
 @click.option("--fft-weight", default=0.1, type=click.FloatRange(min=0), help="Weight of the FFT L1 term.")
 @click.option("--grad-clip", default=1.0, type=click.FloatRange(min=0), help="Max gradient norm; 0 disables.")
-@click.option("--patch-size", default=256, type=click.IntRange(min=16))
-@click.option("--stride", default=128, type=click.IntRange(min=1))
+@click.option("--patch-size", default=256, type=click.IntRange(min=16), help="Training patch side, pixels.")
+@click.option("--stride", default=128, type=click.IntRange(min=1), help="Step between patches, pixels.")
 @click.option("--augment/--no-augment", default=True, help="Random flips and quarter turns of patches.")
 @click.option(
     "--unbanded-share",
@@ -140,7 +152,12 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
     help="Where synthetic pairs are cached [default: OUT/pairs]. Without --clean: train on the pairs "
     "a cache copied from another machine holds (banded pictures left behind are remade).",
 )
-@click.option("--seed", default=0, type=int)
+@click.option(
+    "--seed",
+    default=0,
+    type=int,
+    help="Seed of the synthetic pairs, the split, the patch order and the initial weights.",
+)
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--amp", is_flag=True, help="bfloat16 mixed precision (CUDA only).")
 @click.option(

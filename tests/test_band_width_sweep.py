@@ -1,0 +1,33 @@
+"""benchmarks/band_width_sweep.py: the ramps it makes, and that it scores a model served or raw."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def sweep_script(benchmark_script):
+    return benchmark_script("band_width_sweep")
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0])
+def test_ramps_step_one_level_every_band_width(sweep_script, angle):
+    clean, banded = sweep_script.ramp_pair(16, 5, angle)
+    assert clean.shape == banded.shape and clean.shape[2] == 3 and clean.dtype == np.uint8
+    row = banded[banded.shape[0] // 2, sweep_script.MARGIN : -sweep_script.MARGIN, 0].astype(int)
+    steps = np.flatnonzero(np.diff(row))
+    assert set(np.unique(np.abs(np.diff(row)))) <= {0, 8, 9}  # one 5-bit level (255 / 31) a step
+    if angle == 0.0:
+        spacing = np.diff(steps)  # a step every 16 px along the ramp (the 8-bit ramp's rounding: +-1)
+        assert spacing.min() >= 15 and spacing.max() <= 17 and abs(spacing.mean() - 16) < 0.2
+    assert np.abs(clean.astype(int) - banded).max() <= 5  # half a 5-bit level, rounded twice
+
+
+def test_the_bundled_model_gains_on_narrow_bands_served_and_raw(sweep_script, monkeypatch):
+    monkeypatch.setattr(sweep_script, "BAND_WIDTHS", (8,))
+    gains = {}
+    for max_change in (2.0, None):
+        [row] = sweep_script.sweep(None, 5, max_change)
+        gains[max_change] = np.mean(
+            [row[f"model_{a:g}"] - row[f"input_{a:g}"] for a in sweep_script.ANGLES_DEG]
+        )
+    assert gains[2.0] > 2 and gains[None] > 2 and gains[2.0] != gains[None]
