@@ -344,3 +344,19 @@ def test_a_fine_tune_resumes_without_its_init_again(tmp_path, tiny_config, paire
     assert resumed.exit_code == 0, resumed.output
     assert "stopped at step 4/4" in resumed.output
     assert json.loads((tmp_path / "b" / "state.json").read_text())["settings"]["init"] == start
+
+
+def test_a_batch_the_processes_cannot_share_is_refused_before_the_pairs_are_made(tmp_path, tiny_config):
+    """Under torchrun with 2 processes, --batch-size 1 was refused only after minutes of making
+    pairs; the ranks' settings come from torchrun's environment, which this sets by hand."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bdinn.train.cli", "--clean", str(DATA), "--config", str(tiny_config), *FAST,
+         "--batch-size", "1", "-o", str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "bdinn-train: error: --batch-size 1 must be a multiple of the process count (2)"
+    ]
+    assert not (tmp_path / "run" / "pairs").exists()
