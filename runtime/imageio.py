@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import warnings
 import zlib
@@ -107,20 +108,34 @@ def _read(path: Path) -> tuple[bytes, str | None]:
         raise ImageError(f"{path}: no such file (check the path)")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image file")
-    if not path.is_file():  # /dev/zero, a named pipe: read to the end, it never ends
-        raise ImageError(f"{path}: is a device or pipe, not an image file")
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        status = path.stat()
+        if stat.S_ISCHR(status.st_mode) or stat.S_ISBLK(status.st_mode):  # /dev/zero: it never ends
+            raise ImageError(f"{path}: is a device, not an image file")
+        regular = stat.S_ISREG(status.st_mode)
+        if regular and status.st_size > MAX_FILE_BYTES:
             raise ImageError(f"{path}: over {MAX_FILE_BYTES >> 30} GB, too large for a picture bdinn reads")
-        data = path.read_bytes()
+        data = path.read_bytes() if regular else _read_pipe(path)  # a pipe: <(cat a.png), /dev/stdin
     except OSError as exc:
         raise ImageError(f"{path}: cannot read the file ({exc.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{path}: over {MAX_FILE_BYTES >> 30} GB, too large for a picture bdinn reads")
     if not data:
         raise ImageError(f"{path}: empty file, 0 bytes (re-export or copy it again)")
     kind = _sniff(data)
     if kind == "PNG" and not _png_complete(data):
         raise ImageError(f"{path}: truncated PNG, the file ends early (re-export or copy it again)")
     return data, kind
+
+
+def _read_pipe(path: Path) -> bytes:
+    """A pipe's bytes to its end, a megabyte at a time, stopping one byte past MAX_FILE_BYTES."""
+    chunks, total = [], 0
+    with path.open("rb", buffering=0) as stream:
+        while total <= MAX_FILE_BYTES and (chunk := stream.read(1 << 20)):
+            chunks.append(chunk)
+            total += len(chunk)
+    return b"".join(chunks)
 
 
 def _header(path: Path, data: bytes) -> Image.Image | None:
@@ -169,9 +184,8 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
         with _quiet_opencv():
             img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as exc:
-        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
-            raise ImageError(f"{path}: too large for OpenCV to decode (over 2^30 pixels); split it into "
-                             "smaller pictures") from None  # fmt: skip
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):  # over OpenCV's own limit, 2^30 pixels
+            raise _too_large(path) from None
         raise ImageError(f"{path}: cannot decode this {kind or 'file'} (re-export it as PNG)") from None
     if img is None:
         if kind is None:
@@ -182,6 +196,8 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
                 "than 4 samples, 16-bit floats, small tiles); re-export it as PNG or 8/16-bit RGB TIFF"
             )
         raise ImageError(f"{path}: truncated or corrupt {kind} data (re-export or copy it again)")
+    if img.shape[0] * img.shape[1] > MAX_PIXELS:  # a header Pillow could not read said less than this
+        raise _too_large(path)
     if img.size == 0:
         raise ImageError(f"{path}: image has zero width or height (re-export it)")
     if img.dtype not in (np.uint8, np.uint16):

@@ -361,12 +361,17 @@ def main(
             else:
                 run_picture(deband, job, depth, dither, quiet)
         except (ImageError, BackendError, ValueError, MemoryError) as exc:
-            if isinstance(exc, MemoryError):  # the next, smaller input may well fit
-                exc = MemoryError(f"{job.source}: not enough memory for it (try --tile 1024)")
+            said = (
+                f"{job.source}: not enough memory for it (try --tile 1024)"  # the next may well fit
+                if isinstance(exc, MemoryError)
+                else str(exc)
+            )
             if len(jobs) == 1:
-                raise click.ClickException(str(exc)) from None
+                raise click.ClickException(said) from None
+            if not said.startswith(f"{job.source}:"):  # the model's error: say which input met it
+                said = f"{job.source}: {said}"
             failures += 1
-            bar.write(one_line(f"bdinn-run: error: {exc}"), file=sys.stderr)
+            bar.write(one_line(f"bdinn-run: error: {said}"), file=sys.stderr)
     if failures:
         raise click.ClickException(f"{failures} of {len(jobs)} inputs failed (see above)")
     if not quiet and len(jobs) == 1 and not jobs[0].is_video:  # videos report their own line

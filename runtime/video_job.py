@@ -48,7 +48,7 @@ from .video_side_data import (
     with_side_data_of,
     writes_captions,
 )
-from .video_source import StandardInput
+from .video_source import StandardInput, check_frame_size
 from .video_streams import TIMECODE_MUXERS, CarriedStreams, codec_name, copy_tags, moving_pictures
 
 RAW_STREAMS = {
@@ -512,6 +512,7 @@ class VideoJob:
                         rotation = int(frame.rotation or 0)
                         alpha = alpha_of(frame) if self.keeps_alpha else None
                         dominance = self._dominance(frame)
+                        check_frame_size(self.src, frame.width, frame.height)  # a size change mid-stream
                         pictures = rgb_pictures(frame, dominance, deep)
                         captioned = has_captions(frame)
                         self.captions |= captioned

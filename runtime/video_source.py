@@ -74,14 +74,22 @@ def open_source(src: Path) -> tuple[Any, StandardInput | None]:
     if not videos:
         container.close()
         raise failed or VideoError(f"{src}: no video stream; pass a file with video")
-    width, height = videos[0].codec_context.width, videos[0].codec_context.height
-    if width * height > MAX_PIXELS:  # later frames of another size are scaled to this one
+    try:
+        check_frame_size(src, videos[0].codec_context.width, videos[0].codec_context.height)
+    except VideoError:
         container.close()
+        raise
+    return container, stdin
+
+
+def check_frame_size(src: Path | str, width: int, height: int) -> None:
+    """Refuse frames over MAX_PIXELS: a few bytes of a stream's header, or one frame of another
+    size within it, would otherwise have the decoder and the RGB copies take tens of GB."""
+    if width * height > MAX_PIXELS:
         raise VideoError(
             f"{src}: {width}x{height} frames are over {MAX_PIXELS / 1e6:.0f} megapixels, more than bdinn "
-            "decodes (a damaged or crafted header?)"
+            "decodes (a damaged or crafted stream?)"
         )
-    return container, stdin
 
 
 def _open_watching_signals(stdin: StandardInput) -> Any:

@@ -51,3 +51,30 @@ def test_a_graph_that_fails_as_it_runs_is_one_line(tmp_path):
     message = str(info.value)
     assert message.startswith(f"{tmp_path / 'fixed.onnx'}: ONNX Runtime failed to run the model (")
     assert "\n" not in message
+
+
+def test_bdinn_run_names_the_input_and_prints_one_line_per_failure(tmp_path):
+    """ONNX Runtime printed its own two coloured lines before bdinn's, and with several inputs the
+    error named the model but not the picture it failed on."""
+    import subprocess
+    import sys
+
+    from bdinn.runtime.imageio import write_image
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 3, 32, 32])
+    model = save(
+        tmp_path / "fixed.onnx",
+        [helper.make_node("Reshape", ["image", "shape"], ["debanded"])],
+        initializers=[shape],
+    )
+    write_image(tmp_path / "a32.png", np.zeros((32, 32, 3), np.uint8))
+    write_image(tmp_path / "b48.png", np.zeros((48, 48, 3), np.uint8))
+    code = "from bdinn.runtime.run_cli import main; main()"
+    args = [model, tmp_path / "a32.png", tmp_path / "b48.png", "-o", tmp_path / "out", "-q"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1
+    failed, summary = done.stderr.splitlines()
+    assert failed.startswith(f"bdinn-run: error: {tmp_path / 'b48.png'}: {model}: ONNX Runtime failed to run")
+    assert summary == "bdinn-run: error: 1 of 2 inputs failed (see above)"

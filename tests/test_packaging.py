@@ -64,9 +64,15 @@ def test_commands_that_need_torch_say_so_without_it(command):
 
 
 def _without(module: str, command: str, *arguments: object) -> subprocess.CompletedProcess:
-    """A command of torch_commands run where `module` cannot be imported."""
+    """A command's entry point (a function of torch_commands, or "evaluate": bdinn-eval's own)
+    run where `module` cannot be imported."""
     hidden = f"import sys; sys.modules[{module!r}] = None"
-    code = f"{hidden}; import bdinn.runtime.torch_commands as t; t.{command}()"
+    entry = (
+        "import bdinn.train.evaluate as t; t.main()"
+        if command == "evaluate"
+        else (f"import bdinn.runtime.torch_commands as t; t.{command}()")
+    )
+    code = f"{hidden}; {entry}"
     return subprocess.run([sys.executable, "-c", code, *map(str, arguments)], capture_output=True, text=True)
 
 

@@ -92,3 +92,22 @@ def test_a_sidecar_nested_thousands_deep_is_one_line(tmp_path):
     (tmp_path / "model.plan.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(BackendError, match=r"model\.plan\.json: unreadable engine sidecar \(RecursionError"):
         Debander.open(plan)
+
+
+def test_bdinn_eval_takes_the_same_plugin_options(tmp_path):
+    """bdinn-eval's refusal said to pass --allow-embedded-plugin, which it did not take."""
+    from bdinn.train.evaluate import main as evaluate
+
+    embedded = {"implementation": "/build/libbdinn_trt_plugin.so", "serialized_in_plan": True}
+    plan = fake_plan(tmp_path, embedded)
+    data = Path(__file__).parent / "data"
+    args = [str(plan), "--pairs", str(data), str(data), "--no-baselines"]
+    refused = CliRunner().invoke(evaluate, args)
+    assert refused.exit_code == 1 and "pass --allow-embedded-plugin" in refused.output
+    allowed = CliRunner().invoke(evaluate, [*args, "--allow-embedded-plugin"])
+    assert allowed.exit_code == 1 and "allow-embedded-plugin" not in allowed.output  # on to the GPU check
+    (tmp_path / "cpp").mkdir()
+    plain = fake_plan(tmp_path / "cpp", {"implementation": "/build/libbdinn_trt_plugin.so"})
+    given = [str(plain), *args[1:], "--plugin-library", str(tmp_path / "absent.so")]
+    library = CliRunner().invoke(evaluate, given)
+    assert library.exit_code == 1 and "absent.so: plugin library not found" in library.output

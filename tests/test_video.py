@@ -2077,3 +2077,18 @@ def test_video_starting_between_two_frame_times_is_not_called_irregular(tmp_path
             report = deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
         assert report.frames == N
         assert not [w for w in said if "irregular" in str(w.message)], name  # Y4M: "audio dropped"
+
+
+@pytest.mark.filterwarnings("ignore:.*joined.ts. damaged")
+def test_a_frame_too_large_to_decode_mid_stream_is_refused(tmp_path, monkeypatch):
+    """The first frame's size passed; a later, larger one (182 megapixels in a crafted MJPEG) was
+    converted to RGB and debanded at full size. The limit is lowered here to keep the test small."""
+    from bdinn.runtime import video_source
+
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(_flat_ts(tmp_path / "a.ts", (W, H), 0) + _flat_ts(tmp_path / "b.ts", (96, 64), 4))
+    monkeypatch.setattr(video_source, "MAX_PIXELS", W * H)
+    seen = []
+    with pytest.raises(VideoError, match=r"joined\.ts: 96x64 frames are over 0 megapixels"):
+        deband_video(joined, tmp_path / "out.mkv", lambda rgb: seen.append(rgb.shape) or rgb, progress=False)
+    assert (64, 96, 3) not in seen and _listing(tmp_path) == ["a.ts", "b.ts", "joined.ts"]  # no output

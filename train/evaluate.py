@@ -59,9 +59,11 @@ from tqdm import tqdm
 from ..runtime.cambi import cambi
 from ..runtime.cli_options import (
     BdinnCommand,
+    allow_embedded_plugin_option,
     max_change_option,
     one_line_warnings,
     parse_optional_size,
+    plugin_library_option,
     stops_cleanly,
 )
 from ..runtime.debander import Debander
@@ -419,15 +421,10 @@ def _write(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def _open_model(
-    model_path: Path | None,
-    bit_depth: int,
-    device: str | None,
-    precision: str | None,
-    max_change: float | None,
-) -> tuple[Model, dict[str, Any]]:
-    """The model as a frame callable, and what runs it (backend, device, precision) for the report."""
-    deb = Debander.open(model_path, device=device, precision=precision, max_change=max_change)
+def _open_model(model_path: Path | None, bit_depth: int, **opening: Any) -> tuple[Model, dict[str, Any]]:
+    """The model as a frame callable, and what runs it (backend, device, precision) for the report;
+    `opening` is Debander.open's keywords (device, precision, plugin options, max_change)."""
+    deb = Debander.open(model_path, **opening)
     return (lambda image: deb(image, bit_depth=bit_depth)), deb.describe()
 
 
@@ -486,6 +483,8 @@ def _open_model(
     default=None,
     help="Checkpoints only, e.g. to measure what FP16 costs [default: as bdinn-run].",
 )
+@plugin_library_option
+@allow_embedded_plugin_option
 @max_change_option
 @click.pass_context
 @stops_cleanly
@@ -505,6 +504,8 @@ def main(
     seed: int,
     device: str | None,
     precision: str | None,
+    plugin_library: Path | None,
+    allow_embedded_plugin: bool,
     max_change: float | None,
 ) -> None:
     """Score MODEL (a .plan, .onnx or .safetensors file; omitted: the bundled model) against
@@ -547,7 +548,10 @@ def main(
         else:
             assert clean_dir is not None
             total, found = pairs_from_clean(clean_dir, degradations, max_images, size, seed)
-        debander, runs_on = _open_model(model, depth, device, precision, max_change)
+        debander, runs_on = _open_model(
+            model, depth, device=device, precision=precision, plugin_library=plugin_library,
+            allow_embedded_plugin=allow_embedded_plugin, max_change=max_change,
+        )  # fmt: skip
         report = evaluate(
             debander, found, baselines=not no_baselines, bit_depth=depth, total=total, progress=True
         )
