@@ -1,5 +1,6 @@
 """CAMBI in numpy: libvmaf's numbers, and the banding it should and should not see."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,13 @@ def test_input_types():
     assert np.array_equal(to_luma10(as_float), to_luma10(as_16))
     assert cambi(as_float) == pytest.approx(cambi(as_16))
     assert np.array_equal(to_luma10(img[:, :, 0]), to_luma10(np.repeat(img[:, :, :1], 3, axis=2)))
+    # float input is clipped to [0, 1] first, and NaN (a diverged network) read as 0
+    overshoot = as_float * np.float32(1.02) - np.float32(0.01)
+    assert np.array_equal(to_luma10(overshoot), to_luma10(np.clip(overshoot, 0, 1)))
+    holes = as_float.copy()
+    holes[::7, ::5] = np.nan
+    filled = np.where(np.isnan(holes), np.float32(0), holes)
+    assert np.array_equal(to_luma10(holes), to_luma10(filled)) and math.isfinite(cambi(holes))
     assert luma8(np.zeros((1, 1, 3), np.uint8))[0, 0] == 16
     assert luma8(np.full((1, 1, 3), 255, np.uint8))[0, 0] == 235
     with pytest.raises(TypeError, match="int32"):

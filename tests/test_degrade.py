@@ -258,3 +258,13 @@ def test_a_clip_is_encoded_as_one_video_and_comes_back_in_order():
         assert int(np.argmin(errors)) == i
     with pytest.raises(ValueError, match="frames of one size"):
         codec_roundtrip_clip([img, img[:50]], "x264", 30)
+
+
+def test_caches_of_two_picture_sizes_share_a_folder_without_mixing(tmp_path):
+    """The pair's cache key without the largest side: a run at another --max-side overwrote the
+    banded pictures of the first, and going back paired banded and clean pictures of two sizes."""
+    for side in (256, 128, 256):
+        pairs = prepare_synthetic_pairs([DATA], tmp_path / "cache", variants_per_image=1, max_side=side)
+        for pair in pairs:
+            banded, clean = read_image(pair.banded), read_image(pair.clean)
+            assert banded.shape == clean.shape and max(clean.shape[:2]) <= side

@@ -67,13 +67,22 @@ def test_numbers_are_finite(report):
 
 
 def test_input_row_is_the_banded_images_psnr(report):
+    """Each score of the input row, recomputed by hand: whole-image and smooth-region PSNR, SSIM."""
+    from bdinn.runtime.metrics import ssim
+
     for name, degradation in (("q5", "q5"), ("x264", "x264crf38")):
-        expected = []
+        expected: dict[str, list[float]] = {"psnr": [], "ssim": [], "smooth_psnr": []}
         for picture in ("sky-gradient", "soft-shapes"):
             clean = read_image(DATA / f"{picture}.png")
-            banded = Degradation.parse(degradation).apply(clean)
-            expected.append(psnr(to_float(banded), to_float(clean)))
-        assert report["results"][name]["rows"]["input"]["psnr"] == pytest.approx(np.mean(expected), abs=1e-9)
+            banded, clean_f = to_float(Degradation.parse(degradation).apply(clean)), to_float(clean)
+            smooth = smooth_mask(clean)
+            expected["psnr"].append(psnr(banded, clean_f))
+            expected["ssim"].append(ssim(banded, clean_f))
+            expected["smooth_psnr"].append(psnr(banded[smooth], clean_f[smooth]))
+        row = report["results"][name]["rows"]["input"]
+        for key, values in expected.items():
+            assert row[key] == pytest.approx(np.mean(values), abs=1e-9), key
+        assert row["smooth_psnr"] != pytest.approx(row["psnr"], abs=0.05)  # not the whole picture again
         assert report["results"][name]["id"] == degradation
 
 
@@ -151,6 +160,19 @@ def test_size_and_smooth_mask():
     assert smooth_mask(flat).all()
     noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     assert not smooth_mask(noise).any()
+    # The crop is the centre: a picture whose left, middle and right thirds are 0, 128 and 255
+    thirds = np.repeat(np.array([0, 128, 255], np.uint8), 100)[None, :, None].repeat(60, 0).repeat(3, 2)
+    assert np.all(fit_size(thirds, (60, 100)) == 128)
+    # Smooth: a luma standard deviation under 1/255 over 9x9. A ramp of slope s has std s * 2.58;
+    # one just under and one just over the threshold, and red and blue weighed as BT.709 says.
+    columns = np.arange(64)[None, :, None].repeat(32, 0)
+    for slope, smooth in ((0.33, True), (0.45, False)):
+        ramp = np.rint(60 + columns * slope * 256).astype(np.uint16).repeat(3, 2)
+        inner = smooth_mask(ramp)[:, 8:-8]
+        assert inner.all() if smooth else not inner.any(), slope
+    blue_only = np.zeros((32, 64, 3), np.uint16)
+    blue_only[..., 2] = np.rint(60 + columns[..., 0] * 0.45 * 256 / 0.0722 * 0.6)  # 0.6 of the limit
+    assert smooth_mask(blue_only)[:, 8:-8].all()  # blue counts 0.0722 of luma, not 0.2126
 
 
 def _invoke(*args: str):

@@ -272,3 +272,33 @@ def test_an_export_stopped_during_the_build_leaves_nothing(tmp_path, monkeypatch
     result = export(*args)
     assert result.exit_code == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json", "tiny.safetensors"]
+
+
+@needs_rtx
+def test_every_setting_that_changes_a_plan_changes_its_cache_key(tmp_path):
+    """A key without the profile gave a later export with another --max the plan cached for the
+    old one, while its sidecar claimed the new profile."""
+    from dataclasses import replace
+
+    from bdinn.export.engine import EngineSettings, Profile, cache_key
+
+    graph, other_graph, library = tmp_path / "m.onnx", tmp_path / "n.onnx", tmp_path / "plugin.so"
+    graph.write_bytes(b"one graph")
+    other_graph.write_bytes(b"another graph")
+    library.write_bytes(b"a plugin")
+    base = EngineSettings(targets=("sm89",))
+    key = cache_key(graph, base, RTX, "float")
+    assert cache_key(graph, EngineSettings(targets=("sm89",)), RTX, "float") == key  # stable
+    variants = [
+        replace(base, profile=Profile(max=(1080, 1920))),
+        replace(base, profile=Profile(min=(32, 32))),
+        replace(base, profile=Profile(opt=(720, 1280))),
+        replace(base, targets=("sm120",)),
+        replace(base, optimization_level=5),
+        replace(base, workspace_mb=512),
+        replace(base, plugin_library=library),
+        replace(base, plugin_library=library, serialize_plugin=True),
+    ]
+    keys = {cache_key(graph, settings, RTX, "float") for settings in variants}
+    keys |= {cache_key(graph, base, RTX, "uint8"), cache_key(other_graph, base, RTX, "float")}
+    assert len(keys) == len(variants) + 2 and key not in keys

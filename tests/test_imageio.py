@@ -519,3 +519,25 @@ def test_a_valid_tiff_opencv_cannot_read_is_not_only_called_corrupt(tmp_path):
         ImageError, match=r"cmyk16\.tif: truncated or corrupt TIFF data, or a kind OpenCV does not read"
     ):
         read_image(tmp_path / "cmyk16.tif")
+
+
+def test_an_opaque_alpha_is_full_scale_at_either_depth(tmp_path):
+    """keep_alpha on a picture without alpha adds an opaque one: 65535 for 16-bit samples (255
+    there is 0.4 % opacity, and the training loader then blends it away)."""
+    for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+        rgb = np.random.default_rng(1).integers(0, top, (8, 12, 3), dtype=dtype)
+        write_image(tmp_path / "x.png", rgb)
+        rgba = read_image(tmp_path / "x.png", keep_alpha=True)
+        assert rgba.dtype == dtype and np.all(rgba[..., 3] == top) and np.array_equal(rgba[..., :3], rgb)
+
+
+def test_stored_layout_tells_alpha_from_the_header(tmp_path):
+    """What bdinn-run checks before the work: a gray + alpha picture cannot go into a JPEG."""
+    image = pytest.importorskip("PIL.Image")
+    gray = np.zeros((8, 12), np.uint8)
+    image.fromarray(np.dstack([gray, gray + 200]), "LA").save(tmp_path / "la.png")
+    image.fromarray(gray, "L").save(tmp_path / "l.png")
+    write_image(tmp_path / "rgba16.png", np.zeros((8, 12, 4), np.uint16))
+    write_image(tmp_path / "rgb.tif", np.zeros((8, 12, 3), np.uint8))
+    layouts = [stored_layout(tmp_path / n) for n in ("la.png", "l.png", "rgba16.png", "rgb.tif")]
+    assert layouts == [(8, True), (8, False), (16, True), (8, False)]

@@ -582,6 +582,24 @@ class TestVideo:
             assert sum(1 for _ in container.decode(stream)) == N
             assert len(container.streams.audio) == 1
 
+    @pytest.mark.parametrize(("depth", "precision"), [(None, 16), ("10", 16), ("12", 16), ("8", 8)])
+    def test_frames_are_debanded_at_the_precision_the_output_keeps(
+        self, model, tmp_path, monkeypatch, depth, precision
+    ):
+        """10-bit output (the default) made from frames rounded to 8 bits has the bands back."""
+        from test_video import make_video
+
+        from bdinn.runtime.debander import Debander
+
+        asked, real = [], Debander.__call__
+        monkeypatch.setattr(
+            Debander, "__call__", lambda me, *a, **k: asked.append(k["bit_depth"]) or real(me, *a, **k)
+        )
+        source = make_video(tmp_path / "clip.mp4", audio=False)
+        extra = ["--bit-depth", depth] if depth else []
+        assert run(model, source, "-o", tmp_path / "out.mkv", *extra, "-q").exit_code == 0
+        assert asked and set(asked) == {precision}
+
     def test_dithered_8_bit_video_is_the_same_every_run(self, model, tmp_path):
         """Each frame's dither is seeded by its index: reruns give the same video, frame to frame
         the noise still changes."""
@@ -595,6 +613,26 @@ class TestVideo:
         assert all(
             np.array_equal(x, y) for fa, fb in zip(a, b, strict=True) for x, y in zip(fa, fb, strict=True)
         )
+        plain = (source, "-o", tmp_path / "plain.mkv", "--bit-depth", "8", "--codec", "ffv1", "-q")
+        assert run(model, *plain).exit_code == 0
+        noise = [fa[0].astype(int) - fp[0] for fa, fp in zip(a, _planes(tmp_path / "plain.mkv"), strict=True)]
+        moved = [np.count_nonzero(n) / n.size for n in noise]
+        assert all(0.05 < share < 0.95 for share in moved), moved  # dither moved some samples, not all
+        # A still shot: the same picture in every frame gets fresh noise in each (a seed per frame)
+        still = tmp_path / "still.mkv"
+        with self.av.open(str(still), "w") as out:
+            stream = out.add_stream("ffv1", rate=24)
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+            picture = np.repeat(np.linspace(40, 90, 64)[None, :, None], 48, 0).repeat(3, 2).astype(np.uint8)
+            for i in range(3):
+                frame = self.av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
+                frame.pts = i
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        dithered = (still, "-o", tmp_path / "still-d.mkv", "--bit-depth", "8", "--dither", "--codec", "ffv1")
+        assert run(model, *dithered, "-q").exit_code == 0
+        frames = [f[0] for f in _planes(tmp_path / "still-d.mkv")]
+        assert not np.array_equal(frames[0], frames[1]) and not np.array_equal(frames[1], frames[2])
 
     def test_video_without_video_stream(self, model, tmp_path):
         from test_video import make_video

@@ -525,3 +525,43 @@ def test_tensor_pads_a_frame_below_the_backends_minimum(models):
     out = deband.tensor(frame)
     assert sizes and set(sizes) == {(48, 64)} and out.shape == frame.shape  # was 40x56, unpadded
     assert torch.equal(out, torch.from_numpy(deband.infer(frame.numpy())))
+
+
+@pytest.mark.parametrize("size", [(40, 200), (200, 40), (20, 30)])
+def test_a_frame_below_the_profile_on_either_side_is_mirror_padded_and_cropped_back(size):
+    """_Profiled refuses anything under 64 on a side; only a frame under it on both sides was
+    padded by the test above, and nothing checked what the padding holds."""
+    seen = []
+
+    class Recording(_Profiled):
+        def infer(self, batch: np.ndarray) -> np.ndarray:
+            seen.append(batch.copy())
+            return super().infer(batch)
+
+    deband = Debander(Recording(), max_change=None)
+    frame = np.random.default_rng(2).random((1, 3, *size), dtype=np.float32)
+    np.testing.assert_array_equal(deband.infer(frame), frame)
+    [padded] = seen
+    h, w = size
+    assert padded.shape[-2:] == (max(h, 64), max(w, 64))
+    np.testing.assert_array_equal(padded[..., :h, :w], frame)
+    if w < 64:  # the columns beyond the frame mirror it: d c b a | a b c d
+        np.testing.assert_array_equal(padded[..., :h, w : 2 * w], frame[..., ::-1][..., : min(w, 64 - w)])
+
+
+def test_a_list_of_frames_gets_fresh_dither_noise_in_each(models, sky):
+    deband = Debander.open(models["torch"])
+    first, second = deband([sky, sky], dither=True, seed=3, bit_depth=8)
+    assert not np.array_equal(first, second)
+    again = deband([sky, sky], dither=True, seed=3, bit_depth=8)
+    assert np.array_equal(again[0], first) and np.array_equal(again[1], second)  # seeded
+
+
+def test_gray_output_is_the_mean_of_the_colour_output(models, sky):
+    """A gray frame runs as three equal channels; what comes back is their mean, not one of them."""
+    deband = Debander.open(models["torch"])
+    gray = sky[:, :, 1]
+    rgb = deband(np.dstack([gray] * 3), bit_depth=16).astype(np.float64)
+    out = deband(gray, bit_depth=16).astype(np.float64)
+    assert np.abs(out - rgb.mean(axis=2)).max() <= 1  # rounding
+    assert np.abs(rgb[:, :, 0] - rgb[:, :, 2]).max() > 1  # the network's channels differ: it matters

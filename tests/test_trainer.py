@@ -134,10 +134,13 @@ def test_keep_checkpoints_leaves_every_validated_step(datasets, tmp_path):
 def test_resume_replays_the_uninterrupted_run(datasets, tmp_path):
     train, val = datasets
     Trainer(settings(), train, val, tmp_path / "straight").run()
-    Trainer(settings(), train, val, tmp_path / "split").run(stop_at=3)
+    first = Trainer(settings(), train, val, tmp_path / "split")
+    first.run(stop_at=3)
     interrupted = load_file(tmp_path / "split" / "last.safetensors")
     resumed = Trainer(settings(), train, val, tmp_path / "split", resume=True)
     assert resumed.step == 3
+    # else the first validation after a resume replaced best.safetensors whatever it scored
+    assert math.isfinite(first.best_psnr) and resumed.best_psnr == first.best_psnr
     resumed.run()
     straight = load_file(tmp_path / "straight" / "last.safetensors")
     split = load_file(tmp_path / "split" / "last.safetensors")
@@ -377,3 +380,13 @@ def test_too_little_data_or_amp_on_cpu_is_a_clear_error(datasets, tmp_path):
         Trainer(settings(batch_size=len(train) + 1), train, val, tmp_path)
     with pytest.raises(TrainingError, match=r"--amp .* needs a CUDA device"):
         Trainer(settings(amp=True), train, val, tmp_path)
+
+
+def test_each_epoch_has_its_own_patch_order():
+    from bdinn.train.trainer import epoch_order
+
+    orders = [epoch_order(500, 7, epoch) for epoch in range(3)]
+    assert all(sorted(o.tolist()) == list(range(500)) for o in orders)  # each a permutation
+    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[1], orders[2])
+    assert torch.equal(epoch_order(500, 7, 1), orders[1])  # and the same again on a resume
+    assert not torch.equal(epoch_order(500, 8, 1), orders[1])
