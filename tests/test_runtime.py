@@ -253,6 +253,12 @@ def test_dither_breaks_up_steps_but_keeps_the_mean():
     error_plain = np.abs(plain.mean(axis=(0, 2)) / 255 - ramp[0, :, 0]).mean()
     error_dither = np.abs(dithered.mean(axis=(0, 2)) / 255 - ramp[0, :, 0]).mean()
     assert error_dither < error_plain / 2
+    # Triangular (TPDF): on an exact level, |r1 - r2| > 1/2 a quarter of the time, half each way;
+    # rectangular noise of one LSB would move none of them, of two LSB half of them.
+    flat = np.full(200_000, 100 / 255, np.float32)
+    level = from_float(flat, 8, dither=np.random.default_rng(1)).astype(int)
+    assert set(np.unique(level)) == {99, 100, 101}
+    assert abs(np.mean(level == 101) - 0.125) < 0.005 and abs(np.mean(level == 99) - 0.125) < 0.005
 
 
 def test_dither_option_is_seeded(models, sky):

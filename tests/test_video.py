@@ -2092,3 +2092,21 @@ def test_a_frame_too_large_to_decode_mid_stream_is_refused(tmp_path, monkeypatch
     with pytest.raises(VideoError, match=r"joined\.ts: 96x64 frames are over 0 megapixels"):
         deband_video(joined, tmp_path / "out.mkv", lambda rgb: seen.append(rgb.shape) or rgb, progress=False)
     assert (64, 96, 3) not in seen and _listing(tmp_path) == ["a.ts", "b.ts", "joined.ts"]  # no output
+
+
+@pytest.mark.parametrize(("space", "kr", "kb"), [(6, 0.299, 0.114), (5, 0.299, 0.114), (1, 0.2126, 0.0722)])
+def test_yuv_is_read_with_the_matrix_its_tags_name(space, kr, kb):
+    """Standard-definition video (SMPTE 170M / BT.470BG: the BT.601 matrix) and HD (BT.709), each
+    decoded with its own matrix: a round trip through one wrong matrix both ways looks right, so
+    the YUV here is made by hand from the standard's equations."""
+    from bdinn.runtime.video_colour import decode_rgb
+
+    rgb = np.array([200.0, 30.0, 60.0]) / 255
+    luma = kr * rgb[0] + (1 - kr - kb) * rgb[1] + kb * rgb[2]
+    cb, cr = (rgb[2] - luma) / (2 * (1 - kb)), (rgb[0] - luma) / (2 * (1 - kr))
+    frame = av.VideoFrame(32, 32, "yuv420p")
+    for plane, value in zip(frame.planes, (16 + 219 * luma, 128 + 224 * cb, 128 + 224 * cr), strict=True):
+        plane.update(np.full(plane.buffer_size, round(value), np.uint8).tobytes())
+    frame.colorspace, frame.color_range = space, 1  # limited range
+    out = decode_rgb(frame, False).reshape(-1, 3).astype(int)
+    assert np.abs(out - [200, 30, 60]).max() <= 2, out[0]
