@@ -392,3 +392,20 @@ def test_cli_runs_without_torch(clean_dir, tmp_path):
         line.startswith("bdinn-eval: error: ")
         and "checkpoints need PyTorch: pip install 'bdinn[train]'" in line
     )
+
+
+def test_baselines_at_16_bits_get_the_banded_picture_on_the_full_scale(paired_dirs):
+    """At --bit-depth 16 the FFmpeg filters take the 8-bit banded picture times 257 (0..65535);
+    times 256 would hand them a picture 0.4 % darker than the input and score them unfairly."""
+    pytest.importorskip("av", reason="FFmpeg's filters need PyAV")
+    from bdinn.runtime.ffmpeg_filters import apply_preset
+
+    pairs = list(pairs_from_folders(*paired_dirs, max_images=2, seed=1)[1])
+    report = evaluate(None, pairs, baselines=True, bit_depth=16)
+    assert len(pairs) == 2
+    expected = [
+        psnr(to_float(apply_preset(p.banded.astype(np.uint16) * np.uint16(257), "deband")), to_float(p.clean))
+        for p in pairs
+    ]
+    [result] = report["results"].values()
+    assert result["rows"]["deband"]["psnr"] == pytest.approx(np.mean(expected), abs=1e-9)
