@@ -328,11 +328,16 @@ class Debander:
     def _infer_padded(self, batch: np.ndarray) -> np.ndarray:
         """Mirror-pad frames smaller than the backend's minimum (an engine profile) and crop back."""
         h, w = batch.shape[-2:]
-        low_h, low_w = self.backend.min_size
-        if h >= low_h and w >= low_w:
+        if not self._below_minimum(h, w):
             return self.backend.infer(np.ascontiguousarray(batch, np.float32))
+        low_h, low_w = self.backend.min_size
         out = self.backend.infer(pad_to(batch, max(h, low_h), max(w, low_w)))
         return out[:, :, :h, :w]
+
+    def _below_minimum(self, height: int, width: int) -> bool:
+        """Whether a frame is smaller than the backend takes on a side (an engine profile's min)."""
+        low_h, low_w = self.backend.min_size
+        return height < low_h or width < low_w
 
     # GPU tensors ----------------------------------------------------------------------------
 
@@ -364,8 +369,7 @@ class Debander:
             batch = batch[None]
         serve = getattr(self.backend, "infer_tensor", None)
         h, w = batch.shape[-2:]
-        low_h, low_w = self.backend.min_size
-        if serve is not None and h >= low_h and w >= low_w and self.tile_for((h, w)) is None:
+        if serve is not None and not self._below_minimum(h, w) and self.tile_for((h, w)) is None:
             out = limit_change_tensor(batch, serve(batch), self.max_change)
         else:  # infer tiles, pads a frame below an engine's profile, and applies the limit
             host = self.infer(batch.float().cpu().numpy())

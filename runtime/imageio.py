@@ -10,6 +10,7 @@ atomic, so a crash never leaves a half-written image.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
@@ -49,13 +50,8 @@ _SIGNATURES = (
 
 # Pillow's modes of pictures with alpha (lower-case a: colours premultiplied by it).
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La")
-_BITS_PER_SAMPLE, _PHOTOMETRIC, _SAMPLES_PER_PIXEL, _PLANAR, _EXTRA_SAMPLES = (
-    258,
-    262,
-    277,
-    284,
-    338,
-)  # TIFF tags
+# TIFF tags
+_BITS_PER_SAMPLE, _PHOTOMETRIC, _SAMPLES_PER_PIXEL, _PLANAR, _EXTRA_SAMPLES = 258, 262, 277, 284, 338
 
 
 class ImageError(ValueError):
@@ -91,14 +87,9 @@ def _png_complete(data: bytes) -> bool:
     OpenCV does reject a cut PNG, but libpng first prints its own error to stderr; walking the
     chunk headers (no decompression) catches truncation quietly. Bytes after IEND are allowed.
     """
-    at = len(PNG_SIGNATURE)
-    while at + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[at : at + 8])
-        at += 12 + length
-        if at > len(data):
-            return False
-        if kind == b"IEND":
-            return True
+    for kind, chunk in _png_chunks(memoryview(data)[len(PNG_SIGNATURE) :]):
+        if kind == b"IEND":  # a chunk cut short is the last one walked
+            return len(chunk) == 12 + struct.unpack(">I", chunk[:4])[0]
     return False
 
 
@@ -113,12 +104,12 @@ def _read(path: Path) -> tuple[bytes, str | None]:
         if stat.S_ISCHR(status.st_mode) or stat.S_ISBLK(status.st_mode):  # /dev/zero: it never ends
             raise ImageError(f"{path}: is a device, not an image file")
         regular = stat.S_ISREG(status.st_mode)
-        if regular and status.st_size > MAX_FILE_BYTES:
+        if regular and status.st_size > MAX_FILE_BYTES:  # said before reading it
             raise ImageError(f"{path}: over {MAX_FILE_BYTES >> 30} GB, too large for a picture bdinn reads")
         data = path.read_bytes() if regular else _read_pipe(path)  # a pipe: <(cat a.png), /dev/stdin
     except OSError as exc:
         raise ImageError(f"{path}: cannot read the file ({exc.strerror})") from None
-    if len(data) > MAX_FILE_BYTES:
+    if len(data) > MAX_FILE_BYTES:  # a pipe, read up to one byte past the cap
         raise ImageError(f"{path}: over {MAX_FILE_BYTES >> 30} GB, too large for a picture bdinn reads")
     if not data:
         raise ImageError(f"{path}: empty file, 0 bytes (re-export or copy it again)")
@@ -432,14 +423,14 @@ def read_png_colour(path: str | os.PathLike) -> bytes:
     return b"".join(found)
 
 
-def _png_chunks(chunks: bytes) -> list[tuple[bytes, bytes]]:
-    """(type, the whole chunk) of each chunk in a run of them."""
-    found, at = [], 0
+def _png_chunks(chunks: bytes | memoryview) -> Iterator[tuple[bytes, bytes | memoryview]]:
+    """(type, the whole chunk: length, type, data, CRC) of each chunk in a run of them, walked by
+    their length fields; the last may be cut short. A memoryview walks a file without copying it."""
+    at = 0
     while at + 8 <= len(chunks):
         length, kind = struct.unpack(">I4s", chunks[at : at + 8])
-        found.append((kind, chunks[at : at + 12 + length]))
+        yield kind, chunks[at : at + 12 + length]
         at += 12 + length
-    return found
 
 
 def _after_ihdr(png: bytes, chunks: bytes) -> bytes:
@@ -498,6 +489,7 @@ _LEVELS = np.linspace(0, 255, 6).round().astype(np.uint8)
 _PROBE = np.stack(np.meshgrid(_LEVELS, _LEVELS, _LEVELS, indexing="ij"), axis=-1).reshape(1, -1, 3)
 
 
+@functools.lru_cache(maxsize=16)  # every picture of a batch brings the same profile
 def _is_srgb(profile: bytes) -> bool:
     """Whether an ICC profile gives colours sRGB's own, within 3 levels of 255: only such a profile
     may be left out of a file, since viewers assume sRGB. Compared through Little CMS (a profile
@@ -569,7 +561,7 @@ def write_image(
     elif icc_profile and not _is_srgb(icc_profile):  # OpenCV writes none; sRGB is what viewers assume
         message = f"{path}: the source's ICC colour profile is not written into {suffix}; write .png for it"
         warnings.warn(message, stacklevel=2)
-    chunks = _png_chunks(png_colour)
+    chunks = list(_png_chunks(png_colour))
     if suffix == ".png":  # an sRGB chunk must not stand beside an ICC profile
         data = _after_ihdr(
             data, b"".join(chunk for kind, chunk in chunks if not (kind == b"sRGB" and carried))
