@@ -1,5 +1,5 @@
 """What the command-line tools share: their command class and option parsing, how they stop on
-a signal (`stops_cleanly`, `STOP_SIGNALS`) and how warnings are shown (one line each)."""
+a signal (`stops_cleanly`) and how warnings are shown (one line each)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import click
 from tqdm import tqdm
 
 from .debander import DEFAULT_MAX_CHANGE
+from .stop_signals import STOPPING
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -77,14 +78,6 @@ class _CommandError(click.ClickException):
         click.echo(self.message, err=True)
 
 
-# Signals that end a command as Ctrl-C does, and what the command says as it stops: SIGTERM
-# (timeout, docker stop, a batch scheduler) and SIGHUP (the terminal or SSH session went away).
-_STOPPING = {signal.SIGTERM: "Terminated."}
-if hasattr(signal, "SIGHUP"):  # not on Windows
-    _STOPPING[signal.SIGHUP] = "Hangup."
-STOP_SIGNALS = (signal.SIGINT, *_STOPPING)  # Python raises KeyboardInterrupt for the first
-
-
 def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
     """Run a command with SIGTERM and SIGHUP raising SystemExit, so that it cleans up as for
     Ctrl-C: temporary outputs removed, worker threads joined. Each exits with the shell's status
@@ -98,7 +91,7 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
             sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the process's life)
         previous = {
             sig: signal.signal(sig, _exit_on_signal)
-            for sig in _STOPPING
+            for sig in STOPPING
             if signal.getsignal(sig) is not signal.SIG_IGN
         }
         try:
@@ -107,8 +100,8 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
             _say("Aborted!")
             raise SystemExit(128 + signal.SIGINT) from None
         except SystemExit as exc:
-            if isinstance(exc.code, int) and exc.code - 128 in _STOPPING:  # a log shows why the run ended
-                _say(_STOPPING[signal.Signals(exc.code - 128)])
+            if isinstance(exc.code, int) and exc.code - 128 in STOPPING:  # a log shows why the run ended
+                _say(STOPPING[signal.Signals(exc.code - 128)])
             raise
         finally:
             for sig, handler in previous.items():

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .cli_options import STOP_SIGNALS
 from .imageio import MAX_PIXELS
+from .stop_signals import STOP_SIGNALS
 from .video_formats import STDIN, VideoError
 from .video_streams import moving_pictures
 

@@ -252,10 +252,6 @@ def main(
         check_writable(out_dir / "last.safetensors")  # now, not at the first checkpoint
         check_before_data(settings, out_dir, resume)
         ranks = Distributed.from_env()
-        if settings.batch_size % ranks.world:  # before the pairs are made, which takes minutes
-            raise click.ClickException(
-                f"--batch-size {settings.batch_size} must be a multiple of the process count ({ranks.world})"
-            )
         if not ranks.main:
             warnings.simplefilter("ignore")  # the main process says each once; every process said it
         if ranks.world > 1:

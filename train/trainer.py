@@ -30,10 +30,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..runtime.cambi import cambi
-from ..runtime.cli_options import STOP_SIGNALS
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from ..runtime.imageio import from_float
 from ..runtime.metrics import psnr, psnr_of_mse, ssim
+from ..runtime.stop_signals import STOP_SIGNALS
 from .checkpoint import checkpoint_sidecar, load_checkpoint, save_checkpoint, write_json, write_tensors
 from .data import FullImageDataset, PatchDataset
 from .losses import debanding_loss
@@ -104,12 +104,20 @@ def signals_deferred() -> Iterator[None]:
 
 def check_before_data(settings: TrainSettings, out_dir: Path, resume: bool) -> None:
     """What can be refused before the data is prepared (minutes of encoding on real wallpapers):
-    the device, bfloat16 off CUDA, and a resume of a run with other settings or no state."""
-    device = resolve_device(settings.device, Distributed.from_env().local_rank)
+    the device, bfloat16 off CUDA, a batch the processes cannot share, and a resume of a run with
+    other settings or no state."""
+    ranks = Distributed.from_env()
+    device = resolve_device(settings.device, ranks.local_rank)
+    _check_batch_split(settings.batch_size, ranks.world)
     if settings.amp and device.type != "cuda":
         raise TrainingError("--amp (bfloat16 autocast) needs a CUDA device; drop it on the CPU")
     if resume:
         _resumable_meta(Path(out_dir) / "state.json", settings)
+
+
+def _check_batch_split(batch_size: int, world: int) -> None:
+    if batch_size % world:
+        raise TrainingError(f"--batch-size {batch_size} must be a multiple of the process count ({world})")
 
 
 def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
@@ -226,10 +234,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.dist = Distributed.from_env()
         s = settings
-        if s.batch_size % self.dist.world:
-            raise TrainingError(
-                f"--batch-size {s.batch_size} must be a multiple of the process count ({self.dist.world})"
-            )
+        _check_batch_split(s.batch_size, self.dist.world)
         self.batches_per_epoch = len(train_set) // s.batch_size
         if self.batches_per_epoch == 0 and getattr(train_set, "patches_total", None) == 0:
             raise TrainingError(
