@@ -199,15 +199,15 @@ def main(
     try:
         if to_file:
             check_writable(json_out, inputs=files_of_model(model))
-        deband = Debander.open(
+        with Debander.open(
             model, backend=backend, device=device, precision=precision, tile=tile,
             plugin_library=plugin_library, allow_embedded_plugin=allow_embedded_plugin,
-        )  # fmt: skip
-        if cuda_graph:
-            if deband.backend.name != "tensorrt":
+        ) as deband:  # fmt: skip
+            if cuda_graph and deband.backend.name != "tensorrt":
                 raise click.BadParameter("CUDA graphs are for TensorRT engines", param_hint="--cuda-graph")
-            deband.backend.cuda_graph = True
-        result = benchmark(deband, size, batch, iterations, warmup)
+            if cuda_graph:
+                deband.backend.cuda_graph = True
+            result = benchmark(deband, size, batch, iterations, warmup)
     except (BackendError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except MemoryError:

@@ -354,24 +354,25 @@ def main(
         raise click.ClickException(str(exc)) from None
     failures = 0
     bar = tqdm(jobs, unit="file", disable=not draws_bars(quiet) or len(jobs) < 2)
-    for job in bar:
-        try:
-            if job.is_video:
-                run_video(deband, job, depth, dither, encoder, force, quiet)
-            else:
-                run_picture(deband, job, depth, dither, quiet)
-        except (ImageError, BackendError, ValueError, MemoryError) as exc:
-            said = (
-                f"{job.source}: not enough memory for it (try --tile 1024)"  # the next may well fit
-                if isinstance(exc, MemoryError)
-                else str(exc)
-            )
-            if len(jobs) == 1:
-                raise click.ClickException(said) from None
-            if not said.startswith(f"{job.source}:"):  # the model's error: say which input met it
-                said = f"{job.source}: {said}"
-            failures += 1
-            bar.write(one_line(f"bdinn-run: error: {said}"), file=sys.stderr)
+    with deband:  # its backend's threads and GPU memory go with it, also when bdinn-run runs in-process
+        for job in bar:
+            try:
+                if job.is_video:
+                    run_video(deband, job, depth, dither, encoder, force, quiet)
+                else:
+                    run_picture(deband, job, depth, dither, quiet)
+            except (ImageError, BackendError, ValueError, MemoryError) as exc:
+                said = (
+                    f"{job.source}: not enough memory for it (try --tile 1024)"  # the next may well fit
+                    if isinstance(exc, MemoryError)
+                    else str(exc)
+                )
+                if len(jobs) == 1:
+                    raise click.ClickException(said) from None
+                if not said.startswith(f"{job.source}:"):  # the model's error: say which input met it
+                    said = f"{job.source}: {said}"
+                failures += 1
+                bar.write(one_line(f"bdinn-run: error: {said}"), file=sys.stderr)
     if failures:
         raise click.ClickException(f"{failures} of {len(jobs)} inputs failed (see above)")
     if not quiet and len(jobs) == 1 and not jobs[0].is_video:  # videos report their own line

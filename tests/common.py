@@ -1,4 +1,6 @@
-"""Shared test constants and models."""
+"""Shared test constants, models and checks."""
+
+import threading
 
 import torch
 
@@ -28,3 +30,12 @@ def perturbed_tiny(seed: int = 0, config: BDINNConfig | str = TINY) -> BDINN:
             if isinstance(module, BandedDeformConv2d):
                 module.head.weight.normal_(0, 0.2)
     return model
+
+
+def workers_left_running(before: set[threading.Thread]) -> list[str]:
+    """bdinn's worker threads started since `before` and still alive: a model left open (the shared
+    row pool's workers, runtime/processing.py, stay by design)."""
+    started = set(threading.enumerate()) - before
+    return sorted(
+        t.name for t in started if t.name.startswith("bdinn-") and not t.name.startswith("bdinn-rows")
+    )

@@ -1,10 +1,11 @@
 """`bdinn-bench` on the CPU: the numbers it reports are there, ordered and consistent."""
 
 import json
+import threading
 
 import pytest
 from click.testing import CliRunner
-from common import perturbed_tiny
+from common import perturbed_tiny, workers_left_running
 
 from bdinn.runtime.bench import main, summarise
 from bdinn.train.checkpoint import save_checkpoint
@@ -28,8 +29,10 @@ def test_summary_statistics():
 def test_json_result_on_the_cpu(model, tmp_path):
     out = tmp_path / "bench.json"
     args = [str(model), "--size", "48x64", "--batch", "2", "-n", "4", "--warmup", "1", "--json", str(out)]
+    before = set(threading.enumerate())
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
+    assert workers_left_running(before) == []  # the model is closed when it ends
     assert "end_to_end" in result.output and "fps" in result.output
     assert "banded_conv=gridsample" in result.output  # which formulation ran: the CPU has no kernels
     data = json.loads(out.read_text())

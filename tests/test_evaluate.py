@@ -3,6 +3,7 @@
 import json
 import math
 import shutil
+import threading
 from pathlib import Path
 
 import cv2
@@ -201,7 +202,7 @@ def test_cli_end_to_end(clean_dir, tmp_path):
         from bdinn.runtime import Debander  # noqa: F401  (written alongside; the CLI loads models with it)
     except ImportError as exc:
         pytest.skip(f"bdinn.runtime.Debander is not available yet ({exc})")
-    from common import TINY
+    from common import TINY, workers_left_running
 
     from bdinn.train.checkpoint import save_checkpoint
     from bdinn.train.network import BDINN
@@ -209,11 +210,13 @@ def test_cli_end_to_end(clean_dir, tmp_path):
     model = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
     out_json, out_md = tmp_path / "report.json", tmp_path / "report.md"
     args = ["--clean", str(clean_dir), "--degrade", "q5", "--max-images", "1", "--size", "64x96"]
+    before = set(threading.enumerate())
     result = _invoke(
         str(model), *args, "--no-baselines", "--device", "cpu", "--precision", "fp32",
         "--json", str(out_json), "--markdown", str(out_md),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert workers_left_running(before) == []  # the model is closed when it ends
     data = json.loads(out_json.read_text())
     runs_on = data["settings"]["runs_on"]
     assert (runs_on["backend"], runs_on["device"], runs_on["precision"]) == ("torch", "cpu", "fp32")

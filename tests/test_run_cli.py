@@ -6,6 +6,7 @@ import re
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from functools import partial
 from pathlib import Path
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from common import perturbed_tiny
+from common import perturbed_tiny, workers_left_running
 
 from bdinn.runtime.debander import Debander
 from bdinn.runtime.imageio import read_image, write_image
@@ -165,6 +166,16 @@ def test_default_output_is_beside_the_input(model, pictures):
     result = run(model, pictures / "sky.png", "-q")
     assert result.exit_code == 0, result.output
     assert (pictures / "sky.debanded.png").is_file()
+
+
+def test_the_model_is_closed_when_bdinn_run_ends(model, pictures, tmp_path):
+    """Run in-process (CliRunner, a click group of one's own), bdinn-run left the PyTorch backend's
+    worker thread running after every call, also after an input failed."""
+    (tmp_path / "cut.png").write_bytes((pictures / "sky.png").read_bytes()[:-20])
+    for picture, code in ((pictures / "sky.png", 0), (tmp_path / "cut.png", 1)):
+        before = set(threading.enumerate())
+        assert run(model, picture, "-o", tmp_path / "out.png", "-q").exit_code == code
+        assert workers_left_running(before) == []
 
 
 def test_existing_output_needs_force_and_inputs_are_never_overwritten(model, pictures, tmp_path):

@@ -421,13 +421,6 @@ def _write(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def _open_model(model_path: Path | None, bit_depth: int, **opening: Any) -> tuple[Model, dict[str, Any]]:
-    """The model as a frame callable, and what runs it (backend, device, precision) for the report;
-    `opening` is Debander.open's keywords (device, precision, plugin options, max_change)."""
-    deb = Debander.open(model_path, **opening)
-    return (lambda image: deb(image, bit_depth=bit_depth)), deb.describe()
-
-
 @click.command("bdinn-eval", cls=BdinnCommand)
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -548,13 +541,15 @@ def main(
         else:
             assert clean_dir is not None
             total, found = pairs_from_clean(clean_dir, degradations, max_images, size, seed)
-        debander, runs_on = _open_model(
-            model, depth, device=device, precision=precision, plugin_library=plugin_library,
+        with Debander.open(
+            model, device=device, precision=precision, plugin_library=plugin_library,
             allow_embedded_plugin=allow_embedded_plugin, max_change=max_change,
-        )  # fmt: skip
-        report = evaluate(
-            debander, found, baselines=not no_baselines, bit_depth=depth, total=total, progress=True
-        )
+        ) as deb:  # fmt: skip
+            runs_on = deb.describe()
+            report = evaluate(
+                lambda image: deb(image, bit_depth=depth), found, baselines=not no_baselines, bit_depth=depth,
+                total=total, progress=True,
+            )  # fmt: skip
     except (ImageError, ValueError, OSError, RuntimeError, MissingPackage) as exc:
         # One line for the user: a bad image, model file or filter setting (EvalError, FilterError,
         # BackendError), or PyAV missing.
