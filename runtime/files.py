@@ -15,31 +15,54 @@ from .engine_sidecar import plan_sidecar
 # or a quota full (also what an encoder's errors can be taken for), and the folder itself.
 SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _LOCATION_ERRNOS = SPACE_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT}
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
 
 
 class OutputError(ValueError):
     """The output path cannot be written: a one-line message naming it, for every CLI."""
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object], replace: bool = True) -> Path:
     """Call write(tmp_path) on a temporary file beside `path`, then rename it over `path`.
 
     The temporary file is created with the usual 0o666 & ~umask permissions (tempfile.mkstemp
     would make it 0o600, and the rename would carry that over to the final file). A folder that
     cannot be made or written, or a full disk, is an OutputError naming `path`, not the
-    temporary file; nothing is left behind.
+    temporary file; nothing is left behind. Without `replace`, a file that appeared at `path`
+    during the work (another job's output of the same name) is kept and this one is an OutputError.
     """
     path = Path(path)
     tmp = _reserve_temporary(path)
     try:
         write(str(tmp))
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _publish_new(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno in _LOCATION_ERRNOS and _about(exc, tmp):
             raise _output_error(path, exc) from None
         raise
     return path
+
+
+def _publish_new(tmp: Path, path: Path) -> None:
+    """Give `tmp` the name `path` only if nothing has it: a hard link fails on an existing name,
+    where a rename would replace it. File systems without hard links (FAT, some network mounts)
+    get the check and the rename, a moment apart."""
+    try:
+        os.link(tmp, path)
+    except OSError as exc:
+        if not isinstance(exc, FileExistsError) and exc.errno not in _NO_HARD_LINKS:
+            raise
+        if isinstance(exc, FileExistsError) or path.exists():
+            raise OutputError(f"{path}: appeared while this was being written and is kept (to replace "
+                              "it: --force, or force=True)") from None  # fmt: skip
+        os.replace(tmp, path)
+    else:
+        with contextlib.suppress(OSError):  # the output is there; a stray temporary name is no failure
+            tmp.unlink()
 
 
 def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:

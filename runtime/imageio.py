@@ -517,14 +517,19 @@ def _srgb_like(kind: bytes, chunk: bytes) -> bool:
 
 
 def write_image(
-    path: str | os.PathLike, img: np.ndarray, icc_profile: bytes | None = None, png_colour: bytes = b""
+    path: str | os.PathLike,
+    img: np.ndarray,
+    icc_profile: bytes | None = None,
+    png_colour: bytes = b"",
+    replace: bool = True,
 ) -> Path:
     """Write a uint8/uint16 gray, gray + alpha, RGB or RGBA array; the suffix picks the format
     (16-bit: PNG/TIFF). An ICC profile, and a PNG source's colour chunks (`read_png_colour`), are
     embedded in PNG files (OpenCV's other writers take none: said, unless they are sRGB's).
 
     Encoded in memory, written to a temporary file in the same folder and renamed over `path`:
-    a failure or crash leaves either the old file or none, never a partial one.
+    a failure or crash leaves either the old file or none, never a partial one. Without
+    `replace`, an existing file at `path` is kept and an OutputError raised.
     """
     path = Path(path)
     if img.dtype not in (np.uint8, np.uint16):
@@ -572,5 +577,5 @@ def write_image(
             "write .png for them"
         )
         warnings.warn(message, stacklevel=2)
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), replace=replace)
     return path

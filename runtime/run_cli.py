@@ -360,7 +360,7 @@ def main(
                 if job.is_video:
                     run_video(deband, job, depth, dither, encoder, force, quiet)
                 else:
-                    run_picture(deband, job, depth, dither, quiet)
+                    run_picture(deband, job, depth, dither, force, quiet)
             except (ImageError, BackendError, ValueError, MemoryError) as exc:
                 said = (
                     f"{job.source}: not enough memory for it (try --tile 1024)"  # the next may well fit
@@ -379,7 +379,9 @@ def main(
         click.echo(one_line(f"{jobs[0].source} -> {jobs[0].target}"), err=True)
 
 
-def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool, quiet: bool) -> None:
+def run_picture(
+    deband: Debander, job: Job, depth: int | None, dither: bool, force: bool, quiet: bool
+) -> None:
     """Read, deband and write one picture; an error names the file it is about. A picture that
     runs in tiles (large ones on the CPU: an 8K one takes a minute) shows a bar of its tiles."""
     image = read_image(job.source, as_file=True)
@@ -399,8 +401,9 @@ def run_picture(deband: Debander, job: Job, depth: int | None, dither: bool, qui
         except ValueError as exc:  # e.g. too small: the message names the problem, not the file
             raise ValueError(f"{job.source}: {exc}") from None
     write_image(
-        job.target, result, icc_profile=read_icc_profile(job.source), png_colour=read_png_colour(job.source)
-    )
+        job.target, result, icc_profile=read_icc_profile(job.source), png_colour=read_png_colour(job.source),
+        replace=force,  # another job's output of that name, written meanwhile, is kept
+    )  # fmt: skip
 
 
 def run_video(

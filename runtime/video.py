@@ -60,6 +60,7 @@ container, encoder and pixel format checks in video_formats.py.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -304,14 +305,15 @@ def deband_video(
         if progress is True:
             from tqdm import tqdm
 
-            bar = tqdm(total=job.total, unit="frame", desc=src.name, dynamic_ncols=True)
+            quiet = sys.stderr is None  # pythonw, some daemons: no console to draw on
+            bar = tqdm(total=job.total, unit="frame", desc=src.name, dynamic_ncols=True, disable=quiet)
             job.on_frame = lambda done: bar.update(1)
         elif callable(progress):
             job.on_frame = lambda done: progress(done, job.total)
         if dst == STDOUT:
             _write_stdout(job.run)
         else:
-            atomic_write(dst, job.run)
+            atomic_write(dst, job.run, replace=force)  # another job's output of that name is kept
     finally:
         if bar is not None:
             bar.close()

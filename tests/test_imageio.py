@@ -216,6 +216,39 @@ def test_other_errors_while_writing_pass_through_unchanged(tmp_path):
     assert not isinstance(caught.value, OutputError) and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_without_replace_a_file_that_appears_meanwhile_is_kept(tmp_path, monkeypatch, hard_links):
+    """Two jobs writing one name (two bdinn-run or deband_video calls, neither with force): each
+    checked before its work that the name was free, and the last rename silently replaced the first
+    output. A file system without hard links (FAT: EPERM) gets the check and the rename."""
+    if not hard_links:
+
+        def no_links(*args: object) -> None:
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+        monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "out.png"
+
+    def raced(tmp: str) -> None:
+        target.write_bytes(b"another job's output")
+        Path(tmp).write_bytes(b"this one")
+
+    with pytest.raises(OutputError, match=r"out\.png: appeared while this was being written") as info:
+        atomic_write(target, raced, replace=False)
+    one_line(info, target)
+    assert target.read_bytes() == b"another job's output"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary file left
+    target.unlink()
+    atomic_write(target, lambda tmp: Path(tmp).write_bytes(b"new"), replace=False)
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["out.png"]
+    atomic_write(target, raced, replace=True)  # replacing was asked for
+    assert target.read_bytes() == b"this one" and [p.name for p in tmp_path.iterdir()] == ["out.png"]
+    write_image(tmp_path / "img.png", np.zeros((4, 4, 3), np.uint8), replace=False)
+    with pytest.raises(OutputError, match="is kept"):
+        write_image(tmp_path / "img.png", np.ones((4, 4, 3), np.uint8), replace=False)
+    assert read_image(tmp_path / "img.png").max() == 0
+
+
 def test_tiff_alpha_colours_are_not_multiplied_by_alpha(tmp_path):
     """OpenCV returns 8-bit RGBA TIFF colours premultiplied; an alpha-0 row must keep its colour."""
     image = pytest.importorskip("PIL.Image")

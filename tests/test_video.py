@@ -16,6 +16,7 @@ import pytest
 
 av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
 
+from bdinn.runtime.files import OutputError  # noqa: E402
 from bdinn.runtime.hdr10 import Hdr10  # noqa: E402
 from bdinn.runtime.subtitle_text import cue_text  # noqa: E402
 from bdinn.runtime.video import VideoError, VideoReport, deband_frame, deband_video, is_video  # noqa: E402
@@ -973,6 +974,28 @@ def test_existing_output_needs_force(source, tmp_path):
     assert dst.read_bytes() == b"keep me"
     deband_video(source, dst, lambda rgb: rgb, force=True, progress=False)
     assert len(probe(dst)["times"]) == N
+
+
+def test_an_output_another_job_writes_meanwhile_is_kept_without_force(source, tmp_path):
+    dst = tmp_path / "out.mkv"
+
+    def another_job_finishes_first(rgb: np.ndarray) -> np.ndarray:
+        if not dst.exists():
+            dst.write_bytes(b"another job's output")
+        return rgb
+
+    with pytest.raises(OutputError, match=r"out\.mkv: appeared while this was being written and is kept"):
+        deband_video(source, dst, another_job_finishes_first, progress=False)
+    assert dst.read_bytes() == b"another job's output" and _listing(tmp_path) == ["out.mkv"]
+    deband_video(source, dst, another_job_finishes_first, force=True, progress=False)
+    assert len(probe(dst)["times"]) == N
+
+
+def test_a_progress_bar_without_a_console_is_not_drawn(source, tmp_path, monkeypatch):
+    """pythonw and some daemons run with sys.stderr None: tqdm's bar raised AttributeError."""
+    monkeypatch.setattr(sys, "stderr", None)
+    deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb)
+    assert len(probe(tmp_path / "out.mkv")["times"]) == N
 
 
 def test_output_over_input_is_refused(source):
