@@ -263,7 +263,8 @@ class Debander:
 
     def infer(self, batch: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """float32 [N, 3, H, W] in [0, 1] -> debanded, same shape, in [0, 1]; tiles and pads as the
-        backend needs, calling progress(done, total) after each tile."""
+        backend needs, calling progress(done, total) after each tile. Values must be finite: the
+        network spreads one NaN or inf over the whole frame (not checked: it would cost a pass)."""
         self._check_open()
         if not isinstance(batch, np.ndarray) or batch.dtype.kind != "f":
             got = batch.dtype if isinstance(batch, np.ndarray) else type(batch).__name__
@@ -346,7 +347,8 @@ class Debander:
         and dtype.
 
         On the PyTorch and TensorRT backends a CUDA tensor stays on the GPU (work is queued on
-        the current torch stream); other combinations go through the host.
+        the current torch stream); other combinations go through the host. Values must be finite,
+        as for `infer` (checking would wait for the GPU).
         """
         import torch
 

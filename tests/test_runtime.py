@@ -414,6 +414,16 @@ def test_a_closed_debander_says_so(models, sky, key):
         deband.backend.infer(np.zeros((1, 3, 32, 32), np.float32))
 
 
+def test_a_pytorch_model_closed_by_another_thread_mid_call_says_so(models):
+    """close() from another thread between a call's check and its hand-over to the CPU worker:
+    the worker's "cannot schedule new futures after shutdown" RuntimeError reached the caller."""
+    deband = Debander.open(models["torch"])
+    deband.backend._cpu_thread.shutdown()  # the state close() leaves for a moment before the model goes
+    with pytest.raises(BackendError, match="this PyTorch model is closed; open it again"):
+        deband.backend.infer(np.zeros((1, 3, 32, 32), np.float32))
+    deband.close()
+
+
 def test_tensor_input_is_checked_the_same_on_every_backend(models):
     for key in ("torch", "onnx"):
         needs(models, key)

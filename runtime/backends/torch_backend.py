@@ -78,7 +78,11 @@ class TorchBackend(Backend):
             raise BackendError("this PyTorch model is closed; open it again")
         if self._cpu_thread is None:
             return self._forward(batch)
-        return self._cpu_thread.submit(self._forward, batch).result()
+        try:
+            work = self._cpu_thread.submit(self._forward, batch)
+        except RuntimeError:  # closed by another thread since the check above
+            raise BackendError("this PyTorch model is closed; open it again") from None
+        return work.result()
 
     def _forward(self, batch: Any) -> Any:
         torch = self._torch
