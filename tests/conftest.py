@@ -2,9 +2,10 @@
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -34,6 +35,32 @@ def normal_scheduling() -> None:
                 os.sched_setscheduler(int(task.name), os.SCHED_OTHER, os.sched_param(0))
         except OSError:
             pass  # the thread ended meanwhile, or the policy is not ours to change
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal gives it, whatever started pytest: run as `cmd &` from a script, SIGINT
+    starts ignored (Python then installs no Ctrl-C handler, and children inherit the ignoring), and
+    the tests of Ctrl-C, and the processes they start, would not see the signals they send."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def models_are_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every Debander a test opens is closed when it ends: a PyTorch model's worker thread lives
+    until the garbage collector finds it, and a later test checking for leftover threads failed."""
+    from bdinn.runtime.debander import Debander
+
+    opened: list[Debander] = []
+    open_model = Debander.open.__func__
+
+    def open_and_keep(cls: type[Debander], *args: object, **kwargs: object) -> Debander:
+        opened.append(open_model(cls, *args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(Debander, "open", classmethod(open_and_keep))
+    yield
+    for deband in opened:
+        deband.close()
 
 
 @pytest.fixture(scope="session")

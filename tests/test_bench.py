@@ -28,7 +28,8 @@ def test_summary_statistics():
 
 def test_json_result_on_the_cpu(model, tmp_path):
     out = tmp_path / "bench.json"
-    args = [str(model), "--size", "48x64", "--batch", "2", "-n", "4", "--warmup", "1", "--json", str(out)]
+    args = [str(model), "--device", "cpu", "--size", "48x64", "--batch", "2", "-n", "4", "--warmup", "1"]
+    args += ["--json", str(out)]  # on the CPU also where a GPU is: bench's default device
     before = set(threading.enumerate())
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

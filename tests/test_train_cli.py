@@ -263,10 +263,9 @@ def test_torchrun_two_cpu_processes_match_one_process(tmp_path, tiny_config, pai
             sys.executable,
             "-m",
             "torch.distributed.run",
+            "--standalone",  # a free port: a fixed one fails where two runs share a machine
             "--nproc_per_node",
             "2",
-            "--master_port",
-            "29533",
             "-m",
             "bdinn.train.cli",
             *common,
@@ -275,7 +274,7 @@ def test_torchrun_two_cpu_processes_match_one_process(tmp_path, tiny_config, pai
         ],
         capture_output=True,
         text=True,
-        env=env,
+        env={**env, "TMPDIR": str(tmp_path)},  # torchelastic leaves its folder in the temporary folder
         timeout=300,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
