@@ -217,8 +217,10 @@ class Debander:
             raise ValueError(f"bit_depth must be 8 or 16 (None: the input's), got {bit_depth!r}")
         if not isinstance(dither, bool):
             raise TypeError(f"dither must be True or False, got {dither!r}")
-        if seed is not None and not (_is_int(seed) and seed >= 0):
+        if seed is not None and not _is_int(seed):
             raise TypeError(f"seed must be a whole number >= 0 or None, got {seed!r}")
+        if seed is not None and seed < 0:  # the right kind, a wrong value
+            raise ValueError(f"seed must be a whole number >= 0 or None, got {seed!r}")
         _check_progress(progress)
         if isinstance(image, np.ndarray):
             return self._frames([image], bit_depth, dither, seed, progress)[0]

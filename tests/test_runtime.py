@@ -451,8 +451,8 @@ def test_tensor_input_is_checked_the_same_on_every_backend(models):
         frame = np.zeros((32, 32, 3), np.uint8)
         with pytest.raises(TypeError, match="dither must be True or False, got 'yes'"):
             deband(frame, dither="yes")  # was taken as True
-        for seed in ("x", -1, 1.5):
-            with pytest.raises(TypeError, match="seed must be a whole number >= 0 or None"):
+        for seed, error in (("x", TypeError), (-1, ValueError), (1.5, TypeError)):
+            with pytest.raises(error, match="seed must be a whole number >= 0 or None"):
                 deband(frame, dither=True, seed=seed)
         # Iterated as lists of rows, these failed deep inside, or not at all until a tiled frame
         with pytest.raises(TypeError, match=r"got Tensor: pass np.asarray\(it\) \(or Debander.tensor for"):
