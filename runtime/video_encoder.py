@@ -13,6 +13,7 @@ import numbers
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from typing import Any
@@ -157,20 +158,21 @@ def _check_open(codec: str, pix_fmt: str, options: dict[str, str], setting: str)
     ctx = _encoder_context(codec)
     ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 64, 64, pix_fmt, Fraction(1, 25)
     ctx.options = dict(options)
-    level, skipping = av.logging.get_level(), av.logging.get_skip_repeated()
-    av.logging.set_level(av.logging.WARNING)
-    av.logging.set_skip_repeated(False)  # PyAV drops a message repeated from the last trial's
     failure: av.FFmpegError | None = None
-    try:
-        with av.logging.Capture() as logs, _stderr_captured() as printed:
-            try:
-                ctx.open()
-            except av.FFmpegError as exc:
-                failure = exc
-            del ctx  # freed here: x265 prints "encoded 0 frames" as it closes, a stray line otherwise
-    finally:
-        av.logging.set_level(level)
-        av.logging.set_skip_repeated(skipping)
+    with _ONE_TRIAL_AT_A_TIME:  # two overlapping ones would each put back the stderr the other set
+        level, skipping = av.logging.get_level(), av.logging.get_skip_repeated()
+        av.logging.set_level(av.logging.WARNING)
+        av.logging.set_skip_repeated(False)  # PyAV drops a message repeated from the last trial's
+        try:
+            with av.logging.Capture() as logs, _stderr_captured() as printed:
+                try:
+                    ctx.open()
+                except av.FFmpegError as exc:
+                    failure = exc
+                del ctx  # freed here: x265 prints "encoded 0 frames" as it closes, a stray line otherwise
+        finally:
+            av.logging.set_level(level)
+            av.logging.set_skip_repeated(skipping)
     if failure is not None:
         said = [line for line in printed if not line.startswith("encoded ")]
         said += [m.strip() for _, _, m in logs]
@@ -183,6 +185,17 @@ def _check_open(codec: str, pix_fmt: str, options: dict[str, str], setting: str)
     ]
     if warned:
         raise ValueError(f"{codec} does not take the option {setting} ({'; '.join(warned)})")
+
+
+def _new_trial_lock() -> None:
+    """A fresh lock, also in a child forked while another thread held the old one."""
+    global _ONE_TRIAL_AT_A_TIME
+    _ONE_TRIAL_AT_A_TIME = threading.Lock()
+
+
+_new_trial_lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_trial_lock)
 
 
 @contextlib.contextmanager

@@ -1194,6 +1194,30 @@ def test_encoder_checks_work_with_standard_error_closed():
     assert "refused: out.mkv: libx264 refuses the option tune=nonsense" in done.stdout
 
 
+def test_encoder_checks_from_several_threads_leave_standard_error_where_it_was():
+    """Jobs started together in a thread pool: two overlapping trial opens each put back the
+    standard error the other had set, and the process's went on into a deleted temporary file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bdinn.runtime.video import check_encoder
+
+    before = os.fstat(2)
+
+    def check(n: int) -> str:
+        try:
+            check_encoder("out.mkv", codec="libx264", codec_options={"tune": ("grain", "nonsense")[n % 2]})
+        except VideoError as exc:
+            return str(exc)
+        return "ok"
+
+    with ThreadPoolExecutor(8) as pool:
+        said = list(pool.map(check, range(32)))
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    assert said[0::2] == ["ok"] * 16
+    assert all("libx264 refuses the option tune=nonsense" in line for line in said[1::2])
+
+
 def test_a_file_cut_short_is_written_with_a_warning(tmp_path):
     """An MP4 with its index in front (faststart) and its last third missing still decodes."""
     whole = tmp_path / "whole.mp4"
