@@ -14,6 +14,7 @@ from bdinn.train.data import (
     PatchDataset,
     banding_contours,
     has_banding,
+    large_enough,
     split_by_source,
     stratified_order,
 )
@@ -59,6 +60,21 @@ def write_pair(root: Path, name: str, banded: np.ndarray, clean: np.ndarray, sou
     b = write_image(root / "banded" / f"{name}.png", from_float(banded, 8))
     c = write_image(root / "clean" / f"{name}.png", from_float(clean, 8))
     return ImagePair(name, b, c, source or name)
+
+
+def test_pictures_too_small_are_dropped_before_the_split(tmp_path):
+    """An 8x8 picture took a validation place and was skipped only when loaded: where it was the
+    only one, the run had no validation and wrote no best.safetensors."""
+    rng = np.random.default_rng(0)
+    pairs = [write_pair(tmp_path, n, rng.random((h, w, 3)), rng.random((h, w, 3))) for n, h, w in
+             (("big", 32, 48), ("tiny", 8, 8), ("thin", 64, 15), ("edge", 16, 16))]  # fmt: skip
+    with pytest.warns(UserWarning) as said:
+        kept = large_enough(pairs)
+    assert [p.name for p in kept] == ["big", "edge"]
+    assert [str(w.message) for w in said] == [
+        f"skipping pair tiny: {pairs[1].clean}: 8x8 is smaller than the 16x16 bdinn works on",
+        f"skipping pair thin: {pairs[2].clean}: 15x64 is smaller than the 16x16 bdinn works on",
+    ]
 
 
 def test_find_pairs_matches_names_and_reports_strays(tmp_path):

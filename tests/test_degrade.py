@@ -113,6 +113,33 @@ def test_sources_group_resolutions_and_skip_previews(tmp_path):
     assert sources["abstract-Shapes"].name == "Shapes_320x192.png"
 
 
+def test_pictures_of_one_name_in_different_folders_are_different_sources(tmp_path):
+    """Named by folder and file name, A/x/img.png and B/x/img.png (and a/b-c.png, a-b/c.png) made one
+    source, of which only the larger file was kept, without a word."""
+    sky, shapes = read_image(DATA / "sky-gradient.png"), read_image(DATA / "soft-shapes.png")
+    write_image(tmp_path / "A" / "x" / "img.png", sky)
+    write_image(tmp_path / "B" / "x" / "img.png", shapes)
+    write_image(tmp_path / "C" / "a" / "b-c.png", sky)
+    write_image(tmp_path / "C" / "a-b" / "c.png", shapes)
+    sources = discover_sources([tmp_path / "A", tmp_path / "B", tmp_path / "C"])
+    assert len(sources) == 4
+    assert {p.relative_to(tmp_path).as_posix() for p in sources.values()} == {
+        "A/x/img.png", "B/x/img.png", "C/a/b-c.png", "C/a-b/c.png"
+    }  # fmt: skip
+    assert all(key.startswith(("x-img-", "a-b-c-")) for key in sources)
+
+
+def test_an_earlier_runs_pairs_cache_in_a_clean_folder_is_not_taken_for_clean_pictures(tmp_path):
+    """bdinn-train -o inside its --clean folder: the next run read the last one's banded and clean
+    copies as more clean pictures (6 sources became 19)."""
+    clean = make_clean_tree(tmp_path / "clean")
+    before = discover_sources([clean])
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        prepare_synthetic_pairs([clean], clean / "run" / "pairs", variants_per_image=1, seed=0, max_side=256)
+    assert any((clean / "run" / "pairs").rglob("*.png"))
+    assert discover_sources([clean]) == before
+
+
 def snapshot(folder: Path) -> dict[str, int]:
     return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
 

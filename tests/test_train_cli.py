@@ -339,6 +339,10 @@ def test_a_fine_tune_resumes_without_its_init_again(tmp_path, tiny_config, paire
     tune = ["--init", start, "-o", str(tmp_path / "b")]
     cut = CliRunner().invoke(main, [*data, *tune, "--stop-at", "3"])
     assert cut.exit_code == 0, cut.output
+    other = str(tmp_path / "a" / "best.safetensors")  # was taken, and recorded as the run's start
+    refused = CliRunner().invoke(main, [*data, "--resume", "--init", other, "-o", str(tmp_path / "b")])
+    assert refused.exit_code == 1
+    assert f"this run started from {start}; resume it without --init" in refused.output
     resumed = CliRunner().invoke(main, [*data, "--resume", "-o", str(tmp_path / "b")])
     assert resumed.exit_code == 0, resumed.output
     assert "stopped at step 4/4" in resumed.output

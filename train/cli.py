@@ -16,7 +16,7 @@ from ..runtime.files import check_writable
 from ..runtime.imageio import ImageError
 from ..runtime.pyav import MissingPackage
 from .checkpoint import CheckpointError, read_checkpoint_config
-from .data import FullImageDataset, PatchDataset, split_by_source, stratified_order
+from .data import FullImageDataset, PatchDataset, large_enough, split_by_source, stratified_order
 from .degrade import pairs_from_cache, prepare_synthetic_pairs
 from .image_pair import find_pairs
 from .network import CONFIGS, BDINNConfig
@@ -276,7 +276,7 @@ def main(
         # By name: a cache copied to another machine lists its pairs in another order than the
         # run that made them, and the patch order must not depend on that.
         image_pairs.sort(key=lambda pair: (pair.name, str(pair.banded)))
-        train_pairs, val_pairs = split_by_source(image_pairs, val_fraction, seed)
+        train_pairs, val_pairs = split_by_source(large_enough(image_pairs), val_fraction, seed)
         settings.sources = pairs_fingerprint(train_pairs, val_pairs)
         if not val_pairs and ranks.main:
             reason = "--val-fraction 0" if val_fraction == 0 else "all pairs come from one picture"

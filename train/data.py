@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..runtime.imageio import ImageError, read_image, to_float
+from ..runtime.imageio import ImageError, read_image, stored_size, to_float
 from ..runtime.metrics import BT709_LUMA
 from ..runtime.processing import MIN_SIDE
 from .image_pair import ImagePair
@@ -118,12 +118,29 @@ def has_banding(banded: np.ndarray, clean: np.ndarray) -> bool:
     return float(banding_contours(banded, clean).mean()) >= MIN_CONTOUR_FRACTION
 
 
+def large_enough(pairs: Sequence[ImagePair]) -> list[ImagePair]:
+    """The pairs whose clean picture is at least MIN_SIDE on each side (from its header), said of
+    the others. Before the split: a picture too small to use took a validation place and, where it
+    was the only one, left the run without best.safetensors."""
+    kept = []
+    for pair in pairs:
+        size = stored_size(pair.clean)
+        if size is not None and min(size) < MIN_SIDE:  # unreadable ones are said where they are read
+            warnings.warn(f"skipping pair {pair.name}: {_too_small(pair.clean, *size)}", stacklevel=2)
+        else:
+            kept.append(pair)
+    return kept
+
+
+def _too_small(path: Path, height: int, width: int) -> str:
+    return f"{path}: {width}x{height} is smaller than the {MIN_SIDE}x{MIN_SIDE} bdinn works on"
+
+
 def _load_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:
     banded = read_image(pair.banded)
     clean = read_image(pair.clean)
     if min(clean.shape[:2]) < MIN_SIDE:  # the network's smallest input; SSIM's window is 11 px
-        h, w = clean.shape[:2]
-        raise ImageError(f"{pair.clean}: {w}x{h} is smaller than the {MIN_SIDE}x{MIN_SIDE} bdinn works on")
+        raise ImageError(_too_small(pair.clean, *clean.shape[:2]))
     if banded.shape[:2] != clean.shape[:2]:
         (hb, wb), (hc, wc) = banded.shape[:2], clean.shape[:2]
         raise ValueError(

@@ -15,6 +15,7 @@ import os
 import re
 import warnings
 import zlib
+from collections import Counter
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -236,25 +237,42 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
     """One file per source picture: its largest version (by the WxH in its name, else bytes).
 
     Searches the folders recursively for .png .jpg .jpeg .webp .tif(f) .bmp files, skipping
-    hidden files and anything under `exclude` (a cache kept inside a clean folder).
+    hidden files, anything under `exclude` (a cache kept inside a clean folder) and any other
+    pairs cache found there (an earlier run's banded pictures are not clean ones). Pictures whose
+    names make one key but that lie in different folders (x/img.png under two roots) are
+    different pictures: their keys get a mark of their folder.
     """
-    groups: dict[str, list[Path]] = {}
-    excluded = exclude.resolve() if exclude else None
+    groups: dict[tuple[str, str], list[Path]] = {}
+    excluded = [exclude.resolve()] if exclude else []
     for folder in map(Path, clean_dirs):
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such folder of clean images")
+        excluded += [m.parent.resolve() for m in folder.rglob("manifest.json") if _is_pairs_manifest(m)]
         for path in sorted(folder.rglob("*")):
             if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith(".") or not path.is_file():
                 continue
-            if excluded and path.resolve().is_relative_to(excluded):
+            if any(path.resolve().is_relative_to(cache) for cache in excluded):
                 continue
             key = source_key(path.absolute())
-            if key is not None:
-                groups.setdefault(key, []).append(path)
+            if key is not None:  # a wallpaper's resolutions lie in one folder, or in one contents/
+                home = "" if "contents" in path.parts[:-1] else str(path.parent.resolve())
+                groups.setdefault((key, home), []).append(path)
+    homes = Counter(key for key, _ in groups)
     return {
-        key: max(files, key=lambda p: (_pixels_in_name(p), p.stat().st_size, str(p)))
-        for key, files in sorted(groups.items())
+        (key if homes[key] == 1 else f"{key}-{_hash(home)[:6]}"): max(
+            files, key=lambda p: (_pixels_in_name(p), p.stat().st_size, str(p))
+        )
+        for (key, home), files in sorted(groups.items())
     }
+
+
+def _is_pairs_manifest(path: Path) -> bool:
+    """Whether `path` is a bdinn pairs cache's manifest (its format comes first, keys sorted)."""
+    try:
+        with path.open("rb") as file:
+            return MANIFEST_FORMAT.encode() in file.read(256)
+    except OSError:
+        return False
 
 
 def _hash(*parts: object) -> str:

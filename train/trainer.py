@@ -146,6 +146,9 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
             + (f" (saved run used {was})" if was else "")
             + (" (the architecture differs)" if "config" in changed else "")
         )
+    if settings.init is not None and settings.init != saved.get("init"):  # the weights come from the state
+        started = f"from {saved['init']}" if saved.get("init") else "from scratch"
+        raise TrainingError(f"{meta_path}: this run started {started}; resume it without --init")
     return meta
 
 
@@ -324,6 +327,7 @@ class Trainer:
         groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
         self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         self.step = self._saved_step = int(meta["step"])
+        self.settings.init = meta["settings"].get("init")  # where the weights came from stays on record
         self.best_psnr = meta["best_psnr"] if meta["best_psnr"] is not None else -math.inf
         self.step_metrics = meta.get("step_metrics") or {}
 
