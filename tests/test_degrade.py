@@ -234,7 +234,13 @@ def test_pairs_from_a_moved_recompressed_cache_without_banded_pictures(tmp_path)
 
 
 def test_pairs_from_cache_errors(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match=r"manifest\.json: no readable pairs cache here"):
+    with pytest.raises(ValueError) as info:
+        pairs_from_cache(tmp_path)
+    manifest = tmp_path / "manifest.json"
+    said = f"{manifest}: no pairs cache here (make one with --clean DIR --cache-dir {tmp_path})"
+    assert str(info.value) == said
+    manifest.write_text("{not json")
+    with pytest.raises(ValueError, match=r"json: no readable pairs cache here \(JSONDecodeError\)$"):
         pairs_from_cache(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "something else", "pairs": {}}))
     with pytest.raises(ValueError, match="not a bdinn pairs cache"):

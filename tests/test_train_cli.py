@@ -99,7 +99,8 @@ def test_trains_from_a_copied_cache_alone(tmp_path, tiny_config):
     broken = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "again")])
     assert broken.exit_code == 1
     assert re.fullmatch(
-        r"bdinn-train: error: .*manifest\.json: no readable pairs cache here .*", broken.output.strip()
+        r"bdinn-train: error: .*manifest\.json: no pairs cache here \(make one with --clean DIR .*\)",
+        broken.output.strip(),
     )
 
 

@@ -385,10 +385,13 @@ def pairs_from_cache(cache_dir: Path) -> list[ImagePair]:
     manifest_path = cache_dir / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
+    except FileNotFoundError:
         raise ValueError(
-            f"{manifest_path}: no readable pairs cache here ({type(exc).__name__}: {exc})"
+            f"{manifest_path}: no pairs cache here (make one with --clean DIR --cache-dir {cache_dir})"
         ) from None
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"{manifest_path}: no readable pairs cache here ({reason})") from None
     if not _well_formed(manifest):
         raise ValueError(
             f"{manifest_path}: damaged pairs cache manifest (each pair needs a name, a source and banded "
