@@ -15,7 +15,6 @@ from .engine_sidecar import plan_sidecar
 # or a quota full (also what an encoder's errors can be taken for), and the folder itself.
 SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _LOCATION_ERRNOS = SPACE_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT}
-_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
 
 
 class OutputError(ValueError):
@@ -49,14 +48,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], replac
 
 def _publish_new(tmp: Path, path: Path) -> None:
     """Give `tmp` the name `path` only if nothing has it: a hard link fails on an existing name,
-    where a rename would replace it. File systems without hard links (FAT, some network mounts)
-    get the check and the rename, a moment apart."""
+    where a rename would replace it. Where the link fails otherwise (FAT and some network mounts
+    have no hard links) comes the check and the rename, a moment apart, whose errors are the
+    location's as before."""
     try:
         os.link(tmp, path)
     except OSError as exc:
-        if not isinstance(exc, FileExistsError) and exc.errno not in _NO_HARD_LINKS:
-            raise
-        if isinstance(exc, FileExistsError) or path.exists():
+        if isinstance(exc, FileExistsError) or path.exists() or path.is_symlink():
             raise OutputError(f"{path}: appeared while this was being written and is kept (to replace "
                               "it: --force, or force=True)") from None  # fmt: skip
         os.replace(tmp, path)

@@ -163,7 +163,7 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool, depth: int |
             check_writable(job.target)  # not a folder; the folder can be written
         except OutputError as exc:
             raise click.ClickException(str(exc)) from None
-        if job.target.exists() and not force:
+        if (job.target.exists() or job.target.is_symlink()) and not force:  # a dangling link too
             raise click.ClickException(f"{job.target}: already exists (pass --force to overwrite it)")
         check_format(job, depth)
     return jobs

@@ -117,7 +117,7 @@ def check_paths(src: Path, dst: Path, force: bool) -> str:
         raise VideoError(f"{dst}: the output is the input file; write to another path")
     if dst.is_dir():
         raise VideoError(f"{dst}: is a folder; give an output file name")
-    if dst.exists() and not force:
+    if (dst.exists() or dst.is_symlink()) and not force:  # a dangling link too
         raise VideoError(f"{dst}: already exists; pass force=True (--force) to overwrite it")
     return muxer
 

@@ -121,12 +121,16 @@ def test_pictures_of_one_name_in_different_folders_are_different_sources(tmp_pat
     write_image(tmp_path / "B" / "x" / "img.png", shapes)
     write_image(tmp_path / "C" / "a" / "b-c.png", sky)
     write_image(tmp_path / "C" / "a-b" / "c.png", shapes)
-    sources = discover_sources([tmp_path / "A", tmp_path / "B", tmp_path / "C"])
+    shutil.copytree(tmp_path / "A", tmp_path / "D")  # a copy of one picture is still one picture
+    roots = [tmp_path / root for root in "ABCD"]
+    sources = discover_sources(roots)
     assert len(sources) == 4
     assert {p.relative_to(tmp_path).as_posix() for p in sources.values()} == {
         "A/x/img.png", "B/x/img.png", "C/a/b-c.png", "C/a-b/c.png"
     }  # fmt: skip
     assert all(key.startswith(("x-img-", "a-b-c-")) for key in sources)
+    moved = shutil.move(tmp_path, tmp_path.parent / f"{tmp_path.name}-moved")  # keys name the split
+    assert list(discover_sources([Path(moved) / root for root in "ABCD"])) == list(sources)
 
 
 def test_an_earlier_runs_pairs_cache_in_a_clean_folder_is_not_taken_for_clean_pictures(tmp_path):

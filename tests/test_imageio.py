@@ -216,15 +216,16 @@ def test_other_errors_while_writing_pass_through_unchanged(tmp_path):
     assert not isinstance(caught.value, OutputError) and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("hard_links", [True, False])
-def test_without_replace_a_file_that_appears_meanwhile_is_kept(tmp_path, monkeypatch, hard_links):
+@pytest.mark.parametrize("link_error", [None, errno.EPERM, errno.EINVAL, errno.EXDEV, errno.ENOSPC])
+def test_without_replace_a_file_that_appears_meanwhile_is_kept(tmp_path, monkeypatch, link_error):
     """Two jobs writing one name (two bdinn-run or deband_video calls, neither with force): each
     checked before its work that the name was free, and the last rename silently replaced the first
-    output. A file system without hard links (FAT: EPERM) gets the check and the rename."""
-    if not hard_links:
+    output. Where a hard link fails for another reason (FAT on Linux: EPERM, on Windows: EINVAL)
+    come the check and the rename."""
+    if link_error is not None:
 
         def no_links(*args: object) -> None:
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+            raise OSError(link_error, os.strerror(link_error))
 
         monkeypatch.setattr(os, "link", no_links)
     target = tmp_path / "out.png"
@@ -243,6 +244,11 @@ def test_without_replace_a_file_that_appears_meanwhile_is_kept(tmp_path, monkeyp
     assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["out.png"]
     atomic_write(target, raced, replace=True)  # replacing was asked for
     assert target.read_bytes() == b"this one" and [p.name for p in tmp_path.iterdir()] == ["out.png"]
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")  # a dangling link is a name taken too
+    with pytest.raises(OutputError, match="is kept"):
+        atomic_write(tmp_path / "gone.png", lambda tmp: Path(tmp).write_bytes(b"new"), replace=False)
+    assert (tmp_path / "gone.png").is_symlink() and not (tmp_path / "nowhere.png").exists()
+    (tmp_path / "gone.png").unlink()
     write_image(tmp_path / "img.png", np.zeros((4, 4, 3), np.uint8), replace=False)
     with pytest.raises(OutputError, match="is kept"):
         write_image(tmp_path / "img.png", np.ones((4, 4, 3), np.uint8), replace=False)

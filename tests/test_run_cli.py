@@ -183,6 +183,10 @@ def test_existing_output_needs_force_and_inputs_are_never_overwritten(model, pic
     out.write_bytes(b"keep me")
     line = one_line_error(run(model, pictures / "sky.png", "-o", out))
     assert "already exists (pass --force" in line and out.read_bytes() == b"keep me"
+    (tmp_path / "link.png").symlink_to(tmp_path / "nowhere.png")  # said before the work, not after
+    assert "link.png: already exists" in one_line_error(
+        run(model, pictures / "sky.png", "-o", tmp_path / "link.png")
+    )
     assert run(model, pictures / "sky.png", "-o", out, "--force", "-q").exit_code == 0
     assert read_image(out).shape == (64, 96, 3)
     before = (pictures / "sky.png").read_bytes()

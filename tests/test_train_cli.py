@@ -344,6 +344,11 @@ def test_a_fine_tune_resumes_without_its_init_again(tmp_path, tiny_config, paire
     refused = CliRunner().invoke(main, [*data, "--resume", "--init", other, "-o", str(tmp_path / "b")])
     assert refused.exit_code == 1
     assert f"this run started from {start}; resume it without --init" in refused.output
+    spelled = str(tmp_path / "a" / ".." / "a" / "last.safetensors")  # the same file: taken
+    again = CliRunner().invoke(
+        main, [*data, "--resume", "--init", spelled, "--stop-at", "3", "-o", str(tmp_path / "b")]
+    )
+    assert again.exit_code == 0, again.output
     resumed = CliRunner().invoke(main, [*data, "--resume", "-o", str(tmp_path / "b")])
     assert resumed.exit_code == 0, resumed.output
     assert "stopped at step 4/4" in resumed.output

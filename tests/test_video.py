@@ -972,6 +972,9 @@ def test_existing_output_needs_force(source, tmp_path):
     with pytest.raises(VideoError, match=r"out\.mkv: already exists; pass force=True"):
         deband_video(source, dst, lambda rgb: rgb, progress=False)
     assert dst.read_bytes() == b"keep me"
+    (tmp_path / "link.mkv").symlink_to(tmp_path / "nowhere.mkv")  # refused before the work, not after
+    with pytest.raises(VideoError, match=r"link\.mkv: already exists; pass force=True"):
+        deband_video(source, tmp_path / "link.mkv", lambda rgb: rgb, progress=False)
     deband_video(source, dst, lambda rgb: rgb, force=True, progress=False)
     assert len(probe(dst)["times"]) == N
 

@@ -240,37 +240,46 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
     hidden files, anything under `exclude` (a cache kept inside a clean folder) and any other
     pairs cache found there (an earlier run's banded pictures are not clean ones). Pictures whose
     names make one key but that lie in different folders (x/img.png under two roots) are
-    different pictures: their keys get a mark of their folder.
+    different pictures unless their files are the same bytes: their keys get a mark of their
+    folder, relative to its root, so that moving the data keeps the keys (and the split).
     """
     groups: dict[tuple[str, str], list[Path]] = {}
     excluded = [exclude.resolve()] if exclude else []
-    for folder in map(Path, clean_dirs):
+    for position, folder in enumerate(map(Path, clean_dirs)):
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such folder of clean images")
-        excluded += [m.parent.resolve() for m in folder.rglob("manifest.json") if _is_pairs_manifest(m)]
-        for path in sorted(folder.rglob("*")):
+        found = sorted(folder.rglob("*"))
+        excluded += [p.parent.resolve() for p in found if p.name == "manifest.json" and _is_pairs_manifest(p)]
+        for path in found:
             if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith(".") or not path.is_file():
                 continue
-            if any(path.resolve().is_relative_to(cache) for cache in excluded):
+            resolved = path.resolve()
+            if any(resolved.is_relative_to(cache) for cache in excluded):
                 continue
             key = source_key(path.absolute())
             if key is not None:  # a wallpaper's resolutions lie in one folder, or in one contents/
-                home = "" if "contents" in path.parts[:-1] else str(path.parent.resolve())
-                groups.setdefault((key, home), []).append(path)
-    homes = Counter(key for key, _ in groups)
-    return {
-        (key if homes[key] == 1 else f"{key}-{_hash(home)[:6]}"): max(
-            files, key=lambda p: (_pixels_in_name(p), p.stat().st_size, str(p))
-        )
-        for (key, home), files in sorted(groups.items())
+                within = f"{position}:{path.parent.relative_to(folder)}"
+                groups.setdefault((key, "" if "contents" in path.parts[:-1] else within), []).append(path)
+    largest = {
+        group: max(files, key=lambda p: (_pixels_in_name(p), p.stat().st_size, str(p)))
+        for group, files in sorted(groups.items())
     }
+    shared = Counter(key for key, _ in largest)
+    copies: dict[tuple[str, str], str] = {}  # one file per key and content: copies of one picture merge
+    for (key, home), path in largest.items():
+        content = hashlib.sha1(path.read_bytes()).hexdigest() if shared[key] > 1 else ""
+        copies.setdefault((key, content), home)
+    homes = Counter(key for key, _ in copies)
+    named = {(key if homes[key] == 1 else f"{key}-{_hash(home)[:6]}"): largest[key, home]
+             for (key, _), home in copies.items()}  # fmt: skip
+    return dict(sorted(named.items()))
 
 
 def _is_pairs_manifest(path: Path) -> bool:
-    """Whether `path` is a bdinn pairs cache's manifest (its format comes first, keys sorted)."""
+    """Whether `path` is a bdinn pairs cache's manifest, of any version (its format comes first)."""
     try:
         with path.open("rb") as file:
-            return MANIFEST_FORMAT.encode() in file.read(256)
+            return MANIFEST_FORMAT.rsplit("/", 1)[0].encode() + b"/" in file.read(256)
     except OSError:
         return False
 

@@ -120,6 +120,11 @@ def _check_batch_split(batch_size: int, world: int) -> None:
         raise TrainingError(f"--batch-size {batch_size} must be a multiple of the process count ({world})")
 
 
+def _same_file(path: str, other: str | None) -> bool:
+    """Whether two spellings (relative, absolute, through links) name one file."""
+    return other is not None and (path == other or Path(path).resolve() == Path(other).resolve())
+
+
 def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
     """A saved state's JSON, checked against this run's settings (those not yet known are skipped)."""
     if not meta_path.is_file() or not meta_path.with_suffix(".safetensors").is_file():
@@ -146,7 +151,7 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
             + (f" (saved run used {was})" if was else "")
             + (" (the architecture differs)" if "config" in changed else "")
         )
-    if settings.init is not None and settings.init != saved.get("init"):  # the weights come from the state
+    if settings.init is not None and not _same_file(settings.init, saved.get("init")):  # weights: the state's
         started = f"from {saved['init']}" if saved.get("init") else "from scratch"
         raise TrainingError(f"{meta_path}: this run started {started}; resume it without --init")
     return meta
