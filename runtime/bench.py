@@ -203,9 +203,11 @@ def main(
             model, backend=backend, device=device, precision=precision, tile=tile,
             plugin_library=plugin_library, allow_embedded_plugin=allow_embedded_plugin,
         ) as deband:  # fmt: skip
-            if cuda_graph and deband.backend.name != "tensorrt":
-                raise click.BadParameter("CUDA graphs are for TensorRT engines", param_hint="--cuda-graph")
             if cuda_graph:
+                if deband.backend.name != "tensorrt":
+                    raise click.BadParameter(
+                        "CUDA graphs are for TensorRT engines", param_hint="--cuda-graph"
+                    )
                 deband.backend.cuda_graph = True
             result = benchmark(deband, size, batch, iterations, warmup)
     except (BackendError, ValueError) as exc:

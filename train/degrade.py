@@ -52,7 +52,8 @@ BLUR_PROBABILITY = 1 / 3
 BLUR_SIGMAS = (0.5, 1.5)
 MIN_CODEC_SIDE = 32  # x265 refuses frames of 8 pixels, SVT-AV1 below 4: smaller ones are padded
 GENERATOR_VERSION = 2  # part of every cache key: bump when a degradation's output changes
-MANIFEST_FORMAT = "bdinn-synthetic-pairs/1"
+MANIFEST_KIND = "bdinn-synthetic-pairs/"  # any version of the format
+MANIFEST_FORMAT = MANIFEST_KIND + "1"
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,7 @@ def _is_pairs_manifest(path: Path) -> bool:
     """Whether `path` is a bdinn pairs cache's manifest, of any version (its format comes first)."""
     try:
         with path.open("rb") as file:
-            return MANIFEST_FORMAT.rsplit("/", 1)[0].encode() + b"/" in file.read(256)
+            return MANIFEST_KIND.encode() in file.read(256)
     except OSError:
         return False
 
