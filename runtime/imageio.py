@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from .files import atomic_write
@@ -48,6 +49,16 @@ _SIGNATURES = (
 )
 
 
+# libjpeg's warnings that mean pixels were lost: it decodes what follows as flat gray and OpenCV
+# and Pillow return that picture without a word. Other warnings (stray bytes between segments, a
+# bad ICC chunk) leave the picture whole, and hard errors are left to OpenCV, which reports them.
+_JPEG_DAMAGE = (
+    "premature end",
+    "bad huffman code",
+    "bad arithmetic code",
+    "instead of rst",
+    "inconsistent progression",
+)
 # Pillow's modes of pictures with alpha (lower-case a: colours premultiplied by it).
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La")
 # TIFF tags
@@ -168,6 +179,30 @@ def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
     flip_rows = orientation in (3, 4, 7, 8)
     flip_cols = orientation in (2, 3, 6, 7)
     return img[:: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
+
+
+def _check_jpeg(path: Path, data: bytes) -> None:
+    """Refuse a JPEG whose scan is damaged, before OpenCV decodes it.
+
+    TurboJPEG (through simplejpeg) reports libjpeg's warnings as errors, per call, where OpenCV
+    only prints them to the process's stderr. The check decodes luma at 1/8 scale: the whole scan
+    is still entropy-decoded, which is where damage shows, for a few milliseconds an FHD picture.
+    """
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return  # a kind TurboJPEG does not read (12-bit, lossless): OpenCV decides
+    if height * width > MAX_PIXELS:  # said before any decoder allocates it
+        raise _too_large(path)
+    try:
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, strict=True)
+    except ValueError as exc:
+        reason = str(exc).removeprefix("Corrupt JPEG data: ")
+        if any(damage in reason.lower() for damage in _JPEG_DAMAGE):
+            raise ImageError(
+                f"{path}: truncated or corrupt JPEG data ({reason}), part of the picture would decode as "
+                "flat gray (re-export or copy it again)"
+            ) from None
 
 
 def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray:
@@ -327,6 +362,8 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool 
     path = Path(path)
     data, kind = _read(path)
     header = _header(path, data)
+    if kind == "JPEG":
+        _check_jpeg(path, data)
     if kind != "JPEG" and (keep_alpha or as_file or kind == "TIFF"):  # TIFF: checked against its tags
         img = _decode_as_stored(path, data, kind, header)
     else:  # OpenCV drops alpha, expands gray and palettes, and turns the picture upright

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 import shutil
 import stat
 import struct
@@ -118,6 +119,60 @@ def test_truncated_and_corrupt_jpeg(tmp_path):
         with pytest.raises(ImageError, match="truncated or corrupt JPEG data") as info:
             read_image(path)
         one_line(info, path)
+
+
+def _leaf_jpeg(**options: int) -> bytes:
+    params = [x for pair in ((getattr(cv2, name), value) for name, value in options.items()) for x in pair]
+    ok, encoded = cv2.imencode(".jpg", cv2.imread(str(DATA / "leaf-texture.png")), params)
+    assert ok
+    return encoded.tobytes()
+
+
+def _mid_scan_cut(data: bytes) -> bytes:
+    """Cut inside a scan (a progressive JPEG cut between two scans is whole, only coarser), then
+    the end marker: OpenCV decodes it, the rest of the picture gray."""
+    return data[: len(data) * 3 // 5] + b"\xff\xd9"
+
+
+def _restart_marker_renumbered(data: bytes) -> bytes:
+    """RST0 to RST7 count off the intervals; one out of turn means a lost stretch of the scan."""
+    at = data.index(b"\xff\xd3")
+    return data[: at + 1] + b"\xd5" + data[at + 2 :]
+
+
+@pytest.mark.parametrize(
+    ("options", "damage", "reason"),
+    [
+        ({}, _mid_scan_cut, "premature end of data segment"),
+        ({"IMWRITE_JPEG_PROGRESSIVE": 1}, _mid_scan_cut, "premature end of data segment"),
+        ({"IMWRITE_JPEG_RST_INTERVAL": 1}, _restart_marker_renumbered, "found marker 0xd5 instead of RST3"),
+    ],
+)
+def test_a_jpeg_damaged_inside_its_scan_is_refused(tmp_path, capfd, options, damage, reason):
+    """OpenCV and Pillow return such a picture, part of it flat gray, and libjpeg's warning went
+    only to stderr: bdinn-run debanded it and exited 0."""
+    data = _leaf_jpeg(**options)
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(damage(data))
+    assert cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR) is not None
+    capfd.readouterr()
+    expected = re.escape(f"damaged.jpg: truncated or corrupt JPEG data ({reason}), part of the picture")
+    with pytest.raises(ImageError, match=expected) as info:
+        read_image(path)
+    one_line(info, path)
+    assert capfd.readouterr().err == ""  # OpenCV never got to print libjpeg's warning
+    (tmp_path / "whole.jpg").write_bytes(data)
+    assert read_image(tmp_path / "whole.jpg").shape == (192, 320, 3)
+
+
+def test_stray_bytes_between_jpeg_segments_leave_the_picture_as_it_was(tmp_path):
+    """libjpeg warns of them too ("extraneous bytes before marker"), but every pixel is there:
+    such files come from some cameras and editors, and are read as before."""
+    data = _leaf_jpeg()
+    tables = data.index(b"\xff\xdb")
+    (tmp_path / "whole.jpg").write_bytes(data)
+    (tmp_path / "stray.jpg").write_bytes(data[:tables] + b"\x00\x01\x02" + data[tables:])
+    assert np.array_equal(read_image(tmp_path / "stray.jpg"), read_image(tmp_path / "whole.jpg"))
 
 
 def test_opencv_before_4_13_is_quietened_by_its_older_log_call(tmp_path, monkeypatch):
@@ -327,8 +382,8 @@ def test_a_picture_too_large_to_decode_is_one_line(tmp_path, side):
 def test_a_jpeg_header_claiming_a_huge_picture_is_refused(tmp_path, pillow_reads_it):
     """632 bytes whose frame header says 15000 x 15000: libjpeg decodes the rest as gray (with a
     warning nobody sees) into 675 MB, and the model then ran for minutes. Refused from Pillow's
-    reading of the header, or, where a marker Pillow does not know (TEM) stops it, after OpenCV's
-    decode and before the frame's float copies."""
+    reading of the header, or, where a marker Pillow does not know (TEM) stops it, from
+    TurboJPEG's, before any decoder allocates the frame."""
     image = pytest.importorskip("PIL.Image")
     image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "small.jpg")
     data = bytearray((tmp_path / "small.jpg").read_bytes())

@@ -211,12 +211,23 @@ def _truncated_png(folder: Path) -> Path:
     return path
 
 
+def _jpeg_cut_mid_scan(folder: Path) -> Path:
+    """Its end marker is there, so OpenCV decodes it, the lower half flat gray, and exited 0."""
+    ok, encoded = cv2.imencode(".jpg", cv2.imread(str(DATA / "leaf-texture.png")))
+    assert ok
+    data = encoded.tobytes()
+    path = folder / "damaged.jpg"
+    path.write_bytes(data[: len(data) * 3 // 5] + b"\xff\xd9")
+    return path
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda d: d / "missing.png", "missing.png: no such file (check the path)"),
         (lambda d: (d / "notes.png").write_text("hello") and d / "notes.png", "notes.png: not an image file"),
         (_truncated_png, "cut.png: truncated PNG, the file ends early"),
+        (_jpeg_cut_mid_scan, "damaged.jpg: truncated or corrupt JPEG data (premature end of data segment)"),
         (lambda d: (d / "empty.png").write_bytes(b"") or d / "empty.png", "empty.png: empty file, 0 bytes"),
     ],
 )
