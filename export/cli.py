@@ -145,7 +145,7 @@ def main(
         written = list(dict.fromkeys((output, onnx_path, *([] if onnx_only else [plan_sidecar(output)]))))
         if not force:
             check_not_there(written)
-        fresh = [path for path in written if not path.exists()]  # what a failed export takes back
+        onnx_is_new = not onnx_path.exists()  # a failed build takes it back; build_engine its own files
         for path in written:
             check_writable(path, inputs=files_of_model(checkpoint))  # now, not after the export
         cache_dir = cache_dir or user_cache("engines")
@@ -162,7 +162,7 @@ def main(
         name = meta.get("config_name") or "custom"
         say(f"checkpoint: {checkpoint} ({name} configuration, step {meta.get('step', '?')})")
         with counting_seconds(f"onnx: exporting the {graph} graph"):
-            result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io)
+            result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io, replace=force)
         nodes = f"{result.nodes_exported} nodes exported, {result.nodes_final} after simplification"
         say(f"onnx: {graph} graph, {precision}, {io} I/O -> {onnx_path} in {result.seconds:.1f} s ({nodes})")
         summary: dict = {"onnx": str(onnx_path), "onnx_seconds": result.seconds, "graph": graph,
@@ -176,10 +176,10 @@ def main(
             }  # fmt: skip
             try:
                 with counting_seconds("engine: building"):
-                    built = build_engine(onnx_path, output, settings, io, engine_meta)
+                    built = build_engine(onnx_path, output, settings, io, engine_meta, replace=force)
             except BaseException:  # the graph was a step towards the plan: no half of an export stays
-                for path in fresh:
-                    path.unlink(missing_ok=True)
+                if onnx_is_new:
+                    onnx_path.unlink(missing_ok=True)
                 raise
             rtx = built["tensorrt"]["flavour"] == "tensorrt-rtx"  # its default: any RTX GPU from Ampere on
             where = ", ".join(targets) if targets else "TensorRT-RTX's default targets" if rtx else "this GPU"

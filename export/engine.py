@@ -151,11 +151,16 @@ def preflight(settings: EngineSettings, graph: str) -> TensorRT:
     return info
 
 
-def build_engine(onnx_path: Path, plan_path: Path, settings: EngineSettings, io: str, meta: dict) -> dict:
+def build_engine(
+    onnx_path: Path, plan_path: Path, settings: EngineSettings, io: str, meta: dict, *, replace: bool = True
+) -> dict:
     """Build (or take from the cache) the plan for onnx_path; write plan and sidecar atomically.
 
     `meta` (model config, checkpoint hash, graph, precision) goes into the sidecar. Returns the
-    sidecar's content, with build timing and whether the cache was used.
+    sidecar's content, with build timing and whether the cache was used. Without `replace`, a
+    plan or sidecar that another job wrote meanwhile is kept and this build is an OutputError.
+    A build stopped or failed after its plan was written takes back what it wrote: no plan stands
+    beside another's sidecar, or without one.
     """
     info = preflight(settings, meta.get("graph", "plugin"))
     trt = info.module
@@ -168,7 +173,6 @@ def build_engine(onnx_path: Path, plan_path: Path, settings: EngineSettings, io:
     from_cache = plan is not None
     if plan is None:
         plan = _build(trt, onnx_path, settings, io)
-    atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(plan))
     sidecar = {
         "format": ENGINE_FORMAT,
         **meta,
@@ -182,11 +186,19 @@ def build_engine(onnx_path: Path, plan_path: Path, settings: EngineSettings, io:
         "plugin": {"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
                    "implementation": plugin, "serialized_in_plan": settings.serialize_plugin},
     }  # fmt: skip
-    atomic_write(
-        plan_sidecar(plan_path), lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2) + "\n")
-    )
-    if cached is not None and not from_cache:  # after the plan and its sidecar: the cache is a bonus
-        _store(cached, plan)
+    atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(plan), replace=replace)
+    written = [plan_path]
+    try:
+        text = json.dumps(sidecar, indent=2) + "\n"
+        written.append(
+            atomic_write(plan_sidecar(plan_path), lambda tmp: Path(tmp).write_text(text), replace=replace)
+        )
+        if cached is not None and not from_cache:  # after the plan and its sidecar: the cache is a bonus
+            _store(cached, plan)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return {**sidecar, "build_seconds": time.perf_counter() - started, "from_cache": from_cache}
 
 

@@ -117,8 +117,11 @@ def export_onnx(
     graph: str = "plugin",
     fp16: bool = False,
     io: str = "float",
+    *,
+    replace: bool = True,
 ) -> OnnxExport:
-    """Export, simplify, check and save atomically; returns node counts and timing."""
+    """Export, simplify, check and save atomically; returns node counts and timing. Without
+    `replace`, a file another job wrote at `path` meanwhile is kept and this is an OutputError."""
     started = time.perf_counter()
     wrapper = export_model(model, graph, fp16, io)
     sample = sample_input(io, fp16)
@@ -155,7 +158,7 @@ def export_onnx(
     # What the runtime cannot tell from the inputs: a uint8-I/O graph computes in fp32 or fp16.
     onnx.helper.set_model_props(proto, {"bdinn.precision": "fp16" if fp16 else "fp32", "bdinn.graph": graph})
     onnx.checker.check_model(proto)
-    atomic_write(path, lambda tmp: onnx.save(proto, tmp))
+    atomic_write(path, lambda tmp: onnx.save(proto, tmp), replace=replace)
     counts = Counter(f"{n.domain + '::' if n.domain else ''}{n.op_type}" for n in proto.graph.node)
     return OnnxExport(
         Path(path),

@@ -263,8 +263,7 @@ def test_an_export_stopped_during_the_build_leaves_nothing(tmp_path, monkeypatch
     assert not (tmp_path / "m.onnx").exists()
     (tmp_path / "m.plan.json").rmdir()
 
-    def stopped(onnx_path, plan_path, *_args, **_kwargs):  # between the plan and its sidecar
-        plan_path.write_bytes(b"a plan")
+    def stopped(*_args, **_kwargs):  # while TensorRT builds (build_engine takes back its own files)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "build_engine", stopped)
@@ -272,6 +271,66 @@ def test_an_export_stopped_during_the_build_leaves_nothing(tmp_path, monkeypatch
     result = export(*args)
     assert result.exit_code == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json", "tiny.safetensors"]
+
+
+@needs_rtx
+@pytest.mark.parametrize("theirs", ["m.plan", "m.plan.json"])
+def test_a_plan_or_sidecar_another_export_wrote_meanwhile_is_kept(tmp_path, monkeypatch, theirs):
+    """Two exports to one name both found it free before their minutes of building, and the last
+    one's renames replaced the first one's plan (or paired its plan with the other's sidecar)."""
+    from common import TINY
+
+    from bdinn.export import engine
+    from bdinn.train.network import BDINN
+
+    tiny = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
+    real_build = engine._build
+
+    def raced(*args, **kwargs) -> bytes:
+        plan = real_build(*args, **kwargs)
+        (tmp_path / theirs).write_bytes(b"the other export's")
+        return plan
+
+    monkeypatch.setattr(engine, "_build", raced)
+    args = [
+        str(tiny), "--graph", "gridsample", "--target", "sm89", "--min", "16x16", "--opt", "64x64",
+        "--max", "128x128", "-o", str(tmp_path / "m.plan"),
+    ]  # fmt: skip
+    result = export(*args, "--cache-dir", str(tmp_path / "c1"))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"bdinn-export: error: {tmp_path / theirs}: appeared while this was being written and is kept (to "
+        "replace it: --force, or force=True)\n"
+    )
+    assert (tmp_path / theirs).read_bytes() == b"the other export's"
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "c1")  # the engine cache may be made
+    assert left == sorted(["tiny.json", "tiny.safetensors", theirs])  # neither m.onnx nor a plan of its own
+
+    result = export(*args, "--cache-dir", str(tmp_path / "c2"), "--force")  # built again, raced again
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads((tmp_path / "m.plan.json").read_text())
+    assert sidecar["plan_sha256"] == hashlib.sha256((tmp_path / "m.plan").read_bytes()).hexdigest()
+
+
+def test_an_onnx_file_another_export_wrote_meanwhile_is_kept(tmp_path, monkeypatch):
+    from common import TINY
+
+    from bdinn.train.network import BDINN
+
+    tiny = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
+    theirs = tmp_path / "m.onnx"
+    real_check = onnx.checker.check_model
+
+    def raced(proto, *args, **kwargs) -> None:  # the last step before the file is written
+        real_check(proto, *args, **kwargs)
+        theirs.write_bytes(b"the other export's")
+
+    monkeypatch.setattr(onnx.checker, "check_model", raced)
+    result = export(str(tiny), "--onnx-only", "--graph", "gridsample", "-o", str(theirs))
+    assert result.exit_code == 1
+    assert f"{theirs}: appeared while this was being written and is kept" in result.stderr
+    assert theirs.read_bytes() == b"the other export's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "tiny.json", "tiny.safetensors"]
 
 
 @needs_rtx
