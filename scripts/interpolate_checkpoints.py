@@ -16,7 +16,8 @@ from pathlib import Path
 import click
 import torch
 
-from bdinn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from bdinn.runtime.files import OutputError
+from bdinn.train.checkpoint import CheckpointError, checkpoint_sidecar, load_checkpoint, save_checkpoint
 
 WEIGHTS = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -35,13 +36,14 @@ def interpolate(a: torch.nn.Module, b: torch.nn.Module, t: float) -> dict[str, t
 @click.argument("second", type=WEIGHTS)
 @click.option("--t", "t", type=click.FloatRange(0, 1), required=True, help="0 gives FIRST, 1 gives SECOND.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("-f", "--force", is_flag=True, help="Overwrite an existing OUT (never an input).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing OUT and its JSON (never an input).")
 def main(first: Path, second: Path, t: float, out: Path, force: bool) -> None:
     """Write OUT = (1 - t) * FIRST + t * SECOND, two checkpoints of one architecture."""
     if out.resolve() in (first.resolve(), second.resolve()):
         raise click.UsageError(f"{out}: would overwrite an input; choose another --out")
-    if out.exists() and not force:
-        raise click.UsageError(f"{out}: already exists (pass --force to overwrite it)")
+    existing = [path for path in (out, checkpoint_sidecar(out)) if path.exists() or path.is_symlink()]
+    if existing and not force:
+        raise click.UsageError(f"{existing[0]}: already exists (pass --force to overwrite it)")
     try:
         a, meta = load_checkpoint(first)
         b, _ = load_checkpoint(second)
@@ -49,8 +51,10 @@ def main(first: Path, second: Path, t: float, out: Path, force: bool) -> None:
             raise CheckpointError(f"{first} and {second}: different architectures, nothing to blend")
         a.load_state_dict(interpolate(a, b, t))
         blend = {"first": str(first.resolve()), "second": str(second.resolve()), "t": t}
-        save_checkpoint(out, a, config_name=meta.get("config_name"), step=0, extra={"interpolated": blend})
-    except CheckpointError as exc:
+        save_checkpoint(
+            out, a, config_name=meta.get("config_name"), step=0, extra={"interpolated": blend}, replace=force
+        )
+    except (CheckpointError, OutputError) as exc:
         click.echo(f"interpolate_checkpoints: error: {exc}", err=True)
         sys.exit(1)
     click.echo(f"wrote {out}: (1 - {t}) x {first.name} + {t} x {second.name}")

@@ -1,11 +1,14 @@
 """scripts/interpolate_checkpoints.py: blends of two checkpoints, run as users run it."""
 
+import importlib.util
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
+from click.testing import CliRunner
 from common import TINY, perturbed_tiny
 
 from bdinn.train.checkpoint import load_checkpoint, save_checkpoint
@@ -58,3 +61,64 @@ def test_refuses_other_architectures_overwrites_and_bad_t(tmp_path):
         and other.read_bytes() == kept
     )
     assert blend(str(a), str(a), "--t", "0.5", "-o", str(other), "--force").returncode == 0
+
+
+def test_an_existing_sidecar_of_out_is_kept_unless_forced(tmp_path):
+    """Only OUT.safetensors was checked: the JSON beside it (another checkpoint's, or the user's
+    own file) was replaced without a word."""
+    a = random_checkpoint(tmp_path / "a.safetensors", 1)
+    theirs = tmp_path / "soup.json"
+    theirs.write_text('{"mine": true}\n')
+    result = blend(str(a), str(a), "--t", "0.5", "-o", str(tmp_path / "soup.safetensors"))
+    assert (
+        result.returncode == 2 and f"{theirs}: already exists (pass --force to overwrite it)" in result.stderr
+    )
+    assert theirs.read_text() == '{"mine": true}\n' and not (tmp_path / "soup.safetensors").exists()
+    result = blend(str(a), str(a), "--t", "0.5", "-o", str(tmp_path / "soup.safetensors"), "--force")
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(tmp_path / "soup.safetensors")[1]["interpolated"]["t"] == 0.5
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("interpolate_checkpoints", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("theirs", ["soup.safetensors", "soup.json"])
+def test_a_checkpoint_another_job_wrote_meanwhile_is_kept(tmp_path, monkeypatch, theirs):
+    """Both jobs found the name free before their work, and the last rename replaced the first
+    one's weights, or paired its weights with the other's sidecar."""
+    a = random_checkpoint(tmp_path / "a.safetensors", 1)
+    script = _script()
+    real_interpolate = script.interpolate
+
+    def raced(*args):
+        blended = real_interpolate(*args)
+        (tmp_path / theirs).write_bytes(b"the other job's")
+        return blended
+
+    monkeypatch.setattr(script, "interpolate", raced)
+    result = CliRunner().invoke(
+        script.main, [str(a), str(a), "--t", "0.5", "-o", str(tmp_path / "soup.safetensors")]
+    )
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"interpolate_checkpoints: error: {tmp_path / theirs}: appeared while this was being written and is "
+        "kept (to replace it: --force, or force=True)\n"
+    )
+    assert (tmp_path / theirs).read_bytes() == b"the other job's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.json", "a.safetensors", theirs])
+
+
+def test_an_unwritable_out_is_one_line(tmp_path):
+    """It was an OutputError traceback."""
+    a = random_checkpoint(tmp_path / "a.safetensors", 1)
+    (tmp_path / "file").write_text("not a folder")
+    result = blend(str(a), str(a), "--t", "0.5", "-o", str(tmp_path / "file" / "soup.safetensors"))
+    assert result.returncode == 1
+    assert (
+        result.stderr.startswith("interpolate_checkpoints: error: ") and "cannot write there" in result.stderr
+    )
+    assert len(result.stderr.splitlines()) == 1

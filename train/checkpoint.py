@@ -35,12 +35,17 @@ def checkpoint_sidecar(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+def write_json(path: Path, data: Mapping[str, Any], *, replace: bool = True) -> None:
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text), replace=replace)
 
 
 def write_tensors(
-    path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
+    path: Path,
+    tensors: Mapping[str, torch.Tensor],
+    metadata: dict[str, str] | None = None,
+    *,
+    replace: bool = True,
 ) -> None:
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
@@ -56,7 +61,7 @@ def write_tensors(
             raise OSError(number, os.strerror(number), tmp) from exc
         os.chmod(tmp, mode)  # safetensors recreates the file as 0600; keep the usual permissions
 
-    atomic_write(path, write)
+    atomic_write(path, write, replace=replace)
 
 
 def save_checkpoint(
@@ -68,13 +73,19 @@ def save_checkpoint(
     metrics: Mapping[str, float] | None = None,
     dtype: torch.dtype = torch.float32,
     extra: Mapping[str, Any] | None = None,
+    replace: bool = True,
 ) -> Path:
-    """Write NAME.safetensors and NAME.json; returns the weights path."""
+    """Write NAME.safetensors and NAME.json; returns the weights path.
+
+    Without `replace`, a file that another job wrote at either name meanwhile is kept and this is
+    an OutputError, taking back the weights it wrote: no weights stand beside another's sidecar.
+    (With it, as a training run saves, new weights stay even where their sidecar fails.)
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: checkpoint weights must end in .safetensors")
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    write_tensors(path, state, metadata={"format": FORMAT})
+    write_tensors(path, state, metadata={"format": FORMAT}, replace=replace)
     meta = {
         "format": FORMAT,
         "architecture": "BDINN",
@@ -85,7 +96,12 @@ def save_checkpoint(
         "dtype": str(dtype).removeprefix("torch."),
         **dict(extra or {}),
     }
-    write_json(checkpoint_sidecar(path), meta)
+    try:
+        write_json(checkpoint_sidecar(path), meta, replace=replace)
+    except BaseException:
+        if not replace:
+            path.unlink(missing_ok=True)
+        raise
     return path
 
 
