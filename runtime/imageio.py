@@ -3,7 +3,8 @@
 OpenCV reads and writes 48-bit RGB PNG; Pillow silently drops it to 8 bits, which would destroy
 exactly the smooth gradients a debander produces. Pillow only reads headers (frame count, colour
 mode, EXIF, ICC profile) and decodes the one case OpenCV gets wrong: 8-bit TIFF with alpha, whose
-colours OpenCV returns multiplied by alpha. Arrays are RGB(A), H x W x C, in the file's own
+colours OpenCV returns multiplied by alpha. TurboJPEG decodes JPEG, because it says when the
+data is damaged. Arrays are RGB(A), H x W x C, in the file's own
 integer dtype (uint8 or uint16). A bad file raises ImageError with a one-line message; writes are
 atomic, so a crash never leaves a half-written image.
 """
@@ -181,21 +182,25 @@ def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
     return img[:: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
 
 
-def _check_jpeg(path: Path, data: bytes) -> None:
-    """Refuse a JPEG whose scan is damaged, before OpenCV decodes it.
+def _decode_jpeg(path: Path, data: bytes, header: Image.Image | None) -> np.ndarray | None:
+    """A YCbCr or gray JPEG decoded by TurboJPEG (through simplejpeg), as OpenCV's BGR or gray,
+    upright; None for the kinds left to OpenCV (CMYK, 12-bit, lossless).
 
-    TurboJPEG (through simplejpeg) reports libjpeg's warnings as errors, per call, where OpenCV
-    only prints them to the process's stderr. The check decodes luma at 1/8 scale: the whole scan
-    is still entropy-decoded, which is where damage shows, for a few milliseconds an FHD picture.
+    TurboJPEG reports libjpeg's warnings per call, where OpenCV only prints them to the process's
+    stderr and returns the picture, part of it flat gray: a damaged scan is refused here. Both
+    use libjpeg-turbo's default (accurate) DCT and upsampling: the pixels are OpenCV's, bit for bit.
     """
     try:
-        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        height, width, colour, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
-        return  # a kind TurboJPEG does not read (12-bit, lossless): OpenCV decides
+        return None
     if height * width > MAX_PIXELS:  # said before any decoder allocates it
         raise _too_large(path)
+    if colour not in ("YCbCr", "Gray"):
+        return None
+    space = "GRAY" if colour == "Gray" else "BGR"
     try:
-        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, strict=True)
+        img = simplejpeg.decode_jpeg(data, colorspace=space, strict=True)
     except ValueError as exc:
         reason = str(exc).removeprefix("Corrupt JPEG data: ")
         if any(damage in reason.lower() for damage in _JPEG_DAMAGE):
@@ -203,6 +208,11 @@ def _check_jpeg(path: Path, data: bytes) -> None:
                 f"{path}: truncated or corrupt JPEG data ({reason}), part of the picture would decode as "
                 "flat gray (re-export or copy it again)"
             ) from None
+        try:  # a warning that loses no pixels stopped it (stray bytes between segments)
+            img = simplejpeg.decode_jpeg(data, colorspace=space, strict=False)
+        except ValueError:
+            return None  # OpenCV decides, and says what is wrong
+    return _orient(img, _orientation(header))
 
 
 def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray:
@@ -362,11 +372,10 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool 
     path = Path(path)
     data, kind = _read(path)
     header = _header(path, data)
-    if kind == "JPEG":
-        _check_jpeg(path, data)
-    if kind != "JPEG" and (keep_alpha or as_file or kind == "TIFF"):  # TIFF: checked against its tags
+    img = _decode_jpeg(path, data, header) if kind == "JPEG" else None
+    if img is None and kind != "JPEG" and (keep_alpha or as_file or kind == "TIFF"):  # TIFF: its tags
         img = _decode_as_stored(path, data, kind, header)
-    else:  # OpenCV drops alpha, expands gray and palettes, and turns the picture upright
+    elif img is None:  # OpenCV drops alpha, expands gray and palettes, and turns the picture upright
         img = _decode(path, data, kind, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img.ndim == 2:
         img = img[:, :, None]

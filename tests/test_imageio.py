@@ -175,6 +175,21 @@ def test_stray_bytes_between_jpeg_segments_leave_the_picture_as_it_was(tmp_path)
     assert np.array_equal(read_image(tmp_path / "stray.jpg"), read_image(tmp_path / "whole.jpg"))
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_jpeg_pixels_are_opencvs_bit_for_bit(tmp_path, mode, orientation):
+    """TurboJPEG decodes YCbCr and gray JPEGs (it reports damage), OpenCV the rest (CMYK): the
+    pictures are what OpenCV alone returned, turned as the EXIF tag says."""
+    image = pytest.importorskip("PIL.Image")
+    exif = image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"{mode}.jpg"
+    image.open(DATA / "leaf-texture.png").convert(mode).save(path, exif=exif.tobytes(), quality=92)
+    opencv = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    assert opencv.shape == ((192, 320, 3) if orientation == 1 else (320, 192, 3))
+    assert np.array_equal(read_image(path), opencv[:, :, ::-1])
+
+
 def test_opencv_before_4_13_is_quietened_by_its_older_log_call(tmp_path, monkeypatch):
     """OpenCV 4.8-4.12 (the only ones numpy 1 installs) have `cv2.setLogLevel` and no
     `cv2.utils.logging`: every picture failed with an AttributeError there."""
