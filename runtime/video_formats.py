@@ -166,14 +166,18 @@ def _pick_codec(
         finally:
             probe.close()
 
+    def able() -> list[str]:
+        """The encoders we know that write the wanted video into this container."""
+        return [n for n in _available_encoders() if n in _KNOWN_ENCODERS and fits(n) and written(_encoder(n))]
+
     wanted = pix_fmts[0] if len(pix_fmts) == 1 else f"{bit_depth}-bit"
     if codec is None:
         for name in DEFAULT_CODECS[muxer]:
             enc = _encoder(name)
             if enc is not None and written(enc) and fits(name):
                 return enc.name, written(enc)[0]
-        able = [n for n in _available_encoders() if n in _KNOWN_ENCODERS and fits(n) and written(_encoder(n))]
-        way = f"pass codec= one of {', '.join(able)}" if able else "write .mkv (libx265)"
+        codecs = able()
+        way = f"pass codec= one of {', '.join(codecs)}" if codecs else "write .mkv (libx265)"
         raise VideoError(f"{dst}: no built-in encoder writes {wanted} video into {dst.suffix}; {way}")
     if muxer == "yuv4mpegpipe" and codec != "wrapped_avframe":
         raise VideoError(f"{dst}: Y4M holds raw video only; leave codec (--codec) out")
@@ -183,19 +187,19 @@ def _pick_codec(
             f"{dst}: unknown video encoder {codec!r}; choose one of {', '.join(_available_encoders())}"
         )
     if not written(enc):
+        others = [n for n in able() if n != enc.name]  # libx265 cannot go into .webm
+        instead = f"another codec ({', '.join(others)})" if others else "another codec in .mkv (libx265)"
         names = _writes(enc) or set()
         other = [c for c in CHROMA if _pix_fmt(c, bit_depth) in names]
         shallower = [
             d for d in (10, 8) if d < bit_depth and any(_pix_fmt(p[3:6], d) in names for p in pix_fmts)
         ]
         if shallower:
-            hint = (
-                f"pass bit_depth={shallower[0]} (--bit-depth {shallower[0]}) or use another codec (libx265)"
-            )
+            hint = f"pass bit_depth={shallower[0]} (--bit-depth {shallower[0]}) or use {instead}"
         elif other:
-            hint = f"ask for chroma {other[0]} (--chroma {other[0]}) or use another codec (libx265)"
+            hint = f"ask for chroma {other[0]} (--chroma {other[0]}) or use {instead}"
         else:
-            hint = "use another codec (libx265)"
+            hint = f"use {instead}"
         raise VideoError(f"{dst}: {enc.name} cannot write {wanted} video; {hint}")
     if not fits(enc.name):
         raise VideoError(
