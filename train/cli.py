@@ -173,7 +173,8 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
     "-f",
     "--force",
     is_flag=True,
-    help="Start a new run in an OUT that holds one (its checkpoints and state are deleted first).",
+    help="Start a new run in an OUT that holds one (its checkpoints and state are deleted once the new "
+    "run has passed its checks).",
 )
 @click.option(
     "--keep-checkpoints",
