@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
 import stat
 import struct
@@ -20,6 +21,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -444,6 +446,89 @@ def read_icc_profile(path: str | os.PathLike) -> bytes | None:
         return None
 
 
+@dataclass(frozen=True)
+class Metadata:
+    """What a picture says of itself besides its pixels and colours, kept by a debanded copy."""
+
+    exif: bytes | None = None  # TIFF-structured (II* or MM*), orientation 1: the pixels are upright
+    dpi: tuple[float, float] | None = None  # horizontal, vertical, as the upright picture shows them
+
+
+# A JPEG's APP1 segment holds at most 65,533 bytes, "Exif\0\0" and the TIFF structure.
+_MAX_EXIF = 65_527
+_ORIENTATION, _SHORT = 0x0112, 3
+
+
+def read_metadata(path: str | os.PathLike) -> Metadata:
+    """The EXIF block (camera, exposure, date, GPS) and resolution of a picture, for write_image
+    to carry into a PNG or JPEG. A TIFF's EXIF is left: its tags are that file's own layout."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own doubts about odd headers: nothing to carry then
+            with Image.open(path) as header:
+                raw = header.info.get("exif") if header.format != "TIFF" else None
+                dpi = header.info.get("dpi")
+                turned = _orientation(header) in (5, 6, 7, 8)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError, SyntaxError):
+        return Metadata()
+    exif = _upright_exif(raw) if isinstance(raw, bytes) else None
+    if not (
+        isinstance(dpi, tuple) and len(dpi) == 2 and all(math.isfinite(d) and 1 <= d < 65536 for d in dpi)
+    ):
+        dpi = None
+    elif turned:
+        dpi = (dpi[1], dpi[0])
+    return Metadata(exif, dpi)
+
+
+def _upright_exif(raw: bytes) -> bytes | None:
+    """The EXIF block with its orientation set to 1, changed in place so that everything else
+    (maker notes, thumbnails: found by offsets) stays as it was; None where it is not sound."""
+    tiff = raw.removeprefix(b"Exif\0\0")
+    order = {b"II*\0": "<", b"MM\0*": ">"}.get(tiff[:4])
+    if order is None or not 8 <= len(tiff) <= _MAX_EXIF:
+        return None
+    (first,) = struct.unpack(order + "I", tiff[4:8])
+    if first + 2 > len(tiff):
+        return None
+    (entries,) = struct.unpack(order + "H", tiff[first : first + 2])
+    if first + 2 + 12 * entries > len(tiff):
+        return None
+    upright = bytearray(tiff)
+    for at in range(first + 2, first + 2 + 12 * entries, 12):
+        tag, kind, count = struct.unpack(order + "HHI", tiff[at : at + 8])
+        if tag == _ORIENTATION and kind == _SHORT and count == 1:
+            upright[at + 8 : at + 10] = struct.pack(order + "H", 1)
+    return bytes(upright)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_metadata(metadata: Metadata) -> bytes:
+    """eXIf and pHYs chunks (pixels per metre) to stand after IHDR."""
+    chunks = _png_chunk(b"eXIf", metadata.exif) if metadata.exif else b""
+    if metadata.dpi:
+        per_metre = [round(d / 0.0254) for d in metadata.dpi]
+        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1))
+    return chunks
+
+
+def _jpeg_with_metadata(jpeg: bytes, metadata: Metadata) -> bytes:
+    """OpenCV's JPEG with the resolution in its JFIF segment and an EXIF segment after it."""
+    if jpeg[2:4] != b"\xff\xe0" or jpeg[6:11] != b"JFIF\0":
+        return jpeg  # not the layout OpenCV writes: leave it whole
+    if metadata.dpi:
+        density = struct.pack(">BHH", 1, *(min(round(d), 65535) for d in metadata.dpi))  # 1: dots per inch
+        jpeg = jpeg[:13] + density + jpeg[18:]
+    if metadata.exif:
+        after_jfif = 4 + struct.unpack(">H", jpeg[4:6])[0]
+        body = b"Exif\0\0" + metadata.exif
+        jpeg = jpeg[:after_jfif] + b"\xff\xe1" + struct.pack(">H", 2 + len(body)) + body + jpeg[after_jfif:]
+    return jpeg
+
+
 # PNG chunks that say how to show the colours (gamma, primaries, sRGB intent, HDR's coding-
 # independent code points and mastering display): carried from a PNG source into a PNG output.
 _PNG_COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB", b"cICP", b"mDCV", b"cLLI")
@@ -488,8 +573,7 @@ def _after_ihdr(png: bytes, chunks: bytes) -> bytes:
 def _with_icc_profile(png: bytes, profile: bytes) -> bytes:
     """The PNG with an iCCP chunk right after IHDR, where the format wants it (before the pixels)."""
     body = b"ICC Profile\0\0" + zlib.compress(profile)  # name, NUL, compression method 0 (deflate)
-    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
-    return _after_ihdr(png, chunk)
+    return _after_ihdr(png, _png_chunk(b"iCCP", body))
 
 
 def to_float(img: np.ndarray) -> np.ndarray:
@@ -568,10 +652,12 @@ def write_image(
     icc_profile: bytes | None = None,
     png_colour: bytes = b"",
     replace: bool = True,
+    metadata: Metadata | None = None,
 ) -> Path:
     """Write a uint8/uint16 gray, gray + alpha, RGB or RGBA array; the suffix picks the format
     (16-bit: PNG/TIFF). An ICC profile, and a PNG source's colour chunks (`read_png_colour`), are
-    embedded in PNG files (OpenCV's other writers take none: said, unless they are sRGB's).
+    embedded in PNG files (OpenCV's other writers take none: said, unless they are sRGB's); the
+    source's EXIF and resolution (`read_metadata`) in PNG and JPEG files.
 
     Encoded in memory, written to a temporary file in the same folder and renamed over `path`:
     a failure or crash leaves either the old file or none, never a partial one. Without
@@ -623,5 +709,9 @@ def write_image(
             "write .png for them"
         )
         warnings.warn(message, stacklevel=2)
+    if metadata and suffix == ".png":
+        data = _after_ihdr(data, _png_metadata(metadata))
+    elif metadata and suffix in (".jpg", ".jpeg"):
+        data = _jpeg_with_metadata(data, metadata)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), replace=replace)
     return path

@@ -39,6 +39,7 @@ from .imageio import (
     ImageError,
     read_icc_profile,
     read_image,
+    read_metadata,
     read_png_colour,
     stored_layout,
     write_image,
@@ -402,7 +403,7 @@ def run_picture(
             raise ValueError(f"{job.source}: {exc}") from None
     write_image(
         job.target, result, icc_profile=read_icc_profile(job.source), png_colour=read_png_colour(job.source),
-        replace=force,  # another job's output of that name, written meanwhile, is kept
+        metadata=read_metadata(job.source), replace=force,  # another job's output of that name is kept
     )  # fmt: skip
 
 

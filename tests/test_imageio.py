@@ -17,9 +17,11 @@ import pytest
 from bdinn.runtime.files import OutputError, atomic_write
 from bdinn.runtime.imageio import (
     ImageError,
+    Metadata,
     from_float,
     read_icc_profile,
     read_image,
+    read_metadata,
     stored_layout,
     to_float,
     write_image,
@@ -650,3 +652,53 @@ def test_stored_layout_tells_alpha_from_the_header(tmp_path):
     write_image(tmp_path / "rgb.tif", np.zeros((8, 12, 3), np.uint8))
     layouts = [stored_layout(tmp_path / n) for n in ("la.png", "l.png", "rgba16.png", "rgb.tif")]
     assert layouts == [(8, True), (8, False), (16, True), (8, False)]
+
+
+def _camera_jpeg(path: Path, orientation: int, dpi: tuple[int, int]) -> bytes:
+    """A photo as cameras write it: EXIF with make, dates and an orientation, and a resolution."""
+    image = pytest.importorskip("PIL.Image")
+    exif = image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x0132] = orientation, "Canon", "2024:01:01 10:00:00"
+    exif.get_ifd(0x8769)[0x9003] = "2024:01:01 09:59:58"  # DateTimeOriginal, in the Exif sub-IFD
+    image.open(DATA / "leaf-texture.png").save(path, exif=exif.tobytes(), dpi=dpi, quality=95)
+    return image.open(path).info["exif"]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_exif_and_resolution_are_carried_upright(tmp_path, suffix):
+    """A debanded photo kept its ICC profile but lost its camera, dates, GPS and DPI."""
+    image = pytest.importorskip("PIL.Image")
+    source = tmp_path / "photo.jpg"
+    raw = _camera_jpeg(source, orientation=6, dpi=(300, 200))
+    metadata = read_metadata(source)
+    assert metadata.dpi == (200, 300)  # turned a quarter, as the pixels are
+    upright = read_image(source)
+    assert upright.shape == (320, 192, 3)
+    out = write_image(tmp_path / f"out{suffix}", upright, metadata=metadata)
+    with image.open(out) as written:
+        exif = written.getexif()
+        assert written.size == (192, 320) and exif[0x0112] == 1  # no viewer turns it again
+        assert exif[0x010F] == "Canon" and exif.get_ifd(0x8769)[0x9003] == "2024:01:01 09:59:58"
+        assert written.info["dpi"] == pytest.approx((200, 300), abs=0.01)
+        carried = written.info["exif"].removeprefix(b"Exif\0\0")
+    source_tiff = raw.removeprefix(b"Exif\0\0")
+    assert len(carried) == len(source_tiff)  # changed in place: offsets (maker notes) still hold
+    assert sum(a != b for a, b in zip(carried, source_tiff, strict=True)) == 1  # the orientation's byte
+    if suffix == ".png":
+        assert np.array_equal(read_image(out), upright)
+
+
+def test_metadata_that_is_not_sound_is_left_behind(tmp_path):
+    """An EXIF block cut short or of another byte order mark is not carried; nor is a TIFF's,
+    whose tags describe its own strips; a TIFF's resolution is."""
+    image = pytest.importorskip("PIL.Image")
+    picture = image.open(DATA / "leaf-texture.png")
+    picture.save(tmp_path / "cut.jpg", exif=b"Exif\0\0MM\0*\0\0\0\x08\0\x05\x01\x12")
+    assert read_metadata(tmp_path / "cut.jpg").exif is None
+    picture.save(tmp_path / "scan.tif", dpi=(600, 600))
+    assert read_metadata(tmp_path / "scan.tif") == Metadata(exif=None, dpi=(600, 600))
+    assert read_metadata(DATA / "leaf-texture.png") == Metadata()
+    write_image(tmp_path / "plain.png", read_image(DATA / "leaf-texture.png"), metadata=Metadata())
+    assert (tmp_path / "plain.png").read_bytes() == cv2.imencode(
+        ".png", cv2.imread(str(DATA / "leaf-texture.png"))
+    )[1].tobytes()

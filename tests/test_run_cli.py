@@ -997,3 +997,16 @@ def test_a_png_cut_inside_its_header_is_one_line_for_any_output(model, tmp_path)
     )
     line = one_line_error(run(model, short, "-o", tmp_path / "x.bmp"))
     assert line.startswith(f"bdinn-run: error: {short}: ")
+
+
+def test_a_photo_keeps_its_exif_and_resolution(model, tmp_path):
+    """bdinn-run carries the camera's EXIF (orientation set to 1: the output is upright) and DPI."""
+    image = pytest.importorskip("PIL.Image")
+    exif = image.Exif()
+    exif[0x0112], exif[0x010F] = 8, "Nikon"
+    image.open(DATA / "soft-shapes.png").save(tmp_path / "photo.jpg", exif=exif.tobytes(), dpi=(240, 240))
+    result = run(model, tmp_path / "photo.jpg")
+    assert result.exit_code == 0, result.output
+    with image.open(tmp_path / "photo.debanded.png") as out:
+        assert out.size == (192, 320) and out.getexif()[0x010F] == "Nikon" and out.getexif()[0x0112] == 1
+        assert out.info["dpi"] == pytest.approx((240, 240), abs=0.01)
