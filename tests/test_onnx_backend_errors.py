@@ -17,7 +17,10 @@ def save(path, nodes, outputs=("debanded",), initializers=()):
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "h", "w"])
     results = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs]
     graph = helper.make_graph(nodes, "g", [image], results, initializer=list(initializers))
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), path)
+    # IR version 9 goes with opset 19 (what bdinn exports); onnx's newest would be too new for the
+    # ONNX Runtime that Python 3.10 still gets (1.23 reads up to IR 11).
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    onnx.save(model, path)
     return path
 
 
