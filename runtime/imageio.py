@@ -65,6 +65,7 @@ _JPEG_DAMAGE = (
 # Pillow's modes of pictures with alpha (lower-case a: colours premultiplied by it).
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La")
 # TIFF tags
+_WIDTH, _LENGTH = 256, 257
 _BITS_PER_SAMPLE, _PHOTOMETRIC, _SAMPLES_PER_PIXEL, _PLANAR, _EXTRA_SAMPLES = 258, 262, 277, 284, 338
 
 
@@ -166,6 +167,19 @@ def _header(path: Path, data: bytes) -> Image.Image | None:
     if header.width * header.height > MAX_PIXELS:
         raise _too_large(path)
     return header
+
+
+def _declared_pixels(data: bytes, kind: str | None) -> int:
+    """Width x height as a PNG's or TIFF's own header says (0 where it says nothing). Pillow gives
+    up on some files OpenCV decodes (a chunk with a bad CRC, an ICC profile over Pillow's cap, float
+    TIFFs), and OpenCV's own limit is 2^30 pixels, six times bdinn's: checked before it decodes."""
+    if kind == "PNG" and data[12:16] == b"IHDR" and len(data) >= 24:  # IHDR: first, by the format's rule
+        width, height = struct.unpack(">II", data[16:24])
+        return width * height if max(width, height) < 1 << 31 else 0  # beyond: OpenCV calls it corrupt
+    if kind == "TIFF":
+        tags = _tiff_tags(data, (_WIDTH, _LENGTH))
+        return tags[_WIDTH][0] * tags[_LENGTH][0] if len(tags) == 2 else 0
+    return 0
 
 
 def _too_large(path: Path) -> ImageError:
@@ -298,7 +312,7 @@ def _keyed_gray_alpha(gray: np.ndarray, key: object, bits: int) -> np.ndarray:
 
 
 def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...]]:
-    """Some short-integer tags of a TIFF's first image (classic TIFF or BigTIFF; {} for anything
+    """Some integer (SHORT or LONG) tags of a TIFF's first image (classic TIFF or BigTIFF; {} for anything
     else): what the file says it holds, where OpenCV decodes it otherwise without a word."""
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
     if order is None or len(data) < 16:
@@ -318,13 +332,14 @@ def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...
             tag, kind = struct.unpack(order + "HH", data[at : at + 4])
             (n,) = struct.unpack(order + offset, data[at + 4 : at + 4 + struct.calcsize(offset)])
             value = at + 4 + struct.calcsize(offset)
-            if tag in wanted and kind == 3 and n <= 16:  # SHORTs, a few a pixel: inline or at an offset
+            size = {3: 2, 4: 4}.get(kind)  # SHORT or LONG (a width may be either)
+            if tag in wanted and size and n <= 16:  # a few a pixel: inline or at an offset
                 where = (
                     value
-                    if 2 * n <= inline
+                    if size * n <= inline
                     else struct.unpack(order + offset, data[value : value + inline])[0]
                 )
-                found[tag] = struct.unpack(order + "H" * n, data[where : where + 2 * n])
+                found[tag] = struct.unpack(order + "HI"[size // 4] * n, data[where : where + size * n])
     except struct.error:
         return {}
     return found
@@ -374,6 +389,8 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool 
     path = Path(path)
     data, kind = _read(path)
     header = _header(path, data)
+    if _declared_pixels(data, kind) > MAX_PIXELS:
+        raise _too_large(path)
     img = _decode_jpeg(path, data, header) if kind == "JPEG" else None
     if img is None and kind != "JPEG" and (keep_alpha or as_file or kind == "TIFF"):  # TIFF: its tags
         img = _decode_as_stored(path, data, kind, header)

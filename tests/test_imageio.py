@@ -8,6 +8,7 @@ import stat
 import struct
 import threading
 import warnings
+import zlib
 from pathlib import Path
 
 import cv2
@@ -702,3 +703,45 @@ def test_metadata_that_is_not_sound_is_left_behind(tmp_path):
     assert (tmp_path / "plain.png").read_bytes() == cv2.imencode(
         ".png", cv2.imread(str(DATA / "leaf-texture.png"))
     )[1].tobytes()
+
+
+def _png_chunk(kind: bytes, body: bytes, crc: int | None = None) -> bytes:
+    crc = zlib.crc32(kind + body) if crc is None else crc
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
+def _float_rgb_tiff(width: int, height: int) -> bytes:
+    """An uncompressed 32-bit float RGB TIFF, a kind OpenCV decodes and Pillow cannot open."""
+    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 3, None), (259, 3, 1, 1), (262, 3, 1, 2),
+               (273, 4, 1, None), (277, 3, 1, 3), (278, 4, 1, height), (279, 4, 1, 12 * width * height),
+               (339, 3, 3, None)]  # fmt: skip
+    ifd_size = 2 + 12 * len(entries) + 4
+    bits_at, formats_at = 8 + ifd_size, 8 + ifd_size + 6
+    pixels_at = formats_at + 6
+    values = {258: bits_at, 273: pixels_at, 339: formats_at}
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        value = values.get(tag, value)
+        ifd += struct.pack("<HHI", tag, kind, count) + (
+            struct.pack("<HH", value, 0) if kind == 3 and count == 1 else struct.pack("<I", value)
+        )
+    bits, formats = struct.pack("<3H", 32, 32, 32), struct.pack("<3H", 3, 3, 3)  # 3: IEEE float
+    return b"II*\0" + struct.pack("<I", 8) + ifd + b"\0" * 4 + bits + formats + b"\0" * 4096
+
+
+@pytest.mark.parametrize("kind", ["png-bad-text-crc", "float-rgb-tiff"])
+def test_a_bomb_pillow_cannot_read_is_refused_before_opencv_decodes(tmp_path, kind):
+    """Where Pillow gave up on the header (a text chunk with a wrong CRC, which libpng skips; a
+    float RGB TIFF), OpenCV decoded up to its own 2^30 pixels: 5 GB for a 2.6 MB file."""
+    if kind == "png-bad-text-crc":
+        ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 14000, 14000, 8, 2, 0, 0, 0))
+        text = _png_chunk(b"tEXt", b"Comment\0hello", crc=0)
+        idat = _png_chunk(b"IDAT", zlib.compress(b"\0" * 4096))
+        data = b"\x89PNG\r\n\x1a\n" + ihdr + text + idat + _png_chunk(b"IEND", b"")
+        path = tmp_path / "bomb.png"
+    else:
+        data, path = _float_rgb_tiff(14000, 14000), tmp_path / "bomb.tif"
+    path.write_bytes(data)
+    with pytest.raises(ImageError, match=r"bomb\.(png|tif): over 179 megapixels") as info:
+        read_image(path)
+    one_line(info, path)
