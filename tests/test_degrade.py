@@ -285,6 +285,25 @@ def test_a_manifest_cannot_send_pictures_outside_its_cache(tmp_path, banded):
     assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "outside").exists()
 
 
+def test_a_link_inside_a_cache_cannot_send_a_remade_picture_outside_it(tmp_path):
+    """The manifest's paths were checked, not the folders they pass through: a copied cache whose
+    `out` links elsewhere had bdinn-train write its missing banded picture there."""
+    cache, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    prepare_synthetic_pairs([DATA], cache, variants_per_image=1)
+    elsewhere.mkdir()
+    (cache / "out").symlink_to(elsewhere)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    entry = next(iter(manifest["pairs"].values()))
+    (cache / entry["banded"]).unlink()
+    entry["banded"] = "out/planted.png"
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        ValueError, match=r"out/planted\.png: missing, and its folder leads out of the pairs cache"
+    ):
+        pairs_from_cache(cache)
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_a_clip_is_encoded_as_one_video_and_comes_back_in_order():
     img = read_image(DATA / "soft-shapes.png")[:96, :160]
     clip = [np.roll(img, 6 * i, axis=1) for i in range(6)]  # a pan: every frame differs

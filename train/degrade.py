@@ -424,6 +424,11 @@ def pairs_from_cache(cache_dir: Path) -> list[ImagePair]:
         banded = _find_image(cache_dir / entry["banded"])
         if banded is None:
             banded = cache_dir / entry["banded"]
+            if not banded.resolve().is_relative_to(cache_dir.resolve()):  # a link inside leads out
+                raise ValueError(
+                    f"{banded}: missing, and its folder leads out of the pairs cache through a link; "
+                    "copy the banded picture too, or the cache without links"
+                )
             try:
                 write_image(banded, degradation.apply(read_image(clean)))
             except MissingPackage as exc:
