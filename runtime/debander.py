@@ -55,14 +55,16 @@ DEFAULT_MAX_CHANGE = 2.0
 
 
 def limit_change_tensor(batch: Any, out: Any, max_change: float | None) -> Any:
-    """`out` kept within max_change 8-bit levels of `batch` (torch tensors in [0, 1]).
+    """`out` kept within max_change 8-bit levels of `batch` (torch tensors in [0, 1]), NaN replaced
+    by the input.
 
     Not in place: the torch backend returns inference-mode tensors, which refuse in-place updates.
     Shared by `Debander.tensor` and training validation, which scores what users are served."""
-    if max_change is None:
-        return out
     import torch
 
+    out = torch.where(torch.isnan(out), batch, out)  # clamp keeps NaN; the input's value stands there
+    if max_change is None:
+        return out
     limit = max_change / 255
     return torch.clamp(out, batch - limit, batch + limit)
 
@@ -291,9 +293,14 @@ class Debander:
         if out.dtype != np.float32 or not out.flags.writeable:
             out = out.astype(np.float32)
         limit = None if self.max_change is None else np.float32(min(self.max_change, 255) / 255)
+        broken: list[int] = []
 
         def clamp(rows: slice) -> None:
             part = out[..., rows, :]
+            if np.isnan(part.min()):  # np.clip keeps NaN: black in a caller's 8-bit cast, whatever the limit
+                lost = np.isnan(part)
+                np.copyto(part, batch[..., rows, :], where=lost)
+                broken.append(int(lost.sum()))
             if limit is not None:
                 part -= batch[..., rows, :]
                 np.clip(part, -limit, limit, out=part)
@@ -301,6 +308,12 @@ class Debander:
             np.clip(part, 0, 1, out=part)
 
         by_rows(clamp, out.shape[-2])
+        if broken:
+            warnings.warn(
+                f"the model gave {sum(broken)} NaN values; the input's stand there (a model with broken "
+                "weights, or one overflowing in FP16)",
+                stacklevel=3,
+            )
         return out
 
     def tile_for(self, size: tuple[int, int]) -> tuple[int, int] | None:

@@ -81,3 +81,16 @@ def test_bdinn_run_names_the_input_and_prints_one_line_per_failure(tmp_path):
     failed, summary = done.stderr.splitlines()
     assert failed.startswith(f"bdinn-run: error: {tmp_path / 'b48.png'}: {model}: ONNX Runtime failed to run")
     assert summary == "bdinn-run: error: 1 of 2 inputs failed (see above)"
+
+
+@pytest.mark.parametrize("max_change", [2.0, None])
+def test_a_graph_that_outputs_nan_leaves_the_input_there_and_says_so(tmp_path, max_change):
+    """np.clip keeps NaN, and the caller's 8-bit cast made it black: 255 levels off under a limit of 2."""
+    nan = helper.make_tensor("nan", TensorProto.FLOAT, [1], [float("nan")])
+    node = helper.make_node("Mul", ["image", "nan"], ["debanded"])
+    deband = Debander.open(save(tmp_path / "nan.onnx", [node], initializers=[nan]), max_change=max_change)
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+    with pytest.warns(UserWarning, match=r"the model gave 12288 NaN values; the input's stand there"):
+        out = deband(frame)
+    assert np.array_equal(out, frame)
+    deband.close()

@@ -11,7 +11,7 @@ import torch
 from common import perturbed_tiny
 
 from bdinn.runtime import BackendError, Debander
-from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
+from bdinn.runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from bdinn.runtime.imageio import from_float, read_image, write_image
 from bdinn.train.checkpoint import save_checkpoint
 
@@ -318,6 +318,17 @@ def test_the_output_stays_within_max_change_of_the_input(models, sky):
     assert default.describe()["max_change"] == DEFAULT_MAX_CHANGE == 2
     raw = Debander.open(models["torch"], max_change=None).infer(batch)
     assert np.abs(default.infer(batch) - np.clip(raw, batch - 2 / 255, batch + 2 / 255)).max() <= 1e-6
+
+
+@pytest.mark.parametrize("max_change", [2.0, None])
+def test_nan_from_a_model_on_the_tensor_path_leaves_the_input(max_change):
+    """torch.clamp keeps NaN as np.clip does; a GPU caller got it back as the frame."""
+    batch = torch.rand(1, 3, 8, 8)
+    out = batch.clone()
+    out[0, 1, 2:4, 5] = float("nan")
+    limited = limit_change_tensor(batch, out, max_change)
+    assert not limited.isnan().any() and torch.equal(limited[0, 1, 2:4, 5], batch[0, 1, 2:4, 5])
+    assert torch.equal(limited, batch)
 
 
 @pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), "off", "2", True])
