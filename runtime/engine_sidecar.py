@@ -76,13 +76,20 @@ def _damaged(key: str, part: Any) -> bool:
         return True
     if key == "io":  # each side names its tensor and a dtype the runtime sizes buffers for
         sides = [part[side] for side in _FIELDS[key]]
-        return any(not isinstance(side, dict) or side.get("dtype") not in IO_DTYPES or "name" not in side
-                   for side in sides)  # fmt: skip
+        return any(not isinstance(side, dict) or side.get("dtype") not in IO_DTYPES
+                   or not isinstance(side.get("name"), str) for side in sides)  # fmt: skip
     if key == "profile":  # (height, width) pairs of whole numbers
         return not all(_is_size(part[f]) for f in _FIELDS[key])
+    if key == "tensorrt":
+        return not all(isinstance(part[f], str) for f in _FIELDS[key])
     return False
 
 
 def _is_size(pair: Any) -> bool:
-    """[height, width] as JSON holds a profile bound: two positive whole numbers."""
-    return isinstance(pair, list) and len(pair) == 2 and all(type(n) is int and n > 0 for n in pair)
+    """[height, width] as JSON holds a profile bound: two whole numbers an exported graph takes
+    (the runtime pads a frame up to the minimum: a crafted 100000 x 100000 would take 120 GB)."""
+    from .processing import MAX_SIDE  # here: processing's own imports reach this module
+
+    return (
+        isinstance(pair, list) and len(pair) == 2 and all(type(n) is int and 0 < n <= MAX_SIDE for n in pair)
+    )

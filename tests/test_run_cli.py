@@ -566,6 +566,11 @@ def test_plugin_library_that_cannot_load(engine, pictures, tmp_path):
     ("profile", []),
     ("io", {"input": {"name": "x", "dtype": "float64"}, "output": {"name": "y", "dtype": "float32"}}),
     ("profile", {"min": [64, 64], "opt": [64, 64], "max": "big"}),  # read as ('b', 'i', 'g')
+    # a hostile sidecar: a TypeError traceback (unhashable), and a frame padded to 120 GB
+    ("tensorrt", {"flavour": ["tensorrt"], "version": "10"}),
+    ("tensorrt", {"flavour": "tensorrt-rtx", "version": {"a": 1}}),
+    ("io", {"input": {"name": ["x"], "dtype": "float32"}, "output": {"name": "y", "dtype": "float32"}}),
+    ("profile", {"min": [100000, 100000], "opt": [100000, 100000], "max": [100000, 100000]}),
 ])  # fmt: skip
 def test_engine_with_a_damaged_sidecar(engine, pictures, tmp_path, key, value):
     plan = tmp_path / "edited.plan"
