@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from ..runtime.backends.base import BackendError
-from ..runtime.cli_options import BdinnCommand, counting_seconds, one_line_warnings, parse_size, stops_cleanly
+from ..runtime.cli_options import (
+    BdinnCommand,
+    counting_seconds,
+    one_line,
+    one_line_warnings,
+    parse_size,
+    stops_cleanly,
+)
 from ..runtime.debander import default_model_path
 from ..runtime.engine_sidecar import plan_sidecar
 from ..runtime.files import check_writable, files_of_model, user_cache
@@ -132,7 +139,10 @@ def main(
     if onnx_only:
         check_no_engine_options(click.get_current_context())
     precision = "fp16" if fp16 else "fp32"
-    say = click.echo if not as_json else (lambda text: click.echo(text, err=True))
+
+    def say(text: str) -> None:  # escaped: a file name or sidecar field could forge a progress line
+        click.echo(one_line(text), err=as_json)
+
     try:
         if checkpoint is None:  # the bundled model lives in site-packages: write beside the user
             checkpoint = default_model_path("torch")

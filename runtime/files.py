@@ -86,8 +86,12 @@ def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] 
 
 
 def user_cache(kind: str) -> Path:
-    """bdinn's folder `kind` in the user's cache ($XDG_CACHE_HOME, else ~/.cache): engines, kernels."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bdinn" / kind
+    """bdinn's folder `kind` in the user's cache ($XDG_CACHE_HOME, else ~/.cache): engines, kernels.
+    A relative $XDG_CACHE_HOME is ignored, as the XDG spec says: it would load a kernel library
+    from wherever the command happens to run."""
+    configured = Path(os.environ.get("XDG_CACHE_HOME") or "")
+    home = configured if configured.is_absolute() else Path.home() / ".cache"
+    return home / "bdinn" / kind
 
 
 def files_of_model(model: str | os.PathLike | None) -> list[Path]:

@@ -333,6 +333,20 @@ def test_an_onnx_file_another_export_wrote_meanwhile_is_kept(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "tiny.json", "tiny.safetensors"]
 
 
+def test_a_name_cannot_forge_a_progress_line(tmp_path):
+    """A checkpoint named "m<newline>onnx: all good" printed a line of its own on stdout."""
+    from common import TINY
+
+    from bdinn.train.network import BDINN
+
+    tiny = save_checkpoint(tmp_path / "m\nonnx: all good.safetensors", BDINN(TINY), config_name=None, step=1)
+    result = export(str(tiny), "--onnx-only", "--graph", "gridsample", "-o", str(tmp_path / "m.onnx"))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["checkpoint", "onnx"]
+    assert "m\\nonnx: all good.safetensors" in lines[0]
+
+
 @needs_rtx
 def test_every_setting_that_changes_a_plan_changes_its_cache_key(tmp_path):
     """A key without the profile gave a later export with another --max the plan cached for the

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bdinn.runtime.files import OutputError, atomic_write
+from bdinn.runtime.files import OutputError, atomic_write, user_cache
 from bdinn.runtime.imageio import (
     ImageError,
     Metadata,
@@ -745,3 +745,13 @@ def test_a_bomb_pillow_cannot_read_is_refused_before_opencv_decodes(tmp_path, ki
     with pytest.raises(ImageError, match=r"bomb\.(png|tif): over 179 megapixels") as info:
         read_image(path)
     one_line(info, path)
+
+
+def test_a_relative_xdg_cache_home_is_ignored(tmp_path, monkeypatch):
+    """As the XDG spec says: `XDG_CACHE_HOME=dl` made the kernel library load from ./dl, wherever
+    the command ran."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "dl")
+    assert user_cache("plugins") == tmp_path / "home" / ".cache" / "bdinn" / "plugins"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert user_cache("engines") == tmp_path / "xdg" / "bdinn" / "engines"
