@@ -73,6 +73,7 @@ import numpy as np
 
 from .files import atomic_write
 from .pyav import require_pyav
+from .subtitle_text import Timeline
 from .video_colour import (
     ASSUMED_TAGS,
     HDR_TRANSFERS,
@@ -376,6 +377,13 @@ def deband_video(
             else f"{encoder_label(codec_name)} cannot carry them; use libx264 or libx265 (.mkv .mp4 .mov .ts)"
         )
         warnings.warn(f"{src}: its closed captions (A/53: CEA-608/708) are dropped: {why}", stacklevel=2)
+    for index, dropped in job.carried.crowded.items():
+        warnings.warn(
+            f"{src}: subtitle stream {index}: {dropped} cues dropped, each shown while "
+            f"{Timeline.MAX_ON_SCREEN} others were on screen (mov_text samples repeat all that is shown); "
+            "write .mkv to keep them",
+            stacklevel=2,
+        )
     for index in job.carried.not_utf8:
         warnings.warn(
             f"{src}: subtitle stream {index} is not UTF-8; its text was read as Windows-1252 (cp1252): if it "

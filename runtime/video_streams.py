@@ -164,6 +164,11 @@ class CarriedStreams:
         return [(index, packet) for index, rewrite in self.rewritten.items() for packet in rewrite.flush()]
 
     @property
+    def crowded(self) -> dict[int, int]:
+        """Rewritten subtitle stream -> the cues dropped for coming while a screenful were shown."""
+        return {i: r.timeline.dropped for i, r in self.rewritten.items() if r.timeline and r.timeline.dropped}
+
+    @property
     def not_utf8(self) -> list[int]:
         """The rewritten subtitle streams whose text was not UTF-8 (read as Windows-1252)."""
         return [index for index, rewrite in self.rewritten.items() if rewrite.encoding != "utf-8"]

@@ -49,3 +49,14 @@ def test_overlapping_cues_become_back_to_back_samples_of_what_is_on_screen():
         (0, 100, "a"),
         (100, 200, "b"),
     ]
+
+
+def test_at_most_a_screenful_of_cues_shows_at_once():
+    timeline, samples = Timeline(), []
+    for start in range(20):  # 20 cues over one another, each to the end
+        samples += timeline.add(start, 100, f"c{start}")
+    samples += timeline.flush()
+    assert timeline.dropped == 12 and max(len(text.split("\n")) for _, _, text in samples) == 8
+    assert samples[-1] == (19, 100, "\n".join(f"c{i}" for i in range(8)))  # the first eight, to the end
+    timeline.add(200, 300, "after")  # the crowd gone: cues show again
+    assert timeline.flush() == [(200, 300, "after")]

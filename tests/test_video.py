@@ -1725,6 +1725,19 @@ def test_overlapping_cues_keep_their_times_in_mp4_and_show_white(tmp_path):
     assert sample_entry[26:30] == b"\xff\xff\xff\xff"  # tx3g default style: text colour RGBA
 
 
+def test_a_crowd_of_overlapping_cues_is_capped_in_mp4_with_a_warning(tmp_path):
+    """Each MP4 sample repeats every text on screen: 10,000 cues over one another in a 722 KB file
+    became a 1.2 GB MP4, in time and memory growing with their square. A screenful is kept."""
+    srt = tmp_path / "crowd.srt"
+    srt.write_text("".join(f"{i + 1}\n00:00:00,{i:03d} --> 00:00:00,300\ncue {i}\n\n" for i in range(200)))
+    source = film_with(tmp_path / "film.mkv", srt)
+    with pytest.warns(UserWarning, match=r"subtitle stream 1: 192 cues dropped, each shown while 8 others"):
+        deband_video(source, tmp_path / "out.mp4", lambda rgb: rgb, progress=False)
+    cues = _extras(tmp_path / "out.mp4")["cues"]
+    assert max(len(text.splitlines()) for text, _, _ in cues) == 8
+    assert [text.splitlines()[-1] for text, _, _ in cues[:8]] == [f"cue {i}" for i in range(8)]
+
+
 def test_subtitles_that_are_not_utf8_are_read_as_windows_1252_with_a_warning(tmp_path):
     srt = tmp_path / "old.srt"
     srt.write_bytes("1\n00:00:00,040 --> 00:00:00,120\nÇa va, café crème\n\n".encode("cp1252"))
