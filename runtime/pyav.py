@@ -8,6 +8,7 @@ off. PyAV 18 needs Python 3.11 or newer, so Python 3.10 serves pictures but not 
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import Any
 
@@ -19,6 +20,13 @@ _MIN = ".".join(map(str, MIN_VERSION))
 
 class MissingPackage(ImportError):
     """PyAV is missing or too old; the message names what needs it and how to install it."""
+
+
+def local_file(path: str | os.PathLike) -> str:
+    """A file's path as FFmpeg must get it to open that file: absolute. A relative name that starts
+    with letters and a colon is a protocol to FFmpeg (concat:, http:, even ".a:"): a file called
+    concat:a.y4m played a.y4m instead, and an output x:y.mkv failed with "Protocol not found"."""
+    return os.path.abspath(path)
 
 
 def require_pyav(what: str = "video") -> ModuleType:

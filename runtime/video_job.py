@@ -28,6 +28,7 @@ import numpy as np
 
 from .files import SPACE_ERRNOS
 from .hdr10 import ENCODER_OPTION, Hdr10
+from .pyav import local_file
 from .video_colour import Colour, alpha_of, copy_colour_tags, decode_rgb, encode_frame, put_alpha
 from .video_encoder import encoder_label
 from .video_fields import (
@@ -366,7 +367,10 @@ class VideoJob:
         import av
 
         output = av.open(
-            tmp, "w", format=self.muxer, options={"strict": "-1"} if self.muxer == "yuv4mpegpipe" else {}
+            local_file(tmp),
+            "w",
+            format=self.muxer,
+            options={"strict": "-1"} if self.muxer == "yuv4mpegpipe" else {},
         )
         copy_tags(output, self.source)
         ctx = self.vin.codec_context

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .imageio import MAX_PIXELS
+from .pyav import local_file
 from .stop_signals import STOP_SIGNALS
 from .video_formats import STDIN, VideoError
 from .video_streams import moving_pictures
@@ -59,7 +60,7 @@ def open_source(src: Path) -> tuple[Any, StandardInput | None]:
 
     stdin = StandardInput() if src == STDIN else None
     try:
-        container = av.open(str(src), "r") if stdin is None else _open_watching_signals(stdin)
+        container = av.open(local_file(src), "r") if stdin is None else _open_watching_signals(stdin)
     except av.FFmpegError:
         if stdin is None:
             raise VideoError(

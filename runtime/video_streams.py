@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from .pyav import local_file
 from .subtitle_text import TEXT_CODEC_OF_MUXER, TEXT_CODECS, CueRewriter, text_stream
 
 # Muxer -> the audio codecs copied into it packet for packet (None: any); others are re-encoded.
@@ -271,7 +272,7 @@ class CarriedStreams:
         if not self.pictures or self.src is None:
             return []
         found = []
-        with av.open(str(self.src)) as again:
+        with av.open(local_file(self.src)) as again:
             for stream in pictures_of(again):
                 packet = next((p for p in again.demux(stream) if p.size), None)
                 if packet is None:

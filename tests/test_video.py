@@ -1725,6 +1725,18 @@ def test_overlapping_cues_keep_their_times_in_mp4_and_show_white(tmp_path):
     assert sample_entry[26:30] == b"\xff\xff\xff\xff"  # tx3g default style: text colour RGBA
 
 
+def test_names_that_look_like_ffmpeg_protocols_are_files(tmp_path, monkeypatch):
+    """FFmpeg reads "NAME:" at the start of a relative name as a protocol: a file called
+    concat:a.mkv played a.mkv (2 frames) instead of itself (1), and an output x:y.mkv failed with
+    "Protocol not found" (its temporary file, .x:y.mkv...tmp, named protocol ".x")."""
+    monkeypatch.chdir(tmp_path)
+    make_clip(tmp_path / "a.mkv", "yuv420p", frames=2)
+    make_clip(tmp_path / "concat:a.mkv", "yuv420p", frames=1)
+    assert deband_video("concat:a.mkv", "out.mkv", lambda rgb: rgb, progress=False).frames == 1
+    assert deband_video("a.mkv", "x:y.mkv", lambda rgb: rgb, progress=False).frames == 2
+    assert len(probe(tmp_path / "x:y.mkv")["times"]) == 2
+
+
 def test_a_crowd_of_overlapping_cues_is_capped_in_mp4_with_a_warning(tmp_path):
     """Each MP4 sample repeats every text on screen: 10,000 cues over one another in a 722 KB file
     became a 1.2 GB MP4, in time and memory growing with their square. A screenful is kept."""
