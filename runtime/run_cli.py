@@ -417,7 +417,10 @@ def run_video(
 
     def process(frame: np.ndarray) -> np.ndarray:
         index = next(frames)
-        return deband(frame, bit_depth=precision, dither=dithered, seed=index if dithered else None)
+        try:
+            return deband(frame, bit_depth=precision, dither=dithered, seed=index if dithered else None)
+        except ValueError as exc:  # a frame too small, mid-stream: the message names the problem only
+            raise ValueError(f"{job.source}: {exc}") from None
 
     report = video.deband_video(
         job.source,

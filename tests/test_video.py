@@ -1910,6 +1910,24 @@ def test_a_change_of_picture_size_is_scaled_to_the_first_with_a_warning(tmp_path
     assert [round(float(rgb.mean()) / 30) for rgb in after["rgb"]] == list(range(8))
 
 
+@pytest.mark.filterwarnings("ignore:.*joined.ts. damaged")
+def test_bdinn_run_names_the_video_whose_frames_shrink_below_what_it_debands(tmp_path):
+    """Its error was the model's alone ("image is 8x8; bdinn needs at least 16x16"), naming no file."""
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    from click.testing import CliRunner
+
+    from bdinn.runtime.run_cli import main
+
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(_flat_ts(tmp_path / "a.ts", (W, H), 0) + _flat_ts(tmp_path / "b.ts", (8, 8), 4))
+    result = CliRunner().invoke(main, [str(joined), "-o", str(tmp_path / "out.mkv"), "-q"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"bdinn-run: error: {joined}: image is 8x8; bdinn needs at least 16x16 (pad or enlarge it)\n"
+    )
+    assert not (tmp_path / "out.mkv").exists()
+
+
 def test_a_matroska_file_cut_short_is_written_with_a_warning(tmp_path):
     """Matroska lists no frame count, so a file cut in half (a copy stopped there) was written
     short without a word; its header's duration of the video track says what should have been
