@@ -72,7 +72,7 @@ def test_a_pickled_checkpoint_is_refused_by_its_name(tmp_path):
         ({"skip_fraction": 1.5}, "skip_fraction=1.5"),
         ("lite", "expected a JSON object of architecture settings, got str"),
         # Sizes that took gigabytes (or a traceback from torch's allocator) to build before any check
-        ({"dense_depth": 100000}, "dense_depth=100000 \\(sizes are whole numbers 1..1024"),
+        ({"dense_depth": 100000}, "dense_depth=100000 \\(sizes .*dense_depth 1..64"),
         ({"kernel": [99999, 99999]}, "kernel\\[0\\]=99999"),
         ({"bottleneck_blocks": 1000}, "bottleneck_blocks=1000 .*block counts 0..32"),
         ({"growth": [True, 4, 4]}, "growth\\[0\\]=True"),
@@ -108,6 +108,23 @@ def test_a_config_asking_for_a_huge_network_is_checked_against_the_weights_befor
     with pytest.raises(CheckpointError, match=r"has shape \[4\], the config needs \[1000\]"):
         load_checkpoint(path)
     assert built_on == ["meta"]
+
+
+def test_a_config_of_too_many_blocks_for_its_weights_is_refused_before_building_anything(
+    tmp_path, monkeypatch
+):
+    """The most blocks and the deepest dense blocks a config allows, beside a file of one tensor:
+    even on the meta device the network took 177 s and 5.4 GB, then a bad_alloc traceback."""
+    from bdinn.train import checkpoint
+
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
+    meta = json.loads(checkpoint_sidecar(path).read_text())
+    most = {"encoder_blocks": [32] * 3, "decoder_blocks": [32] * 3, "skip_blocks": [32] * 3}
+    meta["config"].update(dense_depth=64, bottleneck_blocks=32, **most)
+    checkpoint_sidecar(path).write_text(json.dumps(meta))
+    monkeypatch.setattr(checkpoint, "BDINN", lambda config: pytest.fail("built a network"))
+    with pytest.raises(CheckpointError, match=r"it needs 166400 tensors or more, the file holds \d+$"):
+        load_checkpoint(path)
 
 
 def test_config_weight_mismatch(tmp_path):

@@ -150,21 +150,27 @@ def load_checkpoint(path: Path) -> tuple[BDINN, dict[str, Any]]:
     """Build the network the sidecar describes and load its weights (as float32).
 
     The weights' names and shapes are checked, from the safetensors header, against the network
-    built on the meta device (no memory) before the real one is: a sidecar edited to ask for a
-    huge network took gigabytes and seconds before it was found not to match its weights.
+    built on the meta device (no memory) before the real one is, and their count against the
+    config's floor before that: a sidecar edited to ask for a huge network took gigabytes and
+    minutes before it was found not to match its weights.
     """
     path = Path(path)
     config, meta = read_checkpoint_config(path)
-    try:
-        with torch.device("meta"):
-            expected = {name: list(t.shape) for name, t in BDINN(config).state_dict().items()}
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{checkpoint_sidecar(path)}: invalid architecture config ({exc})") from None
     try:
         with safe_open(str(path), "pt") as weights:
             stored = {name: list(weights.get_slice(name).get_shape()) for name in weights.keys()}  # noqa: SIM118 (not iterable)
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    if len(stored) < config.fewest_tensors():
+        raise CheckpointError(
+            f"{path}: weights do not match the config in {checkpoint_sidecar(path).name}: it needs "
+            f"{config.fewest_tensors()} tensors or more, the file holds {len(stored)}"
+        )
+    try:
+        with torch.device("meta"):
+            expected = {name: list(t.shape) for name, t in BDINN(config).state_dict().items()}
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{checkpoint_sidecar(path)}: invalid architecture config ({exc})") from None
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:

@@ -59,7 +59,8 @@ LOG2 = math.log(2.0)
 
 # Far beyond any trainable BDINN (the paper's: growth 32, depth 4, 2 blocks), and short of what
 # makes building one from a checkpoint's JSON alone take minutes and gigabytes.
-_MAX_SIZE = 1024  # channels, growth, depth, squeeze ratio, kernel sides
+_MAX_SIZE = 1024  # channels, growth, squeeze ratio, kernel sides
+_MAX_DEPTH = 64  # convolutions per dense block: with the block counts, what sets the module count
 _MAX_REPEATS = 32  # blocks per stage
 
 
@@ -87,14 +88,15 @@ class BDINNConfig:
 
     def __post_init__(self) -> None:
         """Refuse sizes no network has, with the field's name, before torch fails on them."""
-        counts = {"channels": self.channels, "dense_depth": self.dense_depth, "bottleneck_growth":
-                  self.bottleneck_growth, "attention_reduction": self.attention_reduction}  # fmt: skip
+        counts = {"channels": self.channels, "bottleneck_growth": self.bottleneck_growth,
+                  "attention_reduction": self.attention_reduction}  # fmt: skip
         for name in ("growth", "kernel"):
             counts.update({f"{name}[{i}]": v for i, v in enumerate(getattr(self, name))})
         repeats = {"bottleneck_blocks": self.bottleneck_blocks}
         for name in ("encoder_blocks", "decoder_blocks", "skip_blocks"):
             repeats.update({f"{name}[{i}]": v for i, v in enumerate(getattr(self, name))})
         bad = [f"{k}={v!r}" for k, v in counts.items() if not _whole(v, 1, _MAX_SIZE)]
+        bad += [f"dense_depth={self.dense_depth!r}"] if not _whole(self.dense_depth, 1, _MAX_DEPTH) else []
         bad += [f"{k}={v!r}" for k, v in repeats.items() if not _whole(v, 0, _MAX_REPEATS)]
         if not 0 < self.skip_fraction < 1:
             bad.append(f"skip_fraction={self.skip_fraction!r}")
@@ -102,8 +104,9 @@ class BDINNConfig:
             bad.append(f"clamp={self.clamp!r}")
         if bad:
             raise ValueError(
-                f"invalid BDINN config: {', '.join(bad)} (sizes are whole numbers 1..{_MAX_SIZE}, block "
-                f"counts 0..{_MAX_REPEATS}, 0 < skip_fraction < 1, clamp > 0)"
+                f"invalid BDINN config: {', '.join(bad)} (sizes are whole numbers 1..{_MAX_SIZE}, "
+                f"dense_depth 1..{_MAX_DEPTH}, block counts 0..{_MAX_REPEATS}, 0 < skip_fraction < 1, "
+                "clamp > 0)"
             )
         lengths = {"growth": 3, "encoder_blocks": 3, "decoder_blocks": 3, "skip_blocks": 3, "kernel": 2}
         wrong = [f"{k} has {len(getattr(self, k))}" for k, n in lengths.items() if len(getattr(self, k)) != n]
@@ -122,6 +125,14 @@ class BDINNConfig:
         if self.banded_impl not in BANDED_CONV_IMPLS:
             choices = ", ".join(BANDED_CONV_IMPLS)
             raise ValueError(f"invalid BDINN config: banded_impl={self.banded_impl!r}; choose from {choices}")
+
+    def fewest_tensors(self) -> int:
+        """A floor on the network's weight tensors, from the config alone: each coupling block has
+        four dense sub-networks of dense_depth + 1 convolutions, each a weight and a bias. A loader
+        refuses a sidecar its weights cannot match before building anything: the largest config,
+        even built on the meta device, took minutes and gigabytes."""
+        stages = (*self.encoder_blocks, *self.decoder_blocks, *self.skip_blocks, self.bottleneck_blocks)
+        return 8 * sum(stages) * (self.dense_depth + 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
