@@ -367,7 +367,7 @@ class VideoJob:
         import av
 
         output = av.open(
-            local_file(tmp),
+            tmp if self.dst == STDOUT else local_file(tmp),  # "pipe:1" is FFmpeg's standard output
             "w",
             format=self.muxer,
             options={"strict": "-1"} if self.muxer == "yuv4mpegpipe" else {},
