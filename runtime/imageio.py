@@ -198,14 +198,19 @@ def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
     return img[:: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
 
 
-def _decode_jpeg(path: Path, data: bytes, header: Image.Image | None) -> np.ndarray | None:
+def _decode_jpeg(path: Path, data: bytes) -> np.ndarray | None:
     """A YCbCr or gray JPEG decoded by TurboJPEG (through simplejpeg), as OpenCV's BGR or gray,
     upright; None for the kinds left to OpenCV (CMYK, 12-bit, lossless).
 
     TurboJPEG reports libjpeg's warnings per call, where OpenCV only prints them to the process's
     stderr and returns the picture, part of it flat gray: a damaged scan is refused here. Both
-    use libjpeg-turbo's default (accurate) DCT and upsampling: the pixels are OpenCV's, bit for bit.
+    use libjpeg-turbo's default (accurate) DCT and upsampling, and the orientation is read from
+    the first EXIF segment, as OpenCV reads a sound one: the pixels are OpenCV's, bit for bit.
+    (Unlike Pillow, neither takes an orientation from XMP, which browsers ignore too.)
     """
+    # libjpeg skips bytes between the header's segments with a warning, and a strict decode stops
+    # at the first warning: left in, they would hide damage further on.
+    data = _without_stray_bytes(data)
     try:
         height, width, colour, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
@@ -215,20 +220,65 @@ def _decode_jpeg(path: Path, data: bytes, header: Image.Image | None) -> np.ndar
     if colour not in ("YCbCr", "Gray"):
         return None
     space = "GRAY" if colour == "Gray" else "BGR"
+    img = _strictly(path, data, space)
+    if img is None:
+        try:  # a warning that loses no pixels (a bad ICC segment, bytes after the scan)
+            img = simplejpeg.decode_jpeg(data, colorspace=space, strict=False)
+        except ValueError:
+            return None  # OpenCV decides, and says what is wrong
+    return _orient(img, _exif_orientation(_jpeg_exif(data)))
+
+
+def _strictly(path: Path, data: bytes, space: str) -> np.ndarray | None:
+    """TurboJPEG's decode, stopped by libjpeg's first warning: ImageError where the warning means
+    lost pixels, None for the others (and for what TurboJPEG cannot decode)."""
     try:
-        img = simplejpeg.decode_jpeg(data, colorspace=space, strict=True)
+        return simplejpeg.decode_jpeg(data, colorspace=space, strict=True)
     except ValueError as exc:
         reason = str(exc).removeprefix("Corrupt JPEG data: ")
         if any(damage in reason.lower() for damage in _JPEG_DAMAGE):
             raise ImageError(
-                f"{path}: truncated or corrupt JPEG data ({reason}), part of the picture would decode as "
-                "flat gray (re-export or copy it again)"
+                f"{path}: truncated or corrupt JPEG data ({reason}), part of the picture may be lost "
+                "(re-export or copy it again)"
             ) from None
-        try:  # a warning that loses no pixels stopped it (stray bytes between segments)
-            img = simplejpeg.decode_jpeg(data, colorspace=space, strict=False)
-        except ValueError:
-            return None  # OpenCV decides, and says what is wrong
-    return _orient(img, _orientation(header))
+        return None
+
+
+# Markers that stand alone, without a length: TEM, RST0-7, SOI, EOI.
+_STANDALONE = {0x01, *range(0xD0, 0xDA)}
+
+
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, start, end) of each segment of a JPEG's header, up to and with its first scan's
+    (SOS), as libjpeg finds them: bytes between segments are skipped, as are fill bytes."""
+    at = 2  # after SOI
+    while at + 1 < len(data):
+        if data[at] != 0xFF or data[at + 1] in (0x00, 0xFF):  # a stray byte, or fill before a marker
+            at += 1
+            continue
+        marker = data[at + 1]
+        end = at + 2 if marker in _STANDALONE else at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        yield marker, at, min(end, len(data))
+        if marker == 0xDA:
+            return
+        at = end
+
+
+def _without_stray_bytes(data: bytes) -> bytes:
+    """The JPEG with only its header's segments before the scan, and the scan on as it was (the
+    same bytes, not a copy, where nothing lies between them)."""
+    kept, end = [data[:2]], 2
+    for _, start, end in _jpeg_segments(data):
+        kept.append(data[start:end])
+    return data if sum(map(len, kept)) == end else b"".join(kept) + data[end:]
+
+
+def _jpeg_exif(data: bytes) -> bytes | None:
+    """The first EXIF segment of a JPEG (as OpenCV and Pillow take it), without "Exif\\0\\0"."""
+    for marker, start, end in _jpeg_segments(data):
+        if marker == 0xE1 and data[start + 4 : start + 10] == b"Exif\0\0":
+            return data[start + 10 : end]
+    return None
 
 
 def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray:
@@ -374,7 +424,10 @@ def _orientation(header: Image.Image | None) -> int:
     """The EXIF orientation tag (1 when there is none), without decoding a PNG to find it."""
     if header is None or (header.format == "PNG" and "exif" not in header.info):
         return 1  # Pillow would decode the whole PNG looking for EXIF after the pixels
-    return header.getexif().get(0x0112, 1)
+    try:
+        return header.getexif().get(0x0112, 1)
+    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error):
+        return 1  # EXIF too damaged to read: shown as stored, as viewers do
 
 
 def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool = False) -> np.ndarray:
@@ -391,7 +444,7 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool 
     header = _header(path, data)
     if _declared_pixels(data, kind) > MAX_PIXELS:
         raise _too_large(path)
-    img = _decode_jpeg(path, data, header) if kind == "JPEG" else None
+    img = _decode_jpeg(path, data) if kind == "JPEG" else None
     if img is None and kind != "JPEG" and (keep_alpha or as_file or kind == "TIFF"):  # TIFF: its tags
         img = _decode_as_stored(path, data, kind, header)
     elif img is None:  # OpenCV drops alpha, expands gray and palettes, and turns the picture upright
@@ -473,22 +526,28 @@ class Metadata:
 
 # A JPEG's APP1 segment holds at most 65,533 bytes, "Exif\0\0" and the TIFF structure.
 _MAX_EXIF = 65_527
-_ORIENTATION, _SHORT = 0x0112, 3
+_ORIENTATION = 0x0112
 
 
 def read_metadata(path: str | os.PathLike) -> Metadata:
     """The EXIF block (camera, exposure, date, GPS) and resolution of a picture, for write_image
-    to carry into a PNG or JPEG. A TIFF's EXIF is left: its tags are that file's own layout."""
+    to carry into a PNG or JPEG. A TIFF's EXIF is left: its tags are that file's own layout. A
+    resolution is the file's own (JFIF, pHYs, TIFF tags), never one a reader assumes."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's own doubts about odd headers: nothing to carry then
             with Image.open(path) as header:
                 raw = header.info.get("exif") if header.format != "TIFF" else None
-                dpi = header.info.get("dpi")
-                turned = _orientation(header) in (5, 6, 7, 8)
+                raw = raw.removeprefix(b"Exif\0\0") if isinstance(raw, bytes) else None
+                if header.format == "JPEG":  # Pillow's dpi falls back on EXIF's, and then on 72
+                    unit, density = header.info.get("jfif_unit"), header.info.get("jfif_density")
+                    dpi = tuple(d * (1 if unit == 1 else 2.54) for d in density) if unit in (1, 2) else None
+                    turned = _exif_orientation(raw) in (5, 6, 7, 8)  # as read_image turns it
+                else:
+                    dpi, turned = header.info.get("dpi"), _orientation(header) in (5, 6, 7, 8)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError, SyntaxError):
         return Metadata()
-    exif = _upright_exif(raw) if isinstance(raw, bytes) else None
+    exif = _upright_exif(raw) if raw else None
     if not (
         isinstance(dpi, tuple) and len(dpi) == 2 and all(math.isfinite(d) and 1 <= d < 65536 for d in dpi)
     ):
@@ -498,25 +557,49 @@ def read_metadata(path: str | os.PathLike) -> Metadata:
     return Metadata(exif, dpi)
 
 
-def _upright_exif(raw: bytes) -> bytes | None:
-    """The EXIF block with its orientation set to 1, changed in place so that everything else
-    (maker notes, thumbnails: found by offsets) stays as it was; None where it is not sound."""
-    tiff = raw.removeprefix(b"Exif\0\0")
+def _orientation_entry(tiff: bytes) -> tuple[str, int, int] | None:
+    """(byte order, offset, size) of the orientation value in an EXIF block's first directory,
+    stored as SHORT, SSHORT or LONG (cameras write SHORT; the others are read, and reset, alike)."""
     order = {b"II*\0": "<", b"MM\0*": ">"}.get(tiff[:4])
-    if order is None or not 8 <= len(tiff) <= _MAX_EXIF:
+    if order is None or len(tiff) < 8:
         return None
     (first,) = struct.unpack(order + "I", tiff[4:8])
     if first + 2 > len(tiff):
         return None
     (entries,) = struct.unpack(order + "H", tiff[first : first + 2])
-    if first + 2 + 12 * entries > len(tiff):
-        return None
-    upright = bytearray(tiff)
-    for at in range(first + 2, first + 2 + 12 * entries, 12):
+    for at in range(first + 2, min(first + 2 + 12 * entries, len(tiff) - 11), 12):
         tag, kind, count = struct.unpack(order + "HHI", tiff[at : at + 8])
-        if tag == _ORIENTATION and kind == _SHORT and count == 1:
-            upright[at + 8 : at + 10] = struct.pack(order + "H", 1)
-    return bytes(upright)
+        size = {3: 2, 8: 2, 4: 4}.get(kind)
+        if tag == _ORIENTATION and size and count >= 1:
+            return order, at + 8, size  # the first value, held in the entry (it fits)
+    return None
+
+
+def _exif_orientation(tiff: bytes | None) -> int:
+    """The orientation (1-8; 1 where there is none) an EXIF block gives its picture."""
+    found = _orientation_entry(tiff) if tiff else None
+    if found is None:
+        return 1
+    order, at, size = found
+    return int.from_bytes(tiff[at : at + size], "little" if order == "<" else "big")
+
+
+def _upright_exif(tiff: bytes) -> bytes | None:
+    """The EXIF block with its orientation set to 1, changed in place so that everything else
+    (maker notes, thumbnails: found by offsets) stays as it was; None where it is not sound."""
+    if not 8 <= len(tiff) <= _MAX_EXIF or tiff[:4] not in (b"II*\0", b"MM\0*"):
+        return None
+    order = "<" if tiff[:1] == b"I" else ">"
+    (first,) = struct.unpack(order + "I", tiff[4:8])
+    if first + 2 > len(tiff) or first + 2 + 12 * struct.unpack(order + "H", tiff[first : first + 2])[0] > len(
+        tiff
+    ):
+        return None  # its first directory runs past its end
+    found = _orientation_entry(tiff)
+    if found is None:
+        return tiff
+    order, at, size = found
+    return tiff[:at] + (1).to_bytes(size, "little" if order == "<" else "big") + tiff[at + size :]
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

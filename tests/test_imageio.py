@@ -137,6 +137,13 @@ def _mid_scan_cut(data: bytes) -> bytes:
     return data[: len(data) * 3 // 5] + b"\xff\xd9"
 
 
+def _stray_bytes_then_cut(data: bytes) -> bytes:
+    """Bytes between two header segments (harmless: libjpeg skips them, with a warning that
+    stopped the strict decode before it saw the cut further on), then a cut scan."""
+    tables = data.index(b"\xff\xdb")
+    return _mid_scan_cut(data[:tables] + b"\x00\x01\x02" + data[tables:])
+
+
 def _restart_marker_renumbered(data: bytes) -> bytes:
     """RST0 to RST7 count off the intervals; one out of turn means a lost stretch of the scan."""
     at = data.index(b"\xff\xd3")
@@ -149,6 +156,7 @@ def _restart_marker_renumbered(data: bytes) -> bytes:
         ({}, _mid_scan_cut, "premature end of data segment"),
         ({"IMWRITE_JPEG_PROGRESSIVE": 1}, _mid_scan_cut, "premature end of data segment"),
         ({"IMWRITE_JPEG_RST_INTERVAL": 1}, _restart_marker_renumbered, "found marker 0xd5 instead of RST3"),
+        ({}, _stray_bytes_then_cut, "premature end of data segment"),
     ],
 )
 def test_a_jpeg_damaged_inside_its_scan_is_refused(tmp_path, capfd, options, damage, reason):
@@ -755,3 +763,47 @@ def test_a_relative_xdg_cache_home_is_ignored(tmp_path, monkeypatch):
     assert user_cache("plugins") == tmp_path / "home" / ".cache" / "bdinn" / "plugins"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert user_cache("engines") == tmp_path / "xdg" / "bdinn" / "engines"
+
+
+def _with_exif_segment(jpeg: bytes, tiff: bytes, density_unit: int = 0) -> bytes:
+    """The JPEG with an EXIF segment after its JFIF one, whose density unit is set to `density_unit`."""
+    jfif_end = 4 + struct.unpack(">H", jpeg[4:6])[0]
+    head = jpeg[:13] + bytes([density_unit]) + jpeg[14:jfif_end]
+    body = b"Exif\0\0" + tiff
+    return head + b"\xff\xe1" + struct.pack(">H", 2 + len(body)) + body + jpeg[jfif_end:]
+
+
+def _orientation_only(order: str, kind: int, value: int) -> bytes:
+    """An EXIF block of one entry, the orientation, of TIFF type `kind` (3 SHORT, 4 LONG, 8 SSHORT)."""
+    mark = b"II*\0" if order == "<" else b"MM\0*"
+    packed = struct.pack(order + ("I" if kind == 4 else "H"), value).ljust(4, b"\0")
+    return mark + struct.pack(order + "IHHHI", 8, 1, 0x0112, kind, 1) + packed + b"\0" * 4
+
+
+@pytest.mark.parametrize(("order", "kind"), [("<", 3), (">", 3), ("<", 4), (">", 4), ("<", 8)])
+def test_the_orientation_turned_by_is_the_one_reset(tmp_path, order, kind):
+    """Only a SHORT orientation was reset to 1, while Pillow's reading turned the pixels for a LONG
+    or SSHORT one too: viewers turned the upright output a second time."""
+    image = pytest.importorskip("PIL.Image")
+    jpeg = _with_exif_segment(_leaf_jpeg(), _orientation_only(order, kind, 6))
+    (tmp_path / "turned.jpg").write_bytes(jpeg)
+    upright = read_image(tmp_path / "turned.jpg")
+    assert upright.shape == (320, 192, 3)
+    out = write_image(tmp_path / "out.png", upright, metadata=read_metadata(tmp_path / "turned.jpg"))
+    with image.open(out) as written:
+        assert written.getexif()[0x0112] == 1
+
+
+def test_jpeg_metadata_that_readers_disagree_on(tmp_path):
+    """An orientation in XMP alone is not applied (OpenCV and browsers ignore it; Pillow turned
+    the picture); an EXIF block with a broken TIFF header beside a JFIF density was a SyntaxError
+    traceback from Pillow; a JPEG without a resolution of its own got Pillow's assumed 72 dpi."""
+    image = pytest.importorskip("PIL.Image")
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    image.open(DATA / "leaf-texture.png").save(tmp_path / "xmp.jpg", xmp=xmp)
+    assert read_image(tmp_path / "xmp.jpg").shape == (192, 320, 3)
+    (tmp_path / "broken.jpg").write_bytes(_with_exif_segment(_leaf_jpeg(), b"XX*\0\x08\0\0\0" + bytes(20), 1))
+    assert read_image(tmp_path / "broken.jpg").shape == (192, 320, 3)
+    assert read_metadata(tmp_path / "broken.jpg").exif is None
+    (tmp_path / "no-dpi.jpg").write_bytes(_with_exif_segment(_leaf_jpeg(), _orientation_only("<", 3, 1)))
+    assert read_metadata(tmp_path / "no-dpi.jpg").dpi is None
