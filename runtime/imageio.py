@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 
 import cv2
@@ -362,8 +363,9 @@ def _keyed_gray_alpha(gray: np.ndarray, key: object, bits: int) -> np.ndarray:
 
 
 def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...]]:
-    """Some integer (SHORT or LONG) tags of a TIFF's first image (classic TIFF or BigTIFF; {} for anything
-    else): what the file says it holds, where OpenCV decodes it otherwise without a word."""
+    """Some integer (SHORT, LONG or LONG8) tags of a TIFF's first image (classic TIFF or BigTIFF;
+    {} for anything else): what the file says it holds, where OpenCV decodes it otherwise without a
+    word."""
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
     if order is None or len(data) < 16:
         return {}
@@ -382,14 +384,16 @@ def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...
             tag, kind = struct.unpack(order + "HH", data[at : at + 4])
             (n,) = struct.unpack(order + offset, data[at + 4 : at + 4 + struct.calcsize(offset)])
             value = at + 4 + struct.calcsize(offset)
-            size = {3: 2, 4: 4}.get(kind)  # SHORT or LONG (a width may be either)
-            if tag in wanted and size and n <= 16:  # a few a pixel: inline or at an offset
+            size = {3: 2, 4: 4, 16: 8}.get(kind)  # SHORT, LONG or BigTIFF's LONG8 (a width may be any)
+            if tag in wanted and size and 1 <= n <= 16:  # a few a pixel: inline or at an offset
                 where = (
                     value
                     if size * n <= inline
                     else struct.unpack(order + offset, data[value : value + inline])[0]
                 )
-                found[tag] = struct.unpack(order + "HI"[size // 4] * n, data[where : where + size * n])
+                found[tag] = struct.unpack(
+                    order + {2: "H", 4: "I", 8: "Q"}[size] * n, data[where : where + size * n]
+                )
     except struct.error:
         return {}
     return found
@@ -539,9 +543,10 @@ def read_metadata(path: str | os.PathLike) -> Metadata:
             with Image.open(path) as header:
                 raw = header.info.get("exif") if header.format != "TIFF" else None
                 raw = raw.removeprefix(b"Exif\0\0") if isinstance(raw, bytes) else None
-                if header.format == "JPEG":  # Pillow's dpi falls back on EXIF's, and then on 72
+                if header.format == "JPEG":  # Pillow's dpi falls back on EXIF's, and then on an assumed 72
                     unit, density = header.info.get("jfif_unit"), header.info.get("jfif_density")
                     dpi = tuple(d * (1 if unit == 1 else 2.54) for d in density) if unit in (1, 2) else None
+                    dpi = dpi or _exif_dpi(raw)
                     turned = _exif_orientation(raw) in (5, 6, 7, 8)  # as read_image turns it
                 else:
                     dpi, turned = header.info.get("dpi"), _orientation(header) in (5, 6, 7, 8)
@@ -557,6 +562,29 @@ def read_metadata(path: str | os.PathLike) -> Metadata:
     return Metadata(exif, dpi)
 
 
+def _exif_dpi(tiff: bytes | None) -> tuple[float, float] | None:
+    """The resolution an EXIF block records (cameras write it there, without a JFIF segment)."""
+    exif = Image.Exif()
+    try:
+        exif.load(b"Exif\0\0" + (tiff or b""))
+        unit, x, y = exif.get(0x0128, 2), exif.get(0x011A), exif.get(0x011B)
+        per_inch = {2: 1, 3: 2.54}.get(unit)  # ResolutionUnit 2: inch, 3: centimetre, 1: none
+        if per_inch is None or not isinstance(x, Real) or not isinstance(y, Real):
+            return None
+        return float(x) * per_inch, float(y) * per_inch  # read_metadata keeps sane ones only
+    except (
+        SyntaxError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        OSError,
+        struct.error,
+        ZeroDivisionError,
+    ):
+        return None  # not readable: nothing to carry
+
+
 def _orientation_entry(tiff: bytes) -> tuple[str, int, int] | None:
     """(byte order, offset, size) of the orientation value in an EXIF block's first directory,
     stored as SHORT, SSHORT or LONG (cameras write SHORT; the others are read, and reset, alike)."""
@@ -570,8 +598,8 @@ def _orientation_entry(tiff: bytes) -> tuple[str, int, int] | None:
     for at in range(first + 2, min(first + 2 + 12 * entries, len(tiff) - 11), 12):
         tag, kind, count = struct.unpack(order + "HHI", tiff[at : at + 8])
         size = {3: 2, 8: 2, 4: 4}.get(kind)
-        if tag == _ORIENTATION and size and count >= 1:
-            return order, at + 8, size  # the first value, held in the entry (it fits)
+        if tag == _ORIENTATION and size and 1 <= count * size <= 4:  # held in the entry, not at an offset
+            return order, at + 8, size
     return None
 
 

@@ -737,7 +737,24 @@ def _float_rgb_tiff(width: int, height: int) -> bytes:
     return b"II*\0" + struct.pack("<I", 8) + ifd + b"\0" * 4 + bits + formats + b"\0" * 4096
 
 
-@pytest.mark.parametrize("kind", ["png-bad-text-crc", "float-rgb-tiff"])
+def _float_rgb_bigtiff(width: int, height: int) -> bytes:
+    """The same as a BigTIFF, its sizes and offsets in LONG8 (16): 8-byte values, 20-byte entries."""
+    entries = [(256, 16, 1, width), (257, 16, 1, height), (258, 3, 3, None), (259, 3, 1, 1), (262, 3, 1, 2),
+               (273, 16, 1, None), (277, 3, 1, 3), (278, 16, 1, height), (279, 16, 1, 12 * width * height),
+               (339, 3, 3, None)]  # fmt: skip
+    pixels_at = 16 + 8 + 20 * len(entries) + 8
+    ifd = struct.pack("<Q", len(entries))
+    for tag, kind, count, value in entries:
+        if count == 3:  # three SHORTs fit in the entry
+            packed = struct.pack("<3HH", *((32, 32, 32) if tag == 258 else (3, 3, 3)), 0)
+        else:
+            packed = struct.pack("<Q" if kind == 16 else "<HHI", *([pixels_at] if tag == 273 else [value])
+                                 if kind == 16 else (value, 0, 0))  # fmt: skip
+        ifd += struct.pack("<HHQ", tag, kind, count) + packed
+    return b"II+\0" + struct.pack("<HHQ", 8, 0, 16) + ifd + b"\0" * 8 + b"\0" * 4096
+
+
+@pytest.mark.parametrize("kind", ["png-bad-text-crc", "float-rgb-tiff", "float-rgb-bigtiff"])
 def test_a_bomb_pillow_cannot_read_is_refused_before_opencv_decodes(tmp_path, kind):
     """Where Pillow gave up on the header (a text chunk with a wrong CRC, which libpng skips; a
     float RGB TIFF), OpenCV decoded up to its own 2^30 pixels: 5 GB for a 2.6 MB file."""
@@ -748,7 +765,8 @@ def test_a_bomb_pillow_cannot_read_is_refused_before_opencv_decodes(tmp_path, ki
         data = b"\x89PNG\r\n\x1a\n" + ihdr + text + idat + _png_chunk(b"IEND", b"")
         path = tmp_path / "bomb.png"
     else:
-        data, path = _float_rgb_tiff(14000, 14000), tmp_path / "bomb.tif"
+        make = _float_rgb_tiff if kind == "float-rgb-tiff" else _float_rgb_bigtiff
+        data, path = make(14000, 14000), tmp_path / "bomb.tif"
     path.write_bytes(data)
     with pytest.raises(ImageError, match=r"bomb\.(png|tif): over 179 megapixels") as info:
         read_image(path)
@@ -807,3 +825,38 @@ def test_jpeg_metadata_that_readers_disagree_on(tmp_path):
     assert read_metadata(tmp_path / "broken.jpg").exif is None
     (tmp_path / "no-dpi.jpg").write_bytes(_with_exif_segment(_leaf_jpeg(), _orientation_only("<", 3, 1)))
     assert read_metadata(tmp_path / "no-dpi.jpg").dpi is None
+
+
+def test_a_tiff_width_of_no_values_is_one_line(tmp_path):
+    """A width tag with a count of 0 raised IndexError from the size check, a traceback."""
+    image = pytest.importorskip("PIL.Image")
+    image.open(DATA / "leaf-texture.png").save(tmp_path / "w0.tif")
+    data = bytearray((tmp_path / "w0.tif").read_bytes())
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+    width = next(
+        ifd + 2 + 12 * i for i in range(count) if data[ifd + 2 + 12 * i : ifd + 4 + 12 * i] == b"\0\x01"
+    )
+    data[width + 4 : width + 8] = bytes(4)
+    (tmp_path / "w0.tif").write_bytes(bytes(data))
+    with pytest.raises(ImageError) as info:
+        read_image(tmp_path / "w0.tif")
+    one_line(info, tmp_path / "w0.tif")
+
+
+def test_a_camera_jpegs_resolution_in_exif_is_carried(tmp_path):
+    """Cameras record it in EXIF, with no JFIF density; only the assumed 72 dpi is not carried."""
+    image = pytest.importorskip("PIL.Image")
+    exif = image.Exif()
+    exif[0x0128], exif[0x011A], exif[0x011B] = 3, 118.0, 59.0  # dots per centimetre
+    image.open(DATA / "leaf-texture.png").save(tmp_path / "camera.jpg", exif=exif.tobytes())
+    assert read_metadata(tmp_path / "camera.jpg").dpi == pytest.approx((118 * 2.54, 59 * 2.54))
+
+
+def test_an_orientation_of_several_values_is_not_read_from_its_offset(tmp_path):
+    """Three SHORTs do not fit in the entry, which then holds an offset: its low bytes were read as
+    the orientation."""
+    tiff = bytearray(_orientation_only("<", 3, 6))
+    tiff[14:18] = struct.pack("<I", 3)  # the count: now the value field is an offset (6, garbage)
+    (tmp_path / "three.jpg").write_bytes(_with_exif_segment(_leaf_jpeg(), bytes(tiff)))
+    assert read_image(tmp_path / "three.jpg").shape == (192, 320, 3)
