@@ -860,3 +860,14 @@ def test_an_orientation_of_several_values_is_not_read_from_its_offset(tmp_path):
     tiff[14:18] = struct.pack("<I", 3)  # the count: now the value field is an offset (6, garbage)
     (tmp_path / "three.jpg").write_bytes(_with_exif_segment(_leaf_jpeg(), bytes(tiff)))
     assert read_image(tmp_path / "three.jpg").shape == (192, 320, 3)
+
+
+def test_pillows_doubts_about_exif_are_not_said(tmp_path):
+    """Pillow warns of EXIF it cannot follow ("Tag data larger than file"), naming no file: a
+    line on bdinn-run's stderr that says nothing useful. The picture reads as it is stored."""
+    entry = struct.pack("<HHII", 0x010F, 2, 100, 5000)  # Make: 100 bytes, at an offset past the end
+    tiff = b"II*\0" + struct.pack("<IH", 8, 1) + entry + bytes(4)
+    (tmp_path / "odd.jpg").write_bytes(_with_exif_segment(_leaf_jpeg(), tiff))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(tmp_path / "odd.jpg").shape == (192, 320, 3)
