@@ -502,8 +502,12 @@ class VideoJob:
             for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
                 index = packet.stream.index
                 if packet.stream.type == "video":
-                    self.damaged_packets += bool(packet.is_corrupt)
-                    for frame in packet.decode():
+                    try:
+                        frames = packet.decode()
+                    except av.InvalidDataError:  # a packet the decoder refuses: skipped, as FFmpeg does
+                        frames = None
+                    self.damaged_packets += bool(packet.is_corrupt) or frames is None
+                    for frame in frames or ():
                         self.damaged_frames += bool(frame.is_corrupt)
                         if deep is None:
                             deep = frame.format.components[0].bits > 8
