@@ -426,13 +426,19 @@ def _checked_tiff(path: Path, data: bytes, img: np.ndarray, header: Image.Image 
     return img
 
 
+# What Pillow raises on EXIF it cannot follow (a crafted or damaged block): nothing to read then.
+_PILLOW_METADATA_ERRORS = (
+    SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error, ZeroDivisionError
+)  # fmt: skip
+
+
 def _orientation(header: Image.Image | None) -> int:
     """The EXIF orientation tag (1 when there is none), without decoding a PNG to find it."""
     if header is None or (header.format == "PNG" and "exif" not in header.info):
         return 1  # Pillow would decode the whole PNG looking for EXIF after the pixels
     try:
         return header.getexif().get(0x0112, 1)
-    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error):
+    except _PILLOW_METADATA_ERRORS:
         return 1  # EXIF too damaged to read: shown as stored, as viewers do
 
 
@@ -574,29 +580,28 @@ def _exif_dpi(tiff: bytes | None) -> tuple[float, float] | None:
         if per_inch is None or not isinstance(x, Real) or not isinstance(y, Real):
             return None
         return float(x) * per_inch, float(y) * per_inch  # read_metadata keeps sane ones only
-    except (
-        SyntaxError,
-        ValueError,
-        TypeError,
-        KeyError,
-        IndexError,
-        OSError,
-        struct.error,
-        ZeroDivisionError,
-    ):
+    except _PILLOW_METADATA_ERRORS:
         return None  # not readable: nothing to carry
 
 
-def _orientation_entry(tiff: bytes) -> tuple[str, int, int] | None:
-    """(byte order, offset, size) of the orientation value in an EXIF block's first directory,
-    stored as SHORT, SSHORT or LONG (cameras write SHORT; the others are read, and reset, alike)."""
+def _first_directory(tiff: bytes) -> tuple[str, int, int] | None:
+    """(byte order, offset, entry count) of an EXIF block's first directory; None without one."""
     order = {b"II*\0": "<", b"MM\0*": ">"}.get(tiff[:4])
     if order is None or len(tiff) < 8:
         return None
     (first,) = struct.unpack(order + "I", tiff[4:8])
     if first + 2 > len(tiff):
         return None
-    (entries,) = struct.unpack(order + "H", tiff[first : first + 2])
+    return order, first, struct.unpack(order + "H", tiff[first : first + 2])[0]
+
+
+def _orientation_entry(tiff: bytes) -> tuple[str, int, int] | None:
+    """(byte order, offset, size) of the orientation value in an EXIF block's first directory,
+    stored as SHORT, SSHORT or LONG (cameras write SHORT; the others are read, and reset, alike)."""
+    directory = _first_directory(tiff)
+    if directory is None:
+        return None
+    order, first, entries = directory
     for at in range(first + 2, min(first + 2 + 12 * entries, len(tiff) - 11), 12):
         tag, kind, count = struct.unpack(order + "HHI", tiff[at : at + 8])
         size = {3: 2, 8: 2, 4: 4}.get(kind)
@@ -617,14 +622,9 @@ def _exif_orientation(tiff: bytes | None) -> int:
 def _upright_exif(tiff: bytes) -> bytes | None:
     """The EXIF block with its orientation set to 1, changed in place so that everything else
     (maker notes, thumbnails: found by offsets) stays as it was; None where it is not sound."""
-    if not 8 <= len(tiff) <= _MAX_EXIF or tiff[:4] not in (b"II*\0", b"MM\0*"):
-        return None
-    order = "<" if tiff[:1] == b"I" else ">"
-    (first,) = struct.unpack(order + "I", tiff[4:8])
-    if first + 2 > len(tiff) or first + 2 + 12 * struct.unpack(order + "H", tiff[first : first + 2])[0] > len(
-        tiff
-    ):
-        return None  # its first directory runs past its end
+    directory = _first_directory(tiff)
+    if len(tiff) > _MAX_EXIF or directory is None or directory[1] + 2 + 12 * directory[2] > len(tiff):
+        return None  # too large for a JPEG's segment, or its first directory runs past its end
     found = _orientation_entry(tiff)
     if found is None:
         return tiff
