@@ -18,10 +18,10 @@ from ..runtime.cli_options import (
 )
 from ..runtime.debander import default_model_path
 from ..runtime.engine_sidecar import plan_sidecar
-from ..runtime.files import check_writable, files_of_model, user_cache
+from ..runtime.files import check_writable, file_digest, files_of_model, user_cache
 from ..runtime.tensorrt import TensorRTUnavailable
 from ..train.checkpoint import CheckpointError, load_checkpoint
-from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, file_digest, preflight
+from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, preflight
 from .onnx_export import GRAPHS, IO_MODES, export_onnx
 
 

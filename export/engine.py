@@ -17,7 +17,7 @@ from typing import Any
 
 from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_python_plugin
 from ..runtime.engine_sidecar import ENGINE_FORMAT, INPUT_NAME, OUTPUT_NAME, plan_digest, plan_sidecar
-from ..runtime.files import atomic_write
+from ..runtime.files import atomic_write, file_digest
 from ..runtime.processing import MAX_SIDE
 from ..runtime.tensorrt import TensorRT, link_unversioned_rtx_core, load_tensorrt
 
@@ -61,11 +61,6 @@ class EngineSettings:
     plugin_library: Path | None = None  # the C++ plugin; the Python plugin otherwise
     serialize_plugin: bool = False  # embed plugin_library into the plan
     cache_dir: Path | None = None
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file: what an engine records of the checkpoint, graph and plugin it came from."""
-    return plan_digest(Path(path).read_bytes())
 
 
 def _target_enum(trt: Any, target: str) -> Any:

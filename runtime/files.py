@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 from collections.abc import Callable, Iterable
@@ -83,6 +84,15 @@ def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] 
         for folder in made:  # deepest first; one that something else filled meanwhile stays
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, read in pieces: what engines and checkpoints record of where they came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while piece := file.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 def user_cache(kind: str) -> Path:

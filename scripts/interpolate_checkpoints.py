@@ -18,6 +18,7 @@ import torch
 
 from bdinn.runtime.files import OutputError
 from bdinn.train.checkpoint import CheckpointError, checkpoint_sidecar, load_checkpoint, save_checkpoint
+from bdinn.train.provenance import checkpoint_record
 
 WEIGHTS = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -50,7 +51,7 @@ def main(first: Path, second: Path, t: float, out: Path, force: bool) -> None:
         if a.config != b.config:
             raise CheckpointError(f"{first} and {second}: different architectures, nothing to blend")
         a.load_state_dict(interpolate(a, b, t))
-        blend = {"first": str(first.resolve()), "second": str(second.resolve()), "t": t}
+        blend = {"first": checkpoint_record(first), "second": checkpoint_record(second), "t": t}
         save_checkpoint(
             out, a, config_name=meta.get("config_name"), step=0, extra={"interpolated": blend}, replace=force
         )

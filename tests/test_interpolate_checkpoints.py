@@ -1,5 +1,6 @@
 """scripts/interpolate_checkpoints.py: blends of two checkpoints, run as users run it."""
 
+import hashlib
 import importlib.util
 import subprocess
 import sys
@@ -33,8 +34,13 @@ def test_blends_weights_linearly_and_records_how(tmp_path):
         result = blend(str(a), str(b), "--t", t, "-o", str(out))
         assert result.returncode == 0, result.stderr
         model, meta = load_checkpoint(out)
-        # Whole paths: two runs' last.safetensors blended are told apart
-        assert meta["interpolated"] == {"first": str(a.resolve()), "second": str(b.resolve()), "t": float(t)}
+        # Whole paths and digests: two runs' last.safetensors blended are told apart
+        ends = [
+            {"path": str(p.resolve()), "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "step": 7,
+             "training": None}
+            for p in (a, b)
+        ]  # fmt: skip
+        assert meta["interpolated"] == {"first": ends[0], "second": ends[1], "t": float(t)}
         for name, value in model.state_dict().items():
             expected = (1 - float(t)) * wa[name] + float(t) * wb[name]
             torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)

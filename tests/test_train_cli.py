@@ -1,5 +1,6 @@
 """`bdinn-train` end to end: synthetic pairs from the bundled pictures, errors, torchrun DDP."""
 
+import hashlib
 import json
 import os
 import re
@@ -61,6 +62,16 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
     assert len(list((tmp_path / "pairs" / "banded").glob("*.png"))) == 6
     meta = json.loads((tmp_path / "best.json").read_text())
     assert meta["config"]["growth"] == [4, 4, 4] and meta["config_name"] is None
+    # How it was trained travels with the weights: recipe, data and its banding, start, hardware.
+    record = meta["training"]
+    assert (record["steps"], record["lr"], record["data"]["patch_size"]) == (4, 2e-4, 32)
+    assert record["data"]["identity_share"] == 0.2 and record["init"] is None
+    origin = record["data_origin"]
+    assert origin["clean"] == [str(DATA)] and origin["cache"] == str(tmp_path / "pairs")
+    assert sum(origin["train"].values()) == 4 and sum(origin["validation"].values()) == 2
+    assert set(origin["train"]) | set(origin["validation"]) <= {"bits", "blur-bits", "x264", "x265", "svtav1"}
+    assert record["hardware"]["device"] == "cpu" and record["hardware"]["threads"] >= 1
+    assert 0 < record["seconds"] < 600 and record["versions"]["torch"]
     # scripts/validation_split.py links the pictures this run held out, by its recorded settings,
     # and adds nothing to its cache.
     cached = sorted(p.name for p in (tmp_path / "pairs").rglob("*"))
@@ -342,6 +353,7 @@ def test_a_fine_tune_resumes_without_its_init_again(tmp_path, tiny_config, paire
     tune = ["--init", start, "-o", str(tmp_path / "b")]
     cut = CliRunner().invoke(main, [*data, *tune, "--stop-at", "3"])
     assert cut.exit_code == 0, cut.output
+    cut_seconds = json.loads((tmp_path / "b" / "state.json").read_text())["seconds"]
     other = str(tmp_path / "a" / "best.safetensors")  # was taken, and recorded as the run's start
     refused = CliRunner().invoke(main, [*data, "--resume", "--init", other, "-o", str(tmp_path / "b")])
     assert refused.exit_code == 1
@@ -355,6 +367,15 @@ def test_a_fine_tune_resumes_without_its_init_again(tmp_path, tiny_config, paire
     assert resumed.exit_code == 0, resumed.output
     assert "stopped at step 4/4" in resumed.output
     assert json.loads((tmp_path / "b" / "state.json").read_text())["settings"]["init"] == start
+    # The fine-tune records its start by digest, with the start's own record: the whole lineage.
+    record = json.loads((tmp_path / "b" / "last.json").read_text())["training"]
+    started = record["init"]
+    assert started["path"] == start and started["step"] == 4
+    assert started["sha256"] == hashlib.sha256(Path(start).read_bytes()).hexdigest()
+    assert started["training"] == json.loads((tmp_path / "a" / "last.json").read_text())["training"]
+    assert started["training"]["data_origin"]["pairs"] == [str(p) for p in paired_dirs]
+    assert set(started["training"]["data_origin"]["train"]) == {"paired"}
+    assert record["seconds"] > cut_seconds  # counted over the resumes, not from the last one
 
 
 def test_a_batch_the_processes_cannot_share_is_refused_before_the_pairs_are_made(tmp_path, tiny_config):

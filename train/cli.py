@@ -20,6 +20,7 @@ from .data import FullImageDataset, PatchDataset, large_enough, split_by_source,
 from .degrade import pairs_from_cache, prepare_synthetic_pairs
 from .image_pair import find_pairs
 from .network import CONFIGS, BDINNConfig
+from .provenance import data_origin
 from .trainer import (
     Distributed,
     Trainer,
@@ -279,6 +280,8 @@ def main(
         image_pairs.sort(key=lambda pair: (pair.name, str(pair.banded)))
         train_pairs, val_pairs = split_by_source(large_enough(image_pairs), val_fraction, seed)
         settings.sources = pairs_fingerprint(train_pairs, val_pairs)
+        cache = cache_dir or (out_dir / "pairs" if clean_dirs else None)
+        settings.data_origin = data_origin(clean_dirs, pairs or (), cache, train_pairs, val_pairs)
         if not val_pairs and ranks.main:
             reason = "--val-fraction 0" if val_fraction == 0 else "all pairs come from one picture"
             warnings.warn(

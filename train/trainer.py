@@ -38,6 +38,7 @@ from .checkpoint import checkpoint_sidecar, load_checkpoint, save_checkpoint, wr
 from .data import FullImageDataset, PatchDataset
 from .losses import debanding_loss
 from .network import BDINN, BDINNConfig
+from .provenance import checkpoint_record, hardware, training_record
 
 STATE_FORMAT = "bdinn-train-state/1"
 # Settings that define the run: resuming with different values would not continue the same run.
@@ -71,6 +72,7 @@ class TrainSettings:
     keep_checkpoints: bool = False  # also keep step-NNNNNNN.safetensors at every validation
     data: dict[str, Any] = field(default_factory=dict)  # how patches are cut (size, stride, shares)
     sources: str | None = None  # fingerprint of the training and validation pictures (pairs_fingerprint)
+    data_origin: dict[str, Any] = field(default_factory=dict)  # folders and degradations (provenance.py)
 
 
 def pairs_fingerprint(train: Sequence[Any], val: Sequence[Any]) -> str:
@@ -267,10 +269,14 @@ class Trainer:
         self._saved_step = -1  # the step of the training state on disk
         self.best_psnr = -math.inf
         self.clean_cambi: float | None = None  # of the validation targets, scored at the first validation
+        self.init: dict[str, Any] | None = None  # the checkpoint fine-tuned, as its sidecar records it
+        self.seconds = 0.0  # of training and validation before this process's run (a resume's)
+        self._run_started = time.perf_counter()
         if resume:
             self._load_state()
         elif s.init is not None:
             self._load_init_weights(Path(s.init))
+            self.init = checkpoint_record(Path(s.init))
         self.net: torch.nn.Module = self.model
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -301,6 +307,8 @@ class Trainer:
                 "step_metrics": self.step_metrics,
                 "settings": asdict(self.settings),
                 "param_groups": groups,
+                "init_record": self.init,
+                "seconds": self._elapsed(),
             },
         )
 
@@ -333,6 +341,10 @@ class Trainer:
         self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         self.step = self._saved_step = int(meta["step"])
         self.settings.init = meta["settings"].get("init")  # where the weights came from stays on record
+        self.init = meta.get("init_record")
+        if self.init is None and self.settings.init is not None:  # a state saved before the record
+            self.init = checkpoint_record(Path(self.settings.init))
+        self.seconds = float(meta.get("seconds") or 0.0)
         self.best_psnr = meta["best_psnr"] if meta["best_psnr"] is not None else -math.inf
         self.step_metrics = meta.get("step_metrics") or {}
 
@@ -442,6 +454,8 @@ class Trainer:
             metrics = {**metrics, **self.validate()}
             better = metrics.get("val_psnr", -math.inf) > self.best_psnr
             names = ["best"] if better else []
+            where = hardware(self.device, self.dist.world)
+            record = training_record(self.settings, init=self.init, where=where, seconds=self._elapsed())
             if self.settings.keep_checkpoints:
                 names.append(f"step-{self.step:07d}")
             # weights and sidecars, `last` last (a resume redoes the step unless it is there), the
@@ -454,6 +468,7 @@ class Trainer:
                         config_name=self.settings.config_name,
                         step=self.step,
                         metrics=metrics,
+                        extra={"training": record},
                     )
                 if better:
                     self.best_psnr = metrics["val_psnr"]
@@ -461,6 +476,10 @@ class Trainer:
         if self.dist.world > 1:
             dist.barrier()
         return metrics
+
+    def _elapsed(self) -> float:
+        """Wall seconds of this run so far, over every resume."""
+        return self.seconds + time.perf_counter() - self._run_started
 
     def run(self, stop_at: int | None = None) -> dict[str, float]:
         """Train up to settings.steps (or stop_at); returns the last metrics.

@@ -1,0 +1,98 @@
+"""How a checkpoint was trained, recorded in its sidecar under "training": a model handed on to
+another team (or bundled as the default) can then be retrained, compared or audited without the
+run folder or the shell history that made it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..runtime.files import file_digest
+from .checkpoint import CheckpointError, read_checkpoint_meta
+from .image_pair import ImagePair
+
+# The settings that make the weights what they are (the run's own bookkeeping stays out).
+RECIPE = (
+    "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed", "amp", "val_every",
+    "max_val_images", "data", "sources",
+)  # fmt: skip
+
+
+def data_origin(
+    clean_dirs: Iterable[Path],
+    pairs_dirs: Iterable[Path],
+    cache_dir: Path | None,
+    train: Sequence[ImagePair],
+    validation: Sequence[ImagePair],
+) -> dict[str, Any]:
+    """Where the pictures came from and how they were banded, counted per degradation family for
+    each side of the split (pairs given ready-made have no family: 'paired')."""
+    return {
+        "clean": [str(folder) for folder in clean_dirs],
+        "pairs": [str(folder) for folder in pairs_dirs],
+        "cache": None if cache_dir is None else str(cache_dir),
+        "train": _families(train),
+        "validation": _families(validation),
+    }
+
+
+def _families(pairs: Sequence[ImagePair]) -> dict[str, int]:
+    counts = Counter(pair.family or "paired" for pair in pairs)
+    return dict(sorted(counts.items()))
+
+
+def checkpoint_record(path: Path) -> dict[str, Any]:
+    """A checkpoint a model was made from (a fine-tune's start, a blend's ends): its digest, step
+    and own training record, so a chain of fine-tunes and blends keeps its whole history (a file
+    gone since, on a resume of a run that predates this record, leaves only its path)."""
+    try:
+        meta, digest = read_checkpoint_meta(path), file_digest(path)
+    except (CheckpointError, OSError):
+        meta, digest = {}, None
+    return {
+        "path": str(Path(path).resolve()),
+        "sha256": digest,
+        "step": meta.get("step"),
+        "training": meta.get("training"),
+    }
+
+
+def hardware(device: torch.device, processes: int) -> dict[str, Any]:
+    """What the run ran on: the GPU's name, or the CPU's threads (step times depend on both)."""
+    where = {"device": str(device), "processes": processes, "machine": platform.machine()}
+    if device.type == "cuda":
+        where["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        where.update({"cpu_count": os.cpu_count(), "threads": torch.get_num_threads()})
+    return where
+
+
+def training_record(
+    settings: Any, *, init: Mapping[str, Any] | None, where: Mapping[str, Any], seconds: float
+) -> dict[str, Any]:
+    """The sidecar's "training" entry: the recipe, the data, the start, the hardware and the time
+    (wall seconds of training and validation over every resume; pair preparation excluded)."""
+    fields = asdict(settings)
+    return {
+        **{key: fields[key] for key in RECIPE},
+        "data_origin": fields.get("data_origin") or None,
+        "init": None if init is None else dict(init),
+        "hardware": dict(where),
+        "seconds": round(seconds, 1),
+        "versions": {"bdinn": _version("bdinn"), "torch": torch.__version__},
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:  # run from a source tree
+        return None
