@@ -86,6 +86,23 @@ def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] 
                 folder.rmdir()
 
 
+def file_identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """The (device, inode) of the file at `path` now; None if there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def take_back(path: str | os.PathLike, identity: tuple[int, int] | None) -> None:
+    """Delete `path` if it is still the file this job wrote (`identity`, taken when it was written):
+    a job with --force that replaced it meanwhile keeps its own file."""
+    if identity is not None and file_identity(path) == identity:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file, read in pieces: what engines and checkpoints record of where they came from."""
     digest = hashlib.sha256()

@@ -181,3 +181,31 @@ def test_a_config_nested_thousands_deep_is_one_line(tmp_path):
     checkpoint_sidecar(path).write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(CheckpointError, match=r"m\.json: not valid JSON \(RecursionError"):
         load_checkpoint(path)
+
+
+def test_a_failed_save_takes_back_only_its_own_weights(tmp_path, monkeypatch):
+    """Without replace, weights whose sidecar cannot be written are taken back, but by identity:
+    a job with --force that replaced them meanwhile keeps its file (it was deleted by name)."""
+    from bdinn.train import checkpoint
+
+    path, theirs = tmp_path / "m.safetensors", tmp_path / "theirs.safetensors"
+    tiny = build_model(TINY)
+    save_checkpoint(theirs, tiny, config_name=None, step=9)
+    real_write_json = checkpoint.write_json
+
+    def forced_in_between(sidecar, meta, *, replace):  # the other job: its weights, then its sidecar
+        (tmp_path / "copy").write_bytes(theirs.read_bytes())
+        (tmp_path / "copy").replace(path)
+        sidecar.write_text(checkpoint_sidecar(theirs).read_text())
+        real_write_json(sidecar, meta, replace=replace)
+
+    monkeypatch.setattr(checkpoint, "write_json", forced_in_between)
+    with pytest.raises(ValueError, match="appeared while this was being written"):
+        save_checkpoint(path, tiny, config_name=None, step=1, replace=False)
+    assert path.read_bytes() == theirs.read_bytes() and load_checkpoint(path)[1]["step"] == 9
+
+    monkeypatch.setattr(checkpoint, "write_json", lambda *_args, **_kwargs: 1 / 0)  # its own are taken back
+    with pytest.raises(ZeroDivisionError):
+        save_checkpoint(tmp_path / "n.safetensors", tiny, config_name=None, step=1, replace=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors", "theirs.json",
+                                                          "theirs.safetensors"]  # fmt: skip

@@ -312,6 +312,35 @@ def test_a_plan_or_sidecar_another_export_wrote_meanwhile_is_kept(tmp_path, monk
     assert sidecar["plan_sha256"] == hashlib.sha256((tmp_path / "m.plan").read_bytes()).hexdigest()
 
 
+@needs_rtx
+def test_a_plan_a_forced_export_put_in_place_of_ours_is_not_taken_back(tmp_path, monkeypatch):
+    """Our plan was written, then another export with --force replaced it and wrote its sidecar:
+    ours failed on that sidecar and took back the plan by name, deleting the other export's."""
+    from common import TINY
+
+    from bdinn.export import engine
+    from bdinn.train.network import BDINN
+
+    tiny = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
+    plan = tmp_path / "m.plan"
+    real_write = engine.atomic_write
+
+    def forced_in_between(path, write, replace=True):
+        if path.name == "m.plan.json":  # ours is on disk; theirs goes over it, then their sidecar
+            (tmp_path / "theirs").write_bytes(b"the other export's plan")
+            (tmp_path / "theirs").replace(plan)
+            path.write_text("{}")
+        return real_write(path, write, replace=replace)
+
+    monkeypatch.setattr(engine, "atomic_write", forced_in_between)
+    args = [str(tiny), "--graph", "gridsample", "--target", "sm89", "--min", "16x16", "--opt", "64x64",
+            "--max", "128x128", "-o", str(plan), "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    result = export(*args)
+    assert result.exit_code == 1 and "m.plan.json: appeared while this was being written" in result.stderr
+    assert plan.read_bytes() == b"the other export's plan"
+    assert (tmp_path / "m.plan.json").read_text() == "{}" and not (tmp_path / "m.onnx").exists()
+
+
 def test_an_onnx_file_another_export_wrote_meanwhile_is_kept(tmp_path, monkeypatch):
     from common import TINY
 

@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..runtime.backends import PICKLED_SUFFIXES
-from ..runtime.files import atomic_write
+from ..runtime.files import atomic_write, file_identity, take_back
 from .network import BDINN, BDINNConfig
 
 FORMAT = "bdinn-checkpoint/1"
@@ -86,6 +86,7 @@ def save_checkpoint(
         raise CheckpointError(f"{path}: checkpoint weights must end in .safetensors")
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     write_tensors(path, state, metadata={"format": FORMAT}, replace=replace)
+    identity = file_identity(path)
     meta = {
         "format": FORMAT,
         "architecture": "BDINN",
@@ -100,7 +101,7 @@ def save_checkpoint(
         write_json(checkpoint_sidecar(path), meta, replace=replace)
     except BaseException:
         if not replace:
-            path.unlink(missing_ok=True)
+            take_back(path, identity)
         raise
     return path
 
