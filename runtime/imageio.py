@@ -595,19 +595,37 @@ def _first_directory(tiff: bytes) -> tuple[str, int, int] | None:
     return order, first, struct.unpack(order + "H", tiff[first : first + 2])[0]
 
 
+def _entries(tiff: bytes, order: str, offset: int) -> dict[int, int]:
+    """Where each tag's 12-byte entry starts in the directory at `offset` (the first of a tag
+    written twice; entries past the block's end left out)."""
+    if offset + 2 > len(tiff):
+        return {}
+    (count,) = struct.unpack(order + "H", tiff[offset : offset + 2])
+    found: dict[int, int] = {}
+    for at in range(offset + 2, min(offset + 2 + 12 * count, len(tiff) - 11), 12):
+        found.setdefault(struct.unpack(order + "H", tiff[at : at + 2])[0], at)
+    return found
+
+
+def _inline_value(tiff: bytes, order: str, at: int | None) -> tuple[int, int] | None:
+    """(offset, size) of the one SHORT, SSHORT or LONG value held in the entry at `at`; None for
+    other types, several values, or values stored at an offset."""
+    if at is None:
+        return None
+    kind, count = struct.unpack(order + "HI", tiff[at + 2 : at + 8])
+    size = {3: 2, 8: 2, 4: 4}.get(kind)
+    return (at + 8, size) if size and count == 1 else None
+
+
 def _orientation_entry(tiff: bytes) -> tuple[str, int, int] | None:
     """(byte order, offset, size) of the orientation value in an EXIF block's first directory,
     stored as SHORT, SSHORT or LONG (cameras write SHORT; the others are read, and reset, alike)."""
     directory = _first_directory(tiff)
     if directory is None:
         return None
-    order, first, entries = directory
-    for at in range(first + 2, min(first + 2 + 12 * entries, len(tiff) - 11), 12):
-        tag, kind, count = struct.unpack(order + "HHI", tiff[at : at + 8])
-        size = {3: 2, 8: 2, 4: 4}.get(kind)
-        if tag == _ORIENTATION and size and 1 <= count * size <= 4:  # held in the entry, not at an offset
-            return order, at + 8, size
-    return None
+    order, first, _ = directory
+    value = _inline_value(tiff, order, _entries(tiff, order, first).get(_ORIENTATION))
+    return None if value is None else (order, *value)
 
 
 def _exif_orientation(tiff: bytes | None) -> int:
@@ -620,8 +638,10 @@ def _exif_orientation(tiff: bytes | None) -> int:
 
 
 def _upright_exif(tiff: bytes) -> bytes | None:
-    """The EXIF block with its orientation set to 1, changed in place so that everything else
-    (maker notes, thumbnails: found by offsets) stays as it was; None where it is not sound."""
+    """The EXIF block of a picture written upright, changed in place so that everything else
+    (maker notes, found by offsets) stays as it was; None where it is not sound. The orientation
+    becomes 1; a quarter turn swaps the X and Y resolutions and pixel dimensions; the thumbnail
+    (the second directory), still in the old orientation, is unlinked, as viewers would show it so."""
     directory = _first_directory(tiff)
     if len(tiff) > _MAX_EXIF or directory is None or directory[1] + 2 + 12 * directory[2] > len(tiff):
         return None  # too large for a JPEG's segment, or its first directory runs past its end
@@ -629,7 +649,29 @@ def _upright_exif(tiff: bytes) -> bytes | None:
     if found is None:
         return tiff
     order, at, size = found
-    return tiff[:at] + (1).to_bytes(size, "little" if order == "<" else "big") + tiff[at + size :]
+    endian = "little" if order == "<" else "big"
+    turned = int.from_bytes(tiff[at : at + size], endian)
+    block = bytearray(tiff)
+    block[at : at + size] = (1).to_bytes(size, endian)
+    if turned in (5, 6, 7, 8):
+        first = _entries(tiff, order, directory[1])
+        _swap_entries(block, first, 0x011A, 0x011B)  # XResolution, YResolution
+        sub = _inline_value(tiff, order, first.get(0x8769))  # the Exif sub-directory's offset
+        if sub is not None:
+            sub_offset = int.from_bytes(tiff[sub[0] : sub[0] + sub[1]], endian)
+            _swap_entries(block, _entries(tiff, order, sub_offset), 0xA002, 0xA003)  # PixelX/YDimension
+    if turned != 1:
+        following = directory[1] + 2 + 12 * directory[2]
+        block[following : following + 4] = bytes(len(block[following : following + 4]))
+    return bytes(block)
+
+
+def _swap_entries(block: bytearray, entries: dict[int, int], one: int, other: int) -> None:
+    """Swap the type, count and value of two tags' entries in place, where both are there: the
+    tags keep their places, so the directory stays sorted."""
+    a, b = entries.get(one), entries.get(other)
+    if a is not None and b is not None:
+        block[a + 2 : a + 12], block[b + 2 : b + 12] = block[b + 2 : b + 12], block[a + 2 : a + 12]
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

@@ -697,6 +697,37 @@ def test_exif_and_resolution_are_carried_upright(tmp_path, suffix):
         assert np.array_equal(read_image(out), upright)
 
 
+@pytest.mark.parametrize(("orientation", "swapped"), [(6, True), (3, False), (1, False)])
+def test_a_turned_photos_exif_describes_the_upright_picture(tmp_path, orientation, swapped):
+    """Only the orientation was reset: a quarter-turned photo's EXIF kept its X and Y resolutions
+    and pixel dimensions the old way round, and its thumbnail, which viewers then showed turned."""
+    image = pytest.importorskip("PIL.Image")
+    exif = image.Exif()
+    exif[0x0112], exif[0x0128], exif[0x011A], exif[0x011B] = orientation, 2, 300.0, 200.0
+    exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003] = 320, 192  # as stored: 320 wide
+    tiff = bytearray(exif.tobytes().removeprefix(b"Exif\0\0"))
+    assert tiff[:4] == b"MM\0*"  # Pillow writes big-endian blocks
+    thumbnail = b"\xff\xd8 a thumbnail \xff\xd9"
+    following = 8 + 2 + 12 * struct.unpack(">H", tiff[8:10])[0]  # IFD0's link to the next directory
+    assert tiff[following : following + 4] == bytes(4)
+    tiff[following : following + 4] = struct.pack(">I", len(tiff))
+    tiff += struct.pack(">HHHIIHHII", 2, 0x0201, 4, 1, len(tiff) + 30, 0x0202, 4, 1, len(thumbnail))
+    tiff += bytes(4) + thumbnail
+    (tmp_path / "photo.jpg").write_bytes(_with_exif_segment(_leaf_jpeg(), bytes(tiff)))
+    metadata = read_metadata(tmp_path / "photo.jpg")
+    assert metadata.dpi == ((200.0, 300.0) if swapped else (300.0, 200.0))
+    out = write_image(tmp_path / "out.png", read_image(tmp_path / "photo.jpg"), metadata=metadata)
+    with image.open(out) as written:
+        carried = written.getexif()
+        size = written.size
+    assert len(metadata.exif) == len(tiff) and carried[0x0112] == 1
+    dims = (carried.get_ifd(0x8769)[0xA002], carried.get_ifd(0x8769)[0xA003])
+    assert dims == size == ((192, 320) if swapped else (320, 192))
+    assert (carried[0x011A], carried[0x011B]) == ((200.0, 300.0) if swapped else (300.0, 200.0))
+    following_link = struct.unpack(">I", metadata.exif[following : following + 4])[0]
+    assert following_link == (len(tiff) - 30 - len(thumbnail) if orientation == 1 else 0)
+
+
 def test_metadata_that_is_not_sound_is_left_behind(tmp_path):
     """An EXIF block cut short or of another byte order mark is not carried; nor is a TIFF's,
     whose tags describe its own strips; a TIFF's resolution is."""
