@@ -18,7 +18,7 @@ from ..runtime.cli_options import (
 )
 from ..runtime.debander import default_model_path
 from ..runtime.engine_sidecar import plan_sidecar
-from ..runtime.files import check_writable, file_digest, file_identity, files_of_model, take_back, user_cache
+from ..runtime.files import check_writable, file_digest, files_of_model, user_cache
 from ..runtime.tensorrt import TensorRTUnavailable
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, preflight
@@ -173,7 +173,6 @@ def main(
         say(f"checkpoint: {checkpoint} ({name} configuration, step {meta.get('step', '?')})")
         with counting_seconds(f"onnx: exporting the {graph} graph"):
             result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io, replace=force)
-        onnx_written = file_identity(onnx_path) if onnx_is_new else None  # what a failed build takes back
         nodes = f"{result.nodes_exported} nodes exported, {result.nodes_final} after simplification"
         say(f"onnx: {graph} graph, {precision}, {io} I/O -> {onnx_path} in {result.seconds:.1f} s ({nodes})")
         summary: dict = {"onnx": str(onnx_path), "onnx_seconds": result.seconds, "graph": graph,
@@ -189,7 +188,8 @@ def main(
                 with counting_seconds("engine: building"):
                     built = build_engine(onnx_path, output, settings, io, engine_meta, replace=force)
             except BaseException:  # the graph was a step towards the plan: no half of an export stays
-                take_back(onnx_path, onnx_written)
+                if onnx_is_new:
+                    result.written.take_back()
                 raise
             rtx = built["tensorrt"]["flavour"] == "tensorrt-rtx"  # its default: any RTX GPU from Ampere on
             where = ", ".join(targets) if targets else "TensorRT-RTX's default targets" if rtx else "this GPU"

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_python_plugin
 from ..runtime.engine_sidecar import ENGINE_FORMAT, INPUT_NAME, OUTPUT_NAME, plan_digest, plan_sidecar
-from ..runtime.files import atomic_write, file_digest, file_identity, take_back
+from ..runtime.files import atomic_write, file_digest
 from ..runtime.processing import MAX_SIDE
 from ..runtime.tensorrt import TensorRT, link_unversioned_rtx_core, load_tensorrt
 
@@ -181,17 +181,17 @@ def build_engine(
         "plugin": {"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
                    "implementation": plugin, "serialized_in_plan": settings.serialize_plugin},
     }  # fmt: skip
-    atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(plan), replace=replace)
-    written = [(plan_path, file_identity(plan_path))]
+    written = [atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(plan), replace=replace)]
     try:
         text = json.dumps(sidecar, indent=2) + "\n"
-        side = atomic_write(plan_sidecar(plan_path), lambda tmp: Path(tmp).write_text(text), replace=replace)
-        written.append((side, file_identity(side)))
+        written.append(
+            atomic_write(plan_sidecar(plan_path), lambda tmp: Path(tmp).write_text(text), replace=replace)
+        )
         if cached is not None and not from_cache:  # after the plan and its sidecar: the cache is a bonus
             _store(cached, plan)
     except BaseException:
-        for path, identity in written:
-            take_back(path, identity)
+        for file in written:
+            file.take_back()
         raise
     return {**sidecar, "build_seconds": time.perf_counter() - started, "from_cache": from_cache}
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..runtime.engine_sidecar import INPUT_NAME, OUTPUT_NAME
-from ..runtime.files import atomic_write
+from ..runtime.files import WrittenFile, atomic_write
 from ..runtime.processing import MAX_SIDE, MIN_SIDE
 from ..train.network import BDINN, banded_deform_conv_op
 from ..train.ops import banded_deform_conv_gridsample
@@ -67,7 +67,7 @@ class DebandGraph(nn.Module):
 class OnnxExport:
     """What an export produced, for bdinn-export's report (--json)."""
 
-    path: Path
+    written: WrittenFile  # the file, and what a failed step after it takes back (bdinn-export)
     graph: str
     fp16: bool
     io: str
@@ -75,6 +75,10 @@ class OnnxExport:
     nodes_final: int
     seconds: float
     op_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.written.path
 
 
 def export_model(model: BDINN, graph: str = "plugin", fp16: bool = False, io: str = "float") -> DebandGraph:
@@ -158,10 +162,10 @@ def export_onnx(
     # What the runtime cannot tell from the inputs: a uint8-I/O graph computes in fp32 or fp16.
     onnx.helper.set_model_props(proto, {"bdinn.precision": "fp16" if fp16 else "fp32", "bdinn.graph": graph})
     onnx.checker.check_model(proto)
-    atomic_write(path, lambda tmp: onnx.save(proto, tmp), replace=replace)
+    written = atomic_write(path, lambda tmp: onnx.save(proto, tmp), replace=replace)
     counts = Counter(f"{n.domain + '::' if n.domain else ''}{n.op_type}" for n in proto.graph.node)
     return OnnxExport(
-        Path(path),
+        written,
         graph,
         fp16,
         io,

@@ -8,6 +8,7 @@ import hashlib
 import os
 import secrets
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .engine_sidecar import plan_sidecar
@@ -22,7 +23,32 @@ class OutputError(ValueError):
     """The output path cannot be written: a one-line message naming it, for every CLI."""
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], object], replace: bool = True) -> Path:
+@dataclass(frozen=True)
+class WrittenFile:
+    """A file this job wrote, with the identity its temporary file had before it took the name:
+    a job that fails later takes back its own file, never one another job (with --force) put in
+    its place meanwhile."""
+
+    path: Path
+    identity: tuple[int, int, int, int]  # device, inode, size, modification time (ns)
+
+    def take_back(self) -> None:
+        if _identity(self.path) == self.identity:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+
+def _identity(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[str], object], replace: bool = True
+) -> WrittenFile:
     """Call write(tmp_path) on a temporary file beside `path`, then rename it over `path`.
 
     The temporary file is created with the usual 0o666 & ~umask permissions (tempfile.mkstemp
@@ -35,6 +61,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], replac
     tmp = _reserve_temporary(path)
     try:
         write(str(tmp))
+        found = os.stat(tmp)  # a rename or a hard link keeps all four
         if replace:
             os.replace(tmp, path)
         else:
@@ -44,7 +71,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], replac
         if isinstance(exc, OSError) and exc.errno in _LOCATION_ERRNOS and _about(exc, tmp):
             raise _output_error(path, exc) from None
         raise
-    return path
+    return WrittenFile(path, (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns))
 
 
 def _publish_new(tmp: Path, path: Path) -> None:
@@ -84,23 +111,6 @@ def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] 
         for folder in made:  # deepest first; one that something else filled meanwhile stays
             with contextlib.suppress(OSError):
                 folder.rmdir()
-
-
-def file_identity(path: str | os.PathLike) -> tuple[int, int] | None:
-    """The (device, inode) of the file at `path` now; None if there is none."""
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino
-
-
-def take_back(path: str | os.PathLike, identity: tuple[int, int] | None) -> None:
-    """Delete `path` if it is still the file this job wrote (`identity`, taken when it was written):
-    a job with --force that replaced it meanwhile keeps its own file."""
-    if identity is not None and file_identity(path) == identity:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
 
 
 def file_digest(path: str | os.PathLike) -> str:

@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..runtime.backends import PICKLED_SUFFIXES
-from ..runtime.files import atomic_write, file_identity, take_back
+from ..runtime.files import WrittenFile, atomic_write
 from .network import BDINN, BDINNConfig
 
 FORMAT = "bdinn-checkpoint/1"
@@ -35,9 +35,9 @@ def checkpoint_sidecar(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def write_json(path: Path, data: Mapping[str, Any], *, replace: bool = True) -> None:
+def write_json(path: Path, data: Mapping[str, Any], *, replace: bool = True) -> WrittenFile:
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text), replace=replace)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), replace=replace)
 
 
 def write_tensors(
@@ -46,7 +46,7 @@ def write_tensors(
     metadata: dict[str, str] | None = None,
     *,
     replace: bool = True,
-) -> None:
+) -> WrittenFile:
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
     def write(tmp: str) -> None:
@@ -61,7 +61,7 @@ def write_tensors(
             raise OSError(number, os.strerror(number), tmp) from exc
         os.chmod(tmp, mode)  # safetensors recreates the file as 0600; keep the usual permissions
 
-    atomic_write(path, write, replace=replace)
+    return atomic_write(path, write, replace=replace)
 
 
 def save_checkpoint(
@@ -85,8 +85,7 @@ def save_checkpoint(
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: checkpoint weights must end in .safetensors")
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    write_tensors(path, state, metadata={"format": FORMAT}, replace=replace)
-    identity = file_identity(path)
+    weights = write_tensors(path, state, metadata={"format": FORMAT}, replace=replace)
     meta = {
         "format": FORMAT,
         "architecture": "BDINN",
@@ -101,7 +100,7 @@ def save_checkpoint(
         write_json(checkpoint_sidecar(path), meta, replace=replace)
     except BaseException:
         if not replace:
-            take_back(path, identity)
+            weights.take_back()
         raise
     return path
 
