@@ -539,6 +539,7 @@ class Metadata:
 # A JPEG's APP1 segment holds at most 65,533 bytes, "Exif\0\0" and the TIFF structure.
 _MAX_EXIF = 65_527
 _ORIENTATION = 0x0112
+_INTEGER_SIZES = {1: 1, 3: 2, 4: 4, 6: 1, 8: 2, 9: 4, 13: 4}  # TIFF types: BYTE, SHORT, LONG, signed, IFD
 
 
 def read_metadata(path: str | os.PathLike) -> Metadata:
@@ -608,18 +609,19 @@ def _entries(tiff: bytes, order: str, offset: int) -> dict[int, int]:
 
 
 def _inline_value(tiff: bytes, order: str, at: int | None) -> tuple[int, int] | None:
-    """(offset, size) of the one SHORT, SSHORT or LONG value held in the entry at `at`; None for
-    other types, several values, or values stored at an offset."""
+    """(offset, size) of the first integer value held in the entry at `at` (BYTE, SHORT, LONG,
+    their signed kinds, or IFD; of several that fit in the entry, the first, as Pillow and OpenCV
+    read it); None for other types or values stored at an offset."""
     if at is None:
         return None
     kind, count = struct.unpack(order + "HI", tiff[at + 2 : at + 8])
-    size = {3: 2, 8: 2, 4: 4}.get(kind)
-    return (at + 8, size) if size and count == 1 else None
+    size = _INTEGER_SIZES.get(kind)
+    return (at + 8, size) if size and 1 <= count * size <= 4 else None
 
 
 def _orientation_entry(tiff: bytes) -> tuple[str, int, int] | None:
-    """(byte order, offset, size) of the orientation value in an EXIF block's first directory,
-    stored as SHORT, SSHORT or LONG (cameras write SHORT; the others are read, and reset, alike)."""
+    """(byte order, offset, size) of the orientation value in an EXIF block's first directory
+    (cameras write one SHORT; other integer types are read, and reset, alike)."""
     directory = _first_directory(tiff)
     if directory is None:
         return None
@@ -660,7 +662,7 @@ def _upright_exif(tiff: bytes) -> bytes | None:
         if sub is not None:
             sub_offset = int.from_bytes(tiff[sub[0] : sub[0] + sub[1]], endian)
             _swap_entries(block, _entries(tiff, order, sub_offset), 0xA002, 0xA003)  # PixelX/YDimension
-    if turned != 1:
+    if turned in range(2, 9):  # the pixels were turned or mirrored
         following = directory[1] + 2 + 12 * directory[2]
         block[following : following + 4] = bytes(len(block[following : following + 4]))
     return bytes(block)

@@ -728,6 +728,21 @@ def test_a_turned_photos_exif_describes_the_upright_picture(tmp_path, orientatio
     assert following_link == (len(tiff) - 30 - len(thumbnail) if orientation == 1 else 0)
 
 
+@pytest.mark.parametrize(("kind", "count", "value"), [(3, 2, b"\x06\x00\x01\x00"), (1, 1, b"\x06\0\0\0")])
+def test_an_orientation_pillow_turns_a_png_by_is_the_one_reset(tmp_path, kind, count, value):
+    """Two SHORTs (6, 1) or one BYTE: Pillow turns the PNG by the first, and the reset skipped
+    such an entry, so the upright output still said 6 and viewers turned it a second time."""
+    image = pytest.importorskip("PIL.Image")
+    tiff = b"II*\0" + struct.pack("<IHHHI", 8, 1, 0x0112, kind, count) + value + bytes(4)
+    png = (DATA / "leaf-texture.png").read_bytes()
+    (tmp_path / "turned.png").write_bytes(png[:33] + _png_chunk(b"eXIf", tiff) + png[33:])
+    upright = read_image(tmp_path / "turned.png")
+    assert upright.shape == (320, 192, 3)
+    out = write_image(tmp_path / "out.png", upright, metadata=read_metadata(tmp_path / "turned.png"))
+    with image.open(out) as written:
+        assert written.getexif()[0x0112] in (1, b"\x01") and written.size == (192, 320)  # a BYTE: bytes
+
+
 def test_metadata_that_is_not_sound_is_left_behind(tmp_path):
     """An EXIF block cut short or of another byte order mark is not carried; nor is a TIFF's,
     whose tags describe its own strips; a TIFF's resolution is."""
