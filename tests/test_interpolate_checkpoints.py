@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from common import TINY, perturbed_tiny
 
 from bdinn.train.checkpoint import load_checkpoint, save_checkpoint
+from bdinn.train.provenance import checkpoint_record
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "interpolate_checkpoints.py"
 
@@ -41,6 +42,7 @@ def test_blends_weights_linearly_and_records_how(tmp_path):
             for p in (a, b)
         ]  # fmt: skip
         assert meta["interpolated"] == {"first": ends[0], "second": ends[1], "t": float(t)}
+        assert checkpoint_record(out)["interpolated"] == meta["interpolated"]  # a fine-tune of it keeps both
         for name, value in model.state_dict().items():
             expected = (1 - float(t)) * wa[name] + float(t) * wb[name]
             torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..runtime.files import file_digest
-from .checkpoint import CheckpointError, read_checkpoint_meta
+from .checkpoint import CheckpointError, extra_records, read_checkpoint_meta
 from .image_pair import ImagePair
 
 # The settings that make the weights what they are (the run's own bookkeeping stays out).
@@ -57,11 +57,13 @@ def checkpoint_record(path: Path) -> dict[str, Any]:
         meta, digest = read_checkpoint_meta(path), file_digest(path)
     except (CheckpointError, OSError):
         meta, digest = {}, None
+    # with what else its sidecar carries beyond its own fields: a blend's ends, a bundle's source
     return {
         "path": str(Path(path).resolve()),
         "sha256": digest,
         "step": meta.get("step"),
-        "training": meta.get("training"),
+        "training": None,
+        **extra_records(meta),
     }
 
 
