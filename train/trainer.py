@@ -341,6 +341,8 @@ class Trainer:
         self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         self.step = self._saved_step = int(meta["step"])
         self.settings.init = meta["settings"].get("init")  # where the weights came from stays on record
+        # and where the pictures came from: the same ones (checked), wherever a copied cache now is
+        self.settings.data_origin = meta["settings"].get("data_origin") or self.settings.data_origin
         self.init = meta.get("init_record")
         if self.init is None and self.settings.init is not None:  # a state saved before the record
             self.init = checkpoint_record(Path(self.settings.init))
