@@ -146,9 +146,16 @@ def test_trains_from_paired_folders_and_resumes(tmp_path, tiny_config, paired_di
     assert (tmp_path / "last.safetensors").read_bytes() == before
     other_patches = CliRunner().invoke(main, [*args, "--resume", "--stride", "16"])  # other batches
     assert other_patches.exit_code == 1 and "cannot resume with different data" in other_patches.output
+    state = json.loads((tmp_path / "state.json").read_text())
+    for recorded in ("seconds", "init_record"):  # as a state saved before the training record
+        del state[recorded]
+    del state["settings"]["data_origin"]
+    (tmp_path / "state.json").write_text(json.dumps(state))
     resumed = CliRunner().invoke(main, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "stopped at step 4/4" in resumed.output
+    record = json.loads((tmp_path / "last.json").read_text())["training"]
+    assert record["seconds"] is None and record["data_origin"]["pairs"] == [str(p) for p in paired_dirs]
     restarted = CliRunner().invoke(main, [*args, "--force", "--stop-at", "1"])
     assert restarted.exit_code == 0, restarted.output
     assert "stopped at step 1/4" in restarted.output

@@ -78,17 +78,18 @@ def hardware(device: torch.device, processes: int) -> dict[str, Any]:
 
 
 def training_record(
-    settings: Any, *, init: Mapping[str, Any] | None, where: Mapping[str, Any], seconds: float
+    settings: Any, *, init: Mapping[str, Any] | None, where: Mapping[str, Any], seconds: float | None
 ) -> dict[str, Any]:
     """The sidecar's "training" entry: the recipe, the data, the start, the hardware and the time
-    (wall seconds of training and validation over every resume; pair preparation excluded)."""
+    (wall seconds of training and validation over every resume, pair preparation excluded; None
+    for a run resumed from a state saved before bdinn counted them, rather than a part of it)."""
     fields = asdict(settings)
     return {
         **{key: fields[key] for key in RECIPE},
         "data_origin": fields.get("data_origin") or None,
         "init": None if init is None else dict(init),
         "hardware": dict(where),
-        "seconds": round(seconds, 1),
+        "seconds": None if seconds is None else round(seconds, 1),
         "versions": {"bdinn": _version("bdinn"), "torch": torch.__version__},
     }
 

@@ -270,7 +270,8 @@ class Trainer:
         self.best_psnr = -math.inf
         self.clean_cambi: float | None = None  # of the validation targets, scored at the first validation
         self.init: dict[str, Any] | None = None  # the checkpoint fine-tuned, as its sidecar records it
-        self.seconds = 0.0  # of training and validation before this process's run (a resume's)
+        # of training and validation before this process's run; None: a resumed state predates the count
+        self.seconds: float | None = 0.0
         self._run_started = time.perf_counter()
         if resume:
             self._load_state()
@@ -346,7 +347,7 @@ class Trainer:
         self.init = meta.get("init_record")
         if self.init is None and self.settings.init is not None:  # a state saved before the record
             self.init = checkpoint_record(Path(self.settings.init))
-        self.seconds = float(meta.get("seconds") or 0.0)
+        self.seconds = float(meta["seconds"]) if meta.get("seconds") is not None else None
         self.best_psnr = meta["best_psnr"] if meta["best_psnr"] is not None else -math.inf
         self.step_metrics = meta.get("step_metrics") or {}
 
@@ -479,9 +480,9 @@ class Trainer:
             dist.barrier()
         return metrics
 
-    def _elapsed(self) -> float:
-        """Wall seconds of this run so far, over every resume."""
-        return self.seconds + time.perf_counter() - self._run_started
+    def _elapsed(self) -> float | None:
+        """Wall seconds of this run so far, over every resume; None where an earlier part is unknown."""
+        return None if self.seconds is None else self.seconds + time.perf_counter() - self._run_started
 
     def run(self, stop_at: int | None = None) -> dict[str, float]:
         """Train up to settings.steps (or stop_at); returns the last metrics.
