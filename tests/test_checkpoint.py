@@ -183,23 +183,40 @@ def test_a_config_nested_thousands_deep_is_one_line(tmp_path):
         load_checkpoint(path)
 
 
-def test_a_failed_save_takes_back_only_its_own_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("when", ["before our sidecar", "as ours took the name"])
+def test_a_failed_save_takes_back_only_its_own_weights(tmp_path, monkeypatch, when):
     """Without replace, weights whose sidecar cannot be written are taken back, but by identity:
-    a job with --force that replaced them meanwhile keeps its file (it was deleted by name)."""
+    a job with --force that replaced them meanwhile keeps its file (it was deleted by name, and
+    then by an identity read after the rename, which the other job's could already be)."""
+    from bdinn.runtime import files
     from bdinn.train import checkpoint
 
     path, theirs = tmp_path / "m.safetensors", tmp_path / "theirs.safetensors"
     tiny = build_model(TINY)
     save_checkpoint(theirs, tiny, config_name=None, step=9)
-    real_write_json = checkpoint.write_json
 
-    def forced_in_between(sidecar, meta, *, replace):  # the other job: its weights, then its sidecar
+    def other_job() -> None:  # with --force: its weights over ours, then its sidecar
         (tmp_path / "copy").write_bytes(theirs.read_bytes())
         (tmp_path / "copy").replace(path)
-        sidecar.write_text(checkpoint_sidecar(theirs).read_text())
-        real_write_json(sidecar, meta, replace=replace)
+        checkpoint_sidecar(path).write_text(checkpoint_sidecar(theirs).read_text())
 
-    monkeypatch.setattr(checkpoint, "write_json", forced_in_between)
+    if when == "before our sidecar":
+        real_write_json = checkpoint.write_json
+
+        def write_json(sidecar, meta, *, replace):
+            other_job()
+            return real_write_json(sidecar, meta, replace=replace)
+
+        monkeypatch.setattr(checkpoint, "write_json", write_json)
+    else:
+        real_publish = files._publish_new
+
+        def publish(tmp, target):
+            real_publish(tmp, target)
+            if target == path:
+                other_job()
+
+        monkeypatch.setattr(files, "_publish_new", publish)
     with pytest.raises(ValueError, match="appeared while this was being written"):
         save_checkpoint(path, tiny, config_name=None, step=1, replace=False)
     assert path.read_bytes() == theirs.read_bytes() and load_checkpoint(path)[1]["step"] == 9
