@@ -33,16 +33,16 @@ class WrittenFile:
     identity: tuple[int, int, int, int]  # device, inode, size, modification time (ns)
 
     def take_back(self) -> None:
-        if _identity(self.path) == self.identity:
+        try:
+            ours = _identity(os.stat(self.path)) == self.identity
+        except OSError:
+            return  # gone, or out of reach: nothing of ours to take back
+        if ours:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
 
 
-def _identity(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
+def _identity(found: os.stat_result) -> tuple[int, int, int, int]:
     return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
@@ -61,7 +61,7 @@ def atomic_write(
     tmp = _reserve_temporary(path)
     try:
         write(str(tmp))
-        found = os.stat(tmp)  # a rename or a hard link keeps all four
+        identity = _identity(os.stat(tmp))  # a rename or a hard link keeps all four
         if replace:
             os.replace(tmp, path)
         else:
@@ -71,7 +71,7 @@ def atomic_write(
         if isinstance(exc, OSError) and exc.errno in _LOCATION_ERRNOS and _about(exc, tmp):
             raise _output_error(path, exc) from None
         raise
-    return WrittenFile(path, (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns))
+    return WrittenFile(path, identity)
 
 
 def _publish_new(tmp: Path, path: Path) -> None:

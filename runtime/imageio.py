@@ -619,24 +619,20 @@ def _inline_value(tiff: bytes, order: str, at: int | None) -> tuple[int, int] | 
     return (at + 8, size) if size and 1 <= count * size <= 4 else None
 
 
-def _orientation_entry(tiff: bytes) -> tuple[str, int, int] | None:
-    """(byte order, offset, size) of the orientation value in an EXIF block's first directory
-    (cameras write one SHORT; other integer types are read, and reset, alike)."""
-    directory = _first_directory(tiff)
-    if directory is None:
-        return None
-    order, first, _ = directory
-    value = _inline_value(tiff, order, _entries(tiff, order, first).get(_ORIENTATION))
-    return None if value is None else (order, *value)
+def _integer(tiff: bytes, order: str, at: int, size: int) -> int:
+    """The unsigned integer of `size` bytes at `at`, in the block's byte order."""
+    return int.from_bytes(tiff[at : at + size], "little" if order == "<" else "big")
 
 
 def _exif_orientation(tiff: bytes | None) -> int:
-    """The orientation (1-8; 1 where there is none) an EXIF block gives its picture."""
-    found = _orientation_entry(tiff) if tiff else None
-    if found is None:
+    """The orientation (1-8; 1 where there is none) an EXIF block gives its picture, from its first
+    directory (cameras write one SHORT; other integer types are read, and reset, alike)."""
+    directory = _first_directory(tiff) if tiff else None
+    if directory is None:
         return 1
-    order, at, size = found
-    return int.from_bytes(tiff[at : at + size], "little" if order == "<" else "big")
+    order, offset, _ = directory
+    value = _inline_value(tiff, order, _entries(tiff, order, offset).get(_ORIENTATION))
+    return 1 if value is None else _integer(tiff, order, *value)
 
 
 def _upright_exif(tiff: bytes) -> bytes | None:
@@ -647,23 +643,22 @@ def _upright_exif(tiff: bytes) -> bytes | None:
     directory = _first_directory(tiff)
     if len(tiff) > _MAX_EXIF or directory is None or directory[1] + 2 + 12 * directory[2] > len(tiff):
         return None  # too large for a JPEG's segment, or its first directory runs past its end
-    found = _orientation_entry(tiff)
+    order, offset, count = directory
+    first = _entries(tiff, order, offset)
+    found = _inline_value(tiff, order, first.get(_ORIENTATION))
     if found is None:
         return tiff
-    order, at, size = found
-    endian = "little" if order == "<" else "big"
-    turned = int.from_bytes(tiff[at : at + size], endian)
+    at, size = found
+    turned = _integer(tiff, order, at, size)
     block = bytearray(tiff)
-    block[at : at + size] = (1).to_bytes(size, endian)
+    block[at : at + size] = (1).to_bytes(size, "little" if order == "<" else "big")
     if turned in (5, 6, 7, 8):
-        first = _entries(tiff, order, directory[1])
         _swap_entries(block, first, 0x011A, 0x011B)  # XResolution, YResolution
         sub = _inline_value(tiff, order, first.get(0x8769))  # the Exif sub-directory's offset
         if sub is not None:
-            sub_offset = int.from_bytes(tiff[sub[0] : sub[0] + sub[1]], endian)
-            _swap_entries(block, _entries(tiff, order, sub_offset), 0xA002, 0xA003)  # PixelX/YDimension
+            _swap_entries(block, _entries(tiff, order, _integer(tiff, order, *sub)), 0xA002, 0xA003)
     if turned in range(2, 9):  # the pixels were turned or mirrored
-        following = directory[1] + 2 + 12 * directory[2]
+        following = offset + 2 + 12 * count  # the link to the second directory
         block[following : following + 4] = bytes(len(block[following : following + 4]))
     return bytes(block)
 
