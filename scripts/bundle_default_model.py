@@ -4,7 +4,8 @@
 
 Writes default.safetensors + default.json (float16 weights, a few MB) for the PyTorch backend
 and default.onnx (the portable GridSample graph, float32, exported from those same float16
-weights) for ONNX Runtime, so both backends serve exactly the same network.
+weights) for ONNX Runtime, so both backends serve exactly the same network. The checkpoint's
+records (how it was trained, a blend's ends) come along with every path cut to its name.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bdinn.train.checkpoint import (
     read_checkpoint_meta,
     save_checkpoint,
 )
+from bdinn.train.provenance import shareable
 
 MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
 
@@ -37,7 +39,7 @@ def main(checkpoint: Path, out: Path) -> None:
     except CheckpointError as exc:
         raise click.ClickException(str(exc)) from None
     model = model.half().float().eval()  # the float16 weights, which both files then hold
-    extra = extra_records(meta)  # e.g. a blend's `interpolated` recipe
+    extra = shareable(extra_records(meta))  # its training record, a blend's recipe; paths cut to names
     weights = save_checkpoint(
         out / "default.safetensors", model, config_name=meta.get("config_name"), step=meta.get("step", 0),
         metrics=meta.get("metrics"), dtype=torch.float16, extra={**extra, "source": checkpoint.name},

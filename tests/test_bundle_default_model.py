@@ -20,8 +20,19 @@ def test_sidecar_fields_are_the_ones_checkpoint_names_its_own(tmp_path):
     assert set(read_checkpoint_meta(path)) == OWN_FIELDS
 
 
+def _end(path: str, init: dict | None) -> dict:
+    """A blend end's record as checkpoint_record writes it, a fine-tune of `init`."""
+    origin = {"clean": ["/home/alice/walls/", "/usr/share/wallpapers"], "pairs": ["/home/alice/pairs"],
+              "cache": "/home/alice/.cache/pairs", "train": {"x264": 3},
+              "validation": {"x264": 1}}  # fmt: skip
+    training = {"steps": 100, "data_origin": origin, "init": init, "seconds": 12.5}
+    return {"path": path, "sha256": "ab" * 32, "step": 100, "training": training}
+
+
 def test_bundles_float16_weights_the_onnx_graph_and_every_record(tmp_path):
-    blend = {"first": "a.safetensors", "second": "b.safetensors", "t": 0.3}
+    start = _end("/home/alice/runs/default/best.safetensors", None)
+    first, second = _end("/home/alice/runs/a/best.safetensors", start), _end("b.safetensors", None)
+    blend = {"first": first, "second": second, "t": 0.3}
     source = save_checkpoint(
         tmp_path / "blend.safetensors", perturbed_tiny(5), config_name="tiny", step=0,
         metrics={"val_psnr": 35.0}, extra={"interpolated": blend},
@@ -32,8 +43,19 @@ def test_bundles_float16_weights_the_onnx_graph_and_every_record(tmp_path):
     )
     assert result.returncode == 0, result.stderr
 
-    meta = json.loads((out / "default.json").read_text())
-    assert meta["dtype"] == "float16" and meta["interpolated"] == blend
+    text = (out / "default.json").read_text()
+    meta = json.loads(text)
+    assert "alice" not in text and "/usr" not in text  # the maintainer's folders stay home
+    origin = {"clean": ["walls", "wallpapers"], "pairs": ["pairs"], "cache": "pairs",
+              "train": {"x264": 3}, "validation": {"x264": 1}}  # fmt: skip
+    first, second = meta["interpolated"]["first"], meta["interpolated"]["second"]
+    assert first["path"] == "best.safetensors" and first["sha256"] == "ab" * 32
+    assert first["training"]["data_origin"] == origin and first["training"]["seconds"] == 12.5
+    assert first["training"]["init"]["path"] == "best.safetensors"
+    assert first["training"]["init"]["training"]["data_origin"] == origin
+    assert second["path"] == "b.safetensors" and second["training"]["data_origin"] == origin
+    assert meta["interpolated"]["t"] == 0.3
+    assert meta["dtype"] == "float16"
     assert meta["source"] == "blend.safetensors" and meta["config_name"] == "tiny"
     assert meta["metrics"] == {"val_psnr": 35.0}
     bundled, _ = load_checkpoint(out / "default.safetensors")

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import torch
@@ -65,6 +65,32 @@ def checkpoint_record(path: Path) -> dict[str, Any]:
         "training": None,
         **extra_records(meta),
     }
+
+
+def shareable(records: Any) -> Any:
+    """`records` with every file and folder cut to its name, for a model bundled with bdinn: its
+    users cannot reach the maintainer's folders, whose paths may name a person or a machine (the
+    digests still identify each file)."""
+    if isinstance(records, Mapping):
+        return {key: _shareable_entry(key, value) for key, value in records.items()}
+    if isinstance(records, list):
+        return [shareable(value) for value in records]
+    return records
+
+
+def _shareable_entry(key: str, value: Any) -> Any:
+    if key == "path" and isinstance(value, str):
+        return _name(value)
+    if key == "data_origin" and isinstance(value, Mapping):
+        lists = [key for key in ("clean", "pairs") if isinstance(value.get(key), list)]
+        folders = {key: [_name(folder) for folder in value[key]] for key in lists}
+        cache = {"cache": _name(value["cache"])} if isinstance(value.get("cache"), str) else {}
+        return {**value, **folders, **cache}
+    return shareable(value)
+
+
+def _name(path: str) -> str:
+    return PurePath(path).name or path  # "." or "/" name no one
 
 
 def hardware(device: torch.device, processes: int) -> dict[str, Any]:
