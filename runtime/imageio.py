@@ -6,24 +6,21 @@ mode, EXIF, ICC profile) and decodes the one case OpenCV gets wrong: 8-bit TIFF 
 colours OpenCV returns multiplied by alpha. TurboJPEG decodes JPEG, because it says when the
 data is damaged. Arrays are RGB(A), H x W x C, in the file's own
 integer dtype (uint8 or uint16). A bad file raises ImageError with a one-line message; writes are
-atomic, so a crash never leaves a half-written image.
+atomic, so a crash never leaves a half-written image. What a picture carries besides its pixels
+(EXIF, resolution, PNG colour chunks) is read and written by picture_metadata and png_chunks.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-import math
 import os
 import re
 import stat
 import struct
 import warnings
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 
 import cv2
@@ -32,6 +29,9 @@ import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from .files import atomic_write
+from .picture_metadata import Metadata, exif_orientation, jpeg_with_metadata, orientation, png_metadata
+from .picture_metadata import read_metadata as read_metadata  # beside read_image: the documented API
+from .png_chunks import PNG_SIGNATURE, after_ihdr, srgb_like, walk_chunks, with_icc_profile
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 # The largest picture or video frame bdinn decodes: Pillow's decompression-bomb limit (179
@@ -39,7 +39,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 # otherwise make it allocate tens of GB (a frame's float copies take 12 bytes a pixel).
 MAX_PIXELS = 2 * 89_478_485
 MAX_FILE_BYTES = 4 << 30  # a 179-megapixel 16-bit RGBA TIFF stored uncompressed is 1.4 GB
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Leading bytes of the formats we name in error messages (WebP is RIFF....WEBP, checked apart).
 _SIGNATURES = (
     (PNG_SIGNATURE, "PNG"),
@@ -104,7 +103,7 @@ def _png_complete(data: bytes) -> bool:
     OpenCV does reject a cut PNG, but libpng first prints its own error to stderr; walking the
     chunk headers (no decompression) catches truncation quietly. Bytes after IEND are allowed.
     """
-    for kind, chunk in _png_chunks(memoryview(data)[len(PNG_SIGNATURE) :]):
+    for kind, chunk in walk_chunks(memoryview(data)[len(PNG_SIGNATURE) :]):
         if kind == b"IEND":  # a chunk cut short is the last one walked
             return len(chunk) == 12 + struct.unpack(">I", chunk[:4])[0]
     return False
@@ -229,7 +228,7 @@ def _decode_jpeg(path: Path, data: bytes) -> np.ndarray | None:
             img = simplejpeg.decode_jpeg(data, colorspace=space, strict=False)
         except ValueError:
             return None  # OpenCV decides, and says what is wrong
-    return _orient(img, _exif_orientation(_jpeg_exif(data)))
+    return _orient(img, exif_orientation(_jpeg_exif(data)))
 
 
 def _strictly(path: Path, data: bytes, space: str) -> np.ndarray | None:
@@ -335,9 +334,9 @@ def _decode_as_stored(path: Path, data: bytes, kind: str | None, header: Image.I
     if kind == "BMP" and header is not None and header.mode not in _ALPHA_MODES and img.ndim == 3:
         img = img[:, :, :3]  # OpenCV takes the pad byte of 32-bit BMPs with colour masks for alpha (0)
     if kind != "TIFF":
-        img = _orient(img, _orientation(header))
+        img = _orient(img, orientation(header))
     elif header is not None and header.mode in _ALPHA_MODES and img.dtype == np.uint8:
-        img = _orient(np.asarray(header.convert("RGBA"))[:, :, [2, 1, 0, 3]], _orientation(header))
+        img = _orient(np.asarray(header.convert("RGBA"))[:, :, [2, 1, 0, 3]], orientation(header))
     else:
         img = _checked_tiff(path, data, img, header)
     gray_alpha = (header is not None and header.mode in ("LA", "La")) or (kind == "PNG" and data[25] == 4)
@@ -426,22 +425,6 @@ def _checked_tiff(path: Path, data: bytes, img: np.ndarray, header: Image.Image 
     return img
 
 
-# What Pillow raises on EXIF it cannot follow (a crafted or damaged block): nothing to read then.
-_PILLOW_METADATA_ERRORS = (
-    SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error, ZeroDivisionError
-)  # fmt: skip
-
-
-def _orientation(header: Image.Image | None) -> int:
-    """The EXIF orientation tag (1 when there is none), without decoding a PNG to find it."""
-    if header is None or (header.format == "PNG" and "exif" not in header.info):
-        return 1  # Pillow would decode the whole PNG looking for EXIF after the pixels
-    try:
-        return header.getexif().get(0x0112, 1)
-    except _PILLOW_METADATA_ERRORS:
-        return 1  # EXIF too damaged to read: shown as stored, as viewers do
-
-
 def read_image(path: str | os.PathLike, keep_alpha: bool = False, as_file: bool = False) -> np.ndarray:
     """H x W x 3 RGB, or H x W x 4 RGBA with keep_alpha, as uint8 or uint16 like the file.
 
@@ -512,7 +495,7 @@ def stored_size(path: str | os.PathLike) -> tuple[int, int] | None:
                 if header.format == "TIFF":  # OpenCV turns TIFFs itself, by rules of its own
                     return None
                 height, width = header.height, header.width
-                turned = _orientation(header) in (5, 6, 7, 8)
+                turned = orientation(header) in (5, 6, 7, 8)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError):
         return None  # reading it will say what is wrong
     return (width, height) if turned else (height, width)
@@ -526,223 +509,6 @@ def read_icc_profile(path: str | os.PathLike) -> bytes | None:
             return header.info.get("icc_profile") or None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError):
         return None
-
-
-@dataclass(frozen=True)
-class Metadata:
-    """What a picture says of itself besides its pixels and colours, kept by a debanded copy."""
-
-    exif: bytes | None = None  # TIFF-structured (II* or MM*), orientation 1: the pixels are upright
-    dpi: tuple[float, float] | None = None  # horizontal, vertical, as the upright picture shows them
-
-
-# A JPEG's APP1 segment holds at most 65,533 bytes, "Exif\0\0" and the TIFF structure.
-_MAX_EXIF = 65_527
-_ORIENTATION = 0x0112
-_INTEGER_SIZES = {1: 1, 3: 2, 4: 4, 6: 1, 8: 2, 9: 4, 13: 4}  # TIFF types: BYTE, SHORT, LONG, signed, IFD
-
-
-def read_metadata(path: str | os.PathLike) -> Metadata:
-    """The EXIF block (camera, exposure, date, GPS) and resolution of a picture, for write_image
-    to carry into a PNG or JPEG. A TIFF's EXIF is left: its tags are that file's own layout. A
-    resolution is the file's own (JFIF, pHYs, TIFF tags), never one a reader assumes."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's own doubts about odd headers: nothing to carry then
-            with Image.open(path) as header:
-                raw = header.info.get("exif") if header.format != "TIFF" else None
-                raw = raw.removeprefix(b"Exif\0\0") if isinstance(raw, bytes) else None
-                if header.format == "JPEG":  # Pillow's dpi falls back on EXIF's, and then on an assumed 72
-                    unit, density = header.info.get("jfif_unit"), header.info.get("jfif_density")
-                    dpi = tuple(d * (1 if unit == 1 else 2.54) for d in density) if unit in (1, 2) else None
-                    dpi = dpi or _exif_dpi(raw)
-                    turned = _exif_orientation(raw) in (5, 6, 7, 8)  # as read_image turns it
-                else:
-                    dpi, turned = header.info.get("dpi"), _orientation(header) in (5, 6, 7, 8)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError, SyntaxError):
-        return Metadata()
-    exif = _upright_exif(raw) if raw else None
-    if not (
-        isinstance(dpi, tuple) and len(dpi) == 2 and all(math.isfinite(d) and 1 <= d < 65536 for d in dpi)
-    ):
-        dpi = None
-    elif turned:
-        dpi = (dpi[1], dpi[0])
-    return Metadata(exif, dpi)
-
-
-def _exif_dpi(tiff: bytes | None) -> tuple[float, float] | None:
-    """The resolution an EXIF block records (cameras write it there, without a JFIF segment)."""
-    exif = Image.Exif()
-    try:
-        exif.load(b"Exif\0\0" + (tiff or b""))
-        unit, x, y = exif.get(0x0128, 2), exif.get(0x011A), exif.get(0x011B)
-        per_inch = {2: 1, 3: 2.54}.get(unit)  # ResolutionUnit 2: inch, 3: centimetre, 1: none
-        if per_inch is None or not isinstance(x, Real) or not isinstance(y, Real):
-            return None
-        return float(x) * per_inch, float(y) * per_inch  # read_metadata keeps sane ones only
-    except _PILLOW_METADATA_ERRORS:
-        return None  # not readable: nothing to carry
-
-
-def _first_directory(tiff: bytes) -> tuple[str, int, int] | None:
-    """(byte order, offset, entry count) of an EXIF block's first directory; None without one."""
-    order = {b"II*\0": "<", b"MM\0*": ">"}.get(tiff[:4])
-    if order is None or len(tiff) < 8:
-        return None
-    (first,) = struct.unpack(order + "I", tiff[4:8])
-    if first + 2 > len(tiff):
-        return None
-    return order, first, struct.unpack(order + "H", tiff[first : first + 2])[0]
-
-
-def _entries(tiff: bytes, order: str, offset: int) -> dict[int, int]:
-    """Where each tag's 12-byte entry starts in the directory at `offset` (the first of a tag
-    written twice; entries past the block's end left out)."""
-    if offset + 2 > len(tiff):
-        return {}
-    (count,) = struct.unpack(order + "H", tiff[offset : offset + 2])
-    found: dict[int, int] = {}
-    for at in range(offset + 2, min(offset + 2 + 12 * count, len(tiff) - 11), 12):
-        found.setdefault(struct.unpack(order + "H", tiff[at : at + 2])[0], at)
-    return found
-
-
-def _inline_value(tiff: bytes, order: str, at: int | None) -> tuple[int, int] | None:
-    """(offset, size) of the first integer value held in the entry at `at` (BYTE, SHORT, LONG,
-    their signed kinds, or IFD; of several that fit in the entry, the first, as Pillow and OpenCV
-    read it); None for other types or values stored at an offset."""
-    if at is None:
-        return None
-    kind, count = struct.unpack(order + "HI", tiff[at + 2 : at + 8])
-    size = _INTEGER_SIZES.get(kind)
-    return (at + 8, size) if size and 1 <= count * size <= 4 else None
-
-
-def _integer(tiff: bytes, order: str, at: int, size: int) -> int:
-    """The unsigned integer of `size` bytes at `at`, in the block's byte order."""
-    return int.from_bytes(tiff[at : at + size], "little" if order == "<" else "big")
-
-
-def _exif_orientation(tiff: bytes | None) -> int:
-    """The orientation (1-8; 1 where there is none) an EXIF block gives its picture, from its first
-    directory (cameras write one SHORT; other integer types are read, and reset, alike)."""
-    directory = _first_directory(tiff) if tiff else None
-    if directory is None:
-        return 1
-    order, offset, _ = directory
-    value = _inline_value(tiff, order, _entries(tiff, order, offset).get(_ORIENTATION))
-    return 1 if value is None else _integer(tiff, order, *value)
-
-
-def _upright_exif(tiff: bytes) -> bytes | None:
-    """The EXIF block of a picture written upright, changed in place so that everything else
-    (maker notes, found by offsets) stays as it was; None where it is not sound. The orientation
-    becomes 1; a quarter turn swaps the X and Y resolutions and pixel dimensions; the thumbnail
-    (the second directory), still in the old orientation, is unlinked, as viewers would show it so."""
-    directory = _first_directory(tiff)
-    if len(tiff) > _MAX_EXIF or directory is None or directory[1] + 2 + 12 * directory[2] > len(tiff):
-        return None  # too large for a JPEG's segment, or its first directory runs past its end
-    order, offset, count = directory
-    first = _entries(tiff, order, offset)
-    found = _inline_value(tiff, order, first.get(_ORIENTATION))
-    if found is None:
-        return tiff
-    at, size = found
-    turned = _integer(tiff, order, at, size)
-    block = bytearray(tiff)
-    block[at : at + size] = (1).to_bytes(size, "little" if order == "<" else "big")
-    if turned in (5, 6, 7, 8):
-        _swap_entries(block, first, 0x011A, 0x011B)  # XResolution, YResolution
-        sub = _inline_value(tiff, order, first.get(0x8769))  # the Exif sub-directory's offset
-        if sub is not None:
-            _swap_entries(block, _entries(tiff, order, _integer(tiff, order, *sub)), 0xA002, 0xA003)
-    if turned in range(2, 9):  # the pixels were turned or mirrored
-        following = offset + 2 + 12 * count  # the link to the second directory
-        block[following : following + 4] = bytes(len(block[following : following + 4]))
-    return bytes(block)
-
-
-def _swap_entries(block: bytearray, entries: dict[int, int], one: int, other: int) -> None:
-    """Swap the type, count and value of two tags' entries in place, where both are there: the
-    tags keep their places, so the directory stays sorted."""
-    a, b = entries.get(one), entries.get(other)
-    if a is not None and b is not None:
-        block[a + 2 : a + 12], block[b + 2 : b + 12] = block[b + 2 : b + 12], block[a + 2 : a + 12]
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png_metadata(metadata: Metadata) -> bytes:
-    """eXIf and pHYs chunks (pixels per metre) to stand after IHDR."""
-    chunks = _png_chunk(b"eXIf", metadata.exif) if metadata.exif else b""
-    if metadata.dpi:
-        per_metre = [round(d / 0.0254) for d in metadata.dpi]
-        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", *per_metre, 1))
-    return chunks
-
-
-def _jpeg_with_metadata(jpeg: bytes, metadata: Metadata) -> bytes:
-    """OpenCV's JPEG with the resolution in its JFIF segment and an EXIF segment after it."""
-    if jpeg[2:4] != b"\xff\xe0" or jpeg[6:11] != b"JFIF\0":
-        return jpeg  # not the layout OpenCV writes: leave it whole
-    if metadata.dpi:
-        density = struct.pack(">BHH", 1, *(min(round(d), 65535) for d in metadata.dpi))  # 1: dots per inch
-        jpeg = jpeg[:13] + density + jpeg[18:]
-    if metadata.exif:
-        after_jfif = 4 + struct.unpack(">H", jpeg[4:6])[0]
-        body = b"Exif\0\0" + metadata.exif
-        jpeg = jpeg[:after_jfif] + b"\xff\xe1" + struct.pack(">H", 2 + len(body)) + body + jpeg[after_jfif:]
-    return jpeg
-
-
-# PNG chunks that say how to show the colours (gamma, primaries, sRGB intent, HDR's coding-
-# independent code points and mastering display): carried from a PNG source into a PNG output.
-_PNG_COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB", b"cICP", b"mDCV", b"cLLI")
-_SRGB_GAMMA = 45455  # gAMA of sRGB (1 / 2.2, times 100000): what viewers assume anyway
-
-
-def read_png_colour(path: str | os.PathLike) -> bytes:
-    """A PNG's colour chunks (each whole: length, type, data, CRC) before its pixels; b"" for
-    other files. Without them a viewer takes linear or HDR (PQ) values for sRGB."""
-    try:
-        with open(path, "rb") as file:
-            data = file.read(1 << 16)  # the chunks come before the pixels
-    except OSError:
-        return b""
-    if not data.startswith(PNG_SIGNATURE):
-        return b""
-    found = []
-    for kind, chunk in _png_chunks(data[len(PNG_SIGNATURE) :]):
-        if kind in (b"IDAT", b"IEND"):  # the colour chunks come before the pixels
-            break
-        if kind in _PNG_COLOUR_CHUNKS:
-            found.append(chunk)
-    return b"".join(found)
-
-
-def _png_chunks(chunks: bytes | memoryview) -> Iterator[tuple[bytes, bytes | memoryview]]:
-    """(type, the whole chunk: length, type, data, CRC) of each chunk in a run of them, walked by
-    their length fields; the last may be cut short. A memoryview walks a file without copying it."""
-    at = 0
-    while at + 8 <= len(chunks):
-        length, kind = struct.unpack(">I4s", chunks[at : at + 8])
-        yield kind, chunks[at : at + 12 + length]
-        at += 12 + length
-
-
-def _after_ihdr(png: bytes, chunks: bytes) -> bytes:
-    """The PNG with `chunks` right after IHDR, where colour chunks belong (before the pixels)."""
-    at = len(PNG_SIGNATURE) + 8 + 13 + 4  # the IHDR chunk: length, type, 13 bytes, CRC
-    return png[:at] + chunks + png[at:]
-
-
-def _with_icc_profile(png: bytes, profile: bytes) -> bytes:
-    """The PNG with an iCCP chunk right after IHDR, where the format wants it (before the pixels)."""
-    body = b"ICC Profile\0\0" + zlib.compress(profile)  # name, NUL, compression method 0 (deflate)
-    return _after_ihdr(png, _png_chunk(b"iCCP", body))
 
 
 def to_float(img: np.ndarray) -> np.ndarray:
@@ -808,13 +574,6 @@ def _is_srgb(profile: bytes) -> bool:
     return int(np.abs(mapped.astype(np.int16) - _PROBE).max()) <= 3
 
 
-def _srgb_like(kind: bytes, chunk: bytes) -> bool:
-    """Whether a PNG colour chunk says no more than sRGB, which a file without it is taken for."""
-    return kind == b"sRGB" or (
-        kind == b"gAMA" and abs(struct.unpack(">I", chunk[8:12])[0] - _SRGB_GAMMA) <= 500
-    )
-
-
 def write_image(
     path: str | os.PathLike,
     img: np.ndarray,
@@ -859,7 +618,7 @@ def write_image(
         wanted = b"GRAY" if img.ndim == 2 or img.shape[2] == 1 else b"RGB "
         carried = icc_profile[16:20] == wanted  # the profile's colour space: a CMYK one is invalid in a PNG
         if carried:
-            data = _with_icc_profile(data, icc_profile)
+            data = with_icc_profile(data, icc_profile)
         else:
             space = icc_profile[16:20].decode("latin-1").strip() or "unknown"
             message = f"{path}: the source's {space} colour profile does not fit this picture; not carried"
@@ -867,20 +626,20 @@ def write_image(
     elif icc_profile and not _is_srgb(icc_profile):  # OpenCV writes none; sRGB is what viewers assume
         message = f"{path}: the source's ICC colour profile is not written into {suffix}; write .png for it"
         warnings.warn(message, stacklevel=2)
-    chunks = list(_png_chunks(png_colour))
+    chunks = list(walk_chunks(png_colour))
     if suffix == ".png":  # an sRGB chunk must not stand beside an ICC profile
-        data = _after_ihdr(
+        data = after_ihdr(
             data, b"".join(chunk for kind, chunk in chunks if not (kind == b"sRGB" and carried))
         )
-    elif lost := [kind.decode() for kind, chunk in chunks if not _srgb_like(kind, chunk)]:
+    elif lost := [kind.decode() for kind, chunk in chunks if not srgb_like(kind, chunk)]:
         message = (
             f"{path}: the source's PNG colour chunks ({', '.join(lost)}) are not written into {suffix}; "
             "write .png for them"
         )
         warnings.warn(message, stacklevel=2)
     if metadata and suffix == ".png":
-        data = _after_ihdr(data, _png_metadata(metadata))
+        data = after_ihdr(data, png_metadata(metadata))
     elif metadata and suffix in (".jpg", ".jpeg"):
-        data = _jpeg_with_metadata(data, metadata)
+        data = jpeg_with_metadata(data, metadata)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), replace=replace)
     return path

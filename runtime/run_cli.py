@@ -39,11 +39,11 @@ from .imageio import (
     ImageError,
     read_icc_profile,
     read_image,
-    read_metadata,
-    read_png_colour,
     stored_layout,
     write_image,
 )
+from .picture_metadata import read_metadata
+from .png_chunks import read_png_colour
 from .video import CONTAINERS, VIDEO_SUFFIXES, is_video
 from .video_encoder import DEFAULT_CRF, PARAM_LISTS
 

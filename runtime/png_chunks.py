@@ -1,0 +1,70 @@
+"""PNG chunks: walking them, adding them after the header, and the ones that say how to show the
+colours. A debanded PNG carries its source's colour chunks, ICC profile and metadata this way,
+since OpenCV, which writes the pixels, writes none of them."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+# PNG chunks that say how to show the colours (gamma, primaries, sRGB intent, HDR's coding-
+# independent code points and mastering display): carried from a PNG source into a PNG output.
+_PNG_COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB", b"cICP", b"mDCV", b"cLLI")
+_SRGB_GAMMA = 45455  # gAMA of sRGB (1 / 2.2, times 100000): what viewers assume anyway
+
+
+def read_png_colour(path: str | os.PathLike) -> bytes:
+    """A PNG's colour chunks (each whole: length, type, data, CRC) before its pixels; b"" for
+    other files. Without them a viewer takes linear or HDR (PQ) values for sRGB."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(1 << 16)  # the chunks come before the pixels
+    except OSError:
+        return b""
+    if not data.startswith(PNG_SIGNATURE):
+        return b""
+    found = []
+    for kind, chunk in walk_chunks(data[len(PNG_SIGNATURE) :]):
+        if kind in (b"IDAT", b"IEND"):  # the colour chunks come before the pixels
+            break
+        if kind in _PNG_COLOUR_CHUNKS:
+            found.append(chunk)
+    return b"".join(found)
+
+
+def walk_chunks(chunks: bytes | memoryview) -> Iterator[tuple[bytes, bytes | memoryview]]:
+    """(type, the whole chunk: length, type, data, CRC) of each chunk in a run of them, walked by
+    their length fields; the last may be cut short. A memoryview walks a file without copying it."""
+    at = 0
+    while at + 8 <= len(chunks):
+        length, kind = struct.unpack(">I4s", chunks[at : at + 8])
+        yield kind, chunks[at : at + 12 + length]
+        at += 12 + length
+
+
+def after_ihdr(png: bytes, chunks: bytes) -> bytes:
+    """The PNG with `chunks` right after IHDR, where colour chunks belong (before the pixels)."""
+    at = len(PNG_SIGNATURE) + 8 + 13 + 4  # the IHDR chunk: length, type, 13 bytes, CRC
+    return png[:at] + chunks + png[at:]
+
+
+def with_icc_profile(png: bytes, profile: bytes) -> bytes:
+    """The PNG with an iCCP chunk right after IHDR, where the format wants it (before the pixels)."""
+    body = b"ICC Profile\0\0" + zlib.compress(profile)  # name, NUL, compression method 0 (deflate)
+    return after_ihdr(png, png_chunk(b"iCCP", body))
+
+
+def srgb_like(kind: bytes, chunk: bytes) -> bool:
+    """Whether a PNG colour chunk says no more than sRGB, which a file without it is taken for."""
+    return kind == b"sRGB" or (
+        kind == b"gAMA" and abs(struct.unpack(">I", chunk[8:12])[0] - _SRGB_GAMMA) <= 500
+    )
