@@ -345,6 +345,12 @@ def deband_video(
             "the output may show them or lack frames: check it, or get the source again",
             stacklevel=2,
         )
+    if job.clock_jumps:
+        warnings.warn(
+            f"{src}: its clock jumps {job.clock_jumps} time(s) (recordings joined end to end, an encoder "
+            "restart); what follows each jump was moved to run on from before it, as FFmpeg does",
+            stacklevel=2,
+        )
     if (resized := job.resized) is not None:
         size = f"{job.width}x{job.height}"
         warnings.warn(

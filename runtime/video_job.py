@@ -29,6 +29,7 @@ import numpy as np
 from .files import SPACE_ERRNOS
 from .hdr10 import ENCODER_OPTION, Hdr10
 from .pyav import local_file
+from .video_clock import ClockMender
 from .video_colour import Colour, alpha_of, copy_colour_tags, decode_rgb, encode_frame, put_alpha
 from .video_encoder import encoder_label
 from .video_fields import (
@@ -185,6 +186,12 @@ class _AviClock:
         if self.anchor is None or dts is None:
             return None
         return self.anchor[0] + dts - self.anchor[1]
+
+
+def _rounded(value: Fraction) -> int:
+    """To the nearest integer, halves away from zero, as FFmpeg rescales timestamps."""
+    whole = int(abs(value) + Fraction(1, 2))
+    return whole if value >= 0 else -whole
 
 
 def _seconds(clock: str | None) -> float | None:
@@ -348,6 +355,8 @@ class VideoJob:
         self.retimed = False  # a frame moved to fit a container that counts frames (Y4M, AVI)
         self.stuck = False  # stopped by a signal with a thread blocked on a stalled pipe, left behind
         self.damaged_packets = self.damaged_frames = 0  # found broken by the demuxer, the decoder
+        self.clock_jumps = 0  # where the source's clock restarted (joined MPEG-TS recordings)
+        self.muxed: dict[int, int] = {}  # carried output stream -> the last decode time muxed there
         self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
         # Fields are woven in a frame unless the decoder hands each over alone; the frames' own
         # flags say which are interlaced, the stream's tag only what to expect.
@@ -497,9 +506,12 @@ class VideoJob:
         step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
         clock = _AviClock() if self.source.format.name == "avi" else None
         start = self._start_in(self.time_base)
+        mender = ClockMender(self.source.format)
         try:
             carried = self.carried.streams
             for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
+                mender.mend(packet)
+                self.clock_jumps = mender.jumps
                 index = packet.stream.index
                 if packet.stream.type == "video":
                     try:
@@ -709,8 +721,32 @@ class VideoJob:
             if thing.dts is not None:
                 thing.dts -= shift
             thing.stream = item.out
-            output.mux(thing)
+            packets = [thing]
         else:
             if thing.pts is not None:
                 thing.pts -= shift
-            output.mux(item.out.encode(thing))
+            packets = item.out.encode(thing)
+        output.start_encoding()  # the header, once: it sets the output streams' time bases
+        for packet in packets:
+            self._in_order(packet, item.out)
+            output.mux(packet)
+
+    def _in_order(self, packet: Any, out: Any) -> None:
+        """A carried packet in `out`'s time base, its decode time after the last one muxed there:
+        where a source's go back (sound on both sides of a clock jump overlaps), it is moved up to
+        just after it, as FFmpeg does, since muxers refuse it (Matroska after all the work)."""
+        if packet.dts is None or not packet.time_base:
+            return
+        if packet.time_base != out.time_base:
+            scale = Fraction(packet.time_base) / Fraction(out.time_base)
+            packet.dts, packet.pts, packet.duration = (
+                None if value is None else _rounded(value * scale)
+                for value in (packet.dts, packet.pts, packet.duration)
+            )
+            packet.time_base = out.time_base
+        last = self.muxed.get(out.index)
+        if last is not None and packet.dts <= last:
+            if packet.pts is not None and packet.pts >= packet.dts:
+                packet.pts = max(packet.pts, last + 1)
+            packet.dts = last + 1
+        self.muxed[out.index] = packet.dts

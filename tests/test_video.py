@@ -2012,6 +2012,26 @@ def test_a_capture_from_mid_broadcast_starts_at_zero_with_its_streams_in_step(tm
                 assert abs(firsts["audio"] - firsts["video"] - late) < 0.03, firsts
 
 
+def test_recordings_joined_end_to_end_run_on_past_the_clock_jump(tmp_path):
+    """Two MPEG-TS recordings joined byte for byte (as `cat` joins captures) restart the clock
+    halfway. The frames after the jump all came out at one time, and the copied sound, going back
+    in time, made the muxer fail after the work; every stream now runs on past it, as in FFmpeg."""
+    segment = make_video(tmp_path / "segment.ts")
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(segment.read_bytes() * 2)
+    with av.open(str(segment)) as one:
+        sound = float(one.streams.audio[0].duration * one.streams.audio[0].time_base)
+    for name in ("out.mkv", "out.mp4"):
+        with pytest.warns(UserWarning, match=r"joined\.ts: its clock jumps 1 time\(s\)"):
+            report = deband_video(joined, tmp_path / name, lambda rgb: rgb, progress=False)
+        info = probe(tmp_path / name)
+        times = info["times"]
+        assert report.frames == len(times) == 2 * N
+        assert all(b - a > 0.5 / FPS for a, b in itertools.pairwise(times)), times
+        assert abs(times[-1] - times[0] - (2 * N - 1) / FPS) < 1.5 / FPS, times
+        assert abs(info["audio"][0][1] - 2 * sound) < 0.05, (info["audio"], sound)
+
+
 def test_chapters_move_with_the_streams_clock(tmp_path):
     """A file whose clock starts at 10 s has its chapters there too; they start with the output."""
     source = tmp_path / "late.mkv"
