@@ -357,6 +357,7 @@ class VideoJob:
         self.damaged_packets = self.damaged_frames = 0  # found broken by the demuxer, the decoder
         self.clock_jumps = 0  # where the source's clock restarted (joined MPEG-TS recordings)
         self.muxed: dict[int, int] = {}  # carried output stream -> the last decode time muxed there
+        self.equal_times_allowed = False  # by the output's muxer, as its decode times rise
         self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
         # Fields are woven in a frame unless the decoder hands each over alone; the frames' own
         # flags say which are interlaced, the stream's tag only what to expect.
@@ -382,6 +383,8 @@ class VideoJob:
             options={"strict": "-1"} if self.muxer == "yuv4mpegpipe" else {},
         )
         copy_tags(output, self.source)
+        # Matroska and WebM take a decode time equal to the last (two subtitle cues at once)
+        self.equal_times_allowed = bool(output.format.flags & av.format.Flags.ts_nonstrict.value)
         ctx = self.vin.codec_context
         self.vout = vout = output.add_stream(self.codec, rate=self.rate)
         vout.width, vout.height, vout.pix_fmt = self.width, self.height, self.pix_fmt
@@ -745,8 +748,10 @@ class VideoJob:
             )
             packet.time_base = out.time_base
         last = self.muxed.get(out.index)
-        if last is not None and packet.dts <= last:
-            if packet.pts is not None and packet.pts >= packet.dts:
-                packet.pts = max(packet.pts, last + 1)
-            packet.dts = last + 1
+        if last is not None:
+            earliest = last + (not self.equal_times_allowed)
+            if packet.dts < earliest:
+                if packet.pts is not None and packet.pts >= packet.dts:
+                    packet.pts = max(packet.pts, earliest)
+                packet.dts = earliest
         self.muxed[out.index] = packet.dts
