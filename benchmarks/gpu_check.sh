@@ -74,9 +74,9 @@ for config in lite paper; do
   model=$default_model
   [[ $config == paper ]] && model=/tmp/paper.safetensors
   for precision in fp16 fp32; do
-    step "bench_${config}_${precision}_kernels" 90 "${cli[@]}" bdinn.runtime.bench "$model" --device cuda \
+    step "bench_${config}_${precision}_kernels" 90 "${cli[@]}" bdinn.runtime.bench "$model" --device cuda --force \
       --precision "$precision" --json "$OUT/bench_${config}_${precision}_kernels.json"
-    BDINN_KERNEL_LIBRARY=/nonexistent step "bench_${config}_${precision}_gridsample" 90 "${cli[@]}" bdinn.runtime.bench \
+    BDINN_KERNEL_LIBRARY=/nonexistent step "bench_${config}_${precision}_gridsample" 90 "${cli[@]}" bdinn.runtime.bench --force \
       "$model" --device cuda --precision "$precision" --json "$OUT/bench_${config}_${precision}_gridsample.json"
   done
 done
@@ -93,7 +93,7 @@ done
 
 if [[ -n $clean_dir ]]; then
   for precision in fp32 fp16; do  # one process each, side by side: the metrics run on the CPU
-    step "eval_$precision" 240 "${cli[@]}" bdinn.train.evaluate --clean "$clean_dir" --size 1080x1920 \
+    step "eval_$precision" 240 "${cli[@]}" bdinn.train.evaluate --clean "$clean_dir" --size 1080x1920 --force \
       --degrade q5,blur6 --no-baselines --device cuda --precision "$precision" \
       --json "$OUT/eval_$precision.json" &
   done

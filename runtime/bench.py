@@ -188,17 +188,19 @@ def parse_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: replay a captured CUDA graph per frame.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the result as JSON to this file ('-' for stdout only).")  # fmt: skip
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing --json file.")
 @stops_cleanly
 def main(
     model: Path | None, size: tuple[int, int], batch: int, iterations: int, warmup: int,
     backend: str | None, device: str | None, precision: str | None, tile: int | None,
     plugin_library: Path | None, allow_embedded_plugin: bool, cuda_graph: bool, json_out: Path | None,
+    force: bool,
 ) -> None:  # fmt: skip
     """Latency of MODEL (default: the bundled model) at a frame size, in milliseconds per call."""
     to_file = json_out is not None and str(json_out) != "-"
     try:
         if to_file:
-            check_writable(json_out, inputs=files_of_model(model))
+            check_writable(json_out, inputs=files_of_model(model), replace=force)
         with Debander.open(
             model, backend=backend, device=device, precision=precision, tile=tile,
             plugin_library=plugin_library, allow_embedded_plugin=allow_embedded_plugin,
@@ -225,7 +227,7 @@ def main(
     if to_file:  # checked before the work; a disk that filled up since is still one line
         text = json.dumps(result, indent=2) + "\n"
         try:
-            atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
+            atomic_write(json_out, lambda tmp: Path(tmp).write_text(text), replace=force)
         except OutputError as exc:
             raise click.ClickException(str(exc)) from None
 

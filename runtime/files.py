@@ -91,15 +91,19 @@ def _publish_new(tmp: Path, path: Path) -> None:
             tmp.unlink()
 
 
-def check_writable(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
+def check_writable(
+    path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), replace: bool = True
+) -> None:
     """Fail now with an OutputError, not after minutes of work, if `path` cannot be written:
     its folder is made and a temporary file is created there and removed, and so are the
     folders made for it (the write makes them again), so a command that fails leaves no empty
     folders. An output that is one of the command's `inputs` (by any spelling) is refused:
-    writing it would destroy it."""
+    writing it would destroy it; so is an existing file without `replace` (--force)."""
     path = Path(path)
     if path.resolve() in {Path(p).resolve() for p in inputs}:
         raise OutputError(f"{path}: is one of this command's inputs; choose another output")
+    if not replace and (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise OutputError(f"{path}: already exists (pass --force to overwrite it)")
     if path.is_dir():  # the rename at the end would fail, after all the work
         raise OutputError(f"{path}: is a folder; name a file to write")
     if path.exists() and not path.is_file():  # the rename would put a file in its place

@@ -63,6 +63,14 @@ def test_stdout_json_and_errors(model, tmp_path):
     folder = CliRunner().invoke(main, [str(model), "--size", "32x32", "--json", str(tmp_path / "folder")])
     assert folder.exit_code == 1 and "folder: is a folder; name a file to write" in folder.output
     assert "Traceback" not in folder.output and "ms" not in folder.output
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text("kept")
+    quick = [str(model), "--size", "32x32", "-n", "1", "--json", str(earlier)]
+    kept = CliRunner().invoke(main, quick)
+    assert kept.exit_code == 1 and "earlier.json: already exists (pass --force to overwrite" in kept.output
+    assert earlier.read_text() == "kept" and "ms" not in kept.output
+    forced = CliRunner().invoke(main, [*quick, "-f"])
+    assert forced.exit_code == 0 and json.loads(earlier.read_text())["shape"] == [1, 3, 32, 32]
     graph = CliRunner().invoke(main, [str(model), "--size", "32x32", "--cuda-graph"])
     assert graph.exit_code == 2 and "CUDA graphs are for TensorRT engines" in graph.output
 

@@ -284,6 +284,20 @@ def test_cli_skips_an_unreadable_picture_with_one_warning_line(paired_dirs, tmp_
     assert json.loads(out.read_text())["results"]["pairs"]["images"] == pictures
 
 
+def test_an_existing_report_file_is_kept_unless_forced(paired_dirs, tmp_path):
+    """--json and --markdown replaced any file, a checkpoint's sidecar given by mistake included,
+    where every other bdinn command keeps an existing output without --force."""
+    sidecar = tmp_path / "best.json"
+    sidecar.write_text('{"config": {}}')
+    arguments = ["--pairs", *map(str, paired_dirs), "--no-baselines"]
+    kept = _invoke(*arguments, "--markdown", str(sidecar))
+    assert kept.exit_code == 1 and "best.json: already exists (pass --force to overwrite it)" in kept.output
+    assert sidecar.read_text() == '{"config": {}}' and "PSNR" not in kept.output  # refused before the work
+    forced = _invoke(*arguments, "--json", str(sidecar), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "results" in json.loads(sidecar.read_text())
+
+
 def test_the_report_goes_to_a_console_that_is_not_utf8(paired_dirs, tmp_path):
     """An en dash in the table's empty cells ended the run, after all the scoring, where the
     console's encoding is Latin-1 (an ISO-8859 locale)."""

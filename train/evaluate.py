@@ -417,8 +417,8 @@ def to_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=1, allow_nan=False) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+def _write(path: Path, text: str, replace: bool) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), replace=replace)
 
 
 @click.command("bdinn-eval", cls=BdinnCommand)
@@ -467,6 +467,7 @@ def _write(path: Path, text: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the table here.",
 )
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing --json and --markdown files.")
 @click.option("--no-baselines", is_flag=True, help="Skip FFmpeg's deband and gradfun.")
 @click.option("--seed", default=0, type=int, help="Seed of the --max-images subset.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N [default: a GPU when there is one].")
@@ -493,6 +494,7 @@ def main(
     bit_depth: str,
     json_path: Path | None,
     markdown_path: Path | None,
+    force: bool,
     no_baselines: bool,
     seed: int,
     device: str | None,
@@ -535,7 +537,7 @@ def main(
             raise OutputError(f"{json_path}: --json and --markdown name the same file; give each its own")
         for path in (json_path, markdown_path):
             if path is not None:  # now, not after the evaluation
-                check_writable(path, inputs)
+                check_writable(path, inputs, replace=force)
         if pairs:
             total, found = pairs_from_folders(pairs[0], pairs[1], max_images, seed)
         else:
@@ -567,9 +569,9 @@ def main(
     click.echo(table, nl=False)
     try:  # checked before the work; a disk that filled up since is still one line
         if markdown_path:
-            _write(markdown_path, table)
+            _write(markdown_path, table, replace=force)
         if json_path:
-            _write(json_path, to_json(report))
+            _write(json_path, to_json(report), replace=force)
     except OutputError as exc:
         raise click.ClickException(str(exc)) from None
 
