@@ -381,6 +381,38 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(datasets, tmp_
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_an_overflowing_error_is_a_non_finite_loss_not_a_math_error(datasets, tmp_path):
+    """A loss still finite over outputs whose squares overflow (a learning rate far too high)
+    ended the run with "math domain error" from the batch PSNR, not the one-line reason."""
+    train, val = datasets
+    trainer = Trainer(settings(), train, val, tmp_path)
+    banded, clean = trainer._batch(0, {})
+    with pytest.raises(TrainingError, match="non-finite loss at step 0: stopped; no checkpoint"):
+        trainer.train_step(banded, clean + 1e20)  # |error| 1e20: its L1 is finite, its square is not
+
+
+def test_a_network_training_broke_is_said_and_never_kept_as_best(datasets, tmp_path, capsys):
+    """The change limit keeps a broken network's served output near its input, so its validation
+    PSNR looked healthy and it could become best; its raw output far below the input says it."""
+    train, val = datasets
+    trainer = Trainer(settings(steps=6, val_every=3), train, val, tmp_path)
+    trainer.run(stop_at=3)
+    best = (tmp_path / "best.safetensors").read_bytes()
+    healthy = json.loads((tmp_path / "best.json").read_text())["metrics"]
+    assert healthy["val_psnr_raw"] > healthy["val_psnr_input"] - 1  # untrained: close to its input
+    with torch.no_grad():  # as a learning rate far too high leaves it
+        for parameter in trainer.model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.5)
+    trainer.run()
+    last = json.loads((tmp_path / "last.json").read_text())
+    assert last["step"] == 6 and last["metrics"]["val_psnr_raw"] < last["metrics"]["val_psnr_input"] - 10
+    assert (tmp_path / "best.safetensors").read_bytes() == best  # still step 3's
+    assert json.loads((tmp_path / "best.json").read_text())["step"] == 3
+    said = capsys.readouterr()
+    assert "step 6: the raw network scores" in said.out + said.err
+    assert "training has broken it (lower --lr); not kept as best" in said.out + said.err
+
+
 def test_too_little_data_or_amp_on_cpu_is_a_clear_error(datasets, tmp_path):
     train, val = datasets
     with pytest.raises(TrainingError, match="fewer than one batch"):

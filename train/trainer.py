@@ -41,6 +41,10 @@ from .network import BDINN, BDINNConfig
 from .provenance import checkpoint_record, hardware, training_record
 
 STATE_FORMAT = "bdinn-train-state/1"
+# A raw output this far below its own input's PSNR is a network training broke (a learning rate
+# too high): the served output hides it, since the change limit keeps it near the input. Early
+# training stays within a few dB of the input.
+DIVERGED_DB = 10.0
 # Settings that define the run: resuming with different values would not continue the same run.
 RUN_DEFINING = (
     "config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed", "data",
@@ -269,6 +273,7 @@ class Trainer:
         self._saved_step = -1  # the step of the training state on disk
         self.best_psnr = -math.inf
         self.clean_cambi: float | None = None  # of the validation targets, scored at the first validation
+        self.input_psnr: float | None = None  # of the banded validation inputs themselves, likewise
         self.init: dict[str, Any] | None = None  # the checkpoint fine-tuned, as its sidecar records it
         # of training and validation before this process's run; None: a resumed state predates the count
         self.seconds: float | None = 0.0
@@ -390,7 +395,7 @@ class Trainer:
             dist.all_reduce(report)
             report /= self.dist.world
         loss_value, mse_value = (float(v) for v in report)
-        if not math.isfinite(loss_value):
+        if not (math.isfinite(loss_value) and math.isfinite(mse_value)):  # squares overflow first
             kept = (
                 f"the last good checkpoint in {self.out_dir} is intact"
                 if (self.out_dir / "last.safetensors").exists()
@@ -425,6 +430,7 @@ class Trainer:
         count = len(self.val_set) if self.settings.max_val_images is None else self.settings.max_val_images
         scores: list[tuple[float, float, float, float]] = []
         clean_cambis: list[float] = []  # scored once, as 8-bit pictures like the outputs
+        input_psnrs: list[float] = []
         for index in range(min(count, len(self.val_set))):
             _, banded, clean = self.val_set[index]
             banded = banded.unsqueeze(0).to(self.device)
@@ -436,8 +442,9 @@ class Trainer:
             scores.append((psnr(served, target), ssim(served, target), cambi(served8), raw_psnr))
             if self.clean_cambi is None:
                 clean_cambis.append(cambi(np.round(target * 255).astype(np.uint8)))
+                input_psnrs.append(psnr(_as_uint8(banded).astype(np.float32) / 255, target))
         if self.clean_cambi is None:
-            self.clean_cambi = float(np.mean(clean_cambis))
+            self.clean_cambi, self.input_psnr = float(np.mean(clean_cambis)), float(np.mean(input_psnrs))
         psnrs, ssims, cambis, raw_psnrs = zip(*scores, strict=True)
         return {
             "val_psnr": float(np.mean(psnrs)),
@@ -445,17 +452,19 @@ class Trainer:
             "val_cambi": float(np.mean(cambis)),
             "val_cambi_clean": self.clean_cambi,
             "val_psnr_raw": float(np.mean(raw_psnrs)),
+            "val_psnr_input": self.input_psnr,
         }
 
     def _checkpoint(self, metrics: dict[str, float]) -> dict[str, float]:
         """Validate, then write last (best, kept) checkpoints and the training state: main rank only.
 
-        Best is by validation PSNR; with keep_checkpoints every validated step stays on disk too,
-        for choosing by the banding score as well (it moved by 3 across one fine-tune's steps).
+        Best is by validation PSNR, never a network that training broke (_diverged); with
+        keep_checkpoints every validated step stays on disk too, for choosing by the banding score
+        as well (it moved by 3 across one fine-tune's steps).
         """
         if self.dist.main:
             metrics = {**metrics, **self.validate()}
-            better = metrics.get("val_psnr", -math.inf) > self.best_psnr
+            better = metrics.get("val_psnr", -math.inf) > self.best_psnr and not _diverged(metrics)
             names = ["best"] if better else []
             where = hardware(self.device, self.dist.world)
             record = training_record(self.settings, init=self.init, where=where, seconds=self._elapsed())
@@ -559,6 +568,12 @@ class Trainer:
                 f"CAMBI {m['val_cambi']:.2f} (clean {m['val_cambi_clean']:.2f}), "
                 f"raw network {m['val_psnr_raw']:.2f} dB"
             )
+            if _diverged(m):
+                below = m["val_psnr_input"] - m["val_psnr_raw"]
+                bar.write(
+                    f"step {self.step}: the raw network scores {below:.1f} dB below its own input "
+                    f"({m['val_psnr_input']:.2f} dB): training has broken it (lower --lr); not kept as best"
+                )
         return metrics
 
     def _save_early(self, bar: tqdm, how: str) -> None:
@@ -575,3 +590,9 @@ class Trainer:
             return
         then = " (validating and checkpointing this step first)" if self._checkpoint_missing() else ""
         bar.write(f"{how} at step {self.step}: {said}; --resume continues from there{then}")
+
+
+def _diverged(metrics: dict[str, float]) -> bool:
+    """Whether validation found the raw network DIVERGED_DB or more below its own input."""
+    raw, given = metrics.get("val_psnr_raw"), metrics.get("val_psnr_input")
+    return raw is not None and given is not None and raw < given - DIVERGED_DB
