@@ -331,8 +331,8 @@ def deband_video(
             "be cut short (the output holds what was there)",
             stacklevel=2,
         )
-    whole = job.track_duration
-    if not job.listed_frames and whole and whole - job.duration > max(1.0, 0.1 * whole):
+    whole = job.track_duration  # to the millisecond: only frames a decoder drops (an open GOP) differ
+    if not job.listed_frames and whole and whole - job.duration > max(0.5, 3 / float(job.rate)):
         warnings.warn(
             f"{src}: decoded {job.duration:.2f} s of video, but its header says its video lasts "
             f"{whole:.2f} s; the file may be cut short (the output holds what was there)",
