@@ -102,12 +102,12 @@ def check_writable(
     path = Path(path)
     if path.resolve() in {Path(p).resolve() for p in inputs}:
         raise OutputError(f"{path}: is one of this command's inputs; choose another output")
-    if not replace and (path.exists() or path.is_symlink()) and not path.is_dir():
-        raise OutputError(f"{path}: already exists (pass --force to overwrite it)")
     if path.is_dir():  # the rename at the end would fail, after all the work
         raise OutputError(f"{path}: is a folder; name a file to write")
     if path.exists() and not path.is_file():  # the rename would put a file in its place
         raise OutputError(f"{path}: is a named pipe or device, not a file; name a file to write")
+    if not replace and (path.exists() or path.is_symlink()):
+        raise OutputError(f"{path}: already exists (pass --force to overwrite it)")
     made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     try:
         _reserve_temporary(path).unlink()
