@@ -358,6 +358,7 @@ class VideoJob:
         self.clock_jumps = 0  # where the source's clock restarted (joined MPEG-TS recordings)
         self.muxed: dict[int, int] = {}  # carried output stream -> the last decode time muxed there
         self.equal_times_allowed = False  # by the output's muxer, as its decode times rise
+        self.writing = False  # a mux call under way: what fails there is the muxer's doing
         self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
         # Fields are woven in a frame unless the decoder hands each over alone; the frames' own
         # flags say which are interlaced, the stream's tag only what to expect.
@@ -645,7 +646,8 @@ class VideoJob:
                 raise VideoError(f"{self.src}: no decodable video frames; re-encode or repair the file")
             self._mux_video(output, opening, self.vout.encode(None), final=True)
             for index in self.carried.transcode:
-                output.mux(self.carried.audio_out[index].encode(None))
+                out = self.carried.audio_out[index]
+                self._write_carried(output, out, out.encode(None))
         except av.FFmpegError as exc:
             if self.dst == STDOUT and exc.errno in (errno.EPIPE, errno.EBADF):
                 raise VideoError(
@@ -653,7 +655,9 @@ class VideoJob:
                     "frame(s); stopping"
                 ) from exc
             self._check_space(exc)
-            reason = str(exc).replace(self.tmp, self.dst.name) if self.tmp else str(exc)
+            reason = exc.strerror or str(exc)  # its file name is the temporary file's
+            if self.writing:  # the muxer refused a packet (of any stream: it interleaves them)
+                raise VideoError(f"{self.dst}: FFmpeg's {self.muxer} muxer failed ({reason})") from exc
             label = encoder_label(self.codec)
             raise VideoError(f"{self.dst}: encoding with {label} failed ({reason})") from exc
         self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
@@ -675,7 +679,7 @@ class VideoJob:
         they need it: libx265 gives a stream of one or two frames decode times that are garbage
         (1e17 off, uninitialised), which MP4 and MOV refuse at the end of all the work."""
         if held is None:
-            output.mux(packets)
+            self._write(output, packets)
             return None
         held.extend(packets)
         if len(held) < _HELD and not final:
@@ -693,8 +697,14 @@ class VideoJob:
             delay = max(0, *(o - p for o, p in zip(ordered, pts, strict=True)))
             for packet, time_ in zip(held, ordered, strict=True):
                 packet.dts = time_ - delay
-        output.mux(held)
+        self._write(output, held)
         return None
+
+    def _write(self, output: Any, packets: list[Any]) -> None:
+        """Mux `packets`, noting while it runs that a failure is the muxer's, not an encoder's."""
+        self.writing = True
+        output.mux(packets)
+        self.writing = False
 
     def _set_hdr10(self) -> None:
         """Before the encoder opens: pass on the source's HDR10 metadata where the encoder takes it."""
@@ -729,10 +739,16 @@ class VideoJob:
             if thing.pts is not None:
                 thing.pts -= shift
             packets = item.out.encode(thing)
+        self._write_carried(output, item.out, packets)
+
+    def _write_carried(self, output: Any, out: Any, packets: list[Any]) -> None:
+        """Mux packets of a carried stream `out`, in its time base and in order (_in_order)."""
+        self.writing = True
         output.start_encoding()  # the header, once: it sets the output streams' time bases
+        self.writing = False
         for packet in packets:
-            self._in_order(packet, item.out)
-            output.mux(packet)
+            self._in_order(packet, out)
+        self._write(output, packets)
 
     def _in_order(self, packet: Any, out: Any) -> None:
         """A carried packet in `out`'s time base, its decode time after the last one muxed there:

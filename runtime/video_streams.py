@@ -26,6 +26,9 @@ AUDIO_COPY: dict[str, set[str] | None] = {
     "webm": {"opus", "vorbis"},
     "avi": {"mp3", "mp2", "ac3", "pcm_s16le", "aac"},
 }
+# Muxers that need AAC's AudioSpecificConfig in their header, which AAC framed as ADTS (MPEG-TS,
+# .aac files) lacks: such sound is re-encoded for them (AVI refuses it after the work otherwise).
+AAC_CONFIG_NEEDED = {"avi"}
 # Muxer -> the subtitle codecs copied into it (None: any FFmpeg accepts). Other text subtitles
 # are rewritten into the container's own text codec (subtitle_text.py); bitmap ones are dropped,
 # and so is text for MPEG-TS, which takes it from FFmpeg but writes an unreadable stream.
@@ -197,7 +200,8 @@ class CarriedStreams:
                 continue
             name = codec_name(stream) or "undecodable"
             out = None
-            if takes is None or name in takes:
+            adts = name == "aac" and self.muxer in AAC_CONFIG_NEEDED and not stream.codec_context.extradata
+            if (takes is None or name in takes) and not adts:
                 with contextlib.suppress(ValueError):  # PyAV's own check can still refuse it
                     out = output.add_stream_from_template(stream)
             if out is None:  # the container does not take this codec: re-encode

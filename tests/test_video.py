@@ -332,6 +332,41 @@ def test_stereo_audio_is_copied_where_the_container_takes_it_else_reencoded(
     assert codec == expected and seconds == pytest.approx(N / FPS, abs=0.05)
 
 
+def test_aac_without_its_config_is_reencoded_for_avi(tmp_path):
+    """AAC from an MPEG-TS is framed as ADTS, without the AudioSpecificConfig AVI's header needs:
+    copied, the muxer refused it after all the work ("encoding with libx264 failed")."""
+    for suffix, transcoded in ((".ts", 1), (".mp4", 0)):
+        source = make_video(tmp_path / f"source{suffix}")
+        report = deband_video(source, tmp_path / f"out{suffix}.avi", lambda rgb: rgb, progress=False)
+        assert (report.audio_streams, report.audio_transcoded) == (1 - transcoded, transcoded)
+        [(codec, seconds)] = probe(tmp_path / f"out{suffix}.avi")["audio"]
+        assert codec == "aac" and seconds == pytest.approx(probe(source)["audio"][0][1], abs=0.05)
+
+
+def test_a_failure_of_the_muxer_is_not_blamed_on_the_encoder(source, tmp_path, monkeypatch):
+    """What the muxer refuses (it may be any stream's packet: it interleaves them) is said to be
+    the muxer's, with FFmpeg's reason and no temporary file name."""
+    opened = av.open
+
+    class Refusing:  # the real output file, whose muxer refuses the first sound it is given
+        def __init__(self, *args, **kwargs):
+            self.container = opened(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def mux(self, packets):
+            if any(p.stream.type == "audio" for p in (packets if isinstance(packets, list) else [packets])):
+                raise av.error.ArgumentError(22, "Invalid argument", "/somewhere/.out.mkv.1234.tmp")
+            return self.container.mux(packets)
+
+    monkeypatch.setattr(av, "open", lambda *args, **kwargs: Refusing(*args, **kwargs) if "w" in args else
+                        opened(*args, **kwargs))  # fmt: skip
+    with pytest.raises(VideoError, match=r"out\.mkv: FFmpeg's matroska muxer failed \(Invalid argument\)$"):
+        deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
 def test_sample_aspect_ratio_is_kept_by_x265_and_warned_about_elsewhere(tmp_path):
     source = make_video(tmp_path / "anamorphic.mp4", audio=False, sar=Fraction(4, 3))
     deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
