@@ -46,6 +46,7 @@ from .picture_metadata import read_metadata
 from .png_chunks import read_png_colour
 from .video import CONTAINERS, VIDEO_SUFFIXES, is_video
 from .video_encoder import DEFAULT_CRF, PARAM_LISTS
+from .video_formats import holds_video
 
 MEDIA_SUFFIXES = {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES}
 LOSSY_IMAGE_SUFFIXES = {".jpg", ".jpeg"}
@@ -60,7 +61,14 @@ class Job:
 
     @property
     def is_video(self) -> bool:
-        return self.source == STDIO or is_video(self.source)
+        return self.source == STDIO or _is_video(self.source)
+
+
+def _is_video(source: Path) -> bool:
+    """By the suffix; a file named as neither picture nor video by what FFmpeg finds in it."""
+    if is_video(source) or source.suffix.lower() in IMAGE_SUFFIXES:
+        return is_video(source)
+    return holds_video(source)
 
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
@@ -127,7 +135,7 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool, depth: int |
     )  # fmt: skip
     jobs = []
     for source in sources:
-        suffix = ".mkv" if is_video(source) else ".png"
+        suffix = ".mkv" if _is_video(source) else ".png"
         if single_file:
             target = place
         elif place is None:

@@ -6,6 +6,7 @@ and output), the suffixes read as video, and VideoError, which every video modul
 
 from __future__ import annotations
 
+import functools
 import io
 import numbers
 import os
@@ -16,6 +17,7 @@ from typing import Any
 
 from .pyav import require_pyav
 from .video_encoder import DEFAULT_CRF, encoder_label, encoder_options
+from .video_streams import moving_pictures
 
 # "-" as the source reads a stream from standard input (Y4M, MKV, MPEG-TS: what FFmpeg can read
 # from a pipe); as the destination it writes Y4M to standard output, for an encoder to read.
@@ -88,6 +90,22 @@ class VideoError(ValueError):
 def is_video(path: str | os.PathLike) -> bool:
     """Whether the file name has a video suffix (VIDEO_SUFFIXES); the file is not opened."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+@functools.lru_cache(maxsize=256)
+def holds_video(path: Path) -> bool:
+    """Whether FFmpeg opens the file as moving pictures, whatever its name: an elementary stream
+    (.h264, .hevc), a renamed or suffix-less file. Pictures (FFmpeg's image readers) are not."""
+    try:
+        import av
+    except ImportError:
+        return False
+    try:
+        with av.open(str(path)) as container:
+            still = container.format.name == "image2" or container.format.name.endswith("_pipe")
+            return not still and bool(moving_pictures(container))
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        return False
 
 
 def _muxer_for(dst: Path) -> str:

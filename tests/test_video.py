@@ -253,6 +253,34 @@ def test_bdinn_run_reads_broadcast_files_and_takes_a_chroma(tmp_path):
     assert result.exit_code == 1 and "cannot write a video as '.mpg' (use .mkv)" in result.output
 
 
+def test_bdinn_run_reads_a_video_by_what_it_holds_where_its_name_says_neither(source, tmp_path):
+    """An elementary stream (.h264), or a video renamed or without a suffix, was taken for a
+    picture: "not an image file OpenCV can read", or "cannot write a picture as '.mkv'"."""
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    from click.testing import CliRunner
+
+    from bdinn.runtime.run_cli import main
+
+    elementary, bare = tmp_path / "camera.h264", tmp_path / "recording"
+    with av.open(str(source)) as src, av.open(str(elementary), "w", format="h264") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    bare.write_bytes(source.read_bytes())
+    result = CliRunner().invoke(main, [str(elementary), "-o", str(tmp_path / "out.mkv"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(probe(tmp_path / "out.mkv")["times"]) == N
+    result = CliRunner().invoke(main, [str(bare), "-q"])
+    assert result.exit_code == 0, result.output
+    after = probe(tmp_path / "recording.debanded.mkv")
+    assert len(after["times"]) == N and after["audio"][0][0] == "aac"
+    (tmp_path / "notes.txt").write_text("not a picture, nor a video")
+    result = CliRunner().invoke(main, [str(tmp_path / "notes.txt")])
+    assert result.exit_code == 1 and "notes.txt: not an image file OpenCV can read" in result.output
+
+
 def test_8_bit_mp4_with_hevc_tag(source, tmp_path):
     report = deband_video(source, tmp_path / "out.mp4", lambda rgb: rgb, bit_depth=8, progress=False)
     after = probe(tmp_path / "out.mp4")
