@@ -48,11 +48,11 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
         main,
         [
             *("--clean", str(DATA), "--config", str(tiny_config), "--variants", "2", "-o", str(tmp_path)),
-            *("--unbanded-share", "0.3", "--identity-share", "0.2", *FAST),
+            *("--unbanded-share", "0.3", "--identity-share", "0.2", "--max-val-images", "1", *FAST),
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "data: 4 training / 2 validation images" in result.output
+    assert "data: 4 training / 2 validation images (1 scored), " in result.output
     found = re.search(
         r"(\d+) of (\d+) patches show banding, (\d+) without added, (\d+) clean as", result.output
     )
@@ -68,6 +68,7 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
     assert record["data"]["identity_share"] == 0.2 and record["init"] is None
     origin = record["data_origin"]
     assert origin["clean"] == [str(DATA)] and origin["cache"] == str(tmp_path / "pairs")
+    assert record["max_val_images"] == 1
     assert sum(origin["train"].values()) == 4 and sum(origin["validation"].values()) == 2
     assert set(origin["train"]) | set(origin["validation"]) <= {"bits", "blur-bits", "x264", "x265", "svtav1"}
     assert record["hardware"]["device"] == "cpu" and record["hardware"]["threads"] >= 1
@@ -361,6 +362,12 @@ def test_a_skipped_picture_is_one_warning_line(tmp_path, tiny_config, paired_dir
     [warning] = [line for line in result.output.splitlines() if "skipping pair" in line]
     assert warning.startswith(f"Warning: skipping pair {cut.stem}") and "truncated PNG" in warning
     assert "UserWarning" not in result.output
+    # Counted as what was read: the data line and the record counted the skipped pair as used.
+    said = re.search(r"data: (\d+) training / (\d+) validation", result.output)
+    trained, validated = map(int, said.groups())
+    assert trained + validated == len(list(clean.iterdir())) - 1
+    origin = json.loads((tmp_path / "o" / "last.json").read_text())["training"]["data_origin"]
+    assert (sum(origin["train"].values()), sum(origin["validation"].values())) == (trained, validated)
 
 
 def test_a_fine_tune_resumes_without_its_init_again(tmp_path, tiny_config, paired_dirs):

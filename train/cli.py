@@ -279,9 +279,6 @@ def main(
         # run that made them, and the patch order must not depend on that.
         image_pairs.sort(key=lambda pair: (pair.name, str(pair.banded)))
         train_pairs, val_pairs = split_by_source(large_enough(image_pairs), val_fraction, seed)
-        settings.sources = pairs_fingerprint(train_pairs, val_pairs)
-        cache = cache_dir or (out_dir / "pairs" if clean_dirs else None)
-        settings.data_origin = data_origin(clean_dirs, pairs or (), cache, train_pairs, val_pairs)
         if not val_pairs and ranks.main:
             reason = "--val-fraction 0" if val_fraction == 0 else "all pairs come from one picture"
             warnings.warn(
@@ -296,8 +293,14 @@ def main(
             unbanded_share=unbanded_share,
             identity_share=identity_share,
         )
-        val_set = FullImageDataset(stratified_order(val_pairs)[: settings.max_val_images])
-        if val_pairs and not len(val_set) and ranks.main:
+        sample = stratified_order(val_pairs)[: settings.max_val_images]
+        val_set = FullImageDataset(sample)
+        unreadable = set(sample) - set(val_set.pairs)
+        val_pairs = [pair for pair in val_pairs if pair not in unreadable]  # as trained pairs: read ones
+        settings.sources = pairs_fingerprint(train_set.pairs, val_pairs)
+        cache = cache_dir or (out_dir / "pairs" if clean_dirs else None)
+        settings.data_origin = data_origin(clean_dirs, pairs or (), cache, train_set.pairs, val_pairs)
+        if sample and not len(val_set) and ranks.main:
             warnings.warn(
                 "no validation pictures (every one was skipped, as said above): best.safetensors is not "
                 "written, only last",
@@ -307,10 +310,11 @@ def main(
             extras = (
                 (train_set.patches_unbanded, "without added"),
                 (train_set.patches_identity, "clean as their own input"),
-                (train_set.skipped_images, "images skipped (unreadable or too small)"),
+                (train_set.skipped_images + val_set.skipped_images, "pairs skipped (unreadable)"),
             )
+            scored = f" ({len(val_set)} scored)" if len(val_set) < len(val_pairs) else ""
             click.echo(
-                f"data: {len(train_pairs)} training / {len(val_pairs)} validation images, "
+                f"data: {len(train_set.pairs)} training / {len(val_pairs)} validation images{scored}, "
                 f"{train_set.patches_banded} of {train_set.patches_total} patches show banding"
                 + "".join(f", {count} {what}" for count, what in extras if count)
             )

@@ -210,6 +210,7 @@ class PatchDataset(torch.utils.data.Dataset):
         self.index: list[tuple[int, int, int]] = []
         self.patches_total = 0
         loaded, self.skipped_images = _load_pairs(pairs)
+        self.pairs = [pair for pair, _, _ in loaded]  # what it trains on: the records count these
         p = patch_size
         unbanded: list[tuple[int, int, int]] = []
         identity: dict[Path, list[tuple[int, int, int]]] = {}
@@ -276,7 +277,8 @@ class FullImageDataset(torch.utils.data.Dataset):
 
     def __init__(self, pairs: Sequence[ImagePair]) -> None:
         loaded, self.skipped_images = _load_pairs(pairs)
-        self.names = [pair.name for pair, _, _ in loaded]
+        self.pairs = [pair for pair, _, _ in loaded]
+        self.names = [pair.name for pair in self.pairs]
         self.images = [(banded, clean) for _, banded, clean in loaded]
 
     def __len__(self) -> int:
