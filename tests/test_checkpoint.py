@@ -87,6 +87,31 @@ def test_an_impossible_config_is_one_line(tmp_path, config, message):
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"config_name": "paper"}, "config_name says 'paper', but its config is not that configuration"),
+        ({"step": "abc"}, "step must be a whole number of at least 0, not 'abc'"),
+        ({"step": -5}, "step must be a whole number of at least 0, not -5"),
+        ({"config_name": 7}, "config_name must be a name or null, not 7"),
+        ({"metrics": {"val_psnr": "high"}}, "metrics must map names to numbers"),
+        ({"dtype": "bogus"}, "dtype must be one of bfloat16, float16, float32, not 'bogus'"),
+        ({"training": "hello"}, "its training record must be an object or null"),
+        ({"config": None, "drop": "config"}, "no architecture config \\(its 'config' entry\\)"),
+    ],
+)
+def test_a_sidecar_edited_by_hand_is_refused_in_one_line(tmp_path, edit, message):
+    """Fine-tunes, exports and records copied a sidecar's own fields on unchecked: a name saying
+    'paper' over a tiny network, a step of 'abc', a training record of "hello"."""
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=3)
+    meta = json.loads(checkpoint_sidecar(path).read_text())
+    meta.update({k: v for k, v in edit.items() if k != "drop"})
+    meta.pop(edit.get("drop", "-"), None)
+    checkpoint_sidecar(path).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=f"m.json: {message} \\(was it edited"):
+        load_checkpoint(path)
+
+
 def test_a_config_asking_for_a_huge_network_is_checked_against_the_weights_before_building_it(
     tmp_path, monkeypatch
 ):

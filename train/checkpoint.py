@@ -20,9 +20,10 @@ from safetensors.torch import load_file, save_file
 
 from ..runtime.backends import PICKLED_SUFFIXES
 from ..runtime.files import WrittenFile, atomic_write
-from .network import BDINN, BDINNConfig
+from .network import BDINN, CONFIGS, BDINNConfig
 
 FORMAT = "bdinn-checkpoint/1"
+_DTYPES = {"float32", "float16", "bfloat16"}  # what save_checkpoint stores weights as
 # What save_checkpoint writes itself; anything else in a sidecar came in as `extra`.
 OWN_FIELDS = frozenset({"format", "architecture", "config", "config_name", "step", "metrics", "dtype"})
 
@@ -134,16 +135,48 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{meta_path}: not valid JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: not a bdinn checkpoint config (expected format {FORMAT!r})")
+    if problem := _own_field_problem(meta):
+        raise CheckpointError(f"{meta_path}: {problem} (was it edited? bdinn-train writes it whole)")
     return meta
 
 
+def _own_field_problem(meta: Mapping[str, Any]) -> str | None:
+    """What is wrong with a sidecar's own fields, which fine-tunes, exports and records copy on."""
+    step, name, metrics = meta.get("step", 0), meta.get("config_name"), meta.get("metrics", {})
+    if "config" not in meta:
+        return "no architecture config (its 'config' entry)"
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"step must be a whole number of at least 0, not {step!r}"
+    if name is not None and not isinstance(name, str):
+        return f"config_name must be a name or null, not {name!r}"
+    if not isinstance(metrics, dict) or not all(
+        (isinstance(v, (int, float)) and not isinstance(v, bool)) or v is None for v in metrics.values()
+    ):
+        return "metrics must map names to numbers"
+    if meta.get("dtype", "float32") not in _DTYPES:
+        return f"dtype must be one of {', '.join(sorted(_DTYPES))}, not {meta.get('dtype')!r}"
+    for record in ("training", "interpolated"):
+        if not isinstance(meta.get(record), (dict, type(None))):
+            return f"its {record} record must be an object or null"
+    return None
+
+
 def read_checkpoint_config(path: Path) -> tuple[BDINNConfig, dict[str, Any]]:
-    """The architecture a checkpoint's sidecar describes, and the sidecar; weights are not read."""
+    """The architecture a checkpoint's sidecar describes, and the sidecar; weights are not read.
+    A configuration name (`lite`, `paper`) must be that configuration: exports and fine-tunes
+    report and record it."""
     meta = read_checkpoint_meta(path)
     try:
-        return BDINNConfig.from_dict(meta["config"]), meta
-    except (KeyError, TypeError, ValueError) as exc:
+        config = BDINNConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{checkpoint_sidecar(path)}: invalid architecture config ({exc})") from None
+    name = meta.get("config_name")
+    if name in CONFIGS and CONFIGS[name] != config:
+        raise CheckpointError(
+            f"{checkpoint_sidecar(path)}: config_name says {name!r}, but its config is not that "
+            "configuration (was it edited? bdinn-train writes it whole)"
+        )
+    return config, meta
 
 
 def load_checkpoint(path: Path) -> tuple[BDINN, dict[str, Any]]:
