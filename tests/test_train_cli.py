@@ -196,7 +196,11 @@ def test_force_resume_and_data_checks(tmp_path, tiny_config, paired_dirs):
         for path in tmp_path.glob(f"{name}.*"):
             path.rename(tmp_path.parent / f"{tmp_path.name}-{path.name}")
     left = CliRunner().invoke(main, args)  # best and step-N would have been overwritten and mixed in
-    assert left.exit_code == 1 and f"{tmp_path}: holds a run already (best.safetensors)" in left.output
+    said = f"{tmp_path}: holds checkpoints (best.safetensors) but no training state to resume; pass --force"
+    assert left.exit_code == 1 and said in left.output  # not --resume, which had no state to go on from
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 1 and "no training state to resume" in resumed.output
+    assert "--force starts over" in resumed.output
     for path in tmp_path.parent.glob(f"{tmp_path.name}-*"):
         path.rename(tmp_path / path.name.removeprefix(f"{tmp_path.name}-"))
     kept = sorted(p.name for p in tmp_path.iterdir())

@@ -224,6 +224,12 @@ def main(
         for path in sorted(out_dir.glob(pattern))
     ]
     if earlier and not (resume or force):
+        if not (out_dir / "state.safetensors").is_file():  # its save failed (a full disk): no resume
+            raise click.ClickException(
+                f"{out_dir}: holds checkpoints ({earlier[0].name}) but no training state to resume; pass "
+                f"--force to start over, --init {out_dir / 'last.safetensors'} to go on from its weights in "
+                "another -o, or choose another -o"
+            )
         raise click.ClickException(
             f"{out_dir}: holds a run already ({earlier[0].name}); pass --resume to continue it, --force to "
             "start over, or choose another -o"

@@ -134,7 +134,9 @@ def _same_file(path: str, other: str | None) -> bool:
 def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
     """A saved state's JSON, checked against this run's settings (those not yet known are skipped)."""
     if not meta_path.is_file() or not meta_path.with_suffix(".safetensors").is_file():
-        raise TrainingError(f"{meta_path.parent}: no training state to resume (state.safetensors/.json)")
+        raise TrainingError(
+            f"{meta_path.parent}: no training state to resume (state.safetensors/.json); --force starts over"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
