@@ -90,17 +90,22 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
     assert len(held_out) == 1 and state["settings"]["data"]["variants"] == 2
 
 
-def test_a_run_resumed_from_a_copied_cache_records_where_its_pictures_came_from(tmp_path, tiny_config):
+def test_a_run_resumed_from_a_copied_cache_records_where_its_pictures_came_from(
+    tmp_path, tiny_config, monkeypatch
+):
     """The record is the run's: resumed on another machine from a copy of its pairs cache, it
-    named no --clean folder and the copy as the cache."""
-    run = [*FAST, "--config", str(tiny_config), "--variants", "2", "-o", str(tmp_path / "run")]
-    first = CliRunner().invoke(main, [*run, "--clean", str(DATA), "--stop-at", "2"])
+    named no --clean folder and the copy as the cache. Folders given relative to the working
+    folder are recorded whole, as the start's and a blend's paths are."""
+    monkeypatch.chdir(tmp_path)
+    run = [*FAST, "--config", str(tiny_config), "--variants", "2", "-o", "run"]
+    first = CliRunner().invoke(main, [*run, "--clean", os.path.relpath(DATA), "--stop-at", "2"])
     assert first.exit_code == 0, first.output
     shutil.copytree(tmp_path / "run" / "pairs", tmp_path / "moved")
     resumed = CliRunner().invoke(main, [*run, "--cache-dir", str(tmp_path / "moved"), "--resume"])
     assert resumed.exit_code == 0, resumed.output
     origin = json.loads((tmp_path / "run" / "last.json").read_text())["training"]["data_origin"]
-    assert origin["clean"] == [str(DATA)] and origin["cache"] == str(tmp_path / "run" / "pairs")
+    assert origin["clean"] == [str(DATA.resolve())]
+    assert origin["cache"] == str((tmp_path / "run" / "pairs").resolve())
 
 
 def test_trains_from_a_copied_cache_alone(tmp_path, tiny_config):

@@ -35,10 +35,10 @@ def data_origin(
 ) -> dict[str, Any]:
     """Where the pictures came from and how they were banded, counted per degradation family for
     each side of the split (pairs given ready-made have no family: 'paired')."""
-    return {
-        "clean": [str(folder) for folder in clean_dirs],
-        "pairs": [str(folder) for folder in pairs_dirs],
-        "cache": None if cache_dir is None else str(cache_dir),
+    return {  # resolved, as the start's and a blend's paths are: the record outlives the working folder
+        "clean": [str(Path(folder).resolve()) for folder in clean_dirs],
+        "pairs": [str(Path(folder).resolve()) for folder in pairs_dirs],
+        "cache": None if cache_dir is None else str(Path(cache_dir).resolve()),
         "train": _families(train),
         "validation": _families(validation),
     }
