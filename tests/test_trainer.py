@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from bdinn.runtime.cambi import cambi
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.metrics import psnr
+from bdinn.train.checkpoint import CheckpointError, load_checkpoint
 from bdinn.train.data import FullImageDataset, PatchDataset
 from bdinn.train.image_pair import find_pairs
 from bdinn.train.trainer import Trainer, TrainingError, TrainSettings, cosine_lr
@@ -129,6 +130,9 @@ def test_keep_checkpoints_leaves_every_validated_step(datasets, tmp_path):
     three = load_file(tmp_path / "step-0000003.safetensors")
     assert all(torch.equal(last[k], six[k]) for k in last)
     assert any(not torch.equal(three[k], six[k]) for k in six)
+    # Its training state beside them is not a model ("not a bdinn checkpoint config" said nothing)
+    with pytest.raises(CheckpointError, match=r"state\.safetensors: a run's training state .*use last"):
+        load_checkpoint(tmp_path / "state.safetensors")
 
 
 def test_resume_replays_the_uninterrupted_run(datasets, tmp_path):

@@ -23,6 +23,7 @@ from ..runtime.files import WrittenFile, atomic_write
 from .network import BDINN, CONFIGS, BDINNConfig
 
 FORMAT = "bdinn-checkpoint/1"
+STATE_FORMAT = "bdinn-train-state/1"  # a run's resumable state (state.safetensors), not a model
 _DTYPES = {"float32", "float16", "bfloat16"}  # what save_checkpoint stores weights as
 # What save_checkpoint writes itself; anything else in a sidecar came in as `extra`.
 OWN_FIELDS = frozenset({"format", "architecture", "config", "config_name", "step", "metrics", "dtype"})
@@ -133,6 +134,11 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except (ValueError, RecursionError) as exc:  # JSON or UTF-8 errors; nesting thousands deep
         raise CheckpointError(f"{meta_path}: not valid JSON ({type(exc).__name__}: {exc})") from None
+    if isinstance(meta, dict) and meta.get("format") == STATE_FORMAT:
+        raise CheckpointError(
+            f"{path}: a run's training state (for --resume), not a checkpoint; use last.safetensors or "
+            "best.safetensors beside it"
+        )
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: not a bdinn checkpoint config (expected format {FORMAT!r})")
     if problem := _own_field_problem(meta):

@@ -34,13 +34,19 @@ from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from ..runtime.imageio import from_float
 from ..runtime.metrics import psnr, psnr_of_mse, ssim
 from ..runtime.stop_signals import STOP_SIGNALS
-from .checkpoint import checkpoint_sidecar, load_checkpoint, save_checkpoint, write_json, write_tensors
+from .checkpoint import (
+    STATE_FORMAT,
+    checkpoint_sidecar,
+    load_checkpoint,
+    save_checkpoint,
+    write_json,
+    write_tensors,
+)
 from .data import FullImageDataset, PatchDataset
 from .losses import debanding_loss
 from .network import BDINN, BDINNConfig
 from .provenance import checkpoint_record, hardware, training_record
 
-STATE_FORMAT = "bdinn-train-state/1"
 # A raw output this far below its own input's PSNR is a network training broke (a learning rate
 # too high): the served output hides it, since the change limit keeps it near the input. Early
 # training stays within a few dB of the input.
