@@ -52,13 +52,29 @@ def main(first: Path, second: Path, t: float, out: Path, force: bool) -> None:
             raise CheckpointError(f"{first} and {second}: different architectures, nothing to blend")
         a.load_state_dict(interpolate(a, b, t))
         blend = {"first": checkpoint_record(first), "second": checkpoint_record(second), "t": t}
+        if not _one_start(blend["first"], blend["second"]):
+            click.echo(
+                f"interpolate_checkpoints: warning: {first} and {second} are not fine-tunes of one start "
+                "(their records name different ones): the blend may be no working model; check it with "
+                "bdinn-eval",
+                err=True,
+            )
         save_checkpoint(
             out, a, config_name=meta.get("config_name"), step=0, extra={"interpolated": blend}, replace=force
         )
     except (CheckpointError, OutputError) as exc:
         click.echo(f"interpolate_checkpoints: error: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"wrote {out}: (1 - {t}) x {first.name} + {t} x {second.name}")
+    click.echo(f"wrote {out}: (1 - {t}) x {first} + {t} x {second}")
+
+
+def _one_start(first: dict, second: dict) -> bool:
+    """Whether two checkpoint records share a start, or one is the other's; an end without a
+    training record (older, or a blend) tells nothing, nor do two trained from scratch."""
+    if not (first.get("training") and second.get("training")):
+        return True
+    starts = [(record["training"].get("init") or {}).get("sha256") for record in (first, second)]
+    return starts[0] == starts[1] or starts[0] == second["sha256"] or starts[1] == first["sha256"]
 
 
 if __name__ == "__main__":

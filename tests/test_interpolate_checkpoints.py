@@ -51,6 +51,33 @@ def test_blends_weights_linearly_and_records_how(tmp_path):
         assert all(torch.equal(blended[name], ends[name]) for name in ends)
 
 
+def test_a_blend_of_fine_tunes_of_different_starts_is_warned_about(tmp_path):
+    """Blends are working models between fine-tunes of one start (or a fine-tune and its start);
+    the records say where each started, and two fine-tunes of different starts were blended
+    without a word."""
+
+    def fine_tune(path: Path, seed: int, start: Path | None) -> Path:
+        init = None if start is None else {"sha256": hashlib.sha256(start.read_bytes()).hexdigest()}
+        return save_checkpoint(
+            path, perturbed_tiny(seed), config_name=None, step=7, extra={"training": {"init": init}}
+        )
+
+    start = fine_tune(tmp_path / "start.safetensors", 1, None)
+    other = fine_tune(tmp_path / "other.safetensors", 2, None)
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+    a = fine_tune(tmp_path / "a" / "last.safetensors", 3, start)
+    b = fine_tune(tmp_path / "b" / "last.safetensors", 4, start)
+    stray = fine_tune(tmp_path / "stray.safetensors", 5, other)
+    for ends in ((a, b), (a, start), (start, b)):
+        result = blend(*map(str, ends), "--t", "0.3", "-o", str(tmp_path / "ok.safetensors"), "--force")
+        assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    assert f"(1 - 0.3) x {start} + 0.3 x {b}" in result.stdout  # whole paths: two runs' last told apart
+    result = blend(str(a), str(stray), "--t", "0.3", "-o", str(tmp_path / "odd.safetensors"))
+    assert result.returncode == 0 and (tmp_path / "odd.safetensors").is_file()
+    assert f"warning: {a} and {stray} are not fine-tunes of one start" in result.stderr
+
+
 def test_refuses_other_architectures_overwrites_and_bad_t(tmp_path):
     a = random_checkpoint(tmp_path / "a.safetensors", 1)
     other = random_checkpoint(tmp_path / "o.safetensors", 2, replace(TINY, growth=(8, 8, 8)))
