@@ -12,6 +12,7 @@ import contextlib
 import errno
 import functools
 import itertools
+import math
 import os
 import queue
 import threading
@@ -330,6 +331,17 @@ class VideoJob:
         # AVI and Y4M count frames rather than time: their time base is one frame.
         self.cfr = muxer in ("avi", "yuv4mpegpipe")
         self.out_time_base = 1 / self.rate if self.cfr else self.time_base
+        self.grid: int | None = None  # one frame in out_time_base ticks, where times are put on it
+        fine = Fraction(1, math.lcm(self.rate.numerator, self.time_base.denominator))
+        if (
+            not self.cfr and muxer not in ("matroska", "webm")  # those keep milliseconds anyway
+            and self.time_base >= Fraction(1, 1000) and (1 / self.rate / self.time_base).denominator != 1
+            and self.time_base.numerator == 1 and fine.denominator <= 10**7
+        ):  # fmt: skip
+            # Matroska's milliseconds round 24000/1001 fps to 42, 41, 42 ms: written so into MP4 the
+            # rate reads 23.983 and durations jitter; frames within half a millisecond of the
+            # frame grid go on it, as FFmpeg's constant-rate output has them (others keep theirs).
+            self.out_time_base, self.grid = fine, int(1 / self.rate / fine)
         self.start = source.start_time or 0  # microseconds; where every output stream's clock starts
         self.listed_frames: int | None = self.vin.frames or None  # read now: PyAV 19 closes streams
         self.listed_duration = float(self.vin.duration * self.time_base) if self.vin.duration else None
@@ -613,6 +625,8 @@ class VideoJob:
                     pts = round(exact)
                     skipped = self.muxer == "yuv4mpegpipe" and last is not None and pts != last + 1
                     self.retimed |= abs(exact - pts) > Fraction(1, 4) or skipped
+                elif self.grid:
+                    pts = self._on_grid(pts)
                 if last is not None and pts <= last:
                     pts = last + 1  # timestamps must rise; broken sources sometimes repeat one
                     self.retimed |= self.cfr
@@ -661,6 +675,12 @@ class VideoJob:
             label = encoder_label(self.codec)
             raise VideoError(f"{self.dst}: encoding with {label} failed ({reason})") from exc
         self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
+
+    def _on_grid(self, pts: int) -> int:
+        """A source time (coarse ticks) in out_time_base, on the frame grid if within half a tick."""
+        ticks = int(pts * self.time_base / self.out_time_base)
+        nearest = round(ticks / self.grid) * self.grid
+        return nearest if 2 * abs(nearest - ticks) <= self.time_base / self.out_time_base else ticks
 
     def _resized(self, frame: Any) -> Any:
         """A frame of another size than the first's (a broadcast capture switching format) scaled to

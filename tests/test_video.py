@@ -395,6 +395,31 @@ def test_a_failure_of_the_muxer_is_not_blamed_on_the_encoder(source, tmp_path, m
     assert not list(tmp_path.iterdir())
 
 
+def test_matroska_milliseconds_become_an_exact_frame_rate_in_mp4(tmp_path):
+    """Matroska keeps times in milliseconds: 24 or 24000/1001 fps come out 42, 41, 42 ms apart, and
+    written so into MP4 the rate read 23.983 (a Y4M piped on from it said F128000:5337). Frames
+    within half a millisecond of the frame grid go on it; the sound stays where it was."""
+    for rate in (Fraction(24), Fraction(24000, 1001)):
+        source = tmp_path / f"{float(rate):.3f}.mkv"
+        with av.open(str(source), "w") as out:
+            stream = out.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+            audio = out.add_stream("aac", rate=RATE)
+            audio.codec_context.layout = "mono"
+            _mux_gradient(out, stream)
+            _mux_silence(out, audio, N / float(rate))
+        for name in ("out.mp4", "out.mov"):
+            deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False, force=True)
+            with av.open(str(tmp_path / name)) as result:
+                video = result.streams.video[0]
+                times = sorted(p.pts * video.time_base for p in result.demux(video=0) if p.pts is not None)
+            assert video.average_rate == rate, (name, video.average_rate)
+            assert {b - a for a, b in itertools.pairwise(times)} == {1 / rate}, times
+            assert probe(tmp_path / name)["audio"][0][1] == pytest.approx(
+                probe(source)["audio"][0][1], abs=0.03
+            )
+
+
 def test_sample_aspect_ratio_is_kept_by_x265_and_warned_about_elsewhere(tmp_path):
     source = make_video(tmp_path / "anamorphic.mp4", audio=False, sar=Fraction(4, 3))
     deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
@@ -1347,7 +1372,9 @@ def test_variable_frame_rate_into_y4m_or_avi_is_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+        deband_video(source, tmp_path / "out.mp4", lambda rgb: rgb, progress=False)  # kept off the grid
     assert probe(tmp_path / "out.mkv")["times"] == pytest.approx([t / 1000 for t in times])
+    assert probe(tmp_path / "out.mp4")["times"] == pytest.approx([t / 1000 for t in times], abs=1e-6)
     regular = make_clip(tmp_path / "regular.mkv", "yuv420p")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
