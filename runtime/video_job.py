@@ -525,8 +525,8 @@ class VideoJob:
         mender = ClockMender(self.source.format)
         try:
             carried = self.carried.streams
-            for packet in self.source.demux(self.vin, *(self.source.streams[i] for i in carried)):
-                mender.mend(packet)
+            demuxed = self.source.demux(self.vin, *(self.source.streams[i] for i in carried))
+            for packet in mender.packets(demuxed):
                 self.clock_jumps = mender.jumps
                 index = packet.stream.index
                 if packet.stream.type == "video":

@@ -2129,6 +2129,70 @@ def test_recordings_joined_end_to_end_run_on_past_the_clock_jump(tmp_path):
         assert abs(info["audio"][0][1] - 2 * sound) < 0.05, (info["audio"], sound)
 
 
+def _ts_with_gaps(path: Path, seconds: int, video_gap: int, track_gaps: tuple[int, ...]) -> Path:
+    """An MPEG-TS of `seconds` of 5 fps video and one AAC track per entry of `track_gaps`: from
+    1 s on, the video's packets are `video_gap` s later and each track's its own gap later."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=5)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        video.options = {"bf": "0"}  # cut in display order as in decode order
+        tracks = [out.add_stream("aac", rate=RATE) for _ in track_gaps]
+        packets = []
+        for i in range(seconds * 5):
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+            frame.pts = i
+            packets += video.encode(frame)
+        shifted = [(p, video_gap) for p in [*packets, *video.encode(None)]]
+        for track, gap in zip(tracks, track_gaps, strict=True):
+            track.codec_context.layout = "mono"
+            sound = []
+            for k in range(0, seconds * RATE, 1024):
+                frame = av.AudioFrame.from_ndarray(
+                    np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+                )
+                frame.sample_rate, frame.pts = RATE, k
+                sound += track.encode(frame)
+            shifted += [(p, gap) for p in [*sound, *track.encode(None)]]
+        for packet, gap in shifted:
+            if packet.pts * packet.time_base >= 1:
+                step = round(gap / packet.time_base)
+                packet.pts, packet.dts = packet.pts + step, packet.dts + step
+        for packet, _ in sorted(shifted, key=lambda item: item[0].dts * item[0].time_base):
+            out.mux(packet)
+    return path
+
+
+def _stream_times(path: Path, index: int) -> list[float]:
+    with av.open(str(path)) as src:
+        return [float(p.pts * p.time_base) for p in src.demux(src.streams[index]) if p.pts is not None]
+
+
+def test_a_signal_lost_for_long_is_closed_up_with_the_sound_in_step(tmp_path):
+    """A capture that lost the signal for 12 s jumps ahead: closed up as FFmpeg does (over 10 s),
+    the sound with the pictures, though its first packet after the gap comes before theirs."""
+    source = _ts_with_gaps(tmp_path / "loss.ts", 3, 12, (12,))
+    with pytest.warns(UserWarning, match=r"loss\.ts: its clock jumps 1 time\(s\)"):
+        deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    times = probe(tmp_path / "out.mkv")["times"]
+    assert len(times) == 15 and max(b - a for a, b in itertools.pairwise(times)) < 0.25, times
+    sound = _stream_times(tmp_path / "out.mkv", 1)
+    assert max(sound) < 3.1 and max(b - a for a, b in itertools.pairwise(sound)) < 0.05
+
+
+def test_a_second_sound_track_that_pauses_long_keeps_its_pause(tmp_path):
+    """Broadcasts send no packets for a track gone quiet (a commentary): a pause of over 10 s is
+    no clock jump, and moved the pictures and the other track about with it."""
+    source = _ts_with_gaps(tmp_path / "quiet.ts", 14, 0, (0, 11))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    times = probe(tmp_path / "out.mkv")["times"]
+    assert len(times) == 70 and {round(b - a, 3) for a, b in itertools.pairwise(times)} == {0.2}
+    assert max(b - a for a, b in itertools.pairwise(_stream_times(tmp_path / "out.mkv", 1))) < 0.05
+    paused = _stream_times(tmp_path / "out.mkv", 2)
+    assert [round(b - a) for a, b in itertools.pairwise(paused) if b - a > 1] == [11]
+
+
 def test_chapters_move_with_the_streams_clock(tmp_path):
     """A file whose clock starts at 10 s has its chapters there too; they start with the output."""
     source = tmp_path / "late.mkv"
