@@ -92,18 +92,30 @@ def is_video(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
+# FFmpeg's readers of video containers and elementary streams, by the names an opened file gives:
+# what a file named as neither picture nor video is taken for a video by. Not its image readers
+# (GIF, APNG, ICO: pictures, animated or not), nor text ("tty") or audio with cover art.
+_VIDEO_READERS = {
+    "h264", "hevc", "vvc", "mpegvideo", "m4v", "vc1", "cavsvideo", "h261", "h263", "av1", "obu", "ivf",
+    "mpegts", "mpeg", "matroska", "mov", "avi", "flv", "asf", "ogg", "yuv4mpegpipe", "mxf", "dv", "nut",
+    "gxf", "wtv", "rm", "lxf",
+}  # fmt: skip
+
+
 @functools.lru_cache(maxsize=256)
 def holds_video(path: Path) -> bool:
-    """Whether FFmpeg opens the file as moving pictures, whatever its name: an elementary stream
-    (.h264, .hevc), a renamed or suffix-less file. Pictures (FFmpeg's image readers) are not."""
+    """Whether FFmpeg reads the file as a video, whatever its name: an elementary stream (.h264,
+    .hevc), a renamed or suffix-less file. Only regular files: opening a pipe would take its start."""
     try:
         import av
     except ImportError:
         return False
+    if not path.is_file():
+        return False
     try:
         with av.open(str(path)) as container:
-            still = container.format.name == "image2" or container.format.name.endswith("_pipe")
-            return not still and bool(moving_pictures(container))
+            readers = set(container.format.name.split(","))
+            return bool(readers & _VIDEO_READERS) and bool(moving_pictures(container))
     except (av.FFmpegError, OSError, UnicodeDecodeError):
         return False
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
 
@@ -276,9 +277,17 @@ def test_bdinn_run_reads_a_video_by_what_it_holds_where_its_name_says_neither(so
     assert result.exit_code == 0, result.output
     after = probe(tmp_path / "recording.debanded.mkv")
     assert len(after["times"]) == N and after["audio"][0][0] == "aac"
-    (tmp_path / "notes.txt").write_text("not a picture, nor a video")
+    (tmp_path / "notes.txt").write_text("\x1b[31mnot a picture, nor a video\x1b[0m\n")  # FFmpeg: "tty"
     result = CliRunner().invoke(main, [str(tmp_path / "notes.txt")])
     assert result.exit_code == 1 and "notes.txt: not an image file OpenCV can read" in result.output
+    # FFmpeg reads GIFs too, but they stay pictures: a still one is debanded, an animated one refused
+    frames = [Image.fromarray(_gradient(i)) for i in range(3)]
+    frames[0].save(tmp_path / "still.gif")
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    result = CliRunner().invoke(main, [str(tmp_path / "still.gif"), "-q"])
+    assert result.exit_code == 0 and (tmp_path / "still.debanded.png").is_file(), result.output
+    result = CliRunner().invoke(main, [str(tmp_path / "moving.gif")])
+    assert result.exit_code == 1 and "holds 3 frames" in result.output
 
 
 def test_8_bit_mp4_with_hevc_tag(source, tmp_path):
