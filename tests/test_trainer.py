@@ -5,6 +5,7 @@ import math
 import os
 import signal
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -404,6 +405,7 @@ def test_a_network_training_broke_is_said_and_never_kept_as_best(datasets, tmp_p
     best = (tmp_path / "best.safetensors").read_bytes()
     healthy = json.loads((tmp_path / "best.json").read_text())["metrics"]
     assert healthy["val_psnr_raw"] > healthy["val_psnr_input"] - 1  # untrained: close to its input
+    assert healthy["val_gain_raw"] == pytest.approx(healthy["val_psnr_raw"] - healthy["val_psnr_input"])
     with torch.no_grad():  # as a learning rate far too high leaves it
         for parameter in trainer.model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.5)
@@ -415,6 +417,17 @@ def test_a_network_training_broke_is_said_and_never_kept_as_best(datasets, tmp_p
     said = capsys.readouterr()
     assert "step 6: the raw network scores" in said.out + said.err
     assert "training has broken it (lower --lr); not kept as best" in said.out + said.err
+
+
+def test_a_validation_picture_without_banding_leaves_the_rule_to_the_others(paired_dirs, tmp_path):
+    """A validation input equal to its target scores an infinite PSNR: its mean made every
+    network look 'inf dB below its input', and no checkpoint became best."""
+    pairs = find_pairs(*paired_dirs)
+    unbanded = replace(pairs[2], name="unbanded", banded=pairs[2].clean)
+    train = PatchDataset(pairs[:2], patch_size=32, stride=32)
+    Trainer(settings(steps=3), train, FullImageDataset([pairs[2], unbanded]), tmp_path).run()
+    metrics = json.loads((tmp_path / "best.json").read_text())["metrics"]
+    assert math.isfinite(metrics["val_psnr_input"]) and abs(metrics["val_gain_raw"]) < 1
 
 
 def test_too_little_data_or_amp_on_cpu_is_a_clear_error(datasets, tmp_path):

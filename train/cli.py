@@ -336,7 +336,7 @@ def main(
     if ranks.main and not metrics:
         click.echo(f"the run in {out_dir} is at step {trainer.step}/{settings.steps} already; nothing to do")
     elif ranks.main:
-        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
         written = (out_dir / "last.safetensors").exists()
         kept = "checkpoints" if written else "training state (no checkpoint yet)"
         click.echo(f"stopped at step {trainer.step}/{settings.steps}: {summary}; {kept} in {out_dir}")

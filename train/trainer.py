@@ -281,7 +281,7 @@ class Trainer:
         self._saved_step = -1  # the step of the training state on disk
         self.best_psnr = -math.inf
         self.clean_cambi: float | None = None  # of the validation targets, scored at the first validation
-        self.input_psnr: float | None = None  # of the banded validation inputs themselves, likewise
+        self.input_psnrs: list[float] | None = None  # of each banded validation input itself, likewise
         self.init: dict[str, Any] | None = None  # the checkpoint fine-tuned, as its sidecar records it
         # of training and validation before this process's run; None: a resumed state predates the count
         self.seconds: float | None = 0.0
@@ -452,15 +452,20 @@ class Trainer:
                 clean_cambis.append(cambi(np.round(target * 255).astype(np.uint8)))
                 input_psnrs.append(psnr(_as_uint8(banded).astype(np.float32) / 255, target))
         if self.clean_cambi is None:
-            self.clean_cambi, self.input_psnr = float(np.mean(clean_cambis)), float(np.mean(input_psnrs))
+            self.clean_cambi, self.input_psnrs = float(np.mean(clean_cambis)), input_psnrs
         psnrs, ssims, cambis, raw_psnrs = zip(*scores, strict=True)
+        # over the pictures whose input is not already its target (an infinite PSNR)
+        banded = [
+            (raw, given) for raw, given in zip(raw_psnrs, self.input_psnrs, strict=True) if given < math.inf
+        ]
         return {
             "val_psnr": float(np.mean(psnrs)),
             "val_ssim": float(np.mean(ssims)),
             "val_cambi": float(np.mean(cambis)),
             "val_cambi_clean": self.clean_cambi,
             "val_psnr_raw": float(np.mean(raw_psnrs)),
-            "val_psnr_input": self.input_psnr,
+            "val_psnr_input": float(np.mean([given for _, given in banded])) if banded else None,
+            "val_gain_raw": float(np.mean([raw - given for raw, given in banded])) if banded else None,
         }
 
     def _checkpoint(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -577,10 +582,10 @@ class Trainer:
                 f"raw network {m['val_psnr_raw']:.2f} dB"
             )
             if _diverged(m):
-                below = m["val_psnr_input"] - m["val_psnr_raw"]
                 bar.write(
-                    f"step {self.step}: the raw network scores {below:.1f} dB below its own input "
-                    f"({m['val_psnr_input']:.2f} dB): training has broken it (lower --lr); not kept as best"
+                    f"step {self.step}: the raw network scores {-m['val_gain_raw']:.1f} dB below its own "
+                    f"input ({m['val_psnr_input']:.2f} dB): training has broken it (lower --lr); not kept as "
+                    "best"
                 )
         return metrics
 
@@ -600,7 +605,7 @@ class Trainer:
         bar.write(f"{how} at step {self.step}: {said}; --resume continues from there{then}")
 
 
-def _diverged(metrics: dict[str, float]) -> bool:
+def _diverged(metrics: dict[str, float | None]) -> bool:
     """Whether validation found the raw network DIVERGED_DB or more below its own input."""
-    raw, given = metrics.get("val_psnr_raw"), metrics.get("val_psnr_input")
-    return raw is not None and given is not None and raw < given - DIVERGED_DB
+    gain = metrics.get("val_gain_raw")
+    return gain is not None and gain < -DIVERGED_DB
