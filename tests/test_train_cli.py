@@ -17,7 +17,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from bdinn.train.cli import main
+from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.degrade import prepare_synthetic_pairs
+from bdinn.train.image_pair import find_pairs
+from bdinn.train.trainer import pairs_fingerprint
 
 DATA = Path(__file__).parent / "data"
 FAST = [
@@ -377,6 +380,13 @@ def test_a_skipped_picture_is_one_warning_line(tmp_path, tiny_config, paired_dir
     assert trained + validated == len(list(clean.iterdir())) - 1
     origin = json.loads((tmp_path / "o" / "last.json").read_text())["training"]["data_origin"]
     assert (sum(origin["train"].values()), sum(origin["validation"].values())) == (trained, validated)
+    # A run saved by the version that counted the skipped pair too still resumes with that data.
+    state = json.loads((tmp_path / "o" / "state.json").read_text())
+    split = split_by_source(large_enough(sorted(find_pairs(banded, clean), key=lambda p: p.name)), 0.2, 0)
+    state["settings"]["sources"] = pairs_fingerprint(*split)
+    (tmp_path / "o" / "state.json").write_text(json.dumps(state))
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 0 and "at step 4/4 already; nothing to do" in resumed.output, resumed.output
 
 
 def test_a_fine_tune_resumes_without_its_init_again(tmp_path, tiny_config, paired_dirs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 import torch.distributed as dist
@@ -302,8 +303,12 @@ def main(
         sample = stratified_order(val_pairs)[: settings.max_val_images]
         val_set = FullImageDataset(sample)
         unreadable = set(sample) - set(val_set.pairs)
-        val_pairs = [pair for pair in val_pairs if pair not in unreadable]  # as trained pairs: read ones
+        held_out, val_pairs = val_pairs, [pair for pair in val_pairs if pair not in unreadable]  # read ones
         settings.sources = pairs_fingerprint(train_set.pairs, val_pairs)
+        if resume and train_set.skipped_images + val_set.skipped_images:  # a run saved before bdinn
+            counted = pairs_fingerprint(train_pairs, held_out)  # counted only the pairs it read
+            if _saved_settings(out_dir).get("sources") == counted:
+                settings.sources = counted
         cache = cache_dir or (out_dir / "pairs" if clean_dirs else None)
         settings.data_origin = data_origin(clean_dirs, pairs or (), cache, train_set.pairs, val_pairs)
         if sample and not len(val_set) and ranks.main:
@@ -345,11 +350,20 @@ def main(
 def saved_architecture(out_dir: Path) -> tuple[BDINNConfig, str | None, str | None] | None:
     """The architecture (config, its name) and --init of the run saved in out_dir, if readable;
     the resume checks the rest."""
+    saved = _saved_settings(out_dir)
+    try:
+        return BDINNConfig.from_dict(saved["config"]), saved.get("config_name"), saved.get("init")
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _saved_settings(out_dir: Path) -> dict[str, Any]:
+    """The settings of the run saved in out_dir; {} where there is none, or none readable."""
     try:
         saved = json.loads((out_dir / "state.json").read_text())["settings"]
-        return BDINNConfig.from_dict(saved["config"]), saved.get("config_name"), saved.get("init")
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def clear_run(out_dir: Path) -> None:
