@@ -332,6 +332,7 @@ class VideoJob:
         self.cfr = muxer in ("avi", "yuv4mpegpipe")
         self.out_time_base = 1 / self.rate if self.cfr else self.time_base
         self.grid: int | None = None  # one frame in out_time_base ticks, where times are put on it
+        self.grid_origin: int | None = None  # where the grid starts: the first frame's time
         fine = Fraction(1, math.lcm(self.rate.numerator, self.time_base.denominator))
         if (
             not self.cfr and muxer not in ("matroska", "webm")  # those keep milliseconds anyway
@@ -339,8 +340,8 @@ class VideoJob:
             and self.time_base.numerator == 1 and fine.denominator <= 10**7
         ):  # fmt: skip
             # Matroska's milliseconds round 24000/1001 fps to 42, 41, 42 ms: written so into MP4 the
-            # rate reads 23.983 and durations jitter; frames within half a millisecond of the
-            # frame grid go on it, as FFmpeg's constant-rate output has them (others keep theirs).
+            # rate reads 23.983 and durations jitter; frames within a millisecond of the frame grid
+            # go on it, as FFmpeg's constant-rate output has them (others keep theirs).
             self.out_time_base, self.grid = fine, int(1 / self.rate / fine)
         self.start = source.start_time or 0  # microseconds; where every output stream's clock starts
         self.listed_frames: int | None = self.vin.frames or None  # read now: PyAV 19 closes streams
@@ -677,10 +678,14 @@ class VideoJob:
         self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
 
     def _on_grid(self, pts: int) -> int:
-        """A source time (coarse ticks) in out_time_base, on the frame grid if within half a tick."""
+        """A source time (coarse ticks) in out_time_base, on the frame grid from the first frame
+        (video may start after its sound) if within a tick of it: each of the two was rounded to
+        its tick, so a frame of a constant rate is within one tick of the other's grid."""
         ticks = int(pts * self.time_base / self.out_time_base)
-        nearest = round(ticks / self.grid) * self.grid
-        return nearest if 2 * abs(nearest - ticks) <= self.time_base / self.out_time_base else ticks
+        if self.grid_origin is None:
+            self.grid_origin = ticks
+        nearest = self.grid_origin + round((ticks - self.grid_origin) / self.grid) * self.grid
+        return nearest if abs(nearest - ticks) <= self.time_base / self.out_time_base else ticks
 
     def _resized(self, frame: Any) -> Any:
         """A frame of another size than the first's (a broadcast capture switching format) scaled to

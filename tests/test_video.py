@@ -415,7 +415,12 @@ def test_matroska_milliseconds_become_an_exact_frame_rate_in_mp4(tmp_path):
             stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
             audio = out.add_stream("aac", rate=RATE)
             audio.codec_context.layout = "mono"
-            _mux_gradient(out, stream)
+            stream.codec_context.time_base = Fraction(1, 1000)  # off the grid that starts at 0
+            for i in range(N):  # a tenth of a second after the sound, as cameras start
+                frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+                frame.pts, frame.time_base = round((Fraction(1, 10) + i / rate) * 1000), Fraction(1, 1000)
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
             _mux_silence(out, audio, N / float(rate))
         for name in ("out.mp4", "out.mov"):
             deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False, force=True)
