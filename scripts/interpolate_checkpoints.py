@@ -69,13 +69,23 @@ def main(first: Path, second: Path, t: float, out: Path, force: bool) -> None:
 
 
 def _one_start(first: dict, second: dict) -> bool:
-    """Whether two checkpoint records share a start, or one is the other's; an end without a
-    training record (older, or a blend) tells nothing, nor do two trained from scratch."""
+    """Whether two checkpoint records share a start anywhere up their chains of fine-tunes (or one
+    is the other's); an end without a training record (older, or a blend) tells nothing, nor do
+    two trained from scratch."""
     if not (first.get("training") and second.get("training")):
         return True
-    starts = [(record["training"].get("init") or {}).get("sha256") for record in (first, second)]
-    return starts[0] == starts[1] or starts[0] == second["sha256"] or starts[1] == first["sha256"]
+    if not (first["training"].get("init") or second["training"].get("init")):
+        return True
+    return bool(_lineage(first) & _lineage(second))
 
+
+def _lineage(record: dict | None) -> set[str]:
+    """The digests of a checkpoint and of every start up its chain."""
+    digests = set()
+    while record:
+        digests.add(record.get("sha256"))
+        record = (record.get("training") or {}).get("init")
+    return digests - {None}
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,7 @@ def test_sidecar_fields_are_the_ones_checkpoint_names_its_own(tmp_path):
 
 def _end(path: str, init: dict | None) -> dict:
     """A blend end's record as checkpoint_record writes it, a fine-tune of `init`."""
-    origin = {"clean": ["/home/alice/walls/", "/usr/share/wallpapers"], "pairs": ["/home/alice/pairs"],
+    origin = {"clean": ["/home/alice/walls/", "/usr/share/wallpapers"], "pairs": ["C:\\Users\\alice\\pairs"],
               "cache": "/home/alice/.cache/pairs", "train": {"x264": 3},
               "validation": {"x264": 1}}  # fmt: skip
     training = {"steps": 100, "data_origin": origin, "init": init, "seconds": 12.5}

@@ -57,7 +57,7 @@ def test_a_blend_of_fine_tunes_of_different_starts_is_warned_about(tmp_path):
     without a word."""
 
     def fine_tune(path: Path, seed: int, start: Path | None) -> Path:
-        init = None if start is None else {"sha256": hashlib.sha256(start.read_bytes()).hexdigest()}
+        init = None if start is None else checkpoint_record(start)
         return save_checkpoint(
             path, perturbed_tiny(seed), config_name=None, step=7, extra={"training": {"init": init}}
         )
@@ -69,10 +69,11 @@ def test_a_blend_of_fine_tunes_of_different_starts_is_warned_about(tmp_path):
     a = fine_tune(tmp_path / "a" / "last.safetensors", 3, start)
     b = fine_tune(tmp_path / "b" / "last.safetensors", 4, start)
     stray = fine_tune(tmp_path / "stray.safetensors", 5, other)
-    for ends in ((a, b), (a, start), (start, b)):
+    further = fine_tune(tmp_path / "further.safetensors", 6, a)  # a fine-tune of a fine-tune of start
+    for ends in ((a, b), (a, start), (start, b), (further, start), (b, further)):
         result = blend(*map(str, ends), "--t", "0.3", "-o", str(tmp_path / "ok.safetensors"), "--force")
         assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
-    assert f"(1 - 0.3) x {start} + 0.3 x {b}" in result.stdout  # whole paths: two runs' last told apart
+    assert f"(1 - 0.3) x {b} + 0.3 x {further}" in result.stdout  # whole paths: two runs' last told apart
     result = blend(str(a), str(stray), "--t", "0.3", "-o", str(tmp_path / "odd.safetensors"))
     assert result.returncode == 0 and (tmp_path / "odd.safetensors").is_file()
     assert f"warning: {a} and {stray} are not fine-tunes of one start" in result.stderr

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from importlib import metadata
-from pathlib import Path, PurePath
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import torch
@@ -90,7 +90,8 @@ def _shareable_entry(key: str, value: Any) -> Any:
 
 
 def _name(path: str) -> str:
-    return PurePath(path).name or path  # "." or "/" name no one
+    """The last part, after a / or a \\ (a bundle made on Linux of a run made on Windows)."""
+    return PureWindowsPath(path).name or path  # "." or "/" name no one
 
 
 def hardware(device: torch.device, processes: int) -> dict[str, Any]:
