@@ -13,34 +13,40 @@ from typing import Any
 # second, nor move by more than 10 s (-dts_delta_threshold) from where its last packet ended.
 _BACK = Fraction(1, 10)
 _JUMP = 10
-# How near the last correction must bring a stream that jumped for it to take that one: streams
-# end and begin a recording some tens of milliseconds apart.
-_SAME_JUMP = 1
+# How close in time muxers interleave the streams (MPEG-TS: 0.7 s): a track silent across a join
+# that comes back this near the video's time is on the video's clock.
+_NEAR = 1
+_MOST_HELD = 5000  # sound packets held for one stream at most (a minute or two); then a pause
 
 
 class ClockMender:
     """Shifts packets past clock jumps, in place, before they are decoded or copied.
 
-    Each audio and video stream keeps its own shift, changed when its own clock jumps, so that
-    its packets from before a join that the file interleaves after another stream's first
-    packets from after it keep theirs. A stream that jumps takes the correction another stream
-    made if that one brings it back to where it was (the streams stay in step); else a jump back
-    (never real) or the video's jump ahead by more than 10 s (joined recordings whose clock runs
-    ahead; a signal lost that long is closed up too, as FFmpeg does) makes a new correction.
-    Sound that jumps ahead is held back until the video says which it is: the same jump (the
-    sound's packets came first), or a pause (a second track gone quiet), kept as it is.
-    Subtitles and other streams follow the last correction."""
+    The clock is taken as stretches, each with one shift for every stream, so that a recording
+    keeps its own timing between sound and pictures. Each stream moves to the next stretch when
+    its own clock jumps: packets from before a join that the file interleaves after another
+    stream's first packets from after it keep the old shift. The first stream to jump starts a
+    stretch that runs on from where it was: for a jump back (never real), or the video's jump
+    ahead by more than 10 s (joined recordings whose clock runs ahead; a signal lost that long is
+    closed up too, as FFmpeg does). Sound that jumps ahead first is held back until the video
+    tells: it jumps too (the same join), or reaches that time (a pause, as a second track gone
+    quiet has). Subtitles and other streams take the newest stretch."""
 
-    def __init__(self, source_format: Any) -> None:
+    def __init__(self, source_format: Any, frame: Fraction) -> None:
         import av
 
         self.jumps_allowed = bool(source_format.flags & av.format.Flags.ts_discont.value)
-        self.shared = Fraction(0)  # seconds added by the last correction
-        self.offsets: dict[int, Fraction] = {}  # audio or video stream -> its own shift (seconds)
+        self.frame = frame  # a video packet's length where it gives none (H.264 in MPEG-TS)
+        self.shifts = [Fraction(0)]  # seconds added in each stretch of the clock, in the order met
+        self.stretch: dict[int, int] = {}  # audio or video stream -> the stretch it is in
         self.ends: dict[int, Fraction] = {}  # where its last packet ended (shifted)
         self.lasts: dict[int, Fraction] = {}  # and that packet's decode time (shifted)
+        self.video: tuple[int, Fraction] | None = None  # the video's stretch and unshifted time
         self.held: dict[int, list[Any]] = {}  # sound that jumped ahead, until the video tells
-        self.jumps = 0
+
+    @property
+    def jumps(self) -> int:
+        return len(self.shifts) - 1
 
     def packets(self, demuxed: Iterable[Any]) -> Iterator[Any]:
         """The demuxed packets, shifted; sound held back comes once the video has told."""
@@ -49,66 +55,72 @@ class ClockMender:
                 yield packet
             elif packet.stream.index in self.held:
                 self.held[packet.stream.index].append(packet)
+                if len(self.held[packet.stream.index]) > _MOST_HELD:
+                    yield from self._release(pause=packet.stream.index)
             elif packet.stream.type not in ("audio", "video"):
-                self._shift(packet, self.shared)
+                self._shift(packet, self.shifts[-1])
                 yield packet
-            elif self._mend(packet):
+            elif self._place(packet):
                 yield packet
                 if packet.stream.type == "video":
-                    yield from self._release(self.lasts[packet.stream.index])
-        yield from self._release(None)
+                    yield from self._release()
+        for index in list(self.held):
+            yield from self._release(pause=index)
 
-    def _mend(self, packet: Any) -> bool:
+    def _place(self, packet: Any) -> bool:
         """Shift an audio or video packet; False where it is sound held back instead."""
-        index, raw = packet.stream.index, packet.dts * Fraction(packet.time_base)
-        offset = self.offsets.get(index, self.shared)
+        index, raw, video = packet.stream.index, self._raw(packet), packet.stream.type == "video"
+        newest = len(self.shifts) - 1
+        stretch = self.stretch.get(index, newest)
         if index in self.ends:
-            back = raw + offset + _BACK < self.lasts[index]
-            far = abs(raw + offset - self.ends[index]) > _JUMP
-            if back or far:
-                if self._fits(index, raw):
-                    offset = self.shared  # the jump another stream made already
-                elif back or packet.stream.type == "video":
-                    offset = self.shared = self.ends[index] - raw
-                    self.jumps += 1
-                else:
-                    self.held[index] = [packet]
-                    return False
-        self._follow(packet, offset)
+            at = raw + self.shifts[stretch]
+            back, far = at + _BACK < self.lasts[index], abs(at - self.ends[index]) > _JUMP
+            if (back or far) and stretch < newest:
+                stretch = newest  # the jump another stream met first
+            elif back or (far and video):
+                self.shifts.append(self.ends[index] - raw)
+                stretch = newest + 1
+            elif far:
+                self.held[index] = [packet]
+                return False
+            elif stretch < newest and not video and self._near_video(raw, newest):
+                stretch = newest  # silent across a join, back on the new clock
+        self._follow(packet, stretch)
+        if video:
+            self.video = (stretch, raw)
         return True
 
-    def _release(self, video_at: Fraction | None) -> Iterator[Any]:
-        """Held sound the video has told about by reaching `video_at` (None: the end): shifted
-        by the video's correction where that brings it back in step, else kept as a pause."""
+    def _near_video(self, raw: Fraction, stretch: int) -> bool:
+        return self.video is not None and self.video[0] == stretch and abs(raw - self.video[1]) <= _NEAR
+
+    def _release(self, pause: int | None = None) -> Iterator[Any]:
+        """Held sound the video has told about: into a stretch it started since, or, where it
+        has reached that time in the same stretch (or `pause` names the stream), as a pause."""
         for index, waiting in list(self.held.items()):
-            first = waiting[0].dts * Fraction(waiting[0].time_base)
-            same = self._fits(index, first)
-            if same or video_at is None or video_at >= first + self.offsets[index]:
-                del self.held[index]
-                if same:
-                    self.offsets[index] = self.shared
-                for packet in waiting:
-                    self._follow(packet, self.offsets[index])
-                yield from waiting
+            stretch, first = self.stretch[index], self._raw(waiting[0])
+            if stretch < len(self.shifts) - 1:
+                stretch = len(self.shifts) - 1
+            elif index != pause and not (self.video and self.video[0] == stretch and self.video[1] >= first):
+                continue
+            del self.held[index]
+            for packet in waiting:
+                self._follow(packet, stretch)
+            yield from waiting
 
-    def _fits(self, index: int, raw: Fraction) -> bool:
-        """Whether the last correction, which is not this stream's yet, brings a packet of it at
-        decode time `raw` (unshifted) back to where the stream was."""
-        at = raw + self.shared
-        return (
-            self.shared != self.offsets[index]
-            and at + _BACK >= self.lasts[index]
-            and abs(at - self.ends[index]) <= _SAME_JUMP
-        )
+    def _follow(self, packet: Any, stretch: int) -> None:
+        """Shift an audio or video packet into `stretch`, which is now its stream's."""
+        index, raw = packet.stream.index, self._raw(packet)
+        self.stretch[index] = stretch
+        self._shift(packet, self.shifts[stretch])
+        length = packet.duration * Fraction(packet.time_base) if packet.duration else Fraction(0)
+        if not length and packet.stream.type == "video":
+            length = self.frame
+        self.lasts[index] = raw + self.shifts[stretch]
+        self.ends[index] = self.lasts[index] + length
 
-    def _follow(self, packet: Any, offset: Fraction) -> None:
-        """Shift an audio or video packet by `offset`, which is now its stream's."""
-        index, time_base = packet.stream.index, Fraction(packet.time_base)
-        raw = packet.dts * time_base
-        self.offsets[index] = offset
-        self._shift(packet, offset)
-        self.lasts[index] = raw + offset
-        self.ends[index] = raw + offset + (packet.duration or 0) * time_base
+    @staticmethod
+    def _raw(packet: Any) -> Fraction:
+        return packet.dts * Fraction(packet.time_base)
 
     @staticmethod
     def _shift(packet: Any, offset: Fraction) -> None:

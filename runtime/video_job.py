@@ -523,7 +523,7 @@ class VideoJob:
         step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
         clock = _AviClock() if self.source.format.name == "avi" else None
         start = self._start_in(self.time_base)
-        mender = ClockMender(self.source.format)
+        mender = ClockMender(self.source.format, 1 / self.rate)
         try:
             carried = self.carried.streams
             demuxed = self.source.demux(self.vin, *(self.source.streams[i] for i in carried))

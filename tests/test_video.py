@@ -2143,7 +2143,7 @@ def test_recordings_joined_end_to_end_run_on_past_the_clock_jump(tmp_path):
         assert abs(info["audio"][0][1] - 2 * sound) < 0.05, (info["audio"], sound)
 
 
-def _ts_with_gaps(path: Path, seconds: int, video_gap: int, track_gaps: tuple[int, ...]) -> Path:
+def _ts_with_gaps(path: Path, seconds: int, video_gap: float, track_gaps: tuple[float, ...]) -> Path:
     """An MPEG-TS of `seconds` of 5 fps video and one AAC track per entry of `track_gaps`: from
     1 s on, the video's packets are `video_gap` s later and each track's its own gap later."""
     with av.open(str(path), "w") as out:
@@ -2181,16 +2181,48 @@ def _stream_times(path: Path, index: int) -> list[float]:
         return [float(p.pts * p.time_base) for p in src.demux(src.streams[index]) if p.pts is not None]
 
 
-def test_a_signal_lost_for_long_is_closed_up_with_the_sound_in_step(tmp_path):
+@pytest.mark.parametrize("later", [0, 0.3])
+def test_a_signal_lost_for_long_is_closed_up_with_the_sound_in_step(tmp_path, later):
     """A capture that lost the signal for 12 s jumps ahead: closed up as FFmpeg does (over 10 s),
-    the sound with the pictures, though its first packet after the gap comes before theirs."""
-    source = _ts_with_gaps(tmp_path / "loss.ts", 3, 12, (12,))
+    the sound with the pictures, though its first packet after the gap comes before theirs, and
+    where the pictures come back `later` than the sound (the sound stayed 12 s behind)."""
+    source = _ts_with_gaps(tmp_path / "loss.ts", 3, 12 + later, (12,))
     with pytest.warns(UserWarning, match=r"loss\.ts: its clock jumps 1 time\(s\)"):
         deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
     times = probe(tmp_path / "out.mkv")["times"]
     assert len(times) == 15 and max(b - a for a, b in itertools.pairwise(times)) < 0.25, times
     sound = _stream_times(tmp_path / "out.mkv", 1)
-    assert max(sound) < 3.1 and max(b - a for a, b in itertools.pairwise(sound)) < 0.05
+    assert max(b - a for a, b in itertools.pairwise(sound)) < 0.05
+    # the sound ends where it ended beside the pictures in the source
+    before = max(_stream_times(source, 1)) - max(_stream_times(source, 0))
+    assert max(sound) - max(times) == pytest.approx(before, abs=0.03)
+
+
+def test_joined_recordings_keep_each_ones_sound_with_its_pictures(tmp_path):
+    """Sound that runs on 1.5 s past the pictures, joined to itself: each stream made its own
+    correction at the join, and the second recording's sound came 1.5 s after its pictures. One
+    correction for both keeps them together: the pictures wait while the first one's sound ends."""
+    one = tmp_path / "one.ts"
+    with av.open(str(one), "w") as out:
+        video = out.add_stream("libx264", rate=5)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        video.options = {"bf": "0"}
+        sound = out.add_stream("aac", rate=RATE)
+        sound.codec_context.layout = "mono"
+        _mux_silence(out, sound, 3.5)
+        for i in range(10):  # 2 s
+            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(one.read_bytes() * 2)
+    with pytest.warns(UserWarning, match=r"joined\.ts: its clock jumps 1 time\(s\)"):
+        deband_video(joined, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    times = probe(tmp_path / "out.mkv")["times"]
+    assert len(times) == 20 and times[10] - times[0] == pytest.approx(3.5, abs=0.05), times
+    before = max(_stream_times(one, 1)) - max(_stream_times(one, 0))
+    assert max(_stream_times(tmp_path / "out.mkv", 1)) - max(times) == pytest.approx(before, abs=0.03)
 
 
 def test_a_second_sound_track_that_pauses_long_keeps_its_pause(tmp_path):
@@ -2205,6 +2237,37 @@ def test_a_second_sound_track_that_pauses_long_keeps_its_pause(tmp_path):
     assert max(b - a for a, b in itertools.pairwise(_stream_times(tmp_path / "out.mkv", 1))) < 0.05
     paused = _stream_times(tmp_path / "out.mkv", 2)
     assert [round(b - a) for a, b in itertools.pairwise(paused) if b - a > 1] == [11]
+
+
+def test_a_track_silent_across_a_join_comes_back_on_the_new_clock(tmp_path):
+    """A second sound track that stops before a join and comes back after it never jumps on its
+    own clock: it landed on top of the first recording instead of in the second."""
+    parts = []
+    for k, (start, end) in enumerate(((0, 1), (1.5, 3))):  # the quiet track's sound in each
+        part = tmp_path / f"part{k}.ts"
+        with av.open(str(part), "w") as out:
+            video = out.add_stream("libx264", rate=5)
+            video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+            video.options = {"bf": "0"}
+            tracks = [out.add_stream("aac", rate=RATE) for _ in range(2)]
+            for track in tracks:
+                track.codec_context.layout = "mono"
+            _mux_silence(out, tracks[0], 3)
+            _mux_silence(out, tracks[1], end - start, start=round(start * RATE))
+            for i in range(15):
+                frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
+                frame.pts = i
+                out.mux(video.encode(frame))
+            out.mux(video.encode(None))
+        parts.append(part.read_bytes())
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(parts))
+    with pytest.warns(UserWarning, match=r"joined\.ts: its clock jumps 1 time\(s\)"):
+        deband_video(joined, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    times = probe(tmp_path / "out.mkv")["times"]
+    quiet = _stream_times(tmp_path / "out.mkv", 2)
+    assert len(times) == 30 and max(quiet) == pytest.approx(times[15] + 3, abs=0.1), (times, quiet)
+    assert [round(b - a, 1) for a, b in itertools.pairwise(quiet) if b - a > 0.5] == [3.5]
 
 
 def test_chapters_move_with_the_streams_clock(tmp_path):
