@@ -98,7 +98,7 @@ def is_video(path: str | os.PathLike) -> bool:
 _VIDEO_READERS = {
     "h264", "hevc", "vvc", "mpegvideo", "m4v", "vc1", "cavsvideo", "h261", "h263", "av1", "obu", "ivf",
     "mpegts", "mpeg", "matroska", "mov", "avi", "flv", "asf", "ogg", "yuv4mpegpipe", "mxf", "dv", "nut",
-    "gxf", "wtv", "rm", "lxf",
+    "gxf", "wtv", "rm", "lxf", "dnxhd", "dirac", "bink",
 }  # fmt: skip
 
 
