@@ -82,8 +82,8 @@ def _shareable_entry(key: str, value: Any) -> Any:
     if key == "path" and isinstance(value, str):
         return _name(value)
     if key == "data_origin" and isinstance(value, Mapping):
-        lists = [key for key in ("clean", "pairs") if isinstance(value.get(key), list)]
-        folders = {key: [_name(folder) for folder in value[key]] for key in lists}
+        lists = [side for side in ("clean", "pairs") if isinstance(value.get(side), list)]
+        folders = {side: [_name(folder) for folder in value[side]] for side in lists}
         cache = {"cache": _name(value["cache"])} if isinstance(value.get("cache"), str) else {}
         return {**value, **folders, **cache}
     return shareable(value)
