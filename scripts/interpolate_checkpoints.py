@@ -87,5 +87,6 @@ def _lineage(record: dict | None) -> set[str]:
         record = (record.get("training") or {}).get("init")
     return digests - {None}
 
+
 if __name__ == "__main__":
     main()
