@@ -66,9 +66,7 @@ class Job:
 
 def _is_video(source: Path) -> bool:
     """By the suffix; a file named as neither picture nor video by what FFmpeg finds in it."""
-    if is_video(source) or source.suffix.lower() in IMAGE_SUFFIXES:
-        return is_video(source)
-    return holds_video(source)
+    return is_video(source) or (source.suffix.lower() not in IMAGE_SUFFIXES and holds_video(source))
 
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
@@ -168,12 +166,10 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool, depth: int |
                 f"{job.target}: is a named pipe or device, not a file; to stream a video into it, "
                 f"use -o - > {job.target}"
             )
-        try:
-            check_writable(job.target)  # not a folder; the folder can be written
+        try:  # not a folder, not there already (a dangling link too) unless forced; its folder writable
+            check_writable(job.target, replace=force)
         except OutputError as exc:
             raise click.ClickException(str(exc)) from None
-        if (job.target.exists() or job.target.is_symlink()) and not force:  # a dangling link too
-            raise click.ClickException(f"{job.target}: already exists (pass --force to overwrite it)")
         check_format(job, depth)
     return jobs
 

@@ -528,7 +528,6 @@ class VideoJob:
             carried = self.carried.streams
             demuxed = self.source.demux(self.vin, *(self.source.streams[i] for i in carried))
             for packet in mender.packets(demuxed):
-                self.clock_jumps = mender.jumps
                 index = packet.stream.index
                 if packet.stream.type == "video":
                     try:
@@ -563,6 +562,7 @@ class VideoJob:
                         pipe.put(decoded, _Carried(carried[index], item))
             for index, item in self.carried.flush():
                 pipe.put(decoded, _Carried(carried[index], item))
+            self.clock_jumps = mender.jumps
         except av.FFmpegError as exc:
             self._check_stdin()  # a read that failed: the reason for what FFmpeg makes of it
             if self.src == STDIN and "mp4" in self.source.format.name:  # its index may come last
@@ -770,10 +770,10 @@ class VideoJob:
         """Mux packets of a carried stream `out`, in its time base and in order (_in_order)."""
         self.writing = True
         output.start_encoding()  # the header, once: it sets the output streams' time bases
-        self.writing = False
         for packet in packets:
             self._in_order(packet, out)
-        self._write(output, packets)
+        output.mux(packets)
+        self.writing = False
 
     def _in_order(self, packet: Any, out: Any) -> None:
         """A carried packet in `out`'s time base, its decode time after the last one muxed there:
