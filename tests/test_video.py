@@ -80,9 +80,9 @@ def make_video(
     return path
 
 
-def _mux_gradient(out: av.container.OutputContainer, stream: av.VideoStream) -> None:
-    """N frames of the moving gradient into a video `stream`, one per tick, then its last packets."""
-    for i in range(N):
+def _mux_gradient(out: av.container.OutputContainer, stream: av.VideoStream, frames: int = N) -> None:
+    """`frames` of the moving gradient into a video `stream`, one per tick, then its last packets."""
+    for i in range(frames):
         frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
         frame.pts = i
         out.mux(stream.encode(frame))
@@ -2144,14 +2144,23 @@ def test_recordings_joined_end_to_end_run_on_past_the_clock_jump(tmp_path):
         assert abs(info["audio"][0][1] - 2 * sound) < 0.05, (info["audio"], sound)
 
 
+def _capture_streams(out: av.container.OutputContainer, tracks: int) -> tuple[av.VideoStream, list]:
+    """The streams of the captures below: 5 fps H.264 without B-frames (cut in display order as in
+    decode order) and `tracks` mono AAC tracks."""
+    video = out.add_stream("libx264", rate=5)
+    video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+    video.options = {"bf": "0"}
+    sound = [out.add_stream("aac", rate=RATE) for _ in range(tracks)]
+    for track in sound:
+        track.codec_context.layout = "mono"
+    return video, sound
+
+
 def _ts_with_gaps(path: Path, seconds: int, video_gap: float, track_gaps: tuple[float, ...]) -> Path:
     """An MPEG-TS of `seconds` of 5 fps video and one AAC track per entry of `track_gaps`: from
     1 s on, the video's packets are `video_gap` s later and each track's its own gap later."""
     with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=5)
-        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
-        video.options = {"bf": "0"}  # cut in display order as in decode order
-        tracks = [out.add_stream("aac", rate=RATE) for _ in track_gaps]
+        video, tracks = _capture_streams(out, len(track_gaps))
         packets = []
         for i in range(seconds * 5):
             frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
@@ -2159,7 +2168,6 @@ def _ts_with_gaps(path: Path, seconds: int, video_gap: float, track_gaps: tuple[
             packets += video.encode(frame)
         shifted = [(p, video_gap) for p in [*packets, *video.encode(None)]]
         for track, gap in zip(tracks, track_gaps, strict=True):
-            track.codec_context.layout = "mono"
             sound = []
             for k in range(0, seconds * RATE, 1024):
                 frame = av.AudioFrame.from_ndarray(
@@ -2205,17 +2213,9 @@ def test_joined_recordings_keep_each_ones_sound_with_its_pictures(tmp_path):
     correction for both keeps them together: the pictures wait while the first one's sound ends."""
     one = tmp_path / "one.ts"
     with av.open(str(one), "w") as out:
-        video = out.add_stream("libx264", rate=5)
-        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
-        video.options = {"bf": "0"}
-        sound = out.add_stream("aac", rate=RATE)
-        sound.codec_context.layout = "mono"
+        video, [sound] = _capture_streams(out, 1)
         _mux_silence(out, sound, 3.5)
-        for i in range(10):  # 2 s
-            frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
-            frame.pts = i
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
+        _mux_gradient(out, video, 10)  # 2 s
     joined = tmp_path / "joined.ts"
     joined.write_bytes(one.read_bytes() * 2)
     with pytest.warns(UserWarning, match=r"joined\.ts: its clock jumps 1 time\(s\)"):
@@ -2247,19 +2247,10 @@ def test_a_track_silent_across_a_join_comes_back_on_the_new_clock(tmp_path):
     for k, (start, end) in enumerate(((0, 1), (1.5, 3))):  # the quiet track's sound in each
         part = tmp_path / f"part{k}.ts"
         with av.open(str(part), "w") as out:
-            video = out.add_stream("libx264", rate=5)
-            video.width, video.height, video.pix_fmt = W, H, "yuv420p"
-            video.options = {"bf": "0"}
-            tracks = [out.add_stream("aac", rate=RATE) for _ in range(2)]
-            for track in tracks:
-                track.codec_context.layout = "mono"
+            video, tracks = _capture_streams(out, 2)
             _mux_silence(out, tracks[0], 3)
             _mux_silence(out, tracks[1], end - start, start=round(start * RATE))
-            for i in range(15):
-                frame = av.VideoFrame.from_ndarray(_gradient(i), format="rgb24")
-                frame.pts = i
-                out.mux(video.encode(frame))
-            out.mux(video.encode(None))
+            _mux_gradient(out, video, 15)
         parts.append(part.read_bytes())
     joined = tmp_path / "joined.ts"
     joined.write_bytes(b"".join(parts))
