@@ -1,4 +1,4 @@
-"""Parameter and MAC counts, as the paper's table reports them ("FLOPs" there are MACs).
+"""MAC counts, as the paper's table reports them ("FLOPs" there are MACs); parameters: network.py.
 
 MACs are counted with PyTorch's own FlopCounterMode (2 FLOPs per multiply-accumulate) over the
 convolutions and matrix products of one forward pass, including the banded deformable
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .network import BDINN, count_parameters
+from .network import BDINN
 
 
 def count_macs(model: BDINN, height: int = 256, width: int = 256) -> int:
@@ -20,14 +20,3 @@ def count_macs(model: BDINN, height: int = 256, width: int = 256) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model.decompose(y, y)
     return counter.get_total_flops() // 2
-
-
-def complexity_report(model: BDINN, height: int = 256, width: int = 256) -> dict[str, float]:
-    macs = count_macs(model, height, width)
-    return {
-        "parameters": count_parameters(model),
-        "macs": macs,
-        "flops": 2 * macs,
-        "height": height,
-        "width": width,
-    }
