@@ -198,10 +198,6 @@ def test_cli_usage_errors(clean_dir, tmp_path):
 
 
 def test_cli_end_to_end(clean_dir, tmp_path):
-    try:
-        from bdinn.runtime import Debander  # noqa: F401  (written alongside; the CLI loads models with it)
-    except ImportError as exc:
-        pytest.skip(f"bdinn.runtime.Debander is not available yet ({exc})")
     from common import TINY, workers_left_running
 
     from bdinn.train.checkpoint import save_checkpoint

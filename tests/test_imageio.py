@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageCms, ImageOps
 
 from bdinn.runtime.files import OutputError, atomic_write, user_cache
 from bdinn.runtime.imageio import (
@@ -74,20 +75,17 @@ def test_gray_rgba_and_palette_are_converted(tmp_path):
     assert np.array_equal(read_image(tmp_path / "opaque.png", as_file=True), opaque)
     write_image(tmp_path / "rgb.png", rgba[..., :3])
     assert np.array_equal(read_image(tmp_path / "rgb.png", as_file=True), rgba[..., :3])
-
-    image = pytest.importorskip("PIL.Image")
     colours = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8) // 64 * 64  # at most 64 colours
-    image.fromarray(colours).quantize(64).save(tmp_path / "palette.png")
+    Image.fromarray(colours).quantize(64).save(tmp_path / "palette.png")
     assert np.array_equal(read_image(tmp_path / "palette.png"), colours)
 
 
 def test_exif_orientation_is_applied(tmp_path):
-    image = pytest.importorskip("PIL.Image")
     pixels = np.zeros((8, 16, 3), np.uint8)
     pixels[:, :8] = 255  # left half white
-    exif = image.Exif()
+    exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
-    image.fromarray(pixels).save(tmp_path / "turned.jpg", exif=exif.tobytes(), quality=100)
+    Image.fromarray(pixels).save(tmp_path / "turned.jpg", exif=exif.tobytes(), quality=100)
     shown = read_image(tmp_path / "turned.jpg")
     assert shown.shape == (16, 8, 3)
     assert shown[:6].mean() > 200 and shown[10:].mean() < 50  # the white half is now on top
@@ -191,11 +189,10 @@ def test_stray_bytes_between_jpeg_segments_leave_the_picture_as_it_was(tmp_path)
 def test_jpeg_pixels_are_opencvs_bit_for_bit(tmp_path, mode, orientation):
     """TurboJPEG decodes YCbCr and gray JPEGs (it reports damage), OpenCV the rest (CMYK): the
     pictures are what OpenCV alone returned, turned as the EXIF tag says."""
-    image = pytest.importorskip("PIL.Image")
-    exif = image.Exif()
+    exif = Image.Exif()
     exif[0x0112] = orientation
     path = tmp_path / f"{mode}.jpg"
-    image.open(DATA / "leaf-texture.png").convert(mode).save(path, exif=exif.tobytes(), quality=92)
+    Image.open(DATA / "leaf-texture.png").convert(mode).save(path, exif=exif.tobytes(), quality=92)
     opencv = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
     assert opencv.shape == ((192, 320, 3) if orientation == 1 else (320, 192, 3))
     assert np.array_equal(read_image(path), opencv[:, :, ::-1])
@@ -338,34 +335,30 @@ def test_without_replace_a_file_that_appears_meanwhile_is_kept(tmp_path, monkeyp
 
 def test_tiff_alpha_colours_are_not_multiplied_by_alpha(tmp_path):
     """OpenCV returns 8-bit RGBA TIFF colours premultiplied; an alpha-0 row must keep its colour."""
-    image = pytest.importorskip("PIL.Image")
     rgb = np.random.default_rng(2).integers(0, 256, (16, 24, 3), dtype=np.uint8)
     alpha = np.tile(np.linspace(0, 255, 16).astype(np.uint8)[:, None], (1, 24))
-    image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "a.tif")
+    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "a.tif")
     assert np.array_equal(read_image(tmp_path / "a.tif", as_file=True), np.dstack([rgb, alpha]))
     assert np.array_equal(read_image(tmp_path / "a.tif"), rgb)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_orientation_is_applied_with_or_without_alpha(tmp_path, orientation):
-    image = pytest.importorskip("PIL.Image")
-    ops = pytest.importorskip("PIL.ImageOps")
     rgba = np.random.default_rng(3).integers(0, 256, (6, 10, 4), dtype=np.uint8)
-    exif = image.Exif()
+    exif = Image.Exif()
     exif[0x0112] = orientation
     for pixels in (rgba[..., :3], rgba):
-        image.fromarray(pixels).save(tmp_path / "x.png", exif=exif.tobytes())
-        upright = np.asarray(ops.exif_transpose(image.open(tmp_path / "x.png")))  # as viewers show it
-        image.fromarray(pixels).save(tmp_path / "x.webp", exif=exif.tobytes(), lossless=True, exact=True)
-        image.fromarray(pixels).save(tmp_path / "x.tif", tiffinfo={0x0112: orientation})
+        Image.fromarray(pixels).save(tmp_path / "x.png", exif=exif.tobytes())
+        upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "x.png")))  # as viewers show it
+        Image.fromarray(pixels).save(tmp_path / "x.webp", exif=exif.tobytes(), lossless=True, exact=True)
+        Image.fromarray(pixels).save(tmp_path / "x.tif", tiffinfo={0x0112: orientation})
         for suffix in ("png", "webp", "tif"):
             assert np.array_equal(read_image(tmp_path / f"x.{suffix}", as_file=True), upright), suffix
 
 
 def test_gray_with_alpha_keeps_its_layout(tmp_path):
-    image = pytest.importorskip("PIL.Image")
     la = np.random.default_rng(4).integers(0, 256, (12, 20, 2), dtype=np.uint8)
-    image.fromarray(la, "LA").save(tmp_path / "la.png")
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
     assert np.array_equal(read_image(tmp_path / "la.png", as_file=True), la)
     assert np.array_equal(read_image(tmp_path / "la.png", keep_alpha=True), la[..., [0, 0, 0, 1]])
     write_image(tmp_path / "out.png", la)  # no gray + alpha PNG from OpenCV: RGBA with equal channels
@@ -373,8 +366,7 @@ def test_gray_with_alpha_keeps_its_layout(tmp_path):
 
 
 def test_pictures_of_several_frames_are_refused(tmp_path):
-    image = pytest.importorskip("PIL.Image")
-    frames = [image.fromarray(np.full((16, 16, 3), v, np.uint8)) for v in (0, 128)]
+    frames = [Image.fromarray(np.full((16, 16, 3), v, np.uint8)) for v in (0, 128)]
     for name, count in (("anim.png", "2"), ("anim.webp", "2"), ("pages.tif", "several")):
         frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
         with pytest.raises(ImageError, match=f"holds {count} frames; bdinn debands single pictures") as info:
@@ -410,8 +402,7 @@ def test_a_jpeg_header_claiming_a_huge_picture_is_refused(tmp_path, pillow_reads
     warning nobody sees) into 675 MB, and the model then ran for minutes. Refused from Pillow's
     reading of the header, or, where a marker Pillow does not know (TEM) stops it, from
     TurboJPEG's, before any decoder allocates the frame."""
-    image = pytest.importorskip("PIL.Image")
-    image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "small.jpg")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "small.jpg")
     data = bytearray((tmp_path / "small.jpg").read_bytes())
     sof = data.index(b"\xff\xc0")
     data[sof + 5 : sof + 9] = struct.pack(">HH", 15000, 15000)
@@ -476,8 +467,7 @@ def test_a_long_output_name_leaves_room_for_the_temporary_file(tmp_path):
 
 def test_an_icc_profile_travels_into_png(tmp_path):
     """A wide-gamut picture without its profile changes colour in every colour-managed viewer."""
-    cms = pytest.importorskip("PIL.ImageCms")
-    profile = cms.ImageCmsProfile(cms.createProfile("sRGB")).tobytes()
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     for dtype in (np.uint8, np.uint16):
         pixels = np.random.default_rng(6).integers(0, 256, (12, 20, 3)).astype(dtype)
         write_image(tmp_path / "x.png", pixels, icc_profile=profile)
@@ -538,10 +528,9 @@ def test_a_gray_pngs_transparent_colour_becomes_its_alpha(tmp_path, bits):
 
 def test_rgb_and_palette_pngs_with_transparency_say_they_have_alpha(tmp_path):
     """OpenCV gives them an alpha, so a JPEG output must be refused before the work, not after."""
-    image = pytest.importorskip("PIL.Image")
     rgb = np.random.default_rng(7).integers(0, 256, (12, 20, 3), dtype=np.uint8)
-    image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=tuple(int(v) for v in rgb[0, 0]))
-    image.fromarray(rgb).convert("P").save(tmp_path / "palette.png", transparency=0)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=tuple(int(v) for v in rgb[0, 0]))
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png", transparency=0)
     for name in ("rgb.png", "palette.png"):
         assert read_image(tmp_path / name, as_file=True).shape == (12, 20, 4)
         assert stored_layout(tmp_path / name) == (8, True)
@@ -551,7 +540,6 @@ def test_tiffs_opencv_misreads_are_mended_or_refused(tmp_path):
     """16-bit premultiplied colours come back straight, CMYK without an alpha of its own, and
     16-bit gray + alpha (which OpenCV reads as 8-bit gray) is refused in one line."""
     tifffile = pytest.importorskip("tifffile", reason="scikit-image's tifffile writes these TIFFs")
-    image = pytest.importorskip("PIL.Image")
     rng = np.random.default_rng(6)
     straight = rng.integers(0, 65536, (10, 14, 3)).astype(np.float64)
     alpha = np.tile(np.linspace(1 / 8, 1, 14), (10, 1))[..., None]
@@ -561,7 +549,7 @@ def test_tiffs_opencv_misreads_are_mended_or_refused(tmp_path):
     assert np.abs(read[..., :3] - straight).max() <= 9  # the stored product's rounding, over alpha >= 1/8
     assert np.array_equal(read[..., 3], stored[..., 3])
     cmyk = rng.integers(0, 256, (10, 14, 4), dtype=np.uint8)
-    image.fromarray(cmyk, "CMYK").save(tmp_path / "cmyk.tif")
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "cmyk.tif")
     assert read_image(tmp_path / "cmyk.tif", as_file=True).shape == (10, 14, 3)
     tifffile.imwrite(tmp_path / "la16.tif", stored[..., [0, 3]], photometric="minisblack", extrasamples=[2])
     with pytest.raises(ImageError, match=r"la16\.tif: a 16-bit gray \+ alpha TIFF, which OpenCV misreads"):
@@ -653,10 +641,9 @@ def test_an_opaque_alpha_is_full_scale_at_either_depth(tmp_path):
 
 def test_stored_layout_tells_alpha_from_the_header(tmp_path):
     """What bdinn-run checks before the work: a gray + alpha picture cannot go into a JPEG."""
-    image = pytest.importorskip("PIL.Image")
     gray = np.zeros((8, 12), np.uint8)
-    image.fromarray(np.dstack([gray, gray + 200]), "LA").save(tmp_path / "la.png")
-    image.fromarray(gray, "L").save(tmp_path / "l.png")
+    Image.fromarray(np.dstack([gray, gray + 200]), "LA").save(tmp_path / "la.png")
+    Image.fromarray(gray, "L").save(tmp_path / "l.png")
     write_image(tmp_path / "rgba16.png", np.zeros((8, 12, 4), np.uint16))
     write_image(tmp_path / "rgb.tif", np.zeros((8, 12, 3), np.uint8))
     layouts = [stored_layout(tmp_path / n) for n in ("la.png", "l.png", "rgba16.png", "rgb.tif")]
@@ -665,18 +652,16 @@ def test_stored_layout_tells_alpha_from_the_header(tmp_path):
 
 def _camera_jpeg(path: Path, orientation: int, dpi: tuple[int, int]) -> bytes:
     """A photo as cameras write it: EXIF with make, dates and an orientation, and a resolution."""
-    image = pytest.importorskip("PIL.Image")
-    exif = image.Exif()
+    exif = Image.Exif()
     exif[0x0112], exif[0x010F], exif[0x0132] = orientation, "Canon", "2024:01:01 10:00:00"
     exif.get_ifd(0x8769)[0x9003] = "2024:01:01 09:59:58"  # DateTimeOriginal, in the Exif sub-IFD
-    image.open(DATA / "leaf-texture.png").save(path, exif=exif.tobytes(), dpi=dpi, quality=95)
-    return image.open(path).info["exif"]
+    Image.open(DATA / "leaf-texture.png").save(path, exif=exif.tobytes(), dpi=dpi, quality=95)
+    return Image.open(path).info["exif"]
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_exif_and_resolution_are_carried_upright(tmp_path, suffix):
     """A debanded photo kept its ICC profile but lost its camera, dates, GPS and DPI."""
-    image = pytest.importorskip("PIL.Image")
     source = tmp_path / "photo.jpg"
     raw = _camera_jpeg(source, orientation=6, dpi=(300, 200))
     metadata = read_metadata(source)
@@ -684,7 +669,7 @@ def test_exif_and_resolution_are_carried_upright(tmp_path, suffix):
     upright = read_image(source)
     assert upright.shape == (320, 192, 3)
     out = write_image(tmp_path / f"out{suffix}", upright, metadata=metadata)
-    with image.open(out) as written:
+    with Image.open(out) as written:
         exif = written.getexif()
         assert written.size == (192, 320) and exif[0x0112] == 1  # no viewer turns it again
         assert exif[0x010F] == "Canon" and exif.get_ifd(0x8769)[0x9003] == "2024:01:01 09:59:58"
@@ -701,8 +686,7 @@ def test_exif_and_resolution_are_carried_upright(tmp_path, suffix):
 def test_a_turned_photos_exif_describes_the_upright_picture(tmp_path, orientation, swapped):
     """Only the orientation was reset: a quarter-turned photo's EXIF kept its X and Y resolutions
     and pixel dimensions the old way round, and its thumbnail, which viewers then showed turned."""
-    image = pytest.importorskip("PIL.Image")
-    exif = image.Exif()
+    exif = Image.Exif()
     exif[0x0112], exif[0x0128], exif[0x011A], exif[0x011B] = orientation, 2, 300.0, 200.0
     exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003] = 320, 192  # as stored: 320 wide
     tiff = bytearray(exif.tobytes().removeprefix(b"Exif\0\0"))
@@ -717,7 +701,7 @@ def test_a_turned_photos_exif_describes_the_upright_picture(tmp_path, orientatio
     metadata = read_metadata(tmp_path / "photo.jpg")
     assert metadata.dpi == ((200.0, 300.0) if swapped else (300.0, 200.0))
     out = write_image(tmp_path / "out.png", read_image(tmp_path / "photo.jpg"), metadata=metadata)
-    with image.open(out) as written:
+    with Image.open(out) as written:
         carried = written.getexif()
         size = written.size
     assert len(metadata.exif) == len(tiff) and carried[0x0112] == 1
@@ -732,14 +716,13 @@ def test_a_turned_photos_exif_describes_the_upright_picture(tmp_path, orientatio
 def test_an_orientation_pillow_turns_a_png_by_is_the_one_reset(tmp_path, kind, count, value):
     """Two SHORTs (6, 1) or one BYTE: Pillow turns the PNG by the first, and the reset skipped
     such an entry, so the upright output still said 6 and viewers turned it a second time."""
-    image = pytest.importorskip("PIL.Image")
     tiff = b"II*\0" + struct.pack("<IHHHI", 8, 1, 0x0112, kind, count) + value + bytes(4)
     png = (DATA / "leaf-texture.png").read_bytes()
     (tmp_path / "turned.png").write_bytes(png[:33] + _png_chunk(b"eXIf", tiff) + png[33:])
     upright = read_image(tmp_path / "turned.png")
     assert upright.shape == (320, 192, 3)
     out = write_image(tmp_path / "out.png", upright, metadata=read_metadata(tmp_path / "turned.png"))
-    with image.open(out) as written, warnings.catch_warnings():
+    with Image.open(out) as written, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's doubt about the two values, which stay two
         assert written.getexif()[0x0112] in (1, b"\x01") and written.size == (192, 320)  # a BYTE: bytes
 
@@ -747,8 +730,7 @@ def test_an_orientation_pillow_turns_a_png_by_is_the_one_reset(tmp_path, kind, c
 def test_metadata_that_is_not_sound_is_left_behind(tmp_path):
     """An EXIF block cut short or of another byte order mark is not carried; nor is a TIFF's,
     whose tags describe its own strips; a TIFF's resolution is."""
-    image = pytest.importorskip("PIL.Image")
-    picture = image.open(DATA / "leaf-texture.png")
+    picture = Image.open(DATA / "leaf-texture.png")
     picture.save(tmp_path / "cut.jpg", exif=b"Exif\0\0MM\0*\0\0\0\x08\0\x05\x01\x12")
     assert read_metadata(tmp_path / "cut.jpg").exif is None
     picture.save(tmp_path / "scan.tif", dpi=(600, 600))
@@ -849,13 +831,12 @@ def _orientation_only(order: str, kind: int, value: int) -> bytes:
 def test_the_orientation_turned_by_is_the_one_reset(tmp_path, order, kind):
     """Only a SHORT orientation was reset to 1, while Pillow's reading turned the pixels for a LONG
     or SSHORT one too: viewers turned the upright output a second time."""
-    image = pytest.importorskip("PIL.Image")
     jpeg = _with_exif_segment(_leaf_jpeg(), _orientation_only(order, kind, 6))
     (tmp_path / "turned.jpg").write_bytes(jpeg)
     upright = read_image(tmp_path / "turned.jpg")
     assert upright.shape == (320, 192, 3)
     out = write_image(tmp_path / "out.png", upright, metadata=read_metadata(tmp_path / "turned.jpg"))
-    with image.open(out) as written:
+    with Image.open(out) as written:
         assert written.getexif()[0x0112] == 1
 
 
@@ -863,9 +844,8 @@ def test_jpeg_metadata_that_readers_disagree_on(tmp_path):
     """An orientation in XMP alone is not applied (OpenCV and browsers ignore it; Pillow turned
     the picture); an EXIF block with a broken TIFF header beside a JFIF density was a SyntaxError
     traceback from Pillow; a JPEG without a resolution of its own got Pillow's assumed 72 dpi."""
-    image = pytest.importorskip("PIL.Image")
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
-    image.open(DATA / "leaf-texture.png").save(tmp_path / "xmp.jpg", xmp=xmp)
+    Image.open(DATA / "leaf-texture.png").save(tmp_path / "xmp.jpg", xmp=xmp)
     assert read_image(tmp_path / "xmp.jpg").shape == (192, 320, 3)
     (tmp_path / "broken.jpg").write_bytes(_with_exif_segment(_leaf_jpeg(), b"XX*\0\x08\0\0\0" + bytes(20), 1))
     assert read_image(tmp_path / "broken.jpg").shape == (192, 320, 3)
@@ -876,8 +856,7 @@ def test_jpeg_metadata_that_readers_disagree_on(tmp_path):
 
 def test_a_tiff_width_of_no_values_is_one_line(tmp_path):
     """A width tag with a count of 0 raised IndexError from the size check, a traceback."""
-    image = pytest.importorskip("PIL.Image")
-    image.open(DATA / "leaf-texture.png").save(tmp_path / "w0.tif")
+    Image.open(DATA / "leaf-texture.png").save(tmp_path / "w0.tif")
     data = bytearray((tmp_path / "w0.tif").read_bytes())
     (ifd,) = struct.unpack("<I", data[4:8])
     (count,) = struct.unpack("<H", data[ifd : ifd + 2])
@@ -893,10 +872,9 @@ def test_a_tiff_width_of_no_values_is_one_line(tmp_path):
 
 def test_a_camera_jpegs_resolution_in_exif_is_carried(tmp_path):
     """Cameras record it in EXIF, with no JFIF density; only the assumed 72 dpi is not carried."""
-    image = pytest.importorskip("PIL.Image")
-    exif = image.Exif()
+    exif = Image.Exif()
     exif[0x0128], exif[0x011A], exif[0x011B] = 3, 118.0, 59.0  # dots per centimetre
-    image.open(DATA / "leaf-texture.png").save(tmp_path / "camera.jpg", exif=exif.tobytes())
+    Image.open(DATA / "leaf-texture.png").save(tmp_path / "camera.jpg", exif=exif.tobytes())
     assert read_metadata(tmp_path / "camera.jpg").dpi == pytest.approx((118 * 2.54, 59 * 2.54))
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from common import perturbed_tiny, workers_left_running
+from PIL import Image, ImageCms
 
 from bdinn.runtime.debander import Debander
 from bdinn.runtime.imageio import read_image, write_image
@@ -390,26 +391,24 @@ def _with_red_primary(profile: bytes, xyz: tuple[float, float, float]) -> bytes:
 
 
 def test_the_colour_profile_is_kept(model, pictures, tmp_path):
-    image = pytest.importorskip("PIL.Image")
-    cms = pytest.importorskip("PIL.ImageCms")
-    profile = cms.ImageCmsProfile(cms.createProfile("sRGB")).tobytes()
-    image.open(pictures / "sky.png").save(pictures / "tagged.png", icc_profile=profile)
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.open(pictures / "sky.png").save(pictures / "tagged.png", icc_profile=profile)
     result = run(model, pictures / "tagged.png", "-o", tmp_path / "out.png", "-q")
     assert result.exit_code == 0, result.output
-    assert image.open(tmp_path / "out.png").info.get("icc_profile") == profile
+    assert Image.open(tmp_path / "out.png").info.get("icc_profile") == profile
     gray = bytearray(profile)
     gray[16:20] = b"GRAY"  # a gray profile does not describe an RGB picture: PNG readers reject it
-    image.open(pictures / "sky.png").save(pictures / "gray-tagged.png", icc_profile=bytes(gray))
+    Image.open(pictures / "sky.png").save(pictures / "gray-tagged.png", icc_profile=bytes(gray))
     result = run(model, pictures / "gray-tagged.png", "-o", tmp_path / "g.png", "-q")
     assert result.exit_code == 0, result.output
     assert "Warning: " in result.output and "GRAY colour profile does not fit this picture" in result.output
-    assert "icc_profile" not in image.open(tmp_path / "g.png").info
+    assert "icc_profile" not in Image.open(tmp_path / "g.png").info
     # OpenCV writes no profile into TIFF, WebP or JPEG: said, unless it is sRGB (what viewers assume),
     # by its colours, not its name: a wider red under the name sRGB was dropped without a word
     wide = _with_red_primary(profile, (0.55, 0.26, 0.0))
-    image.open(pictures / "sky.png").save(pictures / "wide.png", icc_profile=wide)
+    Image.open(pictures / "sky.png").save(pictures / "wide.png", icc_profile=wide)
     renamed = profile.replace("sRGB".encode("utf-16-be"), "Mine".encode("utf-16-be"))  # sRGB by another name
-    image.open(pictures / "sky.png").save(pictures / "renamed.png", icc_profile=renamed)
+    Image.open(pictures / "sky.png").save(pictures / "renamed.png", icc_profile=renamed)
     for source, said in (("tagged.png", False), ("renamed.png", False), ("wide.png", True)):
         result = run(model, pictures / source, "-o", tmp_path / f"{source}.tif", "-q")
         assert result.exit_code == 0, result.output
@@ -457,8 +456,7 @@ def test_a_pngs_colour_chunks_are_kept(model, pictures, tmp_path):
     result = run(model, pictures / "srgb.png", "-o", tmp_path / "s.tif", "-q")
     assert result.exit_code == 0 and "Warning" not in result.output
     # An sRGB chunk beside an ICC profile, which goes in too, would break the PNG rules: left out
-    cms = pytest.importorskip("PIL.ImageCms")
-    profile = cms.ImageCmsProfile(cms.createProfile("sRGB")).tobytes()
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     icc = _chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(profile))
     (pictures / "both.png").write_bytes(data[:33] + icc + srgb + data[33:])
     result = run(model, pictures / "both.png", "-o", tmp_path / "b.png", "-q")
@@ -1006,12 +1004,11 @@ def test_a_png_cut_inside_its_header_is_one_line_for_any_output(model, tmp_path)
 
 def test_a_photo_keeps_its_exif_and_resolution(model, tmp_path):
     """bdinn-run carries the camera's EXIF (orientation set to 1: the output is upright) and DPI."""
-    image = pytest.importorskip("PIL.Image")
-    exif = image.Exif()
+    exif = Image.Exif()
     exif[0x0112], exif[0x010F] = 8, "Nikon"
-    image.open(DATA / "soft-shapes.png").save(tmp_path / "photo.jpg", exif=exif.tobytes(), dpi=(240, 240))
+    Image.open(DATA / "soft-shapes.png").save(tmp_path / "photo.jpg", exif=exif.tobytes(), dpi=(240, 240))
     result = run(model, tmp_path / "photo.jpg")
     assert result.exit_code == 0, result.output
-    with image.open(tmp_path / "photo.debanded.png") as out:
+    with Image.open(tmp_path / "photo.debanded.png") as out:
         assert out.size == (192, 320) and out.getexif()[0x010F] == "Nikon" and out.getexif()[0x0112] == 1
         assert out.info["dpi"] == pytest.approx((240, 240), abs=0.01)
