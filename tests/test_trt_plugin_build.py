@@ -22,6 +22,7 @@ import pytest
 from bdinn.plugins.trt_plugin import (
     DEFAULT_FIELDS,
     FIELDS,
+    MAX_EXTENT,
     PLUGIN_NAME,
     PLUGIN_NAMESPACE,
     PLUGIN_VERSION,
@@ -48,6 +49,12 @@ def test_cpp_plugin_identity_matches_python_plugin():
     assert _string_literal("kPluginName") == PLUGIN_NAME == "BandedDeformConv2d"
     assert _string_literal("kPluginVersion") == PLUGIN_VERSION == "1"
     assert _string_literal("kPluginNamespace") == PLUGIN_NAMESPACE == "bdinn"
+
+
+def test_python_plugin_refuses_what_the_kernels_refuse():
+    """The Python plugin checks shapes at build time against the C ABI's own bound."""
+    header = (PLUGINS / "csrc" / "banded_deform_conv_api.h").read_text()
+    assert int(_one(r"#define BDINN_MAX_EXTENT (\d+)", header, "BDINN_MAX_EXTENT").group(1)) == MAX_EXTENT
 
 
 def test_cpp_plugin_fields_match_python_plugin():
