@@ -12,7 +12,7 @@ table (and --json); rows that cannot run here say why instead of a number.
 from __future__ import annotations
 
 import json
-import platform
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,17 +20,12 @@ from typing import Any
 import click
 
 from bdinn.runtime import Debander, default_model_path
-from bdinn.runtime.bench import benchmark, parse_frame_size
+from bdinn.runtime.bench import benchmark, cpu_model, parse_frame_size
 
 
 def machine_name() -> str:
     """CPU model and core count, plus the GPU when PyTorch sees one."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]  # fmt: skip
-        cpu = f"{names[0]} ({len(names)} cores)" if names else cpu
+    cpu = f"{cpu_model()} ({os.cpu_count()} cores)"
     import torch
 
     if torch.cuda.is_available():

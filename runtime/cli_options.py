@@ -74,8 +74,8 @@ class _CommandError(click.ClickException):
         super().__init__(message)
         self.exit_code = exit_code
 
-    def show(self, file: object = None) -> None:
-        click.echo(self.message, err=True)
+    def show(self, file: Any = None) -> None:
+        click.echo(self.message, file=file, err=file is None)
 
 
 def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:

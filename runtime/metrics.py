@@ -29,15 +29,9 @@ def psnr_of_mse(mse: float, data_range: float = 1.0) -> float:
     return float("inf") if mse == 0.0 else 10.0 * math.log10(data_range**2 / mse)
 
 
-def _gaussian_taps() -> np.ndarray:
-    x = np.arange(-_RADIUS, _RADIUS + 1, dtype=np.float64)
-    taps = np.exp(-0.5 * (x / _SIGMA) ** 2)
-    return taps / taps.sum()
-
-
 def _blur(img: np.ndarray) -> np.ndarray:
     """Separable Gaussian blur of a 2-D float64 array, borders mirrored (d c b a | a b c d)."""
-    taps = _gaussian_taps()
+    taps = cv2.getGaussianKernel(2 * _RADIUS + 1, _SIGMA, cv2.CV_64F)
     return cv2.sepFilter2D(img, cv2.CV_64F, taps, taps, borderType=cv2.BORDER_REFLECT)
 
 

@@ -136,9 +136,7 @@ def check_paths(src: Path, dst: Path, force: bool) -> str:
     """Validate the paths; the destination's muxer name."""
     if dst == STDOUT:
         return "yuv4mpegpipe"
-    if src == STDIN:
-        pass
-    elif not src.exists():
+    if src != STDIN and not src.exists():
         raise VideoError(f"{src}: no such file (check the path)")
     if src.is_dir():
         raise VideoError(f"{src}: is a folder, not a video file")
