@@ -52,9 +52,11 @@ over. The output is written to a hidden temporary file beside `dst` and renamed 
 end, so a failure never leaves a partial video.
 
 Colour conversion (video_colour.py) uses the source's own matrix and range in both directions
-and passes `process` 16-bit RGB on the true 0..65535 scale. The threads and the output's set-up
-are in video_job.py, opening the source (standard input included) in video_source.py; the
-container, encoder and pixel format checks in video_formats.py.
+and passes `process` 16-bit RGB on the true 0..65535 scale. The output's set-up and the threads' work
+are in video_job.py (the threads and queues themselves in video_pipeline.py, a frame's way
+through `process` in video_frames.py, timestamp arithmetic in video_timing.py), opening the
+source (standard input included) in video_source.py; the container, encoder and pixel format
+checks in video_formats.py.
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ from .video_formats import (
     is_video,
     with_alpha,
 )
-from .video_job import VideoJob, checked_picture, coded_frame, outgoing_frame, rgb_pictures
+from .video_frames import checked_picture, coded_frame, outgoing_frame, rgb_pictures
+from .video_job import VideoJob
 from .video_side_data import CAPTION_OPTIONS, has_captions, side_data_carrier
 from .video_source import open_source
 from .video_streams import moving_pictures

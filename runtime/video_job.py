@@ -1,24 +1,17 @@
-"""One deband_video run: the source opened, a decode thread (demux, decode, YUV -> RGB) and an
-encode thread (RGB -> YUV, encode, mux) joined to the calling thread's `process` by bounded
-queues, and the output file set up with what the source carries; and the frame steps
-deband_frame shares with it (the RGB pictures of a decoded frame, checking what `process`
-returns, the frame to encode and the coded frame it becomes).
-"""
+"""One deband_video run: the output file set up with what the source carries, a decode thread
+(demux, decode, YUV -> RGB) and an encode thread (RGB -> YUV, encode, mux) around the calling
+thread's `process` (video_pipeline), each frame taken through it as deband_frame takes one
+(video_frames), with its times kept or mended for the output (video_timing)."""
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
-import functools
 import itertools
 import math
 import os
 import queue
-import threading
-import time
 import warnings
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -31,28 +24,28 @@ from .files import SPACE_ERRNOS
 from .hdr10 import ENCODER_OPTION, Hdr10
 from .pyav import local_file
 from .video_clock import ClockMender
-from .video_colour import Colour, alpha_of, copy_colour_tags, decode_rgb, encode_frame, put_alpha
+from .video_colour import Colour, alpha_of, copy_colour_tags, put_alpha
 from .video_encoder import encoder_label
 from .video_fields import (
     NOT_WOVEN,
     TOP_FIELD_FIRST,
     field_flags,
     order_of,
-    split_fields,
-    weave,
     why_not_fields,
     with_field_flags,
 )
 from .video_formats import STDIN, STDOUT, VideoError
+from .video_frames import HandedBack, checked_picture, coded_frame, outgoing_frame, rgb_pictures
+from .video_pipeline import END, QUEUE_SIZE, Cancelled, Pipeline
 from .video_side_data import (
     CAPTION_OPTIONS,
     has_captions,
     side_data_carrier,
-    with_side_data_of,
     writes_captions,
 )
 from .video_source import StandardInput, check_frame_size
 from .video_streams import TIMECODE_MUXERS, CarriedStreams, codec_name, copy_tags, moving_pictures
+from .video_timing import AviClock, clock_seconds, rounded, ticks
 
 RAW_STREAMS = {
     "mpegvideo",
@@ -67,79 +60,6 @@ RAW_STREAMS = {
 ODD_SIZED = {"ffv1", "wrapped_avframe"}  # encoders that code subsampled chroma at odd sizes (Y4M: raw)
 
 _HELD = 16  # video packets held back at the start until their timestamps are checked
-
-
-_QUEUE_SIZE = 4  # frames waiting on each side of `process`; 1080p RGB48 is 12 MB a frame
-
-
-_POLL = 0.05  # seconds between checks for a stop request while a queue is full or empty
-# Seconds the threads get to stop after Ctrl-C or SIGTERM where a pipe can stall (standard output,
-# a source that is not a file). One blocked inside FFmpeg on a stalled pipe never does: it is left
-# behind (a daemon thread) with the containers it uses, which are then not closed under it.
-_SIGNAL_GRACE = 1.0
-
-
-class _Cancelled(Exception):
-    """Raised in a thread waiting on a queue when another thread has failed."""
-
-
-class _Pipeline:
-    """Stop flag and first error shared by the decode, inference and encode threads."""
-
-    def __init__(self, stop: threading.Event | None = None) -> None:
-        self.stop = stop or threading.Event()  # the standard-input reader's own, when it is the source
-        self.error: BaseException | None = None
-        self._lock = threading.Lock()
-
-    def fail(self, exc: BaseException) -> None:
-        with self._lock:
-            if self.error is None:
-                self.error = exc
-        self.stop.set()
-
-    def put(self, q: queue.Queue, item: object) -> None:
-        while not self.stop.is_set():
-            try:
-                q.put(item, timeout=_POLL)
-                return
-            except queue.Full:
-                pass
-        raise _Cancelled
-
-    def get(self, q: queue.Queue) -> Any:
-        while not self.stop.is_set():
-            try:
-                return q.get(timeout=_POLL)
-            except queue.Empty:
-                pass
-        raise _Cancelled
-
-    def thread(self, target: Callable[[], None], name: str) -> tuple[threading.Thread, threading.Event]:
-        """A daemon thread running `target`, and an event set once it has ended. Waited for by the
-        event: a Ctrl-C inside Thread.join() leaves is_alive() False while the thread still runs
-        (CPython's handling of an interrupted join)."""
-        ended = threading.Event()
-
-        def run() -> None:
-            try:
-                target()
-            except _Cancelled:
-                pass
-            except BaseException as exc:
-                self.fail(exc)
-            finally:
-                ended.set()
-
-        return threading.Thread(target=run, name=name, daemon=True), ended
-
-
-_END = object()
-
-
-@functools.cache
-def _ticks(microseconds: int, time_base: Fraction) -> int:
-    """`microseconds` in `time_base`, remembered: asked again for every audio packet carried."""
-    return round(Fraction(microseconds, 1_000_000) / time_base)
 
 
 @dataclass
@@ -167,121 +87,6 @@ class _Carried:
 
     out: Any  # output stream
     item: Any  # Packet to copy, or AudioFrame to encode
-
-
-class _AviClock:
-    """Frame times for an AVI, which stores none: FFmpeg numbers its frames in decode order, so
-    with B-frames their pts come out shuffled (without, they are right). A frame's decode time,
-    carried through reordering, is that of the packet that made the decoder return it, so it
-    rises by one slot a frame in display order (dropped frames counted): times run from the
-    first frame's pts by decode-time steps. Frames flushed at the end have no decode time."""
-
-    def __init__(self) -> None:
-        self.anchor: tuple[int, int] | None = None  # the first reordered frame's (pts, dts)
-
-    def time(self, pts: int | None, dts: int | None, reordered: bool) -> int | None:
-        if not reordered:
-            return pts
-        if self.anchor is None and pts is not None and dts is not None:
-            self.anchor = (pts, dts)
-        if self.anchor is None or dts is None:
-            return None
-        return self.anchor[0] + dts - self.anchor[1]
-
-
-def _rounded(value: Fraction) -> int:
-    """To the nearest integer, halves away from zero, as FFmpeg rescales timestamps."""
-    whole = int(abs(value) + Fraction(1, 2))
-    return whole if value >= 0 else -whole
-
-
-def _seconds(clock: str | None) -> float | None:
-    """HH:MM:SS.fraction (Matroska's DURATION tag) in seconds; None if absent or unreadable."""
-    try:
-        hours, minutes, seconds = (clock or "").split(":")
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    except ValueError:
-        return None
-
-
-def checked_picture(src: Path | str, which: str, image: Any, shape: tuple[int, ...]) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.shape != shape:
-        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise VideoError(
-            f"{src}: process returned {got} for {which}; return {shape[0]} x {shape[1]} x 3 "
-            "uint8 or uint16 RGB"
-        )
-    return image
-
-
-class _HandedBack:
-    """Writeable memory `process` handed back, remembered weakly. Frames wait in a queue for the
-    encode thread, so a `process` that writes every frame into one buffer of its own overwrites frames
-    before they are encoded (silently: frames repeated, others lost). Such reuse is caught when the
-    buffer comes back the second time, whatever the encoder's pace, because the caller still holds
-    it; memory the caller let go (a new array each frame) is forgotten as it is freed."""
-
-    def __init__(self) -> None:
-        self._held: collections.deque[tuple[weakref.ref, int, int, str]] = collections.deque(
-            maxlen=4 * _QUEUE_SIZE
-        )
-
-    def check(self, src: Path | str, which: str, image: np.ndarray) -> None:
-        if not image.flags.writeable:  # a constant picture handed back for every frame is safe
-            return
-        low, high = _byte_bounds(image)
-        for owner, start, end, earlier in self._held:
-            if owner() is not None and low < end and start < high:
-                raise VideoError(
-                    f"{src}: process returned, for {which}, memory it returned for {earlier}: frames wait to "
-                    "be encoded on another thread, so return a new array for each frame (or a copy)"
-                )
-        if (owner := _owner(image)) is not None:
-            self._held.append((owner, low, high, which))
-
-
-_byte_bounds = getattr(np.lib, "array_utils", np).byte_bounds  # moved there by NumPy 2
-
-
-def _owner(image: np.ndarray) -> weakref.ref | None:
-    """A weak reference to the deepest object in the chain of bases that owns `image`'s memory and
-    can be referenced weakly (a numpy array, a torch tensor's storage; not PyAV's planes). A torch
-    tensor's .numpy() is based on a new alias of the tensor each call, which dies with the frame:
-    its storage lives as long as the tensor."""
-    chain: list[Any] = [image]
-    while isinstance(chain[-1], np.ndarray) and chain[-1].base is not None:
-        chain.append(chain[-1].base)
-    for holder in reversed(chain):
-        storage = getattr(holder, "untyped_storage", None)
-        with contextlib.suppress(TypeError):
-            return weakref.ref(storage() if callable(storage) else holder)
-    return None
-
-
-def rgb_pictures(frame: Any, top_field_first: bool | None, deep: bool) -> tuple[np.ndarray, ...]:
-    """The frame as RGB for `process`: whole, or its top and bottom fields where it has a field
-    order."""
-    parts = split_fields(frame) if top_field_first is not None else (frame,)
-    return tuple(decode_rgb(part, deep) for part in parts)
-
-
-def coded_frame(
-    pictures: tuple[np.ndarray, ...], pix_fmt: str, colour: Colour, top_field_first: bool | None
-) -> Any:
-    """rgb_pictures' reverse: the debanded picture, or its fields woven, as one `pix_fmt` frame."""
-    parts = [encode_frame(picture, pix_fmt, colour) for picture in pictures]
-    return parts[0] if top_field_first is None else weave(*parts, sum(p.shape[0] for p in pictures))
-
-
-def outgoing_frame(made: Any, top_field_first: bool | None, carrier: Any) -> Any:
-    """The frame to encode: `made` (the debanded picture, or its woven fields) given the source
-    frame's captions where `carrier` holds them, then flagged with its field order (progressive
-    for None, where the carrier brought an interlaced flag along)."""
-    if carrier is not None:
-        made = with_side_data_of(carrier, made)
-    if top_field_first is not None or made.interlaced_frame:
-        made = field_flags().flagged(made, top_field_first)
-    return made
 
 
 class VideoJob:
@@ -350,7 +155,7 @@ class VideoJob:
         # mkvmerge); the file's duration would count sound that runs on after the pictures, and
         # other containers' durations without a frame count are estimates (MPEG-TS: bit rate).
         matroska = "matroska" in source.format.name and src != STDIN
-        ends = _seconds(self.vin.metadata.get("DURATION")) if matroska else None  # where the track ends
+        ends = clock_seconds(self.vin.metadata.get("DURATION")) if matroska else None  # where the track ends
         begins = float(self.vin.start_time * self.time_base) if self.vin.start_time else 0.0
         self.track_duration = ends - begins if ends is not None else None
         self.total = self.listed_frames
@@ -455,16 +260,16 @@ class VideoJob:
             raise OSError(exc.errno, exc.strerror, self.tmp) from exc
 
     def _pipeline(self, output: Any) -> None:
-        pipe = _Pipeline(self.stdin.stop if self.stdin else None)
-        decoded: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
-        processed: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
+        pipe = Pipeline(self.stdin.stop if self.stdin else None)
+        decoded: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
+        processed: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
         threads = [
             pipe.thread(lambda: self._decode(pipe, decoded), "bdinn-decode"),
             pipe.thread(lambda: self._encode(pipe, processed, output), "bdinn-encode"),
         ]
         for thread, _ in threads:
             thread.start()
-        handed_back = _HandedBack()
+        handed_back = HandedBack()
         try:
             done = 0
             while True:
@@ -477,9 +282,9 @@ class VideoJob:
                         self.on_frame(done)
                 else:
                     pipe.put(processed, item)
-                    if item is _END:
+                    if item is END:
                         break
-        except _Cancelled:
+        except Cancelled:
             pass
         except BaseException as exc:
             pipe.fail(exc)
@@ -487,24 +292,12 @@ class VideoJob:
             # Only a pipe can block a thread for good: standard output (a reader that stopped
             # reading), or a source FFmpeg reads itself that is not a file (a named pipe given by
             # its path, /dev/fd/N) or standard input where it cannot wait in select() (Windows).
-            may_stall = self.dst == STDOUT or self.source_may_stall
-            signalled = isinstance(pipe.error, (KeyboardInterrupt, SystemExit))
-            given_up = None  # when to stop waiting, once a signal asked to stop
-            for _, ended in threads:
-                while not ended.is_set() and not self.stuck:
-                    if signalled and may_stall:
-                        given_up = given_up or time.monotonic() + _SIGNAL_GRACE
-                        self.stuck = time.monotonic() > given_up
-                    try:
-                        ended.wait(_POLL)
-                    except BaseException as exc:  # Ctrl-C while waiting: stop, and still wait
-                        signalled |= isinstance(exc, (KeyboardInterrupt, SystemExit))
-                        pipe.fail(exc)
+            self.stuck = pipe.wait_for(threads, self.dst == STDOUT or self.source_may_stall)
         if pipe.error is not None:
             raise pipe.error
 
     def _processed(
-        self, pictures: tuple[np.ndarray, ...], done: int, handed_back: _HandedBack
+        self, pictures: tuple[np.ndarray, ...], done: int, handed_back: HandedBack
     ) -> Iterator[np.ndarray]:
         """`process` run on each picture of frame `done` (the frame, or its fields), checked."""
         for field, picture in enumerate(pictures):
@@ -513,7 +306,7 @@ class VideoJob:
             handed_back.check(self.src, which, image)
             yield image
 
-    def _decode(self, pipe: _Pipeline, decoded: queue.Queue) -> None:
+    def _decode(self, pipe: Pipeline, decoded: queue.Queue) -> None:
         """Demux the source; video frames as RGB arrays, audio as packets (or frames to re-encode)."""
         import av
 
@@ -521,7 +314,7 @@ class VideoJob:
         deep: bool | None = None
         last: int | None = None
         step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
-        clock = _AviClock() if self.source.format.name == "avi" else None
+        clock = AviClock() if self.source.format.name == "avi" else None
         start = self._start_in(self.time_base)
         mender = ClockMender(self.source.format, 1 / self.rate)
         try:
@@ -573,7 +366,7 @@ class VideoJob:
             what = "stream" if self.src == STDIN else "file"
             raise VideoError(f"{self.src}: cannot decode the {what} ({exc}); re-encode or repair it") from exc
         self._check_stdin()  # a read that failed ended the stream early: not its end
-        pipe.put(decoded, _END)
+        pipe.put(decoded, END)
 
     def _check_stdin(self) -> None:
         failed = self.stdin.error(self.src) if self.stdin is not None else None
@@ -599,7 +392,7 @@ class VideoJob:
             self.vout.options = self.options
             self.codes_fields = True
 
-    def _encode(self, pipe: _Pipeline, processed: queue.Queue, output: Any) -> None:
+    def _encode(self, pipe: Pipeline, processed: queue.Queue, output: Any) -> None:
         """RGB -> YUV, encode and mux; audio waits for the first video frame (it sets the header)."""
         import av
 
@@ -609,7 +402,7 @@ class VideoJob:
         last: int | None = None
         origin: int | None = None  # the first frame's time, in the source's time base
         try:
-            while (item := pipe.get(processed)) is not _END:
+            while (item := pipe.get(processed)) is not END:
                 if isinstance(item, _Carried):
                     if first is None:
                         waiting.append(item)
@@ -639,8 +432,7 @@ class VideoJob:
                     self._set_fields(item.top_field_first)
                     self._set_hdr10()
                 last = pts
-                dominance = item.top_field_first
-                frame = coded_frame(item.pictures, self.pix_fmt, self.colour, dominance)
+                frame = coded_frame(item.pictures, self.pix_fmt, self.colour, item.top_field_first)
                 if item.top_field_first is not None:
                     self.interlaced_frames += 1
                     self.dominances.add(item.top_field_first)
@@ -746,7 +538,7 @@ class VideoJob:
         """The source's start time in `time_base`: subtracted from every stream's timestamps, as
         FFmpeg does, so that a capture that starts hours into a broadcast (MPEG-TS), or just
         before its clock wrapped, starts at 0 and keeps its streams' offsets to one another."""
-        return _ticks(self.start, Fraction(time_base)) if self.start else 0
+        return ticks(self.start, Fraction(time_base)) if self.start else 0
 
     def _mux_carried(self, output: Any, item: _Carried) -> None:
         import av
@@ -784,7 +576,7 @@ class VideoJob:
         if packet.time_base != out.time_base:
             scale = Fraction(packet.time_base) / Fraction(out.time_base)
             packet.dts, packet.pts, packet.duration = (
-                None if value is None else _rounded(value * scale)
+                None if value is None else rounded(value * scale)
                 for value in (packet.dts, packet.pts, packet.duration)
             )
             packet.time_base = out.time_base

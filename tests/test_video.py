@@ -1716,10 +1716,10 @@ def test_a_signal_handler_that_returns_does_not_disturb_opening_standard_input(t
 
 @pytest.mark.parametrize("stage", ["decode_rgb", "encode_frame"])
 def test_error_in_the_decode_or_encode_thread_is_raised(source, tmp_path, monkeypatch, stage):
-    from bdinn.runtime import video_job
+    from bdinn.runtime import video_frames
 
     baseline = set(threading.enumerate())
-    real, calls = getattr(video_job, stage), []
+    real, calls = getattr(video_frames, stage), []
 
     def fails_on_call_3(*args):
         calls.append(1)
@@ -1727,7 +1727,7 @@ def test_error_in_the_decode_or_encode_thread_is_raised(source, tmp_path, monkey
             raise OSError(f"{stage} blew up")
         return real(*args)
 
-    monkeypatch.setattr(video_job, stage, fails_on_call_3)
+    monkeypatch.setattr(video_frames, stage, fails_on_call_3)
     with pytest.raises(OSError, match=f"{stage} blew up"):
         deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
     assert _listing(tmp_path) == []
