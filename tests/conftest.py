@@ -98,3 +98,12 @@ def run_benchmark() -> Callable[..., subprocess.CompletedProcess]:
         return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """A short MP4 of moving gradients with sound (video_sources.make_video), for the video tests."""
+    pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
+    from video_sources import make_video
+
+    return make_video(tmp_path_factory.mktemp("video") / "source.mp4")

@@ -600,7 +600,7 @@ class TestVideo:
     av = pytest.importorskip("av", reason="needs the video extra")
 
     def test_video_round_trip(self, model, tmp_path):
-        from test_video import N, make_video
+        from video_sources import N, make_video
 
         source = make_video(tmp_path / "clip.mp4")
         result = run(model, source, "-o", tmp_path / "clip.mkv", "-q")
@@ -616,7 +616,7 @@ class TestVideo:
         self, model, tmp_path, monkeypatch, depth, precision
     ):
         """10-bit output (the default) made from frames rounded to 8 bits has the bands back."""
-        from test_video import make_video
+        from video_sources import make_video
 
         from bdinn.runtime.debander import Debander
 
@@ -632,19 +632,19 @@ class TestVideo:
     def test_dithered_8_bit_video_is_the_same_every_run(self, model, tmp_path):
         """Each frame's dither is seeded by its index: reruns give the same video, frame to frame
         the noise still changes."""
-        from test_video import _planes, make_video
+        from video_sources import make_video, planes
 
         source = make_video(tmp_path / "clip.mp4", audio=False)
         for name in ("a.mkv", "b.mkv"):
             args = (source, "-o", tmp_path / name, "--bit-depth", "8", "--dither", "--codec", "ffv1", "-q")
             assert run(model, *args).exit_code == 0
-        a, b = _planes(tmp_path / "a.mkv"), _planes(tmp_path / "b.mkv")
+        a, b = planes(tmp_path / "a.mkv"), planes(tmp_path / "b.mkv")
         assert all(
             np.array_equal(x, y) for fa, fb in zip(a, b, strict=True) for x, y in zip(fa, fb, strict=True)
         )
         plain = (source, "-o", tmp_path / "plain.mkv", "--bit-depth", "8", "--codec", "ffv1", "-q")
         assert run(model, *plain).exit_code == 0
-        noise = [fa[0].astype(int) - fp[0] for fa, fp in zip(a, _planes(tmp_path / "plain.mkv"), strict=True)]
+        noise = [fa[0].astype(int) - fp[0] for fa, fp in zip(a, planes(tmp_path / "plain.mkv"), strict=True)]
         moved = [np.count_nonzero(n) / n.size for n in noise]
         assert all(0.05 < share < 0.95 for share in moved), moved  # dither moved some samples, not all
         # A still shot: the same picture in every frame gets fresh noise in each (a seed per frame)
@@ -660,11 +660,11 @@ class TestVideo:
             out.mux(stream.encode(None))
         dithered = (still, "-o", tmp_path / "still-d.mkv", "--bit-depth", "8", "--dither", "--codec", "ffv1")
         assert run(model, *dithered, "-q").exit_code == 0
-        frames = [f[0] for f in _planes(tmp_path / "still-d.mkv")]
+        frames = [f[0] for f in planes(tmp_path / "still-d.mkv")]
         assert not np.array_equal(frames[0], frames[1]) and not np.array_equal(frames[1], frames[2])
 
     def test_video_without_video_stream(self, model, tmp_path):
-        from test_video import make_video
+        from video_sources import make_video
 
         source = make_video(tmp_path / "song.mp4", video=False)
         line = one_line_error(run(model, source, "-o", tmp_path / "out.mkv"))
@@ -672,7 +672,7 @@ class TestVideo:
         assert not (tmp_path / "out.mkv").exists() and leftovers(tmp_path) == []
 
     def test_unwritable_video_output(self, model, tmp_path):
-        from test_video import make_video
+        from video_sources import make_video
 
         source = make_video(tmp_path / "clip.mp4")
         (tmp_path / "taken").write_bytes(b"a file")
@@ -681,7 +681,7 @@ class TestVideo:
         assert leftovers(tmp_path) == []
 
     def test_library_warnings_are_one_line_each(self, model, tmp_path):
-        from test_video import make_video
+        from video_sources import make_video
 
         source = make_video(tmp_path / "clip.mp4")
         result = run(model, source, "-o", tmp_path / "clip.y4m", "-q")
@@ -692,7 +692,7 @@ class TestVideo:
 
     def test_a_pipe_in_and_out(self, model, tmp_path):
         """`producer | bdinn-run - -o - | encoder`: the same Y4M bytes as writing a .y4m file."""
-        from test_video import N, make_video
+        from video_sources import N, make_video
 
         source = make_video(tmp_path / "clip.mkv")
         assert run(model, source, "-o", tmp_path / "file.y4m", "-q").exit_code == 0
@@ -713,7 +713,7 @@ class TestVideo:
 
     def test_a_reader_that_stops_early(self, model, tmp_path):
         """`bdinn-run - -o - | head -c 100`: one line saying so, not an FFmpeg errno."""
-        from test_video import make_video
+        from video_sources import make_video
 
         source = make_video(tmp_path / "clip.mkv", audio=False)  # 8 Y4M frames: more than a pipe buffers
         command = [sys.executable, "-c", "from bdinn.runtime.run_cli import main; main()", str(model)]
@@ -735,7 +735,7 @@ class TestVideo:
         """`bdinn-run - -o - 2>&-`: progress and warnings go nowhere, the stream stays clean."""
         import os
 
-        from test_video import N, make_video
+        from video_sources import N, make_video
 
         source = make_video(tmp_path / "clip.mkv")  # with audio: its warning must not reach stdout
         command = [sys.executable, "-c", "from bdinn.runtime.run_cli import main; main()", str(model)]
@@ -751,7 +751,7 @@ class TestVideo:
         import os
         import pty
 
-        from test_video import make_video
+        from video_sources import make_video
 
         source = make_video(tmp_path / "clip.mkv", audio=False)
         controller, terminal = pty.openpty()
@@ -792,7 +792,7 @@ class TestVideo:
         """A closed standard input or output (<&-, >&-) was an AttributeError traceback; a named pipe
         or device as the output was replaced by a regular file (--force), or refused as if several
         inputs needed a folder (no suffix)."""
-        from test_video import make_video
+        from video_sources import make_video
 
         clip = make_video(tmp_path / "clip.mkv", audio=False)
         command = [sys.executable, "-c", "from bdinn.runtime.run_cli import main; main()", str(model)]
@@ -865,14 +865,14 @@ class TestVideo:
             assert message in one_line_error(run(model, *args))
 
     def test_encoder_settings_reach_the_encoder_and_are_checked_before_the_model_loads(self, model, tmp_path):
-        from test_video import N, _x26x_settings, make_video
+        from video_sources import N, make_video, x26x_settings
 
         source = make_video(tmp_path / "clip.mp4")
         fast = tmp_path / "fast.mp4"
         result = run(model, source, "-o", fast, "--codec", "libx264", "--preset", "ultrafast",
                      "--codec-option", "g=4", "--codec-option", "tune=grain", "-q")  # fmt: skip
         assert result.exit_code == 0, result.output
-        settings = _x26x_settings(tmp_path / "fast.mp4")
+        settings = x26x_settings(tmp_path / "fast.mp4")
         assert (settings["subme"], settings["keyint"], settings["deadzone"]) == ("0", "4", "6,6")
         with self.av.open(str(tmp_path / "fast.mp4")) as container:
             assert container.streams.video[0].frames == N
@@ -912,7 +912,7 @@ class TestVideo:
         assert parse_codec_options(None, None, pairs) == expected
 
     def test_sixteen_bit_video_is_refused(self, model, tmp_path):
-        from test_video import make_video
+        from video_sources import make_video
 
         source = make_video(tmp_path / "clip.mp4")
         result = run(model, source, "-o", tmp_path / "out.mkv", "--bit-depth", "16")

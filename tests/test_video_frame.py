@@ -1,0 +1,116 @@
+"""deband_frame: one PyAV frame through `process`, returned as it came."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
+
+from video_sources import (  # noqa: E402
+    H,
+    make_hdr10,
+    make_video,
+)
+
+from bdinn.runtime.video import VideoError, deband_frame  # noqa: E402
+
+
+@pytest.mark.parametrize(("name", "depth"), [("sdr.mp4", np.uint8), ("hdr.mkv", np.uint16)])
+def test_deband_frame_returns_the_frame_as_it_came(tmp_path, name, depth):
+    """For code with its own decode loop: same pixel format, tags and timing; luma within a code value."""
+    path = make_hdr10(tmp_path / name) if name == "hdr.mkv" else make_video(tmp_path / name, audio=False)
+    seen = set()
+
+    def identity(rgb):
+        seen.add(rgb.dtype)
+        return rgb
+
+    with av.open(str(path)) as source:
+        for frame in source.decode(video=0):
+            out = deband_frame(frame, identity)
+            assert (out.format.name, out.pts, out.time_base) == (
+                frame.format.name,
+                frame.pts,
+                frame.time_base,
+            )
+            tags = ("colorspace", "color_range", "color_primaries", "color_trc")
+            assert [getattr(out, t) for t in tags] == [getattr(frame, t) for t in tags]
+            luma = [f.to_ndarray()[:H].astype(int) for f in (frame, out)]  # YUV: the stacked planes, Y first
+            assert np.abs(luma[0] - luma[1]).max() <= 1
+    assert seen == {np.dtype(depth)}
+    with pytest.raises(
+        VideoError, match=r"deband_frame: process returned float32 \(48, 64, 3\) for the frame at 0\.292 s"
+    ):
+        deband_frame(frame, lambda rgb: rgb.astype(np.float32))
+
+
+def _array_frame(image: np.ndarray, source: str, pix_fmt: str) -> av.VideoFrame:
+    frame = av.VideoFrame.from_ndarray(image, format=source).reformat(format=pix_fmt)
+    frame.pts, frame.time_base = 7, Fraction(1, 25)
+    return frame
+
+
+def _plane_bytes(frame: av.VideoFrame) -> list[bytes]:
+    return [bytes(plane) for plane in frame.planes]
+
+
+@pytest.mark.parametrize(
+    "pix_fmt", ["rgba", "argb", "ya8", "rgba64le", "yuva420p", "yuva444p10le", "gbrap10le", "vuya"]
+)
+def test_deband_frame_keeps_alpha_bit_for_bit(pix_fmt):
+    """ProRes 4444 decodes with alpha, PNG as rgba: the RGB path would make every pixel opaque."""
+    rgba = np.zeros((48, 64, 4), np.uint16)
+    rgba[..., :3] = 30000
+    rgba[..., 3] = np.linspace(0, 65535, 64).astype(np.uint16)
+    frame = _array_frame(rgba, "rgba64le", pix_fmt)
+    out = deband_frame(frame, lambda rgb: rgb)
+    assert _plane_bytes(out) == _plane_bytes(frame)
+    alpha = [f.reformat(format="rgba64le").to_ndarray()[..., 3] for f in (frame, out)]
+    assert alpha[0].min() < 300 and np.array_equal(alpha[0], alpha[1])
+
+
+@pytest.mark.parametrize("pix_fmt", ["rgb48le", "bgr48le", "gbrp10le", "gbrp12le", "gbrp16le"])
+def test_deband_frame_returns_deep_rgb_unchanged(pix_fmt):
+    """Deep RGB frames came back 0.4 % darker: the 65280-white correction was applied one way only."""
+    rgb = np.random.default_rng(0).integers(0, 65536, (32, 32, 3)).astype(np.uint16)
+    frame = _array_frame(rgb, "rgb48le", pix_fmt)
+    seen = []
+    out = deband_frame(frame, lambda image: seen.append(image) or image)
+    assert _plane_bytes(out) == _plane_bytes(frame)
+    assert seen[0].dtype == np.uint16 and seen[0].max() > 65000  # the true 0..65535 scale
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "colorspace", "color_range"),
+    [
+        ("rgb24", 0, 2),  # PNG, FFV1 RGB and libx264rgb frames are tagged RGB
+        ("yuv420p", 0, 2),  # a YUV frame tagged RGB, full range
+        ("yuvj420p", 0, 0),
+        ("yuv420p10le", 14, 1),  # matrices swscale lacks: ICtCp, YCgCo, BT.2020 constant luminance
+        ("yuv420p10le", 8, 2),
+        ("yuv420p", 10, 1),
+    ],
+)
+def test_deband_frame_keeps_odd_tags_and_samples(pix_fmt, colorspace, color_range):
+    """Tags the converter does not know are kept, and the samples come back as they were."""
+    rgb = np.tile(np.linspace(40, 200, 64).astype(np.uint8), (48, 1))[..., None].repeat(3, axis=2)
+    frame = _array_frame(rgb, "rgb24", pix_fmt)
+    frame.colorspace, frame.color_range = colorspace, color_range
+    frame.color_primaries, frame.color_trc = 9, 18
+    out = deband_frame(frame, lambda image: image)
+    tags = ("colorspace", "color_range", "color_primaries", "color_trc")
+    assert [getattr(out, t) for t in tags] == [colorspace, color_range, 9, 18]
+    bits = np.uint16 if frame.format.components[0].bits > 8 else np.uint8
+    luma = [np.frombuffer(f.planes[0], bits).astype(int) for f in (frame, out)]
+    assert np.abs(luma[0] - luma[1]).max() <= 1
+
+
+def test_deband_frame_takes_a_frame_made_from_an_array():
+    """from_ndarray frames have no time base; a numpy array is refused in one line."""
+    frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 200, np.uint8), format="rgb24")
+    out = deband_frame(frame, lambda rgb: rgb)
+    assert (out.pts, out.time_base) == (None, None)
+    assert np.array_equal(out.to_ndarray(), frame.to_ndarray())
+    with pytest.raises(TypeError, match="deband_frame takes a PyAV VideoFrame, got ndarray"):
+        deband_frame(frame.to_ndarray(), lambda rgb: rgb)
