@@ -134,13 +134,13 @@ class VideoJob:
         self.rate = Fraction(next((rate for rate in rates if rate), 25))
         self.time_base = Fraction(self.vin.time_base or Fraction(1, 90000))
         # AVI and Y4M count frames rather than time: their time base is one frame.
-        self.cfr = muxer in ("avi", "yuv4mpegpipe")
-        self.out_time_base = 1 / self.rate if self.cfr else self.time_base
+        self.counts_frames = muxer in ("avi", "yuv4mpegpipe")
+        self.out_time_base = 1 / self.rate if self.counts_frames else self.time_base
         self.grid: int | None = None  # one frame in out_time_base ticks, where times are put on it
         self.grid_origin: int | None = None  # where the grid starts: the first frame's time
         fine = Fraction(1, math.lcm(self.rate.numerator, self.time_base.denominator))
         if (
-            not self.cfr and muxer not in ("matroska", "webm")  # those keep milliseconds anyway
+            not self.counts_frames and muxer not in ("matroska", "webm")  # those keep milliseconds anyway
             and self.time_base >= Fraction(1, 1000) and (1 / self.rate / self.time_base).denominator != 1
             and self.time_base.numerator == 1 and fine.denominator <= 10**7
         ):  # fmt: skip
@@ -410,7 +410,7 @@ class VideoJob:
                         self._mux_carried(output, item)
                     continue
                 pts = item.pts
-                if self.cfr:  # counted in frames: an irregular source is retimed
+                if self.counts_frames:  # counted in frames: an irregular source is retimed
                     # Measured from the first frame: video that starts between two frame times
                     # (21 ms after its audio, at 25 fps) is late as a whole, not irregular.
                     origin = pts if origin is None else origin
@@ -423,7 +423,7 @@ class VideoJob:
                     pts = self._on_grid(pts)
                 if last is not None and pts <= last:
                     pts = last + 1  # timestamps must rise; broken sources sometimes repeat one
-                    self.retimed |= self.cfr
+                    self.retimed |= self.counts_frames
                 if first is None:
                     first = pts
                     if item.rotation:
