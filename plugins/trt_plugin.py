@@ -65,12 +65,13 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
             return [input_types[0]]
 
         def get_output_shapes(self, inputs: list[Any], shape_inputs: list[Any], builder: Any) -> list[Any]:
+            """Checks the operands, as the C++ plugin's checkShapes does: the kernels would read past
+            a geometry, weight or bias that does not fit x. An error here fails the parse cleanly."""
+            shapes = [[d.get_constant_value() if d.is_constant() else None for d in t] for t in inputs]
+            problem = shape_problem(shapes, (self.values["kernel_h"], self.values["kernel_w"]))
+            if problem is not None:
+                raise ValueError(f"{PLUGIN_NAME}: {problem}")
             x, weight = inputs[0], inputs[2]
-            kernel = (self.values["kernel_h"], self.values["kernel_w"])
-            if weight[2].is_constant() and weight[3].is_constant():  # an error here fails the parse cleanly
-                size = (weight[2].get_constant_value(), weight[3].get_constant_value())
-                if size != kernel:
-                    raise ValueError(f"{PLUGIN_NAME}: weight is {size[0]}x{size[1]} but kernel is {kernel}")
             out = trt.DimsExprs(4)
             out[0], out[1], out[2], out[3] = x[0], weight[0], x[2], x[3]
             return [out]
@@ -128,6 +129,36 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
             return BandedDeformConv2dPlugin(values)
 
     return BandedDeformConv2dPlugin, BandedDeformConv2dCreator
+
+
+def shape_problem(shapes: list[list[int | None]], kernel: tuple[int, int]) -> str | None:
+    """What is wrong with the operands' shapes (None for a size not known until run time), or None."""
+    got = "; got " + ", ".join(
+        f"{name} [{','.join('?' if d is None else str(d) for d in shape)}]"
+        for name, shape in zip(("x", "geometry", "weight", "bias"), shapes, strict=False)
+    )
+
+    def conflict(a: int | None, b: int | None) -> bool:
+        return a is not None and b is not None and a != b
+
+    if (
+        len(shapes) not in (3, 4)
+        or [len(s) for s in shapes[:3]] != [4, 4, 4]
+        or (len(shapes) == 4 and len(shapes[3]) != 1)
+    ):
+        return "expects x [N,C,H,W], geometry [N,4,H,W], weight [O,C,kh,kw] and an optional bias [O]" + got
+    x, geometry, weight = shapes[:3]
+    if conflict(geometry[1], 4):
+        return "geometry must have 4 channels (cos, sin, sx, sy)" + got
+    if any(conflict(geometry[i], x[i]) for i in (0, 2, 3)):
+        return "geometry must match x in N, H and W" + got
+    if conflict(weight[1], x[1]):
+        return "weight must have as many input channels as x" + got
+    if conflict(weight[2], kernel[0]) or conflict(weight[3], kernel[1]):
+        return f"weight kernel does not match the attributes kernel_h={kernel[0]}, kernel_w={kernel[1]}" + got
+    if len(shapes) == 4 and conflict(shapes[3][0], weight[0]):
+        return "bias must have one value per output channel" + got
+    return None
 
 
 def check_fields(values: dict[str, int]) -> None:

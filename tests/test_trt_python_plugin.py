@@ -217,4 +217,53 @@ def test_a_weight_that_does_not_fit_the_kernel_fails_the_parse(capfd):
     parser = trt.OnnxParser(network, logger)
     assert not parser.parse(model.SerializeToString())
     assert "Invalid Node - bdc0" in " ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
-    assert "BandedDeformConv2d: weight is 3x5 but kernel is (3, 3)" in capfd.readouterr().err
+    assert (
+        "BandedDeformConv2d: weight kernel does not match the attributes kernel_h=3, kernel_w=3; "
+        "got x [1,8,?,?], geometry [1,4,?,?], weight [8,8,3,5], bias [8]"
+    ) in capfd.readouterr().err
+
+
+def one_node_graph(geometry: int, weight: tuple[int, ...], bias: int) -> bytes:
+    """x [1,8,h,w] -> BandedDeformConv2d with a geometry of `geometry` channels, weight and bias."""
+    rng = np.random.default_rng(0)
+    node = helper.make_node(
+        PLUGIN_NAME, ["x", "g", "w", "b"], ["y"], name="bdc", domain=PLUGIN_NAMESPACE, kernel_h=3, kernel_w=5
+    )
+    graph = helper.make_graph(
+        [node],
+        "one_banded_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, "h", "w"]),
+         helper.make_tensor_value_info("g", TensorProto.FLOAT, [1, geometry, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, weight[0], "h", "w"])],
+        [numpy_helper.from_array(rng.standard_normal(weight).astype(np.float32), "w"),
+         numpy_helper.from_array(rng.standard_normal(bias).astype(np.float32), "b")],
+    )  # fmt: skip
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("bdinn", 1)]
+    )
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("geometry", "weight", "bias", "problem"),
+    [
+        (3, (4, 8, 3, 5), 4, "geometry must have 4 channels (cos, sin, sx, sy)"),
+        (4, (4, 6, 3, 5), 4, "weight must have as many input channels as x"),
+        (4, (4, 8, 3, 5), 7, "bias must have one value per output channel"),
+    ],
+)
+def test_operands_that_do_not_fit_x_fail_the_parse(capfd, geometry, weight, bias, problem):
+    """The C++ plugin refused these; the Python one built engines whose kernels would have read past
+    the geometry, weight or bias on a GPU."""
+    trt = TRT.module
+    register_python_plugin(trt)
+    logger = trt.Logger(trt.Logger.INTERNAL_ERROR)
+    network = trt.Builder(logger).create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    assert not parser.parse(one_node_graph(geometry, weight, bias))
+    assert f"BandedDeformConv2d: {problem}; got x [1,8,?,?]" in capfd.readouterr().err
+
+
+def test_operands_that_fit_parse():
+    _, network = parse(one_node_graph(4, (4, 8, 3, 5), 4))
+    assert tuple(network.get_output(0).shape) == (1, 4, -1, -1)
