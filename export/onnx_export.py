@@ -59,7 +59,10 @@ class DebandGraph(nn.Module):
         # Transposes on float tensors only: TensorRT's parser refuses a uint8 transpose.
         dtype = next(self.model.parameters()).dtype
         x = image.to(dtype).permute(2, 0, 1).unsqueeze(0) / 255
-        out = self.model(x).clamp(0, 1) * 255
+        out = self.model(x)
+        # NaN (broken weights, an FP16 overflow) keeps the input's value, as Debander does for float
+        # graphs: the host never sees these values, and a NaN cast to uint8 is 0.
+        out = torch.where(torch.isnan(out), x, out).clamp(0, 1) * 255
         return torch.round(out.squeeze(0).permute(1, 2, 0)).to(torch.uint8)
 
 

@@ -119,6 +119,20 @@ def test_uint8_io_graph(model, exported):
     assert np.mean(difference == 0) > 0.99  # rounded, not truncated (half a level dark on average)
 
 
+def test_a_uint8_graph_keeps_the_input_where_the_network_gives_nan(tmp_path):
+    """Debander keeps the input where a float graph gives NaN; a uint8 graph rounds inside itself,
+    where NaN became 0: black pixels, unseen by the host."""
+    broken = perturbed_tiny()
+    with torch.no_grad():
+        next(p for p in broken.parameters() if p.dim() == 4).fill_(float("nan"))
+    image = read_image(DATA / "soft-shapes.png")[:40, :56]
+    with torch.no_grad():
+        x = torch.from_numpy(to_float(image).transpose(2, 0, 1)[None])
+        assert broken(x).isnan().all()
+    result = export_onnx(broken, tmp_path / "broken.onnx", "gridsample", False, "uint8")
+    assert np.array_equal(run(result, image), image)
+
+
 def test_the_precision_of_a_uint8_graph_is_recorded_for_the_runtime(exported):
     """uint8 I/O hides the graph's precision from its inputs; bdinn-run and bdinn-bench called an
     --fp16 export fp32 and refused --precision fp16 for it."""
