@@ -69,15 +69,19 @@ def _target_enum(trt: Any, target: str) -> Any:
     return getattr(trt.ComputeCapability, target.upper())
 
 
-def cache_key(onnx_path: Path, settings: EngineSettings, trt: TensorRT, io: str) -> str:
-    """Everything that makes a plan invalid: graph, shapes, I/O, TensorRT build, targets, plugin."""
+def cache_key(
+    onnx_path: Path, settings: EngineSettings, trt: TensorRT, io: str, gpu: str | None = None
+) -> str:
+    """Everything that makes a plan invalid: graph, shapes, I/O, TensorRT build, targets (or, for
+    data-centre TensorRT, the `gpu` it builds for: a cache in a home folder shared across a
+    cluster would otherwise hand an A100's plan to an H100), plugin."""
     plugin = file_digest(settings.plugin_library) if settings.plugin_library else f"python-{PLUGIN_VERSION}"
     parts = {
         "onnx": file_digest(onnx_path),
         "profile": asdict(settings.profile),
         "io": io,
         "tensorrt": [trt.flavour, trt.version],
-        "targets": list(settings.targets) or "current-gpu",
+        "targets": list(settings.targets) or gpu or "current-gpu",
         "optimization_level": settings.optimization_level,
         "workspace_mb": settings.workspace_mb,
         "plugin": plugin,
@@ -159,7 +163,8 @@ def build_engine(
     """
     info = preflight(settings, meta.get("graph", "plugin"))
     trt = info.module
-    key = cache_key(onnx_path, settings, info, io)
+    gpu = None if info.is_rtx else building_gpu()
+    key = cache_key(onnx_path, settings, info, io, gpu)
     cache_dir = Path(settings.cache_dir) if settings.cache_dir else None
     cached = cache_dir / f"{key}.plan" if cache_dir else None
     started = time.perf_counter()
@@ -194,6 +199,24 @@ def build_engine(
             file.take_back()
         raise
     return {**sidecar, "build_seconds": time.perf_counter() - started, "from_cache": from_cache}
+
+
+def building_gpu() -> str:
+    """The GPU data-centre TensorRT builds for (the current CUDA device), by name and compute
+    capability; "unknown GPU" where CUDA does not say (the build then fails on its own)."""
+    from ..runtime.backends.base import BackendError
+    from ..runtime.backends.tensorrt_backend import cuda_runtime
+
+    try:
+        cudart = cuda_runtime()
+        error, device = cudart.cudaGetDevice()
+        error2, props = cudart.cudaGetDeviceProperties(device) if int(error) == 0 else (error, None)
+    except BackendError:
+        return "unknown GPU"
+    if int(error2) != 0 or props is None:
+        return "unknown GPU"
+    name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else props.name
+    return f"{name} sm{props.major}{props.minor}"
 
 
 def _from_cache(cached: Path) -> bytes | None:
@@ -257,7 +280,10 @@ def _build(trt: Any, onnx_path: Path, settings: EngineSettings, io: str) -> byte
         raise EngineError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
     if cache is not None:
         data = bytes(cache.serialize())
-        atomic_write(settings.timing_cache, lambda tmp: Path(tmp).write_bytes(data))
+        try:
+            atomic_write(settings.timing_cache, lambda tmp: Path(tmp).write_bytes(data))
+        except (OSError, ValueError) as exc:  # ValueError: atomic_write's OutputError
+            warnings.warn(f"the engine is built, but its timing cache is not kept: {exc}", stacklevel=3)
     return bytes(plan)
 
 

@@ -404,3 +404,8 @@ def test_every_setting_that_changes_a_plan_changes_its_cache_key(tmp_path):
     keys = {cache_key(graph, settings, RTX, "float") for settings in variants}
     keys |= {cache_key(graph, base, RTX, "uint8"), cache_key(other_graph, base, RTX, "float")}
     assert len(keys) == len(variants) + 2 and key not in keys
+    # Data-centre TensorRT builds for the GPU it runs on: a cache shared across a cluster's nodes
+    # handed an A100's plan to an H100, which refused it, and every rebuild gave the same plan.
+    datacentre = replace(RTX, flavour="tensorrt")
+    a100 = cache_key(graph, EngineSettings(), datacentre, "float", "NVIDIA A100-SXM4-80GB sm80")
+    assert a100 != cache_key(graph, EngineSettings(), datacentre, "float", "NVIDIA H100 80GB HBM3 sm90")

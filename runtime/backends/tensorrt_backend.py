@@ -23,7 +23,8 @@ from .base import Backend, BackendError
 _NP_DTYPES = {name: np.dtype(name).type for name in IO_DTYPES}  # the sidecar's names, checked there
 
 
-def _cudart() -> Any:
+def cuda_runtime() -> Any:
+    """cuda-python's runtime API, under either of its spellings."""
     try:
         from cuda.bindings import runtime as cudart
     except ImportError:
@@ -116,7 +117,7 @@ class TensorRTBackend(Backend):
         library = Path(plugin_library) if plugin_library is not None else None
         if library is not None:  # before the GPU check: a bad library path is the first thing to fix
             self._load_plugin_library(library)
-        self.cudart = _cudart()
+        self.cudart = cuda_runtime()
         self.device_index = int(device.split(":")[1]) if device and ":" in device else 0
         self.device = f"cuda:{self.device_index}"
         self.gpu, self.compute = self._check_gpu(sidecar.get("targets") or [])
