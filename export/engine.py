@@ -19,7 +19,7 @@ from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, 
 from ..runtime.engine_sidecar import ENGINE_FORMAT, INPUT_NAME, OUTPUT_NAME, plan_digest, plan_sidecar
 from ..runtime.files import atomic_write, file_digest
 from ..runtime.processing import MAX_SIDE
-from ..runtime.tensorrt import TensorRT, link_unversioned_rtx_core, load_tensorrt
+from ..runtime.tensorrt import TensorRT, link_unversioned_rtx_core, load_plugin_library, load_tensorrt
 
 RTX_TARGETS = ("sm75", "sm80", "sm86", "sm89", "sm120", "sm121")
 
@@ -90,24 +90,18 @@ def cache_key(
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-_loaded_libraries: set[tuple[int, str]] = set()  # (TensorRT module, library): loaded once a process
-
-
 def _register_plugin(trt: Any, settings: EngineSettings) -> str:
     """The plugin the parser will meet: the Python one, or --plugin-library loaded into the registry."""
     if settings.plugin_library is None:
-        register_python_plugin(trt)
+        try:
+            register_python_plugin(trt)
+        except RuntimeError as exc:
+            raise EngineError(str(exc)) from None
         return "python"
     library = Path(settings.plugin_library)
-    key = (id(trt), str(library.resolve()))
-    if key not in _loaded_libraries:
-        if trt.get_plugin_registry().load_library(str(library)) is None:
-            raise EngineError(
-                f"{library}: TensorRT could not load this plugin library (built for another TensorRT "
-                "version, or not a TensorRT plugin: bdinn's is libbdinn_trt_plugin.so, not the kernels' "
-                "libbdinn_bdconv.so)"
-            )
-        _loaded_libraries.add(key)
+    problem = load_plugin_library(trt, library)
+    if problem is not None:
+        raise EngineError(f"{library}: {problem}")
     return str(library)
 
 

@@ -192,6 +192,9 @@ def register_python_plugin(trt: Any) -> Any:
         _, creator_class = plugin_classes(trt)
         creator = creator_class()
         if not trt.get_plugin_registry().register_creator(creator, PLUGIN_NAMESPACE):
-            raise RuntimeError(f"could not register the {PLUGIN_NAMESPACE}::{PLUGIN_NAME} plugin creator")
+            raise RuntimeError(
+                f"could not register the Python {PLUGIN_NAMESPACE}::{PLUGIN_NAME} plugin: one is registered "
+                "in this process already (a C++ plugin library loaded before?): use one plugin per process"
+            )
         _registered[key] = creator  # the registry holds a borrowed reference: keep it alive
     return _registered[key]

@@ -80,3 +80,30 @@ def _load(wanted: str | None) -> TensorRT:
         "TensorRT is not installed or does not load (" + "; ".join(errors) + "): "
         "pip install 'bdinn[tensorrt]' on data-centre GPUs or 'bdinn[tensorrt-rtx]' on RTX GPUs"
     )
+
+
+_loaded_libraries: set[tuple[int, str]] = set()  # (TensorRT module, library): loaded once a process
+
+
+def load_plugin_library(trt: ModuleType, library: Path) -> str | None:
+    """Load a C++ plugin library into `trt`'s registry, once a process (a second load fails, so a
+    model opened again after close() was refused); None when it is there, else why not."""
+    from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
+    key = (id(trt), str(Path(library).resolve()))
+    if key in _loaded_libraries:
+        return None
+    registry = trt.get_plugin_registry()
+    if registry.load_library(str(library)) is None:
+        also = (
+            f"; and a {PLUGIN_NAMESPACE}::{PLUGIN_NAME} plugin is registered in this process already (the "
+            "Python plugin, or another library), which TensorRT refuses a second of: use one per process"
+            if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
+            else ""
+        )
+        return (
+            "TensorRT could not load this plugin library (built for another TensorRT version, or not a "
+            "TensorRT plugin: bdinn's is libbdinn_trt_plugin.so, not the kernels' libbdinn_bdconv.so)" + also
+        )
+    _loaded_libraries.add(key)
+    return None

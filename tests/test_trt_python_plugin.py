@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx", reason="needs the onnx extra: pip install 'bd
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from bdinn.plugins.trt_plugin import FIELDS, PLUGIN_NAME, PLUGIN_NAMESPACE, register_python_plugin  # noqa: E402
-from bdinn.runtime.tensorrt import TensorRTUnavailable, load_tensorrt  # noqa: E402
+from bdinn.runtime.tensorrt import TensorRTUnavailable, load_plugin_library, load_tensorrt  # noqa: E402
 
 try:
     TRT = load_tensorrt("tensorrt-rtx")
@@ -262,6 +262,17 @@ def test_operands_that_do_not_fit_x_fail_the_parse(capfd, geometry, weight, bias
     parser = trt.OnnxParser(network, logger)
     assert not parser.parse(one_node_graph(geometry, weight, bias))
     assert f"BandedDeformConv2d: {problem}; got x [1,8,?,?]" in capfd.readouterr().err
+
+
+def test_a_plugin_library_beside_the_python_plugin_is_refused_saying_so(tmp_path):
+    """TensorRT refuses a second creator of one name: with the Python plugin registered, loading the
+    C++ library said only "built for another version?"."""
+    register_python_plugin(TRT.module)
+    library = tmp_path / "libbdinn_trt_plugin.so"
+    library.write_bytes(b"not a library")
+    problem = load_plugin_library(TRT.module, library)
+    assert problem is not None and problem.startswith("TensorRT could not load this plugin library")
+    assert "a bdinn::BandedDeformConv2d plugin is registered in this process already" in problem
 
 
 def test_operands_that_fit_parse():

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..engine_sidecar import IO_DTYPES, SidecarError, read_sidecar
 from ..imageio import from_float, to_float
-from ..tensorrt import TensorRTUnavailable, load_tensorrt
+from ..tensorrt import TensorRTUnavailable, load_plugin_library, load_tensorrt
 from .base import Backend, BackendError
 
 _NP_DTYPES = {name: np.dtype(name).type for name in IO_DTYPES}  # the sidecar's names, checked there
@@ -171,10 +171,9 @@ class TensorRTBackend(Backend):
     def _load_plugin_library(self, library: Path) -> None:
         if not library.is_file():
             raise BackendError(f"{library}: plugin library not found (pass --plugin-library with its path)")
-        if self.trt.get_plugin_registry().load_library(str(library)) is None:
-            raise BackendError(
-                f"{library}: TensorRT could not load this plugin library (built for another version?)"
-            )
+        problem = load_plugin_library(self.trt, library)
+        if problem is not None:
+            raise BackendError(f"{library}: {problem}")
 
     def _register_python_plugin(self) -> None:
         from ...plugins.kernels import KernelLibraryError, load_kernels
@@ -190,7 +189,10 @@ class TensorRTBackend(Backend):
                 else ""
             )
             raise BackendError(f"{self.path}: the engine's plugin cannot run: {exc}{also}") from None
-        register_python_plugin(self.trt)
+        try:
+            register_python_plugin(self.trt)
+        except RuntimeError as exc:
+            raise BackendError(f"{self.path}: {exc}") from None
 
     def _state(self) -> _ThreadState:
         state = getattr(self._local, "state", None)
