@@ -41,7 +41,14 @@ def _cmake_options(cuda: bool | None) -> dict[str, str]:
     }
 
 
-def _fingerprint(source_dir: Path, build_dir: Path, options: dict[str, str]) -> str:
+def _tools() -> dict[str, str | None]:
+    """The compilers CMake would pick: its environment variables and the nvcc on PATH."""
+    tools = {name: os.environ.get(name) for name in ("CC", "CXX", "CUDACXX", "CUDAARCHS")}
+    tools["nvcc"] = shutil.which("nvcc")
+    return tools
+
+
+def _fingerprint(source_dir: Path, build_dir: Path, options: dict[str, str], tools: dict) -> str:
     """Everything the build output depends on: sources, options, the compilers CMake would pick."""
     digest = hashlib.sha256()
     for path in sorted(source_dir.rglob("*")):
@@ -50,8 +57,6 @@ def _fingerprint(source_dir: Path, build_dir: Path, options: dict[str, str]) -> 
         if path.is_file() and (path.suffix in SOURCE_SUFFIXES or path.name == "CMakeLists.txt"):
             digest.update(str(path.relative_to(source_dir)).encode())
             digest.update(path.read_bytes())
-    tools = {name: os.environ.get(name) for name in ("CC", "CXX", "CUDACXX", "CUDAARCHS")}
-    tools["nvcc"] = shutil.which("nvcc")
     digest.update(json.dumps([options, tools], sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -86,13 +91,18 @@ def build_libraries(
     if not (source_dir / "CMakeLists.txt").is_file():
         raise BuildError(f"{source_dir}: no CMakeLists.txt (plugin sources not installed)")
     build_dir = Path(build_dir).resolve()
-    options = _cmake_options(cuda)
-    fingerprint = _fingerprint(source_dir, build_dir, options)
+    options, tools = _cmake_options(cuda), _tools()
+    fingerprint = _fingerprint(source_dir, build_dir, options, tools)
     stamp = build_dir / STAMP
-    if stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
+    last = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    if last.get("fingerprint") == fingerprint:
         libs = _read_manifest(build_dir)
         if all(path.is_file() for path in libs.values()):
             return libs
+    if last.get("tools") != tools:
+        # CMake keeps the compilers it found, or that it found none, in its cache: nvcc installed
+        # since the last build (the default folder is the user's, for good) was never looked for.
+        (build_dir / "CMakeCache.txt").unlink(missing_ok=True)
 
     cmake = shutil.which("cmake")
     if cmake is None:
@@ -107,7 +117,9 @@ def build_libraries(
         raise BuildError(f"{build_dir}: the build did not produce {missing or ['cpu']}")
     tmp = stamp.with_suffix(".tmp")
     tmp.write_text(
-        json.dumps({"fingerprint": fingerprint, "libraries": {k: str(p) for k, p in libs.items()}})
+        json.dumps(
+            {"fingerprint": fingerprint, "tools": tools, "libraries": {k: str(p) for k, p in libs.items()}}
+        )
     )
     tmp.replace(stamp)
     return libs

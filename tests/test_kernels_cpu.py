@@ -245,6 +245,26 @@ def test_wrapper_reports_errors(cpu_library):
         banded_deform_conv_cpu(x, g[:, :3], np.zeros((3, 2, 3, 3), np.float32), library=cpu_library)
 
 
+@pytest.mark.slow
+def test_nvcc_installed_after_a_build_is_found(tmp_path, monkeypatch):
+    """A build folder first configured without nvcc kept CMake's "no CUDA compiler" for good: the
+    CUDA library was never built, and --cuda said nvcc was missing with nvcc on PATH."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc not found on PATH: cannot compile the CUDA kernels")
+    monkeypatch.setenv("CUDAARCHS", "75-real")  # one architecture: the point is that it builds
+    monkeypatch.setenv(
+        "PATH",
+        os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != str(Path(nvcc).parent)),
+    )
+    monkeypatch.delenv("CUDACXX", raising=False)
+    assert shutil.which("nvcc") is None
+    assert set(build_libraries(tmp_path, source_dir=PLUGINS)) == {"cpu"}
+    monkeypatch.undo()
+    monkeypatch.setenv("CUDAARCHS", "75-real")
+    assert set(build_libraries(tmp_path, source_dir=PLUGINS)) == {"cpu", "cuda"}
+
+
 def test_build_is_cached(cpu_library):
     before = cpu_library.stat().st_mtime_ns
     libs = build_libraries(cpu_library.parent, cuda=False, source_dir=PLUGINS)
