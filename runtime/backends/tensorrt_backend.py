@@ -69,6 +69,7 @@ class _ThreadState:
                 f"{backend.path}: TensorRT could not create an execution context (GPU memory?)"
             )
         self.stream = int(_check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "stream"))
+        self.thread = threading.current_thread()  # its owner: once it has ended, the state is freed
         self.shape: tuple[int, ...] | None = None
         self.buffers: list[Any] = []
         self.graphs: dict[tuple[int, ...], Any] = {}
@@ -198,10 +199,19 @@ class TensorRTBackend(Backend):
         state = getattr(self._local, "state", None)
         if state is None:
             _check(self.cudart.cudaSetDevice(self.device_index), "cudaSetDevice")
-            state = self._local.state = _ThreadState(self)
-            with self._lock:
+            with self._lock:  # a thread per request or per video: free the states of those that ended
+                for ended in [s for s in self._states if not s.thread.is_alive()]:
+                    self._release(ended)
+                state = self._local.state = _ThreadState(self)
                 self._states.append(state)
         return state
+
+    def _release(self, state: _ThreadState) -> None:
+        """Free a thread's context (its activation memory), stream and buffers."""
+        self._free_buffers(state)
+        self.cudart.cudaStreamDestroy(state.stream)
+        state.context = None
+        self._states.remove(state)
 
     def _io_shape(self, height: int, width: int) -> tuple[int, ...]:
         """Input and output share one shape: [1,3,H,W], or H x W x 3 for uint8 I/O."""
@@ -339,8 +349,6 @@ class TensorRTBackend(Backend):
             _check(self.cudart.cudaStreamSynchronize(state.stream), "stream synchronize")
 
     def close(self) -> None:
-        for state in self._states:
-            self._free_buffers(state)
-            self.cudart.cudaStreamDestroy(state.stream)
-        self._states.clear()
+        for state in list(self._states):
+            self._release(state)
         self._local = threading.local()
