@@ -105,6 +105,17 @@ def _register_plugin(trt: Any, settings: EngineSettings) -> str:
     return str(library)
 
 
+def _check_kernels() -> None:
+    """The Python plugin's CUDA kernels, which data-centre TensorRT runs while it builds; without
+    them the build failed after the export, with only "could not build an engine"."""
+    from ..plugins.kernels import KernelLibraryError, load_kernels
+
+    try:
+        load_kernels()
+    except KernelLibraryError as exc:
+        raise EngineError(f"the Python plugin cannot build an engine here: {exc}") from None
+
+
 def _parse(trt: Any, builder: Any, onnx_path: Path, logger: Any) -> Any:
     flags = 0
     strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
@@ -133,9 +144,14 @@ def preflight(settings: EngineSettings, graph: str) -> TensorRT:
     if library is not None:  # that it loads, too: the export before the build takes minutes
         _register_plugin(info.module, settings)
     if settings.targets and not info.is_rtx:
-        raise EngineError("--target is for TensorRT-RTX; data-centre TensorRT builds for the GPU it runs on")
+        raise EngineError(
+            "--target is for TensorRT-RTX; data-centre TensorRT, loaded here, builds for the GPU it runs on "
+            "(set BDINN_TENSORRT=tensorrt-rtx where both are installed)"
+        )
     if graph == "plugin" and info.is_rtx:
         link_unversioned_rtx_core(required=True)  # else the parser aborts the process at a plugin node
+    if graph == "plugin" and not info.is_rtx and library is None:
+        _check_kernels()  # data-centre TensorRT runs the plugin while it times tactics
     if graph == "deformconv" and info.is_rtx:
         raise EngineError(
             f"TensorRT-RTX {info.version}'s ONNX parser has no DeformConv importer: build the deformconv "

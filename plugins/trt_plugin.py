@@ -1,9 +1,10 @@
 """BandedDeformConv2d as a Python TensorRT plugin (IPluginV3), same identity as the C++ plugin.
 
 Name, version, namespace and serialised fields match plugins/tensorrt/, so a plan built with one
-runs with the other. enqueue() launches the shared CUDA kernels through their C ABI (kernels.py); building an
-engine (which TensorRT-RTX can do on a machine without a GPU) never calls it, so the kernel
-library is only looked for when an engine actually runs.
+runs with the other. enqueue() launches the shared CUDA kernels through their C ABI (kernels.py).
+TensorRT-RTX builds engines without calling it (on a machine without a GPU too), so the kernel
+library is only looked for when its engine runs; data-centre TensorRT runs it while timing
+tactics, so bdinn-export checks for the library before such a build.
 """
 
 from __future__ import annotations
