@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -83,16 +84,26 @@ def _load(wanted: str | None) -> TensorRT:
 
 
 _loaded_libraries: set[tuple[int, str]] = set()  # (TensorRT module, library): loaded once a process
+_loading = threading.Lock()  # two models opened at once on two threads load a library once
 
 
 def load_plugin_library(trt: ModuleType, library: Path) -> str | None:
     """Load a C++ plugin library into `trt`'s registry, once a process (a second load fails, so a
     model opened again after close() was refused); None when it is there, else why not."""
+    key = (id(trt), str(Path(library).resolve()))
+    with _loading:
+        if key in _loaded_libraries:
+            return None
+        problem = _load_library(trt, library)
+        if problem is None:
+            _loaded_libraries.add(key)
+        return problem
+
+
+def _load_library(trt: ModuleType, library: Path) -> str | None:
+    """One try at loading `library`; why it failed, or None."""
     from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
-    key = (id(trt), str(Path(library).resolve()))
-    if key in _loaded_libraries:
-        return None
     registry = trt.get_plugin_registry()
     if registry.load_library(str(library)) is None:
         also = (
@@ -105,5 +116,4 @@ def load_plugin_library(trt: ModuleType, library: Path) -> str | None:
             "TensorRT could not load this plugin library (built for another TensorRT version, or not a "
             "TensorRT plugin: bdinn's is libbdinn_trt_plugin.so, not the kernels' libbdinn_bdconv.so)" + also
         )
-    _loaded_libraries.add(key)
     return None

@@ -207,11 +207,15 @@ class TensorRTBackend(Backend):
         return state
 
     def _release(self, state: _ThreadState) -> None:
-        """Free a thread's context (its activation memory), stream and buffers."""
+        """Free a thread's context (its activation memory), stream and buffers, once the work it
+        queued is done (infer_device returns before it is). Called with the lock held."""
+        if state not in self._states:
+            return
+        self._states.remove(state)
+        self.cudart.cudaStreamSynchronize(state.stream)
         self._free_buffers(state)
         self.cudart.cudaStreamDestroy(state.stream)
         state.context = None
-        self._states.remove(state)
 
     def _io_shape(self, height: int, width: int) -> tuple[int, ...]:
         """Input and output share one shape: [1,3,H,W], or H x W x 3 for uint8 I/O."""
@@ -349,6 +353,7 @@ class TensorRTBackend(Backend):
             _check(self.cudart.cudaStreamSynchronize(state.stream), "stream synchronize")
 
     def close(self) -> None:
-        for state in list(self._states):
-            self._release(state)
+        with self._lock:  # a thread starting meanwhile frees ended threads' states too
+            for state in list(self._states):
+                self._release(state)
         self._local = threading.local()
