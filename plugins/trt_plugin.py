@@ -102,6 +102,10 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
         def enqueue(
             self, input_desc: Any, output_desc: Any, inputs: Any, outputs: Any, workspace: int, stream: int
         ) -> None:
+            shapes = [list(desc.dims) for desc in input_desc]
+            problem = shape_problem(shapes, (self.values["kernel_h"], self.values["kernel_w"]))
+            if problem is not None:  # sizes the parse could not know (a foreign graph's dynamic ones)
+                raise ValueError(f"{PLUGIN_NAME}: {problem}")
             n, c, h, w = input_desc[0].dims
             o = input_desc[2].dims[0]
             dtype = FP16 if input_desc[0].type == trt.DataType.HALF else FP32
@@ -172,7 +176,7 @@ def check_fields(values: dict[str, int]) -> None:
     if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
         raise ValueError(f"{PLUGIN_NAME}: kernel_h and kernel_w must be odd, got {kernel[0]} and {kernel[1]}")
     reach = values["kernel_h"] // 2 * values["dilation_h"] + values["kernel_w"] // 2 * values["dilation_w"]
-    if reach >= MAX_EXTENT:
+    if reach >= MAX_EXTENT or max(kernel) >= MAX_EXTENT:
         raise ValueError(
             f"{PLUGIN_NAME}: the kernel reaches beyond 2^24 pixels (kernel_h/2 * dilation_h + kernel_w/2 * "
             "dilation_w), more than the kernels address"

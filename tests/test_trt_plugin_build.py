@@ -51,8 +51,8 @@ def test_cpp_plugin_identity_matches_python_plugin():
     assert _string_literal("kPluginNamespace") == PLUGIN_NAMESPACE == "bdinn"
 
 
-def test_python_plugin_refuses_what_the_kernels_refuse():
-    """The Python plugin checks shapes at build time against the C ABI's own bound."""
+def test_python_plugins_extent_bound_is_the_c_abis():
+    """The Python plugin's copy of the kernels' extent bound, which it checks at build time."""
     header = (PLUGINS / "csrc" / "banded_deform_conv_api.h").read_text()
     assert int(_one(r"#define BDINN_MAX_EXTENT (\d+)", header, "BDINN_MAX_EXTENT").group(1)) == MAX_EXTENT
 

@@ -12,7 +12,13 @@ import pytest
 onnx = pytest.importorskip("onnx", reason="needs the onnx extra: pip install 'bdinn[onnx]'")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from bdinn.plugins.trt_plugin import FIELDS, PLUGIN_NAME, PLUGIN_NAMESPACE, register_python_plugin  # noqa: E402
+from bdinn.plugins.trt_plugin import (  # noqa: E402
+    FIELDS,
+    PLUGIN_NAME,
+    PLUGIN_NAMESPACE,
+    check_fields,
+    register_python_plugin,
+)
 from bdinn.runtime.tensorrt import TensorRTUnavailable, load_plugin_library, load_tensorrt  # noqa: E402
 
 try:
@@ -187,6 +193,14 @@ def test_plugin_graph_parses_and_builds_for_sm89(dtype):
 def test_output_shape_follows_weight_and_input():
     _, network = parse(two_node_graph(np.float32, channels=8))
     assert tuple(network.get_output(0).shape) == (1, 8, -1, -1)
+
+
+def test_a_kernel_as_wide_as_the_kernels_address_is_refused():
+    """The C++ creator refuses a kernel side of 2^24 or more (bdinn_extents_fit); the Python one
+    took it, since its reach test multiplies half the side by the dilation."""
+    with pytest.raises(ValueError, match="beyond 2\\^24 pixels"):
+        check_fields({"kernel_h": 2**24 + 1, "kernel_w": 1, "dilation_h": 1, "dilation_w": 1})
+    check_fields({"kernel_h": 2**24 - 1, "kernel_w": 1, "dilation_h": 1, "dilation_w": 1})
 
 
 @pytest.mark.parametrize("dilation", [(0, 1), (1, -2), (1, 2**25)])
