@@ -95,7 +95,8 @@ def check_output_suffix(output: Path, onnx_only: bool) -> None:
     "--timing-cache",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Persistent timing cache (TensorRT; TensorRT-RTX has none) [default: in the cache folder].",
+    help="Persistent timing cache (TensorRT; TensorRT-RTX has none) [default: one per GPU, in the cache "
+    "folder].",
 )
 @click.option(
     "--plugin-library",
@@ -161,7 +162,7 @@ def main(
         cache_dir = cache_dir or user_cache("engines")
         settings = EngineSettings(
             profile=Profile(min_size, opt_size, max_size), targets=targets, optimization_level=opt_level,
-            workspace_mb=workspace_mb, timing_cache=timing_cache or cache_dir / "timing.cache",
+            workspace_mb=workspace_mb, timing_cache=timing_cache,
             plugin_library=plugin_library, serialize_plugin=serialize_plugin, cache_dir=cache_dir,
         )  # fmt: skip
         if onnx_only:

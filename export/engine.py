@@ -7,8 +7,10 @@ capabilities, so engines for RTX GPUs build on machines without one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -57,7 +59,7 @@ class EngineSettings:
     targets: tuple[str, ...] = ()  # TensorRT-RTX compute capabilities, e.g. ("sm89", "sm120")
     optimization_level: int = 3
     workspace_mb: int | None = None
-    timing_cache: Path | None = None
+    timing_cache: Path | None = None  # data-centre TensorRT; None: one per GPU in cache_dir, if given
     plugin_library: Path | None = None  # the C++ plugin; the Python plugin otherwise
     serialize_plugin: bool = False  # embed plugin_library into the plan
     cache_dir: Path | None = None
@@ -182,7 +184,10 @@ def build_engine(
     plan = _from_cache(cached) if cached is not None else None
     from_cache = plan is not None
     if plan is None:
-        plan = _build(trt, onnx_path, settings, io)
+        timing = settings.timing_cache
+        if timing is None and cache_dir is not None and gpu is not None:  # tactic timings are the GPU's
+            timing = cache_dir / f"timing-{re.sub(r'[^A-Za-z0-9.]+', '-', gpu).strip('-')}.cache"
+        plan = _build(trt, onnx_path, dataclasses.replace(settings, timing_cache=timing), io)
     sidecar = {
         "format": ENGINE_FORMAT,
         **meta,
@@ -301,5 +306,7 @@ def _load_timing_cache(config: Any, path: Path | None) -> Any:
     """A persistent timing cache makes rebuilds of the same layers skip tactic timing."""
     data = Path(path).read_bytes() if path is not None and Path(path).is_file() else b""
     cache = config.create_timing_cache(data)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if not config.set_timing_cache(cache, ignore_mismatch=False) and data:  # another GPU's or TensorRT's
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
     return cache
