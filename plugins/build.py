@@ -99,7 +99,7 @@ def build_libraries(
         libs = _read_manifest(build_dir)
         if all(path.is_file() for path in libs.values()):
             return libs
-    if last.get("tools") != tools:
+    if last and last.get("tools") != tools:
         # CMake keeps the compilers it found, or that it found none, in its cache: nvcc installed
         # since the last build (the default folder is the user's, for good) was never looked for.
         (build_dir / "CMakeCache.txt").unlink(missing_ok=True)
