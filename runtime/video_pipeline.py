@@ -78,12 +78,14 @@ class Pipeline:
         signalled = isinstance(self.error, (KeyboardInterrupt, SystemExit))
         given_up = None  # when to stop waiting, once a signal asked to stop
         for _, ended in threads:
-            while not ended.is_set():
-                if signalled and may_stall:
-                    given_up = given_up or time.monotonic() + _SIGNAL_GRACE
-                    if time.monotonic() > given_up:
-                        return True
+            while True:
                 try:
+                    if ended.is_set():
+                        break
+                    if signalled and may_stall:
+                        given_up = given_up or time.monotonic() + _SIGNAL_GRACE
+                        if time.monotonic() > given_up:
+                            return True
                     ended.wait(_POLL)
                 except BaseException as exc:  # Ctrl-C while waiting: stop, and still wait
                     signalled |= isinstance(exc, (KeyboardInterrupt, SystemExit))
