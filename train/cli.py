@@ -301,6 +301,14 @@ def main(
             identity_share=identity_share,
         )
         sample = stratified_order(val_pairs)[: settings.max_val_images]
+        left_out = sorted({p.family for p in val_pairs} - {p.family for p in sample})
+        if left_out and ranks.main:  # best is chosen without seeing them
+            warnings.warn(
+                f"--max-val-images {settings.max_val_images} holds no {', '.join(left_out)} picture: "
+                f"validation does not score that banding; raise it to {len({p.family for p in val_pairs})} "
+                "or more to score every kind",
+                stacklevel=1,
+            )
         val_set = FullImageDataset(sample)
         unreadable = set(sample) - set(val_set.pairs)
         held_out, val_pairs = val_pairs, [pair for pair in val_pairs if pair not in unreadable]  # read ones
