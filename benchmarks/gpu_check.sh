@@ -24,7 +24,11 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 # Build for the GPU at hand only (e.g. 90-real): a minute less than every architecture.
 cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d .)
-[[ -n $cc ]] && export CUDAARCHS=${CUDAARCHS:-$cc-real}
+if [[ -z $cc ]]; then
+  echo "gpu_check.sh: no NVIDIA GPU here (nvidia-smi lists none); run it on a GPU machine" >&2
+  exit 1
+fi
+export CUDAARCHS=${CUDAARCHS:-$cc-real}
 export BDINN_PLUGIN_BUILD_DIR=${BDINN_PLUGIN_BUILD_DIR:-/tmp/bdinn-plugins}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 1
@@ -52,9 +56,15 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log to $OUT/NAME.log, record th
   local rc=$?
   tail -n 40 "$OUT/$name.log"
   echo "| $name | exit $rc, $((SECONDS - start)) s |" >>"$OUT/summary.md"
-  [[ -n ${PACK:-} ]] && tar czf "$PACK" -C "$OUT" .
+  ((rc == 0)) || echo "$name" >>"$OUT/failed"
+  pack
 }
 
+pack() {  # with PACK=FILE.tgz, everything so far in one archive
+  if [[ -n ${PACK:-} ]]; then tar czf "$PACK" -C "$OUT" .; fi
+}
+
+rm -f "$OUT/failed"
 echo "| step | outcome |" >"$OUT/summary.md"
 echo "| --- | --- |" >>"$OUT/summary.md"
 step machine 60 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv;
@@ -104,4 +114,8 @@ step compare_backends 240 python3 benchmarks/compare_backends.py -n 5 --warmup 2
 
 echo "== summary"
 cat "$OUT/summary.md"
-[[ -n ${PACK:-} ]] && tar czf "$PACK" -C "$OUT" .
+pack
+if [[ -s $OUT/failed ]]; then  # the exit status says whether every step that ran passed
+  echo "failed: $(paste -sd ' ' "$OUT/failed")" >&2
+  exit 1
+fi
