@@ -24,6 +24,7 @@ def test_summary_statistics():
     assert stats["mean_ms"] == pytest.approx(25)
     assert stats["fps"] == pytest.approx(80)
     assert stats["min_ms"] <= stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
+    assert stats["calls"] == 4  # what the percentiles come from
 
 
 def test_json_result_on_the_cpu(model, tmp_path):
@@ -42,6 +43,7 @@ def test_json_result_on_the_cpu(model, tmp_path):
     timing = data["end_to_end"]
     assert 0 < timing["min_ms"] <= timing["p50_ms"] <= timing["p99_ms"]
     assert timing["fps"] == pytest.approx(2000 / timing["mean_ms"])
+    assert (timing["calls"], data["warmup_calls"]) == (4, 1) and "4 calls)" in result.output
     assert "on_device" not in data  # no GPU: no device-resident timing
     assert data["uint8_frames"]["p50_ms"] > 0 and "uint8_frames" in result.output  # as deband(frame) serves
     assert data["peak_host_memory_mib"] > 0
