@@ -20,7 +20,7 @@ import numpy as np
 
 from bdinn.runtime import Debander
 from bdinn.runtime.backends import BackendError
-from bdinn.runtime.cli_options import max_change_option
+from bdinn.runtime.cli_options import max_change_option, report_files, write_report
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.metrics import psnr
 
@@ -96,6 +96,7 @@ def to_markdown(name: str, rows: list[dict[str, float]]) -> str:
     help="Also write the rows as JSON.",
 )
 @max_change_option
+@report_files("json_path")
 def main(models: tuple[Path, ...], bits: int, json_path: Path | None, max_change: float | None) -> None:
     """Debanding gain against band width for MODELS (default: the bundled model), served as
     bdinn-run serves them (--max-change off: the network's raw output, as the model card has it)."""
@@ -109,7 +110,7 @@ def main(models: tuple[Path, ...], bits: int, json_path: Path | None, max_change
         click.echo(to_markdown(name, results[name]) + "\n")
     if json_path:
         record = {"bits": bits, "max_change": max_change, "results": results}
-        json_path.write_text(json.dumps(record, indent=2) + "\n")
+        write_report(json_path, json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

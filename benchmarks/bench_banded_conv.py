@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from bdinn.runtime.bench import cpu_model
+from bdinn.runtime.files import OutputError, atomic_write, check_writable
 from bdinn.train.network import activate_geometry, banded_deform_conv_op
 from bdinn.train.ops import banded_deform_conv_gridsample, banded_deform_conv_reference, sampling_positions
 
@@ -107,7 +109,15 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float16")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing --json file")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.json:
+        try:  # now, not after the timings
+            check_writable(args.json, replace=args.force)
+        except OutputError as exc:
+            parser.error(str(exc))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if device.type == "cuda" else torch.float32
     on_gpu = device.type == "cuda"
@@ -120,7 +130,7 @@ def main() -> None:
         "grid_sample": banded_deform_conv_gridsample,
         "torchvision deform_conv2d": torchvision_equivalent(),
     }
-    machine = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "CPU"
+    machine = torch.cuda.get_device_name() if device.type == "cuda" else cpu_model()
     rows = []
     for name, n, c, o, h, w in SHAPES:
         if device.type == "cpu" and h * w > 500_000:
@@ -150,8 +160,7 @@ def main() -> None:
         timing = f"{r['ms']:.3f} | {r['gflops']:.1f}" if "ms" in r else f"failed: {r['error']} |"
         print(f"| {r['shape']} | {r['impl']} | {timing} |")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=2) + "\n"))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from bench_banded_conv import time_ms
 
 from bdinn.runtime import default_model_path
 from bdinn.runtime.bench import parse_frame_size
+from bdinn.runtime.cli_options import report_files, write_report
 from bdinn.train.checkpoint import load_checkpoint
 from bdinn.train.network import BDINN, build_model
 
@@ -52,6 +53,7 @@ def eager_and_graph(model: BDINN, frame: torch.Tensor, repeats: int) -> dict[str
 )
 @click.option("--repeats", type=click.IntRange(1), default=20, show_default=True, help="Timed calls.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@report_files("json_path")
 def main(size: tuple[int, int], repeats: int, json_path: Path | None) -> None:
     """Eager PyTorch against CUDA-graph replay of the same forward pass, per 1-frame call."""
     if not torch.cuda.is_available():
@@ -83,7 +85,7 @@ def main(size: tuple[int, int], repeats: int, json_path: Path | None) -> None:
             print(f"| {r['model']} | {r['dtype']} | {r['eager_ms']:.2f} | {r['graph_ms']:.2f} | "
                   f"{r['max_abs_difference']:.1e} |")  # fmt: skip
     if json_path:
-        json_path.write_text(json.dumps(rows, indent=2) + "\n")
+        write_report(json_path, json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

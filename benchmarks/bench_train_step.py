@@ -20,6 +20,7 @@ import click
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from bdinn.runtime.cli_options import report_files, write_report
 from bdinn.train.cli import resolve_config
 from bdinn.train.network import BANDED_CONV_IMPLS
 from bdinn.train.trainer import Trainer, TrainingError, TrainSettings, resolve_device
@@ -49,6 +50,7 @@ def _profile_one_step(trainer: Trainer, banded: torch.Tensor, clean: torch.Tenso
 )
 @click.option("--steps", type=click.IntRange(1), default=10, show_default=True, help="Timed steps.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@report_files("json_path")
 def main(
     config_value: str,
     batch_size: int,
@@ -100,7 +102,7 @@ def main(
             result["peak_memory_gib"] = torch.cuda.max_memory_allocated(target) / 2**30
     click.echo(" | ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
     if json_path:
-        json_path.write_text(json.dumps(result, indent=1) + "\n")
+        write_report(json_path, json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

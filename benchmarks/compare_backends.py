@@ -21,6 +21,7 @@ import click
 
 from bdinn.runtime import Debander, default_model_path
 from bdinn.runtime.bench import benchmark, cpu_model, parse_frame_size
+from bdinn.runtime.cli_options import report_files, write_report
 
 
 def machine_name() -> str:
@@ -112,6 +113,7 @@ def markdown(results: list[dict[str, Any]], size: tuple[int, int], machine: str)
 @click.option("--warmup", type=click.IntRange(0), default=1)
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@report_files("markdown_out", "json_out")
 def main(
     checkpoint: Path | None, size: tuple[int, int], iterations: int, warmup: int,
     markdown_out: Path | None, json_out: Path | None,
@@ -135,10 +137,10 @@ def main(
     table = markdown(results, size, machine)
     click.echo(table)
     if markdown_out:
-        markdown_out.write_text(table)
+        write_report(markdown_out, table)
     if json_out:
         report = {"machine": machine, "size": list(size), "results": results}
-        json_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        write_report(json_out, json.dumps(report, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

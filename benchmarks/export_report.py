@@ -22,6 +22,7 @@ from onnx.reference import ReferenceEvaluator
 from bdinn.export.onnx_export import export_onnx
 from bdinn.export.onnx_reference import BandedDeformConv2d as PluginNode
 from bdinn.runtime import default_model_path
+from bdinn.runtime.cli_options import report_files, write_report
 from bdinn.runtime.imageio import read_image, to_float
 from bdinn.runtime.metrics import psnr
 from bdinn.train.checkpoint import CheckpointError, load_checkpoint
@@ -43,6 +44,7 @@ def run_graph(path: Path, graph: str, image: np.ndarray, fp16: bool) -> np.ndarr
 @click.option("--config", "config_name", type=click.Choice(sorted(CONFIGS)), default=None,
               help="Untrained named config instead of a checkpoint.")  # fmt: skip
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@report_files("markdown_out")
 def main(checkpoint: Path | None, config_name: str | None, markdown_out: Path | None) -> None:
     """Export report for CHECKPOINT (default: the bundled model)."""
     if config_name:
@@ -86,7 +88,7 @@ def main(checkpoint: Path | None, config_name: str | None, markdown_out: Path | 
     table = "\n".join(lines) + "\n"
     click.echo(table)
     if markdown_out:
-        markdown_out.write_text(table)
+        write_report(markdown_out, table)
 
 
 if __name__ == "__main__":

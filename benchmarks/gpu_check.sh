@@ -72,8 +72,8 @@ step machine 60 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total
 step build 300 python3 -m bdinn.plugins.build --cuda
 step gpu_tests 300 python3 -m pytest -s -q -p no:cacheprovider -m gpu \
   tests/test_kernels_gpu.py tests/test_torch_op.py tests/test_runtime_gpu.py
-step bench_kernels_fp16 120 python3 benchmarks/bench_banded_conv.py --dtype float16 --json "$OUT/kernels_fp16.json"
-step bench_kernels_fp32 120 python3 benchmarks/bench_banded_conv.py --dtype float32 --json "$OUT/kernels_fp32.json"
+step bench_kernels_fp16 120 python3 benchmarks/bench_banded_conv.py --force --dtype float16 --json "$OUT/kernels_fp16.json"
+step bench_kernels_fp32 120 python3 benchmarks/bench_banded_conv.py --force --dtype float32 --json "$OUT/kernels_fp32.json"
 
 # An untrained `paper` network: the latency of the configuration the product targets.
 step paper_checkpoint 60 python3 -c "from bdinn.train.checkpoint import save_checkpoint
@@ -92,12 +92,12 @@ for config in lite paper; do
 done
 
 # bdinn-run's video pipeline on this host, without and with the bundled model on the GPU (FP16).
-step video_throughput 300 python3 benchmarks/video_throughput.py --frames 48 --model "$default_model" \
+step video_throughput 300 python3 benchmarks/video_throughput.py --force --frames 48 --model "$default_model" \
   --precision fp16 --json "$OUT/video_throughput.json"
 
-step cuda_graph 240 python3 benchmarks/bench_cuda_graph.py --json "$OUT/cuda_graph.json"
+step cuda_graph 240 python3 benchmarks/bench_cuda_graph.py --force --json "$OUT/cuda_graph.json"
 for config in lite paper; do
-  step "train_step_$config" 120 python3 benchmarks/bench_train_step.py --config "$config" \
+  step "train_step_$config" 120 python3 benchmarks/bench_train_step.py --force --config "$config" \
     --json "$OUT/train_step_$config.json"
 done
 
@@ -109,7 +109,7 @@ if [[ -n $clean_dir ]]; then
   done
   wait
 fi
-step compare_backends 240 python3 benchmarks/compare_backends.py -n 5 --warmup 2 \
+step compare_backends 240 python3 benchmarks/compare_backends.py --force -n 5 --warmup 2 \
   --markdown "$OUT/compare_backends.md" --json "$OUT/compare_backends.json"
 
 echo "== summary"

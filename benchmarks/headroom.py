@@ -25,7 +25,7 @@ import click
 import numpy as np
 
 from bdinn.runtime import Debander
-from bdinn.runtime.cli_options import max_change_option, parse_optional_size
+from bdinn.runtime.cli_options import max_change_option, parse_optional_size, report_files, write_report
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
@@ -109,6 +109,7 @@ def to_markdown(report: dict[str, dict]) -> str:
 @click.option("--size", default=None, callback=parse_optional_size, help="HEIGHTxWIDTH, e.g. 1080x1920.")
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@report_files("json_path")
 def main(
     model: Path | None, clean_dir: Path, degrade: str, max_images: int | None, size: tuple[int, int] | None,
     max_change: float | None, json_path: Path | None,
@@ -120,7 +121,7 @@ def main(
         raise click.ClickException(str(exc)) from None
     click.echo(to_markdown(report))
     if json_path:
-        json_path.write_text(json.dumps(report, indent=1))
+        write_report(json_path, json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import click
 import numpy as np
 
 from bdinn.runtime.bench import cpu_model
-from bdinn.runtime.cli_options import parse_size
+from bdinn.runtime.cli_options import parse_size, report_files, write_report
 
 
 def measure(
@@ -79,6 +79,7 @@ def run_case(
     "--backend", default="onnxruntime", show_default=True, type=click.Choice(["onnxruntime", "torch"])
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@report_files("json_path")
 def main(
     model: str | None, sizes: list[tuple[int, int]], frames: int, modes: str, backend: str,
     json_path: Path | None,
@@ -95,7 +96,7 @@ def main(
         click.echo(f"| {row['size']} | {row['mode']} | {tile} | {row['peak_gb']:.2f} | "
                    f"{row['seconds'][0]:.2f} | {later} |")  # fmt: skip
     if json_path is not None:
-        json_path.write_text(json.dumps({"backend": backend, "cpu": cpu_model(), "cases": rows}, indent=2))
+        write_report(json_path, json.dumps({"backend": backend, "cpu": cpu_model(), "cases": rows}, indent=2))
 
 
 if __name__ == "__main__":

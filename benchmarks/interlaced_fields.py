@@ -24,7 +24,7 @@ import click
 import numpy as np
 
 from bdinn.runtime import Debander
-from bdinn.runtime.cli_options import max_change_option, parse_size
+from bdinn.runtime.cli_options import max_change_option, parse_size, report_files, write_report
 from bdinn.runtime.imageio import to_float
 from bdinn.runtime.video_colour import Colour, decode_rgb, encode_frame
 from bdinn.runtime.video_fields import split_fields, weave
@@ -93,6 +93,7 @@ def measure(
 @click.option("--max-images", default=4, type=click.IntRange(1), help="Clean pictures used (seeded pick).")
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@report_files("json_path")
 def main(model: Path | None, clean_dir: Path, size: tuple[int, int], pans: tuple[int, ...], max_images: int,
          max_change: float | None, json_path: Path | None) -> None:  # fmt: skip
     """PSNR of interlaced frames debanded whole and field by field (default MODEL: the bundled one)."""
@@ -106,7 +107,7 @@ def main(model: Path | None, clean_dir: Path, size: tuple[int, int], pans: tuple
         for picture, row in rows.items():
             click.echo(f"| {pan} | {picture} | {' | '.join(f'{row[m]:.2f}' for m in METHODS)} |")
     if json_path:
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(json_path, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import click
 import numpy as np
 
 from bdinn.runtime import Debander
-from bdinn.runtime.cli_options import max_change_option, parse_size
+from bdinn.runtime.cli_options import max_change_option, parse_size, report_files, write_report
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
 from bdinn.train.degrade import codec_roundtrip_clip
@@ -139,6 +139,7 @@ def measure(
 @click.option("--max-images", default=3, type=click.IntRange(1), help="Clean pictures used (seeded pick).")
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@report_files("json_path")
 def main(model: Path | None, clean_dir: Path, size: tuple[int, int], frames: int, crf: int, gop: int,
          max_images: int, max_change: float | None, json_path: Path | None) -> None:  # fmt: skip
     """Flicker of the model's and FFmpeg's debanding on x264 clips (default MODEL: the bundled one)."""
@@ -153,7 +154,7 @@ def main(model: Path | None, clean_dir: Path, size: tuple[int, int], frames: int
             cells = " | ".join(f"{row[f]:.2f}" if f.endswith("psnr") else f"{row[f]:.3f}" for f in SCORES)
             click.echo(f"| {motion} | {method} | {cells} |")
     if json_path:
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(json_path, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import numpy as np
 
 from bdinn.runtime import Debander
 from bdinn.runtime.bench import cpu_model
-from bdinn.runtime.cli_options import parse_size
+from bdinn.runtime.cli_options import parse_size, report_files, write_report
 from bdinn.runtime.video import deband_video
 
 # (label, output suffix, deband_video settings): the encoders users pick, fast to slow.
@@ -96,6 +96,7 @@ def run_settings(
 @click.option("--model", default=None, help="Also run this model (any file Debander.open takes).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Checkpoints only.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@report_files("json_path")
 def main(
     frames: int, size: tuple[int, int], model: str | None, precision: str | None, json_path: Path | None
 ) -> None:
@@ -122,7 +123,7 @@ def main(
         with_model = f" {result['with_model'][i]['fps']:.2f} |" if model else ""
         click.echo(f"| {row['setting']} | {row['fps']:.2f} |{with_model}")
     if json_path:
-        json_path.write_text(json.dumps(result, indent=2))
+        write_report(json_path, json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

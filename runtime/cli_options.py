@@ -20,6 +20,7 @@ import click
 from tqdm import tqdm
 
 from .debander import DEFAULT_MAX_CHANGE
+from .files import OutputError, atomic_write, check_writable
 from .stop_signals import STOPPING
 
 P = ParamSpec("P")
@@ -230,3 +231,33 @@ allow_embedded_plugin_option = click.option(
     help="Run a plan that carries its plugin library (bdinn-export --serialize-plugin): native code "
     "that runs as the plan loads, so only for plans you trust.",
 )
+
+
+def report_files(*names: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """-f/--force for a command that writes reports (the options `names`: --json, --markdown),
+    which are checked before its work, as bdinn's commands check theirs: each can be written (a
+    missing folder failed after minutes of benchmarking), and an existing one is replaced only
+    with --force. The command writes them with write_report."""
+
+    def decorate(command: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(command)
+        def wrapper(*args: P.args, force: bool = False, **kwargs: P.kwargs) -> R:
+            for name in names:
+                if kwargs.get(name) is not None:
+                    try:
+                        check_writable(kwargs[name], replace=force)
+                    except OutputError as exc:
+                        raise click.ClickException(str(exc)) from None
+            return command(*args, **kwargs)
+
+        return click.option("-f", "--force", is_flag=True, help="Overwrite existing report files.")(wrapper)
+
+    return decorate
+
+
+def write_report(path: Path, text: str) -> None:
+    """A report file report_files checked, written whole (a folder it needs is made)."""
+    try:
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    except OutputError as exc:  # a disk that filled up since the check
+        raise click.ClickException(str(exc)) from None

@@ -4,8 +4,12 @@ import io
 import sys
 import threading
 import time
+from pathlib import Path
 
-from bdinn.runtime.cli_options import counting_seconds, one_line
+import click
+from click.testing import CliRunner
+
+from bdinn.runtime.cli_options import counting_seconds, one_line, report_files, write_report
 
 
 def test_a_long_step_counts_its_seconds_on_a_terminal_only(monkeypatch):
@@ -27,3 +31,26 @@ def test_a_long_step_counts_its_seconds_on_a_terminal_only(monkeypatch):
 def test_control_characters_are_written_as_escapes():
     assert one_line("a\nb\r\x1b[31mc\td\x7f") == "a\\nb\\r\\x1b[31mc\\td\\x7f"
     assert one_line("café ✓") == "café ✓"  # printable text stays as it is
+
+
+def test_report_files_are_checked_before_the_work_and_kept_without_force(tmp_path):
+    """The benchmark scripts' --json and --markdown: a missing folder failed after the whole run
+    (minutes), and an existing report was overwritten silently."""
+    runs = []
+
+    @click.command()
+    @click.option("--json", "json_path", type=click.Path(path_type=Path))
+    @report_files("json_path")
+    def command(json_path: Path | None) -> None:
+        runs.append(json_path)
+        write_report(json_path, "{}\n")
+
+    deep = tmp_path / "new" / "folder" / "r.json"
+    assert CliRunner().invoke(command, ["--json", str(deep)]).exit_code == 0
+    assert deep.read_text() == "{}\n"
+    again = CliRunner().invoke(command, ["--json", str(deep)])
+    assert again.exit_code == 1 and "r.json: already exists (pass --force to overwrite it)" in again.output
+    assert len(runs) == 1  # refused before the work
+    assert CliRunner().invoke(command, ["--json", str(deep), "--force"]).exit_code == 0 and len(runs) == 2
+    folder = CliRunner().invoke(command, ["--json", str(tmp_path)])
+    assert folder.exit_code == 1 and "is a folder" in folder.output and len(runs) == 2
