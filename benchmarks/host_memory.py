@@ -23,8 +23,9 @@ from typing import Any
 import click
 import numpy as np
 
-from bdinn.runtime.bench import cpu_model
-from bdinn.runtime.cli_options import parse_size, report_files, write_report
+from bdinn.runtime.backends import BackendError
+from bdinn.runtime.bench import cpu_model, parse_frame_size
+from bdinn.runtime.cli_options import report_files, write_report
 
 
 def measure(
@@ -69,7 +70,7 @@ def run_case(
 @click.command()
 @click.argument("model", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--size", "sizes", multiple=True, default=["1080x1920", "2160x3840"], callback=lambda c, p, v: [
-    parse_size(c, p, s) for s in v], help="Frame HEIGHTxWIDTH; repeat for several.")  # fmt: skip
+    parse_frame_size(c, p, s) for s in v], help="Frame HEIGHTxWIDTH; repeat for several.")  # fmt: skip
 @click.option("--frames", default=2, show_default=True, type=click.IntRange(min=1),
               help="Frames per case: the first one also sets up the backend.")  # fmt: skip
 @click.option("--mode", "modes", default="both", show_default=True,
@@ -86,7 +87,10 @@ def main(
 ) -> None:  # fmt: skip
     """Print a Markdown table of peak memory and seconds per frame, served and whole."""
     wholes = {"served": (False,), "whole": (True,), "both": (False, True)}[modes]
-    rows = [run_case(model, backend, size, frames, whole) for size in sizes for whole in wholes]
+    try:
+        rows = [run_case(model, backend, size, frames, whole) for size in sizes for whole in wholes]
+    except (BackendError, ValueError) as exc:  # raised in the case's process, passed back whole
+        raise click.ClickException(str(exc)) from None
     click.echo(f"{backend} on {cpu_model()} ({platform.machine()}), {frames} frame(s) per case\n")
     click.echo("| frame | mode | tile | peak memory (GB) | first frame (s) | later frames (s) |")
     click.echo("| --- | --- | --- | --- | --- | --- |")

@@ -26,8 +26,9 @@ import click
 import numpy as np
 
 from bdinn.runtime import Debander
-from bdinn.runtime.bench import cpu_model
-from bdinn.runtime.cli_options import parse_size, report_files, write_report
+from bdinn.runtime.backends import BackendError
+from bdinn.runtime.bench import cpu_model, parse_frame_size
+from bdinn.runtime.cli_options import report_files, write_report
 from bdinn.runtime.video import deband_video
 
 # (label, output suffix, deband_video settings): the encoders users pick, fast to slow.
@@ -92,7 +93,7 @@ def run_settings(
 
 @click.command(context_settings={"show_default": True})
 @click.option("--frames", type=click.IntRange(1), default=48, help="Frames in the synthetic clip.")
-@click.option("--size", default="1080x1920", callback=parse_size, help="Frame HEIGHTxWIDTH.")
+@click.option("--size", default="1080x1920", callback=parse_frame_size, help="Frame HEIGHTxWIDTH.")
 @click.option("--model", default=None, help="Also run this model (any file Debander.open takes).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Checkpoints only.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
@@ -101,6 +102,12 @@ def main(
     frames: int, size: tuple[int, int], model: str | None, precision: str | None, json_path: Path | None
 ) -> None:
     height, width = size
+    if height % 2 or width % 2:
+        raise click.BadParameter(f"{height}x{width}: 4:2:0 needs even sides", param_hint="--size")
+    try:  # before the runs without it, minutes of them: a model that does not open is said now
+        deband = Debander.open(model, precision=precision) if model else None
+    except (BackendError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         source = make_clip(folder / "source.mkv", frames, height, width)
@@ -110,12 +117,12 @@ def main(
             "frame": f"{height}x{width}, 10-bit 4:2:0 in and out",
             "without_model": run_settings(source, folder, lambda rgb: rgb, frames, warm_up),
         }
-        if model:
-            deband = Debander.open(model, precision=precision)
+        if deband is not None:
             result["model"] = {"file": str(model), **deband.describe()}
             result["with_model"] = run_settings(
                 source, folder, lambda rgb: deband(rgb, bit_depth=16), frames, warm_up
             )
+            deband.close()
     click.echo(f"\n{result['machine']}; {result['frame']}; frames per second\n")
     click.echo("| setting | without model |" + (" with model |" if model else ""))
     click.echo("| --- | --- |" + (" --- |" if model else ""))
