@@ -86,6 +86,7 @@ def device_runner(deband: Debander, shape: tuple[int, int, int, int]) -> Iterato
     itemsize = np.dtype(backend.input_dtype).itemsize
     out_itemsize = np.dtype(backend.output_dtype).itemsize
     dev_in = int(cudart.cudaMalloc(c * h * w * itemsize)[1])
+    cudart.cudaMemset(dev_in, 0, c * h * w * itemsize)  # a black frame, not whatever was there (NaN?)
     dev_out = int(cudart.cudaMalloc(c * h * w * out_itemsize)[1])
     stream = int(cudart.cudaStreamCreate()[1])
 
