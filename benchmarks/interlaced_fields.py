@@ -24,8 +24,10 @@ import click
 import numpy as np
 
 from bdinn.runtime import Debander
-from bdinn.runtime.cli_options import max_change_option, parse_size, report_files, write_report
+from bdinn.runtime.bench import parse_frame_size
+from bdinn.runtime.cli_options import max_change_option, report_files, write_report
 from bdinn.runtime.imageio import to_float
+from bdinn.runtime.processing import MIN_SIDE
 from bdinn.runtime.video_colour import Colour, decode_rgb, encode_frame
 from bdinn.runtime.video_fields import split_fields, weave
 from bdinn.train.degrade import reduce_bit_depth
@@ -83,12 +85,23 @@ def measure(
     return report
 
 
+def field_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    """An interlaced 4:2:0 frame size whose fields (half its height) the network takes."""
+    height, width = parse_frame_size(ctx, param, value)
+    if height % 4 or height < 2 * MIN_SIDE or width % 2:
+        raise click.BadParameter(
+            f"{value}: each field is half the height, so the height must be a multiple of 4 from "
+            f"{2 * MIN_SIDE}, and the width even (4:2:0)"
+        )
+    return height, width
+
+
 @click.command(context_settings={"show_default": True})
 @click.argument("model", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--clean", "clean_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
-@click.option("--size", default="1080x1920", callback=parse_size, help="HEIGHTxWIDTH of the frames.")
+@click.option("--size", default="1080x1920", callback=field_frame_size, help="HEIGHTxWIDTH of the frames.")
 @click.option("--pan", "pans", multiple=True, type=click.IntRange(0), default=(0, 8), help="Motion, px.")
 @click.option("--max-images", default=4, type=click.IntRange(1), help="Clean pictures used (seeded pick).")
 @max_change_option

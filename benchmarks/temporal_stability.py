@@ -28,7 +28,8 @@ import click
 import numpy as np
 
 from bdinn.runtime import Debander
-from bdinn.runtime.cli_options import max_change_option, parse_size, report_files, write_report
+from bdinn.runtime.bench import parse_frame_size
+from bdinn.runtime.cli_options import max_change_option, report_files, write_report
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
 from bdinn.train.degrade import codec_roundtrip_clip
@@ -127,12 +128,20 @@ def measure(
     return {motion: {method: means(rows) for method, rows in by.items()} for motion, by in results.items()}
 
 
+def even_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    """A 4:2:0 clip size the network takes: even sides from 16."""
+    height, width = parse_frame_size(ctx, param, value)
+    if height % 2 or width % 2:
+        raise click.BadParameter(f"{value}: 4:2:0 clips need even sides")
+    return height, width
+
+
 @click.command(context_settings={"show_default": True})
 @click.argument("model", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--clean", "clean_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
-@click.option("--size", default="540x960", callback=parse_size, help="HEIGHTxWIDTH of the clips.")
+@click.option("--size", default="540x960", callback=even_frame_size, help="HEIGHTxWIDTH of the clips.")
 @click.option("--frames", default=12, type=click.IntRange(2), help="Frames per clip.")
 @click.option("--crf", default=38, type=click.IntRange(0, 51), help="x264 CRF of the banded clips.")
 @click.option("--gop", default=4, type=click.IntRange(1), help="Frames from one I-frame to the next.")
