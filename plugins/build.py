@@ -99,7 +99,7 @@ def build_libraries(
         libs = _read_manifest(build_dir)
         if all(path.is_file() for path in libs.values()):
             return libs
-    if last and last.get("tools") != tools:
+    if last and last.get("tools") != tools:  # last: a stamp of ours, of a build that may have failed
         # CMake keeps the compilers it found, or that it found none, in its cache: nvcc installed
         # since the last build (the default folder is the user's, for good) was never looked for.
         (build_dir / "CMakeCache.txt").unlink(missing_ok=True)
@@ -108,7 +108,7 @@ def build_libraries(
     if cmake is None:
         raise BuildError("cmake not found on PATH; install CMake >= 3.20 to build the plugin libraries")
     build_dir.mkdir(parents=True, exist_ok=True)
-    stamp.unlink(missing_ok=True)
+    stamp.write_text(json.dumps({"tools": tools}))  # the folder is ours, whatever comes of this build
     _run([cmake, "-S", str(source_dir), "-B", str(build_dir), *(f"-D{k}={v}" for k, v in options.items())])
     _run([cmake, "--build", str(build_dir), "--parallel", str(os.cpu_count() or 1)])
     libs = _read_manifest(build_dir)

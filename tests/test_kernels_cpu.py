@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from bdinn.plugins.build import STAMP, build_libraries
+from bdinn.plugins.build import STAMP, BuildError, build_libraries
 from bdinn.plugins.cpu_reference import banded_deform_conv_cpu, load_cpu_library
 from bdinn.train.network import activate_geometry
 from bdinn.train.ops import banded_deform_conv_reference
@@ -248,21 +248,22 @@ def test_wrapper_reports_errors(cpu_library):
 @pytest.mark.slow
 def test_nvcc_installed_after_a_build_is_found(tmp_path, monkeypatch):
     """A build folder first configured without nvcc kept CMake's "no CUDA compiler" for good: the
-    CUDA library was never built, and --cuda said nvcc was missing with nvcc on PATH."""
+    CUDA library was never built, and --cuda said nvcc was missing with nvcc on PATH. So did a
+    folder whose first build failed for want of it (--cuda), which left no stamp."""
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc not found on PATH: cannot compile the CUDA kernels")
+    hidden = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != str(Path(nvcc).parent))
     monkeypatch.setenv("CUDAARCHS", "75-real")  # one architecture: the point is that it builds
-    monkeypatch.setenv(
-        "PATH",
-        os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != str(Path(nvcc).parent)),
-    )
+    monkeypatch.setenv("PATH", hidden)
     monkeypatch.delenv("CUDACXX", raising=False)
     assert shutil.which("nvcc") is None
-    assert set(build_libraries(tmp_path, source_dir=PLUGINS)) == {"cpu"}
-    monkeypatch.undo()
-    monkeypatch.setenv("CUDAARCHS", "75-real")
-    assert set(build_libraries(tmp_path, source_dir=PLUGINS)) == {"cpu", "cuda"}
+    assert set(build_libraries(tmp_path / "a", source_dir=PLUGINS)) == {"cpu"}
+    with pytest.raises(BuildError, match="no CUDA compiler"):
+        build_libraries(tmp_path / "b", cuda=True, source_dir=PLUGINS)
+    monkeypatch.setenv("PATH", os.environ["PATH"] + os.pathsep + str(Path(nvcc).parent))
+    assert set(build_libraries(tmp_path / "a", source_dir=PLUGINS)) == {"cpu", "cuda"}
+    assert set(build_libraries(tmp_path / "b", cuda=True, source_dir=PLUGINS)) == {"cpu", "cuda"}
 
 
 def test_build_is_cached(cpu_library):
