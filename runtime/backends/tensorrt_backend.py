@@ -207,12 +207,13 @@ class TensorRTBackend(Backend):
         return state
 
     def _release(self, state: _ThreadState) -> None:
-        """Free a thread's context (its activation memory), stream and buffers, once the work it
-        queued is done (infer_device returns before it is). Called with the lock held."""
+        """Free a thread's context (its activation memory), stream and buffers, once all the work
+        queued is done: infer_device returns before it is, on the caller's own stream, which only
+        the whole device's synchronisation waits for. Called with the lock held."""
         if state not in self._states:
             return
         self._states.remove(state)
-        self.cudart.cudaStreamSynchronize(state.stream)
+        self.cudart.cudaDeviceSynchronize()
         self._free_buffers(state)
         self.cudart.cudaStreamDestroy(state.stream)
         state.context = None
@@ -258,16 +259,20 @@ class TensorRTBackend(Backend):
         """Run the engine on the thread's stream, through a captured CUDA graph when asked."""
         if not self.cuda_graph:
             if not state.context.execute_async_v3(state.stream):
-                raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine")
+                raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine (its error is above)")
             return
         graph = state.graphs.get(state.shape)
         if graph is None:
             cudart = self.cudart
-            state.context.execute_async_v3(state.stream)  # first run outside capture: lazy setup
             mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+            if not state.context.execute_async_v3(state.stream):  # first run outside capture: lazy setup
+                raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine (its error is above)")
             _check(cudart.cudaStreamBeginCapture(state.stream, mode), "stream capture")
-            state.context.execute_async_v3(state.stream)
+            enqueued = state.context.execute_async_v3(state.stream)
             captured = _check(cudart.cudaStreamEndCapture(state.stream), "stream capture")
+            if not enqueued:  # a graph of part of the engine would replay silently
+                cudart.cudaGraphDestroy(captured)
+                raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine (its error is above)")
             graph = _check(cudart.cudaGraphInstantiate(captured, 0), "graph instantiate")
             cudart.cudaGraphDestroy(captured)
             state.graphs[state.shape] = graph
@@ -314,7 +319,7 @@ class TensorRTBackend(Backend):
         state.context.set_tensor_address(self.output_name, int(output_ptr))
         state.shape = None  # the host path must rebind its own buffers next time
         if not state.context.execute_async_v3(int(stream)):
-            raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine")
+            raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine (its error is above)")
 
     def infer_tensor(self, batch: Any) -> Any:
         """A torch CUDA tensor [N, 3, H, W] in [0, 1] -> debanded on the GPU, on torch's current stream."""
