@@ -9,6 +9,7 @@ tactics, so bdinn-export checks for the library before such a build.
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
@@ -138,11 +139,16 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
 
 def shape_problem(shapes: list[list[int | None]], kernel: tuple[int, int]) -> str | None:
     """What is wrong with the operands' shapes (None for a size not known until run time), or None."""
-    got = "; got " + ", ".join(
+    problem = _first_problem(shapes, kernel)  # checked for every frame: the message only when needed
+    if problem is None:
+        return None
+    return f"{problem}; got " + ", ".join(
         f"{name} [{','.join('?' if d is None else str(d) for d in shape)}]"
         for name, shape in zip(("x", "geometry", "weight", "bias"), shapes, strict=False)
     )
 
+
+def _first_problem(shapes: list[list[int | None]], kernel: tuple[int, int]) -> str | None:
     def conflict(a: int | None, b: int | None) -> bool:
         return a is not None and b is not None and a != b
 
@@ -151,18 +157,18 @@ def shape_problem(shapes: list[list[int | None]], kernel: tuple[int, int]) -> st
         or [len(s) for s in shapes[:3]] != [4, 4, 4]
         or (len(shapes) == 4 and len(shapes[3]) != 1)
     ):
-        return "expects x [N,C,H,W], geometry [N,4,H,W], weight [O,C,kh,kw] and an optional bias [O]" + got
+        return "expects x [N,C,H,W], geometry [N,4,H,W], weight [O,C,kh,kw] and an optional bias [O]"
     x, geometry, weight = shapes[:3]
     if conflict(geometry[1], 4):
-        return "geometry must have 4 channels (cos, sin, sx, sy)" + got
+        return "geometry must have 4 channels (cos, sin, sx, sy)"
     if any(conflict(geometry[i], x[i]) for i in (0, 2, 3)):
-        return "geometry must match x in N, H and W" + got
+        return "geometry must match x in N, H and W"
     if conflict(weight[1], x[1]):
-        return "weight must have as many input channels as x" + got
+        return "weight must have as many input channels as x"
     if conflict(weight[2], kernel[0]) or conflict(weight[3], kernel[1]):
-        return f"weight kernel does not match the attributes kernel_h={kernel[0]}, kernel_w={kernel[1]}" + got
+        return f"weight kernel does not match the attributes kernel_h={kernel[0]}, kernel_w={kernel[1]}"
     if len(shapes) == 4 and conflict(shapes[3][0], weight[0]):
-        return "bias must have one value per output channel" + got
+        return "bias must have one value per output channel"
     return None
 
 
@@ -184,22 +190,28 @@ def check_fields(values: dict[str, int]) -> None:
 
 
 _registered: dict[int, Any] = {}
+_registering = threading.Lock()  # two models opened at once on two threads register it once
 
 
 def register_python_plugin(trt: Any) -> Any:
     """Register the creator with `trt`'s plugin registry once per process; returns it."""
-    key = id(trt)
-    if key not in _registered:
-        if trt.__name__ == "tensorrt_rtx":  # its parser aborts the process on our node without it
-            from ..runtime.tensorrt import link_unversioned_rtx_core
+    with _registering:
+        if id(trt) not in _registered:
+            _registered[id(trt)] = _register(trt)
+        return _registered[id(trt)]
 
-            link_unversioned_rtx_core()
-        _, creator_class = plugin_classes(trt)
-        creator = creator_class()
-        if not trt.get_plugin_registry().register_creator(creator, PLUGIN_NAMESPACE):
-            raise RuntimeError(
-                f"could not register the Python {PLUGIN_NAMESPACE}::{PLUGIN_NAME} plugin: one is registered "
-                "in this process already (a C++ plugin library loaded before?): use one plugin per process"
-            )
-        _registered[key] = creator  # the registry holds a borrowed reference: keep it alive
-    return _registered[key]
+
+def _register(trt: Any) -> Any:
+    """One registration of the creator; the registry holds a borrowed reference: keep it alive."""
+    if trt.__name__ == "tensorrt_rtx":  # its parser aborts the process on our node without it
+        from ..runtime.tensorrt import link_unversioned_rtx_core
+
+        link_unversioned_rtx_core()
+    _, creator_class = plugin_classes(trt)
+    creator = creator_class()
+    if not trt.get_plugin_registry().register_creator(creator, PLUGIN_NAMESPACE):
+        raise RuntimeError(
+            f"could not register the Python {PLUGIN_NAMESPACE}::{PLUGIN_NAME} plugin: one is registered "
+            "in this process already (a C++ plugin library loaded before?): use one plugin per process"
+        )
+    return creator

@@ -13,10 +13,12 @@ onnx = pytest.importorskip("onnx", reason="needs the onnx extra: pip install 'bd
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from bdinn.plugins.trt_plugin import (  # noqa: E402
+    DEFAULT_FIELDS,
     FIELDS,
     PLUGIN_NAME,
     PLUGIN_NAMESPACE,
     check_fields,
+    plugin_classes,
     register_python_plugin,
 )
 from bdinn.runtime.tensorrt import TensorRTUnavailable, load_plugin_library, load_tensorrt  # noqa: E402
@@ -287,6 +289,22 @@ def test_a_plugin_library_beside_the_python_plugin_is_refused_saying_so(tmp_path
     problem = load_plugin_library(TRT.module, library)
     assert problem is not None and problem.startswith("TensorRT could not load this plugin library")
     assert "a bdinn::BandedDeformConv2d plugin is registered in this process already" in problem
+
+
+def test_run_time_sizes_that_do_not_fit_are_refused_before_the_kernels_run():
+    """Sizes a foreign graph leaves dynamic are known only when the engine runs: the plugin checks
+    them before it launches the kernels (addresses 0 here: nothing may be read)."""
+    plugin_class, _ = plugin_classes(TRT.module)
+    plugin = plugin_class(dict(DEFAULT_FIELDS))
+
+    def desc(shape: tuple[int, ...]):
+        described = TRT.module.PluginTensorDesc()
+        described.dims, described.type = TRT.module.Dims(shape), TRT.module.DataType.FLOAT
+        return described
+
+    inputs = [desc((1, 8, 16, 16)), desc((1, 4, 16, 20)), desc((4, 8, 3, 5)), desc((4,))]
+    with pytest.raises(ValueError, match="geometry must match x in N, H and W; got x \\[1,8,16,16\\]"):
+        plugin.enqueue(inputs, [desc((1, 4, 16, 16))], [0, 0, 0, 0], [0], 0, 0)
 
 
 def test_operands_that_fit_parse():
