@@ -14,6 +14,7 @@ from bdinn.train.data import (
     PatchDataset,
     banding_contours,
     has_banding,
+    holding_every_family,
     large_enough,
     split_by_source,
     stratified_order,
@@ -128,6 +129,15 @@ def test_stratified_order_keeps_every_family_in_proportion_in_every_prefix():
         for family, total in Counter(families).items():
             assert abs(counts[family] - n * total / 30) <= 1, (n, family, counts)
     assert {p.family for p in ordered[:4]} == {"x265", "bits", "svtav1", "blur-bits"}
+    assert holding_every_family(ordered) == 4
+    # Families of unequal size: the small ones come late, so more than one pair per family.
+    mix = ["bits"] * 30 + ["blur-bits"] * 30 + ["x264"] * 10 + ["x265"] * 10 + ["svtav1"] * 10
+    uneven = stratified_order(
+        [ImagePair(f"q{i}", Path("b"), Path("c"), f"q{i}", f) for i, f in enumerate(mix)]
+    )
+    needed = holding_every_family(uneven)
+    held = [len({p.family for p in uneven[:n]}) for n in (needed - 1, needed)]
+    assert needed == 7 and held == [4, 5]
     assert stratified_order(list(reversed(pairs))) == ordered  # by name, not by input order
     user_pairs = [ImagePair(f"u{i}", Path("b"), Path("c"), f"u{i}") for i in range(5)]
     assert sorted(stratified_order(user_pairs), key=user_pairs.index) == user_pairs

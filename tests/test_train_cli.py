@@ -76,6 +76,7 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
     # Two kinds of banding held out and one picture scored: best is chosen blind to the other.
     left_out = re.search(r"--max-val-images 1 holds no (\S+) picture: validation does not", result.output)
     assert len(origin["validation"]) == 2 and left_out and left_out.group(1) in origin["validation"]
+    assert "that banding; 2 would score every kind" in result.output
     assert record["hardware"]["device"] == "cpu" and record["hardware"]["threads"] >= 1
     assert 0 < record["seconds"] < 600 and record["versions"]["torch"]
     # scripts/validation_split.py links the pictures this run held out, by its recorded settings,

@@ -17,7 +17,14 @@ from ..runtime.files import check_writable
 from ..runtime.imageio import ImageError
 from ..runtime.pyav import MissingPackage
 from .checkpoint import CheckpointError, read_checkpoint_config
-from .data import FullImageDataset, PatchDataset, large_enough, split_by_source, stratified_order
+from .data import (
+    FullImageDataset,
+    PatchDataset,
+    holding_every_family,
+    large_enough,
+    split_by_source,
+    stratified_order,
+)
 from .degrade import pairs_from_cache, prepare_synthetic_pairs
 from .image_pair import find_pairs
 from .network import CONFIGS, BDINNConfig
@@ -300,13 +307,14 @@ def main(
             unbanded_share=unbanded_share,
             identity_share=identity_share,
         )
-        sample = stratified_order(val_pairs)[: settings.max_val_images]
+        order = stratified_order(val_pairs)  # families in proportion: the small ones come late
+        sample = order[: settings.max_val_images]
         left_out = sorted({p.family for p in val_pairs} - {p.family for p in sample})
         if left_out and ranks.main:  # best is chosen without seeing them
             warnings.warn(
                 f"--max-val-images {settings.max_val_images} holds no {', '.join(left_out)} picture: "
-                f"validation does not score that banding; raise it to {len({p.family for p in val_pairs})} "
-                "or more to score every kind",
+                f"validation does not score that banding; {holding_every_family(order)} would score "
+                "every kind",
                 stacklevel=1,
             )
         val_set = FullImageDataset(sample)

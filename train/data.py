@@ -66,6 +66,15 @@ def stratified_order(pairs: Sequence[ImagePair]) -> list[ImagePair]:
     return [by_family[family][i] for _, family, i in sorted(ranked)]
 
 
+def holding_every_family(ordered: Sequence[ImagePair]) -> int:
+    """How many of stratified_order's first pairs hold every family: more than the number of
+    families where they differ in size (5 families of 30, 30, 10, 10, 10 pairs need 7)."""
+    first = {}
+    for index, pair in enumerate(ordered):
+        first.setdefault(pair.family, index)
+    return 1 + max(first.values(), default=-1)
+
+
 def _luma(img: np.ndarray) -> np.ndarray:
     return (np.asarray(img, np.float32) @ BT709_LUMA) * np.float32(255)
 
