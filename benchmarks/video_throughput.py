@@ -14,6 +14,7 @@ reports frames per second: the most any model can reach on this machine with tha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -108,7 +109,7 @@ def main(
         deband = Debander.open(model, precision=precision) if model else None
     except (BackendError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, deband or contextlib.nullcontext():
         folder = Path(tmp)
         source = make_clip(folder / "source.mkv", frames, height, width)
         warm_up = make_clip(folder / "warm-up.mkv", 2, height, width)
@@ -122,7 +123,6 @@ def main(
             result["with_model"] = run_settings(
                 source, folder, lambda rgb: deband(rgb, bit_depth=16), frames, warm_up
             )
-            deband.close()
     click.echo(f"\n{result['machine']}; {result['frame']}; frames per second\n")
     click.echo("| setting | without model |" + (" with model |" if model else ""))
     click.echo("| --- | --- |" + (" --- |" if model else ""))

@@ -233,6 +233,9 @@ allow_embedded_plugin_option = click.option(
 )
 
 
+_REPORT_FORCE = "bdinn.report_force"  # report_files' --force, for write_report
+
+
 def report_files(*names: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """-f/--force for a command that writes reports (the options `names`: --json, --markdown),
     which are checked before its work, as bdinn's commands check theirs: each can be written (a
@@ -242,6 +245,7 @@ def report_files(*names: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorate(command: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(command)
         def wrapper(*args: P.args, force: bool = False, **kwargs: P.kwargs) -> R:
+            click.get_current_context().meta[_REPORT_FORCE] = force
             for name in names:
                 if kwargs.get(name) is not None:
                     try:
@@ -256,8 +260,11 @@ def report_files(*names: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 
 def write_report(path: Path, text: str) -> None:
-    """A report file report_files checked, written whole (a folder it needs is made)."""
+    """A report file report_files checked, written whole (a folder it needs is made); one that
+    another job wrote meanwhile is kept unless --force."""
+    context = click.get_current_context(silent=True)
+    replace = context is None or context.meta.get(_REPORT_FORCE, True)
     try:
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text), replace=replace)
     except OutputError as exc:  # a disk that filled up since the check
         raise click.ClickException(str(exc)) from None

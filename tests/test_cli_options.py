@@ -54,3 +54,16 @@ def test_report_files_are_checked_before_the_work_and_kept_without_force(tmp_pat
     assert CliRunner().invoke(command, ["--json", str(deep), "--force"]).exit_code == 0 and len(runs) == 2
     folder = CliRunner().invoke(command, ["--json", str(tmp_path)])
     assert folder.exit_code == 1 and "is a folder" in folder.output and len(runs) == 2
+
+    @click.command()
+    @click.option("--json", "json_path", type=click.Path(path_type=Path))
+    @report_files("json_path")
+    def racing(json_path: Path) -> None:
+        json_path.write_text("another job's\n")  # written while this one worked
+        write_report(json_path, "{}\n")
+
+    raced = tmp_path / "raced.json"
+    lost = CliRunner().invoke(racing, ["--json", str(raced)])
+    assert lost.exit_code == 1 and raced.read_text() == "another job's\n"
+    assert CliRunner().invoke(racing, ["--json", str(raced), "--force"]).exit_code == 0
+    assert raced.read_text() == "{}\n"
