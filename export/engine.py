@@ -220,18 +220,16 @@ def building_gpu() -> str:
     """The GPU data-centre TensorRT builds for (the current CUDA device), by name and compute
     capability; "unknown GPU" where CUDA does not say (the build then fails on its own)."""
     from ..runtime.backends.base import BackendError
-    from ..runtime.backends.tensorrt_backend import cuda_runtime
+    from ..runtime.backends.tensorrt_backend import cuda_runtime, gpu_identity
 
     try:
         cudart = cuda_runtime()
         error, device = cudart.cudaGetDevice()
-        error2, props = cudart.cudaGetDeviceProperties(device) if int(error) == 0 else (error, None)
+        if int(error) != 0:
+            return "unknown GPU"
+        return " ".join(gpu_identity(cudart, device))
     except BackendError:
         return "unknown GPU"
-    if int(error2) != 0 or props is None:
-        return "unknown GPU"
-    name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else props.name
-    return f"{name} sm{props.major}{props.minor}"
 
 
 def _from_cache(cached: Path) -> bytes | None:

@@ -35,6 +35,13 @@ def cuda_runtime() -> Any:
     return cudart
 
 
+def gpu_identity(cudart: Any, index: int) -> tuple[str, str]:
+    """The name of CUDA device `index` and its compute capability as smXY."""
+    props = _check(cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
+    name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else props.name
+    return name, f"sm{props.major}{props.minor}"
+
+
 def _check(result: Any, what: str) -> Any:
     """cuda-python returns (error, *values); raise BackendError on an error, return the values."""
     err, *values = result if isinstance(result, tuple) else (result,)
@@ -155,13 +162,7 @@ class TensorRTBackend(Backend):
                 "(use an .onnx or .safetensors model on the CPU)"
             )
         _check(self.cudart.cudaSetDevice(self.device_index), "cudaSetDevice")
-        props = _check(self.cudart.cudaGetDeviceProperties(self.device_index), "cudaGetDeviceProperties")
-        name = (
-            props.name.decode(errors="replace").rstrip("\x00")
-            if isinstance(props.name, bytes)
-            else props.name
-        )
-        compute = f"sm{props.major}{props.minor}"
+        name, compute = gpu_identity(self.cudart, self.device_index)
         if targets and compute not in targets:
             raise BackendError(
                 f"{self.path}: built for {', '.join(targets)} but this GPU ({name}) is {compute}; "
