@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from common import TINY
 from PIL import Image
@@ -171,6 +172,34 @@ def test_trains_from_paired_folders_and_resumes(tmp_path, tiny_config, paired_di
     restarted = CliRunner().invoke(main, [*args, "--force", "--stop-at", "1"])
     assert restarted.exit_code == 0, restarted.output
     assert "stopped at step 1/4" in restarted.output
+
+
+def test_train_seed_repeats_a_run_on_the_same_pairs_and_split(tmp_path, tiny_config, paired_dirs):
+    """--seed draws the split too, so only --train-seed gives a second training of the same data."""
+    args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), *FAST, "--seed", "3"]
+    runs = {}
+    for name, extra in {
+        "plain": [],
+        "spelled": ["--train-seed", "3"],
+        "other": ["--train-seed", "4"],
+    }.items():
+        result = CliRunner().invoke(main, [*args, *extra, "-o", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        record = json.loads((tmp_path / name / "last.json").read_text())["training"]
+        runs[name] = (record, load_file(tmp_path / name / "last.safetensors"))
+    (plain, plain_weights), (spelled, spelled_weights), (other, other_weights) = runs.values()
+    assert plain["train_seed"] == spelled["train_seed"] == 3 and other["train_seed"] == 4
+    assert plain["sources"] == other["sources"] and plain["data_origin"] == other["data_origin"]
+    assert all(torch.equal(plain_weights[k], spelled_weights[k]) for k in plain_weights)
+    moved = max((plain_weights[k] - other_weights[k]).abs().max().item() for k in plain_weights)
+    assert moved > 1e-4
+    resumed = CliRunner().invoke(
+        main, [*args, "--train-seed", "5", "--resume", "-o", str(tmp_path / "other")]
+    )
+    assert resumed.exit_code == 1 and "cannot resume with different train_seed" in resumed.output
+    assert "(saved run used train_seed=4)" in resumed.output
+    same = CliRunner().invoke(main, [*args, "--train-seed", "3", "--resume", "-o", str(tmp_path / "plain")])
+    assert same.exit_code == 0 and "at step 4/4 already" in same.output
 
 
 def test_force_resume_and_data_checks(tmp_path, tiny_config, paired_dirs):

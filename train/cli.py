@@ -171,7 +171,14 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
     "--seed",
     default=0,
     type=int,
-    help="Seed of the synthetic pairs, the split, the patch order and the initial weights.",
+    help="Seed of the synthetic pairs, the split and (without --train-seed) the training.",
+)
+@click.option(
+    "--train-seed",
+    default=None,
+    type=int,
+    help="Seed of the initial weights, patch order, augmentation and shares alone [default: --seed]: "
+    "repeats a run on the same pairs and split, to tell a change from seed noise.",
 )
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--amp", is_flag=True, help="bfloat16 mixed precision (CUDA only).")
@@ -255,6 +262,8 @@ def main(
             "never decays (a short fine-tune wants a short --warmup)",
             stacklevel=1,
         )
+    if train_options["train_seed"] is None:  # recorded as used: spelling it out later is the same run
+        train_options["train_seed"] = train_options["seed"]
     config, config_name = resolve_config(config_value)
     init_path = None
     source = click.get_current_context().get_parameter_source("config_value")
@@ -309,7 +318,7 @@ def main(
             patch_size=patch_size,
             stride=stride,
             augment=augment,
-            seed=seed,
+            seed=settings.training_seed,
             unbanded_share=unbanded_share,
             identity_share=identity_share,
         )

@@ -21,8 +21,8 @@ from .image_pair import ImagePair
 
 # The settings that make the weights what they are (the run's own bookkeeping stays out).
 RECIPE = (
-    "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed", "amp", "val_every",
-    "max_val_images", "data", "sources",
+    "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed", "train_seed", "amp",
+    "val_every", "max_val_images", "data", "sources",
 )  # fmt: skip
 
 

@@ -53,8 +53,9 @@ from .provenance import checkpoint_record, hardware, training_record
 DIVERGED_DB = 10.0
 # Settings that define the run: resuming with different values would not continue the same run.
 RUN_DEFINING = (
-    "config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed", "data",
-    "sources", "max_val_images",  # the validation set too: best is chosen by comparing its scores
+    "config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed",
+    "train_seed", "data", "sources",
+    "max_val_images",  # the validation set too: best is chosen by comparing its scores
 )  # fmt: skip
 
 
@@ -76,6 +77,7 @@ class TrainSettings:
     val_every: int = 500
     max_val_images: int | None = None
     seed: int = 0
+    train_seed: int | None = None  # of the training alone (None: seed), to repeat a run on the same data
     amp: bool = False  # bfloat16 autocast on CUDA
     device: str = "auto"
     init: str | None = None  # checkpoint whose weights a new run starts from (fine-tuning)
@@ -83,6 +85,12 @@ class TrainSettings:
     data: dict[str, Any] = field(default_factory=dict)  # how patches are cut (size, stride, shares)
     sources: str | None = None  # fingerprint of the training and validation pictures (pairs_fingerprint)
     data_origin: dict[str, Any] = field(default_factory=dict)  # folders and degradations (provenance.py)
+
+    @property
+    def training_seed(self) -> int:
+        """Seeds the initial weights, the patch order, augmentation and shares; `seed` alone also
+        draws the pairs and the split, so a second training seed on the same data needs its own."""
+        return self.seed if self.train_seed is None else self.train_seed
 
 
 def pairs_fingerprint(train: Sequence[Any], val: Sequence[Any]) -> str:
@@ -273,7 +281,7 @@ class Trainer:
             raise TrainingError("--amp (bfloat16 autocast) needs a CUDA device; drop it on the CPU")
         if self.dist.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        torch.manual_seed(s.seed)
+        torch.manual_seed(s.training_seed)
         self.model = BDINN(BDINNConfig.from_dict(s.config)).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=s.lr)
         self.step = 0
@@ -378,7 +386,7 @@ class Trainer:
         epoch, position = divmod(step, self.batches_per_epoch)
         if cache.get("epoch") != epoch:
             cache["epoch"] = epoch
-            cache["order"] = epoch_order(len(self.train_set), self.settings.seed, epoch)
+            cache["order"] = epoch_order(len(self.train_set), self.settings.training_seed, epoch)
             if hasattr(self.train_set, "set_epoch"):
                 self.train_set.set_epoch(epoch)
         b = self.settings.batch_size
