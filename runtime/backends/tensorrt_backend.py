@@ -256,24 +256,31 @@ class TensorRTBackend(Backend):
             self.cudart.cudaFree(dev_out)
         state.buffers, state.shape = [], None
 
+    def _enqueue_failed(self) -> BackendError:
+        """The one error for a refused enqueue: TensorRT has already logged why."""
+        return BackendError(f"{self.path}: TensorRT failed to enqueue the engine (its error is above)")
+
+    def _execute(self, context: Any, stream: int) -> None:
+        """Enqueue the engine on `stream`, raising if TensorRT refuses."""
+        if not context.execute_async_v3(stream):
+            raise self._enqueue_failed()
+
     def _enqueue(self, state: _ThreadState) -> None:
         """Run the engine on the thread's stream, through a captured CUDA graph when asked."""
         if not self.cuda_graph:
-            if not state.context.execute_async_v3(state.stream):
-                raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine (its error is above)")
+            self._execute(state.context, state.stream)
             return
         graph = state.graphs.get(state.shape)
         if graph is None:
             cudart = self.cudart
             mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-            if not state.context.execute_async_v3(state.stream):  # first run outside capture: lazy setup
-                raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine (its error is above)")
+            self._execute(state.context, state.stream)  # first run outside capture: lazy setup
             _check(cudart.cudaStreamBeginCapture(state.stream, mode), "stream capture")
             enqueued = state.context.execute_async_v3(state.stream)
             captured = _check(cudart.cudaStreamEndCapture(state.stream), "stream capture")
             if not enqueued:  # a graph of part of the engine would replay silently
                 cudart.cudaGraphDestroy(captured)
-                raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine (its error is above)")
+                raise self._enqueue_failed()
             graph = _check(cudart.cudaGraphInstantiate(captured, 0), "graph instantiate")
             cudart.cudaGraphDestroy(captured)
             state.graphs[state.shape] = graph
@@ -319,8 +326,7 @@ class TensorRTBackend(Backend):
         state.context.set_tensor_address(self.input_name, int(input_ptr))
         state.context.set_tensor_address(self.output_name, int(output_ptr))
         state.shape = None  # the host path must rebind its own buffers next time
-        if not state.context.execute_async_v3(int(stream)):
-            raise BackendError(f"{self.path}: TensorRT failed to enqueue the engine (its error is above)")
+        self._execute(state.context, int(stream))
 
     def infer_tensor(self, batch: Any) -> Any:
         """A torch CUDA tensor [N, 3, H, W] in [0, 1] -> debanded on the GPU, on torch's current stream."""
