@@ -11,16 +11,16 @@ run. Prints a markdown table; --json for machines.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import torch
 
 from bdinn.runtime.bench import cpu_model
-from bdinn.runtime.files import OutputError, atomic_write, check_writable
+from bdinn.runtime.cli_options import report_files, write_report
 from bdinn.train.network import activate_geometry, banded_deform_conv_op
 from bdinn.train.ops import banded_deform_conv_gridsample, banded_deform_conv_reference, sampling_positions
 
@@ -104,22 +104,22 @@ def time_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> flo
     return sorted(samples)[len(samples) // 2]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", choices=["float32", "float16"], default="float16")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing --json file")
-    args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error(f"--repeats must be at least 1, got {args.repeats}")
-    if args.json:
-        try:  # now, not after the timings
-            check_writable(args.json, replace=args.force)
-        except OutputError as exc:
-            parser.error(str(exc))
+@click.command()
+@click.option(
+    "--dtype",
+    "dtype_name",
+    type=click.Choice(["float32", "float16"]),
+    default="float16",
+    show_default=True,
+    help="Data type on a GPU (a CPU runs float32).",
+)
+@click.option("--repeats", type=click.IntRange(1), default=20, show_default=True, help="Timed calls.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@report_files("json_path")
+def main(dtype_name: str, repeats: int, json_path: Path | None) -> None:
+    """Banded deformable convolution: our CUDA kernels vs the PyTorch formulations, side by side."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = getattr(torch, args.dtype) if device.type == "cuda" else torch.float32
+    dtype = getattr(torch, dtype_name) if device.type == "cuda" else torch.float32
     on_gpu = device.type == "cuda"
     impls: dict[str, Callable[..., torch.Tensor] | None] = {
         "bdinn CUDA kernels": banded_deform_conv_op if on_gpu else None,
@@ -149,7 +149,7 @@ def main() -> None:
             try:  # one failing formulation (out of memory, say) must not cost the others' rows
                 with torch.no_grad():
                     tensors = (x, geometry, weight, bias)
-                    row["ms"] = time_ms(lambda fn=fn, tensors=tensors: fn(*tensors), device, args.repeats)
+                    row["ms"] = time_ms(lambda fn=fn, tensors=tensors: fn(*tensors), device, repeats)
                 row["gflops"] = 2 * gmacs / row["ms"] * 1000
             except RuntimeError as exc:
                 row["error"] = str(exc).splitlines()[0]
@@ -159,8 +159,8 @@ def main() -> None:
     for r in rows:
         timing = f"{r['ms']:.3f} | {r['gflops']:.1f}" if "ms" in r else f"failed: {r['error']} |"
         print(f"| {r['shape']} | {r['impl']} | {timing} |")
-    if args.json:
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=2) + "\n"))
+    if json_path:
+        write_report(json_path, json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
