@@ -96,7 +96,7 @@ def to_markdown(name: str, rows: list[dict[str, float]]) -> str:
     help="Also write the rows as JSON.",
 )
 @max_change_option
-@report_files("json_path")
+@report_files("json_path", models="models")
 def main(models: tuple[Path, ...], bits: int, json_path: Path | None, max_change: float | None) -> None:
     """Debanding gain against band width for MODELS (default: the bundled model), served as
     bdinn-run serves them (--max-change off: the network's raw output, as the model card has it)."""

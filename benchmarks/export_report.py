@@ -44,7 +44,7 @@ def run_graph(path: Path, graph: str, image: np.ndarray, fp16: bool) -> np.ndarr
 @click.option("--config", "config_name", type=click.Choice(sorted(CONFIGS)), default=None,
               help="Untrained named config instead of a checkpoint.")  # fmt: skip
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@report_files("markdown_out")
+@report_files("markdown_out", models="checkpoint")
 def main(checkpoint: Path | None, config_name: str | None, markdown_out: Path | None) -> None:
     """Export report for CHECKPOINT (default: the bundled model)."""
     if config_name:

@@ -109,7 +109,7 @@ def to_markdown(report: dict[str, dict]) -> str:
 @click.option("--size", default=None, callback=parse_optional_size, help="HEIGHTxWIDTH, e.g. 1080x1920.")
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
-@report_files("json_path")
+@report_files("json_path", models="model")
 def main(
     model: Path | None, clean_dir: Path, degrade: str, max_images: int | None, size: tuple[int, int] | None,
     max_change: float | None, json_path: Path | None,

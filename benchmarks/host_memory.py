@@ -80,7 +80,7 @@ def run_case(
     "--backend", default="onnxruntime", show_default=True, type=click.Choice(["onnxruntime", "torch"])
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
-@report_files("json_path")
+@report_files("json_path", models="model")
 def main(
     model: str | None, sizes: list[tuple[int, int]], frames: int, modes: str, backend: str,
     json_path: Path | None,

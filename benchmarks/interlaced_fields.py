@@ -106,7 +106,7 @@ def field_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("--max-images", default=4, type=click.IntRange(1), help="Clean pictures used (seeded pick).")
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
-@report_files("json_path")
+@report_files("json_path", models="model")
 def main(model: Path | None, clean_dir: Path, size: tuple[int, int], pans: tuple[int, ...], max_images: int,
          max_change: float | None, json_path: Path | None) -> None:  # fmt: skip
     """PSNR of interlaced frames debanded whole and field by field (default MODEL: the bundled one)."""

@@ -20,7 +20,7 @@ import click
 from tqdm import tqdm
 
 from .debander import DEFAULT_MAX_CHANGE
-from .files import OutputError, atomic_write, check_writable
+from .files import OutputError, atomic_write, check_writable, files_of_model
 from .stop_signals import STOPPING
 
 P = ParamSpec("P")
@@ -236,27 +236,40 @@ allow_embedded_plugin_option = click.option(
 _REPORT_FORCE = "bdinn.report_force"  # report_files' --force, for write_report
 
 
-def report_files(*names: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def report_files(*names: str, models: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """-f/--force for a command that writes reports (the options `names`: --json, --markdown),
     which are checked before its work, as bdinn's commands check theirs: each can be written (a
-    missing folder failed after minutes of benchmarking), and an existing one is replaced only
-    with --force. The command writes them with write_report."""
+    missing folder failed after minutes of benchmarking), an existing one is replaced only with
+    --force, and none is the model it measures (the argument `models`: one path or several, with
+    their sidecars) or another report, even with --force. The command writes them with
+    write_report."""
 
     def decorate(command: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(command)
         def wrapper(*args: P.args, force: bool = False, **kwargs: P.kwargs) -> R:
             click.get_current_context().meta[_REPORT_FORCE] = force
-            for name in names:
-                if kwargs.get(name) is not None:
-                    try:
-                        check_writable(kwargs[name], replace=force)
-                    except OutputError as exc:
-                        raise click.ClickException(str(exc)) from None
+            given = kwargs.get(models) if models else None
+            inputs = [f for model in _paths(given) for f in files_of_model(model)]
+            reports = [Path(kwargs[name]) for name in names if kwargs.get(name) is not None]
+            try:
+                for index, report in enumerate(reports):
+                    if report.resolve() in {earlier.resolve() for earlier in reports[:index]}:
+                        raise OutputError(f"{report}: named for two reports; give each its own file")
+                    check_writable(report, inputs, replace=force)
+            except OutputError as exc:
+                raise click.ClickException(str(exc)) from None
             return command(*args, **kwargs)
 
         return click.option("-f", "--force", is_flag=True, help="Overwrite existing report files.")(wrapper)
 
     return decorate
+
+
+def _paths(given: Any) -> list[Any]:
+    """A model argument's paths: none, one, or click's tuple of several (nargs=-1)."""
+    if given is None:
+        return []
+    return list(given) if isinstance(given, tuple | list) else [given]
 
 
 def write_report(path: Path, text: str) -> None:

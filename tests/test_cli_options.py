@@ -67,3 +67,30 @@ def test_report_files_are_checked_before_the_work_and_kept_without_force(tmp_pat
     assert lost.exit_code == 1 and raced.read_text() == "another job's\n"
     assert CliRunner().invoke(racing, ["--json", str(raced), "--force"]).exit_code == 0
     assert raced.read_text() == "{}\n"
+
+
+def test_a_report_never_replaces_the_model_it_measures_or_another_report(tmp_path):
+    """--force replaces an old report, not the model (nor its JSON sidecar) the script measured."""
+    runs = []
+
+    @click.command()
+    @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+    @click.option("--json", "json_path", type=click.Path(path_type=Path))
+    @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path))
+    @report_files("json_path", "markdown_path", models="models")
+    def command(models: tuple[Path, ...], json_path: Path | None, markdown_path: Path | None) -> None:
+        runs.append(models)
+
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.onnx"
+    for model in (first, second):
+        model.write_bytes(b"weights")
+    for target in (second, tmp_path / "a.json", tmp_path / "sub" / ".." / "b.onnx"):
+        refused = CliRunner().invoke(command, [str(first), str(second), "--json", str(target), "--force"])
+        assert refused.exit_code == 1, target
+        assert refused.output == f"Error: {target}: is one of this command's inputs; choose another output\n"
+    twice = CliRunner().invoke(command, ["--json", str(tmp_path / "r"), "--markdown", str(tmp_path / "r")])
+    assert twice.exit_code == 1
+    assert twice.output == f"Error: {tmp_path / 'r'}: named for two reports; give each its own file\n"
+    assert runs == [] and first.read_bytes() == second.read_bytes() == b"weights"
+    fine = CliRunner().invoke(command, [str(first), "--json", str(tmp_path / "r.json")])
+    assert fine.exit_code == 0 and runs == [(first,)]
