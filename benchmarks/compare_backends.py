@@ -6,6 +6,9 @@ graph), and TensorRT FP16 engines (plugin and GridSample graphs) when a GPU and 
 present. Each row is `bdinn.runtime.bench.benchmark` on the same frame size. Writes a markdown
 table (and --json); rows that cannot run here say why instead of a number.
 
+Host memory is the whole run's peak, once: one process's peak only grows, so a row's own would
+carry every earlier row's. `benchmarks/host_memory.py` measures it per case, a process each.
+
     python benchmarks/compare_backends.py [CHECKPOINT] [--size 1080x1920] [-n 5] [--markdown out.md]
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -84,9 +88,10 @@ def tensorrt_rows(checkpoint: Path, folder: Path, cuda: bool) -> list[tuple[str,
     return rows
 
 
-def markdown(results: list[dict[str, Any]], size: tuple[int, int], machine: str) -> str:
+def markdown(results: list[dict[str, Any]], size: tuple[int, int], machine: str, peak_host: int) -> str:
     lines = [
-        f"Machine: {machine}. Frame 1x3x{size[0]}x{size[1]}, latency in ms per frame.",
+        f"Machine: {machine}. Frame 1x3x{size[0]}x{size[1]}, latency in ms per frame; "
+        f"peak host memory of the whole run {peak_host} MiB.",
         "",
         "| backend | end to end p50 | p90 | mean | fps | on device p50 | peak GPU memory |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -113,7 +118,7 @@ def markdown(results: list[dict[str, Any]], size: tuple[int, int], machine: str)
 @click.option("--warmup", type=click.IntRange(0), default=1)
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@report_files("markdown_out", "json_out")
+@report_files("markdown_out", "json_out", models="checkpoint")
 def main(
     checkpoint: Path | None, size: tuple[int, int], iterations: int, warmup: int,
     markdown_out: Path | None, json_out: Path | None,
@@ -133,13 +138,21 @@ def main(
                 # the CPU of a GPU machine.
                 where = "GPU" if deband.describe()["device"].startswith("cuda") else "CPU"
                 name = f"{name} ({where})"
-                results.append({"name": name, **benchmark(deband, size, 1, iterations, warmup)})
-    table = markdown(results, size, machine)
+                timings = benchmark(deband, size, 1, iterations, warmup)
+                del timings["peak_host_memory_mib"]  # this process's so far, not this row's
+                results.append({"name": name, **timings})
+    peak_host = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    table = markdown(results, size, machine, peak_host)
     click.echo(table)
     if markdown_out:
         write_report(markdown_out, table)
     if json_out:
-        report = {"machine": machine, "size": list(size), "results": results}
+        report = {
+            "machine": machine,
+            "size": list(size),
+            "peak_host_memory_mib": peak_host,
+            "results": results,
+        }
         write_report(json_out, json.dumps(report, indent=2, default=str) + "\n")
 
 
