@@ -341,6 +341,12 @@ def deband_video(
             f"{whole:.2f} s; the file may be cut short (the output holds what was there)",
             stacklevel=2,
         )
+    if job.bytes_after_frames:
+        warnings.warn(
+            f"{src}: ends inside a frame ({job.bytes_after_frames} bytes after the last whole one, which "
+            "FFmpeg drops); the output holds the whole frames: did the program writing it stop early?",
+            stacklevel=2,
+        )
     if job.damaged_packets or job.damaged_frames:
         warnings.warn(
             f"{src}: damaged ({job.damaged_packets} broken video packet(s), {job.damaged_frames} frame(s) "

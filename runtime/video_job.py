@@ -173,6 +173,7 @@ class VideoJob:
         self.retimed = False  # a frame moved to fit a container that counts frames (Y4M, AVI)
         self.stuck = False  # stopped by a signal with a thread blocked on a stalled pipe, left behind
         self.damaged_packets = self.damaged_frames = 0  # found broken by the demuxer, the decoder
+        self.bytes_after_frames = 0  # a Y4M source's tail, short of a whole frame
         self.clock_jumps = 0  # where the source's clock restarted (joined MPEG-TS recordings)
         self.muxed: dict[int, int] = {}  # carried output stream -> the last decode time muxed there
         self.equal_times_allowed = False  # by the output's muxer, as its decode times rise
@@ -317,12 +318,15 @@ class VideoJob:
         clock = AviClock() if self.source.format.name == "avi" else None
         start = self._start_in(self.time_base)
         mender = ClockMender(self.source.format, 1 / self.rate)
+        frames_end: int | None = None  # where the last video packet's bytes end in the source
         try:
             carried = self.carried.streams
             demuxed = self.source.demux(self.vin, *(self.source.streams[i] for i in carried))
             for packet in mender.packets(demuxed):
                 index = packet.stream.index
                 if packet.stream.type == "video":
+                    if packet.pos is not None and packet.pos >= 0 and packet.size:
+                        frames_end = packet.pos + packet.size
                     try:
                         frames = packet.decode()
                     except av.InvalidDataError:  # a packet the decoder refuses: skipped, as FFmpeg does
@@ -356,6 +360,7 @@ class VideoJob:
             for index, item in self.carried.flush():
                 pipe.put(decoded, _Carried(carried[index], item))
             self.clock_jumps = mender.jumps
+            self.bytes_after_frames = self._bytes_after(frames_end)
         except av.FFmpegError as exc:
             self._check_stdin()  # a read that failed: the reason for what FFmpeg makes of it
             if self.src == STDIN and "mp4" in self.source.format.name:  # its index may come last
@@ -367,6 +372,18 @@ class VideoJob:
             raise VideoError(f"{self.src}: cannot decode the {what} ({exc}); re-encode or repair it") from exc
         self._check_stdin()  # a read that failed ended the stream early: not its end
         pipe.put(decoded, END)
+
+    def _bytes_after(self, frames_end: int | None) -> int:
+        """How many bytes of a Y4M source follow its last whole frame: FFmpeg's reader drops a
+        frame cut short (its writer died) without a word. Only Y4M: other containers may well end
+        in an index or padding after their last frame."""
+        if self.source.format.name != "yuv4mpegpipe" or frames_end is None:
+            return 0
+        if self.stdin is not None:
+            size = self.stdin.read_bytes if self.stdin.at_end else frames_end
+        else:
+            size = os.stat(self.src).st_size if Path(self.src).is_file() else frames_end
+        return max(0, size - frames_end)
 
     def _check_stdin(self) -> None:
         failed = self.stdin.error(self.src) if self.stdin is not None else None

@@ -28,19 +28,26 @@ class StandardInput:
     waited for the writer to send more. This one waits in select() a moment at a time and ends
     the stream (b"") once `stop` is set: by a signal while the source is opened, or by the job's
     stop flag, which it is, while the decode thread reads. A read that fails (standard input
-    closed or broken) also ends the stream, and is kept in `failed` to be reported."""
+    closed or broken) also ends the stream, and is kept in `failed` to be reported. It counts
+    the bytes it passes on (`read_bytes`, and `at_end` once the writer closed the pipe), which is
+    all there is to tell a Y4M stream that ends inside a frame."""
 
     name = "pipe:0"  # what PyAV's messages call it
 
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.failed: OSError | None = None
+        self.read_bytes = 0
+        self.at_end = False
 
     def read(self, size: int) -> bytes:
         while not self.stop.is_set() and self.failed is None:
             try:
                 if os.name == "nt" or select.select([0], [], [], _POLL)[0]:  # no select() on pipes there
-                    return os.read(0, size)
+                    data = os.read(0, size)
+                    self.read_bytes += len(data)
+                    self.at_end = not data
+                    return data
             except OSError as exc:
                 self.failed = exc
         return b""

@@ -711,6 +711,22 @@ class TestVideo:
         with self.av.open(str(tmp_path / "again.mkv")) as container:
             assert sum(1 for _ in container.decode(video=0)) == N
 
+    def test_a_pipe_that_ends_inside_a_frame(self, model, tmp_path):
+        """`producer | bdinn-run - -o out.mkv` where the producer died mid-frame: FFmpeg drops the
+        part frame silently, so without a word this looked like the stream's end (exit 0)."""
+        frame = b"FRAME\n" + bytes(64 * 48 * 3 // 2)
+        stream = b"YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\n" + frame * 3
+        cut = _bdinn_run(model, "-", "-o", tmp_path / "cut.mkv", "-q", stdin=stream[:-1000])
+        assert cut.returncode == 0, cut.stderr
+        assert cut.stderr.decode().splitlines() == [
+            "Warning: <stdin>: ends inside a frame (3614 bytes after the last whole one, which FFmpeg "
+            "drops); the output holds the whole frames: did the program writing it stop early?"
+        ]
+        with self.av.open(str(tmp_path / "cut.mkv")) as container:
+            assert sum(1 for _ in container.decode(video=0)) == 2
+        whole = _bdinn_run(model, "-", "-o", tmp_path / "whole.mkv", "-q", stdin=stream)
+        assert whole.returncode == 0 and whole.stderr == b""
+
     def test_a_reader_that_stops_early(self, model, tmp_path):
         """`bdinn-run - -o - | head -c 100`: one line saying so, not an FFmpeg errno."""
         from video_sources import make_video

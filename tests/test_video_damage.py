@@ -1,5 +1,7 @@
 """Damaged and odd sources: broken packets, size changes mid-stream, frames too large to decode."""
 
+import warnings
+
 import pytest
 
 av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
@@ -65,6 +67,35 @@ def test_a_change_of_picture_size_is_scaled_to_the_first_with_a_warning(tmp_path
     after = probe(tmp_path / "out.mkv")
     assert report.frames == 8 and after["size"] == (W, H)
     assert [round(float(rgb.mean()) / 30) for rgb in after["rgb"]] == list(range(8))
+
+
+def y4m(frames: int, cut: int = 0) -> bytes:
+    """A 64x48 4:2:0 Y4M of `frames` flat frames, less its last `cut` bytes (a writer that died)."""
+    whole = b"YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\n" + b"".join(
+        b"FRAME\n" + bytes([40 + 30 * i]) * (64 * 48 * 3 // 2) for i in range(frames)
+    )
+    return whole[: len(whole) - cut]
+
+
+def test_a_y4m_that_ends_inside_a_frame_keeps_the_whole_frames_with_a_warning(tmp_path):
+    """FFmpeg's Y4M reader drops a frame cut short without a word, so a producer that died
+    mid-frame looked like a clean end (exit 0); the bytes past the last whole frame tell it."""
+    src = tmp_path / "cut.y4m"
+    src.write_bytes(y4m(3, cut=1000))
+    with pytest.warns(
+        UserWarning, match=r"cut\.y4m: ends inside a frame \(3614 bytes after the last whole one"
+    ):
+        report = deband_video(src, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert report.frames == 2 and len(probe(tmp_path / "out.mkv")["times"]) == 2
+    (tmp_path / "whole.y4m").write_bytes(y4m(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a whole stream is not warned about
+        assert (
+            deband_video(
+                tmp_path / "whole.y4m", tmp_path / "whole.mkv", lambda rgb: rgb, progress=False
+            ).frames
+            == 3
+        )
 
 
 def test_frames_too_large_to_decode_are_refused_at_open(tmp_path):
