@@ -1,7 +1,11 @@
 """BDINN's structure: exact invertibility, sizes, and the paper's parameter / MAC counts."""
 
+import dataclasses
+
 import pytest
 import torch
+import torch.nn.functional as F
+from common import TINY, perturbed_tiny
 
 from bdinn.train.complexity import count_macs
 from bdinn.train.network import (
@@ -11,7 +15,10 @@ from bdinn.train.network import (
     build_model,
     count_parameters,
     dense_coupling,
+    flat_gate,
     get_config,
+    pad_to_multiple,
+    upsample2_bicubic,
 )
 
 
@@ -116,6 +123,7 @@ def test_config_round_trip_and_lookup():
         ({"channels": 1}, r"channels=1; bdinn debands RGB pictures \(3\)"),  # was a failed split at step 1
         ({"kernel": [3, 4]}, r"kernel=\[3, 4\]; its sizes must be odd"),
         ({"banded_impl": "nope"}, "banded_impl='nope'; choose from reference, gridsample, op"),
+        ({"coarse_pass": "yes"}, "coarse_pass='yes'; true or false"),
     ],
 )
 def test_a_config_no_network_can_have_is_refused_up_front(fields, message):
@@ -125,3 +133,49 @@ def test_a_config_no_network_can_have_is_refused_up_front(fields, message):
 
 def test_parameter_count_is_deterministic():
     assert count_parameters(build_model("lite")) == count_parameters(build_model("lite"))
+
+
+def test_coarse_pass_is_stored_only_when_on():
+    """Configs written before the field existed (every checkpoint, the bundled model's JSON) keep
+    their exact dict, and so their run fingerprints; one with it on says so."""
+    assert "coarse_pass" not in get_config("lite").to_dict()
+    on = dataclasses.replace(get_config("lite"), coarse_pass=True)
+    assert on.to_dict()["coarse_pass"] is True
+    assert BDINNConfig.from_dict(on.to_dict()) == on
+
+
+def test_the_flat_gate_opens_on_flat_areas_and_shuts_near_texture_and_edges():
+    y = torch.full((1, 3, 96, 128), 0.5)
+    y[..., 64:] = 0.5 + 1 / 255  # a 1-level band step: flat enough
+    y[..., :48, 40:41] = 0.0  # a thin dark line
+    gate = flat_gate(y)[0, 0]
+    assert gate.shape == (96, 128)
+    assert gate[80:, 90:].min() > 0.999  # far from the line, across the band step
+    assert gate[:40, 36:45].max() < 0.5  # on and beside the line
+    assert gate[:40, 5].min() > 0.99 and gate[:40, 80].min() > 0.99
+    noise = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert flat_gate(noise).max() < 1e-3  # texture everywhere
+
+
+@pytest.mark.parametrize(("h", "w"), [(64, 96), (37, 53)])
+def test_the_coarse_pass_changes_only_flat_areas_at_any_size(h, w):
+    single = perturbed_tiny()
+    double = perturbed_tiny(config=dataclasses.replace(TINY, coarse_pass=True))  # the same weights
+    ramp = torch.linspace(0.44, 0.52, w).view(1, 1, 1, w).expand(1, 3, h, w)
+    banded = torch.round(ramp * 31) / 31  # 5-bit bands, flat inside
+    textured = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert double(textured).shape == (1, 3, h, w)
+        # Gate shut everywhere: the full-size pass alone, on the frame padded to a multiple of 16.
+        alone = single(pad_to_multiple(textured, 16))[..., :h, :w]
+        assert (double(textured) - alone).abs().max() < 1e-5
+        moved = (double(banded) - single(pad_to_multiple(banded, 16))[..., :h, :w]).abs().max()
+    assert moved > 1e-3  # the half-size pass's low frequencies, where the bands are flat
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 3, 16, 24), (1, 3, 1, 1)])
+def test_the_2x_bicubic_convolution_is_f_interpolate(shape):
+    """The coarse pass's upsampling, written as a convolution for TensorRT-RTX, borders included."""
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(3))
+    expected = F.interpolate(x, scale_factor=2.0, mode="bicubic", align_corners=False)
+    assert (upsample2_bicubic(x) - expected).abs().max() < 1e-6

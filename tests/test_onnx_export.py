@@ -166,3 +166,25 @@ def test_paper_configuration_exports_every_graph_with_parity(tmp_path, graph):
     with torch.no_grad():
         expected = model(y).numpy()
     assert np.abs(run(result, y.numpy()) - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("graph", ["plugin", "gridsample"])
+def test_the_coarse_pass_exports_with_parity_at_any_size(tmp_path, graph):
+    """A network with the coarse pass: both passes in one graph, sizes still dynamic (16 too, the
+    smallest a graph takes), the same output as PyTorch on flat-banded and on odd-sized input."""
+    import dataclasses
+
+    from common import TINY
+
+    model = perturbed_tiny(config=dataclasses.replace(TINY, coarse_pass=True))
+    result = export_onnx(model, tmp_path / f"coarse-{graph}.onnx", graph)
+    assert result.op_counts.get(OPS[graph]) == 16  # every banded layer twice: full and half size
+    assert "Resize" not in result.op_counts  # brought back up by a convolution: TensorRT-RTX builds it
+    for size in [(64, 96), (37, 53), (16, 16)]:
+        ramp = torch.linspace(0.44, 0.52, size[1]).view(1, 1, 1, -1).expand(1, 3, *size)
+        y = torch.round(ramp * 31) / 31  # flat bands: the gate is open
+        with torch.no_grad():
+            expected = model(y).numpy()
+        out = run(result, y.numpy().copy())
+        assert out.shape == expected.shape
+        assert np.abs(out - expected).max() <= 1e-4

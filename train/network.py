@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..runtime.metrics import BT709_LUMA
 from .ops import banded_deform_conv_gridsample, banded_deform_conv_reference
 
 
@@ -85,6 +86,9 @@ class BDINNConfig:
     kernel: tuple[int, int] = (3, 5)  # banded deformable kernel (kh, kw)
     clamp: float = 2.0  # soft clamp of every coupling's log-scale: |s| < clamp
     banded_impl: str = "gridsample"
+    # Run the network again on the half-size frame and take its low frequencies where the input is
+    # flat: bands twice as wide come within reach, at a quarter more work (BDINN._with_coarse_pass).
+    coarse_pass: bool = False
 
     def __post_init__(self) -> None:
         """Refuse sizes no network has, with the field's name, before torch fails on them."""
@@ -122,6 +126,8 @@ class BDINNConfig:
             raise ValueError(
                 f"invalid BDINN config: kernel={list(self.kernel)}; its sizes must be odd (3, 5)"
             )
+        if not isinstance(self.coarse_pass, bool):
+            raise ValueError(f"invalid BDINN config: coarse_pass={self.coarse_pass!r}; true or false")
         if self.banded_impl not in BANDED_CONV_IMPLS:
             choices = ", ".join(BANDED_CONV_IMPLS)
             raise ValueError(f"invalid BDINN config: banded_impl={self.banded_impl!r}; choose from {choices}")
@@ -135,7 +141,11 @@ class BDINNConfig:
         return 8 * sum(stages) * (self.dense_depth + 1)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As JSON stores it; coarse_pass only when on, so configs written before it stay identical."""
+        data = asdict(self)
+        if not self.coarse_pass:
+            del data["coarse_pass"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> BDINNConfig:
@@ -514,16 +524,73 @@ class BDINN(nn.Module):
         return z[:, :c], z[:, c:]
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        """Deband y [N,C,H,W] (values in [0, 1]) of any size: pad to a multiple of 8, crop back."""
+        """Deband y [N,C,H,W] (values in [0, 1]) of any size, with the coarse pass if configured."""
+        return self._with_coarse_pass(y) if self.config.coarse_pass else self._deband(y)
+
+    def _deband(self, y: torch.Tensor) -> torch.Tensor:
+        """One pass of the network: pad to a multiple of 8, crop back."""
         h, w = y.shape[-2:]
         padded = pad_to_multiple(y, self.multiple)
         x, _ = self.decompose(padded, padded)
         return x[..., :h, :w]
 
+    def _with_coarse_pass(self, y: torch.Tensor) -> torch.Tensor:
+        """The network's output with its low frequencies replaced, where the input is flat, by those
+        of the network run on the half-size frame. A band wider than the network reaches (its
+        smooth regions' bands run to 60-280 px) is half as wide there, so the ramp inside it is
+        rebuilt; texture and edges keep the full-size pass (the gate is zero near them). Padded to
+        a multiple of 16 first, so that both passes need no padding of their own."""
+        h, w = y.shape[-2:]
+        padded = pad_to_multiple(y, 2 * self.multiple)
+        out, _ = self.decompose(padded, padded)
+        small = F.avg_pool2d(padded, 2)
+        half, _ = self.decompose(small, small)
+        correction = upsample2_bicubic(half - F.avg_pool2d(out, 2))
+        return (out + flat_gate(padded) * correction)[..., :h, :w]
+
     def _check_multiple(self, t: torch.Tensor) -> None:
         h, w = t.shape[-2:]
         if h % self.multiple or w % self.multiple:
             raise ValueError(f"decompose/reconstruct need H and W divisible by 8, got {h}x{w}")
+
+
+# The coarse pass's gate: input luma spread within FLAT_WINDOW x FLAT_WINDOW at most FLAT_LEVELS
+# 8-bit levels, feathered by a Gaussian of FLAT_FEATHER px. Chosen on training pictures.
+FLAT_WINDOW, FLAT_LEVELS, FLAT_FEATHER = 9, 2.0, 4.0
+
+
+def flat_gate(y: torch.Tensor) -> torch.Tensor:
+    """[N,1,H,W] in [0, 1]: 1 where the picture is flat around a pixel, 0 near texture and edges."""
+    luma = (y * torch.from_numpy(BT709_LUMA).to(y).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    pad = FLAT_WINDOW // 2
+    spread = F.max_pool2d(luma, FLAT_WINDOW, 1, pad) + F.max_pool2d(-luma, FLAT_WINDOW, 1, pad)
+    flat = (spread <= FLAT_LEVELS / 255).to(y.dtype)
+    radius = int(4 * FLAT_FEATHER)
+    taps = torch.arange(-radius, radius + 1, device=y.device, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (taps / FLAT_FEATHER) ** 2)
+    kernel = (kernel / kernel.sum()).to(y.dtype)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+
+
+# Keys' cubic (a = -0.75, as F.interpolate's bicubic) at 2x with half-pixel centres: an output
+# pixel sits a quarter pixel from its source pixel, so each of the two phases is a fixed 4-tap
+# filter, written here over the 5 taps i-2 .. i+2.
+_CUBIC_PHASES = (
+    (-0.03515625, 0.26171875, 0.87890625, -0.10546875, 0.0),  # even outputs: 1/4 px before pixel i
+    (0.0, -0.10546875, 0.87890625, 0.26171875, -0.03515625),  # odd outputs: 1/4 px after it
+)
+
+
+def upsample2_bicubic(x: torch.Tensor) -> torch.Tensor:
+    """F.interpolate(x, scale_factor=2, mode="bicubic") as a convolution and a pixel shuffle:
+    TensorRT-RTX's builder fails on a cubic Resize of a dynamic shape, and these two it builds."""
+    phases = torch.tensor(_CUBIC_PHASES, device=x.device, dtype=torch.float32)
+    kernels = (phases[:, None, :, None] * phases[None, :, None, :]).reshape(4, 1, 5, 5)  # (row, col)
+    channels = x.shape[1]
+    weight = kernels.repeat(channels, 1, 1, 1).to(x.dtype)
+    padded = F.pad(x, (2, 2, 2, 2), mode="replicate")  # F.interpolate clamps at the borders
+    return F.pixel_shuffle(F.conv2d(padded, weight, groups=channels), 2)
 
 
 def pad_to_multiple(y: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -533,12 +600,22 @@ def pad_to_multiple(y: torch.Tensor, multiple: int) -> torch.Tensor:
     (the ONNX exporter specialises `if pad == 0` to the traced size and drops the Pad).
     """
     h, w = y.shape[-2:]
-    mode = "reflect" if h > multiple and w > multiple else "replicate"
+    mode = "reflect" if h >= multiple and w >= multiple else "replicate"  # reflect needs pad < side
     return F.pad(y, (0, (-w) % multiple, 0, (-h) % multiple), mode=mode)
 
 
 def build_model(config: BDINNConfig | str) -> BDINN:
     return BDINN(get_config(config) if isinstance(config, str) else config)
+
+
+def with_coarse_pass(model: BDINN) -> BDINN:
+    """`model` with the coarse pass on: the same weights (the pass adds none), device and mode."""
+    if model.config.coarse_pass:
+        return model
+    on = BDINN(replace(model.config, coarse_pass=True))
+    on.load_state_dict(model.state_dict())
+    parameter = next(model.parameters())
+    return on.to(parameter.device, parameter.dtype).train(model.training)
 
 
 def count_parameters(model: nn.Module) -> int:
