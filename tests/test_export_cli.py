@@ -409,3 +409,27 @@ def test_every_setting_that_changes_a_plan_changes_its_cache_key(tmp_path):
     datacentre = replace(RTX, flavour="tensorrt")
     a100 = cache_key(graph, EngineSettings(), datacentre, "float", "NVIDIA A100-SXM4-80GB sm80")
     assert a100 != cache_key(graph, EngineSettings(), datacentre, "float", "NVIDIA H100 80GB HBM3 sm90")
+
+
+@needs_rtx
+def test_the_coarse_pass_is_built_into_the_engine_and_recorded(tmp_path):
+    """--coarse-pass: both passes in one plugin graph that TensorRT-RTX builds (a cubic Resize of a
+    dynamic shape it could not), the sidecar's config saying so, and its own default file name."""
+    from common import TINY
+
+    from bdinn.train.network import BDINN
+
+    tiny = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
+    result = export(
+        str(tiny), "--coarse-pass", "--fp16", "--graph", "plugin", "--target", "sm89", "--min", "16x16",
+        "--opt", "64x64", "--max", "128x128", "--cache-dir", str(tmp_path / "c"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plan = tmp_path / "tiny-plugin-fp16-coarse.plan"
+    sidecar = json.loads((tmp_path / "tiny-plugin-fp16-coarse.plan.json").read_text())
+    assert sidecar["model_config"] == json.loads(json.dumps({**TINY.to_dict(), "coarse_pass": True}))
+    graph = onnx.load(tmp_path / "tiny-plugin-fp16-coarse.onnx").graph
+    banded = sum(isinstance(m, BandedDeformConv2d) for m in BDINN(TINY).modules())
+    assert sum(n.op_type == "BandedDeformConv2d" for n in graph.node) == 2 * banded  # full and half size
+    assert not any(n.op_type == "Resize" for n in graph.node)
+    assert plan.read_bytes().count(b"BandedDeformConv2d") >= 2 * banded
