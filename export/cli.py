@@ -181,7 +181,7 @@ def main(
         model, meta = load_checkpoint(checkpoint)
         name = meta.get("config_name") or "custom"
         say(f"checkpoint: {checkpoint} ({name} configuration, step {meta.get('step', '?')})")
-        if coarse_pass:  # the engine's sidecar and the graph's metadata record it in the config
+        if coarse_pass:  # the engine's sidecar (model_config) and the graph's metadata record it
             model = with_coarse_pass(model)
             meta = {**meta, "config": model.config.to_dict()}
         with counting_seconds(f"onnx: exporting the {graph} graph"):

@@ -163,7 +163,10 @@ def export_onnx(
     ):
         out_dim.CopyFrom(in_dim)
     # What the runtime cannot tell from the inputs: a uint8-I/O graph computes in fp32 or fp16.
-    onnx.helper.set_model_props(proto, {"bdinn.precision": "fp16" if fp16 else "fp32", "bdinn.graph": graph})
+    props = {"bdinn.precision": "fp16" if fp16 else "fp32", "bdinn.graph": graph}
+    if model.config.coarse_pass:  # the runtime tiles such a graph on its 16-px grid
+        props["bdinn.coarse_pass"] = "true"
+    onnx.helper.set_model_props(proto, props)
     onnx.checker.check_model(proto)
     written = atomic_write(path, lambda tmp: onnx.save(proto, tmp), replace=replace)
     counts = Counter(f"{n.domain + '::' if n.domain else ''}{n.op_type}" for n in proto.graph.node)

@@ -282,7 +282,8 @@ class Debander:
         if tile is None:
             out = self._infer_padded(batch)
         else:
-            out = run_tiled(self._infer_padded, batch, tile, min(self.overlap, min(tile) // 2), progress)
+            overlap, grid = min(self.overlap, min(tile) // 2), self.backend.tile_grid
+            out = run_tiled(self._infer_padded, batch, tile, overlap, progress, grid)
         return self._limited(batch, out)
 
     def _limited(self, batch: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -324,6 +325,7 @@ class Debander:
         most HOST_TILE_PIXELS for a large frame on the CPU; None: the frame runs whole. Memory
         and time follow the tile, not the frame."""
         limit, least = self.backend.max_size, 2 * self.overlap  # room for both fades of a tile
+        grid = self.backend.tile_grid
         bound = limit  # the largest frame that runs whole: the profile's, and the user's tile
         if self.tile is not None:
             bound = (
@@ -335,12 +337,14 @@ class Debander:
             top = (bound[0] // 8 * 8, bound[1] // 8 * 8)
             smallest = self.backend.min_size if limit is not None else (0, 0)
             low = [min(max(least, m), t) for m, t in zip(smallest, top, strict=True)]
-            return even_tile(size, self.overlap, max_shape=top, min_shape=(low[0], low[1]))
+            return even_tile(size, self.overlap, max_shape=top, min_shape=(low[0], low[1]), grid=grid)
         if self.tile is not None:
             return None
         if self.backend.device == "cpu" and size[0] * size[1] > HOST_TILE_PIXELS:
             least = min(least, 1024)  # an --overlap given for engine tiles must not refuse CPU frames
-            return even_tile(size, least // 2, max_pixels=HOST_TILE_PIXELS, min_shape=(least, least))
+            return even_tile(
+                size, least // 2, max_pixels=HOST_TILE_PIXELS, min_shape=(least, least), grid=grid
+            )
         return None
 
     def _infer_padded(self, batch: np.ndarray) -> np.ndarray:

@@ -140,34 +140,36 @@ def _ramp(length: int, overlap: int, first: bool, last: bool) -> np.ndarray:
     return weights
 
 
-def _starts(size: int, tile: int, overlap: int) -> list[int]:
+def _starts(size: int, tile: int, overlap: int, grid: int = 8) -> list[int]:
     """Where tiles of `tile` pixels sharing at least `overlap` start along one axis: all at
-    multiples of 8, as the whole frame's grid is. The network halves the resolution three times,
-    so a tile shifted off that grid computes another picture (a random network's tiles 60 px
-    apart differed from the whole frame by 0.13; 64 px apart, by 0.006). The last tile ends at
-    the frame's edge and may be up to 7 px narrower."""
+    multiples of `grid`, as the whole frame's grid is. The network halves the resolution three
+    times (grid 8; with the coarse pass four, grid 16), so a tile shifted off that grid computes
+    another picture (a random network's tiles 60 px apart differed from the whole frame by 0.13;
+    64 px apart, by 0.006). The last tile ends at the frame's edge and may be up to grid - 1 px
+    narrower."""
     if size <= tile:
         return [0]
-    return [*_inner_starts(size, tile, overlap), _last_start(size, tile)]
+    return [*_inner_starts(size, tile, overlap, grid), _last_start(size, tile, grid)]
 
 
-def _inner_starts(size: int, tile: int, overlap: int) -> range:
-    """Every start but the last: full tiles, a multiple of 8 apart."""
-    return range(0, _last_start(size, tile), max(8, (tile - overlap) // 8 * 8))
+def _inner_starts(size: int, tile: int, overlap: int, grid: int) -> range:
+    """Every start but the last: full tiles, a multiple of `grid` apart."""
+    return range(0, _last_start(size, tile, grid), max(grid, (tile - overlap) // grid * grid))
 
 
-def _last_start(size: int, tile: int) -> int:
-    return -(-(size - tile) // 8) * 8  # rounded up to the grid: this tile ends at the edge
+def _last_start(size: int, tile: int, grid: int) -> int:
+    return -(-(size - tile) // grid) * grid  # rounded up to the grid: this tile ends at the edge
 
 
-def _count(size: int, tile: int, overlap: int) -> int:
+def _count(size: int, tile: int, overlap: int, grid: int) -> int:
     """len(_starts(...)) without listing them: even_tile weighs thousands of layouts."""
-    return 1 if size <= tile else len(_inner_starts(size, tile, overlap)) + 1
+    return 1 if size <= tile else len(_inner_starts(size, tile, overlap, grid)) + 1
 
 
 def even_tile(
     size: tuple[int, int], overlap: int, max_pixels: int | None = None,
     max_shape: tuple[int, int] | None = None, min_shape: tuple[int, int] = (MIN_SIDE, MIN_SIDE),
+    grid: int = 8,
 ) -> tuple[int, int]:  # fmt: skip
     """The (height, width) of the fewest tiles that cover a frame, each of at most max_pixels and
     between min_shape and max_shape (an engine profile's bounds), cut evenly: tiles of the largest
@@ -199,7 +201,7 @@ def even_tile(
         if th > high or cols is None:
             continue
         tw = side(w, cols, min_shape[1])
-        count = _count(h, th, overlap) * _count(w, tw, overlap)
+        count = _count(h, th, overlap, grid) * _count(w, tw, overlap, grid)
         candidate = (count, count * th * tw, (th, tw))
         best = candidate if best is None else min(best, candidate)
     if best is None:
@@ -214,14 +216,15 @@ def even_tile(
 
 def run_tiled(
     infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, tile: tuple[int, int], overlap: int,
-    progress: Progress | None = None,
+    progress: Progress | None = None, grid: int = 8,
 ) -> np.ndarray:  # fmt: skip
     """Run `infer` over overlapping (height, width) windows of [N, 3, H, W] and blend them
     seamlessly, calling progress(done, total) after each.
 
     Neighbouring tiles share at least `overlap` pixels, where their outputs are cross-faded with
     linear weights, normalised to sum to one; the network's receptive field makes tile borders
-    differ, and the fade hides that. Tiles start on the whole frame's 8-px grid (_starts).
+    differ, and the fade hides that. Tiles start on the whole frame's `grid` (_starts): 8 px, or the
+    backend's tile_grid.
     """
     tile_h, tile_w = tile
     if overlap * 2 > min(tile_h, tile_w):
@@ -229,7 +232,7 @@ def run_tiled(
     h, w = batch.shape[-2:]
     out = np.zeros_like(batch)
     total = np.zeros((h, w), np.float32)
-    rows, cols = _starts(h, tile_h, overlap), _starts(w, tile_w, overlap)
+    rows, cols = _starts(h, tile_h, overlap, grid), _starts(w, tile_w, overlap, grid)
     for i, top in enumerate(rows):
         th = min(tile_h, h - top)
         wy = _ramp(th, overlap, i == 0, i == len(rows) - 1) if len(rows) > 1 else np.ones(th, np.float32)

@@ -65,6 +65,7 @@ def test_graph_structure(exported, graph):
     assert result.op_counts.get(OPS[graph]) == 8
     assert all(result.op_counts.get(op, 0) == 0 for g, op in OPS.items() if g != graph)
     assert result.op_counts.get("Pad") == 1  # padding to a multiple of 8 lives inside the graph
+    assert "bdinn.coarse_pass" not in {p.key for p in proto.metadata_props}  # single pass: 8-px tiles
     assert 0 < result.nodes_final <= result.nodes_exported
     if graph == "plugin":
         node = next(n for n in proto.graph.node if n.op_type == "BandedDeformConv2d")
@@ -180,6 +181,13 @@ def test_the_coarse_pass_exports_with_parity_at_any_size(tmp_path, graph):
     result = export_onnx(model, tmp_path / f"coarse-{graph}.onnx", graph)
     assert result.op_counts.get(OPS[graph]) == 16  # every banded layer twice: full and half size
     assert "Resize" not in result.op_counts  # brought back up by a convolution: TensorRT-RTX builds it
+    props = {p.key: p.value for p in onnx.load(result.path).metadata_props}
+    assert props["bdinn.coarse_pass"] == "true"  # so that the runtime tiles it on its 16-px grid
+    if graph == "gridsample":
+        from bdinn.runtime.debander import Debander
+
+        with Debander.open(result.path) as deband:
+            assert deband.backend.tile_grid == 16
     for size in [(64, 96), (37, 53), (16, 16)]:
         ramp = torch.linspace(0.44, 0.52, size[1]).view(1, 1, 1, -1).expand(1, 3, *size)
         y = torch.round(ramp * 31) / 31  # flat bands: the gate is open

@@ -515,6 +515,7 @@ class _Profiled:
 
     name, precision, device = "profiled", "fp32", "cuda"
     min_size, max_size = (64, 64), (360, 640)
+    tile_grid = 8
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         h, w = batch.shape[-2:]
@@ -592,3 +593,26 @@ def test_gray_output_is_the_mean_of_the_colour_output(models, sky):
     out = deband(gray, bit_depth=16).astype(np.float64)
     assert np.abs(out - rgb.mean(axis=2)).max() <= 1  # rounding
     assert np.abs(rgb[:, :, 0] - rgb[:, :, 2]).max() > 1  # the network's channels differ: it matters
+
+
+def test_a_coarse_pass_model_is_tiled_on_its_16_px_grid(tmp_path):
+    """The coarse pass halves the resolution once more than the network: tiles on the 8-px grid
+    (232 px in tiles of 120 sharing 60 start at 56) computed another picture."""
+    import dataclasses
+
+    from common import TINY, perturbed_tiny
+
+    from bdinn.runtime.processing import run_tiled
+    from bdinn.train.checkpoint import save_checkpoint
+
+    model = perturbed_tiny(config=dataclasses.replace(TINY, coarse_pass=True))
+    ramp = np.linspace(0.3, 0.5, 232, dtype=np.float32)[None, :] + np.linspace(0, 0.1, 200)[:, None]
+    batch = np.repeat((np.round(ramp * 63) / 63).astype(np.float32)[None, None], 3, axis=1)
+    checkpoint = save_checkpoint(tmp_path / "coarse.safetensors", model, config_name=None, step=1)
+    deband = Debander.open(checkpoint, max_change=None, tile=120, overlap=60)
+    assert deband.backend.tile_grid == 16
+    whole = deband.backend.infer(batch)
+    on_grid = run_tiled(deband.backend.infer, batch, (120, 120), 60, grid=16)
+    off_grid = run_tiled(deband.backend.infer, batch, (120, 120), 60, grid=8)
+    np.testing.assert_array_equal(deband.infer(batch), np.clip(on_grid, 0, 1))  # what Debander runs
+    assert np.abs(on_grid - whole).max() < 0.01 < np.abs(off_grid - whole).max()

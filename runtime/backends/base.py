@@ -26,6 +26,7 @@ class Backend(ABC):
     min_size: tuple[int, int] = (16, 16)
     max_size: tuple[int, int] | None = None
     uint8_io: bool = False  # a graph exported with --io uint8: 8-bit pictures in and out
+    tile_grid: int = 8  # where tiles may start: the model's own grid (16 with the coarse pass)
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray: ...

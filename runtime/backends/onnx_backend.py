@@ -74,7 +74,9 @@ class OnnxBackend(Backend):
         self.input_name, self.output_name = inp.name, out.name
         self.input_dtype = _ORT_TYPES[inp.type]
         self.uint8_io = self.input_dtype == np.uint8
-        recorded = self.session.get_modelmeta().custom_metadata_map.get("bdinn.precision")  # bdinn-export's
+        props = self.session.get_modelmeta().custom_metadata_map  # bdinn-export's
+        recorded = props.get("bdinn.precision")
+        self.tile_grid = 16 if props.get("bdinn.coarse_pass") == "true" else 8
         self.precision = recorded or ("fp16" if self.input_dtype == np.float16 else "fp32")
         self.device = f"cuda:{gpu}" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 

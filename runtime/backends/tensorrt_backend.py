@@ -147,6 +147,8 @@ class TensorRTBackend(Backend):
         self.output_dtype = _NP_DTYPES[sidecar["io"]["output"]["dtype"]]
         self.uint8_io = self.input_dtype == np.uint8
         self.precision = sidecar.get("precision", "fp32")
+        config = sidecar.get("model_config")
+        self.tile_grid = 16 if isinstance(config, dict) and config.get("coarse_pass") is True else 8
         profile = sidecar["profile"]
         self.min_size, self.max_size = tuple(profile["min"]), tuple(profile["max"])
         self.cuda_graph = False  # bdinn-bench --cuda-graph replays each shape's captured graph

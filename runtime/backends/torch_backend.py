@@ -64,6 +64,7 @@ class TorchBackend(Backend):
                 warnings.warn(f"bdinn: banded convolutions run as grid_sample (slower): {exc}", stacklevel=2)
         model.set_banded_impl(impl)
         self.model = model.to(device=device, dtype=getattr(torch, PRECISIONS[precision])).eval()
+        self.tile_grid = 16 if model.config.coarse_pass else 8
         self.meta = meta
         self.device = device
         self.precision = precision
