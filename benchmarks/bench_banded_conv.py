@@ -154,11 +154,11 @@ def main(dtype_name: str, repeats: int, json_path: Path | None) -> None:
             except RuntimeError as exc:
                 row["error"] = str(exc).splitlines()[0]
             rows.append(row)
-    print(f"| shape | implementation | ms | GFLOP/s |  ({machine}, {dtype})")
-    print("| --- | --- | --- | --- |")
+    click.echo(f"| shape | implementation | ms | GFLOP/s |  ({machine}, {dtype})")
+    click.echo("| --- | --- | --- | --- |")
     for r in rows:
         timing = f"{r['ms']:.3f} | {r['gflops']:.1f}" if "ms" in r else f"failed: {r['error']} |"
-        print(f"| {r['shape']} | {r['impl']} | {timing} |")
+        click.echo(f"| {r['shape']} | {r['impl']} | {timing} |")
     if json_path:
         write_report(json_path, json.dumps(rows, indent=2) + "\n")
 

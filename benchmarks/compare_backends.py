@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import click
 
 from bdinn.runtime import Debander, default_model_path
-from bdinn.runtime.bench import benchmark, cpu_model, parse_frame_size
+from bdinn.runtime.bench import benchmark, cpu_model, parse_frame_size, peak_host_memory_mib
 from bdinn.runtime.cli_options import report_files, write_report
 
 
@@ -141,7 +140,7 @@ def main(
                 timings = benchmark(deband, size, 1, iterations, warmup)
                 del timings["peak_host_memory_mib"]  # this process's so far, not this row's
                 results.append({"name": name, **timings})
-    peak_host = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak_host = peak_host_memory_mib()
     table = markdown(results, size, machine, peak_host)
     click.echo(table)
     if markdown_out:

@@ -145,8 +145,13 @@ def benchmark(
             if result.get("cuda_graph"):  # infer_device enqueues the engine itself, never a graph
                 result["cuda_graph"] = "end_to_end and uint8_frames only"
             result["peak_gpu_memory_mib"] = round(peak())
-    result["peak_host_memory_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["peak_host_memory_mib"] = peak_host_memory_mib()
     return result
+
+
+def peak_host_memory_mib() -> int:
+    """This process's peak resident memory so far, MiB (Linux reports KiB): it only grows."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def format_result(result: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from bdinn.train.network import (
     get_config,
     pad_to_multiple,
     upsample2_bicubic,
+    with_coarse_pass,
 )
 
 
@@ -170,7 +171,12 @@ def test_the_coarse_pass_changes_only_flat_areas_at_any_size(h, w):
         alone = single(pad_to_multiple(textured, 16))[..., :h, :w]
         assert (double(textured) - alone).abs().max() < 1e-5
         moved = (double(banded) - single(pad_to_multiple(banded, 16))[..., :h, :w]).abs().max()
+        # Half texture, half flat bands: the textured half, beyond the gate's feather, is the
+        # full-size pass alone.
+        mixed = torch.cat((textured[..., : w // 2], banded[..., w // 2 :]), dim=-1)
+        difference = (double(mixed) - single(pad_to_multiple(mixed, 16))[..., :h, :w]).abs()
     assert moved > 1e-3  # the half-size pass's low frequencies, where the bands are flat
+    assert difference[..., : w // 2 - 20].max() < 1e-5 and difference[..., w // 2 :].max() > 1e-4
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 5, 7), (2, 3, 16, 24), (1, 3, 1, 1)])
@@ -179,3 +185,41 @@ def test_the_2x_bicubic_convolution_is_f_interpolate(shape):
     x = torch.rand(shape, generator=torch.Generator().manual_seed(3))
     expected = F.interpolate(x, scale_factor=2.0, mode="bicubic", align_corners=False)
     assert (upsample2_bicubic(x) - expected).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_the_gate_opens_on_every_2_level_step_and_shuts_on_every_3_level_one(dtype):
+    """A 2-level grey step is flat enough at every grey level, a 3-level one is not, in float32
+    and float16 alike: the threshold sat exactly on 2 levels, where rounding decided (open on 208
+    of 254 levels in float32, 191 in float16)."""
+    for rise, is_open in ((2, True), (3, False)):
+        low = torch.arange(0, 256 - rise, dtype=torch.float32).view(-1, 1, 1, 1) / 255
+        y = low.expand(-1, 3, 24, 32).clone()
+        y[..., 16:] += rise / 255  # the step between columns 15 and 16
+        gate = flat_gate(y.to(dtype))[:, 0, 12, 15:17].float()
+        assert bool((gate > 0.99).all() if is_open else (gate < 0.5).all()), (rise, dtype)
+
+
+def test_with_coarse_pass_copies_weights_and_implementation_and_leaves_the_model():
+    model = perturbed_tiny()
+    model.set_banded_impl("reference")  # as a backend sets it at load time
+    on = with_coarse_pass(model)
+    assert on.config.coarse_pass and not model.config.coarse_pass
+    impls = {m.impl for m in on.modules() if isinstance(m, BandedDeformConv2d)}
+    assert impls == {"reference"}
+    assert all(
+        torch.equal(a, b) for a, b in zip(on.state_dict().values(), model.state_dict().values(), strict=True)
+    )
+    assert with_coarse_pass(on) is on
+
+
+@pytest.mark.parametrize(("h", "w", "reflected"), [(8, 13, True), (7, 13, False), (16, 21, True)])
+def test_padding_reflects_from_a_side_as_long_as_the_multiple(h, w, reflected):
+    """Reflection needs the pad to be shorter than the side: a side of exactly 8 reflects too (the
+    coarse pass's 16 is the exported graphs' smallest side, and must not be a special case)."""
+    y = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w).expand(1, 3, h, w)
+    multiple = 16 if h == 16 else 8
+    padded = pad_to_multiple(y, multiple)
+    assert padded.shape[-1] == -(-w // multiple) * multiple
+    mirrored = padded[0, 0, 0, w] == y[0, 0, 0, w - 2]  # reflect skips the edge column
+    assert bool(mirrored) == reflected

@@ -17,6 +17,7 @@ permutations, so the whole network stays invertible.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -555,16 +556,19 @@ class BDINN(nn.Module):
 
 
 # The coarse pass's gate: input luma spread within FLAT_WINDOW x FLAT_WINDOW at most FLAT_LEVELS
-# 8-bit levels, feathered by a Gaussian of FLAT_FEATHER px. Chosen on training pictures.
+# 8-bit levels, feathered by a Gaussian of FLAT_FEATHER px. Chosen on training pictures. The
+# spread is compared with half a level more: an exact 2-level step sits on the threshold, where
+# float32, float16 and each backend's rounding would decide differently.
 FLAT_WINDOW, FLAT_LEVELS, FLAT_FEATHER = 9, 2.0, 4.0
 
 
 def flat_gate(y: torch.Tensor) -> torch.Tensor:
     """[N,1,H,W] in [0, 1]: 1 where the picture is flat around a pixel, 0 near texture and edges."""
-    luma = (y * torch.from_numpy(BT709_LUMA).to(y).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    red, green, blue = (float(weight) for weight in BT709_LUMA)  # scalars: no host-to-device copy
+    luma = red * y[:, 0:1] + green * y[:, 1:2] + blue * y[:, 2:3]
     pad = FLAT_WINDOW // 2
     spread = F.max_pool2d(luma, FLAT_WINDOW, 1, pad) + F.max_pool2d(-luma, FLAT_WINDOW, 1, pad)
-    flat = (spread <= FLAT_LEVELS / 255).to(y.dtype)
+    flat = (spread <= (FLAT_LEVELS + 0.5) / 255).to(y.dtype)
     radius = int(4 * FLAT_FEATHER)
     taps = torch.arange(-radius, radius + 1, device=y.device, dtype=torch.float32)
     kernel = torch.exp(-0.5 * (taps / FLAT_FEATHER) ** 2)
@@ -573,19 +577,22 @@ def flat_gate(y: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
 
 
-# Keys' cubic (a = -0.75, as F.interpolate's bicubic) at 2x with half-pixel centres: an output
-# pixel sits a quarter pixel from its source pixel, so each of the two phases is a fixed 4-tap
-# filter, written here over the 5 taps i-2 .. i+2.
-_CUBIC_PHASES = (
-    (-0.03515625, 0.26171875, 0.87890625, -0.10546875, 0.0),  # even outputs: 1/4 px before pixel i
-    (0.0, -0.10546875, 0.87890625, 0.26171875, -0.03515625),  # odd outputs: 1/4 px after it
-)
+def _keys_cubic(distance: torch.Tensor, a: float = -0.75) -> torch.Tensor:
+    """Keys' cubic convolution kernel at |distance| (a = -0.75, as F.interpolate's bicubic)."""
+    t = distance.abs()
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return torch.where(t <= 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
 
 
 def upsample2_bicubic(x: torch.Tensor) -> torch.Tensor:
     """F.interpolate(x, scale_factor=2, mode="bicubic") as a convolution and a pixel shuffle:
-    TensorRT-RTX's builder fails on a cubic Resize of a dynamic shape, and these two it builds."""
-    phases = torch.tensor(_CUBIC_PHASES, device=x.device, dtype=torch.float32)
+    TensorRT-RTX's builder fails on a cubic Resize of a dynamic shape, and these two it builds.
+    With half-pixel centres an output pixel sits a quarter pixel before (even) or after (odd)
+    its source pixel i, so each phase is a fixed filter over the taps i-2 .. i+2; the weights are
+    computed on the device (no host copy, so a CUDA graph can capture it)."""
+    taps = torch.arange(-2, 3, device=x.device, dtype=torch.float32)
+    phases = torch.stack((_keys_cubic(taps + 0.25), _keys_cubic(taps - 0.25)))  # even, odd
     kernels = (phases[:, None, :, None] * phases[None, :, None, :]).reshape(4, 1, 5, 5)  # (row, col)
     channels = x.shape[1]
     weight = kernels.repeat(channels, 1, 1, 1).to(x.dtype)
@@ -609,13 +616,13 @@ def build_model(config: BDINNConfig | str) -> BDINN:
 
 
 def with_coarse_pass(model: BDINN) -> BDINN:
-    """`model` with the coarse pass on: the same weights (the pass adds none), device and mode."""
+    """A copy of `model` with the coarse pass on: the same weights (the pass adds none), device,
+    mode and banded-convolution implementation."""
     if model.config.coarse_pass:
         return model
-    on = BDINN(replace(model.config, coarse_pass=True))
-    on.load_state_dict(model.state_dict())
-    parameter = next(model.parameters())
-    return on.to(parameter.device, parameter.dtype).train(model.training)
+    on = copy.deepcopy(model)
+    on.config = replace(model.config, coarse_pass=True)
+    return on
 
 
 def count_parameters(model: nn.Module) -> int:
