@@ -352,6 +352,14 @@ def test_init_fine_tunes_from_a_checkpoint_with_a_fresh_schedule(datasets, tmp_p
     wider = {**TINY.to_dict(), "growth": [8, 8, 8]}
     with pytest.raises(TrainingError, match="architecture differs"):
         Trainer(settings(config=wider, init=str(source)), train, val, tmp_path / "wider")
+    # The coarse pass adds no weights: a fine-tune may turn it on, and trains through it.
+    coarse = {**TINY.to_dict(), "coarse_pass": True}
+    turned_on = Trainer(settings(config=coarse, init=str(source), steps=2), train, val, tmp_path / "coarse")
+    assert all(torch.equal(saved[k], v) for k, v in turned_on.model.state_dict().items())
+    turned_on.run()
+    trained, _ = load_checkpoint(tmp_path / "coarse" / "last.safetensors")
+    assert trained.config.coarse_pass and trained.config == turned_on.model.config
+    assert any(not torch.equal(saved[k], v) for k, v in trained.state_dict().items())
 
 
 class PoisonedFromEpoch(torch.utils.data.Dataset):

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -373,9 +373,11 @@ class Trainer:
         self.step_metrics = meta.get("step_metrics") or {}
 
     def _load_init_weights(self, path: Path) -> None:
-        """Fine-tuning: the weights of a finished run, with a fresh optimiser and schedule."""
+        """Fine-tuning: the weights of a finished run, with a fresh optimiser and schedule. The
+        coarse pass adds no weights, so a run may turn it on (or off) for the weights it starts
+        from."""
         source, _ = load_checkpoint(path)
-        if source.config != self.model.config:
+        if replace(source.config, coarse_pass=self.model.config.coarse_pass) != self.model.config:
             raise TrainingError(
                 f"{path}: its architecture differs from this run's config (drop --config to use its own)"
             )
