@@ -223,3 +223,9 @@ def test_padding_reflects_from_a_side_as_long_as_the_multiple(h, w, reflected):
     assert padded.shape[-1] == -(-w // multiple) * multiple
     mirrored = padded[0, 0, 0, w] == y[0, 0, 0, w - 2]  # reflect skips the edge column
     assert bool(mirrored) == reflected
+
+
+def test_the_coarse_pass_counts_a_quarter_more_macs():
+    single = count_macs(build_model("lite"), 256, 256)
+    coarse = count_macs(with_coarse_pass(build_model("lite")), 256, 256)
+    assert 1.25 * single < coarse < 1.26 * single  # the half-size run, plus the gate and upsampling

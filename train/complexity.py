@@ -15,8 +15,9 @@ from .network import BDINN
 
 
 def count_macs(model: BDINN, height: int = 256, width: int = 256) -> int:
-    """Multiply-accumulates of G on one 3xHxW image (the (Y, Y) decomposition)."""
+    """Multiply-accumulates of the forward pass on one 3xHxW image: G's (Y, Y) decomposition,
+    and with the coarse pass, its second run at half size and the pass's own convolutions."""
     y = torch.zeros(1, model.config.channels, height, width)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.decompose(y, y)
+        model(y)
     return counter.get_total_flops() // 2
