@@ -275,6 +275,22 @@ def test_init_default_fine_tunes_the_bundled_model(tmp_path, paired_dirs):
     assert max(float((tuned[k] - bundled[k].float()).abs().max()) for k in bundled) < 1e-5
 
 
+def test_init_default_may_turn_the_coarse_pass_on(tmp_path, paired_dirs):
+    """The coarse pass adds no weights: `--config` may differ from the bundled model's there alone,
+    and the run then trains and saves with the pass."""
+    config = tmp_path / "coarse.json"
+    config.write_text(json.dumps({**json.loads(DEFAULT_SIDECAR.read_text())["config"], "coarse_pass": True}))
+    data = ["--pairs", *map(str, paired_dirs), "--patch-size", "32", "--stride", "32", "--device", "cpu"]
+    schedule = ["--steps", "1", "--lr", "1e-7", "--warmup", "0"]
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, [*data, *schedule, "--init", "default", "--config", str(config), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "last.json").read_text())
+    assert meta["config"]["coarse_pass"] is True and meta["config_name"] is None
+
+
 DEFAULT_SIDECAR = Path(__file__).parents[1] / "runtime" / "models" / "default.json"
 
 

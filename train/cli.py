@@ -62,17 +62,19 @@ def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
 
 
 def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[str, BDINNConfig, str | None]:
-    """The checkpoint to fine-tune from, and the architecture it fixes for the run."""
+    """The checkpoint to fine-tune from, and the architecture it fixes for the run: its own, or
+    the --config given, which may differ from it only where the weights do not (the coarse pass)."""
     try:
         path = default_model_path("torch") if value == "default" else Path(value)
         own, meta = read_checkpoint_config(path)
     except (CheckpointError, BackendError) as exc:
         raise click.BadParameter(str(exc), param_hint="--init") from None
-    if explicit and own != config:
+    if explicit and not config.same_weights(own):
         raise click.BadParameter(
             f"{path} holds a different architecture; drop --config to fine-tune it", param_hint="--init"
         )
-    return str(path), own, meta.get("config_name")
+    chosen = config if explicit else own
+    return str(path), chosen, meta.get("config_name") if chosen == own else None
 
 
 @click.command("bdinn-train", cls=BdinnCommand)

@@ -148,6 +148,11 @@ class BDINNConfig:
             del data["coarse_pass"]
         return data
 
+    def same_weights(self, other: BDINNConfig) -> bool:
+        """Whether `other` makes a network with exactly these weights: the coarse pass adds none,
+        so fine-tuning may turn it on or off."""
+        return replace(other, coarse_pass=self.coarse_pass) == self
+
     @classmethod
     def from_dict(cls, data: dict) -> BDINNConfig:
         if not isinstance(data, dict):

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -377,7 +377,7 @@ class Trainer:
         coarse pass adds no weights, so a run may turn it on (or off) for the weights it starts
         from."""
         source, _ = load_checkpoint(path)
-        if replace(source.config, coarse_pass=self.model.config.coarse_pass) != self.model.config:
+        if not self.model.config.same_weights(source.config):
             raise TrainingError(
                 f"{path}: its architecture differs from this run's config (drop --config to use its own)"
             )
