@@ -190,6 +190,12 @@ def test_cli_usage_errors(clean_dir, tmp_path):
     assert _invoke("--clean", str(clean_dir), "--size", "big").exit_code == 2
     result = _invoke("--clean", str(clean_dir), "--size", "8x1920")
     assert result.exit_code == 2 and "both sides must be at least" in result.output
+    result = _invoke("--clean", str(clean_dir), "--size", "100000x100000", "--no-baselines")
+    assert result.exit_code == 2 and "over 179 megapixels" in result.output  # was out of memory, later
+    result = _invoke("--clean", str(clean_dir), "--seed", "-1", "--max-images", "1")
+    assert result.exit_code == 2 and "--seed" in result.output
+    result = _invoke("--clean", str(clean_dir), "--degrade", "b1.04q6")  # was scored as b1.0q6
+    assert result.exit_code == 2 and "blur is given to a tenth of a pixel" in result.output
     empty = tmp_path / "empty"
     empty.mkdir()
     result = _invoke("--clean", str(empty))
@@ -314,6 +320,50 @@ def test_the_report_goes_to_a_console_that_is_not_utf8(paired_dirs, tmp_path):
     assert (tmp_path / "r.md").read_text(encoding="utf-8") == table
 
 
+def test_a_report_never_replaces_a_clean_picture_in_a_subfolder(tmp_path):
+    """--clean searches subfolders, but only the folder's own files were protected as inputs:
+    --markdown naming a picture one level down replaced it with the table."""
+    picture = tmp_path / "clean" / "sub" / "sky.png"
+    picture.parent.mkdir(parents=True)
+    shutil.copy(DATA / "sky-gradient.png", picture)
+    before = picture.read_bytes()
+    arguments = ["--clean", str(tmp_path / "clean"), "--size", "32x32", "--degrade", "q5", "--no-baselines"]
+    result = _invoke(*arguments, "--markdown", str(picture), "--force")
+    assert result.exit_code == 1 and "sky.png: is one of this command's inputs" in result.output
+    assert picture.read_bytes() == before
+
+
+def test_reports_are_written_when_standard_output_fails(paired_dirs, tmp_path):
+    """The table was printed first: a full disk or a closed pipe on standard output ended the run
+    with a traceback and lost the --json and --markdown files asked for."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; sys.argv[0] = 'bdinn-eval'; from bdinn.train.evaluate import main; main()"
+    report, table = tmp_path / "r.json", tmp_path / "r.md"
+    arguments = [
+        "--pairs",
+        *map(str, paired_dirs),
+        "--no-baselines",
+        "--json",
+        str(report),
+        "--markdown",
+        str(table),
+    ]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-c", code, *arguments],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+    message = done.stderr.decode(errors="replace")
+    assert done.returncode == 1 and "Traceback" not in message, message[-2000:]
+    assert "could not print the table (No space left on device)" in message
+    assert "results" in json.loads(report.read_text()) and table.read_text().startswith("| degradation")
+
+
 def test_cli_refuses_a_mismatched_or_tiny_picture_before_scoring(paired_dirs, tmp_path):
     """A pair of two sizes, or a picture too small, sorted last ended the run after every other
     pair had been scored, with no table; the headers are now checked first."""
@@ -342,6 +392,28 @@ def test_clean_cambi_is_scored_at_the_outputs_depth():
             for depth in (8, 16)}  # fmt: skip
     assert rows[8]["clean"]["cambi"] == pytest.approx(rows[8]["input"]["cambi"])  # the same 8-bit picture
     assert rows[16]["clean"]["cambi"] < rows[8]["clean"]["cambi"] - 1
+
+
+def test_every_row_is_scored_on_one_cambi_scale():
+    """CAMBI scores 8- and 16-bit pictures on different scales; at --bit-depth 16 an 8-bit row
+    (the input, an 8-bit clean picture) used to be scored as 8-bit beside 16-bit outputs, so the
+    same pixels scored 35 as the input and 49 as the model's output."""
+    ramp = np.linspace(0, 1, 512, dtype=np.float32)[None, :, None].repeat(64, 0).repeat(3, 2) * 0.5 + 0.2
+    banded = Degradation.parse("q5").apply(from_float(ramp, 8))
+    clean = from_float(ramp, 8)
+
+    def widen(image: np.ndarray) -> np.ndarray:
+        return image.astype(np.uint16) * np.uint16(257)
+
+    rows = [
+        evaluate(widen, [EvalPair("pairs", "ramp", banded, picture)], baselines=False, bit_depth=16)[
+            "results"
+        ]["pairs"]["rows"]
+        for picture in (clean, widen(clean))
+    ]
+    assert rows[0]["input"]["cambi"] > 10
+    assert rows[0]["model"]["cambi"] == pytest.approx(rows[0]["input"]["cambi"])  # the same pixels
+    assert rows[0]["clean"]["cambi"] == pytest.approx(rows[1]["clean"]["cambi"])  # the same picture
 
 
 def test_header_sizes_agree_with_the_pictures_read(tmp_path):

@@ -92,7 +92,10 @@ class Degradation:
         """Inverse of `id`, so that a degradation can be named on a command line."""
         match = re.fullmatch(r"(?:b(\d+(?:\.\d+)?))?q(\d+)", text)
         if match:
-            return cls("bits", bits=int(match.group(2)), blur=float(match.group(1) or 0.0))
+            blur = float(match.group(1) or 0.0)
+            if round(blur, 1) != blur:  # the id, and the cache's file names, keep one decimal
+                raise ValueError(f"bad degradation {text!r}: blur is given to a tenth of a pixel (b1.0q6)")
+            return cls("bits", bits=int(match.group(2)), blur=blur)
         match = re.fullmatch(r"(x264|x265|svtav1)crf(\d+)", text)
         if match:
             return cls(match.group(1), crf=int(match.group(2)))

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -69,7 +70,7 @@ from ..runtime.cli_options import (
 from ..runtime.debander import Debander
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write, check_writable, files_of_model
-from ..runtime.imageio import ImageError, from_float, read_image, stored_size, to_float
+from ..runtime.imageio import MAX_PIXELS, ImageError, from_float, read_image, stored_size, to_float
 from ..runtime.metrics import BT709_LUMA, psnr, ssim
 from ..runtime.pyav import MissingPackage, require_pyav
 from .degrade import Degradation, discover_sources, load_clean
@@ -139,9 +140,14 @@ def parse_degradations(text: str) -> list[tuple[str, Degradation]]:
 
 
 def check_size(size: tuple[int, int]) -> tuple[int, int]:
-    """(height, width) from --size, refused when a side is too small to evaluate."""
+    """(height, width) from --size, refused when a side is too small to evaluate, or the picture
+    larger than bdinn decodes (now, not as an allocation failure after the first picture's work)."""
     if min(size) < MIN_SIDE:
         raise EvalError(f"size {size[0]}x{size[1]}: both sides must be at least {MIN_SIDE}")
+    if size[0] * size[1] > MAX_PIXELS:
+        raise EvalError(
+            f"size {size[0]}x{size[1]}: over {MAX_PIXELS / 1e6:.0f} megapixels, more than bdinn handles"
+        )
     return size
 
 
@@ -168,6 +174,13 @@ def _pick(items: list, max_images: int | None, seed: int) -> list:
 
 def _to8(image: np.ndarray) -> np.ndarray:
     return image if image.dtype == np.uint8 else from_float(to_float(image), 8)
+
+
+def _at_depth(image: np.ndarray, bit_depth: int) -> np.ndarray:
+    """An 8- or 16-bit picture as uint8 (rounded) or uint16 (an 8-bit one scaled by 257)."""
+    if bit_depth == 8:
+        return _to8(image)
+    return image if image.dtype == np.uint16 else image.astype(np.uint16) * np.uint16(257)
 
 
 def _check_side(name: str, shape: tuple[int, ...]) -> None:
@@ -277,7 +290,11 @@ def capped_psnr(a: np.ndarray, b: np.ndarray) -> float:
     return min(psnr(a, b), PSNR_CAP)
 
 
-def _scores(out: np.ndarray, clean_f: np.ndarray, smooth: np.ndarray) -> dict[str, float | None]:
+def _scores(
+    out: np.ndarray, clean_f: np.ndarray, smooth: np.ndarray, bit_depth: int
+) -> dict[str, float | None]:
+    """PSNR, SSIM and smooth-region PSNR of `out` as it is; CAMBI at `bit_depth`, for every row
+    alike: it scores 8- and 16-bit pictures on different scales (libvmaf's two paths)."""
     out_f = to_float(out)
     return {
         "psnr": capped_psnr(out_f, clean_f),
@@ -285,7 +302,7 @@ def _scores(out: np.ndarray, clean_f: np.ndarray, smooth: np.ndarray) -> dict[st
         "smooth_psnr": (
             capped_psnr(out_f[smooth], clean_f[smooth]) if smooth.sum() >= MIN_SMOOTH_PIXELS else None
         ),
-        "cambi": cambi(out),
+        "cambi": cambi(_at_depth(out, bit_depth)),
     }
 
 
@@ -351,12 +368,14 @@ def evaluate(
             else:
                 out = apply_preset(wide, method)
             seconds = time.perf_counter() - start
-            scores = {**_scores(out, clean_f, smooth), "seconds": seconds if method != "input" else None}
+            scores = {
+                **_scores(out, clean_f, smooth, bit_depth),
+                "seconds": seconds if method != "input" else None,
+            }
             for key, value in scores.items():
                 rows[method].setdefault(key, []).append(value)
-        # at the outputs' depth: a 16-bit clean file lacks the 8-bit steps an 8-bit output must have
-        target = pair.clean if bit_depth == 16 else _to8(pair.clean)
-        rows["clean"].setdefault("cambi", []).append(cambi(target))
+        # a 16-bit clean file lacks the 8-bit steps an 8-bit output must have
+        rows["clean"].setdefault("cambi", []).append(cambi(_at_depth(pair.clean, bit_depth)))
         rows["clean"].setdefault("smooth_fraction", []).append(float(smooth.mean()))
     if not per:
         raise EvalError("no image pairs to evaluate")
@@ -469,7 +488,7 @@ def _write(path: Path, text: str, replace: bool) -> None:
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing --json and --markdown files.")
 @click.option("--no-baselines", is_flag=True, help="Skip FFmpeg's deband and gradfun.")
-@click.option("--seed", default=0, type=int, help="Seed of the --max-images subset.")
+@click.option("--seed", default=0, type=click.IntRange(min=0), help="Seed of the --max-images subset.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N [default: a GPU when there is one].")
 @click.option(
     "--precision",
@@ -525,9 +544,9 @@ def main(
         if clean_dir and any(degradation.kind != "bits" for _, degradation in degradations):
             require_pyav("codec degradations")
         folders = [*pairs] if pairs else [clean_dir]
-        inputs = [
+        inputs = [  # --clean searches its folder's subfolders too
             *files_of_model(model),
-            *(f for folder in folders if folder.is_dir() for f in folder.iterdir()),
+            *(f for folder in folders if folder.is_dir() for f in folder.rglob("*")),
         ]
         if (
             json_path is not None
@@ -566,7 +585,6 @@ def main(
         runs_on=runs_on,
     )
     table = to_markdown(report)
-    click.echo(table, nl=False)
     try:  # checked before the work; a disk that filled up since is still one line
         if markdown_path:
             _write(markdown_path, table, replace=force)
@@ -574,6 +592,11 @@ def main(
             _write(json_path, to_json(report), replace=force)
     except OutputError as exc:
         raise click.ClickException(str(exc)) from None
+    try:  # after the files: a closed pipe or a full disk on standard output loses only the echo
+        click.echo(table, nl=False)
+        sys.stdout.flush()
+    except OSError as exc:
+        raise click.ClickException(f"could not print the table ({exc.strerror or exc})") from None
 
 
 if __name__ == "__main__":
