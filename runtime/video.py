@@ -111,7 +111,7 @@ from .video_frames import checked_picture, coded_frame, outgoing_frame, rgb_pict
 from .video_job import VideoJob
 from .video_side_data import CAPTION_OPTIONS, has_captions, side_data_carrier
 from .video_source import open_source
-from .video_streams import moving_pictures
+from .video_streams import ROTATION_MUXERS, moving_pictures
 
 __all__ = [  # the names users import from here; the format checks live in video_formats.py
     "CHROMA",
@@ -407,6 +407,12 @@ def deband_video(
         )
     if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.rotation, job.sar)):
         warnings.warn(f"{dst}: {note}", stacklevel=2)
+    elif job.rotation and muxer not in ROTATION_MUXERS:
+        warnings.warn(
+            f"{dst}: a {dst.suffix} file cannot hold the source's {job.rotation}° display rotation, so it "
+            "plays turned; write .mkv or .mp4 to keep it",
+            stacklevel=2,
+        )
     if job.hdr10 and not job.hdr10_kept:
         advice = (
             f"give it to the encoder reading the stream: x265-params {job.hdr10.encoder_params('libx265')}"

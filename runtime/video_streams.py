@@ -42,6 +42,8 @@ SUBTITLE_COPY: dict[str, set[str] | None] = {
 CHAPTER_MUXERS = {"matroska", "webm", "mp4", "mov"}  # containers with a chapter list
 # Containers that keep a start timecode: MOV and MP4 in a tmcd track, Matroska as a tag.
 TIMECODE_MUXERS = {"matroska", "webm", "mp4", "mov"}
+# Containers that keep a display rotation (MP4 and MOV in the track matrix, Matroska as projection).
+ROTATION_MUXERS = {"matroska", "webm", "mp4", "mov"}
 # Muxer -> codec for audio that cannot be copied into it.
 AUDIO_FALLBACK = {"webm": "libopus"}
 AUDIO_FALLBACK_DEFAULT = "aac"

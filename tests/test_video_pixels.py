@@ -90,6 +90,22 @@ def test_rotation_is_kept(tmp_path):
     assert probe(src)["rotation"] == probe(tmp_path / "portrait.mkv")["rotation"] == 90
 
 
+def test_rotation_a_container_cannot_hold_is_warned_about(tmp_path):
+    """MPEG-TS and AVI have no display matrix: a phone's portrait video came out lying on its side
+    with no word, where every other loss is named."""
+    src = make_video(tmp_path / "portrait.mp4", audio=False, rotation=90)
+    for suffix in (".ts", ".avi"):
+        with pytest.warns(
+            UserWarning, match=rf"a \{suffix} file cannot hold the source's 90° display rotation"
+        ):
+            deband_video(src, tmp_path / f"out{suffix}", lambda rgb: rgb, bit_depth=8, progress=False)
+        assert probe(tmp_path / f"out{suffix}")["rotation"] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # MP4 keeps it, so says nothing
+        deband_video(src, tmp_path / "out.mp4", lambda rgb: rgb, bit_depth=8, progress=False)
+    assert probe(tmp_path / "out.mp4")["rotation"] == 90
+
+
 def test_sample_aspect_ratio_is_kept_by_x265_and_warned_about_elsewhere(tmp_path):
     source = make_video(tmp_path / "anamorphic.mp4", audio=False, sar=Fraction(4, 3))
     deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
