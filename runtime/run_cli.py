@@ -7,11 +7,14 @@ any work starts, so a bad argument costs nothing and never leaves half the outpu
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
 import sys
+import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable
 from .imageio import (
     IMAGE_SUFFIXES,
+    MAX_FILE_BYTES,
     ImageError,
     read_icc_profile,
     read_image,
@@ -61,12 +65,20 @@ class Job:
 
     @property
     def is_video(self) -> bool:
-        return self.source == STDIO or _is_video(self.source)
+        if self.source == STDIO or _is_video(self.source):
+            return True
+        return _unnamed_stream(self.source) and (self.target == STDIO or is_video(self.target))
 
 
 def _is_video(source: Path) -> bool:
     """By the suffix; a file named as neither picture nor video by what FFmpeg finds in it."""
     return is_video(source) or (source.suffix.lower() not in IMAGE_SUFFIXES and holds_video(source))
+
+
+def _unnamed_stream(source: Path) -> bool:
+    """A pipe or device named as neither picture nor video (<(...), a FIFO, /dev/fd/N): looking
+    inside would use up its start, so the output's name (.mkv, -) says a video comes through it."""
+    return source.suffix.lower() not in MEDIA_SUFFIXES and source.exists() and not source.is_file()
 
 
 def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
@@ -214,7 +226,9 @@ def check_format(job: Job, depth: int | None = None) -> None:
         raise click.ClickException(
             f"{job.target}: cannot write a {kind} as {suffix or 'no suffix'!r} (use {usual})"
         )
-    layout = None if job.is_video or suffix in (".png", ".tif", ".tiff") else stored_layout(job.source)
+    # not from a pipe's header: that would use it up (run_picture reads it once)
+    looked = job.is_video or suffix in (".png", ".tif", ".tiff") or not job.source.is_file()
+    layout = None if looked else stored_layout(job.source)
     written = depth if depth in (8, 16) else layout[0] if layout is not None else 8  # 10, 12: refused later
     if layout is not None and written > 8:
         raise click.ClickException(
@@ -389,7 +403,12 @@ def run_picture(
 ) -> None:
     """Read, deband and write one picture; an error names the file it is about. A picture that
     runs in tiles (large ones on the CPU: an 8K one takes a minute) shows a bar of its tiles."""
-    image = read_image(job.source, as_file=True)
+    with read_once(job.source) as path:
+        try:
+            image = read_image(path, as_file=True)
+        except ImageError as exc:  # named as the user named it, not as the copy of a pipe's bytes
+            raise ImageError(str(exc).replace(str(path), str(job.source))) from None
+        icc_profile, png_colour, metadata = read_icc_profile(path), read_png_colour(path), read_metadata(path)
     tiled = deband.tile_for(image.shape[:2]) is not None
     bar = {"unit": "tile", "leave": False, "mininterval": 0}  # tiles take seconds: show each
     with tqdm(desc=job.source.name, disable=not draws_bars(quiet) or not tiled, **bar) as tiles:
@@ -406,9 +425,29 @@ def run_picture(
         except ValueError as exc:  # e.g. too small: the message names the problem, not the file
             raise ValueError(f"{job.source}: {exc}") from None
     write_image(
-        job.target, result, icc_profile=read_icc_profile(job.source), png_colour=read_png_colour(job.source),
-        metadata=read_metadata(job.source), replace=force,  # another job's output of that name is kept
+        job.target, result, icc_profile=icc_profile, png_colour=png_colour, metadata=metadata,
+        replace=force,  # another job's output of that name is kept
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def read_once(source: Path) -> Iterator[Path]:
+    """`source`, or where it is a pipe (<(...), a FIFO) a temporary copy of what came through it:
+    a picture is read four times (pixels, ICC profile, PNG colour chunks, EXIF), a pipe gives its
+    bytes once, and opening a FIFO again waits for a writer forever."""
+    if source.is_file():
+        yield source
+        return
+    with tempfile.TemporaryDirectory(prefix="bdinn-run-") as folder:
+        copy = Path(folder) / source.name
+        with open(source, "rb") as pipe, open(copy, "wb") as file:
+            while piece := pipe.read(1 << 20):
+                file.write(piece)
+                if file.tell() > MAX_FILE_BYTES:  # not a picture: stop before the disk fills
+                    raise ImageError(
+                        f"{source}: over {MAX_FILE_BYTES >> 30} GB, more than a picture bdinn reads"
+                    )
+        yield copy
 
 
 def run_video(

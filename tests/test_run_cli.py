@@ -611,6 +611,41 @@ class TestVideo:
             assert sum(1 for _ in container.decode(stream)) == N
             assert len(container.streams.audio) == 1
 
+    def test_a_pipe_without_a_suffix_is_a_video_or_a_picture_as_its_output_says(
+        self, model, pictures, tmp_path
+    ):
+        """<(cat clip.mkv) or a FIFO has no suffix, and looking inside would use it up: it was taken
+        for a picture, and -o clip.mkv refused as "cannot write a picture as '.mkv' (use .png)". A
+        picture through a FIFO was opened four times (pixels, colour profile, chunks, EXIF): the
+        second open waited for a writer forever."""
+        from video_sources import N, make_video
+
+        def fed(name: str, data: bytes) -> tuple[Path, threading.Thread]:
+            fifo = tmp_path / name
+            os.mkfifo(fifo)
+            writer = threading.Thread(target=fifo.write_bytes, args=(data,), daemon=True)
+            writer.start()
+            return fifo, writer
+
+        def drained(fifo: Path, writer: threading.Thread) -> None:
+            if writer.is_alive():  # bdinn-run refused before opening it: let the writer finish
+                fifo.read_bytes()
+            writer.join(10)
+
+        clip = make_video(tmp_path / "clip.mkv", audio=False).read_bytes()
+        fifo, writer = fed("feed", clip)
+        result = run(model, fifo, "-o", tmp_path / "out.mkv", "-q")
+        drained(fifo, writer)
+        assert result.exit_code == 0, result.output
+        with self.av.open(str(tmp_path / "out.mkv")) as container:
+            assert sum(1 for _ in container.decode(video=0)) == N
+        fifo, writer = fed("picture", (pictures / "sky.png").read_bytes())  # still a picture
+        result = run(model, fifo, "-o", tmp_path / "out.png", "-q")
+        drained(fifo, writer)
+        assert result.exit_code == 0, result.output
+        assert run(model, pictures / "sky.png", "-o", tmp_path / "from-file.png", "-q").exit_code == 0
+        assert np.array_equal(read_image(tmp_path / "out.png"), read_image(tmp_path / "from-file.png"))
+
     @pytest.mark.parametrize(("depth", "precision"), [(None, 16), ("10", 16), ("12", 16), ("8", 8)])
     def test_frames_are_debanded_at_the_precision_the_output_keeps(
         self, model, tmp_path, monkeypatch, depth, precision
