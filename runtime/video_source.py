@@ -80,10 +80,22 @@ def open_source(src: Path) -> tuple[Any, StandardInput | None]:
     failed = stdin.error(src) if stdin is not None else None  # FFmpeg made do with what it had read
     videos = moving_pictures(container) if failed is None else []
     if not videos:
+        kinds = {stream.type for stream in container.streams}
         container.close()
+        if failed is None and not kinds - {"data"}:  # nor sound: FFmpeg found no real stream at all
+            raise VideoError(
+                f"{src}: FFmpeg finds no video or audio stream in it; is it cut short or damaged (an MP4 "
+                "cut inside its index looks like this)? Check the file or get it again"
+            )
         raise failed or VideoError(f"{src}: no video stream; pass a file with video")
+    context = videos[0].codec_context
     try:
-        check_frame_size(src, videos[0].codec_context.width, videos[0].codec_context.height)
+        if context is None:  # PyAV gives none where the stream's codec is not known
+            raise VideoError(
+                f"{src}: FFmpeg cannot decode its video stream (a codec it does not know, or a file cut "
+                "short or damaged); check the file or re-encode it"
+            )
+        check_frame_size(src, context.width, context.height)
     except VideoError:
         container.close()
         raise

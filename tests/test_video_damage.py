@@ -98,6 +98,30 @@ def test_a_y4m_that_ends_inside_a_frame_keeps_the_whole_frames_with_a_warning(tm
         )
 
 
+def test_an_mp4_cut_inside_its_index_is_called_cut_short_not_videoless(tmp_path):
+    """A copy or recording cut short inside an MP4's index (written last) opens in FFmpeg with no
+    streams, or a data stream only: it was refused as "no video stream; pass a file with video".
+    Cut inside the video track's description, it has a stream with no codec, and a traceback
+    (AttributeError) came out. Every cut is now one clear error, or debanded as far as it goes."""
+    clip = make_clip(tmp_path / "clip.mp4", "yuv420p", "libx264", size=(96, 64), frames=30, threads=1)
+    data = clip.read_bytes()
+    index = data.index(b"moov") - 4  # the box's size field
+    assert index > len(data) // 2  # at the end, as a recording writes it
+    cut = tmp_path / "cut.mp4"
+    said = set()
+    for end in range(index + 8, len(data) - 8, 97):
+        cut.write_bytes(data[:end])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # cut near its end: written as far as it goes
+                deband_video(cut, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+        except VideoError as refused:
+            said.add(str(refused).split(": ", 1)[1].split(";")[0])
+    assert "no video stream" not in said
+    assert "FFmpeg finds no video or audio stream in it" in said
+    assert any(s.startswith("FFmpeg cannot decode its video stream") for s in said)
+
+
 def test_frames_too_large_to_decode_are_refused_at_open(tmp_path):
     """A Y4M header of a few bytes claiming 16000 x 16000 frames: the decoder and the frame queues
     reached 12 GB before the first frame was debanded."""
