@@ -87,7 +87,7 @@ def split_frame(image: np.ndarray) -> Frame:
         raise ValueError(f"expected H x W, or H x W x 1, 2, 3 or 4, got shape {image.shape}")
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE:
-        raise ValueError(f"image is {h}x{w}; bdinn needs at least {MIN_SIDE}x{MIN_SIDE} (pad or enlarge it)")
+        raise ValueError(f"image is {w}x{h}; bdinn needs at least {MIN_SIDE}x{MIN_SIDE} (pad or enlarge it)")
     colours = 1 if image.shape[2] <= 2 else 3
     chw = np.empty((3, h, w), np.float32)
     top = np.float32(np.iinfo(image.dtype).max)

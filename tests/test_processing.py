@@ -47,3 +47,9 @@ def test_every_band_runs_on_its_own_rows_and_errors_come_back(monkeypatch):
 
     with pytest.raises(ValueError, match="band at row"):
         by_rows(fails, 1080)
+
+
+def test_a_picture_too_small_is_named_width_by_height():
+    """Every other message gives sizes as width x height; this one gave 200 px wide as 8x200."""
+    with pytest.raises(ValueError, match=r"^image is 200x8; bdinn needs at least 16x16"):
+        split_frame(np.zeros((8, 200, 3), np.uint8))
