@@ -453,7 +453,8 @@ def _write(path: Path, text: str, replace: bool) -> None:
     "--clean",
     "clean_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of clean pictures (searched recursively), banded here by --degrade.",
+    help="Folder of clean pictures (searched recursively, read as 8-bit as training reads them), "
+    "banded here by --degrade.",
 )
 @click.option(
     "--degrade",
