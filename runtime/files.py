@@ -31,6 +31,7 @@ class WrittenFile:
 
     path: Path
     identity: tuple[int, int, int, int]  # device, inode, size, modification time (ns)
+    made: tuple[Path, ...] = ()  # the folders made for it, deepest first: taken back when empty
 
     def take_back(self) -> None:
         try:
@@ -40,6 +41,7 @@ class WrittenFile:
         if ours:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+            _remove_empty(self.made)
 
 
 def _identity(found: os.stat_result) -> tuple[int, int, int, int]:
@@ -58,7 +60,12 @@ def atomic_write(
     during the work (another job's output of the same name) is kept and this one is an OutputError.
     """
     path = Path(path)
-    tmp = _reserve_temporary(path)
+    made = _missing_folders(path)
+    try:
+        tmp = _reserve_temporary(path)
+    except OutputError:
+        _remove_empty(made)
+        raise
     try:
         write(str(tmp))
         identity = _identity(os.stat(tmp))  # a rename or a hard link keeps all four
@@ -68,10 +75,24 @@ def atomic_write(
             _publish_new(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        _remove_empty(made)
         if isinstance(exc, OSError) and exc.errno in _LOCATION_ERRNOS and _about(exc, tmp):
             raise _output_error(path, exc) from None
         raise
-    return WrittenFile(path, identity)
+    return WrittenFile(path, identity, tuple(made))
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders above `path` that do not exist yet, deepest first: the ones a write makes."""
+    return [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+
+
+def _remove_empty(folders: Iterable[Path]) -> None:
+    """Remove these folders, deepest first, so that a command that fails leaves no empty ones;
+    one that something else filled meanwhile stays."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _publish_new(tmp: Path, path: Path) -> None:
@@ -108,13 +129,11 @@ def check_writable(
         raise OutputError(f"{path}: is a named pipe or device, not a file; name a file to write")
     if not replace and (path.exists() or path.is_symlink()):
         raise OutputError(f"{path}: already exists (pass --force to overwrite it)")
-    made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    made = _missing_folders(path)
     try:
         _reserve_temporary(path).unlink()
     finally:
-        for folder in made:  # deepest first; one that something else filled meanwhile stays
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _remove_empty(made)
 
 
 def file_digest(path: str | os.PathLike) -> str:

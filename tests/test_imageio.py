@@ -268,6 +268,23 @@ def test_writes_are_atomic_and_readable_by_others(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]  # no temporary file left
 
 
+def test_folders_made_for_an_output_go_when_it_fails_or_is_taken_back(tmp_path):
+    """An export stopped while its engine built took back its ONNX file but left the folders made
+    for it: a command that fails leaves no empty folders, as check_writable promises."""
+
+    def crash(tmp: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "a" / "b" / "x.onnx", crash)
+    assert list(tmp_path.iterdir()) == []
+    written = atomic_write(tmp_path / "a" / "b" / "x.onnx", lambda tmp: Path(tmp).write_bytes(b"graph"))
+    assert written.made == (tmp_path / "a" / "b", tmp_path / "a")
+    (tmp_path / "a" / "other.txt").write_text("not ours")
+    written.take_back()
+    assert [p.name for p in tmp_path.rglob("*")] == ["a", "other.txt"]  # a folder in use stays
+
+
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])
 def test_a_full_or_forbidden_output_is_an_output_error_naming_the_target(tmp_path, code):
     def fail(tmp: str) -> None:
