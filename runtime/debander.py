@@ -240,7 +240,7 @@ class Debander:
         progress: Progress | None,
     ) -> list[np.ndarray]:  # fmt: skip
         frames = [_split(image, index if len(images) > 1 else None) for index, image in enumerate(images)]
-        deep = bit_depth == 16 or any(image.dtype == np.uint16 for image in images)
+        deep = bit_depth == 16 or any(image.dtype.itemsize == 2 for image in images)  # >u2 too
         if deep and getattr(self.backend, "uint8_io", False) and not self._said_8_bit:
             self._said_8_bit = True
             warnings.warn(
@@ -252,17 +252,20 @@ class Debander:
         by_size: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(frames):
             by_size.setdefault(frame.chw.shape[1:], []).append(index)
-        rng = np.random.default_rng(seed)
+        outputs: list[np.ndarray | None] = [None] * len(frames)
         for indices in by_size.values():  # one backend call per frame size
             batch = (
                 frames[indices[0]].chw[None]
                 if len(indices) == 1
                 else np.stack([frames[i].chw for i in indices])
             )
-            out = self.infer(batch, progress=progress)
-            for i, chw in zip(indices, out, strict=True):
-                depth = bit_depth if bit_depth is not None else (8 if images[i].dtype == np.uint8 else 16)
-                results[i] = join_frame(frames[i], chw, depth, dither, rng)
+            for i, chw in zip(indices, self.infer(batch, progress=progress), strict=True):
+                outputs[i] = chw
+        rng = np.random.default_rng(seed)
+        for i, chw in enumerate(outputs):  # in list order: a frame's noise depends on those before it
+            assert chw is not None
+            depth = bit_depth if bit_depth is not None else (8 if images[i].dtype == np.uint8 else 16)
+            results[i] = join_frame(frames[i], chw, depth, dither, rng)
         return [r for r in results if r is not None]
 
     def infer(self, batch: np.ndarray, progress: Progress | None = None) -> np.ndarray:
@@ -282,8 +285,7 @@ class Debander:
         if tile is None:
             out = self._infer_padded(batch)
         else:
-            overlap, grid = min(self.overlap, min(tile) // 2), self.backend.tile_grid
-            out = run_tiled(self._infer_padded, batch, tile, overlap, progress, grid)
+            out = run_tiled(self._infer_padded, batch, tile, self.overlap, progress, self.backend.tile_grid)
         return self._limited(batch, out)
 
     def _limited(self, batch: np.ndarray, out: np.ndarray) -> np.ndarray:

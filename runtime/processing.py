@@ -223,22 +223,22 @@ def run_tiled(
 
     Neighbouring tiles share at least `overlap` pixels, where their outputs are cross-faded with
     linear weights, normalised to sum to one; the network's receptive field makes tile borders
-    differ, and the fade hides that. Tiles start on the whole frame's `grid` (_starts): 8 px, or the
-    backend's tile_grid.
+    differ, and the fade hides that. Along an axis whose tiles are shorter than twice `overlap`
+    (a strip's short side) they share half a tile; the other axis keeps the whole overlap. Tiles
+    start on the whole frame's `grid` (_starts): 8 px, or the backend's tile_grid.
     """
     tile_h, tile_w = tile
-    if overlap * 2 > min(tile_h, tile_w):
-        raise ValueError(f"tile overlap {overlap} must be at most half the tile size {min(tile_h, tile_w)}")
+    over_h, over_w = min(overlap, tile_h // 2), min(overlap, tile_w // 2)
     h, w = batch.shape[-2:]
     out = np.zeros_like(batch)
     total = np.zeros((h, w), np.float32)
-    rows, cols = _starts(h, tile_h, overlap, grid), _starts(w, tile_w, overlap, grid)
+    rows, cols = _starts(h, tile_h, over_h, grid), _starts(w, tile_w, over_w, grid)
     for i, top in enumerate(rows):
         th = min(tile_h, h - top)
-        wy = _ramp(th, overlap, i == 0, i == len(rows) - 1) if len(rows) > 1 else np.ones(th, np.float32)
+        wy = _ramp(th, over_h, i == 0, i == len(rows) - 1) if len(rows) > 1 else np.ones(th, np.float32)
         for j, left in enumerate(cols):
             tw = min(tile_w, w - left)
-            wx = _ramp(tw, overlap, j == 0, j == len(cols) - 1) if len(cols) > 1 else np.ones(tw, np.float32)
+            wx = _ramp(tw, over_w, j == 0, j == len(cols) - 1) if len(cols) > 1 else np.ones(tw, np.float32)
             window = np.ascontiguousarray(batch[:, :, top : top + th, left : left + tw])
             weight = wy[:, None] * wx[None, :]
             out[:, :, top : top + th, left : left + tw] += infer(window) * weight

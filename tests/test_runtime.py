@@ -585,6 +585,62 @@ def test_a_list_of_frames_gets_fresh_dither_noise_in_each(models, sky):
     assert np.array_equal(again[0], first) and np.array_equal(again[1], second)  # seeded
 
 
+def test_a_frames_dither_depends_on_the_frames_before_it_alone(models, sky):
+    """The noise was drawn per frame size: appending a frame of the first one's size changed the
+    noise of a frame of another size between them."""
+    deband = Debander.open(models["torch"])
+    a, b = sky[:64, :96], sky[:72, :96]
+    kwargs = {"dither": True, "seed": 7, "bit_depth": 8}
+    assert np.array_equal(deband([a, b], **kwargs)[1], deband([a, b, a], **kwargs)[1])
+
+
+def test_a_big_endian_16_bit_frame_gets_the_8_bit_warning_too(models, sky):
+    deband = Debander.open(needs(models, "onnx-uint8"))
+    with pytest.warns(UserWarning, match=r"so 16-bit pictures and output are rounded to 8-bit levels"):
+        deband((sky.astype(np.uint16) * 257).astype(">u2"))
+
+
+def test_the_pytorch_cpu_backend_serves_a_forked_child(models, sky):
+    """A forked child (a data loader worker) inherits the inference thread's executor but not the
+    thread: its first call waited forever."""
+    import multiprocessing
+
+    deband = Debander.open(models["torch"], device="cpu")
+    expected = deband(sky)
+    fork = multiprocessing.get_context("fork")
+    results = fork.Queue()
+    child = fork.Process(target=lambda: results.put(deband(sky)))
+    child.start()
+    child.join(120)
+    hung = child.is_alive()
+    child.kill()
+    assert not hung and child.exitcode == 0
+    assert np.array_equal(results.get(timeout=10), expected)
+
+
+def test_a_strips_short_side_leaves_the_long_sides_overlap_whole():
+    """Tiles of a 24 x 300 strip are 24 x 64: the 32-px overlap was halved to 12 on both axes
+    (half the short side), so the long axis faded over 12 px where 32 were asked for, and the
+    bundled model's tiles differed from the whole strip by 0.47 levels instead of 0.24."""
+    from bdinn.runtime.processing import run_tiled
+
+    lefts: list[int] = []
+    batch = np.random.default_rng(0).random((1, 3, 24, 300), dtype=np.float32)
+
+    def record(window: np.ndarray) -> np.ndarray:
+        lefts.append(int(np.flatnonzero(batch[0, 0, 0] == window[0, 0, 0, 0])[0]))
+        return window
+
+    out = run_tiled(record, batch, (24, 64), 32)
+    assert np.allclose(out, batch, atol=1e-6)
+    assert len(lefts) > 2 and max(np.diff(lefts)) <= 64 - 32  # neighbours share 32 px
+    ramp = np.linspace(0.3, 0.6, 300, dtype=np.float32)[None, :] + np.linspace(0, 0.05, 24)[:, None]
+    strip = np.round(np.broadcast_to(ramp, (1, 3, 24, 300)) * 31).astype(np.float32) / 31  # 5-bit bands
+    whole = Debander.open(max_change=None).infer(strip)
+    tiled = Debander.open(tile=64, max_change=None).infer(strip)
+    assert np.abs(tiled - whole).max() * 255 < 0.35
+
+
 def test_gray_output_is_the_mean_of_the_colour_output(models, sky):
     """A gray frame runs as three equal channels; what comes back is their mean, not one of them."""
     deband = Debander.open(models["torch"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -71,7 +73,8 @@ class TorchBackend(Backend):
         self.impl = impl
         self._cpu_thread = None
         if device == "cpu":
-            self._cpu_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bdinn-torch-cpu")
+            self._cpu_thread = _inference_thread()
+            _ON_THE_CPU.add(self)
 
     def infer_tensor(self, batch: Any) -> Any:
         """A [N, 3, H, W] tensor in [0, 1] on any device -> the debanded tensor, same device/dtype."""
@@ -110,3 +113,21 @@ class TorchBackend(Backend):
         if self._cpu_thread is not None:
             self._cpu_thread.shutdown()
         self.model = None  # frees the weights (GPU memory included) once no call holds them
+
+
+def _inference_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="bdinn-torch-cpu")
+
+
+_ON_THE_CPU: weakref.WeakSet[TorchBackend] = weakref.WeakSet()
+
+
+def _renew_inference_threads() -> None:
+    """In a forked child (a data loader worker): it inherits each backend's executor but not its
+    thread, so a call was queued for a thread that never ran it and waited forever."""
+    for backend in list(_ON_THE_CPU):
+        if backend.model is not None:
+            backend._cpu_thread = _inference_thread()
+
+
+os.register_at_fork(after_in_child=_renew_inference_threads)
