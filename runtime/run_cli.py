@@ -227,8 +227,8 @@ def check_format(job: Job, depth: int | None = None) -> None:
             f"{job.target}: cannot write a {kind} as {suffix or 'no suffix'!r} (use {usual})"
         )
     # not from a pipe's header: that would use it up (run_picture reads it once)
-    looked = job.is_video or suffix in (".png", ".tif", ".tiff") or not job.source.is_file()
-    layout = None if looked else stored_layout(job.source)
+    unasked = job.is_video or suffix in (".png", ".tif", ".tiff") or not job.source.is_file()
+    layout = None if unasked else stored_layout(job.source)
     written = depth if depth in (8, 16) else layout[0] if layout is not None else 8  # 10, 12: refused later
     if layout is not None and written > 8:
         raise click.ClickException(
