@@ -22,22 +22,33 @@ _PNG_COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB", b"cICP", b"mDCV", b"cLLI")
 _SRGB_GAMMA = 45455  # gAMA of sRGB (1 / 2.2, times 100000): what viewers assume anyway
 
 
+_MAX_COLOUR_CHUNK = 1 << 16  # the largest holds a few dozen bytes: a longer length is damage
+
+
 def read_png_colour(path: str | os.PathLike) -> bytes:
     """A PNG's colour chunks (each whole: length, type, data, CRC) before its pixels; b"" for
-    other files. Without them a viewer takes linear or HDR (PQ) values for sRGB."""
+    other files. Without them a viewer takes linear or HDR (PQ) values for sRGB. The file is
+    walked chunk by chunk to the pixels, however far text or XMP put them, and a chunk is kept
+    only whole, with its CRC right: a cut one would make the output a broken PNG."""
+    found = []
     try:
         with open(path, "rb") as file:
-            data = file.read(1 << 16)  # the chunks come before the pixels
+            if file.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                return b""
+            while len(head := file.read(8)) == 8:
+                length, kind = struct.unpack(">I4s", head)
+                if kind in (b"IDAT", b"IEND"):  # the colour chunks come before the pixels
+                    break
+                if kind not in _PNG_COLOUR_CHUNKS or length > _MAX_COLOUR_CHUNK:
+                    file.seek(length + 4, os.SEEK_CUR)  # its data and CRC
+                    continue
+                rest = file.read(length + 4)
+                if len(rest) == length + 4 and struct.unpack(">I", rest[-4:])[0] == zlib.crc32(
+                    kind + rest[:-4]
+                ):
+                    found.append(head + rest)
     except OSError:
         return b""
-    if not data.startswith(PNG_SIGNATURE):
-        return b""
-    found = []
-    for kind, chunk in walk_chunks(data[len(PNG_SIGNATURE) :]):
-        if kind in (b"IDAT", b"IEND"):  # the colour chunks come before the pixels
-            break
-        if kind in _PNG_COLOUR_CHUNKS:
-            found.append(chunk)
     return b"".join(found)
 
 

@@ -429,6 +429,27 @@ def _chunk_types(png: Path) -> list[bytes]:
     return found
 
 
+def test_colour_chunks_after_64_kib_of_text_are_kept_whole(model, pictures, tmp_path):
+    """Only the first 64 KiB were read for colour chunks: a cICP behind an XMP packet was lost
+    without a word, and a gAMA cut by the 64 KiB mark was copied cut short, which made the output
+    a broken PNG (exit status 0)."""
+    data = (pictures / "sky.png").read_bytes()
+    cicp, gama = _chunk(b"cICP", bytes([9, 16, 0, 1])), _chunk(b"gAMA", struct.pack(">I", 100000))
+    straddling = (1 << 16) - 10 - 33 - 12 - 8  # gAMA starts 10 bytes before the mark
+    for name, text, colour in (("far.png", 70000, cicp), ("straddle.png", straddling, gama)):
+        comment = _chunk(b"tEXt", b"Comment\0" + b"a" * text)
+        (pictures / name).write_bytes(data[:33] + comment + colour + data[33:])
+        result = run(model, pictures / name, "-o", tmp_path / name, "-q")
+        assert result.exit_code == 0, result.output
+        out = (tmp_path / name).read_bytes()
+        assert colour in out and read_image(tmp_path / name).shape == read_image(pictures / "sky.png").shape
+    broken = data[:33] + _chunk(b"gAMA", struct.pack(">I", 100000))[:-1] + b"\0" + data[33:]  # bad CRC
+    (pictures / "badcrc.png").write_bytes(broken)
+    from bdinn.runtime.png_chunks import read_png_colour
+
+    assert read_png_colour(pictures / "badcrc.png") == b""
+
+
 def test_a_pngs_colour_chunks_are_kept(model, pictures, tmp_path):
     """gAMA, cHRM and cICP (an HDR PNG's PQ coding) were dropped without a word: viewers then took
     linear or PQ values for sRGB. They go into a PNG output, and are said to be lost elsewhere."""
