@@ -42,6 +42,7 @@ class Metadata:
 # A JPEG's APP1 segment holds at most 65,533 bytes, "Exif\0\0" and the TIFF structure.
 _MAX_EXIF = 65_527
 _ORIENTATION = 0x0112
+_X_RESOLUTION, _Y_RESOLUTION = 0x011A, 0x011B
 _INTEGER_SIZES = {1: 1, 3: 2, 4: 4, 6: 1, 8: 2, 9: 4, 13: 4}  # TIFF types: BYTE, SHORT, LONG, signed, IFD
 
 
@@ -62,6 +63,8 @@ def read_metadata(path: str | os.PathLike) -> Metadata:
                     turned = exif_orientation(raw) in (5, 6, 7, 8)  # as read_image turns it
                 else:
                     dpi, turned = header.info.get("dpi"), orientation(header) in (5, 6, 7, 8)
+                    if header.format == "TIFF" and not {_X_RESOLUTION, _Y_RESOLUTION} <= header.tag_v2.keys():
+                        dpi = None  # Pillow says 1 dpi where a TIFF has no resolution tags
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError, SyntaxError):
         return Metadata()
     exif = upright_exif(raw) if raw else None
@@ -79,7 +82,7 @@ def _exif_dpi(tiff: bytes | None) -> tuple[float, float] | None:
     exif = Image.Exif()
     try:
         exif.load(b"Exif\0\0" + (tiff or b""))
-        unit, x, y = exif.get(0x0128, 2), exif.get(0x011A), exif.get(0x011B)
+        unit, x, y = exif.get(0x0128, 2), exif.get(_X_RESOLUTION), exif.get(_Y_RESOLUTION)
         per_inch = {2: 1, 3: 2.54}.get(unit)  # ResolutionUnit 2: inch, 3: centimetre, 1: none
         if per_inch is None or not isinstance(x, Real) or not isinstance(y, Real):
             return None

@@ -744,6 +744,21 @@ def test_an_orientation_pillow_turns_a_png_by_is_the_one_reset(tmp_path, kind, c
         assert written.getexif()[0x0112] in (1, b"\x01") and written.size == (192, 320)  # a BYTE: bytes
 
 
+def test_a_tiff_without_resolution_tags_has_no_resolution(tmp_path):
+    """Pillow gives a TIFF without XResolution/YResolution 1 dpi: its PNG and JPEG outputs said
+    a 60 px picture was 60 inches wide. Tags that are there still carry, in inches or cm."""
+    pixels = np.zeros((40, 60, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "none.tif"), pixels)  # OpenCV writes no resolution tags
+    Image.fromarray(pixels).save(tmp_path / "inch.tif", dpi=(300, 150))
+    Image.fromarray(pixels).save(tmp_path / "cm.tif", resolution=100, resolution_unit=3)
+    assert read_metadata(tmp_path / "none.tif").dpi is None
+    assert read_metadata(tmp_path / "inch.tif").dpi == pytest.approx((300, 150))
+    assert read_metadata(tmp_path / "cm.tif").dpi == pytest.approx((254, 254))
+    write_image(tmp_path / "out.png", pixels, metadata=read_metadata(tmp_path / "none.tif"))
+    with Image.open(tmp_path / "out.png") as written:
+        assert "dpi" not in written.info
+
+
 def test_metadata_that_is_not_sound_is_left_behind(tmp_path):
     """An EXIF block cut short or of another byte order mark is not carried; nor is a TIFF's,
     whose tags describe its own strips; a TIFF's resolution is."""
