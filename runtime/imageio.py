@@ -619,7 +619,7 @@ def write_image(
         carried = icc_profile[16:20] == wanted  # the profile's colour space: a CMYK one is invalid in a PNG
         if carried:
             data = with_icc_profile(data, icc_profile)
-        else:
+        elif not _is_srgb(icc_profile):  # sRGB on a gray picture: what a viewer assumes anyway
             space = icc_profile[16:20].decode("latin-1").strip() or "unknown"
             message = f"{path}: the source's {space} colour profile does not fit this picture; not carried"
             warnings.warn(message, stacklevel=2)

@@ -229,6 +229,10 @@ def check_format(job: Job, depth: int | None = None) -> None:
     # not from a pipe's header: that would use it up (run_picture reads it once)
     unasked = job.is_video or suffix in (".png", ".tif", ".tiff") or not job.source.is_file()
     layout = None if unasked else stored_layout(job.source)
+    if layout is not None and layout[0] > 16:  # a float or 32-bit TIFF: no --bit-depth reads it
+        raise click.ClickException(
+            f"{job.source}: {layout[0]}-bit samples are not supported (save it as 8- or 16-bit)"
+        )
     written = depth if depth in (8, 16) else layout[0] if layout is not None else 8  # 10, 12: refused later
     if layout is not None and written > 8:
         raise click.ClickException(

@@ -403,6 +403,10 @@ def test_the_colour_profile_is_kept(model, pictures, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Warning: " in result.output and "GRAY colour profile does not fit this picture" in result.output
     assert "icc_profile" not in Image.open(tmp_path / "g.png").info
+    # sRGB on a gray picture is left out as well, but with nothing to say: it is what viewers assume
+    Image.open(pictures / "sky.png").convert("L").save(pictures / "gray-srgb.png", icc_profile=profile)
+    result = run(model, pictures / "gray-srgb.png", "-o", tmp_path / "gs.png", "-q")
+    assert result.exit_code == 0 and "Warning" not in result.output, result.output
     # OpenCV writes no profile into TIFF, WebP or JPEG: said, unless it is sRGB (what viewers assume),
     # by its colours, not its name: a wider red under the name sRGB was dropped without a word
     wide = _with_red_primary(profile, (0.55, 0.26, 0.0))
@@ -499,6 +503,12 @@ def test_an_output_format_that_cannot_hold_the_picture_is_refused_before_the_wor
         assert result.exit_code == 1 and message in result.output, result.output  # before the model
     result = run(model, pictures / "deep.png", "-o", tmp_path / "deep.webp", "--bit-depth", "8", "-q")
     assert result.exit_code == 0, result.output
+    # a float TIFF was told to pass --bit-depth 8, which only led to the real refusal
+    Image.fromarray(np.full((24, 24), 0.5, np.float32), mode="F").save(pictures / "float.tif")
+    for extra in ([], ["--bit-depth", "8"]):
+        result = run(tmp_path / "absent.onnx", pictures / "float.tif", "-o", tmp_path / "float.jpg", *extra)
+        line = one_line_error(result)
+        assert line.endswith("float.tif: 32-bit samples are not supported (save it as 8- or 16-bit)")
 
 
 def test_jpeg_output_is_written_with_a_warning(model, pictures, tmp_path):
