@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from bdinn.train.data import split_by_source
+from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.degrade import prepare_synthetic_pairs
 
 
@@ -60,11 +60,15 @@ def main(
     s = {**recorded, **{k: v for k, v in given.items() if v is not None}}
     cache = cache_dir or run / "pairs"
     pairs = prepare_synthetic_pairs(list(clean_dirs), cache, s["variants"], s["seed"], s["max_side"])
-    _, val = split_by_source(pairs, s["val_fraction"], s["seed"])
+    _, val = split_by_source(large_enough(pairs), s["val_fraction"], s["seed"])  # as bdinn-train splits
     out.mkdir(parents=True, exist_ok=True)
     cleans = sorted({pair.clean.resolve() for pair in val})
-    for clean in cleans:
-        link = out / clean.name
+    wanted = {clean.name: clean for clean in cleans}
+    for link in out.iterdir():  # another split's links would score training pictures as held out
+        if link.is_symlink() and link.resolve().is_relative_to(cache.resolve()) and link.name not in wanted:
+            link.unlink()
+    for name, clean in wanted.items():
+        link = out / name
         if link.is_symlink() and link.resolve() != clean:  # from another split: replaced
             link.unlink()
         if not link.exists():

@@ -84,6 +84,10 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
     # and adds nothing to its cache.
     cached = sorted(p.name for p in (tmp_path / "pairs").rglob("*"))
     script = Path(__file__).parents[1] / "scripts" / "validation_split.py"
+    (tmp_path / "val").mkdir()  # a folder an earlier split filled: its link would be scored too
+    stale = next((tmp_path / "pairs" / "clean").iterdir())
+    (tmp_path / "val" / "earlier-split.png").symlink_to(stale)
+    (tmp_path / "val" / "notes.txt").write_text("the user's own")
     done = subprocess.run(
         [sys.executable, str(script), "--clean", str(DATA), "--run", str(tmp_path),
          "-o", str(tmp_path / "val")],
@@ -92,7 +96,9 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"1 validation picture linked into {tmp_path / 'val'}"  # 2 pairs of one
     assert sorted(p.name for p in (tmp_path / "pairs").rglob("*")) == cached
-    held_out = {p.resolve() for p in (tmp_path / "val").iterdir()}
+    assert not (tmp_path / "val" / "earlier-split.png").is_symlink()
+    assert (tmp_path / "val" / "notes.txt").read_text() == "the user's own"
+    held_out = {p.resolve() for p in (tmp_path / "val").iterdir() if p.is_symlink()}
     state = json.loads((tmp_path / "state.json").read_text())
     assert len(held_out) == 1 and state["settings"]["data"]["variants"] == 2
 
