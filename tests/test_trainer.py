@@ -300,6 +300,20 @@ def test_pictures_smaller_than_a_patch_are_said_to_be(paired_dirs, tmp_path):
         Trainer(settings(), small, None, tmp_path / "run")
 
 
+def test_pictures_none_of_which_reads_are_said_to_be(tmp_path):
+    """Every picture unreadable was refused as 'no training picture is as large as a patch:
+    lower --patch-size', which sends the user the wrong way."""
+    for side in ("banded", "clean"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a picture")
+    with pytest.warns(UserWarning, match="broken"):
+        unreadable = PatchDataset(
+            find_pairs(tmp_path / "banded", tmp_path / "clean"), patch_size=32, stride=32
+        )
+    with pytest.raises(TrainingError, match=r"^no training picture could be read \(each is named above\)"):
+        Trainer(settings(), unreadable, None, tmp_path / "run")
+
+
 def test_resume_refuses_different_settings_or_missing_state(datasets, tmp_path):
     train, val = datasets
     Trainer(settings(steps=3), train, val, tmp_path).run()
