@@ -40,12 +40,20 @@ def main(checkpoint: Path, out: Path) -> None:
         raise click.ClickException(str(exc)) from None
     model = model.half().float().eval()  # the float16 weights, which both files then hold
     extra = shareable(extra_records(meta))  # its training record, a blend's recipe; paths cut to names
-    weights = save_checkpoint(
-        out / "default.safetensors", model, config_name=meta.get("config_name"), step=meta.get("step", 0),
-        metrics=meta.get("metrics"), dtype=torch.float16, extra={**extra, "source": checkpoint.name},
-    )  # fmt: skip
-    export = export_onnx(model, out / "default.onnx", graph="gridsample")
-    summary = {"weights": str(weights), "onnx": str(export.path), "meta": read_checkpoint_meta(weights)}
+    # The slow export first, beside the bundle: stopped there, the old bundle stays whole; the
+    # weights and the rename then take a moment, so both backends never serve two networks.
+    staged = out / ".default-new.onnx"
+    try:
+        export_onnx(model, staged, graph="gridsample")
+        weights = save_checkpoint(
+            out / "default.safetensors", model, config_name=meta.get("config_name"),
+            step=meta.get("step", 0), metrics=meta.get("metrics"), dtype=torch.float16,
+            extra={**extra, "source": checkpoint.name},
+        )  # fmt: skip
+        onnx = staged.replace(out / "default.onnx")
+    finally:
+        staged.unlink(missing_ok=True)
+    summary = {"weights": str(weights), "onnx": str(onnx), "meta": read_checkpoint_meta(weights)}
     click.echo(json.dumps(summary, indent=2, default=str))
 
 

@@ -70,3 +70,29 @@ def test_bundles_float16_weights_the_onnx_graph_and_every_record(tmp_path):
     (got,) = session.run(None, {session.get_inputs()[0].name: image.numpy()})
     assert got.shape == (1, 3, 45, 61)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_stopped_export_leaves_the_old_bundle_whole(tmp_path, monkeypatch):
+    """The weights were written before the 80-s ONNX export: stopped there, the bundle held new
+    weights beside the old graph, and the two backends served two networks (31 levels apart)."""
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    spec = importlib.util.spec_from_file_location("bundle_default_model", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(script, "export_onnx", stopped)
+    out = tmp_path / "models"
+    out.mkdir()
+    old = {name: f"old {name}".encode() for name in ("default.safetensors", "default.json", "default.onnx")}
+    for name, data in old.items():
+        (out / name).write_bytes(data)
+    source = save_checkpoint(tmp_path / "new.safetensors", perturbed_tiny(7), config_name=None, step=1)
+    result = CliRunner().invoke(script.main, [str(source), "-o", str(out)])
+    assert result.exit_code == 1  # click turns Ctrl-C into "Aborted!"
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == old
