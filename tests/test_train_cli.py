@@ -312,6 +312,10 @@ DEFAULT_SIDECAR = Path(__file__).parents[1] / "runtime" / "models" / "default.js
         (["--pairs", str(DATA), "/nonexistent"], "does not exist"),
         (["--clean", str(DATA), "--init", "/nonexistent.safetensors"], "no such checkpoint file"),
         (["--clean", str(DATA), "--init", "default", "--config", "paper"], "different architecture"),
+        (  # was a ValueError naming the dataset's arguments, after the pairs were made
+            ["--clean", str(DATA), "--unbanded-share", "0.6", "--identity-share", "0.4"],
+            "--unbanded-share 0.6 and --identity-share 0.4 leave no patches with banding",
+        ),
     ],
 )
 def test_usage_errors(tmp_path, args, message):

@@ -236,6 +236,11 @@ def main(
     """Train BDINN; run under `torchrun --nproc_per_node N` for several GPUs (or CPU processes)."""
     if resume and force:
         raise click.UsageError("--resume continues the run in OUT and --force starts it over: pass one")
+    if unbanded_share + identity_share >= 1:  # now, not after the pairs are made
+        raise click.UsageError(
+            f"--unbanded-share {unbanded_share} and --identity-share {identity_share} leave no patches "
+            "with banding: together they must stay below 1"
+        )
     if not clean_dirs and not pairs and cache_dir is None:
         raise click.UsageError(
             "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR, "

@@ -278,7 +278,7 @@ class Trainer:
             )
         if self.batches_per_epoch == 0:
             raise TrainingError(
-                f"only {len(train_set)} training patches with banding, fewer than one batch of "
+                f"only {len(train_set)} training patches, fewer than one batch of "
                 f"{s.batch_size}: add images or lower --batch-size / --patch-size"
             )
         self.device = resolve_device(s.device, self.dist.local_rank)
