@@ -248,7 +248,6 @@ class Debander:
                 "and output are rounded to 8-bit levels; export it with --io float to keep them",
                 stacklevel=3,
             )
-        results: list[np.ndarray | None] = [None] * len(frames)
         by_size: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(frames):
             by_size.setdefault(frame.chw.shape[1:], []).append(index)
@@ -261,12 +260,11 @@ class Debander:
             )
             for i, chw in zip(indices, self.infer(batch, progress=progress), strict=True):
                 outputs[i] = chw
-        rng = np.random.default_rng(seed)
-        for i, chw in enumerate(outputs):  # in list order: a frame's noise depends on those before it
-            assert chw is not None
-            depth = bit_depth if bit_depth is not None else (8 if images[i].dtype == np.uint8 else 16)
-            results[i] = join_frame(frames[i], chw, depth, dither, rng)
-        return [r for r in results if r is not None]
+        rng = np.random.default_rng(seed)  # drawn in list order: a frame's noise depends on those before it
+        return [
+            join_frame(frame, chw, bit_depth or (8 if image.dtype == np.uint8 else 16), dither, rng)
+            for frame, chw, image in zip(frames, outputs, images, strict=True)
+        ]
 
     def infer(self, batch: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """float32 [N, 3, H, W] in [0, 1] -> debanded, same shape, in [0, 1]; tiles and pads as the

@@ -26,7 +26,7 @@ class Backend(ABC):
     min_size: tuple[int, int] = (16, 16)
     max_size: tuple[int, int] | None = None
     uint8_io: bool = False  # a graph exported with --io uint8: 8-bit pictures in and out
-    tile_grid: int = 8  # where tiles may start: the model's own grid (16 with the coarse pass)
+    tile_grid: int = 8  # where tiles may start: the model's own grid (tile_grid_of)
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
@@ -42,3 +42,9 @@ class Backend(ABC):
     def close(self) -> None:
         """Free what the backend holds; the object is unusable afterwards."""
         return
+
+
+def tile_grid_of(coarse_pass: bool) -> int:
+    """The grid a model's tiles start on: it halves the resolution three times, and the coarse
+    pass once more."""
+    return 16 if coarse_pass else 8

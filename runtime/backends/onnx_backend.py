@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..imageio import from_float, to_float
-from .base import Backend, BackendError
+from .base import Backend, BackendError, tile_grid_of
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
 
@@ -76,7 +76,7 @@ class OnnxBackend(Backend):
         self.uint8_io = self.input_dtype == np.uint8
         props = self.session.get_modelmeta().custom_metadata_map  # bdinn-export's
         recorded = props.get("bdinn.precision")
-        self.tile_grid = 16 if props.get("bdinn.coarse_pass") == "true" else 8
+        self.tile_grid = tile_grid_of(props.get("bdinn.coarse_pass") == "true")
         self.precision = recorded or ("fp16" if self.input_dtype == np.float16 else "fp32")
         self.device = f"cuda:{gpu}" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..engine_sidecar import IO_DTYPES, SidecarError, read_sidecar
 from ..imageio import from_float, to_float
 from ..tensorrt import TensorRTUnavailable, load_plugin_library, load_tensorrt
-from .base import Backend, BackendError
+from .base import Backend, BackendError, tile_grid_of
 
 _NP_DTYPES = {name: np.dtype(name).type for name in IO_DTYPES}  # the sidecar's names, checked there
 
@@ -148,7 +148,7 @@ class TensorRTBackend(Backend):
         self.uint8_io = self.input_dtype == np.uint8
         self.precision = sidecar.get("precision", "fp32")
         config = sidecar.get("model_config")
-        self.tile_grid = 16 if isinstance(config, dict) and config.get("coarse_pass") is True else 8
+        self.tile_grid = tile_grid_of(isinstance(config, dict) and config.get("coarse_pass") is True)
         profile = sidecar["profile"]
         self.min_size, self.max_size = tuple(profile["min"]), tuple(profile["max"])
         self.cuda_graph = False  # bdinn-bench --cuda-graph replays each shape's captured graph

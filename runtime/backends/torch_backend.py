@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendError
+from .base import Backend, BackendError, tile_grid_of
 
 PRECISIONS = {"fp32": "float32", "fp16": "float16"}
 
@@ -66,7 +66,7 @@ class TorchBackend(Backend):
                 warnings.warn(f"bdinn: banded convolutions run as grid_sample (slower): {exc}", stacklevel=2)
         model.set_banded_impl(impl)
         self.model = model.to(device=device, dtype=getattr(torch, PRECISIONS[precision])).eval()
-        self.tile_grid = 16 if model.config.coarse_pass else 8
+        self.tile_grid = tile_grid_of(model.config.coarse_pass)
         self.meta = meta
         self.device = device
         self.precision = precision
