@@ -266,6 +266,44 @@ def test_pairs_from_cache_errors(tmp_path, monkeypatch):
         pairs_from_cache(tmp_path / "cache")
 
 
+def test_a_cache_alone_gives_the_pairs_of_its_latest_preparation(tmp_path):
+    """A cache outlives its pictures: after an edited picture or a run with another seed, it listed
+    every pair it ever made, so a run from the cache alone trained on more pairs than the run that
+    made it (and a resume from a copy of it was refused as "different pictures")."""
+    clean = tmp_path / "clean"
+    shutil.copytree(DATA, clean, ignore=shutil.ignore_patterns("*.md"))
+    cache = tmp_path / "cache"
+    first = prepare_synthetic_pairs([clean], cache, variants_per_image=2, seed=0, max_side=128)
+    assert pairs_from_cache(cache) == sorted(first, key=lambda p: p.name)
+    other_seed = prepare_synthetic_pairs([clean], cache, variants_per_image=2, seed=1, max_side=128)
+    sky = clean / "sky-gradient.png"
+    write_image(sky, read_image(sky)[::-1])  # edited: its pairs are made again
+    edited = prepare_synthetic_pairs([clean], cache, variants_per_image=2, seed=0, max_side=128)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert len(manifest["pairs"]) == 6 + 6 + 2 and len(edited) == 6
+
+    assert pairs_from_cache(cache) == sorted(edited, key=lambda p: p.name)  # the latest
+    assert pairs_from_cache(cache, seed=1) == sorted(other_seed, key=lambda p: p.name)
+    assert pairs_from_cache(cache, variants=2, max_side=128) == pairs_from_cache(cache)
+    with pytest.raises(ValueError) as info:
+        pairs_from_cache(cache, seed=2, variants=2)
+    assert str(info.value) == (
+        f"{cache / 'manifest.json'}: the cache holds no pairs made with --seed 2 --variants 2; it holds "
+        "pairs made with --seed 1 --variants 2 --max-side 128; --seed 0 --variants 2 --max-side 128 "
+        "(pass those, or make the pairs with --clean DIR)"
+    )
+    before = (cache / "manifest.json").read_bytes()
+    assert prepare_synthetic_pairs([clean], cache, variants_per_image=2, seed=0, max_side=128) == edited
+    assert (cache / "manifest.json").read_bytes() == before  # the same preparation again writes nothing
+
+    del manifest["preparations"]  # a cache made before preparations were recorded: all, and a word
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(
+        UserWarning, match=r"does not record which pairs a run used .*: training on all 14 pairs"
+    ):
+        assert len(pairs_from_cache(cache)) == 14
+
+
 @pytest.mark.parametrize("banded", ["/tmp/elsewhere/planted.png", "../outside/planted.png", ""])
 def test_a_manifest_cannot_send_pictures_outside_its_cache(tmp_path, banded):
     """A cache is a folder people copy between machines: a crafted manifest made bdinn-train write

@@ -121,6 +121,29 @@ def test_a_run_resumed_from_a_copied_cache_records_where_its_pictures_came_from(
     assert origin["cache"] == str((tmp_path / "run" / "pairs").resolve())
 
 
+def test_a_run_resumes_from_a_copied_cache_another_run_added_pairs_to(tmp_path, tiny_config):
+    """A cache shared with a run of another seed listed both runs' pairs, so resuming from a copy
+    of it was refused ("cannot resume with different pictures"); a seed it holds no pairs of is
+    named in one line."""
+    run = [*FAST, "--config", str(tiny_config), "--variants", "2", "-o", str(tmp_path / "run")]
+    first = CliRunner().invoke(main, [*run, "--clean", str(DATA), "--stop-at", "2"])
+    assert first.exit_code == 0, first.output
+    prepare_synthetic_pairs([DATA], tmp_path / "run" / "pairs", variants_per_image=2, seed=5)
+    shutil.copytree(tmp_path / "run" / "pairs", tmp_path / "moved")
+    resumed = CliRunner().invoke(main, [*run, "--cache-dir", str(tmp_path / "moved"), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "stopped at step 4/4" in resumed.output
+    three = ["--seed", "3", "--cache-dir", str(tmp_path / "moved"), "-o", str(tmp_path / "three")]
+    other = CliRunner().invoke(main, [*FAST, "--config", str(tiny_config), *three])
+    assert other.exit_code == 1
+    assert re.fullmatch(
+        r"bdinn-train: error: .*manifest\.json: the cache holds no pairs made with --seed 3; it holds "
+        r"pairs made with --seed 0 --variants 2 --max-side 1920; --seed 5 --variants 2 --max-side 1920 "
+        r"\(pass those, or make the pairs with --clean DIR\)\n",
+        other.output,
+    )
+
+
 def test_trains_from_a_copied_cache_alone(tmp_path, tiny_config):
     """A pairs cache moved to another machine, without its banded pictures, trains as --clean did."""
     made = prepare_synthetic_pairs([DATA], tmp_path / "made", variants_per_image=2)

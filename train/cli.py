@@ -167,7 +167,8 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Where synthetic pairs are cached [default: OUT/pairs]. Without --clean: train on the pairs "
-    "a cache copied from another machine holds (banded pictures left behind are remade).",
+    "of a cache copied from another machine (banded pictures left behind are remade): those of its "
+    "latest preparation, or of the latest with the --seed, --variants or --max-side given.",
 )
 @click.option(
     "--seed",
@@ -273,8 +274,7 @@ def main(
         train_options["train_seed"] = train_options["seed"]
     config, config_name = resolve_config(config_value)
     init_path = None
-    source = click.get_current_context().get_parameter_source("config_value")
-    explicit = source == click.core.ParameterSource.COMMANDLINE
+    explicit = _on_command_line("config_value")
     if init_from is not None:
         init_path, config, config_name = resolve_init(init_from, config, explicit=explicit)
     elif resume and not explicit and (saved := saved_architecture(out_dir)) is not None:
@@ -297,10 +297,15 @@ def main(
             dist.init_process_group(backend)
         image_pairs = list(find_pairs(*pairs)) if pairs else []
         if clean_dirs or cache_dir is not None:
+            # From a cache alone: the pairs of its latest preparation with the settings given (a
+            # resume's are its run's), as --clean with them would have made.
+            given = {"seed": seed, "variants": variants, "max_side": max_side}
+            cache_settings = {k: v for k, v in given.items() if resume or _on_command_line(k)}
+
             # One process prepares (and caches) the synthetic pairs; the others then read the cache.
             def prepare() -> list:
                 if not clean_dirs:
-                    return pairs_from_cache(cache_dir)
+                    return pairs_from_cache(cache_dir, **cache_settings)
                 return prepare_synthetic_pairs(
                     list(clean_dirs), cache_dir or out_dir / "pairs", variants, seed, max_side
                 )
@@ -383,6 +388,12 @@ def main(
         written = (out_dir / "last.safetensors").exists()
         kept = "checkpoints" if written else "training state (no checkpoint yet)"
         click.echo(f"stopped at step {trainer.step}/{settings.steps}: {summary}; {kept} in {out_dir}")
+
+
+def _on_command_line(parameter: str) -> bool:
+    """Whether the user gave this option, rather than click its default."""
+    source = click.get_current_context().get_parameter_source(parameter)
+    return source == click.core.ParameterSource.COMMANDLINE
 
 
 def saved_architecture(out_dir: Path) -> tuple[BDINNConfig, str | None, str | None] | None:

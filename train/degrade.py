@@ -374,7 +374,66 @@ def _well_formed(manifest: Any) -> bool:
             inside = Path(entry[field])
             if inside.is_absolute() or ".." in inside.parts or not inside.parts:
                 return False
+    preparations = manifest.get("preparations", {})
+    if not isinstance(preparations, dict):
+        return False
+    for record in preparations.values():
+        fields = (*SETTINGS, "order")
+        if not isinstance(record, dict) or not all(isinstance(record.get(f), int) for f in fields):
+            return False
+        ids = record.get("pairs")
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i in manifest["pairs"] for i in ids):
+            return False
     return True
+
+
+SETTINGS = ("seed", "variants", "max_side")  # what a preparation's pairs depend on
+
+
+def _preparation_flags(settings: dict[str, Any]) -> str:
+    return " ".join(f"--{name.replace('_', '-')} {settings[name]}" for name in SETTINGS if name in settings)
+
+
+def _record_preparation(manifest: dict[str, Any], settings: dict[str, int], entry_ids: list[str]) -> bool:
+    """Remember which pairs a finished preparation with these settings used, as the latest one.
+
+    A cache outlives its pictures: an edited wallpaper or another seed adds pairs beside the old
+    ones, and a run from the cache alone must train on the pairs the run that made it did, not on
+    everything the cache ever held. Returns whether the manifest changed.
+    """
+    preparations = manifest.setdefault("preparations", {})
+    key = _preparation_flags(settings)
+    latest = max((record["order"] for record in preparations.values()), default=0)
+    record = {**settings, "pairs": sorted(entry_ids)}
+    old = preparations.get(key)
+    if old is not None and old["order"] == latest and {**old, "order": 0} == {**record, "order": 0}:
+        return False
+    preparations[key] = {**record, "order": latest + 1}
+    return True
+
+
+def _chosen_entries(manifest: dict[str, Any], manifest_path: Path, wanted: dict[str, int]) -> list[dict]:
+    """The entries of the latest preparation whose settings match `wanted` (all entries in a cache
+    made before preparations were recorded)."""
+    preparations = manifest.get("preparations")
+    if not preparations:
+        warnings.warn(
+            f"{manifest_path}: the cache does not record which pairs a run used (made by an earlier "
+            f"bdinn): training on all {len(manifest['pairs'])} pairs it holds",
+            stacklevel=3,
+        )
+        return list(manifest["pairs"].values())
+    matching = [r for r in preparations.values() if all(r[name] == value for name, value in wanted.items())]
+    if not matching:
+        made = "; ".join(
+            _preparation_flags(r) for r in sorted(preparations.values(), key=lambda r: r["order"])
+        )
+        raise ValueError(
+            f"{manifest_path}: the cache holds no pairs made with {_preparation_flags(wanted)}; it holds "
+            f"pairs made with {made} (pass those, or make the pairs with --clean DIR)"
+        )
+    chosen = max(matching, key=lambda record: record["order"])
+    return [manifest["pairs"][entry_id] for entry_id in chosen["pairs"]]
 
 
 def _find_image(path: Path) -> Path | None:
@@ -385,14 +444,15 @@ def _find_image(path: Path) -> Path | None:
     return None
 
 
-def pairs_from_cache(cache_dir: Path) -> list[ImagePair]:
-    """Every pair a synthetic-pairs cache lists, without the clean sources it was made from.
+def pairs_from_cache(cache_dir: Path, **wanted: int) -> list[ImagePair]:
+    """The pairs a synthetic-pairs cache's latest preparation used, without its clean sources.
 
     For training on another machine, such as a GPU server without the wallpapers or FFmpeg's
     encoders: copy the cache folder. Its pictures may be recompressed to another lossless format
     (found by name), and banded ones may be left behind: they are remade here from their clean
-    picture exactly as the generator made them (codec ones need PyAV). A cache that several runs
-    shared lists the pairs of all of them.
+    picture exactly as the generator made them (codec ones need PyAV). A cache that several
+    preparations shared holds the pairs of all of them: `wanted` (seed, variants, max_side, any of
+    them) picks the latest preparation made with those settings.
     """
     cache_dir = Path(cache_dir)
     manifest_path = cache_dir / "manifest.json"
@@ -412,8 +472,11 @@ def pairs_from_cache(cache_dir: Path) -> list[ImagePair]:
         )
     if manifest.get("format") != MANIFEST_FORMAT or not manifest.get("pairs"):
         raise ValueError(f"{manifest_path}: not a bdinn pairs cache, or it lists no pairs")
+    entries = _chosen_entries(manifest, manifest_path, wanted)
+    if not entries:
+        raise ValueError(f"{manifest_path}: its preparation made no pairs (no clean picture could be read)")
     pairs = []
-    for entry in sorted(manifest["pairs"].values(), key=lambda e: e["name"]):
+    for entry in sorted(entries, key=lambda e: e["name"]):
         try:
             degradation = Degradation(**entry["degradation"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -443,6 +506,11 @@ def pairs_from_cache(cache_dir: Path) -> list[ImagePair]:
     return pairs
 
 
+def _save_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def prepare_synthetic_pairs(
     clean_dirs: list[Path],
     cache_dir: Path,
@@ -456,7 +524,8 @@ def prepare_synthetic_pairs(
     `variants_per_image` different degradations drawn from (seed, source name). The files are
     written once; manifest.json maps a hash of (source path, size, mtime, max_side, degradation)
     to them, so a second call with the same arguments reads the cache and decodes nothing.
-    Unreadable sources are skipped, remembered in the manifest, and reported in one warning.
+    Unreadable sources are skipped, remembered in the manifest, and reported in one warning. Once
+    done, the manifest records which pairs it used, for `pairs_from_cache`.
     """
     if variants_per_image < 1:
         raise ValueError(f"variants_per_image must be at least 1, got {variants_per_image}")
@@ -467,6 +536,7 @@ def prepare_synthetic_pairs(
     manifest_path = cache_dir / "manifest.json"
     manifest = _read_manifest(manifest_path)
     pairs: list[ImagePair] = []
+    used: list[str] = []
     skipped: list[str] = []
     for key, path in tqdm(sources.items(), desc="banded pairs", unit="picture", disable=None):
         file_id = _file_id(path)
@@ -476,6 +546,7 @@ def prepare_synthetic_pairs(
         clean_rel = f"clean/{_safe(key)}_{_hash(file_id, max_side, GENERATOR_VERSION)}.png"
         clean: np.ndarray | None = None
         made: list[ImagePair] = []
+        made_ids: list[str] = []
         changed = False
         for degradation in _variants(key, seed, variants_per_image):
             entry_id = _hash(file_id, max_side, degradation.id, GENERATOR_VERSION)
@@ -487,7 +558,7 @@ def prepare_synthetic_pairs(
                     except ImageError as exc:
                         manifest["skipped"][file_id] = str(exc)
                         skipped.append(str(exc))
-                        made, changed = [], True
+                        made, made_ids, changed = [], [], True
                         break
                 if not (cache_dir / clean_rel).is_file():
                     write_image(cache_dir / clean_rel, clean)
@@ -502,6 +573,7 @@ def prepare_synthetic_pairs(
                 write_image(cache_dir / entry["banded"], degradation.apply(clean))
                 manifest["pairs"][entry_id] = entry
                 changed = True
+            made_ids.append(entry_id)
             made.append(
                 ImagePair(
                     entry["name"],
@@ -512,9 +584,12 @@ def prepare_synthetic_pairs(
                 )
             )
         pairs += made
+        used += made_ids
         if changed:  # saved per picture, so an interrupted run keeps what it made
-            text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
-            atomic_write(manifest_path, lambda tmp, text=text: Path(tmp).write_text(text))
+            _save_manifest(manifest_path, manifest)
+    settings = {"seed": seed, "variants": variants_per_image, "max_side": max_side or 0}
+    if _record_preparation(manifest, settings, used):  # only once whole: a cut run is not one
+        _save_manifest(manifest_path, manifest)
     if skipped:
         warnings.warn(
             f"skipped {len(skipped)} unreadable clean image(s) of {len(sources)}, e.g. {skipped[0]}",
