@@ -128,9 +128,14 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
 
         def create_plugin(self, name: str, fields: Any, phase: Any) -> BandedDeformConv2dPlugin:
             values = dict(DEFAULT_FIELDS)
+            integers = {trt.PluginFieldType.INT8, trt.PluginFieldType.INT16, trt.PluginFieldType.INT32,
+                        trt.PluginFieldType.INT64}  # fmt: skip
             for field in fields:
                 if field.name in values:
-                    values[field.name] = int(np.asarray(field.data).reshape(-1)[0])
+                    data = np.asarray(field.data).reshape(-1)
+                    if field.type not in integers or data.size < 1:  # as the C++ creator: "2" read 50
+                        raise ValueError(f"{PLUGIN_NAME}: field '{field.name}' must be one integer")
+                    values[field.name] = int(data[0])
             check_fields(values)
             return BandedDeformConv2dPlugin(values)
 

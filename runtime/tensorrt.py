@@ -46,6 +46,8 @@ def link_unversioned_rtx_core(required: bool = False) -> None:
     if link.exists() or not versioned.exists():
         return
     try:
+        if link.is_symlink():  # dangling: left by an earlier install, and pip does not remove it
+            link.unlink(missing_ok=True)
         os.symlink(versioned.name, link)
     except FileExistsError:
         pass  # another process made it first

@@ -5,6 +5,7 @@ one, so these tests stop at the serialised plan.
 """
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,8 +30,11 @@ except TensorRTUnavailable as exc:
     pytest.skip(f"TensorRT-RTX is not installed ({exc})", allow_module_level=True)
 
 
-def two_node_graph(dtype: np.dtype, dilation: tuple[int, int] = (2, 1), channels: int = 8) -> bytes:
-    """x -> BandedDeformConv2d -> BandedDeformConv2d, sharing one geometry input; dynamic H, W."""
+def two_node_graph(
+    dtype: np.dtype, dilation: tuple[int, int] = (2, 1), channels: int = 8, **attributes: Any
+) -> bytes:
+    """x -> BandedDeformConv2d -> BandedDeformConv2d, sharing one geometry input; dynamic H, W;
+    `attributes` replace the nodes' own."""
     elem = TensorProto.FLOAT16 if dtype == np.float16 else TensorProto.FLOAT
     rng = np.random.default_rng(0)
     nodes, weights = [], []
@@ -42,8 +46,9 @@ def two_node_graph(dtype: np.dtype, dilation: tuple[int, int] = (2, 1), channels
         nodes.append(
             helper.make_node(
                 PLUGIN_NAME, ["x" if i == 0 else "y0", "g", f"w{i}", f"b{i}"], [f"y{i}"], name=f"bdc{i}",
-                domain=PLUGIN_NAMESPACE, kernel_h=3, kernel_w=5, dilation_h=dilation[0],
-                dilation_w=dilation[1],
+                domain=PLUGIN_NAMESPACE,
+                **{"kernel_h": 3, "kernel_w": 5, "dilation_h": dilation[0], "dilation_w": dilation[1],
+                   **attributes},
             )
         )  # fmt: skip
     graph = helper.make_graph(
@@ -93,10 +98,12 @@ def test_parser_symlink_for_plugin_nodes_exists():
     assert (folder / "libtensorrt_rtx.so").resolve() == (folder / "libtensorrt_rtx.so.1").resolve()
 
 
-def test_registering_the_plugin_on_a_fresh_install_makes_the_parser_link(tmp_path):
+@pytest.mark.parametrize("stale_link", [False, True])
+def test_registering_the_plugin_on_a_fresh_install_makes_the_parser_link(tmp_path, stale_link):
     """A fresh TensorRT-RTX install has no libtensorrt_rtx.so, and the parser aborted the process on
     a plugin node when the plugin was registered directly (the documented Python API) rather than
-    through load_tensorrt. The fresh install is a copy of the libs package without the link."""
+    through load_tensorrt. The fresh install is a copy of the libs package without the link. A link
+    an earlier install left dangling (pip does not know it) was kept, and the parser aborted."""
     import subprocess
     import sys
 
@@ -108,6 +115,8 @@ def test_registering_the_plugin_on_a_fresh_install_makes_the_parser_link(tmp_pat
     (fresh / "__init__.py").write_text((installed / "__init__.py").read_text())  # loads from its own folder
     for library in installed.glob("*.so.1"):
         (fresh / library.name).symlink_to(library)
+    if stale_link:
+        (fresh / "libtensorrt_rtx.so").symlink_to("libtensorrt_rtx.so.0")
     graph = tmp_path / "graph.onnx"
     graph.write_bytes(two_node_graph(np.float32))
     code = (
@@ -216,6 +225,20 @@ def test_a_bad_dilation_is_refused_when_parsed(dilation):
     network = trt.Builder(logger).create_network(0)
     parser = trt.OnnxParser(network, logger)
     assert not parser.parse(two_node_graph(np.float32, dilation=dilation))
+    errors = " ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
+    assert "Could not create the plugin" in errors
+
+
+@pytest.mark.parametrize("attribute", [{"dilation_w": "2"}, {"dilation_h": 1.5}, {"kernel_w": 5.9}])
+def test_an_attribute_that_is_not_an_integer_is_refused_when_parsed(attribute):
+    """The C++ creator refuses them; the Python one read a string's first byte ("2" became a
+    dilation of 50) and cut floats down, so the two plugins disagreed on one graph."""
+    trt = TRT.module
+    register_python_plugin(trt)
+    logger = trt.Logger(trt.Logger.INTERNAL_ERROR)
+    network = trt.Builder(logger).create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    assert not parser.parse(two_node_graph(np.float32, **attribute))
     errors = " ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
     assert "Could not create the plugin" in errors
 
