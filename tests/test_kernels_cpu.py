@@ -6,6 +6,7 @@ The stress cases here are reused by test_kernels_gpu.py.
 import ctypes
 import math
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -264,6 +265,39 @@ def test_nvcc_installed_after_a_build_is_found(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", os.environ["PATH"] + os.pathsep + str(Path(nvcc).parent))
     assert set(build_libraries(tmp_path / "a", source_dir=PLUGINS)) == {"cpu", "cuda"}
     assert set(build_libraries(tmp_path / "b", cuda=True, source_dir=PLUGINS)) == {"cpu", "cuda"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("release", "unknown", "targets"),
+    [("12.4", "100|103|110|120", [75, 80, 86, 89, 90, "compute_90"]),
+     ("11.4", "89|90|100|103|110|120", [75, 80, 86, "compute_86"])],
+)  # fmt: skip
+def test_an_older_nvcc_gets_the_architectures_it_knows(tmp_path, release, unknown, targets):
+    """The default list named Blackwell whatever the compiler: CMake's compiler check failed on any
+    nvcc before 12.8, and the CPU library went down with it. The nvcc here is the installed one
+    behind a front that reports an older release and, as that release does, refuses what it lacks."""
+    nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc not found (neither on PATH nor in CUDACXX): cannot configure the CUDA build")
+    older = tmp_path / "nvcc"
+    older.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *--version*) echo "Cuda compilation tools, release {release}"; exit 0;; esac\n'
+        f'for a in "$@"; do case "$a" in *_{unknown.replace("|", "*|*_")}*) '
+        'echo "nvcc fatal   : Unsupported gpu architecture" >&2; exit 1;; esac; done\n'
+        f'exec {nvcc} "$@"\n'
+    )
+    older.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CUDAARCHS"} | {"CUDACXX": str(older)}
+    done = subprocess.run(
+        ["cmake", "-S", str(PLUGINS), "-B", str(tmp_path / "build"), "-DBDINN_REQUIRE_CUDA=ON"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    flags = (tmp_path / "build" / "CMakeFiles" / "bdinn_bdconv_kernels.dir" / "flags.make").read_text()
+    built = re.findall(r"arch=compute_\d+,code=\[(\w+)\]", flags)
+    assert built == [f"sm_{t}" if isinstance(t, int) else t for t in targets]
 
 
 def test_build_is_cached(cpu_library):
