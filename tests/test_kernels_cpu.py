@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from bdinn.plugins.build import STAMP, BuildError, build_libraries
+from bdinn.plugins.build import STAMP, BuildError, build_libraries, built_from
 from bdinn.plugins.cpu_reference import banded_deform_conv_cpu, load_cpu_library
+from bdinn.plugins.kernels import KernelLibraryError, load_kernels
 from bdinn.train.network import activate_geometry
 from bdinn.train.ops import banded_deform_conv_reference
 
@@ -300,6 +301,37 @@ def test_an_older_nvcc_gets_the_architectures_it_knows(tmp_path, release, unknow
     assert built == [f"sm_{t}" if isinstance(t, int) else t for t in targets]
 
 
+@pytest.mark.slow
+def test_a_kernel_library_from_other_sources_is_not_loaded(tmp_path, monkeypatch):
+    """A bdinn upgrade changed the sources under a CUDA library built before, and a build without
+    CUDA left an earlier CUDA library in place: the ops, the Python plugin and bdinn-export loaded
+    it anyway, running old kernels or another C ABI. The other sources here are a copy of the
+    plugin sources with one line added."""
+    if shutil.which("nvcc") is None and not os.environ.get("CUDACXX"):
+        pytest.skip("nvcc not found (neither on PATH nor in CUDACXX): cannot compile the CUDA kernels")
+    build, other = tmp_path / "build", tmp_path / "sources"
+    shutil.copytree(PLUGINS, other, ignore=shutil.ignore_patterns("__pycache__"))
+    kernel = other / "csrc" / "banded_deform_conv.cu"
+    kernel.write_text(kernel.read_text() + "// an older or newer bdinn\n")
+    monkeypatch.setenv("CUDAARCHS", "75-real")  # one architecture: the point is which sources
+    monkeypatch.setenv("BDINN_PLUGIN_BUILD_DIR", str(build))
+    monkeypatch.delenv("BDINN_KERNEL_LIBRARY", raising=False)
+    assert set(build_libraries(build, cuda=True, source_dir=other)) == {"cpu", "cuda"}
+    assert built_from(build, "cuda", other) and not built_from(build, "cuda")
+    load_kernels.cache_clear()
+    with pytest.raises(KernelLibraryError, match=r"libbdinn_bdconv\.so: built from other kernel sources"):
+        load_kernels()
+    load_kernels.cache_clear()
+
+    shutil.copy2(PLUGINS / "csrc" / "banded_deform_conv.cu", kernel)  # this bdinn's, CPU alone
+    assert set(build_libraries(build, cuda=False, source_dir=other)) == {"cpu"}
+    assert (build / "libbdinn_bdconv.so").is_file()  # left in place, and known to be older
+    assert built_from(build, "cpu") and not built_from(build, "cuda")
+    with pytest.raises(KernelLibraryError, match="built from other kernel sources"):
+        load_kernels()
+    load_kernels.cache_clear()
+
+
 def test_build_is_cached(cpu_library):
     before = cpu_library.stat().st_mtime_ns
     libs = build_libraries(cpu_library.parent, cuda=False, source_dir=PLUGINS)
@@ -344,6 +376,7 @@ def test_cuda_library_compiles(tmp_path):
     cuda_13 = int(nvcc.stdout.split("release ")[1].split(".")[0]) >= 13
     expected = {("elf", sm) for sm in CUDA_ARCHS | (CUDA_13_ARCHS if cuda_13 else set())}
     assert fatbin_targets(libs["cuda"]) == expected | {("ptx", sm) for sm in PTX_ARCHS}
+    assert built_from(tmp_path, "cuda") and built_from(tmp_path, "cpu")
     # CMake run again in the same folder (sources changed) keeps every target: it once took the
     # compiler's default, cached by the first run, for the user's choice and built sm_75 alone.
     (tmp_path / STAMP).unlink()
