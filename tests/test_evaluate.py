@@ -153,6 +153,23 @@ def test_a_degradation_id_out_of_range_says_its_range():
         parse_degradations("q17")
 
 
+def test_max_images_is_a_seeded_subset_in_the_folders_order(paired_dirs):
+    """--seed picks which pictures --max-images keeps, the same ones for the same seed."""
+    everything = [pair.name for pair in pairs_from_folders(*paired_dirs)[1]]
+
+    def kept(seed: int) -> list[str]:
+        count, pairs = pairs_from_folders(*paired_dirs, max_images=2, seed=seed)
+        names = [pair.name for pair in pairs]
+        assert count == len(names) == 2
+        return names
+
+    subsets = [kept(seed) for seed in range(6)]
+    assert kept(1) == subsets[1]
+    assert len({tuple(names) for names in subsets}) >= 2
+    for names in subsets:
+        assert names == [name for name in everything if name in names]
+
+
 def test_size_and_smooth_mask():
     img = read_image(DATA / "soft-shapes.png")
     assert fit_size(img, (64, 64)).shape == (64, 64, 3)
@@ -164,6 +181,7 @@ def test_size_and_smooth_mask():
     # The crop is the centre: a picture whose left, middle and right thirds are 0, 128 and 255
     thirds = np.repeat(np.array([0, 128, 255], np.uint8), 100)[None, :, None].repeat(60, 0).repeat(3, 2)
     assert np.all(fit_size(thirds, (60, 100)) == 128)
+    assert np.all(fit_size(np.ascontiguousarray(thirds.transpose(1, 0, 2)), (100, 60)) == 128)  # and rows
     # Smooth: a luma standard deviation under 1/255 over 9x9. A ramp of slope s has std s * 2.58;
     # one just under and one just over the threshold, and red and blue weighed as BT.709 says.
     columns = np.arange(64)[None, :, None].repeat(32, 0)

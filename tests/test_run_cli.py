@@ -1019,6 +1019,11 @@ def test_a_picture_in_tiles_shows_its_tiles_and_quiet_shows_nothing(model, pictu
     shown = run(model, pictures / "sky.png", "-o", tmp_path / "a.png", "--tile", "32")
     assert shown.exit_code == 0, shown.output
     assert re.search(r"sky\.png: 100%\S* 15/15 ", shown.output.replace("\r", "\n"))  # 3 x 5 tiles of 64x96
+    for overlap, tiles in (("0", 6), ("8", 12)):  # 2 x 3 tiles side by side; 3 x 4 overlapping by 8
+        shown = run(model, pictures / "sky.png", "-o", tmp_path / f"o{overlap}.png", "--tile", "32",
+                    "--overlap", overlap)  # fmt: skip
+        assert shown.exit_code == 0, shown.output
+        assert re.search(rf"sky\.png: 100%\S* {tiles}/{tiles} ", shown.output.replace("\r", "\n"))
     quiet = run(model, pictures / "sky.png", "-o", tmp_path / "b.png", "--tile", "32", "-q")
     assert quiet.exit_code == 0 and quiet.output == ""
     whole = run(model, pictures / "sky.png", "-o", tmp_path / "c.png")

@@ -19,6 +19,7 @@ from bdinn.runtime.metrics import psnr
 from bdinn.train.checkpoint import CheckpointError, load_checkpoint
 from bdinn.train.data import FullImageDataset, PatchDataset
 from bdinn.train.image_pair import find_pairs
+from bdinn.train.losses import debanding_loss
 from bdinn.train.trainer import Trainer, TrainingError, TrainSettings, cosine_lr
 
 
@@ -48,6 +49,44 @@ def test_cosine_schedule():
     assert cosine_lr(0, 100, 1.0, 0.0, warmup=10) == pytest.approx(0.1)
     assert cosine_lr(9, 100, 1.0, 0.0, warmup=10) == pytest.approx(1.0)
     assert cosine_lr(99, 100, 1.0, 0.0, warmup=10) == pytest.approx(0.0)
+
+
+def test_the_loss_is_l1_plus_the_weighted_l1_of_the_spectrum():
+    """One pixel of one channel off by 1 in an 8x8 picture: L1 1/192, and a flat spectrum of ones
+    in that channel's 8x5 real FFT, half of the 240 real and imaginary parts: 1/6."""
+    target = torch.zeros(1, 3, 8, 8)
+    target[0, 0, 0, 0] = 1
+    prediction = torch.zeros(1, 3, 8, 8)
+    assert float(debanding_loss(prediction, target, 0.0)) == pytest.approx(1 / 192)
+    assert float(debanding_loss(prediction, target)) == pytest.approx(1 / 192 + 0.1 / 6)
+    assert float(debanding_loss(prediction, target, 1.0)) == pytest.approx(1 / 192 + 1 / 6)
+
+
+def test_a_step_uses_the_fft_weight_the_learning_rate_floor_and_the_clipping_it_is_given(datasets, tmp_path):
+    """--fft-weight, --min-lr and --grad-clip each reach the step (dropping any one of them left
+    every other test passing)."""
+    train, val = datasets
+    chosen = settings(steps=3, warmup=0, lr=1e-3, min_lr=1e-5, fft_weight=0.5, grad_clip=1e-3)
+    trainer = Trainer(chosen, train, val, tmp_path)
+    banded, clean = trainer._batch(0, {})
+    with torch.no_grad():
+        expected = float(debanding_loss(trainer.model(banded), clean, 0.5))
+        at_the_default = float(debanding_loss(trainer.model(banded), clean, 0.1))
+    loss, _ = trainer.train_step(banded, clean)
+    assert loss == pytest.approx(expected, abs=1e-6) and abs(expected - at_the_default) > 1e-3
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.model.parameters()
+                                                 if p.grad is not None]))  # fmt: skip
+    assert float(norm) <= 1e-3 * (1 + 1e-5)
+    trainer.step = 2  # the last step of three: the schedule's floor
+    trainer.train_step(banded, clean)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
+
+    unclipped = Trainer(replace(chosen, grad_clip=0.0), train, val, tmp_path / "unclipped")
+    unclipped.train_step(banded, clean)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in unclipped.model.parameters()
+                                                 if p.grad is not None]))  # fmt: skip
+    assert float(norm) > 1e-2
 
 
 def test_training_fits_a_batch_and_writes_checkpoints(paired_dirs, datasets, tmp_path):
