@@ -154,10 +154,14 @@ def user_cache(kind: str) -> Path:
     return home / "bdinn" / kind
 
 
+BUNDLED_MODELS = Path(__file__).resolve().parent / "models"
+
+
 def files_of_model(model: str | os.PathLike | None) -> list[Path]:
-    """A model file and the JSON sidecars that may sit beside it (NAME.json, NAME.plan.json)."""
+    """A model file and the JSON sidecars that may sit beside it (NAME.json, NAME.plan.json); for
+    None, what a command then runs, the bundled model's files (`--json` could replace them)."""
     if model is None:
-        return []
+        return sorted(BUNDLED_MODELS.glob("default.*"))
     model = Path(model)
     return [model, model.with_suffix(".json"), plan_sidecar(model)]  # a checkpoint's config, a plan's
 

@@ -78,6 +78,27 @@ def test_stdout_json_and_errors(model, tmp_path):
     assert graph.exit_code == 2 and "CUDA graphs are for TensorRT engines" in graph.output
 
 
+def test_the_bundled_model_is_an_input_when_no_model_is_named(tmp_path, monkeypatch):
+    """Without MODEL the bundled one runs, but only a named model was protected from --json: with
+    --force it was replaced by the report, and the package's model was a 955-byte JSON file. The
+    bundled folder here is a copy, so that a regression writes there and not into the package."""
+    from bdinn.runtime import files
+
+    bundled = tmp_path / "models"
+    bundled.mkdir()
+    for path in files.BUNDLED_MODELS.glob("default.*"):
+        (bundled / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setattr(files, "BUNDLED_MODELS", bundled)
+    before = (bundled / "default.onnx").read_bytes()
+    for name in ("default.onnx", "default.json", "default.safetensors"):
+        result = CliRunner().invoke(main, ["--size", "32x32", "-n", "1", "--warmup", "0",
+                                           "--json", str(bundled / name), "--force"])  # fmt: skip
+        assert result.exit_code == 1
+        assert result.output == f"bdinn-bench: error: {bundled / name}: is one of this command's inputs; " \
+            "choose another output\n"  # fmt: skip
+    assert (bundled / "default.onnx").read_bytes() == before
+
+
 def test_small_tiles_take_a_fitting_overlap(model):
     """--tile 40 once failed: the default 64-px overlap did not fit, and bench has no --overlap."""
     result = CliRunner().invoke(
