@@ -87,6 +87,16 @@ def tensorrt_rows(checkpoint: Path, folder: Path, cuda: bool) -> list[tuple[str,
     return rows
 
 
+def time_row(name: str, spec: dict[str, Any], size: tuple[int, int], iterations: int, warmup: int) -> dict:
+    """One row's timings, its name saying where it ran: from the backend itself, as onnxruntime
+    without its GPU build runs on the CPU of a GPU machine."""
+    with Debander.open(**spec) as deband:
+        where = "GPU" if deband.describe()["device"].startswith("cuda") else "CPU"
+        timings = benchmark(deband, size, 1, iterations, warmup)
+    del timings["peak_host_memory_mib"]  # this process's so far, not this row's
+    return {"name": f"{name} ({where})", **timings}
+
+
 def markdown(results: list[dict[str, Any]], size: tuple[int, int], machine: str, peak_host: int) -> str:
     lines = [
         f"Machine: {machine}. Frame 1x3x{size[0]}x{size[1]}, latency in ms per frame; "
@@ -132,14 +142,13 @@ def main(
                 results.append({"name": name, "error": spec})
                 continue
             click.echo(f"{name} ...", err=True)
-            with Debander.open(**spec) as deband:
-                # Where it ran, from the backend itself: onnxruntime without its GPU build runs on
-                # the CPU of a GPU machine.
-                where = "GPU" if deband.describe()["device"].startswith("cuda") else "CPU"
-                name = f"{name} ({where})"
-                timings = benchmark(deband, size, 1, iterations, warmup)
-                del timings["peak_host_memory_mib"]  # this process's so far, not this row's
-                results.append({"name": name, **timings})
+            try:
+                results.append(time_row(name, spec, size, iterations, warmup))
+            except (RuntimeError, ValueError, MemoryError) as exc:  # BackendError, out of GPU memory
+                # One row that cannot open or run (a plan this GPU cannot load, an older ONNX
+                # Runtime without DeformConv) is that row's reason, not the end of the others.
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                results.append({"name": name, "error": reason})
     peak_host = peak_host_memory_mib()
     table = markdown(results, size, machine, peak_host)
     click.echo(table)

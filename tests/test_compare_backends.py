@@ -38,3 +38,26 @@ def test_times_every_cpu_backend_and_says_why_the_others_cannot_run(run_benchmar
     assert markdown in done.stdout
     assert f"peak host memory of the whole run {report['peak_host_memory_mib']} MiB" in markdown
     assert markdown.count("\n| ") == len(report["results"]) + 2  # with the heading and its rule
+
+
+def test_a_row_that_cannot_open_says_why_and_the_others_are_timed(benchmark_script, tmp_path, monkeypatch):
+    """One backend failing to open (a plan this GPU cannot load, an ONNX Runtime without DeformConv)
+    ended the run in a traceback, and every row timed before it was lost."""
+    from click.testing import CliRunner
+
+    from bdinn.export.onnx_export import export_onnx
+
+    compare = benchmark_script("compare_backends")
+    good = export_onnx(perturbed_tiny(), tmp_path / "good.onnx", "gridsample", False).path
+    (tmp_path / "bad.onnx").write_bytes(b"not a graph")
+    rows = [("first", {"path": good}), ("broken", {"path": tmp_path / "bad.onnx"}), ("last", {"path": good})]
+    monkeypatch.setattr(compare, "candidates", lambda checkpoint, folder: rows)
+    out = tmp_path / "rows.json"
+    args = ["--size", "32x48", "-n", "1", "--warmup", "0", "--json", str(out)]
+    done = CliRunner().invoke(compare.main, args)
+    assert done.exit_code == 0, done.output
+    results = json.loads(out.read_text())["results"]
+    assert [r["name"] for r in results] == ["first (CPU)", "broken", "last (CPU)"]
+    assert results[1]["error"].startswith(f"{tmp_path / 'bad.onnx'}: ")
+    assert "\n" not in results[1]["error"]
+    assert all(r["end_to_end"]["calls"] == 1 for r in (results[0], results[2]))
