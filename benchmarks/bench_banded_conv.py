@@ -63,12 +63,11 @@ def kernels_on_cuda_cores() -> Callable[..., torch.Tensor]:
     the torch op runs, is the tensor-core path): which of the two an FP16 engine should use."""
     from bdinn.plugins.kernels import load_kernels
 
-    lib = load_kernels()
-    forward = lib.bdinn_banded_deform_conv_forward_algo
-
     def run(
         x: torch.Tensor, geometry: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dilation=(1, 1)
     ) -> torch.Tensor:
+        lib = load_kernels()  # here: a library not built is this row's failure (KernelLibraryError)
+        forward = lib.bdinn_banded_deform_conv_forward_algo
         n, c, h, w = x.shape
         o, _, kh, kw = weight.shape
         out = x.new_empty((n, o, h, w))

@@ -12,6 +12,7 @@
 #   5. FP16 against FP32 with bdinn-eval on held-out pictures (when CLEAN_DIR is given);
 #   6. benchmarks/compare_backends.py (PyTorch, ONNX Runtime, TensorRT when installed).
 # Steps past BUDGET_S seconds are skipped, so a time-limited lease still returns the first ones.
+# It installs nothing (GPU machines here reach no package index): it first says what is missing.
 # Logs, JSON and a summary land in $OUT (default /tmp/bdinn-gpu-check); with PACK=FILE.tgz they
 # are also packed into that one archive after every step (for leases that return few files).
 #
@@ -21,6 +22,12 @@ clean_dir=${1:-}
 OUT=${OUT:-/tmp/bdinn-gpu-check}
 BUDGET_S=${BUDGET_S:-420}
 mkdir -p "$OUT"
+# Absolute now: the script works from the repository below, and relative paths named the user's.
+OUT=$(cd "$OUT" && pwd)
+if [[ -n $clean_dir ]]; then
+  clean_dir=$(cd "$clean_dir" 2>/dev/null && pwd) || { echo "gpu_check.sh: $1: no such folder" >&2; exit 1; }
+fi
+if [[ -n ${PACK:-} && $PACK != /* ]]; then PACK=$PWD/$PACK; fi
 export PYTHONUNBUFFERED=1
 # Build for the GPU at hand only (e.g. 90-real): a minute less than every architecture.
 cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d .)
@@ -64,16 +71,38 @@ pack() {  # with PACK=FILE.tgz, everything so far in one archive
   if [[ -n ${PACK:-} ]]; then tar czf "$PACK" -C "$OUT" .; fi
 }
 
+kernel_step() {  # a step timing our kernels: without them it would time grid_sample under their name
+  if [[ -f $OUT/failed ]] && grep -qx build "$OUT/failed"; then
+    echo "| $1 | skipped: the kernels did not build |" >>"$OUT/summary.md"
+    return
+  fi
+  step "$@"
+}
+
+# What the steps need, said once up front rather than as an ImportError in every step's log.
+missing=$(python3 -c 'import importlib.util as u
+print(" ".join(m for m in ("torch", "click", "numpy", "cv2", "PIL", "safetensors", "tqdm", "pytest",
+                           "onnx", "onnxruntime", "av") if u.find_spec(m) is None))' 2>&1)
+for tool in cmake nvcc; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+if ! python3 -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+  echo "gpu_check.sh: no PyTorch that sees the GPU here; install a CUDA build of torch first" >&2
+  exit 1
+fi
+
 rm -f "$OUT/failed"
 echo "| step | outcome |" >"$OUT/summary.md"
 echo "| --- | --- |" >>"$OUT/summary.md"
+if [[ -n ${missing// /} ]]; then
+  echo "gpu_check.sh: missing here: $missing (the steps that need them will fail)" >&2
+  echo "| preflight | missing: $missing |" >>"$OUT/summary.md"
+fi
 step machine 60 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv;
   nvcc --version | tail -n 1; python3 -c "import torch; print(torch.__version__, torch.version.cuda)"'
 step build 300 python3 -m bdinn.plugins.build --cuda
 step gpu_tests 300 python3 -m pytest -s -q -p no:cacheprovider -m gpu \
   tests/test_kernels_gpu.py tests/test_torch_op.py tests/test_runtime_gpu.py
-step bench_kernels_fp16 120 python3 benchmarks/bench_banded_conv.py --force --dtype float16 --json "$OUT/kernels_fp16.json"
-step bench_kernels_fp32 120 python3 benchmarks/bench_banded_conv.py --force --dtype float32 --json "$OUT/kernels_fp32.json"
+kernel_step bench_kernels_fp16 120 python3 benchmarks/bench_banded_conv.py --force --dtype float16 --json "$OUT/kernels_fp16.json"
+kernel_step bench_kernels_fp32 120 python3 benchmarks/bench_banded_conv.py --force --dtype float32 --json "$OUT/kernels_fp32.json"
 
 # An untrained `paper` network: the latency of the configuration the product targets.
 step paper_checkpoint 60 python3 -c "from bdinn.train.checkpoint import save_checkpoint
@@ -84,7 +113,7 @@ for config in lite paper; do
   model=$default_model
   [[ $config == paper ]] && model=/tmp/paper.safetensors
   for precision in fp16 fp32; do
-    step "bench_${config}_${precision}_kernels" 90 "${cli[@]}" bdinn.runtime.bench "$model" --device cuda --force \
+    kernel_step "bench_${config}_${precision}_kernels" 90 "${cli[@]}" bdinn.runtime.bench "$model" --device cuda --force \
       --precision "$precision" --json "$OUT/bench_${config}_${precision}_kernels.json"
     BDINN_KERNEL_LIBRARY=/nonexistent step "bench_${config}_${precision}_gridsample" 90 "${cli[@]}" bdinn.runtime.bench --force \
       "$model" --device cuda --precision "$precision" --json "$OUT/bench_${config}_${precision}_gridsample.json"
@@ -104,7 +133,7 @@ done
 if [[ -n $clean_dir ]]; then
   for precision in fp32 fp16; do  # one process each, side by side: the metrics run on the CPU
     step "eval_$precision" 240 "${cli[@]}" bdinn.train.evaluate --clean "$clean_dir" --size 1080x1920 --force \
-      --degrade q5,blur6 --no-baselines --device cuda --precision "$precision" \
+      --degrade q5,blur6 --no-baselines --max-change off --max-images 6 --device cuda --precision "$precision" \
       --json "$OUT/eval_$precision.json" &
   done
   wait

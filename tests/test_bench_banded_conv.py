@@ -40,3 +40,18 @@ def test_an_existing_report_is_refused_before_the_timings(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip() == f"Error: {out}: already exists (pass --force to overwrite it)"
     assert out.read_text() == "kept" and done.stdout == ""
+
+
+def test_the_cuda_cores_row_alone_fails_without_the_kernel_library(benchmark_script, monkeypatch):
+    """The CUDA-cores formulation loaded the kernels when the table was set up, outside each
+    row's try: on a GPU without them built the run ended in a traceback and lost every row."""
+    from bdinn.plugins.kernels import KernelLibraryError, load_kernels
+
+    bench = benchmark_script("bench_banded_conv")
+    monkeypatch.setenv("BDINN_KERNEL_LIBRARY", "/nonexistent/libbdinn_bdconv.so")
+    load_kernels.cache_clear()
+    run = bench.kernels_on_cuda_cores()
+    x, geometry = torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 4, 4)
+    with pytest.raises(KernelLibraryError, match=r"libbdinn_bdconv\.so: CUDA kernel library not built"):
+        run(x, geometry, torch.zeros(2, 2, 3, 5), torch.zeros(2))
+    load_kernels.cache_clear()
