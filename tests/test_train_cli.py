@@ -347,6 +347,20 @@ def test_usage_errors(tmp_path, args, message):
     assert message in result.output
 
 
+def test_a_cut_short_init_checkpoint_is_refused_before_the_pairs_are_made(tmp_path):
+    """It was found only when the network was built, after minutes of encoding the pairs."""
+    from bdinn.runtime.debander import default_model_path
+
+    bundled = default_model_path("torch")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(bundled.read_bytes()[:50_000])
+    cut.with_suffix(".json").write_bytes(bundled.with_suffix(".json").read_bytes())
+    result = CliRunner().invoke(main, ["--clean", str(DATA), "--init", str(cut), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert f"{cut}: not a readable safetensors file (" in result.output
+    assert not (tmp_path / "run" / "pairs").exists()
+
+
 def test_bad_data_is_one_line_and_exit_1(tmp_path, tiny_config):
     (tmp_path / "b").mkdir()
     (tmp_path / "c").mkdir()

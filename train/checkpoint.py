@@ -195,6 +195,19 @@ def load_checkpoint(path: Path) -> tuple[BDINN, dict[str, Any]]:
     """
     path = Path(path)
     config, meta = read_checkpoint_config(path)
+    check_weights(path, config)
+    model = BDINN(config)
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model, meta
+
+
+def check_weights(path: Path, config: BDINNConfig) -> None:
+    """CheckpointError unless the file's header names the tensors `config` needs, in its shapes;
+    reads no weights, so a command can refuse a cut-short or mismatched file before its work."""
     try:
         with safe_open(str(path), "pt") as weights:
             stored = {name: list(weights.get_slice(name).get_shape()) for name in weights.keys()}  # noqa: SIM118 (not iterable)
@@ -225,10 +238,3 @@ def load_checkpoint(path: Path) -> tuple[BDINN, dict[str, Any]]:
             raise CheckpointError(
                 f"{path}: weight {name} has shape {shape}, the config needs {expected[name]}"
             )
-    model = BDINN(config)
-    try:
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model, meta
