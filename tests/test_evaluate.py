@@ -214,6 +214,9 @@ def test_cli_usage_errors(clean_dir, tmp_path):
     assert result.exit_code == 2 and "--seed" in result.output
     result = _invoke("--clean", str(clean_dir), "--degrade", "b1.04q6")  # was scored as b1.0q6
     assert result.exit_code == 2 and "blur is given to a tenth of a pixel" in result.output
+    result = _invoke("--pairs", str(clean_dir), str(clean_dir / "." / ".." / clean_dir.name))  # input: 100 dB
+    assert result.exit_code == 2
+    assert f"--pairs names {clean_dir} twice; give the banded and the clean folder" in result.output
     empty = tmp_path / "empty"
     empty.mkdir()
     result = _invoke("--clean", str(empty))

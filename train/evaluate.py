@@ -532,6 +532,8 @@ def main(
         raise click.UsageError(
             "--degrade and --size go with --clean (prepare --pairs folders at the size you want)"
         )
+    if pairs and Path(pairs[0]).resolve() == Path(pairs[1]).resolve():  # the input scored 100 dB
+        raise click.UsageError(f"--pairs names {pairs[0]} twice; give the banded and the clean folder")
     try:
         degradations = parse_degradations(degrade_text)
         size = check_size(size) if size else None
