@@ -206,6 +206,14 @@ def test_prepare_pairs_errors(tmp_path):
         prepare_synthetic_pairs([tmp_path], tmp_path / "cache")
     with pytest.raises(ValueError, match="no such folder"):
         prepare_synthetic_pairs([tmp_path / "missing"], tmp_path / "cache")
+    (tmp_path / "pictures").mkdir()
+    write_image(tmp_path / "pictures" / "sky.png", read_image(DATA / "sky-gradient.png"))
+    for cache in (tmp_path / "pictures", tmp_path):  # said "no images found" with a picture there
+        with pytest.raises(ValueError) as info:
+            prepare_synthetic_pairs([tmp_path / "pictures"], cache)
+        assert str(info.value) == (
+            f"{cache}: the pairs cache would hold the clean folder {tmp_path / 'pictures'}; give it its own"
+        )
 
 
 def test_pairs_from_a_moved_recompressed_cache_without_banded_pictures(tmp_path):

@@ -530,6 +530,11 @@ def prepare_synthetic_pairs(
     if variants_per_image < 1:
         raise ValueError(f"variants_per_image must be at least 1, got {variants_per_image}")
     cache_dir = Path(cache_dir)
+    for folder in clean_dirs:  # its pictures would all be skipped as the cache's own
+        if Path(folder).resolve().is_relative_to(cache_dir.resolve()):
+            raise ValueError(
+                f"{cache_dir}: the pairs cache would hold the clean folder {folder}; give it its own"
+            )
     sources = discover_sources(list(clean_dirs), exclude=cache_dir)
     if not sources:
         raise ValueError(f"no images found in {', '.join(map(str, clean_dirs))}")
