@@ -115,6 +115,12 @@ def test_pairs_without_baselines_and_16_bit_output(paired_dirs):
     result = evaluate(wide, pairs, baselines=False, bit_depth=16)["results"]["pairs"]
     assert result["id"] == "pairs" and result["images"] == 2
     assert list(result["rows"]) == ["input", "model", "clean"]
+    # Scored as the 16-bit picture it is: the same PSNR as the blur's own 8-bit levels, and CAMBI
+    # on the 16-bit scale, where the 8-bit input (scaled by 257) scores more than the clean.
+    _, again = pairs_from_folders(*paired_dirs, max_images=2, seed=1)
+    expected = np.mean([min(psnr(to_float(blur(p.banded)), to_float(p.clean)), 100) for p in again])
+    assert result["rows"]["model"]["psnr"] == pytest.approx(expected, abs=1e-3)
+    assert result["rows"]["input"]["cambi"] > result["rows"]["clean"]["cambi"]
 
 
 def test_baselines_only_and_bad_models(clean_dir):
