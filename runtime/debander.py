@@ -144,6 +144,14 @@ class Debander:
         self.closed = False
         self._said_8_bit = False  # warned that a uint8 model rounds 16-bit work
 
+    def __reduce__(self) -> Any:
+        """Refused for copy, deepcopy and pickle alike: a shallow copy shared the model, which
+        either one's close() took from the other, and the others failed deep in the backend."""
+        raise TypeError(
+            "a Debander holds an open model and cannot be copied or pickled: share this one (it is "
+            "thread-safe), or open one per process with Debander.open(path)"
+        )
+
     @classmethod
     def open(
         cls,

@@ -425,6 +425,21 @@ def test_a_closed_debander_says_so(models, sky, key):
         deband.backend.infer(np.zeros((1, 3, 32, 32), np.float32))
 
 
+@pytest.mark.parametrize("key", ["torch", "onnx"])
+def test_a_debander_is_neither_copied_nor_pickled(models, sky, key):
+    """copy.copy shared the model, so closing the copy closed the original under its user; deepcopy
+    and pickle failed with the backend's own TypeError (an InferenceSession, a thread lock)."""
+    import copy
+    import pickle
+
+    needs(models, key)
+    with Debander.open(models[key]) as deband:
+        for attempt in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(TypeError, match=r"^a Debander holds an open model and cannot be copied or "):
+                attempt(deband)
+        assert deband(sky).shape == sky.shape  # still whole
+
+
 def test_a_pytorch_model_closed_by_another_thread_mid_call_says_so(models):
     """close() from another thread between a call's check and its hand-over to the CPU worker:
     the worker's "cannot schedule new futures after shutdown" RuntimeError reached the caller."""
