@@ -30,7 +30,14 @@ from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
 from bdinn.runtime.metrics import psnr_of_mse
-from bdinn.train.evaluate import BASELINES, PSNR_CAP, pairs_from_clean, parse_degradations, smooth_mask
+from bdinn.train.evaluate import (
+    BASELINES,
+    PSNR_CAP,
+    check_size,
+    pairs_from_clean,
+    parse_degradations,
+    smooth_mask,
+)
 
 FIELDS = ("psnr", "smooth_share", "smooth_restored", "rest_restored")
 
@@ -63,6 +70,7 @@ def headroom(
     max_change: float | None = DEFAULT_MAX_CHANGE,
 ) -> dict[str, dict]:
     """Per degradation: the pictures' names and, per method, the FIELDS per picture and their means."""
+    size = check_size(size) if size else None  # as bdinn-eval: now, not as an OpenCV error mid-run
     debander = Debander.open(model, max_change=max_change)
     _, pairs = pairs_from_clean(clean_dir, parse_degradations(degrade), max_images, size)
     report: dict[str, dict] = {}

@@ -63,3 +63,12 @@ def test_a_folder_without_pictures_is_one_line_and_exit_1(tmp_path, run_benchmar
         done.stderr.strip()
         == f"Error: {tmp_path}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)"
     )
+
+
+@pytest.mark.parametrize("size", ["0x0", "-32x32", "15x64"])
+def test_a_size_bdinn_eval_refuses_is_one_line_and_exit_1(size, run_benchmark):
+    """--size went unchecked: 0x0 ended in an OpenCV traceback, -32x32 blamed the first picture."""
+    done = run_benchmark("headroom", "--clean", DATA, "--size", size)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"Error: size {size}: both sides must be at least 16"
+    assert done.stdout == ""
