@@ -33,6 +33,7 @@ from bdinn.runtime.metrics import psnr_of_mse
 from bdinn.train.evaluate import (
     BASELINES,
     PSNR_CAP,
+    EvalError,
     check_size,
     pairs_from_clean,
     parse_degradations,
@@ -84,6 +85,8 @@ def headroom(
             entry["methods"].setdefault(method, {"per_image": []})["per_image"].append(
                 split_error(out, pair.clean, smooth)
             )
+    if not report:  # every picture skipped: an empty table would read as a result
+        raise EvalError(f"{clean_dir}: none of its pictures could be read (see the warnings above)")
     for entry in report.values():
         for row in entry["methods"].values():
             row["mean"] = {f: float(np.mean([image[f] for image in row["per_image"]])) for f in FIELDS}

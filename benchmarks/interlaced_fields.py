@@ -31,7 +31,7 @@ from bdinn.runtime.processing import MIN_SIDE
 from bdinn.runtime.video_colour import Colour, decode_rgb, encode_frame
 from bdinn.runtime.video_fields import split_fields, weave
 from bdinn.train.degrade import reduce_bit_depth
-from bdinn.train.evaluate import capped_psnr, clean_pictures
+from bdinn.train.evaluate import EvalError, capped_psnr, clean_pictures
 
 METHODS = ("input", "whole, no model", "whole", "fields")
 BT709 = Colour(1, 1, 1, 1, 1)  # limited-range BT.709 tags, as HD video has
@@ -80,6 +80,8 @@ def measure(
             woven[1::2] = picture[1::2, pan : pan + width]  # the bottom field, a moment later
             report.setdefault(f"pan {pan} px", {})[key] = scores(deband, woven)
             click.echo(f"{key} (pan {pan} px): done", err=True)
+    if not report:  # every picture skipped: an empty table would read as a result
+        raise EvalError(f"{clean_dir}: none of its pictures could be read (see the warnings above)")
     for rows in report.values():
         rows["mean"] = {m: float(np.mean([row[m] for row in rows.values()])) for m in METHODS}
     return report

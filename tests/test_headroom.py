@@ -72,3 +72,16 @@ def test_a_size_bdinn_eval_refuses_is_one_line_and_exit_1(size, run_benchmark):
     assert done.returncode == 1
     assert done.stderr.strip() == f"Error: size {size}: both sides must be at least 16"
     assert done.stdout == ""
+
+
+def test_a_folder_of_unreadable_pictures_is_one_line_and_exit_1(tmp_path, run_benchmark):
+    """Every picture skipped gave an empty table, an empty --json report and exit 0."""
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "clean" / "broken.png").write_text("not a picture")
+    out = tmp_path / "headroom.json"
+    done = run_benchmark("headroom", "--clean", tmp_path / "clean", "--json", out)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: {tmp_path / 'clean'}: none of its pictures could be read (see the warnings above)"
+    )
+    assert done.stdout == "" and not out.exists()

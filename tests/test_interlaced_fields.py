@@ -39,3 +39,17 @@ def test_script_scores_every_method_for_each_pan(tmp_path, run_benchmark):
     still, moving = report["pan 0 px"]["mean"], report["pan 8 px"]["mean"]
     assert still["input"] - still["whole, no model"] < moving["input"] - moving["whole, no model"]  # bleed
     assert "| pan 8 px | mean |" in done.stdout
+
+
+def test_a_folder_of_unreadable_pictures_is_one_line_and_exit_1(tmp_path, run_benchmark):
+    """Every picture skipped gave an empty table, an empty --json report and exit 0."""
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "clean" / "broken.png").write_text("not a picture")
+    out = tmp_path / "fields.json"
+    args = ["--clean", tmp_path / "clean", "--size", "96x128", "--json", out]
+    done = run_benchmark("interlaced_fields", *args)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: {tmp_path / 'clean'}: none of its pictures could be read (see the warnings above)"
+    )
+    assert done.stdout == "" and not out.exists()
