@@ -99,7 +99,9 @@ def measure(
     deband = Debander.open(model, max_change=max_change)
     _, pictures = clean_pictures(clean_dir, max_images, (height, width + first))
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    read = 0
     for key, picture in pictures:
+        read += 1
         for motion, speed in MOTIONS.items():
             clean = clip_of(picture, width, frames, speed)
             banded = codec_roundtrip_clip(clean, "x264", crf, {"g": str(gop)})
@@ -119,8 +121,13 @@ def measure(
                 results.setdefault(motion, {}).setdefault(method, []).append(row)
             click.echo(f"{key} ({motion}): done", err=True)
 
+    if not read:
+        raise EvalError(f"{clean_dir}: none of its pictures could be read (see the warnings above)")
     if not results:
-        raise EvalError(f"{clean_dir}: no picture has a smooth region at {width}x{height}")
+        raise EvalError(
+            f"{clean_dir}: no picture has a smooth region at --size {height}x{width}; "
+            "give pictures with smooth areas or a larger --size"
+        )
 
     def means(rows: list[dict[str, float]]) -> dict[str, float]:
         return {f: float(np.mean([r[f] for r in rows])) for f in SCORES}

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bdinn.runtime.imageio import write_image
 from bdinn.train.evaluate import BASELINES
 
 DATA = Path(__file__).parent / "data"
@@ -59,4 +60,27 @@ def test_a_pan_wider_than_the_clip_is_one_line_and_exit_1(run_benchmark):
     assert done.returncode == 1
     assert (
         done.stderr.strip() == "Error: 97 frames pan 96 px, more than the clips' width 96; use fewer frames"
+    )
+
+
+def test_a_folder_of_unreadable_pictures_says_so_in_one_line(tmp_path, run_benchmark):
+    """It blamed the pictures' smooth regions."""
+    (tmp_path / "broken.png").write_text("not a picture")
+    done = run_benchmark("temporal_stability", "--clean", tmp_path, "--size", "96x128", "--frames", 4)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: {tmp_path}: none of its pictures could be read (see the warnings above)"
+    )
+
+
+def test_pictures_without_a_smooth_region_are_named_at_the_size_as_given(tmp_path, run_benchmark):
+    """--size is HEIGHTxWIDTH; the message said "at 128x96" for --size 96x128."""
+    pytest.importorskip("av", reason="needs the video extra (x264)")
+    noise = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    write_image(tmp_path / "noise.png", noise)
+    done = run_benchmark("temporal_stability", "--clean", tmp_path, "--size", "96x128", "--frames", 4)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: {tmp_path}: no picture has a smooth region at --size 96x128; give pictures with smooth "
+        "areas or a larger --size"
     )
