@@ -20,7 +20,13 @@ import numpy as np
 
 from bdinn.runtime import Debander
 from bdinn.runtime.backends import BackendError
-from bdinn.runtime.cli_options import max_change_option, report_files, write_report
+from bdinn.runtime.cli_options import (
+    BdinnCommand,
+    max_change_option,
+    one_line_warnings,
+    report_files,
+    write_report,
+)
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.metrics import psnr
 
@@ -80,7 +86,7 @@ def to_markdown(name: str, rows: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.command("band_width_sweep.py", cls=BdinnCommand)
 @click.argument("models", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--bits",
@@ -97,6 +103,7 @@ def to_markdown(name: str, rows: list[dict[str, float]]) -> str:
 )
 @max_change_option
 @report_files("json_path", models="models")
+@one_line_warnings()
 def main(models: tuple[Path, ...], bits: int, json_path: Path | None, max_change: float | None) -> None:
     """Debanding gain against band width for MODELS (default: the bundled model), served as
     bdinn-run serves them (--max-change off: the network's raw output, as the model card has it)."""

@@ -25,7 +25,13 @@ import click
 import numpy as np
 
 from bdinn.runtime import Debander
-from bdinn.runtime.cli_options import max_change_option, parse_optional_size, report_files, write_report
+from bdinn.runtime.cli_options import (
+    max_change_option,
+    one_line_warnings,
+    parse_optional_size,
+    report_files,
+    write_report,
+)
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
@@ -121,6 +127,7 @@ def to_markdown(report: dict[str, dict]) -> str:
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 @report_files("json_path", models="model")
+@one_line_warnings()
 def main(
     model: Path | None, clean_dir: Path, degrade: str, max_images: int | None, size: tuple[int, int] | None,
     max_change: float | None, json_path: Path | None,

@@ -25,7 +25,13 @@ import numpy as np
 
 from bdinn.runtime import Debander
 from bdinn.runtime.bench import parse_frame_size
-from bdinn.runtime.cli_options import max_change_option, report_files, write_report
+from bdinn.runtime.cli_options import (
+    BdinnCommand,
+    max_change_option,
+    one_line_warnings,
+    report_files,
+    write_report,
+)
 from bdinn.runtime.imageio import to_float
 from bdinn.runtime.processing import MIN_SIDE
 from bdinn.runtime.video_colour import Colour, decode_rgb, encode_frame
@@ -98,7 +104,7 @@ def field_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
     return height, width
 
 
-@click.command(context_settings={"show_default": True})
+@click.command("interlaced_fields.py", cls=BdinnCommand)
 @click.argument("model", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--clean", "clean_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
@@ -109,6 +115,7 @@ def field_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 @report_files("json_path", models="model")
+@one_line_warnings()
 def main(model: Path | None, clean_dir: Path, size: tuple[int, int], pans: tuple[int, ...], max_images: int,
          max_change: float | None, json_path: Path | None) -> None:  # fmt: skip
     """PSNR of interlaced frames debanded whole and field by field (default MODEL: the bundled one)."""

@@ -29,7 +29,7 @@ import numpy as np
 
 from bdinn.runtime import Debander
 from bdinn.runtime.bench import parse_frame_size
-from bdinn.runtime.cli_options import max_change_option, report_files, write_report
+from bdinn.runtime.cli_options import max_change_option, one_line_warnings, report_files, write_report
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
 from bdinn.train.degrade import codec_roundtrip_clip
@@ -156,6 +156,7 @@ def even_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> t
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 @report_files("json_path", models="model")
+@one_line_warnings()
 def main(model: Path | None, clean_dir: Path, size: tuple[int, int], frames: int, crf: int, gop: int,
          max_images: int, max_change: float | None, json_path: Path | None) -> None:  # fmt: skip
     """Flicker of the model's and FFmpeg's debanding on x264 clips (default MODEL: the bundled one)."""

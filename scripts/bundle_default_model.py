@@ -17,6 +17,7 @@ import click
 import torch
 
 from bdinn.export.onnx_export import export_onnx
+from bdinn.runtime.cli_options import BdinnCommand, one_line_warnings
 from bdinn.train.checkpoint import (
     CheckpointError,
     extra_records,
@@ -29,9 +30,10 @@ from bdinn.train.provenance import shareable
 MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
 
 
-@click.command()
+@click.command("bundle_default_model.py", cls=BdinnCommand)
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=MODELS)
+@one_line_warnings()
 def main(checkpoint: Path, out: Path) -> None:
     """Bundle CHECKPOINT as the default model."""
     try:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from bdinn.runtime.cli_options import BdinnCommand, one_line_warnings
 from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.degrade import prepare_synthetic_pairs
 
@@ -34,7 +35,7 @@ def run_settings(run: Path) -> dict:
         raise click.BadParameter(f"{state}: not a bdinn-train state ({exc})", param_hint="--run") from None
 
 
-@click.command()
+@click.command("validation_split.py", cls=BdinnCommand)
 @click.option(
     "--clean", "clean_dirs", multiple=True, required=True, type=click.Path(exists=True, path_type=Path)
 )
@@ -48,6 +49,7 @@ def run_settings(run: Path) -> dict:
 @click.option("--variants", type=int, default=None, help="[default: the run's, else 3]")
 @click.option("--max-side", type=int, default=None, help="[default: the run's, else 1920]")
 @click.option("--seed", type=int, default=None, help="[default: the run's, else 0]")
+@one_line_warnings()
 def main(
     clean_dirs: tuple[Path, ...], run: Path | None, cache_dir: Path | None, out: Path,
     val_fraction: float | None, variants: int | None, max_side: int | None, seed: int | None,

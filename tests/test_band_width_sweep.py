@@ -31,3 +31,13 @@ def test_the_bundled_model_gains_on_narrow_bands_served_and_raw(sweep_script, mo
             [row[f"model_{a:g}"] - row[f"input_{a:g}"] for a in sweep_script.ANGLES_DEG]
         )
     assert gains[2.0] > 2 and gains[None] > 2 and gains[2.0] != gains[None]
+
+
+def test_a_usage_mistake_is_one_line_and_exit_2(run_benchmark):
+    """click's four lines (usage, help hint, blank, error) named no program of a pipeline."""
+    done = run_benchmark("band_width_sweep", "--max-change", "0")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "band_width_sweep.py: error: Invalid value for '--max-change': '0' is neither a positive number of "
+        "8-bit levels nor 'off' (see band_width_sweep.py --help)"
+    ]

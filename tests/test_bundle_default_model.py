@@ -96,3 +96,14 @@ def test_a_stopped_export_leaves_the_old_bundle_whole(tmp_path, monkeypatch):
     result = CliRunner().invoke(script.main, [str(source), "-o", str(out)])
     assert result.exit_code == 1  # click turns Ctrl-C into "Aborted!"
     assert {path.name: path.read_bytes() for path in out.iterdir()} == old
+
+
+def test_a_usage_mistake_is_one_line_and_exit_2(tmp_path):
+    """click's four lines (usage, help hint, blank, error) named no program of a pipeline."""
+    missing = tmp_path / "missing.safetensors"
+    result = subprocess.run([sys.executable, str(SCRIPT), str(missing)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"bundle_default_model.py: error: Invalid value for 'CHECKPOINT': File '{missing}' does not exist "
+        "(see bundle_default_model.py --help)"
+    ]

@@ -11,6 +11,7 @@ from bdinn.runtime import Debander
 from bdinn.train.evaluate import BASELINES, evaluate, pairs_from_clean, parse_degradations
 
 DATA = Path(__file__).parent / "data"
+UNREADABLE = "not an image file OpenCV can read (use PNG, JPEG, WebP, TIFF or BMP)"
 
 
 def test_split_error_puts_each_pixels_error_on_its_side_of_the_mask(benchmark_script):
@@ -75,13 +76,15 @@ def test_a_size_bdinn_eval_refuses_is_one_line_and_exit_1(size, run_benchmark):
 
 
 def test_a_folder_of_unreadable_pictures_is_one_line_and_exit_1(tmp_path, run_benchmark):
-    """Every picture skipped gave an empty table, an empty --json report and exit 0."""
+    """Every picture skipped gave an empty table, an empty --json report and exit 0; the warning
+    is one line (it was Python's two, file:line and source)."""
     (tmp_path / "clean").mkdir()
     (tmp_path / "clean" / "broken.png").write_text("not a picture")
     out = tmp_path / "headroom.json"
     done = run_benchmark("headroom", "--clean", tmp_path / "clean", "--json", out)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"Error: {tmp_path / 'clean'}: none of its pictures could be read (see the warnings above)"
-    )
+    assert done.stderr.splitlines() == [
+        f"Warning: {tmp_path / 'clean' / 'broken.png'}: {UNREADABLE}; skipped",
+        f"Error: {tmp_path / 'clean'}: none of its pictures could be read (see the warnings above)",
+    ]
     assert done.stdout == "" and not out.exists()

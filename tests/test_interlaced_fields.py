@@ -11,6 +11,7 @@ pytest.importorskip("av", reason="needs the video extra")
 from bdinn.runtime.video_colour import decode_rgb, encode_frame
 
 DATA = Path(__file__).parent / "data"
+UNREADABLE = "not an image file OpenCV can read (use PNG, JPEG, WebP, TIFF or BMP)"
 
 
 def test_a_correct_field_round_trip_is_exact_and_a_whole_frame_one_bleeds(benchmark_script):
@@ -42,14 +43,28 @@ def test_script_scores_every_method_for_each_pan(tmp_path, run_benchmark):
 
 
 def test_a_folder_of_unreadable_pictures_is_one_line_and_exit_1(tmp_path, run_benchmark):
-    """Every picture skipped gave an empty table, an empty --json report and exit 0."""
+    """Every picture skipped gave an empty table, an empty --json report and exit 0; the warning
+    is one line (it was Python's two, file:line and source)."""
     (tmp_path / "clean").mkdir()
     (tmp_path / "clean" / "broken.png").write_text("not a picture")
     out = tmp_path / "fields.json"
     args = ["--clean", tmp_path / "clean", "--size", "96x128", "--json", out]
     done = run_benchmark("interlaced_fields", *args)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"Error: {tmp_path / 'clean'}: none of its pictures could be read (see the warnings above)"
-    )
+    assert done.stderr.splitlines() == [
+        f"Warning: {tmp_path / 'clean' / 'broken.png'}: {UNREADABLE}; skipped",
+        f"interlaced_fields.py: error: {tmp_path / 'clean'}: none of its pictures could be read (see the "
+        "warnings above)",
+    ]
     assert done.stdout == "" and not out.exists()
+
+
+def test_a_bad_size_is_one_line_and_exit_2(run_benchmark):
+    """A usage mistake took click's four lines (usage, help hint, blank, error)."""
+    done = run_benchmark("interlaced_fields", "--clean", DATA, "--size", "98x128")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "interlaced_fields.py: error: Invalid value for '--size': 98x128: each field is half the height, "
+        "so the height must be a multiple of 4 from 32, and the width even (4:2:0) "
+        "(see interlaced_fields.py --help)"
+    ]
