@@ -37,7 +37,11 @@ def run_settings(run: Path) -> dict:
 
 @click.command("validation_split.py", cls=BdinnCommand)
 @click.option(
-    "--clean", "clean_dirs", multiple=True, required=True, type=click.Path(exists=True, path_type=Path)
+    "--clean",
+    "clean_dirs",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
 @click.option("--run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="The bdinn-train run folder: its settings and pairs cache (OUT/pairs).")  # fmt: skip
@@ -46,8 +50,10 @@ def run_settings(run: Path) -> dict:
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="[default: the run's, else 0.2]")  # fmt: skip
-@click.option("--variants", type=int, default=None, help="[default: the run's, else 3]")
-@click.option("--max-side", type=int, default=None, help="[default: the run's, else 1920]")
+@click.option("--variants", type=click.IntRange(min=1), default=None, help="[default: the run's, else 3]")
+@click.option(  # bdinn-train's bound: no run made its pairs smaller
+    "--max-side", type=click.IntRange(min=64), default=None, help="[default: the run's, else 1920]"
+)
 @click.option("--seed", type=int, default=None, help="[default: the run's, else 0]")
 @one_line_warnings()
 def main(
@@ -61,8 +67,11 @@ def main(
     given = {"val_fraction": val_fraction, "variants": variants, "max_side": max_side, "seed": seed}
     s = {**recorded, **{k: v for k, v in given.items() if v is not None}}
     cache = cache_dir or run / "pairs"
-    pairs = prepare_synthetic_pairs(list(clean_dirs), cache, s["variants"], s["seed"], s["max_side"])
-    _, val = split_by_source(large_enough(pairs), s["val_fraction"], s["seed"])  # as bdinn-train splits
+    try:
+        pairs = prepare_synthetic_pairs(list(clean_dirs), cache, s["variants"], s["seed"], s["max_side"])
+        _, val = split_by_source(large_enough(pairs), s["val_fraction"], s["seed"])  # as bdinn-train splits
+    except ValueError as exc:  # no pictures, an unreadable cache, a run's state out of range
+        raise click.ClickException(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
     cleans = sorted({pair.clean.resolve() for pair in val})
     wanted = {clean.name: clean for clean in cleans}

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[1] / "scripts" / "validation_split.py"
 DATA = Path(__file__).parent / "data"
 
@@ -21,5 +23,37 @@ def test_neither_a_run_nor_a_cache_is_one_line_and_exit_2(tmp_path):
     assert done.stderr.splitlines() == [
         "validation_split.py: error: give --run (a bdinn-train run folder) or --cache-dir and the run's "
         "settings (see validation_split.py --help)"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_without_pictures_is_one_line_and_exit_1(tmp_path):
+    """prepare_synthetic_pairs' ValueError ended in a traceback."""
+    (tmp_path / "empty").mkdir()
+    done = _split("--clean", tmp_path / "empty", "--cache-dir", tmp_path / "pairs", "-o", tmp_path / "val")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"validation_split.py: error: no images found in {tmp_path / 'empty'}"
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            ("--clean", DATA / "soft-shapes.png"),
+            f"'--clean': Directory '{DATA / 'soft-shapes.png'}' is a file",
+        ),
+        (("--clean", DATA, "--variants", 0), "'--variants': 0 is not in the range x>=1"),
+        (("--clean", DATA, "--max-side", -5), "'--max-side': -5 is not in the range x>=64"),
+    ],
+)
+def test_settings_no_run_could_have_used_are_one_line_and_exit_2(tmp_path, option, message):
+    """A file as --clean and --variants 0 ended in tracebacks; --max-side -5 made 1x1 pairs."""
+    done = _split(*option, "--cache-dir", tmp_path / "pairs", "-o", tmp_path / "val")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"validation_split.py: error: Invalid value for {message} (see validation_split.py --help)"
     ]
     assert list(tmp_path.iterdir()) == []
