@@ -18,6 +18,7 @@ import torch
 
 from bdinn.export.onnx_export import export_onnx
 from bdinn.runtime.cli_options import BdinnCommand, one_line_warnings
+from bdinn.runtime.files import OutputError, check_writable
 from bdinn.train.checkpoint import (
     CheckpointError,
     extra_records,
@@ -37,24 +38,26 @@ MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
 def main(checkpoint: Path, out: Path) -> None:
     """Bundle CHECKPOINT as the default model."""
     try:
+        for name in ("default.safetensors", "default.json", "default.onnx"):  # now, not after the export
+            check_writable(out / name)
         model, meta = load_checkpoint(checkpoint)
-    except CheckpointError as exc:
+        model = model.half().float().eval()  # the float16 weights, which both files then hold
+        extra = shareable(extra_records(meta))  # its training record, a blend's recipe; paths cut to names
+        # The slow export first, beside the bundle: stopped there, the old bundle stays whole; the
+        # weights and the rename then take a moment, so both backends never serve two networks.
+        staged = out / ".default-new.onnx"
+        try:
+            export_onnx(model, staged, graph="gridsample")
+            weights = save_checkpoint(
+                out / "default.safetensors", model, config_name=meta.get("config_name"),
+                step=meta.get("step", 0), metrics=meta.get("metrics"), dtype=torch.float16,
+                extra={**extra, "source": checkpoint.name},
+            )  # fmt: skip
+            onnx = staged.replace(out / "default.onnx")
+        finally:
+            staged.unlink(missing_ok=True)
+    except (CheckpointError, OutputError) as exc:
         raise click.ClickException(str(exc)) from None
-    model = model.half().float().eval()  # the float16 weights, which both files then hold
-    extra = shareable(extra_records(meta))  # its training record, a blend's recipe; paths cut to names
-    # The slow export first, beside the bundle: stopped there, the old bundle stays whole; the
-    # weights and the rename then take a moment, so both backends never serve two networks.
-    staged = out / ".default-new.onnx"
-    try:
-        export_onnx(model, staged, graph="gridsample")
-        weights = save_checkpoint(
-            out / "default.safetensors", model, config_name=meta.get("config_name"),
-            step=meta.get("step", 0), metrics=meta.get("metrics"), dtype=torch.float16,
-            extra={**extra, "source": checkpoint.name},
-        )  # fmt: skip
-        onnx = staged.replace(out / "default.onnx")
-    finally:
-        staged.unlink(missing_ok=True)
     summary = {"weights": str(weights), "onnx": str(onnx), "meta": read_checkpoint_meta(weights)}
     click.echo(json.dumps(summary, indent=2, default=str))
 

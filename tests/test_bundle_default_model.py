@@ -1,13 +1,17 @@
 """scripts/bundle_default_model.py: what bundling writes, run as a maintainer runs it."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
+from click.testing import CliRunner
 from common import perturbed_tiny
 
 from bdinn.train.checkpoint import OWN_FIELDS, load_checkpoint, read_checkpoint_meta, save_checkpoint
@@ -72,16 +76,18 @@ def test_bundles_float16_weights_the_onnx_graph_and_every_record(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_a_stopped_export_leaves_the_old_bundle_whole(tmp_path, monkeypatch):
-    """The weights were written before the 80-s ONNX export: stopped there, the bundle held new
-    weights beside the old graph, and the two backends served two networks (31 levels apart)."""
-    import importlib.util
-
-    from click.testing import CliRunner
-
+def _script() -> ModuleType:
+    """The script as a module, to run its command in this process."""
     spec = importlib.util.spec_from_file_location("bundle_default_model", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_a_stopped_export_leaves_the_old_bundle_whole(tmp_path, monkeypatch):
+    """The weights were written before the 80-s ONNX export: stopped there, the bundle held new
+    weights beside the old graph, and the two backends served two networks (31 levels apart)."""
+    script = _script()
 
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
@@ -107,3 +113,46 @@ def test_a_usage_mistake_is_one_line_and_exit_2(tmp_path):
         f"bundle_default_model.py: error: Invalid value for 'CHECKPOINT': File '{missing}' does not exist "
         "(see bundle_default_model.py --help)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("out", "problem"),
+    [
+        ("file/models", "cannot write there ({tmp}/file is a file, not a folder); choose another output or "
+         "check that its folder is writable and has space"),
+        ("folder", "is a folder; name a file to write"),
+    ],
+)  # fmt: skip
+def test_an_output_that_cannot_be_written_is_one_line_before_the_export(tmp_path, monkeypatch, out, problem):
+    """The folder was first written after the minute-long export, and its OutputError was a traceback."""
+    script = _script()
+
+    def export_onnx(*args, **kwargs):
+        raise AssertionError("exported before the output was checked")
+
+    monkeypatch.setattr(script, "export_onnx", export_onnx)
+    (tmp_path / "file").write_text("")
+    (tmp_path / "folder" / "default.onnx").mkdir(parents=True)
+    source = save_checkpoint(tmp_path / "new.safetensors", perturbed_tiny(7), config_name=None, step=1)
+    result = CliRunner().invoke(script.main, [str(source), "-o", str(tmp_path / out)])
+    assert result.exit_code == 1
+    first = "default.onnx" if out == "folder" else "default.safetensors"
+    problem = problem.format(tmp=tmp_path)
+    assert result.stderr == f"bundle_default_model.py: error: {tmp_path / out / first}: {problem}\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "default.onnx", "file", "folder", "new.json", "new.safetensors"
+    ]  # fmt: skip
+
+
+def test_a_file_that_is_no_checkpoint_is_one_line_and_exit_1(tmp_path):
+    (tmp_path / "bad.safetensors").write_text("not a checkpoint")
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "bad.safetensors"), "-o", str(tmp_path / "models")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"bundle_default_model.py: error: {tmp_path / 'bad.safetensors'}: missing its config bad.json "
+        "(a bdinn checkpoint is a pair)"
+    ]
+    assert not (tmp_path / "models").exists()
