@@ -34,6 +34,9 @@ BAND_WIDTHS = (8, 16, 32, 64, 128, 256)
 ANGLES_DEG = (0.0, 30.0)
 LEVELS_SPANNED = 16  # quantisation levels each ramp crosses
 MARGIN = 64  # border pixels left out of the score (the network pads there)
+# The coarsest depth whose ramps stay below white where they are scored: from 0.25 they climb 16
+# levels there, which at 4 bits (1/15 a level) would end at 1.32, a clipped, flat end scored as ramp.
+MIN_BITS = 5
 
 
 def ramp_pair(band_px: int, bits: int, angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
@@ -90,10 +93,10 @@ def to_markdown(name: str, rows: list[dict[str, float]]) -> str:
 @click.argument("models", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--bits",
-    type=click.IntRange(2, 7),
+    type=click.IntRange(MIN_BITS, 7),
     default=5,
     show_default=True,
-    help="Quantise the ramps to this many bits.",
+    help=f"Quantise the ramps to this many bits (from {MIN_BITS}: coarser levels run them into white).",
 )
 @click.option(
     "--json",

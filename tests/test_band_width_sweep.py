@@ -22,6 +22,33 @@ def test_ramps_step_one_level_every_band_width(sweep_script, angle):
     assert np.abs(clean.astype(int) - banded).max() <= 5  # half a 5-bit level, rounded twice
 
 
+def test_every_bits_allowed_keeps_the_scored_ramps_unclipped_and_no_other(sweep_script):
+    """--bits 2..4 was taken, but the ramps (from 0.25 over 16 levels) ran into white and were scored
+    clipped: --bits starts at the coarsest depth whose ramps reach neither black nor white where scored."""
+    inner = (slice(sweep_script.MARGIN, -sweep_script.MARGIN),) * 2
+
+    def unclipped(bits: int) -> bool:
+        ramps = [
+            sweep_script.ramp_pair(band, bits, angle)[0][inner]
+            for band in sweep_script.BAND_WIDTHS
+            for angle in sweep_script.ANGLES_DEG
+        ]
+        return all(ramp.min() > 0 and ramp.max() < 255 for ramp in ramps)
+
+    [bits] = [param.type for param in sweep_script.main.params if param.name == "bits"]
+    assert [depth for depth in range(2, 8) if unclipped(depth)] == list(range(bits.min, bits.max + 1))
+    assert bits.min == 5  # the README's numbers are for 5 bits, the default
+
+
+def test_bits_too_few_for_the_ramps_is_one_line_and_exit_2(run_benchmark):
+    done = run_benchmark("band_width_sweep", "--bits", 4)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "band_width_sweep.py: error: Invalid value for '--bits': 4 is not in the range 5<=x<=7 "
+        "(see band_width_sweep.py --help)"
+    ]
+
+
 def test_the_bundled_model_gains_on_narrow_bands_served_and_raw(sweep_script, monkeypatch):
     monkeypatch.setattr(sweep_script, "BAND_WIDTHS", (8,))
     gains = {}
