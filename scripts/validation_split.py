@@ -72,7 +72,12 @@ def main(
         _, val = split_by_source(large_enough(pairs), s["val_fraction"], s["seed"])  # as bdinn-train splits
     except ValueError as exc:  # no pictures, an unreadable cache, a run's state out of range
         raise click.ClickException(str(exc)) from None
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(
+            f"{out}: cannot make the folder ({exc.strerror}); choose another -o"
+        ) from None
     cleans = sorted({pair.clean.resolve() for pair in val})
     wanted = {clean.name: clean for clean in cleans}
     for link in out.iterdir():  # another split's links would score training pictures as held out

@@ -57,3 +57,15 @@ def test_settings_no_run_could_have_used_are_one_line_and_exit_2(tmp_path, optio
         f"validation_split.py: error: Invalid value for {message} (see validation_split.py --help)"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_and_exit_1(tmp_path):
+    """It ended in an OSError traceback after the pairs were made."""
+    (tmp_path / "file").write_text("")
+    done = _split("--clean", DATA, "--cache-dir", tmp_path / "pairs", "--variants", 1,
+                  "-o", tmp_path / "file" / "val")  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"validation_split.py: error: {tmp_path / 'file' / 'val'}: cannot make the folder (Not a directory); "
+        "choose another -o"
+    ]
