@@ -21,7 +21,7 @@ SOURCE_DIR = Path(__file__).resolve().parent
 MANIFEST = "bdinn_libraries.txt"
 STAMP = "bdinn_build_stamp.json"
 LOCK = "bdinn_build.lock"
-SOURCE_SUFFIXES = {".c", ".cc", ".cpp", ".cu", ".cuh", ".h", ".hpp", ".cmake"}
+SOURCE_SUFFIXES = {".c", ".cc", ".cpp", ".cu", ".cuh", ".h", ".hpp", ".cmake", ".map"}
 
 
 class BuildError(RuntimeError):
@@ -59,16 +59,27 @@ def _tools() -> dict[str, str | None]:
     return tools
 
 
-def source_digest(source_dir: Path = SOURCE_DIR, build_dir: Path | None = None) -> str:
+def source_digest(source_dir: Path = SOURCE_DIR) -> str:
     """The plugin sources' content: what a built library must match to be this bdinn's."""
+    source_dir = Path(source_dir)
     digest = hashlib.sha256()
-    for path in sorted(Path(source_dir).rglob("*")):
-        if build_dir is not None and build_dir in path.parents:  # a build folder inside the sources
-            continue
-        if path.is_file() and (path.suffix in SOURCE_SUFFIXES or path.name == "CMakeLists.txt"):
-            digest.update(str(path.relative_to(source_dir)).encode())
+    for path in sorted(source_dir.rglob("*")):
+        relative = path.relative_to(source_dir)
+        source = path.suffix in SOURCE_SUFFIXES or path.name == "CMakeLists.txt"
+        if source and path.is_file() and not _generated(relative, source_dir):
+            digest.update(str(relative).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _generated(relative: Path, source_dir: Path) -> bool:
+    """Whether a file lies in a CMake build folder inside the sources (one with a CMakeCache.txt
+    or CMakeFiles): its .cpp and .cmake files are CMake's, and come and go with every configure."""
+    return any(
+        folder.name == "CMakeFiles" or (source_dir / folder / "CMakeCache.txt").is_file()
+        for folder in relative.parents
+        if folder != Path(".")
+    )
 
 
 def _fingerprint(sources: str, options: dict[str, str], tools: dict) -> str:
@@ -76,18 +87,19 @@ def _fingerprint(sources: str, options: dict[str, str], tools: dict) -> str:
     return hashlib.sha256(json.dumps([sources, options, tools], sort_keys=True).encode()).hexdigest()
 
 
-def built_from(build_dir: Path, name: str, source_dir: Path = SOURCE_DIR) -> bool:
-    """Whether build_dir's library `name` was last built from source_dir's sources as they are.
-
-    A build without CUDA leaves an earlier CUDA library in place, and a bdinn upgrade changes the
-    sources under a library built before: loading either ran old kernels, or another C ABI.
-    """
+def library_problem(build_dir: Path, name: str, source_dir: Path = SOURCE_DIR) -> str | None:
+    """Why build_dir's library `name` is not this bdinn's (None: it was last built from
+    source_dir's sources as they are). A build without CUDA leaves an earlier CUDA library in
+    place, and a bdinn upgrade changes the sources under a library built before: loading either
+    ran old kernels, or another C ABI."""
     stamp = Path(build_dir) / STAMP
     try:
         built = json.loads(stamp.read_text()).get("sources", {})
     except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(built, dict) and built.get(name) == source_digest(source_dir, Path(build_dir).resolve())
+        return "no build record beside it (not built by `python -m bdinn.plugins.build`)"
+    if not isinstance(built, dict) or built.get(name) != source_digest(source_dir):
+        return "built from other kernel sources than this bdinn's (an upgrade, or a build without CUDA since)"
+    return None
 
 
 def _read_manifest(build_dir: Path) -> dict[str, Path]:
@@ -120,22 +132,40 @@ def build_libraries(
     if not (source_dir / "CMakeLists.txt").is_file():
         raise BuildError(f"{source_dir}: no CMakeLists.txt (plugin sources not installed)")
     build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with (build_dir / LOCK).open("w") as lock:  # two processes building one folder broke each other
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build(build_dir, cuda, source_dir)
-
-
-def _build(build_dir: Path, cuda: bool | None, source_dir: Path) -> dict[str, Path]:
     options, tools = _cmake_options(cuda), _tools()
-    sources = source_digest(source_dir, build_dir)
+    sources = source_digest(source_dir)
     fingerprint = _fingerprint(sources, options, tools)
+    if (libs := _built_already(build_dir, fingerprint)) is not None:
+        return libs  # before the lock: a prebuilt folder may be read-only
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        lock = (build_dir / LOCK).open("w")
+    except OSError as exc:
+        raise BuildError(
+            f"{build_dir}: cannot build there ({exc.strerror}); choose another build folder"
+        ) from None
+    with lock:  # two processes building one folder broke each other
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (libs := _built_already(build_dir, fingerprint)) is not None:  # by the other, meanwhile
+            return libs
+        return _build(build_dir, source_dir, options, tools, sources, fingerprint)
+
+
+def _built_already(build_dir: Path, fingerprint: str) -> dict[str, Path] | None:
+    """The libraries of the last build, if it had this fingerprint and they are all still there."""
     stamp = build_dir / STAMP
     last = json.loads(stamp.read_text()) if stamp.is_file() else {}
-    if last.get("fingerprint") == fingerprint:
-        libs = _read_manifest(build_dir)
-        if all(path.is_file() for path in libs.values()):
-            return libs
+    if last.get("fingerprint") != fingerprint:
+        return None
+    libs = _read_manifest(build_dir)
+    return libs if all(path.is_file() for path in libs.values()) else None
+
+
+def _build(
+    build_dir: Path, source_dir: Path, options: dict[str, str], tools: dict, sources: str, fingerprint: str
+) -> dict[str, Path]:
+    stamp = build_dir / STAMP
+    last = json.loads(stamp.read_text()) if stamp.is_file() else {}
     if last and last.get("tools") != tools:  # last: a stamp of ours, of a build that may have failed
         # CMake keeps the compilers it found, or that it found none, in its cache: nvcc installed
         # since the last build (the default folder is the user's, for good) was never looked for.

@@ -33,13 +33,10 @@ def load_kernels() -> ctypes.CDLL:
             "with nvcc, or point BDINN_KERNEL_LIBRARY at libbdinn_bdconv.so"
         )
     if not os.environ.get("BDINN_KERNEL_LIBRARY"):  # one named by the user is theirs to keep current
-        from .build import built_from
+        from .build import library_problem
 
-        if not built_from(path.parent, "cuda"):
-            raise KernelLibraryError(
-                f"{path}: built from other kernel sources than this bdinn's (an upgrade, or a build "
-                "without CUDA since); run `python -m bdinn.plugins.build` again"
-            )
+        if problem := library_problem(path.parent, "cuda"):
+            raise KernelLibraryError(f"{path}: {problem}; run `python -m bdinn.plugins.build` again")
     try:
         return declare_c_abi(ctypes.CDLL(str(path)))
     except OSError as exc:

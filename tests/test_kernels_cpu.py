@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from bdinn.plugins.build import STAMP, BuildError, build_libraries, built_from
+from bdinn.plugins.build import STAMP, BuildError, build_libraries, library_problem
 from bdinn.plugins.cpu_reference import banded_deform_conv_cpu, load_cpu_library
 from bdinn.plugins.kernels import KernelLibraryError, load_kernels
 from bdinn.train.network import activate_geometry
@@ -317,7 +317,8 @@ def test_a_kernel_library_from_other_sources_is_not_loaded(tmp_path, monkeypatch
     monkeypatch.setenv("BDINN_PLUGIN_BUILD_DIR", str(build))
     monkeypatch.delenv("BDINN_KERNEL_LIBRARY", raising=False)
     assert set(build_libraries(build, cuda=True, source_dir=other)) == {"cpu", "cuda"}
-    assert built_from(build, "cuda", other) and not built_from(build, "cuda")
+    assert library_problem(build, "cuda", other) is None
+    assert library_problem(build, "cuda").startswith("built from other kernel sources")
     load_kernels.cache_clear()
     with pytest.raises(KernelLibraryError, match=r"libbdinn_bdconv\.so: built from other kernel sources"):
         load_kernels()
@@ -326,8 +327,37 @@ def test_a_kernel_library_from_other_sources_is_not_loaded(tmp_path, monkeypatch
     shutil.copy2(PLUGINS / "csrc" / "banded_deform_conv.cu", kernel)  # this bdinn's, CPU alone
     assert set(build_libraries(build, cuda=False, source_dir=other)) == {"cpu"}
     assert (build / "libbdinn_bdconv.so").is_file()  # left in place, and known to be older
-    assert built_from(build, "cpu") and not built_from(build, "cuda")
+    assert library_problem(build, "cpu") is None and library_problem(build, "cuda") is not None
     with pytest.raises(KernelLibraryError, match="built from other kernel sources"):
+        load_kernels()
+    load_kernels.cache_clear()
+
+
+def test_a_build_folder_inside_the_sources_is_not_taken_for_sources(tmp_path, monkeypatch):
+    """A hand-run `cmake -B plugins/build` fills the sources with CMake's own .cpp and .cmake
+    files: they changed the digest, and a good CUDA library was refused as built from other
+    sources. A library with no build record beside it says so."""
+    from bdinn.plugins.build import source_digest
+
+    sources = tmp_path / "sources"
+    shutil.copytree(PLUGINS, sources, ignore=shutil.ignore_patterns("__pycache__"))
+    before = source_digest(sources)
+    configured = subprocess.run(
+        ["cmake", "-S", str(sources), "-B", str(sources / "build"), "-DBDINN_WITH_CUDA=OFF"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert configured.returncode == 0, configured.stderr[-2000:]
+    assert list((sources / "build").rglob("*.cpp")) and list((sources / "build").rglob("*.cmake"))
+    assert source_digest(sources) == before
+    (sources / "csrc" / "banded_deform_conv.cu").write_text("// changed\n")
+    assert source_digest(sources) != before
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libbdinn_bdconv.so").write_bytes(b"")
+    monkeypatch.setenv("BDINN_PLUGIN_BUILD_DIR", str(tmp_path / "lib"))
+    monkeypatch.delenv("BDINN_KERNEL_LIBRARY", raising=False)
+    load_kernels.cache_clear()
+    with pytest.raises(KernelLibraryError, match=r"so: no build record beside it \(not built by `python -m"):
         load_kernels()
     load_kernels.cache_clear()
 
@@ -376,7 +406,7 @@ def test_cuda_library_compiles(tmp_path):
     cuda_13 = int(nvcc.stdout.split("release ")[1].split(".")[0]) >= 13
     expected = {("elf", sm) for sm in CUDA_ARCHS | (CUDA_13_ARCHS if cuda_13 else set())}
     assert fatbin_targets(libs["cuda"]) == expected | {("ptx", sm) for sm in PTX_ARCHS}
-    assert built_from(tmp_path, "cuda") and built_from(tmp_path, "cpu")
+    assert library_problem(tmp_path, "cuda") is None and library_problem(tmp_path, "cpu") is None
     # CMake run again in the same folder (sources changed) keeps every target: it once took the
     # compiler's default, cached by the first run, for the user's choice and built sm_75 alone.
     (tmp_path / STAMP).unlink()
