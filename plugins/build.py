@@ -139,7 +139,7 @@ def build_libraries(
         return libs  # before the lock: a prebuilt folder may be read-only
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
-        lock = (build_dir / LOCK).open("w")
+        lock = (build_dir / LOCK).open("a")
     except OSError as exc:
         raise BuildError(
             f"{build_dir}: cannot build there ({exc.strerror}); choose another build folder"

@@ -68,7 +68,9 @@ def main(
     s = {**recorded, **{k: v for k, v in given.items() if v is not None}}
     cache = cache_dir or run / "pairs"
     try:
-        pairs = prepare_synthetic_pairs(list(clean_dirs), cache, s["variants"], s["seed"], s["max_side"])
+        pairs = prepare_synthetic_pairs(  # a look at the run's pairs, not a preparation of its own
+            list(clean_dirs), cache, s["variants"], s["seed"], s["max_side"], record=False
+        )
         _, val = split_by_source(large_enough(pairs), s["val_fraction"], s["seed"])  # as bdinn-train splits
     except ValueError as exc:  # no pictures, an unreadable cache, a run's state out of range
         raise click.ClickException(str(exc)) from None

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import warnings
@@ -310,6 +311,45 @@ def test_a_cache_alone_gives_the_pairs_of_its_latest_preparation(tmp_path):
         UserWarning, match=r"does not record which pairs a run used .*: training on all 14 pairs"
     ):
         assert len(pairs_from_cache(cache)) == 14
+
+
+def test_a_preparation_that_made_nothing_or_only_looked_leaves_the_record_alone(tmp_path):
+    """A --clean folder whose pictures all failed to read recorded an empty preparation over the
+    good one of the same settings, and every run from the cache then had no pairs; a look at the
+    pairs (validation_split.py, record=False) narrowed the record to the folders it was given."""
+    cache, broken = tmp_path / "cache", tmp_path / "broken"
+    made = prepare_synthetic_pairs([DATA], cache, variants_per_image=1, max_side=None)
+    broken.mkdir()
+    (broken / "cut.png").write_bytes((DATA / "soft-shapes.png").read_bytes()[:5000])
+    with pytest.warns(UserWarning, match="skipped 1"):
+        assert prepare_synthetic_pairs([broken], cache, variants_per_image=1, max_side=None) == []
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "sky.png").write_bytes((DATA / "sky-gradient.png").read_bytes())
+    assert len(prepare_synthetic_pairs([one], cache, variants_per_image=1, max_side=None, record=False)) == 1
+    kept = sorted(made, key=lambda p: p.name)
+    assert pairs_from_cache(cache) == kept
+    assert pairs_from_cache(cache, max_side=None, variants=1) == kept  # the Python API's "no limit"
+
+
+def test_two_runs_preparing_one_cache_at_once_keep_each_others_pairs(tmp_path):
+    """Each rewrote the manifest it had read, so the last to write lost the other's pairs and
+    its preparation: a run from the cache with the lost seed was then refused."""
+    cache = tmp_path / "cache"
+    code = (
+        "import sys\n"
+        "from bdinn.train.degrade import prepare_synthetic_pairs\n"
+        f"prepare_synthetic_pairs([{str(DATA)!r}], {str(cache)!r}, 2, seed=int(sys.argv[1]))\n"
+    )
+    runs = [subprocess.Popen([sys.executable, "-c", code, str(seed)]) for seed in (0, 1)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert sorted(manifest["preparations"]) == [
+        "--seed 0 --variants 2 --max-side 1920",
+        "--seed 1 --variants 2 --max-side 1920",
+    ]
+    for seed in (0, 1):
+        assert len(pairs_from_cache(cache, seed=seed)) == 6
 
 
 @pytest.mark.parametrize("banded", ["/tmp/elsewhere/planted.png", "../outside/planted.png", ""])

@@ -144,6 +144,24 @@ def test_a_run_resumes_from_a_copied_cache_another_run_added_pairs_to(tmp_path, 
     )
 
 
+def test_a_run_from_a_cache_alone_is_its_preparation_and_resumes_as_one(tmp_path, tiny_config):
+    """A run from a cache alone trained on its latest preparation (seed 5, 2 variants) but recorded
+    the command's defaults (seed 0, 3 variants): its resume asked the cache for pairs of seed 0
+    and was refused, and naming seed 5 was refused as other settings than the run's. A preparation
+    added to the cache since does not change what the resume trains on."""
+    cache = tmp_path / "cache"
+    prepare_synthetic_pairs([DATA], cache, variants_per_image=2, seed=5)
+    run = [*FAST, "--config", str(tiny_config), "--cache-dir", str(cache), "-o", str(tmp_path / "run")]
+    first = CliRunner().invoke(main, [*run, "--stop-at", "2"])
+    assert first.exit_code == 0, first.output
+    settings = json.loads((tmp_path / "run" / "state.json").read_text())["settings"]
+    assert (settings["seed"], settings["data"]["variants"], settings["data"]["max_side"]) == (5, 2, 1920)
+    prepare_synthetic_pairs([DATA], cache, variants_per_image=3, seed=0)  # now the latest
+    resumed = CliRunner().invoke(main, [*run, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "stopped at step 4/4" in resumed.output
+
+
 def test_trains_from_a_copied_cache_alone(tmp_path, tiny_config):
     """A pairs cache moved to another machine, without its banded pictures, trains as --clean did."""
     made = prepare_synthetic_pairs([DATA], tmp_path / "made", variants_per_image=2)

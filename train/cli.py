@@ -25,7 +25,7 @@ from .data import (
     split_by_source,
     stratified_order,
 )
-from .degrade import pairs_from_cache, prepare_synthetic_pairs
+from .degrade import cache_preparation, pairs_from_cache, prepare_synthetic_pairs
 from .image_pair import find_pairs
 from .network import CONFIGS, BDINNConfig
 from .provenance import data_origin
@@ -271,6 +271,11 @@ def main(
             "never decays (a short fine-tune wants a short --warmup)",
             stacklevel=1,
         )
+    if cache_dir is not None and not clean_dirs:  # a cache alone: the run is its preparation's
+        given = {"seed": train_options["seed"], "variants": variants, "max_side": max_side}
+        made = _cache_preparation(cache_dir, out_dir, resume, given)
+        if made is not None:
+            train_options["seed"], variants, max_side = made["seed"], made["variants"], made["max_side"]
     if train_options["train_seed"] is None:  # recorded as used: spelling it out later is the same run
         train_options["train_seed"] = train_options["seed"]
     config, config_name = resolve_config(config_value)
@@ -298,15 +303,10 @@ def main(
             dist.init_process_group(backend)
         image_pairs = list(find_pairs(*pairs)) if pairs else []
         if clean_dirs or cache_dir is not None:
-            # From a cache alone: the pairs of its latest preparation with the settings given (a
-            # resume's are its run's), as --clean with them would have made.
-            given = {"seed": seed, "variants": variants, "max_side": max_side}
-            cache_settings = {k: v for k, v in given.items() if resume or _on_command_line(k)}
-
             # One process prepares (and caches) the synthetic pairs; the others then read the cache.
             def prepare() -> list:
-                if not clean_dirs:
-                    return pairs_from_cache(cache_dir, **cache_settings)
+                if not clean_dirs:  # the preparation chosen above: the latest with its settings
+                    return pairs_from_cache(cache_dir, seed=seed, variants=variants, max_side=max_side)
                 return prepare_synthetic_pairs(
                     list(clean_dirs), cache_dir or out_dir / "pairs", variants, seed, max_side
                 )
@@ -389,6 +389,26 @@ def main(
         written = (out_dir / "last.safetensors").exists()
         kept = "checkpoints" if written else "training state (no checkpoint yet)"
         click.echo(f"stopped at step {trainer.step}/{settings.steps}: {summary}; {kept} in {out_dir}")
+
+
+def _cache_preparation(
+    cache_dir: Path, out_dir: Path, resume: bool, given: dict[str, int]
+) -> dict[str, int] | None:
+    """The settings of the cache's preparation a run from it alone trains on: the latest made
+    with the settings given on the command line; a resume's own, saved, where none is given (the
+    latest may have changed since). None for a cache that records no preparations."""
+    saved = _saved_settings(out_dir) if resume else {}
+    data = saved.get("data") if isinstance(saved.get("data"), dict) else {}
+    was = {"seed": saved.get("seed"), "variants": data.get("variants"), "max_side": data.get("max_side")}
+    wanted = {
+        name: value if _on_command_line(name) else was[name]
+        for name, value in given.items()
+        if _on_command_line(name) or was[name] is not None
+    }
+    try:
+        return cache_preparation(cache_dir, **wanted)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _on_command_line(parameter: str) -> bool:

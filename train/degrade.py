@@ -9,6 +9,7 @@ seeded and deterministic; `prepare_synthetic_pairs` caches its PNGs so the cost 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -401,6 +402,8 @@ def _record_preparation(manifest: dict[str, Any], settings: dict[str, int], entr
     ones, and a run from the cache alone must train on the pairs the run that made it did, not on
     everything the cache ever held. Returns whether the manifest changed.
     """
+    if not entry_ids:  # nothing could be read: the run fails, and an earlier record stays good
+        return False
     preparations = manifest.setdefault("preparations", {})
     key = _preparation_flags(settings)
     latest = max((record["order"] for record in preparations.values()), default=0)
@@ -412,17 +415,14 @@ def _record_preparation(manifest: dict[str, Any], settings: dict[str, int], entr
     return True
 
 
-def _chosen_entries(manifest: dict[str, Any], manifest_path: Path, wanted: dict[str, int]) -> list[dict]:
-    """The entries of the latest preparation whose settings match `wanted` (all entries in a cache
-    made before preparations were recorded)."""
+def _chosen_record(manifest: dict[str, Any], manifest_path: Path, wanted: dict[str, Any]) -> dict | None:
+    """The latest preparation whose settings match `wanted`; None in a cache made before
+    preparations were recorded."""
     preparations = manifest.get("preparations")
     if not preparations:
-        warnings.warn(
-            f"{manifest_path}: the cache does not record which pairs a run used (made by an earlier "
-            f"bdinn): training on all {len(manifest['pairs'])} pairs it holds",
-            stacklevel=3,
-        )
-        return list(manifest["pairs"].values())
+        return None
+    if "max_side" in wanted and wanted["max_side"] is None:  # the Python API's "no limit", recorded as 0
+        wanted = {**wanted, "max_side": 0}
     matching = [r for r in preparations.values() if all(r[name] == value for name, value in wanted.items())]
     if not matching:
         made = "; ".join(
@@ -432,8 +432,38 @@ def _chosen_entries(manifest: dict[str, Any], manifest_path: Path, wanted: dict[
             f"{manifest_path}: the cache holds no pairs made with {_preparation_flags(wanted)}; it holds "
             f"pairs made with {made} (pass those, or make the pairs with --clean DIR)"
         )
-    chosen = max(matching, key=lambda record: record["order"])
-    return [manifest["pairs"][entry_id] for entry_id in chosen["pairs"]]
+    return max(matching, key=lambda record: record["order"])
+
+
+def _cache_manifest(cache_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """A pairs cache's manifest path and its content, checked; ValueError saying what is wrong."""
+    manifest_path = Path(cache_dir) / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise ValueError(
+            f"{manifest_path}: no pairs cache here (make one with --clean DIR --cache-dir {cache_dir})"
+        ) from None
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"{manifest_path}: no readable pairs cache here ({reason})") from None
+    if not _well_formed(manifest):
+        raise ValueError(
+            f"{manifest_path}: damaged pairs cache manifest (each pair needs a name, a source and banded "
+            "and clean paths inside the cache folder); make the cache again"
+        )
+    if manifest.get("format") != MANIFEST_FORMAT or not manifest.get("pairs"):
+        raise ValueError(f"{manifest_path}: not a bdinn pairs cache, or it lists no pairs")
+    return manifest_path, manifest
+
+
+def cache_preparation(cache_dir: Path, **wanted: Any) -> dict[str, int] | None:
+    """The settings (seed, variants, max_side) of the cache's preparation `pairs_from_cache` takes
+    with `wanted`: a run from the cache alone records and resumes with those, not its defaults.
+    None for a cache made before preparations were recorded."""
+    manifest_path, manifest = _cache_manifest(cache_dir)
+    record = _chosen_record(manifest, manifest_path, wanted)
+    return None if record is None else {name: record[name] for name in SETTINGS}
 
 
 def _find_image(path: Path) -> Path | None:
@@ -455,26 +485,17 @@ def pairs_from_cache(cache_dir: Path, **wanted: int) -> list[ImagePair]:
     them) picks the latest preparation made with those settings.
     """
     cache_dir = Path(cache_dir)
-    manifest_path = cache_dir / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise ValueError(
-            f"{manifest_path}: no pairs cache here (make one with --clean DIR --cache-dir {cache_dir})"
-        ) from None
-    except (OSError, ValueError, RecursionError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ValueError(f"{manifest_path}: no readable pairs cache here ({reason})") from None
-    if not _well_formed(manifest):
-        raise ValueError(
-            f"{manifest_path}: damaged pairs cache manifest (each pair needs a name, a source and banded "
-            "and clean paths inside the cache folder); make the cache again"
+    manifest_path, manifest = _cache_manifest(cache_dir)
+    record = _chosen_record(manifest, manifest_path, wanted)
+    if record is None:
+        warnings.warn(
+            f"{manifest_path}: the cache does not record which pairs a run used (made by an earlier "
+            f"bdinn): training on all {len(manifest['pairs'])} pairs it holds",
+            stacklevel=2,
         )
-    if manifest.get("format") != MANIFEST_FORMAT or not manifest.get("pairs"):
-        raise ValueError(f"{manifest_path}: not a bdinn pairs cache, or it lists no pairs")
-    entries = _chosen_entries(manifest, manifest_path, wanted)
-    if not entries:
-        raise ValueError(f"{manifest_path}: its preparation made no pairs (no clean picture could be read)")
+        entries = list(manifest["pairs"].values())
+    else:
+        entries = [manifest["pairs"][entry_id] for entry_id in record["pairs"]]
     pairs = []
     for entry in sorted(entries, key=lambda e: e["name"]):
         try:
@@ -506,9 +527,21 @@ def pairs_from_cache(cache_dir: Path, **wanted: int) -> list[ImagePair]:
     return pairs
 
 
-def _save_manifest(path: Path, manifest: dict[str, Any]) -> None:
-    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+def _update_manifest(cache_dir: Path, added: dict[str, dict], preparation: tuple | None = None) -> None:
+    """Add this run's new entries (and its finished preparation) to the manifest on disk, under a
+    lock: two runs preparing one cache at once each rewrote the manifest they had read, and the
+    last to write lost the other's pairs and preparation."""
+    path = cache_dir / "manifest.json"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / ".manifest.lock").open("a") as lock:  # "a": an unchanged cache stays untouched
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = _read_manifest(path)
+        for part, entries in added.items():
+            manifest[part].update(entries)
+        recorded = preparation is not None and _record_preparation(manifest, *preparation)
+        if any(added.values()) or recorded:
+            text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+            atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def prepare_synthetic_pairs(
@@ -517,6 +550,7 @@ def prepare_synthetic_pairs(
     variants_per_image: int = 3,
     seed: int = 0,
     max_side: int | None = 1920,
+    record: bool = True,
 ) -> list[ImagePair]:
     """Banded/clean 8-bit PNG pairs for every source picture in clean_dirs, cached in cache_dir.
 
@@ -525,7 +559,8 @@ def prepare_synthetic_pairs(
     written once; manifest.json maps a hash of (source path, size, mtime, max_side, degradation)
     to them, so a second call with the same arguments reads the cache and decodes nothing.
     Unreadable sources are skipped, remembered in the manifest, and reported in one warning. Once
-    done, the manifest records which pairs it used, for `pairs_from_cache`.
+    done, the manifest records which pairs it used, for `pairs_from_cache` (not with record=False:
+    a look at a run's pairs, as validation_split.py takes, is not a preparation).
     """
     if variants_per_image < 1:
         raise ValueError(f"variants_per_image must be at least 1, got {variants_per_image}")
@@ -540,6 +575,7 @@ def prepare_synthetic_pairs(
         raise ValueError(f"no images found in {', '.join(map(str, clean_dirs))}")
     manifest_path = cache_dir / "manifest.json"
     manifest = _read_manifest(manifest_path)
+    added: dict[str, dict] = {"pairs": {}, "skipped": {}}  # saved into the manifest on disk as made
     pairs: list[ImagePair] = []
     used: list[str] = []
     skipped: list[str] = []
@@ -561,7 +597,7 @@ def prepare_synthetic_pairs(
                     try:
                         clean = load_clean(path, key, max_side)
                     except ImageError as exc:
-                        manifest["skipped"][file_id] = str(exc)
+                        manifest["skipped"][file_id] = added["skipped"][file_id] = str(exc)
                         skipped.append(str(exc))
                         made, made_ids, changed = [], [], True
                         break
@@ -576,7 +612,7 @@ def prepare_synthetic_pairs(
                     "degradation": asdict(degradation),
                 }
                 write_image(cache_dir / entry["banded"], degradation.apply(clean))
-                manifest["pairs"][entry_id] = entry
+                manifest["pairs"][entry_id] = added["pairs"][entry_id] = entry
                 changed = True
             made_ids.append(entry_id)
             made.append(
@@ -591,10 +627,11 @@ def prepare_synthetic_pairs(
         pairs += made
         used += made_ids
         if changed:  # saved per picture, so an interrupted run keeps what it made
-            _save_manifest(manifest_path, manifest)
-    settings = {"seed": seed, "variants": variants_per_image, "max_side": max_side or 0}
-    if _record_preparation(manifest, settings, used):  # only once whole: a cut run is not one
-        _save_manifest(manifest_path, manifest)
+            _update_manifest(cache_dir, added)
+            added = {"pairs": {}, "skipped": {}}
+    if record:  # only once whole: a cut run is not a preparation
+        settings = {"seed": seed, "variants": variants_per_image, "max_side": max_side or 0}
+        _update_manifest(cache_dir, added, (settings, used))
     if skipped:
         warnings.warn(
             f"skipped {len(skipped)} unreadable clean image(s) of {len(sources)}, e.g. {skipped[0]}",
