@@ -98,7 +98,7 @@ def run_settings(
 @click.option("--model", default=None, help="Also run this model (any file Debander.open takes).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Checkpoints only.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-@report_files("json_path", models="model")
+@report_files("json_path", models="model", bundled_default=False)  # no --model: none runs
 def main(
     frames: int, size: tuple[int, int], model: str | None, precision: str | None, json_path: Path | None
 ) -> None:

@@ -236,20 +236,26 @@ allow_embedded_plugin_option = click.option(
 _REPORT_FORCE = "bdinn.report_force"  # report_files' --force, for write_report
 
 
-def report_files(*names: str, models: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def report_files(
+    *names: str, models: str | None = None, bundled_default: bool = True
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """-f/--force for a command that writes reports (the options `names`: --json, --markdown),
     which are checked before its work, as bdinn's commands check theirs: each can be written (a
     missing folder failed after minutes of benchmarking), an existing one is replaced only with
     --force, and none is the model it measures (the argument `models`: one path or several, with
-    their sidecars) or another report, even with --force. The command writes them with
-    write_report."""
+    their sidecars; none given, the bundled model's files, unless `bundled_default` is False for
+    a command that then runs no model) or another report, even with --force. The command writes
+    them with write_report."""
 
     def decorate(command: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(command)
         def wrapper(*args: P.args, force: bool = False, **kwargs: P.kwargs) -> R:
             click.get_current_context().meta[_REPORT_FORCE] = force
-            given = kwargs.get(models) if models else None
-            inputs = [f for model in _paths(given) for f in files_of_model(model)]
+            given = _paths(kwargs.get(models)) if models else []
+            if models and not given and bundled_default:  # what then runs is the bundled model
+                inputs = files_of_model(None)
+            else:
+                inputs = [f for model in given for f in files_of_model(model)]
             reports = [Path(kwargs[name]) for name in names if kwargs.get(name) is not None]
             try:
                 for index, report in enumerate(reports):

@@ -94,3 +94,37 @@ def test_a_report_never_replaces_the_model_it_measures_or_another_report(tmp_pat
     assert runs == [] and first.read_bytes() == second.read_bytes() == b"weights"
     fine = CliRunner().invoke(command, [str(first), "--json", str(tmp_path / "r.json")])
     assert fine.exit_code == 0 and runs == [(first,)]
+
+
+def test_without_a_model_a_report_never_replaces_the_bundled_one(tmp_path, monkeypatch):
+    """headroom.py --json <bundled default.json> --force replaced the bundled model's sidecar with
+    its report: only a named model was protected. The bundled folder here is a copy."""
+    from bdinn.runtime import files
+
+    bundled = tmp_path / "models"
+    bundled.mkdir()
+    (bundled / "default.json").write_text("{}")
+    monkeypatch.setattr(files, "BUNDLED_MODELS", bundled)
+
+    @click.command()
+    @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+    @click.option("--json", "json_path", type=click.Path(path_type=Path))
+    @report_files("json_path", models="models")
+    def command(models: tuple[Path, ...], json_path: Path | None) -> None:
+        write_report(json_path, "report\n")
+
+    refused = CliRunner().invoke(command, ["--json", str(bundled / "default.json"), "--force"])
+    assert refused.exit_code == 1
+    assert (
+        refused.output
+        == f"Error: {bundled / 'default.json'}: is one of this command's inputs; choose another output\n"
+    )
+    assert (bundled / "default.json").read_text() == "{}"
+    named = tmp_path / "mine.onnx"
+    named.write_bytes(b"graph")
+    assert (
+        CliRunner()
+        .invoke(command, [str(named), "--json", str(bundled / "default.json"), "--force"])
+        .exit_code
+        == 0
+    )
