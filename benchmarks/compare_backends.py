@@ -2,7 +2,7 @@
 
 Runs in one process on one machine: PyTorch FP32 eager (CPU or GPU), PyTorch FP16 (GPU only),
 ONNX Runtime on the portable GridSample and DeformConv graphs (FP32, and the FP16 GridSample
-graph), and TensorRT FP16 engines (plugin and GridSample graphs) when a GPU and TensorRT are
+graph), and TensorRT FP16 engines (plugin, GridSample and DeformConv graphs) when a GPU and TensorRT are
 present. Each row is `bdinn.runtime.bench.benchmark` on the same frame size. Writes a markdown
 table (and --json); rows that cannot run here say why instead of a number.
 
@@ -78,7 +78,9 @@ def tensorrt_rows(checkpoint: Path, folder: Path, cuda: bool) -> list[tuple[str,
     from bdinn.export.cli import main as export
 
     rows: list[tuple[str, dict[str, Any] | str]] = []
-    for graph in ("plugin", "gridsample"):
+    # The DeformConv graph is the plugin-free baseline the plugin must beat (DESIGN.md); TensorRT-RTX
+    # has no importer for it, and its row then says so.
+    for graph in ("plugin", "gridsample", "deformconv"):
         plan = folder / f"{graph}.plan"
         result = CliRunner().invoke(export, [str(checkpoint), "--fp16", "--graph", graph, "-o", str(plan)])
         name = f"TensorRT FP16, {graph} graph"
