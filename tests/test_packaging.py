@@ -89,14 +89,18 @@ def test_export_without_the_onnx_extra_says_so():
 @pytest.mark.parametrize(
     ("arguments", "needs"),
     [
-        (["--pairs", DATA, DATA], "the FFmpeg baselines (deband, gradfun; or pass --no-baselines) needs"),
+        (
+            ["--pairs", "BANDED", "CLEAN"],
+            "the FFmpeg baselines (deband, gradfun; or pass --no-baselines) needs",
+        ),
         (["--clean", DATA, "--degrade", "q5,x264", "--no-baselines"], "codec degradations needs"),
     ],
 )
-def test_eval_without_pyav_says_so_before_any_work(arguments, needs):
+def test_eval_without_pyav_says_so_before_any_work(arguments, needs, paired_dirs):
     """Python 3.10 installs no PyAV: bdinn-eval ran the model on every picture, then ended in a
     traceback at the first baseline or codec."""
-    result = _without("av", "evaluate", *arguments)
+    folders = dict(zip(("BANDED", "CLEAN"), paired_dirs, strict=True))
+    result = _without("av", "evaluate", *(folders.get(a, a) for a in arguments))
     assert result.returncode == 1 and result.stdout == ""
     install = "pip install 'bdinn[video]' (Python 3.11 or newer)"
     assert result.stderr.splitlines() == [f"bdinn-eval: error: {needs} PyAV 18.1 or newer: {install}"]

@@ -94,14 +94,13 @@ def test_a_sidecar_nested_thousands_deep_is_one_line(tmp_path):
         Debander.open(plan)
 
 
-def test_bdinn_eval_takes_the_same_plugin_options(tmp_path):
+def test_bdinn_eval_takes_the_same_plugin_options(tmp_path, paired_dirs):
     """bdinn-eval's refusal said to pass --allow-embedded-plugin, which it did not take."""
     from bdinn.train.evaluate import main as evaluate
 
     embedded = {"implementation": "/build/libbdinn_trt_plugin.so", "serialized_in_plan": True}
     plan = fake_plan(tmp_path, embedded)
-    data = Path(__file__).parent / "data"
-    args = [str(plan), "--pairs", str(data), str(data), "--no-baselines"]
+    args = [str(plan), "--pairs", *map(str, paired_dirs), "--no-baselines"]
     refused = CliRunner().invoke(evaluate, args)
     assert refused.exit_code == 1 and "pass --allow-embedded-plugin" in refused.output
     allowed = CliRunner().invoke(evaluate, [*args, "--allow-embedded-plugin"])
