@@ -20,7 +20,6 @@ import math
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
-from importlib import resources
 from importlib.util import find_spec
 from numbers import Integral, Real
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, overload
 import numpy as np
 
 from .backends import BACKENDS, Backend, BackendError, open_backend
+from .files import BUNDLED_MODELS
 from .processing import (
     MIN_SIDE,
     Frame,
@@ -93,7 +93,6 @@ def default_model_path(backend: str | None = None) -> Path:
     the GPU at hand, which no package can ship: build one with bdinn-export.
     """
     _check_backend(backend)
-    models = resources.files("bdinn.runtime") / "models"
     if backend is None:
         backend = _best_default_backend()
     if backend == "tensorrt":
@@ -102,7 +101,7 @@ def default_model_path(backend: str | None = None) -> Path:
             "`bdinn-export --fp16 -o model.plan` and pass its path"
         )
     name = "default.onnx" if backend == "onnxruntime" else "default.safetensors"
-    path = Path(str(models / name))
+    path = BUNDLED_MODELS / name
     if not path.is_file():
         raise BackendError(f"{path}: the bundled default model is missing (reinstall bdinn)")
     return path
