@@ -1,17 +1,20 @@
-"""benchmarks/compare_backends.py on the CPU: every backend row this machine has, one process."""
+"""benchmarks/compare_backends.py on the CPU: every backend row this machine has, one process.
+
+The rows are what is tested, not the network: MICRO exports in seconds, TINY in tens of seconds."""
 
 import json
 
 import pytest
 import torch
-from common import perturbed_tiny
+from common import MICRO, perturbed_tiny
 
 from bdinn.train.checkpoint import save_checkpoint
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="counts the rows a machine without CUDA has")
 def test_times_every_cpu_backend_and_says_why_the_others_cannot_run(run_benchmark, tmp_path):
-    checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", perturbed_tiny(), config_name=None, step=1)
+    micro = perturbed_tiny(config=MICRO)
+    checkpoint = save_checkpoint(tmp_path / "micro.safetensors", micro, config_name=None, step=1)
     out, table = tmp_path / "rows.json", tmp_path / "rows.md"
     done = run_benchmark("compare_backends", checkpoint, "--size", "32x48", "-n", "2", "--warmup", "0",
                          "--json", out, "--markdown", table)  # fmt: skip
@@ -48,7 +51,7 @@ def test_a_row_that_cannot_open_says_why_and_the_others_are_timed(benchmark_scri
     from bdinn.export.onnx_export import export_onnx
 
     compare = benchmark_script("compare_backends")
-    good = export_onnx(perturbed_tiny(), tmp_path / "good.onnx", "gridsample", False).path
+    good = export_onnx(perturbed_tiny(config=MICRO), tmp_path / "good.onnx", "gridsample", False).path
     (tmp_path / "bad.onnx").write_bytes(b"not a graph")
     rows = [("first", {"path": good}), ("broken", {"path": tmp_path / "bad.onnx"}), ("last", {"path": good})]
     monkeypatch.setattr(compare, "candidates", lambda checkpoint, folder: rows)
