@@ -157,11 +157,12 @@ def test_rejects_unknown_graph(model, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("graph", ["plugin", "gridsample", "deformconv"])
-def test_paper_configuration_exports_every_graph_with_parity(tmp_path, graph):
-    """The paper-sized network (5.8 M parameters) through every graph, on a small odd input."""
+def test_paper_configuration_exports_with_parity(tmp_path):
+    """The paper-sized network (5.8 M parameters) on a small odd input, through the plugin graph
+    its engines are built from; each graph's parity is tested on TINY above (the paper network
+    takes more than a minute a graph on a 2-core CPU)."""
     model = perturbed_tiny(config="paper")
-    result = export_onnx(model, tmp_path / f"paper-{graph}.onnx", graph)
+    result = export_onnx(model, tmp_path / "paper-plugin.onnx", "plugin")
     assert onnx.load(result.path).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     y = torch.rand(1, 3, 24, 40, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
