@@ -1,7 +1,9 @@
 """Shared fixtures: real banded/clean pairs made from the bundled pictures."""
 
+import fcntl
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,3 +117,24 @@ def source(tmp_path_factory) -> Path:
     from video_sources import make_video
 
     return make_video(tmp_path_factory.mktemp("video") / "source.mp4")
+
+
+@pytest.fixture(scope="session")
+def made_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Callable[[Path], object]], Path]:
+    """A folder filled once per test run and shared by every xdist worker: a module fixture's
+    exports (tens of seconds each) were otherwise repeated in each worker that ran its tests."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # one run's workers share it
+
+    def get(name: str, fill: Callable[[Path], object]) -> Path:
+        folder = root / f"made-once-{name}"
+        with open(root / f"made-once-{name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait for the first, then take its files
+            if not (folder / ".filled").exists():
+                shutil.rmtree(folder, ignore_errors=True)  # what a failed fill left
+                folder.mkdir()
+                fill(folder)
+                (folder / ".filled").touch()
+        return folder
+
+    return get

@@ -18,30 +18,41 @@ from bdinn.train.checkpoint import save_checkpoint
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    """The same perturbed tiny network as a checkpoint and as portable ONNX graphs."""
-    folder = tmp_path_factory.mktemp("models")
-    model = perturbed_tiny()
-    files = {"torch": save_checkpoint(folder / "tiny.safetensors", model, config_name=None, step=1)}
-    if _has("onnx") and _has("onnxruntime"):
+class TinyModels:
+    """The same perturbed tiny network as a checkpoint and as portable ONNX graphs, each made when
+    a test first asks for it, once per run for every worker."""
+
+    def __init__(self, made_once) -> None:
+        self.made_once = made_once
+
+    def __getitem__(self, key: str) -> Path:
+        if key == "torch":
+            return self.made_once("tiny-checkpoint", self._save) / "tiny.safetensors"
+        if not (_has("onnx") and _has("onnxruntime")):
+            pytest.skip(f"{key} model needs the onnx extra")
+        io = {"onnx": "float", "onnx-uint8": "uint8"}[key]
+        return self.made_once(f"tiny-{key}", lambda folder: self._export(folder, io)) / "tiny.onnx"
+
+    @staticmethod
+    def _save(folder: Path) -> None:
+        save_checkpoint(folder / "tiny.safetensors", perturbed_tiny(), config_name=None, step=1)
+
+    @staticmethod
+    def _export(folder: Path, io: str) -> None:
         from bdinn.export.onnx_export import export_onnx
 
-        files["onnx"] = export_onnx(model, folder / "tiny.onnx", "gridsample").path
-        files["onnx-uint8"] = export_onnx(model, folder / "tiny-u8.onnx", "gridsample", io="uint8").path
-    return files
+        export_onnx(perturbed_tiny(), folder / "tiny.onnx", "gridsample", io=io)
+
+
+@pytest.fixture(scope="module")
+def models(made_once) -> TinyModels:
+    return TinyModels(made_once)
 
 
 def _has(module: str) -> bool:
     from importlib.util import find_spec
 
     return find_spec(module) is not None
-
-
-def needs(models, key):
-    if key not in models:
-        pytest.skip(f"{key} model needs the onnx extra")
-    return models[key]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +63,7 @@ def sky() -> np.ndarray:
 def test_torch_and_onnxruntime_agree(models, sky):
     # max_change=None: the backends' raw outputs, which the change limit would partly hide.
     reference = Debander.open(models["torch"], tile=None, max_change=None)
-    onnx = Debander.open(needs(models, "onnx"), max_change=None)
+    onnx = Debander.open(models["onnx"], max_change=None)
     batch = sky.astype(np.float32).transpose(2, 0, 1)[None] / 255
     a, b = reference.infer(batch), onnx.infer(batch)
     assert a.shape == b.shape == batch.shape
@@ -62,15 +73,15 @@ def test_torch_and_onnxruntime_agree(models, sky):
 
 
 def test_uint8_io_graph_matches_float_graph_to_one_level(models, sky):
-    float_graph = Debander.open(needs(models, "onnx"), max_change=None)(sky)
-    uint8_graph = Debander.open(needs(models, "onnx-uint8"), max_change=None)(sky)
+    float_graph = Debander.open(models["onnx"], max_change=None)(sky)
+    uint8_graph = Debander.open(models["onnx-uint8"], max_change=None)(sky)
     assert uint8_graph.dtype == np.uint8 and uint8_graph.shape == sky.shape
     assert np.abs(float_graph.astype(int) - uint8_graph.astype(int)).max() <= 1
 
 
 def test_a_uint8_io_graph_says_it_rounds_16_bit_work_once(models, sky):
     """Its 16-bit output came back in multiples of 257, without a word."""
-    deband = Debander.open(needs(models, "onnx-uint8"))
+    deband = Debander.open(models["onnx-uint8"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         deband(sky)  # 8 bits in and out: nothing to say
@@ -118,7 +129,7 @@ def test_large_frames_on_the_cpu_run_in_even_tiles(models, monkeypatch, key):
     image = read_image(DATA / "soft-shapes.png")[:200, :232]
     assert image.shape == (192, 232, 3)
     batch = image.astype(np.float32).transpose(2, 0, 1)[None] / 255
-    whole = Debander.open(needs(models, key), max_change=None)
+    whole = Debander.open(models[key], max_change=None)
     expected = whole.infer(batch)
     monkeypatch.setattr(debander, "HOST_TILE_PIXELS", 192 * 232)
     np.testing.assert_array_equal(Debander.open(models[key], max_change=None).infer(batch), expected)
@@ -399,14 +410,14 @@ def test_big_endian_samples_are_read_as_their_values(models, sky):
 
 
 def test_precision_that_matches_an_onnx_file_is_accepted(models, sky):
-    needs(models, "onnx")
+    models["onnx"]
     assert Debander.open(models["onnx"], precision="fp32").describe()["precision"] == "fp32"
     with pytest.raises(BackendError, match=r"tiny\.onnx: this \.onnx file is fp32, fixed at export"):
         Debander.open(models["onnx"], precision="fp16")
 
 
 def test_bad_thread_count_names_the_variable(models, monkeypatch):
-    needs(models, "onnx")
+    models["onnx"]
     monkeypatch.setenv("BDINN_ORT_THREADS", "two")
     with pytest.raises(BackendError, match=r"BDINN_ORT_THREADS must be a number of threads .* got 'two'"):
         Debander.open(models["onnx"])
@@ -414,7 +425,7 @@ def test_bad_thread_count_names_the_variable(models, monkeypatch):
 
 @pytest.mark.parametrize("key", ["torch", "onnx"])
 def test_a_closed_debander_says_so(models, sky, key):
-    needs(models, key)
+    models[key]
     deband = Debander.open(models[key])
     deband.close()
     deband.close()  # a second close is harmless
@@ -432,7 +443,7 @@ def test_a_debander_is_neither_copied_nor_pickled(models, sky, key):
     import copy
     import pickle
 
-    needs(models, key)
+    models[key]
     with Debander.open(models[key]) as deband:
         for attempt in (copy.copy, copy.deepcopy, pickle.dumps):
             with pytest.raises(TypeError, match=r"^a Debander holds an open model and cannot be copied or "):
@@ -452,7 +463,7 @@ def test_a_pytorch_model_closed_by_another_thread_mid_call_says_so(models):
 
 def test_tensor_input_is_checked_the_same_on_every_backend(models):
     for key in ("torch", "onnx"):
-        needs(models, key)
+        models[key]
         deband = Debander.open(models[key])
         for bad in (
             torch.full((1, 3, 32, 32), 128, dtype=torch.uint8),
@@ -610,7 +621,7 @@ def test_a_frames_dither_depends_on_the_frames_before_it_alone(models, sky):
 
 
 def test_a_big_endian_16_bit_frame_gets_the_8_bit_warning_too(models, sky):
-    deband = Debander.open(needs(models, "onnx-uint8"))
+    deband = Debander.open(models["onnx-uint8"])
     with pytest.warns(UserWarning, match=r"so 16-bit pictures and output are rounded to 8-bit levels"):
         deband((sky.astype(np.uint16) * 257).astype(">u2"))
 
