@@ -13,6 +13,7 @@ held-out pictures.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -67,19 +68,23 @@ def main(
     given = {"val_fraction": val_fraction, "variants": variants, "max_side": max_side, "seed": seed}
     s = {**recorded, **{k: v for k, v in given.items() if v is not None}}
     cache = cache_dir or run / "pairs"
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
+    try:  # before the pairs, which may take minutes of encoding
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(
+            f"{out}: cannot make the folder ({exc.strerror}); choose another -o"
+        ) from None
     try:
         pairs = prepare_synthetic_pairs(  # a look at the run's pairs, not a preparation of its own
             list(clean_dirs), cache, s["variants"], s["seed"], s["max_side"], record=False
         )
         _, val = split_by_source(large_enough(pairs), s["val_fraction"], s["seed"])  # as bdinn-train splits
     except ValueError as exc:  # no pictures, an unreadable cache, a run's state out of range
+        for folder in made:  # a failed split leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise click.ClickException(str(exc)) from None
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.ClickException(
-            f"{out}: cannot make the folder ({exc.strerror}); choose another -o"
-        ) from None
     cleans = sorted({pair.clean.resolve() for pair in val})
     wanted = {clean.name: clean for clean in cleans}
     for link in out.iterdir():  # another split's links would score training pictures as held out
