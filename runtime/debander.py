@@ -141,7 +141,7 @@ class Debander:
         self.backend = backend
         self.tile, self.overlap, self.max_change = _checked_options(tile, overlap, max_change)
         self.closed = False
-        self._said_8_bit = False  # warned that a uint8 model rounds 16-bit work
+        self._said_8_bit = False  # warned that a uint8 model rounds 16-bit or float work
 
     def __reduce__(self) -> Any:
         """Refused for copy, deepcopy and pickle alike: a shallow copy shared the model, which
@@ -247,14 +247,8 @@ class Debander:
         progress: Progress | None,
     ) -> list[np.ndarray]:  # fmt: skip
         frames = [_split(image, index if len(images) > 1 else None) for index, image in enumerate(images)]
-        deep = bit_depth == 16 or any(image.dtype.itemsize == 2 for image in images)  # >u2 too
-        if deep and getattr(self.backend, "uint8_io", False) and not self._said_8_bit:
-            self._said_8_bit = True
-            warnings.warn(
-                "this model takes and returns 8-bit pictures (exported with --io uint8), so 16-bit pictures "
-                "and output are rounded to 8-bit levels; export it with --io float to keep them",
-                stacklevel=3,
-            )
+        if bit_depth == 16 or any(image.dtype.itemsize == 2 for image in images):  # >u2 too
+            self._say_8_bit("16-bit pictures and output are", stacklevel=4)
         by_size: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(frames):
             by_size.setdefault(frame.chw.shape[1:], []).append(index)
@@ -265,7 +259,7 @@ class Debander:
                 if len(indices) == 1
                 else np.stack([frames[i].chw for i in indices])
             )
-            for i, chw in zip(indices, self.infer(batch, progress=progress), strict=True):
+            for i, chw in zip(indices, self._infer(batch, progress), strict=True):
                 outputs[i] = chw
         rng = np.random.default_rng(seed)  # drawn in list order: a frame's noise depends on those before it
         return [
@@ -277,6 +271,21 @@ class Debander:
         """float32 [N, 3, H, W] in [0, 1] -> debanded, same shape, in [0, 1]; tiles and pads as the
         backend needs, calling progress(done, total) after each tile. Values must be finite: the
         network spreads one NaN or inf over the whole frame (not checked: it would cost a pass)."""
+        out = self._infer(batch, progress)
+        self._say_8_bit("float frames and output are", stacklevel=3)
+        return out
+
+    def _say_8_bit(self, what: str, stacklevel: int) -> None:
+        """Once per Debander: a uint8-I/O model rounds what it is given, and what it gives, to 8 bits."""
+        if getattr(self.backend, "uint8_io", False) and not self._said_8_bit:
+            self._said_8_bit = True
+            warnings.warn(
+                f"this model takes and returns 8-bit pictures (exported with --io uint8), so {what} "
+                "rounded to 8-bit levels; export it with --io float to keep them",
+                stacklevel=stacklevel,
+            )
+
+    def _infer(self, batch: np.ndarray, progress: Progress | None) -> np.ndarray:
         self._check_open()
         if not isinstance(batch, np.ndarray) or batch.dtype.kind != "f":
             got = batch.dtype if isinstance(batch, np.ndarray) else type(batch).__name__
@@ -402,8 +411,9 @@ class Debander:
         if serve is not None and not self._below_minimum(h, w) and self.tile_for((h, w)) is None:
             out = limit_change_tensor(batch, serve(batch), self.max_change)
         else:  # infer tiles, pads a frame below an engine's profile, and applies the limit
-            host = self.infer(batch.float().cpu().numpy())
+            host = self._infer(batch.float().cpu().numpy(), None)
             out = torch.from_numpy(host).to(batch.device, batch.dtype)
+        self._say_8_bit("float tensors and output are", stacklevel=3)
         out = out.clamp(0, 1)  # the limit can reach past 0 and 1, as a network can; an 8-bit cast wraps
         return out[0] if single else out
 

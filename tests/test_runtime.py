@@ -95,6 +95,25 @@ def test_a_uint8_io_graph_says_it_rounds_16_bit_work_once(models, sky):
         deband(sky.astype(np.uint16) * 257)  # said once per Debander
 
 
+def test_a_uint8_io_graph_says_it_rounds_float_work_once(models, sky):
+    """Debander.infer and .tensor on such a model rounded float frames to 8-bit levels silently."""
+    batch = sky.astype(np.float32).transpose(2, 0, 1)[None] / 255 + 0.3 / 255  # between 8-bit levels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Debander.open(models["onnx"]).infer(batch)  # a float graph keeps them: nothing to say
+    deband = Debander.open(models["onnx-uint8"], max_change=None)
+    said_float = r"8-bit pictures \(exported with --io uint8\), so float frames and output are rounded"
+    with pytest.warns(UserWarning, match=said_float) as said:
+        out = deband.infer(batch)
+    assert len(said) == 1 and said[0].filename == __file__
+    assert np.array_equal(out, np.round(out * 255) / 255)  # on 8-bit levels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deband.tensor(torch.from_numpy(batch))  # said once per Debander
+    with pytest.warns(UserWarning, match=r"so float tensors and output are rounded to 8-bit levels"):
+        Debander.open(models["onnx-uint8"]).tensor(torch.from_numpy(batch))
+
+
 def test_matches_the_network_directly(models, sky):
     model = perturbed_tiny()
     with torch.no_grad():
