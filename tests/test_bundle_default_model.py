@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -74,6 +75,16 @@ def test_bundles_float16_weights_the_onnx_graph_and_every_record(tmp_path):
     (got,) = session.run(None, {session.get_inputs()[0].name: image.numpy()})
     assert got.shape == (1, 3, 45, 61)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    records = {p.key: p.value for p in onnx.load(out / "default.onnx").metadata_props}
+    assert records == {"bdinn.precision": "fp32", "bdinn.graph": "gridsample"}
+
+
+def test_the_bundled_graph_carries_the_records_every_export_writes():
+    """It was bundled before exports recorded their precision and graph, and had neither."""
+    from bdinn.runtime.files import BUNDLED_MODELS
+
+    records = {p.key: p.value for p in onnx.load(BUNDLED_MODELS / "default.onnx").metadata_props}
+    assert records == {"bdinn.precision": "fp32", "bdinn.graph": "gridsample"}
 
 
 def _script() -> ModuleType:
