@@ -16,9 +16,9 @@ import pytest
 from bdinn.runtime.imageio import from_float, read_image, to_float, write_image
 
 # One thread per xdist worker: `-n auto` starts a worker per core, and PyTorch's and ONNX Runtime's
-# pools of a thread per core in each worker spun against each other (on 2 cores, the export,
-# training and runtime test files took 17 % more CPU time with them). Set before any test
-# imports torch; processes the tests start inherit it.
+# pools of a thread per core in each worker spun against each other (on 2 cores the suite took
+# 12 min with them, 10 without). Set before any test imports torch; processes the tests start
+# inherit it.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("BDINN_ORT_THREADS", "1")
