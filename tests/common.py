@@ -1,5 +1,6 @@
 """Shared test constants, models and checks."""
 
+import dataclasses
 import threading
 
 import torch
@@ -19,14 +20,8 @@ TINY = BDINNConfig(
 
 # The smallest network bdinn builds: one dense block, no banded layer. Its ONNX export takes a
 # tenth of TINY's, for tests of files, messages and plumbing, where what it computes does not matter.
-MICRO = BDINNConfig(
-    growth=(4, 4, 4),
-    dense_depth=1,
-    encoder_blocks=(1, 0, 0),
-    decoder_blocks=(0, 0, 0),
-    skip_blocks=(0, 0, 0),
-    bottleneck_blocks=0,
-    bottleneck_growth=4,
+MICRO = dataclasses.replace(
+    TINY, encoder_blocks=(1, 0, 0), decoder_blocks=(0, 0, 0), skip_blocks=(0, 0, 0), bottleneck_blocks=0
 )
 
 

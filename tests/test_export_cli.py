@@ -26,7 +26,13 @@ needs_rtx = pytest.mark.skipif(RTX is None, reason="TensorRT-RTX is not installe
 
 
 LITE = build_model("lite")
-BANDED_CONVS = sum(isinstance(m, BandedDeformConv2d) for m in LITE.modules())
+
+
+def banded_layers(model: BDINN) -> int:
+    return sum(isinstance(m, BandedDeformConv2d) for m in model.modules())
+
+
+BANDED_CONVS = banded_layers(LITE)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +93,7 @@ def test_builds_an_engine_for_sm89_with_sidecar(checkpoint, tiny_checkpoint, tmp
     assert sidecar["model_config"] == json.loads(json.dumps(model.config.to_dict()))
     assert sidecar["plan_sha256"] == hashlib.sha256(plan.read_bytes()).hexdigest()
     if graph == "plugin":
-        banded = sum(isinstance(m, BandedDeformConv2d) for m in model.modules())
+        banded = banded_layers(model)
         assert plan.read_bytes().count(b"BandedDeformConv2d") >= banded > 0
         # Same inputs again: the engine comes from the cache, byte for byte.
         again = export(
@@ -155,7 +161,7 @@ def test_onnx_only(tiny_checkpoint, tmp_path):
     result = export(str(tiny_checkpoint), "--onnx-only", "-o", str(out), "--graph", "gridsample", "--json")
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 10_000 and not list(tmp_path.glob("*.plan*"))
-    banded = sum(isinstance(m, BandedDeformConv2d) for m in BDINN(TINY).modules())
+    banded = banded_layers(BDINN(TINY))
     assert json.loads(result.stdout)["op_counts"]["GridSample"] == banded == 8
 
 
@@ -419,7 +425,7 @@ def test_the_coarse_pass_is_built_into_the_engine_and_recorded(tmp_path):
     sidecar = json.loads((tmp_path / "tiny-plugin-fp16-coarse.plan.json").read_text())
     assert sidecar["model_config"] == json.loads(json.dumps({**TINY.to_dict(), "coarse_pass": True}))
     graph = onnx.load(tmp_path / "tiny-plugin-fp16-coarse.onnx").graph
-    banded = sum(isinstance(m, BandedDeformConv2d) for m in BDINN(TINY).modules())
+    banded = banded_layers(BDINN(TINY))
     assert sum(n.op_type == "BandedDeformConv2d" for n in graph.node) == 2 * banded  # full and half size
     assert not any(n.op_type == "Resize" for n in graph.node)
     assert plan.read_bytes().count(b"BandedDeformConv2d") >= 2 * banded
