@@ -103,6 +103,7 @@ from .video_formats import (
     VideoError,
     check_encoder,
     check_paths,
+    check_trial_encode,
     follow_source,
     is_video,
     with_alpha,
@@ -294,6 +295,7 @@ def deband_video(
             pix_fmt = follow_source(vin, src, dst, codec_name, bit_depth)
         pix_fmt = with_alpha(vin, src, codec_name, pix_fmt)
         job = VideoJob(source, src, dst, muxer, codec_name, pix_fmt, options, process)
+        check_trial_encode(dst, muxer, codec_name, pix_fmt, options, job.rate, job.out_time_base)
         job.stdin = stdin
         # The stream's tag says it before the work; the frames themselves after it (below).
         warned_fields_lost = (

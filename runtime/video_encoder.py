@@ -159,20 +159,12 @@ def _check_open(codec: str, pix_fmt: str, options: dict[str, str], setting: str)
     ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 64, 64, pix_fmt, Fraction(1, 25)
     ctx.options = dict(options)
     failure: av.FFmpegError | None = None
-    with _ONE_TRIAL_AT_A_TIME:  # two overlapping ones would each put back the stderr the other set
-        level, skipping = av.logging.get_level(), av.logging.get_skip_repeated()
-        av.logging.set_level(av.logging.WARNING)
-        av.logging.set_skip_repeated(False)  # PyAV drops a message repeated from the last trial's
+    with ffmpeg_heard() as (logs, printed):
         try:
-            with av.logging.Capture() as logs, _stderr_captured() as printed:
-                try:
-                    ctx.open()
-                except av.FFmpegError as exc:
-                    failure = exc
-                del ctx  # freed here: x265 prints "encoded 0 frames" as it closes, a stray line otherwise
-        finally:
-            av.logging.set_level(level)
-            av.logging.set_skip_repeated(skipping)
+            ctx.open()
+        except av.FFmpegError as exc:
+            failure = exc
+        del ctx  # freed here: x265 prints "encoded 0 frames" as it closes, a stray line otherwise
     if failure is not None:
         said = [line for line in printed if not line.startswith("encoded ")]
         said += [m.strip() for _, _, m in logs]
@@ -196,6 +188,25 @@ def _new_trial_lock() -> None:
 _new_trial_lock()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_trial_lock)
+
+
+@contextlib.contextmanager
+def ffmpeg_heard() -> Iterator[tuple[list[tuple[int, str, str]], list[str]]]:
+    """What FFmpeg logs (warnings and worse) and what C code prints to stderr during a trial
+    encode, kept from the user and yielded (filled on exit) for the one-line error to quote.
+    One trial at a time: two overlapping ones would each put back the stderr the other set."""
+    import av.logging
+
+    with _ONE_TRIAL_AT_A_TIME:
+        level, skipping = av.logging.get_level(), av.logging.get_skip_repeated()
+        av.logging.set_level(av.logging.WARNING)
+        av.logging.set_skip_repeated(False)  # PyAV drops a message repeated from the last trial's
+        try:
+            with av.logging.Capture() as logs, _stderr_captured() as printed:
+                yield logs, printed
+        finally:
+            av.logging.set_level(level)
+            av.logging.set_skip_repeated(skipping)
 
 
 @contextlib.contextmanager

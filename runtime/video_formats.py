@@ -12,11 +12,12 @@ import numbers
 import os
 import warnings
 from collections.abc import Mapping
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from .pyav import require_pyav
-from .video_encoder import DEFAULT_CRF, encoder_label, encoder_options
+from .video_encoder import encoder_label, encoder_options, ffmpeg_heard
 from .video_streams import moving_pictures
 
 # "-" as the source reads a stream from standard input (Y4M, MKV, MPEG-TS: what FFmpeg can read
@@ -63,8 +64,8 @@ DEFAULT_CODECS = {
 # stream or fails at the end, after all the work. Measured by encoding into each with PyAV.
 VIDEO_CODECS = {
     "mp4": {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1"},
-    "mov": {"libx264", "libx265"},
-    "matroska": {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "libvpx", "ffv1"},
+    "mov": {"libx264", "libx265", "prores_ks"},
+    "matroska": {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "libvpx", "ffv1", "prores_ks"},
     "webm": {"libsvtav1", "libvpx-vp9", "libvpx"},
     "avi": {"libx264", "libvpx", "ffv1"},
     "mpegts": {"libx264", "libx265"},
@@ -151,9 +152,11 @@ def check_paths(src: Path, dst: Path, force: bool) -> str:
 
 
 def _available_encoders() -> list[str]:
+    """The encoders measured into our containers that this FFmpeg has, less Y4M's raw one (it
+    takes no --codec): the ones to name to a user."""
     import av
 
-    names = {name for names in DEFAULT_CODECS.values() for name in names} | set(DEFAULT_CRF) | {"ffv1"}
+    names = _KNOWN_ENCODERS - {"wrapped_avframe"}
     return sorted(name for name in names if name in av.codecs_available and _encoder(name) is not None)
 
 
@@ -176,27 +179,19 @@ def _pick_codec(
     dst: Path, muxer: str, codec: str | None, pix_fmts: list[str], bit_depth: int
 ) -> tuple[str, str]:
     """The encoder's name and the first of `pix_fmts` it writes, checked against the container."""
-    import av
 
     def written(enc: Any) -> list[str]:
         names = _writes(enc)
         return pix_fmts if names is None else [p for p in pix_fmts if p in names]
 
     def fits(name: str) -> bool:
-        if name in _KNOWN_ENCODERS:
-            return name in VIDEO_CODECS[muxer]
-        probe = av.open(io.BytesIO(), "w", format=muxer)
-        try:
-            probe.add_stream(name)
-            return True
-        except ValueError:
-            return False
-        finally:
-            probe.close()
+        """Measured (VIDEO_CODECS); any other encoder is tried by `_reads_back` once its options
+        are known."""
+        return name in VIDEO_CODECS[muxer] if name in _KNOWN_ENCODERS else True
 
     def able() -> list[str]:
         """The encoders we know that write the wanted video into this container."""
-        return [n for n in _available_encoders() if n in _KNOWN_ENCODERS and fits(n) and written(_encoder(n))]
+        return [n for n in _available_encoders() if fits(n) and written(_encoder(n))]
 
     wanted = pix_fmts[0] if len(pix_fmts) == 1 else f"{bit_depth}-bit"
     if codec is None:
@@ -212,7 +207,8 @@ def _pick_codec(
     enc = _encoder(codec)
     if enc is None or enc.type != "video":
         raise VideoError(
-            f"{dst}: unknown video encoder {codec!r}; choose one of {', '.join(_available_encoders())}"
+            f"{dst}: unknown video encoder {codec!r}; choose one of {', '.join(_available_encoders())} "
+            "(or another of FFmpeg's video encoders)"
         )
     if not written(enc):
         others = [n for n in able() if n != enc.name]  # libx265 cannot go into .webm
@@ -230,10 +226,71 @@ def _pick_codec(
             hint = f"use {instead}"
         raise VideoError(f"{dst}: {enc.name} cannot write {wanted} video; {hint}")
     if not fits(enc.name):
+        holders = [suffix for suffix, name in CONTAINERS.items() if enc.name in VIDEO_CODECS[name]]
+        codecs = able()
+        instead = f" or pass codec= one of {', '.join(codecs)}" if codecs else ""
         raise VideoError(
-            f"{dst}: a {dst.suffix} file cannot hold {enc.name} video; use .mkv or another codec"
+            f"{dst}: a {dst.suffix} file cannot hold {enc.name} video; write {', '.join(holders)}{instead}"
         )
     return enc.name, written(enc)[0]
+
+
+# What `_reads_back` encodes: a colour gradient, which any working encoder keeps within a few
+# levels, big enough for every encoder's minimum and small enough to take milliseconds; 8 frames,
+# as 2 were too few for x265 into .mp4 and x264 into .ts (lookahead, B-frames) to come back.
+_TRIAL_SIZE, _TRIAL_FRAMES = (144, 256), 8
+_TRIAL_TOLERANCE = 8.0  # mean absolute error in 8-bit levels; misread video is off by ~100
+
+
+def _trial_frame() -> Any:
+    import numpy as np
+
+    h, w = _TRIAL_SIZE
+    rgb = np.empty((h, w, 3), np.uint8)
+    rgb[..., 0] = np.linspace(16, 235, w, dtype=np.float32).round()[None, :]
+    rgb[..., 1] = np.linspace(235, 16, h, dtype=np.float32).round()[:, None]
+    rgb[..., 2] = 128
+    return rgb
+
+
+def _reads_back(
+    muxer: str, codec: str, pix_fmt: str, options: Mapping[str, str], rate: Fraction, time_base: Fraction
+) -> str | None:
+    """None if a few frames from `codec` with these options, written into `muxer` in memory, decode
+    back to about the frame sent; else why not. For the encoders VIDEO_CODECS has not measured:
+    FFmpeg accepts raw video into .mov and .avi and writes a file that plays as noise or not at all."""
+    import av
+    import av.logging
+    import numpy as np
+
+    sent = _trial_frame()
+    buffer = io.BytesIO()
+    try:
+        with ffmpeg_heard() as (logs, _):  # the encoder's chatter, and why it refuses
+            with av.open(buffer, "w", format=muxer) as out:
+                stream = out.add_stream(codec, rate=rate, options=dict(options))
+                stream.height, stream.width = _TRIAL_SIZE
+                stream.pix_fmt = pix_fmt
+                stream.codec_context.time_base = time_base
+                if muxer == "avi":
+                    stream.codec_context.max_b_frames = 0  # as VideoJob writes it
+                frame = av.VideoFrame.from_ndarray(sent, format="rgb24").reformat(format=pix_fmt)
+                for index in range(_TRIAL_FRAMES):
+                    frame.pts = round(index / rate / time_base)
+                    out.mux(stream.encode(frame))
+                out.mux(stream.encode(None))
+            buffer.seek(0)
+            with av.open(buffer) as back:
+                if not back.streams.video:
+                    return "no video stream read back"
+                got = [f.to_ndarray(format="rgb24") for f in back.decode(back.streams.video[0])]
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        said = [" ".join(message.split()) for level, _, message in logs if level <= av.logging.ERROR]
+        return said[0] if said else str(exc)  # FFmpeg's words (one line): "returned 22" says little
+    if not got:
+        return "no frame read back"
+    error = float(np.abs(got[0].astype(np.int16) - sent).mean())
+    return None if error <= _TRIAL_TOLERANCE else f"read back {error:.0f} levels off"
 
 
 def check_encoder(
@@ -267,9 +324,32 @@ def check_encoder(
     pix_fmts = [_pix_fmt(c, bit_depth) for c in ([chroma] if chroma else CHROMA)]
     codec_name, pix_fmt = _pick_codec(dst, muxer, codec, pix_fmts, bit_depth)
     try:
-        return codec_name, pix_fmt, encoder_options(codec_name, pix_fmt, crf, preset, codec_options)
+        options = encoder_options(codec_name, pix_fmt, crf, preset, codec_options)
     except ValueError as exc:
         raise VideoError(f"{dst}: {exc}") from None
+    check_trial_encode(dst, muxer, codec_name, pix_fmt, options)
+    return codec_name, pix_fmt, options
+
+
+def check_trial_encode(
+    dst: Path,
+    muxer: str,
+    codec: str,
+    pix_fmt: str,
+    options: Mapping[str, str],
+    rate: Fraction = Fraction(25),
+    time_base: Fraction = Fraction(1, 25),
+) -> None:
+    """VideoError unless an encoder outside VIDEO_CODECS writes this pixel format into the
+    container readably (`_reads_back`). Again once the source has chosen the format and timing:
+    raw video goes into .avi as 4:2:0 but comes back as noise in 4:4:4, and MPEG-2 takes
+    25 frames a second in ticks of 1/25 s but not in an MP4 source's ticks of 1/12288 s."""
+    if codec in _KNOWN_ENCODERS or not (why := _reads_back(muxer, codec, pix_fmt, options, rate, time_base)):
+        return
+    raise VideoError(
+        f"{dst}: {codec} {pix_fmt} video in a {dst.suffix} file failed a trial encode ({why}); "
+        f"use another container or one of {', '.join(_available_encoders())}"
+    )
 
 
 def _pix_fmt(chroma: str, bit_depth: int) -> str:

@@ -20,6 +20,7 @@ from video_sources import (  # noqa: E402
     listing,
     make_clip,
     make_video,
+    mux_gradient,
     planes,
     probe,
 )
@@ -186,7 +187,13 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
         (tmp_path / "missing.mp4", tmp_path / "a.mkv", {}, r"missing\.mp4: no such file"),
         (audio_only, tmp_path / "b.mkv", {}, r"song\.mp4: no video stream; pass a file with video"),
         (source, tmp_path / "c.xyz", {}, r"unsupported output container '\.xyz'"),
-        (source, tmp_path / "d.mkv", {"codec": "nope"}, r"unknown video encoder 'nope'; choose one of"),
+        (
+            source,
+            tmp_path / "d.mkv",
+            {"codec": "nope"},
+            # the encoders a user can pass: Y4M's raw one takes no codec, ProRes does
+            r"unknown video encoder 'nope'; choose one of (?!.*wrapped_avframe).*libx265, prores_ks \(or",
+        ),
         (source, tmp_path / "e.mkv", {"codec": "aac"}, r"unknown video encoder 'aac'"),
         (source, tmp_path / "f.webm", {"codec": "libx265"}, r"a \.webm file cannot hold libx265"),
         (
@@ -208,7 +215,32 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
         # FFmpeg's own check lets these through, then fails at the end or writes a data stream
         (source, tmp_path / "l.ts", {"codec": "libsvtav1"}, r"a \.ts file cannot hold libsvtav1 video"),
         (source, tmp_path / "m.ts", {"codec": "ffv1"}, r"a \.ts file cannot hold ffv1 video"),
-        (source, tmp_path / "n.mov", {"codec": "libsvtav1"}, r"a \.mov file cannot hold libsvtav1 video"),
+        (
+            source,
+            tmp_path / "n.mov",
+            {"codec": "libsvtav1"},
+            r"a \.mov file cannot hold libsvtav1 video; write \.mp4, \.m4v, \.mkv, \.webm or pass codec= "
+            r"one of",
+        ),
+        # the hint named .mkv for a .mkv output
+        (
+            source,
+            tmp_path / "na.mp4",
+            {"codec": "prores_ks"},
+            r"a \.mp4 file cannot hold prores_ks video; write \.mov, \.mkv or pass codec= one of",
+        ),
+        # an encoder VIDEO_CODECS has not measured is tried: raw video passed FFmpeg's own check,
+        # then .mov could not be read, .avi played noise (exit 0) and .mkv failed after the work
+        (
+            source,
+            tmp_path / "nb.mov",
+            {"codec": "rawvideo"},
+            r"nb\.mov: rawvideo yuv420p10le video in a \.mov file failed a trial encode \(.*\); use another "
+            r"container or one of ffv1",
+        ),
+        (source, tmp_path / "nc.avi", {"codec": "rawvideo"}, r"trial encode \(read back \d+ levels off\)"),
+        (source, tmp_path / "nd.mkv", {"codec": "rawvideo"}, r"rawvideo yuv420p10le video in a \.mkv file"),
+        (source, tmp_path / "ne.mkv", {"codec": "dnxhd"}, r"trial encode \('matroska' format does not"),
         (source, tmp_path / "o.y4m", {"codec": "libx264"}, r"Y4M holds raw video only; leave codec"),
         (source, tmp_path / "p.y4m", {"crf": 20}, r"raw Y4M video has no CRF setting"),
         # FFmpeg ignores unknown encoder options and refuses bad values only on the first frame
@@ -265,6 +297,31 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
         assert "\n" not in str(caught.value)
         assert not dst.exists()
     assert listing(tmp_path) == ["noise.mp4", "song.mp4"]
+
+
+def test_an_encoder_outside_the_measured_table_runs_if_its_trial_encode_reads_back(source, tmp_path):
+    """MPEG-4 Part 2 into .mkv and 8-bit raw video into .avi read back, so they run. Refused once
+    the source is open: raw video from a 4:4:4 source (.avi mislabels it), and MPEG-2 in the MP4
+    source's time base (it failed on the first frame)."""
+
+    def keep(rgb: np.ndarray) -> np.ndarray:
+        return rgb
+
+    for codec, name in (("mpeg4", "out.mkv"), ("rawvideo", "out.avi")):
+        report = deband_video(source, tmp_path / name, keep, codec=codec, bit_depth=8, progress=False)
+        written = probe(tmp_path / name)
+        assert (report.codec, written["codec"], len(written["times"])) == (codec, codec, N)
+        assert np.abs(written["rgb"][3].astype(int) - gradient(3)).mean() < 8  # noise: 50-100
+    full = tmp_path / "full.mkv"
+    with av.open(str(full), "w") as out:
+        stream = out.add_stream("ffv1", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv444p"
+        mux_gradient(out, stream)
+    with pytest.raises(VideoError, match=r"raw\.avi: rawvideo yuv444p video in a \.avi file failed a trial"):
+        deband_video(full, tmp_path / "raw.avi", keep, codec="rawvideo", bit_depth=8, progress=False)
+    with pytest.raises(VideoError, match=r"m2v\.mkv: mpeg2video yuv420p video .* failed a trial encode"):
+        deband_video(source, tmp_path / "m2v.mkv", keep, codec="mpeg2video", bit_depth=8, progress=False)
+    assert listing(tmp_path) == ["full.mkv", "out.avi", "out.mkv"]
 
 
 def test_wrong_argument_types_are_refused_up_front(source, tmp_path):
