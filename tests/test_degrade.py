@@ -114,6 +114,20 @@ def test_sources_group_resolutions_and_skip_previews(tmp_path):
     assert sources["abstract-Shapes"].name == "Shapes_320x192.png"
 
 
+def test_the_largest_version_is_chosen_by_its_pixels_not_by_a_size_in_its_name(tmp_path):
+    """A Name.png beside its Name_128x100.png thumbnail lost to it: a size in the name beat no size.
+    Links under other sizes' names (Plasma's 800x600.jpg -> 2560x1600.jpg) keep the one named."""
+    sky = read_image(DATA / "sky-gradient.png")
+    write_image(tmp_path / "mate" / "Sky.png", sky)
+    rows, columns = np.linspace(0, 191, 100).astype(int), np.linspace(0, 319, 128).astype(int)
+    write_image(tmp_path / "mate" / "Sky_128x100.png", sky[rows][:, columns])
+    images = tmp_path / "wallpapers" / "Sky" / "contents" / "images"
+    write_image(images / "320x192.png", sky)
+    (images / "80x48.png").symlink_to("320x192.png")
+    sources = discover_sources([tmp_path])
+    assert (sources["mate-Sky"].name, sources["Sky"].name) == ("Sky.png", "320x192.png")
+
+
 def test_pictures_of_one_name_in_different_folders_are_different_sources(tmp_path):
     """Named by folder and file name, A/x/img.png and B/x/img.png (and a/b-c.png, a-b/c.png) made one
     source, of which only the larger file was kept, without a word."""

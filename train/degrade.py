@@ -27,7 +27,15 @@ import numpy as np
 from tqdm import tqdm
 
 from ..runtime.files import atomic_write
-from ..runtime.imageio import IMAGE_SUFFIXES, ImageError, from_float, read_image, to_float, write_image
+from ..runtime.imageio import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    from_float,
+    read_image,
+    stored_size,
+    to_float,
+    write_image,
+)
 from ..runtime.pyav import MissingPackage, require_pyav
 from .image_pair import ImagePair
 
@@ -238,8 +246,16 @@ def _pixels_in_name(path: Path) -> int:
     return int(match.group(1)) * int(match.group(2)) if match else 0
 
 
+def _size_rank(path: Path) -> tuple[int, int, int, str]:
+    """Largest first: pixels from the header (a Name.png beside its Name_128x100.png thumbnail
+    has no size in its name), then the name's WxH (Plasma's 800x600.jpg and the other names are
+    links to one 2560x1600.jpg, which stays the one named), bytes, the path."""
+    size = stored_size(path)
+    return (size[0] * size[1] if size else 0, _pixels_in_name(path), path.stat().st_size, str(path))
+
+
 def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dict[str, Path]:
-    """One file per source picture: its largest version (by the WxH in its name, else bytes).
+    """One file per source picture: its largest version (in pixels, else bytes).
 
     Searches the folders recursively for .png .jpg .jpeg .webp .tif(f) .bmp files, skipping
     hidden files, anything under `exclude` (a cache kept inside a clean folder) and any other
@@ -265,10 +281,7 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
             if key is not None:  # a wallpaper's resolutions lie in one folder, or in one contents/
                 within = f"{position}:{path.parent.relative_to(folder)}"
                 groups.setdefault((key, "" if "contents" in path.parts[:-1] else within), []).append(path)
-    largest = {
-        group: max(files, key=lambda p: (_pixels_in_name(p), p.stat().st_size, str(p)))
-        for group, files in sorted(groups.items())
-    }
+    largest = {group: max(files, key=_size_rank) for group, files in sorted(groups.items())}
     shared = Counter(key for key, _ in largest)
     copies: dict[tuple[str, str], str] = {}  # one file per key and content: copies of one picture merge
     for (key, home), path in largest.items():
