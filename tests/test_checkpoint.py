@@ -166,6 +166,25 @@ def test_config_weight_mismatch(tmp_path):
         load_checkpoint(path)
 
 
+def test_weights_stored_as_integers_are_refused(tmp_path):
+    """int32 tensors of the right names and shapes were copied into the float weights: every
+    command ran a model cut to whole numbers, without a word."""
+    from safetensors.torch import load_file, save_file
+
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
+    weights = load_file(str(path))
+    first = sorted(weights)[0]
+    save_file(
+        {**weights, first: weights[first].to(torch.int32)},
+        str(path),
+        metadata={"format": "bdinn-checkpoint/1"},
+    )
+    with pytest.raises(
+        CheckpointError, match=rf"weight {first} is stored as I32; a bdinn checkpoint stores F32"
+    ):
+        load_checkpoint(path)
+
+
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
     model = build_model(TINY)
     save_checkpoint(tmp_path / "m.safetensors", model, config_name=None, step=1)

@@ -25,6 +25,7 @@ from .network import BDINN, CONFIGS, BDINNConfig
 FORMAT = "bdinn-checkpoint/1"
 STATE_FORMAT = "bdinn-train-state/1"  # a run's resumable state (state.safetensors), not a model
 _DTYPES = {"float32", "float16", "bfloat16"}  # what save_checkpoint stores weights as
+_STORED_DTYPES = {"F32", "F16", "BF16"}  # the same, as safetensors headers name them
 # What save_checkpoint writes itself; anything else in a sidecar came in as `extra`.
 OWN_FIELDS = frozenset({"format", "architecture", "config", "config_name", "step", "metrics", "dtype"})
 
@@ -210,7 +211,9 @@ def check_weights(path: Path, config: BDINNConfig) -> None:
     reads no weights, so a command can refuse a cut-short or mismatched file before its work."""
     try:
         with safe_open(str(path), "pt") as weights:
-            stored = {name: list(weights.get_slice(name).get_shape()) for name in weights.keys()}  # noqa: SIM118 (not iterable)
+            slices = {name: weights.get_slice(name) for name in weights.keys()}  # noqa: SIM118 (not iterable)
+            stored = {name: list(part.get_shape()) for name, part in slices.items()}
+            kinds = {name: part.get_dtype() for name, part in slices.items()}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     if len(stored) < config.fewest_tensors():
@@ -237,4 +240,9 @@ def check_weights(path: Path, config: BDINNConfig) -> None:
         if shape != expected[name]:
             raise CheckpointError(
                 f"{path}: weight {name} has shape {shape}, the config needs {expected[name]}"
+            )
+    for name, kind in kinds.items():  # integers would be copied into the float weights, cut off
+        if kind not in _STORED_DTYPES:
+            raise CheckpointError(
+                f"{path}: weight {name} is stored as {kind}; a bdinn checkpoint stores F32, F16 or BF16"
             )
