@@ -230,7 +230,7 @@ def test_cli_usage_errors(clean_dir, tmp_path):
     assert "no images found" in result.output and "Traceback" not in result.output
 
 
-def test_cli_end_to_end(clean_dir, tmp_path):
+def test_cli_end_to_end(clean_dir, tmp_path, monkeypatch):
     from common import TINY, workers_left_running
 
     from bdinn.train.checkpoint import save_checkpoint
@@ -238,6 +238,7 @@ def test_cli_end_to_end(clean_dir, tmp_path):
 
     model = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
     out_json, out_md = tmp_path / "report.json", tmp_path / "report.md"
+    (tmp_path / "work").mkdir()
     args = ["--clean", str(clean_dir), "--degrade", "q5", "--max-images", "1", "--size", "64x96"]
     before = set(threading.enumerate())
     result = _invoke(
@@ -254,6 +255,14 @@ def test_cli_end_to_end(clean_dir, tmp_path):
     assert rows["model"]["psnr"] == pytest.approx(rows["input"]["psnr"], abs=0.05)
     assert data["settings"]["size"] == "64x96" and data["settings"]["model"] == str(model)
     assert out_md.read_text() in result.output
+    # '-' is standard output, as for bdinn-bench --json: it wrote a file named '-'
+    monkeypatch.chdir(tmp_path / "work")
+    result = _invoke(str(model), *args, "--no-baselines", "--device", "cpu", "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["results"]["q5"]["rows"]["model"]["psnr"] == rows["model"]["psnr"]
+    result = _invoke(str(model), *args, "--no-baselines", "--markdown", "-", "--json", "-")
+    assert result.exit_code == 2 and "both name standard output" in result.output
+    assert list(Path().iterdir()) == []
 
 
 def test_cli_fp16_on_the_cpu_is_one_clear_error(clean_dir, tmp_path):

@@ -479,7 +479,10 @@ def _write(path: Path, text: str, replace: bool) -> None:
     help="Depth of the model's (and deband's) output; 8 is what viewers get.",
 )
 @click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here."
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report here ('-': on standard output, instead of the table).",
 )
 @click.option(
     "--markdown",
@@ -540,6 +543,13 @@ def main(
     except EvalError as exc:
         raise click.UsageError(str(exc)) from None
     depth = int(bit_depth)
+    json_to_stdout = str(json_path) == "-"
+    if json_to_stdout:
+        json_path = None
+    if str(markdown_path) == "-":  # the table goes to standard output anyway
+        if json_to_stdout:
+            raise click.UsageError("--json - and --markdown - both name standard output; give one a file")
+        markdown_path = None
     try:
         # Now, not after the model has run on every picture (PyAV installs on Python >= 3.11 only).
         if not no_baselines:
@@ -596,7 +606,7 @@ def main(
     except OutputError as exc:
         raise click.ClickException(str(exc)) from None
     try:  # after the files: a closed pipe or a full disk on standard output loses only the echo
-        click.echo(table, nl=False)
+        click.echo(to_json(report) if json_to_stdout else table, nl=False)
         sys.stdout.flush()
     except OSError as exc:
         raise click.ClickException(f"could not print the table ({exc.strerror or exc})") from None
