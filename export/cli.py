@@ -18,7 +18,7 @@ from ..runtime.cli_options import (
 )
 from ..runtime.debander import default_model_path
 from ..runtime.engine_sidecar import plan_sidecar
-from ..runtime.files import check_writable, file_digest, files_of_model, user_cache
+from ..runtime.files import OutputError, check_writable, file_digest, files_of_model, user_cache
 from ..runtime.tensorrt import TensorRTUnavailable
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from ..train.network import with_coarse_pass
@@ -168,6 +168,12 @@ def main(
         onnx_is_new = not onnx_path.exists()  # a failed build takes it back; build_engine its own files
         for path in written:
             check_writable(path, inputs=files_of_model(checkpoint))  # now, not after the export
+        if timing_cache is not None:  # a cache, rewritten after the build: never a model file or output
+            if timing_cache.resolve() in {path.resolve() for path in written}:
+                raise OutputError(
+                    f"{timing_cache}: is also this export's output; give --timing-cache its own file"
+                )
+            check_writable(timing_cache, inputs=files_of_model(checkpoint))
         cache_dir = cache_dir or user_cache("engines")
         settings = EngineSettings(
             profile=Profile(min_size, opt_size, max_size), targets=targets, optimization_level=opt_level,

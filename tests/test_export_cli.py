@@ -218,6 +218,23 @@ def test_bad_input_is_one_line_and_leaves_no_plan(checkpoint, tmp_path, make, ar
     assert not plan.exists() and not plan.with_suffix(".onnx").exists()
 
 
+def test_the_timing_cache_is_never_the_checkpoint_nor_an_output(checkpoint, tmp_path):
+    """Data-centre TensorRT rewrites --timing-cache after the build: named as the checkpoint or
+    the plan, it would have replaced it without --force."""
+    plan = tmp_path / "out.plan"
+    before = checkpoint.read_bytes()
+    for cache, said in [
+        (checkpoint, "is one of this command's inputs"),
+        (checkpoint.with_suffix(".json"), "is one of this command's inputs"),
+        (plan, "is also this export's output"),
+        (tmp_path / "out.onnx", "is also this export's output"),
+    ]:
+        result = export(str(checkpoint), "-o", str(plan), "--timing-cache", str(cache))
+        assert result.exit_code == 1, result.output
+        assert f"{cache}: {said}" in result.stderr
+    assert checkpoint.read_bytes() == before and list(tmp_path.iterdir()) == []
+
+
 def test_tensorrt_missing_is_a_clear_error(checkpoint, tmp_path):
     result = export(str(checkpoint), "-o", str(tmp_path / "x.plan"), env={"BDINN_TENSORRT": "tensorrt"})
     try:
