@@ -265,6 +265,7 @@ def _reads_back(
 
     sent = _trial_frame()
     buffer = io.BytesIO()
+    logs: list[tuple[int, str, str]] = []
     try:
         with ffmpeg_heard() as (logs, _):  # the encoder's chatter, and why it refuses
             with av.open(buffer, "w", format=muxer) as out:
