@@ -267,7 +267,7 @@ class BandedDeformConv2d(nn.Module):
 def leaky_relu(x: torch.Tensor, training: bool) -> torch.Tensor:
     """The paper's LeakyReLU (slope 0.2), in place only while training, where it saves a buffer
     per layer: ONNX export decomposes every in-place call through symbolic shapes, which took a
-    quarter of a `lite` export's time and wrote the same graph."""
+    sixth of a `lite` export's time and wrote the same graph."""
     return F.leaky_relu(x, 0.2, inplace=training)
 
 
