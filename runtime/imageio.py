@@ -28,7 +28,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
-from .files import atomic_write
+from .files import OutputError, atomic_write
 from .picture_metadata import Metadata, exif_orientation, jpeg_with_metadata, orientation, png_metadata
 from .picture_metadata import read_metadata as read_metadata  # beside read_image: the documented API
 from .png_chunks import PNG_SIGNATURE, after_ihdr, srgb_like, walk_chunks, with_icc_profile
@@ -592,8 +592,14 @@ def write_image(
     `replace`, an existing file at `path` is kept and an OutputError raised.
     """
     path = Path(path)
+    if not img.dtype.isnative:  # big-endian uint16, as Debander takes and returns it
+        img = img.astype(img.dtype.newbyteorder("="))
     if img.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path}: cannot write {img.dtype} samples (convert to uint8 or uint16 first)")
+    if img.ndim in (2, 3) and 0 in img.shape[:2]:  # OpenCV's refusal read as a bad suffix
+        raise ImageError(f"{path}: the image is {img.shape[0]}x{img.shape[1]}; there is nothing to write")
+    if not replace and (path.exists() or path.is_symlink()):  # before the encoding, not after it
+        raise OutputError(f"{path}: already exists and is kept (to replace it: replace=True, or --force)")
     if img.ndim == 3 and img.shape[2] in (3, 4):
         img = img[:, :, [2, 1, 0, 3][: img.shape[2]]]  # RGB(A) -> OpenCV's BGR(A)
     elif img.ndim == 3 and img.shape[2] == 2:

@@ -345,9 +345,24 @@ def test_without_replace_a_file_that_appears_meanwhile_is_kept(tmp_path, monkeyp
     assert (tmp_path / "gone.png").is_symlink() and not (tmp_path / "nowhere.png").exists()
     (tmp_path / "gone.png").unlink()
     write_image(tmp_path / "img.png", np.zeros((4, 4, 3), np.uint8), replace=False)
-    with pytest.raises(OutputError, match="is kept"):
+    # it said the file "appeared while this was being written" and advised force=True, which
+    # write_image has not
+    with pytest.raises(
+        OutputError, match=r"img\.png: already exists and is kept \(to replace it: replace=True"
+    ):
         write_image(tmp_path / "img.png", np.ones((4, 4, 3), np.uint8), replace=False)
     assert read_image(tmp_path / "img.png").max() == 0
+
+
+def test_write_image_takes_big_endian_samples_and_names_an_empty_image(tmp_path):
+    """Big-endian uint16 (which Debander returns for such input) was refused as 'cannot write >u2
+    samples'; an empty array as 'cannot write images with suffix .png (use .png)'."""
+    wide = np.arange(16 * 16 * 3, dtype=">u2").reshape(16, 16, 3) * 85
+    write_image(tmp_path / "big.png", wide)
+    assert np.array_equal(read_image(tmp_path / "big.png"), wide)
+    with pytest.raises(ImageError, match=r"empty\.png: the image is 0x5; there is nothing to write"):
+        write_image(tmp_path / "empty.png", np.zeros((0, 5, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png"]
 
 
 def test_tiff_alpha_colours_are_not_multiplied_by_alpha(tmp_path):
