@@ -259,7 +259,7 @@ class Debander:
                 if len(indices) == 1
                 else np.stack([frames[i].chw for i in indices])
             )
-            for i, chw in zip(indices, self._infer(batch, progress), strict=True):
+            for i, chw in zip(indices, self._infer(batch, progress, stacklevel=4), strict=True):
                 outputs[i] = chw
         rng = np.random.default_rng(seed)  # drawn in list order: a frame's noise depends on those before it
         return [
@@ -271,7 +271,7 @@ class Debander:
         """float32 [N, 3, H, W] in [0, 1] -> debanded, same shape, in [0, 1]; tiles and pads as the
         backend needs, calling progress(done, total) after each tile. Values must be finite: the
         network spreads one NaN or inf over the whole frame (not checked: it would cost a pass)."""
-        out = self._infer(batch, progress)
+        out = self._infer(batch, progress, stacklevel=3)
         self._say_8_bit("float frames and output are", stacklevel=3)
         return out
 
@@ -285,14 +285,15 @@ class Debander:
                 stacklevel=stacklevel,
             )
 
-    def _infer(self, batch: np.ndarray, progress: Progress | None) -> np.ndarray:
+    def _infer(self, batch: np.ndarray, progress: Progress | None, stacklevel: int) -> np.ndarray:
+        """`infer` for every entry point; `stacklevel` puts a warning from here on the caller's line."""
         self._check_open()
         if not isinstance(batch, np.ndarray) or batch.dtype.kind != "f":
             got = batch.dtype if isinstance(batch, np.ndarray) else type(batch).__name__
             raise TypeError(f"expected a float [N, 3, H, W] numpy batch in [0, 1], got {got}")
-        if batch.ndim != 4 or batch.shape[1] != 3 or not batch.shape[0]:
+        if batch.ndim != 4 or batch.shape[1] != 3 or not batch.size:
             raise ValueError(
-                f"expected a float [N, 3, H, W] batch of one frame or more, got shape {batch.shape}"
+                f"expected a float [N, 3, H, W] batch with N, H and W at least 1, got shape {batch.shape}"
             )
         _check_progress(progress)
         tile = self.tile_for(batch.shape[-2:])
@@ -300,9 +301,9 @@ class Debander:
             out = self._infer_padded(batch)
         else:
             out = run_tiled(self._infer_padded, batch, tile, self.overlap, progress, self.backend.tile_grid)
-        return self._limited(batch, out)
+        return self._limited(batch, out, stacklevel + 1)
 
-    def _limited(self, batch: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def _limited(self, batch: np.ndarray, out: np.ndarray, stacklevel: int) -> np.ndarray:
         """Every value within max_change 8-bit levels of the input, then within [0, 1] (a network
         and the limit can reach past them; a caller's 8-bit cast of 1.008 wraps to black): 5 ms
         for a 1080p frame on one core, where np.clip with array bounds takes 15. The first step
@@ -331,7 +332,7 @@ class Debander:
             warnings.warn(
                 f"the model gave {sum(broken)} NaN values; the input's stand there (a model with broken "
                 "weights, or one overflowing in FP16)",
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
         return result
 
@@ -411,7 +412,7 @@ class Debander:
         if serve is not None and not self._below_minimum(h, w) and self.tile_for((h, w)) is None:
             out = limit_change_tensor(batch, serve(batch), self.max_change)
         else:  # infer tiles, pads a frame below an engine's profile, and applies the limit
-            host = self._infer(batch.float().cpu().numpy(), None)
+            host = self._infer(batch.float().cpu().numpy(), None, stacklevel=3)
             out = torch.from_numpy(host).to(batch.device, batch.dtype)
         self._say_8_bit("float tensors and output are", stacklevel=3)
         out = out.clamp(0, 1)  # the limit can reach past 0 and 1, as a network can; an 8-bit cast wraps

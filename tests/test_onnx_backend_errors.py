@@ -90,7 +90,11 @@ def test_a_graph_that_outputs_nan_leaves_the_input_there_and_says_so(tmp_path, m
     node = helper.make_node("Mul", ["image", "nan"], ["debanded"])
     deband = Debander.open(save(tmp_path / "nan.onnx", [node], initializers=[nan]), max_change=max_change)
     frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
-    with pytest.warns(UserWarning, match=r"the model gave 12288 NaN values; the input's stand there"):
+    with pytest.warns(UserWarning, match=r"the model gave 12288 NaN values; the input's stand there") as said:
         out = deband(frame)
     assert np.array_equal(out, frame)
+    with pytest.warns(UserWarning, match="NaN values") as said_too:
+        deband.infer(frame.transpose(2, 0, 1)[None] / np.float32(255))
+    # on the caller's line, as every other warning of the Debander: it named debander.py
+    assert [w.filename for w in [*said, *said_too]] == [__file__] * 2
     deband.close()
