@@ -79,7 +79,12 @@ def split_frame(image: np.ndarray) -> Frame:
     if image.dtype == np.dtype(">u2") and not image.dtype.isnative:  # big-endian TIFF or PNG samples
         image = image.astype(np.uint16)
     if image.dtype not in (np.uint8, np.uint16):
-        raise TypeError(f"expected uint8 or uint16 samples, got {image.dtype}")
+        hint = (
+            " (float frames in [0, 1]: Debander.infer takes them as [N, 3, H, W])"
+            if image.dtype.kind == "f"
+            else ""
+        )
+        raise TypeError(f"expected uint8 or uint16 samples, got {image.dtype}{hint}")
     flat = image.ndim == 2
     if flat:
         image = image[:, :, None]

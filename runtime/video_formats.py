@@ -317,7 +317,7 @@ def check_encoder(
         or not isinstance(bit_depth, numbers.Integral)
         or bit_depth not in (8, 10, 12)
     ):
-        raise VideoError(f"{dst}: bit depth must be 8, 10 or 12, got {bit_depth}")
+        raise VideoError(f"{dst}: bit depth must be 8, 10 or 12, got {bit_depth!r}")
     if chroma is not None and chroma not in CHROMA:
         raise VideoError(
             f"{dst}: chroma must be one of {', '.join(CHROMA)} (None: the source's), got {chroma!r}"

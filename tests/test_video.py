@@ -336,6 +336,8 @@ def test_wrong_argument_types_are_refused_up_front(source, tmp_path):
     ]:
         with pytest.raises(TypeError, match=message):
             deband_video(*args[:2], args[2] or (lambda rgb: rgb), **options)
+    with pytest.raises(VideoError, match=r"bit depth must be 8, 10 or 12, got '10'"):
+        deband_video(source, dst, lambda rgb: rgb, bit_depth="10", progress=False)  # it read "got 10"
     with pytest.raises(VideoError, match=r"bit depth must be 8, 10 or 12, got 10\.0"):
         deband_video(source, dst, lambda rgb: rgb, bit_depth=10.0, progress=False)
     report = deband_video(source, dst, lambda rgb: rgb, bit_depth=np.int64(8), progress=False)

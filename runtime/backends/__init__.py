@@ -45,6 +45,8 @@ def open_backend(
         raise BackendError(f"device must be cpu, cuda or cuda:N, got {device!r}")
     if precision not in (None, "fp32", "fp16"):
         raise BackendError(f"precision must be fp32 or fp16 (None: the model file's), got {precision!r}")
+    if path.is_dir():
+        raise BackendError(f"{path}: is a folder; give the model file (.onnx, .plan or .safetensors)")
     if not path.is_file():
         raise BackendError(f"{path}: no such model file (check the path)")
     wanted = backend_for(path)
