@@ -27,7 +27,13 @@ def banded_deform_conv(
     dilation_w: int,
 ) -> torch.Tensor:
     """Banded deformable convolution; see bdinn.train.ops for the maths."""
-    return banded_deform_conv_reference(x, geometry, weight, bias, (dilation_h, dilation_w))
+    return _reference(x, geometry, weight, bias, (dilation_h, dilation_w))
+
+
+def _reference(*operands: Any) -> torch.Tensor:
+    """The reference's result as a tensor of its own: it is a view (a reshape), and autograd
+    forbids changing a custom op's view output in place (the network's in-place activations)."""
+    return banded_deform_conv_reference(*operands).clone()
 
 
 @banded_deform_conv.register_fake
@@ -63,7 +69,7 @@ def _cuda(
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     if n * h * w == 0 or c == 0:  # nothing to sample: the kernels refuse empty extents
-        return banded_deform_conv_reference(x, geometry, weight, bias, (dilation_h, dilation_w))
+        return _reference(x, geometry, weight, bias, (dilation_h, dilation_w))
     x, geometry, weight = x.contiguous(), geometry.contiguous(), weight.contiguous()
     bias = None if bias is None else bias.to(x.dtype).contiguous()
     with torch.cuda.device(x.device):  # the launch goes to the current device's context
