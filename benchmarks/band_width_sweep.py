@@ -12,6 +12,7 @@ wallpapers the median luma slope of the smooth regions puts 5-bit bands at 60-28
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -27,7 +28,6 @@ from bdinn.runtime.cli_options import (
     report_files,
     write_report,
 )
-from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.metrics import psnr
 
 BAND_WIDTHS = (8, 16, 32, 64, 128, 256)
@@ -53,11 +53,8 @@ def ramp_pair(band_px: int, bits: int, angle_deg: float) -> tuple[np.ndarray, np
     return np.repeat(clean[..., None], 3, -1), np.repeat(banded[..., None], 3, -1)
 
 
-def sweep(
-    model: Path | None, bits: int, max_change: float | None = DEFAULT_MAX_CHANGE
-) -> list[dict[str, float]]:
+def sweep(debander: Debander, bits: int) -> list[dict[str, float]]:
     """One row per band width: input and model PSNR for each angle."""
-    debander = Debander.open(model, max_change=max_change)
     inner = (slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
 
     def score(a: np.ndarray, clean: np.ndarray) -> float:
@@ -111,13 +108,19 @@ def main(models: tuple[Path, ...], bits: int, json_path: Path | None, max_change
     """Debanding gain against band width for MODELS (default: the bundled model), served as
     bdinn-run serves them (--max-change off: the network's raw output, as the model card has it)."""
     results = {}
-    for model in models or (None,):
-        name = str(model) if model else "bundled model"
-        try:
-            results[name] = sweep(model, bits, max_change)
+    with contextlib.ExitStack() as opened:
+        try:  # every model now: a bad second one failed after the first one's sweep
+            debanders = {
+                str(model) if model else "bundled model": opened.enter_context(
+                    Debander.open(model, max_change=max_change)
+                )
+                for model in models or (None,)
+            }
+            for name, debander in debanders.items():
+                results[name] = sweep(debander, bits)
+                click.echo(to_markdown(name, results[name]) + "\n")
         except (BackendError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
-        click.echo(to_markdown(name, results[name]) + "\n")
     if json_path:
         record = {"bits": bits, "max_change": max_change, "results": results}
         write_report(json_path, json.dumps(record, indent=2) + "\n")

@@ -53,7 +53,8 @@ def test_the_bundled_model_gains_on_narrow_bands_served_and_raw(sweep_script, mo
     monkeypatch.setattr(sweep_script, "BAND_WIDTHS", (8,))
     gains = {}
     for max_change in (2.0, None):
-        [row] = sweep_script.sweep(None, 5, max_change)
+        with sweep_script.Debander.open(max_change=max_change) as debander:
+            [row] = sweep_script.sweep(debander, 5)
         gains[max_change] = np.mean(
             [row[f"model_{a:g}"] - row[f"input_{a:g}"] for a in sweep_script.ANGLES_DEG]
         )
@@ -68,3 +69,15 @@ def test_a_usage_mistake_is_one_line_and_exit_2(run_benchmark):
         "band_width_sweep.py: error: Invalid value for '--max-change': '0' is neither a positive number of "
         "8-bit levels nor 'off' (see band_width_sweep.py --help)"
     ]
+
+
+def test_a_model_that_does_not_open_is_said_before_any_sweep(run_benchmark, tmp_path):
+    """The models opened one at a time: a bad second one failed after the first one's sweep
+    (45 s here), and its table was printed for nothing."""
+    from bdinn.runtime import default_model_path
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    done = run_benchmark("band_width_sweep", default_model_path("onnxruntime"), bad)
+    assert done.returncode == 1
+    assert done.stdout == "" and done.stderr.count("\n") == 1 and str(bad) in done.stderr
