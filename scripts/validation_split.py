@@ -80,11 +80,13 @@ def main(
             list(clean_dirs), cache, s["variants"], s["seed"], s["max_side"], record=False
         )
         _, val = split_by_source(large_enough(pairs), s["val_fraction"], s["seed"])  # as bdinn-train splits
-    except ValueError as exc:  # no pictures, an unreadable cache, a run's state out of range
-        for folder in made:  # a failed split leaves no empty folder behind
+    except BaseException as exc:  # a failed or interrupted split leaves no empty folder behind
+        for folder in made:
             with contextlib.suppress(OSError):
                 folder.rmdir()
-        raise click.ClickException(str(exc)) from None
+        if isinstance(exc, ValueError):  # no pictures, an unreadable cache, a run's state out of range
+            raise click.ClickException(str(exc)) from None
+        raise
     cleans = sorted({pair.clean.resolve() for pair in val})
     wanted = {clean.name: clean for clean in cleans}
     for link in out.iterdir():  # another split's links would score training pictures as held out

@@ -70,3 +70,25 @@ def test_an_output_folder_that_cannot_be_made_is_one_line_and_exit_1(tmp_path):
         "choose another -o"
     ]
     assert not (tmp_path / "pairs").exists()  # no minutes of encoding first
+
+
+def test_an_interrupted_split_takes_back_the_folders_it_made(tmp_path, monkeypatch):
+    """Ctrl-C while the pairs were made left the empty -o folders: only a ValueError took them back."""
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    spec = importlib.util.spec_from_file_location("validation_split", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(script, "prepare_synthetic_pairs", interrupted)
+    out = tmp_path / "deep" / "val"
+    result = CliRunner().invoke(
+        script.main, ["--clean", str(DATA), "--cache-dir", str(tmp_path / "p"), "-o", str(out)]
+    )
+    assert result.exit_code == 1 and "Aborted!" in result.output
+    assert list(tmp_path.iterdir()) == []
