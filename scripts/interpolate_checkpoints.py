@@ -10,6 +10,7 @@ lower CAMBI) without another training run; choose t with bdinn-eval.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -32,10 +33,24 @@ def interpolate(a: torch.nn.Module, b: torch.nn.Module, t: float) -> dict[str, t
     }
 
 
+def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """NaN passes FloatRange (every comparison with it is false) and made every weight NaN."""
+    if math.isnan(value):
+        raise click.BadParameter("nan is not a number from 0 to 1")
+    return value
+
+
 @click.command()
 @click.argument("first", type=WEIGHTS)
 @click.argument("second", type=WEIGHTS)
-@click.option("--t", "t", type=click.FloatRange(0, 1), required=True, help="0 gives FIRST, 1 gives SECOND.")
+@click.option(
+    "--t",
+    "t",
+    type=click.FloatRange(0, 1),
+    required=True,
+    callback=_a_number,
+    help="0 gives FIRST, 1 gives SECOND.",
+)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing OUT and its JSON (never an input).")
 def main(first: Path, second: Path, t: float, out: Path, force: bool) -> None:
