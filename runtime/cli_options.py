@@ -257,6 +257,10 @@ def report_files(
             else:
                 inputs = [f for model in given for f in files_of_model(model)]
             reports = [Path(kwargs[name]) for name in names if kwargs.get(name) is not None]
+            if Path("-") in reports:  # it wrote a file named '-', where bdinn-bench prints to stdout
+                raise click.UsageError(
+                    "'-' as a report: these write reports to files (the table is printed); name one"
+                )
             try:
                 for index, report in enumerate(reports):
                     if report.resolve() in {earlier.resolve() for earlier in reports[:index]}:

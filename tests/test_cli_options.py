@@ -91,6 +91,8 @@ def test_a_report_never_replaces_the_model_it_measures_or_another_report(tmp_pat
     twice = CliRunner().invoke(command, ["--json", str(tmp_path / "r"), "--markdown", str(tmp_path / "r")])
     assert twice.exit_code == 1
     assert twice.output == f"Error: {tmp_path / 'r'}: named for two reports; give each its own file\n"
+    dash = CliRunner().invoke(command, ["--json", "-"], catch_exceptions=False)  # it wrote a file '-'
+    assert dash.exit_code == 2 and "'-' as a report: these write reports to files" in dash.output
     assert runs == [] and first.read_bytes() == second.read_bytes() == b"weights"
     fine = CliRunner().invoke(command, [str(first), "--json", str(tmp_path / "r.json")])
     assert fine.exit_code == 0 and runs == [(first,)]
