@@ -47,6 +47,8 @@ def run_graph(path: Path, graph: str, image: np.ndarray, fp16: bool) -> np.ndarr
 @report_files("markdown_out", models="checkpoint")
 def main(checkpoint: Path | None, config_name: str | None, markdown_out: Path | None) -> None:
     """Export report for CHECKPOINT (default: the bundled model)."""
+    if config_name and checkpoint:  # the checkpoint went unused without a word
+        raise click.UsageError("give a CHECKPOINT or --config, not both")
     if config_name:
         torch.manual_seed(0)
         model, label = build_model(config_name).eval(), f"{config_name} (random init)"
