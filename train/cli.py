@@ -55,7 +55,7 @@ def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
     try:
         data = json.loads(path.read_text())
         if isinstance(data, dict) and "config" in data and "format" in data:  # a checkpoint's sidecar
-            raise ValueError("this is a checkpoint's sidecar; to train from that checkpoint use --init")
+            raise ValueError("this is a checkpoint's sidecar, not a config (bdinn-train --init takes it)")
         return BDINNConfig.from_dict(data), None
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise click.BadParameter(f"{path}: not a BDINN config ({exc})", param_hint="--config") from None
