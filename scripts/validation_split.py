@@ -30,10 +30,25 @@ def run_settings(run: Path) -> dict:
     try:
         settings = json.loads(state.read_text())["settings"]
         data = settings["data"]
-        return {"val_fraction": data["val_fraction"], "variants": data["variants"],
-                "max_side": data["max_side"], "seed": settings["seed"]}  # fmt: skip
+        recorded = {"val_fraction": data["val_fraction"], "variants": data["variants"],
+                    "max_side": data["max_side"], "seed": settings["seed"]}  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise click.BadParameter(f"{state}: not a bdinn-train state ({exc})", param_hint="--run") from None
+    bad = [f"{name} {value!r}" for name, value in recorded.items() if not _in_bounds(name, value)]
+    if bad:  # it failed after the pairs were made, naming no file
+        raise click.BadParameter(f"{state}: not a bdinn-train state ({', '.join(bad)})", param_hint="--run")
+    return recorded
+
+
+def _in_bounds(name: str, value: object) -> bool:
+    """A recorded setting within bdinn-train's own bounds."""
+    if isinstance(value, bool):
+        return False
+    if name == "val_fraction":
+        return isinstance(value, int | float) and 0 <= value < 1
+    if name == "seed":
+        return isinstance(value, int)
+    return isinstance(value, int) and value >= (64 if name == "max_side" else 1)
 
 
 @click.command("validation_split.py", cls=BdinnCommand)

@@ -1,5 +1,6 @@
 """scripts/validation_split.py: bad input is one line and writes nothing."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,18 @@ def test_an_interrupted_split_takes_back_the_folders_it_made(tmp_path, monkeypat
     )
     assert result.exit_code == 1 and "Aborted!" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_state_out_of_bounds_is_refused_before_the_pairs_naming_its_file(tmp_path):
+    """val_fraction 5 in state.json failed after the pairs were made, as 'val_fraction must be in
+    [0, 1), got 5', naming no file."""
+    run = tmp_path / "run"
+    run.mkdir()
+    state = {"settings": {"data": {"val_fraction": 5, "variants": 1, "max_side": 256}, "seed": 0}}
+    (run / "state.json").write_text(json.dumps(state))
+    done = _split("--clean", DATA, "--run", run, "-o", tmp_path / "val")
+    assert done.returncode == 2
+    assert f"{run / 'state.json'}: not a bdinn-train state (val_fraction 5)" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and list(run.iterdir()) == [
+        run / "state.json"
+    ]
