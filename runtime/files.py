@@ -41,7 +41,7 @@ class WrittenFile:
         if ours:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-            _remove_empty(self.made)
+            remove_empty(self.made)
 
 
 def _identity(found: os.stat_result) -> tuple[int, int, int, int]:
@@ -60,11 +60,11 @@ def atomic_write(
     during the work (another job's output of the same name) is kept and this one is an OutputError.
     """
     path = Path(path)
-    made = _missing_folders(path)
+    made = missing_folders(path.parent)
     try:
         tmp = _reserve_temporary(path)
     except OutputError:
-        _remove_empty(made)
+        remove_empty(made)
         raise
     try:
         write(str(tmp))
@@ -75,19 +75,20 @@ def atomic_write(
             _publish_new(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        _remove_empty(made)
+        remove_empty(made)
         if isinstance(exc, OSError) and exc.errno in _LOCATION_ERRNOS and _about(exc, tmp):
             raise _output_error(path, exc) from None
         raise
     return WrittenFile(path, identity, tuple(made))
 
 
-def _missing_folders(path: Path) -> list[Path]:
-    """The folders above `path` that do not exist yet, deepest first: the ones a write makes."""
-    return [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those above it that do not exist yet, deepest first: the ones a write into
+    it makes, for remove_empty to take back."""
+    return [each for each in (folder, *folder.parents) if not each.exists()]
 
 
-def _remove_empty(folders: Iterable[Path]) -> None:
+def remove_empty(folders: Iterable[Path]) -> None:
     """Remove these folders, deepest first, so that a command that fails leaves no empty ones;
     one that something else filled meanwhile stays."""
     for folder in folders:
@@ -129,11 +130,11 @@ def check_writable(
         raise OutputError(f"{path}: is a named pipe or device, not a file; name a file to write")
     if not replace and (path.exists() or path.is_symlink()):
         raise OutputError(f"{path}: already exists (pass --force to overwrite it)")
-    made = _missing_folders(path)
+    made = missing_folders(path.parent)
     try:
         _reserve_temporary(path).unlink()
     finally:
-        _remove_empty(made)
+        remove_empty(made)
 
 
 def file_digest(path: str | os.PathLike) -> str:

@@ -13,13 +13,13 @@ held-out pictures.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
 import click
 
 from bdinn.runtime.cli_options import BdinnCommand, one_line_warnings
+from bdinn.runtime.files import missing_folders, remove_empty
 from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.degrade import prepare_synthetic_pairs
 
@@ -83,7 +83,7 @@ def main(
     given = {"val_fraction": val_fraction, "variants": variants, "max_side": max_side, "seed": seed}
     s = {**recorded, **{k: v for k, v in given.items() if v is not None}}
     cache = cache_dir or run / "pairs"
-    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
+    made = missing_folders(out)
     try:  # before the pairs, which may take minutes of encoding
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -96,9 +96,7 @@ def main(
         )
         _, val = split_by_source(large_enough(pairs), s["val_fraction"], s["seed"])  # as bdinn-train splits
     except BaseException as exc:  # a failed or interrupted split leaves no empty folder behind
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        remove_empty(made)
         if isinstance(exc, ValueError):  # no pictures, an unreadable cache, a run's state out of range
             raise click.ClickException(str(exc)) from None
         raise
