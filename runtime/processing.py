@@ -89,7 +89,8 @@ def split_frame(image: np.ndarray) -> Frame:
     if flat:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"expected H x W, or H x W x 1, 2, 3 or 4, got shape {image.shape}")
+        hint = ": for several frames pass a list of them, list(frames)" if image.ndim == 4 else ""
+        raise ValueError(f"expected H x W, or H x W x 1, 2, 3 or 4, got shape {image.shape}{hint}")
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"image is {w}x{h}; bdinn needs at least {MIN_SIDE}x{MIN_SIDE} (pad or enlarge it)")
