@@ -26,6 +26,7 @@ from bdinn.runtime.cli_options import (
     max_change_option,
     one_line_warnings,
     report_files,
+    stops_cleanly,
     write_report,
 )
 from bdinn.runtime.metrics import psnr
@@ -103,6 +104,7 @@ def to_markdown(name: str, rows: list[dict[str, float]]) -> str:
 )
 @max_change_option
 @report_files("json_path", models="models")
+@stops_cleanly
 @one_line_warnings()
 def main(models: tuple[Path, ...], bits: int, json_path: Path | None, max_change: float | None) -> None:
     """Debanding gain against band width for MODELS (default: the bundled model), served as

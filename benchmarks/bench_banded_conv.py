@@ -20,7 +20,7 @@ import click
 import torch
 
 from bdinn.runtime.bench import cpu_model
-from bdinn.runtime.cli_options import report_files, write_report
+from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
 from bdinn.train.network import activate_geometry, banded_deform_conv_op
 from bdinn.train.ops import banded_deform_conv_gridsample, banded_deform_conv_reference, sampling_positions
 
@@ -103,7 +103,7 @@ def time_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> flo
     return sorted(samples)[len(samples) // 2]
 
 
-@click.command()
+@click.command("bench_banded_conv.py", cls=BdinnCommand)
 @click.option(
     "--dtype",
     "dtype_name",
@@ -115,6 +115,7 @@ def time_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> flo
 @click.option("--repeats", type=click.IntRange(1), default=20, show_default=True, help="Timed calls.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 @report_files("json_path")
+@stops_cleanly
 def main(dtype_name: str, repeats: int, json_path: Path | None) -> None:
     """Banded deformable convolution: our CUDA kernels vs the PyTorch formulations, side by side."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -20,7 +20,7 @@ from bench_banded_conv import time_ms
 
 from bdinn.runtime import default_model_path
 from bdinn.runtime.bench import parse_frame_size
-from bdinn.runtime.cli_options import report_files, write_report
+from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
 from bdinn.train.checkpoint import load_checkpoint
 from bdinn.train.network import BDINN, build_model
 
@@ -43,7 +43,7 @@ def eager_and_graph(model: BDINN, frame: torch.Tensor, repeats: int) -> dict[str
     return {"eager_ms": eager, "graph_ms": replay, "max_abs_difference": difference}
 
 
-@click.command()
+@click.command("bench_cuda_graph.py", cls=BdinnCommand)
 @click.option(
     "--size",
     default="1080x1920",
@@ -54,6 +54,7 @@ def eager_and_graph(model: BDINN, frame: torch.Tensor, repeats: int) -> dict[str
 @click.option("--repeats", type=click.IntRange(1), default=20, show_default=True, help="Timed calls.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 @report_files("json_path")
+@stops_cleanly
 def main(size: tuple[int, int], repeats: int, json_path: Path | None) -> None:
     """Eager PyTorch against CUDA-graph replay of the same forward pass, per 1-frame call."""
     if not torch.cuda.is_available():

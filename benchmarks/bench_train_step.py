@@ -20,7 +20,7 @@ import click
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bdinn.runtime.cli_options import report_files, write_report
+from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
 from bdinn.train.cli import resolve_config
 from bdinn.train.network import BANDED_CONV_IMPLS
 from bdinn.train.trainer import Trainer, TrainingError, TrainSettings, resolve_device
@@ -39,7 +39,7 @@ def _profile_one_step(trainer: Trainer, banded: torch.Tensor, clean: torch.Tenso
     }
 
 
-@click.command()
+@click.command("bench_train_step.py", cls=BdinnCommand)
 @click.option("--config", "config_value", default="lite", show_default=True, help="lite, paper or JSON file.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--patch-size", type=click.IntRange(16), default=256, show_default=True)
@@ -51,6 +51,7 @@ def _profile_one_step(trainer: Trainer, banded: torch.Tensor, clean: torch.Tenso
 @click.option("--steps", type=click.IntRange(1), default=10, show_default=True, help="Timed steps.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 @report_files("json_path")
+@stops_cleanly
 def main(
     config_value: str,
     batch_size: int,

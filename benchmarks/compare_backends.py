@@ -24,7 +24,7 @@ import click
 
 from bdinn.runtime import Debander, default_model_path
 from bdinn.runtime.bench import benchmark, cpu_model, parse_frame_size, peak_host_memory_mib
-from bdinn.runtime.cli_options import report_files, write_report
+from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
 
 
 def machine_name() -> str:
@@ -122,7 +122,7 @@ def markdown(results: list[dict[str, Any]], size: tuple[int, int], machine: str,
     return "\n".join(lines) + "\n"
 
 
-@click.command()
+@click.command("compare_backends.py", cls=BdinnCommand)
 @click.argument("checkpoint", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--size", default="1080x1920", callback=parse_frame_size)
 @click.option("-n", "--iterations", type=click.IntRange(1), default=5)
@@ -130,6 +130,7 @@ def markdown(results: list[dict[str, Any]], size: tuple[int, int], machine: str,
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @report_files("markdown_out", "json_out", models="checkpoint")
+@stops_cleanly
 def main(
     checkpoint: Path | None, size: tuple[int, int], iterations: int, warmup: int,
     markdown_out: Path | None, json_out: Path | None,

@@ -22,7 +22,7 @@ from onnx.reference import ReferenceEvaluator
 from bdinn.export.onnx_export import export_onnx
 from bdinn.export.onnx_reference import BandedDeformConv2d as PluginNode
 from bdinn.runtime import default_model_path
-from bdinn.runtime.cli_options import report_files, write_report
+from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
 from bdinn.runtime.imageio import read_image, to_float
 from bdinn.runtime.metrics import psnr
 from bdinn.train.checkpoint import CheckpointError, load_checkpoint
@@ -39,12 +39,13 @@ def run_graph(path: Path, graph: str, image: np.ndarray, fp16: bool) -> np.ndarr
     return session.run(None, feed)[0].astype(np.float32)
 
 
-@click.command()
+@click.command("export_report.py", cls=BdinnCommand)
 @click.argument("checkpoint", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--config", "config_name", type=click.Choice(sorted(CONFIGS)), default=None,
               help="Untrained named config instead of a checkpoint.")  # fmt: skip
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @report_files("markdown_out", models="checkpoint")
+@stops_cleanly
 def main(checkpoint: Path | None, config_name: str | None, markdown_out: Path | None) -> None:
     """Export report for CHECKPOINT (default: the bundled model)."""
     if config_name and checkpoint:  # the checkpoint went unused without a word

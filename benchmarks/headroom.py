@@ -26,10 +26,12 @@ import numpy as np
 
 from bdinn.runtime import Debander
 from bdinn.runtime.cli_options import (
+    BdinnCommand,
     max_change_option,
     one_line_warnings,
     parse_optional_size,
     report_files,
+    stops_cleanly,
     write_report,
 )
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
@@ -116,7 +118,7 @@ def to_markdown(report: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-@click.command(context_settings={"show_default": True})
+@click.command("headroom.py", cls=BdinnCommand)
 @click.argument("model", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--clean", "clean_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
@@ -127,6 +129,7 @@ def to_markdown(report: dict[str, dict]) -> str:
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 @report_files("json_path", models="model")
+@stops_cleanly
 @one_line_warnings()
 def main(
     model: Path | None, clean_dir: Path, degrade: str, max_images: int | None, size: tuple[int, int] | None,

@@ -25,7 +25,7 @@ import numpy as np
 
 from bdinn.runtime.backends import BackendError
 from bdinn.runtime.bench import cpu_model, parse_frame_size
-from bdinn.runtime.cli_options import report_files, write_report
+from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
 
 
 def measure(
@@ -67,7 +67,7 @@ def run_case(
         return pool.submit(measure, model, backend, size, frames, whole).result()
 
 
-@click.command()
+@click.command("host_memory.py", cls=BdinnCommand)
 @click.argument("model", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--size", "sizes", multiple=True, default=["1080x1920", "2160x3840"], callback=lambda c, p, v: [
     parse_frame_size(c, p, s) for s in v], help="Frame HEIGHTxWIDTH; repeat for several.")  # fmt: skip
@@ -81,6 +81,7 @@ def run_case(
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 @report_files("json_path", models="model")
+@stops_cleanly
 def main(
     model: str | None, sizes: list[tuple[int, int]], frames: int, modes: str, backend: str,
     json_path: Path | None,

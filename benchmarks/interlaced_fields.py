@@ -30,6 +30,7 @@ from bdinn.runtime.cli_options import (
     max_change_option,
     one_line_warnings,
     report_files,
+    stops_cleanly,
     write_report,
 )
 from bdinn.runtime.imageio import to_float
@@ -115,6 +116,7 @@ def field_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 @report_files("json_path", models="model")
+@stops_cleanly
 @one_line_warnings()
 def main(model: Path | None, clean_dir: Path, size: tuple[int, int], pans: tuple[int, ...], max_images: int,
          max_change: float | None, json_path: Path | None) -> None:  # fmt: skip

@@ -29,7 +29,14 @@ import numpy as np
 
 from bdinn.runtime import Debander
 from bdinn.runtime.bench import parse_frame_size
-from bdinn.runtime.cli_options import max_change_option, one_line_warnings, report_files, write_report
+from bdinn.runtime.cli_options import (
+    BdinnCommand,
+    max_change_option,
+    one_line_warnings,
+    report_files,
+    stops_cleanly,
+    write_report,
+)
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
 from bdinn.train.degrade import codec_roundtrip_clip
@@ -143,7 +150,7 @@ def even_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> t
     return height, width
 
 
-@click.command(context_settings={"show_default": True})
+@click.command("temporal_stability.py", cls=BdinnCommand)
 @click.argument("model", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--clean", "clean_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
@@ -156,6 +163,7 @@ def even_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> t
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
 @report_files("json_path", models="model")
+@stops_cleanly
 @one_line_warnings()
 def main(model: Path | None, clean_dir: Path, size: tuple[int, int], frames: int, crf: int, gop: int,
          max_images: int, max_change: float | None, json_path: Path | None) -> None:  # fmt: skip

@@ -29,7 +29,7 @@ import numpy as np
 from bdinn.runtime import Debander
 from bdinn.runtime.backends import BackendError
 from bdinn.runtime.bench import cpu_model, parse_frame_size
-from bdinn.runtime.cli_options import report_files, write_report
+from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
 from bdinn.runtime.video import deband_video
 
 # (label, output suffix, deband_video settings): the encoders users pick, fast to slow.
@@ -92,13 +92,14 @@ def run_settings(
     return rows
 
 
-@click.command(context_settings={"show_default": True})
+@click.command("video_throughput.py", cls=BdinnCommand)
 @click.option("--frames", type=click.IntRange(1), default=48, help="Frames in the synthetic clip.")
 @click.option("--size", default="1080x1920", callback=parse_frame_size, help="Frame HEIGHTxWIDTH.")
 @click.option("--model", default=None, help="Also run this model (any file Debander.open takes).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Checkpoints only.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @report_files("json_path", models="model", bundled_default=False)  # no --model: none runs
+@stops_cleanly
 def main(
     frames: int, size: tuple[int, int], model: str | None, precision: str | None, json_path: Path | None
 ) -> None:

@@ -17,7 +17,7 @@ import click
 import torch
 
 from bdinn.export.onnx_export import export_onnx
-from bdinn.runtime.cli_options import BdinnCommand, one_line_warnings
+from bdinn.runtime.cli_options import BdinnCommand, one_line_warnings, stops_cleanly
 from bdinn.runtime.files import OutputError, check_writable
 from bdinn.train.checkpoint import (
     CheckpointError,
@@ -34,6 +34,7 @@ MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
 @click.command("bundle_default_model.py", cls=BdinnCommand)
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=MODELS)
+@stops_cleanly
 @one_line_warnings()
 def main(checkpoint: Path, out: Path) -> None:
     """Bundle CHECKPOINT as the default model."""

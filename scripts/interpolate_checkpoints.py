@@ -11,12 +11,12 @@ lower CAMBI) without another training run; choose t with bdinn-eval.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import click
 import torch
 
+from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
 from bdinn.runtime.files import OutputError
 from bdinn.train.checkpoint import CheckpointError, checkpoint_sidecar, load_checkpoint, save_checkpoint
 from bdinn.train.provenance import checkpoint_record
@@ -40,7 +40,7 @@ def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float
     return value
 
 
-@click.command()
+@click.command("interpolate_checkpoints.py", cls=BdinnCommand)
 @click.argument("first", type=WEIGHTS)
 @click.argument("second", type=WEIGHTS)
 @click.option(
@@ -53,6 +53,7 @@ def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float
 )
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing OUT and its JSON (never an input).")
+@stops_cleanly
 def main(first: Path, second: Path, t: float, out: Path, force: bool) -> None:
     """Write OUT = (1 - t) * FIRST + t * SECOND, two checkpoints of one architecture."""
     if out.resolve() in (first.resolve(), second.resolve()):
@@ -69,7 +70,7 @@ def main(first: Path, second: Path, t: float, out: Path, force: bool) -> None:
         blend = {"first": checkpoint_record(first), "second": checkpoint_record(second), "t": t}
         if not _one_start(blend["first"], blend["second"]):
             click.echo(
-                f"interpolate_checkpoints: warning: {first} and {second} are not fine-tunes of one start "
+                f"interpolate_checkpoints.py: warning: {first} and {second} are not fine-tunes of one start "
                 "(their records name different ones): the blend may be no working model; check it with "
                 "bdinn-eval",
                 err=True,
@@ -78,8 +79,7 @@ def main(first: Path, second: Path, t: float, out: Path, force: bool) -> None:
             out, a, config_name=meta.get("config_name"), step=0, extra={"interpolated": blend}, replace=force
         )
     except (CheckpointError, OutputError) as exc:
-        click.echo(f"interpolate_checkpoints: error: {exc}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out}: (1 - {t}) x {first} + {t} x {second}")
 
 

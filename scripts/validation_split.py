@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from bdinn.runtime.cli_options import BdinnCommand, one_line_warnings
+from bdinn.runtime.cli_options import BdinnCommand, one_line_warnings, stops_cleanly
 from bdinn.runtime.files import missing_folders, remove_empty
 from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.degrade import prepare_synthetic_pairs
@@ -71,6 +71,7 @@ def _in_bounds(name: str, value: object) -> bool:
     "--max-side", type=click.IntRange(min=64), default=None, help="[default: the run's, else 1920]"
 )
 @click.option("--seed", type=int, default=None, help="[default: the run's, else 0]")
+@stops_cleanly
 @one_line_warnings()
 def main(
     clean_dirs: tuple[Path, ...], run: Path | None, cache_dir: Path | None, out: Path,

@@ -38,7 +38,9 @@ def test_an_existing_report_is_refused_before_the_timings(tmp_path):
     out.write_text("kept")
     done = run("--json", str(out))
     assert done.returncode == 1
-    assert done.stderr.strip() == f"Error: {out}: already exists (pass --force to overwrite it)"
+    assert done.stderr.strip() == (
+        f"bench_banded_conv.py: error: {out}: already exists (pass --force to overwrite it)"
+    )
     assert out.read_text() == "kept" and done.stdout == ""
 
 

@@ -35,5 +35,7 @@ def test_times_the_training_step_and_writes_json(tmp_path):
 def test_cuda_without_a_gpu_is_one_line_and_exit_1():
     done = run("--device", "cuda")
     assert done.returncode == 1
-    message = "Error: --device cuda: no CUDA device is available (use --device cpu or auto)"
+    message = (
+        "bench_train_step.py: error: --device cuda: no CUDA device is available (use --device cpu or auto)"
+    )
     assert done.stderr.strip() == message

@@ -62,7 +62,8 @@ def test_a_folder_without_pictures_is_one_line_and_exit_1(tmp_path, run_benchmar
     assert done.returncode == 1
     assert (
         done.stderr.strip()
-        == f"Error: {tmp_path}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)"
+        == f"headroom.py: error: {tmp_path}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff "
+        ".bmp)"
     )
 
 
@@ -71,7 +72,7 @@ def test_a_size_bdinn_eval_refuses_is_one_line_and_exit_1(size, run_benchmark):
     """--size went unchecked: 0x0 ended in an OpenCV traceback, -32x32 blamed the first picture."""
     done = run_benchmark("headroom", "--clean", DATA, "--size", size)
     assert done.returncode == 1
-    assert done.stderr.strip() == f"Error: size {size}: both sides must be at least 16"
+    assert done.stderr.strip() == f"headroom.py: error: size {size}: both sides must be at least 16"
     assert done.stdout == ""
 
 
@@ -85,6 +86,7 @@ def test_a_folder_of_unreadable_pictures_is_one_line_and_exit_1(tmp_path, run_be
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"Warning: {tmp_path / 'clean' / 'broken.png'}: {UNREADABLE}; skipped",
-        f"Error: {tmp_path / 'clean'}: none of its pictures could be read (see the warnings above)",
+        f"headroom.py: error: {tmp_path / 'clean'}: none of its pictures could be read (see the warnings "
+        "above)",
     ]
     assert done.stdout == "" and not out.exists()

@@ -76,7 +76,8 @@ def test_a_blend_of_fine_tunes_of_different_starts_is_warned_about(tmp_path):
     assert f"(1 - 0.3) x {b} + 0.3 x {further}" in result.stdout  # whole paths: two runs' last told apart
     result = blend(str(a), str(stray), "--t", "0.3", "-o", str(tmp_path / "odd.safetensors"))
     assert result.returncode == 0 and (tmp_path / "odd.safetensors").is_file()
-    assert f"warning: {a} and {stray} are not fine-tunes of one start" in result.stderr
+    warning = f"interpolate_checkpoints.py: warning: {a} and {stray} are not fine-tunes of one start"
+    assert warning in result.stderr
 
 
 def test_refuses_other_architectures_overwrites_and_bad_t(tmp_path):
@@ -145,8 +146,8 @@ def test_a_checkpoint_another_job_wrote_meanwhile_is_kept(tmp_path, monkeypatch,
     )
     assert result.exit_code == 1
     assert result.stderr == (
-        f"interpolate_checkpoints: error: {tmp_path / theirs}: appeared while this was being written and is "
-        "kept (to replace it: --force, or force=True)\n"
+        f"interpolate_checkpoints.py: error: {tmp_path / theirs}: appeared while this was being written and "
+        "is kept (to replace it: --force, or force=True)\n"
     )
     assert (tmp_path / theirs).read_bytes() == b"the other job's"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.json", "a.safetensors", theirs])
@@ -158,7 +159,6 @@ def test_an_unwritable_out_is_one_line(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     result = blend(str(a), str(a), "--t", "0.5", "-o", str(tmp_path / "file" / "soup.safetensors"))
     assert result.returncode == 1
-    assert (
-        result.stderr.startswith("interpolate_checkpoints: error: ") and "cannot write there" in result.stderr
-    )
+    assert result.stderr.startswith("interpolate_checkpoints.py: error: ")
+    assert "cannot write there" in result.stderr
     assert len(result.stderr.splitlines()) == 1

@@ -52,15 +52,16 @@ def test_a_folder_without_pictures_is_one_line_and_exit_1(tmp_path, run_benchmar
     done = run_benchmark("temporal_stability", "--clean", tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        f"Error: {tmp_path}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)"
+        f"temporal_stability.py: error: {tmp_path}: no images found (looked for .png .jpg .jpeg .webp .tif "
+        ".tiff .bmp)"
     )
 
 
 def test_a_pan_wider_than_the_clip_is_one_line_and_exit_1(run_benchmark):
     done = run_benchmark("temporal_stability", "--clean", DATA, "--size", "64x96", "--frames", 97)
     assert done.returncode == 1
-    assert (
-        done.stderr.strip() == "Error: 97 frames pan 96 px, more than the clips' width 96; use fewer frames"
+    assert done.stderr.strip() == (
+        "temporal_stability.py: error: 97 frames pan 96 px, more than the clips' width 96; use fewer frames"
     )
 
 
@@ -71,7 +72,8 @@ def test_a_folder_of_unreadable_pictures_says_so_in_one_line(tmp_path, run_bench
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"Warning: {tmp_path / 'broken.png'}: {UNREADABLE}; skipped",
-        f"Error: {tmp_path}: none of its pictures could be read (see the warnings above)",
+        f"temporal_stability.py: error: {tmp_path}: none of its pictures could be read (see the warnings "
+        "above)",
     ]
 
 
@@ -83,6 +85,6 @@ def test_pictures_without_a_smooth_region_are_named_at_the_size_as_given(tmp_pat
     done = run_benchmark("temporal_stability", "--clean", tmp_path, "--size", "96x128", "--frames", 4)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        f"Error: {tmp_path}: no picture has a smooth region at --size 96x128; give pictures with smooth "
-        "areas or a larger --size"
+        f"temporal_stability.py: error: {tmp_path}: no picture has a smooth region at --size 96x128; give "
+        "pictures with smooth areas or a larger --size"
     )
