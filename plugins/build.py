@@ -44,8 +44,9 @@ def _cmake_options(cuda: bool | None) -> dict[str, str]:
 
 
 def _tools() -> dict[str, str | None]:
-    """The compilers CMake would pick: its environment variables, the nvcc on PATH, and that
-    nvcc's release (a CUDA upgraded in place keeps its path)."""
+    """The compilers CMake would pick: its environment variables, the nvcc on PATH, and what the
+    CUDA compiler says of its version (a CUDA upgraded in place keeps its path). The whole text:
+    nvcc's release is on its last line, clang's on its first."""
     tools = {name: os.environ.get(name) for name in ("CC", "CXX", "CUDACXX", "CUDAARCHS")}
     tools["nvcc"] = shutil.which("nvcc")
     nvcc = tools["CUDACXX"] or tools["nvcc"]
@@ -55,7 +56,7 @@ def _tools() -> dict[str, str | None]:
         )
     except (OSError, subprocess.TimeoutExpired):
         said = None
-    tools["nvcc_release"] = said.stdout.strip().splitlines()[-1] if said and said.stdout.strip() else None
+    tools["cuda_compiler_version"] = said.stdout.strip() if said else None
     return tools
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from bdinn.plugins.build import STAMP, BuildError, build_libraries, library_problem
+from bdinn.plugins.build import STAMP, BuildError, _tools, build_libraries, library_problem
 from bdinn.plugins.cpu_reference import banded_deform_conv_cpu, load_cpu_library
 from bdinn.plugins.kernels import KernelLibraryError, load_kernels
 from bdinn.train.network import activate_geometry
@@ -266,6 +266,19 @@ def test_nvcc_installed_after_a_build_is_found(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", os.environ["PATH"] + os.pathsep + str(Path(nvcc).parent))
     assert set(build_libraries(tmp_path / "a", source_dir=PLUGINS)) == {"cpu", "cuda"}
     assert set(build_libraries(tmp_path / "b", cuda=True, source_dir=PLUGINS)) == {"cpu", "cuda"}
+
+
+def test_a_cuda_compiler_upgraded_in_place_is_told_apart(tmp_path, monkeypatch):
+    """Only the last line of `--version` was kept: nvcc's release, but clang's install folder, so a
+    clang upgraded in place reused kernels built by the old one."""
+    clang = tmp_path / "clang++"
+    monkeypatch.setenv("CUDACXX", str(clang))
+    said = []
+    for version in ("17.0.6", "18.1.8"):
+        clang.write_text(f"#!/bin/sh\necho 'clang version {version}'\necho 'InstalledDir: /usr/bin'\n")
+        clang.chmod(0o755)
+        said.append(_tools()["cuda_compiler_version"])
+    assert said == [f"clang version {v}\nInstalledDir: /usr/bin" for v in ("17.0.6", "18.1.8")]
 
 
 @pytest.mark.slow
