@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -18,7 +19,14 @@ from ..runtime.cli_options import (
 )
 from ..runtime.debander import default_model_path
 from ..runtime.engine_sidecar import plan_sidecar
-from ..runtime.files import OutputError, check_writable, file_digest, files_of_model, user_cache
+from ..runtime.files import (
+    OutputError,
+    check_writable,
+    file_digest,
+    files_of_model,
+    restored_if_failed,
+    user_cache,
+)
 from ..runtime.tensorrt import TensorRTUnavailable
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from ..train.network import with_coarse_pass
@@ -190,34 +198,39 @@ def main(
         if coarse_pass:  # the engine's sidecar (model_config) and the graph's metadata record it
             model = with_coarse_pass(model)
             meta = {**meta, "config": model.config.to_dict()}
-        with counting_seconds(f"onnx: exporting the {graph} graph"):
-            result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io, replace=force)
-        nodes = f"{result.nodes_exported} nodes exported, {result.nodes_final} after simplification"
-        say(f"onnx: {graph} graph, {precision}, {io} I/O -> {onnx_path} in {result.seconds:.1f} s ({nodes})")
-        summary: dict = {"onnx": str(onnx_path), "onnx_seconds": result.seconds, "graph": graph,
-                         "precision": precision, "io": io, "nodes_exported": result.nodes_exported,
-                         "nodes_final": result.nodes_final, "op_counts": result.op_counts}  # fmt: skip
-        if not onnx_only:
-            engine_meta = {
-                "graph": graph, "precision": precision, "model_config": meta["config"],
-                "config_name": meta.get("config_name"),
-                "checkpoint_sha256": file_digest(checkpoint),
-            }  # fmt: skip
-            try:
-                with counting_seconds("engine: building"):
-                    built = build_engine(onnx_path, output, settings, io, engine_meta, replace=force)
-            except BaseException:  # the graph was a step towards the plan: no half of an export stays
-                if onnx_is_new:
-                    result.written.take_back()
-                raise
-            rtx = built["tensorrt"]["flavour"] == "tensorrt-rtx"  # its default: any RTX GPU from Ampere on
-            where = ", ".join(targets) if targets else "TensorRT-RTX's default targets" if rtx else "this GPU"
-            how = "from the engine cache" if built["from_cache"] else "built"
-            flavour = f"{built['tensorrt']['flavour']} {built['tensorrt']['version']}"
-            say(f"engine: {output} for {where} with {flavour}, {how} in {built['build_seconds']:.1f} s")
-            summary.update({"plan": str(output), "sidecar": str(plan_sidecar(output)),
-                            "build_seconds": built["build_seconds"], "from_cache": built["from_cache"],
-                            "tensorrt": built["tensorrt"], "targets": list(targets)})  # fmt: skip
+        # A forced export replaces the ONNX file before the engine builds: a build that fails puts
+        # the old one back beside the old plan. (--onnx-only writes one file, atomically.)
+        with restored_if_failed(onnx_path) if not onnx_only else contextlib.nullcontext():
+            with counting_seconds(f"onnx: exporting the {graph} graph"):
+                result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io, replace=force)
+            nodes = f"{result.nodes_exported} nodes exported, {result.nodes_final} after simplification"
+            took = f"in {result.seconds:.1f} s ({nodes})"
+            say(f"onnx: {graph} graph, {precision}, {io} I/O -> {onnx_path} {took}")
+            summary: dict = {"onnx": str(onnx_path), "onnx_seconds": result.seconds, "graph": graph,
+                             "precision": precision, "io": io, "nodes_exported": result.nodes_exported,
+                             "nodes_final": result.nodes_final, "op_counts": result.op_counts}  # fmt: skip
+            if not onnx_only:
+                engine_meta = {
+                    "graph": graph, "precision": precision, "model_config": meta["config"],
+                    "config_name": meta.get("config_name"),
+                    "checkpoint_sha256": file_digest(checkpoint),
+                }  # fmt: skip
+                try:
+                    with counting_seconds("engine: building"):
+                        built = build_engine(onnx_path, output, settings, io, engine_meta, replace=force)
+                except BaseException:  # the graph was a step towards the plan: no half of an export stays
+                    if onnx_is_new:
+                        result.written.take_back()
+                    raise
+                rtx = built["tensorrt"]["flavour"] == "tensorrt-rtx"  # default: any RTX GPU from Ampere on
+                default = "TensorRT-RTX's default targets" if rtx else "this GPU"
+                where = ", ".join(targets) if targets else default
+                how = "from the engine cache" if built["from_cache"] else "built"
+                flavour = f"{built['tensorrt']['flavour']} {built['tensorrt']['version']}"
+                say(f"engine: {output} for {where} with {flavour}, {how} in {built['build_seconds']:.1f} s")
+                summary.update({"plan": str(output), "sidecar": str(plan_sidecar(output)),
+                                "build_seconds": built["build_seconds"], "from_cache": built["from_cache"],
+                                "tensorrt": built["tensorrt"], "targets": list(targets)})  # fmt: skip
     except (BackendError, CheckpointError, EngineError, TensorRTUnavailable, OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -7,7 +7,8 @@ import errno
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Iterable
+import shutil
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,33 @@ def atomic_write(
             raise _output_error(path, exc) from None
         raise
     return WrittenFile(path, identity, tuple(made))
+
+
+@contextlib.contextmanager
+def restored_if_failed(path: Path) -> Iterator[None]:
+    """Put `path`'s present file back if the block fails: bdinn-export --force replaces the ONNX
+    file beside a plan before the engine builds, and a build that failed left the new graph beside
+    the old plan. The old file waits under a temporary name (a hard link, or a copy where the file
+    system has none); a block that ends without one does nothing."""
+    if path.is_symlink() or not path.is_file():
+        yield
+        return
+    kept = _reserve_temporary(path)
+    try:
+        kept.unlink()
+        try:
+            os.link(path, kept)
+        except OSError:
+            shutil.copy2(path, kept)
+    except OSError as exc:
+        raise _output_error(path, exc) from None
+    try:
+        yield
+    except BaseException:
+        os.replace(kept, path)  # nothing, where the old file was never replaced: the unlink below
+        raise
+    finally:
+        kept.unlink(missing_ok=True)
 
 
 def missing_folders(folder: Path) -> list[Path]:

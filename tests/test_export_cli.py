@@ -304,6 +304,29 @@ def test_an_export_stopped_during_the_build_leaves_nothing(tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["micro.json", "micro.safetensors"]
 
 
+def test_a_forced_export_whose_build_fails_puts_the_old_graph_back(tmp_path, monkeypatch):
+    """--force replaced the ONNX file before the engine built: a build that failed (or Ctrl-C in
+    it) left the new graph beside the old plan, which was built from the old one."""
+    from bdinn.export import cli
+
+    micro = save_checkpoint(tmp_path / "micro.safetensors", BDINN(MICRO), config_name=None, step=1)
+    old = {"m.onnx": b"the old graph", "m.plan": b"the old plan", "m.plan.json": b"{}"}
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+    monkeypatch.setattr(cli, "preflight", lambda *_args: None)  # no TensorRT needed to fail a build
+    for failure in (cli.EngineError("the build failed"), KeyboardInterrupt()):
+
+        def failed(onnx_path, *_args, failure=failure, **_kwargs):
+            assert onnx.load(onnx_path).graph.node  # the new graph was written
+            raise failure
+
+        monkeypatch.setattr(cli, "build_engine", failed)
+        result = export(str(micro), "--graph", "gridsample", "-o", str(tmp_path / "m.plan"), "--force")
+        assert result.exit_code == (1 if isinstance(failure, cli.EngineError) else 130), result.output
+        assert {name: (tmp_path / name).read_bytes() for name in old} == old
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*old, "micro.json", "micro.safetensors"])
+
+
 @needs_rtx
 @pytest.mark.parametrize("theirs", ["m.plan", "m.plan.json"])
 def test_a_plan_or_sidecar_another_export_wrote_meanwhile_is_kept(tmp_path, monkeypatch, theirs):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from bdinn.runtime.files import OutputError, atomic_write, user_cache
+from bdinn.runtime.files import OutputError, atomic_write, restored_if_failed, user_cache
 from bdinn.runtime.imageio import (
     ImageError,
     Metadata,
@@ -352,6 +352,34 @@ def test_without_replace_a_file_that_appears_meanwhile_is_kept(tmp_path, monkeyp
     ):
         write_image(tmp_path / "img.png", np.ones((4, 4, 3), np.uint8), replace=False)
     assert read_image(tmp_path / "img.png").max() == 0
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_restored_if_failed_puts_the_old_file_back_and_leaves_no_copy(tmp_path, monkeypatch, links):
+    """bdinn-export --force's ONNX file, replaced before its engine builds; where the file system
+    has no hard links the old file waits as a copy."""
+    if not links:
+
+        def no_links(*args: object) -> None:
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+        monkeypatch.setattr(os, "link", no_links)
+    graph = tmp_path / "m.onnx"
+    graph.write_bytes(b"old")
+    with pytest.raises(RuntimeError), restored_if_failed(graph):
+        atomic_write(graph, lambda tmp: Path(tmp).write_bytes(b"new"))
+        raise RuntimeError("the build failed")
+    assert graph.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    with pytest.raises(RuntimeError), restored_if_failed(graph):
+        raise RuntimeError("failed before the new file was written")
+    assert graph.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    with restored_if_failed(graph):
+        atomic_write(graph, lambda tmp: Path(tmp).write_bytes(b"new"))
+    assert graph.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    with pytest.raises(RuntimeError), restored_if_failed(tmp_path / "new.onnx"):  # nothing to keep
+        (tmp_path / "new.onnx").write_bytes(b"half")
+        raise RuntimeError
+    assert (tmp_path / "new.onnx").read_bytes() == b"half"  # the caller's own take_back removes it
 
 
 def test_write_image_takes_big_endian_samples_and_names_an_empty_image(tmp_path):
