@@ -53,15 +53,18 @@ _SIGNATURES = (
 )
 
 
-# libjpeg's warnings that mean pixels were lost: it decodes what follows as flat gray and OpenCV
-# and Pillow return that picture without a word. Other warnings (stray bytes between segments, a
-# bad ICC chunk) leave the picture whole, and hard errors are left to OpenCV, which reports them.
-_JPEG_DAMAGE = (
-    "premature end",
-    "bad huffman code",
-    "bad arithmetic code",
-    "instead of rst",
-    "inconsistent progression",
+# libjpeg's warnings that lose no pixels (bytes between segments or after a scan: some cameras
+# and editors write them). Its others (a cut, a bad Huffman code, a lost restart marker) and its
+# errors that a lenient decode gets past (a bad table in a later scan of a progressive JPEG, a
+# stray marker inside a scan) mean pixels were lost: libjpeg decodes what follows as flat gray
+# or leaves the later scans out, and OpenCV and Pillow return that picture without a word.
+# Errors that stop even a lenient decode are left to OpenCV, which reports them.
+_JPEG_HARMLESS = (
+    "extraneous bytes before marker",
+    "bad icc marker",
+    "invalid sos parameters for sequential jpeg",
+    "unknown jfif revision",
+    "unknown adobe color transform",
 )
 # Pillow's modes of pictures with alpha (lower-case a: colours premultiplied by it).
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La")
@@ -222,28 +225,20 @@ def _decode_jpeg(path: Path, data: bytes) -> np.ndarray | None:
     if colour not in ("YCbCr", "Gray"):
         return None
     space = "GRAY" if colour == "Gray" else "BGR"
-    img = _strictly(path, data, space)
-    if img is None:
-        try:  # a warning that loses no pixels (a bad ICC segment, bytes after the scan)
-            img = simplejpeg.decode_jpeg(data, colorspace=space, strict=False)
-        except ValueError:
-            return None  # OpenCV decides, and says what is wrong
-    return _orient(img, exif_orientation(_jpeg_exif(data)))
-
-
-def _strictly(path: Path, data: bytes, space: str) -> np.ndarray | None:
-    """TurboJPEG's decode, stopped by libjpeg's first warning: ImageError where the warning means
-    lost pixels, None for the others (and for what TurboJPEG cannot decode)."""
-    try:
-        return simplejpeg.decode_jpeg(data, colorspace=space, strict=True)
+    try:  # stopped by libjpeg's first warning
+        img = simplejpeg.decode_jpeg(data, colorspace=space, strict=True)
     except ValueError as exc:
         reason = str(exc).removeprefix("Corrupt JPEG data: ")
-        if any(damage in reason.lower() for damage in _JPEG_DAMAGE):
+        try:
+            img = simplejpeg.decode_jpeg(data, colorspace=space, strict=False)
+        except ValueError:
+            return None  # nothing TurboJPEG decodes: OpenCV decides, and says what is wrong
+        if not any(harmless in reason.lower() for harmless in _JPEG_HARMLESS):
             raise ImageError(
                 f"{path}: truncated or corrupt JPEG data ({reason}), part of the picture may be lost "
                 "(re-export or copy it again)"
             ) from None
-        return None
+    return _orient(img, exif_orientation(_jpeg_exif(data)))
 
 
 # Markers that stand alone, without a length: TEM, RST0-7, SOI, EOI.

@@ -174,6 +174,37 @@ def test_a_jpeg_damaged_inside_its_scan_is_refused(tmp_path, capfd, options, dam
     assert read_image(tmp_path / "whole.jpg").shape == (192, 320, 3)
 
 
+def _later_scan_table_cut(data: bytes) -> bytes:
+    """A progressive JPEG cut inside the Huffman table of a later scan: a lenient decode returns
+    the scans before it, a coarse picture far from the whole one."""
+    table = data.index(b"\xff\xc4", data.index(b"\xff\xda"))
+    return data[: table + 6]
+
+
+def _marker_inside_the_scan(data: bytes) -> bytes:
+    """Two bytes of the scan turned into a frame marker: libjpeg stops there with an error, and
+    a lenient decode returns the rest of the picture flat gray."""
+    middle = (data.index(b"\xff\xda") + len(data)) // 2
+    return data[:middle] + b"\xff\xc1" + data[middle + 2 :]
+
+
+@pytest.mark.parametrize(
+    ("options", "damage", "reason"),
+    [
+        ({"IMWRITE_JPEG_PROGRESSIVE": 1}, _later_scan_table_cut, "Bogus Huffman table definition"),
+        ({}, _marker_inside_the_scan, "Invalid JPEG file structure: two SOF markers"),
+    ],
+)
+def test_a_jpeg_error_a_lenient_decode_gets_past_is_refused(tmp_path, options, damage, reason):
+    """libjpeg's errors (not only its warnings) inside the data: the strict decode failed, the
+    lenient one returned the damaged picture, and bdinn-run debanded it and exited 0."""
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(damage(_leaf_jpeg(**options)))
+    with pytest.raises(ImageError, match=re.escape(f"truncated or corrupt JPEG data ({reason})")) as info:
+        read_image(path)
+    one_line(info, path)
+
+
 def test_stray_bytes_between_jpeg_segments_leave_the_picture_as_it_was(tmp_path):
     """libjpeg warns of them too ("extraneous bytes before marker"), but every pixel is there:
     such files come from some cameras and editors, and are read as before."""
@@ -182,6 +213,10 @@ def test_stray_bytes_between_jpeg_segments_leave_the_picture_as_it_was(tmp_path)
     (tmp_path / "whole.jpg").write_bytes(data)
     (tmp_path / "stray.jpg").write_bytes(data[:tables] + b"\x00\x01\x02" + data[tables:])
     assert np.array_equal(read_image(tmp_path / "stray.jpg"), read_image(tmp_path / "whole.jpg"))
+    (tmp_path / "padded.jpg").write_bytes(
+        data[:-2] + b"\x00\x00\xff\xd9"
+    )  # after the scan: every pixel there
+    assert np.array_equal(read_image(tmp_path / "padded.jpg"), read_image(tmp_path / "whole.jpg"))
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
