@@ -34,6 +34,11 @@ def one_line(text: str) -> str:
     return text.translate(_CONTROL)
 
 
+def os_error_message(exc: OSError) -> str:
+    """'NAME: File name too long': what the file system said of the file it refused."""
+    return f"{os.fsdecode(exc.filename)}: {exc.strerror}"
+
+
 class BdinnCommand(click.Command):
     """A bdinn command: -h and --help, defaults shown in the help, and every error one line on
     stderr, "bdinn-run: error: ...", with click's exit code (2 for usage mistakes).
@@ -58,6 +63,10 @@ class BdinnCommand(click.Command):
             return super().invoke(ctx)
         except click.ClickException as exc:
             raise self._one_line(exc) from None
+        except OSError as exc:  # the file system refused a named file (a name too long, gone, a loop)
+            if exc.filename is None or exc.strerror is None:
+                raise
+            raise self._one_line(click.ClickException(os_error_message(exc))) from None
 
     def _one_line(self, exc: click.ClickException) -> click.ClickException:
         if isinstance(exc, _CommandError):

@@ -31,6 +31,7 @@ from .cli_options import (
     max_change_option,
     one_line,
     one_line_warnings,
+    os_error_message,
     plugin_library_option,
     stops_cleanly,
     tile_option,
@@ -98,12 +99,14 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
                 p for p in path.iterdir()
                 if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file()
                 and not p.stem.endswith(OUR_OUTPUT_MARK)
+                and not p.name.startswith(".")  # as the shell's *: macOS's ._NAME.jpg are no pictures
             )  # fmt: skip
             if not members:
                 raise click.ClickException(f"{path}: folder holds no pictures or videos")
             found.extend(members)
         elif any(ch in pattern for ch in "*?[") and not path.exists():
-            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
+            # Files: a folder among the matches (d/* with a d/sub) is no picture
+            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True) if not Path(m).is_dir())
             if not matches:
                 raise click.ClickException(f"{pattern}: no file matches this pattern")
             if OUR_OUTPUT_MARK not in pattern:  # as for folders: a second run must not take them in
@@ -384,12 +387,13 @@ def main(
                     run_video(deband, job, depth, dither, encoder, force, quiet)
                 else:
                     run_picture(deband, job, depth, dither, force, quiet)
-            except (ImageError, BackendError, ValueError, MemoryError) as exc:
-                said = (
-                    f"{job.source}: not enough memory for it (try --tile 1024)"  # the next may well fit
-                    if isinstance(exc, MemoryError)
-                    else str(exc)
-                )
+            except (ImageError, BackendError, ValueError, MemoryError, OSError) as exc:
+                if isinstance(exc, OSError) and (exc.filename is None or exc.strerror is None):
+                    raise
+                if isinstance(exc, MemoryError):  # the next may well fit
+                    said = f"{job.source}: not enough memory for it (try --tile 1024)"
+                else:  # an OSError: an input removed since the run began, a link to nothing
+                    said = os_error_message(exc) if isinstance(exc, OSError) else str(exc)
                 if len(jobs) == 1:
                     raise click.ClickException(said) from None
                 if not said.startswith(f"{job.source}:"):  # the model's error: say which input met it

@@ -331,6 +331,29 @@ def test_a_glob_done_twice_skips_its_own_outputs(model, pictures, monkeypatch):
     assert (pictures / "sky.debanded.debanded.png").is_file()
 
 
+def test_a_glob_takes_no_folder_and_a_vanished_input_fails_alone(model, pictures, tmp_path, monkeypatch):
+    """A glob matching a folder (IsADirectoryError) or a link to nothing (FileNotFoundError), and a
+    name too long for the file system, were tracebacks that ended the batch. A folder's hidden
+    files (macOS's ._NAME.jpg beside each picture) were taken as pictures and failed."""
+    (pictures / "sub.png").mkdir()
+    (pictures / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (pictures / "._sky.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    result = run(model, str(pictures / "*.png"), "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"bdinn-run: error: {pictures / 'gone.png'}: No such file or directory",
+        "bdinn-run: error: 1 of 3 inputs failed (see above)",
+    ]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shapes.png", "sky.png"]
+    (pictures / "gone.png").unlink()
+    result = run(model, pictures, "-o", tmp_path / "folder", "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "folder").iterdir()) == ["shapes.png", "sky.png"]
+    long = "a" * 300 + ".png"
+    message = one_line_error(run(model, pictures / "sky.png", "-o", tmp_path / long, "-q"))
+    assert message == f"bdinn-run: error: {tmp_path / long}: File name too long"
+
+
 def test_an_empty_output_path_is_refused(model, pictures, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run(model, pictures / "sky.png", "-o", "")  # -o "$OUT" with OUT unset wrote into .
