@@ -18,7 +18,7 @@ import torch
 
 from bdinn.export.onnx_export import export_onnx
 from bdinn.runtime.cli_options import BdinnCommand, one_line_warnings, stops_cleanly
-from bdinn.runtime.files import OutputError, check_writable
+from bdinn.runtime.files import OutputError, check_writable, files_of_model
 from bdinn.train.checkpoint import (
     CheckpointError,
     extra_records,
@@ -40,7 +40,7 @@ def main(checkpoint: Path, out: Path) -> None:
     """Bundle CHECKPOINT as the default model."""
     try:
         for name in ("default.safetensors", "default.json", "default.onnx"):  # now, not after the export
-            check_writable(out / name)
+            check_writable(out / name, inputs=files_of_model(checkpoint))  # -o beside the checkpoint
         model, meta = load_checkpoint(checkpoint)
         model = model.half().float().eval()  # the float16 weights, which both files then hold
         extra = shareable(extra_records(meta))  # its training record, a blend's recipe; paths cut to names

@@ -155,6 +155,19 @@ def test_an_output_that_cannot_be_written_is_one_line_before_the_export(tmp_path
     ]  # fmt: skip
 
 
+def test_a_checkpoint_named_default_is_never_written_over(tmp_path):
+    """Bundling folder/default.safetensors into its own folder replaced the float32 weights it read
+    with their float16 copy, with exit 0."""
+    source = save_checkpoint(tmp_path / "default.safetensors", perturbed_tiny(7), config_name=None, step=1)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result = CliRunner().invoke(_script().main, [str(source), "-o", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"bundle_default_model.py: error: {source}: is one of this command's inputs; choose another output\n"
+    )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_a_file_that_is_no_checkpoint_is_one_line_and_exit_1(tmp_path):
     (tmp_path / "bad.safetensors").write_text("not a checkpoint")
     result = subprocess.run(
