@@ -24,20 +24,29 @@ from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.degrade import prepare_synthetic_pairs
 
 
-def run_settings(run: Path) -> dict:
-    """The data settings a bdinn-train run recorded in its state.json."""
+def run_settings(run: Path) -> tuple[dict, Path]:
+    """The data settings a bdinn-train run recorded in its state.json, and its pairs cache (the
+    one it recorded, e.g. a --cache-dir shared by several runs; else RUN/pairs)."""
     state = run / "state.json"
     try:
         settings = json.loads(state.read_text())["settings"]
         data = settings["data"]
         recorded = {"val_fraction": data["val_fraction"], "variants": data["variants"],
                     "max_side": data["max_side"], "seed": settings["seed"]}  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        origin = settings.get("data_origin") or {}
+        paired, cache = origin.get("pairs") or [], origin.get("cache")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise click.BadParameter(f"{state}: not a bdinn-train state ({exc})", param_hint="--run") from None
     bad = [f"{name} {value!r}" for name, value in recorded.items() if not _in_bounds(name, value)]
     if bad:  # it failed after the pairs were made, naming no file
         raise click.BadParameter(f"{state}: not a bdinn-train state ({', '.join(bad)})", param_hint="--run")
-    return recorded
+    if paired:  # its split covered those pairs too, and held out other pictures than these alone give
+        raise click.BadParameter(
+            f"{state}: the run also trained on --pairs {', '.join(map(str, paired))}, whose pictures "
+            "this script cannot split as it did; score its held-out pairs with bdinn-eval --pairs",
+            param_hint="--run",
+        )
+    return recorded, Path(cache) if isinstance(cache, str) and Path(cache).is_dir() else run / "pairs"
 
 
 def _in_bounds(name: str, value: object) -> bool:
@@ -60,9 +69,9 @@ def _in_bounds(name: str, value: object) -> bool:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
 @click.option("--run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="The bdinn-train run folder: its settings and pairs cache (OUT/pairs).")  # fmt: skip
+              help="The bdinn-train run folder: its settings and pairs cache.")  # fmt: skip
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The run's pairs cache [default: RUN/pairs].")  # fmt: skip
+              help="The run's pairs cache [default: the one the run recorded, else RUN/pairs].")  # fmt: skip
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="[default: the run's, else 0.2]")  # fmt: skip
@@ -80,10 +89,13 @@ def main(
     """Symlink the validation split's clean pictures into OUT."""
     if run is None and cache_dir is None:
         raise click.UsageError("give --run (a bdinn-train run folder) or --cache-dir and the run's settings")
-    recorded = run_settings(run) if run else {"val_fraction": 0.2, "variants": 3, "max_side": 1920, "seed": 0}
+    if run:
+        recorded, cache = run_settings(run)
+    else:
+        recorded, cache = {"val_fraction": 0.2, "variants": 3, "max_side": 1920, "seed": 0}, cache_dir
     given = {"val_fraction": val_fraction, "variants": variants, "max_side": max_side, "seed": seed}
     s = {**recorded, **{k: v for k, v in given.items() if v is not None}}
-    cache = cache_dir or run / "pairs"
+    cache = cache_dir or cache
     made = missing_folders(out)
     try:  # before the pairs, which may take minutes of encoding
         out.mkdir(parents=True, exist_ok=True)

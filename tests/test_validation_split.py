@@ -108,3 +108,38 @@ def test_a_run_state_out_of_bounds_is_refused_before_the_pairs_naming_its_file(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and list(run.iterdir()) == [
         run / "state.json"
     ]
+
+
+def _run_state(run: Path, origin: dict) -> None:
+    run.mkdir()
+    data = {"val_fraction": 0.5, "variants": 1, "max_side": 64}
+    settings = {"data": data, "seed": 0, "data_origin": origin}
+    (run / "state.json").write_text(json.dumps({"settings": settings}))
+
+
+def test_a_run_is_split_from_the_pairs_cache_it_recorded(tmp_path):
+    """--run always looked in RUN/pairs: a run trained with --cache-dir elsewhere (the model card's
+    recipe) had every pair encoded again into a second cache."""
+    shared, run = tmp_path / "shared", tmp_path / "run"
+    shared.mkdir()
+    _run_state(run, {"clean": [str(DATA)], "pairs": [], "cache": str(shared)})
+    done = _split("--clean", DATA, "--run", run, "-o", tmp_path / "val")
+    assert done.returncode == 0, done.stderr
+    assert not (run / "pairs").exists() and any((shared / "banded").iterdir())
+    linked = [p.resolve() for p in (tmp_path / "val").iterdir()]
+    assert linked and all(p.is_relative_to(shared.resolve()) for p in linked)
+
+
+def test_a_run_that_trained_on_ready_pairs_too_is_refused(tmp_path):
+    """Its split covered the --pairs pictures as well: splitting the synthetic pairs alone linked
+    a picture the run had trained on, with exit 0."""
+    run = tmp_path / "run"
+    _run_state(run, {"clean": [str(DATA)], "pairs": ["/data/banded", "/data/clean"], "cache": None})
+    done = _split("--clean", DATA, "--run", run, "-o", tmp_path / "val")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"validation_split.py: error: Invalid value for --run: {run / 'state.json'}: the run also trained on "
+        "--pairs /data/banded, /data/clean, whose pictures this script cannot split as it did; score its "
+        "held-out pairs with bdinn-eval --pairs (see validation_split.py --help)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
