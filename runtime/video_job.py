@@ -89,6 +89,12 @@ class _Carried:
     item: Any  # Packet to copy, or AudioFrame to encode
 
 
+# Where the output keeps a sample aspect ratio: encoders that write it into the video stream, and
+# muxers that write it for any encoder. (What Y4M output loses is said apart, for every tag.)
+SAR_ENCODERS = ("libx264", "libx265", "wrapped_avframe")
+SAR_MUXERS = ("mp4", "mov")
+
+
 class VideoJob:
     """One deband_video run: the source's streams, the output's setup and the three threads."""
 
@@ -178,7 +184,10 @@ class VideoJob:
         self.muxed: dict[int, int] = {}  # carried output stream -> the last decode time muxed there
         self.equal_times_allowed = False  # by the output's muxer, as its decode times rise
         self.writing = False  # a mux call under way: what fails there is the muxer's doing
-        self.sar = Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else None
+        # The container's (MP4/MOV's pasp, Y4M's A field) as FFmpeg takes it, else the bitstream's:
+        # ProRes and Y4M carry it only in the container.
+        sar = self.vin.sample_aspect_ratio or ctx.sample_aspect_ratio
+        self.sar = Fraction(sar) if sar else None
         # Fields are woven in a frame unless the decoder hands each over alone; the frames' own
         # flags say which are interlaced, the stream's tag only what to expect.
         self.woven_fields = codec_name(self.vin) not in NOT_WOVEN
@@ -205,17 +214,17 @@ class VideoJob:
         copy_tags(output, self.source)
         # Matroska and WebM take a decode time equal to the last (two subtitle cues at once)
         self.equal_times_allowed = bool(output.format.flags & av.format.Flags.ts_nonstrict.value)
-        ctx = self.vin.codec_context
         self.vout = vout = output.add_stream(self.codec, rate=self.rate)
         vout.width, vout.height, vout.pix_fmt = self.width, self.height, self.pix_fmt
         enc = vout.codec_context
         enc.time_base = self.out_time_base
-        if ctx.sample_aspect_ratio:
-            enc.sample_aspect_ratio = ctx.sample_aspect_ratio
-            if ctx.sample_aspect_ratio != 1 and self.codec not in ("libx264", "libx265", "wrapped_avframe"):
-                warnings.warn(  # PyAV cannot set the container's own field, which the others need
+        if self.sar:
+            enc.sample_aspect_ratio = self.sar  # MP4 and MOV write it as pasp, x264 and x265 in the stream
+            if self.sar != 1 and self.codec not in SAR_ENCODERS and self.muxer not in SAR_MUXERS:
+                warnings.warn(  # PyAV cannot set Matroska's or AVI's own field, which the others need
                     f"{self.dst}: {encoder_label(self.codec)} does not keep the source's sample aspect ratio "
-                    f"{ctx.sample_aspect_ratio}; use libx265 or libx264 (.mkv, .mp4) to keep it",
+                    f"{self.sar} in {self.dst.suffix or self.muxer}; write .mp4 or .mov, or use libx265 or "
+                    "libx264, to keep it",
                     stacklevel=5,
                 )
         colour = self.colour

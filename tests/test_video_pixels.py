@@ -125,6 +125,27 @@ def test_sample_aspect_ratio_is_kept_by_x265_and_warned_about_elsewhere(tmp_path
     ]
 
 
+def test_a_sample_aspect_ratio_only_the_container_holds_is_kept(tmp_path):
+    """Y4M's A field and MOV's pasp box (ProRes has no field of its own) were never read: the
+    output of an anamorphic source was square-pixelled, without a word. And MP4 and MOV write
+    pasp for any encoder, which was warned about as lost."""
+    y4m = tmp_path / "anamorphic.y4m"
+    frame = b"FRAME\n" + bytes(range(256)) * (W * H * 3 // 2 // 256)
+    y4m.write_bytes(f"YUV4MPEG2 W{W} H{H} F25:1 Ip A16:11 C420jpeg\n".encode() + frame * 3)
+    deband_video(y4m, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        assert out.streams.video[0].sample_aspect_ratio == Fraction(16, 11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # kept: nothing to say
+        deband_video(y4m, tmp_path / "out.mp4", lambda rgb: rgb, codec="ffv1", progress=False)
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        assert out.streams.video[0].sample_aspect_ratio == Fraction(16, 11)
+    with pytest.warns(
+        UserWarning, match=r"ffv1\)? does not keep the source's sample aspect ratio 16/11 in \.mkv"
+    ):
+        deband_video(y4m, tmp_path / "lossless.mkv", lambda rgb: rgb, codec="ffv1", progress=False)
+
+
 HDR10 = Hdr10(
     primaries=((0.68, 0.32), (0.265, 0.69), (0.15, 0.06), (0.3127, 0.329)),
     luminance=(0.005, 1000.0),
