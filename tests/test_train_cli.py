@@ -58,10 +58,13 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
     assert result.exit_code == 0, result.output
     assert "data: 4 training / 2 validation images (1 scored), " in result.output
     found = re.search(
-        r"(\d+) of (\d+) patches show banding, (\d+) without added, (\d+) clean as", result.output
+        r"(\d+) of (\d+) patches show banding, (\d+) without banding, (\d+) clean as", result.output
     )
     banded, total, unbanded, identity = map(int, found.groups())
     assert 0 < unbanded <= banded < total and banded + unbanded <= total and identity > 0
+    # these pictures have fewer banding-free patches than the share asks for: said, not silent
+    short = re.search(r"--unbanded-share 0.3: only (\d+) such patches to draw of the (\d+)", result.output)
+    assert short and int(short.group(1)) == unbanded < int(short.group(2))
     assert "stopped at step 4/4" in result.output
     assert len(list((tmp_path / "pairs" / "banded").glob("*.png"))) == 6
     meta = json.loads((tmp_path / "best.json").read_text())
@@ -195,7 +198,7 @@ def test_trains_from_paired_folders_and_resumes(tmp_path, tiny_config, paired_di
     )
     assert "stopped at step 1/4: loss" in early.output
     assert "training state (no checkpoint yet) in" in early.output
-    assert "Warning: --warmup 4 is not shorter than --steps 4" in early.output
+    assert "Warning: --warmup 4 leaves --steps 4 no step to decay in" in early.output
     first = CliRunner().invoke(main, [*args, "--stop-at", "2"])
     assert first.exit_code == 0, first.output
     assert "stopped at step 2/4" in first.output
@@ -247,6 +250,49 @@ def test_train_seed_repeats_a_run_on_the_same_pairs_and_split(tmp_path, tiny_con
     assert "(saved run used train_seed=4)" in resumed.output
     same = CliRunner().invoke(main, [*args, "--train-seed", "3", "--resume", "-o", str(tmp_path / "plain")])
     assert same.exit_code == 0 and "at step 4/4 already" in same.output
+
+
+def test_a_damaged_state_is_one_line_and_a_lone_state_half_gets_one_advice(
+    tmp_path, tiny_config, paired_dirs
+):
+    """A state.json edited by hand (a key deleted, settings a list) was a KeyError or
+    AttributeError traceback; a state.safetensors without its JSON was 'pass --resume' without
+    --resume, and 'no training state to resume' with it."""
+    args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(tmp_path), *FAST]
+    assert CliRunner().invoke(main, [*args, "--stop-at", "2"]).exit_code == 0
+    # Not damage, but said wrong: a --stop-at the run has passed read as a finished run, and a
+    # resume took another --val-every (the steps best is chosen from) without a word.
+    early = CliRunner().invoke(main, [*args, "--resume", "--stop-at", "1"])
+    assert early.exit_code == 0
+    assert f"the run in {tmp_path} is at step 2/4, at --stop-at 1 or past it; nothing to do" in early.output
+    other = CliRunner().invoke(main, [*args, "--resume", "--val-every", "3"])
+    assert other.exit_code == 1
+    assert "cannot resume with different val_every (saved run used val_every=2)" in other.output
+    state = tmp_path / "state.json"
+    good = json.loads(state.read_text())
+    for damage, named in (
+        ("param_groups", "param_groups"),
+        ("best_psnr", "best_psnr"),
+        ("settings", "settings"),
+    ):
+        meta = dict(good)
+        if damage == "settings":
+            meta["settings"] = []
+        else:
+            del meta[damage]
+        state.write_text(json.dumps(meta))
+        resumed = CliRunner().invoke(main, [*args, "--resume"])
+        assert resumed.exit_code == 1, resumed.output
+        assert resumed.output.splitlines() == [
+            f"bdinn-train: error: {state}: a damaged training state ({named} missing or of the wrong kind); "
+            "start over with --force, or --init last.safetensors"
+        ]
+    state.unlink()
+    fresh = CliRunner().invoke(main, args)
+    assert fresh.exit_code == 1
+    assert (
+        "holds checkpoints (last.safetensors) but no training state to resume; pass --force" in fresh.output
+    )
 
 
 def test_force_resume_and_data_checks(tmp_path, tiny_config, paired_dirs):

@@ -254,7 +254,8 @@ def main(
         for path in sorted(out_dir.glob(pattern))
     ]
     if earlier and not (resume or force):
-        if not (out_dir / "state.safetensors").is_file():  # its save failed (a full disk): no resume
+        state = (out_dir / "state.safetensors", out_dir / "state.json")
+        if not all(path.is_file() for path in state):  # its save failed (a full disk): no resume
             raise click.ClickException(
                 f"{out_dir}: holds checkpoints ({earlier[0].name}) but no training state to resume; pass "
                 f"--force to start over, --init {out_dir / 'last.safetensors'} to go on from its weights in "
@@ -265,10 +266,10 @@ def main(
             "start over, or choose another -o"
         )
     warmup, steps = train_options["warmup"], train_options["steps"]
-    if warmup >= steps:  # type: ignore[operator]
+    if warmup >= steps - 1:  # type: ignore[operator]  # the last step after the warm-up is at the peak
         warnings.warn(
-            f"--warmup {warmup} is not shorter than --steps {steps}: the learning rate only rises and "
-            "never decays (a short fine-tune wants a short --warmup)",
+            f"--warmup {warmup} leaves --steps {steps} no step to decay in: the learning rate only rises "
+            "and never decays (a short fine-tune wants a short --warmup)",
             stacklevel=1,
         )
     if cache_dir is not None and not clean_dirs:  # a cache alone: the run is its preparation's
@@ -363,10 +364,21 @@ def main(
             )
         if ranks.main:
             extras = (
-                (train_set.patches_unbanded, "without added"),
+                (train_set.patches_unbanded, "without banding"),
                 (train_set.patches_identity, "clean as their own input"),
                 (train_set.skipped_images + val_set.skipped_images, "pairs skipped (unreadable)"),
             )
+            shares = (
+                ("unbanded", "--unbanded-share", unbanded_share, train_set.patches_unbanded),
+                ("identity", "--identity-share", identity_share, train_set.patches_identity),
+            )
+            for kind, option, share, got in shares:
+                if got < train_set.patches_asked[kind]:  # the set holds less of them than asked
+                    warnings.warn(
+                        f"{option} {share}: only {got} such patches to draw of the "
+                        f"{train_set.patches_asked[kind]} asked for ({got / len(train_set):.1%} of the set)",
+                        stacklevel=1,
+                    )
             scored = f" ({len(val_set)} scored)" if len(val_set) < len(val_pairs) else ""
             click.echo(
                 f"data: {len(train_set.pairs)} training / {len(val_pairs)} validation images{scored}, "
@@ -383,7 +395,12 @@ def main(
         if dist.is_initialized():
             dist.destroy_process_group()
     if ranks.main and not metrics:
-        click.echo(f"the run in {out_dir} is at step {trainer.step}/{settings.steps} already; nothing to do")
+        at = f"the run in {out_dir} is at step {trainer.step}/{settings.steps}"
+        if trainer.step < settings.steps:  # not finished: --stop-at stopped it here
+            click.echo(f"{at}, at --stop-at {stop_at} or past it; nothing to do (a later --stop-at, or none, "
+                       "goes on)")  # fmt: skip
+        else:
+            click.echo(f"{at} already; nothing to do")
     elif ranks.main:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
         written = (out_dir / "last.safetensors").exists()

@@ -243,9 +243,12 @@ class PatchDataset(torch.utils.data.Dataset):
         self.patches_banded = len(self.index)
         per_share = self.patches_banded / (1 - unbanded_share - identity_share)
         rng = np.random.default_rng([seed, 1])
-        self.patches_unbanded = self._add_some(unbanded, round(per_share * unbanded_share), rng)
+        # what each share asks for: fewer banding-free patches may be there to draw
+        self.patches_asked = {"unbanded": round(per_share * unbanded_share),
+                              "identity": round(per_share * identity_share)}  # fmt: skip
+        self.patches_unbanded = self._add_some(unbanded, self.patches_asked["unbanded"], rng)
         identity_patches = [patch for patches in identity.values() for patch in patches]
-        self.patches_identity = self._add_some(identity_patches, round(per_share * identity_share), rng)
+        self.patches_identity = self._add_some(identity_patches, self.patches_asked["identity"], rng)
 
     def _add_some(self, candidates: list[tuple[int, int, int]], wanted: int, rng: np.random.Generator) -> int:
         """Add a random `wanted` of the candidate patches (all, if fewer); how many were added."""

@@ -55,6 +55,7 @@ DIVERGED_DB = 10.0
 RUN_DEFINING = (
     "config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed",
     "train_seed", "data", "sources",
+    "val_every",  # the steps best is chosen from
     "max_val_images",  # the validation set too: best is chosen by comparing its scores
 )  # fmt: skip
 
@@ -157,6 +158,12 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
         raise TrainingError(f"{meta_path}: not valid JSON ({exc}); start over with --force") from None
     if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or "settings" not in meta:
         raise TrainingError(f"{meta_path}: not a bdinn training state; start over with --force")
+    damaged = _damaged_fields(meta)
+    if damaged:  # edited by hand, or written by something else: KeyError and AttributeError tracebacks
+        raise TrainingError(
+            f"{meta_path}: a damaged training state ({', '.join(damaged)} missing or of the wrong kind); "
+            "start over with --force, or --init last.safetensors"
+        )
     saved = meta["settings"]
     current = json.loads(json.dumps(asdict(settings)))  # tuples -> lists, as saved
     unknown = set() if current["sources"] else {"sources"}  # the pictures are known after the data
@@ -177,6 +184,19 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
         started = f"from {saved['init']}" if saved.get("init") else "from scratch"
         raise TrainingError(f"{meta_path}: this run started {started}; resume it without --init")
     return meta
+
+
+def _damaged_fields(meta: dict[str, Any]) -> list[str]:
+    """The fields of a saved state's JSON that a resume reads and that are missing or of the
+    wrong kind."""
+    kinds = {"settings": dict, "step": int, "param_groups": list, "best_psnr": (int, float, type(None))}
+    damaged = [name for name, kind in kinds.items() if name not in meta or not isinstance(meta[name], kind)]
+    if isinstance(meta.get("settings"), dict) and not isinstance(meta["settings"].get("data", {}), dict):
+        damaged.append("settings.data")
+    groups = meta.get("param_groups")
+    if isinstance(groups, list) and not all(isinstance(group, dict) for group in groups):
+        damaged.append("param_groups")
+    return damaged
 
 
 def _changed_data(saved: dict[str, Any], current: dict[str, Any]) -> str:
@@ -365,7 +385,13 @@ class Trainer:
                 _, index, name = key.split(".", 2)
                 state.setdefault(int(index), {})[name] = value.to(self.device)
         groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
-        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        try:
+            self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        except (KeyError, ValueError, TypeError) as exc:  # groups edited, or of another optimiser
+            raise TrainingError(
+                f"{meta_path}: its optimiser state does not fit this run ({exc}); start over with --force, "
+                "or --init last.safetensors"
+            ) from None
         self.step = self._saved_step = int(meta["step"])
         self.settings.init = meta["settings"].get("init")  # where the weights came from stays on record
         # and where the pictures came from: the same ones (checked), wherever a copied cache now is
@@ -616,7 +642,11 @@ class Trainer:
             said = "its training state was saved before"
         else:
             return
-        then = " (validating and checkpointing this step first)" if self._checkpoint_missing() else ""
+        missing = self._checkpoint_missing()
+        if self.step >= self.settings.steps and not missing:  # nothing left for a resume to do
+            bar.write(f"{how} at step {self.step}: the run had finished; its checkpoints are saved")
+            return
+        then = " (validating and checkpointing this step first)" if missing else ""
         bar.write(f"{how} at step {self.step}: {said}; --resume continues from there{then}")
 
 
