@@ -331,7 +331,8 @@ def _decode_as_stored(path: Path, data: bytes, kind: str | None, header: Image.I
     if kind != "TIFF":
         img = _orient(img, orientation(header))
     elif header is not None and header.mode in _ALPHA_MODES and img.dtype == np.uint8:
-        img = _orient(np.asarray(header.convert("RGBA"))[:, :, [2, 1, 0, 3]], orientation(header))
+        straight = header.convert("LA") if header.mode == "La" else header  # Pillow has no La to RGBA
+        img = _orient(np.asarray(straight.convert("RGBA"))[:, :, [2, 1, 0, 3]], orientation(header))
     else:
         img = _checked_tiff(path, data, img, header)
     gray_alpha = (header is not None and header.mode in ("LA", "La")) or (kind == "PNG" and data[25] == 4)

@@ -437,6 +437,20 @@ def test_tiff_alpha_colours_are_not_multiplied_by_alpha(tmp_path):
     assert np.array_equal(read_image(tmp_path / "a.tif"), rgb)
 
 
+def test_gray_tiff_with_premultiplied_alpha_is_divided_back(tmp_path):
+    """Pillow reads it as "La", which it cannot convert to RGBA: "conversion from La to L not
+    supported", a raw ValueError naming no file."""
+    tifffile = pytest.importorskip("tifffile", reason="scikit-image's tifffile writes these TIFFs")
+    gray, alpha = np.full((24, 32), 100, np.uint8), np.tile(np.linspace(0, 255, 32).astype(np.uint8), (24, 1))
+    premultiplied = (gray.astype(np.uint16) * alpha // 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "la.tif", np.dstack([premultiplied, alpha]), photometric="minisblack",
+                     extrasamples=["assocalpha"])  # fmt: skip
+    kept = read_image(tmp_path / "la.tif", as_file=True)
+    assert kept.shape == (24, 32, 2) and np.array_equal(kept[..., 1], alpha)
+    seen = alpha >= 64  # where dividing back leaves the gray within a level or two
+    assert np.abs(kept[..., 0].astype(int) - 100)[seen].max() <= 2
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_orientation_is_applied_with_or_without_alpha(tmp_path, orientation):
     rgba = np.random.default_rng(3).integers(0, 256, (6, 10, 4), dtype=np.uint8)
