@@ -50,6 +50,8 @@ _SIGNATURES = (
     (b"BM", "BMP"),
     (b"P5", "PGM"),
     (b"P6", "PPM"),
+    (b"P2", "PGM"),  # the plain (ASCII) kinds: scaled to full range as the binary ones
+    (b"P3", "PPM"),
 )
 
 
@@ -308,7 +310,7 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
 
 
 def _pnm_maxval(data: bytes) -> int | None:
-    """A binary PGM/PPM's maximum sample value (its header: magic, width, height, maxval, with
+    """A PGM/PPM's maximum sample value (its header: magic, width, height, maxval, with
     # comments between); None if unreadable (OpenCV will have refused it)."""
     fields: list[bytes] = []
     for line in data[:1024].split(b"\n"):

@@ -722,6 +722,9 @@ def test_a_pgm_or_ppm_below_full_scale_is_scaled_to_it(tmp_path):
     seven_bit = rng.integers(0, 128, (6, 10, 3), dtype=np.uint8)
     (tmp_path / "seven.ppm").write_bytes(b"P6 10 6 127\n" + seven_bit.tobytes())
     assert np.array_equal(read_image(tmp_path / "seven.ppm"), np.rint(seven_bit * (255 / 127)))
+    plain = " ".join(map(str, ten_bit.ravel())).encode()  # ASCII: it was read as 0..1023 of 65535
+    (tmp_path / "plain.pgm").write_bytes(b"P2\n10 6\n1023\n" + plain + b"\n")
+    assert np.array_equal(read_image(tmp_path / "plain.pgm", as_file=True), np.rint(ten_bit * (65535 / 1023)))
     full = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
     (tmp_path / "full.ppm").write_bytes(b"P6\n10 6\n255\n" + full.tobytes())
     assert np.array_equal(read_image(tmp_path / "full.ppm"), full)
