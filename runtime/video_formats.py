@@ -103,6 +103,11 @@ _VIDEO_READERS = {
 }  # fmt: skip
 
 
+# The ISO base media brands of still pictures (HEIF, AVIF), which FFmpeg's MP4 reader shows as a
+# video of one frame; their sequences (avis, msf1, hevc) are video.
+STILL_BRANDS = ("avif", "heic", "heix", "mif1")
+
+
 @functools.lru_cache(maxsize=256)
 def holds_video(path: Path) -> bool:
     """Whether FFmpeg reads the file as a video, whatever its name: an elementary stream (.h264,
@@ -116,6 +121,8 @@ def holds_video(path: Path) -> bool:
     try:
         with av.open(str(path)) as container:
             readers = set(container.format.name.split(","))
+            if container.metadata.get("major_brand", "").strip() in STILL_BRANDS:
+                return False  # a picture (AVIF, HEIF) in FFmpeg's MP4 reader: read as one
             return bool(readers & _VIDEO_READERS) and bool(moving_pictures(container))
     except (av.FFmpegError, OSError, UnicodeDecodeError):
         return False

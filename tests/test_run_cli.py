@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from common import perturbed_tiny, workers_left_running
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, features
 
 from bdinn.runtime.debander import Debander
 from bdinn.runtime.imageio import read_image, write_image
@@ -352,6 +352,18 @@ def test_a_glob_takes_no_folder_and_a_vanished_input_fails_alone(model, pictures
     long = "a" * 300 + ".png"
     message = one_line_error(run(model, pictures / "sky.png", "-o", tmp_path / long, "-q"))
     assert message == f"bdinn-run: error: {tmp_path / long}: File name too long"
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow writes no AVIF")
+def test_a_still_avif_is_a_picture(model, pictures, tmp_path):
+    """FFmpeg's MP4 reader shows it as a video of one frame: it became NAME.debanded.mkv, an HEVC
+    clip, and -o x.png was refused as 'cannot write a video as .png'."""
+    Image.open(pictures / "sky.png").save(tmp_path / "sky.avif", quality=95)
+    result = run(model, tmp_path / "sky.avif", "-q")
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "sky.debanded.png").shape == (64, 96, 3)
+    result = run(model, tmp_path / "sky.avif", "-o", tmp_path / "x.png", "-q")
+    assert result.exit_code == 0 and (tmp_path / "x.png").is_file(), result.output
 
 
 def test_an_empty_output_path_is_refused(model, pictures, tmp_path, monkeypatch):
