@@ -140,6 +140,8 @@ class Debander:
     ) -> None:
         self.backend = backend
         self.tile, self.overlap, self.max_change = _checked_options(tile, overlap, max_change)
+        if overlap is None and backend.max_size is not None:  # the default fits an engine's small profile
+            self.overlap = min(self.overlap, min(side // 8 * 8 for side in backend.max_size) // 2)
         self.closed = False
         self._said_8_bit = False  # warned that a uint8 model rounds 16-bit or float work
 

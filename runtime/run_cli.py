@@ -297,7 +297,8 @@ def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple
 @max_change_option
 @tile_option
 @click.option("--overlap", type=click.IntRange(0), default=None,
-              help=f"Tile overlap in pixels [default: {DEFAULT_OVERLAP}, at most half a tile].")  # fmt: skip
+              help=f"Tile overlap in pixels [default: {DEFAULT_OVERLAP}, at most half a tile or of an "
+                   "engine's largest frame].")  # fmt: skip
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help="[default: from the model file]")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N [default: a GPU when there is one].")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,

@@ -594,6 +594,24 @@ def test_a_tile_larger_than_the_engine_profile_is_cut_to_it(tile, size, tiles):
     np.testing.assert_allclose(deband.infer(frame), frame, atol=1e-6)
 
 
+def test_the_default_overlap_fits_a_small_engine_profile():
+    """A plan built for at most 64x64 refused every larger frame: 'no tiles of at most 64 x 64
+    cover 100 x 100 with 64-px overlaps (lower --overlap)', though no overlap had been asked for."""
+
+    class Small(_Profiled):
+        min_size, max_size = (16, 16), (64, 64)
+
+        def infer(self, batch: np.ndarray) -> np.ndarray:
+            assert max(batch.shape[-2:]) <= 64, batch.shape
+            return batch.copy()
+
+    deband = Debander(Small())
+    assert deband.overlap == 32 and deband.tile_for((100, 100)) is not None
+    frame = np.random.default_rng(1).integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    assert np.array_equal(deband(frame), frame)
+    assert Debander(Small(), overlap=16).overlap == 16  # one asked for is kept
+
+
 def test_tensor_pads_a_frame_below_the_backends_minimum(models):
     """An engine's profile has a minimum (bdinn-export --min, 64x64 by default): a smaller frame
     given as a tensor is padded as a numpy frame is, instead of reaching the engine unpadded."""
