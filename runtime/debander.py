@@ -226,8 +226,9 @@ class Debander:
         """
         if bit_depth is not None and bit_depth not in (8, 16):
             raise ValueError(f"bit_depth must be 8 or 16 (None: the input's), got {bit_depth!r}")
-        if not isinstance(dither, bool):
+        if not isinstance(dither, bool | np.bool_):  # numpy's too, as its integers are for seed
             raise TypeError(f"dither must be True or False, got {dither!r}")
+        dither = bool(dither)
         if seed is not None and not _is_int(seed):
             raise TypeError(f"seed must be a whole number >= 0 or None, got {seed!r}")
         if seed is not None and seed < 0:  # the right kind, a wrong value

@@ -511,6 +511,8 @@ def test_tensor_input_is_checked_the_same_on_every_backend(models):
         frame = np.zeros((32, 32, 3), np.uint8)
         with pytest.raises(TypeError, match="dither must be True or False, got 'yes'"):
             deband(frame, dither="yes")  # was taken as True
+        numpy_flag = deband(frame, dither=np.bool_(True), seed=1)  # was refused, unlike numpy integers
+        assert np.array_equal(numpy_flag, deband(frame, dither=True, seed=1))
         for seed, error in (("x", TypeError), (-1, ValueError), (1.5, TypeError)):
             with pytest.raises(error, match="seed must be a whole number >= 0 or None"):
                 deband(frame, dither=True, seed=seed)

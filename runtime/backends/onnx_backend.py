@@ -36,7 +36,9 @@ class OnnxBackend(Backend):
         available = ort.get_available_providers()
         want_cuda = device is None or device.startswith("cuda")
         if device is not None and device.startswith("cuda") and "CUDAExecutionProvider" not in available:
-            raise BackendError(f"{path}: --device {device} needs onnxruntime-gpu (installed: CPU only)")
+            raise BackendError(
+                f"{path}: device {device!r} (--device {device}) needs onnxruntime-gpu (installed: CPU only)"
+            )
         providers: list = ["CPUExecutionProvider"]
         gpu = int(device.partition(":")[2] or 0) if device else 0
         if want_cuda and "CUDAExecutionProvider" in available:

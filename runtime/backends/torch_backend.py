@@ -47,7 +47,9 @@ class TorchBackend(Backend):
         self._torch = torch
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendError(f"{path}: --device {device} asked for, but PyTorch sees no CUDA GPU")
+            raise BackendError(
+                f"{path}: device {device!r} (--device {device}) asked for, but PyTorch sees no CUDA GPU"
+            )
         precision = precision or "fp32"  # open_backend has checked it
         if precision == "fp16" and not device.startswith("cuda"):
             raise BackendError(f"{path}: fp16 runs on CUDA only; use fp32 on the CPU")
