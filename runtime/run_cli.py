@@ -266,6 +266,11 @@ def split_model_argument(model: str | None, paths: tuple[str, ...]) -> tuple[str
         raise click.UsageError(
             f"{misplaced[0]}: a model among the inputs; give it first (bdinn-run MODEL INPUT...) or with -m"
         )
+    if sidecars := [path for path in paths if Path(path).suffix.lower() == ".json"]:  # best.json for best
+        raise click.UsageError(
+            f"{sidecars[0]}: a JSON file, not a picture, video or model; give the model it describes "
+            "(NAME.safetensors, NAME.plan) first"
+        )
     return model, paths
 
 

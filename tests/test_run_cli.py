@@ -366,6 +366,15 @@ def test_a_still_avif_is_a_picture(model, pictures, tmp_path):
     assert result.exit_code == 0 and (tmp_path / "x.png").is_file(), result.output
 
 
+def test_a_checkpoints_sidecar_given_as_the_model_is_refused_before_any_work(model, pictures, tmp_path):
+    """`bdinn-run best.json a.png` debanded a.png with the bundled model, then failed on best.json
+    as a picture."""
+    sidecar = model.with_suffix(".json")
+    message = one_line_error(run(sidecar, pictures / "sky.png", "-o", tmp_path / "out", "-q"), exit_code=2)
+    assert message.startswith(f"bdinn-run: error: {sidecar}: a JSON file, not a picture, video or model;")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_empty_output_path_is_refused(model, pictures, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run(model, pictures / "sky.png", "-o", "")  # -o "$OUT" with OUT unset wrote into .
