@@ -360,6 +360,8 @@ def main(
     model, patterns = split_model_argument(model, paths)
     if not patterns:
         raise click.UsageError("no input given: bdinn-run [MODEL] INPUT... [-o OUT]")
+    if tile is not None and overlap is not None and overlap * 2 > tile:  # as a usage error, naming the option
+        raise click.BadParameter(f"{overlap} is more than half of --tile {tile}", param_hint="--overlap")
     depth = int(bit_depth) if bit_depth else None
     jobs = plan_jobs(expand_inputs(patterns), output, force, depth)
     if depth in (10, 12) and not all(job.is_video for job in jobs):

@@ -375,6 +375,17 @@ def test_a_checkpoints_sidecar_given_as_the_model_is_refused_before_any_work(mod
     assert not (tmp_path / "out").exists()
 
 
+def test_an_overlap_over_half_the_tile_is_a_usage_error_naming_it(model, pictures, tmp_path):
+    """It exited 1 with the Python API's words, 'overlap must be a whole number between 0 and half
+    the tile', where every other bad option exits 2 and names its flag."""
+    result = run(model, pictures / "sky.png", "-o", tmp_path / "o.png", "--tile", "40", "--overlap", "24")
+    message = one_line_error(result, exit_code=2)
+    assert message == (
+        "bdinn-run: error: Invalid value for --overlap: 24 is more than half of --tile 40 "
+        "(see bdinn-run --help)"
+    )
+
+
 def test_an_empty_output_path_is_refused(model, pictures, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run(model, pictures / "sky.png", "-o", "")  # -o "$OUT" with OUT unset wrote into .
