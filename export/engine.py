@@ -21,7 +21,13 @@ from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, 
 from ..runtime.engine_sidecar import ENGINE_FORMAT, INPUT_NAME, OUTPUT_NAME, plan_digest, plan_sidecar
 from ..runtime.files import atomic_write, file_digest
 from ..runtime.processing import MAX_SIDE
-from ..runtime.tensorrt import TensorRT, link_unversioned_rtx_core, load_plugin_library, load_tensorrt
+from ..runtime.tensorrt import (
+    TensorRT,
+    error_logger,
+    link_unversioned_rtx_core,
+    load_plugin_library,
+    load_tensorrt,
+)
 
 RTX_TARGETS = ("sm75", "sm80", "sm86", "sm89", "sm120", "sm121")
 
@@ -187,7 +193,7 @@ def build_engine(
         timing = settings.timing_cache
         if timing is None and cache_dir is not None and gpu is not None:  # tactic timings are the GPU's
             timing = cache_dir / f"timing-{re.sub(r'[^A-Za-z0-9.]+', '-', gpu).strip('-')}.cache"
-        plan = _build(trt, onnx_path, dataclasses.replace(settings, timing_cache=timing), io)
+        plan = _build(trt, onnx_path, dataclasses.replace(settings, timing_cache=timing), io, plan_path)
     sidecar = {
         "format": ENGINE_FORMAT,
         **meta,
@@ -265,8 +271,10 @@ def _io_description(io: str, precision: str) -> dict:
             "output": {"name": OUTPUT_NAME, "dtype": dtype, "layout": "NCHW RGB [0,1]"}}  # fmt: skip
 
 
-def _build(trt: Any, onnx_path: Path, settings: EngineSettings, io: str) -> bytes:
-    logger = trt.Logger(trt.Logger.ERROR)
+def _build(trt: Any, onnx_path: Path, settings: EngineSettings, io: str, plan_path: Path) -> bytes:
+    """The serialized plan; a failure is named by the plan it was to be (bdinn-export takes the
+    ONNX file back)."""
+    logger = error_logger(trt)
     builder = trt.Builder(logger)
     network = _parse(trt, builder, onnx_path, logger)
     config = builder.create_builder_config()
@@ -290,7 +298,14 @@ def _build(trt: Any, onnx_path: Path, settings: EngineSettings, io: str) -> byte
     cache = _load_timing_cache(config, settings.timing_cache) if use_cache else None
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise EngineError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
+        said = "; ".join(dict.fromkeys(logger.errors)) or "it gave no reason"
+        if settings.workspace_mb and ("OutOfMemory" in said or "workspace" in said):
+            hint = " (raise --workspace, or leave it out)"
+        elif "FP32 GEMM is not supported" in said:  # TensorRT-RTX on Turing (sm75)
+            hint = " (build FP16 with --fp16, or leave sm75 out of --target)"
+        else:
+            hint = ""
+        raise EngineError(f"{plan_path}: TensorRT could not build the engine: {said}{hint}")
     if cache is not None:
         data = bytes(cache.serialize())
         try:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+from collections import deque
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 FLAVOURS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 
@@ -119,3 +121,20 @@ def _load_library(trt: ModuleType, library: Path) -> str | None:
             "TensorRT plugin: bdinn's is libbdinn_trt_plugin.so, not the kernels' libbdinn_bdconv.so)" + also
         )
     return None
+
+
+def error_logger(trt: ModuleType) -> Any:
+    """A TensorRT logger that keeps its errors (`.errors`) for a one-line message: trt.Logger
+    printed them to standard output, into `bdinn-export --json`'s JSON and `bdinn-run -o -`'s
+    video, and the error said only 'see its log'."""
+
+    class ErrorLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: deque[str] = deque(maxlen=16)  # the latest: an engine logs for its whole life
+
+        def log(self, severity: Any, msg: str) -> None:
+            if int(severity) <= int(trt.ILogger.Severity.ERROR):
+                self.errors.append(" ".join(msg.split()))  # one line: TensorRT's span several
+
+    return ErrorLogger()

@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -325,6 +327,23 @@ def test_a_forced_export_whose_build_fails_puts_the_old_graph_back(tmp_path, mon
         assert result.exit_code == (1 if isinstance(failure, cli.EngineError) else 130), result.output
         assert {name: (tmp_path / name).read_bytes() for name in old} == old
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*old, "micro.json", "micro.safetensors"])
+
+
+@needs_rtx
+def test_a_failed_build_says_why_in_one_line_and_leaves_stdout_to_the_json(tmp_path):
+    """TensorRT's log went to standard output, into --json's JSON, and the error said only "see
+    its log above", naming the ONNX file the failed export had just taken back."""
+    micro = save_checkpoint(tmp_path / "micro.safetensors", BDINN(MICRO), config_name=None, step=1)
+    args = [str(micro), "--graph", "gridsample", "--target", "sm89", "--min", "64x64", "--opt", "256x256",
+            "--max", "512x512", "--workspace", "1", "-o", str(tmp_path / "m.plan"), "--json"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "bdinn.export.cli", *args], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    said = done.stderr.splitlines()[-1]
+    assert said.startswith(
+        f"bdinn-export: error: {tmp_path / 'm.plan'}: TensorRT could not build the engine: "
+    )
+    assert "workspace" in said and said.endswith("(raise --workspace, or leave it out)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["micro.json", "micro.safetensors"]
 
 
 @needs_rtx

@@ -22,7 +22,12 @@ from bdinn.plugins.trt_plugin import (  # noqa: E402
     plugin_classes,
     register_python_plugin,
 )
-from bdinn.runtime.tensorrt import TensorRTUnavailable, load_plugin_library, load_tensorrt  # noqa: E402
+from bdinn.runtime.tensorrt import (  # noqa: E402
+    TensorRTUnavailable,
+    error_logger,
+    load_plugin_library,
+    load_tensorrt,
+)
 
 try:
     TRT = load_tensorrt("tensorrt-rtx")
@@ -333,3 +338,14 @@ def test_run_time_sizes_that_do_not_fit_are_refused_before_the_kernels_run():
 def test_operands_that_fit_parse():
     _, network = parse(one_node_graph(4, (4, 8, 3, 5), 4))
     assert tuple(network.get_output(0).shape) == (1, 4, -1, -1)
+
+
+def test_the_error_logger_keeps_tensorrts_errors_off_standard_output(capfd):
+    """trt.Logger printed them to standard output, into `bdinn-export --json`'s JSON and a video
+    that `bdinn-run -o -` writes there; the messages that say why now hold them."""
+    trt = TRT.module
+    logger = error_logger(trt)
+    assert trt.Runtime(logger).deserialize_cuda_engine(b"not a plan" * 10) is None
+    assert any("Serialization" in error for error in logger.errors)
+    assert all("\n" not in error for error in logger.errors)
+    assert capfd.readouterr().out == ""

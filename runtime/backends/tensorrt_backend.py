@@ -17,7 +17,7 @@ import numpy as np
 
 from ..engine_sidecar import IO_DTYPES, SidecarError, read_sidecar
 from ..imageio import from_float, to_float
-from ..tensorrt import TensorRTUnavailable, load_plugin_library, load_tensorrt
+from ..tensorrt import TensorRTUnavailable, error_logger, load_plugin_library, load_tensorrt
 from .base import Backend, BackendError, tile_grid_of
 
 _NP_DTYPES = {name: np.dtype(name).type for name in IO_DTYPES}  # the sidecar's names, checked there
@@ -131,15 +131,16 @@ class TensorRTBackend(Backend):
         self.gpu, self.compute = self._check_gpu(sidecar.get("targets") or [])
         if library is None and not embedded and sidecar.get("graph", "plugin") == "plugin":
             self._register_python_plugin()  # a portable graph (gridsample, deformconv) needs no plugin
-        logger = self.trt.Logger(self.trt.Logger.ERROR)
-        self._runtime = self.trt.Runtime(logger)
+        self._logger = error_logger(self.trt)  # kept: TensorRT logs through it while the engine runs
+        self._runtime = self.trt.Runtime(self._logger)
         if embedded and hasattr(self._runtime, "engine_host_code_allowed"):
             self._runtime.engine_host_code_allowed = True  # the embedded plugin library is host code
         self.engine = self._runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise BackendError(
-                f"{path}: TensorRT could not deserialise this plan on {self.gpu} ({self.compute}); it was "
-                f"built for {', '.join(sidecar.get('targets') or ['another GPU'])}: rebuild with bdinn-export"
+                f"{path}: TensorRT could not deserialise this plan on {self.gpu} ({self.compute}; "
+                f"{'; '.join(self._logger.errors) or 'no reason given'}); it was built for "
+                f"{', '.join(sidecar.get('targets') or ['another GPU'])}: rebuild with bdinn-export"
             )
         self.input_name = sidecar["io"]["input"]["name"]
         self.output_name = sidecar["io"]["output"]["name"]
