@@ -304,6 +304,8 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
     if img.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path}: {img.dtype} samples are not supported (save it as 8- or 16-bit)")
     top = _pnm_maxval(data) if kind in ("PGM", "PPM") else None
+    if data[:2] in (b"P2", b"P3") and img.dtype == np.uint8:
+        top = None  # OpenCV stretches a plain (ASCII) 8-bit one itself, not a binary one
     if top is not None and top != np.iinfo(img.dtype).max:  # OpenCV keeps a 10-bit PGM's 0..1023
         img = np.rint(img * (np.iinfo(img.dtype).max / top)).astype(img.dtype)
     return img

@@ -725,6 +725,10 @@ def test_a_pgm_or_ppm_below_full_scale_is_scaled_to_it(tmp_path):
     plain = " ".join(map(str, ten_bit.ravel())).encode()  # ASCII: it was read as 0..1023 of 65535
     (tmp_path / "plain.pgm").write_bytes(b"P2\n10 6\n1023\n" + plain + b"\n")
     assert np.array_equal(read_image(tmp_path / "plain.pgm", as_file=True), np.rint(ten_bit * (65535 / 1023)))
+    (tmp_path / "plain8.pgm").write_bytes(b"P2\n4 1\n15\n0 1 2 15\n")  # OpenCV stretches these itself
+    assert read_image(tmp_path / "plain8.pgm", as_file=True).ravel().tolist() == [0, 17, 34, 255]
+    (tmp_path / "plain8.ppm").write_bytes(b"P3\n2 1\n100\n0 50 100 100 100 100\n")
+    assert read_image(tmp_path / "plain8.ppm").tolist() == [[[0, 127, 255], [255, 255, 255]]]
     full = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
     (tmp_path / "full.ppm").write_bytes(b"P6\n10 6\n255\n" + full.tobytes())
     assert np.array_equal(read_image(tmp_path / "full.ppm"), full)
