@@ -198,8 +198,8 @@ def main(
         if coarse_pass:  # the engine's sidecar (model_config) and the graph's metadata record it
             model = with_coarse_pass(model)
             meta = {**meta, "config": model.config.to_dict()}
-        # A forced export replaces the ONNX file before the engine builds: a build that fails puts
-        # the old one back beside the old plan. (--onnx-only writes one file, atomically.)
+        # A forced export replaces the ONNX file before the engine builds: a build that fails (or is
+        # stopped) puts the old one back beside the old plan. (--onnx-only writes one file, atomically.)
         with restored_if_failed(onnx_path) if not onnx_only else contextlib.nullcontext():
             with counting_seconds(f"onnx: exporting the {graph} graph"):
                 result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io, replace=force)
@@ -222,15 +222,16 @@ def main(
                     if onnx_is_new:
                         result.written.take_back()
                     raise
-                rtx = built["tensorrt"]["flavour"] == "tensorrt-rtx"  # default: any RTX GPU from Ampere on
-                default = "TensorRT-RTX's default targets" if rtx else "this GPU"
-                where = ", ".join(targets) if targets else default
-                how = "from the engine cache" if built["from_cache"] else "built"
-                flavour = f"{built['tensorrt']['flavour']} {built['tensorrt']['version']}"
-                say(f"engine: {output} for {where} with {flavour}, {how} in {built['build_seconds']:.1f} s")
-                summary.update({"plan": str(output), "sidecar": str(plan_sidecar(output)),
-                                "build_seconds": built["build_seconds"], "from_cache": built["from_cache"],
-                                "tensorrt": built["tensorrt"], "targets": list(targets)})  # fmt: skip
+        if not onnx_only:  # built: the new graph and plan stand together from here
+            rtx = built["tensorrt"]["flavour"] == "tensorrt-rtx"  # default: any RTX GPU from Ampere on
+            default = "TensorRT-RTX's default targets" if rtx else "this GPU"
+            where = ", ".join(targets) if targets else default
+            how = "from the engine cache" if built["from_cache"] else "built"
+            flavour = f"{built['tensorrt']['flavour']} {built['tensorrt']['version']}"
+            say(f"engine: {output} for {where} with {flavour}, {how} in {built['build_seconds']:.1f} s")
+            summary.update({"plan": str(output), "sidecar": str(plan_sidecar(output)),
+                            "build_seconds": built["build_seconds"], "from_cache": built["from_cache"],
+                            "tensorrt": built["tensorrt"], "targets": list(targets)})  # fmt: skip
     except (BackendError, CheckpointError, EngineError, TensorRTUnavailable, OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

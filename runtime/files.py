@@ -88,8 +88,19 @@ def restored_if_failed(path: Path) -> Iterator[None]:
     """Put `path`'s present file back if the block fails: bdinn-export --force replaces the ONNX
     file beside a plan before the engine builds, and a build that failed left the new graph beside
     the old plan. The old file waits under a temporary name (a hard link, or a copy where the file
-    system has none); a block that ends without one does nothing."""
-    if path.is_symlink() or not path.is_file():
+    system has none), a symbolic link as the link itself (the write replaced the link, not what
+    it points to); a block that ends without one does nothing."""
+    if path.is_symlink():
+        link = os.readlink(path)
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            path.symlink_to(link)
+            raise
+        return
+    if not path.is_file():
         yield
         return
     kept = _reserve_temporary(path)

@@ -328,6 +328,23 @@ def test_a_forced_export_whose_build_fails_puts_the_old_graph_back(tmp_path, mon
         assert {name: (tmp_path / name).read_bytes() for name in old} == old
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*old, "micro.json", "micro.safetensors"])
 
+    def built(onnx_path, plan_path, *_args, **_kwargs):
+        plan_path.write_bytes(b"the new plan")
+        rtx = {"flavour": "tensorrt-rtx", "version": "1"}
+        return {"tensorrt": rtx, "from_cache": False, "build_seconds": 1}
+
+    def stopped_while_saying(text):  # Ctrl-C (or a closed pipe) after the build, as it is reported
+        if text.startswith("engine:"):
+            raise KeyboardInterrupt
+        return text
+
+    monkeypatch.setattr(cli, "build_engine", built)
+    monkeypatch.setattr(cli, "one_line", stopped_while_saying)
+    result = export(str(micro), "--graph", "gridsample", "-o", str(tmp_path / "m.plan"), "--force")
+    assert result.exit_code == 130
+    # built: the new graph stays beside the new plan (the old graph was put back beside it)
+    assert (tmp_path / "m.plan").read_bytes() == b"the new plan" and onnx.load(tmp_path / "m.onnx").graph.node
+
 
 @needs_rtx
 def test_a_failed_build_says_why_in_one_line_and_leaves_stdout_to_the_json(tmp_path):

@@ -411,6 +411,17 @@ def test_restored_if_failed_puts_the_old_file_back_and_leaves_no_copy(tmp_path, 
     with restored_if_failed(graph):
         atomic_write(graph, lambda tmp: Path(tmp).write_bytes(b"new"))
     assert graph.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    (tmp_path / "kept.onnx").write_bytes(b"linked")
+    (tmp_path / "link.onnx").symlink_to("kept.onnx")  # the write replaces the link, not its target
+    with pytest.raises(RuntimeError), restored_if_failed(tmp_path / "link.onnx"):
+        atomic_write(tmp_path / "link.onnx", lambda tmp: Path(tmp).write_bytes(b"new"))
+        raise RuntimeError
+    assert (
+        os.readlink(tmp_path / "link.onnx") == "kept.onnx"
+        and (tmp_path / "kept.onnx").read_bytes() == b"linked"
+    )
+    for name in ("link.onnx", "kept.onnx"):
+        (tmp_path / name).unlink()
     with pytest.raises(RuntimeError), restored_if_failed(tmp_path / "new.onnx"):  # nothing to keep
         (tmp_path / "new.onnx").write_bytes(b"half")
         raise RuntimeError
