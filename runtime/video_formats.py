@@ -103,9 +103,13 @@ _VIDEO_READERS = {
 }  # fmt: skip
 
 
-# The ISO base media brands of still pictures (HEIF, AVIF), which FFmpeg's MP4 reader shows as a
-# video of one frame; their sequences (avis, msf1, hevc) are video.
-STILL_BRANDS = ("avif", "heic", "heix", "mif1")
+@functools.cache
+def _reads_avif() -> bool:
+    """Whether Pillow reads AVIF here (its plugin, from Pillow 11.3): then a still AVIF is a
+    picture; else FFmpeg still reads it, as a video of one frame."""
+    from PIL import features
+
+    return bool(features.check("avif"))
 
 
 @functools.lru_cache(maxsize=256)
@@ -121,8 +125,8 @@ def holds_video(path: Path) -> bool:
     try:
         with av.open(str(path)) as container:
             readers = set(container.format.name.split(","))
-            if container.metadata.get("major_brand", "").strip() in STILL_BRANDS:
-                return False  # a picture (AVIF, HEIF) in FFmpeg's MP4 reader: read as one
+            if container.metadata.get("major_brand", "").strip() == "avif" and _reads_avif():
+                return False  # a still AVIF, a video of one frame to FFmpeg's MP4 reader: a picture
             return bool(readers & _VIDEO_READERS) and bool(moving_pictures(container))
     except (av.FFmpegError, OSError, UnicodeDecodeError):
         return False

@@ -11,6 +11,7 @@ import zlib
 from functools import partial
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -364,6 +365,15 @@ def test_a_still_avif_is_a_picture(model, pictures, tmp_path):
     assert read_image(tmp_path / "sky.debanded.png").shape == (64, 96, 3)
     result = run(model, tmp_path / "sky.avif", "-o", tmp_path / "x.png", "-q")
     assert result.exit_code == 0 and (tmp_path / "x.png").is_file(), result.output
+    # HEIF, which Pillow does not read, stays what FFmpeg reads it as: a video of one frame
+    with av.open(str(tmp_path / "one.heic"), "w", format="mp4", options={"brand": "heic"}) as heif:
+        stream = heif.add_stream("libx264", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for packet in [*stream.encode(av.VideoFrame.from_ndarray(read_image(pictures / "sky.png"))),
+                       *stream.encode()]:  # fmt: skip
+            heif.mux(packet)
+    result = run(model, tmp_path / "one.heic", "-q")
+    assert result.exit_code == 0 and (tmp_path / "one.debanded.mkv").is_file(), result.output
 
 
 def test_a_checkpoints_sidecar_given_as_the_model_is_refused_before_any_work(model, pictures, tmp_path):
