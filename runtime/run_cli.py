@@ -82,6 +82,17 @@ def _unnamed_stream(source: Path) -> bool:
     return source.suffix.lower() not in MEDIA_SUFFIXES and source.exists() and not source.is_file()
 
 
+def folder_members(folder: Path) -> list[Path]:
+    """A folder's pictures and videos, sorted, without our own NAME.debanded outputs and hidden
+    files (as the shell's * leaves them: macOS's ._NAME.jpg beside each picture is none)."""
+    media = [p for p in folder.iterdir() if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file()]
+    members = sorted(p for p in media if not p.stem.endswith(OUR_OUTPUT_MARK) and not p.name.startswith("."))
+    if not members:
+        hidden = " (hidden files are skipped)" if any(p.name.startswith(".") for p in media) else ""
+        raise click.ClickException(f"{folder}: folder holds no pictures or videos{hidden}")
+    return members
+
+
 def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
     """Files, folders (their pictures and videos, sorted, without our own NAME.debanded outputs)
     and globs, in the order given; a file named twice (by any spelling) is done once."""
@@ -95,18 +106,9 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
                 raise click.ClickException("-: standard input must be the only input")
             return [STDIO]
         if path.is_dir():
-            members = sorted(
-                p for p in path.iterdir()
-                if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file()
-                and not p.stem.endswith(OUR_OUTPUT_MARK)
-                and not p.name.startswith(".")  # as the shell's *: macOS's ._NAME.jpg are no pictures
-            )  # fmt: skip
-            if not members:
-                raise click.ClickException(f"{path}: folder holds no pictures or videos")
-            found.extend(members)
+            found.extend(folder_members(path))
         elif any(ch in pattern for ch in "*?[") and not path.exists():
-            # Files: a folder among the matches (d/* with a d/sub) is no picture
-            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True) if not Path(m).is_dir())
+            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
             if not matches:
                 raise click.ClickException(f"{pattern}: no file matches this pattern")
             if OUR_OUTPUT_MARK not in pattern:  # as for folders: a second run must not take them in
@@ -115,7 +117,8 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
                     raise click.ClickException(
                         f"{pattern}: matches only bdinn-run's own NAME.debanded outputs"
                     )
-            found.extend(matches)
+            for match in matches:  # a folder (shoot/* matching shoot/day1) is taken as from the shell
+                found.extend(folder_members(match) if match.is_dir() else [match])
         else:
             if not path.exists() and "://" in pattern:  # Path() would fold it into a path: http:/host
                 raise click.ClickException(

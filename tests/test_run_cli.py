@@ -336,20 +336,25 @@ def test_a_glob_takes_no_folder_and_a_vanished_input_fails_alone(model, pictures
     """A glob matching a folder (IsADirectoryError) or a link to nothing (FileNotFoundError), and a
     name too long for the file system, were tracebacks that ended the batch. A folder's hidden
     files (macOS's ._NAME.jpg beside each picture) were taken as pictures and failed."""
-    (pictures / "sub.png").mkdir()
+    (pictures / "sub.png").mkdir()  # a folder the glob matches: its pictures, as from the shell
+    write_image(pictures / "sub.png" / "inner.png", read_image(pictures / "sky.png"))
     (pictures / "gone.png").symlink_to(tmp_path / "nowhere.png")
     (pictures / "._sky.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     result = run(model, str(pictures / "*.png"), "-o", tmp_path / "out", "-q")
     assert result.exit_code == 1
     assert result.output.splitlines() == [
         f"bdinn-run: error: {pictures / 'gone.png'}: No such file or directory",
-        "bdinn-run: error: 1 of 3 inputs failed (see above)",
+        "bdinn-run: error: 1 of 4 inputs failed (see above)",
     ]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shapes.png", "sky.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["inner.png", "shapes.png", "sky.png"]
     (pictures / "gone.png").unlink()
     result = run(model, pictures, "-o", tmp_path / "folder", "-q")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "folder").iterdir()) == ["shapes.png", "sky.png"]
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / ".sky.png").write_bytes((pictures / "sky.png").read_bytes())
+    message = one_line_error(run(model, tmp_path / "hidden", "-q"))
+    assert message.endswith("folder holds no pictures or videos (hidden files are skipped)")
     long = "a" * 300 + ".png"
     message = one_line_error(run(model, pictures / "sky.png", "-o", tmp_path / long, "-q"))
     assert message == f"bdinn-run: error: {tmp_path / long}: File name too long"
