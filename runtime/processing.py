@@ -89,7 +89,11 @@ def split_frame(image: np.ndarray) -> Frame:
     if flat:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
-        hint = ": for several frames pass a list of them, list(frames)" if image.ndim == 4 else ""
+        hint = ""
+        if image.ndim == 4 and image.shape[-1] in (1, 2, 3, 4):
+            hint = ": for several frames pass a list of them, list(frames)"
+        elif image.ndim == 4 and image.shape[1] == 3:
+            hint = ": an N x 3 x H x W batch of floats in [0, 1] goes to Debander.infer"
         raise ValueError(f"expected H x W, or H x W x 1, 2, 3 or 4, got shape {image.shape}{hint}")
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE:

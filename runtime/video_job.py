@@ -223,8 +223,9 @@ class VideoJob:
             if self.sar != 1 and self.codec not in SAR_ENCODERS and self.muxer not in SAR_MUXERS:
                 warnings.warn(  # PyAV cannot set Matroska's or AVI's own field, which the others need
                     f"{self.dst}: {encoder_label(self.codec)} does not keep the source's sample aspect ratio "
-                    f"{self.sar} in {self.dst.suffix or self.muxer}; write .mp4 or .mov, or use libx265 or "
-                    "libx264, to keep it",
+                    f"{self.sar} in {self.dst.suffix or self.muxer}; write .mp4 or .mov"
+                    + (", or use libx265 or libx264," if self.muxer != "webm" else "")
+                    + " to keep it",
                     stacklevel=5,
                 )
         colour = self.colour

@@ -530,6 +530,8 @@ def test_tensor_input_is_checked_the_same_on_every_backend(models):
             deband(frame, progress=5)
         with pytest.raises(ValueError, match=r"\(2, 32, 32, 3\): for several frames pass a list of them"):
             deband(np.stack([frame, frame]))  # a video's frames as one array: say that a list is taken
+        with pytest.raises(ValueError, match=r"\(2, 3, 32, 32\): an N x 3 x H x W batch of floats in"):
+            deband(np.zeros((2, 3, 32, 32), np.uint8))
         for empty in [(0, 3, 32, 32), (1, 3, 0, 20)]:  # a zero side was numpy's np.pad error
             with pytest.raises(
                 ValueError, match=rf"H and W at least 1, got shape \({empty[0]}, 3, {empty[2]}"

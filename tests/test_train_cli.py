@@ -247,7 +247,7 @@ def test_train_seed_repeats_a_run_on_the_same_pairs_and_split(tmp_path, tiny_con
         main, [*args, "--train-seed", "5", "--resume", "-o", str(tmp_path / "other")]
     )
     assert resumed.exit_code == 1 and "cannot resume with different train_seed" in resumed.output
-    assert "(saved run used train_seed=4)" in resumed.output
+    assert "(saved run used --train-seed 4)" in resumed.output
     same = CliRunner().invoke(main, [*args, "--train-seed", "3", "--resume", "-o", str(tmp_path / "plain")])
     assert same.exit_code == 0 and "at step 4/4 already" in same.output
 
@@ -267,7 +267,7 @@ def test_a_damaged_state_is_one_line_and_a_lone_state_half_gets_one_advice(
     assert f"the run in {tmp_path} is at step 2/4, at --stop-at 1 or past it; nothing to do" in early.output
     other = CliRunner().invoke(main, [*args, "--resume", "--val-every", "3"])
     assert other.exit_code == 1
-    assert "cannot resume with different val_every (saved run used val_every=2)" in other.output
+    assert "cannot resume with different val_every (saved run used --val-every 2)" in other.output
     state = tmp_path / "state.json"
     good = json.loads(state.read_text())
     for damage, named in (

@@ -266,7 +266,7 @@ def main(
             "start over, or choose another -o"
         )
     warmup, steps = train_options["warmup"], train_options["steps"]
-    if warmup >= steps - 1:  # type: ignore[operator]  # the last step after the warm-up is at the peak
+    if warmup and warmup >= steps - 1:  # type: ignore[operator]  # the last step after it is at the peak
         warnings.warn(
             f"--warmup {warmup} leaves --steps {steps} no step to decay in: the learning rate only rises "
             "and never decays (a short fine-tune wants a short --warmup)",

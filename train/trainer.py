@@ -170,7 +170,7 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
     changed = [k for k in RUN_DEFINING if k not in unknown and saved.get(k, current[k]) != current[k]]
     if changed:  # a key absent from the saved state predates it
         was = ", ".join(
-            f"{k}={saved.get(k)}" if k != "data" else _changed_data(saved["data"], current["data"])
+            _as_option(k, saved.get(k)) if k != "data" else _changed_data(saved["data"], current["data"])
             for k in changed
             if k not in ("config", "sources")
         )
