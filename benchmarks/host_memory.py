@@ -16,7 +16,6 @@ import multiprocessing
 import platform
 import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +60,10 @@ def measure(
 def run_case(
     model: str | None, backend: str, size: tuple[int, int], frames: int, whole: bool
 ) -> dict[str, Any]:
-    """measure() in a fresh process, so that no other case's peak is counted."""
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        return pool.submit(measure, model, backend, size, frames, whole).result()
+    """measure() in a fresh process, so that no other case's peak is counted. Stopped (Ctrl-C,
+    SIGTERM), the pool's exit kills it: an executor's waited for the case, minutes for 8K."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(measure, (model, backend, size, frames, whole))
 
 
 @click.command("host_memory.py", cls=BdinnCommand)
