@@ -238,17 +238,19 @@ def main(
             f"not enough memory for {batch} frame(s) of {size[0]}x{size[1]}; try a smaller --size or --tile"
         ) from None
     result["model"] = str(model) if model else "bundled default"
-    if json_out is not None and not to_file:
-        json.dump(result, sys.stdout, indent=2)
-        click.echo()
-        return
-    click.echo(format_result(result))
+    text = json.dumps(result, indent=2) + "\n"
     if to_file:  # checked before the work; a disk that filled up since is still one line
-        text = json.dumps(result, indent=2) + "\n"
         try:
             atomic_write(json_out, lambda tmp: Path(tmp).write_text(text), replace=force)
         except OutputError as exc:
             raise click.ClickException(str(exc)) from None
+    shown = text if json_out is not None and not to_file else format_result(result) + "\n"
+    try:  # after the file: a closed pipe or a full disk on standard output loses only the echo
+        click.echo(shown, nl=False)
+        sys.stdout.flush()
+    except OSError as exc:
+        what = "the JSON" if shown is text else "the timings"
+        raise click.ClickException(f"could not print {what} ({exc.strerror or exc})") from None
 
 
 if __name__ == "__main__":

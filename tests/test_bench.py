@@ -1,7 +1,10 @@
 """`bdinn-bench` on the CPU: the numbers it reports are there, ordered and consistent."""
 
 import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -76,6 +79,24 @@ def test_stdout_json_and_errors(model, tmp_path):
     assert forced.exit_code == 0 and json.loads(earlier.read_text())["shape"] == [1, 3, 32, 32]
     graph = CliRunner().invoke(main, [str(model), "--size", "32x32", "--cuda-graph"])
     assert graph.exit_code == 2 and "CUDA graphs are for TensorRT engines" in graph.output
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_standard_output_loses_only_the_echo(model, tmp_path):
+    """The timings were printed before --json FILE was written: a full disk or a closed pipe on
+    standard output was a traceback, and the file was never written."""
+    report = tmp_path / "bench.json"
+    for json_to in (report, "-"):
+        command = [sys.executable, "-m", "bdinn.runtime.bench", str(model), "--size", "32x32", "-n", "1",
+                   "--warmup", "0", "--json", str(json_to)]  # fmt: skip
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+        what = "the timings" if json_to == report else "the JSON"
+        assert done.returncode == 1
+        assert done.stderr.splitlines() == [
+            f"bdinn-bench: error: could not print {what} (No space left on device)"
+        ]
+    assert json.loads(report.read_text())["shape"] == [1, 3, 32, 32]
 
 
 def test_the_bundled_model_is_an_input_when_no_model_is_named(tmp_path, monkeypatch):

@@ -609,7 +609,8 @@ def main(
         click.echo(to_json(report) if json_to_stdout else table, nl=False)
         sys.stdout.flush()
     except OSError as exc:
-        raise click.ClickException(f"could not print the table ({exc.strerror or exc})") from None
+        what = "the JSON" if json_to_stdout else "the table"
+        raise click.ClickException(f"could not print {what} ({exc.strerror or exc})") from None
 
 
 if __name__ == "__main__":
