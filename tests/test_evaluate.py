@@ -155,8 +155,16 @@ def test_degradation_names():
 def test_a_degradation_id_out_of_range_says_its_range():
     with pytest.raises(EvalError, match=r"degradation 'x264crf99': crf 0-51 only"):
         parse_degradations("q5,x264crf99")
-    with pytest.raises(EvalError, match=r"degradation 'q17': bits 1-16, blur >= 0, no crf"):
+    with pytest.raises(EvalError, match=r"degradation 'q17': bits 1-16, blur 0-16, no crf"):
         parse_degradations("q17")
+    # a sigma of 1e8 allocated gigabytes in OpenCV (a traceback), or ran for minutes
+    with pytest.raises(EvalError, match=r"degradation 'b100000000.0q5': bits 1-16, blur 0-16, no crf"):
+        parse_degradations("b100000000.0q5")
+
+
+def test_two_names_of_one_degradation_are_scored_once():
+    """blur6 and b1.0q6 (or q5 and q05) made two identical row sets, each scored in full."""
+    assert [name for name, _ in parse_degradations("blur6,b1.0q6,q5,q05,b0q5")] == ["blur6", "q5"]
 
 
 def test_max_images_is_a_seeded_subset_in_the_folders_order(paired_dirs):

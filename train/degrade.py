@@ -59,6 +59,7 @@ MAX_CRF = {"x264": 51, "x265": 51, "svtav1": 63}
 BITS_RANGE = (4, 6)
 BLUR_PROBABILITY = 1 / 3
 BLUR_SIGMAS = (0.5, 1.5)
+MAX_BLUR = 16.0  # px: a "light blur" far beyond; a sigma of 1e8 allocated gigabytes in OpenCV
 MIN_CODEC_SIDE = 32  # x265 refuses frames of 8 pixels, SVT-AV1 below 4: smaller ones are padded
 GENERATOR_VERSION = 2  # part of every cache key: bump when a degradation's output changes
 MANIFEST_KIND = "bdinn-synthetic-pairs/"  # any version of the format
@@ -76,8 +77,8 @@ class Degradation:
 
     def __post_init__(self) -> None:
         if self.kind == "bits":
-            if not 1 <= self.bits <= 16 or self.blur < 0 or self.crf:
-                raise ValueError(f"bad bit-depth degradation {self}: bits 1-16, blur >= 0, no crf")
+            if not 1 <= self.bits <= 16 or not 0 <= self.blur <= MAX_BLUR or self.crf:
+                raise ValueError(f"bad bit-depth degradation {self}: bits 1-16, blur 0-{MAX_BLUR:g}, no crf")
         elif self.kind in CODECS:
             if not 0 <= self.crf <= MAX_CRF[self.kind] or self.bits or self.blur:
                 raise ValueError(f"bad {self.kind} degradation {self}: crf 0-{MAX_CRF[self.kind]} only")

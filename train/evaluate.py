@@ -132,7 +132,7 @@ def parse_degradations(text: str) -> list[tuple[str, Degradation]]:
                 f"unknown degradation {name!r}; use {', '.join(NAMED_DEGRADATIONS)} "
                 "or an id such as q4, b0.5q5, x264crf30, x265crf36, svtav1crf50"
             ) from None
-        if name not in (n for n, _ in out):
+        if degradation.id not in {d.id for _, d in out}:  # blur6 and b1.0q6 are one: the first name
             out.append((name, degradation))
     if not out:
         raise EvalError("no degradation given (e.g. --degrade q5,x264)")
