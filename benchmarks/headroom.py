@@ -128,7 +128,7 @@ def to_markdown(report: dict[str, dict]) -> str:
 @click.option("--size", default=None, callback=parse_optional_size, help="HEIGHTxWIDTH, e.g. 1080x1920.")
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
-@report_files("json_path", models="model")
+@report_files("json_path", models="model", folders=("clean_dir",))
 @stops_cleanly
 @one_line_warnings()
 def main(

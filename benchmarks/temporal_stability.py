@@ -162,7 +162,7 @@ def even_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--max-images", default=3, type=click.IntRange(1), help="Clean pictures used (seeded pick).")
 @max_change_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
-@report_files("json_path", models="model")
+@report_files("json_path", models="model", folders=("clean_dir",))
 @stops_cleanly
 @one_line_warnings()
 def main(model: Path | None, clean_dir: Path, size: tuple[int, int], frames: int, crf: int, gop: int,

@@ -246,15 +246,16 @@ _REPORT_FORCE = "bdinn.report_force"  # report_files' --force, for write_report
 
 
 def report_files(
-    *names: str, models: str | None = None, bundled_default: bool = True
+    *names: str, models: str | None = None, bundled_default: bool = True, folders: tuple[str, ...] = ()
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """-f/--force for a command that writes reports (the options `names`: --json, --markdown),
     which are checked before its work, as bdinn's commands check theirs: each can be written (a
     missing folder failed after minutes of benchmarking), an existing one is replaced only with
     --force, and none is the model it measures (the argument `models`: one path or several, with
     their sidecars; none given, the bundled model's files, unless `bundled_default` is False for
-    a command that then runs no model) or another report, even with --force. The command writes
-    them with write_report."""
+    a command that then runs no model), a file of its input folders (the arguments `folders`: a
+    --clean picture) or another report, even with --force. The command writes them with
+    write_report."""
 
     def decorate(command: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(command)
@@ -265,6 +266,8 @@ def report_files(
                 inputs = files_of_model(None)
             else:
                 inputs = [f for model in given for f in files_of_model(model)]
+            for folder in (kwargs.get(name) for name in folders):
+                inputs += [path for path in Path(folder).iterdir() if path.is_file()] if folder else []
             reports = [Path(kwargs[name]) for name in names if kwargs.get(name) is not None]
             if Path("-") in reports:  # it wrote a file named '-', where bdinn-bench prints to stdout
                 raise click.UsageError(

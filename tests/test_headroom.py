@@ -67,6 +67,26 @@ def test_a_folder_without_pictures_is_one_line_and_exit_1(tmp_path, run_benchmar
     )
 
 
+@pytest.mark.parametrize("script", ["headroom", "temporal_stability", "interlaced_fields"])
+def test_a_report_never_replaces_a_clean_picture(tmp_path, script, benchmark_script):
+    """--json clean/a.png -f replaced the picture the script read with its JSON report."""
+    from click.testing import CliRunner
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    picture = clean / "sky.png"
+    picture.write_bytes((DATA / "sky-gradient.png").read_bytes())
+    done = CliRunner().invoke(
+        benchmark_script(script).main, ["--clean", str(clean), "--json", str(picture), "-f"]
+    )
+    assert done.exit_code == 1
+    assert (
+        done.stderr
+        == f"{script}.py: error: {picture}: is one of this command's inputs; choose another output\n"
+    )
+    assert picture.read_bytes() == (DATA / "sky-gradient.png").read_bytes()
+
+
 @pytest.mark.parametrize("size", ["0x0", "-32x32", "15x64"])
 def test_a_size_bdinn_eval_refuses_is_one_line_and_exit_1(size, run_benchmark):
     """--size went unchecked: 0x0 ended in an OpenCV traceback, -32x32 blamed the first picture."""
