@@ -124,7 +124,8 @@ def _best_default_backend() -> str:
     if has_torch:
         return "torch"
     raise BackendError(
-        "no inference backend is installed: pip install 'bdinn[onnx]' (ONNX Runtime) or 'bdinn[train]'"
+        "no inference backend is installed: pip install '.[onnx]' (ONNX Runtime) or '.[train]' (PyTorch) in "
+        "bdinn's folder"
     )
 
 

@@ -36,7 +36,7 @@ def require_pyav(what: str = "video") -> ModuleType:
     except ModuleNotFoundError as exc:
         if exc.name != "av":  # PyAV is there, without something it imports
             raise MissingPackage(f"{what} needs PyAV, and it does not import ({exc})") from None
-        raise MissingPackage(f"{what} needs PyAV {_MIN} or newer: pip install 'bdinn[video]' "
+        raise MissingPackage(f"{what} needs PyAV {_MIN} or newer: pip install '.[video]' in bdinn's folder "
                           "(Python 3.11 or newer)") from None  # fmt: skip
     except ImportError as exc:  # a broken install: a library it links is missing or mismatched
         raise MissingPackage(

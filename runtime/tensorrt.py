@@ -83,7 +83,7 @@ def _load(wanted: str | None) -> TensorRT:
         return TensorRT(module, name, module.__version__)
     raise TensorRTUnavailable(
         "TensorRT is not installed or does not load (" + "; ".join(errors) + "): "
-        "pip install 'bdinn[tensorrt]' on data-centre GPUs or 'bdinn[tensorrt-rtx]' on RTX GPUs"
+        "pip install '.[tensorrt]' on data-centre GPUs or '.[tensorrt-rtx]' on RTX GPUs, in bdinn's folder"
     )
 
 

@@ -23,15 +23,16 @@ def _launch(command: str) -> None:
     try:
         import torch  # noqa: F401
     except ImportError:
-        print(f"{command}: error: needs PyTorch: pip install 'bdinn[train,onnx]' (on a CPU-only machine "
-              "install the CPU build of torch first); bdinn-run and bdinn-bench work without it",
+        print(f"{command}: error: needs PyTorch: pip install '.[train,onnx]' in bdinn's folder (on a "
+              "CPU-only machine the CPU build of torch first: README, Install); bdinn-run, bdinn-eval and "
+              "bdinn-bench work without it",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(1) from None
     for module in _EXTRAS.get(command, ()):
         try:
             importlib.import_module(module)
         except ImportError as exc:  # missing, or built against another numpy
-            print(f"{command}: error: needs the onnx extra ({exc}): pip install 'bdinn[onnx]'",
+            print(f"{command}: error: needs the onnx extra ({exc}): pip install '.[onnx]' in bdinn's folder",
                   file=sys.stderr)  # fmt: skip
             raise SystemExit(1) from None
     importlib.import_module(_MODULES[command]).main()

@@ -113,7 +113,7 @@ def run_benchmark() -> Callable[..., subprocess.CompletedProcess]:
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
     """A short MP4 of moving gradients with sound (video_sources.make_video), for the video tests."""
-    pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
+    pytest.importorskip("av", reason="needs the video extra: pip install '.[video]'")
     from video_sources import make_video
 
     return make_video(tmp_path_factory.mktemp("video") / "source.mp4")

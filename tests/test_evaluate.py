@@ -519,7 +519,7 @@ def test_cli_runs_without_torch(clean_dir, tmp_path):
     [line] = done.stderr.splitlines()
     assert (
         line.startswith("bdinn-eval: error: ")
-        and "checkpoints need PyTorch: pip install 'bdinn[train]'" in line
+        and "checkpoints need PyTorch: pip install '.[train]' in bdinn's folder" in line
     )
 
 

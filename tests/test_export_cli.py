@@ -243,7 +243,7 @@ def test_tensorrt_missing_is_a_clear_error(checkpoint, tmp_path):
         load_tensorrt("tensorrt")
     except TensorRTUnavailable:
         assert result.exit_code == 1
-        assert "pip install 'bdinn[tensorrt]'" in result.output
+        assert "pip install '.[tensorrt]'" in result.output
     else:
         pytest.skip("data-centre TensorRT is installed here")
 

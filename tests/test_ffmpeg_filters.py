@@ -8,7 +8,7 @@ from bdinn.runtime.ffmpeg_filters import PRESETS, FilterError, apply_filter, app
 from bdinn.runtime.imageio import from_float
 from bdinn.train.degrade import reduce_bit_depth
 
-pytest.importorskip("av", reason="the FFmpeg filters come with PyAV (pip install 'bdinn[video]')")
+pytest.importorskip("av", reason="the FFmpeg filters come with PyAV (pip install '.[video]')")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx", reason="needs the onnx extra: pip install 'bdinn[onnx]'")
+onnx = pytest.importorskip("onnx", reason="needs the onnx extra: pip install '.[onnx]'")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from bdinn.plugins.trt_plugin import (  # noqa: E402

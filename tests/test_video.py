@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
+av = pytest.importorskip("av", reason="needs the video extra: pip install '.[video]'")
 
 from video_sources import (  # noqa: E402
     FPS,

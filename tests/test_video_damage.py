@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
+av = pytest.importorskip("av", reason="needs the video extra: pip install '.[video]'")
 
 from video_sources import (  # noqa: E402
     H,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
+av = pytest.importorskip("av", reason="needs the video extra: pip install '.[video]'")
 
 from bdinn.runtime.pyav import side_data_of  # noqa: E402
 from bdinn.runtime.video import deband_frame, deband_video  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-av = pytest.importorskip("av", reason="needs the video extra: pip install 'bdinn[video]'")
+av = pytest.importorskip("av", reason="needs the video extra: pip install '.[video]'")
 
 from video_sources import (  # noqa: E402
     FPS,

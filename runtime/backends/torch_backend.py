@@ -39,8 +39,8 @@ class TorchBackend(Backend):
             import torch
         except ImportError:
             raise BackendError(
-                f"{path}: checkpoints need PyTorch: pip install 'bdinn[train]', or export the model "
-                "to ONNX (bdinn-export --onnx-only) and serve that"
+                f"{path}: checkpoints need PyTorch: pip install '.[train]' in bdinn's folder, or export the "
+                "model to ONNX (bdinn-export --onnx-only) and serve that"
             ) from None
         from ...train.checkpoint import CheckpointError, load_checkpoint
 
