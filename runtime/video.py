@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import atomic_write
+from .files import OutputError, atomic_write
 from .pyav import require_pyav
 from .subtitle_text import Timeline
 from .video_colour import (
@@ -121,6 +121,7 @@ __all__ = [  # the names users import from here; the format checks live in video
     "STDIO",
     "VIDEO_CODECS",
     "VIDEO_SUFFIXES",
+    "OutputError",
     "VideoError",
     "VideoReport",
     "check_encoder",
@@ -265,10 +266,18 @@ def deband_video(
     counts as 4:4:4) where the encoder can write it, and warns where it cannot (SVT-AV1 writes
     4:2:0 only). force: overwrite an existing dst. progress: True for a tqdm bar in frames per
     second, False for none, or a callable progress(done, total) called after each frame (total is
-    None when the container does not say).
+    the container's frame count, else its duration times the frame rate: an estimate where the
+    timestamps have gaps or restart; None when the container does not say).
 
     Raises VideoError for a bad file or request, before anything is written where it can be
-    known up front; any exception from `process` is raised as it is.
+    known up front, and OutputError (from bdinn.runtime.files; both are ValueErrors) where dst
+    cannot be written; any exception from `process` is raised as it is, except StopIteration,
+    which Python turns into RuntimeError inside the frame loop.
+
+    An encoder outside VIDEO_CODECS, or codec_options, is first tried on a few small frames
+    (milliseconds) with file descriptor 2 pointed at a temporary file, to keep FFmpeg's and the
+    encoder's own printing from the caller: whatever other threads write to stderr in that
+    window is lost.
     """
     started = time.perf_counter()
     _check_process(process)
