@@ -50,8 +50,8 @@ _SIGNATURES = (
     (b"BM", "BMP"),
     (b"P5", "PGM"),
     (b"P6", "PPM"),
-    (b"P2", "PGM"),  # the plain (ASCII) kinds: scaled to full range as the binary ones
-    (b"P3", "PPM"),
+    (b"P2", "PGM"),  # the plain (ASCII) kinds: a 16-bit one is scaled to full range here, as the
+    (b"P3", "PPM"),  # binary ones are; OpenCV stretches an 8-bit one itself
 )
 
 
