@@ -401,6 +401,17 @@ def test_an_overlap_over_half_the_tile_is_a_usage_error_naming_it(model, picture
     )
 
 
+def test_a_plugin_library_for_a_model_that_is_no_plan_is_refused(model, pictures, tmp_path):
+    """--plugin-library with a checkpoint or an ONNX file was ignored, its path never looked at."""
+    result = run(model, pictures / "sky.png", "-o", tmp_path / "o.png", "--plugin-library", tmp_path / "x.so")
+    message = one_line_error(result)
+    assert message == (
+        f"bdinn-run: error: {model}: plugin_library (--plugin-library) is for TensorRT plans; a "
+        ".safetensors file runs on torch without one"
+    )
+    assert not (tmp_path / "o.png").exists()
+
+
 def test_an_empty_output_path_is_refused(model, pictures, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run(model, pictures / "sky.png", "-o", "")  # -o "$OUT" with OUT unset wrote into .

@@ -52,6 +52,11 @@ def open_backend(
     wanted = backend_for(path)
     if backend is not None and backend != wanted:
         raise BackendError(f"{path}: a {path.suffix} file runs on the {wanted} backend, not {backend}")
+    if plugin_library is not None and wanted != "tensorrt":  # it was ignored, its path never looked at
+        raise BackendError(
+            f"{path}: plugin_library (--plugin-library) is for TensorRT plans; a {path.suffix} file runs "
+            f"on {wanted} without one"
+        )
     if wanted == "torch":
         from .torch_backend import TorchBackend
 
