@@ -106,6 +106,8 @@ def main(
     height, width = size
     if height % 2 or width % 2:
         raise click.BadParameter(f"{height}x{width}: 4:2:0 needs even sides", param_hint="--size")
+    if precision is not None and model is None:  # it was ignored: no model runs without --model
+        raise click.BadParameter("is for the model's runs; give --model too", param_hint="--precision")
     try:  # before the runs without it, minutes of them: a model that does not open is said now
         deband = Debander.open(model, precision=precision) if model else None
     except (BackendError, ValueError) as exc:

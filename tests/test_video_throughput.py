@@ -26,3 +26,15 @@ def test_every_setting_is_timed_on_the_whole_clip_with_and_without_the_model(tmp
     assert data["frame"] == "64x96, 10-bit 4:2:0 in and out"
     assert data["model"]["file"] == str(model) and data["model"]["backend"] == "onnxruntime"
     assert result.output.count("\n| ") == len(labels) + 2  # header, rule, one line per setting
+
+
+def test_a_precision_without_a_model_is_a_usage_error(benchmark_script):
+    """--precision fp16 without --model was accepted and did nothing: no model runs."""
+    from click.testing import CliRunner
+
+    done = CliRunner().invoke(benchmark_script("video_throughput").main, ["--precision", "fp16"])
+    assert done.exit_code == 2
+    assert done.stderr.splitlines() == [
+        "video_throughput.py: error: Invalid value for --precision: is for the model's runs; give --model "
+        "too (see video_throughput.py --help)"
+    ]
