@@ -13,7 +13,7 @@ from numbers import Real
 
 from PIL import Image, UnidentifiedImageError
 
-from .png_chunks import png_chunk
+from .png_chunks import late_exif, png_chunk
 
 # What Pillow raises on EXIF it cannot follow (a crafted or damaged block): nothing to read then.
 _PILLOW_METADATA_ERRORS = (
@@ -23,12 +23,26 @@ _PILLOW_METADATA_ERRORS = (
 
 def orientation(header: Image.Image | None) -> int:
     """The EXIF orientation tag (1 when there is none), without decoding a PNG to find it."""
-    if header is None or (header.format == "PNG" and "exif" not in header.info):
-        return 1  # Pillow would decode the whole PNG looking for EXIF after the pixels
+    if header is None:
+        return 1
+    if header.format == "PNG" and "exif" not in header.info:  # Pillow would decode it all to look
+        raw = _late_png_exif(header)
+        return exif_orientation(raw) if raw else 1
     try:
         return header.getexif().get(0x0112, 1)
     except _PILLOW_METADATA_ERRORS:
         return 1  # EXIF too damaged to read: shown as stored, as viewers do
+
+
+def _late_png_exif(header: Image.Image) -> bytes | None:
+    """A PNG's EXIF block after its pixels, which OpenCV honours too (read_image turned such a
+    picture, bdinn-run did not, and dropped the block)."""
+    if header.format != "PNG" or header.fp is None:
+        return None
+    try:
+        return late_exif(header.fp)
+    except (OSError, ValueError, struct.error):
+        return None
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,7 @@ def read_metadata(path: str | os.PathLike) -> Metadata:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's own doubts about odd headers: nothing to carry then
             with Image.open(path) as header:
-                raw = header.info.get("exif") if header.format != "TIFF" else None
+                raw = (header.info.get("exif") or _late_png_exif(header)) if header.format != "TIFF" else None
                 raw = raw.removeprefix(b"Exif\0\0") if isinstance(raw, bytes) else None
                 if header.format == "JPEG":  # Pillow's dpi falls back on EXIF's, and then on an assumed 72
                     unit, density = header.info.get("jfif_unit"), header.info.get("jfif_density")

@@ -8,6 +8,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator
+from typing import BinaryIO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -23,6 +24,7 @@ _SRGB_GAMMA = 45455  # gAMA of sRGB (1 / 2.2, times 100000): what viewers assume
 
 
 _MAX_COLOUR_CHUNK = 1 << 16  # the largest holds a few dozen bytes: a longer length is damage
+_MAX_EXIF_CHUNK = 1 << 20  # EXIF blocks are tens of kilobytes (a JPEG's holds at most 64 KB)
 
 
 def read_png_colour(path: str | os.PathLike) -> bytes:
@@ -50,6 +52,26 @@ def read_png_colour(path: str | os.PathLike) -> bytes:
     except OSError:
         return b""
     return b"".join(found)
+
+
+def late_exif(file: BinaryIO) -> bytes | None:
+    """The body of a PNG's eXIf chunk that follows its pixels (some writers put it there; Pillow
+    reads such a chunk only once it has decoded the whole picture), found by walking the chunks'
+    lengths; None where there is none. The file's position is kept."""
+    at = file.tell()
+    try:
+        file.seek(len(PNG_SIGNATURE))
+        while len(head := file.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"IEND":
+                return None
+            if kind == b"eXIf" and length <= _MAX_EXIF_CHUNK:
+                body = file.read(length)
+                return body if len(body) == length else None
+            file.seek(length + 4, os.SEEK_CUR)  # its data and CRC
+        return None
+    finally:
+        file.seek(at)
 
 
 def walk_chunks(chunks: bytes | memoryview) -> Iterator[tuple[bytes, bytes | memoryview]]:

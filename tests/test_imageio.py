@@ -25,6 +25,7 @@ from bdinn.runtime.imageio import (
     read_image,
     read_metadata,
     stored_layout,
+    stored_size,
     to_float,
     write_image,
 )
@@ -474,6 +475,27 @@ def test_orientation_is_applied_with_or_without_alpha(tmp_path, orientation):
         Image.fromarray(pixels).save(tmp_path / "x.tif", tiffinfo={0x0112: orientation})
         for suffix in ("png", "webp", "tif"):
             assert np.array_equal(read_image(tmp_path / f"x.{suffix}", as_file=True), upright), suffix
+
+
+def test_a_png_whose_exif_follows_the_pixels_is_turned_and_keeps_it(tmp_path):
+    """read_image() (OpenCV) turned such a PNG, as_file=True and bdinn-run did not (Pillow reads
+    a late eXIf only after decoding), and bdinn-run dropped the EXIF block."""
+    rgb = np.random.default_rng(5).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(tmp_path / "early.png", exif=exif.tobytes())
+    data = (tmp_path / "early.png").read_bytes()
+    at = data.index(b"eXIf") - 4
+    chunk = data[at : at + 12 + struct.unpack(">I", data[at : at + 4])[0]]
+    rest = data.replace(chunk, b"")
+    end = rest.index(b"IEND") - 4
+    (tmp_path / "late.png").write_bytes(rest[:end] + chunk + rest[end:])
+    upright = read_image(tmp_path / "early.png", as_file=True)
+    assert upright.shape == (64, 40, 3)
+    for as_file in (True, False):
+        assert np.array_equal(read_image(tmp_path / "late.png", as_file=as_file), upright)
+    assert stored_size(tmp_path / "late.png") == (64, 40)
+    assert read_metadata(tmp_path / "late.png") == read_metadata(tmp_path / "early.png") != Metadata()
 
 
 def test_gray_with_alpha_keeps_its_layout(tmp_path):
