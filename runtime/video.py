@@ -73,6 +73,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends.base import BackendError
 from .files import OutputError, atomic_write
 from .pyav import require_pyav
 from .subtitle_text import Timeline
@@ -462,6 +463,8 @@ def deband_video(
 def _check_process(process: object) -> None:
     if not callable(process):
         raise TypeError(f"process must be a callable, frame -> frame (H x W x 3 RGB arrays), got {process!r}")
+    if getattr(process, "closed", False) is True:  # a closed Debander: now, not after the output is set up
+        raise BackendError("this Debander is closed; open the model again")
 
 
 def _path(name: object, what: str) -> str | os.PathLike:

@@ -375,6 +375,22 @@ def test_wrong_process_output_is_a_video_error(source, tmp_path):
     ):
         deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb.astype(np.float32), progress=False)
     assert listing(tmp_path) == []
+    # big-endian uint16, as Debander returns for such input, was refused as ">u2 ... return uint16"
+    big_endian = lambda rgb: (rgb * np.uint16(257)).astype(">u2")  # noqa: E731
+    deband_video(source, tmp_path / "big.mkv", big_endian, progress=False)
+    assert (tmp_path / "big.mkv").is_file()
+
+
+def test_a_closed_debander_is_refused_before_the_output_is_set_up(source, tmp_path):
+    """It was noticed at the first frame, after the source, the output and the encoder's trial were
+    set up: now before any file is looked at (a missing source is not even reached)."""
+    from bdinn.runtime import BackendError, Debander
+
+    deband = Debander.open()
+    deband.close()
+    with pytest.raises(BackendError, match="this Debander is closed; open the model again"):
+        deband_video(tmp_path / "missing.mp4", tmp_path / "out.mkv", deband, progress=False)
+    assert listing(tmp_path) == []
 
 
 def test_names_that_look_like_ffmpeg_protocols_are_files(tmp_path, monkeypatch):
