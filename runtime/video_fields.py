@@ -102,6 +102,9 @@ def weave(top: Any, bottom: Any, height: int) -> Any:
     return frame
 
 
+_GRAPHS_KEPT = 16  # filter graphs per thread: a video has one frame size, a few kinds of frame
+
+
 class FieldFlags:
     """Reads and sets a frame's field dominance, which PyAV exposes neither way: FFmpeg's select
     filter tells top-field-first frames apart and its setfield filter flags them. Graphs are not
@@ -125,6 +128,8 @@ class FieldFlags:
             source.link_to(step)
             step.link_to(sink)
             graph.configure()
+            if len(self._graphs) >= _GRAPHS_KEPT:  # the oldest goes: a caller of many sizes grew without end
+                del self._graphs[next(iter(self._graphs))]
             self._graphs[key] = graph
         return self._graphs[key]
 
