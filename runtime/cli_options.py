@@ -34,8 +34,11 @@ def one_line(text: str) -> str:
     return text.translate(_CONTROL)
 
 
-def os_error_message(exc: OSError) -> str:
-    """'NAME: File name too long': what the file system said of the file it refused."""
+def os_error_message(exc: OSError) -> str | None:
+    """'NAME: File name too long': what the file system said of the file it refused; None for an
+    OSError about no file (a bug's, to be seen whole)."""
+    if exc.filename is None or exc.strerror is None:
+        return None
     return f"{os.fsdecode(exc.filename)}: {exc.strerror}"
 
 
@@ -64,9 +67,9 @@ class BdinnCommand(click.Command):
         except click.ClickException as exc:
             raise self._one_line(exc) from None
         except OSError as exc:  # the file system refused a named file (a name too long, gone, a loop)
-            if exc.filename is None or exc.strerror is None:
+            if (said := os_error_message(exc)) is None:
                 raise
-            raise self._one_line(click.ClickException(os_error_message(exc))) from None
+            raise self._one_line(click.ClickException(said)) from None
 
     def _one_line(self, exc: click.ClickException) -> click.ClickException:
         if isinstance(exc, _CommandError):

@@ -399,12 +399,13 @@ def main(
                 else:
                     run_picture(deband, job, depth, dither, force, quiet)
             except (ImageError, BackendError, ValueError, MemoryError, OSError) as exc:
-                if isinstance(exc, OSError) and (exc.filename is None or exc.strerror is None):
-                    raise
                 if isinstance(exc, MemoryError):  # the next may well fit
                     said = f"{job.source}: not enough memory for it (try --tile 1024)"
-                else:  # an OSError: an input removed since the run began, a link to nothing
-                    said = os_error_message(exc) if isinstance(exc, OSError) else str(exc)
+                elif isinstance(exc, OSError):  # an input removed since the run began, a link to nothing
+                    if (said := os_error_message(exc)) is None:
+                        raise
+                else:
+                    said = str(exc)
                 if len(jobs) == 1:
                     raise click.ClickException(said) from None
                 if not said.startswith(f"{job.source}:"):  # the model's error: say which input met it
