@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..train.ops import banded_deform_conv_reference, check_operands
+from ..train.ops import banded_deform_conv_reference, check_attributes, check_operands
 from .kernels import FP16, FP32, forward
 
 _DTYPES = {torch.float32: FP32, torch.float16: FP16}
@@ -45,6 +45,10 @@ def _fake(
     dilation_h: int,
     dilation_w: int,
 ) -> torch.Tensor:
+    """Shapes for tracing, after the checks the kernels make: an export must not take a layer that
+    the CPU reference and every kernel refuse."""
+    check_operands(x, geometry, weight, bias)
+    check_attributes((weight.shape[2], weight.shape[3]), (dilation_h, dilation_w))
     return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
 
 
@@ -68,7 +72,7 @@ def _cuda(
         raise ValueError(f"bdinn::banded_deform_conv: {', '.join(elsewhere)} not on x's device {x.device}")
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    if n * h * w == 0 or c == 0:  # nothing to sample: the kernels refuse empty extents
+    if n * h * w * c * o == 0:  # nothing to sample or to write: the kernels refuse empty extents
         return _reference(x, geometry, weight, bias, (dilation_h, dilation_w))
     x, geometry, weight = x.contiguous(), geometry.contiguous(), weight.contiguous()
     bias = None if bias is None else bias.to(x.dtype).contiguous()
@@ -91,17 +95,21 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> N
 
 
 def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-    """Gradients of the reference implementation, recomputed: the kernels are forward-only."""
+    """Gradients of the reference implementation, recomputed: the kernels are forward-only.
+
+    Under create_graph (a gradient penalty, double backward) the recomputation keeps the saved
+    inputs' own graph, so that the gradients returned are differentiable in turn."""
     saved = ctx.saved_tensors
     wanted = [t is not None and needs for t, needs in zip(saved, ctx.needs_input_grad[:4], strict=True)]
+    higher_order = torch.is_grad_enabled()
     with torch.enable_grad():
         inputs = [
-            t.detach().requires_grad_(w) if t is not None else None
+            t if t is None or higher_order else t.detach().requires_grad_(w)
             for t, w in zip(saved, wanted, strict=True)
         ]
         out = banded_deform_conv_reference(*inputs, ctx.dilation)
         targets = [t for t, w in zip(inputs, wanted, strict=True) if w]
-        grads = iter(torch.autograd.grad(out, targets, grad) if targets else [])
+        grads = iter(torch.autograd.grad(out, targets, grad, create_graph=higher_order) if targets else [])
     return (*(next(grads) if w else None for w in wanted), None, None)
 
 

@@ -36,6 +36,54 @@ def test_gradients_match_the_reference():
     assert torch.autograd.gradcheck(lambda *t: banded_deform_conv(*t, 1, 1), args, eps=1e-6, atol=1e-5)
 
 
+def test_second_order_gradients_match_the_reference():
+    """A gradient penalty differentiates the op's gradient again: the backward detached its inputs,
+    so the penalty's share of every gradient was dropped without a word."""
+    assert torch.autograd.gradgradcheck(
+        lambda *t: banded_deform_conv(*t, 1, 2), inputs(requires_grad=True), eps=1e-6, atol=1e-5
+    )
+    grads = []
+    for conv in (banded_deform_conv, lambda *t: banded_deform_conv_reference(*t[:4], t[4:])):
+        x, g, w, b = inputs(requires_grad=True)
+        y = conv(x, g, w, b, 1, 2)
+        (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        (gw,) = torch.autograd.grad(y.mean() + gx.square().sum(), w)
+        grads.append(gw)
+    assert grads[1].norm() > 1e3  # the penalty's share: without it the norm is under 1
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def fake_operands(c: int, weight_c: int, kernel: tuple[int, int]) -> tuple:
+    """x [1,c,6,7], its geometry, a weight [3,weight_c,kh,kw] and no bias; made inside FakeTensorMode."""
+    return torch.empty(1, c, 6, 7), torch.empty(1, 4, 6, 7), torch.empty(3, weight_c, *kernel), None
+
+
+@pytest.mark.parametrize("dilation", [(0, 1), (-1, 1), (1, -3)])
+def test_dilations_below_one_are_refused_on_every_path(dilation):
+    """The kernels and both TensorRT plugins refuse them: the CPU op, the layer and tracing ran such
+    a layer, which then failed at export or on a GPU."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from bdinn.train.network import BandedDeformConv2d
+
+    x, g, w, b = inputs(torch.float32)
+    with pytest.raises(ValueError, match="dilations must be at least 1"):
+        banded_deform_conv(x, g, w, b, *dilation)
+    with pytest.raises(ValueError, match="dilations must be at least 1"):
+        BandedDeformConv2d(3, 4, (3, 5), dilation)
+    with FakeTensorMode(), pytest.raises(ValueError, match="dilations must be at least 1"):
+        banded_deform_conv(*fake_operands(3, 3, (3, 5)), *dilation)
+
+
+def test_tracing_checks_shapes_as_the_kernels_do():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(), pytest.raises(ValueError, match="weight has 9 input channels, x has 2"):
+        banded_deform_conv(*fake_operands(2, 9, (3, 5)), 1, 1)
+    with FakeTensorMode(), pytest.raises(ValueError, match="kernel sizes must be odd"):
+        banded_deform_conv(*fake_operands(2, 2, (4, 4)), 1, 1)
+
+
 def test_fake_tensor_shapes_for_tracing():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -64,6 +112,7 @@ def test_the_cuda_kernel_refuses_operands_it_would_read_past_or_cannot_reach():
         expected = banded_deform_conv_reference(empty, geometry, weight, b, (1, 1))
         assert torch.equal(_cuda(empty, geometry, weight, b, 1, 1), expected)
     assert _cuda(x[:0], g[:0], w, b, 1, 1).shape == (0, 4, 7, 9)
+    assert _cuda(x, g, w[:0], None, 1, 1).shape == (2, 0, 7, 9)  # no output channels: the kernels refuse O=0
 
 
 def _without_banded_convs(*args, **kwargs) -> torch.Tensor:

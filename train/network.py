@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..runtime.metrics import BT709_LUMA
-from .ops import banded_deform_conv_gridsample, banded_deform_conv_reference
+from .ops import banded_deform_conv_gridsample, banded_deform_conv_reference, check_attributes
 
 
 def banded_deform_conv_op(
@@ -237,8 +237,7 @@ class BandedDeformConv2d(nn.Module):
         impl: str | Callable[..., torch.Tensor] = "gridsample",
     ) -> None:
         super().__init__()
-        if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
-            raise ValueError(f"kernel sizes must be odd, got {kernel}")
+        check_attributes(kernel, dilation)
         if not callable(impl) and impl not in BANDED_CONV_IMPLS:
             raise ValueError(f"unknown banded conv implementation {impl!r}")
         self.kernel = tuple(kernel)

@@ -18,13 +18,22 @@ import torch
 import torch.nn.functional as F
 
 
+def check_attributes(kernel: tuple[int, int], dilation: tuple[int, int]) -> None:
+    """Odd kernel sides and dilations of at least 1: what the kernels, the TensorRT plugins and the
+    ONNX node accept, so that a layer one device runs is never refused later by another."""
+    kh, kw = kernel
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"kernel sizes must be odd, got {kh}x{kw}")
+    if dilation[0] < 1 or dilation[1] < 1:
+        raise ValueError(f"dilations must be at least 1, got {dilation[0]}x{dilation[1]}")
+
+
 def kernel_offsets(
     kernel: tuple[int, int], dilation: tuple[int, int], device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Undeformed kernel point offsets (px, py), each [kh*kw], in the weight's row-major order."""
+    check_attributes(kernel, dilation)
     kh, kw = kernel
-    if kh % 2 == 0 or kw % 2 == 0:
-        raise ValueError(f"kernel sizes must be odd, got {kh}x{kw}")
     dh, dw = dilation
     py = (torch.arange(kh, device=device, dtype=dtype) - (kh - 1) / 2) * dh
     px = (torch.arange(kw, device=device, dtype=dtype) - (kw - 1) / 2) * dw
