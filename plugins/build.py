@@ -93,14 +93,31 @@ def library_problem(build_dir: Path, name: str, source_dir: Path = SOURCE_DIR) -
     source_dir's sources as they are). A build without CUDA leaves an earlier CUDA library in
     place, and a bdinn upgrade changes the sources under a library built before: loading either
     ran old kernels, or another C ABI."""
-    stamp = Path(build_dir) / STAMP
-    try:
-        built = json.loads(stamp.read_text()).get("sources", {})
-    except (OSError, ValueError, AttributeError):
+    record = _read_stamp(Path(build_dir))
+    if not record:
         return "no build record beside it (not built by `python -m bdinn.plugins.build`)"
+    built = record.get("sources", {})
     if not isinstance(built, dict) or built.get(name) != source_digest(source_dir):
         return "built from other kernel sources than this bdinn's (an upgrade, or a build without CUDA since)"
     return None
+
+
+def _read_stamp(build_dir: Path) -> dict:
+    """The folder's build record, or {} where there is none or it is damaged: a build killed
+    while writing it, or a full disk, leaves it empty, and the next build must still run."""
+    try:
+        record = json.loads((build_dir / STAMP).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _write_stamp(build_dir: Path, record: dict) -> None:
+    """Whole or not at all: readers and the next build must never see half a record."""
+    stamp = build_dir / STAMP
+    tmp = stamp.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(stamp)
 
 
 def _read_manifest(build_dir: Path) -> dict[str, Path]:
@@ -154,9 +171,7 @@ def build_libraries(
 
 def _built_already(build_dir: Path, fingerprint: str) -> dict[str, Path] | None:
     """The libraries of the last build, if it had this fingerprint and they are all still there."""
-    stamp = build_dir / STAMP
-    last = json.loads(stamp.read_text()) if stamp.is_file() else {}
-    if last.get("fingerprint") != fingerprint:
+    if _read_stamp(build_dir).get("fingerprint") != fingerprint:
         return None
     libs = _read_manifest(build_dir)
     return libs if all(path.is_file() for path in libs.values()) else None
@@ -165,8 +180,7 @@ def _built_already(build_dir: Path, fingerprint: str) -> dict[str, Path] | None:
 def _build(
     build_dir: Path, source_dir: Path, options: dict[str, str], tools: dict, sources: str, fingerprint: str
 ) -> dict[str, Path]:
-    stamp = build_dir / STAMP
-    last = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    last = _read_stamp(build_dir)
     if last and last.get("tools") != tools:  # last: a stamp of ours, of a build that may have failed
         # CMake keeps the compilers it found, or that it found none, in its cache: nvcc installed
         # since the last build (the default folder is the user's, for good) was never looked for.
@@ -177,7 +191,7 @@ def _build(
         raise BuildError("cmake not found on PATH; install CMake >= 3.20 to build the plugin libraries")
     built = last.get("sources", {}) if isinstance(last.get("sources"), dict) else {}
     # Written now: the folder is ours, whatever comes of this build.
-    stamp.write_text(json.dumps({"tools": tools, "sources": built}))
+    _write_stamp(build_dir, {"tools": tools, "sources": built})
     _run([cmake, "-S", str(source_dir), "-B", str(build_dir), *(f"-D{k}={v}" for k, v in options.items())])
     _run([cmake, "--build", str(build_dir), "--parallel", str(os.cpu_count() or 1)])
     libs = _read_manifest(build_dir)
@@ -187,9 +201,7 @@ def _build(
     built |= dict.fromkeys(libs, sources)  # a library this build left alone keeps its own sources
     done = {"fingerprint": fingerprint, "tools": tools, "sources": built,
             "libraries": {k: str(p) for k, p in libs.items()}}  # fmt: skip
-    tmp = stamp.with_suffix(".tmp")
-    tmp.write_text(json.dumps(done))
-    tmp.replace(stamp)
+    _write_stamp(build_dir, done)
     return libs
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .build import build_libraries, default_build_dir
+from .kernels import c_ints
 
 _FLOAT_P = ctypes.POINTER(ctypes.c_float)
 
@@ -63,12 +64,14 @@ def banded_deform_conv_cpu(
         bias = _as_float32("bias", bias, 1)
         if bias.shape != (o,):
             raise ValueError(f"bias must be [{o}], got {list(bias.shape)}")
+    sizes = c_ints(
+        "banded_deform_conv_cpu", n=n, c=c, h=h, w=w, o=o, kernel_h=kh, kernel_w=kw,
+        dilation_h=int(dilation[0]), dilation_w=int(dilation[1]),
+    )  # fmt: skip
     out = np.empty((n, o, h, w), dtype=np.float32)
     lib = load_cpu_library(None if library is None else Path(library))
-    status = lib.bdinn_banded_deform_conv_forward_cpu(
-        _ptr(x), _ptr(geometry), _ptr(weight), _ptr(bias), _ptr(out),
-        n, c, h, w, o, kh, kw, int(dilation[0]), int(dilation[1]),
-    )  # fmt: skip
+    pointers = (_ptr(x), _ptr(geometry), _ptr(weight), _ptr(bias), _ptr(out))
+    status = lib.bdinn_banded_deform_conv_forward_cpu(*pointers, *sizes)
     if status != 0:
         raise ValueError(f"banded_deform_conv_cpu: {lib.bdinn_cpu_error_string(status).decode()}")
     return out

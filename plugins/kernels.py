@@ -56,15 +56,26 @@ def declare_c_abi(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
+def c_ints(caller: str, **values: int) -> list[int]:
+    """Values for the C ABI's int parameters, refused where they do not fit: ctypes keeps only the
+    low 32 bits of a larger Python int, so a dilation of 2**32 + 1 ran as 1."""
+    for name, value in values.items():
+        if not -(2**31) <= value < 2**31:
+            raise ValueError(f"{caller}: {name} {value} does not fit the kernels' 32-bit int")
+    return list(values.values())
+
+
 def forward(
     caller: str, dtype: int, x: int, geometry: int, weight: int, bias: int | None, out: int,
     n: int, c: int, h: int, w: int, o: int, kernel: tuple[int, int], dilation: tuple[int, int], stream: int,
 ) -> None:  # fmt: skip
     """Launch the forward kernel on `stream` (device pointers); RuntimeError naming the caller
     with the library's own words for a failed launch."""
+    sizes = c_ints(
+        caller, n=n, c=c, h=h, w=w, o=o, kernel_h=kernel[0], kernel_w=kernel[1],
+        dilation_h=dilation[0], dilation_w=dilation[1],
+    )  # fmt: skip
     lib = load_kernels()
-    status = lib.bdinn_banded_deform_conv_forward(
-        dtype, x, geometry, weight, bias, out, n, c, h, w, o, *kernel, *dilation, stream
-    )
+    status = lib.bdinn_banded_deform_conv_forward(dtype, x, geometry, weight, bias, out, *sizes, stream)
     if status:
         raise RuntimeError(f"{caller}: {lib.bdinn_error_string(status).decode()}")

@@ -4,6 +4,7 @@ The stress cases here are reused by test_kernels_gpu.py.
 """
 
 import ctypes
+import json
 import math
 import os
 import re
@@ -245,6 +246,23 @@ def test_wrapper_reports_errors(cpu_library):
         banded_deform_conv_cpu(x, g, np.zeros((3, 2, 2, 3), np.float32), library=cpu_library)
     with pytest.raises(ValueError, match="geometry must be"):
         banded_deform_conv_cpu(x, g[:, :3], np.zeros((3, 2, 3, 3), np.float32), library=cpu_library)
+    weight = np.zeros((3, 2, 3, 3), np.float32)
+    for dilation in ((2**32 + 1, 1), (1, -(2**32) + 1)):  # ctypes kept the low 32 bits: dilation 1
+        with pytest.raises(ValueError, match=r"dilation_\w -?\d+ does not fit the kernels' 32-bit int"):
+            banded_deform_conv_cpu(x, g, weight, None, dilation, library=cpu_library)
+
+
+def test_a_damaged_build_record_is_built_over(tmp_path):
+    """A build killed while writing its record (or a full disk) left it empty: every later build
+    and every load was a JSONDecodeError traceback until the user found and deleted the file."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for damage in ("[]", ""):
+        (folder / STAMP).write_text(damage)
+        assert library_problem(folder, "cpu", PLUGINS) is not None
+        assert set(build_libraries(folder, cuda=False, source_dir=PLUGINS)) == {"cpu"}
+        assert library_problem(folder, "cpu", PLUGINS) is None
+        assert "fingerprint" in json.loads((folder / STAMP).read_text())
 
 
 @pytest.mark.slow
