@@ -188,7 +188,7 @@ def _build(
 
     cmake = shutil.which("cmake")
     if cmake is None:
-        raise BuildError("cmake not found on PATH; install CMake >= 3.20 to build the plugin libraries")
+        raise BuildError("cmake not found on PATH; install CMake >= 3.21 to build the plugin libraries")
     built = last.get("sources", {}) if isinstance(last.get("sources"), dict) else {}
     # Written now: the folder is ours, whatever comes of this build.
     _write_stamp(build_dir, {"tools": tools, "sources": built})

@@ -300,6 +300,21 @@ def test_a_cuda_compiler_upgraded_in_place_is_told_apart(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_cudaarchs_given_when_cmake_runs_again_in_a_folder(tmp_path):
+    """CMake reads $CUDAARCHS only when it first finds the compiler: given to a folder configured
+    without it, the architectures were left empty and CMake failed to generate."""
+    if shutil.which("nvcc") is None or shutil.which("cmake") is None:
+        pytest.skip("nvcc or cmake not found on PATH: cannot configure the CUDA kernels")
+    env = {k: v for k, v in os.environ.items() if k != "CUDAARCHS"}
+    command = ["cmake", "-S", str(PLUGINS), "-B", str(tmp_path)]
+    for extra in ({}, {"CUDAARCHS": "89-real"}):
+        done = subprocess.run(command, capture_output=True, text=True, env=env | extra, timeout=300)
+        assert done.returncode == 0, done.stderr
+    flags = (tmp_path / "CMakeFiles" / "bdinn_bdconv_kernels.dir" / "flags.make").read_text()
+    assert re.findall(r"arch=compute_\d+,code=\S+", flags) == ["arch=compute_89,code=[sm_89]"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("release", "unknown", "targets"),
     [("12.4", "100|103|110|120", [75, 80, 86, 89, 90, "compute_90"]),

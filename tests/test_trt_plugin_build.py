@@ -83,6 +83,43 @@ def test_cpp_plugin_files_ship_with_the_package():
     }  # fmt: skip
 
 
+# ---- Configuring (needs nvcc and CMake, not TensorRT: header stand-ins carry only a version) -------
+
+
+def _fake_trt_root(folder: Path, version: str) -> Path:
+    """A folder CMake takes for a TensorRT install of `version`: configuring reads no more of it."""
+    (folder / "include").mkdir(parents=True)
+    (folder / "include" / "NvInferRuntime.h").write_text("")
+    major, minor, patch = version.split(".")
+    (folder / "include" / "NvInferVersion.h").write_text(
+        f"#define TRT_MAJOR_ENTERPRISE {major}\n#define TRT_MINOR_ENTERPRISE {minor}\n"
+        f"#define TRT_PATCH_ENTERPRISE {patch}\n"
+    )
+    return folder
+
+
+@pytest.mark.slow
+def test_configure_follows_the_tensorrt_root_it_is_given(tmp_path):
+    """Another TENSORRT_ROOT given to a build folder kept the first root's cached headers (a plugin
+    built for the wrong major version), and a relative root was 'not found' though it exists."""
+    for tool in ("cmake", "nvcc"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not found on PATH: the TensorRT plugin cannot be configured")
+    _fake_trt_root(tmp_path / "trt-a", "10.16.1")
+    _fake_trt_root(tmp_path / "trt-b", "11.1.0")
+    env = {**os.environ, "CUDAARCHS": "89-real"}
+    said = []
+    for root in ("trt-a", "trt-b"):  # relative to the folder cmake runs in
+        proc = _run(
+            ["cmake", "-S", str(PLUGINS), "-B", "build", f"-DTENSORRT_ROOT={root}"], cwd=tmp_path, env=env
+        )
+        said += re.findall(r"TensorRT plugin: TensorRT ([\d.]+) headers in (\S+?)/?;", proc.stdout)
+    assert said == [
+        ("10.16.1", str(tmp_path / "trt-a" / "include")),
+        ("11.1.0", str(tmp_path / "trt-b" / "include")),
+    ]
+
+
 # ---- Building (needs TensorRT headers and nvcc) ---------------------------------------------------
 
 
