@@ -118,9 +118,9 @@ def test_the_largest_version_is_chosen_by_its_pixels_not_by_a_size_in_its_name(t
     """A Name.png beside its Name_128x100.png thumbnail lost to it: a size in the name beat no size.
     Links under other sizes' names (Plasma's 800x600.jpg -> 2560x1600.jpg) keep the one named."""
     sky = read_image(DATA / "sky-gradient.png")
-    write_image(tmp_path / "mate" / "Sky.png", sky)
+    write_image(tmp_path / "mate" / "Sky.png", sky[:, ::-1])  # another picture than the wallpaper's
     rows, columns = np.linspace(0, 191, 100).astype(int), np.linspace(0, 319, 128).astype(int)
-    write_image(tmp_path / "mate" / "Sky_128x100.png", sky[rows][:, columns])
+    write_image(tmp_path / "mate" / "Sky_128x100.png", sky[:, ::-1][rows][:, columns])
     images = tmp_path / "wallpapers" / "Sky" / "contents" / "images"
     write_image(images / "320x192.png", sky)
     (images / "80x48.png").symlink_to("320x192.png")
@@ -134,8 +134,8 @@ def test_pictures_of_one_name_in_different_folders_are_different_sources(tmp_pat
     sky, shapes = read_image(DATA / "sky-gradient.png"), read_image(DATA / "soft-shapes.png")
     write_image(tmp_path / "A" / "x" / "img.png", sky)
     write_image(tmp_path / "B" / "x" / "img.png", shapes)
-    write_image(tmp_path / "C" / "a" / "b-c.png", sky)
-    write_image(tmp_path / "C" / "a-b" / "c.png", shapes)
+    write_image(tmp_path / "C" / "a" / "b-c.png", sky[::-1])  # other pictures: copies are one (below)
+    write_image(tmp_path / "C" / "a-b" / "c.png", shapes[::-1])
     shutil.copytree(tmp_path / "A", tmp_path / "D")  # a copy of one picture is still one picture
     roots = [tmp_path / root for root in "ABCD"]
     sources = discover_sources(roots)
@@ -146,6 +146,42 @@ def test_pictures_of_one_name_in_different_folders_are_different_sources(tmp_pat
     assert all(key.startswith(("x-img-", "a-b-c-")) for key in sources)
     moved = shutil.move(tmp_path, tmp_path.parent / f"{tmp_path.name}-moved")  # keys name the split
     assert list(discover_sources([Path(moved) / root for root in "ABCD"])) == list(sources)
+
+
+def test_only_a_plasma_package_makes_its_pictures_one_source(tmp_path):
+    """Any folder named contents on a path was taken for a Plasma package: every picture under
+    contents/photos became one source (the folder above contents), and pictures directly in a
+    contents/ folder were skipped as its preview ('no images found')."""
+    sky, shapes = read_image(DATA / "sky-gradient.png"), read_image(DATA / "soft-shapes.png")
+    for flip, folder in ((1, "contents/photos"), (-1, "x/contents")):  # four different pictures
+        write_image(tmp_path / folder / "a.png", sky[::flip])
+        write_image(tmp_path / folder / "b.png", shapes[::flip])
+    write_image(tmp_path / "x" / "contents" / "screenshot.png", shapes[:, ::-1])  # no images/ beside it
+    sources = discover_sources([tmp_path / "contents", tmp_path / "x"])
+    assert sorted(sources) == ["contents-a", "contents-b", "contents-screenshot", "photos-a", "photos-b"]
+
+
+def test_a_link_or_a_copy_under_another_name_is_one_source(tmp_path):
+    """zz.png -> p0.png was a second source, which the split could send to the other side of p0:
+    validation scored a picture that training saw. The file itself is kept, not the link."""
+    sky, shapes = read_image(DATA / "sky-gradient.png"), read_image(DATA / "soft-shapes.png")
+    write_image(tmp_path / "sl" / "p0.png", sky)
+    write_image(tmp_path / "sl" / "p1.png", shapes)
+    (tmp_path / "sl" / "a-link.png").symlink_to("p0.png")
+    shutil.copy(tmp_path / "sl" / "p1.png", tmp_path / "sl" / "p1-copy.png")
+    write_image(tmp_path / "sl" / "p2.png", sky[::-1])  # as many bytes as p0 maybe, another picture
+    sources = discover_sources([tmp_path / "sl"])
+    assert sorted(sources) == ["sl-p0", "sl-p1", "sl-p2"]
+
+
+def test_long_picture_names_make_cache_names_the_file_system_takes(tmp_path):
+    """Cache names were the folder and picture names whole: past about 224 characters every run
+    failed with 'File name too long'."""
+    folder = tmp_path / ("f" * 60)
+    write_image(folder / ("n" * 200 + ".png"), read_image(DATA / "sky-gradient.png")[:64, :96])
+    pairs = prepare_synthetic_pairs([folder], tmp_path / "cache", variants_per_image=1, seed=0, max_side=96)
+    assert len(pairs) == 1 and pairs[0].source == "f" * 60 + "-" + "n" * 200
+    assert max(len(p.name) for p in (tmp_path / "cache").rglob("*.png")) < 150
 
 
 def test_an_earlier_runs_pairs_cache_in_a_clean_folder_is_not_taken_for_clean_pictures(tmp_path):

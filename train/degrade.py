@@ -228,13 +228,19 @@ def source_key(path: Path) -> str | None:
     is dropped (mate-backgrounds' Elephants_3840x2160.jpg and Elephants.jpg are one picture).
     """
     parts = path.parts
-    if "contents" in parts[:-1]:
-        at = len(parts) - 1 - parts[::-1].index("contents")
-        if at + 1 == len(parts) - 1:  # a file directly in contents/: the preview
-            return None
-        return parts[at - 1] + ("-dark" if parts[at + 1] == "images_dark" else "")
+    if _in_plasma_package(path):
+        return parts[-4] + ("-dark" if parts[-2] == "images_dark" else "")
+    if parts[-2:-1] == ("contents",) and path.stem == "screenshot" and (path.parent / "images").is_dir():
+        return None  # the package's preview
     stem = _SIZE_IN_NAME.sub("", path.stem) or path.stem
     return f"{path.parent.name}-{stem}" if path.parent.name else stem
+
+
+def _in_plasma_package(path: Path) -> bool:
+    """Whether path is one resolution of a Plasma wallpaper package: <Name>/contents/images[_dark]/.
+    Only that shape: any folder named contents above a user's pictures made them all one picture."""
+    parts = path.parts
+    return len(parts) > 3 and parts[-3] == "contents" and parts[-2] in ("images", "images_dark")
 
 
 def picture_of(key: str) -> str:
@@ -280,8 +286,9 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
                 continue
             key = source_key(path.absolute())
             if key is not None:  # a wallpaper's resolutions lie in one folder, or in one contents/
-                within = f"{position}:{path.parent.relative_to(folder)}"
-                groups.setdefault((key, "" if "contents" in path.parts[:-1] else within), []).append(path)
+                in_package = _in_plasma_package(path.absolute())
+                home = "" if in_package else f"{position}:{path.parent.relative_to(folder)}"
+                groups.setdefault((key, home), []).append(path)
     largest = {group: max(files, key=_size_rank) for group, files in sorted(groups.items())}
     shared = Counter(key for key, _ in largest)
     copies: dict[tuple[str, str], str] = {}  # one file per key and content: copies of one picture merge
@@ -291,7 +298,25 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
     homes = Counter(key for key, _ in copies)
     named = {(key if homes[key] == 1 else f"{key}-{_hash(home)[:6]}"): largest[key, home]
              for (key, _), home in copies.items()}  # fmt: skip
-    return dict(sorted(named.items()))
+    return _without_copies(named)
+
+
+def _without_copies(named: dict[str, Path]) -> dict[str, Path]:
+    """One key per picture: a link to a picture, or a copy of it, under another name was a second
+    source, which the split could put on the other side (validation scored what training saw).
+    The file itself is kept rather than a link to it."""
+    by_size: dict[int, list[str]] = {}
+    for key, path in named.items():
+        by_size.setdefault(path.stat().st_size, []).append(key)
+    kept = {}
+    for keys in by_size.values():
+        seen = set()
+        for key in sorted(keys, key=lambda k: (named[k].is_symlink(), k)):
+            content = hashlib.sha1(named[key].read_bytes()).hexdigest() if len(keys) > 1 else ""
+            if content not in seen:
+                seen.add(content)
+                kept[key] = named[key]
+    return dict(sorted(kept.items()))
 
 
 def _is_pairs_manifest(path: Path) -> bool:
@@ -314,7 +339,9 @@ def _file_id(path: Path) -> str:
 
 
 def _safe(key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", key)
+    """A key as part of a cache file name: at most 100 characters (the names carry a hash too), so
+    that a long folder and picture name stay within the file system's 255."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:100]
 
 
 def _variants(key: str, seed: int, count: int) -> list[Degradation]:
