@@ -143,6 +143,21 @@ def test_stratified_order_keeps_every_family_in_proportion_in_every_prefix():
     assert sorted(stratified_order(user_pairs), key=user_pairs.index) == user_pairs
 
 
+def test_stratified_order_takes_pictures_not_yet_scored_first():
+    """--max-val-images 2 scored two encodes of one picture while the other held-out picture went
+    unscored: within a family the order was a shuffle by name, blind to pictures."""
+    families = ["x264", "svtav1", "bits"]
+    pairs = [ImagePair(f"p{s}__{f}", Path("b"), Path("c"), f"p{s}", f) for s in range(4) for f in families]
+    ordered = stratified_order(pairs)
+    assert sorted(ordered, key=pairs.index) == pairs
+    assert len({p.source for p in ordered[:4]}) == 4
+    for n in (3, 6, 9, 12):  # and the families still in proportion
+        assert Counter(p.family for p in ordered[:n]) == dict.fromkeys(families, n // 3)
+    # Two pictures with three encodes each: the first two pairs show both.
+    two = [ImagePair(f"{s}__x{v}", Path("b"), Path("c"), s, "x264") for s in ("a", "b") for v in range(3)]
+    assert {p.source for p in stratified_order(two)[:2]} == {"a", "b"}
+
+
 def test_patch_grid_counts_and_filter(tmp_path):
     clean = ramp(384, 512)
     banded_pair = write_pair(tmp_path, "banded", reduce_bit_depth(clean, 5), clean)

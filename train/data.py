@@ -57,13 +57,21 @@ def stratified_order(pairs: Sequence[ImagePair]) -> list[ImagePair]:
 
     Validation scores the first --max-val-images pairs; in the order pairs are made, the first
     few can all be codec encodes of one picture, leaving bit-depth banding (half the data)
-    unmeasured. Within a family the order is a fixed shuffle by name, so that sources mix.
+    unmeasured. Within a family the order is a fixed shuffle by name, except that a picture not
+    yet in the prefix comes before a second pair of one that is: the sample spans pictures.
     """
     by_family: dict[str, list[ImagePair]] = {}
     for pair in sorted(pairs, key=lambda p: zlib.crc32(p.name.encode())):  # sources mixed, repeatably
         by_family.setdefault(pair.family, []).append(pair)
-    ranked = [((i + 0.5) / len(grp), family, i) for family, grp in by_family.items() for i in range(len(grp))]
-    return [by_family[family][i] for _, family, i in sorted(ranked)]
+    ranked = sorted(((i + 0.5) / len(g), family) for family, g in by_family.items() for i in range(len(g)))
+    ordered: list[ImagePair] = []
+    scored: set[str] = set()
+    for _, family in ranked:
+        waiting = by_family[family]
+        pick = next((i for i, pair in enumerate(waiting) if pair.source not in scored), 0)
+        ordered.append(waiting.pop(pick))
+        scored.add(ordered[-1].source)
+    return ordered
 
 
 def holding_every_family(ordered: Sequence[ImagePair]) -> int:
