@@ -104,6 +104,18 @@ def test_refuses_other_architectures_overwrites_and_bad_t(tmp_path):
     assert blend(str(a), str(a), "--t", "0.5", "-o", str(other), "--force").returncode == 0
 
 
+def test_a_start_and_its_coarse_pass_fine_tune_blend(tmp_path):
+    """The coarse pass adds no weights and --init takes such a pair, but the blend refused it as
+    'different architectures'. The blend keeps FIRST's setting."""
+    a = random_checkpoint(tmp_path / "a.safetensors", 1)
+    b = random_checkpoint(tmp_path / "b.safetensors", 2, replace(TINY, coarse_pass=True))
+    for first, second, coarse in ((a, b, False), (b, a, True)):
+        out = tmp_path / f"{first.stem}{second.stem}.safetensors"
+        result = blend(str(first), str(second), "--t", "0.5", "-o", str(out))
+        assert result.returncode == 0, result.stderr
+        assert load_checkpoint(out)[0].config.coarse_pass is coarse
+
+
 def test_an_existing_sidecar_of_out_is_kept_unless_forced(tmp_path):
     """Only OUT.safetensors was checked: the JSON beside it (another checkpoint's, or the user's
     own file) was replaced without a word."""
