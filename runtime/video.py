@@ -74,6 +74,7 @@ from typing import Any
 import numpy as np
 
 from .backends.base import BackendError
+from .display_matrix import DisplayMatrix
 from .files import OutputError, atomic_write
 from .pyav import require_pyav
 from .subtitle_text import Timeline
@@ -417,12 +418,12 @@ def deband_video(
             "reads wrong, convert the subtitles to UTF-8 first (iconv)",
             stacklevel=2,
         )
-    if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.rotation, job.sar)):
+    if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.display, job.sar)):
         warnings.warn(f"{dst}: {note}", stacklevel=2)
-    elif job.rotation and muxer not in ROTATION_MUXERS:
+    elif job.display and muxer not in ROTATION_MUXERS:
         warnings.warn(
-            f"{dst}: a {dst.suffix} file cannot hold the source's {job.rotation}° display rotation, so it "
-            "plays turned; write .mkv or .mp4 to keep it",
+            f"{dst}: a {dst.suffix} file cannot hold the source's {job.display.describe()}, so it "
+            "plays turned or mirrored; write .mkv or .mp4 to keep it",
             stacklevel=2,
         )
     if job.hdr10 and not job.hdr10_kept:
@@ -474,14 +475,14 @@ def _path(name: object, what: str) -> str | os.PathLike:
     return name
 
 
-def _y4m_losses(colour: Colour, rotation: int, sar: Fraction | None) -> str | None:
+def _y4m_losses(colour: Colour, display: DisplayMatrix | None, sar: Fraction | None) -> str | None:
     """What a Y4M output cannot say about this video, and how to tell its reader; None if nothing.
     (Y4M has a sample aspect field, but FFmpeg's muxer fills it from a setting PyAV cannot reach.)"""
     tags = colour.ffmpeg_tags() if {colour.primaries, colour.trc, colour.colorspace} - ASSUMED_TAGS else ""
     sar = sar if sar and sar != 1 else None
     held = (
         ("colour tags but the range", tags, tags),
-        (f"{rotation}° rotation", rotation, f"-display_rotation {rotation}"),
+        (display and display.describe(), display, display and display.ffmpeg_options()),
         (f"sample aspect ratio {sar}", sar, f"-vf setsar={sar}"),
     )
     lost = [(what, option) for what, kept, option in held if kept]

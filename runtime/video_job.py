@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .display_matrix import DisplayMatrix
 from .files import SPACE_ERRNOS
 from .hdr10 import ENCODER_OPTION, Hdr10
 from .pyav import local_file
@@ -66,7 +67,7 @@ _HELD = 16  # video packets held back at the start until their timestamps are ch
 class _Video:
     pictures: tuple[np.ndarray, ...]  # the frame, or its top and bottom fields
     pts: int
-    rotation: int = 0
+    display: DisplayMatrix | None = None  # how the frame is shown: rotation and mirror
     alpha: np.ndarray | None = None  # H x W uint16 on 0..65535, where the output keeps alpha
     top_field_first: bool | None = None  # an interlaced frame's field dominance; None: progressive
     carrier: Any = None  # where the decoded frame's side data (captions) must go along: a copy
@@ -173,7 +174,7 @@ class VideoJob:
         container = "a Y4M stream" if dst == STDOUT else f"a {dst.suffix} file"
         self.carried = CarriedStreams(source, None if src == STDIN else src, dst, container, muxer)
         self.tmp = ""  # the temporary file being written, named in FFmpeg's errors
-        self.rotation = 0  # the first frame's display rotation
+        self.display: DisplayMatrix | None = None  # the first frame's display matrix
         self.hdr10: Hdr10 | None = None  # the first frame's, set by the decode thread
         self.hdr10_kept = False
         self.retimed = False  # a frame moved to fit a container that counts frames (Y4M, AVI)
@@ -352,7 +353,7 @@ class VideoJob:
                             pts = clock.time(pts, frame.dts, bool(self.vin.codec_context.has_b_frames))
                         pts = pts if pts is not None else (0 if last is None else last + step)
                         last = pts
-                        rotation = int(frame.rotation or 0)
+                        display = DisplayMatrix.of(frame)
                         alpha = alpha_of(frame) if self.keeps_alpha else None
                         dominance = self._dominance(frame)
                         check_frame_size(self.src, frame.width, frame.height)  # a size change mid-stream
@@ -360,7 +361,7 @@ class VideoJob:
                         captioned = has_captions(frame)
                         self.captions |= captioned
                         carrier = side_data_carrier(frame) if captioned and self.writes_captions else None
-                        pipe.put(decoded, _Video(pictures, pts - start, rotation, alpha, dominance, carrier))
+                        pipe.put(decoded, _Video(pictures, pts - start, display, alpha, dominance, carrier))
                 elif index in self.carried.transcode:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(carried[index], frame))
@@ -453,9 +454,9 @@ class VideoJob:
                     self.retimed |= self.counts_frames
                 if first is None:
                     first = pts
-                    if item.rotation:
-                        self.vout.set_display_rotation(item.rotation)
-                        self.rotation = item.rotation
+                    if item.display:
+                        self.vout.set_display_matrix(item.display.values)
+                        self.display = item.display
                     self._set_fields(item.top_field_first)
                     self._set_hdr10()
                 last = pts

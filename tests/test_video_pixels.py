@@ -90,6 +90,23 @@ def test_rotation_is_kept(tmp_path):
     assert probe(src)["rotation"] == probe(tmp_path / "portrait.mkv")["rotation"] == 90
 
 
+@pytest.mark.parametrize(("rotation", "suffix"), [(0, ".mp4"), (90, ".mkv"), (180, ".mov")])
+def test_a_mirrored_display_is_kept_whole(tmp_path, rotation, suffix):
+    """Only the display matrix's rotation was kept: a horizontally mirrored source (ffmpeg
+    -display_hflip, some front cameras) came out turned by 180°, upside down, and a mirror with a
+    rotation lost its mirror."""
+    src = make_video(tmp_path / "selfie.mp4", audio=False, rotation=rotation, hflip=True)
+    source = probe(src)["display"]
+    assert source.mirrored and source.rotation == rotation
+    deband_video(src, tmp_path / f"out{suffix}", lambda rgb: rgb, bit_depth=8, progress=False)
+    assert probe(tmp_path / f"out{suffix}")["display"] == source
+    with pytest.warns(UserWarning, match=rf"a \.ts file cannot hold the source's {source.describe()}"):
+        deband_video(src, tmp_path / "out.ts", lambda rgb: rgb, bit_depth=8, progress=False)
+    told = " ".join([f"-display_rotation {rotation}"] * bool(rotation) + ["-display_hflip"])
+    with pytest.warns(UserWarning, match=rf"Y4M carries no .*mirror; .* \(ffmpeg: {told}\)"):
+        deband_video(src, tmp_path / "out.y4m", lambda rgb: rgb, progress=False)
+
+
 def test_rotation_a_container_cannot_hold_is_warned_about(tmp_path):
     """MPEG-TS and AVI have no display matrix: a phone's portrait video came out lying on its side
     with no word, where every other loss is named."""
@@ -395,7 +412,8 @@ def test_y4m_says_what_its_reader_must_be_told(tmp_path):
         f"dropped (give it to the encoder reading the stream: x265-params {HDR10.encoder_params('libx265')})"
     ) in messages
     rotated = make_video(tmp_path / "phone.mp4", audio=False, rotation=90)
-    with pytest.warns(UserWarning, match=r"Y4M carries no 90° rotation; .* \(ffmpeg: -display_rotation 90\)"):
+    told = r"Y4M carries no 90° display rotation; .* \(ffmpeg: -display_rotation 90\)"
+    with pytest.warns(UserWarning, match=told):
         deband_video(rotated, tmp_path / "phone.y4m", lambda rgb: rgb, progress=False)
     with warnings.catch_warnings():  # BT.709 is what readers assume of untagged HD video: no warning
         warnings.simplefilter("error")

@@ -6,6 +6,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from bdinn.runtime.display_matrix import DisplayMatrix
+
 W, H, N, FPS, RATE = 64, 48, 8, 24, 48000
 
 
@@ -23,6 +25,7 @@ def make_video(
     video: bool = True,
     audio: bool = True,
     rotation: int = 0,
+    hflip: bool = False,
     codec: str = "libx264",
     audio_codec: str = "aac",
     channels: int = 1,
@@ -35,8 +38,8 @@ def make_video(
             vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
             ctx = vs.codec_context
             ctx.colorspace = ctx.color_range = ctx.color_primaries = ctx.color_trc = 1
-            if rotation:
-                vs.set_display_rotation(rotation)
+            if rotation or hflip:
+                vs.set_display_rotation(rotation, hflip=hflip)
             if sar:
                 ctx.sample_aspect_ratio = sar
         if audio:
@@ -126,6 +129,7 @@ def probe(path: Path) -> dict:
                 frames[0].color_trc,
             ),
             "rotation": frames[0].rotation,
+            "display": DisplayMatrix.of(frames[0]),
             "audio": [],
         }
     with av.open(str(path)) as src:
