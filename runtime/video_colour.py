@@ -27,7 +27,9 @@ _PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte24
 _TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
               13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084",
               18: "arib-std-b67"}  # fmt: skip
-_MATRICES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc", 10: "bt2020c"}
+_MATRICES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco", 9: "bt2020nc",
+             10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc", 13: "chroma-derived-c",
+             14: "ictcp"}  # fmt: skip
 ASSUMED_TAGS = {0, 1, 2}  # reserved, BT.709, unspecified: what a reader assumes of untagged HD video
 HDR_TRANSFERS = {16, 18}  # PQ and HLG
 
@@ -69,8 +71,10 @@ class Colour:
             matrix = None  # decoded with swscale's default; encode the same way and keep it untagged
         elif space in _SWS_MATRIX:
             matrix = _SWS_MATRIX[space]
-        else:  # a matrix swscale lacks (or a YUV frame tagged RGB): BT.709 both ways, in its own range
-            matrix, space = 1, _SPC_BT709
+        else:  # a matrix swscale lacks (YCgCo, ICtCp, ...): BT.709 both ways, in its own range, so the
+            # samples come back as they were and keep their tag (a player took them for BT.709 ones);
+            # a YUV frame tagged RGB is made BT.709
+            matrix, space = 1, space or _SPC_BT709
         return cls(matrix, space, rng, int(ctx.color_primaries or 0), int(ctx.color_trc or 0))
 
     def ffmpeg_tags(self) -> str:

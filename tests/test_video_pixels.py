@@ -15,6 +15,7 @@ from video_sources import (  # noqa: E402
     H,
     N,
     W,
+    gradient,
     make_clip,
     make_hdr10,
     make_video,
@@ -445,6 +446,29 @@ def test_y4m_is_raw_10_bit_and_drops_audio_with_a_warning(source, tmp_path):
         N,
         [],
     )
+
+
+@pytest.mark.parametrize("space", [8, 10, 14])  # YCgCo, BT.2020 constant luminance, ICtCp
+def test_a_matrix_swscale_lacks_keeps_its_tag(tmp_path, space):
+    """Such sources are converted as BT.709 both ways, so their samples come back as they were;
+    but the output was tagged BT.709, and players decoded YCgCo samples as BT.709 colours."""
+    src = tmp_path / "odd.mkv"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("ffv1", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.colorspace, stream.codec_context.color_range = space, 1
+        for i in range(3):
+            muted = gradient(i) // 2 + 64  # no colour that BT.709 read back would clip
+            frame = av.VideoFrame.from_ndarray(muted, format="rgb24").reformat(format="yuv420p")
+            frame.colorspace, frame.color_range, frame.pts = space, 1, i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    deband_video(src, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", bit_depth=8, progress=False)
+    with av.open(str(src)) as a, av.open(str(tmp_path / "out.mkv")) as b:
+        pairs = list(zip(a.decode(video=0), b.decode(video=0), strict=True))
+    assert {(int(f.colorspace), int(g.colorspace)) for f, g in pairs} == {(space, space)}
+    luma = [[np.frombuffer(f.planes[0], np.uint8).astype(int) for f in pair] for pair in pairs]
+    assert max(np.abs(x - y).max() for x, y in luma) <= 1
 
 
 @pytest.mark.parametrize(("space", "kr", "kb"), [(6, 0.299, 0.114), (5, 0.299, 0.114), (1, 0.2126, 0.0722)])
