@@ -22,6 +22,7 @@ from typing import Any
 # high-quality side of each encoder's default (x264 23, x265 28, SVT-AV1 35, VP9 32).
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 28, "libvpx": 10}
 MAX_CRF = {"libx264": 51, "libx265": 51}  # the others go to 63
+MIN_CRF = {"libvpx": 4}  # VP8's CRF must not be below its default qmin, 4 (the others start at 0)
 
 _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                  "veryslow", "placebo")  # fmt: skip
@@ -72,8 +73,9 @@ def encoder_options(
         raise ValueError(f"{codec} takes a CRF or a bitrate (b=), not both: it would ignore b=; give one")
     elif codec not in DEFAULT_CRF:
         raise ValueError(f"{encoder_label(codec)} has no CRF setting; leave crf (--crf) out")
-    elif not 0 <= crf <= MAX_CRF.get(codec, 63):
-        raise ValueError(f"CRF {crf} is out of range for {codec}; use 0 (best) to {MAX_CRF.get(codec, 63)}")
+    elif not MIN_CRF.get(codec, 0) <= crf <= MAX_CRF.get(codec, 63):
+        best, worst = MIN_CRF.get(codec, 0), MAX_CRF.get(codec, 63)
+        raise ValueError(f"CRF {crf} is out of range for {codec}; use {best} (best) to {worst}")
     if crf is not None:
         options["crf"] = str(crf)
     if codec == "libx265":

@@ -212,6 +212,13 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
             {"codec": "libx264", "crf": 60},
             r"CRF 60 is out of range for libx264; use 0 \(best\) to 51",
         ),
+        # VP8 below its qmin: accepted, then 'Invalid argument' at the first frame's encode
+        (
+            source,
+            tmp_path / "ka.webm",
+            {"codec": "libvpx", "crf": 3, "bit_depth": 8},
+            r"CRF 3 is out of range for libvpx; use 4 \(best\) to 63",
+        ),
         # FFmpeg's own check lets these through, then fails at the end or writes a data stream
         (source, tmp_path / "l.ts", {"codec": "libsvtav1"}, r"a \.ts file cannot hold libsvtav1 video"),
         (source, tmp_path / "m.ts", {"codec": "ffv1"}, r"a \.ts file cannot hold ffv1 video"),

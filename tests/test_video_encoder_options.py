@@ -49,6 +49,14 @@ def test_a_crf_and_a_bitrate_together_are_refused(source, tmp_path):
         deband_video(source, tmp_path / "o.mkv", lambda rgb: rgb, crf=20, codec_options={"b": "1M"})
 
 
+@pytest.mark.parametrize("crf", [4, 63])
+def test_vp8s_whole_crf_range_encodes(source, tmp_path, crf):
+    """The ends of the range that libvpx (VP8) is given: below 4 it failed at the first frame."""
+    report = deband_video(source, tmp_path / f"vp8-{crf}.webm", lambda rgb: rgb, codec="libvpx", crf=crf,
+                          bit_depth=8, progress=False)  # fmt: skip
+    assert (report.codec, report.frames, len(probe(report.dst)["times"])) == ("libvpx", N, N)
+
+
 def test_preset_and_codec_options_reach_the_encoder(source, tmp_path):
     default = deband_video(source, tmp_path / "default.mp4", lambda rgb: rgb, codec="libx264", progress=False)
     fast = deband_video(
