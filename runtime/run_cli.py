@@ -51,7 +51,7 @@ from .picture_metadata import read_metadata
 from .png_chunks import read_png_colour
 from .video import CONTAINERS, VIDEO_SUFFIXES, is_video
 from .video_encoder import DEFAULT_CRF, PARAM_LISTS
-from .video_formats import holds_video
+from .video_formats import holds_video, without_video
 
 MEDIA_SUFFIXES = {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES}
 LOSSY_IMAGE_SUFFIXES = {".jpg", ".jpeg"}
@@ -210,6 +210,7 @@ def plan_stream(sources: list[Path], place: Path | None) -> Job:
             f"-o -: standard output is {state}; pipe it into a program (| ffmpeg -i - ...)"
         )
     if not job.is_video:
+        _refuse_media_without_video(job.source)
         raise click.ClickException(f"-o -: writes a Y4M video stream; give {job.source} an output file")
     if place != STDIO:
         if place.is_dir() or not place.suffix:
@@ -222,12 +223,22 @@ def plan_stream(sources: list[Path], place: Path | None) -> Job:
     return job
 
 
+def _refuse_media_without_video(source: Path) -> None:
+    """A sound or subtitle file given for a video (audio.m4a -o x.mkv) is named as such."""
+    if source.suffix.lower() not in IMAGE_SUFFIXES and without_video(source):
+        raise click.ClickException(
+            f"{source}: no video stream (only sound, subtitles or cover art); pass a file with video"
+        )
+
+
 def check_format(job: Job, depth: int | None = None) -> None:
     """The output suffix must be one we write, of the input's kind (picture or video), and able to
     hold the picture's depth (`depth`: --bit-depth, else the input's) and alpha."""
     suffix = job.target.suffix.lower()
     kind, known = ("video", CONTAINERS) if job.is_video else ("picture", IMAGE_SUFFIXES)
     if suffix not in known:
+        if suffix in CONTAINERS:  # a video asked of what is no picture either
+            _refuse_media_without_video(job.source)
         usual = ".mkv" if job.is_video else ".png"
         raise click.ClickException(
             f"{job.target}: cannot write a {kind} as {suffix or 'no suffix'!r} (use {usual})"

@@ -132,6 +132,22 @@ def holds_video(path: Path) -> bool:
         return False
 
 
+def without_video(path: Path) -> bool:
+    """Whether FFmpeg reads the file as media with no moving pictures (sound, subtitles, cover
+    art): asked for a video of it, say that, rather than blame the output's name."""
+    try:
+        import av
+    except ImportError:
+        return False
+    if not path.is_file():
+        return False
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams) and not moving_pictures(container)
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        return False
+
+
 def _muxer_for(dst: Path) -> str:
     if dst == STDOUT:
         return "yuv4mpegpipe"

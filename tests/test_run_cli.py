@@ -818,6 +818,19 @@ class TestVideo:
         assert "song.mp4: no video stream; pass a file with video" in line
         assert not (tmp_path / "out.mkv").exists() and leftovers(tmp_path) == []
 
+    def test_sound_or_subtitles_named_as_neither_picture_nor_video(self, model, tmp_path):
+        """audio.m4a -o x.mkv said 'x.mkv: cannot write a picture as .mkv', blaming the output, and
+        -o - said to give the 'picture' an output file: FFmpeg reads them, with no moving picture."""
+        from video_sources import make_video
+
+        sound = make_video(tmp_path / "song.m4a", video=False)
+        (tmp_path / "talk.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+        for source in (sound, tmp_path / "talk.srt"):
+            for out in (tmp_path / "out.mkv", "-"):
+                line = one_line_error(run(model, source, "-o", out))
+                assert f"{source}: no video stream (only sound, subtitles or cover art)" in line, line
+        assert leftovers(tmp_path) == [] and not (tmp_path / "out.mkv").exists()
+
     def test_unwritable_video_output(self, model, tmp_path):
         from video_sources import make_video
 
