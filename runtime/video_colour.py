@@ -100,11 +100,13 @@ class Colour:
 
 
 def _luma_row(frame: Any) -> np.ndarray:
-    """The first row of a frame's first (luma) plane, as float64."""
-    plane = frame.planes[0]
-    dtype = np.uint16 if frame.format.components[0].bits > 8 else np.uint8
-    row = np.frombuffer(plane, dtype)[: plane.line_size // np.dtype(dtype).itemsize]
-    return row[: plane.width].astype(np.float64)
+    """The first row of a frame's luma samples, as float64, in the format's byte order. A packed
+    format (Y beside alpha or chroma: ya16, y210) is first made planar grey, which maps its
+    samples linearly: read as they lay, they interleaved Y with A or chroma."""
+    if sum(component.plane == 0 for component in frame.format.components) > 1:
+        frame = frame.reformat(format="gray16le")
+    row = _plane_samples(frame, 0, frame.format.components[0].bits)[0]
+    return row.astype(np.float64)
 
 
 @functools.lru_cache(maxsize=32)
