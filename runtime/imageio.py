@@ -574,6 +574,16 @@ def _is_srgb(profile: bytes) -> bool:
     return int(np.abs(mapped.astype(np.int16) - _PROBE).max()) <= 3
 
 
+def _lossless_webp_with_alpha(bgra: np.ndarray) -> bytes:
+    """Lossless WebP that keeps the colour under fully transparent pixels (libwebp's `exact`):
+    OpenCV's lossless WebP set it to 0, losing what compositing and texture work keep there."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(bgra[:, :, [2, 1, 0, 3]]), "RGBA").save(
+        buffer, "WEBP", lossless=True, exact=True, quality=100
+    )
+    return buffer.getvalue()
+
+
 def write_image(
     path: str | os.PathLike,
     img: np.ndarray,
@@ -611,14 +621,17 @@ def write_image(
         raise ImageError(f"{path}: 16-bit images can only be written as .png or .tif")
     if img.ndim == 3 and img.shape[2] == 4 and suffix in (".jpg", ".jpeg"):
         raise ImageError(f"{path}: JPEG has no alpha channel; write .png to keep it")
-    params = [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else []  # above 100: lossless
-    try:
-        ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(img), params)
-    except cv2.error:
-        ok = False
-    if not ok:
-        raise ImageError(f"{path}: cannot write images with suffix {suffix!r} (use .png)")
-    data = encoded.tobytes()
+    if suffix == ".webp" and img.ndim == 3 and img.shape[2] == 4:
+        data = _lossless_webp_with_alpha(img)
+    else:
+        params = [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else []  # above 100: lossless
+        try:
+            ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(img), params)
+        except cv2.error:
+            ok = False
+        if not ok:
+            raise ImageError(f"{path}: cannot write images with suffix {suffix!r} (use .png)")
+        data = encoded.tobytes()
     carried = False  # an ICC profile went into the file
     if icc_profile and suffix == ".png":
         wanted = b"GRAY" if img.ndim == 2 or img.shape[2] == 1 else b"RGB "

@@ -592,9 +592,14 @@ def test_a_tiff_tag_count_cannot_make_the_reader_allocate_gigabytes(tmp_path):
 
 
 def test_webp_is_written_losslessly_and_jpeg_refuses_alpha(tmp_path):
-    rgba = np.random.default_rng(5).integers(1, 256, (16, 24, 4), dtype=np.uint8)  # WebP may change
-    write_image(tmp_path / "x.webp", rgba)  # the invisible colours of alpha-0 pixels, so none here
+    """Lossless, the colour under fully transparent pixels included: OpenCV's WebP set it to 0."""
+    rgba = np.random.default_rng(5).integers(0, 256, (16, 24, 4), dtype=np.uint8)
+    rgba[:, :12, 3] = 0
+    write_image(tmp_path / "x.webp", rgba)
     assert np.array_equal(read_image(tmp_path / "x.webp", as_file=True), rgba)
+    write_image(tmp_path / "g.webp", rgba[:, :, 2:])  # gray + alpha: written as equal-channel RGBA
+    assert np.array_equal(read_image(tmp_path / "g.webp", as_file=True), rgba[:, :, [2, 2, 2, 3]])
+    (tmp_path / "g.webp").unlink()
     with pytest.raises(ImageError, match=r"JPEG has no alpha channel; write \.png to keep it"):
         write_image(tmp_path / "x.jpg", rgba)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.webp"]
