@@ -8,8 +8,8 @@
 The backend follows the file's suffix; everything around it (channels, alpha, padding, tiling,
 the change limit, output depth, dithering) happens here, identically for every backend, so
 results agree across backends within the precision of the model file (except that the CPU runs
-frames over 2048 x 1152 pixels in tiles, which moves about one sample in 1000 by one 8-bit
-level against a GPU's whole frame). An instance may be
+frames over 2048 x 1152 pixels in tiles, which moves a few samples in 1000 by one 8-bit level
+against a GPU's whole frame: 1 in 1000 on a gradient, 5 in 1000 on a detailed photograph). An instance may be
 shared by a decode and an encode thread: how it serves frames does not change after `open`
 (only `close` and a one-time warning touch its state), and every backend is thread-safe.
 """
@@ -345,6 +345,7 @@ class Debander:
         user's tile x tile, else within the backend's profile for a frame beyond it, else of at
         most HOST_TILE_PIXELS for a large frame on the CPU; None: the frame runs whole. Memory
         and time follow the tile, not the frame."""
+        self._check_open()
         limit, least = self.backend.max_size, 2 * self.overlap  # room for both fades of a tile
         grid = self.backend.tile_grid
         bound = limit  # the largest frame that runs whole: the profile's, and the user's tile
@@ -426,6 +427,7 @@ class Debander:
 
     def describe(self) -> dict[str, Any]:
         """Backend, device, precision and versions, for logs and benchmarks."""
+        self._check_open()
         return {**self.backend.describe(), "tile": self.tile, "max_change": self.max_change}
 
     def close(self) -> None:

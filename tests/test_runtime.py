@@ -452,7 +452,13 @@ def test_a_closed_debander_says_so(models, sky, key):
     deband = Debander.open(models[key])
     deband.close()
     deband.close()  # a second close is harmless
-    for call in (lambda: deband(sky), lambda: deband.tensor(torch.zeros(1, 3, 32, 32))):
+    calls = (
+        lambda: deband(sky),
+        lambda: deband.tensor(torch.zeros(1, 3, 32, 32)),
+        lambda: deband.tile_for((10, 10)),  # answered None and a dict of no providers
+        deband.describe,
+    )
+    for call in calls:
         with pytest.raises(BackendError, match="this Debander is closed; open the model again"):
             call()
     with pytest.raises(BackendError, match="closed"):  # the backend itself let go of its model
