@@ -217,6 +217,9 @@ class VideoJob:
         self.equal_times_allowed = bool(output.format.flags & av.format.Flags.ts_nonstrict.value)
         self.vout = vout = output.add_stream(self.codec, rate=self.rate)
         vout.width, vout.height, vout.pix_fmt = self.width, self.height, self.pix_fmt
+        # The source's flags, and default as FFmpeg marks the first of each kind: Matroska wrote
+        # the one picture track as not default, which players may leave unselected.
+        vout.disposition = self.vin.disposition | av.stream.Disposition.default
         enc = vout.codec_context
         enc.time_base = self.out_time_base
         if self.sar:

@@ -36,6 +36,16 @@ def test_audio_that_webm_cannot_hold_is_reencoded_to_opus(source, tmp_path):
     assert codec == "opus" and seconds == pytest.approx(N / FPS, abs=0.05)
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".webm", ".mp4"])
+def test_the_video_track_is_marked_default(source, tmp_path, suffix):
+    """Matroska and WebM outputs marked the one picture track not default (FFmpeg marks the first
+    of each kind), which players may leave unselected."""
+    codec = "libvpx-vp9" if suffix == ".webm" else "libx264"
+    deband_video(source, tmp_path / f"out{suffix}", lambda rgb: rgb, codec=codec, bit_depth=8, progress=False)
+    with av.open(str(tmp_path / f"out{suffix}")) as out:
+        assert out.streams.video[0].disposition & av.stream.Disposition.default
+
+
 @pytest.mark.parametrize(
     ("audio_codec", "suffix", "expected"),
     [
