@@ -241,6 +241,10 @@ def _pick_codec(
         others = [n for n in able() if n != enc.name]  # libx265 cannot go into .webm
         instead = f"another codec ({', '.join(others)})" if others else "another codec in .mkv (libx265)"
         names = _writes(enc) or set()
+        if not any(name.startswith("yuv") for name in names):  # not a matter of depth or chroma
+            raise VideoError(
+                f"{dst}: {enc.name} writes RGB or grey video only, and bdinn writes YUV; use {instead}"
+            )
         other = [c for c in CHROMA if _pix_fmt(c, bit_depth) in names]
         shallower = [
             d for d in (10, 8) if d < bit_depth and any(_pix_fmt(p[3:6], d) in names for p in pix_fmts)

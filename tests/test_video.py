@@ -212,6 +212,13 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
             {"codec": "libx264", "crf": 60},
             r"CRF 60 is out of range for libx264; use 0 \(best\) to 51",
         ),
+        # an RGB-only encoder was said to lack the bit depth asked for
+        (
+            source,
+            tmp_path / "kb.mov",
+            {"codec": "png", "bit_depth": 8},
+            r"kb\.mov: png writes RGB or grey video only, and bdinn writes YUV; use another codec \(",
+        ),
         # VP8 below its qmin: accepted, then 'Invalid argument' at the first frame's encode
         (
             source,
