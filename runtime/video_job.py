@@ -241,7 +241,7 @@ class VideoJob:
             enc.max_b_frames = 0  # AVI keeps no presentation times, so no reordered frames
         self.options = {**CAPTION_OPTIONS.get(self.codec, {}), **self.options}  # the caller's win
         vout.options = self.options
-        copy_tags(vout, self.vin)
+        copy_tags(vout, self.vin, self.muxer)
         if self.carried.timecode and self.muxer in TIMECODE_MUXERS:
             vout.metadata["timecode"] = self.carried.timecode  # MOV and MP4 write a tmcd track for it
         self.carried.add_to(output)

@@ -122,10 +122,19 @@ def _silent(stream: Any) -> bool:
     return ctx is not None and (not ctx.sample_rate or not ctx.layout.nb_channels)
 
 
-def copy_tags(target: Any, source: Any) -> None:
+# ISO 639-2 codes that MOV's writer knows only in the other spelling of its QuickTime list
+# (FFmpeg's mov_mdhd_language_map mixes the T and B codes): given as they were, they were dropped.
+_MOV_LANGUAGE = {"deu": "ger", "nld": "dut", "ell": "gre", "isl": "ice", "zho": "chi", "sqi": "alb",
+                 "mkd": "mac", "hye": "arm", "kat": "geo", "bod": "tib", "mya": "bur", "msa": "may",
+                 "cym": "wel", "rum": "ron", "cze": "ces", "slo": "slk", "fre": "fra"}  # fmt: skip
+
+
+def copy_tags(target: Any, source: Any, muxer: str | None = None) -> None:
     tags = {k: v for k, v in source.metadata.items() if k.lower() in _TAGS}
     if "name" in source.metadata and "title" not in {k.lower() for k in tags}:
         tags["title"] = source.metadata["name"]  # an MP4 track's title reads back as its udta name
+    if muxer == "mov":
+        tags = {k: _MOV_LANGUAGE.get(v, v) if k.lower() == "language" else v for k, v in tags.items()}
     target.metadata.update(tags)
 
 
@@ -211,7 +220,7 @@ class CarriedStreams:
                 if out is None:
                     continue
                 self.transcode.add(stream.index)
-            copy_tags(out, stream)
+            copy_tags(out, stream, self.muxer)
             out.disposition = stream.disposition
             self.audio_out[stream.index] = out
 
@@ -233,7 +242,7 @@ class CarriedStreams:
             if out is None:
                 dropped.append(f"{name} stream {stream.index}")
                 continue
-            copy_tags(out, stream)
+            copy_tags(out, stream, self.muxer)
             out.disposition = stream.disposition
             self.subtitle_out[stream.index] = out
         self.subtitles_dropped = len(dropped)

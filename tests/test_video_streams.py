@@ -250,6 +250,27 @@ def test_mp4_text_subtitles_become_subrip_in_mkv(tmp_path):
     assert after["cues"] == [("Bonjour", 0.04, 0.12), ("Monde\né", 0.2, 0.3)]
 
 
+def test_languages_reach_a_mov_file_in_the_spelling_its_writer_knows(tmp_path):
+    """MOV's writer takes its QuickTime list's codes only, which spell German 'ger' (ISO 639-2/B)
+    but Romanian 'ron' (/T): a 'deu' track came out with no language."""
+    source = tmp_path / "tracks.mkv"
+    with av.open(str(source), "w") as out:
+        vs = out.add_stream("libx264", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        vs.metadata["language"] = "nld"
+        tracks = [out.add_stream("aac", rate=48000) for _ in range(4)]
+        for track, language in zip(tracks, ("deu", "rum", "fra", "eng"), strict=True):
+            track.codec_context.layout = "mono"
+            track.metadata["language"] = language
+        mux_gradient(out, vs)
+        for track in tracks:
+            mux_silence(out, track, N / FPS)
+    deband_video(source, tmp_path / "out.mov", lambda rgb: rgb, progress=False)
+    with av.open(str(tmp_path / "out.mov")) as out:
+        said = [s.metadata.get("language") for s in (*out.streams.video, *out.streams.audio)]
+    assert said == ["dut", "ger", "ron", "fra", "eng"]
+
+
 def test_what_a_container_cannot_hold_is_dropped_with_one_warning(tmp_path):
     film = make_film(tmp_path / "film.mkv")
     with pytest.warns(UserWarning) as caught:
