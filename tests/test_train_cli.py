@@ -104,6 +104,23 @@ def test_trains_from_clean_pictures(tmp_path, tiny_config):
     held_out = {p.resolve() for p in (tmp_path / "val").iterdir() if p.is_symlink()}
     state = json.loads((tmp_path / "state.json").read_text())
     assert len(held_out) == 1 and state["settings"]["data"]["variants"] == 2
+    # The pictures validation scores are part of the run: their order changed once (a picture not yet
+    # scored now comes first), and a run resumed across that compared best over other pictures.
+    again = [*("--clean", str(DATA), "--config", str(tiny_config), "--variants", "2", "-o", str(tmp_path))]
+    again += [
+        *("--unbanded-share", "0.3", "--identity-share", "0.2", "--max-val-images", "1", *FAST, "--resume")
+    ]
+    assert len(state["settings"]["val_sample"]) == 16
+    for sample, said in (
+        (None, "does not say which pictures its validation scored"),
+        ("0123456789abcdef", "cannot resume with different validation pictures"),
+    ):
+        edited = dict(state, settings={k: v for k, v in state["settings"].items() if k != "val_sample"})
+        if sample:
+            edited["settings"]["val_sample"] = sample
+        (tmp_path / "state.json").write_text(json.dumps(edited))
+        resumed = CliRunner().invoke(main, again)
+        assert said in resumed.output and resumed.exit_code == (1 if sample else 0), resumed.output
 
 
 def test_a_run_resumed_from_a_copied_cache_records_where_its_pictures_came_from(

@@ -37,6 +37,7 @@ from .trainer import (
     check_before_data,
     pairs_fingerprint,
     resolve_device,
+    sample_fingerprint,
 )
 
 SHARE = click.FloatRange(0, 1, max_open=True)  # a fraction of a set, never all of it
@@ -350,6 +351,9 @@ def main(
         unreadable = set(sample) - set(val_set.pairs)
         held_out, val_pairs = val_pairs, [pair for pair in val_pairs if pair not in unreadable]  # read ones
         settings.sources = pairs_fingerprint(train_set.pairs, val_pairs)
+        settings.val_sample = sample_fingerprint(sample)
+        if resume and ranks.main and len(sample) < len(held_out):
+            _warn_of_an_unrecorded_sample(out_dir)
         if resume and train_set.skipped_images + val_set.skipped_images:  # a run saved before bdinn
             counted = pairs_fingerprint(train_pairs, held_out)  # counted only the pairs it read
             if _saved_settings(out_dir).get("sources") == counted:
@@ -442,6 +446,19 @@ def saved_architecture(out_dir: Path) -> tuple[BDINNConfig, str | None, str | No
         return BDINNConfig.from_dict(saved["config"]), saved.get("config_name"), saved.get("init")
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _warn_of_an_unrecorded_sample(out_dir: Path) -> None:
+    """A state saved before the validation sample was recorded cannot tell whether this resume
+    scores the same pictures: the order they are taken in has changed since."""
+    saved = _saved_settings(out_dir)
+    if saved and "val_sample" not in saved:
+        warnings.warn(
+            f"{out_dir}: this run's state does not say which pictures its validation scored; bdinn now "
+            "scores a picture not yet scored before a second pair of one, so its best so far may have "
+            "been chosen on other pictures than the steps from here",
+            stacklevel=2,
+        )
 
 
 def _saved_settings(out_dir: Path) -> dict[str, Any]:

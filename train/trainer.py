@@ -57,6 +57,7 @@ RUN_DEFINING = (
     "train_seed", "data", "sources",
     "val_every",  # the steps best is chosen from
     "max_val_images",  # the validation set too: best is chosen by comparing its scores
+    "val_sample",  # and the pictures it scores, which a change of their order would change
 )  # fmt: skip
 
 
@@ -85,6 +86,7 @@ class TrainSettings:
     keep_checkpoints: bool = False  # also keep step-NNNNNNN.safetensors at every validation
     data: dict[str, Any] = field(default_factory=dict)  # how patches are cut (size, stride, shares)
     sources: str | None = None  # fingerprint of the training and validation pictures (pairs_fingerprint)
+    val_sample: str | None = None  # fingerprint of the pairs validation scores (sample_fingerprint)
     data_origin: dict[str, Any] = field(default_factory=dict)  # folders and degradations (provenance.py)
 
     @property
@@ -92,6 +94,11 @@ class TrainSettings:
         """Seeds the initial weights, the patch order, augmentation and shares; `seed` alone also
         draws the pairs and the split, so a second training seed on the same data needs its own."""
         return self.seed if self.train_seed is None else self.train_seed
+
+
+def sample_fingerprint(sample: Sequence[Any]) -> str:
+    """Which pairs validation scores, by name: best is chosen by comparing their scores."""
+    return hashlib.sha256("\n".join(sorted(p.name for p in sample)).encode()).hexdigest()[:16]
 
 
 def pairs_fingerprint(train: Sequence[Any], val: Sequence[Any]) -> str:
@@ -166,15 +173,16 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
         )
     saved = meta["settings"]
     current = json.loads(json.dumps(asdict(settings)))  # tuples -> lists, as saved
-    unknown = set() if current["sources"] else {"sources"}  # the pictures are known after the data
+    unknown = {k for k in ("sources", "val_sample") if not current[k]}  # known once the data is
     changed = [k for k in RUN_DEFINING if k not in unknown and saved.get(k, current[k]) != current[k]]
     if changed:  # a key absent from the saved state predates it
         was = ", ".join(
             _as_option(k, saved.get(k)) if k != "data" else _changed_data(saved["data"], current["data"])
             for k in changed
-            if k not in ("config", "sources")
+            if k not in ("config", "sources", "val_sample")
         )
-        what = ", ".join("pictures" if k == "sources" else k for k in changed)
+        named = {"sources": "pictures", "val_sample": "validation pictures"}
+        what = ", ".join(named.get(k, k) for k in changed)
         raise TrainingError(
             f"{meta_path}: cannot resume with different {what}"
             + (f" (saved run used {was})" if was else "")
