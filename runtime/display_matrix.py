@@ -28,7 +28,7 @@ class DisplayMatrix:
         """The frame's display matrix; None where it has none, or one that changes nothing."""
         for entry in side_data_of(frame):
             if entry.type.name == "DISPLAYMATRIX":
-                values = struct.unpack("<9i", bytes(entry)[:36])
+                values = struct.unpack("=9i", bytes(entry)[:36])  # FFmpeg stores native int32s
                 return None if values == IDENTITY else cls(values)
         return None
 
@@ -44,8 +44,10 @@ class DisplayMatrix:
         left once a horizontal flip is undone (FFmpeg applies the flip after the rotation)."""
         m = self.values
         flip = -1 if self.mirrored else 1
-        angle = math.degrees(math.atan2(m[1] / math.hypot(m[1], m[4]), flip * m[0] / math.hypot(m[0], m[3])))
-        return round(-angle) % 360
+        column_x, column_y = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+        if not column_x or not column_y:  # a degenerate matrix: no rotation to tell
+            return 0
+        return round(-math.degrees(math.atan2(m[1] / column_y, flip * m[0] / column_x))) % 360
 
     def describe(self) -> str:
         """'90° display rotation', 'horizontal mirror' or both, for warnings."""

@@ -37,6 +37,9 @@ HDR_TRANSFERS = {16, 18}  # PQ and HLG
 # 5 (BT.470BG) and 6 (SMPTE 170M) are the same BT.601 matrix.
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9}
 _SPC_UNSPECIFIED, _SPC_BT709, _RANGE_MPEG, _RANGE_JPEG = 2, 1, 1, 2
+# Matrices swscale lacks whose tag the output keeps: YCgCo, BT.2020 constant luminance, SMPTE 2085,
+# chromaticity-derived, ICtCp. Not the YCgCo-R variants (16, 17), which x265 refuses to write.
+_KEPT_MATRICES = {8, 10, 11, 12, 13, 14}
 
 
 def _interpolation() -> Any:
@@ -71,10 +74,10 @@ class Colour:
             matrix = None  # decoded with swscale's default; encode the same way and keep it untagged
         elif space in _SWS_MATRIX:
             matrix = _SWS_MATRIX[space]
-        else:  # a matrix swscale lacks (YCgCo, ICtCp, ...): BT.709 both ways, in its own range, so the
-            # samples come back as they were and keep their tag (a player took them for BT.709 ones);
-            # a YUV frame tagged RGB is made BT.709
-            matrix, space = 1, space or _SPC_BT709
+        else:  # a matrix swscale lacks: BT.709 both ways, in its own range, so the samples come back
+            # as they were; those of _KEPT_MATRICES keep their tag (players took YCgCo samples for
+            # BT.709 ones), the rest (a YUV frame tagged RGB, tags x265 refuses) are made BT.709
+            matrix, space = 1, space if space in _KEPT_MATRICES else _SPC_BT709
         return cls(matrix, space, rng, int(ctx.color_primaries or 0), int(ctx.color_trc or 0))
 
     def ffmpeg_tags(self) -> str:

@@ -108,6 +108,12 @@ def test_a_mirrored_display_is_kept_whole(tmp_path, rotation, suffix):
         deband_video(src, tmp_path / "out.y4m", lambda rgb: rgb, progress=False)
 
 
+def test_a_degenerate_display_matrix_tells_no_rotation():
+    from bdinn.runtime.display_matrix import DisplayMatrix
+
+    assert DisplayMatrix((0,) * 8 + (1 << 30,)).rotation == 0 and DisplayMatrix((0,) * 9).describe() == ""
+
+
 def test_rotation_a_container_cannot_hold_is_warned_about(tmp_path):
     """MPEG-TS and AVI have no display matrix: a phone's portrait video came out lying on its side
     with no word, where every other loss is named."""
@@ -448,8 +454,11 @@ def test_y4m_is_raw_10_bit_and_drops_audio_with_a_warning(source, tmp_path):
     )
 
 
-@pytest.mark.parametrize("space", [8, 10, 14])  # YCgCo, BT.2020 constant luminance, ICtCp
-def test_a_matrix_swscale_lacks_keeps_its_tag(tmp_path, space):
+@pytest.mark.parametrize(
+    ("space", "kept", "codec"),
+    [(8, 8, "ffv1"), (10, 10, "ffv1"), (14, 14, "ffv1"), (16, 1, "ffv1"), (16, 1, "libx265")],
+)  # YCgCo, BT.2020 constant luminance, ICtCp; YCgCo-Re, which x265 refuses, is made BT.709
+def test_a_matrix_swscale_lacks_keeps_its_tag(tmp_path, space, kept, codec):
     """Such sources are converted as BT.709 both ways, so their samples come back as they were;
     but the output was tagged BT.709, and players decoded YCgCo samples as BT.709 colours."""
     src = tmp_path / "odd.mkv"
@@ -463,10 +472,12 @@ def test_a_matrix_swscale_lacks_keeps_its_tag(tmp_path, space):
             frame.colorspace, frame.color_range, frame.pts = space, 1, i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-    deband_video(src, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", bit_depth=8, progress=False)
+    deband_video(src, tmp_path / "out.mkv", lambda rgb: rgb, codec=codec, bit_depth=8, progress=False)
     with av.open(str(src)) as a, av.open(str(tmp_path / "out.mkv")) as b:
         pairs = list(zip(a.decode(video=0), b.decode(video=0), strict=True))
-    assert {(int(f.colorspace), int(g.colorspace)) for f, g in pairs} == {(space, space)}
+    assert {(int(f.colorspace), int(g.colorspace)) for f, g in pairs} == {(space, kept)}
+    if codec != "ffv1":
+        return
     luma = [[np.frombuffer(f.planes[0], np.uint8).astype(int) for f in pair] for pair in pairs]
     assert max(np.abs(x - y).max() for x, y in luma) <= 1
 
