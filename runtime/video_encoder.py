@@ -22,7 +22,9 @@ from typing import Any
 # high-quality side of each encoder's default (x264 23, x265 28, SVT-AV1 35, VP9 32).
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 28, "libvpx": 10}
 MAX_CRF = {"libx264": 51, "libx265": 51}  # the others go to 63
-MIN_CRF = {"libvpx": 4}  # VP8's CRF must not be below its default qmin, 4 (the others start at 0)
+# VP8's CRF must not be below its default qmin, 4; SVT-AV1 ignores 0 (it encodes as its default
+# 35). The others start at 0.
+MIN_CRF = {"libvpx": 4, "libsvtav1": 1}
 
 _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                  "veryslow", "placebo")  # fmt: skip

@@ -202,6 +202,13 @@ def _writes(enc: Any) -> set[str] | None:
     return None if formats is None else {f.name for f in formats}
 
 
+def _rgb_or_grey(pix_fmt: str) -> bool:
+    """An RGB, grey or palette format (not semi-planar or packed YUV, which QSV encoders take)."""
+    import av
+
+    return av.VideoFormat(pix_fmt).is_rgb or pix_fmt.startswith(("gray", "ya", "pal", "mono"))
+
+
 def _pick_codec(
     dst: Path, muxer: str, codec: str | None, pix_fmts: list[str], bit_depth: int
 ) -> tuple[str, str]:
@@ -241,7 +248,7 @@ def _pick_codec(
         others = [n for n in able() if n != enc.name]  # libx265 cannot go into .webm
         instead = f"another codec ({', '.join(others)})" if others else "another codec in .mkv (libx265)"
         names = _writes(enc) or set()
-        if not any(name.startswith("yuv") for name in names):  # not a matter of depth or chroma
+        if names and all(_rgb_or_grey(name) for name in names):  # not a matter of depth or chroma
             raise VideoError(
                 f"{dst}: {enc.name} writes RGB or grey video only, and bdinn writes YUV; use {instead}"
             )

@@ -219,6 +219,13 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
             {"codec": "png", "bit_depth": 8},
             r"kb\.mov: png writes RGB or grey video only, and bdinn writes YUV; use another codec \(",
         ),
+        # SVT-AV1 takes CRF 0 and encodes as its default 35: the best quality asked got the default
+        (
+            source,
+            tmp_path / "kc.mkv",
+            {"codec": "libsvtav1", "crf": 0},
+            r"CRF 0 is out of range for libsvtav1; use 1 \(best\) to 63",
+        ),
         # VP8 below its qmin: accepted, then 'Invalid argument' at the first frame's encode
         (
             source,
@@ -311,6 +318,17 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
         assert "\n" not in str(caught.value)
         assert not dst.exists()
     assert listing(tmp_path) == ["noise.mp4", "song.mp4"]
+
+
+def test_a_hardware_encoder_of_semi_planar_yuv_is_not_called_rgb_only(source, tmp_path):
+    """QSV encoders take NV12/P010, which are YUV: not 'RGB or grey video only'."""
+    if "h264_qsv" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no h264_qsv encoder")
+    with pytest.raises(VideoError, match=r"h264_qsv cannot write 8-bit video") as caught:
+        deband_video(
+            source, tmp_path / "q.mkv", lambda rgb: rgb, codec="h264_qsv", bit_depth=8, progress=False
+        )
+    assert "RGB" not in str(caught.value)
 
 
 def test_an_encoder_outside_the_measured_table_runs_if_its_trial_encode_reads_back(source, tmp_path):
