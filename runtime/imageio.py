@@ -2,8 +2,9 @@
 
 OpenCV reads and writes 48-bit RGB PNG; Pillow silently drops it to 8 bits, which would destroy
 exactly the smooth gradients a debander produces. Pillow only reads headers (frame count, colour
-mode, EXIF, ICC profile) and decodes the one case OpenCV gets wrong: 8-bit TIFF with alpha, whose
-colours OpenCV returns multiplied by alpha. TurboJPEG decodes JPEG, because it says when the
+mode, EXIF, ICC profile), decodes the one case OpenCV gets wrong: 8-bit TIFF with alpha, whose
+colours OpenCV returns multiplied by alpha, and writes WebP with alpha, whose hidden colours
+OpenCV's encoder drops. TurboJPEG decodes JPEG, because it says when the
 data is damaged. Arrays are RGB(A), H x W x C, in the file's own
 integer dtype (uint8 or uint16). A bad file raises ImageError with a one-line message; writes are
 atomic, so a crash never leaves a half-written image. What a picture carries besides its pixels
@@ -574,13 +575,16 @@ def _is_srgb(profile: bytes) -> bool:
     return int(np.abs(mapped.astype(np.int16) - _PROBE).max()) <= 3
 
 
-def _lossless_webp_with_alpha(bgra: np.ndarray) -> bytes:
+def _lossless_webp_with_alpha(path: Path, bgra: np.ndarray) -> bytes:
     """Lossless WebP that keeps the colour under fully transparent pixels (libwebp's `exact`):
     OpenCV's lossless WebP set it to 0, losing what compositing and texture work keep there."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(bgra[:, :, [2, 1, 0, 3]]), "RGBA").save(
-        buffer, "WEBP", lossless=True, exact=True, quality=100
-    )
+    try:
+        Image.fromarray(np.ascontiguousarray(bgra[:, :, [2, 1, 0, 3]]), "RGBA").save(
+            buffer, "WEBP", lossless=True, exact=True, quality=100
+        )
+    except (ValueError, OSError) as exc:  # beyond WebP's 16383 px, a libwebp without lossless
+        raise ImageError(f"{path}: cannot write it as WebP ({exc}); write .png") from None
     return buffer.getvalue()
 
 
@@ -622,7 +626,7 @@ def write_image(
     if img.ndim == 3 and img.shape[2] == 4 and suffix in (".jpg", ".jpeg"):
         raise ImageError(f"{path}: JPEG has no alpha channel; write .png to keep it")
     if suffix == ".webp" and img.ndim == 3 and img.shape[2] == 4:
-        data = _lossless_webp_with_alpha(img)
+        data = _lossless_webp_with_alpha(path, img)
     else:
         params = [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else []  # above 100: lossless
         try:

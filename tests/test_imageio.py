@@ -600,6 +600,8 @@ def test_webp_is_written_losslessly_and_jpeg_refuses_alpha(tmp_path):
     write_image(tmp_path / "g.webp", rgba[:, :, 2:])  # gray + alpha: written as equal-channel RGBA
     assert np.array_equal(read_image(tmp_path / "g.webp", as_file=True), rgba[:, :, [2, 2, 2, 3]])
     (tmp_path / "g.webp").unlink()
+    with pytest.raises(ImageError, match=r"wide\.webp: cannot write it as WebP \(.*\); write \.png"):
+        write_image(tmp_path / "wide.webp", np.zeros((1, 16400, 4), np.uint8))  # WebP's sides end at 16383
     with pytest.raises(ImageError, match=r"JPEG has no alpha channel; write \.png to keep it"):
         write_image(tmp_path / "x.jpg", rgba)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.webp"]
