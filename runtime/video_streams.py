@@ -126,7 +126,8 @@ def _silent(stream: Any) -> bool:
 # (FFmpeg's mov_mdhd_language_map mixes the T and B codes): given as they were, they were dropped.
 _MOV_LANGUAGE = {"deu": "ger", "nld": "dut", "ell": "gre", "isl": "ice", "zho": "chi", "sqi": "alb",
                  "mkd": "mac", "hye": "arm", "kat": "geo", "bod": "tib", "mya": "bur", "msa": "may",
-                 "cym": "wel", "rum": "ron", "cze": "ces", "slo": "slk", "fre": "fra"}  # fmt: skip
+                 "cym": "wel", "rum": "ron", "cze": "ces", "slo": "slk", "fre": "fra", "swe": "sve",
+                 "fas": "per", "eus": "baq", "gle": "iri"}  # fmt: skip
 
 
 def copy_tags(target: Any, source: Any, muxer: str | None = None) -> None:

@@ -258,8 +258,8 @@ def test_languages_reach_a_mov_file_in_the_spelling_its_writer_knows(tmp_path):
         vs = out.add_stream("libx264", rate=FPS)
         vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
         vs.metadata["language"] = "nld"
-        tracks = [out.add_stream("aac", rate=48000) for _ in range(4)]
-        for track, language in zip(tracks, ("deu", "rum", "fra", "eng"), strict=True):
+        tracks = [out.add_stream("aac", rate=48000) for _ in range(5)]
+        for track, language in zip(tracks, ("deu", "rum", "fra", "eng", "swe"), strict=True):
             track.codec_context.layout = "mono"
             track.metadata["language"] = language
         mux_gradient(out, vs)
@@ -268,7 +268,7 @@ def test_languages_reach_a_mov_file_in_the_spelling_its_writer_knows(tmp_path):
     deband_video(source, tmp_path / "out.mov", lambda rgb: rgb, progress=False)
     with av.open(str(tmp_path / "out.mov")) as out:
         said = [s.metadata.get("language") for s in (*out.streams.video, *out.streams.audio)]
-    assert said == ["dut", "ger", "ron", "fra", "eng"]
+    assert said == ["dut", "ger", "ron", "fra", "eng", "sve"]
 
 
 def test_what_a_container_cannot_hold_is_dropped_with_one_warning(tmp_path):
