@@ -118,6 +118,14 @@ def test_configure_follows_the_tensorrt_root_it_is_given(tmp_path):
         ("10.16.1", str(tmp_path / "trt-a" / "include")),
         ("11.1.0", str(tmp_path / "trt-b" / "include")),
     ]
+    # A folder an earlier bdinn configured keeps its cached search's result: dropped for a new root.
+    (tmp_path / "old-cache.cmake").write_text(
+        f'set(TENSORRT_INCLUDE_DIR "{tmp_path}/trt-a/include" CACHE PATH '
+        '"Folder holding the TensorRT headers (NvInferRuntime.h)")\n'
+    )
+    old = ["cmake", "-C", "old-cache.cmake", "-S", str(PLUGINS), "-B", "old", "-DTENSORRT_ROOT=trt-b"]
+    proc = _run(old, cwd=tmp_path, env=env)
+    assert "TensorRT plugin: TensorRT 11.1.0 headers in" in proc.stdout
 
 
 # ---- Building (needs TensorRT headers and nvcc) ---------------------------------------------------
