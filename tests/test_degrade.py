@@ -172,6 +172,15 @@ def test_a_link_or_a_copy_under_another_name_is_one_source(tmp_path):
     write_image(tmp_path / "sl" / "p2.png", sky[::-1])  # as many bytes as p0 maybe, another picture
     sources = discover_sources([tmp_path / "sl"])
     assert sorted(sources) == ["sl-p0", "sl-p1", "sl-p2"]
+    # A link to a smaller version of a wallpaper is that wallpaper too; its largest version is kept.
+    images = tmp_path / "wp" / "Sky" / "contents" / "images"
+    write_image(images / "320x192.png", shapes[:, ::-1])
+    write_image(images / "160x96.png", shapes[::2, ::-2])
+    (tmp_path / "bg").mkdir()
+    (tmp_path / "bg" / "desktop-background.png").symlink_to(images / "160x96.png")
+    shutil.copy(images / "160x96.png", tmp_path / "bg" / "copy.png")
+    sources = discover_sources([tmp_path / "wp", tmp_path / "bg"])
+    assert list(sources) == ["Sky"] and sources["Sky"].name == "320x192.png"
 
 
 def test_long_picture_names_make_cache_names_the_file_system_takes(tmp_path):

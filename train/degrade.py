@@ -296,26 +296,33 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
         content = hashlib.sha1(path.read_bytes()).hexdigest() if shared[key] > 1 else ""
         copies.setdefault((key, content), home)
     homes = Counter(key for key, _ in copies)
-    named = {(key if homes[key] == 1 else f"{key}-{_hash(home)[:6]}"): largest[key, home]
+    named = {(key if homes[key] == 1 else f"{key}-{_hash(home)[:6]}"): (key, home)
              for (key, _), home in copies.items()}  # fmt: skip
-    return _without_copies(named)
+    return _without_copies({name: largest[group] for name, group in named.items()},
+                           {name: groups[group] for name, group in named.items()})  # fmt: skip
 
 
-def _without_copies(named: dict[str, Path]) -> dict[str, Path]:
-    """One key per picture: a link to a picture, or a copy of it, under another name was a second
-    source, which the split could put on the other side (validation scored what training saw).
-    The file itself is kept rather than a link to it."""
-    by_size: dict[int, list[str]] = {}
-    for key, path in named.items():
-        by_size.setdefault(path.stat().st_size, []).append(key)
+def _without_copies(named: dict[str, Path], members: dict[str, list[Path]]) -> dict[str, Path]:
+    """One key per picture: a link to any version of a picture, or a copy of one, under another
+    name was a second source, which the split could put on the other side (validation scored what
+    training saw). The largest picture is kept, and the file itself rather than a link to it."""
+    sizes = Counter(path.stat().st_size for files in members.values() for path in set(files))
+
+    def identities(files: list[Path]) -> set[str]:
+        found = {str(path.resolve()) for path in files}
+        return found | {
+            hashlib.sha1(path.read_bytes()).hexdigest() for path in files if sizes[path.stat().st_size] > 1
+        }
+
+    claimed: set[str] = set()
     kept = {}
-    for keys in by_size.values():
-        seen = set()
-        for key in sorted(keys, key=lambda k: (named[k].is_symlink(), k)):
-            content = hashlib.sha1(named[key].read_bytes()).hexdigest() if len(keys) > 1 else ""
-            if content not in seen:
-                seen.add(content)
-                kept[key] = named[key]
+    for key in sorted(
+        named, key=lambda k: (_size_rank(named[k])[:2], not named[k].is_symlink()), reverse=True
+    ):
+        own = identities(members[key])
+        if not own & claimed:
+            kept[key] = named[key]
+        claimed |= own
     return dict(sorted(kept.items()))
 
 
