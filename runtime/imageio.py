@@ -30,7 +30,14 @@ import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from .files import OutputError, atomic_write
-from .picture_metadata import Metadata, exif_orientation, jpeg_with_metadata, orientation, png_metadata
+from .picture_metadata import (
+    MAX_JPEG_EXIF,
+    Metadata,
+    exif_orientation,
+    jpeg_with_metadata,
+    orientation,
+    png_metadata,
+)
 from .picture_metadata import read_metadata as read_metadata  # beside read_image: the documented API
 from .png_chunks import PNG_SIGNATURE, after_ihdr, srgb_like, walk_chunks, with_icc_profile
 
@@ -74,6 +81,7 @@ _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La")
 # TIFF tags
 _WIDTH, _LENGTH = 256, 257
 _BITS_PER_SAMPLE, _PHOTOMETRIC, _SAMPLES_PER_PIXEL, _PLANAR, _EXTRA_SAMPLES = 258, 262, 277, 284, 338
+_TILE_WIDTH = 322
 
 
 class ImageError(ValueError):
@@ -282,6 +290,8 @@ def _jpeg_exif(data: bytes) -> bytes | None:
 
 
 def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray:
+    if kind == "BMP" and _bmp_bits(data) == 16:
+        return _bmp_with_full_levels(path, data)
     try:
         with _quiet_opencv():
             img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
@@ -312,6 +322,25 @@ def _decode(path: Path, data: bytes, kind: str | None, flags: int) -> np.ndarray
     return img
 
 
+def _bmp_bits(data: bytes) -> int:
+    """Bits per pixel of a BMP (its OS/2 header keeps them 4 bytes earlier)."""
+    if len(data) < 30:
+        return 0
+    at = 24 if struct.unpack("<I", data[14:18])[0] == 12 else 28
+    return struct.unpack("<H", data[at : at + 2])[0]
+
+
+def _bmp_with_full_levels(path: Path, data: bytes) -> np.ndarray:
+    """A 16-bit (RGB565/555/444) BMP through Pillow, which spreads each 4- to 6-bit value over
+    0..255: OpenCV only shifts it, so white came out (248, 252, 248) and every colour up to 7
+    levels dark (and it refuses RGB444)."""
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            return np.asarray(picture.convert("RGB"))[:, :, ::-1].copy()
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot decode this 16-bit BMP ({exc}); re-export it as PNG") from None
+
+
 def _pnm_maxval(data: bytes) -> int | None:
     """A PGM/PPM's maximum sample value (its header: magic, width, height, maxval, with
     # comments between); None if unreadable (OpenCV will have refused it)."""
@@ -338,6 +367,16 @@ def _decode_as_stored(path: Path, data: bytes, kind: str | None, header: Image.I
     elif header is not None and header.mode in _ALPHA_MODES and img.dtype == np.uint8:
         straight = header.convert("LA") if header.mode == "La" else header  # Pillow has no La to RGBA
         img = _orient(np.asarray(straight.convert("RGBA"))[:, :, [2, 1, 0, 3]], orientation(header))
+    elif (
+        header is not None
+        and img.dtype == np.uint8
+        and _TILE_WIDTH in header.tag_v2
+        and orientation(header) != 1
+    ):
+        # OpenCV turns each tile of an 8-bit tiled TIFF, but not where the tiles lie: a mirrored
+        # one came out scrambled
+        pixels = np.asarray(header.convert("L" if img.ndim == 2 else "RGB"))
+        img = _orient(pixels if pixels.ndim == 2 else pixels[:, :, ::-1], orientation(header))
     else:
         img = _checked_tiff(path, data, img, header)
     gray_alpha = (header is not None and header.mode in ("LA", "La")) or (kind == "PNG" and data[25] == 4)
@@ -654,7 +693,11 @@ def write_image(
         data = after_ihdr(
             data, b"".join(chunk for kind, chunk in chunks if not (kind == b"sRGB" and carried))
         )
-    elif lost := [kind.decode() for kind, chunk in chunks if not srgb_like(kind, chunk)]:
+    elif lost := [
+        kind.decode()
+        for kind, chunk in chunks
+        if not srgb_like(kind, chunk) and not (kind in (b"gAMA", b"cHRM") and b"sRGB" in dict(chunks))
+    ]:  # beside an sRGB chunk, gAMA and cHRM are what readers that know sRGB ignore
         message = (
             f"{path}: the source's PNG colour chunks ({', '.join(lost)}) are not written into {suffix}; "
             "write .png for them"
@@ -663,6 +706,12 @@ def write_image(
     if metadata and suffix == ".png":
         data = after_ihdr(data, png_metadata(metadata))
     elif metadata and suffix in (".jpg", ".jpeg"):
+        if metadata.exif and len(metadata.exif) > MAX_JPEG_EXIF:
+            message = (
+                f"{path}: the source's EXIF ({len(metadata.exif):,} bytes) is more than a JPEG holds; "
+                "not written (write .png for it)"
+            )
+            warnings.warn(message, stacklevel=2)
         data = jpeg_with_metadata(data, metadata)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), replace=replace)
     return path

@@ -22,16 +22,20 @@ _PILLOW_METADATA_ERRORS = (
 
 
 def orientation(header: Image.Image | None) -> int:
-    """The EXIF orientation tag (1 when there is none), without decoding a PNG to find it."""
+    """The EXIF orientation tag (1 when there is none), without decoding a PNG to find it.
+
+    From the EXIF block (a TIFF's own tag) only: Pillow's getexif() takes an XMP orientation where
+    EXIF has none, which browsers, OpenCV and bdinn's JPEG reader ignore, so such a PNG or WebP
+    was turned while the same picture as JPEG was not."""
     if header is None:
         return 1
-    if header.format == "PNG" and "exif" not in header.info:  # Pillow would decode it all to look
+    if header.format == "TIFF":
+        value = header.tag_v2.get(_ORIENTATION, 1)
+        return value if isinstance(value, int) and 1 <= value <= 8 else 1
+    raw = header.info.get("exif")
+    if raw is None and header.format == "PNG":  # after the pixels: Pillow would decode it all to look
         raw = _late_png_exif(header)
-        return exif_orientation(raw) if raw else 1
-    try:
-        return header.getexif().get(0x0112, 1)
-    except _PILLOW_METADATA_ERRORS:
-        return 1  # EXIF too damaged to read: shown as stored, as viewers do
+    return exif_orientation(raw.removeprefix(b"Exif\x00\x00")) if isinstance(raw, bytes) else 1
 
 
 def _late_png_exif(header: Image.Image) -> bytes | None:
@@ -54,7 +58,7 @@ class Metadata:
 
 
 # A JPEG's APP1 segment holds at most 65,533 bytes, "Exif\0\0" and the TIFF structure.
-_MAX_EXIF = 65_527
+MAX_JPEG_EXIF = 65_527
 _ORIENTATION = 0x0112
 _X_RESOLUTION, _Y_RESOLUTION = 0x011A, 0x011B
 _INTEGER_SIZES = {1: 1, 3: 2, 4: 4, 6: 1, 8: 2, 9: 4, 13: 4}  # TIFF types: BYTE, SHORT, LONG, signed, IFD
@@ -161,8 +165,8 @@ def upright_exif(tiff: bytes) -> bytes | None:
     becomes 1; a quarter turn swaps the X and Y resolutions and pixel dimensions; the thumbnail
     (the second directory), still in the old orientation, is unlinked, as viewers would show it so."""
     directory = _first_directory(tiff)
-    if len(tiff) > _MAX_EXIF or directory is None or directory[1] + 2 + 12 * directory[2] > len(tiff):
-        return None  # too large for a JPEG's segment, or its first directory runs past its end
+    if directory is None or directory[1] + 2 + 12 * directory[2] > len(tiff):
+        return None  # its first directory runs past its end
     order, offset, count = directory
     first = _entries(tiff, order, offset)
     found = _inline_value(tiff, order, first.get(_ORIENTATION))
@@ -207,7 +211,7 @@ def jpeg_with_metadata(jpeg: bytes, metadata: Metadata) -> bytes:
     if metadata.dpi:
         density = struct.pack(">BHH", 1, *(min(round(d), 65535) for d in metadata.dpi))  # 1: dots per inch
         jpeg = jpeg[:13] + density + jpeg[18:]
-    if metadata.exif:
+    if metadata.exif and len(metadata.exif) <= MAX_JPEG_EXIF:  # larger: write_image says it is left out
         after_jfif = 4 + struct.unpack(">H", jpeg[4:6])[0]
         body = b"Exif\0\0" + metadata.exif
         jpeg = jpeg[:after_jfif] + b"\xff\xe1" + struct.pack(">H", 2 + len(body)) + body + jpeg[after_jfif:]

@@ -96,8 +96,22 @@ def with_icc_profile(png: bytes, profile: bytes) -> bytes:
     return after_ihdr(png, png_chunk(b"iCCP", body))
 
 
+# cHRM of sRGB: white, red, green and blue x, y times 100000 (D65, BT.709 primaries).
+_SRGB_CHROMATICITIES = (31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)
+_SRGB_CICP = (1, 13)  # cICP colour primaries BT.709, transfer IEC 61966-2-1 (sRGB)
+
+
 def srgb_like(kind: bytes, chunk: bytes) -> bool:
-    """Whether a PNG colour chunk says no more than sRGB, which a file without it is taken for."""
-    return kind == b"sRGB" or (
-        kind == b"gAMA" and abs(struct.unpack(">I", chunk[8:12])[0] - _SRGB_GAMMA) <= 500
-    )
+    """Whether a PNG colour chunk says no more than sRGB, which a file without it is taken for:
+    an sRGB chunk, a gAMA of 1/2.2, a cHRM of sRGB's primaries and white point (as ImageMagick
+    writes beside sRGB), a cICP of BT.709 primaries with the sRGB transfer (RGB, any range)."""
+    body = chunk[8:-4]
+    if kind == b"gAMA" and len(body) == 4:
+        return abs(struct.unpack(">I", body)[0] - _SRGB_GAMMA) <= 500
+    if kind == b"cHRM" and len(body) == 32:
+        return all(
+            abs(a - b) <= 100 for a, b in zip(struct.unpack(">8I", body), _SRGB_CHROMATICITIES, strict=True)
+        )
+    if kind == b"cICP" and len(body) == 4:
+        return tuple(body[:2]) == _SRGB_CICP and body[2] == 0
+    return kind == b"sRGB"

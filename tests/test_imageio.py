@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
+from PIL.PngImagePlugin import PngInfo
 
 from bdinn.runtime.files import OutputError, atomic_write, restored_if_failed, user_cache
 from bdinn.runtime.imageio import (
@@ -1067,3 +1068,99 @@ def test_pillows_doubts_about_exif_are_not_said(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_image(tmp_path / "odd.jpg").shape == (192, 320, 3)
+
+
+def _upright(rows: int = 64, columns: int = 96) -> np.ndarray:
+    """A picture whose every column and row differs, so that any turn or scramble shows."""
+    y, x = np.mgrid[:rows, :columns]
+    return np.stack([x * 2 + 10, y * 3 + 20, (x * 7 + y * 5) % 256], axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_a_mirrored_tiled_tiff_comes_out_whole(tmp_path, gray):
+    """OpenCV turns each tile of an 8-bit tiled TIFF but not where the tiles lie: with a mirroring
+    orientation the tile columns stayed in place, each one flipped, without a word."""
+    tifffile = pytest.importorskip("tifffile", reason="scikit-image's tifffile writes these TIFFs")
+    upright = _upright()[:, :, 0] if gray else _upright()
+    for value, stored in ((2, upright[:, ::-1]), (3, upright[::-1, ::-1]), (6, np.rot90(upright))):
+        path = tmp_path / f"o{value}.tif"
+        tifffile.imwrite(path, np.ascontiguousarray(stored), photometric="minisblack" if gray else "rgb",
+                         tile=(32, 32), extratags=[(274, 3, 1, value, True)])  # fmt: skip
+        assert np.array_equal(read_image(path, as_file=True), upright), value
+
+
+def test_an_orientation_only_xmp_gives_is_not_applied(tmp_path):
+    """README: the EXIF orientation is applied, not one from XMP (browsers and bdinn's JPEG reader
+    ignore it); Pillow's getexif() takes XMP's where EXIF has none, so such a PNG or WebP was turned
+    (as_file, and bdinn-run) while read_image and the same JPEG were not."""
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/>'
+        b"</rdf:RDF></x:xmpmeta>"
+    )
+    upright = _upright()
+    Image.fromarray(upright).save(tmp_path / "x.webp", lossless=True, xmp=xmp)
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    Image.fromarray(upright).save(tmp_path / "x.png", pnginfo=info)
+    for name in ("x.webp", "x.png"):
+        assert Image.open(tmp_path / name).getexif().get(0x0112) == 6  # what Pillow makes of the XMP
+        for keep in ({}, {"as_file": True}, {"keep_alpha": True}):
+            assert np.array_equal(read_image(tmp_path / name, **keep)[:, :, :3], upright), (name, keep)
+
+
+def test_a_16_bit_bmp_spreads_its_levels_over_0_to_255(tmp_path):
+    """OpenCV shifts RGB565 values without repeating their top bits: white read (248, 252, 248)."""
+    masks = struct.pack("<3I", 0xF800, 0x07E0, 0x001F)
+    info = struct.pack("<IiiHHIIiiII", 40, 16, 16, 1, 16, 3, 16 * 16 * 2, 2835, 2835, 0, 0)
+    pixels = np.full((16, 16), 0xFFFF, "<u2")
+    pixels[:8] = 0x0821  # the lowest step of each channel: 1/31, 1/63, 1/31
+    body = info + masks + pixels.tobytes()
+    (tmp_path / "565.bmp").write_bytes(b"BM" + struct.pack("<IHHI", 14 + len(body), 0, 0, 14 + 52) + body)
+    img = read_image(tmp_path / "565.bmp")
+    assert img[0, 0].tolist() == [255, 255, 255]  # rows are stored bottom-up
+    assert img[15, 0].tolist() == [8, 4, 8]  # 1 * 255 / 31 and 1 * 255 / 63, rounded
+
+
+def test_exif_over_a_jpegs_64_kb_goes_into_png_and_is_said_to_be_left_out_of_jpeg(tmp_path):
+    """It was dropped from every output without a word, PNG included, which has no such limit."""
+    exif = Image.Exif()
+    exif[0x010F] = "BigCam"
+    exif[0x927C] = b"m" * 70_000  # a large maker note
+    Image.fromarray(_upright()).save(tmp_path / "big.png", exif=exif.tobytes())
+    metadata = read_metadata(tmp_path / "big.png")
+    assert metadata.exif is not None and len(metadata.exif) > 70_000
+    write_image(tmp_path / "out.png", _upright(), metadata=metadata)
+    assert read_metadata(tmp_path / "out.png").exif == metadata.exif
+    with pytest.warns(
+        UserWarning, match=r"out\.jpg: the source's EXIF \(70,\d{3} bytes\) is more than a JPEG"
+    ):
+        write_image(tmp_path / "out.jpg", _upright(), metadata=metadata)
+    assert read_metadata(tmp_path / "out.jpg").exif is None
+
+
+def test_colour_chunks_that_say_srgb_are_not_warned_about():
+    """ImageMagick writes cHRM with sRGB's primaries beside sRGB, and cICP can say sRGB too: a
+    .webp or .jpg output warned that they were lost."""
+    from bdinn.runtime.png_chunks import png_chunk, srgb_like
+
+    srgb = struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)
+    p3 = struct.pack(">8I", 31270, 32900, 68000, 32000, 26500, 69000, 15000, 6000)
+    assert srgb_like(b"cHRM", png_chunk(b"cHRM", srgb)) and not srgb_like(b"cHRM", png_chunk(b"cHRM", p3))
+    assert srgb_like(b"cICP", png_chunk(b"cICP", bytes([1, 13, 0, 1])))
+    assert not srgb_like(b"cICP", png_chunk(b"cICP", bytes([9, 16, 0, 1])))  # BT.2020 PQ
+    assert srgb_like(b"gAMA", png_chunk(b"gAMA", struct.pack(">I", 45455)))
+    assert not srgb_like(b"gAMA", png_chunk(b"gAMA", struct.pack(">I", 100000)))
+
+
+def test_gama_and_chrm_beside_an_srgb_chunk_are_not_warned_about(tmp_path):
+    """Readers that know sRGB ignore them there (PNG spec), so nothing is lost in a .webp."""
+    from bdinn.runtime.png_chunks import png_chunk
+
+    odd_gamma = png_chunk(b"gAMA", struct.pack(">I", 50000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_image(tmp_path / "a.webp", _upright(), png_colour=png_chunk(b"sRGB", b"\0") + odd_gamma)
+    with pytest.warns(UserWarning, match=r"PNG colour chunks \(gAMA\) are not written into \.webp"):
+        write_image(tmp_path / "b.webp", _upright(), png_colour=odd_gamma)
