@@ -108,7 +108,7 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
             if signal.getsignal(sig) is not signal.SIG_IGN
         }
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
         except KeyboardInterrupt:
             _say("Aborted!")
             raise SystemExit(128 + signal.SIGINT) from None
@@ -119,6 +119,11 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            dropped = _stand_down_watchdogs()
+        if dropped:  # the signal's SystemExit was dropped in a finaliser, and the command ran on
+            _say(STOPPING[signal.Signals(dropped)])
+            raise SystemExit(128 + dropped)
+        return result
 
     return wrapper
 
@@ -166,8 +171,41 @@ def _show_warning(message: Warning | str, *args: object) -> None:
     tqdm.write(one_line(f"Warning: {message}"), file=sys.stderr)
 
 
+# How long a command may take to clean up after SIGTERM or SIGHUP before it is ended as it stands.
+STOP_GRACE_SECONDS = 20.0
+
+
+_watchdogs: list[tuple[int, threading.Thread, threading.Event]] = []
+
+
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    stood_down = threading.Event()
+    watchdog = threading.Thread(target=_end_after_grace, args=(signum, stood_down), daemon=True)
+    watchdog.start()
+    _watchdogs.append((signum, watchdog, stood_down))
     raise SystemExit(128 + signum)  # the shell's convention for "killed by signal N"
+
+
+def _stand_down_watchdogs() -> int | None:
+    """Stop the watchdogs of signals this command received; the first such signal, if any."""
+    for _, watchdog, stood_down in _watchdogs:
+        stood_down.set()
+        watchdog.join()
+    first = _watchdogs[0][0] if _watchdogs else None
+    _watchdogs.clear()
+    return first
+
+
+def _end_after_grace(signum: int, stood_down: threading.Event) -> None:
+    """A SystemExit raised inside a finaliser (a weakref callback, as torch.export's run) is printed
+    as 'Exception ignored' and dropped, and the command ran on to its end: a process still in it
+    STOP_GRACE_SECONDS after the signal ends with the signal's status, without more cleanup."""
+    if stood_down.wait(STOP_GRACE_SECONDS):
+        return
+    said = f"stopped by signal {signum}: {STOP_GRACE_SECONDS:g} s passed without a clean stop\n"
+    with contextlib.suppress(OSError):
+        os.write(2, said.encode())
+    os._exit(128 + signum)
 
 
 def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str) -> tuple[int, int]:

@@ -130,3 +130,50 @@ def test_without_a_model_a_report_never_replaces_the_bundled_one(tmp_path, monke
         .exit_code
         == 0
     )
+
+
+SPENDS_ITS_TIME_IN_FINALISERS = """
+import sys, time, weakref
+from bdinn.runtime import cli_options
+
+cli_options.STOP_GRACE_SECONDS = 0.5
+
+class Held:
+    pass
+
+def slow_finaliser(reference):
+    started = time.monotonic()
+    while time.monotonic() - started < 0.05:  # Python code inside a weakref callback
+        pass
+
+@cli_options.stops_cleanly
+def work():
+    print("working", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    while time.monotonic() - started < 20:
+        held = Held()
+        reference = weakref.ref(held, slow_finaliser)
+        del held
+    print("finished all the work", file=sys.stderr)
+
+work()
+"""
+
+
+def test_a_sigterm_that_lands_in_a_finaliser_still_ends_the_command():
+    """Python prints and drops an exception raised inside a finaliser (torch.export's weakref
+    callbacks): compare_backends.py, signalled during its exports, timed every backend after it."""
+    import signal
+    import subprocess
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", SPENDS_ITS_TIME_IN_FINALISERS], stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr.readline() == "working\n"
+    time.sleep(0.3)
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert time.monotonic() - signalled < 10 and "finished all the work" not in stderr
+    assert "stopped by signal 15: 0.5 s passed without a clean stop" in stderr
