@@ -208,6 +208,24 @@ def test_size_and_smooth_mask():
     assert smooth_mask(blue_only)[:, 8:-8].all()  # blue counts 0.0722 of luma, not 0.2126
 
 
+def test_smooth_psnr_says_how_many_pictures_it_averages():
+    """A picture with under 64 smooth pixels is left out of the smooth-PSNR mean only, which then
+    stood above the whole-picture PSNR of a different set of pictures without a word."""
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    flat = np.full((64, 64, 3), 100, np.uint8)
+    pairs = [
+        EvalPair("q5", name, (clean // 8) * 8, clean) for name, clean in (("noise", noise), ("flat", flat))
+    ]
+    report = evaluate(None, pairs, baselines=False)
+    result = report["results"]["q5"]
+    assert (result["images"], result["smooth_images"]) == (2, 1)
+    assert "Smooth PSNR averages only the pictures with at least 64 smooth pixels (q5: 1 of 2)." in (
+        to_markdown(report)
+    )
+    assert "averages only" not in to_markdown(evaluate(None, pairs[1:], baselines=False))
+
+
 def _invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 

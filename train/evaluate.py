@@ -382,9 +382,11 @@ def evaluate(
     results: dict[str, Any] = {}
     for degradation, rows in per.items():
         smooth_fraction = _mean(rows["clean"].pop("smooth_fraction"))
+        scored = next((row["smooth_psnr"] for row in rows.values() if "smooth_psnr" in row), [])
         results[degradation] = {
             "id": _degradation_id(degradation),
             "images": len(names[degradation]),
+            "smooth_images": sum(value is not None for value in scored),  # with MIN_SMOOTH_PIXELS
             "smooth_fraction": smooth_fraction,
             "rows": {
                 method: {
@@ -429,6 +431,16 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f"{_cell(row['ssim'], 4)} | {_cell(row['smooth_psnr'], 2)} | {_cell(row['cambi'], 2)} | "
                 f"{_cell(row['seconds'], 3)} |"
             )
+    fewer = [
+        f"{degradation}: {result['smooth_images']} of {result['images']}"
+        for degradation, result in report["results"].items()
+        if result.get("smooth_images", result["images"]) < result["images"]
+    ]
+    if fewer:  # the other columns average every picture
+        lines.append(
+            f"\nSmooth PSNR averages only the pictures with at least {MIN_SMOOTH_PIXELS} smooth pixels "
+            f"({'; '.join(fewer)})."
+        )
     return "\n".join(lines) + "\n"
 
 
