@@ -565,6 +565,51 @@ def test_a_skipped_picture_is_one_warning_line(tmp_path, tiny_config, paired_dir
     assert resumed.exit_code == 0 and "at step 4/4 already; nothing to do" in resumed.output, resumed.output
 
 
+def test_a_second_run_into_one_out_at_once_is_refused(tmp_path, tiny_config, paired_dirs, monkeypatch):
+    """Two runs started into one empty OUT both wrote their checkpoints there and both exited 0:
+    one run was lost without a word."""
+    import fcntl
+    import hashlib
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(out), *FAST]
+    name = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:32]
+    lock = tmp_path / "cache" / "bdinn" / "locks" / f"train-{name}.lock"
+    lock.parent.mkdir(parents=True)
+    with lock.open("a") as running:  # the other run, as it holds OUT
+        fcntl.flock(running, fcntl.LOCK_EX)
+        refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and f"{out}: another bdinn-train is writing its run there" in refused.output
+    assert not any(out.glob("*.safetensors"))
+    done = CliRunner().invoke(main, args)
+    assert done.exit_code == 0, done.output
+    again = CliRunner().invoke(main, [*args, "--force"])  # the first run let go of it when it ended
+    assert again.exit_code == 0, again.output
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"RANK": "abc"}, "RANK='abc' is not a whole number (torchrun sets it; unset it for a plain run)"),
+        (
+            {"RANK": "1"},
+            "RANK=1, WORLD_SIZE=1, LOCAL_RANK=0: each process's RANK is from 0 to WORLD_SIZE - 1",
+        ),
+    ],
+)
+def test_a_stray_torchrun_variable_is_one_line_naming_it(
+    tmp_path, tiny_config, paired_dirs, monkeypatch, env, said
+):
+    """RANK=abc was "invalid literal for int()"; a stray RANK=1 made the only process a non-main one,
+    which failed later saying every picture had been named above (none was)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(tmp_path), *FAST]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and said in result.output, result.output
+
+
 def test_a_fine_tune_resumes_without_its_init_again(tmp_path, tiny_config, paired_dirs):
     """A run started with --init took that checkpoint's architecture; resumed without --init it
     was refused as another architecture (the default lite), and recorded init None after."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ import torch.distributed as dist
 from ..runtime.backends import BackendError
 from ..runtime.cli_options import BdinnCommand, one_line_warnings, stops_cleanly
 from ..runtime.debander import default_model_path
-from ..runtime.files import check_writable
+from ..runtime.files import check_writable, user_cache
 from ..runtime.imageio import ImageError
 from ..runtime.pyav import MissingPackage
 from .checkpoint import CheckpointError, check_weights, read_checkpoint_config
@@ -249,6 +252,7 @@ def main(
             "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR, "
             "or --cache-dir DIR of synthetic pairs made earlier"
         )
+    _hold_the_run(out_dir)
     earlier = [  # any checkpoint: a new run would overwrite some and leave the others beside its own
         path
         for pattern in ("last.safetensors", "state.safetensors", "best.safetensors", "step-*.safetensors")
@@ -446,6 +450,31 @@ def saved_architecture(out_dir: Path) -> tuple[BDINNConfig, str | None, str | No
         return BDINNConfig.from_dict(saved["config"]), saved.get("config_name"), saved.get("init")
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _hold_the_run(out_dir: Path) -> None:
+    """Two runs started into one OUT at once both found it empty, both wrote their checkpoints
+    there and both said so: one was lost without a word. The main process holds a lock on OUT
+    until the command ends (a file in the user's cache, so that OUT holds nothing of it); another
+    run finds it held. Without a writable cache there is no lock."""
+    if os.environ.get("RANK", "").strip() not in ("", "0"):
+        return  # torchrun's other processes: the main one holds it
+    name = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:32]
+    try:
+        folder = user_cache("locks")
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = (folder / f"train-{name}.lock").open("a")
+    except OSError:
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise click.ClickException(
+            f"{out_dir}: another bdinn-train is writing its run there; wait for it to end, or choose "
+            "another -o"
+        ) from None
+    click.get_current_context().call_on_close(handle.close)
 
 
 def _warn_of_an_unrecorded_sample(out_dir: Path) -> None:

@@ -245,12 +245,23 @@ class Distributed:
 
     @classmethod
     def from_env(cls) -> Distributed:
-        """torchrun sets WORLD_SIZE / RANK / LOCAL_RANK; a plain run has none of them."""
-        return cls(
-            rank=int(os.environ.get("RANK", 0)),
-            world=int(os.environ.get("WORLD_SIZE", 1)),
-            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-        )
+        """torchrun sets WORLD_SIZE / RANK / LOCAL_RANK; a plain run has none of them (or empty)."""
+        values = {}
+        for name, default in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)):
+            text = os.environ.get(name, "").strip()
+            try:
+                values[name] = int(text) if text else default
+            except ValueError:
+                raise TrainingError(
+                    f"{name}={text!r} is not a whole number (torchrun sets it; unset it for a plain run)"
+                ) from None
+        rank, world, local_rank = values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"]
+        if not 0 <= rank < world or local_rank < 0:  # a stray RANK=1 made the only process not the main
+            raise TrainingError(
+                f"RANK={rank}, WORLD_SIZE={world}, LOCAL_RANK={local_rank}: each process's RANK is from 0 "
+                "to WORLD_SIZE - 1 (torchrun sets them; unset them for a plain run)"
+            )
+        return cls(rank=rank, world=world, local_rank=local_rank)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
