@@ -247,7 +247,8 @@ def main(
     shown = text if json_out is not None and not to_file else format_result(result) + "\n"
     try:  # after the file: a closed pipe or a full disk on standard output loses only the echo
         click.echo(shown, nl=False)
-        sys.stdout.flush()
+        if sys.stdout is not None:  # started with >&-: nothing to print to, as bdinn-run takes it
+            sys.stdout.flush()
     except OSError as exc:
         what = "the JSON" if shown is text else "the timings"
         raise click.ClickException(f"could not print {what} ({exc.strerror or exc})") from None

@@ -1,6 +1,8 @@
 """`bdinn-bench` on the CPU: the numbers it reports are there, ordered and consistent."""
 
+import functools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -96,6 +98,18 @@ def test_a_full_standard_output_loses_only_the_echo(model, tmp_path):
         assert done.stderr.splitlines() == [
             f"bdinn-bench: error: could not print {what} (No space left on device)"
         ]
+    assert json.loads(report.read_text())["shape"] == [1, 3, 32, 32]
+
+
+def test_a_closed_standard_output_is_no_traceback(model, tmp_path):
+    """`bdinn-bench ... >&-`: AttributeError ('NoneType' object has no attribute 'flush') after the
+    work, where bdinn-run with standard output closed ends cleanly; a --json file is still written."""
+    report = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "bdinn.runtime.bench", str(model), "--size", "32x32", "-n", "1",
+               "--warmup", "0", "--json", str(report)]  # fmt: skip
+    closing_stdout = functools.partial(os.close, 1)  # in the child: as a shell's >&- leaves it
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=closing_stdout)
+    assert (done.returncode, done.stderr) == (0, "")
     assert json.loads(report.read_text())["shape"] == [1, 3, 32, 32]
 
 

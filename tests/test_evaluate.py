@@ -424,6 +424,14 @@ def test_reports_are_written_when_standard_output_fails(paired_dirs, tmp_path):
     assert done.returncode == 1 and "Traceback" not in message, message[-2000:]
     assert "could not print the table (No space left on device)" in message
     assert "results" in json.loads(report.read_text()) and table.read_text().startswith("| degradation")
+    report.unlink()  # started with standard output closed (>&-): no traceback after the work either
+    done = subprocess.run(
+        [sys.executable, "-c", code, *arguments, "--force"],
+        capture_output=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=lambda: os.close(1),
+    )
+    assert (done.returncode, done.stderr) == (0, b"") and "results" in json.loads(report.read_text())
 
 
 def test_cli_refuses_a_mismatched_or_tiny_picture_before_scoring(paired_dirs, tmp_path):

@@ -619,7 +619,8 @@ def main(
         raise click.ClickException(str(exc)) from None
     try:  # after the files: a closed pipe or a full disk on standard output loses only the echo
         click.echo(to_json(report) if json_to_stdout else table, nl=False)
-        sys.stdout.flush()
+        if sys.stdout is not None:  # started with >&-: nothing to print to, as bdinn-run takes it
+            sys.stdout.flush()
     except OSError as exc:
         what = "the JSON" if json_to_stdout else "the table"
         raise click.ClickException(f"could not print {what} ({exc.strerror or exc})") from None
