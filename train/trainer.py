@@ -14,6 +14,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -576,7 +577,9 @@ class Trainer:
         end = s.steps if stop_at is None else min(stop_at, s.steps)
         cache: dict[str, Any] = {}
         metrics: dict[str, float] = {}
-        bar = tqdm(total=end, initial=self.step, disable=not self.dist.main, desc="train", unit="step")
+        # On a terminal only: in a log (nohup, a scheduler) every redraw is a line of its own.
+        drawn = self.dist.main and sys.stderr is not None and sys.stderr.isatty()
+        bar = tqdm(total=end, initial=self.step, disable=not drawn, desc="train", unit="step")
         started, images = time.perf_counter(), 0
         try:
             if self._from_main_rank(self._checkpoint_missing()):  # a resumed run stopped before it
