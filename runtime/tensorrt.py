@@ -64,7 +64,13 @@ def link_unversioned_rtx_core(required: bool = False) -> None:
 
 def load_tensorrt(flavour: str | None = None) -> TensorRT:
     """The installed TensorRT: `flavour`, else $BDINN_TENSORRT, else tensorrt then tensorrt-rtx."""
-    return _load(flavour or os.environ.get("BDINN_TENSORRT"))
+    if flavour is None and (chosen := os.environ.get("BDINN_TENSORRT", "").strip()):  # empty: unset
+        if chosen not in FLAVOURS:
+            raise TensorRTUnavailable(
+                f"BDINN_TENSORRT={chosen!r} names no TensorRT; set tensorrt or tensorrt-rtx"
+            )
+        flavour = chosen
+    return _load(flavour)
 
 
 @cache

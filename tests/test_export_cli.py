@@ -237,6 +237,18 @@ def test_the_timing_cache_is_never_the_checkpoint_nor_an_output(checkpoint, tmp_
     assert checkpoint.read_bytes() == before and list(tmp_path.iterdir()) == []
 
 
+def test_bdinn_tensorrt_names_itself_and_empty_is_unset(monkeypatch):
+    """It has no command-line option, yet a bad value said only "unknown TensorRT flavour ''"."""
+    monkeypatch.setenv("BDINN_TENSORRT", "rtx")
+    with pytest.raises(TensorRTUnavailable, match=r"BDINN_TENSORRT='rtx' names no TensorRT; set tensorrt or"):
+        load_tensorrt()
+    monkeypatch.setenv("BDINN_TENSORRT", " ")
+    try:
+        load_tensorrt()  # as if unset: whichever is installed
+    except TensorRTUnavailable as exc:  # none is: said as when unset
+        assert "BDINN_TENSORRT" not in str(exc) and "flavour" not in str(exc)
+
+
 def test_tensorrt_missing_is_a_clear_error(checkpoint, tmp_path):
     result = export(str(checkpoint), "-o", str(tmp_path / "x.plan"), env={"BDINN_TENSORRT": "tensorrt"})
     try:

@@ -48,11 +48,12 @@ class OnnxBackend(Backend):
         # The memory pattern keeps the first run's buffers and adds one block for the plan: every
         # later frame then peaked at twice the memory (1080p: 3.1 GB instead of 1.6), no faster.
         options.enable_mem_pattern = False
-        threads = os.environ.get("BDINN_ORT_THREADS")
+        threads = os.environ.get("BDINN_ORT_THREADS", "").strip()
         if threads:
-            if not threads.isdigit():
+            if not threads.isdigit() or int(threads) > 4096:  # ONNX Runtime takes a C int: a traceback
                 raise BackendError(
-                    f"BDINN_ORT_THREADS must be a number of threads (0: all cores), got {threads!r}"
+                    "BDINN_ORT_THREADS must be a number of threads (0: all cores; at most 4096), got "
+                    f"{threads!r}"
                 )
             options.intra_op_num_threads = int(threads)
         try:
