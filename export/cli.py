@@ -124,7 +124,7 @@ def check_output_suffix(output: Path, onnx_only: bool) -> None:
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Engine cache [default: ~/.cache/bdinn/engines].",
+    help="Engine cache [default: ~/.cache/bdinn/engines, or $XDG_CACHE_HOME/bdinn/engines].",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing plan, its sidecar and ONNX file.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")

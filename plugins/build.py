@@ -205,12 +205,13 @@ def _build(
     return libs
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--build-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Build folder (default: $BDINN_PLUGIN_BUILD_DIR or ~/.cache/bdinn/plugins).",
+    help="Build folder (default: $BDINN_PLUGIN_BUILD_DIR, else ~/.cache/bdinn/plugins or "
+    "$XDG_CACHE_HOME/bdinn/plugins); the runtime loads the kernels from there too.",
 )
 @click.option(
     "--cuda/--no-cuda",
@@ -222,7 +223,14 @@ def main(build_dir: Path | None, cuda: bool | None) -> None:
     try:
         libs = build_libraries(build_dir or default_build_dir(), cuda)
     except BuildError as exc:
-        raise click.ClickException(str(exc)) from None
+        named = (
+            "--build-dir"
+            if build_dir
+            else "BDINN_PLUGIN_BUILD_DIR"
+            if os.environ.get("BDINN_PLUGIN_BUILD_DIR")
+            else ""
+        )
+        raise click.ClickException(f"{exc} (the folder {named} names)" if named else str(exc)) from None
     for name, path in libs.items():
         click.echo(f"{name}\t{path}")
 

@@ -252,6 +252,19 @@ def test_wrapper_reports_errors(cpu_library):
             banded_deform_conv_cpu(x, g, weight, None, dilation, library=cpu_library)
 
 
+def test_the_build_command_names_where_its_folder_came_from(tmp_path):
+    """A BDINN_PLUGIN_BUILD_DIR naming a file said only 'cannot build there', naming neither the
+    variable nor --build-dir; and -h was 'No such option'."""
+    (tmp_path / "a.png").write_bytes(b"")
+    command = [sys.executable, "-m", "bdinn.plugins.build", "--no-cuda"]
+    env = {**os.environ, "BDINN_PLUGIN_BUILD_DIR": str(tmp_path / "a.png")}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1 and "(the folder BDINN_PLUGIN_BUILD_DIR names)" in done.stderr, done.stderr
+    done = subprocess.run([*command, "--build-dir", str(tmp_path / "a.png")], capture_output=True, text=True)
+    assert done.returncode == 2 and "Invalid value for '--build-dir'" in done.stderr, done.stderr
+    assert subprocess.run([*command[:3], "-h"], capture_output=True, text=True).stdout.startswith("Usage:")
+
+
 def test_a_damaged_build_record_is_built_over(tmp_path):
     """A build killed while writing its record (or a full disk) left it empty: every later build
     and every load was a JSONDecodeError traceback until the user found and deleted the file."""
