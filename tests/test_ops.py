@@ -133,3 +133,16 @@ def test_rejects_bad_shapes():
         )
     with pytest.raises(ValueError, match="odd"):
         BandedDeformConv2d(2, 2, kernel=(3, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_heads_keep_a_unit_rotation(dtype):
+    """The bundled model's heads reach ~1900 on 1-px patterns: squared in half precision the norm
+    overflowed to inf, cos and sin became 0, and every tap sampled the centre pixel."""
+    raw = torch.zeros(1, 4, 2, 3, dtype=dtype)
+    raw[:, 0], raw[:, 1] = 1000.0, torch.tensor([[-1500.0, 300.0, 0.0], [2.0, -0.5, 1900.0]])
+    geometry = activate_geometry(raw)
+    assert geometry.dtype == dtype
+    exact = activate_geometry(raw.double())
+    assert torch.allclose(geometry.double(), exact, atol=1e-2)
+    assert torch.allclose(exact[:, 0] ** 2 + exact[:, 1] ** 2, torch.ones(1, 2, 3, dtype=torch.float64))

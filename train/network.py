@@ -208,15 +208,20 @@ def activate_geometry(raw: torch.Tensor) -> torch.Tensor:
     (0.5, 3). Whole-grid scale: 1 + softplus(t) - log 2, so that a zero head gives scale 1
     (DESIGN's 1 + softplus would start dilated by 1.69) and the grid never shrinks below 0.31.
     A zero head therefore yields (1, 0, 1, 1): the plain, unrotated grid.
+
+    Worked in float32 whatever the model's precision: the bundled model's heads reach ~1900 on
+    1-px patterns, whose square overflows half precision, so the norm was inf and every tap of
+    the rotated grid sampled the centre pixel (FP16 outputs up to 88 levels off).
     """
-    a, b, s, t = raw.unbind(dim=1)
+    dtype = raw.dtype
+    a, b, s, t = raw.to(torch.promote_types(dtype, torch.float32)).unbind(dim=1)
     c_raw = 1.0 + a
     norm = torch.sqrt(c_raw * c_raw + b * b + 1e-12)
     cos = c_raw / norm
     sin = b / norm
     stretch = 1.75 + 1.25 * torch.tanh(s + STRETCH_SHIFT)
     scale = 1.0 + F.softplus(t) - LOG2
-    return torch.stack((cos, sin, scale * stretch, scale), dim=1)
+    return torch.stack((cos, sin, scale * stretch, scale), dim=1).to(dtype)
 
 
 class BandedDeformConv2d(nn.Module):
