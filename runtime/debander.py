@@ -85,16 +85,17 @@ def _check_progress(progress: object) -> None:
         raise TypeError(f"progress must be a callable progress(done, total) or None, got {progress!r}")
 
 
-def default_model_path(backend: str | None = None) -> Path:
-    """The bundled model file for `backend`, or for the best backend installed here.
+def default_model_path(backend: str | None = None, device: str | None = None) -> Path:
+    """The bundled model file for `backend`, or for the best backend installed here for `device`.
 
     ONNX Runtime serves the portable graph on any machine; PyTorch serves the checkpoint and is
-    preferred when it sees a CUDA GPU (FP16 with our kernels). TensorRT needs an engine built for
-    the GPU at hand, which no package can ship: build one with bdinn-export.
+    preferred when it sees a CUDA GPU (FP16 with our kernels), unless the device asked for is
+    the CPU. TensorRT needs an engine built for the GPU at hand, which no package can ship:
+    build one with bdinn-export.
     """
     _check_backend(backend)
     if backend is None:
-        backend = _best_default_backend()
+        backend = _best_default_backend(device)
     if backend == "tensorrt":
         raise BackendError(
             "no TensorRT engine is bundled (engines are GPU-specific): build one with "
@@ -112,9 +113,9 @@ def _check_backend(backend: str | None) -> None:
         raise BackendError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
 
 
-def _best_default_backend() -> str:
+def _best_default_backend(device: str | None = None) -> str:
     has_ort, has_torch = find_spec("onnxruntime") is not None, find_spec("torch") is not None
-    if has_torch and _may_have_cuda():
+    if has_torch and device != "cpu" and _may_have_cuda():  # on the CPU, ONNX Runtime is 2x PyTorch
         import torch
 
         if torch.cuda.is_available():
@@ -178,7 +179,7 @@ class Debander:
         """
         _check_backend(backend)
         _checked_options(tile, overlap, max_change)  # before a model takes seconds to load
-        model = Path(path) if path is not None else default_model_path(backend)
+        model = Path(path) if path is not None else default_model_path(backend, device)
         if precision is None and path is None and model.suffix == ".safetensors" and device != "cpu":
             precision = _default_torch_precision(device)
         opened = open_backend(

@@ -60,6 +60,21 @@ def test_the_bundled_model_on_a_cpu_machine_does_not_import_torch():
     assert done.stdout.strip() == "False"
 
 
+def test_the_cpu_asked_for_on_a_gpu_machine_gets_onnx_runtime(monkeypatch):
+    """--device cpu on a machine where torch sees a GPU ran the bundled checkpoint in PyTorch on the
+    CPU, at half ONNX Runtime's speed (5.1 s against 2.3 s a 1080p frame)."""
+    import torch
+
+    from bdinn.runtime import debander
+
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    monkeypatch.setattr(debander, "_may_have_cuda", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert debander.default_model_path().name == "default.safetensors"  # the GPU: PyTorch with our kernels
+    with Debander.open(device="cpu") as deband:
+        assert (deband.backend.name, deband.describe()["device"]) == ("onnxruntime", "cpu")
+
+
 def test_it_debands(sky):
     clean, banded = sky
     out = Debander.open()(banded)
