@@ -235,7 +235,10 @@ def main(
     except (BackendError, CheckpointError, EngineError, TensorRTUnavailable, OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        try:  # after the files: a full disk or closed pipe on standard output loses only the echo
+            click.echo(json.dumps(summary, indent=2))
+        except OSError as exc:
+            raise click.ClickException(f"could not print the JSON summary ({exc.strerror or exc})") from None
 
 
 def check_not_there(paths: list[Path]) -> None:

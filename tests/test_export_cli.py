@@ -517,3 +517,24 @@ def test_the_coarse_pass_is_built_into_the_engine_and_recorded(tmp_path):
     assert sum(n.op_type == "BandedDeformConv2d" for n in graph.node) == 2 * banded  # full and half size
     assert not any(n.op_type == "Resize" for n in graph.node)
     assert plan.read_bytes().count(b"BandedDeformConv2d") >= 2 * banded
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_standard_output_loses_only_the_json_summary(tmp_path):
+    """The summary's print came after the try that turns errors into one line: a full disk on
+    standard output was an OSError traceback, after the ONNX file was written."""
+    micro = save_checkpoint(tmp_path / "micro.safetensors", BDINN(MICRO), config_name=None, step=1)
+    code = (
+        "import sys; sys.argv[0] = 'bdinn-export'; from bdinn.runtime.torch_commands import export; export()"
+    )
+    out = tmp_path / "m.onnx"
+    command = [sys.executable, "-c", code, str(micro), "--onnx-only", "--graph", "gridsample", "-o", str(out)]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [*command, "--json"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=300
+        )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "bdinn-export: error: could not print the JSON summary (No space left on device)"
+    )
+    assert out.stat().st_size > 1000
