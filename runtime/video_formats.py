@@ -11,7 +11,7 @@ import io
 import numbers
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -115,26 +115,26 @@ def _reads_avif() -> bool:
 @functools.lru_cache(maxsize=256)
 def holds_video(path: Path) -> bool:
     """Whether FFmpeg reads the file as a video, whatever its name: an elementary stream (.h264,
-    .hevc), a renamed or suffix-less file. Only regular files: opening a pipe would take its start."""
-    try:
-        import av
-    except ImportError:
-        return False
-    if not path.is_file():
-        return False
-    try:
-        with av.open(str(path)) as container:
-            readers = set(container.format.name.split(","))
-            if container.metadata.get("major_brand", "").strip() == "avif" and _reads_avif():
-                return False  # a still AVIF, a video of one frame to FFmpeg's MP4 reader: a picture
-            return bool(readers & _VIDEO_READERS) and bool(moving_pictures(container))
-    except (av.FFmpegError, OSError, UnicodeDecodeError):
-        return False
+    .hevc), a renamed or suffix-less file."""
+
+    def video(container: Any) -> bool:
+        if container.metadata.get("major_brand", "").strip() == "avif" and _reads_avif():
+            return False  # a still AVIF, a video of one frame to FFmpeg's MP4 reader: a picture
+        readers = set(container.format.name.split(","))
+        return bool(readers & _VIDEO_READERS) and bool(moving_pictures(container))
+
+    return _asks_ffmpeg(path, video)
 
 
 def without_video(path: Path) -> bool:
     """Whether FFmpeg reads the file as media with no moving pictures (sound, subtitles, cover
     art): asked for a video of it, say that, rather than blame the output's name."""
+    return _asks_ffmpeg(path, lambda container: bool(container.streams) and not moving_pictures(container))
+
+
+def _asks_ffmpeg(path: Path, question: Callable[[Any], bool]) -> bool:
+    """question(the opened file) for a regular file FFmpeg opens; False where it cannot, or PyAV
+    is missing. Only regular files: opening a pipe would take its start."""
     try:
         import av
     except ImportError:
@@ -143,7 +143,7 @@ def without_video(path: Path) -> bool:
         return False
     try:
         with av.open(str(path)) as container:
-            return bool(container.streams) and not moving_pictures(container)
+            return question(container)
     except (av.FFmpegError, OSError, UnicodeDecodeError):
         return False
 
