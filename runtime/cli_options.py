@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -107,8 +108,12 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
             for sig in STOPPING
             if signal.getsignal(sig) is not signal.SIG_IGN
         }
+        hook, sys.unraisablehook = sys.unraisablehook, _redeliver_if_dropped
         try:
             result = command(*args, **kwargs)
+            if _dropped:  # it returned before the signal came again: it was stopped all the same
+                raise SystemExit(128 + _dropped[0])
+            return result
         except KeyboardInterrupt:
             _say("Aborted!")
             raise SystemExit(128 + signal.SIGINT) from None
@@ -117,13 +122,10 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
                 _say(STOPPING[signal.Signals(exc.code - 128)])
             raise
         finally:
+            _dropped.clear()
+            sys.unraisablehook = hook
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            dropped = _stand_down_watchdogs()
-        if dropped:  # the signal's SystemExit was dropped in a finaliser, and the command ran on
-            _say(STOPPING[signal.Signals(dropped)])
-            raise SystemExit(128 + dropped)
-        return result
 
     return wrapper
 
@@ -171,41 +173,31 @@ def _show_warning(message: Warning | str, *args: object) -> None:
     tqdm.write(one_line(f"Warning: {message}"), file=sys.stderr)
 
 
-# How long a command may take to clean up after SIGTERM or SIGHUP before it is ended as it stands.
-STOP_GRACE_SECONDS = 20.0
-
-
-_watchdogs: list[tuple[int, threading.Thread, threading.Event]] = []
-
-
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    stood_down = threading.Event()
-    watchdog = threading.Thread(target=_end_after_grace, args=(signum, stood_down), daemon=True)
-    watchdog.start()
-    _watchdogs.append((signum, watchdog, stood_down))
     raise SystemExit(128 + signum)  # the shell's convention for "killed by signal N"
 
 
-def _stand_down_watchdogs() -> int | None:
-    """Stop the watchdogs of signals this command received; the first such signal, if any."""
-    for _, watchdog, stood_down in _watchdogs:
-        stood_down.set()
-        watchdog.join()
-    first = _watchdogs[0][0] if _watchdogs else None
-    _watchdogs.clear()
-    return first
+_dropped: list[int] = []  # signals whose SystemExit a finaliser dropped, while a command runs
 
 
-def _end_after_grace(signum: int, stood_down: threading.Event) -> None:
-    """A SystemExit raised inside a finaliser (a weakref callback, as torch.export's run) is printed
-    as 'Exception ignored' and dropped, and the command ran on to its end: a process still in it
-    STOP_GRACE_SECONDS after the signal ends with the signal's status, without more cleanup."""
-    if stood_down.wait(STOP_GRACE_SECONDS):
-        return
-    said = f"stopped by signal {signum}: {STOP_GRACE_SECONDS:g} s passed without a clean stop\n"
-    with contextlib.suppress(OSError):
-        os.write(2, said.encode())
-    os._exit(128 + signum)
+def _redeliver_if_dropped(unraisable: Any) -> None:
+    """sys.unraisablehook while a command runs. Python prints and drops an exception raised inside
+    a finaliser (a weakref callback, as torch.export's): a signal's SystemExit landing there was
+    lost, and the command ran on to its end (compare_backends.py timed every backend). The signal
+    is sent again from another thread once the finaliser has returned (raised here, its handler
+    would run inside this hook, and be dropped again)."""
+    exc = unraisable.exc_value
+    if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code - 128 in STOPPING:
+        _dropped.append(exc.code - 128)
+        threading.Thread(target=_signal_again, args=(exc.code - 128,), daemon=True).start()
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
+def _signal_again(signum: int) -> None:
+    time.sleep(0.01)  # the finaliser has returned by now
+    if _dropped:  # still in the command, which has not unwound
+        os.kill(os.getpid(), signum)
 
 
 def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str) -> tuple[int, int]:
