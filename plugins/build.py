@@ -223,14 +223,12 @@ def main(build_dir: Path | None, cuda: bool | None) -> None:
     try:
         libs = build_libraries(build_dir or default_build_dir(), cuda)
     except BuildError as exc:
-        named = (
-            "--build-dir"
-            if build_dir
-            else "BDINN_PLUGIN_BUILD_DIR"
-            if os.environ.get("BDINN_PLUGIN_BUILD_DIR")
-            else ""
-        )
-        raise click.ClickException(f"{exc} (the folder {named} names)" if named else str(exc)) from None
+        said = str(exc)
+        from_env = "BDINN_PLUGIN_BUILD_DIR" if os.environ.get("BDINN_PLUGIN_BUILD_DIR") else None
+        named = "--build-dir" if build_dir else from_env
+        if named and "cannot build there" in said:  # the folder itself: say where it came from
+            said += f" (the folder {named} names)"
+        raise click.ClickException(said) from None
     for name, path in libs.items():
         click.echo(f"{name}\t{path}")
 

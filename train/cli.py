@@ -456,7 +456,8 @@ def _hold_the_run(out_dir: Path) -> None:
     """Two runs started into one OUT at once both found it empty, both wrote their checkpoints
     there and both said so: one was lost without a word. The main process holds a lock on OUT
     until the command ends (a file in the user's cache, so that OUT holds nothing of it); another
-    run finds it held. Without a writable cache there is no lock."""
+    run of this user on this machine finds it held. Without a writable cache, or file locks,
+    there is no lock."""
     if os.environ.get("RANK", "").strip() not in ("", "0"):
         return  # torchrun's other processes: the main one holds it
     name = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:32]
@@ -474,6 +475,9 @@ def _hold_the_run(out_dir: Path) -> None:
             f"{out_dir}: another bdinn-train is writing its run there; wait for it to end, or choose "
             "another -o"
         ) from None
+    except OSError:  # no locks on this file system (NFS without lockd): a run as before
+        handle.close()
+        return
     click.get_current_context().call_on_close(handle.close)
 
 
