@@ -334,9 +334,14 @@ def _bmp_with_full_levels(path: Path, data: bytes) -> np.ndarray:
     """A 16-bit (RGB565/555/444) BMP through Pillow, which spreads each 4- to 6-bit value over
     0..255: OpenCV only shifts it, so white came out (248, 252, 248) and every colour up to 7
     levels dark (and it refuses RGB444)."""
+    header_size = struct.unpack("<I", data[14:18])[0]
+    if header_size >= 56 and struct.unpack("<I", data[66:70])[0]:  # an alpha mask (A1R5G5B5, A4R4G4B4)
+        raise ImageError(f"{path}: a 16-bit BMP with alpha, whose alpha no reader here keeps; save it as PNG")
     try:
-        with Image.open(io.BytesIO(data)) as picture:
-            return np.asarray(picture.convert("RGB"))[:, :, ::-1].copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS was checked
+            with Image.open(io.BytesIO(data)) as picture:
+                return np.asarray(picture.convert("RGB"))[:, :, ::-1].copy()
     except (OSError, ValueError) as exc:
         raise ImageError(f"{path}: cannot decode this 16-bit BMP ({exc}); re-export it as PNG") from None
 

@@ -1121,6 +1121,13 @@ def test_a_16_bit_bmp_spreads_its_levels_over_0_to_255(tmp_path):
     img = read_image(tmp_path / "565.bmp")
     assert img[0, 0].tolist() == [255, 255, 255]  # rows are stored bottom-up
     assert img[15, 0].tolist() == [8, 4, 8]  # 1 * 255 / 31 and 1 * 255 / 63, rounded
+    # With an alpha mask (GIMP's A1R5G5B5, a V4 header): refused, not read without its alpha.
+    v4 = struct.pack("<IiiHHIIiiII", 108, 16, 16, 1, 16, 3, 16 * 16 * 2, 2835, 2835, 0, 0)
+    v4 += struct.pack("<4I", 0x7C00, 0x03E0, 0x001F, 0x8000) + bytes(108 - 56)
+    body = v4 + pixels.tobytes()
+    (tmp_path / "1555.bmp").write_bytes(b"BM" + struct.pack("<IHHI", 14 + len(body), 0, 0, 14 + 108) + body)
+    with pytest.raises(ImageError, match=r"1555\.bmp: a 16-bit BMP with alpha, whose alpha no reader here"):
+        read_image(tmp_path / "1555.bmp", keep_alpha=True)
 
 
 def test_exif_over_a_jpegs_64_kb_goes_into_png_and_is_said_to_be_left_out_of_jpeg(tmp_path):
