@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from bdinn.runtime import Debander, default_model_path
+from bdinn.runtime.backends import BackendError
 from bdinn.runtime.cambi import cambi
 from bdinn.runtime.imageio import from_float, read_image, to_float
 from bdinn.runtime.metrics import psnr
@@ -73,6 +74,8 @@ def test_the_cpu_asked_for_on_a_gpu_machine_gets_onnx_runtime(monkeypatch):
     assert debander.default_model_path().name == "default.safetensors"  # the GPU: PyTorch with our kernels
     with Debander.open(device="cpu") as deband:
         assert (deband.backend.name, deband.describe()["device"]) == ("onnxruntime", "cpu")
+    with pytest.raises(BackendError, match="the bundled model runs fp16 on CUDA only; use fp32 on the CPU"):
+        Debander.open(device="cpu", precision="fp16")  # not "export it again with --fp16"
 
 
 def test_it_debands(sky):
