@@ -108,7 +108,8 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
             for sig in STOPPING
             if signal.getsignal(sig) is not signal.SIG_IGN
         }
-        hook, sys.unraisablehook = sys.unraisablehook, _redeliver_if_dropped
+        hook = sys.unraisablehook
+        sys.unraisablehook = functools.partial(_redeliver_if_dropped, hook)
         try:
             result = command(*args, **kwargs)
             if _dropped:  # it returned before the signal came again: it was stopped all the same
@@ -180,7 +181,7 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 _dropped: list[int] = []  # signals whose SystemExit a finaliser dropped, while a command runs
 
 
-def _redeliver_if_dropped(unraisable: Any) -> None:
+def _redeliver_if_dropped(otherwise: Callable[[Any], object], unraisable: Any) -> None:
     """sys.unraisablehook while a command runs. Python prints and drops an exception raised inside
     a finaliser (a weakref callback, as torch.export's): a signal's SystemExit landing there was
     lost, and the command ran on to its end (compare_backends.py timed every backend). The signal
@@ -191,7 +192,7 @@ def _redeliver_if_dropped(unraisable: Any) -> None:
         _dropped.append(exc.code - 128)
         threading.Thread(target=_signal_again, args=(exc.code - 128,), daemon=True).start()
     else:
-        sys.__unraisablehook__(unraisable)
+        otherwise(unraisable)  # the hook there was: Python's, or a test runner's
 
 
 def _signal_again(signum: int) -> None:
