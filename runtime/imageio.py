@@ -39,7 +39,7 @@ from .picture_metadata import (
     png_metadata,
 )
 from .picture_metadata import read_metadata as read_metadata  # beside read_image: the documented API
-from .png_chunks import PNG_SIGNATURE, after_ihdr, srgb_like, walk_chunks, with_icc_profile
+from .png_chunks import PNG_SIGNATURE, after_ihdr, more_than_srgb, walk_chunks, with_icc_profile
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 # The largest picture or video frame bdinn decodes: Pillow's decompression-bomb limit (179
@@ -698,11 +698,7 @@ def write_image(
         data = after_ihdr(
             data, b"".join(chunk for kind, chunk in chunks if not (kind == b"sRGB" and carried))
         )
-    elif lost := [
-        kind.decode()
-        for kind, chunk in chunks
-        if not srgb_like(kind, chunk) and not (kind in (b"gAMA", b"cHRM") and b"sRGB" in dict(chunks))
-    ]:  # beside an sRGB chunk, gAMA and cHRM are what readers that know sRGB ignore
+    elif lost := more_than_srgb(chunks):
         message = (
             f"{path}: the source's PNG colour chunks ({', '.join(lost)}) are not written into {suffix}; "
             "write .png for them"

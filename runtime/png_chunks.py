@@ -115,3 +115,14 @@ def srgb_like(kind: bytes, chunk: bytes) -> bool:
     if kind == b"cICP" and len(body) == 4:
         return tuple(body[:2]) == _SRGB_CICP and body[2] == 0
     return kind == b"sRGB"
+
+
+def more_than_srgb(chunks: list[tuple[bytes, bytes]]) -> list[str]:
+    """The kinds of those colour chunks that say more than sRGB, what a format without them loses.
+    Beside an sRGB chunk, gAMA and cHRM are what readers that know sRGB ignore (PNG spec)."""
+    beside_srgb = any(kind == b"sRGB" for kind, _ in chunks)
+    return [
+        kind.decode()
+        for kind, chunk in chunks
+        if not srgb_like(kind, chunk) and not (beside_srgb and kind in (b"gAMA", b"cHRM"))
+    ]
