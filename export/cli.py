@@ -12,6 +12,7 @@ from ..runtime.backends.base import BackendError
 from ..runtime.cli_options import (
     BdinnCommand,
     counting_seconds,
+    echo_result,
     one_line,
     one_line_warnings,
     parse_size,
@@ -235,10 +236,7 @@ def main(
     except (BackendError, CheckpointError, EngineError, TensorRTUnavailable, OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        try:  # after the files: a full disk or closed pipe on standard output loses only the echo
-            click.echo(json.dumps(summary, indent=2))
-        except OSError as exc:
-            raise click.ClickException(f"could not print the JSON summary ({exc.strerror or exc})") from None
+        echo_result(json.dumps(summary, indent=2) + "\n", "the JSON summary")
 
 
 def check_not_there(paths: list[Path]) -> None:

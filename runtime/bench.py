@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import resource
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from .backends import BACKENDS, BackendError
 from .cli_options import (
     BdinnCommand,
     allow_embedded_plugin_option,
+    echo_result,
     parse_size,
     plugin_library_option,
     stops_cleanly,
@@ -245,13 +245,7 @@ def main(
         except OutputError as exc:
             raise click.ClickException(str(exc)) from None
     shown = text if json_out is not None and not to_file else format_result(result) + "\n"
-    try:  # after the file: a closed pipe or a full disk on standard output loses only the echo
-        click.echo(shown, nl=False)
-        if sys.stdout is not None:  # started with >&-: nothing to print to, as bdinn-run takes it
-            sys.stdout.flush()
-    except OSError as exc:
-        what = "the JSON" if shown is text else "the timings"
-        raise click.ClickException(f"could not print {what} ({exc.strerror or exc})") from None
+    echo_result(shown, "the JSON" if shown is text else "the timings")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,18 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def echo_result(text: str, what: str) -> None:
+    """Print a command's result on standard output after its files are written: a full disk or a
+    closed pipe there loses only the echo, said in one line ("could not print WHAT"), and a
+    standard output closed from the start (>&-) none at all."""
+    try:
+        click.echo(text, nl=False)
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError as exc:
+        raise click.ClickException(f"could not print {what} ({exc.strerror or exc})") from None
+
+
 def _say(message: str) -> None:
     with contextlib.suppress(OSError):  # a terminal that hung up takes no more writes
         click.echo(message, err=True)

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -61,6 +60,7 @@ from ..runtime.cambi import cambi
 from ..runtime.cli_options import (
     BdinnCommand,
     allow_embedded_plugin_option,
+    echo_result,
     max_change_option,
     one_line_warnings,
     parse_optional_size,
@@ -617,13 +617,7 @@ def main(
             _write(json_path, to_json(report), replace=force)
     except OutputError as exc:
         raise click.ClickException(str(exc)) from None
-    try:  # after the files: a closed pipe or a full disk on standard output loses only the echo
-        click.echo(to_json(report) if json_to_stdout else table, nl=False)
-        if sys.stdout is not None:  # started with >&-: nothing to print to, as bdinn-run takes it
-            sys.stdout.flush()
-    except OSError as exc:
-        what = "the JSON" if json_to_stdout else "the table"
-        raise click.ClickException(f"could not print {what} ({exc.strerror or exc})") from None
+    echo_result(to_json(report) if json_to_stdout else table, "the JSON" if json_to_stdout else "the table")
 
 
 if __name__ == "__main__":
