@@ -306,12 +306,14 @@ def _without_copies(named: dict[str, Path], members: dict[str, list[Path]]) -> d
     """One key per picture: a link to any version of a picture, or a copy of one, under another
     name was a second source, which the split could put on the other side (validation scored what
     training saw). The largest picture is kept, and the file itself rather than a link to it."""
-    sizes = Counter(path.stat().st_size for files in members.values() for path in set(files))
+    files_of = {key: {path.resolve() for path in files} for key, files in members.items()}
+    sizes = Counter(path.stat().st_size for path in set().union(*files_of.values()))
 
-    def identities(files: list[Path]) -> set[str]:
-        found = {str(path.resolve()) for path in files}
-        return found | {
-            hashlib.sha1(path.read_bytes()).hexdigest() for path in files if sizes[path.stat().st_size] > 1
+    def identities(key: str) -> set[str]:  # a link is its file; only files of one size are read
+        found = files_of[key]
+        same_size = [path for path in found if sizes[path.stat().st_size] > 1]
+        return {str(path) for path in found} | {
+            hashlib.sha1(path.read_bytes()).hexdigest() for path in same_size
         }
 
     claimed: set[str] = set()
@@ -319,7 +321,7 @@ def _without_copies(named: dict[str, Path], members: dict[str, list[Path]]) -> d
     for key in sorted(
         named, key=lambda k: (_size_rank(named[k])[:2], not named[k].is_symlink()), reverse=True
     ):
-        own = identities(members[key])
+        own = identities(key)
         if not own & claimed:
             kept[key] = named[key]
         claimed |= own
