@@ -193,7 +193,7 @@ def build_engine(
         timing = settings.timing_cache
         if timing is None and cache_dir is not None and gpu is not None:  # tactic timings are the GPU's
             timing = cache_dir / f"timing-{re.sub(r'[^A-Za-z0-9.]+', '-', gpu).strip('-')}.cache"
-        plan = _build(trt, onnx_path, dataclasses.replace(settings, timing_cache=timing), io, plan_path)
+        plan = _build(info, onnx_path, dataclasses.replace(settings, timing_cache=timing), io, plan_path)
     sidecar = {
         "format": ENGINE_FORMAT,
         **meta,
@@ -271,9 +271,10 @@ def _io_description(io: str, precision: str) -> dict:
             "output": {"name": OUTPUT_NAME, "dtype": dtype, "layout": "NCHW RGB [0,1]"}}  # fmt: skip
 
 
-def _build(trt: Any, onnx_path: Path, settings: EngineSettings, io: str, plan_path: Path) -> bytes:
+def _build(info: TensorRT, onnx_path: Path, settings: EngineSettings, io: str, plan_path: Path) -> bytes:
     """The serialized plan; a failure is named by the plan it was to be (bdinn-export takes the
     ONNX file back)."""
+    trt = info.module
     logger = error_logger(trt)
     builder = trt.Builder(logger)
     network = _parse(trt, builder, onnx_path, logger)
@@ -287,14 +288,14 @@ def _build(trt: Any, onnx_path: Path, settings: EngineSettings, io: str, plan_pa
             config.set_compute_capability(_target_enum(trt, target), index)
     if settings.serialize_plugin and settings.plugin_library:
         config.plugins_to_serialize = [str(settings.plugin_library)]
-        if not trt.__name__.startswith("tensorrt_rtx"):  # data-centre TensorRT embeds libraries only so
+        if not info.is_rtx:  # data-centre TensorRT embeds libraries only so
             config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     profile = builder.create_optimization_profile()
     profile.set_shape(network.get_input(0).name, *settings.profile.shapes(io))
     config.add_optimization_profile(profile)
     # TensorRT-RTX times no tactics at build time (it specialises on the GPU at run time), and
     # its timing-cache calls are deprecated no-ops: use the cache with data-centre TensorRT only.
-    use_cache = settings.timing_cache is not None and not trt.__name__.startswith("tensorrt_rtx")
+    use_cache = settings.timing_cache is not None and not info.is_rtx
     cache = _load_timing_cache(config, settings.timing_cache) if use_cache else None
     plan = builder.build_serialized_network(network, config)
     if plan is None:

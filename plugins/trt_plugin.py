@@ -91,8 +91,7 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
             (get_output_shapes checks the weight; the exporter bounds the profile)."""
 
         def on_shape_change(self, inputs: list[Any], outputs: list[Any]) -> None:
-            self.shapes = [tuple(t.dims) for t in inputs]
-            self.dtype = inputs[0].type
+            """Nothing to keep: enqueue reads shapes and dtype from its own descriptors."""
 
         def get_workspace_size(self, inputs: list[Any], outputs: list[Any]) -> int:
             return 0
@@ -208,9 +207,9 @@ def register_python_plugin(trt: Any) -> Any:
 
 def _register(trt: Any) -> Any:
     """One registration of the creator; the registry holds a borrowed reference: keep it alive."""
-    if trt.__name__ == "tensorrt_rtx":  # its parser aborts the process on our node without it
-        from ..runtime.tensorrt import link_unversioned_rtx_core
+    from ..runtime.tensorrt import is_rtx_module, link_unversioned_rtx_core
 
+    if is_rtx_module(trt):  # its parser aborts the process on our node without it
         link_unversioned_rtx_core()
     _, creator_class = plugin_classes(trt)
     creator = creator_class()

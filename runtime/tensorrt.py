@@ -34,6 +34,11 @@ class TensorRT:
         return self.flavour == "tensorrt-rtx"
 
 
+def is_rtx_module(trt: ModuleType) -> bool:
+    """Whether a TensorRT module in hand (not yet wrapped in a TensorRT) is TensorRT-RTX."""
+    return trt.__name__ == FLAVOURS["tensorrt-rtx"]
+
+
 def link_unversioned_rtx_core(required: bool = False) -> None:
     """TensorRT-RTX 1.7's ONNX parser dlopen()s "libtensorrt_rtx.so" when it meets a plugin node,
     but the wheel ships only libtensorrt_rtx.so.1, and the failed dlopen aborts the process.
