@@ -19,7 +19,7 @@ from typing import Any
 
 from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_python_plugin
 from ..runtime.engine_sidecar import ENGINE_FORMAT, INPUT_NAME, OUTPUT_NAME, plan_digest, plan_sidecar
-from ..runtime.files import atomic_write, file_digest
+from ..runtime.files import atomic_write_bytes, atomic_write_text, file_digest
 from ..runtime.processing import MAX_SIDE
 from ..runtime.tensorrt import (
     TensorRT,
@@ -207,12 +207,10 @@ def build_engine(
         "plugin": {"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
                    "implementation": plugin, "serialized_in_plan": settings.serialize_plugin},
     }  # fmt: skip
-    written = [atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(plan), replace=replace)]
+    written = [atomic_write_bytes(plan_path, plan, replace=replace)]
     try:
         text = json.dumps(sidecar, indent=2) + "\n"
-        written.append(
-            atomic_write(plan_sidecar(plan_path), lambda tmp: Path(tmp).write_text(text), replace=replace)
-        )
+        written.append(atomic_write_text(plan_sidecar(plan_path), text, replace=replace))
         if cached is not None and not from_cache:  # after the plan and its sidecar: the cache is a bonus
             _store(cached, plan)
     except BaseException:
@@ -255,9 +253,9 @@ def _store(cached: Path, plan: bytes) -> None:
     """Keep the plan for the next export of the same graph and settings; a cache that cannot be
     written (a read-only home, a full disk) costs the next export a build, nothing more."""
     try:
-        atomic_write(cached, lambda tmp: Path(tmp).write_bytes(plan))
+        atomic_write_bytes(cached, plan)
         digest = plan_digest(plan)
-        atomic_write(cached.with_suffix(".sha256"), lambda tmp: Path(tmp).write_text(digest + "\n"))
+        atomic_write_text(cached.with_suffix(".sha256"), digest + "\n")
     except (OSError, ValueError) as exc:  # ValueError: atomic_write's OutputError
         warnings.warn(f"the engine is built, but not cached: {exc}", stacklevel=3)
 
@@ -310,7 +308,7 @@ def _build(info: TensorRT, onnx_path: Path, settings: EngineSettings, io: str, p
     if cache is not None:
         data = bytes(cache.serialize())
         try:
-            atomic_write(settings.timing_cache, lambda tmp: Path(tmp).write_bytes(data))
+            atomic_write_bytes(settings.timing_cache, data)
         except (OSError, ValueError) as exc:  # ValueError: atomic_write's OutputError
             warnings.warn(f"the engine is built, but its timing cache is not kept: {exc}", stacklevel=3)
     return bytes(plan)

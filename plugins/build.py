@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..runtime.files import atomic_write, user_cache
+from ..runtime.files import atomic_write_text, user_cache
 
 SOURCE_DIR = Path(__file__).resolve().parent
 MANIFEST = "bdinn_libraries.txt"
@@ -114,7 +114,7 @@ def _read_stamp(build_dir: Path) -> dict:
 
 def _write_stamp(build_dir: Path, record: dict) -> None:
     """Whole or not at all: readers and the next build must never see half a record."""
-    atomic_write(build_dir / STAMP, lambda tmp: Path(tmp).write_text(json.dumps(record)))
+    atomic_write_text(build_dir / STAMP, json.dumps(record))
 
 
 def _read_manifest(build_dir: Path) -> dict[str, Path]:

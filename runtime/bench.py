@@ -34,7 +34,7 @@ from .cli_options import (
     tile_option,
 )
 from .debander import Debander
-from .files import OutputError, atomic_write, check_writable, files_of_model
+from .files import OutputError, atomic_write_text, check_writable, files_of_model
 from .processing import MAX_SIDE, MIN_SIDE
 
 
@@ -241,7 +241,7 @@ def main(
     text = json.dumps(result, indent=2) + "\n"
     if to_file:  # checked before the work; a disk that filled up since is still one line
         try:
-            atomic_write(json_out, lambda tmp: Path(tmp).write_text(text), replace=force)
+            atomic_write_text(json_out, text, replace=force)
         except OutputError as exc:
             raise click.ClickException(str(exc)) from None
     shown = text if json_out is not None and not to_file else format_result(result) + "\n"

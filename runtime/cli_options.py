@@ -21,7 +21,7 @@ import click
 from tqdm import tqdm
 
 from .debander import DEFAULT_MAX_CHANGE
-from .files import OutputError, atomic_write, check_writable, files_of_model
+from .files import OutputError, atomic_write_text, check_writable, files_of_model
 from .stop_signals import STOPPING
 
 P = ParamSpec("P")
@@ -346,6 +346,6 @@ def write_report(path: Path, text: str) -> None:
     context = click.get_current_context(silent=True)
     replace = context is None or context.meta.get(_REPORT_FORCE, True)
     try:
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text), replace=replace)
+        atomic_write_text(path, text, replace=replace)
     except OutputError as exc:  # a disk that filled up since the check
         raise click.ClickException(str(exc)) from None

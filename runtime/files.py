@@ -83,6 +83,16 @@ def atomic_write(
     return WrittenFile(path, identity, tuple(made))
 
 
+def atomic_write_text(path: str | os.PathLike, text: str, replace: bool = True) -> WrittenFile:
+    """atomic_write of a text, in UTF-8 whatever the locale (reports carry file names)."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), replace=replace)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, replace: bool = True) -> WrittenFile:
+    """atomic_write of bytes already in memory."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), replace=replace)
+
+
 @contextlib.contextmanager
 def restored_if_failed(path: Path) -> Iterator[None]:
     """Put `path`'s present file back if the block fails: bdinn-export --force replaces the ONNX

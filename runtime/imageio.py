@@ -29,7 +29,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
-from .files import OutputError, atomic_write
+from .files import OutputError, atomic_write_bytes
 from .picture_metadata import (
     MAX_JPEG_EXIF,
     Metadata,
@@ -714,5 +714,5 @@ def write_image(
             )
             warnings.warn(message, stacklevel=2)
         data = jpeg_with_metadata(data, metadata)
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), replace=replace)
+    atomic_write_bytes(path, data, replace=replace)
     return path

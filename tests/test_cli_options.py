@@ -179,3 +179,21 @@ def test_a_sigterm_that_lands_in_a_finaliser_still_ends_the_command():
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
     assert time.monotonic() - started < 15 and "finished all the work" not in done.stderr
     assert done.stderr.splitlines()[-1] == "Terminated." and "Exception ignored" not in done.stderr
+
+
+def test_reports_are_written_in_utf8_whatever_the_locale(tmp_path):
+    """export_report.py's table has arrows; under an ASCII locale write_text failed on them."""
+    import os
+    import subprocess
+
+    report = tmp_path / "report.md"
+    script = (
+        "import pathlib, sys; from bdinn.runtime.cli_options import write_report; "
+        "write_report(pathlib.Path(sys.argv[1]), 'a \\u2192 b \\u00b12\\n')"
+    )
+    ascii_locale = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(report)], capture_output=True, text=True, env=ascii_locale
+    )
+    assert done.returncode == 0, done.stderr
+    assert report.read_text(encoding="utf-8") == "a → b ±2\n"

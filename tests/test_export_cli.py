@@ -419,16 +419,16 @@ def test_a_plan_a_forced_export_put_in_place_of_ours_is_not_taken_back(tmp_path,
 
     micro = save_checkpoint(tmp_path / "micro.safetensors", BDINN(MICRO), config_name=None, step=1)
     plan = tmp_path / "m.plan"
-    real_write = engine.atomic_write
+    real_write = engine.atomic_write_text
 
-    def forced_in_between(path, write, replace=True):
+    def forced_in_between(path, text, replace=True):
         if path.name == "m.plan.json":  # ours is on disk; theirs goes over it, then their sidecar
             (tmp_path / "theirs").write_bytes(b"the other export's plan")
             (tmp_path / "theirs").replace(plan)
             path.write_text("{}")
-        return real_write(path, write, replace=replace)
+        return real_write(path, text, replace=replace)
 
-    monkeypatch.setattr(engine, "atomic_write", forced_in_between)
+    monkeypatch.setattr(engine, "atomic_write_text", forced_in_between)
     args = [str(micro), "--graph", "gridsample", "--target", "sm89", "--min", "16x16", "--opt", "64x64",
             "--max", "128x128", "-o", str(plan), "--cache-dir", str(tmp_path / "c")]  # fmt: skip
     result = export(*args)

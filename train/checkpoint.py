@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..runtime.backends import PICKLED_SUFFIXES
-from ..runtime.files import WrittenFile, atomic_write
+from ..runtime.files import WrittenFile, atomic_write, atomic_write_text
 from .network import BDINN, CONFIGS, BDINNConfig
 
 FORMAT = "bdinn-checkpoint/1"
@@ -40,7 +40,7 @@ def checkpoint_sidecar(weights: Path) -> Path:
 
 def write_json(path: Path, data: Mapping[str, Any], *, replace: bool = True) -> WrittenFile:
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), replace=replace)
+    return atomic_write_text(path, text, replace=replace)
 
 
 def write_tensors(

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..runtime.files import atomic_write
+from ..runtime.files import atomic_write_text
 from ..runtime.imageio import (
     IMAGE_SUFFIXES,
     ImageError,
@@ -591,7 +591,7 @@ def _update_manifest(cache_dir: Path, added: dict[str, dict], preparation: tuple
         recorded = preparation is not None and _record_preparation(manifest, *preparation)
         if any(added.values()) or recorded:
             text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
-            atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+            atomic_write_text(path, text)
 
 
 def prepare_synthetic_pairs(

@@ -69,7 +69,7 @@ from ..runtime.cli_options import (
 )
 from ..runtime.debander import Debander
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
-from ..runtime.files import OutputError, atomic_write, check_writable, files_of_model
+from ..runtime.files import OutputError, atomic_write_text, check_writable, files_of_model
 from ..runtime.imageio import MAX_PIXELS, ImageError, from_float, read_image, stored_size, to_float
 from ..runtime.metrics import BT709_LUMA, psnr, ssim
 from ..runtime.pyav import MissingPackage, require_pyav
@@ -449,7 +449,7 @@ def to_json(report: dict[str, Any]) -> str:
 
 
 def _write(path: Path, text: str, replace: bool) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), replace=replace)
+    atomic_write_text(path, text, replace=replace)
 
 
 @click.command("bdinn-eval", cls=BdinnCommand)
