@@ -84,6 +84,7 @@ from .video_colour import (
     Colour,
     copy_alpha,
     copy_colour_tags,
+    swscale_writes,
 )
 from .video_encoder import encoder_label
 from .video_fields import (
@@ -203,6 +204,11 @@ def deband_frame(
     _check_process(process)
     if fields is not None and not isinstance(fields, bool):
         raise TypeError(f"fields must be True, False or None (the frame's own flag), got {fields!r}")
+    if not swscale_writes(name := frame.format.name):
+        raise VideoError(
+            f"deband_frame cannot give back a {name} frame (FFmpeg's scaler reads it but does not write "
+            f"it): convert it first, e.g. frame.reformat(format='rgb24')"
+        )
     fields = frame.interlaced_frame if fields is None else fields
     if not fields:
         dominance = None

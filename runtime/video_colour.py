@@ -192,7 +192,9 @@ def copy_colour_tags(src: Any, dst: Any) -> None:
 
 def decode_rgb(frame: Any, deep: bool) -> np.ndarray:
     """A decoded frame as H x W x 3 RGB: uint8 (rgb24), or uint16 on 0..65535 when deep. The matrix
-    is Colour.of(frame)'s, the one encode_frame uses: swscale refuses the ones it lacks."""
+    is Colour.of(frame)'s, the one encode_frame uses: swscale refuses the ones it lacks. Always a
+    buffer of its own: a frame already in that format comes back as itself, and a `process` that
+    works in place would change the caller's frame (deband_frame's)."""
     to, flags = ("rgb48le" if deep else "rgb24"), _interpolation()
     matrix = None if frame.format.is_rgb else Colour.of(frame).matrix
     converted = reformatter("decode").reformat(
@@ -200,10 +202,25 @@ def decode_rgb(frame: Any, deep: bool) -> np.ndarray:
         **({} if matrix is None else {"src_colorspace": matrix}),
     )  # fmt: skip
     rgb = converted.to_ndarray()
+    if converted is frame:
+        rgb = rgb.copy()
     if not deep:
         return rgb
     lut = _gain_lut(_rgb48_scales(frame.format.name, matrix, frame.color_range)[0])
     return rgb if lut is None else _look_up(lut, rgb, out=rgb)  # a fresh buffer: rescaled in place
+
+
+@functools.cache
+def swscale_writes(pix_fmt: str) -> bool:
+    """Whether FFmpeg's scaler can make `pix_fmt` frames: it reads some it cannot write (pal8,
+    Bayer, float RGB), and finding out at encode_frame wastes the frame's whole `process`."""
+    import av
+
+    try:
+        av.VideoFrame(16, 16, "rgb24").reformat(format=pix_fmt)
+    except (av.FFmpegError, ValueError):
+        return False
+    return True
 
 
 def encode_frame(rgb: np.ndarray, pix_fmt: str, colour: Colour) -> Any:

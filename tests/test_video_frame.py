@@ -134,3 +134,39 @@ def test_deband_frame_takes_a_frame_made_from_an_array():
     assert np.array_equal(out.to_ndarray(), frame.to_ndarray())
     with pytest.raises(TypeError, match="deband_frame takes a PyAV VideoFrame, got ndarray"):
         deband_frame(frame.to_ndarray(), lambda rgb: rgb)
+
+
+@pytest.mark.parametrize("pix_fmt", ["rgb24", "rgb48le"])
+def test_deband_frame_leaves_the_callers_frame_as_it_was(pix_fmt):
+    """A frame already in the scaler's RGB came back as itself, and a `process` working in place
+    (deband_video's contract allows it) changed the caller's frame and the buffer under it."""
+    rgb = np.random.default_rng(0).integers(0, 200, (16, 24, 3), dtype=np.uint8)
+    kept = rgb.copy()
+    frame = av.VideoFrame.from_numpy_buffer(rgb, format="rgb24")  # the caller's buffer under it
+    if pix_fmt != "rgb24":
+        frame = frame.reformat(format=pix_fmt)
+    before = [bytes(plane) for plane in frame.planes]
+    step = 10 if pix_fmt == "rgb24" else 10 * 257  # ten 8-bit levels
+    out = deband_frame(frame, lambda picture: np.add(picture, step, out=picture))
+    assert [bytes(plane) for plane in frame.planes] == before and np.array_equal(rgb, kept)
+    levels = out.to_ndarray().astype(int) >> (8 if pix_fmt == "rgb48le" else 0)
+    assert np.abs(levels - kept - 10).max() <= 1
+
+
+def test_deband_frame_refuses_a_format_it_cannot_give_back_before_the_work():
+    """A palette PNG decodes as pal8, which swscale reads but cannot write: an OSError came after
+    `process` had run."""
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).convert("P").save(png, format="PNG")
+    png.seek(0)
+    with av.open(png) as container:
+        frame = next(container.decode(video=0))
+    assert frame.format.name == "pal8"
+    calls = []
+    with pytest.raises(VideoError, match=r"cannot give back a pal8 frame .*frame.reformat\(format='rgb24'\)"):
+        deband_frame(frame, lambda picture: calls.append(1) or picture)
+    assert calls == []
