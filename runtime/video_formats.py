@@ -357,9 +357,8 @@ def check_encoder(
     ):
         raise VideoError(f"{dst}: bit depth must be 8, 10 or 12, got {bit_depth!r}")
     if chroma is not None and chroma not in CHROMA:
-        raise VideoError(
-            f"{dst}: chroma must be one of {', '.join(CHROMA)} (None: the source's), got {chroma!r}"
-        )
+        choices = ", ".join(map(repr, CHROMA))
+        raise VideoError(f"{dst}: chroma must be one of {choices} (None: the source's), got {chroma!r}")
     pix_fmts = [_pix_fmt(c, bit_depth) for c in ([chroma] if chroma else CHROMA)]
     codec_name, pix_fmt = _pick_codec(dst, muxer, codec, pix_fmts, bit_depth)
     try:

@@ -380,6 +380,7 @@ def test_max_change_must_be_a_positive_number(models, value):
         ({"backend": "tensorrt"}, "no TensorRT engine is bundled"),
         ({"device": "gpu"}, "device must be cpu, cuda or cuda:N, got 'gpu'"),
         ({"device": "cuda:first"}, "device must be cpu, cuda or cuda:N"),
+        ({"device": 0}, "device must be cpu, cuda or cuda:N, got 0"),  # was re's own TypeError
         ({"precision": "int8"}, "precision must be fp32 or fp16 .None: the model file's., got 'int8'"),
     ],
 )

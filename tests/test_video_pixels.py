@@ -293,9 +293,11 @@ def test_chroma_an_encoder_cannot_keep_is_warned_about(tmp_path):
             source, tmp_path / "out.webm", lambda rgb: rgb, codec="libsvtav1", chroma="444", progress=False
         )
     with pytest.raises(
-        VideoError, match=r"chroma must be one of 420, 422, 444 \(None: the source's\), got '411'"
+        VideoError, match=r"chroma must be one of '420', '422', '444' \(None: the source's\), got '411'"
     ):
         deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, chroma="411", progress=False)
+    with pytest.raises(VideoError, match=r"chroma must be one of '420', .*, got 444$"):  # a string, quoted
+        deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, chroma=444, progress=False)
 
 
 def test_prores_follows_the_source_or_says_which_chroma_it_writes(tmp_path):

@@ -41,7 +41,7 @@ def open_backend(
 ) -> Backend:
     """Open `path` with the backend its suffix asks for (or `backend`, which must agree)."""
     path = Path(path)
-    if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+    if device is not None and not (isinstance(device, str) and re.fullmatch(r"cpu|cuda(:\d+)?", device)):
         raise BackendError(f"device must be cpu, cuda or cuda:N, got {device!r}")
     if precision not in (None, "fp32", "fp16"):
         raise BackendError(f"precision must be fp32 or fp16 (None: the model file's), got {precision!r}")
