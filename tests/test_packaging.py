@@ -39,6 +39,8 @@ def test_only_the_bdinn_namespace_is_installed():
             assert f"bdinn/{module.relative_to(root)}" in installed, module
     for name in ("default.safetensors", "default.json", "default.onnx"):
         assert f"bdinn/runtime/models/{name}" in installed
+    for folder in ("train", "export", "plugins", "runtime"):  # type checkers read the hints
+        assert f"bdinn/{folder}/py.typed" in installed
     # The kernel and plugin sources, so that users build them where they run.
     for source in [root / "plugins/CMakeLists.txt", *(root / "plugins").glob("*/*.*")]:
         assert f"bdinn/{source.relative_to(root)}" in installed, source
