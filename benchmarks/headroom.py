@@ -37,10 +37,9 @@ from bdinn.runtime.cli_options import (
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
-from bdinn.runtime.metrics import psnr_of_mse
+from bdinn.runtime.metrics import PSNR_CAP, psnr_of_mse
 from bdinn.train.evaluate import (
     BASELINES,
-    PSNR_CAP,
     EvalError,
     check_size,
     pairs_from_clean,

@@ -34,11 +34,12 @@ from bdinn.runtime.cli_options import (
     write_report,
 )
 from bdinn.runtime.imageio import to_float
+from bdinn.runtime.metrics import capped_psnr
 from bdinn.runtime.processing import MIN_SIDE
 from bdinn.runtime.video_colour import Colour, decode_rgb, encode_frame
 from bdinn.runtime.video_fields import split_fields, weave
 from bdinn.train.degrade import reduce_bit_depth
-from bdinn.train.evaluate import EvalError, capped_psnr, clean_pictures
+from bdinn.train.evaluate import EvalError, clean_pictures
 
 METHODS = ("input", "whole, no model", "whole", "fields")
 BT709 = Colour(1, 1, 1, 1, 1)  # limited-range BT.709 tags, as HD video has

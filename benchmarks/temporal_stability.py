@@ -39,12 +39,12 @@ from bdinn.runtime.cli_options import (
 )
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
+from bdinn.runtime.metrics import capped_psnr
 from bdinn.train.degrade import codec_roundtrip_clip
 from bdinn.train.evaluate import (
     BASELINES,
     MIN_SMOOTH_PIXELS,
     EvalError,
-    capped_psnr,
     clean_pictures,
     smooth_mask,
 )

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 BT709_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # R, G, B weights of luma
+PSNR_CAP = 100.0  # dB: a perfect result has no finite PSNR, and a mean over pictures must stay finite
 _SIGMA = 1.5
 _TRUNCATE = 3.5
 _RADIUS = int(_TRUNCATE * _SIGMA + 0.5)  # 5: an 11-tap window
@@ -22,6 +23,11 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB; inf for identical inputs."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
     return psnr_of_mse(mse, data_range)
+
+
+def capped_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR, at most PSNR_CAP: one picture left exactly as it should be made every mean inf."""
+    return min(psnr(a, b), PSNR_CAP)
 
 
 def psnr_of_mse(mse: float, data_range: float = 1.0) -> float:

@@ -491,6 +491,24 @@ def test_a_validation_picture_without_banding_leaves_the_rule_to_the_others(pair
     assert math.isfinite(metrics["val_psnr_input"]) and abs(metrics["val_gain_raw"]) < 1
 
 
+def test_a_validation_picture_served_exactly_as_its_target_keeps_the_scores_finite(paired_dirs, tmp_path):
+    """An untrained network returns a flat unbanded picture exactly: its PSNR was inf, so the mean
+    was inf, no later step could be better, best.json held `Infinity` (not JSON) and state.json
+    forgot the best, so a resume chose another."""
+    pairs = find_pairs(*paired_dirs)
+    flat = replace(pairs[2], name="flat", banded=pairs[2].clean)
+    train = PatchDataset(pairs[:2], patch_size=32, stride=32)
+    Trainer(settings(steps=2, val_every=1), train, FullImageDataset([flat]), tmp_path).run()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in a record")
+
+    best = json.loads((tmp_path / "best.json").read_text(), parse_constant=refuse)["metrics"]
+    assert best["val_psnr"] == best["val_psnr_raw"] == 100.0  # bdinn-eval's cap
+    state = json.loads((tmp_path / "state.json").read_text(), parse_constant=refuse)
+    assert state["best_psnr"] == 100.0
+
+
 def test_too_little_data_or_amp_on_cpu_is_a_clear_error(datasets, tmp_path):
     train, val = datasets
     with pytest.raises(TrainingError, match="fewer than one batch"):

@@ -71,7 +71,7 @@ from ..runtime.debander import Debander
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write_text, check_writable, files_of_model
 from ..runtime.imageio import MAX_PIXELS, ImageError, from_float, read_image, stored_size, to_float
-from ..runtime.metrics import BT709_LUMA, psnr, ssim
+from ..runtime.metrics import BT709_LUMA, PSNR_CAP, capped_psnr, ssim
 from ..runtime.pyav import MissingPackage, require_pyav
 from .degrade import Degradation, discover_sources, load_clean
 from .image_pair import ImagePair, find_pairs
@@ -97,7 +97,6 @@ ROW_LABELS = {
 SMOOTH_WINDOW = 9
 SMOOTH_STD = 1 / 255
 MIN_SMOOTH_PIXELS = 64
-PSNR_CAP = 100.0
 MIN_SIDE = 16  # SSIM's 11x11 window and the codecs want a little room
 
 Model = Callable[[np.ndarray], np.ndarray]
@@ -283,11 +282,6 @@ def smooth_mask(clean: np.ndarray) -> np.ndarray:
     mean_sq = cv2.boxFilter(luma * luma, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT_101)
     std = np.sqrt(np.maximum(mean_sq.astype(np.float64) - mean.astype(np.float64) ** 2, 0))
     return std < SMOOTH_STD
-
-
-def capped_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR, at most PSNR_CAP: a perfect result has no finite dB, and means must stay finite."""
-    return min(psnr(a, b), PSNR_CAP)
 
 
 def _scores(

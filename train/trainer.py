@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..runtime.cambi import cambi
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from ..runtime.imageio import from_float
-from ..runtime.metrics import psnr, psnr_of_mse, ssim
+from ..runtime.metrics import capped_psnr, psnr, psnr_of_mse, ssim
 from ..runtime.stop_signals import STOP_SIGNALS
 from .checkpoint import (
     STATE_FORMAT,
@@ -507,8 +507,10 @@ class Trainer:
             served8 = _as_uint8(limit_change_tensor(banded, raw, DEFAULT_MAX_CHANGE))
             served = served8.astype(np.float32) / 255
             target = clean.permute(1, 2, 0).numpy()
-            raw_psnr = psnr(_as_uint8(raw).astype(np.float32) / 255, target)
-            scores.append((psnr(served, target), ssim(served, target), cambi(served8), raw_psnr))
+            # capped: a picture served exactly as its target (a flat one) made the mean inf, and no
+            # later step could ever be better than that
+            raw_psnr = capped_psnr(_as_uint8(raw).astype(np.float32) / 255, target)
+            scores.append((capped_psnr(served, target), ssim(served, target), cambi(served8), raw_psnr))
             if self.clean_cambi is None:
                 clean_cambis.append(cambi(np.round(target * 255).astype(np.uint8)))
                 input_psnrs.append(psnr(_as_uint8(banded).astype(np.float32) / 255, target))
