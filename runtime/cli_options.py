@@ -213,6 +213,19 @@ def _signal_again(signum: int) -> None:
         os.kill(os.getpid(), signum)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange without nan and inf: every comparison with nan is false, so FloatRange
+    let it through to fail (or train on it) after minutes of work."""
+
+    name = "finite float range"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str) -> tuple[int, int]:
     """click callback: "HEIGHTxWIDTH" -> (height, width)."""
     try:

@@ -10,13 +10,12 @@ lower CAMBI) without another training run; choose t with bdinn-eval.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
 import torch
 
-from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
+from bdinn.runtime.cli_options import BdinnCommand, FiniteFloatRange, stops_cleanly
 from bdinn.runtime.files import OutputError
 from bdinn.train.checkpoint import CheckpointError, checkpoint_sidecar, load_checkpoint, save_checkpoint
 from bdinn.train.provenance import checkpoint_record
@@ -33,22 +32,14 @@ def interpolate(a: torch.nn.Module, b: torch.nn.Module, t: float) -> dict[str, t
     }
 
 
-def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    """NaN passes FloatRange (every comparison with it is false) and made every weight NaN."""
-    if math.isnan(value):
-        raise click.BadParameter("nan is not a number from 0 to 1")
-    return value
-
-
 @click.command("interpolate_checkpoints.py", cls=BdinnCommand)
 @click.argument("first", type=WEIGHTS)
 @click.argument("second", type=WEIGHTS)
 @click.option(
     "--t",
     "t",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),  # nan made every weight nan
     required=True,
-    callback=_a_number,
     help="0 gives FIRST, 1 gives SECOND.",
 )
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from bdinn.runtime.cli_options import BdinnCommand, one_line_warnings, stops_cleanly
+from bdinn.runtime.cli_options import BdinnCommand, FiniteFloatRange, one_line_warnings, stops_cleanly
 from bdinn.runtime.files import missing_folders, remove_empty
 from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.degrade import prepare_synthetic_pairs
@@ -73,7 +73,7 @@ def _in_bounds(name: str, value: object) -> bool:
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The run's pairs cache [default: the one the run recorded, else RUN/pairs].")  # fmt: skip
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@click.option("--val-fraction", type=FiniteFloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="[default: the run's, else 0.2]")  # fmt: skip
 @click.option("--variants", type=click.IntRange(min=1), default=None, help="[default: the run's, else 3]")
 @click.option(  # bdinn-train's bound: no run made its pairs smaller

@@ -14,7 +14,7 @@ import click
 import torch.distributed as dist
 
 from ..runtime.backends import BackendError
-from ..runtime.cli_options import BdinnCommand, one_line_warnings, stops_cleanly
+from ..runtime.cli_options import BdinnCommand, FiniteFloatRange, one_line_warnings, stops_cleanly
 from ..runtime.debander import default_model_path
 from ..runtime.files import check_writable, user_cache
 from ..runtime.imageio import ImageError
@@ -43,7 +43,8 @@ from .trainer import (
     sample_fingerprint,
 )
 
-SHARE = click.FloatRange(0, 1, max_open=True)  # a fraction of a set, never all of it
+SEED_MAX = 2**32 - 1  # numpy takes no negative seed; seed x 1,000,003 + epoch is a torch seed (< 2**64)
+SHARE = FiniteFloatRange(0, 1, max_open=True)  # a fraction of a set, never all of it
 
 
 def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
@@ -118,21 +119,21 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
 @click.option(
     "--lr",
     default=2e-4,
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     help="Peak learning rate (Adam), reached after the warm-up.",
 )
 @click.option(
-    "--min-lr", default=1e-6, type=click.FloatRange(min=0), help="Learning rate the cosine decay ends at."
+    "--min-lr", default=1e-6, type=FiniteFloatRange(min=0), help="Learning rate the cosine decay ends at."
 )
 @click.option("--warmup", default=500, type=click.IntRange(min=0), help="Linear learning-rate warm-up steps.")
 @click.option(
     "--fft-weight",
     default=0.1,
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     help="Weight of the FFT L1 term (the paper's 0.1). The FFT is unnormalised, so the term's pull "
     "against L1 grows with --patch-size; 0 fine-tuned better on 256-px patches (model card).",
 )
-@click.option("--grad-clip", default=1.0, type=click.FloatRange(min=0), help="Max gradient norm; 0 disables.")
+@click.option("--grad-clip", default=1.0, type=FiniteFloatRange(min=0), help="Max gradient norm; 0 disables.")
 @click.option("--patch-size", default=256, type=click.IntRange(min=16), help="Training patch side, pixels.")
 @click.option("--stride", default=128, type=click.IntRange(min=1), help="Step between patches, pixels.")
 @click.option("--augment/--no-augment", default=True, help="Random flips and quarter turns of patches.")
@@ -178,13 +179,13 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
 @click.option(
     "--seed",
     default=0,
-    type=int,
+    type=click.IntRange(0, SEED_MAX),
     help="Seed of the synthetic pairs, the split and (without --train-seed) the training.",
 )
 @click.option(
     "--train-seed",
     default=None,
-    type=int,
+    type=click.IntRange(0, SEED_MAX),
     help="Seed of the initial weights, patch order, augmentation and shares alone [default: --seed]: "
     "repeats a run on the same pairs and split, to tell a change from seed noise.",
 )
