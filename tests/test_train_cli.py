@@ -285,6 +285,8 @@ def test_a_damaged_state_is_one_line_and_a_lone_state_half_gets_one_advice(
     other = CliRunner().invoke(main, [*args, "--resume", "--val-every", "3"])
     assert other.exit_code == 1
     assert "cannot resume with different val_every (saved run used --val-every 2)" in other.output
+    other = CliRunner().invoke(main, [*args, "--resume", "--max-val-images", "1"])
+    assert "cannot resume with different max_val_images (saved run used no --max-val-images)" in other.output
     state = tmp_path / "state.json"
     good = json.loads(state.read_text())
     for damage, named in (
@@ -430,6 +432,10 @@ DEFAULT_SIDECAR = Path(__file__).parents[1] / "runtime" / "models" / "default.js
         (["--clean", str(DATA), "--identity-share", "nan"], "'nan' is not a finite number"),
         (["--clean", str(DATA), "--seed", "-1"], "Invalid value for '--seed': -1 is not in the range 0<=x<="),
         (["--clean", str(DATA), "--train-seed", str(10**14)], "Invalid value for '--train-seed'"),
+        (  # were recorded as applied, and a resume with another --variants refused as other data
+            ["--pairs", str(DATA), str(DATA), "--max-side", "64", "--variants", "1"],
+            "--variants and --max-side shape the pairs made from --clean pictures",
+        ),
     ],
 )
 def test_usage_errors(tmp_path, args, message):

@@ -253,6 +253,12 @@ def main(
             "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR, "
             "or --cache-dir DIR of synthetic pairs made earlier"
         )
+    made_here = [f"--{name.replace('_', '-')}" for name in ("variants", "max_side") if _on_command_line(name)]
+    if made_here and not clean_dirs and cache_dir is None:  # --pairs alone: used as they are
+        raise click.UsageError(
+            f"{' and '.join(made_here)} shape the pairs made from --clean pictures (or a --cache-dir of "
+            "them); --pairs are used as they are: leave it out"
+        )
     _hold_the_run(out_dir)
     earlier = [  # any checkpoint: a new run would overwrite some and leave the others beside its own
         path

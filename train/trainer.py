@@ -215,8 +215,10 @@ def _changed_data(saved: dict[str, Any], current: dict[str, Any]) -> str:
 
 
 def _as_option(key: str, value: Any) -> str:
-    """A data setting as its command-line option: --patch-size 128, --no-augment."""
+    """A data setting as its command-line option: --patch-size 128, --no-augment, no --max-val-images."""
     name = key.replace("_", "-")
+    if value is None:  # not given: "--max-val-images None" cannot be typed
+        return f"no --{name}"
     if isinstance(value, bool):
         return f"--{name}" if value else f"--no-{name}"
     return f"--{name} {value}"
