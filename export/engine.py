@@ -21,6 +21,7 @@ from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, 
 from ..runtime.engine_sidecar import ENGINE_FORMAT, INPUT_NAME, OUTPUT_NAME, plan_digest, plan_sidecar
 from ..runtime.files import atomic_write_bytes, atomic_write_text, file_digest
 from ..runtime.processing import MAX_SIDE
+from ..runtime.stop_signals import signals_deferred
 from ..runtime.tensorrt import (
     TensorRT,
     error_logger,
@@ -269,6 +270,25 @@ def _io_description(io: str, precision: str) -> dict:
             "output": {"name": OUTPUT_NAME, "dtype": dtype, "layout": "NCHW RGB [0,1]"}}  # fmt: skip
 
 
+def _until_stopped(trt: Any, caught: list[int]) -> Any:
+    """A progress monitor that cancels the build once a signal has been caught."""
+
+    class UntilStopped(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            pass
+
+        def phase_finish(self, phase_name: str) -> None:
+            pass
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return not caught  # False cancels
+
+    return UntilStopped()
+
+
 def _build(info: TensorRT, onnx_path: Path, settings: EngineSettings, io: str, plan_path: Path) -> bytes:
     """The serialized plan; a failure is named by the plan it was to be (bdinn-export takes the
     ONNX file back)."""
@@ -295,7 +315,11 @@ def _build(info: TensorRT, onnx_path: Path, settings: EngineSettings, io: str, p
     # its timing-cache calls are deprecated no-ops: use the cache with data-centre TensorRT only.
     use_cache = settings.timing_cache is not None and not info.is_rtx
     cache = _load_timing_cache(config, settings.timing_cache) if use_cache else None
-    plan = builder.build_serialized_network(network, config)
+    with signals_deferred() as caught:  # raised in the logger or the plugin, TensorRT swallowed them
+        if hasattr(trt, "IProgressMonitor"):  # TensorRT 10 and TensorRT-RTX: stop at the next step
+            monitor = _until_stopped(trt, caught)  # held here for the build: the config may not
+            config.progress_monitor = monitor
+        plan = builder.build_serialized_network(network, config)
     if plan is None:
         said = "; ".join(dict.fromkeys(logger.errors)) or "it gave no reason"
         if settings.workspace_mb and ("OutOfMemory" in said or "workspace" in said):

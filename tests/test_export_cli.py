@@ -318,6 +318,57 @@ def test_an_export_stopped_during_the_build_leaves_nothing(tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["micro.json", "micro.safetensors"]
 
 
+SIGNALLED_DURING_THE_BUILD = """
+import os, signal, sys
+from bdinn.export import cli, engine
+
+real = engine._until_stopped
+
+def signalled_at_the_first_step(trt, caught):  # SIGTERM arrives while TensorRT builds
+    monitor = real(trt, caught)
+    step = type(monitor).step_complete
+
+    def first(self, phase, index):
+        if not sent:
+            sent.append(phase)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, phase, index)
+
+    type(monitor).step_complete = first
+    return monitor
+
+sent = []
+engine._until_stopped = signalled_at_the_first_step
+sys.argv[0] = "bdinn-export"
+cli.main()
+"""
+
+
+@needs_rtx
+def test_a_signal_during_the_tensorrt_build_stops_it(tmp_path):
+    """Raised inside TensorRT's callbacks (its logger, our plugin), Ctrl-C and SIGTERM were caught
+    by TensorRT: the build ran to its end, the export replaced the files and exited 0."""
+    micro = save_checkpoint(tmp_path / "micro.safetensors", BDINN(MICRO), config_name=None, step=1)
+    plan = tmp_path / "m.plan"
+    args = [
+        str(micro),
+        "--graph",
+        "plugin",
+        "--target",
+        "sm89",
+        "-o",
+        str(plan),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED_DURING_THE_BUILD, *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 143, done.stdout + done.stderr
+    assert done.stderr.splitlines()[-1] == "Terminated."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["micro.json", "micro.safetensors"]
+
+
 def test_a_forced_export_whose_build_fails_puts_the_old_graph_back(tmp_path, monkeypatch):
     """--force replaced the ONNX file before the engine built: a build that failed (or Ctrl-C in
     it) left the new graph beside the old plan, which was built from the old one."""

@@ -13,11 +13,9 @@ import hashlib
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from ..runtime.cambi import cambi
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from ..runtime.imageio import from_float
 from ..runtime.metrics import capped_psnr, psnr, psnr_of_mse, ssim
-from ..runtime.stop_signals import STOP_SIGNALS
+from ..runtime.stop_signals import signals_deferred
 from .checkpoint import (
     STATE_FORMAT,
     checkpoint_sidecar,
@@ -106,29 +104,6 @@ def pairs_fingerprint(train: Sequence[Any], val: Sequence[Any]) -> str:
     """Which pictures a run trains and validates on, by name: resuming on other data is another run."""
     names = sorted(f"train:{p.name}" for p in train) + sorted(f"val:{p.name}" for p in val)
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Ctrl-C, SIGTERM or SIGHUP during the block acts when the block ends: a half-applied
-    optimiser step, or weights written without their sidecar, could not be resumed. The main
-    thread only (where Python runs signal handlers); elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if caught:
-            handler = previous[caught[0]]
-            if callable(handler):
-                handler(caught[0], None)  # Python's KeyboardInterrupt, or stops_cleanly's SystemExit
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), caught[0])
 
 
 def check_before_data(settings: TrainSettings, out_dir: Path, resume: bool) -> None:
