@@ -42,6 +42,8 @@ from .picture_metadata import read_metadata as read_metadata  # beside read_imag
 from .png_chunks import PNG_SIGNATURE, after_ihdr, more_than_srgb, walk_chunks, with_icc_profile
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+# The longest side an encoder takes (libwebp's; libjpeg's JPEG_MAX_DIMENSION), and the format's name.
+MAX_SIDE_OF_FORMAT = {".webp": (16383, "WebP"), ".jpg": (65500, "JPEG"), ".jpeg": (65500, "JPEG")}
 # The largest picture or video frame bdinn decodes: Pillow's decompression-bomb limit (179
 # megapixels, 13,377 px square; beyond any camera), where a few bytes of a crafted header would
 # otherwise make it allocate tens of GB (a frame's float copies take 12 bytes a pixel).
@@ -529,6 +531,16 @@ def stored_layout(path: str | os.PathLike) -> tuple[int, bool] | None:
     return 8, header.mode in _ALPHA_MODES or (header.mode == "P" and "transparency" in header.info)
 
 
+def check_side_for(path: str | os.PathLike, height: int, width: int) -> None:
+    """A picture larger than `path`'s format holds is refused up front: the encoder refused it
+    after the work, and the error read as a suffix never written at all."""
+    side, name = MAX_SIDE_OF_FORMAT.get(Path(path).suffix.lower(), (0, ""))
+    if side and max(height, width) > side:
+        raise ImageError(
+            f"{path}: {width}x{height} is past {name}'s {side}-pixel limit on a side; write .png"
+        )
+
+
 def stored_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(height, width) of the picture read_image returns (EXIF orientation applied), from the
     header alone; None where that cannot be told (TIFF). Lets a command check many files before
@@ -669,6 +681,7 @@ def write_image(
         raise ImageError(f"{path}: 16-bit images can only be written as .png or .tif")
     if img.ndim == 3 and img.shape[2] == 4 and suffix in (".jpg", ".jpeg"):
         raise ImageError(f"{path}: JPEG has no alpha channel; write .png to keep it")
+    check_side_for(path, *img.shape[:2])
     if suffix == ".webp" and img.ndim == 3 and img.shape[2] == 4:
         data = _lossless_webp_with_alpha(path, img)
     else:

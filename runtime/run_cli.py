@@ -42,9 +42,11 @@ from .imageio import (
     IMAGE_SUFFIXES,
     MAX_FILE_BYTES,
     ImageError,
+    check_side_for,
     read_icc_profile,
     read_image,
     stored_layout,
+    stored_size,
     write_image,
 )
 from .picture_metadata import read_metadata
@@ -258,6 +260,12 @@ def check_format(job: Job, depth: int | None = None) -> None:
         )
     if layout is not None and layout[1] and suffix in LOSSY_IMAGE_SUFFIXES:
         raise click.ClickException(f"{job.target}: JPEG holds no alpha, and {job.source} has it; write .png")
+    size = None if job.is_video or not job.source.is_file() else stored_size(job.source)
+    if size is not None:
+        try:
+            check_side_for(job.target, *size)
+        except ImageError as exc:
+            raise click.ClickException(str(exc)) from None
     if suffix in LOSSY_IMAGE_SUFFIXES:
         click.echo(one_line(f"Warning: {job.target}: JPEG's lossy compression brings some banding back; "
                             ".png keeps the result exact"), err=True)  # fmt: skip

@@ -601,8 +601,13 @@ def test_webp_is_written_losslessly_and_jpeg_refuses_alpha(tmp_path):
     write_image(tmp_path / "g.webp", rgba[:, :, 2:])  # gray + alpha: written as equal-channel RGBA
     assert np.array_equal(read_image(tmp_path / "g.webp", as_file=True), rgba[:, :, [2, 2, 2, 3]])
     (tmp_path / "g.webp").unlink()
-    with pytest.raises(ImageError, match=r"wide\.webp: cannot write it as WebP \(.*\); write \.png"):
-        write_image(tmp_path / "wide.webp", np.zeros((1, 16400, 4), np.uint8))  # WebP's sides end at 16383
+    # WebP's sides end at 16383 px, JPEG's at 65500: RGB and gray were "cannot write images with
+    # suffix '.webp'", as if the format were not written at all
+    for name, shape in (("wide.webp", (1, 16400, 4)), ("wide.webp", (16384, 16, 3)), ("w.jpg", (2, 65501))):
+        with pytest.raises(
+            ImageError, match=rf"{name}: .*x.* is past .*'s \d+-pixel limit on a side; write \.png"
+        ):
+            write_image(tmp_path / name, np.zeros(shape, np.uint8))
     with pytest.raises(ImageError, match=r"JPEG has no alpha channel; write \.png to keep it"):
         write_image(tmp_path / "x.jpg", rgba)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.webp"]
