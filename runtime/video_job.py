@@ -46,7 +46,7 @@ from .video_side_data import (
 )
 from .video_source import StandardInput, check_frame_size
 from .video_streams import TIMECODE_MUXERS, CarriedStreams, codec_name, copy_tags, moving_pictures
-from .video_timing import AviClock, clock_seconds, rounded, ticks
+from .video_timing import AviClock, clock_seconds, exact_rate, rounded, ticks
 
 RAW_STREAMS = {
     "mpegvideo",
@@ -138,7 +138,7 @@ class VideoJob:
         elementary = source.format.name in RAW_STREAMS and self.vin.guessed_rate
         rates = (self.vin.guessed_rate,) if elementary else ()
         rates += (self.vin.average_rate, self.vin.guessed_rate, self.vin.base_rate)
-        self.rate = Fraction(next((rate for rate in rates if rate), 25))
+        self.rate = exact_rate(Fraction(next((rate for rate in rates if rate), 25)))
         self.time_base = Fraction(self.vin.time_base or Fraction(1, 90000))
         # AVI and Y4M count frames rather than time: their time base is one frame.
         self.counts_frames = muxer in ("avi", "yuv4mpegpipe")

@@ -33,6 +33,14 @@ class AviClock:
         return self.anchor[0] + dts - self.anchor[1]
 
 
+def exact_rate(rate: Fraction) -> Fraction:
+    """The NTSC rate (N x 1000/1001 fps) `rate` is within 10 ppm of, else `rate` itself. FFmpeg's
+    Matroska reader gives 59.94 fps, whose frames last 16683333 ns there, as 19001/317 (it bounds
+    the fraction's terms): encoders were told that, and the times were not put on the grid."""
+    ntsc = Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)
+    return ntsc if ntsc and abs(ntsc - rate) <= rate / 100_000 else rate
+
+
 def rounded(value: Fraction) -> int:
     """To the nearest integer, halves away from zero, as FFmpeg rescales timestamps."""
     whole = int(abs(value) + Fraction(1, 2))

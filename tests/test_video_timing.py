@@ -31,8 +31,9 @@ from bdinn.runtime.video import deband_video  # noqa: E402
 def test_matroska_milliseconds_become_an_exact_frame_rate_in_mp4(tmp_path):
     """Matroska keeps times in milliseconds: 24 or 24000/1001 fps come out 42, 41, 42 ms apart, and
     written so into MP4 the rate read 23.983 (a Y4M piped on from it said F128000:5337). Frames
-    within half a millisecond of the frame grid go on it; the sound stays where it was."""
-    for rate in (Fraction(24), Fraction(24000, 1001)):
+    within half a millisecond of the frame grid go on it; the sound stays where it was. FFmpeg reads
+    59.94 fps from Matroska as 19001/317 (frames of 16683333 ns): that rate went on, with the jitter."""
+    for rate in (Fraction(24), Fraction(24000, 1001), Fraction(60000, 1001)):
         source = tmp_path / f"{float(rate):.3f}.mkv"
         with av.open(str(source), "w") as out:
             stream = out.add_stream("libx264", rate=rate)
