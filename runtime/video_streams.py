@@ -157,6 +157,7 @@ class CarriedStreams:
         self.rewritten: dict[int, CueRewriter] = {}  # text subtitle streams put into another text codec
         self.subtitles_dropped = 0
         self.timecode = timecode_of(source)  # for the video stream's tags, where the container keeps it
+        self.preroll: dict[int, Any] = {}  # audio stream -> the packet an edit list hides, held back
 
     def add_to(self, output: Any) -> None:
         """Set up every carried stream, the chapters and the attachments on `output`."""
@@ -171,9 +172,21 @@ class CarriedStreams:
 
     def packets_for(self, packet: Any) -> list[Any]:
         """What to mux for a source packet: itself, or what its cue becomes in the output's text
-        codec (none, or samples of earlier cues that are now complete)."""
-        rewrite = self.rewritten.get(packet.stream.index)
-        return [packet] if rewrite is None else rewrite.packets_for(packet)
+        codec (none, or samples of earlier cues that are now complete); none for one an MP4 edit
+        list hides (is_discard), but the last of those before a shown audio packet. A clip cut
+        out of a longer MP4 without re-encoding (ffmpeg -ss -c copy) holds the sound from its key
+        frame on, up to seconds before the cut: Matroska and MPEG-TS, which keep no edit list,
+        played it over no picture, and the picture started that much later. The one packet kept
+        primes the decoder, as AAC's first packet does in any MP4 (which then keeps it hidden)."""
+        index = packet.stream.index
+        if packet.is_discard:
+            if packet.stream.type == "audio":
+                self.preroll[index] = packet  # the one held before is dropped
+            return []
+        held = self.preroll.pop(index, None)
+        rewrite = self.rewritten.get(index)
+        shown = [packet] if rewrite is None else rewrite.packets_for(packet)
+        return shown if held is None else [held, *shown]
 
     def flush(self) -> list[tuple[int, Any]]:
         """(source stream index, packet) for the cues still held at the end of the source."""

@@ -552,3 +552,61 @@ def test_an_mp4_tracks_title_survives_another_pass(tmp_path):
         deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)
         with av.open(str(tmp_path / name)) as result:
             assert result.streams.audio[0].metadata[key] == "Director commentary"
+
+
+def _trimmed_mp4(path: Path) -> Path:
+    """What `ffmpeg -ss 1 -i long.mp4 -c copy` writes: the packets from the key frame before the
+    cut (here the first), shifted so that the cut is at 0, an edit list hiding the second before."""
+    whole = path.with_name("whole.mp4")
+    with av.open(str(whole), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"g": "50", "bf": "2", "sc_threshold": "0"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream("aac", rate=48000)
+        audio.codec_context.layout = "stereo"
+        for i in range(50):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 4, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        for start in range(0, 2 * 48000, 1024):
+            tone = np.sin(np.arange(start, start + 1024) / 48000 * 2 * np.pi * 440).astype(np.float32) * 0.3
+            frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, start, Fraction(1, 48000)
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    with av.open(str(whole)) as source, av.open(str(path), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in source.streams}
+        for packet in source.demux():
+            if packet.dts is not None:
+                cut = round(1 / packet.time_base)  # one second in the stream's ticks
+                packet.pts, packet.dts, packet.stream = (
+                    packet.pts - cut,
+                    packet.dts - cut,
+                    streams[packet.stream.index],
+                )
+                out.mux(packet)
+    return path
+
+
+def _starts_and_samples(path: Path) -> tuple[float, float, int]:
+    with av.open(str(path)) as container:
+        video = [float(frame.time) for frame in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        audio = [(float(frame.time), frame.samples) for frame in container.decode(audio=0)]
+    return video[0], audio[0][0], sum(samples for _, samples in audio)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".ts", ".mp4"])
+def test_sound_an_edit_list_hides_stays_hidden(tmp_path, suffix):
+    """A clip cut from a longer MP4 without re-encoding holds the sound from the key frame on:
+    in Matroska and MPEG-TS (no edit lists) it played for a second over no picture, and the
+    picture began a second late."""
+    source = _trimmed_mp4(tmp_path / "trimmed.mp4")
+    video_start, audio_start, samples = _starts_and_samples(source)
+    assert (video_start, audio_start) == (0, 0) and samples == pytest.approx(48000, abs=1024)
+    out = tmp_path / f"out{suffix}"
+    deband_video(source, out, lambda rgb: rgb, progress=False)
+    video_start, audio_start, samples = _starts_and_samples(out)
+    # the packet kept to prime the decoder begins up to two AAC packets (2 x 21 ms) before the cut
+    assert video_start - audio_start == pytest.approx(0, abs=0.05)
+    assert samples == pytest.approx(48000, abs=3 * 1024)  # was 96000: the second before the cut
