@@ -71,6 +71,7 @@ class _Video:
     alpha: np.ndarray | None = None  # H x W uint16 on 0..65535, where the output keeps alpha
     top_field_first: bool | None = None  # an interlaced frame's field dominance; None: progressive
     carrier: Any = None  # where the decoded frame's side data (captions) must go along: a copy
+    duration: int = 0  # how long the source shows it, in its time base; 0: not said
 
 
 @dataclass
@@ -200,6 +201,7 @@ class VideoJob:
         self.writes_captions = writes_captions(codec, options)  # and the encoder writes them back
         self.dominances: set[bool] = set()  # the field orders met
         self.resized: Resized | None = None  # frames of another size than the first's, scaled to it
+        self.long_frames: dict[int, int] = {}  # output pts -> duration, of frames shown much longer than one
 
     # -- output setup ---------------------------------------------------------------------------
 
@@ -364,7 +366,10 @@ class VideoJob:
                         captioned = has_captions(frame)
                         self.captions |= captioned
                         carrier = side_data_carrier(frame) if captioned and self.writes_captions else None
-                        pipe.put(decoded, _Video(pictures, pts - start, display, alpha, dominance, carrier))
+                        video = _Video(
+                            pictures, pts - start, display, alpha, dominance, carrier, frame.duration
+                        )
+                        pipe.put(decoded, video)
                 elif index in self.carried.transcode:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(carried[index], frame))
@@ -475,6 +480,9 @@ class VideoJob:
                     frame = self._resized(frame)
                 frame = outgoing_frame(frame, item.top_field_first, item.carrier)
                 frame.pts, frame.time_base = pts, self.out_time_base
+                shown = self._long_frame(item.duration)
+                if shown:
+                    self.long_frames[pts] = shown
                 opening = self._mux_video(output, opening, self.vout.encode(frame))
                 for held in waiting:
                     self._mux_carried(output, held)
@@ -498,7 +506,19 @@ class VideoJob:
                 raise VideoError(f"{self.dst}: FFmpeg's {self.muxer} muxer failed ({reason})") from exc
             label = encoder_label(self.codec)
             raise VideoError(f"{self.dst}: encoding with {label} failed ({reason})") from exc
-        self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
+        shown = self.long_frames.get(last, 0) * self.out_time_base or 1 / self.rate  # the last frame
+        self.duration = float((last - first) * self.out_time_base + shown)
+
+    def _long_frame(self, duration: int) -> int:
+        """A frame's source duration in out_time_base where it is far from one frame (a screen
+        recording gone still: its last frame lasts seconds), else 0. Encoders do not pass frame
+        durations on, and muxers end the last frame one frame after its start: the output lost
+        the still end, and a Matroska source was said to be cut short. Durations near one frame
+        are left to the muxer, which puts them on the frame grid."""
+        if self.counts_frames or duration <= 0:
+            return 0
+        seconds = duration * self.time_base
+        return rounded(seconds / self.out_time_base) if abs(seconds * self.rate - 1) > 0.5 else 0
 
     def _on_grid(self, pts: int) -> int:
         """A source time (coarse ticks) in out_time_base, on the frame grid from the first frame
@@ -550,6 +570,9 @@ class VideoJob:
 
     def _write(self, output: Any, packets: list[Any]) -> None:
         """Mux `packets`, noting while it runs that a failure is the muxer's, not an encoder's."""
+        for packet in packets:
+            if (shown := self.long_frames.get(packet.pts)) is not None:
+                packet.duration = shown
         self.writing = True
         output.mux(packets)
         self.writing = False
