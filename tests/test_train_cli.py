@@ -331,6 +331,14 @@ def test_force_resume_and_data_checks(tmp_path, tiny_config, paired_dirs):
     assert (
         both.exit_code == 2 and "--resume continues the run in OUT and --force starts it over" in both.output
     )
+    kept = (tmp_path / "last.safetensors").read_bytes()  # --force deleted the --init it trained from
+    own = CliRunner().invoke(main, [*args, "--force", "--init", str(tmp_path / "last.safetensors")])
+    assert (
+        own.exit_code == 2
+        and "is a checkpoint of the run in" in own.output
+        and "which --force deletes" in own.output
+    )
+    assert (tmp_path / "last.safetensors").read_bytes() == kept
     fewer = tmp_path.parent / "fewer"
     for side in paired_dirs:  # the same layout, one picture less
         shutil.copytree(side, fewer / side.name, ignore=lambda _, names: sorted(names)[:1])

@@ -296,6 +296,11 @@ def main(
     explicit = _on_command_line("config_value")
     if init_from is not None:
         init_path, config, config_name = resolve_init(init_from, config, explicit=explicit)
+        if force and Path(init_path).resolve() in {path.resolve() for path in _cleared(out_dir)}:
+            raise click.UsageError(
+                f"--init {init_from}: is a checkpoint of the run in {out_dir}, which --force deletes; copy "
+                "it out of that folder first, or choose another -o"
+            )
     elif resume and not explicit and (saved := saved_architecture(out_dir)) is not None:
         config, config_name, init_path = saved  # a fine-tune resumes without its --init again
     data = {"patch_size": patch_size, "stride": stride, "augment": augment, "unbanded_share": unbanded_share,
@@ -510,12 +515,21 @@ def _saved_settings(out_dir: Path) -> dict[str, Any]:
     return saved if isinstance(saved, dict) else {}
 
 
+def _cleared(out_dir: Path) -> list[Path]:
+    """The files --force deletes: the old run's checkpoints (best, step-N), not to be chosen from."""
+    patterns = ("last.*", "best.*", "state.*", "step-*.safetensors", "step-*.json")
+    return [
+        path
+        for pattern in patterns
+        for path in out_dir.glob(pattern)
+        if path.suffix in (".safetensors", ".json")
+    ]
+
+
 def clear_run(out_dir: Path) -> None:
-    """--force: a new run must not leave the old one's checkpoints (best, step-N) to be chosen from."""
-    for pattern in ("last.*", "best.*", "state.*", "step-*.safetensors", "step-*.json"):
-        for path in out_dir.glob(pattern):
-            if path.suffix in (".safetensors", ".json"):
-                path.unlink()
+    """--force: a new run starts in an OUT without the old one's checkpoints."""
+    for path in _cleared(out_dir):
+        path.unlink()
 
 
 if __name__ == "__main__":
