@@ -118,6 +118,14 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             _say("Aborted!")
             raise SystemExit(128 + signal.SIGINT) from None
+        except RuntimeError as exc:  # Path.resolve() on Python 3.10-3.12, wherever a path is compared
+            if not str(exc).startswith("Symlink loop from "):
+                raise
+            looped = str(exc).removeprefix("Symlink loop from ")
+            raise click.ClickException(
+                f"{looped}: a loop of symbolic links (one points back to another); remove it or give "
+                "another path"
+            ) from None
         except SystemExit as exc:
             if isinstance(exc.code, int) and exc.code - 128 in STOPPING:  # a log shows why the run ended
                 _say(STOPPING[signal.Signals(exc.code - 128)])

@@ -110,7 +110,10 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
         if path.is_dir():
             found.extend(folder_members(path))
         elif any(ch in pattern for ch in "*?[") and not path.exists():
-            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
+            # files and folders only, as in a folder: a FIFO waited forever, a link loop was a traceback
+            matches = sorted(
+                m for m in map(Path, glob.glob(pattern, recursive=True)) if m.is_file() or m.is_dir()
+            )
             if not matches:
                 raise click.ClickException(f"{pattern}: no file matches this pattern")
             if OUR_OUTPUT_MARK not in pattern:  # as for folders: a second run must not take them in

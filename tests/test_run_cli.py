@@ -1199,3 +1199,22 @@ def test_a_photo_keeps_its_exif_and_resolution(model, tmp_path):
     with Image.open(tmp_path / "photo.debanded.png") as out:
         assert out.size == (192, 320) and out.getexif()[0x010F] == "Nikon" and out.getexif()[0x0112] == 1
         assert out.info["dpi"] == pytest.approx((240, 240), abs=0.01)
+
+
+def test_loops_of_symbolic_links_and_fifos_are_no_traceback_nor_a_hang(model, pictures, tmp_path):
+    """Path.resolve() raises RuntimeError on a link loop (Python 3.10-3.12): a traceback for an
+    output path, and a glob that matched one lost the whole batch; a FIFO a glob matched waited
+    forever for a writer."""
+    (tmp_path / "l1.png").symlink_to("l2.png")
+    (tmp_path / "l2.png").symlink_to("l1.png")
+    line = one_line_error(run(model, pictures / "sky.png", "-o", tmp_path / "l1.png", "-q"))
+    assert "a loop of symbolic links (one points back to another); remove it or give another path" in line
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    write_image(mixed / "a.png", read_image(pictures / "sky.png"))
+    (mixed / "b1.png").symlink_to("b2.png")
+    (mixed / "b2.png").symlink_to("b1.png")
+    os.mkfifo(mixed / "c.png")
+    result = run(model, f"{mixed}/*.png", "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
