@@ -35,7 +35,7 @@ def run_settings(run: Path) -> tuple[dict, Path]:
                     "max_side": data["max_side"], "seed": settings["seed"]}  # fmt: skip
         origin = settings.get("data_origin") or {}
         paired, cache = origin.get("pairs") or [], origin.get("cache")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise click.BadParameter(f"{state}: not a bdinn-train state ({exc})", param_hint="--run") from None
     bad = [f"{name} {value!r}" for name, value in recorded.items() if not _in_bounds(name, value)]
     if bad:  # it failed after the pairs were made, naming no file

@@ -293,10 +293,17 @@ def test_a_damaged_state_is_one_line_and_a_lone_state_half_gets_one_advice(
         ("param_groups", "param_groups"),
         ("best_psnr", "best_psnr"),
         ("settings", "settings"),
+        ("seconds", "seconds"),  # these three were TypeError tracebacks, or a bad record saved again
+        ("init_record", "init_record"),
+        ("betas", "param_groups"),
     ):
-        meta = dict(good)
+        meta = json.loads(json.dumps(good))
         if damage == "settings":
             meta["settings"] = []
+        elif damage in ("seconds", "init_record"):
+            meta[damage] = [1] if damage == "seconds" else "zzz"
+        elif damage == "betas":
+            meta["param_groups"][0]["betas"] = 5
         else:
             del meta[damage]
         state.write_text(json.dumps(meta))
@@ -450,6 +457,37 @@ def test_usage_errors(tmp_path, args, message):
     result = CliRunner().invoke(main, [*args, "-o", str(tmp_path)])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_json_nested_thousands_deep_is_refused_in_one_line(tmp_path, tiny_config, paired_dirs):
+    """A --config or state.json of 100,000 nested lists was a RecursionError traceback."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    result = CliRunner().invoke(
+        main, ["--clean", str(DATA), "--config", str(deep), "-o", str(tmp_path / "a")]
+    )
+    assert result.exit_code == 2 and "deep.json: not a BDINN config (maximum recursion depth" in result.output
+    args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(tmp_path / "b"), *FAST]
+    assert CliRunner().invoke(main, [*args, "--stop-at", "2"]).exit_code == 0
+    (tmp_path / "b" / "state.json").write_text(deep.read_text())
+    result = CliRunner().invoke(main, [*args, "--resume"])
+    assert result.exit_code == 1 and "state.json: not valid JSON (maximum recursion depth" in result.output
+
+
+def test_a_state_with_a_tensor_no_run_saves_is_refused_naming_it(tmp_path, tiny_config, paired_dirs):
+    """An extra optimizer.x was 'not enough values to unpack', naming no file."""
+    from safetensors.torch import load_file, save_file
+
+    args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(tmp_path), *FAST]
+    assert CliRunner().invoke(main, [*args, "--stop-at", "2"]).exit_code == 0
+    tensors = load_file(tmp_path / "state.safetensors")
+    extra = {"optimizer.x": tensors[next(iter(tensors))].clone()}
+    save_file({**tensors, **extra}, tmp_path / "state.safetensors", metadata={"step": "2"})
+    result = CliRunner().invoke(main, [*args, "--resume"])
+    assert (
+        result.exit_code == 1
+        and "state.safetensors: a tensor 'optimizer.x' no bdinn run saves" in result.output
+    )
 
 
 def test_a_cut_short_init_checkpoint_is_refused_before_the_pairs_are_made(tmp_path):

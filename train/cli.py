@@ -62,7 +62,7 @@ def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
         if isinstance(data, dict) and "config" in data and "format" in data:  # a checkpoint's sidecar
             raise ValueError("this is a checkpoint's sidecar, not a config (bdinn-train --init takes it)")
         return BDINNConfig.from_dict(data), None
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise click.BadParameter(f"{path}: not a BDINN config ({exc})", param_hint="--config") from None
 
 
@@ -510,7 +510,7 @@ def _saved_settings(out_dir: Path) -> dict[str, Any]:
     """The settings of the run saved in out_dir; {} where there is none, or none readable."""
     try:
         saved = json.loads((out_dir / "state.json").read_text())["settings"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return {}
     return saved if isinstance(saved, dict) else {}
 

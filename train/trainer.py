@@ -137,7 +137,7 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
         )
     try:
         meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSON or UTF-8 errors; nesting thousands deep
         raise TrainingError(f"{meta_path}: not valid JSON ({exc}); start over with --force") from None
     if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or "settings" not in meta:
         raise TrainingError(f"{meta_path}: not a bdinn training state; start over with --force")
@@ -178,8 +178,16 @@ def _damaged_fields(meta: dict[str, Any]) -> list[str]:
     if isinstance(meta.get("settings"), dict) and not isinstance(meta["settings"].get("data", {}), dict):
         damaged.append("settings.data")
     groups = meta.get("param_groups")
-    if isinstance(groups, list) and not all(isinstance(group, dict) for group in groups):
+    if isinstance(groups, list) and not all(
+        isinstance(group, dict) and isinstance(group.get("betas", ()), list | tuple) for group in groups
+    ):
         damaged.append("param_groups")
+    optional = {"seconds": (int, float), "init_record": dict, "step_metrics": dict}
+    damaged += [
+        name
+        for name, kind in optional.items()
+        if meta.get(name) is not None and not isinstance(meta[name], kind)
+    ]
     return damaged
 
 
@@ -379,7 +387,11 @@ class Trainer:
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):
-                _, index, name = key.split(".", 2)
+                _, index, name = (*key.split(".", 2), "")[:3]
+                if not index.isdigit() or not name:
+                    raise TrainingError(
+                        f"{self.state_path}: a tensor {key!r} no bdinn run saves; start over with --force"
+                    )
                 state.setdefault(int(index), {})[name] = value.to(self.device)
         groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
         try:
