@@ -61,7 +61,10 @@ LOG2 = math.log(2.0)
 
 # Far beyond any trainable BDINN (the paper's: growth 32, depth 4, 2 blocks), and short of what
 # makes building one from a checkpoint's JSON alone take minutes and gigabytes.
-_MAX_SIZE = 1024  # channels, growth, squeeze ratio, kernel sides
+_MAX_SIZE = 1024  # channels, growth, squeeze ratio
+# Each tap of a banded kernel is a sampled copy of its feature map (the paper's kernel: 3 x 5):
+# 1023 x 1023, within _MAX_SIZE, took 23 GB on 32-px patches before the machine killed it.
+_MAX_KERNEL = 15
 _MAX_DEPTH = 64  # convolutions per dense block: with the block counts, what sets the module count
 _MAX_REPEATS = 32  # blocks per stage
 
@@ -123,9 +126,10 @@ class BDINNConfig:
             raise ValueError(
                 f"invalid BDINN config: channels={self.channels!r}; bdinn debands RGB pictures (3)"
             )
-        if self.kernel[0] % 2 == 0 or self.kernel[1] % 2 == 0:
+        if self.kernel[0] % 2 == 0 or self.kernel[1] % 2 == 0 or max(self.kernel) > _MAX_KERNEL:
             raise ValueError(
-                f"invalid BDINN config: kernel={list(self.kernel)}; its sizes must be odd (3, 5)"
+                f"invalid BDINN config: kernel={list(self.kernel)}; its sizes must be odd, at most "
+                f"{_MAX_KERNEL} (3, 5)"
             )
         if not isinstance(self.coarse_pass, bool):
             raise ValueError(f"invalid BDINN config: coarse_pass={self.coarse_pass!r}; true or false")
