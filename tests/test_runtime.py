@@ -11,7 +11,7 @@ import torch
 from common import perturbed_tiny
 
 from bdinn.runtime import BackendError, Debander
-from bdinn.runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
+from bdinn.runtime.debander import DEFAULT_MAX_CHANGE, default_model_path, limit_change_tensor
 from bdinn.runtime.imageio import from_float, read_image, write_image
 from bdinn.train.checkpoint import save_checkpoint
 
@@ -759,3 +759,23 @@ def test_a_coarse_pass_model_is_tiled_on_its_16_px_grid(tmp_path):
     off_grid = run_tiled(deband.backend.infer, batch, (120, 120), 60, grid=8)
     np.testing.assert_array_equal(deband.infer(batch), np.clip(on_grid, 0, 1))  # what Debander runs
     assert np.abs(on_grid - whole).max() < 0.01 < np.abs(off_grid - whole).max()
+
+
+class _Unallocatable(torch.nn.Module):
+    """A forward pass that asks the allocator for more memory than any machine has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight + torch.empty(1 << 60, dtype=torch.uint8).sum()
+
+
+def test_pytorch_out_of_memory_is_a_memory_error():
+    """torch's CPU allocator raises a bare RuntimeError: bdinn-run's 'not enough memory for it (try
+    --tile 1024)' never fired, and the user got a traceback."""
+    deband = Debander.open(default_model_path("torch"), device="cpu")
+    deband.backend.model = _Unallocatable()
+    with deband, pytest.raises(MemoryError, match="DefaultCPUAllocator: can't allocate memory"):
+        deband(np.zeros((32, 32, 3), np.uint8))

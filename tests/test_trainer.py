@@ -525,3 +525,20 @@ def test_each_epoch_has_its_own_patch_order():
     assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[1], orders[2])
     assert torch.equal(epoch_order(500, 7, 1), orders[1])  # and the same again on a resume
     assert not torch.equal(epoch_order(500, 8, 1), orders[1])
+
+
+class _Unallocatable(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight + torch.empty(1 << 60, dtype=torch.uint8).sum()
+
+
+def test_running_out_of_memory_in_a_step_is_a_memory_error(datasets, tmp_path):
+    """bdinn-train says which settings need less memory; torch's RuntimeError was a traceback."""
+    trainer = Trainer(settings(), *datasets, tmp_path)
+    trainer.model = _Unallocatable()
+    with pytest.raises(MemoryError, match="can't allocate memory"):
+        trainer.run()

@@ -411,6 +411,11 @@ def main(
         metrics = trainer.run(stop_at=stop_at)
     except (TrainingError, CheckpointError, ImageError, ValueError, OSError, MissingPackage) as exc:
         raise click.ClickException(str(exc)) from None  # MissingPackage: codec degradations without PyAV
+    except MemoryError:
+        raise click.ClickException(
+            f"not enough memory for batches of {settings.batch_size} x {patch_size}² patches with this "
+            "network (a smaller --batch-size or --patch-size needs less)"
+        ) from None
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ..runtime.backends.torch_backend import torch_memory_errors
 from ..runtime.cambi import cambi
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from ..runtime.imageio import from_float
@@ -573,23 +574,27 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, disable=not drawn, desc="train", unit="step")
         started, images = time.perf_counter(), 0
         try:
-            if self._from_main_rank(self._checkpoint_missing()):  # a resumed run stopped before it
-                metrics = self._validate_and_checkpoint(bar)
-            while self.step < end:
-                with signals_deferred():
-                    banded, clean = self._batch(self.step, cache)
-                    loss, batch_psnr = self.train_step(banded, clean)
-                    self.step += 1
-                    self.step_metrics = {"loss": loss, "train_psnr": batch_psnr}
-                images += s.batch_size
-                rate = images / max(time.perf_counter() - started, 1e-9)
-                metrics = self.step_metrics
-                bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{batch_psnr:.2f}", img_s=f"{rate:.1f}")
-                bar.update(1)
-                if self._checkpoint_due():
+            with torch_memory_errors():  # a step or a validation too large for the device
+                if self._from_main_rank(self._checkpoint_missing()):  # a resumed run stopped before it
                     metrics = self._validate_and_checkpoint(bar)
+                while self.step < end:
+                    with signals_deferred():
+                        banded, clean = self._batch(self.step, cache)
+                        loss, batch_psnr = self.train_step(banded, clean)
+                        self.step += 1
+                        self.step_metrics = {"loss": loss, "train_psnr": batch_psnr}
+                    images += s.batch_size
+                    rate = images / max(time.perf_counter() - started, 1e-9)
+                    metrics = self.step_metrics
+                    bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{batch_psnr:.2f}", img_s=f"{rate:.1f}")
+                    bar.update(1)
+                    if self._checkpoint_due():
+                        metrics = self._validate_and_checkpoint(bar)
         except (KeyboardInterrupt, SystemExit):
             self._save_early(bar, "interrupted")
+            raise
+        except MemoryError:
+            self._save_early(bar, "out of memory")
             raise
         finally:
             bar.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 import weakref
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,19 @@ import numpy as np
 from .base import Backend, BackendError, tile_grid_of
 
 PRECISIONS = {"fp32": "float32", "fp16": "float16"}
+
+
+@contextlib.contextmanager
+def torch_memory_errors() -> Iterator[None]:
+    """PyTorch out of memory as MemoryError, which bdinn's commands turn into one line with advice:
+    its CPU allocator raises a bare RuntimeError, CUDA's torch.OutOfMemoryError (a RuntimeError)."""
+    try:
+        yield
+    except RuntimeError as exc:
+        said = str(exc)
+        if type(exc).__name__ != "OutOfMemoryError" and "can't allocate memory" not in said:
+            raise
+        raise MemoryError(said.strip().splitlines()[-1]) from None
 
 
 class TorchBackend(Backend):
@@ -93,7 +108,7 @@ class TorchBackend(Backend):
     def _forward(self, batch: Any) -> Any:
         torch = self._torch
         dtype = next(self.model.parameters()).dtype
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_memory_errors():
             out = self.model(batch.to(self.device, dtype))
         return out.to(batch.device, batch.dtype)
 
