@@ -32,6 +32,7 @@ def plan_sidecar(plan_path: Path) -> Path:
 
 
 IO_DTYPES = ("float32", "float16", "uint8")
+MAX_SIDECAR_BYTES = 16 << 20  # bdinn-export writes a few KB; JSON of a gigabyte took gigabytes to read
 INPUT_NAME, OUTPUT_NAME = "image", "debanded"  # the exported graphs' (and so the plans') I/O tensors
 
 
@@ -41,9 +42,10 @@ def plan_digest(plan: bytes) -> str:
     return hashlib.sha256(plan).hexdigest()
 
 
-def read_sidecar(plan_path: Path, plan: bytes) -> dict[str, Any]:
-    """The checked sidecar of `plan` (the plan file's bytes, read once by the caller that deserialises
-    them: a plan is tens of MB)."""
+def read_sidecar(plan_path: Path) -> tuple[dict[str, Any], bytes]:
+    """The checked sidecar of a plan, and the plan's bytes (tens of MB, read once, for the caller
+    that deserialises them), read after its sidecar: any file named .plan was read whole first, for
+    "sidecar missing" after seconds and gigabytes."""
     path = plan_sidecar(plan_path)
     if not path.is_file():
         raise SidecarError(
@@ -51,6 +53,8 @@ def read_sidecar(plan_path: Path, plan: bytes) -> dict[str, Any]:
             "with bdinn-export"
         )
     try:
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            raise ValueError(f"over {MAX_SIDECAR_BYTES >> 20} MB, no sidecar bdinn-export writes")
         data = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise SidecarError(f"{path}: unreadable engine sidecar ({type(exc).__name__}: {exc})") from None
@@ -61,13 +65,17 @@ def read_sidecar(plan_path: Path, plan: bytes) -> dict[str, Any]:
             raise SidecarError(f"{path}: engine sidecar lacks {key!r}; rebuild with bdinn-export")
         if _damaged(key, data[key]):
             raise SidecarError(f"{path}: engine sidecar's {key!r} is damaged; rebuild with bdinn-export")
+    try:
+        plan = Path(plan_path).read_bytes()
+    except OSError as exc:
+        raise SidecarError(f"{plan_path}: unreadable ({exc.strerror})") from None
     recorded = data.get("plan_sha256")  # sidecars from before it was recorded have none
     if recorded is not None and recorded != plan_digest(plan):
         raise SidecarError(
             f"{path}: describes another plan than {Path(plan_path).name} (its SHA-256 differs); keep "
             "each plan with its own sidecar, or rebuild both with bdinn-export"
         )
-    return data
+    return data, plan
 
 
 def _damaged(key: str, part: Any) -> bool:

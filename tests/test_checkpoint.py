@@ -225,6 +225,10 @@ def test_a_config_nested_thousands_deep_is_one_line(tmp_path):
     checkpoint_sidecar(path).write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(CheckpointError, match=r"m\.json: not valid JSON \(RecursionError"):
         load_checkpoint(path)
+    with open(checkpoint_sidecar(path), "wb") as sidecar:  # sparse: a GB of JSON took 2.3 GB to read
+        sidecar.truncate(17 << 20)
+    with pytest.raises(CheckpointError, match=r"m\.json: not valid JSON \(ValueError: over 16 MB"):
+        load_checkpoint(path)
 
 
 @pytest.mark.parametrize("when", ["before our sidecar", "as ours took the name"])

@@ -94,6 +94,20 @@ def test_a_sidecar_nested_thousands_deep_is_one_line(tmp_path):
         Debander.open(plan)
 
 
+def test_the_sidecar_is_read_before_the_plan_and_only_if_small(tmp_path):
+    """Any file named .plan was read whole before its sidecar was looked for: 20 s and 2 GB for
+    'sidecar missing'. A sparse file of 64 GB stands in here: reading it would not end well."""
+    plan = tmp_path / "model.plan"
+    with open(plan, "wb") as big:
+        big.truncate(64 << 30)
+    with pytest.raises(BackendError, match=r"model\.plan: its sidecar model\.plan\.json is missing"):
+        Debander.open(plan)
+    with open(tmp_path / "model.plan.json", "wb") as sidecar:  # sparse: a GB of JSON took gigabytes
+        sidecar.truncate(17 << 20)
+    with pytest.raises(BackendError, match=r"model\.plan\.json: unreadable engine sidecar .*over 16 MB"):
+        Debander.open(plan)
+
+
 def test_bdinn_eval_takes_the_same_plugin_options(tmp_path, paired_dirs):
     """bdinn-eval's refusal said to pass --allow-embedded-plugin, which it did not take."""
     from bdinn.train.evaluate import main as evaluate

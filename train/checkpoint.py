@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..runtime.backends import PICKLED_SUFFIXES
+from ..runtime.engine_sidecar import MAX_SIDECAR_BYTES
 from ..runtime.files import WrittenFile, atomic_write, atomic_write_text
 from .network import BDINN, CONFIGS, BDINNConfig
 
@@ -132,6 +133,8 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise CheckpointError(f"{path}: missing its config {meta_path.name} (a bdinn checkpoint is a pair)")
     try:
+        if meta_path.stat().st_size > MAX_SIDECAR_BYTES:  # a GB of it took gigabytes to read
+            raise ValueError(f"over {MAX_SIDECAR_BYTES >> 20} MB, no sidecar bdinn-train writes")
         meta = json.loads(meta_path.read_text())
     except (ValueError, RecursionError) as exc:  # JSON or UTF-8 errors; nesting thousands deep
         raise CheckpointError(f"{meta_path}: not valid JSON ({type(exc).__name__}: {exc})") from None

@@ -95,11 +95,11 @@ class TensorRTBackend(Backend):
         allow_embedded_plugin: bool = False,
     ) -> None:
         self.path = Path(path)
-        plan = self.path.read_bytes()
         try:
-            self.sidecar = sidecar = read_sidecar(self.path, plan)
+            sidecar, plan = read_sidecar(self.path)
         except SidecarError as exc:
             raise BackendError(str(exc)) from None
+        self.sidecar = sidecar
         built_with = sidecar["tensorrt"]
         try:
             info = load_tensorrt(built_with["flavour"])
