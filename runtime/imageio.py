@@ -132,9 +132,7 @@ def _read(path: Path) -> tuple[bytes, str | None]:
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image file")
     try:
-        status = path.stat()
-        if stat.S_ISCHR(status.st_mode) or stat.S_ISBLK(status.st_mode):  # /dev/zero: it never ends
-            raise ImageError(f"{path}: is a device, not an image file")
+        status = refuse_device(path)
         regular = stat.S_ISREG(status.st_mode)
         if regular and status.st_size > MAX_FILE_BYTES:  # said before reading it
             raise ImageError(f"{path}: over {MAX_FILE_BYTES >> 30} GB, too large for a picture bdinn reads")
@@ -149,6 +147,14 @@ def _read(path: Path) -> tuple[bytes, str | None]:
     if kind == "PNG" and not _png_complete(data):
         raise ImageError(f"{path}: truncated PNG, the file ends early (re-export or copy it again)")
     return data, kind
+
+
+def refuse_device(path: Path) -> os.stat_result:
+    """`path`'s status, for a file or a pipe; an ImageError for a device: /dev/zero never ends."""
+    status = path.stat()
+    if stat.S_ISCHR(status.st_mode) or stat.S_ISBLK(status.st_mode):
+        raise ImageError(f"{path}: is a device, not an image file")
+    return status
 
 
 def _read_pipe(path: Path) -> bytes:

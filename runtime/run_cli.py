@@ -45,6 +45,7 @@ from .imageio import (
     check_side_for,
     read_icc_profile,
     read_image,
+    refuse_device,
     stored_layout,
     stored_size,
     write_image,
@@ -480,6 +481,7 @@ def read_once(source: Path) -> Iterator[Path]:
     if source.is_file():
         yield source
         return
+    refuse_device(source)  # copied whole, it filled the disk by 4 GB first
     with tempfile.TemporaryDirectory(prefix="bdinn-run-") as folder:
         copy = Path(folder) / source.name
         with open(source, "rb") as pipe, open(copy, "wb") as file:

@@ -1218,3 +1218,12 @@ def test_loops_of_symbolic_links_and_fifos_are_no_traceback_nor_a_hang(model, pi
     result = run(model, f"{mixed}/*.png", "-o", tmp_path / "out", "-q")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+def test_a_device_given_as_a_picture_is_refused_unread(model, tmp_path):
+    """/dev/zero (or a .png link to it) was copied to a temporary file up to 4 GB, 20-50 s and
+    that much disk, before the refusal."""
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    for source in ("/dev/zero", tmp_path / "zero.png"):
+        line = one_line_error(run(model, source, "-o", tmp_path / "out.png"))
+        assert line == f"bdinn-run: error: {source}: is a device, not an image file"
