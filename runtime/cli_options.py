@@ -121,7 +121,7 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
         except RuntimeError as exc:  # Path.resolve() on Python 3.10-3.12, wherever a path is compared
             if not str(exc).startswith("Symlink loop from "):
                 raise
-            looped = str(exc).removeprefix("Symlink loop from ")
+            looped = str(exc).removeprefix("Symlink loop from ").strip("'")
             raise click.ClickException(
                 f"{looped}: a loop of symbolic links (one points back to another); remove it or give "
                 "another path"

@@ -162,6 +162,15 @@ def _publish_new(tmp: Path, path: Path) -> None:
             tmp.unlink()
 
 
+def resolved(path: str | os.PathLike) -> Path:
+    """Path.resolve(), but a loop of symbolic links (RuntimeError on Python 3.10-3.12) stays its
+    absolute path: unequal to any other file, it fails alone where it is read or written."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError:
+        return Path(path).absolute()
+
+
 def check_writable(
     path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), replace: bool = True
 ) -> None:
@@ -171,7 +180,7 @@ def check_writable(
     folders. An output that is one of the command's `inputs` (by any spelling) is refused:
     writing it would destroy it; so is an existing file without `replace` (--force)."""
     path = Path(path)
-    if path.resolve() in {Path(p).resolve() for p in inputs}:
+    if resolved(path) in {resolved(p) for p in inputs}:
         raise OutputError(f"{path}: is one of this command's inputs; choose another output")
     if path.is_dir():  # the rename at the end would fail, after all the work
         raise OutputError(f"{path}: is a folder; name a file to write")

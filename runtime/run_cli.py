@@ -37,7 +37,7 @@ from .cli_options import (
     tile_option,
 )
 from .debander import DEFAULT_OVERLAP, Debander
-from .files import OutputError, check_writable
+from .files import OutputError, check_writable, resolved
 from .imageio import (
     IMAGE_SUFFIXES,
     MAX_FILE_BYTES,
@@ -111,10 +111,8 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
         if path.is_dir():
             found.extend(folder_members(path))
         elif any(ch in pattern for ch in "*?[") and not path.exists():
-            # files and folders only, as in a folder: a FIFO waited forever, a link loop was a traceback
-            matches = sorted(
-                m for m in map(Path, glob.glob(pattern, recursive=True)) if m.is_file() or m.is_dir()
-            )
+            # no FIFO or device, as in a folder (a FIFO waited forever); a broken link fails alone
+            matches = sorted(m for m in map(Path, glob.glob(pattern, recursive=True)) if not _special(m))
             if not matches:
                 raise click.ClickException(f"{pattern}: no file matches this pattern")
             if OUR_OUTPUT_MARK not in pattern:  # as for folders: a second run must not take them in
@@ -136,8 +134,13 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
             found.append(path)
     unique: dict[Path, Path] = {}
     for path in found:
-        unique.setdefault(path.resolve(), path)  # the first spelling, in the first place
+        unique.setdefault(resolved(path), path)  # the first spelling, in the first place
     return list(unique.values())
+
+
+def _special(path: Path) -> bool:
+    """A FIFO, device or socket: there, but neither a file nor a folder."""
+    return path.exists() and not path.is_file() and not path.is_dir()
 
 
 def plan_jobs(sources: list[Path], output: str | None, force: bool, depth: int | None = None) -> list[Job]:
@@ -174,17 +177,17 @@ def plan_jobs(sources: list[Path], output: str | None, force: bool, depth: int |
                 raise click.ClickException(f"{place}: names a file, but {len(sources)} inputs need a folder")
             target = place / f"{source.stem}{suffix}"
         jobs.append(Job(source, target))
-    inputs = {s.resolve() for s in sources}
+    inputs = {resolved(s) for s in sources}
     seen: dict[Path, Path] = {}  # output -> the input written there
     for job in jobs:
-        resolved = job.target.resolve()
-        if resolved in inputs:
+        written = resolved(job.target)
+        if written in inputs:
             raise click.ClickException(f"{job.target}: is an input; bdinn-run never overwrites its inputs")
-        if resolved in seen:
+        if written in seen:
             raise click.ClickException(
-                f"{job.target}: {seen[resolved]} and {job.source} would both be written here (rename one)"
+                f"{job.target}: {seen[written]} and {job.source} would both be written here (rename one)"
             )
-        seen[resolved] = job.source
+        seen[written] = job.source
         if job.target.exists() and not job.target.is_file() and not job.target.is_dir():
             raise click.ClickException(  # check_writable refuses it too, without the way to do it
                 f"{job.target}: is a named pipe or device, not a file; to stream a video into it, "

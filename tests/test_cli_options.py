@@ -197,3 +197,26 @@ def test_reports_are_written_in_utf8_whatever_the_locale(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert report.read_text(encoding="utf-8") == "a → b ±2\n"
+
+
+def test_a_loop_of_symbolic_links_met_anywhere_in_a_command_is_one_line(tmp_path):
+    """Path.resolve() raises RuntimeError on a loop (Python 3.10-3.12): bdinn-export, bdinn-bench
+    and bdinn-train met it comparing an output with their inputs, as a traceback."""
+    from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
+
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+
+    @click.command(cls=BdinnCommand)
+    @stops_cleanly
+    def command() -> None:
+        (tmp_path / "a" / "out.onnx").resolve()
+
+    if sys.version_info >= (3, 13):  # resolve() no longer raises there
+        return
+    result = CliRunner().invoke(command, [])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"command: error: {tmp_path / 'a' / 'out.onnx'}: a loop of symbolic links (one points back to "
+        "another); remove it or give another path\n"
+    )
