@@ -343,6 +343,14 @@ def deband_video(
         if job is None or not job.stuck:  # else a thread left behind on a stalled pipe may still use it
             source.close()
 
+    _warn_after_run(job, warned_fields_lost)
+    return _report(job, time.perf_counter() - started)
+
+
+def _warn_after_run(job: VideoJob, warned_fields_lost: bool) -> None:
+    """What the frames showed only as they were decoded and written: a file cut short or damaged,
+    what the output could not keep. Warnings point at deband_video's caller."""
+    src, dst, muxer, codec_name, pix_fmt = job.src, job.dst, job.muxer, job.codec, job.pix_fmt
     # An exact count from the header (MP4, MOV); an edit list may hide some of them, but then the
     # header's duration is what was decoded.
     listed_time = job.listed_duration
@@ -351,33 +359,33 @@ def deband_video(
         warnings.warn(
             f"{src}: decoded {job.frames} of the {job.listed_frames} frames its header lists; the file may "
             "be cut short (the output holds what was there)",
-            stacklevel=2,
+            stacklevel=3,
         )
     whole = job.track_duration  # to the millisecond: only frames a decoder drops (an open GOP) differ
     if not job.listed_frames and whole and whole - job.duration > max(0.5, 3 / float(job.rate)):
         warnings.warn(
             f"{src}: decoded {job.duration:.2f} s of video, but its header says its video lasts "
             f"{whole:.2f} s; the file may be cut short (the output holds what was there)",
-            stacklevel=2,
+            stacklevel=3,
         )
     if job.bytes_after_frames:
         warnings.warn(
             f"{src}: ends inside a frame ({job.bytes_after_frames} bytes after the last whole one, which "
             "FFmpeg drops); the output holds the whole frames: did the program writing it stop early?",
-            stacklevel=2,
+            stacklevel=3,
         )
     if job.damaged_packets or job.damaged_frames:
         warnings.warn(
             f"{src}: damaged ({job.damaged_packets} broken video packet(s), {job.damaged_frames} frame(s) "
             "decoded with errors), as a broken recording or transfer is; FFmpeg concealed what it could, so "
             "the output may show them or lack frames: check it, or get the source again",
-            stacklevel=2,
+            stacklevel=3,
         )
     if job.clock_jumps:
         warnings.warn(
             f"{src}: its clock jumps {job.clock_jumps} time(s) (recordings joined end to end, an encoder "
             "restart); what follows each jump was moved to run on from before it, as FFmpeg does",
-            stacklevel=2,
+            stacklevel=3,
         )
     if (resized := job.resized) is not None:
         size = f"{job.width}x{job.height}"
@@ -385,7 +393,7 @@ def deband_video(
             f"{src}: the picture size changes from {size} to {resized.size[0]}x{resized.size[1]} at frame "
             f"{resized.first}; a video keeps one size, so {resized.frames} frame(s) were scaled to {size} "
             "(stretched where the shape differs): to keep each size, cut the source at the change first",
-            stacklevel=2,
+            stacklevel=3,
         )
     if job.retimed:
         counter = "Y4M" if muxer == "yuv4mpegpipe" else "AVI"
@@ -393,16 +401,16 @@ def deband_video(
             f"{dst}: the source's frame times are irregular (variable frame rate), and "
             f"{counter} holds one frame every {1 / float(job.rate):.4g} s, "
             "so frames were retimed (audio muxed back will drift); write .mkv or .mp4 to keep their times",
-            stacklevel=2,
+            stacklevel=3,
         )
     if job.interlaced_frames and not job.codes_fields and not warned_fields_lost:
-        warnings.warn(_fields_lost(src, codec_name, pix_fmt, job.height), stacklevel=2)
+        warnings.warn(_fields_lost(src, codec_name, pix_fmt, job.height), stacklevel=3)
     if len(job.dominances) > 1 and job.codes_fields and codec_name in ONE_FIELD_ORDER:
         warnings.warn(
             f"{dst}: the source's field order changes between frames, and {encoder_label(codec_name)} "
             "keeps one order for the whole stream, so the others play back jerkily; ffv1 or prores_ks keep "
             "each frame's",
-            stacklevel=2,
+            stacklevel=3,
         )
     if job.captions and not job.writes_captions:
         why = (
@@ -410,27 +418,27 @@ def deband_video(
             if codec_name in CAPTION_OPTIONS
             else f"{encoder_label(codec_name)} cannot carry them; use libx264 or libx265 (.mkv .mp4 .mov .ts)"
         )
-        warnings.warn(f"{src}: its closed captions (A/53: CEA-608/708) are dropped: {why}", stacklevel=2)
+        warnings.warn(f"{src}: its closed captions (A/53: CEA-608/708) are dropped: {why}", stacklevel=3)
     for index, dropped in job.carried.crowded.items():
         warnings.warn(
             f"{src}: subtitle stream {index}: {dropped} cues dropped, each shown while "
             f"{Timeline.MAX_ON_SCREEN} others were on screen (mov_text samples repeat all that is shown); "
             "write .mkv to keep them",
-            stacklevel=2,
+            stacklevel=3,
         )
     for index in job.carried.not_utf8:
         warnings.warn(
             f"{src}: subtitle stream {index} is not UTF-8; its text was read as Windows-1252 (cp1252): if it "
             "reads wrong, convert the subtitles to UTF-8 first (iconv)",
-            stacklevel=2,
+            stacklevel=3,
         )
     if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.display, job.sar)):
-        warnings.warn(f"{dst}: {note}", stacklevel=2)
+        warnings.warn(f"{dst}: {note}", stacklevel=3)
     elif job.display and muxer not in ROTATION_MUXERS:
         warnings.warn(
             f"{dst}: a {dst.suffix} file cannot hold the source's {job.display.describe()}, so it "
             "plays turned or mirrored; write .mkv or .mp4 to keep it",
-            stacklevel=2,
+            stacklevel=3,
         )
     if job.hdr10 and not job.hdr10_kept:
         advice = (
@@ -441,19 +449,21 @@ def deband_video(
         warnings.warn(
             f"{dst}: {encoder_label(codec_name)} cannot carry the source's HDR10 metadata "
             f"({job.hdr10.parts()}); dropped ({advice})",
-            stacklevel=2,
+            stacklevel=3,
         )
-    seconds = time.perf_counter() - started
+
+
+def _report(job: VideoJob, seconds: float) -> VideoReport:
     return VideoReport(
-        src=src,
-        dst=dst,
+        src=job.src,
+        dst=job.dst,
         frames=job.frames,
         seconds=seconds,
         fps=job.frames / seconds if seconds > 0 else 0.0,
         frame_rate=float(job.rate),
         duration=job.duration,
-        codec=codec_name,
-        pix_fmt=pix_fmt,
+        codec=job.codec,
+        pix_fmt=job.pix_fmt,
         width=job.width,
         height=job.height,
         audio_streams=len(job.carried.audio_out) - len(job.carried.transcode),
