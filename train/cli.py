@@ -29,7 +29,7 @@ from .data import (
     stratified_order,
 )
 from .degrade import cache_preparation, pairs_from_cache, prepare_synthetic_pairs
-from .image_pair import find_pairs
+from .image_pair import ImagePair, find_pairs
 from .network import CONFIGS, BDINNConfig
 from .provenance import data_origin
 from .trainer import (
@@ -241,42 +241,9 @@ def main(
     **train_options: object,  # the TrainSettings fields, by the same names
 ) -> None:
     """Train BDINN; run under `torchrun --nproc_per_node N` for several GPUs (or CPU processes)."""
-    if resume and force:
-        raise click.UsageError("--resume continues the run in OUT and --force starts it over: pass one")
-    if unbanded_share + identity_share >= 1:  # now, not after the pairs are made
-        raise click.UsageError(
-            f"--unbanded-share {unbanded_share} and --identity-share {identity_share} leave no patches "
-            "with banding: together they must stay below 1"
-        )
-    if not clean_dirs and not pairs and cache_dir is None:
-        raise click.UsageError(
-            "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR, "
-            "or --cache-dir DIR of synthetic pairs made earlier"
-        )
-    made_here = [f"--{name.replace('_', '-')}" for name in ("variants", "max_side") if _on_command_line(name)]
-    if made_here and not clean_dirs and cache_dir is None:  # --pairs alone: used as they are
-        raise click.UsageError(
-            f"{' and '.join(made_here)} shape the pairs made from --clean pictures (or a --cache-dir of "
-            "them); --pairs are used as they are: leave it out"
-        )
+    _check_options(resume, force, unbanded_share, identity_share, clean_dirs, pairs, cache_dir)
     _hold_the_run(out_dir)
-    earlier = [  # any checkpoint: a new run would overwrite some and leave the others beside its own
-        path
-        for pattern in ("last.safetensors", "state.safetensors", "best.safetensors", "step-*.safetensors")
-        for path in sorted(out_dir.glob(pattern))
-    ]
-    if earlier and not (resume or force):
-        state = (out_dir / "state.safetensors", out_dir / "state.json")
-        if not all(path.is_file() for path in state):  # its save failed (a full disk): no resume
-            raise click.ClickException(
-                f"{out_dir}: holds checkpoints ({earlier[0].name}) but no training state to resume; pass "
-                f"--force to start over, --init {out_dir / 'last.safetensors'} to go on from its weights in "
-                "another -o, or choose another -o"
-            )
-        raise click.ClickException(
-            f"{out_dir}: holds a run already ({earlier[0].name}); pass --resume to continue it, --force to "
-            "start over, or choose another -o"
-        )
+    _refuse_an_earlier_run(out_dir, resume, force)
     warmup, steps = train_options["warmup"], train_options["steps"]
     if warmup and warmup >= steps - 1:  # type: ignore[operator]  # the last step after it is at the peak
         warnings.warn(
@@ -319,25 +286,7 @@ def main(
         if ranks.world > 1:
             backend = "nccl" if resolve_device(device, ranks.local_rank).type == "cuda" else "gloo"
             dist.init_process_group(backend)
-        image_pairs = list(find_pairs(*pairs)) if pairs else []
-        if clean_dirs or cache_dir is not None:
-            # One process prepares (and caches) the synthetic pairs; the others then read the cache.
-            def prepare() -> list:
-                if not clean_dirs:  # the preparation chosen above: the latest with its settings
-                    return pairs_from_cache(cache_dir, seed=seed, variants=variants, max_side=max_side)
-                return prepare_synthetic_pairs(
-                    list(clean_dirs), cache_dir or out_dir / "pairs", variants, seed, max_side
-                )
-
-            synthetic = prepare() if ranks.main else []
-            if ranks.world > 1:
-                dist.barrier()
-                if not ranks.main:
-                    synthetic = prepare()
-            image_pairs += synthetic
-        # By name: a cache copied to another machine lists its pairs in another order than the
-        # run that made them, and the patch order must not depend on that.
-        image_pairs.sort(key=lambda pair: (pair.name, str(pair.banded)))
+        image_pairs = _image_pairs(clean_dirs, pairs, cache_dir, out_dir, ranks, seed, variants, max_side)
         train_pairs, val_pairs = split_by_source(large_enough(image_pairs), val_fraction, seed)
         if not val_pairs and ranks.main:
             reason = "--val-fraction 0" if val_fraction == 0 else "all pairs come from one picture"
@@ -383,28 +332,7 @@ def main(
                 stacklevel=1,
             )
         if ranks.main:
-            extras = (
-                (train_set.patches_unbanded, "without banding"),
-                (train_set.patches_identity, "clean as their own input"),
-                (train_set.skipped_images + val_set.skipped_images, "pairs skipped (unreadable)"),
-            )
-            shares = (
-                ("unbanded", "--unbanded-share", unbanded_share, train_set.patches_unbanded),
-                ("identity", "--identity-share", identity_share, train_set.patches_identity),
-            )
-            for kind, option, share, got in shares:
-                if got < train_set.patches_asked[kind]:  # the set holds less of them than asked
-                    warnings.warn(
-                        f"{option} {share}: only {got} such patches to draw of the "
-                        f"{train_set.patches_asked[kind]} asked for ({got / len(train_set):.1%} of the set)",
-                        stacklevel=1,
-                    )
-            scored = f" ({len(val_set)} scored)" if len(val_set) < len(val_pairs) else ""
-            click.echo(
-                f"data: {len(train_set.pairs)} training / {len(val_pairs)} validation images{scored}, "
-                f"{train_set.patches_banded} of {train_set.patches_total} patches show banding"
-                + "".join(f", {count} {what}" for count, what in extras if count)
-            )
+            _report_data(train_set, val_set, len(val_pairs), unbanded_share, identity_share)
         trainer = Trainer(settings, train_set, val_set, out_dir, resume=resume)
         if force and ranks.main:  # once the new run has passed its checks: a refused one deletes nothing
             clear_run(out_dir)
@@ -419,18 +347,142 @@ def main(
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if ranks.main and not metrics:
-        at = f"the run in {out_dir} is at step {trainer.step}/{settings.steps}"
-        if trainer.step < settings.steps:  # not finished: --stop-at stopped it here
+    if ranks.main:
+        _report_end(trainer, metrics, out_dir, stop_at)
+
+
+def _image_pairs(
+    clean_dirs: tuple[Path, ...],
+    pairs: tuple[Path, Path] | None,
+    cache_dir: Path | None,
+    out_dir: Path,
+    ranks: Distributed,
+    seed: int,
+    variants: int,
+    max_side: int,
+) -> list[ImagePair]:
+    """Every pair the run splits: --pairs as found, and the synthetic pairs made from --clean (or
+    the preparation chosen in a cache), in an order that does not depend on the file system."""
+    image_pairs = list(find_pairs(*pairs)) if pairs else []
+    if clean_dirs or cache_dir is not None:
+        # One process prepares (and caches) the synthetic pairs; the others then read the cache.
+        def prepare() -> list[ImagePair]:
+            if not clean_dirs:  # the preparation _cache_preparation chose: the latest with these settings
+                return pairs_from_cache(cache_dir, seed=seed, variants=variants, max_side=max_side)
+            return prepare_synthetic_pairs(
+                list(clean_dirs), cache_dir or out_dir / "pairs", variants, seed, max_side
+            )
+
+        synthetic = prepare() if ranks.main else []
+        if ranks.world > 1:
+            dist.barrier()
+            if not ranks.main:
+                synthetic = prepare()
+        image_pairs += synthetic
+    # By name: a cache copied to another machine lists its pairs in another order than the
+    # run that made them, and the patch order must not depend on that.
+    image_pairs.sort(key=lambda pair: (pair.name, str(pair.banded)))
+    return image_pairs
+
+
+def _report_data(
+    train_set: PatchDataset,
+    val_set: FullImageDataset,
+    held_out: int,
+    unbanded_share: float,
+    identity_share: float,
+) -> None:
+    """The data line (pictures, patches with banding, the shares drawn), and a warning for a share
+    the set holds too few patches for."""
+    extras = (
+        (train_set.patches_unbanded, "without banding"),
+        (train_set.patches_identity, "clean as their own input"),
+        (train_set.skipped_images + val_set.skipped_images, "pairs skipped (unreadable)"),
+    )
+    shares = (
+        ("unbanded", "--unbanded-share", unbanded_share, train_set.patches_unbanded),
+        ("identity", "--identity-share", identity_share, train_set.patches_identity),
+    )
+    for kind, option, share, got in shares:
+        if got < train_set.patches_asked[kind]:  # the set holds less of them than asked
+            warnings.warn(
+                f"{option} {share}: only {got} such patches to draw of the "
+                f"{train_set.patches_asked[kind]} asked for ({got / len(train_set):.1%} of the set)",
+                stacklevel=1,
+            )
+    scored = f" ({len(val_set)} scored)" if len(val_set) < held_out else ""
+    click.echo(
+        f"data: {len(train_set.pairs)} training / {held_out} validation images{scored}, "
+        f"{train_set.patches_banded} of {train_set.patches_total} patches show banding"
+        + "".join(f", {count} {what}" for count, what in extras if count)
+    )
+
+
+def _report_end(trainer: Trainer, metrics: dict[str, float], out_dir: Path, stop_at: int | None) -> None:
+    """Where the run stopped and its last scores, or that there was nothing to do."""
+    if not metrics:
+        at = f"the run in {out_dir} is at step {trainer.step}/{trainer.settings.steps}"
+        if trainer.step < trainer.settings.steps:  # not finished: --stop-at stopped it here
             click.echo(f"{at}, at --stop-at {stop_at} or past it; nothing to do (a later --stop-at, or none, "
                        "goes on)")  # fmt: skip
         else:
             click.echo(f"{at} already; nothing to do")
-    elif ranks.main:
+    else:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
         written = (out_dir / "last.safetensors").exists()
         kept = "checkpoints" if written else "training state (no checkpoint yet)"
-        click.echo(f"stopped at step {trainer.step}/{settings.steps}: {summary}; {kept} in {out_dir}")
+        click.echo(f"stopped at step {trainer.step}/{trainer.settings.steps}: {summary}; {kept} in {out_dir}")
+
+
+def _check_options(
+    resume: bool,
+    force: bool,
+    unbanded_share: float,
+    identity_share: float,
+    clean_dirs: tuple[Path, ...],
+    pairs: tuple[Path, Path] | None,
+    cache_dir: Path | None,
+) -> None:
+    """Usage errors among the options, before anything is read or made."""
+    if resume and force:
+        raise click.UsageError("--resume continues the run in OUT and --force starts it over: pass one")
+    if unbanded_share + identity_share >= 1:  # now, not after the pairs are made
+        raise click.UsageError(
+            f"--unbanded-share {unbanded_share} and --identity-share {identity_share} leave no patches "
+            "with banding: together they must stay below 1"
+        )
+    if not clean_dirs and not pairs and cache_dir is None:
+        raise click.UsageError(
+            "give training data: --clean DIR (repeatable) and/or --pairs BANDED_DIR CLEAN_DIR, "
+            "or --cache-dir DIR of synthetic pairs made earlier"
+        )
+    made_here = [f"--{name.replace('_', '-')}" for name in ("variants", "max_side") if _on_command_line(name)]
+    if made_here and not clean_dirs and cache_dir is None:  # --pairs alone: used as they are
+        raise click.UsageError(
+            f"{' and '.join(made_here)} shape the pairs made from --clean pictures (or a --cache-dir of "
+            "them); --pairs are used as they are: leave it out"
+        )
+
+
+def _refuse_an_earlier_run(out_dir: Path, resume: bool, force: bool) -> None:
+    """OUT holding a run is refused unless it is resumed or started over (--force)."""
+    earlier = [  # any checkpoint: a new run would overwrite some and leave the others beside its own
+        path
+        for pattern in ("last.safetensors", "state.safetensors", "best.safetensors", "step-*.safetensors")
+        for path in sorted(out_dir.glob(pattern))
+    ]
+    if earlier and not (resume or force):
+        state = (out_dir / "state.safetensors", out_dir / "state.json")
+        if not all(path.is_file() for path in state):  # its save failed (a full disk): no resume
+            raise click.ClickException(
+                f"{out_dir}: holds checkpoints ({earlier[0].name}) but no training state to resume; pass "
+                f"--force to start over, --init {out_dir / 'last.safetensors'} to go on from its weights in "
+                "another -o, or choose another -o"
+            )
+        raise click.ClickException(
+            f"{out_dir}: holds a run already ({earlier[0].name}); pass --resume to continue it, --force to "
+            "start over, or choose another -o"
+        )
 
 
 def _cache_preparation(
