@@ -22,17 +22,24 @@ PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "bdinn"
 FIELDS = ("kernel_h", "kernel_w", "dilation_h", "dilation_w")
 DEFAULT_FIELDS = {"kernel_h": 3, "kernel_w": 5, "dilation_h": 1, "dilation_w": 1}
+INT32_MAX = 2**31 - 1
 MAX_EXTENT = 1 << 24  # BDINN_MAX_EXTENT of csrc/banded_deform_conv_api.h: the kernel's reach stays below
 
 
-def plugin_fields(trt: Any, values: dict[str, int]) -> Any:
-    """The plugin's serialised form: four INT32 fields."""
-    return trt.PluginFieldCollection(
-        [
-            trt.PluginField(name, np.array([values[name]], np.int32), trt.PluginFieldType.INT32)
-            for name in FIELDS
-        ]
-    )
+class PluginFields:
+    """The plugin's serialised form, four INT32 fields (`collection`), with the arrays it points
+    into: TensorRT's PluginFieldCollection copies the fields but keeps no reference to their data,
+    so arrays made for one call were freed, and their memory reused by any allocation (another
+    thread's), before TensorRT read them: a plan could be built with another kernel or dilation."""
+
+    def __init__(self, trt: Any, values: dict[str, int]) -> None:
+        self.arrays = [np.array([values[name]], np.int32) for name in FIELDS]
+        self.collection = trt.PluginFieldCollection(
+            [
+                trt.PluginField(name, array, trt.PluginFieldType.INT32)
+                for name, array in zip(FIELDS, self.arrays, strict=True)
+            ]
+        )
 
 
 @cache
@@ -53,6 +60,7 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
             self.plugin_version = PLUGIN_VERSION
             self.plugin_namespace = PLUGIN_NAMESPACE
             self.values = dict(values)
+            self.fields = PluginFields(trt, self.values)  # held for as long as TensorRT may read them
 
         def get_capability_interface(self, capability_type: Any) -> Any:
             return self
@@ -61,7 +69,7 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
             return BandedDeformConv2dPlugin(self.values)
 
         def get_fields_to_serialize(self) -> Any:
-            return plugin_fields(trt, self.values)
+            return self.fields.collection
 
         def get_output_data_types(self, input_types: list[Any]) -> list[Any]:
             return [input_types[0]]
@@ -123,7 +131,8 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
             self.plugin_namespace = PLUGIN_NAMESPACE
             self.plugin_version = PLUGIN_VERSION
             # The ONNX parser passes a node attribute on only if it is declared here.
-            self.field_names = plugin_fields(trt, DEFAULT_FIELDS)
+            self.fields = PluginFields(trt, DEFAULT_FIELDS)
+            self.field_names = self.fields.collection
 
         def create_plugin(self, name: str, fields: Any, phase: Any) -> BandedDeformConv2dPlugin:
             values = dict(DEFAULT_FIELDS)
@@ -180,8 +189,8 @@ def check_fields(values: dict[str, int]) -> None:
     """The C++ creator's checks, at build time: else a bad dilation surfaced only in the kernel,
     when an engine first ran on a GPU."""
     for name in FIELDS:
-        if values[name] < 1:
-            raise ValueError(f"{PLUGIN_NAME}: {name} must be at least 1, got {values[name]}")
+        if not 1 <= values[name] <= INT32_MAX:  # serialised as INT32, as the C++ creator reads them
+            raise ValueError(f"{PLUGIN_NAME}: {name} must be from 1 to 2^31-1, got {values[name]}")
     kernel = values["kernel_h"], values["kernel_w"]
     if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
         raise ValueError(f"{PLUGIN_NAME}: kernel_h and kernel_w must be odd, got {kernel[0]} and {kernel[1]}")

@@ -206,6 +206,17 @@ def test_plugin_graph_parses_and_builds_for_sm89(dtype):
     assert all(plan.count(field.encode()) >= 2 for field in FIELDS)
 
 
+def test_the_fields_a_plugin_serialises_stay_as_they_are_until_tensorrt_reads_them():
+    """The collection pointed into arrays made for the call and freed at its end: any allocation
+    before TensorRT copied them (another thread's) changed the kernel or dilation in the plan."""
+    plugin_class, _ = plugin_classes(TRT.module)
+    plugin = plugin_class({"kernel_h": 3, "kernel_w": 5, "dilation_h": 1, "dilation_w": 2})
+    collection = plugin.get_fields_to_serialize()  # TensorRT reads it while it holds the plugin
+    taken = [np.full(1, 77, np.int32) for _ in range(256)]  # reuses freed memory of that size
+    assert [int(np.asarray(field.data).reshape(-1)[0]) for field in collection] == [3, 5, 1, 2]
+    assert len(taken) == 256
+
+
 def test_output_shape_follows_weight_and_input():
     _, network = parse(two_node_graph(np.float32, channels=8))
     assert tuple(network.get_output(0).shape) == (1, 8, -1, -1)
@@ -219,7 +230,7 @@ def test_a_kernel_as_wide_as_the_kernels_address_is_refused():
     check_fields({"kernel_h": 2**24 - 1, "kernel_w": 1, "dilation_h": 1, "dilation_w": 1})
 
 
-@pytest.mark.parametrize("dilation", [(0, 1), (1, -2), (1, 2**25)])
+@pytest.mark.parametrize("dilation", [(0, 1), (1, -2), (1, 2**25), (1, 2**40)])
 def test_a_bad_dilation_is_refused_when_parsed(dilation):
     """The C++ creator refuses dilations under 1, and kernels reaching 2^24 pixels or more (beyond
     what the kernels address); the Python one built plans that failed only when they first ran on a
