@@ -509,6 +509,23 @@ def test_a_validation_picture_served_exactly_as_its_target_keeps_the_scores_fini
     assert state["best_psnr"] == 100.0
 
 
+def test_an_input_nearly_its_target_is_not_taken_for_a_broken_network(paired_dirs, tmp_path):
+    """With the output's PSNR capped at 100 dB and the input's not, a 1280x768 input one level off
+    in one sample (112.8 dB) made the raw network '12.8 dB below its own input': not kept as best."""
+    from bdinn.runtime.imageio import write_image
+
+    pairs = find_pairs(*paired_dirs)
+    clean = np.full((768, 1280, 3), 120, np.uint8)
+    banded = clean.copy()
+    banded[0, 0, 0] += 1
+    write_image(tmp_path / "near.png", clean)
+    write_image(tmp_path / "near-banded.png", banded)
+    near = replace(pairs[2], name="near", banded=tmp_path / "near-banded.png", clean=tmp_path / "near.png")
+    train = PatchDataset(pairs[:2], patch_size=32, stride=32)
+    Trainer(settings(steps=1, val_every=1), train, FullImageDataset([near]), tmp_path / "run").run()
+    assert (tmp_path / "run" / "best.json").is_file()
+
+
 def test_too_little_data_or_amp_on_cpu_is_a_clear_error(datasets, tmp_path):
     train, val = datasets
     with pytest.raises(TrainingError, match="fewer than one batch"):

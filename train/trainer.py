@@ -32,7 +32,7 @@ from ..runtime.backends.torch_backend import torch_memory_errors
 from ..runtime.cambi import cambi
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
 from ..runtime.imageio import from_float
-from ..runtime.metrics import capped_psnr, psnr, psnr_of_mse, ssim
+from ..runtime.metrics import PSNR_CAP, capped_psnr, psnr_of_mse, ssim
 from ..runtime.stop_signals import signals_deferred
 from .checkpoint import (
     STATE_FORMAT,
@@ -503,13 +503,13 @@ class Trainer:
             scores.append((capped_psnr(served, target), ssim(served, target), cambi(served8), raw_psnr))
             if self.clean_cambi is None:
                 clean_cambis.append(cambi(np.round(target * 255).astype(np.uint8)))
-                input_psnrs.append(psnr(_as_uint8(banded).astype(np.float32) / 255, target))
+                input_psnrs.append(capped_psnr(_as_uint8(banded).astype(np.float32) / 255, target))
         if self.clean_cambi is None:
             self.clean_cambi, self.input_psnrs = float(np.mean(clean_cambis)), input_psnrs
         psnrs, ssims, cambis, raw_psnrs = zip(*scores, strict=True)
-        # over the pictures whose input is not already its target (an infinite PSNR)
+        # over the pictures whose input is not already its target (scored at the cap)
         banded = [
-            (raw, given) for raw, given in zip(raw_psnrs, self.input_psnrs, strict=True) if given < math.inf
+            (raw, given) for raw, given in zip(raw_psnrs, self.input_psnrs, strict=True) if given < PSNR_CAP
         ]
         return {
             "val_psnr": float(np.mean(psnrs)),
