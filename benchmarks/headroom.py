@@ -29,6 +29,7 @@ from bdinn.runtime.cli_options import (
     BdinnCommand,
     max_change_option,
     one_line_warnings,
+    out_of_memory,
     parse_optional_size,
     report_files,
     stops_cleanly,
@@ -139,6 +140,8 @@ def main(
         report = headroom(model, clean_dir, degrade, max_images, size, max_change)
     except (ValueError, OSError, RuntimeError) as exc:  # EvalError, ImageError, a model that will not open
         raise click.ClickException(str(exc)) from None
+    except MemoryError as exc:  # PyTorch's, which was a RuntimeError caught above
+        raise out_of_memory(exc, "a smaller --size needs less") from None
     click.echo(to_markdown(report))
     if json_path:
         write_report(json_path, json.dumps(report, indent=1))

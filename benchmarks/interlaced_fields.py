@@ -29,6 +29,7 @@ from bdinn.runtime.cli_options import (
     BdinnCommand,
     max_change_option,
     one_line_warnings,
+    out_of_memory,
     report_files,
     stops_cleanly,
     write_report,
@@ -126,6 +127,8 @@ def main(model: Path | None, clean_dir: Path, size: tuple[int, int], pans: tuple
         report = measure(model, clean_dir, size, pans, max_images, max_change)
     except (ValueError, OSError, RuntimeError) as exc:  # EvalError, ImageError, a model that will not open
         raise click.ClickException(str(exc)) from None
+    except MemoryError as exc:  # PyTorch's, which was a RuntimeError caught above
+        raise out_of_memory(exc, "a smaller --size needs less") from None
     click.echo(f"| motion | picture | {' | '.join(METHODS)} |")
     click.echo(f"| --- | --- |{' ---: |' * len(METHODS)}")
     for pan, rows in report.items():

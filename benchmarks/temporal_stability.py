@@ -33,6 +33,7 @@ from bdinn.runtime.cli_options import (
     BdinnCommand,
     max_change_option,
     one_line_warnings,
+    out_of_memory,
     report_files,
     stops_cleanly,
     write_report,
@@ -172,6 +173,8 @@ def main(model: Path | None, clean_dir: Path, size: tuple[int, int], frames: int
         report = measure(model, clean_dir, size, frames, crf, gop, max_images, max_change)
     except (ValueError, OSError, RuntimeError) as exc:  # EvalError, ImageError, a model that will not open
         raise click.ClickException(str(exc)) from None
+    except MemoryError as exc:  # PyTorch's, which was a RuntimeError caught above
+        raise out_of_memory(exc, "a smaller --size needs less") from None
     click.echo("| motion | method | PSNR (dB) | smooth PSNR (dB) | flicker (levels) | step (levels) |")
     click.echo("| --- | --- | ---: | ---: | ---: | ---: |")
     for motion, by in report.items():

@@ -234,6 +234,11 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+def out_of_memory(exc: MemoryError, advice: str) -> click.ClickException:
+    """The one line for a model that ran out of memory: what the allocator said, and what needs less."""
+    return click.ClickException(f"not enough memory ({str(exc) or 'the allocator failed'}); {advice}")
+
+
 def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str) -> tuple[int, int]:
     """click callback: "HEIGHTxWIDTH" -> (height, width)."""
     try:

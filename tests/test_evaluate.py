@@ -291,6 +291,24 @@ def test_cli_end_to_end(clean_dir, tmp_path, monkeypatch):
     assert list(Path().iterdir()) == []
 
 
+def test_cli_out_of_memory_is_one_line_with_advice(clean_dir, tmp_path, monkeypatch):
+    """PyTorch's out of memory, now a MemoryError, escaped the RuntimeError caught here."""
+    import torch
+    from common import TINY
+
+    from bdinn.train.checkpoint import save_checkpoint
+    from bdinn.train.network import BDINN
+
+    model = save_checkpoint(tmp_path / "tiny.safetensors", BDINN(TINY), config_name=None, step=1)
+    monkeypatch.setattr(BDINN, "forward", lambda self, x: x + torch.empty(1 << 60, dtype=torch.uint8).sum())
+    args = ["--clean", str(clean_dir), "--degrade", "q5", "--max-images", "1", "--size", "64x96"]
+    result = _invoke(str(model), *args, "--no-baselines", "--device", "cpu")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    line = result.output.splitlines()[-1]
+    assert line.startswith("bdinn-eval: error: not enough memory (") and "can't allocate memory" in line
+    assert line.endswith("); a smaller --size needs less")
+
+
 def test_cli_fp16_on_the_cpu_is_one_clear_error(clean_dir, tmp_path):
     from common import TINY
 

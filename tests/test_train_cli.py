@@ -474,6 +474,32 @@ def test_json_nested_thousands_deep_is_refused_in_one_line(tmp_path, tiny_config
     assert result.exit_code == 1 and "state.json: not valid JSON (maximum recursion depth" in result.output
 
 
+@pytest.mark.parametrize("when", ["training", "validating"])
+def test_running_out_of_memory_is_one_line_saying_what_needs_less(
+    tmp_path, tiny_config, paired_dirs, monkeypatch, when
+):
+    """A traceback before; and validation, on whole pictures, is not helped by a smaller batch."""
+    import torch
+
+    from bdinn.train.network import BDINN
+
+    forward = BDINN.forward
+
+    def short_of_memory(self, x):
+        if self.training == (when == "training"):
+            torch.empty(1 << 60, dtype=torch.uint8)
+        return forward(self, x)
+
+    monkeypatch.setattr(BDINN, "forward", short_of_memory)
+    args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(tmp_path), *FAST]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    advice = (
+        "a smaller --batch-size" if when == "training" else "validation runs the network on whole held-out"
+    )
+    assert "bdinn-train: error: not enough memory (" in result.output and advice in result.output
+
+
 def test_a_state_with_a_tensor_no_run_saves_is_refused_naming_it(tmp_path, tiny_config, paired_dirs):
     """An extra optimizer.x was 'not enough values to unpack', naming no file."""
     from safetensors.torch import load_file, save_file

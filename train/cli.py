@@ -14,7 +14,13 @@ import click
 import torch.distributed as dist
 
 from ..runtime.backends import BackendError
-from ..runtime.cli_options import BdinnCommand, FiniteFloatRange, one_line_warnings, stops_cleanly
+from ..runtime.cli_options import (
+    BdinnCommand,
+    FiniteFloatRange,
+    one_line_warnings,
+    out_of_memory,
+    stops_cleanly,
+)
 from ..runtime.debander import default_model_path
 from ..runtime.files import check_writable, user_cache
 from ..runtime.imageio import ImageError
@@ -277,6 +283,7 @@ def main(
         config=config.to_dict(), config_name=config_name, init=init_path, data=data, **train_options
     )
     seed, device = settings.seed, settings.device
+    trainer = None
     try:
         check_writable(out_dir / "last.safetensors")  # now, not at the first checkpoint
         check_before_data(settings, out_dir, resume)
@@ -339,11 +346,13 @@ def main(
         metrics = trainer.run(stop_at=stop_at)
     except (TrainingError, CheckpointError, ImageError, ValueError, OSError, MissingPackage) as exc:
         raise click.ClickException(str(exc)) from None  # MissingPackage: codec degradations without PyAV
-    except MemoryError:
-        raise click.ClickException(
-            f"not enough memory for batches of {settings.batch_size} x {patch_size}² patches with this "
-            "network (a smaller --batch-size or --patch-size needs less)"
-        ) from None
+    except MemoryError as exc:
+        if trainer is not None and trainer.validating:
+            raise out_of_memory(
+                exc, "validation runs the network on whole held-out pictures: smaller ones need less "
+                "(--max-side with --clean), or none with --val-fraction 0"
+            ) from None  # fmt: skip
+        raise out_of_memory(exc, "a smaller --batch-size or --patch-size needs less") from None
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

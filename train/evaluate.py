@@ -63,6 +63,7 @@ from ..runtime.cli_options import (
     echo_result,
     max_change_option,
     one_line_warnings,
+    out_of_memory,
     parse_optional_size,
     plugin_library_option,
     stops_cleanly,
@@ -594,6 +595,8 @@ def main(
         # One line for the user: a bad image, model file or filter setting (EvalError, FilterError,
         # BackendError), or PyAV missing.
         raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    except MemoryError as exc:  # PyTorch's, which was a RuntimeError caught above
+        raise out_of_memory(exc, "a smaller --size needs less") from None
     report["settings"].update(
         model=str(model) if model else "(bundled model)",
         source={"pairs": [str(p) for p in pairs]} if pairs else {"clean": str(clean_dir)},

@@ -320,6 +320,7 @@ class Trainer:
         self._saved_step = -1  # the step of the training state on disk
         self.best_psnr = -math.inf
         self.clean_cambi: float | None = None  # of the validation targets, scored at the first validation
+        self.validating = False  # what ran out of memory: a step's patches, or whole pictures
         self.input_psnrs: list[float] | None = None  # of each banded validation input itself, likewise
         self.init: dict[str, Any] | None = None  # the checkpoint fine-tuned, as its sidecar records it
         # of training and validation before this process's run; None: a resumed state predates the count
@@ -628,7 +629,9 @@ class Trainer:
         """This step's validation and checkpoints. Should they fail (a picture validation cannot
         score, a full disk), the training state is kept first, so --resume can try them again."""
         try:
+            self.validating = True
             metrics = self._checkpoint(self.step_metrics)
+            self.validating = False  # kept True past a failure: it says what failed
         except Exception:
             with contextlib.suppress(Exception):
                 self._save_early(bar, "failed")
