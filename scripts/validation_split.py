@@ -37,15 +37,15 @@ def run_settings(run: Path) -> tuple[dict, Path]:
         paired, cache = origin.get("pairs") or [], origin.get("cache")
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise click.BadParameter(f"{state}: not a bdinn-train state ({exc})", param_hint="--run") from None
-    bad = [f"{name} {value!r}" for name, value in recorded.items() if not _in_bounds(name, value)]
-    if bad:  # it failed after the pairs were made, naming no file
-        raise click.BadParameter(f"{state}: not a bdinn-train state ({', '.join(bad)})", param_hint="--run")
     if paired:  # its split covered those pairs too, and held out other pictures than these alone give
         raise click.BadParameter(
             f"{state}: the run also trained on --pairs {', '.join(map(str, paired))}, whose pictures "
             "this script cannot split as it did; score its held-out pairs with bdinn-eval --pairs",
             param_hint="--run",
         )
+    bad = [f"{name} {value!r}" for name, value in recorded.items() if not _in_bounds(name, value)]
+    if bad:  # it failed after the pairs were made, naming no file
+        raise click.BadParameter(f"{state}: not a bdinn-train state ({', '.join(bad)})", param_hint="--run")
     return recorded, Path(cache) if isinstance(cache, str) and Path(cache).is_dir() else run / "pairs"
 
 

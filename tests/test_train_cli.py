@@ -285,6 +285,12 @@ def test_a_damaged_state_is_one_line_and_a_lone_state_half_gets_one_advice(
     other = CliRunner().invoke(main, [*args, "--resume", "--val-every", "3"])
     assert other.exit_code == 1
     assert "cannot resume with different val_every (saved run used --val-every 2)" in other.output
+    state = tmp_path / "state.json"
+    meta = json.loads(state.read_text())
+    assert (meta["settings"]["data"]["variants"], meta["settings"]["data"]["max_side"]) == (None, None)
+    meta["settings"]["data"]["variants"] = 1  # as a --pairs run recorded --variants before they were refused
+    state.write_text(json.dumps(meta))
+    assert CliRunner().invoke(main, [*args, "--resume", "--stop-at", "1"]).exit_code == 0
     other = CliRunner().invoke(main, [*args, "--resume", "--max-val-images", "1"])
     assert "cannot resume with different max_val_images (saved run used no --max-val-images)" in other.output
     state = tmp_path / "state.json"

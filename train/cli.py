@@ -276,6 +276,8 @@ def main(
             )
     elif resume and not explicit and (saved := saved_architecture(out_dir)) is not None:
         config, config_name, init_path = saved  # a fine-tune resumes without its --init again
+    if not clean_dirs and cache_dir is None:  # --pairs alone: no pictures are made, at any size
+        variants = max_side = None  # type: ignore[assignment]
     data = {"patch_size": patch_size, "stride": stride, "augment": augment, "unbanded_share": unbanded_share,
             "identity_share": identity_share, "val_fraction": val_fraction, "variants": variants,
             "max_side": max_side}  # fmt: skip
@@ -468,8 +470,8 @@ def _check_options(
     made_here = [f"--{name.replace('_', '-')}" for name in ("variants", "max_side") if _on_command_line(name)]
     if made_here and not clean_dirs and cache_dir is None:  # --pairs alone: used as they are
         raise click.UsageError(
-            f"{' and '.join(made_here)} shape the pairs made from --clean pictures (or a --cache-dir of "
-            "them); --pairs are used as they are: leave it out"
+            f"{' and '.join(made_here)} {'shapes' if len(made_here) == 1 else 'shape'} the pairs made from "
+            "--clean pictures (or a --cache-dir of them); --pairs are used as they are: leave it out"
         )
 
 

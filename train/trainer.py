@@ -150,6 +150,8 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
         )
     saved = meta["settings"]
     current = json.loads(json.dumps(asdict(settings)))  # tuples -> lists, as saved
+    if isinstance(saved.get("data"), dict):  # a data setting that does not apply (None) matches any
+        current["data"] = {k: saved["data"].get(k) if v is None else v for k, v in current["data"].items()}
     unknown = {k for k in ("sources", "val_sample") if not current[k]}  # known once the data is
     changed = [k for k in RUN_DEFINING if k not in unknown and saved.get(k, current[k]) != current[k]]
     if changed:  # a key absent from the saved state predates it
