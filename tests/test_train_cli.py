@@ -520,6 +520,10 @@ def test_a_state_with_a_tensor_no_run_saves_is_refused_naming_it(tmp_path, tiny_
         result.exit_code == 1
         and "state.safetensors: a tensor 'optimizer.x' no bdinn run saves" in result.output
     )
+    tensors["optimizer.0.exp_avg"] = torch.zeros(1)  # was a RuntimeError traceback at the first step
+    save_file(tensors, tmp_path / "state.safetensors", metadata={"step": "2"})
+    result = CliRunner().invoke(main, [*args, "--resume"])
+    assert result.exit_code == 1 and "its optimiser state does not fit this run's network" in result.output
 
 
 def test_a_cut_short_init_checkpoint_is_refused_before_the_pairs_are_made(tmp_path):

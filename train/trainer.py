@@ -397,6 +397,14 @@ class Trainer:
                         f"{self.state_path}: a tensor {key!r} no bdinn run saves; start over with --force"
                     )
                 state.setdefault(int(index), {})[name] = value.to(self.device)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for index, entries in state.items():  # Adam's moments have their parameter's shape
+            moments = [v for k, v in entries.items() if k in ("exp_avg", "exp_avg_sq")]
+            if index >= len(params) or any(v.shape != params[index].shape for v in moments):
+                raise TrainingError(
+                    f"{self.state_path}: its optimiser state does not fit this run's network (tensor "
+                    f"optimizer.{index}); start over with --force, or --init last.safetensors"
+                )
         groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
         try:
             self.optimizer.load_state_dict({"state": state, "param_groups": groups})
