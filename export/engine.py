@@ -289,13 +289,9 @@ def _until_stopped(trt: Any, caught: list[int]) -> Any:
     return UntilStopped()
 
 
-def _build(info: TensorRT, onnx_path: Path, settings: EngineSettings, io: str, plan_path: Path) -> bytes:
-    """The serialized plan; a failure is named by the plan it was to be (bdinn-export takes the
-    ONNX file back)."""
+def _configured(info: TensorRT, builder: Any, network: Any, settings: EngineSettings, io: str) -> Any:
+    """The builder config: optimisation level, workspace, targets, plugins carried, the profile."""
     trt = info.module
-    logger = error_logger(trt)
-    builder = trt.Builder(logger)
-    network = _parse(trt, builder, onnx_path, logger)
     config = builder.create_builder_config()
     config.builder_optimization_level = settings.optimization_level
     if settings.workspace_mb:
@@ -311,11 +307,24 @@ def _build(info: TensorRT, onnx_path: Path, settings: EngineSettings, io: str, p
     profile = builder.create_optimization_profile()
     profile.set_shape(network.get_input(0).name, *settings.profile.shapes(io))
     config.add_optimization_profile(profile)
-    # TensorRT-RTX times no tactics at build time (it specialises on the GPU at run time), and
-    # its timing-cache calls are deprecated no-ops: use the cache with data-centre TensorRT only.
-    use_cache = settings.timing_cache is not None and not info.is_rtx
-    cache = _load_timing_cache(config, settings.timing_cache) if use_cache else None
-    with signals_deferred() as caught:  # raised in the logger or the plugin, TensorRT swallowed them
+    return config
+
+
+def _build(info: TensorRT, onnx_path: Path, settings: EngineSettings, io: str, plan_path: Path) -> bytes:
+    """The serialized plan; a failure is named by the plan it was to be (bdinn-export takes the
+    ONNX file back)."""
+    trt = info.module
+    logger = error_logger(trt)
+    builder = trt.Builder(logger)
+    # Signals wait for the parse and the build: raised inside TensorRT's callbacks (its logger, the
+    # plugin's creator and methods), TensorRT caught them and went on to the end.
+    with signals_deferred() as caught:
+        network = _parse(trt, builder, onnx_path, logger)
+        config = _configured(info, builder, network, settings, io)
+        # TensorRT-RTX times no tactics at build time (it specialises on the GPU at run time), and
+        # its timing-cache calls are deprecated no-ops: use the cache with data-centre TensorRT only.
+        use_cache = settings.timing_cache is not None and not info.is_rtx
+        cache = _load_timing_cache(config, settings.timing_cache) if use_cache else None
         if hasattr(trt, "IProgressMonitor"):  # TensorRT 10 and TensorRT-RTX: stop at the next step
             monitor = _until_stopped(trt, caught)  # held here for the build: the config may not
             config.progress_monitor = monitor

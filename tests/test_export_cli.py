@@ -322,23 +322,23 @@ SIGNALLED_DURING_THE_BUILD = """
 import os, signal, sys
 from bdinn.export import cli, engine
 
-real = engine._until_stopped
+real = engine.error_logger
 
-def signalled_at_the_first_step(trt, caught):  # SIGTERM arrives while TensorRT builds
-    monitor = real(trt, caught)
-    step = type(monitor).step_complete
+def signalled_at_the_first_message(trt):  # SIGTERM arrives while TensorRT builds, in its logger
+    logger = real(trt)
+    log = type(logger).log
 
-    def first(self, phase, index):
+    def first(self, severity, message):
         if not sent:
-            sent.append(phase)
+            sent.append(message)
             os.kill(os.getpid(), signal.SIGTERM)
-        return step(self, phase, index)
+        return log(self, severity, message)
 
-    type(monitor).step_complete = first
-    return monitor
+    type(logger).log = first
+    return logger
 
 sent = []
-engine._until_stopped = signalled_at_the_first_step
+engine.error_logger = signalled_at_the_first_message
 sys.argv[0] = "bdinn-export"
 cli.main()
 """
