@@ -52,9 +52,12 @@ def read_sidecar(plan_path: Path) -> tuple[dict[str, Any], bytes]:
             f"{plan_path}: its sidecar {path.name} is missing; keep it beside the plan, or rebuild both "
             "with bdinn-export"
         )
+    if path.stat().st_size > MAX_SIDECAR_BYTES:
+        raise SidecarError(
+            f"{path}: over {MAX_SIDECAR_BYTES >> 20} MB, not a sidecar bdinn-export writes (a few KB); "
+            "rebuild the plan and its sidecar with bdinn-export"
+        )
     try:
-        if path.stat().st_size > MAX_SIDECAR_BYTES:
-            raise ValueError(f"over {MAX_SIDECAR_BYTES >> 20} MB, no sidecar bdinn-export writes")
         data = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise SidecarError(f"{path}: unreadable engine sidecar ({type(exc).__name__}: {exc})") from None

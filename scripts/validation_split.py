@@ -20,6 +20,7 @@ import click
 
 from bdinn.runtime.cli_options import BdinnCommand, FiniteFloatRange, one_line_warnings, stops_cleanly
 from bdinn.runtime.files import missing_folders, remove_empty
+from bdinn.train.cli import SEED_MAX
 from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.degrade import prepare_synthetic_pairs
 
@@ -79,7 +80,7 @@ def _in_bounds(name: str, value: object) -> bool:
 @click.option(  # bdinn-train's bound: no run made its pairs smaller
     "--max-side", type=click.IntRange(min=64), default=None, help="[default: the run's, else 1920]"
 )
-@click.option("--seed", type=int, default=None, help="[default: the run's, else 0]")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=None, help="[default: the run's, else 0]")
 @stops_cleanly
 @one_line_warnings()
 def main(

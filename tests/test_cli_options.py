@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from bdinn.runtime.cli_options import counting_seconds, one_line, report_files, write_report
@@ -212,8 +213,8 @@ def test_a_loop_of_symbolic_links_met_anywhere_in_a_command_is_one_line(tmp_path
     def command() -> None:
         (tmp_path / "a" / "out.onnx").resolve()
 
-    if sys.version_info >= (3, 13):  # resolve() no longer raises there
-        return
+    if sys.version_info >= (3, 13):
+        pytest.skip("Path.resolve() raises no RuntimeError on a loop from Python 3.13")
     result = CliRunner().invoke(command, [])
     assert result.exit_code == 1
     assert result.output == (

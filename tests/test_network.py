@@ -124,6 +124,7 @@ def test_config_round_trip_and_lookup():
         ({"channels": 1}, r"channels=1; bdinn debands RGB pictures \(3\)"),  # was a failed split at step 1
         ({"kernel": [3, 4]}, r"kernel=\[3, 4\]; its sizes must be odd"),
         ({"kernel": [1023, 1023]}, r"kernel=\[1023, 1023\]; its sizes must be odd, at most 15"),  # 23 GB
+        ({"kernel": [1025, 3]}, r"kernel=\[1025, 3\]; its sizes must be odd, at most 15"),  # not "1..1024"
         ({"banded_impl": "nope"}, "banded_impl='nope'; choose from reference, gridsample, op"),
         ({"coarse_pass": "yes"}, "coarse_pass='yes'; true or false"),
     ],

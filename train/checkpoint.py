@@ -132,9 +132,11 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
     meta_path = checkpoint_sidecar(path)
     if not meta_path.is_file():
         raise CheckpointError(f"{path}: missing its config {meta_path.name} (a bdinn checkpoint is a pair)")
+    if meta_path.stat().st_size > MAX_SIDECAR_BYTES:  # a GB of it took gigabytes to read
+        raise CheckpointError(
+            f"{meta_path}: over {MAX_SIDECAR_BYTES >> 20} MB, not a config bdinn-train writes (a few KB)"
+        )
     try:
-        if meta_path.stat().st_size > MAX_SIDECAR_BYTES:  # a GB of it took gigabytes to read
-            raise ValueError(f"over {MAX_SIDECAR_BYTES >> 20} MB, no sidecar bdinn-train writes")
         meta = json.loads(meta_path.read_text())
     except (ValueError, RecursionError) as exc:  # JSON or UTF-8 errors; nesting thousands deep
         raise CheckpointError(f"{meta_path}: not valid JSON ({type(exc).__name__}: {exc})") from None

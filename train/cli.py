@@ -22,7 +22,7 @@ from ..runtime.cli_options import (
     stops_cleanly,
 )
 from ..runtime.debander import default_model_path
-from ..runtime.files import check_writable, user_cache
+from ..runtime.files import check_writable, resolved, user_cache
 from ..runtime.imageio import ImageError
 from ..runtime.pyav import MissingPackage
 from .checkpoint import CheckpointError, check_weights, read_checkpoint_config
@@ -269,7 +269,7 @@ def main(
     explicit = _on_command_line("config_value")
     if init_from is not None:
         init_path, config, config_name = resolve_init(init_from, config, explicit=explicit)
-        if force and Path(init_path).resolve() in {path.resolve() for path in _cleared(out_dir)}:
+        if force and resolved(init_path) in {resolved(path) for path in _cleared(out_dir)}:
             raise click.UsageError(
                 f"--init {init_from}: is a checkpoint of the run in {out_dir}, which --force deletes; copy "
                 "it out of that folder first, or choose another -o"

@@ -98,8 +98,7 @@ class BDINNConfig:
         """Refuse sizes no network has, with the field's name, before torch fails on them."""
         counts = {"channels": self.channels, "bottleneck_growth": self.bottleneck_growth,
                   "attention_reduction": self.attention_reduction}  # fmt: skip
-        for name in ("growth", "kernel"):
-            counts.update({f"{name}[{i}]": v for i, v in enumerate(getattr(self, name))})
+        counts.update({f"growth[{i}]": v for i, v in enumerate(self.growth)})
         repeats = {"bottleneck_blocks": self.bottleneck_blocks}
         for name in ("encoder_blocks", "decoder_blocks", "skip_blocks"):
             repeats.update({f"{name}[{i}]": v for i, v in enumerate(getattr(self, name))})
@@ -126,7 +125,7 @@ class BDINNConfig:
             raise ValueError(
                 f"invalid BDINN config: channels={self.channels!r}; bdinn debands RGB pictures (3)"
             )
-        if self.kernel[0] % 2 == 0 or self.kernel[1] % 2 == 0 or max(self.kernel) > _MAX_KERNEL:
+        if not all(_whole(side, 1, _MAX_KERNEL) and side % 2 for side in self.kernel):
             raise ValueError(
                 f"invalid BDINN config: kernel={list(self.kernel)}; its sizes must be odd, at most "
                 f"{_MAX_KERNEL} (3, 5)"
