@@ -46,3 +46,15 @@ def workers_left_running(before: set[threading.Thread]) -> list[str]:
     return sorted(
         t.name for t in started if t.name.startswith("bdinn-") and not t.name.startswith("bdinn-rows")
     )
+
+
+class Unallocatable(torch.nn.Module):
+    """A network whose forward pass asks the allocator for more memory than any machine has: a
+    real out-of-memory failure of PyTorch's, on any machine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight + torch.empty(1 << 60, dtype=torch.uint8).sum()

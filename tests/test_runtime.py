@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from common import perturbed_tiny
+from common import Unallocatable, perturbed_tiny
 
 from bdinn.runtime import BackendError, Debander
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE, default_model_path, limit_change_tensor
@@ -761,21 +761,10 @@ def test_a_coarse_pass_model_is_tiled_on_its_16_px_grid(tmp_path):
     assert np.abs(on_grid - whole).max() < 0.01 < np.abs(off_grid - whole).max()
 
 
-class _Unallocatable(torch.nn.Module):
-    """A forward pass that asks the allocator for more memory than any machine has."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.weight + torch.empty(1 << 60, dtype=torch.uint8).sum()
-
-
 def test_pytorch_out_of_memory_is_a_memory_error():
     """torch's CPU allocator raises a bare RuntimeError: bdinn-run's 'not enough memory for it (try
     --tile 1024)' never fired, and the user got a traceback."""
     deband = Debander.open(default_model_path("torch"), device="cpu")
-    deband.backend.model = _Unallocatable()
+    deband.backend.model = Unallocatable()
     with deband, pytest.raises(MemoryError, match="DefaultCPUAllocator: can't allocate memory"):
         deband(np.zeros((32, 32, 3), np.uint8))

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from common import TINY
+from common import TINY, Unallocatable
 from safetensors.torch import load_file
 
 from bdinn.runtime.cambi import cambi
@@ -544,18 +544,9 @@ def test_each_epoch_has_its_own_patch_order():
     assert not torch.equal(epoch_order(500, 8, 1), orders[1])
 
 
-class _Unallocatable(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.weight + torch.empty(1 << 60, dtype=torch.uint8).sum()
-
-
 def test_running_out_of_memory_in_a_step_is_a_memory_error(datasets, tmp_path):
     """bdinn-train says which settings need less memory; torch's RuntimeError was a traceback."""
     trainer = Trainer(settings(), *datasets, tmp_path)
-    trainer.model = _Unallocatable()
+    trainer.model = Unallocatable()
     with pytest.raises(MemoryError, match="can't allocate memory"):
         trainer.run()
