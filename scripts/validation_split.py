@@ -20,6 +20,7 @@ import click
 
 from bdinn.runtime.cli_options import BdinnCommand, FiniteFloatRange, one_line_warnings, stops_cleanly
 from bdinn.runtime.files import missing_folders, remove_empty
+from bdinn.runtime.imageio import IMAGE_SUFFIXES
 from bdinn.train.cli import SEED_MAX
 from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.degrade import prepare_synthetic_pairs
@@ -97,6 +98,11 @@ def main(
     given = {"val_fraction": val_fraction, "variants": variants, "max_side": max_side, "seed": seed}
     s = {**recorded, **{k: v for k, v in given.items() if v is not None}}
     cache = cache_dir or cache
+    own = sorted(p.name for p in out.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_symlink())
+    if own:  # bdinn-eval --clean OUT would score them as held out too
+        raise click.ClickException(
+            f"{out}: holds pictures of its own ({own[0]}); give a new folder, or one this script made"
+        )
     made = missing_folders(out)
     try:  # before the pairs, which may take minutes of encoding
         out.mkdir(parents=True, exist_ok=True)
@@ -116,8 +122,8 @@ def main(
         raise
     cleans = sorted({pair.clean.resolve() for pair in val})
     wanted = {clean.name: clean for clean in cleans}
-    for link in out.iterdir():  # another split's links would score training pictures as held out
-        if link.is_symlink() and link.resolve().is_relative_to(cache.resolve()) and link.name not in wanted:
+    for link in out.iterdir():  # another split's links (any run's) would score its training pictures
+        if link.is_symlink() and link.name not in wanted:
             link.unlink()
     for name, clean in wanted.items():
         link = out / name

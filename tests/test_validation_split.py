@@ -128,6 +128,17 @@ def test_a_run_is_split_from_the_pairs_cache_it_recorded(tmp_path):
     assert not (run / "pairs").exists() and any((shared / "banded").iterdir())
     linked = [p.resolve() for p in (tmp_path / "val").iterdir()]
     assert linked and all(p.is_relative_to(shared.resolve()) for p in linked)
+    # Another run's split into the same folder: its link into another cache stayed, and bdinn-eval
+    # scored that run's held-out picture, one this run may have trained on, as held out.
+    stale = tmp_path / "val" / "other-run-picture.png"
+    stale.symlink_to(next(DATA.glob("*.png")))
+    assert _split("--clean", DATA, "--run", run, "-o", tmp_path / "val").returncode == 0
+    assert not stale.is_symlink() and sorted(p.resolve() for p in (tmp_path / "val").iterdir()) == sorted(
+        linked
+    )
+    (tmp_path / "val" / "mine.png").write_bytes(next(DATA.glob("*.png")).read_bytes())
+    done = _split("--clean", DATA, "--run", run, "-o", tmp_path / "val")
+    assert done.returncode == 1 and "val: holds pictures of its own (mine.png)" in done.stderr
 
 
 def test_a_run_that_trained_on_ready_pairs_too_is_refused(tmp_path):
