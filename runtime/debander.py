@@ -179,9 +179,13 @@ class Debander:
         """
         _check_backend(backend)
         _checked_options(tile, overlap, max_change)  # before a model takes seconds to load
-        if path is None and device == "cpu" and precision == "fp16":  # the bundled model: FP16 on CUDA
-            raise BackendError("the bundled model runs fp16 on CUDA only; use fp32 on the CPU")
         model = Path(path) if path is not None else default_model_path(backend, device)
+        # the bundled model: FP16 in PyTorch on CUDA; its ONNX graph (any machine without) is FP32
+        if path is None and precision == "fp16" and (device == "cpu" or model.suffix == ".onnx"):
+            raise BackendError(
+                "the bundled model runs fp16 in PyTorch on a CUDA GPU only; use fp32 here (or export an fp16 "
+                "graph: bdinn-export --fp16)"
+            )
         if precision is None and path is None and model.suffix == ".safetensors" and device != "cpu":
             precision = _default_torch_precision(device)
         opened = open_backend(

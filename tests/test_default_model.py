@@ -74,8 +74,22 @@ def test_the_cpu_asked_for_on_a_gpu_machine_gets_onnx_runtime(monkeypatch):
     assert debander.default_model_path().name == "default.safetensors"  # the GPU: PyTorch with our kernels
     with Debander.open(device="cpu") as deband:
         assert (deband.backend.name, deband.describe()["device"]) == ("onnxruntime", "cpu")
-    with pytest.raises(BackendError, match="the bundled model runs fp16 on CUDA only; use fp32 on the CPU"):
+    with pytest.raises(
+        BackendError, match="the bundled model runs fp16 in PyTorch on a CUDA GPU only; use fp32"
+    ):
         Debander.open(device="cpu", precision="fp16")  # not "export it again with --fp16"
+
+
+def test_fp16_of_the_bundled_model_without_a_gpu_names_no_file_the_user_did_not_give(monkeypatch):
+    """With no device asked for on a machine without CUDA, the bundled ONNX graph was blamed:
+    'default.onnx: this .onnx file is fp32, fixed at export'."""
+    from bdinn.runtime import debander
+
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    monkeypatch.setattr(debander, "_may_have_cuda", lambda: False)
+    with pytest.raises(BackendError) as info:
+        Debander.open(precision="fp16")
+    assert str(info.value).startswith("the bundled model runs fp16 in PyTorch on a CUDA GPU only")
 
 
 def test_it_debands(sky):
