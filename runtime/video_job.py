@@ -71,7 +71,6 @@ class _Video:
     alpha: np.ndarray | None = None  # H x W uint16 on 0..65535, where the output keeps alpha
     top_field_first: bool | None = None  # an interlaced frame's field dominance; None: progressive
     carrier: Any = None  # where the decoded frame's side data (captions) must go along: a copy
-    duration: int = 0  # how long the source shows it, in its time base; 0: not said
 
 
 @dataclass
@@ -201,7 +200,6 @@ class VideoJob:
         self.writes_captions = writes_captions(codec, options)  # and the encoder writes them back
         self.dominances: set[bool] = set()  # the field orders met
         self.resized: Resized | None = None  # frames of another size than the first's, scaled to it
-        self.long_frames: dict[int, int] = {}  # output pts -> duration, of frames shown much longer than one
 
     # -- output setup ---------------------------------------------------------------------------
 
@@ -366,10 +364,7 @@ class VideoJob:
                         captioned = has_captions(frame)
                         self.captions |= captioned
                         carrier = side_data_carrier(frame) if captioned and self.writes_captions else None
-                        video = _Video(
-                            pictures, pts - start, display, alpha, dominance, carrier, frame.duration
-                        )
-                        pipe.put(decoded, video)
+                        pipe.put(decoded, _Video(pictures, pts - start, display, alpha, dominance, carrier))
                 elif index in self.carried.transcode:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(carried[index], frame))
@@ -436,7 +431,6 @@ class VideoJob:
         opening: list[Any] | None = []  # the first video packets, until their timestamps are checked
         first: int | None = None
         last: int | None = None
-        video_end = 0  # where the source's frames end (pts + duration), in its time base
         origin: int | None = None  # the first frame's time, in the source's time base
         try:
             while (item := pipe.get(processed)) is not END:
@@ -446,7 +440,7 @@ class VideoJob:
                     else:
                         self._mux_carried(output, item)
                     continue
-                pts = last_source_pts = item.pts
+                pts = item.pts
                 if self.counts_frames:  # counted in frames: an irregular source is retimed
                     # Measured from the first frame: video that starts between two frame times
                     # (21 ms after its audio, at 25 fps) is late as a whole, not irregular.
@@ -481,9 +475,6 @@ class VideoJob:
                     frame = self._resized(frame)
                 frame = outgoing_frame(frame, item.top_field_first, item.carrier)
                 frame.pts, frame.time_base = pts, self.out_time_base
-                video_end = max(video_end, item.pts + item.duration)
-                if shown := self._long_frame(item.duration):  # now: an encoder without delay muxes it now
-                    self.long_frames[pts] = shown
                 opening = self._mux_video(output, opening, self.vout.encode(frame))
                 for held in waiting:
                     self._mux_carried(output, held)
@@ -491,17 +482,7 @@ class VideoJob:
                 self.frames += 1
             if first is None or last is None:
                 raise VideoError(f"{self.src}: no decodable video frames; re-encode or repair the file")
-            # The last frame lasts to where the source's frames end: in an MP4 whose frames are
-            # reordered, the still end's length is on its last packet in decode order, another frame.
-            last_shown = self._long_frame(video_end - last_source_pts)
-            if last_shown:
-                self.long_frames[last] = last_shown
-            tail = self.vout.encode(None)
-            if last_shown and tail and self.muxer in ("mp4", "mov"):
-                # MP4 ends a track (its edit list) with its last packet in decode order, which
-                # reordering makes another frame than the last shown: it lasts to where that one ends
-                tail[-1].duration = max(tail[-1].duration or 0, last + last_shown - tail[-1].pts)
-            self._mux_video(output, opening, tail, final=True)
+            self._mux_video(output, opening, self.vout.encode(None), final=True)
             for index in self.carried.transcode:
                 out = self.carried.audio_out[index]
                 self._write_carried(output, out, out.encode(None))
@@ -517,20 +498,7 @@ class VideoJob:
                 raise VideoError(f"{self.dst}: FFmpeg's {self.muxer} muxer failed ({reason})") from exc
             label = encoder_label(self.codec)
             raise VideoError(f"{self.dst}: encoding with {label} failed ({reason})") from exc
-        self.duration = float(
-            (last - first) * self.out_time_base + (last_shown * self.out_time_base or 1 / self.rate)
-        )
-
-    def _long_frame(self, duration: int) -> int:
-        """A source duration in out_time_base where it is well over one frame (a screen recording
-        gone still: its last frame lasts seconds), else 0. Encoders do not pass frame durations
-        on, and muxers end the last frame one frame after its start: the output lost the still
-        end, and a Matroska source was said to be cut short. Shorter ones are left to the muxer,
-        which puts them on the frame grid."""
-        if self.counts_frames or duration <= 0:
-            return 0
-        seconds = duration * self.time_base
-        return rounded(seconds / self.out_time_base) if seconds * self.rate > 1.5 else 0
+        self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
 
     def _on_grid(self, pts: int) -> int:
         """A source time (coarse ticks) in out_time_base, on the frame grid from the first frame
@@ -582,9 +550,6 @@ class VideoJob:
 
     def _write(self, output: Any, packets: list[Any]) -> None:
         """Mux `packets`, noting while it runs that a failure is the muxer's, not an encoder's."""
-        for packet in packets:
-            if (shown := self.long_frames.pop(packet.pts, None)) is not None:
-                packet.duration = shown
         self.writing = True
         output.mux(packets)
         self.writing = False
