@@ -14,6 +14,7 @@ held-out pictures.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -49,6 +50,14 @@ def run_settings(run: Path) -> tuple[dict, Path]:
     if bad:  # it failed after the pairs were made, naming no file
         raise click.BadParameter(f"{state}: not a bdinn-train state ({', '.join(bad)})", param_hint="--run")
     return recorded, Path(cache) if isinstance(cache, str) and Path(cache).is_dir() else run / "pairs"
+
+
+def _a_split_link(path: Path) -> bool:
+    """A link this script makes, for any run: a picture name pointing into a pairs cache's clean/
+    folder. Other links in the folder are the user's (a mistyped -o ~ must not take theirs)."""
+    if not path.is_symlink() or path.suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    return Path(os.readlink(path)).parent.name == "clean"
 
 
 def _in_bounds(name: str, value: object) -> bool:
@@ -123,7 +132,7 @@ def main(
     cleans = sorted({pair.clean.resolve() for pair in val})
     wanted = {clean.name: clean for clean in cleans}
     for link in out.iterdir():  # another split's links (any run's) would score its training pictures
-        if link.is_symlink() and link.name not in wanted:
+        if _a_split_link(link) and link.name not in wanted:
             link.unlink()
     for name, clean in wanted.items():
         link = out / name

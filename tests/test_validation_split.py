@@ -130,12 +130,16 @@ def test_a_run_is_split_from_the_pairs_cache_it_recorded(tmp_path):
     assert linked and all(p.is_relative_to(shared.resolve()) for p in linked)
     # Another run's split into the same folder: its link into another cache stayed, and bdinn-eval
     # scored that run's held-out picture, one this run may have trained on, as held out.
-    stale = tmp_path / "val" / "other-run-picture.png"
-    stale.symlink_to(next(DATA.glob("*.png")))
+    other_cache = tmp_path / "other" / "pairs" / "clean"
+    other_cache.mkdir(parents=True)
+    (other_cache / "other.png").write_bytes(next(DATA.glob("*.png")).read_bytes())
+    stale = tmp_path / "val" / "other.png"
+    stale.symlink_to(other_cache / "other.png")
+    users = tmp_path / "val" / ".bashrc"  # links that are no split's stay (a mistyped -o ~)
+    users.symlink_to(tmp_path / "dotfiles" / "bashrc")
     assert _split("--clean", DATA, "--run", run, "-o", tmp_path / "val").returncode == 0
-    assert not stale.is_symlink() and sorted(p.resolve() for p in (tmp_path / "val").iterdir()) == sorted(
-        linked
-    )
+    assert not stale.is_symlink() and users.is_symlink()
+    assert sorted(p.resolve() for p in (tmp_path / "val").glob("*.png")) == sorted(linked)
     (tmp_path / "val" / "mine.png").write_bytes(next(DATA.glob("*.png")).read_bytes())
     done = _split("--clean", DATA, "--run", run, "-o", tmp_path / "val")
     assert done.returncode == 1 and "val: holds pictures of its own (mine.png)" in done.stderr
