@@ -328,7 +328,7 @@ def _build(info: TensorRT, onnx_path: Path, settings: EngineSettings, io: str, p
         if hasattr(trt, "IProgressMonitor"):  # TensorRT 10 and TensorRT-RTX: stop at the next step
             monitor = _until_stopped(trt, caught)  # held here for the build: the config may not
             config.progress_monitor = monitor
-        plan = builder.build_serialized_network(network, config)
+        plan = builder.build_serialized_network(network, config) if not caught else None
     if plan is None:
         said = "; ".join(dict.fromkeys(logger.errors)) or "it gave no reason"
         if settings.workspace_mb and ("OutOfMemory" in said or "workspace" in said):

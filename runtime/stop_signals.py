@@ -22,12 +22,17 @@ def signals_deferred() -> Iterator[list[int]]:
     optimiser step, or weights written without their sidecar, could not be resumed, and one
     raised inside a callback from C++ (TensorRT's logger or plugin while it builds) is caught
     there and lost. Yields the signals caught so far, for work that can stop early on its own.
-    The main thread only (where Python runs signal handlers); elsewhere the block runs as it is."""
+    The main thread only (where Python runs signal handlers); elsewhere the block runs as it is.
+    Signals ignored when the block starts stay ignored."""
     caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield caught
         return
-    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in STOP_SIGNALS}
+    previous = {  # a signal ignored (SIGHUP under nohup) stays ignored: it must not stop the block's work
+        sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+        for sig in STOP_SIGNALS
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield caught
     finally:

@@ -221,3 +221,21 @@ def test_a_loop_of_symbolic_links_met_anywhere_in_a_command_is_one_line(tmp_path
         f"command: error: {tmp_path / 'a' / 'out.onnx'}: a loop of symbolic links (one points back to "
         "another); remove it or give another path\n"
     )
+
+
+def test_a_signal_ignored_before_a_deferred_block_stays_ignored():
+    """Under nohup, a hangup during the TensorRT parse or build was caught and acted on: the build
+    was cancelled and the export failed."""
+    import os
+    import signal
+
+    from bdinn.runtime.stop_signals import signals_deferred
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with signals_deferred() as caught:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)  # the handler, if any, runs
+        assert caught == [] and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
