@@ -173,13 +173,14 @@ class CarriedStreams:
     def packets_for(self, packet: Any) -> list[Any]:
         """What to mux for a source packet: itself, or what its cue becomes in the output's text
         codec (none, or samples of earlier cues that are now complete); none for one an MP4 edit
-        list hides (is_discard), but the last of those before a shown audio packet. A clip cut
-        out of a longer MP4 without re-encoding (ffmpeg -ss -c copy) holds the sound from its key
-        frame on, up to seconds before the cut: Matroska and MPEG-TS, which keep no edit list,
+        list hides (is_discard) where the output cannot hide it too, but the last of those before
+        a shown audio packet. A clip cut out of a longer MP4 without re-encoding (ffmpeg -ss -c
+        copy) holds the sound from its key frame on, up to seconds before the cut: MPEG-TS, and
+        Matroska where PyAV does not carry the stream's initial padding (its CodecDelay; PyAV 18),
         played it over no picture, and the picture started that much later. The one packet kept
         primes the decoder, as AAC's first packet does in any MP4 (which then keeps it hidden)."""
         index = packet.stream.index
-        if packet.is_discard:
+        if packet.is_discard and not self._hides_itself(packet.stream):
             if packet.stream.type == "audio":
                 self.preroll[index] = packet  # the one held before is dropped
             return []
@@ -187,6 +188,13 @@ class CarriedStreams:
         rewrite = self.rewritten.get(index)
         shown = [packet] if rewrite is None else rewrite.packets_for(packet)
         return shown if held is None else [held, *shown]
+
+    def _hides_itself(self, stream: Any) -> bool:
+        """Whether the output hides what the source's edit list hides: MP4 and MOV with edit lists
+        of their own, Matroska and WebM with the padding PyAV 19 carries over (dropping the packets
+        there as well made decoders skip a second of the sound that was left)."""
+        padded = (getattr(stream.codec_context, "initial_padding", 0) or 0) > 0
+        return self.muxer in ("mp4", "mov") or (self.muxer in ("matroska", "webm") and padded)
 
     def flush(self) -> list[tuple[int, Any]]:
         """(source stream index, packet) for the cues still held at the end of the source."""
