@@ -443,10 +443,6 @@ def to_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=1, allow_nan=False) + "\n"
 
 
-def _write(path: Path, text: str, replace: bool) -> None:
-    atomic_write_text(path, text, replace=replace)
-
-
 @click.command("bdinn-eval", cls=BdinnCommand)
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -609,9 +605,9 @@ def main(
     table = to_markdown(report)
     try:  # checked before the work; a disk that filled up since is still one line
         if markdown_path:
-            _write(markdown_path, table, replace=force)
+            atomic_write_text(markdown_path, table, replace=force)
         if json_path:
-            _write(json_path, to_json(report), replace=force)
+            atomic_write_text(json_path, to_json(report), replace=force)
     except OutputError as exc:
         raise click.ClickException(str(exc)) from None
     echo_result(to_json(report) if json_to_stdout else table, "the JSON" if json_to_stdout else "the table")
