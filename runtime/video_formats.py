@@ -160,6 +160,15 @@ def _muxer_for(dst: Path) -> str:
     return muxer
 
 
+def _standard_input_is(path: Path) -> bool:
+    """Whether standard input is redirected from `path` (bdinn-run - -o v.mkv < v.mkv): --force
+    would replace the source it reads, as naming the file twice would."""
+    try:
+        return os.path.samestat(os.fstat(0), os.stat(path))
+    except (OSError, ValueError):  # no descriptor 0, or no such output yet
+        return False
+
+
 def check_paths(src: Path, dst: Path, force: bool) -> str:
     """Validate the paths; the destination's muxer name."""
     if dst == STDOUT:
@@ -171,6 +180,8 @@ def check_paths(src: Path, dst: Path, force: bool) -> str:
     muxer = _muxer_for(dst)
     if src != STDIN and (dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src))):
         raise VideoError(f"{dst}: the output is the input file; write to another path")
+    if src == STDIN and _standard_input_is(dst):
+        raise VideoError(f"{dst}: the output is the file on standard input; write to another path")
     if dst.is_dir():
         raise VideoError(f"{dst}: is a folder; give an output file name")
     if (dst.exists() or dst.is_symlink()) and not force:  # a dangling link too

@@ -2,6 +2,7 @@
 leaves nothing."""
 
 import itertools
+import os
 import sys
 
 import numpy as np
@@ -179,6 +180,21 @@ def test_a_progress_bar_without_a_console_is_not_drawn(source, tmp_path, monkeyp
 def test_output_over_input_is_refused(source):
     with pytest.raises(VideoError, match="the output is the input file"):
         deband_video(source, source, lambda rgb: rgb, force=True, progress=False)
+
+
+def test_output_over_the_file_on_standard_input_is_refused(source):
+    """bdinn-run - -o v.mkv -f < v.mkv replaced the source it was reading."""
+    kept = source.read_bytes()
+    saved = os.dup(0)
+    try:
+        with source.open("rb") as redirected:
+            os.dup2(redirected.fileno(), 0)
+        with pytest.raises(VideoError, match="the output is the file on standard input"):
+            deband_video("-", source, lambda rgb: rgb, force=True, progress=False)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    assert source.read_bytes() == kept
 
 
 def test_bad_inputs_give_one_line_errors(source, tmp_path):
