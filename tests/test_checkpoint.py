@@ -1,6 +1,7 @@
 """Checkpoints: safetensors + JSON round trip, and one-line errors for files that are not ours."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,6 +56,23 @@ def test_pickle_file_is_rejected_not_unpickled(tmp_path):
     # A torch.save pickle under a safetensors name must be refused, never loaded.
     torch.save(build_model(TINY).state_dict(), path)
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_it_may_not_read_is_not_called_missing(tmp_path, monkeypatch):
+    """safetensors reports a permission-denied file as "No such file or directory"."""
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
+    opened = Path.open
+
+    def denied(self: Path, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(
+        CheckpointError, match=r"m\.safetensors: cannot be read \(Permission denied\); check its"
+    ):
         load_checkpoint(path)
 
 

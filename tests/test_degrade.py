@@ -204,6 +204,31 @@ def test_an_earlier_runs_pairs_cache_in_a_clean_folder_is_not_taken_for_clean_pi
     assert discover_sources([clean]) == before
 
 
+def test_a_clean_picture_it_may_not_read_is_skipped_like_a_damaged_one(tmp_path, monkeypatch):
+    """Copies are told apart by their bytes: a permission-denied wallpaper of the same size as
+    another stopped the run with a bare PermissionError before any pair was made."""
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    picture = read_image(DATA / "sky-gradient.png")[:64, :96]
+    write_image(folder / "Open.png", picture)
+    write_image(folder / "Locked.png", picture)  # the same size: its bytes are compared
+    read_bytes = Path.read_bytes
+
+    def denied(self: Path) -> bytes:
+        if self.name == "Locked.png":
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.warns(
+        UserWarning, match=r"skipped 1 unreadable .*/Locked\.png: cannot read the file \(Permission"
+    ):
+        pairs = prepare_synthetic_pairs(
+            [folder], tmp_path / "cache", variants_per_image=1, seed=0, max_side=96
+        )
+    assert [pair.source for pair in pairs] == ["clean-Open"]
+
+
 def snapshot(folder: Path) -> dict[str, int]:
     return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
 

@@ -204,18 +204,30 @@ def load_checkpoint(path: Path) -> tuple[BDINN, dict[str, Any]]:
     check_weights(path, config)
     model = BDINN(config)
     try:
-        state = load_file(str(path), device="cpu")
+        state = load_file(readable(path), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model, meta
 
 
+def readable(path: Path) -> str:
+    """`path` as safetensors takes it, opened once first: safetensors reports a file it may not
+    read as "No such file or directory", which sent users looking for a file that is there."""
+    try:
+        with path.open("rb"):
+            return str(path)
+    except OSError as exc:
+        raise CheckpointError(
+            f"{path}: cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+
+
 def check_weights(path: Path, config: BDINNConfig) -> None:
     """CheckpointError unless the file's header names the tensors `config` needs, in its shapes;
     reads no weights, so a command can refuse a cut-short or mismatched file before its work."""
     try:
-        with safe_open(str(path), "pt") as weights:
+        with safe_open(readable(path), "pt") as weights:
             slices = {name: weights.get_slice(name) for name in weights.keys()}  # noqa: SIM118 (not iterable)
             stored = {name: list(part.get_shape()) for name, part in slices.items()}
             kinds = {name: part.get_dtype() for name, part in slices.items()}

@@ -293,7 +293,7 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
     shared = Counter(key for key, _ in largest)
     copies: dict[tuple[str, str], str] = {}  # one file per key and content: copies of one picture merge
     for (key, home), path in largest.items():
-        content = hashlib.sha1(path.read_bytes()).hexdigest() if shared[key] > 1 else ""
+        content = _content(path) if shared[key] > 1 else ""
         copies.setdefault((key, content), home)
     homes = Counter(key for key, _ in copies)
     named = {(key if homes[key] == 1 else f"{key}-{_hash(home)[:6]}"): (key, home)
@@ -312,9 +312,7 @@ def _without_copies(named: dict[str, Path], members: dict[str, list[Path]]) -> d
     def identities(key: str) -> set[str]:  # a link is its file; only files of one size are read
         found = files_of[key]
         same_size = [path for path in found if sizes[path.stat().st_size] > 1]
-        return {str(path) for path in found} | {
-            hashlib.sha1(path.read_bytes()).hexdigest() for path in same_size
-        }
+        return {str(path) for path in found} | {_content(path) for path in same_size}
 
     claimed: set[str] = set()
     kept = {}
@@ -326,6 +324,16 @@ def _without_copies(named: dict[str, Path], members: dict[str, list[Path]]) -> d
             kept[key] = named[key]
         claimed |= own
     return dict(sorted(kept.items()))
+
+
+def _content(path: Path) -> str:
+    """What tells copies of a picture apart: its bytes' hash, or for a file that cannot be read its
+    own path (a copy of nothing, then skipped with a warning where it is loaded, as damaged ones
+    are; a permission-denied wallpaper stopped the run)."""
+    try:
+        return hashlib.sha1(path.read_bytes()).hexdigest()
+    except OSError:
+        return f"unreadable {path.resolve()}"
 
 
 def _is_pairs_manifest(path: Path) -> bool:

@@ -38,6 +38,7 @@ from .checkpoint import (
     STATE_FORMAT,
     checkpoint_sidecar,
     load_checkpoint,
+    readable,
     save_checkpoint,
     write_json,
     write_tensors,
@@ -372,7 +373,7 @@ class Trainer:
         meta_path = self.state_path.with_suffix(".json")
         meta = _resumable_meta(meta_path, self.settings)
         try:
-            with safe_open(str(self.state_path), "pt") as handle:
+            with safe_open(readable(self.state_path), "pt") as handle:
                 saved_step = (handle.metadata() or {}).get("step")
             tensors = load_file(str(self.state_path), device="cpu")
         except (SafetensorError, OSError) as exc:
