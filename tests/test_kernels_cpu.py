@@ -218,6 +218,8 @@ def test_c_abi_rejects_bad_arguments(cpu_library):
     assert call(n=126, h=341, w=49981) == 7  # 2^31 - 2 pixels: no tile of 128 to spare
     assert call(n=2**30, h=2**23, w=2**23) == 7  # 2^76 pixels: the product wrapped to 0 in int64
     assert call(dil_w=2**24 - 2) == 0 and call(dil_w=2**24 - 1) == 7  # the kernel reaching 2^24 pixels
+    assert call(c=2**31 - 1, kh=1, kw=1) == 7  # the kernels' channel loop (c0 += 32) would wrap
+    assert call(c=(2**31 - 1) // 9) == 7  # C x kh x kw within 2^31, but no chunk of channels to spare
     assert lib.bdinn_cpu_error_string(5) == b"kernel sizes must be odd"
 
 

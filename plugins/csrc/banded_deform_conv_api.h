@@ -51,9 +51,10 @@ enum bdinn_status {
 };
 
 /* The sizes behind BDINN_ERROR_TOO_LARGE, for callers that check shapes ahead of a launch (a
- * TensorRT plugin while an engine is built): pixel indices are 32-bit (with a tile of 128 pixels
- * to spare), and H, W and the kernel's reach (kh/2 * dil_h + kw/2 * dil_w) stay below 2^24, exact
- * in float for the bilinear clamp. */
+ * TensorRT plugin while an engine is built): pixel and channel indices are 32-bit (with 128 to
+ * spare: a tile of pixels, or the chunk of channels a kernel's loop steps past C by), and H, W and
+ * the kernel's reach (kh/2 * dil_h + kw/2 * dil_w) stay below 2^24, exact in float for the
+ * bilinear clamp. */
 #define BDINN_MAX_EXTENT 16777216
 static inline int bdinn_extents_fit(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
                                     int64_t dil_h, int64_t dil_w) {
@@ -66,7 +67,7 @@ static inline int bdinn_extents_fit(int64_t n, int64_t c, int64_t h, int64_t w, 
     const int64_t reach = (kh / 2) * dil_h + (kw / 2) * dil_w;
     const int64_t pixels_per_image = h * w, samples = kh * kw;
     return reach < BDINN_MAX_EXTENT && (pixels_per_image == 0 || n <= (INT32_MAX - 128) / pixels_per_image) &&
-           (samples == 0 || c <= INT32_MAX / samples);
+           (samples == 0 || c <= (INT32_MAX - 128) / samples);
 }
 
 /* Enqueues the forward pass on `stream`; allocates nothing, does not synchronise. */
