@@ -61,8 +61,6 @@ def _cuda(
     dilation_h: int,
     dilation_w: int,
 ) -> torch.Tensor:
-    if x.dtype not in _DTYPES or any(t.dtype != x.dtype for t in (geometry, weight)):
-        raise TypeError("the CUDA kernels take float32 or float16 x, geometry and weight of one dtype")
     # The kernels trust every extent and pointer: a wrong shape reads past a buffer, and a tensor on
     # another device hands them a pointer they cannot read (a fault that ends the CUDA context).
     check_operands(x, geometry, weight, bias)
@@ -72,9 +70,13 @@ def _cuda(
         raise ValueError(f"bdinn::banded_deform_conv: {', '.join(elsewhere)} not on x's device {x.device}")
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    if n * h * w * c * o == 0:  # nothing to sample or to write: the kernels refuse empty extents
+    # No kernel for nothing to sample or to write (they refuse empty extents), nor for bfloat16
+    # (autocast's x beside float32 weights) or float64: there, the reference's answer, as on the CPU.
+    if n * h * w * c * o == 0 or x.dtype not in _DTYPES:
         return _reference(x, geometry, weight, bias, (dilation_h, dilation_w))
-    x, geometry, weight = x.contiguous(), geometry.contiguous(), weight.contiguous()
+    # The rest in x's dtype, the dtype of the output (as the reference gives it): float32 weights
+    # with a half x are those of an FP16 network whose layer was kept in float32, and the reverse.
+    x, geometry, weight = (t.to(x.dtype).contiguous() for t in (x, geometry, weight))
     bias = None if bias is None else bias.to(x.dtype).contiguous()
     with torch.cuda.device(x.device):  # the launch goes to the current device's context
         out = x.new_empty((n, o, h, w))

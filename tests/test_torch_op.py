@@ -115,6 +115,38 @@ def test_the_cuda_kernel_refuses_operands_it_would_read_past_or_cannot_reach():
     assert _cuda(x, g, w[:0], None, 1, 1).shape == (2, 0, 7, 9)  # no output channels: the kernels refuse O=0
 
 
+def test_the_cuda_kernel_answers_dtypes_it_has_no_kernel_for_as_the_reference_does():
+    """bfloat16 (autocast's x beside float32 weights, training with --amp) and float64 were a
+    TypeError on the GPU where the CPU path answered; they take the reference there too (these
+    return before any CUDA call, so they run on CPU tensors)."""
+    from bdinn.plugins.torch_op import _cuda
+
+    x, g, w, b = inputs(torch.float32)
+    for operands in ((x.bfloat16(), g, w, b), (x.double(), g.double(), w.double(), b.double())):
+        expected = banded_deform_conv_reference(*operands, (1, 2))
+        got = _cuda(*operands, 1, 2)
+        assert got.dtype == operands[0].dtype
+        assert torch.equal(got, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize(
+    "x_dtype, weight_dtype", [(torch.float16, torch.float32), (torch.float32, torch.float16)]
+)
+def test_the_cuda_op_takes_mixed_float_dtypes_and_computes_in_xs(x_dtype, weight_dtype):
+    """A half x with float32 weights (a layer kept in float32) ran into a TypeError; the kernels
+    now run in x's dtype, the output's, as the reference computes it."""
+    from bdinn.plugins.build import build_libraries, default_build_dir
+
+    build_libraries(default_build_dir(), cuda=True)
+    x, g, w, b = (t.cuda() for t in inputs(torch.float32))
+    expected = banded_deform_conv_reference(x.to(x_dtype).float(), g, w.to(weight_dtype).float(), b, (1, 2))
+    got = torch.ops.bdinn.banded_deform_conv(x.to(x_dtype), g.to(x_dtype), w.to(weight_dtype), b, 1, 2)
+    assert got.dtype == x_dtype
+    torch.testing.assert_close(got.float(), expected, rtol=1e-2, atol=1e-2)
+
+
 def _without_banded_convs(*args, **kwargs) -> torch.Tensor:
     """A stand-in banded convolution that returns zeros: what a network ignoring them would see."""
     inputs, weight = args[0], args[2]  # (x, geometry, weight, bias, dilation)
