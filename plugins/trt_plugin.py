@@ -116,6 +116,8 @@ def plugin_classes(trt: Any) -> tuple[type, type]:
                 raise ValueError(f"{PLUGIN_NAME}: {problem}")
             n, c, h, w = input_desc[0].dims
             o = input_desc[2].dims[0]
+            if n * h * w * o == 0:  # an empty output: nothing to write, and the kernels refuse it
+                return
             dtype = FP16 if input_desc[0].type == trt.DataType.HALF else FP32
             bias = inputs[3] if len(inputs) > 3 else None
             v = self.values

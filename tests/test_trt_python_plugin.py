@@ -332,7 +332,8 @@ def test_a_plugin_library_beside_the_python_plugin_is_refused_saying_so(tmp_path
 
 def test_run_time_sizes_that_do_not_fit_are_refused_before_the_kernels_run():
     """Sizes a foreign graph leaves dynamic are known only when the engine runs: the plugin checks
-    them before it launches the kernels (addresses 0 here: nothing may be read)."""
+    them before it launches the kernels (addresses 0 here: nothing may be read). An empty output
+    launches nothing (it tried, and the kernels refuse empty extents)."""
     plugin_class, _ = plugin_classes(TRT.module)
     plugin = plugin_class(dict(DEFAULT_FIELDS))
 
@@ -344,6 +345,11 @@ def test_run_time_sizes_that_do_not_fit_are_refused_before_the_kernels_run():
     inputs = [desc((1, 8, 16, 16)), desc((1, 4, 16, 20)), desc((4, 8, 3, 5)), desc((4,))]
     with pytest.raises(ValueError, match="geometry must match x in N, H and W; got x \\[1,8,16,16\\]"):
         plugin.enqueue(inputs, [desc((1, 4, 16, 16))], [0, 0, 0, 0], [0], 0, 0)
+    for n, h, o in ((0, 16, 4), (1, 0, 4), (1, 16, 0)):  # an empty output: no launch, as in C++
+        shapes = [(n, 8, h, 16), (n, 4, h, 16), (o, 8, 3, 5), (o,)]
+        assert (
+            plugin.enqueue([desc(s) for s in shapes], [desc((n, o, h, 16))], [0, 0, 0, 0], [0], 0, 0) is None
+        )
 
 
 def test_operands_that_fit_parse():
