@@ -2,7 +2,7 @@
 # Everything bdinn needs a GPU for, in one run on a GPU machine, most important first:
 #   1. build the CUDA kernels for this GPU and run the GPU tests (kernels against the reference,
 #      the torch op inside the paper network at 1080p, the runtime on the GPU), printing the
-#      measured errors;
+#      measured errors, then a TensorRT-RTX engine built for it and run;
 #   2. the banded-convolution kernel benchmark (FP16 and FP32);
 #   3. bdinn-bench at 1x3x1080x1920: bundled `lite` and an untrained `paper` network, FP32 and
 #      FP16, our CUDA kernels against the grid_sample formulation;
@@ -101,6 +101,8 @@ step machine 60 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total
 step build 300 python3 -m bdinn.plugins.build --cuda
 step gpu_tests 300 python3 -m pytest -s -q -p no:cacheprovider -m gpu \
   tests/test_kernels_gpu.py tests/test_torch_op.py tests/test_runtime_gpu.py
+# A TensorRT-RTX engine for this GPU (skipped where tensorrt-rtx or cuda-python is missing).
+step tensorrt_tests 300 python3 -m pytest -s -q -p no:cacheprovider -m gpu tests/test_tensorrt_gpu.py
 kernel_step bench_kernels_fp16 120 python3 benchmarks/bench_banded_conv.py --force --dtype float16 --json "$OUT/kernels_fp16.json"
 kernel_step bench_kernels_fp32 120 python3 benchmarks/bench_banded_conv.py --force --dtype float32 --json "$OUT/kernels_fp32.json"
 

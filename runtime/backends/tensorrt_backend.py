@@ -8,8 +8,10 @@ all, and fixed shapes can be replayed as CUDA graphs.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,10 @@ class _ThreadState:
                 f"{backend.path}: TensorRT could not create an execution context (GPU memory?)"
             )
         self.stream = int(_check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "stream"))
+        # The context's scratch memory serves one inference at a time: `done` marks the end of the
+        # last one, on `last_stream`, which an inference on another stream waits for first.
+        self.done = _check(cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "event")
+        self.last_stream = self.stream
         self.thread = threading.current_thread()  # its owner: once it has ended, the state is freed
         self.shape: tuple[int, ...] | None = None
         self.buffers: list[Any] = []
@@ -128,14 +134,16 @@ class TensorRTBackend(Backend):
         self.cudart = cuda_runtime()
         self.device_index = int(device.split(":")[1]) if device and ":" in device else 0
         self.device = f"cuda:{self.device_index}"
-        self.gpu, self.compute = self._check_gpu(sidecar.get("targets") or [])
-        if library is None and not embedded and sidecar.get("graph", "plugin") == "plugin":
-            self._register_python_plugin()  # a portable graph (gridsample, deformconv) needs no plugin
-        self._logger = error_logger(self.trt)  # kept: TensorRT logs through it while the engine runs
-        self._runtime = self.trt.Runtime(self._logger)
-        if embedded and hasattr(self._runtime, "engine_host_code_allowed"):
-            self._runtime.engine_host_code_allowed = True  # the embedded plugin library is host code
-        self.engine = self._runtime.deserialize_cuda_engine(plan)
+        self._check_device_count()
+        with self._on_device():  # the engine is deserialised onto the current device
+            self.gpu, self.compute = self._check_gpu(sidecar.get("targets") or [])
+            if library is None and not embedded and sidecar.get("graph", "plugin") == "plugin":
+                self._register_python_plugin()  # a portable graph (gridsample, deformconv) needs no plugin
+            self._logger = error_logger(self.trt)  # kept: TensorRT logs through it while the engine runs
+            self._runtime = self.trt.Runtime(self._logger)
+            if embedded and hasattr(self._runtime, "engine_host_code_allowed"):
+                self._runtime.engine_host_code_allowed = True  # the embedded plugin library is host code
+            self.engine = self._runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise BackendError(
                 f"{path}: TensorRT could not deserialise this plan on {self.gpu} ({self.compute}; "
@@ -157,14 +165,29 @@ class TensorRTBackend(Backend):
         self._states: list[_ThreadState] = []
         self._lock = threading.Lock()
 
-    def _check_gpu(self, targets: list[str]) -> tuple[str, str]:
+    def _check_device_count(self) -> None:
         count = self.cudart.cudaGetDeviceCount()
         if int(count[0]) != 0 or count[1] <= self.device_index:
             raise BackendError(
                 f"{self.path}: TensorRT engines need an NVIDIA GPU and driver, and none is usable here "
                 "(use an .onnx or .safetensors model on the CPU)"
             )
-        _check(self.cudart.cudaSetDevice(self.device_index), "cudaSetDevice")
+
+    @contextlib.contextmanager
+    def _on_device(self) -> Iterator[None]:
+        """The engine's GPU current for the CUDA calls inside, and the thread's own again after:
+        an engine, its contexts and buffers belong to one device, while the caller's thread may
+        work on another (torch.cuda.set_device), which this must neither use nor change."""
+        previous = int(_check(self.cudart.cudaGetDevice(), "cudaGetDevice"))
+        if previous != self.device_index:
+            _check(self.cudart.cudaSetDevice(self.device_index), "cudaSetDevice")
+        try:
+            yield
+        finally:
+            if previous != self.device_index:
+                self.cudart.cudaSetDevice(previous)
+
+    def _check_gpu(self, targets: list[str]) -> tuple[str, str]:
         name, compute = gpu_identity(self.cudart, self.device_index)
         if targets and compute not in targets:
             raise BackendError(
@@ -202,7 +225,6 @@ class TensorRTBackend(Backend):
     def _state(self) -> _ThreadState:
         state = getattr(self._local, "state", None)
         if state is None:
-            _check(self.cudart.cudaSetDevice(self.device_index), "cudaSetDevice")
             with self._lock:  # a thread per request or per video: free the states of those that ended
                 for ended in [s for s in self._states if not s.thread.is_alive()]:
                     self._release(ended)
@@ -220,6 +242,7 @@ class TensorRTBackend(Backend):
         self.cudart.cudaDeviceSynchronize()
         self._free_buffers(state)
         self.cudart.cudaStreamDestroy(state.stream)
+        self.cudart.cudaEventDestroy(state.done)
         state.context = None
 
     def _io_shape(self, height: int, width: int) -> tuple[int, ...]:
@@ -268,6 +291,16 @@ class TensorRTBackend(Backend):
         if not context.execute_async_v3(stream):
             raise self._enqueue_failed()
 
+    def _wait_for_the_last(self, state: _ThreadState, stream: int) -> None:
+        """Order an inference on `stream` after the context's last one, wherever that was queued
+        (the thread's own stream, or a caller's): two at once would share its scratch memory."""
+        if stream != state.last_stream:
+            _check(self.cudart.cudaStreamWaitEvent(stream, state.done, 0), "stream wait")
+
+    def _mark_the_last(self, state: _ThreadState, stream: int) -> None:
+        _check(self.cudart.cudaEventRecord(state.done, stream), "event record")
+        state.last_stream = stream
+
     def _enqueue(self, state: _ThreadState) -> None:
         """Run the engine on the thread's stream, through a captured CUDA graph when asked."""
         if not self.cuda_graph:
@@ -290,8 +323,13 @@ class TensorRTBackend(Backend):
         _check(self.cudart.cudaGraphLaunch(graph, state.stream), "graph launch")
 
     def _run_one(self, chw: np.ndarray) -> np.ndarray:
+        with self._on_device():
+            return self._run_one_here(chw)
+
+    def _run_one_here(self, chw: np.ndarray) -> np.ndarray:
         state = self._state()
         h, w = chw.shape[-2:]
+        self._wait_for_the_last(state, state.stream)  # before _bind frees or rebinds anything
         self._bind(state, h, w)
         host_in, host_out, dev_in, dev_out = state.buffers
         if self.uint8_io:
@@ -304,6 +342,7 @@ class TensorRTBackend(Backend):
         )
         _check(upload, "copy to GPU")
         self._enqueue(state)
+        self._mark_the_last(state, state.stream)
         download = cudart.cudaMemcpyAsync(
             host_out.ptr, dev_out, host_out.nbytes, kind.cudaMemcpyDeviceToHost, state.stream
         )
@@ -322,14 +361,18 @@ class TensorRTBackend(Backend):
         The buffers hold the engine's I/O as the sidecar describes it ([1,3,H,W] float16/32, or
         H x W x 3 uint8); the caller owns them and synchronises `stream` before reading.
         """
-        state = self._state()
-        shape_in = self._io_shape(height, width)
-        if not state.context.set_input_shape(self.input_name, shape_in):
-            raise BackendError(f"{self.path}: {height}x{width} is outside the engine's profile")
-        state.context.set_tensor_address(self.input_name, int(input_ptr))
-        state.context.set_tensor_address(self.output_name, int(output_ptr))
-        state.shape = None  # the host path must rebind its own buffers next time
-        self._execute(state.context, int(stream))
+        stream = int(stream)
+        with self._on_device():
+            state = self._state()
+            self._wait_for_the_last(state, stream)
+            shape_in = self._io_shape(height, width)
+            if not state.context.set_input_shape(self.input_name, shape_in):
+                raise BackendError(f"{self.path}: {height}x{width} is outside the engine's profile")
+            state.context.set_tensor_address(self.input_name, int(input_ptr))
+            state.context.set_tensor_address(self.output_name, int(output_ptr))
+            state.shape = None  # the host path must rebind its own buffers next time
+            self._execute(state.context, stream)
+            self._mark_the_last(state, stream)
 
     def infer_tensor(self, batch: Any) -> Any:
         """A torch CUDA tensor [N, 3, H, W] in [0, 1] -> debanded on the GPU, on torch's current stream."""
@@ -338,6 +381,11 @@ class TensorRTBackend(Backend):
         if not batch.is_cuda or self.uint8_io:  # uint8 engines take H x W x 3 frames: the host path
             host = self.infer(batch.detach().float().cpu().numpy())
             return torch.from_numpy(host).to(batch.device, batch.dtype)
+        if batch.device.index != self.device_index:  # its memory is out of this engine's reach
+            raise BackendError(
+                f"{self.path}: the tensor is on {batch.device}, the engine on {self.device}; "
+                f"move it there first (.to('{self.device}'))"
+            )
         dtype = torch.float16 if self.input_dtype == np.float16 else torch.float32
         stream = torch.cuda.current_stream(batch.device).cuda_stream
         outputs = []
@@ -349,7 +397,8 @@ class TensorRTBackend(Backend):
         return torch.cat(outputs).to(batch.dtype)
 
     def describe(self) -> dict[str, Any]:
-        free, total = _check(self.cudart.cudaMemGetInfo(), "cudaMemGetInfo")
+        with self._on_device():  # the engine's GPU's memory, not the thread's current one's
+            free, total = _check(self.cudart.cudaMemGetInfo(), "cudaMemGetInfo")
         driver = _check(self.cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
         return {
             **super().describe(),
@@ -364,11 +413,11 @@ class TensorRTBackend(Backend):
 
     def synchronize(self) -> None:
         state = getattr(self._local, "state", None)
-        if state is not None:
-            _check(self.cudart.cudaStreamSynchronize(state.stream), "stream synchronize")
+        if state is not None:  # its last inference, on whichever stream it was queued
+            _check(self.cudart.cudaEventSynchronize(state.done), "event synchronize")
 
     def close(self) -> None:
-        with self._lock:  # a thread starting meanwhile frees ended threads' states too
+        with self._lock, self._on_device():  # a thread starting meanwhile frees ended threads' states too
             for state in list(self._states):
                 self._release(state)
         self._local = threading.local()
