@@ -13,7 +13,6 @@ held-out pictures.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from bdinn.runtime.imageio import IMAGE_SUFFIXES
 from bdinn.train.cli import SEED_MAX
 from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.degrade import prepare_synthetic_pairs
+from bdinn.train.trainer import TrainingError, read_state
 
 
 def run_settings(run: Path) -> tuple[dict, Path]:
@@ -32,13 +32,15 @@ def run_settings(run: Path) -> tuple[dict, Path]:
     one it recorded, e.g. a --cache-dir shared by several runs; else RUN/pairs)."""
     state = run / "state.json"
     try:
-        settings = json.loads(state.read_text())["settings"]
+        settings = read_state(state)["settings"]
         data = settings["data"]
         recorded = {"val_fraction": data["val_fraction"], "variants": data["variants"],
                     "max_side": data["max_side"], "seed": settings["seed"]}  # fmt: skip
         origin = settings.get("data_origin") or {}
         paired, cache = origin.get("pairs") or [], origin.get("cache")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+    except TrainingError as exc:
+        raise click.BadParameter(str(exc), param_hint="--run") from None
+    except (KeyError, TypeError, AttributeError) as exc:
         raise click.BadParameter(f"{state}: not a bdinn-train state ({exc})", param_hint="--run") from None
     if paired:  # its split covered those pairs too, and held out other pictures than these alone give
         raise click.BadParameter(

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bdinn.train.checkpoint import STATE_FORMAT
+
 SCRIPT = Path(__file__).parents[1] / "scripts" / "validation_split.py"
 DATA = Path(__file__).parent / "data"
 
@@ -95,13 +97,18 @@ def test_an_interrupted_split_takes_back_the_folders_it_made(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+def _write_state(run: Path, settings: dict) -> None:
+    """A state.json as bdinn-train writes it, with these settings."""
+    state = {"format": STATE_FORMAT, "settings": settings, "step": 10, "param_groups": [], "best_psnr": None}
+    (run / "state.json").write_text(json.dumps(state))
+
+
 def test_a_run_state_out_of_bounds_is_refused_before_the_pairs_naming_its_file(tmp_path):
     """val_fraction 5 in state.json failed after the pairs were made, as 'val_fraction must be in
     [0, 1), got 5', naming no file."""
     run = tmp_path / "run"
     run.mkdir()
-    state = {"settings": {"data": {"val_fraction": 5, "variants": 1, "max_side": 256}, "seed": 0}}
-    (run / "state.json").write_text(json.dumps(state))
+    _write_state(run, {"data": {"val_fraction": 5, "variants": 1, "max_side": 256}, "seed": 0})
     done = _split("--clean", DATA, "--run", run, "-o", tmp_path / "val")
     assert done.returncode == 2
     assert f"{run / 'state.json'}: not a bdinn-train state (val_fraction 5)" in done.stderr
@@ -113,8 +120,20 @@ def test_a_run_state_out_of_bounds_is_refused_before_the_pairs_naming_its_file(t
 def _run_state(run: Path, origin: dict) -> None:
     run.mkdir()
     data = {"val_fraction": 0.5, "variants": 1, "max_side": 64}
-    settings = {"data": data, "seed": 0, "data_origin": origin}
-    (run / "state.json").write_text(json.dumps({"settings": settings}))
+    _write_state(run, {"data": data, "seed": 0, "data_origin": origin})
+
+
+def test_a_state_that_is_not_one_is_one_line(tmp_path):
+    """The script reads a state as the trainer does: the same words for the same damage."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.json").write_text(json.dumps({"settings": {"seed": 0}}))
+    done = _split("--clean", DATA, "--run", run, "-o", tmp_path / "val")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"validation_split.py: error: Invalid value for --run: {run / 'state.json'}: not a bdinn training "
+        "state; start over with --force (see validation_split.py --help)"
+    ]
 
 
 def test_a_run_is_split_from_the_pairs_cache_it_recorded(tmp_path):

@@ -45,6 +45,7 @@ from .trainer import (
     TrainSettings,
     check_before_data,
     pairs_fingerprint,
+    read_state,
     resolve_device,
     sample_fingerprint,
 )
@@ -577,10 +578,9 @@ def _warn_of_an_unrecorded_sample(out_dir: Path) -> None:
 def _saved_settings(out_dir: Path) -> dict[str, Any]:
     """The settings of the run saved in out_dir; {} where there is none, or none readable."""
     try:
-        saved = json.loads((out_dir / "state.json").read_text())["settings"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return read_state(out_dir / "state.json")["settings"]
+    except TrainingError:  # a resume says what is wrong with it
         return {}
-    return saved if isinstance(saved, dict) else {}
 
 
 def _cleared(out_dir: Path) -> list[Path]:

@@ -131,14 +131,13 @@ def _same_file(path: str, other: str | None) -> bool:
     return other is not None and (path == other or Path(path).resolve() == Path(other).resolve())
 
 
-def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
-    """A saved state's JSON, checked against this run's settings (those not yet known are skipped)."""
-    if not meta_path.is_file() or not meta_path.with_suffix(".safetensors").is_file():
-        raise TrainingError(
-            f"{meta_path.parent}: no training state to resume (state.safetensors/.json); --force starts over"
-        )
+def read_state(meta_path: Path) -> dict[str, Any]:
+    """A training state's JSON (OUT/state.json), with every field a resume reads of its kind: the
+    one reader for the trainer, bdinn-train's option defaults and validation_split.py."""
     try:
         meta = json.loads(meta_path.read_text())
+    except OSError as exc:
+        raise TrainingError(f"{meta_path}: cannot be read ({exc.strerror or exc})") from None
     except (ValueError, RecursionError) as exc:  # JSON or UTF-8 errors; nesting thousands deep
         raise TrainingError(f"{meta_path}: not valid JSON ({exc}); start over with --force") from None
     if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or "settings" not in meta:
@@ -149,6 +148,16 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
             f"{meta_path}: a damaged training state ({', '.join(damaged)} missing or of the wrong kind); "
             "start over with --force, or --init last.safetensors"
         )
+    return meta
+
+
+def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
+    """A saved state's JSON, checked against this run's settings (those not yet known are skipped)."""
+    if not meta_path.is_file() or not meta_path.with_suffix(".safetensors").is_file():
+        raise TrainingError(
+            f"{meta_path.parent}: no training state to resume (state.safetensors/.json); --force starts over"
+        )
+    meta = read_state(meta_path)
     saved = meta["settings"]
     current = json.loads(json.dumps(asdict(settings)))  # tuples -> lists, as saved
     if isinstance(saved.get("data"), dict):  # a data setting that does not apply (None) matches any
