@@ -225,7 +225,7 @@ def c_values(luma: np.ndarray, mask: np.ndarray, window: int, max_log_contrast: 
             planes[lut[region[ys, xs] + num_diffs], ys, xs] = 1
             counts = cv2.boxFilter(
                 planes.reshape(-1, rw),
-                cv2.CV_16U,
+                cv2.CV_16U if window * window <= 0xFFFF else cv2.CV_32S,  # 16 bits saturate past 255 px
                 (window, window),
                 normalize=False,
                 borderType=cv2.BORDER_CONSTANT,

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bdinn.runtime.cambi import cambi, cambi_luma10, luma8, to_luma10, window_size
+from bdinn.runtime.cambi import CONTRAST_WEIGHTS, c_values, cambi, cambi_luma10, luma8, to_luma10, window_size
 from bdinn.runtime.imageio import from_float, read_image, to_float
 from bdinn.train.degrade import reduce_bit_depth
 
@@ -110,3 +110,14 @@ def test_window_scales_with_the_picture():
     assert window_size(1080, 1920) == 33
     assert window_size(192, 320) == 5
     assert window_size(8, 8) == 3
+
+
+def test_windows_of_more_than_65535_pixels_count_every_pixel():
+    """The window grows with width + height: past 255 px (a 12000 x 12000 picture) its counts
+    saturated at 65535 in 16 bits. A window wider than twice this 300 x 300 plane counts all of
+    it from every pixel: 81,000 pixels of one level and 9,000 of a level 4 codes up."""
+    luma = np.full((300, 300), 200, np.uint16)
+    luma[:30] = 204
+    c = c_values(luma, np.ones(luma.shape, bool), 601, 5)
+    p0, p = 81_000.0, 9_000.0
+    assert c[150, 150] == pytest.approx(CONTRAST_WEIGHTS[3] * p0 * p / (p + p0), rel=1e-6)

@@ -30,7 +30,8 @@ for the codecs; the named ones are fixed here:
 | svtav1 | svtav1crf57 | SVT-AV1, CRF 57, preset 8 |
 
 The CRFs sit three quarters up the training ranges (x264 30-40, x265 32-42, SVT-AV1 48-60),
-where the three codecs band about equally. Any degradation id also works: q4, b0.5q5, x264crf30.
+where the three codecs band about equally. Any degradation id also works: q4, b0.5q5, x264crf30
+(CAMBI takes steps over 8 codes, 4 bits and coarser, for edges: it scores such an input low).
 
 The model sees the banded image as H x W x 3 uint8 (16-bit banded files are rounded to 8 bits)
 and may return uint8 or uint16 (--bit-depth 16); with --bit-depth 16, `deband` also runs at 16
