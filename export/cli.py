@@ -169,20 +169,9 @@ def main(
             stem = checkpoint.with_suffix("")
         coarse = "-coarse" if coarse_pass else ""
         output = output or Path(f"{stem}-{graph}-{precision}{coarse}{'.onnx' if onnx_only else '.plan'}")
-        check_output_suffix(output, onnx_only)
         onnx_path = output if onnx_only else output.with_suffix(".onnx")
-        written = list(dict.fromkeys((output, onnx_path, *([] if onnx_only else [plan_sidecar(output)]))))
-        if not force:
-            check_not_there(written)
         onnx_is_new = not onnx_path.exists()  # a failed build takes it back; build_engine its own files
-        for path in written:
-            check_writable(path, inputs=files_of_model(checkpoint))  # now, not after the export
-        if timing_cache is not None:  # a cache, rewritten after the build: never a model file or output
-            if timing_cache.resolve() in {path.resolve() for path in written}:
-                raise OutputError(
-                    f"{timing_cache}: is also this export's output; give --timing-cache its own file"
-                )
-            check_writable(timing_cache, inputs=files_of_model(checkpoint))
+        check_outputs(checkpoint, output, onnx_only, timing_cache, force)
         cache_dir = cache_dir or user_cache("engines")
         settings = EngineSettings(
             profile=Profile(min_size, opt_size, max_size), targets=targets, optimization_level=opt_level,
@@ -224,12 +213,7 @@ def main(
                         result.written.take_back()
                     raise
         if not onnx_only:  # built: the new graph and plan stand together from here
-            rtx = built["tensorrt"]["flavour"] == "tensorrt-rtx"  # default: any RTX GPU from Ampere on
-            default = "TensorRT-RTX's default targets" if rtx else "this GPU"
-            where = ", ".join(targets) if targets else default
-            how = "from the engine cache" if built["from_cache"] else "built"
-            flavour = f"{built['tensorrt']['flavour']} {built['tensorrt']['version']}"
-            say(f"engine: {output} for {where} with {flavour}, {how} in {built['build_seconds']:.1f} s")
+            say(engine_line(output, built, targets))
             summary.update({"plan": str(output), "sidecar": str(plan_sidecar(output)),
                             "build_seconds": built["build_seconds"], "from_cache": built["from_cache"],
                             "tensorrt": built["tensorrt"], "targets": list(targets)})  # fmt: skip
@@ -237,6 +221,36 @@ def main(
         raise click.ClickException(str(exc)) from None
     if as_json:
         echo_result(json.dumps(summary, indent=2) + "\n", "the JSON summary")
+
+
+def check_outputs(
+    checkpoint: Path, output: Path, onnx_only: bool, timing_cache: Path | None, force: bool
+) -> None:
+    """Every file the export writes (the graph, the plan and its sidecar, the timing cache) can be
+    written, and replaces no model file and, without --force, nothing: now, not after the work."""
+    check_output_suffix(output, onnx_only)
+    onnx_path = output if onnx_only else output.with_suffix(".onnx")
+    written = list(dict.fromkeys((output, onnx_path, *([] if onnx_only else [plan_sidecar(output)]))))
+    if not force:
+        check_not_there(written)
+    for path in written:
+        check_writable(path, inputs=files_of_model(checkpoint))
+    if timing_cache is not None:  # a cache, rewritten after the build: never a model file or output
+        if timing_cache.resolve() in {path.resolve() for path in written}:
+            raise OutputError(
+                f"{timing_cache}: is also this export's output; give --timing-cache its own file"
+            )
+        check_writable(timing_cache, inputs=files_of_model(checkpoint))
+
+
+def engine_line(output: Path, built: dict, targets: tuple[str, ...]) -> str:
+    """What was built for which GPUs, with which TensorRT, and how."""
+    rtx = built["tensorrt"]["flavour"] == "tensorrt-rtx"  # default: any RTX GPU from Ampere on
+    default = "TensorRT-RTX's default targets" if rtx else "this GPU"
+    where = ", ".join(targets) if targets else default
+    how = "from the engine cache" if built["from_cache"] else "built"
+    flavour = f"{built['tensorrt']['flavour']} {built['tensorrt']['version']}"
+    return f"engine: {output} for {where} with {flavour}, {how} in {built['build_seconds']:.1f} s"
 
 
 def check_not_there(paths: list[Path]) -> None:
