@@ -122,54 +122,12 @@ class VideoJob:
         self.width, self.height = ctx.width, ctx.height
         if self.width <= 0 or self.height <= 0:
             raise VideoError(f"{src}: the video stream has no picture size; re-encode or repair the file")
-        chroma = pix_fmt.removeprefix("yuva").removeprefix("yuv")[:3]
         self.keeps_alpha = pix_fmt.startswith("yuva")
-        odd = (chroma != "444" and self.width % 2) or (chroma == "420" and self.height % 2)
-        if odd and codec not in ODD_SIZED:
-            size, chroma_name = f"{self.width}x{self.height}", f"4:{chroma[1]}:{chroma[2]}"
-            raise VideoError(
-                f"{src}: {size} has an odd side, which {encoder_label(codec)} cannot code in {chroma_name}: "
-                + ("" if codec == "libsvtav1" else "write 4:4:4 (chroma='444', --chroma 444), ")
-                + "use ffv1, or crop it"
-            )
+        self._check_sides()
         self.colour = Colour.of(ctx)
-        # An elementary stream (.m2v, .h264) has no container timing: FFmpeg's raw demuxers
-        # assume 25 frames a second, where the codec's own header says the rate (29.97).
-        elementary = source.format.name in RAW_STREAMS and self.vin.guessed_rate
-        rates = (self.vin.guessed_rate,) if elementary else ()
-        rates += (self.vin.average_rate, self.vin.guessed_rate, self.vin.base_rate)
-        self.rate = exact_rate(Fraction(next((rate for rate in rates if rate), 25)))
-        self.time_base = Fraction(self.vin.time_base or Fraction(1, 90000))
-        # AVI and Y4M count frames rather than time: their time base is one frame.
-        self.counts_frames = muxer in ("avi", "yuv4mpegpipe")
-        self.out_time_base = 1 / self.rate if self.counts_frames else self.time_base
-        self.grid: int | None = None  # one frame in out_time_base ticks, where times are put on it
-        self.grid_origin: int | None = None  # where the grid starts: the first frame's time
-        fine = Fraction(1, math.lcm(self.rate.numerator, self.time_base.denominator))
-        if (
-            not self.counts_frames and muxer not in ("matroska", "webm")  # those keep milliseconds anyway
-            and self.time_base >= Fraction(1, 1000) and (1 / self.rate / self.time_base).denominator != 1
-            and self.time_base.numerator == 1 and fine.denominator <= 10**7
-        ):  # fmt: skip
-            # Matroska's milliseconds round 24000/1001 fps to 42, 41, 42 ms: written so into MP4 the
-            # rate reads 23.983 and durations jitter; frames within a millisecond of the frame grid
-            # go on it, as FFmpeg's constant-rate output has them (others keep theirs).
-            self.out_time_base, self.grid = fine, int(1 / self.rate / fine)
+        self._set_clock()
         self.start = source.start_time or 0  # microseconds; where every output stream's clock starts
-        self.listed_frames: int | None = self.vin.frames or None  # read now: PyAV 19 closes streams
-        self.listed_duration = float(self.vin.duration * self.time_base) if self.vin.duration else None
-        # Matroska's header says where the video track ends (a DURATION tag, from FFmpeg and
-        # mkvmerge); the file's duration would count sound that runs on after the pictures, and
-        # other containers' durations without a frame count are estimates (MPEG-TS: bit rate).
-        matroska = "matroska" in source.format.name and src != STDIN
-        ends = clock_seconds(self.vin.metadata.get("DURATION")) if matroska else None  # where the track ends
-        begins = float(self.vin.start_time * self.time_base) if self.vin.start_time else 0.0
-        self.track_duration = ends - begins if ends is not None else None
-        self.total = self.listed_frames
-        if self.total is None and self.vin.duration:
-            self.total = max(1, round(self.vin.duration * self.time_base * self.rate))
-        elif self.total is None and source.duration:
-            self.total = max(1, round(source.duration / 1e6 * float(self.rate)))
+        self._set_expected_length()
         self.frames, self.duration = 0, 0.0
         container = "a Y4M stream" if dst == STDOUT else f"a {dst.suffix} file"
         self.carried = CarriedStreams(source, None if src == STDIN else src, dst, container, muxer)
@@ -200,6 +158,62 @@ class VideoJob:
         self.writes_captions = writes_captions(codec, options)  # and the encoder writes them back
         self.dominances: set[bool] = set()  # the field orders met
         self.resized: Resized | None = None  # frames of another size than the first's, scaled to it
+
+    def _check_sides(self) -> None:
+        """A chroma the encoder subsamples needs even sides, unless the encoder codes odd ones."""
+        chroma = self.pix_fmt.removeprefix("yuva").removeprefix("yuv")[:3]
+        odd = (chroma != "444" and self.width % 2) or (chroma == "420" and self.height % 2)
+        if odd and self.codec not in ODD_SIZED:
+            size, chroma_name = f"{self.width}x{self.height}", f"4:{chroma[1]}:{chroma[2]}"
+            raise VideoError(
+                f"{self.src}: {size} has an odd side, which {encoder_label(self.codec)} cannot code in "
+                f"{chroma_name}: "
+                + ("" if self.codec == "libsvtav1" else "write 4:4:4 (chroma='444', --chroma 444), ")
+                + "use ffv1, or crop it"
+            )
+
+    def _set_clock(self) -> None:
+        """The frame rate, the time bases in and out, and the frame grid output times go on."""
+        # An elementary stream (.m2v, .h264) has no container timing: FFmpeg's raw demuxers
+        # assume 25 frames a second, where the codec's own header says the rate (29.97).
+        elementary = self.source.format.name in RAW_STREAMS and self.vin.guessed_rate
+        rates = (self.vin.guessed_rate,) if elementary else ()
+        rates += (self.vin.average_rate, self.vin.guessed_rate, self.vin.base_rate)
+        self.rate = exact_rate(Fraction(next((rate for rate in rates if rate), 25)))
+        self.time_base = Fraction(self.vin.time_base or Fraction(1, 90000))
+        # AVI and Y4M count frames rather than time: their time base is one frame.
+        self.counts_frames = self.muxer in ("avi", "yuv4mpegpipe")
+        self.out_time_base = 1 / self.rate if self.counts_frames else self.time_base
+        self.grid: int | None = None  # one frame in out_time_base ticks, where times are put on it
+        self.grid_origin: int | None = None  # where the grid starts: the first frame's time
+        fine = Fraction(1, math.lcm(self.rate.numerator, self.time_base.denominator))
+        if (
+            not self.counts_frames and self.muxer not in ("matroska", "webm")  # they keep milliseconds anyway
+            and self.time_base >= Fraction(1, 1000) and (1 / self.rate / self.time_base).denominator != 1
+            and self.time_base.numerator == 1 and fine.denominator <= 10**7
+        ):  # fmt: skip
+            # Matroska's milliseconds round 24000/1001 fps to 42, 41, 42 ms: written so into MP4 the
+            # rate reads 23.983 and durations jitter; frames within a millisecond of the frame grid
+            # go on it, as FFmpeg's constant-rate output has them (others keep theirs).
+            self.out_time_base, self.grid = fine, int(1 / self.rate / fine)
+
+    def _set_expected_length(self) -> None:
+        """How long the source says its video is (frames listed, duration, where the track ends),
+        and the frame count progress is shown against."""
+        self.listed_frames: int | None = self.vin.frames or None  # read now: PyAV 19 closes streams
+        self.listed_duration = float(self.vin.duration * self.time_base) if self.vin.duration else None
+        # Matroska's header says where the video track ends (a DURATION tag, from FFmpeg and
+        # mkvmerge); the file's duration would count sound that runs on after the pictures, and
+        # other containers' durations without a frame count are estimates (MPEG-TS: bit rate).
+        matroska = "matroska" in self.source.format.name and self.src != STDIN
+        ends = clock_seconds(self.vin.metadata.get("DURATION")) if matroska else None  # where the track ends
+        begins = float(self.vin.start_time * self.time_base) if self.vin.start_time else 0.0
+        self.track_duration = ends - begins if ends is not None else None
+        self.total = self.listed_frames
+        if self.total is None and self.vin.duration:
+            self.total = max(1, round(self.vin.duration * self.time_base * self.rate))
+        elif self.total is None and self.source.duration:
+            self.total = max(1, round(self.source.duration / 1e6 * float(self.rate)))
 
     # -- output setup ---------------------------------------------------------------------------
 
