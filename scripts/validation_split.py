@@ -23,7 +23,7 @@ from bdinn.runtime.files import missing_folders, remove_empty
 from bdinn.runtime.imageio import IMAGE_SUFFIXES
 from bdinn.train.cli import SEED_MAX
 from bdinn.train.data import large_enough, split_by_source
-from bdinn.train.degrade import prepare_synthetic_pairs
+from bdinn.train.pairs_cache import prepare_synthetic_pairs
 from bdinn.train.trainer import TrainingError, read_state
 
 

@@ -14,18 +14,16 @@ import pytest
 
 from bdinn.runtime.imageio import read_image, to_float, write_image
 from bdinn.runtime.metrics import psnr
+from bdinn.train.clean_sources import discover_sources
 from bdinn.train.degrade import (
     CRF_RANGES,
-    MANIFEST_FORMAT,
     Degradation,
     codec_roundtrip,
     codec_roundtrip_clip,
-    discover_sources,
-    pairs_from_cache,
-    prepare_synthetic_pairs,
     reduce_bit_depth,
     sample_degradation,
 )
+from bdinn.train.pairs_cache import MANIFEST_FORMAT, pairs_from_cache, prepare_synthetic_pairs
 
 DATA = Path(__file__).parent / "data"
 
@@ -422,7 +420,7 @@ def test_two_runs_preparing_one_cache_at_once_keep_each_others_pairs(tmp_path):
     cache = tmp_path / "cache"
     code = (
         "import sys\n"
-        "from bdinn.train.degrade import prepare_synthetic_pairs\n"
+        "from bdinn.train.pairs_cache import prepare_synthetic_pairs\n"
         f"prepare_synthetic_pairs([{str(DATA)!r}], {str(cache)!r}, 2, seed=int(sys.argv[1]))\n"
     )
     runs = [subprocess.Popen([sys.executable, "-c", code, str(seed)]) for seed in (0, 1)]

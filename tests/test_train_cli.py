@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 
 from bdinn.train.cli import main
 from bdinn.train.data import large_enough, split_by_source
-from bdinn.train.degrade import prepare_synthetic_pairs
 from bdinn.train.image_pair import find_pairs
+from bdinn.train.pairs_cache import prepare_synthetic_pairs
 from bdinn.train.trainer import pairs_fingerprint
 
 DATA = Path(__file__).parent / "data"

@@ -1,3 +1,4 @@
 """Training side of bdinn: network, reference operator, data and trainer (these need torch), and
-the degradations, picture pairs and evaluation (degrade, image_pair, evaluate), which do not:
+the degradations, clean pictures, pairs and evaluation (degrade, clean_sources, pairs_cache,
+image_pair, evaluate), which do not:
 bdinn-eval runs without torch."""

@@ -34,9 +34,9 @@ from .data import (
     split_by_source,
     stratified_order,
 )
-from .degrade import cache_preparation, pairs_from_cache, prepare_synthetic_pairs
 from .image_pair import ImagePair, find_pairs
 from .network import CONFIGS, BDINNConfig
+from .pairs_cache import cache_preparation, pairs_from_cache, prepare_synthetic_pairs
 from .provenance import data_origin
 from .trainer import (
     Distributed,

@@ -1,7 +1,7 @@
 """Training data: (banded, clean) image pairs, patches that show banding, full validation images.
 
 Pairs come from two folders matched by file name (the Deep Image Debanding dataset's layout) or
-from `degrade.prepare_synthetic_pairs`. Training uses 256x256 patches at stride 128 and drops the
+from `pairs_cache.prepare_synthetic_pairs`. Training uses 256x256 patches at stride 128 and drops the
 patches without banding (paper §4.1) unless asked to keep a share of them or of clean patches as
 their own input (PatchDataset); validation uses whole images. The split is by source
 picture, never by patch, so that no picture is seen on both sides.

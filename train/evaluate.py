@@ -75,7 +75,8 @@ from ..runtime.files import OutputError, atomic_write_text, check_writable, file
 from ..runtime.imageio import MAX_PIXELS, ImageError, from_float, read_image, stored_size, to_float
 from ..runtime.metrics import BT709_LUMA, PSNR_CAP, capped_psnr, ssim
 from ..runtime.pyav import MissingPackage, require_pyav
-from .degrade import Degradation, discover_sources, load_clean
+from .clean_sources import discover_sources, load_clean
+from .degrade import Degradation
 from .image_pair import ImagePair, find_pairs
 
 NAMED_DEGRADATIONS = {

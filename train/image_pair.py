@@ -1,4 +1,4 @@
-"""One training or evaluation pair, without torch: the synthetic-pair generator (degrade.py) makes
+"""One training or evaluation pair, without torch: the synthetic-pair cache (pairs_cache.py) makes
 them, `find_pairs` finds them in a banded and a clean folder, and the data loader (data.py) and
 bdinn-eval (which runs without torch) read them."""
 
