@@ -407,10 +407,12 @@ def _png_transparency(header: Image.Image | None) -> object:
 def _keyed_gray_alpha(gray: np.ndarray, key: object, bits: int) -> np.ndarray:
     """Gray + alpha from a gray PNG's transparent colour key, which OpenCV ignores (the picture
     came back opaque). 2- and 4-bit gray is decoded scaled up to 8 bits and Pillow gives their key
-    unscaled; a 1-bit key it gives as 0 or 255 already."""
+    unscaled; a 1-bit white key Pillow 12.1 gives as 255, older ones as 1 (white came out opaque)."""
     if not isinstance(key, int):
         return gray
-    if bits in (2, 4):
+    if bits == 1:
+        key = 255 if key else 0
+    elif bits in (2, 4):
         key = key * 255 // (2**bits - 1)
     opaque = np.iinfo(gray.dtype).max
     return np.stack((gray, np.where(gray == key, 0, opaque).astype(gray.dtype)), axis=2)

@@ -21,6 +21,7 @@ from bdinn.runtime.files import OutputError, atomic_write, restored_if_failed, u
 from bdinn.runtime.imageio import (
     ImageError,
     Metadata,
+    _keyed_gray_alpha,
     from_float,
     read_icc_profile,
     read_image,
@@ -679,6 +680,14 @@ def test_a_gray_pngs_transparent_colour_becomes_its_alpha(tmp_path, bits):
     (tmp_path / "plain.png").write_bytes(_png(gray, 0, bits))
     assert read_image(tmp_path / "plain.png", as_file=True).ndim == 2
     assert stored_layout(tmp_path / "plain.png") == (16 if bits == 16 else 8, False)
+
+
+def test_a_one_bit_white_key_is_white_as_every_pillow_gives_it():
+    """Pillow before 12.1 gives a 1-bit PNG's white tRNS key as 1, later ones as 255."""
+    gray = np.array([[0, 255, 255]], np.uint8)  # 1-bit gray as decoded: scaled up to 8 bits
+    for key in (1, 255):
+        assert _keyed_gray_alpha(gray, key, 1)[..., 1].tolist() == [[255, 0, 0]]
+    assert _keyed_gray_alpha(gray, 0, 1)[..., 1].tolist() == [[0, 255, 255]]
 
 
 def test_rgb_and_palette_pngs_with_transparency_say_they_have_alpha(tmp_path):
