@@ -21,14 +21,8 @@ import numpy as np
 
 from bdinn.runtime import Debander
 from bdinn.runtime.backends import BackendError
-from bdinn.runtime.cli_options import (
-    BdinnCommand,
-    max_change_option,
-    one_line_warnings,
-    report_files,
-    stops_cleanly,
-    write_report,
-)
+from bdinn.runtime.cli_options import BdinnCommand, max_change_option, one_line_warnings, stops_cleanly
+from bdinn.runtime.cli_reports import report_files, write_report
 from bdinn.runtime.metrics import psnr
 
 BAND_WIDTHS = (8, 16, 32, 64, 128, 256)

@@ -20,7 +20,8 @@ import click
 import torch
 
 from bdinn.runtime.bench import cpu_model
-from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
+from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
+from bdinn.runtime.cli_reports import report_files, write_report
 from bdinn.train.network import activate_geometry, banded_deform_conv_op
 from bdinn.train.ops import banded_deform_conv_gridsample, banded_deform_conv_reference, sampling_positions
 

@@ -20,7 +20,8 @@ from bench_banded_conv import time_ms
 
 from bdinn.runtime import default_model_path
 from bdinn.runtime.bench import parse_frame_size
-from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
+from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
+from bdinn.runtime.cli_reports import report_files, write_report
 from bdinn.train.checkpoint import load_checkpoint
 from bdinn.train.network import BDINN, build_model
 

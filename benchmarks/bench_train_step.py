@@ -20,7 +20,8 @@ import click
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
+from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
+from bdinn.runtime.cli_reports import report_files, write_report
 from bdinn.train.cli import resolve_config
 from bdinn.train.network import BANDED_CONV_IMPLS
 from bdinn.train.trainer import Trainer, TrainingError, TrainSettings, resolve_device

@@ -24,7 +24,8 @@ import click
 
 from bdinn.runtime import Debander, default_model_path
 from bdinn.runtime.bench import benchmark, cpu_model, parse_frame_size, peak_host_memory_mib
-from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
+from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
+from bdinn.runtime.cli_reports import report_files, write_report
 
 
 def machine_name() -> str:

@@ -22,7 +22,8 @@ from onnx.reference import ReferenceEvaluator
 from bdinn.export.onnx_export import export_onnx
 from bdinn.export.onnx_reference import BandedDeformConv2d as PluginNode
 from bdinn.runtime import default_model_path
-from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
+from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
+from bdinn.runtime.cli_reports import report_files, write_report
 from bdinn.runtime.imageio import read_image, to_float
 from bdinn.runtime.metrics import psnr
 from bdinn.train.checkpoint import CheckpointError, load_checkpoint

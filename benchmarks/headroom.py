@@ -31,10 +31,9 @@ from bdinn.runtime.cli_options import (
     one_line_warnings,
     out_of_memory,
     parse_optional_size,
-    report_files,
     stops_cleanly,
-    write_report,
 )
+from bdinn.runtime.cli_reports import report_files, write_report
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float

@@ -24,7 +24,8 @@ import numpy as np
 
 from bdinn.runtime.backends import BackendError
 from bdinn.runtime.bench import cpu_model, parse_frame_size
-from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
+from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
+from bdinn.runtime.cli_reports import report_files, write_report
 
 
 def measure(

@@ -34,10 +34,9 @@ from bdinn.runtime.cli_options import (
     max_change_option,
     one_line_warnings,
     out_of_memory,
-    report_files,
     stops_cleanly,
-    write_report,
 )
+from bdinn.runtime.cli_reports import report_files, write_report
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
 from bdinn.runtime.metrics import capped_psnr

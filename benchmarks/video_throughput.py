@@ -29,7 +29,8 @@ import numpy as np
 from bdinn.runtime import Debander
 from bdinn.runtime.backends import BackendError
 from bdinn.runtime.bench import cpu_model, parse_frame_size
-from bdinn.runtime.cli_options import BdinnCommand, report_files, stops_cleanly, write_report
+from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
+from bdinn.runtime.cli_reports import report_files, write_report
 from bdinn.runtime.video import deband_video
 
 # (label, output suffix, deband_video settings): the encoders users pick, fast to slow.

@@ -12,12 +12,12 @@ from ..runtime.backends.base import BackendError
 from ..runtime.cli_options import (
     BdinnCommand,
     counting_seconds,
-    echo_result,
     one_line,
     one_line_warnings,
     parse_size,
     stops_cleanly,
 )
+from ..runtime.cli_reports import echo_result
 from ..runtime.debander import default_model_path
 from ..runtime.engine_sidecar import plan_sidecar
 from ..runtime.files import (

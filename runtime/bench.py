@@ -27,12 +27,12 @@ from .backends import BACKENDS, BackendError
 from .cli_options import (
     BdinnCommand,
     allow_embedded_plugin_option,
-    echo_result,
     parse_size,
     plugin_library_option,
     stops_cleanly,
     tile_option,
 )
+from .cli_reports import echo_result
 from .debander import Debander
 from .files import OutputError, atomic_write_text, check_writable, files_of_model
 from .processing import MAX_SIDE, MIN_SIDE

@@ -10,7 +10,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bdinn.runtime.cli_options import counting_seconds, one_line, report_files, write_report
+from bdinn.runtime.cli_options import counting_seconds, one_line
+from bdinn.runtime.cli_reports import report_files, write_report
 
 
 def test_a_long_step_counts_its_seconds_on_a_terminal_only(monkeypatch):
@@ -189,7 +190,7 @@ def test_reports_are_written_in_utf8_whatever_the_locale(tmp_path):
 
     report = tmp_path / "report.md"
     script = (
-        "import pathlib, sys; from bdinn.runtime.cli_options import write_report; "
+        "import pathlib, sys; from bdinn.runtime.cli_reports import write_report; "
         "write_report(pathlib.Path(sys.argv[1]), 'a \\u2192 b \\u00b12\\n')"
     )
     ascii_locale = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}

@@ -61,7 +61,6 @@ from ..runtime.cambi import cambi
 from ..runtime.cli_options import (
     BdinnCommand,
     allow_embedded_plugin_option,
-    echo_result,
     max_change_option,
     one_line_warnings,
     out_of_memory,
@@ -69,6 +68,7 @@ from ..runtime.cli_options import (
     plugin_library_option,
     stops_cleanly,
 )
+from ..runtime.cli_reports import echo_result
 from ..runtime.debander import Debander
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write_text, check_writable, files_of_model
