@@ -19,7 +19,7 @@ from typing import Any
 
 from ..plugins.trt_plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, register_python_plugin
 from ..runtime.engine_sidecar import ENGINE_FORMAT, INPUT_NAME, OUTPUT_NAME, plan_digest, plan_sidecar
-from ..runtime.files import atomic_write_bytes, atomic_write_text, file_digest
+from ..runtime.files import atomic_write_bytes, atomic_write_text, file_digest, written_together
 from ..runtime.processing import MAX_SIDE
 from ..runtime.stop_signals import signals_deferred
 from ..runtime.tensorrt import (
@@ -208,16 +208,14 @@ def build_engine(
         "plugin": {"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
                    "implementation": plugin, "serialized_in_plan": settings.serialize_plugin},
     }  # fmt: skip
-    written = [atomic_write_bytes(plan_path, plan, replace=replace)]
-    try:
+    # One step: a stop or a failed write puts the old pair back (the old plan was lost when its
+    # sidecar could not be written, or when Ctrl-C came between the two); the cache is a bonus.
+    with written_together(plan_path, plan_sidecar(plan_path)) as written:
+        written.append(atomic_write_bytes(plan_path, plan, replace=replace))
         text = json.dumps(sidecar, indent=2) + "\n"
         written.append(atomic_write_text(plan_sidecar(plan_path), text, replace=replace))
-        if cached is not None and not from_cache:  # after the plan and its sidecar: the cache is a bonus
+        if cached is not None and not from_cache:
             _store(cached, plan)
-    except BaseException:
-        for file in written:
-            file.take_back()
-        raise
     return {**sidecar, "build_seconds": time.perf_counter() - started, "from_cache": from_cache}
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .engine_sidecar import plan_sidecar
+from .stop_signals import signals_deferred
 
 # Failures of the output location itself, as opposed to errors of what is being written: the disk
 # or a quota full (also what an encoder's errors can be taken for), and the folder itself.
@@ -129,6 +130,24 @@ def restored_if_failed(path: Path) -> Iterator[None]:
         raise
     finally:
         kept.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def written_together(*paths: Path) -> Iterator[list[WrittenFile]]:
+    """Files written as one (a plan and its sidecar; reports of one run): the block appends each
+    WrittenFile; where a write fails (a full disk) or a signal comes (deferred to the block's end),
+    the new files are taken back and the ones there before (--force) put back."""
+    with contextlib.ExitStack() as restoring:
+        for path in paths:
+            restoring.enter_context(restored_if_failed(path))
+        written: list[WrittenFile] = []
+        try:
+            with signals_deferred():
+                yield written
+        except BaseException:
+            for file in written:
+                file.take_back()
+            raise
 
 
 def missing_folders(folder: Path) -> list[Path]:

@@ -452,6 +452,30 @@ def test_reports_are_written_when_standard_output_fails(paired_dirs, tmp_path):
     assert (done.returncode, done.stderr) == (0, b"") and "results" in json.loads(report.read_text())
 
 
+def test_reports_of_one_run_are_written_both_or_neither_and_the_table_is_printed(
+    paired_dirs, tmp_path, monkeypatch
+):
+    """A disk full by the time the JSON was written: the old table had been replaced already, and
+    the run's results were lost (no table printed)."""
+    import bdinn.train.evaluate as evaluate
+
+    table, report = tmp_path / "r.md", tmp_path / "r.json"
+    table.write_text("old table")
+    write = evaluate.atomic_write_text
+
+    def full_for_json(path, text, replace=True):
+        if Path(path).suffix == ".json":
+            raise evaluate.OutputError(f"{path}: cannot be written (No space left on device)")
+        return write(path, text, replace=replace)
+
+    monkeypatch.setattr(evaluate, "atomic_write_text", full_for_json)
+    arguments = ["--pairs", *map(str, paired_dirs), "--no-baselines", "--markdown", str(table)]
+    result = _invoke(*arguments, "--json", str(report), "--force")
+    assert result.exit_code == 1 and "r.json: cannot be written (No space left on device)" in result.output
+    assert "| degradation" in result.output  # the results, printed
+    assert table.read_text() == "old table" and not report.exists()
+
+
 def test_cli_refuses_a_mismatched_or_tiny_picture_before_scoring(paired_dirs, tmp_path):
     """A pair of two sizes, or a picture too small, sorted last ended the run after every other
     pair had been scored, with no table; the headers are now checked first."""

@@ -16,6 +16,7 @@ import onnx
 
 from bdinn.export.cli import main
 from bdinn.runtime.debander import default_model_path
+from bdinn.runtime.files import OutputError
 from bdinn.runtime.tensorrt import TensorRTUnavailable, load_tensorrt
 from bdinn.train.checkpoint import load_checkpoint, save_checkpoint
 from bdinn.train.network import BDINN, BandedDeformConv2d, build_model
@@ -136,6 +137,22 @@ def test_an_unwritable_engine_cache_never_spoils_the_plan(tmp_path):
     assert blocked.exit_code == 0, blocked.output
     assert "Warning: the engine is built, but not cached:" in blocked.stderr
     assert (tmp_path / "d.plan.json").is_file() and (tmp_path / "d.plan").stat().st_size > 10_000
+    # --force again, with the disk full by the time the sidecar is written: the old plan was
+    # deleted (its new sidecar failed), now the old pair and graph stand as they were.
+    old = {path.name: path.read_bytes() for path in tmp_path.glob("d.*")}
+    import bdinn.export.engine as engine
+
+    def full(path, text, replace=True):
+        raise OutputError(f"{path}: cannot be written (No space left on device)")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "atomic_write_text", full)
+        failed = export(
+            str(micro), "--graph", "gridsample", "--target", "sm89", "--min", "16x16", "--opt", "64x64",
+            "--max", "96x96", "-o", str(tmp_path / "d.plan"), "--force",
+        )  # fmt: skip
+    assert failed.exit_code == 1 and "d.plan.json: cannot be written (No space left" in failed.output
+    assert {path.name: path.read_bytes() for path in tmp_path.glob("d.*")} == old
 
 
 @needs_rtx

@@ -4,11 +4,13 @@ import errno
 import os
 import re
 import shutil
+import signal
 import stat
 import struct
 import threading
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -17,7 +19,15 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
-from bdinn.runtime.files import OutputError, atomic_write, restored_if_failed, user_cache
+from bdinn.runtime.files import (
+    OutputError,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_text,
+    restored_if_failed,
+    user_cache,
+    written_together,
+)
 from bdinn.runtime.imageio import (
     ImageError,
     Metadata,
@@ -390,6 +400,38 @@ def test_without_replace_a_file_that_appears_meanwhile_is_kept(tmp_path, monkeyp
     ):
         write_image(tmp_path / "img.png", np.ones((4, 4, 3), np.uint8), replace=False)
     assert read_image(tmp_path / "img.png").max() == 0
+
+
+def test_files_written_together_stand_or_fall_together(tmp_path):
+    """bdinn-export --force lost the old plan where its new sidecar could not be written (a full
+    disk) or a signal came between the two; bdinn-eval's table was replaced where its JSON failed."""
+    plan, sidecar = tmp_path / "e.plan", tmp_path / "e.plan.json"
+    plan.write_bytes(b"old plan")
+    sidecar.write_text("old sidecar")
+
+    def pair(second: Callable[[], None]) -> None:
+        with written_together(plan, sidecar) as written:
+            written.append(atomic_write_bytes(plan, b"new plan"))
+            second()
+            written.append(atomic_write_text(sidecar, "new sidecar"))
+
+    def full() -> None:
+        raise OutputError(f"{sidecar}: cannot be written (No space left on device)")
+
+    with pytest.raises(OutputError):
+        pair(full)
+    assert (plan.read_bytes(), sidecar.read_text()) == (b"old plan", "old sidecar")
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C between the two: deferred, then all taken back
+        pair(lambda: os.kill(os.getpid(), signal.SIGINT))
+    assert (plan.read_bytes(), sidecar.read_text()) == (b"old plan", "old sidecar")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.plan", "e.plan.json"]
+    pair(lambda: None)
+    assert (plan.read_bytes(), sidecar.read_text()) == (b"new plan", "new sidecar")
+    for path in (plan, sidecar):
+        path.unlink()
+    with pytest.raises(OutputError):  # nothing there before: nothing left
+        pair(full)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("links", [True, False])

@@ -71,7 +71,7 @@ from ..runtime.cli_options import (
 from ..runtime.cli_reports import echo_result
 from ..runtime.debander import Debander
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
-from ..runtime.files import OutputError, atomic_write_text, check_writable, files_of_model
+from ..runtime.files import OutputError, atomic_write_text, check_writable, files_of_model, written_together
 from ..runtime.imageio import MAX_PIXELS, ImageError, from_float, read_image, stored_size, to_float
 from ..runtime.metrics import BT709_LUMA, PSNR_CAP, capped_psnr, ssim
 from ..runtime.pyav import MissingPackage, require_pyav
@@ -605,14 +605,15 @@ def main(
         runs_on=runs_on,
     )
     table = to_markdown(report)
-    try:  # checked before the work; a disk that filled up since is still one line
-        if markdown_path:
-            atomic_write_text(markdown_path, table, replace=force)
-        if json_path:
-            atomic_write_text(json_path, to_json(report), replace=force)
+    shown, what = (to_json(report), "the JSON") if json_to_stdout else (table, "the table")
+    reports = {path: text for path, text in ((markdown_path, table), (json_path, to_json(report))) if path}
+    try:  # checked before the work; a disk that filled up since is still one line, and both or neither
+        with written_together(*reports) as written:
+            written.extend(atomic_write_text(path, text, replace=force) for path, text in reports.items())
     except OutputError as exc:
+        echo_result(shown, what)  # minutes of scoring are not lost with the files
         raise click.ClickException(str(exc)) from None
-    echo_result(to_json(report) if json_to_stdout else table, "the JSON" if json_to_stdout else "the table")
+    echo_result(shown, what)
 
 
 if __name__ == "__main__":
