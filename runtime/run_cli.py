@@ -485,7 +485,14 @@ def read_once(source: Path) -> Iterator[Path]:
         yield source
         return
     refuse_device(source)  # copied whole, it filled the disk by 4 GB first
-    with tempfile.TemporaryDirectory(prefix="bdinn-run-") as folder:
+    try:
+        holder = tempfile.TemporaryDirectory(prefix="bdinn-run-")
+    except OSError as exc:  # a read-only container's: a traceback
+        raise ImageError(
+            f"{source}: a picture from a pipe is copied to a temporary folder first, and none is "
+            f"writable ({exc.strerror or exc}); set TMPDIR to a writable folder"
+        ) from None
+    with holder as folder:
         copy = Path(folder) / source.name
         with open(source, "rb") as pipe, open(copy, "wb") as file:
             while piece := pipe.read(1 << 20):

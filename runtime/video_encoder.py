@@ -16,7 +16,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
-from typing import Any
+from typing import IO, Any
 
 # Encoder -> default CRF. Debanded pictures are all smooth gradients, so these sit on the
 # high-quality side of each encoder's default (x264 23, x265 28, SVT-AV1 35, VP9 32).
@@ -220,12 +220,17 @@ def _stderr_captured() -> Iterator[list[str]]:
     lines: list[str] = []
     if sys.stderr is not None:
         sys.stderr.flush()
+    sink = _anonymous_file()
     try:
         saved = os.dup(2)
     except OSError:  # started with stderr closed: nothing to keep quiet
+        saved = -1
+    if sink is None or saved < 0:  # nowhere to put it: C code's printing shows
+        if saved >= 0:
+            os.close(saved)
         yield lines
         return
-    with tempfile.TemporaryFile() as sink:
+    with sink:
         os.dup2(sink.fileno(), 2)
         try:
             yield lines
@@ -236,6 +241,17 @@ def _stderr_captured() -> Iterator[list[str]]:
             lines += [
                 line.strip() for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip()
             ]
+
+
+def _anonymous_file() -> IO[bytes] | None:
+    """A file of no name: in memory where Linux has memfd, so that no temporary folder is needed
+    (a read-only container has none: the trial encode failed, and so the encoder was refused);
+    else a temporary file; None where neither can be had."""
+    with contextlib.suppress(OSError, AttributeError):  # memfd: Linux only
+        return open(os.memfd_create("bdinn-stderr"), "w+b")
+    with contextlib.suppress(OSError):
+        return tempfile.TemporaryFile()
+    return None
 
 
 def _encoder_context(codec: str) -> Any:

@@ -1229,3 +1229,21 @@ def test_a_device_given_as_a_picture_is_refused_unread(model, tmp_path):
     for source in ("/dev/zero", tmp_path / "zero.png"):
         line = one_line_error(run(model, source, "-o", tmp_path / "out.png"))
         assert line == f"bdinn-run: error: {source}: is a device, not an image file"
+
+
+def test_a_picture_from_a_pipe_without_a_writable_temporary_folder_is_one_line(tmp_path, monkeypatch):
+    """<(cat a.png) is copied to a temporary folder first: in a read-only container, a traceback."""
+    import tempfile
+
+    from bdinn.runtime.imageio import ImageError
+    from bdinn.runtime.run_cli import read_once
+
+    fifo = tmp_path / "picture"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    message = r"picture: a picture from a pipe is copied to a temporary folder first, and none is writable"
+    with (
+        pytest.raises(ImageError, match=message + r" \(No such file or directory\); set TMPDIR"),
+        read_once(fifo),
+    ):
+        pass

@@ -4,6 +4,7 @@ leaves nothing."""
 import itertools
 import os
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -370,6 +371,16 @@ def test_an_encoder_outside_the_measured_table_runs_if_its_trial_encode_reads_ba
     with pytest.raises(VideoError, match=r"m2v\.mkv: mpeg2video yuv420p video .* failed a trial encode"):
         deband_video(source, tmp_path / "m2v.mkv", keep, codec="mpeg2video", bit_depth=8, progress=False)
     assert listing(tmp_path) == ["full.mkv", "out.avi", "out.mkv"]
+
+
+def test_a_trial_encode_needs_no_temporary_folder(source, tmp_path, monkeypatch):
+    """In a read-only container (no writable /tmp) the trial encode's capture of the encoder's
+    printing failed, and the encoder was refused as if it could not write the container."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    report = deband_video(
+        source, tmp_path / "out.mkv", lambda rgb: rgb, codec="mpeg4", bit_depth=8, progress=False
+    )
+    assert report.codec == "mpeg4" and len(probe(tmp_path / "out.mkv")["times"]) == N
 
 
 def test_wrong_argument_types_are_refused_up_front(source, tmp_path):
