@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..imageio import from_float, to_float
+from ..stop_signals import signals_deferred
 from .base import Backend, BackendError, tile_grid_of
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
@@ -27,7 +28,8 @@ class OnnxBackend(Backend):
     def __init__(self, path: Path, device: str | None = None) -> None:
         self.path = Path(path)
         try:
-            import onnxruntime as ort
+            with signals_deferred():  # a SIGTERM inside its import came out as "does not import"
+                import onnxruntime as ort
         except ImportError as exc:  # missing, or present but built for another numpy: say which
             raise BackendError(
                 f"{path}: ONNX models need ONNX Runtime, and it does not import ({exc}): "
