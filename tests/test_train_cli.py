@@ -684,6 +684,7 @@ def test_a_second_run_into_one_out_at_once_is_refused(tmp_path, tiny_config, pai
     done = CliRunner().invoke(main, args)
     assert done.exit_code == 0, done.output
     assert "step/s]" not in done.output and "%|" not in done.output  # no progress bar in a log
+    assert list(lock.parent.iterdir()) == []  # a lock file per OUT ever used piled up in the cache
     again = CliRunner().invoke(main, [*args, "--force"])  # the first run let go of it when it ended
     assert again.exit_code == 0, again.output
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -545,21 +546,43 @@ def _hold_the_run(out_dir: Path) -> None:
     try:
         folder = user_cache("locks")
         folder.mkdir(parents=True, exist_ok=True)
-        handle = (folder / f"train-{name}.lock").open("a")
     except OSError:
         return
+    lock = folder / f"train-{name}.lock"
+    while True:
+        try:
+            handle = lock.open("a")
+        except OSError:
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise click.ClickException(
+                f"{out_dir}: another bdinn-train is writing its run there; wait for it to end, or choose "
+                "another -o"
+            ) from None
+        except OSError:  # no locks on this file system (NFS without lockd): a run as before
+            handle.close()
+            return
+        if _is_file_of(handle, lock):
+            break
+        handle.close()  # a run that held it removed it as it ended: take the one there now
+
+    def let_go() -> None:  # removed while held, so that a lock file per OUT ever used does not pile up
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        handle.close()
+
+    click.get_current_context().call_on_close(let_go)
+
+
+def _is_file_of(handle: Any, path: Path) -> bool:
+    """Whether the open `handle` is the file at `path` still (not one unlinked meanwhile)."""
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise click.ClickException(
-            f"{out_dir}: another bdinn-train is writing its run there; wait for it to end, or choose "
-            "another -o"
-        ) from None
-    except OSError:  # no locks on this file system (NFS without lockd): a run as before
-        handle.close()
-        return
-    click.get_current_context().call_on_close(handle.close)
+        return os.path.samestat(os.fstat(handle.fileno()), path.stat())
+    except OSError:
+        return False
 
 
 def _warn_of_an_unrecorded_sample(out_dir: Path) -> None:
