@@ -159,7 +159,8 @@ def main(
     precision = "fp16" if fp16 else "fp32"
 
     def say(text: str) -> None:  # escaped: a file name or sidecar field could forge a progress line
-        click.echo(one_line(text), err=as_json)
+        with contextlib.suppress(OSError):  # | head, > /dev/full: the export goes on without its lines
+            click.echo(one_line(text), err=as_json)
 
     try:
         if checkpoint is None:  # the bundled model lives in site-packages: write beside the user

@@ -184,6 +184,21 @@ def test_onnx_only(tiny_checkpoint, tmp_path):
     assert json.loads(result.stdout)["op_counts"]["GridSample"] == banded == 8
 
 
+def test_an_export_goes_on_when_its_progress_lines_cannot_be_printed(tiny_checkpoint, tmp_path):
+    """bdinn-export > /dev/full (or | head -1) stopped at its first progress line: 'error: [Errno
+    28] No space left on device', naming nothing, and an engine build would not have started."""
+    code = "import sys; sys.argv[0] = 'bdinn-export'; from bdinn.export.cli import main; main()"
+    out = tmp_path / "m.onnx"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(tiny_checkpoint), "--onnx-only", "-o", str(out),
+             "--graph", "gridsample"],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=300,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 10_000
+
+
 def test_onnx_only_refuses_engine_options(checkpoint, tmp_path):
     result = export(
         str(checkpoint), "--onnx-only", "-o", str(tmp_path / "m.onnx"), "--target", "sm89", "--max", "100x100"
