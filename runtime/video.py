@@ -332,7 +332,8 @@ def deband_video(
             bar = tqdm(total=job.total, unit="frame", desc=src.name, dynamic_ncols=True, disable=quiet)
             job.on_frame = lambda done: bar.update(1)
         elif callable(progress):
-            job.on_frame = lambda done: progress(done, job.total)
+            total = job.total  # not the job: job -> on_frame -> job kept every job until a gc
+            job.on_frame = lambda done: progress(done, total)
         if dst == STDOUT:
             _write_stdout(job.run)
         else:

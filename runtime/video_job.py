@@ -322,8 +322,12 @@ class VideoJob:
             # reading), or a source FFmpeg reads itself that is not a file (a named pipe given by
             # its path, /dev/fd/N) or standard input where it cannot wait in select() (Windows).
             self.stuck = pipe.wait_for(threads, self.dst == STDOUT or self.source_may_stall)
-        if pipe.error is not None:
-            raise pipe.error
+        error, pipe.error = pipe.error, None
+        if error is not None:  # raised with no cycle back to it: a failed job freed at once, not by gc
+            try:
+                raise error
+            finally:
+                del error
 
     def _processed(
         self, pictures: tuple[np.ndarray, ...], done: int, handed_back: HandedBack

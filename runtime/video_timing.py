@@ -7,7 +7,7 @@ import functools
 from fractions import Fraction
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # one start time per video: unbounded, it grew in a service
 def ticks(microseconds: int, time_base: Fraction) -> int:
     """`microseconds` in `time_base`, remembered: asked again for every audio packet carried."""
     return round(Fraction(microseconds, 1_000_000) / time_base)

@@ -1,6 +1,7 @@
 """Video files end to end: frames, timing, audio and colour survive; bad input is one line and
 leaves nothing."""
 
+import gc
 import itertools
 import os
 import sys
@@ -381,6 +382,30 @@ def test_a_trial_encode_needs_no_temporary_folder(source, tmp_path, monkeypatch)
         source, tmp_path / "out.mkv", lambda rgb: rgb, codec="mpeg4", bit_depth=8, progress=False
     )
     assert report.codec == "mpeg4" and len(probe(tmp_path / "out.mkv")["times"]) == N
+
+
+def test_a_failed_or_watched_job_is_freed_without_the_cycle_collector(source, tmp_path):
+    """A failed job (its exception held the pipeline, which held the exception) and one watched by
+    a progress callable (job -> callback -> job) lived on, containers, encoder and its threads
+    with them, until Python's cycle collector ran: a service's memory and threads grew per job."""
+    from bdinn.runtime.video_job import VideoJob
+
+    def jobs_alive() -> int:
+        return sum(isinstance(thing, VideoJob) for thing in gc.get_objects())
+
+    def broken(rgb: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the model failed")
+
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(RuntimeError, match="the model failed"):
+            deband_video(source, tmp_path / "failed.mkv", broken, progress=False)
+        assert jobs_alive() == 0
+        deband_video(source, tmp_path / "watched.mkv", lambda rgb: rgb, progress=lambda done, total: None)
+        assert jobs_alive() == 0
+    finally:
+        gc.enable()
 
 
 def test_wrong_argument_types_are_refused_up_front(source, tmp_path):
