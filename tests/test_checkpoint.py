@@ -74,6 +74,17 @@ def test_a_checkpoint_it_may_not_read_is_not_called_missing(tmp_path, monkeypatc
         CheckpointError, match=r"m\.safetensors: cannot be read \(Permission denied\); check its"
     ):
         load_checkpoint(path)
+    monkeypatch.undo()
+    read_text = Path.read_text
+
+    def sidecar_denied(self: Path, *args, **kwargs):  # a bare PermissionError before
+        if self.suffix == ".json":
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", sidecar_denied)
+    with pytest.raises(CheckpointError, match=r"m\.json: cannot be read \(Permission denied\); check its"):
+        load_checkpoint(path)
 
 
 def test_a_pickled_checkpoint_is_refused_by_its_name(tmp_path):

@@ -124,7 +124,8 @@ def _run_state(run: Path, origin: dict) -> None:
 
 
 def test_a_state_that_is_not_one_is_one_line(tmp_path):
-    """The script reads a state as the trainer does: the same words for the same damage."""
+    """The script reads a state as the trainer does: the same words for the same damage (without
+    the trainer's advice: the script has no --force)."""
     run = tmp_path / "run"
     run.mkdir()
     (run / "state.json").write_text(json.dumps({"settings": {"seed": 0}}))
@@ -132,7 +133,7 @@ def test_a_state_that_is_not_one_is_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         f"validation_split.py: error: Invalid value for --run: {run / 'state.json'}: not a bdinn training "
-        "state; start over with --force (see validation_split.py --help)"
+        "state (see validation_split.py --help)"
     ]
 
 

@@ -138,6 +138,10 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
         )
     try:
         meta = json.loads(meta_path.read_text())
+    except OSError as exc:  # a permission-denied sidecar was a bare PermissionError
+        raise CheckpointError(
+            f"{meta_path}: cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
     except (ValueError, RecursionError) as exc:  # JSON or UTF-8 errors; nesting thousands deep
         raise CheckpointError(f"{meta_path}: not valid JSON ({type(exc).__name__}: {exc})") from None
     if isinstance(meta, dict) and meta.get("format") == STATE_FORMAT:

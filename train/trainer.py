@@ -131,6 +131,10 @@ def _same_file(path: str, other: str | None) -> bool:
     return other is not None and (path == other or Path(path).resolve() == Path(other).resolve())
 
 
+class DamagedState(TrainingError):
+    """A training state that is not one, or not whole; its caller says what to do about it."""
+
+
 def read_state(meta_path: Path) -> dict[str, Any]:
     """A training state's JSON (OUT/state.json), with every field a resume reads of its kind: the
     one reader for the trainer, bdinn-train's option defaults and validation_split.py."""
@@ -139,14 +143,13 @@ def read_state(meta_path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise TrainingError(f"{meta_path}: cannot be read ({exc.strerror or exc})") from None
     except (ValueError, RecursionError) as exc:  # JSON or UTF-8 errors; nesting thousands deep
-        raise TrainingError(f"{meta_path}: not valid JSON ({exc}); start over with --force") from None
+        raise DamagedState(f"{meta_path}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or "settings" not in meta:
-        raise TrainingError(f"{meta_path}: not a bdinn training state; start over with --force")
+        raise DamagedState(f"{meta_path}: not a bdinn training state")
     damaged = _damaged_fields(meta)
     if damaged:  # edited by hand, or written by something else: KeyError and AttributeError tracebacks
-        raise TrainingError(
-            f"{meta_path}: a damaged training state ({', '.join(damaged)} missing or of the wrong kind); "
-            "start over with --force, or --init last.safetensors"
+        raise DamagedState(
+            f"{meta_path}: a damaged training state ({', '.join(damaged)} missing or of the wrong kind)"
         )
     return meta
 
@@ -157,7 +160,10 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
         raise TrainingError(
             f"{meta_path.parent}: no training state to resume (state.safetensors/.json); --force starts over"
         )
-    meta = read_state(meta_path)
+    try:
+        meta = read_state(meta_path)
+    except DamagedState as exc:
+        raise TrainingError(f"{exc}; start over with --force, or --init last.safetensors") from None
     saved = meta["settings"]
     current = json.loads(json.dumps(asdict(settings)))  # tuples -> lists, as saved
     if isinstance(saved.get("data"), dict):  # a data setting that does not apply (None) matches any
