@@ -90,10 +90,11 @@ def device_runner(deband: Debander, shape: tuple[int, int, int, int]) -> Iterato
     cudart = backend.cudart
     itemsize = np.dtype(backend.input_dtype).itemsize
     out_itemsize = np.dtype(backend.output_dtype).itemsize
-    dev_in = int(cudart.cudaMalloc(c * h * w * itemsize)[1])
-    cudart.cudaMemset(dev_in, 0, c * h * w * itemsize)  # a black frame, not whatever was there (NaN?)
-    dev_out = int(cudart.cudaMalloc(c * h * w * out_itemsize)[1])
-    stream = int(cudart.cudaStreamCreate()[1])
+    with backend.on_device():  # the engine's GPU (--device cuda:1), whichever this thread has current
+        dev_in = int(cudart.cudaMalloc(c * h * w * itemsize)[1])
+        cudart.cudaMemset(dev_in, 0, c * h * w * itemsize)  # a black frame, not whatever was there (NaN?)
+        dev_out = int(cudart.cudaMalloc(c * h * w * out_itemsize)[1])
+        stream = int(cudart.cudaStreamCreate()[1])
 
     def run() -> None:
         for _ in range(n):
@@ -105,10 +106,11 @@ def device_runner(deband: Debander, shape: tuple[int, int, int, int]) -> Iterato
     try:
         yield run, wait, lambda: backend.describe()["gpu_memory_used_mib"]
     finally:
-        cudart.cudaStreamSynchronize(stream)
-        cudart.cudaStreamDestroy(stream)
-        cudart.cudaFree(dev_in)
-        cudart.cudaFree(dev_out)
+        with backend.on_device():
+            cudart.cudaStreamSynchronize(stream)
+            cudart.cudaStreamDestroy(stream)
+            cudart.cudaFree(dev_in)
+            cudart.cudaFree(dev_out)
 
 
 def cpu_model() -> str:

@@ -1,8 +1,9 @@
-"""TensorRT-RTX engines on a CUDA GPU (needs a GPU, tensorrt-rtx and cuda-python).
+"""TensorRT-RTX engines on a CUDA GPU (needs a GPU TensorRT-RTX targets, tensorrt-rtx, cuda-python).
 
 CI builds plans for SM89 without a GPU; these run one: the bundled model as an FP16 plugin engine
 for the GPU at hand, served by the Python plugin, against ONNX Runtime's FP32 answer, and the
-ordering of one thread's inferences across the streams it is handed.
+ordering of one thread's inferences across the streams it is handed. TensorRT-RTX has no target
+for data-centre GPUs (Hopper's sm90 among them): there they skip.
 """
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from bdinn.export.cli import main as export_main
+from bdinn.export.engine import RTX_TARGETS
 from bdinn.plugins.build import build_libraries, default_build_dir
 from bdinn.runtime import Debander
 from bdinn.runtime.backends.base import BackendError
@@ -31,13 +33,19 @@ pytestmark = [
 ]
 
 
+def this_gpu() -> str:
+    major, minor = torch.cuda.get_device_capability()
+    return f"sm{major}{minor}"
+
+
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
     """The bundled model, FP16, plugin graph, for this GPU only (a build takes about a minute)."""
+    if this_gpu() not in RTX_TARGETS:
+        pytest.skip(f"TensorRT-RTX builds for {', '.join(RTX_TARGETS)}; this GPU is {this_gpu()}")
     build_libraries(default_build_dir(), cuda=True)  # the Python plugin launches these kernels
-    major, minor = torch.cuda.get_device_capability()
     path = tmp_path_factory.mktemp("engine") / "bdinn.plan"
-    args = ["--fp16", "--target", f"sm{major}{minor}", "--max", "1088x1920", "-o", str(path)]
+    args = ["--fp16", "--target", this_gpu(), "--max", "1088x1920", "-o", str(path)]
     result = CliRunner().invoke(export_main, args)
     assert result.exit_code == 0, result.output
     return path
@@ -54,7 +62,7 @@ def frames() -> list[np.ndarray]:
 
 def test_an_engine_serves_what_onnx_runtime_serves(plan, frames):
     """The first TensorRT engine run on a GPU: FP16 with the plugin against the FP32 graph."""
-    with Debander.open(plan) as engine, Debander.open(backend="onnx") as reference:
+    with Debander.open(plan) as engine, Debander.open(backend="onnxruntime") as reference:
         for frame in frames:
             got, expected = engine(frame, bit_depth=16), reference(frame, bit_depth=16)
             score = psnr(got, expected, 65535)
@@ -63,11 +71,20 @@ def test_an_engine_serves_what_onnx_runtime_serves(plan, frames):
             assert psnr(expected, frame.astype(np.uint16) * 257, 65535) < 50.0  # the model changed it
 
 
-def test_inferences_on_several_streams_are_ordered(plan, frames):
+def test_inferences_on_several_streams_are_ordered(plan):
     """One thread's context serves its own stream (numpy frames) and the caller's (tensors): an
-    inference queued on one while another ran on the other shared the context's scratch memory."""
-    tensors = [torch.from_numpy(f).cuda().permute(2, 0, 1).float().div(255) for f in frames]
+    inference queued on one while another ran on the other shared the context's scratch memory.
+    1080p frames, so that two inferences would overlap; each shape run before the serial answers
+    (TensorRT-RTX specialises its kernels lazily, on first runs)."""
+    rng = np.random.default_rng(1)
+    tensors = [torch.rand(3, 1080, 1920, generator=torch.Generator().manual_seed(k)).cuda() for k in range(3)]
+    host = (rng.random((1080, 1920, 3)) * 255).astype(np.uint8)
     with Debander.open(plan, max_change=None) as deband:
+        for _ in range(3):
+            deband(host)
+            for tensor in tensors:
+                deband.tensor(tensor)
+        torch.cuda.synchronize()
         alone = [deband.tensor(t).cpu() for t in tensors]
         torch.cuda.synchronize()
         streams = [torch.cuda.Stream() for _ in range(2)]
@@ -77,10 +94,10 @@ def test_inferences_on_several_streams_are_ordered(plan, frames):
                 with torch.cuda.stream(streams[(round_ + k) % 2]):
                     results.append((k, deband.tensor(tensor)))
                 if k == 1:
-                    deband(frames[2])  # the thread's own stream in between, without waiting first
+                    deband(host)  # the thread's own stream in between, without waiting first
         torch.cuda.synchronize()
-        for k, out in results:  # one engine, one shape: the same kernels, so the same numbers
-            assert (out.cpu() - alone[k]).abs().max() < 1e-3, f"frame {k} differs when streams alternate"
+        for k, out in results:  # one engine, one shape: the same kernels; a race is far off
+            assert (out.cpu() - alone[k]).abs().max() < 5e-3, f"frame {k} differs when streams alternate"
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")

@@ -141,8 +141,9 @@ def test_the_cuda_op_takes_mixed_float_dtypes_and_computes_in_xs(x_dtype, weight
 
     build_libraries(default_build_dir(), cuda=True)
     x, g, w, b = (t.cuda() for t in inputs(torch.float32))
-    expected = banded_deform_conv_reference(x.to(x_dtype).float(), g, w.to(weight_dtype).float(), b, (1, 2))
-    got = torch.ops.bdinn.banded_deform_conv(x.to(x_dtype), g.to(x_dtype), w.to(weight_dtype), b, 1, 2)
+    operands = (x.to(x_dtype), g.to(x_dtype), w.to(weight_dtype))  # the geometry as the network gives it
+    expected = banded_deform_conv_reference(*(t.float() for t in operands), b, (1, 2))
+    got = torch.ops.bdinn.banded_deform_conv(*operands, b, 1, 2)
     assert got.dtype == x_dtype
     torch.testing.assert_close(got.float(), expected, rtol=1e-2, atol=1e-2)
 

@@ -37,6 +37,15 @@ def cuda_runtime() -> Any:
     return cudart
 
 
+def cuda_driver() -> Any:
+    """cuda-python's driver API (contexts), under either of its spellings."""
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        from cuda import cuda as driver  # cuda-python 12.x spelling
+    return driver
+
+
 def gpu_identity(cudart: Any, index: int) -> tuple[str, str]:
     """The name of CUDA device `index` and its compute capability as smXY."""
     props = _check(cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
@@ -79,9 +88,8 @@ class _ThreadState:
             )
         self.stream = int(_check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "stream"))
         # The context's scratch memory serves one inference at a time: `done` marks the end of the
-        # last one, on `last_stream`, which an inference on another stream waits for first.
+        # last one, which the next waits for, on whichever stream either was queued.
         self.done = _check(cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "event")
-        self.last_stream = self.stream
         self.thread = threading.current_thread()  # its owner: once it has ended, the state is freed
         self.shape: tuple[int, ...] | None = None
         self.buffers: list[Any] = []
@@ -135,7 +143,8 @@ class TensorRTBackend(Backend):
         self.device_index = int(device.split(":")[1]) if device and ":" in device else 0
         self.device = f"cuda:{self.device_index}"
         self._check_device_count()
-        with self._on_device():  # the engine is deserialised onto the current device
+        self.cudadrv = cuda_driver()
+        with self.on_device():  # the engine is deserialised onto the current device
             self.gpu, self.compute = self._check_gpu(sidecar.get("targets") or [])
             if library is None and not embedded and sidecar.get("graph", "plugin") == "plugin":
                 self._register_python_plugin()  # a portable graph (gridsample, deformconv) needs no plugin
@@ -174,18 +183,17 @@ class TensorRTBackend(Backend):
             )
 
     @contextlib.contextmanager
-    def _on_device(self) -> Iterator[None]:
-        """The engine's GPU current for the CUDA calls inside, and the thread's own again after:
-        an engine, its contexts and buffers belong to one device, while the caller's thread may
-        work on another (torch.cuda.set_device), which this must neither use nor change."""
-        previous = int(_check(self.cudart.cudaGetDevice(), "cudaGetDevice"))
-        if previous != self.device_index:
-            _check(self.cudart.cudaSetDevice(self.device_index), "cudaSetDevice")
+    def on_device(self) -> Iterator[None]:
+        """The engine's GPU current for the CUDA calls inside, and the thread's own context back
+        after: an engine, its contexts and buffers belong to one device, while the caller's thread
+        may work on another (torch.cuda.set_device), or on none yet (restoring "device 0" would
+        make a context there, hundreds of MB on a GPU the caller never used)."""
+        saved = _check(self.cudadrv.cuCtxGetCurrent(), "cuCtxGetCurrent")
+        _check(self.cudart.cudaSetDevice(self.device_index), "cudaSetDevice")
         try:
             yield
         finally:
-            if previous != self.device_index:
-                self.cudart.cudaSetDevice(previous)
+            self.cudadrv.cuCtxSetCurrent(saved)
 
     def _check_gpu(self, targets: list[str]) -> tuple[str, str]:
         name, compute = gpu_identity(self.cudart, self.device_index)
@@ -291,15 +299,21 @@ class TensorRTBackend(Backend):
         if not context.execute_async_v3(stream):
             raise self._enqueue_failed()
 
+    def _capturing(self, stream: int) -> bool:
+        status = _check(self.cudart.cudaStreamIsCapturing(stream), "stream capture status")
+        return status != self.cudart.cudaStreamCaptureStatus.cudaStreamCaptureStatusNone
+
     def _wait_for_the_last(self, state: _ThreadState, stream: int) -> None:
         """Order an inference on `stream` after the context's last one, wherever that was queued
-        (the thread's own stream, or a caller's): two at once would share its scratch memory."""
-        if stream != state.last_stream:
+        (the thread's own stream, or a caller's): two at once would share its scratch memory. Not
+        in a caller's CUDA graph capture (torch.cuda.graph), which may not wait on an event
+        recorded outside it; the caller orders its replays."""
+        if not self._capturing(stream):
             _check(self.cudart.cudaStreamWaitEvent(stream, state.done, 0), "stream wait")
 
     def _mark_the_last(self, state: _ThreadState, stream: int) -> None:
-        _check(self.cudart.cudaEventRecord(state.done, stream), "event record")
-        state.last_stream = stream
+        if not self._capturing(stream):  # an event recorded in a capture could not be waited for
+            _check(self.cudart.cudaEventRecord(state.done, stream), "event record")
 
     def _enqueue(self, state: _ThreadState) -> None:
         """Run the engine on the thread's stream, through a captured CUDA graph when asked."""
@@ -323,7 +337,7 @@ class TensorRTBackend(Backend):
         _check(self.cudart.cudaGraphLaunch(graph, state.stream), "graph launch")
 
     def _run_one(self, chw: np.ndarray) -> np.ndarray:
-        with self._on_device():
+        with self.on_device():
             return self._run_one_here(chw)
 
     def _run_one_here(self, chw: np.ndarray) -> np.ndarray:
@@ -362,7 +376,7 @@ class TensorRTBackend(Backend):
         H x W x 3 uint8); the caller owns them and synchronises `stream` before reading.
         """
         stream = int(stream)
-        with self._on_device():
+        with self.on_device():
             state = self._state()
             self._wait_for_the_last(state, stream)
             shape_in = self._io_shape(height, width)
@@ -397,7 +411,7 @@ class TensorRTBackend(Backend):
         return torch.cat(outputs).to(batch.dtype)
 
     def describe(self) -> dict[str, Any]:
-        with self._on_device():  # the engine's GPU's memory, not the thread's current one's
+        with self.on_device():  # the engine's GPU's memory, not the thread's current one's
             free, total = _check(self.cudart.cudaMemGetInfo(), "cudaMemGetInfo")
         driver = _check(self.cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
         return {
@@ -417,7 +431,7 @@ class TensorRTBackend(Backend):
             _check(self.cudart.cudaEventSynchronize(state.done), "event synchronize")
 
     def close(self) -> None:
-        with self._lock, self._on_device():  # a thread starting meanwhile frees ended threads' states too
+        with self._lock, self.on_device():  # a thread starting meanwhile frees ended threads' states too
             for state in list(self._states):
                 self._release(state)
         self._local = threading.local()
