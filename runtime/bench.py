@@ -101,7 +101,8 @@ def device_runner(deband: Debander, shape: tuple[int, int, int, int]) -> Iterato
             backend.infer_device(dev_in, dev_out, h, w, stream)
 
     def wait() -> None:
-        cudart.cudaStreamSynchronize(stream)
+        with backend.on_device():
+            cudart.cudaStreamSynchronize(stream)
 
     try:
         yield run, wait, lambda: backend.describe()["gpu_memory_used_mib"]

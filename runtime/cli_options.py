@@ -178,7 +178,8 @@ def _tick(line: tqdm, done: threading.Event) -> None:
 
 
 def _show_warning(message: Warning | str, *args: object) -> None:
-    tqdm.write(one_line(f"Warning: {message}"), file=sys.stderr)
+    with contextlib.suppress(OSError):  # 2>&1 | head, 2>/dev/full: the work goes on without it
+        tqdm.write(one_line(f"Warning: {message}"), file=sys.stderr)
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:

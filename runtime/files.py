@@ -132,18 +132,25 @@ def restored_if_failed(path: Path) -> Iterator[None]:
         kept.unlink(missing_ok=True)
 
 
+class StoppedBySignal(KeyboardInterrupt):
+    """A signal came while files were written together, and they were taken back; the signal's
+    own handler acts next (this is what propagates where that handler does not raise)."""
+
+
 @contextlib.contextmanager
 def written_together(*paths: Path) -> Iterator[list[WrittenFile]]:
     """Files written as one (a plan and its sidecar; reports of one run): the block appends each
-    WrittenFile; where a write fails (a full disk) or a signal comes (deferred to the block's end),
-    the new files are taken back and the ones there before (--force) put back."""
-    with contextlib.ExitStack() as restoring:
+    WrittenFile; where a write fails (a full disk) or a signal comes, the new files are taken back
+    and the ones there before (--force) put back, all with the signal held until that is done (a
+    default SIGTERM handler killed the process between the two)."""
+    with signals_deferred() as caught, contextlib.ExitStack() as restoring:
         for path in paths:
             restoring.enter_context(restored_if_failed(path))
         written: list[WrittenFile] = []
         try:
-            with signals_deferred():
-                yield written
+            yield written
+            if caught:
+                raise StoppedBySignal
         except BaseException:
             for file in written:
                 file.take_back()

@@ -16,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .stop_signals import signals_deferred
+
 FLAVOURS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 
 
@@ -85,7 +87,8 @@ def _load(wanted: str | None) -> TensorRT:
     errors = []
     for name in [wanted] if wanted else list(FLAVOURS):
         try:
-            module = importlib.import_module(FLAVOURS[name])
+            with signals_deferred():  # pybind11 turns a signal's exception inside it into ImportError
+                module = importlib.import_module(FLAVOURS[name])
         except (ImportError, OSError) as exc:
             errors.append(f"{FLAVOURS[name]}: {exc}")
             continue

@@ -220,14 +220,14 @@ def _stderr_captured() -> Iterator[list[str]]:
     lines: list[str] = []
     if sys.stderr is not None:
         sys.stderr.flush()
-    sink = _anonymous_file()
     try:
         saved = os.dup(2)
     except OSError:  # started with stderr closed: nothing to keep quiet
-        saved = -1
-    if sink is None or saved < 0:  # nowhere to put it: C code's printing shows
-        if saved >= 0:
-            os.close(saved)
+        yield lines
+        return
+    sink = _anonymous_file()
+    if sink is None:  # nowhere to put it: C code's printing shows
+        os.close(saved)
         yield lines
         return
     with sink:

@@ -240,3 +240,47 @@ def test_a_signal_ignored_before_a_deferred_block_stays_ignored():
         assert caught == [] and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+def test_a_warning_that_cannot_be_printed_does_not_stop_the_work(monkeypatch):
+    """bdinn-export 2>&1 | head -2 with an unwritable engine cache: its 'not cached' warning,
+    unprintable, failed the export after the engine was built, and the engine was taken back."""
+    import warnings
+
+    from bdinn.runtime.cli_options import one_line_warnings
+
+    class Full(io.StringIO):  # 2>/dev/full
+        def write(self, text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sys, "stderr", Full())
+    with one_line_warnings():
+        warnings.warn("the engine is built, but not cached", stacklevel=1)
+    # reached: the OSError of the print was not raised
+
+
+def test_a_signal_while_tensorrt_imports_is_not_taken_for_a_missing_tensorrt(tmp_path):
+    """pybind11 turns an exception raised in a module's initialisation into ImportError: a SIGTERM
+    while tensorrt_rtx loaded was 'TensorRT is not installed or does not load'. A stand-in module
+    does what that initialisation does with the signal's exception."""
+    import subprocess
+
+    stand_in = tmp_path / "modules" / "tensorrt_rtx"
+    stand_in.mkdir(parents=True)
+    (stand_in / "__init__.py").write_text(
+        "import os, signal, time\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(0.5)\n"
+        "except BaseException as exc:\n"
+        "    raise ImportError('initialization failed') from exc\n"
+        "__version__ = '0'\n"
+    )
+    code = (
+        "import signal; signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))\n"
+        "from bdinn.runtime.tensorrt import load_tensorrt; load_tensorrt('tensorrt-rtx')"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(stand_in.parent)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 143, done.stderr
+    assert "not installed" not in done.stderr

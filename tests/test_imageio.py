@@ -7,6 +7,8 @@ import shutil
 import signal
 import stat
 import struct
+import subprocess
+import sys
 import threading
 import warnings
 import zlib
@@ -432,6 +434,25 @@ def test_files_written_together_stand_or_fall_together(tmp_path):
     with pytest.raises(OutputError):  # nothing there before: nothing left
         pair(full)
     assert list(tmp_path.iterdir()) == []
+    # SIGTERM's default action (a library caller's process) killed it between the new plan and
+    # putting the old pair back: the new plan stood beside the old sidecar, with hidden copies.
+    plan.write_bytes(b"old plan")
+    sidecar.write_text("old sidecar")
+    code = (
+        "import os, signal, sys; from pathlib import Path\n"
+        "from bdinn.runtime.files import atomic_write_bytes, atomic_write_text, written_together\n"
+        "plan, sidecar = Path(sys.argv[1]), Path(sys.argv[2])\n"
+        "with written_together(plan, sidecar) as written:\n"
+        "    written.append(atomic_write_bytes(plan, b'new plan'))\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    raise OSError(28, 'No space left on device')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(plan), str(sidecar)], capture_output=True, timeout=60
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert (plan.read_bytes(), sidecar.read_text()) == (b"old plan", "old sidecar")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.plan", "e.plan.json"]
 
 
 @pytest.mark.parametrize("links", [True, False])

@@ -397,13 +397,14 @@ def test_a_failed_or_watched_job_is_freed_without_the_cycle_collector(source, tm
         raise RuntimeError("the model failed")
 
     gc.collect()
+    before = jobs_alive()  # another test's job left running on a stalled pipe, say
     gc.disable()
     try:
         with pytest.raises(RuntimeError, match="the model failed"):
             deband_video(source, tmp_path / "failed.mkv", broken, progress=False)
-        assert jobs_alive() == 0
+        assert jobs_alive() == before
         deband_video(source, tmp_path / "watched.mkv", lambda rgb: rgb, progress=lambda done, total: None)
-        assert jobs_alive() == 0
+        assert jobs_alive() == before
     finally:
         gc.enable()
 

@@ -549,7 +549,7 @@ def _hold_the_run(out_dir: Path) -> None:
     except OSError:
         return
     lock = folder / f"train-{name}.lock"
-    while True:
+    for _ in range(100):  # bounded: a file system whose inode numbers shift would retry forever
         try:
             handle = lock.open("a")
         except OSError:
@@ -568,6 +568,8 @@ def _hold_the_run(out_dir: Path) -> None:
         if _is_file_of(handle, lock):
             break
         handle.close()  # a run that held it removed it as it ended: take the one there now
+    else:
+        return
 
     def let_go() -> None:  # removed while held, so that a lock file per OUT ever used does not pile up
         with contextlib.suppress(OSError):

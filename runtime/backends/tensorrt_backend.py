@@ -428,7 +428,8 @@ class TensorRTBackend(Backend):
     def synchronize(self) -> None:
         state = getattr(self._local, "state", None)
         if state is not None:  # its last inference, on whichever stream it was queued
-            _check(self.cudart.cudaEventSynchronize(state.done), "event synchronize")
+            with self.on_device():  # a fresh thread's runtime would make a context on device 0
+                _check(self.cudart.cudaEventSynchronize(state.done), "event synchronize")
 
     def close(self) -> None:
         with self._lock, self.on_device():  # a thread starting meanwhile frees ended threads' states too
