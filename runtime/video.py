@@ -363,10 +363,17 @@ def _warn_after_run(job: VideoJob, warned_fields_lost: bool) -> None:
             stacklevel=3,
         )
     whole = job.track_duration  # to the millisecond: only frames a decoder drops (an open GOP) differ
-    if not job.listed_frames and whole and whole - job.duration > max(0.5, 3 / float(job.rate)):
+    still, noticed = job.still_end(), max(0.5, 3 / float(job.rate))
+    if not job.listed_frames and whole and whole - (job.duration + still) > noticed:
         warnings.warn(
             f"{src}: decoded {job.duration:.2f} s of video, but its header says its video lasts "
             f"{whole:.2f} s; the file may be cut short (the output holds what was there)",
+            stacklevel=3,
+        )
+    if still > noticed:  # it was taken for a file cut short
+        warnings.warn(
+            f"{src}: shows its last frame for {still + 1 / float(job.rate):.2f} s (a still end); {dst} "
+            f"shows it for one frame and is {still:.2f} s shorter (bdinn does not keep a still end)",
             stacklevel=3,
         )
     if job.bytes_after_frames:

@@ -129,6 +129,7 @@ class VideoJob:
         self.start = source.start_time or 0  # microseconds; where every output stream's clock starts
         self._set_expected_length()
         self.frames, self.duration = 0, 0.0
+        self.last_frame: tuple[int, int] | None = None  # a Matroska source's last (pts, duration)
         container = "a Y4M stream" if dst == STDOUT else f"a {dst.suffix} file"
         self.carried = CarriedStreams(source, None if src == STDIN else src, dst, container, muxer)
         self.tmp = ""  # the temporary file being written, named in FFmpeg's errors
@@ -369,6 +370,8 @@ class VideoJob:
                         if deep is None:
                             deep = frame.format.components[0].bits > 8
                             self.hdr10 = Hdr10.of(frame)
+                        if self.track_duration is not None and frame.pts is not None and frame.duration:
+                            self._note_last_frame(frame.pts, frame.duration)
                         pts = frame.pts
                         if clock is not None:
                             pts = clock.time(pts, frame.dts, bool(self.vin.codec_context.has_b_frames))
@@ -517,6 +520,19 @@ class VideoJob:
             label = encoder_label(self.codec)
             raise VideoError(f"{self.dst}: encoding with {label} failed ({reason})") from exc
         self.duration = float((last - first) * self.out_time_base + 1 / self.rate)
+
+    def _note_last_frame(self, pts: int, duration: int) -> None:
+        """Matroska's blocks carry their own durations (other containers' are gaps between decode
+        times): the last frame's tells a still end (a screen recording gone still) from a file cut
+        short."""
+        if self.last_frame is None or pts >= self.last_frame[0]:
+            self.last_frame = (pts, duration)
+
+    def still_end(self) -> float:
+        """Seconds a Matroska source shows its last frame beyond one frame; 0 where not known."""
+        if self.last_frame is None:
+            return 0.0
+        return max(0.0, float(self.last_frame[1] * self.time_base - 1 / self.rate))
 
     def _on_grid(self, pts: int) -> int:
         """A source time (coarse ticks) in out_time_base, on the frame grid from the first frame

@@ -188,6 +188,33 @@ def test_a_matroska_file_cut_short_is_written_with_a_warning(tmp_path):
     assert 30 <= report.frames <= 36
 
 
+def test_a_still_end_is_said_to_be_one_not_a_file_cut_short(tmp_path):
+    """A screen recording that goes still ends in a frame shown for seconds (its block duration):
+    it was warned about as a file cut short. The output shows it for one frame, and says so."""
+    still = tmp_path / "still.mkv"
+    with av.open(str(still), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        frames = []
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 40 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = 40 * i, Fraction(1, 1000)
+            frames.append(frame)
+        for packet in itertools.chain(*map(stream.encode, [*frames, None])):
+            packet.duration = 3000 if packet.pts == 160 else packet.duration  # the last: 3 s on screen
+            out.mux(packet)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = deband_video(still, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    said = [str(w.message) for w in caught]
+    assert report.frames == 5 and not any("cut short" in line for line in said), said
+    assert any(
+        "still.mkv: shows its last frame for 3.00 s (a still end);" in line and "2.96 s shorter" in line
+        for line in said
+    ), said
+
+
 def test_a_capture_from_mid_broadcast_starts_at_zero_with_its_streams_in_step(tmp_path):
     """A TS cut from a broadcast starts hours into its clock, or just before it wraps at 2^33:
     kept as they were, an MP4 began with 10 hours of nothing, AVI failed, and the frames before
