@@ -21,6 +21,7 @@ import click
 from bdinn.runtime.cli_options import BdinnCommand, FiniteFloatRange, one_line_warnings, stops_cleanly
 from bdinn.runtime.files import missing_folders, remove_empty
 from bdinn.runtime.imageio import IMAGE_SUFFIXES
+from bdinn.train.clean_sources import is_pairs_manifest
 from bdinn.train.cli import SEED_MAX
 from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.pairs_cache import prepare_synthetic_pairs
@@ -51,7 +52,13 @@ def run_settings(run: Path) -> tuple[dict, Path]:
     bad = [f"{name} {value!r}" for name, value in recorded.items() if not _in_bounds(name, value)]
     if bad:  # it failed after the pairs were made, naming no file
         raise click.BadParameter(f"{state}: not a bdinn-train state ({', '.join(bad)})", param_hint="--run")
-    return recorded, Path(cache) if isinstance(cache, str) and Path(cache).is_dir() else run / "pairs"
+    # The recorded cache only where it is one (or an empty folder): a state.json anyone can edit
+    # made the pairs be written into whatever folder it named.
+    recorded_cache = Path(cache if isinstance(cache, str) else run / "pairs")
+    is_one = recorded_cache.is_dir() and (
+        is_pairs_manifest(recorded_cache / "manifest.json") or not any(recorded_cache.iterdir())
+    )
+    return recorded, recorded_cache if is_one else run / "pairs"
 
 
 def _a_split_link(path: Path) -> bool:

@@ -227,6 +227,40 @@ def test_a_clean_picture_it_may_not_read_is_skipped_like_a_damaged_one(tmp_path,
     assert [pair.source for pair in pairs] == ["clean-Open"]
 
 
+def test_a_cache_never_replaces_another_programs_manifest_or_writes_through_a_link(tmp_path):
+    """A --cache-dir holding another program's manifest.json had it replaced without a word, and a
+    cache whose banded/ was a link wrote the pairs wherever it led."""
+    picture = read_image(DATA / "sky-gradient.png")[:64, :96]
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    write_image(clean / "sky.png", picture)
+    theirs = tmp_path / "extension"
+    theirs.mkdir()
+    (theirs / "manifest.json").write_text('{"name": "my-extension", "manifest_version": 3}')
+    with pytest.raises(ValueError, match=r"manifest\.json: not a bdinn pairs cache's manifest"):
+        prepare_synthetic_pairs([clean], theirs, variants_per_image=1, seed=0, max_side=96)
+    assert (theirs / "manifest.json").read_text() == '{"name": "my-extension", "manifest_version": 3}'
+    assert sorted(p.name for p in theirs.iterdir()) == ["manifest.json"]
+    linked, outside = tmp_path / "linked", tmp_path / "outside"
+    linked.mkdir()
+    outside.mkdir()
+    (linked / "banded").symlink_to(outside)
+    with pytest.raises(ValueError, match=r"banded: leads out of the pairs cache through a link"):
+        prepare_synthetic_pairs([clean], linked, variants_per_image=1, seed=0, max_side=96)
+    assert list(outside.iterdir()) == []
+    huge = tmp_path / "huge"  # a sparse 4 GB manifest was read whole, gigabytes, before anything
+    huge.mkdir()
+    with open(huge / "manifest.json", "wb") as manifest:
+        manifest.write(b'{"format": "bdinn-synthetic-pairs/1"')
+        manifest.truncate(4 << 30)
+    for make in (
+        lambda: prepare_synthetic_pairs([clean], huge, variants_per_image=1, seed=0, max_side=96),
+        lambda: pairs_from_cache(huge),
+    ):
+        with pytest.raises(ValueError, match=r"manifest\.json: over 256 MB, not a manifest bdinn writes"):
+            make()
+
+
 def snapshot(folder: Path) -> dict[str, int]:
     return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
 

@@ -381,6 +381,7 @@ def test_a_damaged_state_is_one_line(datasets, tmp_path):
             "state.json: not a bdinn training state",
         ),
         (lambda: state.write_bytes(b""), "state.safetensors: unreadable"),
+        (lambda: os.truncate(meta, 4 << 30), "state.json: over 16 MB, not a state"),  # read whole first
         (lambda: state.write_bytes(good_state[: len(good_state) // 2]), "state.safetensors: unreadable"),
     ]
     for damage, message in cases:

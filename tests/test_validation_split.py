@@ -165,6 +165,19 @@ def test_a_run_is_split_from_the_pairs_cache_it_recorded(tmp_path):
     assert done.returncode == 1 and "val: holds pictures of its own (mine.png)" in done.stderr
 
 
+def test_a_recorded_cache_that_is_no_cache_is_not_written_into(tmp_path):
+    """state.json comes with a run folder and anyone can edit it: a cache it named was written
+    into, pictures and manifest, whatever folder that was."""
+    victim, run = tmp_path / "documents", tmp_path / "run"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("mine")
+    _run_state(run, {"clean": [str(DATA)], "pairs": [], "cache": str(victim)})
+    done = _split("--clean", DATA, "--run", run, "-o", tmp_path / "val")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"]
+    assert (run / "pairs" / "manifest.json").is_file()
+
+
 def test_a_run_that_trained_on_ready_pairs_too_is_refused(tmp_path):
     """Its split covered the --pairs pictures as well: splitting the synthetic pairs alone linked
     a picture the run had trained on, with exit 0."""

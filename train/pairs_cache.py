@@ -7,6 +7,7 @@ they can; a file lock lets several runs fill one cache.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import re
@@ -27,7 +28,14 @@ from ..runtime.imageio import (
     write_image,
 )
 from ..runtime.pyav import MissingPackage
-from .clean_sources import MANIFEST_KIND, discover_sources, load_clean, picture_of, short_hash
+from .clean_sources import (
+    MANIFEST_KIND,
+    discover_sources,
+    is_pairs_manifest,
+    load_clean,
+    picture_of,
+    short_hash,
+)
 from .degrade import GENERATOR_VERSION, Degradation, sample_degradation
 from .image_pair import ImagePair
 
@@ -59,10 +67,26 @@ def _variants(key: str, seed: int, count: int) -> list[Degradation]:
     return chosen
 
 
+MAX_MANIFEST_BYTES = 256 << 20  # some 800,000 pairs; a 4 GB file was read whole first
+
+
+def _check_size(manifest: Path) -> None:
+    """ValueError for a manifest too large to be one, before it is read (a missing one passes)."""
+    with contextlib.suppress(FileNotFoundError):
+        if manifest.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ValueError(f"{manifest}: over {MAX_MANIFEST_BYTES >> 20} MB, not a manifest bdinn writes")
+
+
 def _read_manifest(path: Path) -> dict[str, Any]:
     empty: dict[str, Any] = {"format": MANIFEST_FORMAT, "pairs": {}, "skipped": {}}
     if not path.is_file():
         return empty
+    if not is_pairs_manifest(path):  # another program's manifest.json was replaced without a word
+        raise ValueError(
+            f"{path}: not a bdinn pairs cache's manifest (another program's file?); give --cache-dir a "
+            "folder of its own"
+        )
+    _check_size(path)
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError):
@@ -154,6 +178,7 @@ def _chosen_record(manifest: dict[str, Any], manifest_path: Path, wanted: dict[s
 def _cache_manifest(cache_dir: Path) -> tuple[Path, dict[str, Any]]:
     """A pairs cache's manifest path and its content, checked; ValueError saying what is wrong."""
     manifest_path = Path(cache_dir) / "manifest.json"
+    _check_size(manifest_path)
     try:
         manifest = json.loads(manifest_path.read_text())
     except FileNotFoundError:
@@ -289,6 +314,11 @@ def prepare_synthetic_pairs(
     sources = discover_sources(list(clean_dirs), exclude=cache_dir)
     if not sources:
         raise ValueError(f"no images found in {', '.join(map(str, clean_dirs))}")
+    for part in ("clean", "banded"):  # a link there wrote the pairs wherever it led
+        if not (cache_dir / part).resolve().is_relative_to(cache_dir.resolve()):
+            raise ValueError(
+                f"{cache_dir / part}: leads out of the pairs cache through a link; remove the link"
+            )
     manifest_path = cache_dir / "manifest.json"
     manifest = _read_manifest(manifest_path)
     added: dict[str, dict] = {"pairs": {}, "skipped": {}}  # saved into the manifest on disk as made

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from ..runtime.backends.torch_backend import torch_memory_errors
 from ..runtime.cambi import cambi
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
+from ..runtime.engine_sidecar import MAX_SIDECAR_BYTES
 from ..runtime.imageio import from_float
 from ..runtime.metrics import PSNR_CAP, capped_psnr, psnr_of_mse, ssim
 from ..runtime.stop_signals import signals_deferred
@@ -139,6 +140,10 @@ def read_state(meta_path: Path) -> dict[str, Any]:
     """A training state's JSON (OUT/state.json), with every field a resume reads of its kind: the
     one reader for the trainer, bdinn-train's option defaults and validation_split.py."""
     try:
+        if meta_path.stat().st_size > MAX_SIDECAR_BYTES:  # a GB of it took gigabytes to read
+            raise DamagedState(
+                f"{meta_path}: over {MAX_SIDECAR_BYTES >> 20} MB, not a state bdinn-train writes"
+            )
         meta = json.loads(meta_path.read_text())
     except OSError as exc:
         raise TrainingError(f"{meta_path}: cannot be read ({exc.strerror or exc})") from None
