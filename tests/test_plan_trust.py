@@ -22,10 +22,10 @@ except TensorRTUnavailable:
 pytestmark = pytest.mark.skipif(RTX is None, reason="TensorRT-RTX is not installed")
 
 
-def fake_plan(folder, plugin: dict):
+def fake_plan(folder, plugin: dict, content: bytes = b"not really a plan"):
     """A plan (bytes TensorRT never gets to see here) and a sidecar as bdinn-export writes one."""
     plan = folder / "model.plan"
-    plan.write_bytes(b"not really a plan")
+    plan.write_bytes(content)
     side = {
         "format": "bdinn-engine/1",
         "graph": "plugin",
@@ -73,6 +73,28 @@ def test_a_plan_carrying_its_plugin_needs_the_users_leave(tmp_path):
     assert "pass --allow-embedded-plugin (allow_embedded_plugin=True)" in message and "\n" not in message
     with pytest.raises(BackendError) as later:  # allowed: it goes on to look for a GPU
         Debander.open(plan, allow_embedded_plugin=True)
+    assert "allow-embedded-plugin" not in str(later.value)
+
+
+def test_a_plan_carrying_a_library_needs_leave_whatever_its_sidecar_says(tmp_path):
+    """The sidecar comes with the plan: one saying "serialized_in_plan": false had TensorRT load the
+    library inside the plan, and run its code, with no leave asked. A plan holding a shared
+    library for the CPU is told by its bytes (CUDA device code, ELF for machine 190, is not one)."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the library")
+    source = tmp_path / "lib.c"
+    source.write_text("int plugin_entry(void) { return 1; }\n")
+    library = tmp_path / "libcarried.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    plugin = {"implementation": "/build/libbdinn_trt_plugin.so", "serialized_in_plan": False}
+    plan = fake_plan(tmp_path, plugin, b"engine header" + library.read_bytes() + b"more engine")
+    with pytest.raises(BackendError, match=r"model\.plan: carries its TensorRT plugin library"):
+        Debander.open(plan)
+    cubin = b"\x7fELF\x02\x01\x01" + bytes(9) + (3).to_bytes(2, "little") + (190).to_bytes(2, "little")
+    plan = fake_plan(tmp_path, plugin, b"engine header" + cubin + b"more engine")
+    with pytest.raises(BackendError) as later:  # device code: it goes on to look for a GPU
+        Debander.open(plan)
     assert "allow-embedded-plugin" not in str(later.value)
 
 

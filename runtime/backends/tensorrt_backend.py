@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,24 @@ def cuda_driver() -> Any:
     except ImportError:
         from cuda import cuda as driver  # cuda-python 12.x spelling
     return driver
+
+
+_EM_CUDA = 190  # ELF machine of CUDA device code (cubins), which every plan may hold
+
+
+def carries_host_library(plan: bytes) -> bool:
+    """Whether a plan holds a shared library for the CPU (an ELF of type ET_DYN for a machine other
+    than CUDA): what a plugin library serialised into it looks like. Such a library is loaded,
+    and its code run, as TensorRT deserialises the plan, before anything else can be checked."""
+    found = plan.find(b"\x7fELF")
+    while found >= 0:
+        header = plan[found : found + 20]
+        if len(header) == 20 and header[5] in (1, 2):  # ELFDATA2LSB, ELFDATA2MSB
+            e_type, e_machine = struct.unpack("<HH" if header[5] == 1 else ">HH", header[16:20])
+            if e_type == 3 and e_machine != _EM_CUDA:
+                return True
+        found = plan.find(b"\x7fELF", found + 1)
+    return False
 
 
 def gpu_identity(cudart: Any, index: int) -> tuple[str, str]:
@@ -128,8 +147,10 @@ class TensorRTBackend(Backend):
             )
         self.trt, self.info = info.module, info
         # Native code runs only where the user asked for it: a library the sidecar names (a JSON
-        # file anyone can edit) is never loaded, and a plan's embedded one only when allowed.
-        embedded = bool(sidecar["plugin"].get("serialized_in_plan"))
+        # file anyone can edit) is never loaded, and a plan's embedded one only when allowed. Which
+        # plans carry one is read from the plan itself: a sidecar saying "serialized_in_plan":
+        # false had TensorRT load the library, and run its code, with no leave asked.
+        embedded = bool(sidecar["plugin"].get("serialized_in_plan")) or carries_host_library(plan)
         if embedded and not allow_embedded_plugin:
             raise BackendError(
                 f"{path}: carries its TensorRT plugin library, native code that runs as the plan loads; "
