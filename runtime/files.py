@@ -94,6 +94,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, replace: bool = Tru
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), replace=replace)
 
 
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
+
+
 @contextlib.contextmanager
 def restored_if_failed(path: Path) -> Iterator[None]:
     """Put `path`'s present file back if the block fails: bdinn-export --force replaces the ONNX
@@ -119,7 +122,9 @@ def restored_if_failed(path: Path) -> Iterator[None]:
         kept.unlink()
         try:
             os.link(path, kept)
-        except OSError:
+        except OSError as exc:  # only where the file system has no hard links: a name taken meanwhile
+            if exc.errno not in _NO_HARD_LINKS:  # (a link planted there) must not be copied through
+                raise
             shutil.copy2(path, kept)
     except OSError as exc:
         raise _output_error(path, exc) from None

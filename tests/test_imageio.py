@@ -455,6 +455,21 @@ def test_files_written_together_stand_or_fall_together(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.plan", "e.plan.json"]
 
 
+def test_restored_if_failed_copies_only_where_there_are_no_hard_links(tmp_path, monkeypatch):
+    """Any failed link was answered with a copy: one into a name planted meanwhile (a link to
+    another file, in a shared folder) would have written through it."""
+    graph = tmp_path / "m.onnx"
+    graph.write_bytes(b"old")
+
+    def taken(*args: object) -> None:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))
+
+    monkeypatch.setattr(os, "link", taken)
+    monkeypatch.setattr(shutil, "copy2", lambda *args: pytest.fail("copied"))
+    with pytest.raises(OutputError), restored_if_failed(graph):
+        pass
+
+
 @pytest.mark.parametrize("links", [True, False])
 def test_restored_if_failed_puts_the_old_file_back_and_leaves_no_copy(tmp_path, monkeypatch, links):
     """bdinn-export --force's ONNX file, replaced before its engine builds; where the file system
