@@ -206,8 +206,10 @@ def test_identity_share_adds_clean_patches_once_per_clean_image(tmp_path):
     assert half.patches_banded == 12 and half.patches_identity == 6  # 6 clean patches to draw from
     assert half.patches_unbanded == 0 and len(half) == 18
     third = PatchDataset([five, four], 256, 128, identity_share=0.25, unbanded_share=0.1)
-    assert third.patches_identity == 5 and len(third) == 17  # round(12 / 0.65 * 0.25)
-    for i in range(12, 17):
+    # No banding-free patch to draw: a quarter of the set is 4 (it was 5 of 17, 29 %, sized as if
+    # the unbanded tenth were there)
+    assert third.patches_unbanded == 0 and third.patches_identity == 4 and len(third) == 16
+    for i in range(12, 16):
         b, c = third[i]
         image_banded, image_clean = third.images[third.index[i][0]]
         assert torch.equal(b, c) and image_banded is image_clean

@@ -663,6 +663,17 @@ def test_a_skipped_picture_is_one_warning_line(tmp_path, tiny_config, paired_dir
     assert resumed.exit_code == 0 and "at step 4/4 already; nothing to do" in resumed.output, resumed.output
 
 
+def test_a_floor_above_the_peak_learning_rate_is_refused(tmp_path, tiny_config, paired_dirs):
+    """--min-lr 1e-2 with --lr 1e-4: the cosine "decay" rose to 100 times the peak, silently."""
+    args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(tmp_path / "run")]
+    result = CliRunner().invoke(main, [*args, *FAST, "--lr", "1e-4", "--min-lr", "1e-2"])
+    assert (
+        result.exit_code == 2
+        and "--min-lr 0.01 is above --lr 0.0001, the peak it decays from" in result.output
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_second_run_into_one_out_at_once_is_refused(tmp_path, tiny_config, paired_dirs, monkeypatch):
     """Two runs started into one empty OUT both wrote their checkpoints there and both exited 0:
     one run was lost without a word."""

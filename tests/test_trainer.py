@@ -439,7 +439,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(datasets, tmp_
     per_epoch = len(train) // 4
     poisoned = PoisonedFromEpoch(train, epoch=1)
     trainer = Trainer(settings(steps=per_epoch + 5, val_every=per_epoch), poisoned, val, tmp_path)
-    with pytest.raises(TrainingError, match=f"non-finite loss at step {per_epoch}:.*last good checkpoint"):
+    # It said "the last good checkpoint is intact" whatever last.safetensors held (a diverged step)
+    said = f"non-finite loss at step {per_epoch}: stopped; .*best.safetensors is the best network validated"
+    with pytest.raises(TrainingError, match=said):
         trainer.run()
     meta = json.loads((tmp_path / "last.json").read_text())
     assert meta["step"] == per_epoch

@@ -249,7 +249,8 @@ def main(
     **train_options: object,  # the TrainSettings fields, by the same names
 ) -> None:
     """Train BDINN; run under `torchrun --nproc_per_node N` for several GPUs (or CPU processes)."""
-    _check_options(resume, force, unbanded_share, identity_share, clean_dirs, pairs, cache_dir)
+    rates = (float(train_options["lr"]), float(train_options["min_lr"]))  # type: ignore[arg-type]
+    _check_options(resume, force, unbanded_share, identity_share, clean_dirs, pairs, cache_dir, rates)
     _hold_the_run(out_dir)
     _refuse_an_earlier_run(out_dir, resume, force)
     warmup, steps = train_options["warmup"], train_options["steps"]
@@ -455,8 +456,11 @@ def _check_options(
     clean_dirs: tuple[Path, ...],
     pairs: tuple[Path, Path] | None,
     cache_dir: Path | None,
+    rates: tuple[float, float],
 ) -> None:
     """Usage errors among the options, before anything is read or made."""
+    if rates[1] > rates[0]:  # the cosine "decay" rose to 100 times the peak and broke the network
+        raise click.UsageError(f"--min-lr {rates[1]:g} is above --lr {rates[0]:g}, the peak it decays from")
     if resume and force:
         raise click.UsageError("--resume continues the run in OUT and --force starts it over: pass one")
     if unbanded_share + identity_share >= 1:  # now, not after the pairs are made

@@ -248,15 +248,22 @@ class PatchDataset(torch.utils.data.Dataset):
                 self.index += [(len(self.images), y, x) for y, x in grid]
                 unbanded += [(len(self.images), y, x) for y, x in plain]
                 self.images.append((banded, clean))
-        self.patches_banded = len(self.index)
-        per_share = self.patches_banded / (1 - unbanded_share - identity_share)
-        rng = np.random.default_rng([seed, 1])
-        # what each share asks for: fewer banding-free patches may be there to draw
-        self.patches_asked = {"unbanded": round(per_share * unbanded_share),
-                              "identity": round(per_share * identity_share)}  # fmt: skip
-        self.patches_unbanded = self._add_some(unbanded, self.patches_asked["unbanded"], rng)
+        self.patches_banded = banded = len(self.index)
         identity_patches = [patch for patches in identity.values() for patch in patches]
-        self.patches_identity = self._add_some(identity_patches, self.patches_asked["identity"], rng)
+        per_share = banded / (1 - unbanded_share - identity_share)
+        asked = {"unbanded": round(per_share * unbanded_share), "identity": round(per_share * identity_share)}
+        # A share with fewer patches to draw than it asks leaves the set smaller: the other is sized
+        # to that set (it came out larger than its share: 48 % of clean patches for 30 %).
+        if len(unbanded) < asked["unbanded"]:
+            asked["identity"] = round(identity_share * (banded + len(unbanded)) / (1 - identity_share))
+        elif len(identity_patches) < asked["identity"]:
+            asked["unbanded"] = round(
+                unbanded_share * (banded + len(identity_patches)) / (1 - unbanded_share)
+            )
+        self.patches_asked = asked  # what each share asks for, where the patches are there to draw
+        rng = np.random.default_rng([seed, 1])
+        self.patches_unbanded = self._add_some(unbanded, asked["unbanded"], rng)
+        self.patches_identity = self._add_some(identity_patches, asked["identity"], rng)
 
     def _add_some(self, candidates: list[tuple[int, int, int]], wanted: int, rng: np.random.Generator) -> int:
         """Add a random `wanted` of the candidate patches (all, if fewer); how many were added."""

@@ -487,11 +487,12 @@ class Trainer:
             report /= self.dist.world
         loss_value, mse_value = (float(v) for v in report)
         if not (math.isfinite(loss_value) and math.isfinite(mse_value)):  # squares overflow first
-            kept = (
-                f"the last good checkpoint in {self.out_dir} is intact"
-                if (self.out_dir / "last.safetensors").exists()
-                else "no checkpoint was written yet"
-            )
+            if (self.out_dir / "best.safetensors").exists():
+                kept = f"{self.out_dir / 'best.safetensors'} is the best network validated so far"
+            elif (self.out_dir / "last.safetensors").exists():  # it may be diverging already
+                kept = f"{self.out_dir / 'last.safetensors'} is the last saved, not validated as good"
+            else:
+                kept = "no checkpoint was written yet"
             raise TrainingError(
                 f"non-finite loss at step {self.step}: stopped; {kept} "
                 "(lower --lr or --grad-clip, or check the data)"
