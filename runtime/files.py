@@ -94,9 +94,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, replace: bool = Tru
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), replace=replace)
 
 
-_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
-
-
 @contextlib.contextmanager
 def restored_if_failed(path: Path) -> Iterator[None]:
     """Put `path`'s present file back if the block fails: bdinn-export --force replaces the ONNX
@@ -122,10 +119,10 @@ def restored_if_failed(path: Path) -> Iterator[None]:
         kept.unlink()
         try:
             os.link(path, kept)
-        except OSError as exc:  # only where the file system has no hard links: a name taken meanwhile
-            if exc.errno not in _NO_HARD_LINKS:  # (a link planted there) must not be copied through
-                raise
-            shutil.copy2(path, kept)
+        except OSError:  # no hard links here (FAT, sshfs, some NFS): a copy, into a new file only, so
+            with path.open("rb") as old, open(kept, "xb") as copy:  # that a link planted at the name
+                shutil.copyfileobj(old, copy)  # meanwhile is refused, not written through
+            shutil.copystat(path, kept)
     except OSError as exc:
         raise _output_error(path, exc) from None
     try:

@@ -14,6 +14,7 @@ held-out pictures.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import click
@@ -58,6 +59,12 @@ def run_settings(run: Path) -> tuple[dict, Path]:
     is_one = recorded_cache.is_dir() and (
         is_pairs_manifest(recorded_cache / "manifest.json") or not any(recorded_cache.iterdir())
     )
+    if not is_one and recorded_cache != run / "pairs":  # the split is the same; the encoding is not free
+        warnings.warn(
+            f"{state}: names {recorded_cache} as its pairs cache, which holds none; making the pairs in "
+            f"{run / 'pairs'}",
+            stacklevel=2,
+        )
     return recorded, recorded_cache if is_one else run / "pairs"
 
 

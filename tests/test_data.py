@@ -217,6 +217,23 @@ def test_identity_share_adds_clean_patches_once_per_clean_image(tmp_path):
         PatchDataset([five], 256, 128, identity_share=0.5, unbanded_share=0.5)
 
 
+def test_shares_short_of_patches_leave_the_others_their_share_of_the_set():
+    """Each share was sized as if the others were there: one short left another above its share."""
+    from bdinn.train.data import _share_sizes
+
+    asked, take = _share_sizes(2170, {"unbanded": (0.2, 830), "identity": (0.3, 1000)})  # both short
+    assert take == {"unbanded": 792, "identity": 1000} and asked == {"unbanded": 792, "identity": 1302}
+    assert round(792 / (2170 + 792 + 1000), 3) == 0.2
+    asked, take = _share_sizes(
+        24390, {"unbanded": (0.3, 6339), "identity": (0.15, 10**6)}
+    )  # the model card's
+    assert take["unbanded"] == 6339 and round(take["identity"] / (24390 + 6339 + take["identity"]), 3) == 0.15
+    assert _share_sizes(120, {"unbanded": (0.25, 500), "identity": (0.25, 500)}) == (
+        {"unbanded": 60, "identity": 60},
+        {"unbanded": 60, "identity": 60},
+    )  # enough of both: as asked, the numbers earlier runs drew
+
+
 def test_unreadable_images_are_skipped_and_counted(tmp_path):
     good = write_pair(tmp_path, "good", reduce_bit_depth(ramp(), 4), ramp())
     broken = tmp_path / "broken.png"

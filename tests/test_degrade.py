@@ -241,6 +241,11 @@ def test_a_cache_never_replaces_another_programs_manifest_or_writes_through_a_li
         prepare_synthetic_pairs([clean], theirs, variants_per_image=1, seed=0, max_side=96)
     assert (theirs / "manifest.json").read_text() == '{"name": "my-extension", "manifest_version": 3}'
     assert sorted(p.name for p in theirs.iterdir()) == ["manifest.json"]
+    zeroed = tmp_path / "zeroed"  # a cache's manifest zeroed by a crash is made again, as before
+    (zeroed / "clean").mkdir(parents=True)
+    (zeroed / "manifest.json").write_bytes(bytes(64))
+    with pytest.warns(UserWarning, match="unreadable cache manifest, remaking the pairs"):
+        assert len(prepare_synthetic_pairs([clean], zeroed, variants_per_image=1, seed=0, max_side=96)) == 1
     linked, outside = tmp_path / "linked", tmp_path / "outside"
     linked.mkdir()
     outside.mkdir()

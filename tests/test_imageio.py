@@ -455,19 +455,21 @@ def test_files_written_together_stand_or_fall_together(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.plan", "e.plan.json"]
 
 
-def test_restored_if_failed_copies_only_where_there_are_no_hard_links(tmp_path, monkeypatch):
-    """Any failed link was answered with a copy: one into a name planted meanwhile (a link to
-    another file, in a shared folder) would have written through it."""
-    graph = tmp_path / "m.onnx"
+def test_restored_if_failed_never_copies_through_a_link_planted_at_its_name(tmp_path, monkeypatch):
+    """A failed hard link was answered with a copy that followed a link planted at the name
+    meanwhile (in a shared folder): the old file was written over whatever it pointed to."""
+    graph, elsewhere = tmp_path / "m.onnx", tmp_path / "someone-elses"
     graph.write_bytes(b"old")
+    elsewhere.write_bytes(b"theirs")
 
-    def taken(*args: object) -> None:
+    def planted(source: object, name: object) -> None:
+        Path(name).symlink_to(elsewhere)
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))
 
-    monkeypatch.setattr(os, "link", taken)
-    monkeypatch.setattr(shutil, "copy2", lambda *args: pytest.fail("copied"))
+    monkeypatch.setattr(os, "link", planted)
     with pytest.raises(OutputError), restored_if_failed(graph):
         pass
+    assert elsewhere.read_bytes() == b"theirs" and graph.read_bytes() == b"old"
 
 
 @pytest.mark.parametrize("links", [True, False])

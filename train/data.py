@@ -185,6 +185,23 @@ def _load_pairs(pairs: Sequence[ImagePair]) -> tuple[list[tuple[ImagePair, np.nd
     return loaded, skipped
 
 
+def _share_sizes(banded: int, shares: dict[str, tuple[float, int]]) -> tuple[dict[str, int], dict[str, int]]:
+    """How many patches each share asks for, and how many to take: a share with fewer patches to
+    draw than it asks leaves the set smaller, and the others are sized to the set that makes (as if
+    it were there, one came out at 48 % of the set for 30 %). `shares`: kind -> (share, there)."""
+    whole = banded / (1 - sum(share for share, _ in shares.values()))
+    asked = {kind: round(whole * share) for kind, (share, _) in shares.items()}
+    take = {kind: min(asked[kind], there) for kind, (_, there) in shares.items()}
+    if take != asked:
+        for _ in range(20):  # each its share of the set the others make: a few rounds settle it
+            for kind, (share, there) in shares.items():
+                others = sum(n for other, n in take.items() if other != kind)
+                take[kind] = min(there, round(share * (banded + others) / (1 - share)))
+    # a share met asks for what it takes (no warning); one short still asks for its part
+    return {kind: asked[kind] if take[kind] == there < asked[kind] else take[kind]
+            for kind, (_, there) in shares.items()}, take  # fmt: skip
+
+
 class PatchDataset(torch.utils.data.Dataset):
     """(banded, clean) patches as float32 [3,P,P] tensors in [0, 1]; banding-free ones dropped.
 
@@ -250,20 +267,14 @@ class PatchDataset(torch.utils.data.Dataset):
                 self.images.append((banded, clean))
         self.patches_banded = banded = len(self.index)
         identity_patches = [patch for patches in identity.values() for patch in patches]
-        per_share = banded / (1 - unbanded_share - identity_share)
-        asked = {"unbanded": round(per_share * unbanded_share), "identity": round(per_share * identity_share)}
-        # A share with fewer patches to draw than it asks leaves the set smaller: the other is sized
-        # to that set (it came out larger than its share: 48 % of clean patches for 30 %).
-        if len(unbanded) < asked["unbanded"]:
-            asked["identity"] = round(identity_share * (banded + len(unbanded)) / (1 - identity_share))
-        elif len(identity_patches) < asked["identity"]:
-            asked["unbanded"] = round(
-                unbanded_share * (banded + len(identity_patches)) / (1 - unbanded_share)
-            )
-        self.patches_asked = asked  # what each share asks for, where the patches are there to draw
+        shares = {
+            "unbanded": (unbanded_share, len(unbanded)),
+            "identity": (identity_share, len(identity_patches)),
+        }
+        self.patches_asked, take = _share_sizes(banded, shares)
         rng = np.random.default_rng([seed, 1])
-        self.patches_unbanded = self._add_some(unbanded, asked["unbanded"], rng)
-        self.patches_identity = self._add_some(identity_patches, asked["identity"], rng)
+        self.patches_unbanded = self._add_some(unbanded, take["unbanded"], rng)
+        self.patches_identity = self._add_some(identity_patches, take["identity"], rng)
 
     def _add_some(self, candidates: list[tuple[int, int, int]], wanted: int, rng: np.random.Generator) -> int:
         """Add a random `wanted` of the candidate patches (all, if fewer); how many were added."""

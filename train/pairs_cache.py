@@ -77,11 +77,22 @@ def _check_size(manifest: Path) -> None:
             raise ValueError(f"{manifest}: over {MAX_MANIFEST_BYTES >> 20} MB, not a manifest bdinn writes")
 
 
+def _someone_elses(manifest: Path) -> bool:
+    """A manifest.json that is not a pairs cache's, damaged or old: it has content that does not
+    say it is one, and no clean/ or banded/ beside it (a cache whose manifest was emptied or
+    zeroed by a crash, or written by an older bdinn, is made again as before)."""
+    if is_pairs_manifest(manifest) or any((manifest.parent / part).is_dir() for part in ("clean", "banded")):
+        return False
+    with manifest.open("rb") as file:
+        start = file.read(256)
+    return bool(start.strip(b"\x00 \t\r\n"))
+
+
 def _read_manifest(path: Path) -> dict[str, Any]:
     empty: dict[str, Any] = {"format": MANIFEST_FORMAT, "pairs": {}, "skipped": {}}
     if not path.is_file():
         return empty
-    if not is_pairs_manifest(path):  # another program's manifest.json was replaced without a word
+    if _someone_elses(path):  # another program's manifest.json was replaced without a word
         raise ValueError(
             f"{path}: not a bdinn pairs cache's manifest (another program's file?); give --cache-dir a "
             "folder of its own"
