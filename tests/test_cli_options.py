@@ -265,22 +265,14 @@ def test_a_signal_while_tensorrt_imports_is_not_taken_for_a_missing_tensorrt(tmp
     does what that initialisation does with the signal's exception."""
     import subprocess
 
-    stand_in = tmp_path / "modules" / "tensorrt_rtx"
-    stand_in.mkdir(parents=True)
-    (stand_in / "__init__.py").write_text(
-        "import os, signal, time\n"
-        "try:\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)\n"
-        "    time.sleep(0.5)\n"
-        "except BaseException as exc:\n"
-        "    raise ImportError('initialization failed') from exc\n"
-        "__version__ = '0'\n"
-    )
+    from common import signalled_in_import
+
+    modules = signalled_in_import(tmp_path, "tensorrt_rtx")
     code = (
         "import signal; signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))\n"
         "from bdinn.runtime.tensorrt import load_tensorrt; load_tensorrt('tensorrt-rtx')"
     )
-    env = {**__import__("os").environ, "PYTHONPATH": str(stand_in.parent)}
+    env = {**__import__("os").environ, "PYTHONPATH": str(modules)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 143, done.stderr
     assert "not installed" not in done.stderr

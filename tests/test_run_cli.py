@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from common import perturbed_tiny, workers_left_running
+from common import perturbed_tiny, signalled_in_import, workers_left_running
 from PIL import Image, ImageCms, features
 
 from bdinn.runtime.debander import Debander
@@ -1255,16 +1255,7 @@ def test_a_sigterm_while_onnx_runtime_imports_stops_the_run_as_a_sigterm(tmp_pat
     a SIGTERM there (about one time in five at 0.3 s) said ONNX Runtime 'does not import (initialization
     failed): pip install -U onnxruntime' and exited 1. A stand-in module does what its initialisation
     does with the signal's SystemExit."""
-    stand_in = tmp_path / "modules" / "onnxruntime"
-    stand_in.mkdir(parents=True)
-    (stand_in / "__init__.py").write_text(
-        "import os, signal, time\n"
-        "try:\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)\n"
-        "    time.sleep(0.5)\n"
-        "except BaseException as exc:\n"
-        "    raise ImportError('initialization failed') from exc\n"
-    )
+    modules = signalled_in_import(tmp_path, "onnxruntime")
     model = Path(__file__).parents[1] / "runtime" / "models" / "default.onnx"
     code = "import sys; sys.argv[0] = 'bdinn-run'; from bdinn.runtime.run_cli import main; main()"
     done = subprocess.run(
@@ -1279,7 +1270,7 @@ def test_a_sigterm_while_onnx_runtime_imports_stops_the_run_as_a_sigterm(tmp_pat
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(stand_in.parent), "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "PYTHONPATH": str(modules), "OMP_NUM_THREADS": "1"},
         timeout=120,
     )
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
