@@ -124,6 +124,8 @@ def restored_if_failed(path: Path) -> Iterator[None]:
                 shutil.copyfileobj(old, copy)  # meanwhile is refused, not written through
             shutil.copystat(path, kept)
     except OSError as exc:
+        if not kept.is_symlink():  # a copy cut short (a full disk) is ours; a planted link is not
+            kept.unlink(missing_ok=True)
         raise _output_error(path, exc) from None
     try:
         yield

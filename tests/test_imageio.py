@@ -470,6 +470,20 @@ def test_restored_if_failed_never_copies_through_a_link_planted_at_its_name(tmp_
     with pytest.raises(OutputError), restored_if_failed(graph):
         pass
     assert elsewhere.read_bytes() == b"theirs" and graph.read_bytes() == b"old"
+    for name in [p.name for p in tmp_path.iterdir() if p.is_symlink()]:
+        (tmp_path / name).unlink()
+
+    def no_links(*args: object) -> None:
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(shutil, "copyfileobj", full)
+    with pytest.raises(OutputError), restored_if_failed(graph):  # the copy cut short is not left behind
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "someone-elses"]
 
 
 @pytest.mark.parametrize("links", [True, False])

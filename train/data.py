@@ -265,13 +265,13 @@ class PatchDataset(torch.utils.data.Dataset):
                 self.index += [(len(self.images), y, x) for y, x in grid]
                 unbanded += [(len(self.images), y, x) for y, x in plain]
                 self.images.append((banded, clean))
-        self.patches_banded = banded = len(self.index)
+        self.patches_banded = len(self.index)
         identity_patches = [patch for patches in identity.values() for patch in patches]
         shares = {
             "unbanded": (unbanded_share, len(unbanded)),
             "identity": (identity_share, len(identity_patches)),
         }
-        self.patches_asked, take = _share_sizes(banded, shares)
+        self.patches_asked, take = _share_sizes(self.patches_banded, shares)
         rng = np.random.default_rng([seed, 1])
         self.patches_unbanded = self._add_some(unbanded, take["unbanded"], rng)
         self.patches_identity = self._add_some(identity_patches, take["identity"], rng)
