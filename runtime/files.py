@@ -94,6 +94,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, replace: bool = Tru
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), replace=replace)
 
 
+_NEW_PRIVATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
 @contextlib.contextmanager
 def restored_if_failed(path: Path) -> Iterator[None]:
     """Put `path`'s present file back if the block fails: bdinn-export --force replaces the ONNX
@@ -117,15 +120,21 @@ def restored_if_failed(path: Path) -> Iterator[None]:
     kept = _reserve_temporary(path)
     try:
         kept.unlink()
+        copied = False
         try:
             os.link(path, kept)
-        except OSError:  # no hard links here (FAT, sshfs, some NFS): a copy, into a new file only, so
-            with path.open("rb") as old, open(kept, "xb") as copy:  # that a link planted at the name
-                shutil.copyfileobj(old, copy)  # meanwhile is refused, not written through
-            shutil.copystat(path, kept)
+        except OSError:  # no hard links here (FAT, sshfs, some NFS): a copy, into a new file only
+            # (a link planted at the name meanwhile is refused, not written through), private
+            # while it is written, then with the old file's mode and times where they can be set
+            with path.open("rb") as old, os.fdopen(os.open(kept, _NEW_PRIVATE, 0o600), "wb") as copy:
+                copied = True
+                shutil.copyfileobj(old, copy)
+            with contextlib.suppress(OSError):
+                shutil.copystat(path, kept)
     except OSError as exc:
-        if not kept.is_symlink():  # a copy cut short (a full disk) is ours; a planted link is not
-            kept.unlink(missing_ok=True)
+        if copied:  # a copy cut short (a full disk): ours to remove; what was at the name is not
+            with contextlib.suppress(OSError):
+                kept.unlink()
         raise _output_error(path, exc) from None
     try:
         yield

@@ -22,7 +22,7 @@ import click
 from bdinn.runtime.cli_options import BdinnCommand, FiniteFloatRange, one_line_warnings, stops_cleanly
 from bdinn.runtime.files import missing_folders, remove_empty
 from bdinn.runtime.imageio import IMAGE_SUFFIXES
-from bdinn.train.clean_sources import is_pairs_manifest
+from bdinn.train.clean_sources import is_pairs_cache
 from bdinn.train.cli import SEED_MAX
 from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.pairs_cache import prepare_synthetic_pairs
@@ -56,12 +56,10 @@ def run_settings(run: Path) -> tuple[dict, Path]:
     # The recorded cache only where it is one (or an empty folder): a state.json anyone can edit
     # made the pairs be written into whatever folder it named.
     recorded_cache = Path(cache if isinstance(cache, str) else run / "pairs")
-    is_one = recorded_cache.is_dir() and (
-        is_pairs_manifest(recorded_cache / "manifest.json") or not any(recorded_cache.iterdir())
-    )
+    is_one = recorded_cache.is_dir() and (is_pairs_cache(recorded_cache) or not any(recorded_cache.iterdir()))
     if not is_one and recorded_cache != run / "pairs":  # the split is the same; the encoding is not free
         warnings.warn(
-            f"{state}: names {recorded_cache} as its pairs cache, which holds none; making the pairs in "
+            f"{state}: names {recorded_cache} as its pairs cache, which is not one; making the pairs in "
             f"{run / 'pairs'}",
             stacklevel=2,
         )

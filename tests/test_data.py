@@ -222,7 +222,7 @@ def test_shares_short_of_patches_leave_the_others_their_share_of_the_set():
     from bdinn.train.data import _share_sizes
 
     asked, take = _share_sizes(2170, {"unbanded": (0.2, 830), "identity": (0.3, 1000)})  # both short
-    assert take == {"unbanded": 792, "identity": 1000} and asked == {"unbanded": 792, "identity": 1302}
+    assert take == {"unbanded": 792, "identity": 1000} and asked == {"unbanded": 792, "identity": 1269}
     assert round(792 / (2170 + 792 + 1000), 3) == 0.2
     asked, take = _share_sizes(
         24390, {"unbanded": (0.3, 6339), "identity": (0.15, 10**6)}
@@ -232,6 +232,12 @@ def test_shares_short_of_patches_leave_the_others_their_share_of_the_set():
         {"unbanded": 60, "identity": 60},
         {"unbanded": 60, "identity": 60},
     )  # enough of both: as asked, the numbers earlier runs drew
+    assert _share_sizes(9, {"unbanded": (0.05, 10), "identity": (0.05, 10)})[1] == {
+        "unbanded": 1,
+        "identity": 1,
+    }
+    # (a tie: 9 / 0.9 x 0.05 is just above 0.5 as 1 - 0.05 - 0.05 computes it, and rounds to 1;
+    # exactly 0.5 as 1 - 0.1 does, which rounds to 0: earlier runs drew 1)
 
 
 def test_unreadable_images_are_skipped_and_counted(tmp_path):

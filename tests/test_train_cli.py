@@ -672,6 +672,11 @@ def test_a_floor_above_the_peak_learning_rate_is_refused(tmp_path, tiny_config, 
         and "--min-lr 0.01 is above --lr 0.0001, the peak it decays from" in result.output
     )
     assert not (tmp_path / "run").exists()
+    defaulted = CliRunner().invoke(main, [*args, *FAST, "--lr", "1e-7"])  # the floor never given: said
+    assert defaulted.exit_code == 0, defaulted.output
+    assert (
+        "Warning: --min-lr 1e-06 (the default) is above --lr 1e-07: the rate rises to it" in defaulted.output
+    )
 
 
 def test_a_second_run_into_one_out_at_once_is_refused(tmp_path, tiny_config, paired_dirs, monkeypatch):

@@ -174,7 +174,7 @@ def test_a_recorded_cache_that_is_no_cache_is_not_written_into(tmp_path):
     _run_state(run, {"clean": [str(DATA)], "pairs": [], "cache": str(victim)})
     done = _split("--clean", DATA, "--run", run, "-o", tmp_path / "val")
     assert done.returncode == 0, done.stderr
-    assert f"names {victim} as its pairs cache, which holds none; making the pairs in" in done.stderr
+    assert f"names {victim} as its pairs cache, which is not one; making the pairs in" in done.stderr
     assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"]
     assert (run / "pairs" / "manifest.json").is_file()
 

@@ -86,7 +86,9 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such folder of clean images")
         found = sorted(folder.rglob("*"))
-        excluded += [p.parent.resolve() for p in found if p.name == "manifest.json" and is_pairs_manifest(p)]
+        excluded += [
+            p.parent.resolve() for p in found if p.name == "manifest.json" and is_pairs_cache(p.parent)
+        ]
         for path in found:
             if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith(".") or not path.is_file():
                 continue
@@ -145,13 +147,18 @@ def _content(path: Path) -> str:
         return f"unreadable {path.resolve()}"
 
 
-def is_pairs_manifest(path: Path) -> bool:
-    """Whether `path` is a bdinn pairs cache's manifest, of any version (its format comes first)."""
+def is_pairs_cache(folder: Path) -> bool:
+    """Whether `folder` is a bdinn pairs cache: a manifest.json that says so (any version: its
+    format comes first), or one beside clean/ or banded/ (a manifest emptied or zeroed by a
+    crash, or an older bdinn's, which the cache makes again)."""
+    manifest = folder / "manifest.json"
     try:
-        with path.open("rb") as file:
-            return MANIFEST_KIND.encode() in file.read(256)
+        with manifest.open("rb") as file:
+            if MANIFEST_KIND.encode() in file.read(256):
+                return True
     except OSError:
         return False
+    return any((folder / part).is_dir() for part in ("clean", "banded"))
 
 
 def short_hash(*parts: object) -> str:

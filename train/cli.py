@@ -460,10 +460,16 @@ def _check_options(
 ) -> None:
     """Usage errors among the options, before anything is read or made."""
     if rates[1] > rates[0]:  # the cosine "decay" rose to 100 times the peak and broke the network
-        said = f"--min-lr {rates[1]:g} is above --lr {rates[0]:g}, the peak it decays from"
         if _on_command_line("min_lr"):
-            raise click.UsageError(said)
-        warnings.warn(f"{said} (the default): the rate rises to it; pass a lower --min-lr", stacklevel=2)
+            raise click.UsageError(
+                f"--min-lr {rates[1]:g} is above --lr {rates[0]:g}, the peak it decays from"
+            )
+        if os.environ.get("RANK", "").strip() in ("", "0"):  # said once, not by every torchrun process
+            warnings.warn(
+                f"--min-lr {rates[1]:g} (the default) is above --lr {rates[0]:g}: the rate rises to it "
+                "instead of decaying; pass --min-lr at or below --lr",
+                stacklevel=2,
+            )
     if resume and force:
         raise click.UsageError("--resume continues the run in OUT and --force starts it over: pass one")
     if unbanded_share + identity_share >= 1:  # now, not after the pairs are made

@@ -189,17 +189,26 @@ def _share_sizes(banded: int, shares: dict[str, tuple[float, int]]) -> tuple[dic
     """How many patches each share asks for, and how many to take: a share with fewer patches to
     draw than it asks leaves the set smaller, and the others are sized to the set that makes (as if
     it were there, one came out at 48 % of the set for 30 %). `shares`: kind -> (share, there)."""
-    whole = banded / (1 - sum(share for share, _ in shares.values()))
-    asked = {kind: round(whole * share) for kind, (share, _) in shares.items()}
+    rest = 1.0
+    for share, _ in shares.values():
+        rest -= share  # so, not 1 - sum(): the float that earlier runs rounded, ties and all
+    asked = {kind: round(banded / rest * share) for kind, (share, _) in shares.items()}
     take = {kind: min(asked[kind], there) for kind, (_, there) in shares.items()}
-    if take != asked:
-        for _ in range(20):  # each its share of the set the others make: a few rounds settle it
-            for kind, (share, there) in shares.items():
-                others = sum(n for other, n in take.items() if other != kind)
-                take[kind] = min(there, round(share * (banded + others) / (1 - share)))
-    # a share met asks for what it takes (no warning); one short still asks for its part
-    return {kind: asked[kind] if take[kind] == there < asked[kind] else take[kind]
-            for kind, (_, there) in shares.items()}, take  # fmt: skip
+    if take == asked:
+        return asked, take
+    for _ in range(20):  # each its share of the set the others make: a few rounds settle it
+        for kind, (share, there) in shares.items():
+            take[kind] = min(there, _part(share, banded, take, kind))
+    # what each asks for of the set made: a share short of patches is warned about
+    return {
+        kind: max(take[kind], _part(share, banded, take, kind)) for kind, (share, _) in shares.items()
+    }, take
+
+
+def _part(share: float, banded: int, take: dict[str, int], kind: str) -> int:
+    """Patches `share` of a set of `banded` and the other shares' patches comes to."""
+    others = sum(n for other, n in take.items() if other != kind)
+    return round(share * (banded + others) / (1 - share))
 
 
 class PatchDataset(torch.utils.data.Dataset):

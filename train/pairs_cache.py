@@ -31,7 +31,7 @@ from ..runtime.pyav import MissingPackage
 from .clean_sources import (
     MANIFEST_KIND,
     discover_sources,
-    is_pairs_manifest,
+    is_pairs_cache,
     load_clean,
     picture_of,
     short_hash,
@@ -81,7 +81,7 @@ def _someone_elses(manifest: Path) -> bool:
     """A manifest.json that is not a pairs cache's, damaged or old: it has content that does not
     say it is one, and no clean/ or banded/ beside it (a cache whose manifest was emptied or
     zeroed by a crash, or written by an older bdinn, is made again as before)."""
-    if is_pairs_manifest(manifest) or any((manifest.parent / part).is_dir() for part in ("clean", "banded")):
+    if is_pairs_cache(manifest.parent):
         return False
     with manifest.open("rb") as file:
         start = file.read(256)
