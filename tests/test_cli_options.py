@@ -265,7 +265,7 @@ def test_a_signal_while_tensorrt_imports_is_not_taken_for_a_missing_tensorrt(tmp
     does what that initialisation does with the signal's exception."""
     import subprocess
 
-    from common import signalled_in_import
+    from stand_ins import signalled_in_import
 
     modules = signalled_in_import(tmp_path, "tensorrt_rtx")
     code = (

@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from common import perturbed_tiny, signalled_in_import, workers_left_running
+from common import perturbed_tiny, workers_left_running
 from PIL import Image, ImageCms, features
+from stand_ins import signalled_in_import
 
 from bdinn.runtime.debander import Debander
 from bdinn.runtime.imageio import read_image, write_image
