@@ -679,6 +679,31 @@ def test_a_floor_above_the_peak_learning_rate_is_refused(tmp_path, tiny_config, 
     )
 
 
+def test_option_warnings_are_said_by_the_main_process_only(tmp_path, paired_dirs):
+    """Under torchrun every process printed the --warmup and --min-lr warnings."""
+    args = [
+        "--pairs",
+        *map(str, paired_dirs),
+        "--config",
+        str(tmp_path / "missing.json"),
+        "-o",
+        str(tmp_path / "r"),
+    ]
+    args += [
+        "--steps",
+        "5",
+        "--warmup",
+        "10",
+        "--lr",
+        "1e-7",
+    ]  # two warnings, then a config that is not there
+    for rank, said in (("0", True), ("1", False)):
+        result = CliRunner().invoke(main, args, env={"RANK": rank, "WORLD_SIZE": "2"})
+        assert result.exit_code != 0 and "missing.json" in result.output, result.output
+        assert ("Warning: --warmup 10 leaves --steps 5" in result.output) is said
+        assert ("Warning: --min-lr 1e-06 (the default)" in result.output) is said
+
+
 def test_a_second_run_into_one_out_at_once_is_refused(tmp_path, tiny_config, paired_dirs, monkeypatch):
     """Two runs started into one empty OUT both wrote their checkpoints there and both exited 0:
     one run was lost without a word."""

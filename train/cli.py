@@ -249,6 +249,8 @@ def main(
     **train_options: object,  # the TrainSettings fields, by the same names
 ) -> None:
     """Train BDINN; run under `torchrun --nproc_per_node N` for several GPUs (or CPU processes)."""
+    if os.environ.get("RANK", "").strip() not in ("", "0"):  # torchrun's others: the main process says
+        warnings.simplefilter("ignore")  # each warning once (every process said the option ones)
     rates = (float(train_options["lr"]), float(train_options["min_lr"]))  # type: ignore[arg-type]
     _check_options(resume, force, unbanded_share, identity_share, clean_dirs, pairs, cache_dir, rates)
     _hold_the_run(out_dir)
@@ -293,8 +295,6 @@ def main(
         check_writable(out_dir / "last.safetensors")  # now, not at the first checkpoint
         check_before_data(settings, out_dir, resume)
         ranks = Distributed.from_env()
-        if not ranks.main:
-            warnings.simplefilter("ignore")  # the main process says each once; every process said it
         if ranks.world > 1:
             backend = "nccl" if resolve_device(device, ranks.local_rank).type == "cuda" else "gloo"
             dist.init_process_group(backend)
@@ -464,12 +464,11 @@ def _check_options(
             raise click.UsageError(
                 f"--min-lr {rates[1]:g} is above --lr {rates[0]:g}, the peak it decays from"
             )
-        if os.environ.get("RANK", "").strip() in ("", "0"):  # said once, not by every torchrun process
-            warnings.warn(
-                f"--min-lr {rates[1]:g} (the default) is above --lr {rates[0]:g}: the rate rises to it "
-                "instead of decaying; pass --min-lr at or below --lr",
-                stacklevel=2,
-            )
+        warnings.warn(
+            f"--min-lr {rates[1]:g} (the default) is above --lr {rates[0]:g}: the rate rises to it "
+            "instead of decaying; pass --min-lr at or below --lr",
+            stacklevel=2,
+        )
     if resume and force:
         raise click.UsageError("--resume continues the run in OUT and --force starts it over: pass one")
     if unbanded_share + identity_share >= 1:  # now, not after the pairs are made
