@@ -139,9 +139,7 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(meta_path.read_text())
     except OSError as exc:  # a permission-denied sidecar was a bare PermissionError
-        raise CheckpointError(
-            f"{meta_path}: cannot be read ({exc.strerror or exc}); check its permissions"
-        ) from None
+        raise _unreadable(meta_path, exc) from None
     except (ValueError, RecursionError) as exc:  # JSON or UTF-8 errors; nesting thousands deep
         raise CheckpointError(f"{meta_path}: not valid JSON ({type(exc).__name__}: {exc})") from None
     if isinstance(meta, dict) and meta.get("format") == STATE_FORMAT:
@@ -222,9 +220,11 @@ def readable(path: Path) -> str:
         with path.open("rb"):
             return str(path)
     except OSError as exc:
-        raise CheckpointError(
-            f"{path}: cannot be read ({exc.strerror or exc}); check its permissions"
-        ) from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: OSError) -> CheckpointError:
+    return CheckpointError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions")
 
 
 def check_weights(path: Path, config: BDINNConfig) -> None:

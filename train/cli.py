@@ -249,8 +249,8 @@ def main(
     **train_options: object,  # the TrainSettings fields, by the same names
 ) -> None:
     """Train BDINN; run under `torchrun --nproc_per_node N` for several GPUs (or CPU processes)."""
-    if os.environ.get("RANK", "").strip() not in ("", "0"):  # torchrun's others: the main process says
-        warnings.simplefilter("ignore")  # each warning once (every process said the option ones)
+    if _another_rank():  # the main process says each warning once (every process said the option ones)
+        warnings.simplefilter("ignore")
     rates = (float(train_options["lr"]), float(train_options["min_lr"]))  # type: ignore[arg-type]
     _check_options(resume, force, unbanded_share, identity_share, clean_dirs, pairs, cache_dir, rates)
     _hold_the_run(out_dir)
@@ -546,14 +546,19 @@ def saved_architecture(out_dir: Path) -> tuple[BDINNConfig, str | None, str | No
         return None
 
 
+def _another_rank() -> bool:
+    """Whether this is one of torchrun's processes other than the main one (RANK set, not 0)."""
+    return os.environ.get("RANK", "").strip() not in ("", "0")
+
+
 def _hold_the_run(out_dir: Path) -> None:
     """Two runs started into one OUT at once both found it empty, both wrote their checkpoints
     there and both said so: one was lost without a word. The main process holds a lock on OUT
     until the command ends (a file in the user's cache, so that OUT holds nothing of it); another
     run of this user on this machine finds it held. Without a writable cache, or file locks,
     there is no lock."""
-    if os.environ.get("RANK", "").strip() not in ("", "0"):
-        return  # torchrun's other processes: the main one holds it
+    if _another_rank():
+        return  # the main process holds it
     name = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:32]
     try:
         folder = user_cache("locks")
