@@ -23,10 +23,9 @@ from bdinn.runtime.cli_options import BdinnCommand, FiniteFloatRange, one_line_w
 from bdinn.runtime.files import missing_folders, remove_empty
 from bdinn.runtime.imageio import IMAGE_SUFFIXES
 from bdinn.train.clean_sources import is_pairs_cache
-from bdinn.train.cli import SEED_MAX
 from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.pairs_cache import prepare_synthetic_pairs
-from bdinn.train.trainer import TrainingError, read_state
+from bdinn.train.trainer import SEED_MAX, TrainingError, read_state
 
 
 def run_settings(run: Path) -> tuple[dict, Path]:

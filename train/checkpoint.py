@@ -19,9 +19,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..runtime.backends import PICKLED_SUFFIXES
-from ..runtime.engine_sidecar import MAX_SIDECAR_BYTES
 from ..runtime.files import WrittenFile, atomic_write, atomic_write_text
 from .network import BDINN, CONFIGS, BDINNConfig
+
+# Checkpoint configs and training states are a few KB; JSON of a gigabyte took gigabytes to read.
+MAX_RECORD_BYTES = 16 << 20
 
 FORMAT = "bdinn-checkpoint/1"
 STATE_FORMAT = "bdinn-train-state/1"  # a run's resumable state (state.safetensors), not a model
@@ -132,9 +134,9 @@ def read_checkpoint_meta(path: Path) -> dict[str, Any]:
     meta_path = checkpoint_sidecar(path)
     if not meta_path.is_file():
         raise CheckpointError(f"{path}: missing its config {meta_path.name} (a bdinn checkpoint is a pair)")
-    if meta_path.stat().st_size > MAX_SIDECAR_BYTES:  # a GB of it took gigabytes to read
+    if meta_path.stat().st_size > MAX_RECORD_BYTES:
         raise CheckpointError(
-            f"{meta_path}: over {MAX_SIDECAR_BYTES >> 20} MB, not a config bdinn-train writes (a few KB)"
+            f"{meta_path}: over {MAX_RECORD_BYTES >> 20} MB, not a config bdinn-train writes (a few KB)"
         )
     try:
         meta = json.loads(meta_path.read_text())

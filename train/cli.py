@@ -40,6 +40,7 @@ from .network import CONFIGS, BDINNConfig
 from .pairs_cache import cache_preparation, pairs_from_cache, prepare_synthetic_pairs
 from .provenance import data_origin
 from .trainer import (
+    SEED_MAX,
     Distributed,
     Trainer,
     TrainingError,
@@ -51,7 +52,6 @@ from .trainer import (
     sample_fingerprint,
 )
 
-SEED_MAX = 2**32 - 1  # numpy takes no negative seed; seed x 1,000,003 + epoch is a torch seed (< 2**64)
 SHARE = FiniteFloatRange(0, 1, max_open=True)  # a fraction of a set, never all of it
 
 

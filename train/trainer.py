@@ -31,11 +31,11 @@ from tqdm import tqdm
 from ..runtime.backends.torch_backend import torch_memory_errors
 from ..runtime.cambi import cambi
 from ..runtime.debander import DEFAULT_MAX_CHANGE, limit_change_tensor
-from ..runtime.engine_sidecar import MAX_SIDECAR_BYTES
 from ..runtime.imageio import from_float
 from ..runtime.metrics import PSNR_CAP, capped_psnr, psnr_of_mse, ssim
 from ..runtime.stop_signals import signals_deferred
 from .checkpoint import (
+    MAX_RECORD_BYTES,
     STATE_FORMAT,
     checkpoint_sidecar,
     load_checkpoint,
@@ -53,6 +53,7 @@ from .provenance import checkpoint_record, hardware, training_record
 # too high): the served output hides it, since the change limit keeps it near the input. Early
 # training stays within a few dB of the input.
 DIVERGED_DB = 10.0
+SEED_MAX = 2**32 - 1  # numpy takes no negative seed; seed x 1,000,003 + epoch is a torch seed (< 2**64)
 # Settings that define the run: resuming with different values would not continue the same run.
 RUN_DEFINING = (
     "config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed",
@@ -140,9 +141,9 @@ def read_state(meta_path: Path) -> dict[str, Any]:
     """A training state's JSON (OUT/state.json), with every field a resume reads of its kind: the
     one reader for the trainer, bdinn-train's option defaults and validation_split.py."""
     try:
-        if meta_path.stat().st_size > MAX_SIDECAR_BYTES:  # a GB of it took gigabytes to read
+        if meta_path.stat().st_size > MAX_RECORD_BYTES:
             raise DamagedState(
-                f"{meta_path}: over {MAX_SIDECAR_BYTES >> 20} MB, not a state bdinn-train writes"
+                f"{meta_path}: over {MAX_RECORD_BYTES >> 20} MB, not a state bdinn-train writes"
             )
         meta = json.loads(meta_path.read_text())
     except OSError as exc:
