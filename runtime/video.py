@@ -65,7 +65,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -351,74 +351,77 @@ def deband_video(
 def _warn_after_run(job: VideoJob, warned_fields_lost: bool) -> None:
     """What the frames showed only as they were decoded and written: a file cut short or damaged,
     what the output could not keep. Warnings point at deband_video's caller."""
-    src, dst, muxer, codec_name, pix_fmt = job.src, job.dst, job.muxer, job.codec, job.pix_fmt
+    for message in (*_source_findings(job), *_output_losses(job, warned_fields_lost)):
+        warnings.warn(message, stacklevel=3)
+
+
+def _source_findings(job: VideoJob) -> Iterator[str]:
+    """What decoding showed of the source: cut short, a still end, damage, clock jumps, resizes."""
+    src, dst = job.src, job.dst
     # An exact count from the header (MP4, MOV); an edit list may hide some of them, but then the
     # header's duration is what was decoded.
     listed_time = job.listed_duration
     short_in_time = listed_time is None or job.duration < listed_time - 0.5 / float(job.rate)
     if job.listed_frames and job.frames < job.listed_frames and short_in_time:
-        warnings.warn(
+        yield (
             f"{src}: decoded {job.frames} of the {job.listed_frames} frames its header lists; the file may "
-            "be cut short (the output holds what was there)",
-            stacklevel=3,
+            "be cut short (the output holds what was there)"
         )
     whole = job.track_duration  # to the millisecond: only frames a decoder drops (an open GOP) differ
     still, noticed = job.still_end(), max(0.5, 3 / float(job.rate))
     if not job.listed_frames and whole and whole - (job.duration + still) > noticed:
-        warnings.warn(
+        yield (
             f"{src}: decoded {job.duration:.2f} s of video, but its header says its video lasts "
-            f"{whole:.2f} s; the file may be cut short (the output holds what was there)",
-            stacklevel=3,
+            f"{whole:.2f} s; the file may be cut short (the output holds what was there)"
         )
     if still > noticed:  # it was taken for a file cut short
-        warnings.warn(
+        yield (
             f"{src}: shows its last frame for {still + 1 / float(job.rate):.2f} s (a still end); {dst} "
-            f"shows it for one frame and is {still:.2f} s shorter (bdinn does not keep a still end)",
-            stacklevel=3,
+            f"shows it for one frame and is {still:.2f} s shorter (bdinn does not keep a still end)"
         )
     if job.bytes_after_frames:
-        warnings.warn(
+        yield (
             f"{src}: ends inside a frame ({job.bytes_after_frames} bytes after the last whole one, which "
-            "FFmpeg drops); the output holds the whole frames: did the program writing it stop early?",
-            stacklevel=3,
+            "FFmpeg drops); the output holds the whole frames: did the program writing it stop early?"
         )
     if job.damaged_packets or job.damaged_frames:
-        warnings.warn(
+        yield (
             f"{src}: damaged ({job.damaged_packets} broken video packet(s), {job.damaged_frames} frame(s) "
             "decoded with errors), as a broken recording or transfer is; FFmpeg concealed what it could, so "
-            "the output may show them or lack frames: check it, or get the source again",
-            stacklevel=3,
+            "the output may show them or lack frames: check it, or get the source again"
         )
     if job.clock_jumps:
-        warnings.warn(
+        yield (
             f"{src}: its clock jumps {job.clock_jumps} time(s) (recordings joined end to end, an encoder "
-            "restart); what follows each jump was moved to run on from before it, as FFmpeg does",
-            stacklevel=3,
+            "restart); what follows each jump was moved to run on from before it, as FFmpeg does"
         )
     if (resized := job.resized) is not None:
         size = f"{job.width}x{job.height}"
-        warnings.warn(
+        yield (
             f"{src}: the picture size changes from {size} to {resized.size[0]}x{resized.size[1]} at frame "
             f"{resized.first}; a video keeps one size, so {resized.frames} frame(s) were scaled to {size} "
-            "(stretched where the shape differs): to keep each size, cut the source at the change first",
-            stacklevel=3,
+            "(stretched where the shape differs): to keep each size, cut the source at the change first"
         )
+
+
+def _output_losses(job: VideoJob, warned_fields_lost: bool) -> Iterator[str]:
+    """What the output could not keep of the source: its frame times, fields, captions, subtitles,
+    orientation, HDR10 metadata."""
+    src, dst, muxer, codec_name, pix_fmt = job.src, job.dst, job.muxer, job.codec, job.pix_fmt
     if job.retimed:
         counter = "Y4M" if muxer == "yuv4mpegpipe" else "AVI"
-        warnings.warn(
+        yield (
             f"{dst}: the source's frame times are irregular (variable frame rate), and "
             f"{counter} holds one frame every {1 / float(job.rate):.4g} s, "
-            "so frames were retimed (audio muxed back will drift); write .mkv or .mp4 to keep their times",
-            stacklevel=3,
+            "so frames were retimed (audio muxed back will drift); write .mkv or .mp4 to keep their times"
         )
     if job.interlaced_frames and not job.codes_fields and not warned_fields_lost:
-        warnings.warn(_fields_lost(src, codec_name, pix_fmt, job.height), stacklevel=3)
+        yield _fields_lost(src, codec_name, pix_fmt, job.height)
     if len(job.dominances) > 1 and job.codes_fields and codec_name in ONE_FIELD_ORDER:
-        warnings.warn(
+        yield (
             f"{dst}: the source's field order changes between frames, and {encoder_label(codec_name)} "
             "keeps one order for the whole stream, so the others play back jerkily; ffv1 or prores_ks keep "
-            "each frame's",
-            stacklevel=3,
+            "each frame's"
         )
     if job.captions and not job.writes_captions:
         why = (
@@ -426,27 +429,24 @@ def _warn_after_run(job: VideoJob, warned_fields_lost: bool) -> None:
             if codec_name in CAPTION_OPTIONS
             else f"{encoder_label(codec_name)} cannot carry them; use libx264 or libx265 (.mkv .mp4 .mov .ts)"
         )
-        warnings.warn(f"{src}: its closed captions (A/53: CEA-608/708) are dropped: {why}", stacklevel=3)
+        yield f"{src}: its closed captions (A/53: CEA-608/708) are dropped: {why}"
     for index, dropped in job.carried.crowded.items():
-        warnings.warn(
+        yield (
             f"{src}: subtitle stream {index}: {dropped} cues dropped, each shown while "
             f"{Timeline.MAX_ON_SCREEN} others were on screen (mov_text samples repeat all that is shown); "
-            "write .mkv to keep them",
-            stacklevel=3,
+            "write .mkv to keep them"
         )
     for index in job.carried.not_utf8:
-        warnings.warn(
+        yield (
             f"{src}: subtitle stream {index} is not UTF-8; its text was read as Windows-1252 (cp1252): if it "
-            "reads wrong, convert the subtitles to UTF-8 first (iconv)",
-            stacklevel=3,
+            "reads wrong, convert the subtitles to UTF-8 first (iconv)"
         )
     if muxer == "yuv4mpegpipe" and (note := _y4m_losses(job.colour, job.display, job.sar)):
-        warnings.warn(f"{dst}: {note}", stacklevel=3)
+        yield f"{dst}: {note}"
     elif job.display and muxer not in ROTATION_MUXERS:
-        warnings.warn(
+        yield (
             f"{dst}: a {dst.suffix} file cannot hold the source's {job.display.describe()}, so it "
-            "plays turned or mirrored; write .mkv or .mp4 to keep it",
-            stacklevel=3,
+            "plays turned or mirrored; write .mkv or .mp4 to keep it"
         )
     if job.hdr10 and not job.hdr10_kept:
         advice = (
@@ -454,10 +454,9 @@ def _warn_after_run(job: VideoJob, warned_fields_lost: bool) -> None:
             if muxer == "yuv4mpegpipe"
             else "use libx265, libx264 or libsvtav1 to keep it"
         )
-        warnings.warn(
+        yield (
             f"{dst}: {encoder_label(codec_name)} cannot carry the source's HDR10 metadata "
-            f"({job.hdr10.parts()}); dropped ({advice})",
-            stacklevel=3,
+            f"({job.hdr10.parts()}); dropped ({advice})"
         )
 
 
