@@ -314,17 +314,7 @@ def main(
             unbanded_share=unbanded_share,
             identity_share=identity_share,
         )
-        order = stratified_order(val_pairs)  # families in proportion: the small ones come late
-        sample = order[: settings.max_val_images]
-        left_out = sorted({p.family for p in val_pairs} - {p.family for p in sample})
-        if left_out and ranks.main:  # best is chosen without seeing them
-            warnings.warn(
-                f"--max-val-images {settings.max_val_images} holds no {', '.join(left_out)} picture: "
-                f"validation does not score that banding; {holding_every_family(order)} would score "
-                "every kind",
-                stacklevel=1,
-            )
-        val_set = FullImageDataset(sample)
+        sample, val_set = _validation_sample(val_pairs, settings.max_val_images, ranks.main)
         unreadable = set(sample) - set(val_set.pairs)
         held_out, val_pairs = val_pairs, [pair for pair in val_pairs if pair not in unreadable]  # read ones
         settings.sources = pairs_fingerprint(train_set.pairs, val_pairs)
@@ -337,12 +327,6 @@ def main(
                 settings.sources = counted
         cache = cache_dir or (out_dir / "pairs" if clean_dirs else None)
         settings.data_origin = data_origin(clean_dirs, pairs or (), cache, train_set.pairs, val_pairs)
-        if sample and not len(val_set) and ranks.main:
-            warnings.warn(
-                "no validation pictures (every one was skipped, as said above): best.safetensors is not "
-                "written, only last",
-                stacklevel=1,
-            )
         if ranks.main:
             _report_data(train_set, val_set, len(val_pairs), unbanded_share, identity_share)
         trainer = Trainer(settings, train_set, val_set, out_dir, resume=resume)
@@ -363,6 +347,30 @@ def main(
             dist.destroy_process_group()
     if ranks.main:
         _report_end(trainer, metrics, out_dir, stop_at)
+
+
+def _validation_sample(
+    val_pairs: list[ImagePair], max_val_images: int | None, main: bool
+) -> tuple[list[ImagePair], FullImageDataset]:
+    """The held-out pairs validation scores (every family in proportion, the small ones last), and
+    the dataset of those that could be read; the main process warns of what validation misses."""
+    order = stratified_order(val_pairs)
+    sample = order[:max_val_images]
+    left_out = sorted({p.family for p in val_pairs} - {p.family for p in sample})
+    if left_out and main:  # best is chosen without seeing them
+        warnings.warn(
+            f"--max-val-images {max_val_images} holds no {', '.join(left_out)} picture: validation does "
+            f"not score that banding; {holding_every_family(order)} would score every kind",
+            stacklevel=1,
+        )
+    val_set = FullImageDataset(sample)
+    if sample and not len(val_set) and main:
+        warnings.warn(
+            "no validation pictures (every one was skipped, as said above): best.safetensors is not "
+            "written, only last",
+            stacklevel=1,
+        )
+    return sample, val_set
 
 
 def _image_pairs(
