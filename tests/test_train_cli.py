@@ -663,6 +663,36 @@ def test_a_skipped_picture_is_one_warning_line(tmp_path, tiny_config, paired_dir
     assert resumed.exit_code == 0 and "at step 4/4 already; nothing to do" in resumed.output, resumed.output
 
 
+def test_validation_pictures_all_unreadable_leave_a_run_without_best(tmp_path, tiny_config, paired_dirs):
+    banded, clean = (tmp_path / "banded", tmp_path / "clean")
+    for source, target in ((paired_dirs[0], banded), (paired_dirs[1], clean)):
+        target.mkdir()
+        for picture in source.iterdir():
+            (target / picture.name).write_bytes(picture.read_bytes())
+    _, held_out = split_by_source(
+        large_enough(sorted(find_pairs(banded, clean), key=lambda p: p.name)), 0.2, 0
+    )
+    assert held_out
+    for pair in held_out:  # whole headers (the split reads sizes), cut pixels: skipped when read
+        pair.clean.write_bytes(pair.clean.read_bytes()[:200])
+    args = [
+        "--pairs",
+        str(banded),
+        str(clean),
+        "--config",
+        str(tiny_config),
+        "-o",
+        str(tmp_path / "o"),
+        *FAST,
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "no validation pictures (every one was skipped, as said above)" in result.output
+    assert (tmp_path / "o" / "last.safetensors").is_file() and not (
+        tmp_path / "o" / "best.safetensors"
+    ).exists()
+
+
 def test_a_floor_above_the_peak_learning_rate_is_refused(tmp_path, tiny_config, paired_dirs):
     """--min-lr 1e-2 with --lr 1e-4: the cosine "decay" rose to 100 times the peak, silently."""
     args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(tmp_path / "run")]
