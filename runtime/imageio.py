@@ -690,41 +690,7 @@ def write_image(
     if img.ndim == 3 and img.shape[2] == 4 and suffix in (".jpg", ".jpeg"):
         raise ImageError(f"{path}: JPEG has no alpha channel; write .png to keep it")
     check_side_for(path, *img.shape[:2])
-    if suffix == ".webp" and img.ndim == 3 and img.shape[2] == 4:
-        data = _lossless_webp_with_alpha(path, img)
-    else:
-        params = [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else []  # above 100: lossless
-        try:
-            ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(img), params)
-        except cv2.error:
-            ok = False
-        if not ok:
-            raise ImageError(f"{path}: cannot write images with suffix {suffix!r} (use .png)")
-        data = encoded.tobytes()
-    carried = False  # an ICC profile went into the file
-    if icc_profile and suffix == ".png":
-        wanted = b"GRAY" if img.ndim == 2 or img.shape[2] == 1 else b"RGB "
-        carried = icc_profile[16:20] == wanted  # the profile's colour space: a CMYK one is invalid in a PNG
-        if carried:
-            data = with_icc_profile(data, icc_profile)
-        elif not _is_srgb(icc_profile):  # sRGB on a gray picture: what a viewer assumes anyway
-            space = icc_profile[16:20].decode("latin-1").strip() or "unknown"
-            message = f"{path}: the source's {space} colour profile does not fit this picture; not carried"
-            warnings.warn(message, stacklevel=2)
-    elif icc_profile and not _is_srgb(icc_profile):  # OpenCV writes none; sRGB is what viewers assume
-        message = f"{path}: the source's ICC colour profile is not written into {suffix}; write .png for it"
-        warnings.warn(message, stacklevel=2)
-    chunks = list(walk_chunks(png_colour))
-    if suffix == ".png":  # an sRGB chunk must not stand beside an ICC profile
-        data = after_ihdr(
-            data, b"".join(chunk for kind, chunk in chunks if not (kind == b"sRGB" and carried))
-        )
-    elif lost := more_than_srgb(chunks):
-        message = (
-            f"{path}: the source's PNG colour chunks ({', '.join(lost)}) are not written into {suffix}; "
-            "write .png for them"
-        )
-        warnings.warn(message, stacklevel=2)
+    data = _with_colour(path, _encoded(path, img), img, icc_profile, png_colour)
     if metadata and suffix == ".png":
         data = after_ihdr(data, png_metadata(metadata))
     elif metadata and suffix in (".jpg", ".jpeg"):
@@ -737,3 +703,51 @@ def write_image(
         data = jpeg_with_metadata(data, metadata)
     atomic_write_bytes(path, data, replace=replace)
     return path
+
+
+def _encoded(path: Path, img: np.ndarray) -> bytes:
+    """The file's bytes for an array in OpenCV's channel order, in the format its suffix names."""
+    suffix = path.suffix.lower()
+    if suffix == ".webp" and img.ndim == 3 and img.shape[2] == 4:
+        return _lossless_webp_with_alpha(path, img)
+    params = [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else []  # above 100: lossless
+    try:
+        ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(img), params)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ImageError(f"{path}: cannot write images with suffix {suffix!r} (use .png)")
+    return encoded.tobytes()
+
+
+def _with_colour(
+    path: Path, data: bytes, img: np.ndarray, icc_profile: bytes | None, png_colour: bytes
+) -> bytes:
+    """A PNG's bytes with the source's ICC profile and colour chunks (other formats: `data` as it is,
+    with a warning, to write_image's caller, of what it cannot hold)."""
+    suffix = path.suffix.lower()
+    carried = False  # an ICC profile went into the file
+    if icc_profile and suffix == ".png":
+        wanted = b"GRAY" if img.ndim == 2 or img.shape[2] == 1 else b"RGB "
+        carried = icc_profile[16:20] == wanted  # the profile's colour space: a CMYK one is invalid in a PNG
+        if carried:
+            data = with_icc_profile(data, icc_profile)
+        elif not _is_srgb(icc_profile):  # sRGB on a gray picture: what a viewer assumes anyway
+            space = icc_profile[16:20].decode("latin-1").strip() or "unknown"
+            message = f"{path}: the source's {space} colour profile does not fit this picture; not carried"
+            warnings.warn(message, stacklevel=3)
+    elif icc_profile and not _is_srgb(icc_profile):  # OpenCV writes none; sRGB is what viewers assume
+        message = f"{path}: the source's ICC colour profile is not written into {suffix}; write .png for it"
+        warnings.warn(message, stacklevel=3)
+    chunks = list(walk_chunks(png_colour))
+    if suffix == ".png":  # an sRGB chunk must not stand beside an ICC profile
+        data = after_ihdr(
+            data, b"".join(chunk for kind, chunk in chunks if not (kind == b"sRGB" and carried))
+        )
+    elif lost := more_than_srgb(chunks):
+        message = (
+            f"{path}: the source's PNG colour chunks ({', '.join(lost)}) are not written into {suffix}; "
+            "write .png for them"
+        )
+        warnings.warn(message, stacklevel=3)
+    return data

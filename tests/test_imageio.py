@@ -1277,5 +1277,6 @@ def test_gama_and_chrm_beside_an_srgb_chunk_are_not_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         write_image(tmp_path / "a.webp", _upright(), png_colour=png_chunk(b"sRGB", b"\0") + odd_gamma)
-    with pytest.warns(UserWarning, match=r"PNG colour chunks \(gAMA\) are not written into \.webp"):
+    with pytest.warns(UserWarning, match=r"PNG colour chunks \(gAMA\) are not written into \.webp") as caught:
         write_image(tmp_path / "b.webp", _upright(), png_colour=odd_gamma)
+    assert caught[0].filename == __file__  # points at write_image's caller
