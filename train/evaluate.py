@@ -445,6 +445,22 @@ def to_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=1, allow_nan=False) + "\n"
 
 
+def _check_reports(
+    json_path: Path | None, markdown_path: Path | None, model: Path | None, folders: list[Path], force: bool
+) -> None:
+    """The report files, checked before the evaluation: writable, each its own, none a file of the
+    model or of the picture folders (--clean searches its folder's subfolders too)."""
+    inputs = [
+        *files_of_model(model),
+        *(f for folder in folders if folder.is_dir() for f in folder.rglob("*")),
+    ]
+    if json_path is not None and markdown_path is not None and json_path.resolve() == markdown_path.resolve():
+        raise OutputError(f"{json_path}: --json and --markdown name the same file; give each its own")
+    for path in (json_path, markdown_path):
+        if path is not None:
+            check_writable(path, inputs, replace=force)
+
+
 @click.command("bdinn-eval", cls=BdinnCommand)
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -561,20 +577,7 @@ def main(
             require_pyav("the FFmpeg baselines (deband, gradfun; or pass --no-baselines)")
         if clean_dir and any(degradation.kind != "bits" for _, degradation in degradations):
             require_pyav("codec degradations")
-        folders = [*pairs] if pairs else [clean_dir]
-        inputs = [  # --clean searches its folder's subfolders too
-            *files_of_model(model),
-            *(f for folder in folders if folder.is_dir() for f in folder.rglob("*")),
-        ]
-        if (
-            json_path is not None
-            and markdown_path is not None
-            and json_path.resolve() == markdown_path.resolve()
-        ):
-            raise OutputError(f"{json_path}: --json and --markdown name the same file; give each its own")
-        for path in (json_path, markdown_path):
-            if path is not None:  # now, not after the evaluation
-                check_writable(path, inputs, replace=force)
+        _check_reports(json_path, markdown_path, model, [*pairs] if pairs else [clean_dir], force)
         if pairs:
             total, found = pairs_from_folders(pairs[0], pairs[1], max_images, seed)
         else:
