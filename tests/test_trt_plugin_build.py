@@ -126,6 +126,17 @@ def test_configure_follows_the_tensorrt_root_it_is_given(tmp_path):
     old = ["cmake", "-C", "old-cache.cmake", "-S", str(PLUGINS), "-B", "old", "-DTENSORRT_ROOT=trt-b"]
     proc = _run(old, cwd=tmp_path, env=env)
     assert "TensorRT plugin: TensorRT 11.1.0 headers in" in proc.stdout
+    # The root given is the one searched: another install on CMAKE_PREFIX_PATH (a conda or NGC
+    # environment sets it) came first, and a root without headers fell back to the system's.
+    prefixed = {**env, "CMAKE_PREFIX_PATH": str(tmp_path / "trt-a")}
+    proc = _run(
+        ["cmake", "-S", str(PLUGINS), "-B", "prefixed", "-DTENSORRT_ROOT=trt-b"], cwd=tmp_path, env=prefixed
+    )
+    assert "TensorRT plugin: TensorRT 11.1.0 headers in" in proc.stdout
+    (tmp_path / "no-headers" / "lib").mkdir(parents=True)
+    bare = ["cmake", "-S", str(PLUGINS), "-B", "bare", "-DTENSORRT_ROOT=no-headers"]
+    proc = subprocess.run(bare, cwd=tmp_path, env=prefixed, capture_output=True, text=True, check=False)
+    assert proc.returncode != 0 and "TensorRT headers not found" in proc.stderr, proc.stdout + proc.stderr
 
 
 # ---- Building (needs TensorRT headers and nvcc) ---------------------------------------------------
