@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import warnings
@@ -23,7 +21,7 @@ from ..runtime.cli_options import (
     stops_cleanly,
 )
 from ..runtime.debander import default_model_path
-from ..runtime.files import check_writable, resolved, user_cache
+from ..runtime.files import check_writable, missing_folders, remove_empty, resolved
 from ..runtime.imageio import ImageError
 from ..runtime.pyav import MissingPackage
 from .checkpoint import CheckpointError, check_weights, read_checkpoint_config
@@ -561,53 +559,61 @@ def _another_rank() -> bool:
 
 def _hold_the_run(out_dir: Path) -> None:
     """Two runs started into one OUT at once both found it empty, both wrote their checkpoints
-    there and both said so: one was lost without a word. The main process holds a lock on OUT
-    until the command ends (a file in the user's cache, so that OUT holds nothing of it); another
-    run of this user on this machine finds it held. Without a writable cache, or file locks,
-    there is no lock."""
+    there and both said so: one was lost without a word. The main process holds a lock on the OUT
+    folder itself until the command ends (a lock file in the user's cache missed a run with another
+    XDG_CACHE_HOME, as CI jobs have); another run finds it held. OUT is made for it, and taken back
+    if the run leaves it empty (refused). Without file locks (NFS without lockd) there is no lock."""
     if _another_rank():
         return  # the main process holds it
-    name = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:32]
+    made = missing_folders(out_dir)
     try:
-        folder = user_cache("locks")
-        folder.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
     except OSError:
-        return
-    lock = folder / f"train-{name}.lock"
-    for _ in range(100):  # bounded: a file system whose inode numbers shift would retry forever
-        try:
-            handle = lock.open("a")
-        except OSError:
-            return
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise click.ClickException(
-                f"{out_dir}: another bdinn-train is writing its run there; wait for it to end, or choose "
-                "another -o"
-            ) from None
-        except OSError:  # no locks on this file system (NFS without lockd): a run as before
-            handle.close()
-            return
-        if _is_file_of(handle, lock):
-            break
-        handle.close()  # a run that held it removed it as it ended: take the one there now
-    else:
-        return
+        return  # check_writable says why, in one line
+    held = _lock_folder(out_dir)
+    if held == _HELD_ELSEWHERE:  # the folder is that run's, even where this one made it
+        raise click.ClickException(
+            f"{out_dir}: another bdinn-train is writing its run there; wait for it to end, or choose "
+            "another -o"
+        )
 
-    def let_go() -> None:  # removed while held, so that a lock file per OUT ever used does not pile up
-        with contextlib.suppress(OSError):
-            lock.unlink()
-        handle.close()
+    def let_go() -> None:  # taken back while still held: no other run is in it yet
+        remove_empty(made)
+        if held is not None:
+            os.close(held)
 
     click.get_current_context().call_on_close(let_go)
 
 
-def _is_file_of(handle: Any, path: Path) -> bool:
-    """Whether the open `handle` is the file at `path` still (not one unlinked meanwhile)."""
+_HELD_ELSEWHERE = -1
+
+
+def _lock_folder(folder: Path) -> int | None:
+    """An open descriptor of `folder` holding its lock; _HELD_ELSEWHERE where another process holds
+    it; None where this file system has no locks (NFS without lockd: a run as before)."""
+    for _ in range(100):  # bounded: a folder removed and made again at every try would retry forever
+        try:
+            held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(held)
+            return _HELD_ELSEWHERE
+        except OSError:
+            os.close(held)
+            return None
+        if _is_folder_of(held, folder):
+            return held
+        os.close(held)  # a run that made it took it back as it ended: lock the one there now
+    return None
+
+
+def _is_folder_of(held: int, path: Path) -> bool:
+    """Whether the open folder `held` is the one at `path` still (not one removed meanwhile)."""
     try:
-        return os.path.samestat(os.fstat(handle.fileno()), path.stat())
+        return os.path.samestat(os.fstat(held), path.stat())
     except OSError:
         return False
 
