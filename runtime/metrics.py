@@ -19,10 +19,26 @@ _TRUNCATE = 3.5
 _RADIUS = int(_TRUNCATE * _SIGMA + 0.5)  # 5: an 11-tap window
 
 
-def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB; inf for identical inputs."""
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float | None = None) -> float:
+    """Peak signal-to-noise ratio in dB; inf for identical inputs. The range, unless given, is the
+    samples' (255 for uint8, 65535 for uint16, 1 for floats), as scikit-image takes it: 8-bit
+    pictures scored against a range of 1 gave -6 dB without a word."""
+    data_range = _range_of(a, b, data_range, "psnr")
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
     return psnr_of_mse(mse, data_range)
+
+
+def _range_of(a: np.ndarray, b: np.ndarray, data_range: float | None, what: str) -> float:
+    """The range a metric scores on; equal shapes checked (numpy would broadcast RGB against gray)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"{what} needs equal shapes, got {a.shape} and {b.shape}")
+    if data_range is not None:
+        return data_range
+    integer = a.dtype.kind in "uib" or b.dtype.kind in "uib"
+    if integer and a.dtype != b.dtype:
+        raise ValueError(f"{what}: {a.dtype} against {b.dtype} samples; give data_range, or one dtype")
+    return float(np.iinfo(a.dtype).max) if integer and a.dtype.kind != "b" else 1.0
 
 
 def capped_psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,12 +69,11 @@ def _ssim_channel(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
     return float(s[r:-r, r:-r].mean())
 
 
-def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
-    """Mean SSIM over an HxW or HxWxC image pair (channels averaged)."""
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float | None = None) -> float:
+    """Mean SSIM over an HxW or HxWxC image pair (channels averaged); the range as psnr's."""
+    data_range = _range_of(a, b, data_range, "ssim")
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"ssim needs equal shapes, got {a.shape} and {b.shape}")
     if min(a.shape[:2]) <= 2 * _RADIUS:
         raise ValueError(f"ssim needs images larger than {2 * _RADIUS + 1}x{2 * _RADIUS + 1}")
     if a.ndim == 2:
