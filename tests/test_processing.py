@@ -53,3 +53,16 @@ def test_a_picture_too_small_is_named_width_by_height():
     """Every other message gives sizes as width x height; this one gave 200 px wide as 8x200."""
     with pytest.raises(ValueError, match=r"^image is 200x8; bdinn needs at least 16x16"):
         split_frame(np.zeros((8, 200, 3), np.uint8))
+
+
+def test_tiles_of_a_float16_batch_are_blended_in_float32():
+    """The cross-fade summed in the caller's float16: 58 16-bit levels off the untiled output."""
+    rng = np.random.default_rng(5)
+    batch = rng.random((1, 3, 70, 90)).astype(np.float16)
+
+    def brighten(window: np.ndarray) -> np.ndarray:  # a backend's float32 answer
+        return window.astype(np.float32) * 0.9 + 0.05
+
+    blended = processing.run_tiled(brighten, batch, (32, 32), 8)
+    whole = brighten(batch)
+    assert blended.dtype == np.float32 and np.abs(blended - whole).max() < 1e-6
