@@ -47,6 +47,7 @@ import functools
 import cv2
 import numpy as np
 
+from .imageio import native_order
 from .metrics import BT709_LUMA
 
 NUM_SCALES = 5
@@ -125,7 +126,7 @@ def luma8(image: np.ndarray) -> np.ndarray:
 def to_luma10(image: np.ndarray) -> np.ndarray:
     """H x W x 3 RGB (uint8, uint16 or float in [0, 1]; or H x W grey) -> H x W uint16 10-bit
     limited-range BT.709 luma; 8-bit input goes through libvmaf's anti-dithering filter."""
-    img = np.asarray(image)
+    img = native_order(np.asarray(image))
     if img.ndim == 2:
         img = img[:, :, None]
     if img.ndim != 3 or img.shape[2] not in (1, 3, 4) or 0 in img.shape:

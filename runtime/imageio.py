@@ -576,8 +576,15 @@ def read_icc_profile(path: str | os.PathLike) -> bytes | None:
         return None
 
 
+def native_order(img: np.ndarray) -> np.ndarray:
+    """`img` with its samples in this machine's byte order: big-endian uint16 (a TIFF or PGM read
+    as stored, or what Debander returns for one) is no np.uint16 to a dtype check."""
+    return img if img.dtype.isnative else img.astype(img.dtype.newbyteorder("="))
+
+
 def to_float(img: np.ndarray) -> np.ndarray:
-    """uint8 / uint16 -> float32 in [0, 1] (divided by 255 or 65535)."""
+    """uint8 / uint16 (either byte order) -> float32 in [0, 1] (divided by 255 or 65535)."""
+    img = native_order(img)
     if img.dtype == np.uint8:
         return img.astype(np.float32) / np.float32(255)
     if img.dtype == np.uint16:
@@ -670,8 +677,7 @@ def write_image(
     `replace`, an existing file at `path` is kept and an OutputError raised.
     """
     path = Path(path)
-    if not img.dtype.isnative:  # big-endian uint16, as Debander takes and returns it
-        img = img.astype(img.dtype.newbyteorder("="))
+    img = native_order(img)
     if img.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path}: cannot write {img.dtype} samples (convert to uint8 or uint16 first)")
     if img.ndim in (2, 3) and 0 in img.shape[:2]:  # OpenCV's refusal read as a bad suffix

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .imageio import from_float
+from .imageio import from_float, native_order
 
 MIN_SIDE = 16
 MAX_SIDE = 16384  # the exported graphs' declared bound on height and width (engine profiles too)
@@ -76,8 +76,7 @@ def split_frame(image: np.ndarray) -> Frame:
     alpha. The colour planes are cast straight into the network's 3 x H x W layout: one pass."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected a numpy array, got {type(image).__name__}")
-    if image.dtype == np.dtype(">u2") and not image.dtype.isnative:  # big-endian TIFF or PNG samples
-        image = image.astype(np.uint16)
+    image = native_order(image)  # big-endian TIFF or PNG samples
     if image.dtype not in (np.uint8, np.uint16):
         hint = (
             " (float frames in [0, 1]: Debander.infer takes them as [N, 3, H, W])"

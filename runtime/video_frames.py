@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .imageio import native_order
 from .video_colour import Colour, decode_rgb, encode_frame
 from .video_fields import field_flags, split_fields, weave
 from .video_formats import VideoError
@@ -19,8 +20,8 @@ from .video_side_data import with_side_data_of
 
 
 def checked_picture(src: Path | str, which: str, image: Any, shape: tuple[int, ...]) -> np.ndarray:
-    if isinstance(image, np.ndarray) and image.dtype.kind == "u" and not image.dtype.isnative:
-        image = image.astype(image.dtype.newbyteorder("="))  # big-endian uint16, as Debander returns it
+    if isinstance(image, np.ndarray):
+        image = native_order(image)  # big-endian uint16, as Debander returns it
     if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16) or image.shape != shape:
         got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise VideoError(

@@ -121,3 +121,12 @@ def test_windows_of_more_than_65535_pixels_count_every_pixel():
     c = c_values(luma, np.ones(luma.shape, bool), 601, 5)
     p0, p = 81_000.0, 9_000.0
     assert c[150, 150] == pytest.approx(CONTRAST_WEIGHTS[3] * p0 * p / (p + p0), rel=1e-6)
+
+
+def test_big_endian_samples_score_as_native_ones():
+    """A big-endian uint16 picture (a TIFF read as stored; what Debander returns for one) was
+    refused as 'got >u2', and by to_float too."""
+    ramp = (np.tile(np.linspace(0, 65535, 96), (64, 1))[:, :, None] * np.ones(3)).astype(np.uint16)
+    swapped = ramp.astype(">u2")
+    assert cambi(swapped) == cambi(ramp)
+    assert np.array_equal(to_float(swapped), to_float(ramp))
