@@ -347,12 +347,15 @@ class Debander:
             )
         return result
 
-    def tile_for(self, size: tuple[int, int]) -> tuple[int, int] | None:
-        """The (height, width) tiles a frame of this size runs in, cut evenly: of at most the
-        user's tile x tile, else within the backend's profile for a frame beyond it, else of at
-        most HOST_TILE_PIXELS for a large frame on the CPU; None: the frame runs whole. Memory
-        and time follow the tile, not the frame."""
+    def tile_for(self, size: tuple[int, ...]) -> tuple[int, int] | None:
+        """The (height, width) tiles a frame of this size (height, width; or the frame's own
+        shape) runs in, cut evenly: of at most the user's tile x tile, else within the backend's
+        profile for a frame beyond it, else of at most HOST_TILE_PIXELS for a large frame on the
+        CPU; None: the frame runs whole. Memory and time follow the tile, not the frame."""
         self._check_open()
+        if len(size) < 2:
+            raise ValueError(f"tile_for takes a frame's (height, width) or its shape, got {size}")
+        size = (int(size[0]), int(size[1]))  # a frame's H x W x C shape: "too many values to unpack"
         limit, least = self.backend.max_size, 2 * self.overlap  # room for both fades of a tile
         grid = self.backend.tile_grid
         bound = limit  # the largest frame that runs whole: the profile's, and the user's tile
