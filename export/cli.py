@@ -30,7 +30,7 @@ from ..runtime.files import (
 )
 from ..runtime.tensorrt import TensorRTUnavailable
 from ..train.checkpoint import CheckpointError, load_checkpoint
-from ..train.network import with_coarse_pass
+from ..train.network import BDINN, with_coarse_pass
 from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, preflight
 from .onnx_export import GRAPHS, IO_MODES, export_onnx
 
@@ -47,6 +47,14 @@ def parse_targets(ctx: click.Context, param: click.Parameter, value: str | None)
             f"unknown {', '.join(unknown)}; TensorRT-RTX targets: {', '.join(RTX_TARGETS)}"
         )
     return targets
+
+
+def coarse_passed(model: BDINN, meta: dict) -> tuple[BDINN, dict]:
+    """The model with the coarse pass, and its checkpoint's record as the engine's sidecar takes it:
+    the config that runs, and no configuration's name (lite with the pass is not lite; the sidecar
+    said it was)."""
+    model = with_coarse_pass(model)
+    return model, {**meta, "config": model.config.to_dict(), "config_name": None}
 
 
 def check_output_suffix(output: Path, onnx_only: bool) -> None:
@@ -67,7 +75,7 @@ def check_output_suffix(output: Path, onnx_only: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Plan (or .onnx with --onnx-only) [default: beside the checkpoint; for the bundled model, "
-    "bdinn-default-GRAPH-PRECISION.plan here].",
+    "bdinn-default-GRAPH-PRECISION.plan here; -uint8 with --io uint8, -coarse with --coarse-pass].",
 )
 @click.option("--fp16", is_flag=True, help="Float16 graph and engine (sampling coordinates stay float32).")
 @click.option(
@@ -168,10 +176,9 @@ def main(
             stem = Path(f"bdinn-{checkpoint.stem}")
         else:
             stem = checkpoint.with_suffix("")
-        coarse = "-coarse" if coarse_pass else ""
-        output = output or Path(f"{stem}-{graph}-{precision}{coarse}{'.onnx' if onnx_only else '.plan'}")
+        kind = f"{graph}-{precision}{'-uint8' if io == 'uint8' else ''}{'-coarse' if coarse_pass else ''}"
+        output = output or Path(f"{stem}-{kind}{'.onnx' if onnx_only else '.plan'}")  # each kind its own
         onnx_path = output if onnx_only else output.with_suffix(".onnx")
-        onnx_is_new = not onnx_path.exists()  # a failed build takes it back; build_engine its own files
         check_outputs(checkpoint, output, onnx_only, timing_cache, force)
         cache_dir = cache_dir or user_cache("engines")
         settings = EngineSettings(
@@ -186,14 +193,14 @@ def main(
         model, meta = load_checkpoint(checkpoint)
         name = meta.get("config_name") or "custom"
         say(f"checkpoint: {checkpoint} ({name} configuration, step {meta.get('step', '?')})")
-        if coarse_pass:  # the engine's sidecar (model_config) and the graph's metadata record it
-            model = with_coarse_pass(model)
-            meta = {**meta, "config": model.config.to_dict()}
-        # A forced export replaces the ONNX file before the engine builds: a build that fails (or is
-        # stopped) puts the old one back beside the old plan. (--onnx-only writes one file, atomically.)
-        with restored_if_failed(onnx_path) if not onnx_only else contextlib.nullcontext():
+        if coarse_pass:
+            model, meta = coarse_passed(model, meta)
+        # The graph is a step towards the plan: a build that fails (or is stopped) takes it back, and a
+        # forced export puts the old one back beside the old plan. (--onnx-only writes one file.)
+        with restored_if_failed(onnx_path) if not onnx_only else contextlib.nullcontext([]) as onnx_written:
             with counting_seconds(f"onnx: exporting the {graph} graph"):
                 result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io, replace=force)
+            onnx_written.append(result.written)
             nodes = f"{result.nodes_exported} nodes exported, {result.nodes_final} after simplification"
             took = f"in {result.seconds:.1f} s ({nodes})"
             say(f"onnx: {graph} graph, {precision}, {io} I/O -> {onnx_path} {took}")
@@ -206,13 +213,8 @@ def main(
                     "config_name": meta.get("config_name"),
                     "checkpoint_sha256": file_digest(checkpoint),
                 }  # fmt: skip
-                try:
-                    with counting_seconds("engine: building"):
-                        built = build_engine(onnx_path, output, settings, io, engine_meta, replace=force)
-                except BaseException:  # the graph was a step towards the plan: no half of an export stays
-                    if onnx_is_new:
-                        result.written.take_back()
-                    raise
+                with counting_seconds("engine: building"):
+                    built = build_engine(onnx_path, output, settings, io, engine_meta, replace=force)
         if not onnx_only:  # built: the new graph and plan stand together from here
             say(engine_line(output, built, targets))
             summary.update({"plan": str(output), "sidecar": str(plan_sidecar(output)),

@@ -79,14 +79,14 @@ def _target_enum(trt: Any, target: str) -> Any:
 
 
 def cache_key(
-    onnx_path: Path, settings: EngineSettings, trt: TensorRT, io: str, gpu: str | None = None
+    onnx_sha256: str, settings: EngineSettings, trt: TensorRT, io: str, gpu: str | None = None
 ) -> str:
     """Everything that makes a plan invalid: graph, shapes, I/O, TensorRT build, targets (or, for
     data-centre TensorRT, the `gpu` it builds for: a cache in a home folder shared across a
     cluster would otherwise hand an A100's plan to an H100), plugin."""
     plugin = file_digest(settings.plugin_library) if settings.plugin_library else f"python-{PLUGIN_VERSION}"
     parts = {
-        "onnx": file_digest(onnx_path),
+        "onnx": onnx_sha256,
         "profile": asdict(settings.profile),
         "io": io,
         "tensorrt": [trt.flavour, trt.version],
@@ -125,14 +125,14 @@ def _check_kernels() -> None:
         raise EngineError(f"the Python plugin cannot build an engine here: {exc}") from None
 
 
-def _parse(trt: Any, builder: Any, onnx_path: Path, logger: Any) -> Any:
+def _parse(trt: Any, builder: Any, onnx_path: Path, graph: bytes, logger: Any) -> Any:
     flags = 0
     strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
     if strongly_typed is not None:  # TensorRT 10; TensorRT-RTX is always strongly typed
         flags |= 1 << int(strongly_typed)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse(graph, str(onnx_path)):  # the path: where weights stored beside it are
         errors = "; ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
         raise EngineError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors}")
     return network
@@ -183,7 +183,11 @@ def build_engine(
     info = preflight(settings, meta.get("graph", "plugin"))
     trt = info.module
     gpu = None if info.is_rtx else building_gpu()
-    key = cache_key(onnx_path, settings, info, io, gpu)
+    # Read once: the plan, its cache key and its sidecar are of one graph, even where another forced
+    # export replaces the file during the build (the sidecar named the other graph).
+    graph = onnx_path.read_bytes()
+    onnx_sha256 = hashlib.sha256(graph).hexdigest()
+    key = cache_key(onnx_sha256, settings, info, io, gpu)
     cache_dir = Path(settings.cache_dir) if settings.cache_dir else None
     cached = cache_dir / f"{key}.plan" if cache_dir else None
     started = time.perf_counter()
@@ -194,11 +198,12 @@ def build_engine(
         timing = settings.timing_cache
         if timing is None and cache_dir is not None and gpu is not None:  # tactic timings are the GPU's
             timing = cache_dir / f"timing-{re.sub(r'[^A-Za-z0-9.]+', '-', gpu).strip('-')}.cache"
-        plan = _build(info, onnx_path, dataclasses.replace(settings, timing_cache=timing), io, plan_path)
+        settings = dataclasses.replace(settings, timing_cache=timing)
+        plan = _build(info, onnx_path, graph, settings, io, plan_path)
     sidecar = {
         "format": ENGINE_FORMAT,
         **meta,
-        "onnx_sha256": file_digest(onnx_path),
+        "onnx_sha256": onnx_sha256,
         "plan_sha256": plan_digest(plan),
         "cache_key": key,
         "io": _io_description(io, meta.get("precision", "fp32")),
@@ -308,7 +313,9 @@ def _configured(info: TensorRT, builder: Any, network: Any, settings: EngineSett
     return config
 
 
-def _build(info: TensorRT, onnx_path: Path, settings: EngineSettings, io: str, plan_path: Path) -> bytes:
+def _build(
+    info: TensorRT, onnx_path: Path, graph: bytes, settings: EngineSettings, io: str, plan_path: Path
+) -> bytes:
     """The serialized plan; a failure is named by the plan it was to be (bdinn-export takes the
     ONNX file back)."""
     trt = info.module
@@ -317,7 +324,7 @@ def _build(info: TensorRT, onnx_path: Path, settings: EngineSettings, io: str, p
     # Signals wait for the parse and the build: raised inside TensorRT's callbacks (its logger, the
     # plugin's creator and methods), TensorRT caught them and went on to the end.
     with signals_deferred() as caught:
-        network = _parse(trt, builder, onnx_path, logger)
+        network = _parse(trt, builder, onnx_path, graph, logger)
         config = _configured(info, builder, network, settings, io)
         # TensorRT-RTX times no tactics at build time (it specialises on the GPU at run time), and
         # its timing-cache calls are deprecated no-ops: use the cache with data-centre TensorRT only.

@@ -98,34 +98,43 @@ _NEW_PRIVATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 
 
 
 @contextlib.contextmanager
-def restored_if_failed(path: Path) -> Iterator[None]:
+def restored_if_failed(path: Path) -> Iterator[list[WrittenFile]]:
     """Put `path`'s present file back if the block fails: bdinn-export --force replaces the ONNX
     file beside a plan before the engine builds, and a build that failed left the new graph beside
-    the old plan. The old file waits under a temporary name (a hard link, or a copy where the file
-    system has none), a symbolic link as the link itself (the write replaced the link, not what
-    it points to); a block that ends without one does nothing."""
-    if path.is_symlink():
-        link = os.readlink(path)
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            path.symlink_to(link)
-            raise
-        return
-    if not path.is_file():
-        yield
-        return
+    the old plan. The block appends what it wrote there, which is taken back first; the old file
+    is put back only where nothing stands at the name then (another job's --force output there is
+    kept). It waits under a temporary name (_kept), a symbolic link as the link itself (the write
+    replaced the link, not what it points to)."""
+    ours: list[WrittenFile] = []
+    link = os.readlink(path) if path.is_symlink() else None
+    kept = _kept(path) if link is None and path.is_file() else None
+    try:
+        yield ours
+    except BaseException:
+        _take_back(ours)
+        if not (path.exists() or path.is_symlink()):  # the old file itself, or another job's, stays
+            if link is not None:
+                path.symlink_to(link)
+            elif kept is not None:
+                os.replace(kept, path)
+        raise
+    finally:
+        if kept is not None:
+            kept.unlink(missing_ok=True)
+
+
+def _kept(path: Path) -> Path:
+    """A second name for `path`'s file beside it: a hard link, or a copy where the file system has
+    none (FAT, sshfs, some NFS), written into a new file only (a link planted at the name meanwhile
+    is refused, not written through), private while it is written, then with the old file's mode
+    and times where they can be set."""
     kept = _reserve_temporary(path)
+    copied = False
     try:
         kept.unlink()
-        copied = False
         try:
             os.link(path, kept)
-        except OSError:  # no hard links here (FAT, sshfs, some NFS): a copy, into a new file only
-            # (a link planted at the name meanwhile is refused, not written through), private
-            # while it is written, then with the old file's mode and times where they can be set
+        except OSError:
             with path.open("rb") as old, os.fdopen(os.open(kept, _NEW_PRIVATE, 0o600), "wb") as copy:
                 copied = True
                 shutil.copyfileobj(old, copy)
@@ -136,13 +145,12 @@ def restored_if_failed(path: Path) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 kept.unlink()
         raise _output_error(path, exc) from None
-    try:
-        yield
-    except BaseException:
-        os.replace(kept, path)  # nothing, where the old file was never replaced: the unlink below
-        raise
-    finally:
-        kept.unlink(missing_ok=True)
+    return kept
+
+
+def _take_back(written: list[WrittenFile]) -> None:
+    for file in written:
+        file.take_back()
 
 
 class StoppedBySignal(KeyboardInterrupt):
@@ -165,8 +173,7 @@ def written_together(*paths: Path) -> Iterator[list[WrittenFile]]:
             if caught:
                 raise StoppedBySignal
         except BaseException:
-            for file in written:
-                file.take_back()
+            _take_back(written)
             raise
 
 

@@ -555,9 +555,7 @@ def test_every_setting_that_changes_a_plan_changes_its_cache_key(tmp_path):
 
     from bdinn.export.engine import EngineSettings, Profile, cache_key
 
-    graph, other_graph, library = tmp_path / "m.onnx", tmp_path / "n.onnx", tmp_path / "plugin.so"
-    graph.write_bytes(b"one graph")
-    other_graph.write_bytes(b"another graph")
+    graph, other_graph, library = "1" * 64, "2" * 64, tmp_path / "plugin.so"  # the graphs' SHA-256
     library.write_bytes(b"a plugin")
     base = EngineSettings(targets=("sm89",))
     key = cache_key(graph, base, RTX, "float")
@@ -600,6 +598,33 @@ def test_the_coarse_pass_is_built_into_the_engine_and_recorded(tmp_path):
     assert sum(n.op_type == "BandedDeformConv2d" for n in graph.node) == 2 * banded  # full and half size
     assert not any(n.op_type == "Resize" for n in graph.node)
     assert plan.read_bytes().count(b"BandedDeformConv2d") >= 2 * banded
+
+
+def test_a_uint8_export_is_named_apart_from_the_float_one(tmp_path):
+    """Both were NAME-GRAPH-PRECISION: the uint8 export was refused beside the float one, or with
+    --force replaced it."""
+    micro = save_checkpoint(tmp_path / "micro.safetensors", BDINN(MICRO), config_name=None, step=1)
+    for io in ("float", "uint8"):
+        result = export(str(micro), "--onnx-only", "--graph", "gridsample", "--io", io)
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == [
+        "micro-gridsample-fp32-uint8.onnx", "micro-gridsample-fp32.onnx"
+    ]  # fmt: skip
+
+
+def test_a_coarse_pass_export_names_no_configuration():
+    """The bundled lite weights with the pass: the sidecar said config_name 'lite' beside a config
+    that is not lite (a checkpoint saying so is refused)."""
+    from bdinn.export.cli import coarse_passed
+    from bdinn.train.network import CONFIGS
+
+    model, meta = load_checkpoint(default_model_path().with_suffix(".safetensors"))
+    lite = json.loads(json.dumps(CONFIGS["lite"].to_dict()))  # tuples as the sidecar's lists
+    assert meta["config_name"] == "lite" and meta["config"] == lite
+    model, meta = coarse_passed(model, meta)
+    assert meta["config_name"] is None
+    assert json.loads(json.dumps(meta["config"])) == {**lite, "coarse_pass": True}
+    assert model.config.coarse_pass
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")

@@ -498,20 +498,20 @@ def test_restored_if_failed_puts_the_old_file_back_and_leaves_no_copy(tmp_path, 
         monkeypatch.setattr(os, "link", no_links)
     graph = tmp_path / "m.onnx"
     graph.write_bytes(b"old")
-    with pytest.raises(RuntimeError), restored_if_failed(graph):
-        atomic_write(graph, lambda tmp: Path(tmp).write_bytes(b"new"))
+    with pytest.raises(RuntimeError), restored_if_failed(graph) as ours:
+        ours.append(atomic_write(graph, lambda tmp: Path(tmp).write_bytes(b"new")))
         raise RuntimeError("the build failed")
     assert graph.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
     with pytest.raises(RuntimeError), restored_if_failed(graph):
         raise RuntimeError("failed before the new file was written")
     assert graph.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
-    with restored_if_failed(graph):
-        atomic_write(graph, lambda tmp: Path(tmp).write_bytes(b"new"))
+    with restored_if_failed(graph) as ours:
+        ours.append(atomic_write(graph, lambda tmp: Path(tmp).write_bytes(b"new")))
     assert graph.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
     (tmp_path / "kept.onnx").write_bytes(b"linked")
     (tmp_path / "link.onnx").symlink_to("kept.onnx")  # the write replaces the link, not its target
-    with pytest.raises(RuntimeError), restored_if_failed(tmp_path / "link.onnx"):
-        atomic_write(tmp_path / "link.onnx", lambda tmp: Path(tmp).write_bytes(b"new"))
+    with pytest.raises(RuntimeError), restored_if_failed(tmp_path / "link.onnx") as ours:
+        ours.append(atomic_write(tmp_path / "link.onnx", lambda tmp: Path(tmp).write_bytes(b"new")))
         raise RuntimeError
     assert (
         os.readlink(tmp_path / "link.onnx") == "kept.onnx"
@@ -519,10 +519,33 @@ def test_restored_if_failed_puts_the_old_file_back_and_leaves_no_copy(tmp_path, 
     )
     for name in ("link.onnx", "kept.onnx"):
         (tmp_path / name).unlink()
-    with pytest.raises(RuntimeError), restored_if_failed(tmp_path / "new.onnx"):  # nothing to keep
-        (tmp_path / "new.onnx").write_bytes(b"half")
+    with pytest.raises(RuntimeError), restored_if_failed(tmp_path / "new.onnx") as ours:  # nothing to keep
+        ours.append(atomic_write(tmp_path / "new.onnx", lambda tmp: Path(tmp).write_bytes(b"half")))
         raise RuntimeError
-    assert (tmp_path / "new.onnx").read_bytes() == b"half"  # the caller's own take_back removes it
+    assert not (tmp_path / "new.onnx").exists()  # what the block wrote is taken back
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_restored_if_failed_keeps_another_jobs_file(tmp_path, monkeypatch, links):
+    """Two forced exports to one name: the one that failed put the file from before both over the
+    other's new output, which had said it was written."""
+    if not links:
+
+        def no_links(*args: object) -> None:
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+        monkeypatch.setattr(os, "link", no_links)
+    graph = tmp_path / "m.onnx"
+    graph.write_bytes(b"old")
+    with pytest.raises(RuntimeError), restored_if_failed(graph) as ours:
+        ours.append(atomic_write(graph, lambda tmp: Path(tmp).write_bytes(b"ours")))
+        atomic_write(graph, lambda tmp: Path(tmp).write_bytes(b"theirs"))  # the other job, meanwhile
+        raise RuntimeError("our build failed")
+    assert graph.read_bytes() == b"theirs" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    with pytest.raises(RuntimeError), restored_if_failed(graph) as ours:  # theirs before ours
+        atomic_write(graph, lambda tmp: Path(tmp).write_bytes(b"newer"))
+        raise RuntimeError("failed before ours was written")
+    assert graph.read_bytes() == b"newer" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
 
 def test_write_image_takes_big_endian_samples_and_names_an_empty_image(tmp_path):
