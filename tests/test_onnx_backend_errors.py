@@ -56,6 +56,20 @@ def test_a_graph_that_fails_as_it_runs_is_one_line(tmp_path):
     assert "\n" not in message
 
 
+def test_a_graph_of_one_frame_size_says_which_size(tmp_path):
+    """ONNX Runtime's lines after the first say what the graph takes; the first alone ended at
+    'invalid dimensions for input: image for the following indices'."""
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 32])
+    result = helper.make_tensor_value_info("debanded", TensorProto.FLOAT, [1, 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["debanded"])], "g", [image], [result])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    onnx.save(model, tmp_path / "f.onnx")
+    with pytest.raises(BackendError) as info:
+        Debander.open(tmp_path / "f.onnx")(FRAME)
+    message = str(info.value)
+    assert "Got: 64 Expected: 32" in message and "\n" not in message
+
+
 def test_bdinn_run_names_the_input_and_prints_one_line_per_failure(tmp_path):
     """ONNX Runtime printed its own two coloured lines before bdinn's, and with several inputs the
     error named the model but not the picture it failed on."""

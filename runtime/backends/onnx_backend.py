@@ -15,6 +15,13 @@ from .base import Backend, BackendError, tile_grid_of
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
 
 
+def _one_line(exc: Exception, limit: int = 400) -> str:
+    """ONNX Runtime's message on one line: what follows its first line (the sizes a graph takes)
+    is the part that says what to do."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
 class OnnxBackend(Backend):
     """Runs a bdinn ONNX graph with the CUDA provider when onnxruntime-gpu has it, else on the CPU.
 
@@ -61,7 +68,7 @@ class OnnxBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types, all one line worth
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            message = _one_line(exc)
             if "BandedDeformConv2d" in str(exc):
                 message = "the plugin graph runs on TensorRT only; export --graph gridsample for ONNX Runtime"
             elif "DeformConv" in str(exc):  # its kernel came with ONNX Runtime 1.25
@@ -96,7 +103,7 @@ class OnnxBackend(Backend):
         try:
             (out,) = self.session.run([self.output_name], {self.input_name: feed})
         except Exception as exc:  # ORT's own types; out of memory is one of them
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            message = _one_line(exc)
             raise BackendError(f"{self.path}: ONNX Runtime failed to run the model ({message})") from None
         wanted = feed.shape
         if out.shape != wanted or (self.uint8_io and out.dtype not in (np.uint8, np.uint16)):
