@@ -28,9 +28,9 @@ from bdinn.train.pairs_cache import prepare_synthetic_pairs
 from bdinn.train.trainer import SEED_MAX, TrainingError, read_state
 
 
-def run_settings(run: Path) -> tuple[dict, Path]:
-    """The data settings a bdinn-train run recorded in its state.json, and its pairs cache (the
-    one it recorded, e.g. a --cache-dir shared by several runs; else RUN/pairs)."""
+def run_settings(run: Path) -> tuple[dict, Path, list[str]]:
+    """The data settings a bdinn-train run recorded in its state.json, its pairs cache (the one it
+    recorded, e.g. a --cache-dir shared by several runs; else RUN/pairs) and its --clean folders."""
     state = run / "state.json"
     try:
         settings = read_state(state)["settings"]
@@ -38,7 +38,7 @@ def run_settings(run: Path) -> tuple[dict, Path]:
         recorded = {"val_fraction": data["val_fraction"], "variants": data["variants"],
                     "max_side": data["max_side"], "seed": settings["seed"]}  # fmt: skip
         origin = settings.get("data_origin") or {}
-        paired, cache = origin.get("pairs") or [], origin.get("cache")
+        paired, cache, clean = origin.get("pairs") or [], origin.get("cache"), origin.get("clean") or []
     except TrainingError as exc:
         raise click.BadParameter(str(exc), param_hint="--run") from None
     except (KeyError, TypeError, AttributeError) as exc:
@@ -62,7 +62,28 @@ def run_settings(run: Path) -> tuple[dict, Path]:
             f"{run / 'pairs'}",
             stacklevel=2,
         )
-    return recorded, recorded_cache if is_one else run / "pairs"
+    folders = [str(folder) for folder in clean] if isinstance(clean, list) else []
+    return recorded, recorded_cache if is_one else run / "pairs", folders
+
+
+def check_clean_folders(given: tuple[Path, ...], recorded: list[str], state: Path) -> None:
+    """--clean must be the run's own folders: one left out (or a copy less a picture) made another
+    split, whose held-out pictures were the run's training pictures. A run copied from a machine
+    with other folders cannot be checked: said."""
+    if not recorded or {str(folder.resolve()) for folder in given} == set(recorded):
+        return
+    if all(Path(folder).is_dir() for folder in recorded):
+        raise click.BadParameter(
+            f"{state} trained on {', '.join(recorded)}; give exactly those folders (others make another "
+            "split, whose held-out pictures the run trained on)",
+            param_hint="--clean",
+        )
+    warnings.warn(
+        f"{state}: the run's --clean folders ({', '.join(recorded)}) are not all here, so the pictures "
+        "of --clean cannot be checked against them: they must be the same, or training pictures are "
+        "listed as held out",
+        stacklevel=2,
+    )
 
 
 def _a_split_link(path: Path) -> bool:
@@ -114,7 +135,8 @@ def main(
     if run is None and cache_dir is None:
         raise click.UsageError("give --run (a bdinn-train run folder) or --cache-dir and the run's settings")
     if run:
-        recorded, cache = run_settings(run)
+        recorded, cache, folders = run_settings(run)
+        check_clean_folders(clean_dirs, folders, run / "state.json")
     else:
         recorded, cache = {"val_fraction": 0.2, "variants": 3, "max_side": 1920, "seed": 0}, cache_dir
     given = {"val_fraction": val_fraction, "variants": variants, "max_side": max_side, "seed": seed}

@@ -192,3 +192,22 @@ def test_a_run_that_trained_on_ready_pairs_too_is_refused(tmp_path):
         "held-out pairs with bdinn-eval --pairs (see validation_split.py --help)"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_clean_folders_other_than_the_runs_are_refused(tmp_path):
+    """--clean with one of the run's two folders left out made another split, exit 0: six of its
+    seven 'held-out' pictures were pictures the run trained on."""
+    more, run = tmp_path / "more", tmp_path / "run"
+    more.mkdir()
+    _run_state(run, {"clean": [str(DATA.resolve()), str(more.resolve())], "pairs": [], "cache": None})
+    done = _split("--clean", DATA, "--run", run, "-o", tmp_path / "val")
+    assert done.returncode == 2 and not (tmp_path / "val").exists()
+    folders = f"{DATA.resolve()}, {more.resolve()}"
+    said = f"Invalid value for --clean: {run / 'state.json'} trained on {folders}; give exactly those folders"
+    assert said in done.stderr
+    # A run copied from another machine, whose folders are not here: said, and split as asked.
+    copied = tmp_path / "copied"
+    _run_state(copied, {"clean": ["/elsewhere/wallpapers"], "pairs": [], "cache": None})
+    done = _split("--clean", DATA, "--run", copied, "-o", tmp_path / "val")
+    assert done.returncode == 0, done.stderr
+    assert "the run's --clean folders (/elsewhere/wallpapers) are not all here" in done.stderr
