@@ -40,6 +40,7 @@ from .picture_metadata import (
 )
 from .picture_metadata import read_metadata as read_metadata  # beside read_image: the documented API
 from .png_chunks import PNG_SIGNATURE, after_ihdr, more_than_srgb, walk_chunks, with_icc_profile
+from .png_chunks import read_png_colour as read_png_colour  # beside read_image: the documented API
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 # The longest side an encoder takes (libwebp's; libjpeg's JPEG_MAX_DIMENSION), and the format's name.

@@ -551,6 +551,16 @@ def test_a_pngs_colour_chunks_are_kept(model, pictures, tmp_path):
     assert result.exit_code == 0, result.output
     out = (tmp_path / "out.png").read_bytes()
     assert colour in out and out.index(colour) < out.index(b"IDAT")
+    # README's recipe for writing a picture as bdinn-run writes it gives the same file.
+    from bdinn.runtime import Debander
+    from bdinn.runtime.imageio import read_icc_profile, read_metadata, read_png_colour
+
+    source = pictures / "hdr.png"
+    with Debander.open(model) as deband:
+        picture = read_image(source, as_file=True)
+        icc, colour, metadata = read_icc_profile(source), read_png_colour(source), read_metadata(source)
+        write_image(tmp_path / "api.png", deband(picture), icc, colour, metadata=metadata, replace=False)
+    assert (tmp_path / "api.png").read_bytes() == out  # the recipe without png_colour lost the chunks
     result = run(model, pictures / "hdr.png", "-o", tmp_path / "out.tif", "-q")
     assert (
         result.exit_code == 0
