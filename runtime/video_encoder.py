@@ -26,6 +26,16 @@ MAX_CRF = {"libx264": 51, "libx265": 51}  # the others go to 63
 # 35). The others start at 0.
 MIN_CRF = {"libvpx": 4, "libsvtav1": 1}
 
+
+def crf_help() -> str:
+    """Each encoder's CRF range and bdinn's default for it, from the tables the check uses (the
+    help text had SVT-AV1 from 0, and no VP8)."""
+    return ", ".join(
+        f"{codec} {MIN_CRF.get(codec, 0)}..{MAX_CRF.get(codec, 63)} (default {crf})"
+        for codec, crf in DEFAULT_CRF.items()
+    )
+
+
 _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                  "veryslow", "placebo")  # fmt: skip
 # Encoder -> (its FFmpeg option, the values it takes, fastest last where numbers) for `preset`.

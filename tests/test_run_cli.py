@@ -1286,3 +1286,11 @@ def test_a_sigterm_while_onnx_runtime_imports_stops_the_run_as_a_sigterm(tmp_pat
     )
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
     assert done.stderr.splitlines()[-1] == "Terminated." and not (tmp_path / "out.png").exists()
+
+
+def test_help_gives_each_encoders_own_crf_range():
+    """It said 'SVT-AV1 and VP9 0..63': --crf 0 with SVT-AV1 is refused (1 is its best), and VP8's
+    4..63 was not given at all."""
+    text = " ".join(run("--help").output.split())
+    for said in ("libx264 0..51 (default 18)", "libsvtav1 1..63 (default 28)", "libvpx 4..63 (default 10)"):
+        assert said in text
