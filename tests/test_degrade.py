@@ -531,3 +531,23 @@ def test_caches_of_two_picture_sizes_share_a_folder_without_mixing(tmp_path):
         for pair in pairs:
             banded, clean = read_image(pair.banded), read_image(pair.clean)
             assert banded.shape == clean.shape and max(clean.shape[:2]) <= side
+
+
+def test_a_cache_cut_short_at_its_first_picture_is_still_known_as_one(tmp_path, monkeypatch):
+    """The manifest came after the first picture: a run stopped there (or another run looking in
+    meanwhile) left a cache inside --clean that the next run trained on as clean pictures."""
+    from bdinn.train import pairs_cache
+
+    root = make_clean_tree(tmp_path / "clean")
+    before = set(discover_sources([root]))
+    written = []
+
+    def stopped_after_one(path, image, *args, **kwargs):
+        written.append(write_image(path, image, *args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pairs_cache, "write_image", stopped_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_synthetic_pairs([root / "wallpapers"], root / "run" / "pairs", 1, max_side=64)
+    assert len(written) == 1 and written[0].is_relative_to(root / "run" / "pairs")
+    assert set(discover_sources([root])) == before

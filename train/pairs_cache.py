@@ -291,7 +291,7 @@ def _update_manifest(cache_dir: Path, added: dict[str, dict], preparation: tuple
         for part, entries in added.items():
             manifest[part].update(entries)
         recorded = preparation is not None and _record_preparation(manifest, *preparation)
-        if any(added.values()) or recorded:
+        if any(added.values()) or recorded or not path.is_file():
             text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
             atomic_write_text(path, text)
 
@@ -331,6 +331,8 @@ def prepare_synthetic_pairs(
                 f"{cache_dir / part}: leads out of the pairs cache through a link; remove the link"
             )
     manifest_path = cache_dir / "manifest.json"
+    if not manifest_path.is_file():  # before the first picture: what marks the folder as a cache, for
+        _update_manifest(cache_dir, {})  # a run whose --clean holds it (it trained on its pictures)
     manifest = _read_manifest(manifest_path)
     added: dict[str, dict] = {"pairs": {}, "skipped": {}}  # saved into the manifest on disk as made
     pairs: list[ImagePair] = []
