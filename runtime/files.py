@@ -200,8 +200,8 @@ def _publish_new(tmp: Path, path: Path) -> None:
         os.link(tmp, path)
     except OSError as exc:
         if isinstance(exc, FileExistsError) or path.exists() or path.is_symlink():
-            raise OutputError(f"{path}: appeared while this was being written and is kept (to replace "
-                              "it: --force, or force=True)") from None  # fmt: skip
+            raise OutputError(f"{path}: appeared while this was being written and is kept (pass --force "
+                              "to overwrite it)") from None  # fmt: skip
         os.replace(tmp, path)
     else:
         with contextlib.suppress(OSError):  # the output is there; a stray temporary name is no failure
@@ -272,16 +272,21 @@ def files_of_model(model: str | os.PathLike | None) -> list[Path]:
 
 
 def _reserve_temporary(path: Path) -> Path:
-    """An empty, new temporary file beside `path` (its folder made first)."""
+    """An empty, new temporary file beside `path` (its folder made first, and again where another
+    job took it back meanwhile: jobs writing into one new folder failed after their work)."""
+    gone: OSError = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
+        for _ in range(100):  # bounded: a folder removed at every try would retry forever
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{_shortened(path.name)}.{secrets.token_hex(4)}.tmp")
             try:
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
                 return tmp
             except FileExistsError:
                 continue
+            except FileNotFoundError as exc:  # another job's check_writable took back the folder
+                gone = exc
+        raise gone
     except OSError as exc:
         raise _output_error(path, exc) from None
 

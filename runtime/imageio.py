@@ -684,7 +684,9 @@ def write_image(
     if img.ndim in (2, 3) and 0 in img.shape[:2]:  # OpenCV's refusal read as a bad suffix
         raise ImageError(f"{path}: the image is {img.shape[0]}x{img.shape[1]}; there is nothing to write")
     if not replace and (path.exists() or path.is_symlink()):  # before the encoding, not after it
-        raise OutputError(f"{path}: already exists and is kept (to replace it: replace=True, or --force)")
+        raise OutputError(
+            f"{path}: already exists and is kept (pass --force to overwrite it; in Python, replace=True)"
+        )
     if img.ndim == 3 and img.shape[2] in (3, 4):
         img = img[:, :, [2, 1, 0, 3][: img.shape[2]]]  # RGB(A) -> OpenCV's BGR(A)
     elif img.ndim == 3 and img.shape[2] == 2:

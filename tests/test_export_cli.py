@@ -481,8 +481,8 @@ def test_a_plan_or_sidecar_another_export_wrote_meanwhile_is_kept(tmp_path, monk
     result = export(*args, "--cache-dir", str(tmp_path / "c1"))
     assert result.exit_code == 1
     assert result.stderr == (
-        f"bdinn-export: error: {tmp_path / theirs}: appeared while this was being written and is kept (to "
-        "replace it: --force, or force=True)\n"
+        f"bdinn-export: error: {tmp_path / theirs}: appeared while this was being written and is kept (pass "
+        "--force to overwrite it)\n"
     )
     assert (tmp_path / theirs).read_bytes() == b"the other export's"
     left = sorted(p.name for p in tmp_path.iterdir() if p.name != "c1")  # the engine cache may be made

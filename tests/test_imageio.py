@@ -398,7 +398,7 @@ def test_without_replace_a_file_that_appears_meanwhile_is_kept(tmp_path, monkeyp
     # it said the file "appeared while this was being written" and advised force=True, which
     # write_image has not
     with pytest.raises(
-        OutputError, match=r"img\.png: already exists and is kept \(to replace it: replace=True"
+        OutputError, match=r"img\.png: already exists and is kept \(pass --force to overwrite it; in Python"
     ):
         write_image(tmp_path / "img.png", np.ones((4, 4, 3), np.uint8), replace=False)
     assert read_image(tmp_path / "img.png").max() == 0
@@ -1303,3 +1303,19 @@ def test_gama_and_chrm_beside_an_srgb_chunk_are_not_warned_about(tmp_path):
     with pytest.warns(UserWarning, match=r"PNG colour chunks \(gAMA\) are not written into \.webp") as caught:
         write_image(tmp_path / "b.webp", _upright(), png_colour=odd_gamma)
     assert caught[0].filename == __file__  # points at write_image's caller
+
+
+def test_a_folder_another_job_takes_back_meanwhile_is_made_again(tmp_path, monkeypatch):
+    """Jobs writing into one new folder: one job's check made the folder and took it back (empty)
+    between another job's mkdir and its open, which failed after its work ('cannot write there')."""
+    folder, real_open, taken = tmp_path / "new", os.open, []
+
+    def open_after_the_other_job(name, flags, *args):
+        if not taken and Path(name).parent == folder:
+            taken.append(name)
+            os.rmdir(folder)  # the other job's check_writable, taking back the folder it made
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(os, "open", open_after_the_other_job)
+    written = atomic_write(folder / "a.txt", lambda tmp: Path(tmp).write_text("mine"))
+    assert taken and written.path.read_text() == "mine"

@@ -159,7 +159,7 @@ def test_a_checkpoint_another_job_wrote_meanwhile_is_kept(tmp_path, monkeypatch,
     assert result.exit_code == 1
     assert result.stderr == (
         f"interpolate_checkpoints.py: error: {tmp_path / theirs}: appeared while this was being written and "
-        "is kept (to replace it: --force, or force=True)\n"
+        "is kept (pass --force to overwrite it)\n"
     )
     assert (tmp_path / theirs).read_bytes() == b"the other job's"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.json", "a.safetensors", theirs])
