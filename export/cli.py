@@ -234,10 +234,10 @@ def check_outputs(
     check_output_suffix(output, onnx_only)
     onnx_path = output if onnx_only else output.with_suffix(".onnx")
     written = list(dict.fromkeys((output, onnx_path, *([] if onnx_only else [plan_sidecar(output)]))))
+    for path in written:  # first: a folder in the way was 'already exists (pass --force ...)', then this
+        check_writable(path, inputs=files_of_model(checkpoint))
     if not force:
         check_not_there(written)
-    for path in written:
-        check_writable(path, inputs=files_of_model(checkpoint))
     if timing_cache is not None:  # a cache, rewritten after the build: never a model file or output
         if timing_cache.resolve() in {path.resolve() for path in written}:
             raise OutputError(

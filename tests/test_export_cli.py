@@ -600,6 +600,18 @@ def test_the_coarse_pass_is_built_into_the_engine_and_recorded(tmp_path):
     assert plan.read_bytes().count(b"BandedDeformConv2d") >= 2 * banded
 
 
+def test_a_folder_in_the_way_is_said_to_be_one(tmp_path):
+    """It was 'already exists (pass --force to overwrite it)', and --force then said it is a folder."""
+    micro = save_checkpoint(tmp_path / "micro.safetensors", BDINN(MICRO), config_name=None, step=1)
+    (tmp_path / "m.onnx").mkdir()
+    result = export(str(micro), "-o", str(tmp_path / "m.plan"))
+    assert (
+        result.exit_code == 1
+        and result.stderr
+        == f"bdinn-export: error: {tmp_path / 'm.onnx'}: is a folder; name a file to write\n"
+    )
+
+
 def test_a_uint8_export_is_named_apart_from_the_float_one(tmp_path):
     """Both were NAME-GRAPH-PRECISION: the uint8 export was refused beside the float one, or with
     --force replaced it."""
