@@ -257,6 +257,7 @@ class Debander:
         self, images: list[np.ndarray], bit_depth: int | None, dither: bool, seed: int | None,
         progress: Progress | None,
     ) -> list[np.ndarray]:  # fmt: skip
+        self._check_open()
         frames = [_split(image, index if len(images) > 1 else None) for index, image in enumerate(images)]
         if bit_depth == 16 or any(image.dtype.itemsize == 2 for image in images):  # >u2 too
             self._say_8_bit("16-bit pictures and output are", stacklevel=4)

@@ -459,6 +459,7 @@ def test_a_closed_debander_says_so(models, sky, key):
     deband.close()  # a second close is harmless
     calls = (
         lambda: deband(sky),
+        lambda: deband([]),  # an empty list answered [] as if open
         lambda: deband.tensor(torch.zeros(1, 3, 32, 32)),
         lambda: deband.tile_for((10, 10)),  # answered None and a dict of no providers
         deband.describe,
