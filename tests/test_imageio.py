@@ -473,17 +473,19 @@ def test_restored_if_failed_never_copies_through_a_link_planted_at_its_name(tmp_
     for name in [p.name for p in tmp_path.iterdir() if p.is_symlink()]:
         (tmp_path / name).unlink()
 
-    def no_links(*args: object) -> None:
-        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
-
     def full(*args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(os, "link", _no_hard_links)
     monkeypatch.setattr(shutil, "copyfileobj", full)
     with pytest.raises(OutputError), restored_if_failed(graph):  # the copy cut short is not left behind
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "someone-elses"]
+
+
+def _no_hard_links(*args: object) -> None:
+    """os.link on a file system without hard links (FAT, sshfs, some NFS)."""
+    raise OSError(errno.EPERM, os.strerror(errno.EPERM))
 
 
 @pytest.mark.parametrize("links", [True, False])
@@ -491,11 +493,7 @@ def test_restored_if_failed_puts_the_old_file_back_and_leaves_no_copy(tmp_path, 
     """bdinn-export --force's ONNX file, replaced before its engine builds; where the file system
     has no hard links the old file waits as a copy."""
     if not links:
-
-        def no_links(*args: object) -> None:
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
-
-        monkeypatch.setattr(os, "link", no_links)
+        monkeypatch.setattr(os, "link", _no_hard_links)
     graph = tmp_path / "m.onnx"
     graph.write_bytes(b"old")
     with pytest.raises(RuntimeError), restored_if_failed(graph) as ours:
@@ -530,11 +528,7 @@ def test_restored_if_failed_keeps_another_jobs_file(tmp_path, monkeypatch, links
     """Two forced exports to one name: the one that failed put the file from before both over the
     other's new output, which had said it was written."""
     if not links:
-
-        def no_links(*args: object) -> None:
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
-
-        monkeypatch.setattr(os, "link", no_links)
+        monkeypatch.setattr(os, "link", _no_hard_links)
     graph = tmp_path / "m.onnx"
     graph.write_bytes(b"old")
     with pytest.raises(RuntimeError), restored_if_failed(graph) as ours:

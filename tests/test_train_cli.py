@@ -626,24 +626,22 @@ def test_a_picture_too_small_to_validate_on_is_skipped_up_front(tmp_path, tiny_c
     assert "stopped at step 4/4" in result.output and (tmp_path / "o" / "best.safetensors").is_file()
 
 
-def test_a_skipped_picture_is_one_warning_line(tmp_path, tiny_config, paired_dirs):
+def _copied_pairs(paired_dirs: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """The paired folders copied, for a test to damage its pictures."""
     banded, clean = (tmp_path / "banded", tmp_path / "clean")
     for source, target in ((paired_dirs[0], banded), (paired_dirs[1], clean)):
         target.mkdir()
         for picture in source.iterdir():
             (target / picture.name).write_bytes(picture.read_bytes())
+    return banded, clean
+
+
+def test_a_skipped_picture_is_one_warning_line(tmp_path, tiny_config, paired_dirs):
+    banded, clean = _copied_pairs(paired_dirs, tmp_path)
     cut = sorted(clean.iterdir())[-1]
     cut.write_bytes(cut.read_bytes()[:200])  # a truncated clean picture: its pair is skipped
-    args = [
-        "--pairs",
-        str(banded),
-        str(clean),
-        "--config",
-        str(tiny_config),
-        "-o",
-        str(tmp_path / "o"),
-        *FAST,
-    ]
+    args = ["--pairs", str(banded), str(clean), "--config", str(tiny_config), "-o", str(tmp_path / "o")]
+    args += FAST
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     [warning] = [line for line in result.output.splitlines() if "skipping pair" in line]
@@ -665,27 +663,15 @@ def test_a_skipped_picture_is_one_warning_line(tmp_path, tiny_config, paired_dir
 
 
 def test_validation_pictures_all_unreadable_leave_a_run_without_best(tmp_path, tiny_config, paired_dirs):
-    banded, clean = (tmp_path / "banded", tmp_path / "clean")
-    for source, target in ((paired_dirs[0], banded), (paired_dirs[1], clean)):
-        target.mkdir()
-        for picture in source.iterdir():
-            (target / picture.name).write_bytes(picture.read_bytes())
+    banded, clean = _copied_pairs(paired_dirs, tmp_path)
     _, held_out = split_by_source(
         large_enough(sorted(find_pairs(banded, clean), key=lambda p: p.name)), 0.2, 0
     )
     assert held_out
     for pair in held_out:  # whole headers (the split reads sizes), cut pixels: skipped when read
         pair.clean.write_bytes(pair.clean.read_bytes()[:200])
-    args = [
-        "--pairs",
-        str(banded),
-        str(clean),
-        "--config",
-        str(tiny_config),
-        "-o",
-        str(tmp_path / "o"),
-        *FAST,
-    ]
+    args = ["--pairs", str(banded), str(clean), "--config", str(tiny_config), "-o", str(tmp_path / "o")]
+    args += FAST
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "no validation pictures (every one was skipped, as said above)" in result.output
