@@ -87,31 +87,39 @@ def device_runner(deband: Debander, shape: tuple[int, int, int, int]) -> Iterato
     if backend.name != "tensorrt":
         yield None, None, None
         return
+    from .backends.tensorrt_backend import cuda_checked
+
     cudart = backend.cudart
-    itemsize = np.dtype(backend.input_dtype).itemsize
-    out_itemsize = np.dtype(backend.output_dtype).itemsize
-    with backend.on_device():  # the engine's GPU (--device cuda:1), whichever this thread has current
-        dev_in = int(cudart.cudaMalloc(c * h * w * itemsize)[1])
-        cudart.cudaMemset(dev_in, 0, c * h * w * itemsize)  # a black frame, not whatever was there (NaN?)
-        dev_out = int(cudart.cudaMalloc(c * h * w * out_itemsize)[1])
-        stream = int(cudart.cudaStreamCreate()[1])
+    sizes = (
+        c * h * w * np.dtype(backend.input_dtype).itemsize,
+        c * h * w * np.dtype(backend.output_dtype).itemsize,
+    )
+    pointers: list[int] = []
+    stream = None
+    try:  # what was made is freed whatever fails after it (a full GPU: one line, not a traceback)
+        with backend.on_device():  # the engine's GPU (--device cuda:1), whichever this thread has current
+            for nbytes in sizes:
+                pointers.append(int(cuda_checked(cudart.cudaMalloc(nbytes), "cudaMalloc")))
+            cuda_checked(cudart.cudaMemset(pointers[0], 0, sizes[0]), "cudaMemset")  # black, not NaN
+            stream = int(cuda_checked(cudart.cudaStreamCreate(), "stream"))
+        dev_in, dev_out = pointers
 
-    def run() -> None:
-        for _ in range(n):
-            backend.infer_device(dev_in, dev_out, h, w, stream)
+        def run() -> None:
+            for _ in range(n):
+                backend.infer_device(dev_in, dev_out, h, w, stream)
 
-    def wait() -> None:
-        with backend.on_device():
-            cudart.cudaStreamSynchronize(stream)
+        def wait() -> None:
+            with backend.on_device():
+                cudart.cudaStreamSynchronize(stream)
 
-    try:
         yield run, wait, lambda: backend.describe()["gpu_memory_used_mib"]
     finally:
         with backend.on_device():
-            cudart.cudaStreamSynchronize(stream)
-            cudart.cudaStreamDestroy(stream)
-            cudart.cudaFree(dev_in)
-            cudart.cudaFree(dev_out)
+            if stream is not None:
+                cudart.cudaStreamSynchronize(stream)
+                cudart.cudaStreamDestroy(stream)
+            for pointer in pointers:
+                cudart.cudaFree(pointer)
 
 
 def cpu_model() -> str:

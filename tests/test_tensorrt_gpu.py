@@ -112,3 +112,18 @@ def test_a_tensor_on_another_gpu_is_refused_and_the_threads_device_kept(plan, fr
                 deband.tensor(torch.rand(3, 64, 64, device="cuda:1"))
     finally:
         torch.cuda.set_device(0)
+
+
+def test_close_lets_go_of_the_engine_and_a_wrong_gpu_index_is_named(plan, frames):
+    """close() kept the engine (its weights' GPU memory) until the Debander itself went; cuda:N
+    beyond the GPUs there said that no GPU is usable."""
+    deband = Debander.open(plan)
+    backend = deband.backend
+    deband(frames[0])
+    deband.close()
+    assert backend.engine is None
+    with pytest.raises(BackendError, match="this TensorRT engine is closed; open it again"):
+        backend.infer(np.zeros((1, 3, 64, 64), np.float32))
+    beyond = torch.cuda.device_count()
+    with pytest.raises(BackendError, match=rf"cuda:{beyond} asked for; this machine has cuda:0"):
+        Debander.open(plan, device=f"cuda:{beyond}")

@@ -67,12 +67,12 @@ def carries_host_library(plan: bytes) -> bool:
 
 def gpu_identity(cudart: Any, index: int) -> tuple[str, str]:
     """The name of CUDA device `index` and its compute capability as smXY."""
-    props = _check(cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
+    props = cuda_checked(cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
     name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else props.name
     return name, f"sm{props.major}{props.minor}"
 
 
-def _check(result: Any, what: str) -> Any:
+def cuda_checked(result: Any, what: str) -> Any:
     """cuda-python returns (error, *values); raise BackendError on an error, return the values."""
     err, *values = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
@@ -86,7 +86,7 @@ class _PinnedArray:
     def __init__(self, cudart: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
         self.cudart = cudart
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        self.ptr = int(_check(cudart.cudaMallocHost(nbytes), "cudaMallocHost"))
+        self.ptr = int(cuda_checked(cudart.cudaMallocHost(nbytes), "cudaMallocHost"))
         raw = (ctypes.c_byte * nbytes).from_address(self.ptr)
         self.array = np.frombuffer(raw, dtype=dtype).reshape(shape)
         self.nbytes = nbytes
@@ -105,10 +105,12 @@ class _ThreadState:
             raise BackendError(
                 f"{backend.path}: TensorRT could not create an execution context (GPU memory?)"
             )
-        self.stream = int(_check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "stream"))
+        self.stream = int(
+            cuda_checked(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "stream")
+        )
         # The context's scratch memory serves one inference at a time: `done` marks the end of the
         # last one, which the next waits for, on whichever stream either was queued.
-        self.done = _check(cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "event")
+        self.done = cuda_checked(cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "event")
         self.thread = threading.current_thread()  # its owner: once it has ended, the state is freed
         self.shape: tuple[int, ...] | None = None
         self.buffers: list[Any] = []
@@ -197,11 +199,14 @@ class TensorRTBackend(Backend):
 
     def _check_device_count(self) -> None:
         count = self.cudart.cudaGetDeviceCount()
-        if int(count[0]) != 0 or count[1] <= self.device_index:
+        if int(count[0]) != 0 or count[1] == 0:
             raise BackendError(
                 f"{self.path}: TensorRT engines need an NVIDIA GPU and driver, and none is usable here "
                 "(use an .onnx or .safetensors model on the CPU)"
             )
+        if count[1] <= self.device_index:  # a GPU is there: the index is what is wrong
+            gpus = ", ".join(f"cuda:{index}" for index in range(count[1]))
+            raise BackendError(f"{self.path}: cuda:{self.device_index} asked for; this machine has {gpus}")
 
     @contextlib.contextmanager
     def on_device(self) -> Iterator[None]:
@@ -209,8 +214,8 @@ class TensorRTBackend(Backend):
         after: an engine, its contexts and buffers belong to one device, while the caller's thread
         may work on another (torch.cuda.set_device), or on none yet (restoring "device 0" would
         make a context there, hundreds of MB on a GPU the caller never used)."""
-        saved = _check(self.cudadrv.cuCtxGetCurrent(), "cuCtxGetCurrent")
-        _check(self.cudart.cudaSetDevice(self.device_index), "cudaSetDevice")
+        saved = cuda_checked(self.cudadrv.cuCtxGetCurrent(), "cuCtxGetCurrent")
+        cuda_checked(self.cudart.cudaSetDevice(self.device_index), "cudaSetDevice")
         try:
             yield
         finally:
@@ -254,6 +259,8 @@ class TensorRTBackend(Backend):
     def _state(self) -> _ThreadState:
         state = getattr(self._local, "state", None)
         if state is None:
+            if self.engine is None:
+                raise BackendError("this TensorRT engine is closed; open it again")
             with self._lock:  # a thread per request or per video: free the states of those that ended
                 for ended in [s for s in self._states if not s.thread.is_alive()]:
                     self._release(ended)
@@ -285,11 +292,12 @@ class TensorRTBackend(Backend):
             return
         self._free_buffers(state)
         cudart = self.cudart
-        host_in = _PinnedArray(cudart, shape_in, self.input_dtype)
-        host_out = _PinnedArray(cudart, shape_out, self.output_dtype)
-        dev_in = int(_check(cudart.cudaMalloc(host_in.nbytes), "cudaMalloc"))
-        dev_out = int(_check(cudart.cudaMalloc(host_out.nbytes), "cudaMalloc"))
-        state.buffers = [host_in, host_out, dev_in, dev_out]
+        # Each kept as it is made: an allocation that fails (a large frame, GPU memory full) frees
+        # those before it with the rest (they leaked, pinned memory too, at every retry).
+        state.buffers.append(host_in := _PinnedArray(cudart, shape_in, self.input_dtype))
+        state.buffers.append(host_out := _PinnedArray(cudart, shape_out, self.output_dtype))
+        state.buffers.append(dev_in := int(cuda_checked(cudart.cudaMalloc(host_in.nbytes), "cudaMalloc")))
+        state.buffers.append(dev_out := int(cuda_checked(cudart.cudaMalloc(host_out.nbytes), "cudaMalloc")))
         if not state.context.set_input_shape(self.input_name, shape_in):
             raise BackendError(
                 f"{self.path}: {height}x{width} is outside the engine's profile "
@@ -303,12 +311,11 @@ class TensorRTBackend(Backend):
         for graph in state.graphs.values():
             self.cudart.cudaGraphExecDestroy(graph)
         state.graphs.clear()
-        if state.buffers:
-            host_in, host_out, dev_in, dev_out = state.buffers
-            host_in.free()
-            host_out.free()
-            self.cudart.cudaFree(dev_in)
-            self.cudart.cudaFree(dev_out)
+        for buffer in state.buffers:  # pinned host arrays, then device pointers; all four or fewer
+            if isinstance(buffer, _PinnedArray):
+                buffer.free()
+            else:
+                self.cudart.cudaFree(buffer)
         state.buffers, state.shape = [], None
 
     def _enqueue_failed(self) -> BackendError:
@@ -321,7 +328,7 @@ class TensorRTBackend(Backend):
             raise self._enqueue_failed()
 
     def _capturing(self, stream: int) -> bool:
-        status = _check(self.cudart.cudaStreamIsCapturing(stream), "stream capture status")
+        status = cuda_checked(self.cudart.cudaStreamIsCapturing(stream), "stream capture status")
         return status != self.cudart.cudaStreamCaptureStatus.cudaStreamCaptureStatusNone
 
     def _wait_for_the_last(self, state: _ThreadState, stream: int) -> None:
@@ -330,11 +337,11 @@ class TensorRTBackend(Backend):
         in a caller's CUDA graph capture (torch.cuda.graph), which may not wait on an event
         recorded outside it; the caller orders its replays."""
         if not self._capturing(stream):
-            _check(self.cudart.cudaStreamWaitEvent(stream, state.done, 0), "stream wait")
+            cuda_checked(self.cudart.cudaStreamWaitEvent(stream, state.done, 0), "stream wait")
 
     def _mark_the_last(self, state: _ThreadState, stream: int) -> None:
         if not self._capturing(stream):  # an event recorded in a capture could not be waited for
-            _check(self.cudart.cudaEventRecord(state.done, stream), "event record")
+            cuda_checked(self.cudart.cudaEventRecord(state.done, stream), "event record")
 
     def _enqueue(self, state: _ThreadState) -> None:
         """Run the engine on the thread's stream, through a captured CUDA graph when asked."""
@@ -346,16 +353,18 @@ class TensorRTBackend(Backend):
             cudart = self.cudart
             mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
             self._execute(state.context, state.stream)  # first run outside capture: lazy setup
-            _check(cudart.cudaStreamBeginCapture(state.stream, mode), "stream capture")
+            cuda_checked(cudart.cudaStreamBeginCapture(state.stream, mode), "stream capture")
             enqueued = state.context.execute_async_v3(state.stream)
-            captured = _check(cudart.cudaStreamEndCapture(state.stream), "stream capture")
+            captured = cuda_checked(cudart.cudaStreamEndCapture(state.stream), "stream capture")
             if not enqueued:  # a graph of part of the engine would replay silently
                 cudart.cudaGraphDestroy(captured)
                 raise self._enqueue_failed()
-            graph = _check(cudart.cudaGraphInstantiate(captured, 0), "graph instantiate")
-            cudart.cudaGraphDestroy(captured)
+            try:
+                graph = cuda_checked(cudart.cudaGraphInstantiate(captured, 0), "graph instantiate")
+            finally:  # the captured graph leaked where instantiating it failed
+                cudart.cudaGraphDestroy(captured)
             state.graphs[state.shape] = graph
-        _check(self.cudart.cudaGraphLaunch(graph, state.stream), "graph launch")
+        cuda_checked(self.cudart.cudaGraphLaunch(graph, state.stream), "graph launch")
 
     def _run_one(self, chw: np.ndarray) -> np.ndarray:
         with self.on_device():
@@ -375,14 +384,14 @@ class TensorRTBackend(Backend):
         upload = cudart.cudaMemcpyAsync(
             dev_in, host_in.ptr, host_in.nbytes, kind.cudaMemcpyHostToDevice, state.stream
         )
-        _check(upload, "copy to GPU")
+        cuda_checked(upload, "copy to GPU")
         self._enqueue(state)
         self._mark_the_last(state, state.stream)
         download = cudart.cudaMemcpyAsync(
             host_out.ptr, dev_out, host_out.nbytes, kind.cudaMemcpyDeviceToHost, state.stream
         )
-        _check(download, "copy from GPU")
-        _check(self.cudart.cudaStreamSynchronize(state.stream), "stream synchronize")
+        cuda_checked(download, "copy from GPU")
+        cuda_checked(self.cudart.cudaStreamSynchronize(state.stream), "stream synchronize")
         if self.uint8_io:  # uint8 or uint16 output
             return to_float(host_out.array).transpose(2, 0, 1)
         return host_out.array[0].astype(np.float32)
@@ -433,8 +442,8 @@ class TensorRTBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         with self.on_device():  # the engine's GPU's memory, not the thread's current one's
-            free, total = _check(self.cudart.cudaMemGetInfo(), "cudaMemGetInfo")
-        driver = _check(self.cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
+            free, total = cuda_checked(self.cudart.cudaMemGetInfo(), "cudaMemGetInfo")
+        driver = cuda_checked(self.cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
         return {
             **super().describe(),
             "gpu": self.gpu,
@@ -450,10 +459,11 @@ class TensorRTBackend(Backend):
         state = getattr(self._local, "state", None)
         if state is not None:  # its last inference, on whichever stream it was queued
             with self.on_device():  # a fresh thread's runtime would make a context on device 0
-                _check(self.cudart.cudaEventSynchronize(state.done), "event synchronize")
+                cuda_checked(self.cudart.cudaEventSynchronize(state.done), "event synchronize")
 
     def close(self) -> None:
         with self._lock, self.on_device():  # a thread starting meanwhile frees ended threads' states too
             for state in list(self._states):
                 self._release(state)
+            self.engine = self._runtime = None  # the weights' GPU memory, after their contexts
         self._local = threading.local()
