@@ -127,3 +127,17 @@ def test_close_lets_go_of_the_engine_and_a_wrong_gpu_index_is_named(plan, frames
     beyond = torch.cuda.device_count()
     with pytest.raises(BackendError, match=rf"cuda:{beyond} asked for; this machine has cuda:0"):
         Debander.open(plan, device=f"cuda:{beyond}")
+
+
+def test_frames_of_a_batch_in_the_engines_type_are_given_aligned(plan, frames):
+    """A frame of a float16 batch is a view 3 x H x W x 2 bytes into it, which TensorRT, needing
+    256-byte alignment, was handed as it was; infer_device refuses such a pointer in one line."""
+    deband = Debander.open(plan)
+    batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).cuda().half() / 255
+    odd = batch[:, :, :17, :17].contiguous()  # 3 x 17 x 17 x 2 bytes a frame: the second is misaligned
+    together = deband.tensor(odd.float())
+    alone = torch.cat([deband.tensor(odd[i : i + 1].clone().float()) for i in range(len(odd))])
+    torch.testing.assert_close(together, alone)
+    out = torch.empty_like(odd[:1])
+    with pytest.raises(BackendError, match="256-byte boundary"):
+        deband.backend.infer_device(odd[1].data_ptr(), out.data_ptr(), 17, 17, 0)

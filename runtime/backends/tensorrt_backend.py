@@ -403,9 +403,16 @@ class TensorRTBackend(Backend):
         """Enqueue one frame already in GPU memory on the caller's stream; returns without waiting.
 
         The buffers hold the engine's I/O as the sidecar describes it ([1,3,H,W] float16/32, or
-        H x W x 3 uint8); the caller owns them and synchronises `stream` before reading.
+        H x W x 3 uint8), each starting on a 256-byte boundary as TensorRT requires (cudaMalloc's
+        and torch's allocations do; a view into a batch may not); the caller owns them and
+        synchronises `stream` before reading.
         """
         stream = int(stream)
+        if int(input_ptr) % 256 or int(output_ptr) % 256:  # undefined for TensorRT: a fault, or worse
+            raise BackendError(
+                f"{self.path}: infer_device needs buffers that start on a 256-byte boundary; copy a view "
+                "into a buffer of its own (tensor.clone())"
+            )
         with self.on_device():
             state = self._state()
             self._wait_for_the_last(state, stream)
@@ -435,6 +442,8 @@ class TensorRTBackend(Backend):
         outputs = []
         for frame in batch:
             x = frame[None].to(dtype).contiguous()
+            if x.data_ptr() % 256:  # a frame of a batch in the engine's type is a view into it
+                x = x.clone()
             y = torch.empty_like(x)
             self.infer_device(x.data_ptr(), y.data_ptr(), x.shape[-2], x.shape[-1], stream)
             outputs.append(y)  # x may be freed now: torch reuses its memory only after this stream's work
