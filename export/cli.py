@@ -199,8 +199,9 @@ def main(
         # forced export puts the old one back beside the old plan. (--onnx-only writes one file.)
         with restored_if_failed(onnx_path) if not onnx_only else contextlib.nullcontext([]) as onnx_written:
             with counting_seconds(f"onnx: exporting the {graph} graph"):
-                result = export_onnx(model, onnx_path, graph=graph, fp16=fp16, io=io, replace=force)
-            onnx_written.append(result.written)
+                result = export_onnx(
+                    model, onnx_path, graph=graph, fp16=fp16, io=io, replace=force, written_into=onnx_written
+                )
             nodes = f"{result.nodes_exported} nodes exported, {result.nodes_final} after simplification"
             took = f"in {result.seconds:.1f} s ({nodes})"
             say(f"onnx: {graph} graph, {precision}, {io} I/O -> {onnx_path} {took}")

@@ -24,6 +24,7 @@ from torch import nn
 from ..runtime.engine_sidecar import INPUT_NAME, OUTPUT_NAME
 from ..runtime.files import WrittenFile, atomic_write
 from ..runtime.processing import MAX_SIDE, MIN_SIDE
+from ..runtime.stop_signals import signals_deferred
 from ..train.network import BDINN, banded_deform_conv_op
 from ..train.ops import banded_deform_conv_gridsample
 from .custom_ops import banded_as_deformconv, translation_table
@@ -126,9 +127,12 @@ def export_onnx(
     io: str = "float",
     *,
     replace: bool = True,
+    written_into: list[WrittenFile] | None = None,
 ) -> OnnxExport:
     """Export, simplify, check and save atomically; returns node counts and timing. Without
-    `replace`, a file another job wrote at `path` meanwhile is kept and this is an OutputError."""
+    `replace`, a file another job wrote at `path` meanwhile is kept and this is an OutputError.
+    The file written is appended to `written_into` in the same step, signals held (a Ctrl-C
+    between the write and its caller's record of it left the new graph beside the old plan)."""
     started = time.perf_counter()
     wrapper = export_model(model, graph, fp16, io)
     sample = sample_input(io, fp16)
@@ -168,7 +172,10 @@ def export_onnx(
         props["bdinn.coarse_pass"] = "true"
     onnx.helper.set_model_props(proto, props)
     onnx.checker.check_model(proto)
-    written = atomic_write(path, lambda tmp: onnx.save(proto, tmp), replace=replace)
+    with signals_deferred():
+        written = atomic_write(path, lambda tmp: onnx.save(proto, tmp), replace=replace)
+        if written_into is not None:
+            written_into.append(written)
     counts = Counter(f"{n.domain + '::' if n.domain else ''}{n.op_type}" for n in proto.graph.node)
     return OnnxExport(
         written,

@@ -422,6 +422,24 @@ def test_a_forced_export_whose_build_fails_puts_the_old_graph_back(tmp_path, mon
         assert result.exit_code == (1 if isinstance(failure, cli.EngineError) else 130), result.output
         assert {name: (tmp_path / name).read_bytes() for name in old} == old
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*old, "micro.json", "micro.safetensors"])
+    # Ctrl-C the instant the new graph has its name, before the export has said it wrote it: the
+    # new graph stayed beside the old plan, and the old graph was lost.
+    import os
+    import signal
+
+    from bdinn.export import onnx_export
+
+    real_write = onnx_export.atomic_write
+
+    def stopped_just_after(*args, **kwargs):
+        written = real_write(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return written
+
+    monkeypatch.setattr(onnx_export, "atomic_write", stopped_just_after)
+    result = export(str(micro), "--graph", "gridsample", "-o", str(tmp_path / "m.plan"), "--force")
+    assert result.exit_code == 130 and {name: (tmp_path / name).read_bytes() for name in old} == old
+    monkeypatch.setattr(onnx_export, "atomic_write", real_write)
 
     def built(onnx_path, plan_path, *_args, **_kwargs):
         plan_path.write_bytes(b"the new plan")
