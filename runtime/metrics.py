@@ -12,6 +12,8 @@ import math
 import cv2
 import numpy as np
 
+from .imageio import native_order
+
 BT709_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)  # R, G, B weights of luma
 PSNR_CAP = 100.0  # dB: a perfect result has no finite PSNR, and a mean over pictures must stay finite
 _SIGMA = 1.5
@@ -30,15 +32,20 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float | None = None) -> float
 
 def _range_of(a: np.ndarray, b: np.ndarray, data_range: float | None, what: str) -> float:
     """The range a metric scores on; equal shapes checked (numpy would broadcast RGB against gray)."""
-    a, b = np.asarray(a), np.asarray(b)
+    a, b = native_order(np.asarray(a)), native_order(np.asarray(b))
     if a.shape != b.shape:
         raise ValueError(f"{what} needs equal shapes, got {a.shape} and {b.shape}")
     if data_range is not None:
         return data_range
-    integer = a.dtype.kind in "uib" or b.dtype.kind in "uib"
-    if integer and a.dtype != b.dtype:
-        raise ValueError(f"{what}: {a.dtype} against {b.dtype} samples; give data_range, or one dtype")
-    return float(np.iinfo(a.dtype).max) if integer and a.dtype.kind != "b" else 1.0
+    kinds = {a.dtype, b.dtype}
+    if kinds <= {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64), np.dtype(bool)}:
+        return 1.0
+    if len(kinds) == 1 and a.dtype in (np.uint8, np.uint16):
+        return float(np.iinfo(a.dtype).max)
+    raise ValueError(  # signed or wide integers (a Python list is int64): no range to take from them
+        f"{what}: {a.dtype} against {b.dtype} samples; give data_range, or pictures of one of uint8, "
+        "uint16 or float in [0, 1]"
+    )
 
 
 def capped_psnr(a: np.ndarray, b: np.ndarray) -> float:

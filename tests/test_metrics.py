@@ -71,5 +71,9 @@ def test_pictures_of_other_shapes_or_kinds_are_refused():
         psnr(np.zeros((20, 20, 3)), np.zeros((20, 20, 1)))
     with pytest.raises(ValueError, match="uint8 against float64 samples; give data_range"):
         psnr(np.zeros((20, 20), np.uint8), np.zeros((20, 20)))
+    with pytest.raises(ValueError, match="int16 against int16 samples; give data_range"):
+        psnr(np.zeros((20, 20), np.int16), np.ones((20, 20), np.int16))  # no range of its own
+    big_endian = np.full((20, 20), 258, ">u2")
+    assert psnr(np.full((20, 20), 257, np.uint16), big_endian) == pytest.approx(96.33, abs=0.01)
     given = psnr(np.zeros((20, 20), np.uint8), np.ones((20, 20)), data_range=255)
     assert given == pytest.approx(48.13, abs=0.01)
