@@ -354,9 +354,12 @@ class Debander:
         profile for a frame beyond it, else of at most HOST_TILE_PIXELS for a large frame on the
         CPU; None: the frame runs whole. Memory and time follow the tile, not the frame."""
         self._check_open()
-        if len(size) < 2:
-            raise ValueError(f"tile_for takes a frame's (height, width) or its shape, got {size}")
-        size = (int(size[0]), int(size[1]))  # a frame's H x W x C shape: "too many values to unpack"
+        if not (len(size) == 2 or (len(size) == 3 and size[2] in (1, 2, 3, 4))):  # [N, 3, H, W]: H, W?
+            raise ValueError(
+                f"tile_for takes (height, width) or a frame's H x W x C shape, got {tuple(size)}; for a "
+                "batch, batch.shape[-2:]"
+            )
+        size = (int(size[0]), int(size[1]))  # a frame's shape was "too many values to unpack"
         limit, least = self.backend.max_size, 2 * self.overlap  # room for both fades of a tile
         grid = self.backend.tile_grid
         bound = limit  # the largest frame that runs whole: the profile's, and the user's tile

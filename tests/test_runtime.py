@@ -156,6 +156,8 @@ def test_large_frames_on_the_cpu_run_in_even_tiles(models, monkeypatch, key):
     auto = Debander.open(models[key], max_change=None)
     assert auto.tile_for((192, 232)) == (128, 128)  # 2 x 3 tiles: none narrower than its two fades
     assert auto.tile_for(image.shape) == (128, 128)  # a frame's own shape: 'too many values to unpack'
+    with pytest.raises(ValueError, match=r"for a batch, batch.shape\[-2:\]"):  # taken as 1 x 3: 'whole'
+        auto.tile_for(batch.shape)
     tiled = run_tiled(whole.backend.infer, batch, (128, 128), 64)
     clipped = np.clip(tiled, 0, 1)  # infer keeps values in [0, 1], as the network may not
     np.testing.assert_allclose(auto.infer(batch), clipped, atol=1e-5)  # float noise of two model loads
