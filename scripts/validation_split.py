@@ -69,8 +69,15 @@ def run_settings(run: Path) -> tuple[dict, Path, list[str]]:
 def check_clean_folders(given: tuple[Path, ...], recorded: list[str], state: Path) -> None:
     """--clean must be the run's own folders: one left out (or a copy less a picture) made another
     split, whose held-out pictures were the run's training pictures. A run copied from a machine
-    with other folders cannot be checked: said."""
-    if not recorded or {str(folder.resolve()) for folder in given} == set(recorded):
+    with other folders, or one that records none, cannot be checked: said."""
+    if not recorded:  # trained from a pairs cache alone, or before bdinn recorded its folders
+        warnings.warn(
+            f"{state}: records no --clean folders, so --clean cannot be checked: give the folders its "
+            "pairs cache was made from, or training pictures are listed as held out",
+            stacklevel=2,
+        )
+        return
+    if {str(folder.resolve()) for folder in given} == set(recorded):
         return
     if all(Path(folder).is_dir() for folder in recorded):
         raise click.BadParameter(

@@ -211,3 +211,8 @@ def test_clean_folders_other_than_the_runs_are_refused(tmp_path):
     done = _split("--clean", DATA, "--run", copied, "-o", tmp_path / "val")
     assert done.returncode == 0, done.stderr
     assert "the run's --clean folders (/elsewhere/wallpapers) are not all here" in done.stderr
+    # A run trained from a pairs cache alone records no folders: said too.
+    cached = tmp_path / "cached"
+    _run_state(cached, {"clean": [], "pairs": [], "cache": None})
+    done = _split("--clean", DATA, "--run", cached, "-o", tmp_path / "val")
+    assert done.returncode == 0 and "records no --clean folders, so --clean cannot be checked" in done.stderr
