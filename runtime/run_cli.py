@@ -53,7 +53,7 @@ from .imageio import (
 from .picture_metadata import read_metadata
 from .png_chunks import read_png_colour
 from .video import CONTAINERS, VIDEO_SUFFIXES, is_video
-from .video_encoder import PARAM_LISTS, crf_help
+from .video_encoder import PARAM_LISTS, crf_help, preset_help
 from .video_formats import holds_video, without_video
 
 MEDIA_SUFFIXES = {*IMAGE_SUFFIXES, *VIDEO_SUFFIXES}
@@ -342,8 +342,8 @@ def parse_codec_options(ctx: click.Context, param: click.Parameter, pairs: tuple
 @click.option("--codec", default=None, help="Video encoder [default: from the output container].")
 @click.option("--crf", type=click.IntRange(0, 63), default=None,
               help=f"Video quality, lower is better: {crf_help()}.")  # fmt: skip
-@click.option("--preset", default=None, help="Video encoder speed: x264/x265 ultrafast..placebo, SVT-AV1 "
-              "0 (slowest)..13, VP9 0..8 [default: the codec's].")  # fmt: skip
+@click.option("--preset", default=None,
+              help=f"Video encoder speed: {preset_help()} [default: the codec's].")  # fmt: skip
 @click.option("--codec-option", "codec_options", metavar="KEY=VALUE", multiple=True,
               callback=parse_codec_options,
               help="More FFmpeg options for the video encoder (tune=grain, g=48, x265-params=...); "

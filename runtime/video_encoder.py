@@ -47,6 +47,15 @@ PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "libvpx": ("cpu-used", tuple(str(n) for n in range(17))),
 }
 
+
+def preset_help() -> str:
+    """Each encoder's speed presets, from the table the check uses (its help had no VP8)."""
+    return ", ".join(
+        f"{codec} {values[0]}{' (slowest)' if values[0].isdigit() else ''}..{values[-1]}"
+        for codec, (_, values) in PRESETS.items()
+    )
+
+
 # Options that are set from elsewhere: their own arguments, or the source and the bit depth.
 _OWN_ARGUMENT = {"crf": "crf= (--crf)", "preset": "preset= (--preset)", "cpu-used": "preset= (--preset)"}
 _FROM_SOURCE = {"pixel_format", "pix_fmt", "video_size", "s", "time_base", "r", "colorspace",

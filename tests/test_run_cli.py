@@ -1294,3 +1294,4 @@ def test_help_gives_each_encoders_own_crf_range():
     text = " ".join(run("--help").output.split())
     for said in ("libx264 0..51 (default 18)", "libsvtav1 1..63 (default 28)", "libvpx 4..63 (default 10)"):
         assert said in text
+    assert "libvpx 0 (slowest)..16" in text  # --preset: VP8's cpu-used was left out too
