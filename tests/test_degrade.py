@@ -551,3 +551,20 @@ def test_a_cache_cut_short_at_its_first_picture_is_still_known_as_one(tmp_path, 
         prepare_synthetic_pairs([root / "wallpapers"], root / "run" / "pairs", 1, max_side=64)
     assert len(written) == 1 and written[0].is_relative_to(root / "run" / "pairs")
     assert set(discover_sources([root])) == before
+
+
+def test_linked_folders_are_searched_and_hidden_ones_are_not(tmp_path):
+    """rglob does not enter a linked folder: a --clean folder of links to picture sets was 'no
+    images found', and a link beside a picture lost the linked pictures without a word. A file
+    manager's .thumbnails were scored and trained on as pictures of their own."""
+    sky, shapes = read_image(DATA / "sky-gradient.png"), read_image(DATA / "soft-shapes.png")
+    write_image(tmp_path / "sets" / "one" / "Sky.png", sky)
+    write_image(tmp_path / "clean" / "Shapes.png", shapes)
+    write_image(tmp_path / "clean" / ".thumbnails" / "normal" / "abc123.png", shapes[::4, ::4])
+    (tmp_path / "clean" / "linked").symlink_to(tmp_path / "sets" / "one")
+    (tmp_path / "sets" / "one" / "loop").symlink_to(tmp_path / "sets")  # walked once, not forever
+    sources = discover_sources([tmp_path / "clean"])
+    assert sources == {
+        "clean-Shapes": tmp_path / "clean" / "Shapes.png",
+        "linked-Sky": tmp_path / "clean" / "linked" / "Sky.png",
+    }

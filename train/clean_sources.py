@@ -7,6 +7,7 @@ other names; the split into training and validation is by picture, so they must 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import zlib
 from collections import Counter
@@ -73,24 +74,25 @@ def _size_rank(path: Path) -> tuple[int, int, int, str]:
 def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dict[str, Path]:
     """One file per source picture: its largest version (in pixels, else bytes).
 
-    Searches the folders recursively for .png .jpg .jpeg .webp .tif(f) .bmp files, skipping
-    hidden files, anything under `exclude` (a cache kept inside a clean folder) and any other
-    pairs cache found there (an earlier run's banded pictures are not clean ones). Pictures whose
-    names make one key but that lie in different folders (x/img.png under two roots) are
-    different pictures unless their files are the same bytes: their keys get a mark of their
-    folder, relative to its root, so that moving the data keeps the keys (and the split).
+    Searches the folders recursively (into linked folders too) for .png .jpg .jpeg .webp .tif(f)
+    .bmp files, skipping hidden files and folders (.thumbnails, .git), anything under `exclude`
+    (a cache kept inside a clean folder) and any other pairs cache found there (an earlier run's
+    banded pictures are not clean ones). Pictures whose names make one key but that lie in
+    different folders (x/img.png under two roots) are different pictures unless their files are
+    the same bytes: their keys get a mark of their folder, relative to its root, so that moving
+    the data keeps the keys (and the split).
     """
     groups: dict[tuple[str, str], list[Path]] = {}
     excluded = [exclude.resolve()] if exclude else []
     for position, folder in enumerate(map(Path, clean_dirs)):
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such folder of clean images")
-        found = sorted(folder.rglob("*"))
+        found = _files_under(folder)
         excluded += [
             p.parent.resolve() for p in found if p.name == "manifest.json" and is_pairs_cache(p.parent)
         ]
         for path in found:
-            if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith(".") or not path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
                 continue
             resolved = path.resolve()
             if any(resolved.is_relative_to(cache) for cache in excluded):
@@ -111,6 +113,23 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
              for (key, _), home in copies.items()}  # fmt: skip
     return _without_copies({name: largest[group] for name, group in named.items()},
                            {name: groups[group] for name, group in named.items()})  # fmt: skip
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """The files under `folder`, in order, through linked folders (rglob does not enter them: a
+    folder of links to picture sets was 'no images found'), each folder once (a link loop), none
+    in a hidden folder (a file manager's .thumbnails were pictures of their own)."""
+    found, seen = [], set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        here = Path(root)
+        real = here.resolve()
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [here / name for name in files if (here / name).is_file()]
+    return sorted(found)
 
 
 def _without_copies(named: dict[str, Path], members: dict[str, list[Path]]) -> dict[str, Path]:
