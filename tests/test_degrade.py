@@ -568,3 +568,21 @@ def test_linked_folders_are_searched_and_hidden_ones_are_not(tmp_path):
         "clean-Shapes": tmp_path / "clean" / "Shapes.png",
         "linked-Sky": tmp_path / "clean" / "linked" / "Sky.png",
     }
+
+
+def test_two_ways_into_one_folder_give_the_same_sources_in_any_listing_order(tmp_path):
+    """The first way a folder's listing reached a linked folder took it: a folder made before or
+    after its link (a copy of the data) named its pictures fav-Sky or photos-Sky, and the split
+    changed with the names."""
+    sky = read_image(DATA / "sky-gradient.png")
+    found = []
+    for order in ("folder first", "link first"):
+        clean = tmp_path / order / "clean"
+        clean.mkdir(parents=True)
+        if order == "link first":
+            (clean / "fav").symlink_to("photos")
+        write_image(clean / "photos" / "Sky.png", sky)
+        if order == "folder first":
+            (clean / "fav").symlink_to("photos")
+        found.append({key: path.relative_to(clean) for key, path in discover_sources([clean]).items()})
+    assert found[0] == found[1] and len(found[0]) == 1

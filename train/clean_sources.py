@@ -117,17 +117,21 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
 
 def _files_under(folder: Path) -> list[Path]:
     """The files under `folder`, in order, through linked folders (rglob does not enter them: a
-    folder of links to picture sets was 'no images found'), each folder once (a link loop), none
-    in a hidden folder (a file manager's .thumbnails were pictures of their own)."""
-    found, seen = [], set()
+    folder of links to picture sets was 'no images found'), none in a hidden folder (a file
+    manager's .thumbnails were pictures of their own). A link back to a folder above is not
+    entered (a loop); two ways into one folder are both listed, whatever order the folder lists
+    them in, for _without_copies to merge the same way on every copy of the data."""
+    found: list[Path] = []
+    above: dict[Path, frozenset[Path]] = {}  # each folder walked: the real folders down to it
     for root, folders, files in os.walk(folder, followlinks=True):
         here = Path(root)
         real = here.resolve()
-        if real in seen:
+        chain = above.get(here.parent, frozenset()) if here != folder else frozenset()
+        if real in chain:
             folders[:] = []
             continue
-        seen.add(real)
-        folders[:] = [name for name in folders if not name.startswith(".")]
+        above[here] = chain | {real}
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
         found += [here / name for name in files if (here / name).is_file()]
     return sorted(found)
 
