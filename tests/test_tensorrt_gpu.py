@@ -132,12 +132,13 @@ def test_close_lets_go_of_the_engine_and_a_wrong_gpu_index_is_named(plan, frames
 def test_frames_of_a_batch_in_the_engines_type_are_given_aligned(plan, frames):
     """A frame of a float16 batch is a view 3 x H x W x 2 bytes into it, which TensorRT, needing
     256-byte alignment, was handed as it was; infer_device refuses such a pointer in one line."""
-    deband = Debander.open(plan)
     batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).cuda().half() / 255
-    odd = batch[:, :, :17, :17].contiguous()  # 3 x 17 x 17 x 2 bytes a frame: the second is misaligned
-    together = deband.tensor(odd)  # in the FP16 engine's own type: no copy made on the way
-    alone = torch.cat([deband.tensor(odd[i : i + 1].clone()) for i in range(len(odd))])
-    torch.testing.assert_close(together, alone)
-    out = torch.empty_like(odd[:1])
-    with pytest.raises(BackendError, match="256-byte boundary"):
-        deband.backend.infer_device(odd[1].data_ptr(), out.data_ptr(), 17, 17, 0)
+    odd = batch[:, :, :65, :65].contiguous()  # 25,350 bytes a frame (inside the 64..1088 profile)
+    assert odd[1].data_ptr() % 256
+    with Debander.open(plan) as deband:
+        together = deband.tensor(odd)  # in the FP16 engine's own type: no copy made on the way
+        alone = torch.cat([deband.tensor(odd[i : i + 1].clone()) for i in range(len(odd))])
+        torch.testing.assert_close(together, alone)
+        out = torch.empty_like(odd[:1])
+        with pytest.raises(BackendError, match="256-byte boundary"):
+            deband.backend.infer_device(odd[1].data_ptr(), out.data_ptr(), 65, 65, 0)

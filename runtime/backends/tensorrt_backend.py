@@ -260,7 +260,7 @@ class TensorRTBackend(Backend):
         state = getattr(self._local, "state", None)
         if state is None:
             if self.engine is None:
-                raise BackendError("this TensorRT engine is closed; open it again")
+                raise BackendError(f"{self.path}: this TensorRT engine is closed; open it again")
             with self._lock:  # a thread per request or per video: free the states of those that ended
                 for ended in [s for s in self._states if not s.thread.is_alive()]:
                     self._release(ended)
