@@ -336,6 +336,14 @@ def test_prepare_pairs_errors(tmp_path):
         assert str(info.value) == (
             f"{cache}: the pairs cache would hold the clean folder {tmp_path / 'pictures'}; give it its own"
         )
+    # A run's folder given as clean pictures: its pairs cache is skipped, which was 'no images found'
+    prepare_synthetic_pairs([tmp_path / "pictures"], tmp_path / "run" / "pairs", 1, max_side=64)
+    with pytest.raises(ValueError) as info:
+        prepare_synthetic_pairs([tmp_path / "run"], tmp_path / "cache")
+    assert str(info.value) == (
+        f"{tmp_path / 'run'}: no clean pictures ({tmp_path / 'run' / 'pairs'} is a pairs cache, skipped: an "
+        "earlier run's pictures); give the folder they were made from"
+    )
 
 
 def test_pairs_from_a_moved_recompressed_cache_without_banded_pictures(tmp_path):

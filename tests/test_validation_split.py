@@ -36,7 +36,8 @@ def test_a_folder_without_pictures_is_one_line_and_exit_1(tmp_path):
     done = _split("--clean", tmp_path / "empty", "--cache-dir", tmp_path / "pairs", "-o", tmp_path / "val")
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        f"validation_split.py: error: no images found in {tmp_path / 'empty'}"
+        f"validation_split.py: error: {tmp_path / 'empty'}: no images found (looked for .png .jpg .jpeg "
+        ".webp .tif .tiff .bmp)"
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # -o is made first, then taken back
 

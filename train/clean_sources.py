@@ -115,6 +115,21 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
                            {name: groups[group] for name, group in named.items()})  # fmt: skip
 
 
+def none_found(clean_dirs: list[Path]) -> str:
+    """Why discover_sources found no picture, for its callers' one line: a pairs cache among the
+    folders is skipped (an earlier run's pictures are no clean ones), which 'no images found'
+    did not say of a folder full of them."""
+    where = ", ".join(map(str, clean_dirs))
+    caches = [path.parent for folder in clean_dirs for path in _files_under(Path(folder))
+              if path.name == "manifest.json" and is_pairs_cache(path.parent)]  # fmt: skip
+    if caches:
+        return (
+            f"{where}: no clean pictures ({caches[0]} is a pairs cache, skipped: an earlier run's "
+            "pictures); give the folder they were made from"
+        )
+    return f"{where}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)"
+
+
 def _files_under(folder: Path) -> list[Path]:
     """The files under `folder`, in order, through linked folders (rglob does not enter them: a
     folder of links to picture sets was 'no images found'), none in a hidden folder (a file

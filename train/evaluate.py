@@ -75,7 +75,7 @@ from ..runtime.files import OutputError, atomic_write_text, check_writable, file
 from ..runtime.imageio import MAX_PIXELS, ImageError, from_float, read_image, stored_size, to_float
 from ..runtime.metrics import BT709_LUMA, PSNR_CAP, capped_psnr, ssim
 from ..runtime.pyav import MissingPackage, require_pyav
-from .clean_sources import discover_sources, load_clean
+from .clean_sources import discover_sources, load_clean, none_found
 from .degrade import Degradation
 from .image_pair import ImagePair, find_pairs
 
@@ -236,7 +236,7 @@ def clean_pictures(
     except ValueError as exc:
         raise EvalError(str(exc)) from None
     if not sources:
-        raise EvalError(f"{clean_dir}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)")
+        raise EvalError(none_found([Path(clean_dir)]))
     sources = _pick(sources, max_images, seed)
     if size is None:  # a picture too small is refused now, from its header, not after the others
         for _, path in sources:

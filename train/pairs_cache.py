@@ -33,6 +33,7 @@ from .clean_sources import (
     discover_sources,
     is_pairs_cache,
     load_clean,
+    none_found,
     picture_of,
     short_hash,
 )
@@ -324,7 +325,7 @@ def prepare_synthetic_pairs(
             )
     sources = discover_sources(list(clean_dirs), exclude=cache_dir)
     if not sources:
-        raise ValueError(f"no images found in {', '.join(map(str, clean_dirs))}")
+        raise ValueError(none_found(list(clean_dirs)))
     for part in ("clean", "banded"):  # a link there wrote the pairs wherever it led
         if not (cache_dir / part).resolve().is_relative_to(cache_dir.resolve()):
             raise ValueError(
