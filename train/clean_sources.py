@@ -88,9 +88,7 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such folder of clean images")
         found = _files_under(folder)
-        excluded += [
-            p.parent.resolve() for p in found if p.name == "manifest.json" and is_pairs_cache(p.parent)
-        ]
+        excluded += [cache.resolve() for cache in _caches_among(found)]
         for path in found:
             if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
                 continue
@@ -120,14 +118,18 @@ def none_found(clean_dirs: list[Path]) -> str:
     folders is skipped (an earlier run's pictures are no clean ones), which 'no images found'
     did not say of a folder full of them."""
     where = ", ".join(map(str, clean_dirs))
-    caches = [path.parent for folder in clean_dirs for path in _files_under(Path(folder))
-              if path.name == "manifest.json" and is_pairs_cache(path.parent)]  # fmt: skip
+    caches = [cache for folder in clean_dirs for cache in _caches_among(_files_under(Path(folder)))]
     if caches:
         return (
             f"{where}: no clean pictures ({caches[0]} is a pairs cache, skipped: an earlier run's "
             "pictures); give the folder they were made from"
         )
     return f"{where}: no images found (looked for .png .jpg .jpeg .webp .tif .tiff .bmp)"
+
+
+def _caches_among(files: list[Path]) -> list[Path]:
+    """The pairs caches whose manifests are among `files`."""
+    return [path.parent for path in files if path.name == "manifest.json" and is_pairs_cache(path.parent)]
 
 
 def _files_under(folder: Path) -> list[Path]:

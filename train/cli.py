@@ -562,8 +562,8 @@ def _hold_the_run(out_dir: Path) -> None:
     there and both said so: one was lost without a word. The main process holds a lock on the OUT
     folder itself until the command ends (a lock file in the user's cache missed a run with another
     XDG_CACHE_HOME, as CI jobs have); another run on this machine finds it held (NFS keeps a
-    folder's lock to its client). OUT is made for it, and taken back
-    if the run leaves it empty (refused). Without file locks (NFS without lockd) there is no lock."""
+    folder's lock to its client). OUT is made for it, and taken back if the run leaves it empty
+    (refused). Without file locks (NFS without lockd) there is no lock."""
     if _another_rank():
         return  # the main process holds it
     made = missing_folders(out_dir)
