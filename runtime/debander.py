@@ -35,6 +35,7 @@ from .processing import (
     Progress,
     by_rows,
     even_tile,
+    flat_range_ends,
     join_frame,
     pad_to,
     run_tiled,
@@ -55,18 +56,23 @@ DEFAULT_MAX_CHANGE = 2.0
 
 
 def limit_change_tensor(batch: Any, out: Any, max_change: float | None) -> Any:
-    """`out` kept within max_change 8-bit levels of `batch` (torch tensors in [0, 1]), NaN replaced
-    by the input.
+    """`out` kept within max_change 8-bit levels of `batch` (torch tensors in [0, 1]) and equal to
+    it where `batch` is flat at 0 or 1 (`flat_range_ends`), NaN replaced by the input.
 
     Not in place: the torch backend returns inference-mode tensors, which refuse in-place updates.
     Shared by `Debander.tensor` and training validation, which scores what users are served."""
     import torch
+    import torch.nn.functional as F
 
     out = torch.where(torch.isnan(out), batch, out)  # clamp keeps NaN; the input's value stands there
     if max_change is None:
         return out
     limit = max_change / 255
-    return torch.clamp(out, batch - limit, batch + limit)
+    out = torch.clamp(out, batch - limit, batch + limit)
+    for end in (0, 1):  # a 3x3 minimum of "is at the end"; max_pool2d pads with -inf, so edges count as flat
+        at = (batch == end).float()
+        out = torch.where(F.max_pool2d(-at, 3, 1, 1) > -0.5, out, batch)
+    return out
 
 
 def _split(image: np.ndarray, index: int | None) -> Frame:
@@ -172,7 +178,8 @@ class Debander:
         """Open a .plan/.engine (TensorRT), .onnx (ONNX Runtime) or .safetensors (PyTorch) file.
 
         Without `path`, the bundled default model on the best backend installed here. The output
-        stays within `max_change` 8-bit levels of the input (None: the model's output as it is).
+        stays within `max_change` 8-bit levels of the input and keeps its flat black and white
+        (`flat_range_ends`; None: the model's output as it is).
         A plan's plugin runs as the Python plugin unless `plugin_library` names the C++ one; a
         plan that carries its plugin library (bdinn-export --serialize-plugin: native code) opens
         only with `allow_embedded_plugin=True`.
@@ -317,8 +324,9 @@ class Debander:
 
     def _limited(self, batch: np.ndarray, out: np.ndarray, stacklevel: int) -> np.ndarray:
         """Every value within max_change 8-bit levels of the input, then within [0, 1] (a network
-        and the limit can reach past them; a caller's 8-bit cast of 1.008 wraps to black): 5 ms
-        for a 1080p frame on one core, where np.clip with array bounds takes 15. The first step
+        and the limit can reach past them; a caller's 8-bit cast of 1.008 wraps to black), and the
+        input's where it is flat at 0 or 1 (`flat_range_ends`): 5 ms for a 1080p frame on one core,
+        where np.clip with array bounds takes 15. The first step
         writes a new float32 array, so the backend's own buffer (ONNX Runtime's arena, which never
         shrinks) is not what a caller keeps."""
         result = np.empty(out.shape, np.float32)
@@ -336,6 +344,10 @@ class Debander:
                 np.clip(done, -limit, limit, out=done)
                 done += batch[..., rows, :]
                 np.clip(done, 0, 1, out=done)
+                above = max(rows.start - 1, 0)  # the 3x3 window's rows around the band
+                kept = flat_range_ends(batch[..., above : rows.stop + 1, :])
+                first = rows.start - above
+                np.copyto(done, batch[..., rows, :], where=kept[..., first : first + done.shape[-2], :])
             else:
                 np.clip(part, 0, 1, out=done)
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from bdinn.runtime import Debander, default_model_path
 from bdinn.runtime.backends import BackendError
 from bdinn.runtime.cambi import cambi
-from bdinn.runtime.imageio import from_float, read_image, to_float
+from bdinn.runtime.imageio import from_float, read_image, to_float, write_image
 from bdinn.runtime.metrics import psnr
 from bdinn.runtime.run_cli import main as run
 from bdinn.train.degrade import reduce_bit_depth
@@ -104,3 +104,23 @@ def test_bdinn_run_without_a_model(sky, tmp_path):
     result = CliRunner().invoke(run, [str(DATA / "sky-gradient.png"), "-o", str(out), "-q"])
     assert result.exit_code == 0, result.output
     assert read_image(out).shape == sky[0].shape
+
+
+def test_bdinn_run_keeps_letterbox_bars_and_flat_white(sky, tmp_path):
+    """The bundled network lifts flat black and lowers flat white by a level or two in blotches
+    (raw output below); what bdinn-run writes keeps them, and still debands the picture between."""
+    clean, banded = sky
+    frame = np.zeros((clean.shape[0] + 80, clean.shape[1], 3), np.uint8)
+    frame[40:-40] = banded
+    white = np.full((64, 96, 3), 255, np.uint8)
+    raw = Debander.open(max_change=None)
+    bars = np.r_[0:39, frame.shape[0] - 39 : frame.shape[0]]  # the row beside the picture may change
+    assert (raw(frame)[bars] != 0).any(axis=-1).mean() > 0.05
+    assert (raw(white) != 255).any(axis=-1).mean() > 0.2
+    for name, picture in (("letterbox", frame), ("white", white)):
+        write_image(tmp_path / f"{name}.png", picture)
+        result = CliRunner().invoke(run, [str(tmp_path / f"{name}.png"), "-o", str(tmp_path / "out"), "-q"])
+        assert result.exit_code == 0, result.output
+    out = read_image(tmp_path / "out" / "letterbox.png")
+    assert (out[bars] == 0).all() and (read_image(tmp_path / "out" / "white.png") == 255).all()
+    assert psnr(to_float(out[40:-40]), to_float(clean)) > psnr(to_float(banded), to_float(clean)) + 0.5

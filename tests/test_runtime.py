@@ -10,7 +10,7 @@ import pytest
 import torch
 from common import Unallocatable, perturbed_tiny
 
-from bdinn.runtime import BackendError, Debander
+from bdinn.runtime import BackendError, Debander, processing
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE, default_model_path, limit_change_tensor
 from bdinn.runtime.imageio import from_float, read_image, write_image
 from bdinn.train.checkpoint import save_checkpoint
@@ -294,6 +294,7 @@ def test_dither_breaks_up_steps_but_keeps_the_mean():
     assert abs(np.mean(level == 101) - 0.125) < 0.005 and abs(np.mean(level == 99) - 0.125) < 0.005
 
 
+
 def test_dither_option_is_seeded(models, sky):
     deband = Debander.open(models["torch"])
     a, b = deband(sky, dither=True, seed=3), deband(sky, dither=True, seed=3)
@@ -351,6 +352,29 @@ def test_the_output_stays_within_max_change_of_the_input(models, sky):
     assert default.describe()["max_change"] == DEFAULT_MAX_CHANGE == 2
     raw = Debander.open(models["torch"], max_change=None).infer(batch)
     assert np.abs(default.infer(batch) - np.clip(raw, batch - 2 / 255, batch + 2 / 255)).max() <= 1e-6
+
+
+@pytest.mark.parametrize("threads", [1, 8])
+def test_flat_black_and_white_come_back_exactly(models, sky, monkeypatch, threads):
+    """Letterbox bars and white areas: the network moves them, the served output does not (but
+    for the row beside the picture, whose window holds picture), in every band of rows alike and
+    on the tensor path."""
+    monkeypatch.setattr(processing, "_THREADS", threads)  # 8: bands of rows 0-65, 66-132, 133-199
+    frame = np.zeros((200, 128, 3), np.uint8)
+    frame[70:130] = sky[:60]  # a picture between black bars that cross the bands' edges
+    frame[150:, 40:90] = 255
+    batch = frame.astype(np.float32).transpose(2, 0, 1)[None] / 255
+    raw = Debander.open(models["torch"], max_change=None).infer(batch)
+    served = Debander.open(models["torch"]).infer(batch)
+    kept = processing.flat_range_ends(batch)
+    beside_white = kept[0, :, :, :30]
+    assert beside_white[:, [0, 65, 66, 68, 131, 132, 133, 199]].all() and not beside_white[:, 69:131].any()
+    assert (np.abs(raw - batch)[kept] > 0.5 / 255).mean() > 0.1  # the network moves them
+    np.testing.assert_array_equal(served[kept], batch[kept])
+    limited = np.clip(np.clip(raw, batch - 2 / 255, batch + 2 / 255), 0, 1)
+    assert np.abs(served - limited)[~kept].max() <= 1e-6
+    on_tensors = limit_change_tensor(torch.from_numpy(batch), torch.from_numpy(raw), 2.0).clamp(0, 1)
+    assert np.abs(on_tensors.numpy() - served).max() <= 1e-6
 
 
 @pytest.mark.parametrize("max_change", [2.0, None])
