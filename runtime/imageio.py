@@ -600,7 +600,8 @@ def from_float(
 
     NaN becomes 0, so a diverged network gives black pixels rather than undefined integers.
     With a generator, triangular (TPDF) dither of +-1 LSB is added first: a debanded gradient
-    rounded back to 8 bits can band again, and dither turns those steps into fine noise.
+    rounded back to 8 bits can band again, and dither turns those steps into fine noise. Values at
+    exactly 0 or full scale get none (letterbox bars stay uniform, black stays black).
     float32 frames are computed in float32 (half float64's memory at 1080p); others in float64,
     in place on one scaled copy. `out` (an integer array of arr's shape in any layout, such as a
     transposed view of an H x W x C frame) receives the result in the same pass that casts it.
@@ -612,7 +613,9 @@ def from_float(
     top = kind(255 if bit_depth == 8 else 65535)
     scaled = np.multiply(arr, top, dtype=kind)
     if dither is not None:
-        scaled += dither.random(scaled.shape, kind) - dither.random(scaled.shape, kind)
+        noise = dither.random(scaled.shape, kind) - dither.random(scaled.shape, kind)
+        noise[(scaled == 0) | (scaled == top)] = 0  # a clip keeps half the noise: black up 1/8 level
+        scaled += noise
     np.rint(scaled, out=scaled)
     np.fmax(scaled, 0, out=scaled)  # fmax/fmin drop NaN for the other operand: NaN -> 0
     np.fmin(scaled, top, out=scaled)

@@ -292,7 +292,12 @@ def test_dither_breaks_up_steps_but_keeps_the_mean():
     level = from_float(flat, 8, dither=np.random.default_rng(1)).astype(int)
     assert set(np.unique(level)) == {99, 100, 101}
     assert abs(np.mean(level == 101) - 0.125) < 0.005 and abs(np.mean(level == 99) - 0.125) < 0.005
-
+    # At the ends the clip would keep half the noise (black lifted by 1/8 level): none is added there.
+    ends = np.repeat(np.float32([0, 1, 1 / 255]), 100_000)
+    for depth, top in ((8, 255), (16, 65535)):
+        out = from_float(ends, depth, dither=np.random.default_rng(2)).astype(int)
+        assert (out[:100_000] == 0).all() and (out[100_000:200_000] == top).all()
+    assert abs(out[200_000:].mean() - 257) < 3 and (out[200_000:] != 257).mean() > 0.2  # dithered
 
 
 def test_dither_option_is_seeded(models, sky):
