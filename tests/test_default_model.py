@@ -124,3 +124,44 @@ def test_bdinn_run_keeps_letterbox_bars_and_flat_white(sky, tmp_path):
     out = read_image(tmp_path / "out" / "letterbox.png")
     assert (out[bars] == 0).all() and (read_image(tmp_path / "out" / "white.png") == 255).all()
     assert psnr(to_float(out[40:-40]), to_float(clean)) > psnr(to_float(banded), to_float(clean)) + 0.5
+
+
+@pytest.mark.parametrize("depth", [8, 10])
+def test_a_letterboxed_video_keeps_its_black_bars(tmp_path, depth):
+    """Video black (Y 16, limited range) decodes to RGB 0: bdinn-run's output keeps the bars at
+    exactly video black, but for the rows beside the picture that 4:2:0 chroma reaches."""
+    av = pytest.importorskip("av", reason="needs the video extra")
+    height, width, bar = 144, 256, 24
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    picture = np.stack(
+        [40 + 120 * xx / width, 60 + 80 * yy / height, 90 + 60 * (xx + yy) / (width + height)], -1
+    )
+    picture[:bar] = picture[-bar:] = 0
+    source = tmp_path / "letterboxed.mkv"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.rint(picture).astype(np.uint8), format="rgb24")
+            out.mux(stream.encode(frame.reformat(format="yuv420p", dst_colorspace=1, dst_color_range=1)))
+        out.mux(stream.encode())
+    done = tmp_path / "out.mkv"
+    args = [str(source), "-o", str(done), "--codec", "ffv1", "--bit-depth", str(depth), "-q"]
+    result = CliRunner().invoke(run, args)
+    assert result.exit_code == 0, result.output
+    black = 16 << (depth - 8)
+    with av.open(str(done)) as container:
+        frames = [_luma_codes(frame) for frame in container.decode(video=0)]
+    assert len(frames) == 2
+    for luma in frames:
+        far = np.r_[luma[: bar - 6], luma[height - bar + 6 :]]  # 6 rows clear of the picture's chroma
+        assert (far == black).all(), np.unique(far)
+        assert luma[bar:-bar].min() > black + (30 << (depth - 8))  # the picture is there
+
+
+def _luma_codes(frame) -> np.ndarray:
+    """The Y plane's code values as stored (a conversion to gray would take the range out)."""
+    dtype = np.dtype(np.uint8 if frame.format.name == "yuv420p" else "<u2")
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, dtype).reshape(-1, plane.line_size // dtype.itemsize)
+    return rows[: frame.height, : frame.width].astype(int)
