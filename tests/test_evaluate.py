@@ -494,6 +494,18 @@ def test_cli_refuses_a_mismatched_or_tiny_picture_before_scoring(paired_dirs, tm
     assert "evaluating" not in result.output  # refused before the first pair was scored
 
 
+@pytest.mark.parametrize("size", [None, "64x64"])
+def test_cli_refuses_a_tiny_clean_picture_with_or_without_size(clean_dir, tmp_path, size):
+    """With --size a 12x12 picture was scaled up into blobs and scored without a word."""
+    folder = tmp_path / "clean"
+    shutil.copytree(clean_dir, folder)
+    cv2.imwrite(str(folder / "zz.png"), read_image(DATA / "sky-gradient.png")[:12, :12, ::-1])
+    args = ("--clean", str(folder), "--degrade", "q5", "--no-baselines", *(("--size", size) if size else ()))
+    result = _invoke(*args)
+    assert result.exit_code == 1 and "zz.png: 12x12 is too small (at least 16x16)" in result.output
+    assert "evaluating" not in result.output
+
+
 def test_clean_cambi_is_scored_at_the_outputs_depth():
     """A 16-bit clean picture scored 16-bit made the clean row's CAMBI a bar no 8-bit output could
     be held to; it is scored as the outputs are: 8-bit, or 16-bit with --bit-depth 16."""

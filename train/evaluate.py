@@ -238,10 +238,11 @@ def clean_pictures(
     if not sources:
         raise EvalError(none_found([Path(clean_dir)]))
     sources = _pick(sources, max_images, seed)
-    if size is None:  # a picture too small is refused now, from its header, not after the others
-        for _, path in sources:
-            if (shape := stored_size(path)) is not None:
-                _check_side(str(path), shape)
+    # A picture too small is refused now, from its header, not after the others; with --size too,
+    # which blew a 10x10 icon up into 1080p blobs and scored them.
+    for _, path in sources:
+        if (shape := stored_size(path)) is not None:
+            _check_side(str(path), shape)
 
     def load() -> Iterator[tuple[str, np.ndarray]]:
         for key, path in sources:
@@ -250,10 +251,8 @@ def clean_pictures(
             except ImageError as exc:
                 warnings.warn(f"{exc}; skipped", stacklevel=1)
                 continue
-            if size:
-                clean = fit_size(clean, size)
             _check_side(str(path), clean.shape)
-            yield key, clean
+            yield key, fit_size(clean, size) if size else clean
 
     return len(sources), load()
 
