@@ -578,6 +578,27 @@ def test_linked_folders_are_searched_and_hidden_ones_are_not(tmp_path):
     }
 
 
+def test_a_folder_that_cannot_be_read_is_said_not_skipped_silently(tmp_path, monkeypatch):
+    """os.walk leaves out a folder it cannot list (no permission: root reads every folder, so the
+    refusal is the operating system's, raised for that one folder), and its pictures were lost
+    from training and evaluation without a word."""
+    write_image(tmp_path / "clean" / "Shapes.png", read_image(DATA / "soft-shapes.png"))
+    write_image(tmp_path / "clean" / "private" / "Sky.png", read_image(DATA / "sky-gradient.png"))
+    listing = os.scandir
+
+    def refused(path="."):
+        if Path(path) == tmp_path / "clean" / "private":
+            raise PermissionError(13, "Permission denied", str(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    with pytest.warns(
+        UserWarning, match=r"private: cannot be read \(Permission denied\); its pictures are left out"
+    ):
+        sources = discover_sources([tmp_path / "clean"])
+    assert list(sources) == ["clean-Shapes"]
+
+
 def test_two_ways_into_one_folder_give_the_same_sources_in_any_listing_order(tmp_path):
     """The first way a folder's listing reached a linked folder took it: a folder made before or
     after its link (a copy of the data) named its pictures fav-Sky or photos-Sky, and the split

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -140,7 +141,13 @@ def _files_under(folder: Path) -> list[Path]:
     them in, for _without_copies to merge the same way on every copy of the data."""
     found: list[Path] = []
     above: dict[Path, frozenset[Path]] = {}  # each folder walked: the real folders down to it
-    for root, folders, files in os.walk(folder, followlinks=True):
+
+    def unreadable(error: OSError) -> None:  # os.walk leaves such a folder out without a word
+        warnings.warn(
+            f"{error.filename}: cannot be read ({error.strerror}); its pictures are left out", stacklevel=5
+        )
+
+    for root, folders, files in os.walk(folder, followlinks=True, onerror=unreadable):
         here = Path(root)
         real = here.resolve()
         chain = above.get(here.parent, frozenset()) if here != folder else frozenset()
