@@ -346,8 +346,9 @@ class Debander:
                 np.clip(done, 0, 1, out=done)
                 above = max(rows.start - 1, 0)  # the 3x3 window's rows around the band
                 kept = flat_range_ends(batch[..., above : rows.stop + 1, :])
-                first = rows.start - above
-                np.copyto(done, batch[..., rows, :], where=kept[..., first : first + done.shape[-2], :])
+                if kept is not None:
+                    first = rows.start - above
+                    np.copyto(done, batch[..., rows, :], where=kept[..., first : first + done.shape[-2], :])
             else:
                 np.clip(part, 0, 1, out=done)
 
