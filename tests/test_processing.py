@@ -68,24 +68,17 @@ def test_tiles_of_a_float16_batch_are_blended_in_float32():
     assert blended.dtype == np.float32 and np.abs(blended - whole).max() < 1e-6
 
 
-def _flat_at_ends_one_by_one(batch: np.ndarray) -> np.ndarray:
-    """The rule written out: a sample at 0 or 1 whose 3x3 window, cut at the frame's edge, is all
-    that value."""
-    kept = np.zeros(batch.shape, bool)
-    for index in np.ndindex(batch.shape):
-        *plane, y, x = index
-        window = batch[(*plane, slice(max(y - 1, 0), y + 2), slice(max(x - 1, 0), x + 2))]
-        kept[index] = batch[index] in (0, 1) and bool((window == batch[index]).all())
-    return kept
-
-
-def test_flat_range_ends_are_the_samples_whose_window_sits_at_one_end():
-    rng = np.random.default_rng(3)
-    batch = rng.choice(np.float32([0, 1, 0.5]), size=(2, 3, 23, 17), p=[0.6, 0.35, 0.05])
-    batch[0, :, :6] = 0  # a bar at the frame's edge, in every channel
-    batch[1, 2, :, -5:] = 1  # one channel only
-    batch[1, 0, 10:15, 3:8] = np.float32(1e-8)  # near 0 is not 0
-    expected = _flat_at_ends_one_by_one(batch)
-    assert 100 < expected.sum() < expected.size // 2
-    np.testing.assert_array_equal(processing.flat_range_ends(batch), expected)
-    assert processing.flat_range_ends(np.full((1, 3, 8, 8), 0.5, np.float32)) is None  # nothing to keep
+def test_posterised_frames_are_those_on_a_lattice_coarser_than_8_bits():
+    """A 5-bit fade's flat run at 0 is a band to rebuild, not a bar to keep: such frames are told
+    apart by their levels (at least 8 of them, none next to another)."""
+    ramp = np.linspace(0, 1, 256, dtype=np.float32)[None, None, None, :].repeat(3, 1).repeat(40, 2)
+    five_bits = np.rint(ramp * 31) / 31
+    letterboxed = ramp.copy()
+    letterboxed[..., :10, :] = 0
+    card = np.where(ramp > 0.5, np.float32(1), np.float32(0))  # white on black: drawn, two levels
+    three = np.rint(ramp * 2) / 2  # three levels, under POSTERISED_LEVELS: a drawing as likely as a lattice
+    steep = ramp.transpose(0, 1, 3, 2)[..., :40]  # one level a row: every 4th row alone is spaced by 4
+    batch = np.concatenate([five_bits, ramp, letterboxed, card, three, np.rint(ramp * 63) / 63])
+    assert processing.POSTERISED_LEVELS == 4
+    assert processing.posterised(batch).tolist() == [True, False, False, False, False, True]
+    assert processing.posterised(np.concatenate([steep, np.rint(steep * 15) / 15])).tolist() == [False, True]
