@@ -310,7 +310,7 @@ def deband_video(
             )
         if chroma is None:
             pix_fmt = follow_source(vin, src, dst, codec_name, bit_depth)
-        pix_fmt = with_alpha(vin, src, codec_name, pix_fmt)
+        pix_fmt = with_alpha(vin, src, codec_name, pix_fmt, chroma_chosen=chroma is not None)
         job = VideoJob(source, src, dst, muxer, codec_name, pix_fmt, options, process)
         check_trial_encode(dst, muxer, codec_name, pix_fmt, options, job.rate, job.out_time_base)
         job.stdin = stdin

@@ -432,17 +432,22 @@ def follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) ->
     return _pix_fmt(chosen, bit_depth)
 
 
-def with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str) -> str:
-    """The output pixel format with alpha where the source has it and the encoder keeps it."""
+def with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str, chroma_chosen: bool) -> str:
+    """The output pixel format with alpha where the source has it and the encoder keeps it, at
+    4:4:4 where the encoder keeps it only there (ProRes 4444) and the caller chose no chroma."""
     fmt = vin.codec_context.format
     if fmt is None or not any(c.is_alpha for c in fmt.components):
         return pix_fmt
-    with_alpha = "yuva" + pix_fmt.removeprefix("yuv")
-    if codec in _ALPHA_ENCODERS and with_alpha in (_writes(_encoder(codec)) or ()):
+    writes = (_writes(_encoder(codec)) or ()) if codec in _ALPHA_ENCODERS else ()
+    depth = pix_fmt[len("yuv444p") :]  # "" (8 bits) or "10le", after any yuvCCCp
+    with_alpha, at_444 = "yuva" + pix_fmt.removeprefix("yuv"), f"yuva444p{depth}"
+    if with_alpha in writes:
         return with_alpha
+    if at_444 in writes and not chroma_chosen:
+        return at_444
+    keeps = "with chroma 444 (--chroma 444)" if at_444 in writes else "ffv1 (.mkv) or prores_ks (.mov) do"
     warnings.warn(
-        f"{src}: its alpha channel is dropped: {encoder_label(codec)} does not keep it in {pix_fmt}; "
-        "ffv1 (.mkv) or prores_ks (.mov) do",
+        f"{src}: its alpha channel is dropped: {encoder_label(codec)} does not keep it in {pix_fmt}; {keeps}",
         stacklevel=3,
     )
     return pix_fmt

@@ -377,18 +377,20 @@ def _alpha(path: Path) -> np.ndarray:
     [
         ("ffv1", "yuva420p", "out.mkv", "yuva420p10le"),
         ("prores_ks", "yuva444p10le", "out.mov", "yuva444p10le"),  # ProRes 4444 (decodes as 12-bit)
+        # ProRes keeps alpha at 4:4:4 only: chosen over 4:2:2, which dropped it and said "prores_ks do"
+        ("prores_ks", "yuva420p", "out.mov", "yuva444p10le"),
     ],
 )
 def test_alpha_is_kept_by_ffv1_and_prores(tmp_path, codec, pix_fmt, name, written):
     """Motion graphics with gradients and alpha: the alpha passes the RGB-only network untouched."""
-    source = _alpha_clip(tmp_path / f"in{Path(name).suffix}", codec, pix_fmt)
+    source = _alpha_clip(tmp_path / "in.mkv", "ffv1", pix_fmt)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         report = deband_video(source, tmp_path / name, lambda rgb: rgb, codec=codec, progress=False)
     assert report.pix_fmt == written and report.frames == 3
     before, after = _alpha(source), _alpha(tmp_path / name)
     assert before.min() == 0 and before.max() == 1
-    assert np.abs(before - after).max() <= 0.5 / 1023  # rounded to the nearest 10-bit code
+    assert np.abs(before - after).max() <= 1 / 1023  # within a 10-bit code (8-bit alpha into ProRes: 0.6)
 
 
 def test_alpha_and_interlacing_are_warned_about(tmp_path):
@@ -401,6 +403,19 @@ def test_alpha_and_interlacing_are_warned_about(tmp_path):
             progress=False,
         )
     assert report.pix_fmt == "yuv420p10le"
+    message = (
+        r"in\.mkv: its alpha channel is dropped: prores_ks .* yuv422p10le; with chroma 444 \(--chroma 444\)"
+    )
+    with pytest.warns(UserWarning, match=message):  # asked for 4:2:2, where ProRes has no alpha
+        report = deband_video(
+            tmp_path / "in.mkv",
+            tmp_path / "out.mov",
+            lambda rgb: rgb,
+            codec="prores_ks",
+            chroma="422",
+            progress=False,
+        )
+    assert report.pix_fmt == "yuv422p10le"
     interlaced = make_clip(
         tmp_path / "tff.mkv", "yuv420p", "libx264", flags="+ilme+ildct", **{"x264-params": "tff=1"}
     )
