@@ -98,6 +98,7 @@ from .video_formats import (
     CHROMA,
     CONTAINERS,
     DEFAULT_CODECS,
+    RANGE_IN_STREAM,
     STDIN,
     STDIO,
     STDOUT,
@@ -447,6 +448,12 @@ def _output_losses(job: VideoJob, warned_fields_lost: bool) -> Iterator[str]:
         yield (
             f"{dst}: a {dst.suffix} file cannot hold the source's {job.display.describe()}, so it "
             "plays turned or mirrored; write .mkv or .mp4 to keep it"
+        )
+    if muxer == "avi" and job.colour.full_range and codec_name not in RANGE_IN_STREAM:
+        yield (
+            f"{dst}: AVI keeps no colour range and {encoder_label(codec_name)} writes none into its stream, "
+            "so players take this full-range video for limited range (its contrast stretched); write .mkv "
+            "or .mov, or use libx264"
         )
     if job.hdr10 and not job.hdr10_kept:
         advice = (

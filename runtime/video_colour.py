@@ -93,6 +93,10 @@ class Colour:
         ]
         return " ".join(tags)
 
+    @property
+    def full_range(self) -> bool:
+        return self.color_range == _RANGE_JPEG
+
     def reformat_args(self) -> dict[str, int]:
         args = {}
         if self.matrix is not None:

@@ -58,6 +58,9 @@ DEFAULT_CODECS = {
     "yuv4mpegpipe": ("wrapped_avframe",),
 }
 
+# Encoders that write the colour range into their own stream (H.264 and HEVC VUI), so that it
+# survives a container without colour tags (AVI); FFV1 and MPEG-4 Part 2 in AVI lost it.
+RANGE_IN_STREAM = {"libx264", "libx265"}
 
 # Muxer -> the encoders among ours (_KNOWN_ENCODERS) whose video it really holds. FFmpeg's own
 # check accepts more (AV1 or FFV1 in MPEG-TS, x264 in Y4M) and then writes an unplayable data

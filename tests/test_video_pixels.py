@@ -130,6 +130,32 @@ def test_rotation_a_container_cannot_hold_is_warned_about(tmp_path):
     assert probe(tmp_path / "out.mp4")["rotation"] == 90
 
 
+def test_full_range_into_avi_is_warned_about_unless_the_codec_carries_it(tmp_path):
+    """AVI has no colour tags: FFV1 there came back untagged, which players take for limited range
+    (contrast stretched), with no word; x264 writes the range into its own stream."""
+    src = tmp_path / "full.mkv"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("ffv1", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.color_range = 2
+        for i in range(2):
+            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(gradient(i)), format="rgb24")
+            frame = rgb.reformat(format="yuv420p", dst_color_range=2)
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with pytest.warns(UserWarning, match=r"out\.avi: AVI keeps no colour range and ffv1 writes none into"):
+        deband_video(src, tmp_path / "out.avi", lambda rgb: rgb, codec="ffv1", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deband_video(
+            src, tmp_path / "x264.avi", lambda rgb: rgb, codec="libx264", bit_depth=8, progress=False
+        )
+    for name, kept in (("out.avi", 0), ("x264.avi", 2)):
+        with av.open(str(tmp_path / name)) as done:
+            assert next(done.decode(video=0)).color_range == kept
+
+
 def test_sample_aspect_ratio_is_kept_by_x265_and_warned_about_elsewhere(tmp_path):
     source = make_video(tmp_path / "anamorphic.mp4", audio=False, sar=Fraction(4, 3))
     deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
