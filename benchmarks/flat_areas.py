@@ -4,8 +4,9 @@ Letterbox bars are video black (RGB 0 after limited-range conversion) and must r
 uniform, as must black frames and white backgrounds. This script debands a smooth gradient
 between black bars (`--size`, 1920x1080 with 140-px bars by default) and flat frames of black,
 dark grey (16), mid grey (128) and white, and reports the share of the flat pixels with any
-channel changed and their mean change, for the network's raw output and served as bdinn-run
-serves it (`--max-change`: the change limit, which keeps flat runs at 0 and 255 as they are).
+channel changed and the mean change of all their samples, for the network's raw output and
+served as bdinn-run serves it (`--max-change`: the change limit, which keeps samples at 0 and
+255 as they are in a picture that is not posterised).
 
     python benchmarks/flat_areas.py [MODEL ...] [--size 1080x1920] [--max-change 2] [--json out.json]
 """
@@ -53,7 +54,8 @@ def frames(size: tuple[int, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def changes(debander: Debander, frame: np.ndarray, flat: np.ndarray) -> dict[str, float]:
-    """Share (%) of the flat pixels with any channel changed, and their mean change in levels."""
+    """Share (%) of the flat pixels with any channel changed, and the mean change of the flat
+    pixels' samples in levels (changed or not)."""
     moved = debander(frame, bit_depth=8).astype(np.int16) - frame
     return {
         "changed_percent": 100 * float(moved[flat].any(axis=-1).mean()),

@@ -28,10 +28,9 @@ def test_the_bundled_model_served_leaves_flat_black_and_white_alone(run_benchmar
     for frame in ("flat black", "flat white"):
         assert rows[frame]["served"] == {"changed_percent": 0.0, "mean_change": 0.0}
         assert rows[frame]["raw"]["changed_percent"] > 1  # the network alone moves them
-    # only the row of each bar beside the picture, whose 3x3 window holds picture, may change
     bars = rows["letterbox bars"]
-    assert bars["served"]["changed_percent"] <= 100 / 19 + 1e-9  # bars of 19 rows at this size
-    assert bars["raw"]["changed_percent"] > 2 * bars["served"]["changed_percent"]
+    assert bars["served"] == {"changed_percent": 0.0, "mean_change": 0.0}
+    assert bars["raw"]["changed_percent"] > 5
     assert "| flat white | " in done.stdout
 
 
