@@ -358,8 +358,11 @@ def test_resume_refuses_different_settings_or_missing_state(datasets, tmp_path):
     Trainer(settings(steps=3), train, val, tmp_path).run()
     with pytest.raises(TrainingError, match="cannot resume with different steps, lr"):
         Trainer(settings(steps=4, lr=1e-3), train, val, tmp_path, resume=True)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(TrainingError, match="no training state to resume"):
         Trainer(settings(), train, val, tmp_path / "empty", resume=True)
+    with pytest.raises(TrainingError, match=r"missing: no such folder, so no run to resume; leave out --res"):
+        Trainer(settings(), train, val, tmp_path / "missing", resume=True)  # it said "--force starts over"
     with pytest.raises(TrainingError, match=r"cannot resume with different pictures$"):
         Trainer(settings(steps=3, sources="0123456789abcdef"), train, val, tmp_path, resume=True)
 

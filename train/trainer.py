@@ -162,6 +162,8 @@ def read_state(meta_path: Path) -> dict[str, Any]:
 
 def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
     """A saved state's JSON, checked against this run's settings (those not yet known are skipped)."""
+    if not meta_path.parent.is_dir():  # nothing to start over from either: --force would mislead
+        raise TrainingError(f"{meta_path.parent}: no such folder, so no run to resume; leave out --resume")
     if not meta_path.is_file() or not meta_path.with_suffix(".safetensors").is_file():
         raise TrainingError(
             f"{meta_path.parent}: no training state to resume (state.safetensors/.json); --force starts over"
