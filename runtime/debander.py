@@ -272,7 +272,7 @@ class Debander:
         self._check_open()
         frames = [_split(image, index if len(images) > 1 else None) for index, image in enumerate(images)]
         if bit_depth == 16 or any(image.dtype.itemsize == 2 for image in images):  # >u2 too
-            self._say_8_bit("16-bit pictures and output are", stacklevel=4)
+            self._say_8_bit("16-bit pictures and output (a video's 10-bit output too) are", stacklevel=4)
         by_size: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(frames):
             by_size.setdefault(frame.chw.shape[1:], []).append(index)

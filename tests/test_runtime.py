@@ -717,7 +717,8 @@ def test_a_frames_dither_depends_on_the_frames_before_it_alone(models, sky):
 
 def test_a_big_endian_16_bit_frame_gets_the_8_bit_warning_too(models, sky):
     deband = Debander.open(models["onnx-uint8"])
-    with pytest.warns(UserWarning, match=r"so 16-bit pictures and output are rounded to 8-bit levels"):
+    said = r"so 16-bit pictures and output \(a video.s 10-bit output too\) are rounded to 8-bit levels"
+    with pytest.warns(UserWarning, match=said):
         deband((sky.astype(np.uint16) * 257).astype(">u2"))
 
 
