@@ -17,6 +17,7 @@ from common import TINY
 from PIL import Image
 from safetensors.torch import load_file
 
+from bdinn.runtime.imageio import read_image, write_image
 from bdinn.train.cli import main
 from bdinn.train.data import large_enough, split_by_source
 from bdinn.train.image_pair import find_pairs
@@ -139,6 +140,37 @@ def test_a_run_resumed_from_a_copied_cache_records_where_its_pictures_came_from(
     origin = json.loads((tmp_path / "run" / "last.json").read_text())["training"]["data_origin"]
     assert origin["clean"] == [str(DATA.resolve())]
     assert origin["cache"] == str((tmp_path / "run" / "pairs").resolve())
+
+
+def test_a_resume_refuses_a_picture_edited_since_the_run_started(tmp_path, tiny_config):
+    """The pairs were made again from the edited picture under the same names, and the resumed run
+    trained and validated on them without a word (weights and best apart from an uninterrupted
+    run's); a resume of the same pictures moved and recompressed still goes on."""
+    clean = tmp_path / "clean"
+    shutil.copytree(DATA, clean, ignore=shutil.ignore_patterns("*.md"))
+    run = [*FAST, "--clean", str(clean), "--config", str(tiny_config), "--variants", "2"]
+    first = CliRunner().invoke(main, [*run, "-o", str(tmp_path / "run"), "--stop-at", "2"])
+    assert first.exit_code == 0, first.output
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    moved = tmp_path / "copy" / "pairs"
+    for picture in moved.glob("*/*.png"):  # another lossless format: the same pixels
+        write_image(picture.with_suffix(".tiff"), read_image(picture))
+        picture.unlink()
+    cache_only = [
+        *FAST,
+        "--config",
+        str(tiny_config),
+        "--cache-dir",
+        str(moved),
+        "-o",
+        str(tmp_path / "copy"),
+    ]
+    assert CliRunner().invoke(main, [*cache_only, "--resume"]).exit_code == 0
+    sky = read_image(clean / "sky-gradient.png")
+    write_image(clean / "sky-gradient.png", sky[::-1].copy())  # edited: same name, same size
+    resumed = CliRunner().invoke(main, [*run, "-o", str(tmp_path / "run"), "--resume"])
+    assert resumed.exit_code == 1
+    assert "cannot resume with different picture content (one edited since the run started" in resumed.output
 
 
 def test_a_run_resumes_from_a_copied_cache_another_run_added_pairs_to(tmp_path, tiny_config):

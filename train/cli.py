@@ -316,6 +316,7 @@ def main(
         unreadable = set(sample) - set(val_set.pairs)
         held_out, val_pairs = val_pairs, [pair for pair in val_pairs if pair not in unreadable]  # read ones
         settings.sources = pairs_fingerprint(train_set.pairs, val_pairs)
+        settings.pixels = f"{train_set.pixels}:{val_set.pixels}"
         settings.val_sample = sample_fingerprint(sample)
         if resume and ranks.main and len(sample) < len(held_out):
             _warn_of_an_unrecorded_sample(out_dir)

@@ -9,6 +9,7 @@ picture, never by patch, so that no picture is seen on both sides.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import warnings
 import zlib
@@ -185,6 +186,18 @@ def _load_pairs(pairs: Sequence[ImagePair]) -> tuple[list[tuple[ImagePair, np.nd
     return loaded, skipped
 
 
+def pixels_digest(loaded: Sequence[tuple[ImagePair, np.ndarray, np.ndarray]]) -> str:
+    """What the decoded pairs hold, pixel for pixel, by name: a resume compares it, as a picture
+    edited since the run started (its pairs made again under the same names) was trained on
+    without a word. Pixels, not files: a cache moved and recompressed is the same data."""
+    digest = hashlib.sha1()
+    for pair, banded, clean in sorted(loaded, key=lambda item: item[0].name):
+        digest.update(f"{pair.name}|{banded.shape}|{banded.dtype}|{clean.shape}|{clean.dtype}".encode())
+        digest.update(np.ascontiguousarray(banded).data)
+        digest.update(np.ascontiguousarray(clean).data)
+    return digest.hexdigest()[:16]
+
+
 def _share_sizes(banded: int, shares: dict[str, tuple[float, int]]) -> tuple[dict[str, int], dict[str, int]]:
     """How many patches each share asks for, and how many to take: a share with fewer patches to
     draw than it asks leaves the set smaller, and the others are sized to the set that makes (as if
@@ -254,6 +267,7 @@ class PatchDataset(torch.utils.data.Dataset):
         self.patches_total = 0
         loaded, self.skipped_images = _load_pairs(pairs)
         self.pairs = [pair for pair, _, _ in loaded]  # what it trains on: the records count these
+        self.pixels = pixels_digest(loaded)
         p = patch_size
         unbanded: list[tuple[int, int, int]] = []
         identity: dict[Path, list[tuple[int, int, int]]] = {}
@@ -325,6 +339,7 @@ class FullImageDataset(torch.utils.data.Dataset):
     def __init__(self, pairs: Sequence[ImagePair]) -> None:
         loaded, self.skipped_images = _load_pairs(pairs)
         self.pairs = [pair for pair, _, _ in loaded]
+        self.pixels = pixels_digest(loaded)
         self.names = [pair.name for pair in self.pairs]
         self.images = [(banded, clean) for _, banded, clean in loaded]
 

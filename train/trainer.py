@@ -58,6 +58,7 @@ SEED_MAX = 2**32 - 1  # numpy takes no negative seed; seed x 1,000,003 + epoch i
 RUN_DEFINING = (
     "config", "steps", "batch_size", "lr", "min_lr", "warmup", "fft_weight", "grad_clip", "seed",
     "train_seed", "data", "sources",
+    "pixels",  # what the pictures hold: one edited since (same names) is other data
     "val_every",  # the steps best is chosen from
     "max_val_images",  # the validation set too: best is chosen by comparing its scores
     "val_sample",  # and the pictures it scores, which a change of their order would change
@@ -89,6 +90,7 @@ class TrainSettings:
     keep_checkpoints: bool = False  # also keep step-NNNNNNN.safetensors at every validation
     data: dict[str, Any] = field(default_factory=dict)  # how patches are cut (size, stride, shares)
     sources: str | None = None  # fingerprint of the training and validation pictures (pairs_fingerprint)
+    pixels: str | None = None  # digest of the pixels of the pairs trained and validated on (pixels_digest)
     val_sample: str | None = None  # fingerprint of the pairs validation scores (sample_fingerprint)
     data_origin: dict[str, Any] = field(default_factory=dict)  # folders and degradations (provenance.py)
 
@@ -176,15 +178,19 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
     current = json.loads(json.dumps(asdict(settings)))  # tuples -> lists, as saved
     if isinstance(saved.get("data"), dict):  # a data setting that does not apply (None) matches any
         current["data"] = {k: saved["data"].get(k) if v is None else v for k, v in current["data"].items()}
-    unknown = {k for k in ("sources", "val_sample") if not current[k]}  # known once the data is
+    unknown = {k for k in ("sources", "pixels", "val_sample") if not current[k]}  # known once the data is
     changed = [k for k in RUN_DEFINING if k not in unknown and saved.get(k, current[k]) != current[k]]
     if changed:  # a key absent from the saved state predates it
         was = ", ".join(
             _as_option(k, saved.get(k)) if k != "data" else _changed_data(saved["data"], current["data"])
             for k in changed
-            if k not in ("config", "sources", "val_sample")
+            if k not in ("config", "sources", "pixels", "val_sample")
         )
-        named = {"sources": "pictures", "val_sample": "validation pictures"}
+        named = {
+            "sources": "pictures",
+            "pixels": "picture content (one edited since the run started, its pairs made again)",
+            "val_sample": "validation pictures",
+        }
         what = ", ".join(named.get(k, k) for k in changed)
         raise TrainingError(
             f"{meta_path}: cannot resume with different {what}"
