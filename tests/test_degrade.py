@@ -14,7 +14,8 @@ import pytest
 
 from bdinn.runtime.imageio import read_image, to_float, write_image
 from bdinn.runtime.metrics import psnr
-from bdinn.train.clean_sources import discover_sources
+from bdinn.train.clean_sources import discover_sources, one_source_per_picture
+from bdinn.train.data import split_by_source
 from bdinn.train.degrade import (
     CRF_RANGES,
     Degradation,
@@ -23,6 +24,7 @@ from bdinn.train.degrade import (
     reduce_bit_depth,
     sample_degradation,
 )
+from bdinn.train.image_pair import find_pairs
 from bdinn.train.pairs_cache import MANIFEST_FORMAT, pairs_from_cache, prepare_synthetic_pairs
 
 DATA = Path(__file__).parent / "data"
@@ -597,6 +599,25 @@ def test_a_folder_that_cannot_be_read_is_said_not_skipped_silently(tmp_path, mon
     ):
         sources = discover_sources([tmp_path / "clean"])
     assert list(sources) == ["clean-Shapes"]
+
+
+def test_pairs_of_one_picture_take_one_source_among_pairs_and_with_clean(tmp_path):
+    """A picture banded two ways under two names, or the paired set's clean folder also given as
+    --clean, was split as different pictures: validation scored pictures the run trained on."""
+    sky, shapes = read_image(DATA / "sky-gradient.png"), read_image(DATA / "soft-shapes.png")
+    for name, picture in (("sky_q4", sky), ("sky_q5", sky), ("shapes", shapes)):
+        write_image(tmp_path / "clean" / f"{name}.png", picture)
+        write_image(tmp_path / "banded" / f"{name}.png", picture // 2)
+    paired = find_pairs(tmp_path / "banded", tmp_path / "clean")
+    alone = {pair.name: pair.source for pair in one_source_per_picture(paired, [], tmp_path / "cache")}
+    assert alone == {"shapes": "shapes", "sky_q4": "sky_q4", "sky_q5": "sky_q4"}
+    keys = discover_sources([tmp_path / "clean"])
+    assert sorted(keys) == ["clean-shapes", "clean-sky_q4"]  # copies are one source there already
+    with_clean = one_source_per_picture(paired, [tmp_path / "clean"], tmp_path / "cache")
+    both = {pair.name: pair.source for pair in with_clean}
+    assert both == {"shapes": "clean-shapes", "sky_q4": "clean-sky_q4", "sky_q5": "clean-sky_q4"}
+    _, val = split_by_source(one_source_per_picture(paired, [], tmp_path / "cache"), 0.5, 0)
+    assert {pair.name for pair in val} in ({"shapes"}, {"sky_q4", "sky_q5"})  # never one sky each side
 
 
 def test_two_ways_into_one_folder_give_the_same_sources_in_any_listing_order(tmp_path):

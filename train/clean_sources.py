@@ -12,6 +12,8 @@ import re
 import warnings
 import zlib
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -24,6 +26,7 @@ from ..runtime.imageio import (
     stored_size,
     to_float,
 )
+from .image_pair import ImagePair
 
 MANIFEST_KIND = "bdinn-synthetic-pairs/"  # a pairs cache's manifest starts so (any version)
 
@@ -112,6 +115,34 @@ def discover_sources(clean_dirs: list[Path], exclude: Path | None = None) -> dic
              for (key, _), home in copies.items()}  # fmt: skip
     return _without_copies({name: largest[group] for name, group in named.items()},
                            {name: groups[group] for name, group in named.items()})  # fmt: skip
+
+
+def one_source_per_picture(
+    paired: list[ImagePair], clean_dirs: Sequence[Path], cache_dir: Path
+) -> list[ImagePair]:
+    """--pairs pairs whose clean files hold one picture (the same bytes: a picture banded two ways
+    under two names, or the paired set's own clean folder also given as --clean) take one source,
+    that --clean picture's key where there is one, so that the split keeps them on one side: they
+    were split apart, and validation scored pictures the run trained on."""
+    originals = discover_sources(list(clean_dirs), exclude=cache_dir) if clean_dirs else {}
+    files = [*((pair.source, pair.clean) for pair in paired), *originals.items()]
+    sizes = Counter(_size(path) for _, path in files)
+    contents = {path: _content(path) for _, path in files if sizes[_size(path)] > 1}  # only those may match
+    first: dict[str, str] = {}  # content -> the source it goes by: a --clean key wins, else the first pair
+    for source, path in sorted(files, key=lambda item: (item[0] not in originals, item[0])):
+        if path in contents:
+            first.setdefault(contents[path], source)
+    return [
+        replace(pair, source=first[contents[pair.clean]]) if pair.clean in contents else pair
+        for pair in paired
+    ]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1  # read (and refused) where it is loaded
 
 
 def none_found(clean_dirs: list[Path]) -> str:

@@ -25,6 +25,7 @@ from ..runtime.files import check_writable, missing_folders, remove_empty, resol
 from ..runtime.imageio import ImageError
 from ..runtime.pyav import MissingPackage
 from .checkpoint import CheckpointError, check_weights, read_checkpoint_config
+from .clean_sources import one_source_per_picture
 from .data import (
     FullImageDataset,
     PatchDataset,
@@ -385,6 +386,8 @@ def _image_pairs(
     """Every pair the run splits: --pairs as found, and the synthetic pairs made from --clean (or
     the preparation chosen in a cache), in an order that does not depend on the file system."""
     image_pairs = list(find_pairs(*pairs)) if pairs else []
+    if image_pairs:
+        image_pairs = one_source_per_picture(image_pairs, clean_dirs, cache_dir or out_dir / "pairs")
     if clean_dirs or cache_dir is not None:
         # One process prepares (and caches) the synthetic pairs; the others then read the cache.
         def prepare() -> list[ImagePair]:
