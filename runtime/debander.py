@@ -31,12 +31,12 @@ from .backends import BACKENDS, Backend, BackendError, open_backend
 from .files import BUNDLED_MODELS
 from .processing import (
     MIN_SIDE,
-    POSTERISED_LEVELS,
     Frame,
     Progress,
     by_rows,
     even_tile,
     join_frame,
+    on_a_lattice,
     pad_to,
     posterised,
     run_tiled,
@@ -71,12 +71,10 @@ def limit_change_tensor(batch: Any, out: Any, max_change: float | None) -> Any:
         return out
     limit = max_change / 255
     out = torch.clamp(out, batch - limit, batch + limit)
-    used = torch.zeros(len(batch), 256, device=batch.device)
+    used = torch.zeros(len(batch), 256, device=batch.device)  # `posterised` on the device: a mask, not a wait
     for rows in sampled_rows(batch.shape[-2]):
         used.scatter_(1, torch.round(batch[:, :, rows].float() * 255).clamp(0, 255).long().flatten(1), 1.0)
-    used = used > 0
-    lattice = (used.sum(1) >= POSTERISED_LEVELS) & ~(used[:, 1:] & used[:, :-1]).any(1)  # `posterised`
-    drawn = ~lattice.view(-1, 1, 1, 1)  # no wait for the GPU: a mask, not a branch
+    drawn = ~on_a_lattice(used > 0).view(-1, 1, 1, 1)
     return torch.where(((batch == 0) | (batch == 1)) & drawn, batch, out)
 
 

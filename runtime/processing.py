@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from .imageio import from_float, native_order
 MIN_SIDE = 16
 MAX_SIDE = 16384  # the exported graphs' declared bound on height and width (engine profiles too)
 _BAND_ROWS = 64  # fewer rows per band cost more in thread hand-offs than they save
-POSTERISED_LEVELS = 4  # fewer distinct levels make a drawing (a title card, a flat frame), not a lattice
+LATTICE_STEPS = range(2, 19)  # 8-bit levels between those a 7- to 4-bit picture uses (255/15 = 17)
 Progress = Callable[[int, int], object]  # (done, total): called as the tiles of a frame complete
 
 
@@ -63,8 +64,7 @@ def sampled_rows(height: int) -> tuple[slice, slice]:
 
 def posterised(batch: np.ndarray) -> np.ndarray:
     """Per frame of a float [N, C, H, W] batch in [0, 1]: whether it is quantised coarser than 8
-    bits: at least POSTERISED_LEVELS distinct 8-bit levels, no two of them adjacent (looked for
-    in `sampled_rows`).
+    bits (`on_a_lattice`, of the levels in `sampled_rows`).
 
     The served output keeps a sample at exactly 0 or 255 of a picture of 8-bit precision, whose
     true value is within half a level of it (clipped or drawn: letterbox bars, black frames,
@@ -72,13 +72,25 @@ def posterised(batch: np.ndarray) -> np.ndarray:
     levels in blotches. In a posterised picture it is not: the darkest band of a 5-bit fade to
     black holds true values up to 4 levels up, which the network rebuilds (keeping it cost that
     picture 0.6 dB)."""
-    found = []
-    for frame in batch:
-        used = np.zeros(256, bool)
+    used = np.zeros((len(batch), 256), bool)
+    for index, frame in enumerate(batch):
         for rows in sampled_rows(batch.shape[-2]):
-            used[np.rint(np.clip(frame[:, rows] * 255, 0, 255)).astype(np.uint8).ravel()] = True
-        found.append(used.sum() >= POSTERISED_LEVELS and not (used[1:] & used[:-1]).any())
-    return np.array(found, bool)
+            used[index, np.rint(np.clip(frame[:, rows] * 255, 0, 255)).astype(np.uint8).ravel()] = True
+    return on_a_lattice(used)
+
+
+def on_a_lattice(used: Any) -> Any:
+    """Of [..., 256] masks of the 8-bit levels a picture uses (numpy or torch): whether no two are
+    adjacent and three of them step evenly (by LATTICE_STEPS, within one level), as a ramp
+    quantised to 4-7 bits does. A drawing's few flat colours (a title card's black, white and
+    web-safe red: 0, 51, 204, 255) do not step evenly, and a dark fade's 0, 8, 16 does."""
+    even = used[..., 0] & False
+    for first in LATTICE_STEPS:
+        for second in (first - 1, first, first + 1):
+            if second in LATTICE_STEPS:
+                three = used[..., : 256 - first - second] & used[..., first : 256 - second]
+                even = even | (three & used[..., first + second :]).any(-1)
+    return even & ~(used[..., 1:] & used[..., :-1]).any(-1)
 
 
 def _row_pool() -> ThreadPoolExecutor:

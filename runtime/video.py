@@ -452,8 +452,8 @@ def _output_losses(job: VideoJob, warned_fields_lost: bool) -> Iterator[str]:
     if muxer == "avi" and job.colour.full_range and codec_name not in RANGE_IN_STREAM:
         yield (
             f"{dst}: AVI keeps no colour range and {encoder_label(codec_name)} writes none into its stream, "
-            "so players take this full-range video for limited range (its contrast stretched); write .mkv "
-            "or .mov, or use libx264"
+            "so players take this full-range video for limited range (its contrast stretched); write .mkv, "
+            "or use libx264"
         )
     if job.hdr10 and not job.hdr10_kept:
         advice = (

@@ -59,7 +59,8 @@ DEFAULT_CODECS = {
 }
 
 # Encoders that write the colour range into their own stream (H.264 and HEVC VUI), so that it
-# survives a container without colour tags (AVI); FFV1 and MPEG-4 Part 2 in AVI lost it.
+# survives a container without colour tags (AVI, which takes x264 of the two); FFV1, VP8 and
+# MPEG-4 Part 2 in AVI lost it.
 RANGE_IN_STREAM = {"libx264", "libx265"}
 
 # Muxer -> the encoders among ours (_KNOWN_ENCODERS) whose video it really holds. FFmpeg's own

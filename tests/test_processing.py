@@ -70,15 +70,17 @@ def test_tiles_of_a_float16_batch_are_blended_in_float32():
 
 def test_posterised_frames_are_those_on_a_lattice_coarser_than_8_bits():
     """A 5-bit fade's flat run at 0 is a band to rebuild, not a bar to keep: such frames are told
-    apart by their levels (at least 8 of them, none next to another)."""
+    apart by their levels (none next to another, three of them stepping evenly)."""
     ramp = np.linspace(0, 1, 256, dtype=np.float32)[None, None, None, :].repeat(3, 1).repeat(40, 2)
     five_bits = np.rint(ramp * 31) / 31
     letterboxed = ramp.copy()
     letterboxed[..., :10, :] = 0
     card = np.where(ramp > 0.5, np.float32(1), np.float32(0))  # white on black: drawn, two levels
-    three = np.rint(ramp * 2) / 2  # three levels, under POSTERISED_LEVELS: a drawing as likely as a lattice
+    three = np.rint(ramp * 2) / 2  # 0, 128, 255: steps too far apart for a 4-bit lattice
+    red = card.copy()  # black, white and web-safe red (204, 51, 51): 0, 51, 204, 255
+    red[:, :, :20, 100:150] = np.float32([204 / 255, 51 / 255, 51 / 255])[:, None, None]
+    fade = np.rint(ramp * 0.07 * 31) / 31  # a dark 5-bit fade: 0, 8, 16
+    batch = np.concatenate([five_bits, ramp, letterboxed, card, three, red, fade, np.rint(ramp * 63) / 63])
+    assert processing.posterised(batch).tolist() == [True, False, False, False, False, False, True, True]
     steep = ramp.transpose(0, 1, 3, 2)[..., :40]  # one level a row: every 4th row alone is spaced by 4
-    batch = np.concatenate([five_bits, ramp, letterboxed, card, three, np.rint(ramp * 63) / 63])
-    assert processing.POSTERISED_LEVELS == 4
-    assert processing.posterised(batch).tolist() == [True, False, False, False, False, True]
     assert processing.posterised(np.concatenate([steep, np.rint(steep * 15) / 15])).tolist() == [False, True]
