@@ -276,7 +276,9 @@ def test_prepare_pairs_is_reproducible_cached_and_skips_bad_files(tmp_path):
     clean = make_clean_tree(tmp_path / "clean")
     args = {"variants_per_image": 3, "seed": 7, "max_side": 256}
     started = time.perf_counter()
-    with pytest.warns(UserWarning, match=r"skipped 1 unreadable clean image\(s\) of 5, e.g. .*Broken.png"):
+    with pytest.warns(
+        UserWarning, match=r"skipped 1 unreadable or too small clean image\(s\) of 5, e.g. .*Broken"
+    ):
         pairs = prepare_synthetic_pairs([clean], tmp_path / "a", **args)
     first_call = time.perf_counter() - started
     assert len(pairs) == 4 * 3
@@ -599,6 +601,19 @@ def test_a_folder_that_cannot_be_read_is_said_not_skipped_silently(tmp_path, mon
     ):
         sources = discover_sources([tmp_path / "clean"])
     assert list(sources) == ["clean-Shapes"]
+
+
+def test_a_clean_picture_too_small_is_skipped_once_and_named_by_its_own_file(tmp_path):
+    """It was made into pairs, then skipped once per pair, each time named by the cache's copy and
+    the pair's name (small-tiny__q5: .../pairs/clean/small-tiny_9899391922aa.png)."""
+    write_image(tmp_path / "clean" / "Sky.png", read_image(DATA / "sky-gradient.png"))
+    write_image(tmp_path / "clean" / "tiny.png", read_image(DATA / "sky-gradient.png")[:12, :12])
+    tiny = tmp_path / "clean" / "tiny.png"
+    said = rf"skipped 1 unreadable or too small clean image\(s\) of 2, e.g. {tiny}: 12x12 is smaller"
+    for _ in range(2):  # made, then from the cache's record
+        with pytest.warns(UserWarning, match=said) as caught:
+            pairs = prepare_synthetic_pairs([tmp_path / "clean"], tmp_path / "cache", variants_per_image=3)
+        assert len(caught) == 1 and {pair.source for pair in pairs} == {"clean-Sky"} and len(pairs) == 3
 
 
 def test_pairs_of_one_picture_take_one_source_among_pairs_and_with_clean(tmp_path):

@@ -26,6 +26,7 @@ from ..runtime.imageio import (
     stored_size,
     to_float,
 )
+from ..runtime.processing import MIN_SIDE
 from .image_pair import ImagePair
 
 MANIFEST_KIND = "bdinn-synthetic-pairs/"  # a pairs cache's manifest starts so (any version)
@@ -250,6 +251,10 @@ def _background(key: str, h: int, w: int) -> np.ndarray:
     top, bottom = rng.uniform(0.1, 0.9, 3), rng.uniform(0.1, 0.9, 3)
     t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
     return np.broadcast_to(top + (bottom - top) * t, (h, w, 3)).astype(np.float32)
+
+
+def too_small(path: Path, height: int, width: int) -> str:
+    return f"{path}: {width}x{height} is smaller than the {MIN_SIDE}x{MIN_SIDE} bdinn works on"
 
 
 def load_clean(path: Path, key: str, max_side: int | None) -> np.ndarray:

@@ -23,6 +23,7 @@ import torch
 from ..runtime.imageio import ImageError, read_image, stored_size, to_float
 from ..runtime.metrics import BT709_LUMA
 from ..runtime.processing import MIN_SIDE
+from .clean_sources import too_small
 from .image_pair import ImagePair
 
 # has_banding thresholds, in 8-bit luma code values (whatever the files' bit depth).
@@ -144,21 +145,17 @@ def large_enough(pairs: Sequence[ImagePair]) -> list[ImagePair]:
     for pair in pairs:
         size = stored_size(pair.clean)
         if size is not None and min(size) < MIN_SIDE:  # unreadable ones are said where they are read
-            warnings.warn(f"skipping pair {pair.name}: {_too_small(pair.clean, *size)}", stacklevel=2)
+            warnings.warn(f"skipping pair {pair.name}: {too_small(pair.clean, *size)}", stacklevel=2)
         else:
             kept.append(pair)
     return kept
-
-
-def _too_small(path: Path, height: int, width: int) -> str:
-    return f"{path}: {width}x{height} is smaller than the {MIN_SIDE}x{MIN_SIDE} bdinn works on"
 
 
 def _load_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:
     banded = read_image(pair.banded)
     clean = read_image(pair.clean)
     if min(clean.shape[:2]) < MIN_SIDE:  # the network's smallest input; SSIM's window is 11 px
-        raise ImageError(_too_small(pair.clean, *clean.shape[:2]))
+        raise ImageError(too_small(pair.clean, *clean.shape[:2]))
     if banded.shape[:2] != clean.shape[:2]:
         (hb, wb), (hc, wc) = banded.shape[:2], clean.shape[:2]
         raise ValueError(

@@ -27,6 +27,7 @@ from ..runtime.imageio import (
     read_image,
     write_image,
 )
+from ..runtime.processing import MIN_SIDE
 from ..runtime.pyav import MissingPackage
 from .clean_sources import (
     MANIFEST_KIND,
@@ -36,6 +37,7 @@ from .clean_sources import (
     none_found,
     picture_of,
     short_hash,
+    too_small,
 )
 from .degrade import GENERATOR_VERSION, Degradation, sample_degradation
 from .image_pair import ImagePair
@@ -356,6 +358,8 @@ def prepare_synthetic_pairs(
                 if clean is None:
                     try:
                         clean = load_clean(path, key, max_side)
+                        if min(clean.shape[:2]) < MIN_SIDE:  # said once, of the user's file, not per pair
+                            raise ImageError(too_small(path, *clean.shape[:2]))
                     except ImageError as exc:
                         manifest["skipped"][file_id] = added["skipped"][file_id] = str(exc)
                         skipped.append(str(exc))
@@ -394,7 +398,8 @@ def prepare_synthetic_pairs(
         _update_manifest(cache_dir, added, (settings, used))
     if skipped:
         warnings.warn(
-            f"skipped {len(skipped)} unreadable clean image(s) of {len(sources)}, e.g. {skipped[0]}",
+            f"skipped {len(skipped)} unreadable or too small clean image(s) of {len(sources)}, "
+            f"e.g. {skipped[0]}",
             stacklevel=2,
         )
     return pairs
