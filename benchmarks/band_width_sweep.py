@@ -22,7 +22,7 @@ import numpy as np
 from bdinn.runtime import Debander
 from bdinn.runtime.backends import BackendError
 from bdinn.runtime.cli_options import BdinnCommand, max_change_option, one_line_warnings, stops_cleanly
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import json_option, report_files, write_report
 from bdinn.runtime.metrics import psnr
 
 BAND_WIDTHS = (8, 16, 32, 64, 128, 256)
@@ -90,12 +90,7 @@ def to_markdown(name: str, rows: list[dict[str, float]]) -> str:
     show_default=True,
     help=f"Quantise the ramps to this many bits (from {MIN_BITS}: coarser levels run them into white).",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the rows as JSON.",
-)
+@json_option
 @max_change_option
 @report_files("json_path", models="models")
 @stops_cleanly

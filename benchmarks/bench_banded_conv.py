@@ -21,7 +21,7 @@ import torch
 
 from bdinn.runtime.bench import cpu_model
 from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import json_option, report_files, write_report
 from bdinn.train.network import activate_geometry, banded_deform_conv_op
 from bdinn.train.ops import banded_deform_conv_gridsample, banded_deform_conv_reference, sampling_positions
 
@@ -114,7 +114,7 @@ def time_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> flo
     help="Data type on a GPU (a CPU runs float32).",
 )
 @click.option("--repeats", type=click.IntRange(1), default=20, show_default=True, help="Timed calls.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@json_option
 @report_files("json_path")
 @stops_cleanly
 def main(dtype_name: str, repeats: int, json_path: Path | None) -> None:

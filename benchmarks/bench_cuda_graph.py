@@ -21,7 +21,7 @@ from bench_banded_conv import time_ms
 from bdinn.runtime import default_model_path
 from bdinn.runtime.bench import parse_frame_size
 from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import json_option, report_files, write_report
 from bdinn.train.checkpoint import load_checkpoint
 from bdinn.train.network import BDINN, build_model
 
@@ -53,7 +53,7 @@ def eager_and_graph(model: BDINN, frame: torch.Tensor, repeats: int) -> dict[str
     help="HEIGHTxWIDTH (multiples of 8).",
 )
 @click.option("--repeats", type=click.IntRange(1), default=20, show_default=True, help="Timed calls.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@json_option
 @report_files("json_path")
 @stops_cleanly
 def main(size: tuple[int, int], repeats: int, json_path: Path | None) -> None:

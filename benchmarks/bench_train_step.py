@@ -21,7 +21,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import json_option, report_files, write_report
 from bdinn.train.cli import resolve_config
 from bdinn.train.network import BANDED_CONV_IMPLS
 from bdinn.train.trainer import Trainer, TrainingError, TrainSettings, resolve_device
@@ -50,7 +50,7 @@ def _profile_one_step(trainer: Trainer, banded: torch.Tensor, clean: torch.Tenso
     "--banded-impl", type=click.Choice(sorted(BANDED_CONV_IMPLS)), default="gridsample", show_default=True
 )
 @click.option("--steps", type=click.IntRange(1), default=10, show_default=True, help="Timed steps.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@json_option
 @report_files("json_path")
 @stops_cleanly
 def main(

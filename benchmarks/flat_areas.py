@@ -24,7 +24,7 @@ from bdinn.runtime import Debander
 from bdinn.runtime.backends import BackendError
 from bdinn.runtime.bench import parse_frame_size
 from bdinn.runtime.cli_options import BdinnCommand, max_change_option, one_line_warnings, stops_cleanly
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import json_option, report_files, write_report
 
 BAR_SHARE = 140 / 1080  # of the height, each bar: a 2.39:1 film in a 16:9 frame
 FLAT_SIZE = (256, 384)
@@ -89,12 +89,7 @@ def to_markdown(name: str, rows: dict[str, dict[str, dict[str, float]]]) -> str:
     metavar="HxW",
     help="Size of the letterboxed frame (bars of 140/1080 of its height each).",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the rows as JSON.",
-)
+@json_option
 @max_change_option
 @report_files("json_path", models="models")
 @stops_cleanly

@@ -33,7 +33,7 @@ from bdinn.runtime.cli_options import (
     parse_optional_size,
     stops_cleanly,
 )
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import json_option, report_files, write_report
 from bdinn.runtime.debander import DEFAULT_MAX_CHANGE
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
@@ -126,7 +126,7 @@ def to_markdown(report: dict[str, dict]) -> str:
 @click.option("--max-images", type=click.IntRange(min=1), default=None, help="bdinn-eval's seeded subset.")
 @click.option("--size", default=None, callback=parse_optional_size, help="HEIGHTxWIDTH, e.g. 1080x1920.")
 @max_change_option
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@json_option
 @report_files("json_path", models="model", folders=("clean_dir",))
 @stops_cleanly
 @one_line_warnings()

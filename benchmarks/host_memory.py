@@ -25,7 +25,7 @@ import numpy as np
 from bdinn.runtime.backends import BackendError
 from bdinn.runtime.bench import cpu_model, parse_frame_size
 from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import json_option, report_files, write_report
 
 
 def measure(
@@ -79,7 +79,7 @@ def run_case(
 @click.option(
     "--backend", default="onnxruntime", show_default=True, type=click.Choice(["onnxruntime", "torch"])
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@json_option
 @report_files("json_path", models="model")
 @stops_cleanly
 def main(

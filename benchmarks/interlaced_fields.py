@@ -32,7 +32,7 @@ from bdinn.runtime.cli_options import (
     out_of_memory,
     stops_cleanly,
 )
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import json_option, report_files, write_report
 from bdinn.runtime.imageio import to_float
 from bdinn.runtime.metrics import capped_psnr
 from bdinn.runtime.processing import MIN_SIDE
@@ -115,7 +115,7 @@ def field_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 @click.option("--pan", "pans", multiple=True, type=click.IntRange(0), default=(0, 8), help="Motion, px.")
 @click.option("--max-images", default=4, type=click.IntRange(1), help="Clean pictures used (seeded pick).")
 @max_change_option
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@json_option
 @report_files("json_path", models="model", folders=("clean_dir",))
 @stops_cleanly
 @one_line_warnings()

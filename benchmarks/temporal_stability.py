@@ -36,7 +36,7 @@ from bdinn.runtime.cli_options import (
     out_of_memory,
     stops_cleanly,
 )
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import json_option, report_files, write_report
 from bdinn.runtime.ffmpeg_filters import apply_preset
 from bdinn.runtime.imageio import to_float
 from bdinn.runtime.metrics import capped_psnr
@@ -161,7 +161,7 @@ def even_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> t
 @click.option("--gop", default=4, type=click.IntRange(1), help="Frames from one I-frame to the next.")
 @click.option("--max-images", default=3, type=click.IntRange(1), help="Clean pictures used (seeded pick).")
 @max_change_option
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON.")
+@json_option
 @report_files("json_path", models="model", folders=("clean_dir",))
 @stops_cleanly
 @one_line_warnings()

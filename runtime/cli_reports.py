@@ -32,6 +32,12 @@ def echo_result(text: str, what: str) -> None:
 _REPORT_FORCE = "bdinn.report_force"  # report_files' --force, for write_report
 
 
+# A script's --json FILE (checked before the work by report_files): written beside its table.
+json_option = click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON."
+)
+
+
 def report_files(
     *names: str, models: str | None = None, bundled_default: bool = True, folders: tuple[str, ...] = ()
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
