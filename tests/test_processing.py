@@ -80,7 +80,11 @@ def test_posterised_frames_are_those_on_a_lattice_coarser_than_8_bits():
     red = card.copy()  # black, white and web-safe red (204, 51, 51): 0, 51, 204, 255
     red[:, :, :20, 100:150] = np.float32([204 / 255, 51 / 255, 51 / 255])[:, None, None]
     fade = np.rint(ramp * 0.07 * 31) / 31  # a dark 5-bit fade: 0, 8, 16
-    batch = np.concatenate([five_bits, ramp, letterboxed, card, three, red, fade, np.rint(ramp * 63) / 63])
-    assert processing.posterised(batch).tolist() == [True, False, False, False, False, False, True, True]
+    chart = card.copy()  # flat bars of (13, 110, 253) and (108, 117, 125): 108, 117, 125 step evenly
+    for left, colour in ((20, (13, 110, 253)), (60, (108, 117, 125))):
+        chart[:, :, :20, left : left + 30] = np.float32(colour)[:, None, None] / 255
+    frames = [five_bits, ramp, letterboxed, card, three, red, fade, np.rint(ramp * 63) / 63, chart]
+    expected = [True, False, False, False, False, False, True, True, False]
+    assert processing.posterised(np.concatenate(frames)).tolist() == expected
     steep = ramp.transpose(0, 1, 3, 2)[..., :40]  # one level a row: every 4th row alone is spaced by 4
     assert processing.posterised(np.concatenate([steep, np.rint(steep * 15) / 15])).tolist() == [False, True]

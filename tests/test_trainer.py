@@ -365,6 +365,9 @@ def test_resume_refuses_different_settings_or_missing_state(datasets, tmp_path):
         Trainer(settings(), train, val, tmp_path / "missing", resume=True)  # it said "--force starts over"
     with pytest.raises(TrainingError, match=r"cannot resume with different pictures$"):
         Trainer(settings(steps=3, sources="0123456789abcdef"), train, val, tmp_path, resume=True)
+    saved = settings(steps=3, sources="0123456789abcdef", pixels="fedcba9876543210:0")
+    with pytest.raises(TrainingError, match=r"cannot resume with different pictures$"):  # no edit to blame
+        Trainer(saved, train, val, tmp_path, resume=True)
 
 
 def test_a_damaged_state_is_one_line(datasets, tmp_path):

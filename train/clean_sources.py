@@ -125,12 +125,14 @@ def one_source_per_picture(
     under two names, or the paired set's own clean folder also given as --clean) take one source,
     that --clean picture's key where there is one, so that the split keeps them on one side: they
     were split apart, and validation scored pictures the run trained on."""
-    originals = discover_sources(list(clean_dirs), exclude=cache_dir) if clean_dirs else {}
-    files = [*((pair.source, pair.clean) for pair in paired), *originals.items()]
+    found = discover_sources(list(clean_dirs), exclude=cache_dir) if clean_dirs else {}
+    originals = [(picture_of(key), path) for key, path in found.items()]  # sources as the cache's pairs have
+    files = [*((pair.source, pair.clean) for pair in paired), *originals]
     sizes = Counter(_size(path) for _, path in files)
     contents = {path: _content(path) for _, path in files if sizes[_size(path)] > 1}  # only those may match
     first: dict[str, str] = {}  # content -> the source it goes by: a --clean key wins, else the first pair
-    for source, path in sorted(files, key=lambda item: (item[0] not in originals, item[0])):
+    cleans = {source for source, _ in originals}
+    for source, path in sorted(files, key=lambda item: (item[0] not in cleans, item[0])):
         if path in contents:
             first.setdefault(contents[path], source)
     return [

@@ -180,6 +180,8 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
         current["data"] = {k: saved["data"].get(k) if v is None else v for k, v in current["data"].items()}
     unknown = {k for k in ("sources", "pixels", "val_sample") if not current[k]}  # known once the data is
     changed = [k for k in RUN_DEFINING if k not in unknown and saved.get(k, current[k]) != current[k]]
+    if "sources" in changed and "pixels" in changed:  # other pictures hold other pixels: no edit to blame
+        changed.remove("pixels")
     if changed:  # a key absent from the saved state predates it
         was = ", ".join(
             _as_option(k, saved.get(k)) if k != "data" else _changed_data(saved["data"], current["data"])
