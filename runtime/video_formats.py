@@ -18,7 +18,7 @@ from typing import Any
 
 from .pyav import require_pyav
 from .video_encoder import encoder_label, encoder_options, ffmpeg_heard
-from .video_streams import moving_pictures
+from .video_streams import moving_pictures, picture_format
 
 # "-" as the source reads a stream from standard input (Y4M, MKV, MPEG-TS: what FFmpeg can read
 # from a pipe); as the destination it writes Y4M to standard output, for an encoder to read.
@@ -421,7 +421,7 @@ def _chroma_of(fmt: Any) -> str:
 def follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) -> str:
     """The output pixel format: the least chroma the encoder writes that keeps the source's, else
     its most, with a warning."""
-    kept = _chroma_of(vin.codec_context.format)
+    kept = _chroma_of(picture_format(vin))
     names = _writes(_encoder(codec))
     writable = [c for c in CHROMA if names is None or _pix_fmt(c, bit_depth) in names]
     enough = [c for c in writable if c >= kept]  # "420" < "422" < "444"
@@ -439,7 +439,7 @@ def follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) ->
 def with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str, chroma_chosen: bool) -> str:
     """The output pixel format with alpha where the source has it and the encoder keeps it, at
     4:4:4 where the encoder keeps it only there (ProRes 4444) and the caller chose no chroma."""
-    fmt = vin.codec_context.format
+    fmt = picture_format(vin)
     if fmt is None or not any(c.is_alpha for c in fmt.components):
         return pix_fmt
     writes = (_writes(_encoder(codec)) or ()) if codec in _ALPHA_ENCODERS else ()

@@ -45,7 +45,14 @@ from .video_side_data import (
     writes_captions,
 )
 from .video_source import StandardInput, check_frame_size
-from .video_streams import TIMECODE_MUXERS, CarriedStreams, codec_name, copy_tags, moving_pictures
+from .video_streams import (
+    TIMECODE_MUXERS,
+    CarriedStreams,
+    alpha_decoder,
+    codec_name,
+    copy_tags,
+    moving_pictures,
+)
 from .video_timing import AviClock, clock_seconds, exact_rate, rounded, ticks
 
 RAW_STREAMS = {
@@ -118,6 +125,7 @@ class VideoJob:
         # the decode thread for good; so can standard input on Windows (no select() on pipes).
         self.source_may_stall = os.name == "nt" if src == STDIN else not Path(src).is_file()
         self.vin = moving_pictures(source)[0]
+        self.decoder = alpha_decoder(self.vin)  # None: the stream's own
         ctx = self.vin.codec_context
         self.width, self.height = ctx.width, ctx.height
         if self.width <= 0 or self.height <= 0:
@@ -361,7 +369,7 @@ class VideoJob:
                     if packet.pos is not None and packet.pos >= 0 and packet.size:
                         frames_end = packet.pos + packet.size
                     try:
-                        frames = packet.decode()
+                        frames = packet.decode() if self.decoder is None else self.decoder.decode(packet)
                     except av.InvalidDataError:  # a packet the decoder refuses: skipped, as FFmpeg does
                         frames = None
                     self.damaged_packets += bool(packet.is_corrupt) or frames is None

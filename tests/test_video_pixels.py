@@ -419,6 +419,28 @@ def test_alpha_is_kept_by_ffv1_and_prores(tmp_path, codec, pix_fmt, name, writte
     assert np.abs(before - after).max() <= 1 / 1023  # within a 10-bit code (8-bit alpha into ProRes: 0.6)
 
 
+def test_vp9_alpha_in_webm_is_decoded_and_kept(tmp_path):
+    """FFmpeg's own VP9 decoder ignores the alpha layer WebM carries beside the picture: transparent
+    web video came out opaque without a word, even into FFV1. libvpx decodes it."""
+    if "libvpx-vp9" not in av.codecs_available:
+        pytest.skip("this PyAV has no libvpx")
+    source = _alpha_clip(tmp_path / "in.webm", "libvpx-vp9", "yuva420p")
+    with av.open(str(source)) as probe_it:
+        assert probe_it.streams.video[0].metadata.get("alpha_mode") == "1"
+        assert next(probe_it.decode(video=0)).format.name == "yuv420p"  # what FFmpeg's decoder gives
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", progress=False)
+    assert report.pix_fmt == "yuva420p10le" and report.frames == 3
+    decoder = av.CodecContext.create("libvpx-vp9", "r")
+    with av.open(str(source)) as again:
+        frames = [frame for packet in again.demux(video=0) for frame in decoder.decode(packet)]
+    planes = [frame.planes[3] for frame in frames]
+    before = np.stack([np.frombuffer(p, np.uint8).reshape(p.height, -1)[:, : p.width] / 255 for p in planes])
+    assert before.min() < 0.01 and before.max() > 0.99  # transparent to opaque
+    assert np.abs(before - _alpha(tmp_path / "out.mkv")).max() <= 1 / 1023
+
+
 def test_alpha_and_interlacing_are_warned_about(tmp_path):
     message = r"in\.mkv: its alpha channel is dropped: libx265 does not keep it in yuv420p10le; ffv1"
     with pytest.warns(UserWarning, match=message):
