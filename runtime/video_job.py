@@ -352,7 +352,10 @@ class VideoJob:
         """Demux the source; video frames as RGB arrays, audio as packets (or frames to re-encode)."""
         import av
 
-        self.vin.thread_type = "AUTO"
+        # The alpha decoder's frames lack the container's side data (display matrix, HDR10), which
+        # FFmpeg attaches to the stream decoder's only: its first frame (no frame delay) lends them.
+        self.vin.thread_type = "AUTO" if self.decoder is None else "SLICE"
+        lender: Any = None
         deep: bool | None = None
         last: int | None = None
         step = max(1, round(1 / (self.rate * self.time_base)))  # one frame, for frames without pts
@@ -368,6 +371,9 @@ class VideoJob:
                 if packet.stream.type == "video":
                     if packet.pos is not None and packet.pos >= 0 and packet.size:
                         frames_end = packet.pos + packet.size
+                    if self.decoder is not None and lender is None:
+                        with contextlib.suppress(av.FFmpegError):
+                            lender = next(iter(packet.decode()), None)
                     try:
                         frames = packet.decode() if self.decoder is None else self.decoder.decode(packet)
                     except av.InvalidDataError:  # a packet the decoder refuses: skipped, as FFmpeg does
@@ -377,7 +383,7 @@ class VideoJob:
                         self.damaged_frames += bool(frame.is_corrupt)
                         if deep is None:
                             deep = frame.format.components[0].bits > 8
-                            self.hdr10 = Hdr10.of(frame)
+                            self.hdr10 = Hdr10.of(frame if lender is None else lender)
                         if self.track_duration is not None and frame.pts is not None and frame.duration:
                             self._note_last_frame(frame.pts, frame.duration)
                         pts = frame.pts
@@ -385,7 +391,7 @@ class VideoJob:
                             pts = clock.time(pts, frame.dts, bool(self.vin.codec_context.has_b_frames))
                         pts = pts if pts is not None else (0 if last is None else last + step)
                         last = pts
-                        display = DisplayMatrix.of(frame)
+                        display = DisplayMatrix.of(frame if lender is None else lender)
                         alpha = alpha_of(frame) if self.keeps_alpha else None
                         dominance = self._dominance(frame)
                         check_frame_size(self.src, frame.width, frame.height)  # a size change mid-stream

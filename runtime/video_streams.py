@@ -93,7 +93,7 @@ def alpha_decoder(stream: Any) -> Any | None:
         return None
     try:
         return av.CodecContext.create("libvpx-vp9", "r")
-    except av.FFmpegError:  # a PyAV built without libvpx: the picture only, as FFmpeg decodes it
+    except (av.FFmpegError, ValueError):  # a PyAV without libvpx (UnknownCodecError): the picture only
         return None
 
 
@@ -102,8 +102,11 @@ def picture_format(stream: Any) -> Any:
     import av
 
     fmt = stream.codec_context.format
-    if fmt is not None and alpha_decoder(stream) is not None and fmt.name.startswith("yuv"):
-        return av.VideoFormat("yuva" + fmt.name.removeprefix("yuv"))
+    if fmt is None or alpha_decoder(stream) is None:
+        return fmt
+    for plain, with_alpha in (("yuv", "yuva"), ("gbr", "gbra")):  # VP9 profile 1 codes RGB as gbrp
+        if fmt.name.startswith(plain):
+            return av.VideoFormat(with_alpha + fmt.name.removeprefix(plain))
     return fmt
 
 

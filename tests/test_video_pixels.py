@@ -369,13 +369,15 @@ def test_odd_sizes_need_only_what_the_output_chroma_needs(tmp_path):
         assert np.abs(before - after).mean() < 4  # the same picture, its chroma halved both ways
 
 
-def _alpha_clip(path: Path, codec: str, pix_fmt: str) -> Path:
+def _alpha_clip(path: Path, codec: str, pix_fmt: str, rotation: int = 0) -> Path:
     """Three frames of a grey picture whose alpha ramps from 0 to full across it."""
     rgba = np.zeros((H, W, 4), np.uint16)
     rgba[..., :3] = 30000
     rgba[..., 3] = np.linspace(0, 65535, W).astype(np.uint16)
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=FPS)
+        if rotation:
+            stream.set_display_rotation(rotation)
         stream.width, stream.height, stream.pix_fmt = W, H, pix_fmt
         for i in range(3):
             frame = av.VideoFrame.from_ndarray(rgba, format="rgba64le").reformat(format=pix_fmt)
@@ -424,7 +426,7 @@ def test_vp9_alpha_in_webm_is_decoded_and_kept(tmp_path):
     web video came out opaque without a word, even into FFV1. libvpx decodes it."""
     if "libvpx-vp9" not in av.codecs_available:
         pytest.skip("this PyAV has no libvpx")
-    source = _alpha_clip(tmp_path / "in.webm", "libvpx-vp9", "yuva420p")
+    source = _alpha_clip(tmp_path / "in.webm", "libvpx-vp9", "yuva420p", rotation=90)
     with av.open(str(source)) as probe_it:
         assert probe_it.streams.video[0].metadata.get("alpha_mode") == "1"
         assert next(probe_it.decode(video=0)).format.name == "yuv420p"  # what FFmpeg's decoder gives
@@ -432,6 +434,7 @@ def test_vp9_alpha_in_webm_is_decoded_and_kept(tmp_path):
         warnings.simplefilter("error")
         report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", progress=False)
     assert report.pix_fmt == "yuva420p10le" and report.frames == 3
+    assert probe(tmp_path / "out.mkv")["rotation"] == 90  # the container's, which libvpx's frames lack
     decoder = av.CodecContext.create("libvpx-vp9", "r")
     with av.open(str(source)) as again:
         frames = [frame for packet in again.demux(video=0) for frame in decoder.decode(packet)]
