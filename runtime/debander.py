@@ -16,6 +16,7 @@ shared by a decode and an encode thread: how it serves frames does not change af
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import warnings
@@ -31,6 +32,7 @@ from .backends import BACKENDS, Backend, BackendError, open_backend
 from .files import BUNDLED_MODELS
 from .processing import (
     MIN_SIDE,
+    OFF_LATTICE,
     Frame,
     Progress,
     by_rows,
@@ -74,8 +76,17 @@ def limit_change_tensor(batch: Any, out: Any, max_change: float | None) -> Any:
     used = torch.zeros(len(batch), 256, device=batch.device)  # `posterised` on the device: a mask, not a wait
     for rows in sampled_rows(batch.shape[-2]):
         used.scatter_(1, torch.round(batch[:, :, rows].float() * 255).clamp(0, 255).long().flatten(1), 1.0)
-    drawn = ~on_a_lattice(used > 0).view(-1, 1, 1, 1)
+    drawn = ~on_a_lattice(used > 0, _off_lattice_on(batch.device)).view(-1, 1, 1, 1)
     return torch.where(((batch == 0) | (batch == 1)) & drawn, batch, out)
+
+
+@functools.cache
+def _off_lattice_on(device: Any) -> Any:
+    """OFF_LATTICE as a tensor on `device`, made once: a copy from the host each frame waited for
+    the GPU to finish the network."""
+    import torch
+
+    return torch.from_numpy(OFF_LATTICE).to(device)
 
 
 def _split(image: np.ndarray, index: int | None) -> Frame:

@@ -23,10 +23,18 @@ MIN_SIDE = 16
 MAX_SIDE = 16384  # the exported graphs' declared bound on height and width (engine profiles too)
 _BAND_ROWS = 64  # fewer rows per band cost more in thread hand-offs than they save
 LATTICE_STEPS = range(2, 19)  # 8-bit levels between those a 7- to 4-bit picture uses (255/15 = 17)
-# Per depth of 4 to 7 bits, the 8-bit levels a picture rounded to it cannot hold.
-_OFF_LATTICE = [
-    np.setdiff1d(np.arange(256), np.rint(np.arange(2**bits) * 255 / (2**bits - 1))) for bits in range(4, 8)
-]
+# Per depth of 4 to 7 bits, the 8-bit levels a picture quantised to it cannot hold: rounded to the
+# depth and back, truncated on the way back (an 8-bit cast), or with the low bits masked (Pillow's
+# posterize). A row per lattice, [k, 256] bool.
+OFF_LATTICE = np.stack([
+    ~np.isin(np.arange(256), levels)
+    for bits in range(4, 8)
+    for levels in (
+        np.rint(np.arange(2**bits) * 255 / (2**bits - 1)),
+        np.floor(np.arange(2**bits) * 255 / (2**bits - 1)),
+        np.arange(2**bits) << (8 - bits),
+    )
+])  # fmt: skip
 Progress = Callable[[int, int], object]  # (done, total): called as the tiles of a frame complete
 
 
@@ -83,22 +91,23 @@ def posterised(batch: np.ndarray) -> np.ndarray:
     return on_a_lattice(used)
 
 
-def on_a_lattice(used: Any) -> Any:
-    """Of [..., 256] masks of the 8-bit levels a picture uses (numpy or torch): whether all of them
-    are levels of one depth of 4 to 7 bits and three of them step evenly (by LATTICE_STEPS, within
-    one level), as a ramp quantised to that depth does. A drawing's few flat colours are not on
-    one such lattice (a chart's 108, 117, 125 step evenly but are not), or do not step evenly (a
-    title card's black, white and web-safe red: 0, 51, 204, 255, all 4-bit levels); a dark 5-bit
-    fade's 0, 8, 16 do both. Grey charts in 4-bit levels (#ccc, #ddd, #eee) cannot be told apart."""
-    even = fits = used[..., 0] & False
+def on_a_lattice(used: Any, off_lattice: Any = OFF_LATTICE) -> Any:
+    """Of [..., 256] masks of the 8-bit levels a picture uses (numpy, or torch with OFF_LATTICE as
+    a tensor on its device): whether all of them lie on one lattice of 4 to 7 bits (OFF_LATTICE)
+    and three of them step evenly (by LATTICE_STEPS, within one level), as a ramp quantised to
+    that depth does. A drawing's few flat colours are not on one such lattice (a chart's 108,
+    117, 125 step evenly but are not), or do not step evenly (a title card's black, white and
+    web-safe red: 0, 51, 204, 255, all 4-bit levels); a dark 5-bit fade's 0, 8, 16 do both. Grey
+    charts in 4-bit levels (#ccc, #ddd, #eee) cannot be told apart, nor are posterisations to
+    other level counts (an editor's 24 levels) told from 8-bit pictures."""
+    even = used[..., 0] & False
     for first in LATTICE_STEPS:
         for second in (first - 1, first, first + 1):
             if second in LATTICE_STEPS:
                 three = used[..., : 256 - first - second] & used[..., first : 256 - second]
                 even = even | (three & used[..., first + second :]).any(-1)
-    for off in _OFF_LATTICE:
-        fits = fits | ~used[..., off].any(-1)
-    return even & fits
+    fits = ~(used[..., None, :] & off_lattice).any(-1)  # [..., lattices]
+    return even & fits.any(-1)
 
 
 def _row_pool() -> ThreadPoolExecutor:

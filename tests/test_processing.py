@@ -83,8 +83,11 @@ def test_posterised_frames_are_those_on_a_lattice_coarser_than_8_bits():
     chart = card.copy()  # flat bars of (13, 110, 253) and (108, 117, 125): 108, 117, 125 step evenly
     for left, colour in ((20, (13, 110, 253)), (60, (108, 117, 125))):
         chart[:, :, :20, left : left + 30] = np.float32(colour)[:, None, None] / 255
-    frames = [five_bits, ramp, letterboxed, card, three, red, fade, np.rint(ramp * 63) / 63, chart]
-    expected = [True, False, False, False, False, False, True, True, False]
+    masked = (np.rint(ramp * 255).astype(np.uint8) & 0xF8) / np.float32(255)  # Pillow's posterize(5)
+    cast = (np.rint(ramp * 31) / 31 * 255).astype(np.uint8) / np.float32(255)  # truncated to 8 bits
+    six_bits = np.rint(ramp * 63) / 63
+    frames = [five_bits, ramp, letterboxed, card, three, red, fade, six_bits, chart, masked, cast]
+    expected = [True, False, False, False, False, False, True, True, False, True, True]
     assert processing.posterised(np.concatenate(frames)).tolist() == expected
     steep = ramp.transpose(0, 1, 3, 2)[..., :40]  # one level a row: every 4th row alone is spaced by 4
     assert processing.posterised(np.concatenate([steep, np.rint(steep * 15) / 15])).tolist() == [False, True]
