@@ -11,6 +11,7 @@ from video_sources import (  # noqa: E402
     H,
     make_hdr10,
     make_video,
+    plane_samples,
 )
 
 from bdinn.runtime.video import VideoError, deband_frame  # noqa: E402
@@ -51,10 +52,6 @@ def _array_frame(image: np.ndarray, source: str, pix_fmt: str) -> av.VideoFrame:
     return frame
 
 
-def _plane_bytes(frame: av.VideoFrame) -> list[bytes]:
-    return [bytes(plane) for plane in frame.planes]
-
-
 @pytest.mark.parametrize(
     "pix_fmt", ["rgba", "argb", "ya8", "rgba64le", "yuva420p", "yuva444p10le", "gbrap10le", "vuya"]
 )
@@ -65,7 +62,7 @@ def test_deband_frame_keeps_alpha_bit_for_bit(pix_fmt):
     rgba[..., 3] = np.linspace(0, 65535, 64).astype(np.uint16)
     frame = _array_frame(rgba, "rgba64le", pix_fmt)
     out = deband_frame(frame, lambda rgb: rgb)
-    assert _plane_bytes(out) == _plane_bytes(frame)
+    assert plane_samples(out) == plane_samples(frame)
     alpha = [f.reformat(format="rgba64le").to_ndarray()[..., 3] for f in (frame, out)]
     assert alpha[0].min() < 300 and np.array_equal(alpha[0], alpha[1])
 
@@ -77,7 +74,7 @@ def test_deband_frame_returns_deep_rgb_unchanged(pix_fmt):
     frame = _array_frame(rgb, "rgb48le", pix_fmt)
     seen = []
     out = deband_frame(frame, lambda image: seen.append(image) or image)
-    assert _plane_bytes(out) == _plane_bytes(frame)
+    assert plane_samples(out) == plane_samples(frame)
     assert seen[0].dtype == np.uint16 and seen[0].max() > 65000  # the true 0..65535 scale
 
 

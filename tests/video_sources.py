@@ -95,6 +95,17 @@ def mux_silence(
     out.mux(stream.encode(None))
 
 
+def plane_samples(frame: av.VideoFrame) -> list[bytes]:
+    """Each plane's rows without their padding: PyAV 18.1.1 pads a converted frame's rows where a
+    frame it allocates has none, so whole buffers of equal pictures differ."""
+    unpadded = av.VideoFrame(frame.width, frame.height, frame.format.name)
+    rows = []
+    for plane, bare in zip(frame.planes, unpadded.planes, strict=True):
+        data = np.frombuffer(plane, np.uint8)[: plane.line_size * plane.height].reshape(plane.height, -1)
+        rows.append(data[:, : min(bare.line_size, plane.line_size)].tobytes())
+    return rows
+
+
 def planes(path: Path) -> list[list[np.ndarray]]:
     """Every frame's Y, U, V planes as int arrays."""
     frames = []
