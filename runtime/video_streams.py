@@ -83,18 +83,25 @@ def moving_pictures(container: Any) -> list[Any]:
     return [s for s in container.streams.video if not s.disposition & _ATTACHED_PIC]
 
 
-def alpha_decoder(stream: Any) -> Any | None:
-    """A libvpx decoder for a VP9 stream that carries an alpha layer beside its picture (WebM's
-    alpha_mode 1), which FFmpeg's own VP9 decoder ignores: transparent web video lost its alpha
-    without a word, even into FFV1. None for every other stream."""
+def _alpha_layer(stream: Any) -> bool:
+    """Whether a VP9 stream carries an alpha layer beside its picture (WebM's alpha_mode 1), which
+    FFmpeg's own VP9 decoder ignores, and this PyAV has libvpx to decode it (else: the picture
+    only, as FFmpeg decodes it)."""
     import av
 
-    if stream.codec_context.name != "vp9" or stream.metadata.get("alpha_mode") != "1":
-        return None
-    try:
-        return av.CodecContext.create("libvpx-vp9", "r")
-    except (av.FFmpegError, ValueError):  # a PyAV without libvpx (UnknownCodecError): the picture only
-        return None
+    return (
+        stream.codec_context.name == "vp9"
+        and stream.metadata.get("alpha_mode") == "1"
+        and "libvpx-vp9" in av.codecs_available
+    )
+
+
+def alpha_decoder(stream: Any) -> Any | None:
+    """A libvpx decoder for a stream with an alpha layer (`_alpha_layer`): transparent web video
+    lost its alpha without a word, even into FFV1. None for every other stream."""
+    import av
+
+    return av.CodecContext.create("libvpx-vp9", "r") if _alpha_layer(stream) else None
 
 
 def picture_format(stream: Any) -> Any:
@@ -102,7 +109,7 @@ def picture_format(stream: Any) -> Any:
     import av
 
     fmt = stream.codec_context.format
-    if fmt is None or alpha_decoder(stream) is None:
+    if fmt is None or not _alpha_layer(stream):
         return fmt
     for plain, with_alpha in (("yuv", "yuva"), ("gbr", "gbra")):  # VP9 profile 1 codes RGB as gbrp
         if fmt.name.startswith(plain):
