@@ -232,11 +232,14 @@ def encode_frame(rgb: np.ndarray, pix_fmt: str, colour: Colour) -> Any:
     import av
 
     args = colour.reformat_args()
+    # from_numpy_buffer lends the array to swscale; from_ndarray's copy took 14 ms of a 1080p
+    # RGB48 frame, as long as the conversion itself.
     if rgb.dtype == np.uint16:
         lut = _gain_lut(_rgb48_scales(pix_fmt, colour.matrix, colour.color_range)[1])
-        frame = av.VideoFrame.from_ndarray(rgb if lut is None else _look_up(lut, rgb), format="rgb48le")
+        lent = np.ascontiguousarray(rgb if lut is None else _look_up(lut, rgb))
+        frame = av.VideoFrame.from_numpy_buffer(lent, format="rgb48le")
     else:
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format="rgb24")
     out = reformatter("encode").reformat(
         frame, format=pix_fmt, interpolation=_interpolation(), threads=_THREADS, **args
     )
