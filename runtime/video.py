@@ -116,6 +116,7 @@ from .video_frames import checked_picture, coded_frame, outgoing_frame, rgb_pict
 from .video_job import VideoJob
 from .video_side_data import CAPTION_OPTIONS, has_captions, side_data_carrier
 from .video_source import open_source
+from .video_source_samples import SourceSamples
 from .video_streams import ROTATION_MUXERS, moving_pictures
 
 __all__ = [  # the names users import from here; the format checks live in video_formats.py
@@ -188,9 +189,11 @@ def deband_frame(
     flagged interlaced but hold one picture: HEVC's field pictures, Adam7 PNGs (NOT_WOVEN).
 
     It converts as deband_video does (the frame's own matrix and range; uint16 RGB on the true
-    0..65535 scale for frames deeper than 8 bits). A frame with closed captions (A/53) keeps all
-    its side data, for an encoder that writes them (libx264; libx265 with a53cc=1); other frames
-    have none: PyAV cannot attach it. Set the rotation on your output stream
+    0..65535 scale for frames deeper than 8 bits), and gives back the frame's own samples plus
+    the change `process` made (planar and semi-planar YUV: super-whites and colours outside RGB
+    are kept; an identity `process` returns the frame's samples exactly). A frame with closed
+    captions (A/53) keeps all its side data, for an encoder that writes them (libx264; libx265
+    with a53cc=1); other frames have none: PyAV cannot attach it. Set the rotation on your output stream
     (`stream.set_display_rotation`) and the HDR10 metadata in your encoder's options
     (`Hdr10.of(frame).encoder_params(codec)` from bdinn.runtime.hdr10).
 
@@ -220,8 +223,12 @@ def deband_frame(
     deep = frame.format.components[0].bits > 8
     which = f"the frame at {frame.time:.3f} s" if frame.time is not None else "a frame without a time"
     rgb = rgb_pictures(frame, dominance, deep)
+    colour = Colour.of(frame)
+    source = SourceSamples.of(frame, rgb, frame.format.name, colour, dominance)
     pictures = tuple(checked_picture("deband_frame", which, process(p), p.shape) for p in rgb)
-    made = coded_frame(pictures, frame.format.name, Colour.of(frame), dominance)
+    made = coded_frame(pictures, frame.format.name, colour, dominance)
+    if source is not None:
+        source.put_back(made)
     copy_alpha(frame, made)
     out = outgoing_frame(made, dominance, side_data_carrier(frame) if has_captions(frame) else None)
     copy_colour_tags(frame, out)  # as they were, even if odd

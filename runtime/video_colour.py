@@ -1,9 +1,9 @@
 """RGB <-> YUV for video frames, with the source's own matrix and range, and their colour tags.
 
 Colour conversion is FFmpeg's swscale with accurate rounding and full chroma interpolation,
-using the source's own matrix and range in both directions: an identity `process` through a
-lossless codec moves luma by at most one code value except where colours clip, and chroma by a
-few where 4:2:0 is resampled (full-range chroma comes back half a code low, a swscale habit).
+using the source's own matrix and range in both directions: the way there and back moves luma by
+at most one code value except where colours clip, and chroma by a few where 4:2:0 is resampled
+(full-range chroma comes back half a code low, a swscale habit), which SourceSamples mends.
 swscale puts 16-bit RGB white at 65280 rather than 65535; this module measures that once per
 pixel format and rescales, so `process` sees, and may return, the true 0..65535 scale. HDR (PQ,
 HLG) frames are passed as their coded, non-linear values, and tagged as such again on output.
@@ -42,7 +42,7 @@ _SPC_UNSPECIFIED, _SPC_BT709, _RANGE_MPEG, _RANGE_JPEG = 2, 1, 1, 2
 _KEPT_MATRICES = {8, 10, 11, 12, 13, 14}
 
 
-def _interpolation() -> Any:
+def interpolation() -> Any:
     from av.video.reformatter import Interpolation
 
     # Without full chroma interpolation swscale's 4:2:0 <-> RGB path is off by several codes.
@@ -130,7 +130,7 @@ def _rgb48_scales(pix_fmt: str, matrix: int | None, color_range: int) -> tuple[f
     if av.VideoFormat(pix_fmt).is_rgb:  # RGB to RGB: no matrix, and swscale scales 16 bits right
         return 1.0, 1.0
     args = Colour(matrix, _SPC_UNSPECIFIED, color_range, 0, 0).reformat_args()
-    flags = _interpolation()
+    flags = interpolation()
     ramp = np.arange(256, dtype=np.uint8)
     grey = np.repeat(np.repeat(ramp[None, :, None], 3, axis=2), 2, axis=0)
     exact = av.VideoFrame.from_ndarray(grey, format="rgb24").reformat(
@@ -199,7 +199,7 @@ def decode_rgb(frame: Any, deep: bool) -> np.ndarray:
     is Colour.of(frame)'s, the one encode_frame uses: swscale refuses the ones it lacks. Always a
     buffer of its own: a frame already in that format comes back as itself, and a `process` that
     works in place would change the caller's frame (deband_frame's)."""
-    to, flags = ("rgb48le" if deep else "rgb24"), _interpolation()
+    to, flags = ("rgb48le" if deep else "rgb24"), interpolation()
     matrix = None if frame.format.is_rgb else Colour.of(frame).matrix
     converted = reformatter("decode").reformat(
         frame, format=to, interpolation=flags, threads=_THREADS,
@@ -241,7 +241,7 @@ def encode_frame(rgb: np.ndarray, pix_fmt: str, colour: Colour) -> Any:
     else:
         frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format="rgb24")
     out = reformatter("encode").reformat(
-        frame, format=pix_fmt, interpolation=_interpolation(), threads=_THREADS, **args
+        frame, format=pix_fmt, interpolation=interpolation(), threads=_THREADS, **args
     )
     out.colorspace, out.color_range = colour.colorspace, colour.color_range
     out.color_primaries, out.color_trc = colour.primaries, colour.trc

@@ -45,6 +45,7 @@ from .video_side_data import (
     writes_captions,
 )
 from .video_source import StandardInput, check_frame_size
+from .video_source_samples import SourceSamples
 from .video_streams import (
     TIMECODE_MUXERS,
     CarriedStreams,
@@ -78,6 +79,7 @@ class _Video:
     alpha: np.ndarray | None = None  # H x W uint16 on 0..65535, where the output keeps alpha
     top_field_first: bool | None = None  # an interlaced frame's field dominance; None: progressive
     carrier: Any = None  # where the decoded frame's side data (captions) must go along: a copy
+    source: SourceSamples | None = None  # what the RGB path would lose of the frame, to put back
 
 
 @dataclass
@@ -396,10 +398,12 @@ class VideoJob:
                         dominance = self._dominance(frame)
                         check_frame_size(self.src, frame.width, frame.height)  # a size change mid-stream
                         pictures = rgb_pictures(frame, dominance, deep)
+                        source = SourceSamples.of(frame, pictures, self.pix_fmt, self.colour, dominance)
                         captioned = has_captions(frame)
                         self.captions |= captioned
                         carrier = side_data_carrier(frame) if captioned and self.writes_captions else None
-                        pipe.put(decoded, _Video(pictures, pts - start, display, alpha, dominance, carrier))
+                        item = _Video(pictures, pts - start, display, alpha, dominance, carrier, source)
+                        pipe.put(decoded, item)
                 elif index in self.carried.transcode:
                     for frame in packet.decode():
                         pipe.put(decoded, _Carried(carried[index], frame))
@@ -499,6 +503,8 @@ class VideoJob:
                     self._set_hdr10()
                 last = pts
                 frame = coded_frame(item.pictures, self.pix_fmt, self.colour, item.top_field_first)
+                if item.source is not None:
+                    item.source.put_back(frame)
                 if item.top_field_first is not None:
                     self.interlaced_frames += 1
                     self.dominances.add(item.top_field_first)

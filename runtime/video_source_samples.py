@@ -1,0 +1,128 @@
+"""The source's own YUV samples, kept wherever `process` left them as they were.
+
+`process` sees RGB, and YUV -> RGB -> YUV is not exact: limited-range luma above 235
+(super-whites) or below 16 and colours outside the RGB cube are clipped, 4:2:0 chroma is
+resampled twice (a few codes at colour edges), and swscale brings full-range chroma back low.
+So the frame that is encoded is the source converted straight to the output's pixel format
+(YUV to YUV keeps all of that) plus the change `process` made, measured in that format: its
+pictures coded as the output is, minus the pictures it was given coded the same way. An
+identity `process` gives back the source's samples exactly. A sample that `process` moved by
+more than EDIT_LIMIT replaced what was there rather than edited it, and is kept as coded.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .processing import by_rows
+from .video_colour import Colour, interpolation
+from .video_fields import split_fields, weave
+from .video_frames import coded_frame
+
+EDIT_LIMIT = 16  # 8-bit levels; a debander moves a sample by a band step at most (17 at 4 bits: 8-9)
+_RANGE_MPEG, _RANGE_JPEG, _BT709 = 1, 2, 1
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a planar YUV format stores its colour samples: what numpy reads them as, and where."""
+
+    dtype: np.dtype
+    planes: tuple[tuple[int, int], ...]  # (plane index, samples per pixel of that plane)
+    shift: int  # how far a sample's value sits above bit 0 (P010 keeps 10 bits at the top of 16)
+    bits: int
+
+    @property
+    def top(self) -> int:
+        return ((1 << self.bits) - 1) << self.shift
+
+    def edit_limit(self) -> int:
+        return (EDIT_LIMIT << max(0, self.bits - 8)) << self.shift
+
+    def samples(self, frame: Any, plane: int, per_pixel: int) -> np.ndarray:
+        data = frame.planes[plane]
+        return np.frombuffer(data, self.dtype).reshape(data.height, -1)[:, : data.width * per_pixel]
+
+
+@functools.lru_cache(maxsize=32)
+def _layout(pix_fmt: str) -> _Layout | None:
+    """The layout of a planar YUV format (planar or semi-planar, one depth); None for the rest:
+    RGB, grey, palette and packed formats, whose samples the RGB path leaves as they were or
+    which numpy cannot read sample by sample."""
+    import av
+
+    fmt = av.VideoFormat(pix_fmt)
+    colour = [c for c in fmt.components if not c.is_alpha]
+    if fmt.is_rgb or not fmt.is_planar or len(colour) != 3 or len({c.bits for c in colour}) != 1:
+        return None
+    bits = colour[0].bits
+    dtype = np.dtype(np.uint8) if bits <= 8 else np.dtype(">u2" if pix_fmt.endswith("be") else "<u2")
+    planes = tuple(sorted({(c.plane, sum(o.plane == c.plane for o in colour)) for c in colour}))
+    noise = np.random.default_rng(0).integers(0, 65536, (8, 8, 3), dtype=np.uint16)
+    probe = av.VideoFrame.from_ndarray(noise, format="yuv444p16le").reformat(
+        format=pix_fmt, src_color_range=_RANGE_JPEG, dst_color_range=_RANGE_JPEG
+    )
+    used = int(np.bitwise_or.reduce(np.frombuffer(probe.planes[0], dtype), axis=None))
+    shift = (used & -used).bit_length() - 1 if used else 0
+    return _Layout(dtype, planes, shift, bits)
+
+
+@dataclass(frozen=True)
+class SourceSamples:
+    """A source frame's samples in the output's pixel format, and what the RGB path makes of the
+    pictures `process` was given: taken before `process` runs (it may work in place)."""
+
+    source: Any  # VideoFrame: the source converted to the output's pixel format, YUV to YUV
+    unprocessed: Any  # VideoFrame: `process`'s input pictures coded as its output will be
+
+    @classmethod
+    def of(
+        cls, frame: Any, pictures: tuple[np.ndarray, ...], pix_fmt: str, colour: Colour,
+        top_field_first: bool | None,
+    ) -> SourceSamples | None:  # fmt: skip
+        """None where there is nothing to keep: an RGB, grey or palette source, or an output
+        format whose samples numpy cannot read one by one (packed YUV)."""
+        if _layout(frame.format.name) is None or _layout(pix_fmt) is None:
+            return None
+        unprocessed = coded_frame(pictures, pix_fmt, colour, top_field_first)
+        return cls(_converted(frame, pix_fmt, top_field_first), unprocessed)
+
+    def put_back(self, made: Any) -> None:
+        """Make `made` (coded from what `process` returned) the source plus `process`'s change,
+        in place, wherever that change is an edit."""
+        layout = _layout(made.format.name)
+        limit, top = layout.edit_limit(), layout.top
+        work = np.int16 if top < 1 << 14 else np.int32  # room for -top..2 * top
+        for plane, per_pixel in layout.planes:
+            out, before, source = (
+                layout.samples(f, plane, per_pixel) for f in (made, self.unprocessed, self.source)
+            )
+
+            def band(rows: slice, out: np.ndarray = out, before: np.ndarray = before,
+                     source: np.ndarray = source) -> None:  # fmt: skip
+                change = out[rows].astype(work)
+                change -= before[rows]
+                edited = np.abs(change) <= limit
+                change += source[rows]
+                np.clip(change, 0, top, out=change)
+                np.copyto(out[rows], change, casting="unsafe", where=edited)
+
+            by_rows(band, out.shape[0])
+
+
+def _converted(frame: Any, pix_fmt: str, top_field_first: bool | None) -> Any:
+    """`frame` in `pix_fmt` with its samples' meaning unchanged (no matrix, the range kept), each
+    field on its own where it has fields (4:2:0 chroma rows belong to one field)."""
+    held = _RANGE_JPEG if frame.color_range == _RANGE_JPEG else _RANGE_MPEG
+    args = {"format": pix_fmt, "interpolation": interpolation(), "src_color_range": held}
+    # One matrix both ways (any: YUV to YUV applies none), named: swscale refuses the frame's own
+    # where it lacks it (YCgCo)
+    args |= {"dst_color_range": held, "src_colorspace": _BT709, "dst_colorspace": _BT709}
+    if top_field_first is None:
+        return frame.reformat(**args)
+    top, bottom = (field.reformat(**args) for field in split_fields(frame))
+    return weave(top, bottom, frame.height)
