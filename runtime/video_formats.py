@@ -83,9 +83,10 @@ _KNOWN_ENCODERS = set().union(*VIDEO_CODECS.values())
 CHROMA = ("420", "422", "444")  # output chroma resolutions (4:2:0, 4:2:2, 4:4:4)
 
 
-# Encoders that keep alpha (yuva formats), measured by decoding it back: x265 and VP9 list yuva
-# formats too, but PyAV's x265 refuses to open with them and its VP9 decoder returns no alpha.
-_ALPHA_ENCODERS = {"ffv1", "prores_ks"}
+# Encoders that keep alpha (yuva formats), measured by decoding it back: x265 lists yuva formats
+# too, but PyAV's x265 refuses to open with them. VP9 writes alpha as a second layer, flagged in
+# WebM (alpha_mode 1), which FFmpeg's own decoder ignores and video_streams reads with libvpx.
+_ALPHA_ENCODERS = {"ffv1", "prores_ks", "libvpx-vp9"}
 
 
 class VideoError(ValueError):
@@ -449,7 +450,10 @@ def with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str, chroma_chosen: boo
         return with_alpha
     if at_444 in writes and not chroma_chosen:
         return at_444
-    keeps = "with chroma 444 (--chroma 444)" if at_444 in writes else "ffv1 (.mkv) or prores_ks (.mov) do"
+    if at_444 in writes:
+        keeps = "with chroma 444 (--chroma 444)"
+    else:
+        keeps = "ffv1 (.mkv), prores_ks (.mov) and, at 8 bits, libvpx-vp9 (.webm, --bit-depth 8) do"
     warnings.warn(
         f"{src}: its alpha channel is dropped: {encoder_label(codec)} does not keep it in {pix_fmt}; {keeps}",
         stacklevel=3,

@@ -435,13 +435,40 @@ def test_vp9_alpha_in_webm_is_decoded_and_kept(tmp_path):
         report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", progress=False)
     assert report.pix_fmt == "yuva420p10le" and report.frames == 3
     assert probe(tmp_path / "out.mkv")["rotation"] == 90  # the container's, which libvpx's frames lack
-    decoder = av.CodecContext.create("libvpx-vp9", "r")
-    with av.open(str(source)) as again:
-        frames = [frame for packet in again.demux(video=0) for frame in decoder.decode(packet)]
-    planes = [frame.planes[3] for frame in frames]
-    before = np.stack([np.frombuffer(p, np.uint8).reshape(p.height, -1)[:, : p.width] / 255 for p in planes])
+    before = _vp9_alpha(source)
     assert before.min() < 0.01 and before.max() > 0.99  # transparent to opaque
     assert np.abs(before - _alpha(tmp_path / "out.mkv")).max() <= 1 / 1023
+
+
+def _vp9_alpha(path: Path) -> np.ndarray:
+    """Every frame's alpha on 0..1 as libvpx decodes it (FFmpeg's own VP9 decoder has none)."""
+    decoder = av.CodecContext.create("libvpx-vp9", "r")
+    with av.open(str(path)) as source:
+        frames = [frame for packet in source.demux(video=0) for frame in decoder.decode(packet)]
+    planes = [frame.planes[3] for frame in frames]
+    return np.stack([np.frombuffer(p, np.uint8).reshape(p.height, -1)[:, : p.width] / 255 for p in planes])
+
+
+def test_vp9_writes_alpha_into_webm_at_8_bits(tmp_path):
+    """Transparent web video back into WebM: libvpx-vp9 codes the alpha layer (at 8 bits only: it
+    was dropped, with advice naming FFV1 and ProRes, which WebM cannot hold); the default AV1
+    cannot, and its warning names the encoder that can."""
+    if "libvpx-vp9" not in av.codecs_available:
+        pytest.skip("this PyAV has no libvpx")
+    source = _alpha_clip(tmp_path / "in.webm", "libvpx-vp9", "yuva420p")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = deband_video(
+            source, tmp_path / "out.webm", lambda rgb: rgb, codec="libvpx-vp9", bit_depth=8, progress=False
+        )
+    assert report.pix_fmt == "yuva420p" and report.frames == 3
+    with av.open(str(tmp_path / "out.webm")) as written:
+        assert written.streams.video[0].metadata.get("alpha_mode") == "1"
+    before, after = _vp9_alpha(source), _vp9_alpha(tmp_path / "out.webm")
+    assert before.max() - before.min() > 0.98 and np.abs(before - after).max() <= 3 / 255  # coded lossily
+    advice = r"libsvtav1 does not keep it in yuv420p10le; .* libvpx-vp9 \(\.webm, --bit-depth 8\) do"
+    with pytest.warns(UserWarning, match=advice):
+        deband_video(source, tmp_path / "av1.webm", lambda rgb: rgb, progress=False)
 
 
 def test_alpha_and_interlacing_are_warned_about(tmp_path):
