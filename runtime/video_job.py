@@ -152,6 +152,7 @@ class VideoJob:
         self.bytes_after_frames = 0  # a Y4M source's tail, short of a whole frame
         self.clock_jumps = 0  # where the source's clock restarted (joined MPEG-TS recordings)
         self.muxed: dict[int, int] = {}  # carried output stream -> the last decode time muxed there
+        self.avi_leads: dict[int, int] = {}  # carried output stream -> ticks its times are moved up
         self.equal_times_allowed = False  # by the output's muxer, as its decode times rise
         self.writing = False  # a mux call under way: what fails there is the muxer's doing
         # The container's (MP4/MOV's pasp, Y4M's A field) as FFmpeg takes it, else the bitstream's:
@@ -665,6 +666,12 @@ class VideoJob:
                 for value in (packet.dts, packet.pts, packet.duration)
             )
             packet.time_base = out.time_base
+        if self.muxer == "avi":  # which holds no time before 0 (AAC's priming frame is at -1): FFmpeg
+            # moves every stream up once such a packet arrives, video from there on, an empty slot
+            lead = self.avi_leads.setdefault(out.index, max(0, -packet.dts))
+            packet.dts += lead
+            if packet.pts is not None:
+                packet.pts += lead
         last = self.muxed.get(out.index)
         if last is not None:
             earliest = last + (not self.equal_times_allowed)

@@ -253,6 +253,19 @@ def test_a_capture_from_mid_broadcast_starts_at_zero_with_its_streams_in_step(tm
                 assert abs(firsts["audio"] - firsts["video"] - late) < 0.03, firsts
 
 
+def test_aac_into_avi_leaves_no_empty_frame_slot(tmp_path):
+    """AAC's priming frame starts 21 ms before 0, which AVI cannot hold: FFmpeg's muxer moved every
+    stream up when it arrived, after the first video frame, so slot 1 stayed empty and the rest
+    played a frame late. The sound is moved up instead (its priming is played in AVI anyway)."""
+    source = make_video(tmp_path / "in.mp4")  # x264 with AAC, as cameras and phones write
+    deband_video(source, tmp_path / "out.avi", lambda rgb: rgb, codec="ffv1", progress=False)
+    with av.open(str(tmp_path / "out.avi")) as result:
+        slots = [packet.dts for packet in result.demux(video=0) if packet.size]
+    with av.open(str(tmp_path / "out.avi")) as result:
+        sound = next(result.decode(audio=0)).time
+    assert slots == list(range(N)) and sound == 0
+
+
 def test_recordings_joined_end_to_end_run_on_past_the_clock_jump(tmp_path):
     """Two MPEG-TS recordings joined byte for byte (as `cat` joins captures) restart the clock
     halfway. The frames after the jump all came out at one time, and the copied sound, going back
