@@ -658,6 +658,24 @@ def test_a_picture_too_small_to_validate_on_is_skipped_up_front(tmp_path, tiny_c
     assert "stopped at step 4/4" in result.output and (tmp_path / "o" / "best.safetensors").is_file()
 
 
+def test_pictures_smaller_than_a_patch_are_said_not_trained_on(tmp_path, tiny_config, paired_dirs):
+    """A 24x20 pair gives no 32-px patch: it was counted among the training images, unsaid."""
+    banded, clean = _copied_pairs(paired_dirs, tmp_path)
+    for index in range(8):  # most of the pairs: some land in training, whatever the split
+        ramp = np.tile(np.linspace(40, 200 + index, 24).astype(np.uint8), (20, 1))[..., None].repeat(3, 2)
+        for side, picture in ((banded, ramp // 8 * 8), (clean, ramp)):
+            Image.fromarray(picture).save(side / f"small{index}.png")
+    args = ["--pairs", str(banded), str(clean), "--config", str(tiny_config), "-o", str(tmp_path / "o")]
+    result = CliRunner().invoke(main, [*args, *FAST])
+    assert result.exit_code == 0, result.output
+    said = re.search(
+        r"data: (\d+) training .*, (\d+) training pairs under a 32-px patch \(unused\)", result.output
+    )
+    assert said, result.output
+    trained, small = map(int, said.groups())
+    assert 1 <= small <= 8 and 1 <= trained - small <= len(list(paired_dirs[1].iterdir()))  # the 3 large
+
+
 def _copied_pairs(paired_dirs: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     """The paired folders copied, for a test to damage its pictures."""
     banded, clean = (tmp_path / "banded", tmp_path / "clean")

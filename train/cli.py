@@ -422,6 +422,7 @@ def _report_data(
         (train_set.patches_unbanded, "without banding"),
         (train_set.patches_identity, "clean as their own input"),
         (train_set.skipped_images + val_set.skipped_images, "pairs skipped (unreadable)"),
+        (train_set.smaller_than_patch, f"training pairs under a {train_set.patch_size}-px patch (unused)"),
     )
     shares = (
         ("unbanded", "--unbanded-share", unbanded_share, train_set.patches_unbanded),

@@ -262,6 +262,7 @@ class PatchDataset(torch.utils.data.Dataset):
         self.images: list[tuple[np.ndarray, np.ndarray]] = []
         self.index: list[tuple[int, int, int]] = []
         self.patches_total = 0
+        self.smaller_than_patch = 0  # pairs that give no patch at all: counted, not trained on
         loaded, self.skipped_images = _load_pairs(pairs)
         self.pairs = [pair for pair, _, _ in loaded]  # what it trains on: the records count these
         self.pixels = pixels_digest(loaded)
@@ -272,6 +273,7 @@ class PatchDataset(torch.utils.data.Dataset):
             h, w = banded.shape[:2]
             grid = [(y, x) for y in range(0, h - p + 1, stride) for x in range(0, w - p + 1, stride)]
             self.patches_total += len(grid)
+            self.smaller_than_patch += not grid
             if identity_share and grid and pair.clean not in identity:
                 identity[pair.clean] = [(len(self.images), y, x) for y, x in grid]
                 self.images.append((clean, clean))
