@@ -149,6 +149,10 @@ def codec_name(stream: Any) -> str | None:
     return ctx.codec.canonical_name if ctx is not None else None
 
 
+# What a stream without a codec in an MP4 or MOV most likely is.
+_CUT_INDEX = "a track whose description is cut short, as a recording that stopped leaves it, looks like this"
+
+
 def _silent(stream: Any) -> bool:
     """An audio stream the demuxer found no sound in: listed (as broadcasts list a second
     language that is not on air) but without channels or a sample rate."""
@@ -192,12 +196,14 @@ class CarriedStreams:
         self.subtitles_dropped = 0
         self.timecode = timecode_of(source)  # for the video stream's tags, where the container keeps it
         self.preroll: dict[int, Any] = {}  # audio stream -> the packet an edit list hides, held back
+        self.indexed = "mp4" in source.format.name  # MOV and MP4 count each track's packets in their index
 
     def add_to(self, output: Any) -> None:
         """Set up every carried stream, the chapters and the attachments on `output`."""
         self._add_audio(output)
         self._add_subtitles(output)
         self._add_chapters_and_attachments(output)
+        self._warn_data_streams()
 
     @property
     def streams(self) -> dict[int, Any]:
@@ -253,7 +259,16 @@ class CarriedStreams:
                 )
             return
         takes = AUDIO_COPY.get(self.muxer)
-        empty = [stream for stream in self.ain if _silent(stream)]
+        unread = [s for s in self.ain if self.indexed and s.codec_context is None and not s.frames]
+        if unread:
+            self.audio_dropped += len(unread)
+            which = ", ".join(str(stream.index) for stream in unread)
+            warnings.warn(
+                f"{self.src or 'the input'}: audio stream {which} names no codec FFmpeg can read "
+                f"({_CUT_INDEX}); dropped",
+                stacklevel=7,
+            )
+        empty = [stream for stream in self.ain if stream not in unread and _silent(stream)]
         if empty:  # muxers refuse a stream of 0 channels only when the first packet is written
             self.audio_dropped += len(empty)
             which = ", ".join(str(stream.index) for stream in empty)
@@ -263,7 +278,7 @@ class CarriedStreams:
                 stacklevel=7,
             )
         for stream in self.ain:
-            if stream in empty:
+            if stream in empty or stream in unread:
                 continue
             name = codec_name(stream) or "undecodable"
             out = None
@@ -335,6 +350,25 @@ class CarriedStreams:
                 stacklevel=7,
             )
 
+    def _warn_data_streams(self) -> None:
+        """Data streams are not carried (a timecode track is, into the tags): said, since one may be
+        a camera's telemetry (GoPro MET), or a sound track an MP4 cut inside its index left
+        without its description."""
+        dropped = [s for s in self.source.streams.data if "timecode" not in {k.lower() for k in s.metadata}]
+        if not dropped:
+            return
+        labels = []
+        for stream in dropped:
+            handler = stream.metadata.get("handler_name")
+            labels.append(f"{stream.index} ({handler})" if handler else str(stream.index))
+        unnamed = self.indexed and any("handler_name" not in s.metadata and not s.frames for s in dropped)
+        warnings.warn(
+            f"{self.src or 'the input'}: data stream {', '.join(labels)} not carried: bdinn keeps pictures, "
+            "sound, subtitles, chapters, attachments and timecode"
+            + (f"; one names no codec and holds no packets ({_CUT_INDEX})" if unnamed else ""),
+            stacklevel=7,
+        )
+
     def _cover_art(self) -> list[tuple[str, str, bytes]]:
         """The source's cover pictures as (file name, MIME type, bytes), read in a second pass over
         the file (the main pass reads only the streams it copies); none from standard input."""
@@ -371,7 +405,7 @@ class CarriedStreams:
             self.audio_dropped += 1
             warnings.warn(
                 f"{self.dst}: cannot keep {name} audio stream {stream.index} in a {self.dst.suffix} file; "
-                "dropped (use .mkv to keep it)",
+                "dropped" + (" (use .mkv to keep it)" if self.muxer != "matroska" else ""),
                 stacklevel=8,
             )
             return None

@@ -68,6 +68,27 @@ def test_stereo_audio_is_copied_where_the_container_takes_it_else_reencoded(
     assert codec == expected and seconds == pytest.approx(N / FPS, abs=0.05)
 
 
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("track", r"data stream 1 not carried: .*; one names no codec and holds no packets \(a track whose"),
+        ("stsd", r"audio stream 1 names no codec FFmpeg can read \(a track whose description is cut short"),
+    ],
+)
+def test_sound_an_mp4_cut_inside_its_index_lost_is_said(tmp_path, where, said):
+    """A recording that stopped while writing its index (at the end of the file): cut inside the sound
+    track's description, FFmpeg reads the track as a data stream (dropped without a word) or as sound
+    without a codec ("cannot keep undecodable audio ... in a .mkv file; use .mkv to keep it")."""
+    whole = make_video(tmp_path / "whole.mp4").read_bytes()
+    sound = whole.index(b"trak", whole.index(b"trak") + 4)  # the index comes last; its second track
+    cut = sound + 8 if where == "track" else whole.index(b"stsd", sound) - 4
+    source = tmp_path / "cut.mp4"
+    source.write_bytes(whole[:cut])
+    with pytest.warns(UserWarning, match=said):
+        report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert report.frames == N and probe(tmp_path / "out.mkv")["audio"] == []
+
+
 def test_aac_without_its_config_is_reencoded_for_avi(tmp_path):
     """AAC from an MPEG-TS is framed as ADTS, without the AudioSpecificConfig AVI's header needs:
     copied, the muxer refused it after all the work ("encoding with libx264 failed")."""
