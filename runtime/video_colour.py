@@ -243,6 +243,8 @@ def encode_frame(rgb: np.ndarray, pix_fmt: str, colour: Colour) -> Any:
     out = reformatter("encode").reformat(
         frame, format=pix_fmt, interpolation=interpolation(), threads=_THREADS, **args
     )
+    if out is frame:  # already in pix_fmt: the lent frame came back, and its memory is the caller's
+        out = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=pix_fmt)
     out.colorspace, out.color_range = colour.colorspace, colour.color_range
     out.color_primaries, out.color_trc = colour.primaries, colour.trc
     return out

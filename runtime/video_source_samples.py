@@ -7,7 +7,9 @@ So the frame that is encoded is the source converted straight to the output's pi
 (YUV to YUV keeps all of that) plus the change `process` made, measured in that format: its
 pictures coded as the output is, minus the pictures it was given coded the same way. An
 identity `process` gives back the source's samples exactly. A sample that `process` moved by
-more than EDIT_LIMIT replaced what was there rather than edited it, and is kept as coded.
+more than EDIT_LIMIT replaced what was there rather than edited it: the source counts for less
+and less beyond it, and not at all from twice it (an edge there left steps in a smooth grade).
+A frame tagged with another matrix or range than the output is converted through RGB alone.
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ class _Layout:
 
     @property
     def top(self) -> int:
-        return ((1 << self.bits) - 1) << self.shift
+        """The largest sample value (not its stored bits: P010's 1023 is stored as 65472)."""
+        return (1 << self.bits) - 1
 
     def edit_limit(self) -> int:
-        return (EDIT_LIMIT << max(0, self.bits - 8)) << self.shift
+        return EDIT_LIMIT << max(0, self.bits - 8)
 
     def samples(self, frame: Any, plane: int, per_pixel: int) -> np.ndarray:
         data = frame.planes[plane]
@@ -88,6 +91,9 @@ class SourceSamples:
         format whose samples numpy cannot read one by one (packed YUV)."""
         if _layout(frame.format.name) is None or _layout(pix_fmt) is None:
             return None
+        tagged = Colour.of(frame)  # a stream's tags may not be its frames' (retagged, joined captures)
+        if (tagged.matrix, tagged.full_range) != (colour.matrix, colour.full_range):
+            return None
         unprocessed = coded_frame(pictures, pix_fmt, colour, top_field_first)
         return cls(_converted(frame, pix_fmt, top_field_first), unprocessed)
 
@@ -95,7 +101,7 @@ class SourceSamples:
         """Make `made` (coded from what `process` returned) the source plus `process`'s change,
         in place, wherever that change is an edit."""
         layout = _layout(made.format.name)
-        limit, top = layout.edit_limit(), layout.top
+        limit, top, shift = layout.edit_limit(), layout.top, layout.shift
         work = np.int16 if top < 1 << 14 else np.int32  # room for -top..2 * top
         for plane, per_pixel in layout.planes:
             out, before, source = (
@@ -104,12 +110,17 @@ class SourceSamples:
 
             def band(rows: slice, out: np.ndarray = out, before: np.ndarray = before,
                      source: np.ndarray = source) -> None:  # fmt: skip
-                change = out[rows].astype(work)
-                change -= before[rows]
-                edited = np.abs(change) <= limit
-                change += source[rows]
-                np.clip(change, 0, top, out=change)
-                np.copyto(out[rows], change, casting="unsafe", where=edited)
+                coded, unprocessed, kept = ((f[rows] >> shift if shift else f[rows]).astype(work)
+                                            for f in (out, before, source))  # fmt: skip
+                lost = kept - unprocessed  # what the way through RGB lost of the source
+                change = coded - unprocessed  # what `process` did
+                result = coded + lost
+                far = np.abs(change) > limit  # few or none: where `process` replaced more than edited
+                if far.any():  # the source counts less and less, not at all from twice the limit
+                    trust = np.clip(2 * limit - np.abs(change[far].astype(np.int32)), 0, limit)
+                    result[far] = coded[far] + (lost[far].astype(np.int32) * trust + limit // 2) // limit
+                np.clip(result, 0, top, out=result)
+                out[rows] = result.astype(np.int32) << shift if shift else result
 
             by_rows(band, out.shape[0])
 

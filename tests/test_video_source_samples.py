@@ -1,5 +1,6 @@
 """The source's own YUV samples where `process` leaves them: what RGB cannot hold comes back."""
 
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -109,3 +110,79 @@ def test_an_edit_is_added_to_the_source_and_a_replacement_is_kept():
     inverted = deband_frame(frame, lambda rgb: 255 - rgb)
     luma = inverted.to_ndarray()[:H].astype(int)
     assert np.abs(luma[white] - 16).max() <= 1  # white made black, not 250 - 219
+
+
+def _part(space: int, color_range: int, picture: np.ndarray) -> bytes:
+    """Four losslessly coded MPEG-TS frames of `picture`, converted and tagged with that matrix and range."""
+    import io
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.colorspace, stream.codec_context.color_range = space, color_range
+        stream.options = {"qp": "0", "preset": "ultrafast"}
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace={1: 1, 6: 5}[space], dst_color_range=color_range
+            )
+            frame.colorspace, frame.color_range, frame.pts = space, color_range, i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("space", "color_range"), [(6, 1), (1, 2)])
+def test_frames_tagged_unlike_their_stream_keep_their_colours(tmp_path, space, color_range):
+    """Captures joined end to end (BT.709, then BT.601 or full range): the output is coded and
+    tagged as the stream says, so a frame tagged otherwise must be converted, not kept as its
+    numbers (an RGB error of 19-25 levels where the round trip gives 6)."""
+    picture = np.zeros((H, W, 3), np.uint8)
+    picture[..., 0], picture[..., 1], picture[..., 2] = (
+        np.linspace(30, 220, W),
+        np.linspace(40, 200, H)[:, None],
+        100,
+    )
+    source = tmp_path / "joined.ts"
+    source.write_bytes(_part(1, 1, picture) + _part(space, color_range, picture))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the clock restarts where the captures meet
+        deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", bit_depth=8, progress=False)
+    with av.open(str(tmp_path / "out.mkv")) as result:
+        for frame in result.decode(video=0):
+            shown = frame.to_ndarray(
+                format="rgb24",
+                src_colorspace={1: 1, 6: 5}[frame.colorspace],
+                src_color_range=frame.color_range,
+            )
+            assert np.abs(shown.astype(int) - picture).max() <= 8
+
+
+def test_a_grade_crossing_the_edit_limit_leaves_no_step():
+    """A smooth darkening over super-white luma: where the change passed 16 levels the output fell
+    16 codes from one pixel to the next (kept source, then as coded)."""
+    frame = av.VideoFrame(W, 8, "yuv444p")
+    for plane, value in zip(frame.planes, (250, 128, 128), strict=True):
+        np.frombuffer(plane, np.uint8).reshape(8, -1)[:, :W] = value
+    frame.colorspace, frame.color_range = 1, 1
+    ramp = np.linspace(0, 40, W)[None, :, None]  # 0 to 40 levels darker, left to right
+    out = deband_frame(frame, lambda rgb: np.clip(rgb - ramp, 0, 255).round().astype(np.uint8))
+    luma = np.frombuffer(out.planes[0], np.uint8).reshape(8, -1)[0, :W].astype(int)
+    assert luma[0] == 250 and luma[-1] < 235 - 30 and np.abs(np.diff(luma)).max() <= 2
+
+
+@pytest.mark.parametrize("pix_fmt", ["rgb24", "rgb48le"])
+def test_a_returned_rgb_frame_owns_its_memory(pix_fmt):
+    """An RGB frame comes back in its own format, which swscale hands back as the very frame it was
+    lent: the frame shared the array `process` returned, and changed with it."""
+    buffer = np.zeros((16, 16, 3), np.uint8 if pix_fmt == "rgb24" else np.uint16)
+
+    def into_one_buffer(rgb: np.ndarray) -> np.ndarray:
+        buffer[:] = rgb
+        return buffer
+
+    frames = [
+        av.VideoFrame.from_ndarray(np.full((16, 16, 3), v, buffer.dtype), format=pix_fmt) for v in (10, 200)
+    ]
+    first, _ = (deband_frame(frame, into_one_buffer) for frame in frames)
+    assert (first.to_ndarray() == 10).all()
