@@ -30,33 +30,35 @@ temporary file (.NAME.XXXXXXXX.tmp) beside the output.
 Output: 10-bit by default, 8- or 12-bit with bit_depth, with the source's chroma resolution
 (4:2:0, 4:2:2, or 4:4:4 for 4:4:4 and RGB sources) where the encoder writes it, else the most it
 writes, with a warning; `chroma` asks for one. The encoder follows from the destination's suffix
-(DEFAULT_CODECS) unless `codec` names one. Alpha is kept by FFV1 and ProRes (prores_ks) and
-dropped with a warning elsewhere. Frames their decoder flags interlaced are converted and
-debanded field by field (`process` is called on each field, a picture of half the frame's
-height) and written interlaced by x264 (in the first frame's field order), ProRes and FFV1 (in
-each frame's) and Y4M (the first frame's; video_fields.py says where x264 cannot); other
-encoders code the woven fields as progressive pictures, with a warning. Frame timestamps, frame
-rate, frame count, display rotation, the start timecode and the colour tags (primaries,
-transfer, matrix, range) are kept; so is the sample aspect ratio with x264/x265 (other encoders
-warn that they drop it). What else the source carries goes along (video_streams.py): audio is
-copied packet for packet where the destination container takes its codec, otherwise re-encoded
-(AAC; Opus for WebM); subtitles are copied where the container takes their codec, and text ones
-rewritten into its own text codec where it does not (subtitle_text.py: SubRip, ASS or WebVTT
-into MP4's and MOV's mov_text, any of them into WebM's WebVTT, mov_text into Matroska's SubRip);
-chapters go into MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV. What a
-container cannot hold (Y4M holds no audio) is dropped with a warning. HDR10 static metadata
+(DEFAULT_CODECS) unless `codec` names one. Alpha is kept by FFV1, ProRes (prores_ks) and, at 8
+bits, VP9 (libvpx-vp9), and dropped with a warning elsewhere. Frames their decoder flags
+interlaced are converted and debanded field by field (`process` is called on each field, a picture
+of half the frame's height) and written interlaced by x264 (in the first frame's field order),
+ProRes and FFV1 (in each frame's) and Y4M (the first frame's; video_fields.py says where x264
+cannot); other encoders code the woven fields as progressive pictures, with a warning. Frame
+timestamps, frame rate, frame count, display rotation, the start timecode and the colour tags
+(primaries, transfer, matrix, range) are kept; so is the sample aspect ratio with x264/x265 (other
+encoders warn that they drop it). What else the source carries goes along (video_streams.py):
+audio is copied packet for packet where the destination container takes its codec, otherwise
+re-encoded (AAC; Opus for WebM); subtitles are copied where the container takes their codec, and
+text ones rewritten into its own text codec where it does not (subtitle_text.py: SubRip, ASS or
+WebVTT into MP4's and MOV's mov_text, any of them into WebM's WebVTT, mov_text into Matroska's
+SubRip); chapters go into MKV, WebM, MP4 and MOV, and attachments (fonts, cover art) into MKV.
+What a container cannot hold (Y4M holds no audio) is dropped with a warning. HDR10 static metadata
 (mastering display, MaxCLL/MaxFALL) is passed to x265, x264 and SVT-AV1; other encoders drop it
 with a warning. Closed captions (A/53) go back into each frame for x264 and x265
-(video_side_data.py); other encoders drop them with a warning. Data streams are not carried
-over. The output is written to a hidden temporary file beside `dst` and renamed over it at the
-end, so a failure never leaves a partial video.
+(video_side_data.py); other encoders drop them with a warning. Data streams are not carried over
+(named in a warning). The output is written to a hidden temporary file beside `dst` and renamed
+over it at the end, so a failure never leaves a partial video.
 
-Colour conversion (video_colour.py) uses the source's own matrix and range in both directions
-and passes `process` 16-bit RGB on the true 0..65535 scale. The output's set-up and the threads' work
-are in video_job.py (the threads and queues themselves in video_pipeline.py, a frame's way
-through `process` in video_frames.py, timestamp arithmetic in video_timing.py), opening the
-source (standard input included) in video_source.py; the container, encoder and pixel format
-checks in video_formats.py.
+Colour conversion (video_colour.py) uses the source's own matrix and range in both directions and
+passes `process` 16-bit RGB on the true 0..65535 scale; the frame written is the source's own YUV
+samples plus the change `process` made (video_source_samples.py), so what RGB cannot hold
+(super-whites, colours outside it) and what `process` left alone come back as they were. The
+output's set-up and the threads' work are in video_job.py (the threads and queues themselves in
+video_pipeline.py, a frame's way through `process` in video_frames.py, timestamp arithmetic in
+video_timing.py), opening the source (standard input included) in video_source.py; the container,
+encoder and pixel format checks in video_formats.py.
 """
 
 from __future__ import annotations
