@@ -268,9 +268,30 @@ def test_trains_from_paired_folders_and_resumes(tmp_path, tiny_config, paired_di
     assert "stopped at step 4/4" in resumed.output
     record = json.loads((tmp_path / "last.json").read_text())["training"]
     assert record["seconds"] is None and record["data_origin"]["pairs"] == [str(p) for p in paired_dirs]
+    assert "hardware_parts" not in record  # resumed on the same hardware: one part, said once
     restarted = CliRunner().invoke(main, [*args, "--force", "--stop-at", "1"])
     assert restarted.exit_code == 0, restarted.output
     assert "stopped at step 1/4" in restarted.output
+
+
+def test_a_run_resumed_on_other_hardware_records_each_part(tmp_path, tiny_config, paired_dirs):
+    """A run started on one machine and resumed on another (a CPU, then torchrun on GPUs) recorded
+    only the last one's hardware."""
+    import torch
+
+    args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(tmp_path), *FAST]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert CliRunner().invoke(main, [*args, "--stop-at", "2"]).exit_code == 0
+        torch.set_num_threads(2)  # what these CPU tests can change of the hardware between parts
+        resumed = CliRunner().invoke(main, [*args, "--resume"])
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed.exit_code == 0, resumed.output
+    record = json.loads((tmp_path / "last.json").read_text())["training"]
+    parts = [(part["steps"], part["threads"]) for part in record["hardware_parts"]]
+    assert parts == [([0, 2], 1), ([2, 4], 2)] and record["hardware"]["threads"] == 2
 
 
 def test_train_seed_repeats_a_run_on_the_same_pairs_and_split(tmp_path, tiny_config, paired_dirs):

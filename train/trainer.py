@@ -360,11 +360,13 @@ class Trainer:
         # of training and validation before this process's run; None: a resumed state predates the count
         self.seconds: float | None = 0.0
         self._run_started = time.perf_counter()
+        self.earlier_parts: list[dict[str, Any]] = []  # what the run ran on before this resume
         if resume:
             self._load_state()
         elif s.init is not None:
             self._load_init_weights(Path(s.init))
             self.init = checkpoint_record(Path(s.init))
+        self._part_start = self.step
         self.net: torch.nn.Module = self.model
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -397,6 +399,7 @@ class Trainer:
                 "param_groups": groups,
                 "init_record": self.init,
                 "seconds": self._elapsed(),
+                "hardware_parts": self._parts(hardware(self.device, self.dist.world)),
             },
         )
 
@@ -453,6 +456,7 @@ class Trainer:
         if self.init is None and self.settings.init is not None:  # a state saved before the record
             self.init = checkpoint_record(Path(self.settings.init))
         self.seconds = float(meta["seconds"]) if meta.get("seconds") is not None else None
+        self.earlier_parts = list(meta.get("hardware_parts") or [])
         self.best_psnr = meta["best_psnr"] if meta["best_psnr"] is not None else -math.inf
         self.step_metrics = meta.get("step_metrics") or {}
 
@@ -578,6 +582,8 @@ class Trainer:
             names = ["best"] if better else []
             where = hardware(self.device, self.dist.world)
             record = training_record(self.settings, init=self.init, where=where, seconds=self._elapsed())
+            if len(parts := self._parts(where)) > 1:  # resumed on other hardware: each part's
+                record["hardware_parts"] = parts
             if self.settings.keep_checkpoints:
                 names.append(f"step-{self.step:07d}")
             # weights and sidecars, `last` last (a resume redoes the step unless it is there), the
@@ -598,6 +604,17 @@ class Trainer:
         if self.dist.world > 1:
             dist.barrier()
         return metrics
+
+    def _parts(self, where: dict[str, Any]) -> list[dict[str, Any]]:
+        """The steps each part of the run (a start and its resumes) took and what it ran on; parts on
+        the same hardware are one (a run started on a CPU and resumed by torchrun on GPUs recorded
+        the GPUs alone)."""
+        parts = [dict(part) for part in self.earlier_parts]
+        if parts and {k: v for k, v in parts[-1].items() if k != "steps"} == where:
+            parts[-1]["steps"] = [parts[-1]["steps"][0], self.step]
+        else:
+            parts.append({"steps": [self._part_start, self.step], **where})
+        return parts
 
     def _elapsed(self) -> float | None:
         """Wall seconds of this run so far, over every resume; None where an earlier part is unknown."""
