@@ -49,7 +49,9 @@ def why_not_fields(codec: str, pix_fmt: str, height: int) -> str | None:
     """Why `codec` cannot keep the fields of a `height`-line `pix_fmt` video; None if it can."""
     if codec not in FIELD_FLAGS:
         return f"{codec} codes whole pictures only"
-    vertical = 4 if pix_fmt.removeprefix("yuva").removeprefix("yuv").startswith("420") else 2
+    import av
+
+    vertical = 4 if av.VideoFormat(pix_fmt).chroma_height(4) == 2 else 2  # 4:2:0 (P010 too): 2 of 4 rows
     if codec == "libx264" and height % vertical:
         return f"x264 codes fields of {pix_fmt} only at heights divisible by {vertical}, not {height}"
     return None

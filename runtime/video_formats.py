@@ -232,7 +232,7 @@ def _pick_codec(
 
     def written(enc: Any) -> list[str]:
         names = _writes(enc)
-        return pix_fmts if names is None else [p for p in pix_fmts if p in names]
+        return [w for p in pix_fmts if (w := as_written(p, names))]
 
     def fits(name: str) -> bool:
         """Measured (VIDEO_CODECS); any other encoder is tried by `_reads_back` once its options
@@ -268,9 +268,11 @@ def _pick_codec(
             raise VideoError(
                 f"{dst}: {enc.name} writes RGB or grey video only, and bdinn writes YUV; use {instead}"
             )
-        other = [c for c in CHROMA if _pix_fmt(c, bit_depth) in names]
+        other = [c for c in CHROMA if as_written(_pix_fmt(c, bit_depth), names)]
         shallower = [
-            d for d in (10, 8) if d < bit_depth and any(_pix_fmt(p[3:6], d) in names for p in pix_fmts)
+            d
+            for d in (10, 8)
+            if d < bit_depth and any(as_written(_pix_fmt(p[3:6], d), names) for p in pix_fmts)
         ]
         if shallower:
             hint = f"pass bit_depth={shallower[0]} (--bit-depth {shallower[0]}) or use {instead}"
@@ -410,7 +412,23 @@ def _pix_fmt(chroma: str, bit_depth: int) -> str:
     return f"yuv{chroma}p" + ("" if bit_depth == 8 else f"{bit_depth}le")
 
 
-def _chroma_of(fmt: Any) -> str:
+# The semi-planar twins of the planar formats bdinn writes: hardware encoders take 10-bit video
+# only so (NVENC, QSV, AMF: P010), and QSV's H.264 any video (NV12).
+_SEMI_PLANAR = {"yuv420p": "nv12", "yuv422p": "nv16", "yuv444p": "nv24", "yuv420p10le": "p010le",
+                "yuv422p10le": "p210le", "yuv444p10le": "p410le", "yuv420p12le": "p012le",
+                "yuv422p12le": "p212le", "yuv444p12le": "p412le"}  # fmt: skip
+
+
+def as_written(planar: str, names: set[str] | None) -> str | None:
+    """`planar` where the encoder writes it (or any format: names None), else its semi-planar twin
+    where the encoder writes that; None where it writes neither."""
+    if names is None or planar in names:
+        return planar
+    twin = _SEMI_PLANAR.get(planar)
+    return twin if twin in names else None
+
+
+def chroma_of(fmt: Any) -> str:
     """The least output chroma that keeps all of a source format's: RGB is 4:4:4, gray 4:2:0."""
     if fmt is None or sum(not c.is_alpha for c in fmt.components) < 3:
         return "420"
@@ -422,9 +440,9 @@ def _chroma_of(fmt: Any) -> str:
 def follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) -> str:
     """The output pixel format: the least chroma the encoder writes that keeps the source's, else
     its most, with a warning."""
-    kept = _chroma_of(picture_format(vin))
+    kept = chroma_of(picture_format(vin))
     names = _writes(_encoder(codec))
-    writable = [c for c in CHROMA if names is None or _pix_fmt(c, bit_depth) in names]
+    writable = [c for c in CHROMA if as_written(_pix_fmt(c, bit_depth), names)]
     enough = [c for c in writable if c >= kept]  # "420" < "422" < "444"
     chosen = enough[0] if enough else writable[-1]
     if chosen < kept:
@@ -434,7 +452,7 @@ def follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) ->
             f"(--chroma {chosen}) to ask for 4:{chosen[1]}:{chosen[2]}",
             stacklevel=3,
         )
-    return _pix_fmt(chosen, bit_depth)
+    return as_written(_pix_fmt(chosen, bit_depth), names) or _pix_fmt(chosen, bit_depth)
 
 
 def with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str, chroma_chosen: bool) -> str:

@@ -35,7 +35,7 @@ from .video_fields import (
     why_not_fields,
     with_field_flags,
 )
-from .video_formats import STDIN, STDOUT, VideoError
+from .video_formats import STDIN, STDOUT, VideoError, chroma_of
 from .video_frames import HandedBack, checked_picture, coded_frame, outgoing_frame, rgb_pictures
 from .video_pipeline import END, QUEUE_SIZE, Cancelled, Pipeline
 from .video_side_data import (
@@ -173,7 +173,9 @@ class VideoJob:
 
     def _check_sides(self) -> None:
         """A chroma the encoder subsamples needs even sides, unless the encoder codes odd ones."""
-        chroma = self.pix_fmt.removeprefix("yuva").removeprefix("yuv")[:3]
+        import av
+
+        chroma = chroma_of(av.VideoFormat(self.pix_fmt))
         odd = (chroma != "444" and self.width % 2) or (chroma == "420" and self.height % 2)
         if odd and self.codec not in ODD_SIZED:
             size, chroma_name = f"{self.width}x{self.height}", f"4:{chroma[1]}:{chroma[2]}"

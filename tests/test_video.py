@@ -29,7 +29,14 @@ from video_sources import (  # noqa: E402
 )
 
 from bdinn.runtime.files import OutputError  # noqa: E402
-from bdinn.runtime.video import VideoError, VideoReport, deband_frame, deband_video, is_video  # noqa: E402
+from bdinn.runtime.video import (  # noqa: E402
+    VideoError,
+    VideoReport,
+    check_encoder,
+    deband_frame,
+    deband_video,
+    is_video,
+)
 
 
 def test_identity_keeps_frames_timing_audio_and_colour(source, tmp_path):
@@ -338,15 +345,28 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
     assert listing(tmp_path) == ["noise.mp4", "song.mp4"]
 
 
-def test_a_hardware_encoder_of_semi_planar_yuv_is_not_called_rgb_only(source, tmp_path):
-    """QSV encoders take NV12/P010, which are YUV: not 'RGB or grey video only'."""
-    if "h264_qsv" not in av.codecs_available:
-        pytest.skip("this FFmpeg has no h264_qsv encoder")
-    with pytest.raises(VideoError, match=r"h264_qsv cannot write 8-bit video") as caught:
-        deband_video(
-            source, tmp_path / "q.mkv", lambda rgb: rgb, codec="h264_qsv", bit_depth=8, progress=False
-        )
-    assert "RGB" not in str(caught.value)
+@pytest.mark.parametrize(
+    ("codec", "bit_depth", "chroma", "written"),
+    [
+        ("h264_qsv", 8, None, "nv12"),  # QSV's H.264 takes NV12 alone
+        ("hevc_nvenc", 10, None, "p010le"),  # NVENC, QSV and AMF take 10 bits as P010 alone
+        ("hevc_nvenc", 10, "422", "p210le"),
+        ("hevc_nvenc", 8, None, "yuv420p"),  # planar where the encoder takes it
+        ("hevc_amf", 10, None, "p010le"),
+    ],
+)
+def test_hardware_encoders_get_the_semi_planar_yuv_they_take(tmp_path, codec, bit_depth, chroma, written):
+    """Hardware encoders take 10-bit video only as P010 (QSV's H.264 only NV12): they were refused
+    ("cannot write 10-bit video; pass --bit-depth 8"), QSV's H.264 at any depth. Without the device
+    FFmpeg cannot open them, which the trial encode says naming the format chosen."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec} encoder")
+    try:
+        chosen = check_encoder(tmp_path / "out.mkv", codec, bit_depth, chroma=chroma)[1]
+    except VideoError as exc:
+        assert f"{codec} {written} video in a .mkv file failed a trial encode" in str(exc)
+    else:
+        assert chosen == written
 
 
 def test_an_encoder_outside_the_measured_table_runs_if_its_trial_encode_reads_back(source, tmp_path):
