@@ -249,7 +249,7 @@ def _fields_lost(src: Path, codec: str, pix_fmt: str, height: int, tagged: bool 
     elif codec in FIELD_FLAGS:
         advice = "crop it to such a height or write 4:2:2 (--chroma 422) to keep it interlaced, "
     else:
-        advice = "use libx264 (--codec libx264) or prores_ks (.mov) to keep it interlaced, "
+        advice = "use libx264 (--codec libx264) or prores_ks (.mov, --codec prores_ks) to keep fields, "
     lead = "tagged interlaced; its interlaced frames are" if tagged else "interlaced; its frames' fields are"
     return (
         f"{src}: {lead} debanded field by field, but {reason}, so they are coded as progressive frames, "
@@ -320,7 +320,7 @@ def deband_video(
             )
         if chroma is None:
             pix_fmt = follow_source(vin, src, dst, codec_name, bit_depth)
-        pix_fmt = with_alpha(vin, src, codec_name, pix_fmt, chroma_chosen=chroma is not None)
+        pix_fmt = with_alpha(vin, src, codec_name, pix_fmt, chroma_chosen=chroma is not None, muxer=muxer)
         job = VideoJob(source, src, dst, muxer, codec_name, pix_fmt, options, process)
         check_trial_encode(dst, muxer, codec_name, pix_fmt, options, job.rate, job.out_time_base)
         job.stdin = stdin

@@ -217,7 +217,7 @@ def decode_rgb(frame: Any, deep: bool) -> np.ndarray:
 @functools.cache
 def swscale_writes(pix_fmt: str) -> bool:
     """Whether FFmpeg's scaler can make `pix_fmt` frames: it reads some it cannot write (pal8,
-    Bayer, float RGB), and finding out at encode_frame wastes the frame's whole `process`."""
+    Bayer, packed float RGB), and finding out at encode_frame wastes the frame's whole `process`."""
     import av
 
     try:

@@ -87,6 +87,10 @@ CHROMA = ("420", "422", "444")  # output chroma resolutions (4:2:0, 4:2:2, 4:4:4
 # too, but PyAV's x265 refuses to open with them. VP9 writes alpha as a second layer, flagged in
 # WebM (alpha_mode 1), which FFmpeg's own decoder ignores and video_streams reads with libvpx.
 _ALPHA_ENCODERS = {"ffv1", "prores_ks", "libvpx-vp9"}
+# libvpx lists yuva422p and yuva444p too but opens with yuva420p alone, and its alpha layer is
+# kept by Matroska and WebM alone (MP4 has no place for it: the alpha was lost without a word).
+_ALPHA_FORMATS = {"libvpx-vp9": {"yuva420p"}}
+_ALPHA_MUXERS = {"libvpx-vp9": {"matroska", "webm"}}
 
 
 class VideoError(ValueError):
@@ -157,6 +161,8 @@ def _muxer_for(dst: Path) -> str:
     if dst == STDOUT:
         return "yuv4mpegpipe"
     muxer = CONTAINERS.get(dst.suffix.lower())
+    if muxer is None and dst.is_dir():
+        raise VideoError(f"{dst}: is a folder; give an output file name")
     if muxer is None:
         choices = ", ".join(sorted(CONTAINERS))
         raise VideoError(
@@ -455,25 +461,42 @@ def follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) ->
     return as_written(_pix_fmt(chosen, bit_depth), names) or _pix_fmt(chosen, bit_depth)
 
 
-def with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str, chroma_chosen: bool) -> str:
-    """The output pixel format with alpha where the source has it and the encoder keeps it, at
-    4:4:4 where the encoder keeps it only there (ProRes 4444) and the caller chose no chroma."""
+def with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str, chroma_chosen: bool, muxer: str) -> str:
+    """The output pixel format with alpha where the source has it and the encoder keeps it in this
+    container; where the caller chose no chroma, at 4:4:4 where the encoder keeps it only there
+    (ProRes 4444), else at 4:2:0 where only there (VP9), with a warning."""
     fmt = picture_format(vin)
     if fmt is None or not any(c.is_alpha for c in fmt.components):
         return pix_fmt
-    writes = (_writes(_encoder(codec)) or ()) if codec in _ALPHA_ENCODERS else ()
+    holders = _ALPHA_MUXERS.get(codec, {muxer})
+    writes: set[str] = set()
+    if codec in _ALPHA_ENCODERS and muxer in holders:
+        writes = _ALPHA_FORMATS.get(codec) or _writes(_encoder(codec)) or set()
     depth = pix_fmt[len("yuv444p") :]  # "" (8 bits) or "10le", after any yuvCCCp
-    with_alpha, at_444 = "yuva" + pix_fmt.removeprefix("yuv"), f"yuva444p{depth}"
-    if with_alpha in writes:
-        return with_alpha
+    same, at_444, at_420 = "yuva" + pix_fmt.removeprefix("yuv"), f"yuva444p{depth}", f"yuva420p{depth}"
+    if same in writes:
+        return same
     if at_444 in writes and not chroma_chosen:
         return at_444
+    if at_420 in writes and not chroma_chosen:
+        warnings.warn(
+            f"{src}: {encoder_label(codec)} keeps alpha at 4:2:0 only, so its chroma is reduced to keep "
+            "its alpha; chroma 444 (--chroma 444) keeps the chroma and drops the alpha",
+            stacklevel=3,
+        )
+        return at_420
+    where = f"in {pix_fmt}" if muxer in holders else f"in {muxer} files, only in .mkv and .webm"
     if at_444 in writes:
         keeps = "with chroma 444 (--chroma 444)"
+    elif at_420 in writes:
+        keeps = "with chroma 420 (--chroma 420)"
     else:
-        keeps = "ffv1 (.mkv), prores_ks (.mov) and, at 8 bits, libvpx-vp9 (.webm, --bit-depth 8) do"
+        keeps = (
+            "ffv1 (.mkv), prores_ks (.mov) and, at 8 bits, libvpx-vp9 (.webm) keep it: pass codec= and "
+            "bit_depth=8 (--codec NAME, --bit-depth 8), as the suffix alone picks another encoder"
+        )
     warnings.warn(
-        f"{src}: its alpha channel is dropped: {encoder_label(codec)} does not keep it in {pix_fmt}; {keeps}",
+        f"{src}: its alpha channel is dropped: {encoder_label(codec)} does not keep it {where}; {keeps}",
         stacklevel=3,
     )
     return pix_fmt

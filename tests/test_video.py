@@ -582,3 +582,11 @@ def test_bdinn_run_says_when_audio_was_re_encoded(tmp_path):
     result = CliRunner().invoke(main, [str(source), "-o", str(tmp_path / "out.mp4")])
     assert result.exit_code == 0, result.output
     assert f": {N} frames at " in result.output and ", 1 audio stream re-encoded" in result.output
+
+
+@pytest.mark.parametrize("name", ["outdir", "dir.mkv"])
+def test_a_folder_as_the_output_is_one_line_saying_so(source, tmp_path, name):
+    """A folder without a suffix was 'unsupported output container (no suffix)'."""
+    (tmp_path / name).mkdir()
+    with pytest.raises(VideoError, match=rf"{name}: is a folder; give an output file name$"):
+        deband_video(source, tmp_path / name, lambda rgb: rgb, progress=False)

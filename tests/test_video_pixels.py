@@ -466,9 +466,33 @@ def test_vp9_writes_alpha_into_webm_at_8_bits(tmp_path):
         assert written.streams.video[0].metadata.get("alpha_mode") == "1"
     before, after = _vp9_alpha(source), _vp9_alpha(tmp_path / "out.webm")
     assert before.max() - before.min() > 0.98 and np.abs(before - after).max() <= 3 / 255  # coded lossily
-    advice = r"libsvtav1 does not keep it in yuv420p10le; .* libvpx-vp9 \(\.webm, --bit-depth 8\) do"
+    advice = r"libsvtav1 does not keep it in yuv420p10le; .* libvpx-vp9 \(\.webm\) keep it: pass codec="
     with pytest.warns(UserWarning, match=advice):
         deband_video(source, tmp_path / "av1.webm", lambda rgb: rgb, progress=False)
+
+
+def test_vp9_keeps_alpha_at_4_2_0_in_matroska_and_webm_only(tmp_path):
+    """libvpx lists 4:2:2 and 4:4:4 alpha formats but opens with 4:2:0 alone: a ProRes 4444 source
+    into VP9 failed at its first frame. Its alpha layer has no place in MP4: it was lost unsaid."""
+    if "libvpx-vp9" not in av.codecs_available:
+        pytest.skip("this PyAV has no libvpx")
+    source = _alpha_clip(tmp_path / "in.mov", "prores_ks", "yuva444p10le")
+    vp9 = {"codec": "libvpx-vp9", "bit_depth": 8, "progress": False}
+    with pytest.warns(
+        UserWarning, match=r"keeps alpha at 4:2:0 only, so its chroma is reduced .*--chroma 444"
+    ):
+        report = deband_video(source, tmp_path / "out.webm", lambda rgb: rgb, **vp9)
+    assert (
+        report.pix_fmt == "yuva420p"
+        and np.abs(_vp9_alpha(tmp_path / "out.webm") - _alpha(source)).max() < 0.02
+    )
+    with pytest.warns(UserWarning, match=r"dropped: libvpx-vp9 does not keep it in yuv444p; with chroma 420"):
+        assert (
+            deband_video(source, tmp_path / "c.webm", lambda rgb: rgb, chroma="444", **vp9).pix_fmt
+            == "yuv444p"
+        )
+    with pytest.warns(UserWarning, match=r"dropped: libvpx-vp9 does not keep it in mp4 files, only in \.mkv"):
+        assert deband_video(source, tmp_path / "out.mp4", lambda rgb: rgb, **vp9).pix_fmt == "yuv444p"
 
 
 def test_alpha_and_interlacing_are_warned_about(tmp_path):
