@@ -400,6 +400,13 @@ def _source_findings(job: VideoJob) -> Iterator[str]:
             "decoded with errors), as a broken recording or transfer is; FFmpeg concealed what it could, so "
             "the output may show them or lack frames: check it, or get the source again"
         )
+    unheard = [i for i, out in job.carried.audio_out.items() if out.index not in job.muxed]
+    if unheard and job.carried.indexed:
+        yield (
+            f"{src}: audio stream {', '.join(map(str, unheard))} lists sound in its index but none could be "
+            "read (an MP4 cut inside its index at the file's end looks like this); the output's sound "
+            "track is empty"
+        )
     if job.clock_jumps:
         yield (
             f"{src}: its clock jumps {job.clock_jumps} time(s) (recordings joined end to end, an encoder "

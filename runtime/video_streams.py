@@ -149,7 +149,8 @@ def codec_name(stream: Any) -> str | None:
     return ctx.codec.canonical_name if ctx is not None else None
 
 
-# What a stream without a codec in an MP4 or MOV most likely is.
+_DISCARD_ALL = 48  # AVDISCARD_ALL: what FFmpeg's MOV reader sets on a chapter track
+# What a stream without a codec (or packets) in an MP4 or MOV most likely is.
 _CUT_INDEX = "a track whose description is cut short, as a recording that stopped leaves it, looks like this"
 
 
@@ -259,13 +260,13 @@ class CarriedStreams:
                 )
             return
         takes = AUDIO_COPY.get(self.muxer)
-        unread = [s for s in self.ain if self.indexed and s.codec_context is None and not s.frames]
+        unread = [s for s in self.ain if self.indexed and not s.frames]  # no codec, or no packets listed
         if unread:
             self.audio_dropped += len(unread)
             which = ", ".join(str(stream.index) for stream in unread)
             warnings.warn(
-                f"{self.src or 'the input'}: audio stream {which} names no codec FFmpeg can read "
-                f"({_CUT_INDEX}); dropped",
+                f"{self.src or 'the input'}: audio stream {which} names no codec FFmpeg can read or lists "
+                f"no packets ({_CUT_INDEX}); dropped",
                 stacklevel=7,
             )
         empty = [stream for stream in self.ain if stream not in unread and _silent(stream)]
@@ -354,7 +355,12 @@ class CarriedStreams:
         """Data streams are not carried (a timecode track is, into the tags): said, since one may be
         a camera's telemetry (GoPro MET), or a sound track an MP4 cut inside its index left
         without its description."""
-        dropped = [s for s in self.source.streams.data if "timecode" not in {k.lower() for k in s.metadata}]
+        dropped = [
+            stream
+            for stream in self.source.streams.data
+            if "timecode" not in {key.lower() for key in stream.metadata}
+            and int(stream.discard) != _DISCARD_ALL  # a chapter track, which FFmpeg reads as chapters
+        ]
         if not dropped:
             return
         labels = []

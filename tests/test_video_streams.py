@@ -72,7 +72,7 @@ def test_stereo_audio_is_copied_where_the_container_takes_it_else_reencoded(
     ("where", "said"),
     [
         ("track", r"data stream 1 not carried: .*; one names no codec and holds no packets \(a track whose"),
-        ("stsd", r"audio stream 1 names no codec FFmpeg can read \(a track whose description is cut short"),
+        ("stsd", r"audio stream 1 names no codec FFmpeg can read or lists no packets \(a track whose"),
     ],
 )
 def test_sound_an_mp4_cut_inside_its_index_lost_is_said(tmp_path, where, said):
@@ -87,6 +87,18 @@ def test_sound_an_mp4_cut_inside_its_index_lost_is_said(tmp_path, where, said):
     with pytest.warns(UserWarning, match=said):
         report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
     assert report.frames == N and probe(tmp_path / "out.mkv")["audio"] == []
+
+
+def test_sound_an_mp4_cut_inside_its_chunk_table_lost_is_said(tmp_path):
+    """Cut just inside the sound track's chunk offsets, the track keeps its codec and its count of
+    packets, but none can be read: the output's sound track came out empty without a word."""
+    whole = make_video(tmp_path / "whole.mp4").read_bytes()
+    chunks = whole.index(b"stco", whole.index(b"trak", whole.index(b"trak") + 4))
+    source = tmp_path / "cut.mp4"
+    source.write_bytes(whole[: chunks + 8])
+    with pytest.warns(UserWarning, match=r"cut\.mp4: audio stream 1 lists sound in its index but none could"):
+        report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert report.frames == N
 
 
 def test_aac_without_its_config_is_reencoded_for_avi(tmp_path):
@@ -313,6 +325,10 @@ def test_what_a_container_cannot_hold_is_dropped_with_one_warning(tmp_path):
         "(write .mkv to keep them)",
     ]
     assert _extras(tmp_path / "out.ts")["chapters"] == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # MP4's chapters come in a text track FFmpeg lists as data
+        deband_video(tmp_path / "out.mp4", tmp_path / "again.mkv", lambda rgb: rgb, progress=False)
+    assert _extras(tmp_path / "again.mkv")["chapters"] == _extras(film)["chapters"]
 
 
 def test_a_broadcasts_dvb_subtitles_stay_in_its_transport_stream(tmp_path):
