@@ -421,6 +421,9 @@ def _source_findings(job: VideoJob) -> Iterator[str]:
         )
 
 
+_HEARD_EARLY = 0.04  # seconds of sound ahead of its picture that viewers begin to notice (45 ms)
+
+
 def _output_losses(job: VideoJob, warned_fields_lost: bool) -> Iterator[str]:
     """What the output could not keep of the source: its frame times, fields, captions, subtitles,
     orientation, HDR10 metadata."""
@@ -431,6 +434,12 @@ def _output_losses(job: VideoJob, warned_fields_lost: bool) -> Iterator[str]:
             f"{dst}: the source's frame times are irregular (variable frame rate), and "
             f"{counter} holds one frame every {1 / float(job.rate):.4g} s, "
             "so frames were retimed (audio muxed back will drift); write .mkv or .mp4 to keep their times"
+        )
+    if (late := max(job.avi_late.values(), default=0.0)) >= _HEARD_EARLY:
+        yield (
+            f"{dst}: the source's sound starts {late:.2f} s after its picture, and AVI holds no start "
+            "time for sound, so it plays from the start, that much early; write .mkv or .mp4 to keep "
+            "them in step"
         )
     if job.interlaced_frames and not job.codes_fields and not warned_fields_lost:
         yield _fields_lost(src, codec_name, pix_fmt, job.height)

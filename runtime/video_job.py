@@ -153,6 +153,7 @@ class VideoJob:
         self.clock_jumps = 0  # where the source's clock restarted (joined MPEG-TS recordings)
         self.muxed: dict[int, int] = {}  # carried output stream -> the last decode time muxed there
         self.avi_leads: dict[int, int] = {}  # carried output stream -> ticks its times are moved up
+        self.avi_late: dict[int, float] = {}  # carried output stream -> seconds its start was lost
         self.equal_times_allowed = False  # by the output's muxer, as its decode times rise
         self.writing = False  # a mux call under way: what fails there is the muxer's doing
         # The container's (MP4/MOV's pasp, Y4M's A field) as FFmpeg takes it, else the bitstream's:
@@ -670,6 +671,8 @@ class VideoJob:
             packet.time_base = out.time_base
         if self.muxer == "avi":  # which holds no time before 0 (AAC's priming frame is at -1): FFmpeg
             # moves every stream up once such a packet arrives, video from there on, an empty slot
+            if out.index not in self.avi_leads and packet.dts > 0:  # nor a start after 0: it plays from 0
+                self.avi_late[out.index] = float(packet.dts * out.time_base)
             lead = self.avi_leads.setdefault(out.index, max(0, -packet.dts))
             packet.dts += lead
             if packet.pts is not None:

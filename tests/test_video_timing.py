@@ -266,6 +266,26 @@ def test_aac_into_avi_leaves_no_empty_frame_slot(tmp_path):
     assert slots == list(range(N)) and sound == 0
 
 
+def test_sound_that_starts_late_into_avi_is_warned_about(tmp_path):
+    """AVI holds no start time for sound: sound 0.3 s after the picture played from the start, that
+    much early, without a word."""
+    source = tmp_path / "late.mp4"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        audio = out.add_stream("aac", rate=RATE)
+        audio.codec_context.layout = "mono"
+        mux_gradient(out, video)
+        mux_silence(out, audio, 0.2, start=round(0.3 * RATE))
+    with pytest.warns(
+        UserWarning, match=r"out\.avi: the source's sound starts 0\.(2|3)\d s after its picture"
+    ):
+        deband_video(source, tmp_path / "out.avi", lambda rgb: rgb, codec="ffv1", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Matroska keeps it
+        deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", progress=False)
+
+
 def test_recordings_joined_end_to_end_run_on_past_the_clock_jump(tmp_path):
     """Two MPEG-TS recordings joined byte for byte (as `cat` joins captures) restart the clock
     halfway. The frames after the jump all came out at one time, and the copied sound, going back
