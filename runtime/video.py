@@ -400,7 +400,7 @@ def _source_findings(job: VideoJob) -> Iterator[str]:
             "decoded with errors), as a broken recording or transfer is; FFmpeg concealed what it could, so "
             "the output may show them or lack frames: check it, or get the source again"
         )
-    unheard = [i for i, out in job.carried.audio_out.items() if out.index not in job.muxed]
+    unheard = [i for i in job.carried.audio_out if i not in job.carried.heard]
     if unheard and job.carried.indexed:
         yield (
             f"{src}: audio stream {', '.join(map(str, unheard))} lists sound in its index but none could be "

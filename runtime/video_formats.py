@@ -418,11 +418,10 @@ def _pix_fmt(chroma: str, bit_depth: int) -> str:
     return f"yuv{chroma}p" + ("" if bit_depth == 8 else f"{bit_depth}le")
 
 
-# The semi-planar twins of the planar formats bdinn writes: hardware encoders take 10-bit video
-# only so (NVENC, QSV, AMF: P010), and QSV's H.264 any video (NV12).
-_SEMI_PLANAR = {"yuv420p": "nv12", "yuv422p": "nv16", "yuv444p": "nv24", "yuv420p10le": "p010le",
-                "yuv422p10le": "p210le", "yuv444p10le": "p410le", "yuv420p12le": "p012le",
-                "yuv422p12le": "p212le", "yuv444p12le": "p412le"}  # fmt: skip
+# The semi-planar twins of the 4:2:0 formats bdinn writes: hardware encoders take 10-bit video
+# only so (NVENC, QSV, AMF: P010), and QSV's H.264 any video (NV12). Not 4:2:2 (NV16, P210):
+# NVENC lists them, but few cards code 4:2:2, and its 4:4:4 was picked before.
+_SEMI_PLANAR = {"yuv420p": "nv12", "yuv420p10le": "p010le", "yuv420p12le": "p012le"}
 
 
 def as_written(planar: str, names: set[str] | None) -> str | None:
@@ -432,6 +431,11 @@ def as_written(planar: str, names: set[str] | None) -> str | None:
         return planar
     twin = _SEMI_PLANAR.get(planar)
     return twin if twin in names else None
+
+
+def writes_chroma(codec: str, chroma: str, bit_depth: int) -> bool:
+    """Whether `codec` writes video of that chroma and depth (planar, or its semi-planar twin)."""
+    return as_written(_pix_fmt(chroma, bit_depth), _writes(_encoder(codec))) is not None
 
 
 def chroma_of(fmt: Any) -> str:
@@ -492,8 +496,8 @@ def with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str, chroma_chosen: boo
         keeps = "with chroma 420 (--chroma 420)"
     else:
         keeps = (
-            "ffv1 (.mkv), prores_ks (.mov) and, at 8 bits, libvpx-vp9 (.webm) keep it: pass codec= and "
-            "bit_depth=8 (--codec NAME, --bit-depth 8), as the suffix alone picks another encoder"
+            "ffv1 (.mkv) and prores_ks (.mov) keep it (codec=, --codec NAME: the suffix alone picks "
+            "another encoder), as does libvpx-vp9 at 8 bits (.webm, --codec libvpx-vp9 --bit-depth 8)"
         )
     warnings.warn(
         f"{src}: its alpha channel is dropped: {encoder_label(codec)} does not keep it {where}; {keeps}",

@@ -35,7 +35,7 @@ from .video_fields import (
     why_not_fields,
     with_field_flags,
 )
-from .video_formats import STDIN, STDOUT, VideoError, chroma_of
+from .video_formats import STDIN, STDOUT, VideoError, chroma_of, writes_chroma
 from .video_frames import HandedBack, checked_picture, coded_frame, outgoing_frame, rgb_pictures
 from .video_pipeline import END, QUEUE_SIZE, Cancelled, Pipeline
 from .video_side_data import (
@@ -176,14 +176,16 @@ class VideoJob:
         """A chroma the encoder subsamples needs even sides, unless the encoder codes odd ones."""
         import av
 
-        chroma = chroma_of(av.VideoFormat(self.pix_fmt))
+        fmt = av.VideoFormat(self.pix_fmt)
+        chroma = chroma_of(fmt)
         odd = (chroma != "444" and self.width % 2) or (chroma == "420" and self.height % 2)
         if odd and self.codec not in ODD_SIZED:
             size, chroma_name = f"{self.width}x{self.height}", f"4:{chroma[1]}:{chroma[2]}"
+            full = writes_chroma(self.codec, "444", fmt.components[0].bits)
             raise VideoError(
                 f"{self.src}: {size} has an odd side, which {encoder_label(self.codec)} cannot code in "
                 f"{chroma_name}: "
-                + ("" if self.codec == "libsvtav1" else "write 4:4:4 (chroma='444', --chroma 444), ")
+                + ("write 4:4:4 (chroma='444', --chroma 444), " if full else "")
                 + "use ffv1, or crop it"
             )
 
@@ -374,6 +376,8 @@ class VideoJob:
             demuxed = self.source.demux(self.vin, *(self.source.streams[i] for i in carried))
             for packet in mender.packets(demuxed):
                 index = packet.stream.index
+                if packet.size:
+                    self.carried.heard.add(index)
                 if packet.stream.type == "video":
                     if packet.pos is not None and packet.pos >= 0 and packet.size:
                         frames_end = packet.pos + packet.size

@@ -198,6 +198,7 @@ class CarriedStreams:
         self.timecode = timecode_of(source)  # for the video stream's tags, where the container keeps it
         self.preroll: dict[int, Any] = {}  # audio stream -> the packet an edit list hides, held back
         self.indexed = "mp4" in source.format.name  # MOV and MP4 count each track's packets in their index
+        self.heard: set[int] = set()  # the source streams any packet was read of, hidden ones too
 
     def add_to(self, output: Any) -> None:
         """Set up every carried stream, the chapters and the attachments on `output`."""
@@ -260,13 +261,14 @@ class CarriedStreams:
                 )
             return
         takes = AUDIO_COPY.get(self.muxer)
-        unread = [s for s in self.ain if self.indexed and not s.frames]  # no codec, or no packets listed
+        # no codec and no packets listed (a fragmented MP4 lists none either, but names its codec)
+        unread = [s for s in self.ain if self.indexed and s.codec_context is None and not s.frames]
         if unread:
             self.audio_dropped += len(unread)
             which = ", ".join(str(stream.index) for stream in unread)
             warnings.warn(
-                f"{self.src or 'the input'}: audio stream {which} names no codec FFmpeg can read or lists "
-                f"no packets ({_CUT_INDEX}); dropped",
+                f"{self.src or 'the input'}: audio stream {which} names no codec FFmpeg can read "
+                f"({_CUT_INDEX}); dropped",
                 stacklevel=7,
             )
         empty = [stream for stream in self.ain if stream not in unread and _silent(stream)]

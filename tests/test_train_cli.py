@@ -274,9 +274,13 @@ def test_trains_from_paired_folders_and_resumes(tmp_path, tiny_config, paired_di
     assert "stopped at step 1/4" in restarted.output
 
 
-def test_a_run_resumed_on_other_hardware_records_each_part(tmp_path, tiny_config, paired_dirs):
+@pytest.mark.parametrize("saved_before_parts", [False, True])
+def test_a_run_resumed_on_other_hardware_records_each_part(
+    tmp_path, tiny_config, paired_dirs, saved_before_parts
+):
     """A run started on one machine and resumed on another (a CPU, then torchrun on GPUs) recorded
-    only the last one's hardware."""
+    only the last one's hardware. A state saved before parts were recorded has a first part of
+    unknown hardware."""
     import torch
 
     args = ["--pairs", *map(str, paired_dirs), "--config", str(tiny_config), "-o", str(tmp_path), *FAST]
@@ -284,14 +288,19 @@ def test_a_run_resumed_on_other_hardware_records_each_part(tmp_path, tiny_config
     try:
         torch.set_num_threads(1)
         assert CliRunner().invoke(main, [*args, "--stop-at", "2"]).exit_code == 0
+        if saved_before_parts:
+            state = json.loads((tmp_path / "state.json").read_text())
+            del state["hardware_parts"]
+            (tmp_path / "state.json").write_text(json.dumps(state))
         torch.set_num_threads(2)  # what these CPU tests can change of the hardware between parts
         resumed = CliRunner().invoke(main, [*args, "--resume"])
     finally:
         torch.set_num_threads(threads)
     assert resumed.exit_code == 0, resumed.output
     record = json.loads((tmp_path / "last.json").read_text())["training"]
-    parts = [(part["steps"], part["threads"]) for part in record["hardware_parts"]]
-    assert parts == [([0, 2], 1), ([2, 4], 2)] and record["hardware"]["threads"] == 2
+    parts = [(part["steps"], part.get("threads")) for part in record["hardware_parts"]]
+    assert parts == [([0, 2], None if saved_before_parts else 1), ([2, 4], 2)]
+    assert record["hardware"]["threads"] == 2
 
 
 def test_train_seed_repeats_a_run_on_the_same_pairs_and_split(tmp_path, tiny_config, paired_dirs):

@@ -360,6 +360,12 @@ def test_odd_sizes_need_only_what_the_output_chroma_needs(tmp_path):
     said = r"in\.mkv: 65x49 has an odd side, which libx265 cannot code in 4:2:0: write 4:4:4 \(chroma='444'"
     with pytest.raises(VideoError, match=said + r", --chroma 444\), use ffv1, or crop it"):
         deband_video(source, tmp_path / "o.mkv", lambda rgb: rgb, chroma="420", progress=False)
+    # VP8 writes 4:2:0 alone: it was told to write 4:4:4 too, which it then refused
+    said = r"65x49 has an odd side, which libvpx cannot code in 4:2:0: use ffv1, or crop it"
+    with pytest.raises(VideoError, match=said):
+        deband_video(
+            source, tmp_path / "o.webm", lambda rgb: rgb, codec="libvpx", bit_depth=8, progress=False
+        )
     for name, codec in (("odd.mkv", "ffv1"), ("odd.y4m", None)):  # these code odd 4:2:0 as it comes
         report = deband_video(
             source, tmp_path / name, lambda rgb: rgb, codec=codec, chroma="420", progress=False
@@ -466,7 +472,7 @@ def test_vp9_writes_alpha_into_webm_at_8_bits(tmp_path):
         assert written.streams.video[0].metadata.get("alpha_mode") == "1"
     before, after = _vp9_alpha(source), _vp9_alpha(tmp_path / "out.webm")
     assert before.max() - before.min() > 0.98 and np.abs(before - after).max() <= 3 / 255  # coded lossily
-    advice = r"libsvtav1 does not keep it in yuv420p10le; .* libvpx-vp9 \(\.webm\) keep it: pass codec="
+    advice = r"yuv420p10le; ffv1 \(\.mkv\) and .* libvpx-vp9 at 8 bits \(\.webm, --codec libvpx-vp9 --bit"
     with pytest.warns(UserWarning, match=advice):
         deband_video(source, tmp_path / "av1.webm", lambda rgb: rgb, progress=False)
 

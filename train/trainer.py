@@ -456,7 +456,8 @@ class Trainer:
         if self.init is None and self.settings.init is not None:  # a state saved before the record
             self.init = checkpoint_record(Path(self.settings.init))
         self.seconds = float(meta["seconds"]) if meta.get("seconds") is not None else None
-        self.earlier_parts = list(meta.get("hardware_parts") or [])
+        unknown = [{"steps": [0, self.step]}] if self.step else []  # saved before parts were recorded
+        self.earlier_parts = list(meta.get("hardware_parts") or unknown)
         self.best_psnr = meta["best_psnr"] if meta["best_psnr"] is not None else -math.inf
         self.step_metrics = meta.get("step_metrics") or {}
 
