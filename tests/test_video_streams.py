@@ -20,6 +20,7 @@ from video_sources import (  # noqa: E402
     mux_gradient,
     mux_silence,
     probe,
+    sounded_clip,
 )
 
 from bdinn.runtime.subtitle_text import cue_text  # noqa: E402
@@ -92,14 +93,7 @@ def test_sound_an_mp4_cut_inside_its_index_lost_is_said(tmp_path, where, said):
 def test_a_fragmented_mp4_keeps_its_sound(tmp_path):
     """A fragmented MP4 (DASH, CMAF, piped ffmpeg output) lists no packets in its header, and the
     first test for a cut index dropped its sound as cut short."""
-    source = tmp_path / "fragmented.mp4"
-    with av.open(str(source), "w", options={"movflags": "frag_keyframe+empty_moov"}) as out:
-        video = out.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
-        audio = out.add_stream("aac", rate=RATE)
-        audio.codec_context.layout = "mono"
-        mux_gradient(out, video)
-        mux_silence(out, audio, N / FPS)
+    source = sounded_clip(tmp_path / "fragmented.mp4", movflags="frag_keyframe+empty_moov")
     with av.open(str(source)) as probe_it:
         assert [stream.frames for stream in probe_it.streams] == [0, 0]
     with warnings.catch_warnings():

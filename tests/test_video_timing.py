@@ -23,6 +23,7 @@ from video_sources import (  # noqa: E402
     mux_gradient,
     mux_silence,
     probe,
+    sounded_clip,
 )
 
 from bdinn.runtime.video import deband_video  # noqa: E402
@@ -269,14 +270,7 @@ def test_aac_into_avi_leaves_no_empty_frame_slot(tmp_path):
 def test_sound_that_starts_late_into_avi_is_warned_about(tmp_path):
     """AVI holds no start time for sound: sound 0.3 s after the picture played from the start, that
     much early, without a word."""
-    source = tmp_path / "late.mp4"
-    with av.open(str(source), "w") as out:
-        video = out.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
-        audio = out.add_stream("aac", rate=RATE)
-        audio.codec_context.layout = "mono"
-        mux_gradient(out, video)
-        mux_silence(out, audio, 0.2, start=round(0.3 * RATE))
+    source = sounded_clip(tmp_path / "late.mp4", sound_from=0.3)
     with pytest.warns(
         UserWarning, match=r"out\.avi: the source's sound starts 0\.(2|3)\d s after its picture"
     ):

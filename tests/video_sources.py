@@ -95,6 +95,19 @@ def mux_silence(
     out.mux(stream.encode(None))
 
 
+def sounded_clip(path: Path, sound_from: float = 0.0, **muxer_options: str) -> Path:
+    """x264 frames of the gradient from 0 and mono AAC silence from `sound_from` seconds to the
+    frames' end; `muxer_options` for the container (movflags)."""
+    with av.open(str(path), "w", options=muxer_options) as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        audio = out.add_stream("aac", rate=RATE)
+        audio.codec_context.layout = "mono"
+        mux_gradient(out, video)
+        mux_silence(out, audio, N / FPS - sound_from, start=round(sound_from * RATE))
+    return path
+
+
 def plane_samples(frame: av.VideoFrame) -> list[bytes]:
     """Each plane's rows without their padding: PyAV 18.1.1 pads a converted frame's rows where a
     frame it allocates has none, so whole buffers of equal pictures differ."""
