@@ -78,6 +78,7 @@ import numpy as np
 from .backends.base import BackendError
 from .display_matrix import DisplayMatrix
 from .files import OutputError, atomic_write
+from .mp4_boxes import cut_box
 from .pyav import require_pyav
 from .subtitle_text import Timeline
 from .video_colour import (
@@ -400,12 +401,17 @@ def _source_findings(job: VideoJob) -> Iterator[str]:
             "decoded with errors), as a broken recording or transfer is; FFmpeg concealed what it could, so "
             "the output may show them or lack frames: check it, or get the source again"
         )
+    if job.carried.indexed and src != STDIN and (cut := cut_box(Path(src))) is not None:
+        yield (
+            f"{src}: cut short inside its {cut.kind or 'last'!r} box ({cut.present} of its {cut.declared} "
+            "bytes are there), as a recording that stopped while writing its index leaves it; what FFmpeg "
+            "could not read of it (tracks, frames) is not in the output"
+        )
     unheard = [i for i in job.carried.audio_out if i not in job.carried.heard]
     if unheard and job.carried.indexed:
         yield (
-            f"{src}: audio stream {', '.join(map(str, unheard))} lists sound in its index but none could be "
-            "read (an MP4 cut inside its index at the file's end looks like this); the output's sound "
-            "track is empty"
+            f"{src}: none of audio stream {', '.join(map(str, unheard))}'s sound could be read (an MP4 cut "
+            "inside its index at the file's end looks like this); the output's sound track is empty"
         )
     if job.clock_jumps:
         yield (

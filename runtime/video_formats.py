@@ -238,7 +238,7 @@ def _pick_codec(
 
     def written(enc: Any) -> list[str]:
         names = _writes(enc)
-        return [w for p in pix_fmts if (w := as_written(p, names))]
+        return [w for p in pix_fmts if (w := as_written(p, names, enc.name))]
 
     def fits(name: str) -> bool:
         """Measured (VIDEO_CODECS); any other encoder is tried by `_reads_back` once its options
@@ -274,11 +274,11 @@ def _pick_codec(
             raise VideoError(
                 f"{dst}: {enc.name} writes RGB or grey video only, and bdinn writes YUV; use {instead}"
             )
-        other = [c for c in CHROMA if as_written(_pix_fmt(c, bit_depth), names)]
+        other = [c for c in CHROMA if as_written(_pix_fmt(c, bit_depth), names, enc.name)]
         shallower = [
             d
             for d in (10, 8)
-            if d < bit_depth and any(as_written(_pix_fmt(p[3:6], d), names) for p in pix_fmts)
+            if d < bit_depth and any(as_written(_pix_fmt(p[3:6], d), names, enc.name) for p in pix_fmts)
         ]
         if shallower:
             hint = f"pass bit_depth={shallower[0]} (--bit-depth {shallower[0]}) or use {instead}"
@@ -424,18 +424,21 @@ def _pix_fmt(chroma: str, bit_depth: int) -> str:
 _SEMI_PLANAR = {"yuv420p": "nv12", "yuv420p10le": "p010le", "yuv420p12le": "p012le"}
 
 
-def as_written(planar: str, names: set[str] | None) -> str | None:
+def as_written(planar: str, names: set[str] | None, codec: str) -> str | None:
     """`planar` where the encoder writes it (or any format: names None), else its semi-planar twin
-    where the encoder writes that; None where it writes neither."""
+    where the encoder writes that; None where it writes neither. Not P010 for hardware H.264:
+    NVENC and AMF list it for their HEVC and AV1 siblings, and their H.264 codes 8 bits."""
     if names is None or planar in names:
         return planar
     twin = _SEMI_PLANAR.get(planar)
+    if codec.startswith("h264_") and twin != "nv12":
+        return None
     return twin if twin in names else None
 
 
 def writes_chroma(codec: str, chroma: str, bit_depth: int) -> bool:
     """Whether `codec` writes video of that chroma and depth (planar, or its semi-planar twin)."""
-    return as_written(_pix_fmt(chroma, bit_depth), _writes(_encoder(codec))) is not None
+    return as_written(_pix_fmt(chroma, bit_depth), _writes(_encoder(codec)), codec) is not None
 
 
 def chroma_of(fmt: Any) -> str:
@@ -452,7 +455,7 @@ def follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) ->
     its most, with a warning."""
     kept = chroma_of(picture_format(vin))
     names = _writes(_encoder(codec))
-    writable = [c for c in CHROMA if as_written(_pix_fmt(c, bit_depth), names)]
+    writable = [c for c in CHROMA if as_written(_pix_fmt(c, bit_depth), names, codec)]
     enough = [c for c in writable if c >= kept]  # "420" < "422" < "444"
     chosen = enough[0] if enough else writable[-1]
     if chosen < kept:
@@ -462,7 +465,7 @@ def follow_source(vin: Any, src: Path, dst: Path, codec: str, bit_depth: int) ->
             f"(--chroma {chosen}) to ask for 4:{chosen[1]}:{chosen[2]}",
             stacklevel=3,
         )
-    return as_written(_pix_fmt(chosen, bit_depth), names) or _pix_fmt(chosen, bit_depth)
+    return as_written(_pix_fmt(chosen, bit_depth), names, codec) or _pix_fmt(chosen, bit_depth)
 
 
 def with_alpha(vin: Any, src: Path, codec: str, pix_fmt: str, chroma_chosen: bool, muxer: str) -> str:

@@ -345,6 +345,15 @@ def test_bad_inputs_give_one_line_errors(source, tmp_path):
     assert listing(tmp_path) == ["noise.mp4", "song.mp4"]
 
 
+def test_hardware_h264_is_not_given_10_bit_p010(tmp_path):
+    """NVENC and AMF list P010 for H.264 too (one list for all their codecs), but their H.264 codes
+    8 bits: the trial encode failed, advising another container instead of 8 bits."""
+    for codec in ("h264_nvenc", "h264_amf"):
+        if codec in av.codecs_available:
+            with pytest.raises(VideoError, match=rf"{codec} cannot write 10-bit video; pass bit_depth=8"):
+                check_encoder(tmp_path / "out.mkv", codec, 10)
+
+
 @pytest.mark.parametrize(
     ("codec", "bit_depth", "chroma", "written"),
     [

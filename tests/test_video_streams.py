@@ -110,9 +110,26 @@ def test_sound_an_mp4_cut_inside_its_chunk_table_lost_is_said(tmp_path):
     chunks = whole.index(b"stco", whole.index(b"trak", whole.index(b"trak") + 4))
     source = tmp_path / "cut.mp4"
     source.write_bytes(whole[: chunks + 8])
-    with pytest.warns(UserWarning, match=r"cut\.mp4: audio stream 1 lists sound in its index but none could"):
+    with pytest.warns(UserWarning, match=r"cut\.mp4: none of audio stream 1's sound could be read"):
         report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
     assert report.frames == N
+
+
+def test_an_mp4_cut_before_its_sound_track_is_said_to_be_cut(tmp_path):
+    """Cut at the start of the sound track's description, FFmpeg lists the video alone: the sound
+    was lost without a word. The index box itself says how long it should be."""
+    whole = make_video(tmp_path / "whole.mp4").read_bytes()
+    index = whole.index(b"moov") - 4
+    sound = whole.index(b"trak", whole.index(b"trak") + 4) - 4
+    source = tmp_path / "cut.mp4"
+    source.write_bytes(whole[:sound])
+    said = rf"cut\.mp4: cut short inside its 'moov' box \({sound - index} of its {len(whole) - index} bytes"
+    with pytest.warns(UserWarning, match=said):
+        report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb, progress=False)
+    assert report.frames == N and probe(tmp_path / "out.mkv")["audio"] == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the whole file: every box ends within it
+        deband_video(tmp_path / "whole.mp4", tmp_path / "whole.mkv", lambda rgb: rgb, progress=False)
 
 
 def test_aac_without_its_config_is_reencoded_for_avi(tmp_path):

@@ -1,0 +1,46 @@
+"""Whether an MP4 or MOV file ends inside one of its top-level boxes: a recording that stopped
+while writing its index (which FFmpeg's muxer writes last) leaves it so, and FFmpeg then lists
+what it could read of the index, silently short of tracks or frames."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import NamedTuple
+
+_MAX_BOXES = 10_000  # a file of more top-level boxes than this is not walked to its end
+
+
+class CutBox(NamedTuple):
+    kind: str  # the box's four-letter type: "moov" (the index), "mdat" (the media)
+    declared: int  # bytes its header says it holds
+    present: int  # bytes of it the file holds
+
+
+def cut_box(path: Path) -> CutBox | None:
+    """The top-level box the file ends inside, or None where every box ends within the file (or
+    the file cannot be read: FFmpeg says why)."""
+    try:
+        with path.open("rb") as file:
+            size = path.stat().st_size
+            start = 0
+            for _ in range(_MAX_BOXES):
+                if start >= size:
+                    return None
+                file.seek(start)
+                header = file.read(16)
+                if len(header) < 8:
+                    return CutBox("", 8, len(header))
+                length, kind = struct.unpack(">I4s", header[:8])
+                if length == 1 and len(header) == 16:  # a 64-bit size follows the type
+                    length = struct.unpack(">Q", header[8:])[0]
+                elif length == 0:  # to the end of the file
+                    return None
+                if length < 8:  # not a box header: not ours to judge
+                    return None
+                if start + length > size:
+                    return CutBox(kind.decode("latin-1"), length, size - start)
+                start += length
+    except OSError:
+        return None
+    return None
