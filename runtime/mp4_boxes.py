@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 _MAX_BOXES = 10_000  # a file of more top-level boxes than this is not walked to its end
+# Boxes found at the top of MP4 and QuickTime files; anything else (trailing data) is not judged.
+_TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"uuid", b"moof", b"mfra", b"styp",
+              b"sidx", b"ssix", b"pdin", b"meta", b"emsg", b"prft", b"pnot"}  # fmt: skip
 
 
 class CutBox(NamedTuple):
-    kind: str  # the box's four-letter type: "moov" (the index), "mdat" (the media)
+    kind: str  # the box's four-letter type: "moov" (the index), "mdat" (the media), "free"
     declared: int  # bytes its header says it holds
     present: int  # bytes of it the file holds
 
@@ -29,9 +32,9 @@ def cut_box(path: Path) -> CutBox | None:
                     return None
                 file.seek(start)
                 header = file.read(16)
-                if len(header) < 8:
-                    return CutBox("", 8, len(header))
-                length, kind = struct.unpack(">I4s", header[:8])
+                length, kind = struct.unpack(">I4s", header[:8]) if len(header) >= 8 else (0, b"")
+                if kind not in _TOP_LEVEL:
+                    return None  # a few bytes, or trailing data that is no box: not ours to judge
                 if length == 1 and len(header) == 16:  # a 64-bit size follows the type
                     length = struct.unpack(">Q", header[8:])[0]
                 elif length == 0:  # to the end of the file
