@@ -403,7 +403,7 @@ def _source_findings(job: VideoJob) -> Iterator[str]:
         )
     if job.carried.indexed and src != STDIN and (cut := cut_box(Path(src))) is not None:
         yield (
-            f"{src}: cut short inside its {cut.kind or 'last'!r} box ({cut.present} of its {cut.declared} "
+            f"{src}: cut short inside its {cut.kind!r} box ({cut.present} of its {cut.declared} "
             "bytes are there), as a recording that stopped while writing its index leaves it; what FFmpeg "
             "could not read of it (tracks, frames) is not in the output"
         )
