@@ -69,7 +69,9 @@ def _layout(pix_fmt: str) -> _Layout | None:
     probe = av.VideoFrame.from_ndarray(noise, format="yuv444p16le").reformat(
         format=pix_fmt, src_color_range=_RANGE_JPEG, dst_color_range=_RANGE_JPEG
     )
-    used = int(np.bitwise_or.reduce(np.frombuffer(probe.planes[0], dtype), axis=None))
+    luma = probe.planes[0]  # its samples alone: PyAV 18.1.1 leaves garbage in a converted frame's row padding
+    samples = np.frombuffer(luma, dtype).reshape(luma.height, -1)[:, : luma.width]
+    used = int(np.bitwise_or.reduce(samples, axis=None))
     shift = (used & -used).bit_length() - 1 if used else 0
     return _Layout(dtype, planes, shift, bits)
 
