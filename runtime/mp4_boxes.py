@@ -12,6 +12,8 @@ _MAX_BOXES = 10_000  # a file of more top-level boxes than this is not walked to
 # Boxes found at the top of MP4 and QuickTime files; anything else (trailing data) is not judged.
 _TOP_LEVEL = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"uuid", b"moof", b"mfra", b"styp",
               b"sidx", b"ssix", b"pdin", b"meta", b"emsg", b"prft", b"pnot"}  # fmt: skip
+# Boxes nothing is lost with: padding, and the random-access index of a fragmented file.
+_SPARE = {b"free", b"skip", b"wide", b"mfra"}
 
 
 class CutBox(NamedTuple):
@@ -21,8 +23,11 @@ class CutBox(NamedTuple):
 
 
 def cut_box(path: Path) -> CutBox | None:
-    """The top-level box the file ends inside, or None where every box ends within the file (or
-    the file cannot be read: FFmpeg says why)."""
+    """The top-level box a regular file ends inside, or None where every box ends within the file
+    (or the one it ends in holds nothing needed), or it is no regular file (opening a named pipe
+    again waits for a writer forever), or it cannot be read (FFmpeg says why)."""
+    if not path.is_file():
+        return None
     try:
         with path.open("rb") as file:
             size = path.stat().st_size
@@ -42,7 +47,7 @@ def cut_box(path: Path) -> CutBox | None:
                 if length < 8:  # not a box header: not ours to judge
                     return None
                 if start + length > size:
-                    return CutBox(kind.decode("latin-1"), length, size - start)
+                    return None if kind in _SPARE else CutBox(kind.decode("latin-1"), length, size - start)
                 start += length
     except OSError:
         return None

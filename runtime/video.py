@@ -402,16 +402,17 @@ def _source_findings(job: VideoJob) -> Iterator[str]:
             "the output may show them or lack frames: check it, or get the source again"
         )
     if job.carried.indexed and src != STDIN and (cut := cut_box(Path(src))) is not None:
+        cause = "a recording that stopped while writing its index" if cut.kind == "moov" else "a copy cut off"
         yield (
-            f"{src}: cut short inside its {cut.kind!r} box ({cut.present} of its {cut.declared} "
-            "bytes are there), as a recording that stopped while writing its index leaves it; what FFmpeg "
-            "could not read of it (tracks, frames) is not in the output"
+            f"{src}: cut short inside its {cut.kind!r} box ({cut.present} of its {cut.declared} bytes are "
+            f"there), as {cause} leaves it; what FFmpeg could not read of it (tracks, frames) is not in "
+            "the output"
         )
     unheard = [i for i in job.carried.audio_out if i not in job.carried.heard]
     if unheard and job.carried.indexed:
         yield (
-            f"{src}: none of audio stream {', '.join(map(str, unheard))}'s sound could be read (an MP4 cut "
-            "inside its index at the file's end looks like this); the output's sound track is empty"
+            f"{src}: none of audio stream {', '.join(map(str, unheard))}'s sound could be read (an MP4 or "
+            "MOV cut inside its index at the file's end looks like this); the output's sound track is empty"
         )
     if job.clock_jumps:
         yield (

@@ -1,6 +1,9 @@
 """cut_box: whether an MP4/MOV ends inside one of its top-level boxes, judged from the box sizes."""
 
+import os
 import struct
+
+import pytest
 
 from bdinn.runtime.mp4_boxes import CutBox, cut_box
 
@@ -29,3 +32,22 @@ def test_what_it_cannot_judge_is_not_called_cut(tmp_path):
         path.write_bytes(_box(b"ftyp", 8) + _box(b"moov", 20) + tail)
         assert cut_box(path) is None
     assert cut_box(tmp_path / "missing.mp4") is None
+
+
+def test_a_cut_that_loses_nothing_is_not_called_cut(tmp_path):
+    """Padding, or a fragmented file's random-access index (mfra), which FFmpeg does not need: the
+    output held every frame and packet, and the warning said what was missing was lost."""
+    path = tmp_path / "c.mp4"
+    for spare in (b"mfra", b"free", b"skip", b"wide"):
+        path.write_bytes((_box(b"ftyp", 8) + _box(b"moov", 20) + _box(spare, 100))[:-30])
+        assert cut_box(path) is None
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_is_not_opened_again(tmp_path):
+    """Opened again after its writer closed it, a FIFO waits for another writer forever: a job
+    reading an MP4 from one wrote its output and never returned."""
+    fifo = tmp_path / "in.mp4"
+    os.mkfifo(fifo)
+    assert cut_box(fifo) is None
