@@ -36,7 +36,7 @@ HDR_TRANSFERS = {16, 18}  # PQ and HLG
 # AVColorSpace (what frames and streams are tagged with) -> swscale matrix (SWS_CS_*).
 # 5 (BT.470BG) and 6 (SMPTE 170M) are the same BT.601 matrix.
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9}
-_SPC_UNSPECIFIED, _SPC_BT709, _RANGE_MPEG, _RANGE_JPEG = 2, 1, 1, 2
+_SPC_UNSPECIFIED, SPC_BT709, RANGE_MPEG, RANGE_JPEG = 2, 1, 1, 2
 # Matrices swscale lacks whose tag the output keeps: YCgCo, BT.2020 constant luminance, SMPTE 2085,
 # chromaticity-derived, ICtCp. Not the YCgCo-R variants (16, 17), which x265 refuses to write.
 _KEPT_MATRICES = {8, 10, 11, 12, 13, 14}
@@ -69,7 +69,7 @@ class Colour:
         """The colour of a stream's codec context or of a frame, for YUV made from its RGB."""
         space, rng = int(ctx.colorspace or 0), int(ctx.color_range or 0)
         if ctx.format is not None and ctx.format.is_rgb:  # RGB-coded, tagged or not: make standard HD
-            matrix, space, rng = 1, _SPC_BT709, _RANGE_MPEG
+            matrix, space, rng = 1, SPC_BT709, RANGE_MPEG
         elif space == _SPC_UNSPECIFIED:
             matrix = None  # decoded with swscale's default; encode the same way and keep it untagged
         elif space in _SWS_MATRIX:
@@ -77,7 +77,7 @@ class Colour:
         else:  # a matrix swscale lacks: BT.709 both ways, in its own range, so the samples come back
             # as they were; those of _KEPT_MATRICES keep their tag (players took YCgCo samples for
             # BT.709 ones), the rest (a YUV frame tagged RGB, tags x265 refuses) are made BT.709
-            matrix, space = 1, space if space in _KEPT_MATRICES else _SPC_BT709
+            matrix, space = 1, space if space in _KEPT_MATRICES else SPC_BT709
         return cls(matrix, space, rng, int(ctx.color_primaries or 0), int(ctx.color_trc or 0))
 
     def ffmpeg_tags(self) -> str:
@@ -95,13 +95,13 @@ class Colour:
 
     @property
     def full_range(self) -> bool:
-        return self.color_range == _RANGE_JPEG
+        return self.color_range == RANGE_JPEG
 
     def reformat_args(self) -> dict[str, int]:
         args = {}
         if self.matrix is not None:
             args["dst_colorspace"] = self.matrix
-        if self.color_range in (_RANGE_MPEG, _RANGE_JPEG):
+        if self.color_range in (RANGE_MPEG, RANGE_JPEG):
             args["dst_color_range"] = self.color_range
         return args
 
@@ -232,19 +232,19 @@ def encode_frame(rgb: np.ndarray, pix_fmt: str, colour: Colour) -> Any:
     import av
 
     args = colour.reformat_args()
-    # from_numpy_buffer lends the array to swscale; from_ndarray's copy took 14 ms of a 1080p
-    # RGB48 frame, as long as the conversion itself.
     if rgb.dtype == np.uint16:
         lut = _gain_lut(_rgb48_scales(pix_fmt, colour.matrix, colour.color_range)[1])
-        lent = np.ascontiguousarray(rgb if lut is None else _look_up(lut, rgb))
-        frame = av.VideoFrame.from_numpy_buffer(lent, format="rgb48le")
+        lent, rgb_format = np.ascontiguousarray(rgb if lut is None else _look_up(lut, rgb)), "rgb48le"
     else:
-        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format="rgb24")
+        lent, rgb_format = np.ascontiguousarray(rgb), "rgb24"
+    # from_numpy_buffer lends the array to swscale; from_ndarray's copy took 14 ms of a 1080p
+    # RGB48 frame, as long as the conversion itself.
+    frame = av.VideoFrame.from_numpy_buffer(lent, format=rgb_format)
     out = reformatter("encode").reformat(
         frame, format=pix_fmt, interpolation=interpolation(), threads=_THREADS, **args
     )
     if out is frame:  # already in pix_fmt: the lent frame came back, and its memory is the caller's
-        out = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=pix_fmt)
+        out = av.VideoFrame.from_ndarray(lent, format=rgb_format)
     out.colorspace, out.color_range = colour.colorspace, colour.color_range
     out.color_primaries, out.color_trc = colour.primaries, colour.trc
     return out

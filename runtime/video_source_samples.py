@@ -21,12 +21,11 @@ from typing import Any
 import numpy as np
 
 from .processing import by_rows
-from .video_colour import Colour, interpolation
+from .video_colour import RANGE_JPEG, RANGE_MPEG, SPC_BT709, Colour, interpolation
 from .video_fields import split_fields, weave
 from .video_frames import coded_frame
 
 EDIT_LIMIT = 16  # 8-bit levels; a debander moves a sample by a band step at most (17 at 4 bits: 8-9)
-_RANGE_MPEG, _RANGE_JPEG, _BT709 = 1, 2, 1
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ def _layout(pix_fmt: str) -> _Layout | None:
     planes = tuple(sorted({(c.plane, sum(o.plane == c.plane for o in colour)) for c in colour}))
     noise = np.random.default_rng(0).integers(0, 65536, (8, 8, 3), dtype=np.uint16)
     probe = av.VideoFrame.from_ndarray(noise, format="yuv444p16le").reformat(
-        format=pix_fmt, src_color_range=_RANGE_JPEG, dst_color_range=_RANGE_JPEG
+        format=pix_fmt, src_color_range=RANGE_JPEG, dst_color_range=RANGE_JPEG
     )
     luma = probe.planes[0]  # its samples alone: PyAV 18.1.1 leaves garbage in a converted frame's row padding
     samples = np.frombuffer(luma, dtype).reshape(luma.height, -1)[:, : luma.width]
@@ -130,11 +129,11 @@ class SourceSamples:
 def _converted(frame: Any, pix_fmt: str, top_field_first: bool | None) -> Any:
     """`frame` in `pix_fmt` with its samples' meaning unchanged (no matrix, the range kept), each
     field on its own where it has fields (4:2:0 chroma rows belong to one field)."""
-    held = _RANGE_JPEG if frame.color_range == _RANGE_JPEG else _RANGE_MPEG
+    held = RANGE_JPEG if frame.color_range == RANGE_JPEG else RANGE_MPEG
     args = {"format": pix_fmt, "interpolation": interpolation(), "src_color_range": held}
     # One matrix both ways (any: YUV to YUV applies none), named: swscale refuses the frame's own
     # where it lacks it (YCgCo)
-    args |= {"dst_color_range": held, "src_colorspace": _BT709, "dst_colorspace": _BT709}
+    args |= {"dst_color_range": held, "src_colorspace": SPC_BT709, "dst_colorspace": SPC_BT709}
     if top_field_first is None:
         return frame.reformat(**args)
     top, bottom = (field.reformat(**args) for field in split_fields(frame))
