@@ -84,7 +84,9 @@ def split_fields(frame: Any) -> tuple[Any, Any]:
     for parity, height in ((0, (frame.height + 1) // 2), (1, frame.height // 2)):
         field = av.VideoFrame(frame.width, height, frame.format.name)
         for index in range(len(frame.planes)):
-            _fill(plane_rows(field, index), plane_rows(frame, index)[parity::2])
+            rows = plane_rows(frame, index)
+            # a plane of one row (4:1:0 chroma of a 4-row frame) has none of its own in the bottom field
+            _fill(plane_rows(field, index), rows[parity::2] if len(rows) > 1 else rows)
         copy_colour_tags(frame, field)
         fields.append(field)
     return fields[0], fields[1]

@@ -74,7 +74,8 @@ def column_mean(rgb: np.ndarray) -> np.ndarray:
 
 
 def test_split_and_weave_give_the_frame_back():
-    for pix_fmt, height in (("yuv420p", 48), ("yuv422p10le", 486), ("nv12", 20), ("yuyv422", 30)):
+    sizes = (("yuv420p", 48), ("yuv422p10le", 486), ("nv12", 20), ("yuyv422", 30), ("yuv410p", 4))
+    for pix_fmt, height in sizes:
         rgb = np.random.default_rng(0).integers(0, 256, (height, W, 3), dtype=np.uint8)
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
         top, bottom = split_fields(frame)
