@@ -408,8 +408,7 @@ def _source_findings(job: VideoJob) -> Iterator[str]:
             f"there), as {cause} leaves it; what FFmpeg could not read of it (tracks, frames) is not in "
             "the output"
         )
-    unheard = [i for i in job.carried.audio_out if i not in job.carried.heard]
-    if unheard and job.carried.indexed:
+    if unheard := job.carried.unheard:
         yield (
             f"{src}: none of audio stream {', '.join(map(str, unheard))}'s sound could be read (an MP4 or "
             "MOV cut inside its index at the file's end looks like this); the output's sound track is empty"
@@ -500,6 +499,7 @@ def _output_losses(job: VideoJob, warned_fields_lost: bool) -> Iterator[str]:
 
 
 def _report(job: VideoJob, seconds: float) -> VideoReport:
+    unheard = job.carried.unheard  # written as empty tracks: nothing of them was carried
     return VideoReport(
         src=job.src,
         dst=job.dst,
@@ -512,9 +512,9 @@ def _report(job: VideoJob, seconds: float) -> VideoReport:
         pix_fmt=job.pix_fmt,
         width=job.width,
         height=job.height,
-        audio_streams=len(job.carried.audio_out) - len(job.carried.transcode),
-        audio_transcoded=len(job.carried.transcode),
-        audio_dropped=job.carried.audio_dropped,
+        audio_streams=len(set(job.carried.audio_out) - job.carried.transcode - set(unheard)),
+        audio_transcoded=len(job.carried.transcode - set(unheard)),
+        audio_dropped=job.carried.audio_dropped + len(unheard),
         subtitle_streams=len(job.carried.subtitle_out),
         subtitles_dropped=job.carried.subtitles_dropped,
         hdr10=job.hdr10_kept,

@@ -208,6 +208,12 @@ class CarriedStreams:
         self._warn_data_streams()
 
     @property
+    def unheard(self) -> list[int]:
+        """Audio streams set up in the output of which no packet was read, once the source has been
+        read (an MP4 cut inside a track's chunk table): their tracks are empty, so they count as dropped."""
+        return [index for index in self.audio_out if index not in self.heard] if self.indexed else []
+
+    @property
     def streams(self) -> dict[int, Any]:
         """Source stream index -> output stream, for every audio and subtitle stream carried."""
         return {**self.audio_out, **self.subtitle_out}
