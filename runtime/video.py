@@ -231,7 +231,7 @@ def deband_frame(
     pictures = tuple(checked_picture("deband_frame", which, process(p), p.shape) for p in rgb)
     made = coded_frame(pictures, frame.format.name, colour, dominance)
     if source is not None:
-        source.put_back(made)
+        made = source.put_back(made)
     copy_alpha(frame, made)
     out = outgoing_frame(made, dominance, side_data_carrier(frame) if has_captions(frame) else None)
     copy_colour_tags(frame, out)  # as they were, even if odd

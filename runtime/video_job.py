@@ -512,7 +512,7 @@ class VideoJob:
                 last = pts
                 frame = coded_frame(item.pictures, self.pix_fmt, self.colour, item.top_field_first)
                 if item.source is not None:
-                    item.source.put_back(frame)
+                    frame = item.source.put_back(frame)
                 if item.top_field_first is not None:
                     self.interlaced_frames += 1
                     self.dominances.add(item.top_field_first)

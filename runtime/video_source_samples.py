@@ -10,6 +10,8 @@ identity `process` gives back the source's samples exactly. A sample that `proce
 more than EDIT_LIMIT replaced what was there rather than edited it: the source counts for less
 and less beyond it, and not at all from twice it (an edge there left steps in a smooth grade).
 A frame tagged with another matrix or range than the output is converted through RGB alone.
+Packed YUV (yuyv422 from capture cards, Y210, VUYA) is worked on in its planar twin, which holds
+the same samples (swscale converts between them exactly).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .processing import by_rows
-from .video_colour import RANGE_JPEG, RANGE_MPEG, SPC_BT709, Colour, interpolation
+from .video_colour import RANGE_JPEG, RANGE_MPEG, SPC_BT709, Colour, copy_colour_tags, interpolation
 from .video_fields import split_fields, weave
 from .video_frames import coded_frame
 
@@ -75,32 +77,75 @@ def _layout(pix_fmt: str) -> _Layout | None:
     return _Layout(dtype, planes, shift, bits)
 
 
+_SUBSAMPLING = {(1, 1): "444", (2, 1): "422", (2, 2): "420", (4, 1): "411", (4, 4): "410", (1, 2): "440"}
+
+
+@functools.lru_cache(maxsize=32)
+def _planar_twin(pix_fmt: str) -> str | None:
+    """The planar YUV format holding a packed YUV format's samples (same chroma, depth and alpha),
+    where swscale converts between the two both ways; `pix_fmt` itself if it is planar YUV; None
+    for the rest (RGB, grey, palette; 4:1:1 packed, which swscale reads but does not write)."""
+    import av
+
+    if _layout(pix_fmt) is not None:
+        return pix_fmt
+    fmt = av.VideoFormat(pix_fmt)
+    colour = [c for c in fmt.components if not c.is_alpha]
+    if fmt.is_rgb or len(colour) != 3 or len({c.bits for c in colour}) != 1:
+        return None
+    sub = _SUBSAMPLING.get((8 // fmt.chroma_width(8), 8 // fmt.chroma_height(8)))
+    alpha = "a" if len(colour) < len(fmt.components) else ""
+    twin = f"yuv{alpha}{sub}p" + ("" if colour[0].bits == 8 else f"{colour[0].bits}le")
+    try:
+        av.VideoFrame(8, 8, twin).reformat(format=pix_fmt).reformat(format=twin)
+    except (ValueError, OSError):  # no such twin, or swscale does not write the packed format
+        return None
+    return twin if sub is not None and _layout(twin) is not None else None
+
+
+def _in_format(frame: Any, pix_fmt: str) -> Any:
+    """`frame` in `pix_fmt`, its twin: its samples moved, not converted (the range kept, no matrix)."""
+    if frame.format.name == pix_fmt:
+        return frame
+    held = RANGE_JPEG if frame.color_range == RANGE_JPEG else RANGE_MPEG
+    args = {"src_color_range": held, "dst_color_range": held, "src_colorspace": SPC_BT709}
+    moved = frame.reformat(format=pix_fmt, interpolation="POINT", dst_colorspace=SPC_BT709, **args)
+    copy_colour_tags(frame, moved)
+    return moved
+
+
 @dataclass(frozen=True)
 class SourceSamples:
     """A source frame's samples in the output's pixel format, and what the RGB path makes of the
     pictures `process` was given: taken before `process` runs (it may work in place)."""
 
-    source: Any  # VideoFrame: the source converted to the output's pixel format, YUV to YUV
-    unprocessed: Any  # VideoFrame: `process`'s input pictures coded as its output will be
+    source: Any  # VideoFrame: the source converted to the output's pixel format (its twin), YUV to YUV
+    unprocessed: Any  # VideoFrame: `process`'s input pictures coded as its output will be, in that twin
 
     @classmethod
     def of(
         cls, frame: Any, pictures: tuple[np.ndarray, ...], pix_fmt: str, colour: Colour,
         top_field_first: bool | None,
     ) -> SourceSamples | None:  # fmt: skip
-        """None where there is nothing to keep: an RGB, grey or palette source, or an output
-        format whose samples numpy cannot read one by one (packed YUV)."""
-        if _layout(frame.format.name) is None or _layout(pix_fmt) is None:
+        """None where there is nothing to keep: an RGB, grey or palette source or output."""
+        twin = _planar_twin(pix_fmt)
+        if _planar_twin(frame.format.name) is None or twin is None:
             return None
         tagged = Colour.of(frame)  # a stream's tags may not be its frames' (retagged, joined captures)
         if (tagged.matrix, tagged.full_range) != (colour.matrix, colour.full_range):
             return None
-        unprocessed = coded_frame(pictures, pix_fmt, colour, top_field_first)
-        return cls(_converted(frame, pix_fmt, top_field_first), unprocessed)
+        unprocessed = _in_format(coded_frame(pictures, pix_fmt, colour, top_field_first), twin)
+        return cls(_converted(frame, twin, top_field_first), unprocessed)
 
-    def put_back(self, made: Any) -> None:
-        """Make `made` (coded from what `process` returned) the source plus `process`'s change,
-        in place, wherever that change is an edit."""
+    def put_back(self, made: Any) -> Any:
+        """`made` (coded from what `process` returned) made the source plus `process`'s change,
+        wherever that change is an edit: `made` itself, changed in place, or for packed YUV a new
+        frame with its tags."""
+        worked = _in_format(made, self.source.format.name)
+        self._put_back(worked)
+        return _in_format(worked, made.format.name)
+
+    def _put_back(self, made: Any) -> None:
         layout = _layout(made.format.name)
         limit, top, shift = layout.edit_limit(), layout.top, layout.shift
         work = np.int16 if top < 1 << 14 else np.int32  # room for -top..2 * top

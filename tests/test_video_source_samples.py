@@ -74,12 +74,38 @@ def test_fields_come_back_as_they_were():
     assert plane_samples(deband_frame(frame, lambda rgb: rgb, fields=True)) == plane_samples(frame)
 
 
-def test_packed_yuv_still_goes_the_rgb_way():
-    """yuyv422 interleaves luma and chroma, which are not read sample by sample: converted as before."""
-    frame = _frame("yuyv422")
+@pytest.mark.parametrize("pix_fmt", ["yuyv422", "uyvy422", "y210le", "xv30le", "vuya"])
+def test_packed_yuv_gives_back_its_samples(pix_fmt):
+    """Capture cards' yuyv422 and hardware decoders' Y210 went the RGB way alone: super-whites
+    came back at 235 and sub-blacks at 16."""
+    frame = _frame(pix_fmt)
     out = deband_frame(frame, lambda rgb: rgb)
-    luma = [f.reformat(format="yuv420p").to_ndarray()[:H].astype(int) for f in (frame, out)]
-    assert luma[1].max() <= 236 < luma[0].max()  # super-whites clipped by the RGB path
+    assert out.format.name == pix_fmt
+    assert plane_samples(out) == plane_samples(frame)
+
+
+def test_a_packed_source_keeps_its_super_whites_in_a_planar_output(tmp_path):
+    src = tmp_path / "in.mkv"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("rawvideo", rate=24)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuyv422"
+        stream.codec_context.colorspace, stream.codec_context.color_range = 1, 1
+        for i in range(2):
+            frame = _frame("yuyv422")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    report = deband_video(
+        src, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", bit_depth=8, progress=False
+    )
+    assert report.pix_fmt == "yuv422p"
+    moved = _frame("yuyv422").reformat(
+        format="yuv422p", interpolation="POINT", src_color_range=1, dst_color_range=1
+    )
+    chroma = [np.frombuffer(p, np.uint8).reshape(p.height, -1)[:, : p.width] for p in moved.planes[1:]]
+    for luma, *colour in planes(tmp_path / "out.mkv"):
+        assert np.array_equal(luma, _yuv_planes()[0])  # 1..254: sub-blacks and super-whites kept
+        assert all(np.array_equal(got, wanted) for got, wanted in zip(colour, chroma, strict=True))
 
 
 @pytest.mark.parametrize(("bit_depth", "scale"), [(8, 1), (10, 4)])
