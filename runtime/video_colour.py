@@ -120,10 +120,13 @@ def _luma_row(frame: Any) -> np.ndarray:
 def _rgb48_scales(pix_fmt: str, matrix: int | None, color_range: int) -> tuple[float, float]:
     """Factors that put swscale's 16-bit RGB for `pix_fmt` on the true 0..65535 scale.
 
-    swscale treats 65280 (255 << 8) as 16-bit white, both ways and for most YUV formats (not
-    all: full-range 10-bit decodes nearly right). Measured here on a grey ramp against its 8-bit
-    rgb24 path, which is exact: (decode, encode), where decoded RGB48 is multiplied by decode
-    and RGB48 to be encoded by encode. Both are 1.0 once swscale gets it right.
+    swscale treats 65280 (255 << 8) as 16-bit white, both ways and for most YUV formats, and
+    decodes full-range 9- to 14-bit white as the code shifted up (10 bits: 1023 << 6 = 65472).
+    Decoding is measured at the format's own white (black decodes to 0): a factor fitted over a
+    ramp of 8-bit levels missed it (full-range 10-bit white reached 65521, so the network took it
+    for a grey to smooth, not white to keep). Encoding is measured on a grey ramp against the
+    8-bit rgb24 path, which is exact. (decode, encode): decoded RGB48 is multiplied by decode, and
+    RGB48 to be encoded by encode; both are 1.0 once swscale gets it right.
     """
     import av
 
@@ -137,8 +140,9 @@ def _rgb48_scales(pix_fmt: str, matrix: int | None, color_range: int) -> tuple[f
         format=pix_fmt, interpolation=flags, **args
     )
     inner = slice(16, 240)  # clear of clipping at both ends
-    decoded = exact.to_ndarray(format="rgb48le", interpolation=flags)[0, :, 1].astype(np.float64)
-    decode_slope = np.polyfit(ramp[inner] * 257.0, decoded[inner], 1)[0]
+    white = _white(pix_fmt, color_range).to_ndarray(
+        format="rgb48le", interpolation=flags, **_decode_args(matrix)
+    )
     grey16 = grey.astype(np.uint16) * 257
     coded = av.VideoFrame.from_ndarray(grey16, format="rgb48le").reformat(
         format=pix_fmt, interpolation=flags, **args
@@ -146,10 +150,32 @@ def _rgb48_scales(pix_fmt: str, matrix: int | None, color_range: int) -> tuple[f
     luma, exact_luma = _luma_row(coded), _luma_row(exact)
     encode_slope = np.polyfit(exact_luma[inner] - exact_luma[0], luma[inner] - exact_luma[0], 1)[0]
 
-    def snap(slope: float) -> float:  # within 1/4 of a 10-bit code value at white: leave alone
-        return 1.0 if abs(slope - 1) < 0.25 / 1023 or not 0.9 < slope < 1.1 else float(1 / slope)
+    def snap(slope: float) -> float:  # within 1/4 of a 16-bit code value at white: leave alone
+        return 1.0 if abs(slope - 1) < 0.25 / 65535 or not 0.9 < slope < 1.1 else float(1 / slope)
 
-    return snap(decode_slope), snap(encode_slope)
+    return snap(float(white.mean()) / 65535), snap(encode_slope)
+
+
+def _white(pix_fmt: str, color_range: int) -> Any:
+    """A frame of `pix_fmt`'s white: full-scale (or 235 in limited range) luma, neutral chroma;
+    made at 16 bits and moved to `pix_fmt` without a matrix. Grey formats are full range to swscale."""
+    import av
+
+    grey = sum(not component.is_alpha for component in av.VideoFormat(pix_fmt).components) == 1
+    made = av.VideoFrame(2, 2, "gray16le" if grey else "yuv444p16le")
+    held = RANGE_JPEG if grey or color_range == RANGE_JPEG else RANGE_MPEG
+    values = (65535 if held == RANGE_JPEG else 235 << 8, 1 << 15, 1 << 15)[: len(made.planes)]
+    for plane, value in zip(made.planes, values, strict=True):
+        plane.update(np.full(plane.buffer_size // 2, value, "<u2").tobytes())
+    space = {"src_colorspace": SPC_BT709, "dst_colorspace": SPC_BT709}
+    frame = made.reformat(format=pix_fmt, src_color_range=held, dst_color_range=held, **space)
+    frame.color_range = color_range
+    return frame
+
+
+def _decode_args(matrix: int | None) -> dict[str, int]:
+    """decode_rgb's matrix for reformat: the frame's own, or swscale's default where it has none."""
+    return {} if matrix is None else {"src_colorspace": matrix}
 
 
 @functools.lru_cache(maxsize=32)
@@ -202,9 +228,8 @@ def decode_rgb(frame: Any, deep: bool) -> np.ndarray:
     to, flags = ("rgb48le" if deep else "rgb24"), interpolation()
     matrix = None if frame.format.is_rgb else Colour.of(frame).matrix
     converted = reformatter("decode").reformat(
-        frame, format=to, interpolation=flags, threads=_THREADS,
-        **({} if matrix is None else {"src_colorspace": matrix}),
-    )  # fmt: skip
+        frame, format=to, interpolation=flags, threads=_THREADS, **_decode_args(matrix)
+    )
     rgb = converted.to_ndarray()
     if converted is frame:
         rgb = rgb.copy()

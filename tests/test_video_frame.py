@@ -165,3 +165,29 @@ def test_deband_frame_refuses_a_format_it_cannot_give_back_before_the_work():
     with pytest.raises(VideoError, match=r"cannot give back a pal8 frame .*frame.reformat\(format='rgb24'\)"):
         deband_frame(frame, lambda picture: calls.append(1) or picture)
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "color_range", "white"),
+    [
+        ("yuv420p10le", 2, 1023),  # reached `process` as 65521: not white to the Debander's rule
+        ("yuv420p12le", 2, 4095),  # as 65520
+        ("yuv420p9le", 2, 511),
+        ("yuv422p10le", 1, 940),
+        ("gray10le", 2, 1023),  # as 65524
+        ("gray12le", 2, 4095),
+    ],
+)
+def test_deep_white_reaches_process_as_white(pix_fmt, color_range, white):
+    """The format's own white, full scale or 235, is 65535 to `process`, and black is 0."""
+    frame = av.VideoFrame(32, 32, pix_fmt)
+    for index, plane in enumerate(frame.planes):
+        samples = np.frombuffer(plane, np.uint16).reshape(plane.height, -1)
+        samples[:] = white if index == 0 else 1 << (frame.format.components[0].bits - 1)
+        if index == 0:
+            samples[:, :16] = 0 if color_range == 2 else 64
+    frame.colorspace, frame.color_range = 1, color_range
+    seen = []
+    deband_frame(frame, lambda rgb: seen.append(rgb.copy()) or rgb)
+    assert seen[0][:, 16:].min() == seen[0][:, 16:].max() == 65535
+    assert seen[0][:, :16].max() == 0
