@@ -41,6 +41,18 @@ from .picture_metadata import (
 from .picture_metadata import read_metadata as read_metadata  # beside read_image: the documented API
 from .png_chunks import PNG_SIGNATURE, after_ihdr, more_than_srgb, walk_chunks, with_icc_profile
 from .png_chunks import read_png_colour as read_png_colour  # beside read_image: the documented API
+from .tiff_tags import (
+    BITS_PER_SAMPLE,
+    EXTRA_SAMPLES,
+    LENGTH,
+    PHOTOMETRIC,
+    PLANAR,
+    SAMPLES_PER_PIXEL,
+    TILE_WIDTH,
+    WIDTH,
+    read_tags,
+    with_straight_alpha,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 # The longest side an encoder takes (libwebp's; libjpeg's JPEG_MAX_DIMENSION), and the format's name.
@@ -81,10 +93,6 @@ _JPEG_HARMLESS = (
 )
 # Pillow's modes of pictures with alpha (lower-case a: colours premultiplied by it).
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La")
-# TIFF tags
-_WIDTH, _LENGTH = 256, 257
-_BITS_PER_SAMPLE, _PHOTOMETRIC, _SAMPLES_PER_PIXEL, _PLANAR, _EXTRA_SAMPLES = 258, 262, 277, 284, 338
-_TILE_WIDTH = 322
 
 
 class ImageError(ValueError):
@@ -202,8 +210,8 @@ def _declared_pixels(data: bytes, kind: str | None) -> int:
         width, height = struct.unpack(">II", data[16:24])
         return width * height if max(width, height) < 1 << 31 else 0  # beyond: OpenCV calls it corrupt
     if kind == "TIFF":
-        tags = _tiff_tags(data, (_WIDTH, _LENGTH))
-        return tags[_WIDTH][0] * tags[_LENGTH][0] if len(tags) == 2 else 0
+        tags = read_tags(data, (WIDTH, LENGTH))
+        return tags[WIDTH][0] * tags[LENGTH][0] if len(tags) == 2 else 0
     return 0
 
 
@@ -384,7 +392,7 @@ def _decode_as_stored(path: Path, data: bytes, kind: str | None, header: Image.I
     elif (
         header is not None
         and img.dtype == np.uint8
-        and _TILE_WIDTH in header.tag_v2
+        and TILE_WIDTH in header.tag_v2
         and orientation(header) != 1
     ):
         # OpenCV turns each tile of an 8-bit tiled TIFF, but not where the tiles lie: a mirrored
@@ -419,62 +427,25 @@ def _keyed_gray_alpha(gray: np.ndarray, key: object, bits: int) -> np.ndarray:
     return np.stack((gray, np.where(gray == key, 0, opaque).astype(gray.dtype)), axis=2)
 
 
-def _tiff_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...]]:
-    """Some integer (SHORT, LONG or LONG8) tags of a TIFF's first image (classic TIFF or BigTIFF;
-    {} for anything else): what the file says it holds, where OpenCV decodes it otherwise without a
-    word."""
-    order = {b"II": "<", b"MM": ">"}.get(data[:2])
-    if order is None or len(data) < 16:
-        return {}
-    version = struct.unpack(order + "H", data[2:4])[0]
-    if version not in (42, 43):
-        return {}
-    # Classic: 4-byte offsets and counts, 12-byte entries; BigTIFF: 8-byte ones, 20-byte entries.
-    offset, count_of, entry = ("I", "H", 12) if version == 42 else ("Q", "Q", 20)
-    inline = entry - 4 - struct.calcsize(offset)  # value bytes held in the entry itself
-    found: dict[int, tuple[int, ...]] = {}
-    try:
-        ifd = struct.unpack(order + offset, data[4:8] if version == 42 else data[8:16])[0]
-        (count,) = struct.unpack(order + count_of, data[ifd : ifd + struct.calcsize(count_of)])
-        first = ifd + struct.calcsize(count_of)
-        for at in range(first, first + entry * count, entry):
-            tag, kind = struct.unpack(order + "HH", data[at : at + 4])
-            (n,) = struct.unpack(order + offset, data[at + 4 : at + 4 + struct.calcsize(offset)])
-            value = at + 4 + struct.calcsize(offset)
-            size = {3: 2, 4: 4, 16: 8}.get(kind)  # SHORT, LONG or BigTIFF's LONG8 (a width may be any)
-            if tag in wanted and size and 1 <= n <= 16:  # a few a pixel: inline or at an offset
-                where = (
-                    value
-                    if size * n <= inline
-                    else struct.unpack(order + offset, data[value : value + inline])[0]
-                )
-                found[tag] = struct.unpack(
-                    order + {2: "H", 4: "I", 8: "Q"}[size] * n, data[where : where + size * n]
-                )
-    except struct.error:
-        return {}
-    return found
-
-
 def _checked_tiff(path: Path, data: bytes, img: np.ndarray, header: Image.Image | None) -> np.ndarray:
     """A TIFF as OpenCV decoded it, checked against its own tags: OpenCV reads 16-bit gray + alpha
     as 8-bit gray, returns 16-bit premultiplied colours as they are, and gives CMYK an alpha."""
-    tags = _tiff_tags(data, (_BITS_PER_SAMPLE, _PHOTOMETRIC, _SAMPLES_PER_PIXEL, _PLANAR, _EXTRA_SAMPLES))
+    tags = read_tags(data, (BITS_PER_SAMPLE, PHOTOMETRIC, SAMPLES_PER_PIXEL, PLANAR, EXTRA_SAMPLES))
     channels = 1 if img.ndim == 2 else img.shape[2]
-    samples = tags.get(_SAMPLES_PER_PIXEL, (channels,))[0]
-    bits = max(tags.get(_BITS_PER_SAMPLE, (8 * img.itemsize,)))
+    samples = tags.get(SAMPLES_PER_PIXEL, (channels,))[0]
+    bits = max(tags.get(BITS_PER_SAMPLE, (8 * img.itemsize,)))
     if samples == 2 and (channels != 2 or bits != 8 * img.itemsize):
         raise ImageError(f"{path}: a {bits}-bit gray + alpha TIFF, which OpenCV misreads; save it as PNG")
-    if tags.get(_PLANAR, (1,))[0] == 2 and samples > 1 and img.dtype == np.uint16:
+    if tags.get(PLANAR, (1,))[0] == 2 and samples > 1 and img.dtype == np.uint16:
         raise ImageError(  # 8-bit planes it reads right
             f"{path}: a 16-bit TIFF with separate colour planes, which OpenCV misreads; save it with "
             "interleaved (contiguous) samples, or as PNG"
         )
-    if tags.get(_PHOTOMETRIC) == (0,) and img.dtype == np.uint16:  # MinIsWhite: OpenCV inverts 8-bit only
+    if tags.get(PHOTOMETRIC) == (0,) and img.dtype == np.uint16:  # MinIsWhite: OpenCV inverts 8-bit only
         img = np.iinfo(np.uint16).max - img
     if header is not None and header.mode == "CMYK" and channels == 4:
         return img[:, :, :3]  # converted to BGR, with an opaque alpha of its own
-    if tags.get(_EXTRA_SAMPLES, (0,))[0] == 1 and channels == 4 and img.dtype == np.uint16:
+    if tags.get(EXTRA_SAMPLES, (0,))[0] == 1 and channels == 4 and img.dtype == np.uint16:
         colour, alpha = img[:, :, :3].astype(np.float64), img[:, :, 3:].astype(np.float64)
         straight = np.divide(colour * 65535, alpha, out=np.zeros_like(colour), where=alpha > 0)
         img = np.concatenate((np.clip(np.rint(straight), 0, 65535).astype(np.uint16), img[:, :, 3:]), axis=2)
@@ -531,10 +502,10 @@ def stored_layout(path: str | os.PathLike) -> tuple[int, bool] | None:
     if kind == "PNG" and len(data) > 25:  # IHDR's bit depth and colour type
         return (16 if data[24] == 16 else 8), data[25] in (4, 6) or _png_transparency(header) is not None
     if kind == "TIFF":
-        tags = _tiff_tags(data, (_BITS_PER_SAMPLE, _SAMPLES_PER_PIXEL, _PHOTOMETRIC))
-        samples = tags.get(_SAMPLES_PER_PIXEL, (1,))[0]
-        cmyk = tags.get(_PHOTOMETRIC, (0,))[0] == 5
-        return max(tags.get(_BITS_PER_SAMPLE, (8,))), samples == 2 or (samples >= 4 and not cmyk)
+        tags = read_tags(data, (BITS_PER_SAMPLE, SAMPLES_PER_PIXEL, PHOTOMETRIC))
+        samples = tags.get(SAMPLES_PER_PIXEL, (1,))[0]
+        cmyk = tags.get(PHOTOMETRIC, (0,))[0] == 5
+        return max(tags.get(BITS_PER_SAMPLE, (8,))), samples == 2 or (samples >= 4 and not cmyk)
     if header is None:
         return None
     return 8, header.mode in _ALPHA_MODES or (header.mode == "P" and "transparency" in header.info)
@@ -713,6 +684,8 @@ def write_image(
             )
             warnings.warn(message, stacklevel=2)
         data = jpeg_with_metadata(data, metadata)
+    if suffix in (".tif", ".tiff") and img.ndim == 3 and img.shape[2] == 4:
+        data = with_straight_alpha(data)
     atomic_write_bytes(path, data, replace=replace)
     return path
 

@@ -43,6 +43,7 @@ from bdinn.runtime.imageio import (
     to_float,
     write_image,
 )
+from bdinn.runtime.tiff_tags import EXTRA_SAMPLES, LENGTH, WIDTH, read_tags, with_straight_alpha
 
 DATA = Path(__file__).parent / "data"
 
@@ -1313,3 +1314,30 @@ def test_a_folder_another_job_takes_back_meanwhile_is_made_again(tmp_path, monke
     monkeypatch.setattr(os, "open", open_after_the_other_job)
     written = atomic_write(folder / "a.txt", lambda tmp: Path(tmp).write_text("mine"))
     assert taken and written.path.read_text() == "mine"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_tiff_with_alpha_says_its_alpha_is_straight(tmp_path, dtype):
+    """OpenCV wrote RGBA TIFFs without ExtraSamples; libtiff then took the fourth sample for
+    premultiplied alpha and showed half-transparent colours 220 levels off."""
+    tifffile = pytest.importorskip("tifffile", reason="scikit-image's tifffile reads the tags")
+    top = np.iinfo(dtype).max
+    rgba = np.random.default_rng(3).integers(0, top + 1, (9, 13, 4), dtype=dtype)
+    for name, picture in (("rgba.tif", rgba), ("gray-alpha.tiff", rgba[..., 2:])):
+        write_image(tmp_path / name, picture)
+        with tifffile.TiffFile(tmp_path / name) as tiff:
+            page = tiff.pages[0]
+            assert (page.samplesperpixel, page.extrasamples) == (4, (2,))
+        wanted = picture if picture.shape[2] == 4 else picture[..., [0, 0, 0, 1]]
+        assert np.array_equal(read_image(tmp_path / name, keep_alpha=True), wanted)
+    write_image(tmp_path / "rgb.tif", rgba[..., :3])
+    assert EXTRA_SAMPLES not in read_tags((tmp_path / "rgb.tif").read_bytes(), (EXTRA_SAMPLES,))
+
+
+def test_straight_alpha_is_added_to_a_bigtiff_directory(tmp_path):
+    tifffile = pytest.importorskip("tifffile", reason="scikit-image's tifffile writes BigTIFF")
+    rgb = np.random.default_rng(4).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "big.tif", rgb, photometric="rgb", bigtiff=True)
+    data = with_straight_alpha((tmp_path / "big.tif").read_bytes())
+    assert read_tags(data, (WIDTH, LENGTH, EXTRA_SAMPLES)) == {WIDTH: (5,), LENGTH: (7,), EXTRA_SAMPLES: (2,)}
+    assert with_straight_alpha(data) == data
