@@ -176,6 +176,14 @@ def _read_pipe(path: Path) -> bytes:
     return b"".join(chunks)
 
 
+def _views_of_their_own(header: Image.Image) -> bool:
+    """Whether a JPEG's further MPF images are views (stereo, multi-angle, panorama) rather than what
+    cameras and phones add to one picture: a large preview, a gain or depth map. Viewers show the
+    first image alone, and Pillow calls every such JPEG animated."""
+    entries = getattr(header, "mpinfo", {}).get(0xB002) or []
+    return any("Multi-Frame" in str(entry.get("Attribute", {}).get("MPType")) for entry in entries[1:])
+
+
 def _header(path: Path, data: bytes) -> Image.Image | None:
     """Pillow's lazy view of the file (nothing decoded yet), or None where Pillow cannot tell.
 
@@ -188,12 +196,17 @@ def _header(path: Path, data: bytes) -> Image.Image | None:
             warnings.filterwarnings("ignore", category=UserWarning, module="PIL")  # "Corrupt EXIF data"
             header = Image.open(io.BytesIO(data))
             several = getattr(header, "is_animated", False)  # seeks to a second frame, not to the last
+            if several and header.format == "MPO":  # a JPEG with a preview or a map of the picture
+                several = _views_of_their_own(header)
             # Counting a TIFF's pages walks them all, and anew for each: 40,000 took 15 s.
             frames = "several" if several and header.format == "TIFF" else getattr(header, "n_frames", 1)
     except Image.DecompressionBombError:
         raise _too_large(path) from None
     except (UnidentifiedImageError, OSError, EOFError, ValueError, TypeError, SyntaxError):
         return None  # OpenCV decides: it reads a few formats Pillow does not, and reports the rest
+    if several and header.format == "MPO":
+        raise ImageError(f"{path}: holds {frames} views (a stereo or multi-angle MPO); bdinn debands single "
+                         "pictures (save each view as a JPEG of its own)")  # fmt: skip
     if several:
         raise ImageError(f"{path}: holds {frames} frames; bdinn debands single pictures (save one frame, "
                          "or convert an animation to a video)")  # fmt: skip

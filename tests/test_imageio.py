@@ -1,6 +1,7 @@
 """Image files: 16-bit survives, bad files give one-line errors, writes are atomic."""
 
 import errno
+import io
 import os
 import re
 import shutil
@@ -628,6 +629,36 @@ def test_pictures_of_several_frames_are_refused(tmp_path):
         with pytest.raises(ImageError, match=f"holds {count} frames; bdinn debands single pictures") as info:
             read_image(tmp_path / name)
         one_line(info, tmp_path / name)
+
+
+def _mpo(path: Path, second_type: int) -> None:
+    """A JPEG with a second MPF image of `second_type` (0x010001: a camera's large preview,
+    0x020002: a stereo pair's second view)."""
+    y, x = np.mgrid[0:24, 0:32]
+    picture = Image.fromarray(np.dstack([x * 7, y * 9, x + y]).astype(np.uint8))
+    buffer = io.BytesIO()
+    picture.save(buffer, "MPO", save_all=True, append_images=[picture.resize((16, 12))], dpi=(300, 300))
+    data = bytearray(buffer.getvalue())
+    mpf = data.index(b"MPF\0") + 4  # Pillow writes it little-endian: a TIFF header, then one IFD
+    ifd = mpf + struct.unpack_from("<I", data, mpf + 4)[0]
+    for at in range(ifd + 2, ifd + 2 + 12 * struct.unpack_from("<H", data, ifd)[0], 12):
+        if struct.unpack_from("<H", data, at)[0] == 0xB002:  # the MP entries, 16 bytes each
+            struct.pack_into("<I", data, mpf + struct.unpack_from("<I", data, at + 8)[0] + 16, second_type)
+    path.write_bytes(bytes(data))
+
+
+def test_a_jpeg_with_a_preview_image_is_one_picture_and_a_stereo_pair_is_refused(tmp_path):
+    """Pillow calls every JPEG with a second MPF image animated: a camera's JPEG with its large
+    preview was refused as "2 frames"."""
+    _mpo(tmp_path / "camera.jpg", 0x010001)
+    assert read_image(tmp_path / "camera.jpg").shape == (24, 32, 3)
+    assert read_metadata(tmp_path / "camera.jpg").dpi == (300, 300)
+    _mpo(tmp_path / "stereo.mpo", 0x020002)
+    with pytest.raises(
+        ImageError, match=r"stereo\.mpo: holds 2 views \(a stereo or multi-angle MPO\)"
+    ) as info:
+        read_image(tmp_path / "stereo.mpo")
+    one_line(info, tmp_path / "stereo.mpo")
 
 
 @pytest.mark.parametrize("side", [40000, 13500])
