@@ -45,6 +45,7 @@ from .tiff_tags import (
     BITS_PER_SAMPLE,
     EXTRA_SAMPLES,
     LENGTH,
+    NEW_SUBFILE_TYPE,
     PHOTOMETRIC,
     PLANAR,
     SAMPLES_PER_PIXEL,
@@ -61,6 +62,7 @@ MAX_SIDE_OF_FORMAT = {".webp": (16383, "WebP"), ".jpg": (65500, "JPEG"), ".jpeg"
 # megapixels, 13,377 px square; beyond any camera), where a few bytes of a crafted header would
 # otherwise make it allocate tens of GB (a frame's float copies take 12 bytes a pixel).
 MAX_PIXELS = 2 * 89_478_485
+_PAGES_LOOKED_AT = 32  # a pyramid of previews halving each time is done by then
 MAX_FILE_BYTES = 4 << 30  # a 179-megapixel 16-bit RGBA TIFF stored uncompressed is 1.4 GB
 # Leading bytes of the formats we name in error messages (WebP is RIFF....WEBP, checked apart).
 _SIGNATURES = (
@@ -184,6 +186,23 @@ def _views_of_their_own(header: Image.Image) -> bool:
     return any("Multi-Frame" in str(entry.get("Attribute", {}).get("MPType")) for entry in entries[1:])
 
 
+def _previews_follow(header: Image.Image) -> bool:
+    """Whether a TIFF's pages after its first are all reduced-resolution copies of it (NewSubfileType
+    bit 0: a scanner's or camera's preview, GDAL's overviews), which are no pictures of their own.
+    Looks at _PAGES_LOOKED_AT pages at most, and leaves the header on its first."""
+    try:
+        for page in range(1, _PAGES_LOOKED_AT + 1):
+            try:
+                header.seek(page)
+            except EOFError:
+                return True
+            if not header.tag_v2.get(NEW_SUBFILE_TYPE, 0) & 1:
+                return False
+        return False
+    finally:
+        header.seek(0)
+
+
 def _header(path: Path, data: bytes) -> Image.Image | None:
     """Pillow's lazy view of the file (nothing decoded yet), or None where Pillow cannot tell.
 
@@ -198,6 +217,8 @@ def _header(path: Path, data: bytes) -> Image.Image | None:
             several = getattr(header, "is_animated", False)  # seeks to a second frame, not to the last
             if several and header.format == "MPO":  # a JPEG with a preview or a map of the picture
                 several = _views_of_their_own(header)
+            elif several and header.format == "TIFF":
+                several = not _previews_follow(header)
             # Counting a TIFF's pages walks them all, and anew for each: 40,000 took 15 s.
             frames = "several" if several and header.format == "TIFF" else getattr(header, "n_frames", 1)
     except Image.DecompressionBombError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-WIDTH, LENGTH, BITS_PER_SAMPLE, PHOTOMETRIC = 256, 257, 258, 262
+NEW_SUBFILE_TYPE, WIDTH, LENGTH, BITS_PER_SAMPLE, PHOTOMETRIC = 254, 256, 257, 258, 262
 SAMPLES_PER_PIXEL, PLANAR, TILE_WIDTH, EXTRA_SAMPLES = 277, 284, 322, 338
 _UNASSOCIATED_ALPHA = 2  # ExtraSamples: straight alpha, as PNG, WebP and bdinn keep it
 

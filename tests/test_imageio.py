@@ -647,6 +647,24 @@ def _mpo(path: Path, second_type: int) -> None:
     path.write_bytes(bytes(data))
 
 
+def test_a_tiff_whose_further_pages_are_previews_is_one_picture(tmp_path):
+    """A scanner's or camera's TIFF with a reduced-resolution preview page (NewSubfileType 1) was
+    refused as "several frames"; a page of full resolution after one still is."""
+    tifffile = pytest.importorskip("tifffile", reason="scikit-image's tifffile writes the pages")
+    y, x = np.mgrid[0:48, 0:64]
+    rgb = np.dstack([x * 3, y * 4, (x + y) * 2]).astype(np.uint8)
+    with tifffile.TiffWriter(tmp_path / "scan.tif") as tiff:
+        tiff.write(rgb, photometric="rgb")
+        for step in (2, 4):
+            tiff.write(rgb[::step, ::step], photometric="rgb", subfiletype=1)
+    assert np.array_equal(read_image(tmp_path / "scan.tif"), rgb)
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as tiff:
+        for page in (rgb[::2, ::2], rgb, rgb):
+            tiff.write(page, photometric="rgb", subfiletype=1 if page.shape[0] == 24 else 0)
+    with pytest.raises(ImageError, match="holds several frames; bdinn debands single pictures"):
+        read_image(tmp_path / "pages.tif")
+
+
 def test_a_jpeg_with_a_preview_image_is_one_picture_and_a_stereo_pair_is_refused(tmp_path):
     """Pillow calls every JPEG with a second MPF image animated: a camera's JPEG with its large
     preview was refused as "2 frames"."""
