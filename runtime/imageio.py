@@ -559,14 +559,24 @@ def stored_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(height, width) of the picture read_image returns (EXIF orientation applied), from the
     header alone; None where that cannot be told (TIFF). Lets a command check many files before
     the work."""
+    return _header_size(path, turned=True)
+
+
+def sides(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(height, width) as the header has them, TIFF too: before EXIF orientation, which does not
+    change the longer side, for checks on it alone (a format's side limit)."""
+    return _header_size(path, turned=False)
+
+
+def _header_size(path: str | os.PathLike, turned: bool) -> tuple[int, int] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as header:
-                if header.format == "TIFF":  # OpenCV turns TIFFs itself, by rules of its own
+                if turned and header.format == "TIFF":  # OpenCV turns TIFFs itself, by rules of its own
                     return None
                 height, width = header.height, header.width
-                turned = orientation(header) in (5, 6, 7, 8)
+                turned = turned and orientation(header) in (5, 6, 7, 8)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, EOFError, ValueError):
         return None  # reading it will say what is wrong
     return (width, height) if turned else (height, width)

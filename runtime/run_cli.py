@@ -46,6 +46,7 @@ from .imageio import (
     read_icc_profile,
     read_image,
     refuse_device,
+    sides,
     stored_layout,
     stored_size,
     write_image,
@@ -267,7 +268,8 @@ def check_format(job: Job, depth: int | None = None) -> None:
         )
     if layout is not None and layout[1] and suffix in LOSSY_IMAGE_SUFFIXES:
         raise click.ClickException(f"{job.target}: JPEG holds no alpha, and {job.source} has it; write .png")
-    size = None if job.is_video or not job.source.is_file() else stored_size(job.source)
+    # turned as the output will be where the header says so; a TIFF's longer side, turned or not
+    size = None if job.is_video or not job.source.is_file() else stored_size(job.source) or sides(job.source)
     if size is not None:
         try:
             check_side_for(job.target, *size)

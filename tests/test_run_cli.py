@@ -589,6 +589,7 @@ def test_an_output_format_that_cannot_hold_the_picture_is_refused_before_the_wor
     write_image(pictures / "deep.png", np.full((24, 24, 3), 40000, np.uint16))
     write_image(pictures / "clear.png", np.full((24, 24, 4), 200, np.uint8))
     write_image(pictures / "strip.png", np.full((16, 16400, 3), 90, np.uint8))  # past WebP's 16383 px
+    write_image(pictures / "tall.tif", np.full((16400, 16, 3), 90, np.uint8))  # TIFFs were checked after
     for source, target, message in (
         ("deep.png", "deep.webp", "a 16-bit picture is written as .png or .tif only; pass --bit-depth 8"),
         ("clear.png", "clear.jpg", "JPEG holds no alpha"),
@@ -597,6 +598,7 @@ def test_an_output_format_that_cannot_hold_the_picture_is_refused_before_the_wor
             "strip.webp",
             "strip.webp: 16400x16 is past WebP's 16383-pixel limit on a side; write .png",
         ),
+        ("tall.tif", "tall.webp", "tall.webp: 16x16400 is past WebP's 16383-pixel limit on a side"),
     ):
         result = run(tmp_path / "absent.onnx", pictures / source, "-o", tmp_path / target)
         assert result.exit_code == 1 and message in result.output, result.output  # before the model
