@@ -44,6 +44,10 @@ class _Layout:
         """The largest sample value (not its stored bits: P010's 1023 is stored as 65472)."""
         return (1 << self.bits) - 1
 
+    @property
+    def grey(self) -> bool:
+        return self.planes == ((0, 1),)
+
     def edit_limit(self) -> int:
         return EDIT_LIMIT << max(0, self.bits - 8)
 
@@ -61,8 +65,13 @@ def _layout(pix_fmt: str) -> _Layout | None:
 
     fmt = av.VideoFormat(pix_fmt)
     colour = [c for c in fmt.components if not c.is_alpha]
-    if fmt.is_rgb or not fmt.is_planar or len(colour) != 3 or len({c.bits for c in colour}) != 1:
+    if fmt.is_rgb or len(colour) not in (1, 3) or len({c.bits for c in colour}) != 1:
         return None
+    planes = [c.plane for c in fmt.components]
+    if planes.count(colour[0].plane) > 1 or any(
+        c.is_alpha and planes.count(c.plane) > 1 for c in fmt.components
+    ):
+        return None  # packed: luma interleaved with chroma or alpha (chroma may share a plane: NV12)
     bits = colour[0].bits
     dtype = np.dtype(np.uint8) if bits <= 8 else np.dtype(">u2" if pix_fmt.endswith("be") else "<u2")
     planes = tuple(sorted({(c.plane, sum(o.plane == c.plane for o in colour)) for c in colour}))
@@ -91,7 +100,7 @@ def _planar_twin(pix_fmt: str) -> str | None:
         return pix_fmt
     fmt = av.VideoFormat(pix_fmt)
     colour = [c for c in fmt.components if not c.is_alpha]
-    if fmt.is_rgb or len(colour) != 3 or len({c.bits for c in colour}) != 1:
+    if fmt.is_rgb or len(colour) != 3 or len({c.bits for c in colour}) != 1:  # grey + alpha has no twin
         return None
     sub = _SUBSAMPLING.get((8 // fmt.chroma_width(8), 8 // fmt.chroma_height(8)))
     alpha = "a" if len(colour) < len(fmt.components) else ""
@@ -127,9 +136,10 @@ class SourceSamples:
         cls, frame: Any, pictures: tuple[np.ndarray, ...], pix_fmt: str, colour: Colour,
         top_field_first: bool | None,
     ) -> SourceSamples | None:  # fmt: skip
-        """None where there is nothing to keep: an RGB, grey or palette source or output."""
-        twin = _planar_twin(pix_fmt)
-        if _planar_twin(frame.format.name) is None or twin is None:
+        """None where there is nothing to keep: an RGB or palette source or output, or grey and YUV."""
+        twin, source_twin = _planar_twin(pix_fmt), _planar_twin(frame.format.name)
+        # grey to YUV is no copy: swscale takes grey for full range whatever its tag, and scales deep grey
+        if source_twin is None or twin is None or _layout(source_twin).grey != _layout(twin).grey:
             return None
         tagged = Colour.of(frame)  # a stream's tags may not be its frames' (retagged, joined captures)
         if (tagged.matrix, tagged.full_range) != (colour.matrix, colour.full_range):

@@ -61,6 +61,8 @@ def _clip(path, frames: int = 3):
         ("yuv444p16be", 1),
         ("nv12", 1),  # what hardware decoders give
         ("p010le", 1),  # 10 bits at the top of 16
+        ("gray14le", 2),  # deep grey came back 1-3 codes off
+        ("gray16be", 2),
     ],
 )
 def test_an_identity_process_gives_back_the_frames_samples(pix_fmt, color_range):
@@ -212,3 +214,22 @@ def test_a_returned_rgb_frame_owns_its_memory(pix_fmt):
     ]
     first, _ = (deband_frame(frame, into_one_buffer) for frame in frames)
     assert (first.to_ndarray() == 10).all()
+
+
+def test_a_deep_grey_source_reaches_a_yuv_output_as_it_was(tmp_path):
+    """Grey to YUV is no copy in swscale (it takes grey for full range and scales deep grey): put
+    back, a 10-bit grey ramp came out 2-3 codes high."""
+    src = tmp_path / "grey.mkv"
+    ramp = np.tile(np.linspace(100, 920, W).round(), (H, 1)).astype(np.uint16)
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = W, H, "gray10le"
+        stream.codec_context.color_range = 2
+        frame = av.VideoFrame(W, H, "gray10le")
+        np.frombuffer(frame.planes[0], np.uint16).reshape(H, -1)[:, :W] = ramp
+        frame.pts, frame.color_range = 0, 2
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    report = deband_video(src, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", progress=False)
+    [[luma, *_]] = planes(tmp_path / "out.mkv")
+    assert report.pix_fmt == "yuv420p10le" and np.array_equal(luma, ramp)
