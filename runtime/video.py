@@ -193,10 +193,11 @@ def deband_frame(
 
     It converts as deband_video does (the frame's own matrix and range; uint16 RGB on the true
     0..65535 scale for frames deeper than 8 bits), and gives back the frame's own samples plus
-    the change `process` made (planar and semi-planar YUV: super-whites and colours outside RGB
-    are kept; an identity `process` returns the frame's samples exactly). A frame with closed
-    captions (A/53) keeps all its side data, for an encoder that writes them (libx264; libx265
-    with a53cc=1); other frames have none: PyAV cannot attach it. Set the rotation on your output stream
+    the change `process` made (YUV and grey: super-whites and colours outside RGB are kept; an
+    identity `process` returns the frame's samples exactly). Float frames (EXR's) must hold 0..1.
+    A frame with closed captions (A/53) keeps all its side data, for an encoder that writes them
+    (libx264; libx265 with a53cc=1); other frames have none: PyAV cannot attach it. Set the
+    rotation on your output stream
     (`stream.set_display_rotation`) and the HDR10 metadata in your encoder's options
     (`Hdr10.of(frame).encoder_params(codec)` from bdinn.runtime.hdr10).
 
@@ -215,6 +216,11 @@ def deband_frame(
         raise VideoError(
             f"deband_frame cannot give back a {name} frame (FFmpeg's scaler reads it but does not write "
             f"it): convert it first, e.g. frame.reformat(format='rgb24')"
+        )
+    if (beyond := _float_beyond_white(frame)) is not None:
+        raise VideoError(
+            f"deband_frame: this {name} frame holds a sample of {beyond:g}, outside 0..1, which the "
+            "model's 16-bit RGB would clip: tone-map it into 0..1 first"
         )
     fields = frame.interlaced_frame if fields is None else fields
     if not fields:
@@ -239,6 +245,26 @@ def deband_frame(
     if frame.time_base is not None:  # None on a frame made from an array
         out.time_base = frame.time_base
     return out
+
+
+def _float_beyond_white(frame: Any) -> float | None:
+    """A float frame's colour sample farthest outside 0..1 (EXR's scene light above white, say);
+    None for other frames and for float ones within it, which the RGB48 path keeps."""
+    fmt = frame.format
+    if not fmt.name.endswith(("f32le", "f32be", "f16le", "f16be")):
+        return None
+    colour = [c for c in fmt.components if not c.is_alpha]
+    if len(colour) > 1 and len({c.plane for c in colour}) == 1:  # packed: refused as unwritable
+        return None
+    farthest, by = None, 0.5 / 65535  # less is rounding: the same 16-bit sample
+    for component in colour:
+        plane = frame.planes[component.plane]
+        kind = ("<" if fmt.name.endswith("le") else ">") + ("f4" if component.bits == 32 else "f2")
+        samples = np.frombuffer(plane, kind).reshape(plane.height, -1)[:, : plane.width]
+        for value in (float(np.nanmin(samples)), float(np.nanmax(samples))):
+            if (distance := max(-value, value - 1)) > by:
+                farthest, by = value, distance
+    return farthest
 
 
 def _fields_lost(src: Path, codec: str, pix_fmt: str, height: int, tagged: bool = False) -> str:
