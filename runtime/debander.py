@@ -161,11 +161,25 @@ class Debander:
         max_change: float | None = DEFAULT_MAX_CHANGE,
     ) -> None:
         self.backend = backend
-        self.tile, self.overlap, self.max_change = _checked_options(tile, overlap, max_change)
+        self._tile, self._overlap, self._max_change = _checked_options(tile, overlap, max_change)
         if overlap is None and backend.max_size is not None:  # the default fits an engine's small profile
-            self.overlap = min(self.overlap, min(side // 8 * 8 for side in backend.max_size) // 2)
+            self._overlap = min(self._overlap, min(side // 8 * 8 for side in backend.max_size) // 2)
         self.closed = False
         self._said_8_bit = False  # warned that a uint8 model rounds 16-bit or float work
+
+    # Read-only: checked once, and shared by every thread using this Debander (an assigned NaN
+    # limit made every output black). Open another with the options wanted.
+    @property
+    def tile(self) -> int | None:
+        return self._tile
+
+    @property
+    def overlap(self) -> int:
+        return self._overlap
+
+    @property
+    def max_change(self) -> float | None:
+        return self._max_change
 
     def __reduce__(self) -> Any:
         """Refused for copy, deepcopy and pickle alike: a shallow copy shared the model, which

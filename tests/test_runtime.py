@@ -400,6 +400,16 @@ def test_max_change_must_be_a_positive_number(models, value):
         Debander.open(models["torch"], max_change=value)
 
 
+def test_options_are_fixed_when_the_model_opens(models, sky):
+    """Assigned after open they were never checked: a NaN max_change made every output black."""
+    with Debander.open(models["torch"], tile=64) as deband:
+        for name, value in (("max_change", float("nan")), ("tile", 32), ("overlap", 0)):
+            with pytest.raises(AttributeError, match=f"property '{name}' of 'Debander' object has no setter"):
+                setattr(deband, name, value)
+        assert (deband.tile, deband.overlap, deband.max_change) == (64, 32, 2.0)
+        assert deband(sky[:64, :64]).max() > 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
