@@ -72,7 +72,15 @@ from ..runtime.cli_reports import echo_result
 from ..runtime.debander import Debander
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write_text, check_writable, files_of_model, written_together
-from ..runtime.imageio import MAX_PIXELS, ImageError, from_float, read_image, stored_size, to_float
+from ..runtime.imageio import (
+    MAX_PIXELS,
+    ImageError,
+    from_float,
+    read_image,
+    stored_layout,
+    stored_size,
+    to_float,
+)
 from ..runtime.metrics import BT709_LUMA, PSNR_CAP, capped_psnr, ssim
 from ..runtime.pyav import MissingPackage, require_pyav
 from .clean_sources import discover_sources, load_clean, none_found
@@ -115,7 +123,7 @@ class EvalPair:
 
     degradation: str
     name: str
-    banded: np.ndarray  # H x W x 3 uint8: what the debanders get
+    banded: np.ndarray  # H x W x 3 uint8 (or uint16, scored at 16 bits): what the debanders get
     clean: np.ndarray  # H x W x 3 uint8 or uint16
 
 
@@ -191,6 +199,14 @@ def _check_side(name: str, shape: tuple[int, ...]) -> None:
         raise EvalError(f"{name}: {shape[1]}x{shape[0]} is too small (at least {MIN_SIDE}x{MIN_SIDE})")
 
 
+def _deep_banded(name: str) -> None:
+    """Refuse a 16-bit banded picture at 8-bit scoring: rounded first (as it was), the input row
+    scored another picture than a user's bdinn-run gives the model."""
+    raise EvalError(
+        f"{name}: a 16-bit banded picture; score it with --bit-depth 16, at which every row gets it as it is"
+    )
+
+
 def _check_pair(pair: ImagePair, banded: tuple[int, ...], clean: tuple[int, ...]) -> None:
     """Refuse a pair whose pictures, of these shapes (height, width, ...), differ in size."""
     if banded[:2] != clean[:2]:
@@ -201,9 +217,10 @@ def _check_pair(pair: ImagePair, banded: tuple[int, ...], clean: tuple[int, ...]
 
 
 def pairs_from_folders(
-    banded_dir: Path, clean_dir: Path, max_images: int | None = None, seed: int = 0
+    banded_dir: Path, clean_dir: Path, max_images: int | None = None, seed: int = 0, bit_depth: int = 8
 ) -> tuple[int, Iterator[EvalPair]]:
-    """Pairs matched by file name (any image suffix); (count, lazily loaded pairs)."""
+    """Pairs matched by file name (any image suffix); (count, lazily loaded pairs). A 16-bit banded
+    picture is given to every row as it is, at `bit_depth` 16 only."""
     found = _pick(find_pairs(Path(banded_dir), Path(clean_dir)), max_images, seed)
     for pair in found:  # from the headers, now: not after scoring every pair before it
         banded, clean = stored_size(pair.banded), stored_size(pair.clean)
@@ -211,6 +228,8 @@ def pairs_from_folders(
             _check_pair(pair, banded, clean)
         if banded:
             _check_side(str(pair.banded), banded)
+        if bit_depth == 8 and (layout := stored_layout(pair.banded)) and layout[0] > 8:
+            _deep_banded(str(pair.banded))
 
     def load() -> Iterator[EvalPair]:
         for pair in found:
@@ -221,7 +240,7 @@ def pairs_from_folders(
                 continue
             _check_pair(pair, banded.shape, clean.shape)
             _check_side(str(pair.banded), banded.shape)
-            yield EvalPair("pairs", pair.name, _to8(banded), clean)
+            yield EvalPair("pairs", pair.name, banded, clean)
 
     return len(found), load()
 
@@ -337,7 +356,7 @@ def evaluate(
 
     Rows per degradation, means over its images: input, deband, deband-strong, gradfun,
     gradfun-strong (unless baselines=False), model (unless None), clean (CAMBI only). The
-    baselines get the banded image at `bit_depth` (8, or 16 scaled by 257).
+    baselines get the banded image at `bit_depth` (8, or 16: an 8-bit one scaled by 257).
     """
     if bit_depth not in (8, 16):
         raise EvalError(f"bit depth must be 8 or 16, got {bit_depth}")
@@ -345,15 +364,20 @@ def evaluate(
     per: dict[str, dict[str, dict[str, list]]] = {}
     names: dict[str, list[str]] = {}
     for pair in tqdm(pairs, total=total, desc="evaluating", unit="pair", disable=not progress or None):
-        if pair.banded.dtype != np.uint8 or pair.banded.ndim != 3 or pair.banded.shape[2] != 3:
-            raise EvalError(f"{pair.name}: banded images must be H x W x 3 uint8, got {pair.banded.dtype}")
+        banded = pair.banded
+        if banded.dtype not in (np.uint8, np.uint16) or banded.ndim != 3 or banded.shape[2] != 3:
+            raise EvalError(
+                f"{pair.name}: banded images must be H x W x 3 uint8 or uint16, got {banded.dtype}"
+            )
+        if banded.dtype == np.uint16 and bit_depth == 8:
+            _deep_banded(pair.name)
         if pair.banded.shape != pair.clean.shape:
             raise EvalError(f"{pair.name}: banded {pair.banded.shape} and clean {pair.clean.shape} differ")
         rows = per.setdefault(pair.degradation, {m: {} for m in [*methods, "clean"]})
         names.setdefault(pair.degradation, []).append(pair.name)
         clean_f = to_float(pair.clean)
         smooth = smooth_mask(pair.clean)
-        wide = pair.banded.astype(np.uint16) * np.uint16(257) if bit_depth == 16 else pair.banded
+        wide = _at_depth(banded, bit_depth)
         for method in methods:
             start = time.perf_counter()
             if method == "input":
@@ -578,7 +602,7 @@ def main(
             require_pyav("codec degradations")
         _check_reports(json_path, markdown_path, model, [*pairs] if pairs else [clean_dir], force)
         if pairs:
-            total, found = pairs_from_folders(pairs[0], pairs[1], max_images, seed)
+            total, found = pairs_from_folders(pairs[0], pairs[1], max_images, seed, depth)
         else:
             assert clean_dir is not None
             total, found = pairs_from_clean(clean_dir, degradations, max_images, size, seed)
