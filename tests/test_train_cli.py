@@ -602,6 +602,27 @@ def test_a_cut_short_init_checkpoint_is_refused_before_the_pairs_are_made(tmp_pa
     assert not (tmp_path / "run" / "pairs").exists()
 
 
+def test_an_init_checkpoint_with_diverged_weights_is_refused_before_the_pairs_are_made(tmp_path):
+    """Its NaN weights were found at step 0, as a "non-finite loss" blamed on --lr or the data."""
+    from safetensors.torch import load_file, save_file
+
+    from bdinn.runtime.debander import default_model_path
+
+    bundled = default_model_path("torch")
+    tensors = load_file(bundled)
+    name = sorted(tensors)[-1]
+    tensors[name] = torch.full_like(tensors[name], float("inf"))
+    diverged = tmp_path / "diverged.safetensors"
+    save_file(tensors, diverged, metadata={"format": "bdinn-checkpoint/1"})
+    diverged.with_suffix(".json").write_bytes(bundled.with_suffix(".json").read_bytes())
+    result = CliRunner().invoke(
+        main, ["--clean", str(DATA), "--init", str(diverged), "-o", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2
+    assert f"{diverged}: tensor {name} holds NaN or infinite values" in result.output
+    assert not (tmp_path / "r" / "pairs").exists()
+
+
 def test_bad_data_is_one_line_and_exit_1(tmp_path, tiny_config):
     (tmp_path / "b").mkdir()
     (tmp_path / "c").mkdir()

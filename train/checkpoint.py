@@ -215,6 +215,22 @@ def load_checkpoint(path: Path) -> tuple[BDINN, dict[str, Any]]:
     return model, meta
 
 
+def check_finite(path: Path) -> None:
+    """CheckpointError naming the first tensor holding NaN or infinity: fine-tuned from such
+    weights, a run stopped at step 0 blaming the learning rate, after minutes of data preparation."""
+    try:
+        with safe_open(readable(path), "pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 (not iterable)
+                tensor = weights.get_tensor(name)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    raise CheckpointError(
+                        f"{path}: tensor {name} holds NaN or infinite values (a run's diverged weights?); "
+                        "give a checkpoint from before it diverged"
+                    )
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
 def readable(path: Path) -> str:
     """`path` as safetensors takes it, opened once first: safetensors reports a file it may not
     read as "No such file or directory", which sent users looking for a file that is there."""

@@ -24,7 +24,7 @@ from ..runtime.debander import default_model_path
 from ..runtime.files import check_writable, missing_folders, remove_empty, resolved
 from ..runtime.imageio import ImageError
 from ..runtime.pyav import MissingPackage
-from .checkpoint import CheckpointError, check_weights, read_checkpoint_config
+from .checkpoint import CheckpointError, check_finite, check_weights, read_checkpoint_config
 from .clean_sources import one_source_per_picture
 from .data import (
     FullImageDataset,
@@ -80,6 +80,7 @@ def resolve_init(value: str, config: BDINNConfig, *, explicit: bool) -> tuple[st
         path = default_model_path("torch") if value == "default" else Path(value)
         own, meta = read_checkpoint_config(path)
         check_weights(path, own)  # now: a cut-short file was found after minutes of data preparation
+        check_finite(path)
     except (CheckpointError, BackendError) as exc:
         raise click.BadParameter(str(exc), param_hint="--init") from None
     if explicit and not config.same_weights(own):
