@@ -535,6 +535,19 @@ def test_an_input_nearly_its_target_is_not_taken_for_a_broken_network(paired_dir
     assert (tmp_path / "run" / "best.json").is_file()
 
 
+def test_pairs_without_banding_say_so(paired_dirs, tmp_path):
+    """The clean folder given as both sides: "only 0 training patches, fewer than one batch: lower
+    --batch-size / --patch-size", which no batch or patch size mended."""
+    clean = paired_dirs[1]
+    same = [replace(pair, banded=pair.clean) for pair in find_pairs(clean, clean)]
+    train = PatchDataset(same, patch_size=32, stride=32)
+    assert train.patches_total > 0 == train.patches_banded
+    with pytest.raises(
+        TrainingError, match=rf"none of the {train.patches_total} training patches shows banding"
+    ):
+        Trainer(settings(batch_size=1), train, FullImageDataset(same[:1]), tmp_path)
+
+
 def test_too_little_data_or_amp_on_cpu_is_a_clear_error(datasets, tmp_path):
     train, val = datasets
     with pytest.raises(TrainingError, match="fewer than one batch"):

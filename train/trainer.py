@@ -336,6 +336,11 @@ class Trainer:
                 f"no training picture is as large as a patch ({train_set.patch_size} px): lower --patch-size "
                 "or add larger pictures"
             )
+        if self.batches_per_epoch == 0 and getattr(train_set, "patches_banded", None) == 0:
+            raise TrainingError(
+                f"none of the {train_set.patches_total} training patches shows banding: are the banded "
+                "pictures copies of the clean ones? (--pairs takes the banded folder first, then the clean)"
+            )
         if self.batches_per_epoch == 0:
             raise TrainingError(
                 f"only {len(train_set)} training patches, fewer than one batch of "
