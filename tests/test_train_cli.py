@@ -496,7 +496,7 @@ DEFAULT_SIDECAR = Path(__file__).parents[1] / "runtime" / "models" / "default.js
         (["--clean", str(DATA), "--config", "huge"], "Invalid value for --config: 'huge' is neither"),
         (
             ["--clean", str(DATA), "--config", str(DEFAULT_SIDECAR)],
-            "a checkpoint's sidecar, not a config (bdinn-train --init takes it)",
+            f"a checkpoint's sidecar, not a config (fine-tune it: --init {DEFAULT_SIDECAR.with_suffix('')}",
         ),
         (["--pairs", str(DATA), "/nonexistent"], "does not exist"),
         (["--clean", str(DATA), "--init", "/nonexistent.safetensors"], "no such checkpoint file"),

@@ -67,7 +67,8 @@ def resolve_config(value: str) -> tuple[BDINNConfig, str | None]:
     try:
         data = json.loads(path.read_text())
         if isinstance(data, dict) and "config" in data and "format" in data:  # a checkpoint's sidecar
-            raise ValueError("this is a checkpoint's sidecar, not a config (bdinn-train --init takes it)")
+            weights = path.with_suffix(".safetensors")
+            raise ValueError(f"this is a checkpoint's sidecar, not a config (fine-tune it: --init {weights})")
         return BDINNConfig.from_dict(data), None
     except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise click.BadParameter(f"{path}: not a BDINN config ({exc})", param_hint="--config") from None
