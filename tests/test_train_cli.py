@@ -623,6 +623,17 @@ def test_an_init_checkpoint_with_diverged_weights_is_refused_before_the_pairs_ar
     assert not (tmp_path / "r" / "pairs").exists()
 
 
+def test_a_clean_folder_of_no_readable_picture_says_only_that(tmp_path, tiny_config):
+    """It warned first that all pairs came from one picture and printed a data line of zeros."""
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "fake.png").write_text("hello")
+    args = ["--clean", str(tmp_path / "text"), "--config", str(tiny_config), "-o", str(tmp_path / "run")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "no training picture could be read (each is named above)" in result.output
+    assert "one picture" not in result.output and "data:" not in result.output
+
+
 def test_bad_data_is_one_line_and_exit_1(tmp_path, tiny_config):
     (tmp_path / "b").mkdir()
     (tmp_path / "c").mkdir()

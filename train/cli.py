@@ -39,6 +39,7 @@ from .network import CONFIGS, BDINNConfig
 from .pairs_cache import cache_preparation, pairs_from_cache, prepare_synthetic_pairs
 from .provenance import data_origin
 from .trainer import (
+    NO_PICTURE,
     SEED_MAX,
     Distributed,
     Trainer,
@@ -300,7 +301,10 @@ def main(
             backend = "nccl" if resolve_device(device, ranks.local_rank).type == "cuda" else "gloo"
             dist.init_process_group(backend)
         image_pairs = _image_pairs(clean_dirs, pairs, cache_dir, out_dir, ranks, seed, variants, max_side)
-        train_pairs, val_pairs = split_by_source(large_enough(image_pairs), val_fraction, seed)
+        usable = large_enough(image_pairs)
+        if not usable:  # before the validation warning and the data line, which counted none
+            raise TrainingError(NO_PICTURE)
+        train_pairs, val_pairs = split_by_source(usable, val_fraction, seed)
         if not val_pairs and ranks.main:
             reason = "--val-fraction 0" if val_fraction == 0 else "all pairs come from one picture"
             warnings.warn(

@@ -65,6 +65,9 @@ RUN_DEFINING = (
 )  # fmt: skip
 
 
+NO_PICTURE = "no training picture could be read (each is named above); check the --clean or --pairs folders"
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on; the message is one line for the user."""
 
@@ -327,10 +330,7 @@ class Trainer:
         _check_batch_split(s.batch_size, self.dist.world)
         self.batches_per_epoch = len(train_set) // s.batch_size
         if self.batches_per_epoch == 0 and getattr(train_set, "pairs", None) == []:
-            raise TrainingError(
-                "no training picture could be read (each is named above); check the --clean or --pairs "
-                "folders"
-            )
+            raise TrainingError(NO_PICTURE)
         if self.batches_per_epoch == 0 and getattr(train_set, "patches_total", None) == 0:
             raise TrainingError(
                 f"no training picture is as large as a patch ({train_set.patch_size} px): lower --patch-size "
