@@ -490,7 +490,10 @@ def test_cli_refuses_a_mismatched_or_tiny_picture_before_scoring(paired_dirs, tm
     cv2.imwrite(str(banded / "zz.png"), picture[:12, :12, ::-1])
     cv2.imwrite(str(clean / "zz.png"), picture[:12, :12, ::-1])
     result = _invoke("--pairs", str(banded), str(clean), "--no-baselines")
-    assert result.exit_code == 1 and "zz.png: 12x12 is too small (at least 16x16)" in result.output
+    assert (
+        result.exit_code == 1
+        and "zz.png: 12x12 is too small (at least 16x16); move it out of the folder" in result.output
+    )
     assert "evaluating" not in result.output  # refused before the first pair was scored
 
 
@@ -502,7 +505,10 @@ def test_cli_refuses_a_tiny_clean_picture_with_or_without_size(clean_dir, tmp_pa
     cv2.imwrite(str(folder / "zz.png"), read_image(DATA / "sky-gradient.png")[:12, :12, ::-1])
     args = ("--clean", str(folder), "--degrade", "q5", "--no-baselines", *(("--size", size) if size else ()))
     result = _invoke(*args)
-    assert result.exit_code == 1 and "zz.png: 12x12 is too small (at least 16x16)" in result.output
+    assert (
+        result.exit_code == 1
+        and "zz.png: 12x12 is too small (at least 16x16); move it out of the folder" in result.output
+    )
     assert "evaluating" not in result.output
 
 

@@ -196,7 +196,10 @@ def _at_depth(image: np.ndarray, bit_depth: int) -> np.ndarray:
 def _check_side(name: str, shape: tuple[int, ...]) -> None:
     """Refuse a picture of `shape` (height, width, ...) too small to evaluate."""
     if min(shape[:2]) < MIN_SIDE:
-        raise EvalError(f"{name}: {shape[1]}x{shape[0]} is too small (at least {MIN_SIDE}x{MIN_SIDE})")
+        raise EvalError(
+            f"{name}: {shape[1]}x{shape[0]} is too small (at least {MIN_SIDE}x{MIN_SIDE}); move it out "
+            "of the folder"
+        )
 
 
 def _deep_banded(name: str) -> None:
