@@ -358,8 +358,8 @@ def test_resume_refuses_different_settings_or_missing_state(datasets, tmp_path):
     Trainer(settings(steps=3), train, val, tmp_path).run()
     with pytest.raises(TrainingError, match="cannot resume with different steps, lr"):
         Trainer(settings(steps=4, lr=1e-3), train, val, tmp_path, resume=True)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(TrainingError, match="no training state to resume"):
+    (tmp_path / "empty").mkdir()  # stopped while its pairs were made: it said "--force starts over"
+    with pytest.raises(TrainingError, match="no training state to resume, the run stopped before its first"):
         Trainer(settings(), train, val, tmp_path / "empty", resume=True)
     with pytest.raises(TrainingError, match=r"missing: no such folder, so no run to resume; leave out --res"):
         Trainer(settings(), train, val, tmp_path / "missing", resume=True)  # it said "--force starts over"
@@ -368,6 +368,11 @@ def test_resume_refuses_different_settings_or_missing_state(datasets, tmp_path):
     saved = settings(steps=3, sources="0123456789abcdef", pixels="fedcba9876543210:0")
     with pytest.raises(TrainingError, match=r"cannot resume with different pictures$"):  # no edit to blame
         Trainer(saved, train, val, tmp_path, resume=True)
+    (tmp_path / "state.json").unlink()  # checkpoints without a state: a save that failed
+    with pytest.raises(
+        TrainingError, match=r"no training state to resume \(state.safetensors/.json\); --force"
+    ):
+        Trainer(settings(steps=3), train, val, tmp_path, resume=True)
 
 
 def test_a_damaged_state_is_one_line(datasets, tmp_path):

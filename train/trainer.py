@@ -170,6 +170,11 @@ def _resumable_meta(meta_path: Path, settings: TrainSettings) -> dict[str, Any]:
     if not meta_path.parent.is_dir():  # nothing to start over from either: --force would mislead
         raise TrainingError(f"{meta_path.parent}: no such folder, so no run to resume; leave out --resume")
     if not meta_path.is_file() or not meta_path.with_suffix(".safetensors").is_file():
+        if not any(meta_path.parent.glob("*.safetensors")):  # stopped while its pairs were made
+            raise TrainingError(
+                f"{meta_path.parent}: no training state to resume, the run stopped before its first step; "
+                "leave out --resume to start it (the pairs made so far are used)"
+            )
         raise TrainingError(
             f"{meta_path.parent}: no training state to resume (state.safetensors/.json); --force starts over"
         )
