@@ -461,6 +461,29 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(datasets, tmp_
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_an_update_that_breaks_the_weights_is_not_written_over_last(datasets, tmp_path):
+    """A finite loss, then an update that left an infinite weight at a checkpoint step: it was
+    written into last.safetensors and the state."""
+    train, val = datasets
+    trainer = Trainer(settings(steps=4, val_every=2), train, val, tmp_path)
+    step, calls = trainer.optimizer.step, []
+
+    def breaking_step(*args, **kwargs):
+        result = step(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 4:  # the update that makes step 4, which is checkpointed
+            next(trainer.model.parameters()).data.view(-1)[0] = math.inf
+        return result
+
+    trainer.optimizer.step = breaking_step
+    with pytest.raises(
+        TrainingError, match=r"non-finite weights after step 4: stopped; .*best\.safetensors is"
+    ):
+        trainer.run()
+    assert json.loads((tmp_path / "last.json").read_text())["step"] == 2
+    assert all(torch.isfinite(v).all() for v in load_file(tmp_path / "last.safetensors").values())
+
+
 def test_an_overflowing_error_is_a_non_finite_loss_not_a_math_error(datasets, tmp_path):
     """A loss still finite over outputs whose squares overflow (a learning rate far too high)
     ended the run with "math domain error" from the batch PSNR, not the one-line reason."""

@@ -513,16 +513,7 @@ class Trainer:
             report /= self.dist.world
         loss_value, mse_value = (float(v) for v in report)
         if not (math.isfinite(loss_value) and math.isfinite(mse_value)):  # squares overflow first
-            if (self.out_dir / "best.safetensors").exists():
-                kept = f"{self.out_dir / 'best.safetensors'} is the best network validated so far"
-            elif (self.out_dir / "last.safetensors").exists():  # it may be diverging already
-                kept = f"{self.out_dir / 'last.safetensors'} is the last saved, not validated as good"
-            else:
-                kept = "no checkpoint was written yet"
-            raise TrainingError(
-                f"non-finite loss at step {self.step}: stopped; {kept} "
-                "(lower --lr or --grad-clip, or check the data)"
-            )
+            raise self._non_finite(f"non-finite loss at step {self.step}")
         for group in self.optimizer.param_groups:
             group["lr"] = cosine_lr(self.step, s.steps, s.lr, s.min_lr, s.warmup)
         self.optimizer.zero_grad(set_to_none=True)
@@ -531,6 +522,16 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
         self.optimizer.step()
         return loss_value, psnr_of_mse(max(mse_value, 1e-12))
+
+    def _non_finite(self, what: str) -> TrainingError:
+        """The stop for a run gone non-finite, saying which checkpoint is still good."""
+        if (self.out_dir / "best.safetensors").exists():
+            kept = f"{self.out_dir / 'best.safetensors'} is the best network validated so far"
+        elif (self.out_dir / "last.safetensors").exists():  # it may be diverging already
+            kept = f"{self.out_dir / 'last.safetensors'} is the last saved, not validated as good"
+        else:
+            kept = "no checkpoint was written yet"
+        return TrainingError(f"{what}: stopped; {kept} (lower --lr or --grad-clip, or check the data)")
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -587,6 +588,10 @@ class Trainer:
         keep_checkpoints every validated step stays on disk too, for choosing by the banding score
         as well (it moved by 3 across one fine-tune's steps).
         """
+        # a finite loss before an update that broke the weights: not written over `last` (every
+        # rank holds the same weights, so all stop together)
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise self._non_finite(f"non-finite weights after step {self.step}")
         if self.dist.main:
             metrics = {**metrics, **self.validate()}
             better = metrics.get("val_psnr", -math.inf) > self.best_psnr and not _diverged(metrics)
