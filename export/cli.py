@@ -112,7 +112,7 @@ def check_output_suffix(output: Path, onnx_only: bool) -> None:
     "--workspace",
     "workspace_mb",
     default=None,
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 1 << 20),  # 1 TiB, past any GPU's memory: 2^44 overflowed TensorRT's bindings
     help="Workspace limit, MiB [default: TensorRT's, the GPU's memory].",
 )
 @click.option(

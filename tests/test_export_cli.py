@@ -301,6 +301,9 @@ def test_bad_sizes_and_targets_are_usage_errors(checkpoint):
     from bdinn.export.cli import parse_targets
 
     assert parse_targets(None, None, "SM89, sm89,sm120") == ("sm89", "sm120")  # one cache key per set
+    # a traceback from TensorRT's bindings (bytes past 2^64), after the ONNX export
+    result = export(str(checkpoint), "--workspace", str(1 << 44), "--target", "sm89")
+    assert result.exit_code == 2 and "Invalid value for '--workspace'" in result.output
 
 
 def test_existing_files_are_kept_unless_forced(tmp_path):
