@@ -55,7 +55,12 @@ def test_pickle_file_is_rejected_not_unpickled(tmp_path):
     path = save_checkpoint(tmp_path / "m.safetensors", build_model(TINY), config_name=None, step=0)
     # A torch.save pickle under a safetensors name must be refused, never loaded.
     torch.save(build_model(TINY).state_dict(), path)
-    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+    with pytest.raises(CheckpointError, match=r"not a readable safetensors file \(.*\); a PyTorch pickle"):
+        load_checkpoint(path)
+    save_checkpoint(path, build_model(TINY), config_name=None, step=0)
+    path.write_bytes(path.read_bytes()[:5000])  # cut short: not said before, nor what to do
+    cut_short = r"not a readable safetensors file \(.*\); damaged or cut short: copy it again"
+    with pytest.raises(CheckpointError, match=cut_short):
         load_checkpoint(path)
 
 
@@ -191,8 +196,8 @@ def test_config_weight_mismatch(tmp_path):
     meta["config"]["encoder_blocks"] = [2, 1, 1]
     meta["config"]["growth"] = [4, 4, 4]
     checkpoint_sidecar(path).write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="do not match the config"):
-        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"do not match the config in m\.json: 16 missing \(e\.g\. \w"):
+        load_checkpoint(path)  # it named "0 unexpected (e.g. [])" beside them
 
 
 def test_weights_stored_as_integers_are_refused(tmp_path):

@@ -210,7 +210,7 @@ def load_checkpoint(path: Path) -> tuple[BDINN, dict[str, Any]]:
     try:
         state = load_file(readable(path), device="cpu")
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        raise _not_safetensors(path, exc) from None
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model, meta
 
@@ -228,7 +228,7 @@ def check_finite(path: Path) -> None:
                         "give a checkpoint from before it diverged"
                     )
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        raise _not_safetensors(path, exc) from None
 
 
 def readable(path: Path) -> str:
@@ -239,6 +239,20 @@ def readable(path: Path) -> str:
             return str(path)
     except OSError as exc:
         raise _unreadable(path, exc) from None
+
+
+def _not_safetensors(path: Path, exc: Exception) -> CheckpointError:
+    """What safetensors' refusal of a file means, and what to do about it."""
+    try:
+        with path.open("rb") as stream:
+            start = stream.read(4)
+    except OSError:
+        start = b""
+    if start.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or an older pickle: never unpickled
+        advice = "a PyTorch pickle (torch.save), which bdinn does not load: save the weights with safetensors"
+    else:
+        advice = "damaged or cut short: copy it again, or use another checkpoint"
+    return CheckpointError(f"{path}: not a readable safetensors file ({exc}); {advice}")
 
 
 def _unreadable(path: Path, exc: OSError) -> CheckpointError:
@@ -254,7 +268,7 @@ def check_weights(path: Path, config: BDINNConfig) -> None:
             stored = {name: list(part.get_shape()) for name, part in slices.items()}
             kinds = {name: part.get_dtype() for name, part in slices.items()}
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        raise _not_safetensors(path, exc) from None
     if len(stored) < config.fewest_tensors():
         raise CheckpointError(
             f"{path}: weights do not match the config in {checkpoint_sidecar(path).name}: it needs "
@@ -268,9 +282,10 @@ def check_weights(path: Path, config: BDINNConfig) -> None:
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:
-        detail = (
-            f"{len(missing)} missing (e.g. {missing[:1]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:1]})"
+        detail = ", ".join(
+            f"{len(names)} {kind} (e.g. {names[0]})"
+            for kind, names in (("missing", missing), ("unexpected", unexpected))
+            if names
         )
         raise CheckpointError(
             f"{path}: weights do not match the config in {checkpoint_sidecar(path).name}: {detail}"
