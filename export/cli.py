@@ -29,7 +29,7 @@ from ..runtime.files import (
     user_cache,
 )
 from ..runtime.tensorrt import TensorRTUnavailable
-from ..train.checkpoint import CheckpointError, load_checkpoint
+from ..train.checkpoint import CheckpointError, check_finite, load_checkpoint
 from ..train.network import BDINN, with_coarse_pass
 from .engine import RTX_TARGETS, EngineError, EngineSettings, Profile, build_engine, preflight
 from .onnx_export import GRAPHS, IO_MODES, export_onnx
@@ -191,6 +191,7 @@ def main(
         else:
             preflight(settings, graph)
         model, meta = load_checkpoint(checkpoint)
+        check_finite(checkpoint, model)
         name = meta.get("config_name") or "custom"
         say(f"checkpoint: {checkpoint} ({name} configuration, step {meta.get('step', '?')})")
         if coarse_pass:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from common import MICRO, TINY
 pytest.importorskip("onnx", reason="needs the onnx extra")
 
 import onnx
+import torch
 
 from bdinn.export.cli import main
 from bdinn.runtime.debander import default_model_path
@@ -679,3 +681,14 @@ def test_a_full_standard_output_loses_only_the_json_summary(tmp_path):
         "bdinn-export: error: could not print the JSON summary (No space left on device)"
     )
     assert out.stat().st_size > 1000
+
+
+def test_a_checkpoint_with_diverged_weights_is_refused_before_the_export(tmp_path):
+    """It exported without a word; the graph, or a plan built for minutes, served nothing."""
+    network = BDINN(MICRO)
+    with torch.no_grad():
+        next(network.parameters()).view(-1)[0] = math.nan
+    micro = save_checkpoint(tmp_path / "micro.safetensors", network, config_name=None, step=1)
+    result = export(str(micro), "--onnx-only", "--graph", "gridsample", "-o", str(tmp_path / "m.onnx"))
+    assert result.exit_code == 1 and "holds NaN or infinite values" in result.output
+    assert not (tmp_path / "m.onnx").exists()

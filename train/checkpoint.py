@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -215,20 +215,30 @@ def load_checkpoint(path: Path) -> tuple[BDINN, dict[str, Any]]:
     return model, meta
 
 
-def check_finite(path: Path) -> None:
-    """CheckpointError naming the first tensor holding NaN or infinity: fine-tuned from such
-    weights, a run stopped at step 0 blaming the learning rate, after minutes of data preparation."""
+def check_finite(path: Path, model: torch.nn.Module | None = None) -> None:
+    """CheckpointError naming the first tensor of `path` (or of `model`, loaded from it) holding
+    NaN or infinity: fine-tuned from such weights, a run stopped at step 0 blaming the learning
+    rate after minutes of data preparation, and an export built a plan that serves nothing."""
     try:
-        with safe_open(readable(path), "pt") as weights:
-            for name in weights.keys():  # noqa: SIM118 (not iterable)
-                tensor = weights.get_tensor(name)
-                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                    raise CheckpointError(
-                        f"{path}: tensor {name} holds NaN or infinite values (a run's diverged weights?); "
-                        "give a checkpoint from before it diverged"
-                    )
+        if model is not None:
+            broken = _first_non_finite(model.state_dict().items())
+        else:
+            with safe_open(readable(path), "pt") as weights:
+                broken = _first_non_finite((name, weights.get_tensor(name)) for name in weights.keys())  # noqa: SIM118
     except (SafetensorError, OSError) as exc:
         raise _not_safetensors(path, exc) from None
+    if broken is not None:
+        raise CheckpointError(
+            f"{path}: tensor {broken} holds NaN or infinite values (a run's diverged weights?); give a "
+            "checkpoint from before it diverged"
+        )
+
+
+def _first_non_finite(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
+    for name, tensor in tensors:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
 def readable(path: Path) -> str:
