@@ -148,7 +148,8 @@ class VideoReport:
     frame_rate: the video's own average frame rate; duration: its length in seconds.
     codec, pix_fmt, width, height: the output video stream.
     audio_streams: audio streams copied without re-encoding; audio_transcoded: re-encoded ones
-    (their codec does not fit the container); audio_dropped: ones the container cannot hold.
+    (their codec does not fit the container); audio_dropped: ones the container cannot hold, and
+    ones of which nothing could be read (written empty).
     subtitle_streams: subtitle streams copied or rewritten; subtitles_dropped: ones the container
     cannot hold.
     hdr10: whether the source's HDR10 static metadata was written into the output.
@@ -194,7 +195,8 @@ def deband_frame(
     It converts as deband_video does (the frame's own matrix and range; uint16 RGB on the true
     0..65535 scale for frames deeper than 8 bits), and gives back the frame's own samples plus
     the change `process` made (YUV and grey: super-whites and colours outside RGB are kept; an
-    identity `process` returns the frame's samples exactly). Float frames (EXR's) must hold 0..1.
+    identity `process` returns the frame's samples exactly). Float RGB (EXR's) must hold 0..1;
+    float grey is refused.
     A frame with closed captions (A/53) keeps all its side data, for an encoder that writes them
     (libx264; libx265 with a53cc=1); other frames have none: PyAV cannot attach it. Set the
     rotation on your output stream
@@ -217,10 +219,15 @@ def deband_frame(
             f"deband_frame cannot give back a {name} frame (FFmpeg's scaler reads it but does not write "
             f"it): convert it first, e.g. frame.reformat(format='rgb24')"
         )
+    if name.startswith("grayf"):
+        raise VideoError(
+            f"deband_frame cannot take float grey ({name}): FFmpeg's scaler reads it as video range "
+            "(black as 0.0625 and white beyond 1); put its samples into a gray16le frame first"
+        )
     if (beyond := _float_beyond_white(frame)) is not None:
         raise VideoError(
-            f"deband_frame: this {name} frame holds a sample of {beyond:g}, outside 0..1, which the "
-            "model's 16-bit RGB would clip: tone-map it into 0..1 first"
+            f"deband_frame: this {name} frame holds {beyond}, outside 0..1, which the model's 16-bit RGB "
+            "would clip: tone-map it into 0..1 first"
         )
     fields = frame.interlaced_frame if fields is None else fields
     if not fields:
@@ -247,24 +254,26 @@ def deband_frame(
     return out
 
 
-def _float_beyond_white(frame: Any) -> float | None:
-    """A float frame's colour sample farthest outside 0..1 (EXR's scene light above white, say);
-    None for other frames and for float ones within it, which the RGB48 path keeps."""
+def _float_beyond_white(frame: Any) -> str | None:
+    """A float RGB frame's colour sample farthest outside 0..1 (EXR's scene light above white,
+    say), or its NaN; None for other frames and for float ones within 0..1, which the RGB48 path
+    keeps. (Half floats and packed float RGB never get here: swscale cannot write them.)"""
     fmt = frame.format
-    if not fmt.name.endswith(("f32le", "f32be", "f16le", "f16be")):
-        return None
-    colour = [c for c in fmt.components if not c.is_alpha]
-    if len(colour) > 1 and len({c.plane for c in colour}) == 1:  # packed: refused as unwritable
+    if not fmt.name.endswith(("f32le", "f32be")):
         return None
     farthest, by = None, 0.5 / 65535  # less is rounding: the same 16-bit sample
-    for component in colour:
+    for component in fmt.components:
+        if component.is_alpha:
+            continue
         plane = frame.planes[component.plane]
-        kind = ("<" if fmt.name.endswith("le") else ">") + ("f4" if component.bits == 32 else "f2")
-        samples = np.frombuffer(plane, kind).reshape(plane.height, -1)[:, : plane.width]
-        for value in (float(np.nanmin(samples)), float(np.nanmax(samples))):
+        samples = np.frombuffer(plane, f"{'<' if fmt.name.endswith('le') else '>'}f4")
+        samples = samples.reshape(plane.height, -1)[:, : plane.width]
+        if np.isnan(samples).any():
+            return "NaN samples"
+        for value in (float(samples.min()), float(samples.max())):
             if (distance := max(-value, value - 1)) > by:
                 farthest, by = value, distance
-    return farthest
+    return None if farthest is None else f"a sample of {farthest:g}"
 
 
 def _fields_lost(src: Path, codec: str, pix_fmt: str, height: int, tagged: bool = False) -> str:

@@ -32,7 +32,7 @@ EDIT_LIMIT = 16  # 8-bit levels; a debander moves a sample by a band step at mos
 
 @dataclass(frozen=True)
 class _Layout:
-    """How a planar YUV format stores its colour samples: what numpy reads them as, and where."""
+    """How a planar YUV or grey format stores its samples: what numpy reads them as, and where."""
 
     dtype: np.dtype
     planes: tuple[tuple[int, int], ...]  # (plane index, samples per pixel of that plane)
@@ -56,17 +56,30 @@ class _Layout:
         return np.frombuffer(data, self.dtype).reshape(data.height, -1)[:, : data.width * per_pixel]
 
 
+def _integer_yuv(fmt: Any) -> bool:
+    """Whether a format's colour samples are YUV or grey integers of 8 to 16 bits, of one depth:
+    not RGB, palette, 1-bit, float (grey float is 32 "bits") or XYZ (a DCP's 12 bits a sample)."""
+    colour = [c for c in fmt.components if not c.is_alpha]
+    depths = {c.bits for c in colour}
+    return (
+        not (fmt.is_rgb or fmt.has_palette or fmt.is_bit_stream or fmt.name.startswith("xyz"))
+        and len(colour) in (1, 3)
+        and len(depths) == 1
+        and 8 <= min(depths) <= 16
+    )
+
+
 @functools.lru_cache(maxsize=32)
 def _layout(pix_fmt: str) -> _Layout | None:
-    """The layout of a planar YUV format (planar or semi-planar, one depth); None for the rest:
-    RGB, grey, palette and packed formats, whose samples the RGB path leaves as they were or
-    which numpy cannot read sample by sample."""
+    """The layout of a planar YUV format (planar or semi-planar, one depth) or of grey; None for
+    the rest: RGB, palette, float and packed formats, whose samples numpy cannot read one by one
+    as integers or the RGB path leaves as they were."""
     import av
 
     fmt = av.VideoFormat(pix_fmt)
-    colour = [c for c in fmt.components if not c.is_alpha]
-    if fmt.is_rgb or len(colour) not in (1, 3) or len({c.bits for c in colour}) != 1:
+    if not _integer_yuv(fmt):
         return None
+    colour = [c for c in fmt.components if not c.is_alpha]
     planes = [c.plane for c in fmt.components]
     if planes.count(colour[0].plane) > 1 or any(
         c.is_alpha and planes.count(c.plane) > 1 for c in fmt.components
@@ -92,33 +105,53 @@ _SUBSAMPLING = {(1, 1): "444", (2, 1): "422", (2, 2): "420", (4, 1): "411", (4, 
 @functools.lru_cache(maxsize=32)
 def _planar_twin(pix_fmt: str) -> str | None:
     """The planar YUV format holding a packed YUV format's samples (same chroma, depth and alpha),
-    where swscale converts between the two both ways; `pix_fmt` itself if it is planar YUV; None
-    for the rest (RGB, grey, palette; 4:1:1 packed, which swscale reads but does not write)."""
+    between which swscale moves random samples there and back exactly; `pix_fmt` itself if it is
+    planar YUV or grey; None for the rest (RGB, palette, grey with alpha, XYZ; 4:1:1 packed, which
+    swscale reads but does not write)."""
     import av
 
     if _layout(pix_fmt) is not None:
         return pix_fmt
     fmt = av.VideoFormat(pix_fmt)
     colour = [c for c in fmt.components if not c.is_alpha]
-    if fmt.is_rgb or len(colour) != 3 or len({c.bits for c in colour}) != 1:  # grey + alpha has no twin
-        return None
     sub = _SUBSAMPLING.get((8 // fmt.chroma_width(8), 8 // fmt.chroma_height(8)))
+    if not _integer_yuv(fmt) or len(colour) != 3 or sub is None:
+        return None
     alpha = "a" if len(colour) < len(fmt.components) else ""
     twin = f"yuv{alpha}{sub}p" + ("" if colour[0].bits == 8 else f"{colour[0].bits}le")
-    try:
-        av.VideoFrame(8, 8, twin).reformat(format=pix_fmt).reformat(format=twin)
-    except (ValueError, OSError):  # no such twin, or swscale does not write the packed format
+    if _layout(twin) is None:
         return None
-    return twin if sub is not None and _layout(twin) is not None else None
+    layout = _layout(twin)
+    made = av.VideoFrame(8, 8, twin)
+    for plane in made.planes:  # random samples of the depth, at the bits they are stored in
+        held = np.frombuffer(plane, layout.dtype)
+        held[:] = np.random.default_rng(1).integers(0, layout.top + 1, held.shape) << layout.shift
+    try:
+        back = _in_format(_in_format(made, pix_fmt), twin)
+    except (ValueError, OSError):  # swscale does not write the packed format
+        return None
+    same = all(np.array_equal(layout.samples(made, *at), layout.samples(back, *at)) for at in layout.planes)
+    return twin if same else None
+
+
+def _kept(frame: Any) -> dict[str, Any]:
+    """swscale arguments that keep a YUV frame's samples' meaning: its range both ways and one
+    matrix both ways (any: YUV to YUV applies none), named, since swscale refuses the frame's own
+    where it lacks it (YCgCo)."""
+    held = RANGE_JPEG if frame.color_range == RANGE_JPEG else RANGE_MPEG
+    return {
+        "src_color_range": held,
+        "dst_color_range": held,
+        "src_colorspace": SPC_BT709,
+        "dst_colorspace": SPC_BT709,
+    }
 
 
 def _in_format(frame: Any, pix_fmt: str) -> Any:
-    """`frame` in `pix_fmt`, its twin: its samples moved, not converted (the range kept, no matrix)."""
+    """`frame` in `pix_fmt`, its twin: its samples moved, not converted."""
     if frame.format.name == pix_fmt:
         return frame
-    held = RANGE_JPEG if frame.color_range == RANGE_JPEG else RANGE_MPEG
-    args = {"src_color_range": held, "dst_color_range": held, "src_colorspace": SPC_BT709}
-    moved = frame.reformat(format=pix_fmt, interpolation="POINT", dst_colorspace=SPC_BT709, **args)
+    moved = frame.reformat(format=pix_fmt, interpolation="POINT", **_kept(frame))
     copy_colour_tags(frame, moved)
     return moved
 
@@ -136,7 +169,8 @@ class SourceSamples:
         cls, frame: Any, pictures: tuple[np.ndarray, ...], pix_fmt: str, colour: Colour,
         top_field_first: bool | None,
     ) -> SourceSamples | None:  # fmt: skip
-        """None where there is nothing to keep: an RGB or palette source or output, or grey and YUV."""
+        """None where there is nothing to keep: RGB, palette, float or XYZ on either side, or grey
+        and YUV (swscale's grey to YUV is no copy)."""
         twin, source_twin = _planar_twin(pix_fmt), _planar_twin(frame.format.name)
         # grey to YUV is no copy: swscale takes grey for full range whatever its tag, and scales deep grey
         if source_twin is None or twin is None or _layout(source_twin).grey != _layout(twin).grey:
@@ -184,11 +218,7 @@ class SourceSamples:
 def _converted(frame: Any, pix_fmt: str, top_field_first: bool | None) -> Any:
     """`frame` in `pix_fmt` with its samples' meaning unchanged (no matrix, the range kept), each
     field on its own where it has fields (4:2:0 chroma rows belong to one field)."""
-    held = RANGE_JPEG if frame.color_range == RANGE_JPEG else RANGE_MPEG
-    args = {"format": pix_fmt, "interpolation": interpolation(), "src_color_range": held}
-    # One matrix both ways (any: YUV to YUV applies none), named: swscale refuses the frame's own
-    # where it lacks it (YCgCo)
-    args |= {"dst_color_range": held, "src_colorspace": SPC_BT709, "dst_colorspace": SPC_BT709}
+    args = {"format": pix_fmt, "interpolation": interpolation(), **_kept(frame)}
     if top_field_first is None:
         return frame.reformat(**args)
     top, bottom = (field.reformat(**args) for field in split_fields(frame))

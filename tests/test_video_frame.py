@@ -193,21 +193,30 @@ def test_deep_white_reaches_process_as_white(pix_fmt, color_range, white):
     assert seen[0][:, :16].max() == 0
 
 
-@pytest.mark.parametrize("pix_fmt", ["gbrpf32le", "gbrapf32le", "grayf32le"])
+@pytest.mark.parametrize("pix_fmt", ["gbrpf32le", "gbrapf32be"])
 def test_a_float_frame_beyond_white_is_refused_and_one_within_is_kept(pix_fmt):
     """EXR's decoder gives planar float RGB with scene light above 1.0, which came back clipped
-    to 1.0 without a word."""
+    to 1.0 without a word; NaN came back as 0."""
     frame = av.VideoFrame(32, 24, pix_fmt)
-    colour = 1 if pix_fmt.startswith("gray") else 3
+    kind = "<f4" if pix_fmt.endswith("le") else ">f4"
     rng = np.random.default_rng(5)
     for index, plane in enumerate(frame.planes):
-        samples = np.frombuffer(plane, np.float32)
-        samples[:] = rng.uniform(0.05, 0.95, samples.shape) if index < colour else 1.0
+        samples = np.frombuffer(plane, kind)
+        samples[:] = rng.uniform(0.05, 0.95, samples.shape) if index < 3 else 1.0
     out = deband_frame(frame, lambda rgb: rgb)
-    kept = [np.frombuffer(p, np.float32).reshape(p.height, -1)[:, : p.width] for p in (frame, out)[0].planes]
-    back = [np.frombuffer(p, np.float32).reshape(p.height, -1)[:, : p.width] for p in out.planes]
-    if colour == 3:  # swscale's float grey is off by up to 0.03 either way
-        assert all(np.abs(a - b).max() < 1e-3 for a, b in zip(kept, back, strict=True))
-    np.frombuffer(frame.planes[0], np.float32)[7] = 3.5
-    with pytest.raises(VideoError, match=rf"this {pix_fmt} frame holds a sample of 3\.5, outside 0\.\.1"):
+    given, back = (
+        [np.frombuffer(p, kind).reshape(p.height, -1)[:, : p.width] for p in f.planes] for f in (frame, out)
+    )
+    assert all(np.abs(a - b).max() < 1e-3 for a, b in zip(given, back, strict=True))
+    for value, said in ((3.5, "a sample of 3.5"), (-0.25, "a sample of -0.25"), (np.nan, "NaN samples")):
+        np.frombuffer(frame.planes[1], kind)[7] = value
+        with pytest.raises(VideoError, match=rf"this {pix_fmt} frame holds {said}, outside 0\.\.1"):
+            deband_frame(frame, lambda rgb: rgb)
+
+
+def test_float_grey_is_refused():
+    """FFmpeg's scaler reads float grey as video range: black came back 0.0625, 0.9999 as 0.92."""
+    frame = av.VideoFrame(32, 24, "grayf32le")
+    np.frombuffer(frame.planes[0], np.float32)[:] = 0.5
+    with pytest.raises(VideoError, match=r"deband_frame cannot take float grey \(grayf32le\)"):
         deband_frame(frame, lambda rgb: rgb)

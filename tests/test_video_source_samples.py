@@ -233,3 +233,43 @@ def test_a_deep_grey_source_reaches_a_yuv_output_as_it_was(tmp_path):
     report = deband_video(src, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", progress=False)
     [[luma, *_]] = planes(tmp_path / "out.mkv")
     assert report.pix_fmt == "yuv420p10le" and np.array_equal(luma, ramp)
+
+
+def test_palette_xyz_and_1_bit_sources_go_the_rgb_way(tmp_path):
+    """Taken for YUV or grey samples: a palette video failed as undecodable, a DCP's XYZ came out
+    33 levels off, and a 1-bit frame came back with 44 % of its pixels changed."""
+    src = tmp_path / "pal8.avi"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("rawvideo", rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "pal8"
+        frame = av.VideoFrame(W, H, "pal8")
+        np.frombuffer(frame.planes[0], np.uint8).reshape(H, -1)[:, :W] = np.arange(W, dtype=np.uint8) * 4
+        palette = np.zeros((256, 4), np.uint8)
+        palette[:, 0], palette[:, 2], palette[:, 3] = np.arange(256), 90, 255
+        frame.planes[1].update(palette.tobytes())
+        frame.pts = 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    assert deband_video(src, tmp_path / "out.mkv", lambda rgb: rgb, codec="ffv1", progress=False).frames == 1
+    x = np.linspace(0, 1, W)[None, :] * np.ones((H, 1))
+    rgb = (np.stack([x, x.T[:H, :1] * np.ones((1, W)), 0.3 + 0.4 * x], -1) * 65535).astype(np.uint16)
+    xyz = av.VideoFrame.from_ndarray(rgb, format="rgb48le").reformat(format="xyz12le")
+    with av.open(str(tmp_path / "xyz.nut"), "w") as out:
+        stream = out.add_stream("rawvideo", rate=24)
+        stream.width, stream.height, stream.pix_fmt = W, H, "xyz12le"
+        xyz.pts = 0
+        out.mux(stream.encode(xyz))
+        out.mux(stream.encode(None))
+    deband_video(tmp_path / "xyz.nut", tmp_path / "xyz.mkv", lambda rgb: rgb, codec="ffv1", progress=False)
+    with av.open(str(tmp_path / "xyz.mkv")) as made:
+        got = next(made.decode(video=0)).to_ndarray(format="rgb48le").astype(int)
+    assert np.abs(got - xyz.to_ndarray(format="rgb48le").astype(int)).max() / 257 < 5  # the RGB way: 3.5
+    mono = av.VideoFrame.from_ndarray(
+        np.random.default_rng(2).integers(0, 2, (H, W), np.uint8) * 255, format="gray"
+    )
+    mono = mono.reformat(format="monow")
+    bits = [
+        np.frombuffer(f.planes[0], np.uint8).reshape(H, -1)[:, : W // 8]
+        for f in (mono, deband_frame(mono, lambda rgb: rgb))
+    ]
+    assert np.array_equal(*bits)  # 8 pixels a byte
