@@ -189,16 +189,20 @@ def _views_of_their_own(header: Image.Image) -> bool:
 def _previews_follow(header: Image.Image) -> bool:
     """Whether a TIFF's pages after its first are all reduced-resolution copies of it (NewSubfileType
     bit 0: a scanner's or camera's preview, GDAL's overviews), which are no pictures of their own.
-    Looks at _PAGES_LOOKED_AT pages at most, and leaves the header on its first."""
+    Looks at _PAGES_LOOKED_AT pages at most (more are several frames), a page Pillow cannot read
+    counts as a picture, and the header is left on its first page."""
+    page = 0
     try:
-        for page in range(1, _PAGES_LOOKED_AT + 1):
+        while True:
+            page += 1
             try:
                 header.seek(page)
             except EOFError:
                 return True
-            if not header.tag_v2.get(NEW_SUBFILE_TYPE, 0) & 1:
+            except (KeyError, OSError, ValueError, SyntaxError, TypeError, struct.error):  # JPEG XL, damage
                 return False
-        return False
+            if page > _PAGES_LOOKED_AT or not header.tag_v2.get(NEW_SUBFILE_TYPE, 0) & 1:
+                return False
     finally:
         header.seek(0)
 
@@ -226,8 +230,8 @@ def _header(path: Path, data: bytes) -> Image.Image | None:
     except (UnidentifiedImageError, OSError, EOFError, ValueError, TypeError, SyntaxError):
         return None  # OpenCV decides: it reads a few formats Pillow does not, and reports the rest
     if several and header.format == "MPO":
-        raise ImageError(f"{path}: holds {frames} views (a stereo or multi-angle MPO); bdinn debands single "
-                         "pictures (save each view as a JPEG of its own)")  # fmt: skip
+        raise ImageError(f"{path}: holds {frames} views (a stereo, multi-angle or panorama MPO); bdinn "
+                         "debands single pictures (save each view as a JPEG of its own)")  # fmt: skip
     if several:
         raise ImageError(f"{path}: holds {frames} frames; bdinn debands single pictures (save one frame, "
                          "or convert an animation to a video)")  # fmt: skip

@@ -74,7 +74,7 @@ def read_metadata(path: str | os.PathLike) -> Metadata:
             with Image.open(path) as header:
                 raw = (header.info.get("exif") or _late_png_exif(header)) if header.format != "TIFF" else None
                 raw = raw.removeprefix(b"Exif\0\0") if isinstance(raw, bytes) else None
-                if header.format == "JPEG":  # Pillow's dpi falls back on EXIF's, and then on an assumed 72
+                if header.format in ("JPEG", "MPO"):  # Pillow's dpi falls back on EXIF's, then an assumed 72
                     unit, density = header.info.get("jfif_unit"), header.info.get("jfif_density")
                     dpi = tuple(d * (1 if unit == 1 else 2.54) for d in density) if unit in (1, 2) else None
                     dpi = dpi or _exif_dpi(raw)

@@ -15,6 +15,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -631,13 +632,13 @@ def test_pictures_of_several_frames_are_refused(tmp_path):
         one_line(info, tmp_path / name)
 
 
-def _mpo(path: Path, second_type: int) -> None:
+def _mpo(path: Path, second_type: int, **save: Any) -> None:
     """A JPEG with a second MPF image of `second_type` (0x010001: a camera's large preview,
     0x020002: a stereo pair's second view)."""
     y, x = np.mgrid[0:24, 0:32]
     picture = Image.fromarray(np.dstack([x * 7, y * 9, x + y]).astype(np.uint8))
     buffer = io.BytesIO()
-    picture.save(buffer, "MPO", save_all=True, append_images=[picture.resize((16, 12))], dpi=(300, 300))
+    picture.save(buffer, "MPO", save_all=True, append_images=[picture.resize((16, 12))], **save)
     data = bytearray(buffer.getvalue())
     mpf = data.index(b"MPF\0") + 4  # Pillow writes it little-endian: a TIFF header, then one IFD
     ifd = mpf + struct.unpack_from("<I", data, mpf + 4)[0]
@@ -663,17 +664,33 @@ def test_a_tiff_whose_further_pages_are_previews_is_one_picture(tmp_path):
             tiff.write(page, photometric="rgb", subfiletype=1 if page.shape[0] == 24 else 0)
     with pytest.raises(ImageError, match="holds several frames; bdinn debands single pictures"):
         read_image(tmp_path / "pages.tif")
+    with tifffile.TiffWriter(tmp_path / "many.tif") as tiff:  # the page limit: 32 previews pass
+        tiff.write(rgb, photometric="rgb")
+        for _ in range(32):
+            tiff.write(rgb[::4, ::4], photometric="rgb", subfiletype=1)
+    assert read_image(tmp_path / "many.tif").shape == rgb.shape
+    data = bytearray((tmp_path / "scan.tif").read_bytes())
+    with tifffile.TiffFile(tmp_path / "scan.tif") as tiff:  # a preview in JPEG XL, which Pillow lacks
+        at = tiff.pages[2].tags[259].valueoffset
+    data[at : at + 2] = struct.pack("<H", 50002)
+    (tmp_path / "jxl.tif").write_bytes(data)
+    with pytest.raises(ImageError, match="holds several frames"):  # was a KeyError traceback
+        read_image(tmp_path / "jxl.tif")
 
 
 def test_a_jpeg_with_a_preview_image_is_one_picture_and_a_stereo_pair_is_refused(tmp_path):
     """Pillow calls every JPEG with a second MPF image animated: a camera's JPEG with its large
     preview was refused as "2 frames"."""
-    _mpo(tmp_path / "camera.jpg", 0x010001)
+    _mpo(tmp_path / "camera.jpg", 0x010001, dpi=(300, 300))
     assert read_image(tmp_path / "camera.jpg").shape == (24, 32, 3)
     assert read_metadata(tmp_path / "camera.jpg").dpi == (300, 300)
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"  # no resolution in EXIF or JFIF: Pillow's assumed 72 dpi was carried
+    _mpo(tmp_path / "no-dpi.jpg", 0x010001, exif=exif.tobytes())
+    assert read_metadata(tmp_path / "no-dpi.jpg").dpi is None
     _mpo(tmp_path / "stereo.mpo", 0x020002)
     with pytest.raises(
-        ImageError, match=r"stereo\.mpo: holds 2 views \(a stereo or multi-angle MPO\)"
+        ImageError, match=r"stereo\.mpo: holds 2 views \(a stereo, multi-angle or panorama MPO\)"
     ) as info:
         read_image(tmp_path / "stereo.mpo")
     one_line(info, tmp_path / "stereo.mpo")

@@ -354,7 +354,7 @@ def evaluate(
     total: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Score the model (any H x W x 3 uint8 -> uint8/uint16 callable; None: baselines only) and
+    """Score the model (any H x W x 3 uint8/uint16 -> uint8/uint16 callable; None: baselines only) and
     FFmpeg's debanders on banded/clean pairs; returns the report (see `to_markdown`, `to_json`).
 
     Rows per degradation, means over its images: input, deband, deband-strong, gradfun,

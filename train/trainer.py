@@ -354,8 +354,8 @@ class Trainer:
             )
         if self.batches_per_epoch == 0 and getattr(train_set, "patches_banded", None) == 0:
             raise TrainingError(
-                f"none of the {train_set.patches_total} training patches shows banding: are the banded "
-                "pictures copies of the clean ones? (--pairs takes the banded folder first, then the clean)"
+                f"none of the {train_set.patches_total} training patches shows banding: the pictures need "
+                "smooth areas (skies, gradients), and --pairs a banded folder, then its clean one, not a copy"
             )
         if self.batches_per_epoch == 0:
             raise TrainingError(
@@ -535,6 +535,9 @@ class Trainer:
         self.optimizer.step()
         return loss_value, psnr_of_mse(max(mse_value, 1e-12))
 
+    def _weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
     def _non_finite(self, what: str) -> TrainingError:
         """The stop for a run gone non-finite, saying which checkpoint is still good."""
         if (self.out_dir / "best.safetensors").exists():
@@ -603,10 +606,6 @@ class Trainer:
         keep_checkpoints every validated step stays on disk too, for choosing by the banding score
         as well (it moved by 3 across one fine-tune's steps).
         """
-        # a finite loss before an update that broke the weights: not written over `last` (every
-        # rank holds the same weights, so all stop together)
-        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            raise self._non_finite(f"non-finite weights after step {self.step}")
         if self.dist.main:
             metrics = {**metrics, **self.validate()}
             better = metrics.get("val_psnr", -math.inf) > self.best_psnr and not _diverged(metrics)
@@ -719,6 +718,10 @@ class Trainer:
     def _validate_and_checkpoint(self, bar: tqdm) -> dict[str, float]:
         """This step's validation and checkpoints. Should they fail (a picture validation cannot
         score, a full disk), the training state is kept first, so --resume can try them again."""
+        # a finite loss before an update that broke the weights: neither checkpoints nor the state
+        # are written over (every rank holds the same weights, so all stop together)
+        if not self._weights_finite():
+            raise self._non_finite(f"non-finite weights after step {self.step}")
         try:
             self.validating = True
             metrics = self._checkpoint(self.step_metrics)
@@ -746,8 +749,9 @@ class Trainer:
         return metrics
 
     def _save_early(self, bar: tqdm, how: str) -> None:
-        """The training state at a step that has none on disk yet (main rank), to resume from."""
-        if not self.dist.main or self.step == 0:
+        """The training state at a step that has none on disk yet (main rank), to resume from; not
+        one of weights an update broke, which would take the last good state's place."""
+        if not self.dist.main or self.step == 0 or not self._weights_finite():
             return
         if self.step != self._saved_step:
             with signals_deferred():
