@@ -485,19 +485,6 @@ def test_an_update_that_breaks_the_weights_is_not_written_over_last(datasets, tm
         assert all(torch.isfinite(v).all() for v in load_file(tmp_path / f"{name}.safetensors").values())
 
 
-def test_pairs_given_clean_first_are_said_at_the_first_validation(paired_dirs, tmp_path, capsys):
-    """--pairs CLEAN BANDED trained without a word: smooth 8-bit ramps have steps enough to pass as
-    banding; only the validation line's CAMBI (clean far above the outputs') hinted at it."""
-    for name, (banded, clean) in (("right", paired_dirs), ("swapped", paired_dirs[::-1])):
-        pairs = find_pairs(banded, clean)
-        train = PatchDataset(pairs[:2], patch_size=32, stride=32)
-        Trainer(settings(steps=2, val_every=1), train, FullImageDataset(pairs[2:]), tmp_path / name).run()
-        said = "".join(capsys.readouterr())
-        hint = "band far more than their banded inputs"
-        assert said.count(hint) == (name == "swapped"), said
-    assert "are the --pairs folders given banded first, then clean?" in said
-
-
 def test_an_overflowing_error_is_a_non_finite_loss_not_a_math_error(datasets, tmp_path):
     """A loss still finite over outputs whose squares overflow (a learning rate far too high)
     ended the run with "math domain error" from the batch PSNR, not the one-line reason."""

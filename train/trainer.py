@@ -128,17 +128,6 @@ def check_before_data(settings: TrainSettings, out_dir: Path, resume: bool) -> N
         _resumable_meta(Path(out_dir) / "state.json", settings)
 
 
-def _swapped(clean_cambi: float, input_cambi: float) -> str | None:
-    """What to say when the validation targets band far more than their inputs (CAMBI), as the
-    --pairs folders given clean first do; None otherwise (a banded input bands more, or as much)."""
-    if clean_cambi <= 2 * input_cambi + 5:
-        return None
-    return (
-        f"the clean validation pictures band far more than their banded inputs (CAMBI {clean_cambi:.2f} "
-        f"against {input_cambi:.2f}): are the --pairs folders given banded first, then clean?"
-    )
-
-
 def _check_batch_split(batch_size: int, world: int) -> None:
     if batch_size % world:
         raise TrainingError(f"--batch-size {batch_size} must be a multiple of the process count ({world})")
@@ -375,7 +364,6 @@ class Trainer:
         self._saved_step = -1  # the step of the training state on disk
         self.best_psnr = -math.inf
         self.clean_cambi: float | None = None  # of the validation targets, scored at the first validation
-        self.swapped: str | None = None  # said once: targets banding far more than their inputs
         self.validating = False  # what ran out of memory: a step's patches, or whole pictures
         self.input_psnrs: list[float] | None = None  # of each banded validation input itself, likewise
         self.init: dict[str, Any] | None = None  # the checkpoint fine-tuned, as its sidecar records it
@@ -564,7 +552,6 @@ class Trainer:
         count = len(self.val_set) if self.settings.max_val_images is None else self.settings.max_val_images
         scores: list[tuple[float, float, float, float]] = []
         clean_cambis: list[float] = []  # scored once, as 8-bit pictures like the outputs
-        input_cambis: list[float] = []
         input_psnrs: list[float] = []
         for index in range(min(count, len(self.val_set))):
             _, banded, clean = self.val_set[index]
@@ -580,10 +567,8 @@ class Trainer:
             if self.clean_cambi is None:
                 clean_cambis.append(cambi(np.round(target * 255).astype(np.uint8)))
                 input_psnrs.append(capped_psnr(_as_uint8(banded).astype(np.float32) / 255, target))
-                input_cambis.append(cambi(_as_uint8(banded)))
         if self.clean_cambi is None:
             self.clean_cambi, self.input_psnrs = float(np.mean(clean_cambis)), input_psnrs
-            self.swapped = _swapped(self.clean_cambi, float(np.mean(input_cambis)))
         psnrs, ssims, cambis, raw_psnrs = zip(*scores, strict=True)
         # over the pictures whose input is not already its target (scored at the cap)
         banded = [
@@ -737,9 +722,6 @@ class Trainer:
                 f"CAMBI {m['val_cambi']:.2f} (clean {m['val_cambi_clean']:.2f}), "
                 f"raw network {m['val_psnr_raw']:.2f} dB"
             )
-            if self.swapped:
-                bar.write(f"step {self.step}: {self.swapped}")
-                self.swapped = None
             if _diverged(m):
                 bar.write(
                     f"step {self.step}: the raw network scores {-m['val_gain_raw']:.1f} dB below its own "
