@@ -20,6 +20,7 @@ import re
 import stat
 import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,7 @@ MAX_SIDE_OF_FORMAT = {".webp": (16383, "WebP"), ".jpg": (65500, "JPEG"), ".jpeg"
 # otherwise make it allocate tens of GB (a frame's float copies take 12 bytes a pixel).
 MAX_PIXELS = 2 * 89_478_485
 _PAGES_LOOKED_AT = 32  # a pyramid of previews halving each time is done by then
+_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")  # PNG chunks a decoder cannot do without
 MAX_FILE_BYTES = 4 << 30  # a 179-megapixel 16-bit RGBA TIFF stored uncompressed is 1.4 GB
 # Leading bytes of the formats we name in error messages (WebP is RIFF....WEBP, checked apart).
 _SIGNATURES = (
@@ -124,16 +126,19 @@ def _sniff(data: bytes) -> str | None:
     return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
 
 
-def _png_complete(data: bytes) -> bool:
-    """Whether the PNG's chunks, walked by their length fields, reach IEND inside the data.
-
-    OpenCV does reject a cut PNG, but libpng first prints its own error to stderr; walking the
-    chunk headers (no decompression) catches truncation quietly. Bytes after IEND are allowed.
-    """
+def _png_damage(data: bytes) -> str | None:
+    """What is wrong with the PNG's chunks, walked by their length fields, or None: cut short
+    before IEND, or a critical chunk (IHDR, PLTE, IDAT, IEND) failing its CRC, which libpng
+    refuses. OpenCV does reject both, but libpng first prints its own error to stderr; walking
+    the chunks (no decompression) says it in one line. Bytes after IEND are allowed."""
     for kind, chunk in walk_chunks(memoryview(data)[len(PNG_SIGNATURE) :]):
-        if kind == b"IEND":  # a chunk cut short is the last one walked
-            return len(chunk) == 12 + struct.unpack(">I", chunk[:4])[0]
-    return False
+        if len(chunk) < 12 + struct.unpack(">I", chunk[:4])[0]:  # a chunk cut short is the last one walked
+            break
+        if kind in _CRITICAL and zlib.crc32(chunk[4:-4]) != struct.unpack(">I", chunk[-4:])[0]:
+            return f"damaged PNG, its {kind.decode()} chunk fails its checksum (copy it again)"
+        if kind == b"IEND":
+            return None
+    return "truncated PNG, the file ends early (re-export or copy it again)"
 
 
 def _read(path: Path) -> tuple[bytes, str | None]:
@@ -155,8 +160,8 @@ def _read(path: Path) -> tuple[bytes, str | None]:
     if not data:
         raise ImageError(f"{path}: empty file, 0 bytes (re-export or copy it again)")
     kind = _sniff(data)
-    if kind == "PNG" and not _png_complete(data):
-        raise ImageError(f"{path}: truncated PNG, the file ends early (re-export or copy it again)")
+    if kind == "PNG" and (damage := _png_damage(data)) is not None:
+        raise ImageError(f"{path}: {damage}")
     return data, kind
 
 

@@ -128,6 +128,18 @@ def test_truncated_png_is_a_one_line_error(tmp_path):
     assert read_image(tmp_path / "tail.png").shape == (192, 320, 3)
 
 
+def test_a_png_damaged_inside_its_pixels_is_one_line_alone(tmp_path, capfd):
+    """libpng printed "libpng error: IDAT: CRC error" to stderr before bdinn's own line."""
+    data = bytearray((DATA / "soft-shapes.png").read_bytes())
+    middle = len(data) * 2 // 3
+    data[middle : middle + 40] = bytes(40)
+    (tmp_path / "damaged.png").write_bytes(data)
+    with pytest.raises(ImageError, match=r"damaged PNG, its IDAT chunk fails its checksum") as info:
+        read_image(tmp_path / "damaged.png")
+    one_line(info, tmp_path / "damaged.png")
+    assert capfd.readouterr().err == ""
+
+
 def test_truncated_and_corrupt_jpeg(tmp_path):
     ok, encoded = cv2.imencode(".jpg", read_image(DATA / "leaf-texture.png"))
     assert ok
@@ -268,7 +280,10 @@ def test_opencv_before_4_13_is_quietened_by_its_older_log_call(tmp_path, monkeyp
         (None, "no such file"),
         (b"", "empty file"),
         (b"this is not an image", "not an image file"),
-        (b"\x89PNG\r\n\x1a\n" + b"\0\0\0\x0dIHDR" + b"\xff" * 17 + b"\0\0\0\0IEND\xaeB`\x82", "corrupt PNG"),
+        (
+            b"\x89PNG\r\n\x1a\n" + b"\0\0\0\x0dIHDR" + b"\xff" * 17 + b"\0\0\0\0IEND\xaeB`\x82",
+            "damaged PNG, its IHDR chunk fails its checksum",  # was "corrupt PNG", after libpng's line
+        ),
     ],
 )
 def test_bad_inputs_say_what_is_wrong(tmp_path, content, message):
