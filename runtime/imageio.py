@@ -46,12 +46,12 @@ from .tiff_tags import (
     BITS_PER_SAMPLE,
     EXTRA_SAMPLES,
     LENGTH,
-    NEW_SUBFILE_TYPE,
     PHOTOMETRIC,
     PLANAR,
     SAMPLES_PER_PIXEL,
     TILE_WIDTH,
     WIDTH,
+    previews_follow,
     read_tags,
     with_straight_alpha,
 )
@@ -191,27 +191,6 @@ def _views_of_their_own(header: Image.Image) -> bool:
     return any("Multi-Frame" in str(entry.get("Attribute", {}).get("MPType")) for entry in entries[1:])
 
 
-def _previews_follow(header: Image.Image) -> bool:
-    """Whether a TIFF's pages after its first are all reduced-resolution copies of it (NewSubfileType
-    bit 0: a scanner's or camera's preview, GDAL's overviews), which are no pictures of their own.
-    Looks at _PAGES_LOOKED_AT pages at most (more are several frames), a page Pillow cannot read
-    counts as a picture, and the header is left on its first page."""
-    page = 0
-    try:
-        while True:
-            page += 1
-            try:
-                header.seek(page)
-            except EOFError:
-                return True
-            except (KeyError, OSError, ValueError, SyntaxError, TypeError, struct.error):  # JPEG XL, damage
-                return False
-            if page > _PAGES_LOOKED_AT or not header.tag_v2.get(NEW_SUBFILE_TYPE, 0) & 1:
-                return False
-    finally:
-        header.seek(0)
-
-
 def _header(path: Path, data: bytes) -> Image.Image | None:
     """Pillow's lazy view of the file (nothing decoded yet), or None where Pillow cannot tell.
 
@@ -226,10 +205,12 @@ def _header(path: Path, data: bytes) -> Image.Image | None:
             several = getattr(header, "is_animated", False)  # seeks to a second frame, not to the last
             if several and header.format == "MPO":  # a JPEG with a preview or a map of the picture
                 several = _views_of_their_own(header)
-            elif several and header.format == "TIFF":
-                several = not _previews_follow(header)
+            elif several and header.format == "TIFF":  # read from the file: Pillow fails on some pages
+                several = not previews_follow(data, _PAGES_LOOKED_AT)
             # Counting a TIFF's pages walks them all, and anew for each: 40,000 took 15 s.
-            frames = "several" if several and header.format == "TIFF" else getattr(header, "n_frames", 1)
+            frames = (
+                ("several" if header.format == "TIFF" else getattr(header, "n_frames", 1)) if several else 1
+            )
     except Image.DecompressionBombError:
         raise _too_large(path) from None
     except (UnidentifiedImageError, OSError, EOFError, ValueError, TypeError, SyntaxError):

@@ -32,13 +32,19 @@ class _Directory:
         return self.at + struct.calcsize(self.count_of)
 
     @property
+    def next_at(self) -> int:
+        """Where the offset of the next directory is written, after the entries."""
+        return self.first + self.entry * self.count
+
+    @property
     def inline(self) -> int:
         """Value bytes an entry holds itself."""
         return self.entry - 4 - struct.calcsize(self.offset)
 
 
-def _directory(data: bytes) -> _Directory | None:
-    """The first image's directory of a classic TIFF or a BigTIFF; None for anything else."""
+def _directory(data: bytes, at: int | None = None) -> _Directory | None:
+    """The directory at `at` (the first image's where None) of a classic TIFF or a BigTIFF; None
+    for anything else, or where the directory lies outside the data."""
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
     if order is None or len(data) < 16:
         return None
@@ -47,17 +53,22 @@ def _directory(data: bytes) -> _Directory | None:
         return None
     offset, count_of, entry = ("I", "H", 12) if version == 42 else ("Q", "Q", 20)
     try:
-        at = struct.unpack(order + offset, data[4:8] if version == 42 else data[8:16])[0]
+        if at is None:
+            at = struct.unpack(order + offset, data[4:8] if version == 42 else data[8:16])[0]
         (count,) = struct.unpack(order + count_of, data[at : at + struct.calcsize(count_of)])
     except struct.error:
         return None
-    return _Directory(order, offset, count_of, entry, at, count)
+    ifd = _Directory(order, offset, count_of, entry, at, count)
+    return ifd if ifd.next_at + struct.calcsize(offset) <= len(data) else None
 
 
-def read_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...]]:
-    """Some integer (SHORT, LONG or LONG8) tags of a TIFF's first image ({} for anything else)."""
+def read_tags(
+    data: bytes, wanted: tuple[int, ...], ifd: _Directory | None = None
+) -> dict[int, tuple[int, ...]]:
+    """Some integer (SHORT, LONG or LONG8) tags of a TIFF's first image, or of directory `ifd`
+    ({} for anything else)."""
     found: dict[int, tuple[int, ...]] = {}
-    if (ifd := _directory(data)) is None:
+    if (ifd := ifd or _directory(data)) is None:
         return found
     order, offset = ifd.order, ifd.offset
     try:
@@ -80,6 +91,35 @@ def read_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, tuple[int, ...]
     return found
 
 
+def previews_follow(data: bytes, most: int) -> bool:
+    """Whether every image directory after a TIFF's first says it is a reduced-resolution copy
+    (NewSubfileType bit 0: a scanner's or camera's preview, GDAL's overviews), which is no picture
+    of its own; False past `most` of them. A chain that breaks (a directory past the file's end,
+    cut short, or pointing back) ends the walk: nothing after it can be read, and the first image
+    can."""
+    first = _directory(data)
+    seen = {first.at} if first else set()
+    ifd = first
+    for _ in range(most + 1):
+        if ifd is None or not (following := _following(data, ifd)) or following in seen:
+            return True
+        seen.add(following)
+        ifd = _directory(data, following)
+        if (
+            ifd is not None
+            and not read_tags(data, (NEW_SUBFILE_TYPE,), ifd).get(NEW_SUBFILE_TYPE, (0,))[0] & 1
+        ):
+            return False
+    return False
+
+
+def _following(data: bytes, ifd: _Directory) -> int:
+    """The offset of the directory after `ifd`; 0 for none."""
+    return struct.unpack(
+        ifd.order + ifd.offset, data[ifd.next_at : ifd.next_at + struct.calcsize(ifd.offset)]
+    )[0]
+
+
 def with_straight_alpha(data: bytes) -> bytes:
     """A TIFF of 4 samples a pixel with ExtraSamples saying the fourth is straight alpha (`data`
     itself where the tag is there or the file is no TIFF). The directory grows by an entry, so it
@@ -88,7 +128,7 @@ def with_straight_alpha(data: bytes) -> bytes:
     ifd = _directory(data)
     if ifd is None or EXTRA_SAMPLES in read_tags(data, (EXTRA_SAMPLES,)):
         return data
-    order, entries_end = ifd.order, ifd.first + ifd.entry * ifd.count
+    order, entries_end = ifd.order, ifd.next_at
     entries = [data[at : at + ifd.entry] for at in range(ifd.first, entries_end, ifd.entry)]
     value = struct.pack(order + "H", _UNASSOCIATED_ALPHA).ljust(ifd.inline, b"\0")
     entries.append(struct.pack(order + "HH", EXTRA_SAMPLES, 3) + struct.pack(order + ifd.offset, 1) + value)

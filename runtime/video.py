@@ -219,16 +219,13 @@ def deband_frame(
             f"deband_frame cannot give back a {name} frame (FFmpeg's scaler reads it but does not write "
             f"it): convert it first, e.g. frame.reformat(format='rgb24')"
         )
-    if name.startswith("grayf"):
+    if name.startswith(("grayf", "yaf")):
         raise VideoError(
             f"deband_frame cannot take float grey ({name}): FFmpeg's scaler reads it as video range "
-            "(black as 0.0625 and white beyond 1); put its samples into a gray16le frame first"
+            "(0.0625 as black, 0.92 as white); put its samples into a gray16le frame first"
         )
     if (beyond := _float_beyond_white(frame)) is not None:
-        raise VideoError(
-            f"deband_frame: this {name} frame holds {beyond}, outside 0..1, which the model's 16-bit RGB "
-            "would clip: tone-map it into 0..1 first"
-        )
+        raise VideoError(f"deband_frame: this {name} frame {beyond}")
     fields = frame.interlaced_frame if fields is None else fields
     if not fields:
         dominance = None
@@ -255,9 +252,9 @@ def deband_frame(
 
 
 def _float_beyond_white(frame: Any) -> str | None:
-    """A float RGB frame's colour sample farthest outside 0..1 (EXR's scene light above white,
-    say), or its NaN; None for other frames and for float ones within 0..1, which the RGB48 path
-    keeps. (Half floats and packed float RGB never get here: swscale cannot write them.)"""
+    """What is wrong with a float RGB frame: its sample farthest outside 0..1 (EXR's scene light
+    above white, say), or NaN; None for other frames and for float ones within 0..1, which the RGB48
+    path keeps. (Half floats and packed float RGB never get here: swscale cannot write them.)"""
     fmt = frame.format
     if not fmt.name.endswith(("f32le", "f32be")):
         return None
@@ -269,11 +266,16 @@ def _float_beyond_white(frame: Any) -> str | None:
         samples = np.frombuffer(plane, f"{'<' if fmt.name.endswith('le') else '>'}f4")
         samples = samples.reshape(plane.height, -1)[:, : plane.width]
         if np.isnan(samples).any():
-            return "NaN samples"
+            return "holds NaN samples, which have no picture to deband: replace them first"
         for value in (float(samples.min()), float(samples.max())):
             if (distance := max(-value, value - 1)) > by:
                 farthest, by = value, distance
-    return None if farthest is None else f"a sample of {farthest:g}"
+    if farthest is None:
+        return None
+    return (
+        f"holds a sample of {farthest:g}, outside 0..1, which the model's 16-bit RGB would clip: "
+        "tone-map it into 0..1 first"
+    )
 
 
 def _fields_lost(src: Path, codec: str, pix_fmt: str, height: int, tagged: bool = False) -> str:

@@ -17,6 +17,7 @@ the same samples (swscale converts between them exactly).
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from .video_colour import RANGE_JPEG, RANGE_MPEG, SPC_BT709, Colour, copy_colour
 from .video_fields import split_fields, weave
 from .video_frames import coded_frame
 
+FLOAT_FORMAT = re.compile(r"f(16|32)(le|be)$")  # float samples: grayf32le, gbrpf16le, yaf16le
 EDIT_LIMIT = 16  # 8-bit levels; a debander moves a sample by a band step at most (17 at 4 bits: 8-9)
 
 
@@ -63,6 +65,7 @@ def _integer_yuv(fmt: Any) -> bool:
     depths = {c.bits for c in colour}
     return (
         not (fmt.is_rgb or fmt.has_palette or fmt.is_bit_stream or fmt.name.startswith("xyz"))
+        and not FLOAT_FORMAT.search(fmt.name)
         and len(colour) in (1, 3)
         and len(depths) == 1
         and 8 <= min(depths) <= 16

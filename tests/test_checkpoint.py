@@ -62,6 +62,9 @@ def test_pickle_file_is_rejected_not_unpickled(tmp_path):
     cut_short = r"not a readable safetensors file \(.*\); damaged or cut short: copy it again"
     with pytest.raises(CheckpointError, match=cut_short):
         load_checkpoint(path)
+    path.write_bytes(b"\x80" + bytes(7) + b'{"a": ')  # a header of 128 bytes, cut: not a pickle's \x80
+    with pytest.raises(CheckpointError, match=cut_short):
+        load_checkpoint(path)
 
 
 def test_a_checkpoint_it_may_not_read_is_not_called_missing(tmp_path, monkeypatch):

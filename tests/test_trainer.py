@@ -461,9 +461,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(datasets, tmp_
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_an_update_that_breaks_the_weights_is_not_written_over_last(datasets, tmp_path):
+@pytest.mark.parametrize(("broken", "stop_at"), [(4, None), (3, 3)])
+def test_an_update_that_breaks_the_weights_is_not_written_over_last(datasets, tmp_path, broken, stop_at):
     """A finite loss, then an update that left an infinite weight at a checkpoint step: it was
-    written into last.safetensors and the state."""
+    written into last.safetensors and the state; between checkpoints, a run stopped there (stop_at)
+    said nothing of it."""
     train, val = datasets
     trainer = Trainer(settings(steps=4, val_every=2), train, val, tmp_path)
     step, calls = trainer.optimizer.step, []
@@ -471,15 +473,14 @@ def test_an_update_that_breaks_the_weights_is_not_written_over_last(datasets, tm
     def breaking_step(*args, **kwargs):
         result = step(*args, **kwargs)
         calls.append(1)
-        if len(calls) == 4:  # the update that makes step 4, which is checkpointed
+        if len(calls) == broken:  # the update that makes step `broken`
             next(trainer.model.parameters()).data.view(-1)[0] = math.inf
         return result
 
     trainer.optimizer.step = breaking_step
-    with pytest.raises(
-        TrainingError, match=r"non-finite weights after step 4: stopped; .*best\.safetensors is"
-    ):
-        trainer.run()
+    said = rf"non-finite weights after step {broken}: stopped; .*best\.safetensors is"
+    with pytest.raises(TrainingError, match=said):
+        trainer.run(stop_at=stop_at)
     for name in ("last", "state"):  # the state was saved on the way out, and a resume failed again
         assert json.loads((tmp_path / f"{name}.json").read_text())["step"] == 2
         assert all(torch.isfinite(v).all() for v in load_file(tmp_path / f"{name}.safetensors").values())

@@ -208,15 +208,19 @@ def test_a_float_frame_beyond_white_is_refused_and_one_within_is_kept(pix_fmt):
         [np.frombuffer(p, kind).reshape(p.height, -1)[:, : p.width] for p in f.planes] for f in (frame, out)
     )
     assert all(np.abs(a - b).max() < 1e-3 for a, b in zip(given, back, strict=True))
-    for value, said in ((3.5, "a sample of 3.5"), (-0.25, "a sample of -0.25"), (np.nan, "NaN samples")):
+    for value, said in (
+        (3.5, r"a sample of 3\.5, outside 0\.\.1, .* tone-map it"),
+        (-0.25, r"a sample of -0\.25, outside 0\.\.1"),
+        (np.nan, r"NaN samples, which have no picture to deband: replace them first"),
+    ):
         np.frombuffer(frame.planes[1], kind)[7] = value
-        with pytest.raises(VideoError, match=rf"this {pix_fmt} frame holds {said}, outside 0\.\.1"):
+        with pytest.raises(VideoError, match=rf"this {pix_fmt} frame holds {said}"):
             deband_frame(frame, lambda rgb: rgb)
 
 
-def test_float_grey_is_refused():
+@pytest.mark.parametrize("pix_fmt", ["grayf32le", "grayf32be"])
+def test_float_grey_is_refused(pix_fmt):
     """FFmpeg's scaler reads float grey as video range: black came back 0.0625, 0.9999 as 0.92."""
-    frame = av.VideoFrame(32, 24, "grayf32le")
-    np.frombuffer(frame.planes[0], np.float32)[:] = 0.5
-    with pytest.raises(VideoError, match=r"deband_frame cannot take float grey \(grayf32le\)"):
+    frame = av.VideoFrame(32, 24, pix_fmt)
+    with pytest.raises(VideoError, match=rf"deband_frame cannot take float grey \({pix_fmt}\)"):
         deband_frame(frame, lambda rgb: rgb)

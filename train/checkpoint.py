@@ -255,10 +255,11 @@ def _not_safetensors(path: Path, exc: Exception) -> CheckpointError:
     """What safetensors' refusal of a file means, and what to do about it."""
     try:
         with path.open("rb") as stream:
-            start = stream.read(4)
+            start = stream.read(9)
     except OSError:
         start = b""
-    if start.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or an older pickle: never unpickled
+    # A safetensors file's JSON header starts at byte 8; torch.save writes a zip, older ones a pickle
+    if start[8:9] != b"{" and start.startswith((b"PK\x03\x04", b"\x80")):
         advice = "a PyTorch pickle (torch.save), which bdinn does not load: save the weights with safetensors"
     else:
         advice = "damaged or cut short: copy it again, or use another checkpoint"

@@ -674,6 +674,8 @@ class Trainer:
             raise
         finally:
             bar.close()
+        if not self._weights_finite():  # broken after the last checkpoint: not a run stopped as asked
+            raise self._non_finite(f"non-finite weights after step {self.step}")
         self._save_early(bar, "stopped")
         return metrics
 
@@ -733,7 +735,12 @@ class Trainer:
     def _save_early(self, bar: tqdm, how: str) -> None:
         """The training state at a step that has none on disk yet (main rank), to resume from; not
         one of weights an update broke, which would take the last good state's place."""
-        if not self.dist.main or self.step == 0 or not self._weights_finite():
+        if not self.dist.main or self.step == 0:
+            return
+        if not self._weights_finite():
+            kept = f"the one of step {self._saved_step} is kept" if self._saved_step > 0 else "none was saved"
+            bar.write(f"{how} at step {self.step}: an update left non-finite weights, so no training state "
+                      f"was saved ({kept}; lower --lr or --grad-clip)")  # fmt: skip
             return
         if self.step != self._saved_step:
             with signals_deferred():
