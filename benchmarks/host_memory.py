@@ -6,7 +6,7 @@ once as `Debander` serves it (frames over 2048 x 1152 pixels in even tiles) and 
 (`tile=` past the frame's size), so that what tiling saves shows beside what it costs.
 
     python benchmarks/host_memory.py [MODEL] [--size 1080x1920 --size 2160x3840] [--frames 2]
-                                     [--backend onnxruntime] [--json out.json]
+                                     [--backend onnxruntime|torch] [--json out.json]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import multiprocessing
 import platform
 import resource
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from bdinn.runtime.cli_reports import json_option, report_files, write_report
 
 
 def measure(
-    model: str | None, backend: str, size: tuple[int, int], frames: int, whole: bool
+    model: str | None, backend: str | None, size: tuple[int, int], frames: int, whole: bool
 ) -> dict[str, Any]:
     """One case, in its own process: peak memory (GB) and seconds of each frame."""
     from bdinn.runtime import Debander
@@ -38,10 +39,10 @@ def measure(
     whole_tile = -(-max(h, w, 32) // 8) * 8  # a user tile at least the frame's size: never tiled
     deband = Debander.open(model, backend=backend, device="cpu", tile=whole_tile if whole else None)
     opened = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rows, cols = np.ogrid[0:h, 0:w]  # a gradient, built small: the peak is the model's
+    rows, cols = np.ogrid[0:h, 0:w]  # a gradient, summed into the frame: no H x W int64 beside it
     frame = np.empty((h, w, 3), np.uint8)
     frame[..., 0], frame[..., 1] = cols * 60 // w + 40, rows * 60 // h + 60
-    frame[..., 2] = (rows + cols) * 40 // (w + h) + 90
+    np.add(rows * 40 // (w + h) + 90, cols * 40 // (w + h), out=frame[..., 2], casting="unsafe")
     seconds = []
     for _ in range(frames):
         start = time.perf_counter()
@@ -49,6 +50,7 @@ def measure(
         seconds.append(time.perf_counter() - start)
     tile = deband.tile_for(size)
     return {
+        "backend": deband.backend.name,
         "size": f"{h}x{w}",
         "mode": "whole" if whole else "served",
         "tile": None if tile is None else list(tile),
@@ -58,13 +60,46 @@ def measure(
     }
 
 
+def _case(results: Connection, args: tuple) -> None:
+    """measure(*args), its result or its failure sent back through `results`."""
+    try:
+        results.send(("done", measure(*args)))
+    except (BackendError, ValueError) as exc:
+        results.send(("error", str(exc)))
+    except MemoryError:
+        results.send(("memory", ""))
+
+
 def run_case(
-    model: str | None, backend: str, size: tuple[int, int], frames: int, whole: bool
+    model: str | None, backend: str | None, size: tuple[int, int], frames: int, whole: bool
 ) -> dict[str, Any]:
-    """measure() in a fresh process, so that no other case's peak is counted. Stopped (Ctrl-C,
-    SIGTERM), the pool's exit kills it: an executor's waited for the case, minutes for 8K."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(measure, (model, backend, size, frames, whole))
+    """measure() in a fresh process, so that no other case's peak is counted. A process killed (by
+    the kernel, out of memory) ends the case with an error: a pool replaced it and waited forever.
+    Stopped (Ctrl-C, SIGTERM), the process is killed rather than waited for (minutes for 8K)."""
+    context = multiprocessing.get_context("spawn")
+    results, sending = context.Pipe(duplex=False)
+    process = context.Process(target=_case, args=(sending, (model, backend, size, frames, whole)))
+    process.start()
+    sending.close()  # the child's copy alone is left: its death ends recv()
+    case = f"the {size[0]}x{size[1]} {'whole' if whole else 'served'} case"
+    try:
+        kind, value = results.recv()
+    except EOFError:
+        process.join()
+        raise click.ClickException(
+            f"{case}'s process ended without a result (exit code {process.exitcode}; killed for memory?): "
+            "try a smaller --size or --mode served"
+        ) from None
+    except BaseException:  # Ctrl-C, SIGTERM
+        process.kill()
+        process.join()
+        raise
+    process.join()
+    if kind == "memory":
+        raise click.ClickException(f"not enough memory for {case}: try a smaller --size or --mode served")
+    if kind == "error":
+        raise click.ClickException(value)
+    return value
 
 
 @click.command("host_memory.py", cls=BdinnCommand)
@@ -77,21 +112,20 @@ def run_case(
               type=click.Choice(["served", "whole", "both"]),
               help="Whole frames of 8K need about 24 GB: more than many machines have.")  # fmt: skip
 @click.option(
-    "--backend", default="onnxruntime", show_default=True, type=click.Choice(["onnxruntime", "torch"])
-)
+    "--backend", type=click.Choice(["onnxruntime", "torch"]),
+    help="[default: the model file's: torch for a checkpoint, onnxruntime for the rest]",
+)  # fmt: skip
 @json_option
 @report_files("json_path", models="model")
 @stops_cleanly
 def main(
-    model: str | None, sizes: list[tuple[int, int]], frames: int, modes: str, backend: str,
+    model: str | None, sizes: list[tuple[int, int]], frames: int, modes: str, backend: str | None,
     json_path: Path | None,
 ) -> None:  # fmt: skip
     """Print a Markdown table of peak memory and seconds per frame, served and whole."""
     wholes = {"served": (False,), "whole": (True,), "both": (False, True)}[modes]
-    try:
-        rows = [run_case(model, backend, size, frames, whole) for size in sizes for whole in wholes]
-    except (BackendError, ValueError) as exc:  # raised in the case's process, passed back whole
-        raise click.ClickException(str(exc)) from None
+    rows = [run_case(model, backend, size, frames, whole) for size in sizes for whole in wholes]
+    backend = rows[0]["backend"]
     click.echo(f"{backend} on {cpu_model()} ({platform.machine()}), {frames} frame(s) per case\n")
     click.echo("| frame | mode | tile | peak memory (GB) | first frame (s) | later frames (s) |")
     click.echo("| --- | --- | --- | --- | --- | --- |")
