@@ -25,7 +25,7 @@ import click
 from bdinn.runtime import Debander, default_model_path
 from bdinn.runtime.bench import benchmark, cpu_model, parse_frame_size, peak_host_memory_mib
 from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import ReportFile, report_files, write_report
 
 
 def machine_name() -> str:
@@ -128,8 +128,8 @@ def markdown(results: list[dict[str, Any]], size: tuple[int, int], machine: str,
 @click.option("--size", default="1080x1920", callback=parse_frame_size)
 @click.option("-n", "--iterations", type=click.IntRange(1), default=5)
 @click.option("--warmup", type=click.IntRange(0), default=1)
-@click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--markdown", "markdown_out", type=ReportFile(), default=None)
+@click.option("--json", "json_out", type=ReportFile(), default=None)
 @report_files("markdown_out", "json_out", models="checkpoint")
 @stops_cleanly
 def main(

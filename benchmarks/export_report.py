@@ -23,7 +23,7 @@ from bdinn.export.onnx_export import export_onnx
 from bdinn.export.onnx_reference import BandedDeformConv2d as PluginNode
 from bdinn.runtime import default_model_path
 from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import ReportFile, report_files, write_report
 from bdinn.runtime.imageio import read_image, to_float
 from bdinn.runtime.metrics import psnr
 from bdinn.train.checkpoint import CheckpointError, load_checkpoint
@@ -44,7 +44,7 @@ def run_graph(path: Path, graph: str, image: np.ndarray, fp16: bool) -> np.ndarr
 @click.argument("checkpoint", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--config", "config_name", type=click.Choice(sorted(CONFIGS)), default=None,
               help="Untrained named config instead of a checkpoint.")  # fmt: skip
-@click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--markdown", "markdown_out", type=ReportFile(), default=None)
 @report_files("markdown_out", models="checkpoint")
 @stops_cleanly
 def main(checkpoint: Path | None, config_name: str | None, markdown_out: Path | None) -> None:

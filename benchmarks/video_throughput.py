@@ -30,7 +30,7 @@ from bdinn.runtime import Debander
 from bdinn.runtime.backends import BackendError
 from bdinn.runtime.bench import cpu_model, parse_frame_size
 from bdinn.runtime.cli_options import BdinnCommand, stops_cleanly
-from bdinn.runtime.cli_reports import report_files, write_report
+from bdinn.runtime.cli_reports import ReportFile, report_files, write_report
 from bdinn.runtime.video import deband_video
 
 # (label, output suffix, deband_video settings): the encoders users pick, fast to slow.
@@ -98,7 +98,7 @@ def run_settings(
 @click.option("--size", default="1080x1920", callback=parse_frame_size, help="Frame HEIGHTxWIDTH.")
 @click.option("--model", default=None, help="Also run this model (any file Debander.open takes).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Checkpoints only.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "json_path", type=ReportFile(dir_okay=True), default=None)
 @report_files("json_path", models="model", bundled_default=False)  # no --model: none runs
 @stops_cleanly
 def main(

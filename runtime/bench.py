@@ -32,7 +32,7 @@ from .cli_options import (
     stops_cleanly,
     tile_option,
 )
-from .cli_reports import echo_result
+from .cli_reports import ReportFile, echo_result
 from .debander import Debander
 from .files import OutputError, atomic_write_text, check_writable, files_of_model
 from .processing import MAX_SIDE, MIN_SIDE
@@ -216,7 +216,7 @@ def parse_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 @plugin_library_option
 @allow_embedded_plugin_option
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: replay a captured CUDA graph per frame.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+@click.option("--json", "json_out", type=ReportFile(dir_okay=True), default=None,
               help="Also write the result as JSON to this file ('-' for stdout only).")  # fmt: skip
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing --json file.")
 @stops_cleanly

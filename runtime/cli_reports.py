@@ -4,6 +4,7 @@ before the work and written whole, and a result echoed on standard output after 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,10 +33,21 @@ def echo_result(text: str, what: str) -> None:
 _REPORT_FORCE = "bdinn.report_force"  # report_files' --force, for write_report
 
 
+class ReportFile(click.Path):
+    """A report file's path. A name ending in a slash is refused: Path drops the slash, and a
+    file of the folder's name was written where the user meant a folder."""
+
+    def __init__(self, dir_okay: bool = False) -> None:
+        super().__init__(dir_okay=dir_okay, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.endswith(("/", os.sep)):
+            self.fail(f"{value!r} names a folder; name a file to write", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 # A script's --json FILE (checked before the work by report_files): written beside its table.
-json_option = click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON."
-)
+json_option = click.option("--json", "json_path", type=ReportFile(), help="Also write JSON.")
 
 
 def report_files(

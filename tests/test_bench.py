@@ -71,6 +71,9 @@ def test_stdout_json_and_errors(model, tmp_path):
     folder = CliRunner().invoke(main, [str(model), "--size", "32x32", "--json", str(tmp_path / "folder")])
     assert folder.exit_code == 1 and "folder: is a folder; name a file to write" in folder.output
     assert "Traceback" not in folder.output and "ms" not in folder.output
+    meant = CliRunner().invoke(main, [str(model), "--size", "32x32", "--json", f"{tmp_path / 'new'}/"])
+    assert meant.exit_code == 2 and "new/' names a folder; name a file to write" in meant.output
+    assert not (tmp_path / "new").exists()  # a file of the folder's name was written
     earlier = tmp_path / "earlier.json"
     earlier.write_text("kept")
     quick = [str(model), "--size", "32x32", "-n", "1", "--json", str(earlier)]

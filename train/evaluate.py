@@ -68,7 +68,7 @@ from ..runtime.cli_options import (
     plugin_library_option,
     stops_cleanly,
 )
-from ..runtime.cli_reports import echo_result
+from ..runtime.cli_reports import ReportFile, echo_result
 from ..runtime.debander import Debander
 from ..runtime.ffmpeg_filters import PRESETS, apply_preset
 from ..runtime.files import OutputError, atomic_write_text, check_writable, files_of_model, written_together
@@ -528,13 +528,13 @@ def _check_reports(
 @click.option(
     "--json",
     "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=ReportFile(),
     help="Write the report here ('-': on standard output, instead of the table).",
 )
 @click.option(
     "--markdown",
     "markdown_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=ReportFile(),
     help="Write the table here.",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing --json and --markdown files.")
