@@ -44,14 +44,16 @@ from .png_chunks import PNG_SIGNATURE, after_ihdr, more_than_srgb, walk_chunks, 
 from .png_chunks import read_png_colour as read_png_colour  # beside read_image: the documented API
 from .tiff_tags import (
     BITS_PER_SAMPLE,
+    CUT,
     EXTRA_SAMPLES,
     LENGTH,
+    ONE,
     PHOTOMETRIC,
     PLANAR,
     SAMPLES_PER_PIXEL,
     TILE_WIDTH,
     WIDTH,
-    previews_follow,
+    pictures_in,
     read_tags,
     with_straight_alpha,
 )
@@ -64,7 +66,6 @@ MAX_SIDE_OF_FORMAT = {".webp": (16383, "WebP"), ".jpg": (65500, "JPEG"), ".jpeg"
 # otherwise make it allocate tens of GB (a frame's float copies take 12 bytes a pixel).
 MAX_PIXELS = 2 * 89_478_485
 _PAGES_LOOKED_AT = 32  # a pyramid of previews halving each time is done by then
-_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")  # PNG chunks a decoder cannot do without
 MAX_FILE_BYTES = 4 << 30  # a 179-megapixel 16-bit RGBA TIFF stored uncompressed is 1.4 GB
 # Leading bytes of the formats we name in error messages (WebP is RIFF....WEBP, checked apart).
 _SIGNATURES = (
@@ -128,13 +129,15 @@ def _sniff(data: bytes) -> str | None:
 
 def _png_damage(data: bytes) -> str | None:
     """What is wrong with the PNG's chunks, walked by their length fields, or None: cut short
-    before IEND, or a critical chunk (IHDR, PLTE, IDAT, IEND) failing its CRC, which libpng
-    refuses. OpenCV does reject both, but libpng first prints its own error to stderr; walking
-    the chunks (no decompression) says it in one line. Bytes after IEND are allowed."""
+    before IEND, or a chunk libpng refuses for a failed CRC (IHDR, IDAT, a palette picture's PLTE;
+    of IEND and a suggested palette it only warns). OpenCV does reject both, but libpng first
+    prints its own error to stderr; walking the chunks (no decompression) says it in one line.
+    Bytes after IEND are allowed."""
+    checked = {b"IHDR", b"IDAT"} | ({b"PLTE"} if len(data) > 25 and data[25] == 3 else set())
     for kind, chunk in walk_chunks(memoryview(data)[len(PNG_SIGNATURE) :]):
         if len(chunk) < 12 + struct.unpack(">I", chunk[:4])[0]:  # a chunk cut short is the last one walked
             break
-        if kind in _CRITICAL and zlib.crc32(chunk[4:-4]) != struct.unpack(">I", chunk[-4:])[0]:
+        if kind in checked and zlib.crc32(chunk[4:-4]) != struct.unpack(">I", chunk[-4:])[0]:
             return f"damaged PNG, its {kind.decode()} chunk fails its checksum (copy it again)"
         if kind == b"IEND":
             return None
@@ -183,6 +186,11 @@ def _read_pipe(path: Path) -> bytes:
     return b"".join(chunks)
 
 
+def _several(path: Path, frames: object) -> ImageError:
+    return ImageError(f"{path}: holds {frames} frames; bdinn debands single pictures (save one frame, or "
+                      "convert an animation to a video)")  # fmt: skip
+
+
 def _views_of_their_own(header: Image.Image) -> bool:
     """Whether a JPEG's further MPF images are views (stereo, multi-angle, panorama) rather than what
     cameras and phones add to one picture: a large preview, a gain or depth map. Viewers show the
@@ -197,20 +205,23 @@ def _header(path: Path, data: bytes) -> Image.Image | None:
     A file of several frames (animated PNG/WebP/GIF, multi-page TIFF) is refused: OpenCV would
     silently return the first, and the rest would be lost without a word.
     """
+    # A TIFF's pages are walked in the file itself: Pillow fails on some (JPEG XL, damage), opens
+    # no big-endian BigTIFF, and counted 40,000 pages in 15 s
+    tiff = _sniff(data) == "TIFF"
+    if tiff and (held := pictures_in(data, _PAGES_LOOKED_AT)) != ONE:
+        if held == CUT:
+            raise ImageError(f"{path}: truncated TIFF, a page lies past the file's end (copy it again)")
+        raise _several(path, "several")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             warnings.filterwarnings("ignore", category=UserWarning, module="PIL")  # "Corrupt EXIF data"
             header = Image.open(io.BytesIO(data))
-            several = getattr(header, "is_animated", False)  # seeks to a second frame, not to the last
+            # seeks to a second frame, not to the last
+            several = not tiff and getattr(header, "is_animated", False)
             if several and header.format == "MPO":  # a JPEG with a preview or a map of the picture
                 several = _views_of_their_own(header)
-            elif several and header.format == "TIFF":  # read from the file: Pillow fails on some pages
-                several = not previews_follow(data, _PAGES_LOOKED_AT)
-            # Counting a TIFF's pages walks them all, and anew for each: 40,000 took 15 s.
-            frames = (
-                ("several" if header.format == "TIFF" else getattr(header, "n_frames", 1)) if several else 1
-            )
+            frames = getattr(header, "n_frames", 1) if several else 1
     except Image.DecompressionBombError:
         raise _too_large(path) from None
     except (UnidentifiedImageError, OSError, EOFError, ValueError, TypeError, SyntaxError):
@@ -219,8 +230,7 @@ def _header(path: Path, data: bytes) -> Image.Image | None:
         raise ImageError(f"{path}: holds {frames} views (a stereo, multi-angle or panorama MPO); bdinn "
                          "debands single pictures (save each view as a JPEG of its own)")  # fmt: skip
     if several:
-        raise ImageError(f"{path}: holds {frames} frames; bdinn debands single pictures (save one frame, "
-                         "or convert an animation to a video)")  # fmt: skip
+        raise _several(path, frames)
     if header.width * header.height > MAX_PIXELS:
         raise _too_large(path)
     return header

@@ -18,7 +18,7 @@ _UNASSOCIATED_ALPHA = 2  # ExtraSamples: straight alpha, as PNG, WebP and bdinn 
 
 @dataclass(frozen=True)
 class _Directory:
-    """Where the first image's directory lies and how its numbers are written."""
+    """Where an image directory lies and how its numbers are written."""
 
     order: str  # struct's byte order
     offset: str  # struct code of offsets and counts: 4 bytes in classic TIFF, 8 in BigTIFF
@@ -58,8 +58,7 @@ def _directory(data: bytes, at: int | None = None) -> _Directory | None:
         (count,) = struct.unpack(order + count_of, data[at : at + struct.calcsize(count_of)])
     except struct.error:
         return None
-    ifd = _Directory(order, offset, count_of, entry, at, count)
-    return ifd if ifd.next_at + struct.calcsize(offset) <= len(data) else None
+    return _Directory(order, offset, count_of, entry, at, count)
 
 
 def read_tags(
@@ -91,30 +90,37 @@ def read_tags(
     return found
 
 
-def previews_follow(data: bytes, most: int) -> bool:
-    """Whether every image directory after a TIFF's first says it is a reduced-resolution copy
-    (NewSubfileType bit 0: a scanner's or camera's preview, GDAL's overviews), which is no picture
-    of its own; False past `most` of them. A chain that breaks (a directory past the file's end,
-    cut short, or pointing back) ends the walk: nothing after it can be read, and the first image
-    can."""
-    first = _directory(data)
-    seen = {first.at} if first else set()
-    ifd = first
+ONE, SEVERAL, CUT = "one picture", "several pictures", "cut short"
+
+
+def pictures_in(data: bytes, most: int) -> str:
+    """What a TIFF's chain of image directories holds: ONE picture where every directory after
+    the first says it is a reduced-resolution copy (NewSubfileType bit 0: a scanner's or camera's
+    preview, GDAL's overviews), SEVERAL past `most` of them or at the first that does not, CUT
+    where a directory lies past the file's end or is cut short (a copy cut off: what it held is
+    unknown). A chain pointing back ends the walk."""
+    ifd = first = _directory(data)
+    seen = {ifd.at} if ifd else set()
     for _ in range(most + 1):
-        if ifd is None or not (following := _following(data, ifd)) or following in seen:
-            return True
+        if ifd is None:
+            return ONE  # not a TIFF bdinn walks: Pillow and OpenCV decide
+        try:
+            following = _following(data, ifd)
+        except struct.error:  # the first image's own pointer may be left off: it is all there
+            return ONE if ifd is first else CUT
+        if not following or following in seen:
+            return ONE
         seen.add(following)
         ifd = _directory(data, following)
-        if (
-            ifd is not None
-            and not read_tags(data, (NEW_SUBFILE_TYPE,), ifd).get(NEW_SUBFILE_TYPE, (0,))[0] & 1
-        ):
-            return False
-    return False
+        if ifd is None or ifd.next_at > len(data):
+            return CUT
+        if not read_tags(data, (NEW_SUBFILE_TYPE,), ifd).get(NEW_SUBFILE_TYPE, (0,))[0] & 1:
+            return SEVERAL
+    return SEVERAL
 
 
 def _following(data: bytes, ifd: _Directory) -> int:
-    """The offset of the directory after `ifd`; 0 for none."""
+    """The offset of the directory after `ifd`; 0 for none; struct.error where the file ends first."""
     return struct.unpack(
         ifd.order + ifd.offset, data[ifd.next_at : ifd.next_at + struct.calcsize(ifd.offset)]
     )[0]

@@ -219,7 +219,7 @@ def deband_frame(
             f"deband_frame cannot give back a {name} frame (FFmpeg's scaler reads it but does not write "
             f"it): convert it first, e.g. frame.reformat(format='rgb24')"
         )
-    if name.startswith(("grayf", "yaf")):
+    if name.startswith("grayf"):
         raise VideoError(
             f"deband_frame cannot take float grey ({name}): FFmpeg's scaler reads it as video range "
             "(0.0625 as black, 0.92 as white); put its samples into a gray16le frame first"

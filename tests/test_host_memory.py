@@ -52,8 +52,9 @@ def test_a_case_whose_process_is_killed_ends_the_run_in_one_line():
         time.sleep(2)  # into its work
         os.kill(case, signal.SIGKILL)
         _, stderr = run.communicate(timeout=120)
-    finally:
-        run.kill()
+    finally:  # SIGTERM: the script kills its case process (SIGKILL would leave it running)
+        run.terminate()
+        run.wait(timeout=60)
     assert run.returncode == 1
     assert (
         "the 2160x3840 served case's process ended without a result (exit code -9; killed for memory?)"

@@ -138,6 +138,9 @@ def test_a_png_damaged_inside_its_pixels_is_one_line_alone(tmp_path, capfd):
         read_image(tmp_path / "damaged.png")
     one_line(info, tmp_path / "damaged.png")
     assert capfd.readouterr().err == ""
+    good = (DATA / "soft-shapes.png").read_bytes()  # libpng only warns of a bad IEND checksum: read
+    (tmp_path / "end.png").write_bytes(good[:-4] + b"\0\0\0\0")
+    assert read_image(tmp_path / "end.png").shape == (192, 320, 3)
 
 
 def test_truncated_and_corrupt_jpeg(tmp_path):
@@ -691,9 +694,15 @@ def test_a_tiff_whose_further_pages_are_previews_is_one_picture(tmp_path):
     (tmp_path / "jxl.tif").write_bytes(data)
     assert read_image(tmp_path / "jxl.tif").shape == rgb.shape  # Pillow's KeyError traceback
     whole = (tmp_path / "scan.tif").read_bytes()
-    with tifffile.TiffFile(tmp_path / "scan.tif") as tiff:  # the last preview cut off
+    with tifffile.TiffFile(tmp_path / "scan.tif") as tiff:  # a copy cut off inside its last page
         (tmp_path / "cut.tif").write_bytes(whole[: tiff.pages[2].offset + 6])
-    assert read_image(tmp_path / "cut.tif").shape == rgb.shape
+    with pytest.raises(ImageError, match=r"cut\.tif: truncated TIFF, a page lies past the file's end"):
+        read_image(tmp_path / "cut.tif")  # was read as one picture, or several frames, by chance
+    with tifffile.TiffWriter(tmp_path / "big-endian.tif", bigtiff=True, byteorder=">") as tiff:
+        tiff.write(rgb, photometric="rgb")  # Pillow opens no big-endian BigTIFF: its first page was read
+        tiff.write(rgb, photometric="rgb")
+    with pytest.raises(ImageError, match="holds several frames"):
+        read_image(tmp_path / "big-endian.tif")
 
 
 def test_a_jpeg_with_a_preview_image_is_one_picture_and_a_stereo_pair_is_refused(tmp_path):

@@ -640,7 +640,9 @@ class Trainer:
 
         Stopping early, at stop_at or by Ctrl-C/SIGTERM/SIGHUP, saves the training state at the last
         whole step (a signal waits for the step to finish) and nothing else, so that a resumed run
-        validates, checkpoints and picks its best exactly as an uninterrupted one."""
+        validates, checkpoints and picks its best exactly as an uninterrupted one; unless an update
+        left non-finite weights, whose state would replace the last good one (TrainingError at
+        stop_at, a line on a signal)."""
         s = self.settings
         end = s.steps if stop_at is None else min(stop_at, s.steps)
         cache: dict[str, Any] = {}
