@@ -1,7 +1,8 @@
-"""A TIFF's first image's directory: the few tags bdinn reads, and the one OpenCV leaves out.
+"""A TIFF's image directories: the few tags bdinn reads, its pages, and the tag OpenCV leaves out.
 
 OpenCV decodes some TIFFs otherwise than their tags say without a word, so the reader checks
-them; and it writes 4-sample TIFFs without ExtraSamples, the tag that says what the fourth sample
+them, and reads a multi-page TIFF's first page alone, so the pages are counted here; and it
+writes 4-sample TIFFs without ExtraSamples, the tag that says what the fourth sample
 is. TIFF 6.0 requires it: libtiff then guesses premultiplied alpha and shows straight-alpha
 colours wrong (220 levels off in half-transparent pixels, hidden colours added where alpha is 0).
 """

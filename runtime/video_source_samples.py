@@ -122,9 +122,8 @@ def _planar_twin(pix_fmt: str) -> str | None:
         return None
     alpha = "a" if len(colour) < len(fmt.components) else ""
     twin = f"yuv{alpha}{sub}p" + ("" if colour[0].bits == 8 else f"{colour[0].bits}le")
-    if _layout(twin) is None:
+    if (layout := _layout(twin)) is None:
         return None
-    layout = _layout(twin)
     made = av.VideoFrame(8, 8, twin)
     for plane in made.planes:  # random samples of the depth, at the bits they are stored in
         held = np.frombuffer(plane, layout.dtype)
