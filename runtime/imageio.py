@@ -210,7 +210,10 @@ def _header(path: Path, data: bytes) -> Image.Image | None:
     tiff = _sniff(data) == "TIFF"
     if tiff and (held := pictures_in(data, _PAGES_LOOKED_AT)) != ONE:
         if held == CUT:
-            raise ImageError(f"{path}: truncated TIFF, a page lies past the file's end (copy it again)")
+            raise ImageError(
+                f"{path}: truncated or damaged TIFF, a page's directory lies past the file's end (copy it "
+                "again)"
+            )
         raise _several(path, "several")
     try:
         with warnings.catch_warnings():
