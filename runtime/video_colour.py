@@ -167,10 +167,22 @@ def _white(pix_fmt: str, color_range: int) -> Any:
     values = (65535 if held == RANGE_JPEG else 235 << 8, 1 << 15, 1 << 15)[: len(made.planes)]
     for plane, value in zip(made.planes, values, strict=True):
         plane.update(np.full(plane.buffer_size // 2, value, "<u2").tobytes())
-    space = {"src_colorspace": SPC_BT709, "dst_colorspace": SPC_BT709}
-    frame = made.reformat(format=pix_fmt, src_color_range=held, dst_color_range=held, **space)
+    frame = made.reformat(format=pix_fmt, **samples_kept(held))
     frame.color_range = color_range
     return frame
+
+
+def samples_kept(color_range: int) -> dict[str, int]:
+    """swscale arguments that move YUV samples into another YUV format keeping their meaning: the
+    range both ways (limited unless full) and one matrix both ways (any: YUV to YUV applies none),
+    named, since swscale refuses a frame's own where it lacks it (YCgCo)."""
+    held = RANGE_JPEG if color_range == RANGE_JPEG else RANGE_MPEG
+    return {
+        "src_color_range": held,
+        "dst_color_range": held,
+        "src_colorspace": SPC_BT709,
+        "dst_colorspace": SPC_BT709,
+    }
 
 
 def _decode_args(matrix: int | None) -> dict[str, int]:

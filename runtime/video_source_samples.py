@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .processing import by_rows
-from .video_colour import RANGE_JPEG, RANGE_MPEG, SPC_BT709, Colour, copy_colour_tags, interpolation
+from .video_colour import RANGE_JPEG, Colour, copy_colour_tags, interpolation, samples_kept
 from .video_fields import split_fields, weave
 from .video_frames import coded_frame
 
@@ -136,24 +136,11 @@ def _planar_twin(pix_fmt: str) -> str | None:
     return twin if same else None
 
 
-def _kept(frame: Any) -> dict[str, Any]:
-    """swscale arguments that keep a YUV frame's samples' meaning: its range both ways and one
-    matrix both ways (any: YUV to YUV applies none), named, since swscale refuses the frame's own
-    where it lacks it (YCgCo)."""
-    held = RANGE_JPEG if frame.color_range == RANGE_JPEG else RANGE_MPEG
-    return {
-        "src_color_range": held,
-        "dst_color_range": held,
-        "src_colorspace": SPC_BT709,
-        "dst_colorspace": SPC_BT709,
-    }
-
-
 def _in_format(frame: Any, pix_fmt: str) -> Any:
     """`frame` in `pix_fmt`, its twin: its samples moved, not converted."""
     if frame.format.name == pix_fmt:
         return frame
-    moved = frame.reformat(format=pix_fmt, interpolation="POINT", **_kept(frame))
+    moved = frame.reformat(format=pix_fmt, interpolation="POINT", **samples_kept(frame.color_range))
     copy_colour_tags(frame, moved)
     return moved
 
@@ -220,7 +207,7 @@ class SourceSamples:
 def _converted(frame: Any, pix_fmt: str, top_field_first: bool | None) -> Any:
     """`frame` in `pix_fmt` with its samples' meaning unchanged (no matrix, the range kept), each
     field on its own where it has fields (4:2:0 chroma rows belong to one field)."""
-    args = {"format": pix_fmt, "interpolation": interpolation(), **_kept(frame)}
+    args = {"format": pix_fmt, "interpolation": interpolation(), **samples_kept(frame.color_range)}
     if top_field_first is None:
         return frame.reformat(**args)
     top, bottom = (field.reformat(**args) for field in split_fields(frame))

@@ -524,7 +524,8 @@ class Trainer:
         return loss_value, psnr_of_mse(max(mse_value, 1e-12))
 
     def _weights_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        """One answer for all the weights: one device sync, not one per tensor."""
+        return bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all())
 
     def _non_finite(self, what: str) -> TrainingError:
         """The stop for a run gone non-finite, saying which checkpoint is still good."""
