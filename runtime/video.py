@@ -97,6 +97,7 @@ from .video_fields import (
     order_name,
     why_not_fields,
 )
+from .video_float import beyond_white
 from .video_formats import (
     CHROMA,
     CONTAINERS,
@@ -224,7 +225,7 @@ def deband_frame(
             f"deband_frame cannot take float grey ({name}): FFmpeg's scaler reads it as video range "
             "(0.0625 as black, 0.92 as white); put its samples into a gray16le frame first"
         )
-    if (beyond := _float_beyond_white(frame)) is not None:
+    if (beyond := beyond_white(frame)) is not None:
         raise VideoError(f"deband_frame: this {name} frame {beyond}")
     fields = frame.interlaced_frame if fields is None else fields
     if not fields:
@@ -249,33 +250,6 @@ def deband_frame(
     if frame.time_base is not None:  # None on a frame made from an array
         out.time_base = frame.time_base
     return out
-
-
-def _float_beyond_white(frame: Any) -> str | None:
-    """What is wrong with a float RGB frame: its sample farthest outside 0..1 (EXR's scene light
-    above white, say), or NaN; None for other frames and for float ones within 0..1, which the RGB48
-    path keeps. (Half floats and packed float RGB never get here: swscale cannot write them.)"""
-    fmt = frame.format
-    if not fmt.name.endswith(("f32le", "f32be")):
-        return None
-    farthest, by = None, 0.5 / 65535  # less is rounding: the same 16-bit sample
-    for component in fmt.components:
-        if component.is_alpha:
-            continue
-        plane = frame.planes[component.plane]
-        samples = np.frombuffer(plane, f"{'<' if fmt.name.endswith('le') else '>'}f4")
-        samples = samples.reshape(plane.height, -1)[:, : plane.width]
-        if np.isnan(samples).any():
-            return "holds NaN samples, which have no picture to deband: replace them first"
-        for value in (float(samples.min()), float(samples.max())):
-            if (distance := max(-value, value - 1)) > by:
-                farthest, by = value, distance
-    if farthest is None:
-        return None
-    return (
-        f"holds a sample of {farthest:g}, outside 0..1, which the model's 16-bit RGB would clip: "
-        "tone-map it into 0..1 first"
-    )
 
 
 def _fields_lost(src: Path, codec: str, pix_fmt: str, height: int, tagged: bool = False) -> str:

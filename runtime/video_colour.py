@@ -20,6 +20,7 @@ import numpy as np
 
 from .processing import by_rows, usable_cpus
 from .pyav import plane_rows
+from .video_float import float_grey_rgb, is_float_grey
 
 # FFmpeg's names of the colour tags (libavutil/pixdesc.c), for the options that set them.
 _PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020",
@@ -236,7 +237,10 @@ def decode_rgb(frame: Any, deep: bool) -> np.ndarray:
     """A decoded frame as H x W x 3 RGB: uint8 (rgb24), or uint16 on 0..65535 when deep. The matrix
     is Colour.of(frame)'s, the one encode_frame uses: swscale refuses the ones it lacks. Always a
     buffer of its own: a frame already in that format comes back as itself, and a `process` that
-    works in place would change the caller's frame (deband_frame's)."""
+    works in place would change the caller's frame (deband_frame's). Float grey is read here, not
+    by swscale (video_float)."""
+    if is_float_grey(frame.format.name):
+        return float_grey_rgb(frame, deep)
     to, flags = ("rgb48le" if deep else "rgb24"), interpolation()
     matrix = None if frame.format.is_rgb else Colour.of(frame).matrix
     converted = reformatter("decode").reformat(

@@ -35,6 +35,7 @@ from .video_fields import (
     why_not_fields,
     with_field_flags,
 )
+from .video_float import beyond_white
 from .video_formats import STDIN, STDOUT, VideoError, chroma_of, writes_chroma
 from .video_frames import HandedBack, checked_picture, coded_frame, outgoing_frame, rgb_pictures
 from .video_pipeline import END, QUEUE_SIZE, Cancelled, Pipeline
@@ -405,6 +406,8 @@ class VideoJob:
                         alpha = alpha_of(frame) if self.keeps_alpha else None
                         dominance = self._dominance(frame)
                         check_frame_size(self.src, frame.width, frame.height)  # a size change mid-stream
+                        if (beyond := beyond_white(frame)) is not None:
+                            raise VideoError(f"{self.src}: the frame at {frame.time or 0:.3f} s {beyond}")
                         pictures = rgb_pictures(frame, dominance, deep)
                         source = SourceSamples.of(frame, pictures, self.pix_fmt, self.colour, dominance)
                         captioned = has_captions(frame)

@@ -17,7 +17,6 @@ the same samples (swscale converts between them exactly).
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +25,9 @@ import numpy as np
 from .processing import by_rows
 from .video_colour import RANGE_JPEG, Colour, copy_colour_tags, interpolation, samples_kept
 from .video_fields import split_fields, weave
+from .video_float import is_float
 from .video_frames import coded_frame
 
-FLOAT_FORMAT = re.compile(r"f(16|32)(le|be)$")  # float samples: grayf32le, gbrpf16le, yaf16le
 EDIT_LIMIT = 16  # 8-bit levels; a debander moves a sample by a band step at most (17 at 4 bits: 8-9)
 
 
@@ -65,7 +64,7 @@ def _integer_yuv(fmt: Any) -> bool:
     depths = {c.bits for c in colour}
     return (
         not (fmt.is_rgb or fmt.has_palette or fmt.is_bit_stream or fmt.name.startswith("xyz"))
-        and not FLOAT_FORMAT.search(fmt.name)
+        and not is_float(fmt.name)
         and len(colour) in (1, 3)
         and len(depths) == 1
         and 8 <= min(depths) <= 16

@@ -1,0 +1,73 @@
+"""Float video samples (EXR-like gbrpf32, FFV1's half floats): what FFmpeg's scaler does not do
+right with them is checked or done here.
+
+swscale clips float RGB to 0..1 without a word (an EXR's highlights came back as white) and reads
+float grey as video range whatever its range tag says (0.0625 as black, 0.92 as white), so frames
+beyond 0..1 are refused and float grey is read here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .pyav import plane_rows
+
+FLOAT_FORMAT = re.compile(r"f(16|32)(le|be)$")  # float samples: grayf32le, gbrpf16le, yaf16le, rgbaf32be
+_ROUNDING = 0.5 / 65535  # nearer to 0..1 than this is the same 16-bit sample
+
+
+def is_float(pix_fmt: str) -> bool:
+    return FLOAT_FORMAT.search(pix_fmt) is not None
+
+
+def is_float_grey(pix_fmt: str) -> bool:
+    return is_float(pix_fmt) and pix_fmt.startswith(("grayf", "yaf"))
+
+
+def _colour_samples(frame: Any) -> Iterator[np.ndarray]:
+    """Each colour (not alpha) component of a float frame as H x W floats. Packed formats hold
+    their components in the order FFmpeg lists them (ya: Y then A; rgbaf: R, G, B, A)."""
+    fmt = frame.format
+    name = fmt.name
+    dtype = np.dtype(f"{'<' if name.endswith('le') else '>'}f{fmt.components[0].bits // 8}")
+    for component in fmt.components:
+        if component.is_alpha:
+            continue
+        sharing = [c.index for c in fmt.components if c.plane == component.plane]
+        rows = plane_rows(frame, component.plane)
+        samples = rows[:, : frame.width * len(sharing) * dtype.itemsize].view(dtype)
+        yield samples[:, sharing.index(component.index) :: len(sharing)]
+
+
+def beyond_white(frame: Any) -> str | None:
+    """What is wrong with a float frame: its sample farthest outside 0..1 (EXR's scene light above
+    white, say), or NaN; None for integer frames and for float ones within 0..1."""
+    if not is_float(frame.format.name):
+        return None
+    farthest, by = None, _ROUNDING
+    for samples in _colour_samples(frame):
+        if np.isnan(samples).any():
+            return "holds NaN samples, which have no picture to deband: replace them first"
+        for value in (float(samples.min()), float(samples.max())):
+            if (distance := max(-value, value - 1)) > by:
+                farthest, by = value, distance
+    if farthest is None:
+        return None
+    return (
+        f"holds a sample of {farthest:g}, outside 0..1, which the model's 16-bit RGB would clip: "
+        "tone-map it into 0..1 first"
+    )
+
+
+def float_grey_rgb(frame: Any, deep: bool) -> np.ndarray:
+    """A grayf/yaf frame as decode_rgb gives frames (H x W x 3, uint16 on 0..65535 when deep,
+    else uint8), its luma read as the full range it is (swscale's reading is video range). Samples
+    outside 0..1 are clipped: beyond_white refuses such frames first where that matters."""
+    luma = next(_colour_samples(frame)).astype(np.float32)
+    dtype = np.uint16 if deep else np.uint8
+    grey = np.rint(np.clip(luma, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
+    return np.repeat(grey[:, :, None], 3, axis=2)
