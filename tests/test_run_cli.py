@@ -403,14 +403,23 @@ def test_an_overlap_over_half_the_tile_is_a_usage_error_naming_it(model, picture
     )
 
 
-def test_a_plugin_library_for_a_model_that_is_no_plan_is_refused(model, pictures, tmp_path):
-    """--plugin-library with a checkpoint or an ONNX file was ignored, its path never looked at."""
-    result = run(model, pictures / "sky.png", "-o", tmp_path / "o.png", "--plugin-library", tmp_path / "x.so")
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (("--plugin-library", "x.so"), "plugin_library (--plugin-library) is for TensorRT plans; a"),
+        (
+            ("--allow-embedded-plugin",),
+            "allow_embedded_plugin (--allow-embedded-plugin) is for TensorRT plans that carry their "
+            "plugin library; a",
+        ),
+    ],
+)
+def test_plugin_options_for_a_model_that_is_no_plan_are_refused(model, pictures, tmp_path, option, said):
+    """--plugin-library and --allow-embedded-plugin with a checkpoint or an ONNX file were ignored
+    (the library's path never looked at)."""
+    result = run(model, pictures / "sky.png", "-o", tmp_path / "o.png", *option)
     message = one_line_error(result)
-    assert message == (
-        f"bdinn-run: error: {model}: plugin_library (--plugin-library) is for TensorRT plans; a "
-        ".safetensors file runs on torch without one"
-    )
+    assert message == f"bdinn-run: error: {model}: {said} .safetensors file runs on torch without one"
     assert not (tmp_path / "o.png").exists()
 
 

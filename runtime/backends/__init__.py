@@ -57,6 +57,11 @@ def open_backend(
             f"{path}: plugin_library (--plugin-library) is for TensorRT plans; a {path.suffix} file runs "
             f"on {wanted} without one"
         )
+    if allow_embedded_plugin and wanted != "tensorrt":  # as silently meaningless
+        raise BackendError(
+            f"{path}: allow_embedded_plugin (--allow-embedded-plugin) is for TensorRT plans that carry "
+            f"their plugin library; a {path.suffix} file runs on {wanted} without one"
+        )
     if wanted == "torch":
         from .torch_backend import TorchBackend
 
