@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .processing import by_rows
+from .pyav import plane_rows
 from .video_colour import RANGE_JPEG, Colour, copy_colour_tags, interpolation, samples_kept
 from .video_fields import split_fields, weave
 from .video_float import is_float
@@ -139,9 +140,39 @@ def _in_format(frame: Any, pix_fmt: str) -> Any:
     """`frame` in `pix_fmt`, its twin: its samples moved, not converted."""
     if frame.format.name == pix_fmt:
         return frame
+    if (
+        frame.width % 2 and _layout(pix_fmt) is None and _layout(frame.format.name) is not None
+    ):  # planar to packed
+        return _packed_at_odd_width(frame, pix_fmt)
     moved = frame.reformat(format=pix_fmt, interpolation="POINT", **samples_kept(frame.color_range))
     copy_colour_tags(frame, moved)
     return moved
+
+
+def _packed_at_odd_width(frame: Any, pix_fmt: str) -> Any:
+    """_in_format from a planar frame into a packed format at an odd width. swscale's yuyv422 and
+    uyvy422 writers get the last pixel wrong at widths of 16k + 1 (17, 33, ...): the frame goes
+    one pixel wider (its last luma column twice; chroma planes are that wide already) and its
+    packed rows are cut back."""
+    import av
+
+    size = _layout(frame.format.name).dtype.itemsize  # bytes a sample
+    wider = av.VideoFrame(frame.width + 1, frame.height, frame.format.name)
+    for index, plane in enumerate(frame.planes):
+        given, room = plane_rows(frame, index), plane_rows(wider, index)
+        used = plane.width * size
+        room[:, :used] = given[:, :used]
+        if wider.planes[index].width > plane.width:
+            room[:, used : used + size] = given[:, used - size : used]
+    copy_colour_tags(frame, wider)
+    packed = _in_format(wider, pix_fmt)
+    out = av.VideoFrame(frame.width, frame.height, pix_fmt)
+    for index in range(len(out.planes)):
+        made, cut = plane_rows(packed, index), plane_rows(out, index)
+        span = min(made.shape[1], cut.shape[1])
+        cut[:, :span] = made[:, :span]
+    copy_colour_tags(frame, out)
+    return out
 
 
 @dataclass(frozen=True)

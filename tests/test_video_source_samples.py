@@ -86,6 +86,59 @@ def test_packed_yuv_gives_back_its_samples(pix_fmt):
     assert plane_samples(out) == plane_samples(frame)
 
 
+_PACKED_ORDER = {"yuyv422": "YUYV", "uyvy422": "UYVY", "y210le": "YUYV"}  # one pair of pixels
+
+
+def _packed(pix_fmt: str, planes: dict[str, np.ndarray]) -> av.VideoFrame:
+    """A packed 4:2:2 frame written by numpy (swscale's writer is what is under test)."""
+    luma = planes["Y"]
+    height, width = luma.shape
+    frame = av.VideoFrame(width, height, pix_fmt)
+    kind = np.uint8 if pix_fmt != "y210le" else np.dtype("<u2")
+    pairs = (width + 1) // 2
+    words = np.frombuffer(frame.planes[0], kind).reshape(height, -1)[:, : 4 * pairs].reshape(height, pairs, 4)
+    wide = np.concatenate([luma, luma[:, -1:]], axis=1) if width % 2 else luma
+    for slot, name in enumerate(_PACKED_ORDER[pix_fmt]):
+        words[:, :, slot] = planes[name] if name != "Y" else wide[:, slot // 2 :: 2]
+    return frame
+
+
+def _unpacked(frame: av.VideoFrame) -> dict[str, np.ndarray]:
+    kind = np.uint8 if frame.format.name != "y210le" else np.dtype("<u2")
+    pairs = (frame.width + 1) // 2
+    words = np.frombuffer(frame.planes[0], kind)[
+        : frame.planes[0].line_size * frame.height // np.dtype(kind).itemsize
+    ]
+    words = words.reshape(frame.height, -1)[:, : 4 * pairs].reshape(frame.height, pairs, 4)
+    order = _PACKED_ORDER[frame.format.name]
+    luma = np.stack([words[:, :, order.index("Y")], words[:, :, order.rindex("Y")]], axis=2)
+    return {
+        "Y": luma.reshape(frame.height, -1)[:, : frame.width],
+        "U": words[:, :, order.index("U")],
+        "V": words[:, :, order.index("V")],
+    }
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuyv422", "uyvy422", "y210le"])
+@pytest.mark.parametrize("width", [17, 33, 35])
+def test_packed_yuv_at_an_odd_width_keeps_its_last_column(pix_fmt, width):
+    """swscale's yuyv422 and uyvy422 writers got the last pixel wrong at widths of 16k + 1."""
+    rng = np.random.default_rng(width)
+    top, shift = (235, 0) if pix_fmt != "y210le" else (940, 6)
+    samples = {
+        "Y": rng.integers(16, top + 1, (6, width)),
+        "U": rng.integers(16, top + 1, (6, (width + 1) // 2)),
+        "V": rng.integers(16, top + 1, (6, (width + 1) // 2)),
+    }
+    stored = {name: values << shift for name, values in samples.items()}
+    frame = _packed(pix_fmt, stored)
+    frame.colorspace, frame.color_range = 1, 1
+    out = deband_frame(frame, lambda rgb: rgb)
+    assert (out.format.name, out.width) == (pix_fmt, width)
+    back = _unpacked(out)
+    assert all(np.array_equal(back[name], stored[name]) for name in "YUV")
+
+
 def test_a_packed_source_keeps_its_super_whites_in_a_planar_output(tmp_path):
     src = tmp_path / "in.mkv"
     with av.open(str(src), "w") as out:
