@@ -216,7 +216,7 @@ def parse_frame_size(ctx: click.Context, param: click.Parameter, value: str) -> 
 @plugin_library_option
 @allow_embedded_plugin_option
 @click.option("--cuda-graph", is_flag=True, help="TensorRT: replay a captured CUDA graph per frame.")
-@click.option("--json", "json_out", type=ReportFile(dir_okay=True), default=None,
+@click.option("--json", "json_out", type=ReportFile(), default=None,
               help="Also write the result as JSON to this file ('-' for stdout only).")  # fmt: skip
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing --json file.")
 @stops_cleanly

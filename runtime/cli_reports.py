@@ -37,8 +37,8 @@ class ReportFile(click.Path):
     """A report file's path. A name ending in a slash is refused: Path drops the slash, and a
     file of the folder's name was written where the user meant a folder."""
 
-    def __init__(self, dir_okay: bool = False) -> None:
-        super().__init__(dir_okay=dir_okay, path_type=Path)
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and value.endswith(("/", os.sep)):

@@ -69,7 +69,8 @@ def test_stdout_json_and_errors(model, tmp_path):
     assert huge.exit_code == 2 and "both sides must be from 16 to 16384, the graphs' bounds" in huge.output
     (tmp_path / "folder").mkdir()  # found after the whole benchmark, as a traceback
     folder = CliRunner().invoke(main, [str(model), "--size", "32x32", "--json", str(tmp_path / "folder")])
-    assert folder.exit_code == 1 and "folder: is a folder; name a file to write" in folder.output
+    assert folder.exit_code == 2 and "'--json': File '" in folder.output
+    assert "folder' is a directory" in folder.output
     assert "Traceback" not in folder.output and "ms" not in folder.output
     meant = CliRunner().invoke(main, [str(model), "--size", "32x32", "--json", f"{tmp_path / 'new'}/"])
     assert meant.exit_code == 2 and "new/' names a folder; name a file to write" in meant.output
