@@ -426,7 +426,8 @@ def main(
                     run_picture(deband, job, depth, dither, force, quiet)
             except (ImageError, BackendError, ValueError, MemoryError, OSError) as exc:
                 if isinstance(exc, MemoryError):  # the next may well fit
-                    said = f"{job.source}: not enough memory for it (try --tile 1024)"
+                    smaller = min(1024, (deband.tile or 2048) // 2 // 8 * 8)  # tiles are multiples of 8
+                    said = f"{job.source}: not enough memory for it (try --tile {smaller})"
                 elif isinstance(exc, OSError):  # an input removed since the run began, a link to nothing
                     if (said := os_error_message(exc)) is None:
                         raise

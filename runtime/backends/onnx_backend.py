@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,11 @@ from ..stop_signals import signals_deferred
 from .base import Backend, BackendError, tile_grid_of
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
+
+
+# What ONNX Runtime says when its arena or the C++ allocator runs out: its one exception type
+# carries no out-of-memory kind.
+_OUT_OF_MEMORY = re.compile(r"Failed to allocate memory|bad_alloc")
 
 
 def _one_line(exc: Exception, limit: int = 400) -> str:
@@ -104,6 +110,9 @@ class OnnxBackend(Backend):
             (out,) = self.session.run([self.output_name], {self.input_name: feed})
         except Exception as exc:  # ORT's own types; out of memory is one of them
             message = _one_line(exc)
+            if _OUT_OF_MEMORY.search(message):  # as torch's: one line with advice (a smaller tile)
+                size = "x".join(map(str, chw.shape[1:]))
+                raise MemoryError(f"ONNX Runtime could not allocate a {size} tile's memory") from None
             raise BackendError(f"{self.path}: ONNX Runtime failed to run the model ({message})") from None
         wanted = feed.shape
         if out.shape != wanted or (self.uint8_io and out.dtype not in (np.uint8, np.uint16)):
