@@ -98,7 +98,7 @@ def run_settings(
 @click.option("--size", default="1080x1920", callback=parse_frame_size, help="Frame HEIGHTxWIDTH.")
 @click.option("--model", default=None, help="Also run this model (any file Debander.open takes).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None, help="Checkpoints only.")
-@click.option("--json", "json_path", type=ReportFile(dir_okay=True), default=None)
+@click.option("--json", "json_path", type=ReportFile(), default=None)
 @report_files("json_path", models="model", bundled_default=False)  # no --model: none runs
 @stops_cleanly
 def main(
