@@ -263,8 +263,9 @@ max_change_option = click.option(
     callback=parse_max_change,
     metavar="LEVELS|off",
     show_default=True,
-    help="The most the model may move any value, in 8-bit levels (flat black and white: none); 'off' "
-    "for the model's raw output (heavy posterisation such as 4-bit pictures wants more).",
+    help="The most the model may move any value, in 8-bit levels (black and white samples of an "
+    "8-bit-precision picture: none); 'off' for the model's raw output (heavy posterisation such as "
+    "4-bit pictures wants more).",
 )
 
 

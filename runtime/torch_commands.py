@@ -24,8 +24,8 @@ def _launch(command: str) -> None:
         import torch  # noqa: F401
     except ImportError:
         print(f"{command}: error: needs PyTorch: pip install '.[train,onnx]' in bdinn's folder (on a "
-              "CPU-only machine the CPU build of torch first: README, Install); bdinn-run, bdinn-eval and "
-              "bdinn-bench work without it",
+              "CPU-only machine the CPU build of torch first: README, Quick start); bdinn-run, bdinn-eval "
+              "and bdinn-bench work without it",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(1) from None
     for module in _EXTRAS.get(command, ()):
