@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 from tqdm import tqdm
 
+from .console import tell
 from .debander import DEFAULT_MAX_CHANGE
 from .stop_signals import STOPPING
 
@@ -115,7 +116,7 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
                 raise SystemExit(128 + _dropped[0])
             return result
         except KeyboardInterrupt:
-            _say("Aborted!")
+            tell("Aborted!")
             raise SystemExit(128 + signal.SIGINT) from None
         except RuntimeError as exc:  # Path.resolve() on Python 3.10-3.12, wherever a path is compared
             if not str(exc).startswith("Symlink loop from "):
@@ -127,7 +128,7 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
             ) from None
         except SystemExit as exc:
             if isinstance(exc.code, int) and exc.code - 128 in STOPPING:  # a log shows why the run ended
-                _say(STOPPING[signal.Signals(exc.code - 128)])
+                tell(STOPPING[signal.Signals(exc.code - 128)])
             raise
         finally:
             _dropped.clear()
@@ -136,11 +137,6 @@ def stops_cleanly(command: Callable[P, R]) -> Callable[P, R]:
                 signal.signal(sig, handler)
 
     return wrapper
-
-
-def _say(message: str) -> None:
-    with contextlib.suppress(OSError):  # a terminal that hung up takes no more writes
-        click.echo(message, err=True)
 
 
 @contextlib.contextmanager
@@ -178,8 +174,7 @@ def _tick(line: tqdm, done: threading.Event) -> None:
 
 
 def _show_warning(message: Warning | str, *args: object) -> None:
-    with contextlib.suppress(OSError):  # 2>&1 | head, 2>/dev/full: the work goes on without it
-        tqdm.write(one_line(f"Warning: {message}"), file=sys.stderr)
+    tell(one_line(f"Warning: {message}"))
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:

@@ -36,6 +36,7 @@ from .cli_options import (
     stops_cleanly,
     tile_option,
 )
+from .console import tell
 from .debander import DEFAULT_OVERLAP, Debander
 from .files import OutputError, check_writable, resolved
 from .imageio import (
@@ -276,8 +277,8 @@ def check_format(job: Job, depth: int | None = None) -> None:
         except ImageError as exc:
             raise click.ClickException(str(exc)) from None
     if suffix in LOSSY_IMAGE_SUFFIXES:
-        click.echo(one_line(f"Warning: {job.target}: JPEG's lossy compression brings some banding back; "
-                            ".png keeps the result exact"), err=True)  # fmt: skip
+        tell(one_line(f"Warning: {job.target}: JPEG's lossy compression brings some banding back; "
+                      ".png keeps the result exact"))  # fmt: skip
 
 
 def draws_bars(quiet: bool) -> bool:
@@ -438,11 +439,11 @@ def main(
                 if not said.startswith(f"{job.source}:"):  # the model's error: say which input met it
                     said = f"{job.source}: {said}"
                 failures += 1
-                bar.write(one_line(f"bdinn-run: error: {said}"), file=sys.stderr)
+                tell(one_line(f"bdinn-run: error: {said}"))
     if failures:
         raise click.ClickException(f"{failures} of {len(jobs)} inputs failed (see above)")
     if not quiet and len(jobs) == 1 and not jobs[0].is_video:  # videos report their own line
-        click.echo(one_line(f"{jobs[0].source} -> {jobs[0].target}"), err=True)
+        tell(one_line(f"{jobs[0].source} -> {jobs[0].target}"))
 
 
 def run_picture(
@@ -536,7 +537,7 @@ def run_video(
         if count := report.audio_transcoded:  # lossy: PCM, FLAC or AC-3 the container cannot hold
             notes.append(f"{count} audio stream{'' if count == 1 else 's'} re-encoded")
         said = "".join(f", {note}" for note in notes)
-        click.echo(one_line(f"{report.src} -> {report.dst}: {total} at {report.fps:.2f} fps{said}"), err=True)
+        tell(one_line(f"{report.src} -> {report.dst}: {total} at {report.fps:.2f} fps{said}"))
 
 
 if __name__ == "__main__":

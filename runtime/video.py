@@ -76,6 +76,7 @@ from typing import Any
 import numpy as np
 
 from .backends.base import BackendError
+from .console import LossyStream
 from .display_matrix import DisplayMatrix
 from .files import OutputError, atomic_write
 from .mp4_boxes import cut_box
@@ -351,7 +352,10 @@ def deband_video(
             from tqdm import tqdm
 
             quiet = sys.stderr is None  # pythonw, some daemons: no console to draw on
-            bar = tqdm(total=job.total, unit="frame", desc=src.name, dynamic_ncols=True, disable=quiet)
+            bar = tqdm(
+                total=job.total, unit="frame", desc=src.name, dynamic_ncols=True, disable=quiet,
+                file=None if quiet else LossyStream(sys.stderr),
+            )  # fmt: skip
             job.on_frame = lambda done: bar.update(1)
         elif callable(progress):
             total = job.total  # not the job: job -> on_frame -> job kept every job until a gc

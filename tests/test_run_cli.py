@@ -1306,3 +1306,22 @@ def test_help_gives_each_encoders_own_crf_range():
     for said in ("libx264 0..51 (default 18)", "libsvtav1 1..63 (default 28)", "libvpx 4..63 (default 10)"):
         assert said in text
     assert "libvpx 0 (slowest)..16" in text  # --preset: VP8's cpu-used was left out too
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_an_unwritable_stderr_loses_lines_not_work(model, pictures, tmp_path):
+    """bdinn-run 2>/dev/full (or 2>&1 | head, a terminal gone): the line for a failed input
+    raised, the batch stopped there and later inputs were never debanded; a single picture,
+    written in full, exited 1 for its "a -> b" line."""
+    (pictures / "ruined.png").write_bytes(b"not a picture")  # sorted first: the others come after it
+    command = [sys.executable, "-c", "from bdinn.runtime.run_cli import main; main()", str(model)]
+    with open("/dev/full", "w") as full:
+        batch = subprocess.run(
+            [*command, str(pictures), "-o", str(tmp_path / "out")], stderr=full, timeout=300, check=False
+        )
+        one = subprocess.run(
+            [*command, str(pictures / "sky.png"), "-o", str(tmp_path / "one.png")], stderr=full, timeout=300
+        )
+    assert batch.returncode == 1  # one input of three failed: said nowhere, counted all the same
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["shapes.png", "sky.png"]
+    assert one.returncode == 0 and read_image(tmp_path / "one.png").shape == (64, 96, 3)

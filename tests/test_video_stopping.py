@@ -54,6 +54,29 @@ def test_error_in_process_stops_everything_and_leaves_nothing(source, tmp_path):
     assert _threads_left_since(baseline) == []
 
 
+@pytest.mark.parametrize(
+    "error", [BrokenPipeError(32, "Broken pipe"), OSError(28, "No space left on device")]
+)
+def test_a_progress_bar_that_cannot_be_drawn_loses_the_bar_not_the_video(
+    source, tmp_path, monkeypatch, error
+):
+    """deband_video's default bar (progress=True) with stderr gone mid-run (2>&1 | head, a log
+    collector that died, 2>/dev/full): its write raised inside the job, and the video was lost."""
+
+    class Gone:  # stderr after its reader left
+        encoding = "utf-8"
+
+        def write(self, text: str) -> int:
+            raise error
+
+        def flush(self) -> None:
+            raise error
+
+    monkeypatch.setattr(sys, "stderr", Gone())
+    report = deband_video(source, tmp_path / "out.mkv", lambda rgb: rgb)
+    assert report.frames == N and (tmp_path / "out.mkv").stat().st_size > 0
+
+
 @pytest.mark.parametrize(("sig", "said"), [(signal.SIGTERM, "Terminated."), (signal.SIGHUP, "Hangup.")])
 def test_a_stopping_signal_under_a_command_stops_cleanly(source, tmp_path, capsys, request, sig, said):
     """`timeout`, docker stop or a batch scheduler send SIGTERM, a dropped SSH session SIGHUP: the
