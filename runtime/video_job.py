@@ -542,7 +542,7 @@ class VideoJob:
             if self.dst == STDOUT and exc.errno in (errno.EPIPE, errno.EBADF):
                 raise VideoError(
                     f"{self.dst}: the program reading standard output closed it after {self.frames} "
-                    "frame(s); stopping"
+                    "frame(s) were encoded; stopping"
                 ) from exc
             self._check_space(exc)
             reason = exc.strerror or str(exc)  # its file name is the temporary file's

@@ -931,8 +931,8 @@ class TestVideo:
             stderr = process.stderr.read().decode()
             assert process.wait(timeout=300) == 1
         assert re.fullmatch(
-            r"bdinn-run: error: <stdout>: the program reading standard output closed it after \d frame\(s\); "
-            r"stopping\n",
+            r"bdinn-run: error: <stdout>: the program reading standard output closed it after \d+ frame\(s\) "
+            r"were encoded; stopping\n",
             stderr,
         ), stderr
 
