@@ -21,7 +21,13 @@ import numpy as np
 
 from bdinn.runtime import Debander
 from bdinn.runtime.backends import BackendError
-from bdinn.runtime.cli_options import BdinnCommand, max_change_option, one_line_warnings, stops_cleanly
+from bdinn.runtime.cli_options import (
+    BdinnCommand,
+    max_change_option,
+    one_line_warnings,
+    out_of_memory,
+    stops_cleanly,
+)
 from bdinn.runtime.cli_reports import json_option, report_files, write_report
 from bdinn.runtime.metrics import psnr
 
@@ -112,6 +118,10 @@ def main(models: tuple[Path, ...], bits: int, json_path: Path | None, max_change
                 click.echo(to_markdown(name, results[name]) + "\n")
         except (BackendError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
+        except MemoryError as exc:  # PyTorch's or ONNX Runtime's
+            raise out_of_memory(
+                exc, "the widest ramp is 1056x4224: free memory or use a larger machine"
+            ) from None
     if json_path:
         record = {"bits": bits, "max_change": max_change, "results": results}
         write_report(json_path, json.dumps(record, indent=2) + "\n")

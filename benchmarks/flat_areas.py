@@ -23,7 +23,13 @@ import numpy as np
 from bdinn.runtime import Debander
 from bdinn.runtime.backends import BackendError
 from bdinn.runtime.bench import parse_frame_size
-from bdinn.runtime.cli_options import BdinnCommand, max_change_option, one_line_warnings, stops_cleanly
+from bdinn.runtime.cli_options import (
+    BdinnCommand,
+    max_change_option,
+    one_line_warnings,
+    out_of_memory,
+    stops_cleanly,
+)
 from bdinn.runtime.cli_reports import json_option, report_files, write_report
 
 BAR_SHARE = 140 / 1080  # of the height, each bar: a 2.39:1 film in a 16:9 frame
@@ -117,6 +123,8 @@ def main(
                 click.echo(to_markdown(name, results[name]) + "\n")
         except (BackendError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
+        except MemoryError as exc:  # PyTorch's or ONNX Runtime's
+            raise out_of_memory(exc, "a smaller --size needs less") from None
     if json_path:
         record = {"size": list(size), "max_change": max_change, "results": results}
         write_report(json_path, json.dumps(record, indent=2) + "\n")

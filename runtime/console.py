@@ -36,5 +36,11 @@ class LossyStream:
         with contextlib.suppress(OSError):
             self._stream.flush()
 
+    def __eq__(self, other: object) -> bool:  # tqdm.write clears the bars drawn on the stream it writes to
+        return other is self or self._stream == getattr(other, "_stream", other)
+
+    def __hash__(self) -> int:
+        return hash(self._stream)
+
     def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno: what tqdm asks of a stream
         return getattr(self._stream, name)

@@ -269,9 +269,7 @@ def check_format(job: Job, depth: int | None = None) -> None:
         )
     if layout is not None and layout[1] and suffix in LOSSY_IMAGE_SUFFIXES:
         raise click.ClickException(f"{job.target}: JPEG holds no alpha, and {job.source} has it; write .png")
-    # turned as the output will be where the header says so; a TIFF's longer side, turned or not
-    size = None if job.is_video or not job.source.is_file() else stored_size(job.source) or sides(job.source)
-    if size is not None:
+    if (size := _picture_size(job)) is not None:
         try:
             check_side_for(job.target, *size)
         except ImageError as exc:
@@ -427,8 +425,7 @@ def main(
                     run_picture(deband, job, depth, dither, force, quiet)
             except (ImageError, BackendError, ValueError, MemoryError, OSError) as exc:
                 if isinstance(exc, MemoryError):  # the next may well fit
-                    smaller = min(1024, (deband.tile or 2048) // 2 // 8 * 8)  # tiles are multiples of 8
-                    said = f"{job.source}: not enough memory for it (try --tile {smaller})"
+                    said = f"{job.source}: not enough memory for it ({_less_memory(deband, job)})"
                 elif isinstance(exc, OSError):  # an input removed since the run began, a link to nothing
                     if (said := os_error_message(exc)) is None:
                         raise
@@ -444,6 +441,23 @@ def main(
         raise click.ClickException(f"{failures} of {len(jobs)} inputs failed (see above)")
     if not quiet and len(jobs) == 1 and not jobs[0].is_video:  # videos report their own line
         tell(one_line(f"{jobs[0].source} -> {jobs[0].target}"))
+
+
+def _picture_size(job: Job) -> tuple[int, int] | None:
+    """A picture's (height, width) from its header: turned as the output will be where the header
+    says so, a TIFF's as stored (its longer side is the same); None for a video or a pipe."""
+    return None if job.is_video or not job.source.is_file() else stored_size(job.source) or sides(job.source)
+
+
+def _less_memory(deband: Debander, job: Job) -> str:
+    """What to try when `job` ran out of memory: half the tile it ran in (the whole picture where
+    it ran whole; --tile's, or 2048, for a video), at most 1024 and at least --tile's least, 32."""
+    size = _picture_size(job)
+    ran = (deband.tile_for(size) or size) if size is not None else (deband.tile or 2048,)
+    smaller = min(1024, max(ran) // 2 // 8 * 8)  # tiles are multiples of 8
+    if smaller < 32:
+        return "even --tile 32 needs more than this machine has free"
+    return f"try --tile {smaller}"
 
 
 def run_picture(

@@ -1,5 +1,7 @@
 """benchmarks/band_width_sweep.py: the ramps it makes, and that it scores a model served or raw."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,21 @@ def test_a_model_that_does_not_open_is_said_before_any_sweep(run_benchmark, tmp_
     done = run_benchmark("band_width_sweep", default_model_path("onnxruntime"), bad)
     assert done.returncode == 1
     assert done.stdout == "" and done.stderr.count("\n") == 1 and str(bad) in done.stderr
+
+
+def test_running_out_of_memory_is_one_line_with_advice(tmp_path):
+    """ONNX Runtime's out of memory, a MemoryError as PyTorch's is, was a traceback here."""
+    import subprocess
+
+    from stand_ins import greedy_onnx, memory_limited_script
+
+    script = Path(__file__).parents[1] / "benchmarks" / "band_width_sweep.py"
+    done = subprocess.run(
+        memory_limited_script(script, str(greedy_onnx(tmp_path / "greedy.onnx"))),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "band_width_sweep.py: error: not enough memory (ONNX Runtime could not allocate a 192x256 tile's "
+        "memory); the widest ramp is 1056x4224: free memory or use a larger machine"
+    ]

@@ -259,6 +259,24 @@ def test_a_warning_that_cannot_be_printed_does_not_stop_the_work(monkeypatch):
     # reached: the OSError of the print was not raised
 
 
+def test_a_line_told_under_a_lossy_bar_clears_the_bar_first(monkeypatch):
+    """tqdm clears only the bars drawn on the stream it writes a line to: a warning during
+    deband_video's bar (drawn through LossyStream) was glued onto the bar's half-drawn line."""
+    from tqdm import tqdm
+
+    from bdinn.runtime.console import LossyStream, tell
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with tqdm(total=4, file=LossyStream(terminal), ncols=60, mininterval=0, desc="clip") as bar:
+        bar.update(1)
+        drawn = len(terminal.getvalue())
+        tell("Warning: the model gave NaN values")
+    said = terminal.getvalue()[drawn:]
+    assert said.startswith("\r") and "\rWarning: the model gave NaN values\n" in said
+    assert said.index("Warning") < said.index("clip")  # the bar drawn again below the line
+
+
 def test_a_signal_while_tensorrt_imports_is_not_taken_for_a_missing_tensorrt(tmp_path):
     """pybind11 turns an exception raised in a module's initialisation into ImportError: a SIGTERM
     while tensorrt_rtx loaded was 'TensorRT is not installed or does not load'. A stand-in module

@@ -1,6 +1,7 @@
 """benchmarks/flat_areas.py: the frames it makes, and what it reports of the bundled model."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,3 +39,19 @@ def test_a_frame_too_small_is_one_line_and_exit_2(run_benchmark):
     done = run_benchmark("flat_areas", "--size", "8x8")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--size" in done.stderr and "at least" not in done.stdout
+
+
+def test_running_out_of_memory_is_one_line_with_advice(tmp_path):
+    """ONNX Runtime's out of memory, a MemoryError as PyTorch's is, was a traceback here."""
+    import subprocess
+
+    from stand_ins import greedy_onnx, memory_limited_script
+
+    script = Path(__file__).parents[1] / "benchmarks" / "flat_areas.py"
+    command = memory_limited_script(script, str(greedy_onnx(tmp_path / "greedy.onnx")), "--size", "64x64")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "flat_areas.py: error: not enough memory (ONNX Runtime could not allocate a 64x64 tile's memory); "
+        "a smaller --size needs less"
+    ]
