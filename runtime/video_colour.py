@@ -20,7 +20,7 @@ import numpy as np
 
 from .processing import by_rows, usable_cpus
 from .pyav import plane_rows
-from .video_float import float_grey_rgb, is_float_grey
+from .video_float import float_alpha, float_grey_rgb, is_float, is_float_grey
 
 # FFmpeg's names of the colour tags (libavutil/pixdesc.c), for the options that set them.
 _PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020",
@@ -339,7 +339,9 @@ def alpha_of(frame: Any) -> np.ndarray | None:
     alpha = _alpha_component(fmt)
     if alpha is None:
         return None
-    if not fmt.is_planar or alpha.bits > 16:  # packed or float: let swscale unpack it
+    if is_float(fmt.name):
+        return float_alpha(frame)
+    if not fmt.is_planar:  # packed: let swscale unpack it
         return frame.to_ndarray(format="rgba64le")[..., 3].copy()
     top = (1 << alpha.bits) - 1
     samples = _plane_samples(frame, alpha.plane, alpha.bits).astype(np.uint32)

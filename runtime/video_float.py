@@ -28,19 +28,20 @@ def is_float_grey(pix_fmt: str) -> bool:
     return is_float(pix_fmt) and pix_fmt.startswith(("grayf", "yaf"))
 
 
-def _colour_samples(frame: Any) -> Iterator[np.ndarray]:
-    """Each colour (not alpha) component of a float frame as H x W floats. Packed formats hold
-    their components in the order FFmpeg lists them (ya: Y then A; rgbaf: R, G, B, A)."""
+def _samples(frame: Any, component: Any) -> np.ndarray:
+    """One component of a float frame as H x W floats. Packed formats hold their components in
+    the order FFmpeg lists them (ya: Y then A; rgbaf: R, G, B, A)."""
     fmt = frame.format
-    name = fmt.name
-    dtype = np.dtype(f"{'<' if name.endswith('le') else '>'}f{fmt.components[0].bits // 8}")
-    for component in fmt.components:
-        if component.is_alpha:
-            continue
-        sharing = [c.index for c in fmt.components if c.plane == component.plane]
-        rows = plane_rows(frame, component.plane)
-        samples = rows[:, : frame.width * len(sharing) * dtype.itemsize].view(dtype)
-        yield samples[:, sharing.index(component.index) :: len(sharing)]
+    dtype = np.dtype(f"{'<' if fmt.name.endswith('le') else '>'}f{component.bits // 8}")
+    sharing = [c.index for c in fmt.components if c.plane == component.plane]
+    rows = plane_rows(frame, component.plane)
+    samples = rows[:, : frame.width * len(sharing) * dtype.itemsize].view(dtype)
+    return samples[:, sharing.index(component.index) :: len(sharing)]
+
+
+def _colour_samples(frame: Any) -> Iterator[np.ndarray]:
+    """Each colour (not alpha) component of a float frame as H x W floats."""
+    return (_samples(frame, c) for c in frame.format.components if not c.is_alpha)
 
 
 def beyond_white(frame: Any) -> str | None:
@@ -71,3 +72,12 @@ def float_grey_rgb(frame: Any, deep: bool) -> np.ndarray:
     dtype = np.uint16 if deep else np.uint8
     grey = np.rint(np.clip(luma, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
     return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def float_alpha(frame: Any) -> np.ndarray:
+    """A float frame's alpha as alpha_of gives it (H x W uint16 on 0..65535), clipped to 0..1:
+    alpha_of read half floats' bits as integers (1.0 as 23 % opaque), and swscale aborts the
+    process on yaf32's."""
+    (alpha,) = (c for c in frame.format.components if c.is_alpha)
+    opacity = _samples(frame, alpha).astype(np.float32)
+    return np.rint(np.clip(np.nan_to_num(opacity), 0.0, 1.0) * 65535).astype(np.uint16)

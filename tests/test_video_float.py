@@ -10,7 +10,7 @@ import pytest
 av = pytest.importorskip("av")
 
 from bdinn.runtime.video import VideoError, deband_video  # noqa: E402
-from bdinn.runtime.video_colour import decode_rgb  # noqa: E402
+from bdinn.runtime.video_colour import alpha_of, decode_rgb  # noqa: E402
 from bdinn.runtime.video_float import beyond_white, float_grey_rgb  # noqa: E402
 
 RAMP = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (48, 1))
@@ -25,10 +25,11 @@ def _fill(frame: av.VideoFrame, values: list[np.ndarray]) -> av.VideoFrame:
     return frame
 
 
-def _exr(path: Path, pix_fmt: str, planes: list[np.ndarray]) -> Path:
-    """An OpenEXR file written by FFmpeg's own encoder, read back as a one-frame video."""
+def _exr(path: Path, pix_fmt: str, planes: list[np.ndarray], half: bool = False) -> Path:
+    """An OpenEXR file written by FFmpeg's own encoder, read back as a one-frame video: of float32
+    samples, or of half floats (which FFmpeg's decoder gives as gbrapf16le, grayf16le...)."""
     with av.open(str(path), "w", format="image2") as out:
-        stream = out.add_stream("exr", rate=25)
+        stream = out.add_stream("exr", rate=25, options={"format": "half"} if half else {})
         stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
         frame = _fill(av.VideoFrame(64, 48, pix_fmt), planes)
         frame.pts = 0
@@ -42,14 +43,17 @@ def _first_frame_rgb(path: Path) -> np.ndarray:
         return decode_rgb(next(container.decode(video=0)), True) / 65535
 
 
-def test_float_grey_keeps_its_levels(tmp_path):
+@pytest.mark.parametrize("half", [True, False])
+def test_float_grey_keeps_its_levels(tmp_path, half):
     """A grey EXR's 0..1 ramp came back from 0.0 to 1.0 over 0.92 of its width: swscale read it
     as video range (0.1 came back 0.044)."""
-    src = _exr(tmp_path / "grey.exr", "grayf32le", [RAMP])
+    src = _exr(tmp_path / "grey.exr", "grayf32le", [RAMP], half=half)
     dst = tmp_path / "out.mkv"
     deband_video(src, dst, lambda rgb: rgb, codec="ffv1", bit_depth=12, progress=False)
-    rgb = _first_frame_rgb(dst)
-    assert np.abs(rgb - RAMP[:, :, None]).max() < 16 / 65535  # 12-bit video range: 1 code is 18.7
+    with av.open(str(src)) as container:  # as the file holds it: FFmpeg's own float -> half
+        plane = next(container.decode(video=0)).planes[0]
+    held = np.frombuffer(plane, "<f2" if half else "<f4").reshape(48, -1)[:, :64].astype(np.float32)
+    assert np.abs(_first_frame_rgb(dst) - held[:, :, None]).max() < 16 / 65535  # 12-bit video range: 18.7
 
 
 def test_float_rgb_beyond_white_is_refused_and_nothing_is_written(tmp_path):
@@ -66,6 +70,22 @@ def test_float_rgb_beyond_white_is_refused_and_nothing_is_written(tmp_path):
     src = _exr(src, "gbrpf32le", [green, RAMP, RAMP])
     deband_video(src, dst, lambda rgb: rgb, codec="ffv1", progress=False)
     assert np.abs(_first_frame_rgb(dst)[:, :, 1] - green).max() < 64 / 65535  # 10-bit video range
+
+
+@pytest.mark.parametrize("half", [True, False])
+def test_float_alpha_keeps_its_opacity(tmp_path, half):
+    """A half-float RGBA EXR's alpha was read as 16-bit integers: 1.0 (0x3C00) came out 23 %
+    opaque and 0.5 as 22 %."""
+    opacity = np.tile(np.linspace(0.0, 1.0, 48, dtype=np.float32)[:, None], (1, 64))
+    src = _exr(tmp_path / "rgba.exr", "gbrapf32le", [RAMP, RAMP, RAMP, opacity], half=half)
+    with av.open(str(src)) as container:
+        assert next(container.decode(video=0)).format.name == ("gbrapf16le" if half else "gbrapf32le")
+    dst = tmp_path / "out.mkv"
+    deband_video(src, dst, lambda rgb: rgb, codec="ffv1", progress=False)
+    with av.open(str(dst)) as container:
+        frame = next(container.decode(video=0))
+    assert frame.format.name.startswith("yuva")
+    assert np.abs(alpha_of(frame) / 65535 - opacity).max() < 1 / 1023  # 10-bit alpha
 
 
 @pytest.mark.parametrize(
