@@ -223,8 +223,8 @@ def deband_frame(
         )
     if name.startswith("grayf"):
         raise VideoError(
-            f"deband_frame cannot take float grey ({name}): FFmpeg's scaler reads it as video range "
-            "(0.0625 as black, 0.92 as white); put its samples into a gray16le frame first"
+            f"deband_frame cannot take float grey ({name}): FFmpeg's scaler writes it as video range "
+            "(RGB black as 0.0625); put its samples into a gray16le frame first"
         )
     if (beyond := beyond_white(frame)) is not None:
         raise VideoError(f"deband_frame: this {name} frame {beyond}")
