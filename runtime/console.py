@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Any, TextIO
+from typing import Any
 
 from tqdm import tqdm
 
@@ -19,28 +19,24 @@ def tell(text: str) -> None:
         tqdm.write(text, file=sys.stderr)
 
 
-class LossyStream:
-    """A progress bar's stream whose writes may fail: tqdm itself lets only a hung-up terminal's
-    EIO pass, so a full disk or a closed pipe under `2>` stopped the work it was drawing."""
+class LossyBar:
+    """A tqdm bar on stderr that stops drawing where a write fails: tqdm itself lets only a hung-up
+    terminal's EIO pass, so a full disk or a closed pipe under `2>` stopped the work it drew. It
+    draws on stderr itself (not a wrapper of it), as tqdm clears only the bars drawn on the very
+    stream a line is written to."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
+    def __init__(self, **options: Any) -> None:
         try:
-            return self._stream.write(text)
+            self._bar = tqdm(file=sys.stderr, **options)
+        except OSError:  # its first flush of stderr
+            self._bar = tqdm(disable=True)
+
+    def update(self, n: int = 1) -> None:
+        try:
+            self._bar.update(n)
         except OSError:
-            return len(text)
+            self._bar.disable = True  # no more drawing, nor clearing at close
 
-    def flush(self) -> None:
+    def close(self) -> None:
         with contextlib.suppress(OSError):
-            self._stream.flush()
-
-    def __eq__(self, other: object) -> bool:  # tqdm.write clears the bars drawn on the stream it writes to
-        return other is self or self._stream == getattr(other, "_stream", other)
-
-    def __hash__(self) -> int:
-        return hash(self._stream)
-
-    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno: what tqdm asks of a stream
-        return getattr(self._stream, name)
+            self._bar.close()

@@ -76,7 +76,7 @@ from typing import Any
 import numpy as np
 
 from .backends.base import BackendError
-from .console import LossyStream
+from .console import LossyBar
 from .display_matrix import DisplayMatrix
 from .files import OutputError, atomic_write
 from .mp4_boxes import cut_box
@@ -349,13 +349,8 @@ def deband_video(
                 stacklevel=2,
             )
         if progress is True:
-            from tqdm import tqdm
-
             quiet = sys.stderr is None  # pythonw, some daemons: no console to draw on
-            bar = tqdm(
-                total=job.total, unit="frame", desc=src.name, dynamic_ncols=True, disable=quiet,
-                file=None if quiet else LossyStream(sys.stderr),
-            )  # fmt: skip
+            bar = LossyBar(total=job.total, unit="frame", desc=src.name, dynamic_ncols=True, disable=quiet)
             job.on_frame = lambda done: bar.update(1)
         elif callable(progress):
             total = job.total  # not the job: job -> on_frame -> job kept every job until a gc

@@ -259,22 +259,40 @@ def test_a_warning_that_cannot_be_printed_does_not_stop_the_work(monkeypatch):
     # reached: the OSError of the print was not raised
 
 
-def test_a_line_told_under_a_lossy_bar_clears_the_bar_first(monkeypatch):
-    """tqdm clears only the bars drawn on the stream it writes a line to: a warning during
-    deband_video's bar (drawn through LossyStream) was glued onto the bar's half-drawn line."""
-    from tqdm import tqdm
+def test_a_lossy_bar_is_cleared_for_a_line_and_outlives_its_stream(monkeypatch):
+    """deband_video's bar: a write that failed (2>&1 | head after head left) stopped the video it
+    drew; drawn through a wrapper of stderr, a warning was glued onto its half-drawn line (tqdm
+    clears only the bars drawn on the very stream a line goes to)."""
+    from bdinn.runtime.console import LossyBar, tell
 
-    from bdinn.runtime.console import LossyStream, tell
+    class Terminal(io.StringIO):
+        gone = False  # its reader left
 
-    terminal = io.StringIO()
+        def write(self, text: str) -> int:
+            if self.gone:
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+        def flush(self) -> None:
+            if self.gone:
+                raise BrokenPipeError(32, "Broken pipe")
+
+    terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    with tqdm(total=4, file=LossyStream(terminal), ncols=60, mininterval=0, desc="clip") as bar:
-        bar.update(1)
-        drawn = len(terminal.getvalue())
-        tell("Warning: the model gave NaN values")
+    bar = LossyBar(total=4, ncols=60, mininterval=0, desc="clip")
+    bar.update(1)
+    drawn = len(terminal.getvalue())
+    tell("Warning: the model gave NaN values")
     said = terminal.getvalue()[drawn:]
     assert said.startswith("\r") and "\rWarning: the model gave NaN values\n" in said
     assert said.index("Warning") < said.index("clip")  # the bar drawn again below the line
+    terminal.gone = True
+    bar.update(1)
+    bar.update(1)
+    tell("lost")
+    bar.close()
+    assert "lost" not in terminal.getvalue()
+    LossyBar(total=4, desc="late").update(1)  # made on a stream already gone: draws nothing, raises nothing
 
 
 def test_a_signal_while_tensorrt_imports_is_not_taken_for_a_missing_tensorrt(tmp_path):
