@@ -8,6 +8,7 @@ beyond 0..1 are refused and float grey is read here.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -51,9 +52,10 @@ def beyond_white(frame: Any) -> str | None:
         return None
     farthest, by = None, _ROUNDING
     for samples in _colour_samples(frame):
-        if np.isnan(samples).any():
+        ends = (float(samples.min()), float(samples.max()))  # NaN where any sample is NaN
+        if math.isnan(ends[0]) or math.isnan(ends[1]):
             return "holds NaN samples, which have no picture to deband: replace them first"
-        for value in (float(samples.min()), float(samples.max())):
+        for value in ends:
             if (distance := max(-value, value - 1)) > by:
                 farthest, by = value, distance
     if farthest is None:
@@ -68,9 +70,7 @@ def float_grey_rgb(frame: Any, deep: bool) -> np.ndarray:
     """A grayf/yaf frame as decode_rgb gives frames (H x W x 3, uint16 on 0..65535 when deep,
     else uint8), its luma read as the full range it is (swscale's reading is video range). Samples
     outside 0..1 are clipped: beyond_white refuses such frames first where that matters."""
-    luma = next(_colour_samples(frame)).astype(np.float32)
-    dtype = np.uint16 if deep else np.uint8
-    grey = np.rint(np.clip(luma, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
+    grey = _levels(next(_colour_samples(frame)), np.uint16 if deep else np.uint8)
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 
@@ -79,5 +79,10 @@ def float_alpha(frame: Any) -> np.ndarray:
     alpha_of read half floats' bits as integers (1.0 as 23 % opaque), and swscale aborts the
     process on yaf32's."""
     (alpha,) = (c for c in frame.format.components if c.is_alpha)
-    opacity = _samples(frame, alpha).astype(np.float32)
-    return np.rint(np.clip(np.nan_to_num(opacity), 0.0, 1.0) * 65535).astype(np.uint16)
+    return _levels(_samples(frame, alpha), np.uint16)
+
+
+def _levels(samples: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
+    """Float samples as integers of `dtype` on its full scale, clipped to 0..1 (NaN as 0)."""
+    values = np.nan_to_num(samples.astype(np.float32))
+    return np.rint(np.clip(values, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
